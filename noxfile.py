@@ -1,0 +1,90 @@
+"""Developer sessions: ``nox -s tests``, ``nox -s integration``, ``nox -s bench``...
+
+``scripts/test.sh`` runs the same checks in one environment for CI.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nox
+
+nox.options.sessions = ["lint", "mypy", "tests", "integration", "docs"]
+nox.options.reuse_existing_virtualenvs = True
+
+ROOT = Path(__file__).parent
+ADAPTERS = sorted(str(p) for p in (ROOT / "adapters").glob("*/pyproject.toml"))
+
+
+def _install_adapters(session: nox.Session) -> None:
+    for pyproject in ADAPTERS:
+        session.install("-e", f"{Path(pyproject).parent}[test]")
+
+
+@nox.session(python="3.11")
+def tests(session: nox.Session) -> None:
+    """Unit tests of the core, on in-memory stores."""
+    session.install("-e", ".[frame,test]")
+    session.run("pytest", "tests", "-m", "not integration", *session.posargs)
+
+
+@nox.session(python="3.11")
+def nojit(session: nox.Session) -> None:
+    """Kernel tests with numba disabled, so coverage sees the kernel lines."""
+    session.install("-e", ".[frame,test]", "pytest-cov")
+    session.run(
+        "pytest",
+        "tests",
+        "-m",
+        "not integration",
+        "--cov=reelrank",
+        "--cov-report=term-missing",
+        *session.posargs,
+        env={"NUMBA_DISABLE_JIT": "1"},
+    )
+
+
+@nox.session(python="3.11")
+def integration(session: nox.Session) -> None:
+    """Adapter tests against real servers that the test fixtures start and stop."""
+    session.install("-e", ".[frame,test]")
+    _install_adapters(session)
+    session.run("pytest", "adapters", "tests", "-m", "integration", *session.posargs)
+
+
+@nox.session(python="3.11")
+def lint(session: nox.Session) -> None:
+    """ruff."""
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+
+
+@nox.session(python="3.11")
+def mypy(session: nox.Session) -> None:
+    """mypy --strict over the core and every adapter."""
+    session.install("-e", ".[dev]", "mypy")
+    _install_adapters(session)
+    session.run("mypy", "src", *[f"{Path(p).parent}/src" for p in ADAPTERS])
+
+
+@nox.session(python="3.11")
+def docs(session: nox.Session) -> None:
+    """Sphinx, with warnings as errors."""
+    session.install("-e", ".[frame,docs]")
+    _install_adapters(session)
+    session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html")
+
+
+@nox.session(python="3.11")
+def bench(session: nox.Session) -> None:
+    """The full benchmark suite (CI runs it in quick mode)."""
+    session.install("-e", ".[frame,test]")
+    _install_adapters(session)
+    session.run("pytest", "benchmarks", "--benchmark-disable-gc", *session.posargs)
+
+
+@nox.session(python="3.11")
+def demo(session: nox.Session) -> None:
+    """A ranked feed for a synthetic catalog, on the embedded in-memory stores."""
+    session.install("-e", ".")
+    session.run("reelrank", "demo")

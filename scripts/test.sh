@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Installs everything the full test suite needs on a fresh Debian 12 machine (as root),
+# then runs lint, type checks, unit and integration tests against real servers,
+# the docs build and the benchmarks in quick mode. Exits non-zero on any failure.
+set -euo pipefail
+shopt -s nullglob
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+# Server binaries the integration tests start on loopback ports of their own.
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+if ((${#missing[@]})); then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-upgrade "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+py="$root/.venv/bin/python"
+"$py" -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+adapters=() adapter_src=() adapter_tests=()
+for dir in adapters/*/; do
+  if [ -f "${dir}pyproject.toml" ]; then
+    adapters+=(-e "${dir}[test]")
+    adapter_src+=("${dir}src")
+    adapter_tests+=("${dir}tests")
+  fi
+done
+"$py" -m pip install -q -e ".[dev,docs]" "${adapters[@]}" 2>&1 | grep -v '^WARNING: Location' || true
+
+export NUMBA_CACHE_DIR="$root/.numba_cache"
+export PYTHONHASHSEED=0
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "lint"
+"$py" -m ruff check .
+step "mypy"
+"$py" -m mypy src "${adapter_src[@]}"
+step "tests (unit and integration)"
+"$py" -m pytest tests "${adapter_tests[@]}" -q -p no:cacheprovider
+step "docs"
+"$py" -m sphinx -W --keep-going -q -b html docs docs/_build/html
+step "benchmarks (quick mode)"
+REELRANK_BENCH_QUICK=1 "$py" -m pytest benchmarks -q -p no:cacheprovider \
+  --benchmark-disable-gc --benchmark-min-rounds=3 --benchmark-max-time=0.05 --benchmark-warmup=on

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from reelrank import WEIGHT_FIELDS, ConfigError, RankingConfig
+
+
+def test_defaults_match_the_documented_weights() -> None:
+    config = RankingConfig()
+    assert config.weights == (0.15, 0.40, 0.25, 0.15, 0.05)
+    assert config.seen_window_days == 30
+
+
+@pytest.mark.parametrize("field", WEIGHT_FIELDS)
+@pytest.mark.parametrize("value", [-0.1, math.nan, math.inf, 1.5])
+def test_bad_weight_names_the_field_and_value(field: str, value: float) -> None:
+    with pytest.raises(ConfigError) as info:
+        RankingConfig(**{field: value})
+    assert info.value.field == field
+    assert info.value.value is value or (math.isnan(value) and math.isnan(info.value.value))
+
+
+def test_weights_must_sum_to_one() -> None:
+    with pytest.raises(ConfigError) as info:
+        RankingConfig(freshness=0.2)
+    assert info.value.field == "weights"
+
+
+def test_unknown_field_is_rejected() -> None:
+    with pytest.raises(ConfigError) as info:
+        RankingConfig.from_dict({"freshnes": 0.15})
+    assert info.value.field == "freshnes"
+
+
+@given(
+    st.lists(st.floats(min_value=0.0, max_value=1.0), min_size=5, max_size=5).filter(
+        lambda ws: sum(ws) > 1e-3
+    )
+)
+def test_any_normalised_non_negative_weights_are_accepted(raw: list[float]) -> None:
+    total = sum(raw)
+    weights = dict(zip(WEIGHT_FIELDS, (w / total for w in raw), strict=True))
+    config = RankingConfig(**weights)
+    assert math.isclose(sum(config.weights), 1.0, abs_tol=1e-6)
+
+
+@given(
+    st.sampled_from(WEIGHT_FIELDS),
+    st.floats(allow_nan=True, allow_infinity=True).filter(
+        lambda x: not (0.0 <= x <= 1.0)
+    ),
+)
+def test_out_of_range_weight_is_always_rejected(field: str, value: float) -> None:
+    with pytest.raises(ConfigError) as info:
+        RankingConfig(**{field: value})
+    assert info.value.field == field
+
+
+def test_loads_from_json_toml_and_env(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    expected = RankingConfig(completion=0.35, engagement=0.30, max_page_size=50)
+    assert RankingConfig.from_json(expected.model_dump_json()) == expected
+    toml = tmp_path / "ranking.toml"
+    toml.write_text("[tool.reelrank]\ncompletion = 0.35\nengagement = 0.30\nmax_page_size = 50\n")
+    assert RankingConfig.from_toml(toml, table="tool.reelrank") == expected
+    env = {"REELRANK_COMPLETION": "0.35", "REELRANK_ENGAGEMENT": "0.30",
+           "REELRANK_MAX_PAGE_SIZE": "50", "UNRELATED": "x"}
+    assert RankingConfig.from_env(env) == expected
+
+
+def test_env_with_unknown_name_is_rejected() -> None:
+    with pytest.raises(ConfigError) as info:
+        RankingConfig.from_env({"REELRANK_COMPLETON": "0.4"})
+    assert info.value.field == "completon"
+
+
+def test_malformed_json_and_toml_raise_config_error() -> None:
+    with pytest.raises(ConfigError):
+        RankingConfig.from_json("{")
+    with pytest.raises(ConfigError):
+        RankingConfig.from_json("[1, 2]")
+    with pytest.raises(ConfigError):
+        RankingConfig.from_toml("completion = ")

@@ -1,0 +1,39 @@
+"""Pins the names reelrank exports, so an accidental addition or removal is noticed."""
+
+from __future__ import annotations
+
+import reelrank
+
+EXPECTED = {
+    "WEIGHT_FIELDS",
+    "ConfigError",
+    "CursorError",
+    "FeedUnavailableError",
+    "InvalidInputError",
+    "InvalidTransitionError",
+    "NotFoundError",
+    "NotReadyError",
+    "QueryError",
+    "RankingConfig",
+    "ReelrankError",
+    "StoreError",
+    "StoreTimeoutError",
+    "StoreUnavailableError",
+    "__version__",
+}
+
+
+def test_exported_names_are_pinned() -> None:
+    assert set(reelrank.__all__) == EXPECTED
+
+
+def test_every_exported_name_exists() -> None:
+    for name in reelrank.__all__:
+        assert hasattr(reelrank, name), name
+
+
+def test_every_exception_derives_from_the_root() -> None:
+    for name in reelrank.__all__:
+        obj = getattr(reelrank, name)
+        if isinstance(obj, type) and issubclass(obj, Exception):
+            assert issubclass(obj, reelrank.ReelrankError), name

@@ -1,6 +1,27 @@
 """reelrank: fast, explainable ranking for short-video feeds."""
 
 from ._config import WEIGHT_FIELDS, RankingConfig
+from ._models import (
+    AFFINITY_CREDITS,
+    AFFINITY_PRIOR_CREDIT,
+    MAX_ID,
+    Creator,
+    DegradedDependency,
+    DomainModel,
+    EngagementEvent,
+    EngagementKind,
+    FeedItem,
+    FeedPage,
+    FeedSnapshot,
+    ModelInfo,
+    ModelStatus,
+    ProcessingState,
+    Rendition,
+    Video,
+    VideoStats,
+    affinity,
+    affinity_credit,
+)
 from .exceptions import (
     ConfigError,
     CursorError,
@@ -15,10 +36,43 @@ from .exceptions import (
     StoreTimeoutError,
     StoreUnavailableError,
 )
+from .protocols import (
+    Catalog,
+    EventStore,
+    FeedCache,
+    FeedKey,
+    ModelRegistry,
+    SeenStore,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AFFINITY_CREDITS",
+    "AFFINITY_PRIOR_CREDIT",
+    "MAX_ID",
+    "Creator",
+    "DegradedDependency",
+    "DomainModel",
+    "EngagementEvent",
+    "EngagementKind",
+    "FeedItem",
+    "FeedPage",
+    "FeedSnapshot",
+    "ModelInfo",
+    "ModelStatus",
+    "ProcessingState",
+    "Rendition",
+    "Video",
+    "VideoStats",
+    "affinity",
+    "affinity_credit",
+    "Catalog",
+    "EventStore",
+    "FeedCache",
+    "FeedKey",
+    "ModelRegistry",
+    "SeenStore",
     "WEIGHT_FIELDS",
     "ConfigError",
     "CursorError",

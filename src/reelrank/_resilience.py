@@ -1,0 +1,281 @@
+"""Deadlines, bulkheads and circuit breakers for store calls on the request path.
+
+Every store call a feed request makes goes through a :class:`DependencyGuard`:
+
+1. the dependency's :class:`CircuitBreaker` decides whether the call may be made at
+   all; an open circuit fails fast with :class:`~reelrank.StoreUnavailableError`;
+2. a bulkhead caps how many calls to that dependency may be running at once, so a
+   store that stalls can tie up at most that many worker threads, never the whole pool;
+3. the call runs on a worker thread and the request waits at most the dependency's
+   deadline for it; past that it gets :class:`~reelrank.StoreTimeoutError` and the
+   worker finishes (or stays stalled) in the background, still holding its bulkhead slot.
+
+Worker threads are daemon threads, so a store that never returns cannot keep the
+process from exiting.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeoutError
+from dataclasses import dataclass
+from typing import Any, ParamSpec, TypeVar
+
+from .exceptions import ConfigError, StoreTimeoutError, StoreUnavailableError
+
+__all__ = [
+    "BreakerState",
+    "CircuitBreaker",
+    "DependencyGuard",
+    "DependencyStats",
+    "WorkerPool",
+]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class BreakerState(enum.StrEnum):
+    """The three states of a :class:`CircuitBreaker`."""
+
+    CLOSED = "closed"
+    """Calls flow; consecutive failures are counted."""
+    OPEN = "open"
+    """Calls are refused until the reset timeout has passed."""
+    HALF_OPEN = "half_open"
+    """One trial call is let through to find out whether the dependency recovered."""
+
+
+class CircuitBreaker:
+    """A thread-safe circuit breaker for one dependency.
+
+    * **closed**: every call is allowed. ``failure_threshold`` consecutive failures open
+      the circuit.
+    * **open**: calls are refused. Once ``reset_timeout_seconds`` have passed since the
+      circuit opened, the next call moves it to half-open.
+    * **half-open**: exactly one trial call is allowed; the others are refused while it
+      runs. Its success closes the circuit, its failure opens it again for another
+      ``reset_timeout_seconds``.
+
+    ``clock`` returns monotonic seconds; tests pass a fake one.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        failure_threshold: int = 5,
+        reset_timeout_seconds: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if failure_threshold < 1:
+            raise ConfigError("failure_threshold", failure_threshold, "must be at least 1")
+        if not (math.isfinite(reset_timeout_seconds) and reset_timeout_seconds > 0):
+            raise ConfigError(
+                "reset_timeout_seconds", reset_timeout_seconds, "must be finite and positive"
+            )
+        self.name = name
+        self.failure_threshold = failure_threshold
+        self.reset_timeout_seconds = reset_timeout_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._state = BreakerState.CLOSED
+        self._consecutive_failures = 0
+        self._opened_at = 0.0
+        self._trial_in_flight = False
+
+    @property
+    def state(self) -> BreakerState:
+        """The current state; an open circuit whose timeout has passed reads half-open."""
+        with self._lock:
+            if (
+                self._state is BreakerState.OPEN
+                and self._clock() - self._opened_at >= self.reset_timeout_seconds
+            ):
+                return BreakerState.HALF_OPEN
+            return self._state
+
+    @property
+    def consecutive_failures(self) -> int:
+        """Failures recorded since the last success."""
+        with self._lock:
+            return self._consecutive_failures
+
+    def allow_request(self) -> bool:
+        """Whether a call may be made now; in half-open state this claims the one trial."""
+        with self._lock:
+            if self._state is BreakerState.CLOSED:
+                return True
+            if self._state is BreakerState.OPEN:
+                if self._clock() - self._opened_at < self.reset_timeout_seconds:
+                    return False
+                self._state = BreakerState.HALF_OPEN
+                self._trial_in_flight = False
+            if self._trial_in_flight:
+                return False
+            self._trial_in_flight = True
+            return True
+
+    def record_success(self) -> None:
+        """Report that an allowed call succeeded."""
+        with self._lock:
+            self._consecutive_failures = 0
+            self._trial_in_flight = False
+            self._state = BreakerState.CLOSED
+
+    def record_failure(self) -> None:
+        """Report that an allowed call failed or ran past its deadline."""
+        with self._lock:
+            self._consecutive_failures += 1
+            self._trial_in_flight = False
+            if (
+                self._state is BreakerState.HALF_OPEN
+                or self._consecutive_failures >= self.failure_threshold
+            ):
+                self._state = BreakerState.OPEN
+                self._opened_at = self._clock()
+
+
+class WorkerPool:
+    """A pool of daemon worker threads that grows on demand up to ``max_workers``.
+
+    Unlike :class:`concurrent.futures.ThreadPoolExecutor`, its threads are daemons: a
+    store call that never returns does not block interpreter exit. The pool starts a new
+    worker whenever every existing one is busy, so as long as the callers cap their own
+    concurrency (the bulkheads do) below ``max_workers``, a submitted call never waits
+    behind a stalled one.
+    """
+
+    def __init__(self, max_workers: int, *, name: str = "reelrank-store") -> None:
+        if max_workers < 1:
+            raise ConfigError("max_workers", max_workers, "must be at least 1")
+        self._max_workers = max_workers
+        self._name = name
+        self._tasks: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]]] = (
+            queue.SimpleQueue()
+        )
+        self._lock = threading.Lock()
+        self._workers = 0
+        self._unfinished = 0
+
+    @property
+    def worker_count(self) -> int:
+        """Threads started so far."""
+        with self._lock:
+            return self._workers
+
+    def submit(self, fn: Callable[[], T]) -> Future[T]:
+        """Run ``fn`` on a worker thread and return its future."""
+        future: Future[T] = Future()
+        with self._lock:
+            self._unfinished += 1
+            if self._unfinished > self._workers and self._workers < self._max_workers:
+                self._workers += 1
+                thread = threading.Thread(
+                    target=self._work, name=f"{self._name}-{self._workers}", daemon=True
+                )
+                thread.start()
+        self._tasks.put((future, fn))
+        return future
+
+    def _work(self) -> None:
+        while True:
+            future, fn = self._tasks.get()
+            try:
+                if future.set_running_or_notify_cancel():
+                    try:
+                        result = fn()
+                    except BaseException as exc:
+                        future.set_exception(exc)
+                    else:
+                        future.set_result(result)
+            finally:
+                with self._lock:
+                    self._unfinished -= 1
+
+
+@dataclass
+class DependencyStats:
+    """Counters of one dependency's calls since the service started."""
+
+    calls: int = 0
+    """Calls attempted, including refused ones."""
+    failures: int = 0
+    """Calls that raised a store error."""
+    timeouts: int = 0
+    """Calls that ran past their deadline."""
+    rejected: int = 0
+    """Calls refused without being made (open circuit or full bulkhead)."""
+
+
+class DependencyGuard:
+    """Runs calls to one dependency under its deadline, bulkhead and circuit breaker.
+
+    A call that raises, or runs past ``deadline_seconds``, counts as a failure of the
+    dependency. The exception is re-raised untouched: callers degrade on
+    :class:`~reelrank.StoreError` (which adapters raise for every outage), while any
+    other exception is a programming error and should surface.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        pool: WorkerPool,
+        breaker: CircuitBreaker,
+        deadline_seconds: float,
+        max_in_flight: int,
+    ) -> None:
+        if not (math.isfinite(deadline_seconds) and deadline_seconds > 0):
+            raise ConfigError("deadline_seconds", deadline_seconds, "must be finite and positive")
+        if max_in_flight < 1:
+            raise ConfigError("max_in_flight", max_in_flight, "must be at least 1")
+        self.name = name
+        self.breaker = breaker
+        self.deadline_seconds = deadline_seconds
+        self.stats = DependencyStats()
+        self._pool = pool
+        self._slots = threading.BoundedSemaphore(max_in_flight)
+        self._stats_lock = threading.Lock()
+
+    def _count(self, field: str) -> None:
+        with self._stats_lock:
+            setattr(self.stats, field, getattr(self.stats, field) + 1)
+
+    def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Call ``fn(*args, **kwargs)`` on a worker thread and wait at most the deadline."""
+        self._count("calls")
+        if not self.breaker.allow_request():
+            self._count("rejected")
+            raise StoreUnavailableError(self.name, "circuit open; call skipped")
+        if not self._slots.acquire(blocking=False):
+            # Every slot is held by a call that is still running past its deadline.
+            self._count("rejected")
+            self.breaker.record_failure()
+            raise StoreUnavailableError(self.name, "too many calls still running")
+        try:
+            future = self._pool.submit(lambda: fn(*args, **kwargs))
+        except BaseException:
+            self._slots.release()
+            raise
+        future.add_done_callback(lambda _: self._slots.release())
+        try:
+            result = future.result(timeout=self.deadline_seconds)
+        except FutureTimeoutError:
+            self._count("timeouts")
+            self.breaker.record_failure()
+            raise StoreTimeoutError(
+                self.name, f"no answer within {self.deadline_seconds:g} s"
+            ) from None
+        except Exception:
+            self._count("failures")
+            self.breaker.record_failure()
+            raise
+        self.breaker.record_success()
+        return result

@@ -1,0 +1,229 @@
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from reelrank import ConfigError, StoreError, StoreTimeoutError, StoreUnavailableError
+from reelrank._resilience import (
+    BreakerState,
+    CircuitBreaker,
+    DependencyGuard,
+    WorkerPool,
+)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def breaker(clock: FakeClock, threshold: int = 3, reset: float = 10.0) -> CircuitBreaker:
+    return CircuitBreaker("stats", failure_threshold=threshold, reset_timeout_seconds=reset,
+                          clock=clock)
+
+
+def test_breaker_opens_after_threshold_consecutive_failures() -> None:
+    clock = FakeClock()
+    cb = breaker(clock)
+    for _ in range(2):
+        assert cb.allow_request()
+        cb.record_failure()
+    assert cb.state is BreakerState.CLOSED
+    assert cb.allow_request()
+    cb.record_failure()
+    assert cb.state is BreakerState.OPEN
+    assert not cb.allow_request()
+
+
+def test_success_resets_the_failure_count() -> None:
+    cb = breaker(FakeClock())
+    cb.record_failure()
+    cb.record_failure()
+    cb.record_success()
+    cb.record_failure()
+    cb.record_failure()
+    assert cb.state is BreakerState.CLOSED
+    assert cb.consecutive_failures == 2
+
+
+def test_half_open_after_reset_timeout_allows_exactly_one_trial() -> None:
+    clock = FakeClock()
+    cb = breaker(clock, threshold=1, reset=10.0)
+    cb.record_failure()
+    clock.now = 9.99
+    assert not cb.allow_request()
+    clock.now = 10.0
+    assert cb.state is BreakerState.HALF_OPEN
+    assert cb.allow_request()
+    assert not cb.allow_request(), "a second caller must wait for the trial's outcome"
+    cb.record_success()
+    assert cb.state is BreakerState.CLOSED
+    assert cb.allow_request()
+
+
+def test_failed_trial_reopens_for_a_full_reset_timeout() -> None:
+    clock = FakeClock()
+    cb = breaker(clock, threshold=1, reset=10.0)
+    cb.record_failure()
+    clock.now = 15.0
+    assert cb.allow_request()
+    cb.record_failure()
+    assert cb.state is BreakerState.OPEN
+    clock.now = 24.9
+    assert not cb.allow_request()
+    clock.now = 25.0
+    assert cb.allow_request()
+
+
+class BreakerModel:
+    """Reference behaviour written as the state table in the class docstring."""
+
+    def __init__(self, threshold: int, reset: float) -> None:
+        self.threshold, self.reset = threshold, reset
+        self.state, self.failures, self.opened_at, self.trial = "closed", 0, 0.0, False
+
+    def allow(self, now: float) -> bool:
+        if self.state == "open":
+            if now - self.opened_at < self.reset:
+                return False
+            self.state, self.trial = "half_open", False
+        if self.state == "half_open":
+            if self.trial:
+                return False
+            self.trial = True
+        return True
+
+    def success(self) -> None:
+        self.state, self.failures, self.trial = "closed", 0, False
+
+    def failure(self, now: float) -> None:
+        self.failures += 1
+        self.trial = False
+        if self.state == "half_open" or self.failures >= self.threshold:
+            self.state, self.opened_at = "open", now
+
+
+@given(
+    threshold=st.integers(1, 4),
+    steps=st.lists(
+        st.tuples(st.sampled_from(["allow", "ok", "fail"]), st.floats(0, 8)), max_size=60
+    ),
+)
+def test_breaker_matches_the_state_table(
+    threshold: int, steps: list[tuple[str, float]]
+) -> None:
+    clock = FakeClock()
+    cb = breaker(clock, threshold=threshold, reset=5.0)
+    model = BreakerModel(threshold, 5.0)
+    for action, advance in steps:
+        clock.now += advance
+        if action == "allow":
+            assert cb.allow_request() == model.allow(clock.now)
+        elif action == "ok":
+            cb.record_success()
+            model.success()
+        else:
+            cb.record_failure()
+            model.failure(clock.now)
+        expected = model.state
+        if expected == "open" and clock.now - model.opened_at >= 5.0:
+            expected = "half_open"
+        assert cb.state.value == expected
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [({"failure_threshold": 0}, "failure_threshold"),
+     ({"reset_timeout_seconds": 0.0}, "reset_timeout_seconds")],
+)
+def test_bad_breaker_settings_name_the_field(kwargs: dict[str, float], field: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        CircuitBreaker("x", **kwargs)  # type: ignore[arg-type]
+    assert info.value.field == field
+
+
+@pytest.fixture
+def release() -> Iterator[threading.Event]:
+    event = threading.Event()
+    yield event
+    event.set()  # let stalled workers finish so no thread outlives the test
+
+
+def guard(
+    pool: WorkerPool, *, deadline: float = 0.05, in_flight: int = 2, threshold: int = 100
+) -> DependencyGuard:
+    return DependencyGuard(
+        "catalog",
+        pool=pool,
+        breaker=CircuitBreaker("catalog", failure_threshold=threshold),
+        deadline_seconds=deadline,
+        max_in_flight=in_flight,
+    )
+
+
+def test_guard_returns_the_result_and_passes_arguments() -> None:
+    g = guard(WorkerPool(4))
+    assert g.call(lambda a, b=0: a + b, 2, b=3) == 5
+    assert g.stats.calls == 1
+    assert g.stats.failures == 0
+
+
+def test_guard_times_out_a_stalled_call_and_counts_it(release: threading.Event) -> None:
+    g = guard(WorkerPool(4))
+    with pytest.raises(StoreTimeoutError) as info:
+        g.call(release.wait)
+    assert info.value.store == "catalog"
+    assert g.stats.timeouts == 1
+    assert g.breaker.consecutive_failures == 1
+
+
+def test_stalled_calls_cannot_take_more_than_their_bulkhead(release: threading.Event) -> None:
+    pool = WorkerPool(8)
+    g = guard(pool, in_flight=2)
+    for _ in range(2):
+        with pytest.raises(StoreTimeoutError):
+            g.call(release.wait)
+    with pytest.raises(StoreUnavailableError, match="still running"):
+        g.call(release.wait)
+    assert pool.worker_count == 2
+    # Another dependency sharing the pool is not starved by the stalled one.
+    other = guard(pool)
+    assert other.call(lambda: "ok") == "ok"
+    release.set()
+    # Once the stalled calls return, their slots come back.
+    for _ in range(100):
+        try:
+            assert g.call(lambda: 1) == 1
+            break
+        except StoreUnavailableError:
+            threading.Event().wait(0.01)
+    else:
+        pytest.fail("bulkhead slots were never released")
+
+
+def test_store_errors_count_as_failures_and_open_the_circuit() -> None:
+    g = guard(WorkerPool(2), threshold=2)
+
+    def broken() -> None:
+        raise StoreError("catalog", "connection refused")
+
+    for _ in range(2):
+        with pytest.raises(StoreError):
+            g.call(broken)
+    with pytest.raises(StoreUnavailableError, match="circuit open"):
+        g.call(lambda: 1)
+    assert g.stats.failures == 2
+    assert g.stats.rejected == 1
+
+
+def test_pool_threads_are_daemons() -> None:
+    pool = WorkerPool(1)
+    names = pool.submit(lambda: threading.current_thread().daemon).result(timeout=5)
+    assert names is True

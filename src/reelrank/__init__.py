@@ -1,6 +1,13 @@
 """reelrank: fast, explainable ranking for short-video feeds."""
 
 from ._config import WEIGHT_FIELDS, RankingConfig
+from ._memory import (
+    InMemoryCatalog,
+    InMemoryEventStore,
+    InMemoryFeedCache,
+    InMemoryModelRegistry,
+    InMemorySeenStore,
+)
 from ._models import (
     AFFINITY_CREDITS,
     AFFINITY_PRIOR_CREDIT,
@@ -73,6 +80,11 @@ __all__ = [
     "FeedKey",
     "ModelRegistry",
     "SeenStore",
+    "InMemoryCatalog",
+    "InMemoryEventStore",
+    "InMemoryFeedCache",
+    "InMemoryModelRegistry",
+    "InMemorySeenStore",
     "WEIGHT_FIELDS",
     "ConfigError",
     "CursorError",

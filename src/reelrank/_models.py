@@ -16,6 +16,7 @@ stored or returned datetime is a timezone-aware UTC datetime.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -446,7 +447,7 @@ class ModelInfo(DomainModel):
     """When the version was registered (UTC)."""
 
 
-def finite_or_raise(field: str, value: float) -> float:
+def finite_or_raise(field: str, value: object) -> float:
     """Return ``value`` if it is a finite number, else raise ``InvalidInputError``."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise InvalidInputError(field, f"must be a finite number, got {value!r}")
@@ -501,3 +502,46 @@ def affinity(creator_credit: float, total_credit: float) -> float:
     own = max(creator_credit, 0.0)
     total = max(total_credit, own)
     return own / (total + AFFINITY_PRIOR_CREDIT)
+
+
+# -- argument checks shared by store implementations ----------------------------------
+
+_TAG_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+
+
+def check_limit(value: object, field: str = "limit") -> int:
+    """Return ``value`` if it is an int ``>= 0``, else raise ``InvalidInputError``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidInputError(field, f"must be an int >= 0, got {value!r}")
+    return value
+
+
+def check_aware(field: str, value: object) -> datetime:
+    """Return ``value`` in UTC if it is a timezone-aware datetime, else raise."""
+    if not isinstance(value, datetime) or value.utcoffset() is None:
+        raise InvalidInputError(field, f"must be a timezone-aware datetime, got {value!r}")
+    return value.astimezone(UTC)
+
+
+def check_variant(value: object, field: str = "variant") -> str | None:
+    """Return ``value`` if it is ``None`` or a valid variant tag, else raise."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _TAG_PATTERN.fullmatch(value):
+        raise InvalidInputError(field, f"must be None or a short tag, got {value!r}")
+    return value
+
+
+def check_tag(field: str, value: object) -> str:
+    """Return ``value`` if it is a valid tag (model name, version...), else raise."""
+    if not isinstance(value, str) or not _TAG_PATTERN.fullmatch(value):
+        raise InvalidInputError(field, f"must be a short tag, got {value!r}")
+    return value
+
+
+def check_ttl(value: object, field: str = "ttl_seconds") -> float:
+    """Return ``value`` as a float if it is finite and positive, else raise."""
+    seconds = finite_or_raise(field, value)
+    if seconds <= 0.0:
+        raise InvalidInputError(field, f"must be > 0, got {value!r}")
+    return seconds

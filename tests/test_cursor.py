@@ -34,9 +34,7 @@ def test_round_trip_returns_the_same_state(
 
 def test_token_is_opaque_url_safe_text() -> None:
     token = codec().encode(CursorState("alice", "snap-1", 20, 1000.0))
-    assert set(token) <= set(
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_."
-    )
+    assert set(token) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.")
     assert "alice" not in token
 
 

@@ -25,8 +25,9 @@ class FakeClock:
 
 
 def breaker(clock: FakeClock, threshold: int = 3, reset: float = 10.0) -> CircuitBreaker:
-    return CircuitBreaker("stats", failure_threshold=threshold, reset_timeout_seconds=reset,
-                          clock=clock)
+    return CircuitBreaker(
+        "stats", failure_threshold=threshold, reset_timeout_seconds=reset, clock=clock
+    )
 
 
 def test_breaker_opens_after_threshold_consecutive_failures() -> None:
@@ -116,9 +117,7 @@ class BreakerModel:
         st.tuples(st.sampled_from(["allow", "ok", "fail"]), st.floats(0, 8)), max_size=60
     ),
 )
-def test_breaker_matches_the_state_table(
-    threshold: int, steps: list[tuple[str, float]]
-) -> None:
+def test_breaker_matches_the_state_table(threshold: int, steps: list[tuple[str, float]]) -> None:
     clock = FakeClock()
     cb = breaker(clock, threshold=threshold, reset=5.0)
     model = BreakerModel(threshold, 5.0)
@@ -140,8 +139,10 @@ def test_breaker_matches_the_state_table(
 
 @pytest.mark.parametrize(
     ("kwargs", "field"),
-    [({"failure_threshold": 0}, "failure_threshold"),
-     ({"reset_timeout_seconds": 0.0}, "reset_timeout_seconds")],
+    [
+        ({"failure_threshold": 0}, "failure_threshold"),
+        ({"reset_timeout_seconds": 0.0}, "reset_timeout_seconds"),
+    ],
 )
 def test_bad_breaker_settings_name_the_field(kwargs: dict[str, float], field: str) -> None:
     with pytest.raises(ConfigError) as info:

@@ -157,9 +157,7 @@ class WorkerPool:
             raise ConfigError("max_workers", max_workers, "must be at least 1")
         self._max_workers = max_workers
         self._name = name
-        self._tasks: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]]] = (
-            queue.SimpleQueue()
-        )
+        self._tasks: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]]] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._workers = 0
         self._unfinished = 0

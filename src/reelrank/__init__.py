@@ -29,6 +29,7 @@ from ._models import (
     affinity,
     affinity_credit,
 )
+from ._scoring import Candidates, Ranker, Ranking, warmup
 from .exceptions import (
     ConfigError,
     CursorError,
@@ -85,6 +86,10 @@ __all__ = [
     "InMemoryFeedCache",
     "InMemoryModelRegistry",
     "InMemorySeenStore",
+    "Candidates",
+    "Ranker",
+    "Ranking",
+    "warmup",
     "WEIGHT_FIELDS",
     "ConfigError",
     "CursorError",

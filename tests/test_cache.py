@@ -11,6 +11,7 @@ from reelrank import FeedCache, FeedSnapshot, InvalidInputError, StoreError
 from reelrank._cache import CacheStats, LRUFeedCache, TieredFeedCache
 from reelrank._memory import InMemoryFeedCache
 from reelrank.protocols import FeedKey
+from reelrank.testing import FeedCacheContract
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -251,3 +252,15 @@ def test_tier_needs_a_level() -> None:
     with pytest.raises(InvalidInputError) as info:
         TieredFeedCache()
     assert info.value.field == "levels"
+
+
+class TestLRUFeedCacheContract(FeedCacheContract):
+    @pytest.fixture
+    def feed_cache(self) -> LRUFeedCache:
+        return LRUFeedCache(max_entries=1000)
+
+
+class TestTieredFeedCacheContract(FeedCacheContract):
+    @pytest.fixture
+    def feed_cache(self) -> TieredFeedCache:
+        return TieredFeedCache(LRUFeedCache(max_entries=1000), InMemoryFeedCache())

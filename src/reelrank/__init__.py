@@ -30,6 +30,14 @@ from ._models import (
     affinity_credit,
 )
 from ._scoring import Candidates, Ranker, Ranking, warmup
+from ._similar import (
+    EmbeddingIndex,
+    SimilarityConfig,
+    SimilarVideo,
+    SimilarVideos,
+    metadata_similarity,
+    top_k_cosine,
+)
 from .exceptions import (
     ConfigError,
     CursorError,
@@ -90,6 +98,12 @@ __all__ = [
     "Ranker",
     "Ranking",
     "warmup",
+    "EmbeddingIndex",
+    "SimilarityConfig",
+    "SimilarVideo",
+    "SimilarVideos",
+    "metadata_similarity",
+    "top_k_cosine",
     "WEIGHT_FIELDS",
     "ConfigError",
     "CursorError",

@@ -39,6 +39,7 @@ EXPECTED = {
     "Ranker",
     "Ranking",
     "warmup",
+    "score_frame",
     "EmbeddingIndex",
     "SimilarityConfig",
     "SimilarVideo",

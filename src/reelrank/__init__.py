@@ -1,6 +1,7 @@
 """reelrank: fast, explainable ranking for short-video feeds."""
 
 from ._config import WEIGHT_FIELDS, RankingConfig
+from ._frame import score_frame
 from ._memory import (
     InMemoryCatalog,
     InMemoryEventStore,
@@ -98,6 +99,7 @@ __all__ = [
     "Ranker",
     "Ranking",
     "warmup",
+    "score_frame",
     "EmbeddingIndex",
     "SimilarityConfig",
     "SimilarVideo",

@@ -1,6 +1,7 @@
 """reelrank: fast, explainable ranking for short-video feeds."""
 
 from ._config import WEIGHT_FIELDS, RankingConfig
+from ._events import EngagementRecorder, RecorderConfig, watch_completion
 from ._frame import score_frame
 from ._memory import (
     InMemoryCatalog,
@@ -90,6 +91,9 @@ __all__ = [
     "FeedKey",
     "ModelRegistry",
     "SeenStore",
+    "EngagementRecorder",
+    "RecorderConfig",
+    "watch_completion",
     "InMemoryCatalog",
     "InMemoryEventStore",
     "InMemoryFeedCache",

@@ -65,11 +65,15 @@ MAX_ID = 2**63 - 1
 def input_error_from(exc: ValidationError) -> InvalidInputError:
     """Turn pydantic's first validation error into an :class:`InvalidInputError`."""
     first = exc.errors()[0]
+    location = ".".join(str(part) for part in first["loc"])
     cause = first.get("ctx", {}).get("error")
     if isinstance(cause, InvalidInputError):
-        return cause
-    field = ".".join(str(part) for part in first["loc"]) or "<root>"
-    return InvalidInputError(field, f"{first['msg']} (got {first.get('input')!r})")
+        # Raised by a nested model or a model validator: its field is relative to
+        # the model that raised it, so prefix where that model sits.
+        if not location:
+            return cause
+        return InvalidInputError(f"{location}.{cause.field}", cause.reason)
+    return InvalidInputError(location or "<root>", f"{first['msg']} (got {first.get('input')!r})")
 
 
 def _to_utc(value: datetime) -> datetime:

@@ -1,0 +1,284 @@
+"""EngagementRecorder: validation before any write, derived completion, idempotency."""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from reelrank import (
+    ConfigError,
+    EngagementKind,
+    EngagementRecorder,
+    InMemoryCatalog,
+    InMemoryEventStore,
+    InMemorySeenStore,
+    InvalidInputError,
+    NotFoundError,
+    NotReadyError,
+    ProcessingState,
+    RecorderConfig,
+    StoreError,
+    affinity,
+    affinity_credit,
+)
+from reelrank.testing import (
+    EPOCH,
+    FaultInjector,
+    ManualClock,
+    make_creator,
+    make_event,
+    make_video,
+)
+
+NOW = EPOCH + timedelta(days=1)
+
+
+class World:
+    """A small catalog of 40-second videos by two creators, with a fixed clock."""
+
+    def __init__(self, **config: Any) -> None:
+        self.catalog = InMemoryCatalog()
+        self.events = InMemoryEventStore()
+        self.seen = InMemorySeenStore()
+        self.clock = ManualClock(NOW)
+        for creator_id in (1, 2):
+            self.catalog.put_creator(make_creator(creator_id))
+        for video_id in range(1, 5):
+            self.catalog.put_video(make_video(video_id, 1 + video_id % 2, duration_seconds=40.0))
+        self.catalog.put_video(make_video(9, 1, state=ProcessingState.PACKAGING))
+        self.recorder = EngagementRecorder(
+            self.catalog,
+            self.events,
+            seen=self.seen,
+            config=RecorderConfig(**config),
+            now=self.clock.now,
+        )
+
+    def stats(self, video_id: int = 1) -> tuple[int, float, int, int, int]:
+        s = self.events.get_stats([video_id])[video_id]
+        return (s.views, s.completion_sum, s.likes, s.shares, s.comments)
+
+
+def test_watch_with_seconds_derives_completion_capped_at_one() -> None:
+    world = World()
+    assert world.recorder.watch(1, 1, event_id="a", occurred_at=EPOCH, watched_seconds=10.0)
+    assert world.stats()[:2] == (1, 0.25)
+    world.recorder.watch(2, 1, event_id="b", occurred_at=EPOCH, watched_seconds=95.0)
+    assert world.stats()[:2] == (2, 1.25)
+
+
+def test_an_explicit_completion_wins_over_seconds() -> None:
+    world = World()
+    world.recorder.watch(
+        1, 1, event_id="a", occurred_at=EPOCH, watched_seconds=40.0, completion=0.5
+    )
+    assert world.stats()[:2] == (1, 0.5)
+
+
+def test_watch_updates_affinity_with_the_creator() -> None:
+    world = World()
+    world.recorder.watch(7, 1, event_id="a", occurred_at=EPOCH, watched_seconds=20.0)
+    world.recorder.watch(7, 2, event_id="b", occurred_at=EPOCH, completion=1.0)
+    got = world.events.get_affinities(7, [1, 2])
+    # Video 1 is by creator 2, video 2 by creator 1.
+    assert got[2] == pytest.approx(affinity(0.5, 1.5))
+    assert got[1] == pytest.approx(affinity(1.0, 1.5))
+    assert got[1] > got[2]
+
+
+def test_unlike_reverses_a_like() -> None:
+    world = World()
+    world.recorder.like(1, 1, event_id="l1", occurred_at=EPOCH)
+    world.recorder.like(2, 1, event_id="l2", occurred_at=EPOCH)
+    assert world.stats()[2] == 2
+    world.recorder.unlike(1, 1, event_id="u1", occurred_at=EPOCH)
+    assert world.stats()[2] == 1
+    assert world.events.get_affinities(1, [2]) == {2: 0.0}
+    assert world.events.get_affinities(2, [2])[2] == pytest.approx(
+        affinity(affinity_credit(EngagementKind.LIKE), 1.0)
+    )
+
+
+def test_share_is_counted() -> None:
+    world = World()
+    world.recorder.share(1, 1, event_id="s", channel="whatsapp", occurred_at=EPOCH)
+    assert world.stats()[3] == 1
+
+
+def test_record_accepts_a_mapping() -> None:
+    world = World()
+    data = {
+        "event_id": "m1",
+        "kind": "watch",
+        "user_id": 3,
+        "video_id": 1,
+        "occurred_at": "2026-01-01T00:00:00+02:00",
+        "watched_seconds": 4.0,
+        "variant": "treatment",
+    }
+    assert world.recorder.record(data) is True
+    assert world.stats()[:2] == (1, 0.1)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"watched_seconds": -1.0}, "watched_seconds"),
+        ({"watched_seconds": math.inf}, "watched_seconds"),
+        ({"watched_seconds": math.nan}, "watched_seconds"),
+        ({"completion": 1.01}, "completion"),
+        ({"completion": -0.01}, "completion"),
+        ({"completion": math.nan}, "completion"),
+        ({"occurred_at": NOW + timedelta(minutes=6)}, "occurred_at"),
+        ({"occurred_at": NOW.replace(tzinfo=None)}, "occurred_at"),
+        ({"video_id": 0}, "video_id"),
+        ({"user_id": -3}, "user_id"),
+        ({"event_id": ""}, "event_id"),
+        ({"variant": "not a tag"}, "variant"),
+    ],
+)
+def test_bad_fields_are_named_and_nothing_is_written(overrides: dict[str, Any], field: str) -> None:
+    world = World(mark_watched_seen=True)
+    data: dict[str, Any] = {
+        "event_id": "e1",
+        "kind": "watch",
+        "user_id": 1,
+        "video_id": 1,
+        "occurred_at": EPOCH,
+        "watched_seconds": 10.0,
+    }
+    data.update(overrides)
+    with pytest.raises(InvalidInputError) as info:
+        world.recorder.record(data)
+    assert info.value.field == field
+    assert world.stats() == (0, 0.0, 0, 0, 0)
+    assert world.seen.recently_seen(1, since=EPOCH - timedelta(days=9), limit=5) == []
+
+
+def test_a_small_future_skew_is_allowed_and_configurable() -> None:
+    world = World(max_future_skew_seconds=60.0)
+    assert world.recorder.like(1, 1, event_id="a", occurred_at=NOW + timedelta(seconds=60))
+    with pytest.raises(InvalidInputError) as info:
+        world.recorder.like(1, 2, event_id="b", occurred_at=NOW + timedelta(seconds=61))
+    assert info.value.field == "occurred_at"
+    world.clock.advance(30)
+    assert world.recorder.like(1, 2, event_id="b", occurred_at=NOW + timedelta(seconds=61))
+
+
+def test_unknown_video_is_not_found_and_nothing_is_written() -> None:
+    world = World()
+    with pytest.raises(NotFoundError) as info:
+        world.recorder.watch(1, 404, event_id="a", occurred_at=EPOCH, completion=1.0)
+    assert (info.value.kind, info.value.key) == ("video", 404)
+    assert world.events.get_stats([404])[404].views == 0
+    assert world.events.popular_video_ids(limit=5) == []
+
+
+def test_a_video_that_is_not_ready_cannot_be_engaged_with() -> None:
+    world = World()
+    with pytest.raises(NotReadyError) as info:
+        world.recorder.like(1, 9, event_id="a", occurred_at=EPOCH)
+    assert info.value.state == "packaging"
+    assert world.stats(9) == (0, 0.0, 0, 0, 0)
+
+
+def test_watch_marks_seen_only_when_asked() -> None:
+    since = EPOCH - timedelta(days=1)
+    quiet = World()
+    quiet.recorder.watch(1, 1, event_id="a", occurred_at=EPOCH, completion=1.0)
+    assert quiet.seen.seen_among(1, [1], since=since) == set()
+    marking = World(mark_watched_seen=True)
+    marking.recorder.watch(1, 1, event_id="a", occurred_at=EPOCH, completion=1.0)
+    marking.recorder.like(1, 2, event_id="b", occurred_at=EPOCH)
+    assert marking.seen.seen_among(1, [1, 2], since=since) == {1}
+    assert marking.seen.seen_among(1, [1], since=EPOCH) == {1}
+
+
+def test_marking_seen_needs_a_seen_store() -> None:
+    catalog, events = InMemoryCatalog(), InMemoryEventStore()
+    with pytest.raises(ConfigError) as info:
+        EngagementRecorder(catalog, events, config=RecorderConfig(mark_watched_seen=True))
+    assert info.value.field == "mark_watched_seen"
+
+
+def test_a_redelivery_completes_a_watch_whose_seen_write_failed() -> None:
+    world = World()
+    seen = FaultInjector(world.seen, name="seen")
+    recorder = EngagementRecorder(
+        world.catalog,
+        world.events,
+        seen=seen.proxy,
+        config=RecorderConfig(mark_watched_seen=True),
+        now=world.clock.now,
+    )
+    seen.fail()
+    with pytest.raises(StoreError):
+        recorder.watch(1, 1, event_id="a", occurred_at=EPOCH, completion=0.5)
+    seen.recover()
+    assert recorder.watch(1, 1, event_id="a", occurred_at=EPOCH, completion=0.5) is False
+    assert world.stats()[:2] == (1, 0.5)
+    assert world.seen.seen_among(1, [1], since=EPOCH) == {1}
+
+
+# -- idempotency under arbitrary redelivery -------------------------------------------------
+
+_kinds = st.sampled_from(list(EngagementKind))
+_event_specs = st.lists(
+    st.tuples(
+        _kinds,
+        st.integers(1, 3),  # user
+        st.integers(1, 4),  # video
+        st.floats(0.0, 1.0),  # completion for watches
+    ),
+    min_size=1,
+    max_size=25,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(specs=_event_specs, deliveries=st.data())
+def test_duplicates_never_double_count(specs: list[Any], deliveries: st.DataObject) -> None:
+    events = []
+    for kind, user_id, video_id, completion in specs:
+        extra: dict[str, Any] = {"completion": completion} if kind is EngagementKind.WATCH else {}
+        events.append(make_event(kind, user_id=user_id, video_id=video_id, **extra))
+    once, many = World(), World()
+    for event in events:
+        assert once.recorder.record(event) is True
+    # Redeliver: every event at least once, some many times, order kept per first arrival.
+    repeats = deliveries.draw(
+        st.lists(st.integers(1, 4), min_size=len(events), max_size=len(events))
+    )
+    stream = []
+    for event, count in zip(events, repeats, strict=True):
+        stream.extend([event] * count)
+    extra_copies = deliveries.draw(st.lists(st.sampled_from(events), max_size=10))
+    applied = [many.recorder.record(event) for event in [*stream, *extra_copies]]
+    assert sum(applied) == len({event.event_id for event in events})
+    video_ids = [1, 2, 3, 4]
+    assert many.events.get_stats(video_ids) == once.events.get_stats(video_ids)
+    for user_id in (1, 2, 3):
+        assert many.events.get_affinities(user_id, [1, 2]) == pytest.approx(
+            once.events.get_affinities(user_id, [1, 2])
+        )
+
+
+@settings(max_examples=60, deadline=None)
+@given(specs=_event_specs)
+def test_statistics_stay_within_their_invariants(specs: list[Any]) -> None:
+    world = World()
+    for kind, user_id, video_id, completion in specs:
+        extra: dict[str, Any] = {"completion": completion} if kind is EngagementKind.WATCH else {}
+        world.recorder.record(make_event(kind, user_id=user_id, video_id=video_id, **extra))
+    for stats in world.events.get_stats([1, 2, 3, 4]).values():
+        assert 0.0 <= stats.completion_sum <= stats.views
+        assert 0 <= stats.likes <= 3
+    for user_id in (1, 2, 3):
+        values = world.events.get_affinities(user_id, [1, 2]).values()
+        assert all(0.0 <= value < 1.0 for value in values)
+        assert sum(values) < 1.0

@@ -1,0 +1,147 @@
+"""The compact binary form of a :class:`~reelrank.FeedSnapshot`.
+
+Layout (little-endian), format 1::
+
+    header   magic "RRF", format u8, float_bits u8, width u16, count u32,
+             user_id i64, created_at i64 (microseconds since the Unix epoch, UTC)
+    strings  variant, config_tag, then ``width`` signal names; each a u16 byte
+             length and UTF-8 bytes (an empty variant means the default feed)
+    arrays   video_ids  int64[count]
+             scores     float{bits}[count]
+             contributions float{bits}[count * width], row by row
+
+Scores and contributions are packed as ``float32`` when every value survives the
+round trip through ``float32`` exactly (as the scores of the float32 ranking kernels
+do), else as ``float64``: a snapshot always reads back equal to what was written.
+A 500-item snapshot with five signals takes about 16 KB in float32 (about 30 KB in
+float64), against well over 50 KB as JSON.
+"""
+
+from __future__ import annotations
+
+import struct
+from datetime import UTC, datetime, timedelta
+from itertools import chain
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from reelrank import FeedSnapshot
+
+__all__ = ["SnapshotFormatError", "decode_snapshot", "encode_snapshot"]
+
+_MAGIC = b"RRF"
+_FORMAT = 1
+_HEADER = struct.Struct("<3sBBHIqq")
+_LENGTH = struct.Struct("<H")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_FLOAT_DTYPES: dict[int, np.dtype[np.floating[Any]]] = {
+    32: np.dtype("<f4"),
+    64: np.dtype("<f8"),
+}
+_ID_DTYPE = np.dtype("<i8")
+
+
+class SnapshotFormatError(ValueError):
+    """Bytes that are not a snapshot of a format this version can read."""
+
+
+def _microseconds(moment: datetime) -> int:
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _float_bits(values: npt.NDArray[np.float64]) -> int:
+    with np.errstate(over="ignore"):
+        narrowed = values.astype(np.float32)
+    return 32 if np.array_equal(narrowed.astype(np.float64), values) else 64
+
+
+def _put_string(parts: list[bytes], text: str) -> None:
+    raw = text.encode()
+    parts.append(_LENGTH.pack(len(raw)))
+    parts.append(raw)
+
+
+def encode_snapshot(snapshot: FeedSnapshot) -> bytes:
+    """Pack a snapshot into bytes (see the module docstring for the layout)."""
+    count = len(snapshot.video_ids)
+    width = len(snapshot.signals)
+    floats = np.empty(count * (width + 1), dtype=np.float64)
+    floats[:count] = snapshot.scores
+    if count and width:
+        floats[count:] = np.fromiter(
+            chain.from_iterable(snapshot.contributions), dtype=np.float64, count=count * width
+        )
+    bits = _float_bits(floats)
+    parts = [
+        _HEADER.pack(
+            _MAGIC,
+            _FORMAT,
+            bits,
+            width,
+            count,
+            snapshot.user_id,
+            _microseconds(snapshot.created_at),
+        )
+    ]
+    _put_string(parts, snapshot.variant or "")
+    _put_string(parts, snapshot.config_tag)
+    for name in snapshot.signals:
+        _put_string(parts, name)
+    parts.append(np.asarray(snapshot.video_ids, dtype=_ID_DTYPE).tobytes())
+    parts.append(floats.astype(_FLOAT_DTYPES[bits]).tobytes())
+    return b"".join(parts)
+
+
+def _take_string(data: bytes, offset: int) -> tuple[str, int]:
+    (length,) = _LENGTH.unpack_from(data, offset)
+    start = offset + _LENGTH.size
+    end = start + length
+    if end > len(data):
+        raise SnapshotFormatError("truncated string")
+    return data[start:end].decode(), end
+
+
+def decode_snapshot(data: bytes) -> FeedSnapshot:
+    """Unpack bytes written by :func:`encode_snapshot`.
+
+    Raises :class:`SnapshotFormatError` on bytes of another format or a wrong length.
+    The snapshot is rebuilt without re-running validation: it was validated when it
+    was created, and the length checks here catch truncated or foreign bytes.
+    """
+    if len(data) < _HEADER.size:
+        raise SnapshotFormatError("shorter than the header")
+    try:
+        magic, version, bits, width, count, user_id, created_us = _HEADER.unpack_from(data)
+        if magic != _MAGIC or version != _FORMAT or bits not in _FLOAT_DTYPES:
+            raise SnapshotFormatError(f"unknown format {magic!r} {version} {bits}")
+        offset = _HEADER.size
+        variant, offset = _take_string(data, offset)
+        config_tag, offset = _take_string(data, offset)
+        signals = []
+        for _ in range(width):
+            name, offset = _take_string(data, offset)
+            signals.append(name)
+    except (struct.error, UnicodeDecodeError) as exc:
+        raise SnapshotFormatError(str(exc)) from exc
+    float_dtype = _FLOAT_DTYPES[bits]
+    expected = offset + count * _ID_DTYPE.itemsize + count * (width + 1) * float_dtype.itemsize
+    if len(data) != expected:
+        raise SnapshotFormatError(f"expected {expected} bytes, got {len(data)}")
+    ids = np.frombuffer(data, dtype=_ID_DTYPE, count=count, offset=offset)
+    offset += count * _ID_DTYPE.itemsize
+    floats = np.frombuffer(data, dtype=float_dtype, count=count * (width + 1), offset=offset)
+    scores = floats[:count].tolist()
+    rows = floats[count:].reshape(count, width).tolist() if width else [[]] * count
+    return FeedSnapshot.model_construct(
+        user_id=user_id,
+        variant=variant or None,
+        video_ids=tuple(ids.tolist()),
+        scores=tuple(scores),
+        signals=tuple(signals),
+        contributions=tuple(map(tuple, rows)),
+        created_at=_EPOCH + timedelta(microseconds=created_us),
+        config_tag=config_tag,
+    )

@@ -1,0 +1,73 @@
+"""Connection, key and retention settings of the Redis stores."""
+
+from __future__ import annotations
+
+import redis
+from pydantic import Field
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from reelrank._config import StrictModel
+
+__all__ = ["RedisConfig", "create_client"]
+
+_DAY_SECONDS = 86_400
+
+
+class RedisConfig(StrictModel):
+    """How the Redis stores connect, name their keys and retain data.
+
+    The timeouts are deliberately short: the stores sit on the request path, and a
+    paused or unreachable Redis must fail a call quickly (so the feed service can
+    degrade) rather than block it. redis-py's own defaults (5 s timeouts, 10 retries
+    with backoff) kept a call waiting close to a minute on a paused server.
+    """
+
+    url: str = Field(default="redis://127.0.0.1:6379/0", min_length=1, max_length=2048)
+    """Server URL (``redis://``, ``rediss://`` or ``unix://``), used by :func:`create_client`."""
+    prefix: str = Field(default="reelrank", pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
+    """Namespace of every key (``{prefix}:feed:v1:...``), so several apps can share a Redis."""
+    socket_timeout: float = Field(default=0.2, gt=0.0, le=60.0, allow_inf_nan=False)
+    """Seconds to wait for a reply before a call fails with ``StoreTimeoutError``."""
+    socket_connect_timeout: float = Field(default=0.2, gt=0.0, le=60.0, allow_inf_nan=False)
+    """Seconds to wait for a new connection to open."""
+    connection_retries: int = Field(default=1, ge=0, le=5)
+    """Immediate retries after a *connection* error (a reset socket after a server restart).
+
+    Timeouts are never retried, so a hung server costs one ``socket_timeout``, not several.
+    """
+    max_connections: int = Field(default=64, ge=1, le=10_000)
+    """Size of the connection pool :func:`create_client` builds."""
+    feed_ttl_seconds: int = Field(default=900, ge=1, le=30 * _DAY_SECONDS)
+    """Lifetime of a cached feed snapshot when the caller gives no TTL."""
+    seen_window_seconds: int = Field(default=30 * _DAY_SECONDS, ge=1, le=3650 * _DAY_SECONDS)
+    """How long a seen video stays seen; older entries are trimmed on write."""
+    seen_max_items: int = Field(default=5_000, ge=1, le=10_000_000)
+    """Most seen videos kept per user; the oldest are dropped beyond it."""
+    idempotency_ttl_seconds: int = Field(default=7 * _DAY_SECONDS, ge=1, le=365 * _DAY_SECONDS)
+    """How long an accepted event id is remembered; longer than any client retry horizon."""
+    counters_ttl_seconds: int = Field(default=2 * _DAY_SECONDS, ge=1, le=365 * _DAY_SECONDS)
+    """Lifetime of a video's real-time counters after its last event; they only bridge the
+    gap until the analytics store has caught up."""
+    float_precision: int = Field(default=32, ge=32, le=64, multiple_of=32)
+    """Bits per stored score and contribution: ``32`` (compact) or ``64`` (exact)."""
+
+
+def create_client(config: RedisConfig) -> redis.Redis:
+    """Build a client for ``config.url`` with the config's timeouts and retry policy.
+
+    The stores take a ready client, so an application may also pass its own; it should
+    then set short timeouts itself.
+    """
+    retry = Retry(
+        NoBackoff(),
+        config.connection_retries,
+        supported_errors=(redis.exceptions.ConnectionError,),
+    )
+    return redis.Redis.from_url(
+        config.url,
+        socket_timeout=config.socket_timeout,
+        socket_connect_timeout=config.socket_connect_timeout,
+        retry=retry,
+        max_connections=config.max_connections,
+    )

@@ -32,6 +32,19 @@ from ._models import (
     affinity_credit,
 )
 from ._scoring import Candidates, Ranker, Ranking, warmup
+from ._search import (
+    InMemorySearchIndex,
+    ParsedQuery,
+    QueryTerm,
+    SearchConfig,
+    SearchDocument,
+    SearchHit,
+    SearchIndex,
+    VideoSearch,
+    parse_query,
+    tokenize,
+    video_quality,
+)
 from ._similar import (
     EmbeddingIndex,
     SimilarityConfig,
@@ -110,6 +123,17 @@ __all__ = [
     "SimilarVideos",
     "metadata_similarity",
     "top_k_cosine",
+    "InMemorySearchIndex",
+    "ParsedQuery",
+    "QueryTerm",
+    "SearchConfig",
+    "SearchDocument",
+    "SearchHit",
+    "SearchIndex",
+    "VideoSearch",
+    "parse_query",
+    "tokenize",
+    "video_quality",
     "WEIGHT_FIELDS",
     "ConfigError",
     "CursorError",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import redis
-from reelrank_redis import RedisConfig, RedisFeedCache
+from reelrank_redis import RedisConfig, RedisEventStore, RedisFeedCache, RedisSeenStore
 
-from reelrank.testing import FeedCacheContract
+from reelrank.testing import EventStoreContract, FeedCacheContract, SeenStoreContract
 
 pytestmark = pytest.mark.integration
 
@@ -15,3 +15,17 @@ class TestRedisFeedCache(FeedCacheContract):
     @pytest.fixture
     def feed_cache(self, redis_client: redis.Redis, redis_config: RedisConfig) -> RedisFeedCache:
         return RedisFeedCache(redis_client, redis_config)
+
+
+class TestRedisSeenStore(SeenStoreContract):
+    @pytest.fixture
+    def seen_store(self, redis_client: redis.Redis, redis_config: RedisConfig) -> RedisSeenStore:
+        return RedisSeenStore(redis_client, redis_config)
+
+
+class TestRedisEventStore(EventStoreContract):
+    @pytest.fixture
+    def event_store(
+        self, redis_client: redis.Redis, redis_config: RedisConfig
+    ) -> RedisEventStore:
+        return RedisEventStore(redis_client, redis_config)

@@ -11,15 +11,13 @@ Subclass a contract in a test module named ``test_*.py`` with a class named
         def catalog(self):
             return MyCatalog(dsn=...)
 
-==========================  ==================
-contract                    fixture it needs
-==========================  ==================
-:class:`CatalogContract`    ``catalog``
-:class:`EventStoreContract` ``event_store``
-:class:`SeenStoreContract`  ``seen_store``
-:class:`FeedCacheContract`  ``feed_cache``
-:class:`ModelRegistryContract` ``model_registry``
-==========================  ==================
+Each contract needs one fixture:
+
+* :class:`CatalogContract`: ``catalog``
+* :class:`EventStoreContract`: ``event_store``
+* :class:`SeenStoreContract`: ``seen_store``
+* :class:`FeedCacheContract`: ``feed_cache``
+* :class:`ModelRegistryContract`: ``model_registry``
 
 The tests use only the protocol methods, so they suit any backend. The one test that
 needs real time (:meth:`FeedCacheContract.test_entry_expires_after_its_ttl`) is marked

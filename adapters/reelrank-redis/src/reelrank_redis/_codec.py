@@ -20,7 +20,6 @@ float64), against well over 50 KB as JSON.
 from __future__ import annotations
 
 import struct
-from datetime import UTC, datetime, timedelta
 from itertools import chain
 from typing import Any
 
@@ -29,13 +28,14 @@ import numpy.typing as npt
 
 from reelrank import FeedSnapshot
 
+from ._time import from_microseconds, to_microseconds
+
 __all__ = ["SnapshotFormatError", "decode_snapshot", "encode_snapshot"]
 
 _MAGIC = b"RRF"
 _FORMAT = 1
 _HEADER = struct.Struct("<3sBBHIqq")
 _LENGTH = struct.Struct("<H")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _FLOAT_DTYPES: dict[int, np.dtype[np.floating[Any]]] = {
     32: np.dtype("<f4"),
     64: np.dtype("<f8"),
@@ -45,11 +45,6 @@ _ID_DTYPE = np.dtype("<i8")
 
 class SnapshotFormatError(ValueError):
     """Bytes that are not a snapshot of a format this version can read."""
-
-
-def _microseconds(moment: datetime) -> int:
-    delta = moment - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def _float_bits(values: npt.NDArray[np.float64]) -> int:
@@ -83,7 +78,7 @@ def encode_snapshot(snapshot: FeedSnapshot) -> bytes:
             width,
             count,
             snapshot.user_id,
-            _microseconds(snapshot.created_at),
+            to_microseconds(snapshot.created_at),
         )
     ]
     _put_string(parts, snapshot.variant or "")
@@ -142,6 +137,6 @@ def decode_snapshot(data: bytes) -> FeedSnapshot:
         scores=tuple(scores),
         signals=tuple(signals),
         contributions=tuple(map(tuple, rows)),
-        created_at=_EPOCH + timedelta(microseconds=created_us),
+        created_at=from_microseconds(created_us),
         config_tag=config_tag,
     )

@@ -46,11 +46,10 @@ class RedisConfig(StrictModel):
     """Most seen videos kept per user; the oldest are dropped beyond it."""
     idempotency_ttl_seconds: int = Field(default=7 * _DAY_SECONDS, ge=1, le=365 * _DAY_SECONDS)
     """How long an accepted event id is remembered; longer than any client retry horizon."""
-    counters_ttl_seconds: int = Field(default=2 * _DAY_SECONDS, ge=1, le=365 * _DAY_SECONDS)
-    """Lifetime of a video's real-time counters after its last event; they only bridge the
-    gap until the analytics store has caught up."""
-    float_precision: int = Field(default=32, ge=32, le=64, multiple_of=32)
-    """Bits per stored score and contribution: ``32`` (compact) or ``64`` (exact)."""
+    counters_ttl_seconds: int | None = Field(default=None, ge=1, le=365 * _DAY_SECONDS)
+    """Lifetime of a video's and a user's real-time counters after their last event, or
+    ``None`` to keep them. Set it when Redis only bridges the gap until an analytics
+    store has caught up."""
 
 
 def create_client(config: RedisConfig) -> redis.Redis:

@@ -1,0 +1,229 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from fractions import Fraction
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
+
+from reelrank import ConfigError, Experiment, RankingConfig, Variant, assignment_point
+
+SHARES = {"control": 0.5, "treatment": 0.3, "holdout": 0.2}
+TREATMENT_CONFIG = RankingConfig(
+    freshness=0.3, completion=0.3, engagement=0.2, affinity=0.15, deep_learning=0.05
+)
+
+
+def make_experiment(salt: str = "feed-2026", shares: dict[str, float] = SHARES) -> Experiment:
+    return Experiment(
+        name="feed-weights",
+        salt=salt,
+        variants=tuple(
+            Variant(
+                name=name,
+                share=share,
+                config=TREATMENT_CONFIG if name == "treatment" else RankingConfig(),
+            )
+            for name, share in shares.items()
+        ),
+    )
+
+
+def variant_from_digest(digest: bytes, shares: dict[str, float]) -> str:
+    """The documented rule in exact rational arithmetic: top 53 bits over 2**53 against
+    the running sum of the shares."""
+    point = Fraction(int.from_bytes(digest, "big") >> 11, 2**53)
+    upper = Fraction(0)
+    for name, share in shares.items():
+        upper += Fraction(share)
+        if point < upper:
+            return name
+    raise AssertionError("point beyond the last slice")
+
+
+# BLAKE2b-64 digests of f"{salt}:{user_id}" from GNU coreutils, an implementation
+# independent of Python's hashlib: `printf '%s' 'feed-2026:42' | b2sum -l 64`.
+PINNED = [
+    ("feed-2026", 1, "f62750d6b67b08c9", "holdout"),
+    ("feed-2026", 42, "b6316e18bbc05346", "treatment"),
+    ("feed-2026", "alice", "0fa593a97ebef3f5", "control"),
+    ("feed-2026", "user-9001", "ae66856dc5b9955e", "treatment"),
+    ("feed-2026", 7, "76c61569e07f0461", "control"),
+    ("other-salt", 42, "4934b9b4802139c4", "control"),
+]
+
+
+@pytest.mark.parametrize(("salt", "user_id", "digest_hex", "expected"), PINNED)
+def test_pinned_assignments_follow_the_documented_formula(
+    salt: str, user_id: object, digest_hex: str, expected: str
+) -> None:
+    digest = bytes.fromhex(digest_hex)
+    assert variant_from_digest(digest, SHARES) == expected
+    assert assignment_point(salt, user_id) == (int(digest_hex, 16) >> 11) / 2**53
+    assert make_experiment(salt).assign(user_id).name == expected
+
+
+def test_integer_and_string_ids_share_a_point() -> None:
+    assert assignment_point("s", 42) == assignment_point("s", "42")
+
+
+@given(st.text(max_size=20), st.one_of(st.integers(), st.text(max_size=30)))
+def test_point_is_in_the_unit_interval(salt: str, user_id: object) -> None:
+    assert 0.0 <= assignment_point(salt, user_id) < 1.0
+
+
+@given(st.integers(min_value=0, max_value=2**63))
+def test_assignment_matches_exact_rational_rule(user_id: int) -> None:
+    import hashlib
+
+    digest = hashlib.blake2b(f"feed-2026:{user_id}".encode(), digest_size=8).digest()
+    assert make_experiment().assign(user_id).name == variant_from_digest(digest, SHARES)
+
+
+def test_assignment_is_the_same_in_another_process() -> None:
+    users = list(range(300)) + [f"user-{i}" for i in range(300)]
+    script = (
+        "import json, sys\n"
+        "from reelrank import Experiment\n"
+        "experiment = Experiment.model_validate_json(sys.argv[1])\n"
+        "users = json.loads(sys.argv[2])\n"
+        "print(json.dumps([experiment.assign(u).name for u in users]))\n"
+    )
+    experiment = make_experiment()
+    # A different hash seed in the child would change any assignment built on hash().
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    result = subprocess.run(
+        [sys.executable, "-c", script, experiment.model_dump_json(), json.dumps(users)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
+    assert json.loads(result.stdout) == [experiment.assign(u).name for u in users]
+
+
+def test_assignment_follows_the_shares_chi_square() -> None:
+    experiment = make_experiment()
+    users = 200_000
+    counts = Counter(experiment.assign(user_id).name for user_id in range(users))
+    observed = [counts[name] for name in SHARES]
+    expected = [share * users for share in SHARES.values()]
+    statistic, p_value = stats.chisquare(observed, expected)
+    # Critical value of chi-square with 2 degrees of freedom at alpha = 0.001 is 13.816.
+    assert statistic < 13.816, (statistic, p_value, observed)
+
+
+def test_points_are_uniform_chi_square_over_twenty_bins() -> None:
+    users = 100_000
+    bins = Counter(int(assignment_point("uniformity", f"u{i}") * 20) for i in range(users))
+    statistic, p_value = stats.chisquare([bins[b] for b in range(20)])
+    # Critical value of chi-square with 19 degrees of freedom at alpha = 0.001 is 43.820.
+    assert statistic < 43.820, (statistic, p_value)
+
+
+def test_a_new_salt_reassigns_independently() -> None:
+    first, second = make_experiment("salt-a"), make_experiment("salt-b")
+    users = 60_000
+    table = Counter((first.assign(u).name, second.assign(u).name) for u in range(users))
+    names = list(SHARES)
+    contingency = [[table[(a, b)] for b in names] for a in names]
+    result = stats.chi2_contingency(contingency)
+    # Independence with 4 degrees of freedom at alpha = 0.001: critical value 18.467.
+    assert result.statistic < 18.467, result
+
+
+def test_zero_share_variant_is_never_assigned() -> None:
+    experiment = make_experiment(shares={"a": 0.0, "b": 1.0, "c": 0.0})
+    assert {experiment.assign(u).name for u in range(2_000)} == {"b"}
+
+
+@settings(max_examples=50)
+@given(st.floats(min_value=0.0, max_value=0.9), st.floats(min_value=0.0, max_value=0.1))
+def test_growing_a_share_only_moves_users_into_it(share: float, growth: float) -> None:
+    before = make_experiment(shares={"a": share, "b": 1.0 - share})
+    after = make_experiment(shares={"a": share + growth, "b": 1.0 - share - growth})
+    for user_id in range(300):
+        if before.assign(user_id).name == "a":
+            assert after.assign(user_id).name == "a"
+
+
+def test_config_for_returns_the_variant_config() -> None:
+    experiment = make_experiment()
+    for user_id in range(50):
+        variant = experiment.assign(user_id)
+        assert experiment.config_for(user_id) is variant.config
+    assert experiment.variant("treatment").config == TREATMENT_CONFIG
+    assert experiment.variant_names == ("control", "treatment", "holdout")
+
+
+def test_shares_must_sum_to_one() -> None:
+    with pytest.raises(ConfigError) as info:
+        make_experiment(shares={"a": 0.5, "b": 0.4})
+    assert info.value.field == "variants.share"
+    assert info.value.value == pytest.approx(0.9)
+
+
+@given(
+    st.lists(st.floats(min_value=0.0, max_value=1.0), min_size=1, max_size=6).filter(
+        lambda shares: abs(sum(shares) - 1.0) > 1e-6
+    )
+)
+def test_any_share_sum_other_than_one_is_rejected(shares: list[float]) -> None:
+    with pytest.raises(ConfigError) as info:
+        make_experiment(shares={f"v{i}": s for i, s in enumerate(shares)})
+    assert info.value.field == "variants.share"
+
+
+def test_variant_names_must_be_unique() -> None:
+    with pytest.raises(ConfigError) as info:
+        Experiment(
+            name="e",
+            salt="s",
+            variants=(Variant(name="a", share=0.5), Variant(name="a", share=0.5)),
+        )
+    assert info.value.field == "variants.name"
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"name": "e", "salt": "s", "variants": []}, "variants"),
+        ({"name": "e", "salt": "", "variants": [{"name": "a", "share": 1.0}]}, "salt"),
+        ({"name": "e", "salt": "s", "variants": [{"name": "a", "share": 1.5}]}, "variants.0.share"),
+        (
+            {"name": "e", "salt": "s", "variants": [{"name": "a b", "share": 1.0}]},
+            "variants.0.name",
+        ),
+        ({"name": "e", "salt": "s", "varients": []}, "variants"),
+        (
+            {"name": "e", "salt": "s", "variants": [{"name": "a", "share": 1.0, "weight": 1}]},
+            "variants.0.weight",
+        ),
+    ],
+)
+def test_bad_experiment_names_the_field(data: dict[str, object], field: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Experiment(**data)  # type: ignore[arg-type]
+    assert info.value.field == field
+
+
+def test_bad_nested_config_is_a_config_error() -> None:
+    with pytest.raises(ConfigError) as info:
+        Experiment(
+            name="e",
+            salt="s",
+            variants=[{"name": "a", "share": 1.0, "config": {"freshness": 0.9}}],  # type: ignore[list-item]
+        )
+    assert info.value.field == "variants.0.config.weights"
+
+
+def test_unknown_variant_name_is_a_config_error() -> None:
+    with pytest.raises(ConfigError) as info:
+        make_experiment().variant("nope")
+    assert info.value.field == "variant"

@@ -53,6 +53,18 @@ from ._similar import (
     metadata_similarity,
     top_k_cosine,
 )
+from ._trending import (
+    InMemoryEngagementLog,
+    InMemoryTrendingSnapshotStore,
+    Trend,
+    Trending,
+    TrendingConfig,
+    TrendingItem,
+    TrendingKind,
+    TrendingSnapshot,
+    TrendingSnapshotStore,
+    decayed_scores,
+)
 from .exceptions import (
     ConfigError,
     CursorError,
@@ -69,6 +81,7 @@ from .exceptions import (
 )
 from .protocols import (
     Catalog,
+    EngagementLog,
     EventStore,
     FeedCache,
     FeedKey,
@@ -134,6 +147,17 @@ __all__ = [
     "parse_query",
     "tokenize",
     "video_quality",
+    "EngagementLog",
+    "InMemoryEngagementLog",
+    "InMemoryTrendingSnapshotStore",
+    "Trend",
+    "Trending",
+    "TrendingConfig",
+    "TrendingItem",
+    "TrendingKind",
+    "TrendingSnapshot",
+    "TrendingSnapshotStore",
+    "decayed_scores",
     "WEIGHT_FIELDS",
     "ConfigError",
     "CursorError",

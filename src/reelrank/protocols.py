@@ -39,6 +39,7 @@ from ._models import (
 
 __all__ = [
     "Catalog",
+    "EngagementLog",
     "EventStore",
     "FeedCache",
     "FeedKey",
@@ -149,6 +150,29 @@ class EventStore(Protocol):
         Only videos with at least one view are listed. The list may hold videos that
         are no longer ready; callers fetch them through :meth:`Catalog.get_videos`.
         """
+
+
+@runtime_checkable
+class EngagementLog(Protocol):
+    """Individual engagement events by time, for discovery features.
+
+    Trending reads the recent events of everyone, creator recommendations those of one
+    user and of the audiences around them. Recording is idempotent by ``event_id``,
+    like :meth:`EventStore.append`: an application records each event it appends.
+    """
+
+    def record(self, event: EngagementEvent) -> bool:
+        """Keep one event; ``False`` (and nothing changes) if its id was recorded before."""
+
+    def events_between(
+        self, start: datetime, end: datetime, *, limit: int
+    ) -> list[EngagementEvent]:
+        """Events with ``start <= occurred_at < end``: the newest ``limit`` of them,
+        newest first (ties: higher ``event_id`` first)."""
+
+    def user_events(self, user_id: int, *, since: datetime, limit: int) -> list[EngagementEvent]:
+        """The user's events at or after ``since``: the newest ``limit``, newest first
+        (ties: higher ``event_id`` first); empty for an unknown user."""
 
 
 @runtime_checkable

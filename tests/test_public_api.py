@@ -85,6 +85,13 @@ EXPECTED = {
     "StoreError",
     "StoreTimeoutError",
     "StoreUnavailableError",
+    "Experiment",
+    "Variant",
+    "assignment_point",
+    "ManifestConfig",
+    "build_dash_mpd",
+    "build_hls_master_playlist",
+    "iso8601_duration",
     "__version__",
 }
 

@@ -2,7 +2,14 @@
 
 from ._config import WEIGHT_FIELDS, RankingConfig
 from ._events import EngagementRecorder, RecorderConfig, watch_completion
+from ._experiments import Experiment, Variant, assignment_point
 from ._frame import score_frame
+from ._manifest import (
+    ManifestConfig,
+    build_dash_mpd,
+    build_hls_master_playlist,
+    iso8601_duration,
+)
 from ._memory import (
     InMemoryCatalog,
     InMemoryEventStore,
@@ -172,5 +179,12 @@ __all__ = [
     "StoreError",
     "StoreTimeoutError",
     "StoreUnavailableError",
+    "Experiment",
+    "Variant",
+    "assignment_point",
+    "ManifestConfig",
+    "build_dash_mpd",
+    "build_hls_master_playlist",
+    "iso8601_duration",
     "__version__",
 ]

@@ -58,8 +58,10 @@ __all__ = [
     "ROW_PUBLISHED_HOURS",
     "ROW_SHARES",
     "ROW_VIEWS",
+    "affinity_table_kernel",
     "batch_kernel",
     "explain_kernel",
+    "in_unit_interval_kernel",
     "rank_kernel",
     "score_kernel",
 ]
@@ -121,9 +123,6 @@ _C3 = np.float32(-(0.6931471805599453**3) / 6.0)
 _C4 = np.float32(0.6931471805599453**4 / 24.0)
 _C5 = np.float32(-(0.6931471805599453**5) / 120.0)
 _C6 = np.float32(0.6931471805599453**6 / 720.0)
-# Slack on the block threshold test, so a candidate whose vectorised score differed
-# from its rescored value in the last bit is never skipped.
-_THRESHOLD_SLACK = np.float32(1e-6)
 _NO_THRESHOLD = np.float32(-1.0)
 _EXPONENT_BIAS = np.int32(127)
 _MANTISSA_BITS = np.int32(23)
@@ -231,83 +230,6 @@ def _params_tuple(params: Any) -> Any:
     )
 
 
-@_inline
-def _worse(
-    score_a: Any, video_a: Any, pos_a: Any, score_b: Any, video_b: Any, pos_b: Any
-) -> bool:
-    """Whether item a ranks after item b: lower score, then larger video id, then position."""
-    if score_a != score_b:
-        return bool(score_a < score_b)
-    if video_a != video_b:
-        return bool(video_a > video_b)
-    return bool(pos_a > pos_b)
-
-
-@_inline
-def _sift_down(heap_scores: Any, heap_positions: Any, video_ids: Any, root: Any, size: Any) -> None:
-    """Restore the heap (worst item at the root) below ``root`` in the first ``size`` slots."""
-    node = root
-    score = heap_scores[node]
-    pos = heap_positions[node]
-    video = video_ids[pos]
-    while True:
-        child = 2 * node + 1
-        if child >= size:
-            break
-        right = child + 1
-        if right < size and _worse(
-            heap_scores[right], video_ids[heap_positions[right]], heap_positions[right],
-            heap_scores[child], video_ids[heap_positions[child]], heap_positions[child],
-        ):
-            child = right
-        if not _worse(
-            heap_scores[child], video_ids[heap_positions[child]], heap_positions[child],
-            score, video, pos,
-        ):
-            break
-        heap_scores[node] = heap_scores[child]
-        heap_positions[node] = heap_positions[child]
-        node = child
-    heap_scores[node] = score
-    heap_positions[node] = pos
-
-
-@_inline
-def _sift_up(heap_scores: Any, heap_positions: Any, video_ids: Any, node: Any) -> None:
-    score = heap_scores[node]
-    pos = heap_positions[node]
-    video = video_ids[pos]
-    while node > 0:
-        parent = (node - 1) // 2
-        if not _worse(
-            score, video, pos,
-            heap_scores[parent], video_ids[heap_positions[parent]], heap_positions[parent],
-        ):
-            break
-        heap_scores[node] = heap_scores[parent]
-        heap_positions[node] = heap_positions[parent]
-        node = parent
-    heap_scores[node] = score
-    heap_positions[node] = pos
-
-
-@_inline
-def _is_seen(position: Any, video: Any, seen_ids: Any, seen_mask: Any) -> bool:
-    if seen_mask.size > 0 and seen_mask[position]:
-        return True
-    if seen_ids.size == 0:
-        return False
-    lo = 0
-    hi = seen_ids.size
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if seen_ids[mid] < video:
-            lo = mid + 1
-        else:
-            hi = mid
-    return bool(lo < seen_ids.size and seen_ids[lo] == video)
-
-
 @_serial
 def score_kernel(
     features: Any, affinity: Any, creator_index: Any, params: Any, now_hours: float, out: Any
@@ -356,15 +278,73 @@ def rank_kernel(
 ) -> int:
     """Score, drop seen videos and keep the best ``out_scores.size`` in one pass.
 
-    Candidates are scored in blocks; a block is rescored one by one only when one of
-    its scores reaches the current k-th best, so the heap work stays off the common path.
-    ``seen_ids`` must be sorted; ``seen_mask`` is empty or one flag per candidate.
-    Writes the winners best first and returns how many there are.
+    Candidates are scored a block at a time into a small buffer; only when some score
+    in the block reaches the current k-th best are the block's scores walked one by one
+    against the heap, so the heap work stays off the common path. The heap lives in the
+    output arrays with the worst kept item at the root. ``seen_ids`` must be sorted;
+    ``seen_mask`` is empty or one flag per candidate. Writes the winners best first and
+    returns how many there are.
     """
     capacity = out_scores.size
     n = video_ids.size
     if capacity == 0 or n == 0:
         return 0
+    heap_scores = out_scores
+    heap_positions = out_positions
+    n_seen_ids = seen_ids.size
+    use_mask = seen_mask.size > 0
+
+    # Inner functions are inlined by numba and read the arrays of the enclosing scope,
+    # which avoids per-call reference counting on array arguments.
+    def worse(score_a: Any, position_a: Any, score_b: Any, position_b: Any) -> Any:
+        # Lower score ranks later; equal scores: larger video id, then larger position.
+        if score_a != score_b:
+            return score_a < score_b
+        video_a = video_ids[position_a]
+        video_b = video_ids[position_b]
+        if video_a != video_b:
+            return video_a > video_b
+        return position_a > position_b
+
+    def sift_down(score: Any, position: Any, size: Any) -> None:
+        node = 0
+        while True:
+            child = 2 * node + 1
+            if child >= size:
+                break
+            child_score = heap_scores[child]
+            child_position = heap_positions[child]
+            right = child + 1
+            if right < size and worse(
+                heap_scores[right], heap_positions[right], child_score, child_position
+            ):
+                child = right
+                child_score = heap_scores[right]
+                child_position = heap_positions[right]
+            if not worse(child_score, child_position, score, position):
+                break
+            heap_scores[node] = child_score
+            heap_positions[node] = child_position
+            node = child
+        heap_scores[node] = score
+        heap_positions[node] = position
+
+    def is_seen(position: Any) -> Any:
+        if use_mask:
+            return seen_mask[position]
+        if n_seen_ids == 0:
+            return False
+        video = video_ids[position]
+        lo = 0
+        hi = n_seen_ids
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if seen_ids[mid] < video:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo < n_seen_ids and seen_ids[lo] == video
+
     p = _params_tuple(params)
     now = np.float32(now_hours)
     w_affinity = p[P_W_AFFINITY]
@@ -375,14 +355,15 @@ def rank_kernel(
     shares = features[ROW_SHARES]
     comments = features[ROW_COMMENTS]
     dl = features[ROW_DL]
+    block_scores = np.empty(BLOCK, dtype=np.float32)
     size = 0
     threshold = _NO_THRESHOLD
     n_blocks = (np.uint64(n) + _UBLOCK - np.uint64(1)) // _UBLOCK
     for block in range(n_blocks):
         lo = block * _UBLOCK
-        hi = min(lo + _UBLOCK, np.uint64(n))
-        hit = False
-        for i in range(lo, hi):
+        width = min(_UBLOCK, np.uint64(n) - lo)
+        for j in range(width):
+            i = lo + j
             static = _static_score(
                 published[i], views[i], completion[i], likes[i], shares[i], comments[i],
                 dl[i], now, p,
@@ -393,49 +374,48 @@ def rank_kernel(
                 a = affinity[i]
             else:
                 a = affinity[creator_index[i]]
-            hit |= _final_score(static, a, w_affinity) >= threshold
+            block_scores[j] = _final_score(static, a, w_affinity)
+        hit = False
+        for j in range(width):
+            hit |= block_scores[j] >= threshold
         if not hit:
             continue
-        for i in range(lo, hi):
-            static = _static_score(
-                published[i], views[i], completion[i], likes[i], shares[i], comments[i],
-                dl[i], now, p,
-            )
-            if affinity is None:
-                a = _ZERO
-            elif creator_index is None:
-                a = affinity[i]
-            else:
-                a = affinity[creator_index[i]]
-            score = _final_score(static, a, w_affinity)
-            position = np.int64(i)
-            video = video_ids[i]
-            if size == capacity:
-                root = out_positions[0]
-                if not _worse(out_scores[0], video_ids[root], root, score, video, position):
-                    continue
-            if _is_seen(position, video, seen_ids, seen_mask):
+        for j in range(width):
+            score = block_scores[j]
+            if score < threshold:
                 continue
-            if size < capacity:
-                out_scores[size] = score
-                out_positions[size] = position
-                _sift_up(out_scores, out_positions, video_ids, size)
-                size += 1
-            else:
-                out_scores[0] = score
-                out_positions[0] = position
-                _sift_down(out_scores, out_positions, video_ids, 0, size)
-        if size == capacity:
-            threshold = out_scores[0] - _THRESHOLD_SLACK
-    # Heap sort in place: repeatedly move the worst remaining item to the back.
+            position = np.int64(lo + j)
+            if size == capacity:
+                if not worse(heap_scores[0], heap_positions[0], score, position):
+                    continue
+                if is_seen(position):
+                    continue
+                sift_down(score, position, size)
+                threshold = heap_scores[0]
+                continue
+            if is_seen(position):
+                continue
+            # Sift up: the new item climbs while it ranks after its parent.
+            node = size
+            while node > 0:
+                parent = (node - 1) >> 1
+                if not worse(score, position, heap_scores[parent], heap_positions[parent]):
+                    break
+                heap_scores[node] = heap_scores[parent]
+                heap_positions[node] = heap_positions[parent]
+                node = parent
+            heap_scores[node] = score
+            heap_positions[node] = position
+            size += 1
+            if size == capacity:
+                threshold = heap_scores[0]
+    # Heap sort in place: move the worst remaining item behind the shrinking heap.
     for end in range(size - 1, 0, -1):
-        worst_score = out_scores[0]
-        worst_position = out_positions[0]
-        out_scores[0] = out_scores[end]
-        out_positions[0] = out_positions[end]
-        out_scores[end] = worst_score
-        out_positions[end] = worst_position
-        _sift_down(out_scores, out_positions, video_ids, 0, end)
+        last_score = heap_scores[end]
+        last_position = heap_positions[end]
+        heap_scores[end] = heap_scores[0]
+        heap_positions[end] = heap_positions[0]
+        sift_down(last_score, last_position, end)
     return size
 
 
@@ -499,3 +479,39 @@ def batch_kernel(static_scores: Any, affinity: Any, w_affinity: Any, out: Any) -
             out[u, i] = _final_score(static_scores[i], a, w)
         bad += 1 if row_bad else 0
     return bool(bad == 0)
+
+
+@_serial
+def affinity_table_kernel(creators: Any, keys: Any, values: Any, table: Any) -> bool:
+    """Fill ``table`` (one slot per sorted creator id) from parallel ``keys``/``values``.
+
+    Creators absent from ``creators`` are ignored. Returns False, leaving ``table``
+    partly filled, when a value is NaN or outside ``[0, 1]``.
+    """
+    n_creators = creators.size
+    for j in range(keys.size):
+        value = values[j]
+        if not (value >= 0.0 and value <= 1.0):
+            return False
+        key = keys[j]
+        lo = 0
+        hi = n_creators
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if creators[mid] < key:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo < n_creators and creators[lo] == key:
+            table[lo] = value
+    return True
+
+
+@_serial
+def in_unit_interval_kernel(values: Any) -> bool:
+    """Whether every value lies in ``[0, 1]`` (NaN does not)."""
+    bad = False
+    for i in range(np.uint64(values.size)):
+        value = values[i]
+        bad |= not (value >= _ZERO and value <= _ONE)
+    return not bad

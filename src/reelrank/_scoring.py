@@ -288,12 +288,6 @@ def _now_seconds(now: Now) -> float:
     return value
 
 
-def _check_unit_interval(values: npt.NDArray[Any]) -> None:
-    # NaN fails both comparisons, so it is rejected too.
-    if values.size and not ((values >= 0.0) & (values <= 1.0)).all():
-        raise InvalidInputError("affinity", "values must lie in [0, 1]")
-
-
 def _affinity_inputs(
     candidates: Candidates, affinity: Affinity
 ) -> tuple[npt.NDArray[np.float32] | None, npt.NDArray[np.int32] | None]:
@@ -308,33 +302,31 @@ def _affinity_inputs(
         if affinity.dtype.kind not in "iuf":
             raise InvalidInputError("affinity", f"must be numeric, got dtype {affinity.dtype}")
         values = np.ascontiguousarray(affinity, dtype=np.float32)
-        _check_unit_interval(values)
+        if not K.in_unit_interval_kernel(values):
+            raise InvalidInputError("affinity", "values must lie in [0, 1]")
         return values, None
     if not isinstance(affinity, Mapping):
         raise InvalidInputError("affinity", "expected a mapping creator_id -> value or an array")
     table = np.zeros(candidates._creators.size, dtype=np.float32)
-    if affinity:
-        try:
-            keys = np.fromiter(affinity.keys(), dtype=np.int64, count=len(affinity))
-            weights = np.fromiter(affinity.values(), dtype=np.float64, count=len(affinity))
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise InvalidInputError(
-                "affinity", f"keys must be ints and values floats: {exc}"
-            ) from exc
-        _check_unit_interval(weights)
-        creators = candidates._creators
-        if creators.size:
-            slots = np.searchsorted(creators, keys)
-            slots_in_range = np.minimum(slots, creators.size - 1)
-            known = creators[slots_in_range] == keys
-            table[slots_in_range[known]] = weights[known]
+    try:
+        keys = np.fromiter(affinity.keys(), dtype=np.int64, count=len(affinity))
+        weights = np.fromiter(affinity.values(), dtype=np.float64, count=len(affinity))
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InvalidInputError(
+            "affinity", f"keys must be ints and values floats: {exc}"
+        ) from exc
+    if not K.affinity_table_kernel(candidates._creators, keys, weights, table):
+        raise InvalidInputError("affinity", "values must lie in [0, 1]")
     return table, candidates._creator_index
 
 
 def _seen_inputs(
     candidates: Candidates, seen: Seen
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
-    """Turn ``seen`` into ``(sorted ids, mask)`` for the rank kernel; unused one is empty."""
+    """Turn ``seen`` into ``(sorted ids, mask)`` for the rank kernel; the unused one is empty.
+
+    Duplicate ids are harmless to the kernel's binary search, so they are not removed.
+    """
     if seen is None:
         return _EMPTY_IDS, _EMPTY_MASK
     if isinstance(seen, np.ndarray):
@@ -350,13 +342,13 @@ def _seen_inputs(
             raise InvalidInputError("seen", f"ids must be integers, got dtype {seen.dtype}")
         if seen.dtype.kind == "u" and seen.size and seen.max() > _INT64_MAX:
             raise InvalidInputError("seen", "ids must fit in int64")
-        ids = seen.astype(np.int64)
-    else:
-        try:
-            ids = np.fromiter(seen, dtype=np.int64, count=len(seen))
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise InvalidInputError("seen", f"expected integer video ids: {exc}") from exc
-    return np.unique(ids), _EMPTY_MASK
+        return np.sort(seen.astype(np.int64, copy=False)), _EMPTY_MASK
+    try:
+        ids = np.fromiter(seen, dtype=np.int64, count=len(seen))
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InvalidInputError("seen", f"expected integer video ids: {exc}") from exc
+    ids.sort()
+    return ids, _EMPTY_MASK
 
 
 def _params(config: RankingConfig) -> npt.NDArray[np.float32]:

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import TypeVar
 
 from ._models import (
+    MAX_ID,
     Creator,
     EngagementEvent,
     EngagementKind,
@@ -51,7 +52,13 @@ __all__ = [
 def _check_ids(field: str, values: Sequence[int]) -> list[int]:
     if isinstance(values, str | bytes) or not isinstance(values, Sequence):
         raise InvalidInputError(field, f"must be a sequence of ids, got {values!r}")
-    return [check_id(field, value) for value in values]
+    ids = list(values)
+    # Fast path for the common case of a clean batch; check_id names the culprit otherwise.
+    if all(type(value) is int for value in ids) and (
+        not ids or 1 <= min(ids) <= max(ids) <= MAX_ID
+    ):
+        return ids
+    return [check_id(field, value) for value in ids]
 
 
 _T = TypeVar("_T")
@@ -216,12 +223,15 @@ class InMemoryEventStore:
 
     It remembers every applied ``event_id`` (for idempotency), the set of users
     liking each video, per-video counts and per-(user, creator) affinity credit.
+    Built :class:`~reelrank.VideoStats` are kept until the video's next event, because
+    building thousands of models per feed request would cost more than the ranking.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._applied: set[str] = set()
         self._counts: dict[int, _Counts] = {}
+        self._built: dict[int, VideoStats] = {}
         self._likers: dict[int, set[int]] = {}
         self._credit: dict[int, dict[int, float]] = {}
         self._total_credit: dict[int, float] = {}
@@ -237,6 +247,7 @@ class InMemoryEventStore:
             if event.event_id in self._applied:
                 return False
             self._applied.add(event.event_id)
+            self._built.pop(event.video_id, None)
             counts = self._counts.setdefault(event.video_id, _Counts())
             changes_state = True
             if kind is EngagementKind.WATCH:
@@ -270,23 +281,27 @@ class InMemoryEventStore:
         """Aggregates for every requested id; zeros for videos never engaged with."""
         ids = _check_ids("video_ids", video_ids)
         with self._lock:
-            snapshot = {
-                vid: (c.views, c.completion_sum, c.likes, c.shares, c.comments)
-                for vid in ids
-                if (c := self._counts.get(vid)) is not None
-            }
-        result: dict[int, VideoStats] = {}
-        for vid in ids:
-            views, completion_sum, likes, shares, comments = snapshot.get(vid, (0, 0.0, 0, 0, 0))
-            result[vid] = VideoStats(
-                video_id=vid,
-                views=views,
-                completion_sum=min(completion_sum, float(views)),
-                likes=likes,
-                shares=shares,
-                comments=comments,
-            )
-        return result
+            result: dict[int, VideoStats] = {}
+            for vid in ids:
+                stats = self._built.get(vid)
+                if stats is None:
+                    stats = self._built[vid] = self._build_stats(vid)
+                result[vid] = stats
+            return result
+
+    def _build_stats(self, video_id: int) -> VideoStats:
+        counts = self._counts.get(video_id)
+        if counts is None:
+            return VideoStats(video_id=video_id)
+        return VideoStats(
+            video_id=video_id,
+            views=counts.views,
+            # Summing many floats may overshoot views by rounding; the invariant holds exactly.
+            completion_sum=min(counts.completion_sum, float(counts.views)),
+            likes=counts.likes,
+            shares=counts.shares,
+            comments=counts.comments,
+        )
 
     def get_affinities(self, user_id: int, creator_ids: Sequence[int]) -> dict[int, float]:
         """Affinity of the user with every requested creator; ``0.0`` when none."""

@@ -234,6 +234,16 @@ class EventStoreContract:
         assert math.isclose(stats.completion_sum, 1.75)
         assert event_store.get_stats([2])[2].views == 0
 
+    def test_stats_read_before_an_event_are_not_served_after_it(
+        self, event_store: EventStore
+    ) -> None:
+        assert event_store.get_stats([1, 2])[1].views == 0
+        event_store.append(make_event("watch", completion=0.5), creator_id=1)
+        assert event_store.get_stats([1])[1].views == 1
+        event_store.append(make_event("like", user_id=4), creator_id=1)
+        stats = event_store.get_stats([2, 1])
+        assert (stats[1].views, stats[1].likes, stats[2].views) == (1, 1, 0)
+
     def test_shares_and_comments_are_counted(self, event_store: EventStore) -> None:
         event_store.append(make_event("share"), creator_id=1)
         event_store.append(make_event("share", user_id=2), creator_id=1)

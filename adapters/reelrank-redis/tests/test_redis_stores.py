@@ -1,0 +1,254 @@
+"""Redis-specific behaviour beyond the contracts: key layout, shared statistics,
+namespacing, trimming, expiry and idempotency keys."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from datetime import timedelta
+
+import pytest
+import redis
+from reelrank_redis import (
+    RedisConfig,
+    RedisEventStore,
+    RedisFeedCache,
+    RedisSeenStore,
+    create_client,
+)
+from reelrank_redis._codec import encode_snapshot
+from reelrank_redis._keys import id_member
+
+from reelrank import ConfigError, StoreError
+from reelrank.testing.factories import EPOCH, make_event, make_snapshot
+
+pytestmark = pytest.mark.integration
+
+
+def _config(base: RedisConfig, **changes: object) -> RedisConfig:
+    return RedisConfig(**{**base.model_dump(), **changes})
+
+
+# -- config ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("prefix", "has:colon"), ("prefix", ""), ("socket_timeout", 0), ("seen_max_items", 0)],
+)
+def test_bad_config_names_the_field(field: str, value: object) -> None:
+    with pytest.raises(ConfigError) as info:
+        RedisConfig(**{field: value})
+    assert info.value.field == field
+
+
+def test_unknown_config_fields_are_refused() -> None:
+    with pytest.raises(ConfigError):
+        RedisConfig(socket_timeot=1.0)  # type: ignore[call-arg]
+
+
+def test_factory_applies_the_short_timeouts(redis_config: RedisConfig) -> None:
+    client = create_client(_config(redis_config, socket_timeout=0.15, connection_retries=0))
+    kwargs = client.connection_pool.connection_kwargs
+    assert kwargs["socket_timeout"] == 0.15
+    assert kwargs["socket_connect_timeout"] == redis_config.socket_connect_timeout
+    assert kwargs["retry"].get_retries() == 0
+    client.close()
+
+
+# -- feed cache -----------------------------------------------------------------------
+
+
+def test_snapshots_live_under_versioned_keys_with_a_ttl(
+    redis_client: redis.Redis, redis_config: RedisConfig
+) -> None:
+    cache = RedisFeedCache(redis_client, redis_config)
+    snapshot = make_snapshot(42, [1, 2, 3], variant="treatment")
+    cache.put(snapshot, ttl_seconds=30)
+    key = f"{redis_config.prefix}:feed:v1:treatment:42"
+    assert redis_client.get(key) == encode_snapshot(snapshot)
+    assert 29_000 < redis_client.pttl(key) <= 30_000
+    cache.put(make_snapshot(42, [1]), ttl_seconds=30)
+    assert redis_client.exists(f"{redis_config.prefix}:feed:v1:-:42") == 1
+
+
+def test_unreadable_bytes_raise_a_store_error(
+    redis_client: redis.Redis, redis_config: RedisConfig
+) -> None:
+    redis_client.set(f"{redis_config.prefix}:feed:v1:-:7", b"not a snapshot")
+    cache = RedisFeedCache(redis_client, redis_config)
+    with pytest.raises(StoreError) as info:
+        cache.get(7)
+    assert info.value.store == "cache"
+
+
+def test_hits_and_misses_add_up_across_processes(
+    redis_client: redis.Redis, redis_config: RedisConfig
+) -> None:
+    cache = RedisFeedCache(redis_client, redis_config)
+    cache.put(make_snapshot(1), ttl_seconds=60)
+    cache.get(1)
+    cache.get(2)
+    cache.get_many([(1, None), (3, None), (1, None)])
+    other_process = (
+        "from reelrank_redis import RedisConfig, RedisFeedCache, create_client\n"
+        f"config = RedisConfig.model_validate_json({redis_config.model_dump_json()!r})\n"
+        "cache = RedisFeedCache(create_client(config), config)\n"
+        "cache.get(1); cache.get(1); cache.get(9)\n"
+    )
+    subprocess.run([sys.executable, "-c", other_process], check=True, timeout=60)
+    stats = cache.stats()
+    assert (stats.hits, stats.misses) == (4, 3)
+    assert stats.hit_ratio == pytest.approx(4 / 7)
+    cache.reset_stats()
+    assert cache.stats().hit_ratio is None
+
+
+def test_warming_many_users_pipelines_every_snapshot(
+    redis_client: redis.Redis, redis_config: RedisConfig
+) -> None:
+    cache = RedisFeedCache(redis_client, redis_config)
+    snapshots = [make_snapshot(user, [user, user + 1]) for user in range(1, 1_201)]
+    cache.put_many(snapshots, ttl_seconds=60)
+    got = cache.get_many([(user, None) for user in range(1, 1_301)])
+    assert len(got) == 1_200
+    assert got[(1_200, None)] == snapshots[-1]
+    assert cache.stats().misses == 100
+
+
+def test_invalidate_user_leaves_other_users_and_stale_index_entries_harmless(
+    redis_client: redis.Redis, redis_config: RedisConfig
+) -> None:
+    cache = RedisFeedCache(redis_client, redis_config)
+    cache.put(make_snapshot(1, variant="a"), ttl_seconds=60)
+    cache.put(make_snapshot(1, variant="b"), ttl_seconds=60)
+    cache.put(make_snapshot(10, variant="a"), ttl_seconds=60)
+    redis_client.delete(f"{redis_config.prefix}:feed:v1:b:1")
+    assert cache.invalidate_user(1) == 1
+    assert cache.get(10, "a") is not None
+    assert redis_client.exists(f"{redis_config.prefix}:feedvariants:v1:1") == 0
+
+
+# -- namespacing ------------------------------------------------------------------------
+
+
+def test_two_prefixes_share_a_redis_without_interference(
+    redis_client: redis.Redis, redis_config: RedisConfig
+) -> None:
+    first = redis_config
+    second = _config(redis_config, prefix=f"{redis_config.prefix}other")
+    cache_a, cache_b = RedisFeedCache(redis_client, first), RedisFeedCache(redis_client, second)
+    seen_a, seen_b = RedisSeenStore(redis_client, first), RedisSeenStore(redis_client, second)
+    events_a = RedisEventStore(redis_client, first)
+    events_b = RedisEventStore(redis_client, second)
+
+    snapshot = make_snapshot(1, [1, 2])
+    cache_a.put(snapshot, ttl_seconds=60)
+    seen_a.mark_seen(1, [5], EPOCH)
+    event = make_event("watch", completion=0.5)
+    assert events_a.append(event, creator_id=1)
+
+    assert cache_b.get(1) is None
+    assert cache_b.invalidate_user(1) == 0
+    assert seen_b.seen_among(1, [5], since=EPOCH - timedelta(days=1)) == set()
+    assert events_b.get_stats([1])[1].views == 0
+    assert events_b.popular_video_ids(limit=5) == []
+    # The same event id is new to the other namespace.
+    assert events_b.append(event, creator_id=1)
+
+    assert cache_a.get(1) == snapshot
+    assert seen_a.seen_among(1, [5], since=EPOCH - timedelta(days=1)) == {5}
+    assert events_a.get_stats([1])[1].views == 1
+    assert (cache_a.stats().hits, cache_b.stats().hits) == (1, 0)
+    assert all(
+        key.startswith((first.prefix + ":").encode()) or key.startswith(second.prefix.encode())
+        for key in redis_client.keys("*")
+    )
+
+
+# -- seen store ---------------------------------------------------------------------------
+
+
+def test_seen_sets_are_trimmed_to_the_window_and_expire(
+    redis_client: redis.Redis, redis_config: RedisConfig
+) -> None:
+    config = _config(redis_config, seen_window_seconds=86_400)
+    seen = RedisSeenStore(redis_client, config)
+    seen.mark_seen(1, [1, 2], EPOCH - timedelta(days=3))
+    seen.mark_seen(1, [3], EPOCH - timedelta(hours=12))
+    seen.mark_seen(1, [4], EPOCH)
+    key = f"{config.prefix}:seen:v1:1"
+    assert redis_client.zrange(key, 0, -1) == [id_member(3), id_member(4)]
+    assert 86_390 < redis_client.ttl(key) <= 86_400
+
+
+def test_seen_sets_keep_only_the_newest_items(
+    redis_client: redis.Redis, redis_config: RedisConfig
+) -> None:
+    seen = RedisSeenStore(redis_client, _config(redis_config, seen_max_items=100))
+    for batch in range(5):
+        ids = list(range(batch * 50 + 1, batch * 50 + 51))
+        seen.mark_seen(1, ids, EPOCH + timedelta(minutes=batch))
+    since = EPOCH - timedelta(days=1)
+    assert redis_client.zcard(f"{redis_config.prefix}:seen:v1:1") == 100
+    assert seen.seen_among(1, list(range(1, 251)), since=since) == set(range(151, 251))
+
+
+def test_bulk_membership_handles_a_large_candidate_batch(
+    redis_client: redis.Redis, redis_config: RedisConfig
+) -> None:
+    seen = RedisSeenStore(redis_client, redis_config)
+    seen.mark_seen(1, list(range(1, 2_001, 2)), EPOCH)
+    candidates = list(range(1, 3_001))
+    assert seen.seen_among(1, candidates, since=EPOCH) == set(range(1, 2_001, 2))
+
+
+# -- event store ----------------------------------------------------------------------------
+
+
+def test_event_ids_are_remembered_with_an_expiry(
+    redis_client: redis.Redis, redis_config: RedisConfig
+) -> None:
+    config = _config(redis_config, idempotency_ttl_seconds=3_600)
+    events = RedisEventStore(redis_client, config)
+    event = make_event("like")
+    assert events.append(event, creator_id=1)
+    assert 3_590 < redis_client.ttl(f"{config.prefix}:event:v1:{event.event_id}") <= 3_600
+
+
+def test_counters_expire_when_configured(
+    redis_client: redis.Redis, redis_config: RedisConfig
+) -> None:
+    config = _config(redis_config, counters_ttl_seconds=600)
+    events = RedisEventStore(redis_client, config)
+    events.append(make_event("watch", completion=0.5, video_id=3), creator_id=1)
+    events.append(make_event("like", video_id=3), creator_id=1)
+    for key in ("video:v1:3", "likers:v1:3", f"affinity:v1:{make_event('like').user_id}"):
+        assert 590 < redis_client.ttl(f"{config.prefix}:{key}") <= 600
+    kept = RedisEventStore(redis_client, _config(redis_config, prefix="keep"))
+    kept.append(make_event("watch", completion=0.5, video_id=3), creator_id=1)
+    assert redis_client.ttl("keep:video:v1:3") == -1
+
+
+def test_concurrent_redelivery_is_applied_once(
+    redis_config: RedisConfig, redis_client: redis.Redis
+) -> None:
+    events = RedisEventStore(redis_client, redis_config)
+    deliveries = [make_event("watch", completion=1.0, video_id=8) for _ in range(20)]
+    results: list[bool] = []
+    lock = threading.Lock()
+
+    def deliver_all() -> None:
+        for event in deliveries:
+            applied = events.append(event, creator_id=1)
+            with lock:
+                results.append(applied)
+
+    threads = [threading.Thread(target=deliver_all) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results.count(True) == 20
+    assert events.get_stats([8])[8].views == 20

@@ -1,6 +1,7 @@
 """reelrank: fast, explainable ranking for short-video feeds."""
 
 from ._config import WEIGHT_FIELDS, RankingConfig
+from ._creators import CreatorRecommendation, CreatorRecommender, CreatorRecommenderConfig
 from ._events import EngagementRecorder, RecorderConfig, watch_completion
 from ._experiments import Experiment, Variant, assignment_point
 from ._frame import score_frame
@@ -165,6 +166,9 @@ __all__ = [
     "TrendingSnapshot",
     "TrendingSnapshotStore",
     "decayed_scores",
+    "CreatorRecommendation",
+    "CreatorRecommender",
+    "CreatorRecommenderConfig",
     "WEIGHT_FIELDS",
     "ConfigError",
     "CursorError",

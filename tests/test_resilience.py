@@ -228,3 +228,13 @@ def test_pool_threads_are_daemons() -> None:
     pool = WorkerPool(1)
     names = pool.submit(lambda: threading.current_thread().daemon).result(timeout=5)
     assert names is True
+
+
+def test_shut_down_pool_lets_workers_exit_and_refuses_work() -> None:
+    pool = WorkerPool(2)
+    thread = pool.submit(threading.current_thread).result(timeout=5)
+    pool.shutdown()
+    thread.join(timeout=5)
+    assert not thread.is_alive()
+    with pytest.raises(RuntimeError):
+        pool.submit(lambda: 1)

@@ -39,6 +39,7 @@ __all__ = [
 
 P = ParamSpec("P")
 T = TypeVar("T")
+_Task = tuple[Future[Any], Callable[[], Any]]
 
 
 class BreakerState(enum.StrEnum):
@@ -157,10 +158,11 @@ class WorkerPool:
             raise ConfigError("max_workers", max_workers, "must be at least 1")
         self._max_workers = max_workers
         self._name = name
-        self._tasks: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]]] = queue.SimpleQueue()
+        self._tasks: queue.SimpleQueue[_Task | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._workers = 0
         self._unfinished = 0
+        self._closed = False
 
     @property
     def worker_count(self) -> int:
@@ -172,6 +174,8 @@ class WorkerPool:
         """Run ``fn`` on a worker thread and return its future."""
         future: Future[T] = Future()
         with self._lock:
+            if self._closed:
+                raise RuntimeError("the worker pool is shut down")
             self._unfinished += 1
             if self._unfinished > self._workers and self._workers < self._max_workers:
                 self._workers += 1
@@ -182,9 +186,20 @@ class WorkerPool:
         self._tasks.put((future, fn))
         return future
 
+    def shutdown(self) -> None:
+        """Let every worker exit once it is idle; later submissions are refused."""
+        with self._lock:
+            self._closed = True
+            workers = self._workers
+        for _ in range(workers):
+            self._tasks.put(None)
+
     def _work(self) -> None:
         while True:
-            future, fn = self._tasks.get()
+            task = self._tasks.get()
+            if task is None:
+                return
+            future, fn = task
             try:
                 if future.set_running_or_notify_cancel():
                     try:
@@ -248,6 +263,10 @@ class DependencyGuard:
 
     def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Call ``fn(*args, **kwargs)`` on a worker thread and wait at most the deadline."""
+        return self.call_with_deadline(self.deadline_seconds, lambda: fn(*args, **kwargs))
+
+    def call_with_deadline(self, deadline_seconds: float, fn: Callable[[], T]) -> T:
+        """Call ``fn()`` like :meth:`call`, with another deadline (for batch jobs)."""
         self._count("calls")
         if not self.breaker.allow_request():
             self._count("rejected")
@@ -258,19 +277,17 @@ class DependencyGuard:
             self.breaker.record_failure()
             raise StoreUnavailableError(self.name, "too many calls still running")
         try:
-            future = self._pool.submit(lambda: fn(*args, **kwargs))
+            future = self._pool.submit(fn)
         except BaseException:
             self._slots.release()
             raise
         future.add_done_callback(lambda _: self._slots.release())
         try:
-            result = future.result(timeout=self.deadline_seconds)
+            result = future.result(timeout=deadline_seconds)
         except FutureTimeoutError:
             self._count("timeouts")
             self.breaker.record_failure()
-            raise StoreTimeoutError(
-                self.name, f"no answer within {self.deadline_seconds:g} s"
-            ) from None
+            raise StoreTimeoutError(self.name, f"no answer within {deadline_seconds:g} s") from None
         except Exception:
             self._count("failures")
             self.breaker.record_failure()

@@ -1,0 +1,575 @@
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+
+from reelrank import (
+    WEIGHT_FIELDS,
+    ConfigError,
+    CursorError,
+    FeedPage,
+    FeedUnavailableError,
+    InvalidInputError,
+    RankingConfig,
+)
+from reelrank._cache import LRUFeedCache, TieredFeedCache
+from reelrank._diversity import DiversityRule
+from reelrank._events import EngagementRecorder
+from reelrank._memory import (
+    InMemoryCatalog,
+    InMemoryEventStore,
+    InMemoryFeedCache,
+    InMemoryModelRegistry,
+    InMemorySeenStore,
+)
+from reelrank._resilience import BreakerState
+from reelrank._service import FeedRankingService, FeedServiceConfig, StoreDeadlines
+from reelrank.testing import EPOCH, FaultInjector, ManualClock, make_creator, make_model, make_video
+
+START = EPOCH + timedelta(days=2)
+
+
+@dataclass
+class World:
+    clock: ManualClock
+    catalog: FaultInjector[InMemoryCatalog]
+    events: FaultInjector[InMemoryEventStore]
+    seen: FaultInjector[InMemorySeenStore]
+    shared: FaultInjector[InMemoryFeedCache]
+    local: LRUFeedCache
+    cache: TieredFeedCache
+    service: FeedRankingService
+
+    def recorder(self) -> EngagementRecorder:
+        return EngagementRecorder(self.catalog.store, self.events.store, now=self.clock.now)
+
+    def ids(self, page: FeedPage) -> list[int]:
+        return [item.video_id for item in page.items]
+
+    def pages(self, user: int, limit: int, count: int) -> list[FeedPage]:
+        result = [self.service.feed(user, limit)]
+        for _ in range(count - 1):
+            cursor = result[-1].next_cursor
+            assert cursor is not None
+            result.append(self.service.feed(user, limit, cursor))
+        return result
+
+
+@pytest.fixture
+def make_world() -> Iterator[Any]:
+    services: list[FeedRankingService] = []
+
+    def build(
+        *, videos: int = 60, creators: int = 6, ranking: RankingConfig | None = None, **config: Any
+    ) -> World:
+        clock = ManualClock(START)
+        catalog = InMemoryCatalog()
+        for creator in range(1, creators + 1):
+            catalog.put_creator(make_creator(creator))
+        for video in range(1, videos + 1):
+            catalog.put_video(
+                make_video(
+                    video,
+                    1 + video % creators,
+                    published_at=START - timedelta(minutes=5 * video),
+                    sound_id=100 + video % 4,
+                )
+            )
+        local = LRUFeedCache(clock=clock.monotonic)
+        shared = FaultInjector(InMemoryFeedCache(clock=clock.monotonic), name="cache")
+        cache = TieredFeedCache(local, shared.proxy)
+        world_catalog = FaultInjector(catalog, name="catalog")
+        events = FaultInjector(InMemoryEventStore(), name="events")
+        seen = FaultInjector(InMemorySeenStore(), name="seen")
+        config.setdefault("cursor_secret", "a-test-secret-of-some-length")
+        service = FeedRankingService(
+            catalog=world_catalog.proxy,
+            events=events.proxy,
+            seen=seen.proxy,
+            cache=cache,
+            config=FeedServiceConfig(**config),
+            ranking=ranking,
+            clock=clock.now,
+            monotonic=clock.monotonic,
+        )
+        services.append(service)
+        return World(clock, world_catalog, events, seen, shared, local, cache, service)
+
+    yield build
+    for service in services:
+        service.close()
+
+
+def test_first_page_is_ranked_and_explained(make_world: Any) -> None:
+    world: World = make_world()
+    page = world.service.feed(1, 10)
+    assert len(page.items) == 10
+    assert not page.from_cache
+    assert page.degraded == ()
+    assert page.variant is None
+    assert page.next_cursor is not None
+    for item in page.items:
+        assert set(item.breakdown) == set(WEIGHT_FIELDS)
+        assert math.isclose(sum(item.breakdown.values()), item.score, rel_tol=1e-5, abs_tol=1e-6)
+    assert isinstance(FeedPage.model_validate(page.model_dump()), FeedPage)
+
+
+def test_pages_continue_without_duplicates_or_gaps(make_world: Any) -> None:
+    world: World = make_world()
+    pages = world.pages(1, 7, 5)
+    assert [p.from_cache for p in pages] == [False, True, True, True, True]
+    served = [vid for page in pages for vid in world.ids(page)]
+    snapshot = world.local.get(1)
+    assert snapshot is not None
+    assert served == list(snapshot.video_ids[:35])
+
+
+def test_serving_marks_items_seen(make_world: Any) -> None:
+    world: World = make_world()
+    page = world.service.feed(1, 5)
+    seen = world.seen.store.recently_seen(1, since=START - timedelta(days=1), limit=100)
+    assert sorted(seen) == sorted(world.ids(page))
+
+
+def test_first_page_again_skips_what_was_served(make_world: Any) -> None:
+    world: World = make_world()
+    first = world.service.feed(1, 8)
+    again = world.service.feed(1, 8)
+    assert again.from_cache
+    assert not set(world.ids(first)) & set(world.ids(again))
+
+
+def test_paging_is_stable_while_scores_change(make_world: Any) -> None:
+    world: World = make_world()
+    first = world.service.feed(1, 5)
+    snapshot = world.local.get(1)
+    assert snapshot is not None
+    recorder = world.recorder()
+    # Heavy engagement with the items near the end of the snapshot would move them up.
+    for number, vid in enumerate(snapshot.video_ids[-10:]):
+        for k in range(5):
+            recorder.share(2, vid, event_id=f"s-{number}-{k}", channel="link")
+    world.clock.advance(60)
+    world.service.refresh_candidates()
+    second = world.service.feed(1, 5, first.next_cursor)
+    assert world.ids(first) + world.ids(second) == list(snapshot.video_ids[:10])
+
+
+def test_a_replaced_snapshot_continues_without_duplicates(make_world: Any) -> None:
+    world: World = make_world()
+    first = world.service.feed(1, 6)
+    assert world.service.invalidate(1) == 1
+    world.clock.advance(1)
+    second = world.service.feed(1, 6, first.next_cursor)
+    assert not second.from_cache
+    assert len(second.items) == 6
+    assert not set(world.ids(first)) & set(world.ids(second))
+
+
+def test_seen_videos_never_appear_within_the_window(make_world: Any) -> None:
+    world: World = make_world(videos=20)
+    world.seen.store.mark_seen(1, [1, 2, 3, 4, 5], START - timedelta(days=29))
+    served = [vid for page in world.pages(1, 5, 3) for vid in world.ids(page)]
+    assert not set(served) & {1, 2, 3, 4, 5}
+
+
+def test_seen_window_expires(make_world: Any) -> None:
+    world: World = make_world(videos=10, ranking=RankingConfig(seen_window_days=1))
+    world.seen.store.mark_seen(1, [3], START - timedelta(days=2))
+    served = world.ids(world.service.feed(1, 10))
+    assert 3 in served
+
+
+def test_last_page_has_no_cursor_and_feed_then_runs_dry(make_world: Any) -> None:
+    world: World = make_world(videos=12)
+    pages = world.pages(1, 5, 3)
+    assert [len(p.items) for p in pages] == [5, 5, 2]
+    assert pages[-1].next_cursor is None
+    assert world.service.feed(1, 5).items == ()
+
+
+def test_used_up_full_snapshot_continues_with_a_fresh_one(make_world: Any) -> None:
+    world: World = make_world(videos=30, snapshot_size=10)
+    pages = world.pages(1, 5, 4)
+    served = [vid for page in pages for vid in world.ids(page)]
+    assert len(served) == len(set(served)) == 20
+    assert [p.from_cache for p in pages] == [False, True, False, True]
+
+
+def test_snapshot_expires_after_its_ttl(make_world: Any) -> None:
+    world: World = make_world(snapshot_ttl_seconds=3600)
+    world.service.feed(1, 5)
+    world.clock.advance(3599)
+    assert world.service.feed(1, 5).from_cache
+    world.clock.advance(2)
+    assert not world.service.feed(1, 5).from_cache
+
+
+def test_a_new_ranking_config_does_not_reuse_old_snapshots(make_world: Any) -> None:
+    world: World = make_world()
+    world.service.feed(1, 5)
+    world.service.ranking = RankingConfig(freshness=0.55, completion=0.0)
+    assert not world.service.feed(1, 5).from_cache
+
+
+@pytest.mark.parametrize("limit", [0, -1, 101, True, 2.0, "5"])
+def test_bad_limit_names_the_field(make_world: Any, limit: Any) -> None:
+    world: World = make_world()
+    with pytest.raises(InvalidInputError) as info:
+        world.service.feed(1, limit)
+    assert info.value.field == "limit"
+    assert world.seen.calls["mark_seen"] == 0
+
+
+def test_limit_is_capped_by_the_ranking_config(make_world: Any) -> None:
+    world: World = make_world(ranking=RankingConfig(max_page_size=3))
+    assert len(world.service.feed(1, 3).items) == 3
+    with pytest.raises(InvalidInputError):
+        world.service.feed(1, 4)
+
+
+@pytest.mark.parametrize("user", [0, -3, 2**63, "1", 1.0])
+def test_bad_user_id_names_the_field(make_world: Any, user: Any) -> None:
+    world: World = make_world()
+    with pytest.raises(InvalidInputError) as info:
+        world.service.feed(user, 5)
+    assert info.value.field == "user_id"
+
+
+def test_forged_foreign_and_expired_cursors_are_rejected(make_world: Any) -> None:
+    world: World = make_world(cursor_max_age_seconds=600)
+    cursor = world.service.feed(1, 5).next_cursor
+    assert cursor is not None
+    payload, mac = cursor.split(".")
+    with pytest.raises(CursorError):
+        world.service.feed(1, 5, payload + "." + mac[::-1])
+    with pytest.raises(CursorError, match="another user"):
+        world.service.feed(2, 5, cursor)
+    world.clock.advance(601)
+    with pytest.raises(CursorError, match="expired"):
+        world.service.feed(1, 5, cursor)
+
+
+def test_cursor_from_a_service_with_another_secret_is_rejected(make_world: Any) -> None:
+    one: World = make_world(cursor_secret="first-secret-0123456789")
+    two: World = make_world(cursor_secret="second-secret-0123456789")
+    cursor = one.service.feed(1, 5).next_cursor
+    with pytest.raises(CursorError, match="signature"):
+        two.service.feed(1, 5, cursor)
+
+
+def test_diversity_rule_limits_runs_of_one_creator(make_world: Any) -> None:
+    world: World = make_world(videos=40, creators=2, diversity=DiversityRule(max_creator_run=1))
+    # Make creator 1's videos much better so that, undiversified, they would come first.
+    recorder = world.recorder()
+    for vid in range(2, 41, 2):
+        recorder.share(9, vid, event_id=f"share-{vid}", channel="link")
+        recorder.watch(9, vid, event_id=f"watch-{vid}", completion=1.0)
+    world.service.refresh_candidates()
+    page = world.service.feed(1, 20)
+    creators = [1 + vid % 2 for vid in world.ids(page)]
+    assert all(a != b for a, b in itertools.pairwise(creators))
+
+
+def test_variant_hook_selects_config_and_cache_key(make_world: Any) -> None:
+    world: World = make_world()
+    treatment = RankingConfig(
+        freshness=1.0, completion=0.0, engagement=0.0, affinity=0.0, deep_learning=0.0
+    )
+    service = FeedRankingService(
+        catalog=world.catalog.proxy,
+        events=world.events.proxy,
+        seen=world.seen.proxy,
+        cache=world.cache,
+        assign_variant=lambda user: ("fresh", treatment) if user % 2 else (None, RankingConfig()),
+        clock=world.clock.now,
+        monotonic=world.clock.monotonic,
+    )
+    with service:
+        page = service.feed(3, 5)
+        assert page.variant == "fresh"
+        assert world.local.get(3, "fresh") is not None
+        assert world.local.get(3) is None
+        for item in page.items:
+            assert item.breakdown["completion"] == 0.0
+        assert service.feed(4, 5).variant is None
+
+
+def test_events_change_later_feeds_and_refresh_does_not_reserve(make_world: Any) -> None:
+    world: World = make_world(videos=60, creators=6)
+    first = world.service.feed(1, 5)
+    recorder = world.recorder()
+    # User 1 engages heavily with creator 3: after a refresh, creator 3 should lead.
+    creator_three = [vid for vid in range(1, 61) if 1 + vid % 6 == 3]
+    for vid in creator_three:
+        recorder.like(1, vid, event_id=f"like-{vid}")
+        recorder.watch(1, vid, event_id=f"watch-{vid}", completion=1.0)
+    world.service.invalidate(1)
+    world.service.refresh_candidates()
+    after = world.service.feed(1, 5)
+    assert not set(world.ids(first)) & set(world.ids(after))
+    assert 1 + world.ids(after)[0] % 6 == 3
+    assert after.items[0].breakdown["affinity"] > 0.0
+
+
+def test_warm_ranks_many_users_with_bulk_calls(make_world: Any) -> None:
+    world: World = make_world()
+    world.catalog.store.follow(5, 2)
+    assert world.service.warm(range(1, 51)) == 50
+    assert world.shared.calls["put_many"] == 1
+    assert world.catalog.calls["recent_videos"] == 1
+    assert world.service.warm(range(1, 51)) == 0  # already warm
+    assert world.service.warm(range(1, 51), force=True) == 50
+    pages = [world.service.feed(user, 5) for user in range(1, 51)]
+    assert all(page.from_cache for page in pages)
+
+
+def test_warm_snapshot_matches_the_request_path(make_world: Any) -> None:
+    world: World = make_world()
+    world.catalog.store.follow(7, 2)
+    world.seen.store.mark_seen(7, [1, 2], START)
+    world.service.warm([7])
+    warmed = world.local.get(7)
+    world.service.invalidate(7)
+    world.service.feed(7, 1)
+    ranked = world.local.get(7)
+    assert warmed is not None and ranked is not None
+    assert warmed.video_ids == ranked.video_ids
+    assert np.allclose(warmed.scores, ranked.scores)
+
+
+def test_stats_count_pages_and_cache_levels(make_world: Any) -> None:
+    world: World = make_world()
+    world.pages(1, 5, 3)
+    world.service.feed(2, 5)
+    stats = world.service.stats()
+    assert (stats.pages, stats.pages_from_cache, stats.snapshots_ranked) == (4, 2, 2)
+    local, shared = stats.cache_levels
+    assert (local.hits, local.misses) == (2, 2)
+    assert (shared.hits, shared.misses) == (0, 2)
+    assert stats.dependencies["catalog"].calls >= 1
+
+
+def test_bad_service_config_names_the_field() -> None:
+    with pytest.raises(ConfigError) as info:
+        FeedServiceConfig(snapshot_size=0)
+    assert info.value.field == "snapshot_size"
+    with pytest.raises(ConfigError) as info:
+        FeedServiceConfig(cursor_secret="short")
+    assert info.value.field == "cursor_secret"
+    with pytest.raises(ConfigError) as info:
+        FeedServiceConfig(deadlines={"seen": 0})
+    assert info.value.field.endswith("seen")
+    with pytest.raises(ConfigError):
+        FeedServiceConfig(snapshot_tll_seconds=5)
+
+
+# -- degradation -----------------------------------------------------------------------
+
+
+def fallbacks(page: FeedPage) -> dict[str, str]:
+    return {entry.dependency: entry.fallback for entry in page.degraded}
+
+
+def test_cache_failure_ranks_without_it(make_world: Any) -> None:
+    world: World = make_world()
+    world.shared.fail()
+    page = world.service.feed(1, 5)
+    assert len(page.items) == 5
+    assert "cache" in fallbacks(page)
+    # The in-process level still took the snapshot, so the next page is a hit.
+    assert world.service.feed(1, 5, page.next_cursor).from_cache
+
+
+def test_stats_failure_renormalises_the_remaining_weights(make_world: Any) -> None:
+    world: World = make_world()
+    world.events.fail(methods=["get_stats"])
+    page = world.service.feed(1, 5)
+    assert fallbacks(page)["stats"] == "ranked without completion and engagement"
+    for item in page.items:
+        assert item.breakdown["completion"] == 0.0
+        assert item.breakdown["engagement"] == 0.0
+        assert math.isclose(sum(item.breakdown.values()), item.score, rel_tol=1e-5)
+    # Freshness, affinity and model weights renormalised: 0.15 / 0.35 of the mass.
+    assert max(item.breakdown["freshness"] for item in page.items) > 0.15
+
+
+def test_stats_failure_later_uses_last_known_stats(make_world: Any) -> None:
+    world: World = make_world()
+    world.service.feed(1, 5)
+    world.events.fail(methods=["get_stats"])
+    world.clock.advance(11)
+    page = world.service.feed(2, 5)
+    assert fallbacks(page)["stats"] == "last known stats"
+    assert any(item.breakdown["completion"] > 0.0 for item in page.items)
+
+
+def test_affinity_failure_is_reported(make_world: Any) -> None:
+    world: World = make_world()
+    world.events.fail(methods=["get_affinities"])
+    page = world.service.feed(1, 5)
+    assert fallbacks(page)["affinity"] == "ranked without affinity"
+    assert all(item.breakdown["affinity"] == 0.0 for item in page.items)
+
+
+def test_catalog_failure_without_a_snapshot_is_unavailable(make_world: Any) -> None:
+    world: World = make_world()
+    world.catalog.fail()
+    with pytest.raises(FeedUnavailableError):
+        world.service.feed(1, 5)
+
+
+def test_catalog_failure_serves_the_cached_snapshot(make_world: Any) -> None:
+    world: World = make_world()
+    world.service.feed(1, 5)
+    world.catalog.fail()
+    world.service.ranking = RankingConfig(freshness=0.55, completion=0.0)
+    page = world.service.feed(1, 5)
+    assert page.from_cache
+    assert fallbacks(page)["catalog"] == "cached snapshot"
+    assert len(page.items) == 5
+
+
+def test_catalog_failure_reuses_the_last_candidate_pool(make_world: Any) -> None:
+    world: World = make_world()
+    world.service.feed(1, 5)
+    world.catalog.fail()
+    world.clock.advance(11)
+    page = world.service.feed(2, 5)
+    assert fallbacks(page)["catalog"] in {
+        "last known candidates",
+        "without followed creators' videos",
+    }
+    assert {e.fallback for e in page.degraded if e.dependency == "catalog"} == {
+        "last known candidates",
+        "without followed creators' videos",
+    }
+    assert len(page.items) == 5
+
+
+def test_catalog_failure_with_a_used_up_snapshot_ranks_from_the_last_pool(
+    make_world: Any,
+) -> None:
+    world: World = make_world(videos=40, snapshot_size=5)
+    world.service.feed(1, 5)
+    world.catalog.fail()
+    page = world.service.feed(1, 5)
+    assert not page.from_cache
+    assert len(page.items) == 5
+    assert "catalog" in fallbacks(page)
+
+
+def test_seen_failure_still_serves_and_reports(make_world: Any) -> None:
+    world: World = make_world()
+    world.seen.fail()
+    page = world.service.feed(1, 5)
+    assert len(page.items) == 5
+    assert fallbacks(page)["seen"] in {
+        "not filtered by watch history",
+        "served items not recorded as seen",
+    }
+    assert {entry.fallback for entry in page.degraded if entry.dependency == "seen"} == {
+        "not filtered by watch history",
+        "served items not recorded as seen",
+    }
+
+
+def test_degraded_snapshot_is_cached_briefly(make_world: Any) -> None:
+    world: World = make_world(degraded_snapshot_ttl_seconds=30)
+    world.events.fail(methods=["get_affinities"])
+    world.service.feed(1, 5)
+    world.events.recover()
+    world.clock.advance(31)
+    page = world.service.feed(1, 5)
+    assert not page.from_cache
+    assert page.degraded == ()
+
+
+def test_stalled_store_does_not_hang_the_request(make_world: Any) -> None:
+    deadline = 0.2
+    world: World = make_world(
+        deadlines=StoreDeadlines(catalog=deadline, events=deadline, seen=deadline, cache=deadline)
+    )
+    world.events.stall(30)
+    try:
+        started = time.perf_counter()
+        page = world.service.feed(1, 5)
+        elapsed = time.perf_counter() - started
+    finally:
+        world.events.recover()
+    assert len(page.items) == 5
+    assert {"stats", "affinity", "popular"} <= set(fallbacks(page))
+    # A correctness bound on a hang (three stalled calls in a row), not a speed goal.
+    assert elapsed < 3 * deadline + 1.0
+
+
+def test_stalled_calls_are_bounded_by_the_bulkhead(make_world: Any) -> None:
+    world: World = make_world(
+        deadlines=StoreDeadlines(seen=0.05), max_calls_in_flight=2, breaker_failure_threshold=100
+    )
+    world.service.feed(1, 5)
+    world.seen.stall(30)
+    try:
+        for _ in range(4):
+            world.service.feed(1, 5)
+        stats = world.service.stats().dependencies["seen"]
+    finally:
+        world.seen.recover()
+    assert stats.timeouts == 2
+    assert stats.rejected >= 1
+
+
+def test_breaker_opens_stops_calls_and_half_opens_after_the_reset_timeout(
+    make_world: Any,
+) -> None:
+    world: World = make_world(breaker_failure_threshold=2, breaker_reset_timeout_seconds=30)
+    world.events.fail(methods=["get_affinities"])
+    for user in (1, 2):
+        world.service.feed(user, 5)
+    assert world.service.breakers["events"].state is BreakerState.OPEN
+    calls = world.events.calls["get_affinities"]
+    page = world.service.feed(3, 5)
+    assert world.events.calls["get_affinities"] == calls, "open circuit must skip the store"
+    assert fallbacks(page)["affinity"] == "ranked without affinity"
+    world.events.recover()
+    world.clock.advance(30)
+    assert world.service.breakers["events"].state is BreakerState.HALF_OPEN
+    page = world.service.feed(4, 5)
+    assert world.events.calls["get_affinities"] == calls + 1
+    assert world.service.breakers["events"].state is BreakerState.CLOSED
+    assert page.degraded == ()
+
+
+def test_model_scores_feed_the_deep_learning_signal(make_world: Any) -> None:
+    world: World = make_world(model_name="watch-time")
+    registry = FaultInjector(InMemoryModelRegistry(), name="models")
+    registry.store.register(make_model("watch-time", "v1"))
+    registry.store.activate("watch-time", "v1")
+    registry.store.put_scores("watch-time", "v1", {vid: 1.0 for vid in range(1, 61)})
+    service = FeedRankingService(
+        catalog=world.catalog.proxy,
+        events=world.events.proxy,
+        seen=world.seen.proxy,
+        models=registry.proxy,
+        config=FeedServiceConfig(model_name="watch-time"),
+        clock=world.clock.now,
+        monotonic=world.clock.monotonic,
+    )
+    with service:
+        page = service.feed(1, 5)
+        assert all(
+            math.isclose(item.breakdown["deep_learning"], 0.05, rel_tol=1e-5) for item in page.items
+        )
+        registry.fail()
+        service.refresh_candidates()
+        page = service.feed(2, 5)
+        assert fallbacks(page)["models"] == "ranked without model scores"
+        assert all(item.breakdown["deep_learning"] == 0.0 for item in page.items)

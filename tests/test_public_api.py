@@ -95,6 +95,18 @@ EXPECTED = {
     "build_dash_mpd",
     "build_hls_master_playlist",
     "iso8601_duration",
+    "BreakerState",
+    "CacheStats",
+    "CircuitBreaker",
+    "DependencyStats",
+    "DiversityRule",
+    "FeedRankingService",
+    "FeedServiceConfig",
+    "FeedServiceStats",
+    "LRUFeedCache",
+    "StoreDeadlines",
+    "TieredFeedCache",
+    "VariantResolver",
     "__version__",
 }
 

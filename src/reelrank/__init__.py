@@ -1,7 +1,9 @@
 """reelrank: fast, explainable ranking for short-video feeds."""
 
+from ._cache import CacheStats, LRUFeedCache, TieredFeedCache
 from ._config import WEIGHT_FIELDS, RankingConfig
 from ._creators import CreatorRecommendation, CreatorRecommender, CreatorRecommenderConfig
+from ._diversity import DiversityRule
 from ._events import EngagementRecorder, RecorderConfig, watch_completion
 from ._experiments import Experiment, Variant, assignment_point
 from ._frame import score_frame
@@ -39,6 +41,7 @@ from ._models import (
     affinity,
     affinity_credit,
 )
+from ._resilience import BreakerState, CircuitBreaker, DependencyStats
 from ._scoring import Candidates, Ranker, Ranking, warmup
 from ._search import (
     InMemorySearchIndex,
@@ -52,6 +55,13 @@ from ._search import (
     parse_query,
     tokenize,
     video_quality,
+)
+from ._service import (
+    FeedRankingService,
+    FeedServiceConfig,
+    FeedServiceStats,
+    StoreDeadlines,
+    VariantResolver,
 )
 from ._similar import (
     EmbeddingIndex,
@@ -190,5 +200,17 @@ __all__ = [
     "build_dash_mpd",
     "build_hls_master_playlist",
     "iso8601_duration",
+    "BreakerState",
+    "CacheStats",
+    "CircuitBreaker",
+    "DependencyStats",
+    "DiversityRule",
+    "FeedRankingService",
+    "FeedServiceConfig",
+    "FeedServiceStats",
+    "LRUFeedCache",
+    "StoreDeadlines",
+    "TieredFeedCache",
+    "VariantResolver",
     "__version__",
 ]

@@ -1,0 +1,131 @@
+"""The feed service over Redis: pages keep coming while Redis hangs or restarts, and
+``FeedPage.degraded`` names what failed."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import redis
+from reelrank_redis import RedisConfig, RedisFeedCache, RedisSeenStore, create_client
+from reelrank_redis.testing import RedisServer
+
+from reelrank import (
+    FeedPage,
+    FeedRankingService,
+    FeedServiceConfig,
+    InMemoryCatalog,
+    InMemoryEventStore,
+    InMemorySeenStore,
+)
+from reelrank.testing import make_creator, make_video
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+# The service waits at most its own cache/seen deadline (0.05 s by default); the bound
+# only proves that a paused Redis cannot hold a request.
+HANG_BOUND_SECONDS = 2.5
+
+
+def _catalog(videos: int = 80) -> InMemoryCatalog:
+    catalog = InMemoryCatalog()
+    now = datetime.now(UTC)
+    for creator in range(1, 6):
+        catalog.put_creator(make_creator(creator))
+    for video in range(1, videos + 1):
+        catalog.put_video(
+            make_video(video, 1 + video % 5, published_at=now - timedelta(minutes=3 * video))
+        )
+    return catalog
+
+
+@dataclass
+class RedisSetup:
+    config: RedisConfig
+    client: redis.Redis
+    cache: RedisFeedCache
+
+
+@pytest.fixture
+def redis_setup(fault_server: RedisServer) -> Iterator[RedisSetup]:
+    config = RedisConfig(url=fault_server.url, prefix="svc", socket_timeout=0.2)
+    client = create_client(config)
+    yield RedisSetup(config, client, RedisFeedCache(client, config))
+    client.close()
+
+
+def _service(cache: RedisFeedCache, seen: object) -> FeedRankingService:
+    return FeedRankingService(
+        catalog=_catalog(),
+        events=InMemoryEventStore(),
+        seen=seen,  # type: ignore[arg-type]
+        cache=cache,
+        config=FeedServiceConfig(cursor_secret="a-test-secret-of-some-length"),
+    )
+
+
+def _timed_feed(service: FeedRankingService, user_id: int) -> tuple[FeedPage, float]:
+    start = time.monotonic()
+    page = service.feed(user_id, 10)
+    return page, time.monotonic() - start
+
+
+def _names(page: FeedPage) -> set[str]:
+    return {entry.dependency for entry in page.degraded}
+
+
+def test_pages_are_cached_in_redis_and_served_from_it(
+    redis_setup: RedisSetup,
+) -> None:
+    cache = redis_setup.cache
+    with _service(cache, InMemorySeenStore()) as service:
+        first = service.feed(1, 10)
+        assert not first.from_cache and not first.degraded
+        assert cache.get(1) is not None
+        second = service.feed(1, 10, first.next_cursor)
+        assert second.from_cache and not second.degraded
+        assert {item.video_id for item in first.items}.isdisjoint(
+            item.video_id for item in second.items
+        )
+    assert cache.stats().hits >= 1
+
+
+def test_a_paused_redis_degrades_the_feed_and_it_recovers_on_resume(
+    fault_server: RedisServer, redis_setup: RedisSetup
+) -> None:
+    cache = redis_setup.cache
+    seen = RedisSeenStore(redis_setup.client, redis_setup.config)
+    with _service(cache, seen) as service:
+        assert not service.feed(1, 10).degraded
+        fault_server.pause()
+        try:
+            page, elapsed = _timed_feed(service, 2)
+        finally:
+            fault_server.resume()
+        assert len(page.items) == 10
+        assert {"cache", "seen"} <= _names(page)
+        assert elapsed < HANG_BOUND_SECONDS
+        # Resumed: the next page is served without any failed dependency.
+        again = service.feed(3, 10)
+        assert len(again.items) == 10 and not again.degraded
+        assert cache.get(3) is not None
+
+
+def test_a_killed_redis_degrades_the_feed_and_a_restart_heals_it(
+    fault_server: RedisServer, redis_setup: RedisSetup
+) -> None:
+    cache = redis_setup.cache
+    with _service(cache, InMemorySeenStore()) as service:
+        service.feed(1, 10)
+        fault_server.kill()
+        page, elapsed = _timed_feed(service, 1)
+        assert len(page.items) == 10
+        assert _names(page) == {"cache"}
+        assert elapsed < HANG_BOUND_SECONDS
+        fault_server.restart()
+        healed = service.feed(4, 10)
+        assert not healed.degraded
+        assert cache.get(4) is not None

@@ -282,3 +282,49 @@ def test_statistics_stay_within_their_invariants(specs: list[Any]) -> None:
         values = world.events.get_affinities(user_id, [1, 2]).values()
         assert all(0.0 <= value < 1.0 for value in values)
         assert sum(values) < 1.0
+
+
+def _reference_stats(events: list[Any]) -> dict[int, tuple[int, float, int, int, int]]:
+    """Statistics replayed from the first delivery of each event id, in order."""
+    seen_ids: set[str] = set()
+    likers: dict[int, set[int]] = {}
+    stats: dict[int, list[Any]] = {vid: [0, 0.0, 0, 0, 0] for vid in (1, 2, 3, 4)}
+    for event in events:
+        if event.event_id in seen_ids:
+            continue
+        seen_ids.add(event.event_id)
+        row = stats[event.video_id]
+        users = likers.setdefault(event.video_id, set())
+        if event.kind is EngagementKind.WATCH:
+            row[0] += 1
+            row[1] += event.completion
+        elif event.kind is EngagementKind.LIKE:
+            users.add(event.user_id)
+        elif event.kind is EngagementKind.UNLIKE:
+            users.discard(event.user_id)
+        elif event.kind is EngagementKind.SHARE:
+            row[3] += 1
+        else:
+            row[4] += 1
+        row[2] = len(users)
+    return {vid: (r[0], r[1], r[2], r[3], r[4]) for vid, r in stats.items()}
+
+
+@settings(max_examples=60, deadline=None)
+@given(specs=_event_specs, redeliveries=st.lists(st.integers(0, 24), max_size=10))
+def test_statistics_match_a_replay_of_unique_events(
+    specs: list[Any], redeliveries: list[int]
+) -> None:
+    events = []
+    for kind, user_id, video_id, completion in specs:
+        extra: dict[str, Any] = {"completion": completion} if kind is EngagementKind.WATCH else {}
+        events.append(make_event(kind, user_id=user_id, video_id=video_id, **extra))
+    stream = [*events, *(events[i % len(events)] for i in redeliveries)]
+    world = World()
+    for event in stream:
+        world.recorder.record(event)
+    expected = _reference_stats(stream)
+    for video_id, (views, completion_sum, likes, shares, comments) in expected.items():
+        got = world.stats(video_id)
+        assert (got[0], got[2], got[3], got[4]) == (views, likes, shares, comments)
+        assert got[1] == pytest.approx(completion_sum)

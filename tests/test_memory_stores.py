@@ -190,3 +190,29 @@ def test_proxy_satisfies_the_protocol() -> None:
 
     assert isinstance(FaultInjector(InMemoryCatalog()).proxy, Catalog)
     assert isinstance(FaultInjector(InMemoryFeedCache()).proxy, FeedCache)
+
+
+def test_concurrent_seen_and_cache_traffic_loses_nothing() -> None:
+    seen = InMemorySeenStore()
+    cache = InMemoryFeedCache()
+    barrier = threading.Barrier(4)
+
+    def traffic(user_id: int) -> None:
+        barrier.wait()
+        for step in range(200):
+            seen.mark_seen(user_id, [step + 1], EPOCH + timedelta(seconds=step))
+            cache.put(make_snapshot(user_id, [step + 1]), ttl_seconds=60)
+            cache.get_many([(other, None) for other in range(1, 5)])
+            seen.seen_among(user_id, list(range(1, 201)), since=EPOCH)
+
+    threads = [threading.Thread(target=traffic, args=(user,)) for user in range(1, 5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for user_id in range(1, 5):
+        assert seen.seen_among(user_id, list(range(1, 201)), since=EPOCH) == set(range(1, 201))
+        assert seen.recently_seen(user_id, since=EPOCH, limit=1) == [200]
+        snapshot = cache.get(user_id)
+        assert snapshot is not None
+        assert snapshot.video_ids == (200,)

@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reelrank import ConfigError, InvalidInputError
-from reelrank._diversity import NO_SOUND, DiversityRule
+from reelrank import ConfigError, DiversityRule, InvalidInputError
+from reelrank._diversity import NO_SOUND
 
 
 def reference_order(

@@ -1,0 +1,171 @@
+"""Random sequences of publishing, engagement and paging against the feed service."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
+
+from reelrank import (
+    EngagementRecorder,
+    FeedPage,
+    FeedRankingService,
+    FeedServiceConfig,
+    InMemoryCatalog,
+    InMemoryEventStore,
+    InMemoryFeedCache,
+    InMemorySeenStore,
+    LRUFeedCache,
+    RecorderConfig,
+    TieredFeedCache,
+)
+from reelrank.testing import EPOCH, ManualClock, make_creator, make_video
+
+USERS = st.integers(min_value=1, max_value=3)
+CREATORS = 3
+
+
+class FeedMachine(RuleBasedStateMachine):
+    """Model: what each user was served and watched, and how many pages were asked for."""
+
+    @initialize(videos=st.integers(min_value=0, max_value=12))
+    def build(self, videos: int) -> None:
+        self.clock = ManualClock(EPOCH + timedelta(days=1))
+        self.catalog = InMemoryCatalog()
+        for creator in range(1, CREATORS + 1):
+            self.catalog.put_creator(make_creator(creator))
+        self.events = InMemoryEventStore()
+        self.seen = InMemorySeenStore()
+        self.recorder = EngagementRecorder(
+            self.catalog,
+            self.events,
+            seen=self.seen,
+            config=RecorderConfig(mark_watched_seen=True),
+            now=self.clock.now,
+        )
+        self.local = LRUFeedCache(max_entries=2, clock=self.clock.monotonic)
+        self.cache = TieredFeedCache(
+            self.local, InMemoryFeedCache(clock=self.clock.monotonic), local_ttl_seconds=30
+        )
+        self.service = FeedRankingService(
+            catalog=self.catalog,
+            events=self.events,
+            seen=self.seen,
+            cache=self.cache,
+            config=FeedServiceConfig(
+                snapshot_size=6, snapshot_ttl_seconds=600, candidate_pool_ttl_seconds=5
+            ),
+            clock=self.clock.now,
+            monotonic=self.clock.monotonic,
+        )
+        self.published: list[int] = []
+        self.served: dict[int, list[int]] = {}
+        self.watched_before_serving: dict[int, set[int]] = {}
+        self.cursors: dict[int, str] = {}
+        self.requests = 0
+        self.events_recorded = 0
+        for _ in range(videos):
+            self.publish(creator=1 + len(self.published) % CREATORS)
+
+    def teardown(self) -> None:
+        if hasattr(self, "service"):
+            self.service.close()
+
+    def _serve(self, user: int, page: FeedPage) -> None:
+        self.requests += 1
+        ids = [item.video_id for item in page.items]
+        self.served.setdefault(user, []).extend(ids)
+        watched = self.watched_before_serving.get(user, set())
+        assert not watched & set(ids), "a watched video was served afterwards"
+        if page.next_cursor is None:
+            self.cursors.pop(user, None)
+        else:
+            self.cursors[user] = page.next_cursor
+
+    @rule(creator=st.integers(min_value=1, max_value=CREATORS))
+    def publish(self, creator: int) -> None:
+        video_id = len(self.published) + 1
+        self.catalog.put_video(
+            make_video(video_id, creator, published_at=self.clock.now(), sound_id=creator)
+        )
+        self.published.append(video_id)
+
+    def _event_id(self) -> str:
+        self.events_recorded += 1
+        return f"e{self.events_recorded}"
+
+    @precondition(lambda self: self.published)
+    @rule(user=USERS, pick=st.integers(min_value=0), completion=st.floats(0.0, 1.0))
+    def watch(self, user: int, pick: int, completion: float) -> None:
+        video = self.published[pick % len(self.published)]
+        self.recorder.watch(user, video, event_id=self._event_id(), completion=completion)
+        self.watched_before_serving.setdefault(user, set()).add(video)
+
+    @precondition(lambda self: self.published)
+    @rule(user=USERS, pick=st.integers(min_value=0))
+    def like(self, user: int, pick: int) -> None:
+        video = self.published[pick % len(self.published)]
+        self.recorder.like(user, video, event_id=self._event_id())
+
+    @precondition(lambda self: self.published)
+    @rule(user=USERS, pick=st.integers(min_value=0))
+    def share(self, user: int, pick: int) -> None:
+        video = self.published[pick % len(self.published)]
+        self.recorder.share(user, video, event_id=self._event_id(), channel="link")
+
+    @rule(user=USERS, limit=st.integers(min_value=1, max_value=4))
+    def feed(self, user: int, limit: int) -> None:
+        self._serve(user, self.service.feed(user, limit))
+
+    @precondition(lambda self: self.cursors)
+    @rule(data=st.data(), limit=st.integers(min_value=1, max_value=4))
+    def next_page(self, data: st.DataObject, limit: int) -> None:
+        user = data.draw(st.sampled_from(sorted(self.cursors)))
+        self._serve(user, self.service.feed(user, limit, self.cursors[user]))
+
+    @rule(user=USERS)
+    def invalidate(self, user: int) -> None:
+        self.service.invalidate(user)
+
+    @rule(seconds=st.sampled_from([1.0, 6.0, 45.0, 700.0]))
+    def advance(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+
+    @invariant()
+    def no_video_is_served_twice(self) -> None:
+        for ids in self.served.values():
+            assert len(ids) == len(set(ids))
+
+    @invariant()
+    def every_served_video_exists(self) -> None:
+        known = set(self.published)
+        for ids in self.served.values():
+            assert set(ids) <= known
+
+    @invariant()
+    def cache_counters_add_up(self) -> None:
+        stats = self.service.stats()
+        local, shared = stats.cache_levels
+        assert stats.pages == self.requests
+        assert local.lookups == self.requests
+        assert shared.lookups == local.misses
+        assert local.errors == shared.errors == 0
+        assert stats.pages_from_cache <= local.hits + shared.hits
+        assert stats.pages_from_cache + stats.snapshots_ranked >= stats.pages
+
+
+FeedMachine.TestCase.settings = settings(
+    max_examples=60,
+    stateful_step_count=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+TestFeedMachine = FeedMachine.TestCase

@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 pd = pytest.importorskip("pandas")
 pa = pytest.importorskip("pyarrow")
 
+import reference as ref  # noqa: E402
+
 from reelrank import (  # noqa: E402
     WEIGHT_FIELDS,
     InvalidInputError,
@@ -105,6 +107,36 @@ def test_pass_through_columns_and_index_are_untouched() -> None:
     scored = score_frame(frame, now=NOW)
     pd.testing.assert_frame_equal(frame, original)  # the input is not modified
     pd.testing.assert_frame_equal(scored[list(frame.columns)], original)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_scores_match_the_float64_reference(seed: int) -> None:
+    columns = ref.random_columns(np.random.default_rng(seed), 300, now=NOW.timestamp())
+    rng = np.random.default_rng(seed + 100)
+    affinity = rng.uniform(0.0, 1.0, len(columns))
+    frame = pd.DataFrame(columns.as_kwargs()).assign(affinity=affinity)
+    config = RankingConfig(
+        freshness=0.3,
+        completion=0.3,
+        engagement=0.2,
+        affinity=0.1,
+        deep_learning=0.1,
+        freshness_half_life_hours=12.0,
+    )
+    scored = score_frame(frame, now=NOW, config=config)
+    expected = ref.explain(columns, NOW.timestamp(), config, affinity)
+    np.testing.assert_allclose(scored[list(WEIGHT_FIELDS)], expected, atol=2e-6, rtol=0)
+    np.testing.assert_allclose(scored["score"], expected.sum(axis=1), atol=2e-6, rtol=0)
+
+
+def test_duplicate_index_labels_and_any_ids_pass_through() -> None:
+    frame = video_frame(rows=6)
+    frame.index = pd.Index([3, 3, 1, 1, 0, 0])
+    frame["video_id"] = [-5, -5, 0, 2**40, 7, 7]  # ids are labels here, not checked for range
+    scored = score_frame(frame, now=NOW)
+    assert scored.index.tolist() == [3, 3, 1, 1, 0, 0]
+    assert scored["video_id"].tolist() == [-5, -5, 0, 2**40, 7, 7]
+    assert len(scored) == 6
 
 
 def test_per_user_rows_carry_their_own_affinity() -> None:

@@ -59,37 +59,48 @@ def _optional_import(name: str) -> ModuleType:
 
 @dataclass(frozen=True, slots=True)
 class _Columns:
-    """The scoring inputs of a frame as numpy arrays, already checked."""
+    """The scoring inputs of a frame as numpy arrays (integer or float64), already checked.
 
-    video_id: npt.NDArray[np.int64]
-    creator_id: npt.NDArray[np.int64]
+    The id columns are checked but not kept: see :func:`_score_columns`.
+    """
+
+    rows: int
     published_at: npt.NDArray[np.float64]
-    views: npt.NDArray[np.float64]
-    completion_sum: npt.NDArray[np.float64]
-    likes: npt.NDArray[np.float64]
-    shares: npt.NDArray[np.float64]
-    comments: npt.NDArray[np.float64]
-    affinity: npt.NDArray[np.float64] | None
-    dl_score: npt.NDArray[np.float64] | None
-
-    def __len__(self) -> int:
-        return len(self.views)
+    views: npt.NDArray[Any]
+    completion_sum: npt.NDArray[Any]
+    likes: npt.NDArray[Any]
+    shares: npt.NDArray[Any]
+    comments: npt.NDArray[Any]
+    affinity: npt.NDArray[Any] | None
+    dl_score: npt.NDArray[Any] | None
 
 
-# -- reading columns -------------------------------------------------------------------
+# -- checking values -------------------------------------------------------------------
 
 
 def _first_row(mask: npt.NDArray[np.bool_]) -> int:
     return int(np.flatnonzero(mask)[0])
 
 
-def _check_values(name: str, values: npt.NDArray[np.float64], *, nan_allowed: bool) -> None:
-    """Reject NaN (unless allowed), infinities, negatives and out-of-range values."""
+def _check_values(name: str, values: npt.NDArray[Any], *, nan_allowed: bool) -> None:
+    """Reject NaN (unless allowed), infinities, negatives and out-of-range values.
+
+    The common case, a valid column, costs two reductions; NaN fails both comparisons
+    of the fast check, so it always reaches the detailed one.
+    """
+    if values.size == 0:
+        return
+    if nan_allowed and values.dtype.kind == "f":
+        low, high = np.fmin.reduce(values), np.fmax.reduce(values)
+    else:
+        low, high = values.min(), values.max()
+    upper = 1.0 if name in _UNIT_INTERVAL_COLUMNS else math.inf
+    if low >= 0.0 and high < math.inf and high <= upper:
+        return
     nan = np.isnan(values)
     if not nan_allowed and nan.any():
         raise InvalidInputError(
-            name,
-            f"{int(nan.sum())} missing or NaN value(s), first at row {_first_row(nan)}",
+            name, f"{int(nan.sum())} missing or NaN value(s), first at row {_first_row(nan)}"
         )
     infinite = np.isinf(values)
     if infinite.any():
@@ -97,10 +108,9 @@ def _check_values(name: str, values: npt.NDArray[np.float64], *, nan_allowed: bo
     negative = values < 0.0
     if negative.any():
         raise InvalidInputError(name, f"must be >= 0, negative at row {_first_row(negative)}")
-    if name in _UNIT_INTERVAL_COLUMNS:
-        above = values > 1.0
-        if above.any():
-            raise InvalidInputError(name, f"must lie in [0, 1], above 1 at row {_first_row(above)}")
+    above = values > upper
+    if above.any():
+        raise InvalidInputError(name, f"must lie in [0, 1], above 1 at row {_first_row(above)}")
 
 
 def _epoch_seconds_from_ticks(
@@ -108,49 +118,55 @@ def _epoch_seconds_from_ticks(
 ) -> npt.NDArray[np.float64]:
     if missing.any():
         raise InvalidInputError(name, f"missing timestamp at row {_first_row(missing)}")
-    return ticks.astype(np.float64) * (_NANOSECONDS_PER_UNIT[unit] / 1e9)
+    return np.multiply(ticks, _NANOSECONDS_PER_UNIT[unit] / 1e9, dtype=np.float64)
 
 
-def _ids(codes: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
-    return np.ascontiguousarray(codes, dtype=np.int64)
+# -- pandas ----------------------------------------------------------------------------
 
 
-def _pandas_column(pd: ModuleType, frame: pd.DataFrame, name: str) -> pd.Series[Any]:
+def _pandas_column(frame: pd.DataFrame, name: str) -> pd.Series[Any]:
     matches = int((frame.columns == name).sum())
     if matches > 1:
         raise InvalidInputError(name, f"column appears {matches} times")
     return frame[name]
 
 
-def _pandas_ids(pd: ModuleType, frame: pd.DataFrame, name: str) -> npt.NDArray[np.int64]:
-    series = _pandas_column(pd, frame, name)
-    missing = series.isna().to_numpy()
-    if missing.any():
-        raise InvalidInputError(name, f"missing id at row {_first_row(missing)}")
-    if pd.api.types.is_integer_dtype(series.dtype):
-        return _ids(series.to_numpy(dtype=np.int64))
-    if pd.api.types.is_bool_dtype(series.dtype) or pd.api.types.is_float_dtype(series.dtype):
+def _is_pandas_number(pd: ModuleType, dtype: Any) -> bool:
+    types = pd.api.types
+    return bool(types.is_numeric_dtype(dtype) and not types.is_bool_dtype(dtype))
+
+
+def _check_pandas_ids(pd: ModuleType, frame: pd.DataFrame, name: str) -> None:
+    series = _pandas_column(frame, name)
+    types = pd.api.types
+    if not (
+        (types.is_integer_dtype(series.dtype) and not types.is_bool_dtype(series.dtype))
+        or types.is_string_dtype(series.dtype)
+    ):
         raise InvalidInputError(name, f"ids must be integers or strings, got dtype {series.dtype}")
-    # Scores do not depend on the id values, only on which rows share a creator, so
-    # string ids are scored through dense integer codes; the column itself passes through.
-    codes, _ = pd.factorize(series)
-    return _ids(codes)
+    if not isinstance(series.dtype, np.dtype) or series.dtype.kind == "O":
+        missing = series.isna().to_numpy()
+        if missing.any():
+            raise InvalidInputError(name, f"missing id at row {_first_row(missing)}")
 
 
 def _pandas_numbers(
     pd: ModuleType, frame: pd.DataFrame, name: str, *, nan_allowed: bool = False
-) -> npt.NDArray[np.float64]:
-    series = _pandas_column(pd, frame, name)
-    if pd.api.types.is_bool_dtype(series.dtype) or not pd.api.types.is_numeric_dtype(series.dtype):
+) -> npt.NDArray[Any]:
+    series = _pandas_column(frame, name)
+    if not _is_pandas_number(pd, series.dtype):
         raise InvalidInputError(name, f"expected a numeric column, got dtype {series.dtype}")
-    values = np.ascontiguousarray(series.to_numpy(dtype=np.float64, na_value=np.nan))
+    if isinstance(series.dtype, np.dtype):
+        values = series.to_numpy()  # a view: the engine converts integers itself
+    else:  # nullable and Arrow-backed dtypes: missing values become NaN
+        values = series.to_numpy(dtype=np.float64, na_value=np.nan)
     _check_values(name, values, nan_allowed=nan_allowed)
     return values
 
 
 def _pandas_timestamps(pd: ModuleType, frame: pd.DataFrame) -> npt.NDArray[np.float64]:
     name = "published_at"
-    series = _pandas_column(pd, frame, name)
+    series = _pandas_column(frame, name)
     if isinstance(series.dtype, pd.DatetimeTZDtype):
         array = series.array
         return _epoch_seconds_from_ticks(
@@ -162,11 +178,10 @@ def _pandas_timestamps(pd: ModuleType, frame: pd.DataFrame) -> npt.NDArray[np.fl
             "naive datetimes are ambiguous; localize them first, e.g. "
             "frame['published_at'].dt.tz_localize('UTC')",
         )
-    if pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype):
-        return _pandas_numbers(pd, frame, name)
+    if _is_pandas_number(pd, series.dtype):
+        return np.asarray(_pandas_numbers(pd, frame, name), dtype=np.float64)
     raise InvalidInputError(
-        name,
-        f"expected timezone-aware datetimes or epoch seconds, got dtype {series.dtype}",
+        name, f"expected timezone-aware datetimes or epoch seconds, got dtype {series.dtype}"
     )
 
 
@@ -176,9 +191,10 @@ def _columns_from_pandas(frame: pd.DataFrame) -> _Columns:
     if missing:
         raise InvalidInputError(missing[0], "required column is missing")
     has = frame.columns.__contains__
+    _check_pandas_ids(pd, frame, "video_id")
+    _check_pandas_ids(pd, frame, "creator_id")
     return _Columns(
-        video_id=_pandas_ids(pd, frame, "video_id"),
-        creator_id=_pandas_ids(pd, frame, "creator_id"),
+        rows=len(frame),
         published_at=_pandas_timestamps(pd, frame),
         views=_pandas_numbers(pd, frame, "views"),
         completion_sum=_pandas_numbers(pd, frame, "completion_sum"),
@@ -192,6 +208,9 @@ def _columns_from_pandas(frame: pd.DataFrame) -> _Columns:
     )
 
 
+# -- pyarrow ---------------------------------------------------------------------------
+
+
 def _arrow_column(table: Any, name: str) -> Any:
     indices = table.schema.get_all_field_indices(name)
     if len(indices) > 1:
@@ -199,31 +218,32 @@ def _arrow_column(table: Any, name: str) -> Any:
     return table.column(indices[0])
 
 
-def _arrow_ids(pa: ModuleType, table: Any, name: str) -> npt.NDArray[np.int64]:
+def _arrow_missing(column: Any) -> npt.NDArray[np.bool_]:
+    return np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=np.bool_)
+
+
+def _check_arrow_ids(pa: ModuleType, table: Any, name: str) -> None:
     column = _arrow_column(table, name)
-    if column.null_count:
-        missing = np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-        raise InvalidInputError(name, f"missing id at row {_first_row(missing)}")
     kind = column.type
-    if pa.types.is_integer(kind):
-        return _ids(column.to_numpy())
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        # See _pandas_ids: only which rows share an id matters for scoring.
-        encoded = column.combine_chunks().dictionary_encode()
-        return _ids(encoded.indices.to_numpy(zero_copy_only=False))
-    raise InvalidInputError(name, f"ids must be integers or strings, got type {kind}")
+    if not (
+        pa.types.is_integer(kind) or pa.types.is_string(kind) or pa.types.is_large_string(kind)
+    ):
+        raise InvalidInputError(name, f"ids must be integers or strings, got type {kind}")
+    if column.null_count:
+        raise InvalidInputError(name, f"missing id at row {_first_row(_arrow_missing(column))}")
 
 
 def _arrow_numbers(
     pa: ModuleType, table: Any, name: str, *, nan_allowed: bool = False
-) -> npt.NDArray[np.float64]:
+) -> npt.NDArray[Any]:
     column = _arrow_column(table, name)
     kind = column.type
     all_missing_allowed = nan_allowed and pa.types.is_null(kind)
     if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or all_missing_allowed):
         raise InvalidInputError(name, f"expected a numeric column, got type {kind}")
-    values = column.cast(pa.float64()).to_numpy()
-    values = np.ascontiguousarray(values, dtype=np.float64)
+    if column.null_count or all_missing_allowed:
+        column = column.cast(pa.float64())  # nulls become NaN
+    values = np.asarray(column.to_numpy())
     _check_values(name, values, nan_allowed=nan_allowed)
     return values
 
@@ -239,11 +259,10 @@ def _arrow_timestamps(pa: ModuleType, table: Any) -> npt.NDArray[np.float64]:
                 "naive timestamps are ambiguous; give them a time zone, e.g. "
                 "column.cast(pa.timestamp('us', tz='UTC'))",
             )
-        missing = np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-        ticks = column.cast(pa.int64()).fill_null(0).to_numpy()
-        return _epoch_seconds_from_ticks(name, ticks, kind.unit, missing)
+        ticks = np.asarray(column.cast(pa.int64()).fill_null(0).to_numpy())
+        return _epoch_seconds_from_ticks(name, ticks, kind.unit, _arrow_missing(column))
     if pa.types.is_integer(kind) or pa.types.is_floating(kind):
-        return _arrow_numbers(pa, table, name)
+        return np.asarray(_arrow_numbers(pa, table, name), dtype=np.float64)
     raise InvalidInputError(
         name, f"expected timezone-aware timestamps or epoch seconds, got type {kind}"
     )
@@ -255,9 +274,10 @@ def _columns_from_arrow(table: pa.Table) -> _Columns:
     missing = [name for name in _INPUT_COLUMNS if name not in names]
     if missing:
         raise InvalidInputError(missing[0], "required column is missing")
+    _check_arrow_ids(pa, table, "video_id")
+    _check_arrow_ids(pa, table, "creator_id")
     return _Columns(
-        video_id=_arrow_ids(pa, table, "video_id"),
-        creator_id=_arrow_ids(pa, table, "creator_id"),
+        rows=table.num_rows,
         published_at=_arrow_timestamps(pa, table),
         views=_arrow_numbers(pa, table, "views"),
         completion_sum=_arrow_numbers(pa, table, "completion_sum"),
@@ -297,7 +317,11 @@ def _score_columns(
     ranker: Ranker, columns: _Columns, now: float, chunk_rows: int, progress: bool | None
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
     """Return the scores ``(n,)`` and the weighted contributions ``(n, 5)``."""
-    total = len(columns)
+    total = columns.rows
+    # Scores depend on a row's creator only through the affinity given per row, and not at
+    # all on its video id, so the engine gets placeholder ids; the frame's own ids (which
+    # may be strings) pass through untouched.
+    placeholder_ids = np.zeros(total, dtype=np.int64)
     scores = np.empty(total, dtype=np.float32)
     contributions = np.empty((total, len(WEIGHT_FIELDS)), dtype=np.float32)
     show = total > chunk_rows if progress is None else progress
@@ -308,8 +332,8 @@ def _score_columns(
     try:
         for rows in _chunks(total, chunk_rows):
             candidates = Candidates.from_arrays(
-                video_id=columns.video_id[rows],
-                creator_id=columns.creator_id[rows],
+                video_id=placeholder_ids[rows],
+                creator_id=placeholder_ids[rows],
                 published_at=columns.published_at[rows],
                 views=columns.views[rows],
                 completion_sum=columns.completion_sum[rows],
@@ -414,26 +438,36 @@ def score_frame(
         )
     ranker = Ranker(config)
     scores, contributions = _score_columns(ranker, columns, moment, chunk_rows, progress)
-    outputs = {"score": scores}  # then the contributions, in WEIGHT_FIELDS order
+    if module == "pandas":
+        return _attach_pandas(frame, scores, contributions)
+    return _attach_arrow(frame, scores, contributions)
+
+
+def _attach_pandas(
+    frame: pd.DataFrame,
+    scores: npt.NDArray[np.float32],
+    contributions: npt.NDArray[np.float32],
+) -> Any:
+    pd = _optional_import("pandas")
+    # The (n, 5) contributions become one float32 block without copying them column by column.
+    outputs = pd.DataFrame(
+        contributions, columns=list(WEIGHT_FIELDS), index=frame.index, copy=False
+    )
+    outputs.insert(0, "score", scores)
+    kept = frame.drop(columns=[name for name in frame.columns if name in outputs.columns])
+    return pd.concat([kept, outputs], axis=1)
+
+
+def _attach_arrow(
+    table: pa.Table,
+    scores: npt.NDArray[np.float32],
+    contributions: npt.NDArray[np.float32],
+) -> Any:
+    pa = _optional_import("pyarrow")
+    outputs = {"score": scores}
     for index, name in enumerate(WEIGHT_FIELDS):
         outputs[name] = np.ascontiguousarray(contributions[:, index])
-    if module == "pandas":
-        return _attach_pandas(frame, outputs)
-    return _attach_arrow(frame, outputs)
-
-
-def _attach_pandas(frame: pd.DataFrame, outputs: dict[str, npt.NDArray[np.float32]]) -> Any:
-    replaced = [name for name in frame.columns if name in outputs]
-    result = frame.drop(columns=replaced)
-    for name, values in outputs.items():
-        result[name] = values
-    return result
-
-
-def _attach_arrow(table: pa.Table, outputs: dict[str, npt.NDArray[np.float32]]) -> Any:
-    pa = _optional_import("pyarrow")
-    replaced = [name for name in table.column_names if name in outputs]
-    result = table.drop_columns(replaced)
+    result = table.drop_columns([name for name in table.column_names if name in outputs])
     for name, values in outputs.items():
         result = result.append_column(pa.field(name, pa.float32()), pa.array(values))
     return result

@@ -15,6 +15,7 @@ from reelrank import (
     EngagementKind,
     EngagementRecorder,
     InMemoryCatalog,
+    InMemoryEngagementLog,
     InMemoryEventStore,
     InMemorySeenStore,
     InvalidInputError,
@@ -328,3 +329,30 @@ def test_statistics_match_a_replay_of_unique_events(
         got = world.stats(video_id)
         assert (got[0], got[2], got[3], got[4]) == (views, likes, shares, comments)
         assert got[1] == pytest.approx(completion_sum)
+
+
+def test_applied_events_reach_the_engagement_log_with_their_completion() -> None:
+    world = World()
+    log = FaultInjector(InMemoryEngagementLog(), name="log")
+    recorder = EngagementRecorder(world.catalog, world.events, log=log.proxy, now=world.clock.now)
+    recorder.watch(1, 1, event_id="w", occurred_at=EPOCH, watched_seconds=20.0)
+    recorder.like(1, 2, event_id="l", occurred_at=EPOCH + timedelta(seconds=1))
+    logged = log.store.user_events(1, since=EPOCH, limit=10)
+    assert [(event.event_id, event.completion) for event in logged] == [("l", None), ("w", 0.5)]
+    # A log failure surfaces; redelivering the event completes the job without recounting.
+    log.fail()
+    with pytest.raises(StoreError):
+        recorder.share(1, 3, event_id="s", channel="link", occurred_at=EPOCH)
+    log.recover()
+    assert recorder.share(1, 3, event_id="s", channel="link", occurred_at=EPOCH) is False
+    assert world.stats(3)[3] == 1
+    assert len(log.store.user_events(1, since=EPOCH, limit=10)) == 3
+
+
+def test_nothing_reaches_the_log_when_validation_fails() -> None:
+    world = World()
+    log = InMemoryEngagementLog()
+    recorder = EngagementRecorder(world.catalog, world.events, log=log, now=world.clock.now)
+    with pytest.raises(NotFoundError):
+        recorder.like(1, 404, event_id="x", occurred_at=EPOCH)
+    assert log.events_between(EPOCH - timedelta(days=1), NOW, limit=10) == []

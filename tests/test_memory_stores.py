@@ -9,6 +9,7 @@ import pytest
 
 from reelrank import (
     InMemoryCatalog,
+    InMemoryEngagementLog,
     InMemoryEventStore,
     InMemoryFeedCache,
     InMemoryModelRegistry,
@@ -19,6 +20,7 @@ from reelrank import (
 from reelrank.testing import (
     EPOCH,
     CatalogContract,
+    EngagementLogContract,
     EventStoreContract,
     FaultInjector,
     FeedCacheContract,
@@ -42,6 +44,12 @@ class TestInMemoryEventStore(EventStoreContract):
     @pytest.fixture
     def event_store(self) -> InMemoryEventStore:
         return InMemoryEventStore()
+
+
+class TestInMemoryEngagementLog(EngagementLogContract):
+    @pytest.fixture
+    def engagement_log(self) -> InMemoryEngagementLog:
+        return InMemoryEngagementLog()
 
 
 class TestInMemorySeenStore(SeenStoreContract):

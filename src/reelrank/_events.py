@@ -11,7 +11,7 @@ from pydantic import Field
 from ._config import StrictModel
 from ._models import EngagementEvent, EngagementKind, ProcessingState, Video
 from .exceptions import ConfigError, InvalidInputError, NotReadyError
-from .protocols import Catalog, EventStore, SeenStore
+from .protocols import Catalog, EngagementLog, EventStore, SeenStore
 
 __all__ = ["EngagementRecorder", "RecorderConfig", "watch_completion"]
 
@@ -62,9 +62,13 @@ class EngagementRecorder:
     * a video that is not ``ready`` raises :class:`~reelrank.NotReadyError`.
 
     Delivering the same ``event_id`` again is harmless: the store counts it once and
-    :meth:`record` returns ``False``. With ``mark_watched_seen``, a watch marks the video
-    seen even when it is a redelivery, so a retry after a seen-store failure completes
-    the job.
+    :meth:`record` returns ``False``.
+
+    With a ``log`` (an :class:`~reelrank.EngagementLog`, which discovery features read),
+    each applied event is also kept there, as appended (a watch with its completion).
+    With ``mark_watched_seen``, a watch marks the video seen. Both writes follow the
+    event store's and are made for redeliveries too (they are idempotent), so retrying
+    an event after one of them failed completes the job.
     """
 
     def __init__(
@@ -73,6 +77,7 @@ class EngagementRecorder:
         events: EventStore,
         *,
         seen: SeenStore | None = None,
+        log: EngagementLog | None = None,
         config: RecorderConfig | None = None,
         now: Callable[[], datetime] = _utc_now,
     ) -> None:
@@ -82,6 +87,7 @@ class EngagementRecorder:
         self._catalog = catalog
         self._events = events
         self._seen = seen
+        self._log = log
         self._now = now
 
     @property
@@ -116,6 +122,8 @@ class EngagementRecorder:
                     {**event.model_dump(), "completion": completion}
                 )
         applied = self._events.append(event, creator_id=video.creator_id)
+        if self._log is not None:
+            self._log.record(event)
         if (
             self._seen is not None
             and self._config.mark_watched_seen

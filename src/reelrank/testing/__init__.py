@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from .contracts import (
     CatalogContract,
+    EngagementLogContract,
     EventStoreContract,
     FeedCacheContract,
     ModelRegistryContract,
@@ -32,6 +33,7 @@ from .faults import FaultInjector, ManualClock
 __all__ = [
     "EPOCH",
     "CatalogContract",
+    "EngagementLogContract",
     "EventStoreContract",
     "FaultInjector",
     "FeedCacheContract",

@@ -15,6 +15,7 @@ Each contract needs one fixture:
 
 * :class:`CatalogContract`: ``catalog``
 * :class:`EventStoreContract`: ``event_store``
+* :class:`EngagementLogContract`: ``engagement_log``
 * :class:`SeenStoreContract`: ``seen_store``
 * :class:`FeedCacheContract`: ``feed_cache``
 * :class:`ModelRegistryContract`: ``model_registry``
@@ -40,7 +41,14 @@ from .._models import (
     affinity_credit,
 )
 from ..exceptions import InvalidInputError, InvalidTransitionError, NotFoundError
-from ..protocols import Catalog, EventStore, FeedCache, ModelRegistry, SeenStore
+from ..protocols import (
+    Catalog,
+    EngagementLog,
+    EventStore,
+    FeedCache,
+    ModelRegistry,
+    SeenStore,
+)
 from .factories import (
     EPOCH,
     make_creator,
@@ -52,6 +60,7 @@ from .factories import (
 
 __all__ = [
     "CatalogContract",
+    "EngagementLogContract",
     "EventStoreContract",
     "FeedCacheContract",
     "ModelRegistryContract",
@@ -474,9 +483,7 @@ class FeedCacheContract:
         feed_cache.put(other, ttl_seconds=60)
         assert feed_cache.invalidate_user(1) == 3
         assert feed_cache.invalidate_user(1) == 0
-        assert feed_cache.get_many([(1, None), (1, "a"), (1, "b"), (2, None)]) == {
-            (2, None): other
-        }
+        assert feed_cache.get_many([(1, None), (1, "a"), (1, "b"), (2, None)]) == {(2, None): other}
 
     @pytest.mark.parametrize("bad", [0, -1.0, math.nan, math.inf, "60", None])
     def test_bad_ttl_raises_and_writes_nothing(self, feed_cache: FeedCache, bad: object) -> None:
@@ -564,9 +571,7 @@ class ModelRegistryContract:
         again = model_registry.activate("watch-time", "v2")
         assert again == activated
 
-    def test_scores_are_read_from_the_active_version(
-        self, model_registry: ModelRegistry
-    ) -> None:
+    def test_scores_are_read_from_the_active_version(self, model_registry: ModelRegistry) -> None:
         model_registry.register(make_model(version="v1"))
         model_registry.register(make_model(version="v2"))
         model_registry.put_scores("watch-time", "v1", {1: 0.1, 2: 0.2})
@@ -603,3 +608,61 @@ class ModelRegistryContract:
         with pytest.raises(NotFoundError):
             model_registry.get_scores("watch-time", [1], version="v1")
         assert model_registry.get_scores("watch-time", [1]) == {}
+
+
+class EngagementLogContract:
+    """Checks an :class:`~reelrank.EngagementLog`; needs an ``engagement_log`` fixture."""
+
+    def test_satisfies_the_protocol(self, engagement_log: EngagementLog) -> None:
+        assert isinstance(engagement_log, EngagementLog)
+
+    def test_an_event_is_kept_once_and_returned_unchanged(
+        self, engagement_log: EngagementLog
+    ) -> None:
+        event = make_event("watch", completion=0.75, variant="b")
+        assert engagement_log.record(event) is True
+        assert engagement_log.record(event) is False
+        window = engagement_log.events_between(EPOCH, EPOCH + _hours(1), limit=10)
+        assert window == [event]
+        assert engagement_log.user_events(1, since=EPOCH, limit=10) == [event]
+
+    def test_events_between_is_half_open_and_newest_first(
+        self, engagement_log: EngagementLog
+    ) -> None:
+        before = make_event("like", occurred_at=EPOCH - _hours(1), event_id="a-before")
+        at_start = make_event("like", occurred_at=EPOCH, event_id="b-start")
+        tie_low = make_event("share", occurred_at=EPOCH + _hours(1), event_id="c-tie")
+        tie_high = make_event("share", occurred_at=EPOCH + _hours(1), event_id="d-tie")
+        at_end = make_event("comment", occurred_at=EPOCH + _hours(2), event_id="e-end")
+        for event in (tie_high, at_end, before, tie_low, at_start):
+            engagement_log.record(event)
+        got = engagement_log.events_between(EPOCH, EPOCH + _hours(2), limit=10)
+        assert got == [tie_high, tie_low, at_start]
+        newest = engagement_log.events_between(EPOCH, EPOCH + _hours(2), limit=2)
+        assert newest == [tie_high, tie_low]
+        assert engagement_log.events_between(EPOCH, EPOCH + _hours(2), limit=0) == []
+
+    def test_user_events_are_per_user_newest_first(self, engagement_log: EngagementLog) -> None:
+        mine = [make_event("like", user_id=1, occurred_at=EPOCH + _hours(n)) for n in range(4)]
+        theirs = make_event("like", user_id=2, occurred_at=EPOCH + _hours(9))
+        for event in [*mine, theirs]:
+            engagement_log.record(event)
+        since = EPOCH + _hours(1)
+        assert engagement_log.user_events(1, since=since, limit=10) == mine[:0:-1]
+        assert engagement_log.user_events(1, since=since, limit=1) == [mine[3]]
+        assert engagement_log.user_events(3, since=EPOCH, limit=10) == []
+
+    def test_bad_arguments_raise_invalid_input(self, engagement_log: EngagementLog) -> None:
+        naive = EPOCH.replace(tzinfo=None)
+        with pytest.raises(InvalidInputError) as info:
+            engagement_log.events_between(naive, EPOCH, limit=1)
+        assert info.value.field == "start"
+        with pytest.raises(InvalidInputError) as info:
+            engagement_log.user_events(1, since=naive, limit=1)
+        assert info.value.field == "since"
+        with pytest.raises(InvalidInputError) as info:
+            engagement_log.events_between(EPOCH, EPOCH, limit=-1)
+        assert info.value.field == "limit"
+        with pytest.raises(InvalidInputError) as info:
+            engagement_log.user_events(0, since=EPOCH, limit=1)
+        assert info.value.field == "user_id"

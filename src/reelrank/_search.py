@@ -321,38 +321,54 @@ class InMemorySearchIndex:
             key=lambda match: (-len(self._postings[match]), match),
         )
 
+    def _add_term(
+        self, terms: list[str], totals: dict[int, float] | None, count: int
+    ) -> dict[int, float]:
+        """Add one query term's best BM25 over its expansions to each candidate's total.
+
+        ``totals`` ``None`` means no term has been applied yet (every video is a
+        candidate); videos the term does not match drop out.
+        """
+        k1, b = self._config.k1, self._config.b
+        mean_length = self._total_length / count or 1.0
+        best: dict[int, float] = {}
+        for term in terms:
+            postings = self._postings[term]
+            idf = math.log(1.0 + (count - len(postings) + 0.5) / (len(postings) + 0.5))
+            if totals is not None and len(totals) < len(postings):
+                pairs = [(vid, postings[vid]) for vid in totals if vid in postings]
+            else:
+                pairs = list(postings.items())
+            for video_id, tf in pairs:
+                if totals is not None and video_id not in totals:
+                    continue
+                norm = k1 * (1.0 - b + b * self._lengths[video_id] / mean_length)
+                score = idf * tf * (k1 + 1.0) / (tf + norm)
+                if score > best.get(video_id, 0.0):
+                    best[video_id] = score
+        if totals is None:
+            return best
+        return {vid: totals[vid] + score for vid, score in best.items()}
+
     def search(self, query: ParsedQuery, *, limit: int) -> list[tuple[int, float]]:
         """Videos matching every term, best BM25 first (ties: lower id first)."""
         if not isinstance(query, ParsedQuery):
             raise InvalidInputError("query", "must be a ParsedQuery (see parse_query)")
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
             raise InvalidInputError("limit", f"must be an int >= 0, got {limit!r}")
-        k1, b = self._config.k1, self._config.b
         with self._lock:
             count = len(self._lengths)
             if count == 0 or limit == 0:
                 return []
-            mean_length = self._total_length / count or 1.0
-            per_term: list[dict[int, float]] = []
-            for term in query.terms:
-                best: dict[int, float] = {}
-                for expansion in self._expansions(term):
-                    postings = self._postings[expansion]
-                    idf = math.log(1.0 + (count - len(postings) + 0.5) / (len(postings) + 0.5))
-                    for video_id, tf in postings.items():
-                        norm = k1 * (1.0 - b + b * self._lengths[video_id] / mean_length)
-                        score = idf * tf * (k1 + 1.0) / (tf + norm)
-                        if score > best.get(video_id, 0.0):
-                            best[video_id] = score
-                if not best:
+            expansions = [self._expansions(term) for term in query.terms]
+            # The rarest term picks the candidates; the other terms only look those up.
+            expansions.sort(key=lambda terms: sum(len(self._postings[t]) for t in terms))
+            totals: dict[int, float] | None = None
+            for terms in expansions:
+                totals = self._add_term(terms, totals, count)
+                if not totals:
                     return []
-                per_term.append(best)
-        per_term.sort(key=len)
-        totals = dict(per_term[0])
-        for scores in per_term[1:]:
-            totals = {vid: total + scores[vid] for vid, total in totals.items() if vid in scores}
-            if not totals:
-                return []
+        assert totals is not None
         return heapq.nsmallest(limit, totals.items(), key=lambda item: (-item[1], item[0]))
 
 
@@ -475,22 +491,17 @@ class VideoSearch:
             return []
         best = max(score for _, score in matches)
         stats = self._stats.get_stats([vid for vid, _ in matches]) if self._stats else {}
-        hits: list[SearchHit] = []
+        blended: list[tuple[float, int, float, float]] = []
         for video_id, text_score in matches:
             video_stats = stats.get(video_id) or VideoStats(video_id=video_id)
             quality = video_quality(video_stats, self._ranking)
             relevance = min(1.0, text_score / best) if best > 0 else 0.0
-            hits.append(
-                SearchHit(
-                    video_id=video_id,
-                    score=min(
-                        1.0,
-                        self._config.text_weight * relevance
-                        + self._config.quality_weight * quality,
-                    ),
-                    text=relevance,
-                    quality=quality,
-                )
+            score = min(
+                1.0,
+                self._config.text_weight * relevance + self._config.quality_weight * quality,
             )
-        hits.sort(key=lambda hit: (-hit.score, hit.video_id))
-        return hits[:limit]
+            blended.append((-score, video_id, relevance, quality))
+        return [
+            SearchHit(video_id=video_id, score=-negative, text=relevance, quality=quality)
+            for negative, video_id, relevance, quality in heapq.nsmallest(limit, blended)
+        ]

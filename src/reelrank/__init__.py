@@ -41,6 +41,14 @@ from ._models import (
     affinity,
     affinity_credit,
 )
+from ._processing import (
+    InMemoryProgressStore,
+    ProcessingProgress,
+    ProcessingTracker,
+    ProgressStore,
+    RenditionProgress,
+    RenditionStatus,
+)
 from ._resilience import BreakerState, CircuitBreaker, DependencyStats
 from ._scoring import Candidates, Ranker, Ranking, warmup
 from ._search import (
@@ -200,6 +208,12 @@ __all__ = [
     "build_dash_mpd",
     "build_hls_master_playlist",
     "iso8601_duration",
+    "InMemoryProgressStore",
+    "ProcessingProgress",
+    "ProcessingTracker",
+    "ProgressStore",
+    "RenditionProgress",
+    "RenditionStatus",
     "BreakerState",
     "CacheStats",
     "CircuitBreaker",

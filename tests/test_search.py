@@ -271,3 +271,26 @@ def test_blend_weights_must_sum_to_one() -> None:
     with pytest.raises(ConfigError) as caught:
         SearchConfig(text_weight=0.5)
     assert caught.value.field == "weights"
+
+
+def test_bad_documents_are_refused_and_nothing_is_written() -> None:
+    index = build_index()
+    search = VideoSearch(index)
+    before = index.search(terms(("danc", True)), limit=10)
+    with pytest.raises(InvalidInputError) as caught:
+        index.index("Dance video")  # type: ignore[arg-type]
+    assert caught.value.field == "document"
+    with pytest.raises(InvalidInputError) as caught:
+        SearchDocument(video_id=0, title="dance")
+    assert caught.value.field == "video_id"
+    with pytest.raises(InvalidInputError) as caught:
+        SearchDocument(video_id=9, title="dance" * 100)
+    assert caught.value.field == "title"
+    with pytest.raises(InvalidInputError) as caught:
+        search.index_video({"video_id": 9, "title": "dance"})  # type: ignore[arg-type]
+    assert caught.value.field == "video"
+    with pytest.raises(InvalidInputError) as caught:
+        search.remove_video(-3)
+    assert caught.value.field == "video_id"
+    assert len(index) == 4
+    assert index.search(terms(("danc", True)), limit=10) == before

@@ -6,16 +6,24 @@ import threading
 from datetime import timedelta
 
 import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from reelrank import (
+    FeedSnapshot,
     InMemoryCatalog,
     InMemoryEngagementLog,
     InMemoryEventStore,
     InMemoryFeedCache,
     InMemoryModelRegistry,
     InMemorySeenStore,
+    InvalidTransitionError,
+    NotFoundError,
+    ProcessingState,
     StoreError,
     StoreTimeoutError,
+    Video,
 )
 from reelrank.testing import (
     EPOCH,
@@ -224,3 +232,126 @@ def test_concurrent_seen_and_cache_traffic_loses_nothing() -> None:
         snapshot = cache.get(user_id)
         assert snapshot is not None
         assert snapshot.video_ids == (200,)
+
+
+# -- state machines against brute-force references -----------------------------------------
+
+
+class CatalogMachine(RuleBasedStateMachine):
+    """Random writes; candidate lists must match a brute-force scan of every video."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.catalog = InMemoryCatalog()
+        self.videos: dict[int, Video] = {}
+        self.follows: dict[int, set[int]] = {}
+        for creator_id in (1, 2, 3):
+            self.catalog.put_creator(make_creator(creator_id))
+
+    @rule(
+        video_id=st.integers(1, 12),
+        creator_id=st.integers(1, 3),
+        age_minutes=st.integers(0, 5),
+        state=st.sampled_from(list(ProcessingState)),
+    )
+    def put_video(
+        self, video_id: int, creator_id: int, age_minutes: int, state: ProcessingState
+    ) -> None:
+        published_at = EPOCH - timedelta(minutes=age_minutes)
+        video = make_video(video_id, creator_id, published_at=published_at, state=state)
+        self.catalog.put_video(video)
+        self.videos[video_id] = video
+
+    @rule(video_id=st.integers(1, 12), state=st.sampled_from(list(ProcessingState)))
+    def set_state(self, video_id: int, state: ProcessingState) -> None:
+        current = self.videos.get(video_id)
+        if current is None:
+            with pytest.raises(NotFoundError):
+                self.catalog.set_state(video_id, state)
+        elif current.state.can_move_to(state):
+            self.videos[video_id] = self.catalog.set_state(video_id, state)
+        else:
+            with pytest.raises(InvalidTransitionError):
+                self.catalog.set_state(video_id, state)
+
+    @rule(user_id=st.integers(1, 2), creator_id=st.integers(1, 3), follow=st.booleans())
+    def toggle_follow(self, user_id: int, creator_id: int, follow: bool) -> None:
+        followed = self.follows.setdefault(user_id, set())
+        if follow:
+            self.catalog.follow(user_id, creator_id)
+            followed.add(creator_id)
+        else:
+            self.catalog.unfollow(user_id, creator_id)
+            followed.discard(creator_id)
+
+    def _expected(self, creators: set[int] | None, limit: int) -> list[int]:
+        ready = [
+            v
+            for v in self.videos.values()
+            if v.state is ProcessingState.READY and (creators is None or v.creator_id in creators)
+        ]
+        ready.sort(key=lambda v: (v.published_at, v.video_id), reverse=True)
+        return [v.video_id for v in ready[:limit]]
+
+    @invariant()
+    def candidate_lists_match_a_scan(self) -> None:
+        for limit in (0, 3, 50):
+            got = [v.video_id for v in self.catalog.recent_videos(limit=limit)]
+            assert got == self._expected(None, limit)
+            for user_id in (1, 2):
+                followed = self.follows.get(user_id, set())
+                got = [v.video_id for v in self.catalog.followed_videos(user_id, limit=limit)]
+                assert got == self._expected(followed, limit)
+        assert self.catalog.get_videos(list(range(1, 13))) == self.videos
+
+
+TestCatalogMachine = CatalogMachine.TestCase
+TestCatalogMachine.settings = settings(max_examples=40, stateful_step_count=30, deadline=None)
+
+
+class FeedCacheMachine(RuleBasedStateMachine):
+    """Random puts, deletes and clock moves; reads must match a dictionary of expiries."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock = ManualClock()
+        self.cache = InMemoryFeedCache(clock=self.clock.monotonic)
+        self.expected: dict[tuple[int, str | None], tuple[FeedSnapshot, float]] = {}
+
+    keys = st.tuples(st.integers(1, 3), st.sampled_from([None, "a", "b"]))
+
+    @rule(key=keys, ttl=st.integers(1, 20), first_video=st.integers(1, 100))
+    def put(self, key: tuple[int, str | None], ttl: int, first_video: int) -> None:
+        snapshot = make_snapshot(key[0], [first_video, first_video + 1], variant=key[1])
+        self.cache.put(snapshot, ttl_seconds=ttl)
+        self.expected[key] = (snapshot, self.clock.monotonic() + ttl)
+
+    @rule(key=keys)
+    def delete(self, key: tuple[int, str | None]) -> None:
+        was_live = self._live().get(key) is not None
+        assert self.cache.delete(*key) is was_live
+        self.expected.pop(key, None)
+
+    @rule(user_id=st.integers(1, 3))
+    def invalidate(self, user_id: int) -> None:
+        live = [key for key in self._live() if key[0] == user_id]
+        assert self.cache.invalidate_user(user_id) == len(live)
+        for key in [key for key in self.expected if key[0] == user_id]:
+            del self.expected[key]
+
+    @rule(seconds=st.integers(0, 8))
+    def advance(self, seconds: int) -> None:
+        self.clock.advance(seconds)
+
+    def _live(self) -> dict[tuple[int, str | None], FeedSnapshot]:
+        now = self.clock.monotonic()
+        return {key: snap for key, (snap, expires) in self.expected.items() if expires > now}
+
+    @invariant()
+    def reads_match_the_reference(self) -> None:
+        every_key = [(user, variant) for user in (1, 2, 3) for variant in (None, "a", "b")]
+        assert self.cache.get_many(every_key) == self._live()
+
+
+TestFeedCacheMachine = FeedCacheMachine.TestCase
+TestFeedCacheMachine.settings = settings(max_examples=40, stateful_step_count=30, deadline=None)

@@ -355,3 +355,13 @@ class FeedCacheMachine(RuleBasedStateMachine):
 
 TestFeedCacheMachine = FeedCacheMachine.TestCase
 TestFeedCacheMachine.settings = settings(max_examples=40, stateful_step_count=30, deadline=None)
+
+
+def test_fault_injector_can_be_copied_and_hides_private_names() -> None:
+    import copy
+
+    injector = FaultInjector(InMemorySeenStore(), name="seen")
+    clone = copy.copy(injector)
+    assert clone.proxy.seen_among(1, [1], since=EPOCH) == set()
+    with pytest.raises(AttributeError):
+        _ = injector._seen

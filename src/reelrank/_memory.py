@@ -225,6 +225,8 @@ class InMemoryEventStore:
     liking each video, per-video counts and per-(user, creator) affinity credit.
     Built :class:`~reelrank.VideoStats` are kept until the video's next event, because
     building thousands of models per feed request would cost more than the ranking.
+    Applied event ids are kept for the store's lifetime, so memory grows with the
+    number of events.
     """
 
     def __init__(self) -> None:

@@ -95,8 +95,12 @@ class FaultInjector(Generic[StoreT]):
             self._released.set()
 
     def __getattr__(self, attribute: str) -> Any:
+        # Private names are not forwarded; this also keeps copy and pickle, which probe
+        # attributes before __init__ has run, from recursing through self._store.
+        if attribute.startswith("_"):
+            raise AttributeError(attribute)
         target = getattr(self._store, attribute)
-        if attribute.startswith("_") or not callable(target):
+        if not callable(target):
             return target
         return self._guarded(attribute, target)
 

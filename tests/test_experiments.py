@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 
 import pytest
@@ -12,7 +13,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from reelrank import ConfigError, Experiment, RankingConfig, Variant, assignment_point
+from reelrank import (
+    ConfigError,
+    Creator,
+    EngagementRecorder,
+    Experiment,
+    FeedRankingService,
+    InMemoryCatalog,
+    InMemoryEngagementLog,
+    InMemoryEventStore,
+    InMemoryFeedCache,
+    InMemorySeenStore,
+    RankingConfig,
+    Variant,
+    Video,
+    assignment_point,
+)
 
 SHARES = {"control": 0.5, "treatment": 0.3, "holdout": 0.2}
 TREATMENT_CONFIG = RankingConfig(
@@ -227,3 +243,118 @@ def test_unknown_variant_name_is_a_config_error() -> None:
     with pytest.raises(ConfigError) as info:
         make_experiment().variant("nope")
     assert info.value.field == "variant"
+
+
+# -- integration with the feed service and the engagement recorder -----------------------
+
+FRESHNESS_ONLY = RankingConfig(
+    freshness=1.0, completion=0.0, engagement=0.0, affinity=0.0, deep_learning=0.0
+)
+
+
+def feed_experiment(salt: str = "feed-2026") -> Experiment:
+    return Experiment(
+        name="freshness-only",
+        salt=salt,
+        variants=(
+            Variant(name="control", share=0.5),
+            Variant(name="fresh", share=0.5, config=FRESHNESS_ONLY),
+        ),
+    )
+
+
+def populated_catalog() -> InMemoryCatalog:
+    catalog = InMemoryCatalog()
+    catalog.put_creator(Creator(creator_id=1, handle="maker"))
+    now = datetime.now(UTC)
+    for video_id in range(1, 31):
+        catalog.put_video(
+            Video(
+                video_id=video_id,
+                creator_id=1,
+                duration_seconds=15.0,
+                published_at=now - timedelta(hours=video_id),
+            )
+        )
+    return catalog
+
+
+def make_service(
+    experiment: Experiment, cache: InMemoryFeedCache, catalog: InMemoryCatalog | None = None
+) -> FeedRankingService:
+    return FeedRankingService(
+        catalog=catalog or populated_catalog(),
+        events=InMemoryEventStore(),
+        seen=InMemorySeenStore(),
+        cache=cache,
+        assign_variant=experiment.resolve,
+    )
+
+
+def test_every_page_reports_the_users_variant_and_uses_its_config() -> None:
+    experiment = feed_experiment()
+    with make_service(experiment, InMemoryFeedCache()) as service:
+        served = Counter()
+        for user_id in range(1, 41):
+            page = service.feed(user_id, 5)
+            assert page.variant == experiment.variant_name(user_id)
+            served[page.variant] += 1
+            for item in page.items:
+                if page.variant == "fresh":
+                    assert item.breakdown["completion"] == 0.0
+                    assert item.breakdown["freshness"] == pytest.approx(item.score)
+                else:
+                    assert item.breakdown["completion"] > 0.0
+            next_page = service.feed(user_id, 5, page.next_cursor)
+            assert next_page.variant == page.variant
+    assert set(served) == {"control", "fresh"}
+
+
+def test_cached_snapshot_is_keyed_by_variant() -> None:
+    cache = InMemoryFeedCache()
+    experiment = feed_experiment()
+    user_id = 7
+    variant = experiment.variant_name(user_id)
+    with make_service(experiment, cache) as service:
+        first = service.feed(user_id, 5)
+        assert cache.get(user_id, variant) is not None
+        assert cache.get(user_id, None) is None
+        assert service.feed(user_id, 5, first.next_cursor).from_cache
+
+    # A new salt moves some users to the other variant: their next page is ranked
+    # under the new key, and the snapshot of the old variant is not served.
+    moved = next(
+        uid
+        for uid in range(1, 1_000)
+        if feed_experiment("salt-2").variant_name(uid) != experiment.variant_name(uid)
+    )
+    old, new = experiment.variant_name(moved), feed_experiment("salt-2").variant_name(moved)
+    catalog = populated_catalog()
+    with make_service(experiment, cache, catalog) as service:
+        service.feed(moved, 5)
+    with make_service(feed_experiment("salt-2"), cache, catalog) as service:
+        page = service.feed(moved, 5)
+    assert page.variant == new
+    assert not page.from_cache
+    assert cache.get(moved, old) is not None and cache.get(moved, new) is not None
+
+
+def test_every_recorded_event_carries_the_users_variant() -> None:
+    experiment = feed_experiment()
+    catalog = populated_catalog()
+    log = InMemoryEngagementLog()
+    recorder = EngagementRecorder(
+        catalog, InMemoryEventStore(), log=log, variant_for=experiment.variant_name
+    )
+    since = datetime.now(UTC) - timedelta(minutes=1)
+    for user_id in range(1, 21):
+        recorder.watch(user_id, 3, event_id=f"w-{user_id}", completion=0.8)
+        recorder.like(user_id, 4, event_id=f"l-{user_id}")
+    for user_id in range(1, 21):
+        events = log.user_events(user_id, since=since, limit=10)
+        assert len(events) == 2
+        assert {event.variant for event in events} == {experiment.variant_name(user_id)}
+    # A variant sent by the client (the one on the page it saw) is kept as sent.
+    recorder.like(1, 5, event_id="explicit", variant="fresh")
+    explicit = [e for e in log.user_events(1, since=since, limit=10) if e.event_id == "explicit"]
+    assert explicit[0].variant == "fresh"

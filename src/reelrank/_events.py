@@ -66,6 +66,9 @@ class EngagementRecorder:
 
     With a ``log`` (an :class:`~reelrank.EngagementLog`, which discovery features read),
     each applied event is also kept there, as appended (a watch with its completion).
+    With ``variant_for`` (for example :meth:`Experiment.variant_name
+    <reelrank.Experiment.variant_name>`), an event that arrives without a ``variant``
+    is recorded with the user's variant, so every event can be attributed to one.
     With ``mark_watched_seen``, a watch marks the video seen. Both writes follow the
     event store's and are made for redeliveries too (they are idempotent), so retrying
     an event after one of them failed completes the job.
@@ -80,6 +83,7 @@ class EngagementRecorder:
         log: EngagementLog | None = None,
         config: RecorderConfig | None = None,
         now: Callable[[], datetime] = _utc_now,
+        variant_for: Callable[[int], str | None] | None = None,
     ) -> None:
         self._config = config or RecorderConfig()
         if self._config.mark_watched_seen and seen is None:
@@ -89,6 +93,7 @@ class EngagementRecorder:
         self._seen = seen
         self._log = log
         self._now = now
+        self._variant_for = variant_for
 
     @property
     def config(self) -> RecorderConfig:
@@ -121,6 +126,10 @@ class EngagementRecorder:
                 event = EngagementEvent.model_validate(
                     {**event.model_dump(), "completion": completion}
                 )
+        if event.variant is None and self._variant_for is not None:
+            event = EngagementEvent.model_validate(
+                {**event.model_dump(), "variant": self._variant_for(event.user_id)}
+            )
         applied = self._events.append(event, creator_id=video.creator_id)
         if self._log is not None:
             self._log.record(event)

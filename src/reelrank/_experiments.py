@@ -139,6 +139,23 @@ class Experiment(_NestedStrictModel):
         """The ranking configuration ``user_id`` is served (that of :meth:`assign`)."""
         return self.assign(user_id).config
 
+    def variant_name(self, user_id: int) -> str:
+        """The name of the variant ``user_id`` belongs to.
+
+        Pass it as ``variant_for`` to :class:`~reelrank.EngagementRecorder`, so every
+        recorded event carries the user's variant.
+        """
+        return self.assign(user_id).name
+
+    def resolve(self, user_id: int) -> tuple[str, RankingConfig]:
+        """``(variant name, ranking config)`` of ``user_id``.
+
+        Pass it as ``assign_variant`` to :class:`~reelrank.FeedRankingService`: pages
+        then report the variant and cached snapshots are keyed by it.
+        """
+        variant = self.assign(user_id)
+        return variant.name, variant.config
+
     @property
     def variant_names(self) -> tuple[str, ...]:
         """The variant names, in slice order."""

@@ -191,6 +191,43 @@ def test_a_failing_snapshot_store_does_not_fail_a_fresh_result() -> None:
     assert trending.top("hashtag", now=NOW).items == ()
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    uses=st.lists(
+        st.tuples(
+            st.integers(1, 4),
+            st.sampled_from(["watch", "like", "share", "comment", "unlike"]),
+            st.floats(0.0, 48.0),
+        ),
+        max_size=25,
+    ),
+    later=st.floats(0.01, 48.0),
+)
+def test_service_scores_are_non_negative_and_only_fall_as_time_passes(
+    uses: list[tuple[int, str, float]], later: float
+) -> None:
+    catalog, log, trending = build()
+    for video_id in range(1, 5):
+        catalog.put_video(
+            make_video(
+                video_id,
+                published_at=NOW - hours(10 * video_id),
+                sound_id=video_id % 2 + 1,
+                hashtags=(f"t{video_id % 3}",),
+            )
+        )
+    for video_id, kind, age in uses:
+        log.record(make_event(kind, video_id=video_id, occurred_at=NOW - hours(age)))
+    for kind in TrendingKind:
+        before = {item.key: item for item in trending.top(kind, now=NOW, limit=200).items}
+        after = trending.top(kind, now=NOW + hours(later), limit=200).items
+        for item in after:
+            assert item.score >= 0.0 and item.previous_score >= 0.0
+            assert item.score <= before[item.key].score * (1 + 1e-9)
+        scores = [(-item.score, str(item.key)) for item in after]
+        assert scores == sorted(scores)
+
+
 # -- the in-memory log ----------------------------------------------------------------
 
 

@@ -76,8 +76,11 @@ class Trend(StrEnum):
     NEW = "new"
     """No use at all in the previous window."""
     RISING = "rising"
+    """The score grew by more than the steady tolerance."""
     FALLING = "falling"
+    """The score shrank by more than the steady tolerance."""
     STEADY = "steady"
+    """The score stayed within the steady tolerance of the previous one."""
 
 
 class TrendingConfig(StrictModel):
@@ -273,12 +276,12 @@ class InMemoryEngagementLog:
         keys: list[tuple[datetime, str]],
         events: list[EngagementEvent],
         start: datetime,
-        end: datetime,
+        end: datetime | None,
         limit: int,
     ) -> list[EngagementEvent]:
         # "" sorts before every event id, so (t, "") bounds all events at time t.
         low = bisect.bisect_left(keys, (start, ""))
-        high = bisect.bisect_left(keys, (end, ""))
+        high = len(keys) if end is None else bisect.bisect_left(keys, (end, ""))
         low = max(low, high - limit)
         return events[low:high][::-1]
 
@@ -303,8 +306,7 @@ class InMemoryEngagementLog:
             keys = self._user_keys.get(user_id)
             if keys is None:
                 return []
-            end = (keys[-1][0] + timedelta(microseconds=1))
-            return self._newest_between(keys, self._user_events[user_id], since, end, limit)
+            return self._newest_between(keys, self._user_events[user_id], since, None, limit)
 
 
 class Trending:

@@ -1,0 +1,297 @@
+"""The Redis adapter on loopback: snapshot reads and writes, cache warming, seen lookups and
+a cache-hit feed page, each next to a baseline measured in the same run.
+
+* snapshot get / put of a 500-item snapshot, against a raw ``GET`` / ``SET`` of the same
+  bytes (the network floor);
+* warming 1,000 users: one pipelined ``put_many`` against 1,000 ``put`` calls;
+* seen membership of 1,000 candidates: one ``ZMSCORE`` against one ``ZSCORE`` per id;
+* a cache-hit feed page of :class:`~reelrank.FeedRankingService` with the cache on Redis,
+  with cache and seen store on Redis, and with an in-process LRU level in front of the
+  Redis cache, against the all-in-memory stores.
+
+Latency percentiles (p50, p99) of a separate timed loop go into ``extra_info`` and the
+ratio table at the end of the run. Skips when ``redis-server`` or ``reelrank-redis`` is
+not installed (``scripts/test.sh`` installs both).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import QUICK, SUMMARY
+
+from reelrank import (
+    FeedRankingService,
+    FeedServiceConfig,
+    FeedSnapshot,
+    InMemoryCatalog,
+    InMemoryEventStore,
+    InMemoryFeedCache,
+    InMemorySeenStore,
+    LRUFeedCache,
+    TieredFeedCache,
+)
+from reelrank.testing import make_creator, make_video
+
+redis = pytest.importorskip("redis")
+reelrank_redis = pytest.importorskip("reelrank_redis")
+redis_testing = pytest.importorskip("reelrank_redis.testing")
+
+if redis_testing.find_redis_server() is None:
+    pytest.skip("redis-server is not installed", allow_module_level=True)
+
+SNAPSHOT_ITEMS = 500
+WARM_USERS = 100 if QUICK else 1_000
+WARM_ITEMS = 200
+CANDIDATES = 100 if QUICK else 1_000
+TIMED_CALLS = 200 if QUICK else 3_000
+FEED_USERS = 100 if QUICK else 1_000
+PAGE_SIZE = 20
+
+
+def _percentiles(call: Callable[[], Any], count: int = TIMED_CALLS) -> tuple[float, float]:
+    """(p50, p99) of ``count`` calls, in microseconds, after a short warm-up."""
+    for _ in range(min(50, count)):
+        call()
+    samples = np.empty(count)
+    for index in range(count):
+        start = time.perf_counter_ns()
+        call()
+        samples[index] = time.perf_counter_ns() - start
+    p50, p99 = np.percentile(samples, [50, 99]) / 1_000.0
+    return float(p50), float(p99)
+
+
+def _record(benchmark: Any, name: str, p50: float, p99: float) -> None:
+    benchmark.extra_info.update({"p50_us": round(p50, 1), "p99_us": round(p99, 1)})
+    SUMMARY.append(f"redis {name}: p50 {p50:.0f} us, p99 {p99:.0f} us")
+
+
+def _snapshot(user_id: int, items: int, seed: int = 0) -> FeedSnapshot:
+    rng = np.random.default_rng(seed + user_id)
+    scores = np.sort(rng.random(items, dtype=np.float32))[::-1]
+    return FeedSnapshot(
+        user_id=user_id,
+        video_ids=tuple(range(1, items + 1)),
+        scores=tuple(scores.tolist()),
+        contributions=tuple(map(tuple, rng.random((items, 5), dtype=np.float32).tolist())),
+        created_at=datetime.now(UTC),
+    )
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    with redis_testing.RedisServer(tmp_path_factory.mktemp("bench-redis")) as running:
+        yield running
+
+
+@pytest.fixture
+def config(server: Any) -> Any:
+    admin = server.client()
+    admin.flushdb()
+    admin.close()
+    return reelrank_redis.RedisConfig(url=server.url, prefix="bench")
+
+
+@pytest.fixture
+def client(config: Any) -> Iterator[Any]:
+    built = reelrank_redis.create_client(config)
+    yield built
+    built.close()
+
+
+# -- snapshots ------------------------------------------------------------------------------
+
+
+def test_snapshot_get_raw_bytes(benchmark: Any, client: Any) -> None:
+    blob = b"x" * 16_098  # the size of a packed 500-item float32 snapshot
+    client.set("raw", blob)
+    p50, p99 = _percentiles(lambda: client.get("raw"))
+    _record(benchmark, "raw GET 16 KB (baseline)", p50, p99)
+    assert benchmark(client.get, "raw") == blob
+
+
+def test_snapshot_get(benchmark: Any, client: Any, config: Any) -> None:
+    cache = reelrank_redis.RedisFeedCache(client, config)
+    snapshot = _snapshot(1, SNAPSHOT_ITEMS)
+    cache.put(snapshot, ttl_seconds=600)
+    p50, p99 = _percentiles(lambda: cache.get(1))
+    _record(benchmark, f"snapshot get ({SNAPSHOT_ITEMS} items)", p50, p99)
+    assert benchmark(cache.get, 1) == snapshot
+
+
+def test_snapshot_put(benchmark: Any, client: Any, config: Any) -> None:
+    cache = reelrank_redis.RedisFeedCache(client, config)
+    snapshot = _snapshot(1, SNAPSHOT_ITEMS)
+    p50, p99 = _percentiles(lambda: cache.put(snapshot, ttl_seconds=600))
+    _record(benchmark, f"snapshot put ({SNAPSHOT_ITEMS} items)", p50, p99)
+    benchmark(cache.put, snapshot, ttl_seconds=600)
+    assert cache.get(1) == snapshot
+    usage = client.memory_usage("bench:feed:v1:-:1", samples=0)
+    benchmark.extra_info["memory_usage_bytes"] = usage
+    SUMMARY.append(f"redis {SNAPSHOT_ITEMS}-item snapshot: MEMORY USAGE {usage} bytes")
+
+
+# -- warming ----------------------------------------------------------------------------------
+
+
+def _mean_seconds(call: Callable[[], Any], repeat: int = 3) -> float:
+    call()
+    start = time.perf_counter()
+    for _ in range(repeat):
+        call()
+    return (time.perf_counter() - start) / repeat
+
+
+@pytest.fixture(scope="module")
+def warm_snapshots() -> list[FeedSnapshot]:
+    return [_snapshot(user, WARM_ITEMS) for user in range(1, WARM_USERS + 1)]
+
+
+def test_warm_one_by_one(
+    benchmark: Any, client: Any, config: Any, warm_snapshots: list[FeedSnapshot]
+) -> None:
+    cache = reelrank_redis.RedisFeedCache(client, config)
+
+    def one_by_one() -> None:
+        for snapshot in warm_snapshots:
+            cache.put(snapshot, ttl_seconds=600)
+
+    benchmark.pedantic(one_by_one, rounds=3, iterations=1, warmup_rounds=1)
+    assert len(cache.get_many([s.key for s in warm_snapshots])) == WARM_USERS
+
+
+def test_warm_pipelined(
+    benchmark: Any, client: Any, config: Any, warm_snapshots: list[FeedSnapshot]
+) -> None:
+    cache = reelrank_redis.RedisFeedCache(client, config)
+
+    def one_by_one() -> None:
+        for snapshot in warm_snapshots:
+            cache.put(snapshot, ttl_seconds=600)
+
+    def pipelined() -> None:
+        cache.put_many(warm_snapshots, ttl_seconds=600)
+
+    baseline, fast = _mean_seconds(one_by_one), _mean_seconds(pipelined)
+    benchmark.extra_info["speedup_vs_one_by_one"] = round(baseline / fast, 2)
+    SUMMARY.append(
+        f"redis warming {WARM_USERS} users x {WARM_ITEMS} items: pipelined "
+        f"{fast * 1e3:.1f} ms, one by one {baseline * 1e3:.1f} ms, x{baseline / fast:.1f}"
+    )
+    benchmark.pedantic(pipelined, rounds=3, iterations=1, warmup_rounds=1)
+    assert len(cache.get_many([s.key for s in warm_snapshots])) == WARM_USERS
+
+
+# -- seen membership ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def seen_world(client: Any, config: Any) -> tuple[Any, list[int], datetime]:
+    seen = reelrank_redis.RedisSeenStore(client, config)
+    now = datetime.now(UTC)
+    watched = list(range(1, 2 * CANDIDATES, 2))
+    for start in range(0, len(watched), 50):
+        at = now - timedelta(minutes=len(watched) - start)
+        seen.mark_seen(1, watched[start : start + 50], at)
+    candidates = list(range(1, CANDIDATES + 1))
+    return seen, candidates, now - timedelta(days=30)
+
+
+def _per_item(client: Any, key: str, candidates: list[int]) -> set[int]:
+    found = set()
+    for video_id in candidates:
+        if client.zscore(key, reelrank_redis._keys.id_member(video_id)) is not None:
+            found.add(video_id)
+    return found
+
+
+def test_seen_membership_per_item(
+    benchmark: Any, client: Any, seen_world: tuple[Any, list[int], datetime]
+) -> None:
+    seen, candidates, since = seen_world
+    found = benchmark.pedantic(
+        _per_item, args=(client, "bench:seen:v1:1", candidates), rounds=5, warmup_rounds=1
+    )
+    assert found == seen.seen_among(1, candidates, since=since)
+
+
+def test_seen_membership_bulk(
+    benchmark: Any, client: Any, seen_world: tuple[Any, list[int], datetime]
+) -> None:
+    seen, candidates, since = seen_world
+    bulk = _mean_seconds(lambda: seen.seen_among(1, candidates, since=since), repeat=10)
+    per_item = _mean_seconds(lambda: _per_item(client, "bench:seen:v1:1", candidates))
+    benchmark.extra_info["speedup_vs_per_item"] = round(per_item / bulk, 2)
+    SUMMARY.append(
+        f"redis seen membership, {CANDIDATES} candidates: ZMSCORE {bulk * 1e6:.0f} us, "
+        f"per-item ZSCORE {per_item * 1e6:.0f} us, x{per_item / bulk:.1f}"
+    )
+    found = benchmark(seen.seen_among, 1, candidates, since=since)
+    assert found == set(range(1, CANDIDATES + 1, 2))
+
+
+# -- a cache-hit feed page ----------------------------------------------------------------------
+
+
+def _catalog() -> InMemoryCatalog:
+    catalog = InMemoryCatalog()
+    now = datetime.now(UTC)
+    for creator in range(1, 21):
+        catalog.put_creator(make_creator(creator))
+    for video in range(1, 1_001):
+        catalog.put_video(
+            make_video(video, 1 + video % 20, published_at=now - timedelta(minutes=video))
+        )
+    return catalog
+
+
+def _page_latency(service: FeedRankingService) -> tuple[float, float]:
+    """p50/p99 of cache-hit pages: every user is warmed, then asked for first pages
+    round-robin (each first page is cut from the cached snapshot, skipping what the
+    user has seen, so one snapshot serves several rounds)."""
+    users = range(1, FEED_USERS + 1)
+    service.warm(users)
+    rounds = min(5, service.config.snapshot_size // PAGE_SIZE - 1)
+    order = itertools.cycle(users)
+    before = service.stats().pages_from_cache
+    latency = _percentiles(lambda: service.feed(next(order), PAGE_SIZE), FEED_USERS * rounds)
+    served_from_cache = service.stats().pages_from_cache - before
+    assert served_from_cache >= FEED_USERS * rounds
+    return latency
+
+
+@pytest.mark.parametrize(
+    "stores", ["memory", "redis-cache", "redis-cache-and-seen", "lru-over-redis-cache"]
+)
+def test_cache_hit_feed_page(benchmark: Any, client: Any, config: Any, stores: str) -> None:
+    cache: Any = InMemoryFeedCache()
+    if stores.startswith("redis"):
+        cache = reelrank_redis.RedisFeedCache(client, config)
+    elif stores == "lru-over-redis-cache":
+        cache = TieredFeedCache(LRUFeedCache(), reelrank_redis.RedisFeedCache(client, config))
+    seen = (
+        reelrank_redis.RedisSeenStore(client, config)
+        if stores == "redis-cache-and-seen"
+        else InMemorySeenStore()
+    )
+    with FeedRankingService(
+        catalog=_catalog(),
+        events=InMemoryEventStore(),
+        seen=seen,
+        cache=cache,
+        config=FeedServiceConfig(cursor_secret="a-benchmark-secret-key"),
+    ) as service:
+        p50, p99 = _page_latency(service)
+        label = "baseline" if stores == "memory" else "over Redis"
+        _record(benchmark, f"cache-hit feed page, {stores} ({label})", p50, p99)
+        page = benchmark.pedantic(
+            service.feed, args=(FEED_USERS + 1, PAGE_SIZE), rounds=1, iterations=1
+        )
+        assert len(page.items) == PAGE_SIZE

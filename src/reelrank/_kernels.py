@@ -249,18 +249,29 @@ def score_kernel(
     shares = features[ROW_SHARES]
     comments = features[ROW_COMMENTS]
     dl = features[ROW_DL]
-    for i in range(np.uint64(out.size)):
-        static = _static_score(
+
+    def static_at(i: Any) -> Any:
+        return _static_score(
             published[i], views[i], completion[i], likes[i], shares[i], comments[i], dl[i],
             now, p,
         )
-        if affinity is None:
-            a = _ZERO
-        elif creator_index is None:
-            a = affinity[i]
-        else:
-            a = affinity[creator_index[i]]
-        out[i] = _final_score(static, a, w_affinity)
+
+    n = np.uint64(out.size)
+    if affinity is None:
+        for i in range(n):
+            out[i] = _final_score(static_at(i), _ZERO, w_affinity)
+    elif creator_index is None:
+        for i in range(n):
+            out[i] = _final_score(static_at(i), affinity[i], w_affinity)
+    else:
+        # As in rank_kernel: gather a block of affinities first, so the scoring vectorises.
+        block_affinity = np.empty(BLOCK, dtype=np.float32)
+        for lo in range(np.uint64(0), n, _UBLOCK):
+            width = min(_UBLOCK, n - lo)
+            for j in range(width):
+                block_affinity[j] = affinity[creator_index[lo + j]]
+            for j in range(width):
+                out[lo + j] = _final_score(static_at(lo + j), block_affinity[j], w_affinity)
 
 
 @_serial
@@ -355,26 +366,34 @@ def rank_kernel(
     shares = features[ROW_SHARES]
     comments = features[ROW_COMMENTS]
     dl = features[ROW_DL]
+
+    def static_at(i: Any) -> Any:
+        return _static_score(
+            published[i], views[i], completion[i], likes[i], shares[i], comments[i], dl[i],
+            now, p,
+        )
+
     block_scores = np.empty(BLOCK, dtype=np.float32)
+    block_affinity = np.empty(BLOCK, dtype=np.float32)
     size = 0
     threshold = _NO_THRESHOLD
     n_blocks = (np.uint64(n) + _UBLOCK - np.uint64(1)) // _UBLOCK
     for block in range(n_blocks):
         lo = block * _UBLOCK
         width = min(_UBLOCK, np.uint64(n) - lo)
-        for j in range(width):
-            i = lo + j
-            static = _static_score(
-                published[i], views[i], completion[i], likes[i], shares[i], comments[i],
-                dl[i], now, p,
-            )
-            if affinity is None:
-                a = _ZERO
-            elif creator_index is None:
-                a = affinity[i]
-            else:
-                a = affinity[creator_index[i]]
-            block_scores[j] = _final_score(static, a, w_affinity)
+        if affinity is None:
+            for j in range(width):
+                block_scores[j] = _final_score(static_at(lo + j), _ZERO, w_affinity)
+        elif creator_index is None:
+            for j in range(width):
+                block_scores[j] = _final_score(static_at(lo + j), affinity[lo + j], w_affinity)
+        else:
+            # The gather gets a loop of its own: next to the scoring it would keep the
+            # scoring loop from vectorising.
+            for j in range(width):
+                block_affinity[j] = affinity[creator_index[lo + j]]
+            for j in range(width):
+                block_scores[j] = _final_score(static_at(lo + j), block_affinity[j], w_affinity)
         hit = False
         for j in range(width):
             hit |= block_scores[j] >= threshold

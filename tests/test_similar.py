@@ -23,6 +23,7 @@ from reelrank import (
     metadata_similarity,
     top_k_cosine,
 )
+from reelrank._similar import MIN_ROWS_PER_THREAD
 from reelrank.testing import EPOCH, make_creator, make_video
 
 
@@ -110,6 +111,7 @@ def test_results_are_sorted_by_score_then_id() -> None:
         ("excluded", lambda m, q, i: top_k_cosine(m, q, i, 3, excluded=np.zeros(10))),
         ("k", lambda m, q, i: top_k_cosine(m, q, i, -1)),
         ("k", lambda m, q, i: top_k_cosine(m, q, i, True)),
+        ("threads", lambda m, q, i: top_k_cosine(m, q, i, 3, threads=0)),
     ],
 )
 def test_wrapper_rejects_bad_arrays_naming_the_argument(field: str, call: object) -> None:
@@ -118,6 +120,23 @@ def test_wrapper_rejects_bad_arrays_naming_the_argument(field: str, call: object
     with pytest.raises(InvalidInputError) as caught:
         call(matrix, matrix[0].copy(), ids)  # type: ignore[operator]
     assert caught.value.field == field
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_threads_give_the_same_result_as_one(threads: int) -> None:
+    rng = np.random.default_rng(5)
+    rows = MIN_ROWS_PER_THREAD * threads + 17
+    # Small integer vectors: many exact ties, which the merge must order like one thread.
+    matrix = normalised(rng.integers(-1, 2, size=(rows, 3)).astype(np.float32))
+    ids = rng.permutation(np.arange(1, rows + 1)).astype(np.int64)
+    excluded = rng.random(rows) < 0.3
+    for query_row in (0, rows // 2, rows - 1):
+        query = matrix[query_row].copy()
+        for k in (1, 25, 400):
+            one = top_k_cosine(matrix, query, ids, k, excluded=excluded)
+            many = top_k_cosine(matrix, query, ids, k, excluded=excluded, threads=threads)
+            np.testing.assert_array_equal(many[0], one[0])
+            np.testing.assert_array_equal(many[1], one[1])
 
 
 # -- the embedding index --------------------------------------------------------------

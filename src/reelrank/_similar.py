@@ -17,8 +17,11 @@ query video, and can leave out everything the user has seen.
 
 from __future__ import annotations
 
+import itertools
 import math
+import threading
 from collections.abc import Collection
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -55,6 +58,7 @@ def top_k_cosine(
     k: int,
     *,
     excluded: NDArray[np.bool_] | NDArray[np.uint8] | None = None,
+    threads: int = 1,
 ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
     """The ``k`` rows of ``matrix`` closest to ``query``, as ``(video_ids, scores)``.
 
@@ -69,8 +73,14 @@ def top_k_cosine(
     video id ascending, and holds ``min(k, eligible rows)`` entries. Any other dtype,
     shape or memory layout raises :class:`~reelrank.InvalidInputError` naming the
     argument; nothing is copied or converted silently.
+
+    With ``threads > 1`` and at least 32,768 rows per thread, the rows
+    are split into contiguous blocks searched at the same time (the kernel releases the
+    GIL) and the blocks' best ``k`` are merged; the result is identical to one thread's.
     """
     k = _check_k(k)
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise InvalidInputError("threads", f"must be an int >= 1, got {threads!r}")
     if not isinstance(matrix, np.ndarray) or matrix.dtype != np.float32 or matrix.ndim != 2:
         raise InvalidInputError("matrix", "must be a 2-D float32 numpy array")
     if not matrix.flags.c_contiguous:
@@ -102,10 +112,59 @@ def top_k_cosine(
         if not excluded.flags.c_contiguous:
             raise InvalidInputError("excluded", "must be contiguous")
         mask = excluded.view(np.uint8)
-    out_rows = np.empty(min(k, rows), dtype=np.int64)
-    out_scores = np.empty(min(k, rows), dtype=np.float32)
-    filled = top_k_cosine_kernel(matrix, query, video_ids, mask, out_rows, out_scores)
-    return video_ids[out_rows[:filled]], out_scores[:filled].copy()
+    blocks = min(threads, rows // MIN_ROWS_PER_THREAD)
+    if blocks <= 1:
+        best_rows, scores = _search_block(matrix, query, video_ids, mask, k, 0, rows)
+        return video_ids[best_rows], scores
+    bounds = np.linspace(0, rows, blocks + 1).astype(np.int64).tolist()
+    pool = _thread_pool(blocks)
+    futures = [
+        pool.submit(_search_block, matrix, query, video_ids, mask, k, low, high)
+        for low, high in itertools.pairwise(bounds)
+    ]
+    parts = [future.result() for future in futures]
+    all_rows = np.concatenate([part[0] for part in parts])
+    all_scores = np.concatenate([part[1] for part in parts])
+    best = np.lexsort((video_ids[all_rows], -all_scores))[:k]
+    return video_ids[all_rows[best]], all_scores[best]
+
+
+MIN_ROWS_PER_THREAD = 32_768
+"""Fewest rows worth a thread of their own: below this, handing work over costs more."""
+
+_pool_lock = threading.Lock()
+_pools: dict[int, ThreadPoolExecutor] = {}
+
+
+def _thread_pool(workers: int) -> ThreadPoolExecutor:
+    # One long-lived pool per size: starting threads on every query would cost more than
+    # the split saves. Sizes are few (the ``threads`` settings in use).
+    with _pool_lock:
+        pool = _pools.get(workers)
+        if pool is None:
+            pool = _pools[workers] = ThreadPoolExecutor(
+                max_workers=workers, thread_name_prefix="reelrank-similar"
+            )
+        return pool
+
+
+def _search_block(
+    matrix: NDArray[np.float32],
+    query: NDArray[np.float32],
+    video_ids: NDArray[np.int64],
+    mask: NDArray[np.uint8],
+    k: int,
+    low: int,
+    high: int,
+) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    """Best ``k`` of rows ``[low, high)``, as absolute row numbers and scores."""
+    size = min(k, high - low)
+    out_rows = np.empty(size, dtype=np.int64)
+    out_scores = np.empty(size, dtype=np.float32)
+    filled = top_k_cosine_kernel(
+        matrix[low:high], query, video_ids[low:high], mask[low:high], out_rows, out_scores
+    )
+    return out_rows[:filled] + low, out_scores[:filled]
 
 
 class EmbeddingIndex:
@@ -116,12 +175,18 @@ class EmbeddingIndex:
     so queries only take dot products; a zero vector stays zero and counts as "no
     embedding" for :class:`SimilarVideos`.
 
+    ``threads`` is passed on to :func:`top_k_cosine` for every query: more than one
+    splits a large matrix between threads.
+
     Raises :class:`~reelrank.InvalidInputError` naming ``video_ids`` (not 1-D, not
-    valid positive int64 ids, duplicates) or ``vectors`` (not 2-D, row count differs
-    from the ids, zero width, not finite).
+    valid positive int64 ids, duplicates), ``vectors`` (not 2-D, row count differs
+    from the ids, zero width, not finite) or ``threads``.
     """
 
-    def __init__(self, video_ids: ArrayLike, vectors: ArrayLike) -> None:
+    def __init__(self, video_ids: ArrayLike, vectors: ArrayLike, *, threads: int = 1) -> None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise InvalidInputError("threads", f"must be an int >= 1, got {threads!r}")
+        self._threads = threads
         try:
             ids = np.asarray(video_ids)
         except (TypeError, ValueError) as exc:
@@ -208,7 +273,9 @@ class EmbeddingIndex:
         excluded_rows = [self._rows[other] for other in exclude if other in self._rows]
         if excluded_rows:
             mask[np.asarray(excluded_rows, dtype=np.int64)] = 1
-        ids, scores = top_k_cosine(self._matrix, self._matrix[row], self._ids, k, excluded=mask)
+        ids, scores = top_k_cosine(
+            self._matrix, self._matrix[row], self._ids, k, excluded=mask, threads=self._threads
+        )
         return [(int(i), float(s)) for i, s in zip(ids, scores, strict=True)]
 
 

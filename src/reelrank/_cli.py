@@ -211,7 +211,12 @@ def _build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo",
-        help="print a ranked feed for a synthetic catalog, with each item's per-signal breakdown",
+        help="serve two feed pages for a synthetic catalog, with each item's per-signal breakdown",
+        description=(
+            "Fill the in-memory stores with a synthetic catalog, engagement and one user's "
+            "history, then print two pages of that user's feed from FeedRankingService, "
+            "with each item's score and per-signal contributions. Needs only the core."
+        ),
     )
     demo.add_argument("--seed", type=int, default=7, help="seed of the synthetic catalog")
     demo.add_argument(

@@ -1,7 +1,10 @@
-"""``reelrank demo``: rank a synthetic catalog and print each item's per-signal breakdown.
+"""``reelrank demo``: serve two feed pages for a synthetic catalog and explain every item.
 
-It uses the core only (numpy, numba, pydantic), so it runs right after ``pip install reelrank``.
-The catalog, the user and the clock are all derived from the seed, so the output is
+The demo fills the embedded in-memory stores with a catalog, engagement from other
+viewers, one user's own history and a model's scores, then asks a
+:class:`~reelrank.FeedRankingService` for two pages of that user's feed. It uses the
+core only (numpy, numba, pydantic), so it runs right after ``pip install reelrank``.
+The catalog, the engagement and the clock all derive from the seed, so the output is
 reproducible.
 """
 
@@ -13,28 +16,50 @@ from dataclasses import dataclass
 from typing import TextIO
 
 import numpy as np
-import numpy.typing as npt
 
 from ._config import WEIGHT_FIELDS, RankingConfig
-from ._scoring import Candidates, Ranker
+from ._memory import (
+    InMemoryCatalog,
+    InMemoryEventStore,
+    InMemoryFeedCache,
+    InMemoryModelRegistry,
+    InMemorySeenStore,
+)
+from ._models import Creator, EngagementEvent, EngagementKind, FeedPage, ModelInfo, Video
+from ._service import FeedRankingService, FeedServiceConfig, StoreDeadlines
 
-__all__ = ["DEMO_NOW", "DemoRow", "format_table", "run_demo", "synthetic_catalog"]
+__all__ = [
+    "DEMO_NOW",
+    "DEMO_USER",
+    "DemoFeed",
+    "DemoRow",
+    "format_table",
+    "run_demo",
+    "serve_demo_feed",
+]
 
 DEMO_NOW = dt.datetime(2026, 1, 15, 12, 0, tzinfo=dt.UTC)
-"""The fixed moment the demo ranks at, so its output does not change with the clock."""
+"""The fixed moment the demo serves at, so its output does not change with the clock."""
+DEMO_USER = 1
+"""The user whose feed the demo serves."""
 
 _CREATORS = 40
+_SOUNDS = 12
 _MAX_AGE_HOURS = 14 * 24.0
-_SEEN_VIDEOS = 5
+_FAVOURITE_CREATORS = 3
+_MODEL = "watch-time"
+_FIRST_VIEWER = 1_000
 
 
 @dataclass(frozen=True, slots=True)
 class DemoRow:
-    """One ranked item as the demo prints it."""
+    """One served item as the demo prints it."""
 
-    rank: int
+    position: int
+    """Position in the feed, counted over both pages from 1."""
     video_id: int
     creator_id: int
+    sound_id: int | None
     age_hours: float
     views: int
     score: float
@@ -43,94 +68,200 @@ class DemoRow:
 
 
 @dataclass(frozen=True, slots=True)
-class _Catalog:
-    candidates: Candidates
-    ages_hours: npt.NDArray[np.float64]
-    views: npt.NDArray[np.int64]
+class DemoFeed:
+    """What the demo served, with the user's history that shaped it."""
+
+    pages: tuple[tuple[FeedPage, tuple[DemoRow, ...]], ...]
     affinity: dict[int, float]
-    seen: list[int]
+    """The user's affinity with each creator they engaged with."""
+    watched: tuple[int, ...]
+    """Videos the user had already watched, which the feed leaves out."""
+    catalog_size: int
 
 
-def synthetic_catalog(seed: int, size: int) -> _Catalog:
-    """A long-tailed catalog, one user's creator affinities and a few videos already seen."""
-    rng = np.random.default_rng(seed)
-    video_ids = np.arange(10_001, 10_001 + size, dtype=np.int64)
-    creator_ids = rng.integers(1, _CREATORS + 1, size).astype(np.int64)
-    ages_hours = rng.uniform(0.0, _MAX_AGE_HOURS, size)
-    views = np.floor(rng.lognormal(mean=6.0, sigma=1.6, size=size)).astype(np.int64)
-    watched = rng.beta(2.0, 2.5, size)
-    completion_sum = views * watched
-    engagement = rng.beta(1.2, 30.0, size)
-    likes = rng.binomial(views, np.minimum(engagement * 3.0, 1.0))
-    shares = rng.binomial(views, engagement / 4.0)
-    comments = rng.binomial(views, engagement / 2.0)
-    dl_score = rng.beta(2.0, 2.0, size)
-    dl_score[rng.random(size) < 0.2] = np.nan  # not every video has a model score yet
-    published_at = DEMO_NOW.timestamp() - ages_hours * 3600.0
-    candidates = Candidates.from_arrays(
-        video_id=video_ids,
-        creator_id=creator_ids,
-        published_at=published_at,
-        views=views,
-        completion_sum=completion_sum,
-        likes=likes,
-        shares=shares,
-        comments=comments,
-        dl_score=dl_score,
-    )
-    followed = rng.choice(np.arange(1, _CREATORS + 1), size=6, replace=False)
-    strengths = rng.uniform(0.3, 1.0, followed.size)
-    affinity = {int(c): round(float(a), 2) for c, a in zip(followed, strengths, strict=True)}
-    seen = [int(v) for v in rng.choice(video_ids, size=min(_SEEN_VIDEOS, size), replace=False)]
-    return _Catalog(candidates, ages_hours, views, affinity, seen)
+@dataclass(frozen=True, slots=True)
+class _Stores:
+    catalog: InMemoryCatalog
+    events: InMemoryEventStore
+    seen: InMemorySeenStore
+    models: InMemoryModelRegistry
+    watched: tuple[int, ...]
 
 
-def ranked_rows(seed: int, catalog_size: int, page_size: int) -> tuple[list[DemoRow], _Catalog]:
-    """Rank the synthetic catalog for its user and return the top ``page_size`` rows."""
-    catalog = synthetic_catalog(seed, catalog_size)
-    ranking = Ranker(RankingConfig()).rank(
-        catalog.candidates,
-        k=page_size,
-        now=DEMO_NOW,
-        affinity=catalog.affinity,
-        seen=catalog.seen,
-        explain=True,
-    )
-    contributions = ranking.contributions
-    if contributions is None:  # explain=True always fills it; this narrows the type
-        raise RuntimeError("the ranking came back without contributions")
-    rows = [
-        DemoRow(
-            rank=rank,
-            video_id=int(ranking.video_ids[rank - 1]),
-            creator_id=int(catalog.candidates.creator_ids[position]),
-            age_hours=float(catalog.ages_hours[position]),
-            views=int(catalog.views[position]),
-            score=float(ranking.scores[rank - 1]),
-            contributions=tuple(float(x) for x in contributions[rank - 1]),
+class _EventWriter:
+    """Appends events with consecutive ids, as a client with its own counter would."""
+
+    def __init__(self, events: InMemoryEventStore) -> None:
+        self._events = events
+        self._next_id = 0
+
+    def add(
+        self,
+        video: Video,
+        user_id: int,
+        kind: EngagementKind,
+        at: dt.datetime,
+        *,
+        completion: float | None = None,
+    ) -> None:
+        self._next_id += 1
+        event = EngagementEvent(
+            event_id=f"demo-{self._next_id}",
+            kind=kind,
+            user_id=user_id,
+            video_id=video.video_id,
+            occurred_at=at,
+            completion=completion,
+            channel="link" if kind is EngagementKind.SHARE else None,
         )
-        for rank, position in enumerate(ranking.positions.tolist(), start=1)
-    ]
-    return rows, catalog
+        self._events.append(event, creator_id=video.creator_id)
+
+
+def _build_stores(seed: int, size: int) -> _Stores:
+    rng = np.random.default_rng(seed)
+    catalog = InMemoryCatalog()
+    for creator_id in range(1, _CREATORS + 1):
+        catalog.put_creator(Creator(creator_id=creator_id, handle=f"creator_{creator_id}"))
+    ages = rng.uniform(0.0, _MAX_AGE_HOURS, size)
+    creators = rng.integers(1, _CREATORS + 1, size)
+    sounds = rng.integers(1, _SOUNDS + 1, size)
+    has_sound = rng.random(size) < 0.4
+    videos = []
+    for index in range(size):
+        video = Video(
+            video_id=10_001 + index,
+            creator_id=int(creators[index]),
+            duration_seconds=float(rng.uniform(5.0, 90.0)),
+            published_at=DEMO_NOW - dt.timedelta(hours=float(ages[index])),
+            title=f"clip {index + 1}",
+            sound_id=int(sounds[index]) if has_sound[index] else None,
+        )
+        catalog.put_video(video)
+        videos.append(video)
+
+    events = InMemoryEventStore()
+    writer = _EventWriter(events)
+    viewer = _FIRST_VIEWER
+    for index, video in enumerate(videos):
+        # Older videos had more time to be watched; popularity is long-tailed.
+        views = min(int(rng.lognormal(2.2, 1.0) * (0.3 + ages[index] / _MAX_AGE_HOURS)), 250)
+        appeal = rng.beta(2.0, 2.5)
+        engagement = rng.beta(1.2, 25.0)
+        at = video.published_at + dt.timedelta(hours=float(ages[index]) / 2)
+        for view in range(views):
+            watcher = viewer + view
+            completion = float(np.clip(rng.normal(appeal, 0.2), 0.0, 1.0))
+            writer.add(video, watcher, EngagementKind.WATCH, at, completion=completion)
+            if rng.random() < min(engagement * 3.0, 1.0):
+                writer.add(video, watcher, EngagementKind.LIKE, at)
+            if rng.random() < engagement / 4.0:
+                writer.add(video, watcher, EngagementKind.SHARE, at)
+            if rng.random() < engagement / 2.0:
+                writer.add(video, watcher, EngagementKind.COMMENT, at)
+        viewer += views
+
+    # The demo user loved a few creators' older videos and skimmed some others.
+    seen = InMemorySeenStore()
+    favourites = rng.choice(np.arange(1, _CREATORS + 1), _FAVOURITE_CREATORS, replace=False)
+    older = [video for video in videos if video.published_at < DEMO_NOW - dt.timedelta(days=3)]
+    watched: list[int] = []
+    for rank, creator_id in enumerate(favourites.tolist()):
+        theirs = [video for video in older if video.creator_id == creator_id][: 3 - rank]
+        for video in theirs:
+            at = DEMO_NOW - dt.timedelta(days=2)
+            writer.add(video, DEMO_USER, EngagementKind.WATCH, at, completion=1.0)
+            writer.add(video, DEMO_USER, EngagementKind.LIKE, at)
+            if rank == 0:
+                writer.add(video, DEMO_USER, EngagementKind.SHARE, at)
+            watched.append(video.video_id)
+    skimmed = rng.choice([video.video_id for video in older], min(4, len(older)), replace=False)
+    for video_id in skimmed.tolist():
+        writer.add(
+            catalog.get_video(video_id),
+            DEMO_USER,
+            EngagementKind.WATCH,
+            DEMO_NOW - dt.timedelta(days=1),
+            completion=0.1,
+        )
+        watched.append(video_id)
+    seen.mark_seen(DEMO_USER, watched, DEMO_NOW - dt.timedelta(days=1))
+
+    models = InMemoryModelRegistry()
+    models.register(ModelInfo(name=_MODEL, version="v1", created_at=DEMO_NOW))
+    models.activate(_MODEL, "v1")
+    scored = [video for video in videos if rng.random() < 0.8]  # new videos wait for the model
+    models.put_scores(_MODEL, "v1", {video.video_id: float(rng.beta(2.0, 2.0)) for video in scored})
+    return _Stores(catalog, events, seen, models, tuple(sorted(set(watched))))
+
+
+def serve_demo_feed(seed: int = 7, catalog_size: int = 500, page_size: int = 10) -> DemoFeed:
+    """Fill the in-memory stores and serve two pages of the demo user's feed."""
+    stores = _build_stores(seed, catalog_size)
+    # In-process stores answer in microseconds; generous deadlines keep a busy machine
+    # from turning the demo into a degraded feed.
+    deadlines = StoreDeadlines(catalog=10.0, events=10.0, seen=10.0, models=10.0, cache=10.0)
+    config = FeedServiceConfig(
+        model_name=_MODEL, deadlines=deadlines, cursor_secret="reelrank-demo-cursor-secret"
+    )
+    with FeedRankingService(
+        catalog=stores.catalog,
+        events=stores.events,
+        seen=stores.seen,
+        cache=InMemoryFeedCache(),
+        models=stores.models,
+        config=config,
+        ranking=RankingConfig(),
+        clock=lambda: DEMO_NOW,
+    ) as service:
+        first = service.feed(DEMO_USER, limit=page_size)
+        pages = [first]
+        if first.next_cursor is not None:
+            pages.append(service.feed(DEMO_USER, limit=page_size, cursor=first.next_cursor))
+    served = [item.video_id for page in pages for item in page.items]
+    videos = stores.catalog.get_videos(served)
+    stats = stores.events.get_stats(served)
+    position = 0
+    explained = []
+    for page in pages:
+        rows = []
+        for item in page.items:
+            position += 1
+            video = videos[item.video_id]
+            rows.append(
+                DemoRow(
+                    position=position,
+                    video_id=item.video_id,
+                    creator_id=video.creator_id,
+                    sound_id=video.sound_id,
+                    age_hours=(DEMO_NOW - video.published_at).total_seconds() / 3600.0,
+                    views=stats[item.video_id].views,
+                    score=item.score,
+                    contributions=tuple(item.breakdown[name] for name in WEIGHT_FIELDS),
+                )
+            )
+        explained.append((page, tuple(rows)))
+    engaged = stores.events.get_affinities(DEMO_USER, list(range(1, _CREATORS + 1)))
+    return DemoFeed(
+        pages=tuple(explained),
+        affinity={creator: value for creator, value in engaged.items() if value > 0.0},
+        watched=stores.watched,
+        catalog_size=catalog_size,
+    )
 
 
 def format_table(rows: Sequence[DemoRow], weights: Sequence[float]) -> list[str]:
     """Lay the rows out as a fixed-width text table, one line per item."""
-    signal_width = max(len(name) for name in WEIGHT_FIELDS)
-    head = f"{'rank':>4}  {'video':>6}  {'creator':>7}  {'age':>7}  {'views':>7}  {'score':>6}"
-    signals = "  ".join(f"{name:>{signal_width}}" for name in WEIGHT_FIELDS)
-    weight_line = (
-        " " * len(head)
-        + "  "
-        + "  ".join(f"{'w=' + format(w, '.2f'):>{signal_width}}" for w in weights)
-    )
-    lines = [f"{head}  {signals}", weight_line]
+    width = max(len(name) for name in WEIGHT_FIELDS)
+    head = f"{'pos':>4}  {'video':>6}  {'creator':>7}  {'age':>7}  {'views':>6}  {'score':>6}"
+    signals = "  ".join(f"{name:>{width}}" for name in WEIGHT_FIELDS)
+    weight_cells = "  ".join(f"{'w=' + format(w, '.2f'):>{width}}" for w in weights)
+    lines = [f"{head}  {signals}", f"{'':{len(head)}}  {weight_cells}"]
     for row in rows:
         cells = (
-            f"{row.rank:>4}  {row.video_id:>6}  {row.creator_id:>7}  "
-            f"{_age(row.age_hours):>7}  {row.views:>7}  {row.score:>6.4f}"
+            f"{row.position:>4}  {row.video_id:>6}  {row.creator_id:>7}  "
+            f"{_age(row.age_hours):>7}  {row.views:>6}  {row.score:>6.4f}"
         )
-        parts = "  ".join(f"{value:>{signal_width}.4f}" for value in row.contributions)
+        parts = "  ".join(f"{value:>{width}.4f}" for value in row.contributions)
         lines.append(f"{cells}  {parts}")
     return lines
 
@@ -140,24 +271,30 @@ def _age(hours: float) -> str:
 
 
 def run_demo(out: TextIO, *, seed: int = 7, catalog_size: int = 500, page_size: int = 10) -> None:
-    """Print the demo feed for the synthetic catalog to ``out``."""
-    config = RankingConfig()
-    rows, catalog = ranked_rows(seed, catalog_size, page_size)
+    """Print the demo feed to ``out``."""
+    feed = serve_demo_feed(seed, catalog_size, page_size)
     when = DEMO_NOW.strftime("%Y-%m-%d %H:%M UTC")
-    followed = ", ".join(f"{c}: {a:.2f}" for c, a in sorted(catalog.affinity.items()))
+    affinity = ", ".join(f"{c}: {a:.2f}" for c, a in sorted(feed.affinity.items()))
     print(
-        f"reelrank demo: top {len(rows)} of {catalog_size} synthetic videos (seed {seed}), "
-        f"ranked at {when}",
+        f"reelrank demo: the feed of user {DEMO_USER} over {feed.catalog_size} synthetic "
+        f"videos (seed {seed}), served at {when}",
         file=out,
     )
-    print(f"user affinity by creator: {followed}", file=out)
-    print(f"already seen, left out: {', '.join(map(str, sorted(catalog.seen)))}", file=out)
-    print(file=out)
-    for line in format_table(rows, config.weights):
-        print(line, file=out)
+    print("by FeedRankingService on the in-memory stores, one page after the other", file=out)
+    print(f"user affinity by creator: {affinity or 'none'}", file=out)
+    print(f"already watched, left out: {', '.join(map(str, feed.watched))}", file=out)
+    weights = RankingConfig().weights
+    for number, (page, rows) in enumerate(feed.pages, start=1):
+        source = "from the cached snapshot" if page.from_cache else "ranked fresh"
+        print(file=out)
+        items = "1 item" if len(rows) == 1 else f"{len(rows)} items"
+        print(f"page {number}: {items}, {source}", file=out)
+        for line in format_table(rows, weights):
+            print(line, file=out)
     print(file=out)
     print(
-        "Each signal column is weight x signal; the five add up to score. "
-        "The documentation writes out every formula.",
+        "Each signal column is weight x signal; the five add up to score. Items follow the "
+        "score, except\nthat the diversity rule moves one down rather than show more than "
+        "two in a row from one creator\nor three with one sound.",
         file=out,
     )

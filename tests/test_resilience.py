@@ -238,3 +238,24 @@ def test_shut_down_pool_lets_workers_exit_and_refuses_work() -> None:
     assert not thread.is_alive()
     with pytest.raises(RuntimeError):
         pool.submit(lambda: 1)
+
+
+def test_inline_guard_runs_on_the_callers_thread_behind_the_breaker() -> None:
+    g = DependencyGuard(
+        "seen",
+        pool=WorkerPool(1),
+        breaker=CircuitBreaker("seen", failure_threshold=1),
+        deadline_seconds=0.05,
+        max_in_flight=1,
+        inline=True,
+    )
+    assert g.call(threading.current_thread) is threading.current_thread()
+
+    def broken() -> None:
+        raise StoreError("seen", "down")
+
+    with pytest.raises(StoreError):
+        g.call(broken)
+    with pytest.raises(StoreUnavailableError):
+        g.call(lambda: 1)
+    assert (g.stats.calls, g.stats.failures, g.stats.rejected) == (3, 1, 1)

@@ -573,3 +573,36 @@ def test_model_scores_feed_the_deep_learning_signal(make_world: Any) -> None:
         page = service.feed(2, 5)
         assert fallbacks(page)["models"] == "ranked without model scores"
         assert all(item.breakdown["deep_learning"] == 0.0 for item in page.items)
+
+
+def test_embedded_stores_serve_the_same_pages_inline_or_on_workers() -> None:
+    served: dict[bool, list[int]] = {}
+    for inline in (True, False):
+        clock = ManualClock(START)
+        catalog = InMemoryCatalog()
+        catalog.put_creator(make_creator(1))
+        catalog.put_creator(make_creator(2))
+        for video in range(1, 31):
+            catalog.put_video(
+                make_video(video, 1 + video % 2, published_at=START - timedelta(minutes=video))
+            )
+        seen = InMemorySeenStore()
+        config = FeedServiceConfig(inline_in_memory_stores=inline, cursor_secret="x" * 16)
+        with FeedRankingService(
+            catalog=catalog,
+            events=InMemoryEventStore(),
+            seen=seen,
+            cache=TieredFeedCache(LRUFeedCache(), InMemoryFeedCache()),
+            config=config,
+            clock=clock.now,
+            monotonic=clock.monotonic,
+        ) as service:
+            first = service.feed(1, 10)
+            second = service.feed(1, 10, first.next_cursor)
+            assert second.from_cache
+            assert service._guards["seen"].inline is inline
+            assert service._guards["catalog"].inline is inline
+        served[inline] = [item.video_id for item in first.items + second.items]
+        assert seen.seen_among(1, list(range(1, 31)), since=START) == set(served[inline])
+    assert served[True] == served[False]
+    assert len(set(served[True])) == 20

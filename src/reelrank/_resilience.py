@@ -234,6 +234,11 @@ class DependencyGuard:
     dependency. The exception is re-raised untouched: callers degrade on
     :class:`~reelrank.StoreError` (which adapters raise for every outage), while any
     other exception is a programming error and should surface.
+
+    With ``inline=True`` calls run on the caller's thread, still behind the circuit
+    breaker and counted, but without deadline or bulkhead: only for stores that live in
+    this process and do no I/O, which cannot stall, so a thread switch would only add
+    scheduling latency.
     """
 
     def __init__(
@@ -244,6 +249,7 @@ class DependencyGuard:
         breaker: CircuitBreaker,
         deadline_seconds: float,
         max_in_flight: int,
+        inline: bool = False,
     ) -> None:
         if not (math.isfinite(deadline_seconds) and deadline_seconds > 0):
             raise ConfigError("deadline_seconds", deadline_seconds, "must be finite and positive")
@@ -252,6 +258,7 @@ class DependencyGuard:
         self.name = name
         self.breaker = breaker
         self.deadline_seconds = deadline_seconds
+        self.inline = inline
         self.stats = DependencyStats()
         self._pool = pool
         self._slots = threading.BoundedSemaphore(max_in_flight)
@@ -271,6 +278,8 @@ class DependencyGuard:
         if not self.breaker.allow_request():
             self._count("rejected")
             raise StoreUnavailableError(self.name, "circuit open; call skipped")
+        if self.inline:
+            return self._call_inline(fn)
         if not self._slots.acquire(blocking=False):
             # Every slot is held by a call that is still running past its deadline.
             self._count("rejected")
@@ -288,6 +297,16 @@ class DependencyGuard:
             self._count("timeouts")
             self.breaker.record_failure()
             raise StoreTimeoutError(self.name, f"no answer within {deadline_seconds:g} s") from None
+        except Exception:
+            self._count("failures")
+            self.breaker.record_failure()
+            raise
+        self.breaker.record_success()
+        return result
+
+    def _call_inline(self, fn: Callable[[], T]) -> T:
+        try:
+            result = fn()
         except Exception:
             self._count("failures")
             self.breaker.record_failure()

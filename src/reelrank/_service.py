@@ -25,6 +25,13 @@ from ._cache import CacheStats, LRUFeedCache, TieredFeedCache
 from ._config import WEIGHT_FIELDS, RankingConfig, StrictModel
 from ._cursor import CursorCodec, CursorState
 from ._diversity import NO_SOUND, DiversityRule
+from ._memory import (
+    InMemoryCatalog,
+    InMemoryEventStore,
+    InMemoryFeedCache,
+    InMemoryModelRegistry,
+    InMemorySeenStore,
+)
 from ._models import (
     DegradedDependency,
     FeedItem,
@@ -109,6 +116,11 @@ class FeedServiceConfig(StrictModel):
     same users must share it; ``None`` draws a random key per service instance."""
     cursor_max_age_seconds: float = Field(default=21_600.0, gt=0.0, allow_inf_nan=False)
     """How long a page cursor stays valid after it was issued."""
+    inline_in_memory_stores: bool = True
+    """Call the embedded in-memory stores (and :class:`LRUFeedCache`) on the request's own
+    thread. They do no I/O and cannot stall, so a worker thread would only add
+    scheduling latency; the breaker still counts their failures. Every other store
+    always runs on a worker thread under its deadline."""
     model_name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
     """Model whose active version supplies the deep-learning scores; ``None`` for none."""
 
@@ -157,8 +169,23 @@ class _GuardedFeedCache:
         return self._guard.call(self._inner.invalidate_user, user_id)
 
 
-def _is_in_process(cache: FeedCache) -> bool:
-    return isinstance(cache, LRUFeedCache)
+_IN_MEMORY_STORES = (
+    InMemoryCatalog,
+    InMemoryEventStore,
+    InMemorySeenStore,
+    InMemoryModelRegistry,
+    InMemoryFeedCache,
+    LRUFeedCache,
+)
+
+
+def _is_in_memory(store: object) -> bool:
+    """Whether ``store`` is one of the embedded stores that live in this process.
+
+    The check is on the object's class, so a wrapper that forwards attributes to such
+    a store (a fault injector, a proxy to another process) is not mistaken for one.
+    """
+    return isinstance(store, _IN_MEMORY_STORES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,6 +327,33 @@ def _snapshot_id(snapshot: FeedSnapshot) -> str:
     return f"{created_us:x}-{zlib.crc32(ids.tobytes()):08x}-{snapshot.config_tag}"
 
 
+def _cut(
+    ids: Sequence[int],
+    offset: int,
+    limit: int,
+    seen_among: Callable[[Sequence[int]], set[int]] | None,
+) -> tuple[list[int], int]:
+    """Rows of the first ``limit`` unseen ids from ``offset``, and where the next page starts.
+
+    The seen store is asked about a window of ids at a time, twice the page size or 32
+    (whichever is larger), so a page costs one lookup unless most ids were seen.
+    """
+    picked: list[int] = []
+    position = offset
+    total = len(ids)
+    window = max(2 * limit, 32)
+    while position < total and len(picked) < limit:
+        chunk = ids[position : position + window]
+        seen = set() if seen_among is None else seen_among(chunk)
+        for index, video_id in enumerate(chunk):
+            if video_id not in seen:
+                picked.append(position + index)
+                if len(picked) == limit:
+                    return picked, position + index + 1
+        position += len(chunk)
+    return picked, position
+
+
 def _check_limit(limit: object, max_page_size: int) -> int:
     if isinstance(limit, bool) or not isinstance(limit, int):
         raise InvalidInputError("limit", f"must be an int, got {limit!r}")
@@ -361,6 +415,13 @@ class FeedRankingService:
         )
         self._cursors = CursorCodec(secret, cfg.cursor_max_age_seconds)
         self._pool = WorkerPool(cfg.max_calls_in_flight * len(_DEPENDENCIES))
+        stores: dict[str, object] = {
+            "catalog": catalog,
+            "events": events,
+            "seen": seen,
+            "models": models,
+            "cache": cache,
+        }
         self._guards = {
             name: DependencyGuard(
                 name,
@@ -373,6 +434,7 @@ class FeedRankingService:
                 ),
                 deadline_seconds=getattr(cfg.deadlines, name),
                 max_in_flight=cfg.max_calls_in_flight,
+                inline=cfg.inline_in_memory_stores and _is_in_memory(stores[name]),
             )
             for name in _DEPENDENCIES
         }
@@ -389,7 +451,10 @@ class FeedRankingService:
         guard = self._guards["cache"]
 
         def wrap(level: FeedCache) -> FeedCache:
-            return level if _is_in_process(level) else _GuardedFeedCache(level, guard)
+            direct = isinstance(level, LRUFeedCache) or (
+                self.config.inline_in_memory_stores and _is_in_memory(level)
+            )
+            return level if direct else _GuardedFeedCache(level, guard)
 
         if cache is None:
             self._cache_levels_stats = tuple
@@ -545,32 +610,42 @@ class FeedRankingService:
         from_cache: bool = False,
         check_seen: bool = True,
     ) -> FeedPage:
-        """Cut ``limit`` unseen items from ``snapshot`` at ``offset`` and mark them seen."""
+        """Cut ``limit`` unseen items from ``snapshot`` at ``offset`` and mark them seen.
+
+        Filtering and marking run as one guarded call, so a page costs one round trip
+        to the seen store's worker thread. If that call fails, the page is cut in
+        snapshot order without the filter and marking is tried once more on its own.
+        """
         ids = snapshot.video_ids
-        total = len(ids)
         since = now - timedelta(seconds=ranking.seen_window_seconds)
-        picked: list[int] = []
-        position = offset
-        window = max(2 * limit, 32)
-        while position < total and len(picked) < limit:
-            chunk = ids[position : position + window]
-            seen: set[int] = set()
+        guard = self._guards["seen"]
+
+        def seen_among(chunk: Sequence[int]) -> set[int]:
+            return self._seen.seen_among(user_id, chunk, since=since)
+
+        def filter_and_mark() -> tuple[list[int], int, bool]:
+            picked, position = _cut(ids, offset, limit, seen_among if check_seen else None)
+            try:
+                if picked:
+                    self._seen.mark_seen(user_id, [ids[row] for row in picked], now)
+            except StoreError:
+                return picked, position, False
+            return picked, position, True
+
+        try:
+            picked, position, marked = guard.call(filter_and_mark)
+        except StoreError:
             if check_seen:
-                try:
-                    seen = self._guards["seen"].call(
-                        self._seen.seen_among, user_id, chunk, since=since
-                    )
-                except StoreError:
-                    request.report("seen", "snapshot order without the seen filter")
-                    check_seen = False
-            for index, video_id in enumerate(chunk):
-                if video_id not in seen:
-                    picked.append(position + index)
-                    if len(picked) == limit:
-                        position += index + 1
-                        break
-            else:
-                position += len(chunk)
+                request.report("seen", "snapshot order without the seen filter")
+            picked, position = _cut(ids, offset, limit, None)
+            try:
+                if picked:
+                    guard.call(self._seen.mark_seen, user_id, [ids[row] for row in picked], now)
+                marked = True
+            except StoreError:
+                marked = False
+        if not marked:
+            request.report("seen", "served items not recorded as seen")
         items = tuple(
             FeedItem.model_construct(
                 video_id=ids[row],
@@ -579,13 +654,7 @@ class FeedRankingService:
             )
             for row in picked
         )
-        if items:
-            try:
-                self._guards["seen"].call(
-                    self._seen.mark_seen, user_id, [item.video_id for item in items], now
-                )
-            except StoreError:
-                request.report("seen", "served items not recorded as seen")
+        total = len(ids)
         # The last page of a snapshot that ran out of candidates ends the feed; a full
         # snapshot that is used up continues with a freshly ranked one.
         exhausted = position >= total and total < self.config.snapshot_size

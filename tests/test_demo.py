@@ -13,7 +13,14 @@ import reference as ref
 
 from reelrank import WEIGHT_FIELDS, DiversityRule, RankingConfig
 from reelrank._cli import main
-from reelrank._demo import DEMO_NOW, DEMO_USER, _build_stores, run_demo, serve_demo_feed
+from reelrank._demo import (
+    DEMO_NOW,
+    DEMO_USER,
+    DemoFeed,
+    _build_stores,
+    run_demo,
+    serve_demo_feed,
+)
 from reelrank._diversity import NO_SOUND
 
 HEADER = ["pos", "video", "creator", "age", "views", "score", *WEIGHT_FIELDS]
@@ -48,6 +55,11 @@ def default_text() -> str:
     return demo_text()
 
 
+@pytest.fixture(scope="module")
+def feed() -> DemoFeed:
+    return serve_demo_feed()
+
+
 def test_two_pages_of_explained_rows(default_text: str) -> None:
     rows = table_rows(default_text)
     assert [int(row["pos"]) for row in rows] == list(range(1, 21))
@@ -59,8 +71,7 @@ def test_two_pages_of_explained_rows(default_text: str) -> None:
         assert abs(sum(row[name] for name in WEIGHT_FIELDS) - row["score"]) <= 3e-4
 
 
-def test_rows_follow_the_score_except_where_the_diversity_rule_moves_one() -> None:
-    feed = serve_demo_feed()
+def test_rows_follow_the_score_except_where_the_diversity_rule_moves_one(feed: DemoFeed) -> None:
     rows = [row for _, page_rows in feed.pages for row in page_rows]
     by_score = sorted(rows, key=lambda row: (-row.score, row.video_id))
     order = DiversityRule().order(
@@ -71,15 +82,13 @@ def test_rows_follow_the_score_except_where_the_diversity_rule_moves_one() -> No
     assert rows[0].score == max(row.score for row in rows)
 
 
-def test_watched_videos_are_left_out() -> None:
-    feed = serve_demo_feed()
+def test_watched_videos_are_left_out(feed: DemoFeed) -> None:
     served = {row.video_id for _, rows in feed.pages for row in rows}
     assert feed.watched
     assert not served & set(feed.watched)
 
 
-def test_scores_match_the_reference_formulas_on_the_stored_data() -> None:
-    feed = serve_demo_feed()
+def test_scores_match_the_reference_formulas_on_the_stored_data(feed: DemoFeed) -> None:
     stores = _build_stores(7, 500)
     config = RankingConfig()
     now = DEMO_NOW.timestamp()

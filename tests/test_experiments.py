@@ -7,6 +7,7 @@ import sys
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -237,6 +238,65 @@ def test_bad_nested_config_is_a_config_error() -> None:
             variants=[{"name": "a", "share": 1.0, "config": {"freshness": 0.9}}],  # type: ignore[list-item]
         )
     assert info.value.field == "variants.0.config.weights"
+
+
+EXPERIMENT_TOML = """
+[tool.reelrank.experiment]
+name = "feed-weights"
+salt = "feed-2026"
+
+[[tool.reelrank.experiment.variants]]
+name = "control"
+share = 0.5
+
+[[tool.reelrank.experiment.variants]]
+name = "treatment"
+share = 0.3
+[tool.reelrank.experiment.variants.config]
+freshness = 0.3
+completion = 0.3
+engagement = 0.2
+affinity = 0.15
+deep_learning = 0.05
+
+[[tool.reelrank.experiment.variants]]
+name = "holdout"
+share = 0.2
+"""
+
+
+def test_experiment_from_toml(tmp_path: Path) -> None:
+    path = tmp_path / "pyproject.toml"
+    path.write_text(EXPERIMENT_TOML, encoding="utf-8")
+    loaded = Experiment.from_toml(path, table="tool.reelrank.experiment")
+    assert loaded == make_experiment()
+    assert Experiment.from_toml(EXPERIMENT_TOML, table="tool.reelrank.experiment") == loaded
+
+
+def test_experiment_from_toml_names_the_bad_field() -> None:
+    bad = EXPERIMENT_TOML.replace("share = 0.2", "share = 0.25")
+    with pytest.raises(ConfigError) as info:
+        Experiment.from_toml(bad, table="tool.reelrank.experiment")
+    assert info.value.field == "variants.share"
+    bad = EXPERIMENT_TOML.replace("freshness = 0.3", "freshness = 0.4")
+    with pytest.raises(ConfigError) as info:
+        Experiment.from_toml(bad, table="tool.reelrank.experiment")
+    assert info.value.field == "variants.1.config.weights"
+    with pytest.raises(ConfigError) as info:
+        Experiment.from_toml(EXPERIMENT_TOML, table="tool.other")
+    assert info.value.field == "tool.other"
+    with pytest.raises(ConfigError) as info:
+        Experiment.from_toml("name = ")
+    assert info.value.field == "<toml>"
+
+
+def test_model_validate_json_raises_config_error_with_the_path() -> None:
+    data = make_experiment().model_dump(mode="json")
+    data["variants"][0]["share"] = -0.5
+    with pytest.raises(ConfigError) as info:
+        Experiment.model_validate_json(json.dumps(data))
+    assert info.value.field == "variants.0.share"
+    assert Experiment.model_validate_json(make_experiment().model_dump_json()) == make_experiment()
 
 
 def test_unknown_variant_name_is_a_config_error() -> None:

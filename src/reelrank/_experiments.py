@@ -13,7 +13,9 @@ from __future__ import annotations
 import bisect
 import hashlib
 import math
+import tomllib
 from functools import cached_property
+from pathlib import Path
 from typing import Any, Self
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
@@ -68,6 +70,22 @@ class _NestedStrictModel(StrictModel):
         except ValidationError as exc:
             raise _config_error_with_path(exc) from exc
 
+    @classmethod
+    def model_validate(cls, *args: Any, **kwargs: Any) -> Self:
+        """Validate a Python object; raises :class:`ConfigError` on bad values."""
+        try:
+            return super().model_validate(*args, **kwargs)
+        except ValidationError as exc:
+            raise _config_error_with_path(exc) from exc
+
+    @classmethod
+    def model_validate_json(cls, *args: Any, **kwargs: Any) -> Self:
+        """Validate JSON text; raises :class:`ConfigError` on bad values."""
+        try:
+            return super().model_validate_json(*args, **kwargs)
+        except ValidationError as exc:
+            raise _config_error_with_path(exc) from exc
+
 
 class Variant(_NestedStrictModel):
     """One arm of an experiment: a ranking configuration and its share of the traffic."""
@@ -110,6 +128,24 @@ class Experiment(_NestedStrictModel):
                 "variants.share", total, f"shares must sum to 1 within {_SHARE_SUM_TOLERANCE}"
             )
         return self
+
+    @classmethod
+    def from_toml(cls, source: str | Path, *, table: str | None = None) -> Self:
+        """Build an experiment from TOML text or a ``.toml`` file path.
+
+        ``table`` selects a dotted sub-table, for example ``"tool.reelrank.experiment"``;
+        variants are an array of tables, each with an optional ``config`` table.
+        """
+        text = source.read_text(encoding="utf-8") if isinstance(source, Path) else source
+        try:
+            data: Any = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("<toml>", None, f"not valid TOML: {exc}") from exc
+        for part in table.split(".") if table else []:
+            if not isinstance(data, dict) or part not in data:
+                raise ConfigError(table or "<toml>", None, "table not found")
+            data = data[part]
+        return cls.model_validate(data)
 
     @cached_property
     def _upper_bounds(self) -> list[float]:

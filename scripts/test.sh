@@ -39,7 +39,7 @@ step() { printf '\n==> %s\n' "$*"; }
 step "lint"
 "$py" -m ruff check .
 step "mypy"
-"$py" -m mypy src "${adapter_src[@]}"
+"$py" -m mypy src "${adapter_src[@]}" examples/flask_app/reelrank_example
 step "tests (unit and integration)"
 "$py" -m pytest tests "${adapter_tests[@]}" -q -p no:cacheprovider
 step "docs"

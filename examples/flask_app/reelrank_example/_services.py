@@ -1,0 +1,435 @@
+"""Wiring: the stores, the reelrank services built on them, and a seeded synthetic catalog.
+
+:func:`create_app <reelrank_example.create_app>` takes a built :class:`Services`; nothing
+in the request path knows where the stores live. :func:`build_default_services` is the
+one place that decides: embedded in-memory stores, or Redis for the feed cache, the
+seen store and the event store when :attr:`Settings.redis_url` is set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from reelrank import (
+    Catalog,
+    Creator,
+    CreatorRecommender,
+    EmbeddingIndex,
+    EngagementLog,
+    EngagementRecorder,
+    EventStore,
+    Experiment,
+    FeedCache,
+    FeedRankingService,
+    FeedServiceConfig,
+    InMemoryCatalog,
+    InMemoryEngagementLog,
+    InMemoryEventStore,
+    InMemoryProgressStore,
+    InMemorySearchIndex,
+    InMemorySeenStore,
+    InMemoryTrendingSnapshotStore,
+    LRUFeedCache,
+    ManifestConfig,
+    ProcessingState,
+    ProcessingTracker,
+    ProgressStore,
+    RankingConfig,
+    Rendition,
+    SearchIndex,
+    SeenStore,
+    SimilarVideos,
+    TieredFeedCache,
+    Trending,
+    TrendingSnapshotStore,
+    Variant,
+    VariantResolver,
+    Video,
+    VideoSearch,
+)
+
+from ._settings import Settings
+
+__all__ = [
+    "FIRST_USER_ID",
+    "FIRST_VIDEO_ID",
+    "Services",
+    "Stores",
+    "build_default_services",
+    "build_services",
+    "memory_stores",
+    "redis_stores",
+    "seed_synthetic_catalog",
+]
+
+FIRST_VIDEO_ID = 10_001
+"""Id of the first synthetic video; the others follow it."""
+FIRST_USER_ID = 100_001
+"""Id of the first synthetic user; the others follow it."""
+
+Clock = Callable[[], datetime]
+
+_TOPICS = (
+    "dance", "comedy", "cooking", "travel", "fitness", "music", "pets", "diy",
+    "fashion", "gaming", "art", "science", "football", "makeup", "nature",
+)  # fmt: skip
+_ADJECTIVES = ("quick", "easy", "wild", "tiny", "epic", "calm", "daily", "secret", "first")
+_NOUNS = ("hack", "routine", "challenge", "story", "tutorial", "moment", "trick", "fail")
+_SOUNDS = 40
+_CATALOG_DAYS = 14.0
+_RENDITIONS = (("360p", 640, 360, 800), ("720p", 1280, 720, 2_500), ("1080p", 1920, 1080, 5_000))
+_SHARE_CHANNELS = ("link", "whatsapp", "messages", "email")
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Stores:
+    """The storage the services read and write; swap any field to change a backend."""
+
+    catalog: Catalog
+    """Videos, creators and follows."""
+    events: EventStore
+    """Engagement aggregates: stats, affinities, popular videos."""
+    seen: SeenStore
+    """What each user was already shown."""
+    log: EngagementLog
+    """Individual engagement events, read by trending and creator recommendations."""
+    progress: ProgressStore
+    """Processing progress of uploaded videos."""
+    cache: FeedCache | None = None
+    """Where ranked feed snapshots are kept; ``None`` ranks every page."""
+    search_index: SearchIndex = dataclasses.field(default_factory=InMemorySearchIndex)
+    """The inverted index behind search."""
+    trending_snapshots: TrendingSnapshotStore = dataclasses.field(
+        default_factory=InMemoryTrendingSnapshotStore
+    )
+    """Last trending results, served when a store fails."""
+    embeddings: EmbeddingIndex | None = None
+    """Video embeddings for similar videos; ``None`` uses the metadata fallback only."""
+    closers: tuple[Callable[[], None], ...] = ()
+    """Called by :meth:`Services.close` (connection pools, for example)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Services:
+    """Everything the HTTP layer calls, built from :class:`Stores`."""
+
+    stores: Stores
+    """The stores the services were built on."""
+    feed: FeedRankingService
+    """Ranked, cached, paged feeds."""
+    recorder: EngagementRecorder
+    """Validated, idempotent engagement events."""
+    trending: Trending
+    """Trending sounds and hashtags."""
+    creators: CreatorRecommender
+    """Creators to follow."""
+    search: VideoSearch
+    """Text search blended with quality."""
+    similar: SimilarVideos
+    """"More like this" videos."""
+    processing: ProcessingTracker
+    """Processing progress of uploads."""
+    manifests: ManifestConfig
+    """How HLS and DASH manifests are written."""
+    clock: Clock
+    """Current time (aware UTC datetime) for windows and timestamps."""
+
+    def close(self) -> None:
+        """Stop the feed service's worker threads and release the stores."""
+        self.feed.close()
+        for close in self.stores.closers:
+            close()
+
+
+def memory_stores() -> Stores:
+    """Embedded in-memory stores with an in-process LRU feed cache."""
+    return Stores(
+        catalog=InMemoryCatalog(),
+        events=InMemoryEventStore(),
+        seen=InMemorySeenStore(),
+        log=InMemoryEngagementLog(),
+        progress=InMemoryProgressStore(),
+        cache=LRUFeedCache(),
+    )
+
+
+def redis_stores(settings: Settings) -> Stores:
+    """In-memory stores, except the feed cache, seen store and event store in Redis.
+
+    The feed cache is tiered: an in-process LRU level in front of the shared Redis
+    level. Needs the ``reelrank-redis`` adapter and ``settings.redis_url``.
+    """
+    from reelrank_redis import (
+        RedisConfig,
+        RedisEventStore,
+        RedisFeedCache,
+        RedisSeenStore,
+        create_client,
+    )
+
+    if settings.redis_url is None:
+        raise ValueError("redis_stores needs settings.redis_url")
+    config = RedisConfig(url=settings.redis_url, prefix=settings.redis_prefix)
+    client = create_client(config)
+    return dataclasses.replace(
+        memory_stores(),
+        events=RedisEventStore(client, config),
+        seen=RedisSeenStore(client, config),
+        cache=TieredFeedCache(LRUFeedCache(), RedisFeedCache(client, config)),
+        closers=(client.close,),
+    )
+
+
+def _experiment() -> Experiment:
+    fresh = RankingConfig(
+        freshness=0.30, completion=0.30, engagement=0.20, affinity=0.15, deep_learning=0.05
+    )
+    return Experiment(
+        name="freshness-boost",
+        salt="reelrank-example",
+        variants=(
+            Variant(name="control", share=0.5),
+            Variant(name="fresh", share=0.5, config=fresh),
+        ),
+    )
+
+
+def build_services(
+    stores: Stores, settings: Settings | None = None, *, clock: Clock | None = None
+) -> Services:
+    """Build every service on ``stores``; nothing is read or written yet."""
+    settings = settings or Settings()
+    clock = clock or _utc_now
+    resolver: VariantResolver | None = None
+    if settings.experiment:
+        experiment = _experiment()
+
+        def resolver(user_id: int) -> tuple[str | None, RankingConfig]:
+            variant = experiment.assign(user_id)
+            return variant.name, variant.config
+
+    feed = FeedRankingService(
+        catalog=stores.catalog,
+        events=stores.events,
+        seen=stores.seen,
+        cache=stores.cache,
+        config=FeedServiceConfig(cursor_secret=settings.cursor_secret),
+        assign_variant=resolver,
+        clock=clock,
+    )
+    return Services(
+        stores=stores,
+        feed=feed,
+        recorder=EngagementRecorder(stores.catalog, stores.events, log=stores.log, now=clock),
+        trending=Trending(stores.catalog, stores.log, snapshots=stores.trending_snapshots),
+        creators=CreatorRecommender(stores.catalog, stores.events, stores.log),
+        search=VideoSearch(stores.search_index, stats=stores.events),
+        similar=SimilarVideos(stores.catalog, embeddings=stores.embeddings, seen=stores.seen),
+        processing=ProcessingTracker(stores.progress, catalog=stores.catalog, clock=clock),
+        manifests=ManifestConfig(frame_rate=30.0),
+        clock=clock,
+    )
+
+
+def build_default_services(
+    settings: Settings | None = None, *, clock: Clock | None = None
+) -> Services:
+    """Stores chosen by ``settings``, seeded with the synthetic catalog, and their services."""
+    settings = settings or Settings()
+    clock = clock or _utc_now
+    stores = redis_stores(settings) if settings.redis_url is not None else memory_stores()
+    embeddings = seed_synthetic_catalog(stores, settings, now=clock())
+    return build_services(dataclasses.replace(stores, embeddings=embeddings), settings, clock=clock)
+
+
+# -- the synthetic catalog ---------------------------------------------------------------
+
+
+def _renditions(video_id: int) -> tuple[Rendition, ...]:
+    return tuple(
+        Rendition(
+            width=width,
+            height=height,
+            bitrate_kbps=kbps,
+            codec="avc1.64001f",
+            uri=f"https://cdn.example.com/v/{video_id}/{name}/index.m3u8",
+        )
+        for name, width, height, kbps in _RENDITIONS
+    )
+
+
+def _sound_name(sound_id: int) -> str:
+    return f"{_ADJECTIVES[sound_id % len(_ADJECTIVES)]} beat {sound_id}"
+
+
+def seed_synthetic_catalog(stores: Stores, settings: Settings, *, now: datetime) -> EmbeddingIndex:
+    """Fill ``stores`` with a reproducible catalog and return its video embeddings.
+
+    Every creator has a home topic; videos carry it among their hashtags, and their
+    embeddings sit near the topic's centroid, so similar videos and creator
+    recommendations have structure to find. Ready videos go through the processing
+    pipeline (queued, transcoding, packaging, ready); :attr:`Settings.pending_videos`
+    more stop part-way. Users follow a few creators of their favourite topics and
+    engage mostly with those topics, through the same validating recorder the API uses.
+    """
+    rng = np.random.default_rng(settings.seed)
+    catalog = stores.catalog
+    tracker = ProcessingTracker(stores.progress, catalog=catalog, clock=lambda: now)
+    recorder = EngagementRecorder(catalog, stores.events, log=stores.log, now=lambda: now)
+    search = VideoSearch(stores.search_index)
+    topics = len(_TOPICS)
+
+    creators: list[Creator] = []
+    for number in range(1, settings.creators + 1):
+        creator = Creator(
+            creator_id=number,
+            handle=f"{_TOPICS[number % topics]}_{number}",
+            display_name=f"{_ADJECTIVES[number % len(_ADJECTIVES)].title()} Creator {number}",
+        )
+        catalog.put_creator(creator)
+        creators.append(creator)
+
+    sound_popularity = 1.0 / np.arange(1, _SOUNDS + 1)
+    sound_popularity /= sound_popularity.sum()
+    ready: list[Video] = []
+    total = settings.videos + settings.pending_videos
+    for index in range(total):
+        video_id = FIRST_VIDEO_ID + index
+        creator = creators[int(rng.integers(len(creators)))]
+        home = creator.creator_id % topics
+        extra = rng.choice(topics, size=int(rng.integers(0, 3)), replace=False)
+        hashtags = [_TOPICS[home], *(_TOPICS[int(t)] for t in extra)]
+        has_sound = rng.random() < 0.8
+        sound_id = int(rng.choice(_SOUNDS, p=sound_popularity)) + 1 if has_sound else None
+        age = timedelta(days=float(rng.uniform(0.0, _CATALOG_DAYS)))
+        title = (
+            f"{_ADJECTIVES[int(rng.integers(len(_ADJECTIVES)))]} {_TOPICS[home]} "
+            f"{_NOUNS[int(rng.integers(len(_NOUNS)))]}"
+        )
+        video = Video(
+            video_id=video_id,
+            creator_id=creator.creator_id,
+            duration_seconds=float(rng.uniform(8.0, 90.0)),
+            published_at=now - age,
+            title=title,
+            description=f"A {title} by @{creator.handle}.",
+            hashtags=tuple(hashtags),
+            sound_id=sound_id,
+            renditions=_renditions(video_id),
+            state=ProcessingState.QUEUED,
+        )
+        catalog.put_video(video)
+        stop = None if index < settings.videos else index - settings.videos
+        _process(tracker, video_id, stop)
+        if stop is None:
+            published = catalog.get_video(video_id)
+            ready.append(published)
+            sound_name = "" if sound_id is None else _sound_name(sound_id)
+            search.index_video(published, creator=creator, sound_name=sound_name)
+
+    _seed_engagement(rng, catalog, recorder, ready, settings, now)
+    return _embeddings(rng, ready, settings.embedding_dimensions)
+
+
+_PENDING_STOPS = (
+    ProcessingState.QUEUED,
+    ProcessingState.TRANSCODING,
+    ProcessingState.PACKAGING,
+    ProcessingState.FAILED,
+)
+
+
+def _process(tracker: ProcessingTracker, video_id: int, stop: int | None) -> None:
+    """Walk a queued video through the pipeline; ``stop`` picks where a pending one halts."""
+    names = [name for name, *_ in _RENDITIONS]
+    tracker.start(video_id, names)
+    halt = None if stop is None else _PENDING_STOPS[stop % len(_PENDING_STOPS)]
+    if halt is ProcessingState.QUEUED:
+        return
+    tracker.move_to(video_id, ProcessingState.TRANSCODING)
+    if halt is ProcessingState.TRANSCODING:
+        tracker.report_rendition(video_id, names[0], 100.0)
+        tracker.report_rendition(video_id, names[1], 45.0)
+        return
+    if halt is ProcessingState.FAILED:
+        tracker.report_rendition(video_id, names[0], 60.0, error="encoder crashed")
+        return
+    for name in names:
+        tracker.report_rendition(video_id, name, 100.0)
+    tracker.move_to(video_id, ProcessingState.PACKAGING)
+    if halt is ProcessingState.PACKAGING:
+        tracker.report(video_id, 30.0)
+        return
+    tracker.move_to(video_id, ProcessingState.READY)
+
+
+def _seed_engagement(
+    rng: np.random.Generator,
+    catalog: Catalog,
+    recorder: EngagementRecorder,
+    ready: list[Video],
+    settings: Settings,
+    now: datetime,
+) -> None:
+    if not ready:
+        return
+    topics = len(_TOPICS)
+    by_topic: dict[str, list[Video]] = {}
+    for video in ready:
+        by_topic.setdefault(video.hashtags[0], []).append(video)
+    creators_by_topic: dict[str, list[int]] = {}
+    for number in range(1, settings.creators + 1):
+        creators_by_topic.setdefault(_TOPICS[number % topics], []).append(number)
+    favourites: dict[int, list[str]] = {}
+    for offset in range(settings.users):
+        user_id = FIRST_USER_ID + offset
+        liked = [_TOPICS[int(t)] for t in rng.choice(topics, size=2, replace=False)]
+        favourites[user_id] = liked
+        for topic in liked:
+            candidates = creators_by_topic.get(topic, [])
+            if candidates and rng.random() < 0.6:
+                catalog.follow(user_id, int(rng.choice(candidates)))
+    kinds = rng.choice(4, size=settings.events, p=[0.72, 0.18, 0.06, 0.04])
+    for number in range(settings.events):
+        user_id = FIRST_USER_ID + int(rng.integers(settings.users))
+        topic_videos = by_topic.get(favourites[user_id][int(rng.integers(2))], [])
+        pool = topic_videos if topic_videos and rng.random() < 0.75 else ready
+        video = pool[int(rng.integers(len(pool)))]
+        span = (now - video.published_at).total_seconds()
+        occurred_at = video.published_at + timedelta(seconds=float(rng.uniform(0.0, span)))
+        event: dict[str, Any] = {
+            "event_id": f"seed-{settings.seed}-{number}",
+            "user_id": user_id,
+            "video_id": video.video_id,
+            "occurred_at": occurred_at,
+        }
+        kind = int(kinds[number])
+        if kind == 0:
+            event.update(kind="watch", completion=float(rng.beta(2.0, 1.5)))
+        elif kind == 1:
+            event.update(kind="like")
+        elif kind == 2:
+            channel = _SHARE_CHANNELS[int(rng.integers(len(_SHARE_CHANNELS)))]
+            event.update(kind="share", channel=channel)
+        else:
+            event.update(kind="unlike")
+        recorder.record(event)
+
+
+def _embeddings(rng: np.random.Generator, ready: list[Video], dimensions: int) -> EmbeddingIndex:
+    centroids = {topic: rng.normal(size=dimensions) for topic in _TOPICS}
+    vectors = np.empty((len(ready), dimensions), dtype=np.float64)
+    for row, video in enumerate(ready):
+        tags = [centroids[tag] for tag in video.hashtags if tag in centroids]
+        vectors[row] = 2.0 * centroids[video.hashtags[0]] + np.mean(tags, axis=0)
+        vectors[row] += rng.normal(scale=0.5, size=dimensions)
+    return EmbeddingIndex([video.video_id for video in ready], vectors)

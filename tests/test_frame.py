@@ -233,6 +233,23 @@ def test_every_datetime_resolution_and_time_zone_agrees(unit: str) -> None:
     )
 
 
+def test_arrow_backed_dataframes_score_like_numpy_backed_ones() -> None:
+    frame = video_frame()
+    arrow_backed = pa.Table.from_pandas(frame, preserve_index=False).to_pandas(
+        types_mapper=pd.ArrowDtype
+    )
+    assert isinstance(arrow_backed["published_at"].dtype, pd.ArrowDtype)
+    scored = score_frame(arrow_backed, now=NOW)
+    expected = score_frame(frame, now=NOW)
+    np.testing.assert_array_equal(scored[OUTPUTS].to_numpy(), expected[OUTPUTS].to_numpy())
+    naive = arrow_backed.assign(
+        published_at=arrow_backed["published_at"].astype(pd.ArrowDtype(pa.timestamp("ns")))
+    )
+    with pytest.raises(InvalidInputError, match="naive") as caught:
+        score_frame(naive, now=NOW)
+    assert caught.value.field == "published_at"
+
+
 def test_naive_datetimes_are_rejected() -> None:
     frame = video_frame()
     naive = frame.assign(published_at=frame["published_at"].dt.tz_localize(None))

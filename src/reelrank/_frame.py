@@ -172,6 +172,10 @@ def _pandas_timestamps(pd: ModuleType, frame: pd.DataFrame) -> npt.NDArray[np.fl
         return _epoch_seconds_from_ticks(
             name, np.asarray(array.asi8), str(array.unit), series.isna().to_numpy()
         )
+    if isinstance(series.dtype, pd.ArrowDtype):  # e.g. read with dtype_backend="pyarrow"
+        pa = _optional_import("pyarrow")
+        if pa.types.is_timestamp(series.dtype.pyarrow_dtype):
+            return _arrow_timestamp_seconds(pa, pa.chunked_array([pa.array(series)]))
     if pd.api.types.is_datetime64_dtype(series.dtype):
         raise InvalidInputError(
             name,
@@ -248,19 +252,26 @@ def _arrow_numbers(
     return values
 
 
+def _arrow_timestamp_seconds(pa: ModuleType, column: Any) -> npt.NDArray[np.float64]:
+    """Epoch seconds of a timestamp ChunkedArray, which must carry a time zone."""
+    name = "published_at"
+    kind = column.type
+    if kind.tz is None:
+        raise InvalidInputError(
+            name,
+            "naive timestamps are ambiguous; give them a time zone, e.g. "
+            "column.cast(pa.timestamp('us', tz='UTC'))",
+        )
+    ticks = np.asarray(column.cast(pa.int64()).fill_null(0).to_numpy())
+    return _epoch_seconds_from_ticks(name, ticks, kind.unit, _arrow_missing(column))
+
+
 def _arrow_timestamps(pa: ModuleType, table: Any) -> npt.NDArray[np.float64]:
     name = "published_at"
     column = _arrow_column(table, name)
     kind = column.type
     if pa.types.is_timestamp(kind):
-        if kind.tz is None:
-            raise InvalidInputError(
-                name,
-                "naive timestamps are ambiguous; give them a time zone, e.g. "
-                "column.cast(pa.timestamp('us', tz='UTC'))",
-            )
-        ticks = np.asarray(column.cast(pa.int64()).fill_null(0).to_numpy())
-        return _epoch_seconds_from_ticks(name, ticks, kind.unit, _arrow_missing(column))
+        return _arrow_timestamp_seconds(pa, column)
     if pa.types.is_integer(kind) or pa.types.is_floating(kind):
         return np.asarray(_arrow_numbers(pa, table, name), dtype=np.float64)
     raise InvalidInputError(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import math
+import numbers
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -312,7 +313,7 @@ def _epoch_now(now: dt.datetime | float | None) -> float:
         if now.tzinfo is None or now.utcoffset() is None:
             raise InvalidInputError("now", "naive datetimes are ambiguous; give a time zone")
         return now.timestamp()
-    if isinstance(now, bool) or not isinstance(now, int | float) or not math.isfinite(now):
+    if isinstance(now, bool) or not isinstance(now, numbers.Real) or not math.isfinite(now):
         raise InvalidInputError(
             "now", f"expected a timezone-aware datetime or epoch seconds, got {now!r}"
         )

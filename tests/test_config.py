@@ -84,3 +84,18 @@ def test_malformed_json_and_toml_raise_config_error() -> None:
         RankingConfig.from_json("[1, 2]")
     with pytest.raises(ConfigError):
         RankingConfig.from_toml("completion = ")
+
+
+def test_nested_config_errors_name_the_full_path() -> None:
+    from reelrank._config import StrictModel
+
+    class Outer(StrictModel):
+        ranking: RankingConfig = RankingConfig()
+        """A nested config."""
+
+    with pytest.raises(ConfigError) as info:
+        Outer.model_validate({"ranking": {"freshness_half_life_hours": -1}})
+    assert info.value.field == "ranking.freshness_half_life_hours"
+    with pytest.raises(ConfigError) as info:
+        Outer(ranking={"completion": 0.9})
+    assert info.value.field == "ranking.weights"

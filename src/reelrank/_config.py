@@ -31,11 +31,13 @@ _WEIGHT_SUM_TOLERANCE = 1e-6
 def config_error_from(exc: ValidationError) -> ConfigError:
     """Turn pydantic's first validation error into a :class:`ConfigError`."""
     first = exc.errors()[0]
+    path = ".".join(str(part) for part in first["loc"])
     cause = first.get("ctx", {}).get("error")
     if isinstance(cause, ConfigError):
-        return cause
-    field = ".".join(str(part) for part in first["loc"]) or "<root>"
-    return ConfigError(field, first.get("input"), first["msg"])
+        # A nested model names the field relative to itself; prefix where it sits.
+        field = f"{path}.{cause.field}" if path else cause.field
+        return ConfigError(field, cause.value, cause.reason)
+    return ConfigError(path or "<root>", first.get("input"), first["msg"])
 
 
 class StrictModel(BaseModel):
@@ -50,6 +52,22 @@ class StrictModel(BaseModel):
     def __init__(self, **data: Any) -> None:
         try:
             super().__init__(**data)
+        except ValidationError as exc:
+            raise config_error_from(exc) from exc
+
+    @classmethod
+    def model_validate(cls, *args: Any, **kwargs: Any) -> Self:
+        """Validate a Python object; raises :class:`~reelrank.ConfigError` on bad values."""
+        try:
+            return super().model_validate(*args, **kwargs)
+        except ValidationError as exc:
+            raise config_error_from(exc) from exc
+
+    @classmethod
+    def model_validate_json(cls, *args: Any, **kwargs: Any) -> Self:
+        """Validate JSON text; raises :class:`~reelrank.ConfigError` on bad values."""
+        try:
+            return super().model_validate_json(*args, **kwargs)
         except ValidationError as exc:
             raise config_error_from(exc) from exc
 

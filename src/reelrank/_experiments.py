@@ -18,9 +18,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Self
 
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
-from ._config import RankingConfig, StrictModel, config_error_from
+from ._config import RankingConfig, StrictModel
 from ._models import Tag
 from .exceptions import ConfigError
 
@@ -49,45 +49,7 @@ def assignment_point(salt: str, user_id: object) -> float:
     return (int.from_bytes(digest, "big") >> _DROPPED_BITS) / 2.0**_POINT_BITS
 
 
-def _config_error_with_path(exc: ValidationError) -> ConfigError:
-    first = exc.errors()[0]
-    cause = first.get("ctx", {}).get("error")
-    if isinstance(cause, ConfigError):
-        # Nested models raise ConfigError from their own __init__, naming the field
-        # relative to themselves; prefix where they sit in this model.
-        path = ".".join(str(part) for part in first["loc"])
-        field = f"{path}.{cause.field}" if path else cause.field
-        return ConfigError(field, cause.value, cause.reason)
-    return config_error_from(exc)
-
-
-class _NestedStrictModel(StrictModel):
-    """A :class:`StrictModel` whose errors name fields of nested models by full path."""
-
-    def __init__(self, **data: Any) -> None:
-        try:
-            BaseModel.__init__(self, **data)
-        except ValidationError as exc:
-            raise _config_error_with_path(exc) from exc
-
-    @classmethod
-    def model_validate(cls, *args: Any, **kwargs: Any) -> Self:
-        """Validate a Python object; raises :class:`ConfigError` on bad values."""
-        try:
-            return super().model_validate(*args, **kwargs)
-        except ValidationError as exc:
-            raise _config_error_with_path(exc) from exc
-
-    @classmethod
-    def model_validate_json(cls, *args: Any, **kwargs: Any) -> Self:
-        """Validate JSON text; raises :class:`ConfigError` on bad values."""
-        try:
-            return super().model_validate_json(*args, **kwargs)
-        except ValidationError as exc:
-            raise _config_error_with_path(exc) from exc
-
-
-class Variant(_NestedStrictModel):
+class Variant(StrictModel):
     """One arm of an experiment: a ranking configuration and its share of the traffic."""
 
     name: Tag
@@ -99,7 +61,7 @@ class Variant(_NestedStrictModel):
     """Ranking configuration served to the users of this variant."""
 
 
-class Experiment(_NestedStrictModel):
+class Experiment(StrictModel):
     """An A/B test: named variants whose traffic shares sum to 1.
 
     A user's variant is the one whose slice of ``[0, 1)`` contains

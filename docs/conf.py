@@ -79,7 +79,7 @@ def _document_reexported_constants(
 
 
 def _check_every_export_is_documented(app: Sphinx, env: BuildEnvironment) -> None:
-    documented = set(env.get_domain("py").objects)  # type: ignore[attr-defined]
+    documented = set(env.get_domain("py").objects)
     for name in reelrank.__all__:
         if name.startswith("__"):
             continue

@@ -194,3 +194,35 @@ def test_weights_must_sum_to_one() -> None:
     with pytest.raises(ConfigError) as caught:
         CreatorRecommenderConfig(quality_weight=0.5)
     assert caught.value.field == "weights"
+
+
+def test_audience_graph_is_reused_until_the_refresh_interval_passes() -> None:
+    world = World()
+    for video_id in (1, 2, 3):
+        world.video(video_id, video_id)
+    world.engage(100, 1)
+    world.engage(200, 1)
+    world.engage(200, 2)
+    assert [r.creator_id for r in world.recommender.recommend(100, now=NOW)] == [1, 2]
+    world.engage(200, 3)  # others' new engagement waits for the next graph
+    assert 3 not in [r.creator_id for r in world.recommender.recommend(100, now=NOW)]
+    refresh = world.recommender.config.graph_refresh_seconds
+    later = NOW + timedelta(seconds=refresh + 1)
+    assert 3 in [r.creator_id for r in world.recommender.recommend(100, now=later)]
+
+
+def test_zero_refresh_rebuilds_the_graph_on_every_request() -> None:
+    world = World()
+    world.recommender = CreatorRecommender(
+        world.catalog,
+        world.events,
+        world.log,
+        config=CreatorRecommenderConfig(graph_refresh_seconds=0),
+    )
+    for video_id in (1, 2):
+        world.video(video_id, video_id)
+    world.engage(100, 1)
+    world.engage(200, 1)
+    assert [r.creator_id for r in world.recommender.recommend(100, now=NOW)] == [1]
+    world.engage(200, 2)
+    assert [r.creator_id for r in world.recommender.recommend(100, now=NOW)] == [1, 2]

@@ -31,6 +31,9 @@ A user without engagement in the window (cold start) gets popular creators inste
 :math:`s(c) = w_p \cdot p(c) + (1 - w_p) \cdot q(c)`, where :math:`p(c)` is the creator's
 views among the most viewed videos divided by the largest such total.
 
+Everyone's engagement in the window is gathered into an audience graph that all
+requests share until it is :attr:`~CreatorRecommenderConfig.graph_refresh_seconds` old.
+
 Users and creators share one id space: a user who publishes does so as the creator
 with the same id, so creator ``user_id`` is never recommended to that user. Followed
 creators and the ``blocked`` ones passed in are left out too.
@@ -39,8 +42,10 @@ creators and the ``blocked`` ones passed in are left out too.
 from __future__ import annotations
 
 import math
+import threading
 from collections import Counter
 from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from pydantic import Field, model_validator
@@ -85,6 +90,11 @@ class CreatorRecommenderConfig(StrictModel):
     """Most events of all users read to measure audiences (the newest)."""
     max_recent_videos: int = Field(default=10_000, ge=0, le=10_000_000)
     """Recently published ready videos read to profile creators' content."""
+    graph_refresh_seconds: float = Field(default=300.0, ge=0.0, le=86_400.0, allow_inf_nan=False)
+    """The audience graph (everyone's engagement in the lookback window, and the
+    creators' sound and hashtag profiles) is built once and reused by every user's
+    request until ``now`` is this many seconds away from when it was built; 0 rebuilds
+    it on every request."""
     popular_videos: int = Field(default=1_000, ge=1, le=1_000_000)
     """Most viewed videos read for popular (cold-start) candidates."""
     max_limit: int = Field(default=200, ge=1, le=10_000)
@@ -146,6 +156,22 @@ def _pooled(creator_id: int, stats: Collection[VideoStats]) -> VideoStats:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _AudienceGraph:
+    """Who engaged with which creator in the lookback window, and what creators post.
+
+    Built from every user's events at ``built_at``; shared by the requests of all users
+    until it is rebuilt.
+    """
+
+    built_at: datetime
+    videos: dict[int, Video]
+    audiences: dict[int, frozenset[int]]
+    creators_of_user: dict[int, frozenset[int]]
+    creator_profiles: dict[int, Counter[str]]
+    videos_by_creator: dict[int, list[int]]
+
+
 class CreatorRecommender:
     """Recommends creators to follow.
 
@@ -168,6 +194,8 @@ class CreatorRecommender:
         self._log = log
         self._config = config or CreatorRecommenderConfig()
         self._ranking = ranking or RankingConfig()
+        self._graph_lock = threading.Lock()
+        self._graph: _AudienceGraph | None = None
 
     @property
     def config(self) -> CreatorRecommenderConfig:
@@ -204,7 +232,53 @@ class CreatorRecommender:
         history = [event for event in history if event.occurred_at <= now]
         if not history:
             return self._cold_start(excluded, limit)
-        return self._warm(user_id, history, excluded, since, now, limit)
+        return self._warm(user_id, history, excluded, now, limit)
+
+    def _graph_for(self, now: datetime) -> _AudienceGraph:
+        refresh = timedelta(seconds=self._config.graph_refresh_seconds)
+        with self._graph_lock:
+            graph = self._graph
+            if graph is not None and refresh and abs(now - graph.built_at) <= refresh:
+                return graph
+        graph = self._build_graph(now)
+        with self._graph_lock:
+            self._graph = graph
+        return graph
+
+    def _build_graph(self, now: datetime) -> _AudienceGraph:
+        config = self._config
+        since = now - timedelta(days=config.lookback_days)
+        window = self._log.events_between(
+            since, now + timedelta(microseconds=1), limit=config.max_window_events
+        )
+        recent = self._catalog.recent_videos(limit=config.max_recent_videos, since=since)
+        videos = {video.video_id: video for video in recent}
+        videos.update(
+            self._catalog.get_videos(sorted({e.video_id for e in window} - videos.keys()))
+        )
+        audiences: dict[int, set[int]] = {}
+        creators_of_user: dict[int, set[int]] = {}
+        for event in window:
+            video = videos.get(event.video_id)
+            if video is None:
+                continue
+            audiences.setdefault(video.creator_id, set()).add(event.user_id)
+            creators_of_user.setdefault(event.user_id, set()).add(video.creator_id)
+        creator_profiles: dict[int, Counter[str]] = {}
+        videos_by_creator: dict[int, list[int]] = {}
+        for video in videos.values():
+            creator_profiles.setdefault(video.creator_id, Counter()).update(_profile_keys(video))
+            videos_by_creator.setdefault(video.creator_id, []).append(video.video_id)
+        return _AudienceGraph(
+            built_at=now,
+            videos=videos,
+            audiences={creator: frozenset(users) for creator, users in audiences.items()},
+            creators_of_user={
+                user: frozenset(creators) for user, creators in creators_of_user.items()
+            },
+            creator_profiles=creator_profiles,
+            videos_by_creator=videos_by_creator,
+        )
 
     def _creator_quality(self, videos_by_creator: dict[int, list[int]]) -> dict[int, float]:
         all_ids = [vid for ids in videos_by_creator.values() for vid in ids]
@@ -252,33 +326,20 @@ class CreatorRecommender:
         user_id: int,
         history: list[EngagementEvent],
         excluded: set[int],
-        since: datetime,
         now: datetime,
         limit: int,
     ) -> list[CreatorRecommendation]:
         config = self._config
-        window = self._log.events_between(
-            since, now + timedelta(microseconds=1), limit=config.max_window_events
-        )
-        recent = self._catalog.recent_videos(limit=config.max_recent_videos, since=since)
-        wanted = {event.video_id for event in window} | {event.video_id for event in history}
-        videos = {video.video_id: video for video in recent}
-        videos.update(self._catalog.get_videos(sorted(wanted - videos.keys())))
-
-        # Audiences: the other users engaging with each creator in the window.
-        audiences: dict[int, set[int]] = {}
-        creators_of_user: dict[int, set[int]] = {}
-        for event in window:
-            video = videos.get(event.video_id)
-            if video is None or event.user_id == user_id:
-                continue
-            audiences.setdefault(video.creator_id, set()).add(event.user_id)
-            creators_of_user.setdefault(event.user_id, set()).add(video.creator_id)
+        graph = self._graph_for(now)
+        missing = sorted({e.video_id for e in history} - graph.videos.keys())
+        history_videos = dict(graph.videos)
+        if missing:
+            history_videos.update(self._catalog.get_videos(missing))
 
         profile: Counter[str] = Counter()
         engaged: set[int] = set()
         for event in history:
-            video = videos.get(event.video_id)
+            video = history_videos.get(event.video_id)
             if video is None:
                 continue
             engaged.add(video.creator_id)
@@ -291,29 +352,28 @@ class CreatorRecommender:
         if total_affinity > 0.0:
             for source in engaged:
                 weight = affinities[source]
-                source_audience = audiences.get(source, set())
+                source_audience = graph.audiences.get(source, frozenset()) - {user_id}
                 if weight <= 0.0 or not source_audience:
                     continue
                 overlaps: Counter[int] = Counter()
                 for neighbour in source_audience:
-                    overlaps.update(creators_of_user[neighbour])
+                    overlaps.update(graph.creators_of_user[neighbour])
                 for target, overlap in overlaps.items():
-                    similarity = overlap / math.sqrt(len(source_audience) * len(audiences[target]))
+                    target_size = len(graph.audiences[target]) - (
+                        user_id in graph.audiences[target]
+                    )
+                    similarity = overlap / math.sqrt(len(source_audience) * target_size)
                     co_engagement[target] = co_engagement.get(target, 0.0) + weight * similarity
             co_engagement = {
                 creator: min(1.0, value / total_affinity)
                 for creator, value in co_engagement.items()
             }
 
-        creator_profiles: dict[int, Counter[str]] = {}
-        videos_by_creator: dict[int, list[int]] = {}
-        for video in videos.values():
-            creator_profiles.setdefault(video.creator_id, Counter()).update(_profile_keys(video))
-            videos_by_creator.setdefault(video.creator_id, []).append(video.video_id)
         content = {
             creator: _cosine(profile, creator_profile)
-            for creator, creator_profile in creator_profiles.items()
+            for creator, creator_profile in graph.creator_profiles.items()
         }
+        videos_by_creator = graph.videos_by_creator
 
         candidates = {
             creator

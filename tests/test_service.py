@@ -332,18 +332,32 @@ def test_warm_ranks_many_users_with_bulk_calls(make_world: Any) -> None:
     assert all(page.from_cache for page in pages)
 
 
-def test_warm_snapshot_matches_the_request_path(make_world: Any) -> None:
-    world: World = make_world()
-    world.catalog.store.follow(7, 2)
-    world.seen.store.mark_seen(7, [1, 2], START)
-    world.service.warm([7])
-    warmed = world.local.get(7)
-    world.service.invalidate(7)
-    world.service.feed(7, 1)
-    ranked = world.local.get(7)
-    assert warmed is not None and ranked is not None
-    assert warmed.video_ids == ranked.video_ids
-    assert np.allclose(warmed.scores, ranked.scores)
+def test_warm_snapshots_match_the_request_path(make_world: Any) -> None:
+    # A small pool (recent_limit) so followed videos are extras outside it, and
+    # users following different creators, with different histories.
+    world: World = make_world(videos=60, recent_limit=10, popular_limit=0)
+    follows = {7: [2], 8: [3, 4], 9: []}
+    for user, creators in follows.items():
+        for creator in creators:
+            world.catalog.store.follow(user, creator)
+    world.seen.store.mark_seen(7, [1, 2, 13], START)
+    world.seen.store.mark_seen(8, [4, 15, 22], START)
+    assert world.service.warm(follows) == 3
+    warmed = {user: world.local.get(user) for user in follows}
+    for user in follows:
+        world.service.invalidate(user)
+        world.service.feed(user, 1)
+        ranked = world.local.get(user)
+        expected = warmed[user]
+        assert expected is not None and ranked is not None
+        assert expected.video_ids == ranked.video_ids
+        assert np.allclose(expected.scores, ranked.scores, atol=1e-6)
+    seven, eight = warmed[7], warmed[8]
+    assert seven is not None and eight is not None
+    assert not {1, 2, 13} & set(seven.video_ids)
+    # 19 (creator 2) and 20 (creator 3) are outside the pool: each only reaches its follower.
+    assert 19 in seven.video_ids and 20 not in seven.video_ids
+    assert 20 in eight.video_ids and 19 not in eight.video_ids
 
 
 def test_stats_count_pages_and_cache_levels(make_world: Any) -> None:

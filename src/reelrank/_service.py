@@ -955,9 +955,10 @@ class FeedRankingService:
         columns: _Columns,
         candidates: Candidates,
         affinity: Mapping[int, float] | None,
-        seen: npt.NDArray[np.int64] | None,
+        seen: npt.NDArray[Any] | None,
         lost: frozenset[str],
     ) -> FeedSnapshot:
+        """Rank, diversify and pack one snapshot; ``seen`` holds ids or a boolean mask."""
         ranker = _ranker(ranking, lost)
         result = ranker.rank(
             candidates,
@@ -1102,33 +1103,33 @@ class FeedRankingService:
         seen_lists = self._bulk(
             "seen", read_seen, request, report_as="seen", fallback="not filtered by watch history"
         )
+        # One candidate set for the whole batch: the pool plus every user's followed
+        # extras. Each user's ranking masks out the extras of the others (and what the
+        # user saw), which ranks exactly the candidates a request would.
+        union = pool.columns.concat(extra_columns)
+        union_candidates = union.candidates() if len(extra_columns) else pool.candidates
+        first_extra = len(pool.columns)
+        union_row = dict(pool.row_of)
+        union_row.update({vid: first_extra + row for vid, row in extra_row.items()})
+        others = np.zeros(len(union), dtype=np.bool_)
+        others[first_extra:] = True
         snapshots: list[FeedSnapshot] = []
         for uid in users:
             variant, ranking = assigned[uid]
-            rows = user_extra[uid]
-            if rows:
-                extra = _Columns(
-                    extra_columns.video_ids[rows],
-                    extra_columns.creator_ids[rows],
-                    extra_columns.sound_ids[rows],
-                    extra_columns.published_at[rows],
-                    extra_columns.counts[:, rows],
-                    extra_columns.dl_scores[rows],
-                )
-                columns = pool.columns.concat(extra)
-                candidates = columns.candidates()
-            else:
-                columns, candidates = pool.columns, pool.candidates
-            seen: npt.NDArray[np.int64] | None = None
+            mask = others.copy()
+            mask[first_extra + np.asarray(user_extra[uid], dtype=np.int64)] = False
             if seen_lists is not None:
-                seen_ids = seen_lists[uid]
-                if len(seen_ids) >= limit:
+                seen_ids: Iterable[int] = seen_lists[uid]
+                if len(seen_lists[uid]) >= limit:
                     user_request = _Request()
-                    seen = self._seen_ids(uid, columns, ranking, now, user_request)
+                    found = self._seen_ids(uid, union, ranking, now, user_request)
+                    seen_ids = () if found is None else found.tolist()
                     for entry in user_request.degraded:
                         request.report(entry.dependency, entry.fallback)
-                else:
-                    seen = np.asarray(seen_ids, dtype=np.int64)
+                for vid in seen_ids:
+                    row = union_row.get(vid)
+                    if row is not None:
+                        mask[row] = True
             snapshots.append(
                 self._ranked_snapshot(
                     uid,
@@ -1136,10 +1137,10 @@ class FeedRankingService:
                     ranking,
                     _config_tag(ranking),
                     now,
-                    columns,
-                    candidates,
+                    union,
+                    union_candidates,
                     None if affinities is None else affinities.get(uid),
-                    seen,
+                    mask,
                     frozenset(lost),
                 )
             )

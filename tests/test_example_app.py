@@ -63,6 +63,7 @@ from reelrank_example import (  # noqa: E402
     create_app,
     create_default_app,
     memory_stores,
+    redis_stores,
     seed_synthetic_catalog,
 )
 
@@ -686,6 +687,9 @@ def test_settings_refuse_unknown_and_invalid_fields() -> None:
     assert secret.value.field == "cursor_secret"
     loaded = Settings.from_env({"REELRANK_EXAMPLE_VIDEOS": "25", "OTHER": "x"})
     assert loaded.videos == 25
+    with pytest.raises(ConfigError) as redis_url:
+        redis_stores(loaded)
+    assert redis_url.value.field == "redis_url"
 
 
 def test_default_app_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:

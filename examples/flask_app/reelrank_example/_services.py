@@ -17,6 +17,7 @@ import numpy as np
 
 from reelrank import (
     Catalog,
+    ConfigError,
     Creator,
     CreatorRecommender,
     EmbeddingIndex,
@@ -177,7 +178,7 @@ def redis_stores(settings: Settings) -> Stores:
     )
 
     if settings.redis_url is None:
-        raise ValueError("redis_stores needs settings.redis_url")
+        raise ConfigError("redis_url", None, "the Redis stores need a server URL")
     config = RedisConfig(url=settings.redis_url, prefix=settings.redis_prefix)
     client = create_client(config)
     return dataclasses.replace(

@@ -38,8 +38,6 @@ class RedisConfig(StrictModel):
     """
     max_connections: int = Field(default=64, ge=1, le=10_000)
     """Size of the connection pool :func:`create_client` builds."""
-    feed_ttl_seconds: int = Field(default=900, ge=1, le=30 * _DAY_SECONDS)
-    """Lifetime of a cached feed snapshot when the caller gives no TTL."""
     seen_window_seconds: int = Field(default=30 * _DAY_SECONDS, ge=1, le=3650 * _DAY_SECONDS)
     """How long a seen video stays seen; older entries are trimmed on write."""
     seen_max_items: int = Field(default=5_000, ge=1, le=10_000_000)

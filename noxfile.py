@@ -61,10 +61,15 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def mypy(session: nox.Session) -> None:
-    """mypy --strict over the core and every adapter."""
+    """mypy --strict over the core, every adapter and the example application."""
     session.install("-e", ".[dev]", "mypy")
     _install_adapters(session)
-    session.run("mypy", "src", *[f"{Path(p).parent}/src" for p in ADAPTERS])
+    session.run(
+        "mypy",
+        "src",
+        *[f"{Path(p).parent}/src" for p in ADAPTERS],
+        "examples/flask_app/reelrank_example",
+    )
 
 
 @nox.session(python="3.11")

@@ -192,15 +192,17 @@ def python_rank(config: RankingConfig, w: Workload, columns: tuple[list[Any], ..
 @numba.njit(cache=True, fastmath=kernels.FASTMATH, error_model="numpy", nogil=True)
 def bare_read(features: Any, creator_index: Any) -> float:
     """Sum every byte the rank kernel streams, in the same single pass."""
+    rows = (features[0], features[1], features[2], features[3], features[4], features[5],
+            features[6])
     total = np.float32(0.0)
-    creators = 0
+    creators = np.int32(0)
     for i in range(np.uint64(creator_index.size)):
         total += (
-            features[0, i] + features[1, i] + features[2, i] + features[3, i]
-            + features[4, i] + features[5, i] + features[6, i]
+            rows[0][i] + rows[1][i] + rows[2][i] + rows[3][i] + rows[4][i] + rows[5][i]
+            + rows[6][i]
         )
         creators += creator_index[i]
-    return float(total) + creators
+    return float(total) + float(creators)
 
 
 # -- cases -----------------------------------------------------------------------------------

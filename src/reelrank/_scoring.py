@@ -17,7 +17,7 @@ from typing import Any, Self
 import numpy as np
 import numpy.typing as npt
 
-from . import _kernels as K
+from . import _kernels as kernels
 from ._config import RankingConfig
 from .exceptions import InvalidInputError
 
@@ -171,18 +171,18 @@ class Candidates:
 
         self = object.__new__(cls)
         epoch = float(published.max()) if n else 0.0
-        features = np.empty((K.N_ROWS, n), dtype=np.float32)
-        features[K.ROW_PUBLISHED_HOURS] = (published - epoch) / _SECONDS_PER_HOUR
+        features = np.empty((kernels.N_ROWS, n), dtype=np.float32)
+        features[kernels.ROW_PUBLISHED_HOURS] = (published - epoch) / _SECONDS_PER_HOUR
         view_counts = counts["views"]
-        features[K.ROW_VIEWS] = view_counts
+        features[kernels.ROW_VIEWS] = view_counts
         for row, name in (
-            (K.ROW_COMPLETION, "completion_sum"),
-            (K.ROW_LIKES, "likes"),
-            (K.ROW_SHARES, "shares"),
-            (K.ROW_COMMENTS, "comments"),
+            (kernels.ROW_COMPLETION, "completion_sum"),
+            (kernels.ROW_LIKES, "likes"),
+            (kernels.ROW_SHARES, "shares"),
+            (kernels.ROW_COMMENTS, "comments"),
         ):
             features[row] = np.minimum(counts[name], view_counts)
-        features[K.ROW_DL] = dl
+        features[kernels.ROW_DL] = dl
         creators, creator_index = np.unique(creator_ids, return_inverse=True)
         self._video_ids = _readonly(video_ids)
         self._creator_ids = _readonly(creator_ids)
@@ -226,32 +226,32 @@ class Candidates:
     @property
     def views(self) -> npt.NDArray[np.float32]:
         """View counts, ``float32`` (read-only)."""
-        return self._row(K.ROW_VIEWS)
+        return self._row(kernels.ROW_VIEWS)
 
     @property
     def completion_sum(self) -> npt.NDArray[np.float32]:
         """Completion sums clipped to the view counts, ``float32`` (read-only)."""
-        return self._row(K.ROW_COMPLETION)
+        return self._row(kernels.ROW_COMPLETION)
 
     @property
     def likes(self) -> npt.NDArray[np.float32]:
         """Like counts clipped to the view counts, ``float32`` (read-only)."""
-        return self._row(K.ROW_LIKES)
+        return self._row(kernels.ROW_LIKES)
 
     @property
     def shares(self) -> npt.NDArray[np.float32]:
         """Share counts clipped to the view counts, ``float32`` (read-only)."""
-        return self._row(K.ROW_SHARES)
+        return self._row(kernels.ROW_SHARES)
 
     @property
     def comments(self) -> npt.NDArray[np.float32]:
         """Comment counts clipped to the view counts, ``float32`` (read-only)."""
-        return self._row(K.ROW_COMMENTS)
+        return self._row(kernels.ROW_COMMENTS)
 
     @property
     def dl_scores(self) -> npt.NDArray[np.float32]:
         """Model scores, ``float32``, NaN where missing (read-only)."""
-        return self._row(K.ROW_DL)
+        return self._row(kernels.ROW_DL)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -276,6 +276,8 @@ class Ranking:
 def _now_seconds(now: Now) -> float:
     if now is None:
         return time.time()
+    if type(now) is float and math.isfinite(now):  # the common case, checked cheaply
+        return now
     if isinstance(now, datetime):
         if now.tzinfo is None or now.utcoffset() is None:
             raise InvalidInputError("now", "datetime must be timezone-aware")
@@ -302,7 +304,7 @@ def _affinity_inputs(
         if affinity.dtype.kind not in "iuf":
             raise InvalidInputError("affinity", f"must be numeric, got dtype {affinity.dtype}")
         values = np.ascontiguousarray(affinity, dtype=np.float32)
-        if not K.in_unit_interval_kernel(values):
+        if not kernels.in_unit_interval_kernel(values):
             raise InvalidInputError("affinity", "values must lie in [0, 1]")
         return values, None
     if not isinstance(affinity, Mapping):
@@ -315,7 +317,7 @@ def _affinity_inputs(
         raise InvalidInputError(
             "affinity", f"keys must be ints and values floats: {exc}"
         ) from exc
-    if not K.affinity_table_kernel(candidates._creators, keys, weights, table):
+    if not kernels.affinity_table_kernel(candidates._creators, keys, weights, table):
         raise InvalidInputError("affinity", "values must lie in [0, 1]")
     return table, candidates._creator_index
 
@@ -342,7 +344,9 @@ def _seen_inputs(
             raise InvalidInputError("seen", f"ids must be integers, got dtype {seen.dtype}")
         if seen.dtype.kind == "u" and seen.size and seen.max() > _INT64_MAX:
             raise InvalidInputError("seen", "ids must fit in int64")
-        return np.sort(seen.astype(np.int64, copy=False)), _EMPTY_MASK
+        ids = seen.astype(np.int64)
+        ids.sort()
+        return ids, _EMPTY_MASK
     try:
         ids = np.fromiter(seen, dtype=np.int64, count=len(seen))
     except (TypeError, ValueError, OverflowError) as exc:
@@ -352,26 +356,28 @@ def _seen_inputs(
 
 
 def _params(config: RankingConfig) -> npt.NDArray[np.float32]:
-    params = np.empty(K.N_PARAMS, dtype=np.float32)
-    params[K.P_W_FRESHNESS] = config.freshness
-    params[K.P_W_COMPLETION] = config.completion
-    params[K.P_W_ENGAGEMENT] = config.engagement
-    params[K.P_W_AFFINITY] = config.affinity
-    params[K.P_W_DEEP_LEARNING] = config.deep_learning
-    params[K.P_INV_HALF_LIFE_HOURS] = 1.0 / config.freshness_half_life_hours
-    params[K.P_COMPLETION_PRIOR_MASS] = config.completion_prior_mean * config.completion_prior_views
-    params[K.P_COMPLETION_PRIOR_VIEWS] = config.completion_prior_views
-    params[K.P_COMPLETION_PRIOR_MEAN] = config.completion_prior_mean
-    params[K.P_LIKE_WEIGHT] = config.like_weight
-    params[K.P_SHARE_WEIGHT] = config.share_weight
-    params[K.P_COMMENT_WEIGHT] = config.comment_weight
-    params[K.P_ENGAGEMENT_PRIOR_MASS] = (
+    params = np.empty(kernels.N_PARAMS, dtype=np.float32)
+    params[kernels.P_W_FRESHNESS] = config.freshness
+    params[kernels.P_W_COMPLETION] = config.completion
+    params[kernels.P_W_ENGAGEMENT] = config.engagement
+    params[kernels.P_W_AFFINITY] = config.affinity
+    params[kernels.P_W_DEEP_LEARNING] = config.deep_learning
+    params[kernels.P_INV_HALF_LIFE_HOURS] = 1.0 / config.freshness_half_life_hours
+    params[kernels.P_COMPLETION_PRIOR_MASS] = (
+        config.completion_prior_mean * config.completion_prior_views
+    )
+    params[kernels.P_COMPLETION_PRIOR_VIEWS] = config.completion_prior_views
+    params[kernels.P_COMPLETION_PRIOR_MEAN] = config.completion_prior_mean
+    params[kernels.P_LIKE_WEIGHT] = config.like_weight
+    params[kernels.P_SHARE_WEIGHT] = config.share_weight
+    params[kernels.P_COMMENT_WEIGHT] = config.comment_weight
+    params[kernels.P_ENGAGEMENT_PRIOR_MASS] = (
         config.engagement_prior_rate * config.engagement_prior_views
     )
-    params[K.P_ENGAGEMENT_PRIOR_VIEWS] = config.engagement_prior_views
-    params[K.P_ENGAGEMENT_PRIOR_RATE] = config.engagement_prior_rate
-    params[K.P_ENGAGEMENT_HALF_SATURATION] = config.engagement_half_saturation
-    params[K.P_DL_NEUTRAL] = config.dl_neutral_score
+    params[kernels.P_ENGAGEMENT_PRIOR_VIEWS] = config.engagement_prior_views
+    params[kernels.P_ENGAGEMENT_PRIOR_RATE] = config.engagement_prior_rate
+    params[kernels.P_ENGAGEMENT_HALF_SATURATION] = config.engagement_half_saturation
+    params[kernels.P_DL_NEUTRAL] = config.dl_neutral_score
     params.flags.writeable = False
     return params
 
@@ -442,10 +448,10 @@ class Ranker:
         now_hours = (_now_seconds(now) - cands._epoch) / _SECONDS_PER_HOUR
         values, creator_index = _affinity_inputs(cands, affinity)
         seen_ids, seen_mask = _seen_inputs(cands, seen)
-        capacity = min(limit, len(cands))
+        capacity = min(limit, cands._video_ids.shape[0])
         positions = np.empty(capacity, dtype=np.int64)
         scores = np.empty(capacity, dtype=np.float32)
-        count = K.rank_kernel(
+        count = kernels.rank_kernel(
             cands._features, cands._video_ids, values, creator_index, seen_ids, seen_mask,
             self._params, now_hours, positions, scores,
         )
@@ -455,7 +461,7 @@ class Ranker:
         contributions = None
         if explain:
             contributions = np.empty((count, 5), dtype=np.float32)
-            K.explain_kernel(
+            kernels.explain_kernel(
                 cands._features, values, creator_index, self._params, now_hours, positions,
                 contributions,
             )
@@ -477,7 +483,7 @@ class Ranker:
         now_hours = (_now_seconds(now) - cands._epoch) / _SECONDS_PER_HOUR
         values, creator_index = _affinity_inputs(cands, affinity)
         out = np.empty(len(cands), dtype=np.float32)
-        K.score_kernel(cands._features, values, creator_index, self._params, now_hours, out)
+        kernels.score_kernel(cands._features, values, creator_index, self._params, now_hours, out)
         return out
 
     def explain(
@@ -493,7 +499,7 @@ class Ranker:
         values, creator_index = _affinity_inputs(cands, affinity)
         out = np.empty((len(cands), 5), dtype=np.float32)
         positions = np.arange(len(cands), dtype=np.int64)
-        K.explain_kernel(
+        kernels.explain_kernel(
             cands._features, values, creator_index, self._params, now_hours, positions, out
         )
         return out
@@ -524,9 +530,9 @@ class Ranker:
         values = np.ascontiguousarray(affinity, dtype=np.float32)
         now_hours = (_now_seconds(now) - cands._epoch) / _SECONDS_PER_HOUR
         static = np.empty(len(cands), dtype=np.float32)
-        K.score_kernel(cands._features, None, None, self._params, now_hours, static)
+        kernels.score_kernel(cands._features, None, None, self._params, now_hours, static)
         out = np.empty(values.shape, dtype=np.float32)
-        if not K.batch_kernel(static, values, self._params[K.P_W_AFFINITY], out):
+        if not kernels.batch_kernel(static, values, self._params[kernels.P_W_AFFINITY], out):
             raise InvalidInputError("affinity", "values must lie in [0, 1]")
         return out
 

@@ -93,3 +93,17 @@ def test_short_secret_is_a_config_error() -> None:
     with pytest.raises(ConfigError) as info:
         CursorCodec(b"short", MAX_AGE)
     assert info.value.field == "cursor_secret"
+
+
+def test_non_canonical_base64_spelling_is_rejected() -> None:
+    token = codec().encode(CursorState("alice", "snap-1", 20, 1000.0))
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    last = alphabet.index(token[-1])
+    # A 32-byte MAC is 43 characters: the last one carries 4 bits and 2 spare bits.
+    sibling = alphabet[last ^ 1]
+    altered = token[:-1] + sibling
+    assert base64.urlsafe_b64decode(altered.split(".")[1] + "=") == base64.urlsafe_b64decode(
+        token.split(".")[1] + "="
+    )
+    with pytest.raises(CursorError):
+        codec().decode(altered, user_id="alice", now=1000.0)

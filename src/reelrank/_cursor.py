@@ -96,6 +96,10 @@ class CursorCodec:
             raise CursorError("not a valid cursor encoding")
         payload = _b64decode(encoded_payload)
         mac = _b64decode(encoded_mac)
+        # Base64 leaves spare bits in the last character; only the canonical spelling
+        # is accepted, so every changed character is detected.
+        if _b64encode(payload) != encoded_payload or _b64encode(mac) != encoded_mac:
+            raise CursorError("not a valid cursor encoding")
         if not hmac.compare_digest(mac, self._sign(payload)):
             raise CursorError("signature does not match: the cursor was forged or altered")
         # From here on the payload was written by us, so its shape is trusted.

@@ -41,9 +41,6 @@ _INPUT_COLUMNS: tuple[str, ...] = (
 )
 """The columns :func:`score_frame` requires; ``affinity`` and ``dl_score`` are optional."""
 
-_DEFAULT_CHUNK_ROWS = 1_000_000
-"""Rows scored per call into the engine; the progress bar advances once per chunk."""
-
 _UNIT_INTERVAL_COLUMNS = ("affinity", "dl_score")
 _EXTRA_HINT = 'install the frame extra: pip install "reelrank[frame]"'
 _NANOSECONDS_PER_UNIT = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
@@ -375,7 +372,7 @@ def score_frame(
     config: RankingConfig | None = None,
     now: dt.datetime | float | None = None,
     progress: bool | None = None,
-    chunk_rows: int = _DEFAULT_CHUNK_ROWS,
+    chunk_rows: int = 1_000_000,
 ) -> pd.DataFrame: ...
 
 
@@ -386,7 +383,7 @@ def score_frame(
     config: RankingConfig | None = None,
     now: dt.datetime | float | None = None,
     progress: bool | None = None,
-    chunk_rows: int = _DEFAULT_CHUNK_ROWS,
+    chunk_rows: int = 1_000_000,
 ) -> pa.Table: ...
 
 
@@ -396,7 +393,7 @@ def score_frame(
     config: RankingConfig | None = None,
     now: dt.datetime | float | None = None,
     progress: bool | None = None,
-    chunk_rows: int = _DEFAULT_CHUNK_ROWS,
+    chunk_rows: int = 1_000_000,
 ) -> Any:
     """Score every row of a pandas DataFrame or pyarrow Table and explain each score.
 
@@ -423,7 +420,8 @@ def score_frame(
             epoch seconds; the current time when ``None``. Every row uses the same moment.
         progress: show a tqdm progress bar on stderr; ``None`` shows one only when the
             frame is larger than one chunk.
-        chunk_rows: rows handed to the scoring engine at a time.
+        chunk_rows: rows handed to the scoring engine at a time; memory for the
+            intermediate arrays grows with it, and the progress bar advances per chunk.
 
     Returns:
         A new DataFrame or Table; the input is not modified.

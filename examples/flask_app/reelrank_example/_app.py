@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import re
 import time
 from typing import Any, NoReturn
@@ -73,6 +72,7 @@ configuration value that is well formed but cannot be applied is a 422; an outag
 
 _logger = logging.getLogger(__name__)
 _INTEGER = re.compile(r"-?[0-9]{1,20}")
+_DECIMAL = re.compile(r"-?(?:[0-9]{1,20}(?:\.[0-9]{0,20})?|\.[0-9]{1,20})(?:[eE][-+]?[0-9]{1,3})?")
 _TRUE = frozenset({"1", "true", "yes"})
 _FALSE = frozenset({"0", "false", "no"})
 _RETRY_AFTER_SECONDS = 1
@@ -147,13 +147,10 @@ def _float_arg(name: str) -> float | None:
     raw = request.args.get(name)
     if raw is None:
         return None
-    try:
-        value = float(raw)
-    except ValueError:
-        raise InvalidInputError(name, f"must be a number, got {raw!r}") from None
-    if not math.isfinite(value):
-        raise InvalidInputError(name, f"must be finite, got {raw!r}")
-    return value
+    # float() alone would also take "nan", "inf", "1_0" and surrounding spaces.
+    if not _DECIMAL.fullmatch(raw):
+        raise InvalidInputError(name, f"must be a finite decimal number, got {raw!r}")
+    return float(raw)
 
 
 def _bool_arg(name: str) -> bool:

@@ -117,10 +117,10 @@ class FeedServiceConfig(StrictModel):
     cursor_max_age_seconds: float = Field(default=21_600.0, gt=0.0, allow_inf_nan=False)
     """How long a page cursor stays valid after it was issued."""
     inline_in_memory_stores: bool = True
-    """Call the embedded in-memory stores (and :class:`LRUFeedCache`) on the request's own
-    thread. They do no I/O and cannot stall, so a worker thread would only add
-    scheduling latency; the breaker still counts their failures. Every other store
-    always runs on a worker thread under its deadline."""
+    """Call the embedded in-memory stores on the request's own thread. They do no I/O and
+    cannot stall, so a worker thread would only add scheduling latency; the breaker
+    still counts their failures. Every other store always runs on a worker thread
+    under its deadline (an :class:`LRUFeedCache` level is always called directly)."""
     model_name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
     """Model whose active version supplies the deep-learning scores; ``None`` for none."""
 
@@ -298,7 +298,11 @@ class _Request:
 
 
 class _CatalogUnavailableError(Exception):
-    """The catalog failed and no earlier candidate pool can stand in for it."""
+    """The catalog failed: serve a cached snapshot if there is one.
+
+    Raised when no earlier candidate pool exists, or when the request holds a cached
+    snapshot, which is preferred to a ranking from incomplete candidates.
+    """
 
 
 @lru_cache(maxsize=256)
@@ -457,7 +461,7 @@ class FeedRankingService:
             return level if direct else _GuardedFeedCache(level, guard)
 
         if cache is None:
-            self._cache_levels_stats = tuple
+            self._cache_levels_stats = lambda: ()
             return None
         if isinstance(cache, TieredFeedCache):
             self._cache_levels_stats = lambda: cache.level_stats

@@ -368,6 +368,15 @@ def test_arrow_tables_score_like_dataframes() -> None:
         np.testing.assert_array_equal(scored.column(name).to_numpy(), expected[name].to_numpy())
 
 
+def test_arrow_tables_of_several_chunks_or_none() -> None:
+    table = pa.Table.from_pandas(video_frame(), preserve_index=False)
+    chunked = pa.concat_tables([table.slice(0, 7), table.slice(7, 20), table.slice(27)])
+    assert chunked.column("views").num_chunks == 3
+    assert score_frame(chunked, now=NOW).equals(score_frame(table, now=NOW))
+    empty = pa.Table.from_batches([], schema=table.schema)
+    assert score_frame(empty, now=NOW).column_names == [*table.column_names, *OUTPUTS]
+
+
 def test_arrow_per_user_rows_with_null_or_nan_model_scores() -> None:
     frame = user_video_frame()
     with_nulls = pa.Table.from_pandas(frame, preserve_index=False)

@@ -183,6 +183,26 @@ def test_a_failing_store_serves_the_last_snapshot_marked_stale() -> None:
     assert trending.top("sound", now=later).stale_as_of is None
 
 
+def test_a_recent_snapshot_is_reused_until_it_is_too_old() -> None:
+    catalog, log, trending = build(TrendingConfig(reuse_seconds=60))
+    catalog.put_video(make_video(1, published_at=EPOCH, sound_id=3))
+    catalog.put_video(make_video(2, published_at=EPOCH, sound_id=4))
+    log.record(make_event(video_id=1, occurred_at=NOW - hours(1)))
+    first = trending.top("sound", now=NOW)
+    log.record(make_event(video_id=2, occurred_at=NOW))
+    reused = trending.top("sound", now=NOW + timedelta(seconds=60))
+    assert reused == first and reused.stale_as_of is None
+    fresh = trending.top("sound", now=NOW + timedelta(seconds=61))
+    assert [item.key for item in fresh.items] == [4, 3]
+
+def test_zero_reuse_computes_on_every_call() -> None:
+    catalog, log, trending = build(TrendingConfig(reuse_seconds=0))
+    catalog.put_video(make_video(1, published_at=EPOCH, sound_id=3))
+    assert trending.top("sound", now=NOW).items == ()
+    log.record(make_event(video_id=1, occurred_at=NOW))
+    assert [item.key for item in trending.top("sound", now=NOW).items] == [3]
+
+
 def test_a_failing_snapshot_store_does_not_fail_a_fresh_result() -> None:
     catalog, log, _ = build()
     snapshots = FaultInjector(InMemoryTrendingSnapshotStore(), name="snapshots")

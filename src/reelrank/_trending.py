@@ -112,6 +112,9 @@ class TrendingConfig(StrictModel):
     """Most newly published videos read for the two windows."""
     snapshot_size: int = Field(default=200, ge=1, le=100_000)
     """Items kept in a stored snapshot; also the largest ``limit`` a caller may ask for."""
+    reuse_seconds: float = Field(default=60.0, ge=0.0, le=86_400.0, allow_inf_nan=False)
+    """A stored snapshot computed at most this many seconds before ``now`` is served as
+    is (it is not stale) instead of computing again; 0 computes on every call."""
 
     def weight_of(self, kind: EngagementKind) -> float:
         """The usage weight of one event of this kind."""
@@ -345,10 +348,11 @@ class Trending:
         """The ``limit`` top items of ``kind`` over the window ending at ``now``.
 
         ``window_hours`` defaults to :attr:`TrendingConfig.window_hours` and must lie in
-        ``[1, 168]``. A fresh result is stored as the snapshot for its kind and window
-        (a failing snapshot store does not fail the call). When the catalog or the log
-        raises :class:`~reelrank.StoreError`, the stored snapshot is returned with
-        ``stale_as_of`` set; without one, the error propagates. Bad arguments raise
+        ``[1, 168]``. A stored snapshot at most :attr:`TrendingConfig.reuse_seconds` old
+        is served as is; otherwise the result is computed and stored as the snapshot for
+        its kind and window (a failing snapshot store does not fail the call). When the
+        catalog or the log raises :class:`~reelrank.StoreError`, the stored snapshot is
+        returned with ``stale_as_of`` set; without one, the error propagates. Bad arguments raise
         :class:`~reelrank.InvalidInputError` naming ``kind``, ``now``,
         ``window_hours`` or ``limit``.
         """
@@ -373,6 +377,9 @@ class Trending:
             raise InvalidInputError(
                 "limit", f"must be <= {self._config.snapshot_size}, got {limit}"
             )
+        recent = self._reusable_snapshot(kind, now, window)
+        if recent is not None:
+            return recent.model_copy(update={"items": recent.items[:limit]})
         try:
             snapshot = self._compute(kind, now, window)
         except StoreError:
@@ -386,6 +393,20 @@ class Trending:
         with contextlib.suppress(StoreError):
             self._snapshots.put_snapshot(snapshot)
         return snapshot.model_copy(update={"items": snapshot.items[:limit]})
+
+    def _reusable_snapshot(
+        self, kind: TrendingKind, now: datetime, window: float
+    ) -> TrendingSnapshot | None:
+        if self._config.reuse_seconds == 0.0:
+            return None
+        try:
+            stored = self._snapshots.latest_snapshot(kind, window)
+        except StoreError:
+            return None  # computing afresh does not need the snapshot store
+        if stored is None:
+            return None
+        age = (now - stored.computed_at).total_seconds()
+        return stored if 0.0 <= age <= self._config.reuse_seconds else None
 
     def _compute(self, kind: TrendingKind, now: datetime, window: float) -> TrendingSnapshot:
         config = self._config
@@ -402,6 +423,7 @@ class Trending:
             if video.published_at <= now
         ]
         videos = self._catalog.get_videos(sorted({event.video_id for event in events}))
+        weights = {event_kind: config.weight_of(event_kind) for event_kind in EngagementKind}
         uses: list[tuple[datetime, float, int | str]] = []
         for post in posts:
             for key in _keys_of(post, kind):
@@ -410,7 +432,7 @@ class Trending:
             video = videos.get(event.video_id)
             if video is None:
                 continue
-            weight = config.weight_of(event.kind)
+            weight = weights[event.kind]
             for key in _keys_of(video, kind):
                 uses.append((event.occurred_at, weight, key))
         current = [use for use in uses if use[0] > previous_end]

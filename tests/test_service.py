@@ -507,22 +507,53 @@ def test_degraded_snapshot_is_cached_briefly(make_world: Any) -> None:
     assert page.degraded == ()
 
 
-def test_stalled_store_does_not_hang_the_request(make_world: Any) -> None:
+@pytest.mark.parametrize(
+    ("store", "reported"),
+    [
+        ("events", {"stats", "affinity", "popular"}),
+        ("seen", {"seen"}),
+        ("shared", {"cache"}),
+        ("catalog", None),
+    ],
+)
+def test_stalled_store_does_not_hang_the_request(
+    make_world: Any, store: str, reported: set[str] | None
+) -> None:
     deadline = 0.2
     world: World = make_world(
         deadlines=StoreDeadlines(catalog=deadline, events=deadline, seen=deadline, cache=deadline)
     )
-    world.events.stall(30)
+    injector: FaultInjector[Any] = getattr(world, store)
+    injector.stall(30)
     try:
         started = time.perf_counter()
-        page = world.service.feed(1, 5)
+        if reported is None:
+            with pytest.raises(FeedUnavailableError):
+                world.service.feed(1, 5)
+        else:
+            page = world.service.feed(1, 5)
         elapsed = time.perf_counter() - started
     finally:
-        world.events.recover()
-    assert len(page.items) == 5
-    assert {"stats", "affinity", "popular"} <= set(fallbacks(page))
-    # A correctness bound on a hang (three stalled calls in a row), not a speed goal.
+        injector.recover()
+    if reported is not None:
+        assert len(page.items) == 5
+        assert reported <= set(fallbacks(page))
+    # A correctness bound on a hang (up to three stalled calls in a row), not a speed goal.
     assert elapsed < 3 * deadline + 1.0
+
+
+def test_variant_hook_must_return_a_tag_and_a_config(make_world: Any) -> None:
+    world: World = make_world()
+    for bad in [("not a tag", RankingConfig()), ("b", {"freshness": 1.0})]:
+        service = FeedRankingService(
+            catalog=world.catalog.proxy,
+            events=world.events.proxy,
+            seen=world.seen.proxy,
+            assign_variant=lambda user, bad=bad: bad,  # type: ignore[misc]
+        )
+        with service, pytest.raises(InvalidInputError) as info:
+            service.feed(1, 5)
+        assert info.value.field == "assign_variant"
 
 
 def test_stalled_calls_are_bounded_by_the_bulkhead(make_world: Any) -> None:

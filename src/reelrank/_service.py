@@ -41,6 +41,7 @@ from ._models import (
     Video,
     VideoStats,
     check_id,
+    check_variant,
 )
 from ._resilience import CircuitBreaker, DependencyGuard, DependencyStats, WorkerPool
 from ._scoring import Candidates, Ranker
@@ -300,9 +301,14 @@ class _Request:
 class _CatalogUnavailableError(Exception):
     """The catalog failed: serve a cached snapshot if there is one.
 
-    Raised when no earlier candidate pool exists, or when the request holds a cached
-    snapshot, which is preferred to a ranking from incomplete candidates.
+    Raised when no earlier candidate pool exists (``pool_available`` is false), or
+    when the request holds a cached snapshot, which is preferred to a ranking from
+    incomplete candidates.
     """
+
+    def __init__(self, *, pool_available: bool) -> None:
+        super().__init__("catalog unavailable")
+        self.pool_available = pool_available
 
 
 @lru_cache(maxsize=256)
@@ -517,7 +523,10 @@ class FeedRankingService:
     def _variant(self, user_id: int) -> tuple[str | None, RankingConfig]:
         if self._assign_variant is None:
             return None, self.ranking
-        return self._assign_variant(user_id)
+        variant, ranking = self._assign_variant(user_id)
+        if not isinstance(ranking, RankingConfig):
+            raise InvalidInputError("assign_variant", "must return (variant, RankingConfig)")
+        return check_variant(variant, "assign_variant"), ranking
 
     # -- the request path ----------------------------------------------------------
 
@@ -562,7 +571,7 @@ class FeedRankingService:
             snapshot, degraded_ranking = self._rank_user(
                 user_id, variant, ranking, tag, now, request, prefer_snapshot=cached is not None
             )
-        except _CatalogUnavailableError:
+        except _CatalogUnavailableError as unavailable:
             if cached is not None:
                 fallback = _Request(list(request.degraded))
                 fallback.report("catalog", "cached snapshot")
@@ -573,6 +582,10 @@ class FeedRankingService:
                 if page.items:
                     self._count(pages=1, cached=1, degraded=1)
                     return page
+            if not unavailable.pool_available:
+                raise FeedUnavailableError(
+                    f"catalog unavailable and no cached feed for user {user_id}"
+                ) from None
             try:
                 snapshot, degraded_ranking = self._rank_user(
                     user_id, variant, ranking, tag, now, request, prefer_snapshot=False
@@ -750,7 +763,7 @@ class FeedRankingService:
             )
         except StoreError:
             if previous is None:
-                raise _CatalogUnavailableError from None
+                raise _CatalogUnavailableError(pool_available=False) from None
             request.report("catalog", "last known candidates")
             return _CandidatePool(
                 previous.columns,
@@ -872,7 +885,7 @@ class FeedRankingService:
         for entry in pool.degraded:
             request.report(entry.dependency, entry.fallback)
         if prefer_snapshot and any(entry.dependency == "catalog" for entry in request.degraded):
-            raise _CatalogUnavailableError
+            raise _CatalogUnavailableError(pool_available=True)
         columns = pool.columns.concat(followed)
         candidates = pool.candidates if not len(followed) else columns.candidates()
         creators = pool.creators

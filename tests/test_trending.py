@@ -269,6 +269,21 @@ def test_log_is_idempotent_and_ordered_newest_first() -> None:
     assert len(log) == 3
 
 
+def test_pruning_forgets_old_events_but_not_their_ids() -> None:
+    log = InMemoryEngagementLog()
+    old = make_event(user_id=1, occurred_at=NOW - hours(50))
+    kept = make_event(user_id=1, occurred_at=NOW - hours(1))
+    gone_user = make_event(user_id=2, occurred_at=NOW - hours(60))
+    for event in (old, kept, gone_user):
+        log.record(event)
+    assert log.prune(NOW - hours(24)) == 2
+    assert log.events_between(NOW - hours(100), NOW, limit=10) == [kept]
+    assert log.user_events(1, since=NOW - hours(100), limit=10) == [kept]
+    assert log.user_events(2, since=NOW - hours(100), limit=10) == []
+    assert log.record(old) is False
+    assert len(log) == 1
+
+
 def test_log_rejects_bad_arguments() -> None:
     log = InMemoryEngagementLog()
     with pytest.raises(InvalidInputError) as caught:

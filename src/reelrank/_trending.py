@@ -274,6 +274,29 @@ class InMemoryEngagementLog:
             user_events.insert(position, event)
             return True
 
+    def prune(self, before: datetime) -> int:
+        """Forget events that occurred before ``before``; returns how many.
+
+        Their ids are still remembered, so a late redelivery is not recorded again.
+        Call it now and then with the oldest time any reader looks back to.
+        """
+        before = check_aware("before", before)
+        bound = (before, "")
+        with self._lock:
+            cut = bisect.bisect_left(self._keys, bound)
+            del self._keys[:cut]
+            del self._events[:cut]
+            for user_id in list(self._user_keys):
+                keys = self._user_keys[user_id]
+                user_cut = bisect.bisect_left(keys, bound)
+                if user_cut == len(keys):
+                    del self._user_keys[user_id]
+                    del self._user_events[user_id]
+                elif user_cut:
+                    del keys[:user_cut]
+                    del self._user_events[user_id][:user_cut]
+            return cut
+
     @staticmethod
     def _newest_between(
         keys: list[tuple[datetime, str]],

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
@@ -25,6 +26,8 @@ import m3u8
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from mpegdash.parser import MPEGDASHParser
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -635,6 +638,107 @@ def test_unknown_routes_and_methods_get_json_errors(api: App) -> None:
     response = api.client.post("/v1/search")
     _error(response, 405, "method_not_allowed")
     assert "GET" in response.headers["Allow"]
+
+
+# -- no input is a server error ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shared_api() -> Iterator[App]:
+    built = _make_app()
+    yield built
+    built.services.close()
+
+
+_TEXT = st.text(max_size=40)
+_QUERY_PATHS = [
+    ("/v1/users/{user}/feed", ("limit", "cursor")),
+    ("/v1/trending/sounds", ("window_hours", "limit")),
+    ("/v1/trending/hashtags", ("window_hours", "limit")),
+    ("/v1/users/{user}/recommended-creators", ("limit",)),
+    ("/v1/search", ("q", "limit", "as_you_type")),
+    ("/v1/videos/{video}/similar", ("k", "user_id")),
+    ("/v1/videos/{video}/manifest.m3u8", ()),
+    ("/v1/videos/{video}/processing", ()),
+]
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    endpoint=st.sampled_from(_QUERY_PATHS),
+    user=st.one_of(st.integers(-(2**70), 2**70).map(str), _TEXT),
+    video=st.one_of(st.integers(FIRST_VIDEO_ID - 2, FIRST_VIDEO_ID + 200).map(str), _TEXT),
+    values=st.lists(
+        st.one_of(_TEXT, st.integers(-(2**65), 2**65).map(str)), min_size=3, max_size=3
+    ),
+)
+def test_any_query_gets_a_json_answer_never_a_500(
+    shared_api: App,
+    endpoint: tuple[str, tuple[str, ...]],
+    user: str,
+    video: str,
+    values: list[str],
+) -> None:
+    template, names = endpoint
+    path = template.format(
+        user=urllib.parse.quote(user, safe=""), video=urllib.parse.quote(video, safe="")
+    )
+    query = dict(zip(names, values, strict=False))
+    response = shared_api.client.get(path, query_string=query)
+    assert response.status_code < 500, response.get_data(as_text=True)
+    if response.status_code >= 400:
+        assert response.mimetype == "application/json"
+        error = response.get_json()["error"]
+        assert error["message"]
+        if error["type"] in {"invalid_input", "cursor_error", "query_error"}:
+            assert error["field"] in {*names, "user_id", "video_id", "query"}
+
+
+_JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | _TEXT,
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(_TEXT, children, max_size=3),
+    max_leaves=6,
+)
+_EVENT_FIELDS = {
+    "event_id": st.from_regex(r"[a-z0-9-]{1,12}", fullmatch=True) | _JSON_VALUES,
+    "kind": st.sampled_from(["watch", "like", "unlike", "share", "comment"]) | _JSON_VALUES,
+    "user_id": st.integers(-5, USER + 5) | _JSON_VALUES,
+    "video_id": st.integers(FIRST_VIDEO_ID - 2, QUEUED_VIDEO + 3) | _JSON_VALUES,
+    "occurred_at": st.sampled_from(
+        [
+            (NOW - timedelta(hours=1)).isoformat(),
+            (NOW + timedelta(days=1)).isoformat(),
+            "2026-11-01",
+        ]
+    )
+    | _JSON_VALUES,
+    "watched_seconds": st.floats(-1.0, 100.0) | _JSON_VALUES,
+    "completion": st.floats(-0.5, 1.5) | _JSON_VALUES,
+    "channel": st.sampled_from(["link", "bad channel"]) | _JSON_VALUES,
+}
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(body=st.fixed_dictionaries({}, optional=_EVENT_FIELDS))
+def test_any_event_body_is_answered_and_refusals_write_nothing(
+    shared_api: App, body: dict[str, Any]
+) -> None:
+    log_before = shared_api.log_size()
+    response = shared_api.client.post("/v1/events", json=body)
+    status = response.status_code
+    assert status in {200, 201, 400, 404, 409}, response.get_data(as_text=True)
+    assert shared_api.log_size() == log_before + (1 if status == 201 else 0)
+    if status >= 400:
+        error = response.get_json()["error"]
+        assert error["type"] in {"invalid_input", "not_found", "not_ready"}
 
 
 # -- the error mapping ---------------------------------------------------------------------

@@ -330,9 +330,9 @@ def _score_columns(
     # Scores depend on a row's creator only through the affinity given per row, and not at
     # all on its video id, so the engine gets placeholder ids; the frame's own ids (which
     # may be strings) pass through untouched.
-    placeholder_ids = np.zeros(total, dtype=np.int64)
-    scores = np.empty(total, dtype=np.float32)
-    contributions = np.empty((total, len(WEIGHT_FIELDS)), dtype=np.float32)
+    placeholder_ids = np.zeros(min(total, chunk_rows), dtype=np.int64)
+    scores: list[npt.NDArray[np.float32]] = []
+    contributions: list[npt.NDArray[np.float32]] = []
     show = total > chunk_rows if progress is None else progress
     bar = None
     if show:
@@ -340,9 +340,10 @@ def _score_columns(
         bar = tqdm.tqdm(total=total, unit="rows", unit_scale=True, desc="scoring")
     try:
         for rows in _chunks(total, chunk_rows):
+            ids = placeholder_ids[: rows.stop - rows.start]
             candidates = Candidates.from_arrays(
-                video_id=placeholder_ids[rows],
-                creator_id=placeholder_ids[rows],
+                video_id=ids,
+                creator_id=ids,
                 published_at=columns.published_at[rows],
                 views=columns.views[rows],
                 completion_sum=columns.completion_sum[rows],
@@ -352,14 +353,18 @@ def _score_columns(
                 dl_score=None if columns.dl_score is None else columns.dl_score[rows],
             )
             affinity = None if columns.affinity is None else columns.affinity[rows]
-            contributions[rows] = ranker.explain(candidates, now=now, affinity=affinity)
-            scores[rows] = ranker.score(candidates, now=now, affinity=affinity)
+            contributions.append(ranker.explain(candidates, now=now, affinity=affinity))
+            scores.append(ranker.score(candidates, now=now, affinity=affinity))
             if bar is not None:
                 bar.update(rows.stop - rows.start)
     finally:
         if bar is not None:
             bar.close()
-    return scores, contributions
+    if len(scores) == 1:  # the common case: no copy
+        return scores[0], contributions[0]
+    if not scores:
+        return np.empty(0, np.float32), np.empty((0, len(WEIGHT_FIELDS)), np.float32)
+    return np.concatenate(scores), np.concatenate(contributions)
 
 
 # -- the public function ---------------------------------------------------------------

@@ -309,6 +309,32 @@ def test_a_failing_catalog_without_any_cached_feed_is_503() -> None:
         built.services.close()
 
 
+def test_healthz_reports_an_open_circuit() -> None:
+    catalogs: list[FaultInjector[Any]] = []
+
+    def failing_catalog(stores: Stores) -> Stores:
+        catalogs.append(FaultInjector(stores.catalog, name="catalog"))
+        return dataclasses.replace(stores, catalog=catalogs[0].proxy)
+
+    built = _make_app(wrap=failing_catalog)
+    try:
+        catalogs[0].fail()
+        threshold = built.services.feed.config.breaker_failure_threshold
+        for _ in range(threshold):
+            _error(built.client.get(f"/v1/users/{USER}/feed"), 503, "feed_unavailable")
+        health = built.client.get("/healthz")
+        assert health.status_code == 200
+        body = health.get_json()
+        assert body["status"] == "degraded"
+        assert body["breakers"]["catalog"] == "open"
+        assert body["breakers"]["seen"] == "closed"
+        before = catalogs[0].calls.copy()
+        _error(built.client.get(f"/v1/users/{USER}/feed"), 503, "feed_unavailable")
+        assert catalogs[0].calls == before, "an open circuit must not call the catalog"
+    finally:
+        built.services.close()
+
+
 # -- events --------------------------------------------------------------------------------
 
 

@@ -25,6 +25,8 @@ from types import TracebackType
 from typing import Any, Self
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 __all__ = ["RedisServer", "RedisServerError", "find_redis_server", "free_port"]
 
@@ -121,14 +123,14 @@ class RedisServer:
             process = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
+        except OSError as exc:
+            raise RedisServerError(f"cannot run {self.executable}: {exc}") from exc
         finally:
             log.close()
         self._process = process
         self._paused = False
         deadline = time.monotonic() + _START_TIMEOUT_SECONDS
-        probe = redis.Redis(
-            host=self.host, port=self.port, socket_timeout=0.5, socket_connect_timeout=0.5
-        )
+        probe = self.client(socket_timeout=0.5, socket_connect_timeout=0.5)
         try:
             while time.monotonic() < deadline:
                 if process.poll() is not None:
@@ -216,8 +218,13 @@ class RedisServer:
         return self.directory / f"redis-{self.port}.log"
 
     def client(self, **kwargs: Any) -> redis.Redis:
-        """An administrative client with short timeouts (override with ``kwargs``)."""
-        options: dict[str, Any] = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
+        """An administrative client with short timeouts and no retries (override with
+        ``kwargs``): redis-py's default retries would stretch every failed call to seconds."""
+        options: dict[str, Any] = {
+            "socket_timeout": 2.0,
+            "socket_connect_timeout": 2.0,
+            "retry": Retry(NoBackoff(), 0),
+        }
         options.update(kwargs)
         return redis.Redis(host=self.host, port=self.port, **options)
 

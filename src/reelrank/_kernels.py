@@ -491,11 +491,13 @@ def batch_kernel(static_scores: Any, affinity: Any, w_affinity: Any, out: Any) -
     w = np.float32(w_affinity)
     bad = 0
     for u in prange(n_users):
+        user_affinity = affinity[u]
+        user_scores = out[u]
         row_bad = False
         for i in range(np.uint64(n)):
-            a = affinity[u, i]
+            a = user_affinity[i]
             row_bad |= not (a >= _ZERO and a <= _ONE)
-            out[u, i] = _final_score(static_scores[i], a, w)
+            user_scores[i] = _final_score(static_scores[i], a, w)
         bad += 1 if row_bad else 0
     return bool(bad == 0)
 

@@ -183,8 +183,9 @@ def _build_parser() -> argparse.ArgumentParser:
         description=(
             "Score every row of INPUT and write it to OUTPUT with the columns score, "
             "freshness, completion, engagement, affinity and deep_learning appended "
-            "(the last five are weighted contributions that add up to score). The file "
-            "format follows each extension: .csv, .parquet or .pq."
+            "(the last five are weighted contributions that add up to score; an input "
+            "affinity column is replaced by its contribution). The file format follows "
+            "each extension: .csv, .parquet or .pq."
         ),
     )
     score.add_argument("input", metavar="INPUT", help="the file to score (.csv, .parquet, .pq)")

@@ -200,6 +200,23 @@ def test_string_ids_score_like_integer_ids() -> None:
     pd.testing.assert_frame_equal(scored[OUTPUTS], score_frame(frame, now=NOW)[OUTPUTS])
 
 
+def test_categorical_ids_are_accepted_and_kept() -> None:
+    frame = video_frame()
+    categorical = frame.assign(creator_id=frame["creator_id"].map("c{}".format).astype("category"))
+    scored = score_frame(categorical, now=NOW)
+    assert isinstance(scored["creator_id"].dtype, pd.CategoricalDtype)
+    pd.testing.assert_frame_equal(scored[OUTPUTS], score_frame(frame, now=NOW)[OUTPUTS])
+    table = pa.Table.from_pandas(categorical, preserve_index=False)
+    assert pa.types.is_dictionary(table.schema.field("creator_id").type)
+    scored_table = score_frame(table, now=NOW)
+    np.testing.assert_array_equal(
+        scored_table.column("score").to_numpy(), scored["score"].to_numpy()
+    )
+    with pytest.raises(InvalidInputError) as caught:
+        score_frame(frame.assign(creator_id=frame["creator_id"].astype(float).astype("category")))
+    assert caught.value.field == "creator_id"
+
+
 def test_existing_output_columns_are_replaced() -> None:
     frame = video_frame().assign(score="stale", freshness=-1)
     scored = score_frame(frame, now=NOW)

@@ -136,10 +136,13 @@ def _is_pandas_number(pd: ModuleType, dtype: Any) -> bool:
 
 def _check_pandas_ids(pd: ModuleType, frame: pd.DataFrame, name: str) -> None:
     series = _pandas_column(frame, name)
+    dtype = series.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        dtype = dtype.categories.dtype
     types = pd.api.types
     if not (
-        (types.is_integer_dtype(series.dtype) and not types.is_bool_dtype(series.dtype))
-        or types.is_string_dtype(series.dtype)
+        (types.is_integer_dtype(dtype) and not types.is_bool_dtype(dtype))
+        or types.is_string_dtype(dtype)
     ):
         raise InvalidInputError(name, f"ids must be integers or strings, got dtype {series.dtype}")
     if not isinstance(series.dtype, np.dtype) or series.dtype.kind == "O":
@@ -227,8 +230,11 @@ def _arrow_missing(column: Any) -> npt.NDArray[np.bool_]:
 def _check_arrow_ids(pa: ModuleType, table: Any, name: str) -> None:
     column = _arrow_column(table, name)
     kind = column.type
+    values = kind.value_type if pa.types.is_dictionary(kind) else kind
     if not (
-        pa.types.is_integer(kind) or pa.types.is_string(kind) or pa.types.is_large_string(kind)
+        pa.types.is_integer(values)
+        or pa.types.is_string(values)
+        or pa.types.is_large_string(values)
     ):
         raise InvalidInputError(name, f"ids must be integers or strings, got type {kind}")
     if column.null_count:

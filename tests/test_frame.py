@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
+import time
 from typing import Any
 
 import numpy as np
@@ -283,10 +284,16 @@ def test_naive_now_is_rejected() -> None:
 
 def test_now_defaults_to_the_current_time() -> None:
     frame = video_frame()
-    scored = score_frame(frame)
-    at_fixed = score_frame(frame, now=NOW)
-    # The frame was published around NOW, well before today: freshness can only be lower.
-    assert (scored["freshness"] <= at_fixed["freshness"]).all()
+    shift = time.time() - NOW.timestamp()  # publish the frame relative to the real clock
+    recent = frame.assign(published_at=frame["published_at"] + pd.Timedelta(seconds=shift))
+    before = time.time()
+    scored = score_frame(recent)
+    after = time.time()
+    # Freshness only decreases with time, so the default lies between the two bounds.
+    earliest = score_frame(recent, now=before)["freshness"]
+    latest = score_frame(recent, now=after)["freshness"]
+    assert (scored["freshness"] <= earliest + 1e-7).all()
+    assert (scored["freshness"] >= latest - 1e-7).all()
 
 
 # -- validation ------------------------------------------------------------------------

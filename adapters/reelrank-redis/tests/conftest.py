@@ -34,11 +34,20 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 @pytest.fixture
 def redis_config(redis_server: RedisServer) -> Iterator[RedisConfig]:
-    """Settings pointing at the session server, with a prefix no other test uses."""
+    """Settings pointing at the session server, with a prefix no other test uses.
+
+    The socket timeout is relaxed so a busy machine cannot fail a functional test; the
+    fault tests set the short request-path timeouts themselves.
+    """
     admin = redis_server.client()
     admin.flushdb()
     admin.close()
-    yield RedisConfig(url=redis_server.url, prefix=f"test{next(_prefixes)}")
+    yield RedisConfig(
+        url=redis_server.url,
+        prefix=f"test{next(_prefixes)}",
+        socket_timeout=2.0,
+        socket_connect_timeout=2.0,
+    )
 
 
 @pytest.fixture

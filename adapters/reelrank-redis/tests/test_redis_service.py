@@ -20,13 +20,14 @@ from reelrank import (
     InMemoryCatalog,
     InMemoryEventStore,
     InMemorySeenStore,
+    StoreDeadlines,
 )
 from reelrank.testing import make_creator, make_video
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
-# The service waits at most its own cache/seen deadline (0.05 s by default); the bound
-# only proves that a paused Redis cannot hold a request.
+# A paused Redis costs each cache and seen call one 0.2 s socket timeout; the bound only
+# proves that it cannot hold a request.
 HANG_BOUND_SECONDS = 2.5
 
 
@@ -63,7 +64,12 @@ def _service(cache: RedisFeedCache, seen: object) -> FeedRankingService:
         events=InMemoryEventStore(),
         seen=seen,  # type: ignore[arg-type]
         cache=cache,
-        config=FeedServiceConfig(cursor_secret="a-test-secret-of-some-length"),
+        # Deadlines longer than the adapter's 0.2 s socket timeout: a busy machine cannot
+        # degrade a page by itself, and a hung Redis is cut off by the adapter.
+        config=FeedServiceConfig(
+            cursor_secret="a-test-secret-of-some-length",
+            deadlines=StoreDeadlines(cache=1.0, seen=1.0),
+        ),
     )
 
 

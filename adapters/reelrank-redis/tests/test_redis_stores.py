@@ -48,6 +48,19 @@ def test_unknown_config_fields_are_refused() -> None:
         RedisConfig(socket_timeot=1.0)  # type: ignore[call-arg]
 
 
+def test_defaults_fail_fast_on_the_request_path(redis_config: RedisConfig) -> None:
+    defaults = RedisConfig(url=redis_config.url)
+    client = create_client(defaults)
+    kwargs = client.connection_pool.connection_kwargs
+    assert kwargs["socket_timeout"] == kwargs["socket_connect_timeout"] == 0.2
+    retry = kwargs["retry"]
+    assert retry.get_retries() == 1
+    # A reset connection is retried, a timeout never (it would double the wait); redis-py
+    # offers no public accessor for the retried error types.
+    assert retry._supported_errors == (redis.exceptions.ConnectionError,)
+    client.close()
+
+
 def test_factory_applies_the_short_timeouts(redis_config: RedisConfig) -> None:
     client = create_client(_config(redis_config, socket_timeout=0.15, connection_retries=0))
     kwargs = client.connection_pool.connection_kwargs

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from reelrank_redis._codec import SnapshotFormatError, decode_snapshot, encode_snapshot
 
-from reelrank import WEIGHT_FIELDS, FeedSnapshot
+from reelrank import WEIGHT_FIELDS, FeedSnapshot, InvalidInputError
 from reelrank.testing.factories import make_snapshot
 
 _HEADER_BYTES = struct.calcsize("<3sBBHIqq")
@@ -99,3 +99,10 @@ def test_foreign_or_damaged_bytes_are_refused(mutate: object) -> None:
     blob = encode_snapshot(make_snapshot(1, [1, 2, 3]))
     with pytest.raises(SnapshotFormatError):
         decode_snapshot(mutate(blob))  # type: ignore[operator]
+
+
+def test_a_signal_name_too_long_to_pack_is_refused_by_name() -> None:
+    snapshot = make_snapshot(1, [1], signals=("x" * 70_000,), contributions=((0.5,),))
+    with pytest.raises(InvalidInputError) as info:
+        encode_snapshot(snapshot)
+    assert info.value.field == "signals"

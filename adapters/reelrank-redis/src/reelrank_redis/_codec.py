@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from reelrank import FeedSnapshot
+from reelrank import FeedSnapshot, InvalidInputError
 
 from ._time import from_microseconds, to_microseconds
 
@@ -56,8 +56,13 @@ def _pack_floats(values: bytes) -> tuple[int, bytes]:
     return 64, values
 
 
-def _put_string(parts: list[bytes], text: str) -> None:
+_MAX_SHORT = 0xFFFF
+
+
+def _put_string(parts: list[bytes], text: str, field: str) -> None:
     raw = text.encode()
+    if len(raw) > _MAX_SHORT:
+        raise InvalidInputError(field, f"longer than {_MAX_SHORT} bytes in UTF-8")
     parts.append(_LENGTH.pack(len(raw)))
     parts.append(raw)
 
@@ -66,6 +71,8 @@ def encode_snapshot(snapshot: FeedSnapshot) -> bytes:
     """Pack a snapshot into bytes (see the module docstring for the layout)."""
     count = len(snapshot.video_ids)
     width = len(snapshot.signals)
+    if width > _MAX_SHORT:
+        raise InvalidInputError("signals", f"more than {_MAX_SHORT} signals")
     # struct reads the model's tuples faster than NumPy converts them.
     bits, floats = _pack_floats(
         struct.pack(
@@ -85,10 +92,10 @@ def encode_snapshot(snapshot: FeedSnapshot) -> bytes:
             to_microseconds(snapshot.created_at),
         )
     ]
-    _put_string(parts, snapshot.variant or "")
-    _put_string(parts, snapshot.config_tag)
+    _put_string(parts, snapshot.variant or "", "variant")
+    _put_string(parts, snapshot.config_tag, "config_tag")
     for name in snapshot.signals:
-        _put_string(parts, name)
+        _put_string(parts, name, "signals")
     parts.append(struct.pack(f"<{count}q", *snapshot.video_ids))
     parts.append(floats)
     return b"".join(parts)

@@ -61,7 +61,10 @@ class FeedMachine(RuleBasedStateMachine):
             seen=self.seen,
             cache=self.cache,
             config=FeedServiceConfig(
-                snapshot_size=6, snapshot_ttl_seconds=600, candidate_pool_ttl_seconds=5
+                snapshot_size=6,
+                snapshot_ttl_seconds=600,
+                candidate_pool_ttl_seconds=5,
+                refresh_pool_in_background=False,
             ),
             clock=self.clock.now,
             monotonic=self.clock.monotonic,

@@ -90,6 +90,7 @@ def make_world() -> Iterator[Any]:
         events = FaultInjector(InMemoryEventStore(), name="events")
         seen = FaultInjector(InMemorySeenStore(), name="seen")
         config.setdefault("cursor_secret", "a-test-secret-of-some-length")
+        config.setdefault("refresh_pool_in_background", False)
         service = FeedRankingService(
             catalog=world_catalog.proxy,
             events=events.proxy,
@@ -651,3 +652,47 @@ def test_embedded_stores_serve_the_same_pages_inline_or_on_workers() -> None:
         assert seen.seen_among(1, list(range(1, 31)), since=START) == set(served[inline])
     assert served[True] == served[False]
     assert len(set(served[True])) == 20
+
+
+def test_stale_pool_is_refreshed_in_the_background(make_world: Any) -> None:
+    world: World = make_world(refresh_pool_in_background=True, deadlines=StoreDeadlines(catalog=60))
+    world.service.feed(1, 5)
+    first_pool = world.service._candidate_pool
+    world.recorder().share(2, 40, event_id="late-share", channel="link")
+    # The refresh blocks on the catalog until recover(); the request must not wait.
+    world.catalog.stall(60, methods=["recent_videos"])
+    world.clock.advance(11)
+    try:
+        started = time.perf_counter()
+        page = world.service.feed(2, 5)
+        elapsed = time.perf_counter() - started
+        assert world.service._candidate_pool is first_pool
+    finally:
+        world.catalog.recover()
+    assert len(page.items) == 5
+    assert elapsed < 30, "a hang bound: the request waited for the refresh"
+    for _ in range(1000):
+        if world.service._candidate_pool is not first_pool:
+            break
+        time.sleep(0.01)
+    pool = world.service._candidate_pool
+    assert pool is not None and pool is not first_pool
+    assert pool.degraded == ()
+    assert pool.columns.counts[3, pool.row_of[40]] == 1.0  # the share made after the first pool
+
+
+def test_refresh_candidates_keeps_the_old_pool_as_fallback(make_world: Any) -> None:
+    world: World = make_world()
+    world.service.feed(1, 5)
+    world.catalog.fail()
+    world.service.refresh_candidates()
+    page = world.service.feed(2, 5)
+    assert len(page.items) == 5
+    assert "catalog" in fallbacks(page)
+
+
+def test_refresh_candidates_without_any_pool_is_unavailable(make_world: Any) -> None:
+    world: World = make_world()
+    world.catalog.fail()
+    with pytest.raises(FeedUnavailableError):
+        world.service.refresh_candidates()

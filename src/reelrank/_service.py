@@ -117,6 +117,10 @@ class FeedServiceConfig(StrictModel):
     same users must share it; ``None`` draws a random key per service instance."""
     cursor_max_age_seconds: float = Field(default=21_600.0, gt=0.0, allow_inf_nan=False)
     """How long a page cursor stays valid after it was issued."""
+    refresh_pool_in_background: bool = True
+    """Fetch a stale candidate pool on a background thread while requests keep using the
+    previous one, so no request waits for it. ``False`` makes the request that finds the
+    pool stale fetch it (tests use this for determinism)."""
     inline_in_memory_stores: bool = True
     """Call the embedded in-memory stores on the request's own thread. They do no I/O and
     cannot stall, so a worker thread would only add scheduling latency; the breaker
@@ -728,9 +732,19 @@ class FeedRankingService:
         return self._cache.invalidate_user(user_id)
 
     def refresh_candidates(self) -> None:
-        """Forget the shared candidate pool, so the next ranking fetches it again."""
+        """Fetch the shared candidate pool again now, for example after a bulk import.
+
+        The previous pool stays the fallback if a store fails meanwhile.
+
+        Raises:
+            FeedUnavailableError: if the catalog is unavailable and there is no
+                earlier pool.
+        """
         with self._pool_lock:
-            self._candidate_pool = None
+            try:
+                self._candidate_pool = self._build_pool(self._candidate_pool)
+            except _CatalogUnavailableError:
+                raise FeedUnavailableError("catalog unavailable; no candidate pool") from None
 
     # -- ranking -------------------------------------------------------------------
 
@@ -845,21 +859,35 @@ class FeedRankingService:
 
     def _shared_pool(self) -> _CandidatePool:
         pool = self._candidate_pool
-        ttl = self.config.candidate_pool_ttl_seconds
-        if pool is not None and self._monotonic() - pool.built_at < ttl:
-            return pool
-        # One request refreshes the pool; concurrent ones keep using the stale pool.
-        if pool is not None and not self._pool_lock.acquire(blocking=False):
+        if (
+            pool is not None
+            and self._monotonic() - pool.built_at < self.config.candidate_pool_ttl_seconds
+        ):
             return pool
         if pool is None:
-            self._pool_lock.acquire()
+            with self._pool_lock:
+                if self._candidate_pool is None:
+                    self._candidate_pool = self._build_pool(None)
+                return self._candidate_pool
+        # A stale pool keeps serving while one caller (or a background thread) fetches
+        # the next one; concurrent requests never wait for it.
+        if not self._pool_lock.acquire(blocking=False):
+            return pool
+        if self.config.refresh_pool_in_background:
+            threading.Thread(
+                target=self._refresh_pool_and_release, name="reelrank-pool", daemon=True
+            ).start()
+            return pool
+        self._refresh_pool_and_release()
+        current = self._candidate_pool
+        assert current is not None  # only ever replaced by a newer pool
+        return current
+
+    def _refresh_pool_and_release(self) -> None:
+        """Build the next pool; the caller holds ``_pool_lock``, which is released here."""
         try:
-            current = self._candidate_pool
-            if current is not None and self._monotonic() - current.built_at < ttl:
-                return current
-            fresh = self._build_pool(current)
-            self._candidate_pool = fresh
-            return fresh
+            # With an earlier pool to fall back on, building never raises for the catalog.
+            self._candidate_pool = self._build_pool(self._candidate_pool)
         finally:
             self._pool_lock.release()
 

@@ -17,6 +17,7 @@ pa = pytest.importorskip("pyarrow")
 
 import reference as ref  # noqa: E402
 
+import reelrank._frame  # noqa: E402
 from reelrank import (  # noqa: E402
     WEIGHT_FIELDS,
     InvalidInputError,
@@ -468,15 +469,18 @@ def test_chunking_does_not_change_the_scores(rows: int, chunk_rows: int, seed: i
     )
 
 
-def test_progress_bar_appears_only_above_one_chunk(capsys: pytest.CaptureFixture[str]) -> None:
+def test_progress_bar_appears_only_for_large_frames(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(reelrank._frame, "_PROGRESS_MIN_ROWS", 20)
+    score_frame(video_frame(rows=20), now=NOW, chunk_rows=7)
+    assert capsys.readouterr().err == ""
     frame = video_frame(rows=30)
-    score_frame(frame, now=NOW, chunk_rows=30)
-    assert capsys.readouterr().err == ""
-    score_frame(frame, now=NOW, chunk_rows=10)
+    score_frame(frame, now=NOW, chunk_rows=7)
     assert "scoring: 100%" in capsys.readouterr().err
-    score_frame(frame, now=NOW, chunk_rows=10, progress=False)
+    score_frame(frame, now=NOW, chunk_rows=7, progress=False)
     assert capsys.readouterr().err == ""
-    score_frame(frame, now=NOW, progress=True)
+    score_frame(video_frame(rows=5), now=NOW, progress=True)
     assert "scoring: 100%" in capsys.readouterr().err
 
 

@@ -41,6 +41,9 @@ _INPUT_COLUMNS: tuple[str, ...] = (
 )
 """The columns :func:`score_frame` requires; ``affinity`` and ``dl_score`` are optional."""
 
+_PROGRESS_MIN_ROWS = 1_000_000
+"""Frames with more rows show a progress bar unless ``progress`` says otherwise."""
+
 _UNIT_INTERVAL_COLUMNS = ("affinity", "dl_score")
 _EXTRA_HINT = 'install the frame extra: pip install "reelrank[frame]"'
 _NANOSECONDS_PER_UNIT = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
@@ -339,7 +342,7 @@ def _score_columns(
     placeholder_ids = np.zeros(min(total, chunk_rows), dtype=np.int64)
     scores: list[npt.NDArray[np.float32]] = []
     contributions: list[npt.NDArray[np.float32]] = []
-    show = total > chunk_rows if progress is None else progress
+    show = total > _PROGRESS_MIN_ROWS if progress is None else progress
     bar = None
     if show:
         tqdm = _optional_import("tqdm")
@@ -383,7 +386,7 @@ def score_frame(
     config: RankingConfig | None = None,
     now: dt.datetime | float | None = None,
     progress: bool | None = None,
-    chunk_rows: int = 1_000_000,
+    chunk_rows: int = 131_072,
 ) -> pd.DataFrame: ...
 
 
@@ -394,7 +397,7 @@ def score_frame(
     config: RankingConfig | None = None,
     now: dt.datetime | float | None = None,
     progress: bool | None = None,
-    chunk_rows: int = 1_000_000,
+    chunk_rows: int = 131_072,
 ) -> pa.Table: ...
 
 
@@ -404,7 +407,7 @@ def score_frame(
     config: RankingConfig | None = None,
     now: dt.datetime | float | None = None,
     progress: bool | None = None,
-    chunk_rows: int = 1_000_000,
+    chunk_rows: int = 131_072,
 ) -> Any:
     """Score every row of a pandas DataFrame or pyarrow Table and explain each score.
 
@@ -429,10 +432,11 @@ def score_frame(
         config: the weights and signal parameters; the defaults when ``None``.
         now: the moment freshness is measured from, as a timezone-aware datetime or
             epoch seconds; the current time when ``None``. Every row uses the same moment.
-        progress: show a tqdm progress bar on stderr; ``None`` shows one only when the
-            frame is larger than one chunk.
-        chunk_rows: rows handed to the scoring engine at a time; memory for the
-            intermediate arrays grows with it, and the progress bar advances per chunk.
+        progress: show a tqdm progress bar on stderr; ``None`` shows one only for
+            frames of more than a million rows.
+        chunk_rows: rows handed to the scoring engine at a time. The engine's working
+            arrays grow with it; chunks that fit the CPU caches score fastest, and the
+            progress bar advances once per chunk.
 
     Returns:
         A new DataFrame or Table; the input is not modified.

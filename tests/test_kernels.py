@@ -214,17 +214,22 @@ def test_batch_kernel_adds_affinity_to_shared_scores_and_flags_bad_values() -> N
     ranker = Ranker()
     static = kernel_scores(candidates, ranker)
     users = rng.uniform(0, 1, (9, 333)).astype(np.float32)
+    w_affinity = ranker._params[K.P_W_AFFINITY]
     out = np.empty_like(users)
-    assert K.batch_kernel(static, users, ranker._params[K.P_W_AFFINITY], out)
+    assert K.batch_kernel(static, users, w_affinity, out)
     for row, user in zip(out, users, strict=True):
         # Equal up to the rounding order fast-math may pick: within one float32 ulp.
         np.testing.assert_allclose(
             row, kernel_scores(candidates, ranker, user), atol=6e-8, rtol=0
         )
+    serial_out = np.empty_like(users)
+    assert K.batch_kernel_serial(static, users, w_affinity, serial_out)
+    np.testing.assert_array_equal(serial_out, out)
     for bad in (np.nan, -0.01, 1.01, np.inf):
         broken = users.copy()
         broken[4, 100] = bad
-        assert not K.batch_kernel(static, broken, ranker._params[K.P_W_AFFINITY], out)
+        assert not K.batch_kernel(static, broken, w_affinity, out)
+        assert not K.batch_kernel_serial(static, broken, w_affinity, out)
 
 
 def test_affinity_table_kernel_ignores_unknown_creators_and_rejects_bad_values() -> None:

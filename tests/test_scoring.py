@@ -20,6 +20,7 @@ from reelrank import (
     RankingConfig,
     warmup,
 )
+from reelrank import _kernels as kernels
 
 NOW = 1.7e9
 # Scores are float32 sums of five float32 terms in [0, 1]; the publish time is stored
@@ -236,6 +237,24 @@ def test_score_batch_matches_per_user_scores() -> None:
         np.testing.assert_allclose(
             row, ref.score(columns, NOW, ranker.config, user), atol=ATOL, rtol=0
         )
+
+
+def test_large_score_batch_runs_in_parallel_with_the_same_results() -> None:
+    rng = np.random.default_rng(10)
+    n = 1_000
+    candidates = build(ref.random_columns(rng, n, now=NOW))
+    ranker = Ranker()
+    users = rng.uniform(0.0, 1.0, (1_000, n)).astype(np.float32)
+    assert users.size >= kernels.PARALLEL_MIN_SCORES
+    batch = ranker.score_batch(candidates, users, now=NOW)
+    for u in (0, 499, 999):
+        np.testing.assert_allclose(
+            batch[u], ranker.score(candidates, now=NOW, affinity=users[u]), atol=1e-7, rtol=0
+        )
+    users[500, 3] = np.nan
+    with pytest.raises(InvalidInputError) as info:
+        ranker.score_batch(candidates, users, now=NOW)
+    assert info.value.field == "affinity"
 
 
 def test_candidates_and_ranking_are_immutable() -> None:

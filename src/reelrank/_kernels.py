@@ -34,6 +34,7 @@ __all__ = [
     "FASTMATH",
     "N_PARAMS",
     "N_ROWS",
+    "PARALLEL_MIN_SCORES",
     "P_COMMENT_WEIGHT",
     "P_COMPLETION_PRIOR_MASS",
     "P_COMPLETION_PRIOR_MEAN",
@@ -60,6 +61,7 @@ __all__ = [
     "ROW_VIEWS",
     "affinity_table_kernel",
     "batch_kernel",
+    "batch_kernel_serial",
     "explain_kernel",
     "in_unit_interval_kernel",
     "rank_kernel",
@@ -105,6 +107,10 @@ P_ENGAGEMENT_PRIOR_RATE = 14
 P_ENGAGEMENT_HALF_SATURATION = 15
 P_DL_NEUTRAL = 16
 N_PARAMS = 17
+
+PARALLEL_MIN_SCORES = 1_000_000
+"""Below this many scores a batch runs on the calling thread: starting threads would cost
+more than they save."""
 
 BLOCK = 128
 """Candidates checked together against the top-k threshold before any is rescored."""
@@ -479,27 +485,39 @@ def explain_kernel(
         out[row, 4] = p[P_W_DEEP_LEARNING] * model
 
 
+@_inline
+def _add_user_affinity(static_scores: Any, user_affinity: Any, w: Any, user_scores: Any) -> bool:
+    """One user's scores from the shared part; False if an affinity is outside ``[0, 1]``."""
+    bad = False
+    for i in range(np.uint64(static_scores.size)):
+        a = user_affinity[i]
+        bad |= not (a >= _ZERO and a <= _ONE)
+        user_scores[i] = _final_score(static_scores[i], a, w)
+    return not bad
+
+
 @_parallel
 def batch_kernel(static_scores: Any, affinity: Any, w_affinity: Any, out: Any) -> bool:
-    """Add each user's affinity term to the shared user-independent scores.
+    """Add each user's affinity term to the shared user-independent scores, users in parallel.
 
     ``static_scores`` comes from :func:`score_kernel` without affinity. Returns False
     when an affinity value is NaN or outside ``[0, 1]``.
     """
-    n_users = affinity.shape[0]
-    n = static_scores.size
     w = np.float32(w_affinity)
     bad = 0
-    for u in prange(n_users):
-        user_affinity = affinity[u]
-        user_scores = out[u]
-        row_bad = False
-        for i in range(np.uint64(n)):
-            a = user_affinity[i]
-            row_bad |= not (a >= _ZERO and a <= _ONE)
-            user_scores[i] = _final_score(static_scores[i], a, w)
-        bad += 1 if row_bad else 0
+    for u in prange(affinity.shape[0]):
+        bad += 0 if _add_user_affinity(static_scores, affinity[u], w, out[u]) else 1
     return bool(bad == 0)
+
+
+@_serial
+def batch_kernel_serial(static_scores: Any, affinity: Any, w_affinity: Any, out: Any) -> bool:
+    """:func:`batch_kernel` on the calling thread, for batches too small to share out."""
+    w = np.float32(w_affinity)
+    valid = True
+    for u in range(affinity.shape[0]):
+        valid &= _add_user_affinity(static_scores, affinity[u], w, out[u])
+    return valid
 
 
 @_serial

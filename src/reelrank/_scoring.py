@@ -516,7 +516,9 @@ class Ranker:
 
         Returns:
             ``float32`` scores of shape ``(users, n)``. The user-independent part of the
-            score is computed once; users are scored in parallel.
+            score is computed once; users are scored in parallel on numba's threads,
+            except in batches of fewer than a million scores, where starting threads would
+            cost more than it saves.
         """
         cands = _check_candidates(candidates)
         if not isinstance(affinity, np.ndarray) or affinity.ndim != 2:
@@ -532,7 +534,12 @@ class Ranker:
         static = np.empty(len(cands), dtype=np.float32)
         kernels.score_kernel(cands._features, None, None, self._params, now_hours, static)
         out = np.empty(values.shape, dtype=np.float32)
-        if not kernels.batch_kernel(static, values, self._params[kernels.P_W_AFFINITY], out):
+        batch = (
+            kernels.batch_kernel
+            if values.size >= kernels.PARALLEL_MIN_SCORES
+            else kernels.batch_kernel_serial
+        )
+        if not batch(static, values, self._params[kernels.P_W_AFFINITY], out):
             raise InvalidInputError("affinity", "values must lie in [0, 1]")
         return out
 
@@ -553,3 +560,7 @@ def warmup() -> None:
         ranker.rank(candidates, k=1, now=7200.0, affinity=affinity, seen=[2], explain=True)
         ranker.score(candidates, now=7200.0, affinity=affinity)
     ranker.score_batch(candidates, per_candidate.reshape(1, 2), now=7200.0)
+    # score_batch only goes parallel for large batches; compile that kernel too.
+    static = ranker.score(candidates, now=7200.0)
+    out = np.empty((1, 2), dtype=np.float32)
+    kernels.batch_kernel(static, per_candidate.reshape(1, 2), np.float32(0.0), out)

@@ -696,3 +696,39 @@ def test_refresh_candidates_without_any_pool_is_unavailable(make_world: Any) -> 
     world.catalog.fail()
     with pytest.raises(FeedUnavailableError):
         world.service.refresh_candidates()
+
+
+def test_experiment_resolve_plugs_into_the_variant_hook(make_world: Any) -> None:
+    from reelrank import Experiment, Variant
+
+    world: World = make_world()
+    fresh = RankingConfig(
+        freshness=1.0, completion=0.0, engagement=0.0, affinity=0.0, deep_learning=0.0
+    )
+    experiment = Experiment(
+        name="fresh-first",
+        salt="fresh-first-1",
+        variants=[
+            Variant(name="control", share=0.5),
+            Variant(name="fresh", share=0.5, config=fresh),
+        ],
+    )
+    with FeedRankingService(
+        catalog=world.catalog.proxy,
+        events=world.events.proxy,
+        seen=world.seen.proxy,
+        cache=world.cache,
+        assign_variant=experiment.resolve,
+        clock=world.clock.now,
+        monotonic=world.clock.monotonic,
+    ) as service:
+        variants = set()
+        for user in range(1, 21):
+            page = service.feed(user, 3)
+            expected = experiment.assign(user).name
+            variants.add(page.variant)
+            assert page.variant == expected
+            assert world.local.get(user, expected) is not None
+            if expected == "fresh":
+                assert all(item.breakdown["completion"] == 0.0 for item in page.items)
+        assert variants == {"control", "fresh"}

@@ -732,3 +732,32 @@ def test_experiment_resolve_plugs_into_the_variant_hook(make_world: Any) -> None
             if expected == "fresh":
                 assert all(item.breakdown["completion"] == 0.0 for item in page.items)
         assert variants == {"control", "fresh"}
+
+
+@pytest.mark.parametrize("kind", ["none", "lru", "single", "tiered"])
+def test_any_cache_shape_serves_and_counts(make_world: Any, kind: str) -> None:
+    world: World = make_world()
+    cache: Any = {
+        "none": None,
+        "lru": LRUFeedCache(),
+        "single": FaultInjector(InMemoryFeedCache(), name="cache").proxy,
+        "tiered": TieredFeedCache(LRUFeedCache(), InMemoryFeedCache()),
+    }[kind]
+    with FeedRankingService(
+        catalog=world.catalog.proxy,
+        events=world.events.proxy,
+        seen=world.seen.proxy,
+        cache=cache,
+        clock=world.clock.now,
+        monotonic=world.clock.monotonic,
+    ) as service:
+        first = service.feed(1, 5)
+        second = service.feed(1, 5, first.next_cursor)
+        stats = service.stats()
+    assert not set(world.ids(first)) & set(world.ids(second))
+    assert second.from_cache is (kind != "none")
+    expected_levels = {"none": 0, "lru": 1, "single": 1, "tiered": 2}[kind]
+    assert len(stats.cache_levels) == expected_levels
+    if expected_levels:
+        assert (stats.cache_levels[0].hits, stats.cache_levels[0].misses) == (1, 1)
+    assert stats.pages_from_cache == (0 if kind == "none" else 1)

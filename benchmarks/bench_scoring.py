@@ -195,7 +195,7 @@ def bare_read(features: Any, creator_index: Any) -> float:
     rows = (features[0], features[1], features[2], features[3], features[4], features[5],
             features[6])
     total = np.float32(0.0)
-    creators = np.int32(0)
+    creators = 0
     for i in range(np.uint64(creator_index.size)):
         total += (
             rows[0][i] + rows[1][i] + rows[2][i] + rows[3][i] + rows[4][i] + rows[5][i]

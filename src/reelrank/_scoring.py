@@ -110,7 +110,7 @@ class Candidates:
     _features: npt.NDArray[np.float32]
     _epoch: float
     _creators: npt.NDArray[np.int64]
-    _creator_index: npt.NDArray[np.int32]
+    _creator_index: npt.NDArray[np.uint32]
 
     def __init__(self) -> None:
         raise TypeError("build Candidates with Candidates.from_arrays(...)")
@@ -190,7 +190,8 @@ class Candidates:
         self._features = _readonly(features)
         self._epoch = epoch
         self._creators = _readonly(creators)
-        self._creator_index = _readonly(np.ascontiguousarray(creator_index, dtype=np.int32))
+        # Unsigned, so the kernels' table lookups skip negative-index wrap-around.
+        self._creator_index = _readonly(np.ascontiguousarray(creator_index, dtype=np.uint32))
         return self
 
     def __len__(self) -> int:
@@ -292,7 +293,7 @@ def _now_seconds(now: Now) -> float:
 
 def _affinity_inputs(
     candidates: Candidates, affinity: Affinity
-) -> tuple[npt.NDArray[np.float32] | None, npt.NDArray[np.int32] | None]:
+) -> tuple[npt.NDArray[np.float32] | None, npt.NDArray[np.uint32] | None]:
     """Turn ``affinity`` into ``(values, creator_index)`` for the kernels."""
     if affinity is None:
         return None, None

@@ -561,14 +561,10 @@ class FeedRankingService:
         tag = _config_tag(ranking)
         cached = self._cache_get(user_id, variant, request)
         if cached is not None and self._is_current(cached, tag, now):
-            offset = self._offset_in(cached, state)
-            if offset < len(cached.video_ids):
-                page = self._page(
-                    cached, offset, limit, user_id, ranking, now, request, from_cache=True
-                )
-                if page.items:
-                    self._count(pages=1, cached=1, degraded=request.is_degraded)
-                    return page
+            page = self._page(cached, state, limit, user_id, ranking, now, request, from_cache=True)
+            if page.items:
+                self._count(pages=1, cached=1, degraded=request.is_degraded)
+                return page
         # When the catalog fails, a snapshot we already have beats a ranking from stale
         # candidates; a used-up snapshot does not.
         try:
@@ -579,9 +575,8 @@ class FeedRankingService:
             if cached is not None:
                 fallback = _Request(list(request.degraded))
                 fallback.report("catalog", "cached snapshot")
-                offset = self._offset_in(cached, state)
                 page = self._page(
-                    cached, offset, limit, user_id, ranking, now, fallback, from_cache=True
+                    cached, state, limit, user_id, ranking, now, fallback, from_cache=True
                 )
                 if page.items:
                     self._count(pages=1, cached=1, degraded=1)
@@ -601,7 +596,7 @@ class FeedRankingService:
         self._cache_put([snapshot], degraded_ranking, request)
         self._count(ranked=1)
         # A fresh snapshot already leaves out everything seen, so no seen lookup is needed.
-        page = self._page(snapshot, 0, limit, user_id, ranking, now, request, check_seen=False)
+        page = self._page(snapshot, None, limit, user_id, ranking, now, request, check_seen=False)
         self._count(pages=1, degraded=request.is_degraded)
         return page
 
@@ -611,17 +606,10 @@ class FeedRankingService:
         age = (now - snapshot.created_at).total_seconds()
         return snapshot.config_tag == tag and age < self.config.snapshot_ttl_seconds
 
-    def _offset_in(self, snapshot: FeedSnapshot, state: CursorState | None) -> int:
-        # A cursor pins one snapshot; for any other (replaced, expired, re-ranked) the
-        # page starts at the top and the seen filter removes what was already shown.
-        if state is not None and state.snapshot_id == _snapshot_id(snapshot):
-            return state.offset
-        return 0
-
     def _page(
         self,
         snapshot: FeedSnapshot,
-        offset: int,
+        state: CursorState | None,
         limit: int,
         user_id: int,
         ranking: RankingConfig,
@@ -631,13 +619,19 @@ class FeedRankingService:
         from_cache: bool = False,
         check_seen: bool = True,
     ) -> FeedPage:
-        """Cut ``limit`` unseen items from ``snapshot`` at ``offset`` and mark them seen.
+        """Cut ``limit`` unseen items from ``snapshot`` and mark them seen.
+
+        A cursor (``state``) pins one snapshot: the page continues at its offset. For
+        any other snapshot (replaced, expired, re-ranked) the page starts at the top and
+        the seen filter removes what was already shown.
 
         Filtering and marking run as one guarded call, so a page costs one round trip
         to the seen store's worker thread. If that call fails, the page is cut in
         snapshot order without the filter and marking is tried once more on its own.
         """
         ids = snapshot.video_ids
+        snapshot_id = _snapshot_id(snapshot)
+        offset = state.offset if state is not None and state.snapshot_id == snapshot_id else 0
         since = now - timedelta(seconds=ranking.seen_window_seconds)
         guard = self._guards["seen"]
 
@@ -682,7 +676,7 @@ class FeedRankingService:
         next_cursor = None
         if not exhausted:
             next_cursor = self._cursors.encode(
-                CursorState(str(user_id), _snapshot_id(snapshot), position, now.timestamp())
+                CursorState(str(user_id), snapshot_id, position, now.timestamp())
             )
         return FeedPage.model_construct(
             items=items,

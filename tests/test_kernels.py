@@ -111,7 +111,7 @@ def test_freshness_underflows_to_tiny_not_garbage() -> None:
     assert ((got[1:] >= 0.0) & (got[1:] < 1e-30)).all()
 
 
-@pytest.mark.parametrize("k", [1, 49, 127, 128, 129, 300, 1000])
+@pytest.mark.parametrize("k", [1, 49, 63, 64, 65, 128, 300, 1000])
 def test_all_ties_are_ordered_by_video_id(k: int) -> None:
     n = 700
     rng = np.random.default_rng(k)

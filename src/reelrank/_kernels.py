@@ -112,7 +112,7 @@ PARALLEL_MIN_SCORES = 1_000_000
 """Below this many scores a batch runs on the calling thread: starting threads would cost
 more than they save."""
 
-BLOCK = 128
+BLOCK = 64
 """Candidates checked together against the top-k threshold before any is rescored."""
 
 _ZERO = np.float32(0.0)

@@ -1013,16 +1013,15 @@ class FeedRankingService:
         )
         contributions = result.contributions
         assert contributions is not None  # requested with explain=True
-        scores = result.scores[order].astype(np.float64)
         # The snapshot is built from validated arrays, so pydantic's per-value checks
         # are skipped; values are converted to plain Python numbers for any backend.
         return FeedSnapshot.model_construct(
             user_id=user_id,
             variant=variant,
             video_ids=tuple(result.video_ids[order].tolist()),
-            scores=tuple(scores.tolist()),
+            scores=tuple(result.scores[order].tolist()),
             signals=WEIGHT_FIELDS,
-            contributions=tuple(map(tuple, contributions[order].astype(np.float64).tolist())),
+            contributions=tuple(map(tuple, contributions[order].tolist())),
             created_at=now.astimezone(UTC),
             config_tag=tag,
         )

@@ -248,7 +248,12 @@ def build_default_services(
     settings = settings or Settings()
     clock = clock or _utc_now
     stores = redis_stores(settings) if settings.redis_url is not None else memory_stores()
-    embeddings = seed_synthetic_catalog(stores, settings, now=clock())
+    try:
+        embeddings = seed_synthetic_catalog(stores, settings, now=clock())
+    except BaseException:
+        for close in stores.closers:
+            close()
+        raise
     return build_services(dataclasses.replace(stores, embeddings=embeddings), settings, clock=clock)
 
 

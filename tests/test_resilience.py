@@ -165,7 +165,7 @@ def guard(
         pool=pool,
         breaker=CircuitBreaker("catalog", failure_threshold=threshold),
         deadline_seconds=deadline,
-        max_in_flight=in_flight,
+        max_stalled=in_flight,
     )
 
 
@@ -191,9 +191,10 @@ def test_stalled_calls_cannot_take_more_than_their_bulkhead(release: threading.E
     for _ in range(2):
         with pytest.raises(StoreTimeoutError):
             g.call(release.wait)
-    with pytest.raises(StoreUnavailableError, match="still running"):
+    with pytest.raises(StoreUnavailableError, match="stalled"):
         g.call(release.wait)
     assert pool.worker_count == 2
+    assert g.stalled == 2
     # Another dependency sharing the pool is not starved by the stalled one.
     other = guard(pool)
     assert other.call(lambda: "ok") == "ok"
@@ -246,7 +247,7 @@ def test_inline_guard_runs_on_the_callers_thread_behind_the_breaker() -> None:
         pool=WorkerPool(1),
         breaker=CircuitBreaker("seen", failure_threshold=1),
         deadline_seconds=0.05,
-        max_in_flight=1,
+        max_stalled=1,
         inline=True,
     )
     assert g.call(threading.current_thread) is threading.current_thread()
@@ -259,3 +260,22 @@ def test_inline_guard_runs_on_the_callers_thread_behind_the_breaker() -> None:
     with pytest.raises(StoreUnavailableError):
         g.call(lambda: 1)
     assert (g.stats.calls, g.stats.failures, g.stats.rejected) == (3, 1, 1)
+
+
+def test_many_healthy_calls_at_once_are_never_refused() -> None:
+    pool = WorkerPool(16)
+    g = guard(pool, deadline=10.0, in_flight=1)
+    gate = threading.Barrier(9)
+
+    def wait_for_all() -> int:
+        gate.wait(timeout=10)  # all eight calls run at the same moment
+        return 1
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=8) as callers:
+        futures = [callers.submit(g.call, wait_for_all) for _ in range(8)]
+        gate.wait(timeout=10)
+        assert sum(f.result(timeout=10) for f in futures) == 8
+    assert g.stats.rejected == 0
+    assert g.stalled == 0

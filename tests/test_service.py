@@ -559,7 +559,7 @@ def test_variant_hook_must_return_a_tag_and_a_config(make_world: Any) -> None:
 
 def test_stalled_calls_are_bounded_by_the_bulkhead(make_world: Any) -> None:
     world: World = make_world(
-        deadlines=StoreDeadlines(seen=0.05), max_calls_in_flight=2, breaker_failure_threshold=100
+        deadlines=StoreDeadlines(seen=0.05), max_stalled_calls=2, breaker_failure_threshold=100
     )
     world.service.feed(1, 5)
     world.seen.stall(30)
@@ -761,3 +761,33 @@ def test_any_cache_shape_serves_and_counts(make_world: Any, kind: str) -> None:
     if expected_levels:
         assert (stats.cache_levels[0].hits, stats.cache_levels[0].misses) == (1, 1)
     assert stats.pages_from_cache == (0 if kind == "none" else 1)
+
+
+def test_concurrent_requests_for_different_users_never_repeat_a_video(make_world: Any) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    # Generous deadlines: this is about concurrency, not about slow stores on a busy machine.
+    slow = StoreDeadlines(catalog=30, events=30, seen=30, models=30, cache=30)
+    world: World = make_world(
+        videos=80, snapshot_size=30, refresh_pool_in_background=True, deadlines=slow
+    )
+
+    def session(user: int) -> list[int]:
+        served: list[int] = []
+        page = world.service.feed(user, 4)
+        served += world.ids(page)
+        for _ in range(12):
+            page = world.service.feed(user, 4, page.next_cursor)
+            served += world.ids(page)
+            if page.next_cursor is None:
+                break
+        return served
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(session, range(1, 17)))
+    for user, served in enumerate(results, start=1):
+        assert len(served) == len(set(served)), user
+        assert len(served) >= 30
+    stats = world.service.stats()
+    assert stats.degraded_pages == 0
+    assert stats.cache_levels[0].lookups == stats.pages

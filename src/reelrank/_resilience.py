@@ -4,11 +4,13 @@ Every store call a feed request makes goes through a :class:`DependencyGuard`:
 
 1. the dependency's :class:`CircuitBreaker` decides whether the call may be made at
    all; an open circuit fails fast with :class:`~reelrank.StoreUnavailableError`;
-2. a bulkhead caps how many calls to that dependency may be running at once, so a
-   store that stalls can tie up at most that many worker threads, never the whole pool;
-3. the call runs on a worker thread and the request waits at most the dependency's
+2. the call runs on a worker thread and the request waits at most the dependency's
    deadline for it; past that it gets :class:`~reelrank.StoreTimeoutError` and the
-   worker finishes (or stays stalled) in the background, still holding its bulkhead slot.
+   worker finishes (or stays stalled) in the background;
+3. a bulkhead caps how many such abandoned calls to one dependency may still be
+   running: once that many are stuck, further calls are refused at once, so a store
+   that hangs ties up a bounded number of worker threads, never the whole pool.
+   Healthy calls, however many run at the same time, are never refused.
 
 Worker threads are daemon threads, so a store that never returns cannot keep the
 process from exiting.
@@ -148,9 +150,9 @@ class WorkerPool:
 
     Unlike :class:`concurrent.futures.ThreadPoolExecutor`, its threads are daemons: a
     store call that never returns does not block interpreter exit. The pool starts a new
-    worker whenever every existing one is busy, so as long as the callers cap their own
-    concurrency (the bulkheads do) below ``max_workers``, a submitted call never waits
-    behind a stalled one.
+    worker whenever every existing one is busy; at ``max_workers`` further calls wait in
+    a queue, within their caller's deadline. Sized above the stalled calls the bulkheads
+    allow, stalled calls never take the workers that healthy calls need.
     """
 
     def __init__(self, max_workers: int, *, name: str = "reelrank-store") -> None:
@@ -224,7 +226,7 @@ class DependencyStats:
     timeouts: int = 0
     """Calls that ran past their deadline."""
     rejected: int = 0
-    """Calls refused without being made (open circuit or full bulkhead)."""
+    """Calls refused without being made (open circuit, or too many stalled calls)."""
 
 
 class DependencyGuard:
@@ -234,6 +236,9 @@ class DependencyGuard:
     dependency. The exception is re-raised untouched: callers degrade on
     :class:`~reelrank.StoreError` (which adapters raise for every outage), while any
     other exception is a programming error and should surface.
+
+    ``max_stalled`` is the bulkhead: how many calls that ran past their deadline may
+    still be running before further calls are refused.
 
     With ``inline=True`` calls run on the caller's thread, still behind the circuit
     breaker and counted, but without deadline or bulkhead: only for stores that live in
@@ -248,25 +253,42 @@ class DependencyGuard:
         pool: WorkerPool,
         breaker: CircuitBreaker,
         deadline_seconds: float,
-        max_in_flight: int,
+        max_stalled: int,
         inline: bool = False,
     ) -> None:
         if not (math.isfinite(deadline_seconds) and deadline_seconds > 0):
             raise ConfigError("deadline_seconds", deadline_seconds, "must be finite and positive")
-        if max_in_flight < 1:
-            raise ConfigError("max_in_flight", max_in_flight, "must be at least 1")
+        if max_stalled < 1:
+            raise ConfigError("max_stalled", max_stalled, "must be at least 1")
         self.name = name
         self.breaker = breaker
         self.deadline_seconds = deadline_seconds
         self.inline = inline
         self.stats = DependencyStats()
+        self.max_stalled = max_stalled
         self._pool = pool
-        self._slots = threading.BoundedSemaphore(max_in_flight)
+        self._stalled = 0
         self._stats_lock = threading.Lock()
 
     def _count(self, field: str) -> None:
         with self._stats_lock:
             setattr(self.stats, field, getattr(self.stats, field) + 1)
+
+    @property
+    def stalled(self) -> int:
+        """Calls that ran past their deadline and have not returned yet."""
+        with self._stats_lock:
+            return self._stalled
+
+    def _abandon(self, future: Future[Any]) -> None:
+        with self._stats_lock:
+            self._stalled += 1
+        # Runs at once if the call finished in the meantime.
+        future.add_done_callback(self._stalled_call_returned)
+
+    def _stalled_call_returned(self, _: Future[Any]) -> None:
+        with self._stats_lock:
+            self._stalled -= 1
 
     def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Call ``fn(*args, **kwargs)`` on a worker thread and wait at most the deadline."""
@@ -280,20 +302,15 @@ class DependencyGuard:
             raise StoreUnavailableError(self.name, "circuit open; call skipped")
         if self.inline:
             return self._call_inline(fn)
-        if not self._slots.acquire(blocking=False):
-            # Every slot is held by a call that is still running past its deadline.
+        if self.stalled >= self.max_stalled:
             self._count("rejected")
             self.breaker.record_failure()
-            raise StoreUnavailableError(self.name, "too many calls still running")
-        try:
-            future = self._pool.submit(fn)
-        except BaseException:
-            self._slots.release()
-            raise
-        future.add_done_callback(lambda _: self._slots.release())
+            raise StoreUnavailableError(self.name, "too many calls stalled past their deadline")
+        future = self._pool.submit(fn)
         try:
             result = future.result(timeout=deadline_seconds)
         except FutureTimeoutError:
+            self._abandon(future)
             self._count("timeouts")
             self.breaker.record_failure()
             raise StoreTimeoutError(self.name, f"no answer within {deadline_seconds:g} s") from None

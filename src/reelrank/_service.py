@@ -109,9 +109,13 @@ class FeedServiceConfig(StrictModel):
     """Consecutive failures or timeouts of a store that open its circuit breaker."""
     breaker_reset_timeout_seconds: float = Field(default=10.0, gt=0.0, allow_inf_nan=False)
     """How long an open circuit stays open before one trial call tests the store."""
-    max_calls_in_flight: int = Field(default=4, ge=1, le=1024)
-    """Most calls to one store running at once; stalled calls beyond it are refused, so
-    a hanging store cannot take every worker thread."""
+    max_stalled_calls: int = Field(default=4, ge=1, le=1024)
+    """Most calls to one store that may still be running past their deadline; while that
+    many are stuck, further calls to the store are refused at once, so a hanging store
+    ties up a bounded number of worker threads."""
+    worker_threads: int = Field(default=32, ge=1, le=4096)
+    """Worker threads for healthy store calls (threads held by stalled calls come on
+    top); calls beyond them wait for a free thread within their deadline."""
     cursor_secret: SecretStr | None = Field(default=None, min_length=16)
     """Key that signs page cursors (at least 16 characters). Every process serving the
     same users must share it; ``None`` draws a random key per service instance."""
@@ -428,7 +432,7 @@ class FeedRankingService:
             else secrets.token_bytes(32)
         )
         self._cursors = CursorCodec(secret, cfg.cursor_max_age_seconds)
-        self._pool = WorkerPool(cfg.max_calls_in_flight * len(_DEPENDENCIES))
+        self._pool = WorkerPool(cfg.worker_threads + cfg.max_stalled_calls * len(_DEPENDENCIES))
         stores: dict[str, object] = {
             "catalog": catalog,
             "events": events,
@@ -447,7 +451,7 @@ class FeedRankingService:
                     clock=monotonic,
                 ),
                 deadline_seconds=getattr(cfg.deadlines, name),
-                max_in_flight=cfg.max_calls_in_flight,
+                max_stalled=cfg.max_stalled_calls,
                 inline=cfg.inline_in_memory_stores and _is_in_memory(stores[name]),
             )
             for name in _DEPENDENCIES

@@ -18,6 +18,7 @@ from reelrank import (
     InMemoryFeedCache,
     InMemoryModelRegistry,
     InMemorySeenStore,
+    InvalidInputError,
     InvalidTransitionError,
     NotFoundError,
     ProcessingState,
@@ -365,3 +366,95 @@ def test_fault_injector_can_be_copied_and_hides_private_names() -> None:
     assert clone.proxy.seen_among(1, [1], since=EPOCH) == set()
     with pytest.raises(AttributeError):
         _ = injector._seen
+
+
+# -- bounded memory: idempotency horizon and seen retention -------------------------------
+
+_DAY = 86_400.0
+
+
+def test_event_ids_are_forgotten_after_the_idempotency_horizon() -> None:
+    clock = ManualClock()
+    store = InMemoryEventStore(idempotency_seconds=3_600, clock=clock.monotonic)
+    event = make_event("watch", completion=0.5)
+    assert store.append(event, creator_id=1) is True
+    clock.advance(3_599)
+    assert store.append(event, creator_id=1) is False
+    assert store.get_stats([1])[1].views == 1
+    clock.advance(1)
+    # Past the horizon the id is gone, so a (very) late redelivery counts again.
+    assert store.append(event, creator_id=1) is True
+    assert store.get_stats([1])[1].views == 2
+
+
+def test_forgotten_event_ids_free_their_memory() -> None:
+    clock = ManualClock()
+    store = InMemoryEventStore(idempotency_seconds=10, clock=clock.monotonic)
+    for _ in range(50):
+        store.append(make_event("share"), creator_id=1)
+        clock.advance(1)
+    # Each append drops the ids older than the horizon: only the last ten remain.
+    assert len(store._applied) == 10
+    assert store.get_stats([1])[1].shares == 50
+
+
+def test_without_a_horizon_event_ids_are_kept_for_good() -> None:
+    clock = ManualClock()
+    store = InMemoryEventStore(idempotency_seconds=None, clock=clock.monotonic)
+    event = make_event("like")
+    assert store.append(event, creator_id=1) is True
+    clock.advance(10 * 365 * _DAY)
+    assert store.append(event, creator_id=1) is False
+
+
+def test_engagement_log_forgets_ids_after_its_horizon() -> None:
+    clock = ManualClock()
+    log = InMemoryEngagementLog(idempotency_seconds=60, clock=clock.monotonic)
+    event = make_event("comment")
+    assert log.record(event) is True
+    clock.advance(59)
+    assert log.record(event) is False
+    clock.advance(1)
+    assert log.record(event) is True
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf"), "60", True])
+def test_bad_retention_settings_name_the_field(bad: object) -> None:
+    with pytest.raises(InvalidInputError) as info:
+        InMemoryEventStore(idempotency_seconds=bad)  # type: ignore[arg-type]
+    assert info.value.field == "idempotency_seconds"
+    with pytest.raises(InvalidInputError) as info:
+        InMemoryEngagementLog(idempotency_seconds=bad)  # type: ignore[arg-type]
+    assert info.value.field == "idempotency_seconds"
+    with pytest.raises(InvalidInputError) as info:
+        InMemorySeenStore(retention_seconds=bad)  # type: ignore[arg-type]
+    assert info.value.field == "retention_seconds"
+
+
+def test_seen_marks_older_than_the_retention_are_dropped_on_write() -> None:
+    store = InMemorySeenStore(retention_seconds=_DAY)
+    # One video a minute for ten days: without trimming the store would hold 14,400 marks.
+    for minute in range(10 * 24 * 60):
+        store.mark_seen(1, [minute + 1], EPOCH + timedelta(minutes=minute))
+    # The trim runs when the marks have doubled, so at most two days' worth remain.
+    assert 24 * 60 <= len(store) <= 2 * 24 * 60 + 1
+    last = EPOCH + timedelta(minutes=10 * 24 * 60 - 1)
+    within_a_day = store.recently_seen(1, since=last - timedelta(days=1), limit=10_000)
+    assert len(within_a_day) == 24 * 60 + 1
+
+
+def test_seen_trimming_keeps_everything_inside_the_retention() -> None:
+    store = InMemorySeenStore(retention_seconds=30 * _DAY)
+    for step in range(500):
+        store.mark_seen(7, [step + 1], EPOCH + timedelta(hours=step))
+    since = EPOCH + timedelta(hours=499) - timedelta(days=30)
+    kept = store.recently_seen(7, since=since, limit=1_000)
+    assert kept == list(range(500, 500 - len(kept), -1))
+    assert len(kept) == 500  # 500 hours is less than 30 days: nothing was due
+
+
+def test_seen_store_without_retention_keeps_every_mark() -> None:
+    store = InMemorySeenStore(retention_seconds=None)
+    for day in range(200):
+        store.mark_seen(1, [day + 1], EPOCH + timedelta(days=day))
+    assert len(store) == 200

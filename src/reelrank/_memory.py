@@ -11,9 +11,10 @@ import bisect
 import heapq
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 from ._models import (
@@ -48,6 +49,16 @@ __all__ = [
     "InMemorySeenStore",
 ]
 
+_DAY_SECONDS = 86_400.0
+
+DEFAULT_IDEMPOTENCY_SECONDS = 7 * _DAY_SECONDS
+"""How long the in-memory stores remember an accepted event id by default: a week,
+far beyond any client's retries (the Redis adapter's default too)."""
+
+DEFAULT_SEEN_RETENTION_SECONDS = 30 * _DAY_SECONDS
+"""How long :class:`InMemorySeenStore` keeps a seen mark by default: the default
+:attr:`~reelrank.RankingConfig.seen_window_days`."""
+
 
 def _check_ids(field: str, values: Sequence[int]) -> list[int]:
     if isinstance(values, str | bytes) or not isinstance(values, Sequence):
@@ -62,6 +73,57 @@ def _check_ids(field: str, values: Sequence[int]) -> list[int]:
 
 
 _T = TypeVar("_T")
+
+
+def _check_retention(field: str, value: object) -> float | None:
+    if value is None:
+        return None
+    seconds = finite_or_raise(field, value)
+    if seconds <= 0.0:
+        raise InvalidInputError(field, f"must be None or > 0, got {value!r}")
+    return seconds
+
+
+class IdempotencyWindow:
+    """The event ids accepted within the last ``horizon_seconds`` of ``clock``.
+
+    An id is forgotten ``horizon_seconds`` after it was accepted (never, with
+    ``None``), so memory holds only the ids a client could still retry. Ids are
+    accepted in clock order, so expiry pops the oldest from the front of a queue:
+    constant amortised time per accepted id. Not thread-safe: the owning store's lock
+    guards it.
+    """
+
+    def __init__(
+        self,
+        horizon_seconds: float | None = DEFAULT_IDEMPOTENCY_SECONDS,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._horizon = _check_retention("idempotency_seconds", horizon_seconds)
+        self._clock = clock
+        self._ids: set[str] = set()
+        self._accepted: deque[tuple[float, str]] = deque()
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def accept(self, event_id: str) -> bool:
+        """Remember ``event_id``; ``False`` if it is remembered already."""
+        if self._horizon is None:
+            if event_id in self._ids:
+                return False
+            self._ids.add(event_id)
+            return True
+        now = self._clock()
+        oldest_kept = now - self._horizon
+        while self._accepted and self._accepted[0][0] <= oldest_kept:
+            self._ids.discard(self._accepted.popleft()[1])
+        if event_id in self._ids:
+            return False
+        self._ids.add(event_id)
+        self._accepted.append((now, event_id))
+        return True
 
 
 def _check_instance(field: str, value: object, kind: type[_T]) -> _T:
@@ -225,13 +287,22 @@ class InMemoryEventStore:
     liking each video, per-video counts and per-(user, creator) affinity credit.
     Built :class:`~reelrank.VideoStats` are kept until the video's next event, because
     building thousands of models per feed request would cost more than the ranking.
-    Applied event ids are kept for the store's lifetime, so memory grows with the
-    number of events.
+
+    An applied ``event_id`` is remembered for ``idempotency_seconds`` of ``clock``
+    (default a week, like the Redis adapter); a redelivery after that is
+    applied again. ``None`` remembers every id for the store's lifetime, so memory then
+    grows with the number of events. ``clock`` returns seconds from any fixed origin
+    (default :func:`time.monotonic`); tests pass a fake one.
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        idempotency_seconds: float | None = DEFAULT_IDEMPOTENCY_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._lock = threading.Lock()
-        self._applied: set[str] = set()
+        self._applied = IdempotencyWindow(idempotency_seconds, clock=clock)
         self._counts: dict[int, _Counts] = {}
         self._built: dict[int, VideoStats] = {}
         self._likers: dict[int, set[int]] = {}
@@ -246,9 +317,8 @@ class InMemoryEventStore:
         if kind is EngagementKind.WATCH and event.completion is None:
             raise InvalidInputError("completion", "a watch must carry completion when appended")
         with self._lock:
-            if event.event_id in self._applied:
+            if not self._applied.accept(event.event_id):
                 return False
-            self._applied.add(event.event_id)
             self._built.pop(event.video_id, None)
             counts = self._counts.setdefault(event.video_id, _Counts())
             changes_state = True
@@ -326,12 +396,29 @@ class InMemoryEventStore:
 # -- seen -------------------------------------------------------------------------------
 
 
-class InMemorySeenStore:
-    """A :class:`~reelrank.SeenStore`: per user, the last time each video was seen."""
+_MIN_SEEN_BEFORE_TRIM = 64
 
-    def __init__(self) -> None:
+
+class InMemorySeenStore:
+    """A :class:`~reelrank.SeenStore`: per user, the last time each video was seen.
+
+    A write forgets the user's marks older than ``retention_seconds`` before the
+    write's time ``at`` (default 30 days, the default seen window; ``None`` keeps every
+    mark), like the Redis seen store does.
+    Keep it at least as long as the longest seen window any reader asks about. To stay
+    cheap the trim runs only when the user's marks have doubled since the last one, so
+    each write costs constant amortised time and a user holds at most about twice the
+    marks of one retention period.
+    """
+
+    def __init__(
+        self, *, retention_seconds: float | None = DEFAULT_SEEN_RETENTION_SECONDS
+    ) -> None:
+        retention = _check_retention("retention_seconds", retention_seconds)
+        self._retention = None if retention is None else timedelta(seconds=retention)
         self._lock = threading.Lock()
         self._seen: dict[int, dict[int, datetime]] = {}
+        self._trim_at: dict[int, int] = {}
 
     def mark_seen(self, user_id: int, video_ids: Sequence[int], at: datetime) -> None:
         """Record views at ``at``; a later time wins over an earlier one."""
@@ -344,6 +431,18 @@ class InMemorySeenStore:
                 previous = seen.get(vid)
                 if previous is None or previous < when:
                     seen[vid] = when
+            if self._retention is not None and len(seen) >= self._trim_at.get(
+                user_id, _MIN_SEEN_BEFORE_TRIM
+            ):
+                oldest_kept = when - self._retention
+                for vid in [vid for vid, seen_at in seen.items() if seen_at < oldest_kept]:
+                    del seen[vid]
+                self._trim_at[user_id] = max(_MIN_SEEN_BEFORE_TRIM, 2 * len(seen))
+
+    def __len__(self) -> int:
+        """Seen marks held, over every user (trimmed ones excluded)."""
+        with self._lock:
+            return sum(len(seen) for seen in self._seen.values())
 
     def seen_among(self, user_id: int, video_ids: Sequence[int], *, since: datetime) -> set[int]:
         """The requested ids seen at or after ``since``."""

@@ -21,7 +21,8 @@ from __future__ import annotations
 import bisect
 import contextlib
 import threading
-from collections.abc import Hashable, Iterable
+import time
+from collections.abc import Callable, Hashable, Iterable
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Literal, Protocol, TypeVar, runtime_checkable
@@ -31,6 +32,7 @@ from numpy.typing import NDArray
 from pydantic import Field
 
 from ._config import StrictModel
+from ._memory import DEFAULT_IDEMPOTENCY_SECONDS, IdempotencyWindow
 from ._models import (
     DomainModel,
     EngagementEvent,
@@ -241,12 +243,22 @@ class InMemoryEngagementLog:
     """An :class:`~reelrank.protocols.EngagementLog` holding every recorded event.
 
     Events are kept sorted by ``(occurred_at, event_id)``, globally and per user, so a
-    time-window read is two binary searches. Thread-safe.
+    time-window read is two binary searches. Thread-safe. Old events stay until
+    :meth:`prune` drops them.
+
+    A recorded ``event_id`` is remembered for ``idempotency_seconds`` of ``clock``
+    (default a week, as in :class:`~reelrank.InMemoryEventStore`); ``None`` remembers
+    every id for the log's lifetime.
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        idempotency_seconds: float | None = DEFAULT_IDEMPOTENCY_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._lock = threading.Lock()
-        self._seen_ids: set[str] = set()
+        self._recorded_ids = IdempotencyWindow(idempotency_seconds, clock=clock)
         self._keys: list[tuple[datetime, str]] = []
         self._events: list[EngagementEvent] = []
         self._user_keys: dict[int, list[tuple[datetime, str]]] = {}
@@ -261,9 +273,8 @@ class InMemoryEngagementLog:
             raise InvalidInputError("event", "must be an EngagementEvent")
         key = (event.occurred_at, event.event_id)
         with self._lock:
-            if event.event_id in self._seen_ids:
+            if not self._recorded_ids.accept(event.event_id):
                 return False
-            self._seen_ids.add(event.event_id)
             position = bisect.bisect_right(self._keys, key)
             self._keys.insert(position, key)
             self._events.insert(position, event)
@@ -277,7 +288,8 @@ class InMemoryEngagementLog:
     def prune(self, before: datetime) -> int:
         """Forget events that occurred before ``before``; returns how many.
 
-        Their ids are still remembered, so a late redelivery is not recorded again.
+        Their ids are still remembered (for the idempotency horizon), so a late
+        redelivery is not recorded again.
         Call it now and then with the oldest time any reader looks back to.
         """
         before = check_aware("before", before)

@@ -116,7 +116,9 @@ class EventStore(Protocol):
     """Engagement events and the aggregates derived from them.
 
     :meth:`append` is idempotent by ``event_id``: an id seen before changes nothing,
-    so a retried delivery is counted once in every statistic. The aggregates follow
+    so a retried delivery is counted once in every statistic. A backend may forget an
+    id after a retry horizon far longer than any client retries (the in-memory and
+    Redis stores default to a week), which bounds the memory ids take. The aggregates follow
     the rules in *Stores and events* of the docs:
 
     * ``watch``: ``views += 1``, ``completion_sum += completion``;

@@ -26,6 +26,7 @@ __all__ = ["Candidates", "Ranker", "Ranking", "warmup"]
 _SECONDS_PER_HOUR = 3600.0
 _INT64_MAX = np.iinfo(np.int64).max
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+_FLOAT32_TINY = float(np.finfo(np.float32).tiny)
 _EMPTY_IDS = np.empty(0, dtype=np.int64)
 _EMPTY_MASK = np.empty(0, dtype=np.bool_)
 
@@ -357,6 +358,14 @@ def _seen_inputs(
 
 
 def _params(config: RankingConfig) -> npt.NDArray[np.float32]:
+    # Pseudo-view counts too small for float32 would turn into imprecise subnormals; as
+    # zero they give the same result (with no views, the prior mean or rate itself).
+    completion_views = config.completion_prior_views
+    if completion_views < _FLOAT32_TINY:
+        completion_views = 0.0
+    engagement_views = config.engagement_prior_views
+    if engagement_views < _FLOAT32_TINY:
+        engagement_views = 0.0
     params = np.empty(kernels.N_PARAMS, dtype=np.float32)
     params[kernels.P_W_FRESHNESS] = config.freshness
     params[kernels.P_W_COMPLETION] = config.completion
@@ -365,17 +374,17 @@ def _params(config: RankingConfig) -> npt.NDArray[np.float32]:
     params[kernels.P_W_DEEP_LEARNING] = config.deep_learning
     params[kernels.P_INV_HALF_LIFE_HOURS] = 1.0 / config.freshness_half_life_hours
     params[kernels.P_COMPLETION_PRIOR_MASS] = (
-        config.completion_prior_mean * config.completion_prior_views
+        config.completion_prior_mean * completion_views
     )
-    params[kernels.P_COMPLETION_PRIOR_VIEWS] = config.completion_prior_views
+    params[kernels.P_COMPLETION_PRIOR_VIEWS] = completion_views
     params[kernels.P_COMPLETION_PRIOR_MEAN] = config.completion_prior_mean
     params[kernels.P_LIKE_WEIGHT] = config.like_weight
     params[kernels.P_SHARE_WEIGHT] = config.share_weight
     params[kernels.P_COMMENT_WEIGHT] = config.comment_weight
     params[kernels.P_ENGAGEMENT_PRIOR_MASS] = (
-        config.engagement_prior_rate * config.engagement_prior_views
+        config.engagement_prior_rate * engagement_views
     )
-    params[kernels.P_ENGAGEMENT_PRIOR_VIEWS] = config.engagement_prior_views
+    params[kernels.P_ENGAGEMENT_PRIOR_VIEWS] = engagement_views
     params[kernels.P_ENGAGEMENT_PRIOR_RATE] = config.engagement_prior_rate
     params[kernels.P_ENGAGEMENT_HALF_SATURATION] = config.engagement_half_saturation
     params[kernels.P_DL_NEUTRAL] = config.dl_neutral_score

@@ -491,9 +491,15 @@ def test_top_k_is_the_head_of_a_full_stable_sort(data: Any, n: int, k: int, ties
         columns["dl_score"] = [0.5] * n
     candidates = Candidates.from_arrays(**columns)
     seen = data.draw(st.sets(st.integers(0, max(n - 1, 0)), max_size=n))
+    affinity = data.draw(
+        st.one_of(st.none(), st.dictionaries(st.integers(0, 30), st.sampled_from([0.0, 0.5, 1.0])))
+    )
+    seen_form: Any = seen
+    if data.draw(st.booleans()):
+        seen_form = np.isin(candidates.video_ids, list(seen))
     ranker = Ranker()
-    ranking = ranker.rank(candidates, k=k, now=NOW, seen=seen)
-    scores = ranker.score(candidates, now=NOW)
+    ranking = ranker.rank(candidates, k=k, now=NOW, seen=seen_form, affinity=affinity)
+    scores = ranker.score(candidates, now=NOW, affinity=affinity)
     expected = ref.top_k(scores, candidates.video_ids, k, seen)
     assert ranking.positions.tolist() == expected
     assert not set(ranking.video_ids.tolist()) & seen

@@ -791,3 +791,32 @@ def test_concurrent_requests_for_different_users_never_repeat_a_video(make_world
     stats = world.service.stats()
     assert stats.degraded_pages == 0
     assert stats.cache_levels[0].lookups == stats.pages
+
+
+def test_seen_outage_continues_after_what_this_process_served(make_world: Any) -> None:
+    world: World = make_world(videos=40)
+    first = world.pages(1, 5, 2)
+    served = [vid for page in first for vid in world.ids(page)]
+    world.seen.fail()
+    # A first page again (no cursor), without the seen store to filter it.
+    page = world.service.feed(1, 5)
+    assert page.from_cache
+    assert fallbacks(page)["seen"] in {
+        "snapshot order after what this process served",
+        "served items not recorded as seen",
+    }
+    assert not set(world.ids(page)) & set(served)
+    assert len(page.items) == 5
+
+
+def test_seen_outage_reranking_leaves_out_what_this_process_served(make_world: Any) -> None:
+    world: World = make_world(videos=40, snapshot_size=10)
+    first = world.pages(1, 5, 2)  # uses the whole snapshot
+    served = [vid for page in first for vid in world.ids(page)]
+    world.seen.fail()
+    page = world.service.feed(1, 5, first[-1].next_cursor)
+    assert not page.from_cache
+    entries = {entry.fallback for entry in page.degraded if entry.dependency == "seen"}
+    assert "filtered by what this process served" in entries
+    assert len(page.items) == 5
+    assert not set(world.ids(page)) & set(served)

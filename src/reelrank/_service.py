@@ -11,6 +11,7 @@ import secrets
 import threading
 import time
 import zlib
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -113,6 +114,10 @@ class FeedServiceConfig(StrictModel):
     """Most calls to one store that may still be running past their deadline; while that
     many are stuck, further calls to the store are refused at once, so a hanging store
     ties up a bounded number of worker threads."""
+    served_marks_max_users: int = Field(default=100_000, ge=1)
+    """How many users' serving positions are remembered in memory: the fallback filter
+    while the seen store is unavailable (pages continue after what this process
+    served)."""
     worker_threads: int = Field(default=32, ge=1, le=4096)
     """Worker threads for healthy store calls (threads held by stalled calls come on
     top); calls beyond them wait for a free thread within their deadline."""
@@ -306,6 +311,41 @@ class _Request:
         return bool(self.degraded)
 
 
+class _ServedMarks:
+    """How far into its current snapshot each ``(user, variant)`` was served here.
+
+    Everything before the mark was served or skipped as seen. While the seen store is
+    unavailable this is what the process still knows: pages continue after the mark,
+    and a re-ranking leaves out the ids before it. Bounded: the least recently served
+    keys are forgotten first.
+    """
+
+    def __init__(self, max_keys: int) -> None:
+        self._max_keys = max_keys
+        self._lock = threading.Lock()
+        self._marks: OrderedDict[FeedKey, tuple[str, int]] = OrderedDict()
+
+    def position(self, key: FeedKey, snapshot_id: str) -> int:
+        with self._lock:
+            mark = self._marks.get(key)
+        return mark[1] if mark is not None and mark[0] == snapshot_id else 0
+
+    def advance(self, key: FeedKey, snapshot_id: str, position: int) -> None:
+        with self._lock:
+            mark = self._marks.get(key)
+            if mark is not None and mark[0] == snapshot_id:
+                position = max(position, mark[1])
+            self._marks[key] = (snapshot_id, position)
+            self._marks.move_to_end(key)
+            while len(self._marks) > self._max_keys:
+                self._marks.popitem(last=False)
+
+    def served_ids(self, snapshot: FeedSnapshot) -> list[int]:
+        """Ids of ``snapshot`` before its mark (none if the mark is for another one)."""
+        position = self.position(snapshot.key, _snapshot_id(snapshot))
+        return list(snapshot.video_ids[:position])
+
+
 class _CatalogUnavailableError(Exception):
     """The catalog failed: serve a cached snapshot if there is one.
 
@@ -458,6 +498,7 @@ class FeedRankingService:
         }
         self._cache_levels_stats: Callable[[], tuple[CacheStats, ...]]
         self._cache = self._guard_cache(cache)
+        self._served = _ServedMarks(cfg.served_marks_max_users)
         self._candidate_pool: _CandidatePool | None = None
         self._pool_lock = threading.Lock()
         self._counter_lock = threading.Lock()
@@ -573,7 +614,14 @@ class FeedRankingService:
         # candidates; a used-up snapshot does not.
         try:
             snapshot, degraded_ranking = self._rank_user(
-                user_id, variant, ranking, tag, now, request, prefer_snapshot=cached is not None
+                user_id,
+                variant,
+                ranking,
+                tag,
+                now,
+                request,
+                previous=cached,
+                prefer_snapshot=cached is not None,
             )
         except _CatalogUnavailableError as unavailable:
             if cached is not None:
@@ -591,7 +639,14 @@ class FeedRankingService:
                 ) from None
             try:
                 snapshot, degraded_ranking = self._rank_user(
-                    user_id, variant, ranking, tag, now, request, prefer_snapshot=False
+                    user_id,
+                    variant,
+                    ranking,
+                    tag,
+                    now,
+                    request,
+                    previous=cached,
+                    prefer_snapshot=False,
                 )
             except _CatalogUnavailableError:
                 raise FeedUnavailableError(
@@ -655,8 +710,9 @@ class FeedRankingService:
             picked, position, marked = guard.call(filter_and_mark)
         except StoreError:
             if check_seen:
-                request.report("seen", "snapshot order without the seen filter")
-            picked, position = _cut(ids, offset, limit, None)
+                request.report("seen", "snapshot order after what this process served")
+            resume = max(offset, self._served.position(snapshot.key, snapshot_id))
+            picked, position = _cut(ids, resume, limit, None)
             try:
                 if picked:
                     guard.call(self._seen.mark_seen, user_id, [ids[row] for row in picked], now)
@@ -673,6 +729,7 @@ class FeedRankingService:
             )
             for row in picked
         )
+        self._served.advance(snapshot.key, snapshot_id, position)
         total = len(ids)
         # The last page of a snapshot that ran out of candidates ends the feed; a full
         # snapshot that is used up continues with a freshly ranked one.
@@ -898,9 +955,13 @@ class FeedRankingService:
         now: datetime,
         request: _Request,
         *,
+        previous: FeedSnapshot | None,
         prefer_snapshot: bool,
     ) -> tuple[FeedSnapshot, bool]:
         """Rank a fresh snapshot; returns it and whether a dependency was degraded.
+
+        ``previous`` is the user's cached snapshot, if any: without the seen store, the
+        ids this process served from it are left out.
 
         Raises ``_CatalogUnavailableError`` when the catalog fails and either no
         candidate pool exists or ``prefer_snapshot`` asks to serve a cached one instead.
@@ -925,6 +986,11 @@ class FeedRankingService:
                 request.report("affinity", "ranked without affinity")
                 lost.add("affinity")
         seen = self._seen_ids(user_id, columns, ranking, now, request)
+        if seen is None and previous is not None:
+            served = self._served.served_ids(previous)
+            if served:
+                seen = np.asarray(served, dtype=np.int64)
+                request.report("seen", "filtered by what this process served")
         snapshot = self._ranked_snapshot(
             user_id,
             variant,

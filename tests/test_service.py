@@ -820,3 +820,17 @@ def test_seen_outage_reranking_leaves_out_what_this_process_served(make_world: A
     assert "filtered by what this process served" in entries
     assert len(page.items) == 5
     assert not set(world.ids(page)) & set(served)
+
+
+def test_pages_served_while_marking_failed_are_not_served_again(make_world: Any) -> None:
+    world: World = make_world(videos=40, snapshot_size=10)
+    world.seen.fail(methods=["mark_seen"])
+    first = world.pages(1, 5, 2)
+    assert "served items not recorded as seen" in {e.fallback for e in first[0].degraded}
+    served = [vid for page in first for vid in world.ids(page)]
+    world.seen.recover()
+    again = world.service.feed(1, 5)  # the used-up snapshot is ranked again
+    assert not again.from_cache
+    assert again.degraded == ()
+    assert len(again.items) == 5
+    assert not set(world.ids(again)) & set(served)

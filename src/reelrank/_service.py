@@ -691,6 +691,8 @@ class FeedRankingService:
         ids = snapshot.video_ids
         snapshot_id = _snapshot_id(snapshot)
         offset = state.offset if state is not None and state.snapshot_id == snapshot_id else 0
+        # Everything before this process's mark was served or seen already.
+        offset = max(offset, self._served.position(snapshot.key, snapshot_id))
         since = now - timedelta(seconds=ranking.seen_window_seconds)
         guard = self._guards["seen"]
 
@@ -711,8 +713,7 @@ class FeedRankingService:
         except StoreError:
             if check_seen:
                 request.report("seen", "snapshot order after what this process served")
-            resume = max(offset, self._served.position(snapshot.key, snapshot_id))
-            picked, position = _cut(ids, resume, limit, None)
+            picked, position = _cut(ids, offset, limit, None)
             try:
                 if picked:
                     guard.call(self._seen.mark_seen, user_id, [ids[row] for row in picked], now)
@@ -986,11 +987,14 @@ class FeedRankingService:
                 request.report("affinity", "ranked without affinity")
                 lost.add("affinity")
         seen = self._seen_ids(user_id, columns, ranking, now, request)
-        if seen is None and previous is not None:
-            served = self._served.served_ids(previous)
-            if served:
-                seen = np.asarray(served, dtype=np.int64)
-                request.report("seen", "filtered by what this process served")
+        # What this process served from the previous snapshot is left out even when the
+        # seen store answered: a page served while it could not record counts too.
+        served = [] if previous is None else self._served.served_ids(previous)
+        if seen is None and served:
+            request.report("seen", "filtered by what this process served")
+        if served:
+            known = np.asarray(served, dtype=np.int64)
+            seen = known if seen is None else np.concatenate([seen, known])
         snapshot = self._ranked_snapshot(
             user_id,
             variant,

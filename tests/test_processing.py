@@ -25,6 +25,7 @@ from reelrank import (
     Video,
     build_hls_master_playlist,
 )
+from reelrank.testing import ProgressStoreContract
 
 Q, T, P, R, F = (
     ProcessingState.QUEUED,
@@ -376,3 +377,9 @@ def test_random_operations_keep_every_invariant(rendition_count: int, ops: list[
             assert all(r.status is RenditionStatus.DONE for r in after.renditions)
         history.append(after)
     assert [p.updated_at for p in history] == sorted(p.updated_at for p in history)
+
+
+class TestInMemoryProgressStore(ProgressStoreContract):
+    @pytest.fixture
+    def progress_store(self) -> InMemoryProgressStore:
+        return InMemoryProgressStore()

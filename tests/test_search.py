@@ -27,7 +27,7 @@ from reelrank import (
     tokenize,
     video_quality,
 )
-from reelrank.testing import make_creator, make_event, make_video
+from reelrank.testing import SearchIndexContract, make_creator, make_event, make_video
 
 
 def terms(*items: tuple[str, bool]) -> ParsedQuery:
@@ -294,3 +294,9 @@ def test_bad_documents_are_refused_and_nothing_is_written() -> None:
     assert caught.value.field == "video_id"
     assert len(index) == 4
     assert index.search(terms(("danc", True)), limit=10) == before
+
+
+class TestInMemorySearchIndex(SearchIndexContract):
+    @pytest.fixture
+    def search_index(self) -> InMemorySearchIndex:
+        return InMemorySearchIndex()

@@ -24,7 +24,14 @@ from reelrank import (
     TrendingSnapshotStore,
     decayed_scores,
 )
-from reelrank.testing import EPOCH, FaultInjector, make_creator, make_event, make_video
+from reelrank.testing import (
+    EPOCH,
+    FaultInjector,
+    TrendingSnapshotStoreContract,
+    make_creator,
+    make_event,
+    make_video,
+)
 
 NOW = EPOCH + timedelta(days=30)
 
@@ -296,3 +303,9 @@ def test_log_rejects_bad_arguments() -> None:
         log.record("not an event")  # type: ignore[arg-type]
     assert caught.value.field == "event"
     assert len(log) == 0
+
+
+class TestInMemoryTrendingSnapshotStore(TrendingSnapshotStoreContract):
+    @pytest.fixture
+    def trending_snapshot_store(self) -> InMemoryTrendingSnapshotStore:
+        return InMemoryTrendingSnapshotStore()

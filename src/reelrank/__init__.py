@@ -45,7 +45,6 @@ from ._processing import (
     InMemoryProgressStore,
     ProcessingProgress,
     ProcessingTracker,
-    ProgressStore,
     RenditionProgress,
     RenditionStatus,
 )
@@ -58,7 +57,6 @@ from ._search import (
     SearchConfig,
     SearchDocument,
     SearchHit,
-    SearchIndex,
     VideoSearch,
     parse_query,
     tokenize,
@@ -88,7 +86,6 @@ from ._trending import (
     TrendingItem,
     TrendingKind,
     TrendingSnapshot,
-    TrendingSnapshotStore,
     decayed_scores,
 )
 from .exceptions import (
@@ -112,7 +109,10 @@ from .protocols import (
     FeedCache,
     FeedKey,
     ModelRegistry,
+    ProgressStore,
+    SearchIndex,
     SeenStore,
+    TrendingSnapshotStore,
 )
 
 __version__ = "0.1.0"

@@ -2,7 +2,7 @@
 
 A :class:`ProcessingTracker` drives the upload pipeline's state machine
 (:class:`~reelrank.ProcessingState`) and records where each video is in a
-:class:`ProgressStore`. Given a :class:`~reelrank.Catalog`, it also moves the
+:class:`~reelrank.ProgressStore`. Given a :class:`~reelrank.Catalog`, it also moves the
 catalog's copy of the video, so feeds and manifests see the same state.
 
 Rules the tracker enforces, each with a typed error and nothing written:
@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Protocol, Self, runtime_checkable
+from typing import Annotated, Self
 
 from pydantic import Field, model_validator
 
@@ -37,13 +37,12 @@ from ._models import (
     check_tag,
 )
 from .exceptions import InvalidInputError, NotFoundError
-from .protocols import Catalog
+from .protocols import Catalog, ProgressStore
 
 __all__ = [
     "InMemoryProgressStore",
     "ProcessingProgress",
     "ProcessingTracker",
-    "ProgressStore",
     "RenditionProgress",
     "RenditionStatus",
 ]
@@ -119,19 +118,8 @@ class ProcessingProgress(DomainModel):
         raise NotFoundError("rendition", name)
 
 
-@runtime_checkable
-class ProgressStore(Protocol):
-    """Where processing progress is kept, one record per video."""
-
-    def get_progress(self, video_id: int) -> ProcessingProgress | None:
-        """The progress of the video, or ``None`` if processing never started."""
-
-    def put_progress(self, progress: ProcessingProgress) -> None:
-        """Insert or replace the progress of ``progress.video_id``."""
-
-
 class InMemoryProgressStore:
-    """A :class:`ProgressStore` in a dictionary, safe to share between threads."""
+    """A :class:`~reelrank.ProgressStore` in a dictionary, safe to share between threads."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

@@ -8,7 +8,7 @@ term must match for a video to be returned.
 
 Text relevance is BM25 over field-weighted term frequencies (see :class:`SearchConfig`);
 :class:`VideoSearch` then blends it with the video's quality (:func:`video_quality`).
-:class:`SearchIndex` is the protocol a backend implements (the in-memory
+:class:`~reelrank.SearchIndex` is the protocol a backend implements (the in-memory
 :class:`InMemorySearchIndex`, or a database full-text index).
 """
 
@@ -20,14 +20,13 @@ import math
 import re
 import threading
 import unicodedata
-from typing import Protocol, runtime_checkable
 
 from pydantic import Field, model_validator
 
 from ._config import RankingConfig, StrictModel
 from ._models import MAX_ID, Creator, DomainModel, ProcessingState, Video, VideoStats, check_id
 from .exceptions import ConfigError, InvalidInputError, QueryError
-from .protocols import EventStore
+from .protocols import EventStore, SearchIndex
 
 __all__ = [
     "InMemorySearchIndex",
@@ -36,7 +35,6 @@ __all__ = [
     "SearchConfig",
     "SearchDocument",
     "SearchHit",
-    "SearchIndex",
     "VideoSearch",
     "parse_query",
     "tokenize",
@@ -208,29 +206,8 @@ def parse_query(
     return ParsedQuery(terms=tuple(terms.values()))
 
 
-@runtime_checkable
-class SearchIndex(Protocol):
-    """A full-text index of videos.
-
-    The in-memory :class:`InMemorySearchIndex` implements it with BM25; a database
-    backend (for example a PostgreSQL ``tsvector`` column with a ``GIN`` index, prefix
-    terms as ``term:*``) implements the same three methods. Scores are comparable
-    within one result only.
-    """
-
-    def index(self, document: SearchDocument) -> None:
-        """Add a document, replacing any earlier one of the same video."""
-
-    def remove(self, video_id: int) -> bool:
-        """Drop a video's document; ``True`` if there was one."""
-
-    def search(self, query: ParsedQuery, *, limit: int) -> list[tuple[int, float]]:
-        """Up to ``limit`` ``(video_id, text_score)`` pairs of videos matching every
-        term, by score descending (ties: lower id first); scores are positive."""
-
-
 class InMemorySearchIndex:
-    """A :class:`SearchIndex` kept in process: postings lists plus a sorted term list.
+    """A :class:`~reelrank.SearchIndex` kept in process: postings lists plus a sorted term list.
 
     Each term maps to its postings (video id -> field-weighted term frequency); prefix
     terms find their expansions by binary search in the sorted list of indexed terms.
@@ -428,7 +405,7 @@ class SearchHit(DomainModel):
 
 
 class VideoSearch:
-    """Searches videos: text relevance from a :class:`SearchIndex`, blended with quality.
+    """Searches videos: text relevance from a :class:`~reelrank.SearchIndex`, blended with quality.
 
     Keep the index current with :meth:`index_video` when a video is added, edited or
     changes state (only ``ready`` videos are searchable) and :meth:`remove_video` when it

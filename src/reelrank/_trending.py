@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Hashable, Iterable
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Literal, Protocol, TypeVar, runtime_checkable
+from typing import Literal, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -42,9 +42,10 @@ from ._models import (
     check_aware,
     check_id,
     check_limit,
+    finite_or_raise,
 )
 from .exceptions import InvalidInputError, StoreError
-from .protocols import Catalog, EngagementLog
+from .protocols import Catalog, EngagementLog, TrendingSnapshotStore
 
 __all__ = [
     "InMemoryEngagementLog",
@@ -54,7 +55,6 @@ __all__ = [
     "TrendingItem",
     "TrendingKind",
     "TrendingSnapshot",
-    "TrendingSnapshotStore",
     "Trending",
     "decayed_scores",
 ]
@@ -193,6 +193,13 @@ def _keys_of(video: Video, kind: TrendingKind) -> tuple[int | str, ...]:
     return video.hashtags
 
 
+def _check_kind(kind: str) -> TrendingKind:
+    try:
+        return TrendingKind(kind)
+    except ValueError as exc:
+        raise InvalidInputError("kind", f"must be 'sound' or 'hashtag', got {kind!r}") from exc
+
+
 def _trend(score: float, previous: float, tolerance: float) -> Trend:
     if previous == 0.0:
         return Trend.NEW
@@ -204,21 +211,8 @@ def _trend(score: float, previous: float, tolerance: float) -> Trend:
     return Trend.STEADY
 
 
-@runtime_checkable
-class TrendingSnapshotStore(Protocol):
-    """Where trending snapshots are kept, one per ``(kind, window_hours)``."""
-
-    def put_snapshot(self, snapshot: TrendingSnapshot) -> None:
-        """Keep the snapshot, replacing the one of the same kind and window."""
-
-    def latest_snapshot(
-        self, kind: TrendingKind, window_hours: float
-    ) -> TrendingSnapshot | None:
-        """The last snapshot put for this kind and window, or ``None``."""
-
-
 class InMemoryTrendingSnapshotStore:
-    """A :class:`TrendingSnapshotStore` in a dict; thread-safe."""
+    """A :class:`~reelrank.TrendingSnapshotStore` in a dict; thread-safe."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -235,8 +229,9 @@ class InMemoryTrendingSnapshotStore:
         self, kind: TrendingKind, window_hours: float
     ) -> TrendingSnapshot | None:
         """The last snapshot put for this kind and window, or ``None``."""
+        key = (_check_kind(kind), finite_or_raise("window_hours", window_hours))
         with self._lock:
-            return self._snapshots.get((TrendingKind(kind), float(window_hours)))
+            return self._snapshots.get(key)
 
 
 class InMemoryEngagementLog:
@@ -391,10 +386,7 @@ class Trending:
         :class:`~reelrank.InvalidInputError` naming ``kind``, ``now``,
         ``window_hours`` or ``limit``.
         """
-        try:
-            kind = TrendingKind(kind)
-        except ValueError as exc:
-            raise InvalidInputError("kind", f"must be 'sound' or 'hashtag', got {kind!r}") from exc
+        kind = _check_kind(kind)
         now = check_aware("now", now)
         window = self._config.window_hours if window_hours is None else window_hours
         if (

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from ._models import (
     Creator,
@@ -37,6 +37,14 @@ from ._models import (
     VideoStats,
 )
 
+if TYPE_CHECKING:
+    # Values of the discovery and processing features, defined next to the code that
+    # computes them; those modules import this one, so these names are for type
+    # checking only (annotations stay strings at run time).
+    from ._processing import ProcessingProgress
+    from ._search import ParsedQuery, SearchDocument
+    from ._trending import TrendingKind, TrendingSnapshot
+
 __all__ = [
     "Catalog",
     "EngagementLog",
@@ -44,7 +52,10 @@ __all__ = [
     "FeedCache",
     "FeedKey",
     "ModelRegistry",
+    "ProgressStore",
+    "SearchIndex",
     "SeenStore",
+    "TrendingSnapshotStore",
 ]
 
 FeedKey = tuple[int, str | None]
@@ -274,4 +285,75 @@ class ModelRegistry(Protocol):
         Videos without a score are omitted; with no active version and ``version=None``
         the result is empty. An explicit unknown version raises
         :class:`~reelrank.NotFoundError`.
+        """
+
+
+@runtime_checkable
+class ProgressStore(Protocol):
+    """Processing progress of uploaded videos, one record per video.
+
+    :class:`~reelrank.ProcessingTracker` validates every change before it writes, so a
+    store only keeps what it is given.
+    """
+
+    def get_progress(self, video_id: int) -> ProcessingProgress | None:
+        """The progress of the video, or ``None`` if processing never started."""
+
+    def put_progress(self, progress: ProcessingProgress) -> None:
+        """Insert or replace the progress of ``progress.video_id``.
+
+        Anything but a :class:`~reelrank.ProcessingProgress` raises
+        :class:`~reelrank.InvalidInputError` naming ``progress``.
+        """
+
+
+@runtime_checkable
+class TrendingSnapshotStore(Protocol):
+    """Trending snapshots, one per ``(kind, window_hours)``; the fallback of
+    :class:`~reelrank.Trending` when the catalog or the log fails."""
+
+    def put_snapshot(self, snapshot: TrendingSnapshot) -> None:
+        """Keep the snapshot, replacing the one of the same kind and window.
+
+        Anything but a :class:`~reelrank.TrendingSnapshot` raises
+        :class:`~reelrank.InvalidInputError` naming ``snapshot``.
+        """
+
+    def latest_snapshot(
+        self, kind: TrendingKind, window_hours: float
+    ) -> TrendingSnapshot | None:
+        """The last snapshot put for this kind and window, or ``None``.
+
+        ``24`` and ``24.0`` are the same window. An unknown ``kind`` or a
+        ``window_hours`` that is not a finite number raises
+        :class:`~reelrank.InvalidInputError` naming it.
+        """
+
+
+@runtime_checkable
+class SearchIndex(Protocol):
+    """A full-text index of videos.
+
+    The in-memory :class:`~reelrank.InMemorySearchIndex` implements it with BM25; a
+    database backend (for example a PostgreSQL ``tsvector`` column with a ``GIN``
+    index, prefix terms as ``term:*``) implements the same three methods. Scores are
+    comparable within one result only.
+    """
+
+    def index(self, document: SearchDocument) -> None:
+        """Add a document, replacing any earlier one of the same video.
+
+        Anything but a :class:`~reelrank.SearchDocument` raises
+        :class:`~reelrank.InvalidInputError` naming ``document``.
+        """
+
+    def remove(self, video_id: int) -> bool:
+        """Drop a video's document; ``True`` if there was one."""
+
+    def search(self, query: ParsedQuery, *, limit: int) -> list[tuple[int, float]]:
+        """Up to ``limit`` ``(video_id, text_score)`` pairs of videos matching every
+        term, by score descending (ties: lower id first); scores are positive.
+
+        A term matches an indexed term equal to it, or, for a prefix term, every
+        indexed term it starts; a hashtag term (``#word``) matches hashtags only.
         """

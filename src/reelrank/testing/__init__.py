@@ -17,7 +17,10 @@ from .contracts import (
     EventStoreContract,
     FeedCacheContract,
     ModelRegistryContract,
+    ProgressStoreContract,
+    SearchIndexContract,
     SeenStoreContract,
+    TrendingSnapshotStoreContract,
 )
 from .factories import (
     EPOCH,
@@ -39,7 +42,10 @@ __all__ = [
     "FeedCacheContract",
     "ManualClock",
     "ModelRegistryContract",
+    "ProgressStoreContract",
+    "SearchIndexContract",
     "SeenStoreContract",
+    "TrendingSnapshotStoreContract",
     "make_creator",
     "make_event",
     "make_model",

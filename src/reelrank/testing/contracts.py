@@ -19,6 +19,9 @@ Each contract needs one fixture:
 * :class:`SeenStoreContract`: ``seen_store``
 * :class:`FeedCacheContract`: ``feed_cache``
 * :class:`ModelRegistryContract`: ``model_registry``
+* :class:`ProgressStoreContract`: ``progress_store``
+* :class:`TrendingSnapshotStoreContract`: ``trending_snapshot_store``
+* :class:`SearchIndexContract`: ``search_index``
 
 The tests use only the protocol methods, so they suit any backend. The one test that
 needs real time (:meth:`FeedCacheContract.test_entry_expires_after_its_ttl`) is marked
@@ -40,6 +43,9 @@ from .._models import (
     affinity,
     affinity_credit,
 )
+from .._processing import ProcessingProgress, RenditionProgress, RenditionStatus
+from .._search import SearchDocument, parse_query
+from .._trending import Trend, TrendingItem, TrendingKind, TrendingSnapshot
 from ..exceptions import InvalidInputError, InvalidTransitionError, NotFoundError
 from ..protocols import (
     Catalog,
@@ -47,7 +53,10 @@ from ..protocols import (
     EventStore,
     FeedCache,
     ModelRegistry,
+    ProgressStore,
+    SearchIndex,
     SeenStore,
+    TrendingSnapshotStore,
 )
 from .factories import (
     EPOCH,
@@ -64,7 +73,10 @@ __all__ = [
     "EventStoreContract",
     "FeedCacheContract",
     "ModelRegistryContract",
+    "ProgressStoreContract",
+    "SearchIndexContract",
     "SeenStoreContract",
+    "TrendingSnapshotStoreContract",
 ]
 
 _BAD_IDS = (0, -1, 2**63, True, 1.0, "1")
@@ -666,3 +678,208 @@ class EngagementLogContract:
         with pytest.raises(InvalidInputError) as info:
             engagement_log.user_events(0, since=EPOCH, limit=1)
         assert info.value.field == "user_id"
+
+
+def _progress(video_id: int = 1, **overrides: object) -> ProcessingProgress:
+    fields: dict[str, object] = {
+        "video_id": video_id,
+        "renditions": (RenditionProgress(name="720p"), RenditionProgress(name="1080p")),
+        "updated_at": EPOCH,
+    }
+    fields.update(overrides)
+    return ProcessingProgress.model_validate(fields)
+
+
+class ProgressStoreContract:
+    """Checks a :class:`~reelrank.ProgressStore`; needs a ``progress_store`` fixture."""
+
+    def test_satisfies_the_protocol(self, progress_store: ProgressStore) -> None:
+        assert isinstance(progress_store, ProgressStore)
+
+    def test_unknown_video_has_no_progress(self, progress_store: ProgressStore) -> None:
+        assert progress_store.get_progress(404) is None
+
+    def test_put_then_get_returns_an_equal_record(self, progress_store: ProgressStore) -> None:
+        progress = _progress(7)
+        progress_store.put_progress(progress)
+        assert progress_store.get_progress(7) == progress
+        assert progress_store.get_progress(8) is None
+
+    def test_put_replaces_the_previous_record(self, progress_store: ProgressStore) -> None:
+        progress_store.put_progress(_progress(1))
+        failed = _progress(
+            1,
+            state=ProcessingState.FAILED,
+            percent=40.0,
+            error="encoder crashed",
+            renditions=(
+                RenditionProgress(name="720p", status=RenditionStatus.DONE, percent=100.0),
+                RenditionProgress(
+                    name="1080p", status=RenditionStatus.FAILED, percent=20.0, error="oom"
+                ),
+            ),
+            updated_at=EPOCH + _hours(1),
+        )
+        progress_store.put_progress(failed)
+        assert progress_store.get_progress(1) == failed
+
+    @pytest.mark.parametrize("bad", _BAD_IDS)
+    def test_bad_ids_raise_invalid_input(self, progress_store: ProgressStore, bad: object) -> None:
+        with pytest.raises(InvalidInputError) as info:
+            progress_store.get_progress(bad)  # type: ignore[arg-type]
+        assert info.value.field == "video_id"
+
+    def test_anything_but_progress_is_refused(self, progress_store: ProgressStore) -> None:
+        with pytest.raises(InvalidInputError) as info:
+            progress_store.put_progress(_progress(1).model_dump())  # type: ignore[arg-type]
+        assert info.value.field == "progress"
+        assert progress_store.get_progress(1) is None
+
+
+def _trending_snapshot(
+    kind: TrendingKind = TrendingKind.HASHTAG, window_hours: float = 24.0, **overrides: object
+) -> TrendingSnapshot:
+    key: int | str = "dance" if kind is TrendingKind.HASHTAG else 42
+    item = TrendingItem(
+        key=key, score=3.0, count=2, previous_score=1.0, delta=2.0, ratio=3.0, trend=Trend.RISING
+    )
+    fields: dict[str, object] = {
+        "kind": kind,
+        "window_hours": window_hours,
+        "computed_at": EPOCH,
+        "items": (item,),
+    }
+    fields.update(overrides)
+    return TrendingSnapshot.model_validate(fields)
+
+
+class TrendingSnapshotStoreContract:
+    """Checks a :class:`~reelrank.TrendingSnapshotStore`; needs a
+    ``trending_snapshot_store`` fixture."""
+
+    def test_satisfies_the_protocol(self, trending_snapshot_store: TrendingSnapshotStore) -> None:
+        assert isinstance(trending_snapshot_store, TrendingSnapshotStore)
+
+    def test_nothing_is_stored_at_first(
+        self, trending_snapshot_store: TrendingSnapshotStore
+    ) -> None:
+        assert trending_snapshot_store.latest_snapshot(TrendingKind.SOUND, 24.0) is None
+
+    def test_put_then_get_returns_an_equal_snapshot(
+        self, trending_snapshot_store: TrendingSnapshotStore
+    ) -> None:
+        for kind in TrendingKind:
+            trending_snapshot_store.put_snapshot(_trending_snapshot(kind))
+        for kind in TrendingKind:
+            assert trending_snapshot_store.latest_snapshot(kind, 24.0) == _trending_snapshot(kind)
+
+    def test_kinds_and_windows_are_separate_keys(
+        self, trending_snapshot_store: TrendingSnapshotStore
+    ) -> None:
+        day = _trending_snapshot(TrendingKind.HASHTAG, 24.0)
+        week = _trending_snapshot(TrendingKind.HASHTAG, 168.0, items=())
+        trending_snapshot_store.put_snapshot(day)
+        trending_snapshot_store.put_snapshot(week)
+        assert trending_snapshot_store.latest_snapshot(TrendingKind.HASHTAG, 24) == day
+        assert trending_snapshot_store.latest_snapshot(TrendingKind.HASHTAG, 168.0) == week
+        assert trending_snapshot_store.latest_snapshot(TrendingKind.SOUND, 24.0) is None
+        assert trending_snapshot_store.latest_snapshot(TrendingKind.HASHTAG, 12.0) is None
+
+    def test_put_replaces_the_previous_snapshot(
+        self, trending_snapshot_store: TrendingSnapshotStore
+    ) -> None:
+        trending_snapshot_store.put_snapshot(_trending_snapshot())
+        newer = _trending_snapshot(computed_at=EPOCH + _hours(1), items=())
+        trending_snapshot_store.put_snapshot(newer)
+        assert trending_snapshot_store.latest_snapshot(TrendingKind.HASHTAG, 24.0) == newer
+
+    def test_bad_arguments_raise_invalid_input(
+        self, trending_snapshot_store: TrendingSnapshotStore
+    ) -> None:
+        with pytest.raises(InvalidInputError) as info:
+            trending_snapshot_store.put_snapshot(_trending_snapshot().model_dump())  # type: ignore[arg-type]
+        assert info.value.field == "snapshot"
+        with pytest.raises(InvalidInputError) as info:
+            trending_snapshot_store.latest_snapshot("song", 24.0)  # type: ignore[arg-type]
+        assert info.value.field == "kind"
+        for bad in (math.nan, "24", None):
+            with pytest.raises(InvalidInputError) as info:
+                trending_snapshot_store.latest_snapshot(TrendingKind.SOUND, bad)  # type: ignore[arg-type]
+            assert info.value.field == "window_hours"
+
+
+class SearchIndexContract:
+    """Checks a :class:`~reelrank.SearchIndex`; needs a ``search_index`` fixture."""
+
+    @staticmethod
+    def _ids(index: SearchIndex, text: str, *, limit: int = 10) -> list[int]:
+        return [video_id for video_id, _ in index.search(parse_query(text), limit=limit)]
+
+    def test_satisfies_the_protocol(self, search_index: SearchIndex) -> None:
+        assert isinstance(search_index, SearchIndex)
+
+    def test_an_empty_index_finds_nothing(self, search_index: SearchIndex) -> None:
+        assert search_index.search(parse_query("cats"), limit=10) == []
+
+    def test_every_term_must_match(self, search_index: SearchIndex) -> None:
+        search_index.index(SearchDocument(video_id=1, title="dance party"))
+        search_index.index(SearchDocument(video_id=2, title="dance lesson"))
+        search_index.index(SearchDocument(video_id=3, description="cooking"))
+        assert sorted(self._ids(search_index, "dance")) == [1, 2]
+        assert self._ids(search_index, "dance party") == [1]
+        assert self._ids(search_index, "dance cooking") == []
+
+    def test_scores_are_positive_and_ordered(self, search_index: SearchIndex) -> None:
+        search_index.index(SearchDocument(video_id=1, title="cat", description="a dog"))
+        search_index.index(SearchDocument(video_id=2, title="cat cat cat", hashtags=("cat",)))
+        search_index.index(SearchDocument(video_id=3, description="cat"))
+        hits = search_index.search(parse_query("cat"), limit=10)
+        assert {video_id for video_id, _ in hits} == {1, 2, 3}
+        assert all(score > 0.0 for _, score in hits)
+        keys = [(-score, video_id) for video_id, score in hits]
+        assert keys == sorted(keys)
+
+    def test_ties_go_to_the_lower_id_and_limit_cuts(self, search_index: SearchIndex) -> None:
+        for video_id in (9, 4, 6):
+            search_index.index(SearchDocument(video_id=video_id, title="same words"))
+        hits = search_index.search(parse_query("same"), limit=2)
+        assert [video_id for video_id, _ in hits] == [4, 6]
+        assert hits[0][1] == hits[1][1]
+        assert search_index.search(parse_query("same"), limit=0) == []
+
+    def test_prefix_and_hashtag_terms(self, search_index: SearchIndex) -> None:
+        search_index.index(SearchDocument(video_id=1, title="dancing"))
+        search_index.index(SearchDocument(video_id=2, hashtags=("dance",)))
+        search_index.index(SearchDocument(video_id=3, title="dandelion"))
+        assert sorted(self._ids(search_index, "danc*")) == [1, 2]
+        assert self._ids(search_index, "#dance") == [2]
+        assert self._ids(search_index, "#danc*") == [2]
+        assert self._ids(search_index, "danc") == []
+
+    def test_reindexing_replaces_the_document(self, search_index: SearchIndex) -> None:
+        search_index.index(SearchDocument(video_id=1, title="cats"))
+        search_index.index(SearchDocument(video_id=1, title="dogs"))
+        assert self._ids(search_index, "cats") == []
+        assert self._ids(search_index, "dogs") == [1]
+
+    def test_remove_drops_the_document(self, search_index: SearchIndex) -> None:
+        search_index.index(SearchDocument(video_id=1, title="cats"))
+        search_index.index(SearchDocument(video_id=2, title="cats"))
+        assert search_index.remove(1) is True
+        assert search_index.remove(1) is False
+        assert search_index.remove(404) is False
+        assert self._ids(search_index, "cats") == [2]
+
+    def test_bad_arguments_raise_and_write_nothing(self, search_index: SearchIndex) -> None:
+        with pytest.raises(InvalidInputError) as info:
+            search_index.index({"video_id": 1, "title": "cats"})  # type: ignore[arg-type]
+        assert info.value.field == "document"
+        assert search_index.search(parse_query("cats"), limit=10) == []
+        for bad in _BAD_IDS:
+            with pytest.raises(InvalidInputError) as info:
+                search_index.remove(bad)  # type: ignore[arg-type]
+            assert info.value.field == "video_id"
+        for bad_limit in (-1, 1.5, True, None):
+            with pytest.raises(InvalidInputError) as info:
+                search_index.search(parse_query("cats"), limit=bad_limit)  # type: ignore[arg-type]
+            assert info.value.field == "limit"

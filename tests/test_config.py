@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reelrank import WEIGHT_FIELDS, ConfigError, RankingConfig
+from reelrank._config import StrictModel
 
 
 def test_defaults_match_the_documented_weights() -> None:
@@ -99,3 +100,54 @@ def test_nested_config_errors_name_the_full_path() -> None:
     with pytest.raises(ConfigError) as info:
         Outer(ranking={"completion": 0.9})
     assert info.value.field == "ranking.weights"
+
+
+# -- every config model follows the same rules ---------------------------------------------
+
+
+def _exported_config_models() -> list[type[StrictModel]]:
+    import reelrank
+
+    modules: list[object] = [reelrank]
+    try:
+        import reelrank_redis
+    except ImportError:  # the adapter is a separate distribution
+        pass
+    else:
+        modules.append(reelrank_redis)
+    found: dict[str, type[StrictModel]] = {}
+    for module in modules:
+        for name in module.__all__:  # type: ignore[attr-defined]
+            value = getattr(module, name)
+            if isinstance(value, type) and issubclass(value, StrictModel):
+                found[f"{value.__module__}.{value.__qualname__}"] = value
+    return [found[key] for key in sorted(found)]
+
+
+def _all_config_models() -> list[type[StrictModel]]:
+    # Every subclass, exported or not (nested configs count too).
+    _exported_config_models()  # imports the adapter too, so its subclasses exist
+    pending, seen = list(StrictModel.__subclasses__()), []
+    while pending:
+        model = pending.pop()
+        if model not in seen:
+            seen.append(model)
+            pending.extend(model.__subclasses__())
+    return sorted(seen, key=lambda model: f"{model.__module__}.{model.__qualname__}")
+
+
+def test_the_exported_configs_are_found() -> None:
+    names = {model.__name__ for model in _exported_config_models()}
+    assert {"RankingConfig", "TrendingConfig", "SearchConfig", "Experiment"} <= names
+
+
+@pytest.mark.parametrize("model", _all_config_models(), ids=lambda model: model.__name__)
+def test_every_config_forbids_unknown_fields_and_documents_every_field(
+    model: type[StrictModel],
+) -> None:
+    assert model.model_config.get("extra") == "forbid"
+    assert model.__doc__, f"{model.__name__} has no docstring"
+    undocumented = [
+        name for name, field in model.model_fields.items() if not (field.description or "").strip()
+    ]
+    assert undocumented == [], f"{model.__name__} fields without a docstring: {undocumented}"

@@ -346,6 +346,15 @@ class _ServedMarks:
         return list(snapshot.video_ids[:position])
 
 
+@dataclass(frozen=True, slots=True)
+class _Extras:
+    """Followed videos outside the shared pool, for a batch of users."""
+
+    columns: _Columns
+    rows_of_user: dict[int, list[int]]
+    """Each user's rows in ``columns``."""
+
+
 class _CatalogUnavailableError(Exception):
     """The catalog failed: serve a cached snapshot if there is one.
 
@@ -1140,53 +1149,15 @@ class FeedRankingService:
         except _CatalogUnavailableError:
             raise FeedUnavailableError("catalog unavailable; nothing to warm with") from None
         lost = set(pool.lost_signals)
-        followed_limit = self.config.followed_limit
-        followed: dict[int, list[Video]] | None = {}
-        if followed_limit:
-            followed = self._bulk(
-                "catalog",
-                lambda: {
-                    uid: self._catalog.followed_videos(uid, limit=followed_limit) for uid in users
-                },
-                request,
-                report_as="catalog",
-                fallback="without followed creators' videos",
+        extras = self._warm_extras(users, pool, lost, request)
+        user_creators = {
+            uid: (
+                np.union1d(pool.columns.creator_ids, extras.columns.creator_ids[rows]).tolist()
+                if (rows := extras.rows_of_user[uid])
+                else pool.creators
             )
-        extra_videos: dict[int, Video] = {}
-        for videos in (followed or {}).values():
-            for video in videos:
-                if video.video_id not in pool.row_of:
-                    extra_videos[video.video_id] = video
-        extra_ids = list(extra_videos)
-        extra_stats = None
-        if extra_ids:
-            extra_stats = self._bulk(
-                "events",
-                lambda: self._events.get_stats(extra_ids),
-                request,
-                report_as="stats",
-                fallback="followed videos ranked on priors",
-            )
-        extra_columns = _video_columns(
-            list(extra_videos.values()), extra_stats, self._dl_scores(extra_ids, lost, request)
-        )
-        extra_row = {vid: row for row, vid in enumerate(extra_columns.video_ids.tolist())}
-        user_creators: dict[int, list[int]] = {}
-        user_extra: dict[int, list[int]] = {}
-        for uid in users:
-            rows = sorted(
-                {
-                    extra_row[v.video_id]
-                    for v in (followed or {}).get(uid, ())
-                    if v.video_id in extra_row
-                }
-            )
-            user_extra[uid] = rows
-            if rows:
-                merged = np.union1d(pool.columns.creator_ids, extra_columns.creator_ids[rows])
-                user_creators[uid] = merged.tolist()
-            else:
-                user_creators[uid] = pool.creators
+            for uid in users
+        }
         affinities = self._bulk(
             "events",
             lambda: {
@@ -1218,18 +1189,20 @@ class FeedRankingService:
         # One candidate set for the whole batch: the pool plus every user's followed
         # extras. Each user's ranking masks out the extras of the others (and what the
         # user saw), which ranks exactly the candidates a request would.
-        union = pool.columns.concat(extra_columns)
-        union_candidates = union.candidates() if len(extra_columns) else pool.candidates
+        union = pool.columns.concat(extras.columns)
+        union_candidates = union.candidates() if len(extras.columns) else pool.candidates
         first_extra = len(pool.columns)
         union_row = dict(pool.row_of)
-        union_row.update({vid: first_extra + row for vid, row in extra_row.items()})
+        union_row.update(
+            {vid: first_extra + row for row, vid in enumerate(extras.columns.video_ids.tolist())}
+        )
         others = np.zeros(len(union), dtype=np.bool_)
         others[first_extra:] = True
         snapshots: list[FeedSnapshot] = []
         for uid in users:
             variant, ranking = assigned[uid]
             mask = others.copy()
-            mask[first_extra + np.asarray(user_extra[uid], dtype=np.int64)] = False
+            mask[first_extra + np.asarray(extras.rows_of_user[uid], dtype=np.int64)] = False
             if seen_lists is not None:
                 seen_ids: Iterable[int] = seen_lists[uid]
                 if len(seen_lists[uid]) >= limit:
@@ -1259,6 +1232,44 @@ class FeedRankingService:
         self._count(ranked=len(snapshots))
         stored = self._cache_put(snapshots, request.is_degraded or bool(pool.degraded), request)
         return len(snapshots) if stored else 0
+
+    def _warm_extras(
+        self, users: list[int], pool: _CandidatePool, lost: set[str], request: _Request
+    ) -> _Extras:
+        """Followed videos outside the pool, for a batch of users, with bulk reads."""
+        limit = self.config.followed_limit
+        followed: dict[int, list[Video]] | None = {}
+        if limit:
+            followed = self._bulk(
+                "catalog",
+                lambda: {uid: self._catalog.followed_videos(uid, limit=limit) for uid in users},
+                request,
+                report_as="catalog",
+                fallback="without followed creators' videos",
+            )
+        followed = followed or {}
+        videos: dict[int, Video] = {}
+        for user_videos in followed.values():
+            for video in user_videos:
+                if video.video_id not in pool.row_of:
+                    videos[video.video_id] = video
+        ids = list(videos)
+        stats = None
+        if ids:
+            stats = self._bulk(
+                "events",
+                lambda: self._events.get_stats(ids),
+                request,
+                report_as="stats",
+                fallback="followed videos ranked on priors",
+            )
+        columns = _video_columns(list(videos.values()), stats, self._dl_scores(ids, lost, request))
+        row_of = {vid: row for row, vid in enumerate(ids)}
+        rows_of_user = {
+            uid: sorted({row_of[v.video_id] for v in followed.get(uid, ()) if v.video_id in row_of})
+            for uid in users
+        }
+        return _Extras(columns, rows_of_user)
 
     def _bulk(
         self,

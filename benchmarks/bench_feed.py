@@ -12,7 +12,7 @@ baseline in the same run, so the ratios hold on a noisy shared machine:
 * warming vs. asking for every user's first page one by one.
 
 p50 and p99 come from the per-round timings pytest-benchmark keeps; they are stored
-in each case's ``extra_info`` and printed (run with ``-s`` to see them). On a shared
+in each case's ``extra_info`` and listed at the end of the run. On a shared
 machine the wall-clock p99 mostly measures how long the process waited for a core, so
 hits and misses also report ``cpu_*``: percentiles of the calling thread's CPU time
 over the same number of requests (the in-memory stores run on that thread).
@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import QUICK
+from conftest import QUICK, SUMMARY
 
 from reelrank import (
     WEIGHT_FIELDS,
@@ -105,7 +105,9 @@ def report(
         info["goal_ms"] = goal_ms
         info["p99_over_goal"] = round(p99 / goal_ms, 3)
     benchmark.extra_info.update(info)
-    print(f"\n{label}: " + ", ".join(f"{key}={value}" for key, value in info.items()))
+    line = f"{label}: " + ", ".join(f"{key}={value}" for key, value in info.items())
+    SUMMARY.append(line)
+    print("\n" + line)
 
 
 @dataclass

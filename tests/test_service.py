@@ -834,3 +834,20 @@ def test_pages_served_while_marking_failed_are_not_served_again(make_world: Any)
     assert again.degraded == ()
     assert len(again.items) == 5
     assert not set(world.ids(again)) & set(served)
+
+
+def test_empty_catalog_gives_an_empty_last_page(make_world: Any) -> None:
+    world: World = make_world(videos=0)
+    page = world.service.feed(1, 5)
+    assert page.items == ()
+    assert page.next_cursor is None
+    assert world.service.warm([1, 2, 3], force=True) == 3
+
+
+def test_followed_videos_alone_feed_the_user(make_world: Any) -> None:
+    world: World = make_world(videos=12, creators=3, recent_limit=0, popular_limit=0)
+    world.catalog.store.follow(1, 2)
+    page = world.service.feed(1, 10)
+    assert world.ids(page)
+    assert all(1 + vid % 3 == 2 for vid in world.ids(page))
+    assert world.service.feed(2, 10).items == ()

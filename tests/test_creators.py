@@ -182,6 +182,8 @@ def test_bad_arguments_name_the_field() -> None:
         ({"limit": -1}, "limit"),
         ({"limit": 10_000}, "limit"),
         ({"blocked": [0]}, "blocked"),
+        ({"blocked": 5}, "blocked"),
+        ({"blocked": "12"}, "blocked"),
         ({"now": NOW.replace(tzinfo=None)}, "now"),
     ):
         arguments: dict[str, object] = {"user_id": 1, "now": NOW, **kwargs}

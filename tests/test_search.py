@@ -292,6 +292,9 @@ def test_bad_documents_are_refused_and_nothing_is_written() -> None:
     with pytest.raises(InvalidInputError) as caught:
         search.remove_video(-3)
     assert caught.value.field == "video_id"
+    with pytest.raises(InvalidInputError) as caught:
+        search.index_video(make_video(9, 1, title="dance"), creator="dancer")  # type: ignore[arg-type]
+    assert caught.value.field == "creator"
     assert len(index) == 4
     assert index.search(terms(("danc", True)), limit=10) == before
 

@@ -12,7 +12,7 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .exceptions import ConfigError
+from .exceptions import ConfigError, ReelrankError
 
 __all__ = ["WEIGHT_FIELDS", "RankingConfig", "StrictModel", "config_error_from"]
 
@@ -40,36 +40,72 @@ def config_error_from(exc: ValidationError) -> ConfigError:
     return ConfigError(path or "<root>", first.get("input"), first["msg"])
 
 
-class StrictModel(BaseModel):
+class TypedErrorModel(BaseModel):
+    """A strict, immutable pydantic model whose validation errors are reelrank errors.
+
+    Unknown fields are rejected and instances are immutable. Whether a model is built
+    by calling the class, :meth:`model_validate` or :meth:`model_validate_json`, a
+    validation failure raises what ``_typed_error`` makes of pydantic's error.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    @classmethod
+    def _typed_error(cls, exc: ValidationError) -> ReelrankError:
+        """The reelrank error that a validation failure of this model raises."""
+        raise NotImplementedError
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise self._typed_error(exc) from exc
+
+    @classmethod
+    def model_validate(cls, *args: Any, **kwargs: Any) -> Self:
+        """Validate a Python object; raises a typed reelrank error on bad values."""
+        try:
+            return super().model_validate(*args, **kwargs)
+        except ValidationError as exc:
+            raise cls._typed_error(exc) from exc
+
+    @classmethod
+    def model_validate_json(cls, *args: Any, **kwargs: Any) -> Self:
+        """Validate JSON text; raises a typed reelrank error on bad values."""
+        try:
+            return super().model_validate_json(*args, **kwargs)
+        except ValidationError as exc:
+            raise cls._typed_error(exc) from exc
+
+
+class StrictModel(TypedErrorModel):
     """Base for every reelrank config model.
 
     Unknown fields are rejected, instances are immutable, and every validation
     failure surfaces as :class:`~reelrank.ConfigError` naming the field.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
-
-    def __init__(self, **data: Any) -> None:
-        try:
-            super().__init__(**data)
-        except ValidationError as exc:
-            raise config_error_from(exc) from exc
-
     @classmethod
-    def model_validate(cls, *args: Any, **kwargs: Any) -> Self:
-        """Validate a Python object; raises :class:`~reelrank.ConfigError` on bad values."""
-        try:
-            return super().model_validate(*args, **kwargs)
-        except ValidationError as exc:
-            raise config_error_from(exc) from exc
+    def _typed_error(cls, exc: ValidationError) -> ReelrankError:
+        """:class:`~reelrank.ConfigError` naming the first bad field."""
+        return config_error_from(exc)
 
-    @classmethod
-    def model_validate_json(cls, *args: Any, **kwargs: Any) -> Self:
-        """Validate JSON text; raises :class:`~reelrank.ConfigError` on bad values."""
-        try:
-            return super().model_validate_json(*args, **kwargs)
-        except ValidationError as exc:
-            raise config_error_from(exc) from exc
+
+def load_toml_table(source: str | Path, table: str | None = None) -> Any:
+    """Parse TOML text or a ``.toml`` file and return the dotted sub-``table`` (or all).
+
+    Raises :class:`~reelrank.ConfigError` for text that is not TOML or a missing table.
+    """
+    text = source.read_text(encoding="utf-8") if isinstance(source, Path) else source
+    try:
+        data: Any = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("<toml>", None, f"not valid TOML: {exc}") from exc
+    for part in table.split(".") if table else []:
+        if not isinstance(data, dict) or part not in data:
+            raise ConfigError(table or "<toml>", None, "table not found")
+        data = data[part]
+    return data
 
 
 class RankingConfig(StrictModel):
@@ -172,16 +208,7 @@ class RankingConfig(StrictModel):
 
         ``table`` selects a dotted sub-table, for example ``"tool.reelrank"``.
         """
-        text = source.read_text(encoding="utf-8") if isinstance(source, Path) else source
-        try:
-            data: Any = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError("<toml>", None, f"not valid TOML: {exc}") from exc
-        for part in (table.split(".") if table else []):
-            if not isinstance(data, dict) or part not in data:
-                raise ConfigError(table or "<toml>", None, "table not found")
-            data = data[part]
-        return cls.from_dict(data)
+        return cls.from_dict(load_toml_table(source, table))
 
     @classmethod
     def from_env(

@@ -221,6 +221,8 @@ class CreatorRecommender:
         check_limit(limit)
         if limit > self._config.max_limit:
             raise InvalidInputError("limit", f"must be <= {self._config.max_limit}, got {limit}")
+        if isinstance(blocked, str | bytes) or not isinstance(blocked, Collection):
+            raise InvalidInputError("blocked", f"must be a collection of ids, got {blocked!r}")
         blocked_ids = {check_id("blocked", creator_id) for creator_id in blocked}
         if limit == 0:
             return []

@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import Field
 
 from ._config import StrictModel
-from ._models import EngagementEvent, EngagementKind, ProcessingState, Video
+from ._models import EngagementEvent, EngagementKind, ProcessingState, Video, utc_now
 from .exceptions import ConfigError, InvalidInputError, NotReadyError
 from .protocols import Catalog, EngagementLog, EventStore, SeenStore
 
 __all__ = ["EngagementRecorder", "RecorderConfig", "watch_completion"]
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class RecorderConfig(StrictModel):
@@ -82,7 +78,7 @@ class EngagementRecorder:
         seen: SeenStore | None = None,
         log: EngagementLog | None = None,
         config: RecorderConfig | None = None,
-        now: Callable[[], datetime] = _utc_now,
+        now: Callable[[], datetime] = utc_now,
         variant_for: Callable[[int], str | None] | None = None,
     ) -> None:
         self._config = config or RecorderConfig()

@@ -13,14 +13,13 @@ from __future__ import annotations
 import bisect
 import hashlib
 import math
-import tomllib
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Self
+from typing import Self
 
 from pydantic import Field, model_validator
 
-from ._config import RankingConfig, StrictModel
+from ._config import RankingConfig, StrictModel, load_toml_table
 from ._models import Tag
 from .exceptions import ConfigError
 
@@ -98,16 +97,7 @@ class Experiment(StrictModel):
         ``table`` selects a dotted sub-table, for example ``"tool.reelrank.experiment"``;
         variants are an array of tables, each with an optional ``config`` table.
         """
-        text = source.read_text(encoding="utf-8") if isinstance(source, Path) else source
-        try:
-            data: Any = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError("<toml>", None, f"not valid TOML: {exc}") from exc
-        for part in table.split(".") if table else []:
-            if not isinstance(data, dict) or part not in data:
-                raise ConfigError(table or "<toml>", None, "table not found")
-            data = data[part]
-        return cls.model_validate(data)
+        return cls.model_validate(load_toml_table(source, table))
 
     @cached_property
     def _upper_bounds(self) -> list[float]:

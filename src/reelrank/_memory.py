@@ -18,7 +18,6 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 
 from ._models import (
-    MAX_ID,
     Creator,
     EngagementEvent,
     EngagementKind,
@@ -31,7 +30,9 @@ from ._models import (
     affinity,
     affinity_credit,
     check_aware,
+    check_feed_key,
     check_id,
+    check_ids,
     check_limit,
     check_tag,
     check_ttl,
@@ -60,28 +61,11 @@ DEFAULT_SEEN_RETENTION_SECONDS = 30 * _DAY_SECONDS
 :attr:`~reelrank.RankingConfig.seen_window_days`."""
 
 
-def _check_ids(field: str, values: Sequence[int]) -> list[int]:
-    if isinstance(values, str | bytes) or not isinstance(values, Sequence):
-        raise InvalidInputError(field, f"must be a sequence of ids, got {values!r}")
-    ids = list(values)
-    # Fast path for the common case of a clean batch; check_id names the culprit otherwise.
-    if all(type(value) is int for value in ids) and (
-        not ids or 1 <= min(ids) <= max(ids) <= MAX_ID
-    ):
-        return ids
-    return [check_id(field, value) for value in ids]
-
-
 _T = TypeVar("_T")
 
 
 def _check_retention(field: str, value: object) -> float | None:
-    if value is None:
-        return None
-    seconds = finite_or_raise(field, value)
-    if seconds <= 0.0:
-        raise InvalidInputError(field, f"must be None or > 0, got {value!r}")
-    return seconds
+    return None if value is None else check_ttl(value, field)
 
 
 class IdempotencyWindow:
@@ -183,13 +167,13 @@ class InMemoryCatalog:
 
     def get_videos(self, video_ids: Sequence[int]) -> dict[int, Video]:
         """Videos by id; unknown ids are omitted."""
-        ids = _check_ids("video_ids", video_ids)
+        ids = check_ids("video_ids", video_ids)
         with self._lock:
             return {vid: self._videos[vid] for vid in ids if vid in self._videos}
 
     def get_creators(self, creator_ids: Sequence[int]) -> dict[int, Creator]:
         """Creators by id; unknown ids are omitted."""
-        ids = _check_ids("creator_ids", creator_ids)
+        ids = check_ids("creator_ids", creator_ids)
         with self._lock:
             return {cid: self._creators[cid] for cid in ids if cid in self._creators}
 
@@ -351,7 +335,7 @@ class InMemoryEventStore:
 
     def get_stats(self, video_ids: Sequence[int]) -> dict[int, VideoStats]:
         """Aggregates for every requested id; zeros for videos never engaged with."""
-        ids = _check_ids("video_ids", video_ids)
+        ids = check_ids("video_ids", video_ids)
         with self._lock:
             result: dict[int, VideoStats] = {}
             for vid in ids:
@@ -378,7 +362,7 @@ class InMemoryEventStore:
     def get_affinities(self, user_id: int, creator_ids: Sequence[int]) -> dict[int, float]:
         """Affinity of the user with every requested creator; ``0.0`` when none."""
         check_id("user_id", user_id)
-        ids = _check_ids("creator_ids", creator_ids)
+        ids = check_ids("creator_ids", creator_ids)
         with self._lock:
             per_creator = self._credit.get(user_id, {})
             total = self._total_credit.get(user_id, 0.0)
@@ -423,7 +407,7 @@ class InMemorySeenStore:
     def mark_seen(self, user_id: int, video_ids: Sequence[int], at: datetime) -> None:
         """Record views at ``at``; a later time wins over an earlier one."""
         check_id("user_id", user_id)
-        ids = _check_ids("video_ids", video_ids)
+        ids = check_ids("video_ids", video_ids)
         when = check_aware("at", at)
         with self._lock:
             seen = self._seen.setdefault(user_id, {})
@@ -447,7 +431,7 @@ class InMemorySeenStore:
     def seen_among(self, user_id: int, video_ids: Sequence[int], *, since: datetime) -> set[int]:
         """The requested ids seen at or after ``since``."""
         check_id("user_id", user_id)
-        ids = _check_ids("video_ids", video_ids)
+        ids = check_ids("video_ids", video_ids)
         cutoff = check_aware("since", since)
         with self._lock:
             seen = self._seen.get(user_id, {})
@@ -488,7 +472,7 @@ class InMemoryFeedCache:
 
     def get_many(self, keys: Sequence[FeedKey]) -> dict[FeedKey, FeedSnapshot]:
         """Live snapshots by key; missing keys are omitted."""
-        checked = [self._check_key(key) for key in keys]
+        checked = [check_feed_key(key) for key in keys]
         with self._lock:
             now = self._clock()
             result: dict[FeedKey, FeedSnapshot] = {}
@@ -554,12 +538,6 @@ class InMemoryFeedCache:
             del per_user[variant]
             return None
         return snapshot
-
-    @staticmethod
-    def _check_key(key: object) -> FeedKey:
-        if not isinstance(key, tuple) or len(key) != 2:
-            raise InvalidInputError("keys", f"each key must be (user_id, variant), got {key!r}")
-        return (check_id("keys", key[0]), check_variant(key[1], "keys"))
 
 
 # -- model registry -----------------------------------------------------------------------
@@ -641,7 +619,7 @@ class InMemoryModelRegistry:
     ) -> dict[int, float]:
         """Scores of ``version`` (the active one when ``None``); missing ones omitted."""
         check_tag("name", name)
-        ids = _check_ids("video_ids", video_ids)
+        ids = check_ids("video_ids", video_ids)
         if version is not None:
             check_tag("version", version)
         with self._lock:

@@ -17,23 +17,21 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Self
+from typing import Annotated, Self
 
 from pydantic import (
     AfterValidator,
     AwareDatetime,
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     model_validator,
 )
 
-from ._config import WEIGHT_FIELDS
-from .exceptions import InvalidInputError, InvalidTransitionError
+from ._config import WEIGHT_FIELDS, TypedErrorModel
+from .exceptions import InvalidInputError, InvalidTransitionError, ReelrankError
 
 __all__ = [
     "AFFINITY_CREDITS",
@@ -95,7 +93,7 @@ Tag = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")]
 """A short identifier-like label: variants, model names and versions, config tags."""
 
 
-class DomainModel(BaseModel):
+class DomainModel(TypedErrorModel):
     """Base for every reelrank domain model.
 
     Unknown fields are rejected, instances are immutable, and every validation
@@ -104,29 +102,10 @@ class DomainModel(BaseModel):
     :meth:`model_validate_json`.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
-
-    def __init__(self, **data: Any) -> None:
-        try:
-            super().__init__(**data)
-        except ValidationError as exc:
-            raise input_error_from(exc) from exc
-
     @classmethod
-    def model_validate(cls, *args: Any, **kwargs: Any) -> Self:
-        """Validate a Python object; raises :class:`InvalidInputError` on bad values."""
-        try:
-            return super().model_validate(*args, **kwargs)
-        except ValidationError as exc:
-            raise input_error_from(exc) from exc
-
-    @classmethod
-    def model_validate_json(cls, *args: Any, **kwargs: Any) -> Self:
-        """Validate JSON text; raises :class:`InvalidInputError` on bad values."""
-        try:
-            return super().model_validate_json(*args, **kwargs)
-        except ValidationError as exc:
-            raise input_error_from(exc) from exc
+    def _typed_error(cls, exc: ValidationError) -> ReelrankError:
+        """:class:`~reelrank.InvalidInputError` naming the first bad field."""
+        return input_error_from(exc)
 
 
 # -- catalog ----------------------------------------------------------------------
@@ -465,6 +444,22 @@ def check_id(field: str, value: object) -> int:
     return value
 
 
+def check_ids(field: str, values: object) -> list[int]:
+    """Return ``values`` as a list if it is a sequence of valid ids, else raise.
+
+    A string is refused (it is a sequence, but not of ids); the error names ``field``.
+    """
+    if isinstance(values, str | bytes) or not isinstance(values, Sequence):
+        raise InvalidInputError(field, f"must be a sequence of ids, got {values!r}")
+    ids = list(values)
+    # Fast path for the common case of a clean batch; check_id names the culprit otherwise.
+    if all(type(value) is int for value in ids) and (
+        not ids or 1 <= min(ids) <= max(ids) <= MAX_ID
+    ):
+        return ids
+    return [check_id(field, value) for value in ids]
+
+
 # -- affinity ----------------------------------------------------------------------
 
 AFFINITY_CREDITS: Mapping[EngagementKind, float] = {
@@ -549,3 +544,15 @@ def check_ttl(value: object, field: str = "ttl_seconds") -> float:
     if seconds <= 0.0:
         raise InvalidInputError(field, f"must be > 0, got {value!r}")
     return seconds
+
+
+def check_feed_key(key: object, field: str = "keys") -> tuple[int, str | None]:
+    """Return ``key`` if it is a feed cache key ``(user_id, variant)``, else raise."""
+    if not isinstance(key, tuple) or len(key) != 2:
+        raise InvalidInputError(field, f"each key must be (user_id, variant), got {key!r}")
+    return (check_id(field, key[0]), check_variant(key[1], field))
+
+
+def utc_now() -> datetime:
+    """The current time as a timezone-aware UTC datetime (the default clock)."""
+    return datetime.now(UTC)

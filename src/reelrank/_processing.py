@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Self
 
@@ -35,6 +35,7 @@ from ._models import (
     UtcDatetime,
     check_id,
     check_tag,
+    utc_now,
 )
 from .exceptions import InvalidInputError, NotFoundError
 from .protocols import Catalog, ProgressStore
@@ -139,10 +140,6 @@ class InMemoryProgressStore:
             self._progress[progress.video_id] = progress
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 def _check_percent(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidInputError("percent", f"must be a number, got {value!r}")
@@ -177,7 +174,7 @@ class ProcessingTracker:
         store: ProgressStore,
         *,
         catalog: Catalog | None = None,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._store = store
         self._catalog = catalog

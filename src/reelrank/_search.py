@@ -24,7 +24,16 @@ import unicodedata
 from pydantic import Field, model_validator
 
 from ._config import RankingConfig, StrictModel
-from ._models import MAX_ID, Creator, DomainModel, ProcessingState, Video, VideoStats, check_id
+from ._models import (
+    MAX_ID,
+    Creator,
+    DomainModel,
+    ProcessingState,
+    Video,
+    VideoStats,
+    check_id,
+    check_limit,
+)
 from .exceptions import ConfigError, InvalidInputError, QueryError
 from .protocols import EventStore, SearchIndex
 
@@ -331,8 +340,7 @@ class InMemorySearchIndex:
         """Videos matching every term, best BM25 first (ties: lower id first)."""
         if not isinstance(query, ParsedQuery):
             raise InvalidInputError("query", "must be a ParsedQuery (see parse_query)")
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-            raise InvalidInputError("limit", f"must be an int >= 0, got {limit!r}")
+        check_limit(limit)
         with self._lock:
             count = len(self._lengths)
             if count == 0 or limit == 0:
@@ -440,6 +448,8 @@ class VideoSearch:
         """
         if not isinstance(video, Video):
             raise InvalidInputError("video", "must be a Video")
+        if creator is not None and not isinstance(creator, Creator):
+            raise InvalidInputError("creator", "must be None or a Creator")
         if video.state is not ProcessingState.READY:
             self._index.remove(video.video_id)
             return False
@@ -456,8 +466,7 @@ class VideoSearch:
         Raises :class:`~reelrank.QueryError` for an empty or overlong query and
         :class:`~reelrank.InvalidInputError` naming ``limit`` for a bad limit.
         """
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-            raise InvalidInputError("limit", f"must be an int >= 0, got {limit!r}")
+        check_limit(limit)
         if limit > self._config.max_limit:
             raise InvalidInputError("limit", f"must be <= {self._config.max_limit}, got {limit}")
         query = parse_query(text, config=self._config, as_you_type=as_you_type)

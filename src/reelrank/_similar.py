@@ -30,7 +30,15 @@ from numpy.typing import ArrayLike, NDArray
 from pydantic import Field, model_validator
 
 from ._config import StrictModel
-from ._models import MAX_ID, DomainModel, ProcessingState, Video, check_id
+from ._models import (
+    MAX_ID,
+    DomainModel,
+    ProcessingState,
+    Video,
+    check_aware,
+    check_id,
+    check_limit,
+)
 from ._similar_kernels import top_k_cosine_kernel
 from .exceptions import ConfigError, InvalidInputError, NotFoundError
 from .protocols import Catalog, SeenStore
@@ -43,12 +51,6 @@ __all__ = [
     "metadata_similarity",
     "top_k_cosine",
 ]
-
-
-def _check_k(k: object, *, field: str = "k") -> int:
-    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
-        raise InvalidInputError(field, f"must be an int >= 0, got {k!r}")
-    return k
 
 
 def top_k_cosine(
@@ -78,7 +80,7 @@ def top_k_cosine(
     are split into contiguous blocks searched at the same time (the kernel releases the
     GIL) and the blocks' best ``k`` are merged; the result is identical to one thread's.
     """
-    k = _check_k(k)
+    k = check_limit(k, "k")
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise InvalidInputError("threads", f"must be an int >= 1, got {threads!r}")
     if not isinstance(matrix, np.ndarray) or matrix.dtype != np.float32 or matrix.ndim != 2:
@@ -264,7 +266,7 @@ class EmbeddingIndex:
         the video has no row here.
         """
         check_id("video_id", video_id)
-        k = _check_k(k)
+        k = check_limit(k, "k")
         row = self._rows.get(video_id)
         if row is None:
             raise NotFoundError("embedding", video_id)
@@ -380,13 +382,12 @@ class SimilarVideos:
         ``video_id``, ``user_id`` or ``now`` for bad arguments.
         """
         check_id("video_id", video_id)
-        k = _check_k(k)
+        k = check_limit(k, "k")
         if k > self._config.max_k:
             raise InvalidInputError("k", f"must be <= {self._config.max_k}, got {k}")
         if user_id is not None:
             check_id("user_id", user_id)
-        if not isinstance(now, datetime) or now.tzinfo is None:
-            raise InvalidInputError("now", "must be a timezone-aware datetime")
+        check_aware("now", now)
         query = self._catalog.get_video(video_id)
         excluded = self._seen_ids(user_id, now)
         if self._embeddings is not None and self._embeddings.has_vector(video_id):

@@ -15,7 +15,7 @@ from reelrank import (
     affinity,
     affinity_credit,
 )
-from reelrank._models import check_id, check_limit
+from reelrank._models import check_id, check_ids, check_limit
 
 from ._config import RedisConfig
 from ._errors import store_errors
@@ -70,12 +70,6 @@ if ARGV[7] ~= '' then
 end
 return 1
 """
-
-
-def _check_ids(field: str, values: object) -> list[int]:
-    if isinstance(values, str | bytes) or not isinstance(values, Sequence):
-        raise InvalidInputError(field, f"must be a sequence of ids, got {values!r}")
-    return [check_id(field, value) for value in values]
 
 
 def _int(value: Any) -> int:
@@ -147,7 +141,7 @@ class RedisEventStore:
 
     def get_stats(self, video_ids: Sequence[int]) -> dict[int, VideoStats]:
         """Aggregates for every requested id (pipelined); zeros for videos never engaged."""
-        ids = list(dict.fromkeys(_check_ids("video_ids", video_ids)))
+        ids = list(dict.fromkeys(check_ids("video_ids", video_ids)))
         if not ids:
             return {}
         with store_errors(STORE_NAME, "get_stats"):
@@ -174,7 +168,7 @@ class RedisEventStore:
     def get_affinities(self, user_id: int, creator_ids: Sequence[int]) -> dict[int, float]:
         """Affinity of the user with every requested creator; ``0.0`` when none."""
         check_id("user_id", user_id)
-        ids = list(dict.fromkeys(_check_ids("creator_ids", creator_ids)))
+        ids = list(dict.fromkeys(check_ids("creator_ids", creator_ids)))
         if not ids:
             return {}
         fields: list[Any] = [*ids, _TOTAL_FIELD]

@@ -10,7 +10,7 @@ from typing import Any
 import redis
 
 from reelrank import FeedSnapshot, InvalidInputError, StoreError
-from reelrank._models import check_id, check_ttl, check_variant
+from reelrank._models import check_feed_key, check_id, check_ttl, check_variant
 from reelrank.protocols import FeedKey
 
 from ._codec import SnapshotFormatError, decode_snapshot, encode_snapshot
@@ -68,12 +68,6 @@ class FeedCacheStats:
         return self.hits / total if total else None
 
 
-def _check_key(key: object) -> FeedKey:
-    if not isinstance(key, tuple) or len(key) != 2:
-        raise InvalidInputError("keys", f"each key must be (user_id, variant), got {key!r}")
-    return (check_id("keys", key[0]), check_variant(key[1], "keys"))
-
-
 def _ttl_milliseconds(ttl_seconds: float) -> int:
     return max(1, round(ttl_seconds * 1000.0))
 
@@ -117,7 +111,7 @@ class RedisFeedCache:
 
     def get_many(self, keys: Sequence[FeedKey]) -> dict[FeedKey, FeedSnapshot]:
         """Live snapshots by key; missing or expired keys are omitted."""
-        unique = list(dict.fromkeys(_check_key(key) for key in keys))
+        unique = list(dict.fromkeys(check_feed_key(key) for key in keys))
         result: dict[FeedKey, FeedSnapshot] = {}
         stats_key = self._keys.feed_stats()
         for start in range(0, len(unique), _MAX_KEYS_PER_SCRIPT):

@@ -8,8 +8,7 @@ from typing import Any, cast
 
 import redis
 
-from reelrank import InvalidInputError
-from reelrank._models import check_aware, check_id, check_limit
+from reelrank._models import check_aware, check_id, check_ids, check_limit
 
 from ._config import RedisConfig
 from ._errors import store_errors
@@ -20,12 +19,6 @@ __all__ = ["RedisSeenStore"]
 
 STORE_NAME = "seen"
 _MICROSECONDS = 1_000_000
-
-
-def _check_ids(field: str, values: object) -> list[int]:
-    if isinstance(values, str | bytes) or not isinstance(values, Sequence):
-        raise InvalidInputError(field, f"must be a sequence of ids, got {values!r}")
-    return [check_id(field, value) for value in values]
 
 
 class RedisSeenStore:
@@ -58,7 +51,7 @@ class RedisSeenStore:
     def mark_seen(self, user_id: int, video_ids: Sequence[int], at: datetime) -> None:
         """Record that the user saw these videos at ``at`` (later times win)."""
         check_id("user_id", user_id)
-        ids = _check_ids("video_ids", video_ids)
+        ids = check_ids("video_ids", video_ids)
         moment = to_microseconds(check_aware("at", at))
         if not ids:
             return
@@ -76,7 +69,7 @@ class RedisSeenStore:
     def seen_among(self, user_id: int, video_ids: Sequence[int], *, since: datetime) -> set[int]:
         """The subset of ``video_ids`` the user saw at or after ``since`` (one ``ZMSCORE``)."""
         check_id("user_id", user_id)
-        ids = list(dict.fromkeys(_check_ids("video_ids", video_ids)))
+        ids = list(dict.fromkeys(check_ids("video_ids", video_ids)))
         threshold = to_microseconds(check_aware("since", since))
         if not ids:
             return set()

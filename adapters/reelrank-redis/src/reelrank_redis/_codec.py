@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from reelrank import FeedSnapshot, InvalidInputError
+from reelrank import FeedSnapshot, InvalidInputError, ReelrankError
 
 from ._time import from_microseconds, to_microseconds
 
@@ -42,8 +42,12 @@ _FLOAT_DTYPES: dict[int, np.dtype[np.floating[Any]]] = {
 _ID_DTYPE = np.dtype("<i8")
 
 
-class SnapshotFormatError(ValueError):
-    """Bytes that are not a snapshot of a format this version can read."""
+class SnapshotFormatError(ReelrankError, ValueError):
+    """Bytes that are not a snapshot of a format this version can read.
+
+    :class:`~reelrank_redis.RedisFeedCache` turns it into a
+    :class:`~reelrank.StoreError` naming the key, raised ``from`` this error.
+    """
 
 
 def _pack_floats(values: bytes) -> tuple[int, bytes]:

@@ -7,7 +7,6 @@ minute on a paused server); they are not speed goals.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
@@ -29,8 +28,12 @@ from reelrank.testing.factories import EPOCH, make_event, make_snapshot
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 SOCKET_TIMEOUT = 0.2
-# One socket timeout per attempt is the design; the slack absorbs a loaded machine.
-HANG_BOUND_SECONDS = SOCKET_TIMEOUT + 2.0
+# A hung call is caught by the test's timeout, not by timing it: with redis-py's
+# defaults (5 s timeouts, 10 retries with backoff) one call on a paused server took
+# about a minute, so a test making several calls finishes inside this guard only if
+# each fails after about one short socket timeout. The slack keeps a loaded machine
+# from failing it.
+HANG_GUARD_SECONDS = 20
 
 
 class Stores:
@@ -64,24 +67,21 @@ def stores(fault_server: RedisServer) -> Iterator[Stores]:
     client.close()
 
 
-def _timed_failure(call: Callable[[], Any], error: type[StoreError]) -> float:
-    start = time.monotonic()
+def _fails_with(call: Callable[[], Any], error: type[StoreError]) -> None:
     with pytest.raises(error) as info:
         call()
-    elapsed = time.monotonic() - start
     assert isinstance(info.value.__cause__, redis.exceptions.RedisError | OSError)
-    return elapsed
 
 
+@pytest.mark.timeout(HANG_GUARD_SECONDS)
 def test_a_paused_server_fails_every_call_within_the_deadline(
     fault_server: RedisServer, stores: Stores
 ) -> None:
     stores.cache.put(make_snapshot(1), ttl_seconds=60)
     fault_server.pause()
     try:
-        for name, call in stores.calls().items():
-            elapsed = _timed_failure(call, StoreTimeoutError)
-            assert elapsed < HANG_BOUND_SECONDS, name
+        for call in stores.calls().values():
+            _fails_with(call, StoreTimeoutError)
     finally:
         fault_server.resume()
 
@@ -92,22 +92,22 @@ def test_calls_recover_after_the_server_resumes(
     snapshot = make_snapshot(1)
     stores.cache.put(snapshot, ttl_seconds=60)
     fault_server.pause()
-    _timed_failure(lambda: stores.cache.get(1), StoreTimeoutError)
+    _fails_with(lambda: stores.cache.get(1), StoreTimeoutError)
     fault_server.resume()
     assert stores.cache.get(1) == snapshot
     for call in stores.calls().values():
         call()
 
 
+@pytest.mark.timeout(HANG_GUARD_SECONDS)
 def test_a_killed_server_fails_fast_and_a_restarted_one_is_used_again(
     fault_server: RedisServer, stores: Stores
 ) -> None:
     stores.cache.put(make_snapshot(1), ttl_seconds=60)
     stores.events.append(make_event("watch", completion=1.0), creator_id=1)
     fault_server.kill()
-    for name, call in stores.calls().items():
-        elapsed = _timed_failure(call, StoreError)
-        assert elapsed < HANG_BOUND_SECONDS, name
+    for call in stores.calls().values():
+        _fails_with(call, StoreError)
     fault_server.restart()
     # The restarted server is empty (no persistence) and has no cached Lua scripts:
     # the pooled connections reconnect and the scripts are loaded again.

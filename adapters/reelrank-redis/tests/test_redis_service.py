@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,9 +25,10 @@ from reelrank.testing import make_creator, make_video
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
-# A paused Redis costs each cache and seen call one 0.2 s socket timeout; the bound only
-# proves that it cannot hold a request.
-HANG_BOUND_SECONDS = 2.5
+# A paused or killed Redis must not hold a request: the test's timeout catches one that
+# does, instead of timing the request (a hung client would wait about a minute per call;
+# a paused Redis costs each cache and seen call one 0.2 s socket timeout).
+HANG_GUARD_SECONDS = 20
 
 
 def _catalog(videos: int = 80) -> InMemoryCatalog:
@@ -73,12 +73,6 @@ def _service(cache: RedisFeedCache, seen: object) -> FeedRankingService:
     )
 
 
-def _timed_feed(service: FeedRankingService, user_id: int) -> tuple[FeedPage, float]:
-    start = time.monotonic()
-    page = service.feed(user_id, 10)
-    return page, time.monotonic() - start
-
-
 def _names(page: FeedPage) -> set[str]:
     return {entry.dependency for entry in page.degraded}
 
@@ -99,6 +93,7 @@ def test_pages_are_cached_in_redis_and_served_from_it(
     assert cache.stats().hits >= 1
 
 
+@pytest.mark.timeout(HANG_GUARD_SECONDS)
 def test_a_paused_redis_degrades_the_feed_and_it_recovers_on_resume(
     fault_server: RedisServer, redis_setup: RedisSetup
 ) -> None:
@@ -108,18 +103,18 @@ def test_a_paused_redis_degrades_the_feed_and_it_recovers_on_resume(
         assert not service.feed(1, 10).degraded
         fault_server.pause()
         try:
-            page, elapsed = _timed_feed(service, 2)
+            page = service.feed(2, 10)
         finally:
             fault_server.resume()
         assert len(page.items) == 10
         assert {"cache", "seen"} <= _names(page)
-        assert elapsed < HANG_BOUND_SECONDS
         # Resumed: the next page is served without any failed dependency.
         again = service.feed(3, 10)
         assert len(again.items) == 10 and not again.degraded
         assert cache.get(3) is not None
 
 
+@pytest.mark.timeout(HANG_GUARD_SECONDS)
 def test_a_killed_redis_degrades_the_feed_and_a_restart_heals_it(
     fault_server: RedisServer, redis_setup: RedisSetup
 ) -> None:
@@ -127,10 +122,9 @@ def test_a_killed_redis_degrades_the_feed_and_a_restart_heals_it(
     with _service(cache, InMemorySeenStore()) as service:
         service.feed(1, 10)
         fault_server.kill()
-        page, elapsed = _timed_feed(service, 1)
+        page = service.feed(1, 10)
         assert len(page.items) == 10
         assert _names(page) == {"cache"}
-        assert elapsed < HANG_BOUND_SECONDS
         fault_server.restart()
         healed = service.feed(4, 10)
         assert not healed.degraded

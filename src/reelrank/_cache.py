@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from ._models import FeedSnapshot, check_id, check_ttl, check_variant
+from ._models import FeedSnapshot, check_feed_key, check_id, check_ttl, check_variant
 from .exceptions import InvalidInputError, StoreError
 from .protocols import FeedCache, FeedKey
 
@@ -71,12 +71,6 @@ class _Counter:
     def snapshot(self) -> CacheStats:
         with self._lock:
             return CacheStats(self._hits, self._misses, self._errors)
-
-
-def _check_key(key: object) -> FeedKey:
-    if not isinstance(key, tuple) or len(key) != 2:
-        raise InvalidInputError("keys", f"each key must be (user_id, variant), got {key!r}")
-    return (check_id("keys", key[0]), check_variant(key[1], "keys"))
 
 
 def _check_snapshots(snapshots: Sequence[FeedSnapshot]) -> None:
@@ -155,7 +149,7 @@ class LRUFeedCache:
 
     def get_many(self, keys: Sequence[FeedKey]) -> dict[FeedKey, FeedSnapshot]:
         """Live snapshots by key; missing or expired keys are omitted."""
-        checked = [_check_key(key) for key in keys]
+        checked = [check_feed_key(key) for key in keys]
         result: dict[FeedKey, FeedSnapshot] = {}
         with self._lock:
             now = self._clock()
@@ -303,7 +297,7 @@ class TieredFeedCache:
 
     def get_many(self, keys: Sequence[FeedKey]) -> dict[FeedKey, FeedSnapshot]:
         """Live snapshots by key, each from the fastest level that has it."""
-        missing = list(dict.fromkeys(_check_key(key) for key in keys))
+        missing = list(dict.fromkeys(check_feed_key(key) for key in keys))
         found: dict[FeedKey, FeedSnapshot] = {}
         failure: StoreError | None = None
         for index, level in enumerate(self._levels):

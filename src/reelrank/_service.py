@@ -43,6 +43,7 @@ from ._models import (
     VideoStats,
     check_id,
     check_variant,
+    utc_now,
 )
 from ._resilience import CircuitBreaker, DependencyGuard, DependencyStats, WorkerPool
 from ._scoring import Candidates, Ranker
@@ -472,7 +473,7 @@ class FeedRankingService:
         self._seen = seen
         self._models = models
         self._assign_variant = assign_variant
-        self._clock = clock or (lambda: datetime.now(UTC))
+        self._clock = clock or utc_now
         self._monotonic = monotonic
         cfg = self.config
         secret = (

@@ -382,7 +382,10 @@ def test_bad_service_config_names_the_field() -> None:
     assert info.value.field == "cursor_secret"
     with pytest.raises(ConfigError) as info:
         FeedServiceConfig(deadlines={"seen": 0})
-    assert info.value.field.endswith("seen")
+    assert info.value.field == "deadlines.seen"
+    with pytest.raises(ConfigError) as info:
+        FeedServiceConfig(diversity={"max_creator_run": 0})
+    assert info.value.field == "diversity.max_creator_run"
     with pytest.raises(ConfigError):
         FeedServiceConfig(snapshot_tll_seconds=5)
 

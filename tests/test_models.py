@@ -15,6 +15,7 @@ from reelrank import (
     MAX_ID,
     WEIGHT_FIELDS,
     DegradedDependency,
+    DomainModel,
     EngagementEvent,
     EngagementKind,
     FeedItem,
@@ -313,3 +314,26 @@ def test_nested_errors_name_the_full_path() -> None:
     with pytest.raises(InvalidInputError) as info:
         FeedPage(items=[], degraded=[{"dependency": "", "fallback": "none"}])
     assert info.value.field == "degraded.0.dependency"
+
+
+def _domain_models() -> list[type[DomainModel]]:
+    pending, found = list(DomainModel.__subclasses__()), []
+    while pending:
+        model = pending.pop()
+        if model not in found:
+            found.append(model)
+            pending.extend(model.__subclasses__())
+    return sorted(found, key=lambda model: f"{model.__module__}.{model.__qualname__}")
+
+
+@pytest.mark.parametrize("model", _domain_models(), ids=lambda model: model.__name__)
+def test_every_domain_model_forbids_unknown_fields_and_documents_every_field(
+    model: type[DomainModel],
+) -> None:
+    assert model.model_config.get("extra") == "forbid"
+    assert model.model_config.get("frozen") is True
+    assert model.__doc__, f"{model.__name__} has no docstring"
+    undocumented = [
+        name for name, field in model.model_fields.items() if not (field.description or "").strip()
+    ]
+    assert undocumented == [], f"{model.__name__} fields without a docstring: {undocumented}"

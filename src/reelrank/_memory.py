@@ -363,10 +363,21 @@ class InMemoryEventStore:
         """Affinity of the user with every requested creator; ``0.0`` when none."""
         check_id("user_id", user_id)
         ids = check_ids("creator_ids", creator_ids)
+        found = dict.fromkeys(ids, 0.0)
         with self._lock:
             per_creator = self._credit.get(user_id, {})
             total = self._total_credit.get(user_id, 0.0)
-            return {cid: affinity(per_creator.get(cid, 0.0), total) for cid in ids}
+            # A user has credit with few creators, and a feed asks about many: walk the
+            # shorter side.
+            if len(per_creator) < len(found):
+                for cid, credit in per_creator.items():
+                    if cid in found:
+                        found[cid] = affinity(credit, total)
+            else:
+                for cid in found:
+                    if cid in per_creator:
+                        found[cid] = affinity(per_creator[cid], total)
+        return found
 
     def popular_video_ids(self, *, limit: int) -> list[int]:
         """Most viewed video ids, most views first, ties by lower id."""

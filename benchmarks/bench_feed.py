@@ -127,7 +127,7 @@ class World:
             events=self.events,
             seen=self.seen,
             cache=cache,
-            config=self.config.model_copy(update={"inline_in_memory_stores": inline}),
+            config=self.config.model_copy(update={"inline_self_bounded_stores": inline}),
             clock=lambda: NOW,
         )
 

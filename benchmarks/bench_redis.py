@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -253,51 +254,160 @@ def _catalog() -> InMemoryCatalog:
     return catalog
 
 
-def _page_latency(service: FeedRankingService) -> tuple[float, float]:
-    """p50/p99 of cache-hit pages: every user is warmed, then asked for first pages
-    round-robin (each first page is cut from the cached snapshot, skipping what the
-    user has seen, so one snapshot serves several rounds)."""
-    users = range(1, FEED_USERS + 1)
-    service.warm(users)
-    rounds = min(5, service.config.snapshot_size // PAGE_SIZE - 1)
-    order = itertools.cycle(users)
-    before = service.stats().pages_from_cache
-    latency = _percentiles(lambda: service.feed(next(order), PAGE_SIZE), FEED_USERS * rounds)
-    served_from_cache = service.stats().pages_from_cache - before
-    assert served_from_cache >= FEED_USERS * rounds
-    return latency
+class _PlainSeenStore:
+    """Forwards only the three :class:`~reelrank.SeenStore` methods: a page then costs
+    a lookup and a write, as before :meth:`take_unseen` existed."""
+
+    def __init__(self, inner: Any) -> None:
+        self.mark_seen = inner.mark_seen
+        self.seen_among = inner.seen_among
+        self.recently_seen = inner.recently_seen
 
 
-@pytest.mark.parametrize(
-    "stores", ["memory", "redis-cache", "redis-cache-and-seen", "lru-over-redis-cache"]
-)
-def test_cache_hit_feed_page(benchmark: Any, client: Any, config: Any, stores: str) -> None:
-    cache: Any = InMemoryFeedCache()
-    if stores.startswith("redis"):
-        cache = reelrank_redis.RedisFeedCache(client, config)
-    elif stores == "lru-over-redis-cache":
-        cache = TieredFeedCache(LRUFeedCache(), reelrank_redis.RedisFeedCache(client, config))
-    seen = (
-        reelrank_redis.RedisSeenStore(client, config)
-        if stores == "redis-cache-and-seen"
-        else InMemorySeenStore()
-    )
-    with FeedRankingService(
-        catalog=_catalog(),
-        events=InMemoryEventStore(),
-        seen=seen,
-        cache=cache,
-        # Generous deadlines: a stall on a busy machine must show up in the percentiles,
-        # not turn a cache hit into a degraded, freshly ranked page.
-        config=FeedServiceConfig(
-            cursor_secret="a-benchmark-secret-key",
-            deadlines=StoreDeadlines(cache=2.0, seen=2.0),
-        ),
-    ) as service:
-        p50, p99 = _page_latency(service)
-        label = "baseline" if stores == "memory" else "over Redis"
-        _record(benchmark, f"cache-hit feed page, {stores} ({label})", p50, p99)
-        page = benchmark.pedantic(
-            service.feed, args=(FEED_USERS + 1, PAGE_SIZE), rounds=1, iterations=1
+@dataclass
+class _Latency:
+    """Wall-clock and process CPU time of each page, in microseconds."""
+
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+
+    def percentiles(self) -> dict[str, float]:
+        wall50, wall99 = np.percentile(self.wall, [50, 99])
+        cpu50, cpu99 = np.percentile(self.cpu, [50, 99])
+        return {"p50": wall50, "p99": wall99, "cpu_p50": cpu50, "cpu_p99": cpu99}
+
+
+class _Setup:
+    """One feed service over ``stores``, warmed, asked for first pages round-robin.
+
+    ``version`` "before" is the service as it was: every Redis call on a worker thread,
+    and the seen store asked with a lookup and a write per page. "after" calls the
+    Redis stores on the request's thread (they bound their own calls) and cuts each
+    page with one ``take_unseen``.
+    """
+
+    def __init__(self, stores: str, version: str, client: Any, config: Any) -> None:
+        config = config.model_copy(update={"prefix": f"bench-{stores}-{version}"})
+        redis_cache = reelrank_redis.RedisFeedCache(client, config)
+        cache: Any = InMemoryFeedCache()
+        if stores.startswith("redis"):
+            cache = redis_cache
+        elif stores == "lru-over-redis-cache":
+            cache = TieredFeedCache(LRUFeedCache(), redis_cache)
+        seen: Any = InMemorySeenStore()
+        if stores == "redis-cache-and-seen":
+            seen = reelrank_redis.RedisSeenStore(client, config)
+            if version == "before":
+                seen = _PlainSeenStore(seen)
+        self.service = FeedRankingService(
+            catalog=_catalog(),
+            events=InMemoryEventStore(),
+            seen=seen,
+            cache=cache,
+            # Generous deadlines on both paths (the client's socket timeout bounds the
+            # inline calls): a stall on a busy machine must show up in the percentiles,
+            # not turn a cache hit into a degraded, freshly ranked page.
+            config=FeedServiceConfig(
+                cursor_secret="a-benchmark-secret-key",
+                deadlines=StoreDeadlines(cache=2.0, seen=2.0),
+                inline_self_bounded_stores=version == "after",
+            ),
         )
-        assert len(page.items) == PAGE_SIZE
+        users = range(1, FEED_USERS + 1)
+        self.service.warm(users)
+        self._order = itertools.cycle(users)
+        self.latency = _Latency()
+
+    def serve(self, pages: int) -> None:
+        for _ in range(pages):
+            user = next(self._order)
+            wall, cpu = time.perf_counter_ns(), time.process_time_ns()
+            self.service.feed(user, PAGE_SIZE)
+            self.latency.cpu.append((time.process_time_ns() - cpu) / 1_000.0)
+            self.latency.wall.append((time.perf_counter_ns() - wall) / 1_000.0)
+
+
+def _interleaved(setups: list[_Setup], pages: int, block: int = 25) -> None:
+    """Serve ``pages`` pages from every setup, alternating in small blocks, so a noisy
+    moment of the shared machine falls on every setup alike."""
+    for setup in setups:
+        setup.serve(min(50, pages))  # warm-up
+        setup.latency = _Latency()
+    for _ in range(0, pages, block):
+        for setup in setups:
+            setup.serve(block)
+
+
+PAGE_SETUPS = ("redis-cache", "redis-cache-and-seen", "lru-over-redis-cache")
+
+
+def test_cache_hit_feed_page(benchmark: Any, client: Any, config: Any) -> None:
+    # Relaxed socket timeouts: the inline path's deadline is the client's own timeout.
+    config = config.model_copy(update={"socket_timeout": 2.0, "socket_connect_timeout": 2.0})
+    relaxed = reelrank_redis.create_client(config)
+    baseline = _Setup("memory", "after", relaxed, config)
+    setups = {
+        (stores, version): _Setup(stores, version, relaxed, config)
+        for stores in PAGE_SETUPS
+        for version in ("before", "after")
+    }
+    try:
+        assert all(
+            setup.service._guards["cache"].inline is (version == "after")
+            for (_, version), setup in setups.items()
+        )
+        # Within one snapshot: each user's first page is cut after what was served.
+        rounds = min(5, baseline.service.config.snapshot_size // PAGE_SIZE - 1)
+        everything = [baseline, *setups.values()]
+        before_hits = [setup.service.stats().pages_from_cache for setup in everything]
+        _interleaved(everything, FEED_USERS * rounds)
+        for setup, before in zip(everything, before_hits, strict=True):
+            stats = setup.service.stats()
+            assert stats.pages_from_cache - before == stats.pages - before
+            assert stats.degraded_pages == 0
+        base = baseline.latency.percentiles()
+        _record_page(benchmark, "memory", base, None, None)
+        for stores in PAGE_SETUPS:
+            old = setups[stores, "before"].latency.percentiles()
+            new = setups[stores, "after"].latency.percentiles()
+            _record_page(benchmark, stores, new, old, base)
+        page = benchmark.pedantic(
+            setups["redis-cache-and-seen", "after"].service.feed,
+            args=(1, PAGE_SIZE),
+            rounds=1,
+            iterations=1,
+        )
+        assert page.from_cache and len(page.items) == PAGE_SIZE
+    finally:
+        for setup in [baseline, *setups.values()]:
+            setup.service.close()
+        relaxed.close()
+
+
+def _record_page(
+    benchmark: Any,
+    stores: str,
+    new: dict[str, float],
+    old: dict[str, float] | None,
+    base: dict[str, float] | None,
+) -> None:
+    info = {f"{stores}_{key}_us": round(value, 1) for key, value in new.items()}
+    line = (
+        f"redis cache-hit feed page, {stores}: p50 {new['p50']:.0f} us, p99 {new['p99']:.0f} us,"
+        f" cpu p50 {new['cpu_p50']:.0f} us, cpu p99 {new['cpu_p99']:.0f} us"
+    )
+    if old is not None:
+        info.update({f"{stores}_before_{key}_us": round(value, 1) for key, value in old.items()})
+        line += (
+            f"; before (worker threads, lookup + write): p50 {old['p50']:.0f} us, "
+            f"p99 {old['p99']:.0f} us, cpu p50 {old['cpu_p50']:.0f} us; after/before: "
+            + ", ".join(f"{key} x{new[key] / old[key]:.2f}" for key in new)
+        )
+    if base is not None:
+        line += "; vs in-memory: " + ", ".join(
+            f"{key} x{new[key] / base[key]:.2f}" for key in ("p50", "p99", "cpu_p50")
+        )
+    else:
+        line += " (baseline)"
+    benchmark.extra_info.update(info)
+    SUMMARY.append(line)

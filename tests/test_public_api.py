@@ -102,6 +102,7 @@ EXPECTED = {
     "RenditionProgress",
     "RenditionStatus",
     "BreakerState",
+    "AtomicSeenStore",
     "CacheStats",
     "CircuitBreaker",
     "DependencyStats",

@@ -13,6 +13,7 @@ from reelrank._resilience import (
     CircuitBreaker,
     DependencyGuard,
     WorkerPool,
+    request_scope,
 )
 
 
@@ -279,3 +280,99 @@ def test_many_healthy_calls_at_once_are_never_refused() -> None:
         assert sum(f.result(timeout=10) for f in futures) == 8
     assert g.stats.rejected == 0
     assert g.stalled == 0
+
+
+def _inline_guard(threshold: int = 5) -> DependencyGuard:
+    return DependencyGuard(
+        "cache",
+        pool=WorkerPool(1),
+        breaker=CircuitBreaker("cache", failure_threshold=threshold),
+        deadline_seconds=0.05,
+        max_stalled=1,
+        inline=True,
+    )
+
+
+def _times_out() -> None:
+    raise StoreTimeoutError("cache", "socket timeout")
+
+
+def test_an_inline_store_timing_out_counts_as_a_timeout() -> None:
+    g = _inline_guard()
+    with pytest.raises(StoreTimeoutError):
+        g.call(_times_out)
+    assert (g.stats.timeouts, g.stats.failures) == (1, 0)
+    assert g.breaker.consecutive_failures == 1
+
+
+def test_a_dependency_that_timed_out_is_skipped_for_the_rest_of_the_request() -> None:
+    g = _inline_guard()
+    calls: list[int] = []
+
+    def answer() -> int:
+        calls.append(1)
+        return 7
+
+    with request_scope():
+        assert g.call(answer) == 7
+        with pytest.raises(StoreTimeoutError):
+            g.call(_times_out)
+        with pytest.raises(StoreUnavailableError, match="earlier in this request"):
+            g.call(answer)
+    assert len(calls) == 1
+    assert (g.stats.calls, g.stats.timeouts, g.stats.rejected) == (3, 1, 1)
+    # The next request asks the store again, and so does code outside any request.
+    with request_scope():
+        assert g.call(answer) == 7
+    assert g.call(answer) == 7
+    assert len(calls) == 3
+
+
+def test_a_failure_other_than_a_timeout_does_not_skip_the_store() -> None:
+    g = _inline_guard()
+
+    def broken() -> None:
+        raise StoreError("cache", "connection refused")
+
+    with request_scope():
+        with pytest.raises(StoreError):
+            g.call(broken)
+        assert g.call(lambda: 1) == 1
+
+
+def test_a_worker_call_past_its_deadline_is_skipped_for_the_rest_of_the_request() -> None:
+    pool = WorkerPool(4)
+    release = threading.Event()
+    g = guard(pool, deadline=0.05, in_flight=4)
+    try:
+        with request_scope():
+            with pytest.raises(StoreTimeoutError):
+                g.call(release.wait, 10)
+            with pytest.raises(StoreUnavailableError):
+                g.call(lambda: 1)
+        assert (g.stats.timeouts, g.stats.rejected) == (1, 1)
+    finally:
+        release.set()
+
+
+def test_request_scopes_of_other_threads_are_separate() -> None:
+    g = _inline_guard()
+    timed_out = threading.Event()
+    checked = threading.Event()
+    answers: list[int] = []
+
+    def other_request() -> None:
+        with request_scope():
+            timed_out.wait(timeout=10)
+            answers.append(g.call(lambda: 1))
+        checked.set()
+
+    thread = threading.Thread(target=other_request)
+    thread.start()
+    with request_scope():
+        with pytest.raises(StoreTimeoutError):
+            g.call(_times_out)
+        timed_out.set()
+        assert checked.wait(timeout=10)
+    thread.join(timeout=10)
+    assert answers == [1]

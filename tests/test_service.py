@@ -2,10 +2,11 @@ from __future__ import annotations
 
 import itertools
 import math
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ from reelrank import (
     FeedUnavailableError,
     InvalidInputError,
     RankingConfig,
+    StoreTimeoutError,
 )
 from reelrank._cache import LRUFeedCache, TieredFeedCache
 from reelrank._diversity import DiversityRule
@@ -31,7 +33,12 @@ from reelrank._memory import (
     InMemorySeenStore,
 )
 from reelrank._resilience import BreakerState
-from reelrank._service import FeedRankingService, FeedServiceConfig, StoreDeadlines
+from reelrank._service import (
+    AtomicSeenStore,
+    FeedRankingService,
+    FeedServiceConfig,
+    StoreDeadlines,
+)
 from reelrank.testing import EPOCH, FaultInjector, ManualClock, make_creator, make_model, make_video
 
 START = EPOCH + timedelta(days=2)
@@ -636,7 +643,7 @@ def test_embedded_stores_serve_the_same_pages_inline_or_on_workers() -> None:
                 make_video(video, 1 + video % 2, published_at=START - timedelta(minutes=video))
             )
         seen = InMemorySeenStore()
-        config = FeedServiceConfig(inline_in_memory_stores=inline, cursor_secret="x" * 16)
+        config = FeedServiceConfig(inline_self_bounded_stores=inline, cursor_secret="x" * 16)
         with FeedRankingService(
             catalog=catalog,
             events=InMemoryEventStore(),
@@ -854,3 +861,135 @@ def test_followed_videos_alone_feed_the_user(make_world: Any) -> None:
     assert world.ids(page)
     assert all(1 + vid % 3 == 2 for vid in world.ids(page))
     assert world.service.feed(2, 10).items == ()
+
+
+class SelfBoundedSeen:
+    """A seen store of another package that bounds its own calls (like a client with
+    short socket timeouts); it records the thread of every call."""
+
+    bounds_own_calls = True
+
+    def __init__(self, *, bounded: bool = True, timing_out: bool = False) -> None:
+        self.inner = InMemorySeenStore()
+        self.bounds_own_calls = bounded
+        self.timing_out = timing_out
+        self.calls: list[tuple[str, threading.Thread]] = []
+
+    def _record(self, method: str) -> None:
+        self.calls.append((method, threading.current_thread()))
+        if self.timing_out:
+            raise StoreTimeoutError("seen", "socket timeout")
+
+    def mark_seen(self, user_id: int, video_ids: Sequence[int], at: datetime) -> None:
+        self._record("mark_seen")
+        self.inner.mark_seen(user_id, video_ids, at)
+
+    def seen_among(self, user_id: int, video_ids: Sequence[int], *, since: datetime) -> set[int]:
+        self._record("seen_among")
+        return self.inner.seen_among(user_id, video_ids, since=since)
+
+    def recently_seen(self, user_id: int, *, since: datetime, limit: int) -> list[int]:
+        self._record("recently_seen")
+        return self.inner.recently_seen(user_id, since=since, limit=limit)
+
+
+class AtomicSeen(SelfBoundedSeen):
+    """Adds take_unseen, built from the reference lookup and write under a lock."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._lock = threading.Lock()
+
+    def take_unseen(
+        self,
+        user_id: int,
+        video_ids: Sequence[int],
+        *,
+        limit: int,
+        since: datetime,
+        at: datetime,
+    ) -> list[int]:
+        self._record("take_unseen")
+        with self._lock:
+            seen = self.inner.seen_among(user_id, video_ids, since=since)
+            taken = [video_id for video_id in video_ids if video_id not in seen][:limit]
+            self.inner.mark_seen(user_id, taken, at)
+        return taken
+
+
+def _service_over(seen: Any, **config: Any) -> FeedRankingService:
+    catalog = InMemoryCatalog()
+    for creator in range(1, 4):
+        catalog.put_creator(make_creator(creator))
+    for video in range(1, 61):
+        catalog.put_video(
+            make_video(video, 1 + video % 3, published_at=START - timedelta(minutes=video))
+        )
+    clock = ManualClock(START)
+    return FeedRankingService(
+        catalog=catalog,
+        events=InMemoryEventStore(),
+        seen=seen,
+        cache=TieredFeedCache(InMemoryFeedCache(clock=clock.monotonic)),
+        config=FeedServiceConfig(cursor_secret="x" * 16, **config),
+        clock=clock.now,
+        monotonic=clock.monotonic,
+    )
+
+
+def test_a_store_that_bounds_its_own_calls_runs_on_the_request_thread() -> None:
+    seen = SelfBoundedSeen()
+    with _service_over(seen) as service:
+        assert service._guards["seen"].inline
+        service.feed(1, 10)
+        service.feed(1, 10)
+    assert {thread for _, thread in seen.calls} == {threading.current_thread()}
+
+
+@pytest.mark.parametrize("case", ["unbounded instance", "proxy", "switched off"])
+def test_other_stores_run_on_worker_threads(case: str) -> None:
+    seen = SelfBoundedSeen(bounded=case != "unbounded instance")
+    store: Any = FaultInjector(seen, name="seen").proxy if case == "proxy" else seen
+    config = {"inline_self_bounded_stores": case != "switched off"}
+    with _service_over(store, **config) as service:
+        assert not service._guards["seen"].inline
+        service.feed(1, 10)
+    assert seen.calls
+    assert threading.current_thread() not in {thread for _, thread in seen.calls}
+
+
+def test_an_atomic_seen_store_cuts_each_cached_page_with_one_call() -> None:
+    atomic, plain = AtomicSeen(), SelfBoundedSeen()
+    assert isinstance(atomic, AtomicSeenStore) and not isinstance(plain, AtomicSeenStore)
+    pages: dict[str, list[list[int]]] = {}
+    for name, seen in (("atomic", atomic), ("plain", plain)):
+        # Most of the catalog was seen elsewhere: pages need several windows of ids.
+        seen.inner.mark_seen(1, list(range(1, 61, 3)) + list(range(2, 40, 3)), START)
+        with _service_over(seen) as service:
+            first = service.feed(1, 7)
+            seen.calls.clear()
+            second = service.feed(1, 7, first.next_cursor)
+            assert second.from_cache and len(second.items) == 7
+            if name == "atomic":
+                assert [method for method, _ in seen.calls] == ["take_unseen"]
+            third = service.feed(1, 7)  # no cursor: the seen store skips what was served
+            pages[name] = [[item.video_id for item in p.items] for p in (first, second, third)]
+    assert pages["atomic"] == pages["plain"]
+    served = [video_id for page in pages["atomic"] for video_id in page]
+    assert len(set(served)) == len(served) == 21
+    assert atomic.inner.seen_among(1, served, since=START) == set(served)
+
+
+def test_a_self_bounded_store_that_times_out_is_asked_once_per_request() -> None:
+    seen = SelfBoundedSeen(timing_out=True)
+    with _service_over(seen, breaker_failure_threshold=100) as service:
+        page = service.feed(1, 10)
+        assert len(page.items) == 10
+        assert "seen" in fallbacks(page)
+        stats = service.stats().dependencies["seen"]
+        assert (stats.timeouts, stats.failures) == (1, 0)
+        assert stats.rejected >= 1  # later seen calls of the request were skipped
+        assert len(seen.calls) == 1
+        service.feed(2, 10)
+        assert service.stats().dependencies["seen"].timeouts == 2
+        assert len(seen.calls) == 2

@@ -63,6 +63,7 @@ from ._search import (
     video_quality,
 )
 from ._service import (
+    AtomicSeenStore,
     FeedRankingService,
     FeedServiceConfig,
     FeedServiceStats,
@@ -214,6 +215,7 @@ __all__ = [
     "ProgressStore",
     "RenditionProgress",
     "RenditionStatus",
+    "AtomicSeenStore",
     "BreakerState",
     "CacheStats",
     "CircuitBreaker",

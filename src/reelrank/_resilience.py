@@ -12,6 +12,15 @@ Every store call a feed request makes goes through a :class:`DependencyGuard`:
    that hangs ties up a bounded number of worker threads, never the whole pool.
    Healthy calls, however many run at the same time, are never refused.
 
+Stores that cannot stall past a bound of their own (no I/O, or a client with short
+socket timeouts) may instead be called *inline*, on the caller's thread: still behind
+the breaker, without a thread hop, and with the store's own bound as the deadline.
+
+Inside a :func:`request_scope`, a dependency that timed out once is not called again
+for the rest of that scope (the call fails at once with
+:class:`~reelrank.StoreUnavailableError`), so one request pays for a stalled store's
+deadline once, not once per call.
+
 Worker threads are daemon threads, so a store that never returns cannot keep the
 process from exiting.
 """
@@ -23,9 +32,11 @@ import math
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeoutError
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
@@ -37,11 +48,30 @@ __all__ = [
     "DependencyGuard",
     "DependencyStats",
     "WorkerPool",
+    "request_scope",
 ]
 
 P = ParamSpec("P")
 T = TypeVar("T")
 _Task = tuple[Future[Any], Callable[[], Any]]
+
+_timed_out_in_scope: ContextVar[set[str] | None] = ContextVar(
+    "reelrank_timed_out_in_scope", default=None
+)
+
+
+@contextmanager
+def request_scope() -> Iterator[None]:
+    """Scope of one request: a dependency that times out inside it is skipped afterwards.
+
+    Scopes are per thread (a :class:`~contextvars.ContextVar`), so concurrent requests
+    never see each other's timeouts; a nested scope starts afresh.
+    """
+    token = _timed_out_in_scope.set(set())
+    try:
+        yield
+    finally:
+        _timed_out_in_scope.reset(token)
 
 
 class BreakerState(enum.StrEnum):
@@ -222,11 +252,12 @@ class DependencyStats:
     calls: int = 0
     """Calls attempted, including refused ones."""
     failures: int = 0
-    """Calls that raised a store error."""
+    """Calls that raised a store error (other than a timeout)."""
     timeouts: int = 0
-    """Calls that ran past their deadline."""
+    """Calls that ran past their deadline (the guard's, or an inline store's own)."""
     rejected: int = 0
-    """Calls refused without being made (open circuit, or too many stalled calls)."""
+    """Calls refused without being made (open circuit, too many stalled calls, or a
+    timeout earlier in the same request)."""
 
 
 class DependencyGuard:
@@ -241,9 +272,11 @@ class DependencyGuard:
     still be running before further calls are refused.
 
     With ``inline=True`` calls run on the caller's thread, still behind the circuit
-    breaker and counted, but without deadline or bulkhead: only for stores that live in
-    this process and do no I/O, which cannot stall, so a thread switch would only add
-    scheduling latency.
+    breaker and counted, but without the guard's deadline or bulkhead: only for stores
+    that bound their own calls (in-process stores without I/O, or clients with short
+    socket timeouts), where a thread switch would only add scheduling latency. Such a
+    store's deadline is its own bound; a :class:`~reelrank.StoreTimeoutError` it raises
+    counts as a timeout.
     """
 
     def __init__(
@@ -291,17 +324,28 @@ class DependencyGuard:
             self._stalled -= 1
 
     def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Call ``fn(*args, **kwargs)`` on a worker thread and wait at most the deadline."""
+        """Call ``fn(*args, **kwargs)`` on a worker thread and wait at most the deadline
+        (inline guards: on this thread, bounded by the store itself)."""
         return self.call_with_deadline(self.deadline_seconds, lambda: fn(*args, **kwargs))
 
     def call_with_deadline(self, deadline_seconds: float, fn: Callable[[], T]) -> T:
         """Call ``fn()`` like :meth:`call`, with another deadline (for batch jobs)."""
         self._count("calls")
+        timed_out = _timed_out_in_scope.get()
+        if timed_out is not None and self.name in timed_out:
+            self._count("rejected")
+            raise StoreUnavailableError(self.name, "timed out earlier in this request")
         if not self.breaker.allow_request():
             self._count("rejected")
             raise StoreUnavailableError(self.name, "circuit open; call skipped")
         if self.inline:
-            return self._call_inline(fn)
+            try:
+                result = fn()
+            except Exception as exc:
+                self._record_failure(exc, timed_out)
+                raise
+            self.breaker.record_success()
+            return result
         if self.stalled >= self.max_stalled:
             self._count("rejected")
             self.breaker.record_failure()
@@ -311,22 +355,21 @@ class DependencyGuard:
             result = future.result(timeout=deadline_seconds)
         except FutureTimeoutError:
             self._abandon(future)
-            self._count("timeouts")
-            self.breaker.record_failure()
-            raise StoreTimeoutError(self.name, f"no answer within {deadline_seconds:g} s") from None
-        except Exception:
-            self._count("failures")
-            self.breaker.record_failure()
+            error = StoreTimeoutError(self.name, f"no answer within {deadline_seconds:g} s")
+            self._record_failure(error, timed_out)
+            raise error from None
+        except Exception as exc:
+            self._record_failure(exc, timed_out)
             raise
         self.breaker.record_success()
         return result
 
-    def _call_inline(self, fn: Callable[[], T]) -> T:
-        try:
-            result = fn()
-        except Exception:
+    def _record_failure(self, exc: Exception, timed_out: set[str] | None) -> None:
+        """Count a failed call; a timeout also marks the dependency in the request scope."""
+        if isinstance(exc, StoreTimeoutError):
+            self._count("timeouts")
+            if timed_out is not None:
+                timed_out.add(self.name)
+        else:
             self._count("failures")
-            self.breaker.record_failure()
-            raise
-        self.breaker.record_success()
-        return result
+        self.breaker.record_failure()

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -45,12 +45,19 @@ from ._models import (
     check_variant,
     utc_now,
 )
-from ._resilience import CircuitBreaker, DependencyGuard, DependencyStats, WorkerPool
+from ._resilience import (
+    CircuitBreaker,
+    DependencyGuard,
+    DependencyStats,
+    WorkerPool,
+    request_scope,
+)
 from ._scoring import Candidates, Ranker
 from .exceptions import FeedUnavailableError, InvalidInputError, StoreError
 from .protocols import Catalog, EventStore, FeedCache, FeedKey, ModelRegistry, SeenStore
 
 __all__ = [
+    "AtomicSeenStore",
     "FeedRankingService",
     "FeedServiceConfig",
     "FeedServiceStats",
@@ -64,8 +71,40 @@ VariantResolver = Callable[[int], tuple[str | None, RankingConfig]]
 _DEPENDENCIES = ("catalog", "events", "seen", "models", "cache")
 
 
+@runtime_checkable
+class AtomicSeenStore(SeenStore, Protocol):
+    """A :class:`~reelrank.SeenStore` that can filter a page and mark it seen in one call.
+
+    :class:`FeedRankingService` cuts each page with :meth:`take_unseen` when the seen
+    store has it: one round trip per page instead of a lookup and a write, and two
+    requests for the same user at the same moment cannot both take the same video.
+    """
+
+    def take_unseen(
+        self,
+        user_id: int,
+        video_ids: Sequence[int],
+        *,
+        limit: int,
+        since: datetime,
+        at: datetime,
+    ) -> list[int]:
+        """Take the first ``limit`` of ``video_ids`` (in their order) that the user has not
+        seen at or after ``since``, mark them seen at ``at``, and return them in order.
+
+        Atomic: no other call sees the ids as unseen once they are taken. Equivalent to
+        :meth:`~reelrank.SeenStore.seen_among` followed by
+        :meth:`~reelrank.SeenStore.mark_seen` of the ids it returns.
+        """
+
+
 class StoreDeadlines(StrictModel):
-    """How long a feed request waits for each store before working around it (seconds)."""
+    """How long a feed request waits for each store before working around it (seconds).
+
+    These deadlines bound the calls that run on worker threads. A store called inline
+    (see :attr:`FeedServiceConfig.inline_self_bounded_stores`) is bounded by itself
+    instead: for the Redis stores, by their client's socket timeout.
+    """
 
     catalog: float = Field(default=0.25, gt=0.0, allow_inf_nan=False)
     """Deadline of catalog calls (candidate lists and video lookups)."""
@@ -131,11 +170,15 @@ class FeedServiceConfig(StrictModel):
     """Fetch a stale candidate pool on a background thread while requests keep using the
     previous one, so no request waits for it. ``False`` makes the request that finds the
     pool stale fetch it (tests use this for determinism)."""
-    inline_in_memory_stores: bool = True
-    """Call the embedded in-memory stores on the request's own thread. They do no I/O and
-    cannot stall, so a worker thread would only add scheduling latency; the breaker
-    still counts their failures. Every other store always runs on a worker thread
-    under its deadline (an :class:`LRUFeedCache` level is always called directly)."""
+    inline_self_bounded_stores: bool = True
+    """Call stores that bound their own calls on the request's own thread: the embedded
+    in-memory stores (no I/O, they cannot stall) and stores whose class declares a
+    ``bounds_own_calls`` attribute that is true on the instance (the Redis stores, whose
+    clients have short socket timeouts). A worker thread would only add scheduling
+    latency. Such a store's deadline is its own bound, not :attr:`deadlines`; the
+    breaker still counts its failures and timeouts. Every other store runs on a worker
+    thread under its deadline (an :class:`LRUFeedCache` level is always called
+    directly)."""
     model_name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
     """Model whose active version supplies the deep-learning scores; ``None`` for none."""
 
@@ -194,13 +237,40 @@ _IN_MEMORY_STORES = (
 )
 
 
-def _is_in_memory(store: object) -> bool:
-    """Whether ``store`` is one of the embedded stores that live in this process.
+def _bounds_own_calls(store: Any) -> bool:
+    """Whether ``store`` cannot stall past a bound of its own, so it may run inline.
 
-    The check is on the object's class, so a wrapper that forwards attributes to such
-    a store (a fault injector, a proxy to another process) is not mistaken for one.
+    True for the embedded in-memory stores, and for a store whose class declares
+    ``bounds_own_calls`` and whose instance sets it true. Both checks are on the class,
+    so a wrapper that forwards attributes to such a store (a fault injector, a proxy to
+    another process) is not mistaken for one.
     """
-    return isinstance(store, _IN_MEMORY_STORES)
+    if isinstance(store, _IN_MEMORY_STORES):
+        return True
+    return hasattr(type(store), "bounds_own_calls") and store.bounds_own_calls is True
+
+
+def _called_directly(level: FeedCache, config: FeedServiceConfig) -> bool:
+    """Whether a cache level is called without its guard: an in-process LRU level always,
+    the embedded in-memory levels when stores that bound their own calls run inline."""
+    return isinstance(level, LRUFeedCache) or (
+        config.inline_self_bounded_stores and isinstance(level, _IN_MEMORY_STORES)
+    )
+
+
+def _inline(name: str, store: Any, config: FeedServiceConfig) -> bool:
+    """Whether the guard of store ``name`` calls it on the request's thread.
+
+    For the cache, that is the levels it guards (see :func:`_called_directly`): they
+    run inline only if every one of them bounds its own calls.
+    """
+    if not config.inline_self_bounded_stores or store is None:
+        return False
+    if name != "cache":
+        return _bounds_own_calls(store)
+    levels = store.levels if isinstance(store, TieredFeedCache) else (store,)
+    guarded = [level for level in levels if not _called_directly(level, config)]
+    return all(_bounds_own_calls(level) for level in guarded)
 
 
 @dataclass(frozen=True, slots=True)
@@ -422,6 +492,27 @@ def _cut(
     return picked, position
 
 
+def _take(
+    ids: Sequence[int], offset: int, limit: int, take: Callable[[Sequence[int], int], list[int]]
+) -> tuple[list[int], int]:
+    """Like :func:`_cut`, with ``take(chunk, wanted)`` filtering and marking each window."""
+    picked: list[int] = []
+    position = offset
+    total = len(ids)
+    window = max(2 * limit, 32)
+    while position < total and len(picked) < limit:
+        chunk = ids[position : position + window]
+        wanted = limit - len(picked)
+        taken = take(chunk, wanted)
+        if taken:
+            row_of = {video_id: row for row, video_id in enumerate(chunk)}
+            picked.extend(position + row_of[video_id] for video_id in taken)
+            if len(taken) == wanted:
+                return picked, picked[-1] + 1
+        position += len(chunk)
+    return picked, position
+
+
 def _check_limit(limit: object, max_page_size: int) -> int:
     if isinstance(limit, bool) or not isinstance(limit, int):
         raise InvalidInputError("limit", f"must be an int, got {limit!r}")
@@ -471,6 +562,8 @@ class FeedRankingService:
         self._catalog = catalog
         self._events = events
         self._seen = seen
+        # Checked once: a runtime protocol check costs more than the rest of a page cut.
+        self._take_unseen = seen.take_unseen if isinstance(seen, AtomicSeenStore) else None
         self._models = models
         self._assign_variant = assign_variant
         self._clock = clock or utc_now
@@ -502,7 +595,7 @@ class FeedRankingService:
                 ),
                 deadline_seconds=getattr(cfg.deadlines, name),
                 max_stalled=cfg.max_stalled_calls,
-                inline=cfg.inline_in_memory_stores and _is_in_memory(stores[name]),
+                inline=_inline(name, stores[name], cfg),
             )
             for name in _DEPENDENCIES
         }
@@ -520,9 +613,7 @@ class FeedRankingService:
         guard = self._guards["cache"]
 
         def wrap(level: FeedCache) -> FeedCache:
-            direct = isinstance(level, LRUFeedCache) or (
-                self.config.inline_in_memory_stores and _is_in_memory(level)
-            )
+            direct = _called_directly(level, self.config)
             return level if direct else _GuardedFeedCache(level, guard)
 
         if cache is None:
@@ -603,6 +694,11 @@ class FeedRankingService:
             FeedUnavailableError: if the catalog is unavailable and no snapshot or
                 earlier candidate pool can stand in for it.
         """
+        # A store that times out is not asked again during this request.
+        with request_scope():
+            return self._feed(user_id, limit, cursor)
+
+    def _feed(self, user_id: int, limit: int, cursor: str | None) -> FeedPage:
         check_id("user_id", user_id)
         variant, ranking = self._variant(user_id)
         _check_limit(limit, ranking.max_page_size)
@@ -694,9 +790,10 @@ class FeedRankingService:
         any other snapshot (replaced, expired, re-ranked) the page starts at the top and
         the seen filter removes what was already shown.
 
-        Filtering and marking run as one guarded call, so a page costs one round trip
-        to the seen store's worker thread. If that call fails, the page is cut in
-        snapshot order without the filter and marking is tried once more on its own.
+        Filtering and marking run as one guarded call: one
+        :meth:`AtomicSeenStore.take_unseen` per window of ids when the seen store has it,
+        else a lookup and a write. If that call fails, the page is cut in snapshot order
+        without the filter and marking is tried once more on its own.
         """
         ids = snapshot.video_ids
         snapshot_id = _snapshot_id(snapshot)
@@ -710,6 +807,13 @@ class FeedRankingService:
             return self._seen.seen_among(user_id, chunk, since=since)
 
         def filter_and_mark() -> tuple[list[int], int, bool]:
+            take_unseen = self._take_unseen
+            if check_seen and take_unseen is not None:
+
+                def take(chunk: Sequence[int], wanted: int) -> list[int]:
+                    return take_unseen(user_id, chunk, limit=wanted, since=since, at=now)
+
+                return (*_take(ids, offset, limit, take), True)
             picked, position = _cut(ids, offset, limit, seen_among if check_seen else None)
             try:
                 if picked:
@@ -1125,6 +1229,10 @@ class FeedRankingService:
             FeedUnavailableError: if the catalog is unavailable and no earlier
                 candidate pool exists.
         """
+        with request_scope():
+            return self._warm(user_ids, force)
+
+    def _warm(self, user_ids: Iterable[int], force: bool) -> int:
         users = list(dict.fromkeys(check_id("user_ids", uid) for uid in user_ids))
         if not users or self._cache is None:
             return 0

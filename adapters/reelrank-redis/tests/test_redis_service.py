@@ -129,3 +129,46 @@ def test_a_killed_redis_degrades_the_feed_and_a_restart_heals_it(
         healed = service.feed(4, 10)
         assert not healed.degraded
         assert cache.get(4) is not None
+
+
+@pytest.mark.timeout(HANG_GUARD_SECONDS)
+@pytest.mark.parametrize("inline", [True, False], ids=["inline", "worker-threads"])
+def test_a_paused_redis_costs_each_store_one_timeout_per_request(
+    fault_server: RedisServer, redis_setup: RedisSetup, inline: bool
+) -> None:
+    """A stalled call waits out the client's socket timeout (0.2 s), inline or on a
+    worker thread (whose deadline is longer here). Either way a request asks each stalled store once
+    and skips it for the rest of the request, so a page waits about one timeout per store."""
+    seen = RedisSeenStore(redis_setup.client, redis_setup.config)
+    assert seen.bounds_own_calls and redis_setup.cache.bounds_own_calls
+    service = FeedRankingService(
+        catalog=_catalog(),
+        events=InMemoryEventStore(),
+        seen=seen,
+        cache=redis_setup.cache,
+        # On worker threads, deadlines above the socket timeout keep a busy machine from
+        # degrading a page by itself; inline, the socket timeout is the only bound.
+        config=FeedServiceConfig(
+            cursor_secret="a-test-secret-of-some-length",
+            deadlines=StoreDeadlines(cache=1.0, seen=1.0),
+            inline_self_bounded_stores=inline,
+        ),
+    )
+    with service:
+        assert service._guards["cache"].inline is inline
+        assert service._guards["seen"].inline is inline
+        assert not service.feed(1, 10).degraded
+        fault_server.pause()
+        try:
+            page = service.feed(2, 10)
+        finally:
+            fault_server.resume()
+        assert len(page.items) == 10
+        assert {"cache", "seen"} <= _names(page)
+        stats = service.stats().dependencies
+        for store in ("cache", "seen"):
+            assert (stats[store].timeouts, stats[store].failures) == (1, 0), store
+            assert stats[store].rejected >= 1, store  # its later calls were skipped
+        again = service.feed(3, 10)
+        assert len(again.items) == 10 and not again.degraded
+        assert service.feed(3, 10, again.next_cursor).from_cache

@@ -1,6 +1,6 @@
 """reelrank-redis: Redis-backed feed cache, seen store and event store for reelrank."""
 
-from ._config import RedisConfig, create_client
+from ._config import RedisConfig, client_bounds_calls, create_client
 from ._event_store import RedisEventStore
 from ._feed_cache import FeedCacheStats, RedisFeedCache
 from ._seen_store import RedisSeenStore
@@ -14,5 +14,6 @@ __all__ = [
     "RedisFeedCache",
     "RedisSeenStore",
     "__version__",
+    "client_bounds_calls",
     "create_client",
 ]

@@ -9,7 +9,7 @@ from redis.retry import Retry
 
 from reelrank._config import StrictModel
 
-__all__ = ["RedisConfig", "create_client"]
+__all__ = ["RedisConfig", "client_bounds_calls", "create_client"]
 
 _DAY_SECONDS = 86_400
 
@@ -67,4 +67,25 @@ def create_client(config: RedisConfig) -> redis.Redis:
         socket_connect_timeout=config.socket_connect_timeout,
         retry=retry,
         max_connections=config.max_connections,
+    )
+
+
+def client_bounds_calls(client: redis.Redis, config: RedisConfig) -> bool:
+    """Whether every call on ``client`` ends within ``config``'s short timeouts.
+
+    True when the client's socket and connect timeouts are set and no longer than the
+    config's, and it retries no more often than ``connection_retries`` (as
+    :func:`create_client` builds it). A store on such a client tells the feed service
+    it bounds its own calls, so the service calls it on the request's thread.
+    """
+    kwargs = client.connection_pool.connection_kwargs
+    socket_timeout = kwargs.get("socket_timeout")
+    connect_timeout = kwargs.get("socket_connect_timeout")
+    retry = client.get_retry()
+    return (
+        isinstance(socket_timeout, int | float)
+        and 0 < socket_timeout <= config.socket_timeout
+        and isinstance(connect_timeout, int | float)
+        and 0 < connect_timeout <= config.socket_connect_timeout
+        and (retry is None or retry.get_retries() <= config.connection_retries)
     )

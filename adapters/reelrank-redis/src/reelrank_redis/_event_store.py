@@ -17,7 +17,7 @@ from reelrank import (
 )
 from reelrank._models import check_id, check_ids, check_limit
 
-from ._config import RedisConfig
+from ._config import RedisConfig, client_bounds_calls
 from ._errors import store_errors
 from ._keys import KeyLayout, id_member, member_id
 
@@ -97,12 +97,21 @@ class RedisEventStore:
         self._client = client
         self._config = config or RedisConfig()
         self._keys = KeyLayout(self._config.prefix)
+        self._bounds_own_calls = client_bounds_calls(client, self._config)
         self._append_script = client.register_script(_APPEND_SCRIPT)
 
     @property
     def config(self) -> RedisConfig:
         """The settings this store was built with."""
         return self._config
+
+    @property
+    def bounds_own_calls(self) -> bool:
+        """Whether each call ends within the client's short timeouts (see
+        :func:`~reelrank_redis.client_bounds_calls`); the feed service then calls this
+        store on the request's thread, and a paused server fails a call after one
+        ``socket_timeout``."""
+        return self._bounds_own_calls
 
     def append(self, event: EngagementEvent, *, creator_id: int) -> bool:
         """Apply an event once per ``event_id``; ``False`` for a duplicate."""

@@ -14,7 +14,7 @@ from reelrank._models import check_feed_key, check_id, check_ttl, check_variant
 from reelrank.protocols import FeedKey
 
 from ._codec import SnapshotFormatError, decode_snapshot, encode_snapshot
-from ._config import RedisConfig
+from ._config import RedisConfig, client_bounds_calls
 from ._errors import store_errors
 from ._keys import DEFAULT_VARIANT, KeyLayout
 
@@ -90,6 +90,7 @@ class RedisFeedCache:
         self._client = client
         self._config = config or RedisConfig()
         self._keys = KeyLayout(self._config.prefix)
+        self._bounds_own_calls = client_bounds_calls(client, self._config)
         self._get_script = client.register_script(_GET_SCRIPT)
         self._invalidate_script = client.register_script(_INVALIDATE_SCRIPT)
 
@@ -97,6 +98,14 @@ class RedisFeedCache:
     def config(self) -> RedisConfig:
         """The settings this cache was built with."""
         return self._config
+
+    @property
+    def bounds_own_calls(self) -> bool:
+        """Whether each call ends within the client's short timeouts (see
+        :func:`~reelrank_redis.client_bounds_calls`); the feed service then calls this
+        store on the request's thread, and a paused server fails a call after one
+        ``socket_timeout``."""
+        return self._bounds_own_calls
 
     # -- reads ------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ import redis
 
 from reelrank._models import check_aware, check_id, check_ids, check_limit
 
-from ._config import RedisConfig
+from ._config import RedisConfig, client_bounds_calls
 from ._errors import store_errors
 from ._keys import KeyLayout, id_member, member_id
 from ._time import to_microseconds
@@ -19,6 +19,37 @@ __all__ = ["RedisSeenStore"]
 
 STORE_NAME = "seen"
 _MICROSECONDS = 1_000_000
+# Lua's unpack() is limited by the C stack; longer id lists are taken in slices.
+_MAX_IDS_PER_SCRIPT = 1_000
+
+# take_unseen in one round trip: look the ids up, keep the first ARGV[3] whose time is
+# missing or before ARGV[1], and write them like mark_seen does. Returns their
+# 0-based positions in the id list.
+#   KEYS: the user's seen set
+#   ARGV: since, at, limit, oldest kept, max items, window seconds, members...
+_TAKE_UNSEEN_SCRIPT = """
+local since = tonumber(ARGV[1])
+local limit = tonumber(ARGV[3])
+local scores = redis.call('ZMSCORE', KEYS[1], unpack(ARGV, 7))
+local taken = {}
+local added = {'GT'}
+for i = 1, #scores do
+  if #taken == limit then break end
+  local score = scores[i]
+  if (not score) or tonumber(score) < since then
+    taken[#taken + 1] = i - 1
+    added[#added + 1] = ARGV[2]
+    added[#added + 1] = ARGV[6 + i]
+  end
+end
+if #taken > 0 then
+  redis.call('ZADD', KEYS[1], unpack(added))
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[4])
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -tonumber(ARGV[5]) - 1)
+  redis.call('EXPIRE', KEYS[1], ARGV[6])
+end
+return taken
+"""
 
 
 class RedisSeenStore:
@@ -34,19 +65,31 @@ class RedisSeenStore:
     * sets the key to expire ``seen_window_seconds`` after this last write, so
       inactive users cost nothing.
 
-    :meth:`seen_among` checks a whole candidate batch with one ``ZMSCORE``. Failures
-    raise :class:`~reelrank.StoreError` (``store="seen"``).
+    :meth:`seen_among` checks a whole candidate batch with one ``ZMSCORE``, and
+    :meth:`take_unseen` filters a feed page and marks it seen in one Lua script (so
+    the feed service spends one round trip per page). Failures raise
+    :class:`~reelrank.StoreError` (``store="seen"``).
     """
 
     def __init__(self, client: redis.Redis, config: RedisConfig | None = None) -> None:
         self._client = client
         self._config = config or RedisConfig()
         self._keys = KeyLayout(self._config.prefix)
+        self._bounds_own_calls = client_bounds_calls(client, self._config)
+        self._take_unseen_script = client.register_script(_TAKE_UNSEEN_SCRIPT)
 
     @property
     def config(self) -> RedisConfig:
         """The settings this store was built with."""
         return self._config
+
+    @property
+    def bounds_own_calls(self) -> bool:
+        """Whether each call ends within the client's short timeouts (see
+        :func:`~reelrank_redis.client_bounds_calls`); the feed service then calls this
+        store on the request's thread, and a paused server fails a call after one
+        ``socket_timeout``."""
+        return self._bounds_own_calls
 
     def mark_seen(self, user_id: int, video_ids: Sequence[int], at: datetime) -> None:
         """Record that the user saw these videos at ``at`` (later times win)."""
@@ -65,6 +108,47 @@ class RedisSeenStore:
             pipe.zremrangebyrank(key, 0, -config.seen_max_items - 1)
             pipe.expire(key, config.seen_window_seconds)
             pipe.execute()
+
+    def take_unseen(
+        self,
+        user_id: int,
+        video_ids: Sequence[int],
+        *,
+        limit: int,
+        since: datetime,
+        at: datetime,
+    ) -> list[int]:
+        """Take the first ``limit`` ids (in order) not seen at or after ``since``, mark
+        them seen at ``at`` and return them: one atomic Lua script (``ZMSCORE``, then the
+        writes of :meth:`mark_seen`) per 1,000 ids."""
+        check_id("user_id", user_id)
+        ids = list(dict.fromkeys(check_ids("video_ids", video_ids)))
+        threshold = to_microseconds(check_aware("since", since))
+        moment = to_microseconds(check_aware("at", at))
+        check_limit(limit)
+        config = self._config
+        key = self._keys.seen(user_id)
+        oldest_kept = moment - config.seen_window_seconds * _MICROSECONDS
+        taken: list[int] = []
+        for start in range(0, len(ids), _MAX_IDS_PER_SCRIPT):
+            if len(taken) == limit:
+                break
+            chunk = ids[start : start + _MAX_IDS_PER_SCRIPT]
+            with store_errors(STORE_NAME, "take_unseen"):
+                positions = self._take_unseen_script(
+                    keys=[key],
+                    args=[
+                        threshold,
+                        moment,
+                        limit - len(taken),
+                        oldest_kept,
+                        config.seen_max_items,
+                        config.seen_window_seconds,
+                        *(id_member(video_id) for video_id in chunk),
+                    ],
+                )
+            taken.extend(chunk[position] for position in cast("list[int]", positions))
+        return taken
 
     def seen_among(self, user_id: int, video_ids: Sequence[int], *, since: datetime) -> set[int]:
         """The subset of ``video_ids`` the user saw at or after ``since`` (one ``ZMSCORE``)."""

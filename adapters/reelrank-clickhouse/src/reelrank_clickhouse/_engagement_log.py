@@ -1,0 +1,137 @@
+"""The ClickHouse engagement log: individual events by time, for trending and
+creator recommendations."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from reelrank import EngagementEvent, InvalidInputError
+from reelrank._models import check_aware, check_id, check_limit
+
+from ._errors import store_errors
+from ._event_store import known_event_ids
+from ._rows import EVENT_SELECT, ArrivalSequence, event_from_row, event_row
+from ._schema import LOG
+
+__all__ = ["ClickHouseEngagementLog"]
+
+_STORE = "engagement_log"
+
+# ``LIMIT 1 BY event_id`` hides a copy that slipped past the insert-side check until the
+# ReplacingMergeTree merges it away.
+_BETWEEN = text(
+    f"""SELECT {EVENT_SELECT} FROM engagement_log
+WHERE occurred_at >= :start_s AND occurred_at <= :end_s
+  AND (occurred_at > :start_at OR occurred_us >= :start_us)
+  AND (occurred_at < :end_at OR occurred_us < :end_us)
+ORDER BY occurred_at DESC, occurred_us DESC, event_id DESC
+LIMIT 1 BY event_id
+LIMIT :limit"""
+)
+
+_OF_USER = text(
+    f"""SELECT {EVENT_SELECT} FROM engagement_log
+WHERE user_id = :user_id AND occurred_at >= :since_s
+  AND (occurred_at > :since_at OR occurred_us >= :since_us)
+ORDER BY occurred_at DESC, occurred_us DESC, event_id DESC
+LIMIT 1 BY event_id
+LIMIT :limit"""
+)
+
+
+def _split(at: datetime) -> tuple[datetime, int]:
+    """A UTC instant as the table holds it: whole seconds (naive UTC) and microseconds."""
+    utc = at.astimezone(UTC)
+    return utc.replace(microsecond=0, tzinfo=None), utc.microsecond
+
+
+class ClickHouseEngagementLog:
+    """An :class:`~reelrank.EngagementLog` on the ``engagement_log`` table.
+
+    The table is a ReplacingMergeTree partitioned by month and ordered by
+    ``(occurred_at, occurred_us, event_id)``, so a time window reads a range of the
+    primary key; a user's events are read from ``since`` onwards and filtered by user.
+    Recording checks ``engagement_log_ids`` first, like
+    :class:`ClickHouseEventStore` (same race window, and reads skip a copy that won
+    it). Old months go with ``ALTER TABLE engagement_log DROP PARTITION``.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._write_lock = threading.Lock()
+        self._sequence = ArrivalSequence()
+
+    @property
+    def engine(self) -> Engine:
+        """The engine the log queries."""
+        return self._engine
+
+    def record(self, event: EngagementEvent) -> bool:
+        """Keep an event once per ``event_id``; ``False`` for a duplicate."""
+        return self.record_many([event]) == 1
+
+    def record_many(self, events: Sequence[EngagementEvent]) -> int:
+        """Keep a batch of events in one insert; returns how many were new."""
+        if isinstance(events, str | bytes) or not isinstance(events, Sequence):
+            raise InvalidInputError("events", "must be a sequence of EngagementEvent")
+        batch: dict[str, EngagementEvent] = {}
+        for event in events:
+            if not isinstance(event, EngagementEvent):
+                raise InvalidInputError("event", "must be an EngagementEvent")
+            batch.setdefault(event.event_id, event)
+        if not batch:
+            return 0
+        with self._write_lock, store_errors(_STORE, "record"), self._engine.connect() as conn:
+            known = known_event_ids(conn, "engagement_log_ids", batch)
+            fresh = [event for event_id, event in batch.items() if event_id not in known]
+            if not fresh:
+                return 0
+            first = self._sequence.take(len(fresh))
+            conn.execute(
+                LOG.insert(),
+                [event_row(event, first + offset) for offset, event in enumerate(fresh)],
+            )
+        return len(fresh)
+
+    def events_between(
+        self, start: datetime, end: datetime, *, limit: int
+    ) -> list[EngagementEvent]:
+        """Events with ``start <= occurred_at < end``, newest first, at most ``limit``."""
+        start_at, start_us = _split(check_aware("start", start))
+        end_at, end_us = _split(check_aware("end", end))
+        check_limit(limit)
+        if limit == 0 or (start_at, start_us) >= (end_at, end_us):
+            return []
+        params = {
+            "start_s": start_at,
+            "end_s": end_at,
+            "start_at": start_at,
+            "start_us": start_us,
+            "end_at": end_at,
+            "end_us": end_us,
+            "limit": limit,
+        }
+        with store_errors(_STORE, "events_between"), self._engine.connect() as conn:
+            return [event_from_row(row) for row in conn.execute(_BETWEEN, params)]
+
+    def user_events(self, user_id: int, *, since: datetime, limit: int) -> list[EngagementEvent]:
+        """The user's events at or after ``since``, newest first, at most ``limit``."""
+        check_id("user_id", user_id)
+        since_at, since_us = _split(check_aware("since", since))
+        check_limit(limit)
+        if limit == 0:
+            return []
+        params = {
+            "user_id": user_id,
+            "since_s": since_at,
+            "since_at": since_at,
+            "since_us": since_us,
+            "limit": limit,
+        }
+        with store_errors(_STORE, "user_events"), self._engine.connect() as conn:
+            return [event_from_row(row) for row in conn.execute(_OF_USER, params)]

@@ -1,0 +1,216 @@
+"""The ClickHouse event store: events in a MergeTree table, aggregates in
+AggregatingMergeTree tables kept current by materialized views."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import bindparam, text
+from sqlalchemy.engine import Connection, Engine
+
+from reelrank import (
+    EngagementEvent,
+    EngagementKind,
+    InvalidInputError,
+    VideoStats,
+    affinity,
+    affinity_credit,
+)
+from reelrank._models import check_id, check_ids, check_limit
+
+from ._errors import store_errors
+from ._rows import ArrivalSequence, event_row
+from ._schema import EVENTS
+
+__all__ = ["ClickHouseEventStore", "known_event_ids"]
+
+_STORE = "events"
+
+_COUNTS_OF_VIDEOS = text(
+    """SELECT video_id, toString(kind), uniqExactMerge(events), sumMerge(completion_sum)
+FROM video_counts WHERE video_id IN :ids GROUP BY video_id, kind"""
+).bindparams(bindparam("ids", expanding=True))
+
+_LIKES_OF_VIDEOS = text(
+    """SELECT video_id, sum(liked) FROM (
+    SELECT video_id, user_id, argMaxMerge(liked) AS liked
+    FROM video_likes WHERE video_id IN :ids GROUP BY video_id, user_id
+) GROUP BY video_id"""
+).bindparams(bindparam("ids", expanding=True))
+
+_CREDIT_OF_USER = text(
+    """SELECT creator_id, toString(kind), uniqExactMerge(events), sumMerge(completion_sum)
+FROM creator_credit WHERE user_id = :user_id GROUP BY creator_id, kind"""
+)
+
+_LIKED_VIDEOS_OF_USER = text(
+    """SELECT creator_id, sum(liked) FROM (
+    SELECT creator_id, video_id, argMaxMerge(liked) AS liked
+    FROM user_likes WHERE user_id = :user_id GROUP BY creator_id, video_id
+) GROUP BY creator_id"""
+)
+
+_POPULAR = text(
+    """SELECT video_id, uniqExactMerge(events) AS views
+FROM video_counts WHERE kind = 'watch'
+GROUP BY video_id HAVING views > 0
+ORDER BY views DESC, video_id ASC LIMIT :limit"""
+)
+
+
+def known_event_ids(connection: Connection, table: str, event_ids: Iterable[str]) -> set[str]:
+    """The ids among ``event_ids`` that ``table`` (an id table ordered by event_id) holds."""
+    ids = list(event_ids)
+    if not ids:
+        return set()
+    query = text(f"SELECT DISTINCT event_id FROM {table} WHERE event_id IN :ids").bindparams(
+        bindparam("ids", expanding=True)
+    )
+    return {row[0] for row in connection.execute(query, {"ids": ids})}
+
+
+class ClickHouseEventStore:
+    """An :class:`~reelrank.EventStore` on ClickHouse.
+
+    Every applied event is a row of ``events``; materialized views fold each inserted
+    block into per-video counts, per-video like states and per-(user, creator) credit
+    (see :mod:`reelrank_clickhouse._schema`). Reads merge the aggregate states of the
+    requested keys only.
+
+    Idempotency by ``event_id`` has two layers:
+
+    * before inserting, the store asks ``event_ids`` which ids of the batch it holds and
+      inserts only the new ones (a process-wide lock serialises check and insert of one
+      store object);
+    * views, shares and comments are ``uniqExact(event_id)`` states, so they stay exact
+      even when a copy slips past the check (two processes delivering the same event
+      at the same instant, or a block inserted twice).
+
+    ``completion_sum``, affinity credit and like states are not protected by the
+    second layer: a copy that wins that race is added to them (likes only change when
+    an opposite like or unlike arrived in between). ``completion_sum`` is capped at
+    ``views`` on read so the stats stay valid. Ids are remembered as long as their
+    month's partition of ``event_ids`` is kept.
+
+    Needs the tables of :func:`~reelrank_clickhouse.create_schema`. Thread-safe.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._write_lock = threading.Lock()
+        self._sequence = ArrivalSequence()
+
+    @property
+    def engine(self) -> Engine:
+        """The engine the store queries."""
+        return self._engine
+
+    def append(self, event: EngagementEvent, *, creator_id: int) -> bool:
+        """Apply one event once per ``event_id``; ``False`` for an id seen before."""
+        return self.append_many([(event, creator_id)]) == 1
+
+    def append_many(self, items: Sequence[tuple[EngagementEvent, int]]) -> int:
+        """Apply a batch of ``(event, creator_id)`` pairs in one insert.
+
+        Returns how many were applied: an id already stored, or repeated within the
+        batch after its first occurrence, is skipped. Every pair is validated before
+        anything is written, so a bad one raises :class:`~reelrank.InvalidInputError`
+        and nothing of the batch is stored.
+        """
+        if isinstance(items, str | bytes) or not isinstance(items, Sequence):
+            raise InvalidInputError("items", "must be a sequence of (event, creator_id) pairs")
+        batch: dict[str, tuple[EngagementEvent, int]] = {}
+        for item in items:
+            if not isinstance(item, tuple) or len(item) != 2:
+                raise InvalidInputError("items", f"each item must be (event, creator_id): {item!r}")
+            event, creator_id = item
+            if not isinstance(event, EngagementEvent):
+                raise InvalidInputError("event", "must be an EngagementEvent")
+            check_id("creator_id", creator_id)
+            if event.kind is EngagementKind.WATCH and event.completion is None:
+                raise InvalidInputError("completion", "a watch must carry completion when appended")
+            batch.setdefault(event.event_id, (event, creator_id))
+        if not batch:
+            return 0
+        with self._write_lock, store_errors(_STORE, "append"), self._engine.connect() as conn:
+            known = known_event_ids(conn, "event_ids", batch)
+            fresh = [pair for event_id, pair in batch.items() if event_id not in known]
+            if not fresh:
+                return 0
+            first = self._sequence.take(len(fresh))
+            rows = [
+                {**event_row(event, first + offset), "creator_id": creator_id}
+                for offset, (event, creator_id) in enumerate(fresh)
+            ]
+            conn.execute(EVENTS.insert(), rows)
+        return len(fresh)
+
+    def get_stats(self, video_ids: Sequence[int]) -> dict[int, VideoStats]:
+        """Aggregates for every requested id; zeros for videos never engaged with."""
+        ids = check_ids("video_ids", video_ids)
+        unique = list(dict.fromkeys(ids))
+        if not unique:
+            return {}
+        counts: dict[int, dict[str, Any]] = {}
+        with store_errors(_STORE, "get_stats"), self._engine.connect() as conn:
+            for video_id, kind, events, completion_sum in conn.execute(
+                _COUNTS_OF_VIDEOS, {"ids": unique}
+            ):
+                fields = counts.setdefault(int(video_id), {})
+                if kind == "watch":
+                    fields["views"] = int(events)
+                    fields["completion_sum"] = float(completion_sum)
+                elif kind == "share":
+                    fields["shares"] = int(events)
+                else:
+                    fields["comments"] = int(events)
+            for video_id, likes in conn.execute(_LIKES_OF_VIDEOS, {"ids": unique}):
+                counts.setdefault(int(video_id), {})["likes"] = int(likes)
+        result: dict[int, VideoStats] = {}
+        for video_id in unique:
+            fields = counts.get(video_id, {})
+            views = fields.get("views", 0)
+            # A copy that won the insert race adds its completion once more (views are
+            # counted by id); capping keeps the documented invariant completion_sum <= views.
+            fields["completion_sum"] = min(fields.get("completion_sum", 0.0), float(views))
+            result[video_id] = VideoStats(video_id=video_id, **fields)
+        return result
+
+    def get_affinities(self, user_id: int, creator_ids: Sequence[int]) -> dict[int, float]:
+        """Affinity of the user with every requested creator; ``0.0`` when none.
+
+        The user's credit with every creator is read (the total is the denominator of
+        :func:`~reelrank.affinity`), from the keys of one user only.
+        """
+        check_id("user_id", user_id)
+        ids = check_ids("creator_ids", creator_ids)
+        found = dict.fromkeys(ids, 0.0)
+        if not found:
+            return found
+        credit: dict[int, float] = {}
+        params = {"user_id": user_id}
+        with store_errors(_STORE, "get_affinities"), self._engine.connect() as conn:
+            for creator_id, kind, events, completion_sum in conn.execute(_CREDIT_OF_USER, params):
+                if kind == "watch":
+                    earned = float(completion_sum)
+                else:
+                    earned = int(events) * affinity_credit(EngagementKind(kind))
+                credit[int(creator_id)] = credit.get(int(creator_id), 0.0) + earned
+            like = affinity_credit(EngagementKind.LIKE)
+            for creator_id, liked in conn.execute(_LIKED_VIDEOS_OF_USER, params):
+                credit[int(creator_id)] = credit.get(int(creator_id), 0.0) + int(liked) * like
+        total = sum(credit.values())
+        for creator_id in found:
+            if creator_id in credit:
+                found[creator_id] = affinity(credit[creator_id], total)
+        return found
+
+    def popular_video_ids(self, *, limit: int) -> list[int]:
+        """Most viewed video ids, most views first, ties by lower id."""
+        check_limit(limit)
+        if limit == 0:
+            return []
+        with store_errors(_STORE, "popular_video_ids"), self._engine.connect() as conn:
+            return [int(row[0]) for row in conn.execute(_POPULAR, {"limit": limit})]

@@ -1,0 +1,288 @@
+"""Throwaway ``clickhouse-server`` processes for tests and benchmarks.
+
+:class:`ClickHouseServer` writes a config of its own (every path under one directory,
+loopback only, free ports, UTC), starts the server in the foreground as a child
+process, waits until it answers a query and stops it again. It can also pause
+(``SIGSTOP``) and resume (``SIGCONT``) the process, which is how the fault tests
+simulate a hung server::
+
+    with ClickHouseServer(tmp_path) as server:
+        server.execute("CREATE DATABASE feeds")
+        engine = create_engine(ClickHouseConfig(port=server.tcp_port, database="feeds"))
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+__all__ = [
+    "ClickHouseServer",
+    "ClickHouseServerError",
+    "find_clickhouse_server",
+    "free_port",
+]
+
+_SERVER_PATH = "/usr/sbin/clickhouse-server"
+_START_TIMEOUT_SECONDS = 20.0
+_STOP_TIMEOUT_SECONDS = 5.0
+_PORT_ATTEMPTS = 3
+
+_CONFIG_TEMPLATE = """<?xml version="1.0"?>
+<yandex>
+    <logger>
+        <level>warning</level>
+        <log>{directory}/log/server.log</log>
+        <errorlog>{directory}/log/error.log</errorlog>
+        <console>0</console>
+    </logger>
+    <listen_host>{host}</listen_host>
+    <http_port>{http_port}</http_port>
+    <tcp_port>{tcp_port}</tcp_port>
+    <interserver_http_port>{interserver_port}</interserver_http_port>
+    <path>{directory}/data/</path>
+    <tmp_path>{directory}/tmp/</tmp_path>
+    <user_files_path>{directory}/user_files/</user_files_path>
+    <format_schema_path>{directory}/format_schemas/</format_schema_path>
+    <users_config>{directory}/users.xml</users_config>
+    <default_profile>default</default_profile>
+    <default_database>default</default_database>
+    <timezone>UTC</timezone>
+    <mark_cache_size>67108864</mark_cache_size>
+    <uncompressed_cache_size>0</uncompressed_cache_size>
+    <max_concurrent_queries>100</max_concurrent_queries>
+</yandex>
+"""
+
+_USERS = """<?xml version="1.0"?>
+<yandex>
+    <profiles>
+        <default>
+            <max_memory_usage>2000000000</max_memory_usage>
+            <load_balancing>random</load_balancing>
+        </default>
+    </profiles>
+    <users>
+        <default>
+            <password></password>
+            <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
+            <profile>default</profile>
+            <quota>default</quota>
+        </default>
+    </users>
+    <quotas>
+        <default>
+            <interval>
+                <duration>3600</duration>
+                <queries>0</queries>
+                <errors>0</errors>
+                <result_rows>0</result_rows>
+                <read_rows>0</read_rows>
+                <execution_time>0</execution_time>
+            </interval>
+        </default>
+    </quotas>
+</yandex>
+"""
+
+
+class ClickHouseServerError(RuntimeError):
+    """The test server could not be started."""
+
+
+def find_clickhouse_server() -> str | None:
+    """Path of the ``clickhouse-server`` executable, or ``None`` when it is not installed."""
+    if os.access(_SERVER_PATH, os.X_OK):
+        return _SERVER_PATH
+    return shutil.which("clickhouse-server")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listened on a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class ClickHouseServer:
+    """A ``clickhouse-server`` child process on ``127.0.0.1`` for tests.
+
+    ``directory`` receives the generated config, users file, data, temporary files
+    and logs. The server runs in the foreground of a child process (in a session of
+    its own), so stopping the test process's fixtures stops it.
+    """
+
+    host = "127.0.0.1"
+
+    def __init__(self, directory: Path, *, executable: str | None = None) -> None:
+        found = executable or find_clickhouse_server()
+        if found is None:
+            raise ClickHouseServerError("clickhouse-server is not installed")
+        self.executable = found
+        self.directory = directory
+        self.tcp_port = 0
+        self.http_port = 0
+        self._process: subprocess.Popen[bytes] | None = None
+        self._paused = False
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Write the config, start the server and wait until it answers ``SELECT 1``.
+
+        When a chosen port was taken in the meantime, new free ports are tried.
+        """
+        if self._process is not None:
+            raise ClickHouseServerError("the server is already running")
+        last_error: ClickHouseServerError | None = None
+        for _ in range(_PORT_ATTEMPTS):
+            try:
+                self._spawn()
+                return
+            except ClickHouseServerError as exc:
+                last_error = exc
+        assert last_error is not None
+        raise last_error
+
+    def _write_config(self) -> Path:
+        for sub in ("data", "tmp", "user_files", "format_schemas", "log"):
+            (self.directory / sub).mkdir(parents=True, exist_ok=True)
+        (self.directory / "users.xml").write_text(_USERS, encoding="utf-8")
+        config = self.directory / "config.xml"
+        config.write_text(
+            _CONFIG_TEMPLATE.format(
+                directory=self.directory,
+                host=self.host,
+                http_port=self.http_port,
+                tcp_port=self.tcp_port,
+                interserver_port=free_port(),
+            ),
+            encoding="utf-8",
+        )
+        return config
+
+    def _spawn(self) -> None:
+        self.tcp_port, self.http_port = free_port(), free_port()
+        config = self._write_config()
+        command = [
+            self.executable,
+            f"--config-file={config}",
+            f"--pid-file={self.directory / 'server.pid'}",
+        ]
+        output = (self.directory / "log" / "stdout.log").open("ab")
+        try:
+            process = subprocess.Popen(
+                command,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                cwd=self.directory,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise ClickHouseServerError(f"cannot run {self.executable}: {exc}") from exc
+        finally:
+            output.close()
+        self._process = process
+        self._paused = False
+        deadline = time.monotonic() + _START_TIMEOUT_SECONDS
+        while time.monotonic() < deadline and process.poll() is None:
+            if self._answers():
+                return
+            time.sleep(0.02)
+        self._terminate()
+        raise ClickHouseServerError(
+            f"clickhouse-server on ports {self.tcp_port}/{self.http_port} did not answer; "
+            f"see {self.directory / 'log'}"
+        )
+
+    def _answers(self) -> bool:
+        try:
+            with urllib.request.urlopen(
+                f"http://{self.host}:{self.http_port}/?query=SELECT%201", timeout=0.5
+            ) as reply:
+                return bool(reply.read().strip() == b"1")
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def stop(self) -> None:
+        """Stop the server (resuming it first if it is paused); a no-op if not running."""
+        self._terminate()
+
+    def _terminate(self) -> None:
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        if self._paused:
+            process.send_signal(signal.SIGCONT)
+            self._paused = False
+        process.terminate()
+        try:
+            process.wait(timeout=_STOP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def pause(self) -> None:
+        """Freeze the server with ``SIGSTOP``: connections stay open but nothing answers."""
+        self._signal(signal.SIGSTOP)
+        self._paused = True
+
+    def resume(self) -> None:
+        """Unfreeze a paused server with ``SIGCONT``."""
+        self._signal(signal.SIGCONT)
+        self._paused = False
+
+    def _signal(self, signum: int) -> None:
+        if self._process is None or self._process.poll() is not None:
+            raise ClickHouseServerError("the server is not running")
+        self._process.send_signal(signum)
+
+    # -- access ---------------------------------------------------------------------
+
+    @property
+    def pid(self) -> int | None:
+        """Process id of the running server."""
+        return None if self._process is None else self._process.pid
+
+    @property
+    def running(self) -> bool:
+        """Whether the server process is alive (paused counts as alive)."""
+        return self._process is not None and self._process.poll() is None
+
+    def execute(self, sql: str) -> str:
+        """Run one statement over HTTP (for setup, such as ``CREATE DATABASE``)."""
+        request = urllib.request.Request(
+            f"http://{self.host}:{self.http_port}/", data=sql.encode("utf-8"), method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=10.0) as reply:
+            text: str = reply.read().decode("utf-8")
+            return text
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __del__(self) -> None:
+        # A test that fails between start and stop must not leave a server behind.
+        with contextlib.suppress(Exception):
+            if self._process is not None and self._process.poll() is None:
+                os.kill(self._process.pid, signal.SIGKILL)

@@ -1,0 +1,64 @@
+"""Real ``clickhouse-server`` processes for the adapter's tests.
+
+``clickhouse_server`` is one server for the whole session; every test that asks for
+``clickhouse_engine`` gets a database of its own with a fresh schema, so tests never
+see each other's rows. Fault tests start a separate server (``fault_server``) that they
+are free to pause.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from reelrank_clickhouse import ClickHouseConfig, create_engine, create_schema
+from reelrank_clickhouse.testing import ClickHouseServer, find_clickhouse_server
+from sqlalchemy.engine import Engine
+
+_databases = itertools.count()
+
+
+def _require_clickhouse_server() -> None:
+    if find_clickhouse_server() is None:
+        pytest.skip("clickhouse-server is not installed (scripts/test.sh installs it)")
+
+
+@pytest.fixture(scope="session")
+def clickhouse_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClickHouseServer]:
+    """One throwaway server for the session."""
+    _require_clickhouse_server()
+    with ClickHouseServer(tmp_path_factory.mktemp("clickhouse")) as server:
+        yield server
+
+
+@pytest.fixture
+def clickhouse_config(clickhouse_server: ClickHouseServer) -> ClickHouseConfig:
+    """Settings pointing at a new, empty database of the session server.
+
+    The reply timeout is relaxed so a busy machine cannot fail a functional test; the
+    fault tests set short ones themselves.
+    """
+    database = f"test_{next(_databases)}"
+    clickhouse_server.execute(f"CREATE DATABASE {database}")
+    return ClickHouseConfig(
+        port=clickhouse_server.tcp_port, database=database, send_receive_timeout=30.0
+    )
+
+
+@pytest.fixture
+def clickhouse_engine(clickhouse_config: ClickHouseConfig) -> Iterator[Engine]:
+    """An engine built by the adapter's own factory on a database with the schema."""
+    engine = create_engine(clickhouse_config)
+    create_schema(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def fault_server(tmp_path: Path) -> Iterator[ClickHouseServer]:
+    """A server of the test's own, free to be paused."""
+    _require_clickhouse_server()
+    with ClickHouseServer(tmp_path / "fault-clickhouse") as server:
+        yield server

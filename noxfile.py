@@ -46,10 +46,13 @@ def nojit(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def integration(session: nox.Session) -> None:
-    """Adapter tests against real servers that the test fixtures start and stop."""
+    """Every adapter test, and the core tests that need real servers the fixtures start."""
     session.install("-e", ".[frame,test]")
     _install_adapters(session)
-    session.run("pytest", "adapters", "tests", "-m", "integration", *session.posargs)
+    # An adapter's own unit tests (its codec, for one) need the adapter installed, so
+    # they run here with its server tests rather than in ``tests``.
+    session.run("pytest", *[f"{Path(p).parent}/tests" for p in ADAPTERS], *session.posargs)
+    session.run("pytest", "tests", "-m", "integration", *session.posargs)
 
 
 @nox.session(python="3.11")

@@ -3,6 +3,13 @@
 # Needs no servers: everything runs on the embedded in-memory stores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ -x .venv/bin/python ] || python3 -m venv .venv
+if [ ! -x .venv/bin/python ]; then
+  # Debian's python3 comes without the venv module (and its ensurepip) until this is installed.
+  if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-upgrade python3-venv >/dev/null
+  fi
+  python3 -m venv .venv
+fi
 .venv/bin/python -m pip install -q -e . 2>&1 | grep -v '^WARNING: Location' || true
 exec .venv/bin/reelrank demo "$@"

@@ -10,6 +10,9 @@ root=$(pwd)
 # Server binaries the integration tests start on loopback ports of their own.
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+# Debian's python3 comes without the venv module (and its ensurepip) until this is installed.
+[ -x .venv/bin/python ] || python3 -c 'import ensurepip, venv' >/dev/null 2>&1 ||
+  missing+=(python3-venv)
 if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq

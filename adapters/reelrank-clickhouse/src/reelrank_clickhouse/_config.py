@@ -47,7 +47,12 @@ class ClickHouseConfig(StrictModel):
     """Seconds to wait for a free pooled connection before the call fails."""
 
     def url(self) -> URL:
-        """The SQLAlchemy URL of this config (``clickhouse+native://...``)."""
+        """The SQLAlchemy URL of this config (``clickhouse+native://...``).
+
+        The driver's timeouts and the ``max_execution_time`` setting travel in the
+        query string: clickhouse-sqlalchemy 0.3.2's native dialect builds the driver's
+        client from the URL alone and drops ``connect_args``.
+        """
         return URL.create(
             "clickhouse+native",
             username=self.user,
@@ -57,6 +62,12 @@ class ClickHouseConfig(StrictModel):
             # The database goes in the URL: clickhouse-sqlalchemy creates materialized
             # views in ``default`` when a ``schema=`` is used instead.
             database=self.database,
+            query={
+                "connect_timeout": repr(self.connect_timeout),
+                "send_receive_timeout": repr(self.send_receive_timeout),
+                "sync_request_timeout": repr(self.sync_request_timeout),
+                "max_execution_time": str(self.max_execution_seconds),
+            },
         )
 
 
@@ -67,14 +78,7 @@ def create_engine(config: ClickHouseConfig, **engine_options: Any) -> Engine:
     then bound the driver's timeouts itself. ``engine_options`` go to
     :func:`sqlalchemy.create_engine` (``echo=True``, for example).
     """
-    connect_args: dict[str, Any] = {
-        "connect_timeout": config.connect_timeout,
-        "send_receive_timeout": config.send_receive_timeout,
-        "sync_request_timeout": config.sync_request_timeout,
-        "settings": {"max_execution_time": config.max_execution_seconds},
-    }
     options: dict[str, Any] = {
-        "connect_args": connect_args,
         "pool_size": config.pool_size,
         "max_overflow": 0,
         "pool_timeout": config.pool_timeout,

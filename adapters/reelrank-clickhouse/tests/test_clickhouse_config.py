@@ -1,0 +1,104 @@
+"""The config model, the engine factory, error mapping and the server tool."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import BaseModel
+from reelrank_clickhouse import (
+    ClickHouseConfig,
+    ClickHouseEventStore,
+    create_engine,
+    create_schema,
+)
+from reelrank_clickhouse.testing import ClickHouseServer
+
+from reelrank import ConfigError, StoreError
+from reelrank.testing import make_event
+
+
+def test_config_forbids_unknown_fields_and_names_bad_ones() -> None:
+    with pytest.raises(ConfigError) as info:
+        ClickHouseConfig(url="clickhouse://x")  # type: ignore[call-arg]
+    assert info.value.field == "url"
+    with pytest.raises(ConfigError) as info:
+        ClickHouseConfig(send_receive_timeout=0)
+    assert info.value.field == "send_receive_timeout"
+    with pytest.raises(ConfigError) as info:
+        ClickHouseConfig(database="no-dashes")
+    assert info.value.field == "database"
+
+
+def test_every_config_field_is_documented() -> None:
+    model: type[BaseModel] = ClickHouseConfig
+    for name, field in model.model_fields.items():
+        assert field.description, name
+
+
+def test_the_driver_gets_the_bounded_timeouts(clickhouse_config: ClickHouseConfig) -> None:
+    config = clickhouse_config.model_copy(
+        update={
+            "connect_timeout": 0.5,
+            "send_receive_timeout": 1.5,
+            "sync_request_timeout": 0.25,
+            "max_execution_seconds": 7,
+        }
+    )
+    engine = create_engine(config)
+    try:
+        raw = engine.raw_connection()
+        try:
+            client = raw.dbapi_connection.transport  # type: ignore[union-attr]
+            connection = client.connection
+            assert connection.connect_timeout == 0.5
+            assert connection.send_receive_timeout == 1.5
+            assert connection.sync_request_timeout == 0.25
+            assert client.settings["max_execution_time"] == "7"
+        finally:
+            raw.close()
+    finally:
+        engine.dispose()
+
+
+def test_the_password_is_kept_out_of_reprs() -> None:
+    config = ClickHouseConfig(port=9123, database="feeds", password="s3cret")
+    assert "s3cret" not in repr(config)
+    assert "s3cret" not in str(create_engine(config).url)
+
+
+def test_a_missing_database_is_a_store_error(clickhouse_server: ClickHouseServer) -> None:
+    engine = create_engine(ClickHouseConfig(port=clickhouse_server.tcp_port, database="absent"))
+    try:
+        with pytest.raises(StoreError) as info:
+            create_schema(engine)
+        assert info.value.__cause__ is not None
+        store = ClickHouseEventStore(engine)
+        with pytest.raises(StoreError) as info:
+            store.get_stats([1])
+        assert info.value.store == "events"
+    finally:
+        engine.dispose()
+
+
+def test_a_stopped_server_is_a_store_error(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from reelrank_clickhouse.testing import find_clickhouse_server
+
+    if find_clickhouse_server() is None:
+        pytest.skip("clickhouse-server is not installed")
+    server = ClickHouseServer(Path(str(tmp_path)) / "short-lived")
+    server.start()
+    server.execute("CREATE DATABASE feeds")
+    engine = create_engine(ClickHouseConfig(port=server.tcp_port, database="feeds"))
+    try:
+        create_schema(engine)
+        store = ClickHouseEventStore(engine)
+        assert store.append(make_event("share"), creator_id=1)
+        server.stop()
+        assert not server.running
+        with pytest.raises(StoreError) as info:
+            store.append(make_event("share"), creator_id=1)
+        assert info.value.__cause__ is not None
+    finally:
+        engine.dispose()
+        server.stop()

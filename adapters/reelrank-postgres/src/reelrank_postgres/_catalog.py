@@ -1,0 +1,214 @@
+"""The catalog in SQL: creators, videos (with renditions and hashtags) and follows."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, Select, select
+
+from reelrank._models import (
+    Creator,
+    ProcessingState,
+    Video,
+    check_aware,
+    check_id,
+    check_ids,
+    check_limit,
+)
+from reelrank.exceptions import NotFoundError
+
+from ._base import SqlStore, check_instance, unique
+from ._errors import store_errors
+from ._schema import creators, follows, videos
+
+__all__ = ["SqlCatalog"]
+
+_READY = ProcessingState.READY.value
+
+
+def _video_row(video: Video) -> dict[str, Any]:
+    return {
+        "video_id": video.video_id,
+        "creator_id": video.creator_id,
+        "duration_seconds": video.duration_seconds,
+        "published_at": video.published_at,
+        "title": video.title,
+        "description": video.description,
+        "hashtags": list(video.hashtags),
+        "sound_id": video.sound_id,
+        "renditions": [rendition.model_dump() for rendition in video.renditions],
+        "state": video.state.value,
+    }
+
+
+def _video(row: Row[Any]) -> Video:
+    return Video.model_validate(
+        {
+            "video_id": row.video_id,
+            "creator_id": row.creator_id,
+            "duration_seconds": row.duration_seconds,
+            "published_at": row.published_at,
+            "title": row.title,
+            "description": row.description,
+            "hashtags": tuple(row.hashtags),
+            "sound_id": row.sound_id,
+            "renditions": tuple(row.renditions),
+            "state": row.state,
+        }
+    )
+
+
+def _newest_first(query: Select[Any], limit: int) -> Select[Any]:
+    return query.order_by(videos.c.published_at.desc(), videos.c.video_id.desc()).limit(limit)
+
+
+class SqlCatalog(SqlStore):
+    """A :class:`~reelrank.Catalog` in PostgreSQL or SQLite.
+
+    Ready videos are found through a partial index on ``(published_at, video_id)``, and
+    a user's followed videos through an index on ``(creator_id, published_at, video_id)``,
+    so candidate queries read only about ``limit`` rows per followed creator.
+    """
+
+    _store = "catalog"
+
+    def put_video(self, video: Video) -> None:
+        """Insert or replace a video; its creator must exist."""
+        check_instance("video", video, Video)
+        row = _video_row(video)
+        insert = self._insert(videos).values(row)
+        upsert = insert.on_conflict_do_update(
+            index_elements=[videos.c.video_id],
+            set_={name: insert.excluded[name] for name in row if name != "video_id"},
+        )
+        with store_errors(self._store, "put_video"), self._engine.begin() as connection:
+            exists = connection.execute(
+                select(creators.c.creator_id).where(creators.c.creator_id == video.creator_id)
+            ).first()
+            if exists is None:
+                raise NotFoundError("creator", video.creator_id)
+            connection.execute(upsert)
+
+    def put_creator(self, creator: Creator) -> None:
+        """Insert or replace a creator."""
+        check_instance("creator", creator, Creator)
+        insert = self._insert(creators).values(
+            creator_id=creator.creator_id,
+            handle=creator.handle,
+            display_name=creator.display_name,
+        )
+        upsert = insert.on_conflict_do_update(
+            index_elements=[creators.c.creator_id],
+            set_={"handle": insert.excluded.handle, "display_name": insert.excluded.display_name},
+        )
+        with store_errors(self._store, "put_creator"), self._engine.begin() as connection:
+            connection.execute(upsert)
+
+    def get_video(self, video_id: int) -> Video:
+        """The video with this id; :class:`~reelrank.NotFoundError` if unknown."""
+        check_id("video_id", video_id)
+        with store_errors(self._store, "get_video"), self._engine.connect() as connection:
+            row = connection.execute(select(videos).where(videos.c.video_id == video_id)).first()
+        if row is None:
+            raise NotFoundError("video", video_id)
+        return _video(row)
+
+    def get_videos(self, video_ids: Sequence[int]) -> dict[int, Video]:
+        """Videos by id, in any state; unknown ids are omitted."""
+        ids = unique(check_ids("video_ids", video_ids))
+        if not ids:
+            return {}
+        with store_errors(self._store, "get_videos"), self._engine.connect() as connection:
+            rows = connection.execute(select(videos).where(videos.c.video_id.in_(ids))).all()
+        return {row.video_id: _video(row) for row in rows}
+
+    def get_creators(self, creator_ids: Sequence[int]) -> dict[int, Creator]:
+        """Creators by id; unknown ids are omitted."""
+        ids = unique(check_ids("creator_ids", creator_ids))
+        if not ids:
+            return {}
+        query = select(creators).where(creators.c.creator_id.in_(ids))
+        with store_errors(self._store, "get_creators"), self._engine.connect() as connection:
+            rows = connection.execute(query).all()
+        return {
+            row.creator_id: Creator(
+                creator_id=row.creator_id, handle=row.handle, display_name=row.display_name
+            )
+            for row in rows
+        }
+
+    def set_state(self, video_id: int, state: ProcessingState) -> Video:
+        """Move a video to ``state`` if the state machine allows it (row locked meanwhile)."""
+        check_id("video_id", video_id)
+        target = check_instance("state", state, ProcessingState)
+        query = select(videos).where(videos.c.video_id == video_id).with_for_update()
+        with store_errors(self._store, "set_state"), self._engine.begin() as connection:
+            row = connection.execute(query).first()
+            if row is None:
+                raise NotFoundError("video", video_id)
+            video = _video(row)
+            video.state.check_move_to(target)
+            connection.execute(
+                videos.update().where(videos.c.video_id == video_id).values(state=target.value)
+            )
+        return video.model_copy(update={"state": target})
+
+    def recent_videos(self, *, limit: int, since: datetime | None = None) -> list[Video]:
+        """Ready videos, newest first; with ``since``, published at or after it."""
+        check_limit(limit)
+        cutoff = None if since is None else check_aware("since", since)
+        if limit == 0:
+            return []
+        query = select(videos).where(videos.c.state == _READY)
+        if cutoff is not None:
+            query = query.where(videos.c.published_at >= cutoff)
+        with store_errors(self._store, "recent_videos"), self._engine.connect() as connection:
+            rows = connection.execute(_newest_first(query, limit)).all()
+        return [_video(row) for row in rows]
+
+    def follow(self, user_id: int, creator_id: int) -> None:
+        """Record a follow; the creator must exist; following twice is a no-op."""
+        check_id("user_id", user_id)
+        check_id("creator_id", creator_id)
+        insert = self._insert(follows).values(user_id=user_id, creator_id=creator_id)
+        with store_errors(self._store, "follow"), self._engine.begin() as connection:
+            exists = connection.execute(
+                select(creators.c.creator_id).where(creators.c.creator_id == creator_id)
+            ).first()
+            if exists is None:
+                raise NotFoundError("creator", creator_id)
+            connection.execute(insert.on_conflict_do_nothing())
+
+    def unfollow(self, user_id: int, creator_id: int) -> None:
+        """Remove a follow if present."""
+        check_id("user_id", user_id)
+        check_id("creator_id", creator_id)
+        delete = follows.delete().where(
+            follows.c.user_id == user_id, follows.c.creator_id == creator_id
+        )
+        with store_errors(self._store, "unfollow"), self._engine.begin() as connection:
+            connection.execute(delete)
+
+    def followed_creators(self, user_id: int) -> frozenset[int]:
+        """Creators the user follows; empty for an unknown user."""
+        check_id("user_id", user_id)
+        query = select(follows.c.creator_id).where(follows.c.user_id == user_id)
+        with store_errors(self._store, "followed_creators"), self._engine.connect() as connection:
+            return frozenset(connection.execute(query).scalars())
+
+    def followed_videos(self, user_id: int, *, limit: int) -> list[Video]:
+        """Ready videos of followed creators, newest first."""
+        check_id("user_id", user_id)
+        check_limit(limit)
+        if limit == 0:
+            return []
+        query = (
+            select(videos)
+            .join(follows, follows.c.creator_id == videos.c.creator_id)
+            .where(follows.c.user_id == user_id, videos.c.state == _READY)
+        )
+        with store_errors(self._store, "followed_videos"), self._engine.connect() as connection:
+            rows = connection.execute(_newest_first(query, limit)).all()
+        return [_video(row) for row in rows]

@@ -1,0 +1,278 @@
+"""Engagement events, their per-video aggregates and per-user affinity credit, and seen marks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import Connection, select
+
+from reelrank._models import (
+    EngagementEvent,
+    EngagementKind,
+    VideoStats,
+    affinity,
+    affinity_credit,
+    check_aware,
+    check_id,
+    check_ids,
+    check_limit,
+)
+from reelrank.exceptions import InvalidInputError
+
+from ._base import SqlStore, check_instance, unique
+from ._errors import store_errors
+from ._schema import (
+    affinity_credits,
+    affinity_totals,
+    engagement_events,
+    seen_videos,
+    video_likes,
+    video_stats,
+)
+
+__all__ = ["SqlEventStore", "SqlSeenStore"]
+
+_COUNTERS = ("views", "completion_sum", "likes", "shares", "comments")
+
+
+class SqlEventStore(SqlStore):
+    """An :class:`~reelrank.EventStore` in PostgreSQL or SQLite.
+
+    :meth:`append` runs one transaction: the event row is inserted with
+    ``ON CONFLICT (event_id) DO NOTHING``, and only when that inserted a row are the
+    aggregates changed, all with atomic upserts (``views = views + 1``...). A like is a
+    row in ``video_likes``; a like or unlike changes the counts and the affinity credit
+    only when it inserts or deletes that row, as the core's rules require. Event ids are
+    kept until deleted (there is no retry horizon), so a redelivery is never counted
+    twice.
+    """
+
+    _store = "events"
+
+    def append(self, event: EngagementEvent, *, creator_id: int) -> bool:
+        """Apply an event once per ``event_id``; ``False`` for a duplicate."""
+        check_instance("event", event, EngagementEvent)
+        check_id("creator_id", creator_id)
+        kind = event.kind
+        if kind is EngagementKind.WATCH and event.completion is None:
+            raise InvalidInputError("completion", "a watch must carry completion when appended")
+        record = self._insert(engagement_events).values(
+            event_id=event.event_id,
+            kind=kind.value,
+            user_id=event.user_id,
+            video_id=event.video_id,
+            creator_id=creator_id,
+            occurred_at=event.occurred_at,
+            watched_seconds=event.watched_seconds,
+            completion=event.completion,
+            channel=event.channel,
+            variant=event.variant,
+        )
+        with store_errors(self._store, "append"), self._engine.begin() as connection:
+            # RETURNING, not rowcount: psycopg reports -1 rows for some Core inserts.
+            inserted = connection.execute(
+                record.on_conflict_do_nothing().returning(engagement_events.c.event_id)
+            ).first()
+            if inserted is None:
+                return False
+            if self._apply_counts(connection, event):
+                self._add_credit(
+                    connection, event.user_id, creator_id, affinity_credit(kind, event.completion)
+                )
+        return True
+
+    def _apply_counts(self, connection: Connection, event: EngagementEvent) -> bool:
+        """Add the event to its video's counters; ``False`` if it changed no state."""
+        kind = event.kind
+        delta = dict.fromkeys(_COUNTERS, 0)
+        completion_delta = 0.0
+        if kind is EngagementKind.WATCH:
+            delta["views"] = 1
+            completion_delta = event.completion or 0.0
+        elif kind is EngagementKind.SHARE:
+            delta["shares"] = 1
+        elif kind is EngagementKind.COMMENT:
+            delta["comments"] = 1
+        elif kind is EngagementKind.LIKE:
+            like = self._insert(video_likes).values(video_id=event.video_id, user_id=event.user_id)
+            liked = like.on_conflict_do_nothing().returning(video_likes.c.user_id)
+            if connection.execute(liked).first() is None:
+                return False
+            delta["likes"] = 1
+        else:
+            unlike = (
+                video_likes.delete()
+                .where(
+                    video_likes.c.video_id == event.video_id,
+                    video_likes.c.user_id == event.user_id,
+                )
+                .returning(video_likes.c.user_id)
+            )
+            if connection.execute(unlike).first() is None:
+                return False
+            delta["likes"] = -1
+        insert = self._insert(video_stats).values(
+            video_id=event.video_id,
+            views=delta["views"],
+            completion_sum=completion_delta,
+            likes=delta["likes"],
+            shares=delta["shares"],
+            comments=delta["comments"],
+        )
+        connection.execute(
+            insert.on_conflict_do_update(
+                index_elements=[video_stats.c.video_id],
+                set_={name: video_stats.c[name] + insert.excluded[name] for name in _COUNTERS},
+            )
+        )
+        return True
+
+    def _add_credit(
+        self, connection: Connection, user_id: int, creator_id: int, credit: float
+    ) -> None:
+        pair = self._insert(affinity_credits).values(
+            user_id=user_id, creator_id=creator_id, credit=credit
+        )
+        connection.execute(
+            pair.on_conflict_do_update(
+                index_elements=[affinity_credits.c.user_id, affinity_credits.c.creator_id],
+                set_={"credit": affinity_credits.c.credit + pair.excluded.credit},
+            )
+        )
+        total = self._insert(affinity_totals).values(user_id=user_id, total=credit)
+        connection.execute(
+            total.on_conflict_do_update(
+                index_elements=[affinity_totals.c.user_id],
+                set_={"total": affinity_totals.c.total + total.excluded.total},
+            )
+        )
+
+    def get_stats(self, video_ids: Sequence[int]) -> dict[int, VideoStats]:
+        """Aggregates for every requested id; zeros for videos never engaged with."""
+        ids = check_ids("video_ids", video_ids)
+        wanted = unique(ids)
+        if not wanted:
+            return {}
+        query = select(video_stats).where(video_stats.c.video_id.in_(wanted))
+        with store_errors(self._store, "get_stats"), self._engine.connect() as connection:
+            rows = connection.execute(query).all()
+        result = {video_id: VideoStats(video_id=video_id) for video_id in wanted}
+        for row in rows:
+            views = int(row.views)
+            result[row.video_id] = VideoStats(
+                video_id=row.video_id,
+                views=views,
+                # Summing many floats may overshoot views by rounding; the invariant holds.
+                completion_sum=min(float(row.completion_sum), float(views)),
+                likes=int(row.likes),
+                shares=int(row.shares),
+                comments=int(row.comments),
+            )
+        return result
+
+    def get_affinities(self, user_id: int, creator_ids: Sequence[int]) -> dict[int, float]:
+        """Affinity of the user with every requested creator; ``0.0`` when none."""
+        check_id("user_id", user_id)
+        ids = check_ids("creator_ids", creator_ids)
+        found = dict.fromkeys(ids, 0.0)
+        if not found:
+            return found
+        credits = select(affinity_credits.c.creator_id, affinity_credits.c.credit).where(
+            affinity_credits.c.user_id == user_id,
+            affinity_credits.c.creator_id.in_(list(found)),
+        )
+        total = select(affinity_totals.c.total).where(affinity_totals.c.user_id == user_id)
+        with store_errors(self._store, "get_affinities"), self._engine.connect() as connection:
+            rows = connection.execute(credits).all()
+            if not rows:
+                return found
+            user_total = connection.execute(total).scalar_one_or_none() or 0.0
+        for row in rows:
+            found[row.creator_id] = affinity(float(row.credit), float(user_total))
+        return found
+
+    def popular_video_ids(self, *, limit: int) -> list[int]:
+        """Most viewed video ids, most views first, ties by lower id."""
+        check_limit(limit)
+        if limit == 0:
+            return []
+        query = (
+            select(video_stats.c.video_id)
+            .where(video_stats.c.views > 0)
+            .order_by(video_stats.c.views.desc(), video_stats.c.video_id)
+            .limit(limit)
+        )
+        with store_errors(self._store, "popular_video_ids"), self._engine.connect() as connection:
+            return list(connection.execute(query).scalars())
+
+
+class SqlSeenStore(SqlStore):
+    """A :class:`~reelrank.SeenStore`: one ``(user_id, video_id, seen_at)`` row per mark.
+
+    Marking upserts with ``ON CONFLICT ... DO UPDATE ... WHERE seen_at < excluded.seen_at``,
+    so the later time wins whatever order writes arrive in. Rows are kept until
+    :meth:`forget_before` deletes them.
+    """
+
+    _store = "seen"
+
+    def mark_seen(self, user_id: int, video_ids: Sequence[int], at: datetime) -> None:
+        """Record views at ``at``; a later time wins over an earlier one."""
+        check_id("user_id", user_id)
+        ids = unique(check_ids("video_ids", video_ids))
+        when = check_aware("at", at)
+        if not ids:
+            return
+        insert = self._insert(seen_videos).values(
+            [{"user_id": user_id, "video_id": video_id, "seen_at": when} for video_id in ids]
+        )
+        upsert = insert.on_conflict_do_update(
+            index_elements=[seen_videos.c.user_id, seen_videos.c.video_id],
+            set_={"seen_at": insert.excluded.seen_at},
+            where=seen_videos.c.seen_at < insert.excluded.seen_at,
+        )
+        with store_errors(self._store, "mark_seen"), self._engine.begin() as connection:
+            connection.execute(upsert)
+
+    def seen_among(self, user_id: int, video_ids: Sequence[int], *, since: datetime) -> set[int]:
+        """The requested ids seen at or after ``since``."""
+        check_id("user_id", user_id)
+        ids = unique(check_ids("video_ids", video_ids))
+        cutoff = check_aware("since", since)
+        if not ids:
+            return set()
+        query = select(seen_videos.c.video_id).where(
+            seen_videos.c.user_id == user_id,
+            seen_videos.c.video_id.in_(ids),
+            seen_videos.c.seen_at >= cutoff,
+        )
+        with store_errors(self._store, "seen_among"), self._engine.connect() as connection:
+            return set(connection.execute(query).scalars())
+
+    def recently_seen(self, user_id: int, *, since: datetime, limit: int) -> list[int]:
+        """Ids seen at or after ``since``, most recent first (ties: higher id first)."""
+        check_id("user_id", user_id)
+        cutoff = check_aware("since", since)
+        check_limit(limit)
+        if limit == 0:
+            return []
+        query = (
+            select(seen_videos.c.video_id)
+            .where(seen_videos.c.user_id == user_id, seen_videos.c.seen_at >= cutoff)
+            .order_by(seen_videos.c.seen_at.desc(), seen_videos.c.video_id.desc())
+            .limit(limit)
+        )
+        with store_errors(self._store, "recently_seen"), self._engine.connect() as connection:
+            return list(connection.execute(query).scalars())
+
+    def forget_before(self, cutoff: datetime) -> int:
+        """Delete every mark older than ``cutoff`` (all users); returns how many.
+
+        Run it periodically with a cutoff older than the longest seen window any reader
+        asks about, to bound the table.
+        """
+        when = check_aware("cutoff", cutoff)
+        delete = seen_videos.delete().where(seen_videos.c.seen_at < when)
+        with store_errors(self._store, "forget_before"), self._engine.begin() as connection:
+            return int(connection.execute(delete).rowcount)

@@ -1,0 +1,55 @@
+"""Running the schema migrations and checking which revision a database is at."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection, Engine
+
+from ._errors import SchemaVersionError, store_errors
+from ._schema import HEAD_REVISION
+
+__all__ = ["check_schema", "downgrade", "migrate", "schema_revision"]
+
+_SCRIPTS = Path(__file__).parent / "migrations"
+
+
+def _alembic_config(connection: Connection) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(_SCRIPTS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Upgrade the database to ``revision`` (default: the newest), in one transaction.
+
+    Safe to run on every start: a database already at the revision is left as it is.
+    Failures raise :class:`~reelrank.StoreError` (store ``"schema"``).
+    """
+    with store_errors("schema", "migrate"), engine.begin() as connection:
+        command.upgrade(_alembic_config(connection), revision)
+
+
+def downgrade(engine: Engine, revision: str = "base") -> None:
+    """Downgrade the database to ``revision``; ``"base"`` drops every table the
+    migrations created (and their data)."""
+    with store_errors("schema", "downgrade"), engine.begin() as connection:
+        command.downgrade(_alembic_config(connection), revision)
+
+
+def schema_revision(engine: Engine) -> str | None:
+    """The revision the database is at, or ``None`` before the first migration."""
+    with store_errors("schema", "read revision"), engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def check_schema(engine: Engine) -> None:
+    """Raise :class:`~reelrank_postgres.SchemaVersionError` unless the database is at
+    :data:`~reelrank_postgres.HEAD_REVISION`."""
+    found = schema_revision(engine)
+    if found != HEAD_REVISION:
+        raise SchemaVersionError("schema", found, HEAD_REVISION)

@@ -1,0 +1,322 @@
+"""Throwaway PostgreSQL clusters for tests and benchmarks.
+
+:class:`PostgresServer` runs ``initdb`` into a fresh directory under ``/tmp``, starts
+``postgres`` on a free loopback port with durability switched off, waits until it accepts
+connections and removes everything again on :meth:`~PostgresServer.stop`. PostgreSQL
+refuses to run as root, so as root both programs run as the ``postgres`` user through
+``runuser``; the directory and its parents are made traversable for that user. It can
+also pause (``SIGSTOP``) and resume (``SIGCONT``) the whole cluster, which is how the
+fault tests simulate a hung database::
+
+    with PostgresServer() as server:
+        engine = create_engine_from_config(SqlStoreConfig(url=server.url))
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import psycopg
+
+__all__ = ["PostgresServer", "PostgresServerError", "find_postgres_bin", "free_port"]
+
+_START_TIMEOUT_SECONDS = 15.0
+_STOP_TIMEOUT_SECONDS = 10.0
+_PORT_ATTEMPTS = 3
+_SERVER_USER = "postgres"
+
+
+class PostgresServerError(RuntimeError):
+    """The test cluster could not be created or started."""
+
+
+def find_postgres_bin() -> Path | None:
+    """Directory holding ``initdb`` and ``postgres`` (PostgreSQL 15 preferred), or ``None``.
+
+    ``REELRANK_POSTGRES_BIN`` overrides the search.
+    """
+    override = os.environ.get("REELRANK_POSTGRES_BIN")
+    candidates = [Path(override)] if override else []
+    candidates.append(Path("/usr/lib/postgresql/15/bin"))
+    candidates.extend(sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True))
+    for directory in candidates:
+        if (directory / "postgres").is_file() and (directory / "initdb").is_file():
+            return directory
+    return None
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listened on a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _run_as_server_user() -> bool:
+    return os.geteuid() == 0
+
+
+def _as_server_user(command: list[str]) -> list[str]:
+    if _run_as_server_user():
+        return ["runuser", "-u", _SERVER_USER, "--", *command]
+    return command
+
+
+def _child_pids(parent: int) -> list[int]:
+    children: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # Fields after the parenthesised command name: state, ppid, ...
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[1]) == parent:
+            children.append(int(entry.name))
+    return children
+
+
+class PostgresServer:
+    """A PostgreSQL cluster of its own on ``127.0.0.1``, for tests.
+
+    ``fsync``, ``synchronous_commit`` and ``full_page_writes`` are off: the data is
+    thrown away, and tests should not wait for disks.
+    """
+
+    host = "127.0.0.1"
+    user = _SERVER_USER
+
+    def __init__(self, *, bin_dir: Path | None = None) -> None:
+        found = bin_dir or find_postgres_bin()
+        if found is None:
+            raise PostgresServerError("PostgreSQL server binaries are not installed")
+        self.bin_dir = found
+        self.port = 0
+        self._root: Path | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._paused_pids: list[int] = []
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Create the cluster and start the server; returns once it accepts connections."""
+        if self._process is not None:
+            raise PostgresServerError("the server is already running")
+        self._create_cluster()
+        last_error: PostgresServerError | None = None
+        for _ in range(_PORT_ATTEMPTS):
+            self.port = free_port()
+            try:
+                self._spawn()
+                return
+            except PostgresServerError as exc:
+                last_error = exc
+        self._remove_cluster()
+        assert last_error is not None
+        raise last_error
+
+    def _create_cluster(self) -> None:
+        # mkdtemp makes a 0700 directory; the server user must be able to enter it.
+        root = Path(tempfile.mkdtemp(prefix="reelrank-pg-", dir="/tmp"))
+        root.chmod(0o755)
+        self._root = root
+        for sub in (self.data_dir, self.socket_dir):
+            sub.mkdir(mode=0o700)
+            if _run_as_server_user():
+                entry = pwd.getpwnam(_SERVER_USER)
+                os.chown(sub, entry.pw_uid, entry.pw_gid)
+        command = _as_server_user(
+            [
+                str(self.bin_dir / "initdb"),
+                "-D", str(self.data_dir),
+                "-A", "trust",
+                "-U", _SERVER_USER,
+                "-E", "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ]
+        )
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            self._remove_cluster()
+            raise PostgresServerError(f"initdb failed: {result.stderr.strip()}")
+
+    def _spawn(self) -> None:
+        command = _as_server_user(
+            [
+                str(self.bin_dir / "postgres"),
+                "-D", str(self.data_dir),
+                "-p", str(self.port),
+                "-k", str(self.socket_dir),
+                "-c", f"listen_addresses={self.host}",
+                "-c", "fsync=off",
+                "-c", "synchronous_commit=off",
+                "-c", "full_page_writes=off",
+                "-c", "max_connections=100",
+            ]
+        )
+        log = self.log_path.open("ab")
+        try:
+            process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        except OSError as exc:
+            raise PostgresServerError(f"cannot run postgres: {exc}") from exc
+        finally:
+            log.close()
+        self._process = process
+        deadline = time.monotonic() + _START_TIMEOUT_SECONDS
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                with psycopg.connect(self.dsn, connect_timeout=2):
+                    return
+            except psycopg.OperationalError:
+                time.sleep(0.02)
+        self._terminate()
+        raise PostgresServerError(
+            f"postgres on port {self.port} did not start; see {self.log_path}"
+        )
+
+    def stop(self) -> None:
+        """Stop the server (resuming it first if paused) and delete the cluster."""
+        self._terminate()
+        self._remove_cluster()
+
+    def _terminate(self) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if self._paused_pids:
+            self.resume()
+        postmaster = self.postmaster_pid
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                # SIGINT is PostgreSQL's "fast" shutdown: abort sessions, stop at once.
+                os.kill(postmaster or process.pid, signal.SIGINT)
+            try:
+                process.wait(timeout=_STOP_TIMEOUT_SECONDS)
+            except subprocess.TimeoutExpired:
+                for pid in [postmaster, process.pid]:
+                    if pid is not None:
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(pid, signal.SIGKILL)
+                process.wait()
+
+    def _remove_cluster(self) -> None:
+        root, self._root = self._root, None
+        if root is not None:
+            shutil.rmtree(root, ignore_errors=True)
+
+    def pause(self) -> None:
+        """Freeze the postmaster and every backend with ``SIGSTOP``.
+
+        Backends are process-group leaders of their own (PostgreSQL calls ``setsid`` in
+        each child), so they are found as the postmaster's children and stopped one by
+        one, the postmaster first so that it forks no new ones meanwhile.
+        """
+        postmaster = self.postmaster_pid
+        if self._process is None or postmaster is None:
+            raise PostgresServerError("the server is not running")
+        os.kill(postmaster, signal.SIGSTOP)
+        pids = [postmaster]
+        for child in _child_pids(postmaster):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGSTOP)
+                pids.append(child)
+        self._paused_pids = pids
+
+    def resume(self) -> None:
+        """Unfreeze every process :meth:`pause` stopped (children first).
+
+        ``runuser`` stops itself when it sees its child stop (job control), so it is
+        continued too, or it would never reap the server.
+        """
+        pids, self._paused_pids = self._paused_pids, []
+        if self._process is not None:
+            pids.insert(0, self._process.pid)
+        for pid in reversed(pids):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+    # -- access ---------------------------------------------------------------------
+
+    @property
+    def paused(self) -> bool:
+        """Whether :meth:`pause` froze the cluster and :meth:`resume` has not run since."""
+        return bool(self._paused_pids)
+
+    @property
+    def data_dir(self) -> Path:
+        """The cluster's data directory."""
+        if self._root is None:
+            raise PostgresServerError("the cluster does not exist")
+        return self._root / "data"
+
+    @property
+    def socket_dir(self) -> Path:
+        """Directory of the server's Unix socket."""
+        if self._root is None:
+            raise PostgresServerError("the cluster does not exist")
+        return self._root / "socket"
+
+    @property
+    def log_path(self) -> Path:
+        """The server's log file."""
+        if self._root is None:
+            raise PostgresServerError("the cluster does not exist")
+        return self._root / "postgres.log"
+
+    @property
+    def postmaster_pid(self) -> int | None:
+        """Process id of the postmaster, from ``postmaster.pid``; ``None`` if not running."""
+        if self._root is None:
+            return None
+        try:
+            return int((self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
+            return None
+
+    @property
+    def dsn(self) -> str:
+        """libpq connection string of the ``postgres`` database."""
+        return f"host={self.host} port={self.port} user={self.user} dbname=postgres"
+
+    @property
+    def url(self) -> str:
+        """SQLAlchemy URL of the ``postgres`` database, with psycopg 3."""
+        return f"postgresql+psycopg://{self.user}@{self.host}:{self.port}/postgres"
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __del__(self) -> None:
+        # A test that fails between start and stop must not leave a cluster behind.
+        with contextlib.suppress(Exception):
+            if self._process is not None:
+                self.resume()
+                pid = self.postmaster_pid
+                if pid is not None:
+                    os.kill(pid, signal.SIGQUIT)

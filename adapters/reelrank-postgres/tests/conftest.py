@@ -12,22 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pg_support import DIALECTS, TRUNCATE_ALL, require_postgres, sqlite_engine
 from reelrank_postgres import SqlStoreConfig, create_engine_from_config, migrate
-from reelrank_postgres.testing import PostgresServer, find_postgres_bin
+from reelrank_postgres.testing import PostgresServer
 from sqlalchemy import Engine, text
-
-DIALECTS = ("sqlite", "postgresql")
-
-_TABLES = (
-    "search_documents, processing_progress, model_scores, model_versions, seen_videos, "
-    "affinity_totals, affinity_credits, video_likes, video_stats, engagement_events, "
-    "follows, videos, creators"
-)
-
-
-def require_postgres() -> None:
-    if find_postgres_bin() is None:
-        pytest.skip("PostgreSQL server binaries are not installed (scripts/test.sh installs them)")
 
 
 @pytest.fixture(scope="session")
@@ -47,11 +35,6 @@ def postgres_engine(postgres_server: PostgresServer) -> Iterator[Engine]:
     engine.dispose()
 
 
-def sqlite_engine(path: Path) -> Engine:
-    """An engine on a new SQLite file built by the adapter's own factory."""
-    return create_engine_from_config(SqlStoreConfig(url=f"sqlite:///{path}"))
-
-
 @pytest.fixture(params=DIALECTS)
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """A migrated, empty database of each dialect."""
@@ -63,7 +46,7 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
         return
     postgres: Engine = request.getfixturevalue("postgres_engine")
     with postgres.begin() as connection:
-        connection.execute(text(f"TRUNCATE {_TABLES} RESTART IDENTITY"))
+        connection.execute(text(TRUNCATE_ALL))
     yield postgres
 
 

@@ -105,6 +105,8 @@ def create_engine_from_config(config: SqlStoreConfig) -> Engine:
         engine = create_engine(
             url,
             connect_args={"timeout": config.sqlite_busy_timeout_seconds},
+            pool_size=config.pool_size,
+            max_overflow=config.max_overflow,
             pool_timeout=config.pool_timeout_seconds,
             pool_pre_ping=config.pool_pre_ping,
         )

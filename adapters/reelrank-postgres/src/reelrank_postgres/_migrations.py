@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from alembic.util import CommandError
 from sqlalchemy import Connection, Engine
+
+from reelrank.exceptions import StoreError
 
 from ._errors import SchemaVersionError, store_errors
 from ._schema import HEAD_REVISION
@@ -24,20 +29,30 @@ def _alembic_config(connection: Connection) -> Config:
     return config
 
 
+@contextmanager
+def _schema_errors(operation: str) -> Iterator[None]:
+    # Alembic's own errors (an unknown revision...) are not SQLAlchemy errors.
+    try:
+        with store_errors("schema", operation):
+            yield
+    except CommandError as exc:
+        raise StoreError("schema", f"{operation} failed: {exc}") from exc
+
+
 def migrate(engine: Engine, revision: str = "head") -> None:
     """Upgrade the database to ``revision`` (default: the newest), in one transaction.
 
     Safe to run on every start: a database already at the revision is left as it is.
     Failures raise :class:`~reelrank.StoreError` (store ``"schema"``).
     """
-    with store_errors("schema", "migrate"), engine.begin() as connection:
+    with _schema_errors("migrate"), engine.begin() as connection:
         command.upgrade(_alembic_config(connection), revision)
 
 
 def downgrade(engine: Engine, revision: str = "base") -> None:
     """Downgrade the database to ``revision``; ``"base"`` drops every table the
     migrations created (and their data)."""
-    with store_errors("schema", "downgrade"), engine.begin() as connection:
+    with _schema_errors("downgrade"), engine.begin() as connection:
         command.downgrade(_alembic_config(connection), revision)
 
 

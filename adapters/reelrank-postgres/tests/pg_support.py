@@ -1,0 +1,32 @@
+"""Helpers the adapter's test modules share (imported by name: ``conftest`` is not, as
+every test directory of the repository has one)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from reelrank_postgres import SqlStoreConfig, create_engine_from_config
+from reelrank_postgres.testing import find_postgres_bin
+from sqlalchemy import Engine
+
+DIALECTS = ("sqlite", "postgresql")
+"""The dialects every ``engine`` test runs on."""
+
+TRUNCATE_ALL = (
+    "TRUNCATE search_documents, processing_progress, model_scores, model_versions, "
+    "seen_videos, affinity_totals, affinity_credits, video_likes, video_stats, "
+    "engagement_events, follows, videos, creators RESTART IDENTITY"
+)
+"""Empties every table the migrations create (PostgreSQL)."""
+
+
+def require_postgres() -> None:
+    """Skip the calling test when the PostgreSQL binaries are missing."""
+    if find_postgres_bin() is None:
+        pytest.skip("PostgreSQL server binaries are not installed (scripts/test.sh installs them)")
+
+
+def sqlite_engine(path: Path) -> Engine:
+    """An engine on a new SQLite file built by the adapter's own factory."""
+    return create_engine_from_config(SqlStoreConfig(url=f"sqlite:///{path}"))

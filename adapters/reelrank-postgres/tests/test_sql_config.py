@@ -1,0 +1,210 @@
+"""The config model, the engine factory's bounded waits, and how driver failures surface."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import sqlalchemy
+from pg_support import sqlite_engine
+from reelrank_postgres import (
+    SqlCatalog,
+    SqlEventStore,
+    SqlSeenStore,
+    SqlStoreConfig,
+    create_engine_from_config,
+    migrate,
+)
+from reelrank_postgres.testing import PostgresServer, free_port
+from sqlalchemy import Engine, text
+
+from reelrank import ConfigError, InvalidInputError, ProcessingState, StoreError, StoreTimeoutError
+from reelrank.testing import EPOCH, make_creator, make_event, make_video
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+
+def test_every_field_is_documented() -> None:
+    tree = ast.parse(inspect.getsource(SqlStoreConfig))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    documented = {
+        node.target.id
+        for node, after in itertools.pairwise(body)
+        if isinstance(node, ast.AnnAssign)
+        and isinstance(after, ast.Expr)
+        and isinstance(after.value, ast.Constant)
+        and isinstance(node.target, ast.Name)
+    }
+    assert documented == set(SqlStoreConfig.model_fields)
+    for name, field in SqlStoreConfig.model_fields.items():
+        assert field.description, name
+
+
+def test_unknown_fields_are_refused() -> None:
+    with pytest.raises(ConfigError) as info:
+        SqlStoreConfig(dsn="postgresql://")  # type: ignore[call-arg]
+    assert info.value.field == "dsn"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("connect_timeout_seconds", 0),
+        ("statement_timeout_ms", 0),
+        ("pool_timeout_seconds", float("inf")),
+        ("pool_size", 0),
+        ("application_name", "has space"),
+        ("url", ""),
+    ],
+)
+def test_bad_values_name_the_field(field: str, value: object) -> None:
+    with pytest.raises(ConfigError) as info:
+        SqlStoreConfig.model_validate({field: value})
+    assert info.value.field == field
+
+
+@pytest.mark.parametrize("url", ["not a url", "mysql+pymysql://u@h/db"])
+def test_the_factory_refuses_other_databases(url: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        create_engine_from_config(SqlStoreConfig(url=url))
+    assert info.value.field == "url"
+
+
+def test_stores_take_only_an_engine() -> None:
+    with pytest.raises(InvalidInputError) as info:
+        SqlCatalog("sqlite:///x.db")  # type: ignore[arg-type]
+    assert info.value.field == "engine"
+
+
+def test_postgres_sessions_carry_the_configured_bounds(postgres_server: PostgresServer) -> None:
+    config = SqlStoreConfig(
+        url=postgres_server.url,
+        statement_timeout_ms=1234,
+        lock_timeout_ms=567,
+        application_name="bounds-test",
+    )
+    engine = create_engine_from_config(config)
+    try:
+        with engine.connect() as connection:
+            show = {
+                name: connection.execute(text(f"SHOW {name}")).scalar_one()
+                for name in ("statement_timeout", "lock_timeout", "TimeZone", "application_name")
+            }
+    finally:
+        engine.dispose()
+    assert show == {
+        "statement_timeout": "1234ms",
+        "lock_timeout": "567ms",
+        "TimeZone": "UTC",
+        "application_name": "bounds-test",
+    }
+
+
+@pytest.fixture
+def bounded_postgres(postgres_engine: Engine, postgres_server: PostgresServer) -> Iterator[Engine]:
+    """An engine on the session cluster with short server-side timeouts."""
+    with postgres_engine.begin() as connection:
+        connection.execute(text("TRUNCATE videos, creators CASCADE"))
+    engine = create_engine_from_config(
+        SqlStoreConfig(url=postgres_server.url, statement_timeout_ms=300, lock_timeout_ms=100)
+    )
+    yield engine
+    engine.dispose()
+
+
+def test_a_lock_held_past_lock_timeout_raises_store_timeout(bounded_postgres: Engine) -> None:
+    catalog = SqlCatalog(bounded_postgres)
+    catalog.put_creator(make_creator(1))
+    catalog.put_video(make_video(1, 1, state="queued"))
+    with bounded_postgres.connect() as holder:
+        holder.execute(text("SELECT 1 FROM videos WHERE video_id = 1 FOR UPDATE"))
+        with pytest.raises(StoreTimeoutError) as info:
+            catalog.set_state(1, ProcessingState.TRANSCODING)
+        holder.rollback()
+    assert info.value.store == "catalog"
+    assert isinstance(info.value.__cause__, sqlalchemy.exc.OperationalError)
+    assert isinstance(info.value.__cause__.orig, psycopg.errors.LockNotAvailable)
+    assert catalog.get_video(1).state == "queued"
+
+
+def test_a_statement_past_statement_timeout_raises_store_timeout(
+    bounded_postgres: Engine, postgres_server: PostgresServer
+) -> None:
+    catalog = SqlCatalog(bounded_postgres)
+    catalog.put_creator(make_creator(1))
+    # A lock wait longer than the statement timeout: the statement timeout fires first.
+    patient = create_engine_from_config(
+        SqlStoreConfig(url=postgres_server.url, statement_timeout_ms=300, lock_timeout_ms=60_000)
+    )
+    try:
+        with bounded_postgres.connect() as holder:
+            holder.execute(text("LOCK TABLE creators IN ACCESS EXCLUSIVE MODE"))
+            with pytest.raises(StoreTimeoutError) as info:
+                SqlCatalog(patient).get_creators([1])
+            holder.rollback()
+    finally:
+        patient.dispose()
+    cause = info.value.__cause__
+    assert isinstance(cause, sqlalchemy.exc.OperationalError)
+    assert isinstance(cause.orig, psycopg.errors.QueryCanceled)
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_an_exhausted_pool_raises_store_timeout(
+    dialect: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    if dialect == "sqlite":
+        url = f"sqlite:///{tmp_path / 'pool.db'}"
+    else:
+        url = request.getfixturevalue("postgres_server").url
+    engine = create_engine_from_config(
+        SqlStoreConfig(url=url, pool_size=1, max_overflow=0, pool_timeout_seconds=0.2)
+    )
+    migrate(engine)
+    try:
+        store = SqlSeenStore(engine)
+        with engine.connect(), pytest.raises(StoreTimeoutError) as info:
+            store.seen_among(1, [1], since=EPOCH)
+        assert isinstance(info.value.__cause__, sqlalchemy.exc.TimeoutError)
+        assert store.seen_among(1, [1], since=EPOCH) == set()
+    finally:
+        engine.dispose()
+
+
+def test_a_busy_sqlite_database_raises_store_timeout(tmp_path: Path) -> None:
+    path = tmp_path / "busy.db"
+    engine = sqlite_engine(path)
+    migrate(engine)
+    impatient = create_engine_from_config(
+        SqlStoreConfig(url=f"sqlite:///{path}", sqlite_busy_timeout_seconds=0.1)
+    )
+    try:
+        with engine.connect() as holder:
+            holder.exec_driver_sql("BEGIN IMMEDIATE")
+            with pytest.raises(StoreTimeoutError) as info:
+                SqlEventStore(impatient).append(make_event("like"), creator_id=1)
+            holder.rollback()
+        assert info.value.store == "events"
+        assert SqlEventStore(impatient).get_stats([1])[1].likes == 0
+    finally:
+        impatient.dispose()
+        engine.dispose()
+
+
+def test_a_server_that_is_not_there_raises_store_error() -> None:
+    engine = create_engine_from_config(
+        SqlStoreConfig(url=f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/postgres")
+    )
+    try:
+        with pytest.raises(StoreError) as info:
+            SqlCatalog(engine)
+    finally:
+        engine.dispose()
+    assert not isinstance(info.value, StoreTimeoutError)
+    assert info.value.store == "schema"
+    assert isinstance(info.value.__cause__, sqlalchemy.exc.OperationalError)

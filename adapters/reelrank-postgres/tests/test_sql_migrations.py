@@ -1,0 +1,138 @@
+"""The alembic migrations run up and down on both dialects, and the stores refuse a
+database whose schema is not the revision they were written for."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pg_support import DIALECTS, require_postgres, sqlite_engine
+from reelrank_postgres import (
+    HEAD_REVISION,
+    SchemaVersionError,
+    SqlCatalog,
+    SqlEventStore,
+    SqlModelRegistry,
+    SqlProgressStore,
+    SqlSearchIndex,
+    SqlSeenStore,
+    SqlStoreConfig,
+    check_schema,
+    create_engine_from_config,
+    downgrade,
+    migrate,
+    schema_revision,
+)
+from reelrank_postgres.testing import PostgresServer
+from sqlalchemy import Engine, inspect, text
+
+from reelrank import StoreError
+from reelrank.testing import make_creator, make_video
+
+pytestmark = pytest.mark.integration
+
+STORES = (
+    SqlCatalog,
+    SqlEventStore,
+    SqlSeenStore,
+    SqlModelRegistry,
+    SqlProgressStore,
+    SqlSearchIndex,
+)
+TABLES = {
+    "creators",
+    "videos",
+    "follows",
+    "engagement_events",
+    "video_stats",
+    "video_likes",
+    "affinity_credits",
+    "affinity_totals",
+    "seen_videos",
+    "model_versions",
+    "model_scores",
+    "processing_progress",
+    "search_documents",
+}
+
+
+@pytest.fixture(scope="module")
+def migration_server() -> Iterator[PostgresServer]:
+    """A cluster of this module's own: its tests drop and create every table."""
+    require_postgres()
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture(params=DIALECTS)
+def empty_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """An engine on a database no migration has touched."""
+    if request.param == "sqlite":
+        engine = sqlite_engine(tmp_path / "empty.db")
+    else:
+        server: PostgresServer = request.getfixturevalue("migration_server")
+        engine = create_engine_from_config(SqlStoreConfig(url=server.url))
+        with engine.begin() as connection:  # whatever an earlier test left behind
+            connection.execute(text("DROP SCHEMA public CASCADE"))
+            connection.execute(text("CREATE SCHEMA public"))
+    yield engine
+    engine.dispose()
+
+
+def _tables(engine: Engine) -> set[str]:
+    return set(inspect(engine).get_table_names()) - {"alembic_version"}
+
+
+def test_upgrade_creates_every_table_and_downgrade_drops_them(empty_engine: Engine) -> None:
+    assert schema_revision(empty_engine) is None
+    migrate(empty_engine)
+    assert schema_revision(empty_engine) == HEAD_REVISION
+    assert _tables(empty_engine) >= TABLES
+    downgrade(empty_engine)
+    assert schema_revision(empty_engine) is None
+    assert not TABLES & _tables(empty_engine)
+    # Up again after down: the revision is repeatable, and the stores work on it.
+    migrate(empty_engine)
+    catalog = SqlCatalog(empty_engine)
+    catalog.put_creator(make_creator(1))
+    catalog.put_video(make_video(1, 1))
+    assert catalog.get_video(1).video_id == 1
+
+
+def test_migrate_is_a_no_op_on_a_database_at_the_revision(empty_engine: Engine) -> None:
+    migrate(empty_engine)
+    catalog = SqlCatalog(empty_engine)
+    catalog.put_creator(make_creator(1))
+    migrate(empty_engine)
+    assert catalog.get_creators([1]) == {1: make_creator(1)}
+
+
+@pytest.mark.parametrize("store", STORES, ids=lambda store: store.__name__)
+def test_stores_refuse_an_unmigrated_database(empty_engine: Engine, store: type) -> None:
+    with pytest.raises(SchemaVersionError) as info:
+        store(empty_engine)
+    assert (info.value.found, info.value.expected) == (None, HEAD_REVISION)
+    assert isinstance(info.value, StoreError)
+    assert "migrate" in str(info.value)
+
+
+def test_a_schema_at_an_older_revision_is_refused(empty_engine: Engine) -> None:
+    migrate(empty_engine)
+    with empty_engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '0000'"))
+    with pytest.raises(SchemaVersionError) as info:
+        check_schema(empty_engine)
+    assert info.value.found == "0000"
+    with pytest.raises(SchemaVersionError):
+        SqlEventStore(empty_engine)
+    # An application that checked the schema itself may skip the per-store check.
+    assert SqlEventStore(empty_engine, verify_schema=False).popular_video_ids(limit=1) == []
+
+
+def test_an_unknown_target_revision_raises_store_error(empty_engine: Engine) -> None:
+    with pytest.raises(StoreError) as info:
+        migrate(empty_engine, "9999")
+    assert info.value.store == "schema"
+    assert info.value.__cause__ is not None
+    assert schema_revision(empty_engine) is None

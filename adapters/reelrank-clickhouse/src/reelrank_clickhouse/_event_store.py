@@ -29,7 +29,7 @@ __all__ = ["ClickHouseEventStore", "known_event_ids"]
 _STORE = "events"
 
 _COUNTS_OF_VIDEOS = text(
-    """SELECT video_id, toString(kind), uniqExactMerge(events), sumMerge(completion_sum)
+    """SELECT video_id, toString(kind), countMerge(events), sumMerge(completion_sum)
 FROM video_counts WHERE video_id IN :ids GROUP BY video_id, kind"""
 ).bindparams(bindparam("ids", expanding=True))
 
@@ -41,7 +41,7 @@ _LIKES_OF_VIDEOS = text(
 ).bindparams(bindparam("ids", expanding=True))
 
 _CREDIT_OF_USER = text(
-    """SELECT creator_id, toString(kind), uniqExactMerge(events), sumMerge(completion_sum)
+    """SELECT creator_id, toString(kind), countMerge(events), sumMerge(completion_sum)
 FROM creator_credit WHERE user_id = :user_id GROUP BY creator_id, kind"""
 )
 
@@ -53,7 +53,7 @@ _LIKED_VIDEOS_OF_USER = text(
 )
 
 _POPULAR = text(
-    """SELECT video_id, uniqExactMerge(events) AS views
+    """SELECT video_id, countMerge(events) AS views
 FROM video_counts WHERE kind = 'watch'
 GROUP BY video_id HAVING views > 0
 ORDER BY views DESC, video_id ASC LIMIT :limit"""
@@ -79,20 +79,19 @@ class ClickHouseEventStore:
     (see :mod:`reelrank_clickhouse._schema`). Reads merge the aggregate states of the
     requested keys only.
 
-    Idempotency by ``event_id`` has two layers:
-
-    * before inserting, the store asks ``event_ids`` which ids of the batch it holds and
-      inserts only the new ones (a process-wide lock serialises check and insert of one
-      store object);
-    * views, shares and comments are ``uniqExact(event_id)`` states, so they stay exact
-      even when a copy slips past the check (two processes delivering the same event
-      at the same instant, or a block inserted twice).
-
-    ``completion_sum``, affinity credit and like states are not protected by the
-    second layer: a copy that wins that race is added to them (likes only change when
-    an opposite like or unlike arrived in between). ``completion_sum`` is capped at
-    ``views`` on read so the stats stay valid. Ids are remembered as long as their
-    month's partition of ``event_ids`` is kept.
+    Idempotency by ``event_id`` is enforced on insert: the store asks ``event_ids``
+    (ordered by id) which ids of the batch it already holds and inserts only the new
+    ones, under a lock that serialises check and insert within the store object.
+    Race window: two store objects (two processes, typically) that deliver the same
+    new id at the same moment both pass the check, and the views count that event
+    twice; a later delivery is refused again. The ``events`` table itself is a
+    ReplacingMergeTree whose sort key ends with the id, so merges drop such a copy from
+    the raw events. The views keep count states, not sets of ids: a read then costs
+    the same however many events a video has (``uniqExact(event_id)`` states would
+    close the race for counts but made reads slower than scanning the raw events; see
+    the adapter's docs). ``completion_sum`` is capped at ``views`` on read, as in the
+    in-memory store. Ids are remembered as long as their month's partition of
+    ``event_ids`` is kept.
 
     Needs the tables of :func:`~reelrank_clickhouse.create_schema`. Thread-safe.
     """
@@ -172,8 +171,7 @@ class ClickHouseEventStore:
         for video_id in unique:
             fields = counts.get(video_id, {})
             views = fields.get("views", 0)
-            # A copy that won the insert race adds its completion once more (views are
-            # counted by id); capping keeps the documented invariant completion_sum <= views.
+            # Summing many floats may overshoot views by rounding; the invariant holds exactly.
             fields["completion_sum"] = min(fields.get("completion_sum", 0.0), float(views))
             result[video_id] = VideoStats(video_id=video_id, **fields)
         return result

@@ -87,13 +87,13 @@ SELECT event_id, occurred_at FROM events""",
     """CREATE TABLE IF NOT EXISTS video_counts (
     video_id UInt64,
     kind Enum8('watch' = 1, 'like' = 2, 'unlike' = 3, 'share' = 4, 'comment' = 5),
-    events AggregateFunction(uniqExact, String),
+    events AggregateFunction(count),
     completion_sum AggregateFunction(sum, Float64)
 ) ENGINE = AggregatingMergeTree()
 ORDER BY (video_id, kind)""",
     """CREATE MATERIALIZED VIEW IF NOT EXISTS video_counts_mv TO video_counts AS
 SELECT video_id, kind,
-       uniqExactState(event_id) AS events,
+       countState() AS events,
        sumState(ifNull(completion, 0.)) AS completion_sum
 FROM events
 WHERE kind IN ('watch', 'share', 'comment')
@@ -113,13 +113,13 @@ GROUP BY video_id, user_id""",
     user_id UInt64,
     creator_id UInt64,
     kind Enum8('watch' = 1, 'like' = 2, 'unlike' = 3, 'share' = 4, 'comment' = 5),
-    events AggregateFunction(uniqExact, String),
+    events AggregateFunction(count),
     completion_sum AggregateFunction(sum, Float64)
 ) ENGINE = AggregatingMergeTree()
 ORDER BY (user_id, creator_id, kind)""",
     """CREATE MATERIALIZED VIEW IF NOT EXISTS creator_credit_mv TO creator_credit AS
 SELECT user_id, creator_id, kind,
-       uniqExactState(event_id) AS events,
+       countState() AS events,
        sumState(ifNull(completion, 0.)) AS completion_sum
 FROM events
 WHERE kind IN ('watch', 'share', 'comment')

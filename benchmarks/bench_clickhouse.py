@@ -1,0 +1,222 @@
+"""The ClickHouse adapter on loopback, each case next to a baseline measured in the same run.
+
+* per-video stats of 1,000 videos: :meth:`ClickHouseEventStore.get_stats`, which merges
+  the aggregate states the materialized views keep, against a ``GROUP BY`` over the raw
+  ``events`` table computing the same numbers (the table is ordered by time for
+  the engagement reads, so the baseline scans it);
+* insert throughput: :meth:`ClickHouseEventStore.append_many` of 1,000-event batches
+  (id check, then one insert feeding five views) against a bare insert of the same rows
+  (no id check).
+
+Ratios go into the table at the end of the run. Skips when ``clickhouse-server`` or
+``reelrank-clickhouse`` is not installed (``scripts/test.sh`` installs both).
+"""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import QUICK, SUMMARY
+
+from reelrank import EngagementEvent, EngagementKind
+from reelrank.testing import make_event
+
+reelrank_clickhouse = pytest.importorskip("reelrank_clickhouse")
+clickhouse_testing = pytest.importorskip("reelrank_clickhouse.testing")
+sqlalchemy = pytest.importorskip("sqlalchemy")
+
+if clickhouse_testing.find_clickhouse_server() is None:
+    pytest.skip("clickhouse-server is not installed", allow_module_level=True)
+
+from reelrank_clickhouse._event_store import (  # noqa: E402
+    _COUNTS_OF_VIDEOS,
+    _LIKES_OF_VIDEOS,
+)
+from reelrank_clickhouse._rows import event_row  # noqa: E402
+from reelrank_clickhouse._schema import EVENTS  # noqa: E402
+
+VIDEOS = 1_000
+LOADED_EVENTS = 100_000 if QUICK else 1_000_000
+BATCH = 1_000
+INSERT_BATCHES = 3 if QUICK else 10
+TIMED_ROUNDS = 5 if QUICK else 20
+
+_RAW_COUNTS = sqlalchemy.text(
+    """SELECT video_id, countIf(kind = 'watch'), sumIf(completion, kind = 'watch'),
+       countIf(kind = 'share'), countIf(kind = 'comment')
+FROM events WHERE video_id IN :ids GROUP BY video_id"""
+).bindparams(sqlalchemy.bindparam("ids", expanding=True))
+
+_RAW_LIKES = sqlalchemy.text(
+    """SELECT video_id, sum(liked) FROM (
+    SELECT video_id, user_id, argMax(toUInt8(kind = 'like'), seq) AS liked
+    FROM events WHERE video_id IN :ids AND kind IN ('like', 'unlike')
+    GROUP BY video_id, user_id
+) GROUP BY video_id"""
+).bindparams(sqlalchemy.bindparam("ids", expanding=True))
+
+# The bulk load is generated on the server: an INSERT ... SELECT feeds the materialized
+# views like any insert, at a fraction of the time of building the events in Python.
+# Kinds cycle watch, watch, watch, like, share, comment, unlike; 50 users, 40 creators.
+_GENERATE = sqlalchemy.text(
+    f"""INSERT INTO events (event_id, kind, user_id, video_id, creator_id, occurred_at,
+                        occurred_us, completion, channel, seq)
+SELECT concat('load-', toString(number)),
+       CAST(arrayElement(['watch', 'watch', 'watch', 'like', 'share', 'comment', 'unlike'],
+                         number % 7 + 1)
+            AS Enum8('watch' = 1, 'like' = 2, 'unlike' = 3, 'share' = 4, 'comment' = 5)),
+       1 + intDiv(number, {VIDEOS}) % 50,
+       1 + number % {VIDEOS},
+       1 + (1 + number % {VIDEOS}) % 40,
+       toDateTime('2026-01-01 00:00:00', 'UTC') + intDiv(number, 100),
+       0,
+       if(number % 7 < 3, (number % 10) / 10, NULL),
+       if(number % 7 = 4, 'link', NULL),
+       number
+FROM numbers({LOADED_EVENTS})"""
+)
+
+_KINDS = (
+    EngagementKind.WATCH,
+    EngagementKind.WATCH,
+    EngagementKind.WATCH,
+    EngagementKind.LIKE,
+    EngagementKind.SHARE,
+    EngagementKind.COMMENT,
+    EngagementKind.UNLIKE,
+)
+
+
+def _events(count: int, start: int) -> list[tuple[EngagementEvent, int]]:
+    made = []
+    for number in range(start, start + count):
+        kind = _KINDS[number % len(_KINDS)]
+        extra = {"completion": (number % 10) / 10} if kind is EngagementKind.WATCH else {}
+        video_id = 1 + number % VIDEOS
+        user_id = 1 + (number // VIDEOS) % 50
+        event = make_event(kind, user_id=user_id, video_id=video_id, **extra)
+        made.append((event, 1 + video_id % 40))
+    return made
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    directory: Path = tmp_path_factory.mktemp("bench-clickhouse")
+    with clickhouse_testing.ClickHouseServer(directory) as server:
+        server.execute("CREATE DATABASE bench")
+        config = reelrank_clickhouse.ClickHouseConfig(
+            port=server.tcp_port, database="bench", send_receive_timeout=60.0
+        )
+        built = reelrank_clickhouse.create_engine(config)
+        reelrank_clickhouse.create_schema(built)
+        with built.connect() as conn:
+            conn.execute(_GENERATE)
+        yield built
+        built.dispose()
+
+
+def _raw_stats(engine: Any, ids: list[int]) -> dict[int, tuple[int, float, int, int, int]]:
+    with engine.connect() as conn:
+        counts = {
+            int(row[0]): (int(row[1]), float(row[2]), int(row[3]), int(row[4]))
+            for row in conn.execute(_RAW_COUNTS, {"ids": ids})
+        }
+        likes = {int(row[0]): int(row[1]) for row in conn.execute(_RAW_LIKES, {"ids": ids})}
+    return {
+        vid: (views, completion, likes.get(vid, 0), shares, comments)
+        for vid, (views, completion, shares, comments) in counts.items()
+    }
+
+
+def _interleaved_medians(
+    first: Callable[[], Any], second: Callable[[], Any], rounds: int = TIMED_ROUNDS
+) -> tuple[float, float]:
+    """Median seconds of each call, alternating them so machine noise hits both alike."""
+    samples: tuple[list[float], list[float]] = ([], [])
+    for _ in range(rounds):
+        for call, into in ((first, samples[0]), (second, samples[1])):
+            started = time.perf_counter()
+            call()
+            into.append(time.perf_counter() - started)
+    return statistics.median(samples[0]), statistics.median(samples[1])
+
+
+def _view_stats(engine: Any, ids: list[int]) -> int:
+    """The store's two aggregate-state queries alone, without building VideoStats."""
+    with engine.connect() as conn:
+        rows = conn.execute(_COUNTS_OF_VIDEOS, {"ids": ids}).fetchall()
+        rows += conn.execute(_LIKES_OF_VIDEOS, {"ids": ids}).fetchall()
+    return len(rows)
+
+
+def test_stats_of_1000_videos_from_views_vs_raw_group_by(benchmark: Any, engine: Any) -> None:
+    store = reelrank_clickhouse.ClickHouseEventStore(engine)
+    ids = list(range(1, VIDEOS + 1))
+    from_views = store.get_stats(ids)
+    raw = _raw_stats(engine, ids)
+    # Same numbers either way (the data set holds no duplicate ids).
+    for vid, (views, completion, likes, shares, comments) in raw.items():
+        stats = from_views[vid]
+        assert (stats.views, stats.likes, stats.shares, stats.comments) == (
+            views,
+            likes,
+            shares,
+            comments,
+        )
+        assert abs(stats.completion_sum - completion) < 1e-6
+    view_seconds, raw_seconds = _interleaved_medians(
+        lambda: _view_stats(engine, ids), lambda: _raw_stats(engine, ids)
+    )
+    store_seconds, _ = _interleaved_medians(lambda: store.get_stats(ids), lambda: None)
+    SUMMARY.append(
+        f"clickhouse stats of {VIDEOS} videos ({LOADED_EVENTS} events): "
+        f"view queries {view_seconds * 1e3:.1f} ms, raw GROUP BY {raw_seconds * 1e3:.1f} ms, "
+        f"raw / views = {raw_seconds / view_seconds:.2f}x; get_stats with VideoStats "
+        f"{store_seconds * 1e3:.1f} ms"
+    )
+    benchmark.extra_info.update(
+        {
+            "view_queries_ms": view_seconds * 1e3,
+            "raw_group_by_ms": raw_seconds * 1e3,
+            "get_stats_ms": store_seconds * 1e3,
+        }
+    )
+    benchmark(store.get_stats, ids)
+
+
+_numbers = itertools.count(0, BATCH)
+
+
+def test_insert_throughput_of_batches(benchmark: Any, engine: Any) -> None:
+    store = reelrank_clickhouse.ClickHouseEventStore(engine)
+
+    def with_store() -> None:
+        assert store.append_many(_events(BATCH, next(_numbers))) == BATCH
+
+    def bare_insert() -> None:
+        rows = [
+            {**event_row(event, index), "creator_id": creator_id}
+            for index, (event, creator_id) in enumerate(_events(BATCH, next(_numbers)))
+        ]
+        with engine.connect() as conn:
+            conn.execute(EVENTS.insert(), rows)
+
+    store_seconds, bare_seconds = _interleaved_medians(with_store, bare_insert, INSERT_BATCHES)
+    SUMMARY.append(
+        f"clickhouse insert of {BATCH}-event batches: append_many "
+        f"{BATCH / store_seconds:,.0f} events/s, bare insert {BATCH / bare_seconds:,.0f} "
+        f"events/s, append_many / bare = {store_seconds / bare_seconds:.2f}x time"
+    )
+    benchmark.extra_info.update(
+        {
+            "append_many_events_per_s": BATCH / store_seconds,
+            "bare_insert_events_per_s": BATCH / bare_seconds,
+        }
+    )
+    benchmark.pedantic(with_store, rounds=INSERT_BATCHES, iterations=1)

@@ -207,9 +207,15 @@ class PostgresServer:
             with contextlib.suppress(ProcessLookupError):
                 # SIGINT is PostgreSQL's "fast" shutdown: abort sessions, stop at once.
                 os.kill(postmaster or process.pid, signal.SIGINT)
-            try:
-                process.wait(timeout=_STOP_TIMEOUT_SECONDS)
-            except subprocess.TimeoutExpired:
+            deadline = time.monotonic() + _STOP_TIMEOUT_SECONDS
+            while process.poll() is None and time.monotonic() < deadline:
+                # runuser may stop itself late, after seeing its child stopped by a
+                # pause; continued, it reaps the server and exits.
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGCONT)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(timeout=0.05)
+            if process.poll() is None:
                 for pid in [postmaster, process.pid]:
                     if pid is not None:
                         with contextlib.suppress(ProcessLookupError):

@@ -1,0 +1,79 @@
+"""The throwaway-cluster tool the tests and benchmarks rely on."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+from pg_support import require_postgres
+from reelrank_postgres.testing import PostgresServer, PostgresServerError
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+
+def _state(pid: int) -> str:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.rindex(")") + 2]
+
+
+def _settled_states(pids: list[int], accepted: set[str]) -> list[str]:
+    """States of ``pids`` once each is in ``accepted``, or after a few seconds: signals are
+    delivered asynchronously. A backend that exited just before the pause stays a zombie
+    ("Z") until the postmaster, stopped, reaps it."""
+    for _ in range(200):
+        states = [_state(pid) for pid in pids]
+        if set(states) <= accepted:
+            break
+        time.sleep(0.01)
+    return states
+
+
+def test_start_pause_resume_stop() -> None:
+    require_postgres()
+    server = PostgresServer()
+    server.start()
+    root = server.data_dir.parent
+    try:
+        assert oct(root.stat().st_mode & 0o777) == "0o755"
+        with psycopg.connect(server.dsn, connect_timeout=5) as connection:
+            assert connection.execute("SELECT 1").fetchone() == (1,)
+        postmaster = server.postmaster_pid
+        assert postmaster is not None
+        server.pause()
+        assert server.paused
+        paused = server._paused_pids
+        assert postmaster in paused and len(paused) > 1  # the postmaster and its children
+        assert set(_settled_states(paused, {"T", "Z"})) <= {"T", "Z"}
+        assert _state(postmaster) == "T"
+        server.resume()
+        assert not server.paused
+        assert "T" not in _settled_states([postmaster], {"S", "R"})
+        with psycopg.connect(server.dsn, connect_timeout=5) as connection:
+            assert connection.execute("SELECT 2").fetchone() == (2,)
+    finally:
+        server.stop()
+    assert not root.exists()
+    assert server.postmaster_pid is None
+    with pytest.raises(ProcessLookupError):
+        os.kill(postmaster, 0)
+
+
+def test_stop_resumes_a_paused_cluster_first() -> None:
+    require_postgres()
+    with PostgresServer() as server:
+        postmaster = server.postmaster_pid
+        assert postmaster is not None
+        server.pause()
+    with pytest.raises(ProcessLookupError):
+        os.kill(postmaster, signal.SIG_DFL)
+
+
+def test_pausing_a_stopped_server_is_an_error() -> None:
+    require_postgres()
+    server = PostgresServer()
+    with pytest.raises(PostgresServerError):
+        server.pause()

@@ -1,0 +1,191 @@
+"""Behaviour of the SQL stores beyond the contract suite, on both dialects: agreement with
+the in-memory reference stores on random inputs, and what only the SQL stores offer."""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta, timezone
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from reelrank_postgres import (
+    SqlCatalog,
+    SqlEventStore,
+    SqlSearchIndex,
+    SqlSeenStore,
+)
+from sqlalchemy import Engine, text
+
+from reelrank import (
+    EngagementKind,
+    InMemoryEventStore,
+    InMemorySearchIndex,
+    Rendition,
+    SearchDocument,
+    parse_query,
+)
+from reelrank.testing import EPOCH, make_creator, make_event, make_video
+
+pytestmark = pytest.mark.integration
+
+_EXAMPLES = settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+
+_event_specs = st.lists(
+    st.tuples(
+        st.sampled_from(list(EngagementKind)),
+        st.integers(1, 3),  # user
+        st.integers(1, 4),  # video
+        st.sampled_from([0.0, 0.25, 0.5, 1.0]),  # completion of a watch
+        st.booleans(),  # delivered twice
+    ),
+    max_size=30,
+)
+
+
+def _empty(engine: Engine, *tables: str) -> None:
+    with engine.begin() as connection:
+        for table in tables:
+            connection.execute(text(f"DELETE FROM {table}"))
+
+
+@_EXAMPLES
+@given(specs=_event_specs)
+def test_event_aggregates_match_the_in_memory_store(
+    engine: Engine, specs: list[tuple[EngagementKind, int, int, float, bool]]
+) -> None:
+    _empty(
+        engine,
+        "engagement_events",
+        "video_stats",
+        "video_likes",
+        "affinity_credits",
+        "affinity_totals",
+    )
+    sql = SqlEventStore(engine)
+    memory = InMemoryEventStore()
+    for kind, user, video, completion, redelivered in specs:
+        extra = {"completion": completion} if kind is EngagementKind.WATCH else {}
+        event = make_event(kind, user_id=user, video_id=video, **extra)
+        creator = 1 + video % 2
+        for _ in range(2 if redelivered else 1):
+            assert sql.append(event, creator_id=creator) == memory.append(
+                event, creator_id=creator
+            )
+    videos = [1, 2, 3, 4, 5]
+    expected_stats = memory.get_stats(videos)
+    got_stats = sql.get_stats(videos)
+    for video in videos:
+        got, want = got_stats[video], expected_stats[video]
+        assert (got.views, got.likes, got.shares, got.comments) == (
+            want.views,
+            want.likes,
+            want.shares,
+            want.comments,
+        )
+        assert math.isclose(got.completion_sum, want.completion_sum, abs_tol=1e-9)
+    for user in (1, 2, 3, 4):
+        got_affinity = sql.get_affinities(user, [1, 2, 3])
+        want_affinity = memory.get_affinities(user, [1, 2, 3])
+        assert got_affinity.keys() == want_affinity.keys()
+        for creator, value in want_affinity.items():
+            assert math.isclose(got_affinity[creator], value, abs_tol=1e-9)
+    assert sql.popular_video_ids(limit=10) == memory.popular_video_ids(limit=10)
+
+
+_WORDS = ["dance", "dancing", "dandelion", "cat", "cats", "café", "Straße", "naïve", "x_1"]
+_documents = st.lists(
+    st.builds(
+        SearchDocument,
+        video_id=st.integers(1, 30),
+        title=st.lists(st.sampled_from(_WORDS), max_size=4).map(" ".join),
+        description=st.lists(st.sampled_from(_WORDS), max_size=6).map(" ".join),
+        hashtags=st.lists(st.sampled_from(["dance", "cat", "café"]), max_size=2).map(tuple),
+    ),
+    max_size=12,
+)
+_queries = st.lists(
+    st.sampled_from(
+        ["dance", "danc*", "#dance", "#danc*", "cat*", "CAFÉ", "strasse", "x_1", "na*"]
+    ),
+    min_size=1,
+    max_size=2,
+).map(" ".join)
+
+
+@_EXAMPLES
+@given(documents=_documents, query=_queries)
+def test_search_matches_the_same_videos_as_the_in_memory_index(
+    engine: Engine, documents: list[SearchDocument], query: str
+) -> None:
+    _empty(engine, "search_documents")
+    sql = SqlSearchIndex(engine)
+    memory = InMemorySearchIndex()
+    for document in documents:
+        sql.index(document)
+        memory.index(document)
+    parsed = parse_query(query)
+    got = sql.search(parsed, limit=100)
+    want = memory.search(parsed, limit=100)
+    assert {video for video, _ in got} == {video for video, _ in want}
+    assert all(score > 0.0 for _, score in got)
+
+
+def test_videos_round_trip_renditions_hashtags_and_sound(engine: Engine) -> None:
+    catalog = SqlCatalog(engine)
+    catalog.put_creator(make_creator(1, display_name="Zoë"))
+    renditions = (
+        Rendition(width=720, height=1280, bitrate_kbps=2500, codec="avc1.64001f", uri="a.m3u8"),
+        Rendition(width=1080, height=1920, bitrate_kbps=5000, codec="hvc1", uri="b.m3u8"),
+    )
+    video = make_video(
+        2**63 - 1,
+        1,
+        renditions=renditions,
+        hashtags=("Dance", "#fun"),
+        sound_id=2**62,
+        description="naïve ' quote \\ backslash",
+        published_at=EPOCH.astimezone(timezone(timedelta(hours=-5))),
+    )
+    catalog.put_video(video)
+    assert catalog.get_video(2**63 - 1) == video
+    assert catalog.get_videos([2**63 - 1])[2**63 - 1].renditions == renditions
+    assert catalog.get_creators([1])[1].display_name == "Zoë"
+
+
+def test_followed_videos_of_many_creators_stay_newest_first(engine: Engine) -> None:
+    catalog = SqlCatalog(engine)
+    for creator in range(1, 6):
+        catalog.put_creator(make_creator(creator))
+        catalog.follow(9, creator)
+    for video in range(1, 41):
+        age = timedelta(minutes=(video * 7) % 40)
+        catalog.put_video(make_video(video, 1 + video % 5, published_at=EPOCH - age))
+    got = catalog.followed_videos(9, limit=15)
+    keys = [(v.published_at, v.video_id) for v in got]
+    assert keys == sorted(keys, reverse=True) and len(got) == 15
+    assert [v.video_id for v in got] == [v.video_id for v in catalog.recent_videos(limit=15)]
+
+
+def test_forget_before_deletes_only_older_marks(engine: Engine) -> None:
+    seen = SqlSeenStore(engine)
+    seen.mark_seen(1, [1, 2], EPOCH - timedelta(days=40))
+    seen.mark_seen(2, [1], EPOCH - timedelta(days=40))
+    seen.mark_seen(1, [3, 3], EPOCH)
+    assert seen.forget_before(EPOCH - timedelta(days=30)) == 3
+    assert seen.recently_seen(1, since=EPOCH - timedelta(days=365), limit=10) == [3]
+    assert seen.forget_before(EPOCH - timedelta(days=30)) == 0
+
+
+def test_search_terms_are_taken_verbatim_not_parsed(engine: Engine) -> None:
+    """Text that a tsquery or FTS5 parser would read as syntax is only ever a term."""
+    index = SqlSearchIndex(engine)
+    index.index(SearchDocument(video_id=1, title="and or not near"))
+    index.index(SearchDocument(video_id=2, title="o'brien \\ ' & | ! ( ) :*"))
+    assert [video for video, _ in index.search(parse_query("and or not"), limit=5)] == [1]
+    assert [video for video, _ in index.search(parse_query("near"), limit=5)] == [1]
+    assert [video for video, _ in index.search(parse_query("brien o"), limit=5)] == [2]

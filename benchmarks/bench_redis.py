@@ -7,10 +7,15 @@ a cache-hit feed page, each next to a baseline measured in the same run.
 * seen membership of 1,000 candidates: one ``ZMSCORE`` against one ``ZSCORE`` per id;
 * a cache-hit feed page of :class:`~reelrank.FeedRankingService` with the cache on Redis,
   with cache and seen store on Redis, and with an in-process LRU level in front of the
-  Redis cache, against the all-in-memory stores.
+  Redis cache (with the seen store in memory or on Redis), against the all-in-memory
+  stores. Each Redis setup runs twice, interleaved in blocks of pages: as the service
+  was (every Redis call on a worker thread, a seen lookup and a write per page) and as
+  it is (Redis stores called inline, one ``take_unseen`` per page).
 
 Latency percentiles (p50, p99) of a separate timed loop go into ``extra_info`` and the
-ratio table at the end of the run. Skips when ``redis-server`` or ``reelrank-redis`` is
+ratio table at the end of the run. The feed pages also report percentiles of the
+process's CPU time per page: on a shared machine the wall-clock p99 mostly measures
+how long the process waited for a core. Skips when ``redis-server`` or ``reelrank-redis`` is
 not installed (``scripts/test.sh`` installs both).
 """
 
@@ -254,9 +259,22 @@ def _catalog() -> InMemoryCatalog:
     return catalog
 
 
+class _OnWorkers:
+    """Forwards every call to a Redis store but does not declare ``bounds_own_calls``,
+    so the service calls it on a worker thread, as it did every store outside the
+    process before."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
 class _PlainSeenStore:
-    """Forwards only the three :class:`~reelrank.SeenStore` methods: a page then costs
-    a lookup and a write, as before :meth:`take_unseen` existed."""
+    """Forwards only the three :class:`~reelrank.SeenStore` methods (and no
+    ``bounds_own_calls``): a page then costs a lookup and a write on a worker thread,
+    as before ``take_unseen`` existed."""
 
     def __init__(self, inner: Any) -> None:
         self.mark_seen = inner.mark_seen
@@ -280,22 +298,24 @@ class _Latency:
 class _Setup:
     """One feed service over ``stores``, warmed, asked for first pages round-robin.
 
-    ``version`` "before" is the service as it was: every Redis call on a worker thread,
-    and the seen store asked with a lookup and a write per page. "after" calls the
-    Redis stores on the request's thread (they bound their own calls) and cuts each
-    page with one ``take_unseen``.
+    ``version`` "before" is the service as it was: every Redis call on a worker thread
+    (the in-memory stores inline), and the seen store asked with a lookup and a write
+    per page. "after" calls the Redis stores on the request's thread too (they bound
+    their own calls) and cuts each page with one ``take_unseen``.
     """
 
     def __init__(self, stores: str, version: str, client: Any, config: Any) -> None:
         config = config.model_copy(update={"prefix": f"bench-{stores}-{version}"})
-        redis_cache = reelrank_redis.RedisFeedCache(client, config)
+        redis_cache: Any = reelrank_redis.RedisFeedCache(client, config)
+        if version == "before":
+            redis_cache = _OnWorkers(redis_cache)
         cache: Any = InMemoryFeedCache()
         if stores.startswith("redis"):
             cache = redis_cache
-        elif stores == "lru-over-redis-cache":
+        elif stores.startswith("lru-over-redis-cache"):
             cache = TieredFeedCache(LRUFeedCache(), redis_cache)
         seen: Any = InMemorySeenStore()
-        if stores == "redis-cache-and-seen":
+        if stores.endswith("and-seen"):
             seen = reelrank_redis.RedisSeenStore(client, config)
             if version == "before":
                 seen = _PlainSeenStore(seen)
@@ -310,7 +330,6 @@ class _Setup:
             config=FeedServiceConfig(
                 cursor_secret="a-benchmark-secret-key",
                 deadlines=StoreDeadlines(cache=2.0, seen=2.0),
-                inline_self_bounded_stores=version == "after",
             ),
         )
         users = range(1, FEED_USERS + 1)
@@ -327,7 +346,22 @@ class _Setup:
             self.latency.wall.append((time.perf_counter_ns() - wall) / 1_000.0)
 
 
-def _interleaved(setups: list[_Setup], pages: int, block: int = 25) -> None:
+class _RoundTrip:
+    """The floor of one Redis call: a ``PING``, timed like a page."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.latency = _Latency()
+
+    def serve(self, pings: int) -> None:
+        for _ in range(pings):
+            wall, cpu = time.perf_counter_ns(), time.process_time_ns()
+            self._client.ping()
+            self.latency.cpu.append((time.process_time_ns() - cpu) / 1_000.0)
+            self.latency.wall.append((time.perf_counter_ns() - wall) / 1_000.0)
+
+
+def _interleaved(setups: list[_Setup | _RoundTrip], pages: int, block: int = 25) -> None:
     """Serve ``pages`` pages from every setup, alternating in small blocks, so a noisy
     moment of the shared machine falls on every setup alike."""
     for setup in setups:
@@ -338,7 +372,12 @@ def _interleaved(setups: list[_Setup], pages: int, block: int = 25) -> None:
             setup.serve(block)
 
 
-PAGE_SETUPS = ("redis-cache", "redis-cache-and-seen", "lru-over-redis-cache")
+PAGE_SETUPS = (
+    "redis-cache",
+    "redis-cache-and-seen",
+    "lru-over-redis-cache",
+    "lru-over-redis-cache-and-seen",
+)
 
 
 def test_cache_hit_feed_page(benchmark: Any, client: Any, config: Any) -> None:
@@ -356,16 +395,25 @@ def test_cache_hit_feed_page(benchmark: Any, client: Any, config: Any) -> None:
             setup.service._guards["cache"].inline is (version == "after")
             for (_, version), setup in setups.items()
         )
+        assert baseline.service._guards["seen"].inline
         # Within one snapshot: each user's first page is cut after what was served.
         rounds = min(5, baseline.service.config.snapshot_size // PAGE_SIZE - 1)
         everything = [baseline, *setups.values()]
         before_hits = [setup.service.stats().pages_from_cache for setup in everything]
-        _interleaved(everything, FEED_USERS * rounds)
+        floor = _RoundTrip(relaxed)
+        _interleaved([floor, *everything], FEED_USERS * rounds)
         for setup, before in zip(everything, before_hits, strict=True):
             stats = setup.service.stats()
             assert stats.pages_from_cache - before == stats.pages - before
             assert stats.degraded_pages == 0
         base = baseline.latency.percentiles()
+        ping = floor.latency.percentiles()
+        benchmark.extra_info.update({f"ping_{key}_us": round(v, 1) for key, v in ping.items()})
+        SUMMARY.append(
+            f"redis PING, the floor of one round trip: p50 {ping['p50']:.0f} us, "
+            f"p99 {ping['p99']:.0f} us, cpu p50 {ping['cpu_p50']:.0f} us, "
+            f"cpu p99 {ping['cpu_p99']:.0f} us"
+        )
         _record_page(benchmark, "memory", base, None, None)
         for stores in PAGE_SETUPS:
             old = setups[stores, "before"].latency.percentiles()

@@ -10,6 +10,7 @@ root=$(pwd)
 # Server binaries the integration tests start on loopback ports of their own.
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+[ -x /usr/sbin/clickhouse-server ] || missing+=(clickhouse-server)
 # Debian's python3 comes without the venv module (and its ensurepip) until this is installed.
 [ -x .venv/bin/python ] || python3 -c 'import ensurepip, venv' >/dev/null 2>&1 ||
   missing+=(python3-venv)

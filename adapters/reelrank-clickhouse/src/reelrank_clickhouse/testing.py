@@ -260,12 +260,13 @@ class ClickHouseServer:
         """Whether the server process is alive (paused counts as alive)."""
         return self._process is not None and self._process.poll() is None
 
-    def execute(self, sql: str) -> str:
-        """Run one statement over HTTP (for setup, such as ``CREATE DATABASE``)."""
+    def execute(self, sql: str, *, timeout: float = 10.0) -> str:
+        """Run one statement over HTTP (for setup, such as ``CREATE DATABASE``) and
+        return the server's reply."""
         request = urllib.request.Request(
             f"http://{self.host}:{self.http_port}/", data=sql.encode("utf-8"), method="POST"
         )
-        with urllib.request.urlopen(request, timeout=10.0) as reply:
+        with urllib.request.urlopen(request, timeout=timeout) as reply:
             text: str = reply.read().decode("utf-8")
             return text
 

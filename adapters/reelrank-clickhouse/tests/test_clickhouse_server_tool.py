@@ -1,0 +1,42 @@
+"""The throwaway-server tool the tests and benchmarks rely on."""
+
+from __future__ import annotations
+
+import urllib.error
+
+import pytest
+from reelrank_clickhouse.testing import ClickHouseServer, ClickHouseServerError
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+
+def test_the_config_keeps_everything_under_the_directory(
+    clickhouse_server: ClickHouseServer,
+) -> None:
+    config = (clickhouse_server.directory / "config.xml").read_text(encoding="utf-8")
+    assert "<yandex>" in config
+    assert "<listen_host>127.0.0.1</listen_host>" in config
+    assert f"<tcp_port>{clickhouse_server.tcp_port}</tcp_port>" in config
+    assert "<timezone>UTC</timezone>" in config
+    assert (clickhouse_server.directory / "data").is_dir()
+    # The server reads naive times as UTC (it reports the zone as "Etc/UTC").
+    epoch = clickhouse_server.execute("SELECT toUnixTimestamp(toDateTime('2026-01-01 00:00:00'))")
+    assert int(epoch) == 1_767_225_600
+
+
+def test_pause_resume_and_stop(fault_server: ClickHouseServer) -> None:
+    assert fault_server.running
+    with pytest.raises(ClickHouseServerError):
+        fault_server.start()
+    fault_server.pause()
+    try:
+        with pytest.raises((urllib.error.URLError, TimeoutError)):
+            fault_server.execute("SELECT 1", timeout=0.5)
+    finally:
+        fault_server.resume()
+    assert fault_server.execute("SELECT 1").strip() == "1"
+    fault_server.stop()
+    assert not fault_server.running
+    assert fault_server.pid is None
+    with pytest.raises(ClickHouseServerError):
+        fault_server.pause()

@@ -892,11 +892,16 @@ def test_python_dash_m_serves_on_loopback(tmp_path: Path) -> None:
         log.close()
 
 
-@pytest.mark.integration
-def test_redis_backed_services_serve_and_cache_feeds(tmp_path: Path) -> None:
+def _redis_testing() -> Any:
     testing = pytest.importorskip("reelrank_redis.testing")
     if testing.find_redis_server() is None:
         pytest.skip("redis-server is not installed (scripts/test.sh installs it)")
+    return testing
+
+
+@pytest.mark.integration
+def test_redis_backed_services_serve_and_cache_feeds(tmp_path: Path) -> None:
+    testing = _redis_testing()
     with testing.RedisServer(tmp_path / "redis") as server:
         settings = SETTINGS.model_copy(update={"redis_url": server.url, "videos": 30})
         services = build_default_services(settings, clock=_clock)
@@ -906,6 +911,9 @@ def test_redis_backed_services_serve_and_cache_feeds(tmp_path: Path) -> None:
             assert first["degraded"] == []
             second = client.get(f"/v1/users/{USER}/feed?limit=4&cursor={first['next_cursor']}")
             assert second.get_json()["from_cache"] is True
+            served = [item["video_id"] for item in first["items"]]
+            served += [item["video_id"] for item in second.get_json()["items"]]
+            assert len(set(served)) == 8
             keys = server.client().keys(f"{settings.redis_prefix}:*")
             assert keys, "nothing was written to Redis"
             like = _event("like", FIRST_VIDEO_ID + 2, "redis-like")
@@ -913,3 +921,40 @@ def test_redis_backed_services_serve_and_cache_feeds(tmp_path: Path) -> None:
             assert client.post("/v1/events", json=like).status_code == 200
         finally:
             services.close()
+
+
+@pytest.mark.integration
+def test_redis_state_can_live_on_a_second_server(tmp_path: Path) -> None:
+    testing = _redis_testing()
+    with (
+        testing.RedisServer(tmp_path / "cache") as cache_server,
+        testing.RedisServer(tmp_path / "state") as state_server,
+    ):
+        settings = SETTINGS.model_copy(
+            update={
+                "redis_url": cache_server.url,
+                "redis_state_url": state_server.url,
+                "videos": 30,
+                "events": 50,
+            }
+        )
+        services = build_default_services(settings, clock=_clock)
+        try:
+            client = create_app(services).test_client()
+            assert client.get(f"/v1/users/{USER}/feed?limit=4").status_code == 200
+        finally:
+            services.close()
+        prefix = settings.redis_prefix
+
+        def kinds(server: Any) -> set[str]:
+            redis_client = server.client()
+            try:
+                return {key.decode().split(":")[1] for key in redis_client.keys(f"{prefix}:*")}
+            finally:
+                redis_client.close()
+
+        cache_kinds, state_kinds = kinds(cache_server), kinds(state_server)
+        assert "feed" in cache_kinds
+        assert {"seen", "event"} <= state_kinds
+        assert not {"seen", "event"} & cache_kinds
+        assert "feed" not in state_kinds

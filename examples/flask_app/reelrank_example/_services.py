@@ -167,7 +167,9 @@ def redis_stores(settings: Settings) -> Stores:
     """In-memory stores, except the feed cache, seen store and event store in Redis.
 
     The feed cache is tiered: an in-process LRU level in front of the shared Redis
-    level. Needs the ``reelrank-redis`` adapter and ``settings.redis_url``.
+    level at ``settings.redis_url``. The seen and event stores use
+    ``settings.redis_state_url`` when it is set, else the same server. Needs the
+    ``reelrank-redis`` adapter.
     """
     from reelrank_redis import (
         RedisConfig,
@@ -179,14 +181,21 @@ def redis_stores(settings: Settings) -> Stores:
 
     if settings.redis_url is None:
         raise ConfigError("redis_url", None, "the Redis stores need a server URL")
-    config = RedisConfig(url=settings.redis_url, prefix=settings.redis_prefix)
-    client = create_client(config)
+    cache_config = RedisConfig(url=settings.redis_url, prefix=settings.redis_prefix)
+    cache_client = create_client(cache_config)
+    state_config, state_client = cache_config, cache_client
+    if settings.redis_state_url is not None:
+        state_config = RedisConfig(url=settings.redis_state_url, prefix=settings.redis_prefix)
+        state_client = create_client(state_config)
+    closers: tuple[Callable[[], None], ...] = (cache_client.close,)
+    if state_client is not cache_client:
+        closers += (state_client.close,)
     return dataclasses.replace(
         memory_stores(),
-        events=RedisEventStore(client, config),
-        seen=RedisSeenStore(client, config),
-        cache=TieredFeedCache(LRUFeedCache(), RedisFeedCache(client, config)),
-        closers=(client.close,),
+        events=RedisEventStore(state_client, state_config),
+        seen=RedisSeenStore(state_client, state_config),
+        cache=TieredFeedCache(LRUFeedCache(), RedisFeedCache(cache_client, cache_config)),
+        closers=closers,
     )
 
 

@@ -54,6 +54,10 @@ class Settings(BaseModel):
     """When set, the feed cache (behind an in-process level), the seen store and the
     event store live in this Redis (needs the ``reelrank-redis`` adapter); ``None``
     keeps everything in memory."""
+    redis_state_url: str | None = Field(default=None, min_length=1, max_length=2048)
+    """Optional second Redis for the seen store and the event store, so the feed cache
+    can run with ``allkeys-lru`` eviction without evicting state (the adapter's
+    recommended layout); ``None`` keeps them on ``redis_url``."""
     redis_prefix: str = Field(default="reelrank-example", pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
     """Namespace of the example's Redis keys."""
     max_body_bytes: int = Field(default=64 * 1024, ge=1_024, le=16 * 1024 * 1024)

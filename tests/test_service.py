@@ -993,3 +993,34 @@ def test_a_self_bounded_store_that_times_out_is_asked_once_per_request() -> None
         service.feed(2, 10)
         assert service.stats().dependencies["seen"].timeouts == 2
         assert len(seen.calls) == 2
+
+
+class SelfBoundedCache:
+    """A shared cache level of another package that bounds its own calls."""
+
+    bounds_own_calls = True
+
+    def __init__(self) -> None:
+        self.inner = InMemoryFeedCache()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_cache_levels_run_inline_only_if_every_guarded_level_bounds_its_own_calls() -> None:
+    shared = SelfBoundedCache()
+    unbounded = FaultInjector(InMemoryFeedCache(), name="cache").proxy
+    cases = {
+        "lru over a self-bounded level": (TieredFeedCache(LRUFeedCache(), shared), True),
+        "a self-bounded level alone": (shared, True),
+        "one level that does not": (TieredFeedCache(LRUFeedCache(), shared, unbounded), False),
+    }
+    for name, (cache, inline) in cases.items():
+        with FeedRankingService(
+            catalog=InMemoryCatalog(),
+            events=InMemoryEventStore(),
+            seen=InMemorySeenStore(),
+            cache=cache,  # type: ignore[arg-type]
+            config=FeedServiceConfig(cursor_secret="x" * 16),
+        ) as service:
+            assert service._guards["cache"].inline is inline, name

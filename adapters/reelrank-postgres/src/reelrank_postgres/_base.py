@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from sqlalchemy import Engine, Table
+from sqlalchemy import BigInteger, ColumnElement, Engine, Table, any_, bindparam
 from sqlalchemy.dialects import postgresql, sqlite
 
 from reelrank.exceptions import InvalidInputError
@@ -54,6 +54,14 @@ class SqlStore:
     def engine(self) -> Engine:
         """The engine the store runs its statements on."""
         return self._engine
+
+    def _id_in(self, column: ColumnElement[Any], ids: list[int]) -> ColumnElement[bool]:
+        """``column IN ids``; on PostgreSQL as ``column = ANY(:ids)`` with one array
+        parameter, so 500 ids are one bound value and one cached statement."""
+        if self._postgres:
+            array = bindparam(None, ids, type_=postgresql.ARRAY(BigInteger))
+            return column == any_(array)
+        return column.in_(ids)
 
     def _insert(self, table: Table) -> Insert:
         """An ``INSERT`` with ``ON CONFLICT`` support in the engine's dialect."""

@@ -120,8 +120,9 @@ class SqlCatalog(SqlStore):
         ids = unique(check_ids("video_ids", video_ids))
         if not ids:
             return {}
+        query = select(videos).where(self._id_in(videos.c.video_id, ids))
         with store_errors(self._store, "get_videos"), self._engine.connect() as connection:
-            rows = connection.execute(select(videos).where(videos.c.video_id.in_(ids))).all()
+            rows = connection.execute(query).all()
         return {row.video_id: _video(row) for row in rows}
 
     def get_creators(self, creator_ids: Sequence[int]) -> dict[int, Creator]:
@@ -129,7 +130,7 @@ class SqlCatalog(SqlStore):
         ids = unique(check_ids("creator_ids", creator_ids))
         if not ids:
             return {}
-        query = select(creators).where(creators.c.creator_id.in_(ids))
+        query = select(creators).where(self._id_in(creators.c.creator_id, ids))
         with store_errors(self._store, "get_creators"), self._engine.connect() as connection:
             rows = connection.execute(query).all()
         return {

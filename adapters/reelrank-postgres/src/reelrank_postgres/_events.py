@@ -154,7 +154,7 @@ class SqlEventStore(SqlStore):
         wanted = unique(ids)
         if not wanted:
             return {}
-        query = select(video_stats).where(video_stats.c.video_id.in_(wanted))
+        query = select(video_stats).where(self._id_in(video_stats.c.video_id, wanted))
         with store_errors(self._store, "get_stats"), self._engine.connect() as connection:
             rows = connection.execute(query).all()
         result = {video_id: VideoStats(video_id=video_id) for video_id in wanted}
@@ -180,7 +180,7 @@ class SqlEventStore(SqlStore):
             return found
         credits = select(affinity_credits.c.creator_id, affinity_credits.c.credit).where(
             affinity_credits.c.user_id == user_id,
-            affinity_credits.c.creator_id.in_(list(found)),
+            self._id_in(affinity_credits.c.creator_id, list(found)),
         )
         total = select(affinity_totals.c.total).where(affinity_totals.c.user_id == user_id)
         with store_errors(self._store, "get_affinities"), self._engine.connect() as connection:
@@ -244,7 +244,7 @@ class SqlSeenStore(SqlStore):
             return set()
         query = select(seen_videos.c.video_id).where(
             seen_videos.c.user_id == user_id,
-            seen_videos.c.video_id.in_(ids),
+            self._id_in(seen_videos.c.video_id, ids),
             seen_videos.c.seen_at >= cutoff,
         )
         with store_errors(self._store, "seen_among"), self._engine.connect() as connection:

@@ -175,7 +175,7 @@ class SqlModelRegistry(SqlStore):
                 select(model_scores.c.video_id, model_scores.c.score).where(
                     model_scores.c.name == name,
                     model_scores.c.version == version,
-                    model_scores.c.video_id.in_(ids),
+                    self._id_in(model_scores.c.video_id, ids),
                 )
             ).all()
         return {row.video_id: float(row.score) for row in rows}

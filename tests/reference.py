@@ -16,6 +16,9 @@ import numpy.typing as npt
 
 from reelrank import RankingConfig
 
+FLOAT32_SMALLEST_NORMAL = float(np.finfo(np.float32).tiny)
+"""View totals below this count as no views (as ``0``), as documented."""
+
 
 @dataclass(frozen=True)
 class Columns:
@@ -55,7 +58,7 @@ def freshness(published_at: float, now: float, config: RankingConfig) -> float:
 
 def completion(views: float, completion_sum: float, config: RankingConfig) -> float:
     total = views + config.completion_prior_views
-    if total == 0.0:
+    if total < FLOAT32_SMALLEST_NORMAL:
         return config.completion_prior_mean
     prior = config.completion_prior_mean * config.completion_prior_views
     return (min(completion_sum, views) + prior) / total
@@ -65,7 +68,7 @@ def engagement(
     views: float, likes: float, shares: float, comments: float, config: RankingConfig
 ) -> float:
     total = views + config.engagement_prior_views
-    if total == 0.0:
+    if total < FLOAT32_SMALLEST_NORMAL:
         rate = config.engagement_prior_rate
     else:
         weighted = (

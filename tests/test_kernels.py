@@ -22,14 +22,61 @@ def now_hours(candidates: Candidates, now: float = NOW) -> float:
     return (now - candidates._epoch) / 3600.0
 
 
-def kernel_scores(
-    candidates: Candidates, ranker: Ranker, affinity: Any = None, creator_index: Any = None
-) -> np.ndarray:
+def affinity_args(candidates: Candidates, affinity: Any) -> tuple[Any, Any]:
+    """``(values, keys)`` for None, one value per candidate or a creator mapping."""
+    if affinity is None:
+        return None, None
+    if isinstance(affinity, dict):
+        keys = np.array(list(affinity.keys()), dtype=np.int64)
+        return np.array(list(affinity.values()), dtype=np.float64), keys
+    return np.asarray(affinity, dtype=np.float32), None
+
+
+def group_args(candidates: Candidates, affinity: Any) -> tuple[Any, Any, Any, Any]:
+    """The affinity arguments of the score and rank kernels."""
+    values, keys = affinity_args(candidates, affinity)
+    creators, groups = candidates._creator_lookup() if keys is not None else (None, None)
+    return values, keys, creators, groups
+
+
+def explain_args(candidates: Candidates, affinity: Any) -> tuple[Any, Any, Any]:
+    """The affinity arguments of the explain kernel."""
+    return (*affinity_args(candidates, affinity), candidates._creator_ids)
+
+
+def kernel_scores(candidates: Candidates, ranker: Ranker, affinity: Any = None) -> np.ndarray:
     out = np.empty(len(candidates), dtype=np.float32)
-    K.score_kernel(
-        candidates._features, affinity, creator_index, ranker._params, now_hours(candidates), out
+    assert K.score_kernel(
+        candidates._features, *group_args(candidates, affinity), ranker._params,
+        now_hours(candidates), out,
     )
     return out
+
+
+def rank_kernel_call(
+    candidates: Candidates,
+    ranker: Ranker,
+    k: int,
+    *,
+    affinity: Any = None,
+    seen_ids: Any = None,
+    seen_mask: Any = None,
+) -> tuple[int, np.ndarray, np.ndarray]:
+    capacity = min(k, len(candidates))
+    positions = np.full(capacity, -1, dtype=np.int64)
+    scores = np.full(capacity, np.nan, dtype=np.float32)
+    count = K.rank_kernel(
+        candidates._features,
+        candidates._video_ids,
+        *group_args(candidates, affinity),
+        np.empty(0, np.int64) if seen_ids is None else seen_ids,
+        np.empty(0, np.bool_) if seen_mask is None else seen_mask,
+        ranker._params,
+        now_hours(candidates),
+        positions,
+        scores,
+    )
+    return count, positions, scores
 
 
 def kernel_rank(
@@ -38,25 +85,15 @@ def kernel_rank(
     k: int,
     *,
     affinity: Any = None,
-    creator_index: Any = None,
     seen_ids: Any = None,
     seen_mask: Any = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    capacity = min(k, len(candidates))
-    positions = np.full(capacity, -1, dtype=np.int64)
-    scores = np.full(capacity, np.nan, dtype=np.float32)
-    count = K.rank_kernel(
-        candidates._features,
-        candidates._video_ids,
-        affinity,
-        creator_index,
-        np.empty(0, np.int64) if seen_ids is None else np.sort(seen_ids),
-        np.empty(0, np.bool_) if seen_mask is None else seen_mask,
-        ranker._params,
-        now_hours(candidates),
-        positions,
-        scores,
+    """Rank with seen ids sorted, as the wrapper hands over long lists."""
+    count, positions, scores = rank_kernel_call(
+        candidates, ranker, k, affinity=affinity,
+        seen_ids=None if seen_ids is None else np.sort(seen_ids), seen_mask=seen_mask,
     )
+    assert count >= 0
     return positions[:count], scores[:count]
 
 
@@ -106,7 +143,7 @@ def test_freshness_underflows_to_tiny_not_garbage() -> None:
         freshness=1.0, completion=0.0, engagement=0.0, affinity=0.0, deep_learning=0.0,
         freshness_half_life_hours=1.0,
     )
-    got = kernel_scores(candidates, Ranker(config), None, None)
+    got = kernel_scores(candidates, Ranker(config))
     assert got[0] == 1.0
     assert ((got[1:] >= 0.0) & (got[1:] < 1e-30)).all()
 
@@ -140,32 +177,98 @@ def test_all_ties_with_duplicate_video_ids_fall_back_to_position() -> None:
     assert positions.tolist() == expected.tolist()
 
 
+AFFINITY_CONFIGS = [
+    RankingConfig(),
+    # Affinity outweighs everything else: blocks far below the k-th best without it
+    # can still reach it, so the affinity bound must not skip them.
+    RankingConfig(freshness=0.05, completion=0.05, engagement=0.05, affinity=0.8,
+                  deep_learning=0.05),
+]
+
+
+@pytest.mark.parametrize("config", AFFINITY_CONFIGS, ids=["default", "affinity-heavy"])
 @pytest.mark.parametrize("k", [1, 50, 128, 1000])
-@pytest.mark.parametrize("affinity_mode", ["none", "per_candidate", "by_creator"])
-def test_rank_kernel_is_the_head_of_the_sorted_score_kernel(k: int, affinity_mode: str) -> None:
+@pytest.mark.parametrize("affinity_mode", ["none", "per_candidate", "by_creator", "few_followed"])
+def test_rank_kernel_is_the_head_of_the_sorted_score_kernel(
+    config: RankingConfig, k: int, affinity_mode: str
+) -> None:
     rng = np.random.default_rng(k)
     n = 2_500
-    columns = ref.random_columns(rng, n, n_creators=40)
+    # With few followed candidates the mapping is applied after the main pass, with many
+    # inside it (see DENSE_AFFINITY_SHARE); both must give the same ranking.
+    n_creators = 2_000 if affinity_mode == "few_followed" else 40
+    columns = ref.random_columns(rng, n, n_creators=n_creators)
     candidates = build(columns)
-    ranker = Ranker()
+    ranker = Ranker(config)
     affinity: Any = None
-    creator_index: Any = None
     if affinity_mode == "per_candidate":
         affinity = rng.uniform(0, 1, n).astype(np.float32)
     elif affinity_mode == "by_creator":
-        affinity = rng.uniform(0, 1, candidates._creators.size).astype(np.float32)
-        creator_index = candidates._creator_index
-    scores = kernel_scores(candidates, ranker, affinity, creator_index)
+        # A few followed creators, some absent from the candidates.
+        followed = rng.choice(60, 12, replace=False)
+        affinity = {int(c): float(a) for c, a in zip(followed, rng.uniform(0, 1, 12), strict=True)}
+    elif affinity_mode == "few_followed":
+        followed = rng.choice(np.unique(columns.creator_id), 6, replace=False)
+        affinity = {int(c): float(a) for c, a in zip(followed, rng.uniform(0, 1, 6), strict=True)}
+        affinity[followed[0].item()] = 1.0
+        affinity[followed[1].item()] = 0.0
+        assert np.isin(columns.creator_id, followed).sum() * K.DENSE_AFFINITY_SHARE < n
+    scores = kernel_scores(candidates, ranker, affinity)
+    np.testing.assert_allclose(
+        scores, ref.score(columns, NOW, config, affinity), atol=2e-6, rtol=0
+    )
     seen = rng.choice(columns.video_id, 300, replace=False)
     mask = np.isin(columns.video_id, seen)
     expected = ref.top_k(scores, columns.video_id, k, seen.tolist())
     for seen_ids, seen_mask in ((seen, None), (None, mask)):
         positions, got = kernel_rank(
-            candidates, ranker, k, affinity=affinity, creator_index=creator_index,
-            seen_ids=seen_ids, seen_mask=seen_mask,
+            candidates, ranker, k, affinity=affinity, seen_ids=seen_ids, seen_mask=seen_mask
         )
         assert positions.tolist() == expected
         np.testing.assert_array_equal(got, scores[expected])
+
+
+@pytest.mark.parametrize("affinity", [{500: 1.0}, {500: 1.0, 3: 0.1}], ids=["sparse", "dense"])
+def test_affinity_lifts_one_block_far_below_the_threshold_into_the_top(
+    affinity: dict[int, float],
+) -> None:
+    # Every candidate has the same score without affinity, except for a last block that is
+    # much worse; one creator there has full affinity and must still win.
+    n = 1_000
+    ones = np.ones(n)
+    views = np.full(n, 1_000.0)
+    views[-64:] = 0.0
+    creator_ids = np.arange(n) % 10
+    creator_ids[-1] = 500
+    candidates = Candidates.from_arrays(
+        video_id=np.arange(n), creator_id=creator_ids, published_at=np.full(n, NOW),
+        views=views, completion_sum=views * 0.9, likes=views * 0.2, shares=ones, comments=ones,
+    )
+    ranker = Ranker(RankingConfig(affinity=0.5, completion=0.2, engagement=0.1, freshness=0.15))
+    scores = kernel_scores(candidates, ranker, affinity)
+    positions, _ = kernel_rank(candidates, ranker, 5, affinity=affinity)
+    assert positions.tolist() == ref.top_k(scores, candidates.video_ids, 5)
+    assert n - 1 in positions.tolist()
+
+
+def test_rank_kernel_sorts_short_seen_lists_and_asks_for_long_ones_sorted() -> None:
+    rng = np.random.default_rng(6)
+    n = 3_000
+    columns = ref.random_columns(rng, n)
+    candidates = build(columns)
+    ranker = Ranker()
+    scores = kernel_scores(candidates, ranker)
+    for size in (2, K.SORT_SEEN_IN_KERNEL_MAX, K.SORT_SEEN_IN_KERNEL_MAX + 1, 2_000):
+        seen = rng.choice(columns.video_id, size, replace=False)
+        assert (np.diff(seen) < 0).any()
+        expected = ref.top_k(scores, columns.video_id, 60, seen.tolist())
+        count, positions, _ = rank_kernel_call(candidates, ranker, 60, seen_ids=seen)
+        if size > K.SORT_SEEN_IN_KERNEL_MAX:
+            assert count == K.SEEN_IDS_UNSORTED
+            # Sorted, with duplicates, it is accepted as it is.
+            seen = np.sort(np.concatenate([seen, seen[:10]]))
+            count, positions, _ = rank_kernel_call(candidates, ranker, 60, seen_ids=seen)
+        assert positions[:count].tolist() == expected
 
 
 def test_rank_kernel_sorted_input_worst_case_for_the_heap() -> None:
@@ -192,16 +295,19 @@ def test_rank_kernel_returns_fewer_when_most_are_seen() -> None:
     assert (np.diff(scores) <= 0).all()
 
 
-def test_explain_kernel_matches_reference_on_selected_rows() -> None:
+@pytest.mark.parametrize("affinity_kind", ["per_candidate", "mapping"])
+def test_explain_kernel_matches_reference_on_selected_rows(affinity_kind: str) -> None:
     rng = np.random.default_rng(11)
     columns = ref.random_columns(rng, 400)
     candidates = build(columns)
     ranker = Ranker()
     positions = rng.choice(400, 60, replace=False).astype(np.int64)
-    affinity = rng.uniform(0, 1, 400)
+    affinity: Any = rng.uniform(0, 1, 400)
+    if affinity_kind == "mapping":
+        affinity = {int(c): float(rng.uniform()) for c in np.unique(columns.creator_id)[::3]}
     out = np.empty((60, 5), dtype=np.float32)
-    K.explain_kernel(
-        candidates._features, affinity.astype(np.float32), None, ranker._params,
+    assert K.explain_kernel(
+        candidates._features, *explain_args(candidates, affinity), ranker._params,
         now_hours(candidates), positions, out,
     )
     expected = ref.explain(columns, NOW, ranker.config, affinity)[positions]
@@ -232,14 +338,39 @@ def test_batch_kernel_adds_affinity_to_shared_scores_and_flags_bad_values() -> N
         assert not K.batch_kernel_serial(static, broken, w_affinity, out)
 
 
-def test_affinity_table_kernel_ignores_unknown_creators_and_rejects_bad_values() -> None:
-    creators = np.array([3, 8, 20], dtype=np.int64)
-    table = np.zeros(3, dtype=np.float32)
-    keys = np.array([20, 5, 3, 99], dtype=np.int64)
-    assert K.affinity_table_kernel(creators, keys, np.array([0.2, 0.9, 1.0, 0.4]), table)
-    assert table.tolist() == pytest.approx([1.0, 0.0, 0.2])
+def test_mapping_affinity_ignores_unknown_creators_and_rejects_bad_values() -> None:
+    n = 6
+    zeros = np.zeros(n)
+    candidates = Candidates.from_arrays(
+        video_id=np.arange(n), creator_id=np.array([20, 3, 8, 3, 20, 8]),
+        published_at=np.full(n, NOW), views=zeros, completion_sum=zeros, likes=zeros,
+        shares=zeros, comments=zeros,
+    )
+    only_affinity = Ranker(RankingConfig(
+        freshness=0.0, completion=0.0, engagement=0.0, affinity=1.0, deep_learning=0.0
+    ))
+    mapping = {20: 0.2, 5: 0.9, 3: 1.0, 99: 0.4}
+    scores = kernel_scores(candidates, only_affinity, mapping)
+    assert scores.tolist() == pytest.approx([0.2, 1.0, 0.0, 1.0, 0.2, 0.0])
+    positions, _ = kernel_rank(candidates, only_affinity, 3, affinity=mapping)
+    assert positions.tolist() == [1, 3, 0]
+    out = np.empty(n, dtype=np.float32)
+    contributions = np.empty((n, 5), dtype=np.float32)
     for bad in (np.nan, -1.0, 1.5):
-        assert not K.affinity_table_kernel(creators, keys[:1], np.array([bad]), table)
+        mapping = {3: 0.5, 8: bad}
+        params, hours = only_affinity._params, now_hours(candidates)
+        assert not K.score_kernel(
+            candidates._features, *group_args(candidates, mapping), params, hours, out
+        )
+        assert not K.explain_kernel(
+            candidates._features, *explain_args(candidates, mapping), params, hours,
+            np.arange(n), contributions,
+        )
+        count, _, _ = rank_kernel_call(candidates, only_affinity, 3, affinity={3: 0.5, 8: bad})
+        assert count == K.INVALID_AFFINITY
+        # Checked even when nothing is asked for.
+        count, _, _ = rank_kernel_call(candidates, only_affinity, 0, affinity={3: 0.5, 8: bad})
+        assert count == K.INVALID_AFFINITY
 
 
 @pytest.mark.parametrize(

@@ -423,6 +423,11 @@ def test_signals_and_scores_lie_in_the_unit_interval(config: RankingConfig, data
 COUNT_KEYS = ("views", "completion_sum", "likes", "shares", "comments")
 
 
+def as_stored_hours(seconds: np.ndarray) -> np.ndarray:
+    """Seconds relative to the newest candidate, rounded as the kernels hold them."""
+    return (seconds / 3600.0).astype(np.float32).astype(np.float64)
+
+
 @settings(max_examples=60, deadline=None)
 @given(config=configs(), data=st.data())
 def test_explain_matches_reference_for_any_config(config: RankingConfig, data: Any) -> None:
@@ -435,8 +440,13 @@ def test_explain_matches_reference_for_any_config(config: RankingConfig, data: A
         else np.asarray(value)
         for key, value in columns.items()
     }
+    # So are publish times and now, as hours relative to the newest candidate: start from
+    # those too, or a short half-life turns their rounding into a freshness error.
+    epoch = max(columns["published_at"])
+    stored["published_at"] = epoch + as_stored_hours(stored["published_at"] - epoch) * 3600.0
+    now = epoch + float(as_stored_hours(np.array([NOW - epoch]))[0]) * 3600.0
     raw = ref.Columns(**stored)
-    expected = ref.explain(raw, NOW, config, mapping)
+    expected = ref.explain(raw, now, config, mapping)
     got = Ranker(config).explain(candidates, now=NOW, affinity=mapping)
     # Counts up to 1e6 pass through float32, so allow a little relative error per term.
     np.testing.assert_allclose(got, expected, atol=ATOL, rtol=1e-5)

@@ -18,8 +18,9 @@ Performance notes that shape the code:
 * helpers called per candidate take scalars only (arrays passed to helpers cost
   reference counting on every call); the heap helpers are closures inside the rank
   kernel that read its arrays directly, which numba inlines;
-* a per-creator affinity lookup gets a loop of its own: next to a store it would keep
-  the scoring loop from vectorising;
+* a creator mapping is applied after a pass without affinity, to the followed creators'
+  candidates only (found through creator groups built once per batch): the pass over
+  all candidates then reads no creator column and does no lookup;
 * every literal is a ``float32`` constant: a Python float literal would promote the
   arithmetic to ``float64`` and break bitwise-equal scores between kernels.
 """
@@ -35,6 +36,7 @@ from numba import prange
 __all__ = [
     "BLOCK",
     "FASTMATH",
+    "INVALID_AFFINITY",
     "N_PARAMS",
     "N_ROWS",
     "PARALLEL_MIN_SCORES",
@@ -62,7 +64,9 @@ __all__ = [
     "ROW_PUBLISHED_HOURS",
     "ROW_SHARES",
     "ROW_VIEWS",
-    "affinity_table_kernel",
+    "DENSE_AFFINITY_SHARE",
+    "SEEN_IDS_UNSORTED",
+    "SORT_SEEN_IN_KERNEL_MAX",
     "batch_kernel",
     "batch_kernel_serial",
     "explain_kernel",
@@ -120,6 +124,19 @@ BLOCK = 64
 """Candidates scored together and checked against the top-k threshold before any of them
 is offered to the heap (64 measured fastest with a per-creator affinity table)."""
 
+INVALID_AFFINITY = -1
+"""Returned by :func:`rank_kernel` when an affinity value is NaN or outside ``[0, 1]``."""
+SEEN_IDS_UNSORTED = -2
+"""Returned by :func:`rank_kernel`, before any work, when more than
+:data:`SORT_SEEN_IN_KERNEL_MAX` seen ids arrive unsorted: NumPy sorts large arrays
+several times faster than a compiled sort, so the caller sorts them and calls again."""
+SORT_SEEN_IN_KERNEL_MAX = 256
+"""Up to this many unsorted seen ids are sorted inside the rank kernel."""
+DENSE_AFFINITY_SHARE = 64
+"""The rank kernel applies a creator mapping in its main pass, as one affinity per
+candidate, when at least one candidate in this many has a followed creator; with fewer,
+rescoring just those candidates after a pass without affinity costs less."""
+
 _ZERO = np.float32(0.0)
 _HALF = np.float32(0.5)
 _ONE = np.float32(1.0)
@@ -135,6 +152,9 @@ _C4 = np.float32(0.6931471805599453**4 / 24.0)
 _C5 = np.float32(-(0.6931471805599453**5) / 120.0)
 _C6 = np.float32(0.6931471805599453**6 / 720.0)
 _NO_THRESHOLD = np.float32(-1.0)
+# View totals below float32's normal range count as no views: dividing by a subnormal
+# overflows under fast-math reciprocals, and such fractions of a view carry no signal.
+_SMALLEST_NORMAL = np.float32(np.finfo(np.float32).tiny)
 _EXPONENT_BIAS = np.int32(127)
 _MANTISSA_BITS = np.int32(23)
 _UBLOCK = np.uint64(BLOCK)
@@ -162,7 +182,7 @@ def _completion(
     views: Any, completion: Any, prior_mass: Any, prior_views: Any, prior_mean: Any
 ) -> Any:
     total = views + prior_views
-    has_mass = total > _ZERO
+    has_mass = total >= _SMALLEST_NORMAL
     value = (completion + prior_mass) / (total if has_mass else _ONE)
     return min(value, _ONE) if has_mass else prior_mean
 
@@ -183,7 +203,7 @@ def _engagement(
 ) -> Any:
     total = views + prior_views
     weighted = like_weight * likes + share_weight * shares + comment_weight * comments
-    has_mass = total > _ZERO
+    has_mass = total >= _SMALLEST_NORMAL
     rate = (weighted + prior_mass) / (total if has_mass else _ONE)
     rate = rate if has_mass else prior_rate
     return rate / (rate + half_saturation)
@@ -233,6 +253,60 @@ def _final_score(static: Any, affinity: Any, w_affinity: Any) -> Any:
 
 
 @_inline
+def _unit_interval(value: Any) -> Any:
+    # False for NaN too.
+    return value >= 0.0 and value <= 1.0
+
+
+@_inline
+def _creator_slot(creators: Any, creator: Any) -> Any:
+    """Index of ``creator`` in the sorted ``creators``, or -1."""
+    n_creators = creators.size
+    lo = 0
+    hi = n_creators
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if creators[mid] < creator:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo if lo < n_creators and creators[lo] == creator else -1
+
+
+@_inline
+def _mapping_plan(affinity: Any, keys: Any, creators: Any, creator_groups: Any, n: Any) -> Any:
+    """How a creator mapping is applied: ``(valid, slots, dense, dense_affinity)``.
+
+    ``slots`` holds each key's creator index (-1 when no candidate has that creator);
+    ``dense`` says whether enough candidates are followed to give every candidate its
+    affinity up front (``dense_affinity``) rather than rescore the followed ones after a
+    pass without affinity. ``valid`` is False when a value is NaN or outside ``[0, 1]``.
+    """
+    n_creators = creators.size
+    slots = np.empty(keys.size, dtype=np.int64)
+    dense_affinity = np.empty(0, dtype=np.float32)
+    followed = 0
+    for j in range(keys.size):
+        if not _unit_interval(affinity[j]):
+            return False, slots, False, dense_affinity
+        slot = _creator_slot(creators, keys[j])
+        slots[j] = slot
+        if slot >= 0:
+            followed += creator_groups[slot + 1] - creator_groups[slot]
+    dense = followed * DENSE_AFFINITY_SHARE >= n
+    if dense:
+        dense_affinity = np.zeros(n, dtype=np.float32)
+        for j in range(keys.size):
+            slot = slots[j]
+            if slot >= 0:
+                start = n_creators + 1 + creator_groups[slot]
+                stop = n_creators + 1 + creator_groups[slot + 1]
+                for t in range(start, stop):
+                    dense_affinity[creator_groups[t]] = np.float32(affinity[j])
+    return True, slots, dense, dense_affinity
+
+
+@_inline
 def _params_tuple(params: Any) -> Any:
     return (
         params[0], params[1], params[2], params[3], params[4], params[5], params[6],
@@ -243,12 +317,25 @@ def _params_tuple(params: Any) -> Any:
 
 @_serial
 def score_kernel(
-    features: Any, affinity: Any, creator_index: Any, params: Any, now_hours: float, out: Any
-) -> None:
+    features: Any,
+    affinity: Any,
+    affinity_keys: Any,
+    creators: Any,
+    creator_groups: Any,
+    params: Any,
+    now_hours: float,
+    out: Any,
+) -> bool:
     """Write every candidate's score into ``out``.
 
-    ``affinity`` is None (no affinity), a per-candidate vector (``creator_index`` None) or
-    a per-creator table indexed through ``creator_index``.
+    ``affinity`` is None (no affinity), a per-candidate ``float32`` vector
+    (``affinity_keys`` None) or the values of a creator mapping whose keys are
+    ``affinity_keys``. A mapping is applied through the candidates' creator groups: the
+    sorted distinct ``creators`` and ``creator_groups``, which holds ``len(creators) + 1``
+    group offsets followed by the candidate positions of each creator, group by group.
+    The mapping is applied as :func:`rank_kernel` applies it (before or after the pass
+    over all candidates), so both give bitwise-equal scores. Returns False when a mapping
+    value is NaN or outside ``[0, 1]``.
     """
     p = _params_tuple(params)
     now = np.float32(now_hours)
@@ -267,22 +354,44 @@ def score_kernel(
             now, p,
         )
 
-    n = np.uint64(out.size)
-    if affinity is None:
-        for i in range(n):
-            out[i] = _final_score(static_at(i), _ZERO, w_affinity)
-    elif creator_index is None:
-        for i in range(n):
-            out[i] = _final_score(static_at(i), affinity[i], w_affinity)
-    else:
-        # As in rank_kernel: gather a block of affinities first, so the scoring vectorises.
-        block_affinity = np.empty(BLOCK, dtype=np.float32)
-        for lo in range(np.uint64(0), n, _UBLOCK):
-            width = min(_UBLOCK, n - lo)
+    n = out.size
+    slots = np.empty(0, dtype=np.int64)
+    dense = False
+    dense_affinity = np.empty(0, dtype=np.float32)
+    if affinity_keys is not None:
+        valid, slots, dense, dense_affinity = _mapping_plan(
+            affinity, affinity_keys, creators, creator_groups, n
+        )
+        if not valid:
+            return False
+    # The same blocks and loops as rank_kernel, so the compiler makes the same choices
+    # (vectorised or not, fused multiply-adds) and the scores agree bit for bit.
+    n_blocks = (np.uint64(n) + _UBLOCK - np.uint64(1)) // _UBLOCK
+    for block in range(n_blocks):
+        lo = block * _UBLOCK
+        width = min(_UBLOCK, np.uint64(n) - lo)
+        if affinity is not None and affinity_keys is None:
             for j in range(width):
-                block_affinity[j] = affinity[creator_index[lo + j]]
+                out[lo + j] = _final_score(static_at(lo + j), affinity[lo + j], w_affinity)
+        elif dense:
             for j in range(width):
-                out[lo + j] = _final_score(static_at(lo + j), block_affinity[j], w_affinity)
+                out[lo + j] = _final_score(static_at(lo + j), dense_affinity[lo + j], w_affinity)
+        else:
+            for j in range(width):
+                out[lo + j] = _final_score(static_at(lo + j), _ZERO, w_affinity)
+    if affinity_keys is not None and not dense:
+        n_creators = creators.size
+        for j in range(affinity_keys.size):
+            value = np.float32(affinity[j])
+            slot = slots[j]
+            if slot < 0 or value == _ZERO:
+                continue
+            start = n_creators + 1 + creator_groups[slot]
+            stop = n_creators + 1 + creator_groups[slot + 1]
+            for t in range(start, stop):
+                position = creator_groups[t]
+                out[position] = _final_score(static_at(position), value, w_affinity)
+    return True
 
 
 @_serial
@@ -290,7 +399,9 @@ def rank_kernel(
     features: Any,
     video_ids: Any,
     affinity: Any,
-    creator_index: Any,
+    affinity_keys: Any,
+    creators: Any,
+    creator_groups: Any,
     seen_ids: Any,
     seen_mask: Any,
     params: Any,
@@ -298,22 +409,43 @@ def rank_kernel(
     out_positions: Any,
     out_scores: Any,
 ) -> int:
-    """Score, drop seen videos and keep the best ``out_scores.size`` in one pass.
+    """Score, drop seen videos and keep the best ``out_scores.size``.
 
-    Candidates are scored a block at a time into a small buffer; only when some score
-    in the block reaches the current k-th best are the block's scores walked one by one
-    against the heap, so the heap work stays off the common path. The heap lives in the
-    output arrays with the worst kept item at the root. ``seen_ids`` must be sorted;
+    Affinity arguments are as for :func:`score_kernel`. Candidates are scored a block at
+    a time into a small buffer; only when some score in the block reaches the current
+    k-th best are the block's scores walked one by one against the heap, so the heap work
+    stays off the common path. A creator mapping that covers few candidates (see
+    :data:`DENSE_AFFINITY_SHARE`) is applied after that pass, which then scores every
+    candidate without affinity and reads no creator column: the followed creators'
+    candidates are offered again with their affinity, and one already kept moves up in
+    place. Affinity never lowers a score, so no candidate of the true top k can have been
+    dropped by the first pass. The heap lives in the output arrays with the worst
+    kept item at the root. ``seen_ids`` may come in any order (sorted saves a sort);
     ``seen_mask`` is empty or one flag per candidate. Writes the winners best first and
-    returns how many there are.
+    returns how many there are, or :data:`INVALID_AFFINITY` or :data:`SEEN_IDS_UNSORTED`.
     """
+    n_seen_ids = seen_ids.size
+    unsorted = False
+    for i in range(1, n_seen_ids):
+        unsorted |= seen_ids[i] < seen_ids[i - 1]
+    if unsorted and n_seen_ids > SORT_SEEN_IN_KERNEL_MAX:
+        return SEEN_IDS_UNSORTED
+    seen = np.sort(seen_ids) if unsorted else seen_ids
     capacity = out_scores.size
     n = video_ids.size
+    slots = np.empty(0, dtype=np.int64)
+    dense = False
+    dense_affinity = np.empty(0, dtype=np.float32)
+    if affinity_keys is not None:
+        valid, slots, dense, dense_affinity = _mapping_plan(
+            affinity, affinity_keys, creators, creator_groups, n
+        )
+        if not valid:
+            return INVALID_AFFINITY
     if capacity == 0 or n == 0:
         return 0
     heap_scores = out_scores
     heap_positions = out_positions
-    n_seen_ids = seen_ids.size
     use_mask = seen_mask.size > 0
 
     # Inner functions are inlined by numba and read the arrays of the enclosing scope,
@@ -328,8 +460,7 @@ def rank_kernel(
             return video_a > video_b
         return position_a > position_b
 
-    def sift_down(score: Any, position: Any, size: Any) -> None:
-        node = 0
+    def sift_down(node: Any, score: Any, position: Any, size: Any) -> None:
         while True:
             child = 2 * node + 1
             if child >= size:
@@ -351,6 +482,19 @@ def rank_kernel(
         heap_scores[node] = score
         heap_positions[node] = position
 
+    def sift_up(score: Any, position: Any, size: Any) -> None:
+        # The new item at the end climbs while it ranks after its parent.
+        node = size
+        while node > 0:
+            parent = (node - 1) >> 1
+            if not worse(score, position, heap_scores[parent], heap_positions[parent]):
+                break
+            heap_scores[node] = heap_scores[parent]
+            heap_positions[node] = heap_positions[parent]
+            node = parent
+        heap_scores[node] = score
+        heap_positions[node] = position
+
     def is_seen(position: Any) -> Any:
         if use_mask:
             return seen_mask[position]
@@ -361,11 +505,11 @@ def rank_kernel(
         hi = n_seen_ids
         while lo < hi:
             mid = (lo + hi) >> 1
-            if seen_ids[mid] < video:
+            if seen[mid] < video:
                 lo = mid + 1
             else:
                 hi = mid
-        return lo < n_seen_ids and seen_ids[lo] == video
+        return lo < n_seen_ids and seen[lo] == video
 
     p = _params_tuple(params)
     now = np.float32(now_hours)
@@ -385,26 +529,23 @@ def rank_kernel(
         )
 
     block_scores = np.empty(BLOCK, dtype=np.float32)
-    block_affinity = np.empty(BLOCK, dtype=np.float32)
     size = 0
     threshold = _NO_THRESHOLD
     n_blocks = (np.uint64(n) + _UBLOCK - np.uint64(1)) // _UBLOCK
     for block in range(n_blocks):
         lo = block * _UBLOCK
         width = min(_UBLOCK, np.uint64(n) - lo)
-        if affinity is None:
-            for j in range(width):
-                block_scores[j] = _final_score(static_at(lo + j), _ZERO, w_affinity)
-        elif creator_index is None:
+        if affinity is not None and affinity_keys is None:
             for j in range(width):
                 block_scores[j] = _final_score(static_at(lo + j), affinity[lo + j], w_affinity)
+        elif dense:
+            for j in range(width):
+                block_scores[j] = _final_score(
+                    static_at(lo + j), dense_affinity[lo + j], w_affinity
+                )
         else:
-            # The gather gets a loop of its own: next to the scoring it would keep the
-            # scoring loop from vectorising.
             for j in range(width):
-                block_affinity[j] = affinity[creator_index[lo + j]]
-            for j in range(width):
-                block_scores[j] = _final_score(static_at(lo + j), block_affinity[j], w_affinity)
+                block_scores[j] = _final_score(static_at(lo + j), _ZERO, w_affinity)
         hit = False
         for j in range(width):
             hit |= block_scores[j] >= threshold
@@ -420,32 +561,52 @@ def rank_kernel(
                     continue
                 if is_seen(position):
                     continue
-                sift_down(score, position, size)
+                sift_down(0, score, position, size)
                 threshold = heap_scores[0]
                 continue
             if is_seen(position):
                 continue
-            # Sift up: the new item climbs while it ranks after its parent.
-            node = size
-            while node > 0:
-                parent = (node - 1) >> 1
-                if not worse(score, position, heap_scores[parent], heap_positions[parent]):
-                    break
-                heap_scores[node] = heap_scores[parent]
-                heap_positions[node] = heap_positions[parent]
-                node = parent
-            heap_scores[node] = score
-            heap_positions[node] = position
+            sift_up(score, position, size)
             size += 1
             if size == capacity:
                 threshold = heap_scores[0]
+    if affinity_keys is not None and not dense:
+        n_creators = creators.size
+        for j in range(affinity_keys.size):
+            value = np.float32(affinity[j])
+            slot = slots[j]
+            if slot < 0 or value == _ZERO:
+                continue  # a zero affinity leaves the first pass's score as it is
+            start = n_creators + 1 + creator_groups[slot]
+            stop = n_creators + 1 + creator_groups[slot + 1]
+            for t in range(start, stop):
+                position = creator_groups[t]
+                score = _final_score(static_at(position), value, w_affinity)
+                kept = -1
+                for h in range(size):
+                    if heap_positions[h] == position:
+                        kept = h
+                        break
+                if kept >= 0:
+                    sift_down(kept, score, position, size)
+                elif size == capacity:
+                    if not worse(heap_scores[0], heap_positions[0], score, position):
+                        continue
+                    if is_seen(position):
+                        continue
+                    sift_down(0, score, position, size)
+                else:
+                    if is_seen(position):
+                        continue
+                    sift_up(score, position, size)
+                    size += 1
     # Heap sort in place: move the worst remaining item behind the shrinking heap.
     for end in range(size - 1, 0, -1):
         last_score = heap_scores[end]
         last_position = heap_positions[end]
         heap_scores[end] = heap_scores[0]
         heap_positions[end] = heap_positions[0]
-        sift_down(last_score, last_position, end)
+        sift_down(0, last_score, last_position, end)
     return size
 
 
@@ -453,15 +614,30 @@ def rank_kernel(
 def explain_kernel(
     features: Any,
     affinity: Any,
-    creator_index: Any,
+    affinity_keys: Any,
+    creator_ids: Any,
     params: Any,
     now_hours: float,
     positions: Any,
     out: Any,
-) -> None:
-    """Write the five weighted signal contributions of each listed candidate into ``out``."""
+) -> bool:
+    """Write the five weighted signal contributions of each listed candidate into ``out``.
+
+    ``affinity`` is None, one value per candidate (``affinity_keys`` None) or the values
+    of a creator mapping whose keys are ``affinity_keys``, looked up by each candidate's
+    ``creator_ids`` entry. Returns False when a mapping value is NaN or outside ``[0, 1]``.
+    """
     p = _params_tuple(params)
     now = np.float32(now_hours)
+    sorted_keys = np.empty(0, dtype=np.int64)
+    sorted_values = np.empty(0, dtype=np.float32)
+    if affinity_keys is not None:
+        for j in range(affinity.size):
+            if not _unit_interval(affinity[j]):
+                return False
+        order = np.argsort(affinity_keys)
+        sorted_keys = affinity_keys[order]
+        sorted_values = affinity[order].astype(np.float32)
     for row in range(positions.size):
         i = positions[row]
         views = features[ROW_VIEWS, i]
@@ -476,18 +652,20 @@ def explain_kernel(
             p[P_COMMENT_WEIGHT], p[P_ENGAGEMENT_PRIOR_MASS], p[P_ENGAGEMENT_PRIOR_VIEWS],
             p[P_ENGAGEMENT_PRIOR_RATE], p[P_ENGAGEMENT_HALF_SATURATION],
         )
-        if affinity is None:
-            a = _ZERO
-        elif creator_index is None:
+        a = _ZERO
+        if affinity_keys is not None:
+            slot = _creator_slot(sorted_keys, creator_ids[i])
+            if slot >= 0:
+                a = sorted_values[slot]
+        elif affinity is not None:
             a = affinity[i]
-        else:
-            a = affinity[creator_index[i]]
         model = _model_score(features[ROW_DL, i], p[P_DL_NEUTRAL])
         out[row, 0] = p[P_W_FRESHNESS] * fresh
         out[row, 1] = p[P_W_COMPLETION] * compl
         out[row, 2] = p[P_W_ENGAGEMENT] * engage
         out[row, 3] = p[P_W_AFFINITY] * a
         out[row, 4] = p[P_W_DEEP_LEARNING] * model
+    return True
 
 
 @_inline
@@ -523,32 +701,6 @@ def batch_kernel_serial(static_scores: Any, affinity: Any, w_affinity: Any, out:
     for u in range(affinity.shape[0]):
         valid &= _add_user_affinity(static_scores, affinity[u], w, out[u])
     return valid
-
-
-@_serial
-def affinity_table_kernel(creators: Any, keys: Any, values: Any, table: Any) -> bool:
-    """Fill ``table`` (one slot per sorted creator id) from parallel ``keys``/``values``.
-
-    Creators absent from ``creators`` are ignored. Returns False, leaving ``table``
-    partly filled, when a value is NaN or outside ``[0, 1]``.
-    """
-    n_creators = creators.size
-    for j in range(keys.size):
-        value = values[j]
-        if not (value >= 0.0 and value <= 1.0):
-            return False
-        key = keys[j]
-        lo = 0
-        hi = n_creators
-        while lo < hi:
-            mid = (lo + hi) >> 1
-            if creators[mid] < key:
-                lo = mid + 1
-            else:
-                hi = mid
-        if lo < n_creators and creators[lo] == key:
-            table[lo] = value
-    return True
 
 
 @_serial

@@ -25,6 +25,7 @@ __all__ = ["Candidates", "Ranker", "Ranking", "warmup"]
 
 _SECONDS_PER_HOUR = 3600.0
 _INT64_MAX = np.iinfo(np.int64).max
+_INT64 = np.dtype(np.int64)
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 _FLOAT32_TINY = float(np.finfo(np.float32).tiny)
 _EMPTY_IDS = np.empty(0, dtype=np.int64)
@@ -96,8 +97,8 @@ class Candidates:
     """
 
     __slots__ = (
+        "_creator_groups",
         "_creator_ids",
-        "_creator_index",
         "_creators",
         "_epoch",
         "_features",
@@ -110,8 +111,9 @@ class Candidates:
     _published_at: npt.NDArray[np.float64]
     _features: npt.NDArray[np.float32]
     _epoch: float
+    # Built on first use by _creator_lookup: only a creator mapping needs them.
     _creators: npt.NDArray[np.int64]
-    _creator_index: npt.NDArray[np.uint32]
+    _creator_groups: npt.NDArray[np.int64]
 
     def __init__(self) -> None:
         raise TypeError("build Candidates with Candidates.from_arrays(...)")
@@ -184,22 +186,40 @@ class Candidates:
         ):
             features[row] = np.minimum(counts[name], view_counts)
         features[kernels.ROW_DL] = dl
-        creators, creator_index = np.unique(creator_ids, return_inverse=True)
         self._video_ids = _readonly(video_ids)
         self._creator_ids = _readonly(creator_ids)
         self._published_at = _readonly(published)
         self._features = _readonly(features)
         self._epoch = epoch
-        self._creators = _readonly(creators)
-        # Unsigned, so the kernels' table lookups skip negative-index wrap-around.
-        self._creator_index = _readonly(np.ascontiguousarray(creator_index, dtype=np.uint32))
         return self
+
+    def _creator_lookup(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """The sorted distinct creator ids, and the candidates grouped by creator.
+
+        The second array holds ``len(creators) + 1`` offsets followed by the candidate
+        positions of each creator, group by group (see :func:`~reelrank._kernels.rank_kernel`).
+        Built on first use and kept: only a creator mapping needs them, and building them
+        sorts the creator ids. Two threads may both build them; the results are equal.
+        """
+        try:
+            return self._creators, self._creator_groups
+        except AttributeError:
+            pass
+        order = np.argsort(self._creator_ids, kind="stable")
+        by_creator = self._creator_ids[order]
+        starts = np.flatnonzero(by_creator[1:] != by_creator[:-1]) + 1
+        offsets = np.concatenate(([0], starts, [by_creator.size])) if by_creator.size else [0]
+        creators = by_creator[np.asarray(offsets[:-1], dtype=np.intp)]
+        groups = np.concatenate((np.asarray(offsets, dtype=np.int64), order.astype(np.int64)))
+        object.__setattr__(self, "_creator_groups", _readonly(groups))
+        object.__setattr__(self, "_creators", _readonly(creators))
+        return self._creators, self._creator_groups
 
     def __len__(self) -> int:
         return int(self._video_ids.shape[0])
 
     def __repr__(self) -> str:
-        return f"<Candidates n={len(self)} creators={self._creators.size}>"
+        return f"<Candidates n={len(self)} creators={self._creator_lookup()[0].size}>"
 
     def __setattr__(self, name: str, value: object) -> None:
         if hasattr(self, name):
@@ -292,48 +312,79 @@ def _now_seconds(now: Now) -> float:
     return value
 
 
-def _affinity_inputs(
-    candidates: Candidates, affinity: Affinity
-) -> tuple[npt.NDArray[np.float32] | None, npt.NDArray[np.uint32] | None]:
-    """Turn ``affinity`` into ``(values, creator_index)`` for the kernels."""
+AffinityArgs = tuple[npt.NDArray[Any] | None, npt.NDArray[np.int64] | None]
+"""``(values, keys)``: values per candidate (keys None) or a mapping's values and keys."""
+
+_NO_AFFINITY: AffinityArgs = (None, None)
+_BAD_AFFINITY = "values must lie in [0, 1]"
+
+
+def _affinity_inputs(candidates: Candidates, affinity: Affinity) -> AffinityArgs:
+    """Turn ``affinity`` into the kernels' ``(values, keys)``.
+
+    A mapping's values are range-checked by the kernels themselves; the caller raises
+    when a kernel reports a bad value.
+    """
     if affinity is None:
-        return None, None
-    if isinstance(affinity, np.ndarray):
-        if affinity.ndim != 1 or affinity.shape[0] != len(candidates):
+        return _NO_AFFINITY
+    if type(affinity) is not dict:
+        if isinstance(affinity, np.ndarray):
+            return _affinity_array(candidates, affinity), None
+        if not isinstance(affinity, Mapping):
             raise InvalidInputError(
-                "affinity", f"expected shape ({len(candidates)},), got {affinity.shape}"
+                "affinity", "expected a mapping creator_id -> value or an array"
             )
-        if affinity.dtype.kind not in "iuf":
-            raise InvalidInputError("affinity", f"must be numeric, got dtype {affinity.dtype}")
-        values = np.ascontiguousarray(affinity, dtype=np.float32)
-        if not kernels.in_unit_interval_kernel(values):
-            raise InvalidInputError("affinity", "values must lie in [0, 1]")
-        return values, None
-    if not isinstance(affinity, Mapping):
-        raise InvalidInputError("affinity", "expected a mapping creator_id -> value or an array")
-    table = np.zeros(candidates._creators.size, dtype=np.float32)
+    count = len(affinity)
+    if count == 0:
+        return _NO_AFFINITY  # every creator at 0: the same scores as no affinity
     try:
-        keys = np.fromiter(affinity.keys(), dtype=np.int64, count=len(affinity))
-        weights = np.fromiter(affinity.values(), dtype=np.float64, count=len(affinity))
+        keys = np.fromiter(affinity.keys(), dtype=np.int64, count=count)
+        values = np.fromiter(affinity.values(), dtype=np.float64, count=count)
     except (TypeError, ValueError, OverflowError) as exc:
         raise InvalidInputError(
             "affinity", f"keys must be ints and values floats: {exc}"
         ) from exc
-    if not kernels.affinity_table_kernel(candidates._creators, keys, weights, table):
-        raise InvalidInputError("affinity", "values must lie in [0, 1]")
-    return table, candidates._creator_index
+    return values, keys
+
+
+def _affinity_array(
+    candidates: Candidates, affinity: npt.NDArray[Any]
+) -> npt.NDArray[np.float32]:
+    if affinity.ndim != 1 or affinity.shape[0] != len(candidates):
+        raise InvalidInputError(
+            "affinity", f"expected shape ({len(candidates)},), got {affinity.shape}"
+        )
+    if affinity.dtype.kind not in "iuf":
+        raise InvalidInputError("affinity", f"must be numeric, got dtype {affinity.dtype}")
+    values = np.ascontiguousarray(affinity, dtype=np.float32)
+    if not kernels.in_unit_interval_kernel(values):
+        raise InvalidInputError("affinity", _BAD_AFFINITY)
+    return values
+
+
+def _groups_for(
+    candidates: Candidates, keys: npt.NDArray[np.int64] | None
+) -> tuple[npt.NDArray[np.int64] | None, npt.NDArray[np.int64] | None]:
+    return (None, None) if keys is None else candidates._creator_lookup()
 
 
 def _seen_inputs(
     candidates: Candidates, seen: Seen
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
-    """Turn ``seen`` into ``(sorted ids, mask)`` for the rank kernel; the unused one is empty.
+    """Turn ``seen`` into ``(ids, mask)`` for the rank kernel; the unused one is empty.
 
-    Duplicate ids are harmless to the kernel's binary search, so they are not removed.
+    Ids may stay unsorted: the kernel sorts a short list itself and asks for a long
+    unsorted one to be sorted (see :func:`_rank`). Duplicate ids are harmless to its
+    binary search, so they are not removed. A writeable ``int64`` array is used as it is;
+    anything else is copied, so the kernel always sees the array types :func:`warmup`
+    compiled.
     """
     if seen is None:
         return _EMPTY_IDS, _EMPTY_MASK
     if isinstance(seen, np.ndarray):
+        flags = seen.flags
+        if seen.dtype is _INT64 and seen.ndim == 1 and flags.c_contiguous and flags.writeable:
+            return seen, _EMPTY_MASK
         if seen.ndim != 1:
             raise InvalidInputError("seen", f"must be one-dimensional, got {seen.ndim} dimensions")
         if seen.dtype == np.bool_:
@@ -341,19 +392,19 @@ def _seen_inputs(
                 raise InvalidInputError(
                     "seen", f"a mask needs {len(candidates)} flags, got {seen.shape[0]}"
                 )
-            return _EMPTY_IDS, np.ascontiguousarray(seen)
+            # A writeable copy of a read-only mask: the kernel is compiled for writeable arrays.
+            return _EMPTY_IDS, seen if flags.c_contiguous and flags.writeable else seen.copy()
         if seen.dtype.kind not in "iu" and seen.size:
             raise InvalidInputError("seen", f"ids must be integers, got dtype {seen.dtype}")
         if seen.dtype.kind == "u" and seen.size and seen.max() > _INT64_MAX:
             raise InvalidInputError("seen", "ids must fit in int64")
-        ids = seen.astype(np.int64)
-        ids.sort()
-        return ids, _EMPTY_MASK
+        return np.array(seen, dtype=np.int64, order="C"), _EMPTY_MASK
     try:
         ids = np.fromiter(seen, dtype=np.int64, count=len(seen))
     except (TypeError, ValueError, OverflowError) as exc:
         raise InvalidInputError("seen", f"expected integer video ids: {exc}") from exc
-    ids.sort()
+    if ids.size > kernels.SORT_SEEN_IN_KERNEL_MAX:
+        ids.sort()  # our own copy: sort it in place rather than have the kernel ask
     return ids, _EMPTY_MASK
 
 
@@ -393,9 +444,23 @@ def _params(config: RankingConfig) -> npt.NDArray[np.float32]:
 
 
 def _check_candidates(candidates: object) -> Candidates:
+    if type(candidates) is Candidates:
+        return candidates
     if not isinstance(candidates, Candidates):
         raise InvalidInputError("candidates", "expected a Candidates instance")
     return candidates
+
+
+def _check_k(k: Any) -> int:
+    if type(k) is int and k >= 0:  # the common case, checked cheaply
+        return k
+    try:
+        limit = operator.index(k)
+    except TypeError as exc:
+        raise InvalidInputError("k", f"must be an integer, got {k!r}") from exc
+    if isinstance(k, bool) or limit < 0:
+        raise InvalidInputError("k", f"must be a non-negative integer, got {k!r}")
+    return limit
 
 
 class Ranker:
@@ -449,22 +514,28 @@ class Ranker:
                 ``candidates`` when that argument is invalid.
         """
         cands = _check_candidates(candidates)
-        try:
-            limit = operator.index(k)
-        except TypeError as exc:
-            raise InvalidInputError("k", f"must be an integer, got {k!r}") from exc
-        if isinstance(k, bool) or limit < 0:
-            raise InvalidInputError("k", f"must be a non-negative integer, got {k!r}")
+        limit = _check_k(k)
         now_hours = (_now_seconds(now) - cands._epoch) / _SECONDS_PER_HOUR
-        values, creator_index = _affinity_inputs(cands, affinity)
+        values, keys = _affinity_inputs(cands, affinity)
+        creators, groups = _groups_for(cands, keys)
         seen_ids, seen_mask = _seen_inputs(cands, seen)
-        capacity = min(limit, cands._video_ids.shape[0])
+        video_ids = cands._video_ids
+        capacity = min(limit, video_ids.shape[0])
         positions = np.empty(capacity, dtype=np.int64)
         scores = np.empty(capacity, dtype=np.float32)
+        params = self._params
         count = kernels.rank_kernel(
-            cands._features, cands._video_ids, values, creator_index, seen_ids, seen_mask,
-            self._params, now_hours, positions, scores,
+            cands._features, video_ids, values, keys, creators, groups, seen_ids, seen_mask,
+            params, now_hours, positions, scores,
         )
+        if count == kernels.SEEN_IDS_UNSORTED:
+            seen_ids = np.sort(seen_ids)
+            count = kernels.rank_kernel(
+                cands._features, video_ids, values, keys, creators, groups, seen_ids,
+                seen_mask, params, now_hours, positions, scores,
+            )
+        if count == kernels.INVALID_AFFINITY:
+            raise InvalidInputError("affinity", _BAD_AFFINITY)
         if count < capacity:
             positions = positions[:count]
             scores = scores[:count]
@@ -472,15 +543,10 @@ class Ranker:
         if explain:
             contributions = np.empty((count, 5), dtype=np.float32)
             kernels.explain_kernel(
-                cands._features, values, creator_index, self._params, now_hours, positions,
-                contributions,
+                cands._features, values, keys, cands._creator_ids, params, now_hours,
+                positions, contributions,
             )
-        return Ranking(
-            video_ids=cands._video_ids[positions],
-            scores=scores,
-            positions=positions,
-            contributions=contributions,
-        )
+        return Ranking(video_ids[positions], scores, positions, contributions)
 
     def score(
         self, candidates: Candidates, *, now: Now = None, affinity: Affinity = None
@@ -491,9 +557,13 @@ class Ranker:
         """
         cands = _check_candidates(candidates)
         now_hours = (_now_seconds(now) - cands._epoch) / _SECONDS_PER_HOUR
-        values, creator_index = _affinity_inputs(cands, affinity)
+        values, keys = _affinity_inputs(cands, affinity)
+        creators, groups = _groups_for(cands, keys)
         out = np.empty(len(cands), dtype=np.float32)
-        kernels.score_kernel(cands._features, values, creator_index, self._params, now_hours, out)
+        if not kernels.score_kernel(
+            cands._features, values, keys, creators, groups, self._params, now_hours, out
+        ):
+            raise InvalidInputError("affinity", _BAD_AFFINITY)
         return out
 
     def explain(
@@ -506,12 +576,14 @@ class Ranker:
         """
         cands = _check_candidates(candidates)
         now_hours = (_now_seconds(now) - cands._epoch) / _SECONDS_PER_HOUR
-        values, creator_index = _affinity_inputs(cands, affinity)
+        values, keys = _affinity_inputs(cands, affinity)
         out = np.empty((len(cands), 5), dtype=np.float32)
         positions = np.arange(len(cands), dtype=np.int64)
-        kernels.explain_kernel(
-            cands._features, values, creator_index, self._params, now_hours, positions, out
-        )
+        if not kernels.explain_kernel(
+            cands._features, values, keys, cands._creator_ids, self._params, now_hours,
+            positions, out,
+        ):
+            raise InvalidInputError("affinity", _BAD_AFFINITY)
         return out
 
     def score_batch(
@@ -542,7 +614,9 @@ class Ranker:
         values = np.ascontiguousarray(affinity, dtype=np.float32)
         now_hours = (_now_seconds(now) - cands._epoch) / _SECONDS_PER_HOUR
         static = np.empty(len(cands), dtype=np.float32)
-        kernels.score_kernel(cands._features, None, None, self._params, now_hours, static)
+        kernels.score_kernel(
+            cands._features, None, None, None, None, self._params, now_hours, static
+        )
         out = np.empty(values.shape, dtype=np.float32)
         batch = (
             kernels.batch_kernel
@@ -550,7 +624,7 @@ class Ranker:
             else kernels.batch_kernel_serial
         )
         if not batch(static, values, self._params[kernels.P_W_AFFINITY], out):
-            raise InvalidInputError("affinity", "values must lie in [0, 1]")
+            raise InvalidInputError("affinity", _BAD_AFFINITY)
         return out
 
 
@@ -566,8 +640,10 @@ def warmup() -> None:
     )
     ranker = Ranker()
     per_candidate = np.array([0.5, 0.25], dtype=np.float32)
+    mask = np.array([False, True])
     for affinity in (None, {7: 0.5}, per_candidate):
-        ranker.rank(candidates, k=1, now=7200.0, affinity=affinity, seen=[2], explain=True)
+        for seen in ([2], mask):
+            ranker.rank(candidates, k=1, now=7200.0, affinity=affinity, seen=seen, explain=True)
         ranker.score(candidates, now=7200.0, affinity=affinity)
     ranker.score_batch(candidates, per_candidate.reshape(1, 2), now=7200.0)
     # score_batch only goes parallel for large batches; compile that kernel too.

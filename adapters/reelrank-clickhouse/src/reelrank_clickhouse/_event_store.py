@@ -76,7 +76,7 @@ class ClickHouseEventStore:
 
     Every applied event is a row of ``events``; materialized views fold each inserted
     block into per-video counts, per-video like states and per-(user, creator) credit
-    (see :mod:`reelrank_clickhouse._schema`). Reads merge the aggregate states of the
+    (see :func:`~reelrank_clickhouse.create_schema`). Reads merge the aggregate states of the
     requested keys only.
 
     Idempotency by ``event_id`` is enforced on insert: the store asks ``event_ids``

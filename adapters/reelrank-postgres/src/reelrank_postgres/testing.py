@@ -228,17 +228,20 @@ class PostgresServer:
             shutil.rmtree(root, ignore_errors=True)
 
     def pause(self) -> None:
-        """Freeze the postmaster and every backend with ``SIGSTOP``.
+        """Freeze the cluster with ``SIGSTOP``: ``runuser``, the postmaster and every backend.
 
         Backends are process-group leaders of their own (PostgreSQL calls ``setsid`` in
         each child), so they are found as the postmaster's children and stopped one by
-        one, the postmaster first so that it forks no new ones meanwhile.
+        one, after the postmaster, so that it forks no new ones meanwhile. ``runuser`` is
+        stopped first: it continues a child it saw stop (job control), and a late
+        ``SIGCONT`` of its own would thaw the server behind the pause.
         """
         postmaster = self.postmaster_pid
         if self._process is None or postmaster is None:
             raise PostgresServerError("the server is not running")
-        os.kill(postmaster, signal.SIGSTOP)
-        pids = [postmaster]
+        pids = [self._process.pid, postmaster]
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
         for child in _child_pids(postmaster):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child, signal.SIGSTOP)
@@ -246,14 +249,8 @@ class PostgresServer:
         self._paused_pids = pids
 
     def resume(self) -> None:
-        """Unfreeze every process :meth:`pause` stopped (children first).
-
-        ``runuser`` stops itself when it sees its child stop (job control), so it is
-        continued too, or it would never reap the server.
-        """
+        """Unfreeze every process :meth:`pause` stopped, in reverse order."""
         pids, self._paused_pids = self._paused_pids, []
-        if self._process is not None:
-            pids.insert(0, self._process.pid)
         for pid in reversed(pids):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)

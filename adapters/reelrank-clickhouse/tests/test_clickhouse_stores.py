@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -98,6 +99,21 @@ def test_event_ids_are_remembered_across_store_objects(clickhouse_engine: Engine
     assert ClickHouseEventStore(clickhouse_engine).append(event, creator_id=3)
     assert ClickHouseEventStore(clickhouse_engine).append(event, creator_id=3) is False
     assert ClickHouseEventStore(clickhouse_engine).get_stats([1])[1].comments == 1
+
+
+def test_threads_sharing_a_store_count_every_event_once(store: ClickHouseEventStore) -> None:
+    watches = [make_event("watch", completion=0.5, user_id=n) for n in range(1, 41)]
+
+    def deliver(offset: int) -> int:
+        # Every thread delivers every event, starting at a different one.
+        order = watches[offset:] + watches[:offset]
+        return sum(store.append(event, creator_id=1) for event in order)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        applied = list(pool.map(deliver, [0, 10, 20, 30]))
+    assert sum(applied) == len(watches)
+    stats = store.get_stats([1])[1]
+    assert (stats.views, stats.completion_sum) == (40, 20.0)
 
 
 def test_likes_follow_arrival_order_not_client_time(store: ClickHouseEventStore) -> None:

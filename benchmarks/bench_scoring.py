@@ -9,10 +9,12 @@ implementations do it:
   the seen filter, ``argpartition`` and a ``lexsort`` for the ordered top 50;
 * ``numba``: :meth:`reelrank.Ranker.rank`, including its argument handling.
 
-``floor`` is a bare single-thread read of the bytes the kernel streams (the seven feature
-rows; a creator mapping that covers few candidates is applied to those candidates alone, so
-no creator column is streamed), summed by a numba loop: no ranking can beat it, so
-``floor / numba`` is the fraction of the memory-read speed the kernel reaches. The batch
+``floor`` is a bare single-thread read of the seven feature rows and a ``uint32`` creator
+column, summed by a numba loop: what a pass that looks up every candidate's creator reads,
+so ``floor / numba`` is the fraction of that memory-read speed the call reaches.
+``rows floor`` reads the feature rows alone, which is all the rank kernel streams when a
+creator mapping covers few candidates (it then rescores those candidates on their own):
+no ranking can beat it. The batch
 case scores many users against shared candidates, and the cold-start case times the first
 call in a new process whose numba cache is warm. The ratio table is printed at the end of
 the run (see ``benchmarks/conftest.py``); ratios use each case's fastest round.
@@ -191,17 +193,27 @@ def python_rank(config: RankingConfig, w: Workload, columns: tuple[list[Any], ..
 
 
 @numba.njit(cache=True, fastmath=kernels.FASTMATH, error_model="numpy", nogil=True)
-def bare_read(features: Any) -> float:
-    """Sum every byte the rank kernel streams, in the same single pass."""
+def bare_read(features: Any, creator_index: Any) -> float:
+    """Sum the feature rows (and ``creator_index`` unless None) in one pass."""
     rows = (features[0], features[1], features[2], features[3], features[4], features[5],
             features[6])
     total = np.float32(0.0)
+    creators = 0
     for i in range(np.uint64(features.shape[1])):
         total += (
             rows[0][i] + rows[1][i] + rows[2][i] + rows[3][i] + rows[4][i] + rows[5][i]
             + rows[6][i]
         )
-    return float(total)
+        if creator_index is not None:
+            creators += creator_index[i]
+    return float(total) + float(creators)
+
+
+@functools.lru_cache(maxsize=1)
+def creator_index(n: int) -> np.ndarray:
+    """Each candidate's index among the distinct creators, ``uint32``."""
+    inverse = np.unique(workload(n).candidates.creator_ids, return_inverse=True)[1]
+    return np.ascontiguousarray(inverse, dtype=np.uint32)
 
 
 # -- cases -----------------------------------------------------------------------------------
@@ -234,7 +246,7 @@ def _run(benchmark: Any, key: tuple[str, int], function: Callable[[], Any]) -> A
 CASES = [
     (implementation, n)
     for n in SIZES
-    for implementation in ("floor", "numba", "numpy", "python")
+    for implementation in ("floor", "rows-floor", "numba", "numpy", "python")
     if implementation != "python" or n <= PYTHON_MAX
 ]
 
@@ -246,9 +258,10 @@ def test_rank(benchmark: Any, implementation: str, n: int) -> None:
     ranker = Ranker()
     expected = numba_rank(ranker, w)
     scores = ranker.score(w.candidates, now=NOW, affinity=w.affinity)
-    if implementation == "floor":
+    if implementation in ("floor", "rows-floor"):
         features = w.candidates._features
-        _run(benchmark, (implementation, n), lambda: bare_read(features))
+        index = creator_index(n) if implementation == "floor" else None
+        _run(benchmark, (implementation, n), lambda: bare_read(features, index))
         return
     if implementation == "numba":
         got = _run(benchmark, (implementation, n), lambda: numba_rank(ranker, w))
@@ -354,7 +367,8 @@ def _table() -> list[str]:
         f"scoring: score + seen filter + top-{K}, fastest round, one thread"
         f"{' (quick mode)' if QUICK else ''}",
         f"{'candidates':>11} {'python us':>12} {'numpy us':>11} {'numba us':>10} "
-        f"{'floor us':>10} {'floor/numba':>11} {'numpy/numba':>11} {'python/numba':>12} "
+        f"{'floor us':>10} {'floor/numba':>11} {'rows floor/numba':>16} {'numpy/numba':>11} "
+        f"{'python/numba':>12} "
         f"{'M cand/s':>9}",
     ]
     for n in SIZES:
@@ -363,6 +377,7 @@ def _table() -> list[str]:
             f"{n:>11,} {_us(RESULTS.get(('python', n))):>12} {_us(RESULTS.get(('numpy', n))):>11} "
             f"{_us(numba_s):>10} {_us(RESULTS.get(('floor', n))):>10} "
             f"{_ratio(RESULTS.get(('floor', n)), numba_s):>11} "
+            f"{_ratio(RESULTS.get(('rows-floor', n)), numba_s):>16} "
             f"{_ratio(RESULTS.get(('numpy', n)), numba_s):>11} "
             f"{_ratio(RESULTS.get(('python', n)), numba_s):>12} "
             f"{_ratio(n / 1e6, numba_s):>9}"

@@ -155,6 +155,8 @@ _NO_THRESHOLD = np.float32(-1.0)
 # View totals below float32's normal range count as no views: dividing by a subnormal
 # overflows under fast-math reciprocals, and such fractions of a view carry no signal.
 _SMALLEST_NORMAL = np.float32(np.finfo(np.float32).tiny)
+# Many float32 ulps of a score in [0, 1]: see the second pass of rank_kernel.
+_KEPT_MARGIN = np.float32(1e-6)
 _EXPONENT_BIAS = np.int32(127)
 _MANTISSA_BITS = np.int32(23)
 _UBLOCK = np.uint64(BLOCK)
@@ -582,6 +584,11 @@ def rank_kernel(
             for t in range(start, stop):
                 position = creator_groups[t]
                 score = _final_score(static_at(position), value, w_affinity)
+                # A kept item's first-pass score is at least the worst kept one, and this
+                # score is at least its first-pass score (give or take rounding, which the
+                # margin covers): below the worst kept, it was not kept and cannot enter.
+                if size == capacity and score + _KEPT_MARGIN < heap_scores[0]:
+                    continue
                 kept = -1
                 for h in range(size):
                     if heap_positions[h] == position:

@@ -11,6 +11,7 @@ from sqlalchemy import Row, Select, select
 from reelrank._models import (
     Creator,
     ProcessingState,
+    Rendition,
     Video,
     check_aware,
     check_id,
@@ -44,19 +45,34 @@ def _video_row(video: Video) -> dict[str, Any]:
 
 
 def _video(row: Row[Any]) -> Video:
-    return Video.model_validate(
-        {
-            "video_id": row.video_id,
-            "creator_id": row.creator_id,
-            "duration_seconds": row.duration_seconds,
-            "published_at": row.published_at,
-            "title": row.title,
-            "description": row.description,
-            "hashtags": tuple(row.hashtags),
-            "sound_id": row.sound_id,
-            "renditions": tuple(row.renditions),
-            "state": row.state,
-        }
+    # Rows hold what put_video wrote from a validated Video (and set_state a valid state),
+    # so they are rebuilt without validating again: validation cost about 11 us a video,
+    # more than fetching the row, on the candidate path that reads 500 at a time. The
+    # row is unpacked by position (``select(videos)`` keeps the table's column order):
+    # ten attribute look-ups by name cost about as much as building the model.
+    (
+        video_id,
+        creator_id,
+        duration_seconds,
+        published_at,
+        title,
+        description,
+        hashtags,
+        sound_id,
+        renditions,
+        state,
+    ) = row
+    return Video.model_construct(
+        video_id=video_id,
+        creator_id=creator_id,
+        duration_seconds=duration_seconds,
+        published_at=published_at,
+        title=title,
+        description=description,
+        hashtags=tuple(hashtags),
+        sound_id=sound_id,
+        renditions=tuple(Rendition.model_construct(**fields) for fields in renditions),
+        state=ProcessingState(state),
     )
 
 

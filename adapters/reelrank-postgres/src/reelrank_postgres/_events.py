@@ -157,17 +157,27 @@ class SqlEventStore(SqlStore):
         query = select(video_stats).where(self._id_in(video_stats.c.video_id, wanted))
         with store_errors(self._store, "get_stats"), self._engine.connect() as connection:
             rows = connection.execute(query).all()
-        result = {video_id: VideoStats(video_id=video_id) for video_id in wanted}
-        for row in rows:
-            views = int(row.views)
-            result[row.video_id] = VideoStats(
-                video_id=row.video_id,
+        found = {row[0]: row for row in rows}
+        # Counters only ever grow from zero by the upserts in append (likes never below
+        # zero, as an unlike needs a like row to delete), so the stats are built without
+        # validating again: validation cost more than the query for 500 videos.
+        result: dict[int, VideoStats] = {}
+        for video_id in wanted:
+            row = found.get(video_id)
+            if row is None:
+                result[video_id] = VideoStats.model_construct(
+                    video_id=video_id, views=0, completion_sum=0.0, likes=0, shares=0, comments=0
+                )
+                continue
+            _, views, completion_sum, likes, shares, comments = row  # the table's order
+            result[video_id] = VideoStats.model_construct(
+                video_id=video_id,
                 views=views,
                 # Summing many floats may overshoot views by rounding; the invariant holds.
-                completion_sum=min(float(row.completion_sum), float(views)),
-                likes=int(row.likes),
-                shares=int(row.shares),
-                comments=int(row.comments),
+                completion_sum=min(float(completion_sum), float(views)),
+                likes=likes,
+                shares=shares,
+                comments=comments,
             )
         return result
 

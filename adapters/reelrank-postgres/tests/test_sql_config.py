@@ -68,7 +68,9 @@ def test_bad_values_name_the_field(field: str, value: object) -> None:
     assert info.value.field == field
 
 
-@pytest.mark.parametrize("url", ["not a url", "mysql+pymysql://u@h/db"])
+@pytest.mark.parametrize(
+    "url", ["not a url", "mysql+pymysql://u@h/db", "sqlite://", "sqlite:///:memory:"]
+)
 def test_the_factory_refuses_other_databases(url: str) -> None:
     with pytest.raises(ConfigError) as info:
         create_engine_from_config(SqlStoreConfig(url=url))

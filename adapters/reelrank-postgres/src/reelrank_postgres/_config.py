@@ -102,6 +102,9 @@ def create_engine_from_config(config: SqlStoreConfig) -> Engine:
             pool_pre_ping=config.pool_pre_ping,
         )
     if backend == "sqlite":
+        if url.database in (None, "", ":memory:"):
+            # Every pooled connection would get a database of its own, without the schema.
+            raise ConfigError("url", config.url, "SQLite needs a database file, not :memory:")
         engine = create_engine(
             url,
             connect_args={"timeout": config.sqlite_busy_timeout_seconds},

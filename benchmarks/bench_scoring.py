@@ -193,8 +193,8 @@ def python_rank(config: RankingConfig, w: Workload, columns: tuple[list[Any], ..
 
 
 @numba.njit(cache=True, fastmath=kernels.FASTMATH, error_model="numpy", nogil=True)
-def bare_read(features: Any, creator_index: Any) -> float:
-    """Sum the feature rows (and ``creator_index`` unless None) in one pass."""
+def bare_read(features: Any, creator_column: Any) -> float:
+    """Sum the feature rows (and ``creator_column`` unless None) in one pass."""
     rows = (features[0], features[1], features[2], features[3], features[4], features[5],
             features[6])
     total = np.float32(0.0)
@@ -204,8 +204,8 @@ def bare_read(features: Any, creator_index: Any) -> float:
             rows[0][i] + rows[1][i] + rows[2][i] + rows[3][i] + rows[4][i] + rows[5][i]
             + rows[6][i]
         )
-        if creator_index is not None:
-            creators += creator_index[i]
+        if creator_column is not None:
+            creators += creator_column[i]
     return float(total) + float(creators)
 
 

@@ -13,7 +13,6 @@ from reelrank_clickhouse import (
 from reelrank_clickhouse.testing import ClickHouseServer
 
 from reelrank import ConfigError, StoreError
-from reelrank.testing import make_event
 
 
 def test_config_forbids_unknown_fields_and_names_bad_ones() -> None:
@@ -77,28 +76,3 @@ def test_a_missing_database_is_a_store_error(clickhouse_server: ClickHouseServer
         assert info.value.store == "events"
     finally:
         engine.dispose()
-
-
-def test_a_stopped_server_is_a_store_error(tmp_path: object) -> None:
-    from pathlib import Path
-
-    from reelrank_clickhouse.testing import find_clickhouse_server
-
-    if find_clickhouse_server() is None:
-        pytest.skip("clickhouse-server is not installed")
-    server = ClickHouseServer(Path(str(tmp_path)) / "short-lived")
-    server.start()
-    server.execute("CREATE DATABASE feeds")
-    engine = create_engine(ClickHouseConfig(port=server.tcp_port, database="feeds"))
-    try:
-        create_schema(engine)
-        store = ClickHouseEventStore(engine)
-        assert store.append(make_event("share"), creator_id=1)
-        server.stop()
-        assert not server.running
-        with pytest.raises(StoreError) as info:
-            store.append(make_event("share"), creator_id=1)
-        assert info.value.__cause__ is not None
-    finally:
-        engine.dispose()
-        server.stop()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from reelrank_clickhouse.testing import ClickHouseServer, ClickHouseServerError
 
@@ -39,3 +41,14 @@ def test_pause_resume_and_stop(fault_server: ClickHouseServer) -> None:
     assert fault_server.pid is None
     with pytest.raises(ClickHouseServerError):
         fault_server.pause()
+
+
+def test_another_server_on_the_ports_is_not_taken_for_this_one(
+    clickhouse_server: ClickHouseServer, tmp_path: Path
+) -> None:
+    # As when another server grabbed the ports between free_port() and this one's bind.
+    impostor = ClickHouseServer(tmp_path / "never-started")
+    impostor.tcp_port = clickhouse_server.tcp_port
+    impostor.http_port = clickhouse_server.http_port
+    assert not impostor._answers()
+    assert clickhouse_server._answers()

@@ -21,10 +21,14 @@ import socket
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from types import TracebackType
 from typing import Self
+
+import clickhouse_driver
+import clickhouse_driver.errors
 
 __all__ = [
     "ClickHouseServer",
@@ -37,6 +41,9 @@ _SERVER_PATH = "/usr/sbin/clickhouse-server"
 _START_TIMEOUT_SECONDS = 20.0
 _STOP_TIMEOUT_SECONDS = 5.0
 _PORT_ATTEMPTS = 3
+
+_WHERE_IS_METADATA_SQL = "SELECT metadata_path FROM system.tables WHERE database = 'system' LIMIT 1"
+_WHERE_IS_METADATA = urllib.parse.quote(_WHERE_IS_METADATA_SQL)
 
 _CONFIG_TEMPLATE = """<?xml version="1.0"?>
 <yandex>
@@ -130,7 +137,7 @@ class ClickHouseServer:
         if found is None:
             raise ClickHouseServerError("clickhouse-server is not installed")
         self.executable = found
-        self.directory = directory
+        self.directory = directory.resolve()
         self.tcp_port = 0
         self.http_port = 0
         self._process: subprocess.Popen[bytes] | None = None
@@ -173,7 +180,10 @@ class ClickHouseServer:
         return config
 
     def _spawn(self) -> None:
-        self.tcp_port, self.http_port = free_port(), free_port()
+        self.tcp_port = free_port()
+        self.http_port = free_port()
+        while self.http_port == self.tcp_port:
+            self.http_port = free_port()
         config = self._write_config()
         command = [
             self.executable,
@@ -207,13 +217,33 @@ class ClickHouseServer:
         )
 
     def _answers(self) -> bool:
+        """Whether *this* server answers on both ports.
+
+        Another server may have taken a port between :func:`free_port` and this
+        server's bind; this one then exits, but until it does the other one would
+        answer a bare ``SELECT 1``. So the probe asks each port where the server keeps
+        its metadata, which only this server places under :attr:`directory`.
+        """
         try:
             with urllib.request.urlopen(
-                f"http://{self.host}:{self.http_port}/?query=SELECT%201", timeout=0.5
+                f"http://{self.host}:{self.http_port}/?query={_WHERE_IS_METADATA}", timeout=0.5
             ) as reply:
-                return bool(reply.read().strip() == b"1")
-        except (urllib.error.URLError, OSError):
+                over_http = reply.read().decode("utf-8").strip()
+            client = clickhouse_driver.Client(
+                self.host,
+                port=self.tcp_port,
+                connect_timeout=0.5,
+                send_receive_timeout=0.5,
+                sync_request_timeout=0.5,
+            )
+            try:
+                over_native = str(client.execute(_WHERE_IS_METADATA_SQL)[0][0])
+            finally:
+                client.disconnect()
+        except (urllib.error.URLError, OSError, clickhouse_driver.errors.Error, EOFError):
             return False
+        mine = str(self.directory)
+        return over_http.startswith(mine) and over_native.startswith(mine)
 
     def stop(self) -> None:
         """Stop the server (resuming it first if it is paused); a no-op if not running."""

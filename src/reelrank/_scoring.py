@@ -295,6 +295,28 @@ class Ranking:
         return int(self.video_ids.shape[0])
 
 
+# Ranking's slot setters: Ranker.rank fills a new Ranking through them, which skips the
+# frozen dataclass's __init__ and costs a third as much on a call of a few microseconds.
+_SET_RANKING_FIELDS = tuple(
+    vars(Ranking)[name].__set__ for name in ("video_ids", "scores", "positions", "contributions")
+)
+
+
+def _new_ranking(
+    video_ids: npt.NDArray[np.int64],
+    scores: npt.NDArray[np.float32],
+    positions: npt.NDArray[np.int64],
+    contributions: npt.NDArray[np.float32] | None,
+) -> Ranking:
+    ranking = object.__new__(Ranking)
+    set_video_ids, set_scores, set_positions, set_contributions = _SET_RANKING_FIELDS
+    set_video_ids(ranking, video_ids)
+    set_scores(ranking, scores)
+    set_positions(ranking, positions)
+    set_contributions(ranking, contributions)
+    return ranking
+
+
 def _now_seconds(now: Now) -> float:
     if now is None:
         return time.time()
@@ -517,7 +539,7 @@ class Ranker:
         limit = _check_k(k)
         now_hours = (_now_seconds(now) - cands._epoch) / _SECONDS_PER_HOUR
         values, keys = _affinity_inputs(cands, affinity)
-        creators, groups = _groups_for(cands, keys)
+        creators, groups = (None, None) if keys is None else cands._creator_lookup()
         seen_ids, seen_mask = _seen_inputs(cands, seen)
         video_ids = cands._video_ids
         capacity = min(limit, video_ids.shape[0])
@@ -546,7 +568,7 @@ class Ranker:
                 cands._features, values, keys, cands._creator_ids, params, now_hours,
                 positions, contributions,
             )
-        return Ranking(video_ids[positions], scores, positions, contributions)
+        return _new_ranking(video_ids[positions], scores, positions, contributions)
 
     def score(
         self, candidates: Candidates, *, now: Now = None, affinity: Affinity = None

@@ -11,5 +11,10 @@ if [ ! -x .venv/bin/python ]; then
   fi
   python3 -m venv .venv
 fi
-.venv/bin/python -m pip install -q -e . 2>&1 | grep -v '^WARNING: Location' || true
+log=$(mktemp)
+if ! .venv/bin/python -m pip install -q -e . >"$log" 2>&1; then
+  cat "$log" >&2
+  exit 1
+fi
+rm -f "$log"
 exec .venv/bin/reelrank demo "$@"

@@ -25,7 +25,17 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 py="$root/.venv/bin/python"
-"$py" -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+# pip's output is kept out of the way unless it fails, so a broken install stops the run.
+pip_install() {
+  local log
+  log=$(mktemp)
+  if ! "$py" -m pip install -q "$@" >"$log" 2>&1; then
+    cat "$log" >&2
+    exit 1
+  fi
+  rm -f "$log"
+}
+pip_install --upgrade pip
 adapters=() adapter_src=() adapter_tests=()
 for dir in adapters/*/; do
   if [ -f "${dir}pyproject.toml" ]; then
@@ -34,7 +44,7 @@ for dir in adapters/*/; do
     adapter_tests+=("${dir}tests")
   fi
 done
-"$py" -m pip install -q -e ".[dev,docs]" "${adapters[@]}" 2>&1 | grep -v '^WARNING: Location' || true
+pip_install -e ".[dev,docs]" "${adapters[@]}"
 
 export NUMBA_CACHE_DIR="$root/.numba_cache"
 export PYTHONHASHSEED=0

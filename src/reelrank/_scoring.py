@@ -395,8 +395,11 @@ def _seen_inputs(
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
     """Turn ``seen`` into ``(ids, mask)`` for the rank kernel; the unused one is empty.
 
+    Both forms reach the kernel with the same argument types (the unused one an empty
+    writeable array), so :func:`warmup` compiles both with one call.
+
     Ids may stay unsorted: the kernel sorts a short list itself and asks for a long
-    unsorted one to be sorted (see :func:`_rank`). Duplicate ids are harmless to its
+    unsorted one to be sorted (see :meth:`Ranker.rank`). Duplicate ids are harmless to its
     binary search, so they are not removed. A writeable ``int64`` array is used as it is;
     anything else is copied, so the kernel always sees the array types :func:`warmup`
     compiled.
@@ -662,10 +665,8 @@ def warmup() -> None:
     )
     ranker = Ranker()
     per_candidate = np.array([0.5, 0.25], dtype=np.float32)
-    mask = np.array([False, True])
     for affinity in (None, {7: 0.5}, per_candidate):
-        for seen in ([2], mask):
-            ranker.rank(candidates, k=1, now=7200.0, affinity=affinity, seen=seen, explain=True)
+        ranker.rank(candidates, k=1, now=7200.0, affinity=affinity, seen=[2], explain=True)
         ranker.score(candidates, now=7200.0, affinity=affinity)
     ranker.score_batch(candidates, per_candidate.reshape(1, 2), now=7200.0)
     # score_batch only goes parallel for large batches; compile that kernel too.

@@ -18,7 +18,7 @@ from reelrank._models import (
     check_ids,
     check_limit,
 )
-from reelrank.exceptions import NotFoundError
+from reelrank.exceptions import NotFoundError, StoreError
 
 from ._base import SqlStore, check_instance, unique
 from ._errors import store_errors
@@ -27,6 +27,7 @@ from ._schema import creators, follows, videos
 __all__ = ["SqlCatalog"]
 
 _READY = ProcessingState.READY.value
+_STATE_MOVE_ATTEMPTS = 3
 
 
 def _video_row(video: Video) -> dict[str, Any]:
@@ -157,20 +158,31 @@ class SqlCatalog(SqlStore):
         }
 
     def set_state(self, video_id: int, state: ProcessingState) -> Video:
-        """Move a video to ``state`` if the state machine allows it (row locked meanwhile)."""
+        """Move a video to ``state`` if the state machine allows it.
+
+        The update is a compare-and-set (``... WHERE state = <the state read>``), so a
+        concurrent move between the read and the write is noticed on both dialects: the
+        move is then checked again against the new state.
+        """
         check_id("video_id", video_id)
         target = check_instance("state", state, ProcessingState)
-        query = select(videos).where(videos.c.video_id == video_id).with_for_update()
+        query = select(videos).where(videos.c.video_id == video_id)
         with store_errors(self._store, "set_state"), self._engine.begin() as connection:
-            row = connection.execute(query).first()
-            if row is None:
-                raise NotFoundError("video", video_id)
-            video = _video(row)
-            video.state.check_move_to(target)
-            connection.execute(
-                videos.update().where(videos.c.video_id == video_id).values(state=target.value)
-            )
-        return video.model_copy(update={"state": target})
+            for _ in range(_STATE_MOVE_ATTEMPTS):
+                row = connection.execute(query).first()
+                if row is None:
+                    raise NotFoundError("video", video_id)
+                video = _video(row)
+                video.state.check_move_to(target)
+                moved = connection.execute(
+                    videos.update()
+                    .where(videos.c.video_id == video_id, videos.c.state == video.state.value)
+                    .values(state=target.value)
+                    .returning(videos.c.video_id)
+                ).first()
+                if moved is not None:
+                    return video.model_copy(update={"state": target})
+        raise StoreError(self._store, f"video {video_id} kept changing state; try again")
 
     def recent_videos(self, *, limit: int, since: datetime | None = None) -> list[Video]:
         """Ready videos, newest first; with ``since``, published at or after it."""

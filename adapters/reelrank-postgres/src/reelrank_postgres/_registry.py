@@ -94,7 +94,13 @@ class SqlModelRegistry(SqlStore):
         check_tag("name", name)
         check_tag("version", version)
         with store_errors(self._store, "activate"), self._engine.begin() as connection:
-            target = self._require(connection, name, version, lock=True)
+            # Lock every version of the name, so concurrent activations of one model run
+            # one after the other instead of failing on the one-active index (PostgreSQL;
+            # SQLite runs one writer at a time anyway).
+            connection.execute(
+                select(model_versions.c.id).where(model_versions.c.name == name).with_for_update()
+            ).all()
+            target = self._require(connection, name, version)
             connection.execute(
                 model_versions.update()
                 .where(
@@ -181,18 +187,14 @@ class SqlModelRegistry(SqlStore):
         return {row.video_id: float(row.score) for row in rows}
 
     @staticmethod
-    def _find(
-        connection: Connection, name: str, version: str, *, lock: bool = False
-    ) -> Row[Any] | None:
+    def _find(connection: Connection, name: str, version: str) -> Row[Any] | None:
         query = select(model_versions).where(
             model_versions.c.name == name, model_versions.c.version == version
         )
-        return connection.execute(query.with_for_update() if lock else query).first()
+        return connection.execute(query).first()
 
-    def _require(
-        self, connection: Connection, name: str, version: str, *, lock: bool = False
-    ) -> ModelInfo:
-        row = self._find(connection, name, version, lock=lock)
+    def _require(self, connection: Connection, name: str, version: str) -> ModelInfo:
+        row = self._find(connection, name, version)
         if row is None:
             raise NotFoundError("model", f"{name}:{version}")
         return _model(row)

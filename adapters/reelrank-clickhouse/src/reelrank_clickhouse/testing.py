@@ -103,6 +103,13 @@ _USERS = """<?xml version="1.0"?>
 """
 
 
+def _task_state(task: Path) -> str:
+    """The state letter of one thread from ``/proc/PID/task/TID/stat`` (``T``: stopped)."""
+    stat = (task / "stat").read_text(encoding="ascii")
+    # The command name in parentheses may hold spaces; the state follows the last ")".
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
 class ClickHouseServerError(RuntimeError):
     """The test server could not be started."""
 
@@ -264,9 +271,29 @@ class ClickHouseServer:
             process.wait()
 
     def pause(self) -> None:
-        """Freeze the server with ``SIGSTOP``: connections stay open but nothing answers."""
+        """Freeze the server with ``SIGSTOP``: connections stay open but nothing answers.
+
+        Returns once every thread of the server has stopped: the signal only asks
+        them to, and right after start a thread was seen to answer a query after
+        ``kill`` had returned.
+        """
         self._signal(signal.SIGSTOP)
         self._paused = True
+        self._wait_until_stopped()
+
+    def _wait_until_stopped(self) -> None:
+        assert self._process is not None
+        tasks = Path(f"/proc/{self._process.pid}/task")
+        deadline = time.monotonic() + _STOP_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            try:
+                states = [_task_state(task) for task in tasks.iterdir()]
+            except OSError:
+                return  # no /proc to watch (not Linux): rely on the signal alone
+            if all(state in "tTZX" for state in states):  # stopped, or exited
+                return
+            time.sleep(0.005)
+        raise ClickHouseServerError("the server's threads did not stop after SIGSTOP")
 
     def resume(self) -> None:
         """Unfreeze a paused server with ``SIGCONT``."""

@@ -39,9 +39,11 @@ def group_args(candidates: Candidates, affinity: Any) -> tuple[Any, Any, Any, An
     return values, keys, creators, groups
 
 
-def explain_args(candidates: Candidates, affinity: Any) -> tuple[Any, Any, Any]:
+def explain_args(candidates: Candidates, affinity: Any) -> tuple[Any, Any, Any, Any]:
     """The affinity arguments of the explain kernel."""
-    return (*affinity_args(candidates, affinity), candidates._creator_ids)
+    values, keys = affinity_args(candidates, affinity)
+    creators = candidates._creator_lookup()[0] if keys is not None else None
+    return values, keys, creators, candidates._creator_ids
 
 
 def kernel_scores(candidates: Candidates, ranker: Ranker, affinity: Any = None) -> np.ndarray:

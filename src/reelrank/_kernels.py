@@ -634,6 +634,7 @@ def explain_kernel(
     features: Any,
     affinity: Any,
     affinity_keys: Any,
+    creators: Any,
     creator_ids: Any,
     params: Any,
     now_hours: float,
@@ -643,20 +644,21 @@ def explain_kernel(
     """Write the five weighted signal contributions of each listed candidate into ``out``.
 
     ``affinity`` is None, one value per candidate (``affinity_keys`` None) or the values
-    of a creator mapping whose keys are ``affinity_keys``, looked up by each candidate's
-    ``creator_ids`` entry. Returns False when a mapping value is NaN or outside ``[0, 1]``.
+    of a creator mapping whose keys are ``affinity_keys``, looked up through each
+    candidate's ``creator_ids`` entry and the sorted distinct ``creators``. Returns False
+    when a mapping value is NaN or outside ``[0, 1]``.
     """
     p = _params_tuple(params)
     now = np.float32(now_hours)
-    sorted_keys = np.empty(0, dtype=np.int64)
-    sorted_values = np.empty(0, dtype=np.float32)
+    table = np.empty(0, dtype=np.float32)
     if affinity_keys is not None:
+        table = np.zeros(creators.size, dtype=np.float32)
         for j in range(affinity.size):
             if not _unit_interval(affinity[j]):
                 return False
-        order = np.argsort(affinity_keys)
-        sorted_keys = affinity_keys[order]
-        sorted_values = affinity[order].astype(np.float32)
+            slot = _creator_slot(creators, affinity_keys[j])
+            if slot >= 0:
+                table[slot] = np.float32(affinity[j])
     for row in range(positions.size):
         i = positions[row]
         views = features[ROW_VIEWS, i]
@@ -673,9 +675,7 @@ def explain_kernel(
         )
         a = _ZERO
         if affinity_keys is not None:
-            slot = _creator_slot(sorted_keys, creator_ids[i])
-            if slot >= 0:
-                a = sorted_values[slot]
+            a = table[_creator_slot(creators, creator_ids[i])]
         elif affinity is not None:
             a = affinity[i]
         model = _model_score(features[ROW_DL, i], p[P_DL_NEUTRAL])

@@ -568,8 +568,8 @@ class Ranker:
         if explain:
             contributions = np.empty((count, 5), dtype=np.float32)
             kernels.explain_kernel(
-                cands._features, values, keys, cands._creator_ids, params, now_hours,
-                positions, contributions,
+                cands._features, values, keys, creators, cands._creator_ids, params,
+                now_hours, positions, contributions,
             )
         return _new_ranking(video_ids[positions], scores, positions, contributions)
 
@@ -602,11 +602,12 @@ class Ranker:
         cands = _check_candidates(candidates)
         now_hours = (_now_seconds(now) - cands._epoch) / _SECONDS_PER_HOUR
         values, keys = _affinity_inputs(cands, affinity)
+        creators, _ = _groups_for(cands, keys)
         out = np.empty((len(cands), 5), dtype=np.float32)
         positions = np.arange(len(cands), dtype=np.int64)
         if not kernels.explain_kernel(
-            cands._features, values, keys, cands._creator_ids, self._params, now_hours,
-            positions, out,
+            cands._features, values, keys, creators, cands._creator_ids, self._params,
+            now_hours, positions, out,
         ):
             raise InvalidInputError("affinity", _BAD_AFFINITY)
         return out

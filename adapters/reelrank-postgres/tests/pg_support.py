@@ -16,7 +16,7 @@ DIALECTS = ("sqlite", "postgresql")
 TRUNCATE_ALL = (
     "TRUNCATE search_documents, processing_progress, model_scores, model_versions, "
     "seen_videos, affinity_totals, affinity_credits, video_likes, video_stats, "
-    "engagement_events, follows, videos, creators RESTART IDENTITY"
+    "engagement_events, engagement_log, follows, videos, creators RESTART IDENTITY"
 )
 """Empties every table the migrations create (PostgreSQL)."""
 

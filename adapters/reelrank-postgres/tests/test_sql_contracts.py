@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from reelrank_postgres import (
     SqlCatalog,
+    SqlEngagementLog,
     SqlEventStore,
     SqlModelRegistry,
     SqlProgressStore,
@@ -15,6 +16,7 @@ from sqlalchemy import Engine
 
 from reelrank.testing import (
     CatalogContract,
+    EngagementLogContract,
     EventStoreContract,
     ModelRegistryContract,
     ProgressStoreContract,
@@ -59,3 +61,9 @@ class TestSqlSearchIndex(SearchIndexContract):
     @pytest.fixture
     def search_index(self, engine: Engine) -> SqlSearchIndex:
         return SqlSearchIndex(engine)
+
+
+class TestSqlEngagementLog(EngagementLogContract):
+    @pytest.fixture
+    def engagement_log(self, engine: Engine) -> SqlEngagementLog:
+        return SqlEngagementLog(engine)

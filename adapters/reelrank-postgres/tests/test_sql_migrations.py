@@ -12,6 +12,7 @@ from reelrank_postgres import (
     HEAD_REVISION,
     SchemaVersionError,
     SqlCatalog,
+    SqlEngagementLog,
     SqlEventStore,
     SqlModelRegistry,
     SqlProgressStore,
@@ -28,12 +29,13 @@ from reelrank_postgres.testing import PostgresServer
 from sqlalchemy import Engine, inspect, text
 
 from reelrank import StoreError
-from reelrank.testing import make_creator, make_video
+from reelrank.testing import make_creator, make_event, make_video
 
 pytestmark = pytest.mark.integration
 
 STORES = (
     SqlCatalog,
+    SqlEngagementLog,
     SqlEventStore,
     SqlSeenStore,
     SqlModelRegistry,
@@ -45,6 +47,7 @@ TABLES = {
     "videos",
     "follows",
     "engagement_events",
+    "engagement_log",
     "video_stats",
     "video_likes",
     "affinity_credits",
@@ -117,17 +120,37 @@ def test_stores_refuse_an_unmigrated_database(empty_engine: Engine, store: type)
     assert "migrate" in str(info.value)
 
 
-def test_a_schema_at_an_older_revision_is_refused(empty_engine: Engine) -> None:
-    migrate(empty_engine)
-    with empty_engine.begin() as connection:
-        connection.execute(text("UPDATE alembic_version SET version_num = '0000'"))
+def test_a_schema_at_an_older_revision_is_refused_until_upgraded(empty_engine: Engine) -> None:
+    migrate(empty_engine, "0001")
+    assert schema_revision(empty_engine) == "0001"
+    assert "engagement_log" not in _tables(empty_engine)
     with pytest.raises(SchemaVersionError) as info:
         check_schema(empty_engine)
-    assert info.value.found == "0000"
+    assert (info.value.found, info.value.expected) == ("0001", HEAD_REVISION)
     with pytest.raises(SchemaVersionError):
         SqlEventStore(empty_engine)
-    # An application that checked the schema itself may skip the per-store check.
-    assert SqlEventStore(empty_engine, verify_schema=False).popular_video_ids(limit=1) == []
+    # An application that checked the schema itself may skip the per-store check; the
+    # tables of revision 0001 then serve the stores they hold.
+    events = SqlEventStore(empty_engine, verify_schema=False)
+    events.append(make_event("watch", completion=0.5), creator_id=1)
+    # Upgrading keeps the data and adds the engagement log; downgrading one step drops
+    # only the log again.
+    migrate(empty_engine)
+    assert SqlEventStore(empty_engine).get_stats([1])[1].views == 1
+    log = SqlEngagementLog(empty_engine)
+    assert log.record(make_event("like"))
+    downgrade(empty_engine, "0001")
+    assert "engagement_log" not in _tables(empty_engine)
+    assert events.get_stats([1])[1].views == 1
+
+
+def test_a_revision_the_adapter_does_not_know_is_refused(empty_engine: Engine) -> None:
+    migrate(empty_engine)
+    with empty_engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    with pytest.raises(SchemaVersionError) as info:
+        SqlCatalog(empty_engine)
+    assert info.value.found == "9999"
 
 
 def test_an_unknown_target_revision_raises_store_error(empty_engine: Engine) -> None:

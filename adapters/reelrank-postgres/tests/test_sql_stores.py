@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reelrank_postgres import (
     SqlCatalog,
+    SqlEngagementLog,
     SqlEventStore,
     SqlSearchIndex,
     SqlSeenStore,
@@ -189,3 +190,13 @@ def test_search_terms_are_taken_verbatim_not_parsed(engine: Engine) -> None:
     assert [video for video, _ in index.search(parse_query("and or not"), limit=5)] == [1]
     assert [video for video, _ in index.search(parse_query("near"), limit=5)] == [1]
     assert [video for video, _ in index.search(parse_query("brien o"), limit=5)] == [2]
+
+
+def test_prune_deletes_only_older_events(engine: Engine) -> None:
+    log = SqlEngagementLog(engine)
+    old = make_event("like", occurred_at=EPOCH - timedelta(days=10))
+    new = make_event("share", occurred_at=EPOCH)
+    assert log.record(old) and log.record(new)
+    assert log.prune(EPOCH - timedelta(days=1)) == 1
+    assert log.events_between(EPOCH - timedelta(days=30), EPOCH + timedelta(1), limit=10) == [new]
+    assert log.user_events(1, since=EPOCH - timedelta(days=30), limit=10) == [new]

@@ -8,6 +8,7 @@ from ._catalog import SqlCatalog
 from ._config import SqlStoreConfig, create_engine_from_config
 from ._errors import SchemaVersionError
 from ._events import SqlEventStore, SqlSeenStore
+from ._log import SqlEngagementLog
 from ._migrations import check_schema, downgrade, migrate, schema_revision
 from ._registry import SqlModelRegistry, SqlProgressStore
 from ._schema import HEAD_REVISION
@@ -19,6 +20,7 @@ __all__ = [
     "HEAD_REVISION",
     "SchemaVersionError",
     "SqlCatalog",
+    "SqlEngagementLog",
     "SqlEventStore",
     "SqlModelRegistry",
     "SqlProgressStore",

@@ -38,6 +38,7 @@ __all__ = [
     "affinity_totals",
     "creators",
     "engagement_events",
+    "engagement_log",
     "follows",
     "metadata",
     "model_scores",
@@ -49,7 +50,7 @@ __all__ = [
     "videos",
 ]
 
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0002"
 """The schema revision this version of the adapter reads and writes."""
 
 
@@ -77,6 +78,10 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 JsonDocument: Any = JSON().with_variant(postgresql.JSONB(), "postgresql")
 """JSON text on SQLite, ``jsonb`` on PostgreSQL."""
+
+EventId: Any = String(128).with_variant(String(128, collation="C"), "postgresql")
+"""An event id that sorts by code point on both dialects (SQLite's default is binary), as
+Python compares the ids in the in-memory stores."""
 
 _READY = text("state = 'ready'")
 
@@ -220,4 +225,20 @@ processing_progress = Table(
     Column("video_id", BigInteger, primary_key=True, autoincrement=False),
     Column("payload", Text, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+)
+
+engagement_log = Table(
+    "engagement_log",
+    metadata,
+    Column("event_id", EventId, primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("user_id", BigInteger, nullable=False),
+    Column("video_id", BigInteger, nullable=False),
+    Column("occurred_at", UtcDateTime, nullable=False),
+    Column("watched_seconds", Double, nullable=True),
+    Column("completion", Double, nullable=True),
+    Column("channel", String(64), nullable=True),
+    Column("variant", String(64), nullable=True),
+    Index("ix_engagement_log_time", "occurred_at", "event_id"),
+    Index("ix_engagement_log_user_time", "user_id", "occurred_at", "event_id"),
 )

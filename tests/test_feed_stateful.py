@@ -27,6 +27,7 @@ from reelrank import (
     InMemorySeenStore,
     LRUFeedCache,
     RecorderConfig,
+    StoreDeadlines,
     StoreError,
     TieredFeedCache,
 )
@@ -72,6 +73,9 @@ class FeedMachine(RuleBasedStateMachine):
                 snapshot_ttl_seconds=600,
                 candidate_pool_ttl_seconds=5,
                 refresh_pool_in_background=False,
+                # Outages here fail at once; generous deadlines keep a busy machine's
+                # scheduling delays from turning into spurious timeouts.
+                deadlines=StoreDeadlines(catalog=30, events=30, seen=30, models=30, cache=30),
             ),
             clock=self.clock.now,
             monotonic=self.clock.monotonic,

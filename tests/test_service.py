@@ -98,6 +98,12 @@ def make_world() -> Iterator[Any]:
         seen = FaultInjector(InMemorySeenStore(), name="seen")
         config.setdefault("cursor_secret", "a-test-secret-of-some-length")
         config.setdefault("refresh_pool_in_background", False)
+        # Faults injected here fail at once unless a test stalls a store, and those tests
+        # set their own deadlines; generous defaults keep a busy machine's scheduling
+        # delays from turning into spurious timeouts.
+        config.setdefault(
+            "deadlines", StoreDeadlines(catalog=30, events=30, seen=30, models=30, cache=30)
+        )
         service = FeedRankingService(
             catalog=world_catalog.proxy,
             events=events.proxy,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -547,3 +550,30 @@ def test_aware_datetime_in_utc_matches_epoch_seconds() -> None:
     moment = datetime.fromtimestamp(NOW, tz=UTC)
     ranking = Ranker().rank(candidates, k=1, now=moment)
     assert ranking.scores[0] == Ranker().score(candidates, now=NOW)[0]
+
+
+WARMUP_PROBE = """
+import os
+import reelrank
+from reelrank import _diversity, _kernels, _similar_kernels
+
+request_path_kernels = {
+    "diversity": _diversity._diversify,
+    "similar": _similar_kernels.top_k_cosine_kernel,
+    "rank": _kernels.rank_kernel,
+}
+before = sorted(name for name, kernel in request_path_kernels.items() if kernel.signatures)
+reelrank.warmup()
+after = sorted(name for name, kernel in request_path_kernels.items() if kernel.signatures)
+print(before, after)
+"""
+
+
+@pytest.mark.skipif(
+    os.environ.get("NUMBA_DISABLE_JIT") == "1", reason="nothing is compiled without the JIT"
+)
+def test_warmup_prepares_every_request_path_kernel() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", WARMUP_PROBE], check=True, capture_output=True, text=True
+    )
+    assert out.stdout.split("\n")[0] == "[] ['diversity', 'rank', 'similar']"

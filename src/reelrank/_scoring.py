@@ -657,8 +657,17 @@ class Ranker:
 def warmup() -> None:
     """Compile (or load from the cache) every kernel variant.
 
-    Call it once at service start so the first request does not pay for compilation.
+    Covers the scoring kernels and the other kernels on a request path: the feed's
+    diversity re-rank and the similar-videos top-k. Call it once at service start so
+    the first request does not pay for compilation.
     """
+    # Imported here: both modules build on this one.
+    from ._diversity import DiversityRule
+    from ._similar import top_k_cosine
+
+    DiversityRule(max_creator_run=1, max_sound_run=1).order([7, 7, 8], [1, 2, 1])
+    unit_rows = np.eye(2, dtype=np.float32)
+    top_k_cosine(unit_rows, unit_rows[0].copy(), np.array([1, 2], dtype=np.int64), 1)
     candidates = Candidates.from_arrays(
         video_id=[1, 2], creator_id=[7, 8], published_at=[0.0, 3600.0], views=[10, 0],
         completion_sum=[5, 0], likes=[1, 0], shares=[0, 0], comments=[0, 0],

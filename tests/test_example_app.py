@@ -35,6 +35,7 @@ from reelrank import (
     WEIGHT_FIELDS,
     ConfigError,
     CursorError,
+    FeedServiceConfig,
     FeedUnavailableError,
     InvalidInputError,
     InvalidTransitionError,
@@ -43,6 +44,7 @@ from reelrank import (
     ProcessingState,
     QueryError,
     ReelrankError,
+    StoreDeadlines,
     StoreError,
     StoreTimeoutError,
     VideoStats,
@@ -85,6 +87,15 @@ TRANSCODING_VIDEO = QUEUED_VIDEO + 1
 UNKNOWN_VIDEO = 9_999_999
 
 
+# Faults injected here fail at once, so nothing needs a short deadline; generous ones keep
+# a busy machine's scheduling delays from turning into spurious timeouts and degraded pages.
+FEED_CONFIG = FeedServiceConfig(
+    cursor_secret="a-test-secret-of-some-length",
+    deadlines=StoreDeadlines(catalog=30, events=30, seen=30, models=30, cache=30),
+    refresh_pool_in_background=False,
+)
+
+
 def _clock() -> datetime:
     return NOW
 
@@ -115,7 +126,7 @@ def _make_app(settings: Settings = SETTINGS, wrap: Callable[[Stores], Stores] | 
     stores = dataclasses.replace(stores, embeddings=embeddings)
     if wrap is not None:
         stores = wrap(stores)
-    services = build_services(stores, settings, clock=_clock)
+    services = build_services(stores, settings, clock=_clock, feed_config=FEED_CONFIG)
     app = create_app(services)
     return App(services, app, app.test_client())
 
@@ -904,7 +915,7 @@ def test_redis_backed_services_serve_and_cache_feeds(tmp_path: Path) -> None:
     testing = _redis_testing()
     with testing.RedisServer(tmp_path / "redis") as server:
         settings = SETTINGS.model_copy(update={"redis_url": server.url, "videos": 30})
-        services = build_default_services(settings, clock=_clock)
+        services = build_default_services(settings, clock=_clock, feed_config=FEED_CONFIG)
         try:
             client = create_app(services).test_client()
             first = client.get(f"/v1/users/{USER}/feed?limit=4").get_json()
@@ -938,7 +949,7 @@ def test_redis_state_can_live_on_a_second_server(tmp_path: Path) -> None:
                 "events": 50,
             }
         )
-        services = build_default_services(settings, clock=_clock)
+        services = build_default_services(settings, clock=_clock, feed_config=FEED_CONFIG)
         try:
             client = create_app(services).test_client()
             assert client.get(f"/v1/users/{USER}/feed?limit=4").status_code == 200

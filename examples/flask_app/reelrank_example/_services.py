@@ -214,9 +214,17 @@ def _experiment() -> Experiment:
 
 
 def build_services(
-    stores: Stores, settings: Settings | None = None, *, clock: Clock | None = None
+    stores: Stores,
+    settings: Settings | None = None,
+    *,
+    clock: Clock | None = None,
+    feed_config: FeedServiceConfig | None = None,
 ) -> Services:
-    """Build every service on ``stores``; nothing is read or written yet."""
+    """Build every service on ``stores``; nothing is read or written yet.
+
+    ``feed_config`` replaces the feed service's defaults (deadlines, cache lifetimes...);
+    without it, only the cursor secret comes from ``settings``.
+    """
     settings = settings or Settings()
     clock = clock or _utc_now
     resolver: VariantResolver | None = None
@@ -232,7 +240,7 @@ def build_services(
         events=stores.events,
         seen=stores.seen,
         cache=stores.cache,
-        config=FeedServiceConfig(cursor_secret=settings.cursor_secret),
+        config=feed_config or FeedServiceConfig(cursor_secret=settings.cursor_secret),
         assign_variant=resolver,
         clock=clock,
     )
@@ -251,7 +259,10 @@ def build_services(
 
 
 def build_default_services(
-    settings: Settings | None = None, *, clock: Clock | None = None
+    settings: Settings | None = None,
+    *,
+    clock: Clock | None = None,
+    feed_config: FeedServiceConfig | None = None,
 ) -> Services:
     """Stores chosen by ``settings``, seeded with the synthetic catalog, and their services."""
     settings = settings or Settings()
@@ -263,7 +274,12 @@ def build_default_services(
         for close in stores.closers:
             close()
         raise
-    return build_services(dataclasses.replace(stores, embeddings=embeddings), settings, clock=clock)
+    return build_services(
+        dataclasses.replace(stores, embeddings=embeddings),
+        settings,
+        clock=clock,
+        feed_config=feed_config,
+    )
 
 
 # -- the synthetic catalog ---------------------------------------------------------------

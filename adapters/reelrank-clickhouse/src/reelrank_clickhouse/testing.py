@@ -13,22 +13,18 @@ simulate a hung server::
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 import clickhouse_driver
 import clickhouse_driver.errors
+
+from reelrank.testing.servers import ServerProcess, free_port, spawn_logged, wait_until_ready
 
 __all__ = [
     "ClickHouseServer",
@@ -121,15 +117,7 @@ def find_clickhouse_server() -> str | None:
     return shutil.which("clickhouse-server")
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listened on a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-class ClickHouseServer:
+class ClickHouseServer(ServerProcess):
     """A ``clickhouse-server`` child process on ``127.0.0.1`` for tests.
 
     ``directory`` receives the generated config, users file, data, temporary files
@@ -137,7 +125,8 @@ class ClickHouseServer:
     its own), so stopping the test process's fixtures stops it.
     """
 
-    host = "127.0.0.1"
+    error_type = ClickHouseServerError
+    stop_timeout = _STOP_TIMEOUT_SECONDS
 
     def __init__(self, directory: Path, *, executable: str | None = None) -> None:
         found = executable or find_clickhouse_server()
@@ -147,8 +136,6 @@ class ClickHouseServer:
         self.directory = directory.resolve()
         self.tcp_port = 0
         self.http_port = 0
-        self._process: subprocess.Popen[bytes] | None = None
-        self._paused = False
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -197,26 +184,15 @@ class ClickHouseServer:
             f"--config-file={config}",
             f"--pid-file={self.directory / 'server.pid'}",
         ]
-        output = (self.directory / "log" / "stdout.log").open("ab")
         try:
-            process = subprocess.Popen(
-                command,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                cwd=self.directory,
-                start_new_session=True,
+            process = spawn_logged(
+                command, self.directory / "log" / "stdout.log", cwd=self.directory
             )
         except OSError as exc:
             raise ClickHouseServerError(f"cannot run {self.executable}: {exc}") from exc
-        finally:
-            output.close()
-        self._process = process
-        self._paused = False
-        deadline = time.monotonic() + _START_TIMEOUT_SECONDS
-        while time.monotonic() < deadline and process.poll() is None:
-            if self._answers():
-                return
-            time.sleep(0.02)
+        self._adopt(process)
+        if wait_until_ready(self._answers, process, timeout=_START_TIMEOUT_SECONDS, interval=0.02):
+            return
         self._terminate()
         raise ClickHouseServerError(
             f"clickhouse-server on ports {self.tcp_port}/{self.http_port} did not answer; "
@@ -252,24 +228,6 @@ class ClickHouseServer:
         mine = str(self.directory)
         return over_http.startswith(mine) and over_native.startswith(mine)
 
-    def stop(self) -> None:
-        """Stop the server (resuming it first if it is paused); a no-op if not running."""
-        self._terminate()
-
-    def _terminate(self) -> None:
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        if self._paused:
-            process.send_signal(signal.SIGCONT)
-            self._paused = False
-        process.terminate()
-        try:
-            process.wait(timeout=_STOP_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
     def pause(self) -> None:
         """Freeze the server with ``SIGSTOP``: connections stay open but nothing answers.
 
@@ -277,8 +235,7 @@ class ClickHouseServer:
         them to, and right after start a thread was seen to answer a query after
         ``kill`` had returned.
         """
-        self._signal(signal.SIGSTOP)
-        self._paused = True
+        super().pause()
         self._wait_until_stopped()
 
     def _wait_until_stopped(self) -> None:
@@ -295,27 +252,7 @@ class ClickHouseServer:
             time.sleep(0.005)
         raise ClickHouseServerError("the server's threads did not stop after SIGSTOP")
 
-    def resume(self) -> None:
-        """Unfreeze a paused server with ``SIGCONT``."""
-        self._signal(signal.SIGCONT)
-        self._paused = False
-
-    def _signal(self, signum: int) -> None:
-        if self._process is None or self._process.poll() is not None:
-            raise ClickHouseServerError("the server is not running")
-        self._process.send_signal(signum)
-
     # -- access ---------------------------------------------------------------------
-
-    @property
-    def pid(self) -> int | None:
-        """Process id of the running server."""
-        return None if self._process is None else self._process.pid
-
-    @property
-    def running(self) -> bool:
-        """Whether the server process is alive (paused counts as alive)."""
-        return self._process is not None and self._process.poll() is None
 
     def execute(self, sql: str, *, timeout: float = 10.0) -> str:
         """Run one statement over HTTP (for setup, such as ``CREATE DATABASE``) and
@@ -326,21 +263,3 @@ class ClickHouseServer:
         with urllib.request.urlopen(request, timeout=timeout) as reply:
             text: str = reply.read().decode("utf-8")
             return text
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def __del__(self) -> None:
-        # A test that fails between start and stop must not leave a server behind.
-        with contextlib.suppress(Exception):
-            if self._process is not None and self._process.poll() is None:
-                os.kill(self._process.pid, signal.SIGKILL)

@@ -19,7 +19,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -28,6 +27,8 @@ from types import TracebackType
 from typing import Self
 
 import psycopg
+
+from reelrank.testing.servers import free_port, spawn_logged, wait_until_ready
 
 __all__ = ["PostgresServer", "PostgresServerError", "find_postgres_bin", "free_port"]
 
@@ -54,14 +55,6 @@ def find_postgres_bin() -> Path | None:
         if (directory / "postgres").is_file() and (directory / "initdb").is_file():
             return directory
     return None
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listened on a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _run_as_server_user() -> bool:
@@ -169,27 +162,26 @@ class PostgresServer:
                 "-c", "max_connections=100",
             ]
         )
-        log = self.log_path.open("ab")
         try:
-            process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
+            process = spawn_logged(command, self.log_path)
         except OSError as exc:
             raise PostgresServerError(f"cannot run postgres: {exc}") from exc
-        finally:
-            log.close()
         self._process = process
-        deadline = time.monotonic() + _START_TIMEOUT_SECONDS
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                with psycopg.connect(self.dsn, connect_timeout=2):
-                    return
-            except psycopg.OperationalError:
-                time.sleep(0.02)
+        if wait_until_ready(
+            self._accepts_connections, process, timeout=_START_TIMEOUT_SECONDS, interval=0.02
+        ):
+            return
         self._terminate()
         raise PostgresServerError(
             f"postgres on port {self.port} did not start; see {self.log_path}"
         )
+
+    def _accepts_connections(self) -> bool:
+        try:
+            with psycopg.connect(self.dsn, connect_timeout=2):
+                return True
+        except psycopg.OperationalError:
+            return False
 
     def stop(self) -> None:
         """Stop the server (resuming it first if paused) and delete the cluster."""

@@ -12,26 +12,20 @@ which is how the fault tests simulate a hung or crashed Redis::
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
-import signal
-import socket
-import subprocess
-import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from reelrank.testing.servers import ServerProcess, free_port, spawn_logged, wait_until_ready
+
 __all__ = ["RedisServer", "RedisServerError", "find_redis_server", "free_port"]
 
 _START_TIMEOUT_SECONDS = 10.0
-_STOP_TIMEOUT_SECONDS = 5.0
 _PORT_ATTEMPTS = 3
 
 
@@ -44,15 +38,7 @@ def find_redis_server() -> str | None:
     return shutil.which("redis-server")
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listened on a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-class RedisServer:
+class RedisServer(ServerProcess):
     """A ``redis-server`` subprocess on ``127.0.0.1`` for tests.
 
     ``directory`` receives the server's log (and would hold its files, but
@@ -60,7 +46,7 @@ class RedisServer:
     are appended to the command line, for example ``["--maxmemory", "4mb"]``.
     """
 
-    host = "127.0.0.1"
+    error_type = RedisServerError
 
     def __init__(
         self,
@@ -78,8 +64,6 @@ class RedisServer:
         self.extra_args = tuple(extra_args)
         self._fixed_port = port
         self.port = port or 0
-        self._process: subprocess.Popen[bytes] | None = None
-        self._paused = False
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -118,52 +102,30 @@ class RedisServer:
             "--daemonize", "no",
             *self.extra_args,
         ]
-        log = (self.directory / f"redis-{self.port}.log").open("ab")
         try:
-            process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
+            process = spawn_logged(command, self.log_path)
         except OSError as exc:
             raise RedisServerError(f"cannot run {self.executable}: {exc}") from exc
-        finally:
-            log.close()
-        self._process = process
-        self._paused = False
-        deadline = time.monotonic() + _START_TIMEOUT_SECONDS
+        self._adopt(process)
         probe = self.client(socket_timeout=0.5, socket_connect_timeout=0.5)
+
+        def answers_ping() -> bool:
+            try:
+                return bool(probe.ping())
+            except (redis.exceptions.RedisError, OSError):
+                return False
+
         try:
-            while time.monotonic() < deadline:
-                if process.poll() is not None:
-                    break
-                try:
-                    if probe.ping():
-                        return
-                except (redis.exceptions.RedisError, OSError):
-                    time.sleep(0.01)
+            if wait_until_ready(
+                answers_ping, process, timeout=_START_TIMEOUT_SECONDS, interval=0.01
+            ):
+                return
         finally:
             probe.close()
         self._terminate()
         raise RedisServerError(
             f"redis-server on port {self.port} did not answer PING; see {self.log_path}"
         )
-
-    def stop(self) -> None:
-        """Stop the server (resuming it first if it is paused); a no-op if not running."""
-        self._terminate()
-
-    def _terminate(self) -> None:
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        if self._paused:
-            process.send_signal(signal.SIGCONT)
-            self._paused = False
-        process.terminate()
-        try:
-            process.wait(timeout=_STOP_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
     def kill(self) -> None:
         """Kill the server with ``SIGKILL``, as a crash would."""
@@ -180,32 +142,7 @@ class RedisServer:
         self._fixed_port = self.port
         self.start()
 
-    def pause(self) -> None:
-        """Freeze the server with ``SIGSTOP``: connections stay open but nothing answers."""
-        self._signal(signal.SIGSTOP)
-        self._paused = True
-
-    def resume(self) -> None:
-        """Unfreeze a paused server with ``SIGCONT``."""
-        self._signal(signal.SIGCONT)
-        self._paused = False
-
-    def _signal(self, signum: int) -> None:
-        if self._process is None or self._process.poll() is not None:
-            raise RedisServerError("the server is not running")
-        self._process.send_signal(signum)
-
     # -- access ---------------------------------------------------------------------
-
-    @property
-    def pid(self) -> int | None:
-        """Process id of the running server."""
-        return None if self._process is None else self._process.pid
-
-    @property
-    def running(self) -> bool:
-        """Whether the server process is alive (paused counts as alive)."""
-        return self._process is not None and self._process.poll() is None
 
     @property
     def url(self) -> str:
@@ -227,21 +164,3 @@ class RedisServer:
         }
         options.update(kwargs)
         return redis.Redis(host=self.host, port=self.port, **options)
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def __del__(self) -> None:
-        # A test that fails between start and stop must not leave a server behind.
-        with contextlib.suppress(Exception):
-            if self._process is not None and self._process.poll() is None:
-                os.kill(self._process.pid, signal.SIGKILL)

@@ -17,9 +17,10 @@ from reelrank import (
 )
 from reelrank._models import check_id, check_ids, check_limit
 
-from ._config import RedisConfig, client_bounds_calls
+from ._config import RedisConfig
 from ._errors import store_errors
-from ._keys import KeyLayout, id_member, member_id
+from ._keys import id_member, member_id
+from ._store import RedisStore
 
 __all__ = ["RedisEventStore"]
 
@@ -80,7 +81,7 @@ def _float(value: Any) -> float:
     return float(value) if value is not None else 0.0
 
 
-class RedisEventStore:
+class RedisEventStore(RedisStore):
     """Engagement aggregates kept as Redis counters, updated as events arrive.
 
     :meth:`append` runs one Lua script: ``SET NX EX`` on the event id (kept for
@@ -94,24 +95,8 @@ class RedisEventStore:
     """
 
     def __init__(self, client: redis.Redis, config: RedisConfig | None = None) -> None:
-        self._client = client
-        self._config = config or RedisConfig()
-        self._keys = KeyLayout(self._config.prefix)
-        self._bounds_own_calls = client_bounds_calls(client, self._config)
+        super().__init__(client, config)
         self._append_script = client.register_script(_APPEND_SCRIPT)
-
-    @property
-    def config(self) -> RedisConfig:
-        """The settings this store was built with."""
-        return self._config
-
-    @property
-    def bounds_own_calls(self) -> bool:
-        """Whether each call ends within the client's short timeouts (see
-        :func:`~reelrank_redis.client_bounds_calls`); the feed service then calls this
-        store on the request's thread, and a paused server fails a call after one
-        ``socket_timeout``."""
-        return self._bounds_own_calls
 
     def append(self, event: EngagementEvent, *, creator_id: int) -> bool:
         """Apply an event once per ``event_id``; ``False`` for a duplicate."""

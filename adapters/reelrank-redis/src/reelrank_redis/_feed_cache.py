@@ -14,9 +14,10 @@ from reelrank._models import check_feed_key, check_id, check_ttl, check_variant
 from reelrank.protocols import FeedKey
 
 from ._codec import SnapshotFormatError, decode_snapshot, encode_snapshot
-from ._config import RedisConfig, client_bounds_calls
+from ._config import RedisConfig
 from ._errors import store_errors
-from ._keys import DEFAULT_VARIANT, KeyLayout
+from ._keys import DEFAULT_VARIANT
+from ._store import RedisStore
 
 __all__ = ["FeedCacheStats", "RedisFeedCache"]
 
@@ -72,7 +73,7 @@ def _ttl_milliseconds(ttl_seconds: float) -> int:
     return max(1, round(ttl_seconds * 1000.0))
 
 
-class RedisFeedCache:
+class RedisFeedCache(RedisStore):
     """Ranked feed snapshots in Redis, one packed string per ``(user_id, variant)``.
 
     Each snapshot is a string key with a millisecond TTL set by Redis itself, so
@@ -87,25 +88,9 @@ class RedisFeedCache:
     """
 
     def __init__(self, client: redis.Redis, config: RedisConfig | None = None) -> None:
-        self._client = client
-        self._config = config or RedisConfig()
-        self._keys = KeyLayout(self._config.prefix)
-        self._bounds_own_calls = client_bounds_calls(client, self._config)
+        super().__init__(client, config)
         self._get_script = client.register_script(_GET_SCRIPT)
         self._invalidate_script = client.register_script(_INVALIDATE_SCRIPT)
-
-    @property
-    def config(self) -> RedisConfig:
-        """The settings this cache was built with."""
-        return self._config
-
-    @property
-    def bounds_own_calls(self) -> bool:
-        """Whether each call ends within the client's short timeouts (see
-        :func:`~reelrank_redis.client_bounds_calls`); the feed service then calls this
-        store on the request's thread, and a paused server fails a call after one
-        ``socket_timeout``."""
-        return self._bounds_own_calls
 
     # -- reads ------------------------------------------------------------------------
 

@@ -11,9 +11,10 @@ import redis
 
 from reelrank._models import check_aware, check_id, check_ids, check_limit
 
-from ._config import RedisConfig, client_bounds_calls
+from ._config import RedisConfig
 from ._errors import store_errors
-from ._keys import KeyLayout, id_member, member_id
+from ._keys import id_member, member_id
+from ._store import RedisStore
 from ._time import to_microseconds
 
 __all__ = ["RedisSeenStore"]
@@ -63,7 +64,7 @@ def _pack_members(video_ids: Sequence[int]) -> bytes:
     return struct.pack(f">{len(video_ids)}q", *video_ids)
 
 
-class RedisSeenStore:
+class RedisSeenStore(RedisStore):
     """Seen videos per user in one sorted set: member = video id, score = time seen.
 
     Scores are integer microseconds since the epoch; members are the ids as 8
@@ -83,24 +84,8 @@ class RedisSeenStore:
     """
 
     def __init__(self, client: redis.Redis, config: RedisConfig | None = None) -> None:
-        self._client = client
-        self._config = config or RedisConfig()
-        self._keys = KeyLayout(self._config.prefix)
-        self._bounds_own_calls = client_bounds_calls(client, self._config)
+        super().__init__(client, config)
         self._take_unseen_script = client.register_script(_TAKE_UNSEEN_SCRIPT)
-
-    @property
-    def config(self) -> RedisConfig:
-        """The settings this store was built with."""
-        return self._config
-
-    @property
-    def bounds_own_calls(self) -> bool:
-        """Whether each call ends within the client's short timeouts (see
-        :func:`~reelrank_redis.client_bounds_calls`); the feed service then calls this
-        store on the request's thread, and a paused server fails a call after one
-        ``socket_timeout``."""
-        return self._bounds_own_calls
 
     def mark_seen(self, user_id: int, video_ids: Sequence[int], at: datetime) -> None:
         """Record that the user saw these videos at ``at`` (later times win)."""

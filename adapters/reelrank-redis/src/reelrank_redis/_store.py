@@ -1,0 +1,35 @@
+"""What every Redis-backed store shares: the client, its settings and key layout."""
+
+from __future__ import annotations
+
+import redis
+
+from ._config import RedisConfig, client_bounds_calls
+from ._keys import KeyLayout
+
+__all__ = ["RedisStore"]
+
+
+class RedisStore:
+    """Base of the Redis stores: keeps ``client``, ``config`` (the defaults when omitted)
+    and the key layout of ``config.prefix``, and tells the feed service whether the
+    client's own timeouts bound each call."""
+
+    def __init__(self, client: redis.Redis, config: RedisConfig | None = None) -> None:
+        self._client = client
+        self._config = config or RedisConfig()
+        self._keys = KeyLayout(self._config.prefix)
+        self._bounds_own_calls = client_bounds_calls(client, self._config)
+
+    @property
+    def config(self) -> RedisConfig:
+        """The settings this store was built with."""
+        return self._config
+
+    @property
+    def bounds_own_calls(self) -> bool:
+        """Whether each call ends within the client's short timeouts (see
+        :func:`~reelrank_redis.client_bounds_calls`); the feed service then calls this
+        store on the request's thread, and a paused server fails a call after one
+        ``socket_timeout``."""
+        return self._bounds_own_calls

@@ -91,7 +91,8 @@ class LRUFeedCache:
     """
 
     in_process = True
-    """Marks a level that cannot stall: services call it without a deadline."""
+    """A level in this process that cannot fail or stall: the feed service always calls
+    it without a guard."""
 
     def __init__(
         self, max_entries: int = 10_000, *, clock: Callable[[], float] = time.monotonic

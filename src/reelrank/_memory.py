@@ -130,6 +130,9 @@ class InMemoryCatalog:
     :meth:`recent_videos` reads only the ``limit`` newest instead of sorting the catalog.
     """
 
+    bounds_own_calls = True
+    """Never waits on I/O, so the feed service calls it on the request thread."""
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._videos: dict[int, Video] = {}
@@ -279,6 +282,9 @@ class InMemoryEventStore:
     (default :func:`time.monotonic`); tests pass a fake one.
     """
 
+    bounds_own_calls = True
+    """Never waits on I/O, so the feed service calls it on the request thread."""
+
     def __init__(
         self,
         *,
@@ -406,6 +412,9 @@ class InMemorySeenStore:
     marks of one retention period.
     """
 
+    bounds_own_calls = True
+    """Never waits on I/O, so the feed service calls it on the request thread."""
+
     def __init__(
         self, *, retention_seconds: float | None = DEFAULT_SEEN_RETENTION_SECONDS
     ) -> None:
@@ -468,6 +477,13 @@ class InMemoryFeedCache:
     tests pass a fake clock to expire entries without sleeping. Expired entries are
     dropped lazily, when read or overwritten, and by :meth:`purge_expired`.
     """
+
+    bounds_own_calls = True
+    """Never waits on I/O, so the feed service calls it on the request thread."""
+
+    in_process = True
+    """A level in this process that cannot fail or stall: the feed service calls it
+    without a guard when stores that bound their own calls run inline."""
 
     def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._lock = threading.Lock()
@@ -556,6 +572,9 @@ class InMemoryFeedCache:
 
 class InMemoryModelRegistry:
     """A :class:`~reelrank.ModelRegistry` held in dictionaries."""
+
+    bounds_own_calls = True
+    """Never waits on I/O, so the feed service calls it on the request thread."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

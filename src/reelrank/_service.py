@@ -26,13 +26,6 @@ from ._cache import CacheStats, LRUFeedCache, TieredFeedCache
 from ._config import WEIGHT_FIELDS, RankingConfig, StrictModel
 from ._cursor import CursorCodec, CursorState
 from ._diversity import NO_SOUND, DiversityRule
-from ._memory import (
-    InMemoryCatalog,
-    InMemoryEventStore,
-    InMemoryFeedCache,
-    InMemoryModelRegistry,
-    InMemorySeenStore,
-)
 from ._models import (
     DegradedDependency,
     FeedItem,
@@ -227,35 +220,22 @@ class _GuardedFeedCache:
         return self._guard.call(self._inner.invalidate_user, user_id)
 
 
-_IN_MEMORY_STORES = (
-    InMemoryCatalog,
-    InMemoryEventStore,
-    InMemorySeenStore,
-    InMemoryModelRegistry,
-    InMemoryFeedCache,
-    LRUFeedCache,
-)
-
-
 def _bounds_own_calls(store: Any) -> bool:
     """Whether ``store`` cannot stall past a bound of its own, so it may run inline.
 
-    True for the embedded in-memory stores, and for a store whose class declares
-    ``bounds_own_calls`` and whose instance sets it true. Both checks are on the class,
-    so a wrapper that forwards attributes to such a store (a fault injector, a proxy to
-    another process) is not mistaken for one.
+    True for a store whose class declares ``bounds_own_calls`` and whose instance sets
+    it true: the embedded in-memory stores, and the Redis stores with short client
+    timeouts. The check is on the class, so a wrapper that forwards attributes to such
+    a store (a fault injector, a proxy to another process) is not mistaken for one.
     """
-    if isinstance(store, _IN_MEMORY_STORES):
-        return True
     return hasattr(type(store), "bounds_own_calls") and store.bounds_own_calls is True
 
 
 def _called_directly(level: FeedCache, config: FeedServiceConfig) -> bool:
     """Whether a cache level is called without its guard: an in-process LRU level always,
-    the embedded in-memory levels when stores that bound their own calls run inline."""
-    return isinstance(level, LRUFeedCache) or (
-        config.inline_self_bounded_stores and isinstance(level, _IN_MEMORY_STORES)
-    )
+    other in-process levels when stores that bound their own calls run inline."""
+    in_process = getattr(type(level), "in_process", False) is True
+    return isinstance(level, LRUFeedCache) or (config.inline_self_bounded_stores and in_process)
 
 
 def _inline(name: str, store: Any, config: FeedServiceConfig) -> bool:

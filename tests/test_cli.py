@@ -198,3 +198,17 @@ def test_the_installed_script_runs_in_a_fresh_process(tmp_path: Path) -> None:
     )
     assert failed.returncode == 2
     assert failed.stderr.count("\n") == 1
+
+
+def test_output_cut_short_by_its_reader_ends_quietly() -> None:
+    reader = subprocess.Popen(
+        [sys.executable, "-m", "reelrank", "demo"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert reader.stdout is not None and reader.stderr is not None
+    reader.stdout.readline()
+    reader.stdout.close()  # like `reelrank demo | head -1`
+    errors = reader.stderr.read().decode()
+    assert reader.wait(timeout=240) == 0
+    assert "Traceback" not in errors

@@ -243,4 +243,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         status: int = args.handler(args)
     except (_UsageError, ConfigError, InvalidInputError) as exc:
         return _fail(str(exc))
+    except BrokenPipeError:
+        # The reader (``| head``) has gone: stop quietly, as Unix tools do. Pointing
+        # stdout at devnull keeps the interpreter's final flush from raising again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return status

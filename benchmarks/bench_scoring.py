@@ -39,7 +39,7 @@ import pytest
 from conftest import QUICK, SUMMARY
 
 from reelrank import Candidates, Ranker, RankingConfig, warmup
-from reelrank import _kernels as kernels
+from reelrank._kernels import _rank as kernels
 
 SIZES = [100, 1_000, 10_000] if QUICK else [100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000]
 PYTHON_MAX = 1_000 if QUICK else 100_000

@@ -48,8 +48,9 @@ _PUBLIC_SUBMODULES = ("reelrank.exceptions", "reelrank.protocols")
 def _module_attribute_docs() -> dict[str, list[str]]:
     """Docstrings written under module-level constants, found in reelrank's own modules."""
     found: dict[str, list[str]] = {}
-    for module in pkgutil.iter_modules(reelrank.__path__, "reelrank."):
-        if module.name.endswith(".__main__"):  # analysing it would run the command line
+    for module in pkgutil.walk_packages(reelrank.__path__, "reelrank."):
+        # __main__ would run the command line; testing needs pytest and exports no constants
+        if module.name.endswith(".__main__") or module.name.startswith("reelrank.testing"):
             continue
         try:
             docs = ModuleAnalyzer.for_module(module.name).find_attr_docs()
@@ -71,7 +72,7 @@ def _document_reexported_constants(
     the docstring of their type.
     """
     module, _, attribute = name.rpartition(".")
-    if what != "data" or module != "reelrank":
+    if what != "data" or not (module == "reelrank" or module.startswith("reelrank.")):
         return
     docs = _module_attribute_docs().get(attribute)
     if docs is not None:

@@ -8,9 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reelrank import FeedCache, FeedSnapshot, InvalidInputError, StoreError
-from reelrank._cache import CacheStats, LRUFeedCache, TieredFeedCache
-from reelrank._memory import InMemoryFeedCache
 from reelrank.protocols import FeedKey
+from reelrank.stores import CacheStats, InMemoryFeedCache, LRUFeedCache, TieredFeedCache
 from reelrank.testing import FeedCacheContract
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)

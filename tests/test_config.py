@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reelrank import WEIGHT_FIELDS, ConfigError, RankingConfig
-from reelrank._config import StrictModel
+from reelrank.models import StrictModel
 
 
 def test_defaults_match_the_documented_weights() -> None:
@@ -88,7 +88,7 @@ def test_malformed_json_and_toml_raise_config_error() -> None:
 
 
 def test_nested_config_errors_name_the_full_path() -> None:
-    from reelrank._config import StrictModel
+    from reelrank.models import StrictModel
 
     class Outer(StrictModel):
         ranking: RankingConfig = RankingConfig()

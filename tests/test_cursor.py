@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reelrank import ConfigError, CursorError, InvalidInputError
-from reelrank._cursor import CursorCodec, CursorState
+from reelrank.feed._cursor import CursorCodec, CursorState
 
 SECRET = b"0123456789abcdef-secret"
 MAX_AGE = 600.0

@@ -21,7 +21,7 @@ from reelrank._demo import (
     run_demo,
     serve_demo_feed,
 )
-from reelrank._diversity import NO_SOUND
+from reelrank._kernels._diversity import NO_SOUND
 
 HEADER = ["pos", "video", "creator", "age", "views", "score", *WEIGHT_FIELDS]
 NUMBERS = ["pos", "video", "creator", "views", "score", *WEIGHT_FIELDS]

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reelrank import ConfigError, DiversityRule, InvalidInputError
-from reelrank._diversity import NO_SOUND
+from reelrank._kernels._diversity import NO_SOUND
 
 
 def reference_order(

@@ -17,14 +17,14 @@ pa = pytest.importorskip("pyarrow")
 
 import reference as ref  # noqa: E402
 
-import reelrank._frame  # noqa: E402
+import reelrank.scoring._frame  # noqa: E402
 from reelrank import (  # noqa: E402
     WEIGHT_FIELDS,
     InvalidInputError,
     RankingConfig,
     score_frame,
 )
-from reelrank._scoring import Candidates, Ranker  # noqa: E402
+from reelrank.scoring import Candidates, Ranker  # noqa: E402
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 OUTPUTS = ["score", *WEIGHT_FIELDS]
@@ -472,7 +472,7 @@ def test_chunking_does_not_change_the_scores(rows: int, chunk_rows: int, seed: i
 def test_progress_bar_appears_only_for_large_frames(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(reelrank._frame, "_PROGRESS_MIN_ROWS", 20)
+    monkeypatch.setattr(reelrank.scoring._frame, "_PROGRESS_MIN_ROWS", 20)
     score_frame(video_frame(rows=20), now=NOW, chunk_rows=7)
     assert capsys.readouterr().err == ""
     frame = video_frame(rows=30)

@@ -9,7 +9,7 @@ import pytest
 import reference as ref
 
 from reelrank import Candidates, Ranker, RankingConfig
-from reelrank import _kernels as K
+from reelrank._kernels import _rank as K
 
 NOW = 1.7e9
 

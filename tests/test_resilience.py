@@ -8,13 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reelrank import ConfigError, StoreError, StoreTimeoutError, StoreUnavailableError
-from reelrank._resilience import (
-    BreakerState,
-    CircuitBreaker,
-    DependencyGuard,
-    WorkerPool,
-    request_scope,
-)
+from reelrank.feed import BreakerState, CircuitBreaker
+from reelrank.feed._resilience import DependencyGuard, WorkerPool, request_scope
 
 
 class FakeClock:

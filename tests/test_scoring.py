@@ -23,7 +23,7 @@ from reelrank import (
     RankingConfig,
     warmup,
 )
-from reelrank import _kernels as kernels
+from reelrank._kernels import _rank as kernels
 
 NOW = 1.7e9
 # Scores are float32 sums of five float32 terms in [0, 1]; the publish time is stored
@@ -555,12 +555,12 @@ def test_aware_datetime_in_utc_matches_epoch_seconds() -> None:
 WARMUP_PROBE = """
 import os
 import reelrank
-from reelrank import _diversity, _kernels, _similar_kernels
+from reelrank._kernels import _cosine, _diversity, _rank
 
 request_path_kernels = {
     "diversity": _diversity._diversify,
-    "similar": _similar_kernels.top_k_cosine_kernel,
-    "rank": _kernels.rank_kernel,
+    "similar": _cosine.top_k_cosine_kernel,
+    "rank": _rank.rank_kernel,
 }
 before = sorted(name for name, kernel in request_path_kernels.items() if kernel.signatures)
 reelrank.warmup()

@@ -22,22 +22,23 @@ from reelrank import (
     RankingConfig,
     StoreTimeoutError,
 )
-from reelrank._cache import LRUFeedCache, TieredFeedCache
-from reelrank._diversity import DiversityRule
-from reelrank._events import EngagementRecorder
-from reelrank._memory import (
+from reelrank.feed import (
+    BreakerState,
+    EngagementRecorder,
+    FeedRankingService,
+    FeedServiceConfig,
+    StoreDeadlines,
+)
+from reelrank.scoring import DiversityRule
+from reelrank.stores import (
+    AtomicSeenStore,
     InMemoryCatalog,
     InMemoryEventStore,
     InMemoryFeedCache,
     InMemoryModelRegistry,
     InMemorySeenStore,
-)
-from reelrank._resilience import BreakerState
-from reelrank._service import (
-    AtomicSeenStore,
-    FeedRankingService,
-    FeedServiceConfig,
-    StoreDeadlines,
+    LRUFeedCache,
+    TieredFeedCache,
 )
 from reelrank.testing import EPOCH, FaultInjector, ManualClock, make_creator, make_model, make_video
 

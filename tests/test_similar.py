@@ -23,7 +23,7 @@ from reelrank import (
     metadata_similarity,
     top_k_cosine,
 )
-from reelrank._similar import MIN_ROWS_PER_THREAD
+from reelrank.discovery._similar import MIN_ROWS_PER_THREAD
 from reelrank.testing import EPOCH, make_creator, make_video
 
 

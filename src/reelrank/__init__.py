@@ -1,93 +1,31 @@
-"""reelrank: fast, explainable ranking for short-video feeds."""
+"""reelrank: fast, explainable ranking for short-video feeds.
 
-from ._cache import CacheStats, LRUFeedCache, TieredFeedCache
-from ._config import WEIGHT_FIELDS, RankingConfig
-from ._creators import CreatorRecommendation, CreatorRecommender, CreatorRecommenderConfig
-from ._diversity import DiversityRule
-from ._events import EngagementRecorder, RecorderConfig, watch_completion
-from ._experiments import Experiment, Variant, assignment_point
-from ._frame import score_frame
-from ._manifest import (
-    ManifestConfig,
-    build_dash_mpd,
-    build_hls_master_playlist,
-    iso8601_duration,
+The names below are the flat namespace; each also lives in the public subpackage that
+owns it: :mod:`reelrank.models`, :mod:`reelrank.stores`, :mod:`reelrank.scoring`,
+:mod:`reelrank.feed`, :mod:`reelrank.discovery` and :mod:`reelrank.media`.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from ._warmup import (
+    warmup,
 )
-from ._memory import (
-    InMemoryCatalog,
-    InMemoryEventStore,
-    InMemoryFeedCache,
-    InMemoryModelRegistry,
-    InMemorySeenStore,
-)
-from ._models import (
-    AFFINITY_CREDITS,
-    AFFINITY_PRIOR_CREDIT,
-    MAX_ID,
-    Creator,
-    DegradedDependency,
-    DomainModel,
-    EngagementEvent,
-    EngagementKind,
-    FeedItem,
-    FeedPage,
-    FeedSnapshot,
-    ModelInfo,
-    ModelStatus,
-    ProcessingState,
-    Rendition,
-    Video,
-    VideoStats,
-    affinity,
-    affinity_credit,
-)
-from ._processing import (
-    InMemoryProgressStore,
-    ProcessingProgress,
-    ProcessingTracker,
-    RenditionProgress,
-    RenditionStatus,
-)
-from ._resilience import BreakerState, CircuitBreaker, DependencyStats
-from ._scoring import Candidates, Ranker, Ranking, warmup
-from ._search import (
-    InMemorySearchIndex,
-    ParsedQuery,
-    QueryTerm,
-    SearchConfig,
-    SearchDocument,
-    SearchHit,
-    VideoSearch,
-    parse_query,
-    tokenize,
-    video_quality,
-)
-from ._service import (
-    AtomicSeenStore,
-    FeedRankingService,
-    FeedServiceConfig,
-    FeedServiceStats,
-    StoreDeadlines,
-    VariantResolver,
-)
-from ._similar import (
+from .discovery import (
+    CreatorRecommendation,
+    CreatorRecommender,
+    CreatorRecommenderConfig,
     EmbeddingIndex,
+    SearchHit,
     SimilarityConfig,
     SimilarVideo,
     SimilarVideos,
-    metadata_similarity,
-    top_k_cosine,
-)
-from ._trending import (
-    InMemoryEngagementLog,
-    InMemoryTrendingSnapshotStore,
-    Trend,
     Trending,
     TrendingConfig,
-    TrendingItem,
-    TrendingKind,
-    TrendingSnapshot,
+    VideoSearch,
     decayed_scores,
+    metadata_similarity,
+    top_k_cosine,
+    video_quality,
 )
 from .exceptions import (
     ConfigError,
@@ -103,20 +41,104 @@ from .exceptions import (
     StoreTimeoutError,
     StoreUnavailableError,
 )
-from .protocols import (
+from .feed import (
+    BreakerState,
+    CircuitBreaker,
+    DependencyStats,
+    EngagementRecorder,
+    FeedRankingService,
+    FeedServiceConfig,
+    FeedServiceStats,
+    RecorderConfig,
+    StoreDeadlines,
+    VariantResolver,
+    watch_completion,
+)
+from .media import (
+    ManifestConfig,
+    ProcessingTracker,
+    build_dash_mpd,
+    build_hls_master_playlist,
+    iso8601_duration,
+)
+from .models import (
+    AFFINITY_CREDITS,
+    AFFINITY_PRIOR_CREDIT,
+    WEIGHT_FIELDS,
+    Creator,
+    DegradedDependency,
+    DomainModel,
+    EngagementEvent,
+    EngagementKind,
+    FeedItem,
+    FeedPage,
+    FeedSnapshot,
+    ModelInfo,
+    ModelStatus,
+    ParsedQuery,
+    ProcessingProgress,
+    ProcessingState,
+    QueryTerm,
+    Rendition,
+    RenditionProgress,
+    RenditionStatus,
+    SearchDocument,
+    Trend,
+    TrendingItem,
+    TrendingKind,
+    TrendingSnapshot,
+    Video,
+    VideoStats,
+    affinity,
+    affinity_credit,
+)
+from .scoring import (
+    Candidates,
+    DiversityRule,
+    Experiment,
+    Ranker,
+    Ranking,
+    RankingConfig,
+    Variant,
+    assignment_point,
+    score_frame,
+)
+from .stores import (
+    AtomicSeenStore,
+    CacheStats,
     Catalog,
     EngagementLog,
     EventStore,
     FeedCache,
     FeedKey,
+    InMemoryCatalog,
+    InMemoryEngagementLog,
+    InMemoryEventStore,
+    InMemoryFeedCache,
+    InMemoryModelRegistry,
+    InMemoryProgressStore,
+    InMemorySearchIndex,
+    InMemorySeenStore,
+    InMemoryTrendingSnapshotStore,
+    LRUFeedCache,
     ModelRegistry,
     ProgressStore,
+    SearchConfig,
     SearchIndex,
     SeenStore,
+    TieredFeedCache,
     TrendingSnapshotStore,
+    parse_query,
+    tokenize,
+)
+from .validation import (
+    MAX_ID,
 )
 
-__version__ = "0.1.0"
+try:
+    __version__ = version("reelrank")
+except PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0.0.0+unknown"
 
 __all__ = [
     "AFFINITY_CREDITS",

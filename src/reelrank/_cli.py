@@ -18,14 +18,21 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from . import __version__
-from ._config import RankingConfig
 from .exceptions import ConfigError, InvalidInputError
+from .scoring._config import RankingConfig
 
 __all__ = ["main"]
 
+
 _PROG = "reelrank"
+
+
 _TABLE_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+
 _EXIT_OK = 0
+
+
 _EXIT_INVALID = 2
 
 
@@ -132,7 +139,7 @@ def _score(args: argparse.Namespace) -> int:
         raise _UsageError(
             'scoring files needs pyarrow; install the frame extra: pip install "reelrank[frame]"'
         ) from None
-    from ._frame import score_frame
+    from .scoring import score_frame
 
     table = _read_table(source)
     try:

@@ -17,16 +17,18 @@ from typing import TextIO
 
 import numpy as np
 
-from ._config import WEIGHT_FIELDS, RankingConfig
-from ._memory import (
-    InMemoryCatalog,
-    InMemoryEventStore,
-    InMemoryFeedCache,
-    InMemoryModelRegistry,
-    InMemorySeenStore,
-)
-from ._models import Creator, EngagementEvent, EngagementKind, FeedPage, ModelInfo, Video
-from ._service import FeedRankingService, FeedServiceConfig, StoreDeadlines
+from .feed._service import FeedRankingService, FeedServiceConfig, StoreDeadlines
+from .models._base import WEIGHT_FIELDS
+from .models._catalog import Creator, Video
+from .models._engagement import EngagementEvent, EngagementKind
+from .models._feed import FeedPage
+from .models._registry import ModelInfo
+from .scoring._config import RankingConfig
+from .stores._cache import InMemoryFeedCache
+from .stores._catalog import InMemoryCatalog
+from .stores._events import InMemoryEventStore
+from .stores._registry import InMemoryModelRegistry
+from .stores._seen import InMemorySeenStore
 
 __all__ = [
     "DEMO_NOW",
@@ -38,16 +40,30 @@ __all__ = [
     "serve_demo_feed",
 ]
 
+
 DEMO_NOW = dt.datetime(2026, 1, 15, 12, 0, tzinfo=dt.UTC)
 """The fixed moment the demo serves at, so its output does not change with the clock."""
+
+
 DEMO_USER = 1
 """The user whose feed the demo serves."""
 
+
 _CREATORS = 40
+
+
 _SOUNDS = 12
+
+
 _MAX_AGE_HOURS = 14 * 24.0
+
+
 _FAVOURITE_CREATORS = 3
+
+
 _MODEL = "watch-time"
+
+
 _FIRST_VIEWER = 1_000
 
 

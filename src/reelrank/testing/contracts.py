@@ -36,18 +36,14 @@ from datetime import timedelta
 
 import pytest
 
-from .._models import (
-    EngagementKind,
-    ModelStatus,
-    ProcessingState,
-    affinity,
-    affinity_credit,
-)
-from .._processing import ProcessingProgress, RenditionProgress, RenditionStatus
-from .._search import SearchDocument, parse_query
-from .._trending import Trend, TrendingItem, TrendingKind, TrendingSnapshot
 from ..exceptions import InvalidInputError, InvalidTransitionError, NotFoundError
-from ..protocols import (
+from ..models._catalog import ProcessingState
+from ..models._engagement import EngagementKind, affinity, affinity_credit
+from ..models._processing import ProcessingProgress, RenditionProgress, RenditionStatus
+from ..models._registry import ModelStatus
+from ..models._search import SearchDocument
+from ..models._trending import Trend, TrendingItem, TrendingKind, TrendingSnapshot
+from ..stores._protocols import (
     Catalog,
     EngagementLog,
     EventStore,
@@ -58,14 +54,8 @@ from ..protocols import (
     SeenStore,
     TrendingSnapshotStore,
 )
-from .factories import (
-    EPOCH,
-    make_creator,
-    make_event,
-    make_model,
-    make_snapshot,
-    make_video,
-)
+from ..stores._text import parse_query
+from .factories import EPOCH, make_creator, make_event, make_model, make_snapshot, make_video
 
 __all__ = [
     "CatalogContract",
@@ -78,6 +68,7 @@ __all__ = [
     "SeenStoreContract",
     "TrendingSnapshotStoreContract",
 ]
+
 
 _BAD_IDS = (0, -1, 2**63, True, 1.0, "1")
 

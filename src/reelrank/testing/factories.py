@@ -7,15 +7,11 @@ from datetime import UTC, datetime
 from itertools import count
 from typing import Any
 
-from .._config import WEIGHT_FIELDS
-from .._models import (
-    Creator,
-    EngagementEvent,
-    EngagementKind,
-    FeedSnapshot,
-    ModelInfo,
-    Video,
-)
+from ..models._base import WEIGHT_FIELDS
+from ..models._catalog import Creator, Video
+from ..models._engagement import EngagementEvent, EngagementKind
+from ..models._feed import FeedSnapshot
+from ..models._registry import ModelInfo
 
 __all__ = [
     "EPOCH",
@@ -27,8 +23,10 @@ __all__ = [
     "next_event_id",
 ]
 
+
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 """Default timestamp of the builders: a fixed, timezone-aware instant."""
+
 
 _event_numbers = count(1)
 

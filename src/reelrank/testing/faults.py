@@ -8,10 +8,11 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar, cast
 
-from .._models import check_aware, finite_or_raise
 from ..exceptions import InvalidInputError, StoreError
+from ..validation import check_aware, finite_or_raise
 
 __all__ = ["FaultInjector", "ManualClock"]
+
 
 StoreT = TypeVar("StoreT")
 

@@ -8,7 +8,7 @@ import sqlalchemy
 from pydantic import Field, SecretStr
 from sqlalchemy.engine import URL, Engine
 
-from reelrank._config import StrictModel
+from reelrank.models import StrictModel
 
 __all__ = ["ClickHouseConfig", "create_engine"]
 

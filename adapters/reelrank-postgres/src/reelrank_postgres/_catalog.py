@@ -8,17 +8,9 @@ from typing import Any
 
 from sqlalchemy import Row, Select, select
 
-from reelrank._models import (
-    Creator,
-    ProcessingState,
-    Rendition,
-    Video,
-    check_aware,
-    check_id,
-    check_ids,
-    check_limit,
-)
 from reelrank.exceptions import NotFoundError, StoreError
+from reelrank.models import Creator, ProcessingState, Rendition, Video
+from reelrank.validation import check_aware, check_id, check_ids, check_limit
 
 from ._base import SqlStore, check_instance, unique
 from ._errors import store_errors

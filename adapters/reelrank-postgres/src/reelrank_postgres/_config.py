@@ -9,8 +9,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from reelrank._config import StrictModel
 from reelrank.exceptions import ConfigError
+from reelrank.models import StrictModel
 
 __all__ = ["SqlStoreConfig", "create_engine_from_config"]
 

@@ -7,18 +7,9 @@ from datetime import datetime
 
 from sqlalchemy import Connection, select
 
-from reelrank._models import (
-    EngagementEvent,
-    EngagementKind,
-    VideoStats,
-    affinity,
-    affinity_credit,
-    check_aware,
-    check_id,
-    check_ids,
-    check_limit,
-)
 from reelrank.exceptions import InvalidInputError
+from reelrank.models import EngagementEvent, EngagementKind, VideoStats, affinity, affinity_credit
+from reelrank.validation import check_aware, check_id, check_ids, check_limit
 
 from ._base import SqlStore, check_instance, unique
 from ._errors import store_errors

@@ -13,8 +13,9 @@ from collections.abc import Iterable
 
 from sqlalchemy import text
 
-from reelrank._models import check_id, check_limit
-from reelrank._search import ParsedQuery, QueryTerm, SearchDocument, tokenize
+from reelrank.models import ParsedQuery, QueryTerm, SearchDocument
+from reelrank.stores import tokenize
+from reelrank.validation import check_id, check_limit
 
 from ._base import SqlStore, check_instance
 from ._errors import store_errors

@@ -7,7 +7,7 @@ from pydantic import Field
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from reelrank._config import StrictModel
+from reelrank.models import StrictModel
 
 __all__ = ["RedisConfig", "client_bounds_calls", "create_client"]
 

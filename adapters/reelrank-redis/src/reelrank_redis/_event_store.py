@@ -15,7 +15,7 @@ from reelrank import (
     affinity,
     affinity_credit,
 )
-from reelrank._models import check_id, check_ids, check_limit
+from reelrank.validation import check_id, check_ids, check_limit
 
 from ._config import RedisConfig
 from ._errors import store_errors

@@ -10,8 +10,8 @@ from typing import Any
 import redis
 
 from reelrank import FeedSnapshot, InvalidInputError, StoreError
-from reelrank._models import check_feed_key, check_id, check_ttl, check_variant
 from reelrank.protocols import FeedKey
+from reelrank.validation import check_feed_key, check_id, check_ttl, check_variant
 
 from ._codec import SnapshotFormatError, decode_snapshot, encode_snapshot
 from ._config import RedisConfig

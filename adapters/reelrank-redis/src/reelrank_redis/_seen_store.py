@@ -9,7 +9,7 @@ from typing import Any, cast
 
 import redis
 
-from reelrank._models import check_aware, check_id, check_ids, check_limit
+from reelrank.validation import check_aware, check_id, check_ids, check_limit
 
 from ._config import RedisConfig
 from ._errors import store_errors

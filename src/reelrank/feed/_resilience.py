@@ -1,0 +1,381 @@
+"""Deadlines, bulkheads and circuit breakers for store calls on the request path.
+
+Every store call a feed request makes goes through a :class:`DependencyGuard`:
+
+1. the dependency's :class:`CircuitBreaker` decides whether the call may be made at
+   all; an open circuit fails fast with :class:`~reelrank.StoreUnavailableError`;
+2. the call runs on a worker thread and the request waits at most the dependency's
+   deadline for it; past that it gets :class:`~reelrank.StoreTimeoutError` and the
+   worker finishes (or stays stalled) in the background;
+3. a bulkhead caps how many such abandoned calls to one dependency may still be
+   running: once that many are stuck, further calls are refused at once, so a store
+   that hangs ties up a bounded number of worker threads, never the whole pool.
+   Healthy calls, however many run at the same time, are never refused.
+
+Stores that cannot stall past a bound of their own (no I/O, or a client with short
+socket timeouts) may instead be called *inline*, on the caller's thread: still behind
+the breaker, without a thread hop, and with the store's own bound as the deadline.
+
+Inside a :func:`request_scope`, a dependency that timed out once is not called again
+for the rest of that scope (the call fails at once with
+:class:`~reelrank.StoreUnavailableError`), so one request pays for a stalled store's
+deadline once, not once per call.
+
+Worker threads are daemon threads, so a store that never returns cannot keep the
+process from exiting.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeoutError
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any, ParamSpec, TypeVar
+
+from ..exceptions import ConfigError, StoreTimeoutError, StoreUnavailableError
+
+__all__ = [
+    "BreakerState",
+    "CircuitBreaker",
+    "DependencyGuard",
+    "DependencyStats",
+    "WorkerPool",
+    "request_scope",
+]
+
+
+P = ParamSpec("P")
+
+
+T = TypeVar("T")
+
+
+_Task = tuple[Future[Any], Callable[[], Any]]
+
+
+_timed_out_in_scope: ContextVar[set[str] | None] = ContextVar(
+    "reelrank_timed_out_in_scope", default=None
+)
+
+
+@contextmanager
+def request_scope() -> Iterator[None]:
+    """Scope of one request: a dependency that times out inside it is skipped afterwards.
+
+    Scopes are per thread (a :class:`~contextvars.ContextVar`), so concurrent requests
+    never see each other's timeouts; a nested scope starts afresh.
+    """
+    token = _timed_out_in_scope.set(set())
+    try:
+        yield
+    finally:
+        _timed_out_in_scope.reset(token)
+
+
+class BreakerState(enum.StrEnum):
+    """The three states of a :class:`CircuitBreaker`."""
+
+    CLOSED = "closed"
+    """Calls flow; consecutive failures are counted."""
+    OPEN = "open"
+    """Calls are refused until the reset timeout has passed."""
+    HALF_OPEN = "half_open"
+    """One trial call is let through to find out whether the dependency recovered."""
+
+
+class CircuitBreaker:
+    """A thread-safe circuit breaker for one dependency.
+
+    * **closed**: every call is allowed. ``failure_threshold`` consecutive failures open
+      the circuit.
+    * **open**: calls are refused. Once ``reset_timeout_seconds`` have passed since the
+      circuit opened, the next call moves it to half-open.
+    * **half-open**: exactly one trial call is allowed; the others are refused while it
+      runs. Its success closes the circuit, its failure opens it again for another
+      ``reset_timeout_seconds``.
+
+    ``clock`` returns monotonic seconds; tests pass a fake one.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        failure_threshold: int = 5,
+        reset_timeout_seconds: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if failure_threshold < 1:
+            raise ConfigError("failure_threshold", failure_threshold, "must be at least 1")
+        if not (math.isfinite(reset_timeout_seconds) and reset_timeout_seconds > 0):
+            raise ConfigError(
+                "reset_timeout_seconds", reset_timeout_seconds, "must be finite and positive"
+            )
+        self.name = name
+        self.failure_threshold = failure_threshold
+        self.reset_timeout_seconds = reset_timeout_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._state = BreakerState.CLOSED
+        self._consecutive_failures = 0
+        self._opened_at = 0.0
+        self._trial_in_flight = False
+
+    @property
+    def state(self) -> BreakerState:
+        """The current state; an open circuit whose timeout has passed reads half-open."""
+        with self._lock:
+            if (
+                self._state is BreakerState.OPEN
+                and self._clock() - self._opened_at >= self.reset_timeout_seconds
+            ):
+                return BreakerState.HALF_OPEN
+            return self._state
+
+    @property
+    def consecutive_failures(self) -> int:
+        """Failures recorded since the last success."""
+        with self._lock:
+            return self._consecutive_failures
+
+    def allow_request(self) -> bool:
+        """Whether a call may be made now; in half-open state this claims the one trial."""
+        with self._lock:
+            if self._state is BreakerState.CLOSED:
+                return True
+            if self._state is BreakerState.OPEN:
+                if self._clock() - self._opened_at < self.reset_timeout_seconds:
+                    return False
+                self._state = BreakerState.HALF_OPEN
+                self._trial_in_flight = False
+            if self._trial_in_flight:
+                return False
+            self._trial_in_flight = True
+            return True
+
+    def record_success(self) -> None:
+        """Report that an allowed call succeeded."""
+        with self._lock:
+            self._consecutive_failures = 0
+            self._trial_in_flight = False
+            self._state = BreakerState.CLOSED
+
+    def record_failure(self) -> None:
+        """Report that an allowed call failed or ran past its deadline."""
+        with self._lock:
+            self._consecutive_failures += 1
+            self._trial_in_flight = False
+            if (
+                self._state is BreakerState.HALF_OPEN
+                or self._consecutive_failures >= self.failure_threshold
+            ):
+                self._state = BreakerState.OPEN
+                self._opened_at = self._clock()
+
+
+class WorkerPool:
+    """A pool of daemon worker threads that grows on demand up to ``max_workers``.
+
+    Unlike :class:`concurrent.futures.ThreadPoolExecutor`, its threads are daemons: a
+    store call that never returns does not block interpreter exit. The pool starts a new
+    worker whenever every existing one is busy; at ``max_workers`` further calls wait in
+    a queue, within their caller's deadline. Sized above the stalled calls the bulkheads
+    allow, stalled calls never take the workers that healthy calls need.
+    """
+
+    def __init__(self, max_workers: int, *, name: str = "reelrank-store") -> None:
+        if max_workers < 1:
+            raise ConfigError("max_workers", max_workers, "must be at least 1")
+        self._max_workers = max_workers
+        self._name = name
+        self._tasks: queue.SimpleQueue[_Task | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._workers = 0
+        self._unfinished = 0
+        self._closed = False
+
+    @property
+    def worker_count(self) -> int:
+        """Threads started so far."""
+        with self._lock:
+            return self._workers
+
+    def submit(self, fn: Callable[[], T]) -> Future[T]:
+        """Run ``fn`` on a worker thread and return its future."""
+        future: Future[T] = Future()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the worker pool is shut down")
+            self._unfinished += 1
+            if self._unfinished > self._workers and self._workers < self._max_workers:
+                self._workers += 1
+                thread = threading.Thread(
+                    target=self._work, name=f"{self._name}-{self._workers}", daemon=True
+                )
+                thread.start()
+        self._tasks.put((future, fn))
+        return future
+
+    def shutdown(self) -> None:
+        """Let every worker exit once it is idle; later submissions are refused."""
+        with self._lock:
+            self._closed = True
+            workers = self._workers
+        for _ in range(workers):
+            self._tasks.put(None)
+
+    def _work(self) -> None:
+        while True:
+            task = self._tasks.get()
+            if task is None:
+                return
+            future, fn = task
+            try:
+                if future.set_running_or_notify_cancel():
+                    try:
+                        result = fn()
+                    except BaseException as exc:
+                        future.set_exception(exc)
+                    else:
+                        future.set_result(result)
+            finally:
+                with self._lock:
+                    self._unfinished -= 1
+
+
+@dataclass
+class DependencyStats:
+    """Counters of one dependency's calls since the service started."""
+
+    calls: int = 0
+    """Calls attempted, including refused ones."""
+    failures: int = 0
+    """Calls that raised a store error (other than a timeout)."""
+    timeouts: int = 0
+    """Calls that ran past their deadline (the guard's, or an inline store's own)."""
+    rejected: int = 0
+    """Calls refused without being made (open circuit, too many stalled calls, or a
+    timeout earlier in the same request)."""
+
+
+class DependencyGuard:
+    """Runs calls to one dependency under its deadline, bulkhead and circuit breaker.
+
+    A call that raises, or runs past ``deadline_seconds``, counts as a failure of the
+    dependency. The exception is re-raised untouched: callers degrade on
+    :class:`~reelrank.StoreError` (which adapters raise for every outage), while any
+    other exception is a programming error and should surface.
+
+    ``max_stalled`` is the bulkhead: how many calls that ran past their deadline may
+    still be running before further calls are refused.
+
+    With ``inline=True`` calls run on the caller's thread, still behind the circuit
+    breaker and counted, but without the guard's deadline or bulkhead: only for stores
+    that bound their own calls (in-process stores without I/O, or clients with short
+    socket timeouts), where a thread switch would only add scheduling latency. Such a
+    store's deadline is its own bound; a :class:`~reelrank.StoreTimeoutError` it raises
+    counts as a timeout.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        pool: WorkerPool,
+        breaker: CircuitBreaker,
+        deadline_seconds: float,
+        max_stalled: int,
+        inline: bool = False,
+    ) -> None:
+        if not (math.isfinite(deadline_seconds) and deadline_seconds > 0):
+            raise ConfigError("deadline_seconds", deadline_seconds, "must be finite and positive")
+        if max_stalled < 1:
+            raise ConfigError("max_stalled", max_stalled, "must be at least 1")
+        self.name = name
+        self.breaker = breaker
+        self.deadline_seconds = deadline_seconds
+        self.inline = inline
+        self.stats = DependencyStats()
+        self.max_stalled = max_stalled
+        self._pool = pool
+        self._stalled = 0
+        self._stats_lock = threading.Lock()
+
+    def _count(self, field: str) -> None:
+        with self._stats_lock:
+            setattr(self.stats, field, getattr(self.stats, field) + 1)
+
+    @property
+    def stalled(self) -> int:
+        """Calls that ran past their deadline and have not returned yet."""
+        with self._stats_lock:
+            return self._stalled
+
+    def _abandon(self, future: Future[Any]) -> None:
+        with self._stats_lock:
+            self._stalled += 1
+        # Runs at once if the call finished in the meantime.
+        future.add_done_callback(self._stalled_call_returned)
+
+    def _stalled_call_returned(self, _: Future[Any]) -> None:
+        with self._stats_lock:
+            self._stalled -= 1
+
+    def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Call ``fn(*args, **kwargs)`` on a worker thread and wait at most the deadline
+        (inline guards: on this thread, bounded by the store itself)."""
+        return self.call_with_deadline(self.deadline_seconds, lambda: fn(*args, **kwargs))
+
+    def call_with_deadline(self, deadline_seconds: float, fn: Callable[[], T]) -> T:
+        """Call ``fn()`` like :meth:`call`, with another deadline (for batch jobs)."""
+        self._count("calls")
+        timed_out = _timed_out_in_scope.get()
+        if timed_out is not None and self.name in timed_out:
+            self._count("rejected")
+            raise StoreUnavailableError(self.name, "timed out earlier in this request")
+        if not self.breaker.allow_request():
+            self._count("rejected")
+            raise StoreUnavailableError(self.name, "circuit open; call skipped")
+        if self.inline:
+            try:
+                result = fn()
+            except Exception as exc:
+                self._record_failure(exc, timed_out)
+                raise
+            self.breaker.record_success()
+            return result
+        if self.stalled >= self.max_stalled:
+            self._count("rejected")
+            self.breaker.record_failure()
+            raise StoreUnavailableError(self.name, "too many calls stalled past their deadline")
+        future = self._pool.submit(fn)
+        try:
+            result = future.result(timeout=deadline_seconds)
+        except FutureTimeoutError:
+            self._abandon(future)
+            error = StoreTimeoutError(self.name, f"no answer within {deadline_seconds:g} s")
+            self._record_failure(error, timed_out)
+            raise error from None
+        except Exception as exc:
+            self._record_failure(exc, timed_out)
+            raise
+        self.breaker.record_success()
+        return result
+
+    def _record_failure(self, exc: Exception, timed_out: set[str] | None) -> None:
+        """Count a failed call; a timeout also marks the dependency in the request scope."""
+        if isinstance(exc, StoreTimeoutError):
+            self._count("timeouts")
+            if timed_out is not None:
+                timed_out.add(self.name)
+        else:
+            self._count("failures")
+        self.breaker.record_failure()

@@ -1,0 +1,61 @@
+"""Value types: everything that crosses a store or service boundary.
+
+Every model is an immutable pydantic model that rejects unknown fields and raises
+:class:`~reelrank.InvalidInputError` (domain models) or :class:`~reelrank.ConfigError`
+(config models) naming the bad field.
+"""
+
+from __future__ import annotations
+
+from .._public import _public_module
+from ._base import WEIGHT_FIELDS, DomainModel, StrictModel
+from ._catalog import Creator, ProcessingState, Rendition, Video
+from ._engagement import (
+    AFFINITY_CREDITS,
+    AFFINITY_PRIOR_CREDIT,
+    EngagementEvent,
+    EngagementKind,
+    VideoStats,
+    affinity,
+    affinity_credit,
+)
+from ._feed import DegradedDependency, FeedItem, FeedPage, FeedSnapshot
+from ._processing import ProcessingProgress, RenditionProgress, RenditionStatus
+from ._registry import ModelInfo, ModelStatus
+from ._search import ParsedQuery, QueryTerm, SearchDocument
+from ._trending import Trend, TrendingItem, TrendingKind, TrendingSnapshot
+
+__all__ = [
+    "AFFINITY_CREDITS",
+    "AFFINITY_PRIOR_CREDIT",
+    "Creator",
+    "DegradedDependency",
+    "DomainModel",
+    "EngagementEvent",
+    "EngagementKind",
+    "FeedItem",
+    "FeedPage",
+    "FeedSnapshot",
+    "ModelInfo",
+    "ModelStatus",
+    "ParsedQuery",
+    "ProcessingProgress",
+    "ProcessingState",
+    "QueryTerm",
+    "Rendition",
+    "RenditionProgress",
+    "RenditionStatus",
+    "SearchDocument",
+    "StrictModel",
+    "Trend",
+    "TrendingItem",
+    "TrendingKind",
+    "TrendingSnapshot",
+    "Video",
+    "VideoStats",
+    "WEIGHT_FIELDS",
+    "affinity",
+    "affinity_credit",
+]
+
+_public_module(__name__, __all__, globals())

@@ -1,0 +1,72 @@
+"""Store protocols, their in-memory implementations, and the text analysis they share.
+
+Every backend (the embedded in-memory stores, the adapters, your own) implements the
+structural protocols here; :mod:`reelrank.stores.adapter` is the public ground an
+adapter author builds on, and :mod:`reelrank.testing` holds the contract suite.
+"""
+
+from __future__ import annotations
+
+from .._public import _public_module
+from ._cache import CacheStats, InMemoryFeedCache, LRUFeedCache, TieredFeedCache
+from ._catalog import InMemoryCatalog
+from ._events import InMemoryEventStore
+from ._log import InMemoryEngagementLog
+from ._progress import InMemoryProgressStore
+from ._protocols import (
+    AtomicSeenStore,
+    Catalog,
+    EngagementLog,
+    EventStore,
+    FeedCache,
+    FeedKey,
+    InProcessStore,
+    ModelRegistry,
+    ProgressStore,
+    SearchIndex,
+    SeenStore,
+    SelfBoundingStore,
+    TrendingSnapshotStore,
+    bounds_own_calls,
+    is_in_process,
+)
+from ._registry import InMemoryModelRegistry
+from ._search import InMemorySearchIndex
+from ._seen import InMemorySeenStore
+from ._text import SearchConfig, parse_query, tokenize
+from ._trending import InMemoryTrendingSnapshotStore
+
+__all__ = [
+    "InProcessStore",
+    "SelfBoundingStore",
+    "bounds_own_calls",
+    "is_in_process",
+    "AtomicSeenStore",
+    "CacheStats",
+    "Catalog",
+    "EngagementLog",
+    "EventStore",
+    "FeedCache",
+    "FeedKey",
+    "InMemoryCatalog",
+    "InMemoryEngagementLog",
+    "InMemoryEventStore",
+    "InMemoryFeedCache",
+    "InMemoryModelRegistry",
+    "InMemoryProgressStore",
+    "InMemorySearchIndex",
+    "InMemorySeenStore",
+    "InMemoryTrendingSnapshotStore",
+    "LRUFeedCache",
+    "ModelRegistry",
+    "ProgressStore",
+    "SearchConfig",
+    "SearchIndex",
+    "SeenStore",
+    "TieredFeedCache",
+    "TrendingSnapshotStore",
+    "parse_query",
+    "tokenize",
+]
+
+_public_module(__name__, __all__, globals())

@@ -1,0 +1,424 @@
+"""The store protocols reelrank is built on, one per concern.
+
+Every backend (the embedded in-memory stores, the Redis adapter, your own) implements
+these structural protocols; nothing needs to inherit from them. They are
+``runtime_checkable``, so ``isinstance(store, Catalog)`` checks that the methods exist
+(not their signatures).
+
+Shared rules, part of every contract below:
+
+* Ids are positive int64 integers (see :mod:`reelrank._models`); a bad id, a bad limit
+  or another bad argument raises :class:`~reelrank.InvalidInputError` naming the
+  argument, and nothing is written.
+* Bulk reads take any sequence of ids, may contain duplicates, and return a ``dict``
+  keyed by id. Whether unknown ids are omitted or filled with a neutral value is stated
+  per method.
+* A backend failure raises :class:`~reelrank.StoreError` (or a subclass such as
+  :class:`~reelrank.StoreTimeoutError`), raised ``from`` the driver's exception.
+* ``limit`` arguments are ints ``>= 0``; a result never holds more than ``limit`` items.
+* Datetimes passed in must be timezone-aware; datetimes returned are UTC.
+
+The reusable test suite in :mod:`reelrank.testing` checks every rule stated here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+from ..models._catalog import Creator, ProcessingState, Video
+from ..models._engagement import EngagementEvent, VideoStats
+from ..models._feed import FeedSnapshot
+from ..models._processing import ProcessingProgress
+from ..models._registry import ModelInfo
+from ..models._search import ParsedQuery, SearchDocument
+from ..models._trending import TrendingKind, TrendingSnapshot
+
+__all__ = [
+    "InProcessStore",
+    "SelfBoundingStore",
+    "bounds_own_calls",
+    "is_in_process",
+    "AtomicSeenStore",
+    "Catalog",
+    "EngagementLog",
+    "EventStore",
+    "FeedCache",
+    "FeedKey",
+    "ModelRegistry",
+    "ProgressStore",
+    "SearchIndex",
+    "SeenStore",
+    "TrendingSnapshotStore",
+]
+
+
+FeedKey = tuple[int, str | None]
+"""Key of a cached feed: ``(user_id, variant)``; ``variant`` is ``None`` for the default feed."""
+
+
+@runtime_checkable
+class Catalog(Protocol):
+    """Videos, creators and who follows whom; the source of feed candidates.
+
+    Candidate lists (:meth:`recent_videos`, :meth:`followed_videos`) hold only videos in
+    the ``ready`` state.
+    """
+
+    def put_video(self, video: Video) -> None:
+        """Insert or replace a video (keyed by ``video_id``).
+
+        The creator must exist, else :class:`~reelrank.NotFoundError` (``kind="creator"``).
+        """
+
+    def put_creator(self, creator: Creator) -> None:
+        """Insert or replace a creator (keyed by ``creator_id``)."""
+
+    def get_video(self, video_id: int) -> Video:
+        """The video with this id.
+
+        Raises :class:`~reelrank.NotFoundError` (``kind="video"``) if unknown.
+        """
+
+    def get_videos(self, video_ids: Sequence[int]) -> dict[int, Video]:
+        """Videos by id, in any state; unknown ids are omitted."""
+
+    def get_creators(self, creator_ids: Sequence[int]) -> dict[int, Creator]:
+        """Creators by id; unknown ids are omitted."""
+
+    def set_state(self, video_id: int, state: ProcessingState) -> Video:
+        """Move a video to ``state`` and return the updated video.
+
+        Raises :class:`~reelrank.NotFoundError` for an unknown video and
+        :class:`~reelrank.InvalidTransitionError` when
+        :meth:`ProcessingState.can_move_to <reelrank.ProcessingState.can_move_to>`
+        refuses the move (nothing changes then).
+        """
+
+    def recent_videos(self, *, limit: int, since: datetime | None = None) -> list[Video]:
+        """Ready videos, newest ``published_at`` first (ties: higher ``video_id`` first).
+
+        With ``since``, only videos published at or after it.
+        """
+
+    def follow(self, user_id: int, creator_id: int) -> None:
+        """Record that the user follows the creator; following twice is a no-op.
+
+        Raises :class:`~reelrank.NotFoundError` (``kind="creator"``) for an unknown creator.
+        """
+
+    def unfollow(self, user_id: int, creator_id: int) -> None:
+        """Remove a follow; removing one that does not exist is a no-op."""
+
+    def followed_creators(self, user_id: int) -> frozenset[int]:
+        """Ids of the creators the user follows; empty for an unknown user."""
+
+    def followed_videos(self, user_id: int, *, limit: int) -> list[Video]:
+        """Ready videos of the creators the user follows, ordered like :meth:`recent_videos`."""
+
+
+@runtime_checkable
+class EventStore(Protocol):
+    """Engagement events and the aggregates derived from them.
+
+    :meth:`append` is idempotent by ``event_id``: an id seen before changes nothing,
+    so a retried delivery is counted once in every statistic. A backend may forget an
+    id after a retry horizon far longer than any client retries (the in-memory and
+    Redis stores default to a week), which bounds the memory ids take. The aggregates follow
+    the rules in *Stores and events* of the docs:
+
+    * ``watch``: ``views += 1``, ``completion_sum += completion``;
+    * ``like`` / ``unlike``: ``likes`` counts users who currently like the video; a like
+      by a user who already likes it, or an unlike by one who does not, changes nothing;
+    * ``share`` and ``comment``: ``shares += 1`` / ``comments += 1``;
+    * affinity credit per (user, creator) as given by
+      :func:`~reelrank.affinity_credit`, turned into affinity by :func:`~reelrank.affinity`.
+    """
+
+    def append(self, event: EngagementEvent, *, creator_id: int) -> bool:
+        """Apply one event for a video published by ``creator_id``.
+
+        Returns ``True`` if the event was applied, ``False`` if its ``event_id`` had
+        already been applied (nothing changes then). A ``watch`` must carry
+        ``completion`` (the :class:`~reelrank.EngagementRecorder` derives it from
+        ``watched_seconds``), else :class:`~reelrank.InvalidInputError` naming
+        ``completion``.
+        """
+
+    def get_stats(self, video_ids: Sequence[int]) -> dict[int, VideoStats]:
+        """Aggregates by video id; every requested id is present, all zero if never engaged."""
+
+    def get_affinities(self, user_id: int, creator_ids: Sequence[int]) -> dict[int, float]:
+        """Affinity in ``[0, 1]`` of the user with each creator; every requested id is
+        present, ``0.0`` when the user never engaged with that creator."""
+
+    def popular_video_ids(self, *, limit: int) -> list[int]:
+        """Ids of the most viewed videos, most views first (ties: lower id first).
+
+        Only videos with at least one view are listed. The list may hold videos that
+        are no longer ready; callers fetch them through :meth:`Catalog.get_videos`.
+        """
+
+
+@runtime_checkable
+class EngagementLog(Protocol):
+    """Individual engagement events by time, for discovery features.
+
+    Trending reads the recent events of everyone, creator recommendations those of one
+    user and of the audiences around them. Recording is idempotent by ``event_id``,
+    like :meth:`EventStore.append`: an application records each event it appends.
+    """
+
+    def record(self, event: EngagementEvent) -> bool:
+        """Keep one event; ``False`` (and nothing changes) if its id was recorded before."""
+
+    def events_between(
+        self, start: datetime, end: datetime, *, limit: int
+    ) -> list[EngagementEvent]:
+        """Events with ``start <= occurred_at < end``: the newest ``limit`` of them,
+        newest first (ties: higher ``event_id`` first)."""
+
+    def user_events(self, user_id: int, *, since: datetime, limit: int) -> list[EngagementEvent]:
+        """The user's events at or after ``since``: the newest ``limit``, newest first
+        (ties: higher ``event_id`` first); empty for an unknown user."""
+
+
+@runtime_checkable
+class SeenStore(Protocol):
+    """Which videos each user has already been shown."""
+
+    def mark_seen(self, user_id: int, video_ids: Sequence[int], at: datetime) -> None:
+        """Record that the user saw these videos at ``at``.
+
+        A video seen again keeps the later of the two times.
+        """
+
+    def seen_among(self, user_id: int, video_ids: Sequence[int], *, since: datetime) -> set[int]:
+        """The subset of ``video_ids`` the user saw at or after ``since``."""
+
+    def recently_seen(self, user_id: int, *, since: datetime, limit: int) -> list[int]:
+        """Ids the user saw at or after ``since``, most recently seen first
+        (ties: higher id first)."""
+
+
+@runtime_checkable
+class FeedCache(Protocol):
+    """Ranked feed snapshots with a time to live, keyed by ``(user_id, variant)``.
+
+    ``ttl_seconds`` must be finite and ``> 0`` (else :class:`~reelrank.InvalidInputError`
+    naming ``ttl_seconds``). An entry is returned unchanged (equal to what was put)
+    until its TTL runs out, then it is as if it had never been put. Backends may
+    measure time on their own server; expiry may lag by up to half a second.
+    """
+
+    def get(self, user_id: int, variant: str | None = None) -> FeedSnapshot | None:
+        """The live snapshot for the key, or ``None``."""
+
+    def get_many(self, keys: Sequence[FeedKey]) -> dict[FeedKey, FeedSnapshot]:
+        """Live snapshots by key; missing or expired keys are omitted."""
+
+    def put(self, snapshot: FeedSnapshot, *, ttl_seconds: float) -> None:
+        """Store a snapshot under :attr:`FeedSnapshot.key`, replacing any previous one."""
+
+    def put_many(self, snapshots: Sequence[FeedSnapshot], *, ttl_seconds: float) -> None:
+        """Store several snapshots with the same TTL (for warming the cache).
+
+        Two snapshots with the same key: the later one in the sequence wins.
+        """
+
+    def delete(self, user_id: int, variant: str | None = None) -> bool:
+        """Drop one snapshot; ``True`` if a live one was there."""
+
+    def invalidate_user(self, user_id: int) -> int:
+        """Drop the user's snapshots of every variant; returns how many live ones were dropped."""
+
+
+@runtime_checkable
+class ModelRegistry(Protocol):
+    """Versions of deep-learning models and the per-video scores they produced.
+
+    At most one version per model name is ``active``. Scores are in ``[0, 1]``.
+    """
+
+    def register(self, model: ModelInfo) -> None:
+        """Add a model version in ``staging`` or ``retired`` status.
+
+        A version that already exists for the name, or a model given as ``active``,
+        raises :class:`~reelrank.InvalidInputError` (``version`` / ``status``); use
+        :meth:`activate` to make a version active.
+        """
+
+    def get_model(self, name: str, version: str) -> ModelInfo:
+        """One version; :class:`~reelrank.NotFoundError` (``kind="model"``) if unknown."""
+
+    def list_models(self, name: str) -> list[ModelInfo]:
+        """Every version of the named model, in registration order; empty if unknown."""
+
+    def activate(self, name: str, version: str) -> ModelInfo:
+        """Make the version active and retire the previously active one.
+
+        Returns the activated model; :class:`~reelrank.NotFoundError` if unknown.
+        """
+
+    def active_model(self, name: str) -> ModelInfo | None:
+        """The active version of the named model, or ``None``."""
+
+    def put_scores(self, name: str, version: str, scores: Mapping[int, float]) -> None:
+        """Store per-video scores of a registered version, replacing earlier scores of
+        the same videos.
+
+        Every score must be finite and in ``[0, 1]`` (else
+        :class:`~reelrank.InvalidInputError` naming ``scores``, nothing written);
+        :class:`~reelrank.NotFoundError` for an unregistered version.
+        """
+
+    def get_scores(
+        self, name: str, video_ids: Sequence[int], *, version: str | None = None
+    ) -> dict[int, float]:
+        """Scores by video id from ``version``, or from the active version when ``None``.
+
+        Videos without a score are omitted; with no active version and ``version=None``
+        the result is empty. An explicit unknown version raises
+        :class:`~reelrank.NotFoundError`.
+        """
+
+
+@runtime_checkable
+class ProgressStore(Protocol):
+    """Processing progress of uploaded videos, one record per video.
+
+    :class:`~reelrank.ProcessingTracker` validates every change before it writes, so a
+    store only keeps what it is given.
+    """
+
+    def get_progress(self, video_id: int) -> ProcessingProgress | None:
+        """The progress of the video, or ``None`` if processing never started."""
+
+    def put_progress(self, progress: ProcessingProgress) -> None:
+        """Insert or replace the progress of ``progress.video_id``.
+
+        Anything but a :class:`~reelrank.ProcessingProgress` raises
+        :class:`~reelrank.InvalidInputError` naming ``progress``.
+        """
+
+
+@runtime_checkable
+class TrendingSnapshotStore(Protocol):
+    """Trending snapshots, one per ``(kind, window_hours)``; the fallback of
+    :class:`~reelrank.Trending` when the catalog or the log fails."""
+
+    def put_snapshot(self, snapshot: TrendingSnapshot) -> None:
+        """Keep the snapshot, replacing the one of the same kind and window.
+
+        Anything but a :class:`~reelrank.TrendingSnapshot` raises
+        :class:`~reelrank.InvalidInputError` naming ``snapshot``.
+        """
+
+    def latest_snapshot(
+        self, kind: TrendingKind, window_hours: float
+    ) -> TrendingSnapshot | None:
+        """The last snapshot put for this kind and window, or ``None``.
+
+        ``24`` and ``24.0`` are the same window. An unknown ``kind`` or a
+        ``window_hours`` that is not a finite number raises
+        :class:`~reelrank.InvalidInputError` naming it.
+        """
+
+
+@runtime_checkable
+class SearchIndex(Protocol):
+    """A full-text index of videos.
+
+    The in-memory :class:`~reelrank.InMemorySearchIndex` implements it with BM25; a
+    database backend (for example a PostgreSQL ``tsvector`` column with a ``GIN``
+    index, prefix terms as ``term:*``) implements the same three methods. Scores are
+    comparable within one result only.
+    """
+
+    def index(self, document: SearchDocument) -> None:
+        """Add a document, replacing any earlier one of the same video.
+
+        Anything but a :class:`~reelrank.SearchDocument` raises
+        :class:`~reelrank.InvalidInputError` naming ``document``.
+        """
+
+    def remove(self, video_id: int) -> bool:
+        """Drop a video's document; ``True`` if there was one."""
+
+    def search(self, query: ParsedQuery, *, limit: int) -> list[tuple[int, float]]:
+        """Up to ``limit`` ``(video_id, text_score)`` pairs of videos matching every
+        term, by score descending (ties: lower id first); scores are positive.
+
+        A term matches an indexed term equal to it, or, for a prefix term, every
+        indexed term it starts; a hashtag term (``#word``) matches hashtags only.
+        """
+
+
+@runtime_checkable
+class AtomicSeenStore(SeenStore, Protocol):
+    """A :class:`~reelrank.SeenStore` that can filter a page and mark it seen in one call.
+
+    :class:`FeedRankingService` cuts each page with :meth:`take_unseen` when the seen
+    store has it: one round trip per page instead of a lookup and a write, and two
+    requests for the same user at the same moment cannot both take the same video.
+    """
+
+    def take_unseen(
+        self,
+        user_id: int,
+        video_ids: Sequence[int],
+        *,
+        limit: int,
+        since: datetime,
+        at: datetime,
+    ) -> list[int]:
+        """Take the first ``limit`` of ``video_ids`` (in their order) that the user has not
+        seen at or after ``since``, mark them seen at ``at``, and return them in order.
+
+        Atomic: no other call sees the ids as unseen once they are taken. Equivalent to
+        :meth:`~reelrank.SeenStore.seen_among` followed by
+        :meth:`~reelrank.SeenStore.mark_seen` of the ids it returns.
+        """
+
+
+@runtime_checkable
+class SelfBoundingStore(Protocol):
+    """A store that says whether every one of its calls ends within a bound of its own.
+
+    A store declares the capability with a class attribute or property
+    ``bounds_own_calls``; the instance's value says whether it holds (an adapter may set
+    it only when its client has short timeouts and no retries that outlast them). The
+    feed service calls such stores on the request thread, skipping the worker thread that
+    would otherwise enforce its deadline. Use :func:`bounds_own_calls` to ask a store.
+    """
+
+    @property
+    def bounds_own_calls(self) -> bool:
+        """True when no call can outlast the store's own timeouts."""
+        ...
+
+
+@runtime_checkable
+class InProcessStore(Protocol):
+    """A store that lives in this process and cannot fail or stall, such as a dict.
+
+    Declared with a class attribute ``in_process = True``. The feed service calls an
+    in-process cache level without a guard. Use :func:`is_in_process` to ask a store.
+    """
+
+    in_process: bool
+
+
+def bounds_own_calls(store: object) -> bool:
+    """Whether ``store`` declares :class:`SelfBoundingStore` and holds to it.
+
+    The declaration is looked up on the class, so a wrapper that forwards attributes to
+    such a store (a fault injector, a proxy to another process) is not mistaken for one.
+    """
+    return hasattr(type(store), "bounds_own_calls") and store.bounds_own_calls is True
+
+
+def is_in_process(store: object) -> bool:
+    """Whether ``store``'s class declares :class:`InProcessStore` (``in_process = True``)."""
+    return getattr(type(store), "in_process", False) is True

@@ -1,0 +1,129 @@
+"""stores._text."""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+
+from pydantic import Field, model_validator
+
+from ..exceptions import ConfigError, QueryError
+from ..models._base import StrictModel
+from ..models._search import ParsedQuery, QueryTerm
+
+__all__ = ["SearchConfig", "parse_query", "tokenize"]
+
+
+_TOKEN = re.compile(r"#?[^\W_]\w*")
+
+
+_QUERY_TOKEN = re.compile(r"#?[^\W_]\w*\*?")
+
+
+def _normalise(text: str) -> str:
+    return unicodedata.normalize("NFKC", text).casefold()
+
+
+def tokenize(text: str) -> list[str]:
+    """Split text into lower-case index terms.
+
+    A term is a run of letters, digits and underscores starting with a letter or digit,
+    after NFKC normalisation and case folding. A ``#word`` yields both ``#word`` (so
+    hashtag queries find it) and ``word``.
+    """
+    terms: list[str] = []
+    for token in _TOKEN.findall(_normalise(text)):
+        if token.startswith("#"):
+            terms.append(token)
+            terms.append(token[1:])
+        else:
+            terms.append(token)
+    return terms
+
+
+class SearchConfig(StrictModel):
+    r"""How queries are parsed and results scored.
+
+    Term frequency in a video is weighted by field:
+    :math:`tf(t, d) = \sum_f w_f \cdot n_f(t, d)` with :math:`n_f` the count of
+    term :math:`t` in field :math:`f`, and the document length is
+    :math:`|d| = \sum_f w_f \cdot |d_f|`. BM25 then gives
+
+    .. math::
+
+        \mathrm{bm25}(t, d) = \mathrm{idf}(t) \cdot
+            \frac{tf(t, d) (k_1 + 1)}{tf(t, d) + k_1 (1 - b + b |d| / \overline{|d|})},
+        \qquad \mathrm{idf}(t) = \ln\left(1 + \frac{N - n_t + 0.5}{n_t + 0.5}\right)
+
+    with :math:`N` indexed videos, :math:`n_t` of them holding :math:`t`. A query scores
+    the sum over its terms; a prefix term scores its best-scoring expansion. The final
+    score is ``text_weight * bm25 / max_bm25 + quality_weight * quality``, where
+    ``max_bm25`` is the best text score among the matches.
+    """
+
+    k1: float = Field(default=1.2, ge=0.0, le=10.0, allow_inf_nan=False)
+    """BM25 term-frequency saturation: larger lets repeated terms count for more."""
+    b: float = Field(default=0.75, ge=0.0, le=1.0, allow_inf_nan=False)
+    """BM25 length normalisation: 0 ignores document length, 1 normalises fully."""
+    title_weight: float = Field(default=3.0, ge=0.0, allow_inf_nan=False)
+    """Weight of a term occurrence in the title."""
+    description_weight: float = Field(default=1.0, ge=0.0, allow_inf_nan=False)
+    """Weight of a term occurrence in the description."""
+    hashtag_weight: float = Field(default=2.0, ge=0.0, allow_inf_nan=False)
+    """Weight of a term occurrence in the hashtags."""
+    sound_weight: float = Field(default=1.5, ge=0.0, allow_inf_nan=False)
+    """Weight of a term occurrence in the sound name."""
+    creator_weight: float = Field(default=2.0, ge=0.0, allow_inf_nan=False)
+    """Weight of a term occurrence in the creator's handle or display name."""
+    text_weight: float = Field(default=0.8, ge=0.0, le=1.0, allow_inf_nan=False)
+    """Weight of the normalised BM25 score in the final score."""
+    quality_weight: float = Field(default=0.2, ge=0.0, le=1.0, allow_inf_nan=False)
+    """Weight of the video's quality (:func:`video_quality`) in the final score."""
+    max_query_length: int = Field(default=200, ge=1, le=10_000)
+    """Longest query accepted, in characters; longer raises :class:`~reelrank.QueryError`."""
+    max_terms: int = Field(default=16, ge=1, le=256)
+    """Most terms a query may hold; more raises :class:`~reelrank.QueryError`."""
+    max_prefix_expansions: int = Field(default=64, ge=1, le=10_000)
+    """A prefix term matches at most this many indexed terms (the most frequent ones)."""
+    candidate_pool: int = Field(default=500, ge=1, le=100_000)
+    """How many of the best text matches are re-ranked with quality."""
+    max_limit: int = Field(default=200, ge=1, le=10_000)
+    """Largest number of hits one search may return."""
+
+    @model_validator(mode="after")
+    def _check_blend(self) -> SearchConfig:
+        total = self.text_weight + self.quality_weight
+        if not math.isclose(total, 1.0, abs_tol=1e-6):
+            raise ConfigError("weights", total, "text_weight and quality_weight must sum to 1")
+        return self
+
+
+def parse_query(
+    text: str, *, config: SearchConfig | None = None, as_you_type: bool = False
+) -> ParsedQuery:
+    """Parse a search box's text into terms.
+
+    ``danc*`` is a prefix term, ``#dance`` a hashtag term (``#danc*`` both). With
+    ``as_you_type``, the last term is a prefix term unless the text ends in whitespace
+    (the user finished the word). Raises :class:`~reelrank.QueryError` when the text is
+    not a string, is longer than :attr:`SearchConfig.max_query_length`, holds no term
+    or more than :attr:`SearchConfig.max_terms` terms.
+    """
+    config = config or SearchConfig()
+    if not isinstance(text, str):
+        raise QueryError(f"must be a string, got {type(text).__name__}")
+    if len(text) > config.max_query_length:
+        raise QueryError(f"longer than {config.max_query_length} characters ({len(text)})")
+    tokens = _QUERY_TOKEN.findall(_normalise(text))
+    if not tokens:
+        raise QueryError("holds no searchable term")
+    if len(tokens) > config.max_terms:
+        raise QueryError(f"holds {len(tokens)} terms, more than {config.max_terms}")
+    last_is_open = as_you_type and not text[-1].isspace()
+    terms: dict[tuple[str, bool], QueryTerm] = {}
+    for position, token in enumerate(tokens):
+        prefix = token.endswith("*") or (last_is_open and position == len(tokens) - 1)
+        word = token.rstrip("*")
+        terms.setdefault((word, prefix), QueryTerm(text=word, prefix=prefix))
+    return ParsedQuery(terms=tuple(terms.values()))

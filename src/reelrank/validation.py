@@ -1,0 +1,99 @@
+"""validation."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from .exceptions import InvalidInputError
+
+__all__ = ["MAX_ID"]
+
+
+MAX_ID = 2**63 - 1
+"""Largest valid id: ids are positive and fit a signed 64-bit integer."""
+
+
+def finite_or_raise(field: str, value: object) -> float:
+    """Return ``value`` if it is a finite number, else raise ``InvalidInputError``."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidInputError(field, f"must be a finite number, got {value!r}")
+    return float(value)
+
+
+def check_id(field: str, value: object) -> int:
+    """Return ``value`` if it is a valid id (positive int64), else raise ``InvalidInputError``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_ID:
+        raise InvalidInputError(field, f"must be an int in [1, 2**63 - 1], got {value!r}")
+    return value
+
+
+def check_ids(field: str, values: object) -> list[int]:
+    """Return ``values`` as a list if it is a sequence of valid ids, else raise.
+
+    A string is refused (it is a sequence, but not of ids); the error names ``field``.
+    """
+    if isinstance(values, str | bytes) or not isinstance(values, Sequence):
+        raise InvalidInputError(field, f"must be a sequence of ids, got {values!r}")
+    ids = list(values)
+    # Fast path for the common case of a clean batch; check_id names the culprit otherwise.
+    if all(type(value) is int for value in ids) and (
+        not ids or 1 <= min(ids) <= max(ids) <= MAX_ID
+    ):
+        return ids
+    return [check_id(field, value) for value in ids]
+
+
+_TAG_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+
+
+def check_limit(value: object, field: str = "limit") -> int:
+    """Return ``value`` if it is an int ``>= 0``, else raise ``InvalidInputError``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidInputError(field, f"must be an int >= 0, got {value!r}")
+    return value
+
+
+def check_aware(field: str, value: object) -> datetime:
+    """Return ``value`` in UTC if it is a timezone-aware datetime, else raise."""
+    if not isinstance(value, datetime) or value.utcoffset() is None:
+        raise InvalidInputError(field, f"must be a timezone-aware datetime, got {value!r}")
+    return value.astimezone(UTC)
+
+
+def check_variant(value: object, field: str = "variant") -> str | None:
+    """Return ``value`` if it is ``None`` or a valid variant tag, else raise."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _TAG_PATTERN.fullmatch(value):
+        raise InvalidInputError(field, f"must be None or a short tag, got {value!r}")
+    return value
+
+
+def check_tag(field: str, value: object) -> str:
+    """Return ``value`` if it is a valid tag (model name, version...), else raise."""
+    if not isinstance(value, str) or not _TAG_PATTERN.fullmatch(value):
+        raise InvalidInputError(field, f"must be a short tag, got {value!r}")
+    return value
+
+
+def check_ttl(value: object, field: str = "ttl_seconds") -> float:
+    """Return ``value`` as a float if it is finite and positive, else raise."""
+    seconds = finite_or_raise(field, value)
+    if seconds <= 0.0:
+        raise InvalidInputError(field, f"must be > 0, got {value!r}")
+    return seconds
+
+
+def check_feed_key(key: object, field: str = "keys") -> tuple[int, str | None]:
+    """Return ``key`` if it is a feed cache key ``(user_id, variant)``, else raise."""
+    if not isinstance(key, tuple) or len(key) != 2:
+        raise InvalidInputError(field, f"each key must be (user_id, variant), got {key!r}")
+    return (check_id(field, key[0]), check_variant(key[1], field))
+
+
+def utc_now() -> datetime:
+    """The current time as a timezone-aware UTC datetime (the default clock)."""
+    return datetime.now(UTC)

@@ -53,6 +53,8 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "lint"
 "$py" -m ruff check .
+# The import contracts in pyproject.toml: the core's layers, no cycles, adapters on public names.
+"$root/.venv/bin/lint-imports" --no-cache --no-logo
 step "mypy"
 "$py" -m mypy src "${adapter_src[@]}" examples/flask_app/reelrank_example
 step "tests (unit and integration)"

@@ -83,7 +83,8 @@ def mypy(session: nox.Session) -> None:
 @nox.session(python="3.11")
 def docs(session: nox.Session) -> None:
     """Sphinx, with warnings as errors."""
-    session.install("-e", ".[frame,docs]")
+    # reelrank.testing, which the reference documents, needs pytest from the test extra.
+    session.install("-e", ".[frame,test,docs]")
     _install_adapters(session)
     session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html")
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import importlib
 import pkgutil
 from typing import Any
 
+from docutils import nodes
+from sphinx.addnodes import pending_xref
 from sphinx.application import Sphinx
 from sphinx.environment import BuildEnvironment
 from sphinx.errors import PycodeError
@@ -41,8 +45,54 @@ exclude_patterns = ["_build"]
 
 _logger = logging.getLogger(__name__)
 
-# Modules whose names are public paths in their own right (``reelrank.exceptions.X``).
-_PUBLIC_SUBMODULES = ("reelrank.exceptions", "reelrank.protocols")
+# The public modules whose ``__all__`` the reference must cover, each documented name under
+# at least one of its public paths. Test support is imported too: it needs pytest, which the
+# docs build installs with the ``test`` extra.
+_EXPORTING_MODULES = (
+    "reelrank",
+    "reelrank.models",
+    "reelrank.stores",
+    "reelrank.scoring",
+    "reelrank.feed",
+    "reelrank.discovery",
+    "reelrank.media",
+    "reelrank.validation",
+    "reelrank.exceptions",
+    "reelrank.protocols",
+    "reelrank.testing",
+)
+# Further modules an exported object is reachable at, by a path the guides use.
+_ALIAS_MODULES = (
+    "reelrank.testing.contracts",
+    "reelrank.testing.factories",
+    "reelrank.testing.faults",
+    "reelrank.testing.servers",
+)
+
+
+@functools.cache
+def _public_paths() -> dict[str, frozenset[str]]:
+    """Every public path of every exported object, mapped to all paths of the same object.
+
+    ``reelrank.Video``, ``reelrank.models.Video`` and the ``__module__`` path name one class;
+    the reference documents it under one of them. Paths are grouped by name as well as by
+    identity, so two equal small constants exported under different names stay apart.
+    """
+    groups: dict[tuple[str, int], set[str]] = {}
+    for module_name in (*_EXPORTING_MODULES, *_ALIAS_MODULES):
+        module = importlib.import_module(module_name)
+        for name in getattr(module, "__all__", ()):
+            if name.startswith("__"):
+                continue
+            obj = getattr(module, name)
+            paths = groups.setdefault((name, id(obj)), set())
+            paths.add(f"{module_name}.{name}")
+            home = getattr(obj, "__module__", None)
+            if isinstance(home, str) and home.startswith("reelrank") and name == getattr(
+                obj, "__name__", None
+            ):
+                paths.add(f"{home}.{name}")
+    return {path: frozenset(paths) for paths in groups.values() for path in paths}
 
 
 def _module_attribute_docs() -> dict[str, list[str]]:
@@ -81,17 +131,50 @@ def _document_reexported_constants(
 
 def _check_every_export_is_documented(app: Sphinx, env: BuildEnvironment) -> None:
     documented = set(env.get_domain("py").objects)
-    for name in reelrank.__all__:
-        if name.startswith("__"):
+    paths = _public_paths()
+    for module_name in _EXPORTING_MODULES:
+        for name in importlib.import_module(module_name).__all__:
+            if name.startswith("__"):
+                continue
+            if not documented.intersection(paths[f"{module_name}.{name}"]):
+                _logger.warning(
+                    "%s.%s is exported but documented nowhere; add it to docs/api.md",
+                    module_name,
+                    name,
+                )
+
+
+def _resolve_other_public_path(
+    app: Sphinx, env: BuildEnvironment, node: pending_xref, contnode: nodes.TextElement
+) -> nodes.reference | None:
+    """Resolve a reference to any public path of an object to the path it is documented at.
+
+    Guides write ``reelrank.Ranker``, type hints name ``__module__`` paths such as
+    ``reelrank.scoring.Ranker``; each object is documented once, under one of them.
+    """
+    target = node.get("reftarget", "")
+    if node.get("refdomain") != "py" or not target.startswith("reelrank"):
+        return None
+    paths = _public_paths()
+    # The target may name a member (``reelrank.Ranker.rank``): find the exported object in it.
+    head, tail = target, ""
+    while head and head not in paths:
+        head, _, last = head.rpartition(".")
+        tail = f".{last}{tail}"
+    domain = env.get_domain("py")
+    for alias in sorted(paths.get(head, ())):
+        if alias == head:
             continue
-        paths = [f"reelrank.{name}", *(f"{module}.{name}" for module in _PUBLIC_SUBMODULES)]
-        if not documented.intersection(paths):
-            _logger.warning(
-                "reelrank.%s is exported but documented nowhere; add it to docs/api.md", name
-            )
+        found = domain.resolve_xref(
+            env, node["refdoc"], app.builder, node["reftype"], alias + tail, node, contnode
+        )
+        if found is not None:
+            return found
+    return None
 
 
 def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("autodoc-process-docstring", _document_reexported_constants)
     app.connect("env-check-consistency", _check_every_export_is_documented)
+    app.connect("missing-reference", _resolve_other_public_path)
     return {"parallel_read_safe": True}

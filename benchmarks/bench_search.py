@@ -61,7 +61,11 @@ def linear_scan(documents: list[tuple[int, frozenset[str]]], text: str) -> list[
 def test_search_index(benchmark: Any, corpus: Any, text: str) -> None:
     search, documents = corpus
     hits = benchmark(search.search, text, limit=20, as_you_type=True)
-    assert {hit.video_id for hit in hits} <= set(linear_scan(documents, text))
+    matches = set(linear_scan(documents, text))
+    # An empty answer would time nothing: the query must find what the scan finds.
+    assert hits, f"{text!r} found nothing"
+    assert len(hits) == min(20, len(matches))
+    assert {hit.video_id for hit in hits} <= matches
 
 
 @pytest.mark.parametrize("text", [EXACT, PREFIX])
@@ -74,6 +78,7 @@ def test_search_ratio_to_baseline(corpus: Any) -> None:
     """Times both back to back and prints scan / index for each query."""
     search, documents = corpus
     for text in (EXACT, PREFIX):
+        assert search.search(text, as_you_type=True), f"{text!r} found nothing"
         timings = []
         for function, arguments, options in (
             (search.search, (text,), {"as_you_type": True}),

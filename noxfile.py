@@ -62,7 +62,8 @@ def lint(session: nox.Session) -> None:
     session.install("ruff", "import-linter>=2.16")
     # lint-imports only reads the sources, so the packages are installed without their
     # dependencies.
-    session.install("--no-deps", "-e", ".", *[f"-e{Path(p).parent}" for p in ADAPTERS])
+    editable = [arg for p in ADAPTERS for arg in ("-e", str(Path(p).parent))]
+    session.install("--no-deps", "-e", ".", *editable)
     session.run("ruff", "check", ".")
     session.run("lint-imports", "--no-cache", "--no-logo")
 

@@ -207,7 +207,7 @@ class ClickHouseEventStore:
 
     def popular_video_ids(self, *, limit: int) -> list[int]:
         """Most viewed video ids, most views first, ties by lower id."""
-        check_limit(limit)
+        check_limit("limit", limit)
         if limit == 0:
             return []
         with store_errors(_STORE, "popular_video_ids"), self._engine.connect() as conn:

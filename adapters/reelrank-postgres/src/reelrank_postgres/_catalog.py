@@ -178,7 +178,7 @@ class SqlCatalog(SqlStore):
 
     def recent_videos(self, *, limit: int, since: datetime | None = None) -> list[Video]:
         """Ready videos, newest first; with ``since``, published at or after it."""
-        check_limit(limit)
+        check_limit("limit", limit)
         cutoff = None if since is None else check_aware("since", since)
         if limit == 0:
             return []
@@ -222,7 +222,7 @@ class SqlCatalog(SqlStore):
     def followed_videos(self, user_id: int, *, limit: int) -> list[Video]:
         """Ready videos of followed creators, newest first."""
         check_id("user_id", user_id)
-        check_limit(limit)
+        check_limit("limit", limit)
         if limit == 0:
             return []
         query = (

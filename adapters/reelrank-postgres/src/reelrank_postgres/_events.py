@@ -195,7 +195,7 @@ class SqlEventStore(SqlStore):
 
     def popular_video_ids(self, *, limit: int) -> list[int]:
         """Most viewed video ids, most views first, ties by lower id."""
-        check_limit(limit)
+        check_limit("limit", limit)
         if limit == 0:
             return []
         query = (
@@ -255,7 +255,7 @@ class SqlSeenStore(SqlStore):
         """Ids seen at or after ``since``, most recent first (ties: higher id first)."""
         check_id("user_id", user_id)
         cutoff = check_aware("since", since)
-        check_limit(limit)
+        check_limit("limit", limit)
         if limit == 0:
             return []
         query = (

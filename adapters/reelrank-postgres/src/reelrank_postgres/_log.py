@@ -85,7 +85,7 @@ class SqlEngagementLog(SqlStore):
         """Events with ``start <= occurred_at < end``, the newest ``limit``, newest first."""
         start = check_aware("start", start)
         end = check_aware("end", end)
-        check_limit(limit)
+        check_limit("limit", limit)
         if limit == 0:
             return []
         query = select(engagement_log).where(
@@ -99,7 +99,7 @@ class SqlEngagementLog(SqlStore):
         """The user's events at or after ``since``, the newest ``limit``, newest first."""
         check_id("user_id", user_id)
         since = check_aware("since", since)
-        check_limit(limit)
+        check_limit("limit", limit)
         if limit == 0:
             return []
         query = select(engagement_log).where(

@@ -129,7 +129,7 @@ class SqlSearchIndex(SqlStore):
     def search(self, query: ParsedQuery, *, limit: int) -> list[tuple[int, float]]:
         """Videos matching every term, best score first (ties: lower id first)."""
         check_instance("query", query, ParsedQuery)
-        check_limit(limit)
+        check_limit("limit", limit)
         if limit == 0:
             return []
         if self._postgres:

@@ -180,7 +180,7 @@ class RedisEventStore(RedisStore):
         Views are kept negated, so an ascending ``ZRANGE`` lists the most viewed first
         and breaks ties by the byte order of the members, which is the id order.
         """
-        check_limit(limit)
+        check_limit("limit", limit)
         if limit == 0:
             return []
         with store_errors(STORE_NAME, "popular_video_ids"):

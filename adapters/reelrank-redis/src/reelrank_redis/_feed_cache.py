@@ -97,7 +97,7 @@ class RedisFeedCache(RedisStore):
     def get(self, user_id: int, variant: str | None = None) -> FeedSnapshot | None:
         """The live snapshot for ``(user_id, variant)``, or ``None``."""
         check_id("user_id", user_id)
-        check_variant(variant)
+        check_variant("variant", variant)
         key = self._keys.feed(user_id, variant)
         with store_errors(STORE_NAME, "get"):
             values = self._get_script(keys=[self._keys.feed_stats(), key])
@@ -105,7 +105,7 @@ class RedisFeedCache(RedisStore):
 
     def get_many(self, keys: Sequence[FeedKey]) -> dict[FeedKey, FeedSnapshot]:
         """Live snapshots by key; missing or expired keys are omitted."""
-        unique = list(dict.fromkeys(check_feed_key(key) for key in keys))
+        unique = list(dict.fromkeys(check_feed_key("keys", key) for key in keys))
         result: dict[FeedKey, FeedSnapshot] = {}
         stats_key = self._keys.feed_stats()
         for start in range(0, len(unique), _MAX_KEYS_PER_SCRIPT):
@@ -140,7 +140,7 @@ class RedisFeedCache(RedisStore):
         Everything is validated and encoded before the first byte is sent; with two
         snapshots for the same key the later one wins.
         """
-        ttl = check_ttl(ttl_seconds)
+        ttl = check_ttl("ttl_seconds", ttl_seconds)
         for snapshot in snapshots:
             if not isinstance(snapshot, FeedSnapshot):
                 raise InvalidInputError(
@@ -164,7 +164,7 @@ class RedisFeedCache(RedisStore):
     def delete(self, user_id: int, variant: str | None = None) -> bool:
         """Drop one snapshot; ``True`` if a live one was there."""
         check_id("user_id", user_id)
-        check_variant(variant)
+        check_variant("variant", variant)
         with store_errors(STORE_NAME, "delete"):
             pipe = self._client.pipeline(transaction=True)
             pipe.delete(self._keys.feed(user_id, variant))

@@ -121,7 +121,7 @@ class RedisSeenStore(RedisStore):
         ids = list(dict.fromkeys(check_ids("video_ids", video_ids)))
         threshold = to_microseconds(check_aware("since", since))
         moment = to_microseconds(check_aware("at", at))
-        check_limit(limit)
+        check_limit("limit", limit)
         config = self._config
         key = self._keys.seen(user_id)
         oldest_kept = moment - config.seen_window_seconds * _MICROSECONDS
@@ -167,7 +167,7 @@ class RedisSeenStore(RedisStore):
         """Ids seen at or after ``since``, most recent first (ties: higher id first)."""
         check_id("user_id", user_id)
         threshold = to_microseconds(check_aware("since", since))
-        check_limit(limit)
+        check_limit("limit", limit)
         if limit == 0:
             return []
         with store_errors(STORE_NAME, "recently_seen"):

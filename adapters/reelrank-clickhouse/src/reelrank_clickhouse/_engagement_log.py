@@ -11,7 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from reelrank import EngagementEvent, InvalidInputError
-from reelrank.validation import check_aware, check_id, check_limit
+from reelrank.stores.adapter import check_aware, check_id, check_limit
 
 from ._errors import store_errors
 from ._event_store import known_event_ids

@@ -18,7 +18,7 @@ from reelrank import (
     affinity,
     affinity_credit,
 )
-from reelrank.validation import check_id, check_ids, check_limit
+from reelrank.stores.adapter import check_id, check_ids, check_limit
 
 from ._errors import store_errors
 from ._rows import ArrivalSequence, event_row

@@ -8,9 +8,15 @@ from typing import Any
 
 from sqlalchemy import Row, Select, select
 
-from reelrank.exceptions import NotFoundError, StoreError
 from reelrank.models import Creator, ProcessingState, Rendition, Video
-from reelrank.validation import check_aware, check_id, check_ids, check_limit
+from reelrank.stores.adapter import (
+    NotFoundError,
+    StoreError,
+    check_aware,
+    check_id,
+    check_ids,
+    check_limit,
+)
 
 from ._base import SqlStore, check_instance, unique
 from ._errors import store_errors

@@ -15,7 +15,7 @@ from sqlalchemy import text
 
 from reelrank.models import ParsedQuery, QueryTerm, SearchDocument
 from reelrank.stores import tokenize
-from reelrank.validation import check_id, check_limit
+from reelrank.stores.adapter import check_id, check_limit
 
 from ._base import SqlStore, check_instance
 from ._errors import store_errors

@@ -15,12 +15,12 @@ from reelrank import (
     affinity,
     affinity_credit,
 )
-from reelrank.validation import check_id, check_ids, check_limit
+from reelrank.stores.adapter import check_id, check_ids, check_limit
 
+from ._base import RedisStore
 from ._config import RedisConfig
 from ._errors import store_errors
 from ._keys import id_member, member_id
-from ._store import RedisStore
 
 __all__ = ["RedisEventStore"]
 

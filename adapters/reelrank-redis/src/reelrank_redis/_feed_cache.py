@@ -10,14 +10,13 @@ from typing import Any
 import redis
 
 from reelrank import FeedSnapshot, InvalidInputError, StoreError
-from reelrank.protocols import FeedKey
-from reelrank.validation import check_feed_key, check_id, check_ttl, check_variant
+from reelrank.stores.adapter import FeedKey, check_feed_key, check_id, check_ttl, check_variant
 
+from ._base import RedisStore
 from ._codec import SnapshotFormatError, decode_snapshot, encode_snapshot
 from ._config import RedisConfig
 from ._errors import store_errors
 from ._keys import DEFAULT_VARIANT
-from ._store import RedisStore
 
 __all__ = ["FeedCacheStats", "RedisFeedCache"]
 
@@ -81,7 +80,7 @@ class RedisFeedCache(RedisStore):
     cached for it, which :meth:`invalidate_user` needs. Every lookup counts a hit or
     a miss in a shared hash (see :meth:`stats`).
 
-    ``client`` is a ready :class:`redis.Redis` (see :func:`~reelrank_redis.create_client`);
+    ``client`` is a ready :class:`redis.Redis` (see :func:`~reelrank_redis.connect`);
     ``config`` supplies the key prefix. Any Redis failure raises
     :class:`~reelrank.StoreError` (``store="cache"``), timeouts
     :class:`~reelrank.StoreTimeoutError`.

@@ -9,12 +9,12 @@ from typing import Any, cast
 
 import redis
 
-from reelrank.validation import check_aware, check_id, check_ids, check_limit
+from reelrank.stores.adapter import check_aware, check_id, check_ids, check_limit
 
+from ._base import RedisStore
 from ._config import RedisConfig
 from ._errors import store_errors
 from ._keys import id_member, member_id
-from ._store import RedisStore
 from ._time import to_microseconds
 
 __all__ = ["RedisSeenStore"]

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Row, Select, select
 
 from reelrank.models import EngagementEvent, EngagementKind
-from reelrank.validation import check_aware, check_id, check_limit
+from reelrank.stores.adapter import check_aware, check_id, check_limit
 
 from ._base import SqlStore, check_instance
 from ._errors import store_errors

@@ -17,7 +17,7 @@ from reelrank_postgres import (
     SqlEventStore,
     SqlSeenStore,
     SqlStoreConfig,
-    create_engine_from_config,
+    connect,
     migrate,
 )
 from reelrank_postgres.testing import PostgresServer, free_port
@@ -55,7 +55,7 @@ def test_unknown_fields_are_refused() -> None:
     ("field", "value"),
     [
         ("connect_timeout_seconds", 0),
-        ("statement_timeout_ms", 0),
+        ("statement_timeout_seconds", 0),
         ("pool_timeout_seconds", float("inf")),
         ("pool_size", 0),
         ("application_name", "has space"),
@@ -73,7 +73,7 @@ def test_bad_values_name_the_field(field: str, value: object) -> None:
 )
 def test_the_factory_refuses_other_databases(url: str) -> None:
     with pytest.raises(ConfigError) as info:
-        create_engine_from_config(SqlStoreConfig(url=url))
+        connect(SqlStoreConfig(url=url))
     assert info.value.field == "url"
 
 
@@ -86,11 +86,11 @@ def test_stores_take_only_an_engine() -> None:
 def test_postgres_sessions_carry_the_configured_bounds(postgres_server: PostgresServer) -> None:
     config = SqlStoreConfig(
         url=postgres_server.url,
-        statement_timeout_ms=1234,
-        lock_timeout_ms=567,
+        statement_timeout_seconds=1.234,
+        lock_timeout_seconds=0.567,
         application_name="bounds-test",
     )
-    engine = create_engine_from_config(config)
+    engine = connect(config)
     try:
         with engine.connect() as connection:
             show = {
@@ -112,8 +112,10 @@ def bounded_postgres(postgres_engine: Engine, postgres_server: PostgresServer) -
     """An engine on the session cluster with short server-side timeouts."""
     with postgres_engine.begin() as connection:
         connection.execute(text("TRUNCATE videos, creators CASCADE"))
-    engine = create_engine_from_config(
-        SqlStoreConfig(url=postgres_server.url, statement_timeout_ms=300, lock_timeout_ms=100)
+    engine = connect(
+        SqlStoreConfig(
+            url=postgres_server.url, statement_timeout_seconds=0.3, lock_timeout_seconds=0.1
+        )
     )
     yield engine
     engine.dispose()
@@ -140,8 +142,10 @@ def test_a_statement_past_statement_timeout_raises_store_timeout(
     catalog = SqlCatalog(bounded_postgres)
     catalog.put_creator(make_creator(1))
     # A lock wait longer than the statement timeout: the statement timeout fires first.
-    patient = create_engine_from_config(
-        SqlStoreConfig(url=postgres_server.url, statement_timeout_ms=300, lock_timeout_ms=60_000)
+    patient = connect(
+        SqlStoreConfig(
+            url=postgres_server.url, statement_timeout_seconds=0.3, lock_timeout_seconds=60.0
+        )
     )
     try:
         with bounded_postgres.connect() as holder:
@@ -164,7 +168,7 @@ def test_an_exhausted_pool_raises_store_timeout(
         url = f"sqlite:///{tmp_path / 'pool.db'}"
     else:
         url = request.getfixturevalue("postgres_server").url
-    engine = create_engine_from_config(
+    engine = connect(
         SqlStoreConfig(url=url, pool_size=1, max_overflow=0, pool_timeout_seconds=0.2)
     )
     migrate(engine)
@@ -182,7 +186,7 @@ def test_a_busy_sqlite_database_raises_store_timeout(tmp_path: Path) -> None:
     path = tmp_path / "busy.db"
     engine = sqlite_engine(path)
     migrate(engine)
-    impatient = create_engine_from_config(
+    impatient = connect(
         SqlStoreConfig(url=f"sqlite:///{path}", sqlite_busy_timeout_seconds=0.1)
     )
     try:
@@ -199,7 +203,7 @@ def test_a_busy_sqlite_database_raises_store_timeout(tmp_path: Path) -> None:
 
 
 def test_a_server_that_is_not_there_raises_store_error() -> None:
-    engine = create_engine_from_config(
+    engine = connect(
         SqlStoreConfig(url=f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/postgres")
     )
     try:

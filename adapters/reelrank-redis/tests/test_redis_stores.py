@@ -104,9 +104,11 @@ def test_hits_and_misses_add_up_across_processes(
     cache.get(1)
     cache.get(2)
     cache.get_many([(1, None), (3, None), (1, None)])
+    # Serialising a config masks its secret URL, so the URL is handed over on its own.
+    settings = {**redis_config.model_dump(mode="json"), "url": redis_config.url.get_secret_value()}
     other_process = (
         "from reelrank_redis import RedisConfig, RedisFeedCache, connect\n"
-        f"config = RedisConfig.model_validate_json({redis_config.model_dump_json()!r})\n"
+        f"config = RedisConfig.model_validate({settings!r})\n"
         "cache = RedisFeedCache(connect(config), config)\n"
         "cache.get(1); cache.get(1); cache.get(9)\n"
     )

@@ -77,6 +77,50 @@ def test_the_factory_refuses_other_databases(url: str) -> None:
     assert info.value.field == "url"
 
 
+def test_the_password_in_the_url_stays_out_of_reprs_and_errors() -> None:
+    config = SqlStoreConfig(url="postgresql+psycopg://feeds:hunter2@db-host:5432/feeds")
+    assert "hunter2" not in repr(config)
+    assert "hunter2" not in config.model_dump_json()
+    for unparsable in (
+        "postgresql+psycopg://feeds:hunter2@db-host:port/feeds",  # a port that is no number
+        "feeds:hunter2 at db-host",  # no URL at all
+    ):
+        with pytest.raises(ConfigError) as info:
+            connect(SqlStoreConfig(url=unparsable))
+        assert info.value.field == "url"
+        assert "hunter2" not in str(info.value)
+        assert info.value.__cause__ is None  # SQLAlchemy's own message quotes the URL
+    with pytest.raises(ConfigError) as info:
+        SqlStoreConfig(url="x" * 2049 + "hunter2")
+    assert info.value.field == "url"
+    assert "hunter2" not in str(info.value)
+
+
+class _Captured(Exception):
+    pass
+
+
+def test_libpq_gets_the_connect_timeout_in_whole_seconds_rounded_up() -> None:
+    engine = connect(
+        SqlStoreConfig(
+            url="postgresql+psycopg://feeds@db-host:5432/feeds", connect_timeout_seconds=2.5
+        )
+    )
+    captured: dict[str, object] = {}
+
+    def capture(dialect: object, record: object, cargs: object, cparams: dict[str, object]) -> None:
+        captured.update(cparams)
+        raise _Captured  # stop before any connection attempt
+
+    sqlalchemy.event.listen(engine, "do_connect", capture)
+    try:
+        with pytest.raises(_Captured):
+            engine.connect()
+    finally:
+        engine.dispose()
+    assert captured["connect_timeout"] == 3
+
+
 def test_stores_take_only_an_engine() -> None:
     with pytest.raises(InvalidInputError) as info:
         SqlCatalog("sqlite:///x.db")  # type: ignore[arg-type]

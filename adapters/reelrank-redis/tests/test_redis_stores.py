@@ -48,6 +48,17 @@ def test_unknown_config_fields_are_refused() -> None:
         RedisConfig(socket_timeout=1.0)  # type: ignore[call-arg]
 
 
+def test_the_password_in_the_url_stays_out_of_reprs_and_errors() -> None:
+    config = RedisConfig(url="redis://:hunter2@cache-host:6379/0")
+    assert "hunter2" not in repr(config)
+    assert "hunter2" not in config.model_dump_json()
+    assert config.url.get_secret_value() == "redis://:hunter2@cache-host:6379/0"
+    with pytest.raises(ConfigError) as info:
+        RedisConfig(url="redis://:hunter2@" + "h" * 2048)
+    assert info.value.field == "url"
+    assert "hunter2" not in str(info.value)
+
+
 def test_defaults_fail_fast_on_the_request_path(redis_config: RedisConfig) -> None:
     defaults = RedisConfig(url=redis_config.url)
     client = connect(defaults)

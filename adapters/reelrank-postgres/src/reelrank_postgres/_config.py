@@ -81,8 +81,9 @@ def connect(config: SqlStoreConfig) -> Engine:
     """
     try:
         url = make_url(config.url.get_secret_value())
-    except ArgumentError:
-        # SQLAlchemy's message quotes the URL, password and all, so it is not chained.
+    except (ArgumentError, ValueError):
+        # An unparsable URL (ArgumentError) or port (ValueError). SQLAlchemy's message may
+        # quote the URL, password and all, so it is not chained.
         raise ConfigError("url", config.url, "not a database URL") from None
     backend = url.get_backend_name()
     if backend == "postgresql":

@@ -111,9 +111,9 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     with clickhouse_testing.ClickHouseServer(directory) as server:
         server.execute("CREATE DATABASE bench")
         config = reelrank_clickhouse.ClickHouseConfig(
-            port=server.tcp_port, database="bench", send_receive_timeout=60.0
+            port=server.tcp_port, database="bench", send_receive_timeout_seconds=60.0
         )
-        built = reelrank_clickhouse.create_engine(config)
+        built = reelrank_clickhouse.connect(config)
         reelrank_clickhouse.create_schema(built)
         with built.connect() as conn:
             conn.execute(_GENERATE)

@@ -70,8 +70,8 @@ class Backends:
     def __init__(self, server: Any, directory: Path) -> None:
         config = reelrank_postgres.SqlStoreConfig
         self.engines = {
-            "postgresql": reelrank_postgres.create_engine_from_config(config(url=server.url)),
-            "sqlite": reelrank_postgres.create_engine_from_config(
+            "postgresql": reelrank_postgres.connect(config(url=server.url)),
+            "sqlite": reelrank_postgres.connect(
                 config(url=f"sqlite:///{directory / 'bench.db'}")
             ),
         }

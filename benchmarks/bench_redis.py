@@ -109,7 +109,7 @@ def config(server: Any) -> Any:
 
 @pytest.fixture
 def client(config: Any) -> Iterator[Any]:
-    built = reelrank_redis.create_client(config)
+    built = reelrank_redis.connect(config)
     yield built
     built.close()
 
@@ -387,8 +387,10 @@ PAGE_SETUPS = (
 
 def test_cache_hit_feed_page(benchmark: Any, client: Any, config: Any) -> None:
     # Relaxed socket timeouts: the inline path's deadline is the client's own timeout.
-    config = config.model_copy(update={"socket_timeout": 2.0, "socket_connect_timeout": 2.0})
-    relaxed = reelrank_redis.create_client(config)
+    config = config.model_copy(
+        update={"socket_timeout_seconds": 2.0, "connect_timeout_seconds": 2.0}
+    )
+    relaxed = reelrank_redis.connect(config)
     baseline = _Setup("memory", "after", relaxed, config)
     setups = {
         (stores, version): _Setup(stores, version, relaxed, config)

@@ -1,4 +1,10 @@
-"""validation."""
+"""Argument checks shared by the core stores and by store adapters.
+
+Every check takes the name of the field first and the value second,
+``check_x(field, value)``, returns the value (normalised where stated) when it is
+valid and otherwise raises :class:`~reelrank.InvalidInputError` whose ``field`` is the
+name given. Adapters reach the same functions through :mod:`reelrank.stores.adapter`.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,19 @@ from datetime import UTC, datetime
 
 from .exceptions import InvalidInputError
 
-__all__ = ["MAX_ID"]
+__all__ = [
+    "MAX_ID",
+    "check_aware",
+    "check_feed_key",
+    "check_id",
+    "check_ids",
+    "check_limit",
+    "check_tag",
+    "check_ttl",
+    "check_variant",
+    "finite_or_raise",
+    "utc_now",
+]
 
 
 MAX_ID = 2**63 - 1
@@ -49,7 +67,7 @@ def check_ids(field: str, values: object) -> list[int]:
 _TAG_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 
 
-def check_limit(value: object, field: str = "limit") -> int:
+def check_limit(field: str, value: object) -> int:
     """Return ``value`` if it is an int ``>= 0``, else raise ``InvalidInputError``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise InvalidInputError(field, f"must be an int >= 0, got {value!r}")
@@ -63,7 +81,7 @@ def check_aware(field: str, value: object) -> datetime:
     return value.astimezone(UTC)
 
 
-def check_variant(value: object, field: str = "variant") -> str | None:
+def check_variant(field: str, value: object) -> str | None:
     """Return ``value`` if it is ``None`` or a valid variant tag, else raise."""
     if value is None:
         return None
@@ -79,7 +97,7 @@ def check_tag(field: str, value: object) -> str:
     return value
 
 
-def check_ttl(value: object, field: str = "ttl_seconds") -> float:
+def check_ttl(field: str, value: object) -> float:
     """Return ``value`` as a float if it is finite and positive, else raise."""
     seconds = finite_or_raise(field, value)
     if seconds <= 0.0:
@@ -87,11 +105,11 @@ def check_ttl(value: object, field: str = "ttl_seconds") -> float:
     return seconds
 
 
-def check_feed_key(key: object, field: str = "keys") -> tuple[int, str | None]:
-    """Return ``key`` if it is a feed cache key ``(user_id, variant)``, else raise."""
-    if not isinstance(key, tuple) or len(key) != 2:
-        raise InvalidInputError(field, f"each key must be (user_id, variant), got {key!r}")
-    return (check_id(field, key[0]), check_variant(key[1], field))
+def check_feed_key(field: str, value: object) -> tuple[int, str | None]:
+    """Return ``value`` if it is a feed cache key ``(user_id, variant)``, else raise."""
+    if not isinstance(value, tuple) or len(value) != 2:
+        raise InvalidInputError(field, f"each key must be (user_id, variant), got {value!r}")
+    return (check_id(field, value[0]), check_variant(field, value[1]))
 
 
 def utc_now() -> datetime:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from reelrank_clickhouse import ClickHouseConfig, create_engine, create_schema
+from reelrank_clickhouse import ClickHouseConfig, connect, create_schema
 from reelrank_clickhouse.testing import ClickHouseServer, find_clickhouse_server
 from sqlalchemy.engine import Engine
 
@@ -43,14 +43,14 @@ def clickhouse_config(clickhouse_server: ClickHouseServer) -> ClickHouseConfig:
     database = f"test_{next(_databases)}"
     clickhouse_server.execute(f"CREATE DATABASE {database}")
     return ClickHouseConfig(
-        port=clickhouse_server.tcp_port, database=database, send_receive_timeout=30.0
+        port=clickhouse_server.tcp_port, database=database, send_receive_timeout_seconds=30.0
     )
 
 
 @pytest.fixture
 def clickhouse_engine(clickhouse_config: ClickHouseConfig) -> Iterator[Engine]:
     """An engine built by the adapter's own factory on a database with the schema."""
-    engine = create_engine(clickhouse_config)
+    engine = connect(clickhouse_config)
     create_schema(engine)
     yield engine
     engine.dispose()

@@ -7,7 +7,7 @@ from pydantic import BaseModel
 from reelrank_clickhouse import (
     ClickHouseConfig,
     ClickHouseEventStore,
-    create_engine,
+    connect,
     create_schema,
 )
 from reelrank_clickhouse.testing import ClickHouseServer
@@ -20,8 +20,8 @@ def test_config_forbids_unknown_fields_and_names_bad_ones() -> None:
         ClickHouseConfig(url="clickhouse://x")  # type: ignore[call-arg]
     assert info.value.field == "url"
     with pytest.raises(ConfigError) as info:
-        ClickHouseConfig(send_receive_timeout=0)
-    assert info.value.field == "send_receive_timeout"
+        ClickHouseConfig(send_receive_timeout_seconds=0)
+    assert info.value.field == "send_receive_timeout_seconds"
     with pytest.raises(ConfigError) as info:
         ClickHouseConfig(database="no-dashes")
     assert info.value.field == "database"
@@ -36,13 +36,13 @@ def test_every_config_field_is_documented() -> None:
 def test_the_driver_gets_the_bounded_timeouts(clickhouse_config: ClickHouseConfig) -> None:
     config = clickhouse_config.model_copy(
         update={
-            "connect_timeout": 0.5,
-            "send_receive_timeout": 1.5,
-            "sync_request_timeout": 0.25,
+            "connect_timeout_seconds": 0.5,
+            "send_receive_timeout_seconds": 1.5,
+            "sync_request_timeout_seconds": 0.25,
             "max_execution_seconds": 7,
         }
     )
-    engine = create_engine(config)
+    engine = connect(config)
     try:
         raw = engine.raw_connection()
         try:
@@ -61,11 +61,11 @@ def test_the_driver_gets_the_bounded_timeouts(clickhouse_config: ClickHouseConfi
 def test_the_password_is_kept_out_of_reprs() -> None:
     config = ClickHouseConfig(port=9123, database="feeds", password="s3cret")
     assert "s3cret" not in repr(config)
-    assert "s3cret" not in str(create_engine(config).url)
+    assert "s3cret" not in str(connect(config).url)
 
 
 def test_a_missing_database_is_a_store_error(clickhouse_server: ClickHouseServer) -> None:
-    engine = create_engine(ClickHouseConfig(port=clickhouse_server.tcp_port, database="absent"))
+    engine = connect(ClickHouseConfig(port=clickhouse_server.tcp_port, database="absent"))
     try:
         with pytest.raises(StoreError) as info:
             create_schema(engine)

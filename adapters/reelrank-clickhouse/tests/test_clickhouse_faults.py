@@ -17,7 +17,7 @@ from reelrank_clickhouse import (
     ClickHouseConfig,
     ClickHouseEngagementLog,
     ClickHouseEventStore,
-    create_engine,
+    connect,
     create_schema,
 )
 from reelrank_clickhouse.testing import ClickHouseServer
@@ -37,12 +37,12 @@ def engine(fault_server: ClickHouseServer) -> Iterator[Engine]:
     config = ClickHouseConfig(
         port=fault_server.tcp_port,
         database="feeds",
-        connect_timeout=0.5,
-        send_receive_timeout=0.5,
-        sync_request_timeout=0.5,
+        connect_timeout_seconds=0.5,
+        send_receive_timeout_seconds=0.5,
+        sync_request_timeout_seconds=0.5,
         pool_size=2,
     )
-    built = create_engine(config)
+    built = connect(config)
     create_schema(built)
     yield built
     built.dispose()

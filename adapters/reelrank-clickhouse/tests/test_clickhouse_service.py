@@ -16,7 +16,7 @@ import pytest
 from reelrank_clickhouse import (
     ClickHouseConfig,
     ClickHouseEventStore,
-    create_engine,
+    connect,
     create_schema,
 )
 from reelrank_clickhouse.testing import ClickHouseServer
@@ -56,11 +56,11 @@ def engine(fault_server: ClickHouseServer) -> Iterator[Engine]:
     config = ClickHouseConfig(
         port=fault_server.tcp_port,
         database="feeds",
-        connect_timeout=0.5,
-        send_receive_timeout=1.0,
-        sync_request_timeout=0.5,
+        connect_timeout_seconds=0.5,
+        send_receive_timeout_seconds=1.0,
+        sync_request_timeout_seconds=0.5,
     )
-    built = create_engine(config)
+    built = connect(config)
     create_schema(built)
     yield built
     built.dispose()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from pg_support import DIALECTS, TRUNCATE_ALL, require_postgres, sqlite_engine
-from reelrank_postgres import SqlStoreConfig, create_engine_from_config, migrate
+from reelrank_postgres import SqlStoreConfig, connect, migrate
 from reelrank_postgres.testing import PostgresServer
 from sqlalchemy import Engine, text
 
@@ -29,7 +29,7 @@ def postgres_server() -> Iterator[PostgresServer]:
 @pytest.fixture(scope="session")
 def postgres_engine(postgres_server: PostgresServer) -> Iterator[Engine]:
     """An engine on the session cluster, migrated to the newest revision."""
-    engine = create_engine_from_config(SqlStoreConfig(url=postgres_server.url))
+    engine = connect(SqlStoreConfig(url=postgres_server.url))
     migrate(engine)
     yield engine
     engine.dispose()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from reelrank_postgres import SqlStoreConfig, create_engine_from_config
+from reelrank_postgres import SqlStoreConfig, connect
 from reelrank_postgres.testing import find_postgres_bin
 from sqlalchemy import Engine
 
@@ -29,4 +29,4 @@ def require_postgres() -> None:
 
 def sqlite_engine(path: Path) -> Engine:
     """An engine on a new SQLite file built by the adapter's own factory."""
-    return create_engine_from_config(SqlStoreConfig(url=f"sqlite:///{path}"))
+    return connect(SqlStoreConfig(url=f"sqlite:///{path}"))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from reelrank_redis import RedisConfig, create_client
+from reelrank_redis import RedisConfig, connect
 from reelrank_redis.testing import RedisServer, find_redis_server
 
 _prefixes = itertools.count()
@@ -45,15 +45,15 @@ def redis_config(redis_server: RedisServer) -> Iterator[RedisConfig]:
     yield RedisConfig(
         url=redis_server.url,
         prefix=f"test{next(_prefixes)}",
-        socket_timeout=2.0,
-        socket_connect_timeout=2.0,
+        socket_timeout_seconds=2.0,
+        connect_timeout_seconds=2.0,
     )
 
 
 @pytest.fixture
 def redis_client(redis_config: RedisConfig) -> Iterator[redis.Redis]:
     """A client built by the adapter's own factory, closed after the test."""
-    client = create_client(redis_config)
+    client = connect(redis_config)
     yield client
     client.close()
 

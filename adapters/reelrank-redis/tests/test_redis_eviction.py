@@ -22,7 +22,7 @@ from reelrank_redis import (
     RedisEventStore,
     RedisFeedCache,
     RedisSeenStore,
-    create_client,
+    connect,
 )
 from reelrank_redis.testing import RedisServer, find_redis_server
 
@@ -85,7 +85,7 @@ def test_recommended_layout_keeps_seen_sets_under_cache_pressure(
 ) -> None:
     cache_config = _start(started, tmp_path / "cache", CACHE_MAXMEMORY)
     durable_config = _start(started, tmp_path / "durable", ["--maxmemory-policy", "noeviction"])
-    cache_client, durable_client = create_client(cache_config), create_client(durable_config)
+    cache_client, durable_client = connect(cache_config), connect(durable_config)
     cache = RedisFeedCache(cache_client, cache_config)
     seen = RedisSeenStore(durable_client, durable_config)
     events = RedisEventStore(durable_client, durable_config)
@@ -114,7 +114,7 @@ def test_a_shared_allkeys_lru_instance_loses_seen_sets(
     started: list[RedisServer], tmp_path: Path
 ) -> None:
     config = _start(started, tmp_path / "shared", CACHE_MAXMEMORY)
-    client = create_client(config)
+    client = connect(config)
     _mark_everyone_seen(RedisSeenStore(client, config))
     _flood(RedisFeedCache(client, config))
     assert _users_with_seen_sets(client) < USERS

@@ -1,12 +1,14 @@
 """A paused, killed or restarted Redis: calls fail within their deadline and recover.
 
-Each test runs its own server (``fault_server``). Elapsed times are checked against a
-generous bound only to prove nothing hangs (redis-py's defaults would wait close to a
-minute on a paused server); they are not speed goals.
+Each test runs its own server (``fault_server``). Each failing call is timed against a
+bound derived from the config's timeouts (see :func:`call_bound_seconds`) plus a
+generous scheduling margin: that proves the timeouts are what ends the call (redis-py's
+defaults would wait close to a minute on a paused server); it is not a speed goal.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
@@ -18,7 +20,7 @@ from reelrank_redis import (
     RedisEventStore,
     RedisFeedCache,
     RedisSeenStore,
-    create_client,
+    connect,
 )
 from reelrank_redis.testing import RedisServer
 
@@ -28,17 +30,30 @@ from reelrank.testing.factories import EPOCH, make_event, make_snapshot
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 SOCKET_TIMEOUT = 0.2
-# A hung call is caught by the test's timeout, not by timing it: with redis-py's
-# defaults (5 s timeouts, 10 retries with backoff) one call on a paused server took
-# about a minute, so a test making several calls finishes inside this guard only if
-# each fails after about one short socket timeout. The slack keeps a loaded machine
-# from failing it.
+CONNECT_TIMEOUT = 0.2
+# What a busy machine (two cores shared with other test runs) may add to a call on top
+# of its socket waits: scheduling delays, a pool checkout, encoding a batch. Generous,
+# yet far below what a retried or unbounded call costs (seconds to a minute).
+SCHEDULING_MARGIN_SECONDS = 1.0
+# The test's own timeout catches a call that hangs outright, before it can be timed.
 HANG_GUARD_SECONDS = 20
+
+
+def call_bound_seconds(config: RedisConfig) -> float:
+    """Longest a failing call may take under ``config``.
+
+    A call waits at most for a new connection and one reply on it, and only a
+    connection error is retried (``connection_retries`` times, without backoff);
+    timeouts never are.
+    """
+    one_attempt = config.connect_timeout_seconds + config.socket_timeout_seconds
+    return one_attempt * (1 + config.connection_retries) + SCHEDULING_MARGIN_SECONDS
 
 
 class Stores:
     def __init__(self, client: redis.Redis, config: RedisConfig) -> None:
         self.client = client
+        self.config = config
         self.cache = RedisFeedCache(client, config)
         self.seen = RedisSeenStore(client, config)
         self.events = RedisEventStore(client, config)
@@ -61,16 +76,27 @@ class Stores:
 
 @pytest.fixture
 def stores(fault_server: RedisServer) -> Iterator[Stores]:
-    config = RedisConfig(url=fault_server.url, prefix="faults", socket_timeout=SOCKET_TIMEOUT)
-    client = create_client(config)
+    config = RedisConfig(
+        url=fault_server.url,
+        prefix="faults",
+        socket_timeout_seconds=SOCKET_TIMEOUT,
+        connect_timeout_seconds=CONNECT_TIMEOUT,
+    )
+    client = connect(config)
     yield Stores(client, config)
     client.close()
 
 
-def _fails_with(call: Callable[[], Any], error: type[StoreError]) -> None:
+def _fails_with(
+    call: Callable[[], Any], error: type[StoreError], *, within: float | None = None
+) -> None:
+    started = time.monotonic()
     with pytest.raises(error) as info:
         call()
+    elapsed = time.monotonic() - started
     assert isinstance(info.value.__cause__, redis.exceptions.RedisError | OSError)
+    if within is not None:
+        assert elapsed <= within, f"took {elapsed:.2f} s, bound {within:.2f} s"
 
 
 @pytest.mark.timeout(HANG_GUARD_SECONDS)
@@ -78,10 +104,11 @@ def test_a_paused_server_fails_every_call_within_the_deadline(
     fault_server: RedisServer, stores: Stores
 ) -> None:
     stores.cache.put(make_snapshot(1), ttl_seconds=60)
+    bound = call_bound_seconds(stores.config)
     fault_server.pause()
     try:
         for call in stores.calls().values():
-            _fails_with(call, StoreTimeoutError)
+            _fails_with(call, StoreTimeoutError, within=bound)
     finally:
         fault_server.resume()
 
@@ -107,7 +134,7 @@ def test_a_killed_server_fails_fast_and_a_restarted_one_is_used_again(
     stores.events.append(make_event("watch", completion=1.0), creator_id=1)
     fault_server.kill()
     for call in stores.calls().values():
-        _fails_with(call, StoreError)
+        _fails_with(call, StoreError, within=call_bound_seconds(stores.config))
     fault_server.restart()
     # The restarted server is empty (no persistence) and has no cached Lua scripts:
     # the pooled connections reconnect and the scripts are loaded again.

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
-from reelrank_redis import RedisConfig, RedisFeedCache, RedisSeenStore, create_client
+from reelrank_redis import RedisConfig, RedisFeedCache, RedisSeenStore, connect
 from reelrank_redis.testing import RedisServer
 
 from reelrank import (
@@ -52,8 +52,8 @@ class RedisSetup:
 
 @pytest.fixture
 def redis_setup(fault_server: RedisServer) -> Iterator[RedisSetup]:
-    config = RedisConfig(url=fault_server.url, prefix="svc", socket_timeout=0.2)
-    client = create_client(config)
+    config = RedisConfig(url=fault_server.url, prefix="svc", socket_timeout_seconds=0.2)
+    client = connect(config)
     yield RedisSetup(config, client, RedisFeedCache(client, config))
     client.close()
 

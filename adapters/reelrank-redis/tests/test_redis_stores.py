@@ -15,7 +15,7 @@ from reelrank_redis import (
     RedisEventStore,
     RedisFeedCache,
     RedisSeenStore,
-    create_client,
+    connect,
 )
 from reelrank_redis._codec import encode_snapshot
 from reelrank_redis._keys import id_member
@@ -35,7 +35,7 @@ def _config(base: RedisConfig, **changes: object) -> RedisConfig:
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("prefix", "has:colon"), ("prefix", ""), ("socket_timeout", 0), ("seen_max_items", 0)],
+    [("prefix", "has:colon"), ("prefix", ""), ("socket_timeout_seconds", 0), ("seen_max_items", 0)],
 )
 def test_bad_config_names_the_field(field: str, value: object) -> None:
     with pytest.raises(ConfigError) as info:
@@ -45,12 +45,23 @@ def test_bad_config_names_the_field(field: str, value: object) -> None:
 
 def test_unknown_config_fields_are_refused() -> None:
     with pytest.raises(ConfigError):
-        RedisConfig(socket_timeot=1.0)  # type: ignore[call-arg]
+        RedisConfig(socket_timeout=1.0)  # type: ignore[call-arg]
+
+
+def test_the_password_in_the_url_stays_out_of_reprs_and_errors() -> None:
+    config = RedisConfig(url="redis://:hunter2@cache-host:6379/0")
+    assert "hunter2" not in repr(config)
+    assert "hunter2" not in config.model_dump_json()
+    assert config.url.get_secret_value() == "redis://:hunter2@cache-host:6379/0"
+    with pytest.raises(ConfigError) as info:
+        RedisConfig(url="redis://:hunter2@" + "h" * 2048)
+    assert info.value.field == "url"
+    assert "hunter2" not in str(info.value)
 
 
 def test_defaults_fail_fast_on_the_request_path(redis_config: RedisConfig) -> None:
     defaults = RedisConfig(url=redis_config.url)
-    client = create_client(defaults)
+    client = connect(defaults)
     kwargs = client.connection_pool.connection_kwargs
     assert kwargs["socket_timeout"] == kwargs["socket_connect_timeout"] == 0.2
     retry = kwargs["retry"]
@@ -62,10 +73,10 @@ def test_defaults_fail_fast_on_the_request_path(redis_config: RedisConfig) -> No
 
 
 def test_factory_applies_the_short_timeouts(redis_config: RedisConfig) -> None:
-    client = create_client(_config(redis_config, socket_timeout=0.15, connection_retries=0))
+    client = connect(_config(redis_config, socket_timeout_seconds=0.15, connection_retries=0))
     kwargs = client.connection_pool.connection_kwargs
     assert kwargs["socket_timeout"] == 0.15
-    assert kwargs["socket_connect_timeout"] == redis_config.socket_connect_timeout
+    assert kwargs["socket_connect_timeout"] == redis_config.connect_timeout_seconds
     assert kwargs["retry"].get_retries() == 0
     client.close()
 
@@ -104,10 +115,12 @@ def test_hits_and_misses_add_up_across_processes(
     cache.get(1)
     cache.get(2)
     cache.get_many([(1, None), (3, None), (1, None)])
+    # Serialising a config masks its secret URL, so the URL is handed over on its own.
+    settings = {**redis_config.model_dump(mode="json"), "url": redis_config.url.get_secret_value()}
     other_process = (
-        "from reelrank_redis import RedisConfig, RedisFeedCache, create_client\n"
-        f"config = RedisConfig.model_validate_json({redis_config.model_dump_json()!r})\n"
-        "cache = RedisFeedCache(create_client(config), config)\n"
+        "from reelrank_redis import RedisConfig, RedisFeedCache, connect\n"
+        f"config = RedisConfig.model_validate({settings!r})\n"
+        "cache = RedisFeedCache(connect(config), config)\n"
         "cache.get(1); cache.get(1); cache.get(9)\n"
     )
     subprocess.run([sys.executable, "-c", other_process], check=True, timeout=60)

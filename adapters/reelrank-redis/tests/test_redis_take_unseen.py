@@ -18,7 +18,7 @@ from reelrank_redis import (
     RedisFeedCache,
     RedisSeenStore,
     client_bounds_calls,
-    create_client,
+    connect,
 )
 
 from reelrank import AtomicSeenStore, InMemorySeenStore, InvalidInputError
@@ -152,8 +152,10 @@ def test_stores_on_the_factory_client_bound_their_own_calls(
 def test_stores_on_a_looser_client_do_not(
     redis_config: RedisConfig, options: dict[str, object]
 ) -> None:
-    config = RedisConfig(url=redis_config.url, socket_timeout=0.2, socket_connect_timeout=0.2)
-    client = redis.Redis.from_url(config.url, **options)  # type: ignore[arg-type]
+    config = RedisConfig(
+        url=redis_config.url, socket_timeout_seconds=0.2, connect_timeout_seconds=0.2
+    )
+    client = redis.Redis.from_url(config.url.get_secret_value(), **options)  # type: ignore[arg-type]
     try:
         assert not client_bounds_calls(client, config)
         assert RedisSeenStore(client, config).bounds_own_calls is False
@@ -162,10 +164,10 @@ def test_stores_on_a_looser_client_do_not(
 
 
 def test_the_factory_client_bounds_calls_to_its_own_config() -> None:
-    config = RedisConfig(socket_timeout=0.5)
-    client = create_client(config)
+    config = RedisConfig(socket_timeout_seconds=0.5)
+    client = connect(config)
     try:
         assert client_bounds_calls(client, config)
-        assert not client_bounds_calls(client, RedisConfig(socket_timeout=0.1))
+        assert not client_bounds_calls(client, RedisConfig(socket_timeout_seconds=0.1))
     finally:
         client.close()

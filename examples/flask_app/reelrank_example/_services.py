@@ -176,17 +176,17 @@ def redis_stores(settings: Settings) -> Stores:
         RedisEventStore,
         RedisFeedCache,
         RedisSeenStore,
-        create_client,
+        connect,
     )
 
     if settings.redis_url is None:
         raise ConfigError("redis_url", None, "the Redis stores need a server URL")
     cache_config = RedisConfig(url=settings.redis_url, prefix=settings.redis_prefix)
-    cache_client = create_client(cache_config)
+    cache_client = connect(cache_config)
     state_config, state_client = cache_config, cache_client
     if settings.redis_state_url is not None:
         state_config = RedisConfig(url=settings.redis_state_url, prefix=settings.redis_prefix)
-        state_client = create_client(state_config)
+        state_client = connect(state_config)
     closers: tuple[Callable[[], None], ...] = (cache_client.close,)
     if state_client is not cache_client:
         closers += (state_client.close,)

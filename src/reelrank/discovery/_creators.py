@@ -211,7 +211,7 @@ class CreatorRecommender:
         """
         check_id("user_id", user_id)
         now = check_aware("now", now)
-        check_limit(limit)
+        check_limit("limit", limit)
         if limit > self._config.max_limit:
             raise InvalidInputError("limit", f"must be <= {self._config.max_limit}, got {limit}")
         if isinstance(blocked, str | bytes) or not isinstance(blocked, Collection):

@@ -99,7 +99,7 @@ class VideoSearch:
         Raises :class:`~reelrank.QueryError` for an empty or overlong query and
         :class:`~reelrank.InvalidInputError` naming ``limit`` for a bad limit.
         """
-        check_limit(limit)
+        check_limit("limit", limit)
         if limit > self._config.max_limit:
             raise InvalidInputError("limit", f"must be <= {self._config.max_limit}, got {limit}")
         query = parse_query(text, config=self._config, as_you_type=as_you_type)

@@ -73,7 +73,7 @@ def top_k_cosine(
     are split into contiguous blocks searched at the same time (the kernel releases the
     GIL) and the blocks' best ``k`` are merged; the result is identical to one thread's.
     """
-    k = check_limit(k, "k")
+    k = check_limit("k", k)
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise InvalidInputError("threads", f"must be an int >= 1, got {threads!r}")
     if not isinstance(matrix, np.ndarray) or matrix.dtype != np.float32 or matrix.ndim != 2:
@@ -262,7 +262,7 @@ class EmbeddingIndex:
         the video has no row here.
         """
         check_id("video_id", video_id)
-        k = check_limit(k, "k")
+        k = check_limit("k", k)
         row = self._rows.get(video_id)
         if row is None:
             raise NotFoundError("embedding", video_id)
@@ -378,7 +378,7 @@ class SimilarVideos:
         ``video_id``, ``user_id`` or ``now`` for bad arguments.
         """
         check_id("video_id", video_id)
-        k = check_limit(k, "k")
+        k = check_limit("k", k)
         if k > self._config.max_k:
             raise InvalidInputError("k", f"must be <= {self._config.max_k}, got {k}")
         if user_id is not None:

@@ -198,7 +198,7 @@ class Trending:
                 f"must be a number in [{MIN_WINDOW_HOURS:g}, {MAX_WINDOW_HOURS:g}], got {window!r}",
             )
         window = float(window)
-        check_limit(limit)
+        check_limit("limit", limit)
         if limit > self._config.snapshot_size:
             raise InvalidInputError(
                 "limit", f"must be <= {self._config.snapshot_size}, got {limit}"

@@ -617,7 +617,7 @@ class FeedRankingService:
         variant, ranking = self._assign_variant(user_id)
         if not isinstance(ranking, RankingConfig):
             raise InvalidInputError("assign_variant", "must return (variant, RankingConfig)")
-        return check_variant(variant, "assign_variant"), ranking
+        return check_variant("assign_variant", variant), ranking
 
     # -- the request path ----------------------------------------------------------
 

@@ -49,13 +49,13 @@ class InMemoryFeedCache:
     def get(self, user_id: int, variant: str | None = None) -> FeedSnapshot | None:
         """The live snapshot for ``(user_id, variant)``, or ``None``."""
         check_id("user_id", user_id)
-        check_variant(variant)
+        check_variant("variant", variant)
         with self._lock:
             return self._live(user_id, variant, self._clock())
 
     def get_many(self, keys: Sequence[FeedKey]) -> dict[FeedKey, FeedSnapshot]:
         """Live snapshots by key; missing keys are omitted."""
-        checked = [check_feed_key(key) for key in keys]
+        checked = [check_feed_key("keys", key) for key in keys]
         with self._lock:
             now = self._clock()
             result: dict[FeedKey, FeedSnapshot] = {}
@@ -71,7 +71,7 @@ class InMemoryFeedCache:
 
     def put_many(self, snapshots: Sequence[FeedSnapshot], *, ttl_seconds: float) -> None:
         """Store several snapshots with one TTL; later duplicates win."""
-        ttl = check_ttl(ttl_seconds)
+        ttl = check_ttl("ttl_seconds", ttl_seconds)
         for snapshot in snapshots:
             _check_instance("snapshots", snapshot, FeedSnapshot)
         with self._lock:
@@ -83,7 +83,7 @@ class InMemoryFeedCache:
     def delete(self, user_id: int, variant: str | None = None) -> bool:
         """Drop one snapshot; ``True`` if a live one was there."""
         check_id("user_id", user_id)
-        check_variant(variant)
+        check_variant("variant", variant)
         with self._lock:
             live = self._live(user_id, variant, self._clock()) is not None
             self._entries.get(user_id, {}).pop(variant, None)
@@ -242,7 +242,7 @@ class LRUFeedCache:
 
     def get(self, user_id: int, variant: str | None = None) -> FeedSnapshot | None:
         """The live snapshot for ``(user_id, variant)``, or ``None``."""
-        key = (check_id("user_id", user_id), check_variant(variant))
+        key = (check_id("user_id", user_id), check_variant("variant", variant))
         with self._lock:
             snapshot = self._live(key, self._clock())
         self._counter.add(hits=snapshot is not None, misses=snapshot is None)
@@ -250,7 +250,7 @@ class LRUFeedCache:
 
     def get_many(self, keys: Sequence[FeedKey]) -> dict[FeedKey, FeedSnapshot]:
         """Live snapshots by key; missing or expired keys are omitted."""
-        checked = [check_feed_key(key) for key in keys]
+        checked = [check_feed_key("keys", key) for key in keys]
         result: dict[FeedKey, FeedSnapshot] = {}
         with self._lock:
             now = self._clock()
@@ -268,7 +268,7 @@ class LRUFeedCache:
 
     def put_many(self, snapshots: Sequence[FeedSnapshot], *, ttl_seconds: float) -> None:
         """Store several snapshots with one TTL; a later duplicate key wins."""
-        ttl = check_ttl(ttl_seconds)
+        ttl = check_ttl("ttl_seconds", ttl_seconds)
         _check_snapshots(snapshots)
         with self._lock:
             expires_at = self._clock() + ttl
@@ -284,7 +284,7 @@ class LRUFeedCache:
 
     def delete(self, user_id: int, variant: str | None = None) -> bool:
         """Drop one snapshot; ``True`` if a live one was there."""
-        key = (check_id("user_id", user_id), check_variant(variant))
+        key = (check_id("user_id", user_id), check_variant("variant", variant))
         with self._lock:
             live = self._live(key, self._clock()) is not None
             if key in self._entries:
@@ -330,7 +330,7 @@ class TieredFeedCache:
     def __init__(self, *levels: FeedCache, local_ttl_seconds: float = 60.0) -> None:
         if not levels:
             raise InvalidInputError("levels", "a tiered cache needs at least one level")
-        self.local_ttl_seconds = check_ttl(local_ttl_seconds, "local_ttl_seconds")
+        self.local_ttl_seconds = check_ttl("local_ttl_seconds", local_ttl_seconds)
         self._levels: tuple[FeedCache, ...] = levels
         self._counters = tuple(_Counter() for _ in levels)
 
@@ -378,7 +378,7 @@ class TieredFeedCache:
 
     def get(self, user_id: int, variant: str | None = None) -> FeedSnapshot | None:
         """The first live snapshot found, fastest level first."""
-        key = (check_id("user_id", user_id), check_variant(variant))
+        key = (check_id("user_id", user_id), check_variant("variant", variant))
         failure: StoreError | None = None
         for index, level in enumerate(self._levels):
             try:
@@ -398,7 +398,7 @@ class TieredFeedCache:
 
     def get_many(self, keys: Sequence[FeedKey]) -> dict[FeedKey, FeedSnapshot]:
         """Live snapshots by key, each from the fastest level that has it."""
-        missing = list(dict.fromkeys(check_feed_key(key) for key in keys))
+        missing = list(dict.fromkeys(check_feed_key("keys", key) for key in keys))
         found: dict[FeedKey, FeedSnapshot] = {}
         failure: StoreError | None = None
         for index, level in enumerate(self._levels):
@@ -425,7 +425,7 @@ class TieredFeedCache:
 
     def put_many(self, snapshots: Sequence[FeedSnapshot], *, ttl_seconds: float) -> None:
         """Store several snapshots in every level (one bulk call per level)."""
-        ttl = check_ttl(ttl_seconds)
+        ttl = check_ttl("ttl_seconds", ttl_seconds)
         _check_snapshots(snapshots)
         self._each_level(
             lambda index, level: level.put_many(snapshots, ttl_seconds=self._ttl_for(index, ttl))
@@ -433,7 +433,7 @@ class TieredFeedCache:
 
     def delete(self, user_id: int, variant: str | None = None) -> bool:
         """Drop the snapshot from every level; ``True`` if any level had a live one."""
-        key = (check_id("user_id", user_id), check_variant(variant))
+        key = (check_id("user_id", user_id), check_variant("variant", variant))
         results = self._each_level(lambda _, level: level.delete(*key))
         return any(results)
 

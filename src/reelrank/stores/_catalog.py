@@ -94,7 +94,7 @@ class InMemoryCatalog:
 
     def recent_videos(self, *, limit: int, since: datetime | None = None) -> list[Video]:
         """Ready videos, newest first; with ``since``, published at or after it."""
-        check_limit(limit)
+        check_limit("limit", limit)
         cutoff = None if since is None else check_aware("since", since)
         with self._lock:
             result: list[Video] = []
@@ -129,7 +129,7 @@ class InMemoryCatalog:
     def followed_videos(self, user_id: int, *, limit: int) -> list[Video]:
         """Ready videos of followed creators, newest first."""
         check_id("user_id", user_id)
-        check_limit(limit)
+        check_limit("limit", limit)
         with self._lock:
             candidates = (
                 self._videos[video_id]

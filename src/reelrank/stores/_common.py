@@ -32,7 +32,7 @@ _T = TypeVar("_T")
 
 
 def _check_retention(field: str, value: object) -> float | None:
-    return None if value is None else check_ttl(value, field)
+    return None if value is None else check_ttl(field, value)
 
 
 class IdempotencyWindow:

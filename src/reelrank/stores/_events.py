@@ -151,7 +151,7 @@ class InMemoryEventStore:
 
     def popular_video_ids(self, *, limit: int) -> list[int]:
         """Most viewed video ids, most views first, ties by lower id."""
-        check_limit(limit)
+        check_limit("limit", limit)
         with self._lock:
             viewed = [(c.views, vid) for vid, c in self._counts.items() if c.views > 0]
         top = heapq.nsmallest(limit, viewed, key=lambda pair: (-pair[0], pair[1]))

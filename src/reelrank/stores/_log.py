@@ -106,7 +106,7 @@ class InMemoryEngagementLog:
         """Events with ``start <= occurred_at < end``, the newest ``limit``, newest first."""
         start = check_aware("start", start)
         end = check_aware("end", end)
-        check_limit(limit)
+        check_limit("limit", limit)
         with self._lock:
             return self._newest_between(self._keys, self._events, start, end, limit)
 
@@ -116,7 +116,7 @@ class InMemoryEngagementLog:
         """The user's events at or after ``since``, the newest ``limit``, newest first."""
         check_id("user_id", user_id)
         since = check_aware("since", since)
-        check_limit(limit)
+        check_limit("limit", limit)
         with self._lock:
             keys = self._user_keys.get(user_id)
             if keys is None:

@@ -416,7 +416,8 @@ def bounds_own_calls(store: object) -> bool:
     The declaration is looked up on the class, so a wrapper that forwards attributes to
     such a store (a fault injector, a proxy to another process) is not mistaken for one.
     """
-    return hasattr(type(store), "bounds_own_calls") and store.bounds_own_calls is True
+    declared = hasattr(type(store), "bounds_own_calls")
+    return declared and getattr(store, "bounds_own_calls", False) is True
 
 
 def is_in_process(store: object) -> bool:

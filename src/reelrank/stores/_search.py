@@ -140,7 +140,7 @@ class InMemorySearchIndex:
         """Videos matching every term, best BM25 first (ties: lower id first)."""
         if not isinstance(query, ParsedQuery):
             raise InvalidInputError("query", "must be a ParsedQuery (see parse_query)")
-        check_limit(limit)
+        check_limit("limit", limit)
         with self._lock:
             count = len(self._lengths)
             if count == 0 or limit == 0:

@@ -77,7 +77,7 @@ class InMemorySeenStore:
         """Ids seen at or after ``since``, most recent first."""
         check_id("user_id", user_id)
         cutoff = check_aware("since", since)
-        check_limit(limit)
+        check_limit("limit", limit)
         with self._lock:
             recent = [(at, vid) for vid, at in self._seen.get(user_id, {}).items() if at >= cutoff]
         return [vid for _, vid in heapq.nlargest(limit, recent)]

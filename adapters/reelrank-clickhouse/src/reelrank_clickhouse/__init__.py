@@ -1,19 +1,24 @@
 """reelrank-clickhouse: ClickHouse engagement events, materialized-view aggregates and
 engagement log for reelrank."""
 
-from ._config import ClickHouseConfig, create_engine
+from importlib.metadata import PackageNotFoundError, version
+
+from ._config import ClickHouseConfig, connect
 from ._engagement_log import ClickHouseEngagementLog
 from ._event_store import ClickHouseEventStore
 from ._schema import create_schema, drop_schema
 
-__version__ = "0.1.0"
+try:
+    __version__ = version("reelrank-clickhouse")
+except PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0.0.0+unknown"
 
 __all__ = [
     "ClickHouseConfig",
     "ClickHouseEngagementLog",
     "ClickHouseEventStore",
     "__version__",
-    "create_engine",
+    "connect",
     "create_schema",
     "drop_schema",
 ]

@@ -8,12 +8,12 @@ import sqlalchemy
 from pydantic import Field, SecretStr
 from sqlalchemy.engine import URL, Engine
 
-from reelrank.models import StrictModel
+from reelrank.stores.adapter import AdapterSettings
 
-__all__ = ["ClickHouseConfig", "create_engine"]
+__all__ = ["ClickHouseConfig", "connect"]
 
 
-class ClickHouseConfig(StrictModel):
+class ClickHouseConfig(AdapterSettings):
     """How the ClickHouse stores connect over the native protocol (``clickhouse-driver``).
 
     The timeouts are bounded on purpose: clickhouse-driver's defaults wait 10 s for a
@@ -32,18 +32,20 @@ class ClickHouseConfig(StrictModel):
     """User name."""
     password: SecretStr = Field(default=SecretStr(""))
     """Password of ``user`` (empty for none); kept out of reprs and logs."""
-    connect_timeout: float = Field(default=1.0, gt=0.0, le=60.0, allow_inf_nan=False)
+    connect_timeout_seconds: float = Field(default=1.0, gt=0.0, le=60.0, allow_inf_nan=False)
     """Seconds to wait for a TCP connection to open."""
-    send_receive_timeout: float = Field(default=2.0, gt=0.0, le=3_600.0, allow_inf_nan=False)
+    send_receive_timeout_seconds: float = Field(
+        default=2.0, gt=0.0, le=3_600.0, allow_inf_nan=False
+    )
     """Seconds to wait on a socket read or write before the call fails with
     ``StoreTimeoutError``; bounds every query and insert on a hung server."""
-    sync_request_timeout: float = Field(default=1.0, gt=0.0, le=60.0, allow_inf_nan=False)
+    sync_request_timeout_seconds: float = Field(default=1.0, gt=0.0, le=60.0, allow_inf_nan=False)
     """Seconds to wait for the server's reply to the driver's ping."""
     max_execution_seconds: int = Field(default=10, ge=1, le=86_400)
     """Server-side limit of one query's run time (the ``max_execution_time`` setting)."""
     pool_size: int = Field(default=8, ge=1, le=1_000)
     """Connections kept open in the engine's pool."""
-    pool_timeout: float = Field(default=1.0, gt=0.0, le=60.0, allow_inf_nan=False)
+    pool_timeout_seconds: float = Field(default=1.0, gt=0.0, le=60.0, allow_inf_nan=False)
     """Seconds to wait for a free pooled connection before the call fails."""
 
     def url(self) -> URL:
@@ -63,15 +65,15 @@ class ClickHouseConfig(StrictModel):
             # views in ``default`` when a ``schema=`` is used instead.
             database=self.database,
             query={
-                "connect_timeout": repr(self.connect_timeout),
-                "send_receive_timeout": repr(self.send_receive_timeout),
-                "sync_request_timeout": repr(self.sync_request_timeout),
+                "connect_timeout": repr(self.connect_timeout_seconds),
+                "send_receive_timeout": repr(self.send_receive_timeout_seconds),
+                "sync_request_timeout": repr(self.sync_request_timeout_seconds),
                 "max_execution_time": str(self.max_execution_seconds),
             },
         )
 
 
-def create_engine(config: ClickHouseConfig, **engine_options: Any) -> Engine:
+def connect(config: ClickHouseConfig, **engine_options: Any) -> Engine:
     """Build a SQLAlchemy engine for ``config`` with its timeouts and pool settings.
 
     The stores take a ready engine, so an application may also pass its own; it should
@@ -81,7 +83,7 @@ def create_engine(config: ClickHouseConfig, **engine_options: Any) -> Engine:
     options: dict[str, Any] = {
         "pool_size": config.pool_size,
         "max_overflow": 0,
-        "pool_timeout": config.pool_timeout,
+        "pool_timeout": config.pool_timeout_seconds,
     }
     options.update(engine_options)
     return sqlalchemy.create_engine(config.url(), **options)

@@ -11,7 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from reelrank import EngagementEvent, InvalidInputError
-from reelrank.validation import check_aware, check_id, check_limit
+from reelrank.stores.adapter import check_aware, check_id, check_limit
 
 from ._errors import store_errors
 from ._event_store import known_event_ids
@@ -104,7 +104,7 @@ class ClickHouseEngagementLog:
         """Events with ``start <= occurred_at < end``, newest first, at most ``limit``."""
         start_at, start_us = _split(check_aware("start", start))
         end_at, end_us = _split(check_aware("end", end))
-        check_limit(limit)
+        check_limit("limit", limit)
         if limit == 0 or (start_at, start_us) >= (end_at, end_us):
             return []
         params = {
@@ -123,7 +123,7 @@ class ClickHouseEngagementLog:
         """The user's events at or after ``since``, newest first, at most ``limit``."""
         check_id("user_id", user_id)
         since_at, since_us = _split(check_aware("since", since))
-        check_limit(limit)
+        check_limit("limit", limit)
         if limit == 0:
             return []
         params = {

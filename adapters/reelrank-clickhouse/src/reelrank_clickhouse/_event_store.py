@@ -18,7 +18,7 @@ from reelrank import (
     affinity,
     affinity_credit,
 )
-from reelrank.validation import check_id, check_ids, check_limit
+from reelrank.stores.adapter import check_id, check_ids, check_limit
 
 from ._errors import store_errors
 from ._rows import ArrivalSequence, event_row
@@ -207,7 +207,7 @@ class ClickHouseEventStore:
 
     def popular_video_ids(self, *, limit: int) -> list[int]:
         """Most viewed video ids, most views first, ties by lower id."""
-        check_limit(limit)
+        check_limit("limit", limit)
         if limit == 0:
             return []
         with store_errors(_STORE, "popular_video_ids"), self._engine.connect() as conn:

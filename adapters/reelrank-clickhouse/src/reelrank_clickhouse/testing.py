@@ -8,7 +8,7 @@ simulate a hung server::
 
     with ClickHouseServer(tmp_path) as server:
         server.execute("CREATE DATABASE feeds")
-        engine = create_engine(ClickHouseConfig(port=server.tcp_port, database="feeds"))
+        engine = connect(ClickHouseConfig(port=server.tcp_port, database="feeds"))
 """
 
 from __future__ import annotations

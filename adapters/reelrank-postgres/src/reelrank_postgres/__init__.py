@@ -1,20 +1,26 @@
 """reelrank-postgres: PostgreSQL and SQLite stores for reelrank, through SQLAlchemy 2.
 
 Every store takes a built :class:`~sqlalchemy.engine.Engine` (see
-:func:`create_engine_from_config`) on a database migrated with :func:`migrate`.
+:func:`connect`) on a database migrated with :func:`migrate`.
 """
 
+from importlib.metadata import PackageNotFoundError, version
+
 from ._catalog import SqlCatalog
-from ._config import SqlStoreConfig, create_engine_from_config
+from ._config import SqlStoreConfig, connect
+from ._engagement_log import SqlEngagementLog
 from ._errors import SchemaVersionError
-from ._events import SqlEventStore, SqlSeenStore
-from ._log import SqlEngagementLog
+from ._event_store import SqlEventStore
 from ._migrations import check_schema, downgrade, migrate, schema_revision
 from ._registry import SqlModelRegistry, SqlProgressStore
 from ._schema import HEAD_REVISION
 from ._search import SqlSearchIndex
+from ._seen_store import SqlSeenStore
 
-__version__ = "0.1.0"
+try:
+    __version__ = version("reelrank-postgres")
+except PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0.0.0+unknown"
 
 __all__ = [
     "HEAD_REVISION",
@@ -29,7 +35,7 @@ __all__ = [
     "SqlStoreConfig",
     "__version__",
     "check_schema",
-    "create_engine_from_config",
+    "connect",
     "downgrade",
     "migrate",
     "schema_revision",

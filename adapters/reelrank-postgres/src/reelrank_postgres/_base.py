@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 from sqlalchemy import BigInteger, ColumnElement, Engine, Table, any_, bindparam
 from sqlalchemy.dialects import postgresql, sqlite
 
-from reelrank.exceptions import InvalidInputError
+from reelrank.stores.adapter import InvalidInputError
 
 from ._migrations import check_schema
 

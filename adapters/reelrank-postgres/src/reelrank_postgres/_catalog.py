@@ -8,9 +8,15 @@ from typing import Any
 
 from sqlalchemy import Row, Select, select
 
-from reelrank.exceptions import NotFoundError, StoreError
 from reelrank.models import Creator, ProcessingState, Rendition, Video
-from reelrank.validation import check_aware, check_id, check_ids, check_limit
+from reelrank.stores.adapter import (
+    NotFoundError,
+    StoreError,
+    check_aware,
+    check_id,
+    check_ids,
+    check_limit,
+)
 
 from ._base import SqlStore, check_instance, unique
 from ._errors import store_errors
@@ -178,7 +184,7 @@ class SqlCatalog(SqlStore):
 
     def recent_videos(self, *, limit: int, since: datetime | None = None) -> list[Video]:
         """Ready videos, newest first; with ``since``, published at or after it."""
-        check_limit(limit)
+        check_limit("limit", limit)
         cutoff = None if since is None else check_aware("since", since)
         if limit == 0:
             return []
@@ -222,7 +228,7 @@ class SqlCatalog(SqlStore):
     def followed_videos(self, user_id: int, *, limit: int) -> list[Video]:
         """Ready videos of followed creators, newest first."""
         check_id("user_id", user_id)
-        check_limit(limit)
+        check_limit("limit", limit)
         if limit == 0:
             return []
         query = (

@@ -2,43 +2,52 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from reelrank.exceptions import ConfigError
-from reelrank.models import StrictModel
+from reelrank.stores.adapter import AdapterSettings, ConfigError
 
-__all__ = ["SqlStoreConfig", "create_engine_from_config"]
+__all__ = ["SqlStoreConfig", "connect"]
 
 
-class SqlStoreConfig(StrictModel):
-    """How :func:`create_engine_from_config` connects to PostgreSQL or SQLite.
+class SqlStoreConfig(AdapterSettings):
+    """How :func:`connect` connects to PostgreSQL or SQLite.
 
     Every wait has an upper bound, because the stores sit on the request path: a new
     connection gives up after ``connect_timeout_seconds``, a statement is cancelled by
-    the server after ``statement_timeout_ms``, a checkout from a full pool fails after
+    the server after ``statement_timeout_seconds``, a checkout from a full pool fails after
     ``pool_timeout_seconds``, and TCP keepalives notice a peer that vanished. None of
     them fires while the server process is *paused* (its kernel still acknowledges
     packets and the server never runs the cancel), so the feed service's per-store
     deadline remains the guard of the request.
     """
 
-    url: str = Field(
-        default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
+    url: SecretStr = Field(
+        default=SecretStr("postgresql+psycopg://postgres@127.0.0.1:5432/postgres"),
         min_length=1,
         max_length=2048,
     )
-    """SQLAlchemy URL: ``postgresql+psycopg://user@host:port/db`` or ``sqlite:///path.db``."""
-    connect_timeout_seconds: int = Field(default=2, ge=1, le=600)
-    """PostgreSQL: seconds libpq waits for a new connection (libpq rounds 1 up to 2)."""
-    statement_timeout_ms: int = Field(default=2_000, ge=1, le=3_600_000)
-    """PostgreSQL: the server cancels any statement running longer (``statement_timeout``)."""
-    lock_timeout_ms: int = Field(default=1_000, ge=1, le=3_600_000)
-    """PostgreSQL: the server gives up waiting for a row or table lock after this long."""
+    """SQLAlchemy URL: ``postgresql+psycopg://user:password@host:port/db`` or
+    ``sqlite:///path.db``.
+
+    A secret, because it may carry the password: it is masked in reprs and errors.
+    """
+    connect_timeout_seconds: float = Field(default=2.0, ge=1.0, le=600.0, allow_inf_nan=False)
+    """PostgreSQL: seconds libpq waits for a new connection. libpq counts whole seconds,
+    so a fraction is rounded up (and libpq itself rounds 1 up to 2)."""
+    statement_timeout_seconds: float = Field(
+        default=2.0, ge=0.001, le=3_600.0, allow_inf_nan=False
+    )
+    """PostgreSQL: the server cancels any statement running longer (``statement_timeout``,
+    sent in whole milliseconds)."""
+    lock_timeout_seconds: float = Field(default=1.0, ge=0.001, le=3_600.0, allow_inf_nan=False)
+    """PostgreSQL: the server gives up waiting for a row or table lock after this long
+    (``lock_timeout``, sent in whole milliseconds)."""
     keepalives_idle_seconds: int = Field(default=10, ge=1, le=7_200)
     """PostgreSQL: idle seconds before the first TCP keepalive probe."""
     keepalives_interval_seconds: int = Field(default=5, ge=1, le=600)
@@ -63,7 +72,7 @@ class SqlStoreConfig(StrictModel):
     """PostgreSQL: name shown in ``pg_stat_activity``."""
 
 
-def create_engine_from_config(config: SqlStoreConfig) -> Engine:
+def connect(config: SqlStoreConfig) -> Engine:
     """Build an :class:`~sqlalchemy.engine.Engine` for ``config.url`` with bounded waits.
 
     The stores take a built engine, so an application may pass its own; it should set
@@ -71,20 +80,22 @@ def create_engine_from_config(config: SqlStoreConfig) -> Engine:
     URL that is neither PostgreSQL nor SQLite.
     """
     try:
-        url = make_url(config.url)
-    except ArgumentError as exc:
-        raise ConfigError("url", config.url, f"not a database URL: {exc}") from exc
+        url = make_url(config.url.get_secret_value())
+    except (ArgumentError, ValueError):
+        # An unparsable URL (ArgumentError) or port (ValueError). SQLAlchemy's message may
+        # quote the URL, password and all, so it is not chained.
+        raise ConfigError("url", config.url, "not a database URL") from None
     backend = url.get_backend_name()
     if backend == "postgresql":
         options = " ".join(
             (
-                f"-c statement_timeout={config.statement_timeout_ms}",
-                f"-c lock_timeout={config.lock_timeout_ms}",
+                f"-c statement_timeout={_milliseconds(config.statement_timeout_seconds)}",
+                f"-c lock_timeout={_milliseconds(config.lock_timeout_seconds)}",
                 "-c TimeZone=UTC",
             )
         )
         connect_args: dict[str, Any] = {
-            "connect_timeout": config.connect_timeout_seconds,
+            "connect_timeout": math.ceil(config.connect_timeout_seconds),
             "options": options,
             "keepalives": 1,
             "keepalives_idle": config.keepalives_idle_seconds,
@@ -116,6 +127,11 @@ def create_engine_from_config(config: SqlStoreConfig) -> Engine:
         event.listen(engine, "connect", _enable_sqlite_foreign_keys)
         return engine
     raise ConfigError("url", config.url, "must be a postgresql or sqlite URL")
+
+
+def _milliseconds(seconds: float) -> int:
+    # PostgreSQL takes whole milliseconds; the field's lower bound keeps this >= 1.
+    return max(1, round(seconds * 1000))
 
 
 def _enable_sqlite_foreign_keys(dbapi_connection: Any, connection_record: Any) -> None:

@@ -1,15 +1,13 @@
-"""Turning SQLAlchemy and driver errors into reelrank's store errors."""
+"""How SQLAlchemy and driver failures become reelrank's store errors."""
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import psycopg
 from sqlalchemy import exc as sa_exc
 
-from reelrank.exceptions import StoreError, StoreTimeoutError
+from reelrank.stores.adapter import StoreError, StoreErrorTranslator
 
 __all__ = ["SchemaVersionError", "store_errors"]
 
@@ -31,7 +29,7 @@ class SchemaVersionError(StoreError):
         )
 
 
-def _is_timeout(exc: sa_exc.SQLAlchemyError) -> bool:
+def _is_timeout(exc: BaseException) -> bool:
     if isinstance(exc, sa_exc.TimeoutError):
         return True  # no pooled connection became free in time
     orig = getattr(exc, "orig", None)
@@ -44,21 +42,10 @@ def _is_timeout(exc: sa_exc.SQLAlchemyError) -> bool:
     return isinstance(orig, sqlite3.OperationalError) and "locked" in str(orig)
 
 
-@contextmanager
-def store_errors(store: str, operation: str) -> Iterator[None]:
-    """Re-raise any database failure inside the block as a reelrank store error.
-
-    Timeouts (pool checkout, ``statement_timeout``, ``lock_timeout``, connect timeout,
-    SQLite's busy timeout) become :class:`~reelrank.StoreTimeoutError`, everything else
-    :class:`~reelrank.StoreError`; both name ``store`` and keep the driver's exception
-    as ``__cause__``.
-    """
-    try:
-        yield
-    except sa_exc.SQLAlchemyError as exc:
-        detail = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        if _is_timeout(exc):
-            raise StoreTimeoutError(store, f"{operation} timed out: {detail}") from exc
-        raise StoreError(store, f"{operation} failed: {detail}") from exc
-    except (psycopg.Error, sqlite3.Error, OSError) as exc:
-        raise StoreError(store, f"{operation} failed: {type(exc).__name__}: {exc}") from exc
+store_errors = StoreErrorTranslator(
+    (sa_exc.SQLAlchemyError, psycopg.Error, sqlite3.Error, OSError), is_timeout=_is_timeout
+)
+"""``store_errors(store, operation)``: a timeout (pool checkout, ``statement_timeout``,
+``lock_timeout``, connect timeout, SQLite's busy timeout) becomes
+:class:`~reelrank.StoreTimeoutError`, any other database failure
+:class:`~reelrank.StoreError`."""

@@ -12,7 +12,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.util import CommandError
 from sqlalchemy import Connection, Engine
 
-from reelrank.exceptions import StoreError
+from reelrank.stores.adapter import StoreError
 
 from ._errors import SchemaVersionError, store_errors
 from ._schema import HEAD_REVISION

@@ -8,9 +8,16 @@ from typing import Any
 from sqlalchemy import Connection, Row, select
 from sqlalchemy.exc import IntegrityError
 
-from reelrank.exceptions import InvalidInputError, NotFoundError, StoreError
 from reelrank.models import ModelInfo, ModelStatus, ProcessingProgress
-from reelrank.validation import check_id, check_ids, check_tag, finite_or_raise
+from reelrank.stores.adapter import (
+    InvalidInputError,
+    NotFoundError,
+    StoreError,
+    check_id,
+    check_ids,
+    check_tag,
+    finite_or_raise,
+)
 
 from ._base import SqlStore, check_instance, unique
 from ._errors import store_errors

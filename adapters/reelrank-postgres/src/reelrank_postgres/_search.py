@@ -15,7 +15,7 @@ from sqlalchemy import text
 
 from reelrank.models import ParsedQuery, QueryTerm, SearchDocument
 from reelrank.stores import tokenize
-from reelrank.validation import check_id, check_limit
+from reelrank.stores.adapter import check_id, check_limit
 
 from ._base import SqlStore, check_instance
 from ._errors import store_errors
@@ -129,7 +129,7 @@ class SqlSearchIndex(SqlStore):
     def search(self, query: ParsedQuery, *, limit: int) -> list[tuple[int, float]]:
         """Videos matching every term, best score first (ties: lower id first)."""
         check_instance("query", query, ParsedQuery)
-        check_limit(limit)
+        check_limit("limit", limit)
         if limit == 0:
             return []
         if self._postgres:

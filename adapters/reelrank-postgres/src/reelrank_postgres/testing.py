@@ -4,12 +4,13 @@
 ``postgres`` on a free loopback port with durability switched off, waits until it accepts
 connections and removes everything again on :meth:`~PostgresServer.stop`. PostgreSQL
 refuses to run as root, so as root both programs run as the ``postgres`` user through
-``runuser``; the directory and its parents are made traversable for that user. It can
-also pause (``SIGSTOP``) and resume (``SIGCONT``) the whole cluster, which is how the
+``runuser``; the directory and its parents are made traversable for that user. Like
+the other adapters' test servers it is a :class:`~reelrank.testing.servers.ServerProcess`:
+it pauses (``SIGSTOP``) and resumes (``SIGCONT``) the whole cluster, which is how the
 fault tests simulate a hung database::
 
     with PostgresServer() as server:
-        engine = create_engine_from_config(SqlStoreConfig(url=server.url))
+        engine = connect(SqlStoreConfig(url=server.url))
 """
 
 from __future__ import annotations
@@ -23,17 +24,14 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 import psycopg
 
-from reelrank.testing.servers import free_port, spawn_logged, wait_until_ready
+from reelrank.testing.servers import ServerProcess, free_port, spawn_logged, wait_until_ready
 
 __all__ = ["PostgresServer", "PostgresServerError", "find_postgres_bin", "free_port"]
 
 _START_TIMEOUT_SECONDS = 15.0
-_STOP_TIMEOUT_SECONDS = 10.0
 _PORT_ATTEMPTS = 3
 _SERVER_USER = "postgres"
 
@@ -83,14 +81,18 @@ def _child_pids(parent: int) -> list[int]:
     return children
 
 
-class PostgresServer:
+class PostgresServer(ServerProcess):
     """A PostgreSQL cluster of its own on ``127.0.0.1``, for tests.
 
     ``fsync``, ``synchronous_commit`` and ``full_page_writes`` are off: the data is
-    thrown away, and tests should not wait for disks.
+    thrown away, and tests should not wait for disks. Pausing, resuming and stopping
+    differ from :class:`~reelrank.testing.servers.ServerProcess`'s single process: a
+    cluster is a postmaster with a backend process per connection (and ``runuser``
+    above them as root), and PostgreSQL shuts down fast on ``SIGINT``.
     """
 
-    host = "127.0.0.1"
+    error_type = PostgresServerError
+    stop_timeout = 10.0
     user = _SERVER_USER
 
     def __init__(self, *, bin_dir: Path | None = None) -> None:
@@ -100,7 +102,6 @@ class PostgresServer:
         self.bin_dir = found
         self.port = 0
         self._root: Path | None = None
-        self._process: subprocess.Popen[bytes] | None = None
         self._paused_pids: list[int] = []
 
     # -- lifecycle ------------------------------------------------------------------
@@ -166,7 +167,7 @@ class PostgresServer:
             process = spawn_logged(command, self.log_path)
         except OSError as exc:
             raise PostgresServerError(f"cannot run postgres: {exc}") from exc
-        self._process = process
+        self._adopt(process)
         if wait_until_ready(
             self._accepts_connections, process, timeout=_START_TIMEOUT_SECONDS, interval=0.02
         ):
@@ -189,17 +190,17 @@ class PostgresServer:
         self._remove_cluster()
 
     def _terminate(self) -> None:
+        if self._paused_pids:
+            self.resume()
         process, self._process = self._process, None
         if process is None:
             return
-        if self._paused_pids:
-            self.resume()
         postmaster = self.postmaster_pid
         if process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 # SIGINT is PostgreSQL's "fast" shutdown: abort sessions, stop at once.
                 os.kill(postmaster or process.pid, signal.SIGINT)
-            deadline = time.monotonic() + _STOP_TIMEOUT_SECONDS
+            deadline = time.monotonic() + self.stop_timeout
             while process.poll() is None and time.monotonic() < deadline:
                 # runuser may stop itself late, after seeing its child stopped by a
                 # pause; continued, it reaps the server and exits.
@@ -229,7 +230,7 @@ class PostgresServer:
         ``SIGCONT`` of its own would thaw the server behind the pause.
         """
         postmaster = self.postmaster_pid
-        if self._process is None or postmaster is None:
+        if self._process is None or self._process.poll() is not None or postmaster is None:
             raise PostgresServerError("the server is not running")
         pids = [self._process.pid, postmaster]
         for pid in pids:
@@ -239,10 +240,12 @@ class PostgresServer:
                 os.kill(child, signal.SIGSTOP)
                 pids.append(child)
         self._paused_pids = pids
+        self._paused = True
 
     def resume(self) -> None:
         """Unfreeze every process :meth:`pause` stopped, in reverse order."""
         pids, self._paused_pids = self._paused_pids, []
+        self._paused = False
         for pid in reversed(pids):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
@@ -294,18 +297,6 @@ class PostgresServer:
     def url(self) -> str:
         """SQLAlchemy URL of the ``postgres`` database, with psycopg 3."""
         return f"postgresql+psycopg://{self.user}@{self.host}:{self.port}/postgres"
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __del__(self) -> None:
         # A test that fails between start and stop must not leave a cluster behind.

@@ -1,11 +1,16 @@
 """reelrank-redis: Redis-backed feed cache, seen store and event store for reelrank."""
 
-from ._config import RedisConfig, client_bounds_calls, create_client
+from importlib.metadata import PackageNotFoundError, version
+
+from ._config import RedisConfig, client_bounds_calls, connect
 from ._event_store import RedisEventStore
 from ._feed_cache import FeedCacheStats, RedisFeedCache
 from ._seen_store import RedisSeenStore
 
-__version__ = "0.1.0"
+try:
+    __version__ = version("reelrank-redis")
+except PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0.0.0+unknown"
 
 __all__ = [
     "FeedCacheStats",
@@ -15,5 +20,5 @@ __all__ = [
     "RedisSeenStore",
     "__version__",
     "client_bounds_calls",
-    "create_client",
+    "connect",
 ]

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import redis
-from pydantic import Field
+from pydantic import Field, SecretStr
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from reelrank.models import StrictModel
+from reelrank.stores.adapter import AdapterSettings
 
-__all__ = ["RedisConfig", "client_bounds_calls", "create_client"]
+__all__ = ["RedisConfig", "client_bounds_calls", "connect"]
 
 _DAY_SECONDS = 86_400
 
 
-class RedisConfig(StrictModel):
+class RedisConfig(AdapterSettings):
     """How the Redis stores connect, name their keys and retain data.
 
     The timeouts are deliberately short: the stores sit on the request path, and a
@@ -23,21 +23,27 @@ class RedisConfig(StrictModel):
     with backoff) kept a call waiting close to a minute on a paused server.
     """
 
-    url: str = Field(default="redis://127.0.0.1:6379/0", min_length=1, max_length=2048)
-    """Server URL (``redis://``, ``rediss://`` or ``unix://``), used by :func:`create_client`."""
+    url: SecretStr = Field(
+        default=SecretStr("redis://127.0.0.1:6379/0"), min_length=1, max_length=2048
+    )
+    """Server URL (``redis://``, ``rediss://`` or ``unix://``), used by :func:`connect`.
+
+    A secret, because it may carry the password (``redis://:password@host:6379/0``):
+    it is masked in reprs and errors.
+    """
     prefix: str = Field(default="reelrank", pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
     """Namespace of every key (``{prefix}:feed:v1:...``), so several apps can share a Redis."""
-    socket_timeout: float = Field(default=0.2, gt=0.0, le=60.0, allow_inf_nan=False)
+    socket_timeout_seconds: float = Field(default=0.2, gt=0.0, le=60.0, allow_inf_nan=False)
     """Seconds to wait for a reply before a call fails with ``StoreTimeoutError``."""
-    socket_connect_timeout: float = Field(default=0.2, gt=0.0, le=60.0, allow_inf_nan=False)
+    connect_timeout_seconds: float = Field(default=0.2, gt=0.0, le=60.0, allow_inf_nan=False)
     """Seconds to wait for a new connection to open."""
     connection_retries: int = Field(default=1, ge=0, le=5)
     """Immediate retries after a *connection* error (a reset socket after a server restart).
 
-    Timeouts are never retried, so a hung server costs one ``socket_timeout``, not several.
+    Timeouts are never retried, so a hung server costs one ``socket_timeout_seconds``, not several.
     """
     max_connections: int = Field(default=64, ge=1, le=10_000)
-    """Size of the connection pool :func:`create_client` builds."""
+    """Size of the connection pool :func:`connect` builds."""
     seen_window_seconds: int = Field(default=30 * _DAY_SECONDS, ge=1, le=3650 * _DAY_SECONDS)
     """How long a seen video stays seen; older entries are trimmed on write."""
     seen_max_items: int = Field(default=5_000, ge=1, le=10_000_000)
@@ -50,7 +56,7 @@ class RedisConfig(StrictModel):
     store has caught up."""
 
 
-def create_client(config: RedisConfig) -> redis.Redis:
+def connect(config: RedisConfig) -> redis.Redis:
     """Build a client for ``config.url`` with the config's timeouts and retry policy.
 
     The stores take a ready client, so an application may also pass its own; it should
@@ -62,9 +68,9 @@ def create_client(config: RedisConfig) -> redis.Redis:
         supported_errors=(redis.exceptions.ConnectionError,),
     )
     return redis.Redis.from_url(
-        config.url,
-        socket_timeout=config.socket_timeout,
-        socket_connect_timeout=config.socket_connect_timeout,
+        config.url.get_secret_value(),
+        socket_timeout=config.socket_timeout_seconds,
+        socket_connect_timeout=config.connect_timeout_seconds,
         retry=retry,
         max_connections=config.max_connections,
     )
@@ -75,7 +81,7 @@ def client_bounds_calls(client: redis.Redis, config: RedisConfig) -> bool:
 
     True when the client's socket and connect timeouts are set and no longer than the
     config's, and it retries no more often than ``connection_retries`` (as
-    :func:`create_client` builds it). A store on such a client tells the feed service
+    :func:`connect` builds it). A store on such a client tells the feed service
     it bounds its own calls, so the service calls it on the request's thread.
     """
     kwargs = client.connection_pool.connection_kwargs
@@ -84,8 +90,8 @@ def client_bounds_calls(client: redis.Redis, config: RedisConfig) -> bool:
     retry = client.get_retry()
     return (
         isinstance(socket_timeout, int | float)
-        and 0 < socket_timeout <= config.socket_timeout
+        and 0 < socket_timeout <= config.socket_timeout_seconds
         and isinstance(connect_timeout, int | float)
-        and 0 < connect_timeout <= config.socket_connect_timeout
+        and 0 < connect_timeout <= config.connect_timeout_seconds
         and (retry is None or retry.get_retries() <= config.connection_retries)
     )

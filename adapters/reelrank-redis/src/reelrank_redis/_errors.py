@@ -1,28 +1,19 @@
-"""Turning redis-py and socket errors into reelrank's store errors."""
+"""How redis-py and socket failures become reelrank's store errors."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import redis
 
-from reelrank.exceptions import StoreError, StoreTimeoutError
+from reelrank.stores.adapter import StoreErrorTranslator
 
 __all__ = ["store_errors"]
 
 
-@contextmanager
-def store_errors(store: str, operation: str) -> Iterator[None]:
-    """Re-raise any Redis or socket failure inside the block as a reelrank store error.
+def _is_timeout(exc: BaseException) -> bool:
+    return isinstance(exc, redis.exceptions.TimeoutError | TimeoutError)
 
-    Timeouts become :class:`~reelrank.StoreTimeoutError`, everything else
-    :class:`~reelrank.StoreError`; both name ``store`` and keep the driver's
-    exception as ``__cause__``.
-    """
-    try:
-        yield
-    except (redis.exceptions.TimeoutError, TimeoutError) as exc:
-        raise StoreTimeoutError(store, f"{operation} timed out: {exc}") from exc
-    except (redis.exceptions.RedisError, OSError) as exc:
-        raise StoreError(store, f"{operation} failed: {type(exc).__name__}: {exc}") from exc
+
+store_errors = StoreErrorTranslator((redis.exceptions.RedisError, OSError), is_timeout=_is_timeout)
+"""``store_errors(store, operation)``: a reply or connect timeout becomes
+:class:`~reelrank.StoreTimeoutError`, any other Redis or socket failure
+:class:`~reelrank.StoreError`."""

@@ -15,12 +15,12 @@ from reelrank import (
     affinity,
     affinity_credit,
 )
-from reelrank.validation import check_id, check_ids, check_limit
+from reelrank.stores.adapter import check_id, check_ids, check_limit
 
+from ._base import RedisStore
 from ._config import RedisConfig
 from ._errors import store_errors
 from ._keys import id_member, member_id
-from ._store import RedisStore
 
 __all__ = ["RedisEventStore"]
 
@@ -180,7 +180,7 @@ class RedisEventStore(RedisStore):
         Views are kept negated, so an ascending ``ZRANGE`` lists the most viewed first
         and breaks ties by the byte order of the members, which is the id order.
         """
-        check_limit(limit)
+        check_limit("limit", limit)
         if limit == 0:
             return []
         with store_errors(STORE_NAME, "popular_video_ids"):

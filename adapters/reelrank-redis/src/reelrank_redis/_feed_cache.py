@@ -10,14 +10,13 @@ from typing import Any
 import redis
 
 from reelrank import FeedSnapshot, InvalidInputError, StoreError
-from reelrank.protocols import FeedKey
-from reelrank.validation import check_feed_key, check_id, check_ttl, check_variant
+from reelrank.stores.adapter import FeedKey, check_feed_key, check_id, check_ttl, check_variant
 
+from ._base import RedisStore
 from ._codec import SnapshotFormatError, decode_snapshot, encode_snapshot
 from ._config import RedisConfig
 from ._errors import store_errors
 from ._keys import DEFAULT_VARIANT
-from ._store import RedisStore
 
 __all__ = ["FeedCacheStats", "RedisFeedCache"]
 
@@ -81,7 +80,7 @@ class RedisFeedCache(RedisStore):
     cached for it, which :meth:`invalidate_user` needs. Every lookup counts a hit or
     a miss in a shared hash (see :meth:`stats`).
 
-    ``client`` is a ready :class:`redis.Redis` (see :func:`~reelrank_redis.create_client`);
+    ``client`` is a ready :class:`redis.Redis` (see :func:`~reelrank_redis.connect`);
     ``config`` supplies the key prefix. Any Redis failure raises
     :class:`~reelrank.StoreError` (``store="cache"``), timeouts
     :class:`~reelrank.StoreTimeoutError`.
@@ -97,7 +96,7 @@ class RedisFeedCache(RedisStore):
     def get(self, user_id: int, variant: str | None = None) -> FeedSnapshot | None:
         """The live snapshot for ``(user_id, variant)``, or ``None``."""
         check_id("user_id", user_id)
-        check_variant(variant)
+        check_variant("variant", variant)
         key = self._keys.feed(user_id, variant)
         with store_errors(STORE_NAME, "get"):
             values = self._get_script(keys=[self._keys.feed_stats(), key])
@@ -105,7 +104,7 @@ class RedisFeedCache(RedisStore):
 
     def get_many(self, keys: Sequence[FeedKey]) -> dict[FeedKey, FeedSnapshot]:
         """Live snapshots by key; missing or expired keys are omitted."""
-        unique = list(dict.fromkeys(check_feed_key(key) for key in keys))
+        unique = list(dict.fromkeys(check_feed_key("keys", key) for key in keys))
         result: dict[FeedKey, FeedSnapshot] = {}
         stats_key = self._keys.feed_stats()
         for start in range(0, len(unique), _MAX_KEYS_PER_SCRIPT):
@@ -140,7 +139,7 @@ class RedisFeedCache(RedisStore):
         Everything is validated and encoded before the first byte is sent; with two
         snapshots for the same key the later one wins.
         """
-        ttl = check_ttl(ttl_seconds)
+        ttl = check_ttl("ttl_seconds", ttl_seconds)
         for snapshot in snapshots:
             if not isinstance(snapshot, FeedSnapshot):
                 raise InvalidInputError(
@@ -164,7 +163,7 @@ class RedisFeedCache(RedisStore):
     def delete(self, user_id: int, variant: str | None = None) -> bool:
         """Drop one snapshot; ``True`` if a live one was there."""
         check_id("user_id", user_id)
-        check_variant(variant)
+        check_variant("variant", variant)
         with store_errors(STORE_NAME, "delete"):
             pipe = self._client.pipeline(transaction=True)
             pipe.delete(self._keys.feed(user_id, variant))

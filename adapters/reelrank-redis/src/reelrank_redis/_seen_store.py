@@ -9,12 +9,12 @@ from typing import Any, cast
 
 import redis
 
-from reelrank.validation import check_aware, check_id, check_ids, check_limit
+from reelrank.stores.adapter import check_aware, check_id, check_ids, check_limit
 
+from ._base import RedisStore
 from ._config import RedisConfig
 from ._errors import store_errors
 from ._keys import id_member, member_id
-from ._store import RedisStore
 from ._time import to_microseconds
 
 __all__ = ["RedisSeenStore"]
@@ -121,7 +121,7 @@ class RedisSeenStore(RedisStore):
         ids = list(dict.fromkeys(check_ids("video_ids", video_ids)))
         threshold = to_microseconds(check_aware("since", since))
         moment = to_microseconds(check_aware("at", at))
-        check_limit(limit)
+        check_limit("limit", limit)
         config = self._config
         key = self._keys.seen(user_id)
         oldest_kept = moment - config.seen_window_seconds * _MICROSECONDS
@@ -167,7 +167,7 @@ class RedisSeenStore(RedisStore):
         """Ids seen at or after ``since``, most recent first (ties: higher id first)."""
         check_id("user_id", user_id)
         threshold = to_microseconds(check_aware("since", since))
-        check_limit(limit)
+        check_limit("limit", limit)
         if limit == 0:
             return []
         with store_errors(STORE_NAME, "recently_seen"):

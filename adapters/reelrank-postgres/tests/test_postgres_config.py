@@ -17,7 +17,7 @@ from reelrank_postgres import (
     SqlEventStore,
     SqlSeenStore,
     SqlStoreConfig,
-    create_engine_from_config,
+    connect,
     migrate,
 )
 from reelrank_postgres.testing import PostgresServer, free_port
@@ -55,7 +55,7 @@ def test_unknown_fields_are_refused() -> None:
     ("field", "value"),
     [
         ("connect_timeout_seconds", 0),
-        ("statement_timeout_ms", 0),
+        ("statement_timeout_seconds", 0),
         ("pool_timeout_seconds", float("inf")),
         ("pool_size", 0),
         ("application_name", "has space"),
@@ -73,8 +73,52 @@ def test_bad_values_name_the_field(field: str, value: object) -> None:
 )
 def test_the_factory_refuses_other_databases(url: str) -> None:
     with pytest.raises(ConfigError) as info:
-        create_engine_from_config(SqlStoreConfig(url=url))
+        connect(SqlStoreConfig(url=url))
     assert info.value.field == "url"
+
+
+def test_the_password_in_the_url_stays_out_of_reprs_and_errors() -> None:
+    config = SqlStoreConfig(url="postgresql+psycopg://feeds:hunter2@db-host:5432/feeds")
+    assert "hunter2" not in repr(config)
+    assert "hunter2" not in config.model_dump_json()
+    for unparsable in (
+        "postgresql+psycopg://feeds:hunter2@db-host:port/feeds",  # a port that is no number
+        "feeds:hunter2 at db-host",  # no URL at all
+    ):
+        with pytest.raises(ConfigError) as info:
+            connect(SqlStoreConfig(url=unparsable))
+        assert info.value.field == "url"
+        assert "hunter2" not in str(info.value)
+        assert info.value.__cause__ is None  # SQLAlchemy's own message quotes the URL
+    with pytest.raises(ConfigError) as info:
+        SqlStoreConfig(url="x" * 2049 + "hunter2")
+    assert info.value.field == "url"
+    assert "hunter2" not in str(info.value)
+
+
+class _Captured(Exception):
+    pass
+
+
+def test_libpq_gets_the_connect_timeout_in_whole_seconds_rounded_up() -> None:
+    engine = connect(
+        SqlStoreConfig(
+            url="postgresql+psycopg://feeds@db-host:5432/feeds", connect_timeout_seconds=2.5
+        )
+    )
+    captured: dict[str, object] = {}
+
+    def capture(dialect: object, record: object, cargs: object, cparams: dict[str, object]) -> None:
+        captured.update(cparams)
+        raise _Captured  # stop before any connection attempt
+
+    sqlalchemy.event.listen(engine, "do_connect", capture)
+    try:
+        with pytest.raises(_Captured):
+            engine.connect()
+    finally:
+        engine.dispose()
+    assert captured["connect_timeout"] == 3
 
 
 def test_stores_take_only_an_engine() -> None:
@@ -86,11 +130,11 @@ def test_stores_take_only_an_engine() -> None:
 def test_postgres_sessions_carry_the_configured_bounds(postgres_server: PostgresServer) -> None:
     config = SqlStoreConfig(
         url=postgres_server.url,
-        statement_timeout_ms=1234,
-        lock_timeout_ms=567,
+        statement_timeout_seconds=1.234,
+        lock_timeout_seconds=0.567,
         application_name="bounds-test",
     )
-    engine = create_engine_from_config(config)
+    engine = connect(config)
     try:
         with engine.connect() as connection:
             show = {
@@ -112,8 +156,10 @@ def bounded_postgres(postgres_engine: Engine, postgres_server: PostgresServer) -
     """An engine on the session cluster with short server-side timeouts."""
     with postgres_engine.begin() as connection:
         connection.execute(text("TRUNCATE videos, creators CASCADE"))
-    engine = create_engine_from_config(
-        SqlStoreConfig(url=postgres_server.url, statement_timeout_ms=300, lock_timeout_ms=100)
+    engine = connect(
+        SqlStoreConfig(
+            url=postgres_server.url, statement_timeout_seconds=0.3, lock_timeout_seconds=0.1
+        )
     )
     yield engine
     engine.dispose()
@@ -140,8 +186,10 @@ def test_a_statement_past_statement_timeout_raises_store_timeout(
     catalog = SqlCatalog(bounded_postgres)
     catalog.put_creator(make_creator(1))
     # A lock wait longer than the statement timeout: the statement timeout fires first.
-    patient = create_engine_from_config(
-        SqlStoreConfig(url=postgres_server.url, statement_timeout_ms=300, lock_timeout_ms=60_000)
+    patient = connect(
+        SqlStoreConfig(
+            url=postgres_server.url, statement_timeout_seconds=0.3, lock_timeout_seconds=60.0
+        )
     )
     try:
         with bounded_postgres.connect() as holder:
@@ -164,7 +212,7 @@ def test_an_exhausted_pool_raises_store_timeout(
         url = f"sqlite:///{tmp_path / 'pool.db'}"
     else:
         url = request.getfixturevalue("postgres_server").url
-    engine = create_engine_from_config(
+    engine = connect(
         SqlStoreConfig(url=url, pool_size=1, max_overflow=0, pool_timeout_seconds=0.2)
     )
     migrate(engine)
@@ -182,7 +230,7 @@ def test_a_busy_sqlite_database_raises_store_timeout(tmp_path: Path) -> None:
     path = tmp_path / "busy.db"
     engine = sqlite_engine(path)
     migrate(engine)
-    impatient = create_engine_from_config(
+    impatient = connect(
         SqlStoreConfig(url=f"sqlite:///{path}", sqlite_busy_timeout_seconds=0.1)
     )
     try:
@@ -199,7 +247,7 @@ def test_a_busy_sqlite_database_raises_store_timeout(tmp_path: Path) -> None:
 
 
 def test_a_server_that_is_not_there_raises_store_error() -> None:
-    engine = create_engine_from_config(
+    engine = connect(
         SqlStoreConfig(url=f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/postgres")
     )
     try:

@@ -20,7 +20,7 @@ from reelrank_postgres import (
     SqlCatalog,
     SqlEventStore,
     SqlStoreConfig,
-    create_engine_from_config,
+    connect,
     migrate,
 )
 from reelrank_postgres.testing import PostgresServer
@@ -56,7 +56,7 @@ class SqlSetup:
 
 @pytest.fixture
 def sql_setup(fault_server: PostgresServer) -> Iterator[SqlSetup]:
-    engine = create_engine_from_config(
+    engine = connect(
         SqlStoreConfig(url=fault_server.url, connect_timeout_seconds=2, pool_timeout_seconds=0.5)
     )
     migrate(engine)
@@ -163,7 +163,7 @@ def test_a_new_connection_to_a_paused_server_gives_up_after_connect_timeout(
 ) -> None:
     """Without a pooled connection the store must connect, and libpq's connect_timeout
     bounds that; it is the one wait the driver itself cuts short on a paused server."""
-    fresh = create_engine_from_config(
+    fresh = connect(
         SqlStoreConfig(url=fault_server.url, connect_timeout_seconds=2)
     )
     catalog = SqlCatalog(fresh, verify_schema=False)

@@ -20,7 +20,7 @@ from reelrank_postgres import (
     SqlSeenStore,
     SqlStoreConfig,
     check_schema,
-    create_engine_from_config,
+    connect,
     downgrade,
     migrate,
     schema_revision,
@@ -75,7 +75,7 @@ def empty_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Eng
         engine = sqlite_engine(tmp_path / "empty.db")
     else:
         server: PostgresServer = request.getfixturevalue("migration_server")
-        engine = create_engine_from_config(SqlStoreConfig(url=server.url))
+        engine = connect(SqlStoreConfig(url=server.url))
         with engine.begin() as connection:  # whatever an earlier test left behind
             connection.execute(text("DROP SCHEMA public CASCADE"))
             connection.execute(text("CREATE SCHEMA public"))

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Row, Select, select
 
 from reelrank.models import EngagementEvent, EngagementKind
-from reelrank.validation import check_aware, check_id, check_limit
+from reelrank.stores.adapter import check_aware, check_id, check_limit
 
 from ._base import SqlStore, check_instance
 from ._errors import store_errors
@@ -85,7 +85,7 @@ class SqlEngagementLog(SqlStore):
         """Events with ``start <= occurred_at < end``, the newest ``limit``, newest first."""
         start = check_aware("start", start)
         end = check_aware("end", end)
-        check_limit(limit)
+        check_limit("limit", limit)
         if limit == 0:
             return []
         query = select(engagement_log).where(
@@ -99,7 +99,7 @@ class SqlEngagementLog(SqlStore):
         """The user's events at or after ``since``, the newest ``limit``, newest first."""
         check_id("user_id", user_id)
         since = check_aware("since", since)
-        check_limit(limit)
+        check_limit("limit", limit)
         if limit == 0:
             return []
         query = select(engagement_log).where(

@@ -31,5 +31,5 @@ class RedisStore:
         """Whether each call ends within the client's short timeouts (see
         :func:`~reelrank_redis.client_bounds_calls`); the feed service then calls this
         store on the request's thread, and a paused server fails a call after one
-        ``socket_timeout``."""
+        ``socket_timeout_seconds``."""
         return self._bounds_own_calls

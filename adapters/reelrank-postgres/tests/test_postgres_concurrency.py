@@ -13,7 +13,7 @@ from reelrank_postgres import (
     SqlEventStore,
     SqlModelRegistry,
     SqlStoreConfig,
-    create_engine_from_config,
+    connect,
 )
 from sqlalchemy import Engine
 
@@ -32,7 +32,7 @@ def racing(engine: Engine) -> Iterator[Engine]:
     if engine.dialect.name != "sqlite":
         yield engine
         return
-    patient = create_engine_from_config(
+    patient = connect(
         SqlStoreConfig(url=engine.url.render_as_string(), sqlite_busy_timeout_seconds=30.0)
     )
     yield patient

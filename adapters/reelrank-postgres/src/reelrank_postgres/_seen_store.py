@@ -1,0 +1,87 @@
+"""Seen marks: which videos each user was shown, and when."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import select
+
+from reelrank.stores.adapter import check_aware, check_id, check_ids, check_limit
+
+from ._base import SqlStore, unique
+from ._errors import store_errors
+from ._schema import seen_videos
+
+__all__ = ["SqlSeenStore"]
+
+
+class SqlSeenStore(SqlStore):
+    """A :class:`~reelrank.SeenStore`: one ``(user_id, video_id, seen_at)`` row per mark.
+
+    Marking upserts with ``ON CONFLICT ... DO UPDATE ... WHERE seen_at < excluded.seen_at``,
+    so the later time wins whatever order writes arrive in. Rows are kept until
+    :meth:`forget_before` deletes them.
+    """
+
+    _store = "seen"
+
+    def mark_seen(self, user_id: int, video_ids: Sequence[int], at: datetime) -> None:
+        """Record views at ``at``; a later time wins over an earlier one."""
+        check_id("user_id", user_id)
+        ids = unique(check_ids("video_ids", video_ids))
+        when = check_aware("at", at)
+        if not ids:
+            return
+        insert = self._insert(seen_videos).values(
+            [{"user_id": user_id, "video_id": video_id, "seen_at": when} for video_id in ids]
+        )
+        upsert = insert.on_conflict_do_update(
+            index_elements=[seen_videos.c.user_id, seen_videos.c.video_id],
+            set_={"seen_at": insert.excluded.seen_at},
+            where=seen_videos.c.seen_at < insert.excluded.seen_at,
+        )
+        with store_errors(self._store, "mark_seen"), self._engine.begin() as connection:
+            connection.execute(upsert)
+
+    def seen_among(self, user_id: int, video_ids: Sequence[int], *, since: datetime) -> set[int]:
+        """The requested ids seen at or after ``since``."""
+        check_id("user_id", user_id)
+        ids = unique(check_ids("video_ids", video_ids))
+        cutoff = check_aware("since", since)
+        if not ids:
+            return set()
+        query = select(seen_videos.c.video_id).where(
+            seen_videos.c.user_id == user_id,
+            self._id_in(seen_videos.c.video_id, ids),
+            seen_videos.c.seen_at >= cutoff,
+        )
+        with store_errors(self._store, "seen_among"), self._engine.connect() as connection:
+            return set(connection.execute(query).scalars())
+
+    def recently_seen(self, user_id: int, *, since: datetime, limit: int) -> list[int]:
+        """Ids seen at or after ``since``, most recent first (ties: higher id first)."""
+        check_id("user_id", user_id)
+        cutoff = check_aware("since", since)
+        check_limit("limit", limit)
+        if limit == 0:
+            return []
+        query = (
+            select(seen_videos.c.video_id)
+            .where(seen_videos.c.user_id == user_id, seen_videos.c.seen_at >= cutoff)
+            .order_by(seen_videos.c.seen_at.desc(), seen_videos.c.video_id.desc())
+            .limit(limit)
+        )
+        with store_errors(self._store, "recently_seen"), self._engine.connect() as connection:
+            return list(connection.execute(query).scalars())
+
+    def forget_before(self, cutoff: datetime) -> int:
+        """Delete every mark older than ``cutoff`` (all users); returns how many.
+
+        Run it periodically with a cutoff older than the longest seen window any reader
+        asks about, to bound the table.
+        """
+        when = check_aware("cutoff", cutoff)
+        delete = seen_videos.delete().where(seen_videos.c.seen_at < when)
+        with store_errors(self._store, "forget_before"), self._engine.begin() as connection:
+            return int(connection.execute(delete).rowcount)

@@ -7,6 +7,7 @@ owns it: :mod:`reelrank.models`, :mod:`reelrank.stores`, :mod:`reelrank.scoring`
 
 from importlib.metadata import PackageNotFoundError, version
 
+from ._public import _public_module
 from ._warmup import (
     warmup,
 )
@@ -252,3 +253,6 @@ __all__ = [
     "VariantResolver",
     "__version__",
 ]
+
+# warmup is defined in the top layer (it warms kernels of several subpackages).
+_public_module(__name__, ["warmup"], globals())

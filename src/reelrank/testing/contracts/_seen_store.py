@@ -161,12 +161,18 @@ class AtomicSeenStoreContract:
     @pytest.mark.parametrize(
         ("field", "arguments"),
         [
-            *[("user_id", {"user_id": bad}) for bad in BAD_IDS],
-            *[("video_ids", {"video_ids": [1, bad]}) for bad in BAD_IDS],
-            ("video_ids", {"video_ids": "12"}),
-            *[("limit", {"limit": bad}) for bad in (-1, 1.5, True, None)],
-            ("since", {"since": _DAY_AGO.replace(tzinfo=None)}),
-            ("at", {"at": EPOCH.replace(tzinfo=None)}),
+            *[pytest.param("user_id", {"user_id": bad}, id=f"user_id={bad!r}") for bad in BAD_IDS],
+            *[
+                pytest.param("video_ids", {"video_ids": [1, bad]}, id=f"video_ids=[1, {bad!r}]")
+                for bad in BAD_IDS
+            ],
+            pytest.param("video_ids", {"video_ids": "12"}, id="video_ids='12'"),
+            *[
+                pytest.param("limit", {"limit": bad}, id=f"limit={bad!r}")
+                for bad in (-1, 1.5, True, None)
+            ],
+            pytest.param("since", {"since": _DAY_AGO.replace(tzinfo=None)}, id="naive since"),
+            pytest.param("at", {"at": EPOCH.replace(tzinfo=None)}, id="naive at"),
         ],
     )
     def test_bad_arguments_raise_and_write_nothing(

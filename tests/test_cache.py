@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from reelrank import FeedCache, FeedSnapshot, InvalidInputError, StoreError
 from reelrank.protocols import FeedKey
 from reelrank.stores import CacheStats, InMemoryFeedCache, LRUFeedCache, TieredFeedCache
-from reelrank.testing import FeedCacheContract
+from reelrank.testing import FeedCacheContract, ManualClock
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -256,10 +256,21 @@ def test_tier_needs_a_level() -> None:
 class TestLRUFeedCacheContract(FeedCacheContract):
     @pytest.fixture
     def feed_cache(self) -> LRUFeedCache:
-        return LRUFeedCache(max_entries=1000)
+        self.clock = ManualClock()
+        return LRUFeedCache(max_entries=1000, clock=self.clock.monotonic)
+
+    def advance(self, seconds: float) -> None:
+        self.clock.advance(seconds)
 
 
 class TestTieredFeedCacheContract(FeedCacheContract):
     @pytest.fixture
     def feed_cache(self) -> TieredFeedCache:
-        return TieredFeedCache(LRUFeedCache(max_entries=1000), InMemoryFeedCache())
+        self.clock = ManualClock()
+        return TieredFeedCache(
+            LRUFeedCache(max_entries=1000, clock=self.clock.monotonic),
+            InMemoryFeedCache(clock=self.clock.monotonic),
+        )
+
+    def advance(self, seconds: float) -> None:
+        self.clock.advance(seconds)

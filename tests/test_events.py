@@ -24,8 +24,6 @@ from reelrank import (
     ProcessingState,
     RecorderConfig,
     StoreError,
-    affinity,
-    affinity_credit,
 )
 from reelrank.testing import (
     EPOCH,
@@ -86,9 +84,10 @@ def test_watch_updates_affinity_with_the_creator() -> None:
     world.recorder.watch(7, 1, event_id="a", occurred_at=EPOCH, watched_seconds=20.0)
     world.recorder.watch(7, 2, event_id="b", occurred_at=EPOCH, completion=1.0)
     got = world.events.get_affinities(7, [1, 2])
-    # Video 1 is by creator 2, video 2 by creator 1.
-    assert got[2] == pytest.approx(affinity(0.5, 1.5))
-    assert got[1] == pytest.approx(affinity(1.0, 1.5))
+    # Video 1 is by creator 2, video 2 by creator 1. Credits 0.5 (20 of 40 s) and 1.0,
+    # over a total of 1.5 plus the prior 1.
+    assert got[2] == pytest.approx(0.5 / 2.5)
+    assert got[1] == pytest.approx(1.0 / 2.5)
     assert got[1] > got[2]
 
 
@@ -100,9 +99,7 @@ def test_unlike_reverses_a_like() -> None:
     world.recorder.unlike(1, 1, event_id="u1", occurred_at=EPOCH)
     assert world.stats()[2] == 1
     assert world.events.get_affinities(1, [2]) == {2: 0.0}
-    assert world.events.get_affinities(2, [2])[2] == pytest.approx(
-        affinity(affinity_credit(EngagementKind.LIKE), 1.0)
-    )
+    assert world.events.get_affinities(2, [2])[2] == pytest.approx(1 / 2)
 
 
 def test_share_is_counted() -> None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 
 import pytest
 from hypothesis import settings
@@ -28,6 +29,7 @@ from reelrank import (
 )
 from reelrank.testing import (
     EPOCH,
+    AtomicSeenStoreContract,
     CatalogContract,
     EngagementLogContract,
     EventStoreContract,
@@ -41,6 +43,7 @@ from reelrank.testing import (
     make_snapshot,
     make_video,
 )
+from reelrank.validation import check_aware, check_limit
 
 
 class TestInMemoryCatalog(CatalogContract):
@@ -67,10 +70,47 @@ class TestInMemorySeenStore(SeenStoreContract):
         return InMemorySeenStore()
 
 
+class _TakingSeenStore(InMemorySeenStore):
+    """The in-memory seen store plus ``take_unseen`` exactly as the protocol defines it: a
+    lookup, then marking what it keeps, under one lock. It shows the atomic contract
+    holds for a plainly correct store (the in-memory store itself has no take_unseen)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._take_lock = threading.Lock()
+
+    def take_unseen(
+        self,
+        user_id: int,
+        video_ids: Sequence[int],
+        *,
+        limit: int,
+        since: datetime,
+        at: datetime,
+    ) -> list[int]:
+        check_limit(limit)
+        check_aware("at", at)
+        with self._take_lock:
+            seen = self.seen_among(user_id, video_ids, since=since)
+            taken = [video_id for video_id in video_ids if video_id not in seen][:limit]
+            self.mark_seen(user_id, taken, at)
+        return taken
+
+
+class TestReferenceAtomicSeenStore(AtomicSeenStoreContract):
+    @pytest.fixture
+    def seen_store(self) -> _TakingSeenStore:
+        return _TakingSeenStore()
+
+
 class TestInMemoryFeedCache(FeedCacheContract):
     @pytest.fixture
     def feed_cache(self) -> InMemoryFeedCache:
-        return InMemoryFeedCache()
+        self.clock = ManualClock()
+        return InMemoryFeedCache(clock=self.clock.monotonic)
+
+    def advance(self, seconds: float) -> None:
+        self.clock.advance(seconds)
 
 
 class TestInMemoryModelRegistry(ModelRegistryContract):

@@ -15,6 +15,7 @@ This package needs pytest (the ``test`` extra); ``import reelrank`` never import
 from __future__ import annotations
 
 from .contracts import (
+    AtomicSeenStoreContract,
     CatalogContract,
     EngagementLogContract,
     EventStoreContract,
@@ -45,6 +46,7 @@ from .servers import (
 
 __all__ = [
     "EPOCH",
+    "AtomicSeenStoreContract",
     "CatalogContract",
     "EngagementLogContract",
     "EventStoreContract",

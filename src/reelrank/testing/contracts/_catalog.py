@@ -1,0 +1,161 @@
+"""The contract of :class:`~reelrank.Catalog`."""
+
+from __future__ import annotations
+
+import pytest
+
+from ...exceptions import InvalidInputError, InvalidTransitionError, NotFoundError
+from ...models._catalog import ProcessingState
+from ...stores._protocols import Catalog
+from ..factories import EPOCH, make_creator, make_video
+from ._support import BAD_IDS, hours
+
+__all__ = ["CatalogContract"]
+
+
+class CatalogContract:
+    """Checks a :class:`~reelrank.Catalog`; needs a ``catalog`` fixture."""
+
+    def test_satisfies_the_protocol(self, catalog: Catalog) -> None:
+        assert isinstance(catalog, Catalog)
+
+    def test_put_video_round_trips(self, catalog: Catalog) -> None:
+        catalog.put_creator(make_creator(7))
+        video = make_video(11, 7, hashtags=("cats", "dogs"), sound_id=5, description="d")
+        catalog.put_video(video)
+        assert catalog.get_video(11) == video
+        assert catalog.get_videos([11]) == {11: video}
+
+    def test_put_video_replaces_the_previous_version(self, catalog: Catalog) -> None:
+        catalog.put_creator(make_creator(1))
+        catalog.put_video(make_video(1, 1, title="old"))
+        catalog.put_video(make_video(1, 1, title="new"))
+        assert catalog.get_video(1).title == "new"
+        assert [v.title for v in catalog.recent_videos(limit=10)] == ["new"]
+
+    def test_unknown_video_raises_not_found(self, catalog: Catalog) -> None:
+        with pytest.raises(NotFoundError) as info:
+            catalog.get_video(404)
+        assert info.value.kind == "video"
+
+    def test_bulk_get_omits_unknown_ids_and_tolerates_duplicates(self, catalog: Catalog) -> None:
+        catalog.put_creator(make_creator(1))
+        catalog.put_video(make_video(1, 1))
+        catalog.put_video(make_video(2, 1))
+        assert set(catalog.get_videos([2, 404, 1, 2])) == {1, 2}
+        assert catalog.get_videos([]) == {}
+
+    def test_video_of_unknown_creator_is_refused(self, catalog: Catalog) -> None:
+        with pytest.raises(NotFoundError) as info:
+            catalog.put_video(make_video(1, 99))
+        assert info.value.kind == "creator"
+        assert catalog.get_videos([1]) == {}
+
+    def test_get_creators_omits_unknown_ids(self, catalog: Catalog) -> None:
+        creator = make_creator(3, display_name="Three")
+        catalog.put_creator(creator)
+        assert catalog.get_creators([3, 4]) == {3: creator}
+
+    def test_recent_videos_are_newest_first_and_limited(self, catalog: Catalog) -> None:
+        catalog.put_creator(make_creator(1))
+        for video_id, age_hours in [(1, 5), (2, 1), (3, 3), (4, 1)]:
+            catalog.put_video(make_video(video_id, 1, published_at=EPOCH - hours(age_hours)))
+        ids = [v.video_id for v in catalog.recent_videos(limit=10)]
+        assert ids == [4, 2, 3, 1]
+        assert [v.video_id for v in catalog.recent_videos(limit=2)] == [4, 2]
+        assert catalog.recent_videos(limit=0) == []
+
+    def test_recent_videos_since_excludes_older_ones(self, catalog: Catalog) -> None:
+        catalog.put_creator(make_creator(1))
+        catalog.put_video(make_video(1, 1, published_at=EPOCH - hours(10)))
+        catalog.put_video(make_video(2, 1, published_at=EPOCH - hours(2)))
+        catalog.put_video(make_video(3, 1, published_at=EPOCH))
+        since = EPOCH - hours(2)
+        assert [v.video_id for v in catalog.recent_videos(limit=10, since=since)] == [3, 2]
+
+    def test_candidate_lists_hold_only_ready_videos(self, catalog: Catalog) -> None:
+        catalog.put_creator(make_creator(1))
+        catalog.put_video(make_video(1, 1))
+        catalog.put_video(make_video(2, 1, state=ProcessingState.TRANSCODING))
+        catalog.follow(50, 1)
+        assert [v.video_id for v in catalog.recent_videos(limit=10)] == [1]
+        assert [v.video_id for v in catalog.followed_videos(50, limit=10)] == [1]
+        assert catalog.get_video(2).state is ProcessingState.TRANSCODING
+
+    def test_state_moves_follow_the_state_machine(self, catalog: Catalog) -> None:
+        catalog.put_creator(make_creator(1))
+        catalog.put_video(make_video(1, 1, state=ProcessingState.QUEUED))
+        for state in (
+            ProcessingState.TRANSCODING,
+            ProcessingState.PACKAGING,
+            ProcessingState.READY,
+        ):
+            assert catalog.set_state(1, state).state is state
+            assert catalog.get_video(1).state is state
+        assert [v.video_id for v in catalog.recent_videos(limit=10)] == [1]
+
+    def test_forbidden_state_move_changes_nothing(self, catalog: Catalog) -> None:
+        catalog.put_creator(make_creator(1))
+        catalog.put_video(make_video(1, 1, state=ProcessingState.QUEUED))
+        with pytest.raises(InvalidTransitionError):
+            catalog.set_state(1, ProcessingState.READY)
+        assert catalog.get_video(1).state is ProcessingState.QUEUED
+        assert catalog.recent_videos(limit=10) == []
+
+    def test_state_move_of_unknown_video_raises_not_found(self, catalog: Catalog) -> None:
+        with pytest.raises(NotFoundError):
+            catalog.set_state(404, ProcessingState.FAILED)
+
+    def test_follows_are_idempotent(self, catalog: Catalog) -> None:
+        catalog.put_creator(make_creator(1))
+        catalog.put_creator(make_creator(2))
+        catalog.follow(10, 1)
+        catalog.follow(10, 1)
+        catalog.follow(10, 2)
+        assert catalog.followed_creators(10) == frozenset({1, 2})
+        catalog.unfollow(10, 1)
+        catalog.unfollow(10, 1)
+        catalog.unfollow(11, 2)
+        assert catalog.followed_creators(10) == frozenset({2})
+        assert catalog.followed_creators(11) == frozenset()
+
+    def test_following_an_unknown_creator_raises_not_found(self, catalog: Catalog) -> None:
+        with pytest.raises(NotFoundError):
+            catalog.follow(10, 404)
+        assert catalog.followed_creators(10) == frozenset()
+
+    def test_followed_videos_are_newest_first_and_limited(self, catalog: Catalog) -> None:
+        for creator_id in (1, 2, 3):
+            catalog.put_creator(make_creator(creator_id))
+        layout = [(1, 1, 4), (2, 2, 3), (3, 3, 0), (4, 1, 1), (5, 2, 2)]
+        for video_id, creator_id, age_hours in layout:
+            published_at = EPOCH - hours(age_hours)
+            catalog.put_video(make_video(video_id, creator_id, published_at=published_at))
+        catalog.follow(10, 1)
+        catalog.follow(10, 2)
+        assert [v.video_id for v in catalog.followed_videos(10, limit=10)] == [4, 5, 2, 1]
+        assert [v.video_id for v in catalog.followed_videos(10, limit=2)] == [4, 5]
+        assert catalog.followed_videos(11, limit=10) == []
+
+    @pytest.mark.parametrize("bad", BAD_IDS)
+    def test_bad_ids_raise_invalid_input(self, catalog: Catalog, bad: object) -> None:
+        with pytest.raises(InvalidInputError) as info:
+            catalog.get_video(bad)  # type: ignore[arg-type]
+        assert info.value.field == "video_id"
+        with pytest.raises(InvalidInputError):
+            catalog.get_videos([1, bad])  # type: ignore[list-item]
+        with pytest.raises(InvalidInputError):
+            catalog.followed_creators(bad)  # type: ignore[arg-type]
+
+    @pytest.mark.parametrize("bad", [-1, 1.5, True, None])
+    def test_bad_limits_raise_invalid_input(self, catalog: Catalog, bad: object) -> None:
+        with pytest.raises(InvalidInputError) as info:
+            catalog.recent_videos(limit=bad)  # type: ignore[arg-type]
+        assert info.value.field == "limit"
+        with pytest.raises(InvalidInputError):
+            catalog.followed_videos(1, limit=bad)  # type: ignore[arg-type]
+
+    def test_naive_since_raises_invalid_input(self, catalog: Catalog) -> None:
+        with pytest.raises(InvalidInputError) as info:
+            catalog.recent_videos(limit=1, since=EPOCH.replace(tzinfo=None))
+        assert info.value.field == "since"

@@ -88,7 +88,7 @@ class _TakingSeenStore(InMemorySeenStore):
         since: datetime,
         at: datetime,
     ) -> list[int]:
-        check_limit(limit)
+        check_limit("limit", limit)
         check_aware("at", at)
         with self._take_lock:
             seen = self.seen_among(user_id, video_ids, since=since)

@@ -296,6 +296,7 @@ SUBPACKAGE_EXPECTED = {
         "TrendingSnapshotStore",
     },
     "reelrank.testing": {
+        "AtomicSeenStoreContract",
         "EPOCH",
         "CatalogContract",
         "EngagementLogContract",

@@ -674,7 +674,7 @@ def test_embedded_stores_serve_the_same_pages_inline_or_on_workers() -> None:
 def test_stale_pool_is_refreshed_in_the_background(make_world: Any) -> None:
     world: World = make_world(refresh_pool_in_background=True, deadlines=StoreDeadlines(catalog=60))
     world.service.feed(1, 5)
-    first_pool = world.service._candidate_pool
+    first_pool = world.service._candidates.current
     world.recorder().share(2, 40, event_id="late-share", channel="link")
     # The refresh blocks on the catalog until recover(); the request must not wait.
     world.catalog.stall(60, methods=["recent_videos"])
@@ -683,16 +683,16 @@ def test_stale_pool_is_refreshed_in_the_background(make_world: Any) -> None:
         started = time.perf_counter()
         page = world.service.feed(2, 5)
         elapsed = time.perf_counter() - started
-        assert world.service._candidate_pool is first_pool
+        assert world.service._candidates.current is first_pool
     finally:
         world.catalog.recover()
     assert len(page.items) == 5
     assert elapsed < 30, "a hang bound: the request waited for the refresh"
     for _ in range(1000):
-        if world.service._candidate_pool is not first_pool:
+        if world.service._candidates.current is not first_pool:
             break
         time.sleep(0.01)
-    pool = world.service._candidate_pool
+    pool = world.service._candidates.current
     assert pool is not None and pool is not first_pool
     assert pool.degraded == ()
     assert pool.columns.counts[3, pool.row_of[40]] == 1.0  # the share made after the first pool

@@ -189,6 +189,27 @@ def test_a_replaced_snapshot_continues_without_duplicates(make_world: Any) -> No
     assert not set(world.ids(first)) & set(world.ids(second))
 
 
+def test_a_stale_cursor_continues_from_the_top_of_the_current_snapshot(
+    make_world: Any,
+) -> None:
+    world: World = make_world()
+    on_phone = world.service.feed(1, 6)
+    world.service.invalidate(1)
+    world.clock.advance(1)
+    # Another device ranks and pages the replacing snapshot first.
+    on_tablet = world.service.feed(1, 2)
+    current = world.local.get(1)
+    assert current is not None and not on_tablet.from_cache
+    # The phone's cursor points 6 items into the replaced snapshot. In the current one
+    # its page starts at the top, and the seen filter skips the tablet's 2 items;
+    # applying the offset 6 here would pass over 4 unseen videos.
+    resumed = world.service.feed(1, 5, on_phone.next_cursor)
+    assert resumed.from_cache
+    assert world.ids(on_tablet) == list(current.video_ids[:2])
+    assert world.ids(resumed) == list(current.video_ids[2:7])
+    assert not set(world.ids(on_phone)) & set(current.video_ids)
+
+
 def test_seen_videos_never_appear_within_the_window(make_world: Any) -> None:
     world: World = make_world(videos=20)
     world.seen.store.mark_seen(1, [1, 2, 3, 4, 5], START - timedelta(days=29))

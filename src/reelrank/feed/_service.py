@@ -7,7 +7,7 @@ the cache semantics and the order in which failed dependencies are worked around
 store calls and the snapshot cache (``_guards``), the shared candidate pool
 (``_candidates``), per-user ranking (``_ranking``), paging with cursors and served
 marks (``_paging``) and cache warming (``_cache_warming``). Each request carries a
-:class:`~reelrank.feed._context.RequestContext` through them.
+``RequestContext`` through them.
 """
 
 from __future__ import annotations

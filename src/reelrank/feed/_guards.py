@@ -1,4 +1,4 @@
-"""The guards around the feed service's store calls, and how a request reports degradation.
+"""The guards around the feed service's store calls, and its snapshot cache.
 
 Every store call of the service goes through one :class:`DependencyGuard` per store
 (circuit breaker, deadline, bounded stalls); :class:`StoreGuards` builds them from the

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -31,10 +33,32 @@ from reelrank import (
     StoreError,
     TieredFeedCache,
 )
+from reelrank.feed._cursor import CursorCodec
+from reelrank.feed._paging import snapshot_id
+from reelrank.models import FeedSnapshot
 from reelrank.testing import EPOCH, FaultInjector, ManualClock, make_creator, make_video
 
 USERS = st.integers(min_value=1, max_value=3)
 CREATORS = 3
+SECRET = "stateful-cursor-secret"
+
+
+class RecordingLRUFeedCache(LRUFeedCache):
+    """An LRU level that remembers every snapshot put in it, by snapshot id.
+
+    Every snapshot the service ranks is put in every cache level, this one included
+    even while the shared level fails, so the model can look up the snapshot any
+    cursor points to.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.recorded: dict[str, FeedSnapshot] = {}
+
+    def put_many(self, snapshots: Sequence[FeedSnapshot], *, ttl_seconds: float) -> None:
+        for snapshot in snapshots:
+            self.recorded[snapshot_id(snapshot)] = snapshot
+        super().put_many(snapshots, ttl_seconds=ttl_seconds)
 
 
 class FeedMachine(RuleBasedStateMachine):
@@ -55,7 +79,7 @@ class FeedMachine(RuleBasedStateMachine):
             config=RecorderConfig(mark_watched_seen=True),
             now=self.clock.now,
         )
-        self.local = LRUFeedCache(max_entries=2, clock=self.clock.monotonic)
+        self.local = RecordingLRUFeedCache(max_entries=2, clock=self.clock.monotonic)
         # The seen store stays healthy: it is what the no-repeat guarantee rests on.
         self.faults = {
             "catalog": FaultInjector(self.catalog, name="catalog"),
@@ -76,14 +100,17 @@ class FeedMachine(RuleBasedStateMachine):
                 # Outages here fail at once; generous deadlines keep a busy machine's
                 # scheduling delays from turning into spurious timeouts.
                 deadlines=StoreDeadlines(catalog=30, events=30, seen=30, models=30, cache=30),
+                cursor_secret=SECRET,
             ),
             clock=self.clock.now,
             monotonic=self.clock.monotonic,
         )
+        self.cursor_codec = CursorCodec(SECRET.encode(), 21_600.0)
         self.published: list[int] = []
         self.served: dict[int, list[int]] = {}
         self.watched_before_serving: dict[int, set[int]] = {}
         self.cursors: dict[int, str] = {}
+        self.issued: dict[int, list[str]] = {}
         self.down: set[str] = set()
         self.requests = 0
         self.pages = 0
@@ -103,7 +130,31 @@ class FeedMachine(RuleBasedStateMachine):
             assert self._failing("catalog"), "unavailable only while the catalog fails"
             return
         self.pages += 1
+        self._check_nothing_skipped(user, page)
         self._serve(user, page)
+
+    def _check_nothing_skipped(self, user: int, page: FeedPage) -> None:
+        """Everything before the page's end in its snapshot is on the page or was seen.
+
+        A page starts at its cursor's offset only in the snapshot the cursor was issued
+        for; after the snapshot changed it starts at the top of the current one, so no
+        unseen video there is passed over. The seen store is healthy here, so "seen"
+        is exactly what was served or watched before.
+        """
+        if page.next_cursor is None:
+            return
+        state = self.cursor_codec.decode(
+            page.next_cursor, user_id=str(user), now=self.clock.now().timestamp()
+        )
+        snapshot = self.local.recorded[state.snapshot_id]
+        before = set(self.served.get(user, ())) | self.watched_before_serving.get(user, set())
+        on_page = {item.video_id for item in page.items}
+        skipped = [
+            video_id
+            for video_id in snapshot.video_ids[: state.offset]
+            if video_id not in on_page and video_id not in before
+        ]
+        assert not skipped, f"unseen videos {skipped} were passed over"
 
     def _failing(self, store: str) -> bool:
         """Down, or recovered while its circuit is still open."""
@@ -119,6 +170,7 @@ class FeedMachine(RuleBasedStateMachine):
             self.cursors.pop(user, None)
         else:
             self.cursors[user] = page.next_cursor
+            self.issued.setdefault(user, []).append(page.next_cursor)
 
     @rule(creator=st.integers(min_value=1, max_value=CREATORS))
     def publish(self, creator: int) -> None:
@@ -160,6 +212,23 @@ class FeedMachine(RuleBasedStateMachine):
     def next_page(self, data: st.DataObject, limit: int) -> None:
         user = data.draw(st.sampled_from(sorted(self.cursors)))
         self._request(user, limit, self.cursors[user])
+
+    @precondition(lambda self: self.issued)
+    @rule(data=st.data(), limit=st.integers(min_value=1, max_value=4))
+    def earlier_cursor(self, data: st.DataObject, limit: int) -> None:
+        """A cursor kept from an earlier page (another device), perhaps of a replaced snapshot."""
+        user = data.draw(st.sampled_from(sorted(self.issued)))
+        self._request(user, limit, data.draw(st.sampled_from(self.issued[user])))
+
+    @precondition(lambda self: self.cursors)
+    @rule(data=st.data(), first=st.integers(min_value=1, max_value=4), limit=st.integers(1, 4))
+    def resume_after_another_device(self, data: st.DataObject, first: int, limit: int) -> None:
+        """The snapshot is replaced and paged on another device, then this one resumes."""
+        user = data.draw(st.sampled_from(sorted(self.cursors)))
+        cursor = self.cursors[user]
+        self.invalidate(user)
+        self._request(user, first, None)
+        self._request(user, limit, cursor)
 
     @rule(store=st.sampled_from(["catalog", "events", "cache"]))
     def outage(self, store: str) -> None:

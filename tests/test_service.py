@@ -189,6 +189,27 @@ def test_a_replaced_snapshot_continues_without_duplicates(make_world: Any) -> No
     assert not set(world.ids(first)) & set(world.ids(second))
 
 
+def test_a_stale_cursor_continues_from_the_top_of_the_current_snapshot(
+    make_world: Any,
+) -> None:
+    world: World = make_world()
+    on_phone = world.service.feed(1, 6)
+    world.service.invalidate(1)
+    world.clock.advance(1)
+    # Another device ranks and pages the replacing snapshot first.
+    on_tablet = world.service.feed(1, 2)
+    current = world.local.get(1)
+    assert current is not None and not on_tablet.from_cache
+    # The phone's cursor points 6 items into the replaced snapshot. In the current one
+    # its page starts at the top, and the seen filter skips the tablet's 2 items;
+    # applying the offset 6 here would pass over 4 unseen videos.
+    resumed = world.service.feed(1, 5, on_phone.next_cursor)
+    assert resumed.from_cache
+    assert world.ids(on_tablet) == list(current.video_ids[:2])
+    assert world.ids(resumed) == list(current.video_ids[2:7])
+    assert not set(world.ids(on_phone)) & set(current.video_ids)
+
+
 def test_seen_videos_never_appear_within_the_window(make_world: Any) -> None:
     world: World = make_world(videos=20)
     world.seen.store.mark_seen(1, [1, 2, 3, 4, 5], START - timedelta(days=29))
@@ -674,7 +695,7 @@ def test_embedded_stores_serve_the_same_pages_inline_or_on_workers() -> None:
 def test_stale_pool_is_refreshed_in_the_background(make_world: Any) -> None:
     world: World = make_world(refresh_pool_in_background=True, deadlines=StoreDeadlines(catalog=60))
     world.service.feed(1, 5)
-    first_pool = world.service._candidate_pool
+    first_pool = world.service._candidates.current
     world.recorder().share(2, 40, event_id="late-share", channel="link")
     # The refresh blocks on the catalog until recover(); the request must not wait.
     world.catalog.stall(60, methods=["recent_videos"])
@@ -683,16 +704,16 @@ def test_stale_pool_is_refreshed_in_the_background(make_world: Any) -> None:
         started = time.perf_counter()
         page = world.service.feed(2, 5)
         elapsed = time.perf_counter() - started
-        assert world.service._candidate_pool is first_pool
+        assert world.service._candidates.current is first_pool
     finally:
         world.catalog.recover()
     assert len(page.items) == 5
     assert elapsed < 30, "a hang bound: the request waited for the refresh"
     for _ in range(1000):
-        if world.service._candidate_pool is not first_pool:
+        if world.service._candidates.current is not first_pool:
             break
         time.sleep(0.01)
-    pool = world.service._candidate_pool
+    pool = world.service._candidates.current
     assert pool is not None and pool is not first_pool
     assert pool.degraded == ()
     assert pool.columns.counts[3, pool.row_of[40]] == 1.0  # the share made after the first pool

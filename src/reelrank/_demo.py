@@ -17,7 +17,7 @@ from typing import TextIO
 
 import numpy as np
 
-from .feed._service import FeedRankingService, FeedServiceConfig, StoreDeadlines
+from .feed import FeedRankingService, FeedServiceConfig, StoreDeadlines
 from .models._base import WEIGHT_FIELDS
 from .models._catalog import Creator, Video
 from .models._engagement import EngagementEvent, EngagementKind

@@ -4,15 +4,10 @@
 from __future__ import annotations
 
 from .._public import _public_module
+from ._config import FeedServiceConfig, FeedServiceStats, StoreDeadlines, VariantResolver
 from ._events import EngagementRecorder, RecorderConfig, watch_completion
 from ._resilience import BreakerState, CircuitBreaker, DependencyStats
-from ._service import (
-    FeedRankingService,
-    FeedServiceConfig,
-    FeedServiceStats,
-    StoreDeadlines,
-    VariantResolver,
-)
+from ._service import FeedRankingService
 
 __all__ = [
     "BreakerState",

@@ -1,0 +1,319 @@
+"""The candidates a feed is ranked from: columns per video and the shared candidate pool.
+
+The pool (the newest and the most viewed videos, with their stats and model scores) is
+the same for every user, so it is fetched once per ``candidate_pool_ttl_seconds`` and
+shared; a user's followed videos outside it are added per ranking.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+import numpy.typing as npt
+
+from ..exceptions import StoreError
+from ..models._catalog import ProcessingState, Video
+from ..models._engagement import VideoStats
+from ..models._feed import DegradedDependency
+from ..scoring._diversity import NO_SOUND
+from ..scoring._ranker import Candidates
+from ..stores._protocols import Catalog, EventStore, ModelRegistry
+from ._config import FeedServiceConfig
+from ._context import DegradedReport
+from ._guards import StoreGuards
+
+
+class CatalogUnavailableError(Exception):
+    """The catalog failed: serve a cached snapshot if there is one.
+
+    Raised when no earlier candidate pool exists (``pool_available`` is false), or
+    when the request holds a cached snapshot, which is preferred to a ranking from
+    incomplete candidates.
+    """
+
+    def __init__(self, *, pool_available: bool) -> None:
+        super().__init__("catalog unavailable")
+        self.pool_available = pool_available
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateColumns:
+    """The ranking inputs of candidate videos, one array per field, aligned by row."""
+
+    video_ids: npt.NDArray[np.int64]
+    creator_ids: npt.NDArray[np.int64]
+    sound_ids: npt.NDArray[np.int64]
+    published_at: npt.NDArray[np.float64]
+    counts: npt.NDArray[np.float64]
+    """``(5, n)``: views, completion_sum, likes, shares, comments."""
+    dl_scores: npt.NDArray[np.float64]
+
+    @classmethod
+    def empty(cls) -> CandidateColumns:
+        return cls.from_videos((), None, None)
+
+    @classmethod
+    def from_videos(
+        cls,
+        videos: Sequence[Video],
+        stats: Mapping[int, VideoStats] | None,
+        dl_scores: Mapping[int, float] | None,
+    ) -> CandidateColumns:
+        """Columns of ``videos``; missing stats count as zero, missing scores as NaN."""
+        n = len(videos)
+        video_ids = np.fromiter((v.video_id for v in videos), dtype=np.int64, count=n)
+        creator_ids = np.fromiter((v.creator_id for v in videos), dtype=np.int64, count=n)
+        sound_ids = np.fromiter(
+            (NO_SOUND if v.sound_id is None else v.sound_id for v in videos),
+            dtype=np.int64,
+            count=n,
+        )
+        published_at = np.fromiter((v.published_at.timestamp() for v in videos), float, count=n)
+        counts = np.zeros((5, n), dtype=np.float64)
+        if stats:
+            for row, video_id in enumerate(video_ids.tolist()):
+                s = stats.get(video_id)
+                if s is not None:
+                    counts[:, row] = (s.views, s.completion_sum, s.likes, s.shares, s.comments)
+        dl = np.full(n, np.nan, dtype=np.float64)
+        if dl_scores:
+            for row, video_id in enumerate(video_ids.tolist()):
+                score = dl_scores.get(video_id)
+                if score is not None:
+                    dl[row] = score
+        return cls(video_ids, creator_ids, sound_ids, published_at, counts, dl)
+
+    def __len__(self) -> int:
+        return int(self.video_ids.shape[0])
+
+    def concat(self, other: CandidateColumns) -> CandidateColumns:
+        if not len(other):
+            return self
+        return CandidateColumns(
+            video_ids=np.concatenate([self.video_ids, other.video_ids]),
+            creator_ids=np.concatenate([self.creator_ids, other.creator_ids]),
+            sound_ids=np.concatenate([self.sound_ids, other.sound_ids]),
+            published_at=np.concatenate([self.published_at, other.published_at]),
+            counts=np.concatenate([self.counts, other.counts], axis=1),
+            dl_scores=np.concatenate([self.dl_scores, other.dl_scores]),
+        )
+
+    def rows(self, rows: Sequence[int]) -> CandidateColumns:
+        """The given rows, in that order."""
+        if len(rows) == len(self):
+            return self
+        index = np.asarray(rows, dtype=np.int64)
+        return CandidateColumns(
+            video_ids=self.video_ids[index],
+            creator_ids=self.creator_ids[index],
+            sound_ids=self.sound_ids[index],
+            published_at=self.published_at[index],
+            counts=self.counts[:, index],
+            dl_scores=self.dl_scores[index],
+        )
+
+    def candidates(self) -> Candidates:
+        views, completion_sum, likes, shares, comments = self.counts
+        return Candidates.from_arrays(
+            video_id=self.video_ids,
+            creator_id=self.creator_ids,
+            published_at=self.published_at,
+            views=views,
+            completion_sum=completion_sum,
+            likes=likes,
+            shares=shares,
+            comments=comments,
+            dl_score=self.dl_scores,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CandidatePool:
+    """The user-independent part of every ranking: recent and popular candidates."""
+
+    columns: CandidateColumns
+    candidates: Candidates
+    row_of: dict[int, int]
+    creators: list[int]
+    lost_signals: frozenset[str]
+    """Ranking signals without data while the pool was built (their weight is spread)."""
+    degraded: tuple[DegradedDependency, ...]
+    built_at: float
+
+
+class CandidateSource:
+    """Builds the shared candidate pool, keeps it fresh, and columns extra candidates.
+
+    A stale pool keeps serving while one caller (or a background thread) fetches the
+    next one; the previous pool stays the fallback if a store fails meanwhile.
+    """
+
+    def __init__(
+        self,
+        *,
+        catalog: Catalog,
+        events: EventStore,
+        models: ModelRegistry | None,
+        guards: StoreGuards,
+        config: FeedServiceConfig,
+        monotonic: Callable[[], float],
+    ) -> None:
+        self._catalog = catalog
+        self._events = events
+        self._models = models
+        self._guards = guards
+        self._config = config
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self.current: CandidatePool | None = None
+        """The latest pool (``None`` before the first)."""
+
+    def refresh(self) -> None:
+        """Fetch the pool now; raises :class:`CatalogUnavailableError` without a fallback."""
+        with self._lock:
+            self.current = self._build(self.current)
+
+    def shared(self) -> CandidatePool:
+        """The pool for a ranking now, fetching it first if there is none yet."""
+        pool = self.current
+        if (
+            pool is not None
+            and self._monotonic() - pool.built_at < self._config.candidate_pool_ttl_seconds
+        ):
+            return pool
+        if pool is None:
+            with self._lock:
+                if self.current is None:
+                    self.current = self._build(None)
+                return self.current
+        # Concurrent requests never wait for a refresh: whoever finds the lock taken
+        # serves the stale pool.
+        if not self._lock.acquire(blocking=False):
+            return pool
+        if self._config.refresh_pool_in_background:
+            threading.Thread(
+                target=self._refresh_and_release, name="reelrank-pool", daemon=True
+            ).start()
+            return pool
+        self._refresh_and_release()
+        current = self.current
+        assert current is not None  # only ever replaced by a newer pool
+        return current
+
+    def _refresh_and_release(self) -> None:
+        """Build the next pool; the caller holds ``_lock``, which is released here."""
+        try:
+            # With an earlier pool to fall back on, building never raises for the catalog.
+            self.current = self._build(self.current)
+        finally:
+            self._lock.release()
+
+    def dl_scores(
+        self, video_ids: Sequence[int], lost: set[str], report: DegradedReport
+    ) -> Mapping[int, float] | None:
+        """Model scores of ``video_ids``, or ``None`` (and the signal lost) without them."""
+        name = self._config.model_name
+        if self._models is None or name is None or not video_ids:
+            return None
+        try:
+            scores: dict[int, float] = self._guards.call(
+                "models", self._models.get_scores, name, video_ids
+            )
+        except StoreError:
+            report.report("models", "ranked without model scores")
+            lost.add("deep_learning")
+            return None
+        return scores
+
+    def columns(
+        self,
+        videos: Sequence[Video],
+        stats: Mapping[int, VideoStats] | None,
+        lost: set[str],
+        report: DegradedReport,
+    ) -> CandidateColumns:
+        """Columns of candidates outside the pool, with their model scores fetched."""
+        ids = [video.video_id for video in videos]
+        return CandidateColumns.from_videos(videos, stats, self.dl_scores(ids, lost, report))
+
+    def _build(self, previous: CandidatePool | None) -> CandidatePool:
+        cfg = self._config
+        report = DegradedReport()
+        lost: set[str] = set()
+        try:
+            recent: list[Video] = self._guards.call(
+                "catalog", self._catalog.recent_videos, limit=cfg.recent_limit
+            )
+        except StoreError:
+            if previous is None:
+                raise CatalogUnavailableError(pool_available=False) from None
+            report.report("catalog", "last known candidates")
+            return replace(
+                previous,
+                degraded=(*previous.degraded, *report.degraded),
+                built_at=self._monotonic(),
+            )
+        videos = list(recent)
+        if cfg.popular_limit:
+            try:
+                videos.extend(self._popular_outside({v.video_id for v in videos}))
+            except StoreError:
+                report.report("popular", "recent and followed videos only")
+        ids = [video.video_id for video in videos]
+        stats: Mapping[int, VideoStats] | None = None
+        if ids:
+            try:
+                stats = self._guards.call("events", self._events.get_stats, ids)
+            except StoreError:
+                stats = None
+        columns = self.columns(videos, stats, lost, report)
+        if stats is None and ids:
+            columns, recovered = _last_known_counts(columns, previous)
+            if recovered:
+                report.report("stats", "last known stats")
+            else:
+                report.report("stats", "ranked without completion and engagement")
+                lost.update(("completion", "engagement"))
+        return CandidatePool(
+            columns=columns,
+            candidates=columns.candidates(),
+            row_of={vid: row for row, vid in enumerate(columns.video_ids.tolist())},
+            creators=np.unique(columns.creator_ids).tolist(),
+            lost_signals=frozenset(lost),
+            degraded=tuple(report.degraded),
+            built_at=self._monotonic(),
+        )
+
+    def _popular_outside(self, known: set[int]) -> list[Video]:
+        """The ready popular videos not in ``known``; raises :class:`StoreError`."""
+        popular: list[int] = self._guards.call(
+            "events", self._events.popular_video_ids, limit=self._config.popular_limit
+        )
+        missing = [vid for vid in popular if vid not in known]
+        if not missing:
+            return []
+        found: dict[int, Video] = self._guards.call("catalog", self._catalog.get_videos, missing)
+        return [
+            found[vid]
+            for vid in missing
+            if vid in found and found[vid].state is ProcessingState.READY
+        ]
+
+
+def _last_known_counts(
+    columns: CandidateColumns, previous: CandidatePool | None
+) -> tuple[CandidateColumns, bool]:
+    """``columns`` with the previous pool's counts of the videos it held, and whether any."""
+    if previous is None:
+        return columns, False
+    counts = columns.counts.copy()
+    recovered = False
+    for row, vid in enumerate(columns.video_ids.tolist()):
+        old = previous.row_of.get(vid)
+        if old is not None:
+            counts[:, row] = previous.columns.counts[:, old]
+            recovered = True
+    return replace(columns, counts=counts), recovered

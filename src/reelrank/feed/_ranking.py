@@ -1,0 +1,246 @@
+"""Ranking one user's snapshot: the same code for a feed request and for warming.
+
+A feed request reads what it needs about the user store by store
+(:meth:`UserRanking.rank`); warming reads it for many users with bulk calls. Both then
+hand a :class:`UserReads` to :meth:`UserRanking.rank_from`, which filters, ranks,
+diversifies and packs the snapshot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC
+from functools import lru_cache
+
+import numpy as np
+import numpy.typing as npt
+
+from ..exceptions import StoreError
+from ..models._base import WEIGHT_FIELDS
+from ..models._catalog import Video
+from ..models._engagement import VideoStats
+from ..models._feed import FeedSnapshot
+from ..scoring._config import RankingConfig
+from ..scoring._ranker import Ranker
+from ..stores._protocols import Catalog, EventStore, SeenStore
+from ._candidates import CandidateColumns, CandidatePool, CandidateSource, CatalogUnavailableError
+from ._config import FeedServiceConfig
+from ._context import RequestContext
+from ._guards import StoreGuards
+from ._paging import ServedMarks
+
+
+@lru_cache(maxsize=256)
+def ranker_for(config: RankingConfig, lost_signals: frozenset[str]) -> Ranker:
+    """A ranker for ``config`` with the lost signals' weights spread over the others."""
+    if not lost_signals:
+        return Ranker(config)
+    kept = {name: getattr(config, name) for name in WEIGHT_FIELDS if name not in lost_signals}
+    total = sum(kept.values())
+    if total <= 0.0:
+        # Nothing left to renormalise onto: the lost signals fall back to their priors.
+        return Ranker(config)
+    weights = {name: kept.get(name, 0.0) / total for name in WEIGHT_FIELDS}
+    return Ranker(config.model_copy(update=weights))
+
+
+def user_creators(pool: CandidatePool, followed: CandidateColumns) -> list[int]:
+    """The creators among the pool and the user's followed videos (affinity is read for them)."""
+    if not len(followed):
+        return pool.creators
+    creators: list[int] = np.union1d(pool.columns.creator_ids, followed.creator_ids).tolist()
+    return creators
+
+
+@dataclass(frozen=True, slots=True)
+class UserReads:
+    """What was read about one user for a ranking."""
+
+    followed: CandidateColumns
+    """The user's followed videos outside the shared pool."""
+    affinity: Mapping[int, float] | None
+    """Affinity per creator; ``None`` without it."""
+    recently_seen: Sequence[int] | None
+    """Ids seen in the seen window, at most ``seen_lookup_limit`` of them; ``None`` if the
+    seen store failed (already reported)."""
+    lost: frozenset[str]
+    """Ranking signals without data; their weight is spread over the others."""
+
+
+class UserRanking:
+    """Ranks fresh snapshots for users over the shared candidate pool."""
+
+    def __init__(
+        self,
+        *,
+        catalog: Catalog,
+        events: EventStore,
+        seen: SeenStore,
+        candidates: CandidateSource,
+        guards: StoreGuards,
+        served: ServedMarks,
+        config: FeedServiceConfig,
+    ) -> None:
+        self._catalog = catalog
+        self._events = events
+        self._seen = seen
+        self._candidates = candidates
+        self._guards = guards
+        self._served = served
+        self._config = config
+
+    def rank(
+        self, ctx: RequestContext, *, previous: FeedSnapshot | None, prefer_snapshot: bool
+    ) -> FeedSnapshot:
+        """Read what the ranking needs about the user, store by store, and rank.
+
+        ``previous`` is the user's cached snapshot, if any: the ids this process served
+        from it are left out (the seen store may have missed them).
+
+        Raises:
+            CatalogUnavailableError: when the catalog fails and either no candidate pool
+                exists or ``prefer_snapshot`` asks to serve a cached one instead.
+        """
+        pool = self._candidates.shared()
+        lost = set(pool.lost_signals)
+        followed = self._followed(ctx, pool, lost)
+        for entry in pool.degraded:
+            ctx.report.report(entry.dependency, entry.fallback)
+        if prefer_snapshot and any(e.dependency == "catalog" for e in ctx.report.degraded):
+            raise CatalogUnavailableError(pool_available=True)
+        affinity = self._affinity(ctx, user_creators(pool, followed), lost)
+        recently_seen = self._recently_seen(ctx)
+        reads = UserReads(followed, affinity, recently_seen, frozenset(lost))
+        served = () if previous is None else self._served.served_ids(previous)
+        return self.rank_from(ctx, pool, reads, served=served)
+
+    def rank_from(
+        self,
+        ctx: RequestContext,
+        pool: CandidatePool,
+        reads: UserReads,
+        *,
+        served: Sequence[int] = (),
+    ) -> FeedSnapshot:
+        """Rank, diversify and pack the user's snapshot from what was read.
+
+        ``served`` are ids this process served the user from an earlier snapshot; they
+        are left out too.
+        """
+        for entry in pool.degraded:
+            ctx.report.report(entry.dependency, entry.fallback)
+        followed = reads.followed
+        columns = pool.columns.concat(followed)
+        candidates = pool.candidates if not len(followed) else columns.candidates()
+        seen = self._seen_ids(ctx, columns, reads.recently_seen)
+        # Left out even when the seen store answered: a page served while it could not
+        # record counts too.
+        if seen is None and served:
+            ctx.report.report("seen", "filtered by what this process served")
+        if served:
+            known = np.asarray(served, dtype=np.int64)
+            seen = known if seen is None else np.concatenate([seen, known])
+        result = ranker_for(ctx.ranking, reads.lost).rank(
+            candidates,
+            k=self._config.snapshot_size,
+            now=ctx.now.timestamp(),
+            affinity=reads.affinity,
+            seen=seen,
+            explain=True,
+        )
+        positions = result.positions
+        order = self._config.diversity.order(
+            columns.creator_ids[positions], columns.sound_ids[positions]
+        )
+        contributions = result.contributions
+        assert contributions is not None  # requested with explain=True
+        # The snapshot is built from validated arrays, so pydantic's per-value checks
+        # are skipped; values are converted to plain Python numbers for any backend.
+        return FeedSnapshot.model_construct(
+            user_id=ctx.user_id,
+            variant=ctx.variant,
+            video_ids=tuple(result.video_ids[order].tolist()),
+            scores=tuple(result.scores[order].tolist()),
+            signals=WEIGHT_FIELDS,
+            contributions=tuple(map(tuple, contributions[order].tolist())),
+            created_at=ctx.now.astimezone(UTC),
+            config_tag=ctx.tag,
+        )
+
+    def _followed(
+        self, ctx: RequestContext, pool: CandidatePool, lost: set[str]
+    ) -> CandidateColumns:
+        limit = self._config.followed_limit
+        if not limit:
+            return CandidateColumns.empty()
+        try:
+            followed: list[Video] = self._guards.call(
+                "catalog", self._catalog.followed_videos, ctx.user_id, limit=limit
+            )
+        except StoreError:
+            ctx.report.report("catalog", "without followed creators' videos")
+            return CandidateColumns.empty()
+        extra = [video for video in followed if video.video_id not in pool.row_of]
+        if not extra:
+            return CandidateColumns.empty()
+        stats: Mapping[int, VideoStats] | None = None
+        if "completion" not in lost:
+            try:
+                stats = self._guards.call(
+                    "events", self._events.get_stats, [video.video_id for video in extra]
+                )
+            except StoreError:
+                ctx.report.report("stats", "followed videos ranked on priors")
+        return self._candidates.columns(extra, stats, lost, ctx.report)
+
+    def _affinity(
+        self, ctx: RequestContext, creators: list[int], lost: set[str]
+    ) -> Mapping[int, float] | None:
+        if not creators:
+            return None
+        try:
+            affinity: Mapping[int, float] = self._guards.call(
+                "events", self._events.get_affinities, ctx.user_id, creators
+            )
+        except StoreError:
+            ctx.report.report("affinity", "ranked without affinity")
+            lost.add("affinity")
+            return None
+        return affinity
+
+    def _recently_seen(self, ctx: RequestContext) -> list[int] | None:
+        try:
+            recent: list[int] = self._guards.call(
+                "seen",
+                self._seen.recently_seen,
+                ctx.user_id,
+                since=ctx.seen_since,
+                limit=self._config.seen_lookup_limit,
+            )
+        except StoreError:
+            ctx.report.report("seen", "not filtered by watch history")
+            return None
+        return recent
+
+    def _seen_ids(
+        self, ctx: RequestContext, columns: CandidateColumns, recently_seen: Sequence[int] | None
+    ) -> npt.NDArray[np.int64] | None:
+        """The seen ids among the candidates (or more); ``None`` without a seen filter."""
+        if recently_seen is None:
+            return None
+        if len(recently_seen) < self._config.seen_lookup_limit:
+            return np.asarray(recently_seen, dtype=np.int64)
+        # More seen ids than were read: ask about the candidates themselves.
+        try:
+            among: set[int] = self._guards.call(
+                "seen",
+                self._seen.seen_among,
+                ctx.user_id,
+                columns.video_ids.tolist(),
+                since=ctx.seen_since,
+            )
+        except StoreError:
+            ctx.report.report("seen", "not filtered by watch history")
+            return None
+        return np.fromiter(among, dtype=np.int64, count=len(among))

@@ -10,9 +10,16 @@ best first, so a kernel can use its output arrays as the heap and copy nothing.
 
 Video ids are read from ``video_ids[position]`` and only when two scores tie, which
 keeps the comparison to one float compare on the common path and the heap to two
-arrays. The helpers take the heap arrays and scalars only; scores must be ``float32``
-like ``heap_scores`` (a ``float64`` score compared with stored ``float32`` scores breaks
-tie order).
+arrays. Scores must be ``float32`` like ``heap_scores``: a ``float64`` score compared
+with stored ``float32`` scores breaks tie order.
+
+The helpers take the heap arrays (and ``video_ids``) as arguments, which numba inlines;
+every array argument is a reference-count increment and decrement unless numba's
+pruning pass can pair them up and remove them. It can when the helper leaves by one
+path only, so the helpers have a single ``return`` and loops that end through their
+condition, never through ``break``. Written with ``break`` and early returns, the rank
+kernel ran 7-12% slower at 1,000 candidates (measured against per-kernel closures,
+which read the arrays without passing them); written this way it is as fast.
 """
 
 from __future__ import annotations
@@ -29,13 +36,13 @@ def ranks_after(
     video_ids: Any, score_a: Any, position_a: Any, score_b: Any, position_b: Any
 ) -> Any:
     """Whether item ``a`` ranks after item ``b``: lower score, then larger id, then position."""
-    if score_a != score_b:
-        return score_a < score_b
-    video_a = video_ids[position_a]
-    video_b = video_ids[position_b]
-    if video_a != video_b:
-        return video_a > video_b
-    return position_a > position_b
+    # Ids are read only for tied scores. One return: see the module docstring.
+    after = score_a < score_b
+    if score_a == score_b:
+        video_a = video_ids[position_a]
+        video_b = video_ids[position_b]
+        after = video_a > video_b or (video_a == video_b and position_a > position_b)
+    return after
 
 
 @inline_helper
@@ -43,15 +50,21 @@ def heap_push(
     video_ids: Any, heap_scores: Any, heap_positions: Any, size: Any, score: Any, position: Any
 ) -> None:
     """Add an item to a heap of ``size`` items (the caller then counts ``size + 1``)."""
-    # The new item enters at the end and climbs while it ranks after its parent.
+    # The new item enters at the end and climbs while it ranks after its parent. No
+    # ``break``: see the module docstring.
     node = size
-    while node > 0:
+    climbing = node > 0
+    while climbing:
         parent = (node - 1) >> 1
-        if not ranks_after(video_ids, score, position, heap_scores[parent], heap_positions[parent]):
-            break
-        heap_scores[node] = heap_scores[parent]
-        heap_positions[node] = heap_positions[parent]
-        node = parent
+        parent_position = heap_positions[parent]
+        climbing = ranks_after(
+            video_ids, score, position, heap_scores[parent], parent_position
+        )
+        if climbing:
+            heap_scores[node] = heap_scores[parent]
+            heap_positions[node] = parent_position
+            node = parent
+            climbing = node > 0
     heap_scores[node] = score
     heap_positions[node] = position
 
@@ -68,24 +81,28 @@ def heap_replace(
 ) -> None:
     """Put an item at ``node`` and sift it down: replaces the root (``node`` 0) or moves
     a kept item to where a better score belongs."""
-    while True:
+    # No ``break``: see the module docstring.
+    sinking = True
+    while sinking:
         child = 2 * node + 1
-        if child >= size:
-            break
-        child_score = heap_scores[child]
-        child_position = heap_positions[child]
-        right = child + 1
-        if right < size and ranks_after(
-            video_ids, heap_scores[right], heap_positions[right], child_score, child_position
-        ):
-            child = right
-            child_score = heap_scores[right]
-            child_position = heap_positions[right]
-        if not ranks_after(video_ids, child_score, child_position, score, position):
-            break
-        heap_scores[node] = child_score
-        heap_positions[node] = child_position
-        node = child
+        sinking = child < size
+        if sinking:
+            child_score = heap_scores[child]
+            child_position = heap_positions[child]
+            right = child + 1
+            if right < size:
+                right_position = heap_positions[right]
+                if ranks_after(
+                    video_ids, heap_scores[right], right_position, child_score, child_position
+                ):
+                    child = right
+                    child_score = heap_scores[right]
+                    child_position = right_position
+            sinking = ranks_after(video_ids, child_score, child_position, score, position)
+            if sinking:
+                heap_scores[node] = child_score
+                heap_positions[node] = child_position
+                node = child
     heap_scores[node] = score
     heap_positions[node] = position
 

@@ -23,4 +23,9 @@ Modules and what they hold:
 
 The tests check every kernel against a plain-Python reference (``tests/reference.py``,
 ``tests/test_kernels.py``).
+
+numba's on-disk cache recognises a kernel by its own source file only: after editing
+:mod:`._heap`, :mod:`._presets` or :mod:`._layout`, clear the cache (``NUMBA_CACHE_DIR``
+or the ``__pycache__`` folders here), or cached kernels keep the old helpers. An
+installed upgrade rewrites every file, which renews them all.
 """

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
+import numba
 import numpy as np
 import pytest
 import reference as ref
@@ -12,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reelrank import Candidates, Ranker, RankingConfig
+from reelrank._kernels import _cosine, _diversity, _presets
 from reelrank._kernels import _heap as H
 from reelrank._kernels import _layout as L
 from reelrank._kernels import _rank as K
@@ -110,6 +113,36 @@ def kernel_rank(
 def test_fastmath_flags_keep_nan_and_infinity_semantics() -> None:
     assert "nnan" not in FASTMATH and "ninf" not in FASTMATH and "fast" not in FASTMATH
     assert {"nsz", "arcp", "contract", "afn", "reassoc"} >= FASTMATH
+
+
+@pytest.mark.skipif(
+    os.environ.get("NUMBA_DISABLE_JIT") == "1", reason="nothing is compiled without the JIT"
+)
+def test_every_kernel_and_helper_compiles_with_a_shared_preset() -> None:
+    def options(preset: Any) -> tuple[dict[str, Any], bool]:
+        def probe() -> None:
+            pass
+
+        dispatcher = preset(probe)
+        return dispatcher.targetoptions, type(dispatcher._cache).__name__ == "FunctionCache"
+
+    presets = {
+        "inline_helper": options(_presets.inline_helper),
+        "serial_kernel": options(_presets.serial_kernel),
+        "parallel_kernel": options(_presets.parallel_kernel),
+    }
+    assert presets["serial_kernel"][1] and not presets["parallel_kernel"][1]
+    used = set()
+    for module in (K, H, _cosine, _diversity):
+        for name, value in vars(module).items():
+            if isinstance(value, numba.core.dispatcher.Dispatcher) and (
+                value.py_func.__module__ == module.__name__
+            ):
+                found = (value.targetoptions, type(value._cache).__name__ == "FunctionCache")
+                matches = [preset for preset, opts in presets.items() if opts == found]
+                assert matches, f"{module.__name__}.{name} compiles with its own options"
+                used.update(matches)
+    assert used == set(presets)
 
 
 def test_freshness_polynomial_tracks_exact_power_of_two() -> None:

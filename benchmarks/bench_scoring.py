@@ -39,7 +39,7 @@ import pytest
 from conftest import QUICK, SUMMARY
 
 from reelrank import Candidates, Ranker, RankingConfig, warmup
-from reelrank._kernels import _rank as kernels
+from reelrank._kernels._presets import FASTMATH
 
 SIZES = [100, 1_000, 10_000] if QUICK else [100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000]
 PYTHON_MAX = 1_000 if QUICK else 100_000
@@ -192,7 +192,7 @@ def python_rank(config: RankingConfig, w: Workload, columns: tuple[list[Any], ..
     return [-i for _, _, i in sorted(heap, reverse=True)]
 
 
-@numba.njit(cache=True, fastmath=kernels.FASTMATH, error_model="numpy", nogil=True)
+@numba.njit(cache=True, fastmath=FASTMATH, error_model="numpy", nogil=True)
 def bare_read(features: Any, creator_column: Any) -> float:
     """Sum the feature rows (and ``creator_column`` unless None) in one pass."""
     rows = (features[0], features[1], features[2], features[3], features[4], features[5],

@@ -1,8 +1,11 @@
-"""A slow, obviously correct float64 reference of the scoring formulas.
+"""Slow, obviously correct references for every compiled kernel.
 
-It works from the raw columns given to ``Candidates.from_arrays`` (not from the packed
-float32 block), applies the formulas of *How scoring works* one candidate at a time in
-plain Python, and ranks with a full stable sort. The kernels are tested against it.
+For scoring, a float64 reference of the formulas: it works from the raw columns given to
+``Candidates.from_arrays`` (not from the packed float32 block), applies the formulas of
+*How scoring works* one candidate at a time in plain Python, and ranks with a full stable
+sort. For similar videos, every eligible row scored in float64 and sorted; for the
+diversity rule, the rule as documented, one list scan per position. The kernels are
+tested against them.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from reelrank import RankingConfig
+from reelrank._kernels._diversity import NO_SOUND
 
 FLOAT32_SMALLEST_NORMAL = float(np.finfo(np.float32).tiny)
 """View totals below this count as no views (as ``0``), as documented."""
@@ -187,3 +191,52 @@ def random_columns(
         comments=np.floor(views * rng.uniform(0.0, 0.1, n)),
         dl_score=dl_score,
     )
+
+
+def cosine_top_k(
+    matrix: npt.NDArray[np.float32],
+    query: npt.NDArray[np.float32],
+    ids: npt.NDArray[np.int64],
+    k: int,
+    excluded: npt.NDArray[np.bool_],
+) -> list[tuple[int, float]]:
+    """``(video id, score)`` of the ``k`` best eligible rows, sorted by (-score, id, row)."""
+    query64 = query.astype(np.float64)
+    scored = [
+        (float(np.dot(matrix[row].astype(np.float64), query64)), int(ids[row]), row)
+        for row in range(matrix.shape[0])
+        if not excluded[row]
+    ]
+    scored.sort(key=lambda item: (-item[0], item[1], item[2]))
+    return [(vid, score) for score, vid, _ in scored[:k]]
+
+
+def diversity_order(
+    creators: list[int], sounds: list[int], max_creator: int | None, max_sound: int | None
+) -> list[int]:
+    """The diversity rule as documented, one list scan per position."""
+    remaining = list(range(len(creators)))
+    out: list[int] = []
+
+    def run_length(key: list[int], value: int) -> int:
+        length = 0
+        for index in reversed(out):
+            if key[index] != value:
+                break
+            length += 1
+        return length
+
+    def allowed(i: int) -> bool:
+        if max_creator is not None and run_length(creators, creators[i]) >= max_creator:
+            return False
+        return not (
+            max_sound is not None
+            and sounds[i] != NO_SOUND
+            and run_length(sounds, sounds[i]) >= max_sound
+        )
+
+    while remaining:
+        chosen = next((i for i in remaining if allowed(i)), remaining[0])
+        remaining.remove(chosen)
+        out.append(chosen)
+    return out

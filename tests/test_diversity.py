@@ -2,42 +2,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import reference as ref
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reelrank import ConfigError, DiversityRule, InvalidInputError
 from reelrank._kernels._diversity import NO_SOUND
-
-
-def reference_order(
-    creators: list[int], sounds: list[int], max_creator: int | None, max_sound: int | None
-) -> list[int]:
-    """The rule as written in the module docstring, one list scan per position."""
-    remaining = list(range(len(creators)))
-    out: list[int] = []
-
-    def run_length(key: list[int], value: int) -> int:
-        length = 0
-        for index in reversed(out):
-            if key[index] != value:
-                break
-            length += 1
-        return length
-
-    def allowed(i: int) -> bool:
-        if max_creator is not None and run_length(creators, creators[i]) >= max_creator:
-            return False
-        return not (
-            max_sound is not None
-            and sounds[i] != NO_SOUND
-            and run_length(sounds, sounds[i]) >= max_sound
-        )
-
-    while remaining:
-        chosen = next((i for i in remaining if allowed(i)), remaining[0])
-        remaining.remove(chosen)
-        out.append(chosen)
-    return out
 
 
 def longest_run(values: list[int], *, skip: int | None = None) -> int:
@@ -70,7 +40,7 @@ def test_kernel_matches_the_reference(
     rule = DiversityRule(max_creator_run=max_creator, max_sound_run=max_sound)
     order = rule.order(creators, sounds)
     assert order.dtype == np.int64
-    assert order.tolist() == reference_order(creators, sounds, max_creator, max_sound)
+    assert order.tolist() == ref.diversity_order(creators, sounds, max_creator, max_sound)
     assert sorted(order.tolist()) == list(range(len(creators)))
 
 

@@ -1,15 +1,26 @@
-"""The compiled kernels called directly, against the reference and against each other."""
+"""The compiled kernels and heap helpers called directly, against the references in
+``reference.py`` and against each other."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
+import numba
 import numpy as np
 import pytest
 import reference as ref
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from reelrank import Candidates, Ranker, RankingConfig
+from reelrank._kernels import _cosine, _diversity, _presets
+from reelrank._kernels import _heap as H
+from reelrank._kernels import _layout as L
 from reelrank._kernels import _rank as K
+from reelrank._kernels._cosine import top_k_cosine_kernel
+from reelrank._kernels._diversity import NO_SOUND, diversify_kernel
+from reelrank._kernels._presets import FASTMATH
 
 NOW = 1.7e9
 
@@ -100,8 +111,38 @@ def kernel_rank(
 
 
 def test_fastmath_flags_keep_nan_and_infinity_semantics() -> None:
-    assert "nnan" not in K.FASTMATH and "ninf" not in K.FASTMATH and "fast" not in K.FASTMATH
-    assert {"nsz", "arcp", "contract", "afn", "reassoc"} >= K.FASTMATH
+    assert "nnan" not in FASTMATH and "ninf" not in FASTMATH and "fast" not in FASTMATH
+    assert {"nsz", "arcp", "contract", "afn", "reassoc"} >= FASTMATH
+
+
+@pytest.mark.skipif(
+    os.environ.get("NUMBA_DISABLE_JIT") == "1", reason="nothing is compiled without the JIT"
+)
+def test_every_kernel_and_helper_compiles_with_a_shared_preset() -> None:
+    def options(preset: Any) -> tuple[dict[str, Any], bool]:
+        def probe() -> None:
+            pass
+
+        dispatcher = preset(probe)
+        return dispatcher.targetoptions, type(dispatcher._cache).__name__ == "FunctionCache"
+
+    presets = {
+        "inline_helper": options(_presets.inline_helper),
+        "serial_kernel": options(_presets.serial_kernel),
+        "parallel_kernel": options(_presets.parallel_kernel),
+    }
+    assert presets["serial_kernel"][1] and not presets["parallel_kernel"][1]
+    used = set()
+    for module in (K, H, _cosine, _diversity):
+        for name, value in vars(module).items():
+            if isinstance(value, numba.core.dispatcher.Dispatcher) and (
+                value.py_func.__module__ == module.__name__
+            ):
+                found = (value.targetoptions, type(value._cache).__name__ == "FunctionCache")
+                matches = [preset for preset, opts in presets.items() if opts == found]
+                assert matches, f"{module.__name__}.{name} compiles with its own options"
+                used.update(matches)
+    assert used == set(presets)
 
 
 def test_freshness_polynomial_tracks_exact_power_of_two() -> None:
@@ -123,7 +164,7 @@ def test_freshness_polynomial_tracks_exact_power_of_two() -> None:
     )
     got = kernel_scores(candidates, Ranker(config)).astype(np.float64)
     # Ages are stored as float32 hours relative to the newest candidate.
-    stored_hours = now_hours(candidates) - candidates._features[K.ROW_PUBLISHED_HOURS]
+    stored_hours = now_hours(candidates) - candidates._features[L.ROW_PUBLISHED_HOURS]
     expected = 2.0 ** (-stored_hours.astype(np.float64) / half_life)
     # float32 rounding of the age in half-lives grows with the age; relative to the
     # value that is about 1e-7 per half-life, on top of the polynomial's own error.
@@ -318,17 +359,21 @@ def test_explain_kernel_matches_reference_on_selected_rows(affinity_kind: str) -
 
 def test_batch_kernel_adds_affinity_to_shared_scores_and_flags_bad_values() -> None:
     rng = np.random.default_rng(12)
-    candidates = build(ref.random_columns(rng, 333))
+    columns = ref.random_columns(rng, 333)
+    candidates = build(columns)
     ranker = Ranker()
     static = kernel_scores(candidates, ranker)
     users = rng.uniform(0, 1, (9, 333)).astype(np.float32)
-    w_affinity = ranker._params[K.P_W_AFFINITY]
+    w_affinity = ranker._params[L.P_W_AFFINITY]
     out = np.empty_like(users)
     assert K.batch_kernel(static, users, w_affinity, out)
     for row, user in zip(out, users, strict=True):
         # Equal up to the rounding order fast-math may pick: within one float32 ulp.
         np.testing.assert_allclose(
             row, kernel_scores(candidates, ranker, user), atol=6e-8, rtol=0
+        )
+        np.testing.assert_allclose(
+            row, ref.score(columns, NOW, ranker.config, user), atol=2e-6, rtol=0
         )
     serial_out = np.empty_like(users)
     assert K.batch_kernel_serial(static, users, w_affinity, serial_out)
@@ -382,3 +427,208 @@ def test_mapping_affinity_ignores_unknown_creators_and_rejects_bad_values() -> N
 )
 def test_in_unit_interval_kernel(values: list[float], valid: bool) -> None:
     assert K.in_unit_interval_kernel(np.array(values, dtype=np.float32)) is valid
+
+
+# -- the creator mapping at its edges ---------------------------------------------------
+
+AFFINITY_HEAVY = RankingConfig(
+    freshness=0.05, completion=0.05, engagement=0.05, affinity=0.8, deep_learning=0.05
+)
+
+
+@pytest.mark.parametrize("k", [1, 7, 3_000])
+@pytest.mark.parametrize("followed", ["lowest", "highest", "lowest_and_highest", "every"])
+def test_creator_mapping_edges_match_the_reference(followed: str, k: int) -> None:
+    # Few candidates per creator, so following one or two creators takes the sparse path
+    # (the followed candidates rescored after the main pass) and following every creator
+    # the dense one. The lowest and highest creator ids sit in the first and last slot of
+    # the creator groups; with affinity this heavy, their candidates lead the ranking.
+    # k = n keeps every candidate, so the sparse pass moves kept items inside the heap.
+    rng = np.random.default_rng(len(followed) * 1_000 + k)
+    n = 3_000
+    columns = ref.random_columns(rng, n, n_creators=1_500)
+    candidates = build(columns)
+    creators = np.unique(columns.creator_id)
+    lowest, highest = int(creators[0]), int(creators[-1])
+    affinity = {
+        "lowest": {lowest: 1.0},
+        "highest": {highest: 1.0},
+        # With an unknown creator on either side of the known ones.
+        "lowest_and_highest": {lowest - 1: 0.5, lowest: 0.9, highest: 1.0, highest + 1: 0.5},
+        "every": dict(
+            zip(creators.tolist(), rng.uniform(0, 1, creators.size).tolist(), strict=True)
+        ),
+    }[followed]
+    n_followed = int(np.isin(columns.creator_id, list(affinity)).sum())
+    sparse = n_followed * K.DENSE_AFFINITY_SHARE < n
+    assert sparse is (followed != "every")
+    ranker = Ranker(AFFINITY_HEAVY)
+    expected_scores = ref.score(columns, NOW, AFFINITY_HEAVY, affinity)
+    scores = kernel_scores(candidates, ranker, affinity)
+    np.testing.assert_allclose(scores, expected_scores, atol=2e-6, rtol=0)
+    seen = rng.choice(columns.video_id, 50, replace=False)
+    seen_mask = np.isin(columns.video_id, seen)
+    followed_positions = set(np.flatnonzero(np.isin(columns.creator_id, list(affinity))).tolist())
+    for seen_ids, mask in ((None, None), (seen, None), (None, seen_mask)):
+        excluded = seen if seen_ids is not None or mask is not None else seen[:0]
+        unseen = ~np.isin(columns.video_id, excluded)
+        positions, got = kernel_rank(
+            candidates, ranker, k, affinity=affinity, seen_ids=seen_ids, seen_mask=mask
+        )
+        # Against the float64 reference: the kept scores are the reference's, and no
+        # unseen candidate left out beats the worst kept by more than rounding.
+        assert len(positions) == min(k, int(unseen.sum()))
+        assert unseen[positions].all()
+        np.testing.assert_allclose(got, expected_scores[positions], atol=2e-6, rtol=0)
+        left_out = unseen.copy()
+        left_out[positions] = False
+        if left_out.any():
+            assert expected_scores[left_out].max() <= got[-1] + 4e-6
+        # Exactly the head of the stable sort of the score kernel's scores.
+        assert positions.tolist() == ref.top_k(scores, columns.video_id, k, excluded.tolist())
+        if sparse:
+            # Affinity this heavy puts every followed candidate ahead of all others.
+            n_lead = min(k, len(followed_positions & set(np.flatnonzero(unseen).tolist())))
+            assert n_lead > 0
+            assert set(positions[:n_lead].tolist()) <= followed_positions
+
+
+# -- the shared heap --------------------------------------------------------------------
+
+
+def reference_order(scores: list[float], video_ids: list[int]) -> list[int]:
+    """Positions sorted best first: score descending, then video id, then position."""
+    return sorted(range(len(scores)), key=lambda i: (-scores[i], video_ids[i], i))
+
+
+# Few distinct scores and ids, so ties on score and on id are common.
+heap_items = st.lists(
+    st.tuples(st.sampled_from([0.0, 0.25, 0.5, 1.0 / 3.0, 1.0]), st.integers(0, 6)),
+    max_size=60,
+)
+
+
+@settings(deadline=None)
+@given(items=heap_items, capacity=st.integers(1, 12))
+def test_heap_keeps_the_best_in_reference_order(
+    items: list[tuple[float, int]], capacity: int
+) -> None:
+    # Offered the way the kernels offer them: push until full, then replace the root
+    # when the newcomer ranks before it.
+    scores = np.array([score for score, _ in items], dtype=np.float32)
+    video_ids = np.array([video for _, video in items], dtype=np.int64)
+    heap_scores = np.empty(capacity, dtype=np.float32)
+    heap_positions = np.empty(capacity, dtype=np.int64)
+    size = 0
+    for position in range(len(items)):
+        if size < capacity:
+            H.heap_push(video_ids, heap_scores, heap_positions, size, scores[position], position)
+            size += 1
+            continue
+        score = scores[position]
+        if H.ranks_after(video_ids, heap_scores[0], heap_positions[0], score, position):
+            H.heap_replace(video_ids, heap_scores, heap_positions, size, 0, score, position)
+    H.heap_sort_out(video_ids, heap_scores, heap_positions, size)
+    expected = reference_order(scores.tolist(), video_ids.tolist())[:capacity]
+    assert heap_positions[:size].tolist() == expected
+    assert heap_scores[:size].tolist() == scores[expected].tolist()
+
+
+@settings(deadline=None)
+@given(items=heap_items.filter(lambda items: len(items) >= 2), data=st.data())
+def test_heap_replace_moves_a_kept_item_to_its_better_place(
+    items: list[tuple[float, int]], data: st.DataObject
+) -> None:
+    # The rank kernel's sparse pass raises a kept item's score and sifts it from its node.
+    scores = np.array([score for score, _ in items], dtype=np.float32)
+    video_ids = np.array([video for _, video in items], dtype=np.int64)
+    n = len(items)
+    heap_scores = np.empty(n, dtype=np.float32)
+    heap_positions = np.empty(n, dtype=np.int64)
+    for position in range(n):
+        H.heap_push(video_ids, heap_scores, heap_positions, position, scores[position], position)
+    node = data.draw(st.integers(0, n - 1))
+    moved = int(heap_positions[node])
+    raised = data.draw(st.sampled_from([s for s in (0.25, 0.5, 1.0) if s >= scores[moved]]))
+    scores[moved] = raised
+    H.heap_replace(video_ids, heap_scores, heap_positions, n, node, scores[moved], moved)
+    H.heap_sort_out(video_ids, heap_scores, heap_positions, n)
+    assert heap_positions.tolist() == reference_order(scores.tolist(), video_ids.tolist())
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "after"),
+    [
+        ((0.5, 1, 0), (0.25, 1, 1), False),  # higher score first
+        ((0.25, 1, 0), (0.5, 1, 1), True),
+        ((0.5, 3, 0), (0.5, 2, 1), True),  # tie: smaller video id first
+        ((0.5, 2, 1), (0.5, 3, 0), False),
+        ((0.5, 2, 1), (0.5, 2, 0), True),  # same id: smaller position first
+        ((0.5, 2, 0), (0.5, 2, 0), False),  # never after itself
+    ],
+)
+def test_ranks_after(a: tuple[float, int, int], b: tuple[float, int, int], after: bool) -> None:
+    video_ids = np.zeros(2, dtype=np.int64)
+    video_ids[a[2]], video_ids[b[2]] = a[1], b[1]
+    got = H.ranks_after(video_ids, np.float32(a[0]), a[2], np.float32(b[0]), b[2])
+    assert bool(got) is after
+
+
+# -- the cosine top-k kernel ------------------------------------------------------------
+
+
+@settings(deadline=None)
+@given(
+    rows=st.integers(0, 40), width=st.integers(1, 4), k=st.integers(0, 45), data=st.data()
+)
+def test_cosine_kernel_matches_the_reference(
+    rows: int, width: int, k: int, data: st.DataObject
+) -> None:
+    # Small integer entries: every dot product is exact in float32, so the reference's
+    # order (score, then id, then row) must come out exactly, duplicate ids included.
+    draw = data.draw
+    matrix = np.array(
+        draw(st.lists(st.integers(-2, 2), min_size=rows * width, max_size=rows * width)),
+        dtype=np.float32,
+    ).reshape(rows, width)
+    query = np.array(draw(st.lists(st.integers(-2, 2), min_size=width, max_size=width)),
+                     dtype=np.float32)
+    ids = np.array(draw(st.lists(st.integers(1, 8), min_size=rows, max_size=rows)), np.int64)
+    excluded = np.array(draw(st.lists(st.booleans(), min_size=rows, max_size=rows)), np.bool_)
+    size = min(k, rows)
+    out_rows = np.full(size, -1, dtype=np.int64)
+    out_scores = np.full(size, np.nan, dtype=np.float32)
+    filled = top_k_cosine_kernel(
+        matrix, query, ids, excluded.view(np.uint8), out_rows, out_scores
+    )
+    expected = ref.cosine_top_k(matrix, query, ids, size, excluded)
+    assert filled == len(expected)
+    got = [(int(ids[row]), float(score)) for row, score in zip(
+        out_rows[:filled], out_scores[:filled], strict=True
+    )]
+    assert got == expected
+    eligible = np.flatnonzero(~excluded)
+    order = sorted(eligible.tolist(), key=lambda r: (-float(matrix[r] @ query), ids[r], r))
+    assert out_rows[:filled].tolist() == order[:filled]
+
+
+# -- the diversity kernel ---------------------------------------------------------------
+
+
+@settings(deadline=None)
+@given(
+    items=st.lists(st.tuples(st.integers(1, 4), st.sampled_from([NO_SOUND, 7, 8])), max_size=40),
+    max_creator=st.integers(1, 4),
+    max_sound=st.integers(1, 4),
+)
+def test_diversify_kernel_matches_the_reference(
+    items: list[tuple[int, int]], max_creator: int, max_sound: int
+) -> None:
+    creators = [creator for creator, _ in items]
+    sounds = [sound for _, sound in items]
+    order = np.full(len(items), -1, dtype=np.int64)
+    diversify_kernel(
+        np.array(creators, dtype=np.int64), np.array(sounds, dtype=np.int64),
+        max_creator, max_sound, order,
+    )
+    assert order.tolist() == ref.diversity_order(creators, sounds, max_creator, max_sound)

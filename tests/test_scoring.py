@@ -558,7 +558,7 @@ import reelrank
 from reelrank._kernels import _cosine, _diversity, _rank
 
 request_path_kernels = {
-    "diversity": _diversity._diversify,
+    "diversity": _diversity.diversify_kernel,
     "similar": _cosine.top_k_cosine_kernel,
     "rank": _rank.rank_kernel,
 }

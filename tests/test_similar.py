@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
+import reference as ref
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -25,19 +26,6 @@ from reelrank import (
 )
 from reelrank.discovery._similar import MIN_ROWS_PER_THREAD
 from reelrank.testing import EPOCH, make_creator, make_video
-
-
-def reference_top_k(
-    matrix: np.ndarray, query: np.ndarray, ids: np.ndarray, k: int, excluded: np.ndarray
-) -> list[tuple[int, float]]:
-    """Plain-Python reference: every eligible row scored, sorted by (-score, id)."""
-    scored = [
-        (float(np.dot(matrix[row].astype(np.float64), query.astype(np.float64))), int(ids[row]))
-        for row in range(matrix.shape[0])
-        if not excluded[row]
-    ]
-    scored.sort(key=lambda pair: (-pair[0], pair[1]))
-    return [(vid, score) for score, vid in scored[:k]]
 
 
 def normalised(rows: np.ndarray) -> np.ndarray:
@@ -67,7 +55,7 @@ def test_kernel_matches_the_reference(raw: np.ndarray, k: int, data: st.DataObje
     query = matrix[data.draw(st.integers(0, rows - 1))].copy()
 
     got_ids, got_scores = top_k_cosine(matrix, query, ids, k, excluded=excluded)
-    ranked = reference_top_k(matrix, query, ids, rows, excluded)
+    ranked = ref.cosine_top_k(matrix, query, ids, rows, excluded)
     expected = ranked[:k]
 
     assert len(got_ids) == len(expected)

@@ -9,114 +9,51 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from numba import njit
 
-from ._rank import FASTMATH
+from ._heap import heap_push, heap_replace, heap_sort_out, ranks_after
+from ._presets import serial_kernel
 
 __all__ = ["top_k_cosine_kernel"]
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
-def _is_better(score_a: Any, id_a: Any, score_b: Any, id_b: Any) -> Any:
-    # Higher score first; equal scores go to the smaller id, so results never depend on
-    # the order of rows in the matrix.
-    return score_a > score_b or (score_a == score_b and id_a < id_b)
-
-
-@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
-def _sift_down(
-    heap_scores: np.ndarray, heap_ids: np.ndarray, heap_rows: np.ndarray, size: int
-) -> None:
-    # Min-heap on "worse": the root is the weakest of the kept candidates.
-    position = 0
-    while True:
-        left = 2 * position + 1
-        if left >= size:
-            return
-        weakest = left
-        right = left + 1
-        if right < size and _is_better(
-            heap_scores[left], heap_ids[left], heap_scores[right], heap_ids[right]
-        ):
-            weakest = right
-        if not _is_better(
-            heap_scores[position], heap_ids[position], heap_scores[weakest], heap_ids[weakest]
-        ):
-            return
-        heap_scores[position], heap_scores[weakest] = heap_scores[weakest], heap_scores[position]
-        heap_ids[position], heap_ids[weakest] = heap_ids[weakest], heap_ids[position]
-        heap_rows[position], heap_rows[weakest] = heap_rows[weakest], heap_rows[position]
-        position = weakest
-
-
-@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
-def _sift_up(
-    heap_scores: np.ndarray, heap_ids: np.ndarray, heap_rows: np.ndarray, position: int
-) -> None:
-    while position > 0:
-        parent = (position - 1) // 2
-        if not _is_better(
-            heap_scores[parent], heap_ids[parent], heap_scores[position], heap_ids[position]
-        ):
-            return
-        heap_scores[position], heap_scores[parent] = heap_scores[parent], heap_scores[position]
-        heap_ids[position], heap_ids[parent] = heap_ids[parent], heap_ids[position]
-        heap_rows[position], heap_rows[parent] = heap_rows[parent], heap_rows[position]
-        position = parent
-
-
-@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
+@serial_kernel
 def top_k_cosine_kernel(
-    matrix: np.ndarray,
-    query: np.ndarray,
-    video_ids: np.ndarray,
-    excluded: np.ndarray,
-    out_rows: np.ndarray,
-    out_scores: np.ndarray,
+    matrix: Any,
+    query: Any,
+    video_ids: Any,
+    excluded: Any,
+    out_rows: Any,
+    out_scores: Any,
 ) -> int:
     """Write the best ``len(out_rows)`` rows by ``matrix[i] . query`` into the outputs.
 
     ``matrix`` is float32 ``(n, d)`` C-contiguous with unit-length (or zero) rows,
     ``query`` float32 ``(d,)``, ``video_ids`` int64 ``(n,)``, ``excluded`` uint8 ``(n,)``
-    (non-zero rows are skipped). Results are ordered by score descending, then video id
-    ascending. Returns how many slots were filled (fewer than ``k`` when fewer rows are
-    eligible).
+    (non-zero rows are skipped); ``out_rows`` (int64) and ``out_scores`` (float32) have
+    the same length ``k``. Results are ordered by score descending, then video id
+    ascending, then row. Returns how many slots were filled (fewer than ``k`` when fewer
+    rows are eligible).
     """
     k = out_rows.shape[0]
     n = matrix.shape[0]
     width = matrix.shape[1]
-    heap_scores = np.empty(k, dtype=np.float32)
-    heap_ids = np.empty(k, dtype=np.int64)
-    heap_rows = np.empty(k, dtype=np.int64)
-    size = 0
     if k == 0:
         return 0
+    # The outputs are the heap (see ._heap): sorted in place at the end.
+    heap_scores = out_scores
+    heap_rows = out_rows
+    size = 0
     for row in range(n):
         if excluded[row] != 0:
             continue
+        # float32 throughout, like the heap's scores (see ._heap).
         acc = np.float32(0.0)
         for column in range(width):
             acc += matrix[row, column] * query[column]
-        video_id = video_ids[row]
         if size < k:
-            heap_scores[size] = acc
-            heap_ids[size] = video_id
-            heap_rows[size] = row
-            _sift_up(heap_scores, heap_ids, heap_rows, size)
+            heap_push(video_ids, heap_scores, heap_rows, size, acc, row)
             size += 1
-        elif _is_better(acc, video_id, heap_scores[0], heap_ids[0]):
-            heap_scores[0] = acc
-            heap_ids[0] = video_id
-            heap_rows[0] = row
-            _sift_down(heap_scores, heap_ids, heap_rows, size)
-    # Pop the weakest into the back of the outputs, leaving them best first.
-    filled = size
-    while size > 0:
-        size -= 1
-        out_scores[size] = heap_scores[0]
-        out_rows[size] = heap_rows[0]
-        heap_scores[0] = heap_scores[size]
-        heap_ids[0] = heap_ids[size]
-        heap_rows[0] = heap_rows[size]
-        _sift_down(heap_scores, heap_ids, heap_rows, size)
-    return filled
+        elif ranks_after(video_ids, heap_scores[0], heap_rows[0], acc, row):
+            heap_replace(video_ids, heap_scores, heap_rows, size, 0, acc, row)
+    heap_sort_out(video_ids, heap_scores, heap_rows, size)
+    return size

@@ -1,26 +1,40 @@
-"""_kernels._diversity."""
+"""The diversity re-rank kernel: reorder a ranked list so no creator or sound runs too long.
+
+Private: :class:`reelrank.DiversityRule` validates the arrays and limits and describes
+the rule; the kernel assumes two int64 arrays of one length and an int64 output of that
+length.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-import numba
 import numpy as np
-import numpy.typing as npt
+
+from ._presets import serial_kernel
+
+__all__ = ["NO_SOUND", "diversify_kernel"]
+
 
 NO_SOUND = -1
 """Sound id used for items without a sound; they never form a sound run."""
 
-_njit: Any = numba.njit(cache=True, nogil=True)
 
-
-def _diversify_kernel(
-    creators: npt.NDArray[np.int64],
-    sounds: npt.NDArray[np.int64],
+@serial_kernel
+def diversify_kernel(
+    creators: Any,
+    sounds: Any,
     max_creator_run: int,
     max_sound_run: int,
-    order: npt.NDArray[np.int64],
+    order: Any,
 ) -> None:
+    """Write into ``order`` the positions of the items in their diversified order.
+
+    Each place takes the best remaining item (lowest position) that neither extends the
+    current creator run to more than ``max_creator_run`` nor, when it has a sound, the
+    current sound run to more than ``max_sound_run``; when none qualifies the best
+    remaining item is taken anyway, so nothing is dropped.
+    """
     n = creators.shape[0]
     taken = np.zeros(n, dtype=np.bool_)
     first = 0
@@ -60,6 +74,3 @@ def _diversify_kernel(
         else:
             last_sound = sound
             sound_run = 1
-
-
-_diversify = _njit(_diversify_kernel)

@@ -1,23 +1,23 @@
-"""Compiled scoring kernels.
+"""Compiled scoring kernels: score, rank, explain and batch-score candidates.
 
-Every kernel here is private: it trusts its caller (:mod:`reelrank._scoring`) to have
-checked dtypes, shapes and contiguity, and takes only arrays and scalars.
-
-Candidates arrive as one C-contiguous ``float32`` block of shape ``(N_ROWS, n)``, one
-row per feature (see the ``ROW_*`` constants), so a kernel call passes one array for all
-features and the hot loops stream a few contiguous rows. The scoring parameters arrive
-as one ``float32`` vector laid out by the ``P_*`` constants.
+Every kernel here is private: it trusts its caller (:mod:`reelrank.scoring._ranker`) to
+have checked dtypes, shapes and contiguity, and takes only arrays and scalars. The
+feature block and the parameter vector are laid out as :mod:`._layout` says; the rank
+kernel keeps its best ``k`` in the shared heap of :mod:`._heap`.
 
 Performance notes that shape the code:
 
 * loops run over unsigned indices, which keeps column loads contiguous instead of
   turning them into gathers;
-* ``error_model="numpy"`` drops the division-by-zero check that blocks vectorisation;
+* ``error_model="numpy"`` (in every preset of :mod:`._presets`) drops the
+  division-by-zero check that blocks vectorisation;
 * ``2 ** -x`` is built from a short polynomial and the float exponent bits, because
   ``exp`` compiles to a scalar library call that would stop the loop vectorising;
 * helpers called per candidate take scalars only (arrays passed to helpers cost
-  reference counting on every call); the heap helpers are closures inside the rank
-  kernel that read its arrays directly, which numba inlines;
+  reference counting on every call); the per-candidate feature reads are a closure
+  inside each kernel that reads its arrays directly, which numba inlines; the heap
+  helpers, called only for candidates that reach the current k-th best, take the heap
+  arrays;
 * a creator mapping is applied after a pass without affinity, to the followed creators'
   candidates only (found through creator groups built once per batch): the pass over
   all candidates then reads no creator column and does no lookup;
@@ -29,42 +29,43 @@ from __future__ import annotations
 
 from typing import Any
 
-import numba
 import numpy as np
 from numba import prange
+
+from ._heap import heap_push, heap_replace, heap_sort_out, ranks_after
+from ._layout import (
+    P_COMMENT_WEIGHT,
+    P_COMPLETION_PRIOR_MASS,
+    P_COMPLETION_PRIOR_MEAN,
+    P_COMPLETION_PRIOR_VIEWS,
+    P_DL_NEUTRAL,
+    P_ENGAGEMENT_HALF_SATURATION,
+    P_ENGAGEMENT_PRIOR_MASS,
+    P_ENGAGEMENT_PRIOR_RATE,
+    P_ENGAGEMENT_PRIOR_VIEWS,
+    P_INV_HALF_LIFE_HOURS,
+    P_LIKE_WEIGHT,
+    P_SHARE_WEIGHT,
+    P_W_AFFINITY,
+    P_W_COMPLETION,
+    P_W_DEEP_LEARNING,
+    P_W_ENGAGEMENT,
+    P_W_FRESHNESS,
+    ROW_COMMENTS,
+    ROW_COMPLETION,
+    ROW_DL,
+    ROW_LIKES,
+    ROW_PUBLISHED_HOURS,
+    ROW_SHARES,
+    ROW_VIEWS,
+)
+from ._presets import inline_helper, parallel_kernel, serial_kernel
 
 __all__ = [
     "BLOCK",
     "DENSE_AFFINITY_SHARE",
-    "FASTMATH",
     "INVALID_AFFINITY",
-    "N_PARAMS",
-    "N_ROWS",
     "PARALLEL_MIN_SCORES",
-    "P_COMMENT_WEIGHT",
-    "P_COMPLETION_PRIOR_MASS",
-    "P_COMPLETION_PRIOR_MEAN",
-    "P_COMPLETION_PRIOR_VIEWS",
-    "P_DL_NEUTRAL",
-    "P_ENGAGEMENT_HALF_SATURATION",
-    "P_ENGAGEMENT_PRIOR_MASS",
-    "P_ENGAGEMENT_PRIOR_RATE",
-    "P_ENGAGEMENT_PRIOR_VIEWS",
-    "P_INV_HALF_LIFE_HOURS",
-    "P_LIKE_WEIGHT",
-    "P_SHARE_WEIGHT",
-    "P_W_AFFINITY",
-    "P_W_COMPLETION",
-    "P_W_DEEP_LEARNING",
-    "P_W_ENGAGEMENT",
-    "P_W_FRESHNESS",
-    "ROW_COMMENTS",
-    "ROW_COMPLETION",
-    "ROW_DL",
-    "ROW_LIKES",
-    "ROW_PUBLISHED_HOURS",
-    "ROW_SHARES",
-    "ROW_VIEWS",
     "SEEN_IDS_UNSORTED",
     "SORT_SEEN_IN_KERNEL_MAX",
     "batch_kernel",
@@ -74,98 +75,6 @@ __all__ = [
     "rank_kernel",
     "score_kernel",
 ]
-
-
-FASTMATH: set[str] = {"nsz", "arcp", "contract", "afn", "reassoc"}
-"""The one fast-math flag set every reelrank kernel uses.
-
-Every numba kernel in reelrank imports it from here. It leaves out ``nnan`` and ``ninf``
-on purpose: kernels test for NaN (a missing model score, an invalid affinity) and must
-keep doing so. Treat it as read-only.
-"""
-
-
-# Rows of the feature block.
-ROW_PUBLISHED_HOURS = 0
-"""Publish time in hours relative to the block's own epoch (see ``Candidates``)."""
-
-
-ROW_VIEWS = 1
-
-
-ROW_COMPLETION = 2
-"""Completion sum, already clipped to views."""
-
-
-ROW_LIKES = 3
-
-
-ROW_SHARES = 4
-
-
-ROW_COMMENTS = 5
-
-
-ROW_DL = 6
-"""Model score in ``[0, 1]``; NaN when missing."""
-
-
-N_ROWS = 7
-
-
-# Slots of the parameter vector.
-P_W_FRESHNESS = 0
-
-
-P_W_COMPLETION = 1
-
-
-P_W_ENGAGEMENT = 2
-
-
-P_W_AFFINITY = 3
-
-
-P_W_DEEP_LEARNING = 4
-
-
-P_INV_HALF_LIFE_HOURS = 5
-
-
-P_COMPLETION_PRIOR_MASS = 6
-
-
-P_COMPLETION_PRIOR_VIEWS = 7
-
-
-P_COMPLETION_PRIOR_MEAN = 8
-
-
-P_LIKE_WEIGHT = 9
-
-
-P_SHARE_WEIGHT = 10
-
-
-P_COMMENT_WEIGHT = 11
-
-
-P_ENGAGEMENT_PRIOR_MASS = 12
-
-
-P_ENGAGEMENT_PRIOR_VIEWS = 13
-
-
-P_ENGAGEMENT_PRIOR_RATE = 14
-
-
-P_ENGAGEMENT_HALF_SATURATION = 15
-
-
-P_DL_NEUTRAL = 16
-
-
-N_PARAMS = 17
 
 
 PARALLEL_MIN_SCORES = 1_000_000
@@ -254,16 +163,7 @@ _MANTISSA_BITS = np.int32(23)
 _UBLOCK = np.uint64(BLOCK)
 
 
-_inline: Any = numba.njit(inline="always", fastmath=FASTMATH, error_model="numpy")
-
-
-_serial: Any = numba.njit(cache=True, fastmath=FASTMATH, error_model="numpy", nogil=True)
-
-
-_parallel: Any = numba.njit(parallel=True, fastmath=FASTMATH, error_model="numpy", nogil=True)
-
-
-@_inline
+@inline_helper
 def _freshness(published_hours: Any, now_hours: Any, inv_half_life: Any) -> Any:
     age = now_hours - published_hours
     age = max(age, _ZERO)
@@ -276,7 +176,7 @@ def _freshness(published_hours: Any, now_hours: Any, inv_half_life: Any) -> Any:
     return scale * poly
 
 
-@_inline
+@inline_helper
 def _completion(
     views: Any, completion: Any, prior_mass: Any, prior_views: Any, prior_mean: Any
 ) -> Any:
@@ -286,7 +186,7 @@ def _completion(
     return min(value, _ONE) if has_mass else prior_mean
 
 
-@_inline
+@inline_helper
 def _engagement(
     views: Any,
     likes: Any,
@@ -308,13 +208,13 @@ def _engagement(
     return rate / (rate + half_saturation)
 
 
-@_inline
+@inline_helper
 def _model_score(dl: Any, neutral: Any) -> Any:
     # NaN marks a missing score; the comparison is false only for NaN.
     return dl if dl == dl else neutral
 
 
-@_inline
+@inline_helper
 def _static_score(
     published_hours: Any,
     views: Any,
@@ -346,18 +246,18 @@ def _static_score(
     )
 
 
-@_inline
+@inline_helper
 def _final_score(static: Any, affinity: Any, w_affinity: Any) -> Any:
     return min(static + w_affinity * affinity, _ONE)
 
 
-@_inline
+@inline_helper
 def _unit_interval(value: Any) -> Any:
     # False for NaN too.
     return value >= 0.0 and value <= 1.0
 
 
-@_inline
+@inline_helper
 def _creator_slot(creators: Any, creator: Any) -> Any:
     """Index of ``creator`` in the sorted ``creators``, or -1."""
     n_creators = creators.size
@@ -372,7 +272,7 @@ def _creator_slot(creators: Any, creator: Any) -> Any:
     return lo if lo < n_creators and creators[lo] == creator else -1
 
 
-@_inline
+@inline_helper
 def _mapping_plan(affinity: Any, keys: Any, creators: Any, creator_groups: Any, n: Any) -> Any:
     """How a creator mapping is applied: ``(valid, slots, dense, dense_affinity)``.
 
@@ -405,7 +305,7 @@ def _mapping_plan(affinity: Any, keys: Any, creators: Any, creator_groups: Any, 
     return True, slots, dense, dense_affinity
 
 
-@_inline
+@inline_helper
 def _params_tuple(params: Any) -> Any:
     return (
         params[0], params[1], params[2], params[3], params[4], params[5], params[6],
@@ -414,7 +314,7 @@ def _params_tuple(params: Any) -> Any:
     )
 
 
-@_serial
+@serial_kernel
 def score_kernel(
     features: Any,
     affinity: Any,
@@ -493,7 +393,7 @@ def score_kernel(
     return True
 
 
-@_serial
+@serial_kernel
 def rank_kernel(
     features: Any,
     video_ids: Any,
@@ -560,51 +460,6 @@ def rank_kernel(
 
     # Inner functions are inlined by numba and read the arrays of the enclosing scope,
     # which avoids per-call reference counting on array arguments.
-    def worse(score_a: Any, position_a: Any, score_b: Any, position_b: Any) -> Any:
-        # Lower score ranks later; equal scores: larger video id, then larger position.
-        if score_a != score_b:
-            return score_a < score_b
-        video_a = video_ids[position_a]
-        video_b = video_ids[position_b]
-        if video_a != video_b:
-            return video_a > video_b
-        return position_a > position_b
-
-    def sift_down(node: Any, score: Any, position: Any, size: Any) -> None:
-        while True:
-            child = 2 * node + 1
-            if child >= size:
-                break
-            child_score = heap_scores[child]
-            child_position = heap_positions[child]
-            right = child + 1
-            if right < size and worse(
-                heap_scores[right], heap_positions[right], child_score, child_position
-            ):
-                child = right
-                child_score = heap_scores[right]
-                child_position = heap_positions[right]
-            if not worse(child_score, child_position, score, position):
-                break
-            heap_scores[node] = child_score
-            heap_positions[node] = child_position
-            node = child
-        heap_scores[node] = score
-        heap_positions[node] = position
-
-    def sift_up(score: Any, position: Any, size: Any) -> None:
-        # The new item at the end climbs while it ranks after its parent.
-        node = size
-        while node > 0:
-            parent = (node - 1) >> 1
-            if not worse(score, position, heap_scores[parent], heap_positions[parent]):
-                break
-            heap_scores[node] = heap_scores[parent]
-            heap_positions[node] = heap_positions[parent]
-            node = parent
-        heap_scores[node] = score
-        heap_positions[node] = position
-
     def is_seen(position: Any) -> Any:
         if use_mask:
             return seen_mask[position]
@@ -667,16 +522,16 @@ def rank_kernel(
                 continue
             position = np.int64(lo + j)
             if size == capacity:
-                if not worse(heap_scores[0], heap_positions[0], score, position):
+                if not ranks_after(video_ids, heap_scores[0], heap_positions[0], score, position):
                     continue
                 if is_seen(position):
                     continue
-                sift_down(0, score, position, size)
+                heap_replace(video_ids, heap_scores, heap_positions, size, 0, score, position)
                 threshold = heap_scores[0]
                 continue
             if is_seen(position):
                 continue
-            sift_up(score, position, size)
+            heap_push(video_ids, heap_scores, heap_positions, size, score, position)
             size += 1
             if size == capacity:
                 threshold = heap_scores[0]
@@ -703,29 +558,27 @@ def rank_kernel(
                         kept = h
                         break
                 if kept >= 0:
-                    sift_down(kept, score, position, size)
+                    heap_replace(
+                        video_ids, heap_scores, heap_positions, size, kept, score, position
+                    )
                 elif size == capacity:
-                    if not worse(heap_scores[0], heap_positions[0], score, position):
+                    if not ranks_after(
+                        video_ids, heap_scores[0], heap_positions[0], score, position
+                    ):
                         continue
                     if is_seen(position):
                         continue
-                    sift_down(0, score, position, size)
+                    heap_replace(video_ids, heap_scores, heap_positions, size, 0, score, position)
                 else:
                     if is_seen(position):
                         continue
-                    sift_up(score, position, size)
+                    heap_push(video_ids, heap_scores, heap_positions, size, score, position)
                     size += 1
-    # Heap sort in place: move the worst remaining item behind the shrinking heap.
-    for end in range(size - 1, 0, -1):
-        last_score = heap_scores[end]
-        last_position = heap_positions[end]
-        heap_scores[end] = heap_scores[0]
-        heap_positions[end] = heap_positions[0]
-        sift_down(0, last_score, last_position, end)
+    heap_sort_out(video_ids, heap_scores, heap_positions, size)
     return size
 
 
-@_serial
+@serial_kernel
 def explain_kernel(
     features: Any,
     affinity: Any,
@@ -783,7 +636,7 @@ def explain_kernel(
     return True
 
 
-@_inline
+@inline_helper
 def _add_user_affinity(static_scores: Any, user_affinity: Any, w: Any, user_scores: Any) -> bool:
     """One user's scores from the shared part; False if an affinity is outside ``[0, 1]``."""
     bad = False
@@ -794,7 +647,7 @@ def _add_user_affinity(static_scores: Any, user_affinity: Any, w: Any, user_scor
     return not bad
 
 
-@_parallel
+@parallel_kernel
 def batch_kernel(static_scores: Any, affinity: Any, w_affinity: Any, out: Any) -> bool:
     """Add each user's affinity term to the shared user-independent scores, users in parallel.
 
@@ -808,7 +661,7 @@ def batch_kernel(static_scores: Any, affinity: Any, w_affinity: Any, out: Any) -
     return bool(bad == 0)
 
 
-@_serial
+@serial_kernel
 def batch_kernel_serial(static_scores: Any, affinity: Any, w_affinity: Any, out: Any) -> bool:
     """:func:`batch_kernel` on the calling thread, for batches too small to share out."""
     w = np.float32(w_affinity)
@@ -818,7 +671,7 @@ def batch_kernel_serial(static_scores: Any, affinity: Any, w_affinity: Any, out:
     return valid
 
 
-@_serial
+@serial_kernel
 def in_unit_interval_kernel(values: Any) -> bool:
     """Whether every value lies in ``[0, 1]`` (NaN does not)."""
     bad = False

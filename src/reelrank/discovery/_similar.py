@@ -4,7 +4,7 @@ With embeddings, the similarity of videos ``a`` and ``b`` is the cosine of their
 vectors, ``cos(a, b) = (e_a . e_b) / (|e_a| |e_b|)``. :class:`EmbeddingIndex` normalises
 every row once when it is built, so a query is one pass of dot products through a
 contiguous float32 matrix with a bounded heap keeping the best ``k`` (the numba kernel
-in :mod:`reelrank._similar_kernels`).
+in ``reelrank._kernels._cosine``).
 
 Without an embedding for the query video, :class:`SimilarVideos` falls back to shared
 metadata (see :class:`SimilarityConfig` for the weights)::

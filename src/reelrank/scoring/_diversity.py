@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import Field
 
-from .._kernels._diversity import NO_SOUND, _diversify
+from .._kernels._diversity import NO_SOUND, diversify_kernel
 from ..exceptions import InvalidInputError
 from ..models._base import StrictModel
 
@@ -71,5 +71,5 @@ class DiversityRule(StrictModel):
         sound_limit = n + 1 if self.max_sound_run is None else self.max_sound_run
         order = np.empty(n, dtype=np.int64)
         if n:
-            _diversify(creators, sounds, creator_limit, sound_limit, order)
+            diversify_kernel(creators, sounds, creator_limit, sound_limit, order)
         return order

@@ -17,6 +17,7 @@ from typing import Any, Self
 import numpy as np
 import numpy.typing as npt
 
+from .._kernels import _layout as layout
 from .._kernels import _rank as kernels
 from ..exceptions import InvalidInputError
 from ._config import RankingConfig
@@ -201,18 +202,18 @@ class Candidates:
 
         self = object.__new__(cls)
         epoch = float(published.max()) if n else 0.0
-        features = np.empty((kernels.N_ROWS, n), dtype=np.float32)
-        features[kernels.ROW_PUBLISHED_HOURS] = (published - epoch) / _SECONDS_PER_HOUR
+        features = np.empty((layout.N_ROWS, n), dtype=np.float32)
+        features[layout.ROW_PUBLISHED_HOURS] = (published - epoch) / _SECONDS_PER_HOUR
         view_counts = counts["views"]
-        features[kernels.ROW_VIEWS] = view_counts
+        features[layout.ROW_VIEWS] = view_counts
         for row, name in (
-            (kernels.ROW_COMPLETION, "completion_sum"),
-            (kernels.ROW_LIKES, "likes"),
-            (kernels.ROW_SHARES, "shares"),
-            (kernels.ROW_COMMENTS, "comments"),
+            (layout.ROW_COMPLETION, "completion_sum"),
+            (layout.ROW_LIKES, "likes"),
+            (layout.ROW_SHARES, "shares"),
+            (layout.ROW_COMMENTS, "comments"),
         ):
             features[row] = np.minimum(counts[name], view_counts)
-        features[kernels.ROW_DL] = dl
+        features[layout.ROW_DL] = dl
         self._video_ids = _readonly(video_ids)
         self._creator_ids = _readonly(creator_ids)
         self._published_at = _readonly(published)
@@ -224,7 +225,7 @@ class Candidates:
         """The sorted distinct creator ids, and the candidates grouped by creator.
 
         The second array holds ``len(creators) + 1`` offsets followed by the candidate
-        positions of each creator, group by group (see :func:`~reelrank._kernels.rank_kernel`).
+        positions of each creator, group by group (see :func:`reelrank._kernels._rank.rank_kernel`).
         Built on first use and kept: only a creator mapping needs them, and building them
         sorts the creator ids. Two threads may both build them; the results are equal.
         """
@@ -275,32 +276,32 @@ class Candidates:
     @property
     def views(self) -> npt.NDArray[np.float32]:
         """View counts, ``float32`` (read-only)."""
-        return self._row(kernels.ROW_VIEWS)
+        return self._row(layout.ROW_VIEWS)
 
     @property
     def completion_sum(self) -> npt.NDArray[np.float32]:
         """Completion sums clipped to the view counts, ``float32`` (read-only)."""
-        return self._row(kernels.ROW_COMPLETION)
+        return self._row(layout.ROW_COMPLETION)
 
     @property
     def likes(self) -> npt.NDArray[np.float32]:
         """Like counts clipped to the view counts, ``float32`` (read-only)."""
-        return self._row(kernels.ROW_LIKES)
+        return self._row(layout.ROW_LIKES)
 
     @property
     def shares(self) -> npt.NDArray[np.float32]:
         """Share counts clipped to the view counts, ``float32`` (read-only)."""
-        return self._row(kernels.ROW_SHARES)
+        return self._row(layout.ROW_SHARES)
 
     @property
     def comments(self) -> npt.NDArray[np.float32]:
         """Comment counts clipped to the view counts, ``float32`` (read-only)."""
-        return self._row(kernels.ROW_COMMENTS)
+        return self._row(layout.ROW_COMMENTS)
 
     @property
     def dl_scores(self) -> npt.NDArray[np.float32]:
         """Model scores, ``float32``, NaN where missing (read-only)."""
-        return self._row(kernels.ROW_DL)
+        return self._row(layout.ROW_DL)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -472,28 +473,28 @@ def _params(config: RankingConfig) -> npt.NDArray[np.float32]:
     engagement_views = config.engagement_prior_views
     if engagement_views < _FLOAT32_TINY:
         engagement_views = 0.0
-    params = np.empty(kernels.N_PARAMS, dtype=np.float32)
-    params[kernels.P_W_FRESHNESS] = config.freshness
-    params[kernels.P_W_COMPLETION] = config.completion
-    params[kernels.P_W_ENGAGEMENT] = config.engagement
-    params[kernels.P_W_AFFINITY] = config.affinity
-    params[kernels.P_W_DEEP_LEARNING] = config.deep_learning
-    params[kernels.P_INV_HALF_LIFE_HOURS] = 1.0 / config.freshness_half_life_hours
-    params[kernels.P_COMPLETION_PRIOR_MASS] = (
+    params = np.empty(layout.N_PARAMS, dtype=np.float32)
+    params[layout.P_W_FRESHNESS] = config.freshness
+    params[layout.P_W_COMPLETION] = config.completion
+    params[layout.P_W_ENGAGEMENT] = config.engagement
+    params[layout.P_W_AFFINITY] = config.affinity
+    params[layout.P_W_DEEP_LEARNING] = config.deep_learning
+    params[layout.P_INV_HALF_LIFE_HOURS] = 1.0 / config.freshness_half_life_hours
+    params[layout.P_COMPLETION_PRIOR_MASS] = (
         config.completion_prior_mean * completion_views
     )
-    params[kernels.P_COMPLETION_PRIOR_VIEWS] = completion_views
-    params[kernels.P_COMPLETION_PRIOR_MEAN] = config.completion_prior_mean
-    params[kernels.P_LIKE_WEIGHT] = config.like_weight
-    params[kernels.P_SHARE_WEIGHT] = config.share_weight
-    params[kernels.P_COMMENT_WEIGHT] = config.comment_weight
-    params[kernels.P_ENGAGEMENT_PRIOR_MASS] = (
+    params[layout.P_COMPLETION_PRIOR_VIEWS] = completion_views
+    params[layout.P_COMPLETION_PRIOR_MEAN] = config.completion_prior_mean
+    params[layout.P_LIKE_WEIGHT] = config.like_weight
+    params[layout.P_SHARE_WEIGHT] = config.share_weight
+    params[layout.P_COMMENT_WEIGHT] = config.comment_weight
+    params[layout.P_ENGAGEMENT_PRIOR_MASS] = (
         config.engagement_prior_rate * engagement_views
     )
-    params[kernels.P_ENGAGEMENT_PRIOR_VIEWS] = engagement_views
-    params[kernels.P_ENGAGEMENT_PRIOR_RATE] = config.engagement_prior_rate
-    params[kernels.P_ENGAGEMENT_HALF_SATURATION] = config.engagement_half_saturation
-    params[kernels.P_DL_NEUTRAL] = config.dl_neutral_score
+    params[layout.P_ENGAGEMENT_PRIOR_VIEWS] = engagement_views
+    params[layout.P_ENGAGEMENT_PRIOR_RATE] = config.engagement_prior_rate
+    params[layout.P_ENGAGEMENT_HALF_SATURATION] = config.engagement_half_saturation
+    params[layout.P_DL_NEUTRAL] = config.dl_neutral_score
     params.flags.writeable = False
     return params
 
@@ -683,6 +684,6 @@ class Ranker:
             if values.size >= kernels.PARALLEL_MIN_SCORES
             else kernels.batch_kernel_serial
         )
-        if not batch(static, values, self._params[kernels.P_W_AFFINITY], out):
+        if not batch(static, values, self._params[layout.P_W_AFFINITY], out):
             raise InvalidInputError("affinity", _BAD_AFFINITY)
         return out

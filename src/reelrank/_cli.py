@@ -23,15 +23,11 @@ from .scoring._config import RankingConfig
 
 __all__ = ["main"]
 
-
 _PROG = "reelrank"
-
 
 _TABLE_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
-
 _EXIT_OK = 0
-
 
 _EXIT_INVALID = 2
 

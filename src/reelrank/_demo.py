@@ -40,29 +40,21 @@ __all__ = [
     "serve_demo_feed",
 ]
 
-
 DEMO_NOW = dt.datetime(2026, 1, 15, 12, 0, tzinfo=dt.UTC)
 """The fixed moment the demo serves at, so its output does not change with the clock."""
-
 
 DEMO_USER = 1
 """The user whose feed the demo serves."""
 
-
 _CREATORS = 40
-
 
 _SOUNDS = 12
 
-
 _MAX_AGE_HOURS = 14 * 24.0
-
 
 _FAVOURITE_CREATORS = 3
 
-
 _MODEL = "watch-time"
-
 
 _FIRST_VIEWER = 1_000
 

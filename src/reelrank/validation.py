@@ -29,7 +29,6 @@ __all__ = [
     "utc_now",
 ]
 
-
 MAX_ID = 2**63 - 1
 """Largest valid id: ids are positive and fit a signed 64-bit integer."""
 

@@ -15,7 +15,6 @@ from ._presets import serial_kernel
 
 __all__ = ["NO_SOUND", "diversify_kernel"]
 
-
 NO_SOUND = -1
 """Sound id used for items without a sound; they never form a sound run."""
 

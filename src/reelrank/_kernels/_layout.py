@@ -46,26 +46,19 @@ __all__ = [
 ROW_PUBLISHED_HOURS = 0
 """Publish time in hours relative to the block's own epoch (see ``Candidates``)."""
 
-
 ROW_VIEWS = 1
-
 
 ROW_COMPLETION = 2
 """Completion sum, already clipped to views."""
 
-
 ROW_LIKES = 3
-
 
 ROW_SHARES = 4
 
-
 ROW_COMMENTS = 5
-
 
 ROW_DL = 6
 """Model score in ``[0, 1]``; NaN when missing."""
-
 
 N_ROWS = 7
 
@@ -73,53 +66,36 @@ N_ROWS = 7
 # Slots of the parameter vector.
 P_W_FRESHNESS = 0
 
-
 P_W_COMPLETION = 1
-
 
 P_W_ENGAGEMENT = 2
 
-
 P_W_AFFINITY = 3
-
 
 P_W_DEEP_LEARNING = 4
 
-
 P_INV_HALF_LIFE_HOURS = 5
-
 
 P_COMPLETION_PRIOR_MASS = 6
 
-
 P_COMPLETION_PRIOR_VIEWS = 7
-
 
 P_COMPLETION_PRIOR_MEAN = 8
 
-
 P_LIKE_WEIGHT = 9
-
 
 P_SHARE_WEIGHT = 10
 
-
 P_COMMENT_WEIGHT = 11
-
 
 P_ENGAGEMENT_PRIOR_MASS = 12
 
-
 P_ENGAGEMENT_PRIOR_VIEWS = 13
-
 
 P_ENGAGEMENT_PRIOR_RATE = 14
 
-
 P_ENGAGEMENT_HALF_SATURATION = 15
 
-
 P_DL_NEUTRAL = 16
-
 
 N_PARAMS = 17

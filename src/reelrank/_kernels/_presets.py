@@ -24,7 +24,6 @@ import numba
 
 __all__ = ["FASTMATH", "inline_helper", "parallel_kernel", "serial_kernel"]
 
-
 FASTMATH: set[str] = {"nsz", "arcp", "contract", "afn", "reassoc"}
 """The one fast-math flag set every reelrank kernel uses.
 
@@ -33,14 +32,11 @@ score, an invalid affinity) and must keep doing so. A ``set`` because numba acce
 other collection here; treat it as read-only.
 """
 
-
 inline_helper: Any = numba.njit(inline="always", fastmath=FASTMATH, error_model="numpy")
 """Decorator for helpers called from kernels (always inlined into the caller)."""
 
-
 serial_kernel: Any = numba.njit(cache=True, fastmath=FASTMATH, error_model="numpy", nogil=True)
 """Decorator for kernels that run on the calling thread (cached, GIL released)."""
-
 
 parallel_kernel: Any = numba.njit(
     parallel=True, fastmath=FASTMATH, error_model="numpy", nogil=True

@@ -76,43 +76,34 @@ __all__ = [
     "score_kernel",
 ]
 
-
 PARALLEL_MIN_SCORES = 1_000_000
 """Below this many scores a batch runs on the calling thread: starting threads would cost
 more than they save."""
-
 
 BLOCK = 64
 """Candidates scored together and checked against the top-k threshold before any of them
 is offered to the heap (64 measured fastest with a per-creator affinity table)."""
 
-
 INVALID_AFFINITY = -1
 """Returned by :func:`rank_kernel` when an affinity value is NaN or outside ``[0, 1]``."""
-
 
 SEEN_IDS_UNSORTED = -2
 """Returned by :func:`rank_kernel`, before any work, when more than
 :data:`SORT_SEEN_IN_KERNEL_MAX` seen ids arrive unsorted: NumPy sorts large arrays
 several times faster than a compiled sort, so the caller sorts them and calls again."""
 
-
 SORT_SEEN_IN_KERNEL_MAX = 64
 """Up to this many unsorted seen ids are sorted inside the rank kernel (by insertion,
 which beats a general sort at this size)."""
-
 
 DENSE_AFFINITY_SHARE = 64
 """The rank kernel applies a creator mapping in its main pass, as one affinity per
 candidate, when at least one candidate in this many has a followed creator; with fewer,
 rescoring just those candidates after a pass without affinity costs less."""
 
-
 _ZERO = np.float32(0.0)
 
-
 _HALF = np.float32(0.5)
-
 
 _ONE = np.float32(1.0)
 
@@ -126,21 +117,15 @@ _MAX_HALVINGS = np.float32(126.0)
 # to about one float32 ulp on that interval.
 _C1 = np.float32(-0.6931471805599453)
 
-
 _C2 = np.float32(0.6931471805599453**2 / 2.0)
-
 
 _C3 = np.float32(-(0.6931471805599453**3) / 6.0)
 
-
 _C4 = np.float32(0.6931471805599453**4 / 24.0)
-
 
 _C5 = np.float32(-(0.6931471805599453**5) / 120.0)
 
-
 _C6 = np.float32(0.6931471805599453**6 / 720.0)
-
 
 _NO_THRESHOLD = np.float32(-1.0)
 
@@ -153,12 +138,9 @@ _SMALLEST_NORMAL = np.float32(np.finfo(np.float32).tiny)
 # Many float32 ulps of a score in [0, 1]: see the second pass of rank_kernel.
 _KEPT_MARGIN = np.float32(1e-6)
 
-
 _EXPONENT_BIAS = np.int32(127)
 
-
 _MANTISSA_BITS = np.int32(23)
-
 
 _UBLOCK = np.uint64(BLOCK)
 

@@ -127,9 +127,7 @@ def top_k_cosine(
 MIN_ROWS_PER_THREAD = 32_768
 """Fewest rows worth a thread of their own: below this, handing work over costs more."""
 
-
 _pool_lock = threading.Lock()
-
 
 _pools: dict[int, ThreadPoolExecutor] = {}
 

@@ -46,14 +46,9 @@ from ..validation import check_aware, check_limit
 
 __all__ = ["Trending", "TrendingConfig", "decayed_scores"]
 
-
 _Key = TypeVar("_Key", bound=Hashable)
 
-
 _SECONDS_PER_HOUR = 3600.0
-
-
-
 
 
 class TrendingConfig(StrictModel):
@@ -127,7 +122,6 @@ def _keys_of(video: Video, kind: TrendingKind) -> tuple[int | str, ...]:
     if kind is TrendingKind.SOUND:
         return () if video.sound_id is None else (video.sound_id,)
     return video.hashtags
-
 
 
 def _trend(score: float, previous: float, tolerance: float) -> Trend:

@@ -18,8 +18,8 @@ from ..exceptions import StoreError
 from ..models._catalog import ProcessingState, Video
 from ..models._engagement import VideoStats
 from ..models._feed import DegradedDependency
+from ..scoring import Candidates
 from ..scoring._diversity import NO_SOUND
-from ..scoring._ranker import Candidates
 from ..stores._protocols import Catalog, EventStore, ModelRegistry
 from ._config import FeedServiceConfig
 from ._context import DegradedReport

@@ -21,9 +21,7 @@ from ..exceptions import ConfigError, CursorError
 
 __all__ = ["CursorCodec", "CursorState"]
 
-
 _VERSION = 1
-
 
 _MAX_TOKEN_CHARS = 2048
 """Longer tokens are rejected before any decoding work is spent on them."""

@@ -51,15 +51,11 @@ __all__ = [
     "request_scope",
 ]
 
-
 P = ParamSpec("P")
-
 
 T = TypeVar("T")
 
-
 _Task = tuple[Future[Any], Callable[[], Any]]
-
 
 _timed_out_in_scope: ContextVar[set[str] | None] = ContextVar(
     "reelrank_timed_out_in_scope", default=None

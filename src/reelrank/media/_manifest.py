@@ -31,23 +31,18 @@ __all__ = [
     "iso8601_duration",
 ]
 
-
 DASH_NAMESPACE = "urn:mpeg:dash:schema:mpd:2011"
 """XML namespace of a DASH MPD (ISO/IEC 23009-1)."""
 
-
 _DASH_LIVE_PROFILE = "urn:mpeg:dash:profile:isoff-live:2011"
 
-
 _DASH_TIMESCALE = 1000
-
 
 _MAX_FRAME_RATE_DENOMINATOR = 1001
 
 
 # Characters that would end an HLS quoted-string or a tag line early (RFC 8216, 4.2).
 _HLS_FORBIDDEN_IN_QUOTED = frozenset('"\r\n')
-
 
 _HLS_FORBIDDEN_IN_URI = frozenset("\r\n")
 

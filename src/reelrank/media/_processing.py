@@ -36,8 +36,6 @@ from ..validation import check_id, check_tag, utc_now
 __all__ = ["ProcessingTracker"]
 
 
-
-
 def _check_percent(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidInputError("percent", f"must be a number, got {value!r}")

@@ -34,7 +34,6 @@ from ..validation import MAX_ID
 
 __all__ = ["DomainModel", "StrictModel", "WEIGHT_FIELDS", "config_error_from", "input_error_from"]
 
-
 WEIGHT_FIELDS: tuple[str, ...] = (
     "freshness",
     "completion",
@@ -146,22 +145,16 @@ def _to_utc(value: datetime) -> datetime:
 Id = Annotated[int, Field(strict=True, ge=1, le=MAX_ID)]
 """A positive int64 identifier."""
 
-
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
 """A timezone-aware datetime, normalised to UTC."""
 
-
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
-
 
 Fraction = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 
-
 NonNegativeFloat = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
 
-
 NonNegativeInt = Annotated[int, Field(strict=True, ge=0)]
-
 
 Tag = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")]
 """A short identifier-like label: variants, model names and versions, config tags."""

@@ -115,7 +115,6 @@ AFFINITY_CREDITS: Mapping[EngagementKind, float] = {
 }
 """Affinity credit of each non-watch event kind; a watch earns its completion."""
 
-
 AFFINITY_PRIOR_CREDIT = 1.0
 """Pseudo-credit added to a user's total, so a single engagement does not mean affinity 1."""
 

@@ -13,7 +13,6 @@ from ._catalog import ProcessingState
 
 Percent = Annotated[float, Field(ge=0.0, le=100.0, allow_inf_nan=False)]
 
-
 ErrorMessage = Annotated[str, Field(min_length=1, max_length=2_000)]
 
 __all__ = ["ProcessingProgress", "RenditionProgress", "RenditionStatus"]

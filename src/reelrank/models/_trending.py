@@ -11,7 +11,6 @@ from ._base import DomainModel, UtcDatetime
 
 MIN_WINDOW_HOURS = 1.0
 
-
 MAX_WINDOW_HOURS = 168.0
 
 

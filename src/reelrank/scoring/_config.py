@@ -16,7 +16,6 @@ from ..models._base import WEIGHT_FIELDS, StrictModel, config_error_from, load_t
 
 __all__ = ["RankingConfig"]
 
-
 _WEIGHT_SUM_TOLERANCE = 1e-6
 
 

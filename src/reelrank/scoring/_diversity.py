@@ -29,9 +29,6 @@ from ..models._base import StrictModel
 __all__ = ["DiversityRule", "NO_SOUND"]
 
 
-
-
-
 class DiversityRule(StrictModel):
     """Limits on runs of the same creator or sound in a feed; ``None`` disables a limit."""
 

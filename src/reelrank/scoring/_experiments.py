@@ -25,10 +25,8 @@ from ._config import RankingConfig
 
 __all__ = ["ASSIGNMENT_DIGEST_BYTES", "Experiment", "Variant", "assignment_point"]
 
-
 ASSIGNMENT_DIGEST_BYTES = 8
 """Bytes of the BLAKE2b digest read as the big-endian integer behind an assignment point."""
-
 
 _SHARE_SUM_TOLERANCE = 1e-9
 
@@ -36,7 +34,6 @@ _SHARE_SUM_TOLERANCE = 1e-9
 # A double holds 53 significant bits: keeping the top 53 bits of the 64-bit digest
 # makes the division exact, so the point can never round up to 1.0.
 _POINT_BITS = 53
-
 
 _DROPPED_BITS = 8 * ASSIGNMENT_DIGEST_BYTES - _POINT_BITS
 

@@ -21,15 +21,15 @@ import numpy.typing as npt
 
 from ..exceptions import InvalidInputError
 from ..models._base import WEIGHT_FIELDS
+from ._candidates import Candidates
 from ._config import RankingConfig
-from ._ranker import Candidates, Ranker
+from ._ranker import Ranker
 
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
 __all__ = ["score_frame"]
-
 
 _INPUT_COLUMNS: tuple[str, ...] = (
     "video_id",
@@ -43,16 +43,12 @@ _INPUT_COLUMNS: tuple[str, ...] = (
 )
 """The columns :func:`score_frame` requires; ``affinity`` and ``dl_score`` are optional."""
 
-
 _PROGRESS_MIN_ROWS = 1_000_000
 """Frames with more rows show a progress bar unless ``progress`` says otherwise."""
 
-
 _UNIT_INTERVAL_COLUMNS = ("affinity", "dl_score")
 
-
 _EXTRA_HINT = 'install the frame extra: pip install "reelrank[frame]"'
-
 
 _NANOSECONDS_PER_UNIT = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
 

@@ -17,16 +17,13 @@ from ..validation import check_ttl
 
 _DAY_SECONDS = 86_400.0
 
-
 DEFAULT_IDEMPOTENCY_SECONDS = 7 * _DAY_SECONDS
 """How long the in-memory stores remember an accepted event id by default: a week,
 far beyond any client's retries (the Redis adapter's default too)."""
 
-
 DEFAULT_SEEN_RETENTION_SECONDS = 30 * _DAY_SECONDS
 """How long :class:`InMemorySeenStore` keeps a seen mark by default: the default
 :attr:`~reelrank.RankingConfig.seen_window_days`."""
-
 
 _T = TypeVar("_T")
 

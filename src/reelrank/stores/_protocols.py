@@ -53,7 +53,6 @@ __all__ = [
     "TrendingSnapshotStore",
 ]
 
-
 FeedKey = tuple[int, str | None]
 """Key of a cached feed: ``(user_id, variant)``; ``variant`` is ``None`` for the default feed."""
 

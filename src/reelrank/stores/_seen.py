@@ -12,7 +12,6 @@ from ._common import DEFAULT_SEEN_RETENTION_SECONDS, _check_retention
 
 __all__ = ["InMemorySeenStore"]
 
-
 _MIN_SEEN_BEFORE_TRIM = 64
 
 

@@ -14,9 +14,7 @@ from ..models._search import ParsedQuery, QueryTerm
 
 __all__ = ["SearchConfig", "parse_query", "tokenize"]
 
-
 _TOKEN = re.compile(r"#?[^\W_]\w*")
-
 
 _QUERY_TOKEN = re.compile(r"#?[^\W_]\w*\*?")
 

@@ -23,10 +23,8 @@ __all__ = [
     "next_event_id",
 ]
 
-
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 """Default timestamp of the builders: a fixed, timezone-aware instant."""
-
 
 _event_numbers = count(1)
 

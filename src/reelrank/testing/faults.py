@@ -13,7 +13,6 @@ from ..validation import check_aware, finite_or_raise
 
 __all__ = ["FaultInjector", "ManualClock"]
 
-
 StoreT = TypeVar("StoreT")
 
 

@@ -42,6 +42,7 @@ EXPECTED = {
     "Ranker",
     "Ranking",
     "warmup",
+    "warmup_dask",
     "score_frame",
     "EmbeddingIndex",
     "SimilarityConfig",

@@ -9,6 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from ._warmup import (
     warmup,
+    warmup_dask,
 )
 from .discovery import (
     CreatorRecommendation,
@@ -178,6 +179,7 @@ __all__ = [
     "Ranker",
     "Ranking",
     "warmup",
+    "warmup_dask",
     "score_frame",
     "EmbeddingIndex",
     "SimilarityConfig",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,6 +23,7 @@ from reelrank.evaluation import (  # noqa: E402
     gini,
     graded_relevance,
     hold_last_split,
+    load_movielens_100k,
     paired_bootstrap,
     replay,
     synthetic_events,
@@ -333,3 +336,54 @@ def test_with_weights_normalizes_and_keeps_other_fields() -> None:
     assert config.freshness_half_life_hours == 6.0
     with pytest.raises(InvalidInputError):
         with_weights(base, [0, 0, 0, 0, 0])
+
+
+# -- MovieLens-100k -------------------------------------------------------------------------
+
+
+def test_movielens_mapping_on_hand_written_atomic_files(tmp_path: Any) -> None:
+    (tmp_path / "ml-100k.inter").write_text(
+        "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
+        "1\t10\t5\t100\n"
+        "2\t10\t3\t50\n"
+        "1\t11\t1\t200\n"
+    )
+    (tmp_path / "ml-100k.item").write_bytes(
+        "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n"
+        "10\tCaf\u00e9\t1995\tDrama Romance\n"
+        "11\tUnknown Year\t\tComedy\n".encode("latin-1")
+    )
+    data = load_movielens_100k(tmp_path)
+    events = data.events
+    assert events[["user_id", "video_id", "time", "kind"]].values.tolist() == [
+        [2, 10, 50.0, "watch"],
+        [1, 10, 100.0, "watch"],
+        [1, 10, 101.0, "like"],
+        [1, 11, 200.0, "watch"],
+    ]
+    assert events.loc[events["kind"] == "watch", "completion"].tolist() == [0.6, 1.0, 0.2]
+    assert data.genres == ("Comedy", "Drama")
+    catalog = data.catalog.set_index("video_id")
+    assert catalog.loc[10, "creator_id"] == 1 and catalog.loc[11, "creator_id"] == 0
+    assert catalog.loc[10, "published_at"] == 788_918_400.0  # 1995-01-01T00:00:00Z
+    assert catalog.loc[11, "published_at"] == 200.0  # no year: its first rating
+    assert catalog.loc[10, "title"] == "Caf\u00e9"
+    grades = graded_relevance(events).set_index(["user_id", "video_id"])["relevance"]
+    assert grades.to_dict() == {(1, 10): 2, (2, 10): 1}
+
+
+def test_movielens_from_the_recbole_wheel() -> None:
+    # The wheel comes from `pip download --no-deps recbole`; the test runs where it is.
+    wheel = os.environ.get("REELRANK_RECBOLE_WHEEL")
+    if not wheel or not Path(wheel).is_file():
+        pytest.skip("set REELRANK_RECBOLE_WHEEL to a downloaded RecBole wheel")
+    data = load_movielens_100k(wheel)
+    assert (data.events["kind"] == "watch").sum() == 100_000
+    assert data.events["user_id"].nunique() == 943
+    assert len(data.catalog) == 1682
+
+
+def test_movielens_source_errors() -> None:
+    with pytest.raises(InvalidInputError) as info:
+        load_movielens_100k("missing.zip")
+    assert info.value.field == "source"

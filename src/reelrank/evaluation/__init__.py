@@ -27,6 +27,7 @@ from ._metrics import (
     gini,
     paired_bootstrap,
 )
+from ._movielens import MovieLens, load_movielens_100k
 from ._replay import CandidateState, candidate_state, replay
 from ._synthetic import SyntheticData, synthetic_events
 from ._tuning import TuningResult, config_to_toml, tune_weights, with_weights
@@ -35,6 +36,7 @@ __all__ = [
     "ACCURACY_METRICS",
     "CandidateState",
     "Evaluation",
+    "MovieLens",
     "SyntheticData",
     "TuningResult",
     "accuracy",
@@ -47,6 +49,7 @@ __all__ = [
     "gini",
     "graded_relevance",
     "hold_last_split",
+    "load_movielens_100k",
     "paired_bootstrap",
     "replay",
     "synthetic_events",

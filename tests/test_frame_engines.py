@@ -200,7 +200,10 @@ def test_dask_errors_name_the_partition_and_field(dask_client: Any) -> None:
     with pytest.raises(InvalidInputError) as info:
         lazy.compute()
     assert info.value.field == "views"
-    assert "negative at row 5; in Dask partition 2 (first index label 20)" in str(info.value)
+    assert str(info.value) == (
+        "invalid 'views': must be >= 0, negative at row 5; in Dask partition 2 "
+        "(rows counted from its first; that row's index label is 25)"
+    )
 
 
 def test_dask_type_errors_are_found_before_anything_runs() -> None:

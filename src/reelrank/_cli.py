@@ -145,7 +145,9 @@ def _score(args: argparse.Namespace) -> int:
 
     table = _read_table(source)
     try:
-        scored = score_frame(table, config=config, now=now, progress=args.progress)
+        scored = score_frame(
+            table, config=config, now=now, progress=args.progress, prefix=args.prefix
+        )
     except ImportError as exc:
         raise _UsageError(str(exc)) from exc
     _write_table(scored, target)
@@ -326,7 +328,8 @@ def _build_parser() -> argparse.ArgumentParser:
             "Score every row of INPUT and write it to OUTPUT with the columns score, "
             "freshness, completion, engagement, affinity and deep_learning appended "
             "(the last five are weighted contributions that add up to score; an input "
-            "affinity column is replaced by its contribution). The file format follows "
+            "affinity column is replaced by its contribution unless --prefix is given). "
+            "The file format follows "
             "each extension: .csv, .parquet or .pq."
         ),
     )
@@ -348,6 +351,13 @@ def _build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="show a progress bar (default: only for files over a million rows)",
+    )
+    score.add_argument(
+        "--prefix",
+        metavar="TEXT",
+        default="",
+        help="put TEXT before every output column name, e.g. contrib_, so the input "
+        "affinity column is kept (default: no prefix)",
     )
     score.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     score.set_defaults(handler=_score)

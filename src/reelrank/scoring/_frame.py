@@ -94,8 +94,17 @@ _ROW_OFFSET: ContextVar[int] = ContextVar("reelrank_score_frame_row_offset", def
 """Rows before the frame being checked, so errors in a batch of a stream give global rows."""
 
 
+_BAD_ROWS: ContextVar[list[int] | None] = ContextVar("reelrank_score_frame_bad_rows", default=None)
+"""When set, collects the frame-local position of each bad row an error reports, so the
+Dask partition wrapper can name that row's index label."""
+
+
 def _first_row(mask: npt.NDArray[np.bool_]) -> int:
-    return int(np.flatnonzero(mask)[0]) + _ROW_OFFSET.get()
+    row = int(np.flatnonzero(mask)[0])
+    collected = _BAD_ROWS.get()
+    if collected is not None:
+        collected.append(row)
+    return row + _ROW_OFFSET.get()
 
 
 def _check_values(name: str, values: npt.NDArray[Any], *, nan_allowed: bool) -> None:
@@ -454,8 +463,9 @@ def score_frame(
       describes the input, so Dask never calls the scorer on made-up rows; no progress
       bar is shown on workers. An invalid value fails the computation with an
       :class:`InvalidInputError` that names the partition; its row number counts from
-      the partition's first row, and the partition's first index label is given when
-      Dask knows the divisions. Call :func:`reelrank.warmup_dask` once per cluster so
+      the partition's first row, and the bad row's index label is given too (the
+      global row number when the frame is indexed by row, as ``dd.from_pandas`` of a
+      frame with a default index is). Call :func:`reelrank.warmup_dask` once per cluster so
       the first partitions do not pay for compiling the kernels.
 
     Args:
@@ -606,7 +616,9 @@ def _score_partition(
     prefix: str,
     partition_info: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
-    """Score one Dask partition (runs on a worker); errors name the partition."""
+    """Score one Dask partition (runs on a worker); errors name the partition and row."""
+    bad_rows: list[int] = []
+    token = _BAD_ROWS.set(bad_rows)
     try:
         return score_frame(
             part, config=config, now=moment, progress=False, chunk_rows=chunk_rows,
@@ -616,13 +628,12 @@ def _score_partition(
         where = "a Dask partition"
         if partition_info is not None:
             where = f"Dask partition {partition_info['number']}"
-            division = partition_info.get("division")
-            if division is not None:
-                where += f" (first index label {division!r})"
-        raise InvalidInputError(
-            error.field, f"{error.reason}; in {where}, rows counted from its first row"
-        ) from error
-
+        if bad_rows:
+            label = part.index[bad_rows[-1]]
+            where += f" (rows counted from its first; that row's index label is {label!r})"
+        raise InvalidInputError(error.field, f"{error.reason}; in {where}") from error
+    finally:
+        _BAD_ROWS.reset(token)
 
 def _attach_pandas(
     frame: pd.DataFrame,

@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 pd = pytest.importorskip("pandas")
 pytest.importorskip("ranx")
@@ -198,6 +200,23 @@ def test_gini_by_hand() -> None:
     assert gini([0, 0, 0, 1]) == pytest.approx(3 / 4)
     assert gini([1, 3]) == pytest.approx((-1 * 1 + 1 * 3) / (2 * 4))
     assert gini([0, 0]) == 0.0
+
+
+@given(st.lists(st.integers(0, 1_000), min_size=1, max_size=40), st.integers(1, 50))
+def test_gini_is_bounded_and_ignores_order_and_scale(values: list[int], scale: int) -> None:
+    n = len(values)
+    g = gini(values)
+    assert 0.0 <= g <= 1.0 - 1.0 / n + 1e-12
+    assert gini(values[::-1]) == pytest.approx(g, abs=1e-12)
+    assert gini([scale * value for value in values]) == pytest.approx(g, abs=1e-12)
+
+
+@given(st.lists(st.floats(0.0, 100.0), min_size=5, max_size=5).filter(lambda w: sum(w) > 1e-3))
+def test_with_weights_always_gives_a_valid_config(weights: list[float]) -> None:
+    config = with_weights(RankingConfig(), weights)
+    assert sum(config.weights) == pytest.approx(1.0, abs=1e-6)
+    expected = np.asarray(weights) / sum(weights)
+    np.testing.assert_allclose(config.weights, expected, atol=1e-12)
 
 
 def test_beyond_accuracy_by_hand() -> None:

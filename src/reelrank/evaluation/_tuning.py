@@ -34,8 +34,10 @@ def with_weights(base: RankingConfig, weights: npt.ArrayLike) -> RankingConfig:
     if w.sum() <= 0:
         raise InvalidInputError("weights", "at least one weight must be positive")
     w = w / w.sum()
-    values = [float(round(x, 6)) for x in w[:-1]]
-    values.append(max(0.0, round(1.0 - sum(values), 6)))  # exact sum despite rounding
+    values = [float(x) for x in w[:-1]]
+    # The last weight takes the remainder, so the sum is 1 to float precision; clipping
+    # removes a negative remainder of the order of 1e-17.
+    values.append(max(0.0, 1.0 - sum(values)))
     return RankingConfig.from_dict(
         {**base.model_dump(), **dict(zip(WEIGHT_FIELDS, values, strict=True))}
     )

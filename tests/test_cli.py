@@ -79,6 +79,21 @@ def test_score_round_trips_files(tmp_path: Path, source_name: str, target_name: 
     )
 
 
+def test_prefix_keeps_the_input_affinity(tmp_path: Path) -> None:
+    frame = catalog()
+    source, target = tmp_path / "in.parquet", tmp_path / "out.parquet"
+    write(frame, source)
+    arguments = ["score", str(source), str(target), "--now", NOW_TEXT, "--prefix", "c_", "-q"]
+    assert main(arguments) == 0
+    scored = read(target)
+    expected = score_frame(frame, now=NOW, prefix="c_")
+    assert list(scored.columns) == list(expected.columns)
+    assert scored["affinity"].tolist() == frame["affinity"].tolist()
+    np.testing.assert_array_equal(
+        scored[[f"c_{name}" for name in OUTPUTS]], expected[[f"c_{name}" for name in OUTPUTS]]
+    )
+
+
 def test_config_files_in_toml_json_and_pyproject(tmp_path: Path) -> None:
     frame = catalog()
     source = tmp_path / "in.parquet"

@@ -10,6 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 from ._public import _public_module
 from ._warmup import (
     warmup,
+    warmup_dask,
 )
 from .discovery import (
     CreatorRecommendation,
@@ -179,6 +180,7 @@ __all__ = [
     "Ranker",
     "Ranking",
     "warmup",
+    "warmup_dask",
     "score_frame",
     "EmbeddingIndex",
     "SimilarityConfig",
@@ -255,4 +257,4 @@ __all__ = [
 ]
 
 # warmup is defined in the top layer (it warms kernels of several subpackages).
-_public_module(__name__, ["warmup"], globals())
+_public_module(__name__, ["warmup", "warmup_dask"], globals())

@@ -1,8 +1,9 @@
-"""The ``reelrank`` command: score a CSV or Parquet file, or print a demo feed.
+"""The ``reelrank`` command: score a CSV or Parquet file, print a demo feed, evaluate
+ranking configs offline on an event log, or tune the weights.
 
 Exit status: 0 on success; 2 when the command cannot run as asked (bad usage, an
-invalid input file, config or ``--now``, or the ``frame`` extra is missing), with a
-one-line error on stderr. Nothing is written unless scoring succeeds.
+invalid input file, config or ``--now``, or a needed extra is missing), with a
+one-line error on stderr. Nothing is written unless the command succeeds.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any, NoReturn
 
 from . import __version__
 from .exceptions import ConfigError, InvalidInputError
+from .models._base import WEIGHT_FIELDS
 from .scoring._config import RankingConfig
 
 __all__ = ["main"]
@@ -139,12 +141,147 @@ def _score(args: argparse.Namespace) -> int:
 
     table = _read_table(source)
     try:
-        scored = score_frame(table, config=config, now=now, progress=args.progress)
+        scored = score_frame(
+            table, config=config, now=now, progress=args.progress, prefix=args.prefix
+        )
     except ImportError as exc:
         raise _UsageError(str(exc)) from exc
     _write_table(scored, target)
     if not args.quiet:
         print(f"scored {scored.num_rows} rows -> {target}", file=sys.stderr)
+    return _EXIT_OK
+
+
+def _evaluation() -> Any:
+    try:
+        from . import evaluation
+    except ImportError as exc:
+        raise _UsageError(str(exc)) from exc
+    return evaluation
+
+
+def _read_frame(path: Path, time_columns: Sequence[str]) -> Any:
+    """A CSV or Parquet file as pandas; text timestamps must carry a UTC offset."""
+    file_format = _table_format(path, "input")
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(path) if file_format == "csv" else pd.read_parquet(path)
+    except (OSError, ValueError) as exc:
+        raise _UsageError(f"cannot read {str(path)!r}: {exc}") from exc
+    for name in time_columns:
+        if name in frame.columns and pd.api.types.is_string_dtype(frame[name].dtype):
+            try:
+                parsed = pd.to_datetime(frame[name], format="ISO8601")
+            except (ValueError, TypeError) as exc:
+                raise InvalidInputError(name, f"expected ISO 8601 timestamps: {exc}") from exc
+            if not isinstance(parsed.dtype, pd.DatetimeTZDtype):
+                raise InvalidInputError(name, "timestamps need a UTC offset; append Z or +HH:MM")
+            frame[name] = parsed
+    return frame
+
+
+def _named_configs(specs: Sequence[str] | None) -> dict[str, RankingConfig]:
+    configs = {"default": RankingConfig()}
+    for spec in specs or ():
+        name, separator, file = spec.partition("=")
+        if not separator or not name or not file:
+            raise _UsageError(f"--config {spec!r}: expected NAME=FILE")
+        if name in configs:
+            raise _UsageError(f"--config {spec!r}: the name {name!r} is taken")
+        loaded = _load_config(Path(file))
+        assert loaded is not None  # a path was given
+        configs[name] = loaded
+    return configs
+
+
+def _print_table(frame: Any) -> None:
+    print(frame.to_string(float_format=lambda value: f"{value:.4f}"))
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    evaluation = _evaluation()
+    configs = _named_configs(args.config)
+    events = _read_frame(Path(args.events), ["time"])
+    catalog = _read_frame(Path(args.catalog), ["published_at"])
+    if args.split == "time":
+        cutoff = _parse_now(args.cutoff)
+        if cutoff is None:
+            raise _UsageError("--split time needs --cutoff")
+        train, test = evaluation.time_split(events, cutoff)
+        now: float | None = cutoff
+    else:
+        if args.cutoff is not None:
+            raise _UsageError("--cutoff applies to --split time only")
+        train, test = evaluation.hold_last_split(events)
+        now = None
+    result = evaluation.evaluate(train, test, catalog, configs, now=now, k=args.k)
+    users = result.per_user["user_id"].nunique()
+    print(f"{users} users, k = {args.k}, {len(train)} train and {len(test)} test events")
+    _print_table(result.table())
+    for name in list(configs)[1:]:
+        print(f"\n{name} - default, paired bootstrap over users (95% interval):")
+        comparison = result.compare("default", name, resamples=args.resamples, seed=args.seed)
+        _print_table(comparison.drop(columns=["baseline", "challenger"]).set_index("metric"))
+    return _EXIT_OK
+
+
+def _run_tune(args: argparse.Namespace) -> int:
+    evaluation = _evaluation()
+    if args.output is not None and Path(args.output).suffix.lower() not in (".toml", ".json"):
+        raise _UsageError(f"output {args.output!r}: expected a .toml or .json file")
+    base = _load_config(None if args.base is None else Path(args.base)) or RankingConfig()
+    events = _read_frame(Path(args.events), ["time"])
+    catalog = _read_frame(Path(args.catalog), ["published_at"])
+    validation_cut, test_cut = _parse_now(args.validation_cutoff), _parse_now(args.test_cutoff)
+    assert validation_cut is not None and test_cut is not None  # both are required options
+    if not validation_cut < test_cut:
+        raise InvalidInputError("--test-cutoff", "must come after --validation-cutoff")
+    train, rest = evaluation.time_split(events, validation_cut)
+    validation, _ = evaluation.time_split(rest, test_cut)
+    tuned = evaluation.tune_weights(
+        train,
+        validation,
+        catalog,
+        metric=args.metric,
+        k=args.k,
+        trials=args.trials,
+        seed=args.seed,
+        base=base,
+        now=validation_cut,
+    )
+    history, test = evaluation.time_split(events, test_cut)
+    held = evaluation.evaluate(
+        history, test, catalog, {"base": base, "tuned": tuned.config}, now=test_cut, k=args.k
+    )
+    print(
+        f"{tuned.metric} on validation: base {tuned.baseline_value:.4f}, "
+        f"tuned {tuned.best_value:.4f} ({len(tuned.trials)} configurations tried)"
+    )
+    print(
+        "tuned weights: "
+        + ", ".join(
+            f"{name} {value:.3f}"
+            for name, value in zip(WEIGHT_FIELDS, tuned.config.weights, strict=True)
+        )
+    )
+    print("\nheld-out test (events after --test-cutoff):")
+    _print_table(held.table())
+    print("\ntuned - base, paired bootstrap over users (95% interval):")
+    comparison = held.compare("base", "tuned", seed=args.seed)
+    _print_table(comparison.drop(columns=["baseline", "challenger"]).set_index("metric"))
+    if args.output is not None:
+        target = Path(args.output)
+        text = (
+            evaluation.config_to_toml(tuned.config)
+            if target.suffix.lower() == ".toml"
+            else tuned.config.model_dump_json(indent=2) + "\n"
+        )
+        try:
+            target.write_text(text)
+        except OSError as exc:
+            raise _UsageError(f"cannot write {str(target)!r}: {exc.strerror or exc}") from exc
+        print(f"\nwrote the tuned config -> {target}", file=sys.stderr)
     return _EXIT_OK
 
 
@@ -187,7 +324,8 @@ def _build_parser() -> argparse.ArgumentParser:
             "Score every row of INPUT and write it to OUTPUT with the columns score, "
             "freshness, completion, engagement, affinity and deep_learning appended "
             "(the last five are weighted contributions that add up to score; an input "
-            "affinity column is replaced by its contribution). The file format follows "
+            "affinity column is replaced by its contribution unless --prefix is given). "
+            "The file format follows "
             "each extension: .csv, .parquet or .pq."
         ),
     )
@@ -210,6 +348,13 @@ def _build_parser() -> argparse.ArgumentParser:
         default=None,
         help="show a progress bar (default: only for files over a million rows)",
     )
+    score.add_argument(
+        "--prefix",
+        metavar="TEXT",
+        default="",
+        help="put TEXT before every output column name, e.g. contrib_, so the input "
+        "affinity column is kept (default: no prefix)",
+    )
     score.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     score.set_defaults(handler=_score)
 
@@ -228,6 +373,81 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--page-size", type=_positive_int, default=10, help="items per page")
     demo.set_defaults(handler=_demo)
+
+    data_help = (
+        "EVENTS has the columns user_id, video_id, time, kind (watch, like, unlike, share, "
+        "comment) and completion; CATALOG has video_id, creator_id, published_at and "
+        "optionally sound_id and dl_score. Times are epoch seconds or ISO 8601 with a UTC "
+        "offset. Needs the eval extra."
+    )
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="replay an event log and compare ranking configs offline",
+        description=(
+            "Rank each user's candidates as of the split with every config, as the feed "
+            "service does, and score the lists against what users did afterwards: "
+            "NDCG, recall, MRR and MAP at K (graded relevance, computed by ranx), catalog "
+            "coverage, creator Gini, novelty and mean age. The default weights are always "
+            "included, and every other config is compared with them by a paired bootstrap. "
+            + data_help
+        ),
+    )
+    evaluate.add_argument("events", metavar="EVENTS", help="event log (.csv, .parquet, .pq)")
+    evaluate.add_argument("catalog", metavar="CATALOG", help="videos (.csv, .parquet, .pq)")
+    evaluate.add_argument(
+        "--config",
+        action="append",
+        metavar="NAME=FILE",
+        help="a config to evaluate, as TOML or JSON, under NAME (repeatable)",
+    )
+    evaluate.add_argument(
+        "--split",
+        choices=["time", "hold-last"],
+        default="time",
+        help="time: test is every event from --cutoff on; hold-last: each user's last "
+        "watched video (default: time)",
+    )
+    evaluate.add_argument("--cutoff", metavar="WHEN", help="the moment of ranking for --split time")
+    evaluate.add_argument("-k", type=_positive_int, default=10, help="list length (default 10)")
+    evaluate.add_argument(
+        "--resamples", type=_positive_int, default=2000, help="bootstrap resamples"
+    )
+    evaluate.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    evaluate.set_defaults(handler=_run_evaluate)
+
+    tune = commands.add_parser(
+        "tune",
+        help="tune the five weights on an event log and report a held-out metric",
+        description=(
+            "Search the weight simplex (seeded random search, then coordinate refinement) "
+            "for the weights that maximise METRIC@K on the events between "
+            "--validation-cutoff and --test-cutoff, ranking from the events before "
+            "--validation-cutoff; then report every metric on the events after "
+            "--test-cutoff for the base and tuned configs. " + data_help
+        ),
+    )
+    tune.add_argument("events", metavar="EVENTS", help="event log (.csv, .parquet, .pq)")
+    tune.add_argument("catalog", metavar="CATALOG", help="videos (.csv, .parquet, .pq)")
+    tune.add_argument("--validation-cutoff", metavar="WHEN", required=True)
+    tune.add_argument("--test-cutoff", metavar="WHEN", required=True)
+    tune.add_argument(
+        "--metric",
+        choices=["ndcg", "recall", "mrr", "map"],
+        default="ndcg",
+        help="the metric to maximise (default ndcg)",
+    )
+    tune.add_argument("-k", type=_positive_int, default=10, help="list length (default 10)")
+    tune.add_argument(
+        "--trials", type=_positive_int, default=40, help="random points on the simplex"
+    )
+    tune.add_argument("--seed", type=int, default=0, help="seed of the search")
+    tune.add_argument(
+        "--base", metavar="FILE", help="config whose other fields are kept (TOML or JSON)"
+    )
+    tune.add_argument(
+        "--output", metavar="FILE", help="write the tuned config here (.toml or .json)"
+    )
+    tune.set_defaults(handler=_run_tune)
     return parser
 
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ._kernels import _rank as kernels
 from .discovery import top_k_cosine
 from .scoring import Candidates, DiversityRule, Ranker
 
-__all__ = ["warmup"]
+__all__ = ["warmup", "warmup_dask"]
 
 
 def warmup() -> None:
@@ -36,3 +38,31 @@ def warmup() -> None:
     static = ranker.score(candidates, now=7200.0)
     out = np.empty((1, 2), dtype=np.float32)
     kernels.batch_kernel(static, per_candidate.reshape(1, 2), np.float32(0.0), out)
+
+
+def _warmup_scoring() -> None:
+    """Compile (or load) the kernels :func:`~reelrank.score_frame` uses, and no others."""
+    candidates = Candidates.from_arrays(
+        video_id=[1, 2], creator_id=[7, 8], published_at=[0.0, 3600.0], views=[10, 0],
+        completion_sum=[5, 0], likes=[1, 0], shares=[0, 0], comments=[0, 0],
+        dl_score=[0.5, np.nan],
+    )
+    ranker = Ranker()
+    for affinity in (None, np.array([0.5, 0.25])):
+        ranker.score(candidates, now=7200.0, affinity=affinity)
+        ranker.explain(candidates, now=7200.0, affinity=affinity)
+
+
+def warmup_dask(client: Any) -> list[str]:
+    """Load the scoring kernels on every worker of a Dask cluster; return their addresses.
+
+    Each worker is its own process and compiles (or loads from the numba cache) the
+    kernels the first time it scores; calling this once after the cluster starts moves
+    that cost out of the first partitions of :func:`~reelrank.score_frame`. Only the
+    kernels ``score_frame`` needs are loaded, not the serving ones :func:`warmup` covers.
+    Workers that join later are not covered: call it again after scaling up.
+
+    Args:
+        client: a connected ``distributed.Client``.
+    """
+    return sorted(client.run(_warmup_scoring))

@@ -19,6 +19,10 @@ service can catch the whole family with one ``except`` clause::
 Errors about bad input also derive from :class:`ValueError`, and
 :class:`NotFoundError` from :class:`LookupError`, so code written against the
 standard library's conventions keeps working.
+
+Every error pickles with its message and fields intact, subclasses included, so it
+crosses process boundaries (``concurrent.futures`` pools, Dask, Ray) as itself instead
+of surfacing as a ``BrokenProcessPool`` or an unserializable-exception wrapper.
 """
 
 from __future__ import annotations
@@ -41,8 +45,24 @@ __all__ = [
 ]
 
 
+def _rebuild(cls: type[ReelrankError], args: tuple[Any, ...]) -> ReelrankError:
+    """Recreate an error from its class and ``args`` without running ``__init__``.
+
+    The fields come back through ``__setstate__`` from the pickled ``__dict__``.
+    """
+    return cls.__new__(cls, *args)
+
+
 class ReelrankError(Exception):
     """Root of every error reelrank raises on purpose."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The default reduction calls ``cls(*self.args)``, but subclasses take their fields
+        # as constructor arguments and pass only the formatted message up to Exception, so
+        # unpickling would call e.g. ``InvalidInputError(message)`` and fail. Rebuilding
+        # without ``__init__`` and restoring ``__dict__`` works for every subclass,
+        # including ones defined outside this module.
+        return _rebuild, (type(self), self.args), self.__dict__
 
 
 class ConfigError(ReelrankError, ValueError):

@@ -1,7 +1,8 @@
-"""Scoring a whole pandas DataFrame or pyarrow Table at once, for notebooks and batch jobs.
+"""Scoring a whole DataFrame or Table at once, for notebooks and batch jobs.
 
-pandas, pyarrow and tqdm belong to the optional ``frame`` extra; they are imported only
-when a frame is scored, so the core keeps depending on numpy, numba and pydantic alone.
+pandas, pyarrow and tqdm belong to the optional ``frame`` extra, polars and Dask to the
+``polars`` and ``dask`` extras; they are imported only when a frame is scored, so the core
+keeps depending on numpy, numba and pydantic alone.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import math
 import numbers
 import time
 from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, overload
@@ -27,6 +29,7 @@ from ._ranker import Ranker
 
 if TYPE_CHECKING:
     import pandas as pd
+    import polars as pl
     import pyarrow as pa
 
 __all__ = ["score_frame"]
@@ -48,7 +51,8 @@ _PROGRESS_MIN_ROWS = 1_000_000
 
 _UNIT_INTERVAL_COLUMNS = ("affinity", "dl_score")
 
-_EXTRA_HINT = 'install the frame extra: pip install "reelrank[frame]"'
+_EXTRAS = {"polars": "polars"}
+"""The extra that brings each optional library; the rest come with ``frame``."""
 
 _NANOSECONDS_PER_UNIT = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
 
@@ -57,8 +61,10 @@ def _optional_import(name: str) -> ModuleType:
     try:
         return importlib.import_module(name)
     except ImportError as exc:
+        extra = _EXTRAS.get(name, "frame")
         raise ImportError(
-            f"score_frame needs {name}, which is not installed; {_EXTRA_HINT}"
+            f"score_frame needs {name}, which is not installed; install the {extra} extra: "
+            f'pip install "reelrank[{extra}]"'
         ) from exc
 
 
@@ -80,8 +86,21 @@ class _Columns:
     dl_score: npt.NDArray[Any] | None
 
 
+_ROW_OFFSET: ContextVar[int] = ContextVar("reelrank_score_frame_row_offset", default=0)
+"""Rows before the frame being checked, so errors in a batch of a stream give global rows."""
+
+
+_BAD_ROWS: ContextVar[list[int] | None] = ContextVar("reelrank_score_frame_bad_rows", default=None)
+"""When set, collects the frame-local position of each bad row an error reports, so the
+Dask partition wrapper can name that row's index label."""
+
+
 def _first_row(mask: npt.NDArray[np.bool_]) -> int:
-    return int(np.flatnonzero(mask)[0])
+    row = int(np.flatnonzero(mask)[0])
+    collected = _BAD_ROWS.get()
+    if collected is not None:
+        collected.append(row)
+    return row + _ROW_OFFSET.get()
 
 
 def _check_values(name: str, values: npt.NDArray[Any], *, nan_allowed: bool) -> None:
@@ -376,17 +395,31 @@ def score_frame(
     now: dt.datetime | float | None = None,
     progress: bool | None = None,
     chunk_rows: int = 131_072,
+    prefix: str = "",
 ) -> pd.DataFrame: ...
 
 
 @overload
 def score_frame(
-    frame: pa.Table,
+    frame: pl.DataFrame | pl.LazyFrame,
     *,
     config: RankingConfig | None = None,
     now: dt.datetime | float | None = None,
     progress: bool | None = None,
     chunk_rows: int = 131_072,
+    prefix: str = "",
+) -> pl.DataFrame: ...
+
+
+@overload
+def score_frame(
+    frame: pa.Table,  # pyarrow is untyped: also Dask frames
+    *,
+    config: RankingConfig | None = None,
+    now: dt.datetime | float | None = None,
+    progress: bool | None = None,
+    chunk_rows: int = 131_072,
+    prefix: str = "",
 ) -> pa.Table: ...
 
 
@@ -397,90 +430,252 @@ def score_frame(
     now: dt.datetime | float | None = None,
     progress: bool | None = None,
     chunk_rows: int = 131_072,
+    prefix: str = "",
 ) -> Any:
-    """Score every row of a pandas DataFrame or pyarrow Table and explain each score.
+    """Score every row of a DataFrame or Table and explain each score.
 
     Each row is one video, or one (user, video) pair when the frame carries a per-row
-    ``affinity``. The result is a new object of the same kind: every input column passes
-    through untouched, except that the input ``affinity`` column is removed, and the
-    float32 columns ``score``, ``freshness``, ``completion``, ``engagement``,
-    ``affinity`` and ``deep_learning`` are appended. The last five are the weighted
-    contributions of each signal and add up to ``score``; so the output ``affinity`` is
-    ``weight * input affinity``, not the input value. Output columns that already exist in
-    the input are replaced.
+    ``affinity``. Accepted frames: a pandas ``DataFrame``, a pyarrow ``Table``, a polars
+    ``DataFrame`` or ``LazyFrame``, and a Dask ``DataFrame``.
+
+    The result keeps every input column and appends the float32 columns ``score``,
+    ``freshness``, ``completion``, ``engagement``, ``affinity`` and ``deep_learning``,
+    each name preceded by ``prefix``. The last five are the weighted contributions of each
+    signal and add up to ``score``; so the output ``affinity`` is ``weight * input
+    affinity``, not the input value. An input column with the same name as an output
+    column is replaced: with the default empty ``prefix`` that drops the input
+    ``affinity``; give e.g. ``prefix="contrib_"`` to keep it.
+
+    What comes back depends on the input:
+
+    - pandas ``DataFrame`` and pyarrow ``Table``: a new object of the same kind.
+    - polars ``DataFrame``: a new polars ``DataFrame``.
+    - polars ``LazyFrame``: the query is collected in batches of about ``chunk_rows``
+      rows, each scored as it arrives, and a polars ``DataFrame`` is returned. Row
+      numbers in errors count from the start of the whole stream.
+    - Dask ``DataFrame``: a lazy Dask ``DataFrame``; nothing is computed until you ask.
+      ``now`` is fixed once here, so every partition measures freshness from the same
+      moment; the output dtypes (``meta``) come from scoring the empty frame that
+      describes the input, so Dask never calls the scorer on made-up rows; no progress
+      bar is shown on workers. An invalid value fails the computation with an
+      :class:`InvalidInputError` that names the partition; its row number counts from
+      the partition's first row, and the bad row's index label is given too (the
+      global row number when the frame is indexed by row, as ``dd.from_pandas`` of a
+      frame with a default index is). Call :func:`reelrank.warmup_dask` once per cluster so
+      the first partitions do not pay for compiling the kernels.
 
     Args:
-        frame: a ``pandas.DataFrame`` or ``pyarrow.Table`` with the columns
-            ``video_id``, ``creator_id`` (integers or strings), ``published_at``
-            (timezone-aware datetimes, or epoch seconds), ``views``,
-            ``completion_sum`` (sum over views of the watched fraction, in ``[0, 1]``
-            each), ``likes``, ``shares``, ``comments`` (non-negative counts), and
-            optionally ``affinity`` (in ``[0, 1]``; absent means no affinity) and
+        frame: the rows, with the columns ``video_id``, ``creator_id`` (integers or
+            strings), ``published_at`` (timezone-aware datetimes, or epoch seconds),
+            ``views``, ``completion_sum`` (sum over views of the watched fraction, in
+            ``[0, 1]`` each), ``likes``, ``shares``, ``comments`` (non-negative counts),
+            and optionally ``affinity`` (in ``[0, 1]``; absent means no affinity) and
             ``dl_score`` (in ``[0, 1]``; NaN or null means missing and scores as
             :attr:`RankingConfig.dl_neutral_score`).
         config: the weights and signal parameters; the defaults when ``None``.
         now: the moment freshness is measured from, as a timezone-aware datetime or
             epoch seconds; the current time when ``None``. Every row uses the same moment.
         progress: show a tqdm progress bar on stderr; ``None`` shows one only for
-            frames of more than a million rows.
-        chunk_rows: rows handed to the scoring engine at a time. The engine's working
-            arrays grow with it; chunks that fit the CPU caches score fastest, and the
-            progress bar advances once per chunk.
+            in-memory frames of more than a million rows. Ignored for Dask.
+        chunk_rows: rows handed to the scoring engine at a time (and the batch size a
+            ``LazyFrame`` is collected in). The engine's working arrays grow with it;
+            chunks that fit the CPU caches score fastest, and the progress bar advances
+            once per chunk.
+        prefix: put before every output column name. The default ``""`` keeps the names
+            above (and replaces an input ``affinity``).
 
     Returns:
-        A new DataFrame or Table; the input is not modified.
+        A new frame as described above; the input is not modified.
 
     Raises:
         InvalidInputError: a required column is missing, has the wrong type, or holds a
             missing, NaN, infinite, negative or out-of-range value; ``field`` names the
-            column, and the message gives the first bad row.
-        TypeError: ``frame`` is neither a DataFrame nor a Table.
-        ImportError: pandas, pyarrow or tqdm is needed and not installed (they come with
-            the ``reelrank[frame]`` extra).
+            column, and the message gives the first bad row. Also for an invalid
+            ``chunk_rows``, ``prefix`` or ``now``.
+        TypeError: ``frame`` is none of the accepted kinds.
+        ImportError: a library the frame needs (pandas, pyarrow, tqdm, polars) is not
+            installed.
     """
     if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
         raise InvalidInputError("chunk_rows", f"must be a positive integer, got {chunk_rows!r}")
+    if not isinstance(prefix, str):
+        raise InvalidInputError("prefix", f"must be a string, got {prefix!r}")
     moment = _epoch_now(now)
-    module = type(frame).__module__.partition(".")[0]
-    if module == "pandas" and type(frame).__name__ == "DataFrame":
+    kind = _frame_kind(frame)
+    if kind == "dask":
+        return _score_dask(frame, config, moment, chunk_rows, prefix)
+    if kind == "polars-lazy":
+        return _score_polars_lazy(frame, config, moment, progress, chunk_rows, prefix)
+    if kind == "pandas":
         columns = _columns_from_pandas(frame)
-    elif module == "pyarrow" and type(frame).__name__ == "Table":
-        columns = _columns_from_arrow(frame)
     else:
-        raise TypeError(
-            f"score_frame takes a pandas DataFrame or a pyarrow Table, got {type(frame).__name__}"
-        )
+        columns = _columns_from_arrow(frame.to_arrow() if kind == "polars" else frame)
     ranker = Ranker(config)
     scores, contributions = _score_columns(ranker, columns, moment, chunk_rows, progress)
-    if module == "pandas":
-        return _attach_pandas(frame, scores, contributions)
-    return _attach_arrow(frame, scores, contributions)
+    names = _output_names(prefix)
+    if kind == "pandas":
+        return _attach_pandas(frame, scores, contributions, names)
+    if kind == "polars":
+        return _attach_polars(frame, scores, contributions, names)
+    return _attach_arrow(frame, scores, contributions, names)
 
+
+def _frame_kind(frame: Any) -> str:
+    module = type(frame).__module__.partition(".")[0]
+    name = type(frame).__name__
+    kinds = {
+        ("pandas", "DataFrame"): "pandas",
+        ("pyarrow", "Table"): "arrow",
+        ("polars", "DataFrame"): "polars",
+        ("polars", "LazyFrame"): "polars-lazy",
+        ("dask", "DataFrame"): "dask",
+        ("dask_expr", "DataFrame"): "dask",  # dask-expr before it moved into dask
+    }
+    kind = kinds.get((module, name))
+    if kind is None:
+        raise TypeError(
+            "score_frame takes a pandas, polars or Dask DataFrame, a polars LazyFrame or a "
+            f"pyarrow Table, got {name}"
+        )
+    return kind
+
+
+def _output_names(prefix: str) -> tuple[str, ...]:
+    """The output column names: the score, then the five contributions in weight order."""
+    return tuple(f"{prefix}{name}" for name in ("score", *WEIGHT_FIELDS))
+
+
+def _score_polars_lazy(
+    frame: pl.LazyFrame,
+    config: RankingConfig | None,
+    moment: float,
+    progress: bool | None,
+    chunk_rows: int,
+    prefix: str,
+) -> pl.DataFrame:
+    """Collect ``frame`` in batches and score each as it arrives."""
+    polars = _optional_import("polars")
+    bar = None
+    if progress:  # the row count of a lazy query is unknown, so no bar unless asked for
+        tqdm = _optional_import("tqdm")
+        bar = tqdm.tqdm(unit="rows", unit_scale=True, desc="scoring")
+    scored: list[pl.DataFrame] = []
+    offset = 0
+    try:
+        for batch in frame.collect_batches(chunk_size=chunk_rows):
+            token = _ROW_OFFSET.set(offset)
+            try:
+                scored.append(
+                    score_frame(
+                        batch, config=config, now=moment, progress=False,
+                        chunk_rows=chunk_rows, prefix=prefix,
+                    )
+                )
+            finally:
+                _ROW_OFFSET.reset(token)
+            offset += batch.height
+            if bar is not None:
+                bar.update(batch.height)
+    finally:
+        if bar is not None:
+            bar.close()
+    if not scored:  # an empty query yields no batch; score its empty result for the schema
+        empty = frame.limit(0).collect()
+        scored_empty: pl.DataFrame = score_frame(
+            empty, config=config, now=moment, progress=False, prefix=prefix
+        )
+        return scored_empty
+    result: pl.DataFrame = polars.concat(scored, how="vertical")
+    return result
+
+
+def _score_dask(
+    frame: Any, config: RankingConfig | None, moment: float, chunk_rows: int, prefix: str
+) -> Any:
+    """Map the scorer over the partitions of a Dask DataFrame, lazily."""
+    # Scoring the empty frame that describes the partitions gives the output columns and
+    # dtypes, and checks the column types once, here, before any work is scheduled.
+    meta = score_frame(
+        frame._meta, config=config, now=moment, progress=False, chunk_rows=chunk_rows,
+        prefix=prefix,
+    )
+    return frame.map_partitions(
+        _score_partition, config, moment, chunk_rows, prefix, meta=meta
+    )
+
+
+def _score_partition(
+    part: pd.DataFrame,
+    config: RankingConfig | None,
+    moment: float,
+    chunk_rows: int,
+    prefix: str,
+    partition_info: dict[str, Any] | None = None,
+) -> pd.DataFrame:
+    """Score one Dask partition (runs on a worker); errors name the partition and row."""
+    bad_rows: list[int] = []
+    token = _BAD_ROWS.set(bad_rows)
+    try:
+        return score_frame(
+            part, config=config, now=moment, progress=False, chunk_rows=chunk_rows,
+            prefix=prefix,
+        )
+    except InvalidInputError as error:
+        where = "a Dask partition"
+        if partition_info is not None:
+            where = f"Dask partition {partition_info['number']}"
+        if bad_rows:
+            label = part.index[bad_rows[-1]]
+            where += f" (rows counted from its first; that row's index label is {label!r})"
+        raise InvalidInputError(error.field, f"{error.reason}; in {where}") from error
+    finally:
+        _BAD_ROWS.reset(token)
 
 def _attach_pandas(
     frame: pd.DataFrame,
     scores: npt.NDArray[np.float32],
     contributions: npt.NDArray[np.float32],
+    names: tuple[str, ...],
 ) -> Any:
     pd = _optional_import("pandas")
     # The (n, 5) contributions become one float32 block without copying them column by column.
-    outputs = pd.DataFrame(
-        contributions, columns=list(WEIGHT_FIELDS), index=frame.index, copy=False
-    )
-    outputs.insert(0, "score", scores)
+    outputs = pd.DataFrame(contributions, columns=list(names[1:]), index=frame.index, copy=False)
+    outputs.insert(0, names[0], scores)
     kept = frame.drop(columns=[name for name in frame.columns if name in outputs.columns])
     return pd.concat([kept, outputs], axis=1)
+
+
+def _output_arrays(
+    scores: npt.NDArray[np.float32],
+    contributions: npt.NDArray[np.float32],
+    names: tuple[str, ...],
+) -> dict[str, npt.NDArray[np.float32]]:
+    outputs = {names[0]: scores}
+    for index, name in enumerate(names[1:]):
+        outputs[name] = np.ascontiguousarray(contributions[:, index])
+    return outputs
+
+
+def _attach_polars(
+    frame: pl.DataFrame,
+    scores: npt.NDArray[np.float32],
+    contributions: npt.NDArray[np.float32],
+    names: tuple[str, ...],
+) -> Any:
+    pl = _optional_import("polars")
+    outputs = _output_arrays(scores, contributions, names)
+    kept = frame.drop([name for name in frame.columns if name in outputs])
+    return kept.with_columns(pl.Series(name, values) for name, values in outputs.items())
 
 
 def _attach_arrow(
     table: pa.Table,
     scores: npt.NDArray[np.float32],
     contributions: npt.NDArray[np.float32],
+    names: tuple[str, ...],
 ) -> Any:
     pa = _optional_import("pyarrow")
-    outputs = {"score": scores}
-    for index, name in enumerate(WEIGHT_FIELDS):
-        outputs[name] = np.ascontiguousarray(contributions[:, index])
+    outputs = _output_arrays(scores, contributions, names)
     result = table.drop_columns([name for name in table.column_names if name in outputs])
     for name, values in outputs.items():
         result = result.append_column(pa.field(name, pa.float32()), pa.array(values))

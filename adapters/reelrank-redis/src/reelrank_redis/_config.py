@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, TypeAlias
+from typing import Any, TypeAlias
 
 import redis
 from pydantic import Field, SecretStr
@@ -74,7 +74,8 @@ class _BoundedRedisCluster(RedisCluster):
     between), so one paused node would cost a call several ``socket_timeout_seconds``.
     """
 
-    ERRORS_ALLOW_RETRY: ClassVar[tuple[type[Exception], ...]] = (
+    # redis-py annotates the attribute as the exact tuple of its own four error types.
+    ERRORS_ALLOW_RETRY = (  # type: ignore[assignment]
         redis.exceptions.ConnectionError,
         redis.exceptions.ClusterDownError,
         redis.exceptions.SlotNotCoveredError,

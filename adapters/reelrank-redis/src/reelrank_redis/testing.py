@@ -26,7 +26,7 @@ from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
-from redis.cluster import ClusterNode, RedisCluster
+from redis.cluster import RedisCluster
 from redis.retry import Retry
 
 from reelrank.testing.servers import ServerProcess, free_port, spawn_logged, wait_until_ready
@@ -330,10 +330,8 @@ class RedisClusterServer:
         """An administrative cluster client with short timeouts (override with ``kwargs``)."""
         options: dict[str, Any] = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
         options.update(kwargs)
-        return RedisCluster(
-            startup_nodes=[ClusterNode(node.host, node.port) for node in self.running_nodes()],
-            **options,
-        )
+        node = self.running_nodes()[0]
+        return RedisCluster(host=node.host, port=node.port, **options)
 
     def node_serving(self, slot: int) -> RedisServer:
         """The master that currently serves ``slot``."""
@@ -354,11 +352,10 @@ class RedisClusterServer:
 
     def flush(self) -> None:
         """Empty every master."""
-        for node in self.running_nodes():
+        for node in self.master_nodes():
             admin = node.client()
             try:
-                if admin.execute_command("ROLE")[0] == b"master":
-                    admin.flushall()
+                admin.flushall()
             finally:
                 admin.close()
 
@@ -371,55 +368,118 @@ class RedisClusterServer:
         While the slot is in this state, a key still on the source is served there and a
         missing one is answered with an ``ASK`` redirect to the target."""
         source = self.node_serving(slot)
+        source_id, target_id = self._node_id(source), self._node_id(target)
         source_admin, target_admin = source.client(), target.client()
         try:
-            source_id = source_admin.cluster("myid")
-            target_id = target_admin.cluster("myid")
-            target_admin.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
-            source_admin.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+            target_admin.cluster("setslot", slot, "importing", source_id)
+            source_admin.cluster("setslot", slot, "migrating", target_id)
         finally:
             source_admin.close()
             target_admin.close()
         return source
 
-    def finish_slot_migration(self, slot: int, source: RedisServer, target: RedisServer) -> None:
-        """``MIGRATE`` every key of ``slot`` from ``source`` to ``target`` and assign the
-        slot to ``target`` on every master (``CLUSTER SETSLOT ... NODE``)."""
-        source_admin, target_admin = source.client(), target.client()
+    def move_slot_keys(self, slot: int, source: RedisServer, target: RedisServer) -> None:
+        """``MIGRATE`` every key of ``slot`` from ``source`` to ``target``; after
+        :meth:`begin_slot_migration`, the source then answers every command on the slot
+        with an ``ASK`` redirect."""
+        source_admin = source.client()
         try:
             while keys := source_admin.cluster("getkeysinslot", slot, 100):
-                source_admin.execute_command(
-                    "MIGRATE", target.host, target.port, "", 0, 5_000, "KEYS", *keys
-                )
-            target_id = target_admin.cluster("myid")
-            for node in self.running_nodes():
-                admin = node.client()
-                try:
-                    if admin.execute_command("ROLE")[0] == b"master":
-                        admin.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
-                finally:
-                    admin.close()
+                source_admin.migrate(target.host, target.port, keys, 0, 5_000)
         finally:
             source_admin.close()
-            target_admin.close()
+
+    def assign_slot(self, slot: int, target: RedisServer) -> None:
+        """End a migration: every master assigns ``slot`` to ``target``
+        (``CLUSTER SETSLOT ... NODE``), and clients still asking the source get ``MOVED``."""
+        target_id = self._node_id(target)
+        for node in self.master_nodes():
+            admin = node.client()
+            try:
+                admin.cluster("setslot", slot, "node", target_id)
+            finally:
+                admin.close()
+
+    def master_nodes(self) -> list[RedisServer]:
+        """The running nodes that are masters."""
+        return [node for node in self.running_nodes() if self._role(node) == "master"]
+
+    def replicas_of(self, master: RedisServer) -> list[RedisServer]:
+        """The running nodes replicating ``master``."""
+        master_id = self._node_id(master)
+        admin = self.running_nodes()[0].client()
+        try:
+            nodes = admin.cluster("nodes")
+        finally:
+            admin.close()
+        ports = {
+            int(address.rsplit(":", 1)[1].split("@")[0])
+            for address, entry in nodes.items()
+            if entry["master_id"] == master_id
+        }
+        return [node for node in self.running_nodes() if node.port in ports]
+
+    @staticmethod
+    def _node_id(node: RedisServer) -> str:
+        admin = node.client()
+        try:
+            node_id = admin.cluster("myid")
+        finally:
+            admin.close()
+        return node_id.decode() if isinstance(node_id, bytes) else str(node_id)
+
+    @staticmethod
+    def _role(node: RedisServer) -> str:
+        admin = node.client()
+        try:
+            role = admin.role()[0]
+        finally:
+            admin.close()
+        return role.decode() if isinstance(role, bytes) else str(role)
+
+    def wait_until_replicated(self, master: RedisServer, timeout: float = 10.0) -> None:
+        """Wait until every replica of ``master`` has acknowledged all its writes so far."""
+        admin = master.client()
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                info = admin.info("replication")
+                offset = info["master_repl_offset"]
+                acked = [
+                    value["offset"]
+                    for name, value in info.items()
+                    if name.startswith("slave") and isinstance(value, dict)
+                ]
+                if acked and all(ack >= offset for ack in acked):
+                    return
+                if time.monotonic() > deadline:
+                    raise RedisServerError(f"the replicas of port {master.port} lag behind")
+                time.sleep(0.02)
+        finally:
+            admin.close()
 
     def kill_master_of(self, slot: int) -> RedisServer:
         """Kill (``SIGKILL``) the master serving ``slot`` and wait until one of its
         replicas has taken over and every surviving node sees the cluster ok again."""
         master = self.node_serving(slot)
         master.kill()
+        self.wait_for_failover(slot, master)
+        return master
+
+    def wait_for_failover(self, slot: int, old_master: RedisServer) -> None:
+        """Wait until a node other than ``old_master`` serves ``slot`` and every
+        surviving node sees the cluster ok again."""
         deadline = time.monotonic() + 20.0
-        while self.node_serving(slot) is master:
+        while self.node_serving(slot) is old_master:
             if time.monotonic() > deadline:
                 raise RedisServerError(f"no replica took over slot {slot}")
             time.sleep(0.05)
         self.wait_until_ok(expected_masters=self.masters)
-        return master
 
 
 def _slot_ranges(admin: redis.Redis) -> list[tuple[int, int, str, int]]:
     ranges: list[tuple[int, int, str, int]] = []
-    for entry in admin.execute_command("CLUSTER", "SLOTS"):
+    for entry in admin.cluster("slots"):
         start, end, master = entry[0], entry[1], entry[2]
         host = master[0].decode() if isinstance(master[0], bytes) else master[0]
         ranges.append((int(start), int(end), host, int(master[1])))

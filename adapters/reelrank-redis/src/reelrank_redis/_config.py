@@ -32,7 +32,8 @@ class RedisConfig(AdapterSettings):
     url: SecretStr = Field(
         default=SecretStr("redis://127.0.0.1:6379/0"), min_length=1, max_length=2048
     )
-    """Server URL (``redis://``, ``rediss://`` or ``unix://``), used by :func:`connect`.
+    """Server URL (``redis://``, ``rediss://`` or ``unix://``), used by :func:`connect`;
+    with ``cluster``, the URL of any node of the cluster.
 
     A secret, because it may carry the password (``redis://:password@host:6379/0``):
     it is masked in reprs and errors.

@@ -58,6 +58,8 @@ SNAPSHOT_ITEMS = 500
 WARM_USERS = 100 if QUICK else 1_000
 WARM_ITEMS = 200
 CANDIDATES = 100 if QUICK else 1_000
+# Keys of the "bench" prefix the benchmarks read directly.
+_KEYS = reelrank_redis._keys.KeyLayout("bench")
 TIMED_CALLS = 200 if QUICK else 3_000
 FEED_USERS = 100 if QUICK else 1_000
 PAGE_SIZE = 20
@@ -141,7 +143,7 @@ def test_snapshot_put(benchmark: Any, client: Any, config: Any) -> None:
     _record(benchmark, f"snapshot put ({SNAPSHOT_ITEMS} items)", p50, p99)
     benchmark(cache.put, snapshot, ttl_seconds=600)
     assert cache.get(1) == snapshot
-    usage = client.memory_usage("bench:feed:v1:-:1", samples=0)
+    usage = client.memory_usage(_KEYS.feed(1, None), samples=0)
     benchmark.extra_info["memory_usage_bytes"] = usage
     SUMMARY.append(f"redis {SNAPSHOT_ITEMS}-item snapshot: MEMORY USAGE {usage} bytes")
 
@@ -229,7 +231,7 @@ def test_seen_membership_per_item(
 ) -> None:
     seen, candidates, since = seen_world
     found = benchmark.pedantic(
-        _per_item, args=(client, "bench:seen:v1:1", candidates), rounds=5, warmup_rounds=1
+        _per_item, args=(client, _KEYS.seen(1), candidates), rounds=5, warmup_rounds=1
     )
     assert found == seen.seen_among(1, candidates, since=since)
 
@@ -239,7 +241,7 @@ def test_seen_membership_bulk(
 ) -> None:
     seen, candidates, since = seen_world
     bulk = _mean_seconds(lambda: seen.seen_among(1, candidates, since=since), repeat=10)
-    per_item = _mean_seconds(lambda: _per_item(client, "bench:seen:v1:1", candidates))
+    per_item = _mean_seconds(lambda: _per_item(client, _KEYS.seen(1), candidates))
     benchmark.extra_info["speedup_vs_per_item"] = round(per_item / bulk, 2)
     SUMMARY.append(
         f"redis seen membership, {CANDIDATES} candidates: ZMSCORE {bulk * 1e6:.0f} us, "

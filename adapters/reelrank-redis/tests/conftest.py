@@ -3,6 +3,10 @@
 ``redis_server`` is one server for the whole session; every test gets a fresh key
 prefix on a flushed database through ``redis_config`` / ``redis_client``. Tests that
 pause or kill a server use ``fault_server``, a separate instance of their own.
+
+``redis_cluster`` is a three-master Redis Cluster for the session, reached through
+``cluster_config`` / ``cluster_client``; ``any_config`` / ``any_client`` run a test
+once on the single server and once on the cluster.
 """
 
 from __future__ import annotations
@@ -13,8 +17,8 @@ from pathlib import Path
 
 import pytest
 import redis
-from reelrank_redis import RedisConfig, connect
-from reelrank_redis.testing import RedisServer, find_redis_server
+from reelrank_redis import RedisClient, RedisConfig, connect
+from reelrank_redis.testing import RedisClusterServer, RedisServer, find_redis_server
 
 _prefixes = itertools.count()
 
@@ -66,3 +70,48 @@ def fault_server(tmp_path: Path) -> Iterator[RedisServer]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServer]:
+    """One three-master cluster for the session."""
+    _require_redis_server()
+    with RedisClusterServer(tmp_path_factory.mktemp("redis-cluster")) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def cluster_config(redis_cluster: RedisClusterServer) -> RedisConfig:
+    """Settings pointing at the session cluster (flushed), with a prefix of the test's own."""
+    redis_cluster.flush()
+    return RedisConfig(
+        url=redis_cluster.url,
+        cluster=True,
+        prefix=f"test{next(_prefixes)}",
+        socket_timeout_seconds=2.0,
+        connect_timeout_seconds=2.0,
+    )
+
+
+@pytest.fixture
+def cluster_client(cluster_config: RedisConfig) -> Iterator[RedisClient]:
+    """A cluster client built by the adapter's own factory, closed after the test."""
+    client = connect(cluster_config)
+    yield client
+    client.close()
+
+
+@pytest.fixture(params=["standalone", "cluster"])
+def any_config(request: pytest.FixtureRequest) -> RedisConfig:
+    """``redis_config`` or ``cluster_config``: the test runs on both."""
+    name = "redis_config" if request.param == "standalone" else "cluster_config"
+    config: RedisConfig = request.getfixturevalue(name)
+    return config
+
+
+@pytest.fixture
+def any_client(any_config: RedisConfig) -> Iterator[RedisClient]:
+    """A client of ``any_config`` built by the adapter's factory, closed after the test."""
+    client = connect(any_config)
+    yield client
+    client.close()

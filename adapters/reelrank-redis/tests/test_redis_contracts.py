@@ -1,10 +1,10 @@
-"""The Redis stores pass reelrank's reusable contract suite against a real server."""
+"""The Redis stores pass reelrank's reusable contract suite against a real server and a
+real three-master Redis Cluster (every test runs on both)."""
 
 from __future__ import annotations
 
 import pytest
-import redis
-from reelrank_redis import RedisConfig, RedisEventStore, RedisFeedCache, RedisSeenStore
+from reelrank_redis import RedisClient, RedisConfig, RedisEventStore, RedisFeedCache, RedisSeenStore
 
 from reelrank.testing import (
     AtomicSeenStoreContract,
@@ -20,23 +20,23 @@ class TestRedisFeedCache(FeedCacheContract):
     """Redis expires keys on its own clock, so ``advance`` keeps the contract's real sleep."""
 
     @pytest.fixture
-    def feed_cache(self, redis_client: redis.Redis, redis_config: RedisConfig) -> RedisFeedCache:
-        return RedisFeedCache(redis_client, redis_config)
+    def feed_cache(self, any_client: RedisClient, any_config: RedisConfig) -> RedisFeedCache:
+        return RedisFeedCache(any_client, any_config)
 
 
 class TestRedisSeenStore(SeenStoreContract):
     @pytest.fixture
-    def seen_store(self, redis_client: redis.Redis, redis_config: RedisConfig) -> RedisSeenStore:
-        return RedisSeenStore(redis_client, redis_config)
+    def seen_store(self, any_client: RedisClient, any_config: RedisConfig) -> RedisSeenStore:
+        return RedisSeenStore(any_client, any_config)
 
 
 class TestRedisAtomicSeenStore(AtomicSeenStoreContract):
     @pytest.fixture
-    def seen_store(self, redis_client: redis.Redis, redis_config: RedisConfig) -> RedisSeenStore:
-        return RedisSeenStore(redis_client, redis_config)
+    def seen_store(self, any_client: RedisClient, any_config: RedisConfig) -> RedisSeenStore:
+        return RedisSeenStore(any_client, any_config)
 
 
 class TestRedisEventStore(EventStoreContract):
     @pytest.fixture
-    def event_store(self, redis_client: redis.Redis, redis_config: RedisConfig) -> RedisEventStore:
-        return RedisEventStore(redis_client, redis_config)
+    def event_store(self, any_client: RedisClient, any_config: RedisConfig) -> RedisEventStore:
+        return RedisEventStore(any_client, any_config)

@@ -77,7 +77,7 @@ def _mark_everyone_seen(seen: RedisSeenStore) -> None:
 
 
 def _users_with_seen_sets(client: redis.Redis) -> int:
-    return sum(client.exists(f"app:seen:v1:{user}") for user in range(1, USERS + 1))
+    return sum(client.exists(f"app:seen:v2:{{u{user}}}") for user in range(1, USERS + 1))
 
 
 def test_recommended_layout_keeps_seen_sets_under_cache_pressure(

@@ -113,9 +113,7 @@ def test_a_paused_server_fails_every_call_within_the_deadline(
         fault_server.resume()
 
 
-def test_calls_recover_after_the_server_resumes(
-    fault_server: RedisServer, stores: Stores
-) -> None:
+def test_calls_recover_after_the_server_resumes(fault_server: RedisServer, stores: Stores) -> None:
     snapshot = make_snapshot(1)
     stores.cache.put(snapshot, ttl_seconds=60)
     fault_server.pause()

@@ -90,17 +90,17 @@ def test_snapshots_live_under_versioned_keys_with_a_ttl(
     cache = RedisFeedCache(redis_client, redis_config)
     snapshot = make_snapshot(42, [1, 2, 3], variant="treatment")
     cache.put(snapshot, ttl_seconds=30)
-    key = f"{redis_config.prefix}:feed:v1:treatment:42"
+    key = f"{redis_config.prefix}:feed:v2:{{u42}}:treatment"
     assert redis_client.get(key) == encode_snapshot(snapshot)
     assert 29_000 < redis_client.pttl(key) <= 30_000
     cache.put(make_snapshot(42, [1]), ttl_seconds=30)
-    assert redis_client.exists(f"{redis_config.prefix}:feed:v1:-:42") == 1
+    assert redis_client.exists(f"{redis_config.prefix}:feed:v2:{{u42}}:-") == 1
 
 
 def test_unreadable_bytes_raise_a_store_error(
     redis_client: redis.Redis, redis_config: RedisConfig
 ) -> None:
-    redis_client.set(f"{redis_config.prefix}:feed:v1:-:7", b"not a snapshot")
+    redis_client.set(f"{redis_config.prefix}:feed:v2:{{u7}}:-", b"not a snapshot")
     cache = RedisFeedCache(redis_client, redis_config)
     with pytest.raises(StoreError) as info:
         cache.get(7)
@@ -150,10 +150,10 @@ def test_invalidate_user_leaves_other_users_and_stale_index_entries_harmless(
     cache.put(make_snapshot(1, variant="a"), ttl_seconds=60)
     cache.put(make_snapshot(1, variant="b"), ttl_seconds=60)
     cache.put(make_snapshot(10, variant="a"), ttl_seconds=60)
-    redis_client.delete(f"{redis_config.prefix}:feed:v1:b:1")
+    redis_client.delete(f"{redis_config.prefix}:feed:v2:{{u1}}:b")
     assert cache.invalidate_user(1) == 1
     assert cache.get(10, "a") is not None
-    assert redis_client.exists(f"{redis_config.prefix}:feedvariants:v1:1") == 0
+    assert redis_client.exists(f"{redis_config.prefix}:feedvariants:v2:{{u1}}") == 0
 
 
 # -- namespacing ------------------------------------------------------------------------
@@ -204,7 +204,7 @@ def test_seen_sets_are_trimmed_to_the_window_and_expire(
     seen.mark_seen(1, [1, 2], EPOCH - timedelta(days=3))
     seen.mark_seen(1, [3], EPOCH - timedelta(hours=12))
     seen.mark_seen(1, [4], EPOCH)
-    key = f"{config.prefix}:seen:v1:1"
+    key = f"{config.prefix}:seen:v2:{{u1}}"
     assert redis_client.zrange(key, 0, -1) == [id_member(3), id_member(4)]
     assert 86_390 < redis_client.ttl(key) <= 86_400
 
@@ -217,7 +217,7 @@ def test_seen_sets_keep_only_the_newest_items(
         ids = list(range(batch * 50 + 1, batch * 50 + 51))
         seen.mark_seen(1, ids, EPOCH + timedelta(minutes=batch))
     since = EPOCH - timedelta(days=1)
-    assert redis_client.zcard(f"{redis_config.prefix}:seen:v1:1") == 100
+    assert redis_client.zcard(f"{redis_config.prefix}:seen:v2:{{u1}}") == 100
     assert seen.seen_among(1, list(range(1, 251)), since=since) == set(range(151, 251))
 
 
@@ -240,7 +240,13 @@ def test_event_ids_are_remembered_with_an_expiry(
     events = RedisEventStore(redis_client, config)
     event = make_event("like")
     assert events.append(event, creator_id=1)
-    assert 3_590 < redis_client.ttl(f"{config.prefix}:event:v1:{event.event_id}") <= 3_600
+    # Recorded twice: next to the video's counters (in bucket video id mod 32) and
+    # next to the user's affinity.
+    for key in (
+        f"{config.prefix}:event:v2:{{b{event.video_id % 32}}}:{event.event_id}",
+        f"{config.prefix}:credited:v2:{{u{event.user_id}}}:{event.event_id}",
+    ):
+        assert 3_590 < redis_client.ttl(key) <= 3_600
 
 
 def test_counters_expire_when_configured(
@@ -250,11 +256,12 @@ def test_counters_expire_when_configured(
     events = RedisEventStore(redis_client, config)
     events.append(make_event("watch", completion=0.5, video_id=3), creator_id=1)
     events.append(make_event("like", video_id=3), creator_id=1)
-    for key in ("video:v1:3", "likers:v1:3", f"affinity:v1:{make_event('like').user_id}"):
+    user_id = make_event("like").user_id
+    for key in ("video:v2:{b3}:3", "likers:v2:{b3}:3", f"affinity:v2:{{u{user_id}}}"):
         assert 590 < redis_client.ttl(f"{config.prefix}:{key}") <= 600
     kept = RedisEventStore(redis_client, _config(redis_config, prefix="keep"))
     kept.append(make_event("watch", completion=0.5, video_id=3), creator_id=1)
-    assert redis_client.ttl("keep:video:v1:3") == -1
+    assert redis_client.ttl("keep:video:v2:{b3}:3") == -1
 
 
 def test_concurrent_redelivery_is_applied_once(

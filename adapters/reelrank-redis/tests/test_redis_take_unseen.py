@@ -97,7 +97,7 @@ def test_take_unseen_walks_past_the_script_slice_and_trims_like_mark_seen(
     )
     assert taken == list(range(1_201, 1_701))
     # 1,700 marked, 1,500 kept: the oldest 200 went.
-    assert redis_client.zcard(f"{redis_config.prefix}:seen:v1:1") == 1_500
+    assert redis_client.zcard(f"{redis_config.prefix}:seen:v2:{{u1}}") == 1_500
     assert store.recently_seen(1, since=EPOCH, limit=1) == [1_700]
 
 

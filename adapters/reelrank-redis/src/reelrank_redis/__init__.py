@@ -2,7 +2,7 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
-from ._config import RedisConfig, client_bounds_calls, connect
+from ._config import RedisClient, RedisConfig, client_bounds_calls, connect
 from ._event_store import RedisEventStore
 from ._feed_cache import FeedCacheStats, RedisFeedCache
 from ._seen_store import RedisSeenStore
@@ -14,6 +14,7 @@ except PackageNotFoundError:  # a source tree that was never installed
 
 __all__ = [
     "FeedCacheStats",
+    "RedisClient",
     "RedisConfig",
     "RedisEventStore",
     "RedisFeedCache",

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import redis
-
-from ._config import RedisConfig, client_bounds_calls
+from ._config import RedisClient, RedisConfig, client_bounds_calls
 from ._keys import KeyLayout
 
 __all__ = ["RedisStore"]
@@ -15,7 +13,7 @@ class RedisStore:
     and the key layout of ``config.prefix``, and tells the feed service whether the
     client's own timeouts bound each call."""
 
-    def __init__(self, client: redis.Redis, config: RedisConfig | None = None) -> None:
+    def __init__(self, client: RedisClient, config: RedisConfig | None = None) -> None:
         self._client = client
         self._config = config or RedisConfig()
         self._keys = KeyLayout(self._config.prefix)

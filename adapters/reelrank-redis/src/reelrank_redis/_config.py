@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any, TypeAlias
+
 import redis
 from pydantic import Field, SecretStr
 from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
 from redis.retry import Retry
 
 from reelrank.stores.adapter import AdapterSettings
 
-__all__ = ["RedisConfig", "client_bounds_calls", "connect"]
+__all__ = ["RedisClient", "RedisConfig", "client_bounds_calls", "connect"]
+
+RedisClient: TypeAlias = redis.Redis | RedisCluster
+"""What the stores accept: a single-server client or a Redis Cluster client."""
 
 _DAY_SECONDS = 86_400
 
@@ -26,7 +32,8 @@ class RedisConfig(AdapterSettings):
     url: SecretStr = Field(
         default=SecretStr("redis://127.0.0.1:6379/0"), min_length=1, max_length=2048
     )
-    """Server URL (``redis://``, ``rediss://`` or ``unix://``), used by :func:`connect`.
+    """Server URL (``redis://``, ``rediss://`` or ``unix://``), used by :func:`connect`;
+    with ``cluster``, the URL of any node of the cluster.
 
     A secret, because it may carry the password (``redis://:password@host:6379/0``):
     it is masked in reprs and errors.
@@ -43,7 +50,11 @@ class RedisConfig(AdapterSettings):
     Timeouts are never retried, so a hung server costs one ``socket_timeout_seconds``, not several.
     """
     max_connections: int = Field(default=64, ge=1, le=10_000)
-    """Size of the connection pool :func:`connect` builds."""
+    """Size of the connection pool :func:`connect` builds (per node on a cluster)."""
+    cluster: bool = False
+    """Whether ``url`` names one node of a Redis Cluster: :func:`connect` then builds a
+    :class:`redis.cluster.RedisCluster`, which discovers the other nodes and follows
+    ``MOVED`` and ``ASK`` redirects."""
     seen_window_seconds: int = Field(default=30 * _DAY_SECONDS, ge=1, le=3650 * _DAY_SECONDS)
     """How long a seen video stays seen; older entries are trimmed on write."""
     seen_max_items: int = Field(default=5_000, ge=1, le=10_000_000)
@@ -56,8 +67,25 @@ class RedisConfig(AdapterSettings):
     store has caught up."""
 
 
-def connect(config: RedisConfig) -> redis.Redis:
-    """Build a client for ``config.url`` with the config's timeouts and retry policy.
+class _BoundedRedisCluster(RedisCluster):
+    """A cluster client that retries a call after a connection error or a cluster
+    reconfiguration, but never after a timeout, like :func:`connect`'s single-server client.
+
+    redis-py's cluster client retries timeouts too (and refreshes its topology in
+    between), so one paused node would cost a call several ``socket_timeout_seconds``.
+    """
+
+    # redis-py annotates the attribute as the exact tuple of its own four error types.
+    ERRORS_ALLOW_RETRY = (  # type: ignore[assignment]
+        redis.exceptions.ConnectionError,
+        redis.exceptions.ClusterDownError,
+        redis.exceptions.SlotNotCoveredError,
+    )
+
+
+def connect(config: RedisConfig) -> RedisClient:
+    """Build a client for ``config.url`` with the config's timeouts and retry policy:
+    a :class:`redis.Redis`, or a :class:`redis.cluster.RedisCluster` when ``config.cluster``.
 
     The stores take a ready client, so an application may also pass its own; it should
     then set short timeouts itself.
@@ -67,6 +95,14 @@ def connect(config: RedisConfig) -> redis.Redis:
         config.connection_retries,
         supported_errors=(redis.exceptions.ConnectionError,),
     )
+    if config.cluster:
+        return _BoundedRedisCluster.from_url(
+            config.url.get_secret_value(),
+            socket_timeout=config.socket_timeout_seconds,
+            socket_connect_timeout=config.connect_timeout_seconds,
+            retry=retry,
+            max_connections=config.max_connections,
+        )
     return redis.Redis.from_url(
         config.url.get_secret_value(),
         socket_timeout=config.socket_timeout_seconds,
@@ -76,18 +112,28 @@ def connect(config: RedisConfig) -> redis.Redis:
     )
 
 
-def client_bounds_calls(client: redis.Redis, config: RedisConfig) -> bool:
+def client_bounds_calls(client: RedisClient, config: RedisConfig) -> bool:
     """Whether every call on ``client`` ends within ``config``'s short timeouts.
 
     True when the client's socket and connect timeouts are set and no longer than the
     config's, and it retries no more often than ``connection_retries`` (as
-    :func:`connect` builds it). A store on such a client tells the feed service
-    it bounds its own calls, so the service calls it on the request's thread.
+    :func:`connect` builds it). A cluster client must also not retry after a timeout
+    (redis-py's own does; :func:`connect`'s does not); its timeouts are those of the
+    per-node connection pools. A store on such a client tells the feed service it
+    bounds its own calls, so the service calls it on the request's thread.
     """
-    kwargs = client.connection_pool.connection_kwargs
+    kwargs: dict[str, Any]
+    retry: Retry | None
+    if isinstance(client, RedisCluster):
+        kwargs = client.nodes_manager.connection_kwargs
+        retry = client.retry
+        if redis.exceptions.TimeoutError in type(client).ERRORS_ALLOW_RETRY:
+            return False
+    else:
+        kwargs = client.connection_pool.connection_kwargs
+        retry = client.get_retry()
     socket_timeout = kwargs.get("socket_timeout")
     connect_timeout = kwargs.get("socket_connect_timeout")
-    retry = client.get_retry()
     return (
         isinstance(socket_timeout, int | float)
         and 0 < socket_timeout <= config.socket_timeout_seconds

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from collections.abc import Sequence
 from typing import Any, cast
-
-import redis
 
 from reelrank import (
     EngagementEvent,
@@ -18,9 +18,9 @@ from reelrank import (
 from reelrank.stores.adapter import check_id, check_ids, check_limit
 
 from ._base import RedisStore
-from ._config import RedisConfig
+from ._config import RedisClient, RedisConfig
 from ._errors import store_errors
-from ._keys import id_member, member_id
+from ._keys import BUCKETS, id_member, member_id
 
 __all__ = ["RedisEventStore"]
 
@@ -29,20 +29,26 @@ STORE_NAME = "events"
 _COUNTER_FIELDS = ("views", "completion_sum", "likes", "shares", "comments")
 _TOTAL_FIELD = "total"
 
-# One event, applied atomically: the SET NX on the event id decides whether anything
-# else happens, so a redelivered event changes nothing, even when two processes
-# receive it at the same moment.
-#   KEYS: event id, video counters, likers, user's affinity credit, popularity
-#   ARGV: id ttl, kind, user id, creator id, completion, credit, counters ttl ('' = none),
-#         video member
-_APPEND_SCRIPT = """
-if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
+# An event is applied in two halves, each an atomic script on one slot, because its
+# video's keys and its user's keys live in different slots of a cluster.
+#
+# The video half, on the slot of the video's bucket: unless the event id is already
+# recorded there, update the video's counters, likers and popularity, and record the
+# event id together with whether the event earns affinity credit (a like of a video the
+# user already liked does not). Returns that flag, as recorded, either way, so a retry
+# after a crash between the halves credits the user exactly as the first attempt would
+# have.
+#   KEYS: event counted, video counters, likers, popularity bucket
+#   ARGV: id ttl, kind, user id, completion, counters ttl ('' = none), video member
+_VIDEO_HALF_SCRIPT = """
+local recorded = redis.call('GET', KEYS[1])
+if recorded then return tonumber(recorded) end
 local kind = ARGV[2]
-local credited = true
+local credited = 1
 if kind == 'watch' then
   redis.call('HINCRBY', KEYS[2], 'views', 1)
-  redis.call('HINCRBYFLOAT', KEYS[2], 'completion_sum', ARGV[5])
-  redis.call('ZINCRBY', KEYS[5], -1, ARGV[8])
+  redis.call('HINCRBYFLOAT', KEYS[2], 'completion_sum', ARGV[4])
+  redis.call('ZINCRBY', KEYS[4], -1, ARGV[6])
 elseif kind == 'share' then
   redis.call('HINCRBY', KEYS[2], 'shares', 1)
 elseif kind == 'comment' then
@@ -51,23 +57,37 @@ elseif kind == 'like' then
   if redis.call('SADD', KEYS[3], ARGV[3]) == 1 then
     redis.call('HINCRBY', KEYS[2], 'likes', 1)
   else
-    credited = false
+    credited = 0
   end
 else
   if redis.call('SREM', KEYS[3], ARGV[3]) == 1 then
     redis.call('HINCRBY', KEYS[2], 'likes', -1)
   else
-    credited = false
+    credited = 0
   end
 end
-if credited then
-  redis.call('HINCRBYFLOAT', KEYS[4], ARGV[4], ARGV[6])
-  redis.call('HINCRBYFLOAT', KEYS[4], 'total', ARGV[6])
-end
-if ARGV[7] ~= '' then
-  for i = 2, 4 do
-    if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('EXPIRE', KEYS[i], ARGV[7]) end
+redis.call('SET', KEYS[1], credited, 'EX', ARGV[1])
+if ARGV[5] ~= '' then
+  for i = 2, 3 do
+    if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('EXPIRE', KEYS[i], ARGV[5]) end
   end
+end
+return credited
+"""
+
+# The user half, on the slot of the user's hash tag: unless the event id is already
+# recorded there, add the credit to the user's affinity. Returns 1 when this call
+# recorded the event, 0 for a duplicate.
+#   KEYS: event credited, user's affinity credit
+#   ARGV: id ttl, creator id, credit, credited ('1' or '0'), counters ttl ('' = none)
+_USER_HALF_SCRIPT = """
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
+if ARGV[4] == '1' then
+  redis.call('HINCRBYFLOAT', KEYS[2], ARGV[2], ARGV[3])
+  redis.call('HINCRBYFLOAT', KEYS[2], 'total', ARGV[3])
+end
+if ARGV[5] ~= '' and redis.call('EXISTS', KEYS[2]) == 1 then
+  redis.call('EXPIRE', KEYS[2], ARGV[5])
 end
 return 1
 """
@@ -84,22 +104,30 @@ def _float(value: Any) -> float:
 class RedisEventStore(RedisStore):
     """Engagement aggregates kept as Redis counters, updated as events arrive.
 
-    :meth:`append` runs one Lua script: ``SET NX EX`` on the event id (kept for
-    ``idempotency_ttl_seconds``, longer than any client retries), then ``HINCRBY`` on
-    the video's counters, the likers set, the user's affinity credit and the
-    popularity sorted set. An event id is applied once while it is remembered.
+    :meth:`append` runs two Lua scripts, each atomic on one slot of a cluster: the
+    video half records the event id next to the video's counters and updates them, the
+    likers set and the video's popularity bucket; the user half records the event id
+    next to the user's affinity and adds the credit. Each half applies an event id once
+    while it is remembered (``idempotency_ttl_seconds``, longer than any client
+    retries), so a call that dies between the halves is completed by its retry, and
+    nothing is counted twice.
 
     Used next to an analytics store, the counters feed fresh engagement into ranking
     before the analytics store has caught up; set ``counters_ttl_seconds`` so they then
     fade away. Failures raise :class:`~reelrank.StoreError` (``store="events"``).
     """
 
-    def __init__(self, client: redis.Redis, config: RedisConfig | None = None) -> None:
+    def __init__(self, client: RedisClient, config: RedisConfig | None = None) -> None:
         super().__init__(client, config)
-        self._append_script = client.register_script(_APPEND_SCRIPT)
+        self._video_half = client.register_script(_VIDEO_HALF_SCRIPT)
+        self._user_half = client.register_script(_USER_HALF_SCRIPT)
 
     def append(self, event: EngagementEvent, *, creator_id: int) -> bool:
-        """Apply an event once per ``event_id``; ``False`` for a duplicate."""
+        """Apply an event once per ``event_id``; ``False`` for a duplicate.
+
+        ``True`` goes to the one call that completed the event (its user half), also
+        when an earlier attempt had applied only the video half before failing.
+        """
         if not isinstance(event, EngagementEvent):
             raise InvalidInputError(
                 "event", f"must be an EngagementEvent, got {type(event).__name__}"
@@ -110,25 +138,35 @@ class RedisEventStore(RedisStore):
         credit = affinity_credit(event.kind, event.completion)
         config = self._config
         keys = self._keys
-        counters_ttl = config.counters_ttl_seconds
+        counters_ttl = "" if config.counters_ttl_seconds is None else config.counters_ttl_seconds
         with store_errors(STORE_NAME, "append"):
-            applied = self._append_script(
+            credited = self._video_half(
                 keys=[
-                    keys.event(event.event_id),
+                    keys.event_counted(event.video_id, event.event_id),
                     keys.video_counters(event.video_id),
                     keys.likers(event.video_id),
-                    keys.affinity(event.user_id),
-                    keys.popular(),
+                    keys.popular(keys.bucket_of(event.video_id)),
                 ],
                 args=[
                     config.idempotency_ttl_seconds,
                     event.kind.value,
                     event.user_id,
-                    creator_id,
                     repr(event.completion or 0.0),
-                    repr(credit),
-                    "" if counters_ttl is None else counters_ttl,
+                    counters_ttl,
                     id_member(event.video_id),
+                ],
+            )
+            applied = self._user_half(
+                keys=[
+                    keys.event_credited(event.user_id, event.event_id),
+                    keys.affinity(event.user_id),
+                ],
+                args=[
+                    config.idempotency_ttl_seconds,
+                    creator_id,
+                    repr(credit),
+                    int(credited),
+                    counters_ttl,
                 ],
             )
         return bool(applied)
@@ -178,13 +216,25 @@ class RedisEventStore(RedisStore):
         """Most viewed video ids, most views first, ties by lower id.
 
         Views are kept negated, so an ascending ``ZRANGE`` lists the most viewed first
-        and breaks ties by the byte order of the members, which is the id order.
+        and breaks ties by the byte order of the members, which is the id order. Each
+        bucket gives its first ``limit``; merging them in that same order gives the
+        global first ``limit``.
         """
         check_limit("limit", limit)
         if limit == 0:
             return []
         with store_errors(STORE_NAME, "popular_video_ids"):
-            members = self._client.zrange(
-                self._keys.popular(), "-inf", -1, byscore=True, offset=0, num=limit
-            )
-        return [member_id(member) for member in cast("list[bytes]", members)]
+            pipe = self._client.pipeline(transaction=False)
+            for bucket in range(BUCKETS):
+                pipe.zrange(
+                    self._keys.popular(bucket),
+                    "-inf",
+                    -1,
+                    byscore=True,
+                    offset=0,
+                    num=limit,
+                    withscores=True,
+                )
+            rows = cast("list[list[tuple[bytes, float]]]", pipe.execute())
+        ranked = heapq.merge(*rows, key=lambda row: (row[1], row[0]))
+        return [member_id(member) for member, _ in itertools.islice(ranked, limit)]

@@ -5,51 +5,43 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import redis
+from typing import Any, cast
 
 from reelrank import FeedSnapshot, InvalidInputError, StoreError
 from reelrank.stores.adapter import FeedKey, check_feed_key, check_id, check_ttl, check_variant
 
 from ._base import RedisStore
 from ._codec import SnapshotFormatError, decode_snapshot, encode_snapshot
-from ._config import RedisConfig
+from ._config import RedisClient, RedisConfig
 from ._errors import store_errors
-from ._keys import DEFAULT_VARIANT
+from ._keys import BUCKETS, DEFAULT_VARIANT
 
 __all__ = ["FeedCacheStats", "RedisFeedCache"]
 
 STORE_NAME = "cache"
 
-# Reads the snapshots and counts hits and misses in the same round trip, so the
-# statistics add up across every process that shares the Redis.
-_GET_SCRIPT = """
-local values = redis.call('MGET', unpack(KEYS, 2))
-local hits = 0
-for i = 1, #values do
-  if values[i] then hits = hits + 1 end
-end
-if hits > 0 then redis.call('HINCRBY', KEYS[1], 'hits', hits) end
-if hits < #values then redis.call('HINCRBY', KEYS[1], 'misses', #values - hits) end
-return values
-"""
-
-# Drops every variant the user has cached. Atomic, so a snapshot put concurrently is
-# either dropped together with its index entry or left fully in place.
+# Drops the variants listed in ARGV (their snapshot keys are KEYS[2..]) and the
+# user's variant index KEYS[1], atomically, so a snapshot put concurrently is either
+# dropped together with its index entry or left fully in place. Every key is declared,
+# so the script runs on the one slot of the user's hash tag. If the index lists a
+# variant the caller did not declare (one put since it read the index), nothing is
+# dropped and -1 tells the caller to read the index again.
 _INVALIDATE_SCRIPT = """
-local variants = redis.call('SMEMBERS', KEYS[1])
-local dropped = 0
-for i = 1, #variants do
-  dropped = dropped + redis.call('DEL', ARGV[1] .. variants[i] .. ARGV[2])
+local declared = {}
+for i = 1, #ARGV do declared[ARGV[i]] = true end
+for _, variant in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if not declared[variant] then return -1 end
 end
+local dropped = 0
+for i = 2, #KEYS do dropped = dropped + redis.call('DEL', KEYS[i]) end
 redis.call('DEL', KEYS[1])
 return dropped
 """
 
-# Lua's unpack() is limited by the C stack; larger reads are split into chunks.
-_MAX_KEYS_PER_SCRIPT = 1_000
+# Reads (GETs) and writes are pipelined in chunks of this many keys.
 _PIPELINE_CHUNK = 500
+# invalidate_user re-reads the index at most this often when puts keep racing it.
+_INVALIDATE_ATTEMPTS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,18 +69,18 @@ class RedisFeedCache(RedisStore):
 
     Each snapshot is a string key with a millisecond TTL set by Redis itself, so
     expiry is measured on the server. A small set per user lists the variants
-    cached for it, which :meth:`invalidate_user` needs. Every lookup counts a hit or
-    a miss in a shared hash (see :meth:`stats`).
+    cached for it, which :meth:`invalidate_user` needs. Every lookup then counts its
+    hits and misses with ``HINCRBY`` on one of the statistics buckets (see :meth:`stats`).
 
-    ``client`` is a ready :class:`redis.Redis` (see :func:`~reelrank_redis.connect`);
+    ``client`` is a ready :class:`redis.Redis` or :class:`redis.cluster.RedisCluster`
+    (see :func:`~reelrank_redis.connect`);
     ``config`` supplies the key prefix. Any Redis failure raises
     :class:`~reelrank.StoreError` (``store="cache"``), timeouts
     :class:`~reelrank.StoreTimeoutError`.
     """
 
-    def __init__(self, client: redis.Redis, config: RedisConfig | None = None) -> None:
+    def __init__(self, client: RedisClient, config: RedisConfig | None = None) -> None:
         super().__init__(client, config)
-        self._get_script = client.register_script(_GET_SCRIPT)
         self._invalidate_script = client.register_script(_INVALIDATE_SCRIPT)
 
     # -- reads ------------------------------------------------------------------------
@@ -99,24 +91,49 @@ class RedisFeedCache(RedisStore):
         check_variant("variant", variant)
         key = self._keys.feed(user_id, variant)
         with store_errors(STORE_NAME, "get"):
-            values = self._get_script(keys=[self._keys.feed_stats(), key])
-        return self._decode(key, values[0])
+            value = self._client.get(key)
+        snapshot = self._decode(key, value)
+        found = int(snapshot is not None)
+        self._count("get", user_id, hits=found, misses=1 - found)
+        return snapshot
 
     def get_many(self, keys: Sequence[FeedKey]) -> dict[FeedKey, FeedSnapshot]:
-        """Live snapshots by key; missing or expired keys are omitted."""
+        """Live snapshots by key; missing or expired keys are omitted.
+
+        The reads are pipelined (on a cluster, grouped by node), not atomic together.
+        """
         unique = list(dict.fromkeys(check_feed_key("keys", key) for key in keys))
         result: dict[FeedKey, FeedSnapshot] = {}
-        stats_key = self._keys.feed_stats()
-        for start in range(0, len(unique), _MAX_KEYS_PER_SCRIPT):
-            chunk = unique[start : start + _MAX_KEYS_PER_SCRIPT]
+        for start in range(0, len(unique), _PIPELINE_CHUNK):
+            chunk = unique[start : start + _PIPELINE_CHUNK]
             redis_keys = [self._keys.feed(user_id, variant) for user_id, variant in chunk]
             with store_errors(STORE_NAME, "get_many"):
-                values = self._get_script(keys=[stats_key, *redis_keys])
+                pipe = self._client.pipeline(transaction=False)
+                for redis_key in redis_keys:
+                    pipe.get(redis_key)
+                values = pipe.execute()
             for feed_key, redis_key, value in zip(chunk, redis_keys, values, strict=True):
                 snapshot = self._decode(redis_key, value)
                 if snapshot is not None:
                     result[feed_key] = snapshot
+        if unique:
+            self._count(
+                "get_many", unique[0][0], hits=len(result), misses=len(unique) - len(result)
+            )
         return result
+
+    def _count(self, operation: str, user_id: int, *, hits: int, misses: int) -> None:
+        """Add to the shared statistics, in the bucket of ``user_id`` so that no single
+        hash takes every lookup's write. A separate command after the read, not part of
+        it: the read's keys and the statistics live in different slots of a cluster."""
+        key = self._keys.feed_stats(user_id % BUCKETS)
+        with store_errors(STORE_NAME, operation):
+            pipe = self._client.pipeline(transaction=False)
+            if hits:
+                pipe.hincrby(key, "hits", hits)
+            if misses:
+                pipe.hincrby(key, "misses", misses)
+            pipe.execute()
 
     @staticmethod
     def _decode(redis_key: str, value: Any) -> FeedSnapshot | None:
@@ -165,6 +182,7 @@ class RedisFeedCache(RedisStore):
         check_id("user_id", user_id)
         check_variant("variant", variant)
         with store_errors(STORE_NAME, "delete"):
+            # Both keys carry the user's hash tag, so the transaction is one slot's.
             pipe = self._client.pipeline(transaction=True)
             pipe.delete(self._keys.feed(user_id, variant))
             pipe.srem(self._keys.feed_variants(user_id), variant or DEFAULT_VARIANT)
@@ -172,24 +190,52 @@ class RedisFeedCache(RedisStore):
         return bool(deleted)
 
     def invalidate_user(self, user_id: int) -> int:
-        """Drop the user's snapshots of every variant; returns how many live ones were dropped."""
+        """Drop the user's snapshots of every variant; returns how many live ones were dropped.
+
+        Reads the user's variant index, then drops the listed snapshots and the index in
+        one script; a variant put in between makes the script refuse, and the index is
+        read again.
+        """
         check_id("user_id", user_id)
+        index_key = self._keys.feed_variants(user_id)
         with store_errors(STORE_NAME, "invalidate_user"):
-            dropped = self._invalidate_script(
-                keys=[self._keys.feed_variants(user_id)],
-                args=[self._keys.feed_variant_prefix(), f":{user_id}"],
-            )
-        return int(dropped)
+            for _ in range(_INVALIDATE_ATTEMPTS):
+                variants = sorted(
+                    member.decode()
+                    for member in cast("set[bytes]", self._client.smembers(index_key))
+                )
+                snapshot_keys = [
+                    self._keys.feed(user_id, None if variant == DEFAULT_VARIANT else variant)
+                    for variant in variants
+                ]
+                dropped = int(
+                    self._invalidate_script(keys=[index_key, *snapshot_keys], args=variants)
+                )
+                if dropped >= 0:
+                    return dropped
+        raise StoreError(
+            STORE_NAME,
+            f"invalidate_user: the variant index of user {user_id} kept changing",
+        )
 
     # -- statistics ---------------------------------------------------------------------
 
     def stats(self) -> FeedCacheStats:
         """Hits and misses counted so far by every process sharing this prefix."""
         with store_errors(STORE_NAME, "stats"):
-            hits, misses = self._client.hmget(self._keys.feed_stats(), ["hits", "misses"])
-        return FeedCacheStats(hits=int(hits or 0), misses=int(misses or 0))
+            pipe = self._client.pipeline(transaction=False)
+            for bucket in range(BUCKETS):
+                pipe.hmget(self._keys.feed_stats(bucket), ["hits", "misses"])
+            rows = pipe.execute()
+        return FeedCacheStats(
+            hits=sum(int(hits or 0) for hits, _ in rows),
+            misses=sum(int(misses or 0) for _, misses in rows),
+        )
 
     def reset_stats(self) -> None:
         """Start counting hits and misses from zero."""
         with store_errors(STORE_NAME, "reset_stats"):
-            self._client.delete(self._keys.feed_stats())
+            pipe = self._client.pipeline(transaction=False)
+            for bucket in range(BUCKETS):
+                pipe.delete(self._keys.feed_stats(bucket))
+            pipe.execute()

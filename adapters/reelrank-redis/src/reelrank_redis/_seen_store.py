@@ -7,12 +7,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-import redis
-
 from reelrank.stores.adapter import check_aware, check_id, check_ids, check_limit
 
 from ._base import RedisStore
-from ._config import RedisConfig
+from ._config import RedisClient, RedisConfig
 from ._errors import store_errors
 from ._keys import id_member, member_id
 from ._time import to_microseconds
@@ -83,7 +81,7 @@ class RedisSeenStore(RedisStore):
     :class:`~reelrank.StoreError` (``store="seen"``).
     """
 
-    def __init__(self, client: redis.Redis, config: RedisConfig | None = None) -> None:
+    def __init__(self, client: RedisClient, config: RedisConfig | None = None) -> None:
         super().__init__(client, config)
         self._take_unseen_script = client.register_script(_TAKE_UNSEEN_SCRIPT)
 

@@ -19,6 +19,7 @@ from reelrank_postgres import (
     SqlSearchIndex,
     SqlSeenStore,
 )
+
 from reelrank.testing import (
     CatalogContract,
     EngagementLogContract,

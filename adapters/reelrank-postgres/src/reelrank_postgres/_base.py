@@ -78,9 +78,10 @@ class SqlStore:
 class ReplicaReadStore(SqlStore):
     """A store whose reads that tolerate lag may run on a replica.
 
-    ``read_engine`` (a streaming replica of the primary, see :func:`~reelrank_postgres.connect_read`) takes
-    the reads that return what the store holds without writing; every write, and every
-    read inside a write's transaction, runs on ``engine``. Without it every statement
+    ``read_engine`` (a streaming replica of the primary, see
+    :func:`~reelrank_postgres.connect_read`) takes the reads that return what the store
+    holds without writing; every write, and every read inside a write's transaction,
+    runs on ``engine``. Without it every statement
     runs on ``engine``. A replica replays the primary's changes a little later, so a read
     right after a write may not see it yet (see the adapter's documentation on replicas).
     With ``verify_schema`` the replica's revision is checked as well: a replica that has

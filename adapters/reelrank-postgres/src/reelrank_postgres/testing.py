@@ -197,7 +197,7 @@ class PostgresServer(ServerProcess):
                 "-c", "synchronous_commit=off",
                 "-c", "full_page_writes=off",
                 "-c", "max_connections=100",
-                *(arg for name, value in self.settings.items() for arg in ("-c", f"{name}={value}")),
+                *(part for item in self.settings.items() for part in ("-c", "=".join(item))),
             ]
         )
         try:

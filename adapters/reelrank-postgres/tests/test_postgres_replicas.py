@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from pg_support import require_postgres
+from pg_support import TRUNCATE_ALL, require_postgres
 from reelrank_postgres import (
     SqlCatalog,
     SqlEventStore,
@@ -72,12 +72,7 @@ def delayed() -> Iterator[Delayed]:
 def stores(delayed: Delayed) -> Delayed:
     """The delayed pair, emptied and replayed."""
     with delayed.engine.begin() as connection:
-        connection.execute(
-            text(
-                "TRUNCATE seen_videos, affinity_totals, affinity_credits, video_likes, "
-                "video_stats, engagement_events, follows, videos, creators"
-            )
-        )
+        connection.execute(text(TRUNCATE_ALL))
     delayed.replica.wait_for_replay()
     return delayed
 

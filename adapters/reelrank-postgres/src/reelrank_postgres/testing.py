@@ -459,8 +459,8 @@ class PgBouncer(ServerProcess):
     connections to the ``postgres`` database of its server; :meth:`url` is the
     SQLAlchemy URL of one. Authentication is ``trust`` (the servers trust loopback too),
     with a user list naming the ``postgres`` user. As root, pgbouncer drops to the
-    ``postgres`` user itself (``-u``), so the process started is pgbouncer's own and
-    :meth:`pause` freezes it.
+    ``postgres`` user itself (``-u``) rather than through ``runuser``, so the process
+    started is pgbouncer's own.
     """
 
     error_type = PostgresServerError

@@ -12,6 +12,7 @@ missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 [ -x /usr/sbin/clickhouse-server ] || missing+=(clickhouse-server)
 [ -x /usr/lib/postgresql/15/bin/postgres ] || missing+=(postgresql-15)
+[ -x /usr/sbin/pgbouncer ] || missing+=(pgbouncer)
 # Debian's python3 comes without the venv module (and its ensurepip) until this is installed.
 [ -x .venv/bin/python ] || python3 -c 'import ensurepip, venv' >/dev/null 2>&1 ||
   missing+=(python3-venv)

@@ -3,15 +3,29 @@ every test directory of the repository has one)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from reelrank_postgres import SqlStoreConfig, connect
-from reelrank_postgres.testing import find_postgres_bin
+from reelrank_postgres.testing import find_pgbouncer, find_postgres_bin
 from sqlalchemy import Engine
 
 DIALECTS = ("sqlite", "postgresql")
 """The dialects every ``engine`` test runs on."""
+
+DEPLOYMENTS = (*DIALECTS, "replica", "pgbouncer")
+"""What ``engines`` runs on: the two dialects, PostgreSQL with a replica for the reads,
+and the same pair behind pgbouncer in transaction mode."""
+
+
+@dataclass(frozen=True)
+class Engines:
+    """The engines a store is built with: writes on ``engine``, reads on ``read_engine``
+    where the store takes one."""
+
+    engine: Engine
+    read_engine: Engine | None
 
 TRUNCATE_ALL = (
     "TRUNCATE search_documents, processing_progress, model_scores, model_versions, "
@@ -30,3 +44,9 @@ def require_postgres() -> None:
 def sqlite_engine(path: Path) -> Engine:
     """An engine on a new SQLite file built by the adapter's own factory."""
     return connect(SqlStoreConfig(url=f"sqlite:///{path}"))
+
+
+def require_pgbouncer() -> None:
+    """Skip the calling test when pgbouncer is missing."""
+    if find_pgbouncer() is None:
+        pytest.skip("pgbouncer is not installed (scripts/test.sh installs it)")

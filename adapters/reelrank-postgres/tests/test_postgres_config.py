@@ -18,6 +18,7 @@ from reelrank_postgres import (
     SqlSeenStore,
     SqlStoreConfig,
     connect,
+    connect_read,
     migrate,
 )
 from reelrank_postgres.testing import PostgresServer, free_port
@@ -258,3 +259,83 @@ def test_a_server_that_is_not_there_raises_store_error() -> None:
     assert not isinstance(info.value, StoreTimeoutError)
     assert info.value.store == "schema"
     assert isinstance(info.value.__cause__, sqlalchemy.exc.OperationalError)
+
+
+def test_the_read_url_is_a_secret_and_must_name_postgres(tmp_path: Path) -> None:
+    assert connect_read(SqlStoreConfig()) is None
+    config = SqlStoreConfig(read_url="postgresql+psycopg://feeds:hunter2@replica:5432/feeds")
+    assert "hunter2" not in repr(config)
+    assert "hunter2" not in config.model_dump_json()
+    for url in (f"sqlite:///{tmp_path / 'x.db'}", "feeds:hunter2 at replica"):
+        with pytest.raises(ConfigError) as info:
+            connect_read(SqlStoreConfig(read_url=url))
+        assert info.value.field == "read_url"
+        assert "hunter2" not in str(info.value)
+
+
+def _connect_params(engine: Engine) -> dict[str, object]:
+    captured: dict[str, object] = {}
+
+    def capture(dialect: object, record: object, cargs: object, cparams: dict[str, object]) -> None:
+        captured.update(cparams)
+        raise _Captured  # stop before any connection attempt
+
+    sqlalchemy.event.listen(engine, "do_connect", capture)
+    try:
+        with pytest.raises(_Captured):
+            engine.connect()
+    finally:
+        engine.dispose()
+    return captured
+
+
+def test_transaction_pooling_prepares_no_statements_and_sends_no_options() -> None:
+    url = "postgresql+psycopg://feeds@pooler:6432/feeds"
+    direct = _connect_params(connect(SqlStoreConfig(url=url)))
+    assert "prepare_threshold" not in direct  # psycopg's default: prepare after 5 runs
+    assert "-c statement_timeout=2000" in str(direct["options"])
+    pooled = SqlStoreConfig(url=url, read_url=url, transaction_pooling=True)
+    for engine in (connect(pooled), connect_read(pooled)):
+        assert engine is not None
+        params = _connect_params(engine)
+        assert params["prepare_threshold"] is None
+        assert "options" not in params
+        assert params["connect_timeout"] == 2
+
+
+def test_read_engine_sessions_are_read_only_with_the_same_bounds(
+    postgres_server: PostgresServer,
+) -> None:
+    engine = connect_read(
+        SqlStoreConfig(read_url=postgres_server.url, statement_timeout_seconds=1.5)
+    )
+    assert engine is not None
+    try:
+        with engine.connect() as connection:
+            show = {
+                name: connection.execute(text(f"SHOW {name}")).scalar_one()
+                for name in ("default_transaction_read_only", "statement_timeout", "TimeZone")
+            }
+    finally:
+        engine.dispose()
+    assert show == {
+        "default_transaction_read_only": "on",
+        "statement_timeout": "1500ms",
+        "TimeZone": "UTC",
+    }
+
+
+def test_a_read_engine_must_be_an_engine_of_the_same_dialect(
+    postgres_engine: Engine, tmp_path: Path
+) -> None:
+    sqlite = sqlite_engine(tmp_path / "store.db")
+    migrate(sqlite)
+    try:
+        for wrong in (postgres_engine, "sqlite:///x.db"):
+            with pytest.raises(InvalidInputError) as info:
+                SqlCatalog(sqlite, read_engine=wrong)  # type: ignore[arg-type]
+            assert info.value.field == "read_engine"
+        assert SqlCatalog(sqlite, read_engine=sqlite).read_engine is sqlite
+        assert SqlCatalog(sqlite).read_engine is sqlite
+    finally:
+        sqlite.dispose()

@@ -1,8 +1,15 @@
-"""Every SQL store passes reelrank's reusable contract suite on SQLite and on PostgreSQL 15."""
+"""Every SQL store passes reelrank's reusable contract suite on SQLite, on PostgreSQL 15,
+on PostgreSQL with the reads on a streaming replica, and through pgbouncer in
+transaction mode (the replicated pair behind it).
+
+The stores that take no replica (seen marks, progress, the engagement log) run on the
+deployments without one: with a replica they would run on the primary alone anyway.
+"""
 
 from __future__ import annotations
 
 import pytest
+from pg_support import Engines
 from reelrank_postgres import (
     SqlCatalog,
     SqlEngagementLog,
@@ -12,7 +19,6 @@ from reelrank_postgres import (
     SqlSearchIndex,
     SqlSeenStore,
 )
-from sqlalchemy import Engine
 
 from reelrank.testing import (
     CatalogContract,
@@ -26,44 +32,52 @@ from reelrank.testing import (
 
 pytestmark = pytest.mark.integration
 
+# The deployments for stores that take no read engine.
+without_replica = pytest.mark.parametrize(
+    "engines", ["sqlite", "postgresql", "pgbouncer"], indirect=True
+)
+
 
 class TestSqlCatalog(CatalogContract):
     @pytest.fixture
-    def catalog(self, engine: Engine) -> SqlCatalog:
-        return SqlCatalog(engine)
+    def catalog(self, engines: Engines) -> SqlCatalog:
+        return SqlCatalog(engines.engine, read_engine=engines.read_engine)
 
 
 class TestSqlEventStore(EventStoreContract):
     @pytest.fixture
-    def event_store(self, engine: Engine) -> SqlEventStore:
-        return SqlEventStore(engine)
+    def event_store(self, engines: Engines) -> SqlEventStore:
+        return SqlEventStore(engines.engine, read_engine=engines.read_engine)
 
 
+@without_replica
 class TestSqlSeenStore(SeenStoreContract):
     @pytest.fixture
-    def seen_store(self, engine: Engine) -> SqlSeenStore:
-        return SqlSeenStore(engine)
+    def seen_store(self, engines: Engines) -> SqlSeenStore:
+        return SqlSeenStore(engines.engine)
 
 
 class TestSqlModelRegistry(ModelRegistryContract):
     @pytest.fixture
-    def model_registry(self, engine: Engine) -> SqlModelRegistry:
-        return SqlModelRegistry(engine)
+    def model_registry(self, engines: Engines) -> SqlModelRegistry:
+        return SqlModelRegistry(engines.engine, read_engine=engines.read_engine)
 
 
+@without_replica
 class TestSqlProgressStore(ProgressStoreContract):
     @pytest.fixture
-    def progress_store(self, engine: Engine) -> SqlProgressStore:
-        return SqlProgressStore(engine)
+    def progress_store(self, engines: Engines) -> SqlProgressStore:
+        return SqlProgressStore(engines.engine)
 
 
 class TestSqlSearchIndex(SearchIndexContract):
     @pytest.fixture
-    def search_index(self, engine: Engine) -> SqlSearchIndex:
-        return SqlSearchIndex(engine)
+    def search_index(self, engines: Engines) -> SqlSearchIndex:
+        return SqlSearchIndex(engines.engine, read_engine=engines.read_engine)
 
 
+@without_replica
 class TestSqlEngagementLog(EngagementLogContract):
     @pytest.fixture
-    def engagement_log(self, engine: Engine) -> SqlEngagementLog:
-        return SqlEngagementLog(engine)
+    def engagement_log(self, engines: Engines) -> SqlEngagementLog:
+        return SqlEngagementLog(engines.engine)

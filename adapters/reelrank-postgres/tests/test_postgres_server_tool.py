@@ -9,8 +9,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from pg_support import require_postgres
-from reelrank_postgres.testing import PostgresServer, PostgresServerError
+from pg_support import require_pgbouncer, require_postgres
+from reelrank_postgres.testing import (
+    PgBouncer,
+    PostgresReplica,
+    PostgresServer,
+    PostgresServerError,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -78,3 +83,38 @@ def test_pausing_a_stopped_server_is_an_error() -> None:
     server = PostgresServer()
     with pytest.raises(PostgresServerError):
         server.pause()
+
+
+def test_extra_settings_reach_the_server() -> None:
+    require_postgres()
+    with (
+        PostgresServer(settings={"work_mem": "7MB"}) as server,
+        psycopg.connect(server.dsn) as connection,
+    ):
+        assert connection.execute("SHOW work_mem").fetchone() == ("7MB",)
+
+
+def test_a_replica_needs_a_running_primary_and_a_sane_delay() -> None:
+    require_postgres()
+    primary = PostgresServer()
+    with pytest.raises(PostgresServerError):
+        PostgresReplica(primary, apply_delay_seconds=-1.0)
+    replica = PostgresReplica(primary)
+    with pytest.raises(PostgresServerError, match="primary is not running"):
+        replica.start()
+    assert not replica.running
+
+
+def test_pgbouncer_pools_only_the_databases_it_was_given(
+    postgres_server: PostgresServer,
+) -> None:
+    require_pgbouncer()
+    with pytest.raises(PostgresServerError):
+        PgBouncer({})
+    with PgBouncer({"feeds": postgres_server}) as pooler:
+        with psycopg.connect(pooler.dsn("feeds"), prepare_threshold=None) as connection:
+            assert connection.execute("SELECT current_database()").fetchone() == ("postgres",)
+        with pytest.raises(PostgresServerError):
+            pooler.url("other")
+        root = pooler.log_path.parent
+    assert not root.exists()

@@ -1,13 +1,15 @@
 """reelrank-postgres: PostgreSQL and SQLite stores for reelrank, through SQLAlchemy 2.
 
 Every store takes a built :class:`~sqlalchemy.engine.Engine` (see
-:func:`connect`) on a database migrated with :func:`migrate`.
+:func:`connect`) on a database migrated with :func:`migrate`; the catalog, event store,
+model registry and search index also take an optional ``read_engine`` on a replica
+(see :func:`connect_read`).
 """
 
 from importlib.metadata import PackageNotFoundError, version
 
 from ._catalog import SqlCatalog
-from ._config import SqlStoreConfig, connect
+from ._config import SqlStoreConfig, connect, connect_read
 from ._engagement_log import SqlEngagementLog
 from ._errors import SchemaVersionError
 from ._event_store import SqlEventStore
@@ -36,6 +38,7 @@ __all__ = [
     "__version__",
     "check_schema",
     "connect",
+    "connect_read",
     "downgrade",
     "migrate",
     "schema_revision",

@@ -11,7 +11,7 @@ from reelrank.stores.adapter import InvalidInputError
 
 from ._migrations import check_schema
 
-__all__ = ["SqlStore", "check_instance", "unique"]
+__all__ = ["ReplicaReadStore", "SqlStore", "check_instance", "unique"]
 
 _T = TypeVar("_T")
 
@@ -23,6 +23,17 @@ def check_instance(field: str, value: object, kind: type[_T]) -> _T:
     if not isinstance(value, kind):
         raise InvalidInputError(field, f"must be a {kind.__name__}, got {type(value).__name__}")
     return value
+
+
+def _dialect(field: str, engine: object) -> str:
+    """The dialect of ``engine``; ``InvalidInputError`` naming ``field`` unless it is a
+    PostgreSQL or SQLite engine."""
+    if not isinstance(engine, Engine):
+        raise InvalidInputError(field, f"must be a SQLAlchemy Engine, got {engine!r}")
+    dialect = engine.dialect.name
+    if dialect not in ("postgresql", "sqlite"):
+        raise InvalidInputError(field, f"must be PostgreSQL or SQLite, not {dialect}")
+    return dialect
 
 
 def unique(ids: list[int]) -> list[int]:
@@ -40,11 +51,7 @@ class SqlStore:
     _store = "store"
 
     def __init__(self, engine: Engine, *, verify_schema: bool = True) -> None:
-        if not isinstance(engine, Engine):
-            raise InvalidInputError("engine", f"must be a SQLAlchemy Engine, got {engine!r}")
-        dialect = engine.dialect.name
-        if dialect not in ("postgresql", "sqlite"):
-            raise InvalidInputError("engine", f"must be PostgreSQL or SQLite, not {dialect}")
+        dialect = _dialect("engine", engine)
         self._engine = engine
         self._postgres = dialect == "postgresql"
         if verify_schema:
@@ -66,3 +73,43 @@ class SqlStore:
     def _insert(self, table: Table) -> Insert:
         """An ``INSERT`` with ``ON CONFLICT`` support in the engine's dialect."""
         return postgresql.insert(table) if self._postgres else sqlite.insert(table)
+
+
+class ReplicaReadStore(SqlStore):
+    """A store whose reads that tolerate lag may run on a replica.
+
+    ``read_engine`` (a streaming replica of the primary, see
+    :func:`~reelrank_postgres.connect_read`) takes the reads that return what the store
+    holds without writing; every write, and every read inside a write's transaction,
+    runs on ``engine``. Without it every statement
+    runs on ``engine``. A replica replays the primary's changes a little later, so a read
+    right after a write may not see it yet (see the adapter's documentation on replicas).
+    With ``verify_schema`` the replica's revision is checked as well: a replica that has
+    not replayed a migration yet is refused like a primary at another revision.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        read_engine: Engine | None = None,
+        verify_schema: bool = True,
+    ) -> None:
+        super().__init__(engine, verify_schema=verify_schema)
+        if read_engine is None:
+            self._reader = engine
+            return
+        dialect = _dialect("read_engine", read_engine)
+        if dialect != engine.dialect.name:
+            raise InvalidInputError(
+                "read_engine", f"must use the engine's dialect {engine.dialect.name}, not {dialect}"
+            )
+        if verify_schema:
+            check_schema(read_engine)
+        self._reader = read_engine
+
+    @property
+    def read_engine(self) -> Engine:
+        """The engine the replica-safe reads run on: ``read_engine`` if one was given,
+        else :attr:`engine`."""
+        return self._reader

@@ -18,7 +18,7 @@ from reelrank.stores.adapter import (
     check_limit,
 )
 
-from ._base import SqlStore, check_instance, unique
+from ._base import ReplicaReadStore, check_instance, unique
 from ._errors import store_errors
 from ._schema import creators, follows, videos
 
@@ -79,12 +79,18 @@ def _newest_first(query: Select[Any], limit: int) -> Select[Any]:
     return query.order_by(videos.c.published_at.desc(), videos.c.video_id.desc()).limit(limit)
 
 
-class SqlCatalog(SqlStore):
+class SqlCatalog(ReplicaReadStore):
     """A :class:`~reelrank.Catalog` in PostgreSQL or SQLite.
 
     Ready videos are found through a partial index on ``(published_at, video_id)``, and
     a user's followed videos through an index on ``(creator_id, published_at, video_id)``,
     so candidate queries read only about ``limit`` rows per followed creator.
+
+    With a ``read_engine``, the reads (:meth:`get_video`, :meth:`get_videos`,
+    :meth:`get_creators`, :meth:`recent_videos`, :meth:`followed_creators`,
+    :meth:`followed_videos`) run on the replica; the writes, with the reads they make
+    inside their transaction (the creator check of :meth:`put_video` and
+    :meth:`follow`, the compare-and-set of :meth:`set_state`), on the primary.
     """
 
     _store = "catalog"
@@ -124,7 +130,7 @@ class SqlCatalog(SqlStore):
     def get_video(self, video_id: int) -> Video:
         """The video with this id; :class:`~reelrank.NotFoundError` if unknown."""
         check_id("video_id", video_id)
-        with store_errors(self._store, "get_video"), self._engine.connect() as connection:
+        with store_errors(self._store, "get_video"), self._reader.connect() as connection:
             row = connection.execute(select(videos).where(videos.c.video_id == video_id)).first()
         if row is None:
             raise NotFoundError("video", video_id)
@@ -136,7 +142,7 @@ class SqlCatalog(SqlStore):
         if not ids:
             return {}
         query = select(videos).where(self._id_in(videos.c.video_id, ids))
-        with store_errors(self._store, "get_videos"), self._engine.connect() as connection:
+        with store_errors(self._store, "get_videos"), self._reader.connect() as connection:
             rows = connection.execute(query).all()
         return {row.video_id: _video(row) for row in rows}
 
@@ -146,7 +152,7 @@ class SqlCatalog(SqlStore):
         if not ids:
             return {}
         query = select(creators).where(self._id_in(creators.c.creator_id, ids))
-        with store_errors(self._store, "get_creators"), self._engine.connect() as connection:
+        with store_errors(self._store, "get_creators"), self._reader.connect() as connection:
             rows = connection.execute(query).all()
         return {
             row.creator_id: Creator(
@@ -191,7 +197,7 @@ class SqlCatalog(SqlStore):
         query = select(videos).where(videos.c.state == _READY)
         if cutoff is not None:
             query = query.where(videos.c.published_at >= cutoff)
-        with store_errors(self._store, "recent_videos"), self._engine.connect() as connection:
+        with store_errors(self._store, "recent_videos"), self._reader.connect() as connection:
             rows = connection.execute(_newest_first(query, limit)).all()
         return [_video(row) for row in rows]
 
@@ -222,7 +228,7 @@ class SqlCatalog(SqlStore):
         """Creators the user follows; empty for an unknown user."""
         check_id("user_id", user_id)
         query = select(follows.c.creator_id).where(follows.c.user_id == user_id)
-        with store_errors(self._store, "followed_creators"), self._engine.connect() as connection:
+        with store_errors(self._store, "followed_creators"), self._reader.connect() as connection:
             return frozenset(connection.execute(query).scalars())
 
     def followed_videos(self, user_id: int, *, limit: int) -> list[Video]:
@@ -236,6 +242,6 @@ class SqlCatalog(SqlStore):
             .join(follows, follows.c.creator_id == videos.c.creator_id)
             .where(follows.c.user_id == user_id, videos.c.state == _READY)
         )
-        with store_errors(self._store, "followed_videos"), self._engine.connect() as connection:
+        with store_errors(self._store, "followed_videos"), self._reader.connect() as connection:
             rows = connection.execute(_newest_first(query, limit)).all()
         return [_video(row) for row in rows]

@@ -7,12 +7,12 @@ from typing import Any
 
 from pydantic import Field, SecretStr
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from reelrank.stores.adapter import AdapterSettings, ConfigError
 
-__all__ = ["SqlStoreConfig", "connect"]
+__all__ = ["SqlStoreConfig", "connect", "connect_read"]
 
 
 class SqlStoreConfig(AdapterSettings):
@@ -37,6 +37,17 @@ class SqlStoreConfig(AdapterSettings):
 
     A secret, because it may carry the password: it is masked in reprs and errors.
     """
+    read_url: SecretStr | None = Field(default=None, min_length=1, max_length=2048)
+    """PostgreSQL: URL of a streaming replica of ``url`` for the reads that tolerate lag
+    (see :func:`connect_read`), or ``None`` to read everything from ``url``. A secret,
+    like ``url``."""
+    transaction_pooling: bool = False
+    """PostgreSQL: a pooler in transaction mode (pgbouncer's ``pool_mode = transaction``)
+    sits between the stores and the servers. The engines then prepare no statements
+    (psycopg's ``prepare_threshold=None``: a prepared statement lives on one server
+    connection, and the next transaction may run on another) and send no ``options``
+    start-up parameter, which pgbouncer refuses: ``statement_timeout``, ``lock_timeout``
+    and ``TimeZone`` must then be set on the database role (``ALTER ROLE ... SET``)."""
     connect_timeout_seconds: float = Field(default=2.0, ge=1.0, le=600.0, allow_inf_nan=False)
     """PostgreSQL: seconds libpq waits for a new connection. libpq counts whole seconds,
     so a fraction is rounded up (and libpq itself rounds 1 up to 2)."""
@@ -79,39 +90,10 @@ def connect(config: SqlStoreConfig) -> Engine:
     the same bounds itself. Raises :class:`~reelrank.ConfigError` (field ``url``) for a
     URL that is neither PostgreSQL nor SQLite.
     """
-    try:
-        url = make_url(config.url.get_secret_value())
-    except (ArgumentError, ValueError):
-        # An unparsable URL (ArgumentError) or port (ValueError). SQLAlchemy's message may
-        # quote the URL, password and all, so it is not chained.
-        raise ConfigError("url", config.url, "not a database URL") from None
+    url = _parse("url", config.url)
     backend = url.get_backend_name()
     if backend == "postgresql":
-        options = " ".join(
-            (
-                f"-c statement_timeout={_milliseconds(config.statement_timeout_seconds)}",
-                f"-c lock_timeout={_milliseconds(config.lock_timeout_seconds)}",
-                "-c TimeZone=UTC",
-            )
-        )
-        connect_args: dict[str, Any] = {
-            "connect_timeout": math.ceil(config.connect_timeout_seconds),
-            "options": options,
-            "keepalives": 1,
-            "keepalives_idle": config.keepalives_idle_seconds,
-            "keepalives_interval": config.keepalives_interval_seconds,
-            "keepalives_count": config.keepalives_count,
-            "application_name": config.application_name,
-        }
-        return create_engine(
-            url,
-            connect_args=connect_args,
-            pool_size=config.pool_size,
-            max_overflow=config.max_overflow,
-            pool_timeout=config.pool_timeout_seconds,
-            pool_recycle=config.pool_recycle_seconds,
-            pool_pre_ping=config.pool_pre_ping,
-        )
+        return _postgres_engine(url, config, read_only=False)
     if backend == "sqlite":
         if url.database in (None, "", ":memory:"):
             # Every pooled connection would get a database of its own, without the schema.
@@ -127,6 +109,66 @@ def connect(config: SqlStoreConfig) -> Engine:
         event.listen(engine, "connect", _enable_sqlite_foreign_keys)
         return engine
     raise ConfigError("url", config.url, "must be a postgresql or sqlite URL")
+
+
+def connect_read(config: SqlStoreConfig) -> Engine | None:
+    """Build the engine of ``config.read_url`` (a replica), or ``None`` when it is unset.
+
+    Pass it as ``read_engine`` to the stores that take one. It has the same bounds and
+    pool settings as :func:`connect`'s engine, and its sessions are read-only
+    (``default_transaction_read_only``), so a write sent to it by mistake fails even when
+    ``read_url`` names the primary (with ``transaction_pooling`` that setting is not
+    sent; a replica refuses writes by itself). Raises :class:`~reelrank.ConfigError` (field
+    ``read_url``) for a URL that is not PostgreSQL: SQLite has no replicas.
+    """
+    if config.read_url is None:
+        return None
+    url = _parse("read_url", config.read_url)
+    if url.get_backend_name() != "postgresql":
+        raise ConfigError("read_url", config.read_url, "must be a postgresql URL")
+    return _postgres_engine(url, config, read_only=True)
+
+
+def _parse(field: str, value: SecretStr) -> URL:
+    try:
+        return make_url(value.get_secret_value())
+    except (ArgumentError, ValueError):
+        # An unparsable URL (ArgumentError) or port (ValueError). SQLAlchemy's message may
+        # quote the URL, password and all, so it is not chained.
+        raise ConfigError(field, value, "not a database URL") from None
+
+
+def _postgres_engine(url: URL, config: SqlStoreConfig, *, read_only: bool) -> Engine:
+    connect_args: dict[str, Any] = {
+        "connect_timeout": math.ceil(config.connect_timeout_seconds),
+        "keepalives": 1,
+        "keepalives_idle": config.keepalives_idle_seconds,
+        "keepalives_interval": config.keepalives_interval_seconds,
+        "keepalives_count": config.keepalives_count,
+        "application_name": config.application_name,
+    }
+    if config.transaction_pooling:
+        # A prepared statement lives on one server connection, and the pooler may run the
+        # next transaction on another; the role carries the session settings instead.
+        connect_args["prepare_threshold"] = None
+    else:
+        settings = [
+            f"statement_timeout={_milliseconds(config.statement_timeout_seconds)}",
+            f"lock_timeout={_milliseconds(config.lock_timeout_seconds)}",
+            "TimeZone=UTC",
+        ]
+        if read_only:
+            settings.append("default_transaction_read_only=on")
+        connect_args["options"] = " ".join(f"-c {setting}" for setting in settings)
+    return create_engine(
+        url,
+        connect_args=connect_args,
+        pool_size=config.pool_size,
+        max_overflow=config.max_overflow,
+        pool_timeout=config.pool_timeout_seconds,
+        pool_recycle=config.pool_recycle_seconds,
+        pool_pre_ping=config.pool_pre_ping,
+    )
 
 
 def _milliseconds(seconds: float) -> int:

@@ -57,6 +57,9 @@ class SqlEngagementLog(SqlStore):
     Event ids compare by code point on both dialects (collation ``"C"`` on PostgreSQL),
     as in the in-memory log. Rows stay until :meth:`prune` deletes them; an id deleted
     can be recorded again.
+
+    It takes no replica: trending and creator recommendations read the latest events,
+    so every read runs on the primary.
     """
 
     _store = "log"

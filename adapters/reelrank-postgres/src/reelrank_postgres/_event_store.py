@@ -9,7 +9,7 @@ from sqlalchemy import Connection, select
 from reelrank.models import EngagementEvent, EngagementKind, VideoStats, affinity, affinity_credit
 from reelrank.stores.adapter import InvalidInputError, check_id, check_ids, check_limit
 
-from ._base import SqlStore, check_instance, unique
+from ._base import ReplicaReadStore, check_instance, unique
 from ._errors import store_errors
 from ._schema import (
     affinity_credits,
@@ -24,7 +24,7 @@ __all__ = ["SqlEventStore"]
 _COUNTERS = ("views", "completion_sum", "likes", "shares", "comments")
 
 
-class SqlEventStore(SqlStore):
+class SqlEventStore(ReplicaReadStore):
     """An :class:`~reelrank.EventStore` in PostgreSQL or SQLite.
 
     :meth:`append` runs one transaction: the event row is inserted with
@@ -34,6 +34,10 @@ class SqlEventStore(SqlStore):
     only when it inserts or deletes that row, as the core's rules require. Event ids are
     kept until deleted (there is no retry horizon), so a redelivery is never counted
     twice.
+
+    With a ``read_engine``, :meth:`get_stats`, :meth:`get_affinities` and
+    :meth:`popular_video_ids` read from the replica; :meth:`append`, which reads and
+    writes in one transaction, always runs on the primary.
     """
 
     _store = "events"
@@ -143,7 +147,7 @@ class SqlEventStore(SqlStore):
         if not wanted:
             return {}
         query = select(video_stats).where(self._id_in(video_stats.c.video_id, wanted))
-        with store_errors(self._store, "get_stats"), self._engine.connect() as connection:
+        with store_errors(self._store, "get_stats"), self._reader.connect() as connection:
             rows = connection.execute(query).all()
         found = {row[0]: row for row in rows}
         # Counters only ever grow from zero by the upserts in append (likes never below
@@ -181,7 +185,7 @@ class SqlEventStore(SqlStore):
             self._id_in(affinity_credits.c.creator_id, list(found)),
         )
         total = select(affinity_totals.c.total).where(affinity_totals.c.user_id == user_id)
-        with store_errors(self._store, "get_affinities"), self._engine.connect() as connection:
+        with store_errors(self._store, "get_affinities"), self._reader.connect() as connection:
             rows = connection.execute(credits).all()
             if not rows:
                 return found
@@ -201,5 +205,5 @@ class SqlEventStore(SqlStore):
             .order_by(video_stats.c.views.desc(), video_stats.c.video_id)
             .limit(limit)
         )
-        with store_errors(self._store, "popular_video_ids"), self._engine.connect() as connection:
+        with store_errors(self._store, "popular_video_ids"), self._reader.connect() as connection:
             return list(connection.execute(query).scalars())

@@ -19,7 +19,7 @@ from reelrank.stores.adapter import (
     finite_or_raise,
 )
 
-from ._base import SqlStore, check_instance, unique
+from ._base import ReplicaReadStore, SqlStore, check_instance, unique
 from ._errors import store_errors
 from ._schema import model_scores, model_versions, processing_progress
 
@@ -38,11 +38,16 @@ def _model(row: Row[Any]) -> ModelInfo:
     )
 
 
-class SqlModelRegistry(SqlStore):
+class SqlModelRegistry(ReplicaReadStore):
     """A :class:`~reelrank.ModelRegistry` in PostgreSQL or SQLite.
 
     A partial unique index (one ``active`` row per name) enforces the registry's rule in
     the database itself, so two concurrent activations cannot both win.
+
+    With a ``read_engine``, :meth:`get_model`, :meth:`list_models`, :meth:`active_model`
+    and :meth:`get_scores` read from the replica; :meth:`register`, :meth:`activate` and
+    :meth:`put_scores` (each checks what it changes in its own transaction) run on the
+    primary.
     """
 
     _store = "models"
@@ -78,14 +83,14 @@ class SqlModelRegistry(SqlStore):
         """One version; :class:`~reelrank.NotFoundError` if unknown."""
         check_tag("name", name)
         check_tag("version", version)
-        with store_errors(self._store, "get_model"), self._engine.connect() as connection:
+        with store_errors(self._store, "get_model"), self._reader.connect() as connection:
             return self._require(connection, name, version)
 
     def list_models(self, name: str) -> list[ModelInfo]:
         """Every version of ``name`` in registration order."""
         check_tag("name", name)
         query = select(model_versions).where(model_versions.c.name == name)
-        with store_errors(self._store, "list_models"), self._engine.connect() as connection:
+        with store_errors(self._store, "list_models"), self._reader.connect() as connection:
             rows = connection.execute(query.order_by(model_versions.c.id)).all()
         return [_model(row) for row in rows]
 
@@ -123,7 +128,7 @@ class SqlModelRegistry(SqlStore):
         query = select(model_versions).where(
             model_versions.c.name == name, model_versions.c.status == _ACTIVE
         )
-        with store_errors(self._store, "active_model"), self._engine.connect() as connection:
+        with store_errors(self._store, "active_model"), self._reader.connect() as connection:
             row = connection.execute(query).first()
         return None if row is None else _model(row)
 
@@ -164,7 +169,7 @@ class SqlModelRegistry(SqlStore):
         ids = unique(check_ids("video_ids", video_ids))
         if version is not None:
             check_tag("version", version)
-        with store_errors(self._store, "get_scores"), self._engine.connect() as connection:
+        with store_errors(self._store, "get_scores"), self._reader.connect() as connection:
             if version is None:
                 version = connection.execute(
                     select(model_versions.c.version).where(
@@ -201,7 +206,11 @@ class SqlModelRegistry(SqlStore):
 
 
 class SqlProgressStore(SqlStore):
-    """A :class:`~reelrank.ProgressStore`: one row per video holding the progress as JSON."""
+    """A :class:`~reelrank.ProgressStore`: one row per video holding the progress as JSON.
+
+    It takes no replica: a processing worker reads the progress it is about to advance,
+    so every read runs on the primary.
+    """
 
     _store = "progress"
 

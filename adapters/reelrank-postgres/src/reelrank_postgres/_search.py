@@ -17,7 +17,7 @@ from reelrank.models import ParsedQuery, QueryTerm, SearchDocument
 from reelrank.stores import tokenize
 from reelrank.stores.adapter import check_id, check_limit
 
-from ._base import SqlStore, check_instance
+from ._base import ReplicaReadStore, check_instance
 from ._errors import store_errors
 
 __all__ = ["SqlSearchIndex"]
@@ -75,7 +75,7 @@ def _fts_query(terms: Iterable[QueryTerm]) -> str:
     )
 
 
-class SqlSearchIndex(SqlStore):
+class SqlSearchIndex(ReplicaReadStore):
     """A :class:`~reelrank.SearchIndex` in PostgreSQL (``tsvector`` + GIN) or SQLite (FTS5).
 
     PostgreSQL keeps one ``tsvector`` per video with the title's terms at weight A,
@@ -83,6 +83,9 @@ class SqlSearchIndex(SqlStore):
     ``@@`` and ranked with ``ts_rank``; prefix terms become ``'term':*``. SQLite keeps
     an FTS5 row per video (rowid = video id) and ranks with ``bm25`` weighted per
     column like :class:`~reelrank.SearchConfig`.
+
+    With a ``read_engine``, :meth:`search` runs on the replica; :meth:`index` and
+    :meth:`remove` on the primary.
     """
 
     _store = "search"
@@ -146,6 +149,6 @@ class SqlSearchIndex(SqlStore):
                 "ORDER BY score DESC, video_id LIMIT :limit"
             )
             params = {"query": _fts_query(query.terms), "limit": limit}
-        with store_errors(self._store, "search"), self._engine.connect() as connection:
+        with store_errors(self._store, "search"), self._reader.connect() as connection:
             rows = connection.execute(statement, params).all()
         return [(int(row.video_id), float(row.score)) for row in rows]

@@ -22,6 +22,10 @@ class SqlSeenStore(SqlStore):
     Marking upserts with ``ON CONFLICT ... DO UPDATE ... WHERE seen_at < excluded.seen_at``,
     so the later time wins whatever order writes arrive in. Rows are kept until
     :meth:`forget_before` deletes them.
+
+    It takes no replica: a page is filtered with the marks written when the previous
+    page was served, so every read runs on the primary (a lagging replica would serve
+    a video again).
     """
 
     _store = "seen"

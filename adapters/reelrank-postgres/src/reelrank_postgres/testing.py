@@ -11,6 +11,17 @@ fault tests simulate a hung database::
 
     with PostgresServer() as server:
         engine = connect(SqlStoreConfig(url=server.url))
+
+:class:`PostgresReplica` adds a streaming replica of such a server (``pg_basebackup -R``),
+optionally applying the primary's changes with a delay so that tests can provoke stale
+reads, and :class:`PgBouncer` runs the pgbouncer connection pooler in transaction mode
+in front of them::
+
+    with PostgresServer(settings=PostgresReplica.PRIMARY_SETTINGS) as primary:
+        with PostgresReplica(primary, apply_delay_seconds=0.5) as replica:
+            with PgBouncer({"primary": primary, "replica": replica}) as pooler:
+                engine = connect(SqlStoreConfig(url=pooler.url("primary"),
+                                                transaction_pooling=True))
 """
 
 from __future__ import annotations
@@ -23,13 +34,23 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import ClassVar
 
 import psycopg
 
 from reelrank.testing.servers import ServerProcess, free_port, spawn_logged, wait_until_ready
 
-__all__ = ["PostgresServer", "PostgresServerError", "find_postgres_bin", "free_port"]
+__all__ = [
+    "PgBouncer",
+    "PostgresReplica",
+    "PostgresServer",
+    "PostgresServerError",
+    "find_pgbouncer",
+    "find_postgres_bin",
+    "free_port",
+]
 
 _START_TIMEOUT_SECONDS = 15.0
 _PORT_ATTEMPTS = 3
@@ -65,6 +86,19 @@ def _as_server_user(command: list[str]) -> list[str]:
     return command
 
 
+def _server_user_dir(prefix: str) -> Path:
+    # mkdtemp makes a 0700 directory; the server user must be able to enter it.
+    root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    root.chmod(0o755)
+    return root
+
+
+def _give_to_server_user(path: Path) -> None:
+    if _run_as_server_user():
+        entry = pwd.getpwnam(_SERVER_USER)
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
 def _child_pids(parent: int) -> list[int]:
     children: list[int] = []
     for entry in Path("/proc").iterdir():
@@ -95,11 +129,15 @@ class PostgresServer(ServerProcess):
     stop_timeout = 10.0
     user = _SERVER_USER
 
-    def __init__(self, *, bin_dir: Path | None = None) -> None:
+    def __init__(
+        self, *, bin_dir: Path | None = None, settings: Mapping[str, str] | None = None
+    ) -> None:
         found = bin_dir or find_postgres_bin()
         if found is None:
             raise PostgresServerError("PostgreSQL server binaries are not installed")
         self.bin_dir = found
+        self.settings = dict(settings or {})
+        """Server settings passed as ``-c name=value`` after (and over) the defaults."""
         self.port = 0
         self._root: Path | None = None
         self._paused_pids: list[int] = []
@@ -124,15 +162,13 @@ class PostgresServer(ServerProcess):
         raise last_error
 
     def _create_cluster(self) -> None:
-        # mkdtemp makes a 0700 directory; the server user must be able to enter it.
-        root = Path(tempfile.mkdtemp(prefix="reelrank-pg-", dir="/tmp"))
-        root.chmod(0o755)
-        self._root = root
+        self._root = _server_user_dir("reelrank-pg-")
         for sub in (self.data_dir, self.socket_dir):
             sub.mkdir(mode=0o700)
-            if _run_as_server_user():
-                entry = pwd.getpwnam(_SERVER_USER)
-                os.chown(sub, entry.pw_uid, entry.pw_gid)
+            _give_to_server_user(sub)
+        self._fill_data_dir()
+
+    def _fill_data_dir(self) -> None:
         command = _as_server_user(
             [
                 str(self.bin_dir / "initdb"),
@@ -161,6 +197,7 @@ class PostgresServer(ServerProcess):
                 "-c", "synchronous_commit=off",
                 "-c", "full_page_writes=off",
                 "-c", "max_connections=100",
+                *(part for item in self.settings.items() for part in ("-c", "=".join(item))),
             ]
         )
         try:
@@ -306,3 +343,244 @@ class PostgresServer(ServerProcess):
                 pid = self.postmaster_pid
                 if pid is not None:
                     os.kill(pid, signal.SIGQUIT)
+
+
+class PostgresReplica(PostgresServer):
+    """A hot-standby streaming replica of a running :class:`PostgresServer`, for tests.
+
+    :meth:`start` copies the primary with ``pg_basebackup -D DIR -R -X stream`` (``-R``
+    writes ``primary_conninfo`` and ``standby.signal``) and starts it like any
+    :class:`PostgresServer`; it then accepts read-only connections. With
+    ``apply_delay_seconds`` the replica applies each transaction that long after its
+    commit on the primary (``recovery_min_apply_delay``), which makes stale reads easy to
+    provoke. The primary should run with :attr:`PRIMARY_SETTINGS` (or
+    :attr:`SYNCHRONOUS_PRIMARY_SETTINGS`); initdb's default ``pg_hba.conf`` already lets
+    loopback connections replicate.
+    """
+
+    PRIMARY_SETTINGS: ClassVar[Mapping[str, str]] = {"synchronous_commit": "on"}
+    """Settings of a primary with an asynchronous replica: each commit is written
+    before it returns, so :meth:`wait_for_replay` waits for it (the test servers'
+    default ``synchronous_commit=off`` leaves the commit record in memory for up to
+    ``wal_writer_delay``)."""
+
+    SYNCHRONOUS_PRIMARY_SETTINGS: ClassVar[Mapping[str, str]] = {
+        "synchronous_commit": "remote_apply",
+        "synchronous_standby_names": "*",
+    }
+    """Settings of a primary whose commits return only once the replica has applied
+    them, so every read on the replica sees every earlier write (read-your-writes). The
+    replica must be running before anything commits on such a primary."""
+
+    def __init__(
+        self,
+        primary: PostgresServer,
+        *,
+        apply_delay_seconds: float = 0.0,
+        bin_dir: Path | None = None,
+    ) -> None:
+        if not 0.0 <= apply_delay_seconds <= 3_600.0:
+            raise PostgresServerError("apply_delay_seconds must be in [0, 3600]")
+        settings = {}
+        if apply_delay_seconds > 0:
+            settings["recovery_min_apply_delay"] = f"{round(apply_delay_seconds * 1000)}ms"
+        super().__init__(bin_dir=bin_dir or primary.bin_dir, settings=settings)
+        self.primary = primary
+        self.apply_delay_seconds = apply_delay_seconds
+
+    def _fill_data_dir(self) -> None:
+        if not self.primary.running:
+            self._remove_cluster()
+            raise PostgresServerError("the primary is not running")
+        command = _as_server_user(
+            [
+                str(self.bin_dir / "pg_basebackup"),
+                "-D", str(self.data_dir),
+                "-R",
+                "-X", "stream",
+                "-h", self.primary.host,
+                "-p", str(self.primary.port),
+                "-U", _SERVER_USER,
+                "--no-sync",
+            ]
+        )
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            self._remove_cluster()
+            raise PostgresServerError(f"pg_basebackup failed: {result.stderr.strip()}")
+
+    def wait_for_replay(self, *, timeout: float = 10.0) -> float:
+        """Wait until the replica has replayed everything the primary wrote so far.
+
+        Reads the primary's ``pg_current_wal_lsn()`` once, then polls the replica until
+        ``pg_last_wal_replay_lsn()`` reaches it; returns the seconds waited. Raises
+        :class:`PostgresServerError` after ``timeout`` seconds.
+        """
+        started = time.monotonic()
+        with psycopg.connect(self.primary.dsn, connect_timeout=2) as primary:
+            target = primary.execute("SELECT pg_current_wal_lsn()").fetchone()
+        assert target is not None
+        with psycopg.connect(self.dsn, connect_timeout=2, autocommit=True) as replica:
+            while True:
+                row = replica.execute(
+                    "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (target[0],)
+                ).fetchone()
+                waited = time.monotonic() - started
+                if row is not None and row[0]:
+                    return waited
+                if waited > timeout:
+                    raise PostgresServerError(
+                        f"the replica did not replay up to {target[0]} within {timeout} s"
+                    )
+                time.sleep(0.005)
+
+
+def find_pgbouncer() -> Path | None:
+    """The ``pgbouncer`` program (Debian's package puts it in ``/usr/sbin``), or ``None``.
+
+    ``REELRANK_PGBOUNCER`` overrides the search.
+    """
+    override = os.environ.get("REELRANK_PGBOUNCER")
+    candidates = [Path(override)] if override else []
+    found = shutil.which("pgbouncer")
+    if found is not None:
+        candidates.append(Path(found))
+    candidates.append(Path("/usr/sbin/pgbouncer"))
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+class PgBouncer(ServerProcess):
+    """pgbouncer in transaction mode on a free loopback port, in front of test servers.
+
+    Each entry of ``databases`` becomes a pgbouncer database of that name, pooling
+    connections to the ``postgres`` database of its server; :meth:`url` is the
+    SQLAlchemy URL of one. Authentication is ``trust`` (the servers trust loopback too),
+    with a user list naming the ``postgres`` user. As root, pgbouncer drops to the
+    ``postgres`` user itself (``-u``) rather than through ``runuser``, so the process
+    started is pgbouncer's own.
+    """
+
+    error_type = PostgresServerError
+
+    def __init__(
+        self,
+        databases: Mapping[str, PostgresServer],
+        *,
+        pool_size: int = 10,
+        program: Path | None = None,
+    ) -> None:
+        found = program or find_pgbouncer()
+        if found is None:
+            raise PostgresServerError("pgbouncer is not installed")
+        if not databases:
+            raise PostgresServerError("pgbouncer needs at least one database")
+        self.program = found
+        self.databases = dict(databases)
+        self.pool_size = pool_size
+        self.port = 0
+        self._root: Path | None = None
+
+    def start(self) -> None:
+        """Write the configuration and start pgbouncer; returns once it accepts clients."""
+        if self._process is not None:
+            raise PostgresServerError("pgbouncer is already running")
+        root = _server_user_dir("reelrank-pgbouncer-")
+        _give_to_server_user(root)
+        self._root = root
+        (root / "userlist.txt").write_text(f'"{_SERVER_USER}" ""\n')
+        last_error: PostgresServerError | None = None
+        for _ in range(_PORT_ATTEMPTS):
+            self.port = free_port()
+            try:
+                self._spawn(root)
+                return
+            except PostgresServerError as exc:
+                last_error = exc
+        self._remove()
+        assert last_error is not None
+        raise last_error
+
+    def _spawn(self, root: Path) -> None:
+        entries = "\n".join(
+            f"{name} = host={server.host} port={server.port} dbname=postgres"
+            for name, server in self.databases.items()
+        )
+        config = root / "pgbouncer.ini"
+        config.write_text(
+            f"""[databases]
+{entries}
+
+[pgbouncer]
+listen_addr = {self.host}
+listen_port = {self.port}
+unix_socket_dir =
+auth_type = trust
+auth_file = {root / "userlist.txt"}
+pool_mode = transaction
+default_pool_size = {self.pool_size}
+max_client_conn = 500
+logfile = {self.log_path}
+pidfile = {root / "pgbouncer.pid"}
+"""
+        )
+        command = [str(self.program)]
+        if _run_as_server_user():
+            command += ["-u", _SERVER_USER]
+        command.append(str(config))
+        try:
+            # pgbouncer logs to its logfile; the captured output holds start-up errors.
+            process = spawn_logged(command, root / "pgbouncer.out")
+        except OSError as exc:
+            raise PostgresServerError(f"cannot run pgbouncer: {exc}") from exc
+        self._adopt(process)
+        first = next(iter(self.databases))
+        if wait_until_ready(
+            lambda: self._accepts(first), process, timeout=_START_TIMEOUT_SECONDS, interval=0.02
+        ):
+            return
+        self._terminate()
+        raise PostgresServerError(f"pgbouncer on port {self.port} did not start; see {root}")
+
+    def _accepts(self, database: str) -> bool:
+        try:
+            with psycopg.connect(
+                self.dsn(database), connect_timeout=2, prepare_threshold=None
+            ) as connection:
+                connection.execute("SELECT 1")
+                return True
+        except psycopg.OperationalError:
+            return False
+
+    def stop(self) -> None:
+        """Stop pgbouncer and delete its directory."""
+        self._terminate()
+        self._remove()
+
+    def _remove(self) -> None:
+        root, self._root = self._root, None
+        if root is not None:
+            shutil.rmtree(root, ignore_errors=True)
+
+    @property
+    def log_path(self) -> Path:
+        """pgbouncer's log file."""
+        if self._root is None:
+            raise PostgresServerError("pgbouncer is not configured")
+        return self._root / "pgbouncer.log"
+
+    def dsn(self, database: str) -> str:
+        """libpq connection string of one of the pooled databases."""
+        self._check(database)
+        return f"host={self.host} port={self.port} user={_SERVER_USER} dbname={database}"
+
+    def url(self, database: str) -> str:
+        """SQLAlchemy URL (psycopg 3) of one of the pooled databases."""
+        self._check(database)
+        return f"postgresql+psycopg://{_SERVER_USER}@{self.host}:{self.port}/{database}"
+
+    def _check(self, database: str) -> None:
+        if database not in self.databases:
+            raise PostgresServerError(f"pgbouncer pools no database named {database!r}")

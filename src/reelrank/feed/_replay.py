@@ -9,11 +9,11 @@ same items back and a cursor to the same next position.
 
 The record is kept twice: in this process (bounded, for a service without a shared
 cache or while it fails) and in the slowest feed cache level, the one processes share,
-next to the user's snapshots, so another process answers a retry the same way. In the cache a record is a
-:class:`~reelrank.FeedSnapshot` under a reserved variant, ``page-`` and a digest of
-the key, holding the page's items; its ``config_tag`` holds where the next page starts
-(``<offset>.<snapshot id>``) or ``end`` when the page ended the feed. It lives as long as
-a snapshot would.
+next to the user's snapshots, so another process answers a retry the same way. In the
+cache a record is a :class:`~reelrank.FeedSnapshot` under a reserved variant,
+``page-`` and a digest of the key, holding the page's items; its ``config_tag`` holds
+where the next page starts (``<offset>.<snapshot id>``) or ``end`` when the page ended
+the feed. It lives as long as a snapshot would.
 """
 
 from __future__ import annotations

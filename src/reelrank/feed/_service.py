@@ -290,7 +290,8 @@ class FeedRankingService:
         """Drop the user's cached snapshots (every variant) so the next page is re-ranked.
 
         Already served items are not shown again: they are in the seen store.
-        Returns how many live snapshots were dropped.
+        Returns how many live snapshots were dropped, counting the pages the shared
+        cache level remembered for retried cursors.
         """
         check_id("user_id", user_id)
         return self._snapshots.invalidate_user(user_id)

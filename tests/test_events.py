@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from datetime import timedelta
+import pickle
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from reelrank import (
     ConfigError,
     EngagementKind,
     EngagementRecorder,
+    IdempotencyConflictError,
     InMemoryCatalog,
     InMemoryEngagementLog,
     InMemoryEventStore,
@@ -33,6 +35,7 @@ from reelrank.testing import (
     make_event,
     make_video,
 )
+from reelrank.validation import check_aware
 
 NOW = EPOCH + timedelta(days=1)
 
@@ -134,6 +137,13 @@ def test_record_accepts_a_mapping() -> None:
         ({"completion": math.nan}, "completion"),
         ({"occurred_at": NOW + timedelta(minutes=6)}, "occurred_at"),
         ({"occurred_at": NOW.replace(tzinfo=None)}, "occurred_at"),
+        # Valid local times whose offset carries them out of the datetime range in UTC.
+        ({"occurred_at": datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=14)))}, "occurred_at"),
+        ({"occurred_at": "0001-01-01T00:00:00+14:00"}, "occurred_at"),
+        (
+            {"occurred_at": datetime.max.replace(tzinfo=timezone(-timedelta(hours=14)))},
+            "occurred_at",
+        ),
         ({"video_id": 0}, "video_id"),
         ({"user_id": -3}, "user_id"),
         ({"event_id": ""}, "event_id"),
@@ -166,6 +176,98 @@ def test_a_small_future_skew_is_allowed_and_configurable() -> None:
     assert info.value.field == "occurred_at"
     world.clock.advance(30)
     assert world.recorder.like(1, 2, event_id="b", occurred_at=NOW + timedelta(seconds=61))
+
+
+def test_an_event_older_than_the_configured_horizon_is_refused() -> None:
+    world = World(max_event_age_seconds=3600.0)
+    assert world.recorder.like(1, 1, event_id="a", occurred_at=NOW - timedelta(seconds=3600))
+    with pytest.raises(InvalidInputError) as info:
+        world.recorder.like(1, 2, event_id="b", occurred_at=NOW - timedelta(seconds=3601))
+    assert info.value.field == "occurred_at"
+    assert world.stats(2) == (0, 0.0, 0, 0, 0)
+    # Without a horizon (the default) history of any age is accepted.
+    assert World().recorder.like(1, 2, event_id="b", occurred_at=NOW - timedelta(days=400))
+
+
+def test_the_horizon_must_be_positive_and_finite() -> None:
+    for bad in (0.0, -1.0, math.inf, math.nan):
+        with pytest.raises(ConfigError) as info:
+            RecorderConfig(max_event_age_seconds=bad)
+        assert info.value.field == "max_event_age_seconds"
+
+
+def test_an_event_id_reused_for_another_event_is_a_conflict_and_writes_nothing() -> None:
+    world = World()
+    log = InMemoryEngagementLog()
+    recorder = EngagementRecorder(world.catalog, world.events, log=log, now=world.clock.now)
+    assert recorder.watch(1, 1, event_id="w", occurred_at=EPOCH, completion=0.5) is True
+    for other in (
+        {"completion": 0.75},
+        {"completion": 0.5, "occurred_at": EPOCH + timedelta(seconds=1)},
+        {"completion": 0.5, "user_id": 2},
+    ):
+        fields: dict[str, Any] = {"user_id": 1, "occurred_at": EPOCH, **other}
+        user_id = fields.pop("user_id")
+        with pytest.raises(IdempotencyConflictError) as info:
+            recorder.watch(user_id, 1, event_id="w", **fields)
+        assert (info.value.field, info.value.key) == ("event_id", "w")
+    with pytest.raises(IdempotencyConflictError):
+        recorder.like(1, 1, event_id="w", occurred_at=EPOCH)
+    assert world.stats() == (1, 0.5, 0, 0, 0)
+    assert len(log.user_events(1, since=EPOCH, limit=10)) == 1
+    assert log.user_events(2, since=EPOCH, limit=10) == []
+    # The same event again is the harmless redelivery it always was.
+    assert recorder.watch(1, 1, event_id="w", occurred_at=EPOCH, completion=0.5) is False
+    assert world.stats() == (1, 0.5, 0, 0, 0)
+
+
+def test_a_retry_without_a_client_time_is_a_redelivery() -> None:
+    world = World()
+    assert world.recorder.like(1, 1, event_id="l") is True
+    world.clock.advance(5)
+    # The recorder timed both attempts itself: the later time is no different event.
+    assert world.recorder.like(1, 1, event_id="l") is False
+    assert world.stats()[2] == 1
+    with pytest.raises(IdempotencyConflictError):
+        world.recorder.like(1, 2, event_id="l")
+
+
+def test_conflicts_are_checked_only_while_the_payload_is_remembered() -> None:
+    world = World(remembered_payloads=1)
+    world.recorder.like(1, 1, event_id="a", occurred_at=EPOCH)
+    world.recorder.like(1, 2, event_id="b", occurred_at=EPOCH)
+    # "a" was forgotten: the store compares ids only and drops the reuse as a duplicate.
+    assert world.recorder.like(1, 3, event_id="a", occurred_at=EPOCH) is False
+    assert world.stats(3) == (0, 0.0, 0, 0, 0)
+    with pytest.raises(IdempotencyConflictError):
+        world.recorder.like(1, 3, event_id="b", occurred_at=EPOCH)
+    unchecked = World(remembered_payloads=0)
+    unchecked.recorder.like(1, 1, event_id="a", occurred_at=EPOCH)
+    assert unchecked.recorder.like(1, 2, event_id="a", occurred_at=EPOCH) is False
+
+
+def test_a_conflict_pickles_with_its_fields() -> None:
+    error = IdempotencyConflictError("event_id", "e-7", "already recorded for a different event")
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is IdempotencyConflictError
+    assert (copy.field, copy.key, copy.reason) == ("event_id", "e-7", error.reason)
+    assert (
+        str(copy)
+        == str(error)
+        == ("event_id 'e-7' conflicts: already recorded for a different event")
+    )
+
+
+def test_liking_twice_is_one_like() -> None:
+    once, twice = World(), World()
+    once.recorder.like(1, 1, event_id="l1", occurred_at=EPOCH)
+    twice.recorder.like(1, 1, event_id="l1", occurred_at=EPOCH)
+    # Another event id: a new event, but the like is keyed by user and video.
+    assert twice.recorder.like(1, 1, event_id="l2", occurred_at=EPOCH + timedelta(seconds=1))
+    assert twice.stats() == once.stats() == (0, 0.0, 1, 0, 0)
+    assert twice.events.get_affinities(1, [2]) == once.events.get_affinities(1, [2])
+    twice.recorder.unlike(1, 1, event_id="u1", occurred_at=EPOCH + timedelta(seconds=2))
+    assert twice.stats()[2] == 0
 
 
 def test_unknown_video_is_not_found_and_nothing_is_written() -> None:
@@ -328,6 +430,41 @@ def test_statistics_match_a_replay_of_unique_events(
         assert got[1] == pytest.approx(completion_sum)
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    specs=_event_specs,
+    reuses=st.lists(st.tuples(st.integers(0, 24), st.integers(0, 24)), max_size=10),
+)
+def test_a_reused_id_raises_exactly_when_the_event_differs(
+    specs: list[Any], reuses: list[tuple[int, int]]
+) -> None:
+    events = []
+    for kind, user_id, video_id, completion in specs:
+        extra: dict[str, Any] = {"completion": completion} if kind is EngagementKind.WATCH else {}
+        events.append(make_event(kind, user_id=user_id, video_id=video_id, **extra))
+    # Deliver event ``j``'s payload under event ``i``'s id: a redelivery when they are
+    # equal, a conflict otherwise.
+    reused = [
+        events[j % len(events)].model_copy(update={"event_id": events[i % len(events)].event_id})
+        for i, j in reuses
+    ]
+    world = World()
+    first: dict[str, Any] = {}
+    for event in [*events, *reused]:
+        original = first.setdefault(event.event_id, event)
+        if original == event:
+            world.recorder.record(event)
+        else:
+            with pytest.raises(IdempotencyConflictError) as info:
+                world.recorder.record(event)
+            assert info.value.key == event.event_id
+    expected = _reference_stats(events)
+    for video_id, (views, completion_sum, likes, shares, comments) in expected.items():
+        got = world.stats(video_id)
+        assert (got[0], got[2], got[3], got[4]) == (views, likes, shares, comments)
+        assert got[1] == pytest.approx(completion_sum)
+
+
 def test_applied_events_reach_the_engagement_log_with_their_completion() -> None:
     world = World()
     log = FaultInjector(InMemoryEngagementLog(), name="log")
@@ -353,3 +490,14 @@ def test_nothing_reaches_the_log_when_validation_fails() -> None:
     with pytest.raises(NotFoundError):
         recorder.like(1, 404, event_id="x", occurred_at=EPOCH)
     assert log.events_between(EPOCH - timedelta(days=1), NOW, limit=10) == []
+
+
+def test_the_time_check_of_the_stores_names_an_out_of_range_time() -> None:
+    # The in-memory and adapter stores check times with ``check_aware``.
+    late = datetime.max.replace(tzinfo=timezone(timedelta(hours=-14)))
+    with pytest.raises(InvalidInputError) as info:
+        check_aware("at", late)
+    assert info.value.field == "at"
+    with pytest.raises(InvalidInputError) as info:
+        InMemorySeenStore().mark_seen(1, [1], late)
+    assert info.value.field == "at"

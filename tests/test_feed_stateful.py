@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from hypothesis import HealthCheck, settings
@@ -41,6 +41,7 @@ from reelrank.testing import EPOCH, FaultInjector, ManualClock, make_creator, ma
 USERS = st.integers(min_value=1, max_value=3)
 CREATORS = 3
 SECRET = "stateful-cursor-secret"
+SNAPSHOT_TTL = 600.0
 
 
 class RecordingLRUFeedCache(LRUFeedCache):
@@ -94,7 +95,7 @@ class FeedMachine(RuleBasedStateMachine):
             cache=self.cache,
             config=FeedServiceConfig(
                 snapshot_size=6,
-                snapshot_ttl_seconds=600,
+                snapshot_ttl_seconds=SNAPSHOT_TTL,
                 candidate_pool_ttl_seconds=5,
                 refresh_pool_in_background=False,
                 # Outages here fail at once; generous deadlines keep a busy machine's
@@ -111,8 +112,11 @@ class FeedMachine(RuleBasedStateMachine):
         self.watched_before_serving: dict[int, set[int]] = {}
         self.cursors: dict[int, str] = {}
         self.issued: dict[int, list[str]] = {}
+        self.answered: dict[tuple[int, str, int], tuple[datetime, list[int]]] = {}
+        self.last_request: tuple[int, str, int] | None = None
         self.down: set[str] = set()
         self.requests = 0
+        self.replays = 0
         self.pages = 0
         self.events_recorded = 0
         for _ in range(videos):
@@ -131,7 +135,23 @@ class FeedMachine(RuleBasedStateMachine):
             return
         self.pages += 1
         self._check_nothing_skipped(user, page)
+        ids = [item.video_id for item in page.items]
+        if cursor is not None:
+            request = (user, cursor, limit)
+            first = self.answered.get(request)
+            if first is not None and self._remembered(first[0]):
+                # A cursor redeemed again gets its first page back, and only that.
+                assert ids == first[1], "a retried cursor returned another page"
+                self.replays += 1
+                self._continue(user, page)
+                return
+            self.answered[request] = (self.clock.now(), ids)
+            self.last_request = request
         self._serve(user, page)
+
+    def _remembered(self, answered_at: datetime) -> bool:
+        """Whether a page answered at ``answered_at`` is still remembered for retries."""
+        return (self.clock.now() - answered_at).total_seconds() < SNAPSHOT_TTL
 
     def _check_nothing_skipped(self, user: int, page: FeedPage) -> None:
         """Everything before the page's end in its snapshot is on the page or was seen.
@@ -166,6 +186,9 @@ class FeedMachine(RuleBasedStateMachine):
         self.served.setdefault(user, []).extend(ids)
         watched = self.watched_before_serving.get(user, set())
         assert not watched & set(ids), "a watched video was served afterwards"
+        self._continue(user, page)
+
+    def _continue(self, user: int, page: FeedPage) -> None:
         if page.next_cursor is None:
             self.cursors.pop(user, None)
         else:
@@ -216,7 +239,8 @@ class FeedMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.issued)
     @rule(data=st.data(), limit=st.integers(min_value=1, max_value=4))
     def earlier_cursor(self, data: st.DataObject, limit: int) -> None:
-        """A cursor kept from an earlier page (another device), perhaps of a replaced snapshot."""
+        """A cursor kept from an earlier page (another device), perhaps of a replaced
+        snapshot; one redeemed before with the same page size is a retry."""
         user = data.draw(st.sampled_from(sorted(self.issued)))
         self._request(user, limit, data.draw(st.sampled_from(self.issued[user])))
 
@@ -228,6 +252,14 @@ class FeedMachine(RuleBasedStateMachine):
         cursor = self.cursors[user]
         self.invalidate(user)
         self._request(user, first, None)
+        self._request(user, limit, cursor)
+
+    @precondition(lambda self: self.last_request is not None)
+    @rule()
+    def retry_last_cursor(self) -> None:
+        """The client timed out on the last cursor request and sends it again."""
+        assert self.last_request is not None
+        user, cursor, limit = self.last_request
         self._request(user, limit, cursor)
 
     @rule(store=st.sampled_from(["catalog", "events", "cache"]))
@@ -267,11 +299,13 @@ class FeedMachine(RuleBasedStateMachine):
         stats = self.service.stats()
         local, shared = stats.cache_levels
         assert stats.pages == self.pages
-        assert local.lookups == self.requests
+        # A remembered page is served without looking up the snapshot.
+        assert local.lookups == self.requests - self.replays
         assert local.errors == 0
         assert shared.lookups == local.misses
         assert stats.pages_from_cache <= local.hits + shared.hits
-        assert stats.pages_from_cache + stats.snapshots_ranked >= stats.pages
+        assert stats.pages_replayed == self.replays
+        assert stats.pages_from_cache + stats.snapshots_ranked + self.replays >= stats.pages
 
 
 FeedMachine.TestCase.settings = settings(

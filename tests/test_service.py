@@ -302,6 +302,103 @@ def test_cursor_from_a_service_with_another_secret_is_rejected(make_world: Any) 
         two.service.feed(1, 5, cursor)
 
 
+def test_a_retried_cursor_gets_the_same_page_and_the_next_one_follows(make_world: Any) -> None:
+    world: World = make_world()
+    first = world.service.feed(1, 5)
+    second = world.service.feed(1, 5, first.next_cursor)
+    world.clock.advance(30)
+    retried = world.service.feed(1, 5, first.next_cursor)
+    assert world.ids(retried) == world.ids(second)
+    assert retried.items == second.items
+    assert retried.from_cache
+    assert world.service.stats().pages_replayed == 1
+    # Either cursor of the page continues at the same place.
+    assert retried.next_cursor is not None and second.next_cursor is not None
+    third = world.service.feed(1, 5, retried.next_cursor)
+    also_third = world.service.feed(1, 5, second.next_cursor)
+    assert world.ids(third) == world.ids(also_third)
+    snapshot = world.local.get(1)
+    assert snapshot is not None
+    served = world.ids(first) + world.ids(second) + world.ids(third)
+    assert served == list(snapshot.video_ids[:15])
+
+
+def test_a_retried_cursor_with_another_page_size_is_a_new_request(make_world: Any) -> None:
+    world: World = make_world()
+    first = world.service.feed(1, 5)
+    second = world.service.feed(1, 5, first.next_cursor)
+    bigger = world.service.feed(1, 8, first.next_cursor)
+    assert len(bigger.items) == 8
+    assert not set(world.ids(bigger)) & set(world.ids(first) + world.ids(second))
+
+
+def test_a_retried_first_request_is_a_new_request(make_world: Any) -> None:
+    world: World = make_world()
+    first = world.service.feed(1, 5)
+    again = world.service.feed(1, 5)
+    assert not set(world.ids(first)) & set(world.ids(again))
+    assert world.service.stats().pages_replayed == 0
+
+
+def test_a_retried_cursor_is_cut_afresh_once_its_page_is_forgotten(make_world: Any) -> None:
+    world: World = make_world(snapshot_ttl_seconds=300)
+    first = world.service.feed(1, 5)
+    second = world.service.feed(1, 5, first.next_cursor)
+    world.clock.advance(301)
+    later = world.service.feed(1, 5, first.next_cursor)
+    assert len(later.items) == 5
+    assert not set(world.ids(later)) & set(world.ids(first) + world.ids(second))
+
+
+def test_a_retry_sent_to_another_worker_gets_the_same_page(make_world: Any) -> None:
+    world: World = make_world()
+    # A second worker: its own process-local cache level, every shared store the same.
+    other = FeedRankingService(
+        catalog=world.catalog.proxy,
+        events=world.events.proxy,
+        seen=world.seen.proxy,
+        cache=TieredFeedCache(LRUFeedCache(clock=world.clock.monotonic), world.shared.proxy),
+        config=world.service.config,
+        clock=world.clock.now,
+        monotonic=world.clock.monotonic,
+    )
+    with other:
+        first = world.service.feed(1, 5)
+        second = world.service.feed(1, 5, first.next_cursor)
+        retried = other.feed(1, 5, first.next_cursor)
+        assert retried.items == second.items
+        assert retried.next_cursor is not None
+        third = other.feed(1, 5, retried.next_cursor)
+        # And back: the first worker remembers the page the second one cut.
+        assert world.service.feed(1, 5, retried.next_cursor).items == third.items
+    served = world.ids(first) + world.ids(second) + world.ids(third)
+    assert len(set(served)) == 15
+
+
+def test_a_retry_while_the_shared_cache_fails_never_repeats_another_page(
+    make_world: Any,
+) -> None:
+    world: World = make_world()
+    other = FeedRankingService(
+        catalog=world.catalog.proxy,
+        events=world.events.proxy,
+        seen=world.seen.proxy,
+        cache=TieredFeedCache(LRUFeedCache(clock=world.clock.monotonic), world.shared.proxy),
+        config=world.service.config,
+        clock=world.clock.now,
+        monotonic=world.clock.monotonic,
+    )
+    with other:
+        first = world.service.feed(1, 5)
+        world.shared.fail()
+        second = world.service.feed(1, 5, first.next_cursor)
+        # This worker still remembers the page; the other one cannot and cuts a new one.
+        assert world.service.feed(1, 5, first.next_cursor).items == second.items
+        elsewhere = other.feed(1, 5, first.next_cursor)
+    assert not set(world.ids(elsewhere)) & set(world.ids(first) + world.ids(second))
+    assert "cache" in {entry.dependency for entry in elsewhere.degraded}
+
+
 def test_diversity_rule_limits_runs_of_one_creator(make_world: Any) -> None:
     world: World = make_world(videos=40, creators=2, diversity=DiversityRule(max_creator_run=1))
     # Make creator 1's videos much better so that, undiversified, they would come first.
@@ -583,7 +680,12 @@ def test_stalled_store_does_not_hang_the_request(
 
 def test_variant_hook_must_return_a_tag_and_a_config(make_world: Any) -> None:
     world: World = make_world()
-    for bad in [("not a tag", RankingConfig()), ("b", {"freshness": 1.0})]:
+    # ``page-`` variants are reserved for the pages remembered for retried cursors.
+    for bad in [
+        ("not a tag", RankingConfig()),
+        ("b", {"freshness": 1.0}),
+        ("page-x", RankingConfig()),
+    ]:
         service = FeedRankingService(
             catalog=world.catalog.proxy,
             events=world.events.proxy,

@@ -9,6 +9,7 @@ service can catch the whole family with one ``except`` clause::
     │   ├── CursorError             a page cursor is forged, expired or foreign
     │   └── QueryError              a search query is empty or too long
     ├── NotFoundError               a referenced entity does not exist
+    ├── IdempotencyConflictError    an event id was recorded before with another payload
     ├── NotReadyError               a video is not ready for streaming (names its state)
     ├── InvalidTransitionError      a processing state change is not allowed
     ├── StoreError                  a backing store failed (names the store)
@@ -33,6 +34,7 @@ __all__ = [
     "ConfigError",
     "CursorError",
     "FeedUnavailableError",
+    "IdempotencyConflictError",
     "InvalidInputError",
     "InvalidTransitionError",
     "NotFoundError",
@@ -109,6 +111,26 @@ class NotFoundError(ReelrankError, LookupError):
         self.kind = kind
         self.key = key
         super().__init__(f"{kind} {key!r} not found")
+
+
+class IdempotencyConflictError(ReelrankError):
+    """An idempotency key was used before for a different request.
+
+    ``field`` names the key's field (``"event_id"`` for engagement events) and ``key``
+    holds its value; nothing was written.
+    """
+
+    def __init__(self, field: str, key: str, reason: str) -> None:
+        self.field = field
+        self.key = key
+        self.reason = reason
+        super().__init__(field, key, reason)
+
+    def __str__(self) -> str:
+        return f"{self.field} {self.key!r} conflicts: {self.reason}"
+
+    def __reduce__(self) -> tuple[type[IdempotencyConflictError], tuple[str, str, str]]:
+        return (type(self), (self.field, self.key, self.reason))
 
 
 class NotReadyError(ReelrankError):

@@ -77,7 +77,11 @@ def check_aware(field: str, value: object) -> datetime:
     """Return ``value`` in UTC if it is a timezone-aware datetime, else raise."""
     if not isinstance(value, datetime) or value.utcoffset() is None:
         raise InvalidInputError(field, f"must be a timezone-aware datetime, got {value!r}")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        # A time near year 1 or 9999 whose offset carries it past the datetime range.
+        raise InvalidInputError(field, f"{value!r} is out of range in UTC") from None
 
 
 def check_variant(field: str, value: object) -> str | None:

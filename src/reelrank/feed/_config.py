@@ -84,6 +84,10 @@ class FeedServiceConfig(StrictModel):
     """How many users' serving positions are remembered in memory: the fallback filter
     while the seen store is unavailable (pages continue after what this process
     served)."""
+    remembered_pages_max: int = Field(default=100_000, ge=1)
+    """How many pages served for a cursor are remembered in memory, so a retried cursor
+    gets the same page back; the shared cache level keeps them too, for the other
+    processes and after they are forgotten here."""
     worker_threads: int = Field(default=32, ge=1, le=4096)
     """Worker threads for healthy store calls (threads held by stalled calls come on
     top); calls beyond them wait for a free thread within their deadline."""
@@ -117,6 +121,8 @@ class FeedServiceStats:
     """Pages served by :meth:`FeedRankingService.feed`."""
     pages_from_cache: int
     """Pages cut from a cached snapshot."""
+    pages_replayed: int
+    """Pages of a retried cursor, served again as remembered (counted in ``pages`` too)."""
     snapshots_ranked: int
     """Snapshots ranked, by requests and by warming."""
     degraded_pages: int

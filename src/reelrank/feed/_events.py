@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import Field
 
-from ..exceptions import ConfigError, InvalidInputError, NotReadyError
+from ..exceptions import ConfigError, IdempotencyConflictError, InvalidInputError, NotReadyError
 from ..models._base import StrictModel
 from ..models._catalog import ProcessingState, Video
 from ..models._engagement import EngagementEvent, EngagementKind
+from ..stores._common import DEFAULT_IDEMPOTENCY_SECONDS
 from ..stores._protocols import Catalog, EngagementLog, EventStore, SeenStore
 from ..validation import utc_now
 
@@ -23,6 +27,16 @@ class RecorderConfig(StrictModel):
 
     max_future_skew_seconds: float = Field(default=300.0, ge=0.0, allow_inf_nan=False)
     """How far ``occurred_at`` may lie ahead of the server clock (client clocks drift)."""
+    max_event_age_seconds: float | None = Field(default=None, gt=0.0, allow_inf_nan=False)
+    """How far ``occurred_at`` may lie behind the server clock; set it to the event
+    store's idempotency horizon (``7 * 86400``, the in-memory and Redis stores' default)
+    for events from clients: an older event could be a redelivery whose id the store has
+    forgotten, and would count twice. ``None`` (the default) accepts any age, as a
+    recorder that imports history needs."""
+    remembered_payloads: int = Field(default=1_000_000, ge=0)
+    """How many recorded events' payload fingerprints are kept (the most recent, within
+    :attr:`max_event_age_seconds`, or a week without it) to tell a redelivery from an
+    ``event_id`` reused for another event; ``0`` turns the check off."""
     mark_watched_seen: bool = False
     """Whether a watch also marks the video seen for the user, at ``occurred_at``.
 
@@ -45,6 +59,48 @@ def watch_completion(event: EngagementEvent, video: Video) -> float:
     return min(event.watched_seconds / video.duration_seconds, 1.0)
 
 
+def _fingerprint(event: EngagementEvent, *, with_time: bool) -> str:
+    """A digest of what the client sent; the time only if the client gave it."""
+    exclude = None if with_time else {"occurred_at"}
+    return hashlib.sha256(event.model_dump_json(exclude=exclude).encode()).hexdigest()
+
+
+class _Payloads:
+    """Fingerprints of recently recorded events by ``event_id``, bounded in number and age.
+
+    Forgotten oldest first; thread-safe.
+    """
+
+    def __init__(self, max_events: int, horizon: timedelta) -> None:
+        self._max_events = max_events
+        self._horizon = horizon
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[str, tuple[datetime, str]] = OrderedDict()
+
+    def get(self, event_id: str, now: datetime) -> str | None:
+        with self._lock:
+            self._expire(now)
+            entry = self._entries.get(event_id)
+        return None if entry is None else entry[1]
+
+    def put(self, event_id: str, fingerprint: str, now: datetime) -> None:
+        if self._max_events == 0:
+            return
+        with self._lock:
+            self._entries[event_id] = (now, fingerprint)
+            self._entries.move_to_end(event_id)
+            while len(self._entries) > self._max_events:
+                self._entries.popitem(last=False)
+
+    def _expire(self, now: datetime) -> None:
+        oldest_kept = now - self._horizon
+        while self._entries:
+            recorded_at = next(iter(self._entries.values()))[0]
+            if recorded_at > oldest_kept:
+                return
+            self._entries.popitem(last=False)
+
+
 class EngagementRecorder:
     """Validates engagement events and records each one exactly once.
 
@@ -54,13 +110,27 @@ class EngagementRecorder:
     creator. A bad event raises before anything is written:
 
     * a malformed field raises :class:`~reelrank.InvalidInputError` naming it (negative
-      or non-finite ``watched_seconds``, ``completion`` outside ``[0, 1]``, a naive or
-      a future ``occurred_at`` beyond :attr:`RecorderConfig.max_future_skew_seconds`);
+      or non-finite ``watched_seconds``, ``completion`` outside ``[0, 1]``, a naive
+      ``occurred_at`` or one out of range in UTC, one further ahead of the clock than
+      :attr:`RecorderConfig.max_future_skew_seconds` or further behind it than
+      :attr:`RecorderConfig.max_event_age_seconds`);
+    * an ``event_id`` this recorder recorded before for a different event raises
+      :class:`~reelrank.IdempotencyConflictError` naming ``event_id``;
     * an unknown video raises :class:`~reelrank.NotFoundError` (``kind="video"``);
     * a video that is not ``ready`` raises :class:`~reelrank.NotReadyError`.
 
-    Delivering the same ``event_id`` again is harmless: the store counts it once and
-    :meth:`record` returns ``False``.
+    The ``event_id`` is the idempotency key. Delivering the same event again is
+    harmless: the store counts it once and :meth:`record` returns ``False``, as it did
+    for every redelivery. Reusing an id for another event is an error, detected from a
+    fingerprint of what the client sent (its ``occurred_at`` only when the client gave
+    one), kept by this recorder for its
+    :attr:`RecorderConfig.remembered_payloads` most recent events within
+    :attr:`RecorderConfig.max_event_age_seconds`. Event stores compare ids only, so a
+    reused id that reaches another process, or this one after its fingerprint was
+    forgotten, is dropped as a duplicate.
+
+    A like is keyed by ``(user_id, video_id)`` in the event store: liking a liked
+    video again, under a new ``event_id``, is still one like.
 
     With a ``log`` (an :class:`~reelrank.EngagementLog`, which discovery features read),
     each applied event is also kept there, as appended (a watch with its completion).
@@ -83,9 +153,11 @@ class EngagementRecorder:
         now: Callable[[], datetime] = utc_now,
         variant_for: Callable[[int], str | None] | None = None,
     ) -> None:
-        self._config = config or RecorderConfig()
-        if self._config.mark_watched_seen and seen is None:
+        self._config = cfg = config or RecorderConfig()
+        if cfg.mark_watched_seen and seen is None:
             raise ConfigError("mark_watched_seen", True, "needs a seen store")
+        horizon = cfg.max_event_age_seconds or DEFAULT_IDEMPOTENCY_SECONDS
+        self._payloads = _Payloads(cfg.remembered_payloads, timedelta(seconds=horizon))
         self._catalog = catalog
         self._events = events
         self._seen = seen
@@ -103,18 +175,51 @@ class EngagementRecorder:
 
         ``event`` may be a mapping (decoded JSON, for example); it is validated as an
         :class:`~reelrank.EngagementEvent`.
+
+        Raises:
+            InvalidInputError: naming the bad field, ``occurred_at`` among them.
+            IdempotencyConflictError: naming ``event_id``, reused for another event.
+            NotFoundError: for an unknown video.
+            NotReadyError: for a video that is not ready.
         """
         if not isinstance(event, EngagementEvent):
             if not isinstance(event, Mapping):
                 raise InvalidInputError("event", "must be an EngagementEvent or a mapping")
             event = EngagementEvent.model_validate(dict(event))
-        latest = self._now() + timedelta(seconds=self._config.max_future_skew_seconds)
-        if event.occurred_at > latest:
+        return self._record(event, timed_by_client=True)
+
+    def _record(self, event: EngagementEvent, *, timed_by_client: bool) -> bool:
+        now = self._now()
+        self._check_time(event.occurred_at, now)
+        fingerprint = _fingerprint(event, with_time=timed_by_client)
+        if self._payloads.get(event.event_id, now) not in (None, fingerprint):
+            raise IdempotencyConflictError(
+                "event_id", event.event_id, "already recorded for a different event"
+            )
+        applied = self._apply(event)
+        if applied:
+            self._payloads.put(event.event_id, fingerprint, now)
+        return applied
+
+    def _check_time(self, occurred_at: datetime, now: datetime) -> None:
+        cfg = self._config
+        latest = now + timedelta(seconds=cfg.max_future_skew_seconds)
+        if occurred_at > latest:
             raise InvalidInputError(
                 "occurred_at",
-                f"{event.occurred_at.isoformat()} is in the future (allowed up to "
+                f"{occurred_at.isoformat()} is in the future (allowed up to "
                 f"{latest.isoformat()})",
             )
+        if cfg.max_event_age_seconds is not None:
+            earliest = now - timedelta(seconds=cfg.max_event_age_seconds)
+            if occurred_at < earliest:
+                raise InvalidInputError(
+                    "occurred_at",
+                    f"{occurred_at.isoformat()} is older than the idempotency horizon "
+                    f"(allowed from {earliest.isoformat()})",
+                )
+
+    def _apply(self, event: EngagementEvent) -> bool:
         video = self._catalog.get_video(event.video_id)
         if video.state is not ProcessingState.READY:
             raise NotReadyError(video.video_id, video.state.value)
@@ -230,4 +335,6 @@ class EngagementRecorder:
             "variant": variant,
         }
         fields.update({name: value for name, value in extra.items() if value is not None})
-        return self.record(EngagementEvent(**fields))
+        # A time the recorder filled in differs on every retry, so it is no part of what
+        # a retry must repeat.
+        return self._record(EngagementEvent(**fields), timed_by_client=occurred_at is not None)

@@ -169,6 +169,14 @@ class SnapshotCache:
             tier = TieredFeedCache(cache)
             self._level_stats = lambda: tier.level_stats
             self._cache = tier.with_levels(wrap)
+        # The level other processes share, if any: remembered pages are kept only there,
+        # outside the level counters, so they neither crowd snapshots out of an LRU level
+        # nor skew its hit rate.
+        self._slowest: FeedCache | None = None
+        if isinstance(self._cache, TieredFeedCache):
+            slowest = self._cache.levels[-1]
+            if not isinstance(slowest, LRUFeedCache):
+                self._slowest = slowest
 
     @property
     def enabled(self) -> bool:
@@ -211,6 +219,25 @@ class SnapshotCache:
             report.report("cache", "snapshot not cached")
             return False
         return True
+
+    def get_record(self, key: FeedKey, report: DegradedReport) -> FeedSnapshot | None:
+        """The remembered page under ``key`` in the shared level, if there is one."""
+        if self._slowest is None:
+            return None
+        try:
+            return self._slowest.get(*key)
+        except StoreError:
+            report.report("cache", "retried cursor cut afresh")
+            return None
+
+    def put_record(self, record: FeedSnapshot, ttl_seconds: float, report: DegradedReport) -> None:
+        """Keep a remembered page in the shared level for ``ttl_seconds``."""
+        if self._slowest is None:
+            return
+        try:
+            self._slowest.put(record, ttl_seconds=ttl_seconds)
+        except StoreError:
+            report.report("cache", "page not remembered for a retry")
 
     def invalidate_user(self, user_id: int) -> int:
         return 0 if self._cache is None else self._cache.invalidate_user(user_id)

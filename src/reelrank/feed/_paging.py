@@ -205,6 +205,27 @@ class Pager:
             variant=snapshot.variant,
         )
 
+    def replay(
+        self,
+        ctx: RequestContext,
+        items: tuple[FeedItem, ...],
+        where_next: tuple[str, int] | None,
+    ) -> FeedPage:
+        """A remembered page again, with a new cursor to the same next position."""
+        next_cursor = None
+        if where_next is not None:
+            pinned, position = where_next
+            next_cursor = self._cursors.encode(
+                CursorState(str(ctx.user_id), pinned, position, ctx.now.timestamp())
+            )
+        return FeedPage.model_construct(
+            items=items,
+            next_cursor=next_cursor,
+            from_cache=True,
+            degraded=tuple(ctx.report.degraded),
+            variant=ctx.variant,
+        )
+
     def _pick(
         self, ctx: RequestContext, ids: Sequence[int], offset: int, limit: int, check_seen: bool
     ) -> tuple[list[int], int]:

@@ -32,6 +32,7 @@ from ._cursor import CursorCodec, CursorState
 from ._guards import SnapshotCache, StoreGuards
 from ._paging import Pager, ServedMarks, check_page_limit
 from ._ranking import UserRanking
+from ._replay import PageRecords, check_not_reserved, decode_record, encode_record, record_key
 from ._resilience import CircuitBreaker, request_scope
 
 __all__ = ["FeedRankingService"]
@@ -99,6 +100,9 @@ class FeedRankingService:
             served=served,
             snapshot_size=cfg.snapshot_size,
         )
+        self._records = PageRecords(
+            self._snapshots, cfg.remembered_pages_max, cfg.snapshot_ttl_seconds
+        )
         self._users = UserRanking(
             catalog=catalog,
             events=events,
@@ -119,7 +123,8 @@ class FeedRankingService:
             config=cfg,
         )
         self._counter_lock = threading.Lock()
-        self._pages = self._pages_from_cache = self._ranked = self._degraded_pages = 0
+        self._pages = self._pages_from_cache = self._replayed = 0
+        self._ranked = self._degraded_pages = 0
 
     # -- lifecycle and counters ----------------------------------------------------
 
@@ -141,11 +146,12 @@ class FeedRankingService:
     def stats(self) -> FeedServiceStats:
         """Counters of pages, cache levels and store calls so far."""
         with self._counter_lock:
-            pages, cached = self._pages, self._pages_from_cache
+            pages, cached, replayed = self._pages, self._pages_from_cache, self._replayed
             ranked, degraded = self._ranked, self._degraded_pages
         return FeedServiceStats(
             pages=pages,
             pages_from_cache=cached,
+            pages_replayed=replayed,
             snapshots_ranked=ranked,
             degraded_pages=degraded,
             cache_levels=self._snapshots.level_stats(),
@@ -153,11 +159,18 @@ class FeedRankingService:
         )
 
     def _count(
-        self, *, pages: int = 0, cached: int = 0, ranked: int = 0, degraded: int = 0
+        self,
+        *,
+        pages: int = 0,
+        cached: int = 0,
+        replayed: int = 0,
+        ranked: int = 0,
+        degraded: int = 0,
     ) -> None:
         with self._counter_lock:
             self._pages += pages
             self._pages_from_cache += cached
+            self._replayed += replayed
             self._ranked += ranked
             self._degraded_pages += degraded
 
@@ -170,6 +183,7 @@ class FeedRankingService:
             if not isinstance(ranking, RankingConfig):
                 raise InvalidInputError("assign_variant", "must return (variant, RankingConfig)")
             variant = check_variant("assign_variant", variant)
+            check_not_reserved(variant)
         return RequestContext(user_id, variant, ranking, config_tag(ranking), now, report)
 
     # -- the request path ----------------------------------------------------------
@@ -197,6 +211,24 @@ class FeedRankingService:
         ctx = self._context(user_id, self._clock(), DegradedReport())
         check_page_limit(limit, ctx.ranking.max_page_size)
         state = self._pager.decode(cursor, ctx)
+        if state is None:
+            return self._serve(ctx, None, limit)
+        # A cursor redeemed again (a retry) gets the page it got the first time: that
+        # page's items are marked seen now, so cutting it afresh would skip them.
+        key = record_key(ctx, state, limit)
+        record = self._records.recall(ctx, key)
+        if record is not None:
+            items, where_next = decode_record(record)
+            page = self._pager.replay(ctx, items, where_next)
+            self._count(pages=1, replayed=1, degraded=ctx.report.is_degraded)
+            return page
+        page = self._serve(ctx, state, limit)
+        next_state = None if page.next_cursor is None else self._pager.decode(page.next_cursor, ctx)
+        self._records.remember(ctx, encode_record(key, page, next_state, ctx.now))
+        return page
+
+    def _serve(self, ctx: RequestContext, state: CursorState | None, limit: int) -> FeedPage:
+        """Cut a new page: from the cached snapshot if it is current, else a fresh one."""
         cached = self._snapshots.get(ctx.key, ctx.report)
         if cached is not None and self._is_current(cached, ctx):
             page = self._pager.page(ctx, cached, state, limit, from_cache=True)
@@ -258,7 +290,8 @@ class FeedRankingService:
         """Drop the user's cached snapshots (every variant) so the next page is re-ranked.
 
         Already served items are not shown again: they are in the seen store.
-        Returns how many live snapshots were dropped.
+        Returns how many live snapshots were dropped, counting the pages the shared
+        cache level remembered for retried cursors.
         """
         check_id("user_id", user_id)
         return self._snapshots.invalidate_user(user_id)

@@ -139,7 +139,12 @@ def input_error_from(exc: ValidationError) -> InvalidInputError:
 
 
 def _to_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        # Reported by pydantic as a validation error of the field, so a typed error
+        # naming it: a time near year 1 or 9999 whose offset carries it out of range.
+        raise ValueError(f"{value.isoformat()} is out of range in UTC") from None
 
 
 Id = Annotated[int, Field(strict=True, ge=1, le=MAX_ID)]

@@ -17,6 +17,7 @@ from reelrank.exceptions import (
     ConfigError,
     CursorError,
     FeedUnavailableError,
+    IdempotencyConflictError,
     InvalidInputError,
     InvalidTransitionError,
     NotFoundError,
@@ -45,6 +46,10 @@ HAND_LIST: list[tuple[ReelrankError, dict[str, Any]]] = [
     (StoreTimeoutError("catalog", "deadline 50 ms"), {"store": "catalog"}),
     (StoreUnavailableError("events", "circuit open"), {"store": "events"}),
     (FeedUnavailableError("catalog down and no snapshot"), {}),
+    (
+        IdempotencyConflictError("event_id", "w-1", "sent before with another payload"),
+        {"field": "event_id", "key": "w-1", "reason": "sent before with another payload"},
+    ),
 ]
 
 

@@ -124,13 +124,7 @@ class IdempotencyConflictError(ReelrankError):
         self.field = field
         self.key = key
         self.reason = reason
-        super().__init__(field, key, reason)
-
-    def __str__(self) -> str:
-        return f"{self.field} {self.key!r} conflicts: {self.reason}"
-
-    def __reduce__(self) -> tuple[type[IdempotencyConflictError], tuple[str, str, str]]:
-        return (type(self), (self.field, self.key, self.reason))
+        super().__init__(f"{field} {key!r} conflicts: {reason}")
 
 
 class NotReadyError(ReelrankError):

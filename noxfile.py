@@ -110,7 +110,8 @@ def release(session: nox.Session) -> None:
     """Build, twine-check and smoke-test every sdist and wheel, installed away from the tree.
 
     scripts/release_check.py builds into dist/, installs by name in a new environment in
-    a temporary directory and runs the command and the contract suite there. Set REELRANK_REDIS_URL, REELRANK_POSTGRES_URL (a throwaway database) or
+    a temporary directory and runs the command and the contract suite there. Set
+    REELRANK_REDIS_URL, REELRANK_POSTGRES_URL (a throwaway database) or
     REELRANK_CLICKHOUSE_URL to run the contract suite on real servers as well.
     """
     session.install("build", "twine", "uv")

@@ -120,10 +120,10 @@ class TestInMemoryTrendingSnapshotStore(TrendingSnapshotStoreContract):
 @pytest.fixture(scope="session")
 def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A SQLite file migrated once by the wheel's migrations; each test gets a copy."""
-    from reelrank_postgres import SqlStoreConfig, create_engine_from_config, migrate
+    from reelrank_postgres import SqlStoreConfig, connect, migrate
 
     path = tmp_path_factory.mktemp("sqlite") / "migrated.db"
-    sql_engine = create_engine_from_config(SqlStoreConfig(url=f"sqlite:///{path}"))
+    sql_engine = connect(SqlStoreConfig(url=f"sqlite:///{path}"))
     migrate(sql_engine)
     sql_engine.dispose()
     return path
@@ -132,7 +132,7 @@ def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     """A migrated, empty database: a new SQLite file, or the emptied PostgreSQL one."""
-    from reelrank_postgres import SqlStoreConfig, create_engine_from_config, migrate
+    from reelrank_postgres import SqlStoreConfig, connect, migrate
     from sqlalchemy import inspect, text
 
     if request.param == "sqlite":
@@ -142,7 +142,7 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
         pytest.skip("REELRANK_POSTGRES_URL is not set")
     else:
         url = POSTGRES_URL
-    sql_engine = create_engine_from_config(SqlStoreConfig(url=url))
+    sql_engine = connect(SqlStoreConfig(url=url))
     if request.param == "postgresql":
         migrate(sql_engine)
         tables = [t for t in inspect(sql_engine).get_table_names() if t != "alembic_version"]
@@ -216,15 +216,15 @@ def redis_stores() -> Iterator[tuple[Any, Any]]:
     """A client and a config whose key prefix no other test (or run) uses."""
     if REDIS_URL is None:
         pytest.skip("REELRANK_REDIS_URL is not set")
-    from reelrank_redis import RedisConfig, create_client
+    from reelrank_redis import RedisConfig, connect
 
     config = RedisConfig(
         url=REDIS_URL,
         prefix=f"release{uuid.uuid4().hex[:12]}",
-        socket_timeout=2.0,
-        socket_connect_timeout=2.0,
+        socket_timeout_seconds=2.0,
+        connect_timeout_seconds=2.0,
     )
-    client = create_client(config)
+    client = connect(config)
     yield client, config
     client.close()
 
@@ -261,18 +261,20 @@ def clickhouse_engine() -> Iterator[Any]:
     """An engine on a new database with the adapter's schema, dropped afterwards."""
     if CLICKHOUSE_URL is None:
         pytest.skip("REELRANK_CLICKHOUSE_URL is not set")
-    from reelrank_clickhouse import ClickHouseConfig, create_engine, create_schema
+    from reelrank_clickhouse import ClickHouseConfig, connect, create_schema
     from sqlalchemy import text
 
     address = urlsplit(CLICKHOUSE_URL)
     server = ClickHouseConfig(
-        host=address.hostname or "127.0.0.1", port=address.port or 9000, send_receive_timeout=30.0
+        host=address.hostname or "127.0.0.1",
+        port=address.port or 9000,
+        send_receive_timeout_seconds=30.0,
     )
     database = f"release_{uuid.uuid4().hex[:12]}_{next(_names)}"
-    admin = create_engine(server)
+    admin = connect(server)
     with admin.connect() as connection:
         connection.execute(text(f"CREATE DATABASE {database}"))
-    engine = create_engine(server.model_copy(update={"database": database}))
+    engine = connect(server.model_copy(update={"database": database}))
     create_schema(engine)
     yield engine
     engine.dispose()

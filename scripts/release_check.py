@@ -96,11 +96,25 @@ def build(dist: Path) -> dict[str, tuple[Path, Path]]:
     return built
 
 
+# Directories of local state that must never ship: hatchling leaves out what the root
+# .gitignore lists, so a tool cache missing from it would land in the sdist.
+LOCAL_STATE = {
+    ".venv", ".nox", ".mypy_cache", ".ruff_cache", ".pytest_cache", ".hypothesis",
+    ".benchmarks", ".numba_cache", ".import_linter_cache", "__pycache__", "_vendor", "_build",
+    "node_modules", "dist",
+}  # fmt: skip
+
+
 def check_contents(built: dict[str, tuple[Path, Path]]) -> None:
-    """Every artifact carries the Apache-2.0 text; every wheel says it is typed."""
+    """Every artifact carries the Apache-2.0 text and no local state; every wheel is typed."""
     license_digest = hashlib.sha256((ROOT / "LICENSE").read_bytes()).hexdigest()
     for name, (sdist, wheel) in built.items():
         with tarfile.open(sdist) as archive:
+            stray = sorted(
+                m.name for m in archive.getmembers() if LOCAL_STATE & set(m.name.split("/")[1:-1])
+            )
+            if stray:
+                raise ReleaseCheckError(f"{sdist.name} carries local state: {stray[:5]}")
             licenses = [m for m in archive.getmembers() if m.name.endswith("/LICENSE")]
             if not licenses:
                 raise ReleaseCheckError(f"{sdist.name} has no LICENSE")

@@ -15,6 +15,7 @@ from typing import Any
 from docutils import nodes
 from sphinx.addnodes import pending_xref
 from sphinx.application import Sphinx
+from sphinx.config import Config
 from sphinx.environment import BuildEnvironment
 from sphinx.errors import ExtensionError, PycodeError
 from sphinx.pycode import ModuleAnalyzer
@@ -189,8 +190,12 @@ def _resolve_other_public_path(
     return None
 
 
-def _bundle_mathjax(app: Sphinx) -> None:
-    """Put MathJax into ``_vendor/static/mathjax``, fetched from the npm registry once."""
+def _bundle_mathjax(app: Sphinx, config: Config) -> None:
+    """Put MathJax into ``_vendor/static/mathjax``, fetched from the npm registry once.
+
+    Runs on ``config-inited`` at the default priority, before the HTML builder checks that
+    every ``html_static_path`` entry exists.
+    """
     target = _MATHJAX_STATIC / "mathjax"
     stamp = target / "VERSION"
     if stamp.is_file() and stamp.read_text().strip() == MATHJAX_VERSION:
@@ -216,17 +221,21 @@ def _bundle_mathjax(app: Sphinx) -> None:
             )
         with tarfile.open(Path(scratch) / packed.stdout.strip().splitlines()[-1]) as archive:
             archive.extractall(scratch, filter="data")
-        shutil.rmtree(target, ignore_errors=True)
-        target.mkdir(parents=True)
+        # Assembled beside the target and renamed into place, so a build that stops
+        # half-way leaves no partial copy behind that a later build would take as whole.
+        _MATHJAX_STATIC.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix="mathjax-", dir=_MATHJAX_STATIC.parent))
         es5 = Path(scratch) / "package" / "es5"
         for part in _MATHJAX_PARTS:
             copy = shutil.copytree if (es5 / part).is_dir() else shutil.copy2
-            copy(es5 / part, target / part)
-    stamp.write_text(MATHJAX_VERSION + "\n")
+            copy(es5 / part, staging / part)
+        (staging / "VERSION").write_text(MATHJAX_VERSION + "\n")
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
 
 
 def setup(app: Sphinx) -> dict[str, Any]:
-    app.connect("builder-inited", _bundle_mathjax)
+    app.connect("config-inited", _bundle_mathjax)
     app.connect("autodoc-process-docstring", _document_reexported_constants)
     app.connect("env-check-consistency", _check_every_export_is_documented)
     app.connect("missing-reference", _resolve_other_public_path)

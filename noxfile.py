@@ -103,3 +103,45 @@ def demo(session: nox.Session) -> None:
     """A ranked feed for a synthetic catalog, on the embedded in-memory stores."""
     session.install("-e", ".")
     session.run("reelrank", "demo")
+
+
+@nox.session(python="3.11")
+def release(session: nox.Session) -> None:
+    """Build, twine-check and smoke-test every sdist and wheel, installed away from the tree.
+
+    scripts/release_check.py builds into dist/, installs by name in a new environment in
+    a temporary directory and runs the command and the contract suite there. Set
+    REELRANK_REDIS_URL, REELRANK_POSTGRES_URL (a throwaway database) or
+    REELRANK_CLICKHOUSE_URL to run the contract suite on real servers as well.
+    """
+    session.install("build", "twine", "uv")
+    session.run("python", "scripts/release_check.py", *session.posargs)
+
+
+@nox.session(python="3.11")
+def lowest(session: nox.Session) -> None:
+    """Unit tests and a quick benchmark on the lowest versions every distribution declares.
+
+    ``uv pip compile --resolution lowest-direct`` pins each declared dependency (of the
+    core with its frame and test extras, and of every adapter with its test extra) at its
+    lower bound; what those need in turn resolves as usual. Too slow for CI: run it when a
+    lower bound changes, and before a release.
+    """
+    session.install("uv")
+    tmp = Path(session.create_tmp())
+    spec, pins = tmp / "lowest.in", tmp / "lowest.txt"
+    editables = [f"{ROOT}[frame,test]", *(f"{Path(p).parent}[test]" for p in ADAPTERS)]
+    spec.write_text("".join(f"-e {editable}\n" for editable in editables))
+    session.run(
+        "uv", "pip", "compile", "--quiet", "--python-version", "3.11",
+        "--resolution", "lowest-direct", str(spec), "-o", str(pins),
+    )  # fmt: skip
+    session.install("-r", str(pins))
+    session.run("pytest", "tests", "-m", "not integration", *session.posargs)
+    # The adapters' own unit tests (their codecs, configs) need no server.
+    session.run("pytest", *[f"{Path(p).parent}/tests" for p in ADAPTERS], "-m", "not integration")
+    session.run(
+        "pytest", "benchmarks/bench_scoring.py", "benchmarks/bench_frame.py", "-q",
+        "--benchmark-disable-gc", "--benchmark-min-rounds=3", "--benchmark-max-time=0.05",
+        env={"REELRANK_BENCH_QUICK": "1"},
+    )  # fmt: skip

@@ -5,13 +5,19 @@ from __future__ import annotations
 import functools
 import importlib
 import pkgutil
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from docutils import nodes
 from sphinx.addnodes import pending_xref
 from sphinx.application import Sphinx
+from sphinx.config import Config
 from sphinx.environment import BuildEnvironment
-from sphinx.errors import PycodeError
+from sphinx.errors import ExtensionError, PycodeError
 from sphinx.pycode import ModuleAnalyzer
 from sphinx.util import logging
 
@@ -20,7 +26,9 @@ import reelrank
 project = "reelrank"
 author = "The reelrank developers"
 copyright = "2026, The reelrank developers"
+# The version of the package these pages were built from, shown in every page's title.
 release = reelrank.__version__
+version = ".".join(release.split(".")[:2])
 
 extensions = [
     "myst_parser",
@@ -41,7 +49,16 @@ autodoc_default_options = {
     "exclude-members": "model_config, model_fields, model_computed_fields, model_post_init",
 }
 nitpicky = False
-exclude_patterns = ["_build"]
+exclude_patterns = ["_build", "_vendor"]
+
+# MathJax is served from the built docs themselves, not from a CDN, so the formulas render
+# for readers without network access (a copy on disk, a docs archive, a closed network).
+# The SVG output needs no web fonts, which browsers refuse to load from file:// pages.
+MATHJAX_VERSION = "3.2.2"
+_MATHJAX_STATIC = Path(__file__).parent / "_vendor" / "static"
+_MATHJAX_PARTS = ("tex-svg.js", "input", "output", "ui", "a11y", "sre")
+html_static_path = [str(_MATHJAX_STATIC)]
+mathjax_path = "mathjax/tex-svg.js"
 
 _logger = logging.getLogger(__name__)
 
@@ -173,7 +190,52 @@ def _resolve_other_public_path(
     return None
 
 
+def _bundle_mathjax(app: Sphinx, config: Config) -> None:
+    """Put MathJax into ``_vendor/static/mathjax``, fetched from the npm registry once.
+
+    Runs on ``config-inited`` at the default priority, before the HTML builder checks that
+    every ``html_static_path`` entry exists.
+    """
+    target = _MATHJAX_STATIC / "mathjax"
+    stamp = target / "VERSION"
+    if stamp.is_file() and stamp.read_text().strip() == MATHJAX_VERSION:
+        return
+    npm = shutil.which("npm")
+    if npm is None:
+        raise ExtensionError(
+            f"the docs bundle MathJax {MATHJAX_VERSION} from the npm registry, and npm is "
+            "not installed (Debian: apt-get install npm). Or unpack the es5 directory of "
+            f"the npm package mathjax@{MATHJAX_VERSION} into {target} and write "
+            f"{MATHJAX_VERSION} into {stamp}."
+        )
+    with tempfile.TemporaryDirectory() as scratch:
+        packed = subprocess.run(
+            [npm, "pack", f"mathjax@{MATHJAX_VERSION}", "--pack-destination", scratch, "--silent"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if packed.returncode != 0:
+            raise ExtensionError(
+                f"npm pack mathjax@{MATHJAX_VERSION} failed: {packed.stderr.strip()}"
+            )
+        with tarfile.open(Path(scratch) / packed.stdout.strip().splitlines()[-1]) as archive:
+            archive.extractall(scratch, filter="data")
+        # Assembled beside the target and renamed into place, so a build that stops
+        # half-way leaves no partial copy behind that a later build would take as whole.
+        _MATHJAX_STATIC.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix="mathjax-", dir=_MATHJAX_STATIC.parent))
+        es5 = Path(scratch) / "package" / "es5"
+        for part in _MATHJAX_PARTS:
+            copy = shutil.copytree if (es5 / part).is_dir() else shutil.copy2
+            copy(es5 / part, staging / part)
+        (staging / "VERSION").write_text(MATHJAX_VERSION + "\n")
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
+    app.connect("config-inited", _bundle_mathjax)
     app.connect("autodoc-process-docstring", _document_reexported_constants)
     app.connect("env-check-consistency", _check_every_export_is_documented)
     app.connect("missing-reference", _resolve_other_public_path)

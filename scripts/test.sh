@@ -13,6 +13,10 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 [ -x /usr/sbin/clickhouse-server ] || missing+=(clickhouse-server)
 [ -x /usr/lib/postgresql/15/bin/postgres ] || missing+=(postgresql-15)
 [ -x /usr/sbin/pgbouncer ] || missing+=(pgbouncer)
+# The docs test opens the built pages in headless Chromium; the docs build fetches
+# MathJax with npm, to serve it from the docs themselves.
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 # Debian's python3 comes without the venv module (and its ensurepip) until this is installed.
 [ -x .venv/bin/python ] || python3 -c 'import ensurepip, venv' >/dev/null 2>&1 ||
   missing+=(python3-venv)
@@ -65,3 +69,5 @@ step "docs"
 step "benchmarks (quick mode)"
 REELRANK_BENCH_QUICK=1 "$py" -m pytest benchmarks -q -p no:cacheprovider \
   --benchmark-disable-gc --benchmark-min-rounds=3 --benchmark-max-time=0.05 --benchmark-warmup=on
+step "release artifacts (build, twine check, install away from the tree, smoke)"
+"$py" scripts/release_check.py

@@ -27,7 +27,15 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-__all__ = ["BLOCK", "block_bounds", "build_csr", "merge_segments", "slot_terms", "top_k_bm25"]
+__all__ = [
+    "BLOCK",
+    "block_bounds",
+    "build_csr",
+    "merge_segments",
+    "postings_from_tokens",
+    "slot_terms",
+    "top_k_bm25",
+]
 
 BLOCK = 128
 """Postings per block for block-max pruning."""
@@ -155,29 +163,114 @@ def _single_term(
 
 
 @_kernel
+def _union(
+    offsets: np.ndarray, docs: np.ndarray, tfs: np.ndarray,
+    block_starts: np.ndarray, block_max_tf: np.ndarray, block_min_length: np.ndarray,
+    lengths: np.ndarray, alive: np.ndarray, video_ids: np.ndarray,
+    terms: np.ndarray, idfs: np.ndarray, k1: float, b: float, mean_length: float, k: int,
+    marks: np.ndarray, best: np.ndarray,
+    out_scores: np.ndarray, out_ids: np.ndarray, out_slots: np.ndarray,
+) -> int:
+    """One group of expansions (a prefix term alone): a document scores its best expansion.
+
+    Expansions run from the highest score bound down. The heap holds ``k`` distinct
+    documents at a score they are known to reach at least, so its weakest score is a
+    lower bound of the final ``k``-th best: an expansion, block or posting scoring below
+    it cannot place a document in the top ``k``, and is skipped. Every document of the
+    final top ``k`` is reached through its best expansion, which is never skipped, so it
+    ends with its exact score.
+    """
+    n_terms = offsets.shape[0] - 1
+    n_expansions = terms.shape[0]
+    bounds = np.full(n_expansions, -1.0)
+    total_postings = 0
+    for index in range(n_expansions):
+        term = terms[index]
+        if term >= n_terms:
+            continue
+        total_postings += offsets[term + 1] - offsets[term]
+        for block in range(block_starts[term], block_starts[term + 1]):
+            bound = _bm25(idfs[index], block_max_tf[block], block_min_length[block], k1, b, mean_length)
+            if bound > bounds[index]:
+                bounds[index] = bound
+    order = np.argsort(-bounds)
+    candidates = np.empty(total_postings, dtype=np.int32)
+    n_candidates = 0
+    size = 0
+    # marks: bit 1 = the slot is a candidate (best[] is set), bit 2 = it is in the heap.
+    for rank in range(n_expansions):
+        index = order[rank]
+        if bounds[index] < 0.0:
+            break
+        if size == k and bounds[index] * (1.0 + _BOUND_SLACK) < out_scores[0]:
+            break
+        term = terms[index]
+        idf = idfs[index]
+        block = block_starts[term]
+        end = offsets[term + 1]
+        for block_start in range(offsets[term], end, BLOCK):
+            block_end = min(block_start + BLOCK, end)
+            if size == k:
+                bound = _bm25(idf, block_max_tf[block], block_min_length[block], k1, b, mean_length)
+                if bound * (1.0 + _BOUND_SLACK) < out_scores[0]:
+                    block += 1
+                    continue
+            block += 1
+            for position in range(block_start, block_end):
+                slot = docs[position]
+                if not alive[slot]:
+                    continue
+                score = _bm25(idf, tfs[position], lengths[slot], k1, b, mean_length)
+                if size == k and score * (1.0 + _BOUND_SLACK) < out_scores[0]:
+                    continue
+                mark = marks[slot]
+                if mark == 0:
+                    marks[slot] = 1
+                    best[slot] = score
+                    candidates[n_candidates] = slot
+                    n_candidates += 1
+                elif score > best[slot]:
+                    best[slot] = score
+                if mark & 2:
+                    # Already held at a lower score: the bound stays valid without it.
+                    continue
+                video_id = video_ids[slot]
+                if size < k:
+                    marks[slot] |= 2
+                    size = _offer(out_scores, out_ids, out_slots, size, k, score, video_id, slot)
+                elif _is_better(score, video_id, out_scores[0], out_ids[0]):
+                    marks[out_slots[0]] &= 1
+                    marks[slot] |= 2
+                    size = _offer(out_scores, out_ids, out_slots, size, k, score, video_id, slot)
+    size = 0
+    for index in range(n_candidates):
+        slot = candidates[index]
+        marks[slot] = 0
+        size = _offer(out_scores, out_ids, out_slots, size, k, best[slot], video_ids[slot], slot)
+    return size
+
+
+@_kernel
 def _conjunctive(
     offsets: np.ndarray, docs: np.ndarray, tfs: np.ndarray,
     lengths: np.ndarray, alive: np.ndarray, video_ids: np.ndarray,
     terms: np.ndarray, group_starts: np.ndarray, idfs: np.ndarray,
     k1: float, b: float, mean_length: float, k: int,
+    matched: np.ndarray, total: np.ndarray, best: np.ndarray,
     out_scores: np.ndarray, out_ids: np.ndarray, out_slots: np.ndarray,
 ) -> int:
+    """Every group must match: candidates from the first (rarest) group, then filtered.
+
+    ``matched[slot]`` counts the groups a candidate matched so far; ``total`` and
+    ``best`` are only read where it says so. ``matched`` is all zero on entry and left so.
+    """
     n_groups = group_starts.shape[0] - 1
-    n_slots = lengths.shape[0]
     n_terms = offsets.shape[0] - 1
-    # matched[slot] = how many groups the slot matched so far (0: not a candidate); the
-    # totals and the current group's best score are only read where matched says so,
-    # so they need no clearing.
-    matched = np.zeros(n_slots, dtype=np.int32)
-    total = np.empty(n_slots, dtype=np.float64)
-    best = np.empty(n_slots, dtype=np.float64)
-    # Candidates come from the rarest group (the caller puts it first).
     n_candidates = 0
-    for position in range(group_starts[1] - group_starts[0]):
-        term = terms[group_starts[0] + position]
-        if term >= n_terms:
-            continue
-        n_candidates += offsets[term + 1] - offsets[term]
+    for position in range(group_starts[0], group_starts[1]):
+        term = terms[position]
+        if term < n_terms:
+            n_candidates += offsets[term + 1] - offsets[term]
     candidates = np.empty(n_candidates, dtype=np.int32)
     n_candidates = 0
     for position in range(group_starts[0], group_starts[1]):
@@ -200,47 +293,42 @@ def _conjunctive(
     for group in range(1, n_groups):
         if n_candidates == 0:
             break
-        group_postings = 0
-        n_expansions = group_starts[group + 1] - group_starts[group]
         for position in range(group_starts[group], group_starts[group + 1]):
             term = terms[position]
-            if term < n_terms:
-                group_postings += offsets[term + 1] - offsets[term]
-        # Few candidates against long postings: look each candidate up by binary search
-        # (about 20 probes each); otherwise stream the postings once.
-        lookup = n_candidates * n_expansions * 20 < group_postings
-        if lookup:
-            for index in range(n_candidates):
-                slot = candidates[index]
-                group_best = -1.0
-                for position in range(group_starts[group], group_starts[group + 1]):
-                    term = terms[position]
-                    if term >= n_terms:
-                        continue
-                    found = _find(docs, offsets[term], offsets[term + 1], slot)
-                    if found >= 0:
-                        score = _bm25(idfs[position], tfs[found], lengths[slot], k1, b, mean_length)
-                        if score > group_best:
-                            group_best = score
-                if group_best >= 0.0:
-                    matched[slot] = group + 1
-                    best[slot] = group_best
-        else:
-            for position in range(group_starts[group], group_starts[group + 1]):
-                term = terms[position]
-                if term >= n_terms:
-                    continue
-                idf = idfs[position]
-                for posting in range(offsets[term], offsets[term + 1]):
-                    slot = docs[posting]
+            if term >= n_terms:
+                continue
+            idf = idfs[position]
+            start = offsets[term]
+            end = offsets[term + 1]
+            # Few candidates against a long postings list: binary-search each candidate
+            # (about log2(length) probes); otherwise stream the postings once.
+            if n_candidates * (np.log2(end - start + 1.0) + 1.0) < end - start:
+                for index in range(n_candidates):
+                    slot = candidates[index]
                     seen = matched[slot]
+                    if seen < group:
+                        continue
+                    found = _find(docs, start, end, slot)
+                    if found < 0:
+                        continue
+                    score = _bm25(idf, tfs[found], lengths[slot], k1, b, mean_length)
                     if seen == group:
                         matched[slot] = group + 1
-                        best[slot] = _bm25(idf, tfs[posting], lengths[slot], k1, b, mean_length)
-                    elif seen == group + 1:
-                        score = _bm25(idf, tfs[posting], lengths[slot], k1, b, mean_length)
-                        if score > best[slot]:
-                            best[slot] = score
+                        best[slot] = score
+                    elif score > best[slot]:
+                        best[slot] = score
+            else:
+                for posting in range(start, end):
+                    slot = docs[posting]
+                    seen = matched[slot]
+                    if seen < group:
+                        continue
+                    score = _bm25(idf, tfs[posting], lengths[slot], k1, b, mean_length)
+                    if seen == group:
+                        matched[slot] = group + 1
+                        best[slot] = score
+                    elif score > best[slot]:
+                        best[slot] = score
         kept = 0
         for index in range(n_candidates):
             slot = candidates[index]
@@ -248,10 +336,13 @@ def _conjunctive(
                 total[slot] += best[slot]
                 candidates[kept] = slot
                 kept += 1
+            else:
+                matched[slot] = 0
         n_candidates = kept
     size = 0
     for index in range(n_candidates):
         slot = candidates[index]
+        matched[slot] = 0
         size = _offer(out_scores, out_ids, out_slots, size, k, total[slot], video_ids[slot], slot)
     return size
 
@@ -273,27 +364,37 @@ def top_k_bm25(
     lengths: np.ndarray, alive: np.ndarray, video_ids: np.ndarray,
     terms: np.ndarray, group_starts: np.ndarray, idfs: np.ndarray,
     k1: float, b: float, mean_length: float, k: int,
+    marks: np.ndarray, total: np.ndarray, best: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The best ``k`` (video ids, scores) of one segment, best first (ties: smaller id).
 
-    ``block_starts`` may be empty (a segment without blocks): a single-term query then
-    scans every posting.
+    ``marks`` (int32), ``total`` and ``best`` (float64) are scratch arrays of at least
+    ``lengths.shape[0]`` items; ``marks`` must be all zero and is left so. Without block
+    arrays (``block_starts`` empty) every query takes the exhaustive conjunctive path.
     """
     out_scores = np.empty(k, dtype=np.float64)
     out_ids = np.empty(k, dtype=np.int64)
     out_slots = np.empty(k, dtype=np.int32)
-    single = group_starts.shape[0] == 2 and group_starts[1] - group_starts[0] == 1
-    term = int(terms[0])
-    if single and block_starts.shape[0] > 0 and term < offsets.shape[0] - 1:
-        size = _single_term(
-            offsets, docs, tfs, block_starts, block_max_tf, block_min_length,
-            lengths, alive, video_ids, term, float(idfs[0]), k1, b, mean_length, k,
-            out_scores, out_ids, out_slots,
-        )
+    blocks = block_starts.shape[0] == offsets.shape[0]
+    if blocks and group_starts.shape[0] == 2:
+        known = terms[terms < offsets.shape[0] - 1]
+        if known.shape[0] == 1:
+            size = _single_term(
+                offsets, docs, tfs, block_starts, block_max_tf, block_min_length,
+                lengths, alive, video_ids, int(known[0]),
+                float(idfs[terms < offsets.shape[0] - 1][0]), k1, b, mean_length, k,
+                out_scores, out_ids, out_slots,
+            )
+        else:
+            size = _union(
+                offsets, docs, tfs, block_starts, block_max_tf, block_min_length,
+                lengths, alive, video_ids, terms, idfs, k1, b, mean_length, k,
+                marks, best, out_scores, out_ids, out_slots,
+            )
     else:
         size = _conjunctive(
             offsets, docs, tfs, lengths, alive, video_ids, terms, group_starts, idfs,
-            k1, b, mean_length, k, out_scores, out_ids, out_slots,
+            k1, b, mean_length, k, marks, total, best, out_scores, out_ids, out_slots,
         )
     _sort_heap(out_scores, out_ids, out_slots, size)
     return out_ids[:size], out_scores[:size]
@@ -418,3 +519,59 @@ def build_csr(
             out_tfs[write] = tfs[position]
             cursor[term] = write + 1
     return offsets, docs, out_tfs
+
+
+@_kernel
+def postings_from_tokens(
+    token_slots: np.ndarray, token_terms: np.ndarray, token_weights: np.ndarray,
+    n_slots: int, n_terms: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """CSR postings from a token stream: each token adds its weight to its (term, slot).
+
+    Two stable counting sorts (by slot, then by term) put every term's postings in slot
+    order with a document's repeats adjacent, in stream order, so each term frequency is
+    summed in the order the tokens came (float64, then stored as float32). Postings whose
+    frequency is not positive are dropped.
+    """
+    n_tokens = token_slots.shape[0]
+    slot_starts = np.zeros(n_slots + 1, dtype=np.int64)
+    for index in range(n_tokens):
+        slot_starts[token_slots[index] + 1] += 1
+    for slot in range(n_slots):
+        slot_starts[slot + 1] += slot_starts[slot]
+    by_slot = np.empty(n_tokens, dtype=np.int64)
+    for index in range(n_tokens):
+        slot = token_slots[index]
+        by_slot[slot_starts[slot]] = index
+        slot_starts[slot] += 1
+    term_starts = np.zeros(n_terms + 1, dtype=np.int64)
+    for index in range(n_tokens):
+        term_starts[token_terms[index] + 1] += 1
+    for term in range(n_terms):
+        term_starts[term + 1] += term_starts[term]
+    cursor = term_starts[:-1].copy()
+    ordered = np.empty(n_tokens, dtype=np.int64)
+    for position in range(n_tokens):
+        index = by_slot[position]
+        term = token_terms[index]
+        ordered[cursor[term]] = index
+        cursor[term] += 1
+    offsets = np.zeros(n_terms + 1, dtype=np.int64)
+    docs = np.empty(n_tokens, dtype=np.int32)
+    tfs = np.empty(n_tokens, dtype=np.float32)
+    write = 0
+    for term in range(n_terms):
+        position = term_starts[term]
+        end = term_starts[term + 1]
+        while position < end:
+            slot = token_slots[ordered[position]]
+            tf = 0.0
+            while position < end and token_slots[ordered[position]] == slot:
+                tf += token_weights[ordered[position]]
+                position += 1
+            if tf > 0.0:
+                docs[write] = slot
+                tfs[write] = tf
+                write += 1
+        offsets[term + 1] = write
+    return offsets, docs[:write].copy(), tfs[:write].copy()

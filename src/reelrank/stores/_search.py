@@ -5,16 +5,23 @@ from __future__ import annotations
 import bisect
 import math
 import threading
-from array import array
 from collections.abc import Iterable, Sequence
+from itertools import chain
 
 import numpy as np
 
-from .._kernels._bm25 import block_bounds, build_csr, merge_segments, slot_terms, top_k_bm25
+from .._kernels._bm25 import (
+    block_bounds,
+    build_csr,
+    merge_segments,
+    postings_from_tokens,
+    slot_terms,
+    top_k_bm25,
+)
 from ..exceptions import InvalidInputError
 from ..models._search import ParsedQuery, QueryTerm, SearchDocument
 from ..validation import MAX_ID, check_id, check_limit
-from ._text import SearchConfig, tokenize
+from ._text import _TOKEN, SearchConfig, _normalise, tokenize
 
 __all__ = ["InMemorySearchIndex"]
 
@@ -33,6 +40,21 @@ _COLUMN_LIMITS = {
 
 _EMPTY_INT64 = np.zeros(0, dtype=np.int64)
 _EMPTY_FLOAT32 = np.zeros(0, dtype=np.float32)
+
+
+def _tokenize_column(texts: Sequence[str]) -> list[list[str]]:
+    """:func:`tokenize` of every text, normalising the column in one call where it can."""
+    # NFKC and case folding work character by character and never join across a NUL, so
+    # normalising the joined column equals normalising each text.
+    if not texts or any("\x00" in text for text in texts):
+        return [tokenize(text) for text in texts]
+    normalised = _normalise("\x00".join(texts)).split("\x00")
+    find = _TOKEN.findall
+    # A "#word" also yields "word": texts holding "#" go through tokenize itself.
+    return [
+        find(folded) if "#" not in folded else tokenize(text)
+        for text, folded in zip(texts, normalised, strict=True)
+    ]
 
 
 def _grow(values: np.ndarray, size: int) -> np.ndarray:
@@ -85,6 +107,11 @@ class InMemorySearchIndex:
         self._delta_slots: dict[int, int] = {}
         self._delta_terms: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._delta_csr: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        # Per-slot scratch for the kernels, reused by every search (under the lock);
+        # the kernels leave _marks all zero.
+        self._marks = np.zeros(0, dtype=np.int32)
+        self._total = np.zeros(0, dtype=np.float64)
+        self._best = np.zeros(0, dtype=np.float64)
 
     def __len__(self) -> int:
         return self._count
@@ -95,27 +122,23 @@ class InMemorySearchIndex:
         arrays = (
             self._sorted_ids, self._df, self._video_ids, self._lengths, self._alive,
             self._offsets, self._docs, self._tfs, self._block_starts, self._block_max_tf,
-            self._block_min_length,
+            self._block_min_length, self._marks, self._total, self._best,
         )
         return sum(values.nbytes for values in arrays)
 
     # -- analysis ------------------------------------------------------------------------
 
-    def _weighted_terms(
-        self,
-        title: str,
-        description: str,
-        hashtags: Iterable[str],
-        sound_terms: list[str],
-        creator_terms: list[str],
-    ) -> tuple[dict[str, float], float]:
+    def _weighted_terms(self, document: SearchDocument) -> tuple[dict[str, float], float]:
         config = self._config
         fields = (
-            (tokenize(title), config.title_weight),
-            (tokenize(description), config.description_weight),
-            ([term for tag in hashtags for term in tokenize("#" + tag)], config.hashtag_weight),
-            (sound_terms, config.sound_weight),
-            (creator_terms, config.creator_weight),
+            (tokenize(document.title), config.title_weight),
+            (tokenize(document.description), config.description_weight),
+            (
+                [term for tag in document.hashtags for term in tokenize("#" + tag)],
+                config.hashtag_weight,
+            ),
+            (tokenize(document.sound_name), config.sound_weight),
+            (tokenize(document.creator_name), config.creator_weight),
         )
         frequencies: dict[str, float] = {}
         length = 0.0
@@ -143,13 +166,7 @@ class InMemorySearchIndex:
         """Add (or replace) a video's document."""
         if not isinstance(document, SearchDocument):
             raise InvalidInputError("document", "must be a SearchDocument")
-        frequencies, length = self._weighted_terms(
-            document.title,
-            document.description,
-            document.hashtags,
-            tokenize(document.sound_name),
-            tokenize(document.creator_name),
-        )
+        frequencies, length = self._weighted_terms(document)
         with self._lock:
             self._remove_locked(document.video_id)
             slot = self._n_slots
@@ -249,57 +266,79 @@ class InMemorySearchIndex:
         }
         tags = cls._checked_hashtags(hashtags, n)
         index = cls(config)
-        term_ids = index._term_ids
-        row_terms = array("i")
-        row_tfs = array("f")
-        row_starts = np.zeros(n + 1, dtype=np.int64)
-        lengths = np.zeros(n, dtype=np.float64)
-        # Sound and creator names repeat across many videos: tokenize each once.
-        name_terms: dict[str, list[str]] = {}
-
-        def names(text: str) -> list[str]:
-            terms = name_terms.get(text)
-            if terms is None:
-                terms = name_terms[text] = tokenize(text)
-            return terms
-
-        titles_, descriptions_ = text_columns["titles"], text_columns["descriptions"]
-        sounds_, creators_ = text_columns["sound_names"], text_columns["creator_names"]
-        for row in range(n):
-            frequencies, length = index._weighted_terms(
-                titles_[row] if titles_ is not None else "",
-                descriptions_[row] if descriptions_ is not None else "",
-                tags[row] if tags is not None else (),
-                names(sounds_[row]) if sounds_ is not None else [],
-                names(creators_[row]) if creators_ is not None else [],
-            )
-            for term, tf in frequencies.items():
-                term_id = term_ids.get(term)
-                if term_id is None:
-                    term_id = term_ids[term] = len(term_ids)
-                row_terms.append(term_id)
-                row_tfs.append(tf)
-            row_starts[row + 1] = len(row_terms)
-            lengths[row] = length
-        n_terms = len(term_ids)
-        index._sorted_terms = sorted(term_ids)
-        index._sorted_ids = np.fromiter(
-            (term_ids[term] for term in index._sorted_terms), dtype=np.int32, count=n_terms
-        )
-        terms = np.frombuffer(row_terms, dtype=np.int32) if n else np.zeros(0, np.int32)
-        tfs = np.frombuffer(row_tfs, dtype=np.float32) if n else np.zeros(0, np.float32)
-        index._df = np.bincount(terms, minlength=n_terms).astype(np.int64)
+        config = index._config
         order = np.argsort(ids, kind="stable")
         slots = np.empty(n, dtype=np.int64)
         slots[order] = np.arange(n)
-        index._offsets, index._docs, index._tfs = build_csr(
-            row_starts, terms, tfs, order, slots, n_terms
+        # Sound names, creator names and hashtags repeat across many videos: each distinct
+        # text is tokenized once.
+        cache: dict[str, list[str]] = {}
+
+        def cached(text: str) -> list[str]:
+            terms = cache.get(text)
+            if terms is None:
+                terms = cache[text] = tokenize(text)
+            return terms
+
+        fields: list[tuple[list[list[str]], float]] = []
+        for name, weight in (
+            ("titles", config.title_weight),
+            ("descriptions", config.description_weight),
+        ):
+            column = text_columns[name]
+            if column is not None:
+                fields.append((_tokenize_column(column), weight))
+        if tags is not None:
+            fields.append(
+                (
+                    [[term for tag in row for term in cached("#" + tag)] for row in tags],
+                    config.hashtag_weight,
+                )
+            )
+        for name, weight in (
+            ("sound_names", config.sound_weight),
+            ("creator_names", config.creator_weight),
+        ):
+            column = text_columns[name]
+            if column is not None:
+                fields.append(([cached(text) for text in column], weight))
+        # One token stream, field after field in the order _weighted_terms sums them.
+        term_ids = index._term_ids
+        token_slots: list[np.ndarray] = []
+        token_terms: list[np.ndarray] = []
+        token_weights: list[np.ndarray] = []
+        for rows, weight in fields:
+            flat = list(chain.from_iterable(rows))
+            for term in dict.fromkeys(flat):
+                if term not in term_ids:
+                    term_ids[term] = len(term_ids)
+            counts = np.fromiter(map(len, rows), dtype=np.int64, count=n)
+            token_slots.append(np.repeat(slots, counts))
+            token_terms.append(
+                np.fromiter(map(term_ids.__getitem__, flat), dtype=np.int32, count=len(flat))
+            )
+            token_weights.append(np.full(len(flat), weight, dtype=np.float64))
+        n_terms = len(term_ids)
+        all_slots = np.concatenate([np.zeros(0, np.int64), *token_slots])
+        all_terms = np.concatenate([np.zeros(0, np.int32), *token_terms])
+        all_weights = np.concatenate([np.zeros(0, np.float64), *token_weights])
+        index._sorted_terms = sorted(term_ids)
+        index._sorted_ids = np.fromiter(
+            map(term_ids.__getitem__, index._sorted_terms), dtype=np.int32, count=n_terms
         )
+        # A "#tag" is the same word as "tag": it counts once in the document length.
+        is_hashtag = np.zeros(n_terms, dtype=bool)
+        is_hashtag[[term_ids[term] for term in term_ids if term.startswith("#")]] = True
+        counted = np.where(is_hashtag[all_terms], 0.0, all_weights)
+        index._lengths = np.bincount(all_slots, weights=counted, minlength=n).astype(np.float64)
+        index._offsets, index._docs, index._tfs = postings_from_tokens(
+            all_slots, all_terms, all_weights, n, n_terms
+        )
+        index._df = np.diff(index._offsets)
         index._video_ids = ids[order]
-        index._lengths = lengths[order]
         index._alive = np.ones(n, dtype=np.uint8)
         index._n_slots = index._n_base = index._count = n
-        index._total_length = math.fsum(lengths)
+        index._total_length = math.fsum(index._lengths.tolist())
         index._refresh_blocks()
         return index
 
@@ -428,6 +467,11 @@ class InMemorySearchIndex:
             )
             if len(self._delta_terms) > max(_MIN_DELTA, self._n_base // 8):
                 self._compact()
+            if self._marks.shape[0] < self._n_slots:
+                self._marks = np.zeros(self._n_slots, dtype=np.int32)
+                self._total = np.zeros(self._n_slots, dtype=np.float64)
+                self._best = np.zeros(self._n_slots, dtype=np.float64)
+            scratch = (self._marks, self._total, self._best)
             k1, b = self._config.k1, self._config.b
             mean_length = self._total_length / count or 1.0
             lengths = self._lengths[: self._n_slots]
@@ -437,7 +481,7 @@ class InMemorySearchIndex:
                 self._offsets, self._docs, self._tfs,
                 self._block_starts, self._block_max_tf, self._block_min_length,
                 lengths, alive, video_ids, terms, group_starts, idfs,
-                k1, b, mean_length, limit,
+                k1, b, mean_length, limit, *scratch,
             )
             hits = list(zip(ids.tolist(), scores.tolist(), strict=True))
             if self._delta_terms:
@@ -448,7 +492,7 @@ class InMemorySearchIndex:
                 delta_ids, delta_scores = top_k_bm25(
                     offsets, docs, tfs, _EMPTY_INT64, _EMPTY_FLOAT32, _EMPTY_FLOAT32,
                     lengths, alive, video_ids, terms, group_starts, idfs,
-                    k1, b, mean_length, limit,
+                    k1, b, mean_length, limit, *scratch,
                 )
                 hits.extend(zip(delta_ids.tolist(), delta_scores.tolist(), strict=True))
                 hits.sort(key=lambda hit: (-hit[1], hit[0]))

@@ -31,15 +31,11 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
+from search_corpus import SIZES, Corpus, Query, make_corpus, mode_size, query_mix
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from search_corpus import SIZES, Corpus, Query, make_corpus, mode_size, query_mix  # noqa: E402
-
-from reelrank import (  # noqa: E402
+from reelrank import (
     InMemorySearchIndex,
     ParsedQuery,
     QueryTerm,
@@ -182,9 +178,7 @@ def _documents(corpus: Corpus) -> list[SearchDocument]:
     ]
 
 
-def _time_queries(
-    run: Run, queries: list[Query], search: Callable[[Query], list[int]]
-) -> None:
+def _time_queries(run: Run, queries: list[Query], search: Callable[[Query], list[int]]) -> None:
     for query in queries[:20]:
         search(query)
     for query in queries:
@@ -243,7 +237,9 @@ def measure_anchors(corpus: Corpus, queries: list[Query]) -> list[Run]:
     """tantivy and bm25s on the same text, when installed (top 20 by their own BM25)."""
     runs: list[Run] = []
     texts = [
-        " ".join([corpus.titles[r], *corpus.hashtags[r], corpus.sound_names[r], corpus.creator_names[r]])
+        " ".join(
+            [corpus.titles[r], *corpus.hashtags[r], corpus.sound_names[r], corpus.creator_names[r]]
+        )
         for r in range(len(corpus))
     ]
     ids = corpus.video_ids.tolist()
@@ -280,7 +276,9 @@ def measure_anchors(corpus: Corpus, queries: list[Query]) -> list[Run]:
 
         started = time.perf_counter()
         retriever = bm25s.BM25()
-        retriever.index(bm25s.tokenize(texts, stopwords=None, show_progress=False), show_progress=False)
+        retriever.index(
+            bm25s.tokenize(texts, stopwords=None, show_progress=False), show_progress=False
+        )
         run = Run("bm25s", time.perf_counter() - started, float("nan"))
         id_array = np.asarray(ids)
 

@@ -35,8 +35,8 @@ _CREATORS = 100_000
 _SOUNDS = 30_000
 _FIRST_NAMES = 3_000
 _SOUND_SHARE = 0.6
-_ONSETS = list("bcdfghjklmnprstvwz") + ["ch", "sh", "th", "tr", "st", "br", "pl"]
-_VOWELS = list("aeiou") + ["ai", "ea", "oo", "ou"]
+_ONSETS = [*"bcdfghjklmnprstvwz", "ch", "sh", "th", "tr", "st", "br", "pl"]
+_VOWELS = [*"aeiou", "ai", "ea", "oo", "ou"]
 _CODAS = ["", "", "", "n", "r", "s", "l", "t", "ck", "ng"]
 
 
@@ -123,14 +123,19 @@ def make_corpus(size: int, *, seed: int = 7) -> Corpus:
     hashtags: list[tuple[str, ...]] = []
     position = 0
     for count in tag_counts.tolist():
-        hashtags.append(tuple(dict.fromkeys(tags[r] for r in tag_ranks[position : position + count])))
+        hashtags.append(
+            tuple(dict.fromkeys(tags[r] for r in tag_ranks[position : position + count]))
+        )
         position += count
 
-    handles = [f"{words[w]}{n}" for w, n in zip(
-        rng.integers(0, _WORDS, size=_CREATORS).tolist(),
-        rng.integers(0, 1000, size=_CREATORS).tolist(),
-        strict=True,
-    )]
+    handles = [
+        f"{words[w]}{n}"
+        for w, n in zip(
+            rng.integers(0, _WORDS, size=_CREATORS).tolist(),
+            rng.integers(0, 1000, size=_CREATORS).tolist(),
+            strict=True,
+        )
+    ]
     display = rng.integers(0, _FIRST_NAMES, size=(_CREATORS, 2)).tolist()
     creators = [
         f"{handle} {first_names[a].title()} {first_names[b].title()}"
@@ -148,7 +153,8 @@ def make_corpus(size: int, *, seed: int = 7) -> Corpus:
     has_sound = rng.random(size) < _SOUND_SHARE
     sound_of = _zipf(rng, _SOUNDS, size).tolist()
     sound_names = [
-        sounds[s] if present else "" for s, present in zip(sound_of, has_sound.tolist(), strict=True)
+        sounds[s] if present else ""
+        for s, present in zip(sound_of, has_sound.tolist(), strict=True)
     ]
     return Corpus(
         video_ids=video_ids,

@@ -77,7 +77,9 @@ def reference_search(
         for group in groups:
             scores = [
                 math.log(1.0 + (count - df[t] + 0.5) / (df[t] + 0.5))
-                * frequencies[t] * (config.k1 + 1.0) / (frequencies[t] + norm)
+                * frequencies[t]
+                * (config.k1 + 1.0)
+                / (frequencies[t] + norm)
                 for t in group
                 if t in frequencies
             ]
@@ -89,7 +91,9 @@ def reference_search(
     return sorted(hits, key=lambda hit: (-hit[1], hit[0]))
 
 
-def assert_same_top(got: list[tuple[int, float]], full: list[tuple[int, float]], limit: int) -> None:
+def assert_same_top(
+    got: list[tuple[int, float]], full: list[tuple[int, float]], limit: int
+) -> None:
     """``got`` is the reference's top ``limit``; scores may differ in the last bits only.
 
     Where scores tie within rounding, any order among the tied ids is accepted, and at
@@ -196,7 +200,9 @@ def test_index_matches_the_exhaustive_reference(
 @settings(max_examples=40, deadline=None)
 @given(
     rows=st.lists(
-        st.tuples(st.sampled_from(["wave", "waves", "waver"]), st.integers(1, 4), st.integers(0, 6)),
+        st.tuples(
+            st.sampled_from(["wave", "waves", "waver"]), st.integers(1, 4), st.integers(0, 6)
+        ),
         min_size=130,
         max_size=600,
     ),
@@ -243,7 +249,13 @@ def test_columns_build_equals_documents_build() -> None:
         one_by_one.index(
             SearchDocument(video_id=video_id, title=title, hashtags=tags, creator_name=creator)
         )
-    for text, prefix in (("dance", False), ("#fun", False), ("jo", False), ("#p", True), ("c", True)):
+    for text, prefix in (
+        ("dance", False),
+        ("#fun", False),
+        ("jo", False),
+        ("#p", True),
+        ("c", True),
+    ):
         query = ParsedQuery(terms=(QueryTerm(text=text, prefix=prefix),))
         assert columns.search(query, limit=10) == one_by_one.search(query, limit=10)
     assert len(columns) == 3
@@ -265,7 +277,9 @@ def test_columns_build_equals_documents_build() -> None:
         ({"video_ids": [1], "creator_names": [None]}, "creator_names"),
     ],
 )
-def test_bad_columns_are_refused_naming_the_column(arguments: dict[str, object], field: str) -> None:
+def test_bad_columns_are_refused_naming_the_column(
+    arguments: dict[str, object], field: str
+) -> None:
     with pytest.raises(InvalidInputError) as caught:
         InMemorySearchIndex.from_columns(**arguments)  # type: ignore[arg-type]
     assert caught.value.field == field

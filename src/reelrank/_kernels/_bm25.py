@@ -49,7 +49,9 @@ _FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 # its bound is clearly below the threshold.
 _BOUND_SLACK = 1e-9
 
-_inline: Any = njit(cache=True, nogil=True, fastmath=_FASTMATH, error_model="numpy", inline="always")
+_inline: Any = njit(
+    cache=True, nogil=True, fastmath=_FASTMATH, error_model="numpy", inline="always"
+)
 _kernel: Any = njit(cache=True, nogil=True, fastmath=_FASTMATH, error_model="numpy")
 
 
@@ -98,8 +100,14 @@ def _sift_up(scores: np.ndarray, ids: np.ndarray, slots: np.ndarray, position: i
 
 @_inline
 def _offer(
-    scores: np.ndarray, ids: np.ndarray, slots: np.ndarray, size: int, k: int,
-    score: float, video_id: int, slot: int,
+    scores: np.ndarray,
+    ids: np.ndarray,
+    slots: np.ndarray,
+    size: int,
+    k: int,
+    score: float,
+    video_id: int,
+    slot: int,
 ) -> int:
     """Keep ``(score, video_id)`` if it is among the best ``k``; returns the new size."""
     if size < k:
@@ -134,11 +142,24 @@ def _find(docs: np.ndarray, start: int, end: int, slot: int) -> int:
 
 @_kernel
 def _single_term(
-    offsets: np.ndarray, docs: np.ndarray, tfs: np.ndarray,
-    block_starts: np.ndarray, block_max_tf: np.ndarray, block_min_length: np.ndarray,
-    lengths: np.ndarray, alive: np.ndarray, video_ids: np.ndarray,
-    term: int, idf: float, k1: float, b: float, mean_length: float, k: int,
-    out_scores: np.ndarray, out_ids: np.ndarray, out_slots: np.ndarray,
+    offsets: np.ndarray,
+    docs: np.ndarray,
+    tfs: np.ndarray,
+    block_starts: np.ndarray,
+    block_max_tf: np.ndarray,
+    block_min_length: np.ndarray,
+    lengths: np.ndarray,
+    alive: np.ndarray,
+    video_ids: np.ndarray,
+    term: int,
+    idf: float,
+    k1: float,
+    b: float,
+    mean_length: float,
+    k: int,
+    out_scores: np.ndarray,
+    out_ids: np.ndarray,
+    out_slots: np.ndarray,
 ) -> int:
     size = 0
     start = offsets[term]
@@ -156,20 +177,32 @@ def _single_term(
             slot = docs[position]
             if alive[slot]:
                 score = _bm25(idf, tfs[position], lengths[slot], k1, b, mean_length)
-                size = _offer(
-                    out_scores, out_ids, out_slots, size, k, score, video_ids[slot], slot
-                )
+                size = _offer(out_scores, out_ids, out_slots, size, k, score, video_ids[slot], slot)
     return size
 
 
 @_kernel
 def _union(
-    offsets: np.ndarray, docs: np.ndarray, tfs: np.ndarray,
-    block_starts: np.ndarray, block_max_tf: np.ndarray, block_min_length: np.ndarray,
-    lengths: np.ndarray, alive: np.ndarray, video_ids: np.ndarray,
-    terms: np.ndarray, idfs: np.ndarray, k1: float, b: float, mean_length: float, k: int,
-    marks: np.ndarray, best: np.ndarray,
-    out_scores: np.ndarray, out_ids: np.ndarray, out_slots: np.ndarray,
+    offsets: np.ndarray,
+    docs: np.ndarray,
+    tfs: np.ndarray,
+    block_starts: np.ndarray,
+    block_max_tf: np.ndarray,
+    block_min_length: np.ndarray,
+    lengths: np.ndarray,
+    alive: np.ndarray,
+    video_ids: np.ndarray,
+    terms: np.ndarray,
+    idfs: np.ndarray,
+    k1: float,
+    b: float,
+    mean_length: float,
+    k: int,
+    marks: np.ndarray,
+    best: np.ndarray,
+    out_scores: np.ndarray,
+    out_ids: np.ndarray,
+    out_slots: np.ndarray,
 ) -> int:
     """One group of expansions (a prefix term alone): a document scores its best expansion.
 
@@ -190,7 +223,9 @@ def _union(
             continue
         total_postings += offsets[term + 1] - offsets[term]
         for block in range(block_starts[term], block_starts[term + 1]):
-            bound = _bm25(idfs[index], block_max_tf[block], block_min_length[block], k1, b, mean_length)
+            bound = _bm25(
+                idfs[index], block_max_tf[block], block_min_length[block], k1, b, mean_length
+            )
             if bound > bounds[index]:
                 bounds[index] = bound
     order = np.argsort(-bounds)
@@ -252,12 +287,25 @@ def _union(
 
 @_kernel
 def _conjunctive(
-    offsets: np.ndarray, docs: np.ndarray, tfs: np.ndarray,
-    lengths: np.ndarray, alive: np.ndarray, video_ids: np.ndarray,
-    terms: np.ndarray, group_starts: np.ndarray, idfs: np.ndarray,
-    k1: float, b: float, mean_length: float, k: int,
-    matched: np.ndarray, total: np.ndarray, best: np.ndarray,
-    out_scores: np.ndarray, out_ids: np.ndarray, out_slots: np.ndarray,
+    offsets: np.ndarray,
+    docs: np.ndarray,
+    tfs: np.ndarray,
+    lengths: np.ndarray,
+    alive: np.ndarray,
+    video_ids: np.ndarray,
+    terms: np.ndarray,
+    group_starts: np.ndarray,
+    idfs: np.ndarray,
+    k1: float,
+    b: float,
+    mean_length: float,
+    k: int,
+    matched: np.ndarray,
+    total: np.ndarray,
+    best: np.ndarray,
+    out_scores: np.ndarray,
+    out_ids: np.ndarray,
+    out_slots: np.ndarray,
 ) -> int:
     """Every group must match: candidates from the first (rarest) group, then filtered.
 
@@ -359,12 +407,25 @@ def _sort_heap(scores: np.ndarray, ids: np.ndarray, slots: np.ndarray, size: int
 
 
 def top_k_bm25(
-    offsets: np.ndarray, docs: np.ndarray, tfs: np.ndarray,
-    block_starts: np.ndarray, block_max_tf: np.ndarray, block_min_length: np.ndarray,
-    lengths: np.ndarray, alive: np.ndarray, video_ids: np.ndarray,
-    terms: np.ndarray, group_starts: np.ndarray, idfs: np.ndarray,
-    k1: float, b: float, mean_length: float, k: int,
-    marks: np.ndarray, total: np.ndarray, best: np.ndarray,
+    offsets: np.ndarray,
+    docs: np.ndarray,
+    tfs: np.ndarray,
+    block_starts: np.ndarray,
+    block_max_tf: np.ndarray,
+    block_min_length: np.ndarray,
+    lengths: np.ndarray,
+    alive: np.ndarray,
+    video_ids: np.ndarray,
+    terms: np.ndarray,
+    group_starts: np.ndarray,
+    idfs: np.ndarray,
+    k1: float,
+    b: float,
+    mean_length: float,
+    k: int,
+    marks: np.ndarray,
+    total: np.ndarray,
+    best: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The best ``k`` (video ids, scores) of one segment, best first (ties: smaller id).
 
@@ -380,21 +441,69 @@ def top_k_bm25(
         known = terms[terms < offsets.shape[0] - 1]
         if known.shape[0] == 1:
             size = _single_term(
-                offsets, docs, tfs, block_starts, block_max_tf, block_min_length,
-                lengths, alive, video_ids, int(known[0]),
-                float(idfs[terms < offsets.shape[0] - 1][0]), k1, b, mean_length, k,
-                out_scores, out_ids, out_slots,
+                offsets,
+                docs,
+                tfs,
+                block_starts,
+                block_max_tf,
+                block_min_length,
+                lengths,
+                alive,
+                video_ids,
+                int(known[0]),
+                float(idfs[terms < offsets.shape[0] - 1][0]),
+                k1,
+                b,
+                mean_length,
+                k,
+                out_scores,
+                out_ids,
+                out_slots,
             )
         else:
             size = _union(
-                offsets, docs, tfs, block_starts, block_max_tf, block_min_length,
-                lengths, alive, video_ids, terms, idfs, k1, b, mean_length, k,
-                marks, best, out_scores, out_ids, out_slots,
+                offsets,
+                docs,
+                tfs,
+                block_starts,
+                block_max_tf,
+                block_min_length,
+                lengths,
+                alive,
+                video_ids,
+                terms,
+                idfs,
+                k1,
+                b,
+                mean_length,
+                k,
+                marks,
+                best,
+                out_scores,
+                out_ids,
+                out_slots,
             )
     else:
         size = _conjunctive(
-            offsets, docs, tfs, lengths, alive, video_ids, terms, group_starts, idfs,
-            k1, b, mean_length, k, marks, total, best, out_scores, out_ids, out_slots,
+            offsets,
+            docs,
+            tfs,
+            lengths,
+            alive,
+            video_ids,
+            terms,
+            group_starts,
+            idfs,
+            k1,
+            b,
+            mean_length,
+            k,
+            marks,
+            total,
+            best,
+            out_scores,
+            out_ids,
+            out_slots,
         )
     _sort_heap(out_scores, out_ids, out_slots, size)
     return out_ids[:size], out_scores[:size]
@@ -444,9 +553,14 @@ def slot_terms(offsets: np.ndarray, docs: np.ndarray, slot: int) -> np.ndarray:
 
 @_kernel
 def merge_segments(
-    offsets: np.ndarray, docs: np.ndarray, tfs: np.ndarray,
-    delta_offsets: np.ndarray, delta_docs: np.ndarray, delta_tfs: np.ndarray,
-    new_slot: np.ndarray, n_terms: int,
+    offsets: np.ndarray,
+    docs: np.ndarray,
+    tfs: np.ndarray,
+    delta_offsets: np.ndarray,
+    delta_docs: np.ndarray,
+    delta_tfs: np.ndarray,
+    new_slot: np.ndarray,
+    n_terms: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One CSR from two segments, renumbering slots by ``new_slot`` (-1 drops a slot).
 
@@ -493,8 +607,12 @@ def merge_segments(
 
 @_kernel
 def build_csr(
-    row_starts: np.ndarray, terms: np.ndarray, tfs: np.ndarray,
-    row_order: np.ndarray, row_slots: np.ndarray, n_terms: int,
+    row_starts: np.ndarray,
+    terms: np.ndarray,
+    tfs: np.ndarray,
+    row_order: np.ndarray,
+    row_slots: np.ndarray,
+    n_terms: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """CSR postings from per-document rows (``row_starts`` into ``terms`` and ``tfs``).
 
@@ -523,20 +641,31 @@ def build_csr(
 
 @_kernel
 def postings_from_tokens(
-    token_slots: np.ndarray, token_terms: np.ndarray, token_weights: np.ndarray,
-    n_slots: int, n_terms: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """CSR postings from a token stream: each token adds its weight to its (term, slot).
+    token_slots: np.ndarray,
+    token_terms: np.ndarray,
+    token_fields: np.ndarray,
+    field_weights: np.ndarray,
+    term_is_hashtag: np.ndarray,
+    n_slots: int,
+    n_terms: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """CSR postings and document lengths from a token stream.
 
-    Two stable counting sorts (by slot, then by term) put every term's postings in slot
-    order with a document's repeats adjacent, in stream order, so each term frequency is
-    summed in the order the tokens came (float64, then stored as float32). Postings whose
-    frequency is not positive are dropped.
+    Each token adds its field's weight to its (term, slot) frequency and, unless the
+    term is a ``#tag``, to its slot's length. Two stable counting sorts (by slot, then
+    by term) put every term's postings in slot order with a document's repeats adjacent
+    and in stream order, so frequencies and lengths are summed in the order the tokens
+    came (float64; frequencies are stored as float32). Postings whose frequency is not
+    positive are dropped.
     """
     n_tokens = token_slots.shape[0]
+    lengths = np.zeros(n_slots, dtype=np.float64)
     slot_starts = np.zeros(n_slots + 1, dtype=np.int64)
     for index in range(n_tokens):
-        slot_starts[token_slots[index] + 1] += 1
+        slot = token_slots[index]
+        slot_starts[slot + 1] += 1
+        if not term_is_hashtag[token_terms[index]]:
+            lengths[slot] += field_weights[token_fields[index]]
     for slot in range(n_slots):
         slot_starts[slot + 1] += slot_starts[slot]
     by_slot = np.empty(n_tokens, dtype=np.int64)
@@ -567,11 +696,11 @@ def postings_from_tokens(
             slot = token_slots[ordered[position]]
             tf = 0.0
             while position < end and token_slots[ordered[position]] == slot:
-                tf += token_weights[ordered[position]]
+                tf += field_weights[token_fields[ordered[position]]]
                 position += 1
             if tf > 0.0:
                 docs[write] = slot
                 tfs[write] = tf
                 write += 1
         offsets[term + 1] = write
-    return offsets, docs[:write].copy(), tfs[:write].copy()
+    return offsets, docs[:write].copy(), tfs[:write].copy(), lengths

@@ -30,6 +30,9 @@ __all__ = ["InMemorySearchIndex"]
 # cheap, large enough that the merge (linear in all postings) is rare.
 _MIN_DELTA = 4_096
 
+# Rows tokenized together by the bulk build.
+_BUILD_CHUNK = 65_536
+
 # Longest text a column may hold, as SearchDocument allows.
 _COLUMN_LIMITS = {
     "titles": 300,
@@ -120,9 +123,20 @@ class InMemorySearchIndex:
     def nbytes(self) -> int:
         """Bytes held by the index's arrays (postings, blocks, documents, term counts)."""
         arrays = (
-            self._sorted_ids, self._df, self._video_ids, self._lengths, self._alive,
-            self._offsets, self._docs, self._tfs, self._block_starts, self._block_max_tf,
-            self._block_min_length, self._marks, self._total, self._best,
+            self._sorted_ids,
+            self._df,
+            self._video_ids,
+            self._lengths,
+            self._alive,
+            self._offsets,
+            self._docs,
+            self._tfs,
+            self._block_starts,
+            self._block_max_tf,
+            self._block_min_length,
+            self._marks,
+            self._total,
+            self._best,
         )
         return sum(values.nbytes for values in arrays)
 
@@ -268,8 +282,8 @@ class InMemorySearchIndex:
         index = cls(config)
         config = index._config
         order = np.argsort(ids, kind="stable")
-        slots = np.empty(n, dtype=np.int64)
-        slots[order] = np.arange(n)
+        slots = np.empty(n, dtype=np.int32)
+        slots[order] = np.arange(n, dtype=np.int32)
         # Sound names, creator names and hashtags repeat across many videos: each distinct
         # text is tokenized once.
         cache: dict[str, list[str]] = {}
@@ -280,59 +294,64 @@ class InMemorySearchIndex:
                 terms = cache[text] = tokenize(text)
             return terms
 
-        fields: list[tuple[list[list[str]], float]] = []
-        for name, weight in (
-            ("titles", config.title_weight),
-            ("descriptions", config.description_weight),
-        ):
-            column = text_columns[name]
-            if column is not None:
-                fields.append((_tokenize_column(column), weight))
-        if tags is not None:
-            fields.append(
-                (
-                    [[term for tag in row for term in cached("#" + tag)] for row in tags],
-                    config.hashtag_weight,
-                )
-            )
-        for name, weight in (
-            ("sound_names", config.sound_weight),
-            ("creator_names", config.creator_weight),
-        ):
-            column = text_columns[name]
-            if column is not None:
-                fields.append(([cached(text) for text in column], weight))
-        # One token stream, field after field in the order _weighted_terms sums them.
+        titles_, descriptions_ = text_columns["titles"], text_columns["descriptions"]
+        sounds_, creators_ = text_columns["sound_names"], text_columns["creator_names"]
         term_ids = index._term_ids
+        is_hashtag: list[bool] = []
         token_slots: list[np.ndarray] = []
         token_terms: list[np.ndarray] = []
-        token_weights: list[np.ndarray] = []
-        for rows, weight in fields:
-            flat = list(chain.from_iterable(rows))
-            for term in dict.fromkeys(flat):
-                if term not in term_ids:
-                    term_ids[term] = len(term_ids)
-            counts = np.fromiter(map(len, rows), dtype=np.int64, count=n)
-            token_slots.append(np.repeat(slots, counts))
-            token_terms.append(
-                np.fromiter(map(term_ids.__getitem__, flat), dtype=np.int32, count=len(flat))
-            )
-            token_weights.append(np.full(len(flat), weight, dtype=np.float64))
+        token_fields: list[np.ndarray] = []
+        # Rows go in chunks so the token lists (one string per token) stay small; within
+        # a chunk the fields follow each other in the order _weighted_terms sums them.
+        for low in range(0, n, _BUILD_CHUNK):
+            high = min(n, low + _BUILD_CHUNK)
+            fields: list[list[list[str]] | None] = [
+                _tokenize_column(titles_[low:high]) if titles_ is not None else None,
+                _tokenize_column(descriptions_[low:high]) if descriptions_ is not None else None,
+                [[t for tag in row for t in cached("#" + tag)] for row in tags[low:high]]
+                if tags is not None
+                else None,
+                [cached(text) for text in sounds_[low:high]] if sounds_ is not None else None,
+                [cached(text) for text in creators_[low:high]] if creators_ is not None else None,
+            ]
+            for field, rows in enumerate(fields):
+                if rows is None:
+                    continue
+                flat = list(chain.from_iterable(rows))
+                for term in dict.fromkeys(flat):
+                    if term not in term_ids:
+                        term_ids[term] = len(term_ids)
+                        is_hashtag.append(term.startswith("#"))
+                counts = np.fromiter(map(len, rows), dtype=np.int64, count=high - low)
+                token_slots.append(np.repeat(slots[low:high], counts))
+                token_terms.append(
+                    np.fromiter(map(term_ids.__getitem__, flat), dtype=np.int32, count=len(flat))
+                )
+                token_fields.append(np.full(len(flat), field, dtype=np.uint8))
         n_terms = len(term_ids)
-        all_slots = np.concatenate([np.zeros(0, np.int64), *token_slots])
-        all_terms = np.concatenate([np.zeros(0, np.int32), *token_terms])
-        all_weights = np.concatenate([np.zeros(0, np.float64), *token_weights])
+        field_weights = np.array(
+            [
+                config.title_weight,
+                config.description_weight,
+                config.hashtag_weight,
+                config.sound_weight,
+                config.creator_weight,
+            ],
+            dtype=np.float64,
+        )
+        index._offsets, index._docs, index._tfs, index._lengths = postings_from_tokens(
+            np.concatenate([np.zeros(0, np.int32), *token_slots]),
+            np.concatenate([np.zeros(0, np.int32), *token_terms]),
+            np.concatenate([np.zeros(0, np.uint8), *token_fields]),
+            field_weights,
+            np.array(is_hashtag, dtype=np.uint8),
+            n,
+            n_terms,
+        )
+        del token_slots, token_terms, token_fields
         index._sorted_terms = sorted(term_ids)
         index._sorted_ids = np.fromiter(
             map(term_ids.__getitem__, index._sorted_terms), dtype=np.int32, count=n_terms
-        )
-        # A "#tag" is the same word as "tag": it counts once in the document length.
-        is_hashtag = np.zeros(n_terms, dtype=bool)
-        is_hashtag[[term_ids[term] for term in term_ids if term.startswith("#")]] = True
-        counted = np.where(is_hashtag[all_terms], 0.0, all_weights)
-        index._lengths = np.bincount(all_slots, weights=counted, minlength=n).astype(np.float64)
-        index._offsets, index._docs, index._tfs = postings_from_tokens(
-            all_slots, all_terms, all_weights, n, n_terms
         )
         index._df = np.diff(index._offsets)
         index._video_ids = ids[order]
@@ -408,8 +427,14 @@ class InMemorySearchIndex:
         new_slot[live[np.argsort(self._video_ids[live], kind="stable")]] = np.arange(live.size)
         delta_offsets, delta_docs, delta_tfs = self._delta_postings(new_slot)
         self._offsets, self._docs, self._tfs = merge_segments(
-            self._offsets, self._docs, self._tfs, delta_offsets, delta_docs, delta_tfs,
-            new_slot, len(self._term_ids),
+            self._offsets,
+            self._docs,
+            self._tfs,
+            delta_offsets,
+            delta_docs,
+            delta_tfs,
+            new_slot,
+            len(self._term_ids),
         )
         order = np.empty(live.size, dtype=np.int64)
         order[new_slot[live]] = live
@@ -478,10 +503,23 @@ class InMemorySearchIndex:
             alive = self._alive[: self._n_slots]
             video_ids = self._video_ids[: self._n_slots]
             ids, scores = top_k_bm25(
-                self._offsets, self._docs, self._tfs,
-                self._block_starts, self._block_max_tf, self._block_min_length,
-                lengths, alive, video_ids, terms, group_starts, idfs,
-                k1, b, mean_length, limit, *scratch,
+                self._offsets,
+                self._docs,
+                self._tfs,
+                self._block_starts,
+                self._block_max_tf,
+                self._block_min_length,
+                lengths,
+                alive,
+                video_ids,
+                terms,
+                group_starts,
+                idfs,
+                k1,
+                b,
+                mean_length,
+                limit,
+                *scratch,
             )
             hits = list(zip(ids.tolist(), scores.tolist(), strict=True))
             if self._delta_terms:
@@ -490,9 +528,23 @@ class InMemorySearchIndex:
                     self._delta_csr = (delta[0], delta[1], delta[2])
                 offsets, docs, tfs = self._delta_csr
                 delta_ids, delta_scores = top_k_bm25(
-                    offsets, docs, tfs, _EMPTY_INT64, _EMPTY_FLOAT32, _EMPTY_FLOAT32,
-                    lengths, alive, video_ids, terms, group_starts, idfs,
-                    k1, b, mean_length, limit, *scratch,
+                    offsets,
+                    docs,
+                    tfs,
+                    _EMPTY_INT64,
+                    _EMPTY_FLOAT32,
+                    _EMPTY_FLOAT32,
+                    lengths,
+                    alive,
+                    video_ids,
+                    terms,
+                    group_starts,
+                    idfs,
+                    k1,
+                    b,
+                    mean_length,
+                    limit,
+                    *scratch,
                 )
                 hits.extend(zip(delta_ids.tolist(), delta_scores.tolist(), strict=True))
                 hits.sort(key=lambda hit: (-hit[1], hit[0]))

@@ -22,6 +22,8 @@ pytest, which checks that both indexes agree on every query and prints the same 
 from __future__ import annotations
 
 import bisect
+import contextlib
+import ctypes
 import gc
 import heapq
 import importlib.util
@@ -57,7 +59,14 @@ def _size() -> int:
 
 
 def rss_bytes() -> int:
-    """Resident set size of this process now (Linux ``/proc``; 0 elsewhere)."""
+    """Resident set size of this process now (Linux ``/proc``; 0 elsewhere).
+
+    Freed heap is handed back to the OS first (glibc ``malloc_trim``), so the figure
+    counts live memory rather than what the allocator keeps for reuse.
+    """
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
     try:
         with open("/proc/self/statm") as statm:
             return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -152,8 +161,10 @@ class Run:
 
     name: str
     build_s: float
+    build_cpu_s: float
     rss_mb: float
     latencies_ms: dict[str, list[float]] = field(default_factory=dict)
+    cpu_ms: list[float] = field(default_factory=list)
     results: list[list[int]] = field(default_factory=list)
     nbytes_mb: float | None = None
 
@@ -182,34 +193,57 @@ def _time_queries(run: Run, queries: list[Query], search: Callable[[Query], list
     for query in queries[:20]:
         search(query)
     for query in queries:
+        cpu_started = time.thread_time()
         started = time.perf_counter()
         hits = search(query)
         run.latencies_ms.setdefault(query.kind, []).append((time.perf_counter() - started) * 1e3)
+        run.cpu_ms.append((time.thread_time() - cpu_started) * 1e3)
         run.results.append(hits)
 
 
-def measure_new(corpus: Corpus, queries: list[Query]) -> Run:
-    """Bulk-build the CSR index and time the mix through ``VideoSearch``."""
+def _build(corpus: Corpus, rows: slice) -> InMemorySearchIndex:
+    return InMemorySearchIndex.from_columns(
+        corpus.video_ids[rows],
+        titles=corpus.titles[rows],
+        hashtags=corpus.hashtags[rows],
+        sound_names=corpus.sound_names[rows],
+        creator_names=corpus.creator_names[rows],
+    )
+
+
+def measure_new(corpus: Corpus, queries: list[Query]) -> tuple[Run, Run]:
+    """Bulk-build the CSR index; time the mix through ``VideoSearch`` and the index alone.
+
+    The index alone is asked for ``candidate_pool`` hits, as ``VideoSearch`` asks it.
+    A small index is built and searched first so that loading the compiled kernels is
+    not timed.
+    """
+    warm = _build(corpus, slice(0, 1_000))
+    for query in queries:
+        warm.search(parse_query(query.text, as_you_type=query.as_you_type), limit=500)
+    del warm
     gc.collect()
     before = rss_bytes()
+    cpu_started = time.process_time()
     started = time.perf_counter()
-    index = InMemorySearchIndex.from_columns(
-        corpus.video_ids,
-        titles=corpus.titles,
-        hashtags=corpus.hashtags,
-        sound_names=corpus.sound_names,
-        creator_names=corpus.creator_names,
-    )
+    index = _build(corpus, slice(None))
     build_s = time.perf_counter() - started
-    gc.collect()
-    run = Run("csr + numba", build_s, (rss_bytes() - before) / 1e6, nbytes_mb=index.nbytes / 1e6)
+    build_cpu_s = time.process_time() - cpu_started
+    run = Run("csr + numba", build_s, build_cpu_s, (rss_bytes() - before) / 1e6)
     search = VideoSearch(index)
     _time_queries(
         run,
         queries,
         lambda q: [h.video_id for h in search.search(q.text, limit=20, as_you_type=q.as_you_type)],
     )
-    return run
+    alone = Run("  index alone", build_s, build_cpu_s, float("nan"))
+    pool = search.config.candidate_pool
+    parsed = {q.text: parse_query(q.text, as_you_type=q.as_you_type) for q in queries}
+    _time_queries(
+        alone, queries, lambda q: [vid for vid, _ in index.search(parsed[q.text], limit=pool)]
+    )
+    run.nbytes_mb = index.nbytes / 1e6
+    return run, alone
 
 
 def measure_legacy(corpus: Corpus, queries: list[Query]) -> Run:
@@ -217,13 +251,15 @@ def measure_legacy(corpus: Corpus, queries: list[Query]) -> Run:
     documents = _documents(corpus)
     gc.collect()
     before = rss_bytes()
+    cpu_started = time.process_time()
     started = time.perf_counter()
     index = LegacySearchIndex()
     for document in documents:
         index.index(document)
     build_s = time.perf_counter() - started
-    gc.collect()
-    run = Run("dict baseline", build_s, (rss_bytes() - before) / 1e6)
+    run = Run(
+        "dict baseline", build_s, time.process_time() - cpu_started, (rss_bytes() - before) / 1e6
+    )
     search = VideoSearch(index)
     _time_queries(
         run,
@@ -257,7 +293,7 @@ def measure_anchors(corpus: Corpus, queries: list[Query]) -> list[Run]:
             writer.add_document(tantivy.Document(video_id=video_id, text=text))
         writer.commit()
         tindex.reload()
-        run = Run("tantivy", time.perf_counter() - started, float("nan"))
+        run = Run("tantivy", time.perf_counter() - started, float("nan"), float("nan"))
         searcher = tindex.searcher()
 
         def tantivy_search(query: Query) -> list[int]:
@@ -279,7 +315,7 @@ def measure_anchors(corpus: Corpus, queries: list[Query]) -> list[Run]:
         retriever.index(
             bm25s.tokenize(texts, stopwords=None, show_progress=False), show_progress=False
         )
-        run = Run("bm25s", time.perf_counter() - started, float("nan"))
+        run = Run("bm25s", time.perf_counter() - started, float("nan"), float("nan"))
         id_array = np.asarray(ids)
 
         def bm25s_search(query: Query) -> list[int]:
@@ -294,7 +330,10 @@ def measure_anchors(corpus: Corpus, queries: list[Query]) -> list[Run]:
 
 
 def _overlap(a: list[list[int]], b: list[list[int]]) -> float:
-    shares = [len(set(x) & set(y)) / max(1, len(x), len(y)) for x, y in zip(a, b, strict=True)]
+    shares = [
+        len(set(x) & set(y)) / max(len(x), len(y)) if x or y else 1.0
+        for x, y in zip(a, b, strict=True)
+    ]
     return float(np.mean(shares))
 
 
@@ -304,8 +343,8 @@ def report(size: int, *, baseline: bool = True, anchors: bool = False) -> list[s
     corpus = make_corpus(size)
     queries = query_mix(corpus)
     lines = [f"search at {size:,} videos (corpus made in {time.perf_counter() - started:.1f} s)"]
-    new = measure_new(corpus, queries)
-    runs = [new]
+    new, alone = measure_new(corpus, queries)
+    runs = [new, alone]
     if baseline:
         runs.append(measure_legacy(corpus, queries))
     if anchors:
@@ -315,34 +354,41 @@ def report(size: int, *, baseline: bool = True, anchors: bool = False) -> list[s
         memory = f"RSS +{run.rss_mb:.0f} MB" if not math.isnan(run.rss_mb) else "RSS n/a"
         if run.nbytes_mb is not None:
             memory += f", arrays {run.nbytes_mb:.0f} MB"
+        c50, c95 = np.percentile(run.cpu_ms, [50, 95])
         line = (
-            f"  {run.name:14s} p50/p95/p99 {p50:7.2f} / {p95:7.2f} / {p99:7.2f} ms, "
+            f"  {run.name:14s} p50/p95/p99 {p50:7.2f} / {p95:7.2f} / {p99:7.2f} ms "
+            f"(CPU p50/p95 {c50:.2f} / {c95:.2f}), "
             f"build {size / run.build_s:9,.0f} docs/s, {memory}"
         )
-        if run is not new:
+        if run is not new and run is not alone:
             line += (
                 f", p95 {p95 / new.percentiles()[1]:.1f}x the new index's, "
                 f"top-20 overlap {_overlap(run.results, new.results):.0%}"
             )
         lines.append(line)
-    lines.append("  per query kind (new index), p50 / p95 ms:")
+    lines.append("  per query kind, p50 / p95 ms: through VideoSearch | index alone")
     for kind, values in new.latencies_ms.items():
         p50, p95 = np.percentile(values, [50, 95])
-        lines.append(f"    {kind:12s} {p50:7.2f} / {p95:7.2f}")
+        a50, a95 = np.percentile(alone.latencies_ms[kind], [50, 95])
+        lines.append(f"    {kind:12s} {p50:7.2f} / {p95:7.2f} | {a50:7.2f} / {a95:7.2f}")
     p95 = new.percentiles()[1]
+    cpu_p95 = float(np.percentile(new.cpu_ms, 95))
     memory_mb = max(new.rss_mb, new.nbytes_mb or 0.0)
+    rate, cpu_rate = size / new.build_s, size / new.build_cpu_s
     goals = (
-        (f"p95 {p95:.2f} ms < {P95_GOAL_MS:.0f} ms", p95 < P95_GOAL_MS),
+        (f"p95 {p95:.2f} ms < {P95_GOAL_MS:.0f} ms (wall clock)", p95 < P95_GOAL_MS),
+        (f"p95 {cpu_p95:.2f} ms < {P95_GOAL_MS:.0f} ms (CPU time)", cpu_p95 < P95_GOAL_MS),
         (f"index {memory_mb:.0f} MB < {MEMORY_GOAL_MB:.0f} MB", memory_mb < MEMORY_GOAL_MB),
+        (f"build {rate:,.0f} docs/s >= {BUILD_GOAL_PER_S:,.0f} (wall)", rate >= BUILD_GOAL_PER_S),
         (
-            f"build {size / new.build_s:,.0f} docs/s >= {BUILD_GOAL_PER_S:,.0f}",
-            size / new.build_s >= BUILD_GOAL_PER_S,
+            f"build {cpu_rate:,.0f} docs/s >= {BUILD_GOAL_PER_S:,.0f} (CPU time)",
+            cpu_rate >= BUILD_GOAL_PER_S,
         ),
     )
     for text, met in goals:
         lines.append(f"  {'MET    ' if met else 'NOT MET'} {text}")
     if baseline:
-        agree = sum(a == b for a, b in zip(new.results, runs[1].results, strict=True))
+        agree = sum(a == b for a, b in zip(new.results, runs[2].results, strict=True))
         lines.append(f"  same top 20 as the baseline on {agree} of {len(queries)} queries")
     return lines
 

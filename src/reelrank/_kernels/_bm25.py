@@ -522,7 +522,7 @@ def block_bounds(
         n_blocks += (offsets[term + 1] - offsets[term] + BLOCK - 1) // BLOCK
     block_starts[n_terms] = n_blocks
     max_tf = np.empty(n_blocks, dtype=np.float32)
-    min_length = np.empty(n_blocks, dtype=np.float32)
+    min_length = np.empty(n_blocks, dtype=np.float64)
     for term in range(n_terms):
         block = block_starts[term]
         for start in range(offsets[term], offsets[term + 1], BLOCK):

@@ -25,9 +25,10 @@ from ._text import _TOKEN, SearchConfig, _normalise, tokenize
 
 __all__ = ["InMemorySearchIndex"]
 
-# The delta segment is folded into the main postings once it holds this many documents,
-# or an eighth of the main segment if that is more: small enough that searching it stays
-# cheap, large enough that the merge (linear in all postings) is rare.
+# The delta segment is folded into the main postings (dropping dead documents) once the
+# delta and dead slots together number this many, or an eighth of the main segment if
+# that is more: small enough that searching the delta stays cheap, large enough that the
+# merge (linear in all postings) is rare.
 _MIN_DELTA = 4_096
 
 # Rows tokenized together by the bulk build.
@@ -43,6 +44,7 @@ _COLUMN_LIMITS = {
 
 _EMPTY_INT64 = np.zeros(0, dtype=np.int64)
 _EMPTY_FLOAT32 = np.zeros(0, dtype=np.float32)
+_EMPTY_FLOAT64 = np.zeros(0, dtype=np.float64)
 
 
 def _tokenize_column(texts: Sequence[str]) -> list[list[str]]:
@@ -81,8 +83,8 @@ class InMemorySearchIndex:
 
     :meth:`index` and :meth:`remove` write to a small delta segment (removing a document
     of the main segment only marks it dead); a search folds the delta into the main
-    postings once it outgrows ``max(4096, documents / 8)``. Build a large index with
-    :meth:`from_columns`. Thread-safe.
+    postings once delta and dead documents outnumber ``max(4096, documents / 8)``.
+    Build a large index with :meth:`from_columns`. Thread-safe.
     """
 
     def __init__(self, config: SearchConfig | None = None) -> None:
@@ -106,7 +108,7 @@ class InMemorySearchIndex:
         self._tfs = np.zeros(0, dtype=np.float32)
         self._block_starts = np.zeros(1, dtype=np.int64)
         self._block_max_tf = np.zeros(0, dtype=np.float32)
-        self._block_min_length = np.zeros(0, dtype=np.float32)
+        self._block_min_length = np.zeros(0, dtype=np.float64)
         self._delta_slots: dict[int, int] = {}
         self._delta_terms: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._delta_csr: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
@@ -490,7 +492,9 @@ class InMemorySearchIndex:
                 ],
                 dtype=np.float64,
             )
-            if len(self._delta_terms) > max(_MIN_DELTA, self._n_base // 8):
+            # Delta slots plus dead slots: what a merge would tidy up.
+            pending = 2 * self._n_slots - self._n_base - self._count
+            if pending > max(_MIN_DELTA, self._n_base // 8):
                 self._compact()
             if self._marks.shape[0] < self._n_slots:
                 self._marks = np.zeros(self._n_slots, dtype=np.int32)
@@ -533,7 +537,7 @@ class InMemorySearchIndex:
                     tfs,
                     _EMPTY_INT64,
                     _EMPTY_FLOAT32,
-                    _EMPTY_FLOAT32,
+                    _EMPTY_FLOAT64,
                     lengths,
                     alive,
                     video_ids,

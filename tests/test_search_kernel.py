@@ -273,6 +273,8 @@ def test_columns_build_equals_documents_build() -> None:
         ({"video_ids": [1], "titles": [3]}, "titles"),
         ({"video_ids": [1], "descriptions": ["x" * 5_001]}, "descriptions"),
         ({"video_ids": [1], "hashtags": ["dance"]}, "hashtags"),
+        ({"video_ids": [1], "hashtags": [None]}, "hashtags"),
+        ({"video_ids": [1], "hashtags": [("dance", 3)]}, "hashtags"),
         ({"video_ids": [1], "sound_names": ["x" * 301]}, "sound_names"),
         ({"video_ids": [1], "creator_names": [None]}, "creator_names"),
     ],

@@ -62,6 +62,14 @@ def _tokenize_column(texts: Sequence[str]) -> list[list[str]]:
     ]
 
 
+class _TokenCache(dict[str, list[str]]):
+    """:func:`tokenize` results by text, filled on first lookup."""
+
+    def __missing__(self, text: str) -> list[str]:
+        terms = self[text] = tokenize(text)
+        return terms
+
+
 def _grow(values: np.ndarray, size: int) -> np.ndarray:
     if size <= values.shape[0]:
         return values
@@ -288,14 +296,8 @@ class InMemorySearchIndex:
         slots[order] = np.arange(n, dtype=np.int32)
         # Sound names, creator names and hashtags repeat across many videos: each distinct
         # text is tokenized once.
-        cache: dict[str, list[str]] = {}
-
-        def cached(text: str) -> list[str]:
-            terms = cache.get(text)
-            if terms is None:
-                terms = cache[text] = tokenize(text)
-            return terms
-
+        cache = _TokenCache()
+        lookup = cache.__getitem__
         titles_, descriptions_ = text_columns["titles"], text_columns["descriptions"]
         sounds_, creators_ = text_columns["sound_names"], text_columns["creator_names"]
         term_ids = index._term_ids
@@ -310,11 +312,14 @@ class InMemorySearchIndex:
             fields: list[list[list[str]] | None] = [
                 _tokenize_column(titles_[low:high]) if titles_ is not None else None,
                 _tokenize_column(descriptions_[low:high]) if descriptions_ is not None else None,
-                [[t for tag in row for t in cached("#" + tag)] for row in tags[low:high]]
+                [
+                    list(chain.from_iterable(map(lookup, map("#".__add__, row))))
+                    for row in tags[low:high]
+                ]
                 if tags is not None
                 else None,
-                [cached(text) for text in sounds_[low:high]] if sounds_ is not None else None,
-                [cached(text) for text in creators_[low:high]] if creators_ is not None else None,
+                list(map(lookup, sounds_[low:high])) if sounds_ is not None else None,
+                list(map(lookup, creators_[low:high])) if creators_ is not None else None,
             ]
             for field, rows in enumerate(fields):
                 if rows is None:
@@ -382,9 +387,10 @@ class InMemorySearchIndex:
         if len(column) != n:
             raise InvalidInputError(name, f"must hold {n} items, got {len(column)}")
         limit = _COLUMN_LIMITS[name]
-        for text in column:
-            if not isinstance(text, str) or len(text) > limit:
-                raise InvalidInputError(name, f"must hold strings of at most {limit} characters")
+        # The type set is a fast path; str subclasses (numpy's str_) take the slow check.
+        strings = set(map(type, column)) <= {str} or all(isinstance(t, str) for t in column)
+        if not strings or max(map(len, column), default=0) > limit:
+            raise InvalidInputError(name, f"must hold strings of at most {limit} characters")
         return column
 
     @staticmethod
@@ -395,9 +401,14 @@ class InMemorySearchIndex:
             return None
         if len(column) != n:
             raise InvalidInputError("hashtags", f"must hold {n} items, got {len(column)}")
-        for tags in column:
-            if isinstance(tags, str) or not all(isinstance(tag, str) for tag in tags):
-                raise InvalidInputError("hashtags", "must hold sequences of strings")
+        try:
+            valid = not any(isinstance(tags, str) for tags in column) and all(
+                isinstance(tag, str) for tag in chain.from_iterable(column)
+            )
+        except TypeError:
+            valid = False
+        if not valid:
+            raise InvalidInputError("hashtags", "must hold sequences of strings")
         return column
 
     # -- segments ------------------------------------------------------------------------

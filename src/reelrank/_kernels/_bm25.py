@@ -5,19 +5,26 @@ argument, so the kernels assume the layout below and take only arrays and scalar
 
 A segment of postings is CSR: the postings of term ``t`` are ``docs[offsets[t]:
 offsets[t + 1]]`` (int32 document slots, ascending) with their field-weighted term
-frequencies in ``tfs`` (float32). Per document slot, ``lengths`` (float32) holds the
+frequencies in ``tfs`` (float32). Per document slot, ``lengths`` (float64) holds the
 field-weighted length, ``alive`` (uint8) whether the slot is current, and ``video_ids``
-(int64) the video. Postings are cut in blocks of :data:`BLOCK`; for each block the
-largest term frequency and the shortest document bound every score in the block, which
-lets a single-term search skip blocks that cannot reach its current top ``k``
-(block-max pruning).
+(int64) the video. Postings are cut in blocks of :data:`BLOCK`; each block's largest
+term frequency and shortest document bound every score in it. BM25 is not precomputed
+per posting: idf and the mean length change with every write, so scores are computed at
+query time from the frequency and the length (a few flops), and bounds from the block
+maxima with the current statistics.
 
 A query arrives as groups of expansion terms (``group_starts`` into ``terms`` and
 ``idfs``), rarest group first: a document matches when every group holds at least one
 of its terms; a group scores its best expansion, the document the sum of its groups.
+One term alone runs block-max pruning; one prefix term alone (one group, several
+expansions) runs threshold pruning over its expansions and blocks; several groups
+take candidates from the first and stream or binary-search the others.
 
 Scores are float64 from the same expression as the exhaustive definition
 (:class:`reelrank.SearchConfig`). Ties go to the smaller video id.
+
+The fast-math flags and the heap helpers are defined here, self-contained; they are
+meant to move to the shared kernel presets once those exist.
 """
 
 from __future__ import annotations

@@ -83,7 +83,12 @@ class SearchConfig(StrictModel):
     max_terms: int = Field(default=16, ge=1, le=256)
     """Most terms a query may hold; more raises :class:`~reelrank.QueryError`."""
     max_prefix_expansions: int = Field(default=64, ge=1, le=10_000)
-    """A prefix term matches at most this many indexed terms (the most frequent ones)."""
+    """A prefix term matches at most this many indexed terms: the ones held by the most
+    videos, ties going to the alphabetically smaller term.
+
+    The one cap every backend applies (in-memory, PostgreSQL, SQLite), so all of them
+    match the same videos for ``danc*``; a prefix with more expansions drops its rarest.
+    """
     candidate_pool: int = Field(default=500, ge=1, le=100_000)
     """How many of the best text matches are re-ranked with quality."""
     max_limit: int = Field(default=200, ge=1, le=10_000)

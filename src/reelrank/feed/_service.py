@@ -32,7 +32,13 @@ from ._cursor import CursorCodec, CursorState
 from ._guards import SnapshotCache, StoreGuards
 from ._paging import Pager, ServedMarks, check_page_limit
 from ._ranking import UserRanking
-from ._replay import PageRecords, check_not_reserved, decode_record, encode_record, record_key
+from ._remembered_pages import (
+    PageRecords,
+    check_not_reserved,
+    decode_record,
+    encode_record,
+    record_key,
+)
 from ._resilience import CircuitBreaker, request_scope
 
 __all__ = ["FeedRankingService"]

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reelrank import Candidates, Ranker, RankingConfig
-from reelrank._kernels import _cosine, _diversity, _presets
+from reelrank._kernels import _bm25, _cosine, _diversity, _presets
 from reelrank._kernels import _heap as H
 from reelrank._kernels import _layout as L
 from reelrank._kernels import _rank as K
@@ -133,7 +133,7 @@ def test_every_kernel_and_helper_compiles_with_a_shared_preset() -> None:
     }
     assert presets["serial_kernel"][1] and not presets["parallel_kernel"][1]
     used = set()
-    for module in (K, H, _cosine, _diversity):
+    for module in (K, H, _cosine, _diversity, _bm25):
         for name, value in vars(module).items():
             if isinstance(value, numba.core.dispatcher.Dispatcher) and (
                 value.py_func.__module__ == module.__name__

@@ -296,3 +296,37 @@ def test_from_documents_refuses_other_items() -> None:
 def test_prefix_cap_is_documented_as_shared_by_every_backend() -> None:
     description = SearchConfig.model_fields["max_prefix_expansions"].description or ""
     assert "every backend" in description
+
+
+@pytest.mark.parametrize(
+    ("text", "prefix", "extra"),
+    [
+        ("wave", False, ()),  # one term: block-max pruning
+        ("wav", True, ()),  # one prefix term with several expansions: threshold pruning
+        ("wave", False, (QueryTerm(text="dance"),)),  # several terms: conjunctive
+    ],
+)
+@pytest.mark.parametrize("limit", [1, 37, 200])
+def test_exact_ties_go_to_the_smaller_video_id_on_every_path(
+    text: str, prefix: bool, extra: tuple[QueryTerm, ...], limit: int
+) -> None:
+    """Identical documents score bit for bit the same; the cut keeps the smallest ids.
+
+    Ids are shuffled against their slots and there are more than a block of postings, so
+    the heap evicts tied hits and a slot's order says nothing about its id.
+    """
+    rng = np.random.default_rng(7)
+    ids = [int(video_id) for video_id in rng.permutation(np.arange(1, 301) * 7)]
+    documents = [
+        SearchDocument(video_id=video_id, title="waves" if index % 9 == 0 else "wave dance")
+        for index, video_id in enumerate(ids)
+    ]
+    index = InMemorySearchIndex.from_documents(documents[:250])
+    for document in documents[250:]:
+        index.index(document)
+    query = ParsedQuery(terms=(QueryTerm(text=text, prefix=prefix), *extra))
+    expected = reference_search(documents, query, SearchConfig())[:limit]
+    got = index.search(query, limit=limit)
+    assert [video_id for video_id, _ in got] == [video_id for video_id, _ in expected]
+    tied = [score for _, score in got if score == got[-1][1]]
+    assert len(tied) > 1 or limit == 1

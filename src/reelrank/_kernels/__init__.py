@@ -9,7 +9,7 @@ Modules and what they hold:
   uses (``inline_helper``, ``serial_kernel``, ``parallel_kernel``).
 * :mod:`._heap`: the bounded top-k heap (``heap_push``, ``heap_replace``,
   ``heap_sort_out``, ``ranks_after``), ordered by score descending, then video id
-  ascending, used by the rank and cosine kernels.
+  ascending, used by the rank, cosine and BM25 search kernels.
 * :mod:`._layout`: the rows of the candidates' feature block (``ROW_*``) and the slots
   of the scoring parameter vector (``P_*``) that the scoring wrapper packs.
 * :mod:`._rank`: ``score_kernel``, ``rank_kernel``, ``explain_kernel``,
@@ -20,6 +20,9 @@ Modules and what they hold:
   (:mod:`reelrank.discovery._similar`).
 * :mod:`._diversity`: ``diversify_kernel``, behind :class:`reelrank.DiversityRule`
   (:mod:`reelrank.scoring._diversity`).
+* :mod:`._bm25`: ``top_k_bm25`` and the postings builders (``postings_from_tokens``,
+  ``build_csr``, ``merge_segments``, ``block_bounds``, ``slot_terms``), behind
+  :class:`reelrank.InMemorySearchIndex` (:mod:`reelrank.stores._search`).
 
 The tests check every kernel against a plain-Python reference (``tests/reference.py``,
 ``tests/test_kernels.py``).

@@ -23,16 +23,18 @@ take candidates from the first and stream or binary-search the others.
 Scores are float64 from the same expression as the exhaustive definition
 (:class:`reelrank.SearchConfig`). Ties go to the smaller video id.
 
-The fast-math flags and the heap helpers are defined here, self-contained; they are
-meant to move to the shared kernel presets once those exist.
+Kernels compile with the shared presets (:mod:`._presets`) and keep their best ``k``
+in the shared heap (:mod:`._heap`) with document slots as its positions: float64 scores
+in a float64 heap, ordered by score, then video id (slots only break ties between
+equal ids, which two live slots never have).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
-from numba import njit
+
+from ._heap import heap_push, heap_replace, heap_sort_out, ranks_after
+from ._presets import inline_helper, serial_kernel
 
 __all__ = [
     "BLOCK",
@@ -47,91 +49,43 @@ __all__ = [
 BLOCK = 128
 """Postings per block for block-max pruning."""
 
-# Self-contained fast-math set (the shared kernel flags without nnan/ninf): the kernels
-# compare scores with NaN-free inputs but must not let the compiler assume away infinities.
-_FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
-
 # Relative slack on block bounds: a bound and a posting's score are computed by the same
 # expression but may round differently under fast math, so a block is skipped only when
 # its bound is clearly below the threshold.
 _BOUND_SLACK = 1e-9
 
-_inline: Any = njit(
-    cache=True, nogil=True, fastmath=_FASTMATH, error_model="numpy", inline="always"
-)
-_kernel: Any = njit(cache=True, nogil=True, fastmath=_FASTMATH, error_model="numpy")
 
-
-@_inline
+@inline_helper
 def _bm25(idf: float, tf: float, length: float, k1: float, b: float, mean_length: float) -> float:
+    # ``tf`` is read from float32 arrays. Compiled, it widens to float64 against ``idf``;
+    # run as Python (NUMBA_DISABLE_JIT=1), numpy keeps a float32 times a Python float in
+    # float32, so widen it here to get the same float64 scores both ways.
+    frequency = float(tf)
     norm = k1 * (1.0 - b + b * length / mean_length)
-    return idf * tf * (k1 + 1.0) / (tf + norm)
+    return idf * frequency * (k1 + 1.0) / (frequency + norm)
 
 
-@_inline
-def _is_better(score_a: float, id_a: int, score_b: float, id_b: int) -> bool:
-    return score_a > score_b or (score_a == score_b and id_a < id_b)
-
-
-@_inline
-def _sift_down(scores: np.ndarray, ids: np.ndarray, slots: np.ndarray, size: int) -> None:
-    # Min-heap on "worse": the root is the weakest kept hit.
-    position = 0
-    while True:
-        left = 2 * position + 1
-        if left >= size:
-            return
-        weakest = left
-        right = left + 1
-        if right < size and _is_better(scores[left], ids[left], scores[right], ids[right]):
-            weakest = right
-        if not _is_better(scores[position], ids[position], scores[weakest], ids[weakest]):
-            return
-        scores[position], scores[weakest] = scores[weakest], scores[position]
-        ids[position], ids[weakest] = ids[weakest], ids[position]
-        slots[position], slots[weakest] = slots[weakest], slots[position]
-        position = weakest
-
-
-@_inline
-def _sift_up(scores: np.ndarray, ids: np.ndarray, slots: np.ndarray, position: int) -> None:
-    while position > 0:
-        parent = (position - 1) // 2
-        if not _is_better(scores[parent], ids[parent], scores[position], ids[position]):
-            return
-        scores[position], scores[parent] = scores[parent], scores[position]
-        ids[position], ids[parent] = ids[parent], ids[position]
-        slots[position], slots[parent] = slots[parent], slots[position]
-        position = parent
-
-
-@_inline
+@inline_helper
 def _offer(
-    scores: np.ndarray,
-    ids: np.ndarray,
-    slots: np.ndarray,
+    video_ids: np.ndarray,
+    heap_scores: np.ndarray,
+    heap_slots: np.ndarray,
     size: int,
     k: int,
     score: float,
-    video_id: int,
     slot: int,
 ) -> int:
-    """Keep ``(score, video_id)`` if it is among the best ``k``; returns the new size."""
+    """Keep the hit at ``slot`` if it is among the best ``k``; returns the new size."""
+    # One return, like the shared heap helpers it wraps (see :mod:`._heap`).
     if size < k:
-        scores[size] = score
-        ids[size] = video_id
-        slots[size] = slot
-        _sift_up(scores, ids, slots, size)
-        return size + 1
-    if _is_better(score, video_id, scores[0], ids[0]):
-        scores[0] = score
-        ids[0] = video_id
-        slots[0] = slot
-        _sift_down(scores, ids, slots, size)
+        heap_push(video_ids, heap_scores, heap_slots, size, score, slot)
+        size += 1
+    elif ranks_after(video_ids, heap_scores[0], heap_slots[0], score, slot):
+        heap_replace(video_ids, heap_scores, heap_slots, size, 0, score, slot)
     return size
 
 
-@_inline
+@inline_helper
 def _find(docs: np.ndarray, start: int, end: int, slot: int) -> int:
     """Position of ``slot`` in the sorted ``docs[start:end]``, or -1."""
     low = start
@@ -147,7 +101,7 @@ def _find(docs: np.ndarray, start: int, end: int, slot: int) -> int:
     return -1
 
 
-@_kernel
+@serial_kernel
 def _single_term(
     offsets: np.ndarray,
     docs: np.ndarray,
@@ -165,7 +119,6 @@ def _single_term(
     mean_length: float,
     k: int,
     out_scores: np.ndarray,
-    out_ids: np.ndarray,
     out_slots: np.ndarray,
 ) -> int:
     size = 0
@@ -184,11 +137,11 @@ def _single_term(
             slot = docs[position]
             if alive[slot]:
                 score = _bm25(idf, tfs[position], lengths[slot], k1, b, mean_length)
-                size = _offer(out_scores, out_ids, out_slots, size, k, score, video_ids[slot], slot)
+                size = _offer(video_ids, out_scores, out_slots, size, k, score, slot)
     return size
 
 
-@_kernel
+@serial_kernel
 def _union(
     offsets: np.ndarray,
     docs: np.ndarray,
@@ -208,7 +161,6 @@ def _union(
     marks: np.ndarray,
     best: np.ndarray,
     out_scores: np.ndarray,
-    out_ids: np.ndarray,
     out_slots: np.ndarray,
 ) -> int:
     """One group of expansions (a prefix term alone): a document scores its best expansion.
@@ -276,23 +228,23 @@ def _union(
                 if mark & 2:
                     # Already held at a lower score: the bound stays valid without it.
                     continue
-                video_id = video_ids[slot]
                 if size < k:
                     marks[slot] |= 2
-                    size = _offer(out_scores, out_ids, out_slots, size, k, score, video_id, slot)
-                elif _is_better(score, video_id, out_scores[0], out_ids[0]):
+                    heap_push(video_ids, out_scores, out_slots, size, score, slot)
+                    size += 1
+                elif ranks_after(video_ids, out_scores[0], out_slots[0], score, slot):
                     marks[out_slots[0]] &= 1
                     marks[slot] |= 2
-                    size = _offer(out_scores, out_ids, out_slots, size, k, score, video_id, slot)
+                    heap_replace(video_ids, out_scores, out_slots, size, 0, score, slot)
     size = 0
     for index in range(n_candidates):
         slot = candidates[index]
         marks[slot] = 0
-        size = _offer(out_scores, out_ids, out_slots, size, k, best[slot], video_ids[slot], slot)
+        size = _offer(video_ids, out_scores, out_slots, size, k, best[slot], slot)
     return size
 
 
-@_kernel
+@serial_kernel
 def _conjunctive(
     offsets: np.ndarray,
     docs: np.ndarray,
@@ -311,7 +263,6 @@ def _conjunctive(
     total: np.ndarray,
     best: np.ndarray,
     out_scores: np.ndarray,
-    out_ids: np.ndarray,
     out_slots: np.ndarray,
 ) -> int:
     """Every group must match: candidates from the first (rarest) group, then filtered.
@@ -398,19 +349,20 @@ def _conjunctive(
     for index in range(n_candidates):
         slot = candidates[index]
         matched[slot] = 0
-        size = _offer(out_scores, out_ids, out_slots, size, k, total[slot], video_ids[slot], slot)
+        size = _offer(video_ids, out_scores, out_slots, size, k, total[slot], slot)
     return size
 
 
-@_kernel
-def _sort_heap(scores: np.ndarray, ids: np.ndarray, slots: np.ndarray, size: int) -> None:
-    # Pop the weakest to the back until the heap is empty: best first afterwards.
-    while size > 1:
-        size -= 1
-        scores[0], scores[size] = scores[size], scores[0]
-        ids[0], ids[size] = ids[size], ids[0]
-        slots[0], slots[size] = slots[size], slots[0]
-        _sift_down(scores, ids, slots, size)
+@serial_kernel
+def _sorted_hits(
+    video_ids: np.ndarray, heap_scores: np.ndarray, heap_slots: np.ndarray, size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The heap's (video ids, scores), best first."""
+    heap_sort_out(video_ids, heap_scores, heap_slots, size)
+    ids = np.empty(size, dtype=np.int64)
+    for index in range(size):
+        ids[index] = video_ids[heap_slots[index]]
+    return ids, heap_scores[:size]
 
 
 def top_k_bm25(
@@ -441,8 +393,9 @@ def top_k_bm25(
     arrays (``block_starts`` empty) every query takes the exhaustive conjunctive path.
     """
     out_scores = np.empty(k, dtype=np.float64)
-    out_ids = np.empty(k, dtype=np.int64)
-    out_slots = np.empty(k, dtype=np.int32)
+    # The shared heap (:mod:`._heap`) keeps document slots as its positions, so it reads
+    # ids as ``video_ids[slot]``; its scores are float64 like every score offered to it.
+    out_slots = np.empty(k, dtype=np.int64)
     blocks = block_starts.shape[0] == offsets.shape[0]
     if blocks and group_starts.shape[0] == 2:
         known = terms[terms < offsets.shape[0] - 1]
@@ -464,7 +417,6 @@ def top_k_bm25(
                 mean_length,
                 k,
                 out_scores,
-                out_ids,
                 out_slots,
             )
         else:
@@ -487,7 +439,6 @@ def top_k_bm25(
                 marks,
                 best,
                 out_scores,
-                out_ids,
                 out_slots,
             )
     else:
@@ -509,14 +460,13 @@ def top_k_bm25(
             total,
             best,
             out_scores,
-            out_ids,
             out_slots,
         )
-    _sort_heap(out_scores, out_ids, out_slots, size)
-    return out_ids[:size], out_scores[:size]
+    ids, scores = _sorted_hits(video_ids, out_scores, out_slots, size)
+    return ids, scores
 
 
-@_kernel
+@serial_kernel
 def block_bounds(
     offsets: np.ndarray, docs: np.ndarray, tfs: np.ndarray, lengths: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -545,7 +495,7 @@ def block_bounds(
     return block_starts, max_tf, min_length
 
 
-@_kernel
+@serial_kernel
 def slot_terms(offsets: np.ndarray, docs: np.ndarray, slot: int) -> np.ndarray:
     """The terms whose postings hold ``slot`` (one binary search per term)."""
     n_terms = offsets.shape[0] - 1
@@ -558,7 +508,7 @@ def slot_terms(offsets: np.ndarray, docs: np.ndarray, slot: int) -> np.ndarray:
     return found[:count].copy()
 
 
-@_kernel
+@serial_kernel
 def merge_segments(
     offsets: np.ndarray,
     docs: np.ndarray,
@@ -612,7 +562,7 @@ def merge_segments(
     return merged_offsets, merged_docs, merged_tfs
 
 
-@_kernel
+@serial_kernel
 def build_csr(
     row_starts: np.ndarray,
     terms: np.ndarray,
@@ -646,7 +596,7 @@ def build_csr(
     return offsets, docs, out_tfs
 
 
-@_kernel
+@serial_kernel
 def postings_from_tokens(
     token_slots: np.ndarray,
     token_terms: np.ndarray,

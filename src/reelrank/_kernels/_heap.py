@@ -1,7 +1,9 @@
-"""The bounded top-k heap shared by the rank kernel and the cosine top-k kernel.
+"""The bounded top-k heap shared by the rank kernel, the cosine top-k kernel and the
+BM25 search kernels.
 
 A kernel keeps its best ``k`` items in two arrays of length ``k``: ``heap_scores``
-(``float32``) and ``heap_positions`` (``int64`` indices into the kernel's candidates).
+(``float32`` in the rank and cosine kernels, ``float64`` in the search kernels) and
+``heap_positions`` (``int64`` indices into the kernel's candidates).
 Items are ordered by score descending, then video id ascending, then position ascending,
 so the result never depends on the order candidates arrive in. The heap is a min-heap
 on that order: its root is the worst item kept, which is all a kernel needs to decide
@@ -10,7 +12,7 @@ best first, so a kernel can use its output arrays as the heap and copy nothing.
 
 Video ids are read from ``video_ids[position]`` and only when two scores tie, which
 keeps the comparison to one float compare on the common path and the heap to two
-arrays. Scores must be ``float32`` like ``heap_scores``: a ``float64`` score compared
+arrays. Scores must have the dtype of ``heap_scores``: a ``float64`` score compared
 with stored ``float32`` scores breaks tie order.
 
 The helpers take the heap arrays (and ``video_ids``) as arguments, which numba inlines;

@@ -14,10 +14,14 @@ environment variables (see :class:`Settings`), and ``gunicorn
 
 from __future__ import annotations
 
+import logging
 import secrets
 import sys
+from datetime import timedelta
 
 from flask import Flask
+
+from reelrank import ConfigError, FeedUnavailableError, warmup
 
 from ._api import (
     DASH_CONTENT_TYPE,
@@ -86,29 +90,36 @@ __all__ = [
     "seed_synthetic_catalog",
 ]
 
+_logger = logging.getLogger(__name__)
+# Start-up warms the feeds of the users behind the newest events of the last day.
+_WARM_EVENTS = 5_000
+
 
 def demo_authenticator(settings: Settings) -> Authenticator:
     """The authenticator of ``settings``; in demo mode without keys, one on a fresh secret.
 
-    Demo mode prints a token for the first synthetic user and a ``curl`` line using it.
+    When it draws the secret, it prints a token for the first synthetic user and a
+    ``curl`` line using it (``scripts/serve.sh`` draws one secret for all workers and
+    prints its own).
     Without auth configuration and outside demo mode, raises
     :class:`~reelrank.ConfigError` (field ``auth_secret``): the service never starts open.
     """
     if settings.auth_configured or not settings.demo:
-        authenticator = Authenticator(settings)
-        secret = settings.auth_secret.get_secret_value() if settings.auth_secret else None
-    else:
-        secret = secrets.token_urlsafe(32)
-        authenticator = Authenticator(settings, secret=secret)
-    if settings.demo and secret is not None:
-        token = issue_token(secret, FIRST_USER_ID)
-        print(
-            f"demo mode: a token for user {FIRST_USER_ID}, valid 24 hours:\n{token}\n"
-            f'curl -H "Authorization: Bearer {token}" '
-            f"http://{settings.host}:{settings.port}/api/v1/reels?limit=5",
-            file=sys.stderr,
-            flush=True,
+        return Authenticator(settings)
+    if settings.workers > 1:
+        raise ConfigError(
+            "auth_secret", None, "several workers must share it: set it, even in demo mode"
         )
+    secret = secrets.token_urlsafe(32)
+    authenticator = Authenticator(settings, secret=secret)
+    token = issue_token(secret, FIRST_USER_ID)
+    print(
+        f"demo mode: a token for user {FIRST_USER_ID}, valid 24 hours:\n{token}\n"
+        f'curl -H "Authorization: Bearer {token}" '
+        f"http://{settings.host}:{settings.port}/api/v1/reels?limit=5",
+        file=sys.stderr,
+        flush=True,
+    )
     return authenticator
 
 
@@ -117,8 +128,19 @@ def create_default_app(settings: Settings | None = None) -> Flask:
 
     For ``gunicorn "reelrank_example:create_default_app()"``. The database must have
     been migrated (``python -m reelrank_example migrate``); nothing is seeded here.
+    Before the app exists (so before any probe answers), the kernels are compiled or
+    loaded from cache and the feeds of users active in the last day are warmed, so no
+    request pays a compile.
     """
     settings = settings or Settings()
     authenticator = demo_authenticator(settings)
     services = build_services(configured_stores(settings), settings)
+    warmup()
+    now = services.clock()
+    recent = services.stores.log.events_between(now - timedelta(days=1), now, limit=_WARM_EVENTS)
+    try:
+        services.feed.warm(sorted({event.user_id for event in recent}))
+    except FeedUnavailableError:
+        # A cold cache is slower, not wrong: serve, and let readiness report the outage.
+        _logger.warning("could not warm feeds at start-up", exc_info=True)
     return create_app(services, settings, authenticator=authenticator)

@@ -73,7 +73,9 @@ CASES = sorted(
 ACCEPTANCE_CHECKS = [positive_data_acceptance]
 
 
-@pytest.mark.parametrize(("label", "mode"), CASES, ids=[f"{name} {mode.value}" for name, mode in CASES])
+@pytest.mark.parametrize(
+    ("label", "mode"), CASES, ids=[f"{name} {mode.value}" for name, mode in CASES]
+)
 def test_every_answer_matches_the_document(api: Any, label: str, mode: GenerationMode) -> None:
     operation = api.find_operation_by_label(label)
     token = issue_token(SECRET, FIRST_USER_ID)

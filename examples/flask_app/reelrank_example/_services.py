@@ -10,6 +10,7 @@ processes lives in one of them; only the LRU level of the feed cache is per proc
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -77,6 +78,8 @@ __all__ = [
     "migrate",
     "seed_synthetic_catalog",
 ]
+
+_logger = logging.getLogger(__name__)
 
 FIRST_VIDEO_ID = 10_001
 """Id of the first synthetic video; the others follow it."""
@@ -347,6 +350,7 @@ def configured_stores(settings: Settings) -> Stores:
     and idempotency keys, plus events and the engagement log unless ``clickhouse_url``
     is set. With ``redis_url``, a shared Redis level sits under the per-process LRU
     level of the feed cache, whose TTL bounds how stale another worker's level can be.
+    The seen sets move to ``redis_state_url`` (default: ``redis_url``) when one is set.
     """
     from reelrank_postgres import (
         SqlCatalog,
@@ -371,6 +375,7 @@ def configured_stores(settings: Settings) -> Stores:
             events = ClickHouseEventStore(clickhouse)
             log = ClickHouseEngagementLog(clickhouse)
         cache: FeedCache = LRUFeedCache()
+        seen: SeenStore = SqlSeenStore(engine)
         if settings.redis_url is not None:
             from reelrank_redis import RedisConfig, RedisFeedCache
             from reelrank_redis import connect as connect_redis
@@ -379,10 +384,24 @@ def configured_stores(settings: Settings) -> Stores:
             client = connect_redis(redis_config)
             closers.append(client.close)
             cache = TieredFeedCache(LRUFeedCache(), RedisFeedCache(client, redis_config))
+        state_url = settings.redis_state_url or settings.redis_url
+        if state_url is not None:
+            from reelrank_redis import RedisConfig, RedisSeenStore
+            from reelrank_redis import connect as connect_redis
+
+            if settings.redis_state_url is None:
+                _logger.warning(
+                    "the seen sets share the feed cache's Redis: give that server no "
+                    "eviction policy, or set REELRANK_REDIS_STATE_URL to a server of its own"
+                )
+            state_config = RedisConfig(url=state_url, prefix=settings.redis_prefix)
+            state_client = connect_redis(state_config)
+            closers.append(state_client.close)
+            seen = RedisSeenStore(state_client, state_config)
         return Stores(
             catalog=SqlCatalog(engine),
             events=events,
-            seen=SqlSeenStore(engine),
+            seen=seen,
             log=log,
             progress=SqlProgressStore(engine),
             cache=cache,

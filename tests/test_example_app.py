@@ -6,7 +6,10 @@ signed here with PyJWT. Store failures are injected with :class:`reelrank.testin
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import hashlib
+import hmac
 import io
 import sys
 from collections.abc import Iterator
@@ -37,6 +40,7 @@ from reelrank_example import (  # noqa: E402
     MAX_QUERY_LENGTH,
     OPERATIONS,
     Authenticator,
+    AuthError,
     Services,
     Settings,
     Stores,
@@ -586,3 +590,85 @@ def test_more_than_one_worker_needs_a_cursor_secret() -> None:
     with pytest.raises(ConfigError):
         Settings(auth_secret=SECRET, workers=2)
     assert Settings(auth_secret=SECRET, workers=2, cursor_secret="c" * 16).workers == 2
+
+
+# -- asymmetric keys ----------------------------------------------------------------------
+
+
+def _rsa_key() -> Any:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    return rsa.generate_private_key(public_exponent=65_537, key_size=2048)
+
+
+def _public_pem(private: Any) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    return private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def _header(token: str) -> str:
+    return f"Bearer {token}"
+
+
+def test_rs256_tokens_verify_with_a_public_key_file(tmp_path: Path) -> None:
+    private = _rsa_key()
+    key_file = tmp_path / "idp.pem"
+    key_file.write_bytes(_public_pem(private))
+    auth = Authenticator(Settings(auth_public_key_file=str(key_file)))
+    assert auth.algorithms == ("RS256", "ES256")
+    claims = {"sub": str(USER), "exp": datetime.now(UTC) + timedelta(minutes=5)}
+    assert auth.user_id(_header(jwt.encode(claims, private, algorithm="RS256"))) == USER
+
+    # The classic confusion: an HS256 token whose secret is the public key itself
+    # (PyJWT refuses to sign one, so it is put together by hand).
+    def b64(data: bytes) -> bytes:
+        return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+    exp = int(claims["exp"].timestamp())
+    signing_input = (
+        b64(b'{"alg":"HS256","typ":"JWT"}') + b"." + b64(f'{{"sub":"{USER}","exp":{exp}}}'.encode())
+    )
+    mac = hmac.new(key_file.read_bytes(), signing_input, hashlib.sha256).digest()
+    forged = (signing_input + b"." + b64(mac)).decode()
+    with pytest.raises(AuthError, match="HS256"):
+        auth.user_id(_header(forged))
+    with pytest.raises(AuthError):
+        auth.user_id(_header(jwt.encode(claims, _rsa_key(), algorithm="RS256")))
+
+
+def test_jwks_keys_are_picked_by_kid(tmp_path: Path) -> None:
+    import json
+
+    from jwt.algorithms import RSAAlgorithm
+
+    first, second = _rsa_key(), _rsa_key()
+    keys = []
+    for kid, private in (("one", first), ("two", second)):
+        jwk = json.loads(RSAAlgorithm.to_jwk(private.public_key()))
+        keys.append({**jwk, "kid": kid, "alg": "RS256", "use": "sig"})
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": keys}))
+    auth = Authenticator(Settings(auth_jwks_file=str(jwks), auth_algorithms=["RS256"]))
+    claims = {"sub": str(USER), "exp": datetime.now(UTC) + timedelta(minutes=5)}
+    good = jwt.encode(claims, second, algorithm="RS256", headers={"kid": "two"})
+    assert auth.user_id(_header(good)) == USER
+    wrong = jwt.encode(claims, first, algorithm="RS256", headers={"kid": "two"})
+    with pytest.raises(AuthError):
+        auth.user_id(_header(wrong))
+    unknown = jwt.encode(claims, first, algorithm="RS256", headers={"kid": "three"})
+    with pytest.raises(AuthError):
+        auth.user_id(_header(unknown))
+
+
+def test_issuer_and_audience_are_enforced_when_configured() -> None:
+    auth = Authenticator(_settings(auth_issuer="https://idp", auth_audience="reels"))
+    exp = datetime.now(UTC) + timedelta(minutes=5)
+    base = {"sub": str(USER), "exp": exp}
+    ok = jwt.encode({**base, "iss": "https://idp", "aud": "reels"}, SECRET, "HS256")
+    assert auth.user_id(_header(ok)) == USER
+    for claims in ({**base, "iss": "https://other", "aud": "reels"}, base):
+        with pytest.raises(AuthError):
+            auth.user_id(_header(jwt.encode(claims, SECRET, "HS256")))

@@ -18,6 +18,7 @@ import secrets
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from importlib import resources
 from typing import Any
 
 from flask import Flask, Response, g, request
@@ -29,6 +30,7 @@ from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
 
 from reelrank import (
+    WEIGHT_FIELDS,
     ConfigError,
     CursorError,
     FeedUnavailableError,
@@ -37,6 +39,7 @@ from reelrank import (
     NotFoundError,
     NotReadyError,
     QueryError,
+    RankingConfig,
     ReelrankError,
     StoreError,
     TrendingKind,
@@ -273,7 +276,36 @@ def create_app(
     def prometheus_metrics() -> Response:
         return Response(generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST)
 
+    _register_explorer(app, settings, authenticator)
     return app
+
+
+def _register_explorer(app: Flask, settings: Settings, authenticator: Authenticator) -> None:
+    """The explorer page at ``/`` and the two helpers it reads (not part of the API)."""
+    page = resources.files(__package__).joinpath("explorer.html").read_text(encoding="utf-8")
+    weights = dict(zip(WEIGHT_FIELDS, RankingConfig().weights, strict=True))
+
+    @app.get("/")
+    def explorer() -> Response:
+        return Response(page, content_type="text/html; charset=utf-8")
+
+    @app.get("/explorer/config")
+    def explorer_config() -> Response:
+        return Response(
+            json.dumps({"demo": settings.demo, "weights": weights}),
+            content_type="application/json",
+        )
+
+    @app.get("/explorer/token")
+    def explorer_token() -> Response:
+        # Minting tokens for any user is what demo mode is for, and nothing else.
+        if not settings.demo:
+            raise ProblemError(404, "not-found", "tokens are issued in demo mode only")
+        raw = request.args.get("user_id", "")
+        if set(request.args) != {"user_id"} or not _PATH_ID.fullmatch(raw) or int(raw) > _MAX_ID:
+            raise ProblemError(400, "validation", "user_id: a positive integer", "user_id")
+        token = authenticator.issue(int(raw))
+        return Response(json.dumps({"token": token}), content_type="application/json")
 
 
 def _register_errors(app: Flask) -> None:

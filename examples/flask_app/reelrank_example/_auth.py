@@ -105,6 +105,15 @@ class Authenticator:
             raise AuthError("the token's sub is out of range")
         return user_id
 
+    def issue(self, user_id: int) -> str:
+        """A 24-hour HS256 token for ``user_id`` (the explorer page in demo mode).
+
+        Raises :class:`~reelrank.ConfigError` when no HMAC secret is accepted.
+        """
+        if self._secret is None or "HS256" not in self.algorithms:
+            raise ConfigError("auth_secret", None, "issuing tokens needs an HS256 secret")
+        return issue_token(self._secret, user_id)
+
     def _key(self, alg: str, kid: object) -> Any:
         if alg in _HMAC:
             return self._secret

@@ -7,7 +7,7 @@ Build the services, hand them to the app factory, serve::
     settings = Settings(auth_secret="a secret of at least thirty-two characters")
     app = create_app(build_default_services(settings), settings)
 
-``python -m reelrank_example migrate|seed|serve|token`` works from ``REELRANK_*``
+``python -m reelrank_example migrate|seed|load|serve|token`` works from ``REELRANK_*``
 environment variables (see :class:`Settings`), and ``gunicorn
 "reelrank_example:create_default_app()"`` serves the configured stores.
 """
@@ -35,6 +35,7 @@ from ._api import (
 )
 from ._app import ERROR_STATUSES, ProblemError, create_app
 from ._auth import Authenticator, AuthError, issue_token
+from ._load import TABLES, load_directory
 from ._services import (
     FIRST_USER_ID,
     FIRST_VIDEO_ID,
@@ -65,6 +66,7 @@ __all__ = [
     "MAX_PAGE_SIZE",
     "MAX_QUERY_LENGTH",
     "OPERATIONS",
+    "TABLES",
     "AuthError",
     "Authenticator",
     "IdempotencyRecord",
@@ -84,6 +86,7 @@ __all__ = [
     "demo_authenticator",
     "is_empty",
     "issue_token",
+    "load_directory",
     "memory_stores",
     "migrate",
     "openapi_document",

@@ -1,9 +1,11 @@
-"""``python -m reelrank_example migrate|seed|serve|token USER_ID``, from ``REELRANK_*`` settings."""
+"""``python -m reelrank_example migrate|seed|load DIR|serve|token USER_ID``, from ``REELRANK_*``
+settings."""
 
 from __future__ import annotations
 
 import argparse
 from datetime import UTC, datetime
+from pathlib import Path
 
 from . import (
     Settings,
@@ -11,6 +13,7 @@ from . import (
     create_default_app,
     is_empty,
     issue_token,
+    load_directory,
     migrate,
     seed_synthetic_catalog,
 )
@@ -25,6 +28,10 @@ def main(argv: list[str] | None = None) -> int:
     seed.add_argument(
         "--if-empty", action="store_true", help="do nothing when the catalog has videos"
     )
+    load = commands.add_parser(
+        "load", help="load creators, videos, renditions, follows and events from CSV or Parquet"
+    )
+    load.add_argument("directory", type=Path)
     commands.add_parser("serve", help="serve with Flask's development server")
     token = commands.add_parser("token", help="print an HS256 token (needs REELRANK_AUTH_SECRET)")
     token.add_argument("user_id", type=int)
@@ -44,6 +51,14 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             for close in stores.closers:
                 close()
+    elif args.command == "load":
+        stores = configured_stores(settings)
+        try:
+            counts = load_directory(stores, args.directory)
+        finally:
+            for close in stores.closers:
+                close()
+        print(", ".join(f"{count} {name}" for name, count in counts.items()))
     elif args.command == "serve":
         create_default_app(settings).run(host=settings.host, port=settings.port)
     else:

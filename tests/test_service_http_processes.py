@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import urllib.error
@@ -108,6 +109,23 @@ class Service:
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read())
 
+    def chunked_status(self, path: str, headers: dict[str, str], size: int) -> str:
+        """Status line of a POST whose ``size``-byte body is sent chunked, over a raw socket."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=30) as connection:
+            head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+            connection.sendall(
+                f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n"
+                f"Content-Type: application/json\r\nConnection: close\r\n{head}\r\n".encode()
+            )
+            chunk = b"x" * 8192
+            try:
+                for _ in range(size // len(chunk)):
+                    connection.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                connection.sendall(b"0\r\n\r\n")
+            except OSError:
+                pass  # the server may answer and close before the whole body is sent
+            return connection.recv(200).decode("latin-1").split("\r\n")[0]
+
     def stop(self) -> None:
         terminate_process(self.process, timeout=10.0)
         self._log.close()
@@ -178,6 +196,11 @@ def _shared_behaviour(a: Service, b: Service) -> None:
     assert b.call("GET", video)[1]["counts"]["views"] == views + 1
     conflict = b.call("POST", f"{video}/watch", {"completion": 0.2}, headers)
     assert conflict[0] == 422
+
+    # A chunked body over the limit is refused, not truncated or left hanging.
+    status_line = a.chunked_status(f"{video}/watch", _auth(), 80_000)
+    assert status_line.split()[1] == "413"
+    assert a.call("GET", video)[1]["counts"]["views"] == views + 1
 
     # Search and lists page across processes too: the list cursors share the secret.
     status, page = a.call("GET", "/api/v1/reels/trending-hashtags?limit=2")

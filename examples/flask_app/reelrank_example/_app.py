@@ -22,9 +22,7 @@ from importlib import resources
 from typing import Any
 
 from flask import Flask, Response, g, request
-from limits import parse as parse_rate
-from limits.storage import storage_from_string
-from limits.strategies import FixedWindowRateLimiter
+from flask_limiter import Limiter
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
@@ -211,23 +209,28 @@ class _Cursors:
 
 
 class _RateLimit:
-    """Per-user limit on event requests, in the shared state Redis when there is one."""
+    """Per-user limit on event requests, shared through the state Redis when there is one.
 
-    def __init__(self, storage_uri: str, per_minute: int) -> None:
-        self._limiter = FixedWindowRateLimiter(storage_from_string(storage_uri))
-        self._rate = parse_rate(f"{per_minute}/minute")
+    Flask-Limiter checks a limit at the start of a request by default, before the
+    caller is known; here the limit is entered after authentication, keyed by the
+    token's user, and shared by every event endpoint.
+    """
+
+    def __init__(self, app: Flask, storage_uri: str, per_minute: int) -> None:
+        self._limiter = Limiter(
+            key_func=lambda: "anonymous",
+            app=app,
+            storage_uri=storage_uri,
+            strategy="fixed-window",
+            headers_enabled=True,
+        )
+        self._rate = f"{per_minute}/minute"
 
     def hit(self, user_id: int) -> None:
-        key = str(user_id)
-        if not self._limiter.hit(self._rate, "events", key):
-            reset, _ = self._limiter.get_window_stats(self._rate, "events", key)
-            retry = max(1, int(reset - time.time()) + 1)
-            raise ProblemError(
-                429,
-                "rate-limited",
-                "too many event requests; retry later",
-                headers={"Retry-After": str(retry)},
-            )
+        with self._limiter.shared_limit(
+            self._rate, scope="events", key_func=lambda: f"user:{user_id}"
+        ):
+            pass
 
 
 def create_app(
@@ -256,10 +259,7 @@ def create_app(
         services,
         settings,
         _Cursors(cursor_secret),
-        _RateLimit(
-            "memory://" if state is None else state,
-            settings.events_per_minute,
-        ),
+        _RateLimit(app, "memory://" if state is None else state, settings.events_per_minute),
     )
     document = openapi_document()
     _register_errors(app)

@@ -105,6 +105,10 @@ class Settings(BaseSettings):
     idempotency_hours: float = Field(default=24.0, ge=1.0, le=720.0, allow_inf_nan=False)
     """How long an ``Idempotency-Key`` is remembered; also how old an event's
     ``occurred_at`` may be."""
+    trending_reuse_seconds: float = Field(default=0.0, ge=0.0, le=3_600.0, allow_inf_nan=False)
+    """How long a process reuses its own trending result. 0 computes from the shared
+    engagement log on every call, so every worker and replica answers the same; more
+    reads the log less often, at the price of workers disagreeing for that long."""
     media_base_url: str = Field(
         default="https://cdn.example.com", pattern=r"^https?://[^\s]{1,2000}$"
     )

@@ -2,8 +2,9 @@
 
 Each process is ``python -m reelrank_example serve`` on a loopback port of its own, on
 one migrated and seeded database: the embedded SQLite file in the unit session, and a
-real PostgreSQL cluster with Redis (feed cache level, seen sets, rate limits) in the
-integration session. One user's requests alternate between the two.
+real PostgreSQL cluster, ClickHouse (events and the engagement log) and Redis (feed
+cache level, seen sets, rate limits) in the integration session. One user's requests
+alternate between the two.
 """
 
 from __future__ import annotations
@@ -153,13 +154,24 @@ def sqlite_pair(tmp_path: Path) -> Iterator[tuple[Service, Service]]:
 
 @pytest.fixture()
 def servers_pair(tmp_path: Path) -> Iterator[tuple[Service, Service]]:
+    from reelrank_clickhouse.testing import ClickHouseServer, find_clickhouse_server
     from reelrank_postgres.testing import PostgresServer, find_postgres_bin
     from reelrank_redis.testing import RedisServer, find_redis_server
 
-    if find_postgres_bin() is None or find_redis_server() is None:
-        pytest.skip("PostgreSQL and Redis servers are needed (scripts/test.sh installs them)")
-    with PostgresServer() as postgres, RedisServer(tmp_path / "redis") as redis:
-        env = _environment({"REELRANK_DATABASE_URL": postgres.url, "REELRANK_REDIS_URL": redis.url})
+    if None in (find_postgres_bin(), find_redis_server(), find_clickhouse_server()):
+        pytest.skip("PostgreSQL, ClickHouse and Redis are needed (scripts/test.sh installs them)")
+    with (
+        PostgresServer() as postgres,
+        RedisServer(tmp_path / "redis") as redis,
+        ClickHouseServer(tmp_path / "clickhouse") as clickhouse,
+    ):
+        env = _environment(
+            {
+                "REELRANK_DATABASE_URL": postgres.url,
+                "REELRANK_REDIS_URL": redis.url,
+                "REELRANK_CLICKHOUSE_URL": f"clickhouse://default@127.0.0.1:{clickhouse.tcp_port}/default",
+            }
+        )
         yield from _serve_pair(env, tmp_path)
 
 
@@ -233,5 +245,7 @@ def test_two_processes_share_the_embedded_database(sqlite_pair: tuple[Service, S
 
 
 @pytest.mark.integration
-def test_two_processes_share_postgres_and_redis(servers_pair: tuple[Service, Service]) -> None:
+def test_two_processes_share_postgres_clickhouse_and_redis(
+    servers_pair: tuple[Service, Service],
+) -> None:
     _shared_behaviour(*servers_pair)

@@ -3,7 +3,7 @@
 #
 # Installs reelrank, the PostgreSQL/SQLite adapter and the service into .venv, migrates
 # the database, seeds the synthetic catalog when the catalog is empty, and starts. With
-# nothing configured the data lives in an embedded SQLite file (reelrank.db); set
+# nothing configured the data lives in an embedded SQLite file (.venv/reelrank.db); set
 # REELRANK_DATABASE_URL, REELRANK_CLICKHOUSE_URL and REELRANK_REDIS_URL to serve from real
 # servers. Without REELRANK_AUTH_SECRET (or a public key / JWKS) it runs in demo mode and
 # prints a ready token and curl line.
@@ -28,6 +28,9 @@ if ! .venv/bin/python -m pip install -q -e . -e adapters/reelrank-postgres "${ex
 fi
 rm -f "$log"
 
+# The embedded database lives in the (git-ignored) virtualenv, so a demo leaves the work
+# tree clean; delete the file to start from a fresh synthetic catalog.
+export REELRANK_DATABASE_URL="${REELRANK_DATABASE_URL:-sqlite:///$PWD/.venv/reelrank.db}"
 export REELRANK_HOST="${REELRANK_HOST:-127.0.0.1}" REELRANK_PORT="${REELRANK_PORT:-8000}"
 export REELRANK_WORKERS="${REELRANK_WORKERS:-2}"
 # Every worker must verify the cursors and tokens the others sign: draw the keys once.
@@ -36,13 +39,15 @@ if [ -z "${REELRANK_AUTH_SECRET:-}${REELRANK_AUTH_PUBLIC_KEY_FILE:-}${REELRANK_A
   export REELRANK_DEMO=true
   REELRANK_AUTH_SECRET="$(.venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(32))')"
   export REELRANK_AUTH_SECRET
-  token=$(.venv/bin/python -m reelrank_example token 100001)
-  echo "demo mode: a token for user 100001, valid 24 hours:"
-  echo "  $token"
-  echo "  curl -H 'Authorization: Bearer $token' 'http://$REELRANK_HOST:$REELRANK_PORT/api/v1/reels?limit=5'"
 fi
 
 .venv/bin/python -m reelrank_example migrate
 .venv/bin/python -m reelrank_example seed --if-empty
+if [ "${REELRANK_DEMO:-}" = true ]; then
+  token=$(.venv/bin/python -m reelrank_example token 100001)
+  echo "demo mode: explorer on http://$REELRANK_HOST:$REELRANK_PORT/ ; a token for user 100001, valid 24 hours:"
+  echo "  $token"
+  echo "  curl -H 'Authorization: Bearer $token' 'http://$REELRANK_HOST:$REELRANK_PORT/api/v1/reels?limit=5'"
+fi
 exec .venv/bin/gunicorn --workers "$REELRANK_WORKERS" --bind "$REELRANK_HOST:$REELRANK_PORT" \
   --access-logfile - "reelrank_example:create_default_app()"

@@ -42,6 +42,7 @@ from reelrank import (
     InMemoryTrendingSnapshotStore,
     LRUFeedCache,
     ManifestConfig,
+    ModelRegistry,
     ProcessingState,
     ProcessingTracker,
     ProgressStore,
@@ -236,6 +237,8 @@ class Stores:
     """Video embeddings for similar videos; ``None`` uses the metadata fallback only."""
     idempotency: IdempotencyStore = dataclasses.field(default_factory=MemoryIdempotencyStore)
     """Answers to ``Idempotency-Key`` requests."""
+    models: ModelRegistry | None = None
+    """Registered models and their scores (the feed's deep-learning signal)."""
     closers: tuple[Callable[[], None], ...] = ()
     """Called by :meth:`Services.close` (connection pools, for example)."""
 
@@ -357,6 +360,7 @@ def configured_stores(settings: Settings) -> Stores:
         SqlCatalog,
         SqlEngagementLog,
         SqlEventStore,
+        SqlModelRegistry,
         SqlProgressStore,
         SqlSearchIndex,
         SqlSeenStore,
@@ -408,6 +412,7 @@ def configured_stores(settings: Settings) -> Stores:
             cache=cache,
             search_index=SqlSearchIndex(engine),
             idempotency=SqlIdempotencyStore(engine),
+            models=SqlModelRegistry(engine),
             closers=tuple(closers),
         )
     except BaseException:
@@ -462,7 +467,9 @@ def build_services(
         events=stores.events,
         seen=stores.seen,
         cache=stores.cache,
-        config=feed_config or FeedServiceConfig(cursor_secret=settings.cursor_secret),
+        models=stores.models,
+        config=feed_config
+        or FeedServiceConfig(cursor_secret=settings.cursor_secret, model_name=settings.model_name),
         assign_variant=resolver,
         clock=clock,
     )

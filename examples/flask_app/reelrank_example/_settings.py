@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     """Engagement events recorded while seeding."""
     embedding_dimensions: int = Field(default=16, ge=1, le=4_096)
     """Length of the synthetic video embeddings (in-memory catalogs only)."""
+    model_name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+    """Registered model whose active version scores the feed's deep-learning signal
+    (from the model registry in the database); ``None`` uses the neutral score."""
     experiment: bool = False
     """Split users between two ranking variants (``control`` and ``fresh``)."""
 

@@ -328,8 +328,9 @@ def test_public_lists_page_without_overlap(built: Built, path: str) -> None:
     second = built.client.get(f"{path}limit=2&cursor={page['next_cursor']}").get_json()
     key = "key" if "trending" in path else "video_id"
     assert {i[key] for i in page["items"]}.isdisjoint(i[key] for i in second["items"])
+    # Retrying a cursor gives the same items (trending scores decay between the calls).
     again = built.client.get(f"{path}limit=2&cursor={page['next_cursor']}").get_json()
-    assert again["items"] == second["items"]
+    assert [i[key] for i in again["items"]] == [i[key] for i in second["items"]]
 
 
 def test_a_cursor_of_one_list_is_refused_by_another(built: Built) -> None:

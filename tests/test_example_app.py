@@ -51,7 +51,7 @@ from reelrank_example import (  # noqa: E402
     seed_synthetic_catalog,
 )
 
-SECRET = "s" * 40
+SECRET = "s" * 64  # long enough for the HS512 token of the alg-changed case
 USER = FIRST_USER_ID
 OTHER = FIRST_USER_ID + 1
 VIDEO = FIRST_VIDEO_ID

@@ -1,37 +1,56 @@
-"""An example Flask application serving reelrank's feeds, events and discovery over HTTP.
+"""The reels service: reelrank's feeds, events and discovery behind an authenticated HTTP API.
 
 Build the services, hand them to the app factory, serve::
 
     from reelrank_example import Settings, build_default_services, create_app
 
-    services = build_default_services(Settings(seed=7))
-    app = create_app(services)
+    settings = Settings(auth_secret="a secret of at least thirty-two characters")
+    app = create_app(build_default_services(settings), settings)
 
-``python -m reelrank_example`` does the same from environment variables
-(``REELRANK_EXAMPLE_PORT=8080`` and so on; see :class:`Settings`).
+``python -m reelrank_example migrate|seed|load|serve|token`` works from ``REELRANK_*``
+environment variables (see :class:`Settings`), and ``gunicorn
+"reelrank_example:create_default_app()"`` serves the configured stores.
 """
 
 from __future__ import annotations
 
+import logging
+import secrets
+import sys
+from datetime import timedelta
+
 from flask import Flask
 
-from ._app import (
+from reelrank import ConfigError, FeedUnavailableError, warmup
+
+from ._api import (
     DASH_CONTENT_TYPE,
     DEFAULT_PAGE_SIZE,
-    ERROR_STATUSES,
     HLS_CONTENT_TYPE,
-    RequestError,
-    create_app,
+    MAX_PAGE_SIZE,
+    MAX_QUERY_LENGTH,
+    OPERATIONS,
+    Operation,
+    openapi_document,
 )
+from ._app import ERROR_STATUSES, ProblemError, create_app
+from ._auth import Authenticator, AuthError, issue_token
+from ._load import TABLES, load_directory
 from ._services import (
     FIRST_USER_ID,
     FIRST_VIDEO_ID,
+    IdempotencyRecord,
+    IdempotencyStore,
+    MemoryIdempotencyStore,
     Services,
+    SqlIdempotencyStore,
     Stores,
     build_default_services,
     build_services,
+    configured_stores,
+    is_empty,
     memory_stores,
-    redis_stores,
+    migrate,
     seed_synthetic_catalog,
 )
 from ._settings import ENV_PREFIX, Settings
@@ -44,25 +63,87 @@ __all__ = [
     "FIRST_USER_ID",
     "FIRST_VIDEO_ID",
     "HLS_CONTENT_TYPE",
-    "RequestError",
+    "MAX_PAGE_SIZE",
+    "MAX_QUERY_LENGTH",
+    "OPERATIONS",
+    "TABLES",
+    "AuthError",
+    "Authenticator",
+    "IdempotencyRecord",
+    "IdempotencyStore",
+    "MemoryIdempotencyStore",
+    "Operation",
+    "ProblemError",
     "Services",
     "Settings",
+    "SqlIdempotencyStore",
     "Stores",
     "build_default_services",
     "build_services",
+    "configured_stores",
     "create_app",
     "create_default_app",
+    "demo_authenticator",
+    "is_empty",
+    "issue_token",
+    "load_directory",
     "memory_stores",
-    "redis_stores",
+    "migrate",
+    "openapi_document",
     "seed_synthetic_catalog",
 ]
 
+_logger = logging.getLogger(__name__)
+# Start-up warms the feeds of the users behind the newest events of the last day.
+_WARM_EVENTS = 5_000
+
+
+def demo_authenticator(settings: Settings) -> Authenticator:
+    """The authenticator of ``settings``; in demo mode without keys, one on a fresh secret.
+
+    When it draws the secret, it prints a token for the first synthetic user and a
+    ``curl`` line using it (``scripts/serve.sh`` draws one secret for all workers and
+    prints its own).
+    Without auth configuration and outside demo mode, raises
+    :class:`~reelrank.ConfigError` (field ``auth_secret``): the service never starts open.
+    """
+    if settings.auth_configured or not settings.demo:
+        return Authenticator(settings)
+    if settings.workers > 1:
+        raise ConfigError(
+            "auth_secret", None, "several workers must share it: set it, even in demo mode"
+        )
+    secret = secrets.token_urlsafe(32)
+    authenticator = Authenticator(settings, secret=secret)
+    token = issue_token(secret, FIRST_USER_ID)
+    print(
+        f"demo mode: a token for user {FIRST_USER_ID}, valid 24 hours:\n{token}\n"
+        f'curl -H "Authorization: Bearer {token}" '
+        f"http://{settings.host}:{settings.port}/api/v1/reels?limit=5",
+        file=sys.stderr,
+        flush=True,
+    )
+    return authenticator
+
 
 def create_default_app(settings: Settings | None = None) -> Flask:
-    """The app over :func:`build_default_services`, with settings from the environment.
+    """The app over :func:`configured_stores`, with settings from the environment.
 
-    For ``flask --app "reelrank_example:create_default_app()" run``.
+    For ``gunicorn "reelrank_example:create_default_app()"``. The database must have
+    been migrated (``python -m reelrank_example migrate``); nothing is seeded here.
+    Before the app exists (so before any probe answers), the kernels are compiled or
+    loaded from cache and the feeds of users active in the last day are warmed, so no
+    request pays a compile.
     """
-    settings = settings or Settings.from_env()
-    services = build_default_services(settings)
-    return create_app(services, max_body_bytes=settings.max_body_bytes)
+    settings = settings or Settings()
+    authenticator = demo_authenticator(settings)
+    services = build_services(configured_stores(settings), settings)
+    warmup()
+    now = services.clock()
+    recent = services.stores.log.events_between(now - timedelta(days=1), now, limit=_WARM_EVENTS)
+    try:
+        services.feed.warm(sorted({event.user_id for event in recent}))
+    except FeedUnavailableError:
+        # A cold cache is slower, not wrong: serve, and let readiness report the outage.
+        _logger.warning("could not warm feeds at start-up", exc_info=True)
+    return create_app(services, settings, authenticator=authenticator)

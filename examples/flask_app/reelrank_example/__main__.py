@@ -1,25 +1,72 @@
-"""``python -m reelrank_example``: serve the example on 127.0.0.1 with Flask's server."""
+"""``python -m reelrank_example migrate|seed|load DIR|serve|token USER_ID``, from ``REELRANK_*``
+settings."""
 
 from __future__ import annotations
 
-from . import Settings, build_default_services, create_app
+import argparse
+from datetime import UTC, datetime
+from pathlib import Path
+
+from . import (
+    Settings,
+    configured_stores,
+    create_default_app,
+    is_empty,
+    issue_token,
+    load_directory,
+    migrate,
+    seed_synthetic_catalog,
+)
 
 
-def main() -> None:
-    """Seed the services from environment settings and serve until interrupted."""
-    settings = Settings.from_env()
-    services = build_default_services(settings)
-    app = create_app(services, max_body_bytes=settings.max_body_bytes)
-    print(
-        f"reelrank example: {settings.videos} videos, {settings.users} users "
-        f"(ids from 100001), serving on http://{settings.host}:{settings.port}",
-        flush=True,
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; the exit status is 0 on success."""
+    parser = argparse.ArgumentParser(prog="python -m reelrank_example")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("migrate", help="bring the configured databases to the newest schema")
+    seed = commands.add_parser("seed", help="write the synthetic catalog")
+    seed.add_argument(
+        "--if-empty", action="store_true", help="do nothing when the catalog has videos"
     )
-    try:
-        app.run(host=settings.host, port=settings.port)
-    finally:
-        services.close()
+    load = commands.add_parser(
+        "load", help="load creators, videos, renditions, follows and events from CSV or Parquet"
+    )
+    load.add_argument("directory", type=Path)
+    commands.add_parser("serve", help="serve with Flask's development server")
+    token = commands.add_parser("token", help="print an HS256 token (needs REELRANK_AUTH_SECRET)")
+    token.add_argument("user_id", type=int)
+    token.add_argument("--hours", type=float, default=24.0)
+    args = parser.parse_args(argv)
+    settings = Settings()
+    if args.command == "migrate":
+        migrate(settings)
+    elif args.command == "seed":
+        stores = configured_stores(settings)
+        try:
+            if args.if_empty and not is_empty(stores):
+                print("the catalog already has videos; not seeding")
+                return 0
+            seed_synthetic_catalog(stores, settings, now=datetime.now(UTC))
+            print(f"seeded {settings.videos} videos, {settings.events} events")
+        finally:
+            for close in stores.closers:
+                close()
+    elif args.command == "load":
+        stores = configured_stores(settings)
+        try:
+            counts = load_directory(stores, args.directory)
+        finally:
+            for close in stores.closers:
+                close()
+        print(", ".join(f"{count} {name}" for name, count in counts.items()))
+    elif args.command == "serve":
+        create_default_app(settings).run(host=settings.host, port=settings.port)
+    else:
+        if settings.auth_secret is None:
+            parser.error("set REELRANK_AUTH_SECRET to sign tokens")
+        print(issue_token(settings.auth_secret.get_secret_value(), args.user_id, hours=args.hours))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

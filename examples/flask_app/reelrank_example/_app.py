@@ -1,23 +1,34 @@
-"""The Flask application: reelrank's services behind a small JSON API.
+"""The Flask application: the reels service's HTTP contract over reelrank's services.
 
-Every error leaves as ``{"error": {"type": ..., "field": ..., "message": ...}}`` with a
-status taken from reelrank's exception hierarchy (see :data:`ERROR_STATUSES`), so
-clients never have to parse an HTML error page.
+Each endpoint is an :class:`~reelrank_example._api.Operation`; one generic view checks
+the path id, the query, the token and the body against the operation's models before
+the handler runs, so a rejected request never reaches a store. Every error leaves as an
+RFC 9457 problem document (``application/problem+json``).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import logging
 import re
+import secrets
 import time
-from typing import Any, NoReturn
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from importlib import resources
+from typing import Any
 
-from flask import Flask, Response, g, jsonify, request
+from flask import Flask, Response, g, request
+from flask_limiter import Limiter
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from pydantic import BaseModel, ValidationError
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
 
 from reelrank import (
+    WEIGHT_FIELDS,
     ConfigError,
     CursorError,
     FeedUnavailableError,
@@ -26,207 +37,310 @@ from reelrank import (
     NotFoundError,
     NotReadyError,
     QueryError,
+    RankingConfig,
     ReelrankError,
     StoreError,
     TrendingKind,
+    Video,
     build_dash_mpd,
     build_hls_master_playlist,
 )
 
+from ._api import (
+    DASH_CONTENT_TYPE,
+    HLS_CONTENT_TYPE,
+    MAX_PAGE_SIZE,
+    OPERATIONS,
+    PROBLEM_CONTENT_TYPE,
+    Card,
+    CardPage,
+    Counts,
+    CreatorCard,
+    CreatorPage,
+    CreatorRef,
+    EventResponse,
+    FeedCard,
+    FeedPageResponse,
+    Health,
+    LikeBody,
+    LikeResponse,
+    Operation,
+    PageQuery,
+    ScoredCard,
+    SearchQuery,
+    ShareBody,
+    StreamQuery,
+    TrendingEntry,
+    TrendingPage,
+    TrendingQuery,
+    VideoDetail,
+    WatchBody,
+    openapi_document,
+)
+from ._auth import Authenticator, AuthError
 from ._metrics import AppMetrics
-from ._services import Services
+from ._services import IdempotencyRecord, Services
+from ._settings import Settings
 
-__all__ = [
-    "DASH_CONTENT_TYPE",
-    "DEFAULT_PAGE_SIZE",
-    "ERROR_STATUSES",
-    "HLS_CONTENT_TYPE",
-    "RequestError",
-    "create_app",
-]
-
-HLS_CONTENT_TYPE = "application/vnd.apple.mpegurl"
-"""Media type of an HLS playlist (RFC 8216, section 4)."""
-DASH_CONTENT_TYPE = "application/dash+xml"
-"""Media type of a DASH MPD (ISO/IEC 23009-1, annex C)."""
-DEFAULT_PAGE_SIZE = 20
-"""Items per page (feed, search, similar videos...) when the request names no limit."""
+__all__ = ["ERROR_STATUSES", "ProblemError", "create_app"]
 
 ERROR_STATUSES: tuple[tuple[type[ReelrankError], int, str], ...] = (
-    (CursorError, 400, "cursor_error"),
-    (QueryError, 400, "query_error"),
-    (InvalidInputError, 400, "invalid_input"),
-    (ConfigError, 422, "config_error"),
-    (NotFoundError, 404, "not_found"),
-    (NotReadyError, 409, "not_ready"),
-    (InvalidTransitionError, 409, "invalid_transition"),
-    (FeedUnavailableError, 503, "feed_unavailable"),
-    (StoreError, 503, "store_unavailable"),
+    (CursorError, 400, "invalid-cursor"),
+    (QueryError, 400, "invalid-query"),
+    (InvalidInputError, 400, "invalid-input"),
+    (ConfigError, 400, "invalid-input"),
+    (NotFoundError, 404, "not-found"),
+    (NotReadyError, 409, "not-ready"),
+    (InvalidTransitionError, 409, "conflict"),
+    (FeedUnavailableError, 503, "unavailable"),
+    (StoreError, 503, "unavailable"),
 )
-"""HTTP status and error ``type`` of each reelrank error, most specific class first.
+"""HTTP status and problem type of each reelrank error, most specific class first.
 
-A request the client can fix (a malformed value, cursor or query) is a 400; a
-configuration value that is well formed but cannot be applied is a 422; an outage is a
-503 with ``Retry-After``, so clients back off instead of treating it as their fault.
+A request the client can fix is a 400; an outage is a 503 with ``Retry-After``, so
+clients back off instead of treating it as their fault.
 """
 
+_PROBLEM_BASE = "urn:reelrank:problem:"
 _logger = logging.getLogger(__name__)
-_INTEGER = re.compile(r"-?[0-9]{1,20}")
-_DECIMAL = re.compile(r"-?(?:[0-9]{1,20}(?:\.[0-9]{0,20})?|\.[0-9]{1,20})(?:[eE][-+]?[0-9]{1,3})?")
-_TRUE = frozenset({"1", "true", "yes"})
-_FALSE = frozenset({"0", "false", "no"})
+_PATH_ID = re.compile(r"[1-9][0-9]{0,18}")
+_MAX_ID = 2**63 - 1
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 _RETRY_AFTER_SECONDS = 1
+# Non-feed lists are cut from one ranked result; a cursor reaches this deep at most.
+_LIST_DEPTH = 4 * MAX_PAGE_SIZE
+_READ_CHUNK = 16 * 1024
 
 
-class RequestError(Exception):
-    """A request the HTTP layer refuses before any service sees it."""
+class ProblemError(Exception):
+    """A request refused by the HTTP layer, answered as a problem document."""
 
-    def __init__(self, status: int, error_type: str, message: str, field: str | None = None):
-        super().__init__(message)
+    def __init__(
+        self,
+        status: int,
+        kind: str,
+        detail: str,
+        field: str | None = None,
+        *,
+        errors: list[dict[str, str]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
         self.status = status
-        self.error_type = error_type
-        self.message = message
+        self.kind = kind
+        self.detail = detail
         self.field = field
+        self.errors = errors
+        self.headers = headers or {}
 
 
-def _error_body(error_type: str, field: str | None, message: str, **extra: Any) -> dict[str, Any]:
-    return {"error": {"type": error_type, "field": field, "message": message, **extra}}
-
-
-def _reelrank_error_response(exc: ReelrankError) -> tuple[Response, int]:
-    mapped = next(
-        ((status, name) for kind, status, name in ERROR_STATUSES if isinstance(exc, kind)), None
-    )
-    if mapped is None:
-        _logger.error("unmapped reelrank error", exc_info=exc)
-        return jsonify(_error_body("internal_error", None, "internal error")), 500
-    status, error_type = mapped
-    extra: dict[str, Any] = {}
-    field: str | None = None
-    message = str(exc)
-    if isinstance(exc, InvalidInputError | ConfigError):
-        field = exc.field
-    elif isinstance(exc, NotFoundError):
-        extra["kind"] = exc.kind
-    elif isinstance(exc, NotReadyError):
-        extra["state"] = exc.state
-    elif isinstance(exc, StoreError):
-        # The driver's message can name hosts and internals; the store's name is enough.
-        extra["store"] = exc.store
-        message = f"the {exc.store} store is unavailable; retry shortly"
-    response = jsonify(_error_body(error_type, field, message, **extra))
-    if status == 503:
+def _problem(
+    status: int,
+    kind: str,
+    detail: str,
+    field: str | None = None,
+    *,
+    errors: list[dict[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    body: dict[str, Any] = {
+        "type": _PROBLEM_BASE + kind,
+        "title": kind.replace("-", " ").capitalize(),
+        "status": status,
+        "detail": detail,
+    }
+    if field is not None:
+        body["field"] = field
+    if errors is not None:
+        body["errors"] = errors
+    response = Response(json.dumps(body), status=status, content_type=PROBLEM_CONTENT_TYPE)
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    if status == 503 and "Retry-After" not in response.headers:
         response.headers["Retry-After"] = str(_RETRY_AFTER_SECONDS)
-    return response, status
+    return response
 
 
-# -- request parsing -----------------------------------------------------------------------
+def _validation_problem(exc: ValidationError, prefix: str = "") -> ProblemError:
+    errors = []
+    for error in exc.errors(include_url=False):
+        loc = ".".join(str(part) for part in error["loc"])
+        errors.append({"field": prefix + loc if loc else prefix.rstrip(".") or "body",
+                       "message": error["msg"]})  # fmt: skip
+    first = errors[0]
+    return ProblemError(
+        400, "validation", f"{first['field']}: {first['message']}", first["field"], errors=errors
+    )
 
 
-def _path_id(field: str, raw: str) -> int:
-    if not _INTEGER.fullmatch(raw):
-        raise InvalidInputError(field, f"must be an integer id, got {raw!r}")
-    return int(raw)
+class _Cursors:
+    """Signed offsets into the non-feed lists, bound to the endpoint, query and caller."""
+
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+
+    def _sign(self, payload: bytes) -> str:
+        return hmac.new(self._secret, payload, hashlib.sha256).hexdigest()[:32]
+
+    def encode(self, scope: str, offset: int) -> str:
+        payload = json.dumps({"s": scope, "o": offset}, separators=(",", ":")).encode()
+        text = base64.urlsafe_b64encode(payload).decode().rstrip("=")
+        return f"{text}.{self._sign(payload)}"
+
+    def decode(self, scope: str, cursor: str | None) -> int:
+        if cursor is None:
+            return 0
+        text, _, signature = cursor.partition(".")
+        try:
+            payload = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            data = json.loads(payload)
+        except (ValueError, UnicodeDecodeError):
+            raise ProblemError(400, "invalid-cursor", "the cursor is malformed", "cursor") from None
+        if not hmac.compare_digest(self._sign(payload), signature):
+            raise ProblemError(400, "invalid-cursor", "the cursor is not valid", "cursor")
+        if not isinstance(data, dict) or data.get("s") != scope:
+            raise ProblemError(
+                400, "invalid-cursor", "the cursor belongs to another list or caller", "cursor"
+            )
+        offset = data.get("o")
+        if not isinstance(offset, int) or not 0 <= offset <= _LIST_DEPTH:
+            raise ProblemError(400, "invalid-cursor", "the cursor is not valid", "cursor")
+        return offset
 
 
-def _int_arg(name: str, default: int) -> int:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    if not _INTEGER.fullmatch(raw):
-        raise InvalidInputError(name, f"must be an integer, got {raw!r}")
-    return int(raw)
+class _RateLimit:
+    """Per-user limit on event requests, shared through the state Redis when there is one.
 
-
-def _optional_id_arg(name: str) -> int | None:
-    raw = request.args.get(name)
-    return None if raw is None else _path_id(name, raw)
-
-
-def _float_arg(name: str) -> float | None:
-    raw = request.args.get(name)
-    if raw is None:
-        return None
-    # float() alone would also take "nan", "inf", "1_0" and surrounding spaces.
-    if not _DECIMAL.fullmatch(raw):
-        raise InvalidInputError(name, f"must be a finite decimal number, got {raw!r}")
-    return float(raw)
-
-
-def _bool_arg(name: str) -> bool:
-    raw = request.args.get(name)
-    if raw is None:
-        return False
-    if raw.lower() in _TRUE:
-        return True
-    if raw.lower() in _FALSE:
-        return False
-    raise InvalidInputError(name, f"must be true or false, got {raw!r}")
-
-
-def _reject_constant(name: str) -> NoReturn:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _json_object() -> dict[str, Any]:
-    """The request body as a JSON object; :class:`RequestError` if it is not one."""
-    if not request.is_json:
-        raise RequestError(
-            415, "unsupported_media_type", "send the body as application/json", "body"
-        )
-    raw = request.get_data(cache=False)
-    try:
-        body = json.loads(raw, parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise RequestError(400, "malformed_json", f"body is not valid JSON: {exc}", "body") from exc
-    if not isinstance(body, dict):
-        raise RequestError(400, "malformed_json", "body must be a JSON object", "body")
-    return body
-
-
-# -- the application -----------------------------------------------------------------------
-
-
-def create_app(services: Services, *, max_body_bytes: int = 64 * 1024) -> Flask:
-    """A Flask app serving ``services`` under ``/v1``, with ``/healthz`` and ``/metrics``.
-
-    The app only translates HTTP to service calls and errors back to HTTP; build
-    ``services`` with :func:`~reelrank_example.build_default_services` or by hand from
-    stores of your choice. Close them with ``services.close()`` when the app stops.
+    Flask-Limiter checks a limit at the start of a request by default, before the
+    caller is known; here the limit is entered after authentication, keyed by the
+    token's user, and shared by every event endpoint.
     """
+
+    def __init__(self, app: Flask, storage_uri: str, per_minute: int) -> None:
+        self._limiter = Limiter(
+            key_func=lambda: "anonymous",
+            app=app,
+            storage_uri=storage_uri,
+            strategy="fixed-window",
+            headers_enabled=True,
+        )
+        self._rate = f"{per_minute}/minute"
+
+    def hit(self, user_id: int) -> None:
+        with self._limiter.shared_limit(
+            self._rate, scope="events", key_func=lambda: f"user:{user_id}"
+        ):
+            pass
+
+
+def create_app(
+    services: Services,
+    settings: Settings | None = None,
+    *,
+    authenticator: Authenticator | None = None,
+) -> Flask:
+    """The service's Flask app over ``services``.
+
+    ``authenticator`` defaults to one built from ``settings`` (which then needs an auth
+    secret or key). Close ``services`` with ``services.close()`` when the app stops.
+    """
+    settings = settings or Settings()
+    authenticator = authenticator or Authenticator(settings)
     app = Flask("reelrank_example")
-    app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
-    app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["reelrank_services"] = services
     metrics = AppMetrics(services.feed)
-    _register_error_handlers(app)
+    cursor_secret = (
+        settings.cursor_secret.get_secret_value().encode()
+        if settings.cursor_secret is not None
+        else secrets.token_bytes(32)
+    )
+    state = settings.redis_state_url or settings.redis_url
+    handlers = _Handlers(
+        services,
+        settings,
+        _Cursors(cursor_secret),
+        _RateLimit(app, "memory://" if state is None else state, settings.events_per_minute),
+    )
+    document = openapi_document()
+    _register_errors(app)
     _register_timing(app, metrics)
-    _register_routes(app, services, metrics)
+    for operation in OPERATIONS:
+        _register(app, operation, getattr(handlers, operation.operation_id), authenticator,
+                  settings.max_body_bytes)  # fmt: skip
+
+    @app.get("/openapi.json")
+    def openapi() -> Response:
+        return Response(json.dumps(document), content_type="application/json")
+
+    @app.get("/metrics")
+    def prometheus_metrics() -> Response:
+        return Response(generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST)
+
+    _register_explorer(app, settings, authenticator)
     return app
 
 
-def _register_error_handlers(app: Flask) -> None:
-    @app.errorhandler(ReelrankError)
-    def reelrank_error(exc: ReelrankError) -> tuple[Response, int]:
-        return _reelrank_error_response(exc)
+def _register_explorer(app: Flask, settings: Settings, authenticator: Authenticator) -> None:
+    """The explorer page at ``/`` and the two helpers it reads (not part of the API)."""
+    page = resources.files(__package__).joinpath("explorer.html").read_text(encoding="utf-8")
+    weights = dict(zip(WEIGHT_FIELDS, RankingConfig().weights, strict=True))
 
-    @app.errorhandler(RequestError)
-    def request_error(exc: RequestError) -> tuple[Response, int]:
-        return jsonify(_error_body(exc.error_type, exc.field, exc.message)), exc.status
+    @app.get("/")
+    def explorer() -> Response:
+        return Response(page, content_type="text/html; charset=utf-8")
+
+    @app.get("/explorer/config")
+    def explorer_config() -> Response:
+        return Response(
+            json.dumps({"demo": settings.demo, "weights": weights}),
+            content_type="application/json",
+        )
+
+    @app.get("/explorer/token")
+    def explorer_token() -> Response:
+        # Minting tokens for any user is what demo mode is for, and nothing else.
+        if not settings.demo:
+            raise ProblemError(404, "not-found", "tokens are issued in demo mode only")
+        raw = request.args.get("user_id", "")
+        if set(request.args) != {"user_id"} or not _PATH_ID.fullmatch(raw) or int(raw) > _MAX_ID:
+            raise ProblemError(400, "validation", "user_id: a positive integer", "user_id")
+        token = authenticator.issue(int(raw))
+        return Response(json.dumps({"token": token}), content_type="application/json")
+
+
+def _register_errors(app: Flask) -> None:
+    @app.errorhandler(ProblemError)
+    def problem_error(exc: ProblemError) -> Response:
+        return _problem(
+            exc.status, exc.kind, exc.detail, exc.field, errors=exc.errors, headers=exc.headers
+        )
+
+    @app.errorhandler(ReelrankError)
+    def reelrank_error(exc: ReelrankError) -> Response:
+        for kind, status, name in ERROR_STATUSES:
+            if isinstance(exc, kind):
+                field = exc.field if isinstance(exc, InvalidInputError | ConfigError) else None
+                detail = str(exc)
+                if isinstance(exc, StoreError):
+                    # The driver's message can name hosts; the store's name is enough.
+                    detail = f"the {exc.store} store is unavailable; retry shortly"
+                return _problem(status, name, detail, field)
+        _logger.error("unmapped reelrank error", exc_info=exc)
+        return _problem(500, "internal", "internal error")
 
     @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> tuple[Response, int]:
-        name = (exc.name or "error").lower().replace(" ", "_")
+    def http_error(exc: HTTPException) -> Response:
         status = exc.code or 500
-        response = jsonify(_error_body(name, None, exc.description or name))
+        headers = {}
         if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
-            response.headers["Allow"] = ", ".join(exc.valid_methods)
-        return response, status
+            headers["Allow"] = ", ".join(exc.valid_methods)
+        kind = (exc.name or "error").lower().replace(" ", "-")
+        return _problem(status, kind, exc.description or kind, headers=headers)
 
     @app.errorhandler(Exception)
-    def unexpected_error(exc: Exception) -> tuple[Response, int]:
+    def unexpected_error(exc: Exception) -> Response:
         _logger.error("unhandled error on %s %s", request.method, request.path, exc_info=exc)
-        return jsonify(_error_body("internal_error", None, "internal error")), 500
+        return _problem(500, "internal", "internal error")
 
 
 def _register_timing(app: Flask, metrics: AppMetrics) -> None:
@@ -245,89 +359,450 @@ def _register_timing(app: Flask, metrics: AppMetrics) -> None:
         return response
 
 
-def _register_routes(app: Flask, services: Services, metrics: AppMetrics) -> None:
-    @app.route("/healthz")
-    def healthz() -> Response:
-        breakers = {name: breaker.state.value for name, breaker in services.feed.breakers.items()}
-        status = "ok" if all(state == "closed" for state in breakers.values()) else "degraded"
-        return jsonify({"status": status, "breakers": breakers})
+class Call:
+    """One validated request, as a handler sees it."""
 
-    @app.route("/metrics")
-    def prometheus_metrics() -> Response:
-        return Response(generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST)
+    def __init__(
+        self,
+        video_id: int | None,
+        query: BaseModel,
+        body: BaseModel | None,
+        user_id: int | None,
+        idempotency_key: str | None,
+    ) -> None:
+        self.video_id = video_id
+        self.query = query
+        self.body = body
+        self.user_id = user_id
+        self.idempotency_key = idempotency_key
 
-    @app.route("/v1/users/<user_id>/feed")
-    def feed(user_id: str) -> Response:
-        uid = _path_id("user_id", user_id)
-        limit = _int_arg("limit", DEFAULT_PAGE_SIZE)
-        page = services.feed.feed(uid, limit, request.args.get("cursor"))
-        return jsonify({"user_id": uid, **page.model_dump(mode="json")})
+    @property
+    def vid(self) -> int:
+        """The path's video id (operations on a video only)."""
+        assert self.video_id is not None
+        return self.video_id
 
-    @app.route("/v1/events", methods=["POST"])
-    def record_event() -> tuple[Response, int]:
-        body = _json_object()
-        applied = services.recorder.record(body)
-        return jsonify({"event_id": body["event_id"], "applied": applied}), 201 if applied else 200
+    @property
+    def user(self) -> int:
+        """The authenticated caller (operations that require a token only)."""
+        assert self.user_id is not None
+        return self.user_id
 
-    def trending(kind: TrendingKind) -> Response:
-        snapshot = services.trending.top(
+
+Handler = Callable[[Call], Response | BaseModel | tuple[BaseModel, int]]
+
+
+def _register(
+    app: Flask, op: Operation, handler: Handler, auth: Authenticator, max_body: int
+) -> None:
+    def view(**path: str) -> Response:
+        video_id = _path_id(path["id"]) if "id" in path else None
+        query = _query(op)
+        user_id: int | None = None
+        header = request.headers.get("Authorization")
+        if op.auth == "required" or (op.auth == "optional" and header is not None):
+            try:
+                user_id = auth.user_id(header)
+            except AuthError as exc:
+                raise ProblemError(
+                    401,
+                    "unauthorized",
+                    exc.message,
+                    "Authorization",
+                    headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+                ) from None
+        key = None
+        if op.idempotency_key:
+            key = request.headers.get("Idempotency-Key")
+            if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):
+                raise ProblemError(400, "validation", "Idempotency-Key: 1 to 255 visible ASCII "
+                                   "characters", "Idempotency-Key")  # fmt: skip
+        body = _body(op, max_body)
+        result = handler(Call(video_id, query, body, user_id, key))
+        if isinstance(result, Response):
+            return result
+        model, status = result if isinstance(result, tuple) else (result, op.status)
+        return Response(model.model_dump_json(), status=status, content_type="application/json")
+
+    rule = op.path.replace("{id}", "<id>")
+    app.add_url_rule(rule, op.operation_id, view, methods=[op.method])
+
+
+def _path_id(raw: str) -> int:
+    if not _PATH_ID.fullmatch(raw) or int(raw) > _MAX_ID:
+        raise ProblemError(400, "validation", "id: must be a positive integer video id", "id")
+    return int(raw)
+
+
+def _query(op: Operation) -> BaseModel:
+    args: dict[str, str] = {}
+    for name in request.args:
+        values = request.args.getlist(name)
+        if len(values) > 1:
+            raise ProblemError(400, "validation", f"{name}: given more than once", name)
+        args[name] = values[0]
+    try:
+        return op.query.model_validate(args)
+    except ValidationError as exc:
+        raise _validation_problem(exc) from None
+
+
+def _read_body(max_body: int) -> bytes:
+    length = request.content_length
+    if length is not None and length > max_body:
+        raise ProblemError(413, "too-large", f"the body must be at most {max_body} bytes", "body")
+    stream = request.environ["wsgi.input"]
+    chunks: list[bytes] = []
+    total = 0
+    remaining = length
+    try:
+        while remaining is None or remaining > 0:
+            want = _READ_CHUNK if remaining is None else min(_READ_CHUNK, remaining)
+            chunk = stream.read(want)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+            if remaining is not None:
+                remaining -= len(chunk)
+            if total > max_body:
+                raise ProblemError(
+                    413, "too-large", f"the body must be at most {max_body} bytes", "body"
+                )
+    except RequestEntityTooLarge:
+        raise ProblemError(
+            413, "too-large", f"the body must be at most {max_body} bytes", "body"
+        ) from None
+    return b"".join(chunks)
+
+
+def _body(op: Operation, max_body: int) -> BaseModel | None:
+    if op.body is None:
+        return None
+    raw = _read_body(max_body)
+    if not raw.strip():
+        if op.body_required:
+            raise ProblemError(400, "validation", "body: a JSON object is required", "body")
+        return op.body.model_validate({})
+    if request.mimetype != "application/json":
+        raise ProblemError(415, "unsupported-media-type", "send the body as application/json",
+                           "Content-Type")  # fmt: skip
+    try:
+        return op.body.model_validate_json(raw)
+    except ValidationError as exc:
+        raise _validation_problem(exc) from None
+
+
+class _Handlers:
+    """One method per operation id of :data:`~reelrank_example._api.OPERATIONS`."""
+
+    def __init__(
+        self, services: Services, settings: Settings, cursors: _Cursors, rate: _RateLimit
+    ) -> None:
+        self._services = services
+        self._settings = settings
+        self._cursors = cursors
+        self._rate = rate
+
+    # -- cards ---------------------------------------------------------------------------
+
+    def _cards(self, video_ids: list[int]) -> dict[int, Card]:
+        stores = self._services.stores
+        videos = stores.catalog.get_videos(video_ids)
+        creators = stores.catalog.get_creators(
+            sorted({video.creator_id for video in videos.values()})
+        )
+        stats = stores.events.get_stats(list(videos))
+        cards: dict[int, Card] = {}
+        for video_id, video in videos.items():
+            creator = creators.get(video.creator_id)
+            stat = stats.get(video_id)
+            cards[video_id] = Card(
+                video_id=video_id,
+                creator=CreatorRef(
+                    creator_id=video.creator_id,
+                    handle=creator.handle if creator else "",
+                    name=creator.display_name if creator else "",
+                ),
+                title=video.title,
+                duration_seconds=video.duration_seconds,
+                published_at=video.published_at,
+                sound_id=video.sound_id,
+                hashtags=list(video.hashtags),
+                thumbnail_url=f"{self._settings.media_base_url}/v/{video_id}/thumb.jpg",
+                stream_url=f"/api/v1/reels/stream/{video_id}",
+                counts=Counts(
+                    views=stat.views if stat else 0,
+                    likes=stat.likes if stat else 0,
+                    shares=stat.shares if stat else 0,
+                    comments=stat.comments if stat else 0,
+                ),
+            )
+        return cards
+
+    def _scored(self, scored: list[tuple[int, float]], offset: int, limit: int) -> list[ScoredCard]:
+        window = scored[offset : offset + limit]
+        cards = self._cards([video_id for video_id, _ in window])
+        return [
+            ScoredCard(**cards[video_id].model_dump(), score=score)
+            for video_id, score in window
+            if video_id in cards
+        ]
+
+    def _next(self, scope: str, offset: int, limit: int, available: int) -> str | None:
+        end = offset + limit
+        return self._cursors.encode(scope, end) if end < available else None
+
+    @staticmethod
+    def _scope(name: str, query: BaseModel, user_id: int | None, *extra: object) -> str:
+        params = query.model_dump(exclude={"cursor", "limit"}, mode="json")
+        return json.dumps([name, user_id, params, *extra], sort_keys=True, separators=(",", ":"))
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def feed(self, call: Call) -> BaseModel:
+        query = call.query
+        assert isinstance(query, PageQuery)
+        page = self._services.feed.feed(call.user, query.limit, query.cursor)
+        cards = self._cards([item.video_id for item in page.items])
+        return FeedPageResponse(
+            items=[
+                FeedCard(
+                    **cards[item.video_id].model_dump(),
+                    score=item.score,
+                    breakdown=dict(item.breakdown),
+                )
+                for item in page.items
+                if item.video_id in cards
+            ],
+            next_cursor=page.next_cursor,
+            variant=page.variant,
+            degraded=[degraded.dependency for degraded in page.degraded],
+        )
+
+    def _trending(self, call: Call, kind: TrendingKind) -> BaseModel:
+        query = call.query
+        assert isinstance(query, TrendingQuery)
+        scope = self._scope(kind.value, query, None)
+        offset = self._cursors.decode(scope, query.cursor)
+        snapshot = self._services.trending.top(
             kind,
-            now=services.clock(),
-            window_hours=_float_arg("window_hours"),
-            limit=_int_arg("limit", DEFAULT_PAGE_SIZE),
+            now=self._services.clock(),
+            window_hours=query.window_hours,
+            limit=min(_LIST_DEPTH, offset + query.limit + 1),
         )
-        return jsonify(snapshot.model_dump(mode="json"))
-
-    @app.route("/v1/trending/sounds")
-    def trending_sounds() -> Response:
-        return trending(TrendingKind.SOUND)
-
-    @app.route("/v1/trending/hashtags")
-    def trending_hashtags() -> Response:
-        return trending(TrendingKind.HASHTAG)
-
-    @app.route("/v1/users/<user_id>/recommended-creators")
-    def recommended_creators(user_id: str) -> Response:
-        uid = _path_id("user_id", user_id)
-        recommendations = services.creators.recommend(
-            uid, now=services.clock(), limit=_int_arg("limit", DEFAULT_PAGE_SIZE)
-        )
-        return jsonify(
-            {"user_id": uid, "creators": [item.model_dump(mode="json") for item in recommendations]}
+        items = snapshot.items
+        return TrendingPage(
+            kind=kind.value,
+            window_hours=snapshot.window_hours,
+            computed_at=snapshot.computed_at,
+            stale_as_of=snapshot.stale_as_of,
+            items=[
+                TrendingEntry(key=item.key, score=item.score, count=item.count, delta=item.delta)
+                for item in items[offset : offset + query.limit]
+            ],
+            next_cursor=self._next(scope, offset, query.limit, len(items)),
         )
 
-    @app.route("/v1/search")
-    def search() -> Response:
-        text = request.args.get("q", "")
-        hits = services.search.search(
-            text, limit=_int_arg("limit", DEFAULT_PAGE_SIZE), as_you_type=_bool_arg("as_you_type")
-        )
-        return jsonify({"query": text, "hits": [hit.model_dump(mode="json") for hit in hits]})
+    def trending_sounds(self, call: Call) -> BaseModel:
+        return self._trending(call, TrendingKind.SOUND)
 
-    @app.route("/v1/videos/<video_id>/similar")
-    def similar(video_id: str) -> Response:
-        vid = _path_id("video_id", video_id)
-        videos = services.similar.similar(
-            vid,
-            k=_int_arg("k", DEFAULT_PAGE_SIZE),
-            user_id=_optional_id_arg("user_id"),
-            now=services.clock(),
-        )
-        return jsonify({"video_id": vid, "items": [v.model_dump(mode="json") for v in videos]})
+    def trending_hashtags(self, call: Call) -> BaseModel:
+        return self._trending(call, TrendingKind.HASHTAG)
 
-    @app.route("/v1/videos/<video_id>/manifest.m3u8")
-    def hls_manifest(video_id: str) -> Response:
-        video = services.stores.catalog.get_video(_path_id("video_id", video_id))
-        playlist = build_hls_master_playlist(video, services.manifests)
+    def search(self, call: Call) -> BaseModel:
+        query = call.query
+        assert isinstance(query, SearchQuery)
+        scope = self._scope("search", query, None)
+        offset = self._cursors.decode(scope, query.cursor)
+        hits = self._services.search.search(
+            query.q, limit=min(_LIST_DEPTH, offset + query.limit + 1)
+        )
+        scored = [(hit.video_id, hit.score) for hit in hits]
+        return CardPage(
+            items=self._scored(scored, offset, query.limit),
+            next_cursor=self._next(scope, offset, query.limit, len(scored)),
+        )
+
+    def similar(self, call: Call) -> BaseModel:
+        query = call.query
+        assert isinstance(query, PageQuery)
+        scope = self._scope("similar", query, call.user_id, call.vid)
+        offset = self._cursors.decode(scope, query.cursor)
+        videos = self._services.similar.similar(
+            call.vid,
+            k=min(_LIST_DEPTH, offset + query.limit + 1),
+            user_id=call.user_id,
+            now=self._services.clock(),
+        )
+        scored = [(video.video_id, video.score) for video in videos]
+        return CardPage(
+            items=self._scored(scored, offset, query.limit),
+            next_cursor=self._next(scope, offset, query.limit, len(scored)),
+        )
+
+    def creators(self, call: Call) -> BaseModel:
+        query = call.query
+        assert isinstance(query, PageQuery)
+        scope = self._scope("creators", query, call.user)
+        offset = self._cursors.decode(scope, query.cursor)
+        recommended = self._services.creators.recommend(
+            call.user,
+            now=self._services.clock(),
+            limit=min(_LIST_DEPTH, offset + query.limit + 1),
+        )
+        window = recommended[offset : offset + query.limit]
+        known = self._services.stores.catalog.get_creators([r.creator_id for r in window])
+        return CreatorPage(
+            items=[
+                CreatorCard(
+                    creator_id=rec.creator_id,
+                    handle=known[rec.creator_id].handle if rec.creator_id in known else "",
+                    name=known[rec.creator_id].display_name if rec.creator_id in known else "",
+                    score=rec.score,
+                )
+                for rec in window
+            ],
+            next_cursor=self._next(scope, offset, query.limit, len(recommended)),
+        )
+
+    def stream(self, call: Call) -> Response:
+        query = call.query
+        assert isinstance(query, StreamQuery)
+        video = self._services.stores.catalog.get_video(call.vid)
+        if query.format == "dash":
+            return Response(
+                build_dash_mpd(video, self._services.manifests), content_type=DASH_CONTENT_TYPE
+            )
+        playlist = build_hls_master_playlist(video, self._services.manifests)
         return Response(playlist, content_type=HLS_CONTENT_TYPE)
 
-    @app.route("/v1/videos/<video_id>/manifest.mpd")
-    def dash_manifest(video_id: str) -> Response:
-        video = services.stores.catalog.get_video(_path_id("video_id", video_id))
-        mpd = build_dash_mpd(video, services.manifests)
-        return Response(mpd, content_type=DASH_CONTENT_TYPE)
+    def progress(self, call: Call) -> BaseModel:
+        return self._services.processing.get(call.vid)
 
-    @app.route("/v1/videos/<video_id>/processing")
-    def processing(video_id: str) -> Response:
-        progress = services.processing.get(_path_id("video_id", video_id))
-        return jsonify(progress.model_dump(mode="json"))
+    def video(self, call: Call) -> BaseModel:
+        video = self._services.stores.catalog.get_video(call.vid)
+        card = self._cards([video.video_id])[video.video_id]
+        return VideoDetail(
+            **card.model_dump(), description=video.description, state=video.state.value
+        )
+
+    # -- events --------------------------------------------------------------------------
+
+    def _occurred_at(self, body: BaseModel) -> datetime:
+        now = self._services.clock()
+        occurred: datetime | None = getattr(body, "occurred_at", None)
+        if occurred is None:
+            return now
+        latest = now + timedelta(seconds=300)
+        earliest = now - timedelta(hours=self._settings.idempotency_hours)
+        if not earliest <= occurred <= latest:
+            raise ProblemError(
+                400,
+                "validation",
+                f"occurred_at: must lie between {earliest.isoformat()} and {latest.isoformat()}",
+                "occurred_at",
+            )
+        return occurred
+
+    def _ready_video(self, video_id: int) -> Video:
+        video = self._services.stores.catalog.get_video(video_id)
+        if video.state.value != "ready":
+            raise NotReadyError(video_id, video.state.value)
+        return video
+
+    def _like(self, call: Call, liked: bool) -> BaseModel:
+        body = call.body
+        assert isinstance(body, LikeBody)
+        occurred_at = self._occurred_at(body)
+        self._ready_video(call.vid)
+        self._rate.hit(call.user)
+        record = self._services.recorder.like if liked else self._services.recorder.unlike
+        record(call.user, call.vid, event_id=f"l-{secrets.token_hex(16)}", occurred_at=occurred_at)
+        stats = self._services.stores.events.get_stats([call.vid]).get(call.vid)
+        return LikeResponse(video_id=call.vid, liked=liked, likes=stats.likes if stats else 0)
+
+    def like(self, call: Call) -> BaseModel:
+        return self._like(call, True)
+
+    def unlike(self, call: Call) -> BaseModel:
+        return self._like(call, False)
+
+    def _event(self, call: Call, kind: str) -> tuple[BaseModel, int]:
+        body = call.body
+        assert isinstance(body, WatchBody | ShareBody)
+        occurred_at = self._occurred_at(body)
+        self._ready_video(call.vid)
+        fingerprint = hashlib.sha256(
+            json.dumps(
+                [kind, call.vid, body.model_dump(mode="json", exclude_none=True)], sort_keys=True
+            ).encode()
+        ).hexdigest()
+        if call.idempotency_key is not None:
+            scope = f"{call.user}:{call.idempotency_key}"
+            event_id = f"{kind[0]}-" + hashlib.sha256(scope.encode()).hexdigest()[:40]
+            previous = self._services.stores.idempotency.get(scope)
+            if previous is not None:
+                if previous.fingerprint != fingerprint:
+                    raise ProblemError(
+                        422,
+                        "idempotency-key-reused",
+                        "this Idempotency-Key was used with another request",
+                        "Idempotency-Key",
+                    )
+                return EventResponse.model_validate_json(previous.response), previous.status
+        else:
+            scope = None
+            event_id = f"{kind[0]}-{secrets.token_hex(20)}"
+        self._rate.hit(call.user)
+        recorder = self._services.recorder
+        if isinstance(body, WatchBody):
+            applied = recorder.watch(
+                call.user,
+                call.vid,
+                event_id=event_id,
+                occurred_at=occurred_at,
+                watched_seconds=body.watched_seconds,
+                completion=body.completion,
+            )
+        else:
+            applied = recorder.share(
+                call.user, call.vid, event_id=event_id, occurred_at=occurred_at,
+                channel=body.channel,
+            )  # fmt: skip
+        status = 201 if applied else 200
+        response = EventResponse(event_id=event_id, video_id=call.vid, applied=applied)
+        if scope is not None:
+            self._services.stores.idempotency.put(
+                scope,
+                IdempotencyRecord(
+                    fingerprint=fingerprint, status=status, response=response.model_dump_json()
+                ),
+                ttl=timedelta(hours=self._settings.idempotency_hours),
+            )
+        return response, status
+
+    def watch(self, call: Call) -> tuple[BaseModel, int]:
+        return self._event(call, "watch")
+
+    def share(self, call: Call) -> tuple[BaseModel, int]:
+        return self._event(call, "share")
+
+    # -- health --------------------------------------------------------------------------
+
+    def _breakers(self) -> dict[str, str]:
+        return {name: b.state.value for name, b in self._services.feed.breakers.items()}
+
+    def live(self, call: Call) -> BaseModel:
+        return Health(status="ok", checks={})
+
+    def ready(self, call: Call) -> BaseModel:
+        checks = self._breakers()
+        if not all(state == "closed" for state in checks.values()):
+            raise ProblemError(503, "unavailable", f"dependencies failing: {checks}")
+        return Health(status="ok", checks=checks)
+
+    def startup(self, call: Call) -> BaseModel:
+        # The services (and the kernels they compile) are built before the app exists,
+        # so a process that answers has finished starting.
+        return Health(status="ok", checks={"services": "built"})

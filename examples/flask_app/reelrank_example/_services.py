@@ -1,19 +1,24 @@
-"""Wiring: the stores, the reelrank services built on them, and a seeded synthetic catalog.
+"""Wiring: the stores, the reelrank services built on them, and a synthetic catalog.
 
 :func:`create_app <reelrank_example.create_app>` takes a built :class:`Services`; nothing
-in the request path knows where the stores live. :func:`build_default_services` is the
-one place that decides: embedded in-memory stores, or Redis for the feed cache, the
-seen store and the event store when :attr:`Settings.redis_url` is set.
+in the request path knows where the stores live. :func:`configured_stores` is the one
+place that decides, from :class:`Settings`: the SQL database (SQLite by default), and
+ClickHouse and Redis when their URLs are set. Every store that must agree across worker
+processes lives in one of them; only the LRU level of the feed cache is per process.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
+from urllib.parse import unquote, urlsplit
 
 import numpy as np
+import sqlalchemy as sa
 
 from reelrank import (
     Catalog,
@@ -37,6 +42,7 @@ from reelrank import (
     InMemoryTrendingSnapshotStore,
     LRUFeedCache,
     ManifestConfig,
+    ModelRegistry,
     ProcessingState,
     ProcessingTracker,
     ProgressStore,
@@ -47,6 +53,7 @@ from reelrank import (
     SimilarVideos,
     TieredFeedCache,
     Trending,
+    TrendingConfig,
     TrendingSnapshotStore,
     Variant,
     VariantResolver,
@@ -59,14 +66,22 @@ from ._settings import Settings
 __all__ = [
     "FIRST_USER_ID",
     "FIRST_VIDEO_ID",
+    "IdempotencyRecord",
+    "IdempotencyStore",
+    "MemoryIdempotencyStore",
     "Services",
+    "SqlIdempotencyStore",
     "Stores",
     "build_default_services",
     "build_services",
+    "configured_stores",
+    "is_empty",
     "memory_stores",
-    "redis_stores",
+    "migrate",
     "seed_synthetic_catalog",
 ]
+
+_logger = logging.getLogger(__name__)
 
 FIRST_VIDEO_ID = 10_001
 """Id of the first synthetic video; the others follow it."""
@@ -89,6 +104,111 @@ _SHARE_CHANNELS = ("link", "whatsapp", "messages", "email")
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class IdempotencyRecord:
+    """The answer given to the first request made with an ``Idempotency-Key``."""
+
+    fingerprint: str
+    """Hash of the request's payload; a retry must match it."""
+    status: int
+    """HTTP status answered."""
+    response: str
+    """JSON body answered."""
+
+
+class IdempotencyStore(Protocol):
+    """Where answers to ``Idempotency-Key`` requests are remembered."""
+
+    def get(self, scope: str) -> IdempotencyRecord | None:
+        """The record of ``scope`` (caller and key), unless absent or expired."""
+        ...
+
+    def put(self, scope: str, record: IdempotencyRecord, *, ttl: timedelta) -> None:
+        """Remember ``record`` for ``ttl``; a record already there is kept."""
+        ...
+
+
+class MemoryIdempotencyStore:
+    """Records in this process only (tests and single-process embedding)."""
+
+    def __init__(self, clock: Callable[[], datetime] | None = None) -> None:
+        self._clock = clock or _utc_now
+        self._records: dict[str, tuple[datetime, IdempotencyRecord]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, scope: str) -> IdempotencyRecord | None:
+        """The record of ``scope``, unless absent or expired."""
+        with self._lock:
+            entry = self._records.get(scope)
+        if entry is None or entry[0] <= self._clock():
+            return None
+        return entry[1]
+
+    def put(self, scope: str, record: IdempotencyRecord, *, ttl: timedelta) -> None:
+        """Remember ``record`` for ``ttl``; a live record already there is kept."""
+        with self._lock:
+            entry = self._records.get(scope)
+            if entry is None or entry[0] <= self._clock():
+                self._records[scope] = (self._clock() + ttl, record)
+
+
+_metadata = sa.MetaData()
+_idempotency = sa.Table(
+    "reelrank_service_idempotency",
+    _metadata,
+    sa.Column("scope", sa.String(400), primary_key=True),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("response", sa.Text, nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+class SqlIdempotencyStore:
+    """Records in the service's SQL database, shared by every worker and replica."""
+
+    def __init__(self, engine: sa.Engine, clock: Callable[[], datetime] | None = None) -> None:
+        self._engine = engine
+        self._clock = clock or _utc_now
+
+    def get(self, scope: str) -> IdempotencyRecord | None:
+        """The record of ``scope``, unless absent or expired."""
+        with self._engine.connect() as connection:
+            row = connection.execute(
+                sa.select(_idempotency).where(_idempotency.c.scope == scope)
+            ).first()
+        if row is None:
+            return None
+        expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=UTC)
+        if expires <= self._clock():
+            return None
+        return IdempotencyRecord(row.fingerprint, row.status, row.response)
+
+    def put(self, scope: str, record: IdempotencyRecord, *, ttl: timedelta) -> None:
+        """Remember ``record`` for ``ttl``; a live record already there is kept."""
+        now = self._clock()
+        with self._engine.begin() as connection:
+            # An expired record is replaced; a live one (a concurrent first request) wins.
+            connection.execute(
+                sa.delete(_idempotency).where(
+                    _idempotency.c.scope == scope, _idempotency.c.expires_at <= now
+                )
+            )
+            exists = connection.execute(
+                sa.select(_idempotency.c.scope).where(_idempotency.c.scope == scope)
+            ).first()
+            if exists is None:
+                connection.execute(
+                    sa.insert(_idempotency).values(
+                        scope=scope,
+                        fingerprint=record.fingerprint,
+                        status=record.status,
+                        response=record.response,
+                        expires_at=now + ttl,
+                    )
+                )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -115,6 +235,10 @@ class Stores:
     """Last trending results, served when a store fails."""
     embeddings: EmbeddingIndex | None = None
     """Video embeddings for similar videos; ``None`` uses the metadata fallback only."""
+    idempotency: IdempotencyStore = dataclasses.field(default_factory=MemoryIdempotencyStore)
+    """Answers to ``Idempotency-Key`` requests."""
+    models: ModelRegistry | None = None
+    """Registered models and their scores (the feed's deep-learning signal)."""
     closers: tuple[Callable[[], None], ...] = ()
     """Called by :meth:`Services.close` (connection pools, for example)."""
 
@@ -163,40 +287,143 @@ def memory_stores() -> Stores:
     )
 
 
-def redis_stores(settings: Settings) -> Stores:
-    """In-memory stores, except the feed cache, seen store and event store in Redis.
+def _sql_engine(settings: Settings) -> sa.Engine:
+    from reelrank_postgres import SqlStoreConfig, connect
 
-    The feed cache is tiered: an in-process LRU level in front of the shared Redis
-    level at ``settings.redis_url``. The seen and event stores use
-    ``settings.redis_state_url`` when it is set, else the same server. Needs the
-    ``reelrank-redis`` adapter.
+    engine = connect(SqlStoreConfig(url=settings.database_url))
+    if engine.dialect.name == "sqlite":
+        sa.event.listen(engine, "connect", _sqlite_wal)
+    return engine
+
+
+def _sqlite_wal(dbapi_connection: Any, connection_record: Any) -> None:
+    # Write-ahead logging lets the workers read while one writes, and with NORMAL
+    # synchronisation a commit no longer waits for an fsync (a power cut may lose the
+    # last commits, never corrupt the file): seeding is minutes faster.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _clickhouse_config(settings: Settings) -> Any:
+    """``clickhouse://user:password@host:port/database`` as the adapter's config."""
+    from reelrank_clickhouse import ClickHouseConfig
+
+    assert settings.clickhouse_url is not None
+    parts = urlsplit(settings.clickhouse_url.get_secret_value())
+    if parts.scheme not in ("clickhouse", "clickhouse+native") or not parts.hostname:
+        raise ConfigError("clickhouse_url", settings.clickhouse_url, "not a clickhouse:// URL")
+    options: dict[str, Any] = {"host": parts.hostname}
+    if parts.port is not None:
+        options["port"] = parts.port
+    if parts.path.strip("/"):
+        options["database"] = parts.path.strip("/")
+    if parts.username:
+        options["user"] = unquote(parts.username)
+    if parts.password:
+        options["password"] = unquote(parts.password)
+    return ClickHouseConfig(**options)
+
+
+def migrate(settings: Settings) -> None:
+    """Bring every configured database to the newest schema (the ``migrate`` command)."""
+    from reelrank_postgres import migrate as migrate_sql
+
+    engine = _sql_engine(settings)
+    try:
+        migrate_sql(engine)
+        _metadata.create_all(engine)
+    finally:
+        engine.dispose()
+    if settings.clickhouse_url is not None:
+        from reelrank_clickhouse import connect as connect_clickhouse
+        from reelrank_clickhouse import create_schema
+
+        clickhouse = connect_clickhouse(_clickhouse_config(settings))
+        try:
+            create_schema(clickhouse)
+        finally:
+            clickhouse.dispose()
+
+
+def configured_stores(settings: Settings) -> Stores:
+    """The stores :class:`Settings` name, on a database migrated by :func:`migrate`.
+
+    The SQL database (``database_url``) holds the catalog, search, progress, seen sets
+    and idempotency keys, plus events and the engagement log unless ``clickhouse_url``
+    is set. With ``redis_url``, a shared Redis level sits under the per-process LRU
+    level of the feed cache, whose TTL bounds how stale another worker's level can be.
+    The seen sets move to ``redis_state_url`` (default: ``redis_url``) when one is set.
     """
-    from reelrank_redis import (
-        RedisConfig,
-        RedisEventStore,
-        RedisFeedCache,
-        RedisSeenStore,
-        connect,
+    from reelrank_postgres import (
+        SqlCatalog,
+        SqlEngagementLog,
+        SqlEventStore,
+        SqlModelRegistry,
+        SqlProgressStore,
+        SqlSearchIndex,
+        SqlSeenStore,
     )
 
-    if settings.redis_url is None:
-        raise ConfigError("redis_url", None, "the Redis stores need a server URL")
-    cache_config = RedisConfig(url=settings.redis_url, prefix=settings.redis_prefix)
-    cache_client = connect(cache_config)
-    state_config, state_client = cache_config, cache_client
-    if settings.redis_state_url is not None:
-        state_config = RedisConfig(url=settings.redis_state_url, prefix=settings.redis_prefix)
-        state_client = connect(state_config)
-    closers: tuple[Callable[[], None], ...] = (cache_client.close,)
-    if state_client is not cache_client:
-        closers += (state_client.close,)
-    return dataclasses.replace(
-        memory_stores(),
-        events=RedisEventStore(state_client, state_config),
-        seen=RedisSeenStore(state_client, state_config),
-        cache=TieredFeedCache(LRUFeedCache(), RedisFeedCache(cache_client, cache_config)),
-        closers=closers,
-    )
+    engine = _sql_engine(settings)
+    closers: list[Callable[[], None]] = [engine.dispose]
+    try:
+        events: EventStore = SqlEventStore(engine)
+        log: EngagementLog = SqlEngagementLog(engine)
+        if settings.clickhouse_url is not None:
+            from reelrank_clickhouse import ClickHouseEngagementLog, ClickHouseEventStore
+            from reelrank_clickhouse import connect as connect_clickhouse
+
+            clickhouse = connect_clickhouse(_clickhouse_config(settings))
+            closers.append(clickhouse.dispose)
+            events = ClickHouseEventStore(clickhouse)
+            log = ClickHouseEngagementLog(clickhouse)
+        cache: FeedCache = LRUFeedCache()
+        seen: SeenStore = SqlSeenStore(engine)
+        if settings.redis_url is not None:
+            from reelrank_redis import RedisConfig, RedisFeedCache
+            from reelrank_redis import connect as connect_redis
+
+            redis_config = RedisConfig(url=settings.redis_url, prefix=settings.redis_prefix)
+            client = connect_redis(redis_config)
+            closers.append(client.close)
+            cache = TieredFeedCache(LRUFeedCache(), RedisFeedCache(client, redis_config))
+        state_url = settings.redis_state_url or settings.redis_url
+        if state_url is not None:
+            from reelrank_redis import RedisConfig, RedisSeenStore
+            from reelrank_redis import connect as connect_redis
+
+            if settings.redis_state_url is None:
+                _logger.warning(
+                    "the seen sets share the feed cache's Redis: give that server no "
+                    "eviction policy, or set REELRANK_REDIS_STATE_URL to a server of its own"
+                )
+            state_config = RedisConfig(url=state_url, prefix=settings.redis_prefix)
+            state_client = connect_redis(state_config)
+            closers.append(state_client.close)
+            seen = RedisSeenStore(state_client, state_config)
+        return Stores(
+            catalog=SqlCatalog(engine),
+            events=events,
+            seen=seen,
+            log=log,
+            progress=SqlProgressStore(engine),
+            cache=cache,
+            search_index=SqlSearchIndex(engine),
+            idempotency=SqlIdempotencyStore(engine),
+            models=SqlModelRegistry(engine),
+            closers=tuple(closers),
+        )
+    except BaseException:
+        for close in closers:
+            close()
+        raise
+
+
+def is_empty(stores: Stores) -> bool:
+    """Whether the catalog holds no video yet (``scripts/serve.sh`` seeds it then)."""
+    return not stores.catalog.recent_videos(limit=1)
 
 
 def _experiment() -> Experiment:
@@ -240,7 +467,9 @@ def build_services(
         events=stores.events,
         seen=stores.seen,
         cache=stores.cache,
-        config=feed_config or FeedServiceConfig(cursor_secret=settings.cursor_secret),
+        models=stores.models,
+        config=feed_config
+        or FeedServiceConfig(cursor_secret=settings.cursor_secret, model_name=settings.model_name),
         assign_variant=resolver,
         clock=clock,
     )
@@ -248,7 +477,12 @@ def build_services(
         stores=stores,
         feed=feed,
         recorder=EngagementRecorder(stores.catalog, stores.events, log=stores.log, now=clock),
-        trending=Trending(stores.catalog, stores.log, snapshots=stores.trending_snapshots),
+        trending=Trending(
+            stores.catalog,
+            stores.log,
+            snapshots=stores.trending_snapshots,
+            config=TrendingConfig(reuse_seconds=settings.trending_reuse_seconds),
+        ),
         creators=CreatorRecommender(stores.catalog, stores.events, stores.log),
         search=VideoSearch(stores.search_index, stats=stores.events),
         similar=SimilarVideos(stores.catalog, embeddings=stores.embeddings, seen=stores.seen),
@@ -264,16 +498,16 @@ def build_default_services(
     clock: Clock | None = None,
     feed_config: FeedServiceConfig | None = None,
 ) -> Services:
-    """Stores chosen by ``settings``, seeded with the synthetic catalog, and their services."""
+    """In-memory stores seeded with the synthetic catalog, and their services.
+
+    For tests and notebooks: nothing is shared with another process. A served
+    deployment uses :func:`configured_stores` on a database seeded once by the
+    ``seed`` command.
+    """
     settings = settings or Settings()
     clock = clock or _utc_now
-    stores = redis_stores(settings) if settings.redis_url is not None else memory_stores()
-    try:
-        embeddings = seed_synthetic_catalog(stores, settings, now=clock())
-    except BaseException:
-        for close in stores.closers:
-            close()
-        raise
+    stores = memory_stores()
+    embeddings = seed_synthetic_catalog(stores, settings, now=clock())
     return build_services(
         dataclasses.replace(stores, embeddings=embeddings),
         settings,

@@ -1,67 +1,121 @@
-"""Settings of the example application: what to seed and which stores to use."""
+"""Settings of the reels service, read from ``REELRANK_*`` environment variables."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
-from typing import Any, Self
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from reelrank import ConfigError
 
 __all__ = ["ENV_PREFIX", "Settings"]
 
-ENV_PREFIX = "REELRANK_EXAMPLE_"
-"""Prefix of the environment variables :meth:`Settings.from_env` reads."""
+ENV_PREFIX = "REELRANK_"
+"""Prefix of the environment variables :class:`Settings` reads (``REELRANK_AUTH_SECRET``...)."""
+
+Algorithm = Literal["HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384"]
 
 
-class Settings(BaseModel):
-    """How :func:`~reelrank_example.build_default_services` wires the example.
+class Settings(BaseSettings):
+    """How the service is wired, authenticated and bounded.
 
-    Unknown fields are rejected and every invalid value raises
+    Every field is read from ``REELRANK_<FIELD>`` (``REELRANK_AUTH_SECRET``,
+    ``REELRANK_DATABASE_URL``...); keyword arguments win over the environment. Unknown
+    keyword arguments are rejected and every invalid value raises
     :class:`~reelrank.ConfigError` naming the field.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="forbid",
+        frozen=True,
+        use_attribute_docstrings=True,
+    )
 
     host: str = Field(default="127.0.0.1", min_length=1, max_length=255)
-    """Interface ``python -m reelrank_example`` listens on (loopback by default)."""
+    """Interface ``python -m reelrank_example serve`` listens on (loopback by default)."""
     port: int = Field(default=8000, ge=1, le=65_535)
-    """TCP port ``python -m reelrank_example`` listens on."""
+    """TCP port ``python -m reelrank_example serve`` listens on."""
+    workers: int = Field(default=1, ge=1, le=256)
+    """Worker processes serving the same stores; above 1, ``cursor_secret`` is required
+    because every worker must verify the cursors the others sign."""
+
+    auth_secret: SecretStr | None = Field(default=None, min_length=32)
+    """HS256 secret that signs the callers' JWTs (at least 32 characters)."""
+    auth_public_key_file: str | None = Field(default=None, min_length=1, max_length=4096)
+    """PEM file with the RSA or EC public key of an identity provider that signs tokens."""
+    auth_jwks_file: str | None = Field(default=None, min_length=1, max_length=4096)
+    """JWKS file (the identity provider's published keys); the token's ``kid`` picks one."""
+    auth_algorithms: tuple[Algorithm, ...] = Field(default=(), max_length=8)
+    """Algorithms a token may use. Empty: ``HS256`` with a secret, plus ``RS256`` and
+    ``ES256`` with a public key or JWKS. Never taken from the token itself."""
+    auth_leeway_seconds: float = Field(default=30.0, ge=0.0, le=300.0, allow_inf_nan=False)
+    """Clock skew tolerated on ``exp`` and ``nbf``."""
+    auth_issuer: str | None = Field(default=None, min_length=1, max_length=2048)
+    """When set, tokens must carry this ``iss``."""
+    auth_audience: str | None = Field(default=None, min_length=1, max_length=2048)
+    """When set, tokens must carry this ``aud``."""
+    demo: bool = False
+    """Demo mode: start without auth configuration (a random secret is drawn and a ready
+    token printed) and let the explorer page re-rank with its own weights."""
+
+    database_url: SecretStr = Field(
+        default=SecretStr("sqlite:///reelrank.db"), min_length=1, max_length=2048
+    )
+    """SQLAlchemy URL of the catalog, search, processing progress, model registry, seen
+    sets and idempotency keys (and of events and the engagement log without ClickHouse):
+    ``postgresql+psycopg://...`` or ``sqlite:///file.db`` (the embedded default)."""
+    clickhouse_url: SecretStr | None = Field(default=None, min_length=1, max_length=2048)
+    """When set, the event store and the engagement log live in this ClickHouse."""
+    redis_url: str | None = Field(default=None, min_length=1, max_length=2048)
+    """When set, a shared Redis level of the feed cache under the in-process LRU level."""
+    redis_state_url: str | None = Field(default=None, min_length=1, max_length=2048)
+    """Redis for the seen sets and the rate limits. Defaults to ``redis_url``; give it a
+    server of its own when the cache runs with an eviction policy, which would otherwise
+    evict state too."""
+    redis_prefix: str = Field(default="reelrank", pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
+    """Namespace of the service's Redis keys."""
+    cursor_secret: SecretStr | None = Field(default=None, min_length=16)
+    """Key that signs cursors (at least 16 characters); every worker and replica must
+    share it. ``None`` (one worker only) draws a random key at start-up."""
+
     seed: int = Field(default=7, ge=0)
-    """Seed of the synthetic catalog: the same seed gives the same catalog and events."""
+    """Seed of the synthetic catalog the ``seed`` command writes."""
     creators: int = Field(default=30, ge=1, le=10_000)
     """Creators in the synthetic catalog."""
     videos: int = Field(default=400, ge=1, le=1_000_000)
     """Ready videos in the synthetic catalog."""
     pending_videos: int = Field(default=6, ge=0, le=10_000)
-    """Extra videos left part-way through processing (queued, transcoding, packaging or
-    failed), so the processing and manifest endpoints have something not ready to show."""
+    """Extra videos left part-way through processing, so progress has something to show."""
     users: int = Field(default=60, ge=1, le=1_000_000)
     """Users who engage with the synthetic catalog (ids ``100_001`` onwards)."""
     events: int = Field(default=4_000, ge=0, le=10_000_000)
-    """Engagement events recorded while seeding (watches, likes, unlikes, shares)."""
+    """Engagement events recorded while seeding."""
     embedding_dimensions: int = Field(default=16, ge=1, le=4_096)
-    """Length of the synthetic video embeddings behind the similar-videos endpoint."""
-    cursor_secret: SecretStr | None = Field(default=None, min_length=16)
-    """Key that signs feed cursors (at least 16 characters). Processes serving the same
-    users must share it; ``None`` draws a random key at start-up."""
+    """Length of the synthetic video embeddings (in-memory catalogs only)."""
+    model_name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+    """Registered model whose active version scores the feed's deep-learning signal
+    (from the model registry in the database); ``None`` uses the neutral score."""
     experiment: bool = False
-    """Split users between two ranking variants (``control`` and ``fresh``, which weighs
-    freshness higher), reported as ``variant`` on each feed page."""
-    redis_url: str | None = Field(default=None, min_length=1, max_length=2048)
-    """When set, the feed cache (behind an in-process level), the seen store and the
-    event store live in this Redis (needs the ``reelrank-redis`` adapter); ``None``
-    keeps everything in memory."""
-    redis_state_url: str | None = Field(default=None, min_length=1, max_length=2048)
-    """Optional second Redis for the seen store and the event store, so the feed cache
-    can run with ``allkeys-lru`` eviction without evicting state (the adapter's
-    recommended layout); ``None`` keeps them on ``redis_url``."""
-    redis_prefix: str = Field(default="reelrank-example", pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
-    """Namespace of the example's Redis keys."""
-    max_body_bytes: int = Field(default=64 * 1024, ge=1_024, le=16 * 1024 * 1024)
-    """Largest request body accepted; a larger one gets 413."""
+    """Split users between two ranking variants (``control`` and ``fresh``)."""
+
+    max_body_bytes: int = Field(default=16 * 1024, ge=1_024, le=16 * 1024 * 1024)
+    """Largest request body accepted, however it is sent; a larger one gets 413."""
+    events_per_minute: int = Field(default=120, ge=1, le=100_000)
+    """Event requests (like, unlike, watch, share) one user may make per minute; more
+    get 429 with ``Retry-After``."""
+    idempotency_hours: float = Field(default=24.0, ge=1.0, le=720.0, allow_inf_nan=False)
+    """How long an ``Idempotency-Key`` is remembered; also how old an event's
+    ``occurred_at`` may be."""
+    trending_reuse_seconds: float = Field(default=0.0, ge=0.0, le=3_600.0, allow_inf_nan=False)
+    """How long a process reuses its own trending result. 0 computes from the shared
+    engagement log on every call, so every worker and replica answers the same; more
+    reads the log less often, at the price of workers disagreeing for that long."""
+    media_base_url: str = Field(
+        default="https://cdn.example.com", pattern=r"^https?://[^\s]{1,2000}$"
+    )
+    """Base of the thumbnail URLs on the cards."""
 
     def __init__(self, **data: Any) -> None:
         try:
@@ -71,17 +125,19 @@ class Settings(BaseModel):
             field = ".".join(str(part) for part in first["loc"]) or "<root>"
             raise ConfigError(field, first.get("input"), first["msg"]) from exc
 
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
-        """Settings from variables such as ``REELRANK_EXAMPLE_PORT=8080``.
+    @model_validator(mode="after")
+    def _check_shared_secrets(self) -> Settings:
+        if self.workers > 1 and self.cursor_secret is None:
+            raise ValueError("cursor_secret is required with more than one worker")
+        if self.auth_public_key_file is not None and self.auth_jwks_file is not None:
+            raise ValueError("give auth_public_key_file or auth_jwks_file, not both")
+        return self
 
-        Names are the field names upper-cased after :data:`ENV_PREFIX`; a variable with
-        the prefix that names no field is an error, like an unknown key.
-        """
-        env = os.environ if environ is None else environ
-        data = {
-            key[len(ENV_PREFIX) :].lower(): value
-            for key, value in env.items()
-            if key.startswith(ENV_PREFIX)
-        }
-        return cls(**data)
+    @property
+    def auth_configured(self) -> bool:
+        """Whether a secret, public key or JWKS is configured."""
+        return (
+            self.auth_secret is not None
+            or self.auth_public_key_file is not None
+            or self.auth_jwks_file is not None
+        )

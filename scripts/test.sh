@@ -17,6 +17,8 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 # MathJax with npm, to serve it from the docs themselves.
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+# The explorer page test drives that browser through its WebDriver.
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 # Debian's python3 comes without the venv module (and its ensurepip) until this is installed.
 [ -x .venv/bin/python ] || python3 -c 'import ensurepip, venv' >/dev/null 2>&1 ||
   missing+=(python3-venv)

@@ -168,6 +168,8 @@ SUBPACKAGE_EXPECTED = {
         "hold_last_split",
         "load_movielens_100k",
         "paired_bootstrap",
+        "popularity_rankings",
+        "random_rankings",
         "replay",
         "synthetic_events",
         "time_split",

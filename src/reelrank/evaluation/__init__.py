@@ -17,6 +17,7 @@ except ImportError as exc:
     ) from exc
 
 from .._public import _public_module
+from ._baselines import popularity_rankings, random_rankings
 from ._data import check_catalog, check_events, graded_relevance, hold_last_split, time_split
 from ._metrics import (
     ACCURACY_METRICS,
@@ -63,6 +64,8 @@ __all__ = [
     "hold_last_split",
     "load_movielens_100k",
     "paired_bootstrap",
+    "popularity_rankings",
+    "random_rankings",
     "replay",
     "synthetic_events",
     "time_split",

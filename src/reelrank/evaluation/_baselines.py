@@ -55,14 +55,12 @@ def _lists(
         raise InvalidInputError("k", f"must be a positive integer, got {k!r}")
     video_ids = state.catalog["video_id"].to_numpy(np.int64)
     creator_ids = state.catalog["creator_id"].to_numpy(np.int64)
-    seen = {
-        int(user): group.to_numpy(np.int64)
-        for user, group in state.last_seen.groupby("user_id")["video_id"]
-    }
+    seen_users = state.last_seen["user_id"].to_numpy(np.int64)
+    seen_videos = state.last_seen["video_id"].to_numpy(np.int64)
     frames = []
     for user in users:
         order = order_for(int(user))
-        excluded = seen.get(int(user), np.empty(0, np.int64))
+        excluded = seen_videos[seen_users == int(user)]
         positions = order[~np.isin(video_ids[order], excluded)][:k]
         frames.append(
             pd.DataFrame(

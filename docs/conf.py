@@ -31,13 +31,14 @@ release = reelrank.__version__
 version = ".".join(release.split(".")[:2])
 
 extensions = [
-    "myst_parser",
+    # MyST-NB reads the example notebooks (and, through MyST-Parser, every Markdown page).
+    "myst_nb",
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",
     "sphinx.ext.mathjax",
 ]
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist"]
-source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
 html_theme = "furo"
 html_title = f"reelrank {release}"
 autodoc_member_order = "bysource"
@@ -50,6 +51,18 @@ autodoc_default_options = {
 }
 nitpicky = False
 exclude_patterns = ["_build", "_vendor"]
+
+# The example notebooks are stored without outputs; the build copies them from examples/
+# into docs/examples/ (ignored by git) and runs them, so the pages show figures drawn by
+# the code of this very build. A cell that fails fails the build.
+_DOCS = Path(__file__).parent
+_NOTEBOOKS = ("offline_scoring.ipynb", "offline_evaluation.ipynb")
+nb_execution_mode = "force"
+nb_execution_raise_on_error = True
+nb_execution_timeout = 300
+nb_merge_streams = True
+# Figures of the signal formulas, drawn from the scoring engine when the build starts.
+_GENERATED = _DOCS / "_static" / "generated"
 
 # MathJax is served from the built docs themselves, not from a CDN, so the formulas render
 # for readers without network access (a copy on disk, a docs archive, a closed network).
@@ -234,8 +247,96 @@ def _bundle_mathjax(app: Sphinx, config: Config) -> None:
         staging.rename(target)
 
 
+def _copy_notebooks(app: Sphinx, config: Config) -> None:
+    """Copy the example notebooks into the docs source tree, where MyST-NB finds them."""
+    target = _DOCS / "examples"
+    target.mkdir(exist_ok=True)
+    for name in _NOTEBOOKS:
+        source = _DOCS.parent / "examples" / name
+        copy = target / name
+        # An unchanged copy keeps its timestamp, so Sphinx does not reread the page.
+        if not copy.is_file() or copy.read_bytes() != source.read_bytes():
+            shutil.copy2(source, copy)
+
+
+def _signal_curves(app: Sphinx, config: Config) -> None:
+    """Draw freshness, completion and engagement against age or views, from the engine.
+
+    Each curve is a column of :meth:`Ranker.explain` for a batch of candidates that differ
+    in one input, divided by the signal's weight: the figures show what the code computes,
+    not a re-implementation of the formulas.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from reelrank import WEIGHT_FIELDS, Candidates, Ranker, RankingConfig
+
+    defaults = RankingConfig()
+    ranker = Ranker(defaults)
+    now = 1_767_225_600.0
+
+    def signal(field: str, *, age_hours: Any = 0.0, views: Any, **counts: Any) -> Any:
+        views = np.asarray(views, dtype=np.float64)
+        n = views.size
+        filled = {
+            name: np.broadcast_to(np.asarray(counts.get(name, 0.0), np.float64), n)
+            for name in ("completion_sum", "likes", "shares", "comments")
+        }
+        candidates = Candidates.from_arrays(
+            video_id=np.arange(n),
+            creator_id=np.zeros(n, np.int64),
+            published_at=now - np.broadcast_to(np.asarray(age_hours), n) * 3600.0,
+            views=views,
+            **filled,
+        )
+        column = WEIGHT_FIELDS.index(field)
+        return ranker.explain(candidates, now=now)[:, column] / getattr(defaults, field)
+
+    _GENERATED.mkdir(parents=True, exist_ok=True)
+    figures = {}
+
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ages = np.linspace(0.0, 10 * 24, 241)
+    ax.plot(ages, signal("freshness", age_hours=ages, views=np.zeros(ages.size)))
+    half_life = defaults.freshness_half_life_hours
+    ax.axvline(half_life, color="grey", linestyle=":", label=f"half-life {half_life:g} h")
+    ax.set(xlabel="age (hours)", ylabel="freshness", title="Freshness decay")
+    ax.legend()
+    figures["freshness.png"] = fig
+
+    views = np.unique(np.round(np.logspace(0, 4, 200)))
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    for mean in (0.9, 0.7, 0.3, 0.1):
+        curve = signal("completion", views=views, completion_sum=views * mean)
+        ax.plot(views, curve, label=f"mean completion {mean:g}")
+    ax.axhline(defaults.completion_prior_mean, color="grey", linestyle=":", label="prior mean")
+    ax.set(xscale="log", xlabel="views", ylabel="completion", ylim=(0, 1))
+    ax.set_title("Completion: the prior gives way to the data")
+    ax.legend(fontsize="small")
+    figures["completion.png"] = fig
+
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    for rate in (0.3, 0.1, 0.03, 0.0):
+        curve = signal("engagement", views=views, likes=views * rate)
+        ax.plot(views, curve, label=f"likes per view {rate:g}")
+    ax.set(xscale="log", xlabel="views", ylabel="engagement", ylim=(0, 1))
+    ax.set_title("Engagement: smoothed rate, then saturated")
+    ax.legend(fontsize="small")
+    figures["engagement.png"] = fig
+
+    for name, figure in figures.items():
+        figure.tight_layout()
+        figure.savefig(_GENERATED / name, dpi=100)
+        plt.close(figure)
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("config-inited", _bundle_mathjax)
+    app.connect("config-inited", _copy_notebooks)
+    app.connect("config-inited", _signal_curves)
     app.connect("autodoc-process-docstring", _document_reexported_constants)
     app.connect("env-check-consistency", _check_every_export_is_documented)
     app.connect("missing-reference", _resolve_other_public_path)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,8 @@ from reelrank.evaluation import (  # noqa: E402
     hold_last_split,
     load_movielens_100k,
     paired_bootstrap,
+    popularity_rankings,
+    random_rankings,
     replay,
     synthetic_events,
     time_split,
@@ -122,6 +126,24 @@ def test_candidate_state_rebuilds_counters_affinity_and_seen() -> None:
     assert state.affinity[2] == {10: pytest.approx(affinity(3.5, 3.5))}
     assert state.users == 2
     assert state.interactions.to_dict() == {1: 2, 2: 1, 3: 1}
+
+
+def test_baselines_rank_unseen_candidates_by_popularity_or_at_random() -> None:
+    state = candidate_state(HISTORY, CATALOG, T0)
+    # distinct users per video: 1 -> 2, 2 -> 1, 3 -> 1, 4 -> 0; user 1 saw 1 and 3,
+    # user 2 saw 1 and 2, user 9 saw nothing
+    popular = popularity_rankings(state, [1, 2, 9], k=3)
+    lists = popular.groupby("user_id")["video_id"].agg(list).to_dict()
+    assert lists == {1: [2, 4], 2: [3, 4], 9: [1, 2, 3]}
+    assert popular.loc[popular["user_id"] == 9, "score"].tolist() == [2.0, 1.0, 1.0]
+    assert set(popular["config"]) == {"popularity"}
+    drawn = random_rankings(state, [1, 2, 9], k=3, seed=4)
+    again = random_rankings(state, [1, 2, 9], k=3, seed=4)
+    pd.testing.assert_frame_equal(drawn, again)
+    sets = drawn.groupby("user_id")["video_id"].agg(set).to_dict()
+    assert sets[1] == {2, 4} and sets[2] == {3, 4}
+    assert len(sets[9]) == 3 and sets[9] <= {1, 2, 3, 4}
+    assert drawn.groupby("user_id")["rank"].agg(list).to_dict()[9] == [1, 2, 3]
 
 
 def test_replay_follows_rank_with_seen_filter_then_diversity() -> None:
@@ -391,15 +413,57 @@ def test_movielens_mapping_on_hand_written_atomic_files(tmp_path: Any) -> None:
     assert grades.to_dict() == {(1, 10): 2, (2, 10): 1}
 
 
-def test_movielens_from_the_recbole_wheel() -> None:
-    # The wheel comes from `pip download --no-deps recbole`; the test runs where it is.
-    wheel = os.environ.get("REELRANK_RECBOLE_WHEEL")
-    if not wheel or not Path(wheel).is_file():
-        pytest.skip("set REELRANK_RECBOLE_WHEEL to a downloaded RecBole wheel")
-    data = load_movielens_100k(wheel)
+RECBOLE_VERSION = "1.2.1"
+RECBOLE_CACHE = Path(__file__).resolve().parents[1] / ".cache" / "recbole"
+
+
+@pytest.fixture(scope="session")
+def recbole_wheel() -> Path:
+    """RecBole's wheel (which bundles MovieLens-100k), downloaded once into .cache/."""
+    given_wheel = os.environ.get("REELRANK_RECBOLE_WHEEL")
+    if given_wheel and Path(given_wheel).is_file():
+        return Path(given_wheel)
+    wheel = RECBOLE_CACHE / f"recbole-{RECBOLE_VERSION}-py3-none-any.whl"
+    if not wheel.is_file():
+        RECBOLE_CACHE.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", "-q"]
+        command += [f"recbole=={RECBOLE_VERSION}", "-d", str(RECBOLE_CACHE)]
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        except subprocess.TimeoutExpired:
+            pytest.skip(f"downloading recbole=={RECBOLE_VERSION} timed out")
+        if done.returncode != 0 or not wheel.is_file():
+            pytest.skip(f"could not download recbole=={RECBOLE_VERSION}: {done.stderr[-300:]}")
+    return wheel
+
+
+@pytest.mark.integration
+def test_movielens_sample_evaluates_against_baselines(recbole_wheel: Path) -> None:
+    data = load_movielens_100k(recbole_wheel)
     assert (data.events["kind"] == "watch").sum() == 100_000
     assert data.events["user_id"].nunique() == 943
     assert len(data.catalog) == 1682
+    users = np.random.default_rng(0).choice(np.unique(data.events["user_id"]), 120, replace=False)
+    events = data.events[data.events["user_id"].isin(users)].reset_index(drop=True)
+    cut = float(events["time"].quantile(0.9))
+    history, test = time_split(events, cut)
+    result = evaluate(history, test, data.catalog, RankingConfig(), now=cut, k=10)
+    judged = np.unique(result.per_user["user_id"])
+    assert judged.size > 10
+    state = candidate_state(history, data.catalog, cut)
+    qrels = graded_relevance(test)
+    seen = history[["user_id", "video_id"]].drop_duplicates().assign(_seen=True)
+    qrels = qrels.merge(seen, on=["user_id", "video_id"], how="left")
+    qrels = qrels[qrels["_seen"].isna()].drop(columns="_seen")
+    baselines = pd.concat(
+        [popularity_rankings(state, judged, k=10), random_rankings(state, judged, k=10)],
+        ignore_index=True,
+    )
+    per_user = pd.concat([result.per_user, accuracy(baselines, qrels, 10)], ignore_index=True)
+    ndcg = per_user[per_user["metric"] == "ndcg@10"].groupby("config")["value"].mean()
+    assert ((ndcg >= 0.0) & (ndcg <= 1.0)).all()
+    # Real users favour popular films: popularity clearly beats random picks.
+    assert ndcg["popularity"] > ndcg["random"] + 0.05
 
 
 def test_movielens_source_errors() -> None:

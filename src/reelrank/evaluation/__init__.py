@@ -17,6 +17,7 @@ except ImportError as exc:
     ) from exc
 
 from .._public import _public_module
+from ._baselines import popularity_rankings, random_rankings
 from ._data import check_catalog, check_events, graded_relevance, hold_last_split, time_split
 from ._metrics import (
     ACCURACY_METRICS,
@@ -31,6 +32,14 @@ from ._movielens import MovieLens, load_movielens_100k
 from ._replay import CandidateState, candidate_state, replay
 from ._synthetic import SyntheticData, synthetic_events
 from ._tuning import TuningResult, config_to_toml, tune_weights, with_weights
+from ._variants import (
+    VARIANT_METRICS,
+    VariantOutcomes,
+    compare_variants,
+    events_frame,
+    unpaired_bootstrap,
+    variant_outcomes,
+)
 
 __all__ = [
     "ACCURACY_METRICS",
@@ -39,22 +48,30 @@ __all__ = [
     "MovieLens",
     "SyntheticData",
     "TuningResult",
+    "VARIANT_METRICS",
+    "VariantOutcomes",
     "accuracy",
     "beyond_accuracy",
     "candidate_state",
     "check_catalog",
     "check_events",
+    "compare_variants",
     "config_to_toml",
     "evaluate",
+    "events_frame",
     "gini",
     "graded_relevance",
     "hold_last_split",
     "load_movielens_100k",
     "paired_bootstrap",
+    "popularity_rankings",
+    "random_rankings",
     "replay",
     "synthetic_events",
     "time_split",
     "tune_weights",
+    "unpaired_bootstrap",
+    "variant_outcomes",
     "with_weights",
 ]
 

@@ -1,4 +1,6 @@
-"""discovery._quality."""
+"""Video quality: a video's smoothed completion and engagement, as search and creator
+recommendations blend it with their own relevance.
+"""
 
 from __future__ import annotations
 

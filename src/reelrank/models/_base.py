@@ -1,5 +1,6 @@
-"""Domain models: every value that crosses a store or service boundary.
+"""The bases of every model, and the field types they share.
 
+:class:`DomainModel` is the base of value types, :class:`StrictModel` of configs.
 All models are immutable pydantic models that reject unknown fields. A validation
 failure raises :class:`~reelrank.InvalidInputError` whose ``field`` names the bad field
 (dotted for nested values, for example ``renditions.0.height``).

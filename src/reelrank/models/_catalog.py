@@ -1,4 +1,4 @@
-"""models._catalog."""
+"""The catalog's value types: videos, their renditions and processing state, and creators."""
 
 from __future__ import annotations
 

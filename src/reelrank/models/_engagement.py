@@ -1,4 +1,4 @@
-"""models._engagement."""
+"""Engagement: events, per-video statistics, and the affinity every event store keeps."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""models._feed."""
+"""Feeds: the items and pages the feed service returns and the snapshots it caches."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""models._processing."""
+"""Processing progress of an upload: its state, percent and per-rendition status."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""models._registry."""
+"""The model registry's value types: a ranking model version and its status."""
 
 from __future__ import annotations
 

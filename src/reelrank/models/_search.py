@@ -1,4 +1,4 @@
-"""models._search."""
+"""Search documents and parsed queries, shared by every search backend."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""models._trending."""
+"""Trending: kinds, trends, items and the snapshots a trending store keeps."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""stores._catalog."""
+"""The in-memory catalog: videos, creators and follows in dicts and sorted lists."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Embedded in-memory implementations of every store protocol.
+"""What the in-memory stores share: retention defaults and the idempotency window.
 
 They are the default backend: no server, no I/O, safe to share between threads (each
 store guards its state with one lock). They suit tests, notebooks, demos and a single

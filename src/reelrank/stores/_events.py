@@ -1,4 +1,4 @@
-"""stores._events."""
+"""The in-memory event store: per-video statistics and per-user affinity, once per event id."""
 
 from __future__ import annotations
 

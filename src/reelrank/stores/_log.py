@@ -1,4 +1,4 @@
-"""stores._log."""
+"""The in-memory engagement log: events by time, for trending and creator recommendations."""
 
 from __future__ import annotations
 

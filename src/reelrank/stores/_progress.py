@@ -1,4 +1,4 @@
-"""stores._progress."""
+"""The in-memory store of processing progress."""
 
 from __future__ import annotations
 

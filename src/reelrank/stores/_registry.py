@@ -1,4 +1,4 @@
-"""stores._registry."""
+"""The in-memory model registry: versions, their status and their scores."""
 
 from __future__ import annotations
 

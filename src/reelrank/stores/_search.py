@@ -1,4 +1,4 @@
-"""stores._search."""
+"""The in-memory search index: CSR postings scored by a BM25 kernel with pruning."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""stores._seen."""
+"""The in-memory seen store: when each user last saw each video, within a retention window."""
 
 from __future__ import annotations
 

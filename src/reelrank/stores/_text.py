@@ -1,4 +1,4 @@
-"""stores._text."""
+"""Text analysis every search backend shares: the tokenizer, the query parser and SearchConfig."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""stores._trending."""
+"""The in-memory store of trending snapshots."""
 
 from __future__ import annotations
 

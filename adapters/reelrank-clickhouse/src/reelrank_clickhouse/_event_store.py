@@ -13,6 +13,7 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Connection, Engine
 
 from reelrank import (
+    MAX_ID,
     EngagementEvent,
     EngagementKind,
     InvalidInputError,
@@ -140,16 +141,21 @@ class ClickHouseEventStore:
         if isinstance(items, str | bytes) or not isinstance(items, Sequence):
             raise InvalidInputError("items", "must be a sequence of (event, creator_id) pairs")
         batch: dict[str, tuple[EngagementEvent, int]] = {}
+        # Hoisted out of the loop: this loop runs once per event of batches of 10,000s.
+        watch = EngagementKind.WATCH
         for item in items:
             if not isinstance(item, tuple) or len(item) != 2:
                 raise InvalidInputError("items", f"each item must be (event, creator_id): {item!r}")
             event, creator_id = item
             if not isinstance(event, EngagementEvent):
                 raise InvalidInputError("event", "must be an EngagementEvent")
-            check_id("creator_id", creator_id)
-            if event.kind is EngagementKind.WATCH and event.completion is None:
+            if type(creator_id) is not int or not 1 <= creator_id <= MAX_ID:
+                # Raises, naming the field, unless creator_id is a valid int subclass.
+                check_id("creator_id", creator_id)
+            if event.kind is watch and event.completion is None:
                 raise InvalidInputError("completion", "a watch must carry completion when appended")
-            batch.setdefault(event.event_id, (event, creator_id))
+            if event.event_id not in batch:
+                batch[event.event_id] = item
         if not batch:
             return 0
         with self._write_lock, store_errors(_STORE, "append"):

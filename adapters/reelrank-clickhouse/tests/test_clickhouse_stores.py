@@ -7,7 +7,7 @@ from __future__ import annotations
 import itertools
 import math
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import timedelta, timezone
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -18,7 +18,7 @@ from reelrank_clickhouse import (
     create_schema,
     drop_schema,
 )
-from reelrank_clickhouse._rows import event_row
+from reelrank_clickhouse._rows import EVENT_SELECT, event_from_row, event_row
 from reelrank_clickhouse._schema import EVENTS, LOG
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
@@ -137,6 +137,34 @@ def test_the_log_keeps_microseconds_and_skips_copies(
     assert log.events_between(base, base + timedelta(microseconds=1), limit=10) == [early]
     assert log.events_between(base, base + timedelta(seconds=1), limit=10) == [late, early]
     assert log.user_events(1, since=base + timedelta(microseconds=1), limit=10) == [late]
+
+
+def test_stored_events_read_back_unchanged_whatever_their_time_zone(
+    store: ClickHouseEventStore, clickhouse_engine: Engine
+) -> None:
+    plus_five = timezone(timedelta(hours=5, minutes=30))
+    at = (EPOCH + timedelta(days=40, seconds=7, microseconds=123_456)).astimezone(plus_five)
+    events = [
+        make_event("watch", completion=0.25, watched_seconds=4.5, occurred_at=at, variant="b"),
+        make_event("share", occurred_at=EPOCH + timedelta(microseconds=999_999), channel="dm"),
+    ]
+    assert store.append_many([(event, 7) for event in events]) == 2
+    with clickhouse_engine.connect() as conn:
+        rows = conn.execute(
+            text(f"SELECT {EVENT_SELECT}, creator_id FROM events ORDER BY seq")
+        ).fetchall()
+    assert [event_from_row(row) for row in rows] == events
+    assert [int(row[-1]) for row in rows] == [7, 7]
+
+
+def test_a_batch_larger_than_a_query_text_checks_every_id(store: ClickHouseEventStore) -> None:
+    # 12,000 ids of 30-odd characters are over the server's 256 KiB max_query_size as
+    # SQL text; the check sends them as an external table.
+    first = [(make_event("share", video_id=1 + n % 3), 1) for n in range(12_000)]
+    assert store.append_many(first) == 12_000
+    again = first + [(make_event("share", video_id=1), 1) for _ in range(5)]
+    assert store.append_many(again) == 5
+    assert sum(stats.shares for stats in store.get_stats([1, 2, 3]).values()) == 12_005
 
 
 def test_create_schema_is_idempotent(

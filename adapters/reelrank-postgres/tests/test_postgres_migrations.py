@@ -57,6 +57,7 @@ TABLES = {
     "model_scores",
     "processing_progress",
     "search_documents",
+    "search_terms",
 }
 
 

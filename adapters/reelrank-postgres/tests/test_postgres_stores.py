@@ -123,7 +123,7 @@ _queries = st.lists(
 def test_search_matches_the_same_videos_as_the_in_memory_index(
     engine: Engine, documents: list[SearchDocument], query: str
 ) -> None:
-    _empty(engine, "search_documents")
+    _empty(engine, "search_documents", "search_terms")
     sql = SqlSearchIndex(engine)
     memory = InMemorySearchIndex()
     for document in documents:

@@ -50,7 +50,7 @@ __all__ = [
     "videos",
 ]
 
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 """The schema revision this version of the adapter reads and writes."""
 
 

@@ -3,19 +3,22 @@
 Both dialects index the terms of reelrank's own :func:`~reelrank.tokenize` (not a
 database text-search configuration), so a document matches exactly the queries it
 matches in :class:`~reelrank.InMemorySearchIndex`: no stemming, no stop words, ``#tag``
-terms only match hashtags. Only the scores differ: ``ts_rank`` on PostgreSQL, FTS5's
-``bm25`` on SQLite, BM25 in memory.
+terms only match hashtags. A prefix term expands to the same capped set of terms as in
+memory (:attr:`~reelrank.SearchConfig.max_prefix_expansions`, most frequent first, read
+from the ``search_terms`` counts kept with every write) and is searched as the OR of
+those terms. Only the scores differ: ``ts_rank`` on PostgreSQL, FTS5's ``bm25`` on
+SQLite, BM25 in memory.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
-from sqlalchemy import text
+from sqlalchemy import Connection, Engine, text
 
 from reelrank.models import ParsedQuery, QueryTerm, SearchDocument
-from reelrank.stores import tokenize
-from reelrank.stores.adapter import check_id, check_limit
+from reelrank.stores import SearchConfig, tokenize
+from reelrank.stores.adapter import InvalidInputError, check_id, check_limit
 
 from ._base import ReplicaReadStore, check_instance
 from ._errors import store_errors
@@ -30,6 +33,22 @@ _MAX_POSITION = 16_383  # tsvector positions above this are clamped by PostgreSQ
 # FTS5 bm25 column weights, in column order, following SearchConfig's field weights.
 _FTS_COLUMNS = ("title", "description", "hashtags", "sound", "creator")
 _FTS_WEIGHTS = "3.0, 1.0, 2.0, 1.5, 2.0"
+
+# Above every code point a term can hold after a prefix: [prefix, prefix + this) is the
+# range of terms starting with the prefix, the bound the in-memory index bisects with.
+_PREFIX_END = "\U0010ffff"
+
+_EXPANSIONS = text(
+    "SELECT term FROM search_terms WHERE term >= :low AND term < :high AND videos > 0 "
+    "ORDER BY videos DESC, term LIMIT :cap"
+)
+# One statement per changed term, in term order, so concurrent writers lock the shared
+# count rows in the same order and cannot deadlock.
+_COUNT_CHANGE = text(
+    "INSERT INTO search_terms (term, videos) VALUES (:term, :delta) "
+    "ON CONFLICT (term) DO UPDATE SET videos = search_terms.videos + excluded.videos"
+)
+_COUNT_DROP = text("DELETE FROM search_terms WHERE term = :term AND videos <= 0")
 
 
 def _fields(document: SearchDocument) -> dict[str, list[str]]:
@@ -59,7 +78,12 @@ def _tsvector_literal(fields: dict[str, list[str]]) -> str:
     return " ".join(f"{_quote(term)}:{','.join(found)}" for term, found in positions.items())
 
 
-def _tsquery_literal(terms: Iterable[QueryTerm]) -> str:
+def _tsquery_literal(groups: Iterable[Sequence[str]]) -> str:
+    return " & ".join("(" + " | ".join(_quote(term) for term in group) + ")" for group in groups)
+
+
+def _prefix_tsquery(terms: Iterable[QueryTerm]) -> str:
+    """The query with each prefix term as one ``'prefix':*`` lexeme (uncapped; ranking only)."""
     return " & ".join(_quote(term.text) + (":*" if term.prefix else "") for term in terms)
 
 
@@ -69,10 +93,28 @@ def _fts_token(term: str) -> str:
     return "x" + term.encode().hex()
 
 
-def _fts_query(terms: Iterable[QueryTerm]) -> str:
+def _fts_query(groups: Iterable[Sequence[str]]) -> str:
     return " AND ".join(
-        f'"{_fts_token(term.text)}"' + ("*" if term.prefix else "") for term in terms
+        "(" + " OR ".join(f'"{_fts_token(term)}"' for term in group) + ")" for group in groups
     )
+
+
+def _fts_terms(columns: Iterable[str]) -> set[str]:
+    """The terms of an FTS5 row's columns (space-separated tokens, see :func:`_fts_token`)."""
+    return {bytes.fromhex(token[1:]).decode() for column in columns for token in column.split()}
+
+
+def _change_counts(connection: Connection, old: set[str], new: set[str]) -> None:
+    """Move the ``search_terms`` counts from a video's ``old`` terms to its ``new`` ones."""
+    changes = [{"term": term, "delta": -1} for term in old - new]
+    changes += [{"term": term, "delta": 1} for term in new - old]
+    if not changes:
+        return
+    changes.sort(key=lambda change: str(change["term"]))
+    connection.execute(_COUNT_CHANGE, changes)
+    dropped = [{"term": term} for term in sorted(old - new)]
+    if dropped:
+        connection.execute(_COUNT_DROP, dropped)
 
 
 class SqlSearchIndex(ReplicaReadStore):
@@ -80,35 +122,84 @@ class SqlSearchIndex(ReplicaReadStore):
 
     PostgreSQL keeps one ``tsvector`` per video with the title's terms at weight A,
     hashtags at B, creator and sound at C and the description at D, searched with
-    ``@@`` and ranked with ``ts_rank``; prefix terms become ``'term':*``. SQLite keeps
-    an FTS5 row per video (rowid = video id) and ranks with ``bm25`` weighted per
-    column like :class:`~reelrank.SearchConfig`.
+    ``@@``. SQLite keeps an FTS5 row per video (rowid = video id) and ranks with
+    ``bm25`` weighted per column like :class:`~reelrank.SearchConfig`. Both keep, in
+    ``search_terms``, how many videos hold each term; a prefix term becomes the OR of
+    its ``config.max_prefix_expansions`` most frequent expansions.
+
+    PostgreSQL ranks a bounded candidate set: the ``rank_pool`` newest matches (highest
+    video ids, read in index order without computing a rank) are ranked with
+    ``ts_rank``, so a query matching more videos than that misses the better-ranked
+    older ones. ``ts_rank`` sees a prefix term as ``'prefix':*`` (cheaper than the OR of
+    its expansions), so an expansion beyond the cap that a matched video also holds
+    adds to its score; it never makes a video match. A query with at most ``rank_pool``
+    matches is ranked exactly. SQLite ranks every match with ``bm25`` and keeps the best
+    ``limit``.
 
     With a ``read_engine``, :meth:`search` runs on the replica; :meth:`index` and
-    :meth:`remove` on the primary.
+    :meth:`remove` on the primary. Raises :class:`~reelrank.InvalidInputError` naming
+    ``config`` or ``rank_pool`` when those are not a :class:`~reelrank.SearchConfig` and
+    an int ``>= 1``.
     """
 
     _store = "search"
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        read_engine: Engine | None = None,
+        verify_schema: bool = True,
+        config: SearchConfig | None = None,
+        rank_pool: int = 2_000,
+    ) -> None:
+        super().__init__(engine, read_engine=read_engine, verify_schema=verify_schema)
+        self._config = check_instance("config", config or SearchConfig(), SearchConfig)
+        if isinstance(rank_pool, bool) or not isinstance(rank_pool, int) or rank_pool < 1:
+            raise InvalidInputError("rank_pool", f"must be an int >= 1, got {rank_pool!r}")
+        self._rank_pool = rank_pool
 
     def index(self, document: SearchDocument) -> None:
         """Add (or replace) a video's document."""
         check_instance("document", document, SearchDocument)
         fields = _fields(document)
+        new = {term for terms in fields.values() for term in terms}
+        video = {"video_id": document.video_id}
         with store_errors(self._store, "index"), self._engine.begin() as connection:
             if self._postgres:
+                # Insert an empty row first, then lock it: two writers of one video take
+                # turns, and each sees the terms the other left for the counts.
                 connection.execute(
                     text(
                         "INSERT INTO search_documents (video_id, document) "
-                        "VALUES (:video_id, CAST(:document AS tsvector)) "
-                        "ON CONFLICT (video_id) DO UPDATE SET document = EXCLUDED.document"
+                        "VALUES (:video_id, ''::tsvector) ON CONFLICT (video_id) DO NOTHING"
                     ),
-                    {"video_id": document.video_id, "document": _tsvector_literal(fields)},
+                    video,
                 )
+                old = connection.execute(
+                    text(
+                        "SELECT tsvector_to_array(document) FROM search_documents "
+                        "WHERE video_id = :video_id FOR UPDATE"
+                    ),
+                    video,
+                ).scalar_one()
+                connection.execute(
+                    text(
+                        "UPDATE search_documents SET document = CAST(:document AS tsvector) "
+                        "WHERE video_id = :video_id"
+                    ),
+                    {**video, "document": _tsvector_literal(fields)},
+                )
+                _change_counts(connection, set(old), new)
                 return
-            connection.execute(
-                text("DELETE FROM search_documents WHERE rowid = :video_id"),
-                {"video_id": document.video_id},
-            )
+            row = connection.execute(
+                text(
+                    f"SELECT {', '.join(_FTS_COLUMNS)} FROM search_documents "
+                    "WHERE rowid = :video_id"
+                ),
+                video,
+            ).first()
+            connection.execute(text("DELETE FROM search_documents WHERE rowid = :video_id"), video)
             values = {name: " ".join(_fts_token(term) for term in fields[name]) for name in fields}
             connection.execute(
                 text(
@@ -117,17 +208,51 @@ class SqlSearchIndex(ReplicaReadStore):
                 ),
                 {"video_id": document.video_id, **values},
             )
+            _change_counts(connection, _fts_terms(row) if row else set(), new)
 
     def remove(self, video_id: int) -> bool:
         """Drop a video's document; ``True`` if it was indexed."""
         check_id("video_id", video_id)
-        column = "video_id" if self._postgres else "rowid"
+        video = {"video_id": video_id}
         with store_errors(self._store, "remove"), self._engine.begin() as connection:
-            removed = connection.execute(
-                text(f"DELETE FROM search_documents WHERE {column} = :video_id"),
-                {"video_id": video_id},
-            ).rowcount
-        return bool(removed)
+            if self._postgres:
+                removed = connection.execute(
+                    text(
+                        "DELETE FROM search_documents WHERE video_id = :video_id "
+                        "RETURNING tsvector_to_array(document)"
+                    ),
+                    video,
+                ).scalar()
+                if removed is None:
+                    return False
+                _change_counts(connection, set(removed), set())
+                return True
+            row = connection.execute(
+                text(
+                    f"SELECT {', '.join(_FTS_COLUMNS)} FROM search_documents "
+                    "WHERE rowid = :video_id"
+                ),
+                video,
+            ).first()
+            if row is None:
+                return False
+            connection.execute(text("DELETE FROM search_documents WHERE rowid = :video_id"), video)
+            _change_counts(connection, _fts_terms(row), set())
+            return True
+
+    def _expand(self, connection: Connection, term: QueryTerm) -> list[str]:
+        """The indexed terms ``term`` matches: itself, or its capped prefix expansions."""
+        if not term.prefix:
+            return [term.text]
+        found = connection.execute(
+            _EXPANSIONS,
+            {
+                "low": term.text,
+                "high": term.text + _PREFIX_END,
+                "cap": self._config.max_prefix_expansions,
+            },
+        ).scalars()
+        return list(found)
 
     def search(self, query: ParsedQuery, *, limit: int) -> list[tuple[int, float]]:
         """Videos matching every term, best score first (ties: lower id first)."""
@@ -135,20 +260,33 @@ class SqlSearchIndex(ReplicaReadStore):
         check_limit("limit", limit)
         if limit == 0:
             return []
-        if self._postgres:
-            statement = text(
-                "SELECT video_id, ts_rank(document, query) AS score "
-                "FROM search_documents, CAST(:query AS tsquery) AS query "
-                "WHERE document @@ query ORDER BY score DESC, video_id LIMIT :limit"
-            )
-            params = {"query": _tsquery_literal(query.terms), "limit": limit}
-        else:
-            statement = text(
-                f"SELECT rowid AS video_id, -bm25(search_documents, {_FTS_WEIGHTS}) AS score "
-                "FROM search_documents WHERE search_documents MATCH :query "
-                "ORDER BY score DESC, video_id LIMIT :limit"
-            )
-            params = {"query": _fts_query(query.terms), "limit": limit}
         with store_errors(self._store, "search"), self._reader.connect() as connection:
+            groups = [self._expand(connection, term) for term in query.terms]
+            if not all(groups):
+                return []  # a prefix nothing indexed starts with matches no video
+            if self._postgres:
+                statement = text(
+                    "SELECT video_id, ts_rank(document, query) AS score FROM ("
+                    "SELECT video_id, document FROM search_documents "
+                    "WHERE document @@ CAST(:query AS tsquery) "
+                    "ORDER BY video_id DESC LIMIT :pool) AS candidates, "
+                    "CAST(:rank_query AS tsquery) AS query "
+                    "ORDER BY score DESC, video_id LIMIT :limit"
+                )
+                params = {
+                    "query": _tsquery_literal(groups),
+                    # ts_rank costs in proportion to the query's lexemes: a 64-way OR
+                    # ranks about twice as slowly as the one prefix lexeme it came from.
+                    "rank_query": _prefix_tsquery(query.terms),
+                    "limit": limit,
+                    "pool": self._rank_pool,
+                }
+            else:
+                statement = text(
+                    f"SELECT rowid AS video_id, -bm25(search_documents, {_FTS_WEIGHTS}) AS score "
+                    "FROM search_documents WHERE search_documents MATCH :query "
+                    "ORDER BY score DESC, video_id LIMIT :limit"
+                )
+                params = {"query": _fts_query(groups), "limit": limit}
             rows = connection.execute(statement, params).all()
         return [(int(row.video_id), float(row.score)) for row in rows]

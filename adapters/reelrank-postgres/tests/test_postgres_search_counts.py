@@ -1,0 +1,89 @@
+"""The per-term video counts behind the prefix cap, and the search index's settings."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from reelrank_postgres import SqlSearchIndex, downgrade, migrate
+from sqlalchemy import Engine, text
+
+from reelrank import InMemorySearchIndex, InvalidInputError, ParsedQuery, QueryTerm, SearchDocument
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "benchmarks"))
+from search_corpus import make_corpus
+
+pytestmark = pytest.mark.integration
+
+
+def _documents(size: int) -> list[SearchDocument]:
+    corpus = make_corpus(size)
+    return [
+        SearchDocument(
+            video_id=video_id,
+            title=title,
+            hashtags=hashtags,
+            sound_name=sound,
+            creator_name=creator,
+        )
+        for video_id, title, hashtags, sound, creator in zip(
+            corpus.video_ids.tolist(),
+            corpus.titles,
+            corpus.hashtags,
+            corpus.sound_names,
+            corpus.creator_names,
+            strict=True,
+        )
+    ]
+
+
+def test_counts_follow_replacements_and_removals_and_the_migration_rebuilds_them(
+    engine: Engine,
+) -> None:
+    index = SqlSearchIndex(engine)
+    documents = _documents(300)
+    for document in documents:
+        index.index(document)
+    for document in documents[:50]:
+        index.index(document.model_copy(update={"title": "replaced " + document.title[:20]}))
+    for document in documents[50:100]:
+        assert index.remove(document.video_id)
+    assert not index.remove(documents[60].video_id)
+
+    def counts() -> dict[str, int]:
+        with engine.connect() as connection:
+            rows = connection.execute(text("SELECT term, videos FROM search_terms")).all()
+        return {row.term: row.videos for row in rows}
+
+    memory = InMemorySearchIndex()
+    for document in documents[:50]:
+        memory.index(document.model_copy(update={"title": "replaced " + document.title[:20]}))
+    for document in documents[100:]:
+        memory.index(document)
+    kept = counts()
+    assert all(videos > 0 for videos in kept.values())
+    # Each counted term matches exactly as many videos in memory as its count says.
+    for term, videos in list(kept.items())[:200]:
+        query = ParsedQuery(terms=(QueryTerm(text=term, prefix=False),))
+        assert len(memory.search(query, limit=1_000)) == videos, term
+    # Rebuilt from the documents alone, the counts come out the same.
+    downgrade(engine, "0002")
+    migrate(engine)
+    assert counts() == kept
+
+
+@pytest.mark.parametrize(
+    ("field", "kwargs"),
+    [
+        ("rank_pool", {"rank_pool": 0}),
+        ("rank_pool", {"rank_pool": True}),
+        ("config", {"config": 3}),
+    ],
+)
+def test_bad_settings_are_refused_by_name(
+    engine: Engine, field: str, kwargs: dict[str, object]
+) -> None:
+    with pytest.raises(InvalidInputError) as info:
+        SqlSearchIndex(engine, **kwargs)  # type: ignore[arg-type]
+    assert info.value.field == field

@@ -53,7 +53,8 @@ class CandidateColumns:
 
     @classmethod
     def empty(cls) -> CandidateColumns:
-        return cls.from_videos((), None, None)
+        """No candidates: one shared, read-only instance (most users add no extra rows)."""
+        return _NO_COLUMNS
 
     @classmethod
     def from_videos(
@@ -128,6 +129,23 @@ class CandidateColumns:
             comments=comments,
             dl_score=self.dl_scores,
         )
+
+
+def _read_only_empty_columns() -> CandidateColumns:
+    columns = CandidateColumns.from_videos((), None, None)
+    for array in (
+        columns.video_ids,
+        columns.creator_ids,
+        columns.sound_ids,
+        columns.published_at,
+        columns.counts,
+        columns.dl_scores,
+    ):
+        array.flags.writeable = False
+    return columns
+
+
+_NO_COLUMNS = _read_only_empty_columns()
 
 
 @dataclass(frozen=True, slots=True)

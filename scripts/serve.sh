@@ -49,5 +49,4 @@ if [ "${REELRANK_DEMO:-}" = true ]; then
   echo "  $token"
   echo "  curl -H 'Authorization: Bearer $token' 'http://$REELRANK_HOST:$REELRANK_PORT/api/v1/reels?limit=5'"
 fi
-exec .venv/bin/gunicorn --workers "$REELRANK_WORKERS" --bind "$REELRANK_HOST:$REELRANK_PORT" \
-  --access-logfile - "reelrank_example:create_default_app()"
+exec .venv/bin/gunicorn -c deploy/gunicorn.conf.py

@@ -1,14 +1,58 @@
 """gunicorn settings for the reels service (``gunicorn -c deploy/gunicorn.conf.py``).
 
 Every value can be overridden by an environment variable, so the same file serves
-``scripts/serve.sh`` on a laptop and the container in Kubernetes.
+``scripts/serve.sh`` on a laptop and the container in Kubernetes. The reasons for each
+choice are in ``docs/operate/deployment.md``.
 """
 
 from __future__ import annotations
 
 import os
 
+
+def _env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    return os.environ.get(name, str(default)).strip().lower() in {"1", "true", "yes", "on"}
+
+
+# --- Serving: processes, threads, timeouts, shutdown -------------------------------------
 wsgi_app = "reelrank_example:create_default_app()"
 bind = f"{os.environ.get('REELRANK_HOST', '127.0.0.1')}:{os.environ.get('REELRANK_PORT', '8000')}"
-workers = int(os.environ.get("REELRANK_WORKERS", "2"))
+workers = _env_int("REELRANK_WORKERS", 2)
+# Threads, not more processes, for the time a request waits on PostgreSQL, Redis or
+# ClickHouse: the app and its stores are thread-safe, the ranking kernels release the GIL
+# (nogil), and a frozen dependency then blocks one thread for its deadline instead of a
+# whole worker. gthread also keeps client connections alive; the sync worker closes
+# every connection after one request.
+worker_class = os.environ.get("REELRANK_WORKER_CLASS", "gthread")
+threads = _env_int("REELRANK_THREADS", 4)
+# With gthread the worker's main loop reports to the master, not the request threads:
+# this catches a worker that hangs as a whole (a GIL-holding loop), not a slow request;
+# the stores' own deadlines bound those.
+timeout = _env_int("REELRANK_TIMEOUT", 30)
+# SIGTERM stops accepting connections and lets the requests in flight finish for up to
+# this long before the master kills what is left. Keep it below the pod's
+# terminationGracePeriodSeconds minus its preStop sleep.
+graceful_timeout = _env_int("REELRANK_GRACEFUL_TIMEOUT", 25)
+# Longer than the idle timeout of the proxy in front (ingress-nginx keeps upstream
+# connections for 60 s), so the server never closes a connection the proxy is reusing.
+keepalive = _env_int("REELRANK_KEEPALIVE", 75)
+# Recycling bounds slow memory growth; the jitter keeps the workers from restarting
+# together. A new worker loads the kernels from the numba cache, not compiling them.
+max_requests = _env_int("REELRANK_MAX_REQUESTS", 10_000)
+max_requests_jitter = _env_int("REELRANK_MAX_REQUESTS_JITTER", 1_000)
+# Off: each worker builds its app after the fork. A preloaded app would run
+# reelrank.warmup() in the master, which starts numba's OpenMP threads, and GNU OpenMP
+# kills a forked child the first time it runs a parallel kernel; it would also share the
+# master's database and Redis sockets between workers. Loading the kernels from the
+# numba cache costs each worker a fraction of a second.
+preload_app = _env_bool("REELRANK_PRELOAD", False)
+# The heartbeat files live in memory: the container's root filesystem is read-only and
+# /tmp on a disk-backed volume can stall the heartbeat.
+worker_tmp_dir = os.environ.get(
+    "REELRANK_WORKER_TMP_DIR", "/dev/shm" if os.path.isdir("/dev/shm") else None
+)
 accesslog = "-"

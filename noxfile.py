@@ -119,6 +119,18 @@ def release(session: nox.Session) -> None:
 
 
 @nox.session(python="3.11")
+def image(session: nox.Session) -> None:
+    """The container image's build steps without Docker, and the built virtualenv served.
+
+    deploy/docker-build-check.sh builds the wheels, installs them in a fresh virtualenv,
+    builds the numba cache, and checks that a process with the pod's copy of the cache
+    loads its kernels from it and that gunicorn serves the health checks. A few minutes.
+    """
+    python = str(Path(session.bin) / "python")
+    session.run("bash", "deploy/docker-build-check.sh", env={"PYTHON": python}, external=True)
+
+
+@nox.session(python="3.11")
 def lowest(session: nox.Session) -> None:
     """Unit tests and a quick benchmark on the lowest versions every distribution declares.
 

@@ -55,4 +55,7 @@ preload_app = _env_bool("REELRANK_PRELOAD", False)
 worker_tmp_dir = os.environ.get(
     "REELRANK_WORKER_TMP_DIR", "/dev/shm" if os.path.isdir("/dev/shm") else None
 )
+# gunicorn 25.1+ opens a control socket under $HOME for gunicornc; the container's home
+# is not writable, and worker counts change through the manifests, not at run time.
+control_socket_disable = not _env_bool("REELRANK_CONTROL_SOCKET", False)
 accesslog = "-"

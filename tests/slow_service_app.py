@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 from flask import Flask
-
 from reelrank_example import create_default_app
 
 

@@ -8,6 +8,9 @@ itself has no request that takes seconds.
 
 from __future__ import annotations
 
+import inspect
+import os
+import runpy
 import signal
 import subprocess
 import sys
@@ -17,8 +20,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from reelrank.testing.servers import free_port, terminate_process, wait_until_ready
+import pytest
 from test_service_http_processes import ROOT, _command, _environment
+
+from reelrank.testing.servers import free_port, terminate_process, wait_until_ready
 
 GRACEFUL_TIMEOUT = 4
 
@@ -100,3 +105,51 @@ def test_sigterm_drains_requests_in_flight_within_graceful_timeout(tmp_path: Pat
     finally:
         terminate_process(master, timeout=10.0)
         log.close()
+
+
+CONFIG = ROOT / "deploy" / "gunicorn.conf.py"
+
+
+def _load_config(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
+    for name in list(os.environ):
+        if name.startswith("REELRANK_"):
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return {k: v for k, v in runpy.run_path(str(CONFIG)).items() if not k.startswith("_")}
+
+
+def test_every_name_in_the_config_is_a_gunicorn_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gunicorn.config import Config
+
+    settings = Config().settings
+    names = {k for k, v in _load_config({}, monkeypatch).items() if not inspect.ismodule(v)}
+    names -= {"annotations"}  # from __future__ import annotations
+    assert names <= set(settings), names - set(settings)
+
+
+def test_settings_follow_their_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    defaults = _load_config({}, monkeypatch)
+    assert defaults["worker_class"] == "gthread"
+    assert defaults["preload_app"] is False
+    assert defaults["control_socket_disable"] is True
+    assert 0 < defaults["graceful_timeout"] < 40  # terminationGracePeriodSeconds - preStop
+    changed = _load_config(
+        {
+            "REELRANK_HOST": "0.0.0.0",
+            "REELRANK_PORT": "9000",
+            "REELRANK_WORKERS": "3",
+            "REELRANK_THREADS": "8",
+            "REELRANK_GRACEFUL_TIMEOUT": "5",
+            "REELRANK_KEEPALIVE": "2",
+            "REELRANK_MAX_REQUESTS": "0",
+            "REELRANK_PRELOAD": "true",
+            "REELRANK_CONTROL_SOCKET": "yes",
+        },
+        monkeypatch,
+    )
+    assert changed["bind"] == "0.0.0.0:9000"
+    assert (changed["workers"], changed["threads"]) == (3, 8)
+    assert (changed["graceful_timeout"], changed["keepalive"], changed["max_requests"]) == (5, 2, 0)
+    assert changed["preload_app"] is True
+    assert changed["control_socket_disable"] is False

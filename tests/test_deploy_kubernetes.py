@@ -11,7 +11,6 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
-
 from kustomize_subset import UnsupportedKustomization, render
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -194,7 +193,12 @@ def test_the_renderer_merges_lists_on_their_keys_and_refuses_what_it_does_not_kn
     assert out["metadata"]["labels"] == {"a": "1"}
     assert out["spec"]["containers"] == [
         {"name": "one", "image": "x:1", "env": [{"name": "A", "value": "3"}]},
-        {"name": "two", "image": "y@sha256:00", "args": ["--c"], "env": [{"name": "B", "value": "2"}]},
+        {
+            "name": "two",
+            "image": "y@sha256:00",
+            "args": ["--c"],
+            "env": [{"name": "B", "value": "2"}],
+        },
     ]
     (overlay / "kustomization.yaml").write_text(
         yaml.safe_dump({"resources": ["../base"], "commonLabels": {"c": "3"}})

@@ -26,7 +26,8 @@ RUNBOOKS = ROOT / "docs" / "operate" / "alerts.md"
 RUNBOOK_BASE = "https://github.com/reelrank/reelrank/blob/main/docs/operate/alerts.md"
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(
-    PROMTOOL is None, reason="promtool is needed (Debian package prometheus; scripts/test.sh installs it)"
+    PROMTOOL is None,
+    reason="promtool is needed (Debian package prometheus; scripts/test.sh installs it)",
 )
 
 # The metric families agreed for the service (name as exposed: counters end in _total)

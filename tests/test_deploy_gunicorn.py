@@ -100,8 +100,6 @@ def test_sigterm_drains_requests_in_flight_within_graceful_timeout(tmp_path: Pat
             raise AssertionError("the port still answers after the master exited")
         except OSError:
             pass
-        text = (tmp_path / "gunicorn.log").read_text(errors="replace")
-        assert "Handling signal: term" in text
     finally:
         terminate_process(master, timeout=10.0)
         log.close()

@@ -40,10 +40,13 @@ graceful_timeout = _env_int("REELRANK_GRACEFUL_TIMEOUT", 25)
 # Longer than the idle timeout of the proxy in front (ingress-nginx keeps upstream
 # connections for 60 s), so the server never closes a connection the proxy is reusing.
 keepalive = _env_int("REELRANK_KEEPALIVE", 75)
-# Recycling bounds slow memory growth; the jitter keeps the workers from restarting
-# together. A new worker loads the kernels from the numba cache, not compiling them.
-max_requests = _env_int("REELRANK_MAX_REQUESTS", 10_000)
-max_requests_jitter = _env_int("REELRANK_MAX_REQUESTS_JITTER", 1_000)
+# Recycling bounds slow memory growth, but a new worker is not free: it imports numpy
+# and numba, compiles the one kernel numba cannot cache (the parallel batch kernel,
+# seconds of CPU), and starts with an empty in-process feed cache level. At a few
+# hundred requests a second per worker this recycles about hourly; the jitter keeps
+# the workers from restarting together.
+max_requests = _env_int("REELRANK_MAX_REQUESTS", 1_000_000)
+max_requests_jitter = _env_int("REELRANK_MAX_REQUESTS_JITTER", 100_000)
 # Off: each worker builds its app after the fork. A preloaded app would run
 # reelrank.warmup() in the master, which starts numba's OpenMP threads, and GNU OpenMP
 # kills a forked child the first time it runs a parallel kernel; it would also share the

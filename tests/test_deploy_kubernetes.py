@@ -205,3 +205,14 @@ def test_the_renderer_merges_lists_on_their_keys_and_refuses_what_it_does_not_kn
     )
     with pytest.raises(UnsupportedKustomization, match="commonLabels"):
         render(overlay)
+
+
+def test_the_grace_period_covers_the_pre_stop_sleep_and_gunicorns_drain(
+    rendered: list[dict[str, Any]],
+) -> None:
+    pod = _one(rendered, "Deployment")["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    command = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert command[0] == "sleep"
+    graceful = int(_one(rendered, "ConfigMap")["data"]["REELRANK_GRACEFUL_TIMEOUT"])
+    assert int(command[1]) + graceful < pod["terminationGracePeriodSeconds"]

@@ -50,8 +50,9 @@ max_requests_jitter = _env_int("REELRANK_MAX_REQUESTS_JITTER", 100_000)
 # Off: each worker builds its app after the fork. A preloaded app would run
 # reelrank.warmup() in the master, which starts numba's OpenMP threads, and GNU OpenMP
 # kills a forked child the first time it runs a parallel kernel; it would also share the
-# master's database and Redis sockets between workers. Loading the kernels from the
-# numba cache costs each worker a fraction of a second.
+# master's database and Redis sockets between workers. Loading the cached kernels costs
+# each worker a fraction of a second; the uncached parallel one compiles in each worker
+# either way.
 preload_app = _env_bool("REELRANK_PRELOAD", False)
 # The heartbeat files live in memory: the container's root filesystem is read-only and
 # /tmp on a disk-backed volume can stall the heartbeat.

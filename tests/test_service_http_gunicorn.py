@@ -18,11 +18,13 @@ import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 from reelrank_example import Settings, migrate
+from reelrank_example._metrics import FAMILIES
 from test_service_http_processes import ROOT, _environment
 
 from reelrank.testing.servers import free_port, terminate_process, wait_until_ready
@@ -61,13 +63,17 @@ class Gunicorn:
         with urllib.request.urlopen(url, timeout=30) as response:
             return response.status, response.read().decode()
 
-    def scrape(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        """The pod's samples by name and labels, from ``/metrics``."""
+    def families(self) -> dict[str, Any]:
+        """The pod's metric families, from ``/metrics``."""
         status, text = self.get("/metrics")
         assert status == 200
+        return {family.name: family for family in text_string_to_metric_families(text)}
+
+    def scrape(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        """The pod's samples by name and labels."""
         return {
             (s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text)
+            for family in self.families().values()
             for s in family.samples
         }
 
@@ -133,6 +139,10 @@ def _live_requests(server: Gunicorn, count: int) -> None:
 def test_one_scrape_shows_both_workers_and_survives_a_killed_worker(gunicorn: Gunicorn) -> None:
     workers = gunicorn.wait_for_workers()
     assert not (gunicorn.metrics / "counter_1.db").exists()  # emptied at start
+    families = gunicorn.families()
+    for family in FAMILIES:
+        parsed = families[family.name.removesuffix("_total")]
+        assert (parsed.type, parsed.documentation) == (family.type, family.help)
     key = (REQUESTS_NAME, tuple(sorted(LIVE.items())))
 
     sent = 0

@@ -245,6 +245,16 @@ class _Metrics:
             registry=self._registry,
         )  # fmt: skip
 
+    def pool_fetched_at(self) -> Gauge:
+        """The stored gauge the pool's age is derived from (not exported itself)."""
+        return Gauge(
+            _POOL_FETCHED_AT,
+            "When the shared candidate pool's candidates were fetched (Unix seconds), "
+            "oldest over the live workers.",
+            multiprocess_mode="livemin",
+            registry=self._registry,
+        )
+
 
 class _PrometheusObserver(FeedObserver):
     """Writes what the feed service and the event recorder report into the metrics."""
@@ -269,13 +279,7 @@ class _PrometheusObserver(FeedObserver):
         )
         self._kernels = metrics.histogram("reelrank_kernel_duration_seconds", _KERNEL_BUCKETS)
         self._pool_size = metrics.gauge("reelrank_candidate_pool_size")
-        self._pool_fetched_at = Gauge(
-            _POOL_FETCHED_AT,
-            "When the shared candidate pool's candidates were fetched (Unix seconds), "
-            "oldest over the live workers.",
-            multiprocess_mode="livemin",
-            registry=metrics._registry,
-        )
+        self._pool_fetched_at = metrics.pool_fetched_at()
         self._warmed = metrics.counter("reelrank_warming_users_total")
         self._breakers = metrics.gauge("reelrank_circuit_breaker_state")
 

@@ -94,8 +94,10 @@ __all__ = [
 ]
 
 _logger = logging.getLogger(__name__)
-# Start-up warms the feeds of the users behind the newest events of the last day.
+# Start-up warms the feeds of the users behind the newest events of the last day, a
+# batch at a time so that its progress shows in the metrics.
 _WARM_EVENTS = 5_000
+_WARM_BATCH = 500
 
 
 def demo_authenticator(settings: Settings) -> Authenticator:
@@ -141,8 +143,11 @@ def create_default_app(settings: Settings | None = None) -> Flask:
     warmup()
     now = services.clock()
     recent = services.stores.log.events_between(now - timedelta(days=1), now, limit=_WARM_EVENTS)
+    users = sorted({event.user_id for event in recent})
     try:
-        services.feed.warm(sorted({event.user_id for event in recent}))
+        for start in range(0, len(users), _WARM_BATCH):
+            services.feed.warm(users[start : start + _WARM_BATCH])
+            services.metrics.warming_progress(min(start + _WARM_BATCH, len(users)) / len(users))
     except FeedUnavailableError:
         # A cold cache is slower, not wrong: serve, and let readiness report the outage.
         _logger.warning("could not warm feeds at start-up", exc_info=True)

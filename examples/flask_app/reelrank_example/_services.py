@@ -61,6 +61,7 @@ from reelrank import (
     VideoSearch,
 )
 
+from ._metrics import AppMetrics
 from ._settings import Settings
 
 __all__ = [
@@ -267,6 +268,9 @@ class Services:
     """How HLS and DASH manifests are written."""
     clock: Clock
     """Current time (aware UTC datetime) for windows and timestamps."""
+    metrics: AppMetrics = dataclasses.field(default_factory=AppMetrics)
+    """The service's Prometheus metrics; the feed service and the recorder report to
+    its observer."""
 
     def close(self) -> None:
         """Stop the feed service's worker threads and release the stores."""
@@ -446,14 +450,17 @@ def build_services(
     *,
     clock: Clock | None = None,
     feed_config: FeedServiceConfig | None = None,
+    metrics: AppMetrics | None = None,
 ) -> Services:
     """Build every service on ``stores``; nothing is read or written yet.
 
     ``feed_config`` replaces the feed service's defaults (deadlines, cache lifetimes...);
-    without it, only the cursor secret comes from ``settings``.
+    without it, only the cursor secret comes from ``settings``. The feed service and
+    the event recorder report to ``metrics`` (default: new metrics).
     """
     settings = settings or Settings()
     clock = clock or _utc_now
+    metrics = metrics or AppMetrics()
     resolver: VariantResolver | None = None
     if settings.experiment:
         experiment = _experiment()
@@ -472,11 +479,14 @@ def build_services(
         or FeedServiceConfig(cursor_secret=settings.cursor_secret, model_name=settings.model_name),
         assign_variant=resolver,
         clock=clock,
+        observer=metrics.observer,
     )
     return Services(
         stores=stores,
         feed=feed,
-        recorder=EngagementRecorder(stores.catalog, stores.events, log=stores.log, now=clock),
+        recorder=EngagementRecorder(
+            stores.catalog, stores.events, log=stores.log, now=clock, observer=metrics.observer
+        ),
         trending=Trending(
             stores.catalog,
             stores.log,
@@ -489,6 +499,7 @@ def build_services(
         processing=ProcessingTracker(stores.progress, catalog=stores.catalog, clock=clock),
         manifests=ManifestConfig(frame_rate=30.0),
         clock=clock,
+        metrics=metrics,
     )
 
 

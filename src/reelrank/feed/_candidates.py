@@ -24,6 +24,7 @@ from ..stores._protocols import Catalog, EventStore, ModelRegistry
 from ._config import FeedServiceConfig
 from ._context import DegradedReport
 from ._guards import StoreGuards
+from ._observer import FeedObserver
 
 
 class CatalogUnavailableError(Exception):
@@ -160,6 +161,10 @@ class CandidatePool:
     """Ranking signals without data while the pool was built (their weight is spread)."""
     degraded: tuple[DegradedDependency, ...]
     built_at: float
+    """When the pool was built or last stood in for a failed fetch (monotonic seconds)."""
+    fetched_at: float
+    """When its candidates were fetched (monotonic seconds): older than ``built_at`` when
+    the catalog failed and the last known candidates were kept."""
 
 
 class CandidateSource:
@@ -178,6 +183,7 @@ class CandidateSource:
         guards: StoreGuards,
         config: FeedServiceConfig,
         monotonic: Callable[[], float],
+        observer: FeedObserver | None = None,
     ) -> None:
         self._catalog = catalog
         self._events = events
@@ -185,6 +191,7 @@ class CandidateSource:
         self._guards = guards
         self._config = config
         self._monotonic = monotonic
+        self._observer = observer
         self._lock = threading.Lock()
         self.current: CandidatePool | None = None
         """The latest pool (``None`` before the first)."""
@@ -258,6 +265,14 @@ class CandidateSource:
         return CandidateColumns.from_videos(videos, stats, self.dl_scores(ids, lost, report))
 
     def _build(self, previous: CandidatePool | None) -> CandidatePool:
+        pool = self._fetch(previous)
+        if self._observer is not None:
+            self._observer.candidate_pool_refreshed(
+                len(pool.columns), pool.built_at - pool.fetched_at
+            )
+        return pool
+
+    def _fetch(self, previous: CandidatePool | None) -> CandidatePool:
         cfg = self._config
         report = DegradedReport()
         lost: set[str] = set()
@@ -295,6 +310,7 @@ class CandidateSource:
             else:
                 report.report("stats", "ranked without completion and engagement")
                 lost.update(("completion", "engagement"))
+        now = self._monotonic()
         return CandidatePool(
             columns=columns,
             candidates=columns.candidates(),
@@ -302,7 +318,8 @@ class CandidateSource:
             creators=np.unique(columns.creator_ids).tolist(),
             lost_signals=frozenset(lost),
             degraded=tuple(report.degraded),
-            built_at=self._monotonic(),
+            built_at=now,
+            fetched_at=now,
         )
 
     def _popular_outside(self, known: set[int]) -> list[Video]:

@@ -2,8 +2,7 @@
 
 ``promtool`` (Debian package ``prometheus``) checks and unit-tests the rules; the tests
 that need it are skipped without it. Every metric name a rule or a panel uses must be
-one the service exports: :data:`AGREED_METRIC_CATALOG` until the service's metrics
-module lists its families (then :func:`exported_series_names` should read them there).
+one the service exports: the families listed in the service's metrics module.
 """
 
 from __future__ import annotations
@@ -12,6 +11,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,10 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "examples" / "flask_app"))
+
+from reelrank_example._metrics import FAMILIES  # noqa: E402
+
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
 ALERT_TESTS = ROOT / "deploy" / "prometheus" / "alerts_test.yml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "reelrank.json"
@@ -30,34 +34,9 @@ needs_promtool = pytest.mark.skipif(
     reason="promtool is needed (Debian package prometheus; scripts/test.sh installs it)",
 )
 
-# The metric families agreed for the service (name as exposed: counters end in _total)
-# and their types. The single place to switch to the service's own list.
-AGREED_METRIC_CATALOG: dict[str, str] = {
-    "reelrank_http_requests_total": "counter",
-    "reelrank_http_request_duration_seconds": "histogram",
-    "reelrank_http_requests_in_flight": "gauge",
-    "reelrank_http_rate_limited_total": "counter",
-    "reelrank_feed_pages_total": "counter",
-    "reelrank_feed_cache_lookups_total": "counter",
-    "reelrank_feed_cache_hit_ratio": "gauge",
-    "reelrank_feed_degraded_total": "counter",
-    "reelrank_feed_unavailable_total": "counter",
-    "reelrank_feed_snapshot_builds_total": "counter",
-    "reelrank_feed_snapshot_build_duration_seconds": "histogram",
-    "reelrank_store_calls_total": "counter",
-    "reelrank_store_call_duration_seconds": "histogram",
-    "reelrank_circuit_breaker_state": "gauge",
-    "reelrank_events_total": "counter",
-    "reelrank_kernel_duration_seconds": "histogram",
-    "reelrank_candidate_pool_age_seconds": "gauge",
-    "reelrank_candidate_pool_size": "gauge",
-    "reelrank_warming_users_total": "counter",
-    "reelrank_warming_progress_ratio": "gauge",
-    "reelrank_startup_complete": "gauge",
-    "reelrank_readiness_checks_total": "counter",
-    "reelrank_idempotent_replays_total": "counter",
-    "reelrank_build_info": "gauge",
-}
+# The metric families the service exports (name as exposed: counters end in _total),
+# read from the service's own list so a renamed family breaks this test.
+EXPORTED_FAMILIES: dict[str, str] = {family.name: family.type for family in FAMILIES}
 # prometheus_client's process collector, and the series Prometheus adds to every scrape.
 PROCESS_COLLECTOR = {
     "process_cpu_seconds_total",
@@ -90,7 +69,7 @@ FAILURE_MODES = {
 def exported_series_names() -> set[str]:
     """Every series name the service exposes: histograms as _bucket, _count and _sum."""
     names = set(PROCESS_COLLECTOR)
-    for family, kind in AGREED_METRIC_CATALOG.items():
+    for family, kind in EXPORTED_FAMILIES.items():
         if kind == "histogram":
             names |= {f"{family}_bucket", f"{family}_count", f"{family}_sum"}
         else:
@@ -230,7 +209,7 @@ def test_dashboard_queries_use_only_exported_metrics_and_cover_them_all() -> Non
         assert names <= exported, (title, names - exported)
         used |= names
     families = {re.sub(r"_(bucket|count|sum)$", "", name) for name in used}
-    assert set(AGREED_METRIC_CATALOG) <= families, set(AGREED_METRIC_CATALOG) - families
+    assert set(EXPORTED_FAMILIES) <= families, set(EXPORTED_FAMILIES) - families
 
 
 def test_dashboard_panels_are_well_formed() -> None:

@@ -153,6 +153,9 @@ def logging_config(settings: Settings) -> dict[str, Any]:
                 "propagate": False,
             },
             "gunicorn.access": {"level": "INFO", "handlers": ["structured"], "propagate": False},
+            # Every store checks the schema revision when built, and alembic reports each
+            # check at INFO; the migrate command is where migrations are worth reading.
+            "alembic": {"level": "WARNING"},
         },
     }
 
@@ -200,11 +203,20 @@ class GunicornLogger(_GunicornBaseLogger):  # type: ignore[misc]
     and route the app answered with.
     """
 
+    def setup(self, cfg: Any) -> None:
+        """gunicorn's setup, then :mod:`warnings` into the logs (not bare on stderr)."""
+        super().setup(cfg)
+        logging.captureWarnings(True)
+
     def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
         """Write one access line, unless gunicorn's access log is off."""
         if not self.access_log_enabled:
             return
-        fields = dict(environ.get(_ENVIRON_KEY) or {})
+        fields = {
+            key: value
+            for key, value in (environ.get(_ENVIRON_KEY) or {}).items()
+            if value is not None
+        }
         if "request_id" not in fields:
             for name, value in getattr(resp, "headers", ()):
                 if name.lower() == "x-request-id":

@@ -293,6 +293,10 @@ def _sql_engine(settings: Settings) -> sa.Engine:
     engine = connect(SqlStoreConfig(url=settings.database_url))
     if engine.dialect.name == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_wal)
+    if settings.tracing:
+        from ._tracing import trace_sql_engine
+
+        trace_sql_engine(engine)
     return engine
 
 
@@ -379,8 +383,17 @@ def configured_stores(settings: Settings) -> Stores:
             closers.append(clickhouse.dispose)
             events = ClickHouseEventStore(clickhouse)
             log = ClickHouseEngagementLog(clickhouse)
+            if settings.tracing:
+                from ._tracing import trace_clickhouse_store
+
+                events = trace_clickhouse_store(events, "events")
+                log = trace_clickhouse_store(log, "log")
         cache: FeedCache = LRUFeedCache()
         seen: SeenStore = SqlSeenStore(engine)
+        if settings.tracing and (settings.redis_url or settings.redis_state_url):
+            from ._tracing import trace_redis
+
+            trace_redis()
         if settings.redis_url is not None:
             from reelrank_redis import RedisConfig, RedisFeedCache
             from reelrank_redis import connect as connect_redis
@@ -473,19 +486,29 @@ def build_services(
         assign_variant=resolver,
         clock=clock,
     )
+    trending = Trending(
+        stores.catalog,
+        stores.log,
+        snapshots=stores.trending_snapshots,
+        config=TrendingConfig(reuse_seconds=settings.trending_reuse_seconds),
+    )
+    creators = CreatorRecommender(stores.catalog, stores.events, stores.log)
+    search = VideoSearch(stores.search_index, stats=stores.events)
+    similar = SimilarVideos(stores.catalog, embeddings=stores.embeddings, seen=stores.seen)
+    if settings.tracing:
+        from ._tracing import trace_services
+
+        feed, similar, search, trending, creators = trace_services(
+            feed, similar, search, trending, creators
+        )
     return Services(
         stores=stores,
         feed=feed,
         recorder=EngagementRecorder(stores.catalog, stores.events, log=stores.log, now=clock),
-        trending=Trending(
-            stores.catalog,
-            stores.log,
-            snapshots=stores.trending_snapshots,
-            config=TrendingConfig(reuse_seconds=settings.trending_reuse_seconds),
-        ),
-        creators=CreatorRecommender(stores.catalog, stores.events, stores.log),
-        search=VideoSearch(stores.search_index, stats=stores.events),
-        similar=SimilarVideos(stores.catalog, embeddings=stores.embeddings, seen=stores.seen),
+        trending=trending,
+        creators=creators,
+        search=search,
+        similar=similar,
         processing=ProcessingTracker(stores.progress, catalog=stores.catalog, clock=clock),
         manifests=ManifestConfig(frame_rate=30.0),
         clock=clock,

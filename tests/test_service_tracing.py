@@ -51,11 +51,12 @@ AUTH = {"Authorization": f"Bearer {issue_token(SECRET, FIRST_USER_ID)}"}
 
 
 @pytest.fixture(scope="module")
-def exporter() -> InMemorySpanExporter:
-    """The process's tracer provider (set once per process), exporting to memory."""
+def exporter() -> Iterator[InMemorySpanExporter]:
+    """Every span of the process's tracer provider (set up once per process)."""
     memory = InMemorySpanExporter()
-    configure_tracing(Settings(tracing=True, tracing_exporter="console"), memory)
-    return memory
+    configure_tracing(Settings(tracing=True), memory)
+    yield memory
+    memory.shutdown()
 
 
 def _settings(**overrides: Any) -> Settings:

@@ -151,8 +151,9 @@ def configure_tracing(settings: Settings, exporter: Any = None) -> Any:
     Returns the process's ``TracerProvider``. Call it before building the stores, so
     their clients are traced; :func:`create_default_app` does when ``settings.tracing``
     is on. ``exporter`` (an SDK ``SpanExporter``, such as ``InMemorySpanExporter`` in
-    tests) replaces the configured one and receives every span as it ends. Tracing
-    code is imported only here, so a service without tracing never loads it.
+    tests) replaces the configured one (joins it, once tracing is set up) and receives
+    every span as it ends. Tracing code is imported only here and when
+    ``settings.tracing`` is on, so a service without tracing never loads it.
     """
     from ._tracing import configure_tracing as configure
 

@@ -31,6 +31,7 @@ sys.path.insert(0, str(EXAMPLE_ROOT))
 from reelrank_example import (  # noqa: E402
     FIRST_USER_ID,
     FIRST_VIDEO_ID,
+    ProblemError,
     Settings,
     Stores,
     build_services,
@@ -106,6 +107,7 @@ def test_request_lines_carry_id_route_status_latency_and_user(log_output: io.Str
         # Ids that are too long or could inject into a header or a log are replaced.
         unsafe = client.get("/openapi.json", headers={"X-Request-ID": "a b<script>"})
         too_long = client.get("/openapi.json", headers={"X-Request-ID": "x" * 129})
+        missing = client.get("/no/such/page", headers={"X-Request-ID": "nf-1"})
     finally:
         services.close()
     generated = [r.headers["X-Request-ID"] for r in (anonymous, unsafe, too_long)]
@@ -115,7 +117,10 @@ def test_request_lines_carry_id_route_status_latency_and_user(log_output: io.Str
     assert len(set(generated)) == 3
 
     requests = [line for line in _lines(log_output) if line["event"] == "request"]
-    assert [line["request_id"] for line in requests] == ["edge-7f3a:2.b_c", *generated]
+    assert [line["request_id"] for line in requests] == ["edge-7f3a:2.b_c", *generated, "nf-1"]
+    assert missing.status_code == 404
+    # No rule matched: no route, but the line is there.
+    assert (requests[-1]["status"], "route" in requests[-1]) == (404, False)
     feed, video = requests[0], requests[1]
     assert feed["logger"] == "reelrank_example.requests"
     assert feed["level"] == "info"
@@ -126,6 +131,32 @@ def test_request_lines_carry_id_route_status_latency_and_user(log_output: io.Str
     # The route is the URL rule, not the path, and an anonymous caller has no user id.
     assert video["route"] == "/api/v1/reels/<id>"
     assert "user_id" not in video
+
+
+def test_a_request_refused_before_its_id_is_drawn_still_gets_one(
+    log_output: io.StringIO,
+) -> None:
+    app, services = _build()
+
+    def draining() -> None:
+        raise ProblemError(503, "unavailable", "the worker is draining")
+
+    app.before_request_funcs.setdefault(None, []).insert(0, draining)
+    try:
+        client = app.test_client()
+        given = client.get("/openapi.json", headers={"X-Request-ID": "kept-1"})
+        drawn = client.get("/openapi.json", headers={"X-Request-ID": "not kept"})
+    finally:
+        services.close()
+    assert (given.status_code, drawn.status_code) == (503, 503)
+    assert given.headers["X-Request-ID"] == "kept-1"
+    rid = drawn.headers["X-Request-ID"]
+    assert len(rid) == 32
+    lines = [line for line in _lines(log_output) if line["event"] == "request"]
+    assert [line["request_id"] for line in lines] == ["kept-1", rid]
+    line = lines[0]
+    assert (line["status"], line["route"]) == (503, "/openapi.json")
+    assert "latency_ms" not in line
 
 
 def test_tokens_and_cursors_never_reach_the_logs(log_output: io.StringIO) -> None:

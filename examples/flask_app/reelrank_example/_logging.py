@@ -244,6 +244,11 @@ def note_user(user_id: int | None) -> None:
         structlog.contextvars.bind_contextvars(user_id=user_id)
 
 
+def _request_id() -> str:
+    given = request.headers.get(REQUEST_ID_HEADER)
+    return given if given and _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+
+
 def register_request_logging(app: Flask) -> None:
     """Give each request an id and write one ``request`` line when it is answered.
 
@@ -255,17 +260,15 @@ def register_request_logging(app: Flask) -> None:
 
     @app.before_request
     def bind_request_id() -> None:
-        given = request.headers.get(REQUEST_ID_HEADER)
-        g.request_id = given if given and _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        g.request_id = _request_id()
         g.log_started = time.perf_counter()
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=g.request_id)
 
     @app.after_request
     def log_request(response: Response) -> Response:
-        rid = g.get("request_id")
-        if rid is None:
-            return response
+        # An earlier before_request hook may have refused the request before ours ran.
+        rid = g.get("request_id") or _request_id()
         response.headers[REQUEST_ID_HEADER] = rid
         route = request.url_rule.rule if request.url_rule is not None else None
         request.environ[_ENVIRON_KEY] = {
@@ -273,15 +276,15 @@ def register_request_logging(app: Flask) -> None:
             "route": route,
             "user_id": g.get("log_user_id"),
         }
-        _requests.info(
-            "request",
-            extra={
-                "method": request.method,
-                "route": route,
-                "status": response.status_code,
-                "latency_ms": round((time.perf_counter() - g.log_started) * 1000.0, 3),
-            },
-        )
+        fields: dict[str, Any] = {"method": request.method, "status": response.status_code}
+        if route is not None:
+            fields["route"] = route
+        started = g.get("log_started")
+        if started is not None:
+            fields["latency_ms"] = round((time.perf_counter() - started) * 1000.0, 3)
+        if "request_id" not in structlog.contextvars.get_contextvars():
+            fields["request_id"] = rid
+        _requests.info("request", extra=fields)
         return response
 
     @app.teardown_request

@@ -97,6 +97,10 @@ def test_a_feed_request_continues_the_callers_trace(
         again = client.get("/api/v1/reels?limit=3", headers=AUTH)
         assert again.status_code == 200
         second = exporter.get_finished_spans()
+        cursor = again.get_json()["next_cursor"]
+        exporter.clear()
+        assert client.get(f"/api/v1/reels?limit=3&cursor={cursor}", headers=AUTH).status_code == 200
+        paged = exporter.get_finished_spans()
     finally:
         services.close()
 
@@ -135,6 +139,13 @@ def test_a_feed_request_continues_the_callers_trace(
     (cached,) = [span for span in second if span.name == "reelrank.feed"]
     assert cached.attributes is not None
     assert cached.attributes["reelrank.cache_hit"] is True
+    # The cursor stays out of the trace, as out of the logs; the token never enters it.
+    (server_paged,) = [span for span in paged if span.kind is SpanKind.SERVER]
+    assert server_paged.attributes is not None
+    assert server_paged.attributes["http.target"] == "/api/v1/reels?limit=3&cursor=[redacted]"
+    recorded = repr([dict(span.attributes or {}) for span in (*first, *second, *paged)])
+    assert cursor not in recorded
+    assert AUTH["Authorization"].split()[1] not in recorded
 
 
 def test_discovery_endpoints_get_ranking_spans(exporter: InMemorySpanExporter) -> None:

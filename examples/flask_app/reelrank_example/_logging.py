@@ -62,7 +62,8 @@ _ENVIRON_KEY = "reelrank.access"
 _requests = logging.getLogger("reelrank_example.requests")
 
 
-def _redact_text(text: str) -> str:
+def redact_text(text: str) -> str:
+    """``text`` with every JWT, signed token, ``Bearer`` credential and cursor replaced."""
     text = _SIGNED.sub(REDACTED, _JWT.sub(REDACTED, text))
     text = _BEARER.sub(rf"\1 {REDACTED}", text)
     return _CURSOR_PARAM.sub(rf"\1{REDACTED}", text)
@@ -70,7 +71,7 @@ def _redact_text(text: str) -> str:
 
 def _redact_value(value: Any) -> Any:
     if isinstance(value, str):
-        return _redact_text(value)
+        return redact_text(value)
     if isinstance(value, Mapping):
         return {
             key: REDACTED if str(key).lower() in _SECRET_KEYS else _redact_value(item)

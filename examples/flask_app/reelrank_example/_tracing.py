@@ -40,6 +40,7 @@ from reelrank import (
     VideoSearch,
 )
 
+from ._logging import redact_text
 from ._settings import Settings
 
 __all__ = [
@@ -112,9 +113,28 @@ def instrument_app(app: Flask, settings: Settings) -> Flask:
     """Give ``app`` a server span per request, continuing an incoming ``traceparent``."""
     provider = configure_tracing(settings)
     FlaskInstrumentor.instrument_app(  # type: ignore[no-untyped-call]
-        app, tracer_provider=provider, excluded_urls=EXCLUDED_URLS
+        app,
+        tracer_provider=provider,
+        excluded_urls=EXCLUDED_URLS,
+        response_hook=_redact_url_attributes,
     )
     return app
+
+
+_URL_ATTRIBUTES = ("http.target", "http.url", "url.query", "url.full")
+
+
+def _redact_url_attributes(span: Span, status: object, headers: object) -> None:
+    """Take cursors and tokens out of the server span's URL, by the logs' rules.
+
+    A response hook: the instrumentation sets the URL attributes again after its request
+    hook, and calls this one once they are final.
+    """
+    attributes = getattr(span, "attributes", None) or {}
+    for key in _URL_ATTRIBUTES:
+        value = attributes.get(key)
+        if isinstance(value, str):
+            span.set_attribute(key, redact_text(value))
 
 
 def trace_sql_engine(engine: sa.Engine) -> sa.Engine:

@@ -486,33 +486,28 @@ def build_services(
         assign_variant=resolver,
         clock=clock,
     )
-    trending = Trending(
-        stores.catalog,
-        stores.log,
-        snapshots=stores.trending_snapshots,
-        config=TrendingConfig(reuse_seconds=settings.trending_reuse_seconds),
-    )
-    creators = CreatorRecommender(stores.catalog, stores.events, stores.log)
-    search = VideoSearch(stores.search_index, stats=stores.events)
-    similar = SimilarVideos(stores.catalog, embeddings=stores.embeddings, seen=stores.seen)
-    if settings.tracing:
-        from ._tracing import trace_services
-
-        feed, similar, search, trending, creators = trace_services(
-            feed, similar, search, trending, creators
-        )
-    return Services(
+    services = Services(
         stores=stores,
         feed=feed,
         recorder=EngagementRecorder(stores.catalog, stores.events, log=stores.log, now=clock),
-        trending=trending,
-        creators=creators,
-        search=search,
-        similar=similar,
+        trending=Trending(
+            stores.catalog,
+            stores.log,
+            snapshots=stores.trending_snapshots,
+            config=TrendingConfig(reuse_seconds=settings.trending_reuse_seconds),
+        ),
+        creators=CreatorRecommender(stores.catalog, stores.events, stores.log),
+        search=VideoSearch(stores.search_index, stats=stores.events),
+        similar=SimilarVideos(stores.catalog, embeddings=stores.embeddings, seen=stores.seen),
         processing=ProcessingTracker(stores.progress, catalog=stores.catalog, clock=clock),
         manifests=ManifestConfig(frame_rate=30.0),
         clock=clock,
     )
+    if settings.tracing:
+        from ._tracing import trace_services
+
+        return trace_services(services)
+    return services
 
 
 def build_default_services(

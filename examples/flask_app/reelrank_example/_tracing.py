@@ -10,6 +10,7 @@ span per feed, similar, search or trending computation). An incoming W3C
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,6 +42,7 @@ from reelrank import (
 )
 
 from ._logging import redact_text
+from ._services import Services
 from ._settings import Settings
 
 __all__ = [
@@ -270,21 +272,15 @@ class _TracedCreators(_Forwarding):
             return result
 
 
-def trace_services(
-    feed: FeedRankingService,
-    similar: SimilarVideos,
-    search: VideoSearch,
-    trending: Trending,
-    creators: CreatorRecommender,
-) -> tuple[FeedRankingService, SimilarVideos, VideoSearch, Trending, CreatorRecommender]:
-    """The ranking services behind proxies that give each computation a span.
-
-    Every other attribute is forwarded, so the proxies stand in for the services.
-    """
-    return (
-        cast(FeedRankingService, _TracedFeed(feed)),
-        cast(SimilarVideos, _TracedSimilar(similar)),
-        cast(VideoSearch, _TracedSearch(search)),
-        cast(Trending, _TracedTrending(trending)),
-        cast(CreatorRecommender, _TracedCreators(creators)),
+def trace_services(services: Services) -> Services:
+    """``services`` with its ranking services behind proxies that give each computation
+    a span (feed, similar, search, trending, creators); every other attribute is
+    forwarded, so the proxies stand in for the services."""
+    return dataclasses.replace(
+        services,
+        feed=cast(FeedRankingService, _TracedFeed(services.feed)),
+        similar=cast(SimilarVideos, _TracedSimilar(services.similar)),
+        search=cast(VideoSearch, _TracedSearch(services.search)),
+        trending=cast(Trending, _TracedTrending(services.trending)),
+        creators=cast(CreatorRecommender, _TracedCreators(services.creators)),
     )

@@ -67,10 +67,15 @@ accesslog = "-"
 # -- Prometheus multiprocess mode ------------------------------------------------------
 # Every worker writes its metrics to files in PROMETHEUS_MULTIPROC_DIR and /metrics sums
 # them, so one scrape shows the whole pod. prometheus_client chooses its storage when it
-# is imported, so the variable must be set before a worker imports it: here in the
-# master, before any worker forks. (With preload_app the app, and prometheus_client,
-# would be imported before on_starting runs; keep it off.)
+# is imported, so the variable must be set before anything imports it: here, when the
+# master reads this file, before the logging settings below import the service package
+# (and with it prometheus_client) and before any worker forks.
 _metrics_temp_dir: list[str] = []
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    import tempfile
+
+    _metrics_temp_dir.append(tempfile.mkdtemp(prefix="reelrank-metrics-"))
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_temp_dir[0]
 
 
 def on_starting(server: object) -> None:
@@ -79,19 +84,14 @@ def on_starting(server: object) -> None:
     Without ``PROMETHEUS_MULTIPROC_DIR`` a temporary directory is used, removed on exit.
     """
     import shutil
-    import tempfile
 
-    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if not directory:
-        directory = tempfile.mkdtemp(prefix="reelrank-metrics-")
-        _metrics_temp_dir.append(directory)
+    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     os.makedirs(directory, exist_ok=True)
     for entry in os.scandir(directory):
         if entry.is_dir(follow_symlinks=False):
             shutil.rmtree(entry.path)
         else:
             os.remove(entry.path)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
 
 
 def child_exit(server: object, worker: object) -> None:
@@ -107,3 +107,11 @@ def on_exit(server: object) -> None:
 
     for directory in _metrics_temp_dir:
         shutil.rmtree(directory, ignore_errors=True)
+
+# --- Logging: every line gunicorn and the app write is one JSON object (level and format
+# from REELRANK_LOG_LEVEL / REELRANK_LOG_FORMAT). The access line leaves out the query
+# string, which can hold a cursor, and carries the request id the app answered with.
+from reelrank_example import gunicorn_logconfig_dict as _gunicorn_logconfig_dict  # noqa: E402
+
+logconfig_dict = _gunicorn_logconfig_dict()
+logger_class = "reelrank_example.GunicornLogger"

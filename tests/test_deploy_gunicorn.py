@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import os
 import runpy
+import shutil
 import signal
 import subprocess
 import sys
@@ -114,7 +115,13 @@ def _load_config(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[s
             monkeypatch.delenv(name)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    return {k: v for k, v in runpy.run_path(str(CONFIG)).items() if not k.startswith("_")}
+    # Reading the settings points PROMETHEUS_MULTIPROC_DIR at a new temporary directory
+    # when it is unset; undo that and remove the directory.
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    config = runpy.run_path(str(CONFIG))
+    for directory in config["_metrics_temp_dir"]:
+        shutil.rmtree(directory, ignore_errors=True)
+    return {k: v for k, v in config.items() if not k.startswith("_")}
 
 
 def test_every_name_in_the_config_is_a_gunicorn_setting(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -137,6 +144,7 @@ def test_settings_follow_their_environment_variables(monkeypatch: pytest.MonkeyP
             "REELRANK_HOST": "0.0.0.0",
             "REELRANK_PORT": "9000",
             "REELRANK_WORKERS": "3",
+            "REELRANK_CURSOR_SECRET": "a-cursor-secret-shared-by-every-worker-0123",
             "REELRANK_THREADS": "8",
             "REELRANK_GRACEFUL_TIMEOUT": "5",
             "REELRANK_KEEPALIVE": "2",

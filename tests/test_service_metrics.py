@@ -258,7 +258,6 @@ def test_the_operations_guide_lists_every_family_as_the_code_defines_it() -> Non
 def test_gunicorn_hooks_prepare_the_directory_and_forget_dead_workers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config = runpy.run_path(str(ROOT / "deploy" / "gunicorn.conf.py"))
     directory = tmp_path / "metrics"
     directory.mkdir()
     (directory / "counter_1.db").write_bytes(b"stale")
@@ -266,6 +265,8 @@ def test_gunicorn_hooks_prepare_the_directory_and_forget_dead_workers(
     (directory / "gauge_livesum_4343.db").write_bytes(b"")
     (directory / "counter_4242.db").write_bytes(b"")
     monkeypatch.setenv(MULTIPROCESS_DIR_ENV, str(directory))
+    config = runpy.run_path(str(ROOT / "deploy" / "gunicorn.conf.py"))
+    assert os.environ[MULTIPROCESS_DIR_ENV] == str(directory)
     config["on_starting"](None)
     assert list(directory.iterdir()) == []
 
@@ -278,9 +279,13 @@ def test_gunicorn_hooks_prepare_the_directory_and_forget_dead_workers(
         "gauge_livesum_4343.db",
     ]
 
+    # Unset, reading the settings picks a temporary directory (before anything imports
+    # prometheus_client), and the master removes it on exit.
     monkeypatch.delenv(MULTIPROCESS_DIR_ENV)
-    config["on_starting"](None)
+    config = runpy.run_path(str(ROOT / "deploy" / "gunicorn.conf.py"))
     made = Path(os.environ[MULTIPROCESS_DIR_ENV])
     assert made.is_dir() and made != directory
+    config["on_starting"](None)
+    assert made.is_dir()
     config["on_exit"](None)
     assert not made.exists()

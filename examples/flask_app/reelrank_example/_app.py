@@ -78,6 +78,7 @@ from ._api import (
     openapi_document,
 )
 from ._auth import Authenticator, AuthError
+from ._logging import note_user, register_request_logging
 from ._metrics import AppMetrics
 from ._services import IdempotencyRecord, Services
 from ._settings import Settings
@@ -264,6 +265,7 @@ def create_app(
     document = openapi_document()
     _register_errors(app)
     _register_timing(app, metrics)
+    register_request_logging(app)
     for operation in OPERATIONS:
         _register(app, operation, getattr(handlers, operation.operation_id), authenticator,
                   settings.max_body_bytes, metrics)  # fmt: skip
@@ -277,6 +279,10 @@ def create_app(
         return Response(metrics.render(), content_type=metrics.content_type)
 
     _register_explorer(app, settings, authenticator)
+    if settings.tracing:
+        from ._tracing import instrument_app
+
+        instrument_app(app, settings)
     # The services (and the kernels they compile) are built, and the cache warmed,
     # before the app exists.
     metrics.startup_complete()
@@ -324,6 +330,12 @@ def _register_errors(app: Flask) -> None:
             if isinstance(exc, kind):
                 field = exc.field if isinstance(exc, InvalidInputError | ConfigError) else None
                 detail = str(exc)
+                if isinstance(exc, StoreError | FeedUnavailableError):
+                    store = exc.store if isinstance(exc, StoreError) else "catalog"
+                    _logger.warning(
+                        "store failure",
+                        extra={"store": store, "error": type(exc).__name__, "status": status},
+                    )
                 if isinstance(exc, StoreError):
                     # The driver's message can name hosts; the store's name is enough.
                     detail = f"the {exc.store} store is unavailable; retry shortly"
@@ -464,6 +476,7 @@ def _register(
                     "Authorization",
                     headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
                 ) from None
+        note_user(user_id)
         key = None
         if op.idempotency_key:
             key = request.headers.get("Idempotency-Key")
@@ -619,6 +632,11 @@ class _Handlers:
         query = call.query
         assert isinstance(query, PageQuery)
         page = self._services.feed.feed(call.user, query.limit, query.cursor)
+        for degraded in page.degraded:
+            _logger.warning(
+                "degraded",
+                extra={"dependency": degraded.dependency, "fallback": degraded.fallback},
+            )
         try:
             cards = self._cards([item.video_id for item in page.items])
         except StoreError as exc:
@@ -652,6 +670,11 @@ class _Handlers:
             limit=min(_LIST_DEPTH, offset + query.limit + 1),
         )
         items = snapshot.items
+        if snapshot.stale_as_of is not None:
+            _logger.warning(
+                "degraded",
+                extra={"dependency": "engagement log", "fallback": "last trending snapshot"},
+            )
         return TrendingPage(
             kind=kind.value,
             window_hours=snapshot.window_hours,

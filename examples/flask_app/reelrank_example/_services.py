@@ -297,6 +297,10 @@ def _sql_engine(settings: Settings) -> sa.Engine:
     engine = connect(SqlStoreConfig(url=settings.database_url))
     if engine.dialect.name == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_wal)
+    if settings.tracing:
+        from ._tracing import trace_sql_engine
+
+        trace_sql_engine(engine)
     return engine
 
 
@@ -383,8 +387,17 @@ def configured_stores(settings: Settings) -> Stores:
             closers.append(clickhouse.dispose)
             events = ClickHouseEventStore(clickhouse)
             log = ClickHouseEngagementLog(clickhouse)
+            if settings.tracing:
+                from ._tracing import trace_clickhouse_store
+
+                events = trace_clickhouse_store(events, "events")
+                log = trace_clickhouse_store(log, "log")
         cache: FeedCache = LRUFeedCache()
         seen: SeenStore = SqlSeenStore(engine)
+        if settings.tracing and (settings.redis_url or settings.redis_state_url):
+            from ._tracing import trace_redis
+
+            trace_redis()
         if settings.redis_url is not None:
             from reelrank_redis import RedisConfig, RedisFeedCache
             from reelrank_redis import connect as connect_redis
@@ -481,7 +494,7 @@ def build_services(
         clock=clock,
         observer=metrics.observer,
     )
-    return Services(
+    services = Services(
         stores=stores,
         feed=feed,
         recorder=EngagementRecorder(
@@ -501,6 +514,11 @@ def build_services(
         clock=clock,
         metrics=metrics,
     )
+    if settings.tracing:
+        from ._tracing import trace_services
+
+        return trace_services(services)
+    return services
 
 
 def build_default_services(

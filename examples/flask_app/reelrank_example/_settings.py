@@ -117,6 +117,26 @@ class Settings(BaseSettings):
     )
     """Base of the thumbnail URLs on the cards."""
 
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    """Least severe log records written, for the service's loggers and its libraries'."""
+    log_format: Literal["json", "console"] = "json"
+    """How log lines are rendered: one JSON object per line (the default, and what log
+    collectors parse), or ``console`` key=value lines for reading in a terminal."""
+
+    tracing: bool = False
+    """Trace requests with OpenTelemetry. Off, no tracing code is even imported."""
+    tracing_exporter: Literal["otlp", "console"] = "otlp"
+    """Where finished spans go: an OTLP/HTTP collector (needs the ``tracing`` extra, with
+    ``opentelemetry-exporter-otlp-proto-http``), or stdout as JSON, for a quick look."""
+    otlp_endpoint: str | None = Field(default=None, pattern=r"^https?://[^\s]{1,2000}$")
+    """Traces URL of the OTLP/HTTP collector (``http://collector:4318/v1/traces``);
+    ``None`` uses the exporter's own default and ``OTEL_EXPORTER_OTLP_*`` variables."""
+    service_name: str = Field(default="reelrank", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+    """``service.name`` of the traces' resource."""
+    trace_sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0, allow_inf_nan=False)
+    """Share of new traces recorded; a request whose ``traceparent`` says sampled or not
+    keeps its caller's decision."""
+
     def __init__(self, **data: Any) -> None:
         try:
             super().__init__(**data)

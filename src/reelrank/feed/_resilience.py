@@ -27,6 +27,7 @@ process from exiting.
 
 from __future__ import annotations
 
+import contextvars
 import enum
 import math
 import queue
@@ -228,8 +229,14 @@ class WorkerPool:
             return self._workers
 
     def submit(self, fn: Callable[[], T]) -> Future[T]:
-        """Run ``fn`` on a worker thread and return its future."""
+        """Run ``fn`` on a worker thread and return its future.
+
+        ``fn`` runs in a copy of the caller's :mod:`contextvars` context, as with
+        :func:`asyncio.to_thread`: what a request bound there (its trace span, its log
+        fields) follows its store calls onto the worker.
+        """
         future: Future[T] = Future()
+        context = contextvars.copy_context()
         with self._lock:
             if self._closed:
                 raise RuntimeError("the worker pool is shut down")
@@ -240,7 +247,7 @@ class WorkerPool:
                     target=self._work, name=f"{self._name}-{self._workers}", daemon=True
                 )
                 thread.start()
-        self._tasks.put((future, fn))
+        self._tasks.put((future, lambda: context.run(fn)))
         return future
 
     def shutdown(self) -> None:

@@ -1,14 +1,15 @@
 """score_frame on a local Dask cluster against one process, same rows read from Parquet.
 
 Ten million (user, video) rows (200k in quick mode) are written once to eight Parquet
-files under ``.cache/bench_dask/`` in the repository, and later runs read them from there,
-so generating the data costs only the first run. The single-process side reads them with pandas and scores them; the Dask side
-reads them with ``dask.dataframe.read_parquet`` on a ``LocalCluster`` of two worker
-processes and scores every partition. Both reduce the result to the sum of the scores, so
-neither pays for bringing scored rows back to one place. Cluster start and kernel warm-up
-are outside the timings. Printed: both times, the ratio single/Dask (above 1 means Dask is
-faster), the rows scored per second per worker and the load average (the machine may be
-shared). Rerun with ``python -m pytest benchmarks/bench_dask.py -s -p no:cacheprovider``
+files under ``.cache/bench_dask/`` in the repository; later runs read them from there, so
+generating the data costs only the first run. The single-process side reads them with
+pandas and scores them; the Dask side reads them with ``dask.dataframe.read_parquet`` on
+a ``LocalCluster`` of two worker processes and scores every partition. Both reduce the
+result to the sum of the scores, so neither pays for bringing scored rows back to one
+place. Cluster start and kernel warm-up are outside the timings. Printed: both times,
+the ratio single/Dask (above 1 means Dask is faster), the rows scored per second per
+worker and the load average (the machine may be shared). Rerun with
+``python -m pytest benchmarks/bench_dask.py -s -p no:cacheprovider``
 (``REELRANK_BENCH_QUICK=1`` for 200k rows).
 """
 

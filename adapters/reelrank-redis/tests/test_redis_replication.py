@@ -10,10 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from redis.crc import key_slot
 from reelrank_redis import RedisConfig, RedisEventStore, ReplicationError, connect
 from reelrank_redis._keys import BUCKETS, KeyLayout
 from reelrank_redis.testing import RedisClusterServer, RedisServer, find_redis_server
-from redis.crc import key_slot
 
 from reelrank import ConfigError, EngagementKind, StoreError, affinity, affinity_credit
 from reelrank.testing.factories import make_event

@@ -130,6 +130,11 @@ class RedisEventStore(RedisStore):
     retries), so a call that dies between the halves is completed by its retry, and
     nothing is counted twice.
 
+    With ``config.min_replicas_acked`` set, ``append`` returns only once that many
+    replicas hold the event (``WAIT`` after the writes, on their connection) and raises
+    :class:`~reelrank_redis.ReplicationError` otherwise, so an acknowledged event
+    survives a failover.
+
     Used next to an analytics store, the counters feed fresh engagement into ranking
     before the analytics store has caught up; set ``counters_ttl_seconds`` so they then
     fade away. Failures raise :class:`~reelrank.StoreError` (``store="events"``).

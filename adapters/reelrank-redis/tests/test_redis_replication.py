@@ -206,14 +206,23 @@ def test_a_failover_loses_no_acknowledged_event_when_appends_wait_for_a_replica(
     replica.resume()
     replicated_cluster.wait_for_failover(slot, master)
 
-    # Nothing acknowledged was lost. The late watch of `far` had its video half
-    # replicated on a surviving master before its user half failed.
-    assert events.get_stats([near])[near].views == 2
-    assert events.get_stats([far])[far].views == 3
-    # The promoted replica has no replica of its own yet: appends touching it cannot be
-    # acknowledged (durability over availability) until the old master rejoins.
+    # Nothing acknowledged was lost (read through a client that learns the new
+    # topology). The late watch of `far` had its video half replicated on a surviving
+    # master before its user half failed.
+    survivor = replicated_cluster.running_nodes()[0]
+    reader_config = RedisConfig(**{**config.model_dump(), "url": survivor.url})
+    reader_client = connect(reader_config)
+    reader = RedisEventStore(reader_client, reader_config)
+    assert reader.get_stats([near])[near].views == 2
+    assert reader.get_stats([far])[far].views == 3
+    reader_client.close()
+    # The writer's slot table still names the dead master: the append's connection
+    # error refreshes it and reaches the promoted replica, which has no replica of its
+    # own yet, so nothing touching it can be acknowledged (durability over
+    # availability) until the old master rejoins. Its video half is applied, unreplicated.
     with pytest.raises(ReplicationError):
         events.append(late[0], creator_id=1)
+    assert events.get_stats([near])[near].views == 3
     master.restart()  # comes back as a replica of the promoted node, and syncs
     _wait_until_replica_of(master)
     # Retrying everything sent: acknowledged events are duplicates, the rest count once.

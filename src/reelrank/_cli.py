@@ -239,17 +239,21 @@ def _run_tune(args: argparse.Namespace) -> int:
         raise InvalidInputError("--test-cutoff", "must come after --validation-cutoff")
     train, rest = evaluation.time_split(events, validation_cut)
     validation, _ = evaluation.time_split(rest, test_cut)
-    tuned = evaluation.tune_weights(
-        train,
-        validation,
-        catalog,
-        metric=args.metric,
-        k=args.k,
-        trials=args.trials,
-        seed=args.seed,
-        base=base,
-        now=validation_cut,
-    )
+    try:
+        tuned = evaluation.tune_weights(
+            train,
+            validation,
+            catalog,
+            metric=args.metric,
+            k=args.k,
+            trials=args.trials,
+            seed=args.seed,
+            base=base,
+            now=validation_cut,
+            progress=args.progress,
+        )
+    except ImportError as exc:  # --progress without tqdm
+        raise _UsageError(str(exc)) from exc
     history, test = evaluation.time_split(events, test_cut)
     held = evaluation.evaluate(
         history, test, catalog, {"base": base, "tuned": tuned.config}, now=test_cut, k=args.k
@@ -446,6 +450,13 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     tune.add_argument(
         "--output", metavar="FILE", help="write the tuned config here (.toml or .json)"
+    )
+    tune.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show a progress bar on stderr, one step per configuration tried "
+        "(default: only when stderr is a terminal)",
     )
     tune.set_defaults(handler=_run_tune)
     return parser

@@ -4,7 +4,8 @@
 in the request path knows where the stores live. :func:`configured_stores` is the one
 place that decides, from :class:`Settings`: the SQL database (SQLite by default), and
 ClickHouse and Redis when their URLs are set. Every store that must agree across worker
-processes lives in one of them; only the LRU level of the feed cache is per process.
+processes lives in one of them; only the LRU level of the feed cache is per process,
+over a shared level (Redis, or a table in the SQL database).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from reelrank import (
     SearchIndex,
     SeenStore,
     SimilarVideos,
+    StoreDeadlines,
     TieredFeedCache,
     Trending,
     TrendingConfig,
@@ -352,14 +354,18 @@ def configured_stores(settings: Settings) -> Stores:
 
     The SQL database (``database_url``) holds the catalog, search, progress, seen sets
     and idempotency keys, plus events and the engagement log unless ``clickhouse_url``
-    is set. With ``redis_url``, a shared Redis level sits under the per-process LRU
-    level of the feed cache, whose TTL bounds how stale another worker's level can be.
-    The seen sets move to ``redis_state_url`` (default: ``redis_url``) when one is set.
+    is set. The feed cache is a per-process LRU level over a shared level that every
+    worker and replica sees (so a retried cursor gets its page from any of them): Redis
+    with ``redis_url``, else a table in the SQL database. The per-process level keeps
+    an entry at most ``local_cache_ttl_seconds``, the bound on how stale another
+    worker's level can be after an invalidation. The seen sets move to
+    ``redis_state_url`` (default: ``redis_url``) when one is set.
     """
     from reelrank_postgres import (
         SqlCatalog,
         SqlEngagementLog,
         SqlEventStore,
+        SqlFeedCache,
         SqlModelRegistry,
         SqlProgressStore,
         SqlSearchIndex,
@@ -379,7 +385,7 @@ def configured_stores(settings: Settings) -> Stores:
             closers.append(clickhouse.dispose)
             events = ClickHouseEventStore(clickhouse)
             log = ClickHouseEngagementLog(clickhouse)
-        cache: FeedCache = LRUFeedCache()
+        shared_cache: FeedCache = SqlFeedCache(engine)
         seen: SeenStore = SqlSeenStore(engine)
         if settings.redis_url is not None:
             from reelrank_redis import RedisConfig, RedisFeedCache
@@ -388,7 +394,10 @@ def configured_stores(settings: Settings) -> Stores:
             redis_config = RedisConfig(url=settings.redis_url, prefix=settings.redis_prefix)
             client = connect_redis(redis_config)
             closers.append(client.close)
-            cache = TieredFeedCache(LRUFeedCache(), RedisFeedCache(client, redis_config))
+            shared_cache = RedisFeedCache(client, redis_config)
+        cache = TieredFeedCache(
+            LRUFeedCache(), shared_cache, local_ttl_seconds=settings.local_cache_ttl_seconds
+        )
         state_url = settings.redis_state_url or settings.redis_url
         if state_url is not None:
             from reelrank_redis import RedisConfig, RedisSeenStore
@@ -469,7 +478,11 @@ def build_services(
         cache=stores.cache,
         models=stores.models,
         config=feed_config
-        or FeedServiceConfig(cursor_secret=settings.cursor_secret, model_name=settings.model_name),
+        or FeedServiceConfig(
+            cursor_secret=settings.cursor_secret,
+            model_name=settings.model_name,
+            deadlines=StoreDeadlines(cache=settings.shared_cache_deadline_seconds),
+        ),
         assign_variant=resolver,
         clock=clock,
     )

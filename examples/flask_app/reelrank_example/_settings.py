@@ -69,13 +69,24 @@ class Settings(BaseSettings):
     clickhouse_url: SecretStr | None = Field(default=None, min_length=1, max_length=2048)
     """When set, the event store and the engagement log live in this ClickHouse."""
     redis_url: str | None = Field(default=None, min_length=1, max_length=2048)
-    """When set, a shared Redis level of the feed cache under the in-process LRU level."""
+    """When set, a shared Redis level of the feed cache under the in-process LRU level;
+    without it, the shared level is a table in the SQL database."""
     redis_state_url: str | None = Field(default=None, min_length=1, max_length=2048)
     """Redis for the seen sets and the rate limits. Defaults to ``redis_url``; give it a
     server of its own when the cache runs with an eviction policy, which would otherwise
     evict state too."""
     redis_prefix: str = Field(default="reelrank", pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
     """Namespace of the service's Redis keys."""
+    local_cache_ttl_seconds: float = Field(default=30.0, gt=0.0, le=3_600.0, allow_inf_nan=False)
+    """Longest a feed snapshot lives in a worker's own in-process cache level. Dropping a
+    user's snapshots (``invalidate``) reaches the shared level (Redis, or the SQL
+    database on the embedded default) at once, but the other workers' in-process copies
+    only when they expire: this is the bound on how stale another worker's feed can be."""
+    shared_cache_deadline_seconds: float = Field(
+        default=0.25, gt=0.0, le=10.0, allow_inf_nan=False
+    )
+    """How long a feed request waits for the shared feed-cache level before working
+    around it (ranking afresh, or cutting a retried cursor's page again)."""
     cursor_secret: SecretStr | None = Field(default=None, min_length=16)
     """Key that signs cursors (at least 16 characters); every worker and replica must
     share it. ``None`` (one worker only) draws a random key at start-up."""

@@ -3,7 +3,8 @@
 Every store takes a built :class:`~sqlalchemy.engine.Engine` (see
 :func:`connect`) on a database migrated with :func:`migrate`; the catalog, event store,
 model registry and search index also take an optional ``read_engine`` on a replica
-(see :func:`connect_read`).
+(see :func:`connect_read`). :class:`SqlFeedCache` is a shared feed-cache level for
+deployments without Redis.
 """
 
 from importlib.metadata import PackageNotFoundError, version
@@ -13,6 +14,7 @@ from ._config import SqlStoreConfig, connect, connect_read
 from ._engagement_log import SqlEngagementLog
 from ._errors import SchemaVersionError
 from ._event_store import SqlEventStore
+from ._feed_cache import SqlFeedCache
 from ._migrations import check_schema, downgrade, migrate, schema_revision
 from ._registry import SqlModelRegistry, SqlProgressStore
 from ._schema import HEAD_REVISION
@@ -30,6 +32,7 @@ __all__ = [
     "SqlCatalog",
     "SqlEngagementLog",
     "SqlEventStore",
+    "SqlFeedCache",
     "SqlModelRegistry",
     "SqlProgressStore",
     "SqlSearchIndex",

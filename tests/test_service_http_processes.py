@@ -90,9 +90,7 @@ class Service:
                 return False
 
         if not wait_until_ready(ready, self.process, timeout=120.0, interval=0.2):
-            self._log.flush()
-            log = Path(self._log.name).read_text(errors="replace")
-            raise AssertionError(f"the reels service did not start:\n{log}")
+            raise AssertionError(f"the reels service did not start:\n{self.log()}")
 
     def call(
         self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
@@ -127,6 +125,10 @@ class Service:
                 pass  # the server may answer and close before the whole body is sent
             return connection.recv(200).decode("latin-1").split("\r\n")[0]
 
+    def log(self) -> str:
+        self._log.flush()
+        return Path(self._log.name).read_text(errors="replace")
+
     def stop(self) -> None:
         terminate_process(self.process, timeout=10.0)
         self._log.close()
@@ -143,6 +145,9 @@ def _serve_pair(env: dict[str, str], tmp_path: Path) -> Iterator[tuple[Service, 
             services.append(service)
         for service in services:
             service.wait()
+        # Both started at once on the same stores; each warmed its recent users' feeds.
+        for service in services:
+            assert "could not warm" not in service.log()
         yield services[0], services[1]
 
 

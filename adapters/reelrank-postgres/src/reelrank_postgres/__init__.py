@@ -4,11 +4,13 @@ Every store takes a built :class:`~sqlalchemy.engine.Engine` (see
 :func:`connect`) on a database migrated with :func:`migrate`; the catalog, event store,
 model registry and search index also take an optional ``read_engine`` on a replica
 (see :func:`connect_read`). :class:`SqlFeedCache` is a shared feed-cache level for
-deployments without Redis.
+deployments without Redis, and :func:`bulk_load` loads a catalog in one transaction
+(``COPY`` on PostgreSQL).
 """
 
 from importlib.metadata import PackageNotFoundError, version
 
+from ._bulk import BulkLoadCounts, BulkProgress, bulk_load
 from ._catalog import SqlCatalog
 from ._config import SqlStoreConfig, connect, connect_read
 from ._engagement_log import SqlEngagementLog
@@ -28,6 +30,8 @@ except PackageNotFoundError:  # a source tree that was never installed
 
 __all__ = [
     "HEAD_REVISION",
+    "BulkLoadCounts",
+    "BulkProgress",
     "SchemaVersionError",
     "SqlCatalog",
     "SqlEngagementLog",
@@ -39,6 +43,7 @@ __all__ = [
     "SqlSeenStore",
     "SqlStoreConfig",
     "__version__",
+    "bulk_load",
     "check_schema",
     "connect",
     "connect_read",

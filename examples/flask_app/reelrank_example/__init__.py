@@ -35,7 +35,7 @@ from ._api import (
 )
 from ._app import ERROR_STATUSES, ProblemError, create_app
 from ._auth import Authenticator, AuthError, issue_token
-from ._load import TABLES, load_directory
+from ._load import TABLES, LoadError, load_directory
 from ._services import (
     FIRST_USER_ID,
     FIRST_VIDEO_ID,
@@ -71,6 +71,7 @@ __all__ = [
     "Authenticator",
     "IdempotencyRecord",
     "IdempotencyStore",
+    "LoadError",
     "MemoryIdempotencyStore",
     "Operation",
     "ProblemError",

@@ -295,11 +295,11 @@ def _count(deltas: Counter[str], old: set[str], new: set[str]) -> None:
 def _apply_counts(connection: Connection, deltas: Counter[str]) -> None:
     """Move the ``search_terms`` counts by ``deltas``, in term order (as the per-row
     index does, so a concurrent writer cannot deadlock with the load)."""
-    changes = [{"term": term, "delta": delta} for term, delta in sorted(deltas.items()) if delta]
-    if not changes:
+    ordered = [(term, delta) for term, delta in sorted(deltas.items()) if delta]
+    if not ordered:
         return
-    connection.execute(_COUNT_CHANGE, changes)
-    dropped = [{"term": change["term"]} for change in changes if int(change["delta"]) < 0]
+    connection.execute(_COUNT_CHANGE, [{"term": term, "delta": delta} for term, delta in ordered])
+    dropped = [{"term": term} for term, delta in ordered if delta < 0]
     if dropped:
         connection.execute(_COUNT_DROP, dropped)
 

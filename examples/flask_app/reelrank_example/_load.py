@@ -256,13 +256,13 @@ def _write_catalog(
                 bar.close()
         return
     # Stores that are not SQL (the in-memory ones): the same rows through the store API.
-    for creator in creators:
-        stores.catalog.put_creator(creator)
-    by_id = {creator.creator_id: creator for creator in creators}
+    for loaded in creators:
+        stores.catalog.put_creator(loaded)
+    by_id = {loaded.creator_id: loaded for loaded in creators}
     search = VideoSearch(stores.search_index)
     for video in videos:
         stores.catalog.put_video(video)
-        creator: Creator | None = by_id.get(video.creator_id)
+        creator = by_id.get(video.creator_id)
         if creator is None:
             creator = stores.catalog.get_creators([video.creator_id]).get(video.creator_id)
         search.index_video(video, creator=creator)

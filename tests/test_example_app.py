@@ -155,6 +155,7 @@ def test_the_openapi_document_lists_every_operation() -> None:
         ("get", "/api/v1/reels/search"),
         ("get", "/api/v1/reels/{id}/similar"),
         ("get", "/api/v1/reels/{id}"),
+        ("put", "/internal/v1/reels/progress/{id}"),
         ("get", "/healthz/live"),
         ("get", "/healthz/ready"),
         ("get", "/healthz/startup"),
@@ -409,6 +410,104 @@ def test_progress_and_details(built: Built) -> None:
     assert detail["title"] == video.title
     assert detail["state"] == "ready"
     _problem(built.client.get(f"/api/v1/reels/{MISSING}"), 404)
+
+
+# -- processing reports from the pipeline (service token) ---------------------------------
+
+SERVICE_TOKEN = "t" * 40
+PIPELINE = {"Authorization": f"Bearer {SERVICE_TOKEN}"}
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> Iterator[Built]:
+    app = _build(service_token=SERVICE_TOKEN, pending_videos=12)  # every 4th left queued
+    yield app
+    app.services.close()
+
+
+def _report(built: Built, video_id: int, body: Any, headers: Any = None) -> TestResponse:
+    return built.client.put(
+        f"/internal/v1/reels/progress/{video_id}", json=body, headers=PIPELINE | (headers or {})
+    )
+
+
+def _state(built: Built, video_id: int) -> str:
+    state: str = built.client.get(f"/api/v1/reels/progress/{video_id}").get_json()["state"]
+    return state
+
+
+def test_the_pipeline_walks_a_video_to_ready(pipeline: Built) -> None:
+    video_id = PENDING  # left queued by the seed, with three pending renditions
+    moved = _report(pipeline, video_id, {"state": "transcoding"})
+    assert moved.status_code == 200, moved.get_data(as_text=True)
+    assert moved.get_json()["state"] == "transcoding"
+    for name in ("360p", "720p"):
+        assert _report(pipeline, video_id, {"rendition": name, "percent": 100}).status_code == 200
+    half = _report(pipeline, video_id, {"rendition": "1080p", "percent": 50.0}).get_json()
+    assert half["percent"] == pytest.approx((100 + 100 + 50) / 3)
+    assert _report(pipeline, video_id, {"rendition": "1080p", "percent": 100}).status_code == 200
+    assert _report(pipeline, video_id, {"state": "packaging"}).status_code == 200
+    assert _report(pipeline, video_id, {"percent": 40}).get_json()["percent"] == 40
+    ready = _report(pipeline, video_id, {"state": "ready"})
+    assert ready.get_json()["state"] == "ready"
+    assert _state(pipeline, video_id) == "ready"
+    assert pipeline.client.get(f"/api/v1/reels/{video_id}").get_json()["state"] == "ready"
+    # Ready videos are searchable: the video's title now finds it.
+    title = pipeline.services.stores.catalog.get_video(video_id).title
+    found = pipeline.client.get(f"/api/v1/reels/search?q={title}&limit=50").get_json()
+    assert video_id in [item["video_id"] for item in found["items"]]
+
+
+def test_a_failed_video_is_retried_from_queued(pipeline: Built) -> None:
+    video_id = PENDING + 4  # left queued
+    assert _report(pipeline, video_id, {"state": "transcoding"}).status_code == 200
+    failed = _report(pipeline, video_id, {"rendition": "720p", "percent": 10, "error": "oom"})
+    assert failed.get_json()["state"] == "failed"
+    retried = _report(pipeline, video_id, {"state": "queued"})
+    assert retried.status_code == 200
+    assert retried.get_json()["state"] == "queued"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        ({"state": "ready"}, 409, None),  # queued -> ready skips the pipeline
+        ({"state": "packaging"}, 409, None),
+        ({"rendition": "360p", "percent": 10}, 400, "state"),  # not transcoding
+        ({"state": "failed"}, 400, None),  # a failure needs its error
+        ({"state": "transcoding", "percent": 5}, 400, None),
+        ({"percent": 101}, 400, "percent"),
+        ({"percent": 5, "colour": "red"}, 400, "colour"),
+        ({"state": "done"}, 400, "state"),
+        ({}, 400, None),
+        ({"rendition": "360p"}, 400, None),
+    ],
+)
+def test_bad_reports_are_refused_and_change_nothing(
+    pipeline: Built, body: Any, status: int, field: str | None
+) -> None:
+    video_id = PENDING + 8  # left queued
+    before = pipeline.client.get(f"/api/v1/reels/progress/{video_id}").get_json()
+    problem = _problem(_report(pipeline, video_id, body), status)
+    if field is not None:
+        assert problem["field"] == field
+    assert pipeline.client.get(f"/api/v1/reels/progress/{video_id}").get_json() == before
+
+
+def test_a_report_on_an_unknown_video_is_404(pipeline: Built) -> None:
+    _problem(_report(pipeline, MISSING, {"state": "transcoding"}), 404)
+
+
+def test_reports_need_the_service_token(pipeline: Built, built: Built) -> None:
+    path = f"/internal/v1/reels/progress/{PENDING + 8}"
+    body = {"state": "transcoding"}
+    _problem(pipeline.client.put(path, json=body), 401, "Authorization")
+    _problem(pipeline.client.put(path, json=body, headers=_auth()), 403, "Authorization")
+    wrong = {"Authorization": "Bearer " + "u" * 40}
+    _problem(pipeline.client.put(path, json=body, headers=wrong), 401, "Authorization")
+    # Without a configured service token the internal endpoint is off for everyone.
+    _problem(built.client.put(path, json=body, headers=PIPELINE), 403, "Authorization")
+    assert _state(pipeline, PENDING + 8) == "queued"
 
 
 @pytest.mark.parametrize("raw", ["0", "-1", "01", "1.5", "abc", "9223372036854775808"])

@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     """When set, tokens must carry this ``iss``."""
     auth_audience: str | None = Field(default=None, min_length=1, max_length=2048)
     """When set, tokens must carry this ``aud``."""
+    service_token: SecretStr | None = Field(default=None, min_length=32)
+    """Bearer token of internal callers (the transcoding pipeline reporting processing
+    progress to ``PUT /internal/v1/reels/progress/{id}``), at least 32 characters. Not a
+    JWT and never a user's: a user token there gets 403. ``None`` turns the internal
+    endpoints off (403 for every caller)."""
     demo: bool = False
     """Demo mode: start without auth configuration (a random secret is drawn and a ready
     token printed) and let the explorer page re-rank with its own weights."""

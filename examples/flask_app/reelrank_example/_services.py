@@ -11,6 +11,8 @@ over a shared level (Redis, or a table in the SQL database).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 import threading
 from collections.abc import Callable
@@ -53,6 +55,7 @@ from reelrank import (
     SeenStore,
     SimilarVideos,
     StoreDeadlines,
+    StoreError,
     TieredFeedCache,
     Trending,
     TrendingConfig,
@@ -71,6 +74,7 @@ __all__ = [
     "IdempotencyRecord",
     "IdempotencyStore",
     "MemoryIdempotencyStore",
+    "RedisIdempotencyStore",
     "Services",
     "SqlIdempotencyStore",
     "Stores",
@@ -211,6 +215,47 @@ class SqlIdempotencyStore:
                         expires_at=now + ttl,
                     )
                 )
+
+
+class RedisIdempotencyStore:
+    """Records in the state Redis, shared by every worker and replica.
+
+    One string per scope (``<prefix>:idem:<sha256 of the scope>``) holding the record as
+    JSON, written with ``SET ... NX PX``: the first answer stays until its TTL runs
+    out, measured by Redis itself. Redis failures raise :class:`~reelrank.StoreError`
+    (``store="idempotency"``), answered with 503.
+    """
+
+    def __init__(self, client: Any, prefix: str) -> None:
+        self._client = client
+        self._prefix = prefix
+
+    def _key(self, scope: str) -> str:
+        return f"{self._prefix}:idem:{hashlib.sha256(scope.encode()).hexdigest()}"
+
+    def get(self, scope: str) -> IdempotencyRecord | None:
+        """The record of ``scope``, unless absent or expired."""
+        import redis
+
+        try:
+            raw = self._client.get(self._key(scope))
+        except redis.RedisError as exc:
+            raise StoreError("idempotency", f"get failed: {type(exc).__name__}") from exc
+        if raw is None:
+            return None
+        fields = json.loads(raw)
+        return IdempotencyRecord(fields["fingerprint"], fields["status"], fields["response"])
+
+    def put(self, scope: str, record: IdempotencyRecord, *, ttl: timedelta) -> None:
+        """Remember ``record`` for ``ttl``; a live record already there is kept."""
+        import redis
+
+        value = json.dumps(dataclasses.asdict(record))
+        milliseconds = max(1, round(ttl.total_seconds() * 1000))
+        try:
+            self._client.set(self._key(scope), value, nx=True, px=milliseconds)
+        except redis.RedisError as exc:
+            raise StoreError("idempotency", f"put failed: {type(exc).__name__}") from exc
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -358,8 +403,8 @@ def configured_stores(settings: Settings) -> Stores:
     worker and replica sees (so a retried cursor gets its page from any of them): Redis
     with ``redis_url``, else a table in the SQL database. The per-process level keeps
     an entry at most ``local_cache_ttl_seconds``, the bound on how stale another
-    worker's level can be after an invalidation. The seen sets move to
-    ``redis_state_url`` (default: ``redis_url``) when one is set.
+    worker's level can be after an invalidation. The seen sets and the idempotency keys
+    move to ``redis_state_url`` (default: ``redis_url``) when one is set.
     """
     from reelrank_postgres import (
         SqlCatalog,
@@ -387,6 +432,7 @@ def configured_stores(settings: Settings) -> Stores:
             log = ClickHouseEngagementLog(clickhouse)
         shared_cache: FeedCache = SqlFeedCache(engine)
         seen: SeenStore = SqlSeenStore(engine)
+        idempotency: IdempotencyStore = SqlIdempotencyStore(engine)
         if settings.redis_url is not None:
             from reelrank_redis import RedisConfig, RedisFeedCache
             from reelrank_redis import connect as connect_redis
@@ -405,13 +451,15 @@ def configured_stores(settings: Settings) -> Stores:
 
             if settings.redis_state_url is None:
                 _logger.warning(
-                    "the seen sets share the feed cache's Redis: give that server no "
+                    "the seen sets and idempotency keys share the feed cache's Redis: give "
+                    "that server no "
                     "eviction policy, or set REELRANK_REDIS_STATE_URL to a server of its own"
                 )
             state_config = RedisConfig(url=state_url, prefix=settings.redis_prefix)
             state_client = connect_redis(state_config)
             closers.append(state_client.close)
             seen = RedisSeenStore(state_client, state_config)
+            idempotency = RedisIdempotencyStore(state_client, settings.redis_prefix)
         return Stores(
             catalog=SqlCatalog(engine),
             events=events,
@@ -420,7 +468,7 @@ def configured_stores(settings: Settings) -> Stores:
             progress=SqlProgressStore(engine),
             cache=cache,
             search_index=SqlSearchIndex(engine),
-            idempotency=SqlIdempotencyStore(engine),
+            idempotency=idempotency,
             models=SqlModelRegistry(engine),
             closers=tuple(closers),
         )

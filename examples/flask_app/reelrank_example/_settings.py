@@ -77,9 +77,10 @@ class Settings(BaseSettings):
     """When set, a shared Redis level of the feed cache under the in-process LRU level;
     without it, the shared level is a table in the SQL database."""
     redis_state_url: str | None = Field(default=None, min_length=1, max_length=2048)
-    """Redis for the seen sets and the rate limits. Defaults to ``redis_url``; give it a
-    server of its own when the cache runs with an eviction policy, which would otherwise
-    evict state too."""
+    """Redis for the seen sets, the idempotency keys and the rate limits. Defaults to
+    ``redis_url``; give it a server of its own when the cache runs with an eviction
+    policy, which would otherwise evict state too. Without either, they live in the SQL
+    database (rate limits in each process)."""
     redis_prefix: str = Field(default="reelrank", pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
     """Namespace of the service's Redis keys."""
     local_cache_ttl_seconds: float = Field(default=30.0, gt=0.0, le=3_600.0, allow_inf_nan=False)

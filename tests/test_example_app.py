@@ -24,7 +24,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from reelrank import ConfigError, VideoStats
+from reelrank import ConfigError, InvalidInputError, VideoStats
 from reelrank.testing import FaultInjector
 
 EXAMPLE_ROOT = Path(__file__).resolve().parents[1] / "examples" / "flask_app"
@@ -660,6 +660,27 @@ def test_watch_bodies_are_strict_and_rejected_ones_write_nothing(
     response = fresh.client.post(f"/api/v1/reels/{VIDEO}/watch", headers=_auth(), json=body)
     _problem(response, 400, field)
     assert _stats(fresh) == before
+
+
+def test_the_service_recorder_refuses_events_older_than_the_idempotency_horizon(
+    fresh: Built,
+) -> None:
+    now = datetime.now(UTC)
+    before = _stats(fresh)
+    with pytest.raises(InvalidInputError) as info:
+        fresh.services.recorder.watch(
+            USER, VIDEO, event_id="too-old", occurred_at=now - timedelta(hours=25), completion=0.5
+        )
+    assert info.value.field == "occurred_at"
+    assert _stats(fresh) == before
+    assert fresh.services.recorder.watch(
+        USER, VIDEO, event_id="recent-enough", occurred_at=now - timedelta(hours=23), completion=1
+    )
+    # The seed wrote two weeks of history, through a recorder of its own.
+    history = fresh.services.stores.log.events_between(
+        now - timedelta(days=15), now - timedelta(days=2), limit=10
+    )
+    assert history
 
 
 def test_an_offline_event_within_the_window_is_accepted(fresh: Built) -> None:

@@ -50,6 +50,7 @@ from reelrank import (
     ProcessingTracker,
     ProgressStore,
     RankingConfig,
+    RecorderConfig,
     Rendition,
     SearchIndex,
     SeenStore,
@@ -537,7 +538,15 @@ def build_services(
     return Services(
         stores=stores,
         feed=feed,
-        recorder=EngagementRecorder(stores.catalog, stores.events, log=stores.log, now=clock),
+        recorder=EngagementRecorder(
+            stores.catalog,
+            stores.events,
+            log=stores.log,
+            # Events from clients may be as old as the idempotency horizon, no older: an
+            # older one could be a redelivery whose key is forgotten, and count twice.
+            config=RecorderConfig(max_event_age_seconds=settings.idempotency_hours * 3600.0),
+            now=clock,
+        ),
         trending=Trending(
             stores.catalog,
             stores.log,
@@ -610,7 +619,15 @@ def seed_synthetic_catalog(stores: Stores, settings: Settings, *, now: datetime)
     rng = np.random.default_rng(settings.seed)
     catalog = stores.catalog
     tracker = ProcessingTracker(stores.progress, catalog=catalog, clock=lambda: now)
-    recorder = EngagementRecorder(catalog, stores.events, log=stores.log, now=lambda: now)
+    # The seed writes history (events up to 14 days old): no age limit, unlike the
+    # service's recorder.
+    recorder = EngagementRecorder(
+        catalog,
+        stores.events,
+        log=stores.log,
+        config=RecorderConfig(max_event_age_seconds=None),
+        now=lambda: now,
+    )
     search = VideoSearch(stores.search_index)
     topics = len(_TOPICS)
 

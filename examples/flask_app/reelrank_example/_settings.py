@@ -124,7 +124,9 @@ class Settings(BaseSettings):
     get 429 with ``Retry-After``."""
     idempotency_hours: float = Field(default=24.0, ge=1.0, le=720.0, allow_inf_nan=False)
     """How long an ``Idempotency-Key`` is remembered; also how old an event's
-    ``occurred_at`` may be."""
+    ``occurred_at`` may be (older is 400), checked by the HTTP layer and by the service's
+    event recorder. The ``seed`` and ``load`` commands write history and are not bound
+    by it."""
     trending_reuse_seconds: float = Field(default=0.0, ge=0.0, le=3_600.0, allow_inf_nan=False)
     """How long a process reuses its own trending result. 0 computes from the shared
     engagement log on every call, so every worker and replica answers the same; more

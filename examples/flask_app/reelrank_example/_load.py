@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from reelrank_postgres import SqlCatalog, bulk_load
 
 from reelrank import (
     ConfigError,
@@ -238,6 +237,8 @@ def _checked_events(table: _Table, videos: list[Video], stores: Stores) -> list[
 def _write_catalog(
     stores: Stores, creators: list[Creator], videos: list[Video], follows: list[tuple[int, int]]
 ) -> None:
+    from reelrank_postgres import SqlCatalog, bulk_load
+
     if isinstance(stores.catalog, SqlCatalog):
         engine = stores.catalog.engine
         bars: dict[str, Any] = {}

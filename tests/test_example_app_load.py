@@ -150,3 +150,18 @@ def test_the_load_command(tmp_path: Path) -> None:
     assert done.stdout.decode().strip() == (
         "2 creators, 3 renditions, 2 videos, 1 follows, 3 events"
     )
+
+
+def test_the_reelrank_load_entry_point(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from reelrank_example.__main__ import load_main
+
+    _write_catalog(tmp_path)
+    monkeypatch.setenv("REELRANK_DATABASE_URL", f"sqlite:///{tmp_path / 'reels.db'}")
+    migrate(Settings())
+    assert load_main([str(tmp_path)]) == 0
+    stores = configured_stores(Settings())
+    try:
+        assert sorted(stores.catalog.get_videos([501, 502])) == [501, 502]
+    finally:
+        for close in stores.closers:
+            close()

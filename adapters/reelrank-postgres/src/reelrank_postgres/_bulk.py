@@ -12,9 +12,10 @@ replaces them as the per-row upserts do; on SQLite the per-row statements run as
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +45,9 @@ __all__ = ["BulkLoadCounts", "BulkProgress", "bulk_load"]
 BulkProgress = Callable[[str, int], None]
 """Called as ``progress(table, rows)`` after each batch of ``rows`` written to ``table``
 (``"creators"``, ``"videos"``, ``"follows"``, ``"search"``)."""
+
+DocumentOf = Callable[[Video], SearchDocument | None]
+"""A video's search document, or ``None`` for a video that leaves the index."""
 
 _VIDEO_COLUMNS = tuple(column.name for column in videos_table.columns)
 _READ_CHUNK = 500
@@ -163,26 +167,29 @@ def bulk_load(
                 raise InvalidInputError(
                     f"follows[{number}].creator_id", f"unknown creator {creator_id}"
                 )
-        documents = {
-            video_id: SearchDocument.from_video(
-                video,
-                creator=known[video.creator_id],
-                sound_name="" if video.sound_id is None else names.get(video.sound_id, ""),
+
+        def document(video: Video) -> SearchDocument | None:
+            # Built batch by batch as the index is written, not all at once: a million
+            # documents would hold as much memory as the videos themselves.
+            if video.state is not ProcessingState.READY:
+                return None
+            sound = "" if video.sound_id is None else names.get(video.sound_id, "")
+            return SearchDocument.from_video(
+                video, creator=known[video.creator_id], sound_name=sound
             )
-            for video_id, (_, video) in by_video.items()
-            if video.state is ProcessingState.READY
-        }
+
+        loaded = [video for _, video in by_video.values()]
         writer = _PostgresWriter if postgres else _SqliteWriter
         loader = writer(connection, report, batch_rows)
         loader.creators(list(by_creator.values()))
-        loader.videos([video for _, video in by_video.values()])
+        loader.videos(loaded)
         loader.follows(list(dict.fromkeys(pair for _, pair in pairs)))
-        loader.search(list(by_video), documents)
+        loader.search(loaded, document)
     return BulkLoadCounts(
         creators=len(by_creator),
         videos=len(by_video),
         follows=len(pairs),
-        indexed=len(documents),
+        indexed=sum(1 for video in loaded if video.state is ProcessingState.READY),
     )
 
 
@@ -192,15 +199,16 @@ class _Writer:
         self._report = report
         self._batch = batch_rows
 
-    def _batches(self, rows: list[Any]) -> Iterable[list[Any]]:
-        for start in range(0, len(rows), self._batch):
-            yield rows[start : start + self._batch]
+    def _batches(self, rows: Iterable[Any]) -> Iterator[list[Any]]:
+        iterator = iter(rows)
+        while batch := list(itertools.islice(iterator, self._batch)):
+            yield batch
 
 
 class _SqliteWriter(_Writer):
     """The per-row API's statements, as ``executemany`` batches."""
 
-    def _upsert(self, table: str, rows: list[dict[str, Any]], statement: Any) -> None:
+    def _upsert(self, table: str, rows: Iterable[dict[str, Any]], statement: Any) -> None:
         for batch in self._batches(rows):
             self._connection.execute(statement, batch)
             self._report(table, len(batch))
@@ -216,7 +224,7 @@ class _SqliteWriter(_Writer):
                 "display_name": statement.excluded.display_name,
             },
         )
-        self._upsert("creators", [creator.model_dump() for creator in rows], upsert)
+        self._upsert("creators", (creator.model_dump() for creator in rows), upsert)
 
     def videos(self, rows: list[Video]) -> None:
         from sqlalchemy.dialects.sqlite import insert
@@ -226,22 +234,22 @@ class _SqliteWriter(_Writer):
             index_elements=[videos_table.c.video_id],
             set_={name: statement.excluded[name] for name in _VIDEO_COLUMNS[1:]},
         )
-        self._upsert("videos", [_video_row(video) for video in rows], upsert)
+        self._upsert("videos", (_video_row(video) for video in rows), upsert)
 
     def follows(self, rows: list[tuple[int, int]]) -> None:
         from sqlalchemy.dialects.sqlite import insert
 
         statement = insert(follows_table).on_conflict_do_nothing()
-        values = [{"user_id": user_id, "creator_id": creator_id} for user_id, creator_id in rows]
+        values = ({"user_id": user_id, "creator_id": creator_id} for user_id, creator_id in rows)
         self._upsert("follows", values, statement)
 
-    def search(self, video_ids: list[int], documents: Mapping[int, SearchDocument]) -> None:
+    def search(self, videos: list[Video], document: DocumentOf) -> None:
         connection = self._connection
         deltas: Counter[str] = Counter()
-        for batch in self._batches(video_ids):
+        for batch in self._batches(videos):
             old: dict[int, set[str]] = {}
             for start in range(0, len(batch), _READ_CHUNK):
-                chunk = batch[start : start + _READ_CHUNK]
+                chunk = [video.video_id for video in batch[start : start + _READ_CHUNK]]
                 marks = ", ".join(f":v{i}" for i in range(len(chunk)))
                 rows = connection.execute(
                     text(
@@ -257,11 +265,12 @@ class _SqliteWriter(_Writer):
                     [{"video_id": video_id} for video_id in old],
                 )
             inserts = []
-            for video_id in batch:
-                document = documents.get(video_id)
+            for video in batch:
+                video_id = video.video_id
+                searchable = document(video)
                 new: set[str] = set()
-                if document is not None:
-                    fields = _fields(document)
+                if searchable is not None:
+                    fields = _fields(searchable)
                     new = {term for terms in fields.values() for term in terms}
                     inserts.append(
                         {
@@ -320,7 +329,7 @@ class _PostgresWriter(_Writer):
         name: str,
         like: str,
         columns: tuple[str, ...],
-        rows: list[tuple[Any, ...]],
+        rows: Iterable[tuple[Any, ...]],
     ) -> str:
         staging = f"reelrank_bulk_{name}"
         self._connection.execute(
@@ -340,7 +349,7 @@ class _PostgresWriter(_Writer):
             "creators",
             "creators",
             columns,
-            [(c.creator_id, c.handle, c.display_name) for c in rows],
+            ((c.creator_id, c.handle, c.display_name) for c in rows),
         )
         self._connection.execute(
             text(
@@ -358,7 +367,7 @@ class _PostgresWriter(_Writer):
             values["renditions"] = json.dumps(values["renditions"])
             return tuple(values[name] for name in _VIDEO_COLUMNS)
 
-        staging = self._stage("videos", "videos", _VIDEO_COLUMNS, [row(video) for video in rows])
+        staging = self._stage("videos", "videos", _VIDEO_COLUMNS, (row(video) for video in rows))
         updates = ", ".join(f"{name} = excluded.{name}" for name in _VIDEO_COLUMNS[1:])
         self._connection.execute(
             text(
@@ -377,7 +386,7 @@ class _PostgresWriter(_Writer):
             )
         )
 
-    def search(self, video_ids: list[int], documents: Mapping[int, SearchDocument]) -> None:
+    def search(self, videos: list[Video], document: DocumentOf) -> None:
         connection = self._connection
         connection.execute(
             text(
@@ -385,7 +394,7 @@ class _PostgresWriter(_Writer):
                 "ON COMMIT DROP"
             )
         )
-        self._copy("reelrank_bulk_ids", ("video_id",), ((video_id,) for video_id in video_ids))
+        self._copy("reelrank_bulk_ids", ("video_id",), ((video.video_id,) for video in videos))
         # The loaded videos' documents go (their terms leave the counts); the ready
         # ones come back with their new terms. Rows are locked in id order.
         removed = connection.execute(
@@ -396,17 +405,17 @@ class _PostgresWriter(_Writer):
         ).all()
         old = {int(video_id): set(terms) for video_id, terms in removed}
         deltas: Counter[str] = Counter()
-        rows: list[tuple[int, str]] = []
-        for video_id in video_ids:
-            document = documents.get(video_id)
-            new: set[str] = set()
-            if document is not None:
-                fields = _fields(document)
-                new = {term for terms in fields.values() for term in terms}
-                rows.append((video_id, _tsvector_literal(fields)))
-            _count(deltas, old.get(video_id, set()), new)
-        for batch in self._batches(rows):
-            self._copy("search_documents", ("video_id", "document"), batch)
+        for batch in self._batches(videos):
+            rows: list[tuple[int, str]] = []
+            for video in batch:
+                searchable = document(video)
+                new: set[str] = set()
+                if searchable is not None:
+                    fields = _fields(searchable)
+                    new = {term for terms in fields.values() for term in terms}
+                    rows.append((video.video_id, _tsvector_literal(fields)))
+                _count(deltas, old.get(video.video_id, set()), new)
+            self._copy("search_documents", ("video_id", "document"), rows)
             self._report("search", len(batch))
         changes = [(term, delta) for term, delta in sorted(deltas.items()) if delta]
         if not changes:

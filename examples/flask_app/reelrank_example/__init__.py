@@ -39,7 +39,7 @@ from ._api import (
 )
 from ._app import ERROR_STATUSES, ProblemError, create_app
 from ._auth import Authenticator, AuthError, issue_token
-from ._load import TABLES, load_directory
+from ._load import TABLES, LoadError, load_directory
 from ._logging import (
     REQUEST_ID_HEADER,
     GunicornLogger,
@@ -54,6 +54,7 @@ from ._services import (
     IdempotencyRecord,
     IdempotencyStore,
     MemoryIdempotencyStore,
+    RedisIdempotencyStore,
     Services,
     SqlIdempotencyStore,
     Stores,
@@ -85,9 +86,11 @@ __all__ = [
     "GunicornLogger",
     "IdempotencyRecord",
     "IdempotencyStore",
+    "LoadError",
     "MemoryIdempotencyStore",
     "Operation",
     "ProblemError",
+    "RedisIdempotencyStore",
     "Services",
     "Settings",
     "SqlIdempotencyStore",

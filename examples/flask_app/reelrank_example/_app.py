@@ -66,6 +66,7 @@ from ._api import (
     LikeResponse,
     Operation,
     PageQuery,
+    ProgressReport,
     ScoredCard,
     SearchQuery,
     ShareBody,
@@ -77,9 +78,10 @@ from ._api import (
     WatchBody,
     openapi_document,
 )
-from ._auth import Authenticator, AuthError
+from ._auth import Authenticator, AuthError, ForbiddenError
 from ._logging import note_user, register_request_logging
 from ._metrics import AppMetrics
+from ._progress import apply_progress_report
 from ._services import IdempotencyRecord, Services
 from ._settings import Settings
 
@@ -465,7 +467,9 @@ def _register(
         query = _query(op)
         user_id: int | None = None
         header = request.headers.get("Authorization")
-        if op.auth == "required" or (op.auth == "optional" and header is not None):
+        if op.auth == "service":
+            _check_service(auth, header)
+        elif op.auth == "required" or (op.auth == "optional" and header is not None):
             try:
                 user_id = auth.user_id(header)
             except AuthError as exc:
@@ -494,6 +498,21 @@ def _register(
     kind = _EVENT_KINDS.get(op.operation_id)
     endpoint = view if kind is None else _counting_events(view, kind, metrics)
     app.add_url_rule(rule, op.operation_id, endpoint, methods=[op.method])
+
+
+def _check_service(auth: Authenticator, header: str | None) -> None:
+    try:
+        auth.check_service(header)
+    except AuthError as exc:
+        raise ProblemError(
+            401,
+            "unauthorized",
+            exc.message,
+            "Authorization",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        ) from None
+    except ForbiddenError as exc:
+        raise ProblemError(403, "forbidden", exc.message, "Authorization") from None
 
 
 def _path_id(raw: str) -> int:
@@ -762,6 +781,10 @@ class _Handlers:
 
     def progress(self, call: Call) -> BaseModel:
         return self._services.processing.get(call.vid)
+
+    def report_progress(self, call: Call) -> BaseModel:
+        assert isinstance(call.body, ProgressReport)
+        return apply_progress_report(self._services, call.vid, call.body)
 
     def video(self, call: Call) -> BaseModel:
         video = self._services.stores.catalog.get_video(call.vid)

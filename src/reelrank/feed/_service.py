@@ -323,6 +323,8 @@ class FeedRankingService:
     def refresh_candidates(self) -> None:
         """Fetch the shared candidate pool again now, for example after a bulk import.
 
+        A batch job: its store calls run under ``warm_deadline_seconds``.
+
         The previous pool stays the fallback if a store fails meanwhile.
 
         Raises:
@@ -370,7 +372,7 @@ class FeedRankingService:
 
     def _warm_contexts(self, contexts: list[RequestContext]) -> int:
         try:
-            pool = self._candidates.shared()
+            pool = self._candidates.shared(batch=True)
         except CatalogUnavailableError:
             raise FeedUnavailableError("catalog unavailable; nothing to warm with") from None
         stored = self._warmer.warm(contexts, pool)

@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def load_main(argv: list[str] | None = None) -> int:
-    """``reelrank-load DIR``: the same as ``python -m reelrank_example load DIR``."""
+    """``reelrank load DIR``: the same as ``python -m reelrank_example load DIR``."""
     return main(["load", *(sys.argv[1:] if argv is None else argv)])
 
 

@@ -1,4 +1,4 @@
-"""``reelrank-load DIR`` (``python -m reelrank_example load DIR``): a catalog, and past
+"""``reelrank load DIR`` (``python -m reelrank_example load DIR``): a catalog, and past
 events, from CSV or Parquet files.
 
 Every file is read and every row validated through reelrank's value types before

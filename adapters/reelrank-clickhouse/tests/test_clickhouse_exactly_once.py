@@ -56,8 +56,8 @@ class RacingStore(ClickHouseEventStore):
         super().__init__(engine, tables=tables)
         self._barrier: Any = barrier
 
-    def _copies(self, client: Client, event_ids: Any) -> dict[str, tuple[int, int]]:
-        found = super()._copies(client, event_ids)
+    def _copies(self, client: Client, events: Any) -> dict[str, tuple[int, int]]:
+        found = super()._copies(client, events)
         barrier, self._barrier = self._barrier, None
         if barrier is not None:
             barrier.wait(_BARRIER_SECONDS)
@@ -143,8 +143,8 @@ def test_a_copy_from_a_racing_writer_is_corrected_by_the_second_check(
     class InsertsAfterTheOtherChecked(ClickHouseEventStore):
         checked = False
 
-        def _copies(self, client: Client, event_ids: Any) -> dict[str, tuple[int, int]]:
-            found = super()._copies(client, event_ids)
+        def _copies(self, client: Client, events: Any) -> dict[str, tuple[int, int]]:
+            found = super()._copies(client, events)
             if not self.checked:
                 self.checked = True
                 # The other writer inserts between this one's check and insert.

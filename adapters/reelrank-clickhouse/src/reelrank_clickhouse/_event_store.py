@@ -5,7 +5,8 @@ corrections for the rare event that two writers delivered at the same moment."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from clickhouse_driver import Client
@@ -34,6 +35,7 @@ _STORE = "events"
 _COUNTED = frozenset({EngagementKind.WATCH, EngagementKind.SHARE, EngagementKind.COMMENT})
 _LIKES = KIND_CODES["like"]  # the code under which reads report like counts
 _Pair = tuple[EngagementEvent, int]
+_UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _KIND_OF_CODE = {code: EngagementKind(kind) for kind, code in KIND_CODES.items()}
 
 
@@ -59,7 +61,7 @@ class _Queries:
         )
         # GLOBAL IN: over Distributed tables the initiator ships the batch to every shard.
         self.copies = f"""SELECT event_id, countMerge(events), minMerge(first_seq)
-FROM {agg} WHERE tag = {Tag.EVENT_ID} AND a = 0 AND b = 0 AND c = 0
+FROM {agg} WHERE tag = {Tag.EVENT_ID} AND a IN %(days)s AND b = 0 AND c = 0
   AND event_id GLOBAL IN batch
 GROUP BY event_id"""
         # Counts by (video, kind code), like counts under the like code, then minus the
@@ -162,7 +164,7 @@ class ClickHouseEventStore:
             return 0
         with self._write_lock, store_errors(_STORE, "append"):
             client = self._clients.writer()
-            stored = self._copies(client, batch)
+            stored = self._copies(client, [event for event, _ in batch.values()])
             # A redelivery repairs a race whose correction was never written.
             self._correct(client, batch, stored)
             fresh = [pair for event_id, pair in batch.items() if event_id not in stored]
@@ -172,7 +174,7 @@ class ClickHouseEventStore:
             columns = event_columns([event for event, _ in fresh], first_seq)
             columns.append([creator_id for _, creator_id in fresh])
             client.execute(self._queries.insert, columns, columnar=True)
-            copies = self._copies(client, [event.event_id for event, _ in fresh])
+            copies = self._copies(client, [event for event, _ in fresh])
             raced = self._correct(client, batch, copies)
             # A raced id is this writer's if its own copy arrived first.
             mine = range(first_seq, first_seq + len(fresh))
@@ -202,12 +204,16 @@ class ClickHouseEventStore:
                 batch[event.event_id] = item
         return batch
 
-    def _copies(self, client: Client, event_ids: Iterable[str]) -> dict[str, tuple[int, int]]:
+    def _copies(
+        self, client: Client, events: Sequence[EngagementEvent]
+    ) -> dict[str, tuple[int, int]]:
         """``{event_id: (copies, smallest arrival number)}`` of the stored ids among
-        ``event_ids``."""
+        those of ``events``, looked up under the events' days."""
+        days = tuple({(event.occurred_at - _UNIX_EPOCH).days for event in events})
         rows = client.execute(
             self._queries.copies,
-            external_tables=[id_table("batch", "event_id", "String", event_ids)],
+            {"days": days},
+            external_tables=[id_table("batch", "event_id", "String", (e.event_id for e in events))],
         )
         return {row[0]: (int(row[1]), int(row[2])) for row in rows}
 

@@ -45,7 +45,8 @@ class Tag(IntEnum):
     """What a row of the aggregate table is, and what its key columns ``a, b, c`` hold."""
 
     EVENT_ID = 0
-    """``event_id``: the id's copy count and the smallest arrival number of a copy."""
+    """``a`` day of ``occurred_at`` (days since 1970), ``event_id``: the id's copy count
+    and the smallest arrival number of its copies."""
     VIDEO_COUNT = 1
     """``a`` video, ``c`` kind code: count and completion sum of watches, shares, comments."""
     VIDEO_LIKE = 2
@@ -76,12 +77,15 @@ _EVENT_COLUMNS_DDL = f"""
     ingested_at DateTime('UTC') DEFAULT now()"""
 
 # Each event becomes three rows of the aggregate table: its id, and its two keys (by
-# video, by user) for its kind. ``event_id`` is kept on the id row only.
+# video, by user) for its kind. ``event_id`` is kept on the id row only, under the day
+# of ``occurred_at`` (a redelivery has the same), so that a duplicate check reads the
+# ids of the batch's days only and old days can be deleted.
+_DAY = "toUInt64(intDiv(toUInt32(occurred_at), 86400))"
 _AGGREGATE_ROWS = f"""if(kind IN ('like', 'unlike'),
-    [(toUInt8({Tag.EVENT_ID}), toUInt64(0), toUInt64(0), toUInt64(0)),
+    [(toUInt8({Tag.EVENT_ID}), {_DAY}, toUInt64(0), toUInt64(0)),
      (toUInt8({Tag.VIDEO_LIKE}), video_id, user_id, toUInt64(0)),
      (toUInt8({Tag.USER_LIKE}), user_id, creator_id, video_id)],
-    [(toUInt8({Tag.EVENT_ID}), toUInt64(0), toUInt64(0), toUInt64(0)),
+    [(toUInt8({Tag.EVENT_ID}), {_DAY}, toUInt64(0), toUInt64(0)),
      (toUInt8({Tag.VIDEO_COUNT}), video_id, toUInt64(0), toUInt64(toUInt8(kind))),
      (toUInt8({Tag.CREDIT}), user_id, creator_id, toUInt64(toUInt8(kind)))])"""
 

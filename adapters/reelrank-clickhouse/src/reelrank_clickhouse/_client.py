@@ -19,11 +19,8 @@ def id_table(name: str, column: str, column_type: str, values: Any) -> dict[str,
     stays under the server's ``max_query_size``, and the server reads them without
     parsing.
     """
-    return {
-        "name": name,
-        "structure": [(column, column_type)],
-        "data": [{column: value} for value in values],
-    }
+    # Rows as tuples: the driver would turn dicts into tuples first.
+    return {"name": name, "structure": [(column, column_type)], "data": [(v,) for v in values]}
 
 
 class DriverClients:

@@ -45,8 +45,8 @@ class Tag(IntEnum):
     """What a row of the aggregate table is, and what its key columns ``a, b, c`` hold."""
 
     EVENT_ID = 0
-    """``a`` day of ``occurred_at`` (days since 1970), ``event_id``: the id's copy count
-    and the smallest arrival number of its copies."""
+    """``a`` day of ``occurred_at`` (days since 1970), ``b`` ``cityHash64(event_id)``,
+    ``event_id``: the id's copy count and the smallest arrival number of its copies."""
     VIDEO_COUNT = 1
     """``a`` video, ``c`` kind code: count and completion sum of watches, shares, comments."""
     VIDEO_LIKE = 2
@@ -78,8 +78,9 @@ _EVENT_COLUMNS_DDL = f"""
 
 # Each event becomes three rows of the aggregate table: its id, and its two keys (by
 # video, by user) for its kind. ``event_id`` is kept on the id row only, under the day
-# of ``occurred_at`` (a redelivery has the same), so that a duplicate check reads the
-# ids of the batch's days only and old days can be deleted.
+# of ``occurred_at`` (a redelivery has the same) and the id's hash: a duplicate check
+# reads the ids of the batch's days only and compares numbers before strings, and old
+# days can be deleted.
 _DAY = "toUInt64(intDiv(toUInt32(occurred_at), 86400))"
 _AGGREGATE_ROWS = f"""if(kind IN ('like', 'unlike'),
     [(toUInt8({Tag.EVENT_ID}), {_DAY}, toUInt64(0), toUInt64(0)),
@@ -136,7 +137,8 @@ ORDER BY (occurred_at, occurred_us, event_id)""",
 ) ENGINE = {self.engine("AggregatingMergeTree", t.aggregates)}
 ORDER BY (tag, a, b, c, event_id)""",
             f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {aggregates}_mv TO {aggregates} AS
-SELECT key.1 AS tag, key.2 AS a, key.3 AS b, key.4 AS c,
+SELECT key.1 AS tag, key.2 AS a, if(tag = {Tag.EVENT_ID}, cityHash64(event_id), key.3) AS b,
+       key.4 AS c,
        if(key.1 = {Tag.EVENT_ID}, event_id, '') AS event_id,
        countState() AS events,
        sumState(ifNull(completion, 0.)) AS completion_sum,

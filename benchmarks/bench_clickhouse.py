@@ -87,15 +87,14 @@ _TODAY_LIKES = """SELECT video_id, sum(liked) FROM (
 ) GROUP BY video_id"""
 
 # get_stats's query without its corrections branch: what exactly-once adds to a read.
-_WITHOUT_CORRECTIONS = """SELECT a, c, sum(n), sum(s) FROM (
-    SELECT a, c, toInt64(countMerge(events)) AS n, sumMerge(completion_sum) AS s
-    FROM event_aggregates WHERE tag = 1 AND a GLOBAL IN ids GROUP BY a, c
-    UNION ALL
-    SELECT a, toUInt64(2) AS c, toInt64(sum(liked)) AS n, toFloat64(0) AS s FROM (
-        SELECT a, b, argMaxMerge(liked) AS liked
-        FROM event_aggregates WHERE tag = 2 AND a GLOBAL IN ids GROUP BY a, b
-    ) GROUP BY a
-) GROUP BY a, c"""
+_WITHOUT_CORRECTIONS = """
+SELECT a, c, toInt64(countMerge(events)) AS n, sumMerge(completion_sum) AS s
+FROM event_aggregates WHERE tag = 1 AND a GLOBAL IN ids GROUP BY a, c
+UNION ALL
+SELECT a, toUInt64(2) AS c, toInt64(sum(liked)) AS n, toFloat64(0) AS s FROM (
+    SELECT a, b, argMaxMerge(liked) AS liked
+    FROM event_aggregates WHERE tag = 2 AND a GLOBAL IN ids GROUP BY a, b
+) GROUP BY a"""
 
 # Kinds cycle watch, watch, watch, like, share, comment, unlike.
 _GENERATE = f"""INSERT INTO events (event_id, kind, user_id, video_id, creator_id, occurred_at,

@@ -36,6 +36,13 @@ _COUNTED = frozenset({EngagementKind.WATCH, EngagementKind.SHARE, EngagementKind
 _LIKES = KIND_CODES["like"]  # the code under which reads report like counts
 _Pair = tuple[EngagementEvent, int]
 _UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# The VideoStats field each kind code of a stats row adds to (likes: the like count).
+_STATS_FIELD = {
+    KIND_CODES["watch"]: "views",
+    KIND_CODES["share"]: "shares",
+    KIND_CODES["comment"]: "comments",
+    KIND_CODES["like"]: "likes",
+}
 _KIND_OF_CODE = {code: EngagementKind(kind) for kind, code in KIND_CODES.items()}
 
 
@@ -68,34 +75,33 @@ PREWHERE tag = {Tag.EVENT_ID} AND a IN %(days)s
   AND b GLOBAL IN (SELECT cityHash64(event_id) FROM batch)
 WHERE c = 0 AND event_id GLOBAL IN batch
 GROUP BY event_id"""
-        # Counts by (video, kind code), like counts under the like code, then minus the
-        # extra copies of corrected events; one round trip.
-        self.stats = f"""SELECT a, c, sum(n), sum(s) FROM (
-    SELECT a, c, toInt64(countMerge(events)) AS n, sumMerge(completion_sum) AS s
-    FROM {agg} WHERE tag = {Tag.VIDEO_COUNT} AND a GLOBAL IN ids GROUP BY a, c
-    UNION ALL
-    SELECT a, toUInt64({_LIKES}) AS c, toInt64(sum(liked)) AS n, toFloat64(0) AS s FROM (
-        SELECT a, b, argMaxMerge(liked) AS liked
-        FROM {agg} WHERE tag = {Tag.VIDEO_LIKE} AND a GLOBAL IN ids GROUP BY a, b
-    ) GROUP BY a
-    UNION ALL
-    SELECT fixed_video AS a, toUInt64(toUInt8(fixed_kind)) AS c, -sum(extra) AS n,
-           -sum(extra * fixed_completion) AS s
-    FROM ({_corrections(fix, "video_id GLOBAL IN ids")}) GROUP BY a, c
-) GROUP BY a, c"""
-        self.credit = f"""SELECT b, c, sum(n), sum(s) FROM (
-    SELECT b, c, toInt64(countMerge(events)) AS n, sumMerge(completion_sum) AS s
-    FROM {agg} WHERE tag = {Tag.CREDIT} AND a = %(user_id)s GROUP BY b, c
-    UNION ALL
-    SELECT b, toUInt64({_LIKES}) AS c, toInt64(sum(liked)) AS n, toFloat64(0) AS s FROM (
-        SELECT b, c, argMaxMerge(liked) AS liked
-        FROM {agg} WHERE tag = {Tag.USER_LIKE} AND a = %(user_id)s GROUP BY b, c
-    ) GROUP BY b
-    UNION ALL
-    SELECT fixed_creator AS b, toUInt64(toUInt8(fixed_kind)) AS c, -sum(extra) AS n,
-           -sum(extra * fixed_completion) AS s
-    FROM ({_corrections(fix, "user_id = %(user_id)s")}) GROUP BY b, c
-) GROUP BY b, c"""
+        # Counts by (video, kind code), like counts under the like code, and minus the
+        # extra copies of corrected events: one round trip, rows summed by the caller
+        # (an outer GROUP BY over the UNION ALL made the query slower on 18.16).
+        self.stats = f"""
+SELECT a, c, toInt64(countMerge(events)) AS n, sumMerge(completion_sum) AS s
+FROM {agg} WHERE tag = {Tag.VIDEO_COUNT} AND a GLOBAL IN ids GROUP BY a, c
+UNION ALL
+SELECT a, toUInt64({_LIKES}) AS c, toInt64(sum(liked)) AS n, toFloat64(0) AS s FROM (
+    SELECT a, b, argMaxMerge(liked) AS liked
+    FROM {agg} WHERE tag = {Tag.VIDEO_LIKE} AND a GLOBAL IN ids GROUP BY a, b
+) GROUP BY a
+UNION ALL
+SELECT fixed_video AS a, toUInt64(toUInt8(fixed_kind)) AS c, -sum(extra) AS n,
+       -sum(extra * fixed_completion) AS s
+FROM ({_corrections(fix, "video_id GLOBAL IN ids")}) GROUP BY a, c"""
+        self.credit = f"""
+SELECT b, c, toInt64(countMerge(events)) AS n, sumMerge(completion_sum) AS s
+FROM {agg} WHERE tag = {Tag.CREDIT} AND a = %(user_id)s GROUP BY b, c
+UNION ALL
+SELECT b, toUInt64({_LIKES}) AS c, toInt64(sum(liked)) AS n, toFloat64(0) AS s FROM (
+    SELECT b, c, argMaxMerge(liked) AS liked
+    FROM {agg} WHERE tag = {Tag.USER_LIKE} AND a = %(user_id)s GROUP BY b, c
+) GROUP BY b
+UNION ALL
+SELECT fixed_creator AS b, toUInt64(toUInt8(fixed_kind)) AS c, -sum(extra) AS n,
+       -sum(extra * fixed_completion) AS s
+FROM ({_corrections(fix, "user_id = %(user_id)s")}) GROUP BY b, c"""
         self.popular = f"""SELECT a, sum(n) AS views FROM (
     SELECT a, toInt64(countMerge(events)) AS n
     FROM {agg} WHERE tag = {Tag.VIDEO_COUNT} AND c = {KIND_CODES["watch"]} GROUP BY a
@@ -263,17 +269,11 @@ class ClickHouseEventStore:
                 self._queries.stats, external_tables=[id_table("ids", "id", "UInt64", unique)]
             )
         for video_id, code, events, completion_sum in rows:
-            fields = counts.setdefault(int(video_id), {})
-            kind = _KIND_OF_CODE[int(code)]
-            if kind is EngagementKind.WATCH:
-                fields["views"] = int(events)
-                fields["completion_sum"] = float(completion_sum)
-            elif kind is EngagementKind.SHARE:
-                fields["shares"] = int(events)
-            elif kind is EngagementKind.COMMENT:
-                fields["comments"] = int(events)
-            else:
-                fields["likes"] = int(events)
+            fields = counts.setdefault(video_id, {})
+            name = _STATS_FIELD[code]
+            fields[name] = fields.get(name, 0) + events
+            if name == "views":
+                fields["completion_sum"] = fields.get("completion_sum", 0.0) + completion_sum
         result: dict[int, VideoStats] = {}
         for video_id in unique:
             fields = counts.get(video_id, {})
@@ -300,12 +300,14 @@ class ClickHouseEventStore:
         with store_errors(_STORE, "get_affinities"), self._clients.reader() as client:
             rows = client.execute(self._queries.credit, {"user_id": user_id})
         for creator_id, code, events, completion_sum in rows:
-            kind = _KIND_OF_CODE[int(code)]
+            kind = _KIND_OF_CODE[code]
             if kind is EngagementKind.WATCH:
-                earned = max(float(completion_sum), 0.0)
+                earned = float(completion_sum)
             else:
-                earned = int(events) * affinity_credit(kind)
-            credit[int(creator_id)] = credit.get(int(creator_id), 0.0) + earned
+                earned = events * affinity_credit(kind)
+            credit[creator_id] = credit.get(creator_id, 0.0) + earned
+        # A corrected sum may dip below zero by rounding; credit never does.
+        credit = {creator_id: max(value, 0.0) for creator_id, value in credit.items()}
         total = sum(credit.values())
         for creator_id in found:
             if creator_id in credit:

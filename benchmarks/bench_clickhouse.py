@@ -42,6 +42,9 @@ reelrank_clickhouse = pytest.importorskip("reelrank_clickhouse")
 clickhouse_testing = pytest.importorskip("reelrank_clickhouse.testing")
 clickhouse_driver = pytest.importorskip("clickhouse_driver")
 
+# The 10 M-event load alone takes minutes on a busy 2-core machine.
+pytestmark = pytest.mark.timeout(600 if QUICK else 3_600)
+
 if clickhouse_testing.find_clickhouse_server() is None:
     pytest.skip("clickhouse-server is not installed", allow_module_level=True)
 
@@ -54,7 +57,7 @@ USERS = 10_000 if QUICK else 200_000
 CANDIDATES = 1_000 if QUICK else 10_000
 RACED = LOADED_EVENTS // 10_000  # events delivered twice at once, corrected
 LOAD_CHUNK = 1_000_000
-READ_ROUNDS = 15 if QUICK else 60
+READ_ROUNDS = 15 if QUICK else 25
 INSERT_BATCH_SIZES = (1_000, 10_000, 50_000)
 INSERT_BATCHES = 3 if QUICK else 8
 READ_GOAL_MS = 50.0

@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ch_support import Pair, assert_same_statistics, reference_of
+from ch_support import workload as make_workload
 from clickhouse_driver import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -39,12 +41,11 @@ from reelrank_clickhouse.testing import ClickHouseServer
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from reelrank import EngagementEvent, EngagementKind, InMemoryEventStore, StoreError
+from reelrank import EngagementKind, StoreError
 from reelrank.testing import EPOCH, make_event
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
-Pair = tuple[EngagementEvent, int]
 _BARRIER_SECONDS = 30.0
 
 
@@ -62,58 +63,6 @@ class RacingStore(ClickHouseEventStore):
         if barrier is not None:
             barrier.wait(_BARRIER_SECONDS)
         return found
-
-
-def _workload(prefix: str, count: int = 60) -> list[Pair]:
-    """Events of every kind over a few videos, users and creators; each (user, video)
-    gets at most one like or unlike, so the result does not depend on arrival order."""
-    made: list[Pair] = []
-    for n in range(count):
-        kind = (EngagementKind.WATCH, EngagementKind.SHARE, EngagementKind.COMMENT)[n % 3]
-        user_id, video_id = 1 + n % 5, 1 + n % 4
-        extra = {"completion": (n % 7) / 7} if kind is EngagementKind.WATCH else {}
-        event = make_event(kind, user_id=user_id, video_id=video_id, **extra)
-        made.append((event.model_copy(update={"event_id": f"{prefix}-{n}"}), 10 + video_id % 2))
-    for user_id in range(1, 6):
-        like = make_event("like", user_id=user_id, video_id=1 + user_id % 4)
-        made.append((like.model_copy(update={"event_id": f"{prefix}-like-{user_id}"}), 10))
-    return made
-
-
-def _reference(deliveries: Sequence[Sequence[Pair]]) -> InMemoryEventStore:
-    reference = InMemoryEventStore()
-    for batch in deliveries:
-        for event, creator_id in batch:
-            reference.append(event, creator_id=creator_id)
-    return reference
-
-
-def assert_same_statistics(
-    store: ClickHouseEventStore,
-    reference: InMemoryEventStore,
-    videos: Sequence[int],
-    users: Sequence[int],
-    creators: Sequence[int],
-) -> None:
-    """Every statistic of ``store`` equals the reference's: the counts, completion and
-    likes of each video, each user's affinities, and the popular order."""
-    got, want = store.get_stats(videos), reference.get_stats(videos)
-    for video_id in videos:
-        mine, theirs = got[video_id], want[video_id]
-        assert (mine.views, mine.likes, mine.shares, mine.comments) == (
-            theirs.views,
-            theirs.likes,
-            theirs.shares,
-            theirs.comments,
-        ), video_id
-        assert math.isclose(mine.completion_sum, theirs.completion_sum, abs_tol=1e-9)
-    for user_id in users:
-        mine_aff = store.get_affinities(user_id, creators)
-        for creator_id, value in reference.get_affinities(user_id, creators).items():
-            assert math.isclose(mine_aff[creator_id], value, abs_tol=1e-9), (user_id, creator_id)
-    assert store.popular_video_ids(limit=len(videos) + 5) == reference.popular_video_ids(
-        limit=len(videos) + 5
-    )
 
 
 def _corrections(engine: Engine, tables: ClickHouseTables) -> int:
@@ -190,7 +139,7 @@ def test_the_same_ids_from_several_threads_count_once(
     deployment: tuple[Engine, ClickHouseConfig], batches: int
 ) -> None:
     engine, config = deployment
-    workload = _workload(f"threads-{batches}")
+    workload = make_workload(f"threads-{batches}")
     writers = 4
     barrier = threading.Barrier(writers)
     stores = [RacingStore(engine, barrier, tables=config.tables) for _ in range(writers)]
@@ -213,7 +162,7 @@ def test_the_same_ids_from_several_threads_count_once(
     # Each id is reported applied by one writer, or, in a rare order, by more.
     assert sum(applied) >= len(workload)
     assert _corrections(engine, config.tables) > 0  # the race did happen
-    reference = _reference([workload])
+    reference = reference_of([workload])
     assert_same_statistics(stores[0], reference, range(1, 6), range(1, 7), [10, 11, 12])
     logged = logs[0].events_between(EPOCH, EPOCH + timedelta(seconds=1), limit=1_000)
     assert sorted(event.event_id for event in logged) == sorted(e.event_id for e, _ in workload)
@@ -237,7 +186,7 @@ def test_the_same_ids_from_several_processes_count_once(
     deployment: tuple[Engine, ClickHouseConfig],
 ) -> None:
     engine, config = deployment
-    workload = _workload("processes")
+    workload = make_workload("processes")
     context = multiprocessing.get_context("fork")
     writers = 3
     barrier, results = context.Barrier(writers), context.Queue()
@@ -256,7 +205,7 @@ def test_the_same_ids_from_several_processes_count_once(
     assert sum(applied) >= len(workload)
     assert _corrections(engine, config.tables) > 0
     store = ClickHouseEventStore(engine, tables=config.tables)
-    assert_same_statistics(store, _reference([workload]), range(1, 6), range(1, 7), [10, 11, 12])
+    assert_same_statistics(store, reference_of([workload]), range(1, 6), range(1, 7), [10, 11, 12])
 
 
 @pytest.mark.timeout(180)
@@ -275,7 +224,7 @@ def test_a_batch_retried_after_the_server_was_killed_counts_once(tmp_path: Path)
         create_schema(engine)
         delivered: list[list[Pair]] = []
         # Measure one insert, then kill at fractions of that time.
-        probe = _workload("probe", 20_000)
+        probe = make_workload("probe", 20_000)
         store = ClickHouseEventStore(engine)
         started = time.perf_counter()
         store.append_many(probe)
@@ -283,7 +232,7 @@ def test_a_batch_retried_after_the_server_was_killed_counts_once(tmp_path: Path)
         delivered.append(probe)
         interrupted: list[BaseException] = []
         for round_number, fraction in enumerate((0.1, 0.4, 0.7, 1.2)):
-            batch = _workload(f"killed-{round_number}", 20_000)
+            batch = make_workload(f"killed-{round_number}", 20_000)
             store = ClickHouseEventStore(engine)
 
             def deliver(store: ClickHouseEventStore = store, batch: list[Pair] = batch) -> None:
@@ -301,7 +250,7 @@ def test_a_batch_retried_after_the_server_was_killed_counts_once(tmp_path: Path)
             store.append_many(batch)  # the retry, on the same store and engine
             delivered.append(batch)
         assert interrupted  # at least one kill fell inside a delivery
-        reference = _reference(delivered)
+        reference = reference_of(delivered)
         assert_same_statistics(
             ClickHouseEventStore(engine), reference, range(1, 6), range(1, 7), [10, 11, 12]
         )
@@ -358,7 +307,7 @@ def _shifted(pair: Pair, offset: int) -> Pair:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(deliveries=_deliveries())
-def test_a_stream_with_duplicates_and_races_matches_the_reference(
+def test_a_stream_with_duplicates_and_races_matches_thereference_of(
     deployment: tuple[Engine, ClickHouseConfig],
     deliveries: list[tuple[list[Pair], bool]],
 ) -> None:
@@ -376,7 +325,7 @@ def test_a_stream_with_duplicates_and_races_matches_the_reference(
         racers = [RacingStore(engine, barrier, tables=config.tables) for _ in range(2)]
         with ThreadPoolExecutor(max_workers=2) as pool:
             list(pool.map(lambda racer, batch=batch: racer.append_many(batch), racers))
-    reference = _reference([batch for batch, _ in shifted])
+    reference = reference_of([batch for batch, _ in shifted])
     videos = [offset + n for n in range(1, 6)]
     got, want = writer.get_stats(videos), reference.get_stats(videos)
     for video_id in videos:
@@ -393,3 +342,16 @@ def test_a_stream_with_duplicates_and_races_matches_the_reference(
         mine_aff = writer.get_affinities(user_id, creators)
         for creator_id, value in reference.get_affinities(user_id, creators).items():
             assert math.isclose(mine_aff[creator_id], value, abs_tol=1e-9)
+
+
+def test_reconcile_corrects_copies_no_writer_saw(clickhouse_engine: Engine) -> None:
+    store = ClickHouseEventStore(clickhouse_engine)
+    watch, share = (make_event("watch", completion=0.5), 1), (make_event("share", user_id=2), 1)
+    for seq in (1, 100):
+        _insert_copies(store, [watch, share], seq=seq)
+    assert store.get_stats([1])[1].views == 2
+    assert store.reconcile(since=EPOCH) == 2
+    assert_same_statistics(store, reference_of([[watch, share]]), [1], [1, 2], [1])
+    assert store.reconcile(since=EPOCH) == 2  # idempotent: the same corrections again
+    assert store.get_stats([1])[1].views == 1
+    assert store.reconcile(since=EPOCH + timedelta(days=1)) == 0  # other days untouched

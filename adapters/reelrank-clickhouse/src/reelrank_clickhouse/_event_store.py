@@ -21,12 +21,12 @@ from reelrank import (
     affinity,
     affinity_credit,
 )
-from reelrank.stores.adapter import check_id, check_ids, check_limit
+from reelrank.stores.adapter import check_aware, check_id, check_ids, check_limit
 
 from ._client import DriverClients, id_table
 from ._config import ClickHouseTables
 from ._errors import store_errors
-from ._rows import EVENT_COLUMNS, ArrivalSequence, event_columns
+from ._rows import EVENT_COLUMNS, EVENT_SELECT, ArrivalSequence, event_columns, event_from_row
 from ._schema import KIND_CODES, Tag
 
 __all__ = ["ClickHouseEventStore"]
@@ -102,6 +102,12 @@ UNION ALL
 SELECT fixed_creator AS b, toUInt64(toUInt8(fixed_kind)) AS c, -sum(extra) AS n,
        -sum(extra * fixed_completion) AS s
 FROM ({_corrections(fix, "user_id = %(user_id)s")}) GROUP BY b, c"""
+        self.raced_since = f"""SELECT event_id, countMerge(events), minMerge(first_seq)
+FROM {agg} WHERE tag = {Tag.EVENT_ID} AND a >= %(day)s
+GROUP BY event_id HAVING countMerge(events) > 1"""
+        self.events_of_ids = f"""SELECT {EVENT_SELECT}, creator_id FROM {tables.events}
+WHERE occurred_at >= %(since)s AND event_id GLOBAL IN batch
+LIMIT 1 BY event_id"""
         self.popular = f"""SELECT a, sum(n) AS views FROM (
     SELECT a, toInt64(countMerge(events)) AS n
     FROM {agg} WHERE tag = {Tag.VIDEO_COUNT} AND c = {KIND_CODES["watch"]} GROUP BY a
@@ -190,6 +196,37 @@ class ClickHouseEventStore:
             mine = range(first_seq, first_seq + len(fresh))
             lost = sum(1 for event_id in raced if copies[event_id][1] not in mine)
         return len(fresh) - lost
+
+    def reconcile(self, *, since: datetime) -> int:
+        """Write the missing corrections of events stored more than once on or after
+        the day of ``since``; returns how many ids were stored more than once.
+
+        :meth:`append_many` corrects every copy it can see. One it cannot: in replicated
+        mode, a batch whose insert reached a replica that then died before the others
+        fetched it, retried through another replica, is stored twice once the first
+        replica is back, and no writer saw both copies. Run this after a replica
+        recovers (it reads every id of the days since ``since``). Idempotent.
+        """
+        at = check_aware("since", since)
+        with self._write_lock, store_errors(_STORE, "reconcile"):
+            client = self._clients.writer()
+            copies = {
+                row[0]: (int(row[1]), int(row[2]))
+                for row in client.execute(
+                    self._queries.raced_since, {"day": (at - _UNIX_EPOCH).days}
+                )
+            }
+            if not copies:
+                return 0
+            start = at.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+            rows = client.execute(
+                self._queries.events_of_ids,
+                {"since": start.replace(tzinfo=None)},
+                external_tables=[id_table("batch", "event_id", "String", copies)],
+            )
+            batch = {row[0]: (event_from_row(row[:-1]), int(row[-1])) for row in rows}
+            self._correct(client, batch, {key: copies[key] for key in batch})
+        return len(copies)
 
     @staticmethod
     def _validated(items: Sequence[tuple[EngagementEvent, int]]) -> dict[str, _Pair]:

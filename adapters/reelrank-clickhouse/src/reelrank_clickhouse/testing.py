@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import time
 import urllib.error
 import urllib.parse
@@ -44,7 +45,9 @@ __all__ = [
     "ClickHouseCluster",
     "ClickHouseServer",
     "ClickHouseServerError",
+    "ZooKeeperServer",
     "find_clickhouse_server",
+    "find_zookeeper",
     "free_port",
 ]
 
@@ -421,3 +424,96 @@ class ClickHouseCluster:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+_ZOOKEEPER_JAR = "/usr/share/java/zookeeper.jar"
+_ZOOKEEPER_MAIN = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
+_ZOOKEEPER_START_TIMEOUT_SECONDS = 60.0
+
+
+def find_zookeeper() -> str | None:
+    """Path of ZooKeeper's jar (Debian's ``zookeeper`` package), or ``None``."""
+    if os.path.exists(_ZOOKEEPER_JAR) and shutil.which("java"):
+        return _ZOOKEEPER_JAR
+    return None
+
+
+class ZooKeeperServer(ServerProcess):
+    """A standalone ZooKeeper on ``127.0.0.1`` for the replicated mode's tests.
+
+    Writes its own ``zoo.cfg`` and log configuration under ``directory`` (data, logs),
+    starts the JVM from Debian's jar in the foreground of a child process and waits
+    until it serves (``srvr``). ClickHouse 18.16 has no Keeper of its own.
+    """
+
+    error_type = ClickHouseServerError
+    stop_timeout = _STOP_TIMEOUT_SECONDS
+
+    def __init__(self, directory: Path) -> None:
+        jar = find_zookeeper()
+        if jar is None:
+            raise ClickHouseServerError("zookeeper (and java) is not installed")
+        self.jar = jar
+        self.directory = directory.resolve()
+        self.port = 0
+
+    def start(self) -> None:
+        """Write the config, start the JVM and wait until the server serves."""
+        if self._process is not None:
+            raise ClickHouseServerError("ZooKeeper is already running")
+        (self.directory / "data").mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        config = self.directory / "zoo.cfg"
+        config.write_text(
+            "tickTime=500\ninitLimit=10\nsyncLimit=5\n"
+            f"dataDir={self.directory / 'data'}\nclientPort={self.port}\n"
+            f"clientPortAddress={self.host}\nadmin.enableServer=false\n"
+            "4lw.commands.whitelist=srvr\nmaxClientCnxns=0\n",
+            encoding="utf-8",
+        )
+        (self.directory / "log4j.properties").write_text(
+            "log4j.rootLogger=WARN, CONSOLE\n"
+            "log4j.appender.CONSOLE=org.apache.log4j.ConsoleAppender\n"
+            "log4j.appender.CONSOLE.layout=org.apache.log4j.PatternLayout\n",
+            encoding="utf-8",
+        )
+        command = [
+            "java",
+            "-Xmx256m",
+            f"-Dzookeeper.log.dir={self.directory}",
+            "-cp",
+            f"{self.directory}:{self.jar}",
+            _ZOOKEEPER_MAIN,
+            str(config),
+        ]
+        try:
+            process = spawn_logged(command, self.directory / "zookeeper.log", cwd=self.directory)
+        except OSError as exc:
+            raise ClickHouseServerError(f"cannot run java: {exc}") from exc
+        self._adopt(process)
+        if wait_until_ready(
+            self._answers, process, timeout=_ZOOKEEPER_START_TIMEOUT_SECONDS, interval=0.1
+        ):
+            return
+        self._terminate()
+        raise ClickHouseServerError(
+            f"ZooKeeper on port {self.port} did not answer; see {self.directory}"
+        )
+
+    def _answers(self) -> bool:
+        """Whether the server is serving: ``srvr`` reports its mode only then (``ruok``
+        answers earlier, and ClickHouse's first session was seen refused after it)."""
+        try:
+            with socket.create_connection((self.host, self.port), timeout=0.5) as probe:
+                probe.sendall(b"srvr")
+                reply = b""
+                while chunk := probe.recv(4096):
+                    reply += chunk
+        except OSError:
+            return False
+        return b"Mode: standalone" in reply
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """``(host, port)``, as :class:`ClickHouseCluster` takes it."""
+        return (self.host, self.port)

@@ -1,4 +1,4 @@
-"""The ClickHouse event store: events in a MergeTree table, their aggregates and id copy
+"""The ClickHouse event store: events in a ReplacingMergeTree table, their aggregates and id
 counts in one AggregatingMergeTree table kept current by one materialized view, and
 corrections for the rare event that two writers delivered at the same moment."""
 

@@ -56,6 +56,18 @@ def integration(session: nox.Session) -> None:
 
 
 @nox.session(python="3.11")
+def replicated(session: nox.Session) -> None:
+    """ClickHouse's replicated mode alone: two ReplicatedMergeTree replicas and a
+    ZooKeeper (Debian's ``zookeeper``), a replica killed in the middle of a batch.
+    Also part of ``integration``; about 20 s, 40 s on a busy machine."""
+    session.install("-e", ".[frame,test]")
+    _install_adapters(session)
+    session.run(
+        "pytest", "adapters/reelrank-clickhouse/tests", "-m", "replicated", *session.posargs
+    )
+
+
+@nox.session(python="3.11")
 def lint(session: nox.Session) -> None:
     """ruff, then the import contracts of pyproject.toml (the core's layers, no cycles,
     adapters on public names only)."""

@@ -13,6 +13,8 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 [ -x /usr/sbin/clickhouse-server ] || missing+=(clickhouse-server)
 [ -x /usr/lib/postgresql/15/bin/postgres ] || missing+=(postgresql-15)
 [ -x /usr/sbin/pgbouncer ] || missing+=(pgbouncer)
+# ClickHouse's replicated-mode test coordinates its replicas through a ZooKeeper it starts.
+[ -x /usr/share/zookeeper/bin/zkServer.sh ] || missing+=(zookeeper)
 # The docs test opens the built pages in headless Chromium; the docs build fetches
 # MathJax with npm, to serve it from the docs themselves.
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)

@@ -116,8 +116,9 @@ def _load_config(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[s
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     # Reading the settings points PROMETHEUS_MULTIPROC_DIR at a new temporary directory
-    # when it is unset; undo that and remove the directory.
-    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    # when it is unset or empty; undo that and remove the directory. (setenv, not delenv:
+    # monkeypatch forgets a delenv of a variable that was not set, and would not undo.)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")
     config = runpy.run_path(str(CONFIG))
     for directory in config["_metrics_temp_dir"]:
         shutil.rmtree(directory, ignore_errors=True)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Select, select
+from sqlalchemy import Row, Select, literal_column, select, true
 
 from reelrank.models import Creator, ProcessingState, Rendition, Video
 from reelrank.stores.adapter import (
@@ -25,6 +25,9 @@ from ._schema import creators, follows, videos
 __all__ = ["SqlCatalog"]
 
 _READY = ProcessingState.READY.value
+# The ready-state test as SQL text rather than a bound parameter, so the planner can match
+# it to the partial indexes' predicate in every plan, a generic prepared plan included.
+_IS_READY = videos.c.state == literal_column(f"'{_READY}'")
 _STATE_MOVE_ATTEMPTS = 3
 
 
@@ -83,8 +86,11 @@ class SqlCatalog(ReplicaReadStore):
     """A :class:`~reelrank.Catalog` in PostgreSQL or SQLite.
 
     Ready videos are found through a partial index on ``(published_at, video_id)``, and
-    a user's followed videos through an index on ``(creator_id, published_at, video_id)``,
-    so candidate queries read only about ``limit`` rows per followed creator.
+    a user's followed videos through a partial index of ready videos on ``(creator_id,
+    published_at, video_id)``. On PostgreSQL :meth:`followed_videos` reads, for each
+    followed creator, at most ``limit`` rows from that index (a ``LATERAL`` subquery),
+    then keeps the newest ``limit`` of those, whatever the statistics on ``follows`` and
+    ``videos`` say; SQLite joins and sorts the followed creators' ready videos.
 
     With a ``read_engine``, the reads (:meth:`get_video`, :meth:`get_videos`,
     :meth:`get_creators`, :meth:`recent_videos`, :meth:`followed_creators`,
@@ -237,11 +243,27 @@ class SqlCatalog(ReplicaReadStore):
         check_limit("limit", limit)
         if limit == 0:
             return []
-        query = (
-            select(videos)
-            .join(follows, follows.c.creator_id == videos.c.creator_id)
-            .where(follows.c.user_id == user_id, videos.c.state == _READY)
-        )
+        if self._postgres:
+            followed = select(follows.c.creator_id).where(follows.c.user_id == user_id).subquery()
+            newest_of_creator = _newest_first(
+                select(videos).where(videos.c.creator_id == followed.c.creator_id, _IS_READY),
+                limit,
+            ).lateral()
+            query = (
+                select(newest_of_creator)
+                .select_from(followed.join(newest_of_creator, true()))
+                .order_by(
+                    newest_of_creator.c.published_at.desc(), newest_of_creator.c.video_id.desc()
+                )
+                .limit(limit)
+            )
+        else:
+            query = _newest_first(
+                select(videos)
+                .join(follows, follows.c.creator_id == videos.c.creator_id)
+                .where(follows.c.user_id == user_id, _IS_READY),
+                limit,
+            )
         with store_errors(self._store, "followed_videos"), self._reader.connect() as connection:
-            rows = connection.execute(_newest_first(query, limit)).all()
+            rows = connection.execute(query).all()
         return [_video(row) for row in rows]

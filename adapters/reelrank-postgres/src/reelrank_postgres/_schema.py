@@ -50,7 +50,7 @@ __all__ = [
     "videos",
 ]
 
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 """The schema revision this version of the adapter reads and writes."""
 
 
@@ -115,7 +115,14 @@ videos = Table(
         postgresql_where=_READY,
         sqlite_where=_READY,
     ),
-    Index("ix_videos_creator_recency", "creator_id", "published_at", "video_id"),
+    Index(
+        "ix_videos_ready_creator_recency",
+        "creator_id",
+        "published_at",
+        "video_id",
+        postgresql_where=_READY,
+        sqlite_where=_READY,
+    ),
 )
 
 follows = Table(

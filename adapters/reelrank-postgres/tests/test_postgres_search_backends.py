@@ -206,13 +206,14 @@ def _every_match_ranked(engine: Engine, query: ParsedQuery, cap: int) -> list[tu
 
 
 def test_rum_returns_the_exact_top_20_of_every_match(loaded: Engine) -> None:
-    """The RUM index returns the 20 best of all matches by its rank, not an approximation."""
+    """The RUM index returns the 20 best of all matches by its rank, not an approximation
+    (one-term and one-prefix queries: the adapter sends only those to RUM)."""
     if loaded.dialect.name != "postgresql":
         pytest.skip("RUM is a PostgreSQL index")
-    rum = SqlSearchIndex(loaded)
+    rum = SqlSearchIndex(loaded, rank_pool=_VIDEOS)
     cap = SearchConfig().max_prefix_expansions
     beyond_top = 0
-    for query in _PARSED:
+    for query in [query for query in _PARSED if len(query.terms) == 1]:
         want = _every_match_ranked(loaded, query, cap)
         got = rum.search(query, limit=_TOP)
         assert [score for _, score in got] == pytest.approx(
@@ -226,7 +227,7 @@ def test_rum_returns_the_exact_top_20_of_every_match(loaded: Engine) -> None:
             assert above <= set(_ids(got)), query
         else:
             assert set(_ids(got)) == set(_ids(want)), query
-    assert beyond_top >= _QUERIES // 4
+    assert beyond_top >= _QUERIES // 8
 
 
 def test_without_the_rum_index_search_falls_back_to_gin(loaded: Engine) -> None:

@@ -12,7 +12,7 @@ SQLite, BM25 in memory.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 from sqlalchemy import Connection, Engine, TextClause, text
 
@@ -60,11 +60,16 @@ _POSTGRES_RUM = text(
     "FROM search_documents, CAST(:query AS tsquery) AS query "
     "WHERE document @@ query ORDER BY document <=> query LIMIT :limit"
 )
-# Without it: the ``rank_pool`` newest matches, read in primary-key order, ranked.
+# Otherwise: the ``rank_pool`` newest matches, ranked. Only the rarest term group
+# (``driver``) is searched with ``@@``, which the planner may answer from an index; the
+# whole query is checked with ``ts_match_vq``, which it cannot, so a common group (the
+# 64-way OR of a one-letter prefix) filters the driver's rows instead of reading its
+# posting lists.
 _POSTGRES_BOUNDED = text(
     "SELECT video_id, ts_rank(document, query) AS score FROM ("
     "SELECT video_id, document FROM search_documents "
-    "WHERE document @@ CAST(:query AS tsquery) "
+    "WHERE document @@ CAST(:driver AS tsquery) "
+    "AND ts_match_vq(document, CAST(:query AS tsquery)) "
     "ORDER BY video_id DESC LIMIT :pool) AS candidates, "
     "CAST(:rank_query AS tsquery) AS query "
     "ORDER BY score DESC, video_id LIMIT :limit"
@@ -107,7 +112,7 @@ def _tsvector_literal(fields: dict[str, list[str]]) -> str:
     return " ".join(f"{_quote(term)}:{','.join(found)}" for term, found in positions.items())
 
 
-def _tsquery_literal(groups: Iterable[Sequence[str]]) -> str:
+def _tsquery_literal(groups: Iterable[Iterable[str]]) -> str:
     return " & ".join("(" + " | ".join(_quote(term) for term in group) + ")" for group in groups)
 
 
@@ -122,7 +127,7 @@ def _fts_token(term: str) -> str:
     return "x" + term.encode().hex()
 
 
-def _fts_query(groups: Iterable[Sequence[str]]) -> str:
+def _fts_query(groups: Iterable[Iterable[str]]) -> str:
     return " AND ".join(
         "(" + " OR ".join(f'"{_fts_token(term)}"' for term in group) + ")" for group in groups
     )
@@ -158,11 +163,12 @@ class SqlSearchIndex(ReplicaReadStore):
 
     Ranking is bounded by ``rank_pool``. Every query first reads how many videos hold
     each of its terms (``search_terms``); the smallest group total bounds its matches.
-    When that bound is at most ``rank_pool``, every match is ranked exactly: by the RUM
-    index on PostgreSQL when migration 0004 could create it (the ``rum`` extension is
-    installed on the server; ``use_rum_index=False`` turns it off), else like a larger
-    query. Above it, only the ``rank_pool`` newest matches (highest video ids, read in
-    primary-key order without computing a rank) are ranked, with ``ts_rank`` on
+    When that bound is at most ``rank_pool``, every match is ranked exactly: a one-term
+    (or one-prefix) query by the RUM index on PostgreSQL when migration 0004 could create
+    it (the ``rum`` extension is installed on the server; ``use_rum_index=False`` turns
+    it off), anything else like a larger query. Above it, only the ``rank_pool`` newest
+    matches (highest video ids, read in primary-key order without computing a rank) are
+    ranked, with ``ts_rank`` on
     PostgreSQL and ``bm25`` on SQLite, so such a query misses better-ranked older videos;
     the loss is measured in the adapter's documentation. ``ts_rank`` sees a prefix term as
     ``'prefix':*`` (cheaper than the OR of its expansions), so an expansion beyond the
@@ -302,17 +308,11 @@ class SqlSearchIndex(ReplicaReadStore):
             counts = [self._expand(connection, term) for term in query.terms]
             if not all(counts):
                 return []  # a term (or prefix) no indexed video holds matches no video
-            groups = [list(group) for group in counts]
             if self._postgres:
-                # At most this many videos match: the rarest group's videos, counted with
-                # repeats when a video holds several of its terms.
-                bound = min(sum(group.values()) for group in counts)
-                statement, params = self._postgres_statement(
-                    connection, query, groups, limit, bound
-                )
+                statement, params = self._postgres_statement(connection, query, counts, limit)
             else:
                 statement = _SQLITE_BOUNDED
-                params = {"query": _fts_query(groups), "limit": limit, "pool": self._rank_pool}
+                params = {"query": _fts_query(counts), "limit": limit, "pool": self._rank_pool}
             rows = connection.execute(statement, params).all()
         hits = [(int(row.video_id), float(row.score)) for row in rows]
         # RUM returns equal distances in index order; lower ids first, as documented.
@@ -331,14 +331,23 @@ class SqlSearchIndex(ReplicaReadStore):
         self,
         connection: Connection,
         query: ParsedQuery,
-        groups: list[list[str]],
+        counts: list[dict[str, int]],
         limit: int,
-        bound: int,
     ) -> tuple[TextClause, dict[str, object]]:
-        tsquery = _tsquery_literal(groups)
-        if bound <= self._rank_pool and self._use_rum_index and self._uses_rum(connection):
+        # At most this many videos match: the rarest group's videos, counted with repeats
+        # when a video holds several of its terms.
+        driver = min(counts, key=lambda group: sum(group.values()))
+        bound = sum(driver.values())
+        tsquery = _tsquery_literal(counts)
+        if (
+            len(counts) == 1
+            and bound <= self._rank_pool
+            and self._use_rum_index
+            and self._uses_rum(connection)
+        ):
             return _POSTGRES_RUM, {"query": tsquery, "limit": limit}
         params: dict[str, object] = {
+            "driver": _tsquery_literal([driver]),
             "query": tsquery,
             # ts_rank costs in proportion to the query's lexemes: a 64-way OR ranks
             # about twice as slowly as the one prefix lexeme it came from.

@@ -210,7 +210,12 @@ def _engines() -> Iterator[dict[str, object]]:
 
     # Ranking every match of a common term at 1M takes seconds (the recall reference).
     config = {"statement_timeout_seconds": 600.0}
-    with tempfile.TemporaryDirectory() as directory, PostgresServer() as server:
+    # A buffer cache that holds the 1M catalog's table and indexes, as a server sized for it.
+    server_settings = {"shared_buffers": "1GB"}
+    with (
+        tempfile.TemporaryDirectory() as directory,
+        PostgresServer(settings=server_settings) as server,
+    ):
         postgres = connect(SqlStoreConfig(url=server.url, **config))
         sqlite = connect(SqlStoreConfig(url=f"sqlite:///{Path(directory) / 'search.db'}"))
         migrate(postgres)
@@ -263,17 +268,21 @@ def run(size: int) -> tuple[list[str], dict[str, list[str]]]:
             # The exact references rank every match (RUM on PostgreSQL when present).
             exact = SqlSearchIndex(engine, rank_pool=size)  # type: ignore[arg-type]
             wrong = []
-            for query in parsed:
+            # Every match of every query: at 1M that is 200 result sets of up to 400k
+            # videos on each side, so the match sets are compared up to 100k (and on
+            # 2,000 videos in the adapter's tests).
+            for query in parsed if with_before else []:
                 got = {video for video, _ in exact.search(query, limit=size)}
                 want = {video for video, _ in memory.search(query, limit=size)}
                 if got != want:
                     wrong.append(f"{query}: {len(got)} vs {len(want)} in memory")
             mismatches[name] = wrong
-            lines.append(
-                f"  match sets equal to in-memory: {len(queries) - len(wrong)}/{len(queries)}"
-            )
+            if with_before:
+                lines.append(
+                    f"  match sets equal to in-memory: {len(queries) - len(wrong)}/{len(queries)}"
+                )
             references = {"after": exact}
-            if postgres:
+            if postgres and with_before:  # at 1M, only the shipped path's recall
                 references["after, GIN only"] = SqlSearchIndex(
                     engine,
                     rank_pool=size,

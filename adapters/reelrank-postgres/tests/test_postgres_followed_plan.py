@@ -5,8 +5,9 @@ JSON)``) under statistics that used to flip the plan of the former join (none at
 stale ones saying the user follows nobody, accurate ones, and a ``follows`` table
 crowded by other users). Every time, ``videos`` must be read only through the partial
 index of ready videos per creator, backwards, under a ``Limit``, once per followed
-creator and at most ``limit`` rows a time; and any sort must see no more than
-``followed creators x limit`` rows, never all their videos.
+creator and at most ``limit`` entries a time, plus at most ``limit`` rows by primary key;
+and any sort must see no more than ``followed creators x limit`` rows, never all their
+videos.
 """
 
 from __future__ import annotations
@@ -96,6 +97,24 @@ def _crowd_follows(engine: Engine) -> None:
     _analyze(engine)
 
 
+def _crowd_creators(engine: Engine) -> None:
+    """2,000 more creators with ten videos each, then fresh statistics: a creator now
+    looks like it has about 14 videos, fewer than ``_LIMIT``."""
+    with engine.begin() as connection:
+        connection.execute(
+            text("INSERT INTO creators SELECT c, 'h' || c, 'n' FROM generate_series(1000, 2999) c")
+        )
+        connection.execute(
+            text(
+                "INSERT INTO videos SELECT 10000000 + c * 10 + n, c, 30.0, :at, 't', '', "
+                "'[]'::jsonb, NULL, '[]'::jsonb, 'ready' "
+                "FROM generate_series(1000, 2999) c, generate_series(0, 9) n"
+            ),
+            {"at": EPOCH},
+        )
+    _analyze(engine)
+
+
 def _explained(catalog: SqlCatalog, engine: Engine) -> tuple[list[int], dict[str, Any]]:
     """``followed_videos``' answer and the analysed plan of the statement it ran."""
     captured: list[tuple[str, Any]] = []
@@ -133,14 +152,20 @@ def _check_shape(plan: dict[str, Any]) -> None:
     scans = [
         (node, parent) for node, parent in _nodes(plan) if node.get("Relation Name") == "videos"
     ]
-    assert scans, plan
+    per_creator = [node for node, _ in scans if node.get("Index Name") != "videos_pkey"]
+    assert per_creator, plan
     for node, parent in scans:
-        assert node["Node Type"] == "Index Scan", plan
-        assert node["Index Name"] == "ix_videos_ready_creator_recency", plan
-        assert node["Scan Direction"] == "Backward", plan
-        assert parent is not None and parent["Node Type"] == "Limit", plan
-        assert node["Actual Loops"] == _FOLLOWED, plan
-        assert node["Actual Rows"] <= _LIMIT, plan  # rows per loop
+        if node in per_creator:
+            # the creator's newest entries from the partial index, at most limit a creator
+            assert node["Node Type"] in ("Index Scan", "Index Only Scan"), plan
+            assert node["Index Name"] == "ix_videos_ready_creator_recency", plan
+            assert node["Scan Direction"] == "Backward", plan
+            assert parent is not None and parent["Node Type"] == "Limit", plan
+            assert node["Actual Loops"] == _FOLLOWED, plan
+            assert node["Actual Rows"] <= _LIMIT, plan  # rows per loop
+        else:
+            # the table rows of the kept entries only
+            assert node["Actual Rows"] * node["Actual Loops"] <= _LIMIT, plan
     for node, _ in _nodes(plan):
         if node["Node Type"] == "Sort":
             (child,) = node["Plans"]
@@ -172,6 +197,14 @@ def test_followed_videos_reads_limit_rows_per_creator_under_any_statistics(
     _check_shape(plan)
     # 4. a follows table crowded by other users
     _crowd_follows(postgres_engine)
+    found, plan = _explained(catalog, postgres_engine)
+    assert found == want
+    _check_shape(plan)
+    # 5. statistics saying a creator has fewer videos than the limit (on the 1M catalog,
+    # an estimate of 73 for a limit of 200 made the planner fetch each creator's rows by
+    # bitmap and sort them; this catalog is too small to tempt it, so this state checks
+    # the shape holds, not that it would have flipped)
+    _crowd_creators(postgres_engine)
     found, plan = _explained(catalog, postgres_engine)
     assert found == want
     _check_shape(plan)

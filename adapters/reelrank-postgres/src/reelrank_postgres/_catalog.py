@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Select, literal_column, select, true
+from sqlalchemy import Row, Select, literal_column, select, text, true
 
 from reelrank.models import Creator, ProcessingState, Rendition, Video
 from reelrank.stores.adapter import (
@@ -28,6 +28,7 @@ _READY = ProcessingState.READY.value
 # The ready-state test as SQL text rather than a bound parameter, so the planner can match
 # it to the partial indexes' predicate in every plan, a generic prepared plan included.
 _IS_READY = videos.c.state == literal_column(f"'{_READY}'")
+_NO_BITMAP_SCANS = text("SET LOCAL enable_bitmapscan = off")
 _STATE_MOVE_ATTEMPTS = 3
 
 
@@ -88,9 +89,10 @@ class SqlCatalog(ReplicaReadStore):
     Ready videos are found through a partial index on ``(published_at, video_id)``, and
     a user's followed videos through a partial index of ready videos on ``(creator_id,
     published_at, video_id)``. On PostgreSQL :meth:`followed_videos` reads, for each
-    followed creator, at most ``limit`` rows from that index (a ``LATERAL`` subquery),
-    then keeps the newest ``limit`` of those, whatever the statistics on ``follows`` and
-    ``videos`` say; SQLite joins and sorts the followed creators' ready videos.
+    followed creator, at most ``limit`` entries from that index alone (a ``LATERAL``
+    subquery), keeps the newest ``limit`` of those and reads only their rows, whatever
+    the statistics on ``follows`` and ``videos`` say; SQLite joins and sorts the
+    followed creators' ready videos.
 
     With a ``read_engine``, the reads (:meth:`get_video`, :meth:`get_videos`,
     :meth:`get_creators`, :meth:`recent_videos`, :meth:`followed_creators`,
@@ -245,17 +247,28 @@ class SqlCatalog(ReplicaReadStore):
             return []
         if self._postgres:
             followed = select(follows.c.creator_id).where(follows.c.user_id == user_id).subquery()
+            # Per followed creator, its newest ready videos' keys, read from the partial
+            # index alone (an index-only scan: no table row per candidate) ...
             newest_of_creator = _newest_first(
-                select(videos).where(videos.c.creator_id == followed.c.creator_id, _IS_READY),
+                select(videos.c.video_id, videos.c.published_at).where(
+                    videos.c.creator_id == followed.c.creator_id, _IS_READY
+                ),
                 limit,
             ).lateral()
-            query = (
+            newest = (
                 select(newest_of_creator)
                 .select_from(followed.join(newest_of_creator, true()))
                 .order_by(
                     newest_of_creator.c.published_at.desc(), newest_of_creator.c.video_id.desc()
                 )
                 .limit(limit)
+                .subquery()
+            )
+            # ... and the table rows of the newest ``limit`` of them only.
+            query = (
+                select(videos)
+                .join(newest, newest.c.video_id == videos.c.video_id)
+                .order_by(newest.c.published_at.desc(), newest.c.video_id.desc())
             )
         else:
             query = _newest_first(
@@ -265,5 +278,10 @@ class SqlCatalog(ReplicaReadStore):
                 limit,
             )
         with store_errors(self._store, "followed_videos"), self._reader.connect() as connection:
+            if self._postgres:
+                # Statistics saying creators have few videos make the planner fetch each
+                # creator's rows by bitmap and sort them all; walking the index backwards
+                # stops at ``limit`` whatever the counts (this transaction only).
+                connection.execute(_NO_BITMAP_SCANS)
             rows = connection.execute(query).all()
         return [_video(row) for row in rows]

@@ -12,6 +12,8 @@ SQLite, BM25 in memory.
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Iterable
 
 from sqlalchemy import Connection, Engine, TextClause, text
@@ -54,26 +56,44 @@ _COUNT_DROP = text("DELETE FROM search_terms WHERE term = :term AND videos <= 0"
 _RUM_INDEX = "ix_search_documents_rum"
 # With a RUM index (migration 0004, when the server has the extension) the index ranks
 # every match from the positions it stores (``<=>`` is 1 / RUM's rank, a ts_rank-like
-# score) and returns them in rank order: no heap row is read to rank.
+# score) and returns them in rank order: no heap row is read to rank. ``video_id > 0`` is
+# the partial index's predicate (see migration 0004).
 _POSTGRES_RUM = text(
     "SELECT video_id, 1.0 / (document <=> query) AS score "
     "FROM search_documents, CAST(:query AS tsquery) AS query "
-    "WHERE document @@ query ORDER BY document <=> query LIMIT :limit"
+    "WHERE document @@ query AND video_id > 0 ORDER BY document <=> query LIMIT :limit"
 )
-# Otherwise: the ``rank_pool`` newest matches, ranked. Only the rarest term group
-# (``driver``) is searched with ``@@``, which the planner may answer from an index; the
-# whole query is checked with ``ts_match_vq``, which it cannot, so a common group (the
-# 64-way OR of a one-letter prefix) filters the driver's rows instead of reading its
-# posting lists.
-_POSTGRES_BOUNDED = text(
-    "SELECT video_id, ts_rank(document, query) AS score FROM ("
-    "SELECT video_id, document FROM search_documents "
-    "WHERE document @@ CAST(:driver AS tsquery) "
-    "AND ts_match_vq(document, CAST(:query AS tsquery)) "
-    "ORDER BY video_id DESC LIMIT :pool) AS candidates, "
-    "CAST(:rank_query AS tsquery) AS query "
-    "ORDER BY score DESC, video_id LIMIT :limit"
+# Otherwise the ``rank_pool`` newest matches are ranked with ts_rank, found one of two ways.
+_RANK_CANDIDATES = (
+    "SELECT video_id, ts_rank(document, query) AS score FROM ({candidates}) AS candidates, "
+    "CAST(:rank_query AS tsquery) AS query ORDER BY score DESC, video_id LIMIT :limit"
 )
+# Matches first, for few matches: only the rarest term group (``driver``) is searched with
+# ``@@`` (a bitmap scan of the text index); the whole query is checked with ``ts_match_vq``,
+# which no index answers, so a common group (a 64-way OR) filters the driver's rows instead
+# of reading its posting lists. ``video_id + 0`` keeps the planner off the primary key.
+_POSTGRES_MATCHES_FIRST = text(
+    _RANK_CANDIDATES.format(
+        candidates="SELECT video_id, document FROM search_documents "
+        "WHERE document @@ CAST(:driver AS tsquery) "
+        "AND ts_match_vq(document, CAST(:query AS tsquery)) "
+        "ORDER BY video_id + 0 DESC LIMIT :pool"
+    )
+)
+# Newest first, for many matches: the primary key walked backwards, each row checked, until
+# the pool is full (no ``@@``, so no text index is read).
+_POSTGRES_NEWEST_FIRST = text(
+    _RANK_CANDIDATES.format(
+        candidates="SELECT video_id, document FROM search_documents "
+        "WHERE ts_match_vq(document, CAST(:query AS tsquery)) "
+        "ORDER BY video_id DESC LIMIT :pool"
+    )
+)
+_DOCUMENT_COUNT = text(
+    "SELECT greatest(reltuples, 0) FROM pg_class WHERE oid = 'search_documents'::regclass"
+)
+_DOCUMENT_COUNT_SECONDS = 60.0
+
 # SQLite: the ``rank_pool`` newest matches (FTS5 walks its doclists in descending rowid
 # order and stops at the pool), then bm25 over the matches from the pool's oldest on.
 _SQLITE_BOUNDED = text(
@@ -200,6 +220,8 @@ class SqlSearchIndex(ReplicaReadStore):
         self._rank_pool = rank_pool
         self._use_rum_index = use_rum_index
         self._rum: bool | None = None  # whether the RUM index exists, read at first search
+        self._document_count = 0.0
+        self._documents_read_at = -math.inf
 
     def index(self, document: SearchDocument) -> None:
         """Add (or replace) a video's document."""
@@ -327,6 +349,14 @@ class SqlSearchIndex(ReplicaReadStore):
             self._rum = bool(found)
         return self._rum
 
+    def _documents(self, connection: Connection) -> float:
+        """About how many videos are indexed (the planner's estimate, read once a minute)."""
+        now = time.monotonic()
+        if now - self._documents_read_at > _DOCUMENT_COUNT_SECONDS:
+            self._document_count = float(connection.execute(_DOCUMENT_COUNT).scalar() or 0.0)
+            self._documents_read_at = now
+        return self._document_count
+
     def _postgres_statement(
         self,
         connection: Connection,
@@ -339,12 +369,15 @@ class SqlSearchIndex(ReplicaReadStore):
         driver = min(counts, key=lambda group: sum(group.values()))
         bound = sum(driver.values())
         tsquery = _tsquery_literal(counts)
-        if (
-            len(counts) == 1
-            and bound <= self._rank_pool
-            and self._use_rum_index
-            and self._uses_rum(connection)
-        ):
+        # Reading the matches costs about ``bound`` rows; walking back from the newest
+        # video until the pool is full costs about pool x documents / matches. The walk is
+        # cheaper above the square root of pool x documents.
+        few = bound <= max(
+            self._rank_pool, math.sqrt(self._rank_pool * self._documents(connection))
+        )
+        # RUM ranks one term fast; an OR of many it merges slowly (1.4 s for 64 at 1M).
+        single = len(counts) == 1 and len(driver) == 1
+        if few and single and self._use_rum_index and self._uses_rum(connection):
             return _POSTGRES_RUM, {"query": tsquery, "limit": limit}
         params: dict[str, object] = {
             "driver": _tsquery_literal([driver]),
@@ -355,4 +388,4 @@ class SqlSearchIndex(ReplicaReadStore):
             "limit": limit,
             "pool": self._rank_pool,
         }
-        return _POSTGRES_BOUNDED, params
+        return (_POSTGRES_MATCHES_FIRST if few else _POSTGRES_NEWEST_FIRST), params

@@ -32,9 +32,13 @@ depends_on: str | None = None
 _READY = sa.text("state = 'ready'")
 
 RUM_INDEX = "ix_search_documents_rum"
+# Partial on a predicate every row meets (video ids are positive): only a query that says
+# ``video_id > 0`` may use it, so the planner never answers the adapter's other ``@@``
+# searches with a RUM bitmap scan, which costs about 0.8 s for a 64-way OR at 1M videos
+# where GIN's costs milliseconds.
 CREATE_RUM_INDEX = (
     f"CREATE INDEX IF NOT EXISTS {RUM_INDEX} ON search_documents "
-    "USING rum (document rum_tsvector_ops)"
+    "USING rum (document rum_tsvector_ops) WHERE video_id > 0"
 )
 
 

@@ -171,6 +171,25 @@ def _change_counts(connection: Connection, old: set[str], new: set[str]) -> None
         connection.execute(_COUNT_DROP, dropped)
 
 
+def _rum_hits(
+    connection: Connection, params: dict[str, object], limit: int
+) -> list[tuple[int, float]]:
+    """The RUM top ``limit``, ties at the cut going to the lower ids.
+
+    RUM returns equal distances in index order, so the scan is read on past the cut until
+    the score drops (doubling what it reads), and the ties are then sorted by id.
+    """
+    fetch = limit + 1
+    while True:
+        rows = connection.execute(_POSTGRES_RUM, {**params, "limit": fetch}).all()
+        hits = [(int(row.video_id), float(row.score)) for row in rows]
+        if len(hits) < fetch or hits[-1][1] != hits[limit - 1][1]:
+            break
+        fetch *= 2
+    hits.sort(key=lambda hit: (-hit[1], hit[0]))
+    return hits[:limit]
+
+
 class SqlSearchIndex(ReplicaReadStore):
     """A :class:`~reelrank.SearchIndex` in PostgreSQL (``tsvector`` + GIN) or SQLite (FTS5).
 
@@ -335,10 +354,11 @@ class SqlSearchIndex(ReplicaReadStore):
             else:
                 statement = _SQLITE_BOUNDED
                 params = {"query": _fts_query(counts), "limit": limit, "pool": self._rank_pool}
-            rows = connection.execute(statement, params).all()
-        hits = [(int(row.video_id), float(row.score)) for row in rows]
-        # RUM returns equal distances in index order; lower ids first, as documented.
-        hits.sort(key=lambda hit: (-hit[1], hit[0]))
+            if statement is _POSTGRES_RUM:
+                hits = _rum_hits(connection, params, limit)
+            else:
+                rows = connection.execute(statement, params).all()
+                hits = [(int(row.video_id), float(row.score)) for row in rows]
         return hits
 
     def _uses_rum(self, connection: Connection) -> bool:

@@ -304,9 +304,9 @@ def run(size: int) -> tuple[list[str], dict[str, list[str]]]:
             references = {"after": exact}
             if postgres and with_before:  # at 1M, only the shipped path's recall
                 references["after, GIN only"] = SqlSearchIndex(
-                    engine,
+                    engine,  # type: ignore[arg-type]
                     rank_pool=size,
-                    use_rum_index=False,  # type: ignore[arg-type]
+                    use_rum_index=False,
                 )
             for label, reference in references.items():
                 started = time.perf_counter()

@@ -56,6 +56,18 @@ def integration(session: nox.Session) -> None:
 
 
 @nox.session(python="3.11")
+def replicated(session: nox.Session) -> None:
+    """ClickHouse's replicated mode alone: two ReplicatedMergeTree replicas and a
+    ZooKeeper (Debian's ``zookeeper``), a replica killed in the middle of a batch.
+    Also part of ``integration``; about 20 s, 40 s on a busy machine."""
+    session.install("-e", ".[frame,test]")
+    _install_adapters(session)
+    session.run(
+        "pytest", "adapters/reelrank-clickhouse/tests", "-m", "replicated", *session.posargs
+    )
+
+
+@nox.session(python="3.11")
 def lint(session: nox.Session) -> None:
     """ruff, then the import contracts of pyproject.toml (the core's layers, no cycles,
     adapters on public names only)."""
@@ -116,6 +128,18 @@ def release(session: nox.Session) -> None:
     """
     session.install("build", "twine", "uv")
     session.run("python", "scripts/release_check.py", *session.posargs)
+
+
+@nox.session(python="3.11")
+def image(session: nox.Session) -> None:
+    """The container image's build steps without Docker, and the built virtualenv served.
+
+    deploy/docker-build-check.sh builds the wheels, installs them in a fresh virtualenv,
+    builds the numba cache, and checks that a process with the pod's copy of the cache
+    loads its kernels from it and that gunicorn serves the health checks. A few minutes.
+    """
+    python = str(Path(session.bin) / "python")
+    session.run("bash", "deploy/docker-build-check.sh", env={"PYTHON": python}, external=True)
 
 
 @nox.session(python="3.11")

@@ -2,7 +2,10 @@
 a cache-hit feed page, each next to a baseline measured in the same run.
 
 * snapshot get / put of a 500-item snapshot, against a raw ``GET`` / ``SET`` of the same
-  bytes (the network floor);
+  bytes (the network floor), and the cache-hit ``get`` (read and hit count pipelined in
+  one round trip) against the previous one (a ``GET``, then the count in a second);
+* an event append on a master with one replica, acknowledged at once
+  (``min_replicas_acked=0``) and after the replica acknowledged it (``=1``, ``WAIT``);
 * warming 1,000 users: one pipelined ``put_many`` against 1,000 ``put`` calls;
 * seen membership of 1,000 candidates: one ``ZMSCORE`` against one pipeline of a ``ZSCORE``
   per id, on the same client and its already-open connection;
@@ -45,7 +48,7 @@ from reelrank import (
     StoreDeadlines,
     TieredFeedCache,
 )
-from reelrank.testing import make_creator, make_video
+from reelrank.testing import make_creator, make_event, make_video
 
 redis = pytest.importorskip("redis")
 reelrank_redis = pytest.importorskip("reelrank_redis")
@@ -136,6 +139,72 @@ def test_snapshot_get(benchmark: Any, client: Any, config: Any) -> None:
     assert benchmark(cache.get, 1) == snapshot
 
 
+def _alternating(calls: dict[str, Callable[[], Any]], rounds: int, block: int = 50) -> dict[
+    str, tuple[float, float]
+]:
+    """(p50, p99) in microseconds of each call, timed in alternating blocks of ``block``
+    calls, so a noisy moment of the shared machine falls on every call alike."""
+    samples: dict[str, list[int]] = {name: [] for name in calls}
+    for call in calls.values():
+        for _ in range(block):
+            call()
+    for _ in range(rounds):
+        for name, call in calls.items():
+            for _ in range(block):
+                start = time.perf_counter_ns()
+                call()
+                samples[name].append(time.perf_counter_ns() - start)
+    result = {}
+    for name, values in samples.items():
+        p50, p99 = np.percentile(values, [50, 99]) / 1_000.0
+        result[name] = (float(p50), float(p99))
+    return result
+
+
+def _get_in_two_round_trips(client: Any, config: Any, user_id: int) -> FeedSnapshot | None:
+    """The cache-hit ``get`` as it was before: the read, then the hit count on its own."""
+    layout = reelrank_redis._keys.KeyLayout(config.prefix)
+    value = client.get(layout.feed(user_id, None))
+    snapshot = None if value is None else reelrank_redis._codec.decode_snapshot(value)
+    pipe = client.pipeline(transaction=False)
+    pipe.hincrby(layout.feed_stats(user_id % reelrank_redis._keys.BUCKETS), "hits", 1)
+    pipe.execute()
+    return snapshot
+
+
+def test_snapshot_get_one_round_trip_against_two(
+    benchmark: Any, client: Any, config: Any
+) -> None:
+    cache = reelrank_redis.RedisFeedCache(client, config)
+    snapshot = _snapshot(1, SNAPSHOT_ITEMS)
+    cache.put(snapshot, ttl_seconds=600)
+    assert _get_in_two_round_trips(client, config, 1) == snapshot
+    figures = _alternating(
+        {
+            "one": lambda: cache.get(1),
+            "two": lambda: _get_in_two_round_trips(client, config, 1),
+        },
+        rounds=TIMED_CALLS // 50,
+    )
+    (new50, new99), (old50, old99) = figures["one"], figures["two"]
+    benchmark.extra_info.update(
+        {"p50_us": round(new50, 1), "p99_us": round(new99, 1)}
+        | {"two_trips_p50_us": round(old50, 1), "two_trips_p99_us": round(old99, 1)}
+    )
+    SUMMARY.append(
+        f"redis snapshot get ({SNAPSHOT_ITEMS} items), hit: one round trip p50 {new50:.0f} us, "
+        f"p99 {new99:.0f} us; before (GET, then the count) p50 {old50:.0f} us, "
+        f"p99 {old99:.0f} us; one/two p50 x{new50 / old50:.2f}, p99 x{new99 / old99:.2f}; "
+        f"load average {_load_average()}"
+    )
+    assert benchmark(cache.get, 1) == snapshot
+
+
+def _load_average() -> str:
+    with open("/proc/loadavg") as file:
+        return " ".join(file.read().split()[:3])
+
+
 def test_snapshot_put(benchmark: Any, client: Any, config: Any) -> None:
     cache = reelrank_redis.RedisFeedCache(client, config)
     snapshot = _snapshot(1, SNAPSHOT_ITEMS)
@@ -146,6 +215,68 @@ def test_snapshot_put(benchmark: Any, client: Any, config: Any) -> None:
     usage = client.memory_usage(_KEYS.feed(1, None), samples=0)
     benchmark.extra_info["memory_usage_bytes"] = usage
     SUMMARY.append(f"redis {SNAPSHOT_ITEMS}-item snapshot: MEMORY USAGE {usage} bytes")
+
+
+# -- events acknowledged after replication ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def replicated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A master (no delay before a replica's first sync) and one replica of it."""
+    directory = tmp_path_factory.mktemp("bench-redis-replicated")
+    master = redis_testing.RedisServer(
+        directory / "master", extra_args=["--repl-diskless-sync-delay", "0"]
+    )
+    with master:
+        replica = redis_testing.RedisServer(
+            directory / "replica", extra_args=["--replicaof", master.host, str(master.port)]
+        )
+        with replica:
+            admin = replica.client()
+            deadline = time.monotonic() + 20.0
+            while admin.info("replication").get("master_link_status") != "up":
+                assert time.monotonic() < deadline, "the replica did not sync"
+                time.sleep(0.05)
+            admin.close()
+            yield master
+
+
+def test_event_append_waiting_for_a_replica(benchmark: Any, replicated: Any) -> None:
+    at_once = reelrank_redis.RedisConfig(url=replicated.url, prefix="bench-events")
+    waiting = at_once.model_copy(update={"min_replicas_acked": 1})
+    client = reelrank_redis.connect(at_once)
+    stores = {
+        "at once": reelrank_redis.RedisEventStore(client, at_once),
+        "after the replica": reelrank_redis.RedisEventStore(client, waiting),
+    }
+    videos = itertools.cycle(range(1, 1_001))
+
+    def appender(store: Any) -> Callable[[], Any]:
+        def append() -> Any:
+            event = make_event("watch", user_id=7, video_id=next(videos))
+            assert store.append(event, creator_id=3)
+
+        return append
+
+    try:
+        figures = _alternating(
+            {name: appender(store) for name, store in stores.items()},
+            rounds=TIMED_CALLS // 50,
+        )
+        (fast50, fast99), (safe50, safe99) = figures["at once"], figures["after the replica"]
+        benchmark.extra_info.update(
+            {"p50_us": round(safe50, 1), "p99_us": round(safe99, 1)}
+            | {"at_once_p50_us": round(fast50, 1), "at_once_p99_us": round(fast99, 1)}
+        )
+        SUMMARY.append(
+            f"redis event append, acknowledged after one replica (WAIT): p50 {safe50:.0f} us, "
+            f"p99 {safe99:.0f} us; at once: p50 {fast50:.0f} us, p99 {fast99:.0f} us; "
+            f"waiting/at once p50 x{safe50 / fast50:.2f}, p99 x{safe99 / fast99:.2f}; "
+            f"load average {_load_average()}"
+        )
+        benchmark.pedantic(appender(stores["after the replica"]), rounds=1, iterations=1)
+    finally:
+        client.close()
 
 
 # -- warming ----------------------------------------------------------------------------------

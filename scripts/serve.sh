@@ -20,9 +20,11 @@ fi
 extras=()
 [ -n "${REELRANK_REDIS_URL:-}${REELRANK_REDIS_STATE_URL:-}" ] && extras+=(-e adapters/reelrank-redis)
 [ -n "${REELRANK_CLICKHOUSE_URL:-}" ] && extras+=(-e adapters/reelrank-clickhouse)
+service=examples/flask_app
+case "${REELRANK_TRACING:-}" in [Tt]rue|1|[Yy]es|[Oo]n) service="examples/flask_app[tracing]" ;; esac
 log=$(mktemp)
 if ! .venv/bin/python -m pip install -q -e . -e adapters/reelrank-postgres "${extras[@]}" \
-  -e examples/flask_app >"$log" 2>&1; then
+  -e "$service" >"$log" 2>&1; then
   cat "$log" >&2
   exit 1
 fi

@@ -14,12 +14,16 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 [ -x /usr/lib/postgresql/15/bin/postgres ] || missing+=(postgresql-15)
 [ -f /usr/share/postgresql/15/extension/rum.control ] || missing+=(postgresql-15-rum)
 [ -x /usr/sbin/pgbouncer ] || missing+=(pgbouncer)
+# ClickHouse's replicated-mode test coordinates its replicas through a ZooKeeper it starts.
+[ -x /usr/share/zookeeper/bin/zkServer.sh ] || missing+=(zookeeper)
 # The docs test opens the built pages in headless Chromium; the docs build fetches
 # MathJax with npm, to serve it from the docs themselves.
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 # The explorer page test drives that browser through its WebDriver.
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+# The alert rules are checked and unit-tested with promtool.
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 # Debian's python3 comes without the venv module (and its ensurepip) until this is installed.
 [ -x .venv/bin/python ] || python3 -c 'import ensurepip, venv' >/dev/null 2>&1 ||
   missing+=(python3-venv)

@@ -105,6 +105,30 @@ def test_tune_writes_a_config_that_loads(files: Any, capsys: Any, tmp_path: Path
     assert sum(tuned.weights) == pytest.approx(1.0)
 
 
+def test_tune_draws_its_progress_bar_on_stderr_only_when_asked(files: Any, capsys: Any) -> None:
+    data, events, catalog = files
+    arguments = [
+        "tune",
+        str(events),
+        str(catalog),
+        "--validation-cutoff",
+        iso(data.start + 10 * DAY),
+        "--test-cutoff",
+        iso(data.start + 12 * DAY),
+        "--trials",
+        "2",
+    ]
+    assert main([*arguments, "--progress"]) == 0
+    asked = capsys.readouterr()
+    steps = 1 + 2 + 3 * 5 * 2  # the base, the random points, three rounds of 10 moves
+    assert "tuning: 100%" in asked.err and f"{steps}/{steps}" in asked.err
+    assert "tuning:" not in asked.out
+    # By default only a terminal gets the bar; captured stderr is not one.
+    assert main(arguments) == 0
+    assert main([*arguments, "--no-progress"]) == 0
+    assert "tuning" not in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [

@@ -370,6 +370,91 @@ def test_tuned_weights_beat_the_defaults_on_held_out_data(synthetic: Any, tmp_pa
     assert RankingConfig.from_json(tuned.config.model_dump_json()) == tuned.config
 
 
+@pytest.fixture(scope="module")
+def small_tuning() -> tuple[Any, Any, Any, float]:
+    """A small log split for quick tuning runs: train, validation, catalog, cut."""
+    data = synthetic_events(users=120, videos=600, seed=2)
+    cut = data.start + 10 * 86_400
+    train, rest = time_split(data.events, cut)
+    validation, _ = time_split(rest, data.start + 12 * 86_400)
+    return train, validation, data.catalog, cut
+
+
+def _tune_small(small_tuning: Any, **options: Any) -> Any:
+    train, validation, catalog, cut = small_tuning
+    return tune_weights(
+        train, validation, catalog, now=cut, **{"trials": 4, "refine_rounds": 1, **options}
+    )
+
+
+def test_a_seeded_tuning_rerun_gives_the_same_config(small_tuning: Any) -> None:
+    first = _tune_small(small_tuning, seed=5)
+    again = _tune_small(small_tuning, seed=5, progress=True)  # the bar draws no numbers
+    assert again.config == first.config
+    assert again.best_value == first.best_value
+    pd.testing.assert_frame_equal(again.trials, first.trials)
+    # Another seed draws other random points, so the comparison above can fail.
+    other = _tune_small(small_tuning, seed=6)
+    random_points = ["freshness", "completion", "engagement", "affinity", "deep_learning"]
+    assert not np.allclose(
+        other.trials.loc[other.trials["phase"] == "random", random_points].to_numpy(),
+        first.trials.loc[first.trials["phase"] == "random", random_points].to_numpy(),
+    )
+
+
+class _Terminal:
+    """A text stream that says it is a terminal, as stderr in an interactive shell does."""
+
+    def __init__(self) -> None:
+        self.text: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.text.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_tuning_progress_bar_is_drawn_on_stderr_only_when_asked(
+    small_tuning: Any, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    steps = 1 + 4 + 1 * 5 * 2  # the base, 4 random points, one round of 10 moves
+    result = _tune_small(small_tuning, progress=True)
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "tuning" in captured.err and f"{steps}/{steps}" in captured.err
+    assert f"best ndcg@10={result.best_value:.4f}" in captured.err
+    # Not asked for: the default draws only on a terminal (capsys's stderr is not one).
+    _tune_small(small_tuning)
+    _tune_small(small_tuning, progress=False)
+    assert capsys.readouterr().err == ""
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    _tune_small(small_tuning)
+    assert f"{steps}/{steps}" in "".join(terminal.text)
+    terminal.text.clear()
+    _tune_small(small_tuning, progress=False)
+    assert terminal.text == []
+
+
+def test_the_tuning_progress_bar_without_tqdm(
+    small_tuning: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    monkeypatch.setattr(sys, "stderr", _Terminal())
+    assert _tune_small(small_tuning).best_value >= 0.0  # the default goes without a bar
+    with pytest.raises(ImportError, match=r"reelrank\[eval\]"):
+        _tune_small(small_tuning, progress=True)
+    with pytest.raises(InvalidInputError, match="progress"):
+        _tune_small(small_tuning, progress="yes")
+    with pytest.raises(InvalidInputError, match="refine_rounds"):
+        _tune_small(small_tuning, refine_rounds=-1)
+
+
 def test_with_weights_normalizes_and_keeps_other_fields() -> None:
     base = RankingConfig(freshness_half_life_hours=6.0)
     config = with_weights(base, [1, 1, 1, 1, 0])

@@ -24,7 +24,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from reelrank import ConfigError, VideoStats
+from reelrank import ConfigError, InvalidInputError, VideoStats
 from reelrank.testing import FaultInjector
 
 EXAMPLE_ROOT = Path(__file__).resolve().parents[1] / "examples" / "flask_app"
@@ -45,9 +45,11 @@ from reelrank_example import (  # noqa: E402
     Settings,
     Stores,
     build_services,
+    configured_stores,
     create_app,
     issue_token,
     memory_stores,
+    migrate,
     seed_synthetic_catalog,
 )
 
@@ -64,7 +66,7 @@ def _settings(**overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "auth_secret": SECRET,
         "videos": VIDEOS,
-        "pending_videos": 4,
+        "pending_videos": 16,  # every fourth is left queued: PENDING, PENDING + 4...
         "users": 12,
         "events": 600,
         "creators": 12,
@@ -80,7 +82,47 @@ class Built:
     services: Services
 
 
-def _build(wrap: Any = None, **overrides: Any) -> Built:
+BACKENDS = ["embedded", pytest.param("servers", marks=pytest.mark.integration)]
+"""Where the endpoint tests' stores live: in memory (the unit session), or in real
+PostgreSQL + ClickHouse + Redis (the integration session), seeded once per session."""
+
+
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """Settings of a seeded PostgreSQL (catalog), ClickHouse (events) and Redis (cache,
+    seen sets, idempotency keys, rate limits), shared by every endpoint test."""
+    from reelrank_clickhouse.testing import ClickHouseServer, find_clickhouse_server
+    from reelrank_postgres.testing import PostgresServer, find_postgres_bin
+    from reelrank_redis.testing import RedisServer, find_redis_server
+
+    if None in (find_postgres_bin(), find_redis_server(), find_clickhouse_server()):
+        pytest.skip("PostgreSQL, ClickHouse and Redis are needed (scripts/test.sh installs them)")
+    root = tmp_path_factory.mktemp("servers")
+    with (
+        PostgresServer() as postgres,
+        RedisServer(root / "redis") as redis_server,
+        ClickHouseServer(root / "clickhouse") as clickhouse,
+    ):
+        urls = {
+            "database_url": postgres.url,
+            "redis_url": redis_server.url,
+            "clickhouse_url": f"clickhouse://default@127.0.0.1:{clickhouse.tcp_port}/default",
+        }
+        settings = _settings(**urls)
+        migrate(settings)
+        stores = configured_stores(settings)
+        try:
+            seed_synthetic_catalog(stores, settings, now=datetime.now(UTC))
+        finally:
+            for close in stores.closers:
+                close()
+        yield urls
+
+
+def _build(servers: dict[str, Any] | None = None, wrap: Any = None, **overrides: Any) -> Built:
+    """An app on in-memory stores seeded now, or on the session's ``servers``."""
+    if servers is not None:
+        return _build_on_servers(servers, **overrides)
     settings = _settings(**overrides)
     stores = memory_stores()
     embeddings = seed_synthetic_catalog(stores, settings, now=datetime.now(UTC))
@@ -92,18 +134,40 @@ def _build(wrap: Any = None, **overrides: Any) -> Built:
     return Built(app, app.test_client(), services)
 
 
-@pytest.fixture(scope="module")
-def built() -> Iterator[Built]:
-    app = _build()
+def _build_on_servers(servers: dict[str, Any], **overrides: Any) -> Built:
+    """An app on the session's seeded servers, with Redis emptied: a new process's view
+    of shared stores (events and counts written by earlier tests stay; the tests that
+    write compare before and after)."""
+    import redis
+
+    settings = _settings(**servers, **overrides)
+    with redis.Redis.from_url(servers["redis_url"]) as client:
+        client.flushall()
+    services = build_services(configured_stores(settings), settings)
+    app = create_app(services, settings)
+    return Built(app, app.test_client(), services)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def built(request: pytest.FixtureRequest) -> Iterator[Built]:
+    app = _build(_backend(request))
     yield app
     app.services.close()
 
 
-@pytest.fixture()
-def fresh() -> Iterator[Built]:
-    app = _build()
+@pytest.fixture(params=BACKENDS)
+def fresh(request: pytest.FixtureRequest) -> Iterator[Built]:
+    app = _build(_backend(request))
     yield app
     app.services.close()
+
+
+def _backend(request: pytest.FixtureRequest) -> dict[str, Any] | None:
+    """The server settings of a ``servers`` parameter; ``None`` for the embedded one."""
+    if request.param != "servers":
+        return None
+    servers: dict[str, Any] = request.getfixturevalue("servers")
+    return servers
 
 
 def _auth(user: int = USER, secret: str = SECRET, **claims: Any) -> dict[str, str]:
@@ -155,6 +219,7 @@ def test_the_openapi_document_lists_every_operation() -> None:
         ("get", "/api/v1/reels/search"),
         ("get", "/api/v1/reels/{id}/similar"),
         ("get", "/api/v1/reels/{id}"),
+        ("put", "/internal/v1/reels/progress/{id}"),
         ("get", "/healthz/live"),
         ("get", "/healthz/ready"),
         ("get", "/healthz/startup"),
@@ -411,6 +476,104 @@ def test_progress_and_details(built: Built) -> None:
     _problem(built.client.get(f"/api/v1/reels/{MISSING}"), 404)
 
 
+# -- processing reports from the pipeline (service token) ---------------------------------
+
+SERVICE_TOKEN = "t" * 40
+PIPELINE = {"Authorization": f"Bearer {SERVICE_TOKEN}"}
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def pipeline(request: pytest.FixtureRequest) -> Iterator[Built]:
+    app = _build(_backend(request), service_token=SERVICE_TOKEN)
+    yield app
+    app.services.close()
+
+
+def _report(built: Built, video_id: int, body: Any, headers: Any = None) -> TestResponse:
+    return built.client.put(
+        f"/internal/v1/reels/progress/{video_id}", json=body, headers=PIPELINE | (headers or {})
+    )
+
+
+def _state(built: Built, video_id: int) -> str:
+    state: str = built.client.get(f"/api/v1/reels/progress/{video_id}").get_json()["state"]
+    return state
+
+
+def test_the_pipeline_walks_a_video_to_ready(pipeline: Built) -> None:
+    video_id = PENDING + 4  # left queued by the seed, with three pending renditions
+    moved = _report(pipeline, video_id, {"state": "transcoding"})
+    assert moved.status_code == 200, moved.get_data(as_text=True)
+    assert moved.get_json()["state"] == "transcoding"
+    for name in ("360p", "720p"):
+        assert _report(pipeline, video_id, {"rendition": name, "percent": 100}).status_code == 200
+    half = _report(pipeline, video_id, {"rendition": "1080p", "percent": 50.0}).get_json()
+    assert half["percent"] == pytest.approx((100 + 100 + 50) / 3)
+    assert _report(pipeline, video_id, {"rendition": "1080p", "percent": 100}).status_code == 200
+    assert _report(pipeline, video_id, {"state": "packaging"}).status_code == 200
+    assert _report(pipeline, video_id, {"percent": 40}).get_json()["percent"] == 40
+    ready = _report(pipeline, video_id, {"state": "ready"})
+    assert ready.get_json()["state"] == "ready"
+    assert _state(pipeline, video_id) == "ready"
+    assert pipeline.client.get(f"/api/v1/reels/{video_id}").get_json()["state"] == "ready"
+    # Ready videos are searchable: the video's title now finds it.
+    title = pipeline.services.stores.catalog.get_video(video_id).title
+    found = pipeline.client.get(f"/api/v1/reels/search?q={title}&limit=50").get_json()
+    assert video_id in [item["video_id"] for item in found["items"]]
+
+
+def test_a_failed_video_is_retried_from_queued(pipeline: Built) -> None:
+    video_id = PENDING + 8  # left queued
+    assert _report(pipeline, video_id, {"state": "transcoding"}).status_code == 200
+    failed = _report(pipeline, video_id, {"rendition": "720p", "percent": 10, "error": "oom"})
+    assert failed.get_json()["state"] == "failed"
+    retried = _report(pipeline, video_id, {"state": "queued"})
+    assert retried.status_code == 200
+    assert retried.get_json()["state"] == "queued"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        ({"state": "ready"}, 409, None),  # queued -> ready skips the pipeline
+        ({"state": "packaging"}, 409, None),
+        ({"rendition": "360p", "percent": 10}, 400, "state"),  # not transcoding
+        ({"state": "failed"}, 400, None),  # a failure needs its error
+        ({"state": "transcoding", "percent": 5}, 400, None),
+        ({"percent": 101}, 400, "percent"),
+        ({"percent": 5, "colour": "red"}, 400, "colour"),
+        ({"state": "done"}, 400, "state"),
+        ({}, 400, None),
+        ({"rendition": "360p"}, 400, None),
+    ],
+)
+def test_bad_reports_are_refused_and_change_nothing(
+    pipeline: Built, body: Any, status: int, field: str | None
+) -> None:
+    video_id = PENDING + 12  # left queued
+    before = pipeline.client.get(f"/api/v1/reels/progress/{video_id}").get_json()
+    problem = _problem(_report(pipeline, video_id, body), status)
+    if field is not None:
+        assert problem["field"] == field
+    assert pipeline.client.get(f"/api/v1/reels/progress/{video_id}").get_json() == before
+
+
+def test_a_report_on_an_unknown_video_is_404(pipeline: Built) -> None:
+    _problem(_report(pipeline, MISSING, {"state": "transcoding"}), 404)
+
+
+def test_reports_need_the_service_token(pipeline: Built, built: Built) -> None:
+    path = f"/internal/v1/reels/progress/{PENDING + 12}"
+    body = {"state": "transcoding"}
+    _problem(pipeline.client.put(path, json=body), 401, "Authorization")
+    _problem(pipeline.client.put(path, json=body, headers=_auth()), 403, "Authorization")
+    wrong = {"Authorization": "Bearer " + "u" * 40}
+    _problem(pipeline.client.put(path, json=body, headers=wrong), 401, "Authorization")
+    # Without a configured service token the internal endpoint is off for everyone.
+    _problem(built.client.put(path, json=body, headers=PIPELINE), 403, "Authorization")
+    assert _state(pipeline, PENDING + 12) == "queued"
+
+
 @pytest.mark.parametrize("raw", ["0", "-1", "01", "1.5", "abc", "9223372036854775808"])
 def test_path_ids_are_strict(built: Built, raw: str) -> None:
     _problem(built.client.get(f"/api/v1/reels/{raw}"), 400, "id")
@@ -497,6 +660,27 @@ def test_watch_bodies_are_strict_and_rejected_ones_write_nothing(
     response = fresh.client.post(f"/api/v1/reels/{VIDEO}/watch", headers=_auth(), json=body)
     _problem(response, 400, field)
     assert _stats(fresh) == before
+
+
+def test_the_service_recorder_refuses_events_older_than_the_idempotency_horizon(
+    fresh: Built,
+) -> None:
+    now = datetime.now(UTC)
+    before = _stats(fresh)
+    with pytest.raises(InvalidInputError) as info:
+        fresh.services.recorder.watch(
+            USER, VIDEO, event_id="too-old", occurred_at=now - timedelta(hours=25), completion=0.5
+        )
+    assert info.value.field == "occurred_at"
+    assert _stats(fresh) == before
+    assert fresh.services.recorder.watch(
+        USER, VIDEO, event_id="recent-enough", occurred_at=now - timedelta(hours=23), completion=1
+    )
+    # The seed wrote two weeks of history, through a recorder of its own.
+    history = fresh.services.stores.log.events_between(
+        now - timedelta(days=15), now - timedelta(days=2), limit=10
+    )
+    assert history
 
 
 def test_an_offline_event_within_the_window_is_accepted(fresh: Built) -> None:

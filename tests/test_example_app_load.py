@@ -6,16 +6,21 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 
-from reelrank import ConfigError
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples" / "flask_app"))
 
-from reelrank_example import Settings, configured_stores, load_directory, migrate  # noqa: E402
+from reelrank_example import (  # noqa: E402
+    LoadError,
+    Settings,
+    configured_stores,
+    load_directory,
+    migrate,
+)
 
 NOW = datetime.now(UTC)
 
@@ -84,18 +89,44 @@ def test_a_catalog_loads_into_the_embedded_database(tmp_path: Path) -> None:
             close()
 
 
-def test_a_bad_row_is_refused_with_its_file_row_and_field(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("table", "change", "field"),
+    [
+        (
+            "videos.parquet",
+            lambda f: f.assign(duration_seconds=[30.0, -3.0]),
+            "videos[1].duration_seconds",
+        ),
+        ("videos.parquet", lambda f: f.assign(creator_id=[1, 7]), "videos[1].creator_id"),
+        ("follows.csv", lambda f: f.assign(creator_id=[9]), "follows[0].creator_id"),
+        ("events.csv", lambda f: f.assign(video_id=[501, 501, 999]), "events[2].video_id"),
+        ("events.csv", lambda f: f.assign(kind=["like", "unlike", "watch"]), "events[1].event_id"),
+        ("renditions.csv", lambda f: f.assign(width=[640, -1, 640]), "renditions[1].width"),
+    ],
+)
+def test_a_bad_row_is_refused_with_its_file_row_and_column_and_nothing_is_written(
+    tmp_path: Path, table: str, change: Any, field: str
+) -> None:
     _write_catalog(tmp_path)
-    videos = pd.read_parquet(tmp_path / "videos.parquet")
-    videos.loc[1, "duration_seconds"] = -3.0
-    videos.to_parquet(tmp_path / "videos.parquet")
+    path = tmp_path / table
+    read, write = (
+        (pd.read_parquet, lambda f: f.to_parquet(path))
+        if table.endswith(".parquet")
+        else (pd.read_csv, lambda f: f.to_csv(path, index=False))
+    )
+    write(change(read(path)))
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'reels.db'}")
     migrate(settings)
     stores = configured_stores(settings)
     try:
-        with pytest.raises(ConfigError) as raised:
+        with pytest.raises(LoadError) as raised:
             load_directory(stores, tmp_path)
-        assert raised.value.field == "videos[1].duration_seconds"
+        assert raised.value.field == field
+        assert raised.value.path == path
+        assert table in str(raised.value)
+        assert stores.catalog.get_creators([1, 2]) == {}
+        assert stores.catalog.get_videos([501, 502]) == {}
+        assert all(s.views == s.likes == 0 for s in stores.events.get_stats([501, 502]).values())
     finally:
         for close in stores.closers:
             close()
@@ -119,3 +150,18 @@ def test_the_load_command(tmp_path: Path) -> None:
     assert done.stdout.decode().strip() == (
         "2 creators, 3 renditions, 2 videos, 1 follows, 3 events"
     )
+
+
+def test_the_reelrank_load_entry_point(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from reelrank_example.__main__ import load_main
+
+    _write_catalog(tmp_path)
+    monkeypatch.setenv("REELRANK_DATABASE_URL", f"sqlite:///{tmp_path / 'reels.db'}")
+    migrate(Settings())
+    assert load_main([str(tmp_path)]) == 0
+    stores = configured_stores(Settings())
+    try:
+        assert sorted(stores.catalog.get_videos([501, 502])) == [501, 502]
+    finally:
+        for close in stores.closers:
+            close()

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from contextvars import ContextVar
 
 import pytest
 from hypothesis import given
@@ -371,3 +372,30 @@ def test_request_scopes_of_other_threads_are_separate() -> None:
         assert checked.wait(timeout=10)
     thread.join(timeout=10)
     assert answers == [1]
+
+
+_REQUEST = ContextVar[str]("request", default="none")
+
+
+def test_worker_threads_see_the_callers_context_and_cannot_change_it() -> None:
+    pool = WorkerPool(2)
+    try:
+        seen: list[str] = []
+
+        def store_call() -> str:
+            seen.append(_REQUEST.get())
+            _REQUEST.set("changed on the worker")
+            return threading.current_thread().name
+
+        token = _REQUEST.set("request-1")
+        try:
+            worker = pool.submit(store_call).result(timeout=5)
+            _REQUEST.set("request-2")
+            pool.submit(store_call).result(timeout=5)
+            assert _REQUEST.get() == "request-2"
+        finally:
+            _REQUEST.reset(token)
+        assert worker != threading.current_thread().name
+        assert seen == ["request-1", "request-2"]
+    finally:
+        pool.shutdown()

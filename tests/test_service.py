@@ -465,6 +465,26 @@ def test_warm_ranks_many_users_with_bulk_calls(make_world: Any) -> None:
     assert all(page.from_cache for page in pages)
 
 
+def test_warm_builds_the_first_pool_under_the_warming_deadline(make_world: Any) -> None:
+    # At start-up the first pool is built by warm(), a batch job: a catalog slower than a
+    # request's deadline (workers starting together on one SQLite file, on a loaded
+    # machine) must not leave the process unwarmed.
+    world: World = make_world(
+        deadlines=StoreDeadlines(catalog=0.05, events=0.05, seen=30, models=30, cache=30),
+        warm_deadline_seconds=30,
+    )
+    world.catalog.stall(0.3, methods=["recent_videos", "get_videos"])
+    world.events.stall(0.3, methods=["get_stats", "popular_video_ids"])
+    try:
+        assert world.service.warm(range(1, 4)) == 3
+    finally:
+        world.catalog.recover()
+        world.events.recover()
+    pool = world.service._candidates.current
+    assert pool is not None and pool.degraded == ()
+    assert world.service.stats().dependencies["catalog"].timeouts == 0
+
+
 def test_warm_snapshots_match_the_request_path(make_world: Any) -> None:
     # A small pool (recent_limit) so followed videos are extras outside it, and
     # users following different creators, with different histories.

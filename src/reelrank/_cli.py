@@ -14,7 +14,8 @@ import math
 import os
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -26,6 +27,12 @@ from .scoring._config import RankingConfig
 __all__ = ["main"]
 
 _PROG = "reelrank"
+# Other distributions add subcommands here, so ``reelrank`` never imports them itself:
+# an entry point ``load = "pkg.module:func"`` makes ``reelrank load ARGS...`` call
+# ``func(["ARGS", ...])``, which returns the exit status.
+PLUGIN_GROUP = "reelrank.commands"
+# A plugin cannot replace these.
+_BUILTIN_COMMANDS = frozenset({"score", "demo", "evaluate", "tune"})
 
 _TABLE_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
@@ -239,17 +246,21 @@ def _run_tune(args: argparse.Namespace) -> int:
         raise InvalidInputError("--test-cutoff", "must come after --validation-cutoff")
     train, rest = evaluation.time_split(events, validation_cut)
     validation, _ = evaluation.time_split(rest, test_cut)
-    tuned = evaluation.tune_weights(
-        train,
-        validation,
-        catalog,
-        metric=args.metric,
-        k=args.k,
-        trials=args.trials,
-        seed=args.seed,
-        base=base,
-        now=validation_cut,
-    )
+    try:
+        tuned = evaluation.tune_weights(
+            train,
+            validation,
+            catalog,
+            metric=args.metric,
+            k=args.k,
+            trials=args.trials,
+            seed=args.seed,
+            base=base,
+            now=validation_cut,
+            progress=args.progress,
+        )
+    except ImportError as exc:  # --progress without tqdm
+        raise _UsageError(str(exc)) from exc
     history, test = evaluation.time_split(events, test_cut)
     held = evaluation.evaluate(
         history, test, catalog, {"base": base, "tuned": tuned.config}, now=test_cut, k=args.k
@@ -309,7 +320,12 @@ class _Parser(argparse.ArgumentParser):
         self.exit(_EXIT_INVALID, f"{self.prog}: error: {message}\n")
 
 
-def _build_parser() -> argparse.ArgumentParser:
+def _plugin_commands() -> dict[str, EntryPoint]:
+    """Subcommands other installed distributions register under :data:`PLUGIN_GROUP`."""
+    return {entry.name: entry for entry in entry_points(group=PLUGIN_GROUP)}
+
+
+def _build_parser(plugins: dict[str, EntryPoint] | None = None) -> argparse.ArgumentParser:
     parser = _Parser(
         prog=_PROG,
         description="Fast, explainable ranking for short-video feeds.",
@@ -447,7 +463,18 @@ def _build_parser() -> argparse.ArgumentParser:
     tune.add_argument(
         "--output", metavar="FILE", help="write the tuned config here (.toml or .json)"
     )
+    tune.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show a progress bar on stderr, one step per configuration tried "
+        "(default: only when stderr is a terminal)",
+    )
     tune.set_defaults(handler=_run_tune)
+    for name, entry in sorted((plugins or {}).items()):
+        if name not in _BUILTIN_COMMANDS:
+            provider = entry.dist.name if entry.dist is not None else entry.value
+            commands.add_parser(name, help=f"provided by {provider}; see {name} --help")
     return parser
 
 
@@ -458,8 +485,13 @@ def _fail(message: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``reelrank`` command line and return its exit status (it never exits itself)."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    plugins = _plugin_commands()
+    if arguments and arguments[0] in plugins and arguments[0] not in _BUILTIN_COMMANDS:
+        command: Callable[[list[str]], int] = plugins[arguments[0]].load()
+        return int(command(arguments[1:]))
     try:
-        args = _build_parser().parse_args(argv)
+        args = _build_parser(plugins).parse_args(arguments)
     except SystemExit as exc:  # --help, --version and usage errors
         return exc.code if isinstance(exc.code, int) else _EXIT_INVALID
     try:

@@ -1,6 +1,7 @@
 """Real ``clickhouse-server`` processes for the adapter's tests.
 
-``clickhouse_server`` is one server for the whole session; every test that asks for
+``clickhouse_server`` is one server for the whole session (``clickhouse_cluster`` a
+2-shard cluster); every test that asks for
 ``clickhouse_engine`` gets a database of its own with a fresh schema, so tests never
 see each other's rows. Fault tests start a separate server (``fault_server``) that they
 are free to pause.
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from reelrank_clickhouse import ClickHouseConfig, connect, create_schema
-from reelrank_clickhouse.testing import ClickHouseServer, find_clickhouse_server
+from reelrank_clickhouse.testing import ClickHouseCluster, ClickHouseServer, find_clickhouse_server
 from sqlalchemy.engine import Engine
 
 _databases = itertools.count()
@@ -62,3 +63,41 @@ def fault_server(tmp_path: Path) -> Iterator[ClickHouseServer]:
     _require_clickhouse_server()
     with ClickHouseServer(tmp_path / "fault-clickhouse") as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def clickhouse_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClickHouseCluster]:
+    """Two servers forming a 2-shard ``remote_servers`` cluster, for the session."""
+    _require_clickhouse_server()
+    with ClickHouseCluster(tmp_path_factory.mktemp("clickhouse-cluster"), shards=2) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def cluster_config(clickhouse_cluster: ClickHouseCluster) -> Iterator[ClickHouseConfig]:
+    """Sharded-mode settings on a new database of the cluster, with the schema on both
+    shards (made by the adapter, connecting to each)."""
+    database = f"test_{next(_databases)}"
+    clickhouse_cluster.execute_everywhere(f"CREATE DATABASE {database}")
+    config = clickhouse_cluster.config(database, send_receive_timeout_seconds=30.0)
+    engine = connect(config)
+    create_schema(engine, config)
+    engine.dispose()
+    yield config
+
+
+@pytest.fixture
+def cluster_engine(cluster_config: ClickHouseConfig) -> Iterator[Engine]:
+    """An engine entering the cluster through its first server."""
+    engine = connect(cluster_config)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(params=["server", "cluster"])
+def deployment(request: pytest.FixtureRequest) -> tuple[Engine, ClickHouseConfig]:
+    """One server, then the 2-shard cluster: an engine with the schema, and its settings."""
+    if request.param == "server":
+        config = request.getfixturevalue("clickhouse_config")
+        return request.getfixturevalue("clickhouse_engine"), config
+    return request.getfixturevalue("cluster_engine"), request.getfixturevalue("cluster_config")

@@ -7,6 +7,7 @@ from pydantic import BaseModel
 from reelrank_clickhouse import (
     ClickHouseConfig,
     ClickHouseEventStore,
+    ClickHouseTables,
     connect,
     create_schema,
 )
@@ -28,9 +29,25 @@ def test_config_forbids_unknown_fields_and_names_bad_ones() -> None:
 
 
 def test_every_config_field_is_documented() -> None:
-    model: type[BaseModel] = ClickHouseConfig
-    for name, field in model.model_fields.items():
-        assert field.description, name
+    models: list[type[BaseModel]] = [ClickHouseConfig, ClickHouseTables]
+    for model in models:
+        for name, field in model.model_fields.items():
+            assert field.description, (model.__name__, name)
+
+
+def test_modes_and_table_names_are_checked() -> None:
+    with pytest.raises(ConfigError) as info:
+        ClickHouseConfig(replicated=True)
+    assert "cluster" in info.value.reason
+    with pytest.raises(ConfigError) as info:
+        ClickHouseConfig(cluster="two words")
+    assert info.value.field == "cluster"
+    with pytest.raises(ConfigError) as info:
+        ClickHouseConfig(tables={"events": "events; DROP TABLE x"})
+    assert info.value.field == "tables.events"
+    with pytest.raises(ConfigError):
+        ClickHouseTables(corrections="events")
+    assert ClickHouseConfig(cluster="reelrank", replicated=True).replicated
 
 
 def test_the_driver_gets_the_bounded_timeouts(clickhouse_config: ClickHouseConfig) -> None:

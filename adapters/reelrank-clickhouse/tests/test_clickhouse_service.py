@@ -67,15 +67,24 @@ def engine(fault_server: ClickHouseServer) -> Iterator[Engine]:
 
 
 @pytest.fixture
-def events(engine: Engine) -> ClickHouseEventStore:
-    store = ClickHouseEventStore(engine)
+def events(engine: Engine, fault_server: ClickHouseServer) -> ClickHouseEventStore:
     batch = [
         (make_event("watch", user_id=user, video_id=video, completion=0.9), 1 + video % 5)
         for video in range(1, 21)
         for user in (7, 8)
     ]
-    store.append_many(batch)
-    return store
+    # Seeded with relaxed timeouts: the seeding is not under test, and on a busy
+    # machine it can outlast the store's 1 s reply timeout.
+    seeder = connect(
+        ClickHouseConfig(
+            port=fault_server.tcp_port, database="feeds", send_receive_timeout_seconds=30.0
+        )
+    )
+    try:
+        ClickHouseEventStore(seeder).append_many(batch)
+    finally:
+        seeder.dispose()
+    return ClickHouseEventStore(engine)
 
 
 def _service(events: ClickHouseEventStore) -> FeedRankingService:

@@ -28,7 +28,7 @@ class Engines:
     read_engine: Engine | None
 
 TRUNCATE_ALL = (
-    "TRUNCATE search_documents, search_terms, processing_progress, model_scores, "
+    "TRUNCATE feed_cache, search_documents, search_terms, processing_progress, model_scores, "
     "model_versions, seen_videos, affinity_totals, affinity_credits, video_likes, video_stats, "
     "engagement_events, engagement_log, follows, videos, creators RESTART IDENTITY"
 )

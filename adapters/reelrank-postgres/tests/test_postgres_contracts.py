@@ -14,6 +14,7 @@ from reelrank_postgres import (
     SqlCatalog,
     SqlEngagementLog,
     SqlEventStore,
+    SqlFeedCache,
     SqlModelRegistry,
     SqlProgressStore,
     SqlSearchIndex,
@@ -24,6 +25,7 @@ from reelrank.testing import (
     CatalogContract,
     EngagementLogContract,
     EventStoreContract,
+    FeedCacheContract,
     ModelRegistryContract,
     ProgressStoreContract,
     SearchIndexContract,
@@ -81,3 +83,16 @@ class TestSqlEngagementLog(EngagementLogContract):
     @pytest.fixture
     def engagement_log(self, engines: Engines) -> SqlEngagementLog:
         return SqlEngagementLog(engines.engine)
+
+
+@without_replica
+class TestSqlFeedCache(FeedCacheContract):
+    """Expiry on an injected clock: the contract's expiry test moves it, taking no time."""
+
+    @pytest.fixture
+    def feed_cache(self, engines: Engines) -> SqlFeedCache:
+        self.now = 1_000_000.0
+        return SqlFeedCache(engines.engine, clock=lambda: self.now)
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds

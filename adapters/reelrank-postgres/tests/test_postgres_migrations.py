@@ -187,7 +187,7 @@ def test_upgrade_creates_the_rum_index_when_the_server_has_the_extension(
         migrate(engine)
         assert _has_index(engine, "ix_search_documents_rum")
         assert _has_index(engine, "ix_videos_ready_creator_recency")
-        downgrade(engine, "0003")
+        downgrade(engine, "0004")
         assert not _has_index(engine, "ix_search_documents_rum")
         assert _has_index(engine, "ix_videos_creator_recency")
     finally:

@@ -7,10 +7,12 @@ import subprocess
 import sys
 import threading
 from datetime import timedelta
+from typing import Any
 
 import pytest
 import redis
 from reelrank_redis import (
+    RedisClient,
     RedisConfig,
     RedisEventStore,
     RedisFeedCache,
@@ -18,7 +20,7 @@ from reelrank_redis import (
     connect,
 )
 from reelrank_redis._codec import encode_snapshot
-from reelrank_redis._keys import id_member
+from reelrank_redis._keys import BUCKETS, KeyLayout, id_member
 
 from reelrank import ConfigError, StoreError
 from reelrank.testing.factories import EPOCH, make_event, make_snapshot
@@ -105,6 +107,55 @@ def test_unreadable_bytes_raise_a_store_error(
     with pytest.raises(StoreError) as info:
         cache.get(7)
     assert info.value.store == "cache"
+    # An unreadable snapshot is neither a hit nor a miss.
+    assert (cache.stats().hits, cache.stats().misses) == (0, 0)
+
+
+def _count_sends(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """Record every request redis-py writes to a socket: one per command, one per
+    pipeline (a pipeline's commands go out packed together, then its replies are read)."""
+    sent: list[bytes] = []
+    original = redis.connection.AbstractConnection.send_packed_command
+
+    def counting(self: Any, command: Any, check_health: bool = True) -> None:
+        sent.append(b"".join(command) if isinstance(command, list) else bytes(command))
+        original(self, command, check_health)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
+    return sent
+
+
+def test_a_cache_hit_is_one_round_trip_and_a_miss_two(
+    any_client: RedisClient, any_config: RedisConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = RedisFeedCache(any_client, any_config)
+    snapshot = make_snapshot(4)
+    cache.put(snapshot, ttl_seconds=60)
+    cache.get(5)  # connections to every node involved are open before counting
+    cache.reset_stats()
+    sent = _count_sends(monkeypatch)
+    assert cache.get(4) == snapshot
+    hit_sends = len(sent)
+    assert cache.get(5) is None
+    miss_sends = len(sent) - hit_sends
+    monkeypatch.undo()
+    # On one server the read and the count share a request; a cluster pipeline sends
+    # one request to each node holding a key (both are written before either reply is
+    # read, so the two nodes answer in parallel).
+    single = isinstance(any_client, redis.Redis)
+    assert hit_sends == (1 if single else _nodes(any_client, 4))
+    # A miss then turns its counted hit into a miss, on the bucket's node.
+    assert miss_sends == (1 if single else _nodes(any_client, 5)) + 1
+    stats = cache.stats()
+    assert (stats.hits, stats.misses) == (1, 1)
+
+
+def _nodes(client: Any, user_id: int) -> int:
+    """How many nodes a lookup of ``user_id`` talks to: its snapshot's and its bucket's
+    (the hash tags, not the prefix, pick the slots)."""
+    layout = KeyLayout("any")
+    keys = [layout.feed(user_id, None), layout.feed_stats(user_id % BUCKETS)]
+    return len({client.get_node_from_key(key).name for key in keys})
 
 
 def test_hits_and_misses_add_up_across_processes(

@@ -7,6 +7,9 @@ Build the services, hand them to the app factory, serve::
     settings = Settings(auth_secret="a secret of at least thirty-two characters")
     app = create_app(build_default_services(settings), settings)
 
+Logs are JSON lines (:func:`configure_logging`); tracing is off unless
+``REELRANK_TRACING`` is set (:func:`configure_tracing`).
+
 ``python -m reelrank_example migrate|seed|load|serve|token`` works from ``REELRANK_*``
 environment variables (see :class:`Settings`), and ``gunicorn
 "reelrank_example:create_default_app()"`` serves the configured stores.
@@ -19,6 +22,7 @@ import logging
 import secrets
 import sys
 from datetime import timedelta
+from typing import Any
 
 from flask import Flask
 
@@ -36,13 +40,22 @@ from ._api import (
 )
 from ._app import ERROR_STATUSES, ProblemError, create_app
 from ._auth import Authenticator, AuthError, issue_token
-from ._load import TABLES, load_directory
+from ._load import TABLES, LoadError, load_directory
+from ._logging import (
+    REQUEST_ID_HEADER,
+    GunicornLogger,
+    configure_logging,
+    gunicorn_logconfig_dict,
+    logging_config,
+    redact,
+)
 from ._services import (
     FIRST_USER_ID,
     FIRST_VIDEO_ID,
     IdempotencyRecord,
     IdempotencyStore,
     MemoryIdempotencyStore,
+    RedisIdempotencyStore,
     Services,
     SqlIdempotencyStore,
     Stores,
@@ -67,36 +80,47 @@ __all__ = [
     "MAX_PAGE_SIZE",
     "MAX_QUERY_LENGTH",
     "OPERATIONS",
+    "REQUEST_ID_HEADER",
     "TABLES",
     "AuthError",
     "Authenticator",
+    "GunicornLogger",
     "IdempotencyRecord",
     "IdempotencyStore",
+    "LoadError",
     "MemoryIdempotencyStore",
     "Operation",
     "ProblemError",
+    "RedisIdempotencyStore",
     "Services",
     "Settings",
     "SqlIdempotencyStore",
     "Stores",
     "build_default_services",
     "build_services",
+    "configure_logging",
+    "configure_tracing",
     "configured_stores",
     "create_app",
     "create_default_app",
     "demo_authenticator",
+    "gunicorn_logconfig_dict",
     "is_empty",
     "issue_token",
     "load_directory",
+    "logging_config",
     "memory_stores",
     "migrate",
     "openapi_document",
+    "redact",
     "seed_synthetic_catalog",
 ]
 
 _logger = logging.getLogger(__name__)
-# Start-up warms the feeds of the users behind the newest events of the last day.
+# Start-up warms the feeds of the users behind the newest events of the last day, a
+# batch at a time so that its progress shows in the metrics.
 _WARM_EVENTS = 5_000
+_WARM_BATCH = 500
 
 
 def demo_authenticator(settings: Settings) -> Authenticator:
@@ -127,6 +151,21 @@ def demo_authenticator(settings: Settings) -> Authenticator:
     return authenticator
 
 
+def configure_tracing(settings: Settings, exporter: Any = None) -> Any:
+    """Set up OpenTelemetry tracing from ``settings`` (see :mod:`reelrank_example._tracing`).
+
+    Returns the process's ``TracerProvider``. Call it before building the stores, so
+    their clients are traced; :func:`create_default_app` does when ``settings.tracing``
+    is on. ``exporter`` (an SDK ``SpanExporter``, such as ``InMemorySpanExporter`` in
+    tests) replaces the configured one (joins it, once tracing is set up) and receives
+    every span as it ends. Tracing code is imported only here and when
+    ``settings.tracing`` is on, so a service without tracing never loads it.
+    """
+    from ._tracing import configure_tracing as configure
+
+    return configure(settings, exporter)
+
+
 def create_default_app(settings: Settings | None = None) -> Flask:
     """The app over :func:`configured_stores`, with settings from the environment.
 
@@ -139,13 +178,19 @@ def create_default_app(settings: Settings | None = None) -> Flask:
     during requests.
     """
     settings = settings or Settings()
+    configure_logging(settings)
+    if settings.tracing:
+        configure_tracing(settings)
     authenticator = demo_authenticator(settings)
     services = build_services(configured_stores(settings), settings)
     warmup()
     now = services.clock()
     recent = services.stores.log.events_between(now - timedelta(days=1), now, limit=_WARM_EVENTS)
+    users = sorted({event.user_id for event in recent})
     try:
-        services.feed.warm(sorted({event.user_id for event in recent}))
+        for start in range(0, len(users), _WARM_BATCH):
+            services.feed.warm(users[start : start + _WARM_BATCH])
+            services.metrics.warming_progress(min(start + _WARM_BATCH, len(users)) / len(users))
     except FeedUnavailableError:
         # A cold cache is slower, not wrong: serve, and let readiness report the outage.
         _logger.warning("could not warm feeds at start-up", exc_info=True)

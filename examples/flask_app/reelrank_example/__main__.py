@@ -4,6 +4,7 @@ settings."""
 from __future__ import annotations
 
 import argparse
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,7 +30,9 @@ def main(argv: list[str] | None = None) -> int:
         "--if-empty", action="store_true", help="do nothing when the catalog has videos"
     )
     load = commands.add_parser(
-        "load", help="load creators, videos, renditions, follows and events from CSV or Parquet"
+        "load",
+        help="load creators, videos, renditions, follows and events from CSV or Parquet "
+        "(COPY on PostgreSQL; nothing is written if a row is invalid)",
     )
     load.add_argument("directory", type=Path)
     commands.add_parser("serve", help="serve with Flask's development server")
@@ -66,6 +69,11 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("set REELRANK_AUTH_SECRET to sign tokens")
         print(issue_token(settings.auth_secret.get_secret_value(), args.user_id, hours=args.hours))
     return 0
+
+
+def load_main(argv: list[str] | None = None) -> int:
+    """``reelrank load DIR``: the same as ``python -m reelrank_example load DIR``."""
+    return main(["load", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

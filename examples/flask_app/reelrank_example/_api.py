@@ -169,6 +169,43 @@ class ShareBody(_EventBody):
     """Where the video was shared (``link``, ``whatsapp``...)."""
 
 
+class ProgressReport(_Strict):
+    """A processing report from the transcoding pipeline: exactly one of a state move
+    (``state``, with ``renditions`` to start a video, ``error`` to fail it), a
+    rendition's progress (``rendition`` and ``percent``, ``error`` if it failed), or the
+    progress within the current state (``percent`` alone)."""
+
+    state: Literal["queued", "transcoding", "packaging", "ready", "failed"] | None = None
+    """Move the video to this state; the processing state machine decides which moves
+    are allowed (409 otherwise). ``queued`` starts processing, or retries a failed one."""
+    renditions: tuple[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")], ...] | None = (
+        None
+    )
+    """With ``state: queued`` on a video never processed: the renditions it will get."""
+    rendition: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
+    """While transcoding: the rendition ``percent`` is about."""
+    percent: float | None = Field(default=None, ge=0.0, le=100.0, allow_inf_nan=False)
+    """Percent done, 0 to 100: of ``rendition``, or of the current state."""
+    error: str | None = Field(default=None, min_length=1, max_length=500)
+    """Why processing (with ``state: failed``) or ``rendition`` failed."""
+
+    @model_validator(mode="after")
+    def _one_report(self) -> ProgressReport:
+        if self.state is not None:
+            if self.rendition is not None or self.percent is not None:
+                raise ValueError("a state move carries no rendition or percent")
+            if self.renditions is not None and self.state != "queued":
+                raise ValueError("renditions are given with state queued only")
+            if (self.error is not None) != (self.state == "failed"):
+                raise ValueError("error is given with state failed, and only then")
+        elif self.rendition is not None:
+            if self.percent is None:
+                raise ValueError("a rendition report needs its percent")
+        elif self.percent is None or self.error is not None or self.renditions is not None:
+            raise ValueError("give a state, a rendition and its percent, or a percent")
+        return self
+
+
 class CreatorRef(_Out):
     """The creator of a video."""
 
@@ -365,7 +402,7 @@ class Problem(_Out):
     """Every validation error, each with ``field`` and ``message``."""
 
 
-Auth = Literal["required", "optional", "none"]
+Auth = Literal["required", "optional", "none", "service"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -389,7 +426,8 @@ class Operation:
     status: int = 200
     """Status of a success."""
     auth: Auth = "none"
-    """Whether a bearer token is required, optional or ignored."""
+    """Whether a user's bearer token is required, optional or ignored, or the service
+    token (``service``) is required."""
     body_required: bool = True
     """Whether the body may be omitted."""
     idempotency_key: bool = False
@@ -421,6 +459,10 @@ OPERATIONS: tuple[Operation, ...] = (
               errors=(*_ID_ERRORS, 409)),
     Operation("progress", "GET", "/api/v1/reels/progress/{id}", "Processing progress.",
               response=ProcessingProgress, errors=_ID_ERRORS),
+    Operation("report_progress", "PUT", "/internal/v1/reels/progress/{id}",
+              "Report processing progress (the transcoding pipeline; service token).",
+              body=ProgressReport, response=ProcessingProgress, auth="service",
+              errors=(400, 401, 403, 404, 409), tag="internal"),
     Operation("video", "GET", "/api/v1/reels/{id}", "One video's details.",
               response=VideoDetail, errors=_ID_ERRORS),
     Operation("like", "POST", "/api/v1/reels/{id}/like", "Like a video (idempotent).",
@@ -453,6 +495,7 @@ OPERATIONS: tuple[Operation, ...] = (
 _TITLES = {
     400: "Bad Request",
     401: "Unauthorized",
+    403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
     409: "Conflict",
@@ -541,6 +584,8 @@ def openapi_document() -> dict[str, Any]:
             operation["security"] = [{"bearer": []}]
         elif op.auth == "optional":
             operation["security"] = [{"bearer": []}, {}]
+        elif op.auth == "service":
+            operation["security"] = [{"service": []}]
         if op.body is not None:
             operation["requestBody"] = {
                 "required": op.body_required,
@@ -558,7 +603,12 @@ def openapi_document() -> dict[str, Any]:
         "components": {
             "schemas": components,
             "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "service": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "The service token (REELRANK_SERVICE_TOKEN), not a JWT.",
+                },
             },
         },
     }

@@ -9,6 +9,7 @@ RFC 9457 problem document (``application/problem+json``).
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -23,7 +24,6 @@ from typing import Any
 
 from flask import Flask, Response, g, request
 from flask_limiter import Limiter
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
 
@@ -66,6 +66,7 @@ from ._api import (
     LikeResponse,
     Operation,
     PageQuery,
+    ProgressReport,
     ScoredCard,
     SearchQuery,
     ShareBody,
@@ -77,8 +78,10 @@ from ._api import (
     WatchBody,
     openapi_document,
 )
-from ._auth import Authenticator, AuthError
+from ._auth import Authenticator, AuthError, ForbiddenError
+from ._logging import note_user, register_request_logging
 from ._metrics import AppMetrics
+from ._progress import apply_progress_report
 from ._services import IdempotencyRecord, Services
 from ._settings import Settings
 
@@ -248,7 +251,7 @@ def create_app(
     authenticator = authenticator or Authenticator(settings)
     app = Flask("reelrank_example")
     app.extensions["reelrank_services"] = services
-    metrics = AppMetrics(services.feed)
+    metrics = services.metrics
     cursor_secret = (
         settings.cursor_secret.get_secret_value().encode()
         if settings.cursor_secret is not None
@@ -264,9 +267,10 @@ def create_app(
     document = openapi_document()
     _register_errors(app)
     _register_timing(app, metrics)
+    register_request_logging(app)
     for operation in OPERATIONS:
         _register(app, operation, getattr(handlers, operation.operation_id), authenticator,
-                  settings.max_body_bytes)  # fmt: skip
+                  settings.max_body_bytes, metrics)  # fmt: skip
 
     @app.get("/openapi.json")
     def openapi() -> Response:
@@ -274,9 +278,16 @@ def create_app(
 
     @app.get("/metrics")
     def prometheus_metrics() -> Response:
-        return Response(generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST)
+        return Response(metrics.render(), content_type=metrics.content_type)
 
     _register_explorer(app, settings, authenticator)
+    if settings.tracing:
+        from ._tracing import instrument_app
+
+        instrument_app(app, settings)
+    # The services (and the kernels they compile) are built, and the cache warmed,
+    # before the app exists.
+    metrics.startup_complete()
     return app
 
 
@@ -321,6 +332,12 @@ def _register_errors(app: Flask) -> None:
             if isinstance(exc, kind):
                 field = exc.field if isinstance(exc, InvalidInputError | ConfigError) else None
                 detail = str(exc)
+                if isinstance(exc, StoreError | FeedUnavailableError):
+                    store = exc.store if isinstance(exc, StoreError) else "catalog"
+                    _logger.warning(
+                        "store failure",
+                        extra={"store": store, "error": type(exc).__name__, "status": status},
+                    )
                 if isinstance(exc, StoreError):
                     # The driver's message can name hosts; the store's name is enough.
                     detail = f"the {exc.store} store is unavailable; retry shortly"
@@ -343,20 +360,65 @@ def _register_errors(app: Flask) -> None:
         return _problem(500, "internal", "internal error")
 
 
+def _route() -> str:
+    """The URL rule of the request (never its raw path, whose ids are unbounded)."""
+    return request.url_rule.rule if request.url_rule is not None else "unmatched"
+
+
 def _register_timing(app: Flask, metrics: AppMetrics) -> None:
     @app.before_request
     def start_timer() -> None:
         g.request_started = time.perf_counter()
+        metrics.in_flight.inc()
 
     @app.after_request
     def observe_latency(response: Response) -> Response:
         started = g.get("request_started")
         if started is not None:
-            rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
-            metrics.latency.labels(request.method, rule, str(response.status_code)).observe(
-                time.perf_counter() - started
+            metrics.request_answered(
+                request.method, _route(), response.status_code, time.perf_counter() - started
             )
         return response
+
+    @app.teardown_request
+    def request_done(_: BaseException | None) -> None:
+        # Only requests that were counted in: another before_request may have answered
+        # before ours ran.
+        if g.pop("request_started", None) is not None:
+            metrics.in_flight.dec()
+
+
+_EVENT_KINDS = {"like": "like", "unlike": "unlike", "watch": "watch", "share": "share"}
+"""The event kind each event operation records."""
+
+
+def _event_outcome(exc: Exception) -> str:
+    """How an event request that raised ends: ``rejected`` (4xx) or ``failed`` (5xx)."""
+    if isinstance(exc, ProblemError):
+        return "failed" if exc.status >= 500 else "rejected"
+    if isinstance(exc, HTTPException):
+        return "failed" if (exc.code or 500) >= 500 else "rejected"
+    if isinstance(exc, StoreError | FeedUnavailableError):
+        return "failed"
+    return "rejected" if isinstance(exc, ReelrankError) else "failed"
+
+
+def _counting_events(
+    view: Callable[..., Response], kind: str, metrics: AppMetrics
+) -> Callable[..., Response]:
+    """``view``, counting each request in ``reelrank_events_total`` by its outcome."""
+
+    @functools.wraps(view)
+    def counted(**path: str) -> Response:
+        try:
+            response = view(**path)
+        except Exception as exc:
+            metrics.event(kind, _event_outcome(exc))
+            raise
+        metrics.event(kind, g.pop("event_outcome", "recorded"))
+        return response
+
+    return counted
 
 
 class Call:
@@ -393,14 +455,21 @@ Handler = Callable[[Call], Response | BaseModel | tuple[BaseModel, int]]
 
 
 def _register(
-    app: Flask, op: Operation, handler: Handler, auth: Authenticator, max_body: int
+    app: Flask,
+    op: Operation,
+    handler: Handler,
+    auth: Authenticator,
+    max_body: int,
+    metrics: AppMetrics,
 ) -> None:
     def view(**path: str) -> Response:
         video_id = _path_id(path["id"]) if "id" in path else None
         query = _query(op)
         user_id: int | None = None
         header = request.headers.get("Authorization")
-        if op.auth == "required" or (op.auth == "optional" and header is not None):
+        if op.auth == "service":
+            _check_service(auth, header)
+        elif op.auth == "required" or (op.auth == "optional" and header is not None):
             try:
                 user_id = auth.user_id(header)
             except AuthError as exc:
@@ -411,6 +480,7 @@ def _register(
                     "Authorization",
                     headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
                 ) from None
+        note_user(user_id)
         key = None
         if op.idempotency_key:
             key = request.headers.get("Idempotency-Key")
@@ -425,7 +495,24 @@ def _register(
         return Response(model.model_dump_json(), status=status, content_type="application/json")
 
     rule = op.path.replace("{id}", "<id>")
-    app.add_url_rule(rule, op.operation_id, view, methods=[op.method])
+    kind = _EVENT_KINDS.get(op.operation_id)
+    endpoint = view if kind is None else _counting_events(view, kind, metrics)
+    app.add_url_rule(rule, op.operation_id, endpoint, methods=[op.method])
+
+
+def _check_service(auth: Authenticator, header: str | None) -> None:
+    try:
+        auth.check_service(header)
+    except AuthError as exc:
+        raise ProblemError(
+            401,
+            "unauthorized",
+            exc.message,
+            "Authorization",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        ) from None
+    except ForbiddenError as exc:
+        raise ProblemError(403, "forbidden", exc.message, "Authorization") from None
 
 
 def _path_id(raw: str) -> int:
@@ -564,7 +651,17 @@ class _Handlers:
         query = call.query
         assert isinstance(query, PageQuery)
         page = self._services.feed.feed(call.user, query.limit, query.cursor)
-        cards = self._cards([item.video_id for item in page.items])
+        for degraded in page.degraded:
+            _logger.warning(
+                "degraded",
+                extra={"dependency": degraded.dependency, "fallback": degraded.fallback},
+            )
+        try:
+            cards = self._cards([item.video_id for item in page.items])
+        except StoreError as exc:
+            self._services.metrics.feed_unavailable(exc.store)
+            raise
+        self._services.metrics.feed_page(page.from_cache)
         return FeedPageResponse(
             items=[
                 FeedCard(
@@ -592,6 +689,11 @@ class _Handlers:
             limit=min(_LIST_DEPTH, offset + query.limit + 1),
         )
         items = snapshot.items
+        if snapshot.stale_as_of is not None:
+            _logger.warning(
+                "degraded",
+                extra={"dependency": "engagement log", "fallback": "last trending snapshot"},
+            )
         return TrendingPage(
             kind=kind.value,
             window_hours=snapshot.window_hours,
@@ -680,6 +782,10 @@ class _Handlers:
     def progress(self, call: Call) -> BaseModel:
         return self._services.processing.get(call.vid)
 
+    def report_progress(self, call: Call) -> BaseModel:
+        assert isinstance(call.body, ProgressReport)
+        return apply_progress_report(self._services, call.vid, call.body)
+
     def video(self, call: Call) -> BaseModel:
         video = self._services.stores.catalog.get_video(call.vid)
         card = self._cards([video.video_id])[video.video_id]
@@ -718,7 +824,10 @@ class _Handlers:
         self._ready_video(call.vid)
         self._rate.hit(call.user)
         record = self._services.recorder.like if liked else self._services.recorder.unlike
-        record(call.user, call.vid, event_id=f"l-{secrets.token_hex(16)}", occurred_at=occurred_at)
+        applied = record(
+            call.user, call.vid, event_id=f"l-{secrets.token_hex(16)}", occurred_at=occurred_at
+        )
+        g.event_outcome = "recorded" if applied else "duplicate"
         stats = self._services.stores.events.get_stats([call.vid]).get(call.vid)
         return LikeResponse(video_id=call.vid, liked=liked, likes=stats.likes if stats else 0)
 
@@ -750,6 +859,8 @@ class _Handlers:
                         "this Idempotency-Key was used with another request",
                         "Idempotency-Key",
                     )
+                self._services.metrics.idempotent_replay(_route())
+                g.event_outcome = "duplicate"
                 return EventResponse.model_validate_json(previous.response), previous.status
         else:
             scope = None
@@ -771,6 +882,7 @@ class _Handlers:
                 channel=body.channel,
             )  # fmt: skip
         status = 201 if applied else 200
+        g.event_outcome = "recorded" if applied else "duplicate"
         response = EventResponse(event_id=event_id, video_id=call.vid, applied=applied)
         if scope is not None:
             self._services.stores.idempotency.put(
@@ -798,6 +910,8 @@ class _Handlers:
 
     def ready(self, call: Call) -> BaseModel:
         checks = self._breakers()
+        for dependency, state in checks.items():
+            self._services.metrics.readiness_check(dependency, state == "closed")
         if not all(state == "closed" for state in checks.values()):
             raise ProblemError(503, "unavailable", f"dependencies failing: {checks}")
         return Health(status="ok", checks=checks)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 import re
 import secrets
@@ -24,6 +25,14 @@ _HMAC = ("HS256", "HS384", "HS512")
 
 class AuthError(Exception):
     """A missing, malformed, expired or wrongly signed token (answered with 401)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ForbiddenError(Exception):
+    """A caller whose credentials are valid but do not allow the request (403)."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -68,6 +77,30 @@ class Authenticator:
             raise ConfigError("auth_algorithms", algorithms, "RSA and EC need a public key")
         self.algorithms: tuple[str, ...] = tuple(algorithms)
         """The algorithms a token may be signed with."""
+        self._service_token = (
+            settings.service_token.get_secret_value().encode()
+            if settings.service_token is not None
+            else None
+        )
+
+    def check_service(self, header: str | None) -> None:
+        """Pass a request bearing the service token; otherwise :class:`AuthError` (no or
+        an unknown token, 401) or :class:`ForbiddenError` (a valid user token, or no
+        service token configured, 403)."""
+        if self._service_token is None:
+            raise ForbiddenError("internal endpoints are off: set REELRANK_SERVICE_TOKEN")
+        if header is None:
+            raise AuthError("this endpoint needs an Authorization: Bearer <service token>")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(
+            token.strip().encode(), self._service_token
+        ):
+            return
+        try:
+            self.user_id(header)
+        except AuthError:
+            raise AuthError("the service token is not valid") from None
+        raise ForbiddenError("a user token cannot call an internal endpoint")
 
     def user_id(self, header: str | None) -> int:
         """The user of an ``Authorization`` header value; :class:`AuthError` otherwise."""

@@ -4,12 +4,15 @@
 in the request path knows where the stores live. :func:`configured_stores` is the one
 place that decides, from :class:`Settings`: the SQL database (SQLite by default), and
 ClickHouse and Redis when their URLs are set. Every store that must agree across worker
-processes lives in one of them; only the LRU level of the feed cache is per process.
+processes lives in one of them; only the LRU level of the feed cache is per process,
+over a shared level (Redis, or a table in the SQL database).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 import threading
 from collections.abc import Callable
@@ -47,10 +50,13 @@ from reelrank import (
     ProcessingTracker,
     ProgressStore,
     RankingConfig,
+    RecorderConfig,
     Rendition,
     SearchIndex,
     SeenStore,
     SimilarVideos,
+    StoreDeadlines,
+    StoreError,
     TieredFeedCache,
     Trending,
     TrendingConfig,
@@ -61,6 +67,7 @@ from reelrank import (
     VideoSearch,
 )
 
+from ._metrics import AppMetrics
 from ._settings import Settings
 
 __all__ = [
@@ -69,6 +76,7 @@ __all__ = [
     "IdempotencyRecord",
     "IdempotencyStore",
     "MemoryIdempotencyStore",
+    "RedisIdempotencyStore",
     "Services",
     "SqlIdempotencyStore",
     "Stores",
@@ -211,6 +219,47 @@ class SqlIdempotencyStore:
                 )
 
 
+class RedisIdempotencyStore:
+    """Records in the state Redis, shared by every worker and replica.
+
+    One string per scope (``<prefix>:idem:<sha256 of the scope>``) holding the record as
+    JSON, written with ``SET ... NX PX``: the first answer stays until its TTL runs
+    out, measured by Redis itself. Redis failures raise :class:`~reelrank.StoreError`
+    (``store="idempotency"``), answered with 503.
+    """
+
+    def __init__(self, client: Any, prefix: str) -> None:
+        self._client = client
+        self._prefix = prefix
+
+    def _key(self, scope: str) -> str:
+        return f"{self._prefix}:idem:{hashlib.sha256(scope.encode()).hexdigest()}"
+
+    def get(self, scope: str) -> IdempotencyRecord | None:
+        """The record of ``scope``, unless absent or expired."""
+        import redis
+
+        try:
+            raw = self._client.get(self._key(scope))
+        except redis.RedisError as exc:
+            raise StoreError("idempotency", f"get failed: {type(exc).__name__}") from exc
+        if raw is None:
+            return None
+        fields = json.loads(raw)
+        return IdempotencyRecord(fields["fingerprint"], fields["status"], fields["response"])
+
+    def put(self, scope: str, record: IdempotencyRecord, *, ttl: timedelta) -> None:
+        """Remember ``record`` for ``ttl``; a live record already there is kept."""
+        import redis
+
+        value = json.dumps(dataclasses.asdict(record))
+        milliseconds = max(1, round(ttl.total_seconds() * 1000))
+        try:
+            self._client.set(self._key(scope), value, nx=True, px=milliseconds)
+        except redis.RedisError as exc:
+            raise StoreError("idempotency", f"put failed: {type(exc).__name__}") from exc
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Stores:
     """The storage the services read and write; swap any field to change a backend."""
@@ -267,6 +316,9 @@ class Services:
     """How HLS and DASH manifests are written."""
     clock: Clock
     """Current time (aware UTC datetime) for windows and timestamps."""
+    metrics: AppMetrics = dataclasses.field(default_factory=AppMetrics)
+    """The service's Prometheus metrics; the feed service and the recorder report to
+    its observer."""
 
     def close(self) -> None:
         """Stop the feed service's worker threads and release the stores."""
@@ -293,6 +345,10 @@ def _sql_engine(settings: Settings) -> sa.Engine:
     engine = connect(SqlStoreConfig(url=settings.database_url))
     if engine.dialect.name == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_wal)
+    if settings.tracing:
+        from ._tracing import trace_sql_engine
+
+        trace_sql_engine(engine)
     return engine
 
 
@@ -352,14 +408,18 @@ def configured_stores(settings: Settings) -> Stores:
 
     The SQL database (``database_url``) holds the catalog, search, progress, seen sets
     and idempotency keys, plus events and the engagement log unless ``clickhouse_url``
-    is set. With ``redis_url``, a shared Redis level sits under the per-process LRU
-    level of the feed cache, whose TTL bounds how stale another worker's level can be.
-    The seen sets move to ``redis_state_url`` (default: ``redis_url``) when one is set.
+    is set. The feed cache is a per-process LRU level over a shared level that every
+    worker and replica sees (so a retried cursor gets its page from any of them): Redis
+    with ``redis_url``, else a table in the SQL database. The per-process level keeps
+    an entry at most ``local_cache_ttl_seconds``, the bound on how stale another
+    worker's level can be after an invalidation. The seen sets and the idempotency keys
+    move to ``redis_state_url`` (default: ``redis_url``) when one is set.
     """
     from reelrank_postgres import (
         SqlCatalog,
         SqlEngagementLog,
         SqlEventStore,
+        SqlFeedCache,
         SqlModelRegistry,
         SqlProgressStore,
         SqlSearchIndex,
@@ -379,8 +439,18 @@ def configured_stores(settings: Settings) -> Stores:
             closers.append(clickhouse.dispose)
             events = ClickHouseEventStore(clickhouse)
             log = ClickHouseEngagementLog(clickhouse)
-        cache: FeedCache = LRUFeedCache()
+            if settings.tracing:
+                from ._tracing import trace_clickhouse_store
+
+                events = trace_clickhouse_store(events, "events")
+                log = trace_clickhouse_store(log, "log")
+        shared_cache: FeedCache = SqlFeedCache(engine)
         seen: SeenStore = SqlSeenStore(engine)
+        idempotency: IdempotencyStore = SqlIdempotencyStore(engine)
+        if settings.tracing and (settings.redis_url or settings.redis_state_url):
+            from ._tracing import trace_redis
+
+            trace_redis()
         if settings.redis_url is not None:
             from reelrank_redis import RedisConfig, RedisFeedCache
             from reelrank_redis import connect as connect_redis
@@ -388,7 +458,10 @@ def configured_stores(settings: Settings) -> Stores:
             redis_config = RedisConfig(url=settings.redis_url, prefix=settings.redis_prefix)
             client = connect_redis(redis_config)
             closers.append(client.close)
-            cache = TieredFeedCache(LRUFeedCache(), RedisFeedCache(client, redis_config))
+            shared_cache = RedisFeedCache(client, redis_config)
+        cache = TieredFeedCache(
+            LRUFeedCache(), shared_cache, local_ttl_seconds=settings.local_cache_ttl_seconds
+        )
         state_url = settings.redis_state_url or settings.redis_url
         if state_url is not None:
             from reelrank_redis import RedisConfig, RedisSeenStore
@@ -396,13 +469,15 @@ def configured_stores(settings: Settings) -> Stores:
 
             if settings.redis_state_url is None:
                 _logger.warning(
-                    "the seen sets share the feed cache's Redis: give that server no "
+                    "the seen sets and idempotency keys share the feed cache's Redis: give "
+                    "that server no "
                     "eviction policy, or set REELRANK_REDIS_STATE_URL to a server of its own"
                 )
             state_config = RedisConfig(url=state_url, prefix=settings.redis_prefix)
             state_client = connect_redis(state_config)
             closers.append(state_client.close)
             seen = RedisSeenStore(state_client, state_config)
+            idempotency = RedisIdempotencyStore(state_client, settings.redis_prefix)
         return Stores(
             catalog=SqlCatalog(engine),
             events=events,
@@ -411,7 +486,7 @@ def configured_stores(settings: Settings) -> Stores:
             progress=SqlProgressStore(engine),
             cache=cache,
             search_index=SqlSearchIndex(engine),
-            idempotency=SqlIdempotencyStore(engine),
+            idempotency=idempotency,
             models=SqlModelRegistry(engine),
             closers=tuple(closers),
         )
@@ -446,14 +521,17 @@ def build_services(
     *,
     clock: Clock | None = None,
     feed_config: FeedServiceConfig | None = None,
+    metrics: AppMetrics | None = None,
 ) -> Services:
     """Build every service on ``stores``; nothing is read or written yet.
 
     ``feed_config`` replaces the feed service's defaults (deadlines, cache lifetimes...);
-    without it, only the cursor secret comes from ``settings``.
+    without it, only the cursor secret comes from ``settings``. The feed service and
+    the event recorder report to ``metrics`` (default: new metrics).
     """
     settings = settings or Settings()
     clock = clock or _utc_now
+    metrics = metrics or AppMetrics()
     resolver: VariantResolver | None = None
     if settings.experiment:
         experiment = _experiment()
@@ -469,14 +547,28 @@ def build_services(
         cache=stores.cache,
         models=stores.models,
         config=feed_config
-        or FeedServiceConfig(cursor_secret=settings.cursor_secret, model_name=settings.model_name),
+        or FeedServiceConfig(
+            cursor_secret=settings.cursor_secret,
+            model_name=settings.model_name,
+            deadlines=StoreDeadlines(cache=settings.shared_cache_deadline_seconds),
+        ),
         assign_variant=resolver,
         clock=clock,
+        observer=metrics.observer,
     )
-    return Services(
+    services = Services(
         stores=stores,
         feed=feed,
-        recorder=EngagementRecorder(stores.catalog, stores.events, log=stores.log, now=clock),
+        recorder=EngagementRecorder(
+            stores.catalog,
+            stores.events,
+            log=stores.log,
+            # Events from clients may be as old as the idempotency horizon, no older: an
+            # older one could be a redelivery whose key is forgotten, and count twice.
+            config=RecorderConfig(max_event_age_seconds=settings.idempotency_hours * 3600.0),
+            now=clock,
+            observer=metrics.observer,
+        ),
         trending=Trending(
             stores.catalog,
             stores.log,
@@ -489,7 +581,13 @@ def build_services(
         processing=ProcessingTracker(stores.progress, catalog=stores.catalog, clock=clock),
         manifests=ManifestConfig(frame_rate=30.0),
         clock=clock,
+        metrics=metrics,
     )
+    if settings.tracing:
+        from ._tracing import trace_services
+
+        return trace_services(services)
+    return services
 
 
 def build_default_services(
@@ -549,7 +647,15 @@ def seed_synthetic_catalog(stores: Stores, settings: Settings, *, now: datetime)
     rng = np.random.default_rng(settings.seed)
     catalog = stores.catalog
     tracker = ProcessingTracker(stores.progress, catalog=catalog, clock=lambda: now)
-    recorder = EngagementRecorder(catalog, stores.events, log=stores.log, now=lambda: now)
+    # The seed writes history (events up to 14 days old): no age limit, unlike the
+    # service's recorder.
+    recorder = EngagementRecorder(
+        catalog,
+        stores.events,
+        log=stores.log,
+        config=RecorderConfig(max_event_age_seconds=None),
+        now=lambda: now,
+    )
     search = VideoSearch(stores.search_index)
     topics = len(_TOPICS)
 

@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     """When set, tokens must carry this ``iss``."""
     auth_audience: str | None = Field(default=None, min_length=1, max_length=2048)
     """When set, tokens must carry this ``aud``."""
+    service_token: SecretStr | None = Field(default=None, min_length=32)
+    """Bearer token of internal callers (the transcoding pipeline reporting processing
+    progress to ``PUT /internal/v1/reels/progress/{id}``), at least 32 characters. Not a
+    JWT and never a user's: a user token there gets 403. ``None`` turns the internal
+    endpoints off (403 for every caller)."""
     demo: bool = False
     """Demo mode: start without auth configuration (a random secret is drawn and a ready
     token printed) and let the explorer page re-rank with its own weights."""
@@ -69,13 +74,25 @@ class Settings(BaseSettings):
     clickhouse_url: SecretStr | None = Field(default=None, min_length=1, max_length=2048)
     """When set, the event store and the engagement log live in this ClickHouse."""
     redis_url: str | None = Field(default=None, min_length=1, max_length=2048)
-    """When set, a shared Redis level of the feed cache under the in-process LRU level."""
+    """When set, a shared Redis level of the feed cache under the in-process LRU level;
+    without it, the shared level is a table in the SQL database."""
     redis_state_url: str | None = Field(default=None, min_length=1, max_length=2048)
-    """Redis for the seen sets and the rate limits. Defaults to ``redis_url``; give it a
-    server of its own when the cache runs with an eviction policy, which would otherwise
-    evict state too."""
+    """Redis for the seen sets, the idempotency keys and the rate limits. Defaults to
+    ``redis_url``; give it a server of its own when the cache runs with an eviction
+    policy, which would otherwise evict state too. Without either, they live in the SQL
+    database (rate limits in each process)."""
     redis_prefix: str = Field(default="reelrank", pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
     """Namespace of the service's Redis keys."""
+    local_cache_ttl_seconds: float = Field(default=30.0, gt=0.0, le=3_600.0, allow_inf_nan=False)
+    """Longest a feed snapshot lives in a worker's own in-process cache level. Dropping a
+    user's snapshots (``invalidate``) reaches the shared level (Redis, or the SQL
+    database on the embedded default) at once, but the other workers' in-process copies
+    only when they expire: this is the bound on how stale another worker's feed can be."""
+    shared_cache_deadline_seconds: float = Field(
+        default=0.25, gt=0.0, le=10.0, allow_inf_nan=False
+    )
+    """How long a feed request waits for the shared feed-cache level before working
+    around it (ranking afresh, or cutting a retried cursor's page again)."""
     cursor_secret: SecretStr | None = Field(default=None, min_length=16)
     """Key that signs cursors (at least 16 characters); every worker and replica must
     share it. ``None`` (one worker only) draws a random key at start-up."""
@@ -107,7 +124,9 @@ class Settings(BaseSettings):
     get 429 with ``Retry-After``."""
     idempotency_hours: float = Field(default=24.0, ge=1.0, le=720.0, allow_inf_nan=False)
     """How long an ``Idempotency-Key`` is remembered; also how old an event's
-    ``occurred_at`` may be."""
+    ``occurred_at`` may be (older is 400), checked by the HTTP layer and by the service's
+    event recorder. The ``seed`` and ``load`` commands write history and are not bound
+    by it."""
     trending_reuse_seconds: float = Field(default=0.0, ge=0.0, le=3_600.0, allow_inf_nan=False)
     """How long a process reuses its own trending result. 0 computes from the shared
     engagement log on every call, so every worker and replica answers the same; more
@@ -116,6 +135,26 @@ class Settings(BaseSettings):
         default="https://cdn.example.com", pattern=r"^https?://[^\s]{1,2000}$"
     )
     """Base of the thumbnail URLs on the cards."""
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    """Least severe log records written, for the service's loggers and its libraries'."""
+    log_format: Literal["json", "console"] = "json"
+    """How log lines are rendered: one JSON object per line (the default, and what log
+    collectors parse), or ``console`` key=value lines for reading in a terminal."""
+
+    tracing: bool = False
+    """Trace requests with OpenTelemetry. Off, no tracing code is even imported."""
+    tracing_exporter: Literal["otlp", "console"] = "otlp"
+    """Where finished spans go: an OTLP/HTTP collector (needs the ``tracing`` extra, with
+    ``opentelemetry-exporter-otlp-proto-http``), or stdout as JSON, for a quick look."""
+    otlp_endpoint: str | None = Field(default=None, pattern=r"^https?://[^\s]{1,2000}$")
+    """Traces URL of the OTLP/HTTP collector (``http://collector:4318/v1/traces``);
+    ``None`` uses the exporter's own default and ``OTEL_EXPORTER_OTLP_*`` variables."""
+    service_name: str = Field(default="reelrank", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+    """``service.name`` of the traces' resource."""
+    trace_sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0, allow_inf_nan=False)
+    """Share of new traces recorded; a request whose ``traceparent`` says sampled or not
+    keeps its caller's decision."""
 
     def __init__(self, **data: Any) -> None:
         try:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+import importlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,6 +83,7 @@ def tune_weights(
     now: dt.datetime | float | None = None,
     snapshot_size: int = 100,
     diversity: DiversityRule | None = None,
+    progress: bool | None = None,
 ) -> TuningResult:
     r"""Search the weight simplex for the weights that maximise ``metric@k``.
 
@@ -96,11 +99,22 @@ def tune_weights(
 
     Only the five weights change; every other field comes from ``base``. Report the
     metric of the result on a separate test split: the validation value is optimistic.
+
+    ``progress`` draws a tqdm bar on stderr, one step per configuration (with the best
+    value so far): ``True`` always, ``False`` never, ``None`` (the default) only when
+    stderr is a terminal. tqdm comes with the ``eval`` extra; the bar draws nothing from
+    the random generator, so it never changes the result.
     """
     if metric not in ACCURACY_METRICS:
         raise InvalidInputError("metric", f"expected one of {ACCURACY_METRICS}, got {metric!r}")
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 0:
         raise InvalidInputError("trials", f"must be a non-negative integer, got {trials!r}")
+    if isinstance(refine_rounds, bool) or not isinstance(refine_rounds, int) or refine_rounds < 0:
+        raise InvalidInputError(
+            "refine_rounds", f"must be a non-negative integer, got {refine_rounds!r}"
+        )
+    if progress is not None and not isinstance(progress, bool):
+        raise InvalidInputError("progress", f"must be True, False or None, got {progress!r}")
     start = base if base is not None else RankingConfig()
     history = check_events(train)
     if now is None:
@@ -130,19 +144,25 @@ def tune_weights(
         return float(per_user.loc[per_user["metric"] == name, "value"].mean())
 
     log: list[dict[str, Any]] = []
-    search = _Search(start, measure, log)
-    baseline_value = search.try_weights(np.asarray(start.weights), "base")
-    rng = np.random.default_rng(seed)
-    for point in rng.dirichlet(np.ones(len(WEIGHT_FIELDS)), size=trials):
-        search.try_weights(point, "random")
-    step = 0.1
-    for _ in range(refine_rounds):
-        for index in range(len(WEIGHT_FIELDS)):
-            for sign in (1.0, -1.0):
-                moved = _shift(search.best_weights, index, sign * step)
-                if moved is not None:
-                    search.try_weights(moved, "refine")
-        step /= 2.0
+    # One step per configuration: the base, the random points, and each refinement move
+    # (a move that would leave the simplex is skipped but still counts as its step).
+    steps = 1 + trials + refine_rounds * len(WEIGHT_FIELDS) * 2
+    with _progress_bar(progress, steps, name) as advance:
+        search = _Search(start, measure, log, advance)
+        baseline_value = search.try_weights(np.asarray(start.weights), "base")
+        rng = np.random.default_rng(seed)
+        for point in rng.dirichlet(np.ones(len(WEIGHT_FIELDS)), size=trials):
+            search.try_weights(point, "random")
+        step = 0.1
+        for _ in range(refine_rounds):
+            for index in range(len(WEIGHT_FIELDS)):
+                for sign in (1.0, -1.0):
+                    moved = _shift(search.best_weights, index, sign * step)
+                    if moved is None:
+                        advance(None)
+                    else:
+                        search.try_weights(moved, "refine")
+            step /= 2.0
     return TuningResult(
         config=search.best_config,
         metric=name,
@@ -150,6 +170,42 @@ def tune_weights(
         best_value=search.best_value,
         trials=pd.DataFrame(log),
     )
+
+
+_Advance = Callable[[float | None], None]
+"""Moves a progress bar one step on, showing the best value so far (``None``: unchanged)."""
+
+
+@contextmanager
+def _progress_bar(progress: bool | None, steps: int, metric: str) -> Iterator[_Advance]:
+    """A tqdm bar of ``steps`` steps on stderr, as :func:`tune_weights` describes it."""
+    if progress is False:
+        yield lambda best: None
+        return
+    try:
+        tqdm = importlib.import_module("tqdm")
+    except ImportError as exc:
+        if progress is None:  # not asked for explicitly: go without
+            yield lambda best: None
+            return
+        raise ImportError(
+            "the tuning progress bar needs tqdm, which is not installed; install the eval "
+            'extra: pip install "reelrank[eval]"'
+        ) from exc
+    # disable=None is tqdm's own test: draw only when the output stream is a terminal.
+    bar = tqdm.tqdm(
+        total=steps, desc="tuning", unit="config", disable=None if progress is None else False
+    )
+
+    def advance(best: float | None) -> None:
+        if best is not None:
+            bar.set_postfix({f"best {metric}": f"{best:.4f}"}, refresh=False)
+        bar.update(1)
+
+    try:
+        yield advance
+    finally:
+        bar.close()
 
 
 class _Search:
@@ -160,10 +216,12 @@ class _Search:
         base: RankingConfig,
         measure: Callable[[RankingConfig], float],
         log: list[dict[str, Any]],
+        advance: _Advance,
     ) -> None:
         self._base = base
         self._measure = measure
         self._log = log
+        self._advance = advance
         self.best_config = base
         self.best_weights = np.asarray(base.weights, dtype=np.float64)
         self.best_value = -np.inf
@@ -182,6 +240,7 @@ class _Search:
             self.best_config = config
             self.best_weights = np.asarray(config.weights, dtype=np.float64)
             self.best_value = value
+        self._advance(self.best_value)
         return value
 
 

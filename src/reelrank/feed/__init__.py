@@ -1,4 +1,5 @@
-"""Serving feeds: the feed service, engagement recording, and the guards around store calls.
+"""Serving feeds: the feed service, engagement recording, the guards around store calls,
+and the observer an application hears them through.
 """
 
 from __future__ import annotations
@@ -6,18 +7,22 @@ from __future__ import annotations
 from .._public import _public_module
 from ._config import FeedServiceConfig, FeedServiceStats, StoreDeadlines, VariantResolver
 from ._events import EngagementRecorder, RecorderConfig, watch_completion
+from ._observer import CacheLookupResult, FeedObserver, StoreCallOutcome
 from ._resilience import BreakerState, CircuitBreaker, DependencyStats
 from ._service import FeedRankingService
 
 __all__ = [
     "BreakerState",
+    "CacheLookupResult",
     "CircuitBreaker",
     "DependencyStats",
     "EngagementRecorder",
+    "FeedObserver",
     "FeedRankingService",
     "FeedServiceConfig",
     "FeedServiceStats",
     "RecorderConfig",
+    "StoreCallOutcome",
     "StoreDeadlines",
     "VariantResolver",
     "watch_completion",

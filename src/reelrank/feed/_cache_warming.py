@@ -152,7 +152,9 @@ class CacheWarmer:
                 report_as="stats",
                 fallback="followed videos ranked on priors",
             )
-        columns = self._candidates.columns(list(videos.values()), stats, lost, report)
+        columns = self._candidates.columns(
+            list(videos.values()), stats, lost, report, self._config.warm_deadline_seconds
+        )
         row_of = {vid: row for row, vid in enumerate(ids)}
         rows_of_user = {
             uid: sorted({row_of[v.video_id] for v in followed.get(uid, ()) if v.video_id in row_of})

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -24,6 +25,7 @@ from ..stores._protocols import Catalog, EventStore, ModelRegistry
 from ._config import FeedServiceConfig
 from ._context import DegradedReport
 from ._guards import StoreGuards
+from ._observer import FeedObserver
 
 
 class CatalogUnavailableError(Exception):
@@ -160,6 +162,10 @@ class CandidatePool:
     """Ranking signals without data while the pool was built (their weight is spread)."""
     degraded: tuple[DegradedDependency, ...]
     built_at: float
+    """When the pool was built or last stood in for a failed fetch (monotonic seconds)."""
+    fetched_at: float
+    """When its candidates were fetched (monotonic seconds): older than ``built_at`` when
+    the catalog failed and the last known candidates were kept."""
 
 
 class CandidateSource:
@@ -178,6 +184,7 @@ class CandidateSource:
         guards: StoreGuards,
         config: FeedServiceConfig,
         monotonic: Callable[[], float],
+        observer: FeedObserver | None = None,
     ) -> None:
         self._catalog = catalog
         self._events = events
@@ -185,17 +192,25 @@ class CandidateSource:
         self._guards = guards
         self._config = config
         self._monotonic = monotonic
+        self._observer = observer
         self._lock = threading.Lock()
         self.current: CandidatePool | None = None
         """The latest pool (``None`` before the first)."""
 
     def refresh(self) -> None:
-        """Fetch the pool now; raises :class:`CatalogUnavailableError` without a fallback."""
+        """Fetch the pool now, a batch job under ``warm_deadline_seconds``; raises
+        :class:`CatalogUnavailableError` without a fallback."""
         with self._lock:
-            self.current = self._build(self.current)
+            self.current = self._build(self.current, self._config.warm_deadline_seconds)
 
-    def shared(self) -> CandidatePool:
-        """The pool for a ranking now, fetching it first if there is none yet."""
+    def shared(self, *, batch: bool = False) -> CandidatePool:
+        """The pool for a ranking now, fetching it first if there is none yet.
+
+        ``batch`` (warming) fetches a missing pool under ``warm_deadline_seconds``
+        instead of the request deadlines: at start-up the first pool is built by the
+        warming job, and a store slower than a request's deadline then (processes
+        starting together) must not leave the process unwarmed.
+        """
         pool = self.current
         if (
             pool is not None
@@ -203,9 +218,10 @@ class CandidateSource:
         ):
             return pool
         if pool is None:
+            deadline = self._config.warm_deadline_seconds if batch else None
             with self._lock:
                 if self.current is None:
-                    self.current = self._build(None)
+                    self.current = self._build(None, deadline)
                 return self.current
         # Concurrent requests never wait for a refresh: whoever finds the lock taken
         # serves the stale pool.
@@ -229,16 +245,33 @@ class CandidateSource:
         finally:
             self._lock.release()
 
+    def _call(
+        self,
+        dependency: str,
+        deadline: float | None,
+        fn: Callable[..., Any],
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        """A guarded store call under the request deadline, or ``deadline`` if given."""
+        if deadline is None:
+            return self._guards.call(dependency, fn, *args, **kwargs)
+        return self._guards[dependency].call_with_deadline(deadline, lambda: fn(*args, **kwargs))
+
     def dl_scores(
-        self, video_ids: Sequence[int], lost: set[str], report: DegradedReport
+        self,
+        video_ids: Sequence[int],
+        lost: set[str],
+        report: DegradedReport,
+        deadline: float | None = None,
     ) -> Mapping[int, float] | None:
         """Model scores of ``video_ids``, or ``None`` (and the signal lost) without them."""
         name = self._config.model_name
         if self._models is None or name is None or not video_ids:
             return None
         try:
-            scores: dict[int, float] = self._guards.call(
-                "models", self._models.get_scores, name, video_ids
+            scores: dict[int, float] = self._call(
+                "models", deadline, self._models.get_scores, name, video_ids
             )
         except StoreError:
             report.report("models", "ranked without model scores")
@@ -252,18 +285,33 @@ class CandidateSource:
         stats: Mapping[int, VideoStats] | None,
         lost: set[str],
         report: DegradedReport,
+        deadline: float | None = None,
     ) -> CandidateColumns:
         """Columns of candidates outside the pool, with their model scores fetched."""
         ids = [video.video_id for video in videos]
-        return CandidateColumns.from_videos(videos, stats, self.dl_scores(ids, lost, report))
+        scores = self.dl_scores(ids, lost, report, deadline)
+        return CandidateColumns.from_videos(videos, stats, scores)
 
-    def _build(self, previous: CandidatePool | None) -> CandidatePool:
+    def _build(
+        self, previous: CandidatePool | None, deadline: float | None = None
+    ) -> CandidatePool:
+        pool = self._fetch(previous, deadline)
+        if self._observer is not None:
+            self._observer.candidate_pool_refreshed(
+                len(pool.columns), pool.built_at - pool.fetched_at
+            )
+        return pool
+
+    def _fetch(
+        self, previous: CandidatePool | None, deadline: float | None = None
+    ) -> CandidatePool:
+        """The next pool; every store call under ``deadline``, or the request deadlines."""
         cfg = self._config
         report = DegradedReport()
         lost: set[str] = set()
         try:
-            recent: list[Video] = self._guards.call(
-                "catalog", self._catalog.recent_videos, limit=cfg.recent_limit
+            recent: list[Video] = self._call(
+                "catalog", deadline, self._catalog.recent_videos, limit=cfg.recent_limit
             )
         except StoreError:
             if previous is None:
@@ -277,17 +325,17 @@ class CandidateSource:
         videos = list(recent)
         if cfg.popular_limit:
             try:
-                videos.extend(self._popular_outside({v.video_id for v in videos}))
+                videos.extend(self._popular_outside({v.video_id for v in videos}, deadline))
             except StoreError:
                 report.report("popular", "recent and followed videos only")
         ids = [video.video_id for video in videos]
         stats: Mapping[int, VideoStats] | None = None
         if ids:
             try:
-                stats = self._guards.call("events", self._events.get_stats, ids)
+                stats = self._call("events", deadline, self._events.get_stats, ids)
             except StoreError:
                 stats = None
-        columns = self.columns(videos, stats, lost, report)
+        columns = self.columns(videos, stats, lost, report, deadline)
         if stats is None and ids:
             columns, recovered = _last_known_counts(columns, previous)
             if recovered:
@@ -295,6 +343,7 @@ class CandidateSource:
             else:
                 report.report("stats", "ranked without completion and engagement")
                 lost.update(("completion", "engagement"))
+        now = self._monotonic()
         return CandidatePool(
             columns=columns,
             candidates=columns.candidates(),
@@ -302,18 +351,21 @@ class CandidateSource:
             creators=np.unique(columns.creator_ids).tolist(),
             lost_signals=frozenset(lost),
             degraded=tuple(report.degraded),
-            built_at=self._monotonic(),
+            built_at=now,
+            fetched_at=now,
         )
 
-    def _popular_outside(self, known: set[int]) -> list[Video]:
+    def _popular_outside(self, known: set[int], deadline: float | None) -> list[Video]:
         """The ready popular videos not in ``known``; raises :class:`StoreError`."""
-        popular: list[int] = self._guards.call(
-            "events", self._events.popular_video_ids, limit=self._config.popular_limit
+        popular: list[int] = self._call(
+            "events", deadline, self._events.popular_video_ids, limit=self._config.popular_limit
         )
         missing = [vid for vid in popular if vid not in known]
         if not missing:
             return []
-        found: dict[int, Video] = self._guards.call("catalog", self._catalog.get_videos, missing)
+        found: dict[int, Video] = self._call(
+            "catalog", deadline, self._catalog.get_videos, missing
+        )
         return [
             found[vid]
             for vid in missing

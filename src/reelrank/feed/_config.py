@@ -71,7 +71,9 @@ class FeedServiceConfig(StrictModel):
     deadlines: StoreDeadlines = Field(default_factory=StoreDeadlines)
     """Per-store deadlines of the calls a feed request makes."""
     warm_deadline_seconds: float = Field(default=10.0, gt=0.0, allow_inf_nan=False)
-    """Deadline of each bulk store call made by :meth:`FeedRankingService.warm`."""
+    """Deadline of each bulk store call made by :meth:`FeedRankingService.warm` (the
+    first candidate pool it builds included) and by
+    :meth:`FeedRankingService.refresh_candidates`."""
     breaker_failure_threshold: int = Field(default=5, ge=1)
     """Consecutive failures or timeouts of a store that open its circuit breaker."""
     breaker_reset_timeout_seconds: float = Field(default=10.0, gt=0.0, allow_inf_nan=False)

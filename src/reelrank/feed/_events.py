@@ -4,20 +4,29 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import Field
 
-from ..exceptions import ConfigError, IdempotencyConflictError, InvalidInputError, NotReadyError
+from ..exceptions import (
+    ConfigError,
+    IdempotencyConflictError,
+    InvalidInputError,
+    NotReadyError,
+    StoreError,
+    StoreTimeoutError,
+)
 from ..models._base import StrictModel
 from ..models._catalog import ProcessingState, Video
 from ..models._engagement import EngagementEvent, EngagementKind
 from ..stores._common import DEFAULT_IDEMPOTENCY_SECONDS
 from ..stores._protocols import Catalog, EngagementLog, EventStore, SeenStore
 from ..validation import utc_now
+from ._observer import FeedObserver, StoreCallOutcome, active
 
 __all__ = ["EngagementRecorder", "RecorderConfig", "watch_completion"]
 
@@ -57,6 +66,9 @@ def watch_completion(event: EngagementEvent, video: Video) -> float:
     if event.watched_seconds is None:
         raise InvalidInputError("watched_seconds", "a watch needs watched_seconds or completion")
     return min(event.watched_seconds / video.duration_seconds, 1.0)
+
+
+_T = TypeVar("_T")
 
 
 def _fingerprint(event: EngagementEvent, *, with_time: bool) -> str:
@@ -140,6 +152,12 @@ class EngagementRecorder:
     With ``mark_watched_seen``, a watch marks the video seen. Both writes follow the
     event store's and are made for redeliveries too (they are idempotent), so retrying
     an event after one of them failed completes the job.
+
+    With an ``observer`` (a :class:`~reelrank.FeedObserver`), each store call is
+    reported to :meth:`~reelrank.FeedObserver.store_call` as store ``catalog``,
+    ``events``, ``log`` or ``seen``: ``ok`` when the store answered (a video it does not
+    know included), ``timeout`` for :class:`~reelrank.StoreTimeoutError`, ``error`` for
+    any other exception.
     """
 
     def __init__(
@@ -152,6 +170,7 @@ class EngagementRecorder:
         config: RecorderConfig | None = None,
         now: Callable[[], datetime] = utc_now,
         variant_for: Callable[[int], str | None] | None = None,
+        observer: FeedObserver | None = None,
     ) -> None:
         self._config = cfg = config or RecorderConfig()
         if cfg.mark_watched_seen and seen is None:
@@ -164,6 +183,7 @@ class EngagementRecorder:
         self._log = log
         self._now = now
         self._variant_for = variant_for
+        self._observer = active(observer)
 
     @property
     def config(self) -> RecorderConfig:
@@ -219,8 +239,34 @@ class EngagementRecorder:
                     f"(allowed from {earliest.isoformat()})",
                 )
 
+    def _store_call(self, store: str, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        """``fn(*args, **kwargs)``, reported to the observer if there is one."""
+        observer = self._observer
+        if observer is None:
+            return fn(*args, **kwargs)
+        started = time.perf_counter()
+        outcome: StoreCallOutcome = "ok"
+        try:
+            return fn(*args, **kwargs)
+        except StoreTimeoutError:
+            outcome = "timeout"
+            raise
+        except StoreError:
+            outcome = "error"
+            raise
+        except LookupError:
+            # A video the catalog does not know is an answer, not a failure of the store.
+            raise
+        except Exception:
+            outcome = "error"
+            raise
+        finally:
+            observer.store_call(
+                store, getattr(fn, "__name__", "call"), time.perf_counter() - started, outcome
+            )
+
     def _apply(self, event: EngagementEvent) -> bool:
-        video = self._catalog.get_video(event.video_id)
+        video = self._store_call("catalog", self._catalog.get_video, event.video_id)
         if video.state is not ProcessingState.READY:
             raise NotReadyError(video.video_id, video.state.value)
         if event.kind is EngagementKind.WATCH:
@@ -233,15 +279,19 @@ class EngagementRecorder:
             event = EngagementEvent.model_validate(
                 {**event.model_dump(), "variant": self._variant_for(event.user_id)}
             )
-        applied = self._events.append(event, creator_id=video.creator_id)
+        applied = self._store_call(
+            "events", self._events.append, event, creator_id=video.creator_id
+        )
         if self._log is not None:
-            self._log.record(event)
+            self._store_call("log", self._log.record, event)
         if (
             self._seen is not None
             and self._config.mark_watched_seen
             and event.kind is EngagementKind.WATCH
         ):
-            self._seen.mark_seen(event.user_id, [event.video_id], event.occurred_at)
+            self._store_call(
+                "seen", self._seen.mark_seen, event.user_id, [event.video_id], event.occurred_at
+            )
         return applied
 
     def watch(

@@ -17,7 +17,15 @@ from ..stores._cache import CacheStats, LRUFeedCache, TieredFeedCache
 from ..stores._protocols import FeedCache, FeedKey, bounds_own_calls, is_in_process
 from ._config import FeedServiceConfig
 from ._context import DegradedReport
-from ._resilience import CircuitBreaker, DependencyGuard, DependencyStats, WorkerPool
+from ._observer import FeedObserver
+from ._resilience import (
+    BreakerState,
+    CallListener,
+    CircuitBreaker,
+    DependencyGuard,
+    DependencyStats,
+    WorkerPool,
+)
 
 DEPENDENCIES = ("catalog", "events", "seen", "models", "cache")
 """The stores a feed service guards, in the order its stats report them."""
@@ -46,14 +54,35 @@ def runs_inline(name: str, store: Any, config: FeedServiceConfig) -> bool:
     return all(bounds_own_calls(level) for level in guarded)
 
 
+def _call_listener(observer: FeedObserver | None, store: str) -> CallListener | None:
+    if observer is None:
+        return None
+    return lambda operation, outcome, seconds: observer.store_call(
+        store, operation, seconds, outcome
+    )
+
+
+def _breaker_listener(
+    observer: FeedObserver | None, dependency: str
+) -> Callable[[BreakerState], None] | None:
+    if observer is None:
+        return None
+    return lambda state: observer.breaker_state_changed(dependency, state)
+
+
 class StoreGuards:
-    """One guard per store, sharing a worker pool sized for healthy and stalled calls."""
+    """One guard per store, sharing a worker pool sized for healthy and stalled calls.
+
+    With an ``observer``, every guarded call and every breaker change is reported to
+    it, and each breaker's initial closed state once.
+    """
 
     def __init__(
         self,
         stores: Mapping[str, object],
         config: FeedServiceConfig,
         monotonic: Callable[[], float],
+        observer: FeedObserver | None = None,
     ) -> None:
         self._config = config
         self._pool = WorkerPool(
@@ -68,13 +97,18 @@ class StoreGuards:
                     failure_threshold=config.breaker_failure_threshold,
                     reset_timeout_seconds=config.breaker_reset_timeout_seconds,
                     clock=monotonic,
+                    on_change=_breaker_listener(observer, name),
                 ),
                 deadline_seconds=getattr(config.deadlines, name),
                 max_stalled=config.max_stalled_calls,
                 inline=runs_inline(name, stores[name], config),
+                on_call=_call_listener(observer, name),
             )
             for name in DEPENDENCIES
         }
+        if observer is not None:
+            for name in DEPENDENCIES:
+                observer.breaker_state_changed(name, BreakerState.CLOSED)
 
     def __getitem__(self, dependency: str) -> DependencyGuard:
         return self._guards[dependency]
@@ -95,7 +129,9 @@ class StoreGuards:
         """Run one batch of store calls under the warming deadline; ``None`` if it failed."""
         guard = self._guards[dependency]
         try:
-            return guard.call_with_deadline(self._config.warm_deadline_seconds, fn)
+            return guard.call_with_deadline(
+                self._config.warm_deadline_seconds, fn, operation=f"bulk_{report_as}"
+            )
         except StoreError:
             report.report(report_as, fallback)
             return None
@@ -137,24 +173,83 @@ class _GuardedFeedCache:
         return self._guard.call(self._inner.invalidate_user, user_id)
 
 
+class _ObservedFeedCache:
+    """A cache level that reports each key looked up in it to an observer.
+
+    Only lookups are observed; writes pass straight through.
+    """
+
+    def __init__(self, inner: FeedCache, level: int, observer: FeedObserver) -> None:
+        self._inner = inner
+        self._level = level
+        self._observer = observer
+
+    def get(self, user_id: int, variant: str | None = None) -> FeedSnapshot | None:
+        try:
+            snapshot = self._inner.get(user_id, variant)
+        except StoreError:
+            self._observer.cache_lookups(self._level, "error", 1)
+            raise
+        self._observer.cache_lookups(self._level, "miss" if snapshot is None else "hit", 1)
+        return snapshot
+
+    def get_many(self, keys: Sequence[FeedKey]) -> dict[FeedKey, FeedSnapshot]:
+        try:
+            found = self._inner.get_many(keys)
+        except StoreError:
+            self._observer.cache_lookups(self._level, "error", len(keys))
+            raise
+        hits = sum(1 for key in keys if key in found)
+        if hits:
+            self._observer.cache_lookups(self._level, "hit", hits)
+        if len(keys) - hits:
+            self._observer.cache_lookups(self._level, "miss", len(keys) - hits)
+        return found
+
+    def put(self, snapshot: FeedSnapshot, *, ttl_seconds: float) -> None:
+        self._inner.put(snapshot, ttl_seconds=ttl_seconds)
+
+    def put_many(self, snapshots: Sequence[FeedSnapshot], *, ttl_seconds: float) -> None:
+        self._inner.put_many(snapshots, ttl_seconds=ttl_seconds)
+
+    def delete(self, user_id: int, variant: str | None = None) -> bool:
+        return self._inner.delete(user_id, variant)
+
+    def invalidate_user(self, user_id: int) -> int:
+        return self._inner.invalidate_user(user_id)
+
+
 class SnapshotCache:
     """The service's feed cache: guarded levels, counted lookups, reported failures.
 
     Levels that can stall are wrapped in the cache guard; an :class:`LRUFeedCache`
     level (and, when self-bounded stores run inline, any in-process level) is called
     directly. A single level that counts nothing itself is counted through a
-    one-level :class:`TieredFeedCache`.
+    one-level :class:`TieredFeedCache`. With an ``observer``, every level is wrapped
+    once more to report its lookups; without one, nothing is added to the hit path.
     """
 
     def __init__(
-        self, cache: FeedCache | None, guard: DependencyGuard, config: FeedServiceConfig
+        self,
+        cache: FeedCache | None,
+        guard: DependencyGuard,
+        config: FeedServiceConfig,
+        observer: FeedObserver | None = None,
     ) -> None:
         self._config = config
         self._level_stats: Callable[[], tuple[CacheStats, ...]]
         self._cache: FeedCache | None
+        guarded_levels: list[FeedCache] = []
+
+        def guarded(level: FeedCache) -> FeedCache:
+            return level if called_directly(level, config) else _GuardedFeedCache(level, guard)
 
         def wrap(level: FeedCache) -> FeedCache:
-            return level if called_directly(level, config) else _GuardedFeedCache(level, guard)
+            inner = guarded(level)
+            guarded_levels.append(inner)
+            if observer is None:
+                return inner
+            return _ObservedFeedCache(inner, len(guarded_levels) - 1, observer)
 
         if cache is None:
             self._level_stats = lambda: ()
@@ -164,7 +259,7 @@ class SnapshotCache:
             self._cache = cache.with_levels(wrap)
         elif isinstance(cache, LRUFeedCache):
             self._level_stats = lambda: (cache.stats,)
-            self._cache = cache
+            self._cache = wrap(cache)
         else:
             tier = TieredFeedCache(cache)
             self._level_stats = lambda: tier.level_stats
@@ -174,7 +269,7 @@ class SnapshotCache:
         # nor skew its hit rate.
         self._slowest: FeedCache | None = None
         if isinstance(self._cache, TieredFeedCache):
-            slowest = self._cache.levels[-1]
+            slowest = guarded_levels[-1]
             if not isinstance(slowest, LRUFeedCache):
                 self._slowest = slowest
 

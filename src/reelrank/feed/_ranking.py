@@ -8,6 +8,7 @@ diversifies and packs the snapshot.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC
@@ -28,6 +29,7 @@ from ._candidates import CandidateColumns, CandidatePool, CandidateSource, Catal
 from ._config import FeedServiceConfig
 from ._context import RequestContext
 from ._guards import StoreGuards
+from ._observer import FeedObserver
 from ._paging import ServedMarks
 
 
@@ -81,6 +83,7 @@ class UserRanking:
         guards: StoreGuards,
         served: ServedMarks,
         config: FeedServiceConfig,
+        observer: FeedObserver | None = None,
     ) -> None:
         self._catalog = catalog
         self._events = events
@@ -89,6 +92,7 @@ class UserRanking:
         self._guards = guards
         self._served = served
         self._config = config
+        self._observer = observer
 
     def rank(
         self, ctx: RequestContext, *, previous: FeedSnapshot | None, prefer_snapshot: bool
@@ -128,6 +132,21 @@ class UserRanking:
         ``served`` are ids this process served the user from an earlier snapshot; they
         are left out too.
         """
+        if self._observer is None:
+            return self._rank_from(ctx, pool, reads, served, None)
+        started = time.perf_counter()
+        snapshot = self._rank_from(ctx, pool, reads, served, self._observer)
+        self._observer.snapshot_built(time.perf_counter() - started, len(snapshot.video_ids))
+        return snapshot
+
+    def _rank_from(
+        self,
+        ctx: RequestContext,
+        pool: CandidatePool,
+        reads: UserReads,
+        served: Sequence[int],
+        observer: FeedObserver | None,
+    ) -> FeedSnapshot:
         for entry in pool.degraded:
             ctx.report.report(entry.dependency, entry.fallback)
         followed = reads.followed
@@ -141,6 +160,7 @@ class UserRanking:
         if served:
             known = np.asarray(served, dtype=np.int64)
             seen = known if seen is None else np.concatenate([seen, known])
+        started = 0.0 if observer is None else time.perf_counter()
         result = ranker_for(ctx.ranking, reads.lost).rank(
             candidates,
             k=self._config.snapshot_size,
@@ -149,10 +169,15 @@ class UserRanking:
             seen=seen,
             explain=True,
         )
+        if observer is not None:
+            ranked = time.perf_counter()
+            observer.kernel_run("rank", ranked - started)
         positions = result.positions
         order = self._config.diversity.order(
             columns.creator_ids[positions], columns.sound_ids[positions]
         )
+        if observer is not None:
+            observer.kernel_run("diversity", time.perf_counter() - ranked)
         contributions = result.contributions
         assert contributions is not None  # requested with explain=True
         # The snapshot is built from validated arrays, so pydantic's per-value checks

@@ -27,6 +27,7 @@ process from exiting.
 
 from __future__ import annotations
 
+import contextvars
 import enum
 import math
 import queue
@@ -38,7 +39,7 @@ from concurrent.futures import TimeoutError as FutureTimeoutError
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Literal, ParamSpec, TypeVar
 
 from ..exceptions import ConfigError, StoreTimeoutError, StoreUnavailableError
 
@@ -47,6 +48,7 @@ __all__ = [
     "CircuitBreaker",
     "DependencyGuard",
     "DependencyStats",
+    "StoreCallOutcome",
     "WorkerPool",
     "request_scope",
 ]
@@ -56,6 +58,14 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 _Task = tuple[Future[Any], Callable[[], Any]]
+
+StoreCallOutcome = Literal["ok", "error", "timeout", "rejected"]
+"""How a guarded store call ended: answered, raised, ran past its deadline, or was
+refused without being made (open circuit, too many stalled calls, or a timeout earlier
+in the same request)."""
+
+CallListener = Callable[[str, StoreCallOutcome, float], None]
+"""Hears each guarded call: ``(operation, outcome, seconds waited)``."""
 
 _timed_out_in_scope: ContextVar[set[str] | None] = ContextVar(
     "reelrank_timed_out_in_scope", default=None
@@ -98,7 +108,11 @@ class CircuitBreaker:
       runs. Its success closes the circuit, its failure opens it again for another
       ``reset_timeout_seconds``.
 
-    ``clock`` returns monotonic seconds; tests pass a fake one.
+    ``clock`` returns monotonic seconds; tests pass a fake one. ``on_change``, if given,
+    is called with the new state on every change, while the breaker's lock is held (so
+    changes arrive in order): it must be quick and must not call the breaker. An open
+    circuit is reported half-open when a call claims the trial, not when the timeout
+    passes.
     """
 
     def __init__(
@@ -108,6 +122,7 @@ class CircuitBreaker:
         failure_threshold: int = 5,
         reset_timeout_seconds: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
+        on_change: Callable[[BreakerState], None] | None = None,
     ) -> None:
         if failure_threshold < 1:
             raise ConfigError("failure_threshold", failure_threshold, "must be at least 1")
@@ -119,6 +134,7 @@ class CircuitBreaker:
         self.failure_threshold = failure_threshold
         self.reset_timeout_seconds = reset_timeout_seconds
         self._clock = clock
+        self._on_change = on_change
         self._lock = threading.Lock()
         self._state = BreakerState.CLOSED
         self._consecutive_failures = 0
@@ -150,7 +166,7 @@ class CircuitBreaker:
             if self._state is BreakerState.OPEN:
                 if self._clock() - self._opened_at < self.reset_timeout_seconds:
                     return False
-                self._state = BreakerState.HALF_OPEN
+                self._move_to(BreakerState.HALF_OPEN)
                 self._trial_in_flight = False
             if self._trial_in_flight:
                 return False
@@ -162,7 +178,8 @@ class CircuitBreaker:
         with self._lock:
             self._consecutive_failures = 0
             self._trial_in_flight = False
-            self._state = BreakerState.CLOSED
+            if self._state is not BreakerState.CLOSED:
+                self._move_to(BreakerState.CLOSED)
 
     def record_failure(self) -> None:
         """Report that an allowed call failed or ran past its deadline."""
@@ -173,8 +190,15 @@ class CircuitBreaker:
                 self._state is BreakerState.HALF_OPEN
                 or self._consecutive_failures >= self.failure_threshold
             ):
-                self._state = BreakerState.OPEN
+                if self._state is not BreakerState.OPEN:
+                    self._move_to(BreakerState.OPEN)
                 self._opened_at = self._clock()
+
+    def _move_to(self, state: BreakerState) -> None:
+        """Change state and report it; the caller holds ``_lock``."""
+        self._state = state
+        if self._on_change is not None:
+            self._on_change(state)
 
 
 class WorkerPool:
@@ -205,8 +229,14 @@ class WorkerPool:
             return self._workers
 
     def submit(self, fn: Callable[[], T]) -> Future[T]:
-        """Run ``fn`` on a worker thread and return its future."""
+        """Run ``fn`` on a worker thread and return its future.
+
+        ``fn`` runs in a copy of the caller's :mod:`contextvars` context, as with
+        :func:`asyncio.to_thread`: what a request bound there (its trace span, its log
+        fields) follows its store calls onto the worker.
+        """
         future: Future[T] = Future()
+        context = contextvars.copy_context()
         with self._lock:
             if self._closed:
                 raise RuntimeError("the worker pool is shut down")
@@ -217,7 +247,7 @@ class WorkerPool:
                     target=self._work, name=f"{self._name}-{self._workers}", daemon=True
                 )
                 thread.start()
-        self._tasks.put((future, fn))
+        self._tasks.put((future, lambda: context.run(fn)))
         return future
 
     def shutdown(self) -> None:
@@ -279,6 +309,10 @@ class DependencyGuard:
     socket timeouts), where a thread switch would only add scheduling latency. Such a
     store's deadline is its own bound; a :class:`~reelrank.StoreTimeoutError` it raises
     counts as a timeout.
+
+    ``on_call``, if given, is called after every call with its operation name, its
+    outcome (``ok``, ``error``, ``timeout`` or ``rejected``) and the seconds the caller
+    waited; without it nothing is timed.
     """
 
     def __init__(
@@ -290,6 +324,7 @@ class DependencyGuard:
         deadline_seconds: float,
         max_stalled: int,
         inline: bool = False,
+        on_call: CallListener | None = None,
     ) -> None:
         if not (math.isfinite(deadline_seconds) and deadline_seconds > 0):
             raise ConfigError("deadline_seconds", deadline_seconds, "must be finite and positive")
@@ -301,6 +336,7 @@ class DependencyGuard:
         self.inline = inline
         self.stats = DependencyStats()
         self.max_stalled = max_stalled
+        self._on_call = on_call
         self._pool = pool
         self._stalled = 0
         self._stats_lock = threading.Lock()
@@ -327,29 +363,36 @@ class DependencyGuard:
 
     def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Call ``fn(*args, **kwargs)`` on a worker thread and wait at most the deadline
-        (inline guards: on this thread, bounded by the store itself)."""
-        return self.call_with_deadline(self.deadline_seconds, lambda: fn(*args, **kwargs))
+        (inline guards: on this thread, bounded by the store itself). The call is
+        reported under ``fn``'s name, without leading underscores."""
+        operation = "call" if self._on_call is None else getattr(fn, "__name__", "call")
+        return self.call_with_deadline(
+            self.deadline_seconds, lambda: fn(*args, **kwargs), operation=operation.lstrip("_")
+        )
 
-    def call_with_deadline(self, deadline_seconds: float, fn: Callable[[], T]) -> T:
+    def call_with_deadline(
+        self, deadline_seconds: float, fn: Callable[[], T], *, operation: str = "call"
+    ) -> T:
         """Call ``fn()`` like :meth:`call`, with another deadline (for batch jobs)."""
         self._count("calls")
+        started = 0.0 if self._on_call is None else time.perf_counter()
         timed_out = _timed_out_in_scope.get()
         if timed_out is not None and self.name in timed_out:
-            self._count("rejected")
+            self._reject(operation, started)
             raise StoreUnavailableError(self.name, "timed out earlier in this request")
         if not self.breaker.allow_request():
-            self._count("rejected")
+            self._reject(operation, started)
             raise StoreUnavailableError(self.name, "circuit open; call skipped")
         if self.inline:
             try:
                 result = fn()
             except Exception as exc:
-                self._record_failure(exc, timed_out)
+                self._record_failure(exc, timed_out, operation, started)
                 raise
-            self.breaker.record_success()
+            self._record_success(operation, started)
             return result
         if self.stalled >= self.max_stalled:
-            self._count("rejected")
+            self._reject(operation, started)
             self.breaker.record_failure()
             raise StoreUnavailableError(self.name, "too many calls stalled past their deadline")
         future = self._pool.submit(fn)
@@ -358,20 +401,37 @@ class DependencyGuard:
         except FutureTimeoutError:
             self._abandon(future)
             error = StoreTimeoutError(self.name, f"no answer within {deadline_seconds:g} s")
-            self._record_failure(error, timed_out)
+            self._record_failure(error, timed_out, operation, started)
             raise error from None
         except Exception as exc:
-            self._record_failure(exc, timed_out)
+            self._record_failure(exc, timed_out, operation, started)
             raise
-        self.breaker.record_success()
+        self._record_success(operation, started)
         return result
 
-    def _record_failure(self, exc: Exception, timed_out: set[str] | None) -> None:
+    def _report(self, operation: str, outcome: StoreCallOutcome, started: float) -> None:
+        if self._on_call is not None:
+            self._on_call(operation, outcome, time.perf_counter() - started)
+
+    def _reject(self, operation: str, started: float) -> None:
+        self._count("rejected")
+        self._report(operation, "rejected", started)
+
+    def _record_success(self, operation: str, started: float) -> None:
+        self.breaker.record_success()
+        self._report(operation, "ok", started)
+
+    def _record_failure(
+        self, exc: Exception, timed_out: set[str] | None, operation: str, started: float
+    ) -> None:
         """Count a failed call; a timeout also marks the dependency in the request scope."""
         if isinstance(exc, StoreTimeoutError):
             self._count("timeouts")
             if timed_out is not None:
                 timed_out.add(self.name)
+            outcome: StoreCallOutcome = "timeout"
         else:
             self._count("failures")
+            outcome = "error"
         self.breaker.record_failure()
+        self._report(operation, outcome, started)

@@ -30,6 +30,7 @@ from ._config import FeedServiceConfig, FeedServiceStats, VariantResolver
 from ._context import DegradedReport, RequestContext, config_tag
 from ._cursor import CursorCodec, CursorState
 from ._guards import SnapshotCache, StoreGuards
+from ._observer import FeedObserver, active
 from ._paging import Pager, ServedMarks, check_page_limit
 from ._ranking import UserRanking
 from ._remembered_pages import (
@@ -60,6 +61,9 @@ class FeedRankingService:
             variant is part of the cache key and is reported on each page.
         clock: current time as an aware datetime (default: the system clock).
         monotonic: seconds for the breakers and the candidate pool's lifetime.
+        observer: told about store calls, cache lookups, rankings, degraded pages,
+            breaker changes and warming, for an application's metrics (see
+            :class:`FeedObserver`); ``None`` times and reports nothing.
 
     Thread-safe: one instance serves concurrent requests.
     """
@@ -77,14 +81,16 @@ class FeedRankingService:
         assign_variant: VariantResolver | None = None,
         clock: Callable[[], datetime] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        observer: FeedObserver | None = None,
     ) -> None:
         self.config = cfg = config or FeedServiceConfig()
+        self._observer = observer = active(observer)
         self.ranking = ranking or RankingConfig()
         self._assign_variant = assign_variant
         self._clock = clock or utc_now
         stores = {"catalog": catalog, "events": events, "seen": seen, "models": models}
-        self._guards = StoreGuards({**stores, "cache": cache}, cfg, monotonic)
-        self._snapshots = SnapshotCache(cache, self._guards["cache"], cfg)
+        self._guards = StoreGuards({**stores, "cache": cache}, cfg, monotonic, observer)
+        self._snapshots = SnapshotCache(cache, self._guards["cache"], cfg, observer)
         self._candidates = CandidateSource(
             catalog=catalog,
             events=events,
@@ -92,6 +98,7 @@ class FeedRankingService:
             guards=self._guards,
             config=cfg,
             monotonic=monotonic,
+            observer=observer,
         )
         served = ServedMarks(cfg.served_marks_max_users)
         secret = (
@@ -117,6 +124,7 @@ class FeedRankingService:
             guards=self._guards,
             served=served,
             config=cfg,
+            observer=observer,
         )
         self._warmer = CacheWarmer(
             catalog=catalog,
@@ -210,7 +218,17 @@ class FeedRankingService:
         """
         # A store that times out is not asked again during this request.
         with request_scope():
-            return self._feed(user_id, limit, cursor)
+            observer = self._observer
+            if observer is None:
+                return self._feed(user_id, limit, cursor)
+            try:
+                page = self._feed(user_id, limit, cursor)
+            except FeedUnavailableError:
+                observer.feed_unavailable("catalog")
+                raise
+            for entry in page.degraded:
+                observer.degraded(entry.dependency, entry.fallback)
+            return page
 
     def _feed(self, user_id: int, limit: int, cursor: str | None) -> FeedPage:
         check_id("user_id", user_id)
@@ -305,6 +323,8 @@ class FeedRankingService:
     def refresh_candidates(self) -> None:
         """Fetch the shared candidate pool again now, for example after a bulk import.
 
+        A batch job: its store calls run under ``warm_deadline_seconds``.
+
         The previous pool stays the fallback if a store fails meanwhile.
 
         Raises:
@@ -331,23 +351,34 @@ class FeedRankingService:
             FeedUnavailableError: if the catalog is unavailable and no earlier
                 candidate pool exists.
         """
-        with request_scope():
-            return self._warm_cache(user_ids, force)
-
-    def _warm_cache(self, user_ids: Iterable[int], force: bool) -> int:
         users = list(dict.fromkeys(check_id("user_ids", uid) for uid in user_ids))
         if not users or not self._snapshots.enabled:
             return 0
+        with request_scope():
+            contexts = self._needing_snapshots(users, force)
+            try:
+                stored = self._warm_contexts(contexts) if contexts else 0
+            except FeedUnavailableError:
+                self._report_warming(0, len(contexts), len(users))
+                raise
+        self._report_warming(stored, len(contexts), len(users))
+        return stored
+
+    def _needing_snapshots(self, users: list[int], force: bool) -> list[RequestContext]:
+        """The contexts of the users to rank: all of them with ``force``."""
         now, report = self._clock(), DegradedReport()
         contexts = [self._context(uid, now, report) for uid in users]
-        if not force:
-            contexts = self._warmer.needing_snapshots(contexts)
-            if not contexts:
-                return 0
+        return contexts if force else self._warmer.needing_snapshots(contexts)
+
+    def _warm_contexts(self, contexts: list[RequestContext]) -> int:
         try:
-            pool = self._candidates.shared()
+            pool = self._candidates.shared(batch=True)
         except CatalogUnavailableError:
             raise FeedUnavailableError("catalog unavailable; nothing to warm with") from None
         stored = self._warmer.warm(contexts, pool)
         self._count(ranked=len(contexts))
         return stored
+
+    def _report_warming(self, stored: int, needing: int, users: int) -> None:
+        if self._observer is not None:
+            self._observer.users_warmed(stored, needing - stored, users - needing)

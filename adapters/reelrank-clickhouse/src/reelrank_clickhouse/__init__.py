@@ -3,7 +3,7 @@ engagement log for reelrank."""
 
 from importlib.metadata import PackageNotFoundError, version
 
-from ._config import ClickHouseConfig, connect
+from ._config import ClickHouseConfig, ClickHouseTables, connect
 from ._engagement_log import ClickHouseEngagementLog
 from ._event_store import ClickHouseEventStore
 from ._schema import create_schema, drop_schema
@@ -17,6 +17,7 @@ __all__ = [
     "ClickHouseConfig",
     "ClickHouseEngagementLog",
     "ClickHouseEventStore",
+    "ClickHouseTables",
     "__version__",
     "connect",
     "create_schema",

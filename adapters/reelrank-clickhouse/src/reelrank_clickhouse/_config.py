@@ -5,12 +5,42 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from sqlalchemy.engine import URL, Engine
 
 from reelrank.stores.adapter import AdapterSettings
 
-__all__ = ["ClickHouseConfig", "connect"]
+__all__ = ["ClickHouseConfig", "ClickHouseTables", "connect"]
+
+_IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+
+
+class ClickHouseTables(AdapterSettings):
+    """The names of the tables the stores read and write.
+
+    In sharded mode (:attr:`ClickHouseConfig.cluster` set) these are the
+    ``Distributed`` tables the stores query, and each shard keeps its rows in a table
+    of the same name plus :attr:`ClickHouseConfig.local_suffix`.
+    """
+
+    events: str = Field(default="events", pattern=_IDENTIFIER)
+    """Every applied event with its creator and arrival number (the insert target)."""
+    aggregates: str = Field(default="event_aggregates", pattern=_IDENTIFIER)
+    """The aggregate states and the per-id copy counts, fed by one materialized view."""
+    corrections: str = Field(default="event_corrections", pattern=_IDENTIFIER)
+    """The extra copies of events that writers delivered at the same moment, subtracted
+    on read."""
+    engagement_log: str = Field(default="engagement_log", pattern=_IDENTIFIER)
+    """The engagement log's events."""
+    engagement_log_ids: str = Field(default="engagement_log_ids", pattern=_IDENTIFIER)
+    """The engagement log's ids, for its duplicate check."""
+
+    @model_validator(mode="after")
+    def _distinct(self) -> ClickHouseTables:
+        names = list(self.model_dump().values())
+        if len(set(names)) != len(names):
+            raise ValueError("every table needs a name of its own")
+        return self
 
 
 class ClickHouseConfig(AdapterSettings):
@@ -26,7 +56,7 @@ class ClickHouseConfig(AdapterSettings):
     """Server host name or address."""
     port: int = Field(default=9000, ge=1, le=65_535)
     """Native-protocol TCP port of the server (``tcp_port`` in its config)."""
-    database: str = Field(default="default", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+    database: str = Field(default="default", pattern=_IDENTIFIER)
     """Database holding the reelrank tables; it must exist (``CREATE DATABASE``)."""
     user: str = Field(default="default", min_length=1, max_length=128)
     """User name."""
@@ -47,13 +77,37 @@ class ClickHouseConfig(AdapterSettings):
     """Connections kept open in the engine's pool."""
     pool_timeout_seconds: float = Field(default=1.0, gt=0.0, le=60.0, allow_inf_nan=False)
     """Seconds to wait for a free pooled connection before the call fails."""
+    tables: ClickHouseTables = Field(default_factory=ClickHouseTables)
+    """The names of the stores' tables."""
+    cluster: str | None = Field(default=None, pattern=_IDENTIFIER)
+    """Name of a ``remote_servers`` cluster in the servers' config: sharded mode.
+
+    :func:`~reelrank_clickhouse.create_schema` then creates the per-shard tables on
+    every server the cluster lists (connecting to each) and, on each of them,
+    ``Distributed`` tables over those, sharded by ``user_id``, under the names of
+    :attr:`tables`. ``None``: one server."""
+    replicated: bool = False
+    """In sharded mode, keep each shard's tables in ``Replicated*MergeTree`` engines
+    (needs ZooKeeper and the ``shard`` and ``replica`` macros in each server's config)."""
+    local_suffix: str = Field(default="_local", pattern=r"^[A-Za-z0-9_]{1,16}$")
+    """In sharded mode, what each shard's table adds to the name of its ``Distributed``
+    table."""
+
+    @model_validator(mode="after")
+    def _replicated_needs_a_cluster(self) -> ClickHouseConfig:
+        if self.replicated and self.cluster is None:
+            raise ValueError("replicated tables need a cluster")
+        return self
 
     def url(self) -> URL:
         """The SQLAlchemy URL of this config (``clickhouse+native://...``).
 
-        The driver's timeouts and the ``max_execution_time`` setting travel in the
-        query string: clickhouse-sqlalchemy 0.3.2's native dialect builds the driver's
-        client from the URL alone and drops ``connect_args``.
+        The driver's timeouts and the server settings travel in the query string:
+        clickhouse-sqlalchemy 0.3.2's native dialect builds the driver's client from the
+        URL alone and drops ``connect_args``. ``insert_distributed_sync=1`` is always
+        set: an insert into a ``Distributed`` table then returns only once every shard
+        holds its rows, which the stores' duplicate checks rely on (on one server it
+        changes nothing).
         """
         return URL.create(
             "clickhouse+native",
@@ -69,6 +123,7 @@ class ClickHouseConfig(AdapterSettings):
                 "send_receive_timeout": repr(self.send_receive_timeout_seconds),
                 "sync_request_timeout": repr(self.sync_request_timeout_seconds),
                 "max_execution_time": str(self.max_execution_seconds),
+                "insert_distributed_sync": "1",
             },
         )
 

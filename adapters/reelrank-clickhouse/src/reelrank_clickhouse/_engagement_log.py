@@ -13,35 +13,32 @@ from sqlalchemy.engine import Engine
 from reelrank import EngagementEvent, InvalidInputError
 from reelrank.stores.adapter import check_aware, check_id, check_limit
 
+from ._client import DriverClients, id_table
+from ._config import ClickHouseTables
 from ._errors import store_errors
-from ._event_store import known_event_ids
-from ._rows import EVENT_SELECT, ArrivalSequence, event_from_row, event_row
-from ._schema import LOG
+from ._rows import EVENT_COLUMNS, EVENT_SELECT, ArrivalSequence, event_columns, event_from_row
 
 __all__ = ["ClickHouseEngagementLog"]
 
 _STORE = "engagement_log"
 
-# ``LIMIT 1 BY event_id`` hides a copy that slipped past the insert-side check until the
-# ReplacingMergeTree merges it away.
-_BETWEEN = text(
-    f"""SELECT {EVENT_SELECT} FROM engagement_log
+# ``LIMIT 1 BY event_id`` hides a copy that two writers delivered at the same moment,
+# until the ReplacingMergeTree merges it away. Copies of an event share its user, so in
+# sharded mode they are on one shard, where the LIMIT BY runs.
+_BETWEEN = """SELECT {EVENT_SELECT} FROM {table}
 WHERE occurred_at >= :start_s AND occurred_at <= :end_s
   AND (occurred_at > :start_at OR occurred_us >= :start_us)
   AND (occurred_at < :end_at OR occurred_us < :end_us)
 ORDER BY occurred_at DESC, occurred_us DESC, event_id DESC
 LIMIT 1 BY event_id
 LIMIT :limit"""
-)
 
-_OF_USER = text(
-    f"""SELECT {EVENT_SELECT} FROM engagement_log
+_OF_USER = """SELECT {EVENT_SELECT} FROM {table}
 WHERE user_id = :user_id AND occurred_at >= :since_s
   AND (occurred_at > :since_at OR occurred_us >= :since_us)
 ORDER BY occurred_at DESC, occurred_us DESC, event_id DESC
 LIMIT 1 BY event_id
 LIMIT :limit"""
-)
 
 
 def _split(at: datetime) -> tuple[datetime, int]:
@@ -51,18 +48,31 @@ def _split(at: datetime) -> tuple[datetime, int]:
 
 
 class ClickHouseEngagementLog:
-    """An :class:`~reelrank.EngagementLog` on the ``engagement_log`` table.
+    """An :class:`~reelrank.EngagementLog` on the ``engagement_log`` table (its name and
+    its id table's come from ``tables``).
 
     The table is a ReplacingMergeTree partitioned by month and ordered by
     ``(occurred_at, occurred_us, event_id)``, so a time window reads a range of the
     primary key; a user's events are read from ``since`` onwards and filtered by user.
-    Recording checks ``engagement_log_ids`` first, like
-    :class:`ClickHouseEventStore` (same race window, and reads skip a copy that won
-    it). Old months go with ``ALTER TABLE engagement_log DROP PARTITION``.
+    Recording checks ``engagement_log_ids`` for the batch's ids first (one query, ids
+    as an external table) and inserts the new events in one columnar insert. Two
+    writers that deliver the same new id at the same moment both insert it; reads
+    return each id once (``LIMIT 1 BY event_id``), so the log holds every event once
+    as its readers see it. Old months go with ``ALTER TABLE engagement_log DROP
+    PARTITION``.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, tables: ClickHouseTables | None = None) -> None:
         self._engine = engine
+        self._clients = DriverClients(engine)
+        names = tables or ClickHouseTables()
+        self._between = text(_BETWEEN.format(EVENT_SELECT=EVENT_SELECT, table=names.engagement_log))
+        self._of_user = text(_OF_USER.format(EVENT_SELECT=EVENT_SELECT, table=names.engagement_log))
+        self._known = (
+            f"SELECT DISTINCT event_id FROM {names.engagement_log_ids} "
+            "WHERE event_id GLOBAL IN batch"
+        )
+        self._insert = f"INSERT INTO {names.engagement_log} ({EVENT_COLUMNS}) VALUES"
         self._write_lock = threading.Lock()
         self._sequence = ArrivalSequence()
 
@@ -86,16 +96,15 @@ class ClickHouseEngagementLog:
             batch.setdefault(event.event_id, event)
         if not batch:
             return 0
-        with self._write_lock, store_errors(_STORE, "record"), self._engine.connect() as conn:
-            known = known_event_ids(conn, "engagement_log_ids", batch)
+        with self._write_lock, store_errors(_STORE, "record"):
+            client = self._clients.writer()
+            batch_ids = id_table("batch", "event_id", "String", batch)
+            known = {row[0] for row in client.execute(self._known, external_tables=[batch_ids])}
             fresh = [event for event_id, event in batch.items() if event_id not in known]
             if not fresh:
                 return 0
-            first = self._sequence.take(len(fresh))
-            conn.execute(
-                LOG.insert(),
-                [event_row(event, first + offset) for offset, event in enumerate(fresh)],
-            )
+            columns = event_columns(fresh, self._sequence.take(len(fresh)))
+            client.execute(self._insert, columns, columnar=True)
         return len(fresh)
 
     def events_between(
@@ -117,7 +126,7 @@ class ClickHouseEngagementLog:
             "limit": limit,
         }
         with store_errors(_STORE, "events_between"), self._engine.connect() as conn:
-            return [event_from_row(row) for row in conn.execute(_BETWEEN, params)]
+            return [event_from_row(row) for row in conn.execute(self._between, params)]
 
     def user_events(self, user_id: int, *, since: datetime, limit: int) -> list[EngagementEvent]:
         """The user's events at or after ``since``, newest first, at most ``limit``."""
@@ -134,4 +143,4 @@ class ClickHouseEngagementLog:
             "limit": limit,
         }
         with store_errors(_STORE, "user_events"), self._engine.connect() as conn:
-            return [event_from_row(row) for row in conn.execute(_OF_USER, params)]
+            return [event_from_row(row) for row in conn.execute(self._of_user, params)]

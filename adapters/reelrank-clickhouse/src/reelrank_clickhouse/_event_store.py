@@ -1,16 +1,16 @@
-"""The ClickHouse event store: events in a MergeTree table, aggregates in
-AggregatingMergeTree tables kept current by materialized views."""
+"""The ClickHouse event store: events in a ReplacingMergeTree table, their aggregates and id
+counts in one AggregatingMergeTree table kept current by one materialized view, and
+corrections for the rare event that two writers delivered at the same moment."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from clickhouse_driver import Client
-from sqlalchemy import bindparam, text
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
 from reelrank import (
     MAX_ID,
@@ -21,105 +21,142 @@ from reelrank import (
     affinity,
     affinity_credit,
 )
-from reelrank.stores.adapter import check_id, check_ids, check_limit
+from reelrank.stores.adapter import check_aware, check_id, check_ids, check_limit
 
+from ._client import DriverClients, id_table
+from ._config import ClickHouseTables
 from ._errors import store_errors
-from ._rows import ArrivalSequence
+from ._rows import EVENT_COLUMNS, EVENT_SELECT, ArrivalSequence, event_columns, event_from_row
+from ._schema import KIND_CODES, Tag
 
-__all__ = ["ClickHouseEventStore", "known_event_ids"]
+__all__ = ["ClickHouseEventStore"]
 
 _STORE = "events"
-
-_COUNTS_OF_VIDEOS = text(
-    """SELECT video_id, toString(kind), countMerge(events), sumMerge(completion_sum)
-FROM video_counts WHERE video_id IN :ids GROUP BY video_id, kind"""
-).bindparams(bindparam("ids", expanding=True))
-
-_LIKES_OF_VIDEOS = text(
-    """SELECT video_id, sum(liked) FROM (
-    SELECT video_id, user_id, argMaxMerge(liked) AS liked
-    FROM video_likes WHERE video_id IN :ids GROUP BY video_id, user_id
-) GROUP BY video_id"""
-).bindparams(bindparam("ids", expanding=True))
-
-_CREDIT_OF_USER = text(
-    """SELECT creator_id, toString(kind), countMerge(events), sumMerge(completion_sum)
-FROM creator_credit WHERE user_id = :user_id GROUP BY creator_id, kind"""
-)
-
-_LIKED_VIDEOS_OF_USER = text(
-    """SELECT creator_id, sum(liked) FROM (
-    SELECT creator_id, video_id, argMaxMerge(liked) AS liked
-    FROM user_likes WHERE user_id = :user_id GROUP BY creator_id, video_id
-) GROUP BY creator_id"""
-)
-
-_POPULAR = text(
-    """SELECT video_id, countMerge(events) AS views
-FROM video_counts WHERE kind = 'watch'
-GROUP BY video_id HAVING views > 0
-ORDER BY views DESC, video_id ASC LIMIT :limit"""
-)
-
-
-# Columnar insert of the batch: one list per column, in this order.
-_INSERT_EVENTS = (
-    "INSERT INTO events (event_id, kind, user_id, video_id, creator_id, occurred_at, "
-    "occurred_us, watched_seconds, completion, channel, variant, seq) VALUES"
-)
-
-# The batch's ids travel as an external table (native blocks, not SQL text), so a
-# batch of any size stays under the server's ``max_query_size``.
-_KNOWN_OF_BATCH = "SELECT event_id FROM event_ids WHERE event_id IN batch"
-
+_COUNTED = frozenset({EngagementKind.WATCH, EngagementKind.SHARE, EngagementKind.COMMENT})
+_LIKES = KIND_CODES["like"]  # the code under which reads report like counts
+_Pair = tuple[EngagementEvent, int]
 _UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# The VideoStats field each kind code of a stats row adds to (likes: the like count).
+_STATS_FIELD = {
+    KIND_CODES["watch"]: "views",
+    KIND_CODES["share"]: "shares",
+    KIND_CODES["comment"]: "comments",
+    KIND_CODES["like"]: "likes",
+}
+_KIND_OF_CODE = {code: EngagementKind(kind) for kind, code in KIND_CODES.items()}
 
 
-def known_event_ids(connection: Connection, table: str, event_ids: Iterable[str]) -> set[str]:
-    """The ids among ``event_ids`` that ``table`` (an id table ordered by event_id) holds."""
-    ids = list(event_ids)
-    if not ids:
-        return set()
-    query = text(f"SELECT DISTINCT event_id FROM {table} WHERE event_id IN :ids").bindparams(
-        bindparam("ids", expanding=True)
-    )
-    return {row[0] for row in connection.execute(query, {"ids": ids})}
+def _corrections(table: str, where: str) -> str:
+    """One row per corrected event id matching ``where``: its fields (``fixed_*``) and
+    ``extra``, the number of its copies beyond the first (the highest count any writer
+    recorded; aliases differ from the columns, which ``where`` refers to)."""
+    return f"""SELECT event_id, any(kind) AS fixed_kind, any(user_id) AS fixed_user,
+       any(video_id) AS fixed_video, any(creator_id) AS fixed_creator,
+       any(completion) AS fixed_completion, toInt64(max(copies)) - 1 AS extra
+FROM {table} WHERE {where} GROUP BY event_id"""
+
+
+class _Queries:
+    """The store's statements for one set of table names."""
+
+    def __init__(self, tables: ClickHouseTables) -> None:
+        agg, fix = tables.aggregates, tables.corrections
+        self.insert = f"INSERT INTO {tables.events} ({EVENT_COLUMNS}, creator_id) VALUES"
+        self.insert_corrections = (
+            f"INSERT INTO {fix} "
+            "(event_id, kind, user_id, video_id, creator_id, completion, copies) VALUES"
+        )
+        # GLOBAL IN: over Distributed tables the initiator ships the batch to every shard.
+        # The hashes narrow the rows by number (PREWHERE reads their column only); the
+        # ids themselves are compared on the rows left.
+        self.copies = f"""SELECT event_id, countMerge(events), minMerge(first_seq)
+FROM {agg}
+PREWHERE tag = {Tag.EVENT_ID} AND a IN %(days)s
+  AND b GLOBAL IN (SELECT cityHash64(event_id) FROM batch)
+WHERE c = 0 AND event_id GLOBAL IN batch
+GROUP BY event_id"""
+        # Counts by (video, kind code), like counts under the like code, and minus the
+        # extra copies of corrected events: one round trip, rows summed by the caller
+        # (an outer GROUP BY over the UNION ALL made the query slower on 18.16).
+        self.stats = f"""
+SELECT a, c, toInt64(countMerge(events)) AS n, sumMerge(completion_sum) AS s
+FROM {agg} WHERE tag = {Tag.VIDEO_COUNT} AND a GLOBAL IN ids GROUP BY a, c
+UNION ALL
+SELECT a, toUInt64({_LIKES}) AS c, toInt64(sum(liked)) AS n, toFloat64(0) AS s FROM (
+    SELECT a, b, argMaxMerge(liked) AS liked
+    FROM {agg} WHERE tag = {Tag.VIDEO_LIKE} AND a GLOBAL IN ids GROUP BY a, b
+) GROUP BY a
+UNION ALL
+SELECT fixed_video AS a, toUInt64(toUInt8(fixed_kind)) AS c, -sum(extra) AS n,
+       -sum(extra * fixed_completion) AS s
+FROM ({_corrections(fix, "video_id GLOBAL IN ids")}) GROUP BY a, c"""
+        self.credit = f"""
+SELECT b, c, toInt64(countMerge(events)) AS n, sumMerge(completion_sum) AS s
+FROM {agg} WHERE tag = {Tag.CREDIT} AND a = %(user_id)s GROUP BY b, c
+UNION ALL
+SELECT b, toUInt64({_LIKES}) AS c, toInt64(sum(liked)) AS n, toFloat64(0) AS s FROM (
+    SELECT b, c, argMaxMerge(liked) AS liked
+    FROM {agg} WHERE tag = {Tag.USER_LIKE} AND a = %(user_id)s GROUP BY b, c
+) GROUP BY b
+UNION ALL
+SELECT fixed_creator AS b, toUInt64(toUInt8(fixed_kind)) AS c, -sum(extra) AS n,
+       -sum(extra * fixed_completion) AS s
+FROM ({_corrections(fix, "user_id = %(user_id)s")}) GROUP BY b, c"""
+        self.raced_since = f"""SELECT event_id, countMerge(events), minMerge(first_seq)
+FROM {agg} WHERE tag = {Tag.EVENT_ID} AND a >= %(day)s
+GROUP BY event_id HAVING countMerge(events) > 1"""
+        self.events_of_ids = f"""SELECT {EVENT_SELECT}, creator_id FROM {tables.events}
+WHERE occurred_at >= %(since)s AND event_id GLOBAL IN batch
+LIMIT 1 BY event_id"""
+        self.popular = f"""SELECT a, sum(n) AS views FROM (
+    SELECT a, toInt64(countMerge(events)) AS n
+    FROM {agg} WHERE tag = {Tag.VIDEO_COUNT} AND c = {KIND_CODES["watch"]} GROUP BY a
+    UNION ALL
+    SELECT fixed_video AS a, -sum(extra) AS n
+    FROM ({_corrections(fix, "kind = 'watch'")}) GROUP BY a
+) GROUP BY a HAVING views > 0
+ORDER BY views DESC, a ASC LIMIT %(limit)s"""
 
 
 class ClickHouseEventStore:
-    """An :class:`~reelrank.EventStore` on ClickHouse.
+    """An :class:`~reelrank.EventStore` on ClickHouse, exactly once per ``event_id``.
 
-    Every applied event is a row of ``events``; materialized views fold each inserted
-    block into per-video counts, per-video like states and per-(user, creator) credit
-    (see :func:`~reelrank_clickhouse.create_schema`). Reads merge the aggregate states of the
-    requested keys only.
+    Every applied event is a row of ``events``; one materialized view turns each
+    inserted block into rows of ``event_aggregates``: per-video counts, like states and
+    per-(user, creator) credit, and a copy count per event id. Reads merge the
+    aggregate states of the requested keys only, so their cost does not grow with the
+    number of events. ``tables`` names the tables (:class:`ClickHouseTables`; in
+    sharded mode, the ``Distributed`` ones).
 
-    Idempotency by ``event_id`` is enforced on insert: the store asks ``event_ids``
-    (ordered by id) which ids of the batch it already holds, in one query per batch,
-    and inserts only the new ones in one columnar insert, under a lock that serialises
-    check and insert within the store object. Writes go over one native-protocol
-    client of the store's own, made from the engine's URL (same server, database,
-    timeouts and settings): through SQLAlchemy, every statement would open a new
-    connection, and rows would pass as dicts, which held ingest near 10,000 events/s.
-    Race window: two store objects (two processes, typically) that deliver the same
-    new id at the same moment both pass the check, and the views count that event
-    twice; a later delivery is refused again. The ``events`` table itself is a
-    ReplacingMergeTree whose sort key ends with the id, so merges drop such a copy from
-    the raw events. The views keep count states, not sets of ids: a read then costs
-    the same however many events a video has (``uniqExact(event_id)`` states would
-    close the race for counts but made reads slower than scanning the raw events; see
-    the adapter's docs). ``completion_sum`` is capped at ``views`` on read, as in the
-    in-memory store. Ids are remembered as long as their month's partition of
-    ``event_ids`` is kept.
+    **Exactly once.** :meth:`append_many` asks for the copy counts of the batch's ids
+    (one query), inserts the new events (one columnar insert) and asks again for the
+    ids it inserted. Two writers that passed the first check with the same new id at
+    the same moment both insert it; the second check of at least one of them (the
+    later to insert) sees two copies, and it writes a *correction* that reads subtract.
+    A correction records the id's copy count, so writers that see the same copies
+    write the same row and reads take one. An insert is one part of the aggregate
+    table, there whole or not at all, so a batch whose insert failed (even by a
+    server killed in the middle) is either fully counted with its ids or not at all,
+    and its retry finds it; a retry also rewrites the corrections of any id it finds
+    with several copies, so a writer that died between its insert and its correction
+    is repaired by the redelivery. Like states need no correction: copies of one event
+    carry the same state, and the state is that of the last to arrive.
 
-    Needs the tables of :func:`~reelrank_clickhouse.create_schema`. Thread-safe.
+    Of writers racing on one id, the one whose copy arrived first (smallest arrival
+    number) returns it as applied, the others as a duplicate; in the rare order where
+    a copy with a smaller number is inserted after the first writer's second check,
+    both return it as applied. The statistics count it once either way.
+
+    Writes go over one driver client of the store's own, under a lock; reads over the
+    engine's pooled connections. Thread-safe.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, tables: ClickHouseTables | None = None) -> None:
         self._engine = engine
+        self._clients = DriverClients(engine)
+        self._queries = _Queries(tables or ClickHouseTables())
         self._write_lock = threading.Lock()
         self._sequence = ArrivalSequence()
-        self._writer: Client | None = None
 
     @property
     def engine(self) -> Engine:
@@ -138,9 +175,65 @@ class ClickHouseEventStore:
         anything is written, so a bad one raises :class:`~reelrank.InvalidInputError`
         and nothing of the batch is stored.
         """
+        batch = self._validated(items)
+        if not batch:
+            return 0
+        with self._write_lock, store_errors(_STORE, "append"):
+            client = self._clients.writer()
+            stored = self._copies(client, [event for event, _ in batch.values()])
+            # A redelivery repairs a race whose correction was never written.
+            self._correct(client, batch, stored)
+            fresh = [pair for event_id, pair in batch.items() if event_id not in stored]
+            if not fresh:
+                return 0
+            first_seq = self._sequence.take(len(fresh))
+            columns = event_columns([event for event, _ in fresh], first_seq)
+            columns.append([creator_id for _, creator_id in fresh])
+            client.execute(self._queries.insert, columns, columnar=True)
+            copies = self._copies(client, [event for event, _ in fresh])
+            raced = self._correct(client, batch, copies)
+            # A raced id is this writer's if its own copy arrived first.
+            mine = range(first_seq, first_seq + len(fresh))
+            lost = sum(1 for event_id in raced if copies[event_id][1] not in mine)
+        return len(fresh) - lost
+
+    def reconcile(self, *, since: datetime) -> int:
+        """Write the missing corrections of events stored more than once on or after
+        the day of ``since``; returns how many ids were stored more than once.
+
+        :meth:`append_many` corrects every copy it can see. One it cannot: in replicated
+        mode, a batch whose insert reached a replica that then died before the others
+        fetched it, retried through another replica, is stored twice once the first
+        replica is back, and no writer saw both copies. Run this after a replica
+        recovers (it reads every id of the days since ``since``). Idempotent.
+        """
+        at = check_aware("since", since)
+        with self._write_lock, store_errors(_STORE, "reconcile"):
+            client = self._clients.writer()
+            copies = {
+                row[0]: (int(row[1]), int(row[2]))
+                for row in client.execute(
+                    self._queries.raced_since, {"day": (at - _UNIX_EPOCH).days}
+                )
+            }
+            if not copies:
+                return 0
+            start = at.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+            rows = client.execute(
+                self._queries.events_of_ids,
+                {"since": start.replace(tzinfo=None)},
+                external_tables=[id_table("batch", "event_id", "String", copies)],
+            )
+            batch = {row[0]: (event_from_row(row[:-1]), int(row[-1])) for row in rows}
+            self._correct(client, batch, {key: copies[key] for key in batch})
+        return len(copies)
+
+    @staticmethod
+    def _validated(items: Sequence[tuple[EngagementEvent, int]]) -> dict[str, _Pair]:
+        """The batch by id, first occurrence of each; raises on any bad item."""
         if isinstance(items, str | bytes) or not isinstance(items, Sequence):
             raise InvalidInputError("items", "must be a sequence of (event, creator_id) pairs")
-        batch: dict[str, tuple[EngagementEvent, int]] = {}
+        batch: dict[str, _Pair] = {}
         # Hoisted out of the loop: this loop runs once per event of batches of 10,000s.
         watch = EngagementKind.WATCH
         for item in items:
@@ -156,64 +249,50 @@ class ClickHouseEventStore:
                 raise InvalidInputError("completion", "a watch must carry completion when appended")
             if event.event_id not in batch:
                 batch[event.event_id] = item
-        if not batch:
-            return 0
-        with self._write_lock, store_errors(_STORE, "append"):
-            client = self._writer_client()
-            known = {
-                row[0]
-                for row in client.execute(
-                    _KNOWN_OF_BATCH,
-                    external_tables=[
-                        {
-                            "name": "batch",
-                            "structure": [("event_id", "String")],
-                            "data": [{"event_id": event_id} for event_id in batch],
-                        }
-                    ],
-                )
-            }
-            fresh = [pair for event_id, pair in batch.items() if event_id not in known]
-            if not fresh:
-                return 0
+        return batch
+
+    def _copies(
+        self, client: Client, events: Sequence[EngagementEvent]
+    ) -> dict[str, tuple[int, int]]:
+        """``{event_id: (copies, smallest arrival number)}`` of the stored ids among
+        those of ``events``, looked up under the events' days."""
+        days = tuple({(event.occurred_at - _UNIX_EPOCH).days for event in events})
+        rows = client.execute(
+            self._queries.copies,
+            {"days": days},
+            external_tables=[id_table("batch", "event_id", "String", (e.event_id for e in events))],
+        )
+        return {row[0]: (int(row[1]), int(row[2])) for row in rows}
+
+    def _correct(
+        self,
+        client: Client,
+        batch: dict[str, _Pair],
+        copies: dict[str, tuple[int, int]],
+    ) -> list[str]:
+        """Write a correction for every id of ``batch`` stored more than once; returns
+        those ids. Likes and unlikes need none (see the class)."""
+        raced = [event_id for event_id, (count, _) in copies.items() if count > 1]
+        rows = [
+            (batch[event_id], copies[event_id][0])
+            for event_id in raced
+            if batch[event_id][0].kind in _COUNTED
+        ]
+        if rows:
             client.execute(
-                _INSERT_EVENTS,
-                self._columns(fresh, self._sequence.take(len(fresh))),
+                self._queries.insert_corrections,
+                [
+                    [event.event_id for (event, _), _ in rows],
+                    [event.kind.value for (event, _), _ in rows],
+                    [event.user_id for (event, _), _ in rows],
+                    [event.video_id for (event, _), _ in rows],
+                    [creator_id for (_, creator_id), _ in rows],
+                    [event.completion or 0.0 for (event, _), _ in rows],
+                    [count for _, count in rows],
+                ],
                 columnar=True,
             )
-        return len(fresh)
-
-    def _writer_client(self) -> Client:
-        """The store's write client, made on first use (call under the write lock).
-
-        The driver reconnects it on the next call after a failure."""
-        if self._writer is None:
-            (dsn,), _ = self._engine.dialect.create_connect_args(self._engine.url)
-            self._writer = Client.from_url(dsn)
-        return self._writer
-
-    @staticmethod
-    def _columns(pairs: Sequence[tuple[EngagementEvent, int]], first_seq: int) -> list[list[Any]]:
-        """The columns of ``_INSERT_EVENTS`` for ``pairs``; seq counts up from ``first_seq``.
-
-        ``DateTime`` holds whole seconds, so the microseconds go in ``occurred_us``;
-        times are given as Unix seconds, which the driver passes through unconverted.
-        """
-        offsets = [event.occurred_at - _UNIX_EPOCH for event, _ in pairs]
-        return [
-            [event.event_id for event, _ in pairs],
-            [event.kind.value for event, _ in pairs],
-            [event.user_id for event, _ in pairs],
-            [event.video_id for event, _ in pairs],
-            [creator_id for _, creator_id in pairs],
-            [offset.days * 86_400 + offset.seconds for offset in offsets],
-            [offset.microseconds for offset in offsets],
-            [event.watched_seconds for event, _ in pairs],
-            [event.completion for event, _ in pairs],
-            [event.channel for event, _ in pairs],
-            [event.variant for event, _ in pairs],
-            list(range(first_seq, first_seq + len(pairs))),
-        ]
+        return raced
 
     def get_stats(self, video_ids: Sequence[int]) -> dict[int, VideoStats]:
         """Aggregates for every requested id; zeros for videos never engaged with."""
@@ -222,26 +301,24 @@ class ClickHouseEventStore:
         if not unique:
             return {}
         counts: dict[int, dict[str, Any]] = {}
-        with store_errors(_STORE, "get_stats"), self._engine.connect() as conn:
-            for video_id, kind, events, completion_sum in conn.execute(
-                _COUNTS_OF_VIDEOS, {"ids": unique}
-            ):
-                fields = counts.setdefault(int(video_id), {})
-                if kind == "watch":
-                    fields["views"] = int(events)
-                    fields["completion_sum"] = float(completion_sum)
-                elif kind == "share":
-                    fields["shares"] = int(events)
-                else:
-                    fields["comments"] = int(events)
-            for video_id, likes in conn.execute(_LIKES_OF_VIDEOS, {"ids": unique}):
-                counts.setdefault(int(video_id), {})["likes"] = int(likes)
+        with store_errors(_STORE, "get_stats"), self._clients.reader() as client:
+            rows = client.execute(
+                self._queries.stats, external_tables=[id_table("ids", "id", "UInt64", unique)]
+            )
+        for video_id, code, events, completion_sum in rows:
+            fields = counts.setdefault(video_id, {})
+            name = _STATS_FIELD[code]
+            fields[name] = fields.get(name, 0) + events
+            if name == "views":
+                fields["completion_sum"] = fields.get("completion_sum", 0.0) + completion_sum
         result: dict[int, VideoStats] = {}
         for video_id in unique:
             fields = counts.get(video_id, {})
             views = fields.get("views", 0)
-            # Summing many floats may overshoot views by rounding; the invariant holds exactly.
-            fields["completion_sum"] = min(fields.get("completion_sum", 0.0), float(views))
+            # Summing many floats may overshoot views (or a corrected sum dip below 0)
+            # by rounding; the invariant holds exactly.
+            completion = fields.get("completion_sum", 0.0)
+            fields["completion_sum"] = min(max(completion, 0.0), float(views))
             result[video_id] = VideoStats(video_id=video_id, **fields)
         return result
 
@@ -257,17 +334,17 @@ class ClickHouseEventStore:
         if not found:
             return found
         credit: dict[int, float] = {}
-        params = {"user_id": user_id}
-        with store_errors(_STORE, "get_affinities"), self._engine.connect() as conn:
-            for creator_id, kind, events, completion_sum in conn.execute(_CREDIT_OF_USER, params):
-                if kind == "watch":
-                    earned = float(completion_sum)
-                else:
-                    earned = int(events) * affinity_credit(EngagementKind(kind))
-                credit[int(creator_id)] = credit.get(int(creator_id), 0.0) + earned
-            like = affinity_credit(EngagementKind.LIKE)
-            for creator_id, liked in conn.execute(_LIKED_VIDEOS_OF_USER, params):
-                credit[int(creator_id)] = credit.get(int(creator_id), 0.0) + int(liked) * like
+        with store_errors(_STORE, "get_affinities"), self._clients.reader() as client:
+            rows = client.execute(self._queries.credit, {"user_id": user_id})
+        for creator_id, code, events, completion_sum in rows:
+            kind = _KIND_OF_CODE[code]
+            if kind is EngagementKind.WATCH:
+                earned = float(completion_sum)
+            else:
+                earned = events * affinity_credit(kind)
+            credit[creator_id] = credit.get(creator_id, 0.0) + earned
+        # A corrected sum may dip below zero by rounding; credit never does.
+        credit = {creator_id: max(value, 0.0) for creator_id, value in credit.items()}
         total = sum(credit.values())
         for creator_id in found:
             if creator_id in credit:
@@ -279,5 +356,6 @@ class ClickHouseEventStore:
         check_limit("limit", limit)
         if limit == 0:
             return []
-        with store_errors(_STORE, "popular_video_ids"), self._engine.connect() as conn:
-            return [int(row[0]) for row in conn.execute(_POPULAR, {"limit": limit})]
+        with store_errors(_STORE, "popular_video_ids"), self._clients.reader() as client:
+            rows = client.execute(self._queries.popular, {"limit": limit})
+        return [int(row[0]) for row in rows]

@@ -10,7 +10,15 @@ from typing import Any
 
 from reelrank import EngagementEvent
 
-__all__ = ["EVENT_SELECT", "ArrivalSequence", "event_from_row", "event_row"]
+__all__ = ["EVENT_COLUMNS", "EVENT_SELECT", "ArrivalSequence", "event_columns", "event_from_row"]
+
+EVENT_COLUMNS = (
+    "event_id, kind, user_id, video_id, occurred_at, occurred_us, watched_seconds, "
+    "completion, channel, variant, seq"
+)
+"""The columns :func:`event_columns` gives, in its order, for an ``INSERT``."""
+
+_UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 EVENT_SELECT = (
     "event_id, toString(kind) AS kind, user_id, video_id, occurred_at, occurred_us, "
@@ -19,23 +27,28 @@ EVENT_SELECT = (
 """Columns read back into an event, in the order :func:`event_from_row` expects."""
 
 
-def event_row(event: EngagementEvent, seq: int) -> dict[str, Any]:
-    """The row of one event. ``DateTime`` holds whole seconds, so the microseconds go in
-    ``occurred_us`` and the event reads back unchanged."""
-    at = event.occurred_at.astimezone(UTC)
-    return {
-        "event_id": event.event_id,
-        "kind": event.kind.value,
-        "user_id": event.user_id,
-        "video_id": event.video_id,
-        "occurred_at": at.replace(microsecond=0, tzinfo=None),
-        "occurred_us": at.microsecond,
-        "watched_seconds": event.watched_seconds,
-        "completion": event.completion,
-        "channel": event.channel,
-        "variant": event.variant,
-        "seq": seq,
-    }
+def event_columns(events: Sequence[EngagementEvent], first_seq: int) -> list[list[Any]]:
+    """The columns of :data:`EVENT_COLUMNS` for ``events``, for a columnar insert with
+    clickhouse-driver; ``seq`` counts up from ``first_seq``.
+
+    ``DateTime`` holds whole seconds, so the microseconds go in ``occurred_us`` and the
+    event reads back unchanged; times are given as Unix seconds, which the driver
+    passes through without converting each one.
+    """
+    offsets = [event.occurred_at - _UNIX_EPOCH for event in events]
+    return [
+        [event.event_id for event in events],
+        [event.kind.value for event in events],
+        [event.user_id for event in events],
+        [event.video_id for event in events],
+        [offset.days * 86_400 + offset.seconds for offset in offsets],
+        [offset.microseconds for offset in offsets],
+        [event.watched_seconds for event in events],
+        [event.completion for event in events],
+        [event.channel for event in events],
+        [event.variant for event in events],
+        list(range(first_seq, first_seq + len(events))),
+    ]
 
 
 def event_from_row(row: Sequence[Any]) -> EngagementEvent:

@@ -1,57 +1,66 @@
-"""The ClickHouse schema: the event tables, the aggregate tables and the materialized
-views that keep the aggregates current.
+"""The ClickHouse schema: the event tables, the aggregate table and the one materialized
+view that keeps it current, the corrections table, and the engagement log.
 
 Every statement is ``CREATE ... IF NOT EXISTS``, so :func:`create_schema` may run on
-every start. The layout (see *ClickHouse adapter* in the docs), view -> target table::
+every start. The layout (default names; see *ClickHouse adapter* in the docs)::
 
-    events
-      event_ids_mv      -> event_ids       ReplacingMergeTree,   ORDER BY event_id
-      video_counts_mv   -> video_counts    AggregatingMergeTree, ORDER BY (video_id, kind)
-      video_likes_mv    -> video_likes     AggregatingMergeTree, ORDER BY (video_id, user_id)
-      creator_credit_mv -> creator_credit  AggregatingMergeTree,
-                                           ORDER BY (user_id, creator_id, kind)
-      user_likes_mv     -> user_likes      AggregatingMergeTree,
-                                           ORDER BY (user_id, creator_id, video_id)
-    engagement_log
+    events              ReplacingMergeTree by month, ORDER BY (occurred_at, occurred_us, event_id)
+      event_aggregates_mv -> event_aggregates   AggregatingMergeTree, not partitioned,
+                                                ORDER BY (tag, a, b, c, event_id)
+    event_corrections   ReplacingMergeTree(copies), ORDER BY event_id
+    engagement_log      ReplacingMergeTree by month
       engagement_log_ids_mv -> engagement_log_ids  ReplacingMergeTree, ORDER BY event_id
+
+``event_aggregates`` holds every aggregate *and* the per-id copy counts, one kind of
+row per ``tag`` (see :class:`Tag`). One view feeding one unpartitioned table writes one
+part per inserted block, and a part appears whole or not at all: so an insert
+interrupted by a crash either counted an event everywhere and remembered its id, or did
+neither, and its retry is then counted exactly once.
+
+In sharded mode every table above lives on each shard under its name plus the local
+suffix, and a ``Distributed`` table of the plain name, sharded by
+``cityHash64(user_id)``, spans them: a redelivered event reaches the shard that holds
+the original.
 """
 
 from __future__ import annotations
 
-from clickhouse_sqlalchemy import types
-from sqlalchemy import Column, MetaData, Table, text
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import IntEnum
+
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from reelrank import ConfigError
+
+from ._config import ClickHouseConfig, ClickHouseTables, connect
 from ._errors import store_errors
 
-__all__ = ["EVENTS", "LOG", "create_schema", "drop_schema"]
-
-_METADATA = MetaData()
+__all__ = ["KIND_CODES", "Tag", "create_schema", "drop_schema"]
 
 
-def _event_columns() -> list[Column[object]]:
-    return [
-        Column("event_id", types.String, primary_key=True),
-        Column("kind", types.String),
-        Column("user_id", types.UInt64),
-        Column("video_id", types.UInt64),
-        Column("occurred_at", types.DateTime),
-        Column("occurred_us", types.UInt32),
-        Column("watched_seconds", types.Nullable(types.Float64)),
-        Column("completion", types.Nullable(types.Float64)),
-        Column("channel", types.Nullable(types.String)),
-        Column("variant", types.Nullable(types.String)),
-        Column("seq", types.UInt64),
-    ]
+class Tag(IntEnum):
+    """What a row of the aggregate table is, and what its key columns ``a, b, c`` hold."""
+
+    EVENT_ID = 0
+    """``a`` day of ``occurred_at`` (days since 1970), ``b`` ``cityHash64(event_id)``,
+    ``event_id``: the id's copy count and the smallest arrival number of its copies."""
+    VIDEO_COUNT = 1
+    """``a`` video, ``c`` kind code: count and completion sum of watches, shares, comments."""
+    VIDEO_LIKE = 2
+    """``a`` video, ``b`` user: the like state (the last like or unlike to arrive)."""
+    CREDIT = 3
+    """``a`` user, ``b`` creator, ``c`` kind code: count and completion sum."""
+    USER_LIKE = 4
+    """``a`` user, ``b`` creator, ``c`` video: the like state again, keyed for a user."""
 
 
-EVENTS = Table("events", _METADATA, *_event_columns(), Column("creator_id", types.UInt64))
-"""Insert-side description of the ``events`` table (the DDL below is authoritative)."""
+KIND_CODES = {"watch": 1, "like": 2, "unlike": 3, "share": 4, "comment": 5}
+"""The ``Enum8`` code of each engagement kind, as the aggregate table's ``c`` holds it."""
 
-LOG = Table("engagement_log", _METADATA, *_event_columns())
-"""Insert-side description of the ``engagement_log`` table."""
-
-_KIND = "Enum8('watch' = 1, 'like' = 2, 'unlike' = 3, 'share' = 4, 'comment' = 5)"
+_KIND = "Enum8(" + ", ".join(f"'{kind}' = {code}" for kind, code in KIND_CODES.items()) + ")"
 
 _EVENT_COLUMNS_DDL = f"""
     event_id String,
@@ -67,121 +76,200 @@ _EVENT_COLUMNS_DDL = f"""
     seq UInt64,
     ingested_at DateTime('UTC') DEFAULT now()"""
 
-# A redelivered event has the same occurred_at and event_id as the original, so the
-# ReplacingMergeTree sort key collapses such copies on merge; the partition by month
-# lets an operator drop old months whole.
-_STATEMENTS: tuple[str, ...] = (
-    f"""CREATE TABLE IF NOT EXISTS events ({_EVENT_COLUMNS_DDL},
+# Each event becomes three rows of the aggregate table: its id, and its two keys (by
+# video, by user) for its kind. ``event_id`` is kept on the id row only, under the day
+# of ``occurred_at`` (a redelivery has the same) and the id's hash: a duplicate check
+# reads the ids of the batch's days only and compares numbers before strings, and old
+# days can be deleted.
+_DAY = "toUInt64(intDiv(toUInt32(occurred_at), 86400))"
+_AGGREGATE_ROWS = f"""if(kind IN ('like', 'unlike'),
+    [(toUInt8({Tag.EVENT_ID}), {_DAY}, toUInt64(0), toUInt64(0)),
+     (toUInt8({Tag.VIDEO_LIKE}), video_id, user_id, toUInt64(0)),
+     (toUInt8({Tag.USER_LIKE}), user_id, creator_id, video_id)],
+    [(toUInt8({Tag.EVENT_ID}), {_DAY}, toUInt64(0), toUInt64(0)),
+     (toUInt8({Tag.VIDEO_COUNT}), video_id, toUInt64(0), toUInt64(toUInt8(kind))),
+     (toUInt8({Tag.CREDIT}), user_id, creator_id, toUInt64(toUInt8(kind)))])"""
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Table names and engines of one schema: one server, or one shard of a cluster."""
+
+    tables: ClickHouseTables
+    suffix: str  # "" on one server; the local suffix on a shard
+    replicated: bool
+    database: str
+
+    def local(self, name: str) -> str:
+        return name + self.suffix
+
+    def engine(self, family: str, name: str, *arguments: str) -> str:
+        if not self.replicated:
+            return f"{family}({', '.join(arguments)})"
+        path = f"'/clickhouse/tables/{{shard}}/{self.database}/{self.local(name)}'"
+        replica = "'{replica}'"
+        return f"Replicated{family}({', '.join((path, replica, *arguments))})"
+
+    def statements(self) -> list[str]:
+        t = self.tables
+        events, aggregates = self.local(t.events), self.local(t.aggregates)
+        corrections, log = self.local(t.corrections), self.local(t.engagement_log)
+        log_ids = self.local(t.engagement_log_ids)
+        return [
+            # A redelivered event has the same occurred_at and event_id as the original,
+            # so the ReplacingMergeTree key collapses the raw copies on merge; by month so
+            # an operator can drop old months whole.
+            f"""CREATE TABLE IF NOT EXISTS {events} ({_EVENT_COLUMNS_DDL},
     creator_id UInt64
-) ENGINE = ReplacingMergeTree()
+) ENGINE = {self.engine("ReplacingMergeTree", t.events)}
 PARTITION BY toYYYYMM(occurred_at)
 ORDER BY (occurred_at, occurred_us, event_id)""",
-    """CREATE TABLE IF NOT EXISTS event_ids (
+            f"""CREATE TABLE IF NOT EXISTS {aggregates} (
+    tag UInt8,
+    a UInt64,
+    b UInt64,
+    c UInt64,
     event_id String,
-    occurred_at DateTime('UTC')
-) ENGINE = ReplacingMergeTree()
-PARTITION BY toYYYYMM(occurred_at)
+    events AggregateFunction(count),
+    completion_sum AggregateFunction(sum, Float64),
+    liked AggregateFunction(argMax, UInt8, UInt64),
+    first_seq AggregateFunction(min, UInt64)
+) ENGINE = {self.engine("AggregatingMergeTree", t.aggregates)}
+ORDER BY (tag, a, b, c, event_id)""",
+            f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {aggregates}_mv TO {aggregates} AS
+SELECT key.1 AS tag, key.2 AS a, if(tag = {Tag.EVENT_ID}, cityHash64(event_id), key.3) AS b,
+       key.4 AS c,
+       if(key.1 = {Tag.EVENT_ID}, event_id, '') AS event_id,
+       countState() AS events,
+       sumState(ifNull(completion, 0.)) AS completion_sum,
+       argMaxState(toUInt8(kind = 'like'), seq) AS liked,
+       minState(seq) AS first_seq
+FROM {events}
+ARRAY JOIN {_AGGREGATE_ROWS} AS key
+GROUP BY tag, a, b, c, event_id""",
+            # Writers that saw the same copies write the same row; a writer that saw
+            # more copies writes a higher version. Reads take the highest per id.
+            f"""CREATE TABLE IF NOT EXISTS {corrections} (
+    event_id String,
+    kind {_KIND},
+    user_id UInt64,
+    video_id UInt64,
+    creator_id UInt64,
+    completion Float64,
+    copies UInt64
+) ENGINE = {self.engine("ReplacingMergeTree", t.corrections, "copies")}
 ORDER BY event_id""",
-    """CREATE MATERIALIZED VIEW IF NOT EXISTS event_ids_mv TO event_ids AS
-SELECT event_id, occurred_at FROM events""",
-    """CREATE TABLE IF NOT EXISTS video_counts (
-    video_id UInt64,
-    kind Enum8('watch' = 1, 'like' = 2, 'unlike' = 3, 'share' = 4, 'comment' = 5),
-    events AggregateFunction(count),
-    completion_sum AggregateFunction(sum, Float64)
-) ENGINE = AggregatingMergeTree()
-ORDER BY (video_id, kind)""",
-    """CREATE MATERIALIZED VIEW IF NOT EXISTS video_counts_mv TO video_counts AS
-SELECT video_id, kind,
-       countState() AS events,
-       sumState(ifNull(completion, 0.)) AS completion_sum
-FROM events
-WHERE kind IN ('watch', 'share', 'comment')
-GROUP BY video_id, kind""",
-    """CREATE TABLE IF NOT EXISTS video_likes (
-    video_id UInt64,
-    user_id UInt64,
-    liked AggregateFunction(argMax, UInt8, UInt64)
-) ENGINE = AggregatingMergeTree()
-ORDER BY (video_id, user_id)""",
-    """CREATE MATERIALIZED VIEW IF NOT EXISTS video_likes_mv TO video_likes AS
-SELECT video_id, user_id, argMaxState(toUInt8(kind = 'like'), seq) AS liked
-FROM events
-WHERE kind IN ('like', 'unlike')
-GROUP BY video_id, user_id""",
-    """CREATE TABLE IF NOT EXISTS creator_credit (
-    user_id UInt64,
-    creator_id UInt64,
-    kind Enum8('watch' = 1, 'like' = 2, 'unlike' = 3, 'share' = 4, 'comment' = 5),
-    events AggregateFunction(count),
-    completion_sum AggregateFunction(sum, Float64)
-) ENGINE = AggregatingMergeTree()
-ORDER BY (user_id, creator_id, kind)""",
-    """CREATE MATERIALIZED VIEW IF NOT EXISTS creator_credit_mv TO creator_credit AS
-SELECT user_id, creator_id, kind,
-       countState() AS events,
-       sumState(ifNull(completion, 0.)) AS completion_sum
-FROM events
-WHERE kind IN ('watch', 'share', 'comment')
-GROUP BY user_id, creator_id, kind""",
-    """CREATE TABLE IF NOT EXISTS user_likes (
-    user_id UInt64,
-    creator_id UInt64,
-    video_id UInt64,
-    liked AggregateFunction(argMax, UInt8, UInt64)
-) ENGINE = AggregatingMergeTree()
-ORDER BY (user_id, creator_id, video_id)""",
-    """CREATE MATERIALIZED VIEW IF NOT EXISTS user_likes_mv TO user_likes AS
-SELECT user_id, creator_id, video_id, argMaxState(toUInt8(kind = 'like'), seq) AS liked
-FROM events
-WHERE kind IN ('like', 'unlike')
-GROUP BY user_id, creator_id, video_id""",
-    f"""CREATE TABLE IF NOT EXISTS engagement_log ({_EVENT_COLUMNS_DDL}
-) ENGINE = ReplacingMergeTree()
+            f"""CREATE TABLE IF NOT EXISTS {log} ({_EVENT_COLUMNS_DDL}
+) ENGINE = {self.engine("ReplacingMergeTree", t.engagement_log)}
 PARTITION BY toYYYYMM(occurred_at)
 ORDER BY (occurred_at, occurred_us, event_id)""",
-    """CREATE TABLE IF NOT EXISTS engagement_log_ids (
+            f"""CREATE TABLE IF NOT EXISTS {log_ids} (
     event_id String,
     occurred_at DateTime('UTC')
-) ENGINE = ReplacingMergeTree()
+) ENGINE = {self.engine("ReplacingMergeTree", t.engagement_log_ids)}
 PARTITION BY toYYYYMM(occurred_at)
 ORDER BY event_id""",
-    """CREATE MATERIALIZED VIEW IF NOT EXISTS engagement_log_ids_mv TO engagement_log_ids AS
-SELECT event_id, occurred_at FROM engagement_log""",
-)
+            f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {log_ids}_mv TO {log_ids} AS
+SELECT event_id, occurred_at FROM {log}""",
+        ]
 
-_OBJECTS_IN_DROP_ORDER: tuple[str, ...] = (
-    "event_ids_mv",
-    "video_counts_mv",
-    "video_likes_mv",
-    "creator_credit_mv",
-    "user_likes_mv",
-    "engagement_log_ids_mv",
-    "events",
-    "event_ids",
-    "video_counts",
-    "video_likes",
-    "creator_credit",
-    "user_likes",
-    "engagement_log",
-    "engagement_log_ids",
-)
+    def drop_order(self) -> list[str]:
+        t = self.tables
+        views = [f"{self.local(t.aggregates)}_mv", f"{self.local(t.engagement_log_ids)}_mv"]
+        return views + [self.local(name) for name in t.model_dump().values()]
 
 
-def create_schema(engine: Engine) -> None:
-    """Create every table and materialized view in the engine's database, if missing.
+def _distributed(config: ClickHouseConfig) -> list[str]:
+    """A ``Distributed`` table over each local table, of the table's plain name.
 
-    Idempotent: safe to run on every start. Views are created after their target
-    tables and before any insert, so no event misses an aggregate.
-    Raises :class:`~reelrank.StoreError` when the server refuses a statement.
+    Tables written through it are sharded by ``cityHash64(user_id)``; the views' targets
+    have no ``user_id`` and are only read through theirs (their rows are made on the
+    shard that received the event).
     """
-    with store_errors("events", "create schema"), engine.connect() as connection:
-        for statement in _STATEMENTS:
-            connection.execute(text(statement))
+    assert config.cluster is not None
+    tables = config.tables
+    statements = []
+    for name in tables.model_dump().values():
+        local = name + config.local_suffix
+        arguments = [config.cluster, config.database, local]
+        if name not in (tables.aggregates, tables.engagement_log_ids):
+            arguments.append("cityHash64(user_id)")
+        statements.append(
+            f"CREATE TABLE IF NOT EXISTS {name} AS {local} "
+            f"ENGINE = Distributed({', '.join(arguments)})"
+        )
+    return statements
 
 
-def drop_schema(engine: Engine) -> None:
-    """Drop every table and view :func:`create_schema` made (views first). Data is lost."""
-    with store_errors("events", "drop schema"), engine.connect() as connection:
-        for name in _OBJECTS_IN_DROP_ORDER:
-            connection.execute(text(f"DROP TABLE IF EXISTS {name}"))
+@contextmanager
+def _servers(engine: Engine, config: ClickHouseConfig | None) -> Iterator[list[Engine]]:
+    """The engines to create the schema on: ``engine`` alone, or one per cluster server."""
+    if config is None or config.cluster is None:
+        yield [engine]
+        return
+    with store_errors("events", "list cluster servers"), engine.connect() as connection:
+        addresses = connection.execute(
+            text(
+                "SELECT DISTINCT host_address, port FROM system.clusters "
+                "WHERE cluster = :cluster ORDER BY shard_num, replica_num"
+            ),
+            {"cluster": config.cluster},
+        ).fetchall()
+    if not addresses:
+        raise ConfigError("cluster", config.cluster, "no such cluster in system.clusters")
+    engines = [
+        connect(config.model_copy(update={"host": host, "port": int(port), "pool_size": 1}))
+        for host, port in addresses
+    ]
+    try:
+        yield engines
+    finally:
+        for each in engines:
+            each.dispose()
+
+
+def _layout(config: ClickHouseConfig | None) -> _Layout:
+    if config is None:
+        return _Layout(ClickHouseTables(), "", False, "default")
+    sharded = config.cluster is not None
+    return _Layout(
+        config.tables, config.local_suffix if sharded else "", config.replicated, config.database
+    )
+
+
+def create_schema(engine: Engine, config: ClickHouseConfig | None = None) -> None:
+    """Create every table and materialized view, if missing.
+
+    On one server (``config`` ``None`` or without a cluster) the schema goes into the
+    engine's database. In sharded mode (:attr:`ClickHouseConfig.cluster`) the adapter
+    reads the cluster's servers from ``system.clusters`` and connects to each: it
+    creates the per-shard tables and view there, then the ``Distributed`` tables, so
+    any server can take the stores' queries. ``ON CLUSTER`` DDL is not used, as it
+    needs ZooKeeper. Idempotent: safe to run on every start. Views are created after
+    their target tables and before any insert, so no event misses an aggregate.
+    Raises :class:`~reelrank.StoreError` when a server refuses a statement and
+    :class:`~reelrank.ConfigError` when the cluster is unknown.
+    """
+    layout = _layout(config)
+    with _servers(engine, config) as servers:
+        for server in servers:
+            statements = layout.statements()
+            if config is not None and config.cluster is not None:
+                statements += _distributed(config)
+            with store_errors("events", "create schema"), server.connect() as connection:
+                for statement in statements:
+                    connection.execute(text(statement))
+
+
+def drop_schema(engine: Engine, config: ClickHouseConfig | None = None) -> None:
+    """Drop every table and view :func:`create_schema` made (views first), on every
+    server of the cluster in sharded mode. Data is lost."""
+    layout = _layout(config)
+    with _servers(engine, config) as servers:
+        for server in servers:
+            names = layout.drop_order()
+            if config is not None and config.cluster is not None:
+                names = list(config.tables.model_dump().values()) + names
+            with store_errors("events", "drop schema"), server.connect() as connection:
+                for name in names:
+                    connection.execute(text(f"DROP TABLE IF EXISTS {name}"))

@@ -4,32 +4,50 @@
 loopback only, free ports, UTC), starts the server in the foreground as a child
 process, waits until it answers a query and stops it again. It can also pause
 (``SIGSTOP``) and resume (``SIGCONT``) the process, which is how the fault tests
-simulate a hung server::
+simulate a hung server, and kill it and restart it on the same ports and data::
 
     with ClickHouseServer(tmp_path) as server:
         server.execute("CREATE DATABASE feeds")
         engine = connect(ClickHouseConfig(port=server.tcp_port, database="feeds"))
+
+:class:`ClickHouseCluster` starts several such servers that list each other as a
+``remote_servers`` cluster: shards of one server each, for the sharded mode::
+
+    with ClickHouseCluster(tmp_path, shards=2) as cluster:
+        cluster.execute_everywhere("CREATE DATABASE feeds")
+        config = cluster.config("feeds")   # cluster=..., port of the first server
+        engine = connect(config)
+        create_schema(engine, config)
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import socket
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 import clickhouse_driver
 import clickhouse_driver.errors
 
 from reelrank.testing.servers import ServerProcess, free_port, spawn_logged, wait_until_ready
 
+from ._config import ClickHouseConfig
+
 __all__ = [
+    "ClickHouseCluster",
     "ClickHouseServer",
     "ClickHouseServerError",
+    "ZooKeeperServer",
     "find_clickhouse_server",
+    "find_zookeeper",
     "free_port",
 ]
 
@@ -64,6 +82,7 @@ _CONFIG_TEMPLATE = """<?xml version="1.0"?>
     <mark_cache_size>67108864</mark_cache_size>
     <uncompressed_cache_size>0</uncompressed_cache_size>
     <max_concurrent_queries>100</max_concurrent_queries>
+{extra}
 </yandex>
 """
 
@@ -128,26 +147,40 @@ class ClickHouseServer(ServerProcess):
     error_type = ClickHouseServerError
     stop_timeout = _STOP_TIMEOUT_SECONDS
 
-    def __init__(self, directory: Path, *, executable: str | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        executable: str | None = None,
+        tcp_port: int = 0,
+        http_port: int = 0,
+        extra_config: str = "",
+    ) -> None:
         found = executable or find_clickhouse_server()
         if found is None:
             raise ClickHouseServerError("clickhouse-server is not installed")
         self.executable = found
         self.directory = directory.resolve()
-        self.tcp_port = 0
-        self.http_port = 0
+        self.tcp_port = tcp_port
+        self.http_port = http_port
+        self.extra_config = extra_config
+        """XML elements added to the ``<yandex>`` root of the config (a cluster's
+        ``remote_servers``, ``macros``, ``zookeeper``)."""
+        self._fixed_ports = bool(tcp_port and http_port)
+        self._interserver_port = 0
 
     # -- lifecycle ------------------------------------------------------------------
 
     def start(self) -> None:
         """Write the config, start the server and wait until it answers ``SELECT 1``.
 
-        When a chosen port was taken in the meantime, new free ports are tried.
+        When a chosen port was taken in the meantime, new free ports are tried, unless
+        the ports were given (a cluster's servers name each other's ports).
         """
         if self._process is not None:
             raise ClickHouseServerError("the server is already running")
         last_error: ClickHouseServerError | None = None
-        for _ in range(_PORT_ATTEMPTS):
+        for _ in range(1 if self._fixed_ports else _PORT_ATTEMPTS):
             try:
                 self._spawn()
                 return
@@ -167,17 +200,21 @@ class ClickHouseServer(ServerProcess):
                 host=self.host,
                 http_port=self.http_port,
                 tcp_port=self.tcp_port,
-                interserver_port=free_port(),
+                interserver_port=self._interserver_port,
+                extra=self.extra_config,
             ),
             encoding="utf-8",
         )
         return config
 
     def _spawn(self) -> None:
-        self.tcp_port = free_port()
-        self.http_port = free_port()
-        while self.http_port == self.tcp_port:
+        if not self._fixed_ports:
+            self.tcp_port = free_port()
             self.http_port = free_port()
+            while self.http_port == self.tcp_port:
+                self.http_port = free_port()
+        if not self._interserver_port:
+            self._interserver_port = free_port()
         config = self._write_config()
         command = [
             self.executable,
@@ -252,6 +289,23 @@ class ClickHouseServer(ServerProcess):
             time.sleep(0.005)
         raise ClickHouseServerError("the server's threads did not stop after SIGSTOP")
 
+    def kill(self) -> None:
+        """Kill the server with ``SIGKILL``, as a crash would (no shutdown, parts being
+        written are left behind half done)."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        process.kill()
+        process.wait()
+        self._paused = False
+
+    def restart(self) -> None:
+        """Start the server again on the same ports and data after :meth:`kill` or
+        :meth:`stop`."""
+        self._terminate()
+        self._fixed_ports = True
+        self.start()
+
     # -- access ---------------------------------------------------------------------
 
     def execute(self, sql: str, *, timeout: float = 10.0) -> str:
@@ -263,3 +317,203 @@ class ClickHouseServer(ServerProcess):
         with urllib.request.urlopen(request, timeout=timeout) as reply:
             text: str = reply.read().decode("utf-8")
             return text
+
+
+def _cluster_xml(name: str, shards: Sequence[Sequence[int]]) -> str:
+    """A ``remote_servers`` section: one ``<shard>`` per list of replica TCP ports."""
+    shard_xml = "".join(
+        "<shard><internal_replication>true</internal_replication>"
+        + "".join(
+            f"<replica><host>{ServerProcess.host}</host><port>{port}</port></replica>"
+            for port in replicas
+        )
+        + "</shard>"
+        for replicas in shards
+    )
+    return f"<remote_servers><{name}>{shard_xml}</{name}></remote_servers>"
+
+
+class ClickHouseCluster:
+    """Several :class:`ClickHouseServer` processes that form a ``remote_servers``
+    cluster named :attr:`name`: ``shards`` shards of ``replicas`` servers each.
+
+    Every server gets the same cluster section and its own ``shard`` and ``replica``
+    macros. Replicas need ZooKeeper: pass ``zookeeper`` as ``(host, port)`` (see
+    :class:`~reelrank_clickhouse.testing.ZooKeeperServer`). ``ON CLUSTER`` DDL is not
+    used, so the adapter creates its schema on each server (:attr:`servers`, shard by
+    shard).
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        shards: int = 2,
+        replicas: int = 1,
+        name: str = "reelrank",
+        zookeeper: tuple[str, int] | None = None,
+    ) -> None:
+        if shards < 1 or replicas < 1:
+            raise ValueError("a cluster needs at least one shard of one replica")
+        if replicas > 1 and zookeeper is None:
+            raise ValueError("replicas need ZooKeeper")
+        self.name = name
+        self.directory = directory.resolve()
+        ports = [[(free_port(), free_port()) for _ in range(replicas)] for _ in range(shards)]
+        remote = _cluster_xml(name, [[tcp for tcp, _ in shard] for shard in ports])
+        keeper = (
+            ""
+            if zookeeper is None
+            else f"<zookeeper><node><host>{zookeeper[0]}</host><port>{zookeeper[1]}</port>"
+            "</node><session_timeout_ms>10000</session_timeout_ms></zookeeper>"
+        )
+        self.servers: list[ClickHouseServer] = []
+        """Every server, shard by shard, replicas of a shard together."""
+        for shard, replica_ports in enumerate(ports, start=1):
+            for replica, (tcp, http) in enumerate(replica_ports, start=1):
+                macros = f"<macros><shard>{shard:02d}</shard><replica>r{replica}</replica></macros>"
+                self.servers.append(
+                    ClickHouseServer(
+                        self.directory / f"shard{shard}-replica{replica}",
+                        tcp_port=tcp,
+                        http_port=http,
+                        extra_config=remote + macros + keeper,
+                    )
+                )
+        self.replicated = replicas > 1
+
+    def start(self) -> None:
+        """Start every server; stops the started ones again if one fails."""
+        try:
+            for server in self.servers:
+                server.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop every server."""
+        for server in self.servers:
+            server.stop()
+
+    def execute_everywhere(self, sql: str) -> None:
+        """Run one statement on every server (``CREATE DATABASE``, for one)."""
+        for server in self.servers:
+            server.execute(sql)
+
+    def config(self, database: str, **settings: object) -> ClickHouseConfig:
+        """Settings of the adapter in sharded mode, entering through the first server."""
+        return ClickHouseConfig.model_validate(
+            {
+                "port": self.servers[0].tcp_port,
+                "database": database,
+                "cluster": self.name,
+                "replicated": self.replicated,
+                **settings,
+            }
+        )
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+_ZOOKEEPER_JAR = "/usr/share/java/zookeeper.jar"
+_ZOOKEEPER_MAIN = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
+_ZOOKEEPER_START_TIMEOUT_SECONDS = 60.0
+
+
+def find_zookeeper() -> str | None:
+    """Path of ZooKeeper's jar (Debian's ``zookeeper`` package), or ``None``."""
+    if os.path.exists(_ZOOKEEPER_JAR) and shutil.which("java"):
+        return _ZOOKEEPER_JAR
+    return None
+
+
+class ZooKeeperServer(ServerProcess):
+    """A standalone ZooKeeper on ``127.0.0.1`` for the replicated mode's tests.
+
+    Writes its own ``zoo.cfg`` and log configuration under ``directory`` (data, logs),
+    starts the JVM from Debian's jar in the foreground of a child process and waits
+    until it serves (``srvr``). ClickHouse 18.16 has no Keeper of its own.
+    """
+
+    error_type = ClickHouseServerError
+    stop_timeout = _STOP_TIMEOUT_SECONDS
+
+    def __init__(self, directory: Path) -> None:
+        jar = find_zookeeper()
+        if jar is None:
+            raise ClickHouseServerError("zookeeper (and java) is not installed")
+        self.jar = jar
+        self.directory = directory.resolve()
+        self.port = 0
+
+    def start(self) -> None:
+        """Write the config, start the JVM and wait until the server serves."""
+        if self._process is not None:
+            raise ClickHouseServerError("ZooKeeper is already running")
+        (self.directory / "data").mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        config = self.directory / "zoo.cfg"
+        config.write_text(
+            "tickTime=500\ninitLimit=10\nsyncLimit=5\n"
+            f"dataDir={self.directory / 'data'}\nclientPort={self.port}\n"
+            f"clientPortAddress={self.host}\nadmin.enableServer=false\n"
+            "4lw.commands.whitelist=srvr\nmaxClientCnxns=0\n",
+            encoding="utf-8",
+        )
+        (self.directory / "log4j.properties").write_text(
+            "log4j.rootLogger=WARN, CONSOLE\n"
+            "log4j.appender.CONSOLE=org.apache.log4j.ConsoleAppender\n"
+            "log4j.appender.CONSOLE.layout=org.apache.log4j.PatternLayout\n",
+            encoding="utf-8",
+        )
+        command = [
+            "java",
+            "-Xmx256m",
+            f"-Dzookeeper.log.dir={self.directory}",
+            "-cp",
+            f"{self.directory}:{self.jar}",
+            _ZOOKEEPER_MAIN,
+            str(config),
+        ]
+        try:
+            process = spawn_logged(command, self.directory / "zookeeper.log", cwd=self.directory)
+        except OSError as exc:
+            raise ClickHouseServerError(f"cannot run java: {exc}") from exc
+        self._adopt(process)
+        if wait_until_ready(
+            self._answers, process, timeout=_ZOOKEEPER_START_TIMEOUT_SECONDS, interval=0.1
+        ):
+            return
+        self._terminate()
+        raise ClickHouseServerError(
+            f"ZooKeeper on port {self.port} did not answer; see {self.directory}"
+        )
+
+    def _answers(self) -> bool:
+        """Whether the server is serving: ``srvr`` reports its mode only then (``ruok``
+        answers earlier, and ClickHouse's first session was seen refused after it)."""
+        try:
+            with socket.create_connection((self.host, self.port), timeout=0.5) as probe:
+                probe.sendall(b"srvr")
+                reply = b""
+                while chunk := probe.recv(4096):
+                    reply += chunk
+        except OSError:
+            return False
+        return b"Mode: standalone" in reply
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """``(host, port)``, as :class:`ClickHouseCluster` takes it."""
+        return (self.host, self.port)

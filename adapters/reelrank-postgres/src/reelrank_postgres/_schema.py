@@ -39,6 +39,7 @@ __all__ = [
     "creators",
     "engagement_events",
     "engagement_log",
+    "feed_cache",
     "follows",
     "metadata",
     "model_scores",
@@ -50,7 +51,7 @@ __all__ = [
     "videos",
 ]
 
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0005"
 """The schema revision this version of the adapter reads and writes."""
 
 
@@ -248,4 +249,14 @@ engagement_log = Table(
     Column("variant", String(64), nullable=True),
     Index("ix_engagement_log_time", "occurred_at", "event_id"),
     Index("ix_engagement_log_user_time", "user_id", "occurred_at", "event_id"),
+)
+
+feed_cache = Table(
+    "feed_cache",
+    metadata,
+    Column("user_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("variant", String(64), primary_key=True),
+    Column("snapshot", Text, nullable=False),
+    Column("expires_at", Double, nullable=False),
+    Index("ix_feed_cache_expiry", "expires_at"),
 )

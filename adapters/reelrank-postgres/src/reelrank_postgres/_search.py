@@ -54,10 +54,10 @@ _COUNT_CHANGE = text(
 _COUNT_DROP = text("DELETE FROM search_terms WHERE term = :term AND videos <= 0")
 
 _RUM_INDEX = "ix_search_documents_rum"
-# With a RUM index (migration 0004, when the server has the extension) the index ranks
+# With a RUM index (migration 0005, when the server has the extension) the index ranks
 # every match from the positions it stores (``<=>`` is 1 / RUM's rank, a ts_rank-like
 # score) and returns them in rank order: no heap row is read to rank. ``video_id > 0`` is
-# the partial index's predicate (see migration 0004).
+# the partial index's predicate (see migration 0005).
 _POSTGRES_RUM = text(
     "SELECT video_id, 1.0 / (document <=> query) AS score "
     "FROM search_documents, CAST(:query AS tsquery) AS query "
@@ -203,7 +203,7 @@ class SqlSearchIndex(ReplicaReadStore):
     Ranking is bounded by ``rank_pool``. Every query first reads how many videos hold
     each of its terms (``search_terms``); the smallest group total bounds its matches.
     When that bound is at most ``rank_pool``, every match is ranked exactly: a one-term
-    (or one-prefix) query by the RUM index on PostgreSQL when migration 0004 could create
+    (or one-prefix) query by the RUM index on PostgreSQL when migration 0005 could create
     it (the ``rum`` extension is installed on the server; ``use_rum_index=False`` turns
     it off), anything else like a larger query. Above it, only the ``rank_pool`` newest
     matches (highest video ids, read in primary-key order without computing a rank) are

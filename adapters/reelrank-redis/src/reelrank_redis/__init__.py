@@ -3,6 +3,7 @@
 from importlib.metadata import PackageNotFoundError, version
 
 from ._config import RedisClient, RedisConfig, client_bounds_calls, connect
+from ._errors import ReplicationError
 from ._event_store import RedisEventStore
 from ._feed_cache import FeedCacheStats, RedisFeedCache
 from ._seen_store import RedisSeenStore
@@ -19,6 +20,7 @@ __all__ = [
     "RedisEventStore",
     "RedisFeedCache",
     "RedisSeenStore",
+    "ReplicationError",
     "__version__",
     "client_bounds_calls",
     "connect",

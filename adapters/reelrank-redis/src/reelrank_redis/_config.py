@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any, TypeAlias
 
 import redis
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
 from redis.retry import Retry
 
+from reelrank import ConfigError
 from reelrank.stores.adapter import AdapterSettings
 
 __all__ = ["RedisClient", "RedisConfig", "client_bounds_calls", "connect"]
@@ -65,6 +66,39 @@ class RedisConfig(AdapterSettings):
     """Lifetime of a video's and a user's real-time counters after their last event, or
     ``None`` to keep them. Set it when Redis only bridges the gap until an analytics
     store has caught up."""
+    min_replicas_acked: int = Field(default=0, ge=0, le=16)
+    """Replicas that must hold an event before :meth:`RedisEventStore.append
+    <reelrank_redis.RedisEventStore.append>` returns; ``0`` does not wait.
+
+    Redis replicates asynchronously: without waiting, an event its master acknowledged
+    but had not yet sent to a replica is lost if that master fails and the replica takes
+    over. With ``n > 0``, ``append`` sends ``WAIT n`` on the same connection as the
+    event's writes (on each node that took a half of it) and raises
+    :class:`~reelrank_redis.ReplicationError` when fewer than ``n`` replicas acknowledged
+    them within ``replication_timeout_seconds``; the client retries, and the event id
+    makes the retry count it once. Every master must have at least ``n`` replicas, or
+    every append fails.
+    """
+    replication_timeout_seconds: float = Field(
+        default=0.05, gt=0.0, le=60.0, allow_inf_nan=False
+    )
+    """How long ``WAIT`` lets the replicas take to acknowledge an event (rounded to whole
+    milliseconds, at least one) when ``min_replicas_acked`` is set. It must be shorter
+    than ``socket_timeout_seconds``, which bounds the reply that carries it."""
+
+    @model_validator(mode="after")
+    def _check_replication_timeout(self) -> RedisConfig:
+        if self.min_replicas_acked and (
+            self.replication_timeout_seconds >= self.socket_timeout_seconds
+        ):
+            raise ConfigError(
+                "replication_timeout_seconds",
+                self.replication_timeout_seconds,
+                f"must be shorter than socket_timeout_seconds "
+                f"({self.socket_timeout_seconds}) when min_replicas_acked is set, or the "
+                "socket times out before WAIT answers",
+            )
+        return self
 
 
 class _BoundedRedisCluster(RedisCluster):

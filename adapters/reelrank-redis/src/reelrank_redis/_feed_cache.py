@@ -86,15 +86,28 @@ class RedisFeedCache(RedisStore):
     # -- reads ------------------------------------------------------------------------
 
     def get(self, user_id: int, variant: str | None = None) -> FeedSnapshot | None:
-        """The live snapshot for ``(user_id, variant)``, or ``None``."""
+        """The live snapshot for ``(user_id, variant)``, or ``None``.
+
+        One round trip on a hit: the ``GET`` and a hit count are pipelined together (the
+        count assumes a hit, as most lookups of a warm cache are). A miss sends a second
+        pipeline that turns that hit into a miss.
+        """
         check_id("user_id", user_id)
         check_variant("variant", variant)
         key = self._keys.feed(user_id, variant)
+        stats_key = self._stats_key(user_id)
         with store_errors(STORE_NAME, "get"):
-            value = self._client.get(key)
-        snapshot = self._decode(key, value)
-        found = int(snapshot is not None)
-        self._count("get", user_id, hits=found, misses=1 - found)
+            pipe = self._client.pipeline(transaction=False)
+            pipe.get(key)
+            pipe.hincrby(stats_key, "hits", 1)
+            value, _ = pipe.execute()
+        try:
+            snapshot = self._decode(key, value)
+        except StoreError:
+            self._count("get", user_id, hits=-1, misses=0)  # not a hit after all
+            raise
+        if snapshot is None:
+            self._count("get", user_id, hits=-1, misses=1)
         return snapshot
 
     def get_many(self, keys: Sequence[FeedKey]) -> dict[FeedKey, FeedSnapshot]:
@@ -122,11 +135,16 @@ class RedisFeedCache(RedisStore):
             )
         return result
 
+    def _stats_key(self, user_id: int) -> str:
+        """The statistics bucket of ``user_id``: lookups spread over :data:`BUCKETS` hashes,
+        so that no single hash takes every lookup's write."""
+        return self._keys.feed_stats(user_id % BUCKETS)
+
     def _count(self, operation: str, user_id: int, *, hits: int, misses: int) -> None:
-        """Add to the shared statistics, in the bucket of ``user_id`` so that no single
-        hash takes every lookup's write. A separate command after the read, not part of
-        it: the read's keys and the statistics live in different slots of a cluster."""
-        key = self._keys.feed_stats(user_id % BUCKETS)
+        """Add to the shared statistics, in the bucket of ``user_id``. Plain commands, not
+        part of a script: the read's keys and the statistics live in different slots of a
+        cluster."""
+        key = self._stats_key(user_id)
         with store_errors(STORE_NAME, operation):
             pipe = self._client.pipeline(transaction=False)
             if hits:

@@ -1,0 +1,57 @@
+"""clickhouse-driver clients for the stores: one kept for writes, pooled ones for reads."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, cast
+
+from clickhouse_driver import Client
+from sqlalchemy.engine import Engine
+
+__all__ = ["DriverClients", "id_table"]
+
+
+def id_table(name: str, column: str, column_type: str, values: Any) -> dict[str, Any]:
+    """An external table of one column for ``execute(..., external_tables=[...])``.
+
+    Ids sent this way travel as native blocks, not SQL text, so any number of them
+    stays under the server's ``max_query_size``, and the server reads them without
+    parsing.
+    """
+    # Rows as tuples: the driver would turn dicts into tuples first.
+    return {"name": name, "structure": [(column, column_type)], "data": [(v,) for v in values]}
+
+
+class DriverClients:
+    """The driver clients of one store, all made from the engine's URL (same server,
+    database, timeouts and settings, ``insert_distributed_sync`` included).
+
+    Through SQLAlchemy, clickhouse-sqlalchemy's DB-API layer makes a new driver client,
+    and so a new connection, for every cursor, and rows pass as dicts; the stores talk
+    to the driver directly: columnar inserts, and ids as external tables.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._writer: Client | None = None
+
+    def writer(self) -> Client:
+        """The store's write client, made on first use; call it under the store's write
+        lock (a driver client serves one query at a time). The driver reconnects it on
+        the next call after a failure."""
+        if self._writer is None:
+            (dsn,), _ = self._engine.dialect.create_connect_args(self._engine.url)
+            self._writer = Client.from_url(dsn)
+        return self._writer
+
+    @contextmanager
+    def reader(self) -> Iterator[Client]:
+        """A client from the engine's pool (bounded by its size and pool timeout), for
+        one read."""
+        connection = self._engine.raw_connection()
+        try:
+            dbapi: Any = connection.dbapi_connection  # clickhouse-sqlalchemy's Connection
+            yield cast(Client, dbapi.transport)
+        finally:
+            connection.close()

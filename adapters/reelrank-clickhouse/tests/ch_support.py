@@ -1,0 +1,66 @@
+"""What the exactly-once and replicated-mode tests share: a workload, the in-memory
+reference of its statistics, and the comparison of every statistic."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from reelrank_clickhouse import ClickHouseEventStore
+
+from reelrank import EngagementEvent, EngagementKind, InMemoryEventStore
+from reelrank.testing import make_event
+
+Pair = tuple[EngagementEvent, int]
+
+
+def workload(prefix: str, count: int = 60) -> list[Pair]:
+    """Events of every kind over a few videos, users and creators; each (user, video)
+    gets at most one like or unlike, so the result does not depend on arrival order."""
+    made: list[Pair] = []
+    for n in range(count):
+        kind = (EngagementKind.WATCH, EngagementKind.SHARE, EngagementKind.COMMENT)[n % 3]
+        user_id, video_id = 1 + n % 5, 1 + n % 4
+        extra = {"completion": (n % 7) / 7} if kind is EngagementKind.WATCH else {}
+        event = make_event(kind, user_id=user_id, video_id=video_id, **extra)
+        made.append((event.model_copy(update={"event_id": f"{prefix}-{n}"}), 10 + video_id % 2))
+    for user_id in range(1, 6):
+        like = make_event("like", user_id=user_id, video_id=1 + user_id % 4)
+        made.append((like.model_copy(update={"event_id": f"{prefix}-like-{user_id}"}), 10))
+    return made
+
+
+def reference_of(deliveries: Sequence[Sequence[Pair]]) -> InMemoryEventStore:
+    reference = InMemoryEventStore()
+    for batch in deliveries:
+        for event, creator_id in batch:
+            reference.append(event, creator_id=creator_id)
+    return reference
+
+
+def assert_same_statistics(
+    store: ClickHouseEventStore,
+    reference: InMemoryEventStore,
+    videos: Sequence[int],
+    users: Sequence[int],
+    creators: Sequence[int],
+) -> None:
+    """Every statistic of ``store`` equals the reference's: the counts, completion and
+    likes of each video, each user's affinities, and the popular order."""
+    got, want = store.get_stats(videos), reference.get_stats(videos)
+    for video_id in videos:
+        mine, theirs = got[video_id], want[video_id]
+        assert (mine.views, mine.likes, mine.shares, mine.comments) == (
+            theirs.views,
+            theirs.likes,
+            theirs.shares,
+            theirs.comments,
+        ), video_id
+        assert math.isclose(mine.completion_sum, theirs.completion_sum, abs_tol=1e-9)
+    for user_id in users:
+        mine_aff = store.get_affinities(user_id, creators)
+        for creator_id, value in reference.get_affinities(user_id, creators).items():
+            assert math.isclose(mine_aff[creator_id], value, abs_tol=1e-9), (user_id, creator_id)
+    assert store.popular_video_ids(limit=len(videos) + 5) == reference.popular_video_ids(
+        limit=len(videos) + 5
+    )

@@ -1,5 +1,6 @@
 """The SQL adapter on loopback PostgreSQL 15 and on a SQLite file: the candidate query and
-the stats read of one 500-candidate page, against the in-memory stores in the same run.
+the stats read of one 500-candidate page, against the in-memory stores in the same run,
+and a cache-miss ``feed()`` over PostgreSQL stores at catalog scale.
 
 One "page read" is ``recent_videos(limit=500)`` followed by ``get_stats`` of the 500 ids,
 the two store calls a fresh ranking makes for its shared candidate pool. The ratio table
@@ -10,6 +11,7 @@ Skips when ``reelrank-postgres`` or the PostgreSQL server binaries are not insta
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -71,9 +73,7 @@ class Backends:
         config = reelrank_postgres.SqlStoreConfig
         self.engines = {
             "postgresql": reelrank_postgres.connect(config(url=server.url)),
-            "sqlite": reelrank_postgres.connect(
-                config(url=f"sqlite:///{directory / 'bench.db'}")
-            ),
+            "sqlite": reelrank_postgres.connect(config(url=f"sqlite:///{directory / 'bench.db'}")),
         }
         self.stores: dict[str, tuple[Any, Any]] = {
             "memory": (InMemoryCatalog(), InMemoryEventStore())
@@ -132,3 +132,98 @@ def test_page_read_ratio_against_memory(benchmark: Any, backends: Backends) -> N
         benchmark.extra_info[f"{name}_vs_memory"] = round(ratio, 1)
         SUMMARY.append(f"sql page read, {name} / memory (p50): x{ratio:.1f}")
     assert benchmark(backends.page_read("postgresql")) == CANDIDATES
+
+
+# -- a cache-miss feed over PostgreSQL stores at catalog scale ------------------------------
+
+FEED_VIDEOS = 10_000 if QUICK else 1_000_000
+"""The :mod:`search_corpus` catalog size the feed is served from (1M in full mode)."""
+FEED_USERS = 40 if QUICK else 400
+FOLLOWED_PER_USER = 30
+FEED_PAGE = 20
+FEED_P99_GOAL_MS = 30.0
+_FIRST_USER = 1_000_001
+
+
+@pytest.fixture(scope="module")
+def feed_engine() -> Iterator[Any]:
+    """A cluster holding the corpus catalog (COPY) and users who follow 30 creators each,
+    drawn from the 2,000 most prolific."""
+    import pg_bulk
+    from search_corpus import make_corpus
+    from sqlalchemy import text
+
+    settings = {} if QUICK else {"shared_buffers": "1GB"}  # holds the 1M catalog
+    with pg_testing.PostgresServer(settings=settings) as server:
+        config = reelrank_postgres.SqlStoreConfig(url=server.url, statement_timeout_seconds=600)
+        engine = reelrank_postgres.connect(config)
+        reelrank_postgres.migrate(engine)
+        corpus = make_corpus(FEED_VIDEOS)
+        pg_bulk.copy_catalog(engine, corpus)
+        rng = np.random.default_rng(5)
+        prolific = min(2_000, pg_bulk.creator_count(corpus))
+        rows = [
+            {"user": user, "creator": int(creator) + 1}
+            for user in range(_FIRST_USER, _FIRST_USER + FEED_USERS)
+            for creator in rng.choice(prolific, FOLLOWED_PER_USER, replace=False)
+        ]
+        with engine.begin() as connection:
+            connection.execute(text("INSERT INTO follows VALUES (:user, :creator)"), rows)
+        pg_bulk.vacuum_analyze(engine, "follows")
+        yield engine
+        engine.dispose()
+
+
+def test_feed_cache_miss_on_postgres(benchmark: Any, feed_engine: Any) -> None:
+    """Cache-miss ``feed()`` pages over PostgreSQL stores (no cache level, the shared pool
+    built), alternating rounds with the start-up heap frozen (``gc.freeze()``) and not."""
+    import gc
+
+    from reelrank import FeedRankingService, warmup
+
+    warmup()
+    service = FeedRankingService(
+        catalog=reelrank_postgres.SqlCatalog(feed_engine),
+        events=reelrank_postgres.SqlEventStore(feed_engine),
+        seen=reelrank_postgres.SqlSeenStore(feed_engine),
+        cache=None,
+    )
+    users = iter(range(_FIRST_USER, _FIRST_USER + FEED_USERS))
+    first = service.feed(next(users), FEED_PAGE)  # builds the shared candidate pool
+    assert len(first.items) == FEED_PAGE
+    samples: dict[bool, list[float]] = {True: [], False: []}
+    rounds = 8
+    timed_by_pytest_benchmark = 5
+    per_round = (FEED_USERS - 1 - timed_by_pytest_benchmark) // rounds
+    try:
+        for number in range(rounds):
+            frozen = number % 2 == 1
+            if frozen:
+                gc.freeze()
+            else:
+                gc.unfreeze()
+            for _ in range(per_round):
+                started = time.perf_counter()
+                page = service.feed(next(users), FEED_PAGE)
+                samples[frozen].append((time.perf_counter() - started) * 1e3)
+                assert not page.from_cache and len(page.items) == FEED_PAGE
+    finally:
+        gc.unfreeze()
+    load = " ".join(f"{value:.2f}" for value in os.getloadavg())
+    for frozen, values in samples.items():
+        p50, p99 = np.percentile(values, [50, 99])
+        label = "frozen" if frozen else "not frozen"
+        benchmark.extra_info[f"{label}_p50_ms"] = round(float(p50), 2)
+        benchmark.extra_info[f"{label}_p99_ms"] = round(float(p99), 2)
+        met = "MET" if p99 < FEED_P99_GOAL_MS else "NOT MET"
+        SUMMARY.append(
+            f"feed cache miss on PostgreSQL, {FEED_VIDEOS:,} videos, heap {label}: "
+            f"p50 {p50:.1f} ms, p99 {p99:.1f} ms ({len(values)} pages; "
+            f"{met}: p99 < {FEED_P99_GOAL_MS:.0f} ms; load average {load})"
+        )
+    page = benchmark.pedantic(
+        service.feed,
+        setup=lambda: ((next(users), FEED_PAGE), {}),
+        rounds=timed_by_pytest_benchmark,
+    )
+    assert not page.from_cache

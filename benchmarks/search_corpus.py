@@ -97,6 +97,8 @@ class Corpus:
     """int32 word ranks of all titles, concatenated."""
     title_starts: np.ndarray
     """int64 offsets of each title in :attr:`title_words`."""
+    creator_ranks: np.ndarray
+    """int32 creator of each video, ``0`` to ``99,999`` (the commonest first)."""
 
     def __len__(self) -> int:
         return int(self.video_ids.shape[0])
@@ -141,7 +143,8 @@ def make_corpus(size: int, *, seed: int = 7) -> Corpus:
         f"{handle} {first_names[a].title()} {first_names[b].title()}"
         for handle, (a, b) in zip(handles, display, strict=True)
     ]
-    creator_names = [creators[c] for c in _zipf(rng, _CREATORS, size).tolist()]
+    creator_ranks = _zipf(rng, _CREATORS, size)
+    creator_names = [creators[c] for c in creator_ranks.tolist()]
 
     sound_words = rng.integers(2, 5, size=_SOUNDS)
     sound_ranks = _zipf(rng, _WORDS, int(sound_words.sum())).tolist()
@@ -166,6 +169,7 @@ def make_corpus(size: int, *, seed: int = 7) -> Corpus:
         tags=tags,
         title_words=title_words,
         title_starts=title_starts,
+        creator_ranks=creator_ranks,
     )
 
 

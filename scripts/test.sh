@@ -12,6 +12,7 @@ missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 [ -x /usr/sbin/clickhouse-server ] || missing+=(clickhouse-server)
 [ -x /usr/lib/postgresql/15/bin/postgres ] || missing+=(postgresql-15)
+[ -f /usr/share/postgresql/15/extension/rum.control ] || missing+=(postgresql-15-rum)
 [ -x /usr/sbin/pgbouncer ] || missing+=(pgbouncer)
 # ClickHouse's replicated-mode test coordinates its replicas through a ZooKeeper it starts.
 [ -x /usr/share/zookeeper/bin/zkServer.sh ] || missing+=(zookeeper)

@@ -28,7 +28,7 @@ from reelrank_postgres import (
 from reelrank_postgres.testing import PostgresServer
 from sqlalchemy import Engine, inspect, text
 
-from reelrank import StoreError
+from reelrank import SearchDocument, StoreError, parse_query
 from reelrank.testing import make_creator, make_event, make_video
 
 pytestmark = pytest.mark.integration
@@ -160,3 +160,69 @@ def test_an_unknown_target_revision_raises_store_error(empty_engine: Engine) -> 
     assert info.value.store == "schema"
     assert info.value.__cause__ is not None
     assert schema_revision(empty_engine) is None
+
+
+def _has_index(engine: Engine, name: str) -> bool:
+    with engine.connect() as connection:
+        return bool(
+            connection.execute(
+                text("SELECT to_regclass(:name) IS NOT NULL"), {"name": name}
+            ).scalar()
+        )
+
+
+def test_upgrade_creates_the_rum_index_when_the_server_has_the_extension(
+    migration_server: PostgresServer,
+) -> None:
+    engine = connect(SqlStoreConfig(url=migration_server.url))
+    try:
+        with engine.begin() as connection:
+            available = connection.execute(
+                text("SELECT 1 FROM pg_available_extensions WHERE name = 'rum'")
+            ).first()
+            connection.execute(text("DROP SCHEMA public CASCADE"))
+            connection.execute(text("CREATE SCHEMA public"))
+        if available is None:
+            pytest.skip("the rum extension is not installed (scripts/test.sh installs it)")
+        migrate(engine)
+        assert _has_index(engine, "ix_search_documents_rum")
+        assert _has_index(engine, "ix_videos_ready_creator_recency")
+        downgrade(engine, "0004")
+        assert not _has_index(engine, "ix_search_documents_rum")
+        assert _has_index(engine, "ix_videos_creator_recency")
+    finally:
+        engine.dispose()
+
+
+def test_a_role_that_may_not_create_rum_migrates_and_searches_without_it(
+    migration_server: PostgresServer,
+) -> None:
+    """RUM is not a trusted extension: an ordinary database owner's migration skips the
+    index, and search takes the GIN path with the same matches."""
+    admin = connect(SqlStoreConfig(url=migration_server.url))
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(text("DROP DATABASE IF EXISTS plain_owner_db"))
+        connection.execute(text("DROP ROLE IF EXISTS plain_owner"))
+        connection.execute(text("CREATE ROLE plain_owner LOGIN NOSUPERUSER"))
+        connection.execute(text("CREATE DATABASE plain_owner_db OWNER plain_owner"))
+    url = (
+        f"postgresql+psycopg://plain_owner@{migration_server.host}:{migration_server.port}"
+        "/plain_owner_db"
+    )
+    engine = connect(SqlStoreConfig(url=url))
+    try:
+        migrate(engine)
+        assert schema_revision(engine) == HEAD_REVISION
+        assert not _has_index(engine, "ix_search_documents_rum")
+        assert _has_index(engine, "ix_videos_ready_creator_recency")
+        index = SqlSearchIndex(engine)
+        for video_id, title in [(1, "dance night"), (2, "dance day"), (3, "night drive")]:
+            index.index(SearchDocument(video_id=video_id, title=title))
+        assert {video for video, _ in index.search(parse_query("dance"), limit=10)} == {1, 2}
+        assert {video for video, _ in index.search(parse_query("ni*"), limit=10)} == {1, 3}
+    finally:
+        engine.dispose()
+        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(text("DROP DATABASE plain_owner_db"))
+            connection.execute(text("DROP ROLE plain_owner"))
+        admin.dispose()

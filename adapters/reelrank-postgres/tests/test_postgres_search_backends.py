@@ -10,6 +10,7 @@ set, and the overlap elsewhere stays at the level the adapter's documentation gi
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from sqlalchemy import Engine, text
 
 from reelrank import (
     InMemorySearchIndex,
+    ParsedQuery,
     SearchConfig,
     SearchDocument,
     parse_query,
@@ -38,7 +40,7 @@ _TOP = 20
 # queries here matching more than 20 videos: measured 0.78 (SQLite) and 0.40 (PostgreSQL),
 # rounded down. The floors catch a ranking drifting away from BM25 without pinning either
 # engine's scores; the query mix is seeded, so the figures do not move between runs.
-_OVERLAP_FLOOR = {"sqlite": 0.75, "postgresql": 0.35}
+_OVERLAP_FLOOR = {"sqlite": 0.75, "postgresql": 0.35, "postgresql-gin": 0.35}
 # A cap the catalog's three-letter prefixes exceed, so the choice of expansions counts.
 _SMALL_CAP = 4
 
@@ -107,10 +109,16 @@ def _is_ranked(hits: list[tuple[int, float]]) -> bool:
     return keys == sorted(keys)
 
 
-def test_every_query_matches_the_same_videos_as_in_memory(loaded: Engine) -> None:
+@pytest.mark.parametrize("use_rum_index", [True, False], ids=["rum", "gin"])
+def test_every_query_matches_the_same_videos_as_in_memory(
+    loaded: Engine, use_rum_index: bool
+) -> None:
+    if loaded.dialect.name == "sqlite" and not use_rum_index:
+        pytest.skip("SQLite has one path")
     memory = _memory()
-    # A pool of the whole catalog: PostgreSQL ranks every match, as SQLite does.
-    sql = SqlSearchIndex(loaded, rank_pool=_VIDEOS)
+    # A pool of the whole catalog: PostgreSQL's GIN path ranks every match, as SQLite
+    # does; the RUM path ranks every match in the index.
+    sql = SqlSearchIndex(loaded, rank_pool=_VIDEOS, use_rum_index=use_rum_index)
     overlaps: list[float] = []
     for query in _PARSED:
         want = memory.search(query, limit=_VIDEOS)
@@ -123,7 +131,8 @@ def test_every_query_matches_the_same_videos_as_in_memory(loaded: Engine) -> Non
         else:
             overlaps.append(len(got_top & want_top) / _TOP)
     assert len(overlaps) >= _QUERIES // 4  # enough queries match more than the top 20
-    assert sum(overlaps) / len(overlaps) >= _OVERLAP_FLOOR[loaded.dialect.name]
+    floor = _OVERLAP_FLOOR[loaded.dialect.name if use_rum_index else "postgresql-gin"]
+    assert sum(overlaps) / len(overlaps) >= floor
 
 
 def test_a_binding_prefix_cap_picks_the_same_expansions(loaded: Engine) -> None:
@@ -145,8 +154,8 @@ def test_postgres_ranks_the_newest_pool_of_matches_exactly(loaded: Engine) -> No
     if loaded.dialect.name != "postgresql":
         pytest.skip("SQLite ranks every match")
     pool = 200
-    bounded = SqlSearchIndex(loaded, rank_pool=pool)
-    exact = SqlSearchIndex(loaded, rank_pool=_VIDEOS)
+    bounded = SqlSearchIndex(loaded, rank_pool=pool, use_rum_index=False)
+    exact = SqlSearchIndex(loaded, rank_pool=_VIDEOS, use_rum_index=False)
     truncated = 0
     for query in _PARSED:
         ranked = exact.search(query, limit=_VIDEOS)
@@ -158,3 +167,119 @@ def test_postgres_ranks_the_newest_pool_of_matches_exactly(loaded: Engine) -> No
         assert [score for _, score in got] == pytest.approx([score for _, score in want])
         truncated += len(ranked) > pool
     assert truncated > 0
+
+
+def _every_match_ranked(engine: Engine, query: ParsedQuery, cap: int) -> list[tuple[int, float]]:
+    """Every match scored one by one with RUM's rank (``1 / (document <=> query)``) on the
+    heap, index scans off, worked out without the adapter: each prefix becomes the OR of
+    its ``cap`` most frequent terms (ties alphabetical), read here from ``search_terms``."""
+    with engine.begin() as connection:
+        connection.execute(text("SET LOCAL enable_indexscan = off"))
+        groups = []
+        for term in query.terms:
+            if not term.prefix:
+                groups.append([term.text])
+                continue
+            found = connection.execute(
+                text(
+                    "SELECT term FROM search_terms WHERE starts_with(term, :prefix) "
+                    "AND videos > 0 ORDER BY videos DESC, term LIMIT :cap"
+                ),
+                {"prefix": term.text, "cap": cap},
+            ).scalars()
+            groups.append(list(found))
+        if not all(groups):
+            return []
+        lexemes = [
+            "("
+            + " | ".join("'" + t.replace("\\", "\\\\").replace("'", "''") + "'" for t in g)
+            + ")"
+            for g in groups
+        ]
+        rows = connection.execute(
+            text(
+                "SELECT video_id, 1.0 / (document <=> CAST(:query AS tsquery)) AS score "
+                "FROM search_documents WHERE document @@ CAST(:query AS tsquery)"
+            ),
+            {"query": " & ".join(lexemes)},
+        ).all()
+    return sorted(((row.video_id, row.score) for row in rows), key=lambda hit: (-hit[1], hit[0]))
+
+
+def test_rum_returns_the_exact_top_20_of_every_match(loaded: Engine) -> None:
+    """The RUM index returns the 20 best of all matches by its rank, not an approximation
+    (one-term queries: the adapter sends only those to RUM)."""
+    if loaded.dialect.name != "postgresql":
+        pytest.skip("RUM is a PostgreSQL index")
+    rum = SqlSearchIndex(loaded, rank_pool=_VIDEOS)
+    cap = SearchConfig().max_prefix_expansions
+    beyond_top = 0
+    for query in [query for query in _PARSED if _one_plain_term(query)]:
+        want = _every_match_ranked(loaded, query, cap)
+        got = rum.search(query, limit=_TOP)
+        assert [score for _, score in got] == pytest.approx(
+            [score for _, score in want[:_TOP]], rel=1e-5
+        ), query
+        # ids may differ only among videos tied (to float32) with the 20th score
+        if len(want) > _TOP:
+            beyond_top += 1
+            boundary = want[_TOP - 1][1]
+            above = {video for video, score in want if score > boundary * (1 + 1e-5)}
+            assert above <= set(_ids(got)), query
+        else:
+            assert set(_ids(got)) == set(_ids(want)), query
+    assert beyond_top >= _QUERIES // 8
+
+
+def test_without_the_rum_index_search_falls_back_to_gin(loaded: Engine) -> None:
+    """Dropping the RUM index (a server without the extension) switches new indexes to the
+    bounded GIN path; the matches stay the same."""
+    if loaded.dialect.name != "postgresql":
+        pytest.skip("RUM is a PostgreSQL index")
+    gin = SqlSearchIndex(loaded, use_rum_index=False)
+    with_rum = [SqlSearchIndex(loaded).search(query, limit=_TOP) for query in _PARSED]
+    with loaded.begin() as connection:
+        connection.execute(text("DROP INDEX ix_search_documents_rum"))
+    try:
+        detected = SqlSearchIndex(loaded)
+        fallback = [detected.search(query, limit=_TOP) for query in _PARSED]
+        assert fallback == [gin.search(query, limit=_TOP) for query in _PARSED]
+        assert fallback != with_rum  # the paths rank differently, so the switch shows
+    finally:
+        with loaded.begin() as connection:
+            connection.execute(
+                text(
+                    "CREATE INDEX ix_search_documents_rum ON search_documents "
+                    "USING rum (document rum_tsvector_ops) WHERE video_id > 0"
+                )
+            )
+
+
+def _one_plain_term(query: ParsedQuery) -> bool:
+    return len(query.terms) == 1 and not query.terms[0].prefix
+
+
+def test_rum_ranks_small_match_sets_and_the_newest_pool_of_large_ones(loaded: Engine) -> None:
+    """With RUM, a one-term query with at most ``rank_pool`` matches is ranked exactly in
+    the index; one with more matches than the walk-back threshold (at most
+    sqrt(pool x videos)), and every query of several terms, the same as without RUM."""
+    if loaded.dialect.name != "postgresql":
+        pytest.skip("RUM is a PostgreSQL index")
+    pool = 200
+    walk_back_above = math.sqrt(pool * _VIDEOS)  # the adapter's threshold for the catalog
+    hybrid = SqlSearchIndex(loaded, rank_pool=pool)
+    exact = SqlSearchIndex(loaded, rank_pool=_VIDEOS)
+    without_rum = SqlSearchIndex(loaded, rank_pool=pool, use_rum_index=False)
+    memory = _memory()
+    in_rum = like_gin = 0
+    for query in _PARSED:
+        matches = len(memory.search(query, limit=_VIDEOS))
+        got = hybrid.search(query, limit=_TOP)
+        if _one_plain_term(query) and matches <= pool:
+            in_rum += 1  # a plain term's count is its number of matches
+            assert got == exact.search(query, limit=_TOP), query
+        elif len(query.terms) > 1 or (_one_plain_term(query) and matches > walk_back_above):
+            # (a lone prefix goes to RUM when it expands to one term: left out here)
+            like_gin += 1
+            assert got == without_rum.search(query, limit=_TOP), query
+    assert in_rum > 0 and like_gin > 0

@@ -17,6 +17,7 @@ environment variables (see :class:`Settings`), and ``gunicorn
 
 from __future__ import annotations
 
+import gc
 import logging
 import secrets
 import sys
@@ -172,7 +173,9 @@ def create_default_app(settings: Settings | None = None) -> Flask:
     been migrated (``python -m reelrank_example migrate``); nothing is seeded here.
     Before the app exists (so before any probe answers), the kernels are compiled or
     loaded from cache and the feeds of users active in the last day are warmed, so no
-    request pays a compile.
+    request pays a compile. Then everything start-up allocated is moved out of the
+    garbage collector's reach (:func:`gc.freeze`), so full collections no longer walk it
+    during requests.
     """
     settings = settings or Settings()
     configure_logging(settings)
@@ -191,4 +194,9 @@ def create_default_app(settings: Settings | None = None) -> Flask:
     except FeedUnavailableError:
         # A cold cache is slower, not wrong: serve, and let readiness report the outage.
         _logger.warning("could not warm feeds at start-up", exc_info=True)
-    return create_app(services, settings, authenticator=authenticator)
+    app = create_app(services, settings, authenticator=authenticator)
+    # What start-up allocated (stores, compiled kernels, warmed snapshots, the app) lives
+    # as long as the process. Frozen, the collector stops walking it on every full
+    # collection, which otherwise lands on a random request as a 50-90 ms pause.
+    gc.freeze()
+    return app

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Select, select
+from sqlalchemy import Row, Select, literal_column, select, text, true
 
 from reelrank.models import Creator, ProcessingState, Rendition, Video
 from reelrank.stores.adapter import (
@@ -25,6 +25,10 @@ from ._schema import creators, follows, videos
 __all__ = ["SqlCatalog"]
 
 _READY = ProcessingState.READY.value
+# The ready-state test as SQL text rather than a bound parameter, so the planner can match
+# it to the partial indexes' predicate in every plan, a generic prepared plan included.
+_IS_READY = videos.c.state == literal_column(f"'{_READY}'")
+_NO_BITMAP_SCANS = text("SET LOCAL enable_bitmapscan = off")
 _STATE_MOVE_ATTEMPTS = 3
 
 
@@ -83,8 +87,12 @@ class SqlCatalog(ReplicaReadStore):
     """A :class:`~reelrank.Catalog` in PostgreSQL or SQLite.
 
     Ready videos are found through a partial index on ``(published_at, video_id)``, and
-    a user's followed videos through an index on ``(creator_id, published_at, video_id)``,
-    so candidate queries read only about ``limit`` rows per followed creator.
+    a user's followed videos through a partial index of ready videos on ``(creator_id,
+    published_at, video_id)``. On PostgreSQL :meth:`followed_videos` reads, for each
+    followed creator, at most ``limit`` entries from that index alone (a ``LATERAL``
+    subquery), keeps the newest ``limit`` of those and reads only their rows, whatever
+    the statistics on ``follows`` and ``videos`` say; SQLite joins and sorts the
+    followed creators' ready videos.
 
     With a ``read_engine``, the reads (:meth:`get_video`, :meth:`get_videos`,
     :meth:`get_creators`, :meth:`recent_videos`, :meth:`followed_creators`,
@@ -237,11 +245,43 @@ class SqlCatalog(ReplicaReadStore):
         check_limit("limit", limit)
         if limit == 0:
             return []
-        query = (
-            select(videos)
-            .join(follows, follows.c.creator_id == videos.c.creator_id)
-            .where(follows.c.user_id == user_id, videos.c.state == _READY)
-        )
+        if self._postgres:
+            followed = select(follows.c.creator_id).where(follows.c.user_id == user_id).subquery()
+            # Per followed creator, its newest ready videos' keys, read from the partial
+            # index alone (an index-only scan: no table row per candidate) ...
+            newest_of_creator = _newest_first(
+                select(videos.c.video_id, videos.c.published_at).where(
+                    videos.c.creator_id == followed.c.creator_id, _IS_READY
+                ),
+                limit,
+            ).lateral()
+            newest = (
+                select(newest_of_creator)
+                .select_from(followed.join(newest_of_creator, true()))
+                .order_by(
+                    newest_of_creator.c.published_at.desc(), newest_of_creator.c.video_id.desc()
+                )
+                .limit(limit)
+                .subquery()
+            )
+            # ... and the table rows of the newest ``limit`` of them only.
+            query = (
+                select(videos)
+                .join(newest, newest.c.video_id == videos.c.video_id)
+                .order_by(newest.c.published_at.desc(), newest.c.video_id.desc())
+            )
+        else:
+            query = _newest_first(
+                select(videos)
+                .join(follows, follows.c.creator_id == videos.c.creator_id)
+                .where(follows.c.user_id == user_id, _IS_READY),
+                limit,
+            )
         with store_errors(self._store, "followed_videos"), self._reader.connect() as connection:
-            rows = connection.execute(_newest_first(query, limit)).all()
+            if self._postgres:
+                # Statistics saying creators have few videos make the planner fetch each
+                # creator's rows by bitmap and sort them all; walking the index backwards
+                # stops at ``limit`` whatever the counts (this transaction only).
+                connection.execute(_NO_BITMAP_SCANS)
+            rows = connection.execute(query).all()
         return [_video(row) for row in rows]

@@ -10,7 +10,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.util import CommandError
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, text
 
 from reelrank.stores.adapter import StoreError
 
@@ -43,9 +43,14 @@ def migrate(engine: Engine, revision: str = "head") -> None:
     """Upgrade the database to ``revision`` (default: the newest), in one transaction.
 
     Safe to run on every start: a database already at the revision is left as it is.
-    Failures raise :class:`~reelrank.StoreError` (store ``"schema"``).
+    On PostgreSQL the engine's ``statement_timeout`` is lifted for the migration's own
+    transaction (building an index over a million videos takes minutes); its
+    ``lock_timeout`` stays. Failures raise :class:`~reelrank.StoreError` (store
+    ``"schema"``).
     """
     with _schema_errors("migrate"), engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SET LOCAL statement_timeout = 0"))
         command.upgrade(_alembic_config(connection), revision)
 
 

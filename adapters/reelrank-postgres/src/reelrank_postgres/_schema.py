@@ -51,7 +51,7 @@ __all__ = [
     "videos",
 ]
 
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0005"
 """The schema revision this version of the adapter reads and writes."""
 
 
@@ -116,7 +116,14 @@ videos = Table(
         postgresql_where=_READY,
         sqlite_where=_READY,
     ),
-    Index("ix_videos_creator_recency", "creator_id", "published_at", "video_id"),
+    Index(
+        "ix_videos_ready_creator_recency",
+        "creator_id",
+        "published_at",
+        "video_id",
+        postgresql_where=_READY,
+        sqlite_where=_READY,
+    ),
 )
 
 follows = Table(

@@ -12,9 +12,11 @@ SQLite, BM25 in memory.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import math
+import time
+from collections.abc import Iterable
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, TextClause, text
 
 from reelrank.models import ParsedQuery, QueryTerm, SearchDocument
 from reelrank.stores import SearchConfig, tokenize
@@ -38,8 +40,9 @@ _FTS_WEIGHTS = "3.0, 1.0, 2.0, 1.5, 2.0"
 # range of terms starting with the prefix, the bound the in-memory index bisects with.
 _PREFIX_END = "\U0010ffff"
 
+_TERM_COUNT = text("SELECT videos FROM search_terms WHERE term = :term AND videos > 0")
 _EXPANSIONS = text(
-    "SELECT term FROM search_terms WHERE term >= :low AND term < :high AND videos > 0 "
+    "SELECT term, videos FROM search_terms WHERE term >= :low AND term < :high AND videos > 0 "
     "ORDER BY videos DESC, term LIMIT :cap"
 )
 # One statement per changed term, in term order, so concurrent writers lock the shared
@@ -49,6 +52,57 @@ _COUNT_CHANGE = text(
     "ON CONFLICT (term) DO UPDATE SET videos = search_terms.videos + excluded.videos"
 )
 _COUNT_DROP = text("DELETE FROM search_terms WHERE term = :term AND videos <= 0")
+
+_RUM_INDEX = "ix_search_documents_rum"
+# With a RUM index (migration 0005, when the server has the extension) the index ranks
+# every match from the positions it stores (``<=>`` is 1 / RUM's rank, a ts_rank-like
+# score) and returns them in rank order: no heap row is read to rank. ``video_id > 0`` is
+# the partial index's predicate (see migration 0005).
+_POSTGRES_RUM = text(
+    "SELECT video_id, 1.0 / (document <=> query) AS score "
+    "FROM search_documents, CAST(:query AS tsquery) AS query "
+    "WHERE document @@ query AND video_id > 0 ORDER BY document <=> query LIMIT :limit"
+)
+# Otherwise the ``rank_pool`` newest matches are ranked with ts_rank, found one of two ways.
+_RANK_CANDIDATES = (
+    "SELECT video_id, ts_rank(document, query) AS score FROM ({candidates}) AS candidates, "
+    "CAST(:rank_query AS tsquery) AS query ORDER BY score DESC, video_id LIMIT :limit"
+)
+# Matches first, for few matches: only the rarest term group (``driver``) is searched with
+# ``@@`` (a bitmap scan of the text index); the whole query is checked with ``ts_match_vq``,
+# which no index answers, so a common group (a 64-way OR) filters the driver's rows instead
+# of reading its posting lists. ``video_id + 0`` keeps the planner off the primary key.
+_POSTGRES_MATCHES_FIRST = text(
+    _RANK_CANDIDATES.format(
+        candidates="SELECT video_id, document FROM search_documents "
+        "WHERE document @@ CAST(:driver AS tsquery) "
+        "AND ts_match_vq(document, CAST(:query AS tsquery)) "
+        "ORDER BY video_id + 0 DESC LIMIT :pool"
+    )
+)
+# Newest first, for many matches: the primary key walked backwards, each row checked, until
+# the pool is full (no ``@@``, so no text index is read).
+_POSTGRES_NEWEST_FIRST = text(
+    _RANK_CANDIDATES.format(
+        candidates="SELECT video_id, document FROM search_documents "
+        "WHERE ts_match_vq(document, CAST(:query AS tsquery)) "
+        "ORDER BY video_id DESC LIMIT :pool"
+    )
+)
+_DOCUMENT_COUNT = text(
+    "SELECT greatest(reltuples, 0) FROM pg_class WHERE oid = 'search_documents'::regclass"
+)
+_DOCUMENT_COUNT_SECONDS = 60.0
+
+# SQLite: the ``rank_pool`` newest matches (FTS5 walks its doclists in descending rowid
+# order and stops at the pool), then bm25 over the matches from the pool's oldest on.
+_SQLITE_BOUNDED = text(
+    f"SELECT rowid AS video_id, -bm25(search_documents, {_FTS_WEIGHTS}) AS score "
+    "FROM search_documents WHERE search_documents MATCH :query AND rowid >= ("
+    "SELECT coalesce(min(rowid), 0) FROM (SELECT rowid FROM search_documents "
+    "WHERE search_documents MATCH :query ORDER BY rowid DESC LIMIT :pool)) "
+    "ORDER BY score DESC, video_id LIMIT :limit"
+)
 
 
 def _fields(document: SearchDocument) -> dict[str, list[str]]:
@@ -78,7 +132,7 @@ def _tsvector_literal(fields: dict[str, list[str]]) -> str:
     return " ".join(f"{_quote(term)}:{','.join(found)}" for term, found in positions.items())
 
 
-def _tsquery_literal(groups: Iterable[Sequence[str]]) -> str:
+def _tsquery_literal(groups: Iterable[Iterable[str]]) -> str:
     return " & ".join("(" + " | ".join(_quote(term) for term in group) + ")" for group in groups)
 
 
@@ -93,7 +147,7 @@ def _fts_token(term: str) -> str:
     return "x" + term.encode().hex()
 
 
-def _fts_query(groups: Iterable[Sequence[str]]) -> str:
+def _fts_query(groups: Iterable[Iterable[str]]) -> str:
     return " AND ".join(
         "(" + " OR ".join(f'"{_fts_token(term)}"' for term in group) + ")" for group in groups
     )
@@ -117,6 +171,25 @@ def _change_counts(connection: Connection, old: set[str], new: set[str]) -> None
         connection.execute(_COUNT_DROP, dropped)
 
 
+def _rum_hits(
+    connection: Connection, params: dict[str, object], limit: int
+) -> list[tuple[int, float]]:
+    """The RUM top ``limit``, ties at the cut going to the lower ids.
+
+    RUM returns equal distances in index order, so the scan is read on past the cut until
+    the score drops (doubling what it reads), and the ties are then sorted by id.
+    """
+    fetch = limit + 1
+    while True:
+        rows = connection.execute(_POSTGRES_RUM, {**params, "limit": fetch}).all()
+        hits = [(int(row.video_id), float(row.score)) for row in rows]
+        if len(hits) < fetch or hits[-1][1] != hits[limit - 1][1]:
+            break
+        fetch *= 2
+    hits.sort(key=lambda hit: (-hit[1], hit[0]))
+    return hits[:limit]
+
+
 class SqlSearchIndex(ReplicaReadStore):
     """A :class:`~reelrank.SearchIndex` in PostgreSQL (``tsvector`` + GIN) or SQLite (FTS5).
 
@@ -127,14 +200,19 @@ class SqlSearchIndex(ReplicaReadStore):
     ``search_terms``, how many videos hold each term; a prefix term becomes the OR of
     its ``config.max_prefix_expansions`` most frequent expansions.
 
-    PostgreSQL ranks a bounded candidate set: the ``rank_pool`` newest matches (highest
-    video ids, read in index order without computing a rank) are ranked with
-    ``ts_rank``, so a query matching more videos than that misses the better-ranked
-    older ones. ``ts_rank`` sees a prefix term as ``'prefix':*`` (cheaper than the OR of
-    its expansions), so an expansion beyond the cap that a matched video also holds
-    adds to its score; it never makes a video match. A query with at most ``rank_pool``
-    matches is ranked exactly. SQLite ranks every match with ``bm25`` and keeps the best
-    ``limit``.
+    Ranking is bounded by ``rank_pool``. Every query first reads how many videos hold
+    each of its terms (``search_terms``); the smallest group total bounds its matches.
+    When that bound is at most ``rank_pool``, every match is ranked exactly: a one-term
+    (or one-prefix) query by the RUM index on PostgreSQL when migration 0005 could create
+    it (the ``rum`` extension is installed on the server; ``use_rum_index=False`` turns
+    it off), anything else like a larger query. Above it, only the ``rank_pool`` newest
+    matches (highest video ids, read in primary-key order without computing a rank) are
+    ranked, with ``ts_rank`` on
+    PostgreSQL and ``bm25`` on SQLite, so such a query misses better-ranked older videos;
+    the loss is measured in the adapter's documentation. ``ts_rank`` sees a prefix term as
+    ``'prefix':*`` (cheaper than the OR of its expansions), so an expansion beyond the
+    cap that a matched video also holds adds to its score; it never makes a video match.
+    RUM ranks the capped OR itself.
 
     With a ``read_engine``, :meth:`search` runs on the replica; :meth:`index` and
     :meth:`remove` on the primary. Raises :class:`~reelrank.InvalidInputError` naming
@@ -152,12 +230,17 @@ class SqlSearchIndex(ReplicaReadStore):
         verify_schema: bool = True,
         config: SearchConfig | None = None,
         rank_pool: int = 2_000,
+        use_rum_index: bool = True,
     ) -> None:
         super().__init__(engine, read_engine=read_engine, verify_schema=verify_schema)
         self._config = check_instance("config", config or SearchConfig(), SearchConfig)
         if isinstance(rank_pool, bool) or not isinstance(rank_pool, int) or rank_pool < 1:
             raise InvalidInputError("rank_pool", f"must be an int >= 1, got {rank_pool!r}")
         self._rank_pool = rank_pool
+        self._use_rum_index = use_rum_index
+        self._rum: bool | None = None  # whether the RUM index exists, read at first search
+        self._document_count = 0.0
+        self._documents_read_at = -math.inf
 
     def index(self, document: SearchDocument) -> None:
         """Add (or replace) a video's document."""
@@ -240,19 +323,21 @@ class SqlSearchIndex(ReplicaReadStore):
             _change_counts(connection, _fts_terms(row), set())
             return True
 
-    def _expand(self, connection: Connection, term: QueryTerm) -> list[str]:
-        """The indexed terms ``term`` matches: itself, or its capped prefix expansions."""
+    def _expand(self, connection: Connection, term: QueryTerm) -> dict[str, int]:
+        """The indexed terms ``term`` matches, with how many videos hold each: itself, or
+        its capped prefix expansions; empty when no indexed term matches."""
         if not term.prefix:
-            return [term.text]
-        found = connection.execute(
+            found = connection.execute(_TERM_COUNT, {"term": term.text}).scalar()
+            return {term.text: int(found)} if found else {}
+        rows = connection.execute(
             _EXPANSIONS,
             {
                 "low": term.text,
                 "high": term.text + _PREFIX_END,
                 "cap": self._config.max_prefix_expansions,
             },
-        ).scalars()
-        return list(found)
+        ).all()
+        return {row.term: int(row.videos) for row in rows}
 
     def search(self, query: ParsedQuery, *, limit: int) -> list[tuple[int, float]]:
         """Videos matching every term, best score first (ties: lower id first)."""
@@ -261,32 +346,66 @@ class SqlSearchIndex(ReplicaReadStore):
         if limit == 0:
             return []
         with store_errors(self._store, "search"), self._reader.connect() as connection:
-            groups = [self._expand(connection, term) for term in query.terms]
-            if not all(groups):
-                return []  # a prefix nothing indexed starts with matches no video
+            counts = [self._expand(connection, term) for term in query.terms]
+            if not all(counts):
+                return []  # a term (or prefix) no indexed video holds matches no video
             if self._postgres:
-                statement = text(
-                    "SELECT video_id, ts_rank(document, query) AS score FROM ("
-                    "SELECT video_id, document FROM search_documents "
-                    "WHERE document @@ CAST(:query AS tsquery) "
-                    "ORDER BY video_id DESC LIMIT :pool) AS candidates, "
-                    "CAST(:rank_query AS tsquery) AS query "
-                    "ORDER BY score DESC, video_id LIMIT :limit"
-                )
-                params = {
-                    "query": _tsquery_literal(groups),
-                    # ts_rank costs in proportion to the query's lexemes: a 64-way OR
-                    # ranks about twice as slowly as the one prefix lexeme it came from.
-                    "rank_query": _prefix_tsquery(query.terms),
-                    "limit": limit,
-                    "pool": self._rank_pool,
-                }
+                statement, params = self._postgres_statement(connection, query, counts, limit)
             else:
-                statement = text(
-                    f"SELECT rowid AS video_id, -bm25(search_documents, {_FTS_WEIGHTS}) AS score "
-                    "FROM search_documents WHERE search_documents MATCH :query "
-                    "ORDER BY score DESC, video_id LIMIT :limit"
-                )
-                params = {"query": _fts_query(groups), "limit": limit}
-            rows = connection.execute(statement, params).all()
-        return [(int(row.video_id), float(row.score)) for row in rows]
+                statement = _SQLITE_BOUNDED
+                params = {"query": _fts_query(counts), "limit": limit, "pool": self._rank_pool}
+            if statement is _POSTGRES_RUM:
+                hits = _rum_hits(connection, params, limit)
+            else:
+                rows = connection.execute(statement, params).all()
+                hits = [(int(row.video_id), float(row.score)) for row in rows]
+        return hits
+
+    def _uses_rum(self, connection: Connection) -> bool:
+        if self._rum is None:
+            found = connection.execute(
+                text("SELECT to_regclass(:name) IS NOT NULL"), {"name": _RUM_INDEX}
+            ).scalar_one()
+            self._rum = bool(found)
+        return self._rum
+
+    def _documents(self, connection: Connection) -> float:
+        """About how many videos are indexed (the planner's estimate, read once a minute)."""
+        now = time.monotonic()
+        if now - self._documents_read_at > _DOCUMENT_COUNT_SECONDS:
+            self._document_count = float(connection.execute(_DOCUMENT_COUNT).scalar() or 0.0)
+            self._documents_read_at = now
+        return self._document_count
+
+    def _postgres_statement(
+        self,
+        connection: Connection,
+        query: ParsedQuery,
+        counts: list[dict[str, int]],
+        limit: int,
+    ) -> tuple[TextClause, dict[str, object]]:
+        # At most this many videos match: the rarest group's videos, counted with repeats
+        # when a video holds several of its terms.
+        driver = min(counts, key=lambda group: sum(group.values()))
+        bound = sum(driver.values())
+        tsquery = _tsquery_literal(counts)
+        # Reading the matches costs about ``bound`` rows; walking back from the newest
+        # video until the pool is full costs about pool x documents / matches. The walk is
+        # cheaper above the square root of pool x documents.
+        few = bound <= max(
+            self._rank_pool, math.sqrt(self._rank_pool * self._documents(connection))
+        )
+        # RUM ranks one term fast; an OR of many it merges slowly (1.4 s for 64 at 1M).
+        single = len(counts) == 1 and len(driver) == 1
+        if few and single and self._use_rum_index and self._uses_rum(connection):
+            return _POSTGRES_RUM, {"query": tsquery, "limit": limit}
+        params: dict[str, object] = {
+            "driver": _tsquery_literal([driver]),
+            "query": tsquery,
+            # ts_rank costs in proportion to the query's lexemes: a 64-way OR ranks
+            # about twice as slowly as the one prefix lexeme it came from.
+            "rank_query": _prefix_tsquery(query.terms),
+            "limit": limit,
+            "pool": self._rank_pool,
+        }
+        return (_POSTGRES_MATCHES_FIRST if few else _POSTGRES_NEWEST_FIRST), params

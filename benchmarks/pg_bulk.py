@@ -1,0 +1,129 @@
+"""Loading the :mod:`search_corpus` catalog into PostgreSQL with COPY, for benchmark set-up.
+
+Loading a million videos one ``put_video`` / ``index`` call at a time takes most of an
+hour; COPY writes the same rows, in the adapter's own format, in a minute or two. This is
+benchmark set-up, not an API: the rows are written straight into the tables that
+migration ``head`` created, and the term counts are built with the statements migration
+0003 uses on existing documents.
+
+Rows are written in video id order, as a catalog whose ids grow with time is written, so
+the heap is ordered by id. The video with the ``i``-th smallest id is published ``i``
+seconds after :data:`EPOCH` (the highest id is the newest); video ``row`` belongs to
+creator ``creator_ranks[row] + 1`` and is ready.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+from search_corpus import Corpus
+
+from reelrank import SearchDocument
+
+__all__ = ["EPOCH", "copy_catalog", "copy_search_documents", "creator_count", "vacuum_analyze"]
+
+EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+"""When the oldest corpus video was published."""
+
+
+def creator_count(corpus: Corpus) -> int:
+    """How many creators the corpus's videos may belong to (ids ``1..count``)."""
+    return int(corpus.creator_ranks.max()) + 1 if len(corpus) else 0
+
+
+def _raw(engine: Any) -> Any:
+    """A driver connection without the adapter's statement timeout (COPY takes minutes)."""
+    connection = engine.raw_connection()
+    with connection.cursor() as cursor:
+        cursor.execute("SET statement_timeout = 0")
+    return connection
+
+
+def copy_search_documents(engine: Any, corpus: Corpus) -> float:
+    """Write every video's search document and the term counts; documents per second."""
+    from reelrank_postgres import _search
+
+    started = time.perf_counter()
+    connection = _raw(engine)
+    try:
+        with connection.cursor() as cursor:
+            # RUM indexes row by row far more slowly than it builds: drop it and build it
+            # again after the rows are in, as a bulk load would.
+            cursor.execute("SELECT pg_get_indexdef(to_regclass('ix_search_documents_rum'))")
+            (rum_index,) = cursor.fetchone()
+            if rum_index:
+                cursor.execute("DROP INDEX ix_search_documents_rum")
+            with cursor.copy("COPY search_documents (video_id, document) FROM STDIN") as copy:
+                # In id order, as a catalog whose ids grow with time is written.
+                for row in np.argsort(corpus.video_ids, kind="stable").tolist():
+                    document = SearchDocument(
+                        video_id=int(corpus.video_ids[row]),
+                        title=corpus.titles[row],
+                        hashtags=corpus.hashtags[row],
+                        sound_name=corpus.sound_names[row],
+                        creator_name=corpus.creator_names[row],
+                    )
+                    literal = _search._tsvector_literal(_search._fields(document))
+                    copy.write_row((document.video_id, literal))
+            cursor.execute(
+                "INSERT INTO search_terms (term, videos) "
+                "SELECT word, ndoc FROM ts_stat('SELECT document FROM search_documents')"
+            )
+            if rum_index:
+                cursor.execute(rum_index)
+        connection.commit()
+    finally:
+        connection.close()
+    vacuum_analyze(engine, "search_documents", "search_terms")
+    return len(corpus) / (time.perf_counter() - started)
+
+
+def copy_catalog(engine: Any, corpus: Corpus) -> float:
+    """Write the corpus's creators and videos (ready, one second apart); videos per second."""
+    started = time.perf_counter()
+    order = np.argsort(corpus.video_ids, kind="stable")
+    creators = creator_count(corpus)
+    renditions = json.dumps([])
+    connection = _raw(engine)
+    try:
+        with connection.cursor() as cursor:
+            with cursor.copy("COPY creators (creator_id, handle, display_name) FROM STDIN") as copy:
+                for creator in range(1, creators + 1):
+                    copy.write_row((creator, f"creator{creator}", f"Creator {creator}"))
+            with cursor.copy(
+                "COPY videos (video_id, creator_id, duration_seconds, published_at, title, "
+                "description, hashtags, sound_id, renditions, state) FROM STDIN"
+            ) as copy:
+                for position, row in enumerate(order.tolist()):
+                    copy.write_row(
+                        (
+                            int(corpus.video_ids[row]),
+                            int(corpus.creator_ranks[row]) + 1,
+                            30.0,
+                            EPOCH + timedelta(seconds=position),
+                            corpus.titles[row][:300],
+                            "",
+                            json.dumps(list(corpus.hashtags[row])),
+                            None,
+                            renditions,
+                            "ready",
+                        )
+                    )
+        connection.commit()
+    finally:
+        connection.close()
+    vacuum_analyze(engine, "creators", "videos")
+    return len(corpus) / (time.perf_counter() - started)
+
+
+def vacuum_analyze(engine: Any, *tables: str) -> None:
+    """``VACUUM ANALYZE`` each table (outside a transaction, as VACUUM needs)."""
+    from sqlalchemy import text
+
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        for table in tables:
+            connection.execute(text(f"VACUUM ANALYZE {table}"))

@@ -33,8 +33,9 @@ from ._api import (
     Operation,
     openapi_document,
 )
-from ._app import ERROR_STATUSES, ProblemError, create_app
+from ._app import ERROR_STATUSES, ProblemError, create_app, prefetch_cards
 from ._auth import Authenticator, AuthError, issue_token
+from ._health import StartupProgress
 from ._load import TABLES, load_directory
 from ._services import (
     FIRST_USER_ID,
@@ -96,6 +97,9 @@ __all__ = [
 _logger = logging.getLogger(__name__)
 # Start-up warms the feeds of the users behind the newest events of the last day.
 _WARM_EVENTS = 5_000
+# ... and keeps the card details of the newest videos, the bulk of the feed's candidates,
+# so their cards can be built while the catalog is down.
+_WARM_CARDS = 2_000
 
 
 def demo_authenticator(settings: Settings) -> Authenticator:
@@ -131,19 +135,38 @@ def create_default_app(settings: Settings | None = None) -> Flask:
 
     For ``gunicorn "reelrank_example:create_default_app()"``. The database must have
     been migrated (``python -m reelrank_example migrate``); nothing is seeded here.
-    Before the app exists (so before any probe answers), the kernels are compiled or
-    loaded from cache and the feeds of users active in the last day are warmed, so no
-    request pays a compile.
+    The app answers at once; on a background thread, start-up then compiles the
+    kernels (or loads them from cache), checks that the database is at the newest
+    migration, and warms the feeds of users active in the last day and the card
+    details of the feed's candidates. ``/healthz/startup`` answers 503 until all of it
+    is done (and ``/healthz/ready`` with it), so no routed request pays a compile.
     """
     settings = settings or Settings()
     authenticator = demo_authenticator(settings)
     services = build_services(configured_stores(settings), settings)
-    warmup()
-    now = services.clock()
-    recent = services.stores.log.events_between(now - timedelta(days=1), now, limit=_WARM_EVENTS)
-    try:
-        services.feed.warm(sorted({event.user_id for event in recent}))
-    except FeedUnavailableError:
-        # A cold cache is slower, not wrong: serve, and let readiness report the outage.
-        _logger.warning("could not warm feeds at start-up", exc_info=True)
-    return create_app(services, settings, authenticator=authenticator)
+    startup = StartupProgress()
+    app = create_app(services, settings, authenticator=authenticator, startup=startup)
+
+    def check_migrations() -> None:
+        from reelrank_postgres import SqlStoreConfig, check_schema, connect
+
+        engine = connect(SqlStoreConfig(url=settings.database_url))
+        try:
+            check_schema(engine)
+        finally:
+            engine.dispose()
+
+    def warm() -> None:
+        now = services.clock()
+        recent = services.stores.log.events_between(
+            now - timedelta(days=1), now, limit=_WARM_EVENTS
+        )
+        try:
+            services.feed.warm(sorted({event.user_id for event in recent}))
+        except FeedUnavailableError:
+            # A cold cache is slower, not wrong: serve, and let readiness report the outage.
+            _logger.warning("could not warm feeds at start-up", exc_info=True)
+        prefetch_cards(app, services.stores.catalog.recent_videos(limit=_WARM_CARDS))
+
+    startup.run([("kernels", warmup), ("migrations", check_migrations), ("warming", warm)])
+    return app

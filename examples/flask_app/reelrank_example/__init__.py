@@ -78,6 +78,7 @@ __all__ = [
     "Services",
     "Settings",
     "SqlIdempotencyStore",
+    "StartupProgress",
     "Stores",
     "build_default_services",
     "build_services",

@@ -31,6 +31,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTo
 
 from reelrank import (
     WEIGHT_FIELDS,
+    BreakerState,
     CircuitBreaker,
     ConfigError,
     CursorError,
@@ -773,6 +774,7 @@ class _Handlers:
         assert isinstance(body, LikeBody)
         occurred_at = self._occurred_at(body)
         self._ready_video(call.vid)
+        self._refuse_writes_while_failing()
         self._rate.hit(call.user)
         record = self._services.recorder.like if liked else self._services.recorder.unlike
         event_id = f"l-{secrets.token_hex(16)}"
@@ -812,6 +814,7 @@ class _Handlers:
         else:
             scope = None
             event_id = f"{kind[0]}-{secrets.token_hex(20)}"
+        self._refuse_writes_while_failing()
         self._rate.hit(call.user)
         recorder = self._services.recorder
         if isinstance(body, WatchBody):
@@ -845,6 +848,12 @@ class _Handlers:
                 ttl=timedelta(hours=self._settings.idempotency_hours),
             )
         return response, status
+
+    def _refuse_writes_while_failing(self) -> None:
+        # Before the rate limit is counted: a refused write must not use up the
+        # caller's allowance (nor get the limit window's reset as its Retry-After).
+        if self._event_writes.state is BreakerState.OPEN:
+            raise StoreError("events", "recent writes failed; not trying again yet")
 
     def _write(self, record: Callable[[], bool]) -> bool:
         """Run one event write through the event-store breaker; a refused or failed

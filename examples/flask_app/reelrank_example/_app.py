@@ -25,8 +25,6 @@ from flask import Flask, Response, g, request
 from flask_limiter import Limiter
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ValidationError
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
 
 from reelrank import (
@@ -227,6 +225,9 @@ class _RateLimit:
     ) -> None:
         options: dict[str, Any] = {}
         if not storage_uri.startswith("memory://"):
+            from redis.backoff import NoBackoff  # the redis extra, needed by this storage only
+            from redis.retry import Retry
+
             # redis-py's defaults wait 5 s and retry with backoff: a frozen Redis would
             # hold every event request for seconds. A limit that cannot be checked is
             # let through (swallow_errors): an outage of the limiter loses no events.

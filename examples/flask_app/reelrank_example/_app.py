@@ -616,13 +616,13 @@ class _Handlers:
 
     # -- reads ---------------------------------------------------------------------------
 
-    def feed(self, call: Call) -> BaseModel:
+    def feed(self, call: Call) -> Response:
         query = call.query
         assert isinstance(query, PageQuery)
         page = self._services.feed.feed(call.user, query.limit, query.cursor)
         degraded = [degraded.dependency for degraded in page.degraded]
         cards = self._cards([item.video_id for item in page.items], degraded)
-        return FeedPageResponse(
+        body = FeedPageResponse(
             items=[
                 FeedCard(
                     **cards[item.video_id].model_dump(),
@@ -635,6 +635,14 @@ class _Handlers:
             next_cursor=page.next_cursor,
             variant=page.variant,
             degraded=degraded,
+        )
+        # RFC 9211: whether the page was cut from a cached snapshot (load tests and
+        # operators tell cache-hit from ranked pages by it).
+        status = "hit" if page.from_cache else "fwd=miss"
+        return Response(
+            body.model_dump_json(),
+            content_type="application/json",
+            headers={"Cache-Status": f"reelrank; {status}"},
         )
 
     def _trending(self, call: Call, kind: TrendingKind) -> BaseModel:

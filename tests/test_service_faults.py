@@ -133,6 +133,19 @@ def _assert_every_event_acknowledged_in_the_end(records: list[LoadRecord]) -> No
     assert sent == acknowledged, sorted(sent - acknowledged)[:5]
 
 
+def _report(fault: str, records: list[LoadRecord]) -> None:
+    """Print the fault window's figures (``pytest -s`` shows them; the docs quote them)."""
+    load = Path("/proc/loadavg").read_text().split()[:3]
+    for name, chosen in (("feeds", _feeds(records)), ("events", _events(records))):
+        latencies = [record.latency * 1000 for record in chosen]
+        statuses = sorted({record.status for record in chosen})
+        print(
+            f"{fault}: {name} n={len(chosen)} statuses={statuses} "
+            f"p50={percentile(latencies, 0.5):.0f}ms p99={percentile(latencies, 0.99):.0f}ms "
+            f"max={max(latencies, default=float('nan')):.0f}ms load={' '.join(load)}"
+        )
+
+
 def _poll(condition: Callable[[], bool], *, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -161,6 +174,7 @@ def test_redis_frozen_feeds_degrade_within_a_bound_and_recover(
     records = run.finish()
 
     during = _during(records, paused_at, resumed_at)
+    _report("redis frozen", during)
     feeds = _feeds(during)
     assert feeds and all(record.status == 200 for record in feeds)
     assert any("cache" in record.degraded for record in feeds)
@@ -199,6 +213,7 @@ def test_clickhouse_frozen_feeds_rank_on_last_stats_and_events_are_refused_then_
     records = run.finish()
 
     during = _during(records, paused_at, resumed_at)
+    _report("clickhouse frozen", during)
     feeds = _feeds(during)
     assert feeds and all(record.status == 200 for record in feeds)
     refused = [record for record in _events(during) if record.status >= 500]
@@ -236,6 +251,7 @@ def test_postgres_down_fails_readiness_only_and_cached_feeds_still_serve(
     assert {error["field"] for error in ready["errors"]} == {"catalog"}
     assert live_status == 200
     assert page_status == 200 and page["items"], page
+    _report("postgres down", _during(records, down_at, up_at))
     feeds = _feeds(_during(records, down_at, up_at))
     assert any(record.status == 200 for record in feeds)
     # What cannot be served is refused as an outage, never an internal error.
@@ -265,6 +281,7 @@ def test_a_killed_worker_is_replaced_and_no_acknowledged_event_is_lost(
 
     assert _poll(replaced, timeout=60.0)
     records = run.finish()
+    _report("worker killed", records)
     assert workers[1] in service.worker_pids()
     _assert_every_event_acknowledged_in_the_end(records)
     _assert_acknowledged_events_stored_once(stack, records)

@@ -180,8 +180,10 @@ class Gunicorn:
         *,
         workers: int = 2,
         threads: int = 4,
+        ready_path: str = "/healthz/startup",
     ) -> None:
         self.app = app
+        self.ready_path = ready_path
         self.env = dict(env)
         self.log = log
         self.workers = workers
@@ -200,7 +202,8 @@ class Gunicorn:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, *, ready_path: str = "/healthz/startup", timeout: float = 180.0) -> None:
+    def start(self, *, timeout: float = 180.0) -> None:
+        """Start gunicorn and wait until ``ready_path`` answers 200."""
         from reelrank.testing.servers import free_port, wait_until_ready
 
         self.port = free_port()
@@ -212,6 +215,8 @@ class Gunicorn:
             "--keep-alive", "5",
             "--graceful-timeout", "5",
             "--timeout", "30",
+            # gunicorn's control socket has one default path for every master on the machine.
+            "--no-control-socket",
             self.app,
         ]  # fmt: skip
         with self.log.open("ab") as out:
@@ -221,7 +226,7 @@ class Gunicorn:
 
         def answers() -> bool:
             try:
-                return get(self.url + ready_path, timeout=2.0)[0] == 200
+                return get(self.url + self.ready_path, timeout=2.0)[0] == 200
             except OSError:
                 return False
 

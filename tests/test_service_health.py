@@ -243,3 +243,11 @@ def test_event_writes_answer_503_and_stop_calling_a_failing_event_store(faulty: 
     assert refused.status_code == 503
     assert refused.headers["Retry-After"] == "1"
     assert faulty.events.calls["append"] + faulty.events.calls["append_many"] == attempts
+
+
+def test_feed_pages_say_whether_they_came_from_the_cache(faulty: Faulty) -> None:
+    first = faulty.client.get("/api/v1/reels?limit=3", headers=AUTH)
+    assert first.headers["Cache-Status"] == "reelrank; fwd=miss"
+    cursor = first.get_json()["next_cursor"]
+    following = faulty.client.get(f"/api/v1/reels?limit=3&cursor={cursor}", headers=AUTH)
+    assert following.headers["Cache-Status"] == "reelrank; hit"

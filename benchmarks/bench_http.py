@@ -92,7 +92,8 @@ CATALOG = {
     "REELRANK_EVENTS": str(200 if QUICK else VIDEOS),
     "REELRANK_CREATORS": str(10 if QUICK else max(30, VIDEOS // 50)),
 }
-RATES = (20.0, 40.0) if QUICK else (50.0, 100.0, 200.0, 300.0, 400.0, 500.0, 600.0, 800.0)
+# Stepped up until the service no longer keeps up (achieved under 80% of offered).
+RATES = (20.0, 40.0) if QUICK else (25.0, 50.0, 100.0, 150.0, 200.0, 300.0, 400.0, 500.0, 600.0)
 STEP_SECONDS = 3.0 if QUICK else 20.0
 WARMUP_SECONDS = 2.0 if QUICK else 10.0
 WRK_SECONDS = 3 if QUICK else 15
@@ -282,6 +283,8 @@ def test_service_under_mixed_load(stack: ServiceStack, tmp_path: Path) -> None:
             step = _step(service, tmp_path / f"step{number}", rate, STEP_SECONDS, seed=number)
             RESULTS.steps.append(step)
             assert step.requests > 0
+            if step.achieved < 0.8 * rate:
+                break  # saturated: higher offered rates would only queue longer
         # Last: wrk's thousands of pages for the same users mark much of a small catalog
         # seen, which would leave the mixed steps fewer cache hits than real users get.
         feeds = _wrk(service.url + "/api/v1/reels?limit=10", WRK_SECONDS, _zipf_script(tmp_path))

@@ -6,10 +6,10 @@ from them. Each test runs the mixed workload of :mod:`reelrank_example.testing` 
 process of its own (feeds with paging, watches, likes and shares, search, trending),
 injects one fault in the middle of it, and checks the records the load wrote.
 
-Bounds stated here (and in *Operate the service*, capacity): with Redis frozen, feed
-p99 stays under :data:`REDIS_PAUSE_P99_BOUND` (it was more than 5 s when Redis clients
-used redis-py's default timeouts). The bound is far above the measured figures so that
-a loaded CI machine cannot trip it; the measured ones are in the docs.
+Bounds stated here (and in *Operate the service*, capacity): with Redis or ClickHouse
+frozen, feed p99 stays under :data:`FROZEN_STORE_P99_BOUND` (with ClickHouse frozen it
+was 4.9 s before its calls got deadlines). The bound is far above the measured figures
+so that a loaded CI machine cannot trip it; the measured ones are in the docs.
 """
 
 from __future__ import annotations
@@ -54,8 +54,8 @@ RATE = 25.0
 """Requests per second of the background load: enough to keep requests in flight on
 both workers, little enough to leave CPU for the stores on a 2-core CI machine."""
 FAULT_SECONDS = 5.0
-REDIS_PAUSE_P99_BOUND = 2.0
-"""Seconds: feed p99 while Redis is frozen must stay under this."""
+FROZEN_STORE_P99_BOUND = 2.0
+"""Seconds: feed p99 while Redis or ClickHouse is frozen must stay under this."""
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +179,7 @@ def test_redis_frozen_feeds_degrade_within_a_bound_and_recover(
     assert feeds and all(record.status == 200 for record in feeds)
     assert any("cache" in record.degraded for record in feeds)
     latencies = [record.latency for record in feeds]
-    assert percentile(latencies, 0.99) < REDIS_PAUSE_P99_BOUND, sorted(latencies)[-5:]
+    assert percentile(latencies, 0.99) < FROZEN_STORE_P99_BOUND, sorted(latencies)[-5:]
     # Events land: the rate limit that cannot be checked lets them through.
     events = [record for record in during if record.endpoint in ("watch", "share", "like")]
     assert events and all(200 <= record.status < 300 for record in events), [
@@ -216,6 +216,10 @@ def test_clickhouse_frozen_feeds_rank_on_last_stats_and_events_are_refused_then_
     _report("clickhouse frozen", during)
     feeds = _feeds(during)
     assert feeds and all(record.status == 200 for record in feeds)
+    # Search, trending and event writes reach ClickHouse under short deadlines, so they
+    # do not hold every server thread while feeds queue behind them.
+    latencies = [record.latency for record in feeds]
+    assert percentile(latencies, 0.99) < FROZEN_STORE_P99_BOUND, sorted(latencies)[-5:]
     refused = [record for record in _events(during) if record.status >= 500]
     assert refused, "no event request was refused while ClickHouse was frozen"
     assert {record.status for record in refused} == {503}

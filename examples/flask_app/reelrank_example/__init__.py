@@ -14,14 +14,16 @@ environment variables (see :class:`Settings`), and ``gunicorn
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 import sys
 from datetime import timedelta
+from typing import cast
 
 from flask import Flask
 
-from reelrank import ConfigError, FeedUnavailableError, warmup
+from reelrank import ConfigError, EngagementLog, EventStore, FeedUnavailableError, warmup
 
 from ._api import (
     DASH_CONTENT_TYPE,
@@ -35,6 +37,7 @@ from ._api import (
 )
 from ._app import ERROR_STATUSES, ProblemError, create_app, prefetch_cards
 from ._auth import Authenticator, AuthError, issue_token
+from ._cards import GuardedStore
 from ._health import StartupProgress
 from ._load import TABLES, load_directory
 from ._services import (
@@ -131,6 +134,28 @@ def demo_authenticator(settings: Settings) -> Authenticator:
     return authenticator
 
 
+# Reads of the event store and the engagement log are point lookups and small
+# aggregates; writes insert one event (with an id check) and get longer.
+_READ_DEADLINE_SECONDS = 0.25
+_WRITE_DEADLINE_SECONDS = 1.0
+
+
+def _guarded(stores: Stores) -> Stores:
+    """``stores`` with the event store and the engagement log behind deadlines and
+    breakers (see :class:`~reelrank_example._cards.GuardedStore`)."""
+    events = GuardedStore(
+        stores.events, "events", deadline=_READ_DEADLINE_SECONDS,
+        write_deadline=_WRITE_DEADLINE_SECONDS, writes=frozenset({"append", "append_many"}),
+    )  # fmt: skip
+    log = GuardedStore(
+        stores.log, "log", deadline=_READ_DEADLINE_SECONDS,
+        write_deadline=_WRITE_DEADLINE_SECONDS, writes=frozenset({"record", "record_many"}),
+    )  # fmt: skip
+    return dataclasses.replace(
+        stores, events=cast(EventStore, events), log=cast(EngagementLog, log)
+    )
+
+
 def create_default_app(settings: Settings | None = None) -> Flask:
     """The app over :func:`configured_stores`, with settings from the environment.
 
@@ -144,7 +169,7 @@ def create_default_app(settings: Settings | None = None) -> Flask:
     """
     settings = settings or Settings()
     authenticator = demo_authenticator(settings)
-    services = build_services(configured_stores(settings), settings)
+    services = build_services(_guarded(configured_stores(settings)), settings)
     startup = StartupProgress()
     app = create_app(services, settings, authenticator=authenticator, startup=startup)
 

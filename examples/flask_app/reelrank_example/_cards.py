@@ -20,9 +20,18 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from reelrank import Catalog, CircuitBreaker, Creator, EventStore, StoreError, Video, VideoStats
+from reelrank import (
+    Catalog,
+    CircuitBreaker,
+    Creator,
+    EventStore,
+    StoreError,
+    StoreTimeoutError,
+    Video,
+    VideoStats,
+)
 
-__all__ = ["CardData", "CardReader"]
+__all__ = ["CardData", "CardReader", "GuardedStore"]
 
 _logger = logging.getLogger(__name__)
 
@@ -90,15 +99,26 @@ class _Guard:
         self._pool = pool
 
     def call(self, read: Callable[[], T]) -> T | None:
-        if not self.breaker.allow_request():
-            return None
-        future = self._pool.submit(read)
         try:
-            result = future.result(timeout=_DEADLINE_SECONDS)
+            return self.call_or_raise(read, _DEADLINE_SECONDS)
+        except StoreError:
+            return None
+
+    def call_or_raise(self, call: Callable[[], T], deadline: float) -> T:
+        """``call()`` on the pool within ``deadline`` seconds; :class:`StoreError` when
+        the breaker is open or the store fails, :class:`StoreTimeoutError` when it hangs.
+        A call past its deadline runs on until the driver's own timeout ends it."""
+        if not self.breaker.allow_request():
+            raise StoreError(self.name, "failing; not called again yet")
+        future = self._pool.submit(call)
+        try:
+            result = future.result(timeout=deadline)
         except (StoreError, TimeoutError) as exc:
             self.breaker.record_failure()
-            _logger.warning("card read from %s failed: %s", self.name, type(exc).__name__)
-            return None
+            _logger.warning("call to %s failed: %s", self.name, type(exc).__name__)
+            if isinstance(exc, StoreError):
+                raise
+            raise StoreTimeoutError(self.name, f"no answer within {deadline} s") from None
         except BaseException:
             # The store answered; the request was wrong. The breaker must not stay half-open.
             self.breaker.record_success()
@@ -190,3 +210,43 @@ class CardReader:
     def close(self) -> None:
         """Stop the reader's threads (calls still running finish in the background)."""
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class GuardedStore:
+    """Any store, with every call under a deadline and a circuit breaker.
+
+    reelrank's discovery services and the recorder call their stores directly; a frozen
+    ClickHouse would hold each such request for the driver's 2 s timeout, and with a
+    few in flight every server thread, so that feeds queue behind them. Through this
+    proxy a call that does not answer in time raises :class:`StoreTimeoutError` (the
+    services fall back or the request answers 503), and after a few failures the store
+    is not called at all for a while. Attribute access is forwarded to ``store``.
+    """
+
+    def __init__(
+        self,
+        store: object,
+        name: str,
+        *,
+        deadline: float,
+        write_deadline: float,
+        writes: frozenset[str] = frozenset(),
+    ) -> None:
+        self._store = store
+        self._deadline = deadline
+        self._write_deadline = write_deadline
+        self._writes = writes
+        self._guard = _Guard(
+            name, ThreadPoolExecutor(_THREADS, thread_name_prefix=f"reelrank-{name}")
+        )
+
+    def __getattr__(self, attribute: str) -> object:
+        target = getattr(self._store, attribute)
+        if attribute.startswith("_") or not callable(target):
+            return target
+        deadline = self._write_deadline if attribute in self._writes else self._deadline
+
+        def call(*args: object, **kwargs: object) -> object:
+            return self._guard.call_or_raise(lambda: target(*args, **kwargs), deadline)
+
+        return call

@@ -117,6 +117,8 @@ class Step:
     generator_cpu_ms_per_request: float
     percentiles: dict[str, tuple[int, float, float, float]] = field(default_factory=dict)
     loadavg: str = ""
+    error_kinds: dict[str, int] = field(default_factory=dict)
+    """Errors by ``endpoint status`` (status 0: no answer within the client's timeout)."""
 
     @property
     def meets_p99_goals(self) -> bool:
@@ -249,12 +251,17 @@ def _step(service: Gunicorn, directory: Path, rate: float, seconds: float, seed:
     pages = pages_after[0] - pages_before[0]
     cached = pages_after[1] - pages_before[1]
     span = max(record.scheduled + record.latency for record in records) - records[0].scheduled
-    errors = sum(1 for record in records if not 200 <= record.status < 300)
+    failed = [record for record in records if not 200 <= record.status < 300]
+    kinds: dict[str, int] = {}
+    for record in failed:
+        kind = f"{record.endpoint} {record.status}"
+        kinds[kind] = kinds.get(kind, 0) + 1
     return Step(
         offered=rate,
         achieved=len(records) / span,
         requests=len(records),
-        errors=errors,
+        errors=len(failed),
+        error_kinds=dict(sorted(kinds.items())),
         hit_rate=cached / pages if pages else float("nan"),
         cpu_ms_per_request=1000 * cpu / len(records),
         generator_cpu_ms_per_request=1000 * generator["cpu_seconds"] / len(records),
@@ -314,6 +321,8 @@ def _summarise() -> None:
             f"CPU {step.cpu_ms_per_request:.1f} ms/request (generator "
             f"{step.generator_cpu_ms_per_request:.1f}), {goals} (load {step.loadavg})"
         )
+        if step.error_kinds:
+            SUMMARY.append(f"HTTP:   errors: {step.error_kinds}")
         for name, (count, p50, p95, p99) in step.percentiles.items():
             SUMMARY.append(
                 f"HTTP:   {name:<12} n={count:<6} p50 {p50:7.1f} p95 {p95:7.1f} p99 {p99:7.1f} ms"

@@ -39,7 +39,8 @@ from reelrank_example.testing import (  # noqa: E402
     run_load_process,
 )
 
-pytestmark = pytest.mark.integration
+# The first test starts the stack (seeding, gunicorn): minutes on a loaded machine.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 CATALOG = {
     "REELRANK_VIDEOS": "60",

@@ -207,10 +207,6 @@ class CardReader:
             found.update(fetched)
         return found
 
-    def close(self) -> None:
-        """Stop the reader's threads (calls still running finish in the background)."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
-
 
 class GuardedStore:
     """Any store, with every call under a deadline and a circuit breaker.

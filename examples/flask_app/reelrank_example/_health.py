@@ -146,9 +146,6 @@ class ReadinessChecks:
             if name in ReadinessChecks.required and state != "ok"
         }
 
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
-
 
 def _outcome(name: str, future: Future[None]) -> str:
     if not future.done():

@@ -15,11 +15,17 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# Start-up runs on a background thread once the app exists; the startup probe turns 200
+# when it is done.
 _START = (
-    "import gc\n"
+    "import gc, time\n"
     "from reelrank_example import create_default_app\n"
     "before = gc.get_freeze_count()\n"
-    "create_default_app()\n"
+    "probe = create_default_app().test_client()\n"
+    "deadline = time.monotonic() + 300\n"
+    "while probe.get('/healthz/startup').status_code != 200:\n"
+    "    assert time.monotonic() < deadline, 'start-up did not finish'\n"
+    "    time.sleep(0.1)\n"
     "print(before, gc.get_freeze_count())\n"
 )
 

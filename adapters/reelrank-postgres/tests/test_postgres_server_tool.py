@@ -78,6 +78,26 @@ def test_stop_resumes_a_paused_cluster_first() -> None:
         os.kill(postmaster, signal.SIG_DFL)
 
 
+def test_shut_down_and_restart_keep_the_data_and_the_port() -> None:
+    require_postgres()
+    with PostgresServer() as server:
+        with psycopg.connect(server.dsn, autocommit=True) as connection:
+            connection.execute("CREATE TABLE kept (n int)")
+            connection.execute("INSERT INTO kept VALUES (7)")
+        port = server.port
+        server.shut_down()
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(server.dsn, connect_timeout=2)
+        with pytest.raises(PostgresServerError):
+            server.pause()
+        server.restart()
+        assert server.port == port
+        with psycopg.connect(server.dsn) as connection:
+            assert connection.execute("SELECT n FROM kept").fetchone() == (7,)
+        with pytest.raises(PostgresServerError):
+            server.restart()
+
+
 def test_pausing_a_stopped_server_is_an_error() -> None:
     require_postgres()
     server = PostgresServer()

@@ -17,16 +17,17 @@ environment variables (see :class:`Settings`), and ``gunicorn
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import logging
 import secrets
 import sys
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from flask import Flask
 
-from reelrank import ConfigError, FeedUnavailableError, warmup
+from reelrank import ConfigError, EngagementLog, EventStore, FeedUnavailableError, warmup
 
 from ._api import (
     DASH_CONTENT_TYPE,
@@ -38,8 +39,10 @@ from ._api import (
     Operation,
     openapi_document,
 )
-from ._app import ERROR_STATUSES, ProblemError, create_app
+from ._app import ERROR_STATUSES, ProblemError, create_app, prefetch_cards
 from ._auth import Authenticator, AuthError, issue_token
+from ._cards import GuardedStore
+from ._health import StartupProgress
 from ._load import TABLES, LoadError, load_directory
 from ._logging import (
     REQUEST_ID_HEADER,
@@ -95,6 +98,7 @@ __all__ = [
     "Services",
     "Settings",
     "SqlIdempotencyStore",
+    "StartupProgress",
     "Stores",
     "build_default_services",
     "build_services",
@@ -121,6 +125,9 @@ _logger = logging.getLogger(__name__)
 # batch at a time so that its progress shows in the metrics.
 _WARM_EVENTS = 5_000
 _WARM_BATCH = 500
+# ... and keeps the card details of the newest videos, the bulk of the feed's candidates,
+# so their cards can be built while the catalog is down.
+_WARM_CARDS = 2_000
 
 
 def demo_authenticator(settings: Settings) -> Authenticator:
@@ -166,37 +173,83 @@ def configure_tracing(settings: Settings, exporter: Any = None) -> Any:
     return configure(settings, exporter)
 
 
+# Reads of the event store and the engagement log are point lookups and small
+# aggregates; writes insert one event (with an id check) and get longer.
+_READ_DEADLINE_SECONDS = 0.25
+_WRITE_DEADLINE_SECONDS = 1.0
+
+
+def _guarded(stores: Stores) -> Stores:
+    """``stores`` with the event store and the engagement log behind deadlines and
+    breakers (see :class:`~reelrank_example._cards.GuardedStore`)."""
+    events = GuardedStore(
+        stores.events, "events", deadline=_READ_DEADLINE_SECONDS,
+        write_deadline=_WRITE_DEADLINE_SECONDS, writes=frozenset({"append", "append_many"}),
+    )  # fmt: skip
+    log = GuardedStore(
+        stores.log, "log", deadline=_READ_DEADLINE_SECONDS,
+        write_deadline=_WRITE_DEADLINE_SECONDS, writes=frozenset({"record", "record_many"}),
+    )  # fmt: skip
+    return dataclasses.replace(
+        stores, events=cast(EventStore, events), log=cast(EngagementLog, log)
+    )
+
+
 def create_default_app(settings: Settings | None = None) -> Flask:
     """The app over :func:`configured_stores`, with settings from the environment.
 
     For ``gunicorn "reelrank_example:create_default_app()"``. The database must have
     been migrated (``python -m reelrank_example migrate``); nothing is seeded here.
-    Before the app exists (so before any probe answers), the kernels are compiled or
-    loaded from cache and the feeds of users active in the last day are warmed, so no
-    request pays a compile. Then everything start-up allocated is moved out of the
-    garbage collector's reach (:func:`gc.freeze`), so full collections no longer walk it
-    during requests.
+    The app answers at once; on a background thread, start-up then compiles the
+    kernels (or loads them from cache), checks that the database is at the newest
+    migration, and warms the feeds of users active in the last day and the card
+    details of the feed's candidates. ``/healthz/startup`` answers 503 until all of it
+    is done (and ``/healthz/ready`` with it), so no routed request pays a compile.
+    Then everything start-up allocated is moved out of the garbage collector's reach
+    (:func:`gc.freeze`), so full collections no longer walk it during requests.
     """
     settings = settings or Settings()
     configure_logging(settings)
     if settings.tracing:
         configure_tracing(settings)
     authenticator = demo_authenticator(settings)
-    services = build_services(configured_stores(settings), settings)
-    warmup()
-    now = services.clock()
-    recent = services.stores.log.events_between(now - timedelta(days=1), now, limit=_WARM_EVENTS)
-    users = sorted({event.user_id for event in recent})
-    try:
-        for start in range(0, len(users), _WARM_BATCH):
-            services.feed.warm(users[start : start + _WARM_BATCH])
-            services.metrics.warming_progress(min(start + _WARM_BATCH, len(users)) / len(users))
-    except FeedUnavailableError:
-        # A cold cache is slower, not wrong: serve, and let readiness report the outage.
-        _logger.warning("could not warm feeds at start-up", exc_info=True)
-    app = create_app(services, settings, authenticator=authenticator)
-    # What start-up allocated (stores, compiled kernels, warmed snapshots, the app) lives
-    # as long as the process. Frozen, the collector stops walking it on every full
-    # collection, which otherwise lands on a random request as a 50-90 ms pause.
-    gc.freeze()
+    services = build_services(_guarded(configured_stores(settings)), settings)
+    startup = StartupProgress()
+    app = create_app(services, settings, authenticator=authenticator, startup=startup)
+
+    def check_migrations() -> None:
+        from reelrank_postgres import SqlStoreConfig, check_schema, connect
+
+        engine = connect(SqlStoreConfig(url=settings.database_url))
+        try:
+            check_schema(engine)
+        finally:
+            engine.dispose()
+
+    def warm() -> None:
+        now = services.clock()
+        recent = services.stores.log.events_between(
+            now - timedelta(days=1), now, limit=_WARM_EVENTS
+        )
+        users = sorted({event.user_id for event in recent})
+        try:
+            for start in range(0, len(users), _WARM_BATCH):
+                services.feed.warm(users[start : start + _WARM_BATCH])
+                services.metrics.warming_progress(
+                    min(start + _WARM_BATCH, len(users)) / len(users)
+                )
+        except FeedUnavailableError:
+            # A cold cache is slower, not wrong: serve, and let readiness report the outage.
+            _logger.warning("could not warm feeds at start-up", exc_info=True)
+        prefetch_cards(app, services.stores.catalog.recent_videos(limit=_WARM_CARDS))
+        # What start-up allocated (stores, compiled kernels, warmed snapshots and cards)
+        # lives as long as the process. Frozen, the collector stops walking it on every
+        # full collection, which otherwise lands on a random request as a 50-90 ms pause.
+        # (Requests answered meanwhile are frozen too; they are few and small.)
+        gc.freeze()
+
+    startup.run(
+        [("kernels", warmup), ("migrations", check_migrations), ("warming", warm)],
+        on_complete=services.metrics.startup_complete,
+    )
     return app

@@ -17,7 +17,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from importlib import resources
 from typing import Any
@@ -29,6 +29,8 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTo
 
 from reelrank import (
     WEIGHT_FIELDS,
+    BreakerState,
+    CircuitBreaker,
     ConfigError,
     CursorError,
     FeedUnavailableError,
@@ -79,13 +81,15 @@ from ._api import (
     openapi_document,
 )
 from ._auth import Authenticator, AuthError, ForbiddenError
+from ._cards import CardReader
+from ._health import ReadinessChecks, StartupProgress
 from ._logging import note_user, register_request_logging
 from ._metrics import AppMetrics
 from ._progress import apply_progress_report
 from ._services import IdempotencyRecord, Services
 from ._settings import Settings
 
-__all__ = ["ERROR_STATUSES", "ProblemError", "create_app"]
+__all__ = ["ERROR_STATUSES", "ProblemError", "create_app", "prefetch_cards"]
 
 ERROR_STATUSES: tuple[tuple[type[ReelrankError], int, str], ...] = (
     (CursorError, 400, "invalid-cursor"),
@@ -219,13 +223,30 @@ class _RateLimit:
     token's user, and shared by every event endpoint.
     """
 
-    def __init__(self, app: Flask, storage_uri: str, per_minute: int) -> None:
+    def __init__(
+        self, app: Flask, storage_uri: str, per_minute: int, *, timeout_seconds: float
+    ) -> None:
+        options: dict[str, Any] = {}
+        if not storage_uri.startswith("memory://"):
+            from redis.backoff import NoBackoff  # the redis extra, needed by this storage only
+            from redis.retry import Retry
+
+            # redis-py's defaults wait 5 s and retry with backoff: a frozen Redis would
+            # hold every event request for seconds. A limit that cannot be checked is
+            # let through (swallow_errors): an outage of the limiter loses no events.
+            options = {
+                "socket_timeout": timeout_seconds,
+                "socket_connect_timeout": timeout_seconds,
+                "retry": Retry(NoBackoff(), 0),
+            }
         self._limiter = Limiter(
             key_func=lambda: "anonymous",
             app=app,
             storage_uri=storage_uri,
+            storage_options=options,
             strategy="fixed-window",
             headers_enabled=True,
+            swallow_errors=True,
         )
         self._rate = f"{per_minute}/minute"
 
@@ -241,11 +262,14 @@ def create_app(
     settings: Settings | None = None,
     *,
     authenticator: Authenticator | None = None,
+    startup: StartupProgress | None = None,
 ) -> Flask:
     """The service's Flask app over ``services``.
 
     ``authenticator`` defaults to one built from ``settings`` (which then needs an auth
-    secret or key). Close ``services`` with ``services.close()`` when the app stops.
+    secret or key). ``startup`` is the progress ``/healthz/startup`` reports; without
+    it, start-up counts as finished. Close ``services`` with ``services.close()`` when
+    the app stops.
     """
     settings = settings or Settings()
     authenticator = authenticator or Authenticator(settings)
@@ -258,12 +282,23 @@ def create_app(
         else secrets.token_bytes(32)
     )
     state = settings.redis_state_url or settings.redis_url
+    progress = startup or StartupProgress.finished()
     handlers = _Handlers(
         services,
         settings,
         _Cursors(cursor_secret),
-        _RateLimit(app, "memory://" if state is None else state, settings.events_per_minute),
+        _RateLimit(
+            app,
+            "memory://" if state is None else state,
+            settings.events_per_minute,
+            timeout_seconds=settings.redis_timeout_seconds,
+        ),
+        progress,
+        CardReader(
+            services.stores.catalog, services.stores.events, ttl=settings.card_cache_seconds
+        ),
     )
+    app.extensions["reelrank_cards"] = handlers.card_reader
     document = openapi_document()
     _register_errors(app)
     _register_timing(app, metrics)
@@ -285,10 +320,19 @@ def create_app(
         from ._tracing import instrument_app
 
         instrument_app(app, settings)
-    # The services (and the kernels they compile) are built, and the cache warmed,
-    # before the app exists.
-    metrics.startup_complete()
+    if progress.complete:
+        # Built from services started beforehand; otherwise whoever runs the start-up
+        # steps reports their end (see create_default_app).
+        metrics.startup_complete()
     return app
+
+
+def prefetch_cards(app: Flask, videos: Iterable[Video]) -> int:
+    """Keep the card details of ``videos`` in ``app``, so their cards can still be built
+    while the catalog is down; returns how many were kept."""
+    reader = app.extensions["reelrank_cards"]
+    assert isinstance(reader, CardReader)
+    return reader.prefetch(videos)
 
 
 def _register_explorer(app: Flask, settings: Settings, authenticator: Authenticator) -> None:
@@ -584,22 +628,36 @@ class _Handlers:
     """One method per operation id of :data:`~reelrank_example._api.OPERATIONS`."""
 
     def __init__(
-        self, services: Services, settings: Settings, cursors: _Cursors, rate: _RateLimit
+        self,
+        services: Services,
+        settings: Settings,
+        cursors: _Cursors,
+        rate: _RateLimit,
+        startup: StartupProgress,
+        cards: CardReader,
     ) -> None:
         self._services = services
         self._settings = settings
         self._cursors = cursors
         self._rate = rate
+        self._startup = startup
+        self.card_reader = cards
+        self._readiness = ReadinessChecks(
+            services.stores, services.feed, timeout=settings.ready_check_timeout_seconds
+        )
+        # While the event store is down, event requests answer 503 at once instead of
+        # each waiting for the driver's timeout.
+        self._event_writes = CircuitBreaker(
+            "events", failure_threshold=3, reset_timeout_seconds=2.0
+        )
 
     # -- cards ---------------------------------------------------------------------------
 
-    def _cards(self, video_ids: list[int]) -> dict[int, Card]:
-        stores = self._services.stores
-        videos = stores.catalog.get_videos(video_ids)
-        creators = stores.catalog.get_creators(
-            sorted({video.creator_id for video in videos.values()})
-        )
-        stats = stores.events.get_stats(list(videos))
+    def _cards(self, video_ids: list[int], degraded: list[str] | None = None) -> dict[int, Card]:
+        data = self.card_reader.read(video_ids)
+        if degraded is not None:
+            degraded += [name for name in data.degraded if name not in degraded]
+        videos, creators, stats = data.videos, data.creators, data.stats
         cards: dict[int, Card] = {}
         for video_id, video in videos.items():
             creator = creators.get(video.creator_id)
@@ -647,22 +705,23 @@ class _Handlers:
 
     # -- reads ---------------------------------------------------------------------------
 
-    def feed(self, call: Call) -> BaseModel:
+    def feed(self, call: Call) -> Response:
         query = call.query
         assert isinstance(query, PageQuery)
         page = self._services.feed.feed(call.user, query.limit, query.cursor)
-        for degraded in page.degraded:
+        for fallback in page.degraded:
             _logger.warning(
                 "degraded",
-                extra={"dependency": degraded.dependency, "fallback": degraded.fallback},
+                extra={"dependency": fallback.dependency, "fallback": fallback.fallback},
             )
+        degraded = [fallback.dependency for fallback in page.degraded]
         try:
-            cards = self._cards([item.video_id for item in page.items])
+            cards = self._cards([item.video_id for item in page.items], degraded)
         except StoreError as exc:
             self._services.metrics.feed_unavailable(exc.store)
             raise
         self._services.metrics.feed_page(page.from_cache)
-        return FeedPageResponse(
+        body = FeedPageResponse(
             items=[
                 FeedCard(
                     **cards[item.video_id].model_dump(),
@@ -674,7 +733,15 @@ class _Handlers:
             ],
             next_cursor=page.next_cursor,
             variant=page.variant,
-            degraded=[degraded.dependency for degraded in page.degraded],
+            degraded=degraded,
+        )
+        # RFC 9211: whether the page was cut from a cached snapshot (load tests and
+        # operators tell cache-hit from ranked pages by it).
+        status = "hit" if page.from_cache else "fwd=miss"
+        return Response(
+            body.model_dump_json(),
+            content_type="application/json",
+            headers={"Cache-Status": f"reelrank; {status}"},
         )
 
     def _trending(self, call: Call, kind: TrendingKind) -> BaseModel:
@@ -788,7 +855,9 @@ class _Handlers:
 
     def video(self, call: Call) -> BaseModel:
         video = self._services.stores.catalog.get_video(call.vid)
-        card = self._cards([video.video_id])[video.video_id]
+        card = self._cards([video.video_id]).get(video.video_id)
+        if card is None:
+            raise StoreError("catalog", "the video's details are unavailable")
         return VideoDetail(
             **card.model_dump(), description=video.description, state=video.state.value
         )
@@ -822,10 +891,12 @@ class _Handlers:
         assert isinstance(body, LikeBody)
         occurred_at = self._occurred_at(body)
         self._ready_video(call.vid)
+        self._refuse_writes_while_failing()
         self._rate.hit(call.user)
         record = self._services.recorder.like if liked else self._services.recorder.unlike
-        applied = record(
-            call.user, call.vid, event_id=f"l-{secrets.token_hex(16)}", occurred_at=occurred_at
+        event_id = f"l-{secrets.token_hex(16)}"
+        applied = self._write(
+            lambda: record(call.user, call.vid, event_id=event_id, occurred_at=occurred_at)
         )
         g.event_outcome = "recorded" if applied else "duplicate"
         stats = self._services.stores.events.get_stats([call.vid]).get(call.vid)
@@ -865,21 +936,28 @@ class _Handlers:
         else:
             scope = None
             event_id = f"{kind[0]}-{secrets.token_hex(20)}"
+        self._refuse_writes_while_failing()
         self._rate.hit(call.user)
         recorder = self._services.recorder
         if isinstance(body, WatchBody):
-            applied = recorder.watch(
-                call.user,
-                call.vid,
-                event_id=event_id,
-                occurred_at=occurred_at,
-                watched_seconds=body.watched_seconds,
-                completion=body.completion,
+            watch = body
+            applied = self._write(
+                lambda: recorder.watch(
+                    call.user,
+                    call.vid,
+                    event_id=event_id,
+                    occurred_at=occurred_at,
+                    watched_seconds=watch.watched_seconds,
+                    completion=watch.completion,
+                )
             )
         else:
-            applied = recorder.share(
-                call.user, call.vid, event_id=event_id, occurred_at=occurred_at,
-                channel=body.channel,
+            share = body
+            applied = self._write(
+                lambda: recorder.share(
+                    call.user, call.vid, event_id=event_id, occurred_at=occurred_at,
+                    channel=share.channel,
+                )
             )  # fmt: skip
         status = 201 if applied else 200
         g.event_outcome = "recorded" if applied else "duplicate"
@@ -894,6 +972,28 @@ class _Handlers:
             )
         return response, status
 
+    def _refuse_writes_while_failing(self) -> None:
+        # Before the rate limit is counted: a refused write must not use up the
+        # caller's allowance (nor get the limit window's reset as its Retry-After).
+        if self._event_writes.state is BreakerState.OPEN:
+            raise StoreError("events", "recent writes failed; not trying again yet")
+
+    def _write(self, record: Callable[[], bool]) -> bool:
+        """Run one event write through the event-store breaker; a refused or failed
+        write raises :class:`~reelrank.StoreError` (503 with ``Retry-After``)."""
+        if not self._event_writes.allow_request():
+            raise StoreError("events", "recent writes failed; not trying again yet")
+        try:
+            applied = record()
+        except StoreError:
+            self._event_writes.record_failure()
+            raise
+        except BaseException:
+            self._event_writes.record_success()
+            raise
+        self._event_writes.record_success()
+        return applied
+
     def watch(self, call: Call) -> tuple[BaseModel, int]:
         return self._event(call, "watch")
 
@@ -902,21 +1002,38 @@ class _Handlers:
 
     # -- health --------------------------------------------------------------------------
 
-    def _breakers(self) -> dict[str, str]:
-        return {name: b.state.value for name, b in self._services.feed.breakers.items()}
-
     def live(self, call: Call) -> BaseModel:
+        # Touches no store: an outage elsewhere must not get a working process restarted.
         return Health(status="ok", checks={})
 
     def ready(self, call: Call) -> BaseModel:
-        checks = self._breakers()
+        if not self._startup.complete:
+            raise ProblemError(
+                503, "unavailable", "not ready: start-up has not finished",
+                errors=[{"field": step, "message": state}
+                        for step, state in self._startup.checks().items() if state != "done"],
+            )  # fmt: skip
+        checks = self._readiness.run()
         for dependency, state in checks.items():
-            self._services.metrics.readiness_check(dependency, state == "closed")
-        if not all(state == "closed" for state in checks.values()):
-            raise ProblemError(503, "unavailable", f"dependencies failing: {checks}")
-        return Health(status="ok", checks=checks)
+            self._services.metrics.readiness_check(dependency, state == "ok")
+        failing = ReadinessChecks.failing(checks)
+        if failing:
+            raise ProblemError(
+                503,
+                "unavailable",
+                "not ready: " + ", ".join(f"{name} {state}" for name, state in failing.items()),
+                errors=[{"field": name, "message": state} for name, state in failing.items()],
+            )
+        status = "ok" if all(state == "ok" for state in checks.values()) else "degraded"
+        return Health(status=status, checks=checks)
 
     def startup(self, call: Call) -> BaseModel:
-        # The services (and the kernels they compile) are built before the app exists,
-        # so a process that answers has finished starting.
-        return Health(status="ok", checks={"services": "built"})
+        checks = self._startup.checks()
+        if not self._startup.complete:
+            raise ProblemError(
+                503, "unavailable", "starting: " + ", ".join(
+                    f"{step} {state}" for step, state in checks.items() if state != "done"),
+                errors=[{"field": step, "message": state} for step, state in checks.items()
+                        if state != "done"],
+            )  # fmt: skip
+        return Health(status="ok", checks=checks)

@@ -403,6 +403,15 @@ def migrate(settings: Settings) -> None:
             clickhouse.dispose()
 
 
+def _redis_bounds(settings: Settings) -> dict[str, Any]:
+    """The request path's Redis timeouts. The adapter never retries a timeout; it retries
+    a reset connection once, at once (after a restart), which costs no wait."""
+    return {
+        "socket_timeout_seconds": settings.redis_timeout_seconds,
+        "connect_timeout_seconds": settings.redis_timeout_seconds,
+    }
+
+
 def configured_stores(settings: Settings) -> Stores:
     """The stores :class:`Settings` name, on a database migrated by :func:`migrate`.
 
@@ -455,7 +464,9 @@ def configured_stores(settings: Settings) -> Stores:
             from reelrank_redis import RedisConfig, RedisFeedCache
             from reelrank_redis import connect as connect_redis
 
-            redis_config = RedisConfig(url=settings.redis_url, prefix=settings.redis_prefix)
+            redis_config = RedisConfig(
+                url=settings.redis_url, prefix=settings.redis_prefix, **_redis_bounds(settings)
+            )
             client = connect_redis(redis_config)
             closers.append(client.close)
             shared_cache = RedisFeedCache(client, redis_config)
@@ -473,7 +484,9 @@ def configured_stores(settings: Settings) -> Stores:
                     "that server no "
                     "eviction policy, or set REELRANK_REDIS_STATE_URL to a server of its own"
                 )
-            state_config = RedisConfig(url=state_url, prefix=settings.redis_prefix)
+            state_config = RedisConfig(
+                url=state_url, prefix=settings.redis_prefix, **_redis_bounds(settings)
+            )
             state_client = connect_redis(state_config)
             closers.append(state_client.close)
             seen = RedisSeenStore(state_client, state_config)

@@ -93,6 +93,10 @@ class Settings(BaseSettings):
     )
     """How long a feed request waits for the shared feed-cache level before working
     around it (ranking afresh, or cutting a retried cursor's page again)."""
+    redis_timeout_seconds: float = Field(default=0.1, gt=0.0, le=5.0, allow_inf_nan=False)
+    """Socket and connect timeout of every Redis client the service makes (feed cache,
+    seen sets, rate limits); a timed-out call is not retried, so a frozen Redis costs a
+    request at most this long per client before it is worked around."""
     cursor_secret: SecretStr | None = Field(default=None, min_length=16)
     """Key that signs cursors (at least 16 characters); every worker and replica must
     share it. ``None`` (one worker only) draws a random key at start-up."""
@@ -131,6 +135,13 @@ class Settings(BaseSettings):
     """How long a process reuses its own trending result. 0 computes from the shared
     engagement log on every call, so every worker and replica answers the same; more
     reads the log less often, at the price of workers disagreeing for that long."""
+    ready_check_timeout_seconds: float = Field(default=0.25, gt=0.0, le=10.0, allow_inf_nan=False)
+    """Deadline of each ``/healthz/ready`` check. The checks run concurrently, so the
+    probe answers within about this long even when every store hangs."""
+    card_cache_seconds: float = Field(default=30.0, ge=0.0, le=3_600.0, allow_inf_nan=False)
+    """How long a process reuses the video and creator details of the cards it built.
+    Older details are read again, but kept and served while the catalog is
+    unavailable; 0 reads them on every request (and keeps nothing)."""
     media_base_url: str = Field(
         default="https://cdn.example.com", pattern=r"^https?://[^\s]{1,2000}$"
     )

@@ -226,6 +226,19 @@ class PostgresServer(ServerProcess):
         self._terminate()
         self._remove_cluster()
 
+    def shut_down(self) -> None:
+        """Stop the server but keep the cluster, as an outage would; :meth:`restart`
+        brings it back with its data, on the same port."""
+        self._terminate()
+
+    def restart(self) -> None:
+        """Start the server again on the cluster :meth:`shut_down` kept, on the same port."""
+        if self._process is not None:
+            raise PostgresServerError("the server is already running")
+        if self._root is None:
+            raise PostgresServerError("there is no cluster to start; call start()")
+        self._spawn()
+
     def _terminate(self) -> None:
         if self._paused_pids:
             self.resume()

@@ -1,0 +1,251 @@
+"""What the cards show: video and creator details and counts, read so an outage degrades them.
+
+The feed service guards its own store calls; the cards built around its pages read the
+catalog and the event store again, and without care a paused ClickHouse or a stopped
+PostgreSQL would turn every page into an error after a driver timeout of seconds.
+:class:`CardReader` reads each store under a short deadline and a circuit breaker, keeps
+the details it read (fresh for :attr:`Settings.card_cache_seconds
+<reelrank_example.Settings.card_cache_seconds>`) and the last counts it read, and serves
+those when the store is unavailable, naming the store in the page's ``degraded`` list.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from reelrank import (
+    Catalog,
+    CircuitBreaker,
+    Creator,
+    EventStore,
+    StoreError,
+    StoreTimeoutError,
+    Video,
+    VideoStats,
+)
+
+__all__ = ["CardData", "CardReader", "GuardedStore"]
+
+_logger = logging.getLogger(__name__)
+
+V = TypeVar("V")
+T = TypeVar("T")
+
+# Card reads are point lookups of a few ms; a store slower than this is treated as down.
+_DEADLINE_SECONDS = 0.25
+_BREAKER_FAILURES = 3
+_BREAKER_RESET_SECONDS = 5.0
+_KEPT_ENTRIES = 100_000
+# Calls past their deadline keep a thread until the driver gives up; the breakers let
+# few through, so a handful of threads is enough.
+_THREADS = 8
+
+
+class _Kept(Generic[V]):
+    """Values by id: fresh for ``ttl`` seconds, and kept (at most ``size``, least
+    recently stored dropped first) as the fallback once they are no longer fresh."""
+
+    def __init__(self, ttl: float, size: int, clock: Callable[[], float]) -> None:
+        self._ttl = ttl
+        self._size = size
+        self._clock = clock
+        self._values: OrderedDict[int, tuple[float, V]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def fresh(self, ids: Iterable[int]) -> tuple[dict[int, V], list[int]]:
+        """The fresh values among ``ids``, and the ids to read again."""
+        now = self._clock()
+        found: dict[int, V] = {}
+        missing: list[int] = []
+        with self._lock:
+            for key in ids:
+                entry = self._values.get(key)
+                if entry is not None and now - entry[0] < self._ttl:
+                    found[key] = entry[1]
+                else:
+                    missing.append(key)
+        return found, missing
+
+    def kept(self, ids: Iterable[int]) -> dict[int, V]:
+        """Whatever is kept for ``ids``, fresh or not."""
+        with self._lock:
+            return {key: self._values[key][1] for key in ids if key in self._values}
+
+    def store(self, values: Mapping[int, V]) -> None:
+        now = self._clock()
+        with self._lock:
+            for key, value in values.items():
+                self._values[key] = (now, value)
+                self._values.move_to_end(key)
+            while len(self._values) > self._size:
+                self._values.popitem(last=False)
+
+
+class _Guard:
+    """Calls to one store under a deadline and a circuit breaker; ``None`` when it is down."""
+
+    def __init__(self, name: str, pool: ThreadPoolExecutor) -> None:
+        self.name = name
+        self.breaker = CircuitBreaker(
+            name, failure_threshold=_BREAKER_FAILURES, reset_timeout_seconds=_BREAKER_RESET_SECONDS
+        )
+        self._pool = pool
+
+    def call(self, read: Callable[[], T]) -> T | None:
+        try:
+            return self.call_or_raise(read, _DEADLINE_SECONDS)
+        except StoreError:
+            return None
+
+    def call_or_raise(self, call: Callable[[], T], deadline: float) -> T:
+        """``call()`` on the pool within ``deadline`` seconds; :class:`StoreError` when
+        the breaker is open or the store fails, :class:`StoreTimeoutError` when it hangs.
+        A call past its deadline runs on until the driver's own timeout ends it."""
+        if not self.breaker.allow_request():
+            raise StoreError(self.name, "failing; not called again yet")
+        # In a copy of the caller's context, so the request's trace and request id reach
+        # the store call on the pool's thread.
+        future = self._pool.submit(contextvars.copy_context().run, call)
+        try:
+            result = future.result(timeout=deadline)
+        except (StoreError, TimeoutError) as exc:
+            self.breaker.record_failure()
+            _logger.warning("call to %s failed: %s", self.name, type(exc).__name__)
+            if isinstance(exc, StoreError):
+                raise
+            raise StoreTimeoutError(self.name, f"no answer within {deadline} s") from None
+        except BaseException:
+            # The store answered; the request was wrong. The breaker must not stay half-open.
+            self.breaker.record_success()
+            raise
+        self.breaker.record_success()
+        return result
+
+
+@dataclass(slots=True)
+class CardData:
+    """What the cards of one response show, and the stores worked around to get it."""
+
+    videos: dict[int, Video]
+    creators: dict[int, Creator]
+    stats: dict[int, VideoStats]
+    degraded: list[str] = field(default_factory=list)
+    """``"catalog"`` when details came from before an outage, ``"events"`` when the
+    counts did (or are missing)."""
+
+
+class CardReader:
+    """Reads card details from ``catalog`` and counts from ``events``, degrading on outages.
+
+    Details are reused for ``ttl`` seconds; counts are read on every call (a client sees
+    its own like or watch at once) and only the last ones read are kept as the fallback.
+    """
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        events: EventStore,
+        *,
+        ttl: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._catalog = catalog
+        self._events = events
+        self._pool = ThreadPoolExecutor(_THREADS, thread_name_prefix="reelrank-cards")
+        self._catalog_guard = _Guard("catalog", self._pool)
+        self._events_guard = _Guard("events", self._pool)
+        self._videos: _Kept[Video] = _Kept(ttl, _KEPT_ENTRIES, clock)
+        self._creators: _Kept[Creator] = _Kept(ttl, _KEPT_ENTRIES, clock)
+        self._stats: _Kept[VideoStats] = _Kept(0.0, _KEPT_ENTRIES, clock)
+
+    def read(self, video_ids: list[int]) -> CardData:
+        """Details and counts of ``video_ids``; a video nothing is known about is left out."""
+        degraded: list[str] = []
+        videos = self._details(self._videos, video_ids, self._catalog.get_videos, degraded)
+        creator_ids = sorted({video.creator_id for video in videos.values()})
+        creators = self._details(self._creators, creator_ids, self._catalog.get_creators, degraded)
+        ids = list(videos)
+        stats = self._events_guard.call(lambda: self._events.get_stats(ids)) if ids else {}
+        if stats is None:
+            stats = self._stats.kept(ids)
+            degraded.append("events")
+        else:
+            self._stats.store(stats)
+        return CardData(videos, creators, stats, degraded)
+
+    def prefetch(self, videos: Iterable[Video]) -> int:
+        """Keep ``videos`` and their creators (read now), so their cards can be built
+        while the catalog is down; returns how many videos were kept."""
+        kept = {video.video_id: video for video in videos}
+        self._videos.store(kept)
+        creator_ids = sorted({video.creator_id for video in kept.values()})
+        self._creators.store(self._catalog.get_creators(creator_ids))
+        return len(kept)
+
+    def _details(
+        self,
+        kept: _Kept[V],
+        ids: list[int],
+        read: Callable[[list[int]], dict[int, V]],
+        degraded: list[str],
+    ) -> dict[int, V]:
+        found, missing = kept.fresh(ids)
+        if not missing:
+            return found
+        fetched = self._catalog_guard.call(lambda: read(missing))
+        if fetched is None:
+            if "catalog" not in degraded:
+                degraded.append("catalog")
+            found.update(kept.kept(missing))
+        else:
+            kept.store(fetched)
+            found.update(fetched)
+        return found
+
+
+class GuardedStore:
+    """Any store, with every call under a deadline and a circuit breaker.
+
+    reelrank's discovery services and the recorder call their stores directly; a frozen
+    ClickHouse would hold each such request for the driver's 2 s timeout, and with a
+    few in flight every server thread, so that feeds queue behind them. Through this
+    proxy a call that does not answer in time raises :class:`StoreTimeoutError` (the
+    services fall back or the request answers 503), and after a few failures the store
+    is not called at all for a while. Attribute access is forwarded to ``store``.
+    """
+
+    def __init__(
+        self,
+        store: object,
+        name: str,
+        *,
+        deadline: float,
+        write_deadline: float,
+        writes: frozenset[str] = frozenset(),
+    ) -> None:
+        self._store = store
+        self._deadline = deadline
+        self._write_deadline = write_deadline
+        self._writes = writes
+        self._guard = _Guard(
+            name, ThreadPoolExecutor(_THREADS, thread_name_prefix=f"reelrank-{name}")
+        )
+
+    def __getattr__(self, attribute: str) -> object:
+        target = getattr(self._store, attribute)
+        if attribute.startswith("_") or not callable(target):
+            return target
+        deadline = self._write_deadline if attribute in self._writes else self._deadline
+
+        def call(*args: object, **kwargs: object) -> object:
+            return self._guard.call_or_raise(lambda: target(*args, **kwargs), deadline)
+
+        return call

@@ -96,7 +96,7 @@ def test_a_standalone_append_returns_once_the_replica_has_the_event(
     master_and_replica: tuple[RedisServer, RedisServer],
 ) -> None:
     master, replica = master_and_replica
-    config = _config(master.url, min_replicas_acked=1, replication_timeout_seconds=0.3)
+    config = _config(master.url, min_replicas_acked=1, replication_timeout_seconds=1.5)
     client = connect(config)
     events = RedisEventStore(client, config)
     # Read straight from the replica: the acknowledged event is already there.

@@ -921,7 +921,7 @@ class _Handlers:
         if call.idempotency_key is not None:
             scope = f"{call.user}:{call.idempotency_key}"
             event_id = f"{kind[0]}-" + hashlib.sha256(scope.encode()).hexdigest()[:40]
-            previous = self._services.stores.idempotency.get(scope)
+            previous = self._recall_answer(scope)
             if previous is not None:
                 if previous.fingerprint != fingerprint:
                     raise ProblemError(
@@ -963,14 +963,34 @@ class _Handlers:
         g.event_outcome = "recorded" if applied else "duplicate"
         response = EventResponse(event_id=event_id, video_id=call.vid, applied=applied)
         if scope is not None:
-            self._services.stores.idempotency.put(
+            self._remember_answer(
                 scope,
                 IdempotencyRecord(
                     fingerprint=fingerprint, status=status, response=response.model_dump_json()
                 ),
-                ttl=timedelta(hours=self._settings.idempotency_hours),
             )
         return response, status
+
+    # An Idempotency-Key's event id is derived from the key, so the event store counts a
+    # retried event once even when the stored answer cannot be read or written. While the
+    # idempotency store is down the service therefore keeps taking events: a retry is
+    # answered 200 with applied=false instead of the first answer, and a key reused with
+    # another body is refused by the event store's own id check rather than the
+    # fingerprint's 422 when the payload differs.
+    def _recall_answer(self, scope: str) -> IdempotencyRecord | None:
+        try:
+            return self._services.stores.idempotency.get(scope)
+        except StoreError as exc:
+            _logger.warning("idempotency store unavailable", extra={"error": str(exc)})
+            return None
+
+    def _remember_answer(self, scope: str, record: IdempotencyRecord) -> None:
+        try:
+            self._services.stores.idempotency.put(
+                scope, record, ttl=timedelta(hours=self._settings.idempotency_hours)
+            )
+        except StoreError as exc:
+            _logger.warning("idempotency store unavailable", extra={"error": str(exc)})
 
     def _refuse_writes_while_failing(self) -> None:
         # Before the rate limit is counted: a refused write must not use up the

@@ -53,14 +53,16 @@ class LoadError(ConfigError):
     counted), and :attr:`path`, :attr:`row` and :attr:`column` hold the parts.
     """
 
-    def __init__(self, path: Path, table: str, row: int, column: str, value: Any, reason: str):
-        self.path = path
+    def __init__(
+        self, path: Path | str, table: str, row: int, column: str, value: Any, reason: str
+    ):
+        self.path = Path(path)
         """The file holding the row."""
         self.row = row
         """The row's position among the file's data rows, from 0."""
         self.column = column
         """The offending column."""
-        super().__init__(f"{table}[{row}].{column}", value, f"{path.name}: {reason}")
+        super().__init__(f"{table}[{row}].{column}", value, f"{self.path.name}: {reason}")
 
 
 class _Table:

@@ -470,11 +470,19 @@ class RedisClusterServer:
         """Wait until a node other than ``old_master`` serves ``slot`` and every
         surviving node sees the cluster ok again."""
         deadline = time.monotonic() + 20.0
-        while self.node_serving(slot) is old_master:
+        while self._serving_or_none(slot) in (old_master, None):
             if time.monotonic() > deadline:
                 raise RedisServerError(f"no replica took over slot {slot}")
             time.sleep(0.05)
         self.wait_until_ok(expected_masters=self.masters)
+
+    def _serving_or_none(self, slot: int) -> RedisServer | None:
+        # While a failover is under way the surviving nodes may list no master for the
+        # slot at all; that is "not yet", not an error.
+        try:
+            return self.node_serving(slot)
+        except RedisServerError:
+            return None
 
 
 def _slot_ranges(admin: redis.Redis) -> list[tuple[int, int, str, int]]:

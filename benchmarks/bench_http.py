@@ -206,11 +206,14 @@ def _served_pages(url: str) -> tuple[int, int]:
     pairs: set[tuple[int, int]] = set()
     for _ in range(16):
         text = get(url + "/metrics")[2]
-        values = dict(
-            re.findall(r"^(reelrank_feed_pages(?:_from_cache)?_total) (\S+)$", text, re.M)
-        )
-        pairs.add((int(float(values["reelrank_feed_pages_total"])),
-                   int(float(values["reelrank_feed_pages_from_cache_total"]))))  # fmt: skip
+        by_source = {
+            source: int(float(value))
+            for source, value in re.findall(
+                r'^reelrank_feed_pages_total\{source="(\w+)"\} (\S+)$', text, re.M
+            )
+        }
+        cached = by_source.get("cache", 0)
+        pairs.add((cached + by_source.get("ranked", 0), cached))
     return sum(p for p, _ in pairs), sum(c for _, c in pairs)
 
 

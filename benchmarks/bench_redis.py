@@ -242,7 +242,14 @@ def replicated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 def test_event_append_waiting_for_a_replica(benchmark: Any, replicated: Any) -> None:
-    at_once = reelrank_redis.RedisConfig(url=replicated.url, prefix="bench-events")
+    # A replica on a busy machine can take longer than the default 50 ms to acknowledge;
+    # the bound only caps a failure, so a wider one changes no successful append's time.
+    at_once = reelrank_redis.RedisConfig(
+        url=replicated.url,
+        prefix="bench-events",
+        socket_timeout_seconds=2.0,
+        replication_timeout_seconds=1.0,
+    )
     waiting = at_once.model_copy(update={"min_replicas_acked": 1})
     client = reelrank_redis.connect(at_once)
     stores = {

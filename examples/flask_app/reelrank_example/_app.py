@@ -658,6 +658,8 @@ class _Handlers:
         if degraded is not None:
             degraded += [name for name in data.degraded if name not in degraded]
         videos, creators, stats = data.videos, data.creators, data.stats
+        # Callers extend a card with ``**dict(card)``: its fields as they are, so the
+        # creator and counts, validated here once, are not dumped and validated again.
         cards: dict[int, Card] = {}
         for video_id, video in videos.items():
             creator = creators.get(video.creator_id)
@@ -689,7 +691,7 @@ class _Handlers:
         window = scored[offset : offset + limit]
         cards = self._cards([video_id for video_id, _ in window])
         return [
-            ScoredCard(**cards[video_id].model_dump(), score=score)
+            ScoredCard(**dict(cards[video_id]), score=score)
             for video_id, score in window
             if video_id in cards
         ]
@@ -724,7 +726,7 @@ class _Handlers:
         body = FeedPageResponse(
             items=[
                 FeedCard(
-                    **cards[item.video_id].model_dump(),
+                    **dict(cards[item.video_id]),
                     score=item.score,
                     breakdown=dict(item.breakdown),
                 )
@@ -858,9 +860,7 @@ class _Handlers:
         card = self._cards([video.video_id]).get(video.video_id)
         if card is None:
             raise StoreError("catalog", "the video's details are unavailable")
-        return VideoDetail(
-            **card.model_dump(), description=video.description, state=video.state.value
-        )
+        return VideoDetail(**dict(card), description=video.description, state=video.state.value)
 
     # -- events --------------------------------------------------------------------------
 

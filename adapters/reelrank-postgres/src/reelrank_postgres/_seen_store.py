@@ -37,16 +37,20 @@ class SqlSeenStore(SqlStore):
         when = check_aware("at", at)
         if not ids:
             return
-        insert = self._insert(seen_videos).values(
-            [{"user_id": user_id, "video_id": video_id, "seen_at": when} for video_id in ids]
-        )
+        # One row's statement executed for every row: SQLAlchemy compiles an ON CONFLICT
+        # insert anew on each call, and a VALUES clause of every row costs many times
+        # as much to compile as one row's placeholders.
+        insert = self._insert(seen_videos)
         upsert = insert.on_conflict_do_update(
             index_elements=[seen_videos.c.user_id, seen_videos.c.video_id],
             set_={"seen_at": insert.excluded.seen_at},
             where=seen_videos.c.seen_at < insert.excluded.seen_at,
         )
         with store_errors(self._store, "mark_seen"), self._engine.begin() as connection:
-            connection.execute(upsert)
+            connection.execute(
+                upsert,
+                [{"user_id": user_id, "video_id": video_id, "seen_at": when} for video_id in ids],
+            )
 
     def seen_among(self, user_id: int, video_ids: Sequence[int], *, since: datetime) -> set[int]:
         """The requested ids seen at or after ``since``."""

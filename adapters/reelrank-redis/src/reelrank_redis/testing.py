@@ -18,6 +18,7 @@ and wait for its replica to take over.
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Sequence
@@ -230,6 +231,7 @@ class RedisClusterServer:
             node_dir = self.directory / f"node{index}"
             node = RedisServer(
                 node_dir,
+                port=_cluster_port(),
                 extra_args=[
                     "--cluster-enabled",
                     "yes",
@@ -483,6 +485,26 @@ class RedisClusterServer:
             return self.node_serving(slot)
         except RedisServerError:
             return None
+
+
+# A cluster node also listens on its port + 10000 (the cluster bus), so Redis refuses a
+# port above 55535: the kernel's ephemeral range reaches 60999.
+_HIGHEST_CLUSTER_PORT = 55535
+
+
+def _cluster_port() -> int:
+    """A free loopback port for a cluster node whose bus port is free too."""
+    for _ in range(1000):
+        port = free_port()
+        if port > _HIGHEST_CLUSTER_PORT:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise RedisServerError("found no free port pair for a cluster node")
 
 
 def _slot_ranges(admin: redis.Redis) -> list[tuple[int, int, str, int]]:

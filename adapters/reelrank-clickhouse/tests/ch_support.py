@@ -55,7 +55,7 @@ def assert_same_statistics(
             theirs.likes,
             theirs.shares,
             theirs.comments,
-        ), video_id
+        ), (video_id, mine, theirs)
         assert math.isclose(mine.completion_sum, theirs.completion_sum, abs_tol=1e-9)
     for user_id in users:
         mine_aff = store.get_affinities(user_id, creators)

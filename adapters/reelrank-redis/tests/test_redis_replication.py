@@ -172,6 +172,11 @@ def test_a_failover_loses_no_acknowledged_event_when_appends_wait_for_a_replica(
     )
     client = connect(config)
     events = RedisEventStore(client, config)
+    # Appends that should be acknowledged wait longer: the short wait of `events` only
+    # makes the appends that must fail fail fast, and a loaded machine can take longer
+    # than 0.2 s to acknowledge even with every replica up.
+    patient_config = RedisConfig(**{**config.model_dump(), "replication_timeout_seconds": 1.5})
+    patient = RedisEventStore(client, patient_config)
     keys = KeyLayout(config.prefix)
     user = 5
     slot = _slot(keys.affinity(user))
@@ -188,7 +193,7 @@ def test_a_failover_loses_no_acknowledged_event_when_appends_wait_for_a_replica(
         if replicated_cluster.node_serving(_slot(keys.video_counters(video))) is not master
     )
     sent = [make_event("watch", user_id=user, video_id=v) for v in (near, far, near, far)]
-    acknowledged = [event for event in sent if events.append(event, creator_id=1)]
+    acknowledged = [event for event in sent if patient.append(event, creator_id=1)]
     assert acknowledged == sent  # every replica is up: all of them
 
     # The master's replica stops acknowledging; appends touching the master now fail.
@@ -226,12 +231,12 @@ def test_a_failover_loses_no_acknowledged_event_when_appends_wait_for_a_replica(
     master.restart()  # comes back as a replica of the promoted node, and syncs
     _wait_until_replica_of(master)
     # Retrying everything sent: acknowledged events are duplicates, the rest count once.
-    assert [events.append(event, creator_id=1) for event in sent] == [False] * 4 + [True] * 2
-    assert events.get_stats([near])[near].views == 3
-    assert events.get_stats([far])[far].views == 3
-    assert [events.append(event, creator_id=1) for event in sent] == [False] * len(sent)
+    assert [patient.append(event, creator_id=1) for event in sent] == [False] * 4 + [True] * 2
+    assert patient.get_stats([near])[near].views == 3
+    assert patient.get_stats([far])[far].views == 3
+    assert [patient.append(event, creator_id=1) for event in sent] == [False] * len(sent)
     credit = 6 * affinity_credit(EngagementKind.WATCH, 1.0)
-    assert events.get_affinities(user, [1]) == {1: pytest.approx(affinity(credit, credit))}
+    assert patient.get_affinities(user, [1]) == {1: pytest.approx(affinity(credit, credit))}
     client.close()
 
 
@@ -246,7 +251,7 @@ def test_appends_that_wait_follow_a_moved_slot(
         socket_timeout_seconds=2.0,
         connect_timeout_seconds=2.0,
         min_replicas_acked=1,
-        replication_timeout_seconds=0.5,
+        replication_timeout_seconds=1.5,
     )
     client = connect(config)
     events = RedisEventStore(client, config)

@@ -6,15 +6,22 @@ matches in :class:`~reelrank.InMemorySearchIndex`: no stemming, no stop words, `
 terms only match hashtags. A prefix term expands to the same capped set of terms as in
 memory (:attr:`~reelrank.SearchConfig.max_prefix_expansions`, most frequent first, read
 from the ``search_terms`` counts kept with every write) and is searched as the OR of
-those terms. Only the scores differ: ``ts_rank`` on PostgreSQL, FTS5's ``bm25`` on
-SQLite, BM25 in memory.
+those terms.
+
+PostgreSQL also keeps impact-ordered postings (``search_postings``, migration 0006): per
+term and video the field-weighted term frequency and document length the in-memory index
+uses, so it ranks by the same BM25 (same idf, same mean length, from ``search_stats``)
+while reading only the postings that can reach the top ``limit``. Without them (older
+settings, ``use_impact_postings=False``) PostgreSQL ranks with ``ts_rank`` and SQLite
+always ranks with FTS5's ``bm25``.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from sqlalchemy import Connection, Engine, TextClause, text
 
@@ -52,6 +59,94 @@ _COUNT_CHANGE = text(
     "ON CONFLICT (term) DO UPDATE SET videos = search_terms.videos + excluded.videos"
 )
 _COUNT_DROP = text("DELETE FROM search_terms WHERE term = :term AND videos <= 0")
+
+# Impact-ordered postings (migration 0006): one row per (term, video).
+_POSTINGS_DELETE = text("DELETE FROM search_postings WHERE video_id = :video_id RETURNING length")
+# The stored impact is BM25's term-frequency part with the reference length the table was
+# built with (the first document's length until a bulk load or the migration sets it).
+_POSTINGS_IMPACT = (
+    "p.tf * (s.k1 + 1) / (p.tf + s.k1 * (1 - s.b + s.b * p.length / s.reference_length))"
+)
+_POSTINGS_INSERT = text(
+    "INSERT INTO search_postings (term, video_id, impact, tf, length) "
+    f"SELECT p.term, p.video_id, {_POSTINGS_IMPACT}, p.tf, p.length "
+    "FROM (SELECT t.term, t.tf, CAST(:video_id AS bigint) AS video_id, "
+    "CAST(:length AS float8) AS length "
+    "FROM unnest(CAST(:terms AS text[]), CAST(:tfs AS real[])) AS t(term, tf)) AS p, "
+    "search_stats AS s"
+)
+# An upsert, so emptied tables (TRUNCATE) start over; a new row takes the writer's k1 and b.
+_STATS_CHANGE = text(
+    "INSERT INTO search_stats AS t (id, documents, total_length, reference_length, k1, b) "
+    "VALUES (1, greatest(CAST(:documents AS bigint), 0), "
+    "CAST(:added AS float8) - CAST(:removed AS float8), CAST(:reference AS float8), "
+    "CAST(:k1 AS float8), CAST(:b AS float8)) "
+    "ON CONFLICT (id) DO UPDATE SET documents = t.documents + CAST(:documents AS bigint), "
+    "total_length = t.total_length - CAST(:removed AS float8) + CAST(:added AS float8), "
+    "reference_length = CASE WHEN t.reference_length > 0 THEN t.reference_length "
+    "ELSE CAST(:reference AS float8) END"
+)
+_STATS = text("SELECT documents, total_length, reference_length, k1, b FROM search_stats")
+# BM25 of a posting ``s`` for a query term ``q``, the in-memory kernel's expression in the
+# same order of operations (IEEE double in both), so the scores come out the same.
+_BM25 = (
+    "q.idf * s.tf * (CAST(:k1 AS float8) + 1.0) / (s.tf + CAST(:k1 AS float8) * "
+    "(1.0 - CAST(:b AS float8) + CAST(:b AS float8) * s.length / CAST(:mean AS float8)))"
+)
+_QUERY_TERMS = (
+    'q AS (SELECT t.term COLLATE "C" AS term, t.grp, t.idf, t.depth, t.ord '
+    "FROM unnest(CAST(:terms AS text[]), CAST(:groups AS int[]), CAST(:idfs AS float8[]), "
+    "CAST(:depths AS bigint[])) WITH ORDINALITY AS t(term, grp, idf, depth, ord))"
+)
+# One group (a term, or a prefix's expansions): the best ``depth`` postings of each term
+# give a floor, the ``offset + 1``-th best score among them; then every posting whose
+# impact could reach the floor is read and ranked (a video scores its best expansion).
+# A posting's score is at most idf x impact x ``slack`` (see _IMPACT_SLACK), so nothing
+# below ``floor / (idf x slack)`` can enter the top ``limit``: exact in one statement.
+_ONE_GROUP = text(
+    f"WITH {_QUERY_TERMS}, "
+    "first AS (SELECT p.video_id, max(p.score) AS score FROM q CROSS JOIN LATERAL ("
+    f"SELECT s.video_id, {_BM25} AS score FROM search_postings AS s WHERE s.term = q.term "
+    "ORDER BY s.impact DESC, s.video_id LIMIT q.depth) AS p GROUP BY p.video_id), "
+    "floor AS (SELECT coalesce((SELECT score FROM first ORDER BY score DESC "
+    "LIMIT 1 OFFSET :offset), 0.0) AS score), "
+    "second AS (SELECT p.video_id, max(p.score) AS score FROM q CROSS JOIN floor AS f "
+    f"CROSS JOIN LATERAL (SELECT s.video_id, {_BM25} AS score FROM search_postings AS s "
+    "WHERE s.term = q.term AND s.impact >= f.score / (q.idf * CAST(:slack AS float8)) "
+    "ORDER BY s.impact DESC, s.video_id LIMIT :cap) AS p GROUP BY p.video_id) "
+    "SELECT video_id, score FROM second ORDER BY score DESC, video_id LIMIT :limit"
+)
+# Several groups, all of which must match: each term's best ``depth`` postings (all of
+# them where ``depth`` is NULL) are the candidates; each candidate's postings for every
+# query term are looked up by primary key and scored exactly (a group scores its best
+# expansion, groups summed in the in-memory order). Rows of kind 1 give, per term, the
+# lowest impact read and how many rows were read: the bound on every video not read.
+_GROUPS = text(
+    f"WITH {_QUERY_TERMS}, "
+    "walked AS MATERIALIZED (SELECT q.ord, p.video_id, p.impact FROM q CROSS JOIN LATERAL ("
+    "SELECT s.video_id, s.impact FROM search_postings AS s WHERE s.term = q.term "
+    "ORDER BY s.impact DESC, s.video_id LIMIT q.depth) AS p), "
+    "candidates AS (SELECT DISTINCT video_id FROM walked), "
+    f"best AS (SELECT c.video_id, q.grp, max({_BM25}) AS score FROM candidates AS c "
+    "JOIN search_postings AS s ON s.video_id = c.video_id JOIN q ON q.term = s.term "
+    "GROUP BY c.video_id, q.grp), "
+    "hits AS (SELECT video_id, sum(score ORDER BY grp) AS score FROM best GROUP BY video_id "
+    "HAVING count(*) = :group_count ORDER BY score DESC, video_id LIMIT :limit) "
+    "SELECT 0 AS kind, video_id AS key, score AS value, 0::bigint AS rows FROM hits "
+    "UNION ALL SELECT 1, ord, min(impact)::float8, count(*) FROM walked GROUP BY ord"
+)
+# Stored impacts are float4 and the in-memory kernel compiles with fast math: bounds get
+# this relative margin, so rounding can only make a search read a few more postings.
+_IMPACT_SLACK = 1.0 + 1e-6
+# A query of several groups whose rarest group holds at most this many postings reads
+# all of them (exact); above it the postings are walked in impact order.
+_EXHAUSTIVE_POSTINGS = 4_096
+# The walk over several groups stops, bounded, once it would read more postings than
+# this in one round (it grows fourfold a round from ``limit + 16``).
+_MAX_WALK = 40_000
+# One group: the second pass reads at most this many postings per term (the rows whose
+# impact can reach the floor; more only through enormous runs of tied scores).
+_MAX_SECOND_PASS = 200_000
 
 _RUM_INDEX = "ix_search_documents_rum"
 # With a RUM index (migration 0005, when the server has the extension) the index ranks
@@ -158,6 +253,40 @@ def _fts_terms(columns: Iterable[str]) -> set[str]:
     return {bytes.fromhex(token[1:]).decode() for column in columns for token in column.split()}
 
 
+def _weighted(fields: dict[str, list[str]], config: SearchConfig) -> tuple[dict[str, float], float]:
+    """Field-weighted term frequencies (tf > 0) and document length, summed in the order
+    and by the rule of :class:`~reelrank.InMemorySearchIndex`: a ``#tag`` term counts
+    towards its frequency but not towards the length (its plain word does)."""
+    weights = {
+        "title": config.title_weight,
+        "description": config.description_weight,
+        "hashtags": config.hashtag_weight,
+        "sound": config.sound_weight,
+        "creator": config.creator_weight,
+    }
+    frequencies: dict[str, float] = {}
+    length = 0.0
+    for field, terms in fields.items():
+        weight = weights[field]
+        for term in terms:
+            frequencies[term] = frequencies.get(term, 0.0) + weight
+            if not term.startswith("#"):
+                length += weight
+    return {term: tf for term, tf in frequencies.items() if tf > 0.0}, length
+
+
+def _idf(documents: int, videos: int) -> float:
+    """BM25's idf, as the in-memory index computes it."""
+    return math.log(1.0 + (documents - videos + 0.5) / (videos + 0.5))
+
+
+def _depths(group: dict[str, int], total: int) -> list[int]:
+    """How many of each term's best postings to read for about ``total`` in the group:
+    shares by document frequency, at least 4, at most the term's postings."""
+    videos = sum(group.values())
+    return [min(df, max(4, math.ceil(total * df / videos))) for df in group.values()]
+
+
 def _change_counts(connection: Connection, old: set[str], new: set[str]) -> None:
     """Move the ``search_terms`` counts from a video's ``old`` terms to its ``new`` ones."""
     changes = [{"term": term, "delta": -1} for term in old - new]
@@ -231,6 +360,7 @@ class SqlSearchIndex(ReplicaReadStore):
         config: SearchConfig | None = None,
         rank_pool: int = 2_000,
         use_rum_index: bool = True,
+        use_impact_postings: bool = True,
     ) -> None:
         super().__init__(engine, read_engine=read_engine, verify_schema=verify_schema)
         self._config = check_instance("config", config or SearchConfig(), SearchConfig)
@@ -238,6 +368,8 @@ class SqlSearchIndex(ReplicaReadStore):
             raise InvalidInputError("rank_pool", f"must be an int >= 1, got {rank_pool!r}")
         self._rank_pool = rank_pool
         self._use_rum_index = use_rum_index
+        self._use_impact_postings = use_impact_postings
+        self._postings: bool | None = None  # whether search_postings exists, read once
         self._rum: bool | None = None  # whether the RUM index exists, read at first search
         self._document_count = 0.0
         self._documents_read_at = -math.inf
@@ -252,13 +384,14 @@ class SqlSearchIndex(ReplicaReadStore):
             if self._postgres:
                 # Insert an empty row first, then lock it: two writers of one video take
                 # turns, and each sees the terms the other left for the counts.
-                connection.execute(
+                created = connection.execute(
                     text(
                         "INSERT INTO search_documents (video_id, document) "
-                        "VALUES (:video_id, ''::tsvector) ON CONFLICT (video_id) DO NOTHING"
+                        "VALUES (:video_id, ''::tsvector) ON CONFLICT (video_id) DO NOTHING "
+                        "RETURNING video_id"
                     ),
                     video,
-                )
+                ).first()
                 old = connection.execute(
                     text(
                         "SELECT tsvector_to_array(document) FROM search_documents "
@@ -273,6 +406,8 @@ class SqlSearchIndex(ReplicaReadStore):
                     ),
                     {**video, "document": _tsvector_literal(fields)},
                 )
+                if self._has_postings(connection):
+                    self._write_postings(connection, document.video_id, fields, created is not None)
                 _change_counts(connection, set(old), new)
                 return
             row = connection.execute(
@@ -308,6 +443,19 @@ class SqlSearchIndex(ReplicaReadStore):
                 ).scalar()
                 if removed is None:
                     return False
+                if self._has_postings(connection):
+                    lengths = connection.execute(_POSTINGS_DELETE, video).scalars().all()
+                    connection.execute(
+                        _STATS_CHANGE,
+                        {
+                            "documents": -1,
+                            "removed": max(lengths, default=0.0),
+                            "added": 0.0,
+                            "reference": 0.0,
+                            "k1": self._config.k1,
+                            "b": self._config.b,
+                        },
+                    )
                 _change_counts(connection, set(removed), set())
                 return True
             row = connection.execute(
@@ -322,6 +470,48 @@ class SqlSearchIndex(ReplicaReadStore):
             connection.execute(text("DELETE FROM search_documents WHERE rowid = :video_id"), video)
             _change_counts(connection, _fts_terms(row), set())
             return True
+
+    def _has_postings(self, connection: Connection) -> bool:
+        """Whether ``search_postings`` exists (PostgreSQL at migration 0006 or later)."""
+        if self._postings is None:
+            found = connection.execute(
+                text("SELECT to_regclass('search_postings') IS NOT NULL")
+            ).scalar_one()
+            self._postings = bool(found)
+        return self._postings
+
+    def _write_postings(
+        self,
+        connection: Connection,
+        video_id: int,
+        fields: dict[str, list[str]],
+        created: bool,
+    ) -> None:
+        """Replace a video's postings and move the whole-index statistics with them (the
+        statistics row before the term counts: every writer locks in that order)."""
+        frequencies, length = _weighted(fields, self._config)
+        lengths = connection.execute(_POSTINGS_DELETE, {"video_id": video_id}).scalars().all()
+        connection.execute(
+            _STATS_CHANGE,
+            {
+                "documents": 1 if created else 0,
+                "removed": max(lengths, default=0.0),
+                "added": length,
+                "reference": length,
+                "k1": self._config.k1,
+                "b": self._config.b,
+            },
+        )
+        if frequencies:
+            connection.execute(
+                _POSTINGS_INSERT,
+                {
+                    "video_id": video_id,
+                    "length": length,
+                    "terms": list(frequencies),
+                    "tfs": list(frequencies.values()),
+                },
+            )
 
     def _expand(self, connection: Connection, term: QueryTerm) -> dict[str, int]:
         """The indexed terms ``term`` matches, with how many videos hold each: itself, or
@@ -349,6 +539,10 @@ class SqlSearchIndex(ReplicaReadStore):
             counts = [self._expand(connection, term) for term in query.terms]
             if not all(counts):
                 return []  # a term (or prefix) no indexed video holds matches no video
+            if self._postgres and self._use_impact_postings and self._has_postings(connection):
+                impact_hits = self._impact_search(connection, counts, limit)
+                if impact_hits is not None:
+                    return impact_hits
             if self._postgres:
                 statement, params = self._postgres_statement(connection, query, counts, limit)
             else:
@@ -360,6 +554,104 @@ class SqlSearchIndex(ReplicaReadStore):
                 rows = connection.execute(statement, params).all()
                 hits = [(int(row.video_id), float(row.score)) for row in rows]
         return hits
+
+    def _impact_search(
+        self, connection: Connection, counts: list[dict[str, int]], limit: int
+    ) -> list[tuple[int, float]] | None:
+        """BM25 top ``limit`` from the impact-ordered postings, or ``None`` when they were
+        built with other BM25 parameters than this index's config (then ``ts_rank``)."""
+        stats = connection.execute(_STATS).first()
+        if stats is None or stats.documents <= 0:
+            return []
+        config = self._config
+        if (stats.k1, stats.b) != (config.k1, config.b) or stats.reference_length <= 0:
+            return None
+        documents = int(stats.documents)
+        mean = float(stats.total_length) / documents or 1.0
+        # The rarest group first, as the in-memory index sums them (a stable sort).
+        groups = sorted(counts, key=lambda group: sum(group.values()))
+        terms = [term for group in groups for term in group]
+        idfs = [_idf(documents, df) for group in groups for df in group.values()]
+        params: dict[str, object] = {
+            "terms": terms,
+            "groups": [number for number, group in enumerate(groups) for _ in group],
+            "idfs": idfs,
+            "k1": config.k1,
+            "b": config.b,
+            "mean": mean,
+            "limit": limit,
+        }
+        # A score at the current mean length exceeds the one the impact was stored with
+        # by at most mean / reference_length (only the length term of BM25 moves).
+        slack = max(1.0, mean / float(stats.reference_length)) * _IMPACT_SLACK
+        if len(groups) == 1:
+            rows = connection.execute(
+                _ONE_GROUP,
+                {
+                    **params,
+                    "depths": _depths(groups[0], limit + 16),
+                    "offset": limit - 1,
+                    "slack": slack,
+                    "cap": _MAX_SECOND_PASS,
+                },
+            ).all()
+            return [(int(row.video_id), float(row.score)) for row in rows]
+        if sum(groups[0].values()) <= _EXHAUSTIVE_POSTINGS:
+            # Every match holds a posting of the rarest group: read them all, exactly.
+            everything: list[int | None] = [None] * len(groups[0])
+            everything += [0] * (len(terms) - len(groups[0]))
+            hits, _ = self._walk(connection, params, everything, len(groups))
+            return hits
+        walk = limit + 16
+        while True:
+            depths: list[int] = [depth for group in groups for depth in _depths(group, walk)]
+            hits, frontier = self._walk(connection, params, depths, len(groups))
+            # Every video not read scores at most the sum over groups of the best bound
+            # left in any of the group's terms; a group read to its end bounds nothing
+            # more (no unread video can match it).
+            bound = 0.0
+            for start, group in zip(
+                itertools.accumulate([0, *map(len, groups)]), groups, strict=False
+            ):
+                # A term read to its end (all its postings, or fewer than asked for:
+                # the counts can lag a concurrent write) leaves nothing to bound.
+                left = [
+                    idfs[position] * frontier[position][0] * slack
+                    for position, df in enumerate(group.values(), start)
+                    if frontier[position][1] >= depths[position] and depths[position] < df
+                ]
+                if not left:
+                    return hits  # exact
+                bound += max(left)
+            if len(hits) == limit and hits[-1][1] > bound:
+                return hits  # exact
+            if 4 * sum(d for d in depths if d) > _MAX_WALK:
+                return hits  # bounded: the best of the candidates read
+            walk *= 4
+
+    @staticmethod
+    def _walk(
+        connection: Connection,
+        params: dict[str, object],
+        depths: Sequence[int | None],
+        group_count: int,
+    ) -> tuple[list[tuple[int, float]], dict[int, tuple[float, int]]]:
+        """The ranked matches among the candidates read, and per query term (by position)
+        the lowest impact read and how many postings were read."""
+        rows = connection.execute(
+            _GROUPS, {**params, "depths": depths, "group_count": group_count}
+        ).all()
+        hits = sorted(
+            ((int(row.key), float(row.value)) for row in rows if row.kind == 0),
+            key=lambda hit: (-hit[1], hit[0]),
+        )
+        frontier = {
+            int(row.key) - 1: (float(row.value), int(row.rows)) for row in rows if row.kind == 1
+        }
+        positions = len(depths)
+        for position in range(positions):
+            frontier.setdefault(position, (0.0, 0))
+        return hits, frontier
 
     def _uses_rum(self, connection: Connection) -> bool:
         if self._rum is None:

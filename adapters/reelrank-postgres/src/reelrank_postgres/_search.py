@@ -349,19 +349,34 @@ class SqlSearchIndex(ReplicaReadStore):
     ``search_terms``, how many videos hold each term; a prefix term becomes the OR of
     its ``config.max_prefix_expansions`` most frequent expansions.
 
-    Ranking is bounded by ``rank_pool``. Every query first reads how many videos hold
-    each of its terms (``search_terms``); the smallest group total bounds its matches.
-    When that bound is at most ``rank_pool``, every match is ranked exactly: a one-term
-    (or one-prefix) query by the RUM index on PostgreSQL when migration 0005 could create
-    it (the ``rum`` extension is installed on the server; ``use_rum_index=False`` turns
-    it off), anything else like a larger query. Above it, only the ``rank_pool`` newest
-    matches (highest video ids, read in primary-key order without computing a rank) are
-    ranked, with ``ts_rank`` on
-    PostgreSQL and ``bm25`` on SQLite, so such a query misses better-ranked older videos;
-    the loss is measured in the adapter's documentation. ``ts_rank`` sees a prefix term as
-    ``'prefix':*`` (cheaper than the OR of its expansions), so an expansion beyond the
-    cap that a matched video also holds adds to its score; it never makes a video match.
-    RUM ranks the capped OR itself.
+    **Impact-ordered postings (PostgreSQL, migration 0006).** Every write also keeps, per
+    (term, video), the field-weighted term frequency and document length the in-memory
+    index computes (``search_postings``) and the document count and total length
+    (``search_stats``), so PostgreSQL ranks by the same BM25 as
+    :class:`~reelrank.InMemorySearchIndex`, reading each term's postings best impact
+    first. One term or one prefix: exact (a first pass over each expansion's best
+    postings sets a floor, a second reads every posting that can reach it). Several
+    terms: the best ``max(1000, 2 x limit)`` postings of the rarest term group are the
+    candidates, each scored exactly on every term; exact when the group holds no more
+    postings, otherwise the best matches among those candidates (the recall loss is
+    measured in the adapter's documentation). The postings hold the field weights of
+    the writer's ``config`` (:func:`~reelrank_postgres.bulk_load` and the migration use
+    the defaults); an index whose ``k1`` or ``b`` differ from those the postings were
+    built with, or ``use_impact_postings=False``, ranks as below.
+
+    **Without them** ranking is bounded by ``rank_pool``. Every query first reads how
+    many videos hold each of its terms (``search_terms``); the smallest group total
+    bounds its matches. When that bound is at most ``rank_pool``, every match is ranked
+    exactly: a one-term (or one-prefix) query by the RUM index on PostgreSQL when
+    migration 0005 could create it (the ``rum`` extension is installed on the server;
+    ``use_rum_index=False`` turns it off), anything else like a larger query. Above it,
+    only the ``rank_pool`` newest matches (highest video ids, read in primary-key order
+    without computing a rank) are ranked, with ``ts_rank`` on PostgreSQL and ``bm25`` on
+    SQLite, so such a query misses better-ranked older videos; the loss is measured in
+    the adapter's documentation. ``ts_rank`` sees a prefix term as ``'prefix':*``
+    (cheaper than the OR of its expansions), so an expansion beyond the cap that a
+    matched video also holds adds to its score; it never makes a video match. RUM ranks
+    the capped OR itself.
 
     With a ``read_engine``, :meth:`search` runs on the replica; :meth:`index` and
     :meth:`remove` on the primary. Raises :class:`~reelrank.InvalidInputError` naming

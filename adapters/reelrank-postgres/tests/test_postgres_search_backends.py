@@ -2,11 +2,13 @@
 
 A 2,000-video catalog and 120 queries from ``benchmarks/search_corpus.py`` (the
 benchmarks' own seeded generator) are searched in memory, on PostgreSQL and on SQLite.
-The match sets must be identical; the top 20 may differ only through the scoring
-functions, which differ by design (BM25 in memory, ``ts_rank`` on PostgreSQL, FTS5's
-``bm25`` on SQLite): where a query matches at most 20 videos the top 20 are the same
-set, and the overlap elsewhere stays at the level the adapter's documentation gives.
-"""
+The match sets must be identical. PostgreSQL's impact-ordered postings rank by the
+in-memory BM25, so there the top results must be the same too (a query of several
+terms cut short by its walk: the same ranking of the matches among its candidates).
+The other paths' scores differ by design (``ts_rank`` on PostgreSQL without the
+postings, FTS5's ``bm25`` on SQLite): where a query matches at most 20 videos the top
+20 are the same set, and the overlap elsewhere stays at the level the adapter's
+documentation gives."""
 
 from __future__ import annotations
 
@@ -372,3 +374,18 @@ def test_several_terms_rank_the_best_postings_of_their_rarest_group(
             _assert_same_ranking(sql.search(query, limit=_TOP), want)
             bounded += len(want) < len(ranked[:_TOP]) or want != ranked[:_TOP]
     assert bounded > 0  # the walk did cut some queries short
+
+
+def test_other_bm25_parameters_than_the_postings_rank_with_ts_rank(loaded: Engine) -> None:
+    """The stored impacts bound scores only for the ``k1`` and ``b`` they were computed
+    with: an index configured otherwise ranks as without the postings."""
+    if loaded.dialect.name != "postgresql":
+        pytest.skip("SQLite has no impact-ordered postings")
+    config = SearchConfig(k1=2.0)
+    other = SqlSearchIndex(loaded, config=config)
+    without = SqlSearchIndex(loaded, config=config, use_impact_postings=False)
+    with_postings = SqlSearchIndex(loaded)
+    queries = _PARSED[:30]
+    got = [other.search(query, limit=_TOP) for query in queries]
+    assert got == [without.search(query, limit=_TOP) for query in queries]
+    assert got != [with_postings.search(query, limit=_TOP) for query in queries]

@@ -27,8 +27,10 @@ class Engines:
     engine: Engine
     read_engine: Engine | None
 
+
 TRUNCATE_ALL = (
-    "TRUNCATE feed_cache, search_documents, search_terms, processing_progress, model_scores, "
+    "TRUNCATE feed_cache, search_documents, search_terms, search_postings, search_stats, "
+    "processing_progress, model_scores, "
     "model_versions, seen_videos, affinity_totals, affinity_credits, video_likes, video_stats, "
     "engagement_events, engagement_log, follows, videos, creators RESTART IDENTITY"
 )

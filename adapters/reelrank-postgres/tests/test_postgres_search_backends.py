@@ -2,11 +2,13 @@
 
 A 2,000-video catalog and 120 queries from ``benchmarks/search_corpus.py`` (the
 benchmarks' own seeded generator) are searched in memory, on PostgreSQL and on SQLite.
-The match sets must be identical; the top 20 may differ only through the scoring
-functions, which differ by design (BM25 in memory, ``ts_rank`` on PostgreSQL, FTS5's
-``bm25`` on SQLite): where a query matches at most 20 videos the top 20 are the same
-set, and the overlap elsewhere stays at the level the adapter's documentation gives.
-"""
+The match sets must be identical. PostgreSQL's impact-ordered postings rank by the
+in-memory BM25, so there the top results must be the same too (a query of several
+terms cut short by its walk: the same ranking of the matches among its candidates).
+The other paths' scores differ by design (``ts_rank`` on PostgreSQL without the
+postings, FTS5's ``bm25`` on SQLite): where a query matches at most 20 videos the top
+20 are the same set, and the overlap elsewhere stays at the level the adapter's
+documentation gives."""
 
 from __future__ import annotations
 
@@ -84,7 +86,9 @@ def loaded(
     else:
         engine = request.getfixturevalue("postgres_engine")
         with engine.begin() as connection:
-            connection.execute(text("TRUNCATE search_documents, search_terms"))
+            connection.execute(
+                text("TRUNCATE search_documents, search_terms, search_postings, search_stats")
+            )
     index = SqlSearchIndex(engine)
     for document in _DOCUMENTS:
         index.index(document)
@@ -118,7 +122,9 @@ def test_every_query_matches_the_same_videos_as_in_memory(
     memory = _memory()
     # A pool of the whole catalog: PostgreSQL's GIN path ranks every match, as SQLite
     # does; the RUM path ranks every match in the index.
-    sql = SqlSearchIndex(loaded, rank_pool=_VIDEOS, use_rum_index=use_rum_index)
+    sql = SqlSearchIndex(
+        loaded, rank_pool=_VIDEOS, use_rum_index=use_rum_index, use_impact_postings=False
+    )
     overlaps: list[float] = []
     for query in _PARSED:
         want = memory.search(query, limit=_VIDEOS)
@@ -154,8 +160,10 @@ def test_postgres_ranks_the_newest_pool_of_matches_exactly(loaded: Engine) -> No
     if loaded.dialect.name != "postgresql":
         pytest.skip("SQLite ranks every match")
     pool = 200
-    bounded = SqlSearchIndex(loaded, rank_pool=pool, use_rum_index=False)
-    exact = SqlSearchIndex(loaded, rank_pool=_VIDEOS, use_rum_index=False)
+    bounded = SqlSearchIndex(loaded, rank_pool=pool, use_rum_index=False, use_impact_postings=False)
+    exact = SqlSearchIndex(
+        loaded, rank_pool=_VIDEOS, use_rum_index=False, use_impact_postings=False
+    )
     truncated = 0
     for query in _PARSED:
         ranked = exact.search(query, limit=_VIDEOS)
@@ -211,7 +219,7 @@ def test_rum_returns_the_exact_top_20_of_every_match(loaded: Engine) -> None:
     (one-term queries: the adapter sends only those to RUM)."""
     if loaded.dialect.name != "postgresql":
         pytest.skip("RUM is a PostgreSQL index")
-    rum = SqlSearchIndex(loaded, rank_pool=_VIDEOS)
+    rum = SqlSearchIndex(loaded, rank_pool=_VIDEOS, use_impact_postings=False)
     cap = SearchConfig().max_prefix_expansions
     beyond_top = 0
     for query in [query for query in _PARSED if _one_plain_term(query)]:
@@ -236,12 +244,15 @@ def test_without_the_rum_index_search_falls_back_to_gin(loaded: Engine) -> None:
     bounded GIN path; the matches stay the same."""
     if loaded.dialect.name != "postgresql":
         pytest.skip("RUM is a PostgreSQL index")
-    gin = SqlSearchIndex(loaded, use_rum_index=False)
-    with_rum = [SqlSearchIndex(loaded).search(query, limit=_TOP) for query in _PARSED]
+    gin = SqlSearchIndex(loaded, use_rum_index=False, use_impact_postings=False)
+    with_rum = [
+        SqlSearchIndex(loaded, use_impact_postings=False).search(query, limit=_TOP)
+        for query in _PARSED
+    ]
     with loaded.begin() as connection:
         connection.execute(text("DROP INDEX ix_search_documents_rum"))
     try:
-        detected = SqlSearchIndex(loaded)
+        detected = SqlSearchIndex(loaded, use_impact_postings=False)
         fallback = [detected.search(query, limit=_TOP) for query in _PARSED]
         assert fallback == [gin.search(query, limit=_TOP) for query in _PARSED]
         assert fallback != with_rum  # the paths rank differently, so the switch shows
@@ -267,9 +278,11 @@ def test_rum_ranks_small_match_sets_and_the_newest_pool_of_large_ones(loaded: En
         pytest.skip("RUM is a PostgreSQL index")
     pool = 200
     walk_back_above = math.sqrt(pool * _VIDEOS)  # the adapter's threshold for the catalog
-    hybrid = SqlSearchIndex(loaded, rank_pool=pool)
-    exact = SqlSearchIndex(loaded, rank_pool=_VIDEOS)
-    without_rum = SqlSearchIndex(loaded, rank_pool=pool, use_rum_index=False)
+    hybrid = SqlSearchIndex(loaded, rank_pool=pool, use_impact_postings=False)
+    exact = SqlSearchIndex(loaded, rank_pool=_VIDEOS, use_impact_postings=False)
+    without_rum = SqlSearchIndex(
+        loaded, rank_pool=pool, use_rum_index=False, use_impact_postings=False
+    )
     memory = _memory()
     in_rum = like_gin = 0
     for query in _PARSED:
@@ -283,3 +296,96 @@ def test_rum_ranks_small_match_sets_and_the_newest_pool_of_large_ones(loaded: En
             like_gin += 1
             assert got == without_rum.search(query, limit=_TOP), query
     assert in_rum > 0 and like_gin > 0
+
+
+def _assert_same_ranking(got: list[tuple[int, float]], want: list[tuple[int, float]]) -> None:
+    """The same hits in the same order with the same BM25 scores, except that videos whose
+    scores differ by rounding only (the in-memory kernel compiles with fast math) may
+    swap places; the last place is compared by score (a tie there may pick either video)."""
+    assert len(got) == len(want)
+    assert [score for _, score in got] == pytest.approx([score for _, score in want], rel=1e-9)
+    boundary = want[-1][1] if want else 0.0
+    above = {video for video, score in want if score > boundary * (1 + 1e-9)}
+    assert above <= set(_ids(got))
+
+
+def test_impact_postings_rank_exactly_as_in_memory(loaded: Engine) -> None:
+    """With the impact-ordered postings PostgreSQL ranks by the in-memory index's BM25:
+    the same matches and the same top ``limit`` for every query kind (a query of several
+    terms here reads its rarest group's postings in full: the catalog is small)."""
+    if loaded.dialect.name != "postgresql":
+        pytest.skip("SQLite ranks with FTS5's bm25")
+    memory = _memory()
+    sql = SqlSearchIndex(loaded)
+    for query in _PARSED:
+        want = memory.search(query, limit=_VIDEOS)
+        got = sql.search(query, limit=_VIDEOS)
+        assert set(_ids(got)) == set(_ids(want)), query
+        assert _is_ranked(got)
+        for limit in (1, _TOP, 100):
+            _assert_same_ranking(sql.search(query, limit=limit), memory.search(query, limit=limit))
+
+
+def test_several_terms_rank_the_best_postings_of_their_rarest_group(
+    loaded: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above the walk, a query of several terms ranks exactly the matches among its rarest
+    group's best postings by impact (worked out here from the table and the in-memory
+    ranking), and only those."""
+    if loaded.dialect.name != "postgresql":
+        pytest.skip("SQLite ranks with FTS5's bm25")
+    from reelrank_postgres import _search
+
+    walk = 80
+    monkeypatch.setattr(_search, "_WALK_POSTINGS", walk)
+    memory = _memory()
+    sql = SqlSearchIndex(loaded)
+    cap = SearchConfig().max_prefix_expansions
+    bounded = 0
+    with loaded.connect() as connection:
+        for query in [query for query in _PARSED if len(query.terms) > 1]:
+            groups = []
+            for term in query.terms:
+                found = connection.execute(
+                    text(
+                        "SELECT term, videos FROM search_terms WHERE starts_with(term, :prefix) "
+                        "AND (:prefix_term OR term = :prefix) AND videos > 0 "
+                        "ORDER BY videos DESC, term LIMIT :cap"
+                    ),
+                    {"prefix": term.text, "prefix_term": term.prefix, "cap": cap},
+                ).all()
+                groups.append({row.term: row.videos for row in found})
+            rarest = min(groups, key=lambda group: sum(group.values()))
+            candidates: set[int] = set()
+            for (term, _), depth in zip(
+                rarest.items(), _search._depths(rarest, max(walk, 2 * _TOP)), strict=True
+            ):
+                candidates |= set(
+                    connection.execute(
+                        text(
+                            "SELECT video_id FROM search_postings WHERE term = :term "
+                            "ORDER BY impact DESC, video_id LIMIT :depth"
+                        ),
+                        {"term": term, "depth": depth},
+                    ).scalars()
+                )
+            ranked = memory.search(query, limit=_VIDEOS)
+            want = [hit for hit in ranked if hit[0] in candidates][:_TOP]
+            _assert_same_ranking(sql.search(query, limit=_TOP), want)
+            bounded += len(want) < len(ranked[:_TOP]) or want != ranked[:_TOP]
+    assert bounded > 0  # the walk did cut some queries short
+
+
+def test_other_bm25_parameters_than_the_postings_rank_with_ts_rank(loaded: Engine) -> None:
+    """The stored impacts bound scores only for the ``k1`` and ``b`` they were computed
+    with: an index configured otherwise ranks as without the postings."""
+    if loaded.dialect.name != "postgresql":
+        pytest.skip("SQLite has no impact-ordered postings")
+    config = SearchConfig(k1=2.0)
+    other = SqlSearchIndex(loaded, config=config)
+    without = SqlSearchIndex(loaded, config=config, use_impact_postings=False)
+    with_postings = SqlSearchIndex(loaded)
+    queries = _PARSED[:30]
+    got = [other.search(query, limit=_TOP) for query in queries]
+    assert got == [without.search(query, limit=_TOP) for query in queries]
+    assert got != [with_postings.search(query, limit=_TOP) for query in queries]

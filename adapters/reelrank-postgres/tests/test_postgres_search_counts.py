@@ -73,6 +73,42 @@ def test_counts_follow_replacements_and_removals_and_the_migration_rebuilds_them
     assert counts() == kept
 
 
+def _postings(engine: Engine) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    with engine.connect() as connection:
+        postings = connection.execute(
+            text("SELECT term, video_id, tf, length FROM search_postings ORDER BY video_id, term")
+        ).all()
+        stats = connection.execute(text("SELECT documents, total_length FROM search_stats")).all()
+    return [tuple(row) for row in postings], [tuple(row) for row in stats]
+
+
+def test_the_migration_back_fills_the_postings_the_writes_keep(postgres_engine: Engine) -> None:
+    """Migration 0006 rebuilds from the ``tsvector`` documents the postings and statistics
+    that indexing, replacing and removing wrote. Without a catalog row the sound and the
+    creator share a weight label in the ``tsvector``, so these documents have no sound."""
+    engine = postgres_engine
+    with engine.begin() as connection:
+        connection.execute(
+            text("TRUNCATE search_documents, search_terms, search_postings, search_stats")
+        )
+    index = SqlSearchIndex(engine)
+    documents = [
+        document.model_copy(update={"sound_name": "", "description": document.title})
+        for document in _documents(300)
+    ]
+    for document in documents:
+        index.index(document)
+    for document in documents[:30]:
+        index.index(document.model_copy(update={"title": "replaced " + document.title[:20]}))
+    for document in documents[30:60]:
+        assert index.remove(document.video_id)
+    written = _postings(engine)
+    assert len(written[0]) > 1_000 and written[1][0][0] == 270
+    downgrade(engine, "0005")
+    migrate(engine)
+    assert _postings(engine) == written
+
+
 @pytest.mark.parametrize(
     ("field", "kwargs"),
     [

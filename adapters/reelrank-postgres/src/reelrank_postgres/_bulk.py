@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, select, text
 
 from reelrank.models import Creator, ProcessingState, SearchDocument, Video
+from reelrank.stores import SearchConfig
 from reelrank.stores.adapter import InvalidInputError, check_id
 
 from ._base import SqlStore
@@ -34,10 +36,13 @@ from ._search import (
     _COUNT_CHANGE,
     _COUNT_DROP,
     _FTS_COLUMNS,
+    _POSTINGS_IMPACT,
+    _STATS_CHANGE,
     _fields,
     _fts_terms,
     _fts_token,
     _tsvector_literal,
+    _weighted,
 )
 
 __all__ = ["BulkLoadCounts", "BulkProgress", "bulk_load"]
@@ -195,6 +200,8 @@ def bulk_load(
 
 class _Writer:
     def __init__(self, connection: Connection, report: BulkProgress, batch_rows: int) -> None:
+        # The field weights search postings are written with (the in-memory default).
+        self._config = SearchConfig()
         self._connection = connection
         self._report = report
         self._batch = batch_rows
@@ -334,8 +341,7 @@ class _PostgresWriter(_Writer):
         staging = f"reelrank_bulk_{name}"
         self._connection.execute(
             text(
-                f"CREATE TEMPORARY TABLE {staging} (LIKE {like} INCLUDING DEFAULTS) "
-                "ON COMMIT DROP"
+                f"CREATE TEMPORARY TABLE {staging} (LIKE {like} INCLUDING DEFAULTS) ON COMMIT DROP"
             )
         )
         for batch in self._batches(rows):
@@ -404,9 +410,30 @@ class _PostgresWriter(_Writer):
             )
         ).all()
         old = {int(video_id): set(terms) for video_id, terms in removed}
+        # Impact-ordered postings (migration 0006): staged with their frequencies and
+        # lengths, written once the whole-index statistics they are scored with are known.
+        postings = connection.execute(
+            text("SELECT to_regclass('search_postings') IS NOT NULL")
+        ).scalar_one()
+        if postings:
+            old_lengths = connection.execute(
+                text(
+                    "DELETE FROM search_postings AS p USING reelrank_bulk_ids AS i "
+                    "WHERE p.video_id = i.video_id RETURNING p.video_id, p.length"
+                )
+            ).all()
+            removed_length = math.fsum({row.video_id: row.length for row in old_lengths}.values())
+            connection.execute(
+                text(
+                    'CREATE TEMPORARY TABLE reelrank_bulk_postings (term TEXT COLLATE "C", '
+                    "video_id BIGINT, tf REAL, length DOUBLE PRECISION) ON COMMIT DROP"
+                )
+            )
+        added_lengths: list[float] = []
         deltas: Counter[str] = Counter()
         for batch in self._batches(videos):
             rows: list[tuple[int, str]] = []
+            staged: list[tuple[str, int, float, float]] = []
             for video in batch:
                 searchable = document(video)
                 new: set[str] = set()
@@ -414,15 +441,45 @@ class _PostgresWriter(_Writer):
                     fields = _fields(searchable)
                     new = {term for terms in fields.values() for term in terms}
                     rows.append((video.video_id, _tsvector_literal(fields)))
+                    if postings:
+                        frequencies, length = _weighted(fields, self._config)
+                        added_lengths.append(length)
+                        staged.extend(
+                            (term, video.video_id, tf, length) for term, tf in frequencies.items()
+                        )
                 _count(deltas, old.get(video.video_id, set()), new)
             self._copy("search_documents", ("video_id", "document"), rows)
+            if staged:
+                self._copy("reelrank_bulk_postings", ("term", "video_id", "tf", "length"), staged)
             self._report("search", len(batch))
+        if postings:
+            added = math.fsum(added_lengths)
+            # The statistics row before the term counts, as every writer locks them.
+            connection.execute(
+                _STATS_CHANGE,
+                {
+                    "documents": len(added_lengths) - len(old),
+                    "removed": removed_length,
+                    "added": added,
+                    "reference": added / len(added_lengths) if added_lengths else 0.0,
+                    "k1": self._config.k1,
+                    "b": self._config.b,
+                },
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO search_postings (term, video_id, impact, tf, length) "
+                    f"SELECT p.term, p.video_id, {_POSTINGS_IMPACT}, p.tf, p.length "
+                    "FROM reelrank_bulk_postings AS p, search_stats AS s "
+                    "ORDER BY p.video_id, p.term"
+                )
+            )
         changes = [(term, delta) for term, delta in sorted(deltas.items()) if delta]
         if not changes:
             return
         connection.execute(
             text(
-                "CREATE TEMPORARY TABLE reelrank_bulk_terms (term TEXT COLLATE \"C\", "
+                'CREATE TEMPORARY TABLE reelrank_bulk_terms (term TEXT COLLATE "C", '
                 "delta BIGINT) ON COMMIT DROP"
             )
         )

@@ -6,8 +6,14 @@ matches in :class:`~reelrank.InMemorySearchIndex`: no stemming, no stop words, `
 terms only match hashtags. A prefix term expands to the same capped set of terms as in
 memory (:attr:`~reelrank.SearchConfig.max_prefix_expansions`, most frequent first, read
 from the ``search_terms`` counts kept with every write) and is searched as the OR of
-those terms. Only the scores differ: ``ts_rank`` on PostgreSQL, FTS5's ``bm25`` on
-SQLite, BM25 in memory.
+those terms.
+
+PostgreSQL also keeps impact-ordered postings (``search_postings``, migration 0006): per
+term and video the field-weighted term frequency and document length the in-memory index
+uses, so it ranks by the same BM25 (same idf, same mean length, from ``search_stats``)
+while reading only the postings that can reach the top ``limit``. Without them (older
+settings, ``use_impact_postings=False``) PostgreSQL ranks with ``ts_rank`` and SQLite
+always ranks with FTS5's ``bm25``.
 """
 
 from __future__ import annotations
@@ -52,6 +58,96 @@ _COUNT_CHANGE = text(
     "ON CONFLICT (term) DO UPDATE SET videos = search_terms.videos + excluded.videos"
 )
 _COUNT_DROP = text("DELETE FROM search_terms WHERE term = :term AND videos <= 0")
+
+# Impact-ordered postings (migration 0006): one row per (term, video).
+_POSTINGS_DELETE = text("DELETE FROM search_postings WHERE video_id = :video_id RETURNING length")
+# The stored impact is BM25's term-frequency part with the reference length in
+# search_stats, set once by the first write into an empty index (the migration's back-fill
+# or a bulk load: their mean length; a single index(): that document's length).
+_POSTINGS_IMPACT = (
+    "p.tf * (s.k1 + 1) / (p.tf + s.k1 * (1 - s.b + s.b * p.length / s.reference_length))"
+)
+_POSTINGS_INSERT = text(
+    "INSERT INTO search_postings (term, video_id, impact, tf, length) "
+    f"SELECT p.term, p.video_id, {_POSTINGS_IMPACT}, p.tf, p.length "
+    "FROM (SELECT t.term, t.tf, CAST(:video_id AS bigint) AS video_id, "
+    "CAST(:length AS float8) AS length "
+    "FROM unnest(CAST(:terms AS text[]), CAST(:tfs AS real[])) AS t(term, tf)) AS p, "
+    "search_stats AS s"
+)
+# An upsert, so emptied tables (TRUNCATE) start over; a new row takes the writer's k1 and b.
+_STATS_CHANGE = text(
+    "INSERT INTO search_stats AS t (id, documents, total_length, reference_length, k1, b) "
+    "VALUES (1, greatest(CAST(:documents AS bigint), 0), "
+    "CAST(:added AS float8) - CAST(:removed AS float8), CAST(:reference AS float8), "
+    "CAST(:k1 AS float8), CAST(:b AS float8)) "
+    "ON CONFLICT (id) DO UPDATE SET documents = t.documents + CAST(:documents AS bigint), "
+    "total_length = t.total_length - CAST(:removed AS float8) + CAST(:added AS float8), "
+    "reference_length = CASE WHEN t.reference_length > 0 THEN t.reference_length "
+    "ELSE CAST(:reference AS float8) END"
+)
+_STATS = text("SELECT documents, total_length, reference_length, k1, b FROM search_stats")
+# BM25 of a posting ``s`` for a query term ``q``, the in-memory kernel's expression in the
+# same order of operations (IEEE double in both), so the scores come out the same.
+_BM25 = (
+    "q.idf * s.tf * (CAST(:k1 AS float8) + 1.0) / (s.tf + CAST(:k1 AS float8) * "
+    "(1.0 - CAST(:b AS float8) + CAST(:b AS float8) * s.length / CAST(:mean AS float8)))"
+)
+_QUERY_TERMS = (
+    'q AS (SELECT t.term COLLATE "C" AS term, t.grp, t.idf, t.depth, t.ord '
+    "FROM unnest(CAST(:terms AS text[]), CAST(:groups AS int[]), CAST(:idfs AS float8[]), "
+    "CAST(:depths AS bigint[])) WITH ORDINALITY AS t(term, grp, idf, depth, ord))"
+)
+# One group (a term, or a prefix's expansions): the best ``depth`` postings of each term
+# give a floor, the ``offset + 1``-th best score among them; then every posting whose
+# impact could reach the floor is read and ranked (a video scores its best expansion).
+# A posting's score is at most idf x impact x ``slack`` (see _IMPACT_SLACK), so nothing
+# below ``floor / (idf x slack)`` can enter the top ``limit``: exact in one statement.
+_ONE_GROUP = text(
+    f"WITH {_QUERY_TERMS}, "
+    "first AS (SELECT p.video_id, max(p.score) AS score FROM q CROSS JOIN LATERAL ("
+    f"SELECT s.video_id, {_BM25} AS score FROM search_postings AS s WHERE s.term = q.term "
+    "ORDER BY s.impact DESC, s.video_id LIMIT q.depth) AS p GROUP BY p.video_id), "
+    "floor AS (SELECT coalesce((SELECT score FROM first ORDER BY score DESC "
+    "LIMIT 1 OFFSET :offset), 0.0) AS score), "
+    "second AS (SELECT p.video_id, max(p.score) AS score FROM q CROSS JOIN floor AS f "
+    f"CROSS JOIN LATERAL (SELECT s.video_id, {_BM25} AS score FROM search_postings AS s "
+    "WHERE s.term = q.term AND s.impact >= f.score / (q.idf * CAST(:slack AS float8)) "
+    "ORDER BY s.impact DESC, s.video_id LIMIT :cap) AS p GROUP BY p.video_id) "
+    "SELECT video_id, score FROM second ORDER BY score DESC, video_id LIMIT :limit"
+)
+# Several groups, all of which must match: the best ``depth`` postings of each term are
+# the candidates; each candidate's postings are read by primary key and scored exactly
+# against every query term (a group scores its best expansion, groups summed in the
+# in-memory order), and the videos matching every group ranked.
+_GROUPS = text(
+    f"WITH {_QUERY_TERMS}, "
+    "candidates AS (SELECT DISTINCT p.video_id FROM q CROSS JOIN LATERAL ("
+    "SELECT s.video_id FROM search_postings AS s WHERE s.term = q.term "
+    "ORDER BY s.impact DESC, s.video_id LIMIT q.depth) AS p), "
+    # LATERAL: each candidate's postings by primary key (a few rows each), never a join
+    # that reads a common query term's whole postings (OFFSET 0 keeps the planner from
+    # flattening the subquery into such a join).
+    f"best AS (SELECT c.video_id, q.grp, max({_BM25}) AS score FROM candidates AS c "
+    "CROSS JOIN LATERAL (SELECT p.term, p.tf, p.length FROM search_postings AS p "
+    "WHERE p.video_id = c.video_id OFFSET 0) AS s JOIN q ON q.term = s.term "
+    "GROUP BY c.video_id, q.grp) "
+    "SELECT video_id, sum(score ORDER BY grp) AS score FROM best GROUP BY video_id "
+    "HAVING count(*) = :group_count ORDER BY score DESC, video_id LIMIT :limit"
+)
+# Stored impacts are float4 and the in-memory kernel compiles with fast math: bounds get
+# this relative margin, so rounding can only make a search read a few more postings.
+_IMPACT_SLACK = 1.0 + 1e-6
+# A query of several groups reads at most max(_WALK_POSTINGS, _WALK_PER_HIT x limit) of
+# its rarest group's postings, the best by impact, as candidates. Each costs a primary-key
+# look-up of the video's postings (3 to 8 us at 1M videos on a busy 2-core machine): about
+# 10 ms for the 500 hits VideoSearch asks for. At 1M videos, half as many candidates cut
+# the top-20 recall from 0.85 to 0.68 (two words) and from 0.67 to 0.57 (as you type).
+_WALK_POSTINGS = 1_000
+_WALK_PER_HIT = 2
+# One group: the second pass reads at most this many postings per term (the rows whose
+# impact can reach the floor; more only through enormous runs of tied scores).
+_MAX_SECOND_PASS = 200_000
 
 _RUM_INDEX = "ix_search_documents_rum"
 # With a RUM index (migration 0005, when the server has the extension) the index ranks
@@ -158,6 +254,62 @@ def _fts_terms(columns: Iterable[str]) -> set[str]:
     return {bytes.fromhex(token[1:]).decode() for column in columns for token in column.split()}
 
 
+def _weighted(fields: dict[str, list[str]], config: SearchConfig) -> tuple[dict[str, float], float]:
+    """Field-weighted term frequencies (tf > 0) and document length, summed in the order
+    and by the rule of :class:`~reelrank.InMemorySearchIndex`: a ``#tag`` term counts
+    towards its frequency but not towards the length (its plain word does)."""
+    weights = {
+        "title": config.title_weight,
+        "description": config.description_weight,
+        "hashtags": config.hashtag_weight,
+        "sound": config.sound_weight,
+        "creator": config.creator_weight,
+    }
+    frequencies: dict[str, float] = {}
+    length = 0.0
+    for field, terms in fields.items():
+        weight = weights[field]
+        for term in terms:
+            frequencies[term] = frequencies.get(term, 0.0) + weight
+            if not term.startswith("#"):
+                length += weight
+    return {term: tf for term, tf in frequencies.items() if tf > 0.0}, length
+
+
+def _idf(documents: int, videos: int) -> float:
+    """BM25's idf, as the in-memory index computes it."""
+    return math.log(1.0 + (documents - videos + 0.5) / (videos + 0.5))
+
+
+def _depths(group: dict[str, int], total: int) -> list[int]:
+    """How many of each term's best postings to read for about ``total`` in the group.
+
+    Even shares, what a short term cannot use going to the others (every posting when the
+    group holds at most ``total``), at least 4 a term: the best scores sit in the rarer
+    expansions (higher idf), so shares by document frequency would spend the reads on
+    the commonest ones.
+    """
+    dfs = list(group.values())
+    depths = [0] * len(dfs)
+    left = total
+    for rank, position in enumerate(sorted(range(len(dfs)), key=dfs.__getitem__)):
+        depths[position] = min(dfs[position], max(4, math.ceil(left / (len(dfs) - rank))))
+        left -= depths[position]
+    return depths
+
+
+def _first_pass_depths(group: dict[str, int], limit: int) -> list[int]:
+    """How many of each term's best postings the first pass of a one-group search reads.
+
+    Its ``limit``-th best score is the floor of the second pass, which reads every
+    posting that can reach it: the higher the floor, the less it reads. One term reads a
+    few more than ``limit``. A prefix's expansions read four times ``limit`` between
+    them, evenly: the best scores sit in the rarer expansions (higher idf), so shares by
+    document frequency would spend the pass on the commonest, lowest-scoring ones.
+    """
+    return _depths(group, limit + 16 if len(group) == 1 else 4 * limit)
+
+
 def _change_counts(connection: Connection, old: set[str], new: set[str]) -> None:
     """Move the ``search_terms`` counts from a video's ``old`` terms to its ``new`` ones."""
     changes = [{"term": term, "delta": -1} for term in old - new]
@@ -200,19 +352,34 @@ class SqlSearchIndex(ReplicaReadStore):
     ``search_terms``, how many videos hold each term; a prefix term becomes the OR of
     its ``config.max_prefix_expansions`` most frequent expansions.
 
-    Ranking is bounded by ``rank_pool``. Every query first reads how many videos hold
-    each of its terms (``search_terms``); the smallest group total bounds its matches.
-    When that bound is at most ``rank_pool``, every match is ranked exactly: a one-term
-    (or one-prefix) query by the RUM index on PostgreSQL when migration 0005 could create
-    it (the ``rum`` extension is installed on the server; ``use_rum_index=False`` turns
-    it off), anything else like a larger query. Above it, only the ``rank_pool`` newest
-    matches (highest video ids, read in primary-key order without computing a rank) are
-    ranked, with ``ts_rank`` on
-    PostgreSQL and ``bm25`` on SQLite, so such a query misses better-ranked older videos;
-    the loss is measured in the adapter's documentation. ``ts_rank`` sees a prefix term as
-    ``'prefix':*`` (cheaper than the OR of its expansions), so an expansion beyond the
-    cap that a matched video also holds adds to its score; it never makes a video match.
-    RUM ranks the capped OR itself.
+    **Impact-ordered postings (PostgreSQL, migration 0006).** Every write also keeps, per
+    (term, video), the field-weighted term frequency and document length the in-memory
+    index computes (``search_postings``) and the document count and total length
+    (``search_stats``), so PostgreSQL ranks by the same BM25 as
+    :class:`~reelrank.InMemorySearchIndex`, reading each term's postings best impact
+    first. One term or one prefix: exact (a first pass over each expansion's best
+    postings sets a floor, a second reads every posting that can reach it). Several
+    terms: the best ``max(1000, 2 x limit)`` postings of the rarest term group are the
+    candidates, each scored exactly on every term; exact when the group holds no more
+    postings, otherwise the best matches among those candidates (the recall loss is
+    measured in the adapter's documentation). The postings hold the field weights of
+    the writer's ``config`` (:func:`~reelrank_postgres.bulk_load` and the migration use
+    the defaults); an index whose ``k1`` or ``b`` differ from those the postings were
+    built with, or ``use_impact_postings=False``, ranks as below.
+
+    **Without them** ranking is bounded by ``rank_pool``. Every query first reads how
+    many videos hold each of its terms (``search_terms``); the smallest group total
+    bounds its matches. When that bound is at most ``rank_pool``, every match is ranked
+    exactly: a one-term (or one-prefix) query by the RUM index on PostgreSQL when
+    migration 0005 could create it (the ``rum`` extension is installed on the server;
+    ``use_rum_index=False`` turns it off), anything else like a larger query. Above it,
+    only the ``rank_pool`` newest matches (highest video ids, read in primary-key order
+    without computing a rank) are ranked, with ``ts_rank`` on PostgreSQL and ``bm25`` on
+    SQLite, so such a query misses better-ranked older videos; the loss is measured in
+    the adapter's documentation. ``ts_rank`` sees a prefix term as ``'prefix':*``
+    (cheaper than the OR of its expansions), so an expansion beyond the cap that a
+    matched video also holds adds to its score; it never makes a video match. RUM ranks
+    the capped OR itself.
 
     With a ``read_engine``, :meth:`search` runs on the replica; :meth:`index` and
     :meth:`remove` on the primary. Raises :class:`~reelrank.InvalidInputError` naming
@@ -231,6 +398,7 @@ class SqlSearchIndex(ReplicaReadStore):
         config: SearchConfig | None = None,
         rank_pool: int = 2_000,
         use_rum_index: bool = True,
+        use_impact_postings: bool = True,
     ) -> None:
         super().__init__(engine, read_engine=read_engine, verify_schema=verify_schema)
         self._config = check_instance("config", config or SearchConfig(), SearchConfig)
@@ -238,6 +406,8 @@ class SqlSearchIndex(ReplicaReadStore):
             raise InvalidInputError("rank_pool", f"must be an int >= 1, got {rank_pool!r}")
         self._rank_pool = rank_pool
         self._use_rum_index = use_rum_index
+        self._use_impact_postings = use_impact_postings
+        self._postings: bool | None = None  # whether search_postings exists, read once
         self._rum: bool | None = None  # whether the RUM index exists, read at first search
         self._document_count = 0.0
         self._documents_read_at = -math.inf
@@ -252,13 +422,14 @@ class SqlSearchIndex(ReplicaReadStore):
             if self._postgres:
                 # Insert an empty row first, then lock it: two writers of one video take
                 # turns, and each sees the terms the other left for the counts.
-                connection.execute(
+                created = connection.execute(
                     text(
                         "INSERT INTO search_documents (video_id, document) "
-                        "VALUES (:video_id, ''::tsvector) ON CONFLICT (video_id) DO NOTHING"
+                        "VALUES (:video_id, ''::tsvector) ON CONFLICT (video_id) DO NOTHING "
+                        "RETURNING video_id"
                     ),
                     video,
-                )
+                ).first()
                 old = connection.execute(
                     text(
                         "SELECT tsvector_to_array(document) FROM search_documents "
@@ -273,6 +444,8 @@ class SqlSearchIndex(ReplicaReadStore):
                     ),
                     {**video, "document": _tsvector_literal(fields)},
                 )
+                if self._has_postings(connection):
+                    self._write_postings(connection, document.video_id, fields, created is not None)
                 _change_counts(connection, set(old), new)
                 return
             row = connection.execute(
@@ -308,6 +481,19 @@ class SqlSearchIndex(ReplicaReadStore):
                 ).scalar()
                 if removed is None:
                     return False
+                if self._has_postings(connection):
+                    lengths = connection.execute(_POSTINGS_DELETE, video).scalars().all()
+                    connection.execute(
+                        _STATS_CHANGE,
+                        {
+                            "documents": -1,
+                            "removed": max(lengths, default=0.0),
+                            "added": 0.0,
+                            "reference": 0.0,
+                            "k1": self._config.k1,
+                            "b": self._config.b,
+                        },
+                    )
                 _change_counts(connection, set(removed), set())
                 return True
             row = connection.execute(
@@ -322,6 +508,48 @@ class SqlSearchIndex(ReplicaReadStore):
             connection.execute(text("DELETE FROM search_documents WHERE rowid = :video_id"), video)
             _change_counts(connection, _fts_terms(row), set())
             return True
+
+    def _has_postings(self, connection: Connection) -> bool:
+        """Whether ``search_postings`` exists (PostgreSQL at migration 0006 or later)."""
+        if self._postings is None:
+            found = connection.execute(
+                text("SELECT to_regclass('search_postings') IS NOT NULL")
+            ).scalar_one()
+            self._postings = bool(found)
+        return self._postings
+
+    def _write_postings(
+        self,
+        connection: Connection,
+        video_id: int,
+        fields: dict[str, list[str]],
+        created: bool,
+    ) -> None:
+        """Replace a video's postings and move the whole-index statistics with them (the
+        statistics row before the term counts: every writer locks in that order)."""
+        frequencies, length = _weighted(fields, self._config)
+        lengths = connection.execute(_POSTINGS_DELETE, {"video_id": video_id}).scalars().all()
+        connection.execute(
+            _STATS_CHANGE,
+            {
+                "documents": 1 if created else 0,
+                "removed": max(lengths, default=0.0),
+                "added": length,
+                "reference": length,
+                "k1": self._config.k1,
+                "b": self._config.b,
+            },
+        )
+        if frequencies:
+            connection.execute(
+                _POSTINGS_INSERT,
+                {
+                    "video_id": video_id,
+                    "length": length,
+                    "terms": list(frequencies),
+                    "tfs": list(frequencies.values()),
+                },
+            )
 
     def _expand(self, connection: Connection, term: QueryTerm) -> dict[str, int]:
         """The indexed terms ``term`` matches, with how many videos hold each: itself, or
@@ -349,6 +577,10 @@ class SqlSearchIndex(ReplicaReadStore):
             counts = [self._expand(connection, term) for term in query.terms]
             if not all(counts):
                 return []  # a term (or prefix) no indexed video holds matches no video
+            if self._postgres and self._use_impact_postings and self._has_postings(connection):
+                impact_hits = self._impact_search(connection, counts, limit)
+                if impact_hits is not None:
+                    return impact_hits
             if self._postgres:
                 statement, params = self._postgres_statement(connection, query, counts, limit)
             else:
@@ -360,6 +592,58 @@ class SqlSearchIndex(ReplicaReadStore):
                 rows = connection.execute(statement, params).all()
                 hits = [(int(row.video_id), float(row.score)) for row in rows]
         return hits
+
+    def _impact_search(
+        self, connection: Connection, counts: list[dict[str, int]], limit: int
+    ) -> list[tuple[int, float]] | None:
+        """BM25 top ``limit`` from the impact-ordered postings, or ``None`` when they were
+        built with other BM25 parameters than this index's config (then ``ts_rank``)."""
+        stats = connection.execute(_STATS).first()
+        if stats is None or stats.documents <= 0:
+            return []
+        config = self._config
+        if (stats.k1, stats.b) != (config.k1, config.b) or stats.reference_length <= 0:
+            return None
+        documents = int(stats.documents)
+        mean = float(stats.total_length) / documents or 1.0
+        # The rarest group first, as the in-memory index sums them (a stable sort).
+        groups = sorted(counts, key=lambda group: sum(group.values()))
+        terms = [term for group in groups for term in group]
+        idfs = [_idf(documents, df) for group in groups for df in group.values()]
+        params: dict[str, object] = {
+            "terms": terms,
+            "groups": [number for number, group in enumerate(groups) for _ in group],
+            "idfs": idfs,
+            "k1": config.k1,
+            "b": config.b,
+            "mean": mean,
+            "limit": limit,
+        }
+        # A score at the current mean length exceeds the one the impact was stored with
+        # by at most mean / reference_length (only the length term of BM25 moves).
+        slack = max(1.0, mean / float(stats.reference_length)) * _IMPACT_SLACK
+        if len(groups) == 1:
+            rows = connection.execute(
+                _ONE_GROUP,
+                {
+                    **params,
+                    "depths": _first_pass_depths(groups[0], limit),
+                    "offset": limit - 1,
+                    "slack": slack,
+                    "cap": _MAX_SECOND_PASS,
+                },
+            ).all()
+            return [(int(row.video_id), float(row.score)) for row in rows]
+        # Every match holds a posting of the rarest group: its best ``walk`` postings by
+        # impact (all of them when it has no more: then exact) are the candidates, each
+        # scored exactly; otherwise the top is the best of the matches among them
+        # (bounded; the recall is measured in the adapter's documentation).
+        walk = max(_WALK_POSTINGS, _WALK_PER_HIT * limit)
+        depths = _depths(groups[0], walk) + [0] * (len(terms) - len(groups[0]))
+        rows = connection.execute(
+            _GROUPS, {**params, "depths": depths, "group_count": len(groups)}
+        ).all()
+        return [(int(row.video_id), float(row.score)) for row in rows]
 
     def _uses_rum(self, connection: Connection) -> bool:
         if self._rum is None:

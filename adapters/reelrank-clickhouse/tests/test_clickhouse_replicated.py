@@ -1,11 +1,16 @@
 """Replicated mode: one shard of two ``ReplicatedMergeTree`` replicas coordinated by a
 standalone ZooKeeper (Debian's package), all started here. A replica is killed in the
-middle of a batch and restarted; every acknowledged event is then present exactly
-once, and reads on either replica agree with the in-memory reference.
+middle of a batch (during its insert, and right after the insert returned, before the
+batch is acknowledged) and restarted; after the documented recovery, ``reconcile``
+alone, every acknowledged event is present exactly once, and reads on either replica's
+own tables agree with the in-memory reference.
 
-Marked ``replicated`` (its own nox session): about 20 s on a quiet machine, most of it
-starting ZooKeeper's JVM and waiting for the replicas to catch up.
-"""
+The test waits on nothing but the servers' own answers: ``restart`` returns once the
+victim answers, and ``reconcile`` once every replica has synced and holds the
+corrections (``SYSTEM SYNC REPLICA``, up to its 300 s default per table).
+
+Marked ``replicated`` (its own nox session): about 10 s a case on a quiet machine,
+most of it starting ZooKeeper's JVM and stopping the servers."""
 
 from __future__ import annotations
 

@@ -28,6 +28,7 @@ from reelrank_clickhouse import (
     connect,
     create_schema,
 )
+from reelrank_clickhouse._rows import event_columns
 from reelrank_clickhouse.testing import (
     ClickHouseCluster,
     ClickHouseServer,
@@ -35,7 +36,7 @@ from reelrank_clickhouse.testing import (
     find_zookeeper,
 )
 
-from reelrank import StoreError
+from reelrank import StoreError, StoreTimeoutError
 from reelrank.testing import EPOCH
 
 pytestmark = [pytest.mark.integration, pytest.mark.replicated, pytest.mark.timeout(300)]
@@ -152,3 +153,46 @@ def test_a_replica_killed_in_the_middle_of_a_batch_loses_and_doubles_nothing(
             local_engine.dispose()
     for engine in engines.values():
         engine.dispose()
+
+
+def test_reconcile_writes_nothing_while_a_replica_cannot_catch_up(
+    replicas: ClickHouseCluster,
+) -> None:
+    """A replica that has not fetched every part may hold fewer copies than the
+    others: ``reconcile`` fails rather than write a correction from a partial view, and
+    corrects every replica once they all catch up."""
+    replicas.execute_everywhere("CREATE DATABASE feeds")
+    lagging, writer = replicas.servers
+    config = replicas.config("feeds", send_receive_timeout_seconds=30.0)
+    engine = connect(config.model_copy(update={"port": writer.tcp_port}))
+    create_schema(engine, config)
+    store = ClickHouseEventStore(engine, tables=config.tables)
+    batch = workload("lagging", 300)
+    lagging.execute("SYSTEM STOP FETCHES")
+    for seq in (1, 1_000):  # two copies no writer saw, as the killed-replica test leaves
+        _insert_copies(store, batch, seq)
+    with pytest.raises(StoreTimeoutError):
+        store.reconcile(since=EPOCH, sync_timeout_seconds=1.0)
+    corrections = f"SELECT count() FROM feeds.{config.tables.corrections}{config.local_suffix}"
+    assert [server.execute(corrections).strip() for server in replicas.servers] == ["0", "0"]
+    lagging.execute("SYSTEM START FETCHES")
+    assert store.reconcile(since=EPOCH) == len(batch)
+    reference = reference_of([batch])
+    for server in replicas.servers:
+        local_config, local_tables = _local(config, server.tcp_port)
+        local_engine = connect(local_config)
+        try:
+            local = ClickHouseEventStore(local_engine, tables=local_tables)
+            assert_same_statistics(local, reference, range(1, 6), range(1, 7), [10, 11, 12])
+        finally:
+            local_engine.dispose()
+    engine.dispose()
+
+
+def _insert_copies(store: ClickHouseEventStore, pairs: list[Pair], seq: int) -> None:
+    """Insert ``pairs`` past every check, as a writer that died before its second
+    check would leave them."""
+    columns = event_columns([event for event, _ in pairs], seq)
+    columns.append([creator_id for _, creator_id in pairs])
+    with store._write_lock:
+        store._clients.writer().execute(store._queries.insert, columns, columnar=True)

@@ -24,15 +24,19 @@ def id_table(name: str, column: str, column_type: str, values: Any) -> dict[str,
     return {"name": name, "structure": [(column, column_type)], "data": [(v,) for v in values]}
 
 
-def server_client(engine: Engine, host: str, port: int, timeout_seconds: float) -> Client:
+def server_client(engine: Engine, host: str, port: int, wait_seconds: float) -> Client:
     """A driver client for another server of the engine's cluster: the engine's URL
-    (user, password, database, settings) with ``host`` and ``port`` replaced, and
-    ``timeout_seconds`` as both the socket timeout and the server's ``receive_timeout``
-    (how long ``SYSTEM SYNC REPLICA`` waits for the replica to catch up)."""
-    seconds = max(1, math.ceil(timeout_seconds))
+    (user, password, database, settings) with ``host`` and ``port`` replaced, for
+    statements that may wait on the server up to ``wait_seconds``.
+
+    ``SYSTEM SYNC REPLICA`` on 18.16 waits until the replica's queue is empty, however
+    long that takes, so the socket timeout is what bounds it (the server's
+    ``receive_timeout``, which later releases honour for it, is set too).
+    """
+    seconds = max(1, math.ceil(wait_seconds))
     url = engine.url.set(host=host, port=port).update_query_dict(
         {
-            "send_receive_timeout": repr(timeout_seconds),
+            "send_receive_timeout": repr(float(wait_seconds)),
             "receive_timeout": str(seconds),
             "max_execution_time": str(seconds),
         }

@@ -266,6 +266,7 @@ class ClickHouseEventStore:
         at = check_aware("since", since)
         if not (
             isinstance(sync_timeout_seconds, int | float)
+            and not isinstance(sync_timeout_seconds, bool)
             and math.isfinite(sync_timeout_seconds)
             and sync_timeout_seconds > 0
         ):

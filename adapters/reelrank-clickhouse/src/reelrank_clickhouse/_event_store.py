@@ -252,9 +252,12 @@ class ClickHouseEventStore:
         password and database) and:
 
         1. brings each one up to date with ``SYSTEM SYNC REPLICA`` on its events,
-           aggregates and corrections tables (each waits at most
-           ``sync_timeout_seconds``; a replica that is down or does not catch up in
-           time fails the call with :class:`~reelrank.StoreError`, nothing written);
+           aggregates and corrections tables: each has then fetched every part
+           announced in ZooKeeper. A replica that is down fails the call with
+           :class:`~reelrank.StoreError`, one that has not caught up after
+           ``sync_timeout_seconds`` (per statement; 18.16 itself waits without limit,
+           the socket gives up) with :class:`~reelrank.StoreTimeoutError`; nothing is
+           written then;
         2. reads the copy counts from each replica's own aggregates table; the
            replicas of a shard must agree, otherwise it raises
            :class:`~reelrank.StoreError` and writes nothing (a correction computed

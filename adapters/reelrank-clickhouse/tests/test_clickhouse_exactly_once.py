@@ -41,7 +41,7 @@ from reelrank_clickhouse.testing import ClickHouseServer
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from reelrank import EngagementKind, StoreError
+from reelrank import EngagementKind, InvalidInputError, StoreError
 from reelrank.testing import EPOCH, make_event
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -355,3 +355,11 @@ def test_reconcile_corrects_copies_no_writer_saw(clickhouse_engine: Engine) -> N
     assert store.reconcile(since=EPOCH) == 2  # idempotent: the same corrections again
     assert store.get_stats([1])[1].views == 1
     assert store.reconcile(since=EPOCH + timedelta(days=1)) == 0  # other days untouched
+
+
+@pytest.mark.parametrize("timeout", [0, -1.0, math.nan, math.inf, True, "5"])
+def test_reconcile_rejects_a_bad_sync_timeout(clickhouse_engine: Engine, timeout: Any) -> None:
+    store = ClickHouseEventStore(clickhouse_engine)
+    with pytest.raises(InvalidInputError) as info:
+        store.reconcile(since=EPOCH, sync_timeout_seconds=timeout)
+    assert info.value.field == "sync_timeout_seconds"

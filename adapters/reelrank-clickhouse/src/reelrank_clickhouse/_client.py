@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, cast
@@ -9,7 +10,7 @@ from typing import Any, cast
 from clickhouse_driver import Client
 from sqlalchemy.engine import Engine
 
-__all__ = ["DriverClients", "id_table"]
+__all__ = ["DriverClients", "id_table", "server_client"]
 
 
 def id_table(name: str, column: str, column_type: str, values: Any) -> dict[str, Any]:
@@ -21,6 +22,27 @@ def id_table(name: str, column: str, column_type: str, values: Any) -> dict[str,
     """
     # Rows as tuples: the driver would turn dicts into tuples first.
     return {"name": name, "structure": [(column, column_type)], "data": [(v,) for v in values]}
+
+
+def server_client(engine: Engine, host: str, port: int, wait_seconds: float) -> Client:
+    """A driver client for another server of the engine's cluster: the engine's URL
+    (user, password, database, settings) with ``host`` and ``port`` replaced, for
+    statements that may wait on the server up to ``wait_seconds``.
+
+    ``SYSTEM SYNC REPLICA`` on 18.16 waits until the replica's queue is empty, however
+    long that takes, so the socket timeout is what bounds it (the server's
+    ``receive_timeout``, which later releases honour for it, is set too).
+    """
+    seconds = max(1, math.ceil(wait_seconds))
+    url = engine.url.set(host=host, port=port).update_query_dict(
+        {
+            "send_receive_timeout": repr(float(wait_seconds)),
+            "receive_timeout": str(seconds),
+            "max_execution_time": str(seconds),
+        }
+    )
+    (dsn,), _ = engine.dialect.create_connect_args(url)
+    return Client.from_url(dsn)
 
 
 class DriverClients:

@@ -4,8 +4,11 @@ corrections for the rare event that two writers delivered at the same moment."""
 
 from __future__ import annotations
 
+import math
+import re
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,13 +20,14 @@ from reelrank import (
     EngagementEvent,
     EngagementKind,
     InvalidInputError,
+    StoreError,
     VideoStats,
     affinity,
     affinity_credit,
 )
 from reelrank.stores.adapter import check_aware, check_id, check_ids, check_limit
 
-from ._client import DriverClients, id_table
+from ._client import DriverClients, id_table, server_client
 from ._config import ClickHouseTables
 from ._errors import store_errors
 from ._rows import EVENT_COLUMNS, EVENT_SELECT, ArrivalSequence, event_columns, event_from_row
@@ -56,11 +60,44 @@ def _corrections(table: str, where: str) -> str:
 FROM {table} WHERE {where} GROUP BY event_id"""
 
 
+def _raced_since(table: str) -> str:
+    """The ids of ``table`` stored more than once on or after a day, with their copy
+    counts and smallest arrival numbers."""
+    return f"""SELECT event_id, countMerge(events), minMerge(first_seq)
+FROM {table} WHERE tag = {Tag.EVENT_ID} AND a >= %(day)s
+GROUP BY event_id HAVING countMerge(events) > 1"""
+
+
+# The arguments of a Distributed engine: cluster, database, local table[, sharding key].
+_DISTRIBUTED_ARGUMENTS = re.compile(r"^Distributed\((.*)\)$", re.DOTALL)
+_REPLICATED = """SELECT count() FROM system.replicas
+WHERE database = %(database)s AND table = %(table)s"""
+_CLUSTER_SERVERS = """SELECT shard_num, host_address, port FROM system.clusters
+WHERE cluster = %(cluster)s ORDER BY shard_num, replica_num"""
+
+
+@dataclass(frozen=True)
+class _Replicas:
+    """Where the local tables behind the store's Distributed tables live: the database,
+    the local names of the events, aggregates and corrections tables, and every
+    replica's ``(shard_num, host, port)``."""
+
+    database: str
+    events: str
+    aggregates: str
+    corrections: str
+    servers: list[tuple[int, str, int]]
+
+    def qualified(self, table: str) -> str:
+        return f"{self.database}.{table}"
+
+
 class _Queries:
     """The store's statements for one set of table names."""
 
     def __init__(self, tables: ClickHouseTables) -> None:
         agg, fix = tables.aggregates, tables.corrections
+        self.tables = tables
         self.insert = f"INSERT INTO {tables.events} ({EVENT_COLUMNS}, creator_id) VALUES"
         self.insert_corrections = (
             f"INSERT INTO {fix} "
@@ -102,9 +139,9 @@ UNION ALL
 SELECT fixed_creator AS b, toUInt64(toUInt8(fixed_kind)) AS c, -sum(extra) AS n,
        -sum(extra * fixed_completion) AS s
 FROM ({_corrections(fix, "user_id = %(user_id)s")}) GROUP BY b, c"""
-        self.raced_since = f"""SELECT event_id, countMerge(events), minMerge(first_seq)
-FROM {agg} WHERE tag = {Tag.EVENT_ID} AND a >= %(day)s
-GROUP BY event_id HAVING countMerge(events) > 1"""
+        self.raced_since = _raced_since(agg)
+        self.distributed = """SELECT name, engine_full FROM system.tables
+WHERE database = currentDatabase() AND engine = 'Distributed' AND name IN %(names)s"""
         self.events_of_ids = f"""SELECT {EVENT_SELECT}, creator_id FROM {tables.events}
 WHERE occurred_at >= %(since)s AND event_id GLOBAL IN batch
 LIMIT 1 BY event_id"""
@@ -197,7 +234,7 @@ class ClickHouseEventStore:
             lost = sum(1 for event_id in raced if copies[event_id][1] not in mine)
         return len(fresh) - lost
 
-    def reconcile(self, *, since: datetime) -> int:
+    def reconcile(self, *, since: datetime, sync_timeout_seconds: float = 300.0) -> int:
         """Write the missing corrections of events stored more than once on or after
         the day of ``since``; returns how many ids were stored more than once.
 
@@ -206,27 +243,140 @@ class ClickHouseEventStore:
         fetched it, retried through another replica, is stored twice once the first
         replica is back, and no writer saw both copies. Run this after a replica
         recovers (it reads every id of the days since ``since``). Idempotent.
+
+        In replicated mode (the store's tables are ``Distributed`` over
+        ``Replicated*MergeTree`` tables) a read through the ``Distributed`` table sees
+        one replica per shard, which may not have fetched every part yet, and a
+        correction written through it reaches the other replicas later. So
+        ``reconcile`` connects to every replica the cluster lists (the engine's user,
+        password and database) and:
+
+        1. brings each one up to date with ``SYSTEM SYNC REPLICA`` on its events,
+           aggregates and corrections tables: each has then fetched every part
+           announced in ZooKeeper. A replica that is down fails the call with
+           :class:`~reelrank.StoreError`, one that has not caught up after
+           ``sync_timeout_seconds`` (per statement; 18.16 itself waits without limit,
+           the socket gives up) with :class:`~reelrank.StoreTimeoutError`; nothing is
+           written then;
+        2. reads the copy counts from each replica's own aggregates table; the
+           replicas of a shard must agree, otherwise it raises
+           :class:`~reelrank.StoreError` and writes nothing (a correction computed
+           from the replica with more copies would subtract too much on the others;
+           run it again once writes in flight have replicated);
+        3. writes the corrections, then syncs every replica's corrections table, so
+           when it returns, reads on every replica count each event once.
         """
         at = check_aware("since", since)
+        if not (
+            isinstance(sync_timeout_seconds, int | float)
+            and not isinstance(sync_timeout_seconds, bool)
+            and math.isfinite(sync_timeout_seconds)
+            and sync_timeout_seconds > 0
+        ):
+            raise InvalidInputError("sync_timeout_seconds", "must be a positive number of seconds")
+        day = (at - _UNIX_EPOCH).days
         with self._write_lock, store_errors(_STORE, "reconcile"):
             client = self._clients.writer()
-            copies = {
-                row[0]: (int(row[1]), int(row[2]))
-                for row in client.execute(
-                    self._queries.raced_since, {"day": (at - _UNIX_EPOCH).days}
-                )
-            }
-            if not copies:
-                return 0
-            start = at.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-            rows = client.execute(
-                self._queries.events_of_ids,
-                {"since": start.replace(tzinfo=None)},
-                external_tables=[id_table("batch", "event_id", "String", copies)],
-            )
-            batch = {row[0]: (event_from_row(row[:-1]), int(row[-1])) for row in rows}
-            self._correct(client, batch, {key: copies[key] for key in batch})
+            replicas = self._replicas(client)
+            if replicas is None:
+                copies = self._raced(client, self._queries.raced_since, day)
+                self._correct_raced(client, at, copies)
+                return len(copies)
+            clients = [
+                server_client(self._engine, host, port, float(sync_timeout_seconds))
+                for _, host, port in replicas.servers
+            ]
+            try:
+                tables = (replicas.events, replicas.aggregates, replicas.corrections)
+                for each in clients:
+                    for table in tables:
+                        each.execute(f"SYSTEM SYNC REPLICA {replicas.qualified(table)}")
+                copies = self._agreed_copies(replicas, clients, day)
+                self._correct_raced(client, at, copies)
+                if copies:
+                    for each in clients:
+                        each.execute(
+                            f"SYSTEM SYNC REPLICA {replicas.qualified(replicas.corrections)}"
+                        )
+            finally:
+                for each in clients:
+                    each.disconnect()
         return len(copies)
+
+    @staticmethod
+    def _raced(client: Client, query: str, day: int) -> dict[str, tuple[int, int]]:
+        return {row[0]: (int(row[1]), int(row[2])) for row in client.execute(query, {"day": day})}
+
+    def _correct_raced(
+        self, client: Client, at: datetime, copies: dict[str, tuple[int, int]]
+    ) -> None:
+        """Write the corrections of ``copies``, reading the events' fields first."""
+        if not copies:
+            return
+        start = at.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        rows = client.execute(
+            self._queries.events_of_ids,
+            {"since": start.replace(tzinfo=None)},
+            external_tables=[id_table("batch", "event_id", "String", copies)],
+        )
+        batch = {row[0]: (event_from_row(row[:-1]), int(row[-1])) for row in rows}
+        self._correct(client, batch, {key: copies[key] for key in batch})
+
+    def _replicas(self, client: Client) -> _Replicas | None:
+        """The replicas behind the store's ``Distributed`` tables, or ``None`` when the
+        tables are not ``Distributed`` over replicated tables (one server, or shards
+        without replicas: reads through the tables then see every row)."""
+        tables = self._queries.tables
+        names = (tables.events, tables.aggregates, tables.corrections)
+        engines = dict(client.execute(self._queries.distributed, {"names": names}))
+        if set(engines) != set(names):
+            return None
+        arguments = {}
+        for name, engine_full in engines.items():
+            found = _DISTRIBUTED_ARGUMENTS.match(str(engine_full).strip())
+            if found is None:
+                return None
+            arguments[name] = [part.strip().strip("'\"`") for part in found.group(1).split(",")]
+        cluster, database, aggregates = arguments[tables.aggregates][:3]
+        replicated = client.execute(_REPLICATED, {"database": database, "table": aggregates})
+        if not replicated[0][0]:
+            return None
+        servers = [
+            (int(shard), str(host), int(port))
+            for shard, host, port in client.execute(_CLUSTER_SERVERS, {"cluster": cluster})
+        ]
+        return _Replicas(
+            database=database,
+            events=arguments[tables.events][2],
+            aggregates=aggregates,
+            corrections=arguments[tables.corrections][2],
+            servers=servers,
+        )
+
+    @staticmethod
+    def _agreed_copies(
+        replicas: _Replicas, clients: Sequence[Client], day: int
+    ) -> dict[str, tuple[int, int]]:
+        """The copy counts of the raced ids, read from every replica's own aggregates
+        table; raises when two replicas of a shard disagree."""
+        query = _raced_since(replicas.qualified(replicas.aggregates))
+        by_shard: dict[int, dict[str, tuple[int, int]]] = {}
+        for (shard, host, port), each in zip(replicas.servers, clients, strict=True):
+            copies = ClickHouseEventStore._raced(each, query, day)
+            agreed = by_shard.setdefault(shard, copies)
+            if copies != agreed:
+                differing = sorted(set(copies.items()) ^ set(agreed.items()))
+                raise StoreError(
+                    _STORE,
+                    f"reconcile: replica {host}:{port} of shard {shard} holds other copy "
+                    f"counts than its peers for {len({key for key, _ in differing})} ids "
+                    f"(first: {differing[0][0]}) after syncing; nothing was written. "
+                    "Run it again once writes in flight have replicated.",
+                )
+        merged: dict[str, tuple[int, int]] = {}
+        for copies in by_shard.values():
+            merged.update(copies)
+        return merged
 
     @staticmethod
     def _validated(items: Sequence[tuple[EngagementEvent, int]]) -> dict[str, _Pair]:

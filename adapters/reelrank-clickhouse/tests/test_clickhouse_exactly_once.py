@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -355,6 +355,32 @@ def test_reconcile_corrects_copies_no_writer_saw(clickhouse_engine: Engine) -> N
     assert store.reconcile(since=EPOCH) == 2  # idempotent: the same corrections again
     assert store.get_stats([1])[1].views == 1
     assert store.reconcile(since=EPOCH + timedelta(days=1)) == 0  # other days untouched
+
+
+def test_redeliveries_around_hour_boundaries_and_offsets_count_once(
+    clickhouse_engine: Engine,
+) -> None:
+    """The duplicate check looks ids up under the hour of ``occurred_at`` that the view
+    computed on the server; the client's hour must be the same one for every offset and
+    at the edges of an hour, or a redelivery would be counted again."""
+    store = ClickHouseEventStore(clickhouse_engine)
+    india, newfoundland = (
+        timezone(timedelta(hours=5, minutes=30)),
+        timezone(-timedelta(hours=3, minutes=30)),
+    )
+    moments = [
+        EPOCH + timedelta(hours=5, minutes=59, seconds=59),
+        EPOCH + timedelta(hours=6),
+        (EPOCH + timedelta(days=3, hours=23, minutes=59, seconds=59)).astimezone(india),
+        (EPOCH + timedelta(days=4, minutes=30)).astimezone(newfoundland),
+        EPOCH + timedelta(days=400, seconds=1),
+    ]
+    batch = [(make_event("watch", video_id=7, occurred_at=at), 1) for at in moments]
+    assert store.append_many(batch) == len(batch)
+    # Each redelivered alone, so each check reads only its own event's hour.
+    assert [store.append(event, creator_id=1) for event, _ in batch] == [False] * len(batch)
+    assert store.append_many(batch) == 0
+    assert store.get_stats([7])[7].views == len(batch)
 
 
 @pytest.mark.parametrize("timeout", [0, -1.0, math.nan, math.inf, True, "5"])

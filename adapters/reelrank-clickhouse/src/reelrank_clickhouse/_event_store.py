@@ -60,11 +60,17 @@ def _corrections(table: str, where: str) -> str:
 FROM {table} WHERE {where} GROUP BY event_id"""
 
 
+def _hour_of(at: datetime) -> int:
+    """Hours since 1970 of an aware ``at``, as the aggregate table's id rows key it."""
+    since = at - _UNIX_EPOCH
+    return since.days * 24 + since.seconds // 3600
+
+
 def _raced_since(table: str) -> str:
-    """The ids of ``table`` stored more than once on or after a day, with their copy
-    counts and smallest arrival numbers."""
+    """The ids of ``table`` stored more than once on or after an hour (hours since
+    1970), with their copy counts and smallest arrival numbers."""
     return f"""SELECT event_id, countMerge(events), minMerge(first_seq)
-FROM {table} WHERE tag = {Tag.EVENT_ID} AND a >= %(day)s
+FROM {table} WHERE tag = {Tag.EVENT_ID} AND a >= %(hour)s
 GROUP BY event_id HAVING countMerge(events) > 1"""
 
 
@@ -108,7 +114,7 @@ class _Queries:
         # ids themselves are compared on the rows left.
         self.copies = f"""SELECT event_id, countMerge(events), minMerge(first_seq)
 FROM {agg}
-PREWHERE tag = {Tag.EVENT_ID} AND a IN %(days)s
+PREWHERE tag = {Tag.EVENT_ID} AND a IN %(hours)s
   AND b GLOBAL IN (SELECT cityHash64(event_id) FROM batch)
 WHERE c = 0 AND event_id GLOBAL IN batch
 GROUP BY event_id"""
@@ -274,12 +280,12 @@ class ClickHouseEventStore:
             and sync_timeout_seconds > 0
         ):
             raise InvalidInputError("sync_timeout_seconds", "must be a positive number of seconds")
-        day = (at - _UNIX_EPOCH).days
+        first_hour = (at - _UNIX_EPOCH).days * 24  # the start of since's day
         with self._write_lock, store_errors(_STORE, "reconcile"):
             client = self._clients.writer()
             replicas = self._replicas(client)
             if replicas is None:
-                copies = self._raced(client, self._queries.raced_since, day)
+                copies = self._raced(client, self._queries.raced_since, first_hour)
                 self._correct_raced(client, at, copies)
                 return len(copies)
             clients = [
@@ -291,7 +297,7 @@ class ClickHouseEventStore:
                 for each in clients:
                     for table in tables:
                         each.execute(f"SYSTEM SYNC REPLICA {replicas.qualified(table)}")
-                copies = self._agreed_copies(replicas, clients, day)
+                copies = self._agreed_copies(replicas, clients, first_hour)
                 self._correct_raced(client, at, copies)
                 if copies:
                     for each in clients:
@@ -304,8 +310,9 @@ class ClickHouseEventStore:
         return len(copies)
 
     @staticmethod
-    def _raced(client: Client, query: str, day: int) -> dict[str, tuple[int, int]]:
-        return {row[0]: (int(row[1]), int(row[2])) for row in client.execute(query, {"day": day})}
+    def _raced(client: Client, query: str, first_hour: int) -> dict[str, tuple[int, int]]:
+        rows = client.execute(query, {"hour": first_hour})
+        return {row[0]: (int(row[1]), int(row[2])) for row in rows}
 
     def _correct_raced(
         self, client: Client, at: datetime, copies: dict[str, tuple[int, int]]
@@ -355,14 +362,14 @@ class ClickHouseEventStore:
 
     @staticmethod
     def _agreed_copies(
-        replicas: _Replicas, clients: Sequence[Client], day: int
+        replicas: _Replicas, clients: Sequence[Client], first_hour: int
     ) -> dict[str, tuple[int, int]]:
         """The copy counts of the raced ids, read from every replica's own aggregates
         table; raises when two replicas of a shard disagree."""
         query = _raced_since(replicas.qualified(replicas.aggregates))
         by_shard: dict[int, dict[str, tuple[int, int]]] = {}
         for (shard, host, port), each in zip(replicas.servers, clients, strict=True):
-            copies = ClickHouseEventStore._raced(each, query, day)
+            copies = ClickHouseEventStore._raced(each, query, first_hour)
             agreed = by_shard.setdefault(shard, copies)
             if copies != agreed:
                 differing = sorted(set(copies.items()) ^ set(agreed.items()))
@@ -405,11 +412,11 @@ class ClickHouseEventStore:
         self, client: Client, events: Sequence[EngagementEvent]
     ) -> dict[str, tuple[int, int]]:
         """``{event_id: (copies, smallest arrival number)}`` of the stored ids among
-        those of ``events``, looked up under the events' days."""
-        days = tuple({(event.occurred_at - _UNIX_EPOCH).days for event in events})
+        those of ``events``, looked up under the events' hours."""
+        hours = tuple({_hour_of(event.occurred_at) for event in events})
         rows = client.execute(
             self._queries.copies,
-            {"days": days},
+            {"hours": hours},
             external_tables=[id_table("batch", "event_id", "String", (e.event_id for e in events))],
         )
         return {row[0]: (int(row[1]), int(row[2])) for row in rows}

@@ -204,8 +204,9 @@ def test_a_failed_startup_step_stops_start_up_and_is_reported() -> None:
 
 
 def test_cards_fall_back_to_what_was_read_before_an_outage() -> None:
-    # Details are read on every request here, so the outage is the only reason to reuse them.
-    built = _build(card_cache_seconds=0.0)
+    # Details and counts are read on every request here, so the outage is the only reason
+    # to reuse them.
+    built = _build(card_cache_seconds=0.0, card_counts_seconds=0.0)
     try:
         first = built.client.get("/api/v1/reels?limit=4", headers=AUTH).get_json()
         assert first["degraded"] == []
@@ -229,6 +230,32 @@ def test_cards_fall_back_to_what_was_read_before_an_outage() -> None:
         built.catalog.recover()
         built.events.recover()
         built.services.close()
+
+
+def test_list_cards_reuse_counts_until_an_event_changes_them(faulty: Faulty) -> None:
+    first = faulty.client.get("/api/v1/reels?limit=4", headers=AUTH).get_json()
+    path = f"/api/v1/reels?limit=4&cursor={first['next_cursor']}"
+    page = faulty.client.get(path, headers=AUTH).get_json()
+    shown = {item["video_id"]: item["counts"] for item in page["items"]}
+    video = next(iter(shown))
+    reads = faulty.events.calls["get_stats"]
+    # The same cards again (a retried cursor), within card_counts_seconds: no count read.
+    again = faulty.client.get(path, headers=AUTH).get_json()
+    assert {item["video_id"]: item["counts"] for item in again["items"]} == shown
+    assert faulty.events.calls["get_stats"] == reads
+    # A video's detail reads its counts afresh.
+    assert faulty.client.get(f"/api/v1/reels/{video}").get_json()["counts"] == shown[video]
+    assert faulty.events.calls["get_stats"] == reads + 1
+    # A watch recorded here refreshes that video's counts on the next list card.
+    watch = faulty.client.post(f"/api/v1/reels/{video}/watch", json={"completion": 0.5},
+                               headers=AUTH)  # fmt: skip
+    assert watch.status_code == 201
+    after = {item["video_id"]: item["counts"] for item in
+             faulty.client.get(path, headers=AUTH).get_json()["items"]}  # fmt: skip
+    assert after[video]["views"] == shown[video]["views"] + 1
+    assert {k: v for k, v in after.items() if k != video} == {
+        k: v for k, v in shown.items() if k != video
+    }
 
 
 def test_event_writes_answer_503_and_stop_calling_a_failing_event_store(faulty: Faulty) -> None:

@@ -7,12 +7,20 @@ PostgreSQL would turn every page into an error after a driver timeout of seconds
 the details it read (fresh for :attr:`Settings.card_cache_seconds
 <reelrank_example.Settings.card_cache_seconds>`) and the last counts it read, and serves
 those when the store is unavailable, naming the store in the page's ``degraded`` list.
+
+Counts on list cards (feed pages, search, similar videos) are reused for
+:attr:`Settings.card_counts_seconds <reelrank_example.Settings.card_counts_seconds>`:
+an event-store query per page would cost more than the rest of a cached feed page, and
+a feed leaves out what its user has seen, so a user never finds their own like or watch
+on a list card. A video's detail reads its counts afresh, and an event this process
+records drops that video's counts here.
 """
 
 from __future__ import annotations
 
 import contextvars
 import logging
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -73,6 +81,14 @@ class _Kept(Generic[V]):
                 else:
                     missing.append(key)
         return found, missing
+
+    def expire(self, ids: Iterable[int]) -> None:
+        """Make the values of ``ids`` stale: still kept, no longer fresh."""
+        with self._lock:
+            for key in ids:
+                entry = self._values.get(key)
+                if entry is not None:
+                    self._values[key] = (-math.inf, entry[1])
 
     def kept(self, ids: Iterable[int]) -> dict[int, V]:
         """Whatever is kept for ``ids``, fresh or not."""
@@ -145,8 +161,9 @@ class CardData:
 class CardReader:
     """Reads card details from ``catalog`` and counts from ``events``, degrading on outages.
 
-    Details are reused for ``ttl`` seconds; counts are read on every call (a client sees
-    its own like or watch at once) and only the last ones read are kept as the fallback.
+    Details are reused for ``ttl`` seconds, counts for ``counts_ttl`` seconds unless a
+    read asks for fresh ones (a video's detail, where a client looks for its own like or
+    watch); the last counts read are kept as the fallback.
     """
 
     def __init__(
@@ -155,6 +172,7 @@ class CardReader:
         events: EventStore,
         *,
         ttl: float,
+        counts_ttl: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._catalog = catalog
@@ -164,22 +182,36 @@ class CardReader:
         self._events_guard = _Guard("events", self._pool)
         self._videos: _Kept[Video] = _Kept(ttl, _KEPT_ENTRIES, clock)
         self._creators: _Kept[Creator] = _Kept(ttl, _KEPT_ENTRIES, clock)
-        self._stats: _Kept[VideoStats] = _Kept(0.0, _KEPT_ENTRIES, clock)
+        self._stats: _Kept[VideoStats] = _Kept(counts_ttl, _KEPT_ENTRIES, clock)
 
-    def read(self, video_ids: list[int]) -> CardData:
-        """Details and counts of ``video_ids``; a video nothing is known about is left out."""
+    def read(self, video_ids: list[int], *, fresh_counts: bool = False) -> CardData:
+        """Details and counts of ``video_ids``; a video nothing is known about is left out.
+
+        ``fresh_counts`` reads every video's counts from the event store, however
+        recently they were read.
+        """
         degraded: list[str] = []
         videos = self._details(self._videos, video_ids, self._catalog.get_videos, degraded)
         creator_ids = sorted({video.creator_id for video in videos.values()})
         creators = self._details(self._creators, creator_ids, self._catalog.get_creators, degraded)
         ids = list(videos)
-        stats = self._events_guard.call(lambda: self._events.get_stats(ids)) if ids else {}
-        if stats is None:
-            stats = self._stats.kept(ids)
-            degraded.append("events")
-        else:
-            self._stats.store(stats)
+        stats, stale = ({}, ids) if fresh_counts else self._stats.fresh(ids)
+        if stale:
+            read = self._events_guard.call(lambda: self._events.get_stats(stale))
+            if read is None:
+                stats.update(self._stats.kept(stale))
+                degraded.append("events")
+            else:
+                self._stats.store(read)
+                stats.update(read)
         return CardData(videos, creators, stats, degraded)
+
+    def forget_counts(self, video_ids: Iterable[int]) -> None:
+        """Read the counts of ``video_ids`` afresh next time (an event changed them).
+
+        The counts last read stay the fallback for an outage of the event store.
+        """
+        self._stats.expire(video_ids)
 
     def prefetch(self, videos: Iterable[Video]) -> int:
         """Keep ``videos`` and their creators (read now), so their cards can be built

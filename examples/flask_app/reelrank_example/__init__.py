@@ -41,6 +41,7 @@ from ._api import (
 )
 from ._app import ERROR_STATUSES, ProblemError, create_app, prefetch_cards
 from ._auth import Authenticator, AuthError, issue_token
+from ._bulk_seed import seed_synthetic_catalog_bulk
 from ._cards import GuardedStore
 from ._health import StartupProgress
 from ._load import TABLES, LoadError, load_directory
@@ -118,6 +119,7 @@ __all__ = [
     "openapi_document",
     "redact",
     "seed_synthetic_catalog",
+    "seed_synthetic_catalog_bulk",
 ]
 
 _logger = logging.getLogger(__name__)

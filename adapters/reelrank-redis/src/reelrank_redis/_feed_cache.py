@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from redis.cluster import RedisCluster
+
 from reelrank import FeedSnapshot, InvalidInputError, StoreError
 from reelrank.stores.adapter import FeedKey, check_feed_key, check_id, check_ttl, check_variant
 
@@ -91,9 +92,8 @@ class RedisFeedCache(RedisStore):
     def __init__(self, client: RedisClient, config: RedisConfig | None = None) -> None:
         super().__init__(client, config)
         self._invalidate_script = client.register_script(_INVALIDATE_SCRIPT)
-        self._counted_get = (
-            None if isinstance(client, RedisCluster) else client.register_script(_COUNTED_GET_SCRIPT)
-        )
+        single = not isinstance(client, RedisCluster)
+        self._counted_get = client.register_script(_COUNTED_GET_SCRIPT) if single else None
 
     # -- reads ------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from reelrank import InMemoryEventStore, StoreError, StoreTimeoutError
+from reelrank import EngagementEvent, InMemoryEventStore, StoreError, StoreTimeoutError
 from reelrank.testing import FaultInjector
 
 EXAMPLE_ROOT = Path(__file__).resolve().parents[1] / "examples" / "flask_app"
@@ -297,3 +298,48 @@ def test_a_guarded_store_times_out_then_stops_calling_a_hanging_store() -> None:
         guarded.get_stats([FIRST_VIDEO_ID])
     assert hanging.calls["get_stats"] == calls
     hanging.recover()
+
+
+def test_stale_list_counts_are_shown_while_read_again_in_the_background() -> None:
+    from reelrank_example._cards import CardReader
+
+    settings = Settings(auth_secret=SECRET, videos=30, pending_videos=0, users=4, events=0,
+                        creators=6)  # fmt: skip
+    stores = memory_stores()
+    seed_synthetic_catalog(stores, settings, now=datetime.now(UTC))
+    events = FaultInjector(stores.events, name="events")
+    now = [0.0]
+    reader = CardReader(stores.catalog, events.proxy, ttl=60.0, counts_ttl=10.0,
+                        clock=lambda: now[0])  # fmt: skip
+    video = FIRST_VIDEO_ID
+    creator = stores.catalog.get_video(video).creator_id
+
+    def views() -> int:
+        return reader.read([video]).stats[video].views
+
+    assert views() == 0
+    assert events.calls["get_stats"] == 1
+
+    def watch(number: int) -> None:
+        stores.events.append(
+            EngagementEvent(event_id=f"w-{number}", kind="watch", user_id=FIRST_USER_ID,
+                            video_id=video, occurred_at=datetime.now(UTC), completion=0.5),
+            creator_id=creator,
+        )  # fmt: skip
+
+    watch(1)
+    # Fresh for counts_ttl: not read again.
+    now[0] = 9.0
+    assert views() == 0
+    assert events.calls["get_stats"] == 1
+    # Past it: the older count is shown at once and read again on the pool.
+    now[0] = 11.0
+    assert views() == 0
+    deadline = time.monotonic() + 10.0
+    while views() != 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert views() == 1
+    # A count dropped after an event is read during the next request, not later.
+    watch(2)
+    reader.forget_counts([video])
+    assert views() == 2

@@ -144,9 +144,11 @@ class Settings(BaseSettings):
     unavailable; 0 reads them on every request (and keeps nothing)."""
     card_counts_seconds: float = Field(default=10.0, ge=0.0, le=300.0, allow_inf_nan=False)
     """How long a process reuses the counts (views, likes, shares) it read for list
-    cards: feed pages, search and similar videos. A video's detail always reads them
-    afresh, and an event this process records refreshes that video's counts; 0 reads
-    them on every request."""
+    cards: feed pages, search and similar videos. Older counts are still shown while
+    one background read fetches them again; counts never read are read during the
+    request. A video's detail always reads them afresh, and an event this process
+    records has that video's counts read during the next request; 0 reads them on
+    every request."""
     media_base_url: str = Field(
         default="https://cdn.example.com", pattern=r"^https?://[^\s]{1,2000}$"
     )

@@ -22,12 +22,13 @@ request, and which p99 goals hold (cache-hit feed 10 ms, cache-miss feed 30 ms,
 search 20 ms, no errors, 95% hits). The largest offered rate meeting the p99 goals
 and the saturation figures as fractions of the bare baseline go to the summary.
 
-Quick mode (``REELRANK_BENCH_QUICK=1``, in CI): a 60-video catalog, two short steps.
-Full mode on a quiet machine (the catalog is seeded through ``python -m
-reelrank_example seed``; ``REELRANK_BENCH_HTTP_VIDEOS`` overrides its size)::
+The catalog is seeded with ``python -m reelrank_example seed --bulk`` (COPY through
+:func:`reelrank_postgres.bulk_load`, events in batches). Quick mode
+(``REELRANK_BENCH_QUICK=1``, in CI): a 2,000-video catalog, two short steps. Full mode
+on a quiet machine: 1,000,000 videos and 2,000 users by default
+(``REELRANK_BENCH_HTTP_VIDEOS`` and ``REELRANK_BENCH_HTTP_USERS`` override them)::
 
-    REELRANK_BENCH_HTTP_VIDEOS=20000 \
-        python -m pytest benchmarks/bench_http.py -s -p no:cacheprovider
+    python -m pytest benchmarks/bench_http.py -s -p no:cacheprovider
 
 Wall-clock figures on a shared machine mostly measure waiting for a core: every
 figure is printed with the load average next to it.
@@ -80,17 +81,16 @@ if shutil.which("wrk") is None:
 # Seeding the full run's catalog alone outlasts the suite's 300 s default.
 pytestmark = pytest.mark.timeout(600 if QUICK else 7_200)
 
-# The catalog is seeded row by row through the service's own stores (the ``seed``
-# command): about 0.3 s per video with its events on a busy 2-core machine, so the full
-# run's default stays at 1,000 videos; a 1M-video catalog needs a bulk (COPY) loader.
-VIDEOS = 60 if QUICK else int(os.environ.get("REELRANK_BENCH_HTTP_VIDEOS", "1000"))
-USERS = 40 if QUICK else max(200, VIDEOS // 10)
+VIDEOS = 2_000 if QUICK else int(os.environ.get("REELRANK_BENCH_HTTP_VIDEOS", "1000000"))
+# The users the load draws from (Zipf): the feeds of those active in the last day are
+# warmed at start-up, as a deployment's would be.
+USERS = 40 if QUICK else int(os.environ.get("REELRANK_BENCH_HTTP_USERS", "2000"))
 CATALOG = {
     "REELRANK_VIDEOS": str(VIDEOS),
     "REELRANK_PENDING_VIDEOS": "0",
     "REELRANK_USERS": str(USERS),
-    "REELRANK_EVENTS": str(200 if QUICK else VIDEOS),
-    "REELRANK_CREATORS": str(10 if QUICK else max(30, VIDEOS // 50)),
+    "REELRANK_EVENTS": str(2_000 if QUICK else min(VIDEOS, 1_000_000)),
+    "REELRANK_CREATORS": str(10 if QUICK else min(10_000, max(30, VIDEOS // 100))),
 }
 # Stepped up until the service no longer keeps up (achieved under 80% of offered).
 RATES = (20.0, 40.0) if QUICK else (25.0, 50.0, 100.0, 150.0, 200.0, 300.0, 400.0, 500.0, 600.0)
@@ -151,7 +151,7 @@ RESULTS = Results()
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceStack]:
-    with ServiceStack(tmp_path_factory.mktemp("stack"), CATALOG) as started:
+    with ServiceStack(tmp_path_factory.mktemp("stack"), CATALOG, bulk=True) as started:
         RESULTS.seed_seconds = started.seed_seconds
         yield started
 
@@ -295,7 +295,7 @@ def test_service_under_mixed_load(stack: ServiceStack, tmp_path: Path) -> None:
             assert step.requests > 0
             if step.achieved < 0.8 * rate:
                 break  # saturated: higher offered rates would only queue longer
-        # Last: wrk's thousands of pages for the same users mark much of a small catalog
+        # Last: wrk's thousands of pages for the same users mark much of the candidates
         # seen, which would leave the mixed steps fewer cache hits than real users get.
         feeds = _wrk(service.url + "/api/v1/reels?limit=10", WRK_SECONDS, _zipf_script(tmp_path))
         RESULTS.feed_rps, RESULTS.feed_p99_ms = feeds["rps"], feeds["p99_ms"]

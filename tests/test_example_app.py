@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import io
 import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -857,3 +858,35 @@ def test_issuer_and_audience_are_enforced_when_configured() -> None:
     for claims in ({**base, "iss": "https://other", "aud": "reels"}, base):
         with pytest.raises(AuthError):
             auth.user_id(_header(jwt.encode(claims, SECRET, "HS256")))
+
+
+def test_a_token_is_verified_once_and_refused_once_it_expires(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    auth = Authenticator(_settings(auth_leeway_seconds=0.0))
+    decoded: list[str] = []
+    decode = jwt.decode
+
+    def counting(token: str, *args: Any, **kwargs: Any) -> Any:
+        decoded.append(token)
+        return decode(token, *args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counting)
+    now = datetime.now(UTC)
+    short = jwt.encode({"sub": str(USER), "exp": now + timedelta(seconds=2)}, SECRET, "HS256")
+    for _ in range(3):
+        assert auth.user_id(_header(short)) == USER
+    assert len(decoded) == 1
+    # A token not valid yet is not remembered as valid.
+    later = jwt.encode(
+        {"sub": str(USER), "nbf": now + timedelta(minutes=5), "exp": now + timedelta(minutes=9)},
+        SECRET,
+        "HS256",
+    )
+    for _ in range(2):
+        with pytest.raises(AuthError, match="not valid yet"):
+            auth.user_id(_header(later))
+    # Remembered or not, an expired token is refused (PyJWT checks exp in whole seconds).
+    time.sleep(3.1)
+    with pytest.raises(AuthError, match="expired"):
+        auth.user_id(_header(short))

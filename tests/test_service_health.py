@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from reelrank import InMemoryEventStore, StoreError, StoreTimeoutError
+from reelrank import EngagementEvent, InMemoryEventStore, StoreError, StoreTimeoutError
 from reelrank.testing import FaultInjector
 
 EXAMPLE_ROOT = Path(__file__).resolve().parents[1] / "examples" / "flask_app"
@@ -204,8 +205,9 @@ def test_a_failed_startup_step_stops_start_up_and_is_reported() -> None:
 
 
 def test_cards_fall_back_to_what_was_read_before_an_outage() -> None:
-    # Details are read on every request here, so the outage is the only reason to reuse them.
-    built = _build(card_cache_seconds=0.0)
+    # Details and counts are read on every request here, so the outage is the only reason
+    # to reuse them.
+    built = _build(card_cache_seconds=0.0, card_counts_seconds=0.0)
     try:
         first = built.client.get("/api/v1/reels?limit=4", headers=AUTH).get_json()
         assert first["degraded"] == []
@@ -229,6 +231,32 @@ def test_cards_fall_back_to_what_was_read_before_an_outage() -> None:
         built.catalog.recover()
         built.events.recover()
         built.services.close()
+
+
+def test_list_cards_reuse_counts_until_an_event_changes_them(faulty: Faulty) -> None:
+    first = faulty.client.get("/api/v1/reels?limit=4", headers=AUTH).get_json()
+    path = f"/api/v1/reels?limit=4&cursor={first['next_cursor']}"
+    page = faulty.client.get(path, headers=AUTH).get_json()
+    shown = {item["video_id"]: item["counts"] for item in page["items"]}
+    video = next(iter(shown))
+    reads = faulty.events.calls["get_stats"]
+    # The same cards again (a retried cursor), within card_counts_seconds: no count read.
+    again = faulty.client.get(path, headers=AUTH).get_json()
+    assert {item["video_id"]: item["counts"] for item in again["items"]} == shown
+    assert faulty.events.calls["get_stats"] == reads
+    # A video's detail reads its counts afresh.
+    assert faulty.client.get(f"/api/v1/reels/{video}").get_json()["counts"] == shown[video]
+    assert faulty.events.calls["get_stats"] == reads + 1
+    # A watch recorded here refreshes that video's counts on the next list card.
+    watch = faulty.client.post(f"/api/v1/reels/{video}/watch", json={"completion": 0.5},
+                               headers=AUTH)  # fmt: skip
+    assert watch.status_code == 201
+    after = {item["video_id"]: item["counts"] for item in
+             faulty.client.get(path, headers=AUTH).get_json()["items"]}  # fmt: skip
+    assert after[video]["views"] == shown[video]["views"] + 1
+    assert {k: v for k, v in after.items() if k != video} == {
+        k: v for k, v in shown.items() if k != video
+    }
 
 
 def test_event_writes_answer_503_and_stop_calling_a_failing_event_store(faulty: Faulty) -> None:
@@ -270,3 +298,48 @@ def test_a_guarded_store_times_out_then_stops_calling_a_hanging_store() -> None:
         guarded.get_stats([FIRST_VIDEO_ID])
     assert hanging.calls["get_stats"] == calls
     hanging.recover()
+
+
+def test_stale_list_counts_are_shown_while_read_again_in_the_background() -> None:
+    from reelrank_example._cards import CardReader
+
+    settings = Settings(auth_secret=SECRET, videos=30, pending_videos=0, users=4, events=0,
+                        creators=6)  # fmt: skip
+    stores = memory_stores()
+    seed_synthetic_catalog(stores, settings, now=datetime.now(UTC))
+    events = FaultInjector(stores.events, name="events")
+    now = [0.0]
+    reader = CardReader(stores.catalog, events.proxy, ttl=60.0, counts_ttl=10.0,
+                        clock=lambda: now[0])  # fmt: skip
+    video = FIRST_VIDEO_ID
+    creator = stores.catalog.get_video(video).creator_id
+
+    def views() -> int:
+        return reader.read([video]).stats[video].views
+
+    assert views() == 0
+    assert events.calls["get_stats"] == 1
+
+    def watch(number: int) -> None:
+        stores.events.append(
+            EngagementEvent(event_id=f"w-{number}", kind="watch", user_id=FIRST_USER_ID,
+                            video_id=video, occurred_at=datetime.now(UTC), completion=0.5),
+            creator_id=creator,
+        )  # fmt: skip
+
+    watch(1)
+    # Fresh for counts_ttl: not read again.
+    now[0] = 9.0
+    assert views() == 0
+    assert events.calls["get_stats"] == 1
+    # Past it: the older count is shown at once and read again on the pool.
+    now[0] = 11.0
+    assert views() == 0
+    deadline = time.monotonic() + 10.0
+    while views() != 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert views() == 1
+    # A count dropped after an event is read during the next request, not later.
+    watch(2)
+    reader.forget_counts([video])
+    assert views() == 2

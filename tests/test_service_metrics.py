@@ -44,7 +44,9 @@ READY_CHECKS = {"catalog", "events", "cache"}
 # The catalogue the service's metrics were agreed on (names as exposed, type, labels).
 CATALOGUE = {
     "reelrank_http_requests_total": ("counter", ("method", "route", "status")),
-    "reelrank_http_request_duration_seconds": ("histogram", ("method", "route", "status")),
+    "reelrank_http_request_duration_seconds": (
+        "histogram", ("method", "route", "status", "cache")
+    ),
     "reelrank_http_requests_in_flight": ("gauge", ()),
     "reelrank_http_rate_limited_total": ("counter", ("route",)),
     "reelrank_feed_pages_total": ("counter", ("source",)),
@@ -170,7 +172,9 @@ def test_feed_requests_count_pages_lookups_and_the_hit_ratio(app: App) -> None:
         return after.value(name, **labels) - before.value(name, **labels)
 
     assert delta("reelrank_http_requests_total", **route) == 2
-    assert delta("reelrank_http_request_duration_seconds_count", **route) == 2
+    # The ranked first page is a miss, the same page again a hit.
+    for cache in ("miss", "hit"):
+        assert delta("reelrank_http_request_duration_seconds_count", **route, cache=cache) == 1
     assert delta("reelrank_feed_pages_total", source="ranked") == 1
     assert delta("reelrank_feed_pages_total", source="cache") == 1
     assert delta("reelrank_feed_cache_lookups_total", level="0", result="miss") == 1

@@ -125,13 +125,13 @@ def _count_sends(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
     return sent
 
 
-def test_a_cache_hit_is_one_round_trip_and_a_miss_two(
+def test_a_cache_lookup_is_one_round_trip_and_a_miss_two_on_a_cluster(
     any_client: RedisClient, any_config: RedisConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cache = RedisFeedCache(any_client, any_config)
     snapshot = make_snapshot(4)
     cache.put(snapshot, ttl_seconds=60)
-    cache.get(5)  # connections to every node involved are open before counting
+    cache.get(5)  # connections (and the lookup script) are in place before counting
     cache.reset_stats()
     sent = _count_sends(monkeypatch)
     assert cache.get(4) == snapshot
@@ -139,13 +139,13 @@ def test_a_cache_hit_is_one_round_trip_and_a_miss_two(
     assert cache.get(5) is None
     miss_sends = len(sent) - hit_sends
     monkeypatch.undo()
-    # On one server the read and the count share a request; a cluster pipeline sends
-    # one request to each node holding a key (both are written before either reply is
-    # read, so the two nodes answer in parallel).
+    # On one server a script reads and counts, hit or miss, in one request; a cluster
+    # pipeline sends one request to each node holding a key (both are written before
+    # either reply is read, so the two nodes answer in parallel).
     single = isinstance(any_client, redis.Redis)
     assert hit_sends == (1 if single else _nodes(any_client, 4))
-    # A miss then turns its counted hit into a miss, on the bucket's node.
-    assert miss_sends == (1 if single else _nodes(any_client, 5)) + 1
+    # On a cluster a miss then turns its counted hit into a miss, on the bucket's node.
+    assert miss_sends == (1 if single else _nodes(any_client, 5) + 1)
     stats = cache.stats()
     assert (stats.hits, stats.misses) == (1, 1)
 

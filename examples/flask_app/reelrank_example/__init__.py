@@ -27,7 +27,14 @@ from typing import Any, cast
 
 from flask import Flask
 
-from reelrank import ConfigError, EngagementLog, EventStore, FeedUnavailableError, warmup
+from reelrank import (
+    ConfigError,
+    EngagementLog,
+    EventStore,
+    FeedUnavailableError,
+    StoreError,
+    warmup,
+)
 
 from ._api import (
     DASH_CONTENT_TYPE,
@@ -41,6 +48,7 @@ from ._api import (
 )
 from ._app import ERROR_STATUSES, ProblemError, create_app, prefetch_cards
 from ._auth import Authenticator, AuthError, issue_token
+from ._bulk_seed import seed_synthetic_catalog_bulk
 from ._cards import GuardedStore
 from ._health import StartupProgress
 from ._load import TABLES, LoadError, load_directory
@@ -118,6 +126,7 @@ __all__ = [
     "openapi_document",
     "redact",
     "seed_synthetic_catalog",
+    "seed_synthetic_catalog_bulk",
 ]
 
 _logger = logging.getLogger(__name__)
@@ -125,6 +134,9 @@ _logger = logging.getLogger(__name__)
 # batch at a time so that its progress shows in the metrics.
 _WARM_EVENTS = 5_000
 _WARM_BATCH = 500
+# Reading them is a batch job: a large engagement log takes longer to answer than a
+# request's read deadline allows.
+_WARM_READ_DEADLINE_SECONDS = 10.0
 # ... and keeps the card details of the newest videos, the bulk of the feed's candidates,
 # so their cards can be built while the catalog is down.
 _WARM_CARDS = 2_000
@@ -213,7 +225,15 @@ def create_default_app(settings: Settings | None = None) -> Flask:
     if settings.tracing:
         configure_tracing(settings)
     authenticator = demo_authenticator(settings)
-    services = build_services(_guarded(configured_stores(settings)), settings)
+    stores = configured_stores(settings)
+    services = build_services(_guarded(stores), settings)
+    startup_log = cast(
+        EngagementLog,
+        GuardedStore(
+            stores.log, "log", deadline=_WARM_READ_DEADLINE_SECONDS,
+            write_deadline=_WARM_READ_DEADLINE_SECONDS,
+        ),
+    )  # fmt: skip
     startup = StartupProgress()
     app = create_app(services, settings, authenticator=authenticator, startup=startup)
 
@@ -228,9 +248,12 @@ def create_default_app(settings: Settings | None = None) -> Flask:
 
     def warm() -> None:
         now = services.clock()
-        recent = services.stores.log.events_between(
-            now - timedelta(days=1), now, limit=_WARM_EVENTS
-        )
+        try:
+            recent = startup_log.events_between(now - timedelta(days=1), now, limit=_WARM_EVENTS)
+        except StoreError:
+            # As below: feeds start cold rather than the service not starting.
+            _logger.warning("could not read the last day's events at start-up", exc_info=True)
+            recent = []
         users = sorted({event.user_id for event in recent})
         try:
             for start in range(0, len(users), _WARM_BATCH):

@@ -17,6 +17,7 @@ from . import (
     load_directory,
     migrate,
     seed_synthetic_catalog,
+    seed_synthetic_catalog_bulk,
 )
 
 
@@ -28,6 +29,12 @@ def main(argv: list[str] | None = None) -> int:
     seed = commands.add_parser("seed", help="write the synthetic catalog")
     seed.add_argument(
         "--if-empty", action="store_true", help="do nothing when the catalog has videos"
+    )
+    seed.add_argument(
+        "--bulk",
+        action="store_true",
+        help="draw a catalog of the same shape for load tests and write it with COPY "
+        "(ready videos, events in batches; needs the catalog in SQL)",
     )
     load = commands.add_parser(
         "load",
@@ -49,8 +56,12 @@ def main(argv: list[str] | None = None) -> int:
             if args.if_empty and not is_empty(stores):
                 print("the catalog already has videos; not seeding")
                 return 0
-            seed_synthetic_catalog(stores, settings, now=datetime.now(UTC))
-            print(f"seeded {settings.videos} videos, {settings.events} events")
+            if args.bulk:
+                counts = seed_synthetic_catalog_bulk(stores, settings, now=datetime.now(UTC))
+                print("seeded " + ", ".join(f"{n} {name}" for name, n in counts.items()))
+            else:
+                seed_synthetic_catalog(stores, settings, now=datetime.now(UTC))
+                print(f"seeded {settings.videos} videos, {settings.events} events")
         finally:
             for close in stores.closers:
                 close()

@@ -295,7 +295,10 @@ def create_app(
         ),
         progress,
         CardReader(
-            services.stores.catalog, services.stores.events, ttl=settings.card_cache_seconds
+            services.stores.catalog,
+            services.stores.events,
+            ttl=settings.card_cache_seconds,
+            counts_ttl=settings.card_counts_seconds,
         ),
     )
     app.extensions["reelrank_cards"] = handlers.card_reader
@@ -420,7 +423,11 @@ def _register_timing(app: Flask, metrics: AppMetrics) -> None:
         started = g.get("request_started")
         if started is not None:
             metrics.request_answered(
-                request.method, _route(), response.status_code, time.perf_counter() - started
+                request.method,
+                _route(),
+                response.status_code,
+                time.perf_counter() - started,
+                g.get("feed_cache", "none"),
             )
         return response
 
@@ -653,8 +660,10 @@ class _Handlers:
 
     # -- cards ---------------------------------------------------------------------------
 
-    def _cards(self, video_ids: list[int], degraded: list[str] | None = None) -> dict[int, Card]:
-        data = self.card_reader.read(video_ids)
+    def _cards(
+        self, video_ids: list[int], degraded: list[str] | None = None, *, fresh_counts: bool = False
+    ) -> dict[int, Card]:
+        data = self.card_reader.read(video_ids, fresh_counts=fresh_counts)
         if degraded is not None:
             degraded += [name for name in data.degraded if name not in degraded]
         videos, creators, stats = data.videos, data.creators, data.stats
@@ -740,6 +749,7 @@ class _Handlers:
         # RFC 9211: whether the page was cut from a cached snapshot (load tests and
         # operators tell cache-hit from ranked pages by it).
         status = "hit" if page.from_cache else "fwd=miss"
+        g.feed_cache = "hit" if page.from_cache else "miss"
         return Response(
             body.model_dump_json(),
             content_type="application/json",
@@ -857,7 +867,7 @@ class _Handlers:
 
     def video(self, call: Call) -> BaseModel:
         video = self._services.stores.catalog.get_video(call.vid)
-        card = self._cards([video.video_id]).get(video.video_id)
+        card = self._cards([video.video_id], fresh_counts=True).get(video.video_id)
         if card is None:
             raise StoreError("catalog", "the video's details are unavailable")
         return VideoDetail(**dict(card), description=video.description, state=video.state.value)
@@ -895,7 +905,8 @@ class _Handlers:
         self._rate.hit(call.user)
         record = self._services.recorder.like if liked else self._services.recorder.unlike
         event_id = f"l-{secrets.token_hex(16)}"
-        applied = self._write(
+        applied = self._write_event(
+            call.vid,
             lambda: record(call.user, call.vid, event_id=event_id, occurred_at=occurred_at)
         )
         g.event_outcome = "recorded" if applied else "duplicate"
@@ -941,7 +952,8 @@ class _Handlers:
         recorder = self._services.recorder
         if isinstance(body, WatchBody):
             watch = body
-            applied = self._write(
+            applied = self._write_event(
+                call.vid,
                 lambda: recorder.watch(
                     call.user,
                     call.vid,
@@ -953,7 +965,8 @@ class _Handlers:
             )
         else:
             share = body
-            applied = self._write(
+            applied = self._write_event(
+                call.vid,
                 lambda: recorder.share(
                     call.user, call.vid, event_id=event_id, occurred_at=occurred_at,
                     channel=share.channel,
@@ -1013,6 +1026,14 @@ class _Handlers:
             raise
         self._event_writes.record_success()
         return applied
+
+    def _write_event(self, video_id: int, record: Callable[[], bool]) -> bool:
+        """:meth:`_write`, then the video's counts are read afresh on this process's cards."""
+        try:
+            return self._write(record)
+        finally:
+            # Even a failed write may have landed (a timeout after the store applied it).
+            self.card_reader.forget_counts([video_id])
 
     def watch(self, call: Call) -> tuple[BaseModel, int]:
         return self._event(call, "watch")

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import hmac
 import json
+import math
 import re
 import secrets
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,10 @@ __all__ = ["AuthError", "Authenticator", "issue_token"]
 _USER_ID = re.compile(r"[1-9][0-9]{0,18}")
 _MAX_ID = 2**63 - 1
 _HMAC = ("HS256", "HS384", "HS512")
+# Tokens verified recently, remembered by their exact text: a client sends the same
+# token with every request, and checking its signature again costs more than the rest
+# of a cached feed page's authentication.
+_VERIFIED_TOKENS = 10_000
 
 
 class AuthError(Exception):
@@ -82,6 +89,10 @@ class Authenticator:
             if settings.service_token is not None
             else None
         )
+        # token -> (user id, valid from, valid until), in seconds since the epoch with
+        # the leeway applied: the claims' times are checked on every use.
+        self._verified: dict[str, tuple[int, float, float]] = {}
+        self._verified_lock = threading.Lock()
 
     def check_service(self, header: str | None) -> None:
         """Pass a request bearing the service token; otherwise :class:`AuthError` (no or
@@ -110,6 +121,9 @@ class Authenticator:
         if scheme.lower() != "bearer" or not token.strip():
             raise AuthError("the Authorization header must be 'Bearer <token>'")
         token = token.strip()
+        known = self._verified.get(token)
+        if known is not None and known[1] <= time.time() < known[2]:
+            return known[0]
         try:
             unverified = jwt.get_unverified_header(token)
             alg = unverified.get("alg")
@@ -136,7 +150,20 @@ class Authenticator:
         user_id = int(subject)
         if user_id > _MAX_ID:
             raise AuthError("the token's sub is out of range")
+        self._remember(token, user_id, claims)
         return user_id
+
+    def _remember(self, token: str, user_id: int, claims: dict[str, Any]) -> None:
+        """Keep a verified token for its next uses, valid between the times PyJWT checks
+        (``nbf`` and ``iat`` not in the future, ``exp`` not past, each with the leeway)."""
+        leeway = self._leeway.total_seconds()
+        starts = [int(claims[name]) for name in ("nbf", "iat") if name in claims]
+        valid_from = max(starts) - leeway if starts else -math.inf
+        valid_until = int(claims["exp"]) + leeway
+        with self._verified_lock:
+            if len(self._verified) >= _VERIFIED_TOKENS:
+                self._verified.clear()
+            self._verified[token] = (user_id, valid_from, valid_until)
 
     def issue(self, user_id: int) -> str:
         """A 24-hour HS256 token for ``user_id`` (the explorer page in demo mode).

@@ -7,11 +7,21 @@ PostgreSQL would turn every page into an error after a driver timeout of seconds
 the details it read (fresh for :attr:`Settings.card_cache_seconds
 <reelrank_example.Settings.card_cache_seconds>`) and the last counts it read, and serves
 those when the store is unavailable, naming the store in the page's ``degraded`` list.
+
+Counts on list cards (feed pages, search, similar videos) are reused for
+:attr:`Settings.card_counts_seconds <reelrank_example.Settings.card_counts_seconds>`,
+and older ones are shown while a background read brings them up to date: an
+event-store query per page would cost more than the rest of a cached feed page, and a
+feed leaves out what its user has seen, so a user never finds their own like or watch
+on a list card. Only counts never read are read during the request. A video's detail
+reads its counts afresh, and an event this process records drops that video's counts
+here.
 """
 
 from __future__ import annotations
 
 import contextvars
+import functools
 import logging
 import threading
 import time
@@ -44,6 +54,8 @@ _DEADLINE_SECONDS = 0.25
 _BREAKER_FAILURES = 3
 _BREAKER_RESET_SECONDS = 5.0
 _KEPT_ENTRIES = 100_000
+# Counts read again in the background, or prefetched, per event-store call.
+_REFRESH_BATCH = 1_000
 # Calls past their deadline keep a thread until the driver gives up; the breakers let
 # few through, so a handful of threads is enough.
 _THREADS = 8
@@ -74,10 +86,24 @@ class _Kept(Generic[V]):
                     missing.append(key)
         return found, missing
 
+    def forget(self, ids: Iterable[int]) -> None:
+        """Drop the values of ``ids``, fresh or not."""
+        with self._lock:
+            for key in ids:
+                self._values.pop(key, None)
+
     def kept(self, ids: Iterable[int]) -> dict[int, V]:
         """Whatever is kept for ``ids``, fresh or not."""
         with self._lock:
             return {key: self._values[key][1] for key in ids if key in self._values}
+
+    def store_present(self, values: Mapping[int, V]) -> None:
+        """Replace the values of the ids among ``values`` that are still kept."""
+        now = self._clock()
+        with self._lock:
+            for key, value in values.items():
+                if key in self._values:
+                    self._values[key] = (now, value)
 
     def store(self, values: Mapping[int, V]) -> None:
         now = self._clock()
@@ -145,8 +171,11 @@ class CardData:
 class CardReader:
     """Reads card details from ``catalog`` and counts from ``events``, degrading on outages.
 
-    Details are reused for ``ttl`` seconds; counts are read on every call (a client sees
-    its own like or watch at once) and only the last ones read are kept as the fallback.
+    Details are reused for ``ttl`` seconds. Counts are reused for ``counts_ttl``
+    seconds unless a read asks for fresh ones (a video's detail, where a client looks
+    for its own like or watch); past that they are still shown while one background
+    read at a time fetches them again (``counts_ttl=0``: read on every call). The last
+    counts read are kept as the fallback for an outage.
     """
 
     def __init__(
@@ -155,6 +184,7 @@ class CardReader:
         events: EventStore,
         *,
         ttl: float,
+        counts_ttl: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._catalog = catalog
@@ -164,31 +194,89 @@ class CardReader:
         self._events_guard = _Guard("events", self._pool)
         self._videos: _Kept[Video] = _Kept(ttl, _KEPT_ENTRIES, clock)
         self._creators: _Kept[Creator] = _Kept(ttl, _KEPT_ENTRIES, clock)
-        self._stats: _Kept[VideoStats] = _Kept(0.0, _KEPT_ENTRIES, clock)
+        self._stats: _Kept[VideoStats] = _Kept(counts_ttl, _KEPT_ENTRIES, clock)
+        self._refresh_in_background = counts_ttl > 0
+        self._refresh_lock = threading.Lock()
+        self._to_refresh: set[int] = set()
+        self._refreshing = False
 
-    def read(self, video_ids: list[int]) -> CardData:
-        """Details and counts of ``video_ids``; a video nothing is known about is left out."""
+    def read(self, video_ids: list[int], *, fresh_counts: bool = False) -> CardData:
+        """Details and counts of ``video_ids``; a video nothing is known about is left out.
+
+        ``fresh_counts`` reads every video's counts from the event store, however
+        recently they were read.
+        """
         degraded: list[str] = []
         videos = self._details(self._videos, video_ids, self._catalog.get_videos, degraded)
         creator_ids = sorted({video.creator_id for video in videos.values()})
         creators = self._details(self._creators, creator_ids, self._catalog.get_creators, degraded)
         ids = list(videos)
-        stats = self._events_guard.call(lambda: self._events.get_stats(ids)) if ids else {}
-        if stats is None:
-            stats = self._stats.kept(ids)
-            degraded.append("events")
-        else:
-            self._stats.store(stats)
+        stats, stale = ({}, ids) if fresh_counts else self._stats.fresh(ids)
+        if stale and not fresh_counts and self._refresh_in_background:
+            older = self._stats.kept(stale)
+            if older:
+                stats.update(older)
+                self._refresh_later(older)
+                stale = [video_id for video_id in stale if video_id not in older]
+        if stale:
+            read = self._events_guard.call(lambda: self._events.get_stats(stale))
+            if read is None:
+                stats.update(self._stats.kept(stale))
+                degraded.append("events")
+            else:
+                self._stats.store(read)
+                stats.update(read)
         return CardData(videos, creators, stats, degraded)
 
+    def forget_counts(self, video_ids: Iterable[int]) -> None:
+        """Read the counts of ``video_ids`` during the next request that shows them (an
+        event changed them)."""
+        self._stats.forget(video_ids)
+
     def prefetch(self, videos: Iterable[Video]) -> int:
-        """Keep ``videos`` and their creators (read now), so their cards can be built
-        while the catalog is down; returns how many videos were kept."""
+        """Keep ``videos``, their creators and their counts (read now), so their cards
+        are built without a store call, and while the catalog is down; returns how many
+        videos were kept. Counts the event store cannot give now are read later."""
         kept = {video.video_id: video for video in videos}
         self._videos.store(kept)
         creator_ids = sorted({video.creator_id for video in kept.values()})
         self._creators.store(self._catalog.get_creators(creator_ids))
+        ids = list(kept)
+        for start in range(0, len(ids), _REFRESH_BATCH):
+            chunk = ids[start : start + _REFRESH_BATCH]
+            counts = self._events_guard.call(functools.partial(self._events.get_stats, chunk))
+            if counts is None:
+                break
+            self._stats.store(counts)
         return len(kept)
+
+    def _refresh_later(self, video_ids: Iterable[int]) -> None:
+        """Read the counts of ``video_ids`` again on the pool, one batch at a time."""
+        with self._refresh_lock:
+            self._to_refresh.update(video_ids)
+            if self._refreshing:
+                return
+            self._refreshing = True
+        self._pool.submit(self._refresh)
+
+    def _refresh(self) -> None:
+        while True:
+            with self._refresh_lock:
+                ids = sorted(self._to_refresh)[:_REFRESH_BATCH]
+                self._to_refresh.difference_update(ids)
+                if not ids:
+                    self._refreshing = False
+                    return
+            counts = self._events_guard.call(functools.partial(self._events.get_stats, ids))
+            if counts is None:
+                # The store is failing: the ids are read again when a card next shows them.
+                with self._refresh_lock:
+                    self._to_refresh.clear()
+                    self._refreshing = False
+                return
+            # A count dropped meanwhile (an event recorded here) is read again by the next
+            # request rather than replaced by what this read saw before the event.
+            self._stats.store_present(counts)
 
     def _details(
         self,

@@ -82,8 +82,11 @@ FAMILIES: tuple[Family, ...] = (
         "HTTP requests answered, by method, URL rule pattern and status code.", "sum",
     ),
     Family(
-        "reelrank_http_request_duration_seconds", "histogram", ("method", "route", "status"),
-        "Time from receiving an HTTP request to returning its response.", "sum",
+        "reelrank_http_request_duration_seconds", "histogram",
+        ("method", "route", "status", "cache"),
+        "Time from receiving an HTTP request to returning its response; cache=hit for a "
+        "feed page cut from a cached snapshot (or a retried cursor's remembered page), "
+        "miss for one ranked for the request, none for every other response.", "sum",
     ),
     Family(
         "reelrank_http_requests_in_flight", "gauge", (),
@@ -417,10 +420,14 @@ class AppMetrics:
 
     # -- recorded by the HTTP layer -------------------------------------------------------
 
-    def request_answered(self, method: str, route: str, status: int, seconds: float) -> None:
-        """One request answered; ``route`` is its URL rule pattern."""
-        self._requests.labels(method, route, str(status)).inc()
-        self._latency.labels(method, route, str(status)).observe(seconds)
+    def request_answered(
+        self, method: str, route: str, status: int, seconds: float, cache: str = "none"
+    ) -> None:
+        """One request answered; ``route`` is its URL rule pattern, ``cache`` whether a
+        feed page was a cache ``hit`` or ``miss`` (``none`` for other responses)."""
+        code = str(status)
+        self._requests.labels(method, route, code).inc()
+        self._latency.labels(method, route, code, cache).observe(seconds)
         if status == 429:
             self._rate_limited.labels(route).inc()
 

@@ -142,6 +142,13 @@ class Settings(BaseSettings):
     """How long a process reuses the video and creator details of the cards it built.
     Older details are read again, but kept and served while the catalog is
     unavailable; 0 reads them on every request (and keeps nothing)."""
+    card_counts_seconds: float = Field(default=10.0, ge=0.0, le=300.0, allow_inf_nan=False)
+    """How long a process reuses the counts (views, likes, shares) it read for list
+    cards: feed pages, search and similar videos. Older counts are still shown while
+    one background read fetches them again; counts never read are read during the
+    request. A video's detail always reads them afresh, and an event this process
+    records has that video's counts read during the next request; 0 reads them on
+    every request."""
     media_base_url: str = Field(
         default="https://cdn.example.com", pattern=r"^https?://[^\s]{1,2000}$"
     )

@@ -84,13 +84,15 @@ def service_environment(extra: Mapping[str, str] | None = None) -> dict[str, str
 class ServiceStack:
     """PostgreSQL, ClickHouse and Redis for the service, migrated and seeded.
 
-    ``catalog`` holds ``REELRANK_*`` seed settings (``REELRANK_VIDEOS``...). Use it as
-    a context manager; :attr:`env` is the environment a service process needs.
+    ``catalog`` holds ``REELRANK_*`` seed settings (``REELRANK_VIDEOS``...); ``bulk``
+    seeds with ``seed --bulk`` (COPY, for large catalogs). Use it as a context manager;
+    :attr:`env` is the environment a service process needs.
     """
 
-    def __init__(self, directory: Path, catalog: Mapping[str, str]) -> None:
+    def __init__(self, directory: Path, catalog: Mapping[str, str], *, bulk: bool = False) -> None:
         self.directory = directory
         self.catalog = dict(catalog)
+        self.bulk = bulk
         self._stack = contextlib.ExitStack()
         self.env: dict[str, str] = {}
         self.seed_seconds = 0.0
@@ -123,7 +125,7 @@ class ServiceStack:
             )
             started = time.perf_counter()
             self.command("migrate")
-            self.command("seed", "--if-empty")
+            self.command("seed", "--if-empty", *(["--bulk"] if self.bulk else []))
             self.seed_seconds = time.perf_counter() - started
         except BaseException:
             self._stack.close()
@@ -139,14 +141,17 @@ class ServiceStack:
         self._stack.close()
 
     def command(self, *args: str) -> None:
-        """Run ``python -m reelrank_example ARGS`` against the stack."""
-        subprocess.run(
+        """Run ``python -m reelrank_example ARGS`` against the stack; a failure raises
+        :class:`RuntimeError` with the end of the command's error output."""
+        done = subprocess.run(
             [sys.executable, "-m", "reelrank_example", *args],
             env=self.env,
-            check=True,
-            timeout=1_800,
+            timeout=3_600,
             capture_output=True,
+            text=True,
         )
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(args)} failed:\n{done.stderr[-4000:]}")
 
     def clickhouse_rows(self, sql: str) -> list[list[str]]:
         """Rows of a ClickHouse query, as tab-separated strings."""

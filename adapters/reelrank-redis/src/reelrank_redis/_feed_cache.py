@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
+from redis.cluster import RedisCluster
+
 from reelrank import FeedSnapshot, InvalidInputError, StoreError
 from reelrank.stores.adapter import FeedKey, check_feed_key, check_id, check_ttl, check_variant
 
@@ -36,6 +38,14 @@ local dropped = 0
 for i = 2, #KEYS do dropped = dropped + redis.call('DEL', KEYS[i]) end
 redis.call('DEL', KEYS[1])
 return dropped
+"""
+
+# Reads a snapshot and counts the lookup as a hit or a miss, in one round trip. A
+# single server only: on a cluster the statistics bucket lives in another slot.
+_COUNTED_GET_SCRIPT = """
+local value = redis.call('GET', KEYS[1])
+redis.call('HINCRBY', KEYS[2], value and 'hits' or 'misses', 1)
+return value
 """
 
 # Reads (GETs) and writes are pipelined in chunks of this many keys.
@@ -82,20 +92,32 @@ class RedisFeedCache(RedisStore):
     def __init__(self, client: RedisClient, config: RedisConfig | None = None) -> None:
         super().__init__(client, config)
         self._invalidate_script = client.register_script(_INVALIDATE_SCRIPT)
+        single = not isinstance(client, RedisCluster)
+        self._counted_get = client.register_script(_COUNTED_GET_SCRIPT) if single else None
 
     # -- reads ------------------------------------------------------------------------
 
     def get(self, user_id: int, variant: str | None = None) -> FeedSnapshot | None:
         """The live snapshot for ``(user_id, variant)``, or ``None``.
 
-        One round trip on a hit: the ``GET`` and a hit count are pipelined together (the
-        count assumes a hit, as most lookups of a warm cache are). A miss sends a second
-        pipeline that turns that hit into a miss.
+        One round trip. On a single server a script reads the snapshot and counts the
+        hit or the miss. On a cluster, whose statistics live in another slot, the
+        ``GET`` and a hit count are pipelined together (the count assumes a hit, as most
+        lookups of a warm cache are), and a miss sends a second pipeline that turns that
+        hit into a miss.
         """
         check_id("user_id", user_id)
         check_variant("variant", variant)
         key = self._keys.feed(user_id, variant)
         stats_key = self._stats_key(user_id)
+        if self._counted_get is not None:
+            with store_errors(STORE_NAME, "get"):
+                value = self._counted_get(keys=[key, stats_key])
+            try:
+                return self._decode(key, value)
+            except StoreError:
+                self._count("get", user_id, hits=-1, misses=0)  # not a hit after all
+                raise
         with store_errors(STORE_NAME, "get"):
             pipe = self._client.pipeline(transaction=False)
             pipe.get(key)

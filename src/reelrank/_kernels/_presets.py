@@ -39,8 +39,6 @@ serial_kernel: Any = numba.njit(cache=True, fastmath=FASTMATH, error_model="nump
 """Decorator for kernels that run on the calling thread (cached, GIL released)."""
 
 parallel_kernel: Any = numba.njit(
-    parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy", nogil=True
+    parallel=True, fastmath=FASTMATH, error_model="numpy", nogil=True
 )
-"""Decorator for kernels that split their work with ``prange`` (cached like the serial
-ones: a process started with another thread count loads the same compiled kernel and
-runs it on its own threads)."""
+"""Decorator for kernels that split their work with ``prange`` (not cached)."""

@@ -22,18 +22,17 @@ installed (``scripts/test.sh`` installs both).
 from __future__ import annotations
 
 import itertools
-import os
 import random
 import statistics
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import QUICK, SUMMARY
+from conftest import QUICK, SUMMARY, interleaved, loadavg, p50_p99_ms
 
 from reelrank import EngagementEvent, EngagementKind
 from reelrank.testing import make_event
@@ -149,15 +148,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         load_seconds = time.perf_counter() - started_load
         SUMMARY.append(
             f"clickhouse load of {LOADED_EVENTS:,} events by INSERT ... SELECT (both schemas' "
-            f"views): {load_seconds:.1f} s; loadavg {_loadavg()}"
+            f"views): {load_seconds:.1f} s; loadavg {loadavg()}"
         )
         yield engine, client
         client.disconnect()
         engine.dispose()
-
-
-def _loadavg() -> str:
-    return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def _today_stats(client: Any, ids: list[int]) -> dict[int, tuple[int, float, int, int, int]]:
@@ -194,23 +189,6 @@ def _differing(
     ]
 
 
-def _percentiles(samples: list[float]) -> tuple[float, float]:
-    ordered = sorted(samples)
-    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
-    return statistics.median(ordered) * 1e3, p99 * 1e3
-
-
-def _interleaved(calls: list[Callable[[], Any]], rounds: int) -> list[list[float]]:
-    """Seconds of each call per round, alternating them so machine noise hits all alike."""
-    samples: list[list[float]] = [[] for _ in calls]
-    for _ in range(rounds):
-        for call, into in zip(calls, samples, strict=True):
-            started = time.perf_counter()
-            call()
-            into.append(time.perf_counter() - started)
-    return samples
-
-
 def test_stats_of_candidate_videos_against_todays_reads(benchmark: Any, server: Any) -> None:
     engine, client = server
     store = reelrank_clickhouse.ClickHouseEventStore(engine)
@@ -225,7 +203,7 @@ def test_stats_of_candidate_videos_against_todays_reads(benchmark: Any, server: 
     raced_candidates = len(_differing(_today_stats(client, candidates), before))
 
     external = [id_table("ids", "id", "UInt64", candidates)]
-    store_samples, today_samples, bare_samples = _interleaved(
+    store_samples, today_samples, bare_samples = interleaved(
         [
             lambda: store.get_stats(candidates),
             lambda: _today_stats(client, candidates),
@@ -233,9 +211,9 @@ def test_stats_of_candidate_videos_against_todays_reads(benchmark: Any, server: 
         ],
         READ_ROUNDS,
     )
-    store_p50, store_p99 = _percentiles(store_samples)
-    today_p50, today_p99 = _percentiles(today_samples)
-    bare_p50, bare_p99 = _percentiles(bare_samples)
+    store_p50, store_p99 = p50_p99_ms(store_samples)
+    today_p50, today_p99 = p50_p99_ms(today_samples)
+    bare_p50, bare_p99 = p50_p99_ms(bare_samples)
     met = "MET" if store_p99 < READ_GOAL_MS else "NOT MET"
     SUMMARY.append(
         f"clickhouse stats of {CANDIDATES:,} candidates ({LOADED_EVENTS:,} events, {VIDEOS:,} "
@@ -245,7 +223,7 @@ def test_stats_of_candidate_videos_against_todays_reads(benchmark: Any, server: 
         f"{store_p50 / today_p50:.2f}x at p50); the same query without corrections p50 "
         f"{bare_p50:.1f} / p99 {bare_p99:.1f} ms; goal p99 < {READ_GOAL_MS:.0f} ms"
         f"{' at 10M events' if not QUICK else ' (at 10M in full mode)'}: {met}; "
-        f"loadavg {_loadavg()}"
+        f"loadavg {loadavg()}"
     )
     benchmark.extra_info.update(
         {
@@ -308,7 +286,7 @@ def _insert_seconds(store: Any, raw: Any, size: int) -> tuple[float, float]:
         raw.execute(insert, columns, columnar=True)
 
     with_store()  # the store's client connects before the clock starts, as the raw one did
-    store_samples, raw_samples = _interleaved([with_store, raw_insert], INSERT_BATCHES)
+    store_samples, raw_samples = interleaved([with_store, raw_insert], INSERT_BATCHES)
     return statistics.median(store_samples), statistics.median(raw_samples)
 
 
@@ -327,7 +305,7 @@ def test_insert_throughput_of_batches(benchmark: Any, server: Any) -> None:
             f"clickhouse insert of {size:,}-event batches: append_many {rate:,.0f} events/s, "
             f"raw columnar INSERT {size / raw_seconds:,.0f} events/s, append_many / raw = "
             f"{store_seconds / raw_seconds:.2f}x time; one duplicate check {check_ms:.1f} ms "
-            f"(two per batch); goal {INGEST_GOAL:,}/s: {met}; loadavg {_loadavg()}"
+            f"(two per batch); goal {INGEST_GOAL:,}/s: {met}; loadavg {loadavg()}"
         )
         benchmark.extra_info.update(
             {

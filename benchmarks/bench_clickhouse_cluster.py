@@ -22,17 +22,15 @@ spreads over machines.
 
 from __future__ import annotations
 
-import os
 import random
 import statistics
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import QUICK, SUMMARY
+from conftest import QUICK, SUMMARY, interleaved, loadavg, p50_p99_ms
 
 from reelrank import EngagementEvent, EngagementKind
 from reelrank.testing import make_event
@@ -83,27 +81,6 @@ def _events(count: int, prefix: str, rng: random.Random) -> Pairs:
         )
         made.append((event, 1 + video % 500))
     return made
-
-
-def _loadavg() -> str:
-    return " ".join(f"{value:.2f}" for value in os.getloadavg())
-
-
-def _interleaved(calls: list[Callable[[], Any]], rounds: int) -> list[list[float]]:
-    """Seconds of each call per round, alternating the calls."""
-    samples: list[list[float]] = [[] for _ in calls]
-    for _ in range(rounds):
-        for call, into in zip(calls, samples, strict=True):
-            started = time.perf_counter()
-            call()
-            into.append(time.perf_counter() - started)
-    return samples
-
-
-def _p50_p99_ms(samples: list[float]) -> tuple[float, float]:
-    ordered = sorted(samples)
-    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
-    return statistics.median(ordered) * 1e3, p99 * 1e3
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +134,7 @@ def test_ingest_through_two_shards_against_one_server(
 
         return run
 
-    samples = _interleaved([ingest(name) for name in names], INGEST_ROUNDS)
+    samples = interleaved([ingest(name) for name in names], INGEST_ROUNDS)
     rates = {
         name: INGEST_BATCH / statistics.median(s) for name, s in zip(names, samples, strict=True)
     }
@@ -166,7 +143,7 @@ def test_ingest_through_two_shards_against_one_server(
         f"one server {rates['one server']:,.0f} events/s, 2 shards (Distributed, synchronous) "
         f"{rates['2 shards']:,.0f} events/s, 2 shards / one server = "
         f"{rates['2 shards'] / rates['one server']:.2f}x (both on the same 2 cores); "
-        f"loadavg {_loadavg()}"
+        f"loadavg {loadavg()}"
     )
     benchmark.extra_info.update({f"{name} events/s": rate for name, rate in rates.items()})
     extra = _events(INGEST_BATCH, "ingest-measured", rng)
@@ -190,14 +167,12 @@ def test_stats_through_two_shards_against_one_server(
             theirs.comments,
         ), video_id
         assert abs(mine.completion_sum - theirs.completion_sum) < 1e-6, video_id
-    samples = _interleaved(
-        [lambda: one.get_stats(ids), lambda: sharded.get_stats(ids)], READ_ROUNDS
-    )
-    (one_p50, one_p99), (two_p50, two_p99) = (_p50_p99_ms(s) for s in samples)
+    samples = interleaved([lambda: one.get_stats(ids), lambda: sharded.get_stats(ids)], READ_ROUNDS)
+    (one_p50, one_p99), (two_p50, two_p99) = (p50_p99_ms(s) for s in samples)
     SUMMARY.append(
         f"clickhouse stats of {CANDIDATES:,} candidates over {LOADED_EVENTS:,} events, p50/p99: "
         f"one server {one_p50:.1f}/{one_p99:.1f} ms, 2 shards {two_p50:.1f}/{two_p99:.1f} ms, "
-        f"2 shards / one server p50 = {two_p50 / one_p50:.2f}x; loadavg {_loadavg()}"
+        f"2 shards / one server p50 = {two_p50 / one_p50:.2f}x; loadavg {loadavg()}"
     )
     benchmark.extra_info.update(
         {"one server p50 ms": one_p50, "2 shards p50 ms": two_p50, "2 shards p99 ms": two_p99}

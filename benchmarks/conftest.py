@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import statistics
+import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -11,6 +14,29 @@ QUICK = os.environ.get("REELRANK_BENCH_QUICK") == "1"
 
 SUMMARY: list[str] = []
 """Lines benchmark modules add for the end of the run, such as ratio tables."""
+
+
+def loadavg() -> str:
+    """The 1, 5 and 15 minute load averages, to print next to a figure."""
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+def interleaved(calls: list[Callable[[], Any]], rounds: int) -> list[list[float]]:
+    """Seconds of each call per round, alternating the calls so machine noise hits all alike."""
+    samples: list[list[float]] = [[] for _ in calls]
+    for _ in range(rounds):
+        for call, into in zip(calls, samples, strict=True):
+            started = time.perf_counter()
+            call()
+            into.append(time.perf_counter() - started)
+    return samples
+
+
+def p50_p99_ms(samples: list[float]) -> tuple[float, float]:
+    """Median and 99th percentile (nearest rank) of ``samples`` seconds, in milliseconds."""
+    ordered = sorted(samples)
+    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+    return statistics.median(ordered) * 1e3, p99 * 1e3
 
 
 @pytest.hookimpl(trylast=True)

@@ -3,12 +3,19 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextvars import ContextVar
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reelrank import ConfigError, StoreError, StoreTimeoutError, StoreUnavailableError
+from reelrank import (
+    ConfigError,
+    InvalidInputError,
+    StoreError,
+    StoreTimeoutError,
+    StoreUnavailableError,
+)
 from reelrank.feed import BreakerState, CircuitBreaker
 from reelrank.feed._resilience import DependencyGuard, WorkerPool, request_scope
 
@@ -399,3 +406,82 @@ def test_worker_threads_see_the_callers_context_and_cannot_change_it() -> None:
         assert seen == ["request-1", "request-2"]
     finally:
         pool.shutdown()
+
+
+def test_a_refused_argument_never_opens_the_breaker() -> None:
+    g = guard(WorkerPool(2), threshold=2)
+
+    def refuse() -> None:
+        raise InvalidInputError("video_ids", "must be ids")
+
+    for _ in range(5):
+        with pytest.raises(InvalidInputError):
+            g.call(refuse)
+    assert g.breaker.state is BreakerState.CLOSED
+    assert g.stats.failures == 0
+    assert g.call(lambda: 7) == 7
+
+
+def test_a_refused_argument_closes_a_half_open_breaker() -> None:
+    clock = FakeClock()
+    g = DependencyGuard(
+        "events", pool=WorkerPool(2), breaker=breaker(clock, threshold=1, reset=1.0),
+        deadline_seconds=0.5, max_stalled=2,
+    )  # fmt: skip
+
+    def down() -> None:
+        raise StoreError("events", "down")
+
+    with pytest.raises(StoreError):
+        g.call(down)
+    assert g.breaker.state is BreakerState.OPEN
+    clock.now = 1.0
+
+    def refuse() -> None:
+        raise InvalidInputError("limit", "too large")
+
+    with pytest.raises(InvalidInputError):
+        g.call(refuse)
+    assert g.breaker.state is BreakerState.CLOSED
+
+
+def test_guarded_store_gives_writes_their_own_deadline_and_reports_each_method() -> None:
+    from reelrank import GuardedStore, InMemoryEventStore
+    from reelrank.testing import FaultInjector
+
+    calls: list[tuple[str, str]] = []
+    faulty = FaultInjector(InMemoryEventStore(), name="events")
+    g = DependencyGuard(
+        "events", pool=WorkerPool(4), breaker=CircuitBreaker("events", failure_threshold=100),
+        deadline_seconds=0.05, max_stalled=4,
+        on_call=lambda operation, outcome, _seconds: calls.append((operation, outcome)),
+    )  # fmt: skip
+    store: Any = GuardedStore(faulty.proxy, g, writes=["popular_video_ids"],
+                              write_deadline_seconds=2.0)  # fmt: skip
+    assert store.get_stats([1])[1].views == 0
+    faulty.stall(0.3)
+    with pytest.raises(StoreTimeoutError):
+        store.get_stats([1])
+    assert store.popular_video_ids(limit=3) == []  # waits out the stall within 2 s
+    assert calls == [("get_stats", "ok"), ("get_stats", "timeout"), ("popular_video_ids", "ok")]
+    assert store.guard is g
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"writes": "append"}, "writes"),
+        ({"writes": [1]}, "writes"),
+        ({"write_deadline_seconds": 0.0}, "write_deadline_seconds"),
+        ({"write_deadline_seconds": float("inf")}, "write_deadline_seconds"),
+        ({"write_deadline_seconds": "1"}, "write_deadline_seconds"),
+    ],
+)
+def test_guarded_store_refuses_bad_settings_naming_the_field(
+    kwargs: dict[str, Any], field: str
+) -> None:
+    from reelrank import GuardedStore, InMemoryEventStore
+
+    with pytest.raises(ConfigError) as caught:
+        GuardedStore(InMemoryEventStore(), guard(WorkerPool(1)), **kwargs)
+    assert caught.value.field == field

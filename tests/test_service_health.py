@@ -18,7 +18,13 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from reelrank import EngagementEvent, InMemoryEventStore, StoreError, StoreTimeoutError
+from reelrank import (
+    EngagementEvent,
+    GuardedStore,
+    InMemoryEventStore,
+    StoreTimeoutError,
+    StoreUnavailableError,
+)
 from reelrank.testing import FaultInjector
 
 EXAMPLE_ROOT = Path(__file__).resolve().parents[1] / "examples" / "flask_app"
@@ -36,7 +42,7 @@ from reelrank_example import (  # noqa: E402
     memory_stores,
     seed_synthetic_catalog,
 )
-from reelrank_example._cards import GuardedStore  # noqa: E402
+from reelrank_example._cards import store_guard  # noqa: E402
 
 SECRET = "h" * 40
 AUTH = {"Authorization": f"Bearer {issue_token(SECRET, FIRST_USER_ID)}"}
@@ -285,7 +291,7 @@ def test_feed_pages_say_whether_they_came_from_the_cache(faulty: Faulty) -> None
 
 def test_a_guarded_store_times_out_then_stops_calling_a_hanging_store() -> None:
     hanging = FaultInjector(InMemoryEventStore(), name="events")
-    guarded: Any = GuardedStore(hanging.proxy, "events", deadline=0.05, write_deadline=0.05)
+    guarded: Any = GuardedStore(hanging.proxy, store_guard("events", deadline=0.05))
     assert guarded.get_stats([FIRST_VIDEO_ID]) == {
         FIRST_VIDEO_ID: InMemoryEventStore().get_stats([FIRST_VIDEO_ID])[FIRST_VIDEO_ID]
     }
@@ -294,7 +300,7 @@ def test_a_guarded_store_times_out_then_stops_calling_a_hanging_store() -> None:
         with pytest.raises(StoreTimeoutError):
             guarded.get_stats([FIRST_VIDEO_ID])
     calls = hanging.calls["get_stats"]
-    with pytest.raises(StoreError, match="not called again yet"):
+    with pytest.raises(StoreUnavailableError, match="circuit open"):
         guarded.get_stats([FIRST_VIDEO_ID])
     assert hanging.calls["get_stats"] == calls
     hanging.recover()

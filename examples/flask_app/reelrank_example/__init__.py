@@ -31,7 +31,9 @@ from reelrank import (
     ConfigError,
     EngagementLog,
     EventStore,
+    FeedObserver,
     FeedUnavailableError,
+    GuardedStore,
     StoreError,
     warmup,
 )
@@ -49,7 +51,7 @@ from ._api import (
 from ._app import ERROR_STATUSES, ProblemError, create_app, prefetch_cards
 from ._auth import Authenticator, AuthError, issue_token
 from ._bulk_seed import seed_synthetic_catalog_bulk
-from ._cards import GuardedStore
+from ._cards import store_guard
 from ._health import StartupProgress
 from ._load import TABLES, LoadError, load_directory
 from ._logging import (
@@ -60,6 +62,7 @@ from ._logging import (
     logging_config,
     redact,
 )
+from ._metrics import AppMetrics
 from ._services import (
     FIRST_USER_ID,
     FIRST_VIDEO_ID,
@@ -191,16 +194,16 @@ _READ_DEADLINE_SECONDS = 0.25
 _WRITE_DEADLINE_SECONDS = 1.0
 
 
-def _guarded(stores: Stores) -> Stores:
+def _guarded(stores: Stores, observer: FeedObserver) -> Stores:
     """``stores`` with the event store and the engagement log behind deadlines and
-    breakers (see :class:`~reelrank_example._cards.GuardedStore`)."""
+    breakers (a :class:`~reelrank.GuardedStore` each, calls reported to ``observer``)."""
     events = GuardedStore(
-        stores.events, "events", deadline=_READ_DEADLINE_SECONDS,
-        write_deadline=_WRITE_DEADLINE_SECONDS, writes=frozenset({"append", "append_many"}),
+        stores.events, store_guard("events", deadline=_READ_DEADLINE_SECONDS, observer=observer),
+        writes=("append", "append_many"), write_deadline_seconds=_WRITE_DEADLINE_SECONDS,
     )  # fmt: skip
     log = GuardedStore(
-        stores.log, "log", deadline=_READ_DEADLINE_SECONDS,
-        write_deadline=_WRITE_DEADLINE_SECONDS, writes=frozenset({"record", "record_many"}),
+        stores.log, store_guard("log", deadline=_READ_DEADLINE_SECONDS, observer=observer),
+        writes=("record", "record_many"), write_deadline_seconds=_WRITE_DEADLINE_SECONDS,
     )  # fmt: skip
     return dataclasses.replace(
         stores, events=cast(EventStore, events), log=cast(EngagementLog, log)
@@ -226,14 +229,12 @@ def create_default_app(settings: Settings | None = None) -> Flask:
         configure_tracing(settings)
     authenticator = demo_authenticator(settings)
     stores = configured_stores(settings)
-    services = build_services(_guarded(stores), settings)
+    metrics = AppMetrics()
+    services = build_services(_guarded(stores, metrics.observer), settings, metrics=metrics)
     startup_log = cast(
         EngagementLog,
-        GuardedStore(
-            stores.log, "log", deadline=_WARM_READ_DEADLINE_SECONDS,
-            write_deadline=_WARM_READ_DEADLINE_SECONDS,
-        ),
-    )  # fmt: skip
+        GuardedStore(stores.log, store_guard("log", deadline=_WARM_READ_DEADLINE_SECONDS)),
+    )
     startup = StartupProgress()
     app = create_app(services, settings, authenticator=authenticator, startup=startup)
 

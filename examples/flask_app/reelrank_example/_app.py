@@ -299,6 +299,7 @@ def create_app(
             services.stores.events,
             ttl=settings.card_cache_seconds,
             counts_ttl=settings.card_counts_seconds,
+            observer=services.metrics.observer,
         ),
     )
     app.extensions["reelrank_cards"] = handlers.card_reader

@@ -20,7 +20,6 @@ here.
 
 from __future__ import annotations
 
-import contextvars
 import functools
 import logging
 import threading
@@ -35,14 +34,17 @@ from reelrank import (
     Catalog,
     CircuitBreaker,
     Creator,
+    DependencyGuard,
     EventStore,
+    FeedObserver,
+    StoreCallOutcome,
     StoreError,
-    StoreTimeoutError,
     Video,
     VideoStats,
+    WorkerPool,
 )
 
-__all__ = ["CardData", "CardReader", "GuardedStore"]
+__all__ = ["CardData", "CardReader", "store_guard"]
 
 _logger = logging.getLogger(__name__)
 
@@ -59,6 +61,7 @@ _REFRESH_BATCH = 1_000
 # Calls past their deadline keep a thread until the driver gives up; the breakers let
 # few through, so a handful of threads is enough.
 _THREADS = 8
+_MAX_STALLED = 4
 
 
 class _Kept(Generic[V]):
@@ -115,45 +118,51 @@ class _Kept(Generic[V]):
                 self._values.popitem(last=False)
 
 
-class _Guard:
-    """Calls to one store under a deadline and a circuit breaker; ``None`` when it is down."""
+def store_guard(
+    name: str,
+    *,
+    deadline: float = _DEADLINE_SECONDS,
+    observer: FeedObserver | None = None,
+) -> DependencyGuard:
+    """A guard for the service's own calls to store ``name`` (outside the feed service).
 
-    def __init__(self, name: str, pool: ThreadPoolExecutor) -> None:
-        self.name = name
-        self.breaker = CircuitBreaker(
-            name, failure_threshold=_BREAKER_FAILURES, reset_timeout_seconds=_BREAKER_RESET_SECONDS
-        )
-        self._pool = pool
+    Calls run on a small pool of their own under ``deadline``, behind a breaker that
+    opens after a few failures, with few calls allowed to stall past their deadline.
+    With an ``observer``, each call is counted and timed under ``name`` and its
+    operation, next to the feed service's own calls to the same store.
+    """
+    listener = None
+    if observer is not None:
 
-    def call(self, read: Callable[[], T]) -> T | None:
-        try:
-            return self.call_or_raise(read, _DEADLINE_SECONDS)
-        except StoreError:
-            return None
+        def listener(operation: str, outcome: StoreCallOutcome, seconds: float) -> None:
+            observer.store_call(name, operation, seconds, outcome)
 
-    def call_or_raise(self, call: Callable[[], T], deadline: float) -> T:
-        """``call()`` on the pool within ``deadline`` seconds; :class:`StoreError` when
-        the breaker is open or the store fails, :class:`StoreTimeoutError` when it hangs.
-        A call past its deadline runs on until the driver's own timeout ends it."""
-        if not self.breaker.allow_request():
-            raise StoreError(self.name, "failing; not called again yet")
-        # In a copy of the caller's context, so the request's trace and request id reach
-        # the store call on the pool's thread.
-        future = self._pool.submit(contextvars.copy_context().run, call)
-        try:
-            result = future.result(timeout=deadline)
-        except (StoreError, TimeoutError) as exc:
-            self.breaker.record_failure()
-            _logger.warning("call to %s failed: %s", self.name, type(exc).__name__)
-            if isinstance(exc, StoreError):
-                raise
-            raise StoreTimeoutError(self.name, f"no answer within {deadline} s") from None
-        except BaseException:
-            # The store answered; the request was wrong. The breaker must not stay half-open.
-            self.breaker.record_success()
-            raise
-        self.breaker.record_success()
-        return result
+    return DependencyGuard(
+        name,
+        pool=WorkerPool(_THREADS, name=f"reelrank-{name}"),
+        breaker=CircuitBreaker(
+            name,
+            failure_threshold=_BREAKER_FAILURES,
+            reset_timeout_seconds=_BREAKER_RESET_SECONDS,
+        ),
+        deadline_seconds=deadline,
+        max_stalled=_MAX_STALLED,
+        on_call=listener,
+    )
+
+
+def _call_or_none(guard: DependencyGuard, read: Callable[[], T]) -> T | None:
+    """``read()`` under ``guard``; ``None`` (logged) when the store fails or is skipped."""
+    try:
+        return guard.call_with_deadline(guard.deadline_seconds, read, operation=_operation(read))
+    except StoreError as exc:
+        _logger.warning("call to %s failed: %s", guard.name, type(exc).__name__)
+        return None
+
+
+def _operation(read: Callable[[], object]) -> str:
+    target = read.func if isinstance(read, functools.partial) else read
+    return getattr(target, "__name__", "call")
 
 
 @dataclass(slots=True)
@@ -175,7 +184,8 @@ class CardReader:
     seconds unless a read asks for fresh ones (a video's detail, where a client looks
     for its own like or watch); past that they are still shown while one background
     read at a time fetches them again (``counts_ttl=0``: read on every call). The last
-    counts read are kept as the fallback for an outage.
+    counts read are kept as the fallback for an outage. With an ``observer``, every
+    call to either store is counted and timed (see :func:`store_guard`).
     """
 
     def __init__(
@@ -186,12 +196,14 @@ class CardReader:
         ttl: float,
         counts_ttl: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
+        observer: FeedObserver | None = None,
     ) -> None:
         self._catalog = catalog
         self._events = events
-        self._pool = ThreadPoolExecutor(_THREADS, thread_name_prefix="reelrank-cards")
-        self._catalog_guard = _Guard("catalog", self._pool)
-        self._events_guard = _Guard("events", self._pool)
+        # One thread: background count refreshes run one batch at a time.
+        self._refresher = ThreadPoolExecutor(1, thread_name_prefix="reelrank-cards")
+        self._catalog_guard = store_guard("catalog", observer=observer)
+        self._events_guard = store_guard("events", observer=observer)
         self._videos: _Kept[Video] = _Kept(ttl, _KEPT_ENTRIES, clock)
         self._creators: _Kept[Creator] = _Kept(ttl, _KEPT_ENTRIES, clock)
         self._stats: _Kept[VideoStats] = _Kept(counts_ttl, _KEPT_ENTRIES, clock)
@@ -219,7 +231,9 @@ class CardReader:
                 self._refresh_later(older)
                 stale = [video_id for video_id in stale if video_id not in older]
         if stale:
-            read = self._events_guard.call(lambda: self._events.get_stats(stale))
+            read = _call_or_none(
+                self._events_guard, functools.partial(self._events.get_stats, stale)
+            )
             if read is None:
                 stats.update(self._stats.kept(stale))
                 degraded.append("events")
@@ -244,7 +258,9 @@ class CardReader:
         ids = list(kept)
         for start in range(0, len(ids), _REFRESH_BATCH):
             chunk = ids[start : start + _REFRESH_BATCH]
-            counts = self._events_guard.call(functools.partial(self._events.get_stats, chunk))
+            counts = _call_or_none(
+                self._events_guard, functools.partial(self._events.get_stats, chunk)
+            )
             if counts is None:
                 break
             self._stats.store(counts)
@@ -257,7 +273,7 @@ class CardReader:
             if self._refreshing:
                 return
             self._refreshing = True
-        self._pool.submit(self._refresh)
+        self._refresher.submit(self._refresh)
 
     def _refresh(self) -> None:
         while True:
@@ -267,7 +283,9 @@ class CardReader:
                 if not ids:
                     self._refreshing = False
                     return
-            counts = self._events_guard.call(functools.partial(self._events.get_stats, ids))
+            counts = _call_or_none(
+                self._events_guard, functools.partial(self._events.get_stats, ids)
+            )
             if counts is None:
                 # The store is failing: the ids are read again when a card next shows them.
                 with self._refresh_lock:
@@ -288,7 +306,7 @@ class CardReader:
         found, missing = kept.fresh(ids)
         if not missing:
             return found
-        fetched = self._catalog_guard.call(lambda: read(missing))
+        fetched = _call_or_none(self._catalog_guard, functools.partial(read, missing))
         if fetched is None:
             if "catalog" not in degraded:
                 degraded.append("catalog")
@@ -297,43 +315,3 @@ class CardReader:
             kept.store(fetched)
             found.update(fetched)
         return found
-
-
-class GuardedStore:
-    """Any store, with every call under a deadline and a circuit breaker.
-
-    reelrank's discovery services and the recorder call their stores directly; a frozen
-    ClickHouse would hold each such request for the driver's 2 s timeout, and with a
-    few in flight every server thread, so that feeds queue behind them. Through this
-    proxy a call that does not answer in time raises :class:`StoreTimeoutError` (the
-    services fall back or the request answers 503), and after a few failures the store
-    is not called at all for a while. Attribute access is forwarded to ``store``.
-    """
-
-    def __init__(
-        self,
-        store: object,
-        name: str,
-        *,
-        deadline: float,
-        write_deadline: float,
-        writes: frozenset[str] = frozenset(),
-    ) -> None:
-        self._store = store
-        self._deadline = deadline
-        self._write_deadline = write_deadline
-        self._writes = writes
-        self._guard = _Guard(
-            name, ThreadPoolExecutor(_THREADS, thread_name_prefix=f"reelrank-{name}")
-        )
-
-    def __getattr__(self, attribute: str) -> object:
-        target = getattr(self._store, attribute)
-        if attribute.startswith("_") or not callable(target):
-            return target
-        deadline = self._write_deadline if attribute in self._writes else self._deadline
-
-        def call(*args: object, **kwargs: object) -> object:
-            return self._guard.call_or_raise(lambda: target(*args, **kwargs), deadline)
-
-        return call

@@ -132,8 +132,9 @@ FAMILIES: tuple[Family, ...] = (
     ),
     Family(
         "reelrank_store_calls_total", "counter", ("store", "operation", "outcome"),
-        "Store calls by the feed service and the event recorder, by outcome: ok, error, "
-        "timeout, or rejected (not made: circuit open or the store stalled).", "sum",
+        "Store calls by the feed service, the event recorder, the discovery services and "
+        "the cards, by outcome: ok, error, timeout, or rejected (not made: circuit open or "
+        "the store stalled).", "sum",
     ),
     Family(
         "reelrank_store_call_duration_seconds", "histogram", ("store", "operation"),

@@ -7,24 +7,34 @@ from __future__ import annotations
 from .._public import _public_module
 from ._config import FeedServiceConfig, FeedServiceStats, StoreDeadlines, VariantResolver
 from ._events import EngagementRecorder, RecorderConfig, watch_completion
+from ._guarded_store import GuardedStore
 from ._observer import CacheLookupResult, FeedObserver, StoreCallOutcome
-from ._resilience import BreakerState, CircuitBreaker, DependencyStats
+from ._resilience import (
+    BreakerState,
+    CircuitBreaker,
+    DependencyGuard,
+    DependencyStats,
+    WorkerPool,
+)
 from ._service import FeedRankingService
 
 __all__ = [
     "BreakerState",
     "CacheLookupResult",
     "CircuitBreaker",
+    "DependencyGuard",
     "DependencyStats",
     "EngagementRecorder",
     "FeedObserver",
     "FeedRankingService",
     "FeedServiceConfig",
     "FeedServiceStats",
+    "GuardedStore",
     "RecorderConfig",
     "StoreCallOutcome",
     "StoreDeadlines",
     "VariantResolver",
+    "WorkerPool",
     "watch_completion",
 ]
 

@@ -41,7 +41,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal, ParamSpec, TypeVar
 
-from ..exceptions import ConfigError, StoreTimeoutError, StoreUnavailableError
+from ..exceptions import ConfigError, StoreError, StoreTimeoutError, StoreUnavailableError
 
 __all__ = [
     "BreakerState",
@@ -295,10 +295,12 @@ class DependencyStats:
 class DependencyGuard:
     """Runs calls to one dependency under its deadline, bulkhead and circuit breaker.
 
-    A call that raises, or runs past ``deadline_seconds``, counts as a failure of the
-    dependency. The exception is re-raised untouched: callers degrade on
-    :class:`~reelrank.StoreError` (which adapters raise for every outage), while any
-    other exception is a programming error and should surface.
+    A call that raises :class:`~reelrank.StoreError` (which adapters raise for every
+    outage), or runs past ``deadline_seconds``, counts as a failure of the dependency.
+    Any other exception (a bad argument the store refused, a programming error) means
+    the store answered: it is reported as an ``error`` but counts as a success for the
+    breaker, so bad input from clients can never open a circuit. Exceptions are
+    re-raised untouched.
 
     ``max_stalled`` is the bulkhead: how many calls that ran past their deadline may
     still be running before further calls are refused.
@@ -425,6 +427,11 @@ class DependencyGuard:
         self, exc: Exception, timed_out: set[str] | None, operation: str, started: float
     ) -> None:
         """Count a failed call; a timeout also marks the dependency in the request scope."""
+        if not isinstance(exc, StoreError):
+            # The store answered; the call was wrong. A half-open breaker must close.
+            self.breaker.record_success()
+            self._report(operation, "error", started)
+            return
         if isinstance(exc, StoreTimeoutError):
             self._count("timeouts")
             if timed_out is not None:

@@ -1,0 +1,81 @@
+"""A proxy that runs every method call of a store under a :class:`DependencyGuard`.
+
+The feed service guards its own store calls. Other callers of the same stores — the
+discovery services, the event recorder, an application's own handlers — call them
+directly, so a paused server would hold each such call for the driver's timeout.
+Wrapping the store in :class:`GuardedStore` gives those callers the same deadline,
+bulkhead and circuit breaker without changing them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection
+from typing import Any
+
+from ..exceptions import ConfigError
+from ._resilience import DependencyGuard
+
+__all__ = ["GuardedStore"]
+
+
+class GuardedStore:
+    """``store`` with every public method call run through ``guard``.
+
+    A call that does not answer within the guard's deadline raises
+    :class:`~reelrank.StoreTimeoutError`; while the guard's breaker is open, calls raise
+    :class:`~reelrank.StoreUnavailableError` without reaching the store. Methods named
+    in ``writes`` get ``write_deadline_seconds`` instead (an insert with an idempotency
+    check takes longer than a point read; by default, the guard's deadline too). Each
+    call is reported to the guard's listener under the method's name. Attributes that
+    are not methods, and private ones, are forwarded untouched.
+
+    The proxy is duck-typed: it satisfies whatever store Protocol ``store`` does, so
+    callers pass it where the store went (``typing.cast`` for a type checker).
+    """
+
+    def __init__(
+        self,
+        store: object,
+        guard: DependencyGuard,
+        *,
+        writes: Collection[str] = (),
+        write_deadline_seconds: float | None = None,
+    ) -> None:
+        if isinstance(writes, str) or not all(isinstance(name, str) for name in writes):
+            raise ConfigError("writes", writes, "must be a collection of method names")
+        if write_deadline_seconds is not None and not (
+            isinstance(write_deadline_seconds, int | float)
+            and math.isfinite(write_deadline_seconds)
+            and write_deadline_seconds > 0
+        ):
+            raise ConfigError(
+                "write_deadline_seconds", write_deadline_seconds, "must be finite and positive"
+            )
+        self._store = store
+        self._guard = guard
+        self._writes = frozenset(writes)
+        self._write_deadline = (
+            guard.deadline_seconds if write_deadline_seconds is None else write_deadline_seconds
+        )
+
+    @property
+    def guard(self) -> DependencyGuard:
+        """The guard every call runs through (its breaker and counters)."""
+        return self._guard
+
+    def __getattr__(self, attribute: str) -> Any:
+        target = getattr(self._store, attribute)
+        if attribute.startswith("_") or not callable(target):
+            return target
+        deadline = (
+            self._write_deadline if attribute in self._writes else self._guard.deadline_seconds
+        )
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return self._guard.call_with_deadline(
+                deadline, lambda: target(*args, **kwargs), operation=attribute
+            )
+
+        call.__name__ = attribute
+        return call

@@ -5,7 +5,6 @@ which every acknowledged event survives and a retry of everything sent counts ea
 from __future__ import annotations
 
 import pickle
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -61,24 +60,8 @@ def master_and_replica(tmp_path: Path) -> Iterator[tuple[RedisServer, RedisServe
             tmp_path / "replica", extra_args=["--replicaof", master.host, str(master.port)]
         )
         with replica:
-            _wait_until_replica_of(replica)
+            replica.wait_until_synced(replica=True)
             yield master, replica
-
-
-def _wait_until_replica_of(node: RedisServer, timeout: float = 20.0) -> None:
-    """Wait until ``node`` is a replica whose link to its master is up."""
-    admin = node.client()
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            info = admin.info("replication")
-            if info["role"] == "slave" and info.get("master_link_status") == "up":
-                return
-            if time.monotonic() > deadline:
-                raise AssertionError(f"port {node.port} did not become an up-to-date replica")
-            time.sleep(0.05)
-    finally:
-        admin.close()
 
 
 def _config(url: str, **fields: object) -> RedisConfig:
@@ -229,7 +212,7 @@ def test_a_failover_loses_no_acknowledged_event_when_appends_wait_for_a_replica(
         events.append(late[0], creator_id=1)
     assert events.get_stats([near])[near].views == 3
     master.restart()  # comes back as a replica of the promoted node, and syncs
-    _wait_until_replica_of(master)
+    master.wait_until_synced(replica=True)
     # Retrying everything sent: acknowledged events are duplicates, the rest count once.
     assert [patient.append(event, creator_id=1) for event in sent] == [False] * 4 + [True] * 2
     assert patient.get_stats([near])[near].views == 3

@@ -148,6 +148,27 @@ class RedisServer(ServerProcess):
             f"redis-server on port {self.port} did not answer PING; see {self.log_path}"
         )
 
+    def wait_until_synced(self, *, replica: bool = False, timeout: float = 20.0) -> None:
+        """Wait until this server is a master, or a replica whose link to its master is
+        up (with ``replica=True``: until it is such a replica).
+
+        Raises :class:`RedisServerError` after ``timeout`` seconds.
+        """
+        admin = self.client()
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                info = admin.info("replication")
+                linked = info["role"] == "slave" and info.get("master_link_status") == "up"
+                if linked or (info["role"] == "master" and not replica):
+                    return
+                if time.monotonic() > deadline:
+                    wanted = "an up-to-date replica" if replica else "a master or synced"
+                    raise RedisServerError(f"port {self.port} did not become {wanted}")
+                time.sleep(0.05)
+        finally:
+            admin.close()
+
     def kill(self) -> None:
         """Kill the server with ``SIGKILL``, as a crash would."""
         process, self._process = self._process, None
@@ -261,17 +282,7 @@ class RedisClusterServer:
     def _wait_until_replicas_synced(self, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
         for node in self.nodes:
-            admin = node.client()
-            try:
-                while True:
-                    info = admin.info("replication")
-                    if info["role"] == "master" or info.get("master_link_status") == "up":
-                        break
-                    if time.monotonic() > deadline:
-                        raise RedisServerError(f"replica on port {node.port} did not sync")
-                    time.sleep(0.05)
-            finally:
-                admin.close()
+            node.wait_until_synced(timeout=max(0.0, deadline - time.monotonic()))
 
     def stop(self) -> None:
         """Stop every node."""

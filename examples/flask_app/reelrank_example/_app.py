@@ -800,11 +800,7 @@ class _Handlers:
         hits = self._services.search.search(
             query.q, limit=min(_LIST_DEPTH, offset + query.limit + 1)
         )
-        scored = [(hit.video_id, hit.score) for hit in hits]
-        return CardPage(
-            items=self._scored(scored, offset, query.limit),
-            next_cursor=self._next(scope, offset, query.limit, len(scored)),
-        )
+        return self._card_page(scope, offset, query.limit, [(h.video_id, h.score) for h in hits])
 
     def similar(self, call: Call) -> BaseModel:
         query = call.query
@@ -817,10 +813,18 @@ class _Handlers:
             user_id=call.user_id,
             now=self._services.clock(),
         )
-        scored = [(video.video_id, video.score) for video in videos]
+        return self._card_page(
+            scope, offset, query.limit, [(video.video_id, video.score) for video in videos]
+        )
+
+    def _card_page(
+        self, scope: str, offset: int, limit: int, scored: list[tuple[int, float]]
+    ) -> CardPage:
+        """The page at ``offset`` of ``scored`` (ranked ids, read one past the page so
+        the cursor knows whether more follow)."""
         return CardPage(
-            items=self._scored(scored, offset, query.limit),
-            next_cursor=self._next(scope, offset, query.limit, len(scored)),
+            items=self._scored(scored, offset, limit),
+            next_cursor=self._next(scope, offset, limit, len(scored)),
         )
 
     def creators(self, call: Call) -> BaseModel:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import orjson
 from pydantic import Field, SecretStr
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
@@ -51,9 +52,7 @@ class SqlStoreConfig(AdapterSettings):
     connect_timeout_seconds: float = Field(default=2.0, ge=1.0, le=600.0, allow_inf_nan=False)
     """PostgreSQL: seconds libpq waits for a new connection. libpq counts whole seconds,
     so a fraction is rounded up (and libpq itself rounds 1 up to 2)."""
-    statement_timeout_seconds: float = Field(
-        default=2.0, ge=0.001, le=3_600.0, allow_inf_nan=False
-    )
+    statement_timeout_seconds: float = Field(default=2.0, ge=0.001, le=3_600.0, allow_inf_nan=False)
     """PostgreSQL: the server cancels any statement running longer (``statement_timeout``,
     sent in whole milliseconds)."""
     lock_timeout_seconds: float = Field(default=1.0, ge=0.001, le=3_600.0, allow_inf_nan=False)
@@ -75,9 +74,7 @@ class SqlStoreConfig(AdapterSettings):
     """Connections older than this are replaced on checkout."""
     pool_pre_ping: bool = True
     """Test each connection on checkout, so a server restart costs no failed call."""
-    sqlite_busy_timeout_seconds: float = Field(
-        default=1.0, gt=0.0, le=600.0, allow_inf_nan=False
-    )
+    sqlite_busy_timeout_seconds: float = Field(default=1.0, gt=0.0, le=600.0, allow_inf_nan=False)
     """SQLite: seconds a writer waits for another connection's lock."""
     application_name: str = Field(default="reelrank", pattern=r"^[A-Za-z0-9_.\-]{1,63}$")
     """PostgreSQL: name shown in ``pg_stat_activity``."""
@@ -101,6 +98,7 @@ def connect(config: SqlStoreConfig) -> Engine:
         engine = create_engine(
             url,
             connect_args={"timeout": config.sqlite_busy_timeout_seconds},
+            json_deserializer=_json_loads,
             pool_size=config.pool_size,
             max_overflow=config.max_overflow,
             pool_timeout=config.pool_timeout_seconds,
@@ -163,12 +161,20 @@ def _postgres_engine(url: URL, config: SqlStoreConfig, *, read_only: bool) -> En
     return create_engine(
         url,
         connect_args=connect_args,
+        json_deserializer=_json_loads,
         pool_size=config.pool_size,
         max_overflow=config.max_overflow,
         pool_timeout=config.pool_timeout_seconds,
         pool_recycle=config.pool_recycle_seconds,
         pool_pre_ping=config.pool_pre_ping,
     )
+
+
+def _json_loads(document: str | bytes) -> Any:
+    # Every video row carries two JSON columns; the standard library's decoder took about
+    # 3 us a value on the followed-videos read of a cache-miss feed (200 rows), orjson a
+    # fraction of that, with the same result types for what the stores write.
+    return orjson.loads(document)
 
 
 def _milliseconds(seconds: float) -> int:

@@ -195,7 +195,7 @@ WHERE fold = %(fold)s AND video_id != 0"""
 WHERE fold = %(fold)s AND video_id = 0"""
         self.insert_fold_marker = f"INSERT INTO {rollup} (fold, video_id, arrivals, videos) VALUES"
         self.folds = f"""SELECT fold, max(arrivals), max(videos) FROM {rollup}
-WHERE video_id = 0 GROUP BY fold ORDER BY fold DESC LIMIT 1"""
+WHERE video_id = 0 GROUP BY fold HAVING max(videos) > 0 ORDER BY fold DESC LIMIT 1"""
         self.last_fold = f"SELECT max(fold) FROM {rollup}"
         # From the roll-up: the candidates' rows; the checks that it is whole (its video
         # rows) and that nothing arrived late before its watermark (the arrival count);
@@ -631,7 +631,7 @@ class ClickHouseEventStore:
         or ``None`` when there is none or it no longer holds (incomplete, or events
         arrived late before its watermark)."""
         folds = client.execute(self._queries.folds)
-        if not folds or not folds[0][2]:
+        if not folds:
             return None
         fold, arrivals, videos = (int(value) for value in folds[0])
         columns = client.execute(

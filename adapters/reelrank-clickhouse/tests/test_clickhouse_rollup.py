@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from ch_support import Pair, assert_same_statistics
 from hypothesis import HealthCheck, given, settings
-from pydantic import ValidationError
 from hypothesis import strategies as st
+from pydantic import ValidationError
 from reelrank_clickhouse import (
     SCHEMA_VERSION,
     ClickHouseConfig,

@@ -29,7 +29,7 @@ from reelrank_clickhouse._schema import ARRIVAL_BUCKET_SHIFT
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from reelrank import EngagementKind, InMemoryEventStore, VideoStats
+from reelrank import EngagementKind, InMemoryEventStore, InvalidInputError, VideoStats
 from reelrank.testing import EventStoreContract, make_event
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -372,3 +372,16 @@ def test_migration_of_a_sharded_cluster(
     assert _reads_roll_up(store, [1])
     stats = store.get_stats([1])[1]
     assert (stats.views, stats.completion_sum) == (8, 4.0)
+
+
+def test_fold_stats_refuses_bad_arguments_naming_them(clickhouse_engine: Engine) -> None:
+    store = ClickHouseEventStore(clickhouse_engine)
+    with pytest.raises(InvalidInputError) as naive:
+        store.fold_stats(until=datetime(2026, 1, 1))
+    assert naive.value.field == "until"
+    for bad in (0, -1.0, float("nan"), True, "5"):
+        with pytest.raises(InvalidInputError) as info:
+            store.fold_stats(timeout_seconds=bad)  # type: ignore[arg-type]
+        assert info.value.field == "timeout_seconds"
+    with clickhouse_engine.connect() as conn:
+        assert conn.execute(text("SELECT count() FROM event_stats_rollup")).scalar() == 0

@@ -265,10 +265,12 @@ class ClickHouseEventStore:
 
     Every applied event is a row of ``events``; one materialized view turns each
     inserted block into rows of ``event_aggregates``: per-video counts, like states and
-    per-(user, creator) credit, and a copy count per event id. Reads merge the
-    aggregate states of the requested keys only, so their cost does not grow with the
-    number of events. ``tables`` names the tables (:class:`ClickHouseTables`; in
-    sharded mode, the ``Distributed`` ones).
+    per-(user, creator) credit, a copy count per event id, and counts by arrival bucket.
+    Reads merge the aggregate states of the requested keys only, so their cost does not
+    grow with the number of events; :meth:`get_stats` reads a periodic per-video
+    roll-up (:meth:`fold_stats`) plus what arrived since, when it holds. ``tables``
+    names the tables (:class:`ClickHouseTables`; in sharded mode, the ``Distributed``
+    ones).
 
     **Exactly once.** :meth:`append_many` asks for the copy counts of the batch's ids
     (one query), inserts the new events (one columnar insert) and asks again for the

@@ -1,17 +1,22 @@
 """The ClickHouse adapter on loopback, each case next to a baseline measured in the same run.
 
 * stats of 10,000 candidate videos (1,000 in quick mode) over 10 M loaded events
-  (300 k): :meth:`ClickHouseEventStore.get_stats` (one query over the aggregate table,
-  minus the corrections of raced events) against *today's reads*, the previous
-  release's two queries over its own ``video_counts`` and ``video_likes`` tables,
-  built here from the same events by the previous release's views. Goal: p99 under
-  50 ms at 10 M events. The exactly-once read cost is also shown by the same query
-  without its corrections branch;
+  (300 k): :meth:`ClickHouseEventStore.get_stats` reading the roll-up of
+  :meth:`~ClickHouseEventStore.fold_stats` (schema version 2) against schema version
+  1's read (the merged states of every candidate: the same query ``get_stats`` falls
+  back to, with pydantic-validated models, as version 1 built them) and against the
+  release before it, two queries over its own ``video_counts`` and ``video_likes``
+  tables, built here from the same events by that release's views. Goal: p99 under
+  50 ms at 10 M events. Also shown: the roll-up's two queries alone, how long
+  ``fold_stats`` takes, and the reads once the insert cases have added events after
+  the roll-up;
 * insert throughput: :meth:`ClickHouseEventStore.append_many` of 1,000-, 10,000- and
   50,000-event batches (validation, the duplicate check, one columnar insert, the
   second check for racing writers) against a raw columnar ``INSERT`` of the same rows
-  with the same driver (no validation, no checks), into the same table with its view.
-  Goal: at least 100,000 events/s. The events are built before the clock starts.
+  with the same driver (no validation, no checks), into the same table with its view,
+  and a raw insert into tables with schema version 1's view (three aggregate rows per
+  event rather than five), in a database of their own. Goal: at least 100,000
+  events/s. The events are built before the clock starts.
 
 The bulk load is generated on the server (``INSERT ... SELECT ... FROM numbers()``),
 which feeds the views like any insert. Event ids are hashes, spread over the id space
@@ -34,7 +39,7 @@ from typing import Any
 import pytest
 from conftest import QUICK, SUMMARY, interleaved, loadavg, p50_p99_ms
 
-from reelrank import EngagementEvent, EngagementKind
+from reelrank import EngagementEvent, EngagementKind, VideoStats
 from reelrank.testing import make_event
 
 reelrank_clickhouse = pytest.importorskip("reelrank_clickhouse")
@@ -88,15 +93,22 @@ _TODAY_LIKES = """SELECT video_id, sum(liked) FROM (
     FROM video_likes WHERE video_id IN ids GROUP BY video_id, user_id
 ) GROUP BY video_id"""
 
-# get_stats's query without its corrections branch: what exactly-once adds to a read.
-_WITHOUT_CORRECTIONS = """
-SELECT a, c, toInt64(countMerge(events)) AS n, sumMerge(completion_sum) AS s
-FROM event_aggregates WHERE tag = 1 AND a GLOBAL IN ids GROUP BY a, c
-UNION ALL
-SELECT a, toUInt64(2) AS c, toInt64(sum(liked)) AS n, toFloat64(0) AS s FROM (
-    SELECT a, b, argMaxMerge(liked) AS liked
-    FROM event_aggregates WHERE tag = 2 AND a GLOBAL IN ids GROUP BY a, b
-) GROUP BY a"""
+# Schema version 1's aggregate view (three rows per event, no arrival rows), for the
+# raw-insert baseline of the view's cost.
+_VERSION_1_VIEW = """CREATE MATERIALIZED VIEW event_aggregates_mv TO event_aggregates AS
+SELECT key.1 AS tag, key.2 AS a, if(tag = 0, cityHash64(event_id), key.3) AS b,
+       key.4 AS c, if(key.1 = 0, event_id, '') AS event_id,
+       countState() AS events, sumState(ifNull(completion, 0.)) AS completion_sum,
+       argMaxState(toUInt8(kind = 'like'), seq) AS liked, minState(seq) AS first_seq
+FROM events
+ARRAY JOIN if(kind IN ('like', 'unlike'),
+    [(toUInt8(0), toUInt64(intDiv(toUInt32(occurred_at), 3600)), toUInt64(0), toUInt64(0)),
+     (toUInt8(2), video_id, user_id, toUInt64(0)),
+     (toUInt8(4), user_id, creator_id, video_id)],
+    [(toUInt8(0), toUInt64(intDiv(toUInt32(occurred_at), 3600)), toUInt64(0), toUInt64(0)),
+     (toUInt8(1), video_id, toUInt64(0), toUInt64(toUInt8(kind))),
+     (toUInt8(3), user_id, creator_id, toUInt64(toUInt8(kind)))]) AS key
+GROUP BY tag, a, b, c, event_id"""
 
 # Kinds cycle watch, watch, watch, like, share, comment, unlike.
 _GENERATE = f"""INSERT INTO events (event_id, kind, user_id, video_id, creator_id, occurred_at,
@@ -141,6 +153,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         )
         for statement in _TODAY:
             client.execute(statement)
+        started.execute("CREATE DATABASE bench_v1")
+        config_v1 = config.model_copy(update={"database": "bench_v1"})
+        engine_v1 = reelrank_clickhouse.connect(config_v1)
+        reelrank_clickhouse.create_schema(engine_v1)
+        client_v1 = clickhouse_driver.Client.from_url(
+            engine_v1.dialect.create_connect_args(engine_v1.url)[0][0]
+        )
+        client_v1.execute("DROP TABLE event_aggregates_mv")
+        client_v1.execute(_VERSION_1_VIEW)
         started_load = time.perf_counter()
         for start in range(0, LOADED_EVENTS, LOAD_CHUNK):
             count = min(LOAD_CHUNK, LOADED_EVENTS - start)
@@ -150,9 +171,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
             f"clickhouse load of {LOADED_EVENTS:,} events by INSERT ... SELECT (both schemas' "
             f"views): {load_seconds:.1f} s; loadavg {loadavg()}"
         )
-        yield engine, client
+        yield engine, client, client_v1
         client.disconnect()
+        client_v1.disconnect()
         engine.dispose()
+        engine_v1.dispose()
 
 
 def _today_stats(client: Any, ids: list[int]) -> dict[int, tuple[int, float, int, int, int]]:
@@ -189,10 +212,99 @@ def _differing(
     ]
 
 
+def _version_1_get_stats(store: Any, ids: list[int]) -> dict[int, VideoStats]:
+    """Schema version 1's ``get_stats``: the merged states of every candidate, summed
+    row by row into validated models."""
+    external = [id_table("ids", "id", "UInt64", ids)]
+    counts: dict[int, dict[str, Any]] = {}
+    with store._clients.reader() as client:
+        rows = client.execute(store._queries.stats, external_tables=external)
+    for video_id, code, events, completion_sum in rows:
+        fields = counts.setdefault(video_id, {})
+        name = _STATS_FIELD[code]
+        fields[name] = fields.get(name, 0) + events
+        if name == "views":
+            fields["completion_sum"] = fields.get("completion_sum", 0.0) + completion_sum
+    result = {}
+    for video_id in ids:
+        fields = counts.get(video_id, {})
+        views = fields.get("views", 0)
+        completion = fields.get("completion_sum", 0.0)
+        fields["completion_sum"] = min(max(completion, 0.0), float(views))
+        result[video_id] = VideoStats(video_id=video_id, **fields)
+    return result
+
+
+_STATS_FIELD = {1: "views", 4: "shares", 5: "comments", 2: "likes"}
+
+
+def _roll_up_queries(store: Any, ids: list[int]) -> Any:
+    """The roll-up's two queries alone (the latest roll-up, then its rows and checks)."""
+    external = [id_table("ids", "id", "UInt64", ids)]
+    with store._clients.reader() as client:
+        fold = client.execute(store._queries.folds)[0][0]
+        return client.execute(
+            store._queries.folded_stats, {"fold": fold}, external_tables=external, columnar=True
+        )
+
+
+def _reads_roll_up(store: Any, ids: list[int]) -> bool:
+    with store._clients.reader() as client:
+        found = store._folded_stats(client, [id_table("ids", "id", "UInt64", ids)])
+    return found is not None
+
+
+def _fold_seconds(store: Any, until: datetime | None = None) -> float:
+    started = time.perf_counter()
+    assert store.fold_stats(until=until) > 0
+    return time.perf_counter() - started
+
+
+_CANDIDATES = random.Random(7).sample(range(1, VIDEOS + 1), CANDIDATES)
+
+
+def _read_summary(store: Any, client: Any, label: str) -> dict[str, float]:
+    """Interleaved rounds of get_stats and its baselines; one summary line."""
+    candidates = _CANDIDATES
+    store_samples, v1_samples, today_samples, queries_samples = interleaved(
+        [
+            lambda: store.get_stats(candidates),
+            lambda: _version_1_get_stats(store, candidates),
+            lambda: _today_stats(client, candidates),
+            lambda: _roll_up_queries(store, candidates),
+        ],
+        READ_ROUNDS,
+    )
+    figures = {
+        "get_stats": p50_p99_ms(store_samples),
+        "version_1": p50_p99_ms(v1_samples),
+        "today": p50_p99_ms(today_samples),
+        "queries": p50_p99_ms(queries_samples),
+    }
+    store_p50, store_p99 = figures["get_stats"]
+    met = "MET" if store_p99 < READ_GOAL_MS else "NOT MET"
+    SUMMARY.append(
+        f"clickhouse stats of {CANDIDATES:,} candidates ({label}): get_stats p50 "
+        f"{store_p50:.1f} / p99 {store_p99:.1f} ms; its two roll-up queries alone p50 "
+        f"{figures['queries'][0]:.1f} / p99 {figures['queries'][1]:.1f} ms; schema 1's "
+        f"get_stats (merged states, validated models) p50 {figures['version_1'][0]:.1f} / "
+        f"p99 {figures['version_1'][1]:.1f} ms (get_stats / schema 1 = "
+        f"{store_p50 / figures['version_1'][0]:.2f}x at p50); the release before's two "
+        f"queries p50 {figures['today'][0]:.1f} / p99 {figures['today'][1]:.1f} ms; goal "
+        f"p99 < {READ_GOAL_MS:.0f} ms{' at 10M events' if not QUICK else ' (at 10M in full mode)'}"
+        f": {met}; loadavg {loadavg()}"
+    )
+    return {
+        f"{name}_{which}_ms": value[i]
+        for name, value in figures.items()
+        for i, which in enumerate(("p50", "p99"))
+    }
+
+
 def test_stats_of_candidate_videos_against_todays_reads(benchmark: Any, server: Any) -> None:
-    engine, client = server
+    engine, client, _ = server
     store = reelrank_clickhouse.ClickHouseEventStore(engine)
-    candidates = random.Random(7).sample(range(1, VIDEOS + 1), CANDIDATES)
+    candidates = _CANDIDATES
     # Same numbers as the previous release's tables while nothing raced.
     before = _as_tuples(store.get_stats(candidates))
     assert _differing(before, _today_stats(client, candidates)) == []
@@ -201,40 +313,21 @@ def test_stats_of_candidate_videos_against_todays_reads(benchmark: Any, server: 
     # The corrections cancel the copies exactly; the previous tables count them twice.
     assert _differing(_as_tuples(store.get_stats(candidates)), before) == []
     raced_candidates = len(_differing(_today_stats(client, candidates), before))
-
-    external = [id_table("ids", "id", "UInt64", candidates)]
-    store_samples, today_samples, bare_samples = interleaved(
-        [
-            lambda: store.get_stats(candidates),
-            lambda: _today_stats(client, candidates),
-            lambda: client.execute(_WITHOUT_CORRECTIONS, external_tables=external),
-        ],
-        READ_ROUNDS,
-    )
-    store_p50, store_p99 = p50_p99_ms(store_samples)
-    today_p50, today_p99 = p50_p99_ms(today_samples)
-    bare_p50, bare_p99 = p50_p99_ms(bare_samples)
-    met = "MET" if store_p99 < READ_GOAL_MS else "NOT MET"
+    assert not _reads_roll_up(store, candidates)
+    fold_seconds = _fold_seconds(store)  # the loaded events have arrival numbers from 0
     SUMMARY.append(
-        f"clickhouse stats of {CANDIDATES:,} candidates ({LOADED_EVENTS:,} events, {VIDEOS:,} "
-        f"videos, {RACED:,} raced events corrected, {raced_candidates} candidates affected): "
-        f"get_stats p50 {store_p50:.1f} / p99 {store_p99:.1f} ms; today's two queries "
-        f"p50 {today_p50:.1f} / p99 {today_p99:.1f} ms (get_stats / today = "
-        f"{store_p50 / today_p50:.2f}x at p50); the same query without corrections p50 "
-        f"{bare_p50:.1f} / p99 {bare_p99:.1f} ms; goal p99 < {READ_GOAL_MS:.0f} ms"
-        f"{' at 10M events' if not QUICK else ' (at 10M in full mode)'}: {met}; "
-        f"loadavg {loadavg()}"
+        f"clickhouse fold_stats of {LOADED_EVENTS:,} events ({VIDEOS:,} videos): "
+        f"{fold_seconds:.2f} s; loadavg {loadavg()}"
     )
-    benchmark.extra_info.update(
-        {
-            "get_stats_p50_ms": store_p50,
-            "get_stats_p99_ms": store_p99,
-            "todays_reads_p50_ms": today_p50,
-            "todays_reads_p99_ms": today_p99,
-            "without_corrections_p50_ms": bare_p50,
-            "goal": met,
-        }
+    assert _reads_roll_up(store, candidates)
+    assert _differing(_as_tuples(store.get_stats(candidates)), before) == []
+    figures = _read_summary(
+        store,
+        client,
+        f"{LOADED_EVENTS:,} events, {VIDEOS:,} videos, {RACED:,} raced events corrected, "
+        f"{raced_candidates} candidates affected; all rolled up",
     )
+    benchmark.extra_info.update({"fold_seconds": fold_seconds, **figures})
     benchmark.pedantic(lambda: store.get_stats(candidates), rounds=3, iterations=1)
 
 
@@ -271,30 +364,38 @@ def _events(count: int) -> list[tuple[EngagementEvent, int]]:
     return made
 
 
-def _insert_seconds(store: Any, raw: Any, size: int) -> tuple[float, float]:
-    """Median seconds of ``append_many`` and of the raw insert, for batches of ``size``."""
-    pending = [_events(size) for _ in range(2 * INSERT_BATCHES + 1)]
+def _insert_seconds(store: Any, raw: Any, raw_v1: Any, size: int) -> tuple[float, float, float]:
+    """Median seconds of ``append_many``, of the raw insert, and of the raw insert into
+    schema version 1's tables, for batches of ``size``."""
+    pending = [_events(size) for _ in range(3 * INSERT_BATCHES + 1)]
     insert = store._queries.insert
+    arrival = itertools.count(time.time_ns(), 1_000_000)
 
     def with_store() -> None:
         assert store.append_many(pending.pop()) == size
 
-    def raw_insert() -> None:
+    def raw_insert(client: Any) -> None:
         pairs = pending.pop()
-        columns = event_columns([event for event, _ in pairs], 1)
+        columns = event_columns([event for event, _ in pairs], next(arrival))
         columns.append([creator for _, creator in pairs])
-        raw.execute(insert, columns, columnar=True)
+        client.execute(insert, columns, columnar=True)
 
     with_store()  # the store's client connects before the clock starts, as the raw one did
-    store_samples, raw_samples = interleaved([with_store, raw_insert], INSERT_BATCHES)
-    return statistics.median(store_samples), statistics.median(raw_samples)
+    store_samples, raw_samples, v1_samples = interleaved(
+        [with_store, lambda: raw_insert(raw), lambda: raw_insert(raw_v1)], INSERT_BATCHES
+    )
+    return (
+        statistics.median(store_samples),
+        statistics.median(raw_samples),
+        statistics.median(v1_samples),
+    )
 
 
 def test_insert_throughput_of_batches(benchmark: Any, server: Any) -> None:
-    engine, raw = server
+    engine, raw, raw_v1 = server
     store = reelrank_clickhouse.ClickHouseEventStore(engine)
     for size in INSERT_BATCH_SIZES:
-        store_seconds, raw_seconds = _insert_seconds(store, raw, size)
+        store_seconds, raw_seconds, v1_seconds = _insert_seconds(store, raw, raw_v1, size)
         rate = size / store_seconds
         met = "MET" if rate >= INGEST_GOAL else "NOT MET"
         check = _events(size)
@@ -304,16 +405,41 @@ def test_insert_throughput_of_batches(benchmark: Any, server: Any) -> None:
         SUMMARY.append(
             f"clickhouse insert of {size:,}-event batches: append_many {rate:,.0f} events/s, "
             f"raw columnar INSERT {size / raw_seconds:,.0f} events/s, append_many / raw = "
-            f"{store_seconds / raw_seconds:.2f}x time; one duplicate check {check_ms:.1f} ms "
+            f"{store_seconds / raw_seconds:.2f}x time; raw INSERT into schema 1's view "
+            f"{size / v1_seconds:,.0f} events/s (schema 2 / schema 1 raw = "
+            f"{raw_seconds / v1_seconds:.2f}x time); one duplicate check {check_ms:.1f} ms "
             f"(two per batch); goal {INGEST_GOAL:,}/s: {met}; loadavg {loadavg()}"
         )
         benchmark.extra_info.update(
             {
                 f"append_many_{size}_events_per_s": rate,
                 f"raw_insert_{size}_events_per_s": size / raw_seconds,
+                f"raw_insert_schema_1_{size}_events_per_s": size / v1_seconds,
                 f"duplicate_check_{size}_ms": check_ms,
             }
         )
     size = INSERT_BATCH_SIZES[1]
     rounds = [_events(size) for _ in range(INSERT_BATCHES)]
     benchmark.pedantic(lambda: store.append_many(rounds.pop()), rounds=INSERT_BATCHES, iterations=1)
+
+
+def test_stats_with_events_arrived_since_the_roll_up(benchmark: Any, server: Any) -> None:
+    """After the insert cases: reads add what arrived after the roll-up; then a new
+    roll-up folds it in."""
+    engine, client, _ = server
+    store = reelrank_clickhouse.ClickHouseEventStore(engine)
+    with store._clients.reader() as reader:
+        fold = reader.execute(store._queries.folds)[0][0]
+        since = reader.execute(
+            f"SELECT countMerge(events) FROM event_aggregates WHERE tag = 7 AND a >= {fold}"
+        )[0][0]
+    assert _reads_roll_up(store, _CANDIDATES)
+    figures = _read_summary(store, client, f"{since:,} events arrived since the roll-up")
+    fold_seconds = _fold_seconds(store, datetime.now(UTC) + timedelta(minutes=3))
+    assert _reads_roll_up(store, _CANDIDATES)
+    SUMMARY.append(
+        f"clickhouse fold_stats again ({LOADED_EVENTS + since:,} events): {fold_seconds:.2f} s; "
+        f"loadavg {loadavg()}"
+    )
+    benchmark.extra_info.update({"events_since": since, "refold_seconds": fold_seconds, **figures})
+    benchmark.pedantic(lambda: store.get_stats(_CANDIDATES), rounds=3, iterations=1)

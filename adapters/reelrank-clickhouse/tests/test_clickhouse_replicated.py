@@ -4,7 +4,8 @@ middle of a batch (during its insert, and right after the insert returned, befor
 batch is acknowledged) and restarted; after the documented recovery, ``reconcile``
 alone, every acknowledged event is present exactly once, and reads on either replica's
 own tables agree with the in-memory reference. Another test checks that ``reconcile``
-writes nothing while a replica cannot catch up.
+writes nothing while a replica cannot catch up, and another migrates version-1 tables
+and reads a roll-up on each replica.
 
 The tests wait on nothing but the servers' own answers: ``restart`` returns once the
 victim answers, and ``reconcile`` once every replica has synced and holds the
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +28,12 @@ from reelrank_clickhouse import (
     ClickHouseConfig,
     ClickHouseEventStore,
     ClickHouseTables,
+    SchemaVersionError,
     connect,
     create_schema,
+    migrate_schema,
 )
+from reelrank_clickhouse._client import id_table
 from reelrank_clickhouse._rows import event_columns
 from reelrank_clickhouse.testing import (
     ClickHouseCluster,
@@ -197,3 +202,49 @@ def _insert_copies(store: ClickHouseEventStore, pairs: list[Pair], seq: int) -> 
     columns.append([creator_id for _, creator_id in pairs])
     with store._write_lock:
         store._clients.writer().execute(store._queries.insert, columns, columnar=True)
+
+
+def test_migration_and_roll_up_on_replicas(replicas: ClickHouseCluster) -> None:
+    """Version-1 replicated tables migrate once per shard (the backfill on the first
+    replica, fetched by the other), and a roll-up written through the Distributed table
+    is read, with the reference's statistics, from each replica's own tables."""
+    from test_clickhouse_rollup import _V1_VIEW
+
+    replicas.execute_everywhere("CREATE DATABASE feeds")
+    config = replicas.config("feeds", send_receive_timeout_seconds=30.0)
+    engine = connect(config)
+    try:
+        create_schema(engine, config)
+        for server in replicas.servers:  # the previous release's view on each replica
+            server.execute("DROP TABLE feeds.event_aggregates_local_mv")
+            server.execute(
+                _V1_VIEW.replace("event_aggregates", "feeds.event_aggregates_local").replace(
+                    "FROM events", "FROM feeds.events_local"
+                )
+            )
+        store = ClickHouseEventStore(engine, tables=config.tables)
+        batch = workload("before", 200)
+        store.append_many(batch)
+        with pytest.raises(SchemaVersionError):
+            create_schema(engine, config)
+        assert migrate_schema(engine, config)
+        create_schema(engine, config)
+        later = workload("after", 50)
+        store.append_many(later)
+        assert store.fold_stats(until=datetime.now(UTC) + timedelta(minutes=3)) > 0
+        reference = reference_of([batch, later])
+        for server in replicas.servers:
+            server.execute("SYSTEM SYNC REPLICA feeds.event_aggregates_local")
+            server.execute("SYSTEM SYNC REPLICA feeds.event_stats_rollup_local")
+            local_config, local_tables = _local(config, server.tcp_port)
+            local_engine = connect(local_config)
+            try:
+                local = ClickHouseEventStore(local_engine, tables=local_tables)
+                with local._clients.reader() as client:
+                    ids = [id_table("ids", "id", "UInt64", range(1, 6))]
+                    assert local._folded_stats(client, ids) is not None
+                assert_same_statistics(local, reference, range(1, 6), range(1, 7), [10, 11, 12])
+            finally:
+                local_engine.dispose()
+    finally:
+        engine.dispose()

@@ -5,7 +5,7 @@ Exactly-once under concurrent delivery is in test_clickhouse_exactly_once.py."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from reelrank_clickhouse import (
@@ -168,6 +168,7 @@ def test_table_names_come_from_the_config(clickhouse_config: ClickHouseConfig) -
         events="ev",
         aggregates="ev_agg",
         corrections="ev_fix",
+        stats_rollup="ev_rollup",
         engagement_log="ev_log",
         engagement_log_ids="ev_log_ids",
     )
@@ -180,6 +181,8 @@ def test_table_names_come_from_the_config(clickhouse_config: ClickHouseConfig) -
         event = make_event("share")
         assert store.append(event, creator_id=1) and log.record(event)
         assert store.get_stats([1])[1].shares == 1
+        assert store.fold_stats(until=datetime.now(UTC) + timedelta(minutes=3)) == 1
+        assert store.get_stats([1])[1].shares == 1
         with engine.connect() as conn:
             names = {row[0] for row in conn.execute(text("SHOW TABLES"))}
         assert names == {
@@ -187,6 +190,7 @@ def test_table_names_come_from_the_config(clickhouse_config: ClickHouseConfig) -
             "ev_agg",
             "ev_agg_mv",
             "ev_fix",
+            "ev_rollup",
             "ev_log",
             "ev_log_ids",
             "ev_log_ids_mv",

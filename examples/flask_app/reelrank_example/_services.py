@@ -394,10 +394,13 @@ def migrate(settings: Settings) -> None:
         engine.dispose()
     if settings.clickhouse_url is not None:
         from reelrank_clickhouse import connect as connect_clickhouse
-        from reelrank_clickhouse import create_schema
+        from reelrank_clickhouse import create_schema, migrate_schema
 
         clickhouse = connect_clickhouse(_clickhouse_config(settings))
         try:
+            # Tables of an earlier schema version are upgraded first (deploys stop the
+            # writers before migrating), then anything missing is created.
+            migrate_schema(clickhouse)
             create_schema(clickhouse)
         finally:
             clickhouse.dispose()

@@ -6,7 +6,7 @@ from importlib.metadata import PackageNotFoundError, version
 from ._config import ClickHouseConfig, ClickHouseTables, connect
 from ._engagement_log import ClickHouseEngagementLog
 from ._event_store import ClickHouseEventStore
-from ._schema import create_schema, drop_schema
+from ._schema import SCHEMA_VERSION, SchemaVersionError, create_schema, drop_schema, migrate_schema
 
 try:
     __version__ = version("reelrank-clickhouse")
@@ -14,6 +14,8 @@ except PackageNotFoundError:  # a source tree that was never installed
     __version__ = "0.0.0+unknown"
 
 __all__ = [
+    "SCHEMA_VERSION",
+    "SchemaVersionError",
     "ClickHouseConfig",
     "ClickHouseEngagementLog",
     "ClickHouseEventStore",
@@ -22,4 +24,5 @@ __all__ = [
     "connect",
     "create_schema",
     "drop_schema",
+    "migrate_schema",
 ]

@@ -10,7 +10,11 @@ from typing import Any, cast
 from clickhouse_driver import Client
 from sqlalchemy.engine import Engine
 
-__all__ = ["DriverClients", "id_table", "server_client"]
+__all__ = ["ONE_BLOCK", "DriverClients", "id_table", "server_client"]
+
+ONE_BLOCK = {"min_insert_block_size_rows": 1 << 40, "min_insert_block_size_bytes": 1 << 50}
+"""Settings of an ``INSERT ... SELECT`` whose rows the server squashes into one block,
+written as one part per table (per shard), whole or not at all."""
 
 
 def id_table(name: str, column: str, column_type: str, values: Any) -> dict[str, Any]:

@@ -30,6 +30,10 @@ class ClickHouseTables(AdapterSettings):
     corrections: str = Field(default="event_corrections", pattern=_IDENTIFIER)
     """The extra copies of events that writers delivered at the same moment, subtracted
     on read."""
+    stats_rollup: str = Field(default="event_stats_rollup", pattern=_IDENTIFIER)
+    """Per-video statistics folded up to an arrival watermark by
+    :meth:`~reelrank_clickhouse.ClickHouseEventStore.fold_stats`, which reads start
+    from (schema version 2)."""
     engagement_log: str = Field(default="engagement_log", pattern=_IDENTIFIER)
     """The engagement log's events."""
     engagement_log_ids: str = Field(default="engagement_log_ids", pattern=_IDENTIFIER)

@@ -9,7 +9,7 @@ import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from clickhouse_driver import Client
@@ -27,11 +27,18 @@ from reelrank import (
 )
 from reelrank.stores.adapter import check_aware, check_id, check_ids, check_limit
 
-from ._client import DriverClients, id_table, server_client
+from ._client import ONE_BLOCK, DriverClients, id_table, server_client
 from ._config import ClickHouseTables
 from ._errors import store_errors
-from ._rows import EVENT_COLUMNS, EVENT_SELECT, ArrivalSequence, event_columns, event_from_row
-from ._schema import KIND_CODES, Tag
+from ._rows import (
+    EVENT_COLUMNS,
+    EVENT_SELECT,
+    ArrivalSequence,
+    event_columns,
+    event_from_row,
+    video_stats,
+)
+from ._schema import ARRIVAL_BUCKET_SHIFT, KIND_CODES, Tag
 
 __all__ = ["ClickHouseEventStore"]
 
@@ -40,14 +47,39 @@ _COUNTED = frozenset({EngagementKind.WATCH, EngagementKind.SHARE, EngagementKind
 _LIKES = KIND_CODES["like"]  # the code under which reads report like counts
 _Pair = tuple[EngagementEvent, int]
 _UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# The VideoStats field each kind code of a stats row adds to (likes: the like count).
-_STATS_FIELD = {
-    KIND_CODES["watch"]: "views",
-    KIND_CODES["share"]: "shares",
-    KIND_CODES["comment"]: "comments",
-    KIND_CODES["like"]: "likes",
-}
 _KIND_OF_CODE = {code: EngagementKind(kind) for kind, code in KIND_CODES.items()}
+# What each row of the folded stats query is (its ``part`` column).
+_FOLDED, _ARRIVALS_BEFORE, _FOLDED_VIDEOS, _ARRIVED_SINCE, _CORRECTED = range(5)
+# The index of each kind code of the merged stats query in a video's sums (views,
+# completion sum, likes, shares, comments; likes: the like count).
+_STATS_INDEX = {
+    KIND_CODES["watch"]: 0,
+    KIND_CODES["like"]: 2,
+    KIND_CODES["share"]: 3,
+    KIND_CODES["comment"]: 4,
+}
+
+
+def _checked_stats(
+    video_id: int, views: int, completion: float, likes: int, shares: int, comments: int
+) -> VideoStats:
+    """A video's statistics from summed counts, checked here so the model is built
+    without pydantic's validation (see :func:`video_stats`)."""
+    if views < 0 or likes < 0 or shares < 0 or comments < 0:
+        raise StoreError(_STORE, f"get_stats: negative counts for video {video_id}")
+    # Summing many floats may overshoot views (or a corrected sum dip below 0) by
+    # rounding; the invariant holds exactly.
+    return video_stats(
+        video_id, views, min(max(completion, 0.0), float(views)), likes, shares, comments
+    )
+
+
+def _arrival_bucket(at: datetime) -> int:
+    """The arrival bucket that starts at or before ``at``: arrival numbers are
+    nanoseconds since 1970, bucketed by :data:`ARRIVAL_BUCKET_SHIFT` bits."""
+    since = at - _UNIX_EPOCH
+    nanoseconds = (since.days * 86_400 + since.seconds) * 1_000_000_000 + since.microseconds * 1_000
+    return nanoseconds >> ARRIVAL_BUCKET_SHIFT
 
 
 def _corrections(table: str, where: str) -> str:
@@ -133,6 +165,73 @@ UNION ALL
 SELECT fixed_video AS a, toUInt64(toUInt8(fixed_kind)) AS c, -sum(extra) AS n,
        -sum(extra * fixed_completion) AS s
 FROM ({_corrections(fix, "video_id GLOBAL IN ids")}) GROUP BY a, c"""
+        rollup = tables.stats_rollup
+        watch, share, comment = (KIND_CODES[kind] for kind in ("watch", "share", "comment"))
+        likes_code = (KIND_CODES["like"], KIND_CODES["unlike"])
+        # One snapshot of the aggregate table (one table reference): the like state of
+        # every pair, the counts of every (video, kind) that arrived before the fold, and
+        # the number of events that arrived before it, as video 0's ``arrivals``.
+        self.fold = f"""INSERT INTO {rollup}
+    (fold, video_id, views, completion_sum, likes, shares, comments, arrivals, videos)
+SELECT %(fold)s, video, sumIf(n, kind = {watch}), sumIf(s, kind = {watch}),
+       sumIf(n, kind = 0), sumIf(n, kind = {share}), sumIf(n, kind = {comment}),
+       toUInt64(sumIf(n, kind = 255)), toUInt64(0)
+FROM (
+    SELECT if(tag = {Tag.VIDEO_LIKE}, a, b) AS video,
+           multiIf(tag = {Tag.VIDEO_LIKE}, 0, tag = {Tag.ARRIVED}, 255, c) AS kind,
+           if(tag = {Tag.VIDEO_LIKE}, toInt64(is_liked), count_of) AS n, sum_of AS s
+    FROM (
+        SELECT tag, a, b, c, argMaxMerge(liked) AS is_liked,
+               toInt64(countMerge(events)) AS count_of, sumMerge(completion_sum) AS sum_of
+        FROM {agg}
+        WHERE tag = {Tag.VIDEO_LIKE}
+           OR (tag IN ({Tag.ARRIVED_COUNT}, {Tag.ARRIVED}) AND a < %(fold)s)
+        GROUP BY tag, a, b, c
+    )
+) GROUP BY video"""
+        self.fold_videos = f"""SELECT count() FROM {rollup}
+WHERE fold = %(fold)s AND video_id != 0"""
+        self.fold_arrivals = f"""SELECT max(arrivals) FROM {rollup}
+WHERE fold = %(fold)s AND video_id = 0"""
+        self.insert_fold_marker = f"INSERT INTO {rollup} (fold, video_id, arrivals, videos) VALUES"
+        self.folds = f"""SELECT fold, max(arrivals), max(videos) FROM {rollup}
+WHERE video_id = 0 GROUP BY fold HAVING max(videos) > 0 ORDER BY fold DESC LIMIT 1"""
+        self.last_fold = f"SELECT max(fold) FROM {rollup}"
+        # From the roll-up: the candidates' rows; the checks that it is whole (its video
+        # rows) and that nothing arrived late before its watermark (the arrival count);
+        # what arrived after it (counts to add, and in ``likes`` the number of likes and
+        # unlikes, whose videos' like counts are read again from their pairs); minus the
+        # extra copies of corrected events. Columns: video, part, views, completion,
+        # likes, shares, comments.
+        self.folded_stats = f"""
+SELECT video_id AS a, toUInt8({_FOLDED}) AS part, views, completion_sum, likes, shares, comments
+FROM {rollup} WHERE fold = %(fold)s AND video_id GLOBAL IN ids
+UNION ALL
+SELECT toUInt64(0), toUInt8({_ARRIVALS_BEFORE}), toInt64(countMerge(events)), toFloat64(0),
+       toInt64(0), toInt64(0), toInt64(0)
+FROM {agg} WHERE tag = {Tag.ARRIVED} AND a < %(fold)s
+UNION ALL
+SELECT toUInt64(0), toUInt8({_FOLDED_VIDEOS}), toInt64(count()), toFloat64(0),
+       toInt64(0), toInt64(0), toInt64(0)
+FROM {rollup} WHERE fold = %(fold)s AND video_id != 0
+UNION ALL
+SELECT video, toUInt8({_ARRIVED_SINCE}), sumIf(n, kind = {watch}), sumIf(s, kind = {watch}),
+       sumIf(n, kind IN {likes_code}), sumIf(n, kind = {share}), sumIf(n, kind = {comment})
+FROM (
+    SELECT b AS video, c AS kind, toInt64(countMerge(events)) AS n, sumMerge(completion_sum) AS s
+    FROM {agg} WHERE tag = {Tag.ARRIVED_COUNT} AND a >= %(fold)s AND b GLOBAL IN ids
+    GROUP BY b, c
+) GROUP BY video
+UNION ALL
+SELECT fixed_video, toUInt8({_CORRECTED}), -sumIf(extra, fixed_kind = 'watch'),
+       -sumIf(extra * fixed_completion, fixed_kind = 'watch'), toInt64(0),
+       -sumIf(extra, fixed_kind = 'share'), -sumIf(extra, fixed_kind = 'comment')
+FROM ({_corrections(fix, "video_id GLOBAL IN ids")}) GROUP BY fixed_video"""
+        # The like counts of the videos in ``ids``, from the like state of their pairs.
+        self.likes_now = f"""SELECT a, toInt64(sum(is_liked)) FROM (
+    SELECT a, b, argMaxMerge(liked) AS is_liked
+    FROM {agg} WHERE tag = {Tag.VIDEO_LIKE} AND a GLOBAL IN ids GROUP BY a, b
+) GROUP BY a"""
         self.credit = f"""
 SELECT b, c, toInt64(countMerge(events)) AS n, sumMerge(completion_sum) AS s
 FROM {agg} WHERE tag = {Tag.CREDIT} AND a = %(user_id)s GROUP BY b, c
@@ -166,10 +265,12 @@ class ClickHouseEventStore:
 
     Every applied event is a row of ``events``; one materialized view turns each
     inserted block into rows of ``event_aggregates``: per-video counts, like states and
-    per-(user, creator) credit, and a copy count per event id. Reads merge the
-    aggregate states of the requested keys only, so their cost does not grow with the
-    number of events. ``tables`` names the tables (:class:`ClickHouseTables`; in
-    sharded mode, the ``Distributed`` ones).
+    per-(user, creator) credit, a copy count per event id, and counts by arrival bucket.
+    Reads merge the aggregate states of the requested keys only, so their cost does not
+    grow with the number of events; :meth:`get_stats` reads a periodic per-video
+    roll-up (:meth:`fold_stats`) plus what arrived since, when it holds. ``tables``
+    names the tables (:class:`ClickHouseTables`; in sharded mode, the ``Distributed``
+    ones).
 
     **Exactly once.** :meth:`append_many` asks for the copy counts of the batch's ids
     (one query), inserts the new events (one columnar insert) and asks again for the
@@ -451,33 +552,168 @@ class ClickHouseEventStore:
             )
         return raced
 
+    def fold_stats(self, *, until: datetime | None = None, timeout_seconds: float = 300.0) -> int:
+        """Roll the per-video statistics up to an arrival watermark, so that
+        :meth:`get_stats` reads one row per candidate instead of its like states and
+        count rows; returns how many videos the roll-up holds.
+
+        Folds every event whose arrival bucket (its arrival number, nanoseconds of the
+        writer's clock, in buckets of 2**36 ns, about 69 s) ends at or before ``until``
+        (default: a minute ago, so batches still in flight are not expected in it).
+        Run it periodically (every few minutes, or as often as the reads need: a read
+        adds what arrived since the last roll-up, whose cost grows with it). It reads
+        every like state and every arrival row of the aggregate table (seconds at
+        10 M events), writes the roll-up, then marks it complete; until then reads use
+        the previous one. A roll-up never reuses a watermark: when the last one's is not
+        older than ``until``'s, nothing is written and ``0`` returned.
+
+        Reads stay exact whatever happens to a roll-up: :meth:`get_stats` uses one only
+        while its row count and the number of events that arrived before its watermark
+        are what the roll-up recorded, and otherwise merges the states as before
+        (an event that arrived late, such as a batch with an old arrival number or a
+        part fetched later by a replica, sends reads there until the next roll-up).
+        ``timeout_seconds`` bounds each statement (the engine's socket timeout is
+        meant for reads).
+        """
+        at = datetime.now(UTC) - timedelta(minutes=1) if until is None else until
+        at = check_aware("until", at)
+        if not (
+            isinstance(timeout_seconds, int | float)
+            and not isinstance(timeout_seconds, bool)
+            and math.isfinite(timeout_seconds)
+            and timeout_seconds > 0
+        ):
+            raise InvalidInputError("timeout_seconds", "must be a positive number of seconds")
+        fold = _arrival_bucket(at)
+        url = self._engine.url
+        with store_errors(_STORE, "fold_stats"):
+            client = server_client(
+                self._engine, str(url.host), int(url.port or 9000), float(timeout_seconds)
+            )
+            try:
+                last = client.execute(self._queries.last_fold)[0][0]
+                if last is not None and int(last) >= fold:
+                    return 0
+                params = {"fold": fold}
+                # One block, so one part per server: the roll-up of one server is there
+                # whole or not at all (the marker below is what reads look for).
+                client.execute(self._queries.fold, params, settings=ONE_BLOCK)
+                videos = int(client.execute(self._queries.fold_videos, params)[0][0])
+                arrivals = int(client.execute(self._queries.fold_arrivals, params)[0][0] or 0)
+                client.execute(self._queries.insert_fold_marker, [(fold, 0, arrivals, videos)])
+            finally:
+                client.disconnect()
+        return videos
+
     def get_stats(self, video_ids: Sequence[int]) -> dict[int, VideoStats]:
-        """Aggregates for every requested id; zeros for videos never engaged with."""
+        """Aggregates for every requested id; zeros for videos never engaged with.
+
+        Reads the latest complete roll-up of :meth:`fold_stats` plus what arrived after
+        it, when the roll-up is whole and nothing arrived late before its watermark;
+        otherwise (and before any roll-up) merges every requested video's states.
+        """
         ids = check_ids("video_ids", video_ids)
         unique = list(dict.fromkeys(ids))
         if not unique:
             return {}
-        counts: dict[int, dict[str, Any]] = {}
+        external = [id_table("ids", "id", "UInt64", unique)]
         with store_errors(_STORE, "get_stats"), self._clients.reader() as client:
-            rows = client.execute(
-                self._queries.stats, external_tables=[id_table("ids", "id", "UInt64", unique)]
+            found = self._folded_stats(client, external)
+            if found is None:
+                found = self._merged_stats(client, external)
+        return {
+            video_id: found.get(video_id) or video_stats(video_id, 0, 0.0, 0, 0, 0)
+            for video_id in unique
+        }
+
+    def _folded_stats(
+        self, client: Client, external: list[dict[str, Any]]
+    ) -> dict[int, VideoStats] | None:
+        """The statistics from the latest complete roll-up plus what arrived after it,
+        or ``None`` when there is none or it no longer holds (incomplete, or events
+        arrived late before its watermark)."""
+        folds = client.execute(self._queries.folds)
+        if not folds:
+            return None
+        fold, arrivals, videos = (int(value) for value in folds[0])
+        columns = client.execute(
+            self._queries.folded_stats, {"fold": fold}, external_tables=external, columnar=True
+        )
+        if not columns:
+            return None
+        # Columns rather than rows, and one model per video built straight from them:
+        # a row or a list per video gave the garbage collector tens of thousands more
+        # objects to scan per call, which cost more than the query.
+        video_ids, parts, *values = columns
+        views, completion, likes, shares, comments = values
+        checks = {_ARRIVALS_BEFORE: arrivals, _FOLDED_VIDEOS: videos}
+        added: dict[int, list[Any]] = {}  # what arrived since and the corrections, by video
+        liked_since: list[int] = []  # videos with likes or unlikes since the roll-up
+        for index, part in enumerate(parts):
+            if part == _FOLDED:
+                continue
+            if part in checks:
+                if views[index] != checks[part]:
+                    return None
+                continue
+            video_id = video_ids[index]
+            if part == _ARRIVED_SINCE and likes[index]:
+                liked_since.append(video_id)  # the number of likes and unlikes arrived
+            sums = added.setdefault(video_id, [0, 0.0, 0, 0, 0])
+            sums[0] += views[index]
+            sums[1] += completion[index]
+            sums[2] += likes[index] if part != _ARRIVED_SINCE else 0
+            sums[3] += shares[index]
+            sums[4] += comments[index]
+        likes_now: dict[int, int] = {}
+        if liked_since:
+            changed = [id_table("ids", "id", "UInt64", liked_since)]
+            likes_now = dict(client.execute(self._queries.likes_now, external_tables=changed))
+        found: dict[int, VideoStats] = {}
+        for index, part in enumerate(parts):
+            if part != _FOLDED:
+                continue
+            video_id = video_ids[index]
+            if video_id in found:  # a roll-up written twice (concurrent folds)
+                return None
+            more = added.pop(video_id, None)
+            if more is None:
+                found[video_id] = _checked_stats(
+                    video_id,
+                    views[index],
+                    completion[index],
+                    likes_now.get(video_id, likes[index]),
+                    shares[index],
+                    comments[index],
+                )
+            else:
+                found[video_id] = _checked_stats(
+                    video_id,
+                    views[index] + more[0],
+                    completion[index] + more[1],
+                    likes_now.get(video_id, likes[index] + more[2]),
+                    shares[index] + more[3],
+                    comments[index] + more[4],
+                )
+        for video_id, more in added.items():  # videos first engaged with after the roll-up
+            found[video_id] = _checked_stats(
+                video_id, more[0], more[1], likes_now.get(video_id, more[2]), more[3], more[4]
             )
+        return found
+
+    def _merged_stats(
+        self, client: Client, external: list[dict[str, Any]]
+    ) -> dict[int, VideoStats]:
+        """The statistics merged from every state of the requested videos."""
+        rows = client.execute(self._queries.stats, external_tables=external)
+        sums: dict[int, list[Any]] = {}
         for video_id, code, events, completion_sum in rows:
-            fields = counts.setdefault(video_id, {})
-            name = _STATS_FIELD[code]
-            fields[name] = fields.get(name, 0) + events
-            if name == "views":
-                fields["completion_sum"] = fields.get("completion_sum", 0.0) + completion_sum
-        result: dict[int, VideoStats] = {}
-        for video_id in unique:
-            fields = counts.get(video_id, {})
-            views = fields.get("views", 0)
-            # Summing many floats may overshoot views (or a corrected sum dip below 0)
-            # by rounding; the invariant holds exactly.
-            completion = fields.get("completion_sum", 0.0)
-            fields["completion_sum"] = min(max(completion, 0.0), float(views))
-            result[video_id] = VideoStats(video_id=video_id, **fields)
-        return result
+            fields = sums.setdefault(video_id, [0, 0.0, 0, 0, 0])
+            index = _STATS_INDEX[code]
+            fields[index] += events
+            if index == 0:
+                fields[1] += completion_sum
+        return {video_id: _checked_stats(video_id, *fields) for video_id, fields in sums.items()}
 
     def get_affinities(self, user_id: int, creator_ids: Sequence[int]) -> dict[int, float]:
         """Affinity of the user with every requested creator; ``0.0`` when none.

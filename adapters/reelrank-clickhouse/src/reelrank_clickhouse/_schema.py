@@ -31,14 +31,24 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from sqlalchemy import text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from reelrank import ConfigError
 
+from ._client import ONE_BLOCK, DriverClients
 from ._config import ClickHouseConfig, ClickHouseTables, connect
 from ._errors import store_errors
 
-__all__ = ["KIND_CODES", "Tag", "create_schema", "drop_schema"]
+__all__ = [
+    "ARRIVAL_BUCKET_SHIFT",
+    "KIND_CODES",
+    "SCHEMA_VERSION",
+    "SchemaVersionError",
+    "Tag",
+    "create_schema",
+    "drop_schema",
+    "migrate_schema",
+]
 
 
 class Tag(IntEnum):
@@ -55,6 +65,22 @@ class Tag(IntEnum):
     """``a`` user, ``b`` creator, ``c`` kind code: count and completion sum."""
     USER_LIKE = 4
     """``a`` user, ``b`` creator, ``c`` video: the like state again, keyed for a user."""
+    ARRIVED_COUNT = 6
+    """``a`` arrival bucket (:data:`ARRIVAL_BUCKET_SHIFT`), ``b`` video, ``c`` kind code:
+    count and completion sum of the events of every kind that arrived in the bucket
+    (schema version 2)."""
+    ARRIVED = 7
+    """``a`` arrival bucket: how many events arrived in the bucket (schema version 2)."""
+
+
+SCHEMA_VERSION = 2
+"""The version of the tables :func:`create_schema` makes. Version 2 added the arrival
+rows (:attr:`Tag.ARRIVED_COUNT`, :attr:`Tag.ARRIVED`) and the statistics roll-up
+table; :func:`migrate_schema` upgrades version 1 in place."""
+
+ARRIVAL_BUCKET_SHIFT = 36
+"""An event's arrival bucket is its arrival number ``seq`` (nanoseconds of the writer's
+clock) shifted right by this many bits: buckets of 2**36 ns, about 68.7 s."""
 
 
 KIND_CODES = {"watch": 1, "like": 2, "unlike": 3, "share": 4, "comment": 5}
@@ -83,13 +109,37 @@ _EVENT_COLUMNS_DDL = f"""
 # hours can be deleted. Hours rather than days because a check reads every id of its
 # buckets: with a day of events in one bucket its cost grew with the day's traffic.
 _HOUR = "toUInt64(intDiv(toUInt32(occurred_at), 3600))"
+# Version 2: every event also counts under its arrival bucket, by video and kind and in
+# the bucket's total, so a read can add what arrived after a roll-up (see
+# ClickHouseEventStore.fold_stats) and check that nothing arrived late before it.
+_BUCKET = f"bitShiftRight(seq, {ARRIVAL_BUCKET_SHIFT})"
+_ARRIVAL_ROWS = f"""(toUInt8({Tag.ARRIVED_COUNT}), {_BUCKET}, video_id, toUInt64(toUInt8(kind))),
+     (toUInt8({Tag.ARRIVED}), {_BUCKET}, toUInt64(0), toUInt64(0))"""
 _AGGREGATE_ROWS = f"""if(kind IN ('like', 'unlike'),
     [(toUInt8({Tag.EVENT_ID}), {_HOUR}, toUInt64(0), toUInt64(0)),
      (toUInt8({Tag.VIDEO_LIKE}), video_id, user_id, toUInt64(0)),
-     (toUInt8({Tag.USER_LIKE}), user_id, creator_id, video_id)],
+     (toUInt8({Tag.USER_LIKE}), user_id, creator_id, video_id),
+     {_ARRIVAL_ROWS}],
     [(toUInt8({Tag.EVENT_ID}), {_HOUR}, toUInt64(0), toUInt64(0)),
      (toUInt8({Tag.VIDEO_COUNT}), video_id, toUInt64(0), toUInt64(toUInt8(kind))),
-     (toUInt8({Tag.CREDIT}), user_id, creator_id, toUInt64(toUInt8(kind)))])"""
+     (toUInt8({Tag.CREDIT}), user_id, creator_id, toUInt64(toUInt8(kind))),
+     {_ARRIVAL_ROWS}])"""
+# What tells a version-2 view from a version-1 view in its stored definition.
+_VERSION_2_MARK = f"toUInt8({Tag.ARRIVED})"
+
+
+class SchemaVersionError(ConfigError):
+    """The tables are of another schema version than this release's
+    (:data:`SCHEMA_VERSION`); :func:`migrate_schema` upgrades them."""
+
+    def __init__(self, found: int, where: str) -> None:
+        super().__init__(
+            "schema",
+            found,
+            f"{where} holds schema version {found}, this release needs {SCHEMA_VERSION}: "
+            "run migrate_schema (with every writer stopped)",
+        )
+        self.found = found
 
 
 @dataclass(frozen=True)
@@ -115,6 +165,7 @@ class _Layout:
         t = self.tables
         events, aggregates = self.local(t.events), self.local(t.aggregates)
         corrections, log = self.local(t.corrections), self.local(t.engagement_log)
+        rollup = self.local(t.stats_rollup)
         log_ids = self.local(t.engagement_log_ids)
         return [
             # A redelivered event has the same occurred_at and event_id as the original,
@@ -137,17 +188,7 @@ ORDER BY (occurred_at, occurred_us, event_id)""",
     first_seq AggregateFunction(min, UInt64)
 ) ENGINE = {self.engine("AggregatingMergeTree", t.aggregates)}
 ORDER BY (tag, a, b, c, event_id)""",
-            f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {aggregates}_mv TO {aggregates} AS
-SELECT key.1 AS tag, key.2 AS a, if(tag = {Tag.EVENT_ID}, cityHash64(event_id), key.3) AS b,
-       key.4 AS c,
-       if(key.1 = {Tag.EVENT_ID}, event_id, '') AS event_id,
-       countState() AS events,
-       sumState(ifNull(completion, 0.)) AS completion_sum,
-       argMaxState(toUInt8(kind = 'like'), seq) AS liked,
-       minState(seq) AS first_seq
-FROM {events}
-ARRAY JOIN {_AGGREGATE_ROWS} AS key
-GROUP BY tag, a, b, c, event_id""",
+            self.aggregates_view(),
             # Writers that saw the same copies write the same row; a writer that saw
             # more copies writes a higher version. Reads take the highest per id.
             f"""CREATE TABLE IF NOT EXISTS {corrections} (
@@ -160,6 +201,22 @@ GROUP BY tag, a, b, c, event_id""",
     copies UInt64
 ) ENGINE = {self.engine("ReplacingMergeTree", t.corrections, "copies")}
 ORDER BY event_id""",
+            # One row per video and roll-up (``fold``: the arrival bucket it folded up
+            # to), and per roll-up a marker row of video 0 (its arrival count, and its
+            # number of video rows once complete). A newer roll-up replaces an older one
+            # row by row as parts merge; reads name the roll-up they use.
+            f"""CREATE TABLE IF NOT EXISTS {rollup} (
+    fold UInt64,
+    video_id UInt64,
+    views Int64,
+    completion_sum Float64,
+    likes Int64,
+    shares Int64,
+    comments Int64,
+    arrivals UInt64,
+    videos UInt64
+) ENGINE = {self.engine("ReplacingMergeTree", t.stats_rollup, "fold")}
+ORDER BY video_id""",
             f"""CREATE TABLE IF NOT EXISTS {log} ({_EVENT_COLUMNS_DDL}
 ) ENGINE = {self.engine("ReplacingMergeTree", t.engagement_log)}
 PARTITION BY toYYYYMM(occurred_at)
@@ -173,6 +230,39 @@ ORDER BY event_id""",
             f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {log_ids}_mv TO {log_ids} AS
 SELECT event_id, occurred_at FROM {log}""",
         ]
+
+    def aggregates_view(self) -> str:
+        """The materialized view feeding the aggregate table (created after it)."""
+        events, aggregates = self.local(self.tables.events), self.local(self.tables.aggregates)
+        return f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {aggregates}_mv TO {aggregates} AS
+SELECT key.1 AS tag, key.2 AS a, if(tag = {Tag.EVENT_ID}, cityHash64(event_id), key.3) AS b,
+       key.4 AS c,
+       if(key.1 = {Tag.EVENT_ID}, event_id, '') AS event_id,
+       countState() AS events,
+       sumState(ifNull(completion, 0.)) AS completion_sum,
+       argMaxState(toUInt8(kind = 'like'), seq) AS liked,
+       minState(seq) AS first_seq
+FROM {events}
+ARRAY JOIN {_AGGREGATE_ROWS} AS key
+GROUP BY tag, a, b, c, event_id"""
+
+    def arrival_backfill(self) -> str:
+        """Version 1 to 2: the watches, shares and comments counted so far, as arrival
+        rows of bucket 0 (before any roll-up), in one insert of one block. Likes need
+        none: a roll-up reads like states from their own rows."""
+        aggregates = self.local(self.tables.aggregates)
+        # Columns renamed in the subquery: on 18.16 an aggregate of a column named like
+        # the insert's target column is taken for that column.
+        counted = f"""SELECT a AS video, c AS kind, events AS n, completion_sum AS s
+    FROM {aggregates} WHERE tag = {Tag.VIDEO_COUNT}"""
+        return f"""INSERT INTO {aggregates} (tag, a, b, c, event_id, events, completion_sum)
+SELECT toUInt8({Tag.ARRIVED_COUNT}), toUInt64(0), video, kind, '',
+       countMergeState(n), sumMergeState(s)
+FROM ({counted}) GROUP BY video, kind
+UNION ALL
+SELECT toUInt8({Tag.ARRIVED}), toUInt64(0), toUInt64(0), toUInt64(0), '',
+       countMergeState(n), sumMergeState(s)
+FROM ({counted})"""
 
     def drop_order(self) -> list[str]:
         t = self.tables
@@ -193,7 +283,9 @@ def _distributed(config: ClickHouseConfig) -> list[str]:
     for name in tables.model_dump().values():
         local = name + config.local_suffix
         arguments = [config.cluster, config.database, local]
-        if name not in (tables.aggregates, tables.engagement_log_ids):
+        if name == tables.stats_rollup:
+            arguments.append("video_id")
+        elif name not in (tables.aggregates, tables.engagement_log_ids):
             arguments.append("cityHash64(user_id)")
         statements.append(
             f"CREATE TABLE IF NOT EXISTS {name} AS {local} "
@@ -203,15 +295,16 @@ def _distributed(config: ClickHouseConfig) -> list[str]:
 
 
 @contextmanager
-def _servers(engine: Engine, config: ClickHouseConfig | None) -> Iterator[list[Engine]]:
-    """The engines to create the schema on: ``engine`` alone, or one per cluster server."""
+def _servers(engine: Engine, config: ClickHouseConfig | None) -> Iterator[list[tuple[int, Engine]]]:
+    """The engines to create the schema on, with their shard numbers: ``engine`` alone,
+    or one per cluster server, by shard and replica."""
     if config is None or config.cluster is None:
-        yield [engine]
+        yield [(1, engine)]
         return
     with store_errors("events", "list cluster servers"), engine.connect() as connection:
         addresses = connection.execute(
             text(
-                "SELECT DISTINCT host_address, port FROM system.clusters "
+                "SELECT DISTINCT shard_num, replica_num, host_address, port FROM system.clusters "
                 "WHERE cluster = :cluster ORDER BY shard_num, replica_num"
             ),
             {"cluster": config.cluster},
@@ -219,14 +312,32 @@ def _servers(engine: Engine, config: ClickHouseConfig | None) -> Iterator[list[E
     if not addresses:
         raise ConfigError("cluster", config.cluster, "no such cluster in system.clusters")
     engines = [
-        connect(config.model_copy(update={"host": host, "port": int(port), "pool_size": 1}))
-        for host, port in addresses
+        (
+            int(shard),
+            connect(config.model_copy(update={"host": host, "port": int(port), "pool_size": 1})),
+        )
+        for shard, _, host, port in addresses
     ]
     try:
         yield engines
     finally:
-        for each in engines:
+        for _, each in engines:
             each.dispose()
+
+
+def _found_version(connection: Connection, layout: _Layout) -> int | None:
+    """The schema version of the aggregate view in the connection's database, or
+    ``None`` when there is none yet."""
+    found = connection.execute(
+        text(
+            "SELECT create_table_query FROM system.tables "
+            "WHERE database = currentDatabase() AND name = :view"
+        ),
+        {"view": f"{layout.local(layout.tables.aggregates)}_mv"},
+    ).fetchall()
+    if not found:
+        return None
+    return SCHEMA_VERSION if _VERSION_2_MARK in str(found[0][0]) else 1
 
 
 def _layout(config: ClickHouseConfig | None) -> _Layout:
@@ -249,15 +360,20 @@ def create_schema(engine: Engine, config: ClickHouseConfig | None = None) -> Non
     needs ZooKeeper. Idempotent: safe to run on every start. Views are created after
     their target tables and before any insert, so no event misses an aggregate.
     Raises :class:`~reelrank.StoreError` when a server refuses a statement and
-    :class:`~reelrank.ConfigError` when the cluster is unknown.
+    :class:`~reelrank.ConfigError` when the cluster is unknown, and
+    :class:`SchemaVersionError` (writing nothing on that server) when the tables are of
+    an earlier schema version: run :func:`migrate_schema` first.
     """
     layout = _layout(config)
     with _servers(engine, config) as servers:
-        for server in servers:
+        for _, server in servers:
             statements = layout.statements()
             if config is not None and config.cluster is not None:
                 statements += _distributed(config)
             with store_errors("events", "create schema"), server.connect() as connection:
+                found = _found_version(connection, layout)
+                if found is not None and found != SCHEMA_VERSION:
+                    raise SchemaVersionError(found, f"{server.url.host}:{server.url.port}")
                 for statement in statements:
                     connection.execute(text(statement))
 
@@ -267,10 +383,65 @@ def drop_schema(engine: Engine, config: ClickHouseConfig | None = None) -> None:
     server of the cluster in sharded mode. Data is lost."""
     layout = _layout(config)
     with _servers(engine, config) as servers:
-        for server in servers:
+        for _, server in servers:
             names = layout.drop_order()
             if config is not None and config.cluster is not None:
                 names = list(config.tables.model_dump().values()) + names
             with store_errors("events", "drop schema"), server.connect() as connection:
                 for name in names:
                     connection.execute(text(f"DROP TABLE IF EXISTS {name}"))
+
+
+def migrate_schema(engine: Engine, config: ClickHouseConfig | None = None) -> bool:
+    """Upgrade tables of schema version 1 to :data:`SCHEMA_VERSION`, on every server of
+    the cluster in sharded mode; returns whether anything was upgraded.
+
+    **Stop every writer first**: an event inserted while the view is replaced is
+    stored without its aggregates. On each server whose aggregate view is of version 1
+    it drops the view, counts the watches, shares and comments stored so far as arrival
+    rows of bucket 0 (one ``INSERT ... SELECT`` of one block, once per shard: on the
+    first replica, whose part the others fetch), then creates the version-2 view and
+    the roll-up table. Safe to run again after a failure: the backfill is skipped where
+    its rows exist. Tables of the current version, or none, are left alone.
+    """
+    layout = _layout(config)
+    upgraded = False
+    with _servers(engine, config) as servers:
+        backfilled: set[int] = set()
+        for shard, server in servers:
+            with store_errors("events", "migrate schema"), server.connect() as connection:
+                found = _found_version(connection, layout)
+                aggregates = layout.local(layout.tables.aggregates)
+                if found == SCHEMA_VERSION or (
+                    found is None and not _exists(connection, aggregates)
+                ):
+                    continue
+                if found is not None:
+                    connection.execute(text(f"DROP TABLE IF EXISTS {aggregates}_mv"))
+                if layout.replicated:
+                    connection.execute(text(f"SYSTEM SYNC REPLICA {aggregates}"))
+                has_arrivals = connection.execute(
+                    text(f"SELECT count() FROM {aggregates} WHERE tag = {Tag.ARRIVED}")
+                ).scalar()
+                if shard not in backfilled and not has_arrivals:
+                    client = DriverClients(server).writer()
+                    try:
+                        client.execute(layout.arrival_backfill(), settings=ONE_BLOCK)
+                    finally:
+                        client.disconnect()
+                backfilled.add(shard)
+                connection.execute(text(layout.aggregates_view()))
+                upgraded = True
+    create_schema(engine, config)  # the roll-up table, and the Distributed one over it
+    return upgraded
+
+
+def _exists(connection: Connection, table: str) -> bool:
+    return bool(
+        connection.execute(
+            text(
+                "SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = :t"
+            ),
+            {"t": table},
+        ).scalar()
+    )

@@ -1,0 +1,387 @@
+"""The statistics roll-up of schema version 2: ``fold_stats``, reads through a roll-up
+plus what arrived since, the fall-back when events arrive late, the models built
+without validation, and the migration of version-1 tables."""
+
+from __future__ import annotations
+
+import itertools
+import pickle
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from ch_support import Pair, assert_same_statistics
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+from reelrank_clickhouse import (
+    SCHEMA_VERSION,
+    ClickHouseConfig,
+    ClickHouseEventStore,
+    SchemaVersionError,
+    connect,
+    create_schema,
+    migrate_schema,
+)
+from reelrank_clickhouse._client import id_table
+from reelrank_clickhouse._rows import video_stats
+from reelrank_clickhouse._schema import ARRIVAL_BUCKET_SHIFT
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from reelrank import EngagementKind, InMemoryEventStore, InvalidInputError, VideoStats
+from reelrank.testing import EventStoreContract, make_event
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_databases = itertools.count()
+
+
+class _Buckets:
+    """Arrival numbers in arrival buckets the test chooses, in place of the clock's."""
+
+    def __init__(self) -> None:
+        self.bucket = (datetime.now(UTC) - _EPOCH) // timedelta(seconds=1) * 10**9
+        self.bucket >>= ARRIVAL_BUCKET_SHIFT
+        self._used: dict[int, int] = {}
+        self.late = False  # give the next numbers from the bucket before the current one
+
+    def take(self, count: int) -> int:
+        bucket = self.bucket - 1 if self.late else self.bucket
+        first = (bucket << ARRIVAL_BUCKET_SHIFT) + self._used.get(bucket, 0)
+        self._used[bucket] = self._used.get(bucket, 0) + count
+        return first
+
+    def close_bucket(self) -> datetime:
+        """Move to the next bucket; returns its start, the ``until`` that folds every
+        number given so far."""
+        self.bucket += 1
+        start_ns = self.bucket << ARRIVAL_BUCKET_SHIFT
+        return _EPOCH + timedelta(microseconds=-(-start_ns // 1_000))  # rounded up
+
+
+def _store(engine: Engine, config: ClickHouseConfig | None = None) -> ClickHouseEventStore:
+    store = ClickHouseEventStore(engine, tables=config.tables if config else None)
+    store._sequence = _Buckets()  # type: ignore[assignment]
+    return store
+
+
+def _fold(store: ClickHouseEventStore) -> int:
+    buckets: _Buckets = store._sequence  # type: ignore[assignment]
+    return store.fold_stats(until=buckets.close_bucket())
+
+
+def _reads_roll_up(store: ClickHouseEventStore, videos: Sequence[int]) -> bool:
+    with store._clients.reader() as client:
+        found = store._folded_stats(client, [id_table("ids", "id", "UInt64", videos)])
+    return found is not None
+
+
+class _FoldingStore(ClickHouseEventStore):
+    """Rolls up everything appended so far before every other read, so the contract
+    suite reads through roll-ups, with and without events arrived since."""
+
+    def __init__(self, engine: Engine, config: ClickHouseConfig) -> None:
+        super().__init__(engine, tables=config.tables)
+        self._sequence = _Buckets()  # type: ignore[assignment]
+        self._reads = 0
+
+    def get_stats(self, video_ids: Sequence[int]) -> dict[int, VideoStats]:
+        self._reads += 1
+        if self._reads % 2:
+            _fold(self)
+        return super().get_stats(video_ids)
+
+
+class TestEventStoreReadThroughRollUps(EventStoreContract):
+    @pytest.fixture
+    def event_store(self, deployment: tuple[Engine, ClickHouseConfig]) -> ClickHouseEventStore:
+        engine, config = deployment
+        return _FoldingStore(engine, config)
+
+
+def test_video_stats_builds_the_model_validation_builds() -> None:
+    built = video_stats(7, 3, 1.5, 2, 1, 0)
+    validated = VideoStats(video_id=7, views=3, completion_sum=1.5, likes=2, shares=1, comments=0)
+    assert built == validated and validated == built
+    assert hash(built) == hash(validated)
+    assert repr(built) == repr(validated)
+    assert built.model_dump() == validated.model_dump()
+    assert built.model_dump_json() == validated.model_dump_json()
+    assert built.model_fields_set == validated.model_fields_set
+    assert built.mean_completion == 0.5
+    assert pickle.loads(pickle.dumps(built)) == validated
+    copied = built.model_copy(update={"views": 4})
+    assert (copied.views, built.views) == (4, 3)
+    assert video_stats(8, 0, 0.0, 0, 0, 0).model_fields_set == set(VideoStats.model_fields)
+    with pytest.raises(ValidationError):  # frozen, like every domain model
+        built.views = 5  # type: ignore[misc]
+
+
+def test_reads_use_the_roll_up_and_add_what_arrived_since(
+    deployment: tuple[Engine, ClickHouseConfig],
+) -> None:
+    engine, config = deployment
+    store = _store(engine, config)
+    reference = InMemoryEventStore()
+    videos = [1, 2, 3, 4]
+
+    def deliver(batch: list[Pair]) -> None:
+        store.append_many(batch)
+        for event, creator_id in batch:
+            reference.append(event, creator_id=creator_id)
+
+    deliver([(make_event("watch", video_id=1, completion=0.5), 10)])
+    deliver([(make_event("like", user_id=1, video_id=1), 10)])
+    assert not _reads_roll_up(store, videos)  # none yet: the states are merged
+    assert_same_statistics(store, reference, videos, [1, 2], [10])
+    assert _fold(store) == 1
+    assert _reads_roll_up(store, videos)
+    assert_same_statistics(store, reference, videos, [1, 2], [10])
+    # Arrived since: counts added, the like count of video 1 read again from its pairs.
+    deliver([(make_event("unlike", user_id=1, video_id=1), 10)])
+    deliver(
+        [(make_event("share", video_id=2), 11), (make_event("like", user_id=2, video_id=3), 11)]
+    )
+    assert _reads_roll_up(store, videos)
+    assert_same_statistics(store, reference, videos, [1, 2], [10, 11])
+    assert store.get_stats([1])[1].likes == 0
+    # A second roll-up folds those in; a third in the same bucket writes nothing.
+    assert _fold(store) == 3
+    assert store.fold_stats(until=_EPOCH + timedelta(days=1)) == 0
+    assert _reads_roll_up(store, videos)
+    assert_same_statistics(store, reference, videos, [1, 2], [10, 11])
+
+
+def test_an_event_arriving_late_sends_reads_back_to_the_states(
+    deployment: tuple[Engine, ClickHouseConfig],
+) -> None:
+    engine, config = deployment
+    store = _store(engine, config)
+    reference = InMemoryEventStore()
+    first = [(make_event("watch", video_id=1, completion=0.25), 10)]
+    store.append_many(first)
+    reference.append(first[0][0], creator_id=10)
+    _fold(store)
+    assert _reads_roll_up(store, [1])
+    buckets: _Buckets = store._sequence  # type: ignore[assignment]
+    buckets.late = True  # an arrival number before the roll-up's watermark
+    late = make_event("watch", video_id=1, completion=0.75)
+    store.append(late, creator_id=10)
+    reference.append(late, creator_id=10)
+    assert not _reads_roll_up(store, [1])
+    assert store.get_stats([1])[1].views == 2
+    assert_same_statistics(store, reference, [1], [1], [10])
+    buckets.late = False
+    _fold(store)  # the next roll-up includes it
+    assert _reads_roll_up(store, [1])
+    assert_same_statistics(store, reference, [1], [1], [10])
+
+
+def test_only_a_complete_roll_up_is_read(clickhouse_engine: Engine) -> None:
+    store = _store(clickhouse_engine)
+    store.append(make_event("share", video_id=1), creator_id=10)
+    _fold(store)
+    buckets: _Buckets = store._sequence  # type: ignore[assignment]
+    later = (buckets.bucket + 5) << ARRIVAL_BUCKET_SHIFT
+    with clickhouse_engine.connect() as conn:
+        # A later roll-up whose writer died before its marker: the complete one is read.
+        conn.execute(text(store._queries.fold.replace("%(fold)s", str(later))))
+        assert _reads_roll_up(store, [1])
+        # A roll-up with a row it did not count (a second writer of the same roll-up):
+        # merged states instead.
+        conn.execute(
+            text(
+                "INSERT INTO event_stats_rollup (fold, video_id, views, completion_sum, likes, "
+                "shares, comments, arrivals, videos) SELECT fold, video_id, views, "
+                "completion_sum, likes, shares, comments, arrivals, videos "
+                "FROM event_stats_rollup WHERE video_id = 1 AND fold < :later"
+            ),
+            {"later": later},
+        )
+    assert not _reads_roll_up(store, [1])
+    assert store.get_stats([1])[1].shares == 1
+
+
+_KINDS = st.sampled_from(["watch", "share", "comment", "like", "unlike"])
+
+
+@st.composite
+def _steps(draw: st.DrawFn) -> list[tuple[str, list[tuple[str, int, int, int]]]]:
+    """Batches of (kind, user, video, event number) with repeated numbers (redeliveries),
+    roll-ups between them, and late batches (watches, shares and comments only: a late
+    like would be ordered by its arrival number, which the reference does not model)."""
+    steps = []
+    for _ in range(draw(st.integers(2, 7))):
+        action = draw(st.sampled_from(["batch", "batch", "late", "fold"]))
+        events = draw(
+            st.lists(
+                st.tuples(_KINDS, st.integers(1, 3), st.integers(1, 3), st.integers(0, 15)),
+                min_size=1,
+                max_size=6,
+            )
+        )
+        steps.append((action, events))
+    return steps
+
+
+@settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(steps=_steps())
+def test_reads_equal_the_reference_through_roll_ups_late_events_and_redeliveries(
+    clickhouse_server: object, steps: list[tuple[str, list[tuple[str, int, int, int]]]]
+) -> None:
+    database = f"test_rollup_{next(_databases)}"  # a database of its own per example
+    clickhouse_server.execute(f"CREATE DATABASE {database}")  # type: ignore[attr-defined]
+    config = ClickHouseConfig(
+        port=clickhouse_server.tcp_port,  # type: ignore[attr-defined]
+        database=database,
+        send_receive_timeout_seconds=30.0,
+    )
+    engine = connect(config)
+    try:
+        create_schema(engine)
+        store = _store(engine)
+        buckets: _Buckets = store._sequence  # type: ignore[assignment]
+        reference = InMemoryEventStore()
+        made: dict[int, Pair] = {}
+        applied = False
+        folded_since_late = False
+        for action, events in steps:
+            if action == "fold":
+                _fold(store)
+                # A roll-up of no events is not read: there is nothing to roll up.
+                folded_since_late = applied
+                continue
+            batch = []
+            for kind, user_id, video_id, number in events:
+                if action == "late" and kind in ("like", "unlike"):
+                    kind = "comment"
+                if number not in made:
+                    extra = {"completion": number / 16} if kind == "watch" else {}
+                    event = make_event(kind, user_id=user_id, video_id=video_id, **extra)
+                    made[number] = (
+                        event.model_copy(update={"event_id": f"e{number}"}),
+                        10 + video_id,
+                    )
+                batch.append(made[number])
+            if action == "late":
+                # A copy of an event of the kinds that count arriving late is fine too.
+                batch = [pair for pair in batch if pair[0].kind not in _LIKE_KINDS]
+                if not batch:
+                    continue
+                folded_since_late = False
+            buckets.late = action == "late"
+            store.append_many(batch)
+            applied = True
+            buckets.late = False
+            for event, creator_id in batch:
+                reference.append(event, creator_id=creator_id)
+            assert_same_statistics(store, reference, [1, 2, 3], [1, 2, 3], [11, 12, 13])
+        if folded_since_late:
+            assert _reads_roll_up(store, [1, 2, 3])
+    finally:
+        engine.dispose()
+
+
+_LIKE_KINDS = (EngagementKind.LIKE, EngagementKind.UNLIKE)
+
+
+# The version-1 view, as the previous release created it.
+_V1_VIEW = """CREATE MATERIALIZED VIEW event_aggregates_mv TO event_aggregates AS
+SELECT key.1 AS tag, key.2 AS a, if(tag = 0, cityHash64(event_id), key.3) AS b,
+       key.4 AS c,
+       if(key.1 = 0, event_id, '') AS event_id,
+       countState() AS events,
+       sumState(ifNull(completion, 0.)) AS completion_sum,
+       argMaxState(toUInt8(kind = 'like'), seq) AS liked,
+       minState(seq) AS first_seq
+FROM events
+ARRAY JOIN if(kind IN ('like', 'unlike'),
+    [(toUInt8(0), toUInt64(intDiv(toUInt32(occurred_at), 3600)), toUInt64(0), toUInt64(0)),
+     (toUInt8(2), video_id, user_id, toUInt64(0)),
+     (toUInt8(4), user_id, creator_id, video_id)],
+    [(toUInt8(0), toUInt64(intDiv(toUInt32(occurred_at), 3600)), toUInt64(0), toUInt64(0)),
+     (toUInt8(1), video_id, toUInt64(0), toUInt64(toUInt8(kind))),
+     (toUInt8(3), user_id, creator_id, toUInt64(toUInt8(kind)))]) AS key
+GROUP BY tag, a, b, c, event_id"""
+
+
+def test_version_1_tables_are_refused_then_migrated(
+    clickhouse_engine: Engine, clickhouse_config: ClickHouseConfig
+) -> None:
+    with clickhouse_engine.connect() as conn:  # the previous release's tables
+        conn.execute(text("DROP TABLE event_aggregates_mv"))
+        conn.execute(text("DROP TABLE event_stats_rollup"))
+        conn.execute(text(_V1_VIEW))
+    store = _store(clickhouse_engine)
+    reference = InMemoryEventStore()
+    before = [
+        (make_event("watch", video_id=1, completion=0.5), 10),
+        (make_event("share", video_id=1), 10),
+        (make_event("comment", video_id=2), 10),
+        (make_event("like", user_id=1, video_id=2), 10),
+    ]
+    store.append_many(before)
+    with pytest.raises(SchemaVersionError) as info:
+        create_schema(clickhouse_engine)
+    assert info.value.found == 1 and SCHEMA_VERSION == 2
+    assert migrate_schema(clickhouse_engine, clickhouse_config)
+    assert not migrate_schema(clickhouse_engine, clickhouse_config)  # done already
+    create_schema(clickhouse_engine)
+    for event, creator_id in before:
+        reference.append(event, creator_id=creator_id)
+    after = [(make_event("watch", video_id=2, completion=1.0), 10)]
+    store.append_many(after)
+    reference.append(after[0][0], creator_id=10)
+    assert_same_statistics(store, reference, [1, 2], [1], [10])
+    _fold(store)
+    assert _reads_roll_up(store, [1, 2])
+    assert_same_statistics(store, reference, [1, 2], [1], [10])
+
+
+def test_migration_of_a_sharded_cluster(
+    cluster_engine: Engine, cluster_config: ClickHouseConfig
+) -> None:
+    from reelrank_clickhouse._schema import _servers
+
+    with _servers(cluster_engine, cluster_config) as servers:
+        for _, server in servers:
+            with server.connect() as conn:
+                conn.execute(text("DROP TABLE event_aggregates_local_mv"))
+                conn.execute(
+                    text(
+                        _V1_VIEW.replace("event_aggregates", "event_aggregates_local").replace(
+                            "FROM events", "FROM events_local"
+                        )
+                    )
+                )
+    store = _store(cluster_engine, cluster_config)
+    batch = [
+        (make_event("watch", user_id=user_id, video_id=1, completion=0.5), 10)
+        for user_id in range(1, 9)
+    ]
+    store.append_many(batch)
+    with pytest.raises(SchemaVersionError):
+        create_schema(cluster_engine, cluster_config)
+    assert migrate_schema(cluster_engine, cluster_config)
+    create_schema(cluster_engine, cluster_config)
+    _fold(store)
+    assert _reads_roll_up(store, [1])
+    stats = store.get_stats([1])[1]
+    assert (stats.views, stats.completion_sum) == (8, 4.0)
+
+
+def test_fold_stats_refuses_bad_arguments_naming_them(clickhouse_engine: Engine) -> None:
+    store = ClickHouseEventStore(clickhouse_engine)
+    with pytest.raises(InvalidInputError) as naive:
+        store.fold_stats(until=datetime(2026, 1, 1))
+    assert naive.value.field == "until"
+    for bad in (0, -1.0, float("nan"), True, "5"):
+        with pytest.raises(InvalidInputError) as info:
+            store.fold_stats(timeout_seconds=bad)  # type: ignore[arg-type]
+        assert info.value.field == "timeout_seconds"
+    with clickhouse_engine.connect() as conn:
+        assert conn.execute(text("SELECT count() FROM event_stats_rollup")).scalar() == 0

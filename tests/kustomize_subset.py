@@ -9,7 +9,8 @@ renders differently here than with kustomize without the test noticing):
 - ``resources``: files, and directories holding a ``kustomization.yaml``;
 - ``namespace``: set on every resource;
 - ``images``: ``name`` matched against each container's and init container's image
-  (without tag or digest), replaced by ``newName`` / ``newTag`` / ``digest``;
+  (without tag or digest) of a workload's pod template (a CronJob's under its job
+  template), replaced by ``newName`` / ``newTag`` / ``digest``;
 - ``patches`` from a ``path``:
   - a YAML list is a JSON 6902 patch, applied with the ``jsonpatch`` library to the
     resources its ``target`` (group, version, kind, name) selects;
@@ -140,7 +141,10 @@ def _merge(base: Any, patch: Any, field: str) -> Any:
 def _set_image(resource: dict[str, Any], image: dict[str, str]) -> None:
     if set(image) - {"name", "newName", "newTag", "digest"}:
         raise UnsupportedKustomization(f"image fields {sorted(image)}")
-    pod = resource.get("spec", {}).get("template", {}).get("spec", {})
+    spec = resource.get("spec", {})
+    if resource.get("kind") == "CronJob":
+        spec = spec.get("jobTemplate", {}).get("spec", {})
+    pod = spec.get("template", {}).get("spec", {})
     for container in pod.get("containers", []) + pod.get("initContainers", []):
         reference = container["image"]
         name = reference.split("@")[0]

@@ -216,3 +216,33 @@ def test_the_grace_period_covers_the_pre_stop_sleep_and_gunicorns_drain(
     assert command[0] == "sleep"
     graceful = int(_one(rendered, "ConfigMap")["data"]["REELRANK_GRACEFUL_TIMEOUT"])
     assert int(command[1]) + graceful < pod["terminationGracePeriodSeconds"]
+
+
+def test_a_cronjob_folds_the_statistics_one_run_at_a_time(rendered: list[dict[str, Any]]) -> None:
+    from reelrank_example.__main__ import main
+
+    cronjob = _one(rendered, "CronJob")
+    assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
+    job = cronjob["spec"]["jobTemplate"]["spec"]
+    assert job["activeDeadlineSeconds"] > 0
+    pod = job["template"]["spec"]
+    [container] = pod["containers"]
+    command = container["command"]
+    assert command[:3] == ["python", "-m", "reelrank_example"]
+    # The command is one the service's CLI knows (argparse exits 2 on an unknown one).
+    with pytest.raises(SystemExit) as caught:
+        main([*command[3:], "--help"])
+    assert caught.value.code == 0
+    deployment = _one(rendered, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    # Same image, settings and secrets as the service.
+    assert container["image"] == deployment["image"]
+    assert container["envFrom"] == deployment["envFrom"]
+    env = {item["name"]: item for item in container["env"]}
+    service_env = {item["name"]: item for item in deployment["env"]}
+    for name in ("REELRANK_CLICKHOUSE_URL", "REELRANK_DATABASE_URL", "REELRANK_AUTH_SECRET"):
+        assert env[name] == service_env[name], name
+    context = container["securityContext"]
+    assert context["readOnlyRootFilesystem"] is True and pod["securityContext"]["runAsNonRoot"]
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    assert all("emptyDir" in volumes[mount["name"]] for mount in container["volumeMounts"])
+    assert env["NUMBA_CACHE_DIR"]["value"].startswith(container["volumeMounts"][0]["mountPath"])

@@ -1,5 +1,5 @@
-"""``python -m reelrank_example migrate|seed|load DIR|serve|token USER_ID``, from ``REELRANK_*``
-settings."""
+"""``python -m reelrank_example migrate|seed|load DIR|fold-stats|serve|token USER_ID``, from
+``REELRANK_*`` settings."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from . import (
     Settings,
     configured_stores,
     create_default_app,
+    fold_stats,
     is_empty,
     issue_token,
     load_directory,
@@ -42,6 +43,17 @@ def main(argv: list[str] | None = None) -> int:
         "(COPY on PostgreSQL; nothing is written if a row is invalid)",
     )
     load.add_argument("directory", type=Path)
+    fold = commands.add_parser(
+        "fold-stats",
+        help="roll ClickHouse's per-video statistics up, so reads merge less (run every few "
+        "minutes; nothing to do without ClickHouse)",
+    )
+    fold.add_argument(
+        "--until",
+        type=_aware_datetime,
+        default=None,
+        help="the arrival watermark, ISO 8601 with a time zone (default: a minute ago)",
+    )
     commands.add_parser("serve", help="serve with Flask's development server")
     token = commands.add_parser("token", help="print an HS256 token (needs REELRANK_AUTH_SECRET)")
     token.add_argument("user_id", type=int)
@@ -73,6 +85,12 @@ def main(argv: list[str] | None = None) -> int:
             for close in stores.closers:
                 close()
         print(", ".join(f"{count} {name}" for name, count in counts.items()))
+    elif args.command == "fold-stats":
+        folded = fold_stats(settings, until=args.until)
+        if folded is None:
+            print("no ClickHouse configured; nothing to fold")
+        else:
+            print(f"rolled up the statistics of {folded} videos")
     elif args.command == "serve":
         create_default_app(settings).run(host=settings.host, port=settings.port)
     else:
@@ -80,6 +98,16 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("set REELRANK_AUTH_SECRET to sign tokens")
         print(issue_token(settings.auth_secret.get_secret_value(), args.user_id, hours=args.hours))
     return 0
+
+
+def _aware_datetime(value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {value!r}") from None
+    if parsed.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"needs a time zone, such as +00:00: {value!r}")
+    return parsed
 
 
 def load_main(argv: list[str] | None = None) -> int:

@@ -406,6 +406,28 @@ def migrate(settings: Settings) -> None:
             clickhouse.dispose()
 
 
+def fold_stats(settings: Settings, *, until: datetime | None = None) -> int | None:
+    """Roll ClickHouse's per-video statistics up (the ``fold-stats`` command).
+
+    Reads of the event store then merge one roll-up row per candidate plus what arrived
+    since, instead of every like state (see the ClickHouse adapter's
+    ``ClickHouseEventStore.fold_stats``); run it every few minutes, from one place (the
+    deployment's CronJob). ``until`` is the arrival watermark (default: a minute ago).
+    Returns how many videos the roll-up holds, ``0`` when the last one is not older,
+    and ``None`` without ClickHouse (the SQL and in-memory event stores need no roll-up).
+    """
+    if settings.clickhouse_url is None:
+        return None
+    from reelrank_clickhouse import ClickHouseEventStore
+    from reelrank_clickhouse import connect as connect_clickhouse
+
+    clickhouse = connect_clickhouse(_clickhouse_config(settings))
+    try:
+        return ClickHouseEventStore(clickhouse).fold_stats(until=until)
+    finally:
+        clickhouse.dispose()
+
+
 def _redis_bounds(settings: Settings) -> dict[str, Any]:
     """The request path's Redis timeouts. The adapter never retries a timeout; it retries
     a reset connection once, at once (after a restart), which costs no wait."""

@@ -1,4 +1,4 @@
-"""The service's ``fold-stats`` command: ClickHouse's statistics roll-up, run as its CronJob runs it."""
+"""The service's ``fold-stats`` command: the ClickHouse statistics roll-up its CronJob runs."""
 
 from __future__ import annotations
 

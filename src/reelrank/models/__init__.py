@@ -24,6 +24,7 @@ from ._processing import ProcessingProgress, RenditionProgress, RenditionStatus
 from ._registry import ModelInfo, ModelStatus
 from ._search import ParsedQuery, QueryTerm, SearchDocument
 from ._trending import Trend, TrendingItem, TrendingKind, TrendingSnapshot
+from ._window import ENGAGEMENT_KINDS, EngagementWindow, epoch_microseconds
 
 __all__ = [
     "AFFINITY_CREDITS",
@@ -31,8 +32,10 @@ __all__ = [
     "Creator",
     "DegradedDependency",
     "DomainModel",
+    "ENGAGEMENT_KINDS",
     "EngagementEvent",
     "EngagementKind",
+    "EngagementWindow",
     "FeedItem",
     "FeedPage",
     "FeedSnapshot",
@@ -56,6 +59,7 @@ __all__ = [
     "WEIGHT_FIELDS",
     "affinity",
     "affinity_credit",
+    "epoch_microseconds",
 ]
 
 _public_module(__name__, __all__, globals())

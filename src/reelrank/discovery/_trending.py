@@ -29,7 +29,7 @@ from pydantic import Field
 
 from ..exceptions import InvalidInputError, StoreError
 from ..models._base import StrictModel
-from ..models._catalog import Video
+from ..models._catalog import VideoLabels
 from ..models._engagement import EngagementKind
 from ..models._trending import (
     MAX_WINDOW_HOURS,
@@ -132,7 +132,7 @@ def _decayed_totals(
     return np.bincount(codes, weights=decayed, minlength=key_count).astype(np.float64, copy=False)
 
 
-def _keys_of(video: Video, kind: TrendingKind) -> tuple[int | str, ...]:
+def _keys_of(video: VideoLabels, kind: TrendingKind) -> tuple[int | str, ...]:
     if kind is TrendingKind.SOUND:
         return () if video.sound_id is None else (video.sound_id,)
     return video.hashtags
@@ -251,13 +251,15 @@ class Trending:
         events = self._log.columns_between(
             start, now + timedelta(microseconds=1), limit=config.max_events
         )
+        # Only the videos' sounds, hashtags and times are needed: their labels, which
+        # a catalog reads without the rest of each video.
         posts = [
             video
-            for video in self._catalog.recent_videos(limit=config.max_videos, since=start)
+            for video in self._catalog.recent_labels(limit=config.max_videos, since=start)
             if video.published_at <= now
         ]
         event_videos, video_of_event = np.unique(events.video_ids, return_inverse=True)
-        videos = self._catalog.get_videos(event_videos.tolist())
+        videos = self._catalog.get_labels(event_videos.tolist())
         # Every use is a (time, weight, key code) row: the posts' keys first, then each
         # event's video's keys, events in the log's order (newest first). Each key's
         # score adds its uses in this order, so the sums are those of the row-by-row

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .._public import _public_module
 from ._base import WEIGHT_FIELDS, DomainModel, StrictModel
-from ._catalog import Creator, ProcessingState, Rendition, Video
+from ._catalog import Creator, ProcessingState, Rendition, Video, VideoLabels
 from ._engagement import (
     AFFINITY_CREDITS,
     AFFINITY_PRIOR_CREDIT,
@@ -55,6 +55,7 @@ __all__ = [
     "TrendingKind",
     "TrendingSnapshot",
     "Video",
+    "VideoLabels",
     "VideoStats",
     "WEIGHT_FIELDS",
     "affinity",

@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
-from ..models._catalog import Creator, ProcessingState, Video
+from ..models._catalog import Creator, ProcessingState, Video, VideoLabels
 from ..models._engagement import EngagementEvent, VideoStats
 from ..models._feed import FeedSnapshot
 from ..models._processing import ProcessingProgress
@@ -100,6 +100,18 @@ class Catalog(Protocol):
         """Ready videos, newest ``published_at`` first (ties: higher ``video_id`` first).
 
         With ``since``, only videos published at or after it.
+        """
+
+    def get_labels(self, video_ids: Sequence[int]) -> dict[int, VideoLabels]:
+        """The :class:`~reelrank.VideoLabels` of :meth:`get_videos` for the same ids
+        (any state; unknown ids omitted), without reading the rest of each video."""
+
+    def recent_labels(self, *, limit: int, since: datetime | None = None) -> list[VideoLabels]:
+        """The :class:`~reelrank.VideoLabels` of :meth:`recent_videos` for the same
+        arguments, in its order.
+
+        For reads of many videos that need only their sound and hashtags (trending
+        reads every video of its windows).
         """
 
     def follow(self, user_id: int, creator_id: int) -> None:

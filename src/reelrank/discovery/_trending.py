@@ -252,14 +252,15 @@ class Trending:
             start, now + timedelta(microseconds=1), limit=config.max_events
         )
         # Only the videos' sounds, hashtags and times are needed: their labels, which
-        # a catalog reads without the rest of each video.
-        posts = [
-            video
-            for video in self._catalog.recent_labels(limit=config.max_videos, since=start)
-            if video.published_at <= now
-        ]
+        # a catalog reads without the rest of each video. Videos published in the
+        # windows are read once, as posts, and not again for their events.
+        recent = self._catalog.recent_labels(limit=config.max_videos, since=start)
+        posts = [video for video in recent if video.published_at <= now]
         event_videos, video_of_event = np.unique(events.video_ids, return_inverse=True)
-        videos = self._catalog.get_labels(event_videos.tolist())
+        videos = {video.video_id: video for video in recent}
+        videos.update(
+            self._catalog.get_labels(sorted(set(event_videos.tolist()) - videos.keys()))
+        )
         # Every use is a (time, weight, key code) row: the posts' keys first, then each
         # event's video's keys, events in the log's order (newest first). Each key's
         # score adds its uses in this order, so the sums are those of the row-by-row

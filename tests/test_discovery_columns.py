@@ -322,7 +322,8 @@ def test_a_window_from_arrays_is_validated_and_copied() -> None:
     bad = {"video_ids": [1], "user_ids": [1], "kinds": [0], "occurred_us": [0]}
     for field, value in [
         ("video_ids", [0]), ("user_ids", [2**63]), ("kinds", [5]), ("kinds", [-1]),
-        ("occurred_us", [1.5]), ("user_ids", [1, 2]), ("video_ids", [[1]]),
+        ("occurred_us", [1.5]), ("kinds", [1.5]), ("kinds", ["like"]), ("kinds", [300]),
+        ("user_ids", [1, 2]), ("video_ids", [[1]]),
     ]:  # fmt: skip
         with pytest.raises(InvalidInputError) as caught:
             EngagementWindow.from_arrays(**{**bad, field: value})

@@ -100,16 +100,18 @@ class EngagementWindow:
         videos = _readonly("video_ids", video_ids, np.int64, None)
         length = videos.shape[0]
         users = _readonly("user_ids", user_ids, np.int64, length)
-        codes = _readonly("kinds", np.asarray(kinds, dtype=np.int64), np.int8, length)
+        wide_codes = _readonly("kinds", kinds, np.int64, length)
         times = _readonly("occurred_us", occurred_us, np.int64, length)
         if length:
             for name, ids in (("video_ids", videos), ("user_ids", users)):
                 if ids.min() < 1 or ids.max() > MAX_ID:
                     raise InvalidInputError(name, f"ids must lie in [1, {MAX_ID}]")
-            if codes.min() < 0 or codes.max() >= len(ENGAGEMENT_KINDS):
+            if wide_codes.min() < 0 or wide_codes.max() >= len(ENGAGEMENT_KINDS):
                 raise InvalidInputError(
                     "kinds", f"kind codes must lie in [0, {len(ENGAGEMENT_KINDS) - 1}]"
                 )
+        codes = wide_codes.astype(np.int8)
+        codes.flags.writeable = False
         return cls(videos, users, codes, times)
 
     @classmethod

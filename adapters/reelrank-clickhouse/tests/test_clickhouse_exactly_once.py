@@ -41,7 +41,7 @@ from reelrank_clickhouse.testing import ClickHouseServer
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from reelrank import EngagementKind, InvalidInputError, StoreError
+from reelrank import EngagementKind, EngagementWindow, InvalidInputError, StoreError
 from reelrank.testing import EPOCH, make_event
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -166,6 +166,8 @@ def test_the_same_ids_from_several_threads_count_once(
     assert_same_statistics(stores[0], reference, range(1, 6), range(1, 7), [10, 11, 12])
     logged = logs[0].events_between(EPOCH, EPOCH + timedelta(seconds=1), limit=1_000)
     assert sorted(event.event_id for event in logged) == sorted(e.event_id for e, _ in workload)
+    columns = logs[0].columns_between(EPOCH, EPOCH + timedelta(seconds=1), limit=1_000)
+    assert columns == EngagementWindow.from_events(logged)  # raced copies hidden here too
 
 
 def _deliver_from_a_process(

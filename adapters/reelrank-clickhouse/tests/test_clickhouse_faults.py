@@ -60,6 +60,9 @@ def _calls(engine: Engine) -> dict[str, Callable[[], Any]]:
         "log.events_between": lambda: log.events_between(
             EPOCH, EPOCH + timedelta(hours=1), limit=5
         ),
+        "log.columns_between": lambda: log.columns_between(
+            EPOCH, EPOCH + timedelta(hours=1), limit=5
+        ),
         "log.user_events": lambda: log.user_events(1, since=EPOCH, limit=5),
     }
 

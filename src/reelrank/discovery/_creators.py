@@ -48,6 +48,8 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import numpy as np
+from numpy.typing import NDArray
 from pydantic import Field, model_validator
 
 from ..exceptions import ConfigError, InvalidInputError
@@ -149,6 +151,22 @@ def _pooled(creator_id: int, stats: Collection[VideoStats]) -> VideoStats:
     )
 
 
+def _grouped(
+    keys: NDArray[np.int64], values: NDArray[np.int64]
+) -> dict[int, frozenset[int]]:
+    """``values`` grouped by ``keys``; rows with equal keys must be adjacent."""
+    if keys.shape[0] == 0:
+        return {}
+    starts = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
+    ends = np.append(starts[1:], keys.shape[0])
+    return {
+        key: frozenset(values[start:end].tolist())
+        for key, start, end in zip(
+            keys[starts].tolist(), starts.tolist(), ends.tolist(), strict=True
+        )
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class _AudienceGraph:
     """Who engaged with which creator in the lookback window, and what creators post.
@@ -243,22 +261,27 @@ class CreatorRecommender:
     def _build_graph(self, now: datetime) -> _AudienceGraph:
         config = self._config
         since = now - timedelta(days=config.lookback_days)
-        window = self._log.events_between(
+        window = self._log.columns_between(
             since, now + timedelta(microseconds=1), limit=config.max_window_events
         )
         recent = self._catalog.recent_videos(limit=config.max_recent_videos, since=since)
         videos = {video.video_id: video for video in recent}
-        videos.update(
-            self._catalog.get_videos(sorted({e.video_id for e in window} - videos.keys()))
+        event_videos, video_of_event = np.unique(window.video_ids, return_inverse=True)
+        videos.update(self._catalog.get_videos(sorted(set(event_videos.tolist()) - videos.keys())))
+        # Who engaged with which creator: the distinct (creator, user) pairs of the
+        # window, grouped both ways; events on videos the catalog does not know count
+        # for no one.
+        creator_of_video = np.array(
+            [videos[v].creator_id if v in videos else 0 for v in event_videos.tolist()],
+            dtype=np.int64,
         )
-        audiences: dict[int, set[int]] = {}
-        creators_of_user: dict[int, set[int]] = {}
-        for event in window:
-            video = videos.get(event.video_id)
-            if video is None:
-                continue
-            audiences.setdefault(video.creator_id, set()).add(event.user_id)
-            creators_of_user.setdefault(event.user_id, set()).add(video.creator_id)
+        pairs = np.unique(
+            np.stack([creator_of_video[video_of_event], window.user_ids], axis=1), axis=0
+        ).reshape(-1, 2)
+        pairs = pairs[pairs[:, 0] != 0]
+        audiences = _grouped(pairs[:, 0], pairs[:, 1])
+        by_user = pairs[np.lexsort((pairs[:, 0], pairs[:, 1]))]
+        creators_of_user = _grouped(by_user[:, 1], by_user[:, 0])
         creator_profiles: dict[int, Counter[str]] = {}
         videos_by_creator: dict[int, list[int]] = {}
         for video in videos.values():
@@ -267,10 +290,8 @@ class CreatorRecommender:
         return _AudienceGraph(
             built_at=now,
             videos=videos,
-            audiences={creator: frozenset(users) for creator, users in audiences.items()},
-            creators_of_user={
-                user: frozenset(creators) for user, creators in creators_of_user.items()
-            },
+            audiences=audiences,
+            creators_of_user=creators_of_user,
             creator_profiles=creator_profiles,
             videos_by_creator=videos_by_creator,
         )

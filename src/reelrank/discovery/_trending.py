@@ -29,7 +29,7 @@ from pydantic import Field
 
 from ..exceptions import InvalidInputError, StoreError
 from ..models._base import StrictModel
-from ..models._catalog import Video
+from ..models._catalog import VideoLabels
 from ..models._engagement import EngagementKind
 from ..models._trending import (
     MAX_WINDOW_HOURS,
@@ -40,6 +40,7 @@ from ..models._trending import (
     TrendingSnapshot,
     parse_trending_kind,
 )
+from ..models._window import ENGAGEMENT_KINDS, epoch_microseconds
 from ..stores._protocols import Catalog, EngagementLog, TrendingSnapshotStore
 from ..stores._trending import InMemoryTrendingSnapshotStore
 from ..validation import check_aware, check_limit
@@ -113,12 +114,25 @@ def decayed_scores(
         return {}
     codes: dict[_Key, int] = {}
     index = np.fromiter((codes.setdefault(key, len(codes)) for key in key_list), dtype=np.int64)
-    decayed = weights * np.exp2(-np.maximum(ages_hours, 0.0) / half_life_hours)
-    totals = np.bincount(index, weights=decayed, minlength=len(codes))
+    totals = _decayed_totals(index, weights, ages_hours, half_life_hours, len(codes))
     return {key: float(totals[code]) for key, code in codes.items()}
 
 
-def _keys_of(video: Video, kind: TrendingKind) -> tuple[int | str, ...]:
+def _decayed_totals(
+    codes: NDArray[np.int64],
+    weights: NDArray[np.float64],
+    ages_hours: NDArray[np.float64],
+    half_life_hours: float,
+    key_count: int,
+) -> NDArray[np.float64]:
+    """:func:`decayed_scores` over key codes ``0 .. key_count - 1``; each total adds its
+    uses in their order (``np.bincount`` adds sequentially)."""
+    decayed = weights * np.exp2(-np.maximum(ages_hours, 0.0) / half_life_hours)
+    # With weights, bincount's totals are float64 already; the cast is for the type.
+    return np.bincount(codes, weights=decayed, minlength=key_count).astype(np.float64, copy=False)
+
+
+def _keys_of(video: VideoLabels, kind: TrendingKind) -> tuple[int | str, ...]:
     if kind is TrendingKind.SOUND:
         return () if video.sound_id is None else (video.sound_id,)
     return video.hashtags
@@ -234,42 +248,66 @@ class Trending:
         previous_end = now - span
         start = previous_end - span
         # Events are read up to and including now: the log's end bound is exclusive.
-        events = self._log.events_between(
+        events = self._log.columns_between(
             start, now + timedelta(microseconds=1), limit=config.max_events
         )
-        posts = [
-            video
-            for video in self._catalog.recent_videos(limit=config.max_videos, since=start)
-            if video.published_at <= now
+        # Only the videos' sounds, hashtags and times are needed: their labels, which
+        # a catalog reads without the rest of each video. Videos published in the
+        # windows are read once, as posts, and not again for their events.
+        recent = self._catalog.recent_labels(limit=config.max_videos, since=start)
+        posts = [video for video in recent if video.published_at <= now]
+        event_videos, video_of_event = np.unique(events.video_ids, return_inverse=True)
+        videos = {video.video_id: video for video in recent}
+        videos.update(
+            self._catalog.get_labels(sorted(set(event_videos.tolist()) - videos.keys()))
+        )
+        # Every use is a (time, weight, key code) row: the posts' keys first, then each
+        # event's video's keys, events in the log's order (newest first). Each key's
+        # score adds its uses in this order, so the sums are those of the row-by-row
+        # computation to the last bit.
+        codes: dict[int | str, int] = {}
+        post_codes = [
+            codes.setdefault(key, len(codes)) for post in posts for key in _keys_of(post, kind)
         ]
-        videos = self._catalog.get_videos(sorted({event.video_id for event in events}))
-        weights = {event_kind: config.weight_of(event_kind) for event_kind in EngagementKind}
-        uses: list[tuple[datetime, float, int | str]] = []
-        for post in posts:
-            for key in _keys_of(post, kind):
-                uses.append((post.published_at, config.post_weight, key))
-        for event in events:
-            video = videos.get(event.video_id)
-            if video is None:
-                continue
-            weight = weights[event.kind]
-            for key in _keys_of(video, kind):
-                uses.append((event.occurred_at, weight, key))
-        current = [use for use in uses if use[0] > previous_end]
-        previous = [use for use in uses if start < use[0] <= previous_end]
-        scores = self._score(current, now)
-        previous_scores = self._score(previous, previous_end)
-        counts: dict[int | str, int] = {}
-        for _, _, key in current:
-            counts[key] = counts.get(key, 0) + 1
+        post_times = [
+            epoch_microseconds(post.published_at)
+            for post in posts
+            for _ in _keys_of(post, kind)
+        ]
+        video_keys = [
+            [codes.setdefault(key, len(codes)) for key in _keys_of(videos[video_id], kind)]
+            if video_id in videos
+            else []
+            for video_id in event_videos.tolist()
+        ]
+        event_rows, event_codes = _expand(video_keys, video_of_event)
+        kind_weights = np.array([config.weight_of(each) for each in ENGAGEMENT_KINDS])
+        use_times = np.concatenate(
+            [np.array(post_times, dtype=np.int64), events.occurred_us[event_rows]]
+        )
+        use_weights = np.concatenate(
+            [np.full(len(post_codes), config.post_weight), kind_weights[events.kinds[event_rows]]]
+        )
+        use_codes = np.concatenate([np.array(post_codes, dtype=np.int64), event_codes])
+        now_us = epoch_microseconds(now)
+        previous_end_us = epoch_microseconds(previous_end)
+        current = use_times > previous_end_us
+        previous = (use_times > epoch_microseconds(start)) & ~current
+        scores = self._totals(use_codes, use_weights, use_times, current, now_us, len(codes))
+        previous_scores = self._totals(
+            use_codes, use_weights, use_times, previous, previous_end_us, len(codes)
+        )
+        counts = np.bincount(use_codes[current], minlength=len(codes))
+        keys = list(codes)
         items = []
-        for key, score in scores.items():
-            before = previous_scores.get(key, 0.0)
+        for code in np.flatnonzero(counts).tolist():
+            score = float(scores[code])
+            before = float(previous_scores[code])
             items.append(
                 TrendingItem(
-                    key=key,
+                    key=keys[code],
                     score=score,
-                    count=counts[key],
+                    count=int(counts[code]),
                     previous_score=before,
                     delta=score - before,
                     ratio=score / before if before > 0.0 else None,
@@ -284,17 +322,32 @@ class Trending:
             items=tuple(items[: config.snapshot_size]),
         )
 
-    def _score(
-        self, uses: list[tuple[datetime, float, int | str]], end: datetime
-    ) -> dict[int | str, float]:
-        if not uses:
-            return {}
-        weights = np.fromiter((use[1] for use in uses), dtype=np.float64, count=len(uses))
-        ages = np.fromiter(
-            ((end - use[0]).total_seconds() / _SECONDS_PER_HOUR for use in uses),
-            dtype=np.float64,
-            count=len(uses),
+    def _totals(
+        self,
+        codes: NDArray[np.int64],
+        weights: NDArray[np.float64],
+        times_us: NDArray[np.int64],
+        selected: NDArray[np.bool_],
+        end_us: int,
+        key_count: int,
+    ) -> NDArray[np.float64]:
+        ages_hours = (end_us - times_us[selected]) / 1e6 / _SECONDS_PER_HOUR
+        return _decayed_totals(
+            codes[selected], weights[selected], ages_hours, self._config.half_life_hours, key_count
         )
-        return decayed_scores(
-            (use[2] for use in uses), weights, ages, self._config.half_life_hours
-        )
+
+
+def _expand(
+    keys_of_video: list[list[int]], video_of_event: NDArray[np.intp]
+) -> tuple[NDArray[np.intp], NDArray[np.int64]]:
+    """Each event repeated once per key of its video, in event order then key order:
+    the event's row and the key's code."""
+    key_counts = np.array([len(keys) for keys in keys_of_video], dtype=np.intp)
+    flat_codes = np.array([code for keys in keys_of_video for code in keys], dtype=np.int64)
+    first_key = np.concatenate([[0], np.cumsum(key_counts)[:-1]]).astype(np.intp)
+    per_event = key_counts[video_of_event]
+    rows = np.repeat(np.arange(video_of_event.shape[0], dtype=np.intp), per_event)
+    # Position of each use among its event's uses: 0, 1, ... per event.
+    starts = np.repeat(np.cumsum(per_event) - per_event, per_event)
+    within = np.arange(rows.shape[0], dtype=np.intp) - starts
+    return rows, flat_codes[first_key[video_of_event][rows] + within]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .._public import _public_module
 from ._base import WEIGHT_FIELDS, DomainModel, StrictModel
-from ._catalog import Creator, ProcessingState, Rendition, Video
+from ._catalog import Creator, ProcessingState, Rendition, Video, VideoLabels
 from ._engagement import (
     AFFINITY_CREDITS,
     AFFINITY_PRIOR_CREDIT,
@@ -24,6 +24,7 @@ from ._processing import ProcessingProgress, RenditionProgress, RenditionStatus
 from ._registry import ModelInfo, ModelStatus
 from ._search import ParsedQuery, QueryTerm, SearchDocument
 from ._trending import Trend, TrendingItem, TrendingKind, TrendingSnapshot
+from ._window import ENGAGEMENT_KINDS, EngagementWindow, epoch_microseconds
 
 __all__ = [
     "AFFINITY_CREDITS",
@@ -31,8 +32,10 @@ __all__ = [
     "Creator",
     "DegradedDependency",
     "DomainModel",
+    "ENGAGEMENT_KINDS",
     "EngagementEvent",
     "EngagementKind",
+    "EngagementWindow",
     "FeedItem",
     "FeedPage",
     "FeedSnapshot",
@@ -52,10 +55,12 @@ __all__ = [
     "TrendingKind",
     "TrendingSnapshot",
     "Video",
+    "VideoLabels",
     "VideoStats",
     "WEIGHT_FIELDS",
     "affinity",
     "affinity_credit",
+    "epoch_microseconds",
 ]
 
 _public_module(__name__, __all__, globals())

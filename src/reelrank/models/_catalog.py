@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Self
+from typing import Annotated, NamedTuple, Self
 
 from pydantic import AfterValidator, Field, model_validator
 
 from ..exceptions import InvalidTransitionError
 from ._base import DomainModel, Id, UtcDatetime
 
-__all__ = ["Creator", "ProcessingState", "Rendition", "Video"]
+__all__ = ["Creator", "ProcessingState", "Rendition", "Video", "VideoLabels"]
 
 
 class ProcessingState(StrEnum):
@@ -113,3 +114,27 @@ class Video(DomainModel):
         if unique != self.hashtags:
             object.__setattr__(self, "hashtags", unique)
         return self
+
+
+class VideoLabels(NamedTuple):
+    """What trending counts a video under: its sound and hashtags, and when it was published.
+
+    A few fields of a :class:`Video`, read by :meth:`Catalog.get_labels
+    <reelrank.Catalog.get_labels>` and :meth:`~reelrank.Catalog.recent_labels` without
+    the rest of the row (title, description, renditions). Built from a stored video, so
+    not validated again.
+    """
+
+    video_id: int
+    """The video."""
+    published_at: datetime
+    """When it was published (UTC)."""
+    sound_id: int | None
+    """Its sound, if any."""
+    hashtags: tuple[str, ...]
+    """Its hashtags, in the video's order."""
+
+    @classmethod
+    def of(cls, video: Video) -> VideoLabels:
+        """The labels of ``video``."""
+        return cls(video.video_id, video.published_at, video.sound_id, video.hashtags)

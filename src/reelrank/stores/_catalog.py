@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from ..exceptions import NotFoundError
-from ..models._catalog import Creator, ProcessingState, Video
+from ..models._catalog import Creator, ProcessingState, Video, VideoLabels
 from ..validation import check_aware, check_id, check_ids, check_limit
 from ._common import _check_instance
 
@@ -103,6 +103,14 @@ class InMemoryCatalog:
                     break
                 result.append(self._videos[video_id])
             return result
+
+    def get_labels(self, video_ids: Sequence[int]) -> dict[int, VideoLabels]:
+        """The labels of :meth:`get_videos` for the same ids."""
+        return {vid: VideoLabels.of(video) for vid, video in self.get_videos(video_ids).items()}
+
+    def recent_labels(self, *, limit: int, since: datetime | None = None) -> list[VideoLabels]:
+        """The labels of :meth:`recent_videos`, in its order."""
+        return [VideoLabels.of(video) for video in self.recent_videos(limit=limit, since=since)]
 
     def follow(self, user_id: int, creator_id: int) -> None:
         """Record a follow; the creator must exist."""

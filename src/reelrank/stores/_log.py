@@ -10,6 +10,7 @@ from datetime import datetime
 
 from ..exceptions import InvalidInputError
 from ..models._engagement import EngagementEvent
+from ..models._window import EngagementWindow
 from ..validation import check_aware, check_id, check_limit
 from ._common import DEFAULT_IDEMPOTENCY_SECONDS, IdempotencyWindow
 
@@ -109,6 +110,12 @@ class InMemoryEngagementLog:
         check_limit("limit", limit)
         with self._lock:
             return self._newest_between(self._keys, self._events, start, end, limit)
+
+    def columns_between(
+        self, start: datetime, end: datetime, *, limit: int
+    ) -> EngagementWindow:
+        """The events of :meth:`events_between`, in its order, as columns."""
+        return EngagementWindow.from_events(self.events_between(start, end, limit=limit))
 
     def user_events(
         self, user_id: int, *, since: datetime, limit: int

@@ -27,13 +27,14 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
-from ..models._catalog import Creator, ProcessingState, Video
+from ..models._catalog import Creator, ProcessingState, Video, VideoLabels
 from ..models._engagement import EngagementEvent, VideoStats
 from ..models._feed import FeedSnapshot
 from ..models._processing import ProcessingProgress
 from ..models._registry import ModelInfo
 from ..models._search import ParsedQuery, SearchDocument
 from ..models._trending import TrendingKind, TrendingSnapshot
+from ..models._window import EngagementWindow
 
 __all__ = [
     "InProcessStore",
@@ -101,6 +102,18 @@ class Catalog(Protocol):
         With ``since``, only videos published at or after it.
         """
 
+    def get_labels(self, video_ids: Sequence[int]) -> dict[int, VideoLabels]:
+        """The :class:`~reelrank.VideoLabels` of :meth:`get_videos` for the same ids
+        (any state; unknown ids omitted), without reading the rest of each video."""
+
+    def recent_labels(self, *, limit: int, since: datetime | None = None) -> list[VideoLabels]:
+        """The :class:`~reelrank.VideoLabels` of :meth:`recent_videos` for the same
+        arguments, in its order.
+
+        For reads of many videos that need only their sound and hashtags (trending
+        reads every video of its windows).
+        """
+
     def follow(self, user_id: int, creator_id: int) -> None:
         """Record that the user follows the creator; following twice is a no-op.
 
@@ -165,7 +178,8 @@ class EngagementLog(Protocol):
     """Individual engagement events by time, for discovery features.
 
     Trending reads the recent events of everyone, creator recommendations those of one
-    user and of the audiences around them. Recording is idempotent by ``event_id``,
+    user and of the audiences around them; both read everyone's events as columns
+    (:meth:`columns_between`). Recording is idempotent by ``event_id``,
     like :meth:`EventStore.append`: an application records each event it appends.
     """
 
@@ -177,6 +191,18 @@ class EngagementLog(Protocol):
     ) -> list[EngagementEvent]:
         """Events with ``start <= occurred_at < end``: the newest ``limit`` of them,
         newest first (ties: higher ``event_id`` first)."""
+
+    def columns_between(
+        self, start: datetime, end: datetime, *, limit: int
+    ) -> EngagementWindow:
+        """The events :meth:`events_between` returns for the same arguments, in the same
+        order, as columns (video, user, kind code, time in microseconds).
+
+        For computations that group and weigh many events (trending, the creators'
+        audience graph): a backend reads only the four columns and builds no event
+        model per row. Bad arguments raise :class:`~reelrank.InvalidInputError` naming
+        ``start``, ``end`` or ``limit``, as :meth:`events_between` does.
+        """
 
     def user_events(self, user_id: int, *, since: datetime, limit: int) -> list[EngagementEvent]:
         """The user's events at or after ``since``: the newest ``limit``, newest first

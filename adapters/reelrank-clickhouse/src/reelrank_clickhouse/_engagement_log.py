@@ -7,16 +7,18 @@ import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+import numpy as np
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from reelrank import EngagementEvent, InvalidInputError
+from reelrank import ENGAGEMENT_KINDS, EngagementEvent, EngagementWindow, InvalidInputError
 from reelrank.stores.adapter import check_aware, check_id, check_limit
 
 from ._client import DriverClients, id_table
 from ._config import ClickHouseTables
 from ._errors import store_errors
 from ._rows import EVENT_COLUMNS, EVENT_SELECT, ArrivalSequence, event_columns, event_from_row
+from ._schema import KIND_CODES
 
 __all__ = ["ClickHouseEngagementLog"]
 
@@ -33,6 +35,24 @@ ORDER BY occurred_at DESC, occurred_us DESC, event_id DESC
 LIMIT 1 BY event_id
 LIMIT :limit"""
 
+# The same rows as _BETWEEN, four columns of them, through the driver's columnar
+# read (clickhouse-driver's %(name)s parameters; times as Unix seconds, which
+# ``toDateTime`` takes whatever the server's time zone).
+_COLUMNS_BETWEEN = """SELECT video_id, user_id, CAST(kind AS Int8) AS code,
+  toInt64(toUnixTimestamp(occurred_at)) * 1000000 + occurred_us AS at_us
+FROM {table}
+WHERE occurred_at >= toDateTime(%(start_s)s) AND occurred_at <= toDateTime(%(end_s)s)
+  AND (occurred_at > toDateTime(%(start_s)s) OR occurred_us >= %(start_us)s)
+  AND (occurred_at < toDateTime(%(end_s)s) OR occurred_us < %(end_us)s)
+ORDER BY occurred_at DESC, occurred_us DESC, event_id DESC
+LIMIT 1 BY event_id
+LIMIT %(limit)s"""
+
+# Window kind code of each Enum8 code of the table (0 is not an Enum8 value).
+_WINDOW_CODE = np.zeros(max(KIND_CODES.values()) + 1, dtype=np.int8)
+for _code, _kind in enumerate(ENGAGEMENT_KINDS):
+    _WINDOW_CODE[KIND_CODES[_kind.value]] = _code
+
 _OF_USER = """SELECT {EVENT_SELECT} FROM {table}
 WHERE user_id = :user_id AND occurred_at >= :since_s
   AND (occurred_at > :since_at OR occurred_us >= :since_us)
@@ -45,6 +65,10 @@ def _split(at: datetime) -> tuple[datetime, int]:
     """A UTC instant as the table holds it: whole seconds (naive UTC) and microseconds."""
     utc = at.astimezone(UTC)
     return utc.replace(microsecond=0, tzinfo=None), utc.microsecond
+
+
+def _unix_seconds(naive_utc: datetime) -> int:
+    return int(naive_utc.replace(tzinfo=UTC).timestamp())
 
 
 class ClickHouseEngagementLog:
@@ -67,6 +91,7 @@ class ClickHouseEngagementLog:
         self._clients = DriverClients(engine)
         names = tables or ClickHouseTables()
         self._between = text(_BETWEEN.format(EVENT_SELECT=EVENT_SELECT, table=names.engagement_log))
+        self._columns_between = _COLUMNS_BETWEEN.format(table=names.engagement_log)
         self._of_user = text(_OF_USER.format(EVENT_SELECT=EVENT_SELECT, table=names.engagement_log))
         self._known = (
             f"SELECT DISTINCT event_id FROM {names.engagement_log_ids} "
@@ -127,6 +152,38 @@ class ClickHouseEngagementLog:
         }
         with store_errors(_STORE, "events_between"), self._engine.connect() as conn:
             return [event_from_row(row) for row in conn.execute(self._between, params)]
+
+    def columns_between(
+        self, start: datetime, end: datetime, *, limit: int
+    ) -> EngagementWindow:
+        """The events of :meth:`events_between`, in its order, as columns.
+
+        One columnar read of four columns on a pooled driver client (each column
+        arrives as one block and becomes one array); no event is built per row.
+        """
+        start_at, start_us = _split(check_aware("start", start))
+        end_at, end_us = _split(check_aware("end", end))
+        check_limit("limit", limit)
+        columns: list[tuple[int, ...]] = []
+        if limit and (start_at, start_us) < (end_at, end_us):
+            params = {
+                "start_s": _unix_seconds(start_at),
+                "start_us": start_us,
+                "end_s": _unix_seconds(end_at),
+                "end_us": end_us,
+                "limit": limit,
+            }
+            with store_errors(_STORE, "columns_between"), self._clients.reader() as client:
+                columns = client.execute(self._columns_between, params, columnar=True)
+        if not columns:
+            columns = [(), (), (), ()]
+        videos, users, codes, times = columns
+        return EngagementWindow.from_arrays(
+            video_ids=np.array(videos, dtype=np.int64),
+            user_ids=np.array(users, dtype=np.int64),
+            kinds=_WINDOW_CODE[np.array(codes, dtype=np.intp)],
+            occurred_us=np.array(times, dtype=np.int64),
+        )
 
     def user_events(self, user_id: int, *, since: datetime, limit: int) -> list[EngagementEvent]:
         """The user's events at or after ``since``, newest first, at most ``limit``."""

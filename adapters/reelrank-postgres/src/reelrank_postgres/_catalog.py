@@ -19,7 +19,7 @@ from sqlalchemy import (
     true,
 )
 
-from reelrank.models import Creator, ProcessingState, Rendition, Video
+from reelrank.models import Creator, ProcessingState, Rendition, Video, VideoLabels
 from reelrank.stores.adapter import (
     NotFoundError,
     StoreError,
@@ -41,6 +41,13 @@ _READY = ProcessingState.READY.value
 _IS_READY = videos.c.state == literal_column(f"'{_READY}'")
 _NO_BITMAP_SCANS = text("SET LOCAL enable_bitmapscan = off")
 _STATE_MOVE_ATTEMPTS = 3
+# What VideoLabels holds: four columns, not the title, description and renditions.
+_LABEL_COLUMNS = (videos.c.video_id, videos.c.published_at, videos.c.sound_id, videos.c.hashtags)
+
+
+def _labels(row: Row[Any]) -> VideoLabels:
+    video_id, published_at, sound_id, hashtags = row
+    return VideoLabels(video_id, published_at, sound_id, tuple(hashtags))
 
 
 def _video_row(video: Video) -> dict[str, Any]:
@@ -146,8 +153,9 @@ class SqlCatalog(ReplicaReadStore):
     followed creators' ready videos.
 
     With a ``read_engine``, the reads (:meth:`get_video`, :meth:`get_videos`,
-    :meth:`get_creators`, :meth:`recent_videos`, :meth:`followed_creators`,
-    :meth:`followed_videos`) run on the replica; the writes, with the reads they make
+    :meth:`get_labels`, :meth:`get_creators`, :meth:`recent_videos`,
+    :meth:`recent_labels`, :meth:`followed_creators`, :meth:`followed_videos`) run on
+    the replica; the writes, with the reads they make
     inside their transaction (the creator check of :meth:`put_video` and
     :meth:`follow`, the compare-and-set of :meth:`set_state`), on the primary.
     """
@@ -259,6 +267,29 @@ class SqlCatalog(ReplicaReadStore):
         with store_errors(self._store, "recent_videos"), self._reader.connect() as connection:
             rows = connection.execute(_newest_first(query, limit)).all()
         return [_video(row) for row in rows]
+
+    def get_labels(self, video_ids: Sequence[int]) -> dict[int, VideoLabels]:
+        """The labels of :meth:`get_videos` for the same ids, four columns of each row."""
+        ids = unique(check_ids("video_ids", video_ids))
+        if not ids:
+            return {}
+        query = select(*_LABEL_COLUMNS).where(self._id_in(videos.c.video_id, ids))
+        with store_errors(self._store, "get_labels"), self._reader.connect() as connection:
+            rows = connection.execute(query).all()
+        return {row[0]: _labels(row) for row in rows}
+
+    def recent_labels(self, *, limit: int, since: datetime | None = None) -> list[VideoLabels]:
+        """The labels of :meth:`recent_videos`, in its order, four columns of each row."""
+        check_limit("limit", limit)
+        cutoff = None if since is None else check_aware("since", since)
+        if limit == 0:
+            return []
+        query = select(*_LABEL_COLUMNS).where(videos.c.state == _READY)
+        if cutoff is not None:
+            query = query.where(videos.c.published_at >= cutoff)
+        with store_errors(self._store, "recent_labels"), self._reader.connect() as connection:
+            rows = connection.execute(_newest_first(query, limit)).all()
+        return [_labels(row) for row in rows]
 
     def follow(self, user_id: int, creator_id: int) -> None:
         """Record a follow; the creator must exist; following twice is a no-op."""

@@ -5,9 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Select, select
+from sqlalchemy import BigInteger, Row, Select, cast, extract, select
 
-from reelrank.models import EngagementEvent, EngagementKind
+from reelrank.models import (
+    ENGAGEMENT_KINDS,
+    EngagementEvent,
+    EngagementKind,
+    EngagementWindow,
+    epoch_microseconds,
+)
 from reelrank.stores.adapter import check_aware, check_id, check_limit
 
 from ._base import SqlStore, check_instance
@@ -15,6 +21,8 @@ from ._errors import store_errors
 from ._schema import engagement_log
 
 __all__ = ["SqlEngagementLog"]
+
+_KIND_CODE = {kind.value: code for code, kind in enumerate(ENGAGEMENT_KINDS)}
 
 
 def _event(row: Row[Any]) -> EngagementEvent:
@@ -97,6 +105,39 @@ class SqlEngagementLog(SqlStore):
         with store_errors(self._store, "events_between"), self._engine.connect() as connection:
             rows = connection.execute(_newest(query, limit)).all()
         return [_event(row) for row in rows]
+
+    def columns_between(
+        self, start: datetime, end: datetime, *, limit: int
+    ) -> EngagementWindow:
+        """The events of :meth:`events_between`, in its order, as columns.
+
+        Reads four columns instead of nine and builds no event per row. PostgreSQL
+        computes each time in microseconds (``EXTRACT(EPOCH ...)`` is exact
+        ``numeric``); SQLite's text times are converted here.
+        """
+        start = check_aware("start", start)
+        end = check_aware("end", end)
+        check_limit("limit", limit)
+        log = engagement_log.c
+        occurred = (
+            cast(extract("epoch", log.occurred_at) * 1_000_000, BigInteger)
+            if self._postgres
+            else log.occurred_at
+        )
+        query = select(log.video_id, log.user_id, log.kind, occurred).where(
+            log.occurred_at >= start, log.occurred_at < end
+        )
+        rows: list[Row[Any]] = []
+        if limit:
+            with store_errors(self._store, "columns_between"), self._engine.connect() as conn:
+                rows = list(conn.execute(_newest(query, limit)).all())
+        videos, users, kinds, times = zip(*rows, strict=True) if rows else ((), (), (), ())
+        return EngagementWindow.from_arrays(
+            video_ids=videos,
+            user_ids=users,
+            kinds=[_KIND_CODE[kind] for kind in kinds],
+            occurred_us=times if self._postgres else [epoch_microseconds(t) for t in times],
+        )
 
     def user_events(self, user_id: int, *, since: datetime, limit: int) -> list[EngagementEvent]:
         """The user's events at or after ``since``, the newest ``limit``, newest first."""

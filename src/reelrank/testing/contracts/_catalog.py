@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ...exceptions import InvalidInputError, InvalidTransitionError, NotFoundError
-from ...models._catalog import ProcessingState
+from ...models._catalog import ProcessingState, VideoLabels
 from ...stores._protocols import Catalog
 from ..factories import EPOCH, make_creator, make_video
 from ._support import BAD_IDS, hours
@@ -44,6 +44,40 @@ class CatalogContract:
         catalog.put_video(make_video(2, 1))
         assert set(catalog.get_videos([2, 404, 1, 2])) == {1, 2}
         assert catalog.get_videos([]) == {}
+
+    def test_labels_are_those_of_the_videos_read_the_same_way(self, catalog: Catalog) -> None:
+        catalog.put_creator(make_creator(1))
+        tagged = make_video(1, 1, hashtags=("cats", "dogs"), sound_id=5, published_at=EPOCH)
+        bare = make_video(2, 1, hashtags=(), sound_id=None, published_at=EPOCH + hours(1))
+        later = make_video(3, 1, hashtags=("b", "a"), sound_id=6, published_at=EPOCH + hours(2))
+        pending = make_video(4, 1, state=ProcessingState.QUEUED, published_at=EPOCH + hours(3))
+        for video in (tagged, bare, later, pending):
+            catalog.put_video(video)
+        assert catalog.get_labels([4, 1, 404, 1]) == {
+            4: VideoLabels(4, EPOCH + hours(3), pending.sound_id, pending.hashtags),
+            1: VideoLabels(1, EPOCH, 5, ("cats", "dogs")),
+        }
+        assert catalog.get_labels([]) == {}
+        # Ready videos only, newest first, as recent_videos.
+        assert catalog.recent_labels(limit=10) == [
+            VideoLabels(3, EPOCH + hours(2), 6, ("b", "a")),
+            VideoLabels(2, EPOCH + hours(1), None, ()),
+            VideoLabels(1, EPOCH, 5, ("cats", "dogs")),
+        ]
+        for limit, since in [(2, None), (10, EPOCH + hours(1)), (0, None), (10, EPOCH + hours(9))]:
+            expected = [
+                VideoLabels.of(video) for video in catalog.recent_videos(limit=limit, since=since)
+            ]
+            assert catalog.recent_labels(limit=limit, since=since) == expected
+        with pytest.raises(InvalidInputError) as info:
+            catalog.recent_labels(limit=-1)
+        assert info.value.field == "limit"
+        with pytest.raises(InvalidInputError) as info:
+            catalog.get_labels([0])
+        assert info.value.field == "video_ids"
+        with pytest.raises(InvalidInputError) as info:
+            catalog.recent_labels(limit=1, since=EPOCH.replace(tzinfo=None))
+        assert info.value.field == "since"
 
     def test_video_of_unknown_creator_is_refused(self, catalog: Catalog) -> None:
         with pytest.raises(NotFoundError) as info:

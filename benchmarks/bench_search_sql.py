@@ -32,6 +32,7 @@ PostgreSQL server binaries are not installed.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import tempfile
@@ -120,7 +121,60 @@ def _load(engine: object, documents: list[SearchDocument]) -> float:
             text("INSERT INTO search_terms (term, videos) VALUES (:term, :videos)"),
             [{"term": bytes.fromhex(t[1:]).decode(), "videos": n} for t, n in counts],
         )
+        _load_sqlite_postings(connection, documents)
     return len(documents) / (time.perf_counter() - started)
+
+
+def _load_sqlite_postings(connection: Any, documents: list[SearchDocument]) -> None:
+    """The impact-ordered postings of migration 0007, as its back-fill writes them: staged
+    unsorted, then copied in the table's key order (SQLite sorts them), the video index
+    built after the rows are in."""
+    from reelrank_postgres import _search
+    from sqlalchemy import text
+
+    config = SearchConfig()
+    connection.execute(text("DROP INDEX ix_search_postings_video"))
+    connection.execute(
+        text("CREATE TEMPORARY TABLE staged (term TEXT, video_id INTEGER, tf REAL, length REAL)")
+    )
+    lengths: list[float] = []
+    batch: list[tuple[str, int, float, float]] = []
+    raw = connection.connection.driver_connection
+    for document in documents:
+        frequencies, length = _search._weighted(_search._fields(document), config)
+        lengths.append(length)
+        batch.extend((term, document.video_id, tf, length) for term, tf in frequencies.items())
+        if len(batch) >= 100_000:
+            raw.executemany("INSERT INTO temp.staged VALUES (?, ?, ?, ?)", batch)
+            batch.clear()
+    raw.executemany("INSERT INTO temp.staged VALUES (?, ?, ?, ?)", batch)
+    total = math.fsum(lengths)
+    reference = total / len(lengths) if lengths and total > 0 else 1.0
+    connection.execute(
+        text(
+            "INSERT INTO search_stats (id, documents, total_length, reference_length, k1, b) "
+            "VALUES (1, :documents, :total, :reference, :k1, :b)"
+        ),
+        {
+            "documents": len(lengths),
+            "total": total,
+            "reference": reference,
+            "k1": config.k1,
+            "b": config.b,
+        },
+    )
+    connection.execute(
+        text(
+            "INSERT INTO search_postings (term, impact, video_id, tf, length) "
+            "SELECT p.term, p.tf * (s.k1 + 1) / (p.tf + s.k1 * (1 - s.b + s.b * p.length / "
+            "s.reference_length)) AS impact, p.video_id, p.tf, p.length "
+            "FROM temp.staged AS p, search_stats AS s ORDER BY p.term, impact DESC, p.video_id"
+        )
+    )
+    connection.execute(text("DROP TABLE temp.staged"))
+    connection.execute(
+        text("CREATE INDEX ix_search_postings_video ON search_postings (video_id, term, tf, length)")
+    )
 
 
 def _before(engine: object) -> Callable[..., list[tuple[int, float]]]:

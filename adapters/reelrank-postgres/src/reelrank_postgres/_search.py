@@ -30,6 +30,7 @@ from reelrank.stores.adapter import InvalidInputError, check_id, check_limit
 
 from ._base import ReplicaReadStore, check_instance
 from ._errors import store_errors
+from ._impact import PostgresPostings, Scoring, SqlitePostings, one_group, several_groups
 
 __all__ = ["SqlSearchIndex"]
 
@@ -87,6 +88,21 @@ _STATS_CHANGE = text(
     "ELSE CAST(:reference AS float8) END"
 )
 _STATS = text("SELECT documents, total_length, reference_length, k1, b FROM search_stats")
+# The same writes on SQLite (migration 0007): no arrays, so one posting per parameter set.
+_SQLITE_POSTINGS_INSERT = text(
+    "INSERT INTO search_postings (term, impact, video_id, tf, length) "
+    "SELECT :term, CAST(:tf AS REAL) * (s.k1 + 1) / (:tf + s.k1 * "
+    "(1 - s.b + s.b * :length / s.reference_length)), :video_id, :tf, :length "
+    "FROM search_stats AS s"
+)
+_SQLITE_STATS_CHANGE = text(
+    "INSERT INTO search_stats (id, documents, total_length, reference_length, k1, b) "
+    "VALUES (1, max(:documents, 0), :added - :removed, :reference, :k1, :b) "
+    "ON CONFLICT (id) DO UPDATE SET documents = documents + :documents, "
+    "total_length = total_length - :removed + :added, "
+    "reference_length = CASE WHEN reference_length > 0 THEN reference_length "
+    "ELSE :reference END"
+)
 # BM25 of a posting ``s`` for a query term ``q``, the in-memory kernel's expression in the
 # same order of operations (IEEE double in both), so the scores come out the same.
 _BM25 = (
@@ -464,6 +480,8 @@ class SqlSearchIndex(ReplicaReadStore):
                 ),
                 {"video_id": document.video_id, **values},
             )
+            if self._has_postings(connection):
+                self._write_postings(connection, document.video_id, fields, row is None)
             _change_counts(connection, _fts_terms(row) if row else set(), new)
 
     def remove(self, video_id: int) -> bool:
@@ -482,18 +500,7 @@ class SqlSearchIndex(ReplicaReadStore):
                 if removed is None:
                     return False
                 if self._has_postings(connection):
-                    lengths = connection.execute(_POSTINGS_DELETE, video).scalars().all()
-                    connection.execute(
-                        _STATS_CHANGE,
-                        {
-                            "documents": -1,
-                            "removed": max(lengths, default=0.0),
-                            "added": 0.0,
-                            "reference": 0.0,
-                            "k1": self._config.k1,
-                            "b": self._config.b,
-                        },
-                    )
+                    self._remove_postings(connection, video_id)
                 _change_counts(connection, set(removed), set())
                 return True
             row = connection.execute(
@@ -506,17 +513,40 @@ class SqlSearchIndex(ReplicaReadStore):
             if row is None:
                 return False
             connection.execute(text("DELETE FROM search_documents WHERE rowid = :video_id"), video)
+            if self._has_postings(connection):
+                self._remove_postings(connection, video_id)
             _change_counts(connection, _fts_terms(row), set())
             return True
 
     def _has_postings(self, connection: Connection) -> bool:
-        """Whether ``search_postings`` exists (PostgreSQL at migration 0006 or later)."""
+        """Whether ``search_postings`` exists (PostgreSQL at migration 0006 or later,
+        SQLite at 0007 or later)."""
         if self._postings is None:
             found = connection.execute(
                 text("SELECT to_regclass('search_postings') IS NOT NULL")
+                if self._postgres
+                else text(
+                    "SELECT count(*) FROM sqlite_master "
+                    "WHERE type = 'table' AND name = 'search_postings'"
+                )
             ).scalar_one()
             self._postings = bool(found)
         return self._postings
+
+    def _remove_postings(self, connection: Connection, video_id: int) -> None:
+        """Drop a video's postings and take it out of the whole-index statistics."""
+        lengths = connection.execute(_POSTINGS_DELETE, {"video_id": video_id}).scalars().all()
+        connection.execute(
+            _STATS_CHANGE if self._postgres else _SQLITE_STATS_CHANGE,
+            {
+                "documents": -1,
+                "removed": max(lengths, default=0.0),
+                "added": 0.0,
+                "reference": 0.0,
+                "k1": self._config.k1,
+                "b": self._config.b,
+            },
+        )
 
     def _write_postings(
         self,
@@ -530,7 +560,7 @@ class SqlSearchIndex(ReplicaReadStore):
         frequencies, length = _weighted(fields, self._config)
         lengths = connection.execute(_POSTINGS_DELETE, {"video_id": video_id}).scalars().all()
         connection.execute(
-            _STATS_CHANGE,
+            _STATS_CHANGE if self._postgres else _SQLITE_STATS_CHANGE,
             {
                 "documents": 1 if created else 0,
                 "removed": max(lengths, default=0.0),
@@ -540,7 +570,15 @@ class SqlSearchIndex(ReplicaReadStore):
                 "b": self._config.b,
             },
         )
-        if frequencies:
+        if frequencies and not self._postgres:
+            connection.execute(
+                _SQLITE_POSTINGS_INSERT,
+                [
+                    {"term": term, "tf": tf, "video_id": video_id, "length": length}
+                    for term, tf in frequencies.items()
+                ],
+            )
+        elif frequencies:
             connection.execute(
                 _POSTINGS_INSERT,
                 {
@@ -577,7 +615,7 @@ class SqlSearchIndex(ReplicaReadStore):
             counts = [self._expand(connection, term) for term in query.terms]
             if not all(counts):
                 return []  # a term (or prefix) no indexed video holds matches no video
-            if self._postgres and self._use_impact_postings and self._has_postings(connection):
+            if self._use_impact_postings and self._has_postings(connection):
                 impact_hits = self._impact_search(connection, counts, limit)
                 if impact_hits is not None:
                     return impact_hits
@@ -622,7 +660,7 @@ class SqlSearchIndex(ReplicaReadStore):
         # A score at the current mean length exceeds the one the impact was stored with
         # by at most mean / reference_length (only the length term of BM25 moves).
         slack = max(1.0, mean / float(stats.reference_length)) * _IMPACT_SLACK
-        if len(groups) == 1:
+        if len(groups) == 1 and self._postgres:
             rows = connection.execute(
                 _ONE_GROUP,
                 {
@@ -634,16 +672,21 @@ class SqlSearchIndex(ReplicaReadStore):
                 },
             ).all()
             return [(int(row.video_id), float(row.score)) for row in rows]
-        # Every match holds a posting of the rarest group: its best ``walk`` postings by
-        # impact (all of them when it has no more: then exact) are the candidates, each
-        # scored exactly; otherwise the top is the best of the matches among them
-        # (bounded; the recall is measured in the adapter's documentation).
-        walk = max(_WALK_POSTINGS, _WALK_PER_HIT * limit)
-        depths = _depths(groups[0], walk) + [0] * (len(terms) - len(groups[0]))
-        rows = connection.execute(
-            _GROUPS, {**params, "depths": depths, "group_count": len(groups)}
-        ).all()
-        return [(int(row.video_id), float(row.score)) for row in rows]
+        scoring = Scoring(
+            groups=[list(group) for group in groups],
+            idfs=dict(zip(terms, idfs, strict=True)),
+            k1=config.k1,
+            b=config.b,
+            mean_length=mean,
+            slack=slack,
+        )
+        reader = PostgresPostings(connection) if self._postgres else SqlitePostings(connection)
+        if len(groups) == 1:
+            return one_group(
+                reader, scoring, _first_pass_depths(groups[0], limit), limit, _MAX_SECOND_PASS
+            )
+        budget = max(_WALK_POSTINGS, _WALK_PER_HIT * limit)
+        return several_groups(reader, scoring, _depths(groups[0], budget), budget, limit)
 
     def _uses_rum(self, connection: Connection) -> bool:
         if self._rum is None:

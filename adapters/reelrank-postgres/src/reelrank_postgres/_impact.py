@@ -1,0 +1,325 @@
+"""BM25 top-k over the impact-ordered postings, shared by PostgreSQL and SQLite.
+
+``search_postings`` holds, per (term, video), the field-weighted term frequency ``tf``,
+the video's field-weighted ``length`` and ``impact``, the BM25 term-frequency part at a
+reference length. A term's postings are read best impact first, and a posting's score at
+the current mean length is at most ``idf x impact x slack`` (see
+:func:`reelrank_postgres._search`'s ``_impact_search``), so a search reads only the
+postings that can reach its top ``limit``.
+
+Scores are the in-memory kernel's expression in the same order of operations (IEEE
+double): a group (a term, or a prefix's expansions) scores its best expansion, groups are
+summed rarest first, as :class:`~reelrank.InMemorySearchIndex` sums them.
+
+Each dialect reads the postings with three statements (:class:`PostingsReader`): a
+term's best postings above an impact floor, the postings of a set of videos for a set of
+terms (one index descent per video), and each term's largest impact. The algorithms
+here drive them from Python; on PostgreSQL a query of one group is one statement of its
+own instead (``_ONE_GROUP`` in ``_search``).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from typing import Protocol
+
+from sqlalchemy import Connection, text
+
+__all__ = [
+    "PostgresPostings",
+    "PostingsReader",
+    "Scoring",
+    "SqlitePostings",
+    "one_group",
+    "several_groups",
+]
+
+Hits = list[tuple[int, float]]
+
+_PG_TOP = text(
+    'SELECT q.term, p.video_id, p.tf, p.length, p.impact FROM unnest(CAST(:terms AS text[]), '
+    "CAST(:depths AS bigint[]), CAST(:floors AS float8[])) AS q(term, depth, floor) "
+    "CROSS JOIN LATERAL (SELECT s.video_id, s.tf, s.length, s.impact "
+    'FROM search_postings AS s WHERE s.term = q.term COLLATE "C" AND s.impact >= q.floor '
+    "ORDER BY s.impact DESC, s.video_id LIMIT q.depth) AS p"
+)
+# BM25 of a posting ``s`` for a query term ``q``, the in-memory kernel's expression in
+# the same order of operations (IEEE double in both), so the scores come out the same.
+_PG_BM25 = (
+    "q.idf * s.tf * (CAST(:k1 AS float8) + 1.0) / (s.tf + CAST(:k1 AS float8) * "
+    "(1.0 - CAST(:b AS float8) + CAST(:b AS float8) * s.length / CAST(:mean AS float8)))"
+)
+# The exact scores of the candidates that match every group, computed on the server:
+# each candidate's postings are read by one descent of the primary key (video_id, term)
+# (``OFFSET 0`` keeps the planner from turning the LATERAL into a join that reads a
+# common term's whole postings), joined with the query terms, a group scoring its best
+# expansion and the groups summed rarest first, as in memory.
+_PG_EXACT = text(
+    'WITH q AS (SELECT t.term COLLATE "C" AS term, t.grp, t.idf FROM unnest('
+    "CAST(:terms AS text[]), CAST(:groups AS int[]), CAST(:idfs AS float8[])) "
+    "AS t(term, grp, idf)), "
+    f"best AS (SELECT c.video_id, q.grp, max({_PG_BM25}) AS score "
+    "FROM unnest(CAST(:videos AS bigint[])) AS c(video_id) CROSS JOIN LATERAL ("
+    "SELECT p.term, p.tf, p.length FROM search_postings AS p WHERE p.video_id = c.video_id "
+    "OFFSET 0) AS s JOIN q ON q.term = s.term GROUP BY c.video_id, q.grp) "
+    "SELECT video_id, sum(score ORDER BY grp) AS score FROM best GROUP BY video_id "
+    "HAVING count(*) = :group_count"
+)
+_PG_MAX_IMPACTS = text(
+    "SELECT q.term, (SELECT s.impact FROM search_postings AS s "
+    'WHERE s.term = q.term COLLATE "C" ORDER BY s.impact DESC LIMIT 1) '
+    "FROM unnest(CAST(:terms AS text[])) AS q(term)"
+)
+
+_SQLITE_TOP = (
+    "SELECT video_id, tf, length, impact FROM search_postings "
+    "WHERE term = ? AND impact >= ? ORDER BY impact DESC, video_id LIMIT ?"
+)
+# ``+term``: the same one descent per video on SQLite, whose planner would otherwise
+# probe every (video, term) pair.
+_SQLITE_POSTINGS_OF = (
+    "SELECT video_id, term, tf, length FROM search_postings "
+    "WHERE video_id IN (SELECT value FROM json_each(?)) "
+    "AND +term IN (SELECT value FROM json_each(?))"
+)
+_SQLITE_MAX_IMPACT = (
+    "SELECT impact FROM search_postings WHERE term = ? ORDER BY impact DESC LIMIT 1"
+)
+
+
+class PostingsReader(Protocol):
+    """The three reads the algorithms need, in one dialect."""
+
+    def top(
+        self, terms: list[str], depths: list[int], floors: list[float]
+    ) -> list[list[tuple[int, float, float, float]]]:
+        """Per term, its best ``depth`` postings with ``impact >= floor``, best first:
+        ``(video_id, tf, length, impact)``."""
+        ...
+
+    def exact_scores(self, videos: list[int], scoring: Scoring) -> dict[int, float]:
+        """The exact scores of the ``videos`` that match every group."""
+        ...
+
+    def max_impacts(self, terms: list[str]) -> list[float]:
+        """Each term's largest impact (0 for a term without postings)."""
+        ...
+
+
+class PostgresPostings:
+    """:class:`PostingsReader` on PostgreSQL: one statement per read, arrays as parameters."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def top(
+        self, terms: list[str], depths: list[int], floors: list[float]
+    ) -> list[list[tuple[int, float, float, float]]]:
+        rows = self._connection.execute(
+            _PG_TOP, {"terms": terms, "depths": depths, "floors": floors}
+        ).all()
+        by_term: dict[str, list[tuple[int, float, float, float]]] = {term: [] for term in terms}
+        for term, video_id, tf, length, impact in rows:
+            by_term[term].append((video_id, tf, length, impact))
+        return [by_term[term] for term in terms]
+
+    def exact_scores(self, videos: list[int], scoring: Scoring) -> dict[int, float]:
+        if not videos:
+            return {}
+        groups = scoring.groups
+        rows = self._connection.execute(
+            _PG_EXACT,
+            {
+                "terms": [term for group in groups for term in group],
+                "groups": [number for number, group in enumerate(groups) for _ in group],
+                "idfs": [scoring.idfs[term] for group in groups for term in group],
+                "k1": scoring.k1,
+                "b": scoring.b,
+                "mean": scoring.mean_length,
+                "videos": sorted(videos),
+                "group_count": len(groups),
+            },
+        ).all()
+        return {int(video_id): float(score) for video_id, score in rows}
+
+    def max_impacts(self, terms: list[str]) -> list[float]:
+        rows = self._connection.execute(_PG_MAX_IMPACTS, {"terms": terms}).all()
+        found = {term: impact for term, impact in rows}
+        return [float(found.get(term) or 0.0) for term in terms]
+
+
+class SqlitePostings:
+    """:class:`PostingsReader` on SQLite, through the driver's connection: statements
+    in-process cost microseconds, so a term's range is one statement of its own."""
+
+    def __init__(self, connection: Connection) -> None:
+        driver = connection.connection.driver_connection
+        assert isinstance(driver, sqlite3.Connection)
+        self._driver = driver
+
+    def top(
+        self, terms: list[str], depths: list[int], floors: list[float]
+    ) -> list[list[tuple[int, float, float, float]]]:
+        execute = self._driver.execute
+        return [
+            execute(_SQLITE_TOP, (term, floor, depth)).fetchall()
+            for term, depth, floor in zip(terms, depths, floors, strict=True)
+        ]
+
+    def exact_scores(self, videos: list[int], scoring: Scoring) -> dict[int, float]:
+        if not videos:
+            return {}
+        terms = list(dict.fromkeys(term for group in scoring.groups for term in group))
+        rows = self._driver.execute(
+            _SQLITE_POSTINGS_OF, (json.dumps(sorted(videos)), json.dumps(terms))
+        ).fetchall()
+        # A term may sit in two groups ("dance da*"): its posting counts in both.
+        groups_of: dict[str, list[int]] = {}
+        for number, group in enumerate(scoring.groups):
+            for term in group:
+                groups_of.setdefault(term, []).append(number)
+        count = len(scoring.groups)
+        best: dict[int, list[float]] = {}
+        for video_id, term, tf, length in rows:
+            score = scoring.bm25(scoring.idfs[term], tf, length)
+            groups = best.setdefault(video_id, [-1.0] * count)
+            for number in groups_of[term]:
+                if score > groups[number]:
+                    groups[number] = score
+        exact: dict[int, float] = {}
+        for video_id, groups in best.items():
+            if min(groups) >= 0.0:
+                total = groups[0]
+                for score in groups[1:]:
+                    total += score  # rarest group first, as in memory
+                exact[video_id] = total
+        return exact
+
+    def max_impacts(self, terms: list[str]) -> list[float]:
+        execute = self._driver.execute
+        found = [execute(_SQLITE_MAX_IMPACT, (term,)).fetchone() for term in terms]
+        return [float(row[0]) if row else 0.0 for row in found]
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """What BM25 needs beyond a posting, and the query's terms rarest group first."""
+
+    groups: list[list[str]]
+    """Each group's terms (a term, or a prefix's capped expansions), rarest group first."""
+    idfs: dict[str, float]
+    k1: float
+    b: float
+    mean_length: float
+    slack: float
+    """A stored impact times this (and the idf) bounds the posting's score now."""
+
+    def bm25(self, idf: float, tf: float, length: float) -> float:
+        # The in-memory kernel's expression, in its order of operations.
+        norm = self.k1 * (1.0 - self.b + self.b * length / self.mean_length)
+        return idf * tf * (self.k1 + 1.0) / (tf + norm)
+
+
+def _ranked(scores: dict[int, float], limit: int) -> Hits:
+    hits = sorted(scores.items(), key=lambda hit: (-hit[1], hit[0]))
+    return hits[:limit]
+
+
+def one_group(
+    reader: PostingsReader,
+    scoring: Scoring,
+    first_depths: list[int],
+    limit: int,
+    cap: int,
+) -> Hits:
+    """Exact top ``limit`` of a one-group query, in two passes.
+
+    The best ``first_depths`` postings of each term give a floor, the ``limit``-th best
+    video score among them; then every posting whose bound reaches the floor (at most
+    ``cap`` a term) is scored, each video keeping its best expansion.
+    """
+    (terms,) = scoring.groups
+    idfs = [scoring.idfs[term] for term in terms]
+    scores = _best_by_video(reader.top(terms, first_depths, [0.0] * len(terms)), idfs, scoring)
+    ranked = sorted(scores.values(), reverse=True)
+    floor = ranked[limit - 1] if len(ranked) >= limit else 0.0
+    floors = [floor / (idf * scoring.slack) for idf in idfs]
+    scores = _best_by_video(reader.top(terms, [cap] * len(terms), floors), idfs, scoring)
+    return _ranked(scores, limit)
+
+
+def _best_by_video(
+    postings: list[list[tuple[int, float, float, float]]], idfs: list[float], scoring: Scoring
+) -> dict[int, float]:
+    best: dict[int, float] = {}
+    for rows, idf in zip(postings, idfs, strict=True):
+        for video_id, tf, length, _ in rows:
+            score = scoring.bm25(idf, tf, length)
+            if score > best.get(video_id, -1.0):
+                best[video_id] = score
+    return best
+
+
+def several_groups(
+    reader: PostingsReader, scoring: Scoring, depths: list[int], budget: int, limit: int
+) -> Hits:
+    """Top ``limit`` of a query of several groups, every one of which must match.
+
+    Every match holds a posting of the rarest group, the driver, so the driver's best
+    postings (``depths`` of each term, read in one statement) are the candidates, taken
+    best bound (``idf x impact x slack``) first in batches of growing size. Each batch's
+    postings in every query term are fetched in one read (one index descent per video)
+    and scored exactly. With ``theta`` the ``limit``-th best score found so far, a video
+    not scored yet scores at most its driver bound plus every other group's largest
+    possible score (from each term's largest impact): once that is below ``theta``, no
+    video left can enter the top ``limit`` and the result is exact. Otherwise the walk
+    stops after ``budget`` candidates, and the result is the best matches among them.
+    """
+    driver, others = scoring.groups[0], scoring.groups[1:]
+    idfs, slack = scoring.idfs, scoring.slack
+    first = reader.top(driver, depths, [0.0] * len(driver))
+    bounds: dict[int, float] = {}
+    for term, rows in zip(driver, first, strict=True):
+        idf = idfs[term]
+        for video_id, _, _, impact in rows:
+            bound = idf * impact * slack
+            if bound > bounds.get(video_id, -1.0):
+                bounds[video_id] = bound
+    # The largest bound among the driver postings not read (0 once a term is exhausted).
+    unread = max(
+        idfs[term] * rows[-1][3] * slack if rows and len(rows) == depth else 0.0
+        for term, rows, depth in zip(driver, first, depths, strict=True)
+    )
+    order = sorted(bounds, key=lambda video: (-bounds[video], video))
+    scores: dict[int, float] = {}
+    others_bound: float | None = None
+    done, size = 0, _FIRST_BATCH
+    while done < len(order) and done < budget:
+        if len(scores) >= limit:
+            if others_bound is None:
+                others_bound = _largest_scores(reader, scoring, others)
+            theta = sorted(scores.values(), reverse=True)[limit - 1]
+            if max(bounds[order[done]], unread) + others_bound < theta:
+                break  # nothing left can reach the top: exact
+        batch = order[done : min(done + size, budget)]
+        scores.update(reader.exact_scores(batch, scoring))
+        done += len(batch)
+        size *= 2
+    return _ranked(scores, limit)
+
+
+# The first batch of candidates a several-group search scores; each next one is twice
+# as large, so a search that turns out exact early stops after a few hundred look-ups.
+_FIRST_BATCH = 256
+
+
+def _largest_scores(reader: PostingsReader, scoring: Scoring, groups: list[list[str]]) -> float:
+    """The sum over ``groups`` of the largest score any posting of the group can have."""
+    terms = list(dict.fromkeys(term for group in groups for term in group))
+    largest = dict(zip(terms, reader.max_impacts(terms), strict=True))
+    return sum(
+        max(scoring.idfs[term] * largest[term] * scoring.slack for term in group)
+        for group in groups
+    )

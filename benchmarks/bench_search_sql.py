@@ -152,7 +152,9 @@ def _load_sqlite_postings(connection: Any, documents: list[SearchDocument]) -> N
     reference = total / len(lengths) if lengths and total > 0 else 1.0
     connection.execute(
         text(
-            "INSERT INTO search_stats (id, documents, total_length, reference_length, k1, b) "
+            # Migration 0007 wrote the row of an empty index.
+            "INSERT OR REPLACE INTO search_stats "
+            "(id, documents, total_length, reference_length, k1, b) "
             "VALUES (1, :documents, :total, :reference, :k1, :b)"
         ),
         {

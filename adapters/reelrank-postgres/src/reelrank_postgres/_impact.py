@@ -39,7 +39,7 @@ __all__ = [
 Hits = list[tuple[int, float]]
 
 _PG_TOP = text(
-    'SELECT q.term, p.video_id, p.tf, p.length, p.impact FROM unnest(CAST(:terms AS text[]), '
+    "SELECT q.term, p.video_id, p.tf, p.length, p.impact FROM unnest(CAST(:terms AS text[]), "
     "CAST(:depths AS bigint[]), CAST(:floors AS float8[])) AS q(term, depth, floor) "
     "CROSS JOIN LATERAL (SELECT s.video_id, s.tf, s.length, s.impact "
     'FROM search_postings AS s WHERE s.term = q.term COLLATE "C" AND s.impact >= q.floor '
@@ -51,21 +51,39 @@ _PG_BM25 = (
     "q.idf * s.tf * (CAST(:k1 AS float8) + 1.0) / (s.tf + CAST(:k1 AS float8) * "
     "(1.0 - CAST(:b AS float8) + CAST(:b AS float8) * s.length / CAST(:mean AS float8)))"
 )
-# The exact scores of the candidates that match every group, computed on the server:
-# each candidate's postings are read by one descent of the primary key (video_id, term)
-# (``OFFSET 0`` keeps the planner from turning the LATERAL into a join that reads a
-# common term's whole postings), joined with the query terms, a group scoring its best
-# expansion and the groups summed rarest first, as in memory.
-_PG_EXACT = text(
-    'WITH q AS (SELECT t.term COLLATE "C" AS term, t.grp, t.idf FROM unnest('
-    "CAST(:terms AS text[]), CAST(:groups AS int[]), CAST(:idfs AS float8[])) "
-    "AS t(term, grp, idf)), "
-    f"best AS (SELECT c.video_id, q.grp, max({_PG_BM25}) AS score "
-    "FROM unnest(CAST(:videos AS bigint[])) AS c(video_id) CROSS JOIN LATERAL ("
-    "SELECT p.term, p.tf, p.length FROM search_postings AS p WHERE p.video_id = c.video_id "
-    "OFFSET 0) AS s JOIN q ON q.term = s.term GROUP BY c.video_id, q.grp) "
+_PG_QUERY_TERMS = (
+    'q AS (SELECT t.term COLLATE "C" AS term, t.grp, t.idf, t.depth FROM unnest('
+    "CAST(:terms AS text[]), CAST(:groups AS int[]), CAST(:idfs AS float8[]), "
+    "CAST(:depths AS bigint[])) AS t(term, grp, idf, depth))"
+)
+# One batch of a several-group search, on the server. The driver's terms (``depth`` > 0)
+# read their ``depth`` best postings, the candidates, ranked by their bound
+# ``idf x impact`` (a video keeps its best); each term's next posting bounds what was not
+# read. Candidates ``[start, start + count)`` get their postings read by one descent
+# of the primary key (video_id, term) each (``OFFSET 0`` keeps the planner from turning
+# the LATERAL into a join that reads a common term's whole postings), joined with the
+# query terms and scored exactly, a group scoring its best expansion and the groups
+# summed rarest first, as in memory. A last row (video -1) carries the largest bound
+# left after the batch: NULL when every driver posting has been a candidate.
+_PG_BATCH = text(
+    f"WITH {_PG_QUERY_TERMS}, "
+    "driver AS (SELECT * FROM q WHERE depth > 0), "
+    "ranked AS (SELECT p.video_id, max(q.idf * p.impact) AS bound FROM driver AS q "
+    "CROSS JOIN LATERAL (SELECT s.video_id, s.impact FROM search_postings AS s "
+    "WHERE s.term = q.term ORDER BY s.impact DESC, s.video_id LIMIT q.depth) AS p "
+    "GROUP BY p.video_id), "
+    "batch AS (SELECT video_id FROM ranked ORDER BY bound DESC, video_id "
+    "OFFSET :start LIMIT :count), "
+    f"best AS (SELECT c.video_id, q.grp, max({_PG_BM25}) AS score FROM batch AS c "
+    "CROSS JOIN LATERAL (SELECT p.term, p.tf, p.length FROM search_postings AS p "
+    "WHERE p.video_id = c.video_id OFFSET 0) AS s JOIN q ON q.term = s.term "
+    "GROUP BY c.video_id, q.grp) "
     "SELECT video_id, sum(score ORDER BY grp) AS score FROM best GROUP BY video_id "
-    "HAVING count(*) = :group_count"
+    "HAVING count(*) = :group_count "
+    "UNION ALL SELECT -1, greatest((SELECT bound FROM ranked ORDER BY bound DESC, video_id "
+    "OFFSET :start + :count LIMIT 1), (SELECT max(q.idf * (SELECT s.impact "
+    "FROM search_postings AS s WHERE s.term = q.term ORDER BY s.impact DESC, s.video_id "
+    "OFFSET q.depth LIMIT 1)) FROM driver AS q))"
 )
 _PG_MAX_IMPACTS = text(
     "SELECT q.term, (SELECT s.impact FROM search_postings AS s "
@@ -90,7 +108,7 @@ _SQLITE_MAX_IMPACT = (
 
 
 class PostingsReader(Protocol):
-    """The three reads the algorithms need, in one dialect."""
+    """The reads the algorithms need, in one dialect."""
 
     def top(
         self, terms: list[str], depths: list[int], floors: list[float]
@@ -99,8 +117,16 @@ class PostingsReader(Protocol):
         ``(video_id, tf, length, impact)``."""
         ...
 
-    def exact_scores(self, videos: list[int], scoring: Scoring) -> dict[int, float]:
-        """The exact scores of the ``videos`` that match every group."""
+    def batch(
+        self, scoring: Scoring, depths: list[int], start: int, count: int
+    ) -> tuple[dict[int, float], float | None]:
+        """A several-group search's candidates ``[start, start + count)``: the exact
+        scores of those matching every group, and the largest ``idf x impact`` of a
+        driver posting not among the candidates so far (``None`` when none is left).
+
+        The candidates are the best ``depths`` postings of the driver's terms (the first
+        group's), videos ranked by their best ``idf x impact``, ties to the lower id.
+        """
         ...
 
     def max_impacts(self, terms: list[str]) -> list[float]:
@@ -125,24 +151,28 @@ class PostgresPostings:
             by_term[term].append((video_id, tf, length, impact))
         return [by_term[term] for term in terms]
 
-    def exact_scores(self, videos: list[int], scoring: Scoring) -> dict[int, float]:
-        if not videos:
-            return {}
+    def batch(
+        self, scoring: Scoring, depths: list[int], start: int, count: int
+    ) -> tuple[dict[int, float], float | None]:
         groups = scoring.groups
         rows = self._connection.execute(
-            _PG_EXACT,
+            _PG_BATCH,
             {
                 "terms": [term for group in groups for term in group],
                 "groups": [number for number, group in enumerate(groups) for _ in group],
                 "idfs": [scoring.idfs[term] for group in groups for term in group],
+                "depths": depths + [0] * sum(len(group) for group in groups[1:]),
                 "k1": scoring.k1,
                 "b": scoring.b,
                 "mean": scoring.mean_length,
-                "videos": sorted(videos),
+                "start": start,
+                "count": count,
                 "group_count": len(groups),
             },
         ).all()
-        return {int(video_id): float(score) for video_id, score in rows}
+        scores = {int(video_id): float(score) for video_id, score in rows if video_id != -1}
+        left = next(score for video_id, score in rows if video_id == -1)
+        return scores, None if left is None else float(left)
 
     def max_impacts(self, terms: list[str]) -> list[float]:
         rows = self._connection.execute(_PG_MAX_IMPACTS, {"terms": terms}).all()
@@ -152,12 +182,17 @@ class PostgresPostings:
 
 class SqlitePostings:
     """:class:`PostingsReader` on SQLite, through the driver's connection: statements
-    in-process cost microseconds, so a term's range is one statement of its own."""
+    in-process cost microseconds, so a term's range is one statement of its own, and
+    scores are computed in Python."""
 
     def __init__(self, connection: Connection) -> None:
         driver = connection.connection.driver_connection
         assert isinstance(driver, sqlite3.Connection)
         self._driver = driver
+        # A several-group search's candidates in bound order, and the bound of the
+        # driver postings beyond them: read by the first batch.
+        self._candidates: list[tuple[float, int]] | None = None
+        self._unread = 0.0
 
     def top(
         self, terms: list[str], depths: list[int], floors: list[float]
@@ -168,7 +203,32 @@ class SqlitePostings:
             for term, depth, floor in zip(terms, depths, floors, strict=True)
         ]
 
-    def exact_scores(self, videos: list[int], scoring: Scoring) -> dict[int, float]:
+    def batch(
+        self, scoring: Scoring, depths: list[int], start: int, count: int
+    ) -> tuple[dict[int, float], float | None]:
+        if self._candidates is None:
+            driver = scoring.groups[0]
+            bounds: dict[int, float] = {}
+            unread = 0.0
+            rows = self.top(driver, [depth + 1 for depth in depths], [0.0] * len(driver))
+            for term, postings, depth in zip(driver, rows, depths, strict=True):
+                idf = scoring.idfs[term]
+                for video_id, _, _, impact in postings[:depth]:
+                    bound = idf * impact
+                    if bound > bounds.get(video_id, -1.0):
+                        bounds[video_id] = bound
+                if len(postings) > depth:
+                    unread = max(unread, idf * postings[depth][3])
+            self._candidates = sorted((-bound, video) for video, bound in bounds.items())
+            self._unread = unread
+        candidates = self._candidates
+        scores = self._exact([video for _, video in candidates[start : start + count]], scoring)
+        rest = start + count
+        if rest < len(candidates):
+            return scores, max(-candidates[rest][0], self._unread)
+        return scores, self._unread if self._unread > 0.0 else None
+
+    def _exact(self, videos: list[int], scoring: Scoring) -> dict[int, float]:
         if not videos:
             return {}
         terms = list(dict.fromkeys(term for group in scoring.groups for term in group))
@@ -263,56 +323,43 @@ def _best_by_video(
 
 
 def several_groups(
-    reader: PostingsReader, scoring: Scoring, depths: list[int], budget: int, limit: int
+    reader: PostingsReader,
+    scoring: Scoring,
+    depths: list[int],
+    budget: int,
+    first_batch: int,
+    limit: int,
 ) -> Hits:
     """Top ``limit`` of a query of several groups, every one of which must match.
 
     Every match holds a posting of the rarest group, the driver, so the driver's best
-    postings (``depths`` of each term, read in one statement) are the candidates, taken
-    best bound (``idf x impact x slack``) first in batches of growing size. Each batch's
-    postings in every query term are fetched in one read (one index descent per video)
-    and scored exactly. With ``theta`` the ``limit``-th best score found so far, a video
-    not scored yet scores at most its driver bound plus every other group's largest
-    possible score (from each term's largest impact): once that is below ``theta``, no
-    video left can enter the top ``limit`` and the result is exact. Otherwise the walk
-    stops after ``budget`` candidates, and the result is the best matches among them.
+    postings (``depths`` of each term) are the candidates, best bound
+    (``idf x impact``) first, scored exactly in batches (``first_batch``, then twice as
+    many each time). With ``theta`` the ``limit``-th best score found, a video not scored
+    yet scores at most the largest driver bound left (times the slack) plus every other
+    group's largest possible score (from each term's largest impact): once that is below
+    ``theta``, no video left can enter the top ``limit`` and the result is exact, as it
+    is when every driver posting has been a candidate. Otherwise the walk stops after
+    ``budget`` candidates, and the result is the best matches among them.
     """
-    driver, others = scoring.groups[0], scoring.groups[1:]
-    idfs, slack = scoring.idfs, scoring.slack
-    first = reader.top(driver, depths, [0.0] * len(driver))
-    bounds: dict[int, float] = {}
-    for term, rows in zip(driver, first, strict=True):
-        idf = idfs[term]
-        for video_id, _, _, impact in rows:
-            bound = idf * impact * slack
-            if bound > bounds.get(video_id, -1.0):
-                bounds[video_id] = bound
-    # The largest bound among the driver postings not read (0 once a term is exhausted).
-    unread = max(
-        idfs[term] * rows[-1][3] * slack if rows and len(rows) == depth else 0.0
-        for term, rows, depth in zip(driver, first, depths, strict=True)
-    )
-    order = sorted(bounds, key=lambda video: (-bounds[video], video))
     scores: dict[int, float] = {}
     others_bound: float | None = None
-    done, size = 0, _FIRST_BATCH
-    while done < len(order) and done < budget:
+    done, size = 0, first_batch
+    while True:
+        count = min(size, budget - done)
+        found, left = reader.batch(scoring, depths, done, count)
+        scores.update(found)
+        done += count
+        size *= 2
+        if left is None or done >= budget:
+            break  # exact when every driver posting was a candidate (``left`` is None)
         if len(scores) >= limit:
             if others_bound is None:
-                others_bound = _largest_scores(reader, scoring, others)
+                others_bound = _largest_scores(reader, scoring, scoring.groups[1:])
             theta = sorted(scores.values(), reverse=True)[limit - 1]
-            if max(bounds[order[done]], unread) + others_bound < theta:
+            if left * scoring.slack + others_bound < theta:
                 break  # nothing left can reach the top: exact
-        batch = order[done : min(done + size, budget)]
-        scores.update(reader.exact_scores(batch, scoring))
-        done += len(batch)
-        size *= 2
     return _ranked(scores, limit)
-
-
-# The first batch of candidates a several-group search scores; each next one is twice
-# as large, so a search that turns out exact early stops after a few hundred look-ups.
-_FIRST_BATCH = 256
 
 
 def _largest_scores(reader: PostingsReader, scoring: Scoring, groups: list[list[str]]) -> float:

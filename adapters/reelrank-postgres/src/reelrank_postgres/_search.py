@@ -161,6 +161,7 @@ _IMPACT_SLACK = 1.0 + 1e-6
 # the top-20 recall from 0.85 to 0.68 (two words) and from 0.67 to 0.57 (as you type).
 _WALK_POSTINGS = 1_000
 _WALK_PER_HIT = 2
+_FIRST_BATCH = 256
 # One group: the second pass reads at most this many postings per term (the rows whose
 # impact can reach the floor; more only through enormous runs of tied scores).
 _MAX_SECOND_PASS = 200_000
@@ -686,7 +687,10 @@ class SqlSearchIndex(ReplicaReadStore):
                 reader, scoring, _first_pass_depths(groups[0], limit), limit, _MAX_SECOND_PASS
             )
         budget = max(_WALK_POSTINGS, _WALK_PER_HIT * limit)
-        return several_groups(reader, scoring, _depths(groups[0], budget), budget, limit)
+        first_batch = min(budget, max(_FIRST_BATCH, _WALK_PER_HIT * limit))
+        return several_groups(
+            reader, scoring, _depths(groups[0], budget), budget, first_batch, limit
+        )
 
     def _uses_rum(self, connection: Connection) -> bool:
         if self._rum is None:

@@ -3,19 +3,19 @@
 ``search_postings`` holds, per (term, video), the field-weighted term frequency ``tf``,
 the video's field-weighted ``length`` and ``impact``, the BM25 term-frequency part at a
 reference length. A term's postings are read best impact first, and a posting's score at
-the current mean length is at most ``idf x impact x slack`` (see
-:func:`reelrank_postgres._search`'s ``_impact_search``), so a search reads only the
-postings that can reach its top ``limit``.
+the current mean length is at most ``idf x impact x slack`` (see ``_impact_search`` in
+``reelrank_postgres._search``), so a search reads only the postings that can reach its
+top ``limit``.
 
 Scores are the in-memory kernel's expression in the same order of operations (IEEE
 double): a group (a term, or a prefix's expansions) scores its best expansion, groups are
 summed rarest first, as :class:`~reelrank.InMemorySearchIndex` sums them.
 
-Each dialect reads the postings with three statements (:class:`PostingsReader`): a
-term's best postings above an impact floor, the postings of a set of videos for a set of
-terms (one index descent per video), and each term's largest impact. The algorithms
-here drive them from Python; on PostgreSQL a query of one group is one statement of its
-own instead (``_ONE_GROUP`` in ``_search``).
+A query of several groups (:func:`several_groups`) walks its rarest group's best
+postings in batches through a :class:`PostingsReader`: on PostgreSQL each batch is one
+statement scored on the server, on SQLite the rows are read in process (statements cost
+microseconds there) and scored in Python. A query of one group is one statement of its
+own on PostgreSQL (``_ONE_GROUP`` in ``_search``) and :func:`one_group` on SQLite.
 """
 
 from __future__ import annotations
@@ -38,13 +38,6 @@ __all__ = [
 
 Hits = list[tuple[int, float]]
 
-_PG_TOP = text(
-    "SELECT q.term, p.video_id, p.tf, p.length, p.impact FROM unnest(CAST(:terms AS text[]), "
-    "CAST(:depths AS bigint[]), CAST(:floors AS float8[])) AS q(term, depth, floor) "
-    "CROSS JOIN LATERAL (SELECT s.video_id, s.tf, s.length, s.impact "
-    'FROM search_postings AS s WHERE s.term = q.term COLLATE "C" AND s.impact >= q.floor '
-    "ORDER BY s.impact DESC, s.video_id LIMIT q.depth) AS p"
-)
 # BM25 of a posting ``s`` for a query term ``q``, the in-memory kernel's expression in
 # the same order of operations (IEEE double in both), so the scores come out the same.
 _PG_BM25 = (
@@ -108,14 +101,7 @@ _SQLITE_MAX_IMPACT = (
 
 
 class PostingsReader(Protocol):
-    """The reads the algorithms need, in one dialect."""
-
-    def top(
-        self, terms: list[str], depths: list[int], floors: list[float]
-    ) -> list[list[tuple[int, float, float, float]]]:
-        """Per term, its best ``depth`` postings with ``impact >= floor``, best first:
-        ``(video_id, tf, length, impact)``."""
-        ...
+    """The reads :func:`several_groups` needs, in one dialect."""
 
     def batch(
         self, scoring: Scoring, depths: list[int], start: int, count: int
@@ -139,17 +125,6 @@ class PostgresPostings:
 
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
-
-    def top(
-        self, terms: list[str], depths: list[int], floors: list[float]
-    ) -> list[list[tuple[int, float, float, float]]]:
-        rows = self._connection.execute(
-            _PG_TOP, {"terms": terms, "depths": depths, "floors": floors}
-        ).all()
-        by_term: dict[str, list[tuple[int, float, float, float]]] = {term: [] for term in terms}
-        for term, video_id, tf, length, impact in rows:
-            by_term[term].append((video_id, tf, length, impact))
-        return [by_term[term] for term in terms]
 
     def batch(
         self, scoring: Scoring, depths: list[int], start: int, count: int
@@ -288,7 +263,7 @@ def _ranked(scores: dict[int, float], limit: int) -> Hits:
 
 
 def one_group(
-    reader: PostingsReader,
+    reader: SqlitePostings,
     scoring: Scoring,
     first_depths: list[int],
     limit: int,

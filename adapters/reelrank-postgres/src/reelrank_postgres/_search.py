@@ -132,25 +132,6 @@ _ONE_GROUP = text(
     "ORDER BY s.impact DESC, s.video_id LIMIT :cap) AS p GROUP BY p.video_id) "
     "SELECT video_id, score FROM second ORDER BY score DESC, video_id LIMIT :limit"
 )
-# Several groups, all of which must match: the best ``depth`` postings of each term are
-# the candidates; each candidate's postings are read by primary key and scored exactly
-# against every query term (a group scores its best expansion, groups summed in the
-# in-memory order), and the videos matching every group ranked.
-_GROUPS = text(
-    f"WITH {_QUERY_TERMS}, "
-    "candidates AS (SELECT DISTINCT p.video_id FROM q CROSS JOIN LATERAL ("
-    "SELECT s.video_id FROM search_postings AS s WHERE s.term = q.term "
-    "ORDER BY s.impact DESC, s.video_id LIMIT q.depth) AS p), "
-    # LATERAL: each candidate's postings by primary key (a few rows each), never a join
-    # that reads a common query term's whole postings (OFFSET 0 keeps the planner from
-    # flattening the subquery into such a join).
-    f"best AS (SELECT c.video_id, q.grp, max({_BM25}) AS score FROM candidates AS c "
-    "CROSS JOIN LATERAL (SELECT p.term, p.tf, p.length FROM search_postings AS p "
-    "WHERE p.video_id = c.video_id OFFSET 0) AS s JOIN q ON q.term = s.term "
-    "GROUP BY c.video_id, q.grp) "
-    "SELECT video_id, sum(score ORDER BY grp) AS score FROM best GROUP BY video_id "
-    "HAVING count(*) = :group_count ORDER BY score DESC, video_id LIMIT :limit"
-)
 # Stored impacts are float4 and the in-memory kernel compiles with fast math: bounds get
 # this relative margin, so rounding can only make a search read a few more postings.
 _IMPACT_SLACK = 1.0 + 1e-6
@@ -681,11 +662,15 @@ class SqlSearchIndex(ReplicaReadStore):
             mean_length=mean,
             slack=slack,
         )
-        reader = PostgresPostings(connection) if self._postgres else SqlitePostings(connection)
         if len(groups) == 1:
             return one_group(
-                reader, scoring, _first_pass_depths(groups[0], limit), limit, _MAX_SECOND_PASS
+                SqlitePostings(connection),
+                scoring,
+                _first_pass_depths(groups[0], limit),
+                limit,
+                _MAX_SECOND_PASS,
             )
+        reader = PostgresPostings(connection) if self._postgres else SqlitePostings(connection)
         budget = max(_WALK_POSTINGS, _WALK_PER_HIT * limit)
         first_batch = min(budget, max(_FIRST_BATCH, _WALK_PER_HIT * limit))
         return several_groups(

@@ -8,12 +8,13 @@ memory (:attr:`~reelrank.SearchConfig.max_prefix_expansions`, most frequent firs
 from the ``search_terms`` counts kept with every write) and is searched as the OR of
 those terms.
 
-PostgreSQL also keeps impact-ordered postings (``search_postings``, migration 0006): per
-term and video the field-weighted term frequency and document length the in-memory index
-uses, so it ranks by the same BM25 (same idf, same mean length, from ``search_stats``)
-while reading only the postings that can reach the top ``limit``. Without them (older
-settings, ``use_impact_postings=False``) PostgreSQL ranks with ``ts_rank`` and SQLite
-always ranks with FTS5's ``bm25``.
+Both dialects also keep impact-ordered postings (``search_postings``, migration 0006 on
+PostgreSQL, 0007 on SQLite): per term and video the field-weighted term frequency and
+document length the in-memory index uses, so they rank by the same BM25 (same idf, same
+mean length, from ``search_stats``) while reading only the postings that can reach the
+top ``limit`` (the algorithms are in ``_impact``). Without them (other BM25 parameters,
+``use_impact_postings=False``) PostgreSQL ranks with ``ts_rank`` and SQLite with FTS5's
+``bm25``.
 """
 
 from __future__ import annotations
@@ -341,7 +342,8 @@ def _rum_hits(
 
 
 class SqlSearchIndex(ReplicaReadStore):
-    """A :class:`~reelrank.SearchIndex` in PostgreSQL (``tsvector`` + GIN) or SQLite (FTS5).
+    """A :class:`~reelrank.SearchIndex` in PostgreSQL or SQLite, ranked by BM25 over
+    impact-ordered postings (``tsvector`` + GIN, or FTS5, without them).
 
     PostgreSQL keeps one ``tsvector`` per video with the title's terms at weight A,
     hashtags at B, creator and sound at C and the description at D, searched with
@@ -350,20 +352,22 @@ class SqlSearchIndex(ReplicaReadStore):
     ``search_terms``, how many videos hold each term; a prefix term becomes the OR of
     its ``config.max_prefix_expansions`` most frequent expansions.
 
-    **Impact-ordered postings (PostgreSQL, migration 0006).** Every write also keeps, per
-    (term, video), the field-weighted term frequency and document length the in-memory
-    index computes (``search_postings``) and the document count and total length
-    (``search_stats``), so PostgreSQL ranks by the same BM25 as
+    **Impact-ordered postings (migration 0006 on PostgreSQL, 0007 on SQLite).** Every
+    write also keeps, per (term, video), the field-weighted term frequency and document
+    length the in-memory index computes (``search_postings``) and the document count and
+    total length (``search_stats``), so both dialects rank by the same BM25 as
     :class:`~reelrank.InMemorySearchIndex`, reading each term's postings best impact
     first. One term or one prefix: exact (a first pass over each expansion's best
     postings sets a floor, a second reads every posting that can reach it). Several
     terms: the best ``max(1000, 2 x limit)`` postings of the rarest term group are the
-    candidates, each scored exactly on every term; exact when the group holds no more
-    postings, otherwise the best matches among those candidates (the recall loss is
-    measured in the adapter's documentation). The postings hold the field weights of
-    the writer's ``config`` (:func:`~reelrank_postgres.bulk_load` and the migration use
-    the defaults); an index whose ``k1`` or ``b`` differ from those the postings were
-    built with, or ``use_impact_postings=False``, ranks as below.
+    candidates, scored exactly on every term in batches, best bound first; the walk
+    stops, exact, once no video left can reach the top ``limit``, or when the group
+    holds no more postings, and otherwise returns the best matches among those
+    candidates (the recall loss is measured in the adapter's documentation). The
+    postings hold the field weights of the writer's ``config``
+    (:func:`~reelrank_postgres.bulk_load` and the migrations use the defaults); an index
+    whose ``k1`` or ``b`` differ from those the postings were built with, or
+    ``use_impact_postings=False``, ranks as below.
 
     **Without them** ranking is bounded by ``rank_pool``. Every query first reads how
     many videos hold each of its terms (``search_terms``); the smallest group total

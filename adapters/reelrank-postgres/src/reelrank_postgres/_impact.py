@@ -49,38 +49,39 @@ _PG_QUERY_TERMS = (
     "CAST(:terms AS text[]), CAST(:groups AS int[]), CAST(:idfs AS float8[]), "
     "CAST(:depths AS bigint[])) AS t(term, grp, idf, depth))"
 )
-# One batch of a several-group search, on the server. Every query term reads its
-# ``depth`` best postings; the videos they hold are the candidates, ranked by their bound
-# (the largest ``idf x impact`` among their postings read), ties to the lower id.
-# Candidates ``(start, start + count]`` get their postings read by one descent of the
-# primary key (video_id, term) each (``OFFSET 0`` keeps the planner from turning the
-# LATERAL into a join that reads a common term's whole postings), joined with the query
-# terms and scored exactly, a group scoring its best expansion and the groups summed
-# rarest first, as in memory. Extra rows: (0, number of candidates), and per group
-# (-1 - group, the largest bound of its postings not scored yet: read ones of later
-# candidates, or the next one of a term past its depth), NULL when there is none.
+# One batch of a several-group search, on the server. The driver's terms (``depth`` > 0)
+# read their ``depth`` best postings, the candidates, ranked by their bound
+# ``idf x impact`` (a video keeps its best); each term's next posting bounds what was not
+# read. Candidates ``[start, start + count)`` get their postings read by one descent
+# of the primary key (video_id, term) each (``OFFSET 0`` keeps the planner from turning
+# the LATERAL into a join that reads a common term's whole postings), joined with the
+# query terms and scored exactly, a group scoring its best expansion and the groups
+# summed rarest first, as in memory. A last row (video -1) carries the largest bound
+# left after the batch: NULL when every driver posting has been a candidate.
 _PG_BATCH = text(
     f"WITH {_PG_QUERY_TERMS}, "
-    "read AS (SELECT p.video_id, q.grp, q.idf * p.impact AS bound FROM q "
+    "driver AS (SELECT * FROM q WHERE depth > 0), "
+    "ranked AS (SELECT p.video_id, max(q.idf * p.impact) AS bound FROM driver AS q "
     "CROSS JOIN LATERAL (SELECT s.video_id, s.impact FROM search_postings AS s "
-    "WHERE s.term = q.term ORDER BY s.impact DESC, s.video_id LIMIT q.depth) AS p), "
-    "ordered AS (SELECT video_id, row_number() OVER (ORDER BY max(bound) DESC, video_id) "
-    "AS position FROM read GROUP BY video_id), "
-    "batch AS (SELECT video_id FROM ordered "
-    "WHERE position > :start AND position <= :start + :count), "
+    "WHERE s.term = q.term ORDER BY s.impact DESC, s.video_id LIMIT q.depth) AS p "
+    "GROUP BY p.video_id), "
+    "batch AS (SELECT video_id FROM ranked ORDER BY bound DESC, video_id "
+    "OFFSET :start LIMIT :count), "
     f"best AS (SELECT c.video_id, q.grp, max({_PG_BM25}) AS score FROM batch AS c "
     "CROSS JOIN LATERAL (SELECT p.term, p.tf, p.length FROM search_postings AS p "
     "WHERE p.video_id = c.video_id OFFSET 0) AS s JOIN q ON q.term = s.term "
     "GROUP BY c.video_id, q.grp) "
     "SELECT video_id, sum(score ORDER BY grp) AS score FROM best GROUP BY video_id "
     "HAVING count(*) = :group_count "
-    "UNION ALL SELECT 0, count(*) FROM ordered "
-    "UNION ALL SELECT -1 - g.grp, greatest((SELECT max(r.bound) FROM read AS r "
-    "JOIN ordered AS o ON o.video_id = r.video_id WHERE r.grp = g.grp "
-    "AND o.position > :start + :count), (SELECT max(q.idf * (SELECT s.impact "
+    "UNION ALL SELECT -1, greatest((SELECT bound FROM ranked ORDER BY bound DESC, video_id "
+    "OFFSET :start + :count LIMIT 1), (SELECT max(q.idf * (SELECT s.impact "
     "FROM search_postings AS s WHERE s.term = q.term ORDER BY s.impact DESC, s.video_id "
-    "OFFSET q.depth LIMIT 1)) FROM q WHERE q.grp = g.grp)) "
-    "FROM generate_series(0, :group_count - 1) AS g(grp)"
+    "OFFSET q.depth LIMIT 1)) FROM driver AS q))"
+)
+_PG_MAX_IMPACTS = text(
+    "SELECT q.term, (SELECT s.impact FROM search_postings AS s "
+    'WHERE s.term = q.term COLLATE "C" ORDER BY s.impact DESC LIMIT 1) '
+    "FROM unnest(CAST(:terms AS text[])) AS q(term)"
 )
 
 _SQLITE_TOP = (
@@ -94,18 +95,28 @@ _SQLITE_POSTINGS_OF = (
     "WHERE video_id IN (SELECT value FROM json_each(?)) "
     "AND +term IN (SELECT value FROM json_each(?))"
 )
+_SQLITE_MAX_IMPACT = (
+    "SELECT impact FROM search_postings WHERE term = ? ORDER BY impact DESC LIMIT 1"
+)
 
 
 class PostingsReader(Protocol):
     """The reads :func:`several_groups` needs, in one dialect."""
 
-    def batch(self, scoring: Scoring, depths: list[int], start: int, count: int) -> Batch:
-        """A several-group search's candidates ``(start, start + count]``, scored.
+    def batch(
+        self, scoring: Scoring, depths: list[int], start: int, count: int
+    ) -> tuple[dict[int, float], float | None]:
+        """A several-group search's candidates ``[start, start + count)``: the exact
+        scores of those matching every group, and the largest ``idf x impact`` of a
+        driver posting not among the candidates so far (``None`` when none is left).
 
-        Every query term's best ``depths`` postings (in the order of the groups' terms)
-        are read; the videos they hold are the candidates, ranked by the largest
-        ``idf x impact`` among their postings read, ties to the lower id.
+        The candidates are the best ``depths`` postings of the driver's terms (the first
+        group's), videos ranked by their best ``idf x impact``, ties to the lower id.
         """
+        ...
+
+    def max_impacts(self, terms: list[str]) -> list[float]:
+        """Each term's largest impact (0 for a term without postings)."""
         ...
 
 
@@ -115,7 +126,9 @@ class PostgresPostings:
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
 
-    def batch(self, scoring: Scoring, depths: list[int], start: int, count: int) -> Batch:
+    def batch(
+        self, scoring: Scoring, depths: list[int], start: int, count: int
+    ) -> tuple[dict[int, float], float | None]:
         groups = scoring.groups
         rows = self._connection.execute(
             _PG_BATCH,
@@ -123,7 +136,7 @@ class PostgresPostings:
                 "terms": [term for group in groups for term in group],
                 "groups": [number for number, group in enumerate(groups) for _ in group],
                 "idfs": [scoring.idfs[term] for group in groups for term in group],
-                "depths": depths,
+                "depths": depths + [0] * sum(len(group) for group in groups[1:]),
                 "k1": scoring.k1,
                 "b": scoring.b,
                 "mean": scoring.mean_length,
@@ -132,17 +145,14 @@ class PostgresPostings:
                 "group_count": len(groups),
             },
         ).all()
-        scores: dict[int, float] = {}
-        left: list[float | None] = [None] * len(groups)
-        candidates = 0
-        for video_id, value in rows:
-            if video_id > 0:
-                scores[int(video_id)] = float(value)
-            elif video_id == 0:
-                candidates = int(value)
-            else:
-                left[-1 - video_id] = None if value is None else float(value)
-        return Batch(scores, left, candidates)
+        scores = {int(video_id): float(score) for video_id, score in rows if video_id != -1}
+        left = next(score for video_id, score in rows if video_id == -1)
+        return scores, None if left is None else float(left)
+
+    def max_impacts(self, terms: list[str]) -> list[float]:
+        rows = self._connection.execute(_PG_MAX_IMPACTS, {"terms": terms}).all()
+        found = {term: impact for term, impact in rows}
+        return [float(found.get(term) or 0.0) for term in terms]
 
 
 class SqlitePostings:
@@ -154,13 +164,10 @@ class SqlitePostings:
         driver = connection.connection.driver_connection
         assert isinstance(driver, sqlite3.Connection)
         self._driver = driver
-        # A several-group search's candidates in bound order, each group's postings
-        # read (bound, video) best first, and each group's largest bound past the
-        # postings read: filled by the first batch.
-        self._order: list[int] | None = None
-        self._position: dict[int, int] = {}
-        self._group_bounds: list[list[tuple[float, int]]] = []
-        self._unread: list[float | None] = []
+        # A several-group search's candidates in bound order, and the bound of the
+        # driver postings beyond them: read by the first batch.
+        self._candidates: list[tuple[float, int]] | None = None
+        self._unread = 0.0
 
     def top(
         self, terms: list[str], depths: list[int], floors: list[float]
@@ -171,43 +178,30 @@ class SqlitePostings:
             for term, depth, floor in zip(terms, depths, floors, strict=True)
         ]
 
-    def batch(self, scoring: Scoring, depths: list[int], start: int, count: int) -> Batch:
-        if self._order is None:
-            self._read_candidates(scoring, depths)
-        assert self._order is not None
-        order, position = self._order, self._position
-        scores = self._exact(order[start : start + count], scoring)
+    def batch(
+        self, scoring: Scoring, depths: list[int], start: int, count: int
+    ) -> tuple[dict[int, float], float | None]:
+        if self._candidates is None:
+            driver = scoring.groups[0]
+            bounds: dict[int, float] = {}
+            unread = 0.0
+            rows = self.top(driver, [depth + 1 for depth in depths], [0.0] * len(driver))
+            for term, postings, depth in zip(driver, rows, depths, strict=True):
+                idf = scoring.idfs[term]
+                for video_id, _, _, impact in postings[:depth]:
+                    bound = idf * impact
+                    if bound > bounds.get(video_id, -1.0):
+                        bounds[video_id] = bound
+                if len(postings) > depth:
+                    unread = max(unread, idf * postings[depth][3])
+            self._candidates = sorted((-bound, video) for video, bound in bounds.items())
+            self._unread = unread
+        candidates = self._candidates
+        scores = self._exact([video for _, video in candidates[start : start + count]], scoring)
         rest = start + count
-        left: list[float | None] = []
-        for bounds, unread in zip(self._group_bounds, self._unread, strict=True):
-            # The group's largest bound among postings of candidates not scored yet.
-            later = next((bound for bound, video in bounds if position[video] >= rest), None)
-            values = [value for value in (later, unread) if value is not None]
-            left.append(max(values) if values else None)
-        return Batch(scores, left, len(order))
-
-    def _read_candidates(self, scoring: Scoring, depths: list[int]) -> None:
-        terms = [term for group in scoring.groups for term in group]
-        numbers = [number for number, group in enumerate(scoring.groups) for _ in group]
-        rows = self.top(terms, [depth + 1 for depth in depths], [0.0] * len(terms))
-        best: dict[int, float] = {}
-        group_bounds: list[list[tuple[float, int]]] = [[] for _ in scoring.groups]
-        unread: list[float | None] = [None] * len(scoring.groups)
-        for term, number, postings, depth in zip(terms, numbers, rows, depths, strict=True):
-            idf = scoring.idfs[term]
-            for video_id, _, _, impact in postings[:depth]:
-                bound = idf * impact
-                group_bounds[number].append((bound, video_id))
-                if bound > best.get(video_id, -1.0):
-                    best[video_id] = bound
-            if len(postings) > depth:
-                next_bound = idf * postings[depth][3]
-                unread[number] = max(unread[number] or 0.0, next_bound)
-        ranked = sorted((-bound, video) for video, bound in best.items())
-        self._order = [video for _, video in ranked]
-        self._position = {video: number for number, video in enumerate(self._order)}
-        self._group_bounds = [sorted(bounds, reverse=True) for bounds in group_bounds]
-        self._unread = unread
+        if rest < len(candidates):
+            return scores, max(-candidates[rest][0], self._unread)
+        return scores, self._unread if self._unread > 0.0 else None
 
     def _exact(self, videos: list[int], scoring: Scoring) -> dict[int, float]:
         if not videos:
@@ -238,6 +232,11 @@ class SqlitePostings:
                 exact[video_id] = total
         return exact
 
+    def max_impacts(self, terms: list[str]) -> list[float]:
+        execute = self._driver.execute
+        found = [execute(_SQLITE_MAX_IMPACT, (term,)).fetchone() for term in terms]
+        return [float(row[0]) if row else 0.0 for row in found]
+
 
 @dataclass(frozen=True)
 class Scoring:
@@ -256,19 +255,6 @@ class Scoring:
         # The in-memory kernel's expression, in its order of operations.
         norm = self.k1 * (1.0 - self.b + self.b * length / self.mean_length)
         return idf * tf * (self.k1 + 1.0) / (tf + norm)
-
-
-@dataclass(frozen=True)
-class Batch:
-    """One batch of a several-group search."""
-
-    scores: dict[int, float]
-    """Exact scores of the batch's candidates that match every group."""
-    left: list[float | None]
-    """Per group, the largest ``idf x impact`` of its postings not scored yet (``None``
-    when every video holding the group was scored)."""
-    candidates: int
-    """How many candidates the search has in all."""
 
 
 def _ranked(scores: dict[int, float], limit: int) -> Hits:
@@ -319,34 +305,43 @@ def several_groups(
     first_batch: int,
     limit: int,
 ) -> Hits:
-    """Top ``limit`` of a query of several groups, every one of which must match: the
-    threshold algorithm over each group's postings in bound order.
+    """Top ``limit`` of a query of several groups, every one of which must match.
 
-    Every query term's best ``depths`` postings are read (cheap, a range of the index);
-    the videos they hold are the candidates, best bound (``idf x impact``) first, scored
-    exactly in batches (``first_batch``, then twice as many each time). After a batch,
-    with ``theta`` the ``limit``-th best score found, a video not scored yet scores at
-    most the sum over the groups of each group's largest bound left (its postings read
-    for candidates not scored yet, or the next one of a term past its depth), times the
-    slack: once that is below ``theta`` no video left can enter the top and the result
-    is exact. It is exact too once a group has nothing left: every video holding it was
-    scored. Otherwise the walk stops after ``budget`` candidates (or when none is left),
-    and the result is the best matches among them.
+    Every match holds a posting of the rarest group, the driver, so the driver's best
+    postings (``depths`` of each term) are the candidates, best bound
+    (``idf x impact``) first, scored exactly in batches (``first_batch``, then twice as
+    many each time). With ``theta`` the ``limit``-th best score found, a video not scored
+    yet scores at most the largest driver bound left (times the slack) plus every other
+    group's largest possible score (from each term's largest impact): once that is below
+    ``theta``, no video left can enter the top ``limit`` and the result is exact, as it
+    is when every driver posting has been a candidate. Otherwise the walk stops after
+    ``budget`` candidates, and the result is the best matches among them.
     """
     scores: dict[int, float] = {}
+    others_bound: float | None = None
     done, size = 0, first_batch
     while True:
         count = min(size, budget - done)
-        batch = reader.batch(scoring, depths, done, count)
-        scores.update(batch.scores)
+        found, left = reader.batch(scoring, depths, done, count)
+        scores.update(found)
         done += count
         size *= 2
-        if any(left is None for left in batch.left):
-            break  # every video holding that group was scored: exact
-        if done >= min(budget, batch.candidates):
-            break  # the walk's end: the best matches among the candidates
+        if left is None or done >= budget:
+            break  # exact when every driver posting was a candidate (``left`` is None)
         if len(scores) >= limit:
+            if others_bound is None:
+                others_bound = _largest_scores(reader, scoring, scoring.groups[1:])
             theta = sorted(scores.values(), reverse=True)[limit - 1]
-            if sum(left for left in batch.left if left is not None) * scoring.slack < theta:
+            if left * scoring.slack + others_bound < theta:
                 break  # nothing left can reach the top: exact
     return _ranked(scores, limit)
+
+
+def _largest_scores(reader: PostingsReader, scoring: Scoring, groups: list[list[str]]) -> float:
+    """The sum over ``groups`` of the largest score any posting of the group can have."""
+    terms = list(dict.fromkeys(term for group in groups for term in group))
+    largest = dict(zip(terms, reader.max_impacts(terms), strict=True))
+    return sum(
+        max(scoring.idfs[term] * largest[term] * scoring.slack for term in group)
+        for group in groups
+    )

@@ -11,11 +11,12 @@ Scores are the in-memory kernel's expression in the same order of operations (IE
 double): a group (a term, or a prefix's expansions) scores its best expansion, groups are
 summed rarest first, as :class:`~reelrank.InMemorySearchIndex` sums them.
 
-A query of several groups (:func:`several_groups`) walks its rarest group's best
-postings in batches through a :class:`PostingsReader`: on PostgreSQL each batch is one
-statement scored on the server, on SQLite the rows are read in process (statements cost
-microseconds there) and scored in Python. A query of one group is one statement of its
-own on PostgreSQL (``_ONE_GROUP`` in ``_search``) and :func:`one_group` on SQLite.
+A query of several groups ranks the matches among its rarest group's best postings: on
+PostgreSQL in one statement scored on the server (:func:`postgres_walk`), on SQLite,
+where a statement costs microseconds, through :class:`SqlitePostings` in batches scored
+in Python that stop once the rest cannot reach the top (:func:`several_groups`). A query
+of one group is one statement of its own on PostgreSQL (``_ONE_GROUP`` in ``_search``)
+and :func:`one_group` on SQLite.
 """
 
 from __future__ import annotations
@@ -23,16 +24,14 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import dataclass
-from typing import Protocol
 
 from sqlalchemy import Connection, text
 
 __all__ = [
-    "PostgresPostings",
-    "PostingsReader",
     "Scoring",
     "SqlitePostings",
     "one_group",
+    "postgres_walk",
     "several_groups",
 ]
 
@@ -49,39 +48,28 @@ _PG_QUERY_TERMS = (
     "CAST(:terms AS text[]), CAST(:groups AS int[]), CAST(:idfs AS float8[]), "
     "CAST(:depths AS bigint[])) AS t(term, grp, idf, depth))"
 )
-# One batch of a several-group search, on the server. The driver's terms (``depth`` > 0)
-# read their ``depth`` best postings, the candidates, ranked by their bound
-# ``idf x impact`` (a video keeps its best); each term's next posting bounds what was not
-# read. Candidates ``[start, start + count)`` get their postings read by one descent
-# of the primary key (video_id, term) each (``OFFSET 0`` keeps the planner from turning
-# the LATERAL into a join that reads a common term's whole postings), joined with the
-# query terms and scored exactly, a group scoring its best expansion and the groups
-# summed rarest first, as in memory. A last row (video -1) carries the largest bound
-# left after the batch: NULL when every driver posting has been a candidate.
-_PG_BATCH = text(
+# The walk of a several-group search, on the server. The driver's terms (``depth`` > 0)
+# read their ``depth`` best postings; the videos they hold, ranked by their bound
+# ``idf x impact`` (a video keeps its best, ties to the lower id), are the candidates, at
+# most ``count``. Each candidate's postings are read by one descent of the primary key
+# (video_id, term) (``OFFSET 0`` keeps the planner from turning the LATERAL into a join
+# that reads a common term's whole postings), joined with the query terms and scored
+# exactly, a group scoring its best expansion and the groups summed rarest first, as in
+# memory; the videos matching every group are ranked.
+_PG_WALK = text(
     f"WITH {_PG_QUERY_TERMS}, "
-    "driver AS (SELECT * FROM q WHERE depth > 0), "
-    "ranked AS (SELECT p.video_id, max(q.idf * p.impact) AS bound FROM driver AS q "
+    "ranked AS (SELECT p.video_id, max(q.idf * p.impact) AS bound "
+    "FROM (SELECT * FROM q WHERE depth > 0) AS q "
     "CROSS JOIN LATERAL (SELECT s.video_id, s.impact FROM search_postings AS s "
     "WHERE s.term = q.term ORDER BY s.impact DESC, s.video_id LIMIT q.depth) AS p "
     "GROUP BY p.video_id), "
-    "batch AS (SELECT video_id FROM ranked ORDER BY bound DESC, video_id "
-    "OFFSET :start LIMIT :count), "
-    f"best AS (SELECT c.video_id, q.grp, max({_PG_BM25}) AS score FROM batch AS c "
+    "walk AS (SELECT video_id FROM ranked ORDER BY bound DESC, video_id LIMIT :count), "
+    f"best AS (SELECT c.video_id, q.grp, max({_PG_BM25}) AS score FROM walk AS c "
     "CROSS JOIN LATERAL (SELECT p.term, p.tf, p.length FROM search_postings AS p "
     "WHERE p.video_id = c.video_id OFFSET 0) AS s JOIN q ON q.term = s.term "
     "GROUP BY c.video_id, q.grp) "
     "SELECT video_id, sum(score ORDER BY grp) AS score FROM best GROUP BY video_id "
-    "HAVING count(*) = :group_count "
-    "UNION ALL SELECT -1, greatest((SELECT bound FROM ranked ORDER BY bound DESC, video_id "
-    "OFFSET :start + :count LIMIT 1), (SELECT max(q.idf * (SELECT s.impact "
-    "FROM search_postings AS s WHERE s.term = q.term ORDER BY s.impact DESC, s.video_id "
-    "OFFSET q.depth LIMIT 1)) FROM driver AS q))"
-)
-_PG_MAX_IMPACTS = text(
-    "SELECT q.term, (SELECT s.impact FROM search_postings AS s "
-    'WHERE s.term = q.term COLLATE "C" ORDER BY s.impact DESC LIMIT 1) '
-    "FROM unnest(CAST(:terms AS text[])) AS q(term)"
+    "HAVING count(*) = :group_count ORDER BY score DESC, video_id LIMIT :limit"
 )
 
 _SQLITE_TOP = (
@@ -100,63 +88,33 @@ _SQLITE_MAX_IMPACT = (
 )
 
 
-class PostingsReader(Protocol):
-    """The reads :func:`several_groups` needs, in one dialect."""
-
-    def batch(
-        self, scoring: Scoring, depths: list[int], start: int, count: int
-    ) -> tuple[dict[int, float], float | None]:
-        """A several-group search's candidates ``[start, start + count)``: the exact
-        scores of those matching every group, and the largest ``idf x impact`` of a
-        driver posting not among the candidates so far (``None`` when none is left).
-
-        The candidates are the best ``depths`` postings of the driver's terms (the first
-        group's), videos ranked by their best ``idf x impact``, ties to the lower id.
-        """
-        ...
-
-    def max_impacts(self, terms: list[str]) -> list[float]:
-        """Each term's largest impact (0 for a term without postings)."""
-        ...
-
-
-class PostgresPostings:
-    """:class:`PostingsReader` on PostgreSQL: one statement per read, arrays as parameters."""
-
-    def __init__(self, connection: Connection) -> None:
-        self._connection = connection
-
-    def batch(
-        self, scoring: Scoring, depths: list[int], start: int, count: int
-    ) -> tuple[dict[int, float], float | None]:
-        groups = scoring.groups
-        rows = self._connection.execute(
-            _PG_BATCH,
-            {
-                "terms": [term for group in groups for term in group],
-                "groups": [number for number, group in enumerate(groups) for _ in group],
-                "idfs": [scoring.idfs[term] for group in groups for term in group],
-                "depths": depths + [0] * sum(len(group) for group in groups[1:]),
-                "k1": scoring.k1,
-                "b": scoring.b,
-                "mean": scoring.mean_length,
-                "start": start,
-                "count": count,
-                "group_count": len(groups),
-            },
-        ).all()
-        scores = {int(video_id): float(score) for video_id, score in rows if video_id != -1}
-        left = next(score for video_id, score in rows if video_id == -1)
-        return scores, None if left is None else float(left)
-
-    def max_impacts(self, terms: list[str]) -> list[float]:
-        rows = self._connection.execute(_PG_MAX_IMPACTS, {"terms": terms}).all()
-        found = {term: impact for term, impact in rows}
-        return [float(found.get(term) or 0.0) for term in terms]
+def postgres_walk(
+    connection: Connection, scoring: Scoring, depths: list[int], budget: int, limit: int
+) -> Hits:
+    """Top ``limit`` of a query of several groups on PostgreSQL: the matches among the
+    driver's (the first group's) best postings, at most ``budget`` candidates, scored in
+    one statement. Exact when the driver holds no more postings than ``depths``."""
+    groups = scoring.groups
+    rows = connection.execute(
+        _PG_WALK,
+        {
+            "terms": [term for group in groups for term in group],
+            "groups": [number for number, group in enumerate(groups) for _ in group],
+            "idfs": [scoring.idfs[term] for group in groups for term in group],
+            "depths": depths + [0] * sum(len(group) for group in groups[1:]),
+            "k1": scoring.k1,
+            "b": scoring.b,
+            "mean": scoring.mean_length,
+            "count": budget,
+            "group_count": len(groups),
+            "limit": limit,
+        },
+    ).all()
+    return [(int(video_id), float(score)) for video_id, score in rows]
 
 
 class SqlitePostings:
-    """:class:`PostingsReader` on SQLite, through the driver's connection: statements
+    """The postings on SQLite, read through the driver's connection: statements
     in-process cost microseconds, so a term's range is one statement of its own, and
     scores are computed in Python."""
 
@@ -298,7 +256,7 @@ def _best_by_video(
 
 
 def several_groups(
-    reader: PostingsReader,
+    reader: SqlitePostings,
     scoring: Scoring,
     depths: list[int],
     budget: int,
@@ -337,7 +295,7 @@ def several_groups(
     return _ranked(scores, limit)
 
 
-def _largest_scores(reader: PostingsReader, scoring: Scoring, groups: list[list[str]]) -> float:
+def _largest_scores(reader: SqlitePostings, scoring: Scoring, groups: list[list[str]]) -> float:
     """The sum over ``groups`` of the largest score any posting of the group can have."""
     terms = list(dict.fromkeys(term for group in groups for term in group))
     largest = dict(zip(terms, reader.max_impacts(terms), strict=True))

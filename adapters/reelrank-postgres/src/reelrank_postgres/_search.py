@@ -31,7 +31,7 @@ from reelrank.stores.adapter import InvalidInputError, check_id, check_limit
 
 from ._base import ReplicaReadStore, check_instance
 from ._errors import store_errors
-from ._impact import PostgresPostings, Scoring, SqlitePostings, one_group, several_groups
+from ._impact import Scoring, SqlitePostings, one_group, postgres_walk, several_groups
 
 __all__ = ["SqlSearchIndex"]
 
@@ -677,19 +677,16 @@ class SqlSearchIndex(ReplicaReadStore):
                 limit,
                 _MAX_SECOND_PASS,
             )
-        reader = PostgresPostings(connection) if self._postgres else SqlitePostings(connection)
         budget = max(_WALK_POSTINGS, _WALK_PER_HIT * limit)
-        # SQLite scores in batches and stops once the bound proves the top; on
-        # PostgreSQL a statement per batch cost more than the look-ups it saved (at 1M
-        # videos, limit 20: p50 9.1 to 10.1 ms in batches, 7.5 to 7.8 ms in one, load
-        # 6.9), so the whole walk is one batch there.
-        first_batch = (
-            budget
-            if self._postgres
-            else min(budget, max(_FIRST_BATCH, _WALK_PER_HIT * limit))
-        )
+        depths = _depths(groups[0], budget)
+        if self._postgres:
+            # One statement: scored in batches with the early stop SQLite uses, a
+            # statement per batch cost more than the look-ups it saved (at 1M videos,
+            # limit 20: p50 9.1 to 10.1 ms in batches, 7.5 to 7.8 ms in one, load 6.9).
+            return postgres_walk(connection, scoring, depths, budget, limit)
+        first_batch = min(budget, max(_FIRST_BATCH, _WALK_PER_HIT * limit))
         return several_groups(
-            reader, scoring, _depths(groups[0], budget), budget, first_batch, limit
+            SqlitePostings(connection), scoring, depths, budget, first_batch, limit
         )
 
     def _uses_rum(self, connection: Connection) -> bool:

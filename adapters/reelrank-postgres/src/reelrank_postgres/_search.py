@@ -141,7 +141,7 @@ _IMPACT_SLACK = 1.0 + 1e-6
 # video's postings (one index descent: about 6 us at 1M videos on PostgreSQL, more under
 # load): about 10 ms for the 500 hits VideoSearch asks for. At 1M videos, half as many
 # candidates cut the top-20 recall from 0.85 to 0.68 (two words) and from 0.67 to 0.57
-# (as you type); twice as many raised it to 0.94 and 0.78 at twice the cost. SQLite
+# (as you type); twice as many raised it to 0.94 and 0.78 at 2 to 3 times the cost. SQLite
 # scores them in batches of _FIRST_BATCH (or _WALK_PER_HIT x limit: the top cannot be
 # proved before ``limit`` matches are found), then twice as many each time.
 _WALK_POSTINGS = 1_000
@@ -363,10 +363,10 @@ class SqlSearchIndex(ReplicaReadStore):
     first. One term or one prefix: exact (a first pass over each expansion's best
     postings sets a floor, a second reads every posting that can reach it). Several
     terms: the best ``max(1000, 2 x limit)`` postings of the rarest term group are the
-    candidates, scored exactly on every term in batches, best bound first; the walk
-    stops, exact, once no video left can reach the top ``limit``, or when the group
-    holds no more postings, and otherwise returns the best matches among those
-    candidates (the recall loss is measured in the adapter's documentation). The
+    candidates, scored exactly on every term (on SQLite in batches, best bound first,
+    stopping, exact, once no video left can reach the top ``limit``); exact when the
+    group holds no more postings, otherwise the best matches among those candidates
+    (the recall loss is measured in the adapter's documentation). The
     postings hold the field weights of the writer's ``config``
     (:func:`~reelrank_postgres.bulk_load` and the migrations use the defaults); an index
     whose ``k1`` or ``b`` differ from those the postings were built with, or

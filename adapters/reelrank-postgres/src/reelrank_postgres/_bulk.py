@@ -37,6 +37,7 @@ from ._search import (
     _COUNT_DROP,
     _FTS_COLUMNS,
     _POSTINGS_IMPACT,
+    _SQLITE_STATS_CHANGE,
     _STATS_CHANGE,
     _fields,
     _fts_terms,
@@ -253,6 +254,25 @@ class _SqliteWriter(_Writer):
     def search(self, videos: list[Video], document: DocumentOf) -> None:
         connection = self._connection
         deltas: Counter[str] = Counter()
+        # Impact-ordered postings (migration 0007): staged with their frequencies and
+        # lengths, written once the whole-index statistics they are scored with are known.
+        postings = bool(
+            connection.execute(
+                text(
+                    "SELECT count(*) FROM sqlite_master "
+                    "WHERE type = 'table' AND name = 'search_postings'"
+                )
+            ).scalar_one()
+        )
+        if postings:
+            connection.execute(
+                text(
+                    "CREATE TEMPORARY TABLE reelrank_bulk_postings "
+                    "(term TEXT, video_id INTEGER, tf REAL, length REAL)"
+                )
+            )
+        removed_lengths: list[float] = []
+        added_lengths: list[float] = []
         for batch in self._batches(videos):
             old: dict[int, set[str]] = {}
             for start in range(0, len(batch), _READ_CHUNK):
@@ -271,7 +291,10 @@ class _SqliteWriter(_Writer):
                     text("DELETE FROM search_documents WHERE rowid = :video_id"),
                     [{"video_id": video_id} for video_id in old],
                 )
+                if postings:
+                    removed_lengths += self._drop_postings(list(old))
             inserts = []
+            staged: list[dict[str, Any]] = []
             for video in batch:
                 video_id = video.video_id
                 searchable = document(video)
@@ -288,6 +311,13 @@ class _SqliteWriter(_Writer):
                             },
                         }
                     )
+                    if postings:
+                        frequencies, length = _weighted(fields, self._config)
+                        added_lengths.append(length)
+                        staged.extend(
+                            {"term": term, "video_id": video_id, "tf": tf, "length": length}
+                            for term, tf in frequencies.items()
+                        )
                 _count(deltas, old.get(video_id, set()), new)
             if inserts:
                 connection.execute(
@@ -297,8 +327,57 @@ class _SqliteWriter(_Writer):
                     ),
                     inserts,
                 )
+            if staged:
+                connection.execute(
+                    text(
+                        "INSERT INTO temp.reelrank_bulk_postings (term, video_id, tf, length) "
+                        "VALUES (:term, :video_id, :tf, :length)"
+                    ),
+                    staged,
+                )
             self._report("search", len(batch))
+        if postings:
+            added = math.fsum(added_lengths)
+            connection.execute(
+                _SQLITE_STATS_CHANGE,
+                {
+                    "documents": len(added_lengths) - len(removed_lengths),
+                    "removed": math.fsum(removed_lengths),
+                    "added": added,
+                    "reference": added / len(added_lengths) if added_lengths else 0.0,
+                    "k1": self._config.k1,
+                    "b": self._config.b,
+                },
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO search_postings (term, impact, video_id, tf, length) "
+                    f"SELECT p.term, {_POSTINGS_IMPACT}, p.video_id, p.tf, p.length "
+                    "FROM temp.reelrank_bulk_postings AS p, search_stats AS s "
+                    "ORDER BY p.term, 2 DESC, p.video_id"
+                )
+            )
+            connection.execute(text("DROP TABLE temp.reelrank_bulk_postings"))
         _apply_counts(connection, deltas)
+
+    def _drop_postings(self, video_ids: list[int]) -> list[float]:
+        """Delete the postings of ``video_ids``; the length of each video that had any."""
+        lengths: list[float] = []
+        for start in range(0, len(video_ids), _READ_CHUNK):
+            chunk = video_ids[start : start + _READ_CHUNK]
+            marks = ", ".join(f":v{i}" for i in range(len(chunk)))
+            values = {f"v{i}": video_id for i, video_id in enumerate(chunk)}
+            lengths += self._connection.execute(
+                text(
+                    "SELECT max(length) FROM search_postings "
+                    f"WHERE video_id IN ({marks}) GROUP BY video_id"
+                ),
+                values,
+            ).scalars()
+            self._connection.execute(
+                text(f"DELETE FROM search_postings WHERE video_id IN ({marks})"), values
+            )
+        return lengths
 
 
 def _count(deltas: Counter[str], old: set[str], new: set[str]) -> None:

@@ -51,7 +51,7 @@ __all__ = [
     "videos",
 ]
 
-HEAD_REVISION = "0006"
+HEAD_REVISION = "0007"
 """The schema revision this version of the adapter reads and writes."""
 
 

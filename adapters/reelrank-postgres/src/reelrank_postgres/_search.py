@@ -8,12 +8,13 @@ memory (:attr:`~reelrank.SearchConfig.max_prefix_expansions`, most frequent firs
 from the ``search_terms`` counts kept with every write) and is searched as the OR of
 those terms.
 
-PostgreSQL also keeps impact-ordered postings (``search_postings``, migration 0006): per
-term and video the field-weighted term frequency and document length the in-memory index
-uses, so it ranks by the same BM25 (same idf, same mean length, from ``search_stats``)
-while reading only the postings that can reach the top ``limit``. Without them (older
-settings, ``use_impact_postings=False``) PostgreSQL ranks with ``ts_rank`` and SQLite
-always ranks with FTS5's ``bm25``.
+Both dialects also keep impact-ordered postings (``search_postings``, migration 0006 on
+PostgreSQL, 0007 on SQLite): per term and video the field-weighted term frequency and
+document length the in-memory index uses, so they rank by the same BM25 (same idf, same
+mean length, from ``search_stats``) while reading only the postings that can reach the
+top ``limit`` (the algorithms are in ``_impact``). Without them (other BM25 parameters,
+``use_impact_postings=False``) PostgreSQL ranks with ``ts_rank`` and SQLite with FTS5's
+``bm25``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from reelrank.stores.adapter import InvalidInputError, check_id, check_limit
 
 from ._base import ReplicaReadStore, check_instance
 from ._errors import store_errors
+from ._impact import Scoring, SqlitePostings, one_group, postgres_walk, several_groups
 
 __all__ = ["SqlSearchIndex"]
 
@@ -87,6 +89,21 @@ _STATS_CHANGE = text(
     "ELSE CAST(:reference AS float8) END"
 )
 _STATS = text("SELECT documents, total_length, reference_length, k1, b FROM search_stats")
+# The same writes on SQLite (migration 0007): no arrays, so one posting per parameter set.
+_SQLITE_POSTINGS_INSERT = text(
+    "INSERT INTO search_postings (term, impact, video_id, tf, length) "
+    "SELECT :term, CAST(:tf AS REAL) * (s.k1 + 1) / (:tf + s.k1 * "
+    "(1 - s.b + s.b * :length / s.reference_length)), :video_id, :tf, :length "
+    "FROM search_stats AS s"
+)
+_SQLITE_STATS_CHANGE = text(
+    "INSERT INTO search_stats (id, documents, total_length, reference_length, k1, b) "
+    "VALUES (1, max(:documents, 0), :added - :removed, :reference, :k1, :b) "
+    "ON CONFLICT (id) DO UPDATE SET documents = documents + :documents, "
+    "total_length = total_length - :removed + :added, "
+    "reference_length = CASE WHEN reference_length > 0 THEN reference_length "
+    "ELSE :reference END"
+)
 # BM25 of a posting ``s`` for a query term ``q``, the in-memory kernel's expression in the
 # same order of operations (IEEE double in both), so the scores come out the same.
 _BM25 = (
@@ -116,35 +133,20 @@ _ONE_GROUP = text(
     "ORDER BY s.impact DESC, s.video_id LIMIT :cap) AS p GROUP BY p.video_id) "
     "SELECT video_id, score FROM second ORDER BY score DESC, video_id LIMIT :limit"
 )
-# Several groups, all of which must match: the best ``depth`` postings of each term are
-# the candidates; each candidate's postings are read by primary key and scored exactly
-# against every query term (a group scores its best expansion, groups summed in the
-# in-memory order), and the videos matching every group ranked.
-_GROUPS = text(
-    f"WITH {_QUERY_TERMS}, "
-    "candidates AS (SELECT DISTINCT p.video_id FROM q CROSS JOIN LATERAL ("
-    "SELECT s.video_id FROM search_postings AS s WHERE s.term = q.term "
-    "ORDER BY s.impact DESC, s.video_id LIMIT q.depth) AS p), "
-    # LATERAL: each candidate's postings by primary key (a few rows each), never a join
-    # that reads a common query term's whole postings (OFFSET 0 keeps the planner from
-    # flattening the subquery into such a join).
-    f"best AS (SELECT c.video_id, q.grp, max({_BM25}) AS score FROM candidates AS c "
-    "CROSS JOIN LATERAL (SELECT p.term, p.tf, p.length FROM search_postings AS p "
-    "WHERE p.video_id = c.video_id OFFSET 0) AS s JOIN q ON q.term = s.term "
-    "GROUP BY c.video_id, q.grp) "
-    "SELECT video_id, sum(score ORDER BY grp) AS score FROM best GROUP BY video_id "
-    "HAVING count(*) = :group_count ORDER BY score DESC, video_id LIMIT :limit"
-)
 # Stored impacts are float4 and the in-memory kernel compiles with fast math: bounds get
 # this relative margin, so rounding can only make a search read a few more postings.
 _IMPACT_SLACK = 1.0 + 1e-6
-# A query of several groups reads at most max(_WALK_POSTINGS, _WALK_PER_HIT x limit) of
-# its rarest group's postings, the best by impact, as candidates. Each costs a primary-key
-# look-up of the video's postings (3 to 8 us at 1M videos on a busy 2-core machine): about
-# 10 ms for the 500 hits VideoSearch asks for. At 1M videos, half as many candidates cut
-# the top-20 recall from 0.85 to 0.68 (two words) and from 0.67 to 0.57 (as you type).
+# A query of several groups scores at most max(_WALK_POSTINGS, _WALK_PER_HIT x limit)
+# candidates, its rarest group's best postings by impact. Each costs a look-up of the
+# video's postings (one index descent: about 6 us at 1M videos on PostgreSQL, more under
+# load): about 10 ms for the 500 hits VideoSearch asks for. At 1M videos, half as many
+# candidates cut the top-20 recall from 0.85 to 0.68 (two words) and from 0.67 to 0.57
+# (as you type); twice as many raised it to 0.94 and 0.78 at 2 to 3 times the cost. SQLite
+# scores them in batches of _FIRST_BATCH (or _WALK_PER_HIT x limit: the top cannot be
+# proved before ``limit`` matches are found), then twice as many each time.
 _WALK_POSTINGS = 1_000
 _WALK_PER_HIT = 2
+_FIRST_BATCH = 256
 # One group: the second pass reads at most this many postings per term (the rows whose
 # impact can reach the floor; more only through enormous runs of tied scores).
 _MAX_SECOND_PASS = 200_000
@@ -343,7 +345,8 @@ def _rum_hits(
 
 
 class SqlSearchIndex(ReplicaReadStore):
-    """A :class:`~reelrank.SearchIndex` in PostgreSQL (``tsvector`` + GIN) or SQLite (FTS5).
+    """A :class:`~reelrank.SearchIndex` in PostgreSQL or SQLite, ranked by BM25 over
+    impact-ordered postings (``tsvector`` + GIN, or FTS5, without them).
 
     PostgreSQL keeps one ``tsvector`` per video with the title's terms at weight A,
     hashtags at B, creator and sound at C and the description at D, searched with
@@ -352,20 +355,22 @@ class SqlSearchIndex(ReplicaReadStore):
     ``search_terms``, how many videos hold each term; a prefix term becomes the OR of
     its ``config.max_prefix_expansions`` most frequent expansions.
 
-    **Impact-ordered postings (PostgreSQL, migration 0006).** Every write also keeps, per
-    (term, video), the field-weighted term frequency and document length the in-memory
-    index computes (``search_postings``) and the document count and total length
-    (``search_stats``), so PostgreSQL ranks by the same BM25 as
+    **Impact-ordered postings (migration 0006 on PostgreSQL, 0007 on SQLite).** Every
+    write also keeps, per (term, video), the field-weighted term frequency and document
+    length the in-memory index computes (``search_postings``) and the document count and
+    total length (``search_stats``), so both dialects rank by the same BM25 as
     :class:`~reelrank.InMemorySearchIndex`, reading each term's postings best impact
     first. One term or one prefix: exact (a first pass over each expansion's best
     postings sets a floor, a second reads every posting that can reach it). Several
     terms: the best ``max(1000, 2 x limit)`` postings of the rarest term group are the
-    candidates, each scored exactly on every term; exact when the group holds no more
-    postings, otherwise the best matches among those candidates (the recall loss is
-    measured in the adapter's documentation). The postings hold the field weights of
-    the writer's ``config`` (:func:`~reelrank_postgres.bulk_load` and the migration use
-    the defaults); an index whose ``k1`` or ``b`` differ from those the postings were
-    built with, or ``use_impact_postings=False``, ranks as below.
+    candidates, scored exactly on every term (on SQLite in batches, best bound first,
+    stopping, exact, once no video left can reach the top ``limit``); exact when the
+    group holds no more postings, otherwise the best matches among those candidates
+    (the recall loss is measured in the adapter's documentation). The
+    postings hold the field weights of the writer's ``config``
+    (:func:`~reelrank_postgres.bulk_load` and the migrations use the defaults); an index
+    whose ``k1`` or ``b`` differ from those the postings were built with, or
+    ``use_impact_postings=False``, ranks as below.
 
     **Without them** ranking is bounded by ``rank_pool``. Every query first reads how
     many videos hold each of its terms (``search_terms``); the smallest group total
@@ -464,6 +469,8 @@ class SqlSearchIndex(ReplicaReadStore):
                 ),
                 {"video_id": document.video_id, **values},
             )
+            if self._has_postings(connection):
+                self._write_postings(connection, document.video_id, fields, row is None)
             _change_counts(connection, _fts_terms(row) if row else set(), new)
 
     def remove(self, video_id: int) -> bool:
@@ -482,18 +489,7 @@ class SqlSearchIndex(ReplicaReadStore):
                 if removed is None:
                     return False
                 if self._has_postings(connection):
-                    lengths = connection.execute(_POSTINGS_DELETE, video).scalars().all()
-                    connection.execute(
-                        _STATS_CHANGE,
-                        {
-                            "documents": -1,
-                            "removed": max(lengths, default=0.0),
-                            "added": 0.0,
-                            "reference": 0.0,
-                            "k1": self._config.k1,
-                            "b": self._config.b,
-                        },
-                    )
+                    self._remove_postings(connection, video_id)
                 _change_counts(connection, set(removed), set())
                 return True
             row = connection.execute(
@@ -506,17 +502,40 @@ class SqlSearchIndex(ReplicaReadStore):
             if row is None:
                 return False
             connection.execute(text("DELETE FROM search_documents WHERE rowid = :video_id"), video)
+            if self._has_postings(connection):
+                self._remove_postings(connection, video_id)
             _change_counts(connection, _fts_terms(row), set())
             return True
 
     def _has_postings(self, connection: Connection) -> bool:
-        """Whether ``search_postings`` exists (PostgreSQL at migration 0006 or later)."""
+        """Whether ``search_postings`` exists (PostgreSQL at migration 0006 or later,
+        SQLite at 0007 or later)."""
         if self._postings is None:
             found = connection.execute(
                 text("SELECT to_regclass('search_postings') IS NOT NULL")
+                if self._postgres
+                else text(
+                    "SELECT count(*) FROM sqlite_master "
+                    "WHERE type = 'table' AND name = 'search_postings'"
+                )
             ).scalar_one()
             self._postings = bool(found)
         return self._postings
+
+    def _remove_postings(self, connection: Connection, video_id: int) -> None:
+        """Drop a video's postings and take it out of the whole-index statistics."""
+        lengths = connection.execute(_POSTINGS_DELETE, {"video_id": video_id}).scalars().all()
+        connection.execute(
+            _STATS_CHANGE if self._postgres else _SQLITE_STATS_CHANGE,
+            {
+                "documents": -1,
+                "removed": max(lengths, default=0.0),
+                "added": 0.0,
+                "reference": 0.0,
+                "k1": self._config.k1,
+                "b": self._config.b,
+            },
+        )
 
     def _write_postings(
         self,
@@ -530,7 +549,7 @@ class SqlSearchIndex(ReplicaReadStore):
         frequencies, length = _weighted(fields, self._config)
         lengths = connection.execute(_POSTINGS_DELETE, {"video_id": video_id}).scalars().all()
         connection.execute(
-            _STATS_CHANGE,
+            _STATS_CHANGE if self._postgres else _SQLITE_STATS_CHANGE,
             {
                 "documents": 1 if created else 0,
                 "removed": max(lengths, default=0.0),
@@ -540,7 +559,15 @@ class SqlSearchIndex(ReplicaReadStore):
                 "b": self._config.b,
             },
         )
-        if frequencies:
+        if frequencies and not self._postgres:
+            connection.execute(
+                _SQLITE_POSTINGS_INSERT,
+                [
+                    {"term": term, "tf": tf, "video_id": video_id, "length": length}
+                    for term, tf in frequencies.items()
+                ],
+            )
+        elif frequencies:
             connection.execute(
                 _POSTINGS_INSERT,
                 {
@@ -577,7 +604,7 @@ class SqlSearchIndex(ReplicaReadStore):
             counts = [self._expand(connection, term) for term in query.terms]
             if not all(counts):
                 return []  # a term (or prefix) no indexed video holds matches no video
-            if self._postgres and self._use_impact_postings and self._has_postings(connection):
+            if self._use_impact_postings and self._has_postings(connection):
                 impact_hits = self._impact_search(connection, counts, limit)
                 if impact_hits is not None:
                     return impact_hits
@@ -622,7 +649,7 @@ class SqlSearchIndex(ReplicaReadStore):
         # A score at the current mean length exceeds the one the impact was stored with
         # by at most mean / reference_length (only the length term of BM25 moves).
         slack = max(1.0, mean / float(stats.reference_length)) * _IMPACT_SLACK
-        if len(groups) == 1:
+        if len(groups) == 1 and self._postgres:
             rows = connection.execute(
                 _ONE_GROUP,
                 {
@@ -634,16 +661,33 @@ class SqlSearchIndex(ReplicaReadStore):
                 },
             ).all()
             return [(int(row.video_id), float(row.score)) for row in rows]
-        # Every match holds a posting of the rarest group: its best ``walk`` postings by
-        # impact (all of them when it has no more: then exact) are the candidates, each
-        # scored exactly; otherwise the top is the best of the matches among them
-        # (bounded; the recall is measured in the adapter's documentation).
-        walk = max(_WALK_POSTINGS, _WALK_PER_HIT * limit)
-        depths = _depths(groups[0], walk) + [0] * (len(terms) - len(groups[0]))
-        rows = connection.execute(
-            _GROUPS, {**params, "depths": depths, "group_count": len(groups)}
-        ).all()
-        return [(int(row.video_id), float(row.score)) for row in rows]
+        scoring = Scoring(
+            groups=[list(group) for group in groups],
+            idfs=dict(zip(terms, idfs, strict=True)),
+            k1=config.k1,
+            b=config.b,
+            mean_length=mean,
+            slack=slack,
+        )
+        if len(groups) == 1:
+            return one_group(
+                SqlitePostings(connection),
+                scoring,
+                _first_pass_depths(groups[0], limit),
+                limit,
+                _MAX_SECOND_PASS,
+            )
+        budget = max(_WALK_POSTINGS, _WALK_PER_HIT * limit)
+        depths = _depths(groups[0], budget)
+        if self._postgres:
+            # One statement: scored in batches with the early stop SQLite uses, a
+            # statement per batch cost more than the look-ups it saved (at 1M videos,
+            # limit 20: p50 9.1 to 10.1 ms in batches, 7.5 to 7.8 ms in one, load 6.9).
+            return postgres_walk(connection, scoring, depths, budget, limit)
+        first_batch = min(budget, max(_FIRST_BATCH, _WALK_PER_HIT * limit))
+        return several_groups(
+            SqlitePostings(connection), scoring, depths, budget, first_batch, limit
+        )
 
     def _uses_rum(self, connection: Connection) -> bool:
         if self._rum is None:

@@ -19,6 +19,7 @@ from reelrank_postgres import (
     SqlProgressStore,
     SqlSearchIndex,
     SqlSeenStore,
+    SqlTrendingSnapshotStore,
 )
 
 from reelrank.testing import (
@@ -30,6 +31,7 @@ from reelrank.testing import (
     ProgressStoreContract,
     SearchIndexContract,
     SeenStoreContract,
+    TrendingSnapshotStoreContract,
 )
 
 pytestmark = pytest.mark.integration
@@ -96,3 +98,10 @@ class TestSqlFeedCache(FeedCacheContract):
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+@without_replica
+class TestSqlTrendingSnapshotStore(TrendingSnapshotStoreContract):
+    @pytest.fixture
+    def trending_snapshot_store(self, engines: Engines) -> SqlTrendingSnapshotStore:
+        return SqlTrendingSnapshotStore(engines.engine)

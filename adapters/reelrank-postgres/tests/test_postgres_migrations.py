@@ -19,6 +19,7 @@ from reelrank_postgres import (
     SqlSearchIndex,
     SqlSeenStore,
     SqlStoreConfig,
+    SqlTrendingSnapshotStore,
     check_schema,
     connect,
     downgrade,
@@ -28,8 +29,9 @@ from reelrank_postgres import (
 from reelrank_postgres.testing import PostgresServer
 from sqlalchemy import Engine, inspect, text
 
-from reelrank import SearchDocument, StoreError, parse_query
+from reelrank import SearchDocument, StoreError, TrendingKind, TrendingSnapshot, parse_query
 from reelrank.testing import make_creator, make_event, make_video
+from reelrank.testing.factories import EPOCH
 
 pytestmark = pytest.mark.integration
 
@@ -41,6 +43,7 @@ STORES = (
     SqlModelRegistry,
     SqlProgressStore,
     SqlSearchIndex,
+    SqlTrendingSnapshotStore,
 )
 TABLES = {
     "creators",
@@ -58,6 +61,7 @@ TABLES = {
     "processing_progress",
     "search_documents",
     "search_terms",
+    "trending_snapshots",
 }
 
 
@@ -143,6 +147,23 @@ def test_a_schema_at_an_older_revision_is_refused_until_upgraded(empty_engine: E
     downgrade(empty_engine, "0001")
     assert "engagement_log" not in _tables(empty_engine)
     assert events.get_stats([1])[1].views == 1
+
+
+def test_the_trending_revision_adds_and_drops_only_its_table(empty_engine: Engine) -> None:
+    migrate(empty_engine, "0006")
+    SqlCatalog(empty_engine, verify_schema=False).put_creator(make_creator(1))
+    assert "trending_snapshots" not in _tables(empty_engine)
+    migrate(empty_engine)
+    snapshots = SqlTrendingSnapshotStore(empty_engine)
+    snapshot = TrendingSnapshot(
+        kind=TrendingKind.SOUND, window_hours=24, computed_at=EPOCH, items=()
+    )
+    snapshots.put_snapshot(snapshot)
+    assert snapshots.latest_snapshot(TrendingKind.SOUND, 24) == snapshot
+    assert SqlCatalog(empty_engine).get_creators([1]) == {1: make_creator(1)}
+    downgrade(empty_engine, "0006")
+    assert "trending_snapshots" not in _tables(empty_engine)
+    assert SqlCatalog(empty_engine, verify_schema=False).get_creators([1]) == {1: make_creator(1)}
 
 
 def test_a_revision_the_adapter_does_not_know_is_refused(empty_engine: Engine) -> None:

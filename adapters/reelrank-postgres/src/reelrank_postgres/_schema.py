@@ -46,12 +46,13 @@ __all__ = [
     "model_versions",
     "processing_progress",
     "seen_videos",
+    "trending_snapshots",
     "video_likes",
     "video_stats",
     "videos",
 ]
 
-HEAD_REVISION = "0006"
+HEAD_REVISION = "0007"
 """The schema revision this version of the adapter reads and writes."""
 
 
@@ -259,4 +260,12 @@ feed_cache = Table(
     Column("snapshot", Text, nullable=False),
     Column("expires_at", Double, nullable=False),
     Index("ix_feed_cache_expiry", "expires_at"),
+)
+
+trending_snapshots = Table(
+    "trending_snapshots",
+    metadata,
+    Column("kind", String(16), primary_key=True),
+    Column("window_hours", Double, primary_key=True),
+    Column("snapshot", Text, nullable=False),
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import timedelta
 
 import pytest
 
@@ -71,6 +72,41 @@ class TrendingSnapshotStoreContract:
         newer = _trending_snapshot(computed_at=EPOCH + hours(1), items=())
         trending_snapshot_store.put_snapshot(newer)
         assert trending_snapshot_store.latest_snapshot(TrendingKind.HASHTAG, 24.0) == newer
+
+    def test_snapshots_round_trip_exactly(
+        self, trending_snapshot_store: TrendingSnapshotStore
+    ) -> None:
+        """Floats to the last bit, int and str keys (a digit string stays a string),
+        non-ASCII text, no ratio, a microsecond time and ``stale_as_of`` all come back."""
+        items = (
+            TrendingItem(
+                key="caf\u00e9_\u821e\u8e48", score=0.1 + 0.2, count=3, previous_score=5e-324,
+                delta=0.1 + 0.2 - 5e-324, ratio=1.7976931348623157e308, trend=Trend.RISING,
+            ),
+            TrendingItem(
+                key="42", score=1 / 3, count=1, previous_score=0.0, delta=1 / 3, ratio=None,
+                trend=Trend.NEW,
+            ),
+            TrendingItem(
+                key=2**62 + 1, score=2.0, count=2**40, previous_score=2.0, delta=0.0,
+                ratio=1.0, trend=Trend.STEADY,
+            ),
+        )  # fmt: skip
+        snapshot = _trending_snapshot(
+            TrendingKind.HASHTAG,
+            1.5,
+            computed_at=EPOCH + hours(1) + timedelta(microseconds=1),
+            stale_as_of=EPOCH,
+            items=items,
+        )
+        trending_snapshot_store.put_snapshot(snapshot)
+        stored = trending_snapshot_store.latest_snapshot(TrendingKind.HASHTAG, 1.5)
+        assert stored == snapshot
+        assert stored is not None
+        assert [type(item.key) for item in stored.items] == [str, str, int]
+        assert [item.score.hex() for item in stored.items] == [
+            item.score.hex() for item in items
+        ]
 
     def test_bad_arguments_raise_invalid_input(
         self, trending_snapshot_store: TrendingSnapshotStore

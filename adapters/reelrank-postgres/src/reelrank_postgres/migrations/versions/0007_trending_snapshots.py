@@ -1,0 +1,32 @@
+"""Trending snapshots every process shares: the last result of each kind and window.
+
+One row per ``(kind, window_hours)`` holding the :class:`~reelrank.TrendingSnapshot` as
+JSON (exact: floats are written in their shortest round-trip form), so every worker and
+replica serves the same stored result instead of computing its own.
+
+Revision ID: 0007
+Revises: 0006
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0007"
+down_revision: str | None = "0006"
+branch_labels: str | None = None
+depends_on: str | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "trending_snapshots",
+        sa.Column("kind", sa.String(16), primary_key=True),
+        sa.Column("window_hours", sa.Double, primary_key=True),
+        sa.Column("snapshot", sa.Text, nullable=False),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("trending_snapshots")

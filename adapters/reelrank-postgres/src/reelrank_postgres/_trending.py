@@ -15,7 +15,7 @@ from ._schema import trending_snapshots
 __all__ = ["SqlTrendingSnapshotStore"]
 
 
-def trending_kind(kind: object) -> TrendingKind:
+def trending_kind(kind: str) -> TrendingKind:
     """``kind`` as a :class:`~reelrank.TrendingKind`; :class:`~reelrank.InvalidInputError`
     naming ``kind`` otherwise."""
     try:

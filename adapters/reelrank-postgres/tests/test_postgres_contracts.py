@@ -24,6 +24,7 @@ from reelrank_postgres import (
 
 from reelrank.testing import (
     CatalogContract,
+    CoordinatedTrendingSnapshotStoreContract,
     EngagementLogContract,
     EventStoreContract,
     FeedCacheContract,
@@ -101,7 +102,15 @@ class TestSqlFeedCache(FeedCacheContract):
 
 
 @without_replica
-class TestSqlTrendingSnapshotStore(TrendingSnapshotStoreContract):
+class TestSqlTrendingSnapshotStore(
+    TrendingSnapshotStoreContract, CoordinatedTrendingSnapshotStoreContract
+):
+    """Leases expire on an injected clock: the contract's expiry test moves it."""
+
     @pytest.fixture
     def trending_snapshot_store(self, engines: Engines) -> SqlTrendingSnapshotStore:
-        return SqlTrendingSnapshotStore(engines.engine)
+        self.now = 1_000_000.0
+        return SqlTrendingSnapshotStore(engines.engine, clock=lambda: self.now)
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds

@@ -62,6 +62,7 @@ TABLES = {
     "search_documents",
     "search_terms",
     "trending_snapshots",
+    "trending_leases",
 }
 
 
@@ -149,10 +150,10 @@ def test_a_schema_at_an_older_revision_is_refused_until_upgraded(empty_engine: E
     assert events.get_stats([1])[1].views == 1
 
 
-def test_the_trending_revision_adds_and_drops_only_its_table(empty_engine: Engine) -> None:
+def test_the_trending_revision_adds_and_drops_only_its_tables(empty_engine: Engine) -> None:
     migrate(empty_engine, "0006")
     SqlCatalog(empty_engine, verify_schema=False).put_creator(make_creator(1))
-    assert "trending_snapshots" not in _tables(empty_engine)
+    assert not {"trending_snapshots", "trending_leases"} & _tables(empty_engine)
     migrate(empty_engine)
     snapshots = SqlTrendingSnapshotStore(empty_engine)
     snapshot = TrendingSnapshot(
@@ -160,9 +161,10 @@ def test_the_trending_revision_adds_and_drops_only_its_table(empty_engine: Engin
     )
     snapshots.put_snapshot(snapshot)
     assert snapshots.latest_snapshot(TrendingKind.SOUND, 24) == snapshot
+    assert snapshots.acquire_lease(TrendingKind.SOUND, 24, owner="a", seconds=60)
     assert SqlCatalog(empty_engine).get_creators([1]) == {1: make_creator(1)}
     downgrade(empty_engine, "0006")
-    assert "trending_snapshots" not in _tables(empty_engine)
+    assert not {"trending_snapshots", "trending_leases"} & _tables(empty_engine)
     assert SqlCatalog(empty_engine, verify_schema=False).get_creators([1]) == {1: make_creator(1)}
 
 

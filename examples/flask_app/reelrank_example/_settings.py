@@ -135,9 +135,9 @@ class Settings(BaseSettings):
     """How long a trending result is served before it is computed again. The result is
     kept in the shared trending store (Redis with ``redis_url``, else the SQL database),
     so every worker and replica serves the same snapshot and the fleet computes each
-    kind and window about once per interval (a process that finds the snapshot older
-    computes and stores a new one; several may do so at the same moment). 0 computes on
-    every call."""
+    kind and window about once per interval: the first request that finds the snapshot
+    older takes the store's lease and computes the next, and the others serve the
+    previous snapshot meanwhile. 0 computes on every call."""
     ready_check_timeout_seconds: float = Field(default=0.25, gt=0.0, le=10.0, allow_inf_nan=False)
     """Deadline of each ``/healthz/ready`` check. The checks run concurrently, so the
     probe answers within about this long even when every store hangs."""

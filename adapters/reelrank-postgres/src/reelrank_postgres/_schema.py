@@ -46,6 +46,7 @@ __all__ = [
     "model_versions",
     "processing_progress",
     "seen_videos",
+    "trending_leases",
     "trending_snapshots",
     "video_likes",
     "video_stats",
@@ -268,4 +269,13 @@ trending_snapshots = Table(
     Column("kind", String(16), primary_key=True),
     Column("window_hours", Double, primary_key=True),
     Column("snapshot", Text, nullable=False),
+)
+
+trending_leases = Table(
+    "trending_leases",
+    metadata,
+    Column("kind", String(16), primary_key=True),
+    Column("window_hours", Double, primary_key=True),
+    Column("owner", String(64), nullable=False),
+    Column("expires_at", Double, nullable=False),
 )

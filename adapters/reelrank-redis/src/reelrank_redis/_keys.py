@@ -14,6 +14,7 @@ key                                           type        holds
 ``{prefix}:popular:v2:{b<bucket>}``           sorted set  views by video, one bucket's videos
 ``{prefix}:stats:v2:{b<bucket>}``             hash        ``hits`` and ``misses`` of the cache
 ``{prefix}:trending:v2:{t<kind>:<window>}``   string      last trending snapshot, as JSON
+``{prefix}:trendlease:v2:{t<kind>:<window>}`` string      owner computing the next (TTL)
 ============================================  ==========  ==================================
 
 The part in braces is a Redis Cluster *hash tag*: only it decides a key's slot.
@@ -25,8 +26,8 @@ The part in braces is a Redis Cluster *hash tag*: only it decides a key's slot.
   popularity bucket it is ranked in share a slot, and the global popularity ranking is
   :data:`BUCKETS` sorted sets (merged on read) rather than one hot key. The cache
   statistics are spread over the same buckets.
-* A trending snapshot is one key, hash-tagged by its kind and window
-  (``{tsound:24.0}``): single-key commands only, so any slot will do.
+* A trending snapshot and its lease are hash-tagged by kind and window
+  (``{tsound:24.0}``), so they share a slot; every command touches one key.
 
 ``{variant}`` is ``-`` for the default feed (a variant tag cannot start with ``-``, so
 it never clashes with a real one). A change of the layout or of the snapshot format
@@ -130,3 +131,7 @@ class KeyLayout:
         """Key of the trending snapshot of one kind (``sound``, ``hashtag``) and window,
         written as Python writes the float (``24.0``), so ``24`` and ``24.0`` share it."""
         return f"{self.prefix}:trending:{LAYOUT_VERSION}:{{t{kind}:{float(window_hours)!r}}}"
+
+    def trending_lease(self, kind: str, window_hours: float) -> str:
+        """Key of the lease of whoever computes the next snapshot of a kind and window."""
+        return f"{self.prefix}:trendlease:{LAYOUT_VERSION}:{{t{kind}:{float(window_hours)!r}}}"

@@ -24,6 +24,7 @@ EXPECTED = {
     "MAX_ID",
     "AdapterSettings",
     "AtomicSeenStore",
+    "CoordinatedTrendingSnapshotStore",
     "Catalog",
     "ConfigError",
     "EngagementLog",

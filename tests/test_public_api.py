@@ -116,6 +116,7 @@ EXPECTED = {
     "RenditionStatus",
     "BreakerState",
     "AtomicSeenStore",
+    "CoordinatedTrendingSnapshotStore",
     "CacheLookupResult",
     "CacheStats",
     "CircuitBreaker",
@@ -226,6 +227,7 @@ SUBPACKAGE_EXPECTED = {
     },
     "reelrank.stores": {
         "AtomicSeenStore",
+        "CoordinatedTrendingSnapshotStore",
         "CacheStats",
         "Catalog",
         "EngagementLog",
@@ -340,6 +342,7 @@ SUBPACKAGE_EXPECTED = {
     },
     "reelrank.protocols": {
         "AtomicSeenStore",
+        "CoordinatedTrendingSnapshotStore",
         "Catalog",
         "EngagementLog",
         "EventStore",
@@ -353,6 +356,7 @@ SUBPACKAGE_EXPECTED = {
     },
     "reelrank.testing": {
         "AtomicSeenStoreContract",
+        "CoordinatedTrendingSnapshotStoreContract",
         "EPOCH",
         "CatalogContract",
         "EngagementLogContract",

@@ -26,6 +26,7 @@ from reelrank import (
 )
 from reelrank.testing import (
     EPOCH,
+    CoordinatedTrendingSnapshotStoreContract,
     FaultInjector,
     TrendingSnapshotStoreContract,
     make_creator,
@@ -202,6 +203,59 @@ def test_a_recent_snapshot_is_reused_until_it_is_too_old() -> None:
     fresh = trending.top("sound", now=NOW + timedelta(seconds=61))
     assert [item.key for item in fresh.items] == [4, 3]
 
+def _with_store(
+    config: TrendingConfig,
+) -> tuple[InMemoryCatalog, InMemoryEngagementLog, InMemoryTrendingSnapshotStore, Trending]:
+    catalog, log, _ = build()
+    catalog.put_video(make_video(1, published_at=EPOCH, sound_id=3))
+    catalog.put_video(make_video(2, published_at=EPOCH, sound_id=4))
+    log.record(make_event(video_id=1, occurred_at=NOW - hours(1)))
+    store = InMemoryTrendingSnapshotStore()
+    return catalog, log, store, Trending(catalog, log, snapshots=store, config=config)
+
+
+def test_an_old_snapshot_is_served_while_another_caller_holds_the_lease() -> None:
+    _, log, store, trending = _with_store(TrendingConfig(reuse_seconds=60))
+    first = trending.top("sound", now=NOW)
+    log.record(make_event(video_id=2, occurred_at=NOW))
+    later = NOW + timedelta(seconds=120)
+    assert store.acquire_lease(TrendingKind.SOUND, 24.0, owner="other", seconds=30)
+    # Too old to reuse, but the holder is computing: the previous snapshot, as it was.
+    assert trending.top("sound", now=later) == first
+    assert trending.top("sound", now=later, limit=1).items == first.items[:1]
+    store.release_lease(TrendingKind.SOUND, 24.0, owner="other")
+    fresh = trending.top("sound", now=later)
+    assert fresh.computed_at == later
+    assert [item.key for item in fresh.items] == [4, 3]
+    assert store.latest_snapshot(TrendingKind.SOUND, 24.0) == fresh
+    # The computing caller gave its lease back.
+    assert store.acquire_lease(TrendingKind.SOUND, 24.0, owner="next", seconds=30)
+
+
+def test_without_a_snapshot_a_held_lease_does_not_stop_the_computation() -> None:
+    _, _, store, trending = _with_store(TrendingConfig(reuse_seconds=60))
+    assert store.acquire_lease(TrendingKind.SOUND, 24.0, owner="other", seconds=30)
+    assert [item.key for item in trending.top("sound", now=NOW).items] == [3]
+
+
+def test_the_lease_is_given_back_when_the_computation_fails() -> None:
+    catalog, log, store, _ = _with_store(TrendingConfig())
+    failing = FaultInjector(log, name="log")
+    trending = Trending(catalog, failing.proxy, snapshots=store)
+    first = trending.top("sound", now=NOW)
+    failing.fail()
+    stale = trending.top("sound", now=NOW + hours(1))
+    assert stale.stale_as_of == first.computed_at
+    assert store.acquire_lease(TrendingKind.SOUND, 24.0, owner="next", seconds=30)
+
+
+def test_zero_reuse_takes_no_lease() -> None:
+    _, _, store, trending = _with_store(TrendingConfig(reuse_seconds=0))
+    trending.top("sound", now=NOW)
+    assert store.acquire_lease(TrendingKind.SOUND, 24.0, owner="other", seconds=30)
+    assert trending.top("sound", now=NOW + hours(1)).computed_at == NOW + hours(1)
+
+
 def test_zero_reuse_computes_on_every_call() -> None:
     catalog, log, trending = build(TrendingConfig(reuse_seconds=0))
     catalog.put_video(make_video(1, published_at=EPOCH, sound_id=3))
@@ -305,7 +359,15 @@ def test_log_rejects_bad_arguments() -> None:
     assert len(log) == 0
 
 
-class TestInMemoryTrendingSnapshotStore(TrendingSnapshotStoreContract):
+class TestInMemoryTrendingSnapshotStore(
+    TrendingSnapshotStoreContract, CoordinatedTrendingSnapshotStoreContract
+):
+    """Leases expire on an injected clock: the contract's expiry test moves it."""
+
     @pytest.fixture
     def trending_snapshot_store(self) -> InMemoryTrendingSnapshotStore:
-        return InMemoryTrendingSnapshotStore()
+        self.now = 1_000.0
+        return InMemoryTrendingSnapshotStore(clock=lambda: self.now)
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds

@@ -6,6 +6,7 @@ They live in :mod:`reelrank.stores`; this module re-exports them unchanged.
 from .stores import (
     AtomicSeenStore,
     Catalog,
+    CoordinatedTrendingSnapshotStore,
     EngagementLog,
     EventStore,
     FeedCache,
@@ -19,6 +20,7 @@ from .stores import (
 
 __all__ = [
     "AtomicSeenStore",
+    "CoordinatedTrendingSnapshotStore",
     "Catalog",
     "EngagementLog",
     "EventStore",

@@ -29,8 +29,8 @@ class Engines:
 
 
 TRUNCATE_ALL = (
-    "TRUNCATE feed_cache, search_documents, search_terms, search_postings, search_stats, "
-    "processing_progress, model_scores, "
+    "TRUNCATE feed_cache, trending_snapshots, trending_leases, search_documents, search_terms, "
+    "search_postings, search_stats, processing_progress, model_scores, "
     "model_versions, seen_videos, affinity_totals, affinity_credits, video_likes, video_stats, "
     "engagement_events, engagement_log, follows, videos, creators RESTART IDENTITY"
 )

@@ -19,10 +19,12 @@ from reelrank_postgres import (
     SqlProgressStore,
     SqlSearchIndex,
     SqlSeenStore,
+    SqlTrendingSnapshotStore,
 )
 
 from reelrank.testing import (
     CatalogContract,
+    CoordinatedTrendingSnapshotStoreContract,
     EngagementLogContract,
     EventStoreContract,
     FeedCacheContract,
@@ -30,6 +32,7 @@ from reelrank.testing import (
     ProgressStoreContract,
     SearchIndexContract,
     SeenStoreContract,
+    TrendingSnapshotStoreContract,
 )
 
 pytestmark = pytest.mark.integration
@@ -93,6 +96,21 @@ class TestSqlFeedCache(FeedCacheContract):
     def feed_cache(self, engines: Engines) -> SqlFeedCache:
         self.now = 1_000_000.0
         return SqlFeedCache(engines.engine, clock=lambda: self.now)
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@without_replica
+class TestSqlTrendingSnapshotStore(
+    TrendingSnapshotStoreContract, CoordinatedTrendingSnapshotStoreContract
+):
+    """Leases expire on an injected clock: the contract's expiry test moves it."""
+
+    @pytest.fixture
+    def trending_snapshot_store(self, engines: Engines) -> SqlTrendingSnapshotStore:
+        self.now = 1_000_000.0
+        return SqlTrendingSnapshotStore(engines.engine, clock=lambda: self.now)
 
     def advance(self, seconds: float) -> None:
         self.now += seconds

@@ -19,6 +19,7 @@ from reelrank_postgres import (
     SqlSearchIndex,
     SqlSeenStore,
     SqlStoreConfig,
+    SqlTrendingSnapshotStore,
     check_schema,
     connect,
     downgrade,
@@ -28,8 +29,9 @@ from reelrank_postgres import (
 from reelrank_postgres.testing import PostgresServer
 from sqlalchemy import Engine, inspect, text
 
-from reelrank import SearchDocument, StoreError, parse_query
+from reelrank import SearchDocument, StoreError, TrendingKind, TrendingSnapshot, parse_query
 from reelrank.testing import make_creator, make_event, make_video
+from reelrank.testing.factories import EPOCH
 
 pytestmark = pytest.mark.integration
 
@@ -41,6 +43,7 @@ STORES = (
     SqlModelRegistry,
     SqlProgressStore,
     SqlSearchIndex,
+    SqlTrendingSnapshotStore,
 )
 TABLES = {
     "creators",
@@ -58,6 +61,8 @@ TABLES = {
     "processing_progress",
     "search_documents",
     "search_terms",
+    "trending_snapshots",
+    "trending_leases",
 }
 
 
@@ -143,6 +148,24 @@ def test_a_schema_at_an_older_revision_is_refused_until_upgraded(empty_engine: E
     downgrade(empty_engine, "0001")
     assert "engagement_log" not in _tables(empty_engine)
     assert events.get_stats([1])[1].views == 1
+
+
+def test_the_trending_revision_adds_and_drops_only_its_tables(empty_engine: Engine) -> None:
+    migrate(empty_engine, "0007")
+    SqlCatalog(empty_engine, verify_schema=False).put_creator(make_creator(1))
+    assert not {"trending_snapshots", "trending_leases"} & _tables(empty_engine)
+    migrate(empty_engine)
+    snapshots = SqlTrendingSnapshotStore(empty_engine)
+    snapshot = TrendingSnapshot(
+        kind=TrendingKind.SOUND, window_hours=24, computed_at=EPOCH, items=()
+    )
+    snapshots.put_snapshot(snapshot)
+    assert snapshots.latest_snapshot(TrendingKind.SOUND, 24) == snapshot
+    assert snapshots.acquire_lease(TrendingKind.SOUND, 24, owner="a", seconds=60)
+    assert SqlCatalog(empty_engine).get_creators([1]) == {1: make_creator(1)}
+    downgrade(empty_engine, "0007")
+    assert not {"trending_snapshots", "trending_leases"} & _tables(empty_engine)
+    assert SqlCatalog(empty_engine, verify_schema=False).get_creators([1]) == {1: make_creator(1)}
 
 
 def test_a_revision_the_adapter_does_not_know_is_refused(empty_engine: Engine) -> None:

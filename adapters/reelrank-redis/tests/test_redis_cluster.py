@@ -71,6 +71,16 @@ def test_each_scripts_keys_hash_to_one_slot(
     assert len({_slot(key) for key in video_keys}) == 1
 
 
+@given(
+    kind=st.sampled_from(["sound", "hashtag"]),
+    window=st.floats(min_value=1.0, max_value=168.0),
+)
+def test_a_trending_snapshot_and_its_lease_share_a_slot(kind: str, window: float) -> None:
+    keys = KeyLayout("app")
+    assert _slot(keys.trending(kind, window)) == _slot(keys.trending_lease(kind, window))
+    assert keys.trending(kind, 24) == keys.trending(kind, 24.0)
+
+
 def test_the_buckets_spread_over_every_master_of_a_three_way_split() -> None:
     keys = KeyLayout("app")
     slots = {_slot(keys.popular(bucket)) for bucket in range(BUCKETS)}

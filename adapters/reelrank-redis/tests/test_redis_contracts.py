@@ -4,13 +4,22 @@ real three-master Redis Cluster (every test runs on both)."""
 from __future__ import annotations
 
 import pytest
-from reelrank_redis import RedisClient, RedisConfig, RedisEventStore, RedisFeedCache, RedisSeenStore
+from reelrank_redis import (
+    RedisClient,
+    RedisConfig,
+    RedisEventStore,
+    RedisFeedCache,
+    RedisSeenStore,
+    RedisTrendingSnapshotStore,
+)
 
 from reelrank.testing import (
     AtomicSeenStoreContract,
+    CoordinatedTrendingSnapshotStoreContract,
     EventStoreContract,
     FeedCacheContract,
     SeenStoreContract,
+    TrendingSnapshotStoreContract,
 )
 
 pytestmark = pytest.mark.integration
@@ -40,3 +49,16 @@ class TestRedisEventStore(EventStoreContract):
     @pytest.fixture
     def event_store(self, any_client: RedisClient, any_config: RedisConfig) -> RedisEventStore:
         return RedisEventStore(any_client, any_config)
+
+
+class TestRedisTrendingSnapshotStore(
+    TrendingSnapshotStoreContract, CoordinatedTrendingSnapshotStoreContract
+):
+    """Redis expires leases on its own clock, so ``advance`` keeps the contract's real
+    sleep."""
+
+    @pytest.fixture
+    def trending_snapshot_store(
+        self, any_client: RedisClient, any_config: RedisConfig
+    ) -> RedisTrendingSnapshotStore:
+        return RedisTrendingSnapshotStore(any_client, any_config)

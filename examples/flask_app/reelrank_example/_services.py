@@ -281,7 +281,8 @@ class Stores:
     trending_snapshots: TrendingSnapshotStore = dataclasses.field(
         default_factory=InMemoryTrendingSnapshotStore
     )
-    """Last trending results, served when a store fails."""
+    """Last trending results: served by every process while younger than
+    ``trending_reuse_seconds``, and when a store fails."""
     embeddings: EmbeddingIndex | None = None
     """Video embeddings for similar videos; ``None`` uses the metadata fallback only."""
     idempotency: IdempotencyStore = dataclasses.field(default_factory=MemoryIdempotencyStore)
@@ -447,7 +448,9 @@ def configured_stores(settings: Settings) -> Stores:
     with ``redis_url``, else a table in the SQL database. The per-process level keeps
     an entry at most ``local_cache_ttl_seconds``, the bound on how stale another
     worker's level can be after an invalidation. The seen sets and the idempotency keys
-    move to ``redis_state_url`` (default: ``redis_url``) when one is set.
+    move to ``redis_state_url`` (default: ``redis_url``) when one is set. The trending
+    snapshots, which every worker and replica serves for ``trending_reuse_seconds``,
+    live in the feed cache's Redis with ``redis_url``, else in the SQL database.
     """
     from reelrank_postgres import (
         SqlCatalog,
@@ -458,6 +461,7 @@ def configured_stores(settings: Settings) -> Stores:
         SqlProgressStore,
         SqlSearchIndex,
         SqlSeenStore,
+        SqlTrendingSnapshotStore,
     )
 
     engine = _sql_engine(settings)
@@ -481,12 +485,13 @@ def configured_stores(settings: Settings) -> Stores:
         shared_cache: FeedCache = SqlFeedCache(engine)
         seen: SeenStore = SqlSeenStore(engine)
         idempotency: IdempotencyStore = SqlIdempotencyStore(engine)
+        trending_snapshots: TrendingSnapshotStore = SqlTrendingSnapshotStore(engine)
         if settings.tracing and (settings.redis_url or settings.redis_state_url):
             from ._tracing import trace_redis
 
             trace_redis()
         if settings.redis_url is not None:
-            from reelrank_redis import RedisConfig, RedisFeedCache
+            from reelrank_redis import RedisConfig, RedisFeedCache, RedisTrendingSnapshotStore
             from reelrank_redis import connect as connect_redis
 
             redis_config = RedisConfig(
@@ -495,6 +500,7 @@ def configured_stores(settings: Settings) -> Stores:
             client = connect_redis(redis_config)
             closers.append(client.close)
             shared_cache = RedisFeedCache(client, redis_config)
+            trending_snapshots = RedisTrendingSnapshotStore(client, redis_config)
         cache = TieredFeedCache(
             LRUFeedCache(), shared_cache, local_ttl_seconds=settings.local_cache_ttl_seconds
         )
@@ -524,6 +530,7 @@ def configured_stores(settings: Settings) -> Stores:
             progress=SqlProgressStore(engine),
             cache=cache,
             search_index=SqlSearchIndex(engine),
+            trending_snapshots=trending_snapshots,
             idempotency=idempotency,
             models=SqlModelRegistry(engine),
             closers=tuple(closers),

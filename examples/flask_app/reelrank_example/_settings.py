@@ -131,10 +131,13 @@ class Settings(BaseSettings):
     ``occurred_at`` may be (older is 400), checked by the HTTP layer and by the service's
     event recorder. The ``seed`` and ``load`` commands write history and are not bound
     by it."""
-    trending_reuse_seconds: float = Field(default=0.0, ge=0.0, le=3_600.0, allow_inf_nan=False)
-    """How long a process reuses its own trending result. 0 computes from the shared
-    engagement log on every call, so every worker and replica answers the same; more
-    reads the log less often, at the price of workers disagreeing for that long."""
+    trending_reuse_seconds: float = Field(default=60.0, ge=0.0, le=3_600.0, allow_inf_nan=False)
+    """How long a trending result is served before it is computed again. The result is
+    kept in the shared trending store (Redis with ``redis_url``, else the SQL database),
+    so every worker and replica serves the same snapshot and the fleet computes each
+    kind and window about once per interval: the first request that finds the snapshot
+    older takes the store's lease and computes the next, and the others serve the
+    previous snapshot meanwhile. 0 computes on every call."""
     ready_check_timeout_seconds: float = Field(default=0.25, gt=0.0, le=10.0, allow_inf_nan=False)
     """Deadline of each ``/healthz/ready`` check. The checks run concurrently, so the
     probe answers within about this long even when every store hangs."""

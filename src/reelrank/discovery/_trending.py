@@ -19,6 +19,7 @@ and window is served with ``stale_as_of`` set to when it was computed.
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import Hashable, Iterable
 from datetime import datetime, timedelta
 from typing import Literal, TypeVar
@@ -41,7 +42,12 @@ from ..models._trending import (
     parse_trending_kind,
 )
 from ..models._window import ENGAGEMENT_KINDS, epoch_microseconds
-from ..stores._protocols import Catalog, EngagementLog, TrendingSnapshotStore
+from ..stores._protocols import (
+    Catalog,
+    CoordinatedTrendingSnapshotStore,
+    EngagementLog,
+    TrendingSnapshotStore,
+)
 from ..stores._trending import InMemoryTrendingSnapshotStore
 from ..validation import check_aware, check_limit
 
@@ -50,6 +56,9 @@ __all__ = ["Trending", "TrendingConfig", "decayed_scores"]
 _Key = TypeVar("_Key", bound=Hashable)
 
 _SECONDS_PER_HOUR = 3600.0
+
+_NO_LEASE = ""
+"""The lease token of a computation that took no lease (the empty string is no owner)."""
 
 
 class TrendingConfig(StrictModel):
@@ -84,6 +93,12 @@ class TrendingConfig(StrictModel):
     reuse_seconds: float = Field(default=60.0, ge=0.0, le=86_400.0, allow_inf_nan=False)
     """A stored snapshot computed at most this many seconds before ``now`` is served as
     is (it is not stale) instead of computing again; 0 computes on every call."""
+    lease_seconds: float = Field(default=30.0, gt=0.0, le=3_600.0, allow_inf_nan=False)
+    """On a :class:`~reelrank.CoordinatedTrendingSnapshotStore`, how long the caller that
+    computes a kind and window holds its lease; others serve the previous snapshot
+    meanwhile. It bounds how long a computation that never finishes (a killed process)
+    keeps the others on that snapshot; a computation that outlasts it may overlap the
+    next one."""
 
     def weight_of(self, kind: EngagementKind) -> float:
         """The usage weight of one event of this kind."""
@@ -187,7 +202,10 @@ class Trending:
         ``window_hours`` defaults to :attr:`TrendingConfig.window_hours` and must lie in
         ``[1, 168]``. A stored snapshot at most :attr:`TrendingConfig.reuse_seconds` old
         is served as is; otherwise the result is computed and stored as the snapshot for
-        its kind and window (a failing snapshot store does not fail the call). When the
+        its kind and window (a failing snapshot store does not fail the call). On a
+        :class:`~reelrank.CoordinatedTrendingSnapshotStore` an older stored snapshot is
+        computed again only by the caller that takes the kind and window's lease; while
+        another holds it, the stored snapshot is served as is. When the
         catalog or the log raises :class:`~reelrank.StoreError`, the stored snapshot is
         returned with ``stale_as_of`` set; without one, the error propagates. Bad arguments raise
         :class:`~reelrank.InvalidInputError` naming ``kind``, ``now``,
@@ -211,9 +229,17 @@ class Trending:
             raise InvalidInputError(
                 "limit", f"must be <= {self._config.snapshot_size}, got {limit}"
             )
-        recent = self._reusable_snapshot(kind, now, window)
-        if recent is not None:
-            return recent.model_copy(update={"items": recent.items[:limit]})
+        previous = self._previous_snapshot(kind, window)
+        if previous is not None:
+            age = (now - previous.computed_at).total_seconds()
+            if 0.0 <= age <= self._config.reuse_seconds:
+                return previous.model_copy(update={"items": previous.items[:limit]})
+        lease = self._take_lease(kind, window) if previous is not None else _NO_LEASE
+        if lease is None:
+            # Another caller is computing this kind and window: its result replaces
+            # the previous one when done, which is served (not stale) meanwhile.
+            assert previous is not None
+            return previous.model_copy(update={"items": previous.items[:limit]})
         try:
             snapshot = self._compute(kind, now, window)
         except StoreError:
@@ -223,24 +249,48 @@ class Trending:
             return stored.model_copy(
                 update={"items": stored.items[:limit], "stale_as_of": stored.computed_at}
             )
-        # The fresh result is right even if it cannot be kept; the next call stores again.
-        with contextlib.suppress(StoreError):
-            self._snapshots.put_snapshot(snapshot)
+        else:
+            # The fresh result is right even if it cannot be kept; the next call stores
+            # again.
+            with contextlib.suppress(StoreError):
+                self._snapshots.put_snapshot(snapshot)
+        finally:
+            self._release_lease(kind, window, lease)
         return snapshot.model_copy(update={"items": snapshot.items[:limit]})
 
-    def _reusable_snapshot(
-        self, kind: TrendingKind, now: datetime, window: float
-    ) -> TrendingSnapshot | None:
+    def _previous_snapshot(self, kind: TrendingKind, window: float) -> TrendingSnapshot | None:
+        """The stored snapshot, when snapshots are reused; ``None`` when the store fails
+        (computing afresh does not need it)."""
         if self._config.reuse_seconds == 0.0:
             return None
         try:
-            stored = self._snapshots.latest_snapshot(kind, window)
+            return self._snapshots.latest_snapshot(kind, window)
         except StoreError:
-            return None  # computing afresh does not need the snapshot store
-        if stored is None:
             return None
-        age = (now - stored.computed_at).total_seconds()
-        return stored if 0.0 <= age <= self._config.reuse_seconds else None
+
+    def _take_lease(self, kind: TrendingKind, window: float) -> str | None:
+        """The owner token of the lease taken to compute, :data:`_NO_LEASE` when the
+        store does not coordinate callers or fails (compute anyway), ``None`` when
+        another caller holds it."""
+        store = self._snapshots
+        if not isinstance(store, CoordinatedTrendingSnapshotStore):
+            return _NO_LEASE
+        owner = uuid.uuid4().hex
+        try:
+            taken = store.acquire_lease(
+                kind, window, owner=owner, seconds=self._config.lease_seconds
+            )
+        except StoreError:
+            return _NO_LEASE
+        return owner if taken else None
+
+    def _release_lease(self, kind: TrendingKind, window: float, owner: str) -> None:
+        store = self._snapshots
+        if owner == _NO_LEASE or not isinstance(store, CoordinatedTrendingSnapshotStore):
+            return
+        # A lease that cannot be given back expires after lease_seconds.
+        with contextlib.suppress(StoreError):
+            store.release_lease(kind, window, owner=owner)
 
     def _compute(self, kind: TrendingKind, now: datetime, window: float) -> TrendingSnapshot:
         config = self._config

@@ -16,6 +16,7 @@ from ._progress import InMemoryProgressStore
 from ._protocols import (
     AtomicSeenStore,
     Catalog,
+    CoordinatedTrendingSnapshotStore,
     EngagementLog,
     EventStore,
     FeedCache,
@@ -42,6 +43,7 @@ __all__ = [
     "bounds_own_calls",
     "is_in_process",
     "AtomicSeenStore",
+    "CoordinatedTrendingSnapshotStore",
     "CacheStats",
     "Catalog",
     "EngagementLog",

@@ -42,6 +42,7 @@ __all__ = [
     "bounds_own_calls",
     "is_in_process",
     "AtomicSeenStore",
+    "CoordinatedTrendingSnapshotStore",
     "Catalog",
     "EngagementLog",
     "EventStore",
@@ -349,6 +350,35 @@ class TrendingSnapshotStore(Protocol):
         ``window_hours`` that is not a finite number raises
         :class:`~reelrank.InvalidInputError` naming it.
         """
+
+
+@runtime_checkable
+class CoordinatedTrendingSnapshotStore(TrendingSnapshotStore, Protocol):
+    """A :class:`~reelrank.TrendingSnapshotStore` that also hands out *leases*: the right,
+    for a while, to compute one kind and window, held by one owner at a time.
+
+    Processes sharing the store then compute a result once between them: when the stored
+    snapshot is too old to reuse, :class:`~reelrank.Trending` computes only if it takes
+    the lease, and otherwise serves the stored snapshot (with its ``computed_at``) while
+    the holder computes the next one.
+    """
+
+    def acquire_lease(
+        self, kind: TrendingKind, window_hours: float, *, owner: str, seconds: float
+    ) -> bool:
+        """Take the lease of this kind and window for ``seconds``, unless a lease on it
+        is held and has not expired (whoever holds it). ``True`` if taken.
+
+        An unknown ``kind``, a ``window_hours`` that is not a finite number, an
+        ``owner`` that is not a non-empty string of at most 64 characters or
+        ``seconds`` that are not a positive finite number raise
+        :class:`~reelrank.InvalidInputError` naming it.
+        """
+
+    def release_lease(self, kind: TrendingKind, window_hours: float, *, owner: str) -> None:
+        """Give the lease of this kind and window back if ``owner`` holds it; a lease
+        held by another owner, or none, is left alone. Bad arguments raise as in
+        :meth:`acquire_lease`."""
 
 
 @runtime_checkable

@@ -3,20 +3,40 @@
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 
 from ..exceptions import InvalidInputError
 from ..models._trending import TrendingKind, TrendingSnapshot, parse_trending_kind
-from ..validation import finite_or_raise
+from ..validation import check_ttl, finite_or_raise
 
 __all__ = ["InMemoryTrendingSnapshotStore"]
 
+_MAX_OWNER_LENGTH = 64
+
+
+def check_lease_owner(field: str, owner: object) -> str:
+    """``owner`` if it is a non-empty string of at most 64 characters, else raise
+    :class:`~reelrank.InvalidInputError` naming ``field``."""
+    if not isinstance(owner, str) or not 1 <= len(owner) <= _MAX_OWNER_LENGTH:
+        raise InvalidInputError(
+            field, f"must be a string of 1 to {_MAX_OWNER_LENGTH} characters, got {owner!r}"
+        )
+    return owner
+
 
 class InMemoryTrendingSnapshotStore:
-    """A :class:`~reelrank.TrendingSnapshotStore` in a dict; thread-safe."""
+    """A :class:`~reelrank.CoordinatedTrendingSnapshotStore` in dicts; thread-safe.
 
-    def __init__(self) -> None:
+    Leases expire on ``clock`` (default :func:`time.monotonic`), so the threads of one
+    process compute a result once between them.
+    """
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._lock = threading.Lock()
+        self._clock = clock
         self._snapshots: dict[tuple[TrendingKind, float], TrendingSnapshot] = {}
+        self._leases: dict[tuple[TrendingKind, float], tuple[str, float]] = {}
 
     def put_snapshot(self, snapshot: TrendingSnapshot) -> None:
         """Keep the snapshot, replacing the one of the same kind and window."""
@@ -32,3 +52,27 @@ class InMemoryTrendingSnapshotStore:
         key = (parse_trending_kind(kind), finite_or_raise("window_hours", window_hours))
         with self._lock:
             return self._snapshots.get(key)
+
+    def acquire_lease(
+        self, kind: TrendingKind, window_hours: float, *, owner: str, seconds: float
+    ) -> bool:
+        """Take the lease of this kind and window for ``seconds`` unless one is held."""
+        key = (parse_trending_kind(kind), finite_or_raise("window_hours", window_hours))
+        check_lease_owner("owner", owner)
+        duration = check_ttl("seconds", seconds)
+        with self._lock:
+            now = self._clock()
+            held = self._leases.get(key)
+            if held is not None and held[1] > now:
+                return False
+            self._leases[key] = (owner, now + duration)
+            return True
+
+    def release_lease(self, kind: TrendingKind, window_hours: float, *, owner: str) -> None:
+        """Give the lease back if ``owner`` holds it."""
+        key = (parse_trending_kind(kind), finite_or_raise("window_hours", window_hours))
+        check_lease_owner("owner", owner)
+        with self._lock:
+            held = self._leases.get(key)
+            if held is not None and held[0] == owner:
+                del self._leases[key]

@@ -62,6 +62,7 @@ from ..validation import (
 from ._protocols import (
     AtomicSeenStore,
     Catalog,
+    CoordinatedTrendingSnapshotStore,
     EngagementLog,
     EventStore,
     FeedCache,
@@ -82,6 +83,7 @@ __all__ = [
     "MAX_ID",
     "AdapterSettings",
     "AtomicSeenStore",
+    "CoordinatedTrendingSnapshotStore",
     "Catalog",
     "ConfigError",
     "EngagementLog",

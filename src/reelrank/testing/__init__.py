@@ -17,6 +17,7 @@ from __future__ import annotations
 from .contracts import (
     AtomicSeenStoreContract,
     CatalogContract,
+    CoordinatedTrendingSnapshotStoreContract,
     EngagementLogContract,
     EventStoreContract,
     FeedCacheContract,
@@ -48,6 +49,7 @@ __all__ = [
     "EPOCH",
     "AtomicSeenStoreContract",
     "CatalogContract",
+    "CoordinatedTrendingSnapshotStoreContract",
     "EngagementLogContract",
     "EventStoreContract",
     "FaultInjector",

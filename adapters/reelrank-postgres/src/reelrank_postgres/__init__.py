@@ -4,7 +4,8 @@ Every store takes a built :class:`~sqlalchemy.engine.Engine` (see
 :func:`connect`) on a database migrated with :func:`migrate`; the catalog, event store,
 model registry and search index also take an optional ``read_engine`` on a replica
 (see :func:`connect_read`). :class:`SqlFeedCache` is a shared feed-cache level for
-deployments without Redis, and :func:`bulk_load` loads a catalog in one transaction
+deployments without Redis, :class:`SqlTrendingSnapshotStore` the trending snapshots every
+process shares, and :func:`bulk_load` loads a catalog in one transaction
 (``COPY`` on PostgreSQL).
 """
 
@@ -22,6 +23,7 @@ from ._registry import SqlModelRegistry, SqlProgressStore
 from ._schema import HEAD_REVISION
 from ._search import SqlSearchIndex
 from ._seen_store import SqlSeenStore
+from ._trending import SqlTrendingSnapshotStore
 
 try:
     __version__ = version("reelrank-postgres")
@@ -42,6 +44,7 @@ __all__ = [
     "SqlSearchIndex",
     "SqlSeenStore",
     "SqlStoreConfig",
+    "SqlTrendingSnapshotStore",
     "__version__",
     "bulk_load",
     "check_schema",

@@ -46,12 +46,14 @@ __all__ = [
     "model_versions",
     "processing_progress",
     "seen_videos",
+    "trending_leases",
+    "trending_snapshots",
     "video_likes",
     "video_stats",
     "videos",
 ]
 
-HEAD_REVISION = "0007"
+HEAD_REVISION = "0008"
 """The schema revision this version of the adapter reads and writes."""
 
 
@@ -259,4 +261,21 @@ feed_cache = Table(
     Column("snapshot", Text, nullable=False),
     Column("expires_at", Double, nullable=False),
     Index("ix_feed_cache_expiry", "expires_at"),
+)
+
+trending_snapshots = Table(
+    "trending_snapshots",
+    metadata,
+    Column("kind", String(16), primary_key=True),
+    Column("window_hours", Double, primary_key=True),
+    Column("snapshot", Text, nullable=False),
+)
+
+trending_leases = Table(
+    "trending_leases",
+    metadata,
+    Column("kind", String(16), primary_key=True),
+    Column("window_hours", Double, primary_key=True),
+    Column("owner", String(64), nullable=False),
+    Column("expires_at", Double, nullable=False),
 )

@@ -1,4 +1,5 @@
-"""reelrank-redis: Redis-backed feed cache, seen store and event store for reelrank."""
+"""reelrank-redis: Redis-backed feed cache, seen store, event store and trending snapshots
+for reelrank."""
 
 from importlib.metadata import PackageNotFoundError, version
 
@@ -7,6 +8,7 @@ from ._errors import ReplicationError
 from ._event_store import RedisEventStore
 from ._feed_cache import FeedCacheStats, RedisFeedCache
 from ._seen_store import RedisSeenStore
+from ._trending import RedisTrendingSnapshotStore
 
 try:
     __version__ = version("reelrank-redis")
@@ -20,6 +22,7 @@ __all__ = [
     "RedisEventStore",
     "RedisFeedCache",
     "RedisSeenStore",
+    "RedisTrendingSnapshotStore",
     "ReplicationError",
     "__version__",
     "client_bounds_calls",

@@ -13,6 +13,8 @@ key                                           type        holds
 ``{prefix}:likers:v2:{b<bucket>}:{video}``    set         users currently liking a video
 ``{prefix}:popular:v2:{b<bucket>}``           sorted set  views by video, one bucket's videos
 ``{prefix}:stats:v2:{b<bucket>}``             hash        ``hits`` and ``misses`` of the cache
+``{prefix}:trending:v2:{t<kind>:<window>}``   string      last trending snapshot, as JSON
+``{prefix}:trendlease:v2:{t<kind>:<window>}`` string      owner computing the next (TTL)
 ============================================  ==========  ==================================
 
 The part in braces is a Redis Cluster *hash tag*: only it decides a key's slot.
@@ -24,6 +26,8 @@ The part in braces is a Redis Cluster *hash tag*: only it decides a key's slot.
   popularity bucket it is ranked in share a slot, and the global popularity ranking is
   :data:`BUCKETS` sorted sets (merged on read) rather than one hot key. The cache
   statistics are spread over the same buckets.
+* A trending snapshot and its lease are hash-tagged by kind and window
+  (``{tsound:24.0}``), so they share a slot; every command touches one key.
 
 ``{variant}`` is ``-`` for the default feed (a variant tag cannot start with ``-``, so
 it never clashes with a real one). A change of the layout or of the snapshot format
@@ -122,3 +126,12 @@ class KeyLayout:
     def popular(self, bucket: int) -> str:
         """Key of one bucket of the views-by-video ranking."""
         return self._bucket("popular", bucket)
+
+    def trending(self, kind: str, window_hours: float) -> str:
+        """Key of the trending snapshot of one kind (``sound``, ``hashtag``) and window,
+        written as Python writes the float (``24.0``), so ``24`` and ``24.0`` share it."""
+        return f"{self.prefix}:trending:{LAYOUT_VERSION}:{{t{kind}:{float(window_hours)!r}}}"
+
+    def trending_lease(self, kind: str, window_hours: float) -> str:
+        """Key of the lease of whoever computes the next snapshot of a kind and window."""
+        return f"{self.prefix}:trendlease:{LAYOUT_VERSION}:{{t{kind}:{float(window_hours)!r}}}"

@@ -22,6 +22,8 @@ Each contract needs one fixture:
 * :class:`ModelRegistryContract`: ``model_registry``
 * :class:`ProgressStoreContract`: ``progress_store``
 * :class:`TrendingSnapshotStoreContract`: ``trending_snapshot_store``
+* :class:`CoordinatedTrendingSnapshotStoreContract`: ``trending_snapshot_store`` (one
+  with leases)
 * :class:`SearchIndexContract`: ``search_index``
 
 The tests use only the protocol methods, so they suit any backend. The one test that
@@ -41,11 +43,12 @@ from ._model_registry import ModelRegistryContract
 from ._progress_store import ProgressStoreContract
 from ._search_index import SearchIndexContract
 from ._seen_store import AtomicSeenStoreContract, SeenStoreContract
-from ._trending import TrendingSnapshotStoreContract
+from ._trending import CoordinatedTrendingSnapshotStoreContract, TrendingSnapshotStoreContract
 
 __all__ = [
     "AtomicSeenStoreContract",
     "CatalogContract",
+    "CoordinatedTrendingSnapshotStoreContract",
     "EngagementLogContract",
     "EventStoreContract",
     "FeedCacheContract",

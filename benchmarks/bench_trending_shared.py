@@ -1,0 +1,165 @@
+"""``Trending.top`` served from a shared snapshot store against computed, in one run.
+
+The reels service now keeps trending results in a store every worker shares (Redis, or
+its SQL database) and serves them for ``trending_reuse_seconds`` instead of computing
+on every request. This measures what a served call costs against a computed one:
+
+* **computed** (the baseline): ``reuse_seconds=0``, every call reads the catalog's
+  labels and the log's window and scores them, on the in-memory stores, the fastest
+  backends (the service computes over PostgreSQL and ClickHouse, several times slower:
+  see the capacity page), so the ratio is a floor;
+* **served**: the same ``Trending`` with a long ``reuse_seconds`` over a
+  :class:`~reelrank_redis.RedisTrendingSnapshotStore` on a real ``redis-server``, and
+  over a :class:`~reelrank_postgres.SqlTrendingSnapshotStore` on a SQLite file, each
+  holding the snapshot the first call stored (200 items, the default size).
+
+The catalog has the shape the load benchmark seeds at 100,000 videos (20,000 in quick
+mode), published over 14 days with 40 sounds and one to three of 15 hashtags each, and
+as many events over the same days. The calls are interleaved, and wall and process
+CPU time are both reported. The served answers are checked equal to the computed one
+before timing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import QUICK, SUMMARY, loadavg
+
+from reelrank import (
+    EngagementKind,
+    InMemoryCatalog,
+    InMemoryEngagementLog,
+    Trending,
+    TrendingConfig,
+    TrendingKind,
+    TrendingSnapshotStore,
+)
+from reelrank.testing import make_creator, make_event, make_video
+
+reelrank_redis = pytest.importorskip("reelrank_redis")
+redis_testing = pytest.importorskip("reelrank_redis.testing")
+reelrank_postgres = pytest.importorskip("reelrank_postgres")
+
+pytestmark = pytest.mark.timeout(900)
+
+VIDEOS = 20_000 if QUICK else 100_000
+EVENTS = VIDEOS
+DAYS = 14
+CREATORS = 1_000
+ROUNDS = 5 if QUICK else 20
+NOW = datetime(2026, 3, 1, tzinfo=UTC)
+TOPICS = (
+    "dance", "comedy", "cooking", "travel", "fitness", "music", "pets", "diy",
+    "fashion", "gaming", "art", "science", "football", "makeup", "nature",
+)  # fmt: skip
+KINDS = (EngagementKind.WATCH,) * 6 + (EngagementKind.LIKE,) * 2 + (EngagementKind.SHARE,) * 2
+
+
+@pytest.fixture(scope="module")
+def stores() -> tuple[InMemoryCatalog, InMemoryEngagementLog]:
+    rng = np.random.default_rng(7)
+    catalog = InMemoryCatalog()
+    log = InMemoryEngagementLog()
+    for creator_id in range(1, CREATORS + 1):
+        catalog.put_creator(make_creator(creator_id))
+    span = DAYS * 86_400.0
+    for video_id in range(1, VIDEOS + 1):
+        tags = rng.choice(len(TOPICS), size=int(rng.integers(1, 4)), replace=False)
+        catalog.put_video(
+            make_video(
+                video_id,
+                int(rng.integers(1, CREATORS + 1)),
+                published_at=NOW - timedelta(seconds=float(rng.uniform(0.0, span))),
+                hashtags=[TOPICS[int(tag)] for tag in tags],
+                sound_id=int(rng.integers(1, 41)),
+            )
+        )
+    for _ in range(EVENTS):
+        log.record(
+            make_event(
+                KINDS[int(rng.integers(len(KINDS)))],
+                user_id=int(rng.integers(1, 2_001)),
+                video_id=int(rng.integers(1, VIDEOS + 1)),
+                occurred_at=NOW - timedelta(seconds=float(rng.uniform(0.0, span))),
+            )
+        )
+    return catalog, log
+
+
+@pytest.fixture(scope="module")
+def redis_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrendingSnapshotStore]:
+    if redis_testing.find_redis_server() is None:
+        pytest.skip("redis-server is not installed")
+    with redis_testing.RedisServer(tmp_path_factory.mktemp("bench-trending-redis")) as server:
+        config = reelrank_redis.RedisConfig(url=server.url, prefix="bench")
+        client = reelrank_redis.connect(config)
+        yield reelrank_redis.RedisTrendingSnapshotStore(client, config)
+        client.close()
+
+
+@pytest.fixture(scope="module")
+def sqlite_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrendingSnapshotStore]:
+    path: Path = tmp_path_factory.mktemp("bench-trending-sql") / "trending.db"
+    engine = reelrank_postgres.connect(reelrank_postgres.SqlStoreConfig(url=f"sqlite:///{path}"))
+    reelrank_postgres.migrate(engine)
+    yield reelrank_postgres.SqlTrendingSnapshotStore(engine)
+    engine.dispose()
+
+
+def _timed(calls: list[Callable[[], Any]], rounds: int) -> list[tuple[list[float], list[float]]]:
+    """Wall and process-CPU seconds of each call per round, the calls interleaved."""
+    samples: list[tuple[list[float], list[float]]] = [([], []) for _ in calls]
+    for _ in range(rounds):
+        for call, (walls, cpus) in zip(calls, samples, strict=True):
+            wall, cpu = time.perf_counter(), time.process_time()
+            call()
+            cpus.append(time.process_time() - cpu)
+            walls.append(time.perf_counter() - wall)
+    return samples
+
+
+def test_served_from_the_shared_store_against_computed(
+    benchmark: Any,
+    stores: tuple[InMemoryCatalog, InMemoryEngagementLog],
+    redis_store: TrendingSnapshotStore,
+    sqlite_store: TrendingSnapshotStore,
+) -> None:
+    catalog, log = stores
+    computed = Trending(catalog, log, config=TrendingConfig(reuse_seconds=0.0))
+    served = {
+        name: Trending(catalog, log, snapshots=store, config=TrendingConfig(reuse_seconds=3_600))
+        for name, store in (("redis", redis_store), ("sqlite", sqlite_store))
+    }
+    for kind in TrendingKind:
+        reference = computed.top(kind, now=NOW, limit=20)
+        assert reference.items
+        for trending in served.values():
+            assert trending.top(kind, now=NOW, limit=20) == reference  # computed, stored
+            assert trending.top(kind, now=NOW, limit=20) == reference  # served
+    calls = [lambda: computed.top(TrendingKind.HASHTAG, now=NOW, limit=20)] + [
+        (lambda trending=trending: trending.top(TrendingKind.HASHTAG, now=NOW, limit=20))
+        for trending in served.values()
+    ]
+    samples = _timed(calls, ROUNDS)
+    median = [
+        (float(np.median(walls)) * 1e3, float(np.median(cpus)) * 1e3) for walls, cpus in samples
+    ]
+    computed_wall, computed_cpu = median[0]
+    for name, (wall, cpu) in zip(served, median[1:], strict=True):
+        SUMMARY.append(
+            f"trending top 20 hashtags, {VIDEOS:,} videos and {EVENTS:,} events: computed "
+            f"(in memory) p50 {computed_wall:.1f} ms wall / {computed_cpu:.1f} ms CPU; served "
+            f"from {name} p50 {wall:.2f} ms wall / {cpu:.2f} ms CPU; computed / served = "
+            f"{computed_wall / wall:.0f}x wall, {computed_cpu / max(cpu, 1e-6):.0f}x CPU; "
+            f"loadavg {loadavg()}"
+        )
+        benchmark.extra_info[f"{name}_p50_ms"] = wall
+    benchmark.extra_info["computed_p50_ms"] = computed_wall
+    benchmark.pedantic(calls[1], rounds=3)

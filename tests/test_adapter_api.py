@@ -52,6 +52,7 @@ EXPECTED = {
     "check_feed_key",
     "check_id",
     "check_ids",
+    "check_lease_owner",
     "check_limit",
     "check_tag",
     "check_ttl",

@@ -21,6 +21,7 @@ __all__ = [
     "check_feed_key",
     "check_id",
     "check_ids",
+    "check_lease_owner",
     "check_limit",
     "check_tag",
     "check_ttl",
@@ -31,6 +32,18 @@ __all__ = [
 
 MAX_ID = 2**63 - 1
 """Largest valid id: ids are positive and fit a signed 64-bit integer."""
+
+_MAX_LEASE_OWNER_LENGTH = 64
+
+
+def check_lease_owner(field: str, owner: object) -> str:
+    """``owner`` if it is a non-empty string of at most 64 characters (the token naming
+    who holds a trending lease), else raise ``InvalidInputError``."""
+    if not isinstance(owner, str) or not 1 <= len(owner) <= _MAX_LEASE_OWNER_LENGTH:
+        raise InvalidInputError(
+            field, f"must be a string of 1 to {_MAX_LEASE_OWNER_LENGTH} characters, got {owner!r}"
+        )
+    return owner
 
 
 def finite_or_raise(field: str, value: object) -> float:

@@ -8,21 +8,9 @@ from collections.abc import Callable
 
 from ..exceptions import InvalidInputError
 from ..models._trending import TrendingKind, TrendingSnapshot, parse_trending_kind
-from ..validation import check_ttl, finite_or_raise
+from ..validation import check_lease_owner, check_ttl, finite_or_raise
 
 __all__ = ["InMemoryTrendingSnapshotStore"]
-
-_MAX_OWNER_LENGTH = 64
-
-
-def check_lease_owner(field: str, owner: object) -> str:
-    """``owner`` if it is a non-empty string of at most 64 characters, else raise
-    :class:`~reelrank.InvalidInputError` naming ``field``."""
-    if not isinstance(owner, str) or not 1 <= len(owner) <= _MAX_OWNER_LENGTH:
-        raise InvalidInputError(
-            field, f"must be a string of 1 to {_MAX_OWNER_LENGTH} characters, got {owner!r}"
-        )
-    return owner
 
 
 class InMemoryTrendingSnapshotStore:
@@ -45,9 +33,7 @@ class InMemoryTrendingSnapshotStore:
         with self._lock:
             self._snapshots[(snapshot.kind, snapshot.window_hours)] = snapshot
 
-    def latest_snapshot(
-        self, kind: TrendingKind, window_hours: float
-    ) -> TrendingSnapshot | None:
+    def latest_snapshot(self, kind: TrendingKind, window_hours: float) -> TrendingSnapshot | None:
         """The last snapshot put for this kind and window, or ``None``."""
         key = (parse_trending_kind(kind), finite_or_raise("window_hours", window_hours))
         with self._lock:

@@ -9,15 +9,19 @@ from pydantic import ValidationError
 from sqlalchemy import Engine, delete, select
 
 from reelrank.models import TrendingKind, TrendingSnapshot
-from reelrank.stores.adapter import InvalidInputError, StoreError, check_ttl, finite_or_raise
+from reelrank.stores.adapter import (
+    InvalidInputError,
+    StoreError,
+    check_lease_owner,
+    check_ttl,
+    finite_or_raise,
+)
 
 from ._base import SqlStore
 from ._errors import store_errors
 from ._schema import trending_leases, trending_snapshots
 
 __all__ = ["SqlTrendingSnapshotStore"]
-
-_MAX_OWNER_LENGTH = 64
 
 
 def _key(kind: str, window_hours: float) -> tuple[TrendingKind, float]:
@@ -26,14 +30,6 @@ def _key(kind: str, window_hours: float) -> tuple[TrendingKind, float]:
     except ValueError as exc:
         raise InvalidInputError("kind", f"must be 'sound' or 'hashtag', got {kind!r}") from exc
     return checked, finite_or_raise("window_hours", window_hours)
-
-
-def _owner(owner: object) -> str:
-    if not isinstance(owner, str) or not 1 <= len(owner) <= _MAX_OWNER_LENGTH:
-        raise InvalidInputError(
-            "owner", f"must be a string of 1 to {_MAX_OWNER_LENGTH} characters, got {owner!r}"
-        )
-    return owner
 
 
 class SqlTrendingSnapshotStore(SqlStore):
@@ -85,9 +81,7 @@ class SqlTrendingSnapshotStore(SqlStore):
         with store_errors(self._store, "put_snapshot"), self._engine.begin() as connection:
             connection.execute(upsert, row)
 
-    def latest_snapshot(
-        self, kind: TrendingKind, window_hours: float
-    ) -> TrendingSnapshot | None:
+    def latest_snapshot(self, kind: TrendingKind, window_hours: float) -> TrendingSnapshot | None:
         """The last snapshot put for this kind and window, or ``None``."""
         checked_kind, window = _key(kind, window_hours)
         statement = select(trending_snapshots.c.snapshot).where(
@@ -112,7 +106,7 @@ class SqlTrendingSnapshotStore(SqlStore):
         one ``INSERT ... ON CONFLICT DO UPDATE ... WHERE expires_at <= now RETURNING``,
         which returns a row only when it inserted or replaced an expired lease."""
         checked_kind, window = _key(kind, window_hours)
-        checked_owner = _owner(owner)
+        checked_owner = check_lease_owner("owner", owner)
         duration = check_ttl("seconds", seconds)
         now = self._clock()
         insert = self._insert(trending_leases).values(
@@ -135,7 +129,7 @@ class SqlTrendingSnapshotStore(SqlStore):
         statement = delete(trending_leases).where(
             trending_leases.c.kind == checked_kind.value,
             trending_leases.c.window_hours == window,
-            trending_leases.c.owner == _owner(owner),
+            trending_leases.c.owner == check_lease_owner("owner", owner),
         )
         with store_errors(self._store, "release_lease"), self._engine.begin() as connection:
             connection.execute(statement)

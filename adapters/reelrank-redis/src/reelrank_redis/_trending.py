@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from reelrank import InvalidInputError, StoreError, TrendingKind, TrendingSnapshot
-from reelrank.stores.adapter import check_ttl, finite_or_raise
+from reelrank.stores.adapter import check_lease_owner, check_ttl, finite_or_raise
 
 from ._base import RedisStore
 from ._config import RedisClient, RedisConfig
@@ -18,7 +18,6 @@ from ._errors import store_errors
 __all__ = ["RedisTrendingSnapshotStore"]
 
 STORE_NAME = "trending"
-_MAX_OWNER_LENGTH = 64
 
 # Deletes the lease only if ARGV[1] still holds it (a lease that expired and was taken
 # by another owner stays).
@@ -33,14 +32,6 @@ def _kind(kind: str) -> TrendingKind:
         return TrendingKind(kind)
     except ValueError as exc:
         raise InvalidInputError("kind", f"must be 'sound' or 'hashtag', got {kind!r}") from exc
-
-
-def _owner(owner: object) -> str:
-    if not isinstance(owner, str) or not 1 <= len(owner) <= _MAX_OWNER_LENGTH:
-        raise InvalidInputError(
-            "owner", f"must be a string of 1 to {_MAX_OWNER_LENGTH} characters, got {owner!r}"
-        )
-    return owner
 
 
 class RedisTrendingSnapshotStore(RedisStore):
@@ -72,9 +63,7 @@ class RedisTrendingSnapshotStore(RedisStore):
         with store_errors(STORE_NAME, "put_snapshot"):
             self._client.set(key, value)
 
-    def latest_snapshot(
-        self, kind: TrendingKind, window_hours: float
-    ) -> TrendingSnapshot | None:
+    def latest_snapshot(self, kind: TrendingKind, window_hours: float) -> TrendingSnapshot | None:
         """The last snapshot put for this kind and window, or ``None``."""
         key = self._keys.trending(_kind(kind).value, finite_or_raise("window_hours", window_hours))
         with store_errors(STORE_NAME, "latest_snapshot"):
@@ -94,7 +83,7 @@ class RedisTrendingSnapshotStore(RedisStore):
         key = self._keys.trending_lease(
             _kind(kind).value, finite_or_raise("window_hours", window_hours)
         )
-        checked_owner = _owner(owner)
+        checked_owner = check_lease_owner("owner", owner)
         milliseconds = max(1, math.ceil(check_ttl("seconds", seconds) * 1000.0))
         with store_errors(STORE_NAME, "acquire_lease"):
             return bool(self._client.set(key, checked_owner, nx=True, px=milliseconds))
@@ -104,6 +93,6 @@ class RedisTrendingSnapshotStore(RedisStore):
         key = self._keys.trending_lease(
             _kind(kind).value, finite_or_raise("window_hours", window_hours)
         )
-        checked_owner = _owner(owner)
+        checked_owner = check_lease_owner("owner", owner)
         with store_errors(STORE_NAME, "release_lease"):
             self._release(keys=[key], args=[checked_owner])

@@ -428,10 +428,17 @@ def test_search_validation(built: Built, query: str, field: str) -> None:
     _problem(built.client.get(f"/api/v1/reels/search?{query}"), 400, field)
 
 
-@pytest.mark.parametrize("window", ["0.5", "169", "nan", "inf", "-1", "1e2"])
+@pytest.mark.parametrize("window", ["0.5", "1.5", "23.999", "169", "nan", "inf", "-1", "1e2"])
 def test_trending_window_validation(built: Built, window: str) -> None:
     response = built.client.get(f"/api/v1/reels/trending-sounds?window_hours={window}")
     _problem(response, 400, "window_hours")
+
+
+@pytest.mark.parametrize("window", ["1", "24", "24.0", "168"])
+def test_trending_windows_of_whole_hours_are_served(built: Built, window: str) -> None:
+    response = built.client.get(f"/api/v1/reels/trending-sounds?window_hours={window}")
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.get_json()["window_hours"] == float(window)
 
 
 def test_creators_are_recommended_for_the_caller(built: Built) -> None:

@@ -103,10 +103,14 @@ class PageQuery(_Strict):
 class TrendingQuery(PageQuery):
     """Query of a trending list."""
 
+    # Every distinct window is a computation of its own and a shared snapshot kept for
+    # it; whole hours bound them to 168 per kind, whatever clients send.
     window_hours: Annotated[
-        float, Field(ge=1.0, le=168.0, strict=True), BeforeValidator(_query_decimal)
+        float,
+        Field(ge=1.0, le=168.0, multiple_of=1.0, strict=True),
+        BeforeValidator(_query_decimal),
     ] = 24.0
-    """Length of the window ending now, in hours (1 to 168)."""
+    """Length of the window ending now, in whole hours (1 to 168)."""
 
 
 class SearchQuery(PageQuery):

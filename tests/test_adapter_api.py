@@ -55,6 +55,7 @@ EXPECTED = {
     "check_lease_owner",
     "check_limit",
     "check_tag",
+    "check_trending_kind",
     "check_ttl",
     "check_variant",
     "describe_error",

@@ -39,7 +39,7 @@ from ..models._trending import (
     TrendingItem,
     TrendingKind,
     TrendingSnapshot,
-    parse_trending_kind,
+    check_trending_kind,
 )
 from ..models._window import ENGAGEMENT_KINDS, epoch_microseconds
 from ..stores._protocols import (
@@ -211,7 +211,7 @@ class Trending:
         :class:`~reelrank.InvalidInputError` naming ``kind``, ``now``,
         ``window_hours`` or ``limit``.
         """
-        kind = parse_trending_kind(kind)
+        kind = check_trending_kind("kind", kind)
         now = check_aware("now", now)
         window = self._config.window_hours if window_hours is None else window_hours
         if (

@@ -14,12 +14,13 @@ MIN_WINDOW_HOURS = 1.0
 MAX_WINDOW_HOURS = 168.0
 
 
-def parse_trending_kind(kind: str) -> TrendingKind:
-    """``kind`` as a :class:`TrendingKind`; :class:`~reelrank.InvalidInputError` otherwise."""
-    try:
-        return TrendingKind(kind)
-    except ValueError as exc:
-        raise InvalidInputError("kind", f"must be 'sound' or 'hashtag', got {kind!r}") from exc
+def check_trending_kind(field: str, value: object) -> TrendingKind:
+    """``value`` as a :class:`~reelrank.TrendingKind` (``"sound"`` or ``"hashtag"``),
+    else raise :class:`~reelrank.InvalidInputError` naming ``field``."""
+    if isinstance(value, str) and value in _KIND_VALUES:
+        return TrendingKind(value)
+    raise InvalidInputError(field, f"must be 'sound' or 'hashtag', got {value!r}")
+
 
 __all__ = ["Trend", "TrendingItem", "TrendingKind", "TrendingSnapshot"]
 
@@ -29,6 +30,9 @@ class TrendingKind(StrEnum):
 
     SOUND = "sound"
     HASHTAG = "hashtag"
+
+
+_KIND_VALUES = frozenset(kind.value for kind in TrendingKind)
 
 
 class Trend(StrEnum):

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 
 from ..exceptions import InvalidInputError
-from ..models._trending import TrendingKind, TrendingSnapshot, parse_trending_kind
+from ..models._trending import TrendingKind, TrendingSnapshot, check_trending_kind
 from ..validation import check_lease_owner, check_ttl, finite_or_raise
 
 __all__ = ["InMemoryTrendingSnapshotStore"]
@@ -35,7 +35,7 @@ class InMemoryTrendingSnapshotStore:
 
     def latest_snapshot(self, kind: TrendingKind, window_hours: float) -> TrendingSnapshot | None:
         """The last snapshot put for this kind and window, or ``None``."""
-        key = (parse_trending_kind(kind), finite_or_raise("window_hours", window_hours))
+        key = (check_trending_kind("kind", kind), finite_or_raise("window_hours", window_hours))
         with self._lock:
             return self._snapshots.get(key)
 
@@ -43,7 +43,7 @@ class InMemoryTrendingSnapshotStore:
         self, kind: TrendingKind, window_hours: float, *, owner: str, seconds: float
     ) -> bool:
         """Take the lease of this kind and window for ``seconds`` unless one is held."""
-        key = (parse_trending_kind(kind), finite_or_raise("window_hours", window_hours))
+        key = (check_trending_kind("kind", kind), finite_or_raise("window_hours", window_hours))
         check_lease_owner("owner", owner)
         duration = check_ttl("seconds", seconds)
         with self._lock:
@@ -56,7 +56,7 @@ class InMemoryTrendingSnapshotStore:
 
     def release_lease(self, kind: TrendingKind, window_hours: float, *, owner: str) -> None:
         """Give the lease back if ``owner`` holds it."""
-        key = (parse_trending_kind(kind), finite_or_raise("window_hours", window_hours))
+        key = (check_trending_kind("kind", kind), finite_or_raise("window_hours", window_hours))
         check_lease_owner("owner", owner)
         with self._lock:
             held = self._leases.get(key)

@@ -36,6 +36,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import SecretStr, ValidationError
 
+from .._public import _public_module
 from ..exceptions import (
     ConfigError,
     InvalidInputError,
@@ -46,6 +47,7 @@ from ..exceptions import (
 )
 from ..models import StrictModel, affinity, affinity_credit
 from ..models._base import config_error_from
+from ..models._trending import check_trending_kind
 from ..validation import (
     MAX_ID,
     check_aware,
@@ -115,6 +117,7 @@ __all__ = [
     "check_lease_owner",
     "check_limit",
     "check_tag",
+    "check_trending_kind",
     "check_ttl",
     "check_variant",
     "describe_error",
@@ -261,3 +264,7 @@ class StoreErrorTranslation(ContextDecorator):
         if exc is not None and isinstance(exc, self.translator.driver_errors):
             raise self.translator.translate(self.store, self.operation, exc) from exc
         return False
+
+
+# Only the trending kind check is defined privately and exported first from here.
+_public_module(__name__, ["check_trending_kind"], globals())

@@ -13,6 +13,7 @@ from reelrank.stores.adapter import (
     InvalidInputError,
     StoreError,
     check_lease_owner,
+    check_trending_kind,
     check_ttl,
     finite_or_raise,
 )
@@ -25,11 +26,7 @@ __all__ = ["SqlTrendingSnapshotStore"]
 
 
 def _key(kind: str, window_hours: float) -> tuple[TrendingKind, float]:
-    try:
-        checked = TrendingKind(kind)
-    except ValueError as exc:
-        raise InvalidInputError("kind", f"must be 'sound' or 'hashtag', got {kind!r}") from exc
-    return checked, finite_or_raise("window_hours", window_hours)
+    return check_trending_kind("kind", kind), finite_or_raise("window_hours", window_hours)
 
 
 class SqlTrendingSnapshotStore(SqlStore):

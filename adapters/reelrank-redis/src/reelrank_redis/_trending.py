@@ -9,7 +9,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from reelrank import InvalidInputError, StoreError, TrendingKind, TrendingSnapshot
-from reelrank.stores.adapter import check_lease_owner, check_ttl, finite_or_raise
+from reelrank.stores.adapter import (
+    check_lease_owner,
+    check_trending_kind,
+    check_ttl,
+    finite_or_raise,
+)
 
 from ._base import RedisStore
 from ._config import RedisClient, RedisConfig
@@ -27,11 +32,8 @@ return 0
 """
 
 
-def _kind(kind: str) -> TrendingKind:
-    try:
-        return TrendingKind(kind)
-    except ValueError as exc:
-        raise InvalidInputError("kind", f"must be 'sound' or 'hashtag', got {kind!r}") from exc
+def _checked(kind: str, window_hours: float) -> tuple[str, float]:
+    return check_trending_kind("kind", kind).value, finite_or_raise("window_hours", window_hours)
 
 
 class RedisTrendingSnapshotStore(RedisStore):
@@ -65,7 +67,7 @@ class RedisTrendingSnapshotStore(RedisStore):
 
     def latest_snapshot(self, kind: TrendingKind, window_hours: float) -> TrendingSnapshot | None:
         """The last snapshot put for this kind and window, or ``None``."""
-        key = self._keys.trending(_kind(kind).value, finite_or_raise("window_hours", window_hours))
+        key = self._keys.trending(*_checked(kind, window_hours))
         with store_errors(STORE_NAME, "latest_snapshot"):
             value: Any = self._client.get(key)
         if value is None:
@@ -80,9 +82,7 @@ class RedisTrendingSnapshotStore(RedisStore):
     ) -> bool:
         """Take the lease of this kind and window for ``seconds`` unless one is held
         (``SET key owner NX PX``, at least one millisecond)."""
-        key = self._keys.trending_lease(
-            _kind(kind).value, finite_or_raise("window_hours", window_hours)
-        )
+        key = self._keys.trending_lease(*_checked(kind, window_hours))
         checked_owner = check_lease_owner("owner", owner)
         milliseconds = max(1, math.ceil(check_ttl("seconds", seconds) * 1000.0))
         with store_errors(STORE_NAME, "acquire_lease"):
@@ -90,9 +90,7 @@ class RedisTrendingSnapshotStore(RedisStore):
 
     def release_lease(self, kind: TrendingKind, window_hours: float, *, owner: str) -> None:
         """Give the lease back if ``owner`` holds it (one script on the lease's key)."""
-        key = self._keys.trending_lease(
-            _kind(kind).value, finite_or_raise("window_hours", window_hours)
-        )
+        key = self._keys.trending_lease(*_checked(kind, window_hours))
         checked_owner = check_lease_owner("owner", owner)
         with store_errors(STORE_NAME, "release_lease"):
             self._release(keys=[key], args=[checked_owner])

@@ -164,15 +164,17 @@ def test_a_first_page_reports_its_store_calls_pool_ranking_and_lookup(build: Any
     page = service.feed(1, 5)
     assert len(page.items) == 5 and not page.degraded
     # The pool: recent videos, popular ids (none yet, so no get_videos), the stats of
-    # the 30 recent videos; then the user's followed videos (none, so no stats),
-    # affinities and recently seen ids; the page marks its items seen in one call.
+    # the 30 recent videos; then the user's recently seen ids and affinities, started
+    # before the followed videos are read (in-memory stores run them at once, in that
+    # order), the followed videos (none, so no stats); the page marks its items seen in
+    # one call.
     assert observer.of("store_call") == [
         ("catalog", "recent_videos", "ok"),
         ("events", "popular_video_ids", "ok"),
         ("events", "get_stats", "ok"),
-        ("catalog", "followed_videos", "ok"),
-        ("events", "get_affinities", "ok"),
         ("seen", "recently_seen", "ok"),
+        ("events", "get_affinities", "ok"),
+        ("catalog", "followed_videos", "ok"),
         ("seen", "filter_and_mark", "ok"),
     ]
     assert observer.of("cache_lookups") == [(0, "miss", 1)]

@@ -14,6 +14,7 @@ from ._resilience import (
     CircuitBreaker,
     DependencyGuard,
     DependencyStats,
+    PendingCall,
     WorkerPool,
 )
 from ._service import FeedRankingService
@@ -30,6 +31,7 @@ __all__ = [
     "FeedServiceConfig",
     "FeedServiceStats",
     "GuardedStore",
+    "PendingCall",
     "RecorderConfig",
     "StoreCallOutcome",
     "StoreDeadlines",

@@ -63,6 +63,12 @@ class FeedServiceConfig(StrictModel):
     candidate_pool_ttl_seconds: float = Field(default=10.0, gt=0.0, allow_inf_nan=False)
     """How long the shared candidate pool (recent and popular videos with their stats and
     model scores, the same for every user) is reused before it is fetched again."""
+    parallel_user_reads: bool = True
+    """On a cache miss, read the user's recently seen videos and affinities for the
+    shared pool's creators while the followed creators' videos are read, instead of one
+    after the other. A miss then waits for its slowest read rather than their sum, and
+    holds up to three store connections at once instead of one: size connection pools
+    for that, or set ``False``. Either way the snapshot is the same."""
     seen_lookup_limit: int = Field(default=1000, ge=1, le=1_000_000)
     """How many recently seen ids are read per user; a user with more is filtered by
     asking the seen store about every candidate instead."""

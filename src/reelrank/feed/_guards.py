@@ -24,6 +24,7 @@ from ._resilience import (
     CircuitBreaker,
     DependencyGuard,
     DependencyStats,
+    PendingCall,
     WorkerPool,
 )
 
@@ -116,6 +117,12 @@ class StoreGuards:
     def call(self, dependency: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Call a store under its guard; raises :class:`StoreError` if it fails."""
         return self._guards[dependency].call(fn, *args, **kwargs)
+
+    def start(
+        self, dependency: str, fn: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> PendingCall[Any]:
+        """Start a store call under its guard; its result (or error) comes later."""
+        return self._guards[dependency].start(fn, *args, **kwargs)
 
     def bulk(
         self,

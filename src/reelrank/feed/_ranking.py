@@ -31,6 +31,7 @@ from ._context import RequestContext
 from ._guards import StoreGuards
 from ._observer import FeedObserver
 from ._paging import ServedMarks
+from ._resilience import PendingCall
 
 
 @lru_cache(maxsize=256)
@@ -53,6 +54,10 @@ def user_creators(pool: CandidatePool, followed: CandidateColumns) -> list[int]:
         return pool.creators
     creators: list[int] = np.union1d(pool.columns.creator_ids, followed.creator_ids).tolist()
     return creators
+
+
+def _catalog_failed(ctx: RequestContext) -> bool:
+    return any(entry.dependency == "catalog" for entry in ctx.report.degraded)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,13 +113,25 @@ class UserRanking:
         """
         pool = self._candidates.shared()
         lost = set(pool.lost_signals)
+        if self._config.parallel_user_reads:
+            # Neither read depends on the followed videos: they run while those are read.
+            seen_call = self._start_recently_seen(ctx)
+            pool_affinity_call = self._start_affinity(ctx, pool.creators)
         followed = self._followed(ctx, pool, lost)
         for entry in pool.degraded:
             ctx.report.report(entry.dependency, entry.fallback)
-        if prefer_snapshot and any(e.dependency == "catalog" for e in ctx.report.degraded):
-            raise CatalogUnavailableError(pool_available=True)
-        affinity = self._affinity(ctx, user_creators(pool, followed), lost)
-        recently_seen = self._recently_seen(ctx)
+        if not self._config.parallel_user_reads:
+            if prefer_snapshot and _catalog_failed(ctx):
+                raise CatalogUnavailableError(pool_available=True)
+            affinity = self._affinity(ctx, user_creators(pool, followed), lost)
+            recently_seen = self._recently_seen(ctx)
+        else:
+            # Both started calls are waited for before anything is raised: a half-open
+            # breaker needs its trial call's outcome.
+            recently_seen = self._recently_seen_from(ctx, seen_call)
+            affinity = self._affinity_from(ctx, pool, followed, pool_affinity_call, lost)
+            if prefer_snapshot and _catalog_failed(ctx):
+                raise CatalogUnavailableError(pool_available=True)
         reads = UserReads(followed, affinity, recently_seen, frozenset(lost))
         served = () if previous is None else self._served.served_ids(previous)
         return self.rank_from(ctx, pool, reads, served=served)
@@ -234,15 +251,54 @@ class UserRanking:
             return None
         return affinity
 
-    def _recently_seen(self, ctx: RequestContext) -> list[int] | None:
+    def _start_affinity(
+        self, ctx: RequestContext, creators: list[int]
+    ) -> PendingCall[Mapping[int, float]] | None:
+        if not creators:
+            return None
+        return self._guards.start("events", self._events.get_affinities, ctx.user_id, creators)
+
+    def _affinity_from(
+        self,
+        ctx: RequestContext,
+        pool: CandidatePool,
+        followed: CandidateColumns,
+        pool_call: PendingCall[Mapping[int, float]] | None,
+        lost: set[str],
+    ) -> Mapping[int, float] | None:
+        """The affinities of :func:`user_creators`: the pool's creators from the started
+        call, the followed videos' other creators read now (usually none)."""
         try:
-            recent: list[int] = self._guards.call(
-                "seen",
-                self._seen.recently_seen,
-                ctx.user_id,
-                since=ctx.seen_since,
-                limit=self._config.seen_lookup_limit,
-            )
+            affinity = {} if pool_call is None else dict(pool_call.result())
+        except StoreError:
+            ctx.report.report("affinity", "ranked without affinity")
+            lost.add("affinity")
+            return None
+        others = np.setdiff1d(followed.creator_ids, pool.columns.creator_ids).tolist()
+        if others:
+            more = self._affinity(ctx, others, lost)
+            if more is None:
+                return None
+            affinity.update(more)
+        return affinity if pool_call is not None or others else None
+
+    def _start_recently_seen(self, ctx: RequestContext) -> PendingCall[list[int]]:
+        return self._guards.start(
+            "seen",
+            self._seen.recently_seen,
+            ctx.user_id,
+            since=ctx.seen_since,
+            limit=self._config.seen_lookup_limit,
+        )
+
+    def _recently_seen(self, ctx: RequestContext) -> list[int] | None:
+        return self._recently_seen_from(ctx, self._start_recently_seen(ctx))
+
+    def _recently_seen_from(
+        self, ctx: RequestContext, call: PendingCall[list[int]]
+    ) -> list[int] | None:
+        try:
+            recent: list[int] = call.result()
         except StoreError:
             ctx.report.report("seen", "not filtered by watch history")
             return None

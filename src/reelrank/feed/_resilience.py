@@ -39,7 +39,7 @@ from concurrent.futures import TimeoutError as FutureTimeoutError
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Literal, ParamSpec, TypeVar
+from typing import Any, Generic, Literal, ParamSpec, TypeVar
 
 from ..exceptions import ConfigError, StoreError, StoreTimeoutError, StoreUnavailableError
 
@@ -48,6 +48,7 @@ __all__ = [
     "CircuitBreaker",
     "DependencyGuard",
     "DependencyStats",
+    "PendingCall",
     "StoreCallOutcome",
     "WorkerPool",
     "request_scope",
@@ -292,6 +293,39 @@ class DependencyStats:
     timeout earlier in the same request)."""
 
 
+class PendingCall(Generic[T]):
+    """A guarded call started by :meth:`DependencyGuard.start`.
+
+    :meth:`result` waits for it until the guard's deadline, counted from the start,
+    and records its outcome with the guard's breaker and counters exactly as
+    :meth:`DependencyGuard.call` does. Call :meth:`result` once for every started
+    call, even one whose value is no longer needed: a half-open breaker waits for its
+    trial call's outcome.
+    """
+
+    __slots__ = ("_error", "_finish", "_value")
+
+    def __init__(
+        self,
+        *,
+        value: T | None = None,
+        error: BaseException | None = None,
+        finish: Callable[[], T] | None = None,
+    ) -> None:
+        self._value = value
+        self._error = error
+        self._finish = finish
+
+    def result(self) -> T:
+        """The call's value; raises what the call raised, or
+        :class:`~reelrank.StoreTimeoutError` past the deadline."""
+        if self._finish is not None:
+            return self._finish()
+        if self._error is not None:
+            raise self._error
+        return self._value  # type: ignore[return-value]  # set unless finish or error is
+
+
 class DependencyGuard:
     """Runs calls to one dependency under its deadline, bulkhead and circuit breaker.
 
@@ -372,10 +406,32 @@ class DependencyGuard:
             self.deadline_seconds, lambda: fn(*args, **kwargs), operation=operation.lstrip("_")
         )
 
+    def start(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> PendingCall[T]:
+        """Start ``fn(*args, **kwargs)`` like :meth:`call` and return at once, so that the
+        caller can do other work, or start other calls, while it runs.
+
+        The deadline counts from now; :meth:`PendingCall.result` waits for the rest of
+        it. A refused call (open circuit, too many stalled calls) raises from
+        :meth:`PendingCall.result`, as does an inline guard's call, which runs here.
+        """
+        operation = "call" if self._on_call is None else getattr(fn, "__name__", "call")
+        try:
+            return self._begin(
+                self.deadline_seconds, lambda: fn(*args, **kwargs), operation.lstrip("_")
+            )
+        except Exception as exc:
+            return PendingCall(error=exc)
+
     def call_with_deadline(
         self, deadline_seconds: float, fn: Callable[[], T], *, operation: str = "call"
     ) -> T:
         """Call ``fn()`` like :meth:`call`, with another deadline (for batch jobs)."""
+        return self._begin(deadline_seconds, fn, operation).result()
+
+    def _begin(
+        self, deadline_seconds: float, fn: Callable[[], T], operation: str
+    ) -> PendingCall[T]:
+        """Admit the call and start it; rejections and inline failures raise here."""
         self._count("calls")
         started = 0.0 if self._on_call is None else time.perf_counter()
         timed_out = _timed_out_in_scope.get()
@@ -392,14 +448,31 @@ class DependencyGuard:
                 self._record_failure(exc, timed_out, operation, started)
                 raise
             self._record_success(operation, started)
-            return result
+            return PendingCall(value=result)
         if self.stalled >= self.max_stalled:
             self._reject(operation, started)
             self.breaker.record_failure()
             raise StoreUnavailableError(self.name, "too many calls stalled past their deadline")
         future = self._pool.submit(fn)
+        due = time.monotonic() + deadline_seconds
+        return PendingCall(
+            finish=lambda: self._finish(
+                future, due, deadline_seconds, timed_out, operation, started
+            )
+        )
+
+    def _finish(
+        self,
+        future: Future[T],
+        due: float,
+        deadline_seconds: float,
+        timed_out: set[str] | None,
+        operation: str,
+        started: float,
+    ) -> T:
+        """Wait for a started call until ``due`` (monotonic) and record its outcome."""
         try:
-            result = future.result(timeout=deadline_seconds)
+            result = future.result(timeout=max(0.0, due - time.monotonic()))
         except FutureTimeoutError:
             self._abandon(future)
             error = StoreTimeoutError(self.name, f"no answer within {deadline_seconds:g} s")

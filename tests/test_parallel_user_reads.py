@@ -62,27 +62,30 @@ def _world(
     return catalog, events, seen_store
 
 
-def _pages(parallel: bool, world: tuple[Any, Any, Any], recent_limit: int) -> list[Any]:
+def _first_page(world: tuple[Any, Any, Any], limit: int, **config: Any) -> Any:
+    """User 1's first page from a service on ``world``'s stores, called on worker threads."""
     catalog, events, seen = world
     clock = ManualClock(START)
-    config = FeedServiceConfig(
-        parallel_user_reads=parallel,
-        inline_self_bounded_stores=False,
-        recent_limit=recent_limit,
-        refresh_pool_in_background=False,
-        cursor_secret="a-test-secret-of-some-length",
-        deadlines=StoreDeadlines(catalog=30, events=30, seen=30, models=30, cache=30),
-    )
     with FeedRankingService(
         catalog=catalog,
         events=events,
         seen=seen,
         cache=None,
-        config=config,
+        config=FeedServiceConfig(
+            inline_self_bounded_stores=False,
+            refresh_pool_in_background=False,
+            cursor_secret="a-test-secret-of-some-length",
+            deadlines=StoreDeadlines(catalog=30, events=30, seen=30, models=30, cache=30),
+            **config,
+        ),
         clock=clock.now,
         monotonic=clock.monotonic,
     ) as service:
-        page = service.feed(1, 50)
+        return service.feed(1, limit)
+
+
+def _pages(parallel: bool, world: tuple[Any, Any, Any], recent_limit: int) -> list[Any]:
+    page = _first_page(world, 50, parallel_user_reads=parallel, recent_limit=recent_limit)
     return [(item.video_id, item.score, dict(item.breakdown)) for item in page.items] + [
         page.degraded
     ]
@@ -132,25 +135,9 @@ def test_the_three_user_reads_run_at_the_same_time() -> None:
     catalog.followed_videos = meeting.wrap(catalog.followed_videos)  # type: ignore[method-assign]
     events.get_affinities = meeting.wrap(events.get_affinities)  # type: ignore[method-assign]
     seen.recently_seen = meeting.wrap(seen.recently_seen)  # type: ignore[method-assign]
-    clock = ManualClock(START)
-    config = FeedServiceConfig(
-        inline_self_bounded_stores=False,
-        refresh_pool_in_background=False,
-        cursor_secret="a-test-secret-of-some-length",
-        deadlines=StoreDeadlines(catalog=30, events=30, seen=30, models=30, cache=30),
-    )
-    with FeedRankingService(
-        catalog=catalog,
-        events=events,
-        seen=seen,
-        cache=None,
-        config=config,
-        clock=clock.now,
-        monotonic=clock.monotonic,
-    ) as service:
-        # Read one after the other, the first read would wait for the barrier alone and
-        # break it (BrokenBarrierError after 10 s).
-        page = service.feed(1, 10)
+    # Read one after the other, the first read would wait for the barrier alone and
+    # break it (BrokenBarrierError after 10 s).
+    page = _first_page((catalog, events, seen), 10)
     assert len(page.items) == 10 and not page.degraded
     assert 5 not in [item.video_id for item in page.items]
 

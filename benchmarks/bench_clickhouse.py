@@ -53,7 +53,7 @@ if clickhouse_testing.find_clickhouse_server() is None:
     pytest.skip("clickhouse-server is not installed", allow_module_level=True)
 
 from reelrank_clickhouse._client import id_table  # noqa: E402
-from reelrank_clickhouse._rows import event_columns  # noqa: E402
+from reelrank_clickhouse._rows import SECONDS_COLUMN, event_columns  # noqa: E402
 
 LOADED_EVENTS = 300_000 if QUICK else 10_000_000
 VIDEOS = 20_000 if QUICK else 100_000
@@ -400,7 +400,13 @@ def test_insert_throughput_of_batches(benchmark: Any, server: Any) -> None:
         met = "MET" if rate >= INGEST_GOAL else "NOT MET"
         check = _events(size)
         started = time.perf_counter()
-        store._copies(store._clients.writer(), [event for event, _ in check])
+        check_columns = event_columns([event for event, _ in check], 0)
+        store._copies(
+            store._clients.writer(),
+            store._queries.copies,
+            [event.event_id for event, _ in check],
+            check_columns[SECONDS_COLUMN],
+        )
         check_ms = (time.perf_counter() - started) * 1e3
         SUMMARY.append(
             f"clickhouse insert of {size:,}-event batches: append_many {rate:,.0f} events/s, "

@@ -57,8 +57,8 @@ class RacingStore(ClickHouseEventStore):
         super().__init__(engine, tables=tables)
         self._barrier: Any = barrier
 
-    def _copies(self, client: Client, events: Any) -> dict[str, tuple[int, int]]:
-        found = super()._copies(client, events)
+    def _copies(self, client: Client, *check: Any) -> dict[str, tuple[int, int]]:
+        found = super()._copies(client, *check)
         barrier, self._barrier = self._barrier, None
         if barrier is not None:
             barrier.wait(_BARRIER_SECONDS)
@@ -92,8 +92,8 @@ def test_a_copy_from_a_racing_writer_is_corrected_by_the_second_check(
     class InsertsAfterTheOtherChecked(ClickHouseEventStore):
         checked = False
 
-        def _copies(self, client: Client, events: Any) -> dict[str, tuple[int, int]]:
-            found = super()._copies(client, events)
+        def _copies(self, client: Client, *check: Any) -> dict[str, tuple[int, int]]:
+            found = super()._copies(client, *check)
             if not self.checked:
                 self.checked = True
                 # The other writer inserts between this one's check and insert.

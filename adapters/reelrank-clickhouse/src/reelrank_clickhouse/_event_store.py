@@ -140,15 +140,19 @@ class _Queries:
         # GLOBAL IN: over Distributed tables the initiator ships the batch to every shard.
         # The hashes narrow the rows by number (PREWHERE reads their column only); the
         # ids themselves are compared on the rows left.
-        self.copies = f"""SELECT event_id, countMerge(events), minMerge(first_seq)
-FROM {agg}
+        id_rows = f"""FROM {agg}
 PREWHERE tag = {Tag.EVENT_ID} AND a IN %(hours)s
   AND b GLOBAL IN (SELECT cityHash64(event_id) FROM batch)
-WHERE c = 0 AND event_id GLOBAL IN batch
+WHERE c = 0 AND event_id GLOBAL IN batch"""
+        self.copies = f"""SELECT event_id, countMerge(events), minMerge(first_seq)
+{id_rows}
 GROUP BY event_id"""
-        # The second check wants only the ids stored more than once: after the insert
-        # every id of the batch is there, and sending all of them back cost more than
-        # the query.
+        # The second check: the ids stored more than once. After the insert every id of
+        # the batch is there, and grouping them all cost more than the rest of the query;
+        # so ``totals`` comes first, without grouping. Its copy count equals its number
+        # of distinct hashes only when no id is there twice (two ids sharing a hash make
+        # them differ too), and only otherwise is ``copied`` asked which.
+        self.totals = f"SELECT toUInt64(countMerge(events)), uniqExact(b)\n{id_rows}"
         self.copied = f"{self.copies}\nHAVING countMerge(events) > 1"
         # Counts by (video, kind code), like counts under the like code, and minus the
         # extra copies of corrected events: one round trip, rows summed by the caller
@@ -273,9 +277,10 @@ class ClickHouseEventStore:
     ones).
 
     **Exactly once.** :meth:`append_many` asks for the copy counts of the batch's ids
-    (one query), inserts the new events (one columnar insert) and asks again which
-    of the ids it inserted are stored more than once. Two writers that passed the first check with the same new id at
-    the same moment both insert it; the second check of at least one of them (the
+    (one query), inserts the new events (one columnar insert) and asks again whether
+    any id it inserted is stored more than once (one query, and a second one for
+    which, when some is). Two writers that passed the first check with the same new
+    id at the same moment both insert it; the second check of at least one of them (the
     later to insert) sees two copies, and it writes a *correction* that reads subtract.
     A correction records the id's copy count, so writers that see the same copies
     write the same row and reads take one. An insert is one part of the aggregate
@@ -341,7 +346,12 @@ class ClickHouseEventStore:
             first_seq = self._sequence.take(len(ids))
             columns[SEQ_COLUMN] = list(range(first_seq, first_seq + len(ids)))
             client.execute(self._queries.insert, columns, columnar=True)
-            copies = self._copies(client, self._queries.copied, ids, columns[SECONDS_COLUMN])
+            seconds = columns[SECONDS_COLUMN]
+            copies = (
+                self._copies(client, self._queries.copied, ids, seconds)
+                if self._copied(client, ids, seconds)
+                else {}
+            )
             raced = self._correct(client, batch, copies)
             # A raced id is this writer's if its own copy arrived first.
             mine = range(first_seq, first_seq + len(ids))
@@ -529,6 +539,16 @@ class ClickHouseEventStore:
             external_tables=[id_table("batch", "event_id", "String", ids)],
         )
         return {row[0]: (int(row[1]), int(row[2])) for row in rows}
+
+    def _copied(self, client: Client, ids: Sequence[str], seconds: Sequence[int]) -> bool:
+        """Whether any of ``ids`` may be stored more than once, from their total copy
+        count and number of distinct hashes (see :attr:`_Queries.totals`)."""
+        ((copies, hashes),) = client.execute(
+            self._queries.totals,
+            {"hours": tuple({second // 3600 for second in seconds})},
+            external_tables=[id_table("batch", "event_id", "String", ids)],
+        )
+        return bool(copies != hashes)
 
     def _correct(
         self,

@@ -57,8 +57,8 @@ class RacingStore(ClickHouseEventStore):
         super().__init__(engine, tables=tables)
         self._barrier: Any = barrier
 
-    def _copies(self, client: Client, events: Any) -> dict[str, tuple[int, int]]:
-        found = super()._copies(client, events)
+    def _copies(self, client: Client, *check: Any) -> dict[str, tuple[int, int]]:
+        found = super()._copies(client, *check)
         barrier, self._barrier = self._barrier, None
         if barrier is not None:
             barrier.wait(_BARRIER_SECONDS)
@@ -92,8 +92,8 @@ def test_a_copy_from_a_racing_writer_is_corrected_by_the_second_check(
     class InsertsAfterTheOtherChecked(ClickHouseEventStore):
         checked = False
 
-        def _copies(self, client: Client, events: Any) -> dict[str, tuple[int, int]]:
-            found = super()._copies(client, events)
+        def _copies(self, client: Client, *check: Any) -> dict[str, tuple[int, int]]:
+            found = super()._copies(client, *check)
             if not self.checked:
                 self.checked = True
                 # The other writer inserts between this one's check and insert.
@@ -110,6 +110,24 @@ def test_a_copy_from_a_racing_writer_is_corrected_by_the_second_check(
     # Later deliveries are refused and change nothing.
     assert second.append(watch[0], creator_id=1) is False
     assert second.get_stats([1])[1].views == 1
+
+
+def test_the_second_check_groups_ids_only_when_one_is_stored_twice(
+    clickhouse_engine: Engine,
+) -> None:
+    from reelrank_clickhouse._rows import SECONDS_COLUMN, event_columns
+
+    store = ClickHouseEventStore(clickhouse_engine)
+    pairs = [(make_event("share", video_id=1 + n), 1) for n in range(50)]
+    ids = [event.event_id for event, _ in pairs]
+    seconds = event_columns([event for event, _ in pairs], 0)[SECONDS_COLUMN]
+    client = store._clients.writer()
+    assert not store._copied(client, ids, seconds)  # none stored: 0 copies, 0 hashes
+    assert store.append_many(pairs) == 50
+    assert not store._copied(client, ids, seconds)
+    _insert_copies(store, pairs[17:18], seq=1)  # a racing writer's copy of one id
+    assert store._copied(client, ids, seconds)
+    assert store._copies(client, store._queries.copied, ids, seconds).keys() == {ids[17]}
 
 
 def test_copies_left_uncorrected_are_repaired_by_the_redelivery(

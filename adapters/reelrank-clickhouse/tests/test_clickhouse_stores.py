@@ -17,11 +17,18 @@ from reelrank_clickhouse import (
     create_schema,
     drop_schema,
 )
-from reelrank_clickhouse._rows import EVENT_COLUMNS, EVENT_SELECT, event_columns, event_from_row
+from reelrank_clickhouse._rows import (
+    EVENT_COLUMNS,
+    EVENT_SELECT,
+    SECONDS_COLUMN,
+    SEQ_COLUMN,
+    event_columns,
+    event_from_row,
+)
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from reelrank import InvalidInputError
+from reelrank import AFFINITY_PRIOR_CREDIT, InvalidInputError
 from reelrank.testing import EPOCH, make_event
 
 pytestmark = pytest.mark.integration
@@ -51,6 +58,40 @@ def test_a_batch_applies_each_new_id_once(store: ClickHouseEventStore) -> None:
     stats = store.get_stats([1])[1]
     assert (stats.views, stats.shares, stats.comments) == (1, 1, 1)
     assert store.append_many([]) == 0
+
+
+def test_a_batch_mixing_stored_and_new_ids_inserts_the_new_ones_whole(
+    store: ClickHouseEventStore,
+) -> None:
+    # The stored ids sit between new ones, so the batch's columns are narrowed to the
+    # new events, and each must keep its own video, creator and completion.
+    stored = [(make_event("watch", video_id=9, completion=0.1), 9) for _ in range(3)]
+    assert store.append_many(stored) == 3
+    new = [(make_event("watch", video_id=1 + n, completion=(1 + n) / 10), 1 + n) for n in range(4)]
+    batch = [new[0], stored[0], new[1], new[2], stored[2], new[3], stored[1]]
+    assert store.append_many(batch) == 4
+    stats = store.get_stats([1, 2, 3, 4, 9])
+    assert [(s.views, round(s.completion_sum, 9)) for s in stats.values()] == [
+        (1, 0.1),
+        (1, 0.2),
+        (1, 0.3),
+        (1, 0.4),
+        (3, 0.3),
+    ]
+    # The default user watched every video: a watch's credit is its completion, by
+    # creator, so the user's total is 0.1 + 0.2 + 0.3 + 0.4 + 3 * 0.1 = 1.3.
+    assert store.get_affinities(1, [1, 4]) == {
+        1: pytest.approx(0.1 / (1.3 + AFFINITY_PRIOR_CREDIT)),
+        4: pytest.approx(0.4 / (1.3 + AFFINITY_PRIOR_CREDIT)),
+    }
+
+
+def test_the_column_indexes_name_the_insert_columns() -> None:
+    names = EVENT_COLUMNS.split(", ")
+    assert (names[SECONDS_COLUMN], names[SEQ_COLUMN]) == ("occurred_at", "seq")
+    columns = event_columns([make_event("share", occurred_at=EPOCH)], 7)
+    assert columns[SECONDS_COLUMN] == [int(EPOCH.timestamp())]
+    assert columns[SEQ_COLUMN] == [7]
 
 
 def test_a_bad_pair_in_a_batch_writes_nothing(

@@ -33,6 +33,8 @@ from ._errors import store_errors
 from ._rows import (
     EVENT_COLUMNS,
     EVENT_SELECT,
+    SECONDS_COLUMN,
+    SEQ_COLUMN,
     ArrivalSequence,
     event_columns,
     event_from_row,
@@ -92,12 +94,6 @@ def _corrections(table: str, where: str) -> str:
 FROM {table} WHERE {where} GROUP BY event_id"""
 
 
-def _hour_of(at: datetime) -> int:
-    """Hours since 1970 of an aware ``at``, as the aggregate table's id rows key it."""
-    since = at - _UNIX_EPOCH
-    return since.days * 24 + since.seconds // 3600
-
-
 def _raced_since(table: str) -> str:
     """The ids of ``table`` stored more than once on or after an hour (hours since
     1970), with their copy counts and smallest arrival numbers."""
@@ -144,12 +140,20 @@ class _Queries:
         # GLOBAL IN: over Distributed tables the initiator ships the batch to every shard.
         # The hashes narrow the rows by number (PREWHERE reads their column only); the
         # ids themselves are compared on the rows left.
-        self.copies = f"""SELECT event_id, countMerge(events), minMerge(first_seq)
-FROM {agg}
+        id_rows = f"""FROM {agg}
 PREWHERE tag = {Tag.EVENT_ID} AND a IN %(hours)s
   AND b GLOBAL IN (SELECT cityHash64(event_id) FROM batch)
-WHERE c = 0 AND event_id GLOBAL IN batch
+WHERE c = 0 AND event_id GLOBAL IN batch"""
+        self.copies = f"""SELECT event_id, countMerge(events), minMerge(first_seq)
+{id_rows}
 GROUP BY event_id"""
+        # The second check: the ids stored more than once. After the insert every id of
+        # the batch is there, and grouping them all cost more than the rest of the query;
+        # so ``totals`` comes first, without grouping. Its copy count equals its number
+        # of distinct hashes only when no id is there twice (two ids sharing a hash make
+        # them differ too), and only otherwise is ``copied`` asked which.
+        self.totals = f"SELECT toUInt64(countMerge(events)), uniqExact(b)\n{id_rows}"
+        self.copied = f"{self.copies}\nHAVING countMerge(events) > 1"
         # Counts by (video, kind code), like counts under the like code, and minus the
         # extra copies of corrected events: one round trip, rows summed by the caller
         # (an outer GROUP BY over the UNION ALL made the query slower on 18.16).
@@ -273,9 +277,10 @@ class ClickHouseEventStore:
     ones).
 
     **Exactly once.** :meth:`append_many` asks for the copy counts of the batch's ids
-    (one query), inserts the new events (one columnar insert) and asks again for the
-    ids it inserted. Two writers that passed the first check with the same new id at
-    the same moment both insert it; the second check of at least one of them (the
+    (one query), inserts the new events (one columnar insert) and asks again whether
+    any id it inserted is stored more than once (one query, and a second one for
+    which, when some is). Two writers that passed the first check with the same new
+    id at the same moment both insert it; the second check of at least one of them (the
     later to insert) sees two copies, and it writes a *correction* that reads subtract.
     A correction records the id's copy count, so writers that see the same copies
     write the same row and reads take one. An insert is one part of the aggregate
@@ -322,24 +327,36 @@ class ClickHouseEventStore:
         batch = self._validated(items)
         if not batch:
             return 0
+        # Columns, ids and hours are built once, outside the lock, and narrowed to the
+        # new events only when the first check found some stored.
+        columns = event_columns([event for event, _ in batch.values()], 0)
+        columns.append([creator_id for _, creator_id in batch.values()])
+        ids = list(batch)
         with self._write_lock, store_errors(_STORE, "append"):
             client = self._clients.writer()
-            stored = self._copies(client, [event for event, _ in batch.values()])
+            stored = self._copies(client, self._queries.copies, ids, columns[SECONDS_COLUMN])
             # A redelivery repairs a race whose correction was never written.
             self._correct(client, batch, stored)
-            fresh = [pair for event_id, pair in batch.items() if event_id not in stored]
-            if not fresh:
-                return 0
-            first_seq = self._sequence.take(len(fresh))
-            columns = event_columns([event for event, _ in fresh], first_seq)
-            columns.append([creator_id for _, creator_id in fresh])
+            if stored:
+                fresh = [index for index, event_id in enumerate(ids) if event_id not in stored]
+                if not fresh:
+                    return 0
+                columns = [[column[index] for index in fresh] for column in columns]
+                ids = [ids[index] for index in fresh]
+            first_seq = self._sequence.take(len(ids))
+            columns[SEQ_COLUMN] = list(range(first_seq, first_seq + len(ids)))
             client.execute(self._queries.insert, columns, columnar=True)
-            copies = self._copies(client, [event for event, _ in fresh])
+            seconds = columns[SECONDS_COLUMN]
+            copies = (
+                self._copies(client, self._queries.copied, ids, seconds)
+                if self._copied(client, ids, seconds)
+                else {}
+            )
             raced = self._correct(client, batch, copies)
             # A raced id is this writer's if its own copy arrived first.
-            mine = range(first_seq, first_seq + len(fresh))
+            mine = range(first_seq, first_seq + len(ids))
             lost = sum(1 for event_id in raced if copies[event_id][1] not in mine)
-        return len(fresh) - lost
+        return len(ids) - lost
 
     def reconcile(self, *, since: datetime, sync_timeout_seconds: float = 300.0) -> int:
         """Write the missing corrections of events stored more than once on or after
@@ -510,17 +527,28 @@ class ClickHouseEventStore:
         return batch
 
     def _copies(
-        self, client: Client, events: Sequence[EngagementEvent]
+        self, client: Client, query: str, ids: Sequence[str], seconds: Sequence[int]
     ) -> dict[str, tuple[int, int]]:
         """``{event_id: (copies, smallest arrival number)}`` of the stored ids among
-        those of ``events``, looked up under the events' hours."""
-        hours = tuple({_hour_of(event.occurred_at) for event in events})
+        ``ids`` (all of them with :attr:`_Queries.copies`, those stored more than once
+        with :attr:`_Queries.copied`), looked up under the hours of the events' times
+        ``seconds`` (Unix seconds, as :func:`event_columns` gives them)."""
         rows = client.execute(
-            self._queries.copies,
-            {"hours": hours},
-            external_tables=[id_table("batch", "event_id", "String", (e.event_id for e in events))],
+            query,
+            {"hours": tuple({second // 3600 for second in seconds})},
+            external_tables=[id_table("batch", "event_id", "String", ids)],
         )
         return {row[0]: (int(row[1]), int(row[2])) for row in rows}
+
+    def _copied(self, client: Client, ids: Sequence[str], seconds: Sequence[int]) -> bool:
+        """Whether any of ``ids`` may be stored more than once, from their total copy
+        count and number of distinct hashes (see :attr:`_Queries.totals`)."""
+        ((copies, hashes),) = client.execute(
+            self._queries.totals,
+            {"hours": tuple({second // 3600 for second in seconds})},
+            external_tables=[id_table("batch", "event_id", "String", ids)],
+        )
+        return bool(copies != hashes)
 
     def _correct(
         self,

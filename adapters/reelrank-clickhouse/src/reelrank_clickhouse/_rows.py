@@ -13,6 +13,8 @@ from reelrank import EngagementEvent, VideoStats
 __all__ = [
     "EVENT_COLUMNS",
     "EVENT_SELECT",
+    "SECONDS_COLUMN",
+    "SEQ_COLUMN",
     "ArrivalSequence",
     "event_columns",
     "event_from_row",
@@ -24,6 +26,11 @@ EVENT_COLUMNS = (
     "completion, channel, variant, seq"
 )
 """The columns :func:`event_columns` gives, in its order, for an ``INSERT``."""
+
+SECONDS_COLUMN = 4
+"""The index of ``occurred_at`` (Unix seconds) among the columns of :func:`event_columns`."""
+SEQ_COLUMN = 10
+"""The index of ``seq`` (arrival numbers) among the columns of :func:`event_columns`."""
 
 _UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

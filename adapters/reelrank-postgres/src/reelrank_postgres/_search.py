@@ -142,9 +142,9 @@ _IMPACT_SLACK = 1.0 + 1e-6
 # videos seen in some groups only, at most max(_WALK_CHECKS, _WALK_PER_HIT x limit), the
 # ones that could still reach the top, are looked up one index descent each (about 6 us
 # at 1M). See docs/adapters/postgres.md for the recall and latency this buys.
-_WALK_POSTINGS = 10_000
-_WALK_CHECKS = 1_000
-_WALK_PER_HIT = 2
+_WALK_POSTINGS = 5_000
+_WALK_CHECKS = 500
+_WALK_PER_HIT = 1
 # One group: the second pass reads at most this many postings per term (the rows whose
 # impact can reach the floor; more only through enormous runs of tied scores).
 _MAX_SECOND_PASS = 200_000

@@ -66,30 +66,29 @@ _PG_QUERY_TERMS = (
 # the sum of the frontiers and whether partials were left unchecked, from which
 # :func:`postgres_walk` tells whether the answer is proved exact (a walk without
 # matches returns that one row, with a null video).
+_PG_FRONTIERS = text(
+    f"WITH {_PG_QUERY_TERMS} "
+    "SELECT q.grp, max(q.idf * p.impact) AS bound FROM q CROSS JOIN LATERAL ("
+    "SELECT s.impact FROM search_postings AS s WHERE s.term = q.term "
+    "ORDER BY s.impact DESC, s.video_id OFFSET q.depth LIMIT 1) AS p GROUP BY q.grp"
+)
 _PG_WALK = text(
     f"WITH {_PG_QUERY_TERMS}, "
     "read AS (SELECT q.grp, p.video_id, max(p.score) AS score FROM q CROSS JOIN LATERAL ("
     f"SELECT s.video_id, {_PG_BM25} AS score FROM search_postings AS s "
     "WHERE s.term = q.term ORDER BY s.impact DESC, s.video_id LIMIT q.depth) AS p "
     "GROUP BY q.grp, p.video_id), "
-    "next AS (SELECT q.grp, max(q.idf * p.impact) * CAST(:slack AS float8) AS bound "
-    "FROM q CROSS JOIN LATERAL (SELECT s.impact FROM search_postings AS s "
-    "WHERE s.term = q.term ORDER BY s.impact DESC, s.video_id OFFSET q.depth LIMIT 1) AS p "
-    "GROUP BY q.grp), "
-    "frontier AS (SELECT g.grp, coalesce(n.bound, 0.0) AS bound "
-    "FROM (SELECT DISTINCT grp FROM q) AS g LEFT JOIN next AS n ON n.grp = g.grp), "
-    "totals AS (SELECT sum(bound ORDER BY grp) AS frontier, "
-    "count(*) FILTER (WHERE bound = 0.0) AS ended FROM frontier), "
-    "videos AS (SELECT r.video_id, count(*) AS groups, sum(r.score) AS known, "
-    "sum(f.bound) AS known_frontier, count(*) FILTER (WHERE f.bound = 0.0) AS ended "
-    "FROM read AS r JOIN frontier AS f ON f.grp = r.grp GROUP BY r.video_id), "
+    "videos AS (SELECT video_id, count(*) AS groups, sum(score) AS known, "
+    "sum((CAST(:frontiers AS float8[]))[grp + 1]) AS known_frontier, "
+    "count(*) FILTER (WHERE (CAST(:frontiers AS float8[]))[grp + 1] = 0.0) AS ended "
+    "FROM read GROUP BY video_id), "
     "whole AS (SELECT video_id, known AS score FROM videos WHERE groups = :group_count), "
     "floor AS (SELECT coalesce((SELECT score FROM whole ORDER BY score DESC "
     "LIMIT 1 OFFSET :offset), 0.0) AS score), "
-    "partial AS (SELECT v.video_id, v.known + t.frontier - v.known_frontier AS bound "
-    "FROM videos AS v, totals AS t, floor AS f "
-    "WHERE v.groups < :group_count AND v.ended = t.ended "
-    "AND v.known + t.frontier - v.known_frontier >= f.score "
+    "partial AS (SELECT v.video_id, v.known + CAST(:frontier AS float8) - v.known_frontier "
+    "AS bound FROM videos AS v, floor AS f "
+    "WHERE v.groups < :group_count AND v.ended = :ended "
+    "AND v.known + CAST(:frontier AS float8) - v.known_frontier >= f.score "
     "ORDER BY bound DESC, v.video_id LIMIT :checks + 1), "
     f"scored AS (SELECT c.video_id, q.grp, max({_PG_BM25}) AS score "
     "FROM (SELECT video_id FROM partial ORDER BY bound DESC, video_id LIMIT :checks) AS c "
@@ -99,8 +98,8 @@ _PG_WALK = text(
     "found AS (SELECT video_id, score FROM whole UNION ALL "
     "SELECT video_id, sum(score ORDER BY grp) FROM scored GROUP BY video_id "
     "HAVING count(*) = :group_count) "
-    "SELECT t.frontier, (SELECT count(*) FROM partial) > :checks AS unchecked, "
-    "r.video_id, r.score FROM totals AS t LEFT JOIN LATERAL (SELECT video_id, score "
+    "SELECT (SELECT count(*) FROM partial) > :checks AS unchecked, r.video_id, r.score "
+    "FROM (SELECT 1) AS one LEFT JOIN LATERAL (SELECT video_id, score "
     "FROM found ORDER BY score DESC, video_id LIMIT :limit) AS r ON true"
 )
 
@@ -142,17 +141,28 @@ def postgres_walk(
     in order), the matches among them scored exactly, at most ``checks`` partly seen
     videos looked up."""
     groups = scoring.groups
+    params: dict[str, object] = {
+        "terms": [term for group in groups for term in group],
+        "groups": [number for number, group in enumerate(groups) for _ in group],
+        "idfs": [scoring.idfs[term] for group in groups for term in group],
+        "depths": depths,
+    }
+    frontiers = [0.0] * len(groups)
+    for number, bound in connection.execute(_PG_FRONTIERS, params):
+        frontiers[number] = float(bound) * scoring.slack
+    total = 0.0
+    for bound in frontiers:
+        total += bound
     rows = connection.execute(
         _PG_WALK,
         {
-            "terms": [term for group in groups for term in group],
-            "groups": [number for number, group in enumerate(groups) for _ in group],
-            "idfs": [scoring.idfs[term] for group in groups for term in group],
-            "depths": depths,
+            **params,
+            "frontiers": frontiers,
+            "frontier": total,
+            "ended": sum(bound == 0.0 for bound in frontiers),
             "k1": scoring.k1,
             "b": scoring.b,
             "mean": scoring.mean_length,
-            "slack": scoring.slack,
             "checks": checks,
             "group_count": len(groups),
             "offset": limit - 1,
@@ -160,8 +170,7 @@ def postgres_walk(
         },
     ).all()
     hits = [(int(row.video_id), float(row.score)) for row in rows if row.video_id is not None]
-    frontier = float(rows[0].frontier or 0.0)
-    return Walk(hits, _proved(hits, frontier, bool(rows[0].unchecked), limit))
+    return Walk(hits, _proved(hits, total, bool(rows[0].unchecked), limit))
 
 
 class SqlitePostings:

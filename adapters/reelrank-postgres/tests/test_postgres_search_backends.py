@@ -5,10 +5,10 @@ benchmarks' own seeded generator) are searched in memory, on PostgreSQL and on S
 The match sets must be identical. The impact-ordered postings (PostgreSQL and SQLite)
 rank by the in-memory BM25, so there the top results must be the same too (a query of
 several terms cut short by its walk: true matches with their exact scores, and the exact
-top whenever the walk proves it). The other paths' scores differ by design (``ts_rank`` on PostgreSQL, FTS5's
-``bm25`` on SQLite, both without the postings): where a query matches at most 20 videos
-the top 20 are the same set, and the overlap elsewhere stays at the level the adapter's
-documentation gives."""
+top whenever the walk proves it). The other paths' scores differ by design (``ts_rank``
+on PostgreSQL, FTS5's ``bm25`` on SQLite, both without the postings): where a query
+matches at most 20 videos the top 20 are the same set, and the overlap elsewhere stays at
+the level the adapter's documentation gives."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import math
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pg_support import sqlite_engine
@@ -340,16 +341,16 @@ def test_several_terms_walk_proves_its_answer_exact_or_ranks_true_matches(
     if loaded.dialect.name == "postgresql":
         walk = _impact.postgres_walk
 
-        def recorded_pg(*args: object) -> _impact.Walk:
-            walks.append(walk(*args))  # type: ignore[arg-type]
+        def recorded_pg(*args: Any) -> _impact.Walk:
+            walks.append(walk(*args))
             return walks[-1]
 
         monkeypatch.setattr(_search, "postgres_walk", recorded_pg)
     else:
         groups = _impact.several_groups
 
-        def recorded_sqlite(*args: object) -> _impact.Walk:
-            walks.append(groups(*args))  # type: ignore[arg-type]
+        def recorded_sqlite(*args: Any) -> _impact.Walk:
+            walks.append(groups(*args))
             return walks[-1]
 
         monkeypatch.setattr(_search, "several_groups", recorded_sqlite)

@@ -144,7 +144,7 @@ _IMPACT_SLACK = 1.0 + 1e-6
 # at 1M). See docs/adapters/postgres.md for the recall and latency this buys.
 _WALK_POSTINGS = 5_000
 _WALK_CHECKS = 500
-_WALK_PER_HIT = 1
+_WALK_PER_HIT = 2
 # One group: the second pass reads at most this many postings per term (the rows whose
 # impact can reach the floor; more only through enormous runs of tied scores).
 _MAX_SECOND_PASS = 200_000

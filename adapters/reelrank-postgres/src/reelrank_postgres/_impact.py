@@ -11,14 +11,12 @@ Scores are the in-memory kernel's expression in the same order of operations (IE
 double): a group (a term, or a prefix's expansions) scores its best expansion, groups are
 summed rarest first, as :class:`~reelrank.InMemorySearchIndex` sums them.
 
-A query of several groups walks every group's best postings by impact (the threshold
-walk: :data:`_PG_WALK` documents it): the videos seen in every group are scored exactly,
-the few seen in some groups that could still reach the top are looked up one descent
-each, and the answer says whether it is proved exact. PostgreSQL runs it as one
-statement scored on the server (:func:`postgres_walk`), SQLite, where a statement costs
-microseconds, through :class:`SqlitePostings` scored in Python (:func:`several_groups`).
-A query of one group is one statement of its own on PostgreSQL (``_ONE_GROUP`` in
-``_search``) and :func:`one_group` on SQLite.
+A query of several groups ranks the matches among its rarest group's best postings: on
+PostgreSQL in one statement scored on the server (:func:`postgres_walk`), on SQLite,
+where a statement costs microseconds, through :class:`SqlitePostings` in batches scored
+in Python that stop once the rest cannot reach the top (:func:`several_groups`). A query
+of one group is one statement of its own on PostgreSQL (``_ONE_GROUP`` in ``_search``)
+and :func:`one_group` on SQLite.
 """
 
 from __future__ import annotations
@@ -32,7 +30,6 @@ from sqlalchemy import Connection, text
 __all__ = [
     "Scoring",
     "SqlitePostings",
-    "Walk",
     "one_group",
     "postgres_walk",
     "several_groups",
@@ -51,56 +48,28 @@ _PG_QUERY_TERMS = (
     "CAST(:terms AS text[]), CAST(:groups AS int[]), CAST(:idfs AS float8[]), "
     "CAST(:depths AS bigint[])) AS t(term, grp, idf, depth))"
 )
-# The walk of a several-group search, on the server (see :func:`postgres_walk`). Every
-# group reads its terms' ``depth`` best postings by impact, and one more each: the
-# group's frontier, the largest bound ``idf x impact x slack`` of a posting left unread
-# (0 when the group was read to its end). A video seen in every group is a match with its
-# exact score ("whole"); the ``offset + 1``-th best of those is a floor. A video seen in
-# some groups only is "partial": it cannot match when a group it lacks was read to its
-# end, and otherwise scores at most its known scores plus the frontiers of the groups it
-# lacks. The ``checks`` partials with the largest such bound at or above the floor get
-# their postings read by one descent of the primary key (video_id, term) each
-# (``OFFSET 0`` keeps the planner from turning the LATERAL into a join that reads a
-# common term's whole postings) and are scored exactly. A group scores its best
-# expansion, the groups are summed rarest first, as in memory. Every row also carries
-# the sum of the frontiers and whether partials were left unchecked, from which
-# :func:`postgres_walk` tells whether the answer is proved exact (a walk without
-# matches returns that one row, with a null video).
-_PG_FRONTIERS = text(
-    f"WITH {_PG_QUERY_TERMS} "
-    "SELECT q.grp, max(q.idf * p.impact) AS bound FROM q CROSS JOIN LATERAL ("
-    "SELECT s.impact FROM search_postings AS s WHERE s.term = q.term "
-    "ORDER BY s.impact DESC, s.video_id OFFSET q.depth LIMIT 1) AS p GROUP BY q.grp"
-)
+# The walk of a several-group search, on the server. The driver's terms (``depth`` > 0)
+# read their ``depth`` best postings; the videos they hold, ranked by their bound
+# ``idf x impact`` (a video keeps its best, ties to the lower id), are the candidates, at
+# most ``count``. Each candidate's postings are read by one descent of the primary key
+# (video_id, term) (``OFFSET 0`` keeps the planner from turning the LATERAL into a join
+# that reads a common term's whole postings), joined with the query terms and scored
+# exactly, a group scoring its best expansion and the groups summed rarest first, as in
+# memory; the videos matching every group are ranked.
 _PG_WALK = text(
     f"WITH {_PG_QUERY_TERMS}, "
-    "read AS (SELECT q.grp, p.video_id, max(p.score) AS score FROM q CROSS JOIN LATERAL ("
-    f"SELECT s.video_id, {_PG_BM25} AS score FROM search_postings AS s "
+    "ranked AS (SELECT p.video_id, max(q.idf * p.impact) AS bound "
+    "FROM (SELECT * FROM q WHERE depth > 0) AS q "
+    "CROSS JOIN LATERAL (SELECT s.video_id, s.impact FROM search_postings AS s "
     "WHERE s.term = q.term ORDER BY s.impact DESC, s.video_id LIMIT q.depth) AS p "
-    "GROUP BY q.grp, p.video_id), "
-    "videos AS (SELECT video_id, count(*) AS groups, sum(score) AS known, "
-    "sum((CAST(:frontiers AS float8[]))[grp + 1]) AS known_frontier, "
-    "count(*) FILTER (WHERE (CAST(:frontiers AS float8[]))[grp + 1] = 0.0) AS ended "
-    "FROM read GROUP BY video_id), "
-    "whole AS (SELECT video_id, known AS score FROM videos WHERE groups = :group_count), "
-    "floor AS (SELECT coalesce((SELECT score FROM whole ORDER BY score DESC "
-    "LIMIT 1 OFFSET :offset), 0.0) AS score), "
-    "partial AS (SELECT v.video_id, v.known + CAST(:frontier AS float8) - v.known_frontier "
-    "AS bound FROM videos AS v, floor AS f "
-    "WHERE v.groups < :group_count AND v.ended = :ended "
-    "AND v.known + CAST(:frontier AS float8) - v.known_frontier >= f.score "
-    "ORDER BY bound DESC, v.video_id LIMIT :checks + 1), "
-    f"scored AS (SELECT c.video_id, q.grp, max({_PG_BM25}) AS score "
-    "FROM (SELECT video_id FROM partial ORDER BY bound DESC, video_id LIMIT :checks) AS c "
+    "GROUP BY p.video_id), "
+    "walk AS (SELECT video_id FROM ranked ORDER BY bound DESC, video_id LIMIT :count), "
+    f"best AS (SELECT c.video_id, q.grp, max({_PG_BM25}) AS score FROM walk AS c "
     "CROSS JOIN LATERAL (SELECT p.term, p.tf, p.length FROM search_postings AS p "
     "WHERE p.video_id = c.video_id OFFSET 0) AS s JOIN q ON q.term = s.term "
-    "GROUP BY c.video_id, q.grp), "
-    "found AS (SELECT video_id, score FROM whole UNION ALL "
-    "SELECT video_id, sum(score ORDER BY grp) FROM scored GROUP BY video_id "
-    "HAVING count(*) = :group_count) "
-    "SELECT (SELECT count(*) FROM partial) > :checks AS unchecked, r.video_id, r.score "
-    "FROM (SELECT 1) AS one LEFT JOIN LATERAL (SELECT video_id, score "
-    "FROM found ORDER BY score DESC, video_id LIMIT :limit) AS r ON true"
+    "GROUP BY c.video_id, q.grp) "
+    "SELECT video_id, sum(score ORDER BY grp) AS score FROM best GROUP BY video_id "
+    "HAVING count(*) = :group_count ORDER BY score DESC, video_id LIMIT :limit"
 )
 
 _SQLITE_TOP = (
@@ -114,63 +83,34 @@ _SQLITE_POSTINGS_OF = (
     "WHERE video_id IN (SELECT value FROM json_each(?)) "
     "AND +term IN (SELECT value FROM json_each(?))"
 )
-@dataclass(frozen=True)
-class Walk:
-    """The answer of a several-group search, and whether it is proved exact."""
-
-    hits: Hits
-    exact: bool
-    """Whether ``hits`` is the exact top ``limit`` of every match: no video left unread
-    could reach it (the frontiers sum below the ``limit``-th score, or every group
-    was read to its end) and every partial that could was checked."""
-
-
-def _proved(hits: Hits, frontier: float, unchecked: bool, limit: int) -> bool:
-    if unchecked:
-        return False
-    if frontier == 0.0:
-        return True  # some group was read to its end and every candidate was scored
-    return len(hits) >= limit and frontier < hits[limit - 1][1]
+_SQLITE_MAX_IMPACT = (
+    "SELECT impact FROM search_postings WHERE term = ? ORDER BY impact DESC LIMIT 1"
+)
 
 
 def postgres_walk(
-    connection: Connection, scoring: Scoring, depths: list[int], checks: int, limit: int
-) -> Walk:
-    """Top ``limit`` of a query of several groups on PostgreSQL, in one statement
-    (``_PG_WALK``): each term's best ``depths`` postings (aligned with the groups' terms
-    in order), the matches among them scored exactly, at most ``checks`` partly seen
-    videos looked up."""
+    connection: Connection, scoring: Scoring, depths: list[int], budget: int, limit: int
+) -> Hits:
+    """Top ``limit`` of a query of several groups on PostgreSQL: the matches among the
+    driver's (the first group's) best postings, at most ``budget`` candidates, scored in
+    one statement. Exact when the driver holds no more postings than ``depths``."""
     groups = scoring.groups
-    params: dict[str, object] = {
-        "terms": [term for group in groups for term in group],
-        "groups": [number for number, group in enumerate(groups) for _ in group],
-        "idfs": [scoring.idfs[term] for group in groups for term in group],
-        "depths": depths,
-    }
-    frontiers = [0.0] * len(groups)
-    for number, bound in connection.execute(_PG_FRONTIERS, params):
-        frontiers[number] = float(bound) * scoring.slack
-    total = 0.0
-    for bound in frontiers:
-        total += bound
     rows = connection.execute(
         _PG_WALK,
         {
-            **params,
-            "frontiers": frontiers,
-            "frontier": total,
-            "ended": sum(bound == 0.0 for bound in frontiers),
+            "terms": [term for group in groups for term in group],
+            "groups": [number for number, group in enumerate(groups) for _ in group],
+            "idfs": [scoring.idfs[term] for group in groups for term in group],
+            "depths": depths + [0] * sum(len(group) for group in groups[1:]),
             "k1": scoring.k1,
             "b": scoring.b,
             "mean": scoring.mean_length,
-            "checks": checks,
+            "count": budget,
             "group_count": len(groups),
-            "offset": limit - 1,
             "limit": limit,
         },
     ).all()
-    hits = [(int(row.video_id), float(row.score)) for row in rows if row.video_id is not None]
-    return Walk(hits, _proved(hits, total, bool(rows[0].unchecked), limit))
+    return [(int(video_id), float(score)) for video_id, score in rows]
 
 
 class SqlitePostings:
@@ -182,6 +122,10 @@ class SqlitePostings:
         driver = connection.connection.driver_connection
         assert isinstance(driver, sqlite3.Connection)
         self._driver = driver
+        # A several-group search's candidates in bound order, and the bound of the
+        # driver postings beyond them: read by the first batch.
+        self._candidates: list[tuple[float, int]] | None = None
+        self._unread = 0.0
 
     def top(
         self, terms: list[str], depths: list[int], floors: list[float]
@@ -192,7 +136,32 @@ class SqlitePostings:
             for term, depth, floor in zip(terms, depths, floors, strict=True)
         ]
 
-    def exact(self, videos: list[int], scoring: Scoring) -> dict[int, float]:
+    def batch(
+        self, scoring: Scoring, depths: list[int], start: int, count: int
+    ) -> tuple[dict[int, float], float | None]:
+        if self._candidates is None:
+            driver = scoring.groups[0]
+            bounds: dict[int, float] = {}
+            unread = 0.0
+            rows = self.top(driver, [depth + 1 for depth in depths], [0.0] * len(driver))
+            for term, postings, depth in zip(driver, rows, depths, strict=True):
+                idf = scoring.idfs[term]
+                for video_id, _, _, impact in postings[:depth]:
+                    bound = idf * impact
+                    if bound > bounds.get(video_id, -1.0):
+                        bounds[video_id] = bound
+                if len(postings) > depth:
+                    unread = max(unread, idf * postings[depth][3])
+            self._candidates = sorted((-bound, video) for video, bound in bounds.items())
+            self._unread = unread
+        candidates = self._candidates
+        scores = self._exact([video for _, video in candidates[start : start + count]], scoring)
+        rest = start + count
+        if rest < len(candidates):
+            return scores, max(-candidates[rest][0], self._unread)
+        return scores, self._unread if self._unread > 0.0 else None
+
+    def _exact(self, videos: list[int], scoring: Scoring) -> dict[int, float]:
         if not videos:
             return {}
         terms = list(dict.fromkeys(term for group in scoring.groups for term in group))
@@ -220,6 +189,11 @@ class SqlitePostings:
                     total += score  # rarest group first, as in memory
                 exact[video_id] = total
         return exact
+
+    def max_impacts(self, terms: list[str]) -> list[float]:
+        execute = self._driver.execute
+        found = [execute(_SQLITE_MAX_IMPACT, (term,)).fetchone() for term in terms]
+        return [float(row[0]) if row else 0.0 for row in found]
 
 
 @dataclass(frozen=True)
@@ -282,61 +256,50 @@ def _best_by_video(
 
 
 def several_groups(
-    reader: SqlitePostings, scoring: Scoring, depths: list[int], checks: int, limit: int
-) -> Walk:
-    """Top ``limit`` of a query of several groups, every one of which must match: the walk
-    of ``_PG_WALK`` on SQLite, the postings read by :class:`SqlitePostings` and scored in
-    Python, in the same order of operations.
+    reader: SqlitePostings,
+    scoring: Scoring,
+    depths: list[int],
+    budget: int,
+    first_batch: int,
+    limit: int,
+) -> Hits:
+    """Top ``limit`` of a query of several groups, every one of which must match.
 
-    Each term's best ``depths`` postings (aligned with the groups' terms in order) are
-    read, and one more: a group's frontier is the largest bound of a posting it left
-    unread (0 when read to its end). A video seen in every group is scored exactly; one
-    seen in some can only match when every group it lacks has postings left, and then
-    scores at most its known scores plus those groups' frontiers. The ``checks`` of
-    them with the largest such bound reaching the ``limit``-th exact score are looked
-    up (one descent each) and scored. The answer is exact when nothing was left
-    unchecked and no unread video can reach it (see :class:`Walk`).
+    Every match holds a posting of the rarest group, the driver, so the driver's best
+    postings (``depths`` of each term) are the candidates, best bound
+    (``idf x impact``) first, scored exactly in batches (``first_batch``, then twice as
+    many each time). With ``theta`` the ``limit``-th best score found, a video not scored
+    yet scores at most the largest driver bound left (times the slack) plus every other
+    group's largest possible score (from each term's largest impact): once that is below
+    ``theta``, no video left can enter the top ``limit`` and the result is exact, as it
+    is when every driver posting has been a candidate. Otherwise the walk stops after
+    ``budget`` candidates, and the result is the best matches among them.
     """
-    groups = scoring.groups
-    terms = [term for group in groups for term in group]
-    numbers = [number for number, group in enumerate(groups) for _ in group]
-    postings = reader.top(terms, [depth + 1 for depth in depths], [0.0] * len(terms))
-    best: dict[int, dict[int, float]] = {}
-    largest = [-1.0] * len(groups)
-    for term, number, depth, rows in zip(terms, numbers, depths, postings, strict=True):
-        idf = scoring.idfs[term]
-        for video_id, tf, length, _ in rows[:depth]:
-            score = scoring.bm25(idf, tf, length)
-            known = best.setdefault(video_id, {})
-            if score > known.get(number, -1.0):
-                known[number] = score
-        if len(rows) > depth:
-            largest[number] = max(largest[number], idf * rows[depth][3])
-    frontiers = [bound * scoring.slack if bound >= 0.0 else 0.0 for bound in largest]
-    total = 0.0
-    for bound in frontiers:
-        total += bound
-    ended = sum(bound == 0.0 for bound in frontiers)
-    whole: dict[int, float] = {}
-    partial: list[tuple[float, int]] = []
-    for video_id, known in best.items():
-        known_score = known_frontier = 0.0
-        known_ended = 0
-        for number in sorted(known):  # rarest group first, as in memory
-            known_score += known[number]
-            known_frontier += frontiers[number]
-            known_ended += frontiers[number] == 0.0
-        if len(known) == len(groups):
-            whole[video_id] = known_score
-        elif known_ended == ended:
-            partial.append((known_score + total - known_frontier, video_id))
-    ranked = sorted(whole.values(), reverse=True)
-    floor = ranked[limit - 1] if len(ranked) >= limit else 0.0
-    hopeful = sorted(
-        ((bound, video) for bound, video in partial if bound >= floor),
-        key=lambda item: (-item[0], item[1]),
+    scores: dict[int, float] = {}
+    others_bound: float | None = None
+    done, size = 0, first_batch
+    while True:
+        count = min(size, budget - done)
+        found, left = reader.batch(scoring, depths, done, count)
+        scores.update(found)
+        done += count
+        size *= 2
+        if left is None or done >= budget:
+            break  # exact when every driver posting was a candidate (``left`` is None)
+        if len(scores) >= limit:
+            if others_bound is None:
+                others_bound = _largest_scores(reader, scoring, scoring.groups[1:])
+            theta = sorted(scores.values(), reverse=True)[limit - 1]
+            if left * scoring.slack + others_bound < theta:
+                break  # nothing left can reach the top: exact
+    return _ranked(scores, limit)
+
+
+def _largest_scores(reader: SqlitePostings, scoring: Scoring, groups: list[list[str]]) -> float:
+    """The sum over ``groups`` of the largest score any posting of the group can have."""
+    terms = list(dict.fromkeys(term for group in groups for term in group))
+    largest = dict(zip(terms, reader.max_impacts(terms), strict=True))
+    return sum(
+        max(scoring.idfs[term] * largest[term] * scoring.slack for term in group)
+        for group in groups
     )
-    found = dict(whole)
-    found.update(reader.exact([video for _, video in hopeful[:checks]], scoring))
-    hits = _ranked(found, limit)
-    return Walk(hits, _proved(hits, total, len(hopeful) > checks, limit))

@@ -29,8 +29,10 @@ may be shared).
 Run as a script for the report (``python benchmarks/bench_search_sql.py``) or through
 pytest, which also checks the match sets. With ``REELRANK_SEARCH_PG_URL`` (and
 ``REELRANK_SEARCH_SQLITE_DIR``) it uses a database this benchmark loaded before instead
-of a new cluster, loading only what is missing. Skips when ``reelrank-postgres`` or the
-PostgreSQL server binaries are not installed.
+of a new cluster, loading only what is missing. With ``REELRANK_SEARCH_SQLITE_COLD=1``
+each SQLite path is timed from a cold cache: the file's pages are evicted from the
+operating system's cache (``posix_fadvise``) and the warm-up queries are skipped. Skips
+when ``reelrank-postgres`` or the PostgreSQL server binaries are not installed.
 """
 
 from __future__ import annotations
@@ -229,8 +231,10 @@ def _percentiles(times: list[float]) -> str:
     return f"{p50:7.2f} / {p95:7.2f} / {p99:7.2f}"
 
 
-def _time(search: Callable[[Query], object], queries: list[Query]) -> dict[str, list[float]]:
-    for query in queries[:20]:
+def _time(
+    search: Callable[[Query], object], queries: list[Query], *, warm: bool = True
+) -> dict[str, list[float]]:
+    for query in queries[:20] if warm else []:
         search(query)  # warm the caches and the connection pool
     times: dict[str, list[float]] = {kind: [] for kind in ("all", *QUERY_KINDS)}
     for query in queries:
@@ -363,9 +367,12 @@ def run(size: int) -> tuple[list[str], dict[str, list[str]]]:
                     use_rum_index=False,
                     use_impact_postings=False,
                 )
-            runs = {
-                label: _time(_video_search_call(index), queries) for label, index in paths.items()
-            }
+            cold = not postgres and os.environ.get("REELRANK_SEARCH_SQLITE_COLD") == "1"
+            runs = {}
+            for label, index in paths.items():
+                if cold:
+                    _drop_cached_pages(engine)
+                runs[label] = _time(_video_search_call(index), queries, warm=not cold)
             if with_before:
                 runs["before (index only)"] = _time(_index_call(_before(engine)), queries)
             for label, times in runs.items():
@@ -423,6 +430,17 @@ class _PrintedLines(list[str]):
     def append(self, line: str) -> None:
         print(line, flush=True)
         super().append(line)
+
+
+def _drop_cached_pages(engine: Any) -> None:
+    """Evict the SQLite file's pages from the operating system's cache (no root needed):
+    the next search reads them from disk, as after a restart or a larger file's reads."""
+    path = engine.url.database
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(descriptor)
 
 
 def _document_count(engine: Any) -> int:

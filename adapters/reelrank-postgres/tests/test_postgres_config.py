@@ -61,6 +61,7 @@ def test_unknown_fields_are_refused() -> None:
         ("pool_size", 0),
         ("application_name", "has space"),
         ("url", ""),
+        ("sqlite_mmap_size_bytes", -1),
     ],
 )
 def test_bad_values_name_the_field(field: str, value: object) -> None:
@@ -244,6 +245,20 @@ def test_a_busy_sqlite_database_raises_store_timeout(tmp_path: Path) -> None:
         assert SqlEventStore(impatient).get_stats([1])[1].likes == 0
     finally:
         impatient.dispose()
+        engine.dispose()
+
+
+@pytest.mark.parametrize("size", [0, 1 << 20, 2_147_418_112])
+def test_every_sqlite_connection_maps_the_configured_bytes(tmp_path: Path, size: int) -> None:
+    """``PRAGMA mmap_size`` is per connection: each one the pool opens gets the setting."""
+    engine = connect(
+        SqlStoreConfig(url=f"sqlite:///{tmp_path / 'mapped.db'}", sqlite_mmap_size_bytes=size)
+    )
+    try:
+        with engine.connect() as first, engine.connect() as second:
+            for connection in (first, second):
+                assert connection.exec_driver_sql("PRAGMA mmap_size").scalar() == size
+    finally:
         engine.dispose()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -76,6 +77,16 @@ class SqlStoreConfig(AdapterSettings):
     """Test each connection on checkout, so a server restart costs no failed call."""
     sqlite_busy_timeout_seconds: float = Field(default=1.0, gt=0.0, le=600.0, allow_inf_nan=False)
     """SQLite: seconds a writer waits for another connection's lock."""
+    sqlite_mmap_size_bytes: int = Field(default=2_147_418_112, ge=0, le=2**40)
+    """SQLite: bytes of the database file each connection reads through a memory map
+    (``PRAGMA mmap_size``), ``0`` for none. Mapped pages are read in place from the
+    operating system's page cache instead of being copied into SQLite's own (2 MB by
+    default), which halves the cost of a search's index descents. The map takes address
+    space, not memory of its own: the pages it touches are the page cache's, shared by
+    every connection and process and given back under memory pressure, though they count
+    in the process's resident size. An I/O error on a mapped page kills the process with
+    ``SIGBUS`` instead of raising. SQLite caps the value at its compile-time limit
+    (``SQLITE_MAX_MMAP_SIZE``, this default on most builds)."""
     application_name: str = Field(default="reelrank", pattern=r"^[A-Za-z0-9_.\-]{1,63}$")
     """PostgreSQL: name shown in ``pg_stat_activity``."""
 
@@ -105,6 +116,7 @@ def connect(config: SqlStoreConfig) -> Engine:
             pool_pre_ping=config.pool_pre_ping,
         )
         event.listen(engine, "connect", _enable_sqlite_foreign_keys)
+        event.listen(engine, "connect", _sqlite_memory_map(config.sqlite_mmap_size_bytes))
         return engine
     raise ConfigError("url", config.url, "must be a postgresql or sqlite URL")
 
@@ -187,3 +199,13 @@ def _enable_sqlite_foreign_keys(dbapi_connection: Any, connection_record: Any) -
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _sqlite_memory_map(size: int) -> Callable[[Any, Any], None]:
+    def set_mmap_size(dbapi_connection: Any, connection_record: Any) -> None:
+        # A per-connection setting, like foreign_keys.
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA mmap_size={int(size)}")
+        cursor.close()
+
+    return set_mmap_size

@@ -36,6 +36,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from conftest import QUICK, SUMMARY, interleaved, loadavg, p50_p99_ms
 
@@ -250,7 +251,7 @@ def _roll_up_queries(store: Any, ids: list[int]) -> Any:
 
 def _reads_roll_up(store: Any, ids: list[int]) -> bool:
     with store._clients.reader() as client:
-        found = store._folded_stats(client, [id_table("ids", "id", "UInt64", ids)])
+        found = store._folded_stats(client, np.array(ids, dtype=np.int64))
     return found is not None
 
 

@@ -56,8 +56,14 @@ class _Buckets:
         return _EPOCH + timedelta(microseconds=-(-start_ns // 1_000))  # rounded up
 
 
-def _store(engine: Engine, config: ClickHouseConfig | None = None) -> ClickHouseEventStore:
-    store = ClickHouseEventStore(engine, tables=config.tables if config else None)
+def _store(
+    engine: Engine, config: ClickHouseConfig | None = None, *, held_roll_up_videos: int = 1_000
+) -> ClickHouseEventStore:
+    store = ClickHouseEventStore(
+        engine,
+        tables=config.tables if config else None,
+        held_roll_up_videos=held_roll_up_videos,
+    )
     store._sequence = _Buckets()  # type: ignore[assignment]
     return store
 
@@ -77,8 +83,8 @@ class _FoldingStore(ClickHouseEventStore):
     """Rolls up everything appended so far before every other read, so the contract
     suite reads through roll-ups, with and without events arrived since."""
 
-    def __init__(self, engine: Engine, config: ClickHouseConfig) -> None:
-        super().__init__(engine, tables=config.tables)
+    def __init__(self, engine: Engine, config: ClickHouseConfig, held_roll_up_videos: int) -> None:
+        super().__init__(engine, tables=config.tables, held_roll_up_videos=held_roll_up_videos)
         self._sequence = _Buckets()  # type: ignore[assignment]
         self._reads = 0
 
@@ -90,10 +96,15 @@ class _FoldingStore(ClickHouseEventStore):
 
 
 class TestEventStoreReadThroughRollUps(EventStoreContract):
-    @pytest.fixture
-    def event_store(self, deployment: tuple[Engine, ClickHouseConfig]) -> ClickHouseEventStore:
+    """The roll-ups' rows held by the store (the default), and read from the server
+    (``held_roll_up_videos=0``)."""
+
+    @pytest.fixture(params=[1_000, 0], ids=["held", "on-the-server"])
+    def event_store(
+        self, deployment: tuple[Engine, ClickHouseConfig], request: pytest.FixtureRequest
+    ) -> ClickHouseEventStore:
         engine, config = deployment
-        return _FoldingStore(engine, config)
+        return _FoldingStore(engine, config, request.param)
 
 
 def test_reads_use_the_roll_up_and_add_what_arrived_since(
@@ -177,8 +188,15 @@ def test_only_a_complete_roll_up_is_read(clickhouse_engine: Engine) -> None:
             ),
             {"later": later},
         )
-    assert not _reads_roll_up(store, [1])
+    # A store that loaded the roll-up's rows before keeps them, and they are exact; a
+    # store that has not finds the extra row and merges the states.
+    assert _reads_roll_up(store, [1])
     assert store.get_stats([1])[1].shares == 1
+    fresh = _store(clickhouse_engine)
+    assert not _reads_roll_up(fresh, [1])
+    assert fresh.get_stats([1])[1].shares == 1
+    on_the_server = _store(clickhouse_engine, held_roll_up_videos=0)
+    assert not _reads_roll_up(on_the_server, [1])
 
 
 _KINDS = st.sampled_from(["watch", "share", "comment", "like", "unlike"])
@@ -223,6 +241,8 @@ def test_reads_equal_the_reference_through_roll_ups_late_events_and_redeliveries
     try:
         create_schema(engine)
         store = _store(engine)
+        # The same tables read with the roll-ups' rows on the server, not held.
+        on_the_server = _store(engine, held_roll_up_videos=0)
         buckets: _Buckets = store._sequence  # type: ignore[assignment]
         reference = InMemoryEventStore()
         made: dict[int, Pair] = {}
@@ -259,8 +279,10 @@ def test_reads_equal_the_reference_through_roll_ups_late_events_and_redeliveries
             for event, creator_id in batch:
                 reference.append(event, creator_id=creator_id)
             assert_same_statistics(store, reference, [1, 2, 3], [1, 2, 3], [11, 12, 13])
+            assert on_the_server.get_stats([1, 2, 3]) == store.get_stats([1, 2, 3])
         if folded_since_late:
             assert _reads_roll_up(store, [1, 2, 3])
+            assert _reads_roll_up(on_the_server, [1, 2, 3])
     finally:
         engine.dispose()
 

@@ -51,7 +51,7 @@ _Pair = tuple[EngagementEvent, int]
 _UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _KIND_OF_CODE = {code: EngagementKind(kind) for kind, code in KIND_CODES.items()}
 # What each row of the folded stats query is (its ``part`` column).
-_FOLDED, _ARRIVALS_BEFORE, _FOLDED_VIDEOS, _ARRIVED_SINCE, _CORRECTED = range(5)
+_FOLDED, _ARRIVALS_BEFORE, _FOLDED_VIDEOS, _ARRIVED_SINCE, _CORRECTED, _NEWEST = range(6)
 
 
 def _row_of(requested: NDArray[np.int64], video_ids: NDArray[np.int64]) -> NDArray[np.intp]:
@@ -125,6 +125,36 @@ class _Sums:
             shares=self.shares,
             comments=self.comments,
         )
+
+
+@dataclass(frozen=True)
+class _HeldRollUp:
+    """A complete roll-up's rows held by the store: its watermark, its arrival count,
+    and its per-video sums sorted by video id."""
+
+    fold: int
+    arrivals: int
+    video_ids: NDArray[np.int64]
+    values: _Sums
+
+    def rows_of(self, requested: NDArray[np.int64]) -> _Sums:
+        """The roll-up's sums of the requested videos (zeros for videos it lacks), in a
+        new :class:`_Sums` of their own."""
+        sums = _Sums.zeros(requested.shape[0])
+        if not self.video_ids.shape[0]:
+            return sums
+        found = np.minimum(np.searchsorted(self.video_ids, requested), self.video_ids.shape[0] - 1)
+        held = self.video_ids[found] == requested
+        rows = found[held]
+        for into, source in (
+            (sums.views, self.values.views),
+            (sums.completion_sum, self.values.completion_sum),
+            (sums.likes, self.values.likes),
+            (sums.shares, self.values.shares),
+            (sums.comments, self.values.comments),
+        ):
+            into[held] = source[rows]
+        return sums
 
 
 def _arrival_bucket(at: datetime) -> int:
@@ -256,30 +286,49 @@ WHERE video_id = 0 GROUP BY fold HAVING max(videos) > 0 ORDER BY fold DESC LIMIT
         # unlikes, whose videos' like counts are read again from their pairs); minus the
         # extra copies of corrected events. Columns: video, part, views, completion,
         # likes, shares, comments.
-        self.folded_stats = f"""
+        rolled_rows = f"""
 SELECT video_id AS a, toUInt8({_FOLDED}) AS part, views, completion_sum, likes, shares, comments
-FROM {rollup} WHERE fold = %(fold)s AND video_id GLOBAL IN ids
-UNION ALL
+FROM {rollup} WHERE fold = %(fold)s AND video_id GLOBAL IN ids"""
+        arrivals_before = f"""
 SELECT toUInt64(0), toUInt8({_ARRIVALS_BEFORE}), toInt64(countMerge(events)), toFloat64(0),
        toInt64(0), toInt64(0), toInt64(0)
-FROM {agg} WHERE tag = {Tag.ARRIVED} AND a < %(fold)s
-UNION ALL
+FROM {agg} WHERE tag = {Tag.ARRIVED} AND a < %(fold)s"""
+        folded_videos = f"""
 SELECT toUInt64(0), toUInt8({_FOLDED_VIDEOS}), toInt64(count()), toFloat64(0),
        toInt64(0), toInt64(0), toInt64(0)
-FROM {rollup} WHERE fold = %(fold)s AND video_id != 0
-UNION ALL
+FROM {rollup} WHERE fold = %(fold)s AND video_id != 0"""
+        arrived_since = f"""
 SELECT video, toUInt8({_ARRIVED_SINCE}), sumIf(n, kind = {watch}), sumIf(s, kind = {watch}),
        sumIf(n, kind IN {likes_code}), sumIf(n, kind = {share}), sumIf(n, kind = {comment})
 FROM (
     SELECT b AS video, c AS kind, toInt64(countMerge(events)) AS n, sumMerge(completion_sum) AS s
     FROM {agg} WHERE tag = {Tag.ARRIVED_COUNT} AND a >= %(fold)s AND b GLOBAL IN ids
     GROUP BY b, c
-) GROUP BY video
-UNION ALL
+) GROUP BY video"""
+        corrected = f"""
 SELECT fixed_video, toUInt8({_CORRECTED}), -sumIf(extra, fixed_kind = 'watch'),
        -sumIf(extra * fixed_completion, fixed_kind = 'watch'), toInt64(0),
        -sumIf(extra, fixed_kind = 'share'), -sumIf(extra, fixed_kind = 'comment')
 FROM ({_corrections(fix, "video_id GLOBAL IN ids")}) GROUP BY fixed_video"""
+        # The newest complete roll-up's marker: its watermark in ``views``, its arrival
+        # count in ``likes``, its number of videos in ``shares``.
+        newest = f"""
+SELECT toUInt64(0), toUInt8({_NEWEST}), toInt64(newest_fold), toFloat64(0),
+       toInt64(newest_arrivals), toInt64(newest_videos), toInt64(0)
+FROM (
+    SELECT fold AS newest_fold, max(arrivals) AS newest_arrivals, max(videos) AS newest_videos
+    FROM {rollup} WHERE video_id = 0 GROUP BY fold HAVING newest_videos > 0
+    ORDER BY fold DESC LIMIT 1
+)"""
+        self.folded_stats = "\nUNION ALL".join(
+            (rolled_rows, arrivals_before, folded_videos, arrived_since, corrected)
+        )
+        # With the roll-up's rows held by the store (``%(fold)s`` is the held one's): in
+        # one round trip, which roll-up is the newest, the late-arrival check, what
+        # arrived since and the corrections.
+        self.held_stats = "\nUNION ALL".join((newest, arrivals_before, arrived_since, corrected))
+        self.roll_up_rows = f"""SELECT video_id, views, completion_sum, likes, shares, comments
+FROM {rollup} WHERE fold = %(fold)s AND video_id != 0"""
         # The like counts of the videos in ``ids``, from the like state of their pairs.
         self.likes_now = f"""SELECT a, toInt64(sum(is_liked)) FROM (
     SELECT a, b, argMaxMerge(liked) AS is_liked
@@ -348,10 +397,21 @@ class ClickHouseEventStore:
     engine's pooled connections. Thread-safe.
     """
 
-    def __init__(self, engine: Engine, *, tables: ClickHouseTables | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        tables: ClickHouseTables | None = None,
+        held_roll_up_videos: int = 1_000_000,
+    ) -> None:
+        if type(held_roll_up_videos) is not int or held_roll_up_videos < 0:
+            raise InvalidInputError("held_roll_up_videos", "must be an int >= 0")
         self._engine = engine
         self._clients = DriverClients(engine)
         self._queries = _Queries(tables or ClickHouseTables())
+        self._held_videos_limit = held_roll_up_videos
+        self._held: _HeldRollUp | None = None
+        self._hold_lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._sequence = ArrivalSequence()
 
@@ -679,11 +739,10 @@ class ClickHouseEventStore:
         unique = list(dict.fromkeys(ids))
         requested = np.array(unique, dtype=np.int64)
         if unique:
-            external = [id_table("ids", "id", "UInt64", unique)]
             with store_errors(_STORE, "get_stats"), self._clients.reader() as client:
                 found = self._folded_stats(client, requested)
                 if found is None:
-                    found = self._merged_stats(client, requested, external)
+                    found = self._merged_stats(client, requested)
         else:
             found = _Sums.zeros(0)
         return found.columns(requested)
@@ -691,11 +750,99 @@ class ClickHouseEventStore:
     def _folded_stats(self, client: Client, requested: NDArray[np.int64]) -> _Sums | None:
         """The sums of the requested videos from the latest complete roll-up plus what
         arrived after it, or ``None`` when there is none or it no longer holds
-        (incomplete, or events arrived late before its watermark)."""
+        (incomplete, or events arrived late before its watermark).
+
+        The roll-up's rows come from the store's memory when it holds the newest
+        roll-up (one round trip: which roll-up is newest, the checks, what arrived since,
+        the corrections); a read that finds a newer one loads its rows first, when the
+        roll-up has at most ``held_roll_up_videos`` videos and no other read of the
+        store is loading it; otherwise the candidates' rows are read from the server.
+        """
+        held = self._held
+        if held is not None:
+            newest, found = self._held_stats(client, requested, held)
+            if newest is None or newest == held.fold:
+                return found
         folds = client.execute(self._queries.folds)
         if not folds:
             return None
         fold, arrivals, videos = (int(value) for value in folds[0])
+        if 0 < videos <= self._held_videos_limit and self._hold_lock.acquire(blocking=False):
+            try:
+                held = self._hold(client, fold, arrivals, videos)
+            finally:
+                self._hold_lock.release()
+            if held is not None:
+                newest, found = self._held_stats(client, requested, held)
+                if newest is None or newest == held.fold:
+                    return found
+                # A newer roll-up completed meanwhile: read its rows from the server.
+                folds = client.execute(self._queries.folds)
+                if not folds:
+                    return None
+                fold, arrivals, videos = (int(value) for value in folds[0])
+        return self._server_folded_stats(client, requested, fold, arrivals, videos)
+
+    def _hold(self, client: Client, fold: int, arrivals: int, videos: int) -> _HeldRollUp | None:
+        """Load the rows of the roll-up ``fold`` into memory, as the store's held roll-up;
+        ``None`` (holding nothing new) when its rows are not the ``videos`` rows it
+        recorded (merged away by a newer roll-up, or written twice by concurrent
+        folds)."""
+        columns = client.execute(self._queries.roll_up_rows, {"fold": fold}, columnar=True)
+        if not columns:
+            return None
+        video_ids = np.asarray(columns[0], dtype=np.int64)
+        order = np.argsort(video_ids, kind="stable")
+        video_ids = video_ids[order]
+        if video_ids.shape[0] != videos or (video_ids[1:] == video_ids[:-1]).any():
+            return None
+        held = _HeldRollUp(
+            fold=fold,
+            arrivals=arrivals,
+            video_ids=video_ids,
+            values=_Sums(
+                np.asarray(columns[1], dtype=np.int64)[order],
+                np.asarray(columns[2], dtype=np.float64)[order],
+                np.asarray(columns[3], dtype=np.int64)[order],
+                np.asarray(columns[4], dtype=np.int64)[order],
+                np.asarray(columns[5], dtype=np.int64)[order],
+            ),
+        )
+        self._held = held
+        return held
+
+    def _held_stats(
+        self, client: Client, requested: NDArray[np.int64], held: _HeldRollUp
+    ) -> tuple[int | None, _Sums | None]:
+        """The newest complete roll-up's watermark (``None`` when there is none) and,
+        when that is the held roll-up and no event arrived late before it, the sums of
+        the requested videos: its rows plus what arrived since."""
+        columns = client.execute(
+            self._queries.held_stats,
+            {"fold": held.fold},
+            external_tables=[id_table("ids", "id", "UInt64", requested.tolist())],
+            columnar=True,
+        )
+        if not columns:
+            return None, None
+        parts = np.asarray(columns[1], dtype=np.int64)
+        views = np.asarray(columns[2], dtype=np.int64)
+        newest = views[parts == _NEWEST]
+        if not newest.shape[0]:
+            return None, None
+        if int(newest[0]) != held.fold:
+            return int(newest[0]), None
+        if (views[parts == _ARRIVALS_BEFORE] != held.arrivals).any():
+            return held.fold, None
+        values = held.rows_of(requested)
+        self._add_rows(client, requested, values, columns, parts)
+        return held.fold, values
+
+    def _server_folded_stats(
+        self, client: Client, requested: NDArray[np.int64], fold: int, arrivals: int, videos: int
+    ) -> _Sums | None:
+        """The sums of the requested videos with the candidates' rows of roll-up ``fold``
+        read from the server, or ``None`` when it no longer holds."""
         columns = client.execute(
             self._queries.folded_stats,
             {"fold": fold},
@@ -714,13 +861,27 @@ class ClickHouseEventStore:
         if np.unique(row_videos[folded]).shape[0] != np.count_nonzero(folded):
             return None  # a roll-up written twice (concurrent folds)
         values = _Sums.zeros(requested.shape[0])
-        counted = (parts != _ARRIVALS_BEFORE) & (parts != _FOLDED_VIDEOS)
-        rows = _row_of(requested, row_videos[counted])
+        self._add_rows(client, requested, values, columns, parts)
+        return values
+
+    def _add_rows(
+        self,
+        client: Client,
+        requested: NDArray[np.int64],
+        values: _Sums,
+        columns: Sequence[Sequence[Any]],
+        parts: NDArray[np.int64],
+    ) -> None:
+        """Add the roll-up rows, what arrived since and the corrections of a roll-up
+        read to ``values``; the like counts of videos with likes or unlikes since the
+        roll-up are read again from their pairs and replace the rolled-up ones."""
+        counted = (parts == _FOLDED) | (parts == _ARRIVED_SINCE) | (parts == _CORRECTED)
+        row_videos = np.asarray(columns[0], dtype=np.int64)[counted]
         likes = np.asarray(columns[4], dtype=np.int64)[counted]
         arrived = parts[counted] == _ARRIVED_SINCE
         values.add(
-            rows,
-            views[counted],
+            _row_of(requested, row_videos),
+            np.asarray(columns[2], dtype=np.int64)[counted],
             np.asarray(columns[3], dtype=np.float64)[counted],
             # On rows of what arrived since, ``likes`` is the number of likes and unlikes:
             # those videos' like counts are read again from their pairs.
@@ -728,7 +889,7 @@ class ClickHouseEventStore:
             np.asarray(columns[5], dtype=np.int64)[counted],
             np.asarray(columns[6], dtype=np.int64)[counted],
         )
-        liked_since = row_videos[counted][arrived & (likes != 0)]
+        liked_since = row_videos[arrived & (likes != 0)]
         if liked_since.shape[0]:
             changed = [id_table("ids", "id", "UInt64", liked_since.tolist())]
             likes_now = client.execute(
@@ -738,13 +899,14 @@ class ClickHouseEventStore:
                 values.likes[_row_of(requested, np.asarray(likes_now[0], dtype=np.int64))] = (
                     np.asarray(likes_now[1], dtype=np.int64)
                 )
-        return values
 
-    def _merged_stats(
-        self, client: Client, requested: NDArray[np.int64], external: list[dict[str, Any]]
-    ) -> _Sums:
+    def _merged_stats(self, client: Client, requested: NDArray[np.int64]) -> _Sums:
         """The sums of the requested videos merged from every state."""
-        columns = client.execute(self._queries.stats, external_tables=external, columnar=True)
+        columns = client.execute(
+            self._queries.stats,
+            external_tables=[id_table("ids", "id", "UInt64", requested.tolist())],
+            columnar=True,
+        )
         values = _Sums.zeros(requested.shape[0])
         if not columns:
             return values

@@ -386,3 +386,14 @@ def test_fold_stats_refuses_bad_arguments_naming_them(clickhouse_engine: Engine)
         assert info.value.field == "timeout_seconds"
     with clickhouse_engine.connect() as conn:
         assert conn.execute(text("SELECT count() FROM event_stats_rollup")).scalar() == 0
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "10"])
+def test_a_bad_held_roll_up_size_is_refused_naming_it(bad: object) -> None:
+    engine = connect(ClickHouseConfig())  # never connects: the argument is checked first
+    try:
+        with pytest.raises(InvalidInputError) as info:
+            ClickHouseEventStore(engine, held_roll_up_videos=bad)  # type: ignore[arg-type]
+        assert info.value.field == "held_roll_up_videos"
+    finally:
+        engine.dispose()

@@ -369,10 +369,14 @@ class ClickHouseEventStore:
     inserted block into rows of ``event_aggregates``: per-video counts, like states and
     per-(user, creator) credit, a copy count per event id, and counts by arrival bucket.
     Reads merge the aggregate states of the requested keys only, so their cost does not
-    grow with the number of events; :meth:`get_stats` reads a periodic per-video
-    roll-up (:meth:`fold_stats`) plus what arrived since, when it holds. ``tables``
-    names the tables (:class:`ClickHouseTables`; in sharded mode, the ``Distributed``
-    ones).
+    grow with the number of events; :meth:`stats_columns` and :meth:`get_stats` read a
+    periodic per-video roll-up (:meth:`fold_stats`) plus what arrived since, when it
+    holds. ``tables`` names the tables (:class:`ClickHouseTables`; in sharded mode, the
+    ``Distributed`` ones). ``held_roll_up_videos`` is the largest roll-up (in videos)
+    whose rows the store keeps in memory, 48 bytes a video, so that a stats read sends
+    only the candidates' ids and gets back what arrived since the roll-up; ``0`` reads
+    the candidates' rolled-up rows from the server on every read. A negative or
+    non-integer value raises :class:`~reelrank.InvalidInputError` naming it.
 
     **Exactly once.** :meth:`append_many` asks for the copy counts of the batch's ids
     (one query), inserts the new events (one columnar insert) and asks again for the

@@ -397,3 +397,80 @@ def test_a_bad_held_roll_up_size_is_refused_naming_it(bad: object) -> None:
         assert info.value.field == "held_roll_up_videos"
     finally:
         engine.dispose()
+
+
+def _roll_up_rows(engine: Engine, fold: int) -> list[tuple[int, int, float, int, int, int]]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT video_id, views, completion_sum, likes, shares, comments "
+                "FROM event_stats_rollup WHERE fold = :fold AND video_id != 0 ORDER BY video_id"
+            ),
+            {"fold": fold},
+        ).fetchall()
+    return [
+        (int(v), int(w), round(float(c), 9), int(lk), int(s), int(cm))
+        for v, w, c, lk, s, cm in rows
+    ]
+
+
+def _newest_fold(store: ClickHouseEventStore) -> tuple[int, int]:
+    with store._clients.reader() as client:
+        fold, arrivals, _ = client.execute(store._queries.folds)[0]
+    return int(fold), int(arrivals)
+
+
+@pytest.mark.parametrize("late", [False, True], ids=["in-order", "late-before-the-previous"])
+def test_an_incremental_roll_up_equals_rolling_up_everything(
+    deployment: tuple[Engine, ClickHouseConfig], late: bool
+) -> None:
+    engine, config = deployment
+    store = _store(engine, config)
+    reference = InMemoryEventStore()
+    buckets: _Buckets = store._sequence  # type: ignore[assignment]
+
+    def deliver(batch: list[Pair]) -> None:
+        store.append_many(batch)
+        for event, creator_id in batch:
+            reference.append(event, creator_id=creator_id)
+
+    deliver(
+        [
+            (make_event("watch", video_id=1, completion=0.5), 10),
+            (make_event("like", user_id=1, video_id=1), 10),
+            (make_event("like", user_id=2, video_id=2), 10),
+            (make_event("share", video_id=3), 11),
+        ]
+    )
+    _fold(store)
+    # Since: a watch, an unlike of video 1, a like of video 4 (new), a comment, and a
+    # like of video 2 by a user who already likes it (changes nothing).
+    deliver(
+        [
+            (make_event("watch", user_id=3, video_id=1, completion=0.25), 10),
+            (make_event("unlike", user_id=1, video_id=1), 10),
+            (make_event("like", user_id=3, video_id=4), 12),
+            (make_event("comment", user_id=3, video_id=3), 11),
+            (make_event("like", user_id=2, video_id=2), 10),
+        ]
+    )
+    if late:  # a share arriving before the first roll-up's watermark: roll up everything
+        buckets.late = True
+        deliver([(make_event("share", user_id=4, video_id=2), 10)])
+        buckets.late = False
+    full_statement = store._queries.fold
+    if not late:  # the roll-up must be the incremental one: rolling everything up fails
+        store._queries.fold = "SELECT throwIf(1, 'rolled everything up')"
+    incremental = _fold(store)
+    store._queries.fold = full_statement
+    fold, arrivals = _newest_fold(store)
+    rolled = _roll_up_rows(engine, fold)
+    assert_same_statistics(store, reference, [1, 2, 3, 4], [1, 2, 3], [10, 11, 12])
+    # Rolling everything up again, with nothing arrived since, gives the same rows.
+    assert store.fold_stats(until=buckets.close_bucket(), incremental=False) == incremental
+    full_fold, full_arrivals = _newest_fold(store)
+    assert full_fold > fold and full_arrivals == arrivals
+    assert _roll_up_rows(engine, full_fold) == rolled
+    likes = {row[0]: row[3] for row in rolled}
+    assert likes[1] == 0 and likes[2] == 1 and likes[4] == 1
+    assert_same_statistics(store, reference, [1, 2, 3, 4], [1, 2, 3], [10, 11, 12])

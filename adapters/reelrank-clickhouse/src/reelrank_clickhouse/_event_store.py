@@ -272,6 +272,56 @@ FROM (
         GROUP BY tag, a, b, c
     )
 ) GROUP BY video"""
+        # An incremental roll-up: the previous complete roll-up's rows (``%(previous)s``,
+        # its watermark) plus the counts that arrived from its watermark up to the new
+        # one; the like counts of the videos with likes or unlikes since the previous
+        # watermark read again from their pairs (the others keep the previous roll-up's);
+        # video 0 carries the arrival count, the previous one's plus what arrived
+        # between. The counts and the like states come from one table reference; the set
+        # of videos liked since comes from a subquery, so the caller checks that no event
+        # arrived before the new watermark while the statement ran.
+        self.fold_since = f"""INSERT INTO {rollup}
+    (fold, video_id, views, completion_sum, likes, shares, comments, arrivals, videos)
+SELECT %(fold)s, video, sum(views_), sum(completion_),
+       if(max(liked_since) = 1, sum(likes_now), sum(likes_before)),
+       sum(shares_), sum(comments_), toUInt64(sum(arrivals_)), toUInt64(0)
+FROM (
+    SELECT video_id AS video, views AS views_, completion_sum AS completion_,
+           likes AS likes_before, toInt64(0) AS likes_now, toUInt8(0) AS liked_since,
+           shares AS shares_, comments AS comments_, toInt64(0) AS arrivals_
+    FROM {rollup} WHERE fold = %(previous)s AND video_id != 0
+    UNION ALL
+    SELECT toUInt64(0), toInt64(0), toFloat64(0), toInt64(0), toInt64(0), toUInt8(0),
+           toInt64(0), toInt64(0), toInt64(%(previous_arrivals)s)
+    UNION ALL
+    SELECT video, sumIf(n, kind = {watch}), sumIf(s, kind = {watch}), toInt64(0),
+           sumIf(n, kind = 0), toUInt8(max(kind = 0)), sumIf(n, kind = {share}),
+           sumIf(n, kind = {comment}), sumIf(n, kind = 255)
+    FROM (
+        SELECT if(tag = {Tag.VIDEO_LIKE}, a, b) AS video,
+               multiIf(tag = {Tag.VIDEO_LIKE}, 0, tag = {Tag.ARRIVED}, 255, c) AS kind,
+               if(tag = {Tag.VIDEO_LIKE}, toInt64(is_liked), count_of) AS n, sum_of AS s
+        FROM (
+            SELECT tag, a, b, c, argMaxMerge(liked) AS is_liked,
+                   toInt64(countMerge(events)) AS count_of, sumMerge(completion_sum) AS sum_of
+            FROM {agg}
+            WHERE (tag = {Tag.VIDEO_LIKE} AND a GLOBAL IN (
+                      SELECT b FROM {agg}
+                      WHERE tag = {Tag.ARRIVED_COUNT} AND a >= %(previous)s AND c IN {likes_code}))
+               OR (tag IN ({Tag.ARRIVED_COUNT}, {Tag.ARRIVED})
+                   AND a >= %(previous)s AND a < %(fold)s)
+            GROUP BY tag, a, b, c
+        )
+    ) GROUP BY video
+) GROUP BY video"""
+        # How many events arrived before a roll-up's watermark, and from there up to a
+        # new one: the checks around an incremental roll-up.
+        self.arrivals_around = f"""SELECT toInt64(sumIf(n, a < %(previous)s)),
+       toInt64(sumIf(n, a >= %(previous)s))
+FROM (
+    SELECT a, countMerge(events) AS n FROM {agg}
+    WHERE tag = {Tag.ARRIVED} AND a < %(fold)s GROUP BY a
+)"""
         self.fold_videos = f"""SELECT count() FROM {rollup}
 WHERE fold = %(fold)s AND video_id != 0"""
         self.fold_arrivals = f"""SELECT max(arrivals) FROM {rollup}
@@ -669,7 +719,13 @@ class ClickHouseEventStore:
             )
         return raced
 
-    def fold_stats(self, *, until: datetime | None = None, timeout_seconds: float = 300.0) -> int:
+    def fold_stats(
+        self,
+        *,
+        until: datetime | None = None,
+        timeout_seconds: float = 300.0,
+        incremental: bool = True,
+    ) -> int:
         """Roll the per-video statistics up to an arrival watermark, so that
         :meth:`get_stats` reads one row per candidate instead of its like states and
         count rows; returns how many videos the roll-up holds.
@@ -678,11 +734,21 @@ class ClickHouseEventStore:
         writer's clock, in buckets of 2**36 ns, about 69 s) ends at or before ``until``
         (default: a minute ago, so batches still in flight are not expected in it).
         Run it periodically (every few minutes, or as often as the reads need: a read
-        adds what arrived since the last roll-up, whose cost grows with it). It reads
-        every like state and every arrival row of the aggregate table (seconds at
-        10 M events), writes the roll-up, then marks it complete; until then reads use
-        the previous one. A roll-up never reuses a watermark: when the last one's is not
-        older than ``until``'s, nothing is written and ``0`` returned.
+        adds what arrived since the last roll-up, whose cost grows with it). It writes
+        the roll-up, then marks it complete; until then reads use the previous one. A
+        roll-up never reuses a watermark: when the last one's is not older than
+        ``until``'s, nothing is written and ``0`` returned.
+
+        With ``incremental`` (the default) and a previous complete roll-up that still
+        holds (nothing arrived late before its watermark, its rows all there), the new
+        one is the previous one's rows plus the counts that arrived between the two
+        watermarks, with the like counts of the videos liked or unliked since read again
+        from their pairs: its cost grows with what arrived since and the number of like
+        states, not with the history of counts. Otherwise, or with ``incremental=False``,
+        it reads every like state and every arrival row (seconds at 10 M events). If an
+        event arrives before the new watermark while an incremental roll-up is written,
+        the roll-up is left unmarked (no read uses it) and ``0`` returned; the next call,
+        with a later watermark, rolls up again.
 
         Reads stay exact whatever happens to a roll-up: :meth:`get_stats` uses one only
         while its row count and the number of events that arrived before its watermark
@@ -701,6 +767,8 @@ class ClickHouseEventStore:
             and timeout_seconds > 0
         ):
             raise InvalidInputError("timeout_seconds", "must be a positive number of seconds")
+        if not isinstance(incremental, bool):
+            raise InvalidInputError("incremental", "must be True or False")
         fold = _arrival_bucket(at)
         url = self._engine.url
         with store_errors(_STORE, "fold_stats"):
@@ -712,9 +780,13 @@ class ClickHouseEventStore:
                 if last is not None and int(last) >= fold:
                     return 0
                 params = {"fold": fold}
-                # One block, so one part per server: the roll-up of one server is there
-                # whole or not at all (the marker below is what reads look for).
-                client.execute(self._queries.fold, params, settings=ONE_BLOCK)
+                folded = self._fold_since(client, fold) if incremental else None
+                if folded is False:
+                    return 0  # an event arrived late meanwhile: the next call rolls up
+                if folded is None:
+                    # One block, so one part per server: the roll-up of one server is
+                    # there whole or not at all (the marker below is what reads look for).
+                    client.execute(self._queries.fold, params, settings=ONE_BLOCK)
                 videos = int(client.execute(self._queries.fold_videos, params)[0][0])
                 arrivals = int(client.execute(self._queries.fold_arrivals, params)[0][0] or 0)
                 client.execute(self._queries.insert_fold_marker, [(fold, 0, arrivals, videos)])
@@ -729,6 +801,29 @@ class ClickHouseEventStore:
         fraction of this (10,000 models are 10,000 objects for the garbage collector).
         """
         return self.stats_columns(video_ids).to_stats()
+
+    def _fold_since(self, client: Client, fold: int) -> bool | None:
+        """Write roll-up ``fold`` from the latest complete one plus what arrived since
+        it: ``True`` when written, ``None`` when there is no previous roll-up that holds
+        (the caller folds everything), ``False`` when an event arrived before the new
+        watermark while the statement ran (the rows written are left without a marker,
+        so no read uses them)."""
+        previous = client.execute(self._queries.folds)
+        if not previous:
+            return None
+        last, last_arrivals, last_videos = (int(value) for value in previous[0])
+        params = {"fold": fold, "previous": last, "previous_arrivals": last_arrivals}
+        before, between = client.execute(self._queries.arrivals_around, params)[0]
+        last_rows = int(client.execute(self._queries.fold_videos, {"fold": last})[0][0])
+        if before != last_arrivals or last_rows != last_videos:
+            return None  # events arrived late before it, or its rows were merged away
+        client.execute(self._queries.fold_since, params, settings=ONE_BLOCK)
+        # Rows are only ever added to the aggregate table, and a roll-up's rows only
+        # replaced by a newer roll-up's: unchanged totals and rows after the statement
+        # mean it read what they counted.
+        after = client.execute(self._queries.arrivals_around, params)[0]
+        last_rows = int(client.execute(self._queries.fold_videos, {"fold": last})[0][0])
+        return after == (before, between) and last_rows == last_videos
 
     def stats_columns(self, video_ids: Sequence[int]) -> VideoStatsColumns:
         """The statistics of every requested id as columns (one row per distinct id, in

@@ -171,7 +171,7 @@ def test_a_first_page_reports_its_store_calls_pool_ranking_and_lookup(build: Any
     assert observer.of("store_call") == [
         ("catalog", "recent_videos", "ok"),
         ("events", "popular_video_ids", "ok"),
-        ("events", "get_stats", "ok"),
+        ("events", "stats_columns", "ok"),
         ("seen", "recently_seen", "ok"),
         ("events", "get_affinities", "ok"),
         ("catalog", "followed_videos", "ok"),

@@ -474,7 +474,7 @@ def test_warm_builds_the_first_pool_under_the_warming_deadline(make_world: Any) 
         warm_deadline_seconds=30,
     )
     world.catalog.stall(0.3, methods=["recent_videos", "get_videos"])
-    world.events.stall(0.3, methods=["get_stats", "popular_video_ids"])
+    world.events.stall(0.3, methods=["stats_columns", "popular_video_ids"])
     try:
         assert world.service.warm(range(1, 4)) == 3
     finally:
@@ -561,7 +561,7 @@ def test_cache_failure_ranks_without_it(make_world: Any) -> None:
 
 def test_stats_failure_renormalises_the_remaining_weights(make_world: Any) -> None:
     world: World = make_world()
-    world.events.fail(methods=["get_stats"])
+    world.events.fail(methods=["stats_columns"])
     page = world.service.feed(1, 5)
     assert fallbacks(page)["stats"] == "ranked without completion and engagement"
     for item in page.items:
@@ -575,7 +575,7 @@ def test_stats_failure_renormalises_the_remaining_weights(make_world: Any) -> No
 def test_stats_failure_later_uses_last_known_stats(make_world: Any) -> None:
     world: World = make_world()
     world.service.feed(1, 5)
-    world.events.fail(methods=["get_stats"])
+    world.events.fail(methods=["stats_columns"])
     world.clock.advance(11)
     page = world.service.feed(2, 5)
     assert fallbacks(page)["stats"] == "last known stats"

@@ -1,19 +1,18 @@
 """The statistics roll-up of schema version 2: ``fold_stats``, reads through a roll-up
-plus what arrived since, the fall-back when events arrive late, the models built
-without validation, and the migration of version-1 tables."""
+plus what arrived since, the fall-back when events arrive late, and the migration of
+version-1 tables."""
 
 from __future__ import annotations
 
 import itertools
-import pickle
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 from ch_support import Pair, assert_same_statistics
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import ValidationError
 from reelrank_clickhouse import (
     SCHEMA_VERSION,
     ClickHouseConfig,
@@ -23,8 +22,6 @@ from reelrank_clickhouse import (
     create_schema,
     migrate_schema,
 )
-from reelrank_clickhouse._client import id_table
-from reelrank_clickhouse._rows import video_stats
 from reelrank_clickhouse._schema import ARRIVAL_BUCKET_SHIFT
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
@@ -59,8 +56,14 @@ class _Buckets:
         return _EPOCH + timedelta(microseconds=-(-start_ns // 1_000))  # rounded up
 
 
-def _store(engine: Engine, config: ClickHouseConfig | None = None) -> ClickHouseEventStore:
-    store = ClickHouseEventStore(engine, tables=config.tables if config else None)
+def _store(
+    engine: Engine, config: ClickHouseConfig | None = None, *, held_roll_up_videos: int = 1_000
+) -> ClickHouseEventStore:
+    store = ClickHouseEventStore(
+        engine,
+        tables=config.tables if config else None,
+        held_roll_up_videos=held_roll_up_videos,
+    )
     store._sequence = _Buckets()  # type: ignore[assignment]
     return store
 
@@ -72,7 +75,7 @@ def _fold(store: ClickHouseEventStore) -> int:
 
 def _reads_roll_up(store: ClickHouseEventStore, videos: Sequence[int]) -> bool:
     with store._clients.reader() as client:
-        found = store._folded_stats(client, [id_table("ids", "id", "UInt64", videos)])
+        found = store._folded_stats(client, np.array(videos, dtype=np.int64))
     return found is not None
 
 
@@ -80,8 +83,8 @@ class _FoldingStore(ClickHouseEventStore):
     """Rolls up everything appended so far before every other read, so the contract
     suite reads through roll-ups, with and without events arrived since."""
 
-    def __init__(self, engine: Engine, config: ClickHouseConfig) -> None:
-        super().__init__(engine, tables=config.tables)
+    def __init__(self, engine: Engine, config: ClickHouseConfig, held_roll_up_videos: int) -> None:
+        super().__init__(engine, tables=config.tables, held_roll_up_videos=held_roll_up_videos)
         self._sequence = _Buckets()  # type: ignore[assignment]
         self._reads = 0
 
@@ -93,28 +96,15 @@ class _FoldingStore(ClickHouseEventStore):
 
 
 class TestEventStoreReadThroughRollUps(EventStoreContract):
-    @pytest.fixture
-    def event_store(self, deployment: tuple[Engine, ClickHouseConfig]) -> ClickHouseEventStore:
+    """The roll-ups' rows held by the store (the default), and read from the server
+    (``held_roll_up_videos=0``)."""
+
+    @pytest.fixture(params=[1_000, 0], ids=["held", "on-the-server"])
+    def event_store(
+        self, deployment: tuple[Engine, ClickHouseConfig], request: pytest.FixtureRequest
+    ) -> ClickHouseEventStore:
         engine, config = deployment
-        return _FoldingStore(engine, config)
-
-
-def test_video_stats_builds_the_model_validation_builds() -> None:
-    built = video_stats(7, 3, 1.5, 2, 1, 0)
-    validated = VideoStats(video_id=7, views=3, completion_sum=1.5, likes=2, shares=1, comments=0)
-    assert built == validated and validated == built
-    assert hash(built) == hash(validated)
-    assert repr(built) == repr(validated)
-    assert built.model_dump() == validated.model_dump()
-    assert built.model_dump_json() == validated.model_dump_json()
-    assert built.model_fields_set == validated.model_fields_set
-    assert built.mean_completion == 0.5
-    assert pickle.loads(pickle.dumps(built)) == validated
-    copied = built.model_copy(update={"views": 4})
-    assert (copied.views, built.views) == (4, 3)
-    assert video_stats(8, 0, 0.0, 0, 0, 0).model_fields_set == set(VideoStats.model_fields)
-    with pytest.raises(ValidationError):  # frozen, like every domain model
-        built.views = 5  # type: ignore[misc]
+        return _FoldingStore(engine, config, request.param)
 
 
 def test_reads_use_the_roll_up_and_add_what_arrived_since(
@@ -198,8 +188,15 @@ def test_only_a_complete_roll_up_is_read(clickhouse_engine: Engine) -> None:
             ),
             {"later": later},
         )
-    assert not _reads_roll_up(store, [1])
+    # A store that loaded the roll-up's rows before keeps them, and they are exact; a
+    # store that has not finds the extra row and merges the states.
+    assert _reads_roll_up(store, [1])
     assert store.get_stats([1])[1].shares == 1
+    fresh = _store(clickhouse_engine)
+    assert not _reads_roll_up(fresh, [1])
+    assert fresh.get_stats([1])[1].shares == 1
+    on_the_server = _store(clickhouse_engine, held_roll_up_videos=0)
+    assert not _reads_roll_up(on_the_server, [1])
 
 
 _KINDS = st.sampled_from(["watch", "share", "comment", "like", "unlike"])
@@ -244,6 +241,8 @@ def test_reads_equal_the_reference_through_roll_ups_late_events_and_redeliveries
     try:
         create_schema(engine)
         store = _store(engine)
+        # The same tables read with the roll-ups' rows on the server, not held.
+        on_the_server = _store(engine, held_roll_up_videos=0)
         buckets: _Buckets = store._sequence  # type: ignore[assignment]
         reference = InMemoryEventStore()
         made: dict[int, Pair] = {}
@@ -280,8 +279,10 @@ def test_reads_equal_the_reference_through_roll_ups_late_events_and_redeliveries
             for event, creator_id in batch:
                 reference.append(event, creator_id=creator_id)
             assert_same_statistics(store, reference, [1, 2, 3], [1, 2, 3], [11, 12, 13])
+            assert on_the_server.get_stats([1, 2, 3]) == store.get_stats([1, 2, 3])
         if folded_since_late:
             assert _reads_roll_up(store, [1, 2, 3])
+            assert _reads_roll_up(on_the_server, [1, 2, 3])
     finally:
         engine.dispose()
 
@@ -385,3 +386,91 @@ def test_fold_stats_refuses_bad_arguments_naming_them(clickhouse_engine: Engine)
         assert info.value.field == "timeout_seconds"
     with clickhouse_engine.connect() as conn:
         assert conn.execute(text("SELECT count() FROM event_stats_rollup")).scalar() == 0
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "10"])
+def test_a_bad_held_roll_up_size_is_refused_naming_it(bad: object) -> None:
+    engine = connect(ClickHouseConfig())  # never connects: the argument is checked first
+    try:
+        with pytest.raises(InvalidInputError) as info:
+            ClickHouseEventStore(engine, held_roll_up_videos=bad)  # type: ignore[arg-type]
+        assert info.value.field == "held_roll_up_videos"
+    finally:
+        engine.dispose()
+
+
+def _roll_up_rows(engine: Engine, fold: int) -> list[tuple[int, int, float, int, int, int]]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT video_id, views, completion_sum, likes, shares, comments "
+                "FROM event_stats_rollup WHERE fold = :fold AND video_id != 0 ORDER BY video_id"
+            ),
+            {"fold": fold},
+        ).fetchall()
+    return [
+        (int(v), int(w), round(float(c), 9), int(lk), int(s), int(cm))
+        for v, w, c, lk, s, cm in rows
+    ]
+
+
+def _newest_fold(store: ClickHouseEventStore) -> tuple[int, int]:
+    with store._clients.reader() as client:
+        fold, arrivals, _ = client.execute(store._queries.folds)[0]
+    return int(fold), int(arrivals)
+
+
+@pytest.mark.parametrize("late", [False, True], ids=["in-order", "late-before-the-previous"])
+def test_an_incremental_roll_up_equals_rolling_up_everything(
+    deployment: tuple[Engine, ClickHouseConfig], late: bool
+) -> None:
+    engine, config = deployment
+    store = _store(engine, config)
+    reference = InMemoryEventStore()
+    buckets: _Buckets = store._sequence  # type: ignore[assignment]
+
+    def deliver(batch: list[Pair]) -> None:
+        store.append_many(batch)
+        for event, creator_id in batch:
+            reference.append(event, creator_id=creator_id)
+
+    deliver(
+        [
+            (make_event("watch", video_id=1, completion=0.5), 10),
+            (make_event("like", user_id=1, video_id=1), 10),
+            (make_event("like", user_id=2, video_id=2), 10),
+            (make_event("share", video_id=3), 11),
+        ]
+    )
+    _fold(store)
+    # Since: a watch, an unlike of video 1, a like of video 4 (new), a comment, and a
+    # like of video 2 by a user who already likes it (changes nothing).
+    deliver(
+        [
+            (make_event("watch", user_id=3, video_id=1, completion=0.25), 10),
+            (make_event("unlike", user_id=1, video_id=1), 10),
+            (make_event("like", user_id=3, video_id=4), 12),
+            (make_event("comment", user_id=3, video_id=3), 11),
+            (make_event("like", user_id=2, video_id=2), 10),
+        ]
+    )
+    if late:  # a share arriving before the first roll-up's watermark: roll up everything
+        buckets.late = True
+        deliver([(make_event("share", user_id=4, video_id=2), 10)])
+        buckets.late = False
+    full_statement = store._queries.fold
+    if not late:  # the roll-up must be the incremental one: rolling everything up fails
+        store._queries.fold = "SELECT throwIf(1, 'rolled everything up')"
+    incremental = _fold(store)
+    store._queries.fold = full_statement
+    fold, arrivals = _newest_fold(store)
+    rolled = _roll_up_rows(engine, fold)
+    assert_same_statistics(store, reference, [1, 2, 3, 4], [1, 2, 3], [10, 11, 12])
+    # Rolling everything up again, with nothing arrived since, gives the same rows.
+    assert store.fold_stats(until=buckets.close_bucket(), incremental=False) == incremental
+    full_fold, full_arrivals = _newest_fold(store)
+    assert full_fold > fold and full_arrivals == arrivals
+    assert _roll_up_rows(engine, full_fold) == rolled
+    likes = {row[0]: row[3] for row in rolled}
+    assert likes[1] == 0 and likes[2] == 1 and likes[4] == 1
+    assert_same_statistics(store, reference, [1, 2, 3, 4], [1, 2, 3], [10, 11, 12])

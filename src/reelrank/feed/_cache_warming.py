@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ..models._catalog import Video
-from ..models._engagement import VideoStats
+from ..models._stats_columns import VideoStatsColumns
 from ..stores._protocols import Catalog, EventStore, SeenStore
 from ._candidates import CandidateColumns, CandidatePool, CandidateSource
 from ._config import FeedServiceConfig
@@ -143,11 +143,11 @@ class CacheWarmer:
                 if video.video_id not in pool.row_of:
                     videos[video.video_id] = video
         ids = list(videos)
-        stats: Mapping[int, VideoStats] | None = None
+        stats: VideoStatsColumns | None = None
         if ids:
             stats = self._guards.bulk(
                 "events",
-                lambda: self._events.get_stats(ids),
+                lambda: self._events.stats_columns(ids),
                 report,
                 report_as="stats",
                 fallback="followed videos ranked on priors",

@@ -17,8 +17,8 @@ import numpy.typing as npt
 
 from ..exceptions import StoreError
 from ..models._catalog import ProcessingState, Video
-from ..models._engagement import VideoStats
 from ..models._feed import DegradedDependency
+from ..models._stats_columns import VideoStatsColumns
 from ..scoring import Candidates
 from ..scoring._diversity import NO_SOUND
 from ..stores._protocols import Catalog, EventStore, ModelRegistry
@@ -62,7 +62,7 @@ class CandidateColumns:
     def from_videos(
         cls,
         videos: Sequence[Video],
-        stats: Mapping[int, VideoStats] | None,
+        stats: VideoStatsColumns | None,
         dl_scores: Mapping[int, float] | None,
     ) -> CandidateColumns:
         """Columns of ``videos``; missing stats count as zero, missing scores as NaN."""
@@ -76,11 +76,17 @@ class CandidateColumns:
         )
         published_at = np.fromiter((v.published_at.timestamp() for v in videos), float, count=n)
         counts = np.zeros((5, n), dtype=np.float64)
-        if stats:
-            for row, video_id in enumerate(video_ids.tolist()):
-                s = stats.get(video_id)
-                if s is not None:
-                    counts[:, row] = (s.views, s.completion_sum, s.likes, s.shares, s.comments)
+        if stats is not None and len(stats) and n:
+            # Each candidate's row in the stats columns, by a binary search over their
+            # sorted ids; candidates the columns lack keep zero counts.
+            order = np.argsort(stats.video_ids, kind="stable")
+            found = np.searchsorted(stats.video_ids, video_ids, sorter=order)
+            rows = order[np.minimum(found, len(stats) - 1)]
+            held = stats.video_ids[rows] == video_ids
+            for field, values in enumerate(
+                (stats.views, stats.completion_sum, stats.likes, stats.shares, stats.comments)
+            ):
+                counts[field, held] = values[rows[held]]
         dl = np.full(n, np.nan, dtype=np.float64)
         if dl_scores:
             for row, video_id in enumerate(video_ids.tolist()):
@@ -282,7 +288,7 @@ class CandidateSource:
     def columns(
         self,
         videos: Sequence[Video],
-        stats: Mapping[int, VideoStats] | None,
+        stats: VideoStatsColumns | None,
         lost: set[str],
         report: DegradedReport,
         deadline: float | None = None,
@@ -329,10 +335,10 @@ class CandidateSource:
             except StoreError:
                 report.report("popular", "recent and followed videos only")
         ids = [video.video_id for video in videos]
-        stats: Mapping[int, VideoStats] | None = None
+        stats: VideoStatsColumns | None = None
         if ids:
             try:
-                stats = self._call("events", deadline, self._events.get_stats, ids)
+                stats = self._call("events", deadline, self._events.stats_columns, ids)
             except StoreError:
                 stats = None
         columns = self.columns(videos, stats, lost, report, deadline)

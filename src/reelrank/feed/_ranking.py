@@ -20,8 +20,8 @@ import numpy.typing as npt
 from ..exceptions import StoreError
 from ..models._base import WEIGHT_FIELDS
 from ..models._catalog import Video
-from ..models._engagement import VideoStats
 from ..models._feed import FeedSnapshot
+from ..models._stats_columns import VideoStatsColumns
 from ..scoring._config import RankingConfig
 from ..scoring._ranker import Ranker
 from ..stores._protocols import Catalog, EventStore, SeenStore
@@ -226,11 +226,11 @@ class UserRanking:
         extra = [video for video in followed if video.video_id not in pool.row_of]
         if not extra:
             return CandidateColumns.empty()
-        stats: Mapping[int, VideoStats] | None = None
+        stats: VideoStatsColumns | None = None
         if "completion" not in lost:
             try:
                 stats = self._guards.call(
-                    "events", self._events.get_stats, [video.video_id for video in extra]
+                    "events", self._events.stats_columns, [video.video_id for video in extra]
                 )
             except StoreError:
                 ctx.report.report("stats", "followed videos ranked on priors")

@@ -23,6 +23,7 @@ from ._feed import DegradedDependency, FeedItem, FeedPage, FeedSnapshot
 from ._processing import ProcessingProgress, RenditionProgress, RenditionStatus
 from ._registry import ModelInfo, ModelStatus
 from ._search import ParsedQuery, QueryTerm, SearchDocument
+from ._stats_columns import VideoStatsColumns
 from ._trending import Trend, TrendingItem, TrendingKind, TrendingSnapshot
 from ._window import ENGAGEMENT_KINDS, EngagementWindow, epoch_microseconds
 
@@ -57,6 +58,7 @@ __all__ = [
     "Video",
     "VideoLabels",
     "VideoStats",
+    "VideoStatsColumns",
     "WEIGHT_FIELDS",
     "affinity",
     "affinity_credit",

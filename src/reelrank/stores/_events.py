@@ -16,6 +16,7 @@ from ..models._engagement import (
     affinity,
     affinity_credit,
 )
+from ..models._stats_columns import VideoStatsColumns
 from ..validation import check_id, check_ids, check_limit
 from ._common import DEFAULT_IDEMPOTENCY_SECONDS, IdempotencyWindow, _check_instance
 
@@ -102,6 +103,10 @@ class InMemoryEventStore:
                     self._total_credit.get(event.user_id, 0.0) + credit
                 )
             return True
+
+    def stats_columns(self, video_ids: Sequence[int]) -> VideoStatsColumns:
+        """The statistics of :meth:`get_stats` as columns, one row per distinct id."""
+        return VideoStatsColumns.from_stats(self.get_stats(video_ids), video_ids)
 
     def get_stats(self, video_ids: Sequence[int]) -> dict[int, VideoStats]:
         """Aggregates for every requested id; zeros for videos never engaged with."""

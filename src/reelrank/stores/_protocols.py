@@ -33,6 +33,7 @@ from ..models._feed import FeedSnapshot
 from ..models._processing import ProcessingProgress
 from ..models._registry import ModelInfo
 from ..models._search import ParsedQuery, SearchDocument
+from ..models._stats_columns import VideoStatsColumns
 from ..models._trending import TrendingKind, TrendingSnapshot
 from ..models._window import EngagementWindow
 
@@ -161,6 +162,16 @@ class EventStore(Protocol):
 
     def get_stats(self, video_ids: Sequence[int]) -> dict[int, VideoStats]:
         """Aggregates by video id; every requested id is present, all zero if never engaged."""
+
+    def stats_columns(self, video_ids: Sequence[int]) -> VideoStatsColumns:
+        """The statistics :meth:`get_stats` returns for the same ids, as columns: one row
+        per distinct requested id, in the order of first request, all zero if never
+        engaged. Bad ids raise as in :meth:`get_stats`.
+
+        What the feed reads for its candidates, without a model per video. A store
+        without a faster path implements it as
+        ``VideoStatsColumns.from_stats(self.get_stats(video_ids), video_ids)``.
+        """
 
     def get_affinities(self, user_id: int, creator_ids: Sequence[int]) -> dict[int, float]:
         """Affinity in ``[0, 1]`` of the user with each creator; every requested id is

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 from clickhouse_driver import Client
+from numpy.typing import NDArray
 from sqlalchemy.engine import Engine
 
 from reelrank import (
@@ -22,6 +24,7 @@ from reelrank import (
     InvalidInputError,
     StoreError,
     VideoStats,
+    VideoStatsColumns,
     affinity,
     affinity_credit,
 )
@@ -38,7 +41,6 @@ from ._rows import (
     ArrivalSequence,
     event_columns,
     event_from_row,
-    video_stats,
 )
 from ._schema import ARRIVAL_BUCKET_SHIFT, KIND_CODES, Tag
 
@@ -51,29 +53,110 @@ _Pair = tuple[EngagementEvent, int]
 _UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _KIND_OF_CODE = {code: EngagementKind(kind) for kind, code in KIND_CODES.items()}
 # What each row of the folded stats query is (its ``part`` column).
-_FOLDED, _ARRIVALS_BEFORE, _FOLDED_VIDEOS, _ARRIVED_SINCE, _CORRECTED = range(5)
-# The index of each kind code of the merged stats query in a video's sums (views,
-# completion sum, likes, shares, comments; likes: the like count).
-_STATS_INDEX = {
-    KIND_CODES["watch"]: 0,
-    KIND_CODES["like"]: 2,
-    KIND_CODES["share"]: 3,
-    KIND_CODES["comment"]: 4,
-}
+_FOLDED, _ARRIVALS_BEFORE, _FOLDED_VIDEOS, _ARRIVED_SINCE, _CORRECTED, _NEWEST = range(6)
 
 
-def _checked_stats(
-    video_id: int, views: int, completion: float, likes: int, shares: int, comments: int
-) -> VideoStats:
-    """A video's statistics from summed counts, checked here so the model is built
-    without pydantic's validation (see :func:`video_stats`)."""
-    if views < 0 or likes < 0 or shares < 0 or comments < 0:
-        raise StoreError(_STORE, f"get_stats: negative counts for video {video_id}")
-    # Summing many floats may overshoot views (or a corrected sum dip below 0) by
-    # rounding; the invariant holds exactly.
-    return video_stats(
-        video_id, views, min(max(completion, 0.0), float(views)), likes, shares, comments
-    )
+def _row_of(requested: NDArray[np.int64], video_ids: NDArray[np.int64]) -> NDArray[np.intp]:
+    """The position in ``requested`` (distinct ids) of each of ``video_ids``, which the
+    server returned for requested ids only."""
+    order = np.argsort(requested, kind="stable")
+    found = np.searchsorted(requested, video_ids, sorter=order)
+    rows: NDArray[np.intp] = order[np.minimum(found, requested.shape[0] - 1)]
+    if video_ids.shape[0] and not np.array_equal(requested[rows], video_ids):
+        raise StoreError(_STORE, "get_stats: the server returned a video that was not requested")
+    return rows
+
+
+@dataclass
+class _Sums:
+    """Per-video sums of the requested videos, row ``i`` for the ``i``-th distinct id."""
+
+    views: NDArray[np.int64]
+    completion_sum: NDArray[np.float64]
+    likes: NDArray[np.int64]
+    shares: NDArray[np.int64]
+    comments: NDArray[np.int64]
+
+    @classmethod
+    def zeros(cls, count: int) -> _Sums:
+        return cls(
+            np.zeros(count, dtype=np.int64),
+            np.zeros(count, dtype=np.float64),
+            np.zeros(count, dtype=np.int64),
+            np.zeros(count, dtype=np.int64),
+            np.zeros(count, dtype=np.int64),
+        )
+
+    def add(
+        self,
+        rows: NDArray[np.intp],
+        views: NDArray[np.int64],
+        completion_sum: NDArray[np.float64],
+        likes: NDArray[np.int64],
+        shares: NDArray[np.int64],
+        comments: NDArray[np.int64],
+    ) -> None:
+        """Add the values of result rows, each to the sums of its video's row; a video
+        may have several result rows (a roll-up row, what arrived since, corrections)."""
+        for into, values in (
+            (self.views, views),
+            (self.completion_sum, completion_sum),
+            (self.likes, likes),
+            (self.shares, shares),
+            (self.comments, comments),
+        ):
+            np.add.at(into, rows, values)
+
+    def columns(self, requested: NDArray[np.int64]) -> VideoStatsColumns:
+        """The statistics of the requested videos, checked: a negative count means the
+        tables are inconsistent (a :class:`~reelrank.StoreError`), and a completion sum
+        summed from many floats may overshoot the views (or a corrected one dip below
+        zero) by rounding, so it is clamped to ``[0, views]``, where it holds exactly."""
+        for counts in (self.views, self.likes, self.shares, self.comments):
+            negative = np.flatnonzero(counts < 0)
+            if negative.shape[0]:
+                raise StoreError(
+                    _STORE, f"get_stats: negative counts for video {requested[negative[0]]}"
+                )
+        completion = np.minimum(np.maximum(self.completion_sum, 0.0), self.views)
+        return VideoStatsColumns.from_arrays(
+            video_ids=requested,
+            views=self.views,
+            completion_sum=completion,
+            likes=self.likes,
+            shares=self.shares,
+            comments=self.comments,
+        )
+
+
+@dataclass(frozen=True)
+class _HeldRollUp:
+    """A complete roll-up's rows held by the store: its watermark, its arrival count,
+    and its per-video sums sorted by video id."""
+
+    fold: int
+    arrivals: int
+    video_ids: NDArray[np.int64]
+    values: _Sums
+
+    def rows_of(self, requested: NDArray[np.int64]) -> _Sums:
+        """The roll-up's sums of the requested videos (zeros for videos it lacks), in a
+        new :class:`_Sums` of their own."""
+        sums = _Sums.zeros(requested.shape[0])
+        if not self.video_ids.shape[0]:
+            return sums
+        found = np.minimum(np.searchsorted(self.video_ids, requested), self.video_ids.shape[0] - 1)
+        held = self.video_ids[found] == requested
+        rows = found[held]
+        for into, source in (
+            (sums.views, self.values.views),
+            (sums.completion_sum, self.values.completion_sum),
+            (sums.likes, self.values.likes),
+            (sums.shares, self.values.shares),
+            (sums.comments, self.values.comments),
+        ):
+            into[held] = source[rows]
+        return sums
 
 
 def _arrival_bucket(at: datetime) -> int:
@@ -193,6 +276,56 @@ FROM (
         GROUP BY tag, a, b, c
     )
 ) GROUP BY video"""
+        # An incremental roll-up: the previous complete roll-up's rows (``%(previous)s``,
+        # its watermark) plus the counts that arrived from its watermark up to the new
+        # one; the like counts of the videos with likes or unlikes since the previous
+        # watermark read again from their pairs (the others keep the previous roll-up's);
+        # video 0 carries the arrival count, the previous one's plus what arrived
+        # between. The counts and the like states come from one table reference; the set
+        # of videos liked since comes from a subquery, so the caller checks that no event
+        # arrived before the new watermark while the statement ran.
+        self.fold_since = f"""INSERT INTO {rollup}
+    (fold, video_id, views, completion_sum, likes, shares, comments, arrivals, videos)
+SELECT %(fold)s, video, sum(views_), sum(completion_),
+       if(max(liked_since) = 1, sum(likes_now), sum(likes_before)),
+       sum(shares_), sum(comments_), toUInt64(sum(arrivals_)), toUInt64(0)
+FROM (
+    SELECT video_id AS video, views AS views_, completion_sum AS completion_,
+           likes AS likes_before, toInt64(0) AS likes_now, toUInt8(0) AS liked_since,
+           shares AS shares_, comments AS comments_, toInt64(0) AS arrivals_
+    FROM {rollup} WHERE fold = %(previous)s AND video_id != 0
+    UNION ALL
+    SELECT toUInt64(0), toInt64(0), toFloat64(0), toInt64(0), toInt64(0), toUInt8(0),
+           toInt64(0), toInt64(0), toInt64(%(previous_arrivals)s)
+    UNION ALL
+    SELECT video, sumIf(n, kind = {watch}), sumIf(s, kind = {watch}), toInt64(0),
+           sumIf(n, kind = 0), toUInt8(max(kind = 0)), sumIf(n, kind = {share}),
+           sumIf(n, kind = {comment}), sumIf(n, kind = 255)
+    FROM (
+        SELECT if(tag = {Tag.VIDEO_LIKE}, a, b) AS video,
+               multiIf(tag = {Tag.VIDEO_LIKE}, 0, tag = {Tag.ARRIVED}, 255, c) AS kind,
+               if(tag = {Tag.VIDEO_LIKE}, toInt64(is_liked), count_of) AS n, sum_of AS s
+        FROM (
+            SELECT tag, a, b, c, argMaxMerge(liked) AS is_liked,
+                   toInt64(countMerge(events)) AS count_of, sumMerge(completion_sum) AS sum_of
+            FROM {agg}
+            WHERE (tag = {Tag.VIDEO_LIKE} AND a GLOBAL IN (
+                      SELECT b FROM {agg}
+                      WHERE tag = {Tag.ARRIVED_COUNT} AND a >= %(previous)s AND c IN {likes_code}))
+               OR (tag IN ({Tag.ARRIVED_COUNT}, {Tag.ARRIVED})
+                   AND a >= %(previous)s AND a < %(fold)s)
+            GROUP BY tag, a, b, c
+        )
+    ) GROUP BY video
+) GROUP BY video"""
+        # How many events arrived before a roll-up's watermark, and from there up to a
+        # new one: the checks around an incremental roll-up.
+        self.arrivals_around = f"""SELECT toInt64(sumIf(n, a < %(previous)s)),
+       toInt64(sumIf(n, a >= %(previous)s))
+FROM (
+    SELECT a, countMerge(events) AS n FROM {agg}
+    WHERE tag = {Tag.ARRIVED} AND a < %(fold)s GROUP BY a
+)"""
         self.fold_videos = f"""SELECT count() FROM {rollup}
 WHERE fold = %(fold)s AND video_id != 0"""
         self.fold_arrivals = f"""SELECT max(arrivals) FROM {rollup}
@@ -207,30 +340,49 @@ WHERE video_id = 0 GROUP BY fold HAVING max(videos) > 0 ORDER BY fold DESC LIMIT
         # unlikes, whose videos' like counts are read again from their pairs); minus the
         # extra copies of corrected events. Columns: video, part, views, completion,
         # likes, shares, comments.
-        self.folded_stats = f"""
+        rolled_rows = f"""
 SELECT video_id AS a, toUInt8({_FOLDED}) AS part, views, completion_sum, likes, shares, comments
-FROM {rollup} WHERE fold = %(fold)s AND video_id GLOBAL IN ids
-UNION ALL
+FROM {rollup} WHERE fold = %(fold)s AND video_id GLOBAL IN ids"""
+        arrivals_before = f"""
 SELECT toUInt64(0), toUInt8({_ARRIVALS_BEFORE}), toInt64(countMerge(events)), toFloat64(0),
        toInt64(0), toInt64(0), toInt64(0)
-FROM {agg} WHERE tag = {Tag.ARRIVED} AND a < %(fold)s
-UNION ALL
+FROM {agg} WHERE tag = {Tag.ARRIVED} AND a < %(fold)s"""
+        folded_videos = f"""
 SELECT toUInt64(0), toUInt8({_FOLDED_VIDEOS}), toInt64(count()), toFloat64(0),
        toInt64(0), toInt64(0), toInt64(0)
-FROM {rollup} WHERE fold = %(fold)s AND video_id != 0
-UNION ALL
+FROM {rollup} WHERE fold = %(fold)s AND video_id != 0"""
+        arrived_since = f"""
 SELECT video, toUInt8({_ARRIVED_SINCE}), sumIf(n, kind = {watch}), sumIf(s, kind = {watch}),
        sumIf(n, kind IN {likes_code}), sumIf(n, kind = {share}), sumIf(n, kind = {comment})
 FROM (
     SELECT b AS video, c AS kind, toInt64(countMerge(events)) AS n, sumMerge(completion_sum) AS s
     FROM {agg} WHERE tag = {Tag.ARRIVED_COUNT} AND a >= %(fold)s AND b GLOBAL IN ids
     GROUP BY b, c
-) GROUP BY video
-UNION ALL
+) GROUP BY video"""
+        corrected = f"""
 SELECT fixed_video, toUInt8({_CORRECTED}), -sumIf(extra, fixed_kind = 'watch'),
        -sumIf(extra * fixed_completion, fixed_kind = 'watch'), toInt64(0),
        -sumIf(extra, fixed_kind = 'share'), -sumIf(extra, fixed_kind = 'comment')
 FROM ({_corrections(fix, "video_id GLOBAL IN ids")}) GROUP BY fixed_video"""
+        # The newest complete roll-up's marker: its watermark in ``views``, its arrival
+        # count in ``likes``, its number of videos in ``shares``.
+        newest = f"""
+SELECT toUInt64(0), toUInt8({_NEWEST}), toInt64(newest_fold), toFloat64(0),
+       toInt64(newest_arrivals), toInt64(newest_videos), toInt64(0)
+FROM (
+    SELECT fold AS newest_fold, max(arrivals) AS newest_arrivals, max(videos) AS newest_videos
+    FROM {rollup} WHERE video_id = 0 GROUP BY fold HAVING newest_videos > 0
+    ORDER BY fold DESC LIMIT 1
+)"""
+        self.folded_stats = "\nUNION ALL".join(
+            (rolled_rows, arrivals_before, folded_videos, arrived_since, corrected)
+        )
+        # With the roll-up's rows held by the store (``%(fold)s`` is the held one's): in
+        # one round trip, which roll-up is the newest, the late-arrival check, what
+        # arrived since and the corrections.
+        self.held_stats = "\nUNION ALL".join((newest, arrivals_before, arrived_since, corrected))
+        self.roll_up_rows = f"""SELECT video_id, views, completion_sum, likes, shares, comments
+FROM {rollup} WHERE fold = %(fold)s AND video_id != 0"""
         # The like counts of the videos in ``ids``, from the like state of their pairs.
         self.likes_now = f"""SELECT a, toInt64(sum(is_liked)) FROM (
     SELECT a, b, argMaxMerge(liked) AS is_liked
@@ -271,10 +423,14 @@ class ClickHouseEventStore:
     inserted block into rows of ``event_aggregates``: per-video counts, like states and
     per-(user, creator) credit, a copy count per event id, and counts by arrival bucket.
     Reads merge the aggregate states of the requested keys only, so their cost does not
-    grow with the number of events; :meth:`get_stats` reads a periodic per-video
-    roll-up (:meth:`fold_stats`) plus what arrived since, when it holds. ``tables``
-    names the tables (:class:`ClickHouseTables`; in sharded mode, the ``Distributed``
-    ones).
+    grow with the number of events; :meth:`stats_columns` and :meth:`get_stats` read a
+    periodic per-video roll-up (:meth:`fold_stats`) plus what arrived since, when it
+    holds. ``tables`` names the tables (:class:`ClickHouseTables`; in sharded mode, the
+    ``Distributed`` ones). ``held_roll_up_videos`` is the largest roll-up (in videos)
+    whose rows the store keeps in memory, 48 bytes a video, so that a stats read sends
+    only the candidates' ids and gets back what arrived since the roll-up; ``0`` reads
+    the candidates' rolled-up rows from the server on every read. A negative or
+    non-integer value raises :class:`~reelrank.InvalidInputError` naming it.
 
     **Exactly once.** :meth:`append_many` asks for the copy counts of the batch's ids
     (one query), inserts the new events (one columnar insert) and asks again whether
@@ -300,10 +456,21 @@ class ClickHouseEventStore:
     engine's pooled connections. Thread-safe.
     """
 
-    def __init__(self, engine: Engine, *, tables: ClickHouseTables | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        tables: ClickHouseTables | None = None,
+        held_roll_up_videos: int = 1_000_000,
+    ) -> None:
+        if type(held_roll_up_videos) is not int or held_roll_up_videos < 0:
+            raise InvalidInputError("held_roll_up_videos", "must be an int >= 0")
         self._engine = engine
         self._clients = DriverClients(engine)
         self._queries = _Queries(tables or ClickHouseTables())
+        self._held_videos_limit = held_roll_up_videos
+        self._held: _HeldRollUp | None = None
+        self._hold_lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._sequence = ArrivalSequence()
 
@@ -580,7 +747,13 @@ class ClickHouseEventStore:
             )
         return raced
 
-    def fold_stats(self, *, until: datetime | None = None, timeout_seconds: float = 300.0) -> int:
+    def fold_stats(
+        self,
+        *,
+        until: datetime | None = None,
+        timeout_seconds: float = 300.0,
+        incremental: bool = True,
+    ) -> int:
         """Roll the per-video statistics up to an arrival watermark, so that
         :meth:`get_stats` reads one row per candidate instead of its like states and
         count rows; returns how many videos the roll-up holds.
@@ -589,11 +762,21 @@ class ClickHouseEventStore:
         writer's clock, in buckets of 2**36 ns, about 69 s) ends at or before ``until``
         (default: a minute ago, so batches still in flight are not expected in it).
         Run it periodically (every few minutes, or as often as the reads need: a read
-        adds what arrived since the last roll-up, whose cost grows with it). It reads
-        every like state and every arrival row of the aggregate table (seconds at
-        10 M events), writes the roll-up, then marks it complete; until then reads use
-        the previous one. A roll-up never reuses a watermark: when the last one's is not
-        older than ``until``'s, nothing is written and ``0`` returned.
+        adds what arrived since the last roll-up, whose cost grows with it). It writes
+        the roll-up, then marks it complete; until then reads use the previous one. A
+        roll-up never reuses a watermark: when the last one's is not older than
+        ``until``'s, nothing is written and ``0`` returned.
+
+        With ``incremental`` (the default) and a previous complete roll-up that still
+        holds (nothing arrived late before its watermark, its rows all there), the new
+        one is the previous one's rows plus the counts that arrived between the two
+        watermarks, with the like counts of the videos liked or unliked since read again
+        from their pairs: its cost grows with what arrived since and the number of like
+        states, not with the history of counts. Otherwise, or with ``incremental=False``,
+        it reads every like state and every arrival row (seconds at 10 M events). If an
+        event arrives before the new watermark while an incremental roll-up is written,
+        the roll-up is left unmarked (no read uses it) and ``0`` returned; the next call,
+        with a later watermark, rolls up again.
 
         Reads stay exact whatever happens to a roll-up: :meth:`get_stats` uses one only
         while its row count and the number of events that arrived before its watermark
@@ -612,6 +795,8 @@ class ClickHouseEventStore:
             and timeout_seconds > 0
         ):
             raise InvalidInputError("timeout_seconds", "must be a positive number of seconds")
+        if not isinstance(incremental, bool):
+            raise InvalidInputError("incremental", "must be True or False")
         fold = _arrival_bucket(at)
         url = self._engine.url
         with store_errors(_STORE, "fold_stats"):
@@ -623,9 +808,13 @@ class ClickHouseEventStore:
                 if last is not None and int(last) >= fold:
                     return 0
                 params = {"fold": fold}
-                # One block, so one part per server: the roll-up of one server is there
-                # whole or not at all (the marker below is what reads look for).
-                client.execute(self._queries.fold, params, settings=ONE_BLOCK)
+                folded = self._fold_since(client, fold) if incremental else None
+                if folded is False:
+                    return 0  # an event arrived late meanwhile: the next call rolls up
+                if folded is None:
+                    # One block, so one part per server: the roll-up of one server is
+                    # there whole or not at all (the marker below is what reads look for).
+                    client.execute(self._queries.fold, params, settings=ONE_BLOCK)
                 videos = int(client.execute(self._queries.fold_videos, params)[0][0])
                 arrivals = int(client.execute(self._queries.fold_arrivals, params)[0][0] or 0)
                 client.execute(self._queries.insert_fold_marker, [(fold, 0, arrivals, videos)])
@@ -636,112 +825,232 @@ class ClickHouseEventStore:
     def get_stats(self, video_ids: Sequence[int]) -> dict[int, VideoStats]:
         """Aggregates for every requested id; zeros for videos never engaged with.
 
+        The models of :meth:`stats_columns`; the feed reads the columns, which cost a
+        fraction of this (10,000 models are 10,000 objects for the garbage collector).
+        """
+        return self.stats_columns(video_ids).to_stats()
+
+    def _fold_since(self, client: Client, fold: int) -> bool | None:
+        """Write roll-up ``fold`` from the latest complete one plus what arrived since
+        it: ``True`` when written, ``None`` when there is no previous roll-up that holds
+        (the caller folds everything), ``False`` when an event arrived before the new
+        watermark while the statement ran (the rows written are left without a marker,
+        so no read uses them)."""
+        previous = client.execute(self._queries.folds)
+        if not previous:
+            return None
+        last, last_arrivals, last_videos = (int(value) for value in previous[0])
+        params = {"fold": fold, "previous": last, "previous_arrivals": last_arrivals}
+        before, between = client.execute(self._queries.arrivals_around, params)[0]
+        last_rows = int(client.execute(self._queries.fold_videos, {"fold": last})[0][0])
+        if before != last_arrivals or last_rows != last_videos:
+            return None  # events arrived late before it, or its rows were merged away
+        client.execute(self._queries.fold_since, params, settings=ONE_BLOCK)
+        # Rows are only ever added to the aggregate table, and a roll-up's rows only
+        # replaced by a newer roll-up's: unchanged totals and rows after the statement
+        # mean it read what they counted.
+        after = client.execute(self._queries.arrivals_around, params)[0]
+        last_rows = int(client.execute(self._queries.fold_videos, {"fold": last})[0][0])
+        return after == (before, between) and last_rows == last_videos
+
+    def stats_columns(self, video_ids: Sequence[int]) -> VideoStatsColumns:
+        """The statistics of every requested id as columns (one row per distinct id, in
+        the order of first request); zeros for videos never engaged with.
+
         Reads the latest complete roll-up of :meth:`fold_stats` plus what arrived after
         it, when the roll-up is whole and nothing arrived late before its watermark;
-        otherwise (and before any roll-up) merges every requested video's states.
+        otherwise (and before any roll-up) merges every requested video's states. The
+        rows come back as columns and are summed with numpy, with no object per video.
         """
         ids = check_ids("video_ids", video_ids)
         unique = list(dict.fromkeys(ids))
-        if not unique:
-            return {}
-        external = [id_table("ids", "id", "UInt64", unique)]
-        with store_errors(_STORE, "get_stats"), self._clients.reader() as client:
-            found = self._folded_stats(client, external)
-            if found is None:
-                found = self._merged_stats(client, external)
-        return {
-            video_id: found.get(video_id) or video_stats(video_id, 0, 0.0, 0, 0, 0)
-            for video_id in unique
-        }
+        requested = np.array(unique, dtype=np.int64)
+        if unique:
+            with store_errors(_STORE, "get_stats"), self._clients.reader() as client:
+                found = self._folded_stats(client, requested)
+                if found is None:
+                    found = self._merged_stats(client, requested)
+        else:
+            found = _Sums.zeros(0)
+        return found.columns(requested)
 
-    def _folded_stats(
-        self, client: Client, external: list[dict[str, Any]]
-    ) -> dict[int, VideoStats] | None:
-        """The statistics from the latest complete roll-up plus what arrived after it,
-        or ``None`` when there is none or it no longer holds (incomplete, or events
-        arrived late before its watermark)."""
+    def _folded_stats(self, client: Client, requested: NDArray[np.int64]) -> _Sums | None:
+        """The sums of the requested videos from the latest complete roll-up plus what
+        arrived after it, or ``None`` when there is none or it no longer holds
+        (incomplete, or events arrived late before its watermark).
+
+        The roll-up's rows come from the store's memory when it holds the newest
+        roll-up (one round trip: which roll-up is newest, the checks, what arrived since,
+        the corrections); a read that finds a newer one loads its rows first, when the
+        roll-up has at most ``held_roll_up_videos`` videos and no other read of the
+        store is loading it; otherwise the candidates' rows are read from the server.
+        """
+        held = self._held
+        if held is not None:
+            newest, found = self._held_stats(client, requested, held)
+            if newest is None or newest == held.fold:
+                return found
         folds = client.execute(self._queries.folds)
         if not folds:
             return None
         fold, arrivals, videos = (int(value) for value in folds[0])
+        if 0 < videos <= self._held_videos_limit and self._hold_lock.acquire(blocking=False):
+            try:
+                held = self._hold(client, fold, arrivals, videos)
+            finally:
+                self._hold_lock.release()
+            if held is not None:
+                newest, found = self._held_stats(client, requested, held)
+                if newest is None or newest == held.fold:
+                    return found
+                # A newer roll-up completed meanwhile: read its rows from the server.
+                folds = client.execute(self._queries.folds)
+                if not folds:
+                    return None
+                fold, arrivals, videos = (int(value) for value in folds[0])
+        return self._server_folded_stats(client, requested, fold, arrivals, videos)
+
+    def _hold(self, client: Client, fold: int, arrivals: int, videos: int) -> _HeldRollUp | None:
+        """Load the rows of the roll-up ``fold`` into memory, as the store's held roll-up;
+        ``None`` (holding nothing new) when its rows are not the ``videos`` rows it
+        recorded (merged away by a newer roll-up, or written twice by concurrent
+        folds)."""
+        columns = client.execute(self._queries.roll_up_rows, {"fold": fold}, columnar=True)
+        if not columns:
+            return None
+        video_ids = np.asarray(columns[0], dtype=np.int64)
+        order = np.argsort(video_ids, kind="stable")
+        video_ids = video_ids[order]
+        if video_ids.shape[0] != videos or (video_ids[1:] == video_ids[:-1]).any():
+            return None
+        held = _HeldRollUp(
+            fold=fold,
+            arrivals=arrivals,
+            video_ids=video_ids,
+            values=_Sums(
+                np.asarray(columns[1], dtype=np.int64)[order],
+                np.asarray(columns[2], dtype=np.float64)[order],
+                np.asarray(columns[3], dtype=np.int64)[order],
+                np.asarray(columns[4], dtype=np.int64)[order],
+                np.asarray(columns[5], dtype=np.int64)[order],
+            ),
+        )
+        self._held = held
+        return held
+
+    def _held_stats(
+        self, client: Client, requested: NDArray[np.int64], held: _HeldRollUp
+    ) -> tuple[int | None, _Sums | None]:
+        """The newest complete roll-up's watermark (``None`` when there is none) and,
+        when that is the held roll-up and no event arrived late before it, the sums of
+        the requested videos: its rows plus what arrived since."""
         columns = client.execute(
-            self._queries.folded_stats, {"fold": fold}, external_tables=external, columnar=True
+            self._queries.held_stats,
+            {"fold": held.fold},
+            external_tables=[id_table("ids", "id", "UInt64", requested.tolist())],
+            columnar=True,
+        )
+        if not columns:
+            return None, None
+        parts = np.asarray(columns[1], dtype=np.int64)
+        views = np.asarray(columns[2], dtype=np.int64)
+        newest = views[parts == _NEWEST]
+        if not newest.shape[0]:
+            return None, None
+        if int(newest[0]) != held.fold:
+            return int(newest[0]), None
+        if (views[parts == _ARRIVALS_BEFORE] != held.arrivals).any():
+            return held.fold, None
+        values = held.rows_of(requested)
+        self._add_rows(client, requested, values, columns, parts)
+        return held.fold, values
+
+    def _server_folded_stats(
+        self, client: Client, requested: NDArray[np.int64], fold: int, arrivals: int, videos: int
+    ) -> _Sums | None:
+        """The sums of the requested videos with the candidates' rows of roll-up ``fold``
+        read from the server, or ``None`` when it no longer holds."""
+        columns = client.execute(
+            self._queries.folded_stats,
+            {"fold": fold},
+            external_tables=[id_table("ids", "id", "UInt64", requested.tolist())],
+            columnar=True,
         )
         if not columns:
             return None
-        # Columns rather than rows, and one model per video built straight from them:
-        # a row or a list per video gave the garbage collector tens of thousands more
-        # objects to scan per call, which cost more than the query.
-        video_ids, parts, *values = columns
-        views, completion, likes, shares, comments = values
-        checks = {_ARRIVALS_BEFORE: arrivals, _FOLDED_VIDEOS: videos}
-        added: dict[int, list[Any]] = {}  # what arrived since and the corrections, by video
-        liked_since: list[int] = []  # videos with likes or unlikes since the roll-up
-        for index, part in enumerate(parts):
-            if part == _FOLDED:
-                continue
-            if part in checks:
-                if views[index] != checks[part]:
-                    return None
-                continue
-            video_id = video_ids[index]
-            if part == _ARRIVED_SINCE and likes[index]:
-                liked_since.append(video_id)  # the number of likes and unlikes arrived
-            sums = added.setdefault(video_id, [0, 0.0, 0, 0, 0])
-            sums[0] += views[index]
-            sums[1] += completion[index]
-            sums[2] += likes[index] if part != _ARRIVED_SINCE else 0
-            sums[3] += shares[index]
-            sums[4] += comments[index]
-        likes_now: dict[int, int] = {}
-        if liked_since:
-            changed = [id_table("ids", "id", "UInt64", liked_since)]
-            likes_now = dict(client.execute(self._queries.likes_now, external_tables=changed))
-        found: dict[int, VideoStats] = {}
-        for index, part in enumerate(parts):
-            if part != _FOLDED:
-                continue
-            video_id = video_ids[index]
-            if video_id in found:  # a roll-up written twice (concurrent folds)
+        parts = np.asarray(columns[1], dtype=np.int64)
+        views = np.asarray(columns[2], dtype=np.int64)
+        for part, expected in ((_ARRIVALS_BEFORE, arrivals), (_FOLDED_VIDEOS, videos)):
+            if (views[parts == part] != expected).any():
                 return None
-            more = added.pop(video_id, None)
-            if more is None:
-                found[video_id] = _checked_stats(
-                    video_id,
-                    views[index],
-                    completion[index],
-                    likes_now.get(video_id, likes[index]),
-                    shares[index],
-                    comments[index],
-                )
-            else:
-                found[video_id] = _checked_stats(
-                    video_id,
-                    views[index] + more[0],
-                    completion[index] + more[1],
-                    likes_now.get(video_id, likes[index] + more[2]),
-                    shares[index] + more[3],
-                    comments[index] + more[4],
-                )
-        for video_id, more in added.items():  # videos first engaged with after the roll-up
-            found[video_id] = _checked_stats(
-                video_id, more[0], more[1], likes_now.get(video_id, more[2]), more[3], more[4]
-            )
-        return found
+        row_videos = np.asarray(columns[0], dtype=np.int64)
+        folded = parts == _FOLDED
+        if np.unique(row_videos[folded]).shape[0] != np.count_nonzero(folded):
+            return None  # a roll-up written twice (concurrent folds)
+        values = _Sums.zeros(requested.shape[0])
+        self._add_rows(client, requested, values, columns, parts)
+        return values
 
-    def _merged_stats(
-        self, client: Client, external: list[dict[str, Any]]
-    ) -> dict[int, VideoStats]:
-        """The statistics merged from every state of the requested videos."""
-        rows = client.execute(self._queries.stats, external_tables=external)
-        sums: dict[int, list[Any]] = {}
-        for video_id, code, events, completion_sum in rows:
-            fields = sums.setdefault(video_id, [0, 0.0, 0, 0, 0])
-            index = _STATS_INDEX[code]
-            fields[index] += events
-            if index == 0:
-                fields[1] += completion_sum
-        return {video_id: _checked_stats(video_id, *fields) for video_id, fields in sums.items()}
+    def _add_rows(
+        self,
+        client: Client,
+        requested: NDArray[np.int64],
+        values: _Sums,
+        columns: Sequence[Sequence[Any]],
+        parts: NDArray[np.int64],
+    ) -> None:
+        """Add the roll-up rows, what arrived since and the corrections of a roll-up
+        read to ``values``; the like counts of videos with likes or unlikes since the
+        roll-up are read again from their pairs and replace the rolled-up ones."""
+        counted = (parts == _FOLDED) | (parts == _ARRIVED_SINCE) | (parts == _CORRECTED)
+        row_videos = np.asarray(columns[0], dtype=np.int64)[counted]
+        likes = np.asarray(columns[4], dtype=np.int64)[counted]
+        arrived = parts[counted] == _ARRIVED_SINCE
+        values.add(
+            _row_of(requested, row_videos),
+            np.asarray(columns[2], dtype=np.int64)[counted],
+            np.asarray(columns[3], dtype=np.float64)[counted],
+            # On rows of what arrived since, ``likes`` is the number of likes and unlikes:
+            # those videos' like counts are read again from their pairs.
+            np.where(arrived, 0, likes),
+            np.asarray(columns[5], dtype=np.int64)[counted],
+            np.asarray(columns[6], dtype=np.int64)[counted],
+        )
+        liked_since = row_videos[arrived & (likes != 0)]
+        if liked_since.shape[0]:
+            changed = [id_table("ids", "id", "UInt64", liked_since.tolist())]
+            likes_now = client.execute(
+                self._queries.likes_now, external_tables=changed, columnar=True
+            )
+            if likes_now:
+                values.likes[_row_of(requested, np.asarray(likes_now[0], dtype=np.int64))] = (
+                    np.asarray(likes_now[1], dtype=np.int64)
+                )
+
+    def _merged_stats(self, client: Client, requested: NDArray[np.int64]) -> _Sums:
+        """The sums of the requested videos merged from every state."""
+        columns = client.execute(
+            self._queries.stats,
+            external_tables=[id_table("ids", "id", "UInt64", requested.tolist())],
+            columnar=True,
+        )
+        values = _Sums.zeros(requested.shape[0])
+        if not columns:
+            return values
+        rows = _row_of(requested, np.asarray(columns[0], dtype=np.int64))
+        codes = np.asarray(columns[1], dtype=np.int64)
+        events = np.asarray(columns[2], dtype=np.int64)
+        watch = codes == KIND_CODES["watch"]
+        zero = np.zeros_like(events)
+        values.add(
+            rows,
+            np.where(watch, events, zero),
+            np.where(watch, np.asarray(columns[3], dtype=np.float64), 0.0),
+            np.where(codes == _LIKES, events, zero),
+            np.where(codes == KIND_CODES["share"], events, zero),
+            np.where(codes == KIND_CODES["comment"], events, zero),
+        )
+        return values
 
     def get_affinities(self, user_id: int, creator_ids: Sequence[int]) -> dict[int, float]:
         """Affinity of the user with every requested creator; ``0.0`` when none.

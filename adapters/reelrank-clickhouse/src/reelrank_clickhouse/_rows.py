@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from reelrank import EngagementEvent, VideoStats
+from reelrank import EngagementEvent
 
 __all__ = [
     "EVENT_COLUMNS",
@@ -18,7 +18,6 @@ __all__ = [
     "ArrivalSequence",
     "event_columns",
     "event_from_row",
-    "video_stats",
 ]
 
 EVENT_COLUMNS = (
@@ -102,44 +101,3 @@ class ArrivalSequence:
             first = max(time.time_ns(), self._last + 1)
             self._last = first + count - 1
             return first
-
-
-# Every field is given, so every instance's set of fields set is this one. Shared rather
-# than one set per instance, which would double the objects a call leaves for the garbage
-# collector; nothing changes it: the model is frozen, and ``model_copy`` copies it
-# before adding to it.
-_EVERY_STATS_FIELD = set(VideoStats.model_fields)
-_new_stats = VideoStats.__new__
-_set_attribute = object.__setattr__
-
-
-def video_stats(
-    video_id: int, views: int, completion_sum: float, likes: int, shares: int, comments: int
-) -> VideoStats:
-    """A :class:`~reelrank.VideoStats` of values the caller has checked, built without
-    validation.
-
-    :meth:`get_stats <reelrank_clickhouse.ClickHouseEventStore.get_stats>` builds one
-    per candidate: 10,000 took 77 ms validated and 71 ms with pydantic's
-    ``model_construct`` (which walks every field's default), 14 ms this way, on an
-    otherwise idle interpreter. It sets the instance attributes ``model_construct``
-    sets; a test compares the result with a validated model (fields, equality, hash,
-    copies), so a pydantic release that changes them fails there.
-    """
-    stats = _new_stats(VideoStats)
-    _set_attribute(
-        stats,
-        "__dict__",
-        {
-            "video_id": video_id,
-            "views": views,
-            "completion_sum": completion_sum,
-            "likes": likes,
-            "shares": shares,
-            "comments": comments,
-        },
-    )
-    _set_attribute(stats, "__pydantic_fields_set__", _EVERY_STATS_FIELD)
-    _set_attribute(stats, "__pydantic_extra__", None)
-    _set_attribute(stats, "__pydantic_private__", None)
-    return stats

@@ -6,7 +6,14 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection, select
 
-from reelrank.models import EngagementEvent, EngagementKind, VideoStats, affinity, affinity_credit
+from reelrank.models import (
+    EngagementEvent,
+    EngagementKind,
+    VideoStats,
+    VideoStatsColumns,
+    affinity,
+    affinity_credit,
+)
 from reelrank.stores.adapter import InvalidInputError, check_id, check_ids, check_limit
 
 from ._base import ReplicaReadStore, check_instance, unique
@@ -139,6 +146,10 @@ class SqlEventStore(ReplicaReadStore):
                 set_={"total": affinity_totals.c.total + total.excluded.total},
             )
         )
+
+    def stats_columns(self, video_ids: Sequence[int]) -> VideoStatsColumns:
+        """The statistics of :meth:`get_stats` as columns, one row per distinct id."""
+        return VideoStatsColumns.from_stats(self.get_stats(video_ids), video_ids)
 
     def get_stats(self, video_ids: Sequence[int]) -> dict[int, VideoStats]:
         """Aggregates for every requested id; zeros for videos never engaged with."""

@@ -17,6 +17,7 @@ from reelrank import (
     EngagementKind,
     InvalidInputError,
     VideoStats,
+    VideoStatsColumns,
     affinity,
     affinity_credit,
 )
@@ -292,6 +293,10 @@ class RedisEventStore(RedisStore):
         raise redis.exceptions.ClusterError(
             f"gave up after {_MAX_REDIRECTS} redirects of the slot of {keys[0]!r}"
         )
+
+    def stats_columns(self, video_ids: Sequence[int]) -> VideoStatsColumns:
+        """The statistics of :meth:`get_stats` as columns, one row per distinct id."""
+        return VideoStatsColumns.from_stats(self.get_stats(video_ids), video_ids)
 
     def get_stats(self, video_ids: Sequence[int]) -> dict[int, VideoStats]:
         """Aggregates for every requested id (pipelined); zeros for videos never engaged."""

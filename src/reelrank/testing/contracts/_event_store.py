@@ -28,6 +28,23 @@ class EventStoreContract:
         assert (stats[5].views, stats[5].completion_sum, stats[5].likes) == (0, 0.0, 0)
         assert (stats[5].shares, stats[5].comments) == (0, 0)
 
+    def test_stats_columns_are_the_stats_as_columns(self, event_store: EventStore) -> None:
+        event_store.append(make_event("watch", video_id=2, completion=0.5), creator_id=1)
+        event_store.append(make_event("watch", video_id=2, user_id=3, completion=1.0), creator_id=1)
+        event_store.append(make_event("like", video_id=2, user_id=4), creator_id=1)
+        event_store.append(make_event("share", video_id=7, user_id=4), creator_id=1)
+        event_store.append(make_event("comment", video_id=7, user_id=5), creator_id=1)
+        columns = event_store.stats_columns([7, 2, 9, 7])
+        # One row per distinct id, in the order of first request; zeros when never engaged.
+        assert columns.video_ids.tolist() == [7, 2, 9]
+        assert columns.views.tolist() == [0, 2, 0]
+        assert columns.completion_sum.tolist() == pytest.approx([0.0, 1.5, 0.0])
+        assert columns.likes.tolist() == [0, 1, 0]
+        assert columns.shares.tolist() == [1, 0, 0]
+        assert columns.comments.tolist() == [1, 0, 0]
+        assert columns.to_stats() == event_store.get_stats([7, 2, 9, 7])
+        assert len(event_store.stats_columns([])) == 0
+
     def test_watches_add_views_and_completion(self, event_store: EventStore) -> None:
         for completion in (0.25, 1.0, 0.5):
             assert event_store.append(make_event("watch", completion=completion), creator_id=1)
@@ -189,6 +206,9 @@ class EventStoreContract:
     def test_bad_ids_raise_invalid_input(self, event_store: EventStore, bad: object) -> None:
         with pytest.raises(InvalidInputError):
             event_store.get_stats([bad])  # type: ignore[list-item]
+        with pytest.raises(InvalidInputError) as info:
+            event_store.stats_columns([1, bad])  # type: ignore[list-item]
+        assert info.value.field == "video_ids"
         with pytest.raises(InvalidInputError) as info:
             event_store.get_affinities(bad, [1])  # type: ignore[arg-type]
         assert info.value.field == "user_id"

@@ -352,7 +352,9 @@ def test_only_connections_idle_past_the_threshold_are_pinged(
 ) -> None:
     idle_seconds = 0.2
     engine = connect(
-        SqlStoreConfig(url=postgres_server.url, pool_size=1, pool_pre_ping_idle_seconds=idle_seconds)
+        SqlStoreConfig(
+            url=postgres_server.url, pool_size=1, pool_pre_ping_idle_seconds=idle_seconds
+        )
     )
     pings: list[object] = []
     ping = engine.dialect.do_ping

@@ -8,6 +8,7 @@ import itertools
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -396,3 +397,33 @@ def test_a_zero_threshold_pings_every_checkout_as_sqlalchemy_does(
         assert not idle_engine.pool._pre_ping  # type: ignore[attr-defined]
     finally:
         idle_engine.dispose()
+
+
+def test_postgres_reads_run_outside_a_transaction_block(
+    postgres_engine: Engine, postgres_server: PostgresServer
+) -> None:
+    """A read in a transaction block costs psycopg's BEGIN and the pool's ROLLBACK, two
+    round trips besides the statement; the catalog's reads run in autocommit, except
+    ``followed_videos``, whose ``SET LOCAL`` needs the block."""
+    with postgres_engine.begin() as connection:
+        connection.execute(text("TRUNCATE videos, creators CASCADE"))
+    engine = connect(SqlStoreConfig(url=postgres_server.url))
+    autocommit: list[tuple[str, bool]] = []
+
+    def before(conn: sqlalchemy.Connection, cursor: Any, statement: str, *_: Any) -> None:
+        autocommit.append((statement.split()[0], conn.connection.dbapi_connection.autocommit))  # type: ignore[union-attr]
+
+    sqlalchemy.event.listen(engine, "before_cursor_execute", before)
+    try:
+        catalog = SqlCatalog(engine)
+        catalog.put_creator(make_creator(1))
+        catalog.put_video(make_video(1, 1))
+        autocommit.clear()
+        assert catalog.get_video(1).video_id == 1
+        assert set(catalog.get_videos([1])) == {1}
+        assert [flag for _, flag in autocommit] == [True, True]
+        autocommit.clear()
+        catalog.followed_videos(7, limit=5)
+        assert autocommit and not any(flag for _, flag in autocommit)
+    finally:
+        engine.dispose()

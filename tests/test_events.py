@@ -501,3 +501,42 @@ def test_the_time_check_of_the_stores_names_an_out_of_range_time() -> None:
     with pytest.raises(InvalidInputError) as info:
         InMemorySeenStore().mark_seen(1, [1], late)
     assert info.value.field == "at"
+
+
+class _CountingCatalog(InMemoryCatalog):
+    def __init__(self) -> None:
+        super().__init__()
+        self.video_reads = 0
+
+    def get_video(self, video_id: int) -> Any:
+        self.video_reads += 1
+        return super().get_video(video_id)
+
+
+def test_a_video_the_caller_read_is_not_read_again() -> None:
+    catalog = _CountingCatalog()
+    catalog.put_creator(make_creator(1))
+    catalog.put_video(make_video(1, 1, duration_seconds=40.0))
+    catalog.put_video(make_video(9, 1, state=ProcessingState.PACKAGING))
+    events = InMemoryEventStore()
+    recorder = EngagementRecorder(catalog, events)
+    video = catalog.get_video(1)
+    catalog.video_reads = 0
+    assert recorder.watch(5, 1, event_id="w", occurred_at=EPOCH, watched_seconds=10.0, video=video)
+    assert recorder.share(5, 1, event_id="s", occurred_at=EPOCH, channel="link", video=video)
+    assert recorder.like(5, 1, event_id="l", occurred_at=EPOCH, video=video)
+    assert recorder.unlike(5, 1, event_id="u", occurred_at=EPOCH, video=video)
+    assert recorder.record(make_event("comment", user_id=5, video_id=1), video=video)
+    assert catalog.video_reads == 0
+    stats = events.get_stats([1])[1]
+    # The completion comes from the given video's duration: 10 s of 40.
+    assert (stats.views, stats.completion_sum, stats.shares, stats.likes) == (1, 0.25, 1, 0)
+    assert recorder.like(5, 1, event_id="l2", occurred_at=EPOCH) is True
+    assert catalog.video_reads == 1
+    # The given video is still checked: it must be the event's, and ready.
+    with pytest.raises(InvalidInputError) as info:
+        recorder.like(5, 2, event_id="x", occurred_at=EPOCH, video=video)
+    assert info.value.field == "video"
+    with pytest.raises(NotReadyError):
+        recorder.like(5, 9, event_id="y", occurred_at=EPOCH, video=catalog.get_video(9))
+    assert events.get_stats([9])[9].likes == 0

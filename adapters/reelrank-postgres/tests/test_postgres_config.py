@@ -5,8 +5,10 @@ from __future__ import annotations
 import ast
 import inspect
 import itertools
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -354,3 +356,89 @@ def test_a_read_engine_must_be_an_engine_of_the_same_dialect(
         assert SqlCatalog(sqlite).read_engine is sqlite
     finally:
         sqlite.dispose()
+
+
+def _backend_pid(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return int(connection.execute(text("SELECT pg_backend_pid()")).scalar_one())
+
+
+def test_only_connections_idle_past_the_threshold_are_pinged(
+    postgres_server: PostgresServer, postgres_engine: Engine
+) -> None:
+    idle_seconds = 0.2
+    engine = connect(
+        SqlStoreConfig(
+            url=postgres_server.url, pool_size=1, pool_pre_ping_idle_seconds=idle_seconds
+        )
+    )
+    pings: list[object] = []
+    ping = engine.dialect.do_ping
+
+    def counted_ping(dbapi_connection: object) -> bool:
+        pings.append(dbapi_connection)
+        return ping(dbapi_connection)
+
+    engine.dialect.do_ping = counted_ping  # type: ignore[method-assign]
+    try:
+        first = _backend_pid(engine)  # a new connection: not pinged
+        assert _backend_pid(engine) == first  # back to back: not pinged
+        assert pings == []
+        # The server ends the pooled connection while it is idle (as a restart would).
+        with postgres_engine.connect() as admin:
+            assert admin.execute(text(f"SELECT pg_terminate_backend({first})")).scalar_one()
+        time.sleep(idle_seconds * 1.5)
+        # Idle past the threshold: pinged, found dead, replaced; the call succeeds.
+        second = _backend_pid(engine)
+        assert len(pings) == 1
+        assert second != first
+        assert _backend_pid(engine) == second
+        assert len(pings) == 1
+    finally:
+        engine.dispose()
+
+
+def test_a_zero_threshold_pings_every_checkout_as_sqlalchemy_does(
+    postgres_server: PostgresServer,
+) -> None:
+    engine = connect(SqlStoreConfig(url=postgres_server.url, pool_pre_ping_idle_seconds=0.0))
+    try:
+        assert engine.pool._pre_ping  # type: ignore[attr-defined]
+        _backend_pid(engine)
+    finally:
+        engine.dispose()
+    idle_engine = connect(SqlStoreConfig(url=postgres_server.url))
+    try:
+        assert not idle_engine.pool._pre_ping  # type: ignore[attr-defined]
+    finally:
+        idle_engine.dispose()
+
+
+def test_postgres_reads_run_outside_a_transaction_block(
+    postgres_engine: Engine, postgres_server: PostgresServer
+) -> None:
+    """A read in a transaction block costs psycopg's BEGIN and the pool's ROLLBACK, two
+    round trips besides the statement; the catalog's reads run in autocommit, except
+    ``followed_videos``, whose ``SET LOCAL`` needs the block."""
+    with postgres_engine.begin() as connection:
+        connection.execute(text("TRUNCATE videos, creators CASCADE"))
+    engine = connect(SqlStoreConfig(url=postgres_server.url))
+    autocommit: list[tuple[str, bool]] = []
+
+    def before(conn: sqlalchemy.Connection, cursor: Any, statement: str, *_: Any) -> None:
+        autocommit.append((statement.split()[0], conn.connection.dbapi_connection.autocommit))  # type: ignore[union-attr]
+
+    sqlalchemy.event.listen(engine, "before_cursor_execute", before)
+    try:
+        catalog = SqlCatalog(engine)
+        catalog.put_creator(make_creator(1))
+        catalog.put_video(make_video(1, 1))
+        autocommit.clear()
+        assert catalog.get_video(1).video_id == 1
+        assert set(catalog.get_videos([1])) == {1}
+        assert [flag for _, flag in autocommit] == [True, True]
+        autocommit.clear()
+        catalog.followed_videos(7, limit=5)
+        assert autocommit and not any(flag for _, flag in autocommit)
+    finally:
+        engine.dispose()

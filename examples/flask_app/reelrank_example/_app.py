@@ -905,14 +905,17 @@ class _Handlers:
         body = call.body
         assert isinstance(body, LikeBody)
         occurred_at = self._occurred_at(body)
-        self._ready_video(call.vid)
+        # Handed to the recorder, which would otherwise read it again.
+        video = self._ready_video(call.vid)
         self._refuse_writes_while_failing()
         self._rate.hit(call.user)
         record = self._services.recorder.like if liked else self._services.recorder.unlike
         event_id = f"l-{secrets.token_hex(16)}"
         applied = self._write_event(
             call.vid,
-            lambda: record(call.user, call.vid, event_id=event_id, occurred_at=occurred_at)
+            lambda: record(
+                call.user, call.vid, event_id=event_id, occurred_at=occurred_at, video=video
+            ),
         )
         g.event_outcome = "recorded" if applied else "duplicate"
         stats = self._services.stores.events.get_stats([call.vid]).get(call.vid)
@@ -928,7 +931,7 @@ class _Handlers:
         body = call.body
         assert isinstance(body, WatchBody | ShareBody)
         occurred_at = self._occurred_at(body)
-        self._ready_video(call.vid)
+        video = self._ready_video(call.vid)
         fingerprint = hashlib.sha256(
             json.dumps(
                 [kind, call.vid, body.model_dump(mode="json", exclude_none=True)], sort_keys=True
@@ -966,6 +969,7 @@ class _Handlers:
                     occurred_at=occurred_at,
                     watched_seconds=watch.watched_seconds,
                     completion=watch.completion,
+                    video=video,
                 )
             )
         else:
@@ -974,7 +978,7 @@ class _Handlers:
                 call.vid,
                 lambda: recorder.share(
                     call.user, call.vid, event_id=event_id, occurred_at=occurred_at,
-                    channel=share.channel,
+                    channel=share.channel, video=video,
                 )
             )  # fmt: skip
         status = 201 if applied else 200

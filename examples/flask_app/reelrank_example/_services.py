@@ -17,7 +17,7 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 from urllib.parse import unquote, urlsplit
 
 import numpy as np
@@ -36,6 +36,8 @@ from reelrank import (
     FeedCache,
     FeedRankingService,
     FeedServiceConfig,
+    GroupCommitEngagementLog,
+    GroupCommitEventStore,
     InMemoryCatalog,
     InMemoryEngagementLog,
     InMemoryEventStore,
@@ -475,8 +477,11 @@ def configured_stores(settings: Settings) -> Stores:
 
             clickhouse = connect_clickhouse(_clickhouse_config(settings))
             closers.append(clickhouse.dispose)
-            events = ClickHouseEventStore(clickhouse)
-            log = ClickHouseEngagementLog(clickhouse)
+            # The request threads of a process store their events in shared batches:
+            # an event costs ClickHouse a few round trips and an insert whatever the
+            # batch's size, and each store writes one batch at a time.
+            events = cast(EventStore, GroupCommitEventStore(ClickHouseEventStore(clickhouse)))
+            log = cast(EngagementLog, GroupCommitEngagementLog(ClickHouseEngagementLog(clickhouse)))
             if settings.tracing:
                 from ._tracing import trace_clickhouse_store
 

@@ -190,11 +190,16 @@ class EngagementRecorder:
         """The configuration in use."""
         return self._config
 
-    def record(self, event: EngagementEvent | Mapping[str, Any]) -> bool:
+    def record(
+        self, event: EngagementEvent | Mapping[str, Any], *, video: Video | None = None
+    ) -> bool:
         """Validate and apply one event; ``False`` if its ``event_id`` was applied before.
 
         ``event`` may be a mapping (decoded JSON, for example); it is validated as an
-        :class:`~reelrank.EngagementEvent`.
+        :class:`~reelrank.EngagementEvent`. ``video``, the event's video as the caller
+        has just read it from the catalog, saves the recorder reading it again (every
+        method that records takes it); it must be that video, else
+        :class:`~reelrank.InvalidInputError` naming ``video``.
 
         Raises:
             InvalidInputError: naming the bad field, ``occurred_at`` among them.
@@ -206,9 +211,11 @@ class EngagementRecorder:
             if not isinstance(event, Mapping):
                 raise InvalidInputError("event", "must be an EngagementEvent or a mapping")
             event = EngagementEvent.model_validate(dict(event))
-        return self._record(event, timed_by_client=True)
+        return self._record(event, timed_by_client=True, video=video)
 
-    def _record(self, event: EngagementEvent, *, timed_by_client: bool) -> bool:
+    def _record(
+        self, event: EngagementEvent, *, timed_by_client: bool, video: Video | None = None
+    ) -> bool:
         now = self._now()
         self._check_time(event.occurred_at, now)
         fingerprint = _fingerprint(event, with_time=timed_by_client)
@@ -216,7 +223,7 @@ class EngagementRecorder:
             raise IdempotencyConflictError(
                 "event_id", event.event_id, "already recorded for a different event"
             )
-        applied = self._apply(event)
+        applied = self._apply(event, video)
         if applied:
             self._payloads.put(event.event_id, fingerprint, now)
         return applied
@@ -265,8 +272,11 @@ class EngagementRecorder:
                 store, getattr(fn, "__name__", "call"), time.perf_counter() - started, outcome
             )
 
-    def _apply(self, event: EngagementEvent) -> bool:
-        video = self._store_call("catalog", self._catalog.get_video, event.video_id)
+    def _apply(self, event: EngagementEvent, video: Video | None) -> bool:
+        if video is None:
+            video = self._store_call("catalog", self._catalog.get_video, event.video_id)
+        elif not isinstance(video, Video) or video.video_id != event.video_id:
+            raise InvalidInputError("video", "must be the Video the event's video_id names")
         if video.state is not ProcessingState.READY:
             raise NotReadyError(video.video_id, video.state.value)
         if event.kind is EngagementKind.WATCH:
@@ -304,8 +314,9 @@ class EngagementRecorder:
         watched_seconds: float | None = None,
         completion: float | None = None,
         variant: str | None = None,
+        video: Video | None = None,
     ) -> bool:
-        """Record a watch; ``occurred_at`` defaults to now."""
+        """Record a watch; ``occurred_at`` defaults to now (``video``: see :meth:`record`)."""
         return self._record_kind(
             EngagementKind.WATCH,
             user_id,
@@ -313,6 +324,7 @@ class EngagementRecorder:
             event_id,
             occurred_at,
             variant,
+            video,
             watched_seconds=watched_seconds,
             completion=completion,
         )
@@ -325,10 +337,11 @@ class EngagementRecorder:
         event_id: str,
         occurred_at: datetime | None = None,
         variant: str | None = None,
+        video: Video | None = None,
     ) -> bool:
         """Record a like; liking a video the user already likes changes no statistic."""
         return self._record_kind(
-            EngagementKind.LIKE, user_id, video_id, event_id, occurred_at, variant
+            EngagementKind.LIKE, user_id, video_id, event_id, occurred_at, variant, video
         )
 
     def unlike(
@@ -339,10 +352,11 @@ class EngagementRecorder:
         event_id: str,
         occurred_at: datetime | None = None,
         variant: str | None = None,
+        video: Video | None = None,
     ) -> bool:
         """Record an unlike, which reverses the user's like (if any) and its affinity credit."""
         return self._record_kind(
-            EngagementKind.UNLIKE, user_id, video_id, event_id, occurred_at, variant
+            EngagementKind.UNLIKE, user_id, video_id, event_id, occurred_at, variant, video
         )
 
     def share(
@@ -354,6 +368,7 @@ class EngagementRecorder:
         channel: str,
         occurred_at: datetime | None = None,
         variant: str | None = None,
+        video: Video | None = None,
     ) -> bool:
         """Record a share through ``channel``."""
         return self._record_kind(
@@ -363,6 +378,7 @@ class EngagementRecorder:
             event_id,
             occurred_at,
             variant,
+            video,
             channel=channel,
         )
 
@@ -374,6 +390,7 @@ class EngagementRecorder:
         event_id: str,
         occurred_at: datetime | None,
         variant: str | None,
+        video: Video | None,
         **extra: Any,
     ) -> bool:
         fields: dict[str, Any] = {
@@ -387,4 +404,6 @@ class EngagementRecorder:
         fields.update({name: value for name, value in extra.items() if value is not None})
         # A time the recorder filled in differs on every retry, so it is no part of what
         # a retry must repeat.
-        return self._record(EngagementEvent(**fields), timed_by_client=occurred_at is not None)
+        return self._record(
+            EngagementEvent(**fields), timed_by_client=occurred_at is not None, video=video
+        )

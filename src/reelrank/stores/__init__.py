@@ -11,6 +11,12 @@ from .._public import _public_module
 from ._cache import CacheStats, InMemoryFeedCache, LRUFeedCache, TieredFeedCache
 from ._catalog import InMemoryCatalog
 from ._events import InMemoryEventStore
+from ._group_commit import (
+    EventsAppendedEach,
+    EventsRecordedEach,
+    GroupCommitEngagementLog,
+    GroupCommitEventStore,
+)
 from ._log import InMemoryEngagementLog
 from ._progress import InMemoryProgressStore
 from ._protocols import (
@@ -48,8 +54,12 @@ __all__ = [
     "Catalog",
     "EngagementLog",
     "EventStore",
+    "EventsAppendedEach",
+    "EventsRecordedEach",
     "FeedCache",
     "FeedKey",
+    "GroupCommitEngagementLog",
+    "GroupCommitEventStore",
     "InMemoryCatalog",
     "InMemoryEngagementLog",
     "InMemoryEventStore",

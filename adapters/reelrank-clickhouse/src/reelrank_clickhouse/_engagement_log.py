@@ -112,6 +112,13 @@ class ClickHouseEngagementLog:
 
     def record_many(self, events: Sequence[EngagementEvent]) -> int:
         """Keep a batch of events in one insert; returns how many were new."""
+        return sum(self.record_each(events))
+
+    def record_each(self, events: Sequence[EngagementEvent]) -> list[bool]:
+        """:meth:`record_many`, saying for each event whether it was new (``False`` for
+        an id kept before, or repeated within the batch after its first occurrence).
+        For :class:`~reelrank.GroupCommitEngagementLog`, which keeps the events of
+        concurrent requests in one batch and answers each request."""
         if isinstance(events, str | bytes) or not isinstance(events, Sequence):
             raise InvalidInputError("events", "must be a sequence of EngagementEvent")
         batch: dict[str, EngagementEvent] = {}
@@ -119,18 +126,24 @@ class ClickHouseEngagementLog:
             if not isinstance(event, EngagementEvent):
                 raise InvalidInputError("event", "must be an EngagementEvent")
             batch.setdefault(event.event_id, event)
-        if not batch:
-            return 0
-        with self._write_lock, store_errors(_STORE, "record"):
-            client = self._clients.writer()
-            batch_ids = id_table("batch", "event_id", "String", batch)
-            known = {row[0] for row in client.execute(self._known, external_tables=[batch_ids])}
-            fresh = [event for event_id, event in batch.items() if event_id not in known]
-            if not fresh:
-                return 0
-            columns = event_columns(fresh, self._sequence.take(len(fresh)))
-            client.execute(self._insert, columns, columnar=True)
-        return len(fresh)
+        fresh_ids: set[str] = set()
+        if batch:
+            with self._write_lock, store_errors(_STORE, "record"):
+                client = self._clients.writer()
+                batch_ids = id_table("batch", "event_id", "String", batch)
+                known = {
+                    row[0] for row in client.execute(self._known, external_tables=[batch_ids])
+                }
+                fresh = [event for event_id, event in batch.items() if event_id not in known]
+                if fresh:
+                    columns = event_columns(fresh, self._sequence.take(len(fresh)))
+                    client.execute(self._insert, columns, columnar=True)
+                    fresh_ids = {event.event_id for event in fresh}
+        results: list[bool] = []
+        for event in events:
+            results.append(event.event_id in fresh_ids)
+            fresh_ids.discard(event.event_id)
+        return results
 
     def events_between(
         self, start: datetime, end: datetime, *, limit: int

@@ -491,9 +491,26 @@ class ClickHouseEventStore:
         anything is written, so a bad one raises :class:`~reelrank.InvalidInputError`
         and nothing of the batch is stored.
         """
+        return sum(self.append_each(items))
+
+    def append_each(self, items: Sequence[tuple[EngagementEvent, int]]) -> list[bool]:
+        """:meth:`append_many`, saying for each pair whether it was applied (``False``
+        for an id stored before, or repeated within the batch after its first
+        occurrence). For :class:`~reelrank.GroupCommitEventStore`, which stores the
+        events of concurrent requests in one batch and answers each request."""
         batch = self._validated(items)
+        applied = self._append(batch)
+        results: list[bool] = []
+        answered: set[str] = set()
+        for event, _ in items:
+            results.append(event.event_id not in answered and applied.get(event.event_id, False))
+            answered.add(event.event_id)
+        return results
+
+    def _append(self, batch: dict[str, _Pair]) -> dict[str, bool]:
+        """Store the validated ``batch``; whether each id was applied by this call."""
         if not batch:
-            return 0
+            return {}
         # Columns, ids and hours are built once, outside the lock, and narrowed to the
         # new events only when the first check found some stored.
         columns = event_columns([event for event, _ in batch.values()], 0)
@@ -507,7 +524,7 @@ class ClickHouseEventStore:
             if stored:
                 fresh = [index for index, event_id in enumerate(ids) if event_id not in stored]
                 if not fresh:
-                    return 0
+                    return {}
                 columns = [[column[index] for index in fresh] for column in columns]
                 ids = [ids[index] for index in fresh]
             first_seq = self._sequence.take(len(ids))
@@ -519,11 +536,10 @@ class ClickHouseEventStore:
                 if self._copied(client, ids, seconds)
                 else {}
             )
-            raced = self._correct(client, batch, copies)
+            raced = set(self._correct(client, batch, copies))
             # A raced id is this writer's if its own copy arrived first.
             mine = range(first_seq, first_seq + len(ids))
-            lost = sum(1 for event_id in raced if copies[event_id][1] not in mine)
-        return len(ids) - lost
+        return {event_id: event_id not in raced or copies[event_id][1] in mine for event_id in ids}
 
     def reconcile(self, *, since: datetime, sync_timeout_seconds: float = 300.0) -> int:
         """Write the missing corrections of events stored more than once on or after

@@ -96,20 +96,29 @@ class ReplicaReadStore(SqlStore):
         verify_schema: bool = True,
     ) -> None:
         super().__init__(engine, verify_schema=verify_schema)
-        if read_engine is None:
-            self._reader = engine
-            return
-        dialect = _dialect("read_engine", read_engine)
-        if dialect != engine.dialect.name:
-            raise InvalidInputError(
-                "read_engine", f"must use the engine's dialect {engine.dialect.name}, not {dialect}"
-            )
-        if verify_schema:
-            check_schema(read_engine)
-        self._reader = read_engine
+        if read_engine is not None:
+            dialect = _dialect("read_engine", read_engine)
+            if dialect != engine.dialect.name:
+                raise InvalidInputError(
+                    "read_engine",
+                    f"must use the engine's dialect {engine.dialect.name}, not {dialect}",
+                )
+            if verify_schema:
+                check_schema(read_engine)
+        self._read_engine = engine if read_engine is None else read_engine
+        # On PostgreSQL a read runs outside a transaction block: in one, psycopg sends
+        # BEGIN before the statement and SQLAlchemy a ROLLBACK when the connection goes
+        # back to the pool, two round trips for each read's one. Under READ COMMITTED a
+        # statement sees the same rows either way. A read that needs the block (SET
+        # LOCAL) connects to ``_read_engine``.
+        self._reader = (
+            self._read_engine.execution_options(isolation_level="AUTOCOMMIT")
+            if self._postgres
+            else self._read_engine
+        )
 
     @property
     def read_engine(self) -> Engine:
         """The engine the replica-safe reads run on: ``read_engine`` if one was given,
         else :attr:`engine`."""
-        return self._reader
+        return self._read_engine

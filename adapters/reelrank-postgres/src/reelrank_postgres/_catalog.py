@@ -328,7 +328,11 @@ class SqlCatalog(ReplicaReadStore):
         if limit == 0:
             return []
         query = _FOLLOWED_VIDEOS_POSTGRES if self._postgres else _FOLLOWED_VIDEOS_SQLITE
-        with store_errors(self._store, "followed_videos"), self._reader.connect() as connection:
+        # In a transaction block: SET LOCAL lasts until its end (and does nothing outside).
+        with (
+            store_errors(self._store, "followed_videos"),
+            self._read_engine.connect() as connection,
+        ):
             if self._postgres:
                 # Statistics saying creators have few videos make the planner fetch each
                 # creator's rows by bitmap and sort them all; walking the index backwards

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -10,7 +11,8 @@ import orjson
 from pydantic import Field, SecretStr
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DisconnectionError
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from reelrank.stores.adapter import AdapterSettings, ConfigError
 
@@ -74,7 +76,16 @@ class SqlStoreConfig(AdapterSettings):
     pool_recycle_seconds: int = Field(default=1_800, ge=1, le=86_400)
     """Connections older than this are replaced on checkout."""
     pool_pre_ping: bool = True
-    """Test each connection on checkout, so a server restart costs no failed call."""
+    """Test a connection on checkout (see :attr:`pool_pre_ping_idle_seconds`), so a
+    server restart costs no failed call."""
+    pool_pre_ping_idle_seconds: float = Field(default=1.0, ge=0.0, le=3_600.0, allow_inf_nan=False)
+    """With :attr:`pool_pre_ping`, only a connection that has sat in the pool at least
+    this long is tested on checkout; ``0`` tests every checkout (SQLAlchemy's own
+    ``pool_pre_ping``). A connection in steady use is not pinged: the ping was one
+    round trip per store call. A server that went away while a connection was in use
+    fails that call, and SQLAlchemy then discards every connection opened before, so
+    only a restart completed within this many seconds of a connection's last use can
+    reach a stale connection (and costs that one call)."""
     sqlite_busy_timeout_seconds: float = Field(default=1.0, gt=0.0, le=600.0, allow_inf_nan=False)
     """SQLite: seconds a writer waits for another connection's lock."""
     sqlite_mmap_size_bytes: int = Field(default=2_147_418_112, ge=0, le=2**40)
@@ -113,11 +124,11 @@ def connect(config: SqlStoreConfig) -> Engine:
             pool_size=config.pool_size,
             max_overflow=config.max_overflow,
             pool_timeout=config.pool_timeout_seconds,
-            pool_pre_ping=config.pool_pre_ping,
+            pool_pre_ping=_engine_pre_ping(config),
         )
         event.listen(engine, "connect", _enable_sqlite_foreign_keys)
         event.listen(engine, "connect", _sqlite_memory_map(config.sqlite_mmap_size_bytes))
-        return engine
+        return _ping_idle_connections(engine, config)
     raise ConfigError("url", config.url, "must be a postgresql or sqlite URL")
 
 
@@ -170,7 +181,7 @@ def _postgres_engine(url: URL, config: SqlStoreConfig, *, read_only: bool) -> En
         if read_only:
             settings.append("default_transaction_read_only=on")
         connect_args["options"] = " ".join(f"-c {setting}" for setting in settings)
-    return create_engine(
+    engine = create_engine(
         url,
         connect_args=connect_args,
         json_deserializer=_json_loads,
@@ -178,8 +189,48 @@ def _postgres_engine(url: URL, config: SqlStoreConfig, *, read_only: bool) -> En
         max_overflow=config.max_overflow,
         pool_timeout=config.pool_timeout_seconds,
         pool_recycle=config.pool_recycle_seconds,
-        pool_pre_ping=config.pool_pre_ping,
+        pool_pre_ping=_engine_pre_ping(config),
     )
+    return _ping_idle_connections(engine, config)
+
+
+_IDLE_SINCE = "reelrank_idle_since"
+"""Key, in a pooled connection's ``info``, of when it was last returned to the pool."""
+
+
+def _engine_pre_ping(config: SqlStoreConfig) -> bool:
+    """Whether SQLAlchemy itself pings on every checkout (no idle threshold)."""
+    return config.pool_pre_ping and config.pool_pre_ping_idle_seconds == 0.0
+
+
+def _ping_idle_connections(engine: Engine, config: SqlStoreConfig) -> Engine:
+    """Ping, on checkout, the connections idle for ``pool_pre_ping_idle_seconds`` or more.
+
+    SQLAlchemy's documented pessimistic handling with pool events: a ``checkout``
+    listener that raises :class:`~sqlalchemy.exc.DisconnectionError` makes the pool
+    discard that connection and check out another (three attempts). A connection
+    opened for this checkout has no ``idle since`` yet and is not pinged.
+    """
+    if not config.pool_pre_ping or _engine_pre_ping(config):
+        return engine
+    idle_seconds = config.pool_pre_ping_idle_seconds
+    dialect = engine.dialect
+
+    def checked_in(dbapi_connection: Any, entry: ConnectionPoolEntry) -> None:
+        entry.info[_IDLE_SINCE] = time.monotonic()
+
+    def checked_out(dbapi_connection: Any, entry: ConnectionPoolEntry, proxy: Any) -> None:
+        idle_since = entry.info.get(_IDLE_SINCE)
+        if idle_since is None or time.monotonic() - idle_since < idle_seconds:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            raise DisconnectionError(f"pooled connection failed its ping: {exc}") from exc
+
+    event.listen(engine, "checkin", checked_in)
+    event.listen(engine, "checkout", checked_out)
+    return engine
 
 
 def _json_loads(document: str | bytes) -> Any:

@@ -69,14 +69,15 @@ def replicated(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def lint(session: nox.Session) -> None:
-    """ruff, then the import contracts of pyproject.toml (the core's layers, no cycles,
-    adapters on public names only)."""
-    session.install("ruff", "import-linter>=2.16")
+    """ruff (lint and format), then the import contracts of pyproject.toml (the core's
+    layers, no cycles, adapters on public names only)."""
+    session.install("ruff>=0.17,<0.18", "import-linter>=2.16")
     # lint-imports only reads the sources, so the packages are installed without their
     # dependencies.
     editable = [arg for p in ADAPTERS for arg in ("-e", str(Path(p).parent))]
     session.install("--no-deps", "-e", ".", *editable)
     session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
     session.run("lint-imports", "--no-cache", "--no-logo")
 
 

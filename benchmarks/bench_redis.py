@@ -139,9 +139,9 @@ def test_snapshot_get(benchmark: Any, client: Any, config: Any) -> None:
     assert benchmark(cache.get, 1) == snapshot
 
 
-def _alternating(calls: dict[str, Callable[[], Any]], rounds: int, block: int = 50) -> dict[
-    str, tuple[float, float]
-]:
+def _alternating(
+    calls: dict[str, Callable[[], Any]], rounds: int, block: int = 50
+) -> dict[str, tuple[float, float]]:
     """(p50, p99) in microseconds of each call, timed in alternating blocks of ``block``
     calls, so a noisy moment of the shared machine falls on every call alike."""
     samples: dict[str, list[int]] = {name: [] for name in calls}
@@ -172,9 +172,7 @@ def _get_in_two_round_trips(client: Any, config: Any, user_id: int) -> FeedSnaps
     return snapshot
 
 
-def test_snapshot_get_one_round_trip_against_two(
-    benchmark: Any, client: Any, config: Any
-) -> None:
+def test_snapshot_get_one_round_trip_against_two(benchmark: Any, client: Any, config: Any) -> None:
     cache = reelrank_redis.RedisFeedCache(client, config)
     snapshot = _snapshot(1, SNAPSHOT_ITEMS)
     cache.put(snapshot, ttl_seconds=600)

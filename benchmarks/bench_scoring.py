@@ -144,8 +144,15 @@ def python_columns(n: int) -> tuple[list[Any], ...]:
     return tuple(
         column.tolist()
         for column in (
-            c.video_ids, c.creator_ids, c.published_at, c.views, c.completion_sum,
-            c.likes, c.shares, c.comments, c.dl_scores,
+            c.video_ids,
+            c.creator_ids,
+            c.published_at,
+            c.views,
+            c.completion_sum,
+            c.likes,
+            c.shares,
+            c.comments,
+            c.dl_scores,
         )
     )
 
@@ -171,8 +178,13 @@ def python_rank(config: RankingConfig, w: Workload, columns: tuple[list[Any], ..
         )
         total = v + cfg.engagement_prior_views
         rate = (
-            (cfg.like_weight * likes[i] + cfg.share_weight * shares[i]
-             + cfg.comment_weight * comments[i] + engagement_prior) / total
+            (
+                cfg.like_weight * likes[i]
+                + cfg.share_weight * shares[i]
+                + cfg.comment_weight * comments[i]
+                + engagement_prior
+            )
+            / total
             if total > 0
             else cfg.engagement_prior_rate
         )
@@ -195,14 +207,20 @@ def python_rank(config: RankingConfig, w: Workload, columns: tuple[list[Any], ..
 @numba.njit(cache=True, fastmath=FASTMATH, error_model="numpy", nogil=True)
 def bare_read(features: Any, creator_column: Any) -> float:
     """Sum the feature rows (and ``creator_column`` unless None) in one pass."""
-    rows = (features[0], features[1], features[2], features[3], features[4], features[5],
-            features[6])
+    rows = (
+        features[0],
+        features[1],
+        features[2],
+        features[3],
+        features[4],
+        features[5],
+        features[6],
+    )
     total = np.float32(0.0)
     creators = 0
     for i in range(np.uint64(features.shape[1])):
         total += (
-            rows[0][i] + rows[1][i] + rows[2][i] + rows[3][i] + rows[4][i] + rows[5][i]
-            + rows[6][i]
+            rows[0][i] + rows[1][i] + rows[2][i] + rows[3][i] + rows[4][i] + rows[5][i] + rows[6][i]
         )
         if creator_column is not None:
             creators += creator_column[i]
@@ -335,8 +353,11 @@ def test_cold_start_first_call(benchmark: Any, variant: str) -> None:
 
     def new_process() -> None:
         out = subprocess.run(
-            [sys.executable, "-c", COLD_START, variant], check=True, capture_output=True,
-            text=True, env=os.environ.copy(),
+            [sys.executable, "-c", COLD_START, variant],
+            check=True,
+            capture_output=True,
+            text=True,
+            env=os.environ.copy(),
         )
         phases.append(json.loads(out.stdout))
 

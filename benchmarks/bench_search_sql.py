@@ -181,8 +181,7 @@ def _load_sqlite_postings(connection: Any, documents: list[SearchDocument]) -> N
     connection.execute(text("DROP TABLE temp.staged"))
     connection.execute(
         text(
-            "CREATE INDEX ix_search_postings_video ON search_postings "
-            "(video_id, term, tf, length)"
+            "CREATE INDEX ix_search_postings_video ON search_postings (video_id, term, tf, length)"
         )
     )
 

@@ -108,6 +108,7 @@ def on_exit(server: object) -> None:
     for directory in _metrics_temp_dir:
         shutil.rmtree(directory, ignore_errors=True)
 
+
 # --- Logging: every line gunicorn and the app write is one JSON object (level and format
 # from REELRANK_LOG_LEVEL / REELRANK_LOG_FORMAT). The access line leaves out the query
 # string, which can hold a cursor, and carries the request id the app answered with.

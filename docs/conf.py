@@ -118,8 +118,10 @@ def _public_paths() -> dict[str, frozenset[str]]:
             paths = groups.setdefault((name, id(obj)), set())
             paths.add(f"{module_name}.{name}")
             home = getattr(obj, "__module__", None)
-            if isinstance(home, str) and home.startswith("reelrank") and name == getattr(
-                obj, "__name__", None
+            if (
+                isinstance(home, str)
+                and home.startswith("reelrank")
+                and name == getattr(obj, "__name__", None)
             ):
                 paths.add(f"{home}.{name}")
     return {path: frozenset(paths) for paths in groups.values() for path in paths}

@@ -20,7 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-WORKLOAD = r'''
+WORKLOAD = r"""
 import json, statistics, time
 from datetime import UTC, datetime, timedelta
 import numpy as np
@@ -105,7 +105,7 @@ warmer = service(rr.TieredFeedCache(rr.LRUFeedCache(max_entries=50_000), rr.InMe
 results["warm 100 users (10k catalog)"] = best_and_median(
     lambda: warmer.warm([next(users) for _ in range(100)]), 5)
 print("RESULTS " + json.dumps(results))
-'''
+"""
 
 
 def run(src: Path) -> dict[str, list[float]]:

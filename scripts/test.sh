@@ -65,6 +65,7 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "lint"
 "$py" -m ruff check .
+"$py" -m ruff format --check .
 # The import contracts in pyproject.toml: the core's layers, no cycles, adapters on public names.
 "$root/.venv/bin/lint-imports" --no-cache --no-logo
 step "mypy"

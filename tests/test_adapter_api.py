@@ -252,7 +252,7 @@ def test_the_scan_catches_private_imports(tmp_path: Path) -> None:
         'MODULE = "reelrank.stores._text"\n',
         encoding="utf-8",
     )
-    flagged = {int(hit.split(':')[1]) for hit in _private_imports(sample)}
+    flagged = {int(hit.split(":")[1]) for hit in _private_imports(sample)}
     assert flagged == {1, 2, 3, 6}
 
 

@@ -51,9 +51,7 @@ def test_any_normalised_non_negative_weights_are_accepted(raw: list[float]) -> N
 
 @given(
     st.sampled_from(WEIGHT_FIELDS),
-    st.floats(allow_nan=True, allow_infinity=True).filter(
-        lambda x: not (0.0 <= x <= 1.0)
-    ),
+    st.floats(allow_nan=True, allow_infinity=True).filter(lambda x: not (0.0 <= x <= 1.0)),
 )
 def test_out_of_range_weight_is_always_rejected(field: str, value: float) -> None:
     with pytest.raises(ConfigError) as info:
@@ -67,8 +65,12 @@ def test_loads_from_json_toml_and_env(tmp_path) -> None:  # type: ignore[no-unty
     toml = tmp_path / "ranking.toml"
     toml.write_text("[tool.reelrank]\ncompletion = 0.35\nengagement = 0.30\nmax_page_size = 50\n")
     assert RankingConfig.from_toml(toml, table="tool.reelrank") == expected
-    env = {"REELRANK_COMPLETION": "0.35", "REELRANK_ENGAGEMENT": "0.30",
-           "REELRANK_MAX_PAGE_SIZE": "50", "UNRELATED": "x"}
+    env = {
+        "REELRANK_COMPLETION": "0.35",
+        "REELRANK_ENGAGEMENT": "0.30",
+        "REELRANK_MAX_PAGE_SIZE": "50",
+        "UNRELATED": "x",
+    }
     assert RankingConfig.from_env(env) == expected
 
 

@@ -44,7 +44,10 @@ class World:
 
     def engage(self, user_id: int, video_id: int, kind: str = "watch", **fields: object) -> None:
         event: EngagementEvent = make_event(
-            kind, user_id=user_id, video_id=video_id, occurred_at=NOW - timedelta(hours=1),
+            kind,
+            user_id=user_id,
+            video_id=video_id,
+            occurred_at=NOW - timedelta(hours=1),
             **fields,
         )
         creator_id = self.catalog.get_video(video_id).creator_id
@@ -150,9 +153,7 @@ def test_old_engagement_is_outside_the_lookback() -> None:
 
 @settings(max_examples=40, deadline=None)
 @given(
-    engagements=st.lists(
-        st.tuples(st.integers(1, 6), st.integers(1, 12)), min_size=1, max_size=40
-    ),
+    engagements=st.lists(st.tuples(st.integers(1, 6), st.integers(1, 12)), min_size=1, max_size=40),
     follows=st.sets(st.integers(1, 6)),
     blocked=st.sets(st.integers(1, 6)),
 )

@@ -51,8 +51,14 @@ def test_sigterm_drains_requests_in_flight_within_graceful_timeout(tmp_path: Pat
     port = free_port()
     log = (tmp_path / "gunicorn.log").open("wb")
     master = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "deploy" / "gunicorn.conf.py"),
-         "slow_service_app:create_slow_app()"],
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            str(ROOT / "deploy" / "gunicorn.conf.py"),
+            "slow_service_app:create_slow_app()",
+        ],
         env={**env, "REELRANK_PORT": str(port)},
         stdout=log,
         stderr=subprocess.STDOUT,

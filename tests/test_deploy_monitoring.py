@@ -94,9 +94,7 @@ def promql_metric_names(expr: str) -> set[str]:
     text = re.sub(r"\$\{?\w+\}?", "", text)
     text = re.sub(r"\{[^}]*\}", " ", text)
     text = re.sub(r"\[[^\]]*\]", " ", text)
-    text = re.sub(
-        r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text
-    )
+    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)
     names = set()
     for match in re.finditer(r"[A-Za-z_:][A-Za-z0-9_:]*", text):
         word = match.group()
@@ -128,7 +126,7 @@ def test_the_lexer_finds_metric_names_and_nothing_else() -> None:
     expr = (
         'histogram_quantile(0.95, sum by (route, le) (rate(a_bucket{route!~"/x|y",le="+Inf"}'
         "[$__rate_interval] offset 5m))) > 1e-3 and on () b_total / ignoring (x) group_left"
-        " sum without (pod) (c) unless absent(up{job=\"j\"} == 1)"
+        ' sum without (pod) (c) unless absent(up{job="j"} == 1)'
     )
     assert promql_metric_names(expr) == {"a_bucket", "b_total", "c", "up"}
 

@@ -60,8 +60,11 @@ def explain_args(candidates: Candidates, affinity: Any) -> tuple[Any, Any, Any, 
 def kernel_scores(candidates: Candidates, ranker: Ranker, affinity: Any = None) -> np.ndarray:
     out = np.empty(len(candidates), dtype=np.float32)
     assert K.score_kernel(
-        candidates._features, *group_args(candidates, affinity), ranker._params,
-        now_hours(candidates), out,
+        candidates._features,
+        *group_args(candidates, affinity),
+        ranker._params,
+        now_hours(candidates),
+        out,
     )
     return out
 
@@ -103,8 +106,12 @@ def kernel_rank(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rank with seen ids sorted, as the wrapper hands over long lists."""
     count, positions, scores = rank_kernel_call(
-        candidates, ranker, k, affinity=affinity,
-        seen_ids=None if seen_ids is None else np.sort(seen_ids), seen_mask=seen_mask,
+        candidates,
+        ranker,
+        k,
+        affinity=affinity,
+        seen_ids=None if seen_ids is None else np.sort(seen_ids),
+        seen_mask=seen_mask,
     )
     assert count >= 0
     return positions[:count], scores[:count]
@@ -154,12 +161,21 @@ def test_freshness_polynomial_tracks_exact_power_of_two() -> None:
     n = halvings.size
     zeros = np.zeros(n)
     candidates = Candidates.from_arrays(
-        video_id=np.arange(n), creator_id=np.zeros(n, dtype=np.int64),
-        published_at=NOW - halvings * half_life * 3600.0, views=zeros, completion_sum=zeros,
-        likes=zeros, shares=zeros, comments=zeros,
+        video_id=np.arange(n),
+        creator_id=np.zeros(n, dtype=np.int64),
+        published_at=NOW - halvings * half_life * 3600.0,
+        views=zeros,
+        completion_sum=zeros,
+        likes=zeros,
+        shares=zeros,
+        comments=zeros,
     )
     config = RankingConfig(
-        freshness=1.0, completion=0.0, engagement=0.0, affinity=0.0, deep_learning=0.0,
+        freshness=1.0,
+        completion=0.0,
+        engagement=0.0,
+        affinity=0.0,
+        deep_learning=0.0,
         freshness_half_life_hours=half_life,
     )
     got = kernel_scores(candidates, Ranker(config)).astype(np.float64)
@@ -178,12 +194,21 @@ def test_freshness_underflows_to_tiny_not_garbage() -> None:
     ages = np.array([0.0, 1e4, 1e6, 1e8]) * 3600.0
     zeros = np.zeros(4)
     candidates = Candidates.from_arrays(
-        video_id=np.arange(4), creator_id=np.zeros(4, dtype=np.int64),
-        published_at=NOW - ages, views=zeros, completion_sum=zeros, likes=zeros,
-        shares=zeros, comments=zeros,
+        video_id=np.arange(4),
+        creator_id=np.zeros(4, dtype=np.int64),
+        published_at=NOW - ages,
+        views=zeros,
+        completion_sum=zeros,
+        likes=zeros,
+        shares=zeros,
+        comments=zeros,
     )
     config = RankingConfig(
-        freshness=1.0, completion=0.0, engagement=0.0, affinity=0.0, deep_learning=0.0,
+        freshness=1.0,
+        completion=0.0,
+        engagement=0.0,
+        affinity=0.0,
+        deep_learning=0.0,
         freshness_half_life_hours=1.0,
     )
     got = kernel_scores(candidates, Ranker(config))
@@ -197,9 +222,14 @@ def test_all_ties_are_ordered_by_video_id(k: int) -> None:
     rng = np.random.default_rng(k)
     ones = np.ones(n)
     candidates = Candidates.from_arrays(
-        video_id=rng.permutation(10 * n)[:n], creator_id=np.zeros(n, dtype=np.int64),
-        published_at=np.full(n, NOW), views=ones * 10, completion_sum=ones * 5,
-        likes=ones, shares=ones, comments=ones,
+        video_id=rng.permutation(10 * n)[:n],
+        creator_id=np.zeros(n, dtype=np.int64),
+        published_at=np.full(n, NOW),
+        views=ones * 10,
+        completion_sum=ones * 5,
+        likes=ones,
+        shares=ones,
+        comments=ones,
     )
     positions, scores = kernel_rank(candidates, Ranker(), k)
     expected = np.argsort(candidates.video_ids, kind="stable")[:k]
@@ -211,9 +241,14 @@ def test_all_ties_with_duplicate_video_ids_fall_back_to_position() -> None:
     n = 300
     ones = np.ones(n)
     candidates = Candidates.from_arrays(
-        video_id=np.arange(n) % 7, creator_id=np.zeros(n, dtype=np.int64),
-        published_at=np.full(n, NOW), views=ones, completion_sum=ones, likes=ones,
-        shares=ones, comments=ones,
+        video_id=np.arange(n) % 7,
+        creator_id=np.zeros(n, dtype=np.int64),
+        published_at=np.full(n, NOW),
+        views=ones,
+        completion_sum=ones,
+        likes=ones,
+        shares=ones,
+        comments=ones,
     )
     positions, _ = kernel_rank(candidates, Ranker(), 100)
     expected = np.lexsort((np.arange(n), candidates.video_ids))[:100]
@@ -224,8 +259,9 @@ AFFINITY_CONFIGS = [
     RankingConfig(),
     # Affinity outweighs everything else: blocks far below the k-th best without it
     # can still reach it, so the affinity bound must not skip them.
-    RankingConfig(freshness=0.05, completion=0.05, engagement=0.05, affinity=0.8,
-                  deep_learning=0.05),
+    RankingConfig(
+        freshness=0.05, completion=0.05, engagement=0.05, affinity=0.8, deep_learning=0.05
+    ),
 ]
 
 
@@ -257,9 +293,7 @@ def test_rank_kernel_is_the_head_of_the_sorted_score_kernel(
         affinity[followed[1].item()] = 0.0
         assert np.isin(columns.creator_id, followed).sum() * K.DENSE_AFFINITY_SHARE < n
     scores = kernel_scores(candidates, ranker, affinity)
-    np.testing.assert_allclose(
-        scores, ref.score(columns, NOW, config, affinity), atol=2e-6, rtol=0
-    )
+    np.testing.assert_allclose(scores, ref.score(columns, NOW, config, affinity), atol=2e-6, rtol=0)
     seen = rng.choice(columns.video_id, 300, replace=False)
     mask = np.isin(columns.video_id, seen)
     expected = ref.top_k(scores, columns.video_id, k, seen.tolist())
@@ -284,8 +318,14 @@ def test_affinity_lifts_one_block_far_below_the_threshold_into_the_top(
     creator_ids = np.arange(n) % 10
     creator_ids[-1] = 500
     candidates = Candidates.from_arrays(
-        video_id=np.arange(n), creator_id=creator_ids, published_at=np.full(n, NOW),
-        views=views, completion_sum=views * 0.9, likes=views * 0.2, shares=ones, comments=ones,
+        video_id=np.arange(n),
+        creator_id=creator_ids,
+        published_at=np.full(n, NOW),
+        views=views,
+        completion_sum=views * 0.9,
+        likes=views * 0.2,
+        shares=ones,
+        comments=ones,
     )
     ranker = Ranker(RankingConfig(affinity=0.5, completion=0.2, engagement=0.1, freshness=0.15))
     scores = kernel_scores(candidates, ranker, affinity)
@@ -319,9 +359,14 @@ def test_rank_kernel_sorted_input_worst_case_for_the_heap() -> None:
     n = 1_000
     views = np.arange(n, dtype=np.float64) * 10
     candidates = Candidates.from_arrays(
-        video_id=np.arange(n), creator_id=np.zeros(n, dtype=np.int64),
-        published_at=np.full(n, NOW), views=views, completion_sum=views * 0.9,
-        likes=views * 0.2, shares=np.zeros(n), comments=np.zeros(n),
+        video_id=np.arange(n),
+        creator_id=np.zeros(n, dtype=np.int64),
+        published_at=np.full(n, NOW),
+        views=views,
+        completion_sum=views * 0.9,
+        likes=views * 0.2,
+        shares=np.zeros(n),
+        comments=np.zeros(n),
     )
     ranker = Ranker()
     scores = kernel_scores(candidates, ranker)
@@ -350,8 +395,12 @@ def test_explain_kernel_matches_reference_on_selected_rows(affinity_kind: str) -
         affinity = {int(c): float(rng.uniform()) for c in np.unique(columns.creator_id)[::3]}
     out = np.empty((60, 5), dtype=np.float32)
     assert K.explain_kernel(
-        candidates._features, *explain_args(candidates, affinity), ranker._params,
-        now_hours(candidates), positions, out,
+        candidates._features,
+        *explain_args(candidates, affinity),
+        ranker._params,
+        now_hours(candidates),
+        positions,
+        out,
     )
     expected = ref.explain(columns, NOW, ranker.config, affinity)[positions]
     np.testing.assert_allclose(out, expected, atol=2e-6, rtol=0)
@@ -369,9 +418,7 @@ def test_batch_kernel_adds_affinity_to_shared_scores_and_flags_bad_values() -> N
     assert K.batch_kernel(static, users, w_affinity, out)
     for row, user in zip(out, users, strict=True):
         # Equal up to the rounding order fast-math may pick: within one float32 ulp.
-        np.testing.assert_allclose(
-            row, kernel_scores(candidates, ranker, user), atol=6e-8, rtol=0
-        )
+        np.testing.assert_allclose(row, kernel_scores(candidates, ranker, user), atol=6e-8, rtol=0)
         np.testing.assert_allclose(
             row, ref.score(columns, NOW, ranker.config, user), atol=2e-6, rtol=0
         )
@@ -389,13 +436,20 @@ def test_mapping_affinity_ignores_unknown_creators_and_rejects_bad_values() -> N
     n = 6
     zeros = np.zeros(n)
     candidates = Candidates.from_arrays(
-        video_id=np.arange(n), creator_id=np.array([20, 3, 8, 3, 20, 8]),
-        published_at=np.full(n, NOW), views=zeros, completion_sum=zeros, likes=zeros,
-        shares=zeros, comments=zeros,
+        video_id=np.arange(n),
+        creator_id=np.array([20, 3, 8, 3, 20, 8]),
+        published_at=np.full(n, NOW),
+        views=zeros,
+        completion_sum=zeros,
+        likes=zeros,
+        shares=zeros,
+        comments=zeros,
     )
-    only_affinity = Ranker(RankingConfig(
-        freshness=0.0, completion=0.0, engagement=0.0, affinity=1.0, deep_learning=0.0
-    ))
+    only_affinity = Ranker(
+        RankingConfig(
+            freshness=0.0, completion=0.0, engagement=0.0, affinity=1.0, deep_learning=0.0
+        )
+    )
     mapping = {20: 0.2, 5: 0.9, 3: 1.0, 99: 0.4}
     scores = kernel_scores(candidates, only_affinity, mapping)
     assert scores.tolist() == pytest.approx([0.2, 1.0, 0.0, 1.0, 0.2, 0.0])
@@ -410,8 +464,12 @@ def test_mapping_affinity_ignores_unknown_creators_and_rejects_bad_values() -> N
             candidates._features, *group_args(candidates, mapping), params, hours, out
         )
         assert not K.explain_kernel(
-            candidates._features, *explain_args(candidates, mapping), params, hours,
-            np.arange(n), contributions,
+            candidates._features,
+            *explain_args(candidates, mapping),
+            params,
+            hours,
+            np.arange(n),
+            contributions,
         )
         count, _, _ = rank_kernel_call(candidates, only_affinity, 3, affinity={3: 0.5, 8: bad})
         assert count == K.INVALID_AFFINITY
@@ -422,8 +480,14 @@ def test_mapping_affinity_ignores_unknown_creators_and_rejects_bad_values() -> N
 
 @pytest.mark.parametrize(
     ("values", "valid"),
-    [([], True), ([0.0, 1.0, 0.5], True), ([0.5, np.nan], False), ([1.0000001], False),
-     ([-0.0], True), ([-1e-30], False)],
+    [
+        ([], True),
+        ([0.0, 1.0, 0.5], True),
+        ([0.5, np.nan], False),
+        ([1.0000001], False),
+        ([-0.0], True),
+        ([-1e-30], False),
+    ],
 )
 def test_in_unit_interval_kernel(values: list[float], valid: bool) -> None:
     assert K.in_unit_interval_kernel(np.array(values, dtype=np.float32)) is valid
@@ -578,9 +642,7 @@ def test_ranks_after(a: tuple[float, int, int], b: tuple[float, int, int], after
 
 
 @settings(deadline=None)
-@given(
-    rows=st.integers(0, 40), width=st.integers(1, 4), k=st.integers(0, 45), data=st.data()
-)
+@given(rows=st.integers(0, 40), width=st.integers(1, 4), k=st.integers(0, 45), data=st.data())
 def test_cosine_kernel_matches_the_reference(
     rows: int, width: int, k: int, data: st.DataObject
 ) -> None:
@@ -591,21 +653,21 @@ def test_cosine_kernel_matches_the_reference(
         draw(st.lists(st.integers(-2, 2), min_size=rows * width, max_size=rows * width)),
         dtype=np.float32,
     ).reshape(rows, width)
-    query = np.array(draw(st.lists(st.integers(-2, 2), min_size=width, max_size=width)),
-                     dtype=np.float32)
+    query = np.array(
+        draw(st.lists(st.integers(-2, 2), min_size=width, max_size=width)), dtype=np.float32
+    )
     ids = np.array(draw(st.lists(st.integers(1, 8), min_size=rows, max_size=rows)), np.int64)
     excluded = np.array(draw(st.lists(st.booleans(), min_size=rows, max_size=rows)), np.bool_)
     size = min(k, rows)
     out_rows = np.full(size, -1, dtype=np.int64)
     out_scores = np.full(size, np.nan, dtype=np.float32)
-    filled = top_k_cosine_kernel(
-        matrix, query, ids, excluded.view(np.uint8), out_rows, out_scores
-    )
+    filled = top_k_cosine_kernel(matrix, query, ids, excluded.view(np.uint8), out_rows, out_scores)
     expected = ref.cosine_top_k(matrix, query, ids, size, excluded)
     assert filled == len(expected)
-    got = [(int(ids[row]), float(score)) for row, score in zip(
-        out_rows[:filled], out_scores[:filled], strict=True
-    )]
+    got = [
+        (int(ids[row]), float(score))
+        for row, score in zip(out_rows[:filled], out_scores[:filled], strict=True)
+    ]
     assert got == expected
     eligible = np.flatnonzero(~excluded)
     order = sorted(eligible.tolist(), key=lambda r: (-float(matrix[r] @ query), ids[r], r))
@@ -628,7 +690,10 @@ def test_diversify_kernel_matches_the_reference(
     sounds = [sound for _, sound in items]
     order = np.full(len(items), -1, dtype=np.int64)
     diversify_kernel(
-        np.array(creators, dtype=np.int64), np.array(sounds, dtype=np.int64),
-        max_creator, max_sound, order,
+        np.array(creators, dtype=np.int64),
+        np.array(sounds, dtype=np.int64),
+        max_creator,
+        max_sound,
+        order,
     )
     assert order.tolist() == ref.diversity_order(creators, sounds, max_creator, max_sound)

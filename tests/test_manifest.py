@@ -126,9 +126,7 @@ def test_hls_starts_with_the_required_header() -> None:
         ),
     ],
 )
-def test_hls_refuses_values_that_would_break_the_playlist(
-    field: str, rendition: Rendition
-) -> None:
+def test_hls_refuses_values_that_would_break_the_playlist(field: str, rendition: Rendition) -> None:
     with pytest.raises(InvalidInputError) as info:
         build_hls_master_playlist(make_video([LADDER[0], rendition]))
     assert info.value.field == field

@@ -32,8 +32,14 @@ ATOL = 2e-6
 CONFIGS = [
     RankingConfig(),
     RankingConfig(
-        freshness=0.3, completion=0.1, engagement=0.2, affinity=0.3, deep_learning=0.1,
-        freshness_half_life_hours=6.0, completion_prior_views=0.0, engagement_prior_views=0.0,
+        freshness=0.3,
+        completion=0.1,
+        engagement=0.2,
+        affinity=0.3,
+        deep_learning=0.1,
+        freshness_half_life_hours=6.0,
+        completion_prior_views=0.0,
+        engagement_prior_views=0.0,
         dl_neutral_score=0.0,
     ),
     RankingConfig(freshness=1.0, completion=0.0, engagement=0.0, affinity=0.0, deep_learning=0.0),
@@ -135,8 +141,14 @@ def test_everything_seen_returns_nothing() -> None:
 def test_empty_candidates() -> None:
     empty = np.array([], dtype=np.int64)
     candidates = Candidates.from_arrays(
-        video_id=empty, creator_id=empty, published_at=empty, views=empty,
-        completion_sum=empty, likes=empty, shares=empty, comments=empty,
+        video_id=empty,
+        creator_id=empty,
+        published_at=empty,
+        views=empty,
+        completion_sum=empty,
+        likes=empty,
+        shares=empty,
+        comments=empty,
     )
     ranker = Ranker()
     assert len(candidates) == 0
@@ -148,8 +160,14 @@ def test_empty_candidates() -> None:
 
 def one_candidate(**overrides: Any) -> dict[str, Any]:
     values: dict[str, Any] = {
-        "video_id": [1], "creator_id": [2], "published_at": [NOW], "views": [100.0],
-        "completion_sum": [50.0], "likes": [10.0], "shares": [1.0], "comments": [2.0],
+        "video_id": [1],
+        "creator_id": [2],
+        "published_at": [NOW],
+        "views": [100.0],
+        "completion_sum": [50.0],
+        "likes": [10.0],
+        "shares": [1.0],
+        "comments": [2.0],
         "dl_score": [0.5],
     }
     values.update(overrides)
@@ -189,8 +207,11 @@ def test_freshness_halves_every_half_life() -> None:
 
 def test_no_views_and_no_prior_use_the_prior_values() -> None:
     config = RankingConfig(
-        completion_prior_views=0.0, engagement_prior_views=0.0, completion_prior_mean=0.3,
-        engagement_prior_rate=0.1, engagement_half_saturation=0.1,
+        completion_prior_views=0.0,
+        engagement_prior_views=0.0,
+        completion_prior_mean=0.3,
+        engagement_prior_rate=0.1,
+        engagement_half_saturation=0.1,
     )
     candidates = Candidates.from_arrays(
         **one_candidate(
@@ -384,7 +405,11 @@ def candidate_rows(draw: st.DrawFn, n: int) -> dict[str, Any]:
             st.tuples(
                 st.integers(0, 30),
                 st.floats(-1e6, 1e7, allow_nan=False),
-                counts, counts, counts, counts, counts,
+                counts,
+                counts,
+                counts,
+                counts,
+                counts,
                 st.one_of(unit, st.just(float("nan"))),
             ),
             min_size=n,
@@ -439,7 +464,8 @@ def test_explain_matches_reference_for_any_config(config: RankingConfig, data: A
     candidates = Candidates.from_arrays(**columns)
     # Counts are stored as float32; the reference starts from the stored values.
     stored = {
-        key: np.asarray(value, dtype=np.float32).astype(np.float64) if key in COUNT_KEYS
+        key: np.asarray(value, dtype=np.float32).astype(np.float64)
+        if key in COUNT_KEYS
         else np.asarray(value)
         for key, value in columns.items()
     }

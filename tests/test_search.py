@@ -76,9 +76,7 @@ def test_query_must_be_a_string() -> None:
 def build_index() -> InMemorySearchIndex:
     index = InMemorySearchIndex()
     index.index(SearchDocument(video_id=1, title="Dance challenge", hashtags=("dance",)))
-    index.index(
-        SearchDocument(video_id=2, title="Dancing cats", description="cats dancing #funny")
-    )
+    index.index(SearchDocument(video_id=2, title="Dancing cats", description="cats dancing #funny"))
     index.index(SearchDocument(video_id=3, title="Cooking pasta", sound_name="Dance Monkey"))
     index.index(SearchDocument(video_id=4, title="Quiet morning", creator_name="dancer_jo Jo"))
     return index
@@ -108,9 +106,7 @@ def test_prefix_term_matches_every_expansion() -> None:
 
 def test_every_term_must_match() -> None:
     index = build_index()
-    assert [vid for vid, _ in index.search(terms(("cats", False), ("danc", True)), limit=10)] == [
-        2
-    ]
+    assert [vid for vid, _ in index.search(terms(("cats", False), ("danc", True)), limit=10)] == [2]
     assert index.search(terms(("cats", False), ("pasta", False)), limit=10) == []
 
 
@@ -216,7 +212,9 @@ def test_video_quality_follows_the_documented_formula() -> None:
         10 + config.completion_prior_views
     )
     rate = (
-        config.like_weight * 3 + config.share_weight * 1 + config.comment_weight * 2
+        config.like_weight * 3
+        + config.share_weight * 1
+        + config.comment_weight * 2
         + config.engagement_prior_rate * config.engagement_prior_views
     ) / (10 + config.engagement_prior_views)
     expected = 0.5 * (completion + rate / (rate + config.engagement_half_saturation))

@@ -68,8 +68,7 @@ def test_fold_stats_rolls_up_every_video_with_events_and_reads_agree(tmp_path: P
         try:
             store = ClickHouseEventStore(engine)
             engaged = sorted(
-                int(line)
-                for line in server.execute("SELECT DISTINCT video_id FROM events").split()
+                int(line) for line in server.execute("SELECT DISTINCT video_id FROM events").split()
             )
             assert engaged, "the seed wrote no events"
             before = store.get_stats(engaged)

@@ -44,9 +44,7 @@ READY_CHECKS = {"catalog", "events", "cache"}
 # The catalogue the service's metrics were agreed on (names as exposed, type, labels).
 CATALOGUE = {
     "reelrank_http_requests_total": ("counter", ("method", "route", "status")),
-    "reelrank_http_request_duration_seconds": (
-        "histogram", ("method", "route", "status", "cache")
-    ),
+    "reelrank_http_request_duration_seconds": ("histogram", ("method", "route", "status", "cache")),
     "reelrank_http_requests_in_flight": ("gauge", ()),
     "reelrank_http_rate_limited_total": ("counter", ("route",)),
     "reelrank_feed_pages_total": ("counter", ("source",)),
@@ -217,9 +215,10 @@ def test_event_requests_count_outcomes_replays_and_rate_limits(app: App) -> None
     assert scrape.value("reelrank_events_total", kind="like", outcome="rejected") == 1
     assert scrape.value("reelrank_idempotent_replays_total", route="/api/v1/reels/<id>/watch") == 1
     assert scrape.value("reelrank_http_rate_limited_total", route="/api/v1/reels/<id>/like") == 1
-    assert scrape.value(
-        "reelrank_store_calls_total", store="events", operation="append", outcome="ok"
-    ) == 3
+    assert (
+        scrape.value("reelrank_store_calls_total", store="events", operation="append", outcome="ok")
+        == 3
+    )
 
 
 def test_readiness_counts_one_check_per_dependency(app: App) -> None:
@@ -227,9 +226,10 @@ def test_readiness_counts_one_check_per_dependency(app: App) -> None:
     assert app.client.get("/healthz/ready").status_code == 200
     scrape = _scrape(app)
     for dependency in READY_CHECKS:
-        assert scrape.value(
-            "reelrank_readiness_checks_total", dependency=dependency, outcome="ok"
-        ) == 2
+        assert (
+            scrape.value("reelrank_readiness_checks_total", dependency=dependency, outcome="ok")
+            == 2
+        )
     assert not [
         s for s in scrape.samples("reelrank_readiness_checks_total")
         if s.labels["outcome"] == "failed"

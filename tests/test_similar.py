@@ -177,9 +177,7 @@ def test_similar_never_returns_the_query_or_excluded_videos(
         ([1, 2], np.zeros((2, 0)), "vectors"),
     ],
 )
-def test_index_rejects_bad_input_naming_the_field(
-    ids: object, vectors: object, field: str
-) -> None:
+def test_index_rejects_bad_input_naming_the_field(ids: object, vectors: object, field: str) -> None:
     with pytest.raises(InvalidInputError) as caught:
         EmbeddingIndex(ids, vectors)  # type: ignore[arg-type]
     assert caught.value.field == field
@@ -232,9 +230,7 @@ def test_metadata_similarity_is_symmetric_in_its_parts() -> None:
 def test_embeddings_are_used_and_unready_videos_dropped() -> None:
     catalog = build_catalog()
     # Video 6 is nearest to 1 but not ready; 4 comes next, then 2.
-    index = EmbeddingIndex(
-        [1, 2, 4, 6], [[1.0, 0.0], [0.0, 1.0], [1.0, 0.5], [1.0, 0.01]]
-    )
+    index = EmbeddingIndex([1, 2, 4, 6], [[1.0, 0.0], [0.0, 1.0], [1.0, 0.5], [1.0, 0.01]])
     service = SimilarVideos(catalog, embeddings=index)
     results = service.similar(1, k=2, now=EPOCH)
     assert [(r.video_id, r.basis) for r in results] == [(4, "embedding"), (2, "embedding")]

@@ -138,9 +138,7 @@ def test_server_process_pauses_resumes_and_stops(tmp_path: Path) -> None:
 
         server.pause()
         assert server.running
-        assert wait_until_ready(
-            lambda: _state(pid) in "tT", process, timeout=30, interval=0.005
-        )
+        assert wait_until_ready(lambda: _state(pid) in "tT", process, timeout=30, interval=0.005)
         assert not server.answers()
 
         server.resume()

@@ -203,6 +203,7 @@ def test_a_recent_snapshot_is_reused_until_it_is_too_old() -> None:
     fresh = trending.top("sound", now=NOW + timedelta(seconds=61))
     assert [item.key for item in fresh.items] == [4, 3]
 
+
 def _with_store(
     config: TrendingConfig,
 ) -> tuple[InMemoryCatalog, InMemoryEngagementLog, InMemoryTrendingSnapshotStore, Trending]:

@@ -24,8 +24,14 @@ def warmup() -> None:
     unit_rows = np.eye(2, dtype=np.float32)
     top_k_cosine(unit_rows, unit_rows[0].copy(), np.array([1, 2], dtype=np.int64), 1)
     candidates = Candidates.from_arrays(
-        video_id=[1, 2], creator_id=[7, 8], published_at=[0.0, 3600.0], views=[10, 0],
-        completion_sum=[5, 0], likes=[1, 0], shares=[0, 0], comments=[0, 0],
+        video_id=[1, 2],
+        creator_id=[7, 8],
+        published_at=[0.0, 3600.0],
+        views=[10, 0],
+        completion_sum=[5, 0],
+        likes=[1, 0],
+        shares=[0, 0],
+        comments=[0, 0],
         dl_score=[0.5, np.nan],
     )
     ranker = Ranker()
@@ -43,8 +49,14 @@ def warmup() -> None:
 def _warmup_scoring() -> None:
     """Compile (or load) the kernels :func:`~reelrank.score_frame` uses, and no others."""
     candidates = Candidates.from_arrays(
-        video_id=[1, 2], creator_id=[7, 8], published_at=[0.0, 3600.0], views=[10, 0],
-        completion_sum=[5, 0], likes=[1, 0], shares=[0, 0], comments=[0, 0],
+        video_id=[1, 2],
+        creator_id=[7, 8],
+        published_at=[0.0, 3600.0],
+        views=[10, 0],
+        completion_sum=[5, 0],
+        likes=[1, 0],
+        shares=[0, 0],
+        comments=[0, 0],
         dl_score=[0.5, np.nan],
     )
     ranker = Ranker()

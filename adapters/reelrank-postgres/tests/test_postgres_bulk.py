@@ -129,8 +129,7 @@ def _state(engine: Engine) -> dict[str, Any]:
             tuple(row)
             for row in connection.execute(
                 text(
-                    "SELECT term, video_id, tf, length FROM search_postings "
-                    "ORDER BY video_id, term"
+                    "SELECT term, video_id, tf, length FROM search_postings ORDER BY video_id, term"
                 )
             )
         ]

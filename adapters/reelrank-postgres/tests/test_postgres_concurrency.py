@@ -38,6 +38,7 @@ def racing(engine: Engine) -> Iterator[Engine]:
     yield patient
     patient.dispose()
 
+
 _T = TypeVar("_T")
 
 

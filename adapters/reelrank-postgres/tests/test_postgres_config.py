@@ -216,9 +216,7 @@ def test_an_exhausted_pool_raises_store_timeout(
         url = f"sqlite:///{tmp_path / 'pool.db'}"
     else:
         url = request.getfixturevalue("postgres_server").url
-    engine = connect(
-        SqlStoreConfig(url=url, pool_size=1, max_overflow=0, pool_timeout_seconds=0.2)
-    )
+    engine = connect(SqlStoreConfig(url=url, pool_size=1, max_overflow=0, pool_timeout_seconds=0.2))
     migrate(engine)
     try:
         store = SqlSeenStore(engine)
@@ -234,9 +232,7 @@ def test_a_busy_sqlite_database_raises_store_timeout(tmp_path: Path) -> None:
     path = tmp_path / "busy.db"
     engine = sqlite_engine(path)
     migrate(engine)
-    impatient = connect(
-        SqlStoreConfig(url=f"sqlite:///{path}", sqlite_busy_timeout_seconds=0.1)
-    )
+    impatient = connect(SqlStoreConfig(url=f"sqlite:///{path}", sqlite_busy_timeout_seconds=0.1))
     try:
         with engine.connect() as holder:
             holder.exec_driver_sql("BEGIN IMMEDIATE")

@@ -163,9 +163,7 @@ def test_a_new_connection_to_a_paused_server_gives_up_after_connect_timeout(
 ) -> None:
     """Without a pooled connection the store must connect, and libpq's connect_timeout
     bounds that; it is the one wait the driver itself cuts short on a paused server."""
-    fresh = connect(
-        SqlStoreConfig(url=fault_server.url, connect_timeout_seconds=2)
-    )
+    fresh = connect(SqlStoreConfig(url=fault_server.url, connect_timeout_seconds=2))
     catalog = SqlCatalog(fresh, verify_schema=False)
     fault_server.pause()
     try:

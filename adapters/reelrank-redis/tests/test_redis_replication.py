@@ -114,9 +114,11 @@ def test_a_standalone_append_returns_once_the_replica_has_the_event(
         assert on_replica.get_stats([8])[8].shares == 1
         assert events.append(share, creator_id=2) is False
         assert events.get_stats([8])[8].shares == 1
-        credit = affinity_credit(EngagementKind.LIKE, None) + affinity_credit(
-            EngagementKind.SHARE, None
-        ) + affinity_credit(EngagementKind.COMMENT, None)
+        credit = (
+            affinity_credit(EngagementKind.LIKE, None)
+            + affinity_credit(EngagementKind.SHARE, None)
+            + affinity_credit(EngagementKind.COMMENT, None)
+        )
         assert events.get_affinities(3, [2]) == {2: pytest.approx(affinity(credit, credit))}
     finally:
         client.close()

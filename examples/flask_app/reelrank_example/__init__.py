@@ -261,9 +261,7 @@ def create_default_app(settings: Settings | None = None) -> Flask:
         try:
             for start in range(0, len(users), _WARM_BATCH):
                 services.feed.warm(users[start : start + _WARM_BATCH])
-                services.metrics.warming_progress(
-                    min(start + _WARM_BATCH, len(users)) / len(users)
-                )
+                services.metrics.warming_progress(min(start + _WARM_BATCH, len(users)) / len(users))
         except FeedUnavailableError:
             # A cold cache is slower, not wrong: serve, and let readiness report the outage.
             _logger.warning("could not warm feeds at start-up", exc_info=True)

@@ -182,9 +182,7 @@ class ProgressReport(_Strict):
     state: Literal["queued", "transcoding", "packaging", "ready", "failed"] | None = None
     """Move the video to this state; the processing state machine decides which moves
     are allowed (409 otherwise). ``queued`` starts processing, or retries a failed one."""
-    renditions: tuple[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")], ...] | None = (
-        None
-    )
+    renditions: tuple[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")], ...] | None = None
     """With ``state: queued`` on a video never processed: the renditions it will get."""
     rendition: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
     """While transcoding: the rendition ``percent`` is about."""

@@ -970,7 +970,7 @@ class _Handlers:
                     watched_seconds=watch.watched_seconds,
                     completion=watch.completion,
                     video=video,
-                )
+                ),
             )
         else:
             share = body

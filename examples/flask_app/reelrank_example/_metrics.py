@@ -237,9 +237,7 @@ class _Metrics:
 
     def histogram(self, name: str, buckets: tuple[float, ...]) -> Histogram:
         family = _BY_NAME[name]
-        return Histogram(
-            name, family.help, family.labels, buckets=buckets, registry=self._registry
-        )
+        return Histogram(name, family.help, family.labels, buckets=buckets, registry=self._registry)
 
     def gauge(self, name: str) -> Gauge:
         family = _BY_NAME[name]

@@ -31,9 +31,7 @@ def apply_progress_report(
     tracker = services.processing
     if report.state is not None:
         state = ProcessingState(report.state)
-        if state is ProcessingState.QUEUED and not services.stores.progress.get_progress(
-            video_id
-        ):
+        if state is ProcessingState.QUEUED and not services.stores.progress.get_progress(video_id):
             return tracker.start(video_id, report.renditions or ())
         progress = tracker.move_to(video_id, state, error=report.error)
     elif report.rendition is not None:

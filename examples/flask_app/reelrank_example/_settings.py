@@ -88,9 +88,7 @@ class Settings(BaseSettings):
     user's snapshots (``invalidate``) reaches the shared level (Redis, or the SQL
     database on the embedded default) at once, but the other workers' in-process copies
     only when they expire: this is the bound on how stale another worker's feed can be."""
-    shared_cache_deadline_seconds: float = Field(
-        default=0.25, gt=0.0, le=10.0, allow_inf_nan=False
-    )
+    shared_cache_deadline_seconds: float = Field(default=0.25, gt=0.0, le=10.0, allow_inf_nan=False)
     """How long a feed request waits for the shared feed-cache level before working
     around it (ranking afresh, or cutting a retried cursor's page again)."""
     redis_timeout_seconds: float = Field(default=0.1, gt=0.0, le=5.0, allow_inf_nan=False)

@@ -59,9 +59,7 @@ def heap_push(
     while climbing:
         parent = (node - 1) >> 1
         parent_position = heap_positions[parent]
-        climbing = ranks_after(
-            video_ids, score, position, heap_scores[parent], parent_position
-        )
+        climbing = ranks_after(video_ids, score, position, heap_scores[parent], parent_position)
         if climbing:
             heap_scores[node] = heap_scores[parent]
             heap_positions[node] = parent_position

@@ -38,7 +38,5 @@ inline_helper: Any = numba.njit(inline="always", fastmath=FASTMATH, error_model=
 serial_kernel: Any = numba.njit(cache=True, fastmath=FASTMATH, error_model="numpy", nogil=True)
 """Decorator for kernels that run on the calling thread (cached, GIL released)."""
 
-parallel_kernel: Any = numba.njit(
-    parallel=True, fastmath=FASTMATH, error_model="numpy", nogil=True
-)
+parallel_kernel: Any = numba.njit(parallel=True, fastmath=FASTMATH, error_model="numpy", nogil=True)
 """Decorator for kernels that split their work with ``prange`` (not cached)."""

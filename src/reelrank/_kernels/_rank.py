@@ -211,13 +211,24 @@ def _static_score(
     """Weighted sum of the four user-independent signals (affinity is added last)."""
     fresh = _freshness(published_hours, now_hours, p[P_INV_HALF_LIFE_HOURS])
     compl = _completion(
-        views, completion, p[P_COMPLETION_PRIOR_MASS], p[P_COMPLETION_PRIOR_VIEWS],
+        views,
+        completion,
+        p[P_COMPLETION_PRIOR_MASS],
+        p[P_COMPLETION_PRIOR_VIEWS],
         p[P_COMPLETION_PRIOR_MEAN],
     )
     engage = _engagement(
-        views, likes, shares, comments, p[P_LIKE_WEIGHT], p[P_SHARE_WEIGHT],
-        p[P_COMMENT_WEIGHT], p[P_ENGAGEMENT_PRIOR_MASS], p[P_ENGAGEMENT_PRIOR_VIEWS],
-        p[P_ENGAGEMENT_PRIOR_RATE], p[P_ENGAGEMENT_HALF_SATURATION],
+        views,
+        likes,
+        shares,
+        comments,
+        p[P_LIKE_WEIGHT],
+        p[P_SHARE_WEIGHT],
+        p[P_COMMENT_WEIGHT],
+        p[P_ENGAGEMENT_PRIOR_MASS],
+        p[P_ENGAGEMENT_PRIOR_VIEWS],
+        p[P_ENGAGEMENT_PRIOR_RATE],
+        p[P_ENGAGEMENT_HALF_SATURATION],
     )
     model = _model_score(dl, p[P_DL_NEUTRAL])
     return (
@@ -290,9 +301,23 @@ def _mapping_plan(affinity: Any, keys: Any, creators: Any, creator_groups: Any, 
 @inline_helper
 def _params_tuple(params: Any) -> Any:
     return (
-        params[0], params[1], params[2], params[3], params[4], params[5], params[6],
-        params[7], params[8], params[9], params[10], params[11], params[12], params[13],
-        params[14], params[15], params[16],
+        params[0],
+        params[1],
+        params[2],
+        params[3],
+        params[4],
+        params[5],
+        params[6],
+        params[7],
+        params[8],
+        params[9],
+        params[10],
+        params[11],
+        params[12],
+        params[13],
+        params[14],
+        params[15],
+        params[16],
     )
 
 
@@ -331,8 +356,15 @@ def score_kernel(
 
     def static_at(i: Any) -> Any:
         return _static_score(
-            published[i], views[i], completion[i], likes[i], shares[i], comments[i], dl[i],
-            now, p,
+            published[i],
+            views[i],
+            completion[i],
+            likes[i],
+            shares[i],
+            comments[i],
+            dl[i],
+            now,
+            p,
         )
 
     n = out.size
@@ -471,8 +503,15 @@ def rank_kernel(
 
     def static_at(i: Any) -> Any:
         return _static_score(
-            published[i], views[i], completion[i], likes[i], shares[i], comments[i], dl[i],
-            now, p,
+            published[i],
+            views[i],
+            completion[i],
+            likes[i],
+            shares[i],
+            comments[i],
+            dl[i],
+            now,
+            p,
         )
 
     block_scores = np.empty(BLOCK, dtype=np.float32)
@@ -595,14 +634,24 @@ def explain_kernel(
         views = features[ROW_VIEWS, i]
         fresh = _freshness(features[ROW_PUBLISHED_HOURS, i], now, p[P_INV_HALF_LIFE_HOURS])
         compl = _completion(
-            views, features[ROW_COMPLETION, i], p[P_COMPLETION_PRIOR_MASS],
-            p[P_COMPLETION_PRIOR_VIEWS], p[P_COMPLETION_PRIOR_MEAN],
+            views,
+            features[ROW_COMPLETION, i],
+            p[P_COMPLETION_PRIOR_MASS],
+            p[P_COMPLETION_PRIOR_VIEWS],
+            p[P_COMPLETION_PRIOR_MEAN],
         )
         engage = _engagement(
-            views, features[ROW_LIKES, i], features[ROW_SHARES, i],
-            features[ROW_COMMENTS, i], p[P_LIKE_WEIGHT], p[P_SHARE_WEIGHT],
-            p[P_COMMENT_WEIGHT], p[P_ENGAGEMENT_PRIOR_MASS], p[P_ENGAGEMENT_PRIOR_VIEWS],
-            p[P_ENGAGEMENT_PRIOR_RATE], p[P_ENGAGEMENT_HALF_SATURATION],
+            views,
+            features[ROW_LIKES, i],
+            features[ROW_SHARES, i],
+            features[ROW_COMMENTS, i],
+            p[P_LIKE_WEIGHT],
+            p[P_SHARE_WEIGHT],
+            p[P_COMMENT_WEIGHT],
+            p[P_ENGAGEMENT_PRIOR_MASS],
+            p[P_ENGAGEMENT_PRIOR_VIEWS],
+            p[P_ENGAGEMENT_PRIOR_RATE],
+            p[P_ENGAGEMENT_HALF_SATURATION],
         )
         a = _ZERO
         if affinity_keys is not None:

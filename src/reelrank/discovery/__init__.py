@@ -1,5 +1,4 @@
-"""Discovery: trending sounds and hashtags, creator recommendations, search and similar videos.
-"""
+"""Discovery: trending sounds and hashtags, creator recommendations, search and similar videos."""
 
 from __future__ import annotations
 

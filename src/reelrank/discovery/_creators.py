@@ -73,9 +73,7 @@ class CreatorRecommenderConfig(StrictModel):
     """Weight :math:`w_{ct}` of the sound and hashtag affinity."""
     quality_weight: float = Field(default=0.2, ge=0.0, le=1.0, allow_inf_nan=False)
     """Weight :math:`w_q` of the creator's quality."""
-    cold_start_popularity_weight: float = Field(
-        default=0.7, ge=0.0, le=1.0, allow_inf_nan=False
-    )
+    cold_start_popularity_weight: float = Field(default=0.7, ge=0.0, le=1.0, allow_inf_nan=False)
     """Cold start: weight :math:`w_p` of popularity; quality gets the rest."""
     lookback_days: float = Field(default=30.0, gt=0.0, le=3_650.0, allow_inf_nan=False)
     """Engagement older than this many days is ignored."""
@@ -151,9 +149,7 @@ def _pooled(creator_id: int, stats: Collection[VideoStats]) -> VideoStats:
     )
 
 
-def _grouped(
-    keys: NDArray[np.int64], values: NDArray[np.int64]
-) -> dict[int, frozenset[int]]:
+def _grouped(keys: NDArray[np.int64], values: NDArray[np.int64]) -> dict[int, frozenset[int]]:
     """``values`` grouped by ``keys``; rows with equal keys must be adjacent."""
     if keys.shape[0] == 0:
         return {}
@@ -239,9 +235,7 @@ class CreatorRecommender:
             return []
         excluded = set(self._catalog.followed_creators(user_id)) | blocked_ids | {user_id}
         since = now - timedelta(days=self._config.lookback_days)
-        history = self._log.user_events(
-            user_id, since=since, limit=self._config.max_user_events
-        )
+        history = self._log.user_events(user_id, since=since, limit=self._config.max_user_events)
         history = [event for event in history if event.occurred_at <= now]
         if not history:
             return self._cold_start(excluded, limit)

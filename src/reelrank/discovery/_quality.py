@@ -43,8 +43,7 @@ def video_quality(stats: VideoStats, config: RankingConfig | None = None) -> flo
         + config.comment_weight * stats.comments
     )
     rate = (
-        (weighted + config.engagement_prior_rate * config.engagement_prior_views)
-        / engagement_total
+        (weighted + config.engagement_prior_rate * config.engagement_prior_views) / engagement_total
         if engagement_total > 0
         else config.engagement_prior_rate
     )

@@ -203,9 +203,7 @@ class EmbeddingIndex:
         if raw.ndim != 2:
             raise InvalidInputError("vectors", "must be two-dimensional (videos x dimensions)")
         if raw.shape[0] != ids.size:
-            raise InvalidInputError(
-                "vectors", f"has {raw.shape[0]} rows for {ids.size} video ids"
-            )
+            raise InvalidInputError("vectors", f"has {raw.shape[0]} rows for {ids.size} video ids")
         if raw.shape[1] == 0:
             raise InvalidInputError("vectors", "must have at least one dimension")
         if not np.isfinite(raw).all():

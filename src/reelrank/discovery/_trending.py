@@ -308,9 +308,7 @@ class Trending:
         posts = [video for video in recent if video.published_at <= now]
         event_videos, video_of_event = np.unique(events.video_ids, return_inverse=True)
         videos = {video.video_id: video for video in recent}
-        videos.update(
-            self._catalog.get_labels(sorted(set(event_videos.tolist()) - videos.keys()))
-        )
+        videos.update(self._catalog.get_labels(sorted(set(event_videos.tolist()) - videos.keys())))
         # Every use is a (time, weight, key code) row: the posts' keys first, then each
         # event's video's keys, events in the log's order (newest first). Each key's
         # score adds its uses in this order, so the sums are those of the row-by-row
@@ -320,9 +318,7 @@ class Trending:
             codes.setdefault(key, len(codes)) for post in posts for key in _keys_of(post, kind)
         ]
         post_times = [
-            epoch_microseconds(post.published_at)
-            for post in posts
-            for _ in _keys_of(post, kind)
+            epoch_microseconds(post.published_at) for post in posts for _ in _keys_of(post, kind)
         ]
         video_keys = [
             [codes.setdefault(key, len(codes)) for key in _keys_of(videos[video_id], kind)]

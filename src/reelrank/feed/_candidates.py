@@ -369,9 +369,7 @@ class CandidateSource:
         missing = [vid for vid in popular if vid not in known]
         if not missing:
             return []
-        found: dict[int, Video] = self._call(
-            "catalog", deadline, self._catalog.get_videos, missing
-        )
+        found: dict[int, Video] = self._call("catalog", deadline, self._catalog.get_videos, missing)
         return [
             found[vid]
             for vid in missing

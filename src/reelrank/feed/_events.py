@@ -234,8 +234,7 @@ class EngagementRecorder:
         if occurred_at > latest:
             raise InvalidInputError(
                 "occurred_at",
-                f"{occurred_at.isoformat()} is in the future (allowed up to "
-                f"{latest.isoformat()})",
+                f"{occurred_at.isoformat()} is in the future (allowed up to {latest.isoformat()})",
             )
         if cfg.max_event_age_seconds is not None:
             earliest = now - timedelta(seconds=cfg.max_event_age_seconds)

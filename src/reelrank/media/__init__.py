@@ -1,5 +1,4 @@
-"""Media: HLS and DASH manifests, and the processing pipeline's progress.
-"""
+"""Media: HLS and DASH manifests, and the processing pipeline's progress."""
 
 from __future__ import annotations
 

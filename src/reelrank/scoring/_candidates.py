@@ -32,9 +32,7 @@ def _column(name: str, values: Any, length: int | None) -> npt.NDArray[Any]:
     if array.ndim != 1:
         raise InvalidInputError(name, f"must be one-dimensional, got {array.ndim} dimensions")
     if length is not None and array.shape[0] != length:
-        raise InvalidInputError(
-            name, f"has {array.shape[0]} values but video_id has {length}"
-        )
+        raise InvalidInputError(name, f"has {array.shape[0]} values but video_id has {length}")
     return array
 
 

@@ -567,8 +567,12 @@ def _score_polars_lazy(
             try:
                 scored.append(
                     score_frame(
-                        batch, config=config, now=moment, progress=False,
-                        chunk_rows=chunk_rows, prefix=prefix,
+                        batch,
+                        config=config,
+                        now=moment,
+                        progress=False,
+                        chunk_rows=chunk_rows,
+                        prefix=prefix,
                     )
                 )
             finally:
@@ -596,12 +600,14 @@ def _score_dask(
     # Scoring the empty frame that describes the partitions gives the output columns and
     # dtypes, and checks the column types once, here, before any work is scheduled.
     meta = score_frame(
-        frame._meta, config=config, now=moment, progress=False, chunk_rows=chunk_rows,
+        frame._meta,
+        config=config,
+        now=moment,
+        progress=False,
+        chunk_rows=chunk_rows,
         prefix=prefix,
     )
-    return frame.map_partitions(
-        _score_partition, config, moment, chunk_rows, prefix, meta=meta
-    )
+    return frame.map_partitions(_score_partition, config, moment, chunk_rows, prefix, meta=meta)
 
 
 def _score_partition(
@@ -617,7 +623,11 @@ def _score_partition(
     token = _BAD_ROWS.set(bad_rows)
     try:
         return score_frame(
-            part, config=config, now=moment, progress=False, chunk_rows=chunk_rows,
+            part,
+            config=config,
+            now=moment,
+            progress=False,
+            chunk_rows=chunk_rows,
             prefix=prefix,
         )
     except InvalidInputError as error:
@@ -630,6 +640,7 @@ def _score_partition(
         raise InvalidInputError(error.field, f"{error.reason}; in {where}") from error
     finally:
         _BAD_ROWS.reset(token)
+
 
 def _attach_pandas(
     frame: pd.DataFrame,

@@ -136,15 +136,11 @@ def _affinity_inputs(candidates: Candidates, affinity: Affinity) -> AffinityArgs
         keys = np.fromiter(affinity.keys(), _INT64, count)
         values = np.fromiter(affinity.values(), _FLOAT64, count)
     except (TypeError, ValueError, OverflowError) as exc:
-        raise InvalidInputError(
-            "affinity", f"keys must be ints and values floats: {exc}"
-        ) from exc
+        raise InvalidInputError("affinity", f"keys must be ints and values floats: {exc}") from exc
     return values, keys
 
 
-def _affinity_array(
-    candidates: Candidates, affinity: npt.NDArray[Any]
-) -> npt.NDArray[np.float32]:
+def _affinity_array(candidates: Candidates, affinity: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
     if affinity.ndim != 1 or affinity.shape[0] != len(candidates):
         raise InvalidInputError(
             "affinity", f"expected shape ({len(candidates)},), got {affinity.shape}"
@@ -222,17 +218,13 @@ def _params(config: RankingConfig) -> npt.NDArray[np.float32]:
     params[layout.P_W_AFFINITY] = config.affinity
     params[layout.P_W_DEEP_LEARNING] = config.deep_learning
     params[layout.P_INV_HALF_LIFE_HOURS] = 1.0 / config.freshness_half_life_hours
-    params[layout.P_COMPLETION_PRIOR_MASS] = (
-        config.completion_prior_mean * completion_views
-    )
+    params[layout.P_COMPLETION_PRIOR_MASS] = config.completion_prior_mean * completion_views
     params[layout.P_COMPLETION_PRIOR_VIEWS] = completion_views
     params[layout.P_COMPLETION_PRIOR_MEAN] = config.completion_prior_mean
     params[layout.P_LIKE_WEIGHT] = config.like_weight
     params[layout.P_SHARE_WEIGHT] = config.share_weight
     params[layout.P_COMMENT_WEIGHT] = config.comment_weight
-    params[layout.P_ENGAGEMENT_PRIOR_MASS] = (
-        config.engagement_prior_rate * engagement_views
-    )
+    params[layout.P_ENGAGEMENT_PRIOR_MASS] = config.engagement_prior_rate * engagement_views
     params[layout.P_ENGAGEMENT_PRIOR_VIEWS] = engagement_views
     params[layout.P_ENGAGEMENT_PRIOR_RATE] = config.engagement_prior_rate
     params[layout.P_ENGAGEMENT_HALF_SATURATION] = config.engagement_half_saturation
@@ -327,14 +319,34 @@ class Ranker:
         scores = np.empty(capacity, _FLOAT32)
         params = self._params
         count = kernels.rank_kernel(
-            cands._features, video_ids, values, keys, creators, groups, seen_ids, seen_mask,
-            params, now_hours, positions, scores,
+            cands._features,
+            video_ids,
+            values,
+            keys,
+            creators,
+            groups,
+            seen_ids,
+            seen_mask,
+            params,
+            now_hours,
+            positions,
+            scores,
         )
         if count == kernels.SEEN_IDS_UNSORTED:
             seen_ids = np.sort(seen_ids)
             count = kernels.rank_kernel(
-                cands._features, video_ids, values, keys, creators, groups, seen_ids,
-                seen_mask, params, now_hours, positions, scores,
+                cands._features,
+                video_ids,
+                values,
+                keys,
+                creators,
+                groups,
+                seen_ids,
+                seen_mask,
+                params,
+                now_hours,
+                positions,
+                scores,
             )
         if count == kernels.INVALID_AFFINITY:
             raise InvalidInputError("affinity", _BAD_AFFINITY)
@@ -345,8 +357,15 @@ class Ranker:
         if explain:
             contributions = np.empty((count, 5), dtype=np.float32)
             kernels.explain_kernel(
-                cands._features, values, keys, creators, cands._creator_ids, params,
-                now_hours, positions, contributions,
+                cands._features,
+                values,
+                keys,
+                creators,
+                cands._creator_ids,
+                params,
+                now_hours,
+                positions,
+                contributions,
             )
         return _new_ranking(video_ids[positions], scores, positions, contributions)
 
@@ -383,8 +402,15 @@ class Ranker:
         out = np.empty((len(cands), 5), dtype=np.float32)
         positions = np.arange(len(cands), dtype=np.int64)
         if not kernels.explain_kernel(
-            cands._features, values, keys, creators, cands._creator_ids, self._params,
-            now_hours, positions, out,
+            cands._features,
+            values,
+            keys,
+            creators,
+            cands._creator_ids,
+            self._params,
+            now_hours,
+            positions,
+            out,
         ):
             raise InvalidInputError("affinity", _BAD_AFFINITY)
         return out

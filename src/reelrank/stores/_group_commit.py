@@ -25,8 +25,12 @@ from typing import Any, Generic, Protocol, TypeVar
 from ..exceptions import InvalidInputError
 from ..models._engagement import EngagementEvent
 
-__all__ = ["EventsAppendedEach", "EventsRecordedEach", "GroupCommitEngagementLog",
-           "GroupCommitEventStore"]  # fmt: skip
+__all__ = [
+    "EventsAppendedEach",
+    "EventsRecordedEach",
+    "GroupCommitEngagementLog",
+    "GroupCommitEventStore",
+]
 
 _Item = TypeVar("_Item")
 _Result = TypeVar("_Result")

@@ -111,15 +111,11 @@ class InMemoryEngagementLog:
         with self._lock:
             return self._newest_between(self._keys, self._events, start, end, limit)
 
-    def columns_between(
-        self, start: datetime, end: datetime, *, limit: int
-    ) -> EngagementWindow:
+    def columns_between(self, start: datetime, end: datetime, *, limit: int) -> EngagementWindow:
         """The events of :meth:`events_between`, in its order, as columns."""
         return EngagementWindow.from_events(self.events_between(start, end, limit=limit))
 
-    def user_events(
-        self, user_id: int, *, since: datetime, limit: int
-    ) -> list[EngagementEvent]:
+    def user_events(self, user_id: int, *, since: datetime, limit: int) -> list[EngagementEvent]:
         """The user's events at or after ``since``, the newest ``limit``, newest first."""
         check_id("user_id", user_id)
         since = check_aware("since", since)

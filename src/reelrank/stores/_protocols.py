@@ -204,9 +204,7 @@ class EngagementLog(Protocol):
         """Events with ``start <= occurred_at < end``: the newest ``limit`` of them,
         newest first (ties: higher ``event_id`` first)."""
 
-    def columns_between(
-        self, start: datetime, end: datetime, *, limit: int
-    ) -> EngagementWindow:
+    def columns_between(self, start: datetime, end: datetime, *, limit: int) -> EngagementWindow:
         """The events :meth:`events_between` returns for the same arguments, in the same
         order, as columns (video, user, kind code, time in microseconds).
 
@@ -352,9 +350,7 @@ class TrendingSnapshotStore(Protocol):
         :class:`~reelrank.InvalidInputError` naming ``snapshot``.
         """
 
-    def latest_snapshot(
-        self, kind: TrendingKind, window_hours: float
-    ) -> TrendingSnapshot | None:
+    def latest_snapshot(self, kind: TrendingKind, window_hours: float) -> TrendingSnapshot | None:
         """The last snapshot put for this kind and window, or ``None``.
 
         ``24`` and ``24.0`` are the same window. An unknown ``kind`` or a

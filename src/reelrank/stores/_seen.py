@@ -30,9 +30,7 @@ class InMemorySeenStore:
     bounds_own_calls = True
     """Never waits on I/O, so the feed service calls it on the request thread."""
 
-    def __init__(
-        self, *, retention_seconds: float | None = DEFAULT_SEEN_RETENTION_SECONDS
-    ) -> None:
+    def __init__(self, *, retention_seconds: float | None = DEFAULT_SEEN_RETENTION_SECONDS) -> None:
         retention = _check_retention("retention_seconds", retention_seconds)
         self._retention = None if retention is None else timedelta(seconds=retention)
         self._lock = threading.Lock()

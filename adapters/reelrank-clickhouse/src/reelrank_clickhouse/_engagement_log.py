@@ -131,9 +131,7 @@ class ClickHouseEngagementLog:
             with self._write_lock, store_errors(_STORE, "record"):
                 client = self._clients.writer()
                 batch_ids = id_table("batch", "event_id", "String", batch)
-                known = {
-                    row[0] for row in client.execute(self._known, external_tables=[batch_ids])
-                }
+                known = {row[0] for row in client.execute(self._known, external_tables=[batch_ids])}
                 fresh = [event for event_id, event in batch.items() if event_id not in known]
                 if fresh:
                     columns = event_columns(fresh, self._sequence.take(len(fresh)))
@@ -166,9 +164,7 @@ class ClickHouseEngagementLog:
         with store_errors(_STORE, "events_between"), self._engine.connect() as conn:
             return [event_from_row(row) for row in conn.execute(self._between, params)]
 
-    def columns_between(
-        self, start: datetime, end: datetime, *, limit: int
-    ) -> EngagementWindow:
+    def columns_between(self, start: datetime, end: datetime, *, limit: int) -> EngagementWindow:
         """The events of :meth:`events_between`, in its order, as columns.
 
         One columnar read of four columns on a pooled driver client (each column

@@ -106,9 +106,7 @@ class SqlEngagementLog(SqlStore):
             rows = connection.execute(_newest(query, limit)).all()
         return [_event(row) for row in rows]
 
-    def columns_between(
-        self, start: datetime, end: datetime, *, limit: int
-    ) -> EngagementWindow:
+    def columns_between(self, start: datetime, end: datetime, *, limit: int) -> EngagementWindow:
         """The events of :meth:`events_between`, in its order, as columns.
 
         Reads four columns instead of nine and builds no event per row. PostgreSQL

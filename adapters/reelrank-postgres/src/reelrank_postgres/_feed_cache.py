@@ -162,10 +162,13 @@ class SqlFeedCache(SqlStore):
         """Drop one snapshot; ``True`` if a live one was there."""
         check_id("user_id", user_id)
         check_variant("variant", variant)
-        return self._drop(
-            "delete",
-            and_(feed_cache.c.user_id == user_id, feed_cache.c.variant == _variant(variant)),
-        ) > 0
+        return (
+            self._drop(
+                "delete",
+                and_(feed_cache.c.user_id == user_id, feed_cache.c.variant == _variant(variant)),
+            )
+            > 0
+        )
 
     def invalidate_user(self, user_id: int) -> int:
         """Drop the user's snapshots of every variant (remembered pages included);

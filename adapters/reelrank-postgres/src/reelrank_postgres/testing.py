@@ -172,10 +172,14 @@ class PostgresServer(ServerProcess):
         command = _as_server_user(
             [
                 str(self.bin_dir / "initdb"),
-                "-D", str(self.data_dir),
-                "-A", "trust",
-                "-U", _SERVER_USER,
-                "-E", "UTF8",
+                "-D",
+                str(self.data_dir),
+                "-A",
+                "trust",
+                "-U",
+                _SERVER_USER,
+                "-E",
+                "UTF8",
                 "--locale=C",
                 "--no-sync",
             ]
@@ -189,14 +193,22 @@ class PostgresServer(ServerProcess):
         command = _as_server_user(
             [
                 str(self.bin_dir / "postgres"),
-                "-D", str(self.data_dir),
-                "-p", str(self.port),
-                "-k", str(self.socket_dir),
-                "-c", f"listen_addresses={self.host}",
-                "-c", "fsync=off",
-                "-c", "synchronous_commit=off",
-                "-c", "full_page_writes=off",
-                "-c", "max_connections=100",
+                "-D",
+                str(self.data_dir),
+                "-p",
+                str(self.port),
+                "-k",
+                str(self.socket_dir),
+                "-c",
+                f"listen_addresses={self.host}",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=100",
                 *(part for item in self.settings.items() for part in ("-c", "=".join(item))),
             ]
         )
@@ -408,12 +420,17 @@ class PostgresReplica(PostgresServer):
         command = _as_server_user(
             [
                 str(self.bin_dir / "pg_basebackup"),
-                "-D", str(self.data_dir),
+                "-D",
+                str(self.data_dir),
                 "-R",
-                "-X", "stream",
-                "-h", self.primary.host,
-                "-p", str(self.primary.port),
-                "-U", _SERVER_USER,
+                "-X",
+                "stream",
+                "-h",
+                self.primary.host,
+                "-p",
+                str(self.primary.port),
+                "-U",
+                _SERVER_USER,
                 "--no-sync",
             ]
         )

@@ -79,9 +79,7 @@ class RedisConfig(AdapterSettings):
     makes the retry count it once. Every master must have at least ``n`` replicas, or
     every append fails.
     """
-    replication_timeout_seconds: float = Field(
-        default=0.05, gt=0.0, le=60.0, allow_inf_nan=False
-    )
+    replication_timeout_seconds: float = Field(default=0.05, gt=0.0, le=60.0, allow_inf_nan=False)
     """How long ``WAIT`` lets the replicas take to acknowledge an event (rounded to whole
     milliseconds, at least one) when ``min_replicas_acked`` is set. It must be shorter
     than ``socket_timeout_seconds``, which bounds the reply that carries it."""

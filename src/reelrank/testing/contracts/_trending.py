@@ -106,9 +106,7 @@ class TrendingSnapshotStoreContract:
         assert stored == snapshot
         assert stored is not None
         assert [type(item.key) for item in stored.items] == [str, str, int]
-        assert [item.score.hex() for item in stored.items] == [
-            item.score.hex() for item in items
-        ]
+        assert [item.score.hex() for item in stored.items] == [item.score.hex() for item in items]
 
     def test_bad_arguments_raise_invalid_input(
         self, trending_snapshot_store: TrendingSnapshotStore

@@ -852,10 +852,10 @@ class ClickHouseEventStore:
         (the caller folds everything), ``False`` when an event arrived before the new
         watermark while the statement ran (the rows written are left without a marker,
         so no read uses them)."""
-        previous = client.execute(self._queries.folds)
-        if not previous:
+        previous = self._newest_fold(client)
+        if previous is None:
             return None
-        last, last_arrivals, last_videos = (int(value) for value in previous[0])
+        last, last_arrivals, last_videos = previous
         params = {"fold": fold, "previous": last, "previous_arrivals": last_arrivals}
         before, between = client.execute(self._queries.arrivals_around, params)[0]
         last_rows = int(client.execute(self._queries.fold_videos, {"fold": last})[0][0])
@@ -906,10 +906,10 @@ class ClickHouseEventStore:
             newest, found = self._held_stats(client, requested, held)
             if newest is None or newest == held.fold:
                 return found
-        folds = client.execute(self._queries.folds)
-        if not folds:
+        newest_fold = self._newest_fold(client)
+        if newest_fold is None:
             return None
-        fold, arrivals, videos = (int(value) for value in folds[0])
+        fold, arrivals, videos = newest_fold
         if 0 < videos <= self._held_videos_limit and self._hold_lock.acquire(blocking=False):
             try:
                 held = self._hold(client, fold, arrivals, videos)
@@ -920,11 +920,19 @@ class ClickHouseEventStore:
                 if newest is None or newest == held.fold:
                     return found
                 # A newer roll-up completed meanwhile: read its rows from the server.
-                folds = client.execute(self._queries.folds)
-                if not folds:
+                newest_fold = self._newest_fold(client)
+                if newest_fold is None:
                     return None
-                fold, arrivals, videos = (int(value) for value in folds[0])
+                fold, arrivals, videos = newest_fold
         return self._server_folded_stats(client, requested, fold, arrivals, videos)
+
+    def _newest_fold(self, client: Client) -> tuple[int, int, int] | None:
+        """The newest complete roll-up's number, arrivals counted and videos, if any."""
+        folds = client.execute(self._queries.folds)
+        if not folds:
+            return None
+        fold, arrivals, videos = (int(value) for value in folds[0])
+        return fold, arrivals, videos
 
     def _hold(self, client: Client, fold: int, arrivals: int, videos: int) -> _HeldRollUp | None:
         """Load the rows of the roll-up ``fold`` into memory, as the store's held roll-up;

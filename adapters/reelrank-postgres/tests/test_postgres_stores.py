@@ -16,7 +16,7 @@ from reelrank_postgres import (
     SqlSearchIndex,
     SqlSeenStore,
 )
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
 
 from reelrank import (
     EngagementKind,
@@ -201,3 +201,52 @@ def test_prune_deletes_only_older_events(engine: Engine) -> None:
     assert log.prune(EPOCH - timedelta(days=1)) == 1
     assert log.events_between(EPOCH - timedelta(days=30), EPOCH + timedelta(1), limit=10) == [new]
     assert log.user_events(1, since=EPOCH - timedelta(days=30), limit=10) == [new]
+
+
+class _Statements:
+    """Counts the statements an engine sends (``SET LOCAL`` aside) while it is open."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.count = 0
+
+    def _counted(self, *args: object) -> None:
+        statement = args[2]
+        if isinstance(statement, str) and not statement.startswith("SET LOCAL"):
+            self.count += 1
+
+    def __enter__(self) -> _Statements:
+        event.listen(self.engine, "before_cursor_execute", self._counted)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        event.remove(self.engine, "before_cursor_execute", self._counted)
+
+
+def test_bulk_reads_take_one_statement_per_chunk_of_users(engine: Engine) -> None:
+    catalog, events, seen = SqlCatalog(engine), SqlEventStore(engine), SqlSeenStore(engine)
+    for store in (catalog, events, seen):
+        store.users_per_statement = 2
+    for creator_id in (1, 2, 3):
+        catalog.put_creator(make_creator(creator_id))
+    for video_id in range(1, 10):
+        published_at = EPOCH - timedelta(hours=video_id % 4)
+        catalog.put_video(make_video(video_id, 1 + video_id % 3, published_at=published_at))
+    users = [5, 1, 4, 2, 3]  # three chunks: [5, 1], [4, 2], [3]
+    for user_id in users:
+        for creator_id in range(1, 1 + user_id % 4):
+            catalog.follow(user_id, creator_id)
+        seen.mark_seen(user_id, [user_id, user_id + 1], EPOCH - timedelta(hours=user_id))
+        watch = make_event("watch", user_id=user_id, video_id=user_id, completion=0.5)
+        events.append(watch, creator_id=1 + user_id % 3)
+    creators = {user_id: [1, 2, 3] for user_id in users}
+    since = EPOCH - timedelta(days=1)
+    with _Statements(engine) as statements:
+        followed = catalog.followed_videos_many(users, limit=4)
+        affinities = events.get_affinities_many(creators)
+        recent = seen.recently_seen_many(users, since=since, limit=5)
+    assert statements.count == 9
+    assert followed == {uid: catalog.followed_videos(uid, limit=4) for uid in users}
+    assert affinities == {uid: events.get_affinities(uid, [1, 2, 3]) for uid in users}
+    assert recent == {uid: seen.recently_seen(uid, since=since, limit=5) for uid in users}
+    assert sum(len(videos) for videos in followed.values()) > 0

@@ -216,7 +216,9 @@ class _Replicas:
         return f"{self.database}.{table}"
 
 
-def _affinities(credit_rows: Iterable[Sequence[Any]], creator_ids: list[int]) -> dict[int, float]:
+def _affinities(
+    credit_rows: Iterable[tuple[int, int, int, float]], creator_ids: list[int]
+) -> dict[int, float]:
     """The affinities with ``creator_ids`` from a user's rows of the credit query
     (creator, kind code, events, completion sum), ``0.0`` where none.
 
@@ -1160,8 +1162,8 @@ class ClickHouseEventStore:
                     self._queries.credit_many,
                     external_tables=[id_table("users", "id", "UInt64", chunk)],
                 )
-            for user_id, *row in rows:
-                rows_of[user_id].append(tuple(row))
+            for user_id, creator_id, code, events, completion_sum in rows:
+                rows_of[user_id].append((creator_id, code, events, completion_sum))
         return {uid: _affinities(rows_of.get(uid, ()), ids) for uid, ids in requested.items()}
 
     def popular_video_ids(self, *, limit: int) -> list[int]:

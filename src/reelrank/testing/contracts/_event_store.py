@@ -10,9 +10,16 @@ from ...exceptions import InvalidInputError
 from ...models._engagement import EngagementKind, affinity, affinity_credit
 from ...stores._protocols import BulkReadEventStore, EventStore
 from ..factories import make_event
-from ._support import BAD_IDS, bulk_read_store
+from ._support import BAD_IDS, skip_without
 
 __all__ = ["EventStoreContract"]
+
+
+def _bulk(event_store: object) -> BulkReadEventStore:
+    """``event_store`` as a BulkReadEventStore; the test is skipped when it is not one."""
+    skip_without(event_store, BulkReadEventStore)
+    assert isinstance(event_store, BulkReadEventStore)
+    return event_store
 
 
 class EventStoreContract:
@@ -218,7 +225,7 @@ class EventStoreContract:
         assert event_store.get_stats([1])[1].views == 0
 
     def test_affinities_many_equal_each_users_affinities(self, event_store: EventStore) -> None:
-        bulk = bulk_read_store(event_store, BulkReadEventStore)
+        bulk = _bulk(event_store)
         appended = [
             ("watch", 1, 1, 0.8),
             ("like", 1, 1, None),
@@ -250,7 +257,7 @@ class EventStoreContract:
     def test_affinities_many_refuse_bad_arguments(
         self, event_store: EventStore, bad: object
     ) -> None:
-        bulk = bulk_read_store(event_store, BulkReadEventStore)
+        bulk = _bulk(event_store)
         with pytest.raises(InvalidInputError) as info:
             bulk.get_affinities_many(bad)  # type: ignore[arg-type]
         assert info.value.field == "creator_ids_by_user"

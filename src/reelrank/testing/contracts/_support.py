@@ -4,13 +4,11 @@ optional bulk reads' skip."""
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import TypeVar
+from typing import Any
 
 import pytest
 
-__all__ = ["BAD_IDS", "BAD_USER_BATCHES", "bulk_read_store", "hours"]
-
-_StoreT = TypeVar("_StoreT")
+__all__ = ["BAD_IDS", "BAD_USER_BATCHES", "hours", "skip_without"]
 
 BAD_IDS = (0, -1, 2**63, True, 1.0, "1")
 """Values no id argument accepts: out of range, or not an ``int`` (``bool`` included)."""
@@ -21,12 +19,11 @@ def hours(n: float) -> timedelta:
     return timedelta(hours=n)
 
 
-def bulk_read_store(store: object, protocol: type[_StoreT]) -> _StoreT:
-    """``store`` if it implements the optional bulk-read ``protocol``, else skip the test:
-    a store without the bulk reads is read one user at a time, which needs no check."""
+def skip_without(store: object, protocol: Any) -> None:
+    """Skip the test unless ``store`` implements the optional ``protocol`` (a bulk read):
+    a store without it is read one user at a time, which needs no check of its own."""
     if not isinstance(store, protocol):
         pytest.skip(f"{type(store).__name__} does not implement {protocol.__name__} (optional)")
-    return store
 
 
 # Bad ``user_ids`` of a read of many users: what every ``*_many`` method refuses.

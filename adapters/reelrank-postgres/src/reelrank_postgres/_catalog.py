@@ -100,6 +100,11 @@ def _video(row: Sequence[Any]) -> Video:
     )
 
 
+def _recency(video: Video) -> tuple[datetime, int]:
+    """The order of candidate lists, newest first when reversed (ties: higher id first)."""
+    return (video.published_at, video.video_id)
+
+
 def _newest_first(query: Select[Any], limit: int | BindParameter[int]) -> Select[Any]:
     return query.order_by(videos.c.published_at.desc(), videos.c.video_id.desc()).limit(limit)
 
@@ -146,9 +151,12 @@ _FOLLOWED_VIDEOS_POSTGRES, _FOLLOWED_VIDEOS_SQLITE = _followed_videos_statements
 
 def _followed_videos_many_statements() -> tuple[Select[Any], Select[Any]]:
     """The statements of :meth:`SqlCatalog.followed_videos_many`, for PostgreSQL and
-    SQLite, built once. Rows: the user id, then the video's columns, each user's videos
-    in the order of :meth:`SqlCatalog.followed_videos`. Parameters: ``user_ids`` and
-    ``limit``.
+    SQLite, built once. Parameters: ``user_ids`` and ``limit``.
+
+    One row per distinct video: its columns, then the requested users it is among the
+    followed videos of (an array on PostgreSQL, comma-separated text on SQLite). Users
+    following the same creators share most of their videos, and one row per (user,
+    video) pair would fetch and decode each shared row again for every user.
 
     PostgreSQL runs the single-user statement's plan once per requested user, through a
     ``LATERAL`` subquery over ``unnest(:user_ids)``. SQLite, which has no ``LATERAL``,
@@ -172,17 +180,13 @@ def _followed_videos_many_statements() -> tuple[Select[Any], Select[Any]]:
         .lateral("newest_of_user")
     )
     postgres = (
-        select(requested.c.user_id, videos)
+        select(videos, func.array_agg(requested.c.user_id).label("followers"))
         .select_from(
             requested.join(newest_of_user, true()).join(
                 videos, videos.c.video_id == newest_of_user.c.video_id
             )
         )
-        .order_by(
-            requested.c.user_id,
-            newest_of_user.c.published_at.desc(),
-            newest_of_user.c.video_id.desc(),
-        )
+        .group_by(videos.c.video_id)
     )
     place = (
         func.row_number()
@@ -199,9 +203,12 @@ def _followed_videos_many_statements() -> tuple[Select[Any], Select[Any]]:
         .subquery("numbered")
     )
     sqlite = (
-        select(numbered.c.follower_id, *(numbered.c[column.name] for column in videos.c))
+        select(
+            *(numbered.c[column.name] for column in videos.c),
+            func.group_concat(numbered.c.follower_id).label("followers"),
+        )
         .where(numbered.c.place <= limit)
-        .order_by(numbered.c.follower_id, numbered.c.place)
+        .group_by(numbered.c.video_id)
     )
     return postgres, sqlite
 
@@ -432,6 +439,13 @@ class SqlCatalog(ReplicaReadStore):
                 connection.execute(_NO_BITMAP_SCANS)
             for chunk in chunked(users, self.users_per_statement):
                 rows = connection.execute(query, {"user_ids": list(chunk), "limit": limit})
-                for row in rows:
-                    found[row[0]].append(_video(row[1:]))
+                for *columns, followers in rows:
+                    video = _video(columns)
+                    if isinstance(followers, str):  # SQLite's group_concat
+                        followers = [int(user_id) for user_id in followers.split(",")]
+                    for user_id in followers:
+                        found[user_id].append(video)
+        # Rows come one per video: put each user's in followed_videos' order.
+        for user_videos in found.values():
+            user_videos.sort(key=_recency, reverse=True)
         return found

@@ -20,8 +20,11 @@ from sqlalchemy import Engine, event, text
 
 from reelrank import (
     EngagementKind,
+    InMemoryCatalog,
     InMemoryEventStore,
     InMemorySearchIndex,
+    InMemorySeenStore,
+    ProcessingState,
     Rendition,
     SearchDocument,
     parse_query,
@@ -93,7 +96,52 @@ def test_event_aggregates_match_the_in_memory_store(
         assert got_affinity.keys() == want_affinity.keys()
         for creator, value in want_affinity.items():
             assert math.isclose(got_affinity[creator], value, abs_tol=1e-9)
+    asked = {user: [3, 1, 2, 1] for user in (4, 1, 3, 2)}
+    many = sql.get_affinities_many(asked)
+    assert many == {user: sql.get_affinities(user, ids) for user, ids in asked.items()}
     assert sql.popular_video_ids(limit=10) == memory.popular_video_ids(limit=10)
+
+
+@_EXAMPLES
+@given(
+    videos=st.lists(st.tuples(st.integers(1, 3), st.integers(0, 4), st.booleans()), max_size=12),
+    follows=st.lists(st.tuples(st.integers(1, 5), st.integers(1, 3)), max_size=10),
+    marks=st.lists(
+        st.tuples(st.integers(1, 5), st.integers(1, 9), st.integers(0, 30)), max_size=15
+    ),
+    limit=st.integers(0, 6),
+)
+def test_bulk_reads_of_many_users_match_the_in_memory_stores(
+    engine: Engine,
+    videos: list[tuple[int, int, bool]],
+    follows: list[tuple[int, int]],
+    marks: list[tuple[int, int, int]],
+    limit: int,
+) -> None:
+    _empty(engine, "follows", "videos", "creators", "seen_videos")
+    sql_catalog, memory_catalog = SqlCatalog(engine), InMemoryCatalog()
+    sql_seen, memory_seen = SqlSeenStore(engine), InMemorySeenStore(retention_seconds=None)
+    for catalog in (sql_catalog, memory_catalog):
+        for creator_id in (1, 2, 3):
+            catalog.put_creator(make_creator(creator_id))
+        for video_id, (creator_id, age_hours, ready) in enumerate(videos, start=1):
+            state = ProcessingState.READY if ready else ProcessingState.QUEUED
+            published_at = EPOCH - timedelta(hours=age_hours)
+            video = make_video(video_id, creator_id, published_at=published_at, state=state)
+            catalog.put_video(video)
+        for user_id, creator_id in follows:
+            catalog.follow(user_id, creator_id)
+    for seen in (sql_seen, memory_seen):
+        for user_id, video_id, age_hours in marks:
+            seen.mark_seen(user_id, [video_id], EPOCH - timedelta(hours=age_hours))
+    users = [5, 3, 1, 4, 2]
+    assert sql_catalog.followed_videos_many(users, limit=limit) == (
+        memory_catalog.followed_videos_many(users, limit=limit)
+    )
+    since = EPOCH - timedelta(hours=20)
+    assert sql_seen.recently_seen_many(users, since=since, limit=limit) == (
+        memory_seen.recently_seen_many(users, since=since, limit=limit)
+    )
 
 
 _WORDS = ["dance", "dancing", "dandelion", "cat", "cats", "café", "Straße", "naïve", "x_1"]

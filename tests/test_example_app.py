@@ -897,3 +897,23 @@ def test_a_token_is_verified_once_and_refused_once_it_expires(
     time.sleep(3.1)
     with pytest.raises(AuthError, match="expired"):
         auth.user_id(_header(short))
+
+
+def test_default_app_reads_affinities_in_bulk_under_the_start_up_deadline() -> None:
+    from reelrank_example import _guarded  # the wiring create_default_app uses
+    from reelrank_example._metrics import AppMetrics
+
+    from reelrank import BulkReadEventStore, StoreTimeoutError
+
+    stores = memory_stores()
+    events = FaultInjector(stores.events, name="events")
+    guarded = _guarded(dataclasses.replace(stores, events=events.proxy), AppMetrics().observer)
+    assert isinstance(guarded.events, BulkReadEventStore)
+    events.stall(0.5)
+    try:
+        # A point read gives up after 0.25 s; warming's read of a batch waits the stall out.
+        with pytest.raises(StoreTimeoutError):
+            guarded.events.get_affinities(1, [1])
+        assert guarded.events.get_affinities_many({1: [1]}) == {1: {1: 0.0}}
+    finally:
+        events.recover()

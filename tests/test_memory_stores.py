@@ -7,11 +7,12 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import pytest
-from hypothesis import settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from reelrank import (
+    EngagementKind,
     FeedSnapshot,
     InMemoryCatalog,
     InMemoryEngagementLog,
@@ -26,6 +27,8 @@ from reelrank import (
     StoreError,
     StoreTimeoutError,
     Video,
+    affinity,
+    affinity_credit,
 )
 from reelrank.testing import (
     EPOCH,
@@ -498,3 +501,114 @@ def test_seen_store_without_retention_keeps_every_mark() -> None:
     for day in range(200):
         store.mark_seen(1, [day + 1], EPOCH + timedelta(days=day))
     assert len(store) == 200
+
+
+# -- the bulk reads of many users against a brute-force reference -----------------------
+
+_USERS = st.integers(1, 6)
+_CREATORS = st.integers(1, 4)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    videos=st.lists(
+        st.tuples(_CREATORS, st.integers(0, 5), st.booleans()), min_size=0, max_size=12
+    ),
+    follows=st.lists(st.tuples(_USERS, _CREATORS), max_size=12),
+    users=st.lists(_USERS, min_size=1, max_size=6, unique=True),
+    limit=st.integers(0, 8),
+)
+def test_followed_videos_many_are_the_newest_ready_videos_of_each_users_follows(
+    videos: list[tuple[int, int, bool]],
+    follows: list[tuple[int, int]],
+    users: list[int],
+    limit: int,
+) -> None:
+    catalog = InMemoryCatalog()
+    for creator_id in range(1, 5):
+        catalog.put_creator(make_creator(creator_id))
+    made = []
+    for video_id, (creator_id, age_hours, ready) in enumerate(videos, start=1):
+        state = ProcessingState.READY if ready else ProcessingState.QUEUED
+        published_at = EPOCH - timedelta(hours=age_hours)
+        video = make_video(video_id, creator_id, published_at=published_at, state=state)
+        catalog.put_video(video)
+        made.append(video)
+    for user_id, creator_id in follows:
+        catalog.follow(user_id, creator_id)
+    many = catalog.followed_videos_many(users, limit=limit)
+    assert many == {uid: catalog.followed_videos(uid, limit=limit) for uid in users}
+    for uid in users:
+        followed = {creator_id for follower, creator_id in follows if follower == uid}
+        ready = [v for v in made if v.creator_id in followed and v.state is ProcessingState.READY]
+        newest = sorted(ready, key=lambda v: (v.published_at, v.video_id), reverse=True)
+        assert many[uid] == newest[:limit]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    events=st.lists(
+        st.tuples(
+            st.sampled_from([kind.value for kind in EngagementKind]),
+            _USERS,
+            _CREATORS,
+            st.sampled_from([0.0, 0.25, 0.5, 1.0]),
+        ),
+        max_size=15,
+    ),
+    requested=st.dictionaries(_USERS, st.lists(_CREATORS, max_size=5), min_size=1),
+)
+def test_affinities_many_follow_the_credit_of_each_users_events(
+    events: list[tuple[str, int, int, float]], requested: dict[int, list[int]]
+) -> None:
+    store = InMemoryEventStore()
+    credit: dict[tuple[int, int], float] = {}
+    likes: set[tuple[int, int]] = set()  # (user, video) pairs liked now
+    for kind_name, user_id, creator_id, completion in events:
+        kind = EngagementKind(kind_name)
+        # One video per creator, so likes and unlikes meet on the same video.
+        video = creator_id
+        fields = {"completion": completion} if kind is EngagementKind.WATCH else {}
+        store.append(
+            make_event(kind, user_id=user_id, video_id=video, **fields), creator_id=creator_id
+        )
+        if kind is EngagementKind.LIKE and (user_id, video) in likes:
+            continue
+        if kind is EngagementKind.UNLIKE and (user_id, video) not in likes:
+            continue
+        if kind is EngagementKind.LIKE:
+            likes.add((user_id, video))
+        elif kind is EngagementKind.UNLIKE:
+            likes.discard((user_id, video))
+        earned = affinity_credit(kind, completion if kind is EngagementKind.WATCH else None)
+        credit[user_id, creator_id] = credit.get((user_id, creator_id), 0.0) + earned
+    many = store.get_affinities_many(requested)
+    assert many == {uid: store.get_affinities(uid, ids) for uid, ids in requested.items()}
+    for uid, ids in requested.items():
+        total = sum(value for (user, _), value in credit.items() if user == uid)
+        expected = {cid: affinity(credit.get((uid, cid), 0.0), total) for cid in ids}
+        assert many[uid] == pytest.approx(expected)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    marks=st.lists(st.tuples(_USERS, st.integers(1, 8), st.integers(0, 48)), max_size=20),
+    users=st.lists(_USERS, min_size=1, max_size=6, unique=True),
+    since_hours=st.integers(0, 50),
+    limit=st.integers(0, 10),
+)
+def test_recently_seen_many_are_each_users_latest_marks_since(
+    marks: list[tuple[int, int, int]], users: list[int], since_hours: int, limit: int
+) -> None:
+    store = InMemorySeenStore(retention_seconds=None)
+    latest: dict[tuple[int, int], datetime] = {}
+    for user_id, video_id, age_hours in marks:
+        at = EPOCH - timedelta(hours=age_hours)
+        store.mark_seen(user_id, [video_id], at)
+        latest[user_id, video_id] = max(at, latest.get((user_id, video_id), at))
+    since = EPOCH - timedelta(hours=since_hours)
+    many = store.recently_seen_many(users, since=since, limit=limit)
+    assert many == {uid: store.recently_seen(uid, since=since, limit=limit) for uid in users}
+    for uid in users:
+        kept = [(at, vid) for (user, vid), at in latest.items() if user == uid and at >= since]
+        assert many[uid] == [vid for _, vid in sorted(kept, reverse=True)][:limit]

@@ -467,6 +467,24 @@ def test_guarded_store_gives_writes_their_own_deadline_and_reports_each_method()
     assert store.guard is g
 
 
+def test_guarded_store_gives_batch_reads_their_own_deadline() -> None:
+    from reelrank import GuardedStore, InMemoryEventStore
+    from reelrank.testing import FaultInjector
+
+    faulty = FaultInjector(InMemoryEventStore(), name="events")
+    g = DependencyGuard(
+        "events", pool=WorkerPool(4), breaker=CircuitBreaker("events", failure_threshold=100),
+        deadline_seconds=0.05, max_stalled=4,
+    )  # fmt: skip
+    store: Any = GuardedStore(faulty.proxy, g, batch_reads=["get_affinities_many"],
+                              batch_deadline_seconds=2.0)  # fmt: skip
+    faulty.stall(0.3)
+    with pytest.raises(StoreTimeoutError):
+        store.get_affinities(1, [1])
+    # Waits out the stall within 2 s.
+    assert store.get_affinities_many({1: [1], 2: []}) == {1: {1: 0.0}, 2: {}}
+
+
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [
@@ -475,6 +493,9 @@ def test_guarded_store_gives_writes_their_own_deadline_and_reports_each_method()
         ({"write_deadline_seconds": 0.0}, "write_deadline_seconds"),
         ({"write_deadline_seconds": float("inf")}, "write_deadline_seconds"),
         ({"write_deadline_seconds": "1"}, "write_deadline_seconds"),
+        ({"batch_reads": "get_affinities_many"}, "batch_reads"),
+        ({"batch_deadline_seconds": -1.0}, "batch_deadline_seconds"),
+        ({"batch_deadline_seconds": float("nan")}, "batch_deadline_seconds"),
     ],
 )
 def test_guarded_store_refuses_bad_settings_naming_the_field(

@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -43,6 +43,19 @@ from reelrank.stores import (
 from reelrank.testing import EPOCH, FaultInjector, ManualClock, make_creator, make_model, make_video
 
 START = EPOCH + timedelta(days=2)
+_BULK_READS = frozenset({"followed_videos_many", "get_affinities_many", "recently_seen_many"})
+
+
+class _SingleUserReads:
+    """A store without the bulk reads of many users (a store written before them)."""
+
+    def __init__(self, store: object) -> None:
+        self._store = store
+
+    def __getattr__(self, attribute: str) -> Any:
+        if attribute in _BULK_READS:
+            raise AttributeError(attribute)
+        return getattr(self._store, attribute)
 
 
 @dataclass
@@ -76,7 +89,12 @@ def make_world() -> Iterator[Any]:
     services: list[FeedRankingService] = []
 
     def build(
-        *, videos: int = 60, creators: int = 6, ranking: RankingConfig | None = None, **config: Any
+        *,
+        videos: int = 60,
+        creators: int = 6,
+        ranking: RankingConfig | None = None,
+        single_user_reads: bool = False,
+        **config: Any,
     ) -> World:
         clock = ManualClock(START)
         catalog = InMemoryCatalog()
@@ -94,9 +112,12 @@ def make_world() -> Iterator[Any]:
         local = LRUFeedCache(clock=clock.monotonic)
         shared = FaultInjector(InMemoryFeedCache(clock=clock.monotonic), name="cache")
         cache = TieredFeedCache(local, shared.proxy)
-        world_catalog = FaultInjector(catalog, name="catalog")
-        events = FaultInjector(InMemoryEventStore(), name="events")
-        seen = FaultInjector(InMemorySeenStore(), name="seen")
+        stores: list[Any] = [catalog, InMemoryEventStore(), InMemorySeenStore()]
+        if single_user_reads:
+            stores = [_SingleUserReads(store) for store in stores]
+        world_catalog = FaultInjector(cast(InMemoryCatalog, stores[0]), name="catalog")
+        events = FaultInjector(cast(InMemoryEventStore, stores[1]), name="events")
+        seen = FaultInjector(cast(InMemorySeenStore, stores[2]), name="seen")
         config.setdefault("cursor_secret", "a-test-secret-of-some-length")
         config.setdefault("refresh_pool_in_background", False)
         # Faults injected here fail at once unless a test stalls a store, and those tests
@@ -459,10 +480,41 @@ def test_warm_ranks_many_users_with_bulk_calls(make_world: Any) -> None:
     assert world.service.warm(range(1, 51)) == 50
     assert world.shared.calls["put_many"] == 1
     assert world.catalog.calls["recent_videos"] == 1
+    # One call of many users per store, none of one user.
+    assert world.catalog.calls["followed_videos_many"] == 1
+    assert world.events.calls["get_affinities_many"] == 1
+    assert world.seen.calls["recently_seen_many"] == 1
+    assert world.catalog.calls["followed_videos"] == 0
+    assert world.events.calls["get_affinities"] == 0
+    assert world.seen.calls["recently_seen"] == 0
     assert world.service.warm(range(1, 51)) == 0  # already warm
     assert world.service.warm(range(1, 51), force=True) == 50
     pages = [world.service.feed(user, 5) for user in range(1, 51)]
     assert all(page.from_cache for page in pages)
+
+
+def test_warm_without_bulk_reads_asks_per_user_and_ranks_the_same(make_world: Any) -> None:
+    worlds: list[World] = [
+        make_world(recent_limit=10),
+        make_world(recent_limit=10, single_user_reads=True),
+    ]
+    for world in worlds:
+        world.catalog.store.follow(7, 2)
+        world.catalog.store.follow(8, 3)
+        world.seen.store.mark_seen(7, [1, 2, 13], START)
+        recorder = world.recorder()
+        recorder.like(8, 20, event_id="like-20")
+        recorder.watch(9, 3, event_id="watch-3", completion=0.5)
+        assert world.service.warm(range(1, 11)) == 10
+    bulk, per_user = worlds
+    assert per_user.catalog.calls["followed_videos"] == 10
+    assert per_user.events.calls["get_affinities"] == 10
+    assert per_user.seen.calls["recently_seen"] == 10
+    for user in range(1, 11):
+        expected, snapshot = bulk.local.get(user), per_user.local.get(user)
+        assert expected is not None and snapshot is not None
+        assert snapshot.video_ids == expected.video_ids
+        assert np.array_equal(snapshot.scores, expected.scores)
 
 
 def test_warm_builds_the_first_pool_under_the_warming_deadline(make_world: Any) -> None:

@@ -120,6 +120,9 @@ from .scoring import (
 )
 from .stores import (
     AtomicSeenStore,
+    BulkReadCatalog,
+    BulkReadEventStore,
+    BulkReadSeenStore,
     CacheStats,
     Catalog,
     CoordinatedTrendingSnapshotStore,
@@ -265,6 +268,9 @@ __all__ = [
     "RenditionProgress",
     "RenditionStatus",
     "AtomicSeenStore",
+    "BulkReadCatalog",
+    "BulkReadEventStore",
+    "BulkReadSeenStore",
     "CoordinatedTrendingSnapshotStore",
     "BreakerState",
     "CacheLookupResult",

@@ -5,6 +5,9 @@ They live in :mod:`reelrank.stores`; this module re-exports them unchanged.
 
 from .stores import (
     AtomicSeenStore,
+    BulkReadCatalog,
+    BulkReadEventStore,
+    BulkReadSeenStore,
     Catalog,
     CoordinatedTrendingSnapshotStore,
     EngagementLog,
@@ -20,6 +23,9 @@ from .stores import (
 
 __all__ = [
     "AtomicSeenStore",
+    "BulkReadCatalog",
+    "BulkReadEventStore",
+    "BulkReadSeenStore",
     "CoordinatedTrendingSnapshotStore",
     "Catalog",
     "EngagementLog",

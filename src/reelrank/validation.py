@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 from .exceptions import InvalidInputError
@@ -21,10 +22,12 @@ __all__ = [
     "check_feed_key",
     "check_id",
     "check_ids",
+    "check_ids_by_user",
     "check_lease_owner",
     "check_limit",
     "check_tag",
     "check_ttl",
+    "check_user_ids",
     "check_variant",
     "finite_or_raise",
     "utc_now",
@@ -74,6 +77,35 @@ def check_ids(field: str, values: object) -> list[int]:
     ):
         return ids
     return [check_id(field, value) for value in ids]
+
+
+def check_user_ids(field: str, values: object) -> list[int]:
+    """Return ``values`` as a list if it is a non-empty sequence of distinct valid ids,
+    else raise ``InvalidInputError``.
+
+    For the reads of many users at once (``followed_videos_many``...): an empty batch or
+    a user asked for twice is a caller's mistake there, not something to fold away.
+    """
+    ids = check_ids(field, values)
+    if not ids:
+        raise InvalidInputError(field, "must hold at least one id")
+    if len(set(ids)) != len(ids):
+        repeated = next(uid for uid, times in Counter(ids).items() if times > 1)
+        raise InvalidInputError(field, f"must not repeat an id, got {repeated} more than once")
+    return ids
+
+
+def check_ids_by_user(field: str, values: object) -> dict[int, list[int]]:
+    """Return ``values`` as a dict if it is a non-empty mapping of valid user ids to
+    sequences of valid ids, else raise ``InvalidInputError``.
+
+    The inner sequences may be empty and may repeat an id, as in a one-user bulk read.
+    """
+    if not isinstance(values, Mapping):
+        raise InvalidInputError(field, f"must be a mapping of user ids to ids, got {values!r}")
+    if not values:
+        raise InvalidInputError(field, "must hold at least one user")
+    return {check_id(field, user_id): check_ids(field, ids) for user_id, ids in values.items()}
 
 
 _TAG_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")

@@ -106,6 +106,11 @@ def test_a_copy_from_a_racing_writer_is_corrected_by_the_second_check(
     stats = second.get_stats([1])[1]
     assert (stats.views, stats.completion_sum) == (1, 0.75)
     assert second.get_affinities(1, [1]) == {1: pytest.approx(0.75 / 1.75)}
+    # The bulk read subtracts the correction too.
+    assert second.get_affinities_many({1: [1], 2: [1]}) == {
+        1: second.get_affinities(1, [1]),
+        2: {1: 0.0},
+    }
     assert _corrections(clickhouse_engine, tables) == 1
     # Later deliveries are refused and change nothing.
     assert second.append(watch[0], creator_id=1) is False

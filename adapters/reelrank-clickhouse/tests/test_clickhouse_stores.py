@@ -4,8 +4,11 @@ Exactly-once under concurrent delivery is in test_clickhouse_exactly_once.py."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from reelrank_clickhouse import (
@@ -286,3 +289,42 @@ def test_table_names_come_from_the_config(clickhouse_config: ClickHouseConfig) -
             assert conn.execute(text("SHOW TABLES")).fetchall() == []
     finally:
         engine.dispose()
+
+
+class _CountingClient:
+    """A driver client that records the queries it executes."""
+
+    def __init__(self, client: Any, queries: list[str]) -> None:
+        self._client = client
+        self._queries = queries
+
+    def execute(self, query: str, *args: Any, **kwargs: Any) -> Any:
+        self._queries.append(query)
+        return self._client.execute(query, *args, **kwargs)
+
+
+def test_affinities_of_many_users_take_one_query_per_chunk(
+    clickhouse_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = ClickHouseEventStore(clickhouse_engine)
+    store.users_per_query = 2
+    users = [5, 1, 4, 2, 3]  # three queries: [5, 1], [4, 2], [3]
+    pairs = [
+        (make_event(kind, user_id=user_id, video_id=user_id), 1 + (user_id + n) % 3)
+        for user_id in users
+        for n, kind in enumerate(("watch", "like", "share")[: user_id % 3 + 1])
+    ]
+    assert store.append_many(pairs) == len(pairs)
+    queries: list[str] = []
+    reader = store._clients.reader
+
+    @contextmanager
+    def counting_reader() -> Iterator[Any]:
+        with reader() as client:
+            yield _CountingClient(client, queries)
+
+    monkeypatch.setattr(store._clients, "reader", counting_reader)
+    many = store.get_affinities_many({uid: [1, 2, 3, 4] for uid in users})
+    assert len(queries) == 3
+    assert many == {uid: store.get_affinities(uid, [1, 2, 3, 4]) for uid in users}
+    assert all(many[uid][1 + uid % 3] > 0.0 for uid in users)

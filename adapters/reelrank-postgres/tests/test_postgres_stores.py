@@ -16,12 +16,15 @@ from reelrank_postgres import (
     SqlSearchIndex,
     SqlSeenStore,
 )
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
 
 from reelrank import (
     EngagementKind,
+    InMemoryCatalog,
     InMemoryEventStore,
     InMemorySearchIndex,
+    InMemorySeenStore,
+    ProcessingState,
     Rendition,
     SearchDocument,
     parse_query,
@@ -93,7 +96,52 @@ def test_event_aggregates_match_the_in_memory_store(
         assert got_affinity.keys() == want_affinity.keys()
         for creator, value in want_affinity.items():
             assert math.isclose(got_affinity[creator], value, abs_tol=1e-9)
+    asked = {user: [3, 1, 2, 1] for user in (4, 1, 3, 2)}
+    many = sql.get_affinities_many(asked)
+    assert many == {user: sql.get_affinities(user, ids) for user, ids in asked.items()}
     assert sql.popular_video_ids(limit=10) == memory.popular_video_ids(limit=10)
+
+
+@_EXAMPLES
+@given(
+    videos=st.lists(st.tuples(st.integers(1, 3), st.integers(0, 4), st.booleans()), max_size=12),
+    follows=st.lists(st.tuples(st.integers(1, 5), st.integers(1, 3)), max_size=10),
+    marks=st.lists(
+        st.tuples(st.integers(1, 5), st.integers(1, 9), st.integers(0, 30)), max_size=15
+    ),
+    limit=st.integers(0, 6),
+)
+def test_bulk_reads_of_many_users_match_the_in_memory_stores(
+    engine: Engine,
+    videos: list[tuple[int, int, bool]],
+    follows: list[tuple[int, int]],
+    marks: list[tuple[int, int, int]],
+    limit: int,
+) -> None:
+    _empty(engine, "follows", "videos", "creators", "seen_videos")
+    sql_catalog, memory_catalog = SqlCatalog(engine), InMemoryCatalog()
+    sql_seen, memory_seen = SqlSeenStore(engine), InMemorySeenStore(retention_seconds=None)
+    for catalog in (sql_catalog, memory_catalog):
+        for creator_id in (1, 2, 3):
+            catalog.put_creator(make_creator(creator_id))
+        for video_id, (creator_id, age_hours, ready) in enumerate(videos, start=1):
+            state = ProcessingState.READY if ready else ProcessingState.QUEUED
+            published_at = EPOCH - timedelta(hours=age_hours)
+            video = make_video(video_id, creator_id, published_at=published_at, state=state)
+            catalog.put_video(video)
+        for user_id, creator_id in follows:
+            catalog.follow(user_id, creator_id)
+    for seen in (sql_seen, memory_seen):
+        for user_id, video_id, age_hours in marks:
+            seen.mark_seen(user_id, [video_id], EPOCH - timedelta(hours=age_hours))
+    users = [5, 3, 1, 4, 2]
+    assert sql_catalog.followed_videos_many(users, limit=limit) == (
+        memory_catalog.followed_videos_many(users, limit=limit)
+    )
+    since = EPOCH - timedelta(hours=20)
+    assert sql_seen.recently_seen_many(users, since=since, limit=limit) == (
+        memory_seen.recently_seen_many(users, since=since, limit=limit)
+    )
 
 
 _WORDS = ["dance", "dancing", "dandelion", "cat", "cats", "café", "Straße", "naïve", "x_1"]
@@ -201,3 +249,52 @@ def test_prune_deletes_only_older_events(engine: Engine) -> None:
     assert log.prune(EPOCH - timedelta(days=1)) == 1
     assert log.events_between(EPOCH - timedelta(days=30), EPOCH + timedelta(1), limit=10) == [new]
     assert log.user_events(1, since=EPOCH - timedelta(days=30), limit=10) == [new]
+
+
+class _Statements:
+    """Counts the statements an engine sends (``SET LOCAL`` aside) while it is open."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.count = 0
+
+    def _counted(self, *args: object) -> None:
+        statement = args[2]
+        if isinstance(statement, str) and not statement.startswith("SET LOCAL"):
+            self.count += 1
+
+    def __enter__(self) -> _Statements:
+        event.listen(self.engine, "before_cursor_execute", self._counted)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        event.remove(self.engine, "before_cursor_execute", self._counted)
+
+
+def test_bulk_reads_take_one_statement_per_chunk_of_users(engine: Engine) -> None:
+    catalog, events, seen = SqlCatalog(engine), SqlEventStore(engine), SqlSeenStore(engine)
+    for store in (catalog, events, seen):
+        store.users_per_statement = 2
+    for creator_id in (1, 2, 3):
+        catalog.put_creator(make_creator(creator_id))
+    for video_id in range(1, 10):
+        published_at = EPOCH - timedelta(hours=video_id % 4)
+        catalog.put_video(make_video(video_id, 1 + video_id % 3, published_at=published_at))
+    users = [5, 1, 4, 2, 3]  # three chunks: [5, 1], [4, 2], [3]
+    for user_id in users:
+        for creator_id in range(1, 1 + user_id % 4):
+            catalog.follow(user_id, creator_id)
+        seen.mark_seen(user_id, [user_id, user_id + 1], EPOCH - timedelta(hours=user_id))
+        watch = make_event("watch", user_id=user_id, video_id=user_id, completion=0.5)
+        events.append(watch, creator_id=1 + user_id % 3)
+    creators = {user_id: [1, 2, 3] for user_id in users}
+    since = EPOCH - timedelta(days=1)
+    with _Statements(engine) as statements:
+        followed = catalog.followed_videos_many(users, limit=4)
+        affinities = events.get_affinities_many(creators)
+        recent = seen.recently_seen_many(users, since=since, limit=5)
+    assert statements.count == 9
+    assert followed == {uid: catalog.followed_videos(uid, limit=4) for uid in users}
+    assert affinities == {uid: events.get_affinities(uid, [1, 2, 3]) for uid in users}
+    assert recent == {uid: seen.recently_seen(uid, since=since, limit=5) for uid in users}
+    assert sum(len(videos) for videos in followed.values()) > 0

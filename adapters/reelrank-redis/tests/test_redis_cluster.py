@@ -330,3 +330,29 @@ def test_a_failover_keeps_replicated_writes_and_loses_only_unreplicated_ones(
     cache.put(make_snapshot(user), ttl_seconds=60)
     assert cache.get(user) == make_snapshot(user)
     client.close()
+
+
+def test_bulk_reads_of_users_on_every_master_equal_the_reads_of_each_user(
+    cluster_client: RedisClient, cluster_config: RedisConfig
+) -> None:
+    events = RedisEventStore(cluster_client, cluster_config)
+    seen = RedisSeenStore(cluster_client, cluster_config)
+    events.users_per_pipeline = seen.users_per_pipeline = 7  # six pipelines of 40 users
+    users = list(range(1, 41))
+    for user_id in users:
+        seen.mark_seen(user_id, [user_id, user_id + 1], EPOCH - timedelta(hours=user_id % 5))
+        watch = make_event("watch", user_id=user_id, video_id=user_id, completion=0.5)
+        events.append(watch, creator_id=1 + user_id % 3)
+    assert isinstance(cluster_client, RedisCluster)
+    layout = KeyLayout(cluster_config.prefix)
+    masters = {cluster_client.get_node_from_key(layout.seen(uid)).name for uid in users}
+    assert len(masters) == 3
+    since = EPOCH - timedelta(days=1)
+    assert seen.recently_seen_many(users, since=since, limit=5) == {
+        uid: seen.recently_seen(uid, since=since, limit=5) for uid in users
+    }
+    creators = {uid: [1, 2, 3] for uid in users}
+    affinities = events.get_affinities_many(creators)
+    assert affinities == {uid: events.get_affinities(uid, [1, 2, 3]) for uid in users}
+    credit = affinity_credit(EngagementKind.WATCH, 0.5)
+    assert all(affinities[uid][1 + uid % 3] == affinity(credit, credit) > 0 for uid in users)

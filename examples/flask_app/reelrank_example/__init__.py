@@ -198,10 +198,15 @@ _WRITE_DEADLINE_SECONDS = 1.0
 
 def _guarded(stores: Stores, observer: FeedObserver) -> Stores:
     """``stores`` with the event store and the engagement log behind deadlines and
-    breakers (a :class:`~reelrank.GuardedStore` each, calls reported to ``observer``)."""
+    breakers (a :class:`~reelrank.GuardedStore` each, calls reported to ``observer``).
+
+    Warming's read of many users' affinities (one per batch of ``_WARM_BATCH`` users)
+    gets the start-up reads' deadline rather than a point read's."""
     events = GuardedStore(
         stores.events, store_guard("events", deadline=_READ_DEADLINE_SECONDS, observer=observer),
         writes=("append", "append_many"), write_deadline_seconds=_WRITE_DEADLINE_SECONDS,
+        batch_reads=("get_affinities_many",),
+        batch_deadline_seconds=_WARM_READ_DEADLINE_SECONDS,
     )  # fmt: skip
     log = GuardedStore(
         stores.log, store_guard("log", deadline=_READ_DEADLINE_SECONDS, observer=observer),

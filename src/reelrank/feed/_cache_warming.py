@@ -1,17 +1,23 @@
 """Cache warming: ranking and caching many users' snapshots ahead of their requests.
 
 The reads are bulk: one guarded batch per store under ``warm_deadline_seconds`` for
-followed videos, their stats, affinities and seen ids, and one ``put_many``. Each user's
-snapshot is then ranked by :meth:`UserRanking.rank_from`, as a feed request ranks it.
+followed videos, their stats, affinities and seen ids, and one ``put_many``. Within a
+batch, a store implementing the bulk-read protocol of its kind
+(:class:`~reelrank.BulkReadCatalog`, :class:`~reelrank.BulkReadEventStore`,
+:class:`~reelrank.BulkReadSeenStore`) answers for every user in one call; another is
+asked once per user (see :mod:`reelrank.stores._bulk_reads`). Each user's snapshot is
+then ranked by :meth:`UserRanking.rank_from`, as a feed request ranks it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from ..models._catalog import Video
 from ..models._stats_columns import VideoStatsColumns
+from ..stores._bulk_reads import bulk_affinities, bulk_followed_videos, bulk_recently_seen
 from ..stores._protocols import Catalog, EventStore, SeenStore
 from ._candidates import CandidateColumns, CandidatePool, CandidateSource
 from ._config import FeedServiceConfig
@@ -78,14 +84,11 @@ class CacheWarmer:
         lost = set(pool.lost_signals)
         outside = self._followed(users, pool, lost, report)
         followed = {uid: outside.of(uid) for uid in users}
-        creators = {uid: user_creators(pool, followed[uid]) for uid in users}
+        # Affinity is read for the users with creators to weigh (a pool or followed videos).
+        creators = {uid: ids for uid in users if (ids := user_creators(pool, followed[uid]))}
         affinities = self._guards.bulk(
             "events",
-            lambda: {
-                uid: self._events.get_affinities(uid, creators[uid])
-                for uid in users
-                if creators[uid]
-            },
+            lambda: bulk_affinities(self._events, creators) if creators else {},
             report,
             report_as="affinity",
             fallback="ranked without affinity",
@@ -116,11 +119,16 @@ class CacheWarmer:
         return len(snapshots) if self._snapshots.put(snapshots, report) else 0
 
     def _read_seen(self, contexts: Sequence[RequestContext]) -> dict[int, list[int]]:
+        """Each user's recently seen ids: one bulk read per seen window (users of
+        experiment variants may have windows of their own)."""
         limit = self._config.seen_lookup_limit
-        return {
-            ctx.user_id: self._seen.recently_seen(ctx.user_id, since=ctx.seen_since, limit=limit)
-            for ctx in contexts
-        }
+        users_since: dict[datetime, list[int]] = {}
+        for ctx in contexts:
+            users_since.setdefault(ctx.seen_since, []).append(ctx.user_id)
+        seen: dict[int, list[int]] = {}
+        for since, users in users_since.items():
+            seen.update(bulk_recently_seen(self._seen, users, since=since, limit=limit))
+        return seen
 
     def _followed(
         self, users: list[int], pool: CandidatePool, lost: set[str], report: DegradedReport
@@ -131,7 +139,7 @@ class CacheWarmer:
         if limit:
             followed = self._guards.bulk(
                 "catalog",
-                lambda: {uid: self._catalog.followed_videos(uid, limit=limit) for uid in users},
+                lambda: bulk_followed_videos(self._catalog, users, limit=limit),
                 report,
                 report_as="catalog",
                 fallback="without followed creators' videos",

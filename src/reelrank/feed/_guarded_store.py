@@ -19,6 +19,21 @@ from ._resilience import DependencyGuard
 __all__ = ["GuardedStore"]
 
 
+def _check_names(field: str, names: Collection[str]) -> frozenset[str]:
+    if isinstance(names, str) or not all(isinstance(name, str) for name in names):
+        raise ConfigError(field, names, "must be a collection of method names")
+    return frozenset(names)
+
+
+def _check_deadline(field: str, seconds: float | None, guard: DependencyGuard) -> float:
+    """``seconds``, or the guard's deadline when ``None``; finite and positive."""
+    if seconds is None:
+        return guard.deadline_seconds
+    if not (isinstance(seconds, int | float) and math.isfinite(seconds) and seconds > 0):
+        raise ConfigError(field, seconds, "must be finite and positive")
+    return float(seconds)
+
+
 class GuardedStore:
     """``store`` with every public method call run through ``guard``.
 
@@ -26,8 +41,11 @@ class GuardedStore:
     :class:`~reelrank.StoreTimeoutError`; while the guard's breaker is open, calls raise
     :class:`~reelrank.StoreUnavailableError` without reaching the store. Methods named
     in ``writes`` get ``write_deadline_seconds`` instead (an insert with an idempotency
-    check takes longer than a point read; by default, the guard's deadline too). Each
-    call is reported to the guard's listener under the method's name. Attributes that
+    check takes longer than a point read; by default, the guard's deadline too), and
+    methods named in ``batch_reads`` get ``batch_deadline_seconds`` (a read of many users
+    at once, such as ``get_affinities_many`` for cache warming, takes longer than one
+    user's; by default, the guard's deadline too). Each call is reported to the guard's
+    listener under the method's name. Attributes that
     are not methods, and private ones, are forwarded untouched.
 
     The proxy is duck-typed: it satisfies whatever store Protocol ``store`` does, so
@@ -41,23 +59,17 @@ class GuardedStore:
         *,
         writes: Collection[str] = (),
         write_deadline_seconds: float | None = None,
+        batch_reads: Collection[str] = (),
+        batch_deadline_seconds: float | None = None,
     ) -> None:
-        if isinstance(writes, str) or not all(isinstance(name, str) for name in writes):
-            raise ConfigError("writes", writes, "must be a collection of method names")
-        if write_deadline_seconds is not None and not (
-            isinstance(write_deadline_seconds, int | float)
-            and math.isfinite(write_deadline_seconds)
-            and write_deadline_seconds > 0
-        ):
-            raise ConfigError(
-                "write_deadline_seconds", write_deadline_seconds, "must be finite and positive"
-            )
         self._store = store
         self._guard = guard
-        self._writes = frozenset(writes)
-        self._write_deadline = (
-            guard.deadline_seconds if write_deadline_seconds is None else write_deadline_seconds
-        )
+        write_names = _check_names("writes", writes)
+        write_deadline = _check_deadline("write_deadline_seconds", write_deadline_seconds, guard)
+        batch_names = _check_names("batch_reads", batch_reads)
+        batch_deadline = _check_deadline("batch_deadline_seconds", batch_deadline_seconds, guard)
+        self._deadlines = dict.fromkeys(batch_names, batch_deadline)
+        self._deadlines.update(dict.fromkeys(write_names, write_deadline))
 
     @property
     def guard(self) -> DependencyGuard:
@@ -68,9 +80,7 @@ class GuardedStore:
         target = getattr(self._store, attribute)
         if attribute.startswith("_") or not callable(target):
             return target
-        deadline = (
-            self._write_deadline if attribute in self._writes else self._guard.deadline_seconds
-        )
+        deadline = self._deadlines.get(attribute, self._guard.deadline_seconds)
 
         def call(*args: Any, **kwargs: Any) -> Any:
             return self._guard.call_with_deadline(

@@ -342,9 +342,12 @@ class FeedRankingService:
         """Rank and cache snapshots for many users with bulk store calls.
 
         The shared candidate pool is fetched once; followed videos, affinities and seen
-        ids are read in one guarded batch per store; snapshots are written with one
-        ``put_many``. Users that already have a live snapshot of their current config
-        are skipped unless ``force``. Returns how many snapshots were stored.
+        ids are read in one guarded batch per store, with one call for every user when
+        the store implements :class:`~reelrank.BulkReadCatalog`,
+        :class:`~reelrank.BulkReadEventStore` or :class:`~reelrank.BulkReadSeenStore`
+        (else one call per user); snapshots are written with one ``put_many``. Users
+        that already have a live snapshot of their current config are skipped unless
+        ``force``. Returns how many snapshots were stored.
 
         Raises:
             InvalidInputError: naming ``user_ids`` if an id is invalid.

@@ -8,6 +8,7 @@ adapter author builds on, and :mod:`reelrank.testing` holds the contract suite.
 from __future__ import annotations
 
 from .._public import _public_module
+from ._bulk_reads import bulk_affinities, bulk_followed_videos, bulk_recently_seen, chunked
 from ._cache import CacheStats, InMemoryFeedCache, LRUFeedCache, TieredFeedCache
 from ._catalog import InMemoryCatalog
 from ._events import InMemoryEventStore
@@ -21,6 +22,9 @@ from ._log import InMemoryEngagementLog
 from ._progress import InMemoryProgressStore
 from ._protocols import (
     AtomicSeenStore,
+    BulkReadCatalog,
+    BulkReadEventStore,
+    BulkReadSeenStore,
     Catalog,
     CoordinatedTrendingSnapshotStore,
     EngagementLog,
@@ -49,6 +53,9 @@ __all__ = [
     "bounds_own_calls",
     "is_in_process",
     "AtomicSeenStore",
+    "BulkReadCatalog",
+    "BulkReadEventStore",
+    "BulkReadSeenStore",
     "CoordinatedTrendingSnapshotStore",
     "CacheStats",
     "Catalog",
@@ -77,6 +84,10 @@ __all__ = [
     "SeenStore",
     "TieredFeedCache",
     "TrendingSnapshotStore",
+    "bulk_affinities",
+    "bulk_followed_videos",
+    "bulk_recently_seen",
+    "chunked",
     "parse_query",
     "tokenize",
 ]

@@ -10,7 +10,7 @@ from datetime import datetime
 
 from ..exceptions import NotFoundError
 from ..models._catalog import Creator, ProcessingState, Video, VideoLabels
-from ..validation import check_aware, check_id, check_ids, check_limit
+from ..validation import check_aware, check_id, check_ids, check_limit, check_user_ids
 from ._common import _check_instance
 
 __all__ = ["InMemoryCatalog"]
@@ -139,13 +139,25 @@ class InMemoryCatalog:
         check_id("user_id", user_id)
         check_limit("limit", limit)
         with self._lock:
-            candidates = (
-                self._videos[video_id]
-                for creator_id in self._follows.get(user_id, ())
-                for video_id in self._videos_by_creator.get(creator_id, ())
-                if self._videos[video_id].state is ProcessingState.READY
-            )
-            return heapq.nlargest(limit, candidates, key=_recency_key)
+            return self._followed_videos(user_id, limit)
+
+    def followed_videos_many(
+        self, user_ids: Sequence[int], *, limit: int
+    ) -> dict[int, list[Video]]:
+        """:meth:`followed_videos` of each user, read under one hold of the lock."""
+        users = check_user_ids("user_ids", user_ids)
+        check_limit("limit", limit)
+        with self._lock:
+            return {user_id: self._followed_videos(user_id, limit) for user_id in users}
+
+    def _followed_videos(self, user_id: int, limit: int) -> list[Video]:
+        candidates = (
+            self._videos[video_id]
+            for creator_id in self._follows.get(user_id, ())
+            for video_id in self._videos_by_creator.get(creator_id, ())
+            if self._videos[video_id].state is ProcessingState.READY
+        )
+        return heapq.nlargest(limit, candidates, key=_recency_key)
 
     def _index(self, video: Video) -> None:
         self._videos_by_creator.setdefault(video.creator_id, set()).add(video.video_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import heapq
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ..exceptions import InvalidInputError
@@ -17,7 +17,7 @@ from ..models._engagement import (
     affinity_credit,
 )
 from ..models._stats_columns import VideoStatsColumns
-from ..validation import check_id, check_ids, check_limit
+from ..validation import check_id, check_ids, check_ids_by_user, check_limit
 from ._common import DEFAULT_IDEMPOTENCY_SECONDS, IdempotencyWindow, _check_instance
 
 __all__ = ["InMemoryEventStore"]
@@ -138,20 +138,32 @@ class InMemoryEventStore:
         """Affinity of the user with every requested creator; ``0.0`` when none."""
         check_id("user_id", user_id)
         ids = check_ids("creator_ids", creator_ids)
-        found = dict.fromkeys(ids, 0.0)
         with self._lock:
-            per_creator = self._credit.get(user_id, {})
-            total = self._total_credit.get(user_id, 0.0)
-            # A user has credit with few creators, and a feed asks about many: walk the
-            # shorter side.
-            if len(per_creator) < len(found):
-                for cid, credit in per_creator.items():
-                    if cid in found:
-                        found[cid] = affinity(credit, total)
-            else:
-                for cid in found:
-                    if cid in per_creator:
-                        found[cid] = affinity(per_creator[cid], total)
+            return self._affinities(user_id, ids)
+
+    def get_affinities_many(
+        self, creator_ids_by_user: Mapping[int, Sequence[int]]
+    ) -> dict[int, dict[int, float]]:
+        """:meth:`get_affinities` of each user with their creators, under one hold of
+        the lock."""
+        requested = check_ids_by_user("creator_ids_by_user", creator_ids_by_user)
+        with self._lock:
+            return {uid: self._affinities(uid, ids) for uid, ids in requested.items()}
+
+    def _affinities(self, user_id: int, creator_ids: list[int]) -> dict[int, float]:
+        found = dict.fromkeys(creator_ids, 0.0)
+        per_creator = self._credit.get(user_id, {})
+        total = self._total_credit.get(user_id, 0.0)
+        # A user has credit with few creators, and a feed asks about many: walk the
+        # shorter side.
+        if len(per_creator) < len(found):
+            for cid, credit in per_creator.items():
+                if cid in found:
+                    found[cid] = affinity(credit, total)
+        else:
+            for cid in found:
+                if cid in per_creator:
+                    found[cid] = affinity(per_creator[cid], total)
         return found
 
     def popular_video_ids(self, *, limit: int) -> list[int]:

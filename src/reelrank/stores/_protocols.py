@@ -13,6 +13,9 @@ Shared rules, part of every contract below:
 * Bulk reads take any sequence of ids, may contain duplicates, and return a ``dict``
   keyed by id. Whether unknown ids are omitted or filled with a neutral value is stated
   per method.
+* Reads of many users at once (the ``*_many`` methods of the optional bulk-read
+  protocols) are the exception: they refuse an empty batch and a user asked for twice,
+  since either is a caller's mistake, and return every requested user.
 * A backend failure raises :class:`~reelrank.StoreError` (or a subclass such as
   :class:`~reelrank.StoreTimeoutError`), raised ``from`` the driver's exception.
 * ``limit`` arguments are ints ``>= 0``; a result never holds more than ``limit`` items.
@@ -43,6 +46,9 @@ __all__ = [
     "bounds_own_calls",
     "is_in_process",
     "AtomicSeenStore",
+    "BulkReadCatalog",
+    "BulkReadEventStore",
+    "BulkReadSeenStore",
     "CoordinatedTrendingSnapshotStore",
     "Catalog",
     "EngagementLog",
@@ -442,6 +448,79 @@ class AtomicSeenStore(SeenStore, Protocol):
         :meth:`~reelrank.SeenStore.seen_among` followed by
         :meth:`~reelrank.SeenStore.mark_seen` of the ids it returns.
         """
+
+
+@runtime_checkable
+class BulkReadCatalog(Catalog, Protocol):
+    """A :class:`~reelrank.Catalog` that reads the followed videos of many users in one call.
+
+    Cache warming (:meth:`FeedRankingService.warm <reelrank.FeedRankingService.warm>`)
+    uses it when the catalog has it, and otherwise calls
+    :meth:`~reelrank.Catalog.followed_videos` once per user
+    (:func:`~reelrank.stores.adapter.bulk_followed_videos` does either).
+    """
+
+    def followed_videos_many(
+        self, user_ids: Sequence[int], *, limit: int
+    ) -> dict[int, list[Video]]:
+        """What :meth:`~reelrank.Catalog.followed_videos` returns for each user with the
+        same ``limit``, keyed by user id; every requested user is present.
+
+        ``user_ids`` must be a non-empty sequence of distinct valid ids, else
+        :class:`~reelrank.InvalidInputError` naming ``user_ids``; a bad ``limit`` raises
+        naming ``limit``. A backend reads them in one round trip, or in a few when it
+        splits a large batch into chunks.
+        """
+        ...
+
+
+@runtime_checkable
+class BulkReadEventStore(EventStore, Protocol):
+    """An :class:`~reelrank.EventStore` that reads the affinities of many users in one call.
+
+    Cache warming uses it when the event store has it, and otherwise calls
+    :meth:`~reelrank.EventStore.get_affinities` once per user
+    (:func:`~reelrank.stores.adapter.bulk_affinities` does either).
+    """
+
+    def get_affinities_many(
+        self, creator_ids_by_user: Mapping[int, Sequence[int]]
+    ) -> dict[int, dict[int, float]]:
+        """What :meth:`~reelrank.EventStore.get_affinities` returns for each user and
+        their own creator ids, keyed by user id; every requested user is present.
+
+        ``creator_ids_by_user`` must be a non-empty mapping of valid user ids to
+        sequences of valid creator ids (which may be empty or repeat an id, as in
+        :meth:`~reelrank.EventStore.get_affinities`), else
+        :class:`~reelrank.InvalidInputError` naming ``creator_ids_by_user``. A backend
+        reads them in one round trip, or in a few when it splits a large batch into
+        chunks.
+        """
+        ...
+
+
+@runtime_checkable
+class BulkReadSeenStore(SeenStore, Protocol):
+    """A :class:`~reelrank.SeenStore` that reads the recently seen ids of many users in
+    one call.
+
+    Cache warming uses it when the seen store has it, and otherwise calls
+    :meth:`~reelrank.SeenStore.recently_seen` once per user
+    (:func:`~reelrank.stores.adapter.bulk_recently_seen` does either).
+    """
+
+    def recently_seen_many(
+        self, user_ids: Sequence[int], *, since: datetime, limit: int
+    ) -> dict[int, list[int]]:
+        """What :meth:`~reelrank.SeenStore.recently_seen` returns for each user with the
+        same ``since`` and ``limit``, keyed by user id; every requested user is present.
+
+        ``user_ids`` must be a non-empty sequence of distinct valid ids, else
+        :class:`~reelrank.InvalidInputError` naming ``user_ids``; a naive ``since`` or a
+        bad ``limit`` raise naming them. A backend reads them in one round trip, or in a
+        few when it splits a large batch into chunks.
+        """
+        ...
 
 
 @runtime_checkable

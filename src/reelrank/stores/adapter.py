@@ -15,6 +15,12 @@ private module and keeps working across internal refactors of the core:
   :func:`exception_chain` to look through wrapped driver errors.
 * The argument checks of :mod:`reelrank.validation`; each takes ``(field, value)`` and
   raises :class:`~reelrank.InvalidInputError` naming ``field``.
+* The optional bulk reads of many users that cache warming uses when a store has them
+  (:class:`BulkReadCatalog`, :class:`BulkReadEventStore`, :class:`BulkReadSeenStore`),
+  the helpers that fall back to one call per user without them
+  (:func:`bulk_followed_videos`, :func:`bulk_affinities`, :func:`bulk_recently_seen`),
+  their argument checks (:func:`check_user_ids`, :func:`check_ids_by_user`) and
+  :func:`chunked` to bound each statement of a large batch.
 * The capabilities a store declares to the feed service: :class:`SelfBoundingStore`
   (:func:`bounds_own_calls`) and :class:`InProcessStore` (:func:`is_in_process`).
 * The shared semantics an adapter must reproduce exactly: the text analysis of the
@@ -54,16 +60,22 @@ from ..validation import (
     check_feed_key,
     check_id,
     check_ids,
+    check_ids_by_user,
     check_lease_owner,
     check_limit,
     check_tag,
     check_ttl,
+    check_user_ids,
     check_variant,
     finite_or_raise,
     utc_now,
 )
+from ._bulk_reads import bulk_affinities, bulk_followed_videos, bulk_recently_seen, chunked
 from ._protocols import (
     AtomicSeenStore,
+    BulkReadCatalog,
+    BulkReadEventStore,
+    BulkReadSeenStore,
     Catalog,
     CoordinatedTrendingSnapshotStore,
     EngagementLog,
@@ -86,6 +98,9 @@ __all__ = [
     "MAX_ID",
     "AdapterSettings",
     "AtomicSeenStore",
+    "BulkReadCatalog",
+    "BulkReadEventStore",
+    "BulkReadSeenStore",
     "CoordinatedTrendingSnapshotStore",
     "Catalog",
     "ConfigError",
@@ -110,16 +125,22 @@ __all__ = [
     "affinity",
     "affinity_credit",
     "bounds_own_calls",
+    "bulk_affinities",
+    "bulk_followed_videos",
+    "bulk_recently_seen",
     "check_aware",
     "check_feed_key",
     "check_id",
     "check_ids",
+    "check_ids_by_user",
     "check_lease_owner",
     "check_limit",
     "check_tag",
     "check_trending_kind",
     "check_ttl",
+    "check_user_ids",
     "check_variant",
+    "chunked",
     "describe_error",
     "exception_chain",
     "finite_or_raise",

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,7 +28,14 @@ from reelrank import (
     affinity,
     affinity_credit,
 )
-from reelrank.stores.adapter import check_aware, check_id, check_ids, check_limit
+from reelrank.stores.adapter import (
+    check_aware,
+    check_id,
+    check_ids,
+    check_ids_by_user,
+    check_limit,
+    chunked,
+)
 
 from ._client import ONE_BLOCK, DriverClients, id_table, server_client
 from ._config import ClickHouseTables
@@ -207,6 +214,34 @@ class _Replicas:
 
     def qualified(self, table: str) -> str:
         return f"{self.database}.{table}"
+
+
+def _affinities(
+    credit_rows: Iterable[tuple[int, int, int, float]], creator_ids: list[int]
+) -> dict[int, float]:
+    """The affinities with ``creator_ids`` from a user's rows of the credit query
+    (creator, kind code, events, completion sum), ``0.0`` where none.
+
+    The rows are added up in sorted order, so that a user's affinities are the same
+    floats whether the rows came from the query of one user or of many (the server
+    returns the parts of a ``UNION ALL`` in any order).
+    """
+    credit: dict[int, float] = {}
+    for creator_id, code, events, completion_sum in sorted(credit_rows):
+        kind = _KIND_OF_CODE[code]
+        if kind is EngagementKind.WATCH:
+            earned = float(completion_sum)
+        else:
+            earned = events * affinity_credit(kind)
+        credit[creator_id] = credit.get(creator_id, 0.0) + earned
+    # A corrected sum may dip below zero by rounding; credit never does.
+    credit = {creator_id: max(value, 0.0) for creator_id, value in credit.items()}
+    total = sum(credit.values())
+    found = dict.fromkeys(creator_ids, 0.0)
+    for creator_id in found:
+        if creator_id in credit:
+            found[creator_id] = affinity(credit[creator_id], total)
+    return found
 
 
 class _Queries:
@@ -400,6 +435,20 @@ UNION ALL
 SELECT fixed_creator AS b, toUInt64(toUInt8(fixed_kind)) AS c, -sum(extra) AS n,
        -sum(extra * fixed_completion) AS s
 FROM ({_corrections(fix, "user_id = %(user_id)s")}) GROUP BY b, c"""
+        # The credit query for the users of the external table ``users``, each row
+        # led by its user.
+        self.credit_many = f"""
+SELECT a, b, c, toInt64(countMerge(events)) AS n, sumMerge(completion_sum) AS s
+FROM {agg} WHERE tag = {Tag.CREDIT} AND a GLOBAL IN users GROUP BY a, b, c
+UNION ALL
+SELECT a, b, toUInt64({_LIKES}) AS c, toInt64(sum(liked)) AS n, toFloat64(0) AS s FROM (
+    SELECT a, b, c, argMaxMerge(liked) AS liked
+    FROM {agg} WHERE tag = {Tag.USER_LIKE} AND a GLOBAL IN users GROUP BY a, b, c
+) GROUP BY a, b
+UNION ALL
+SELECT fixed_user AS a, fixed_creator AS b, toUInt64(toUInt8(fixed_kind)) AS c,
+       -sum(extra) AS n, -sum(extra * fixed_completion) AS s
+FROM ({_corrections(fix, "user_id GLOBAL IN users")}) GROUP BY a, b, c"""
         self.raced_since = _raced_since(agg)
         self.distributed = """SELECT name, engine_full FROM system.tables
 WHERE database = currentDatabase() AND engine = 'Distributed' AND name IN %(names)s"""
@@ -454,7 +503,15 @@ class ClickHouseEventStore:
 
     Writes go over one driver client of the store's own, under a lock; reads over the
     engine's pooled connections. Thread-safe.
+
+    :meth:`get_affinities_many` (the :class:`~reelrank.BulkReadEventStore` read cache
+    warming uses) reads the credit of many users in one query per
+    :attr:`users_per_query` users.
     """
+
+    users_per_query = 500
+    """The users one query of :meth:`get_affinities_many` reads; a larger batch takes
+    one query per slice of this many, which bounds the rows of one reply."""
 
     def __init__(
         self,
@@ -1084,26 +1141,30 @@ class ClickHouseEventStore:
         """
         check_id("user_id", user_id)
         ids = check_ids("creator_ids", creator_ids)
-        found = dict.fromkeys(ids, 0.0)
-        if not found:
-            return found
-        credit: dict[int, float] = {}
+        if not ids:
+            return {}
         with store_errors(_STORE, "get_affinities"), self._clients.reader() as client:
             rows = client.execute(self._queries.credit, {"user_id": user_id})
-        for creator_id, code, events, completion_sum in rows:
-            kind = _KIND_OF_CODE[code]
-            if kind is EngagementKind.WATCH:
-                earned = float(completion_sum)
-            else:
-                earned = events * affinity_credit(kind)
-            credit[creator_id] = credit.get(creator_id, 0.0) + earned
-        # A corrected sum may dip below zero by rounding; credit never does.
-        credit = {creator_id: max(value, 0.0) for creator_id, value in credit.items()}
-        total = sum(credit.values())
-        for creator_id in found:
-            if creator_id in credit:
-                found[creator_id] = affinity(credit[creator_id], total)
-        return found
+        return _affinities(rows, ids)
+
+    def get_affinities_many(
+        self, creator_ids_by_user: Mapping[int, Sequence[int]]
+    ) -> dict[int, dict[int, float]]:
+        """:meth:`get_affinities` of each user with their creators: the same credit
+        query for many users at once, one per :attr:`users_per_query` users (the users
+        travel as an external table)."""
+        requested = check_ids_by_user("creator_ids_by_user", creator_ids_by_user)
+        asking = [uid for uid, ids in requested.items() if ids]
+        rows_of: dict[int, list[tuple[int, int, int, float]]] = {uid: [] for uid in asking}
+        for chunk in chunked(asking, self.users_per_query):
+            with store_errors(_STORE, "get_affinities_many"), self._clients.reader() as client:
+                rows = client.execute(
+                    self._queries.credit_many,
+                    external_tables=[id_table("users", "id", "UInt64", chunk)],
+                )
+            for user_id, creator_id, code, events, completion_sum in rows:
+                rows_of[user_id].append((creator_id, code, events, completion_sum))
+        return {uid: _affinities(rows_of.get(uid, ()), ids) for uid, ids in requested.items()}
 
     def popular_video_ids(self, *, limit: int) -> list[int]:
         """Most viewed video ids, most views first, ties by lower id."""

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from sqlalchemy import BigInteger, ColumnElement, Engine, Table, any_, bindparam
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Engine,
+    Table,
+    TableValuedAlias,
+    any_,
+    bindparam,
+    func,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from reelrank.stores.adapter import InvalidInputError
 
 from ._migrations import check_schema
 
-__all__ = ["ReplicaReadStore", "SqlStore", "check_instance", "unique"]
+__all__ = ["ReplicaReadStore", "SqlStore", "check_instance", "requested_users", "unique"]
 
 _T = TypeVar("_T")
 
@@ -41,6 +50,15 @@ def unique(ids: list[int]) -> list[int]:
     return list(dict.fromkeys(ids))
 
 
+def requested_users() -> TableValuedAlias:
+    """``unnest(:user_ids) AS requested(user_id)``: the users of a PostgreSQL read of many
+    users, one row each, for a ``LATERAL`` subquery to read per user. The parameter
+    ``user_ids`` is one ``bigint[]`` value, so a statement is cached once whatever the
+    batch size."""
+    user_ids = bindparam("user_ids", type_=postgresql.ARRAY(BigInteger))
+    return func.unnest(user_ids).table_valued("user_id").render_derived(name="requested")
+
+
 class SqlStore:
     """Base of the stores: holds the engine and refuses a database at another revision.
 
@@ -49,6 +67,10 @@ class SqlStore:
     """
 
     _store = "store"
+    users_per_statement = 500
+    """The users one statement of a read of many users (``followed_videos_many``...)
+    reads; a larger batch takes one statement per slice of this many. It bounds the
+    parameters of a statement (SQLite binds one per user) and the rows of one reply."""
 
     def __init__(self, engine: Engine, *, verify_schema: bool = True) -> None:
         dialect = _dialect("engine", engine)

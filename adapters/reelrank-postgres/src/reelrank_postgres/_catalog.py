@@ -13,6 +13,7 @@ from sqlalchemy import (
     Row,
     Select,
     bindparam,
+    func,
     literal_column,
     select,
     text,
@@ -27,9 +28,11 @@ from reelrank.stores.adapter import (
     check_id,
     check_ids,
     check_limit,
+    check_user_ids,
+    chunked,
 )
 
-from ._base import ReplicaReadStore, check_instance, unique
+from ._base import ReplicaReadStore, check_instance, requested_users, unique
 from ._errors import store_errors
 from ._schema import creators, follows, videos
 
@@ -65,7 +68,7 @@ def _video_row(video: Video) -> dict[str, Any]:
     }
 
 
-def _video(row: Row[Any]) -> Video:
+def _video(row: Sequence[Any]) -> Video:
     # Rows hold what put_video wrote from a validated Video (and set_state a valid state),
     # so they are rebuilt without validating again: validation cost about 11 us a video,
     # more than fetching the row, on the candidate path that reads 500 at a time. The
@@ -95,6 +98,11 @@ def _video(row: Row[Any]) -> Video:
         renditions=tuple(Rendition.model_construct(**fields) for fields in renditions),
         state=ProcessingState(state),
     )
+
+
+def _recency(video: Video) -> tuple[datetime, int]:
+    """The order of candidate lists, newest first when reversed (ties: higher id first)."""
+    return (video.published_at, video.video_id)
 
 
 def _newest_first(query: Select[Any], limit: int | BindParameter[int]) -> Select[Any]:
@@ -141,6 +149,73 @@ def _followed_videos_statements() -> tuple[Select[Any], Select[Any]]:
 _FOLLOWED_VIDEOS_POSTGRES, _FOLLOWED_VIDEOS_SQLITE = _followed_videos_statements()
 
 
+def _followed_videos_many_statements() -> tuple[Select[Any], Select[Any]]:
+    """The statements of :meth:`SqlCatalog.followed_videos_many`, for PostgreSQL and
+    SQLite, built once. Parameters: ``user_ids`` and ``limit``.
+
+    One row per distinct video: its columns, then the requested users it is among the
+    followed videos of (an array on PostgreSQL, comma-separated text on SQLite). Users
+    following the same creators share most of their videos, and one row per (user,
+    video) pair would fetch and decode each shared row again for every user.
+
+    PostgreSQL runs the single-user statement's plan once per requested user, through a
+    ``LATERAL`` subquery over ``unnest(:user_ids)``. SQLite, which has no ``LATERAL``,
+    numbers each user's followed ready videos newest first (``row_number()`` over the
+    user) and keeps the first ``limit``.
+    """
+    limit = bindparam("limit", type_=Integer)
+    requested = requested_users()
+    newest_of_creator = _newest_first(
+        select(videos.c.video_id, videos.c.published_at).where(
+            videos.c.creator_id == follows.c.creator_id, _IS_READY
+        ),
+        limit,
+    ).lateral("newest_of_creator")
+    newest_of_user = (
+        select(newest_of_creator.c.video_id, newest_of_creator.c.published_at)
+        .select_from(follows.join(newest_of_creator, true()))
+        .where(follows.c.user_id == requested.c.user_id)
+        .order_by(newest_of_creator.c.published_at.desc(), newest_of_creator.c.video_id.desc())
+        .limit(limit)
+        .lateral("newest_of_user")
+    )
+    postgres = (
+        select(videos, func.array_agg(requested.c.user_id).label("followers"))
+        .select_from(
+            requested.join(newest_of_user, true()).join(
+                videos, videos.c.video_id == newest_of_user.c.video_id
+            )
+        )
+        .group_by(videos.c.video_id)
+    )
+    place = (
+        func.row_number()
+        .over(
+            partition_by=follows.c.user_id,
+            order_by=(videos.c.published_at.desc(), videos.c.video_id.desc()),
+        )
+        .label("place")
+    )
+    numbered = (
+        select(follows.c.user_id.label("follower_id"), videos, place)
+        .join(follows, follows.c.creator_id == videos.c.creator_id)
+        .where(follows.c.user_id.in_(bindparam("user_ids", expanding=True)), _IS_READY)
+        .subquery("numbered")
+    )
+    sqlite = (
+        select(
+            *(numbered.c[column.name] for column in videos.c),
+            func.group_concat(numbered.c.follower_id).label("followers"),
+        )
+        .where(numbered.c.place <= limit)
+        .group_by(numbered.c.video_id)
+    )
+    return postgres, sqlite
+
+
+_FOLLOWED_VIDEOS_MANY_POSTGRES, _FOLLOWED_VIDEOS_MANY_SQLITE = _followed_videos_many_statements()
+
+
 class SqlCatalog(ReplicaReadStore):
     """A :class:`~reelrank.Catalog` in PostgreSQL or SQLite.
 
@@ -150,11 +225,14 @@ class SqlCatalog(ReplicaReadStore):
     followed creator, at most ``limit`` entries from that index alone (a ``LATERAL``
     subquery), keeps the newest ``limit`` of those and reads only their rows, whatever
     the statistics on ``follows`` and ``videos`` say; SQLite joins and sorts the
-    followed creators' ready videos.
+    followed creators' ready videos. :meth:`followed_videos_many` (the
+    :class:`~reelrank.BulkReadCatalog` read cache warming uses) does the same for many
+    users in one statement per :attr:`users_per_statement` users.
 
     With a ``read_engine``, the reads (:meth:`get_video`, :meth:`get_videos`,
     :meth:`get_labels`, :meth:`get_creators`, :meth:`recent_videos`,
-    :meth:`recent_labels`, :meth:`followed_creators`, :meth:`followed_videos`) run on
+    :meth:`recent_labels`, :meth:`followed_creators`, :meth:`followed_videos`,
+    :meth:`followed_videos_many`) run on
     the replica; the writes, with the reads they make
     inside their transaction (the creator check of :meth:`put_video` and
     :meth:`follow`, the compare-and-set of :meth:`set_state`), on the primary.
@@ -340,3 +418,34 @@ class SqlCatalog(ReplicaReadStore):
                 connection.execute(_NO_BITMAP_SCANS)
             rows = connection.execute(query, {"user_id": user_id, "limit": limit}).all()
         return [_video(row) for row in rows]
+
+    def followed_videos_many(
+        self, user_ids: Sequence[int], *, limit: int
+    ) -> dict[int, list[Video]]:
+        """:meth:`followed_videos` of each user: one statement per
+        :attr:`users_per_statement` users."""
+        users = check_user_ids("user_ids", user_ids)
+        check_limit("limit", limit)
+        found: dict[int, list[Video]] = {user_id: [] for user_id in users}
+        if limit == 0:
+            return found
+        query = _FOLLOWED_VIDEOS_MANY_POSTGRES if self._postgres else _FOLLOWED_VIDEOS_MANY_SQLITE
+        with (
+            store_errors(self._store, "followed_videos_many"),
+            self._read_engine.connect() as connection,
+        ):
+            if self._postgres:
+                # As in followed_videos: walk each creator's index backwards.
+                connection.execute(_NO_BITMAP_SCANS)
+            for chunk in chunked(users, self.users_per_statement):
+                rows = connection.execute(query, {"user_ids": list(chunk), "limit": limit})
+                for *columns, followers in rows:
+                    video = _video(columns)
+                    if isinstance(followers, str):  # SQLite's group_concat
+                        followers = [int(user_id) for user_id in followers.split(",")]
+                    for user_id in followers:
+                        found[user_id].append(video)
+        # Rows come one per video: put each user's in followed_videos' order.
+        for user_videos in found.values():
+            user_videos.sort(key=_recency, reverse=True)
+        return found

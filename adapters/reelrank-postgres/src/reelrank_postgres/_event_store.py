@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-from sqlalchemy import Connection, select
+from sqlalchemy import BigInteger, Connection, literal, select
 
 from reelrank.models import (
     EngagementEvent,
@@ -14,7 +14,14 @@ from reelrank.models import (
     affinity,
     affinity_credit,
 )
-from reelrank.stores.adapter import InvalidInputError, check_id, check_ids, check_limit
+from reelrank.stores.adapter import (
+    InvalidInputError,
+    check_id,
+    check_ids,
+    check_ids_by_user,
+    check_limit,
+    chunked,
+)
 
 from ._base import ReplicaReadStore, check_instance, unique
 from ._errors import store_errors
@@ -203,6 +210,44 @@ class SqlEventStore(ReplicaReadStore):
             user_total = connection.execute(total).scalar_one_or_none() or 0.0
         for row in rows:
             found[row.creator_id] = affinity(float(row.credit), float(user_total))
+        return found
+
+    def get_affinities_many(
+        self, creator_ids_by_user: Mapping[int, Sequence[int]]
+    ) -> dict[int, dict[int, float]]:
+        """:meth:`get_affinities` of each user with their creators: one statement per
+        :attr:`users_per_statement` users, reading the users' credit with any of the
+        chunk's creators and their totals (a total is a row of creator ``0``, which no
+        creator id is)."""
+        requested = check_ids_by_user("creator_ids_by_user", creator_ids_by_user)
+        found = {uid: dict.fromkeys(ids, 0.0) for uid, ids in requested.items()}
+        asking = [uid for uid, wanted in found.items() if wanted]
+        with store_errors(self._store, "get_affinities_many"), self._reader.connect() as connection:
+            for chunk in chunked(asking, self.users_per_statement):
+                creators = sorted({cid for uid in chunk for cid in found[uid]})
+                users = list(chunk)
+                credits = select(
+                    affinity_credits.c.user_id,
+                    affinity_credits.c.creator_id,
+                    affinity_credits.c.credit,
+                ).where(
+                    self._id_in(affinity_credits.c.user_id, users),
+                    self._id_in(affinity_credits.c.creator_id, creators),
+                )
+                totals = select(
+                    affinity_totals.c.user_id, literal(0, BigInteger), affinity_totals.c.total
+                ).where(self._id_in(affinity_totals.c.user_id, users))
+                credit: dict[int, list[tuple[int, float]]] = {}
+                total: dict[int, float] = {}
+                for user_id, creator_id, value in connection.execute(credits.union_all(totals)):
+                    if creator_id == 0:
+                        total[user_id] = float(value)
+                    elif creator_id in found[user_id]:
+                        credit.setdefault(user_id, []).append((creator_id, float(value)))
+                for user_id, earned in credit.items():
+                    user_total = total.get(user_id) or 0.0
+                    for creator_id, value in earned:
+                        found[user_id][creator_id] = affinity(value, user_total)
         return found
 
     def popular_video_ids(self, *, limit: int) -> list[int]:

@@ -4,16 +4,75 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Integer, Select, bindparam, func, select, true
 
-from reelrank.stores.adapter import check_aware, check_id, check_ids, check_limit
+from reelrank.stores.adapter import (
+    check_aware,
+    check_id,
+    check_ids,
+    check_limit,
+    check_user_ids,
+    chunked,
+)
 
-from ._base import SqlStore, unique
+from ._base import SqlStore, requested_users, unique
 from ._errors import store_errors
 from ._schema import seen_videos
 
 __all__ = ["SqlSeenStore"]
+
+
+def _recently_seen_many_statements() -> tuple[Select[Any], Select[Any]]:
+    """The statements of :meth:`SqlSeenStore.recently_seen_many`, for PostgreSQL and
+    SQLite, built once. Rows: user id and video id, each user's in the order of
+    :meth:`SqlSeenStore.recently_seen`. Parameters: ``user_ids``, ``since`` and ``limit``.
+
+    PostgreSQL reads each requested user's newest marks from the ``(user_id, seen_at,
+    video_id)`` index in a ``LATERAL`` subquery over ``unnest(:user_ids)``; SQLite numbers
+    each user's marks newest first (``row_number()``) and keeps the first ``limit``.
+    """
+    since = bindparam("since", type_=seen_videos.c.seen_at.type)
+    limit = bindparam("limit", type_=Integer)
+    requested = requested_users()
+    newest = (
+        select(seen_videos.c.video_id, seen_videos.c.seen_at)
+        .where(seen_videos.c.user_id == requested.c.user_id, seen_videos.c.seen_at >= since)
+        .order_by(seen_videos.c.seen_at.desc(), seen_videos.c.video_id.desc())
+        .limit(limit)
+        .lateral("newest")
+    )
+    postgres = (
+        select(requested.c.user_id, newest.c.video_id)
+        .select_from(requested.join(newest, true()))
+        .order_by(requested.c.user_id, newest.c.seen_at.desc(), newest.c.video_id.desc())
+    )
+    place = (
+        func.row_number()
+        .over(
+            partition_by=seen_videos.c.user_id,
+            order_by=(seen_videos.c.seen_at.desc(), seen_videos.c.video_id.desc()),
+        )
+        .label("place")
+    )
+    numbered = (
+        select(seen_videos.c.user_id, seen_videos.c.video_id, place)
+        .where(
+            seen_videos.c.user_id.in_(bindparam("user_ids", expanding=True)),
+            seen_videos.c.seen_at >= since,
+        )
+        .subquery("numbered")
+    )
+    sqlite = (
+        select(numbered.c.user_id, numbered.c.video_id)
+        .where(numbered.c.place <= limit)
+        .order_by(numbered.c.user_id, numbered.c.place)
+    )
+    return postgres, sqlite
+
+
+_RECENTLY_SEEN_MANY_POSTGRES, _RECENTLY_SEEN_MANY_SQLITE = _recently_seen_many_statements()
 
 
 class SqlSeenStore(SqlStore):
@@ -21,7 +80,9 @@ class SqlSeenStore(SqlStore):
 
     Marking upserts with ``ON CONFLICT ... DO UPDATE ... WHERE seen_at < excluded.seen_at``,
     so the later time wins whatever order writes arrive in. Rows are kept until
-    :meth:`forget_before` deletes them.
+    :meth:`forget_before` deletes them. :meth:`recently_seen_many` (the
+    :class:`~reelrank.BulkReadSeenStore` read cache warming uses) reads many users in
+    one statement per :attr:`users_per_statement` users.
 
     It takes no replica: a page is filtered with the marks written when the previous
     page was served, so every read runs on the primary (a lagging replica would serve
@@ -82,6 +143,25 @@ class SqlSeenStore(SqlStore):
         )
         with store_errors(self._store, "recently_seen"), self._engine.connect() as connection:
             return list(connection.execute(query).scalars())
+
+    def recently_seen_many(
+        self, user_ids: Sequence[int], *, since: datetime, limit: int
+    ) -> dict[int, list[int]]:
+        """:meth:`recently_seen` of each user: one statement per
+        :attr:`users_per_statement` users."""
+        users = check_user_ids("user_ids", user_ids)
+        cutoff = check_aware("since", since)
+        check_limit("limit", limit)
+        found: dict[int, list[int]] = {user_id: [] for user_id in users}
+        if limit == 0:
+            return found
+        query = _RECENTLY_SEEN_MANY_POSTGRES if self._postgres else _RECENTLY_SEEN_MANY_SQLITE
+        with store_errors(self._store, "recently_seen_many"), self._engine.connect() as connection:
+            for chunk in chunked(users, self.users_per_statement):
+                parameters = {"user_ids": list(chunk), "since": cutoff, "limit": limit}
+                for user_id, video_id in connection.execute(query, parameters):
+                    found[user_id].append(video_id)
+        return found
 
     def forget_before(self, cutoff: datetime) -> int:
         """Delete every mark older than ``cutoff`` (all users); returns how many.

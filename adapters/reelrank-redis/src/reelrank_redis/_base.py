@@ -13,6 +13,11 @@ class RedisStore:
     and the key layout of ``config.prefix``, and tells the feed service whether the
     client's own timeouts bound each call."""
 
+    users_per_pipeline = 500
+    """The users one pipeline of a read of many users (``get_affinities_many``,
+    ``recently_seen_many``) reads; a larger batch takes one pipeline per slice of this
+    many. A cluster client sends a pipeline's commands to each master in one batch."""
+
     def __init__(self, client: RedisClient, config: RedisConfig | None = None) -> None:
         self._client = client
         self._config = config or RedisConfig()

@@ -6,11 +6,18 @@ import pytest
 
 from ...exceptions import InvalidInputError, InvalidTransitionError, NotFoundError
 from ...models._catalog import ProcessingState, VideoLabels
-from ...stores._protocols import Catalog
+from ...stores._protocols import BulkReadCatalog, Catalog
 from ..factories import EPOCH, make_creator, make_video
-from ._support import BAD_IDS, hours
+from ._support import BAD_IDS, BAD_USER_BATCHES, hours, skip_without
 
 __all__ = ["CatalogContract"]
+
+
+def _bulk(catalog: object) -> BulkReadCatalog:
+    """``catalog`` as a BulkReadCatalog; the test is skipped when it is not one."""
+    skip_without(catalog, BulkReadCatalog)
+    assert isinstance(catalog, BulkReadCatalog)
+    return catalog
 
 
 class CatalogContract:
@@ -188,6 +195,48 @@ class CatalogContract:
         assert info.value.field == "limit"
         with pytest.raises(InvalidInputError):
             catalog.followed_videos(1, limit=bad)  # type: ignore[arg-type]
+
+    def test_followed_videos_many_equal_each_users_followed_videos(self, catalog: Catalog) -> None:
+        bulk = _bulk(catalog)
+        for creator_id in (1, 2, 3, 4):
+            catalog.put_creator(make_creator(creator_id))
+        # Creator 1 has two videos published at the same instant (the higher id first).
+        layout = [(1, 1, 5), (2, 1, 1), (3, 1, 1), (4, 2, 3), (5, 2, 0), (6, 3, 2), (7, 1, 7)]
+        for video_id, creator_id, age_hours in layout:
+            catalog.put_video(
+                make_video(video_id, creator_id, published_at=EPOCH - hours(age_hours))
+            )
+        catalog.put_video(make_video(8, 2, state=ProcessingState.QUEUED))
+        follows = {10: [1, 2], 11: [3], 12: [1, 2, 3, 4], 13: [4]}
+        for user_id, creator_ids in follows.items():
+            for creator_id in creator_ids:
+                catalog.follow(user_id, creator_id)
+        users = [12, 10, 14, 11, 13]  # 14 follows nobody
+        for limit in (0, 1, 2, 3, 50):
+            expected = {uid: catalog.followed_videos(uid, limit=limit) for uid in users}
+            assert bulk.followed_videos_many(users, limit=limit) == expected
+        many = bulk.followed_videos_many(users, limit=3)
+        assert {uid: [v.video_id for v in videos] for uid, videos in many.items()} == {
+            12: [5, 3, 2],
+            10: [5, 3, 2],
+            14: [],
+            11: [6],
+            13: [],
+        }
+
+    @pytest.mark.parametrize("bad", BAD_USER_BATCHES)
+    def test_followed_videos_many_refuses_bad_user_ids(self, catalog: Catalog, bad: object) -> None:
+        bulk = _bulk(catalog)
+        with pytest.raises(InvalidInputError) as info:
+            bulk.followed_videos_many(bad, limit=10)  # type: ignore[arg-type]
+        assert info.value.field == "user_ids"
+
+    @pytest.mark.parametrize("bad", [-1, 1.5, True, None])
+    def test_followed_videos_many_refuses_a_bad_limit(self, catalog: Catalog, bad: object) -> None:
+        bulk = _bulk(catalog)
+        with pytest.raises(InvalidInputError) as info:
+            bulk.followed_videos_many([1, 2], limit=bad)  # type: ignore[arg-type]
+        assert info.value.field == "limit"
 
     def test_naive_since_raises_invalid_input(self, catalog: Catalog) -> None:
         with pytest.raises(InvalidInputError) as info:

@@ -8,11 +8,18 @@ import pytest
 
 from ...exceptions import InvalidInputError
 from ...models._engagement import EngagementKind, affinity, affinity_credit
-from ...stores._protocols import EventStore
+from ...stores._protocols import BulkReadEventStore, EventStore
 from ..factories import make_event
-from ._support import BAD_IDS
+from ._support import BAD_IDS, skip_without
 
 __all__ = ["EventStoreContract"]
+
+
+def _bulk(event_store: object) -> BulkReadEventStore:
+    """``event_store`` as a BulkReadEventStore; the test is skipped when it is not one."""
+    skip_without(event_store, BulkReadEventStore)
+    assert isinstance(event_store, BulkReadEventStore)
+    return event_store
 
 
 class EventStoreContract:
@@ -216,6 +223,44 @@ class EventStoreContract:
             event_store.append(make_event("watch"), creator_id=bad)  # type: ignore[arg-type]
         assert info.value.field == "creator_id"
         assert event_store.get_stats([1])[1].views == 0
+
+    def test_affinities_many_equal_each_users_affinities(self, event_store: EventStore) -> None:
+        bulk = _bulk(event_store)
+        appended = [
+            ("watch", 1, 1, 0.8),
+            ("like", 1, 1, None),
+            ("share", 1, 2, None),
+            ("watch", 1, 3, 0.25),
+            ("watch", 2, 3, 0.5),
+            ("comment", 2, 1, None),
+            ("like", 3, 1, None),
+            ("unlike", 3, 1, None),
+            ("watch", 3, 2, 1.0),
+        ]
+        for video_id, (kind, user_id, creator_id, completion) in enumerate(appended, start=1):
+            fields = {} if completion is None else {"completion": completion}
+            event = make_event(kind, user_id=user_id, video_id=video_id, **fields)
+            event_store.append(event, creator_id=creator_id)
+        requested = {1: [1, 2, 3, 9, 1], 2: [3, 1], 3: [1, 2], 4: [1, 2], 5: []}
+        expected = {uid: event_store.get_affinities(uid, ids) for uid, ids in requested.items()}
+        assert bulk.get_affinities_many(requested) == expected
+        # Not all zeros: user 1 has credit with creators 1, 2 and 3.
+        assert all(expected[1][creator_id] > 0.0 for creator_id in (1, 2, 3))
+        assert bulk.get_affinities_many({4: [7]}) == {4: {7: 0.0}}
+
+    @pytest.mark.parametrize(
+        "bad",
+        [{}, [1, 2], {1: "12"}, {1: [1], 2: 3}, *({bad: [1]} for bad in BAD_IDS[:3])]
+        + [{1: [1, bad]} for bad in BAD_IDS],
+        ids=repr,
+    )
+    def test_affinities_many_refuse_bad_arguments(
+        self, event_store: EventStore, bad: object
+    ) -> None:
+        bulk = _bulk(event_store)
+        with pytest.raises(InvalidInputError) as info:
+            bulk.get_affinities_many(bad)  # type: ignore[arg-type]
+        assert info.value.field == "creator_ids_by_user"
 
     def test_bad_limit_raises_invalid_input(self, event_store: EventStore) -> None:
         with pytest.raises(InvalidInputError) as info:

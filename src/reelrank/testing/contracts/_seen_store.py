@@ -8,11 +8,18 @@ from datetime import timedelta, timezone
 import pytest
 
 from ...exceptions import InvalidInputError
-from ...stores._protocols import AtomicSeenStore, SeenStore
+from ...stores._protocols import AtomicSeenStore, BulkReadSeenStore, SeenStore
 from ..factories import EPOCH
-from ._support import BAD_IDS, hours
+from ._support import BAD_IDS, BAD_USER_BATCHES, hours, skip_without
 
 __all__ = ["AtomicSeenStoreContract", "SeenStoreContract"]
+
+
+def _bulk(seen_store: object) -> BulkReadSeenStore:
+    """``seen_store`` as a BulkReadSeenStore; the test is skipped when it is not one."""
+    skip_without(seen_store, BulkReadSeenStore)
+    assert isinstance(seen_store, BulkReadSeenStore)
+    return seen_store
 
 
 class SeenStoreContract:
@@ -79,6 +86,54 @@ class SeenStoreContract:
             seen_store.mark_seen(bad, [10], EPOCH)  # type: ignore[arg-type]
         assert info.value.field == "user_id"
         assert seen_store.seen_among(1, [10], since=EPOCH - hours(1)) == set()
+
+    def test_recently_seen_many_equals_each_users_recently_seen(
+        self, seen_store: SeenStore
+    ) -> None:
+        bulk = _bulk(seen_store)
+        seen_store.mark_seen(1, [10, 11], EPOCH - hours(3))  # a tie: 11 before 10
+        seen_store.mark_seen(1, [12], EPOCH - hours(1))
+        seen_store.mark_seen(1, [13], EPOCH - hours(30))
+        seen_store.mark_seen(2, [10, 20, 21], EPOCH - hours(2))
+        seen_store.mark_seen(2, [21], EPOCH)
+        seen_store.mark_seen(3, [30], EPOCH - hours(40))
+        users = [2, 1, 4, 3]  # 4 saw nothing
+        for since in (EPOCH - hours(24), EPOCH - hours(48), EPOCH + hours(1)):
+            for limit in (0, 1, 2, 10):
+                expected = {
+                    uid: seen_store.recently_seen(uid, since=since, limit=limit) for uid in users
+                }
+                assert bulk.recently_seen_many(users, since=since, limit=limit) == expected
+        assert bulk.recently_seen_many(users, since=EPOCH - hours(24), limit=10) == {
+            2: [21, 20, 10],
+            1: [12, 11, 10],
+            4: [],
+            3: [],
+        }
+
+    @pytest.mark.parametrize("bad", BAD_USER_BATCHES, ids=repr)
+    def test_recently_seen_many_refuses_bad_user_ids(
+        self, seen_store: SeenStore, bad: object
+    ) -> None:
+        bulk = _bulk(seen_store)
+        with pytest.raises(InvalidInputError) as info:
+            bulk.recently_seen_many(bad, since=EPOCH, limit=10)  # type: ignore[arg-type]
+        assert info.value.field == "user_ids"
+
+    @pytest.mark.parametrize(
+        ("field", "since", "limit"),
+        [
+            ("since", EPOCH.replace(tzinfo=None), 10),
+            *[("limit", EPOCH, bad) for bad in (-1, 1.5, True, None)],
+        ],
+    )
+    def test_recently_seen_many_refuses_a_bad_window(
+        self, seen_store: SeenStore, field: str, since: object, limit: object
+    ) -> None:
+        bulk = _bulk(seen_store)
+        with pytest.raises(InvalidInputError) as info:
+            bulk.recently_seen_many([1, 2], since=since, limit=limit)  # type: ignore[arg-type]
+        assert info.value.field == field
 
 
 _DAY_AGO = EPOCH - hours(24)

@@ -18,6 +18,7 @@ import numpy.typing as npt
 from ..exceptions import StoreError
 from ..models._catalog import ProcessingState, Video
 from ..models._feed import DegradedDependency
+from ..models._followed_columns import FollowedVideoColumns
 from ..models._stats_columns import VideoStatsColumns
 from ..scoring import Candidates
 from ..scoring._diversity import NO_SOUND
@@ -94,6 +95,40 @@ class CandidateColumns:
                 if score is not None:
                     dl[row] = score
         return cls(video_ids, creator_ids, sound_ids, published_at, counts, dl)
+
+    @classmethod
+    def from_followed(
+        cls,
+        followed: FollowedVideoColumns,
+        rows: npt.NDArray[np.int64],
+        with_stats: bool,
+        dl_scores: Mapping[int, float] | None,
+    ) -> CandidateColumns:
+        """Columns of the given rows of ``followed``; their stats unless ``with_stats`` is
+        false (zero counts then), missing scores as NaN."""
+        video_ids = followed.video_ids[rows]
+        counts = np.zeros((5, len(rows)), dtype=np.float64)
+        if with_stats:
+            stats = followed.stats
+            for field, values in enumerate(
+                (stats.views, stats.completion_sum, stats.likes, stats.shares, stats.comments)
+            ):
+                counts[field] = values[rows]
+        dl = np.full(len(rows), np.nan, dtype=np.float64)
+        if dl_scores:
+            for row, video_id in enumerate(video_ids.tolist()):
+                score = dl_scores.get(video_id)
+                if score is not None:
+                    dl[row] = score
+        # NO_SOUND_ID (models) and NO_SOUND (the diversity kernel) are the same value.
+        return cls(
+            video_ids,
+            followed.creator_ids[rows],
+            followed.sound_ids[rows],
+            followed.published_at[rows],
+            counts,
+            dl,
+        )
 
     def __len__(self) -> int:
         return int(self.video_ids.shape[0])
@@ -297,6 +332,22 @@ class CandidateSource:
         ids = [video.video_id for video in videos]
         scores = self.dl_scores(ids, lost, report, deadline)
         return CandidateColumns.from_videos(videos, stats, scores)
+
+    def followed_columns(
+        self,
+        followed: FollowedVideoColumns,
+        pool: CandidatePool,
+        lost: set[str],
+        report: DegradedReport,
+    ) -> CandidateColumns:
+        """Columns of the followed videos outside the pool, with their model scores
+        fetched; their stats only while the pool has stats (as :meth:`columns` is given
+        none then)."""
+        rows = np.flatnonzero(~np.isin(followed.video_ids, pool.columns.video_ids))
+        if not len(rows):
+            return CandidateColumns.empty()
+        scores = self.dl_scores(followed.video_ids[rows].tolist(), lost, report)
+        return CandidateColumns.from_followed(followed, rows, "completion" not in lost, scores)
 
     def _build(
         self, previous: CandidatePool | None, deadline: float | None = None

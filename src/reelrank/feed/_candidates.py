@@ -88,13 +88,14 @@ class CandidateColumns:
                 (stats.views, stats.completion_sum, stats.likes, stats.shares, stats.comments)
             ):
                 counts[field, held] = values[rows[held]]
-        dl = np.full(n, np.nan, dtype=np.float64)
-        if dl_scores:
-            for row, video_id in enumerate(video_ids.tolist()):
-                score = dl_scores.get(video_id)
-                if score is not None:
-                    dl[row] = score
-        return cls(video_ids, creator_ids, sound_ids, published_at, counts, dl)
+        return cls(
+            video_ids,
+            creator_ids,
+            sound_ids,
+            published_at,
+            counts,
+            _dl_column(video_ids, dl_scores),
+        )
 
     @classmethod
     def from_followed(
@@ -114,12 +115,6 @@ class CandidateColumns:
                 (stats.views, stats.completion_sum, stats.likes, stats.shares, stats.comments)
             ):
                 counts[field] = values[rows]
-        dl = np.full(len(rows), np.nan, dtype=np.float64)
-        if dl_scores:
-            for row, video_id in enumerate(video_ids.tolist()):
-                score = dl_scores.get(video_id)
-                if score is not None:
-                    dl[row] = score
         # NO_SOUND_ID (models) and NO_SOUND (the diversity kernel) are the same value.
         return cls(
             video_ids,
@@ -127,7 +122,7 @@ class CandidateColumns:
             followed.sound_ids[rows],
             followed.published_at[rows],
             counts,
-            dl,
+            _dl_column(video_ids, dl_scores),
         )
 
     def __len__(self) -> int:
@@ -172,6 +167,19 @@ class CandidateColumns:
             comments=comments,
             dl_score=self.dl_scores,
         )
+
+
+def _dl_column(
+    video_ids: npt.NDArray[np.int64], dl_scores: Mapping[int, float] | None
+) -> npt.NDArray[np.float64]:
+    """The model score of each video, NaN where there is none."""
+    dl = np.full(len(video_ids), np.nan, dtype=np.float64)
+    if dl_scores:
+        for row, video_id in enumerate(video_ids.tolist()):
+            score = dl_scores.get(video_id)
+            if score is not None:
+                dl[row] = score
+    return dl
 
 
 def _read_only_empty_columns() -> CandidateColumns:

@@ -212,7 +212,11 @@ class SqlCatalog(ReplicaReadStore):
     followed creator, at most ``limit`` entries from that index alone (a ``LATERAL``
     subquery), keeps the newest ``limit`` of those and reads only their rows, whatever
     the statistics on ``follows`` and ``videos`` say; SQLite joins and sorts the
-    followed creators' ready videos.
+    followed creators' ready videos. :meth:`followed_candidates` runs the same read
+    joined to the statistics, so the catalog is a
+    :class:`~reelrank.FollowedCandidatesCatalog` for a
+    :class:`~reelrank_postgres.SqlEventStore` on its
+    database.
 
     With a ``read_engine``, the reads (:meth:`get_video`, :meth:`get_videos`,
     :meth:`get_labels`, :meth:`get_creators`, :meth:`recent_videos`,

@@ -152,8 +152,8 @@ class SqlEventStore(ReplicaReadStore):
         """The statistics of :meth:`get_stats` as columns, one row per distinct id.
 
         One query, as :meth:`get_stats` runs, whose rows go straight into the arrays:
-        no :class:`~reelrank.VideoStats` is built per video (for the 200 followed videos
-        of a feed's cache miss that halved the call's Python time).
+        no :class:`~reelrank.VideoStats` is built per video (for 200 ids at 1M videos,
+        p50 1.65 ms against 2.3 ms through ``get_stats``).
         """
         wanted = unique(check_ids("video_ids", video_ids))
         count = len(wanted)

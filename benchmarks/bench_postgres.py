@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from conftest import QUICK, SUMMARY
 
-from reelrank import InMemoryCatalog, InMemoryEventStore
+from reelrank import FeedObserver, InMemoryCatalog, InMemoryEventStore
 from reelrank.testing import make_creator, make_event, make_video
 
 reelrank_postgres = pytest.importorskip("reelrank_postgres")
@@ -139,6 +139,9 @@ def test_page_read_ratio_against_memory(benchmark: Any, backends: Backends) -> N
 FEED_VIDEOS = int(os.environ.get("REELRANK_BENCH_FEED_VIDEOS", 10_000 if QUICK else 1_000_000))
 """The :mod:`search_corpus` catalog size the feed is served from (1M in full mode;
 ``REELRANK_BENCH_FEED_VIDEOS`` sets another)."""
+FEED_PG_URL = os.environ.get("REELRANK_BENCH_FEED_PG_URL")
+"""A PostgreSQL database to serve the feed from instead of a new cluster: loaded on the
+first run, reused by later ones (loading 1M videos takes minutes)."""
 FEED_USERS = 60 if QUICK else 800
 FOLLOWED_PER_USER = 30
 FEED_PAGE = 20
@@ -146,44 +149,125 @@ FEED_P99_GOAL_MS = 30.0
 _FIRST_USER = 1_000_001
 
 
-@pytest.fixture(scope="module")
-def feed_engine() -> Iterator[Any]:
-    """A cluster holding the corpus catalog (COPY) and users who follow 30 creators each,
-    drawn from the 2,000 most prolific."""
+def _fill_feed_database(engine: Any) -> None:
+    """Load the corpus catalog (COPY) unless the database holds it, engagement counts for
+    four videos in five, and users who follow 30 creators each, drawn from the 2,000 most
+    prolific, with an affinity credit for each; the users' seen marks are cleared, so a
+    reused database serves the same pages."""
     import pg_bulk
     from search_corpus import make_corpus
     from sqlalchemy import text
 
-    settings = {} if QUICK else {"shared_buffers": "1GB"}  # holds the 1M catalog
-    with pg_testing.PostgresServer(settings=settings) as server:
-        config = reelrank_postgres.SqlStoreConfig(url=server.url, statement_timeout_seconds=600)
-        engine = reelrank_postgres.connect(config)
-        reelrank_postgres.migrate(engine)
-        corpus = make_corpus(FEED_VIDEOS)
-        pg_bulk.copy_catalog(engine, corpus)
-        rng = np.random.default_rng(5)
-        prolific = min(2_000, pg_bulk.creator_count(corpus))
-        rows = [
-            {"user": user, "creator": int(creator) + 1}
-            for user in range(_FIRST_USER, _FIRST_USER + FEED_USERS)
-            for creator in rng.choice(prolific, FOLLOWED_PER_USER, replace=False)
-        ]
+    with engine.connect() as connection:
+        stored = connection.execute(text("SELECT count(*) FROM videos")).scalar_one()
+    if stored != FEED_VIDEOS:
+        if stored:
+            raise RuntimeError(f"the database holds {stored:,} videos, not {FEED_VIDEOS:,}")
+        pg_bulk.copy_catalog(engine, make_corpus(FEED_VIDEOS))
         with engine.begin() as connection:
-            connection.execute(text("INSERT INTO follows VALUES (:user, :creator)"), rows)
-        pg_bulk.vacuum_analyze(engine, "follows")
+            # Deterministic counts from the id (a multiplicative hash), completion below views.
+            connection.execute(
+                text(
+                    "INSERT INTO video_stats "
+                    "SELECT video_id, views, views * ((video_id * 7) % 10) / 10.0, "
+                    "views / 10, views / 50, views / 30 "
+                    "FROM (SELECT video_id, (video_id * 2654435761) % 20011 AS views "
+                    "FROM videos WHERE video_id % 5 <> 0) AS counted"
+                )
+            )
+        pg_bulk.vacuum_analyze(engine, "video_stats")
+    with engine.connect() as connection:
+        # Creator ids are ranks of output: the corpus's creators 1..2,000 are the most prolific.
+        creators = connection.execute(text("SELECT count(*) FROM creators")).scalar_one()
+    rng = np.random.default_rng(5)
+    prolific = min(2_000, creators)
+    users = range(_FIRST_USER, _FIRST_USER + FEED_USERS)
+    rows = [
+        {"user": user, "creator": int(creator) + 1, "credit": float(rank % 7) + 0.5}
+        for user in users
+        for rank, creator in enumerate(rng.choice(prolific, FOLLOWED_PER_USER, replace=False))
+    ]
+    bounds = {"first": users.start, "last": users.stop - 1}
+    with engine.begin() as connection:
+        for table in ("follows", "affinity_credits", "affinity_totals", "seen_videos"):
+            connection.execute(
+                text(f"DELETE FROM {table} WHERE user_id BETWEEN :first AND :last"), bounds
+            )
+        connection.execute(text("INSERT INTO follows VALUES (:user, :creator)"), rows)
+        connection.execute(
+            text("INSERT INTO affinity_credits VALUES (:user, :creator, :credit)"), rows
+        )
+        connection.execute(
+            text(
+                "INSERT INTO affinity_totals SELECT user_id, sum(credit) FROM affinity_credits "
+                "WHERE user_id BETWEEN :first AND :last GROUP BY user_id"
+            ),
+            bounds,
+        )
+    pg_bulk.vacuum_analyze(engine, "follows", "affinity_credits", "affinity_totals", "seen_videos")
+
+
+@pytest.fixture(scope="module")
+def feed_engine() -> Iterator[Any]:
+    """An engine on the database the feed is served from: ``REELRANK_BENCH_FEED_PG_URL``'s,
+    or a new cluster's (see :func:`_fill_feed_database`)."""
+    config = {"statement_timeout_seconds": 600}
+    if FEED_PG_URL:
+        engine = reelrank_postgres.connect(
+            reelrank_postgres.SqlStoreConfig(url=FEED_PG_URL, **config)
+        )
+        reelrank_postgres.migrate(engine)
+        _fill_feed_database(engine)
         yield engine
         engine.dispose()
+        return
+    settings = {} if QUICK else {"shared_buffers": "1GB"}  # holds the 1M catalog
+    with pg_testing.PostgresServer(settings=settings) as server:
+        engine = reelrank_postgres.connect(
+            reelrank_postgres.SqlStoreConfig(url=server.url, **config)
+        )
+        reelrank_postgres.migrate(engine)
+        _fill_feed_database(engine)
+        yield engine
+        engine.dispose()
+
+
+class _StageTimes(FeedObserver):
+    """Every store call's and kernel's time while ``case`` is set, by case and stage."""
+
+    __slots__ = ("case", "seconds")
+
+    def __init__(self) -> None:
+        self.case: str | None = None
+        self.seconds: dict[tuple[str, str], list[float]] = {}
+
+    def _add(self, stage: str, seconds: float) -> None:
+        if self.case is not None:
+            self.seconds.setdefault((self.case, stage), []).append(seconds)
+
+    def store_call(self, store: str, operation: str, seconds: float, outcome: str) -> None:
+        self._add(f"{store}.{operation}" + ("" if outcome == "ok" else f" ({outcome})"), seconds)
+
+    def kernel_run(self, kernel: str, seconds: float) -> None:
+        self._add(f"kernel {kernel}", seconds)
+
+    def snapshot_built(self, seconds: float, size: int) -> None:
+        self._add("rank_from (filter, rank, diversify, pack)", seconds)
 
 
 def test_feed_cache_miss_on_postgres(benchmark: Any, feed_engine: Any) -> None:
     """Cache-miss ``feed()`` pages over PostgreSQL stores (no cache level, the shared pool
     built), in rounds alternating the start-up heap frozen (``gc.freeze()``) or not, and
-    the user's reads made side by side (``parallel_user_reads``) or one after the other."""
+    the user's reads made side by side (``parallel_user_reads``) or one after the other.
+
+    The time of each stage (each store call as the request waited for it, the ranking)
+    is reported at p50 / p99 over the same pages."""
     import gc
 
     from reelrank import FeedRankingService, FeedServiceConfig, warmup
 
     warmup()
+    stages = _StageTimes()
     services = {
         parallel: FeedRankingService(
             catalog=reelrank_postgres.SqlCatalog(feed_engine),
@@ -191,6 +275,7 @@ def test_feed_cache_miss_on_postgres(benchmark: Any, feed_engine: Any) -> None:
             seen=reelrank_postgres.SqlSeenStore(feed_engine),
             cache=None,
             config=FeedServiceConfig(parallel_user_reads=parallel),
+            observer=stages,
         )
         for parallel in (True, False)
     }
@@ -209,6 +294,7 @@ def test_feed_cache_miss_on_postgres(benchmark: Any, feed_engine: Any) -> None:
     try:
         for number in range(rounds):
             frozen, parallel = cases[number % len(cases)]
+            stages.case = "parallel" if parallel else "sequential"
             if frozen:
                 gc.freeze()
             else:
@@ -220,6 +306,7 @@ def test_feed_cache_miss_on_postgres(benchmark: Any, feed_engine: Any) -> None:
                 assert not page.from_cache and len(page.items) == FEED_PAGE
     finally:
         gc.unfreeze()
+        stages.case = None
     load = " ".join(f"{value:.2f}" for value in os.getloadavg())
     p99s: dict[tuple[bool, bool], float] = {}
     for (frozen, parallel), values in samples.items():
@@ -235,6 +322,14 @@ def test_feed_cache_miss_on_postgres(benchmark: Any, feed_engine: Any) -> None:
             f"feed cache miss on PostgreSQL, {FEED_VIDEOS:,} videos, heap {label}: "
             f"p50 {p50:.1f} ms, p99 {p99:.1f} ms ({len(values)} pages; "
             f"{met}: p99 < {FEED_P99_GOAL_MS:.0f} ms; load average {load})"
+        )
+    # A call started beside others (parallel reads) counts until the request took its
+    # result, so only the sequential case times each store call alone.
+    for (case, stage), seconds in sorted(stages.seconds.items()):
+        p50, p99 = np.percentile(seconds, [50, 99]) * 1e3
+        SUMMARY.append(
+            f"feed cache miss on PostgreSQL, {case} reads, stage {stage}: p50 {p50:.2f} ms, "
+            f"p99 {p99:.2f} ms ({len(seconds)} calls; load average {load})"
         )
     for frozen in (False, True):
         ratio = p99s[frozen, True] / p99s[frozen, False]

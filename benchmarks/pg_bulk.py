@@ -171,9 +171,24 @@ def copy_catalog(engine: Any, corpus: Corpus) -> float:
 
 
 def vacuum_analyze(engine: Any, *tables: str) -> None:
-    """``VACUUM ANALYZE`` each table (outside a transaction, as VACUUM needs)."""
+    """``VACUUM ANALYZE`` each table (outside a transaction, as VACUUM needs), again until
+    its visibility map covers every page (for at most about 30 s).
+
+    Right after a bulk load autovacuum's own ANALYZE of the table holds a snapshot, and
+    a VACUUM run meanwhile marks no page all-visible: index-only scans (the followed
+    videos' ``LATERAL`` read) then fetch every row from the heap, as a served table that
+    autovacuum has visited does not (at 1M videos, 3.8 against 7.8 ms a call).
+    """
     from sqlalchemy import text
 
+    all_visible = text(
+        "SELECT relallvisible >= relpages FROM pg_class WHERE oid = to_regclass(:table)"
+    )
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         for table in tables:
             connection.execute(text(f"VACUUM ANALYZE {table}"))
+            for _ in range(60):
+                if connection.execute(all_visible, {"table": table}).scalar_one():
+                    break
+                time.sleep(0.5)
+                connection.execute(text(f"VACUUM {table}"))

@@ -28,6 +28,7 @@ from reelrank.testing import (
     EngagementLogContract,
     EventStoreContract,
     FeedCacheContract,
+    FollowedCandidatesCatalogContract,
     ModelRegistryContract,
     ProgressStoreContract,
     SearchIndexContract,
@@ -114,3 +115,13 @@ class TestSqlTrendingSnapshotStore(
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+class TestSqlCatalogFollowedCandidates(FollowedCandidatesCatalogContract):
+    @pytest.fixture
+    def catalog(self, engines: Engines) -> SqlCatalog:
+        return SqlCatalog(engines.engine, read_engine=engines.read_engine)
+
+    @pytest.fixture
+    def event_store(self, engines: Engines) -> SqlEventStore:
+        return SqlEventStore(engines.engine, read_engine=engines.read_engine)

@@ -4,6 +4,7 @@ the in-memory reference stores on random inputs, and what only the SQL stores of
 from __future__ import annotations
 
 import math
+import random
 from datetime import timedelta, timezone
 
 import pytest
@@ -27,6 +28,8 @@ from reelrank import (
     ProcessingState,
     Rendition,
     SearchDocument,
+    VideoStats,
+    VideoStatsColumns,
     parse_query,
 )
 from reelrank.testing import EPOCH, make_creator, make_event, make_video
@@ -142,6 +145,78 @@ def test_bulk_reads_of_many_users_match_the_in_memory_stores(
     assert sql_seen.recently_seen_many(users, since=since, limit=limit) == (
         memory_seen.recently_seen_many(users, since=since, limit=limit)
     )
+
+
+_stats_rows = st.dictionaries(
+    st.integers(1, 2**63 - 1),
+    st.tuples(
+        st.integers(0, 2**40),  # views
+        st.floats(0.0, 1.0),  # completion per view, above 1 for a rounding overshoot
+        st.integers(0, 1_000),  # likes
+        st.integers(0, 1_000),  # shares
+        st.integers(0, 1_000),  # comments
+        st.booleans(),  # completion_sum a little above views, as summed floats may be
+    ),
+    max_size=12,
+)
+
+
+@_EXAMPLES
+@given(
+    rows=_stats_rows, extra_ids=st.lists(st.integers(1, 2**63 - 1), max_size=6), seed=st.randoms()
+)
+def test_stats_columns_are_get_stats_as_columns(
+    engine: Engine,
+    rows: dict[int, tuple[int, float, int, int, int, bool]],
+    extra_ids: list[int],
+    seed: random.Random,
+) -> None:
+    _empty(engine, "video_stats")
+    stored = [
+        {
+            "video_id": video_id,
+            "views": views,
+            "completion_sum": views * share + (1e-6 if overshoot else 0.0),
+            "likes": likes,
+            "shares": shares,
+            "comments": comments,
+        }
+        for video_id, (views, share, likes, shares, comments, overshoot) in rows.items()
+    ]
+    if stored:
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO video_stats VALUES "
+                    "(:video_id, :views, :completion_sum, :likes, :shares, :comments)"
+                ),
+                stored,
+            )
+    # Stored and unknown ids, some twice, in any order.
+    wanted = [*rows, *extra_ids, *seed.sample(list(rows), min(3, len(rows)))]
+    seed.shuffle(wanted)
+    store = SqlEventStore(engine)
+    expected = VideoStatsColumns.from_stats(store.get_stats(wanted), wanted)
+    assert store.stats_columns(wanted) == expected
+
+
+def test_stats_columns_build_no_stats_model(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SqlEventStore(engine)
+    store.append(make_event("watch", video_id=2, completion=0.5), creator_id=1)
+    store.append(make_event("share", video_id=3), creator_id=1)
+
+    def no_model(*args: object, **kwargs: object) -> None:
+        raise AssertionError("stats_columns built a VideoStats")
+
+    monkeypatch.setattr(VideoStats, "model_construct", no_model)
+    monkeypatch.setattr(VideoStats, "__init__", no_model)
+    columns = store.stats_columns([3, 2, 9])
+    assert columns.video_ids.tolist() == [3, 2, 9]
+    assert columns.views.tolist() == [0, 1, 0]
+    assert columns.completion_sum.tolist() == [0.0, 0.5, 0.0]
+    assert columns.shares.tolist() == [1, 0, 0]
 
 
 _WORDS = ["dance", "dancing", "dandelion", "cat", "cats", "café", "Straße", "naïve", "x_1"]

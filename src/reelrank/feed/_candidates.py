@@ -18,6 +18,7 @@ import numpy.typing as npt
 from ..exceptions import StoreError
 from ..models._catalog import ProcessingState, Video
 from ..models._feed import DegradedDependency
+from ..models._followed_columns import FollowedVideoColumns
 from ..models._stats_columns import VideoStatsColumns
 from ..scoring import Candidates
 from ..scoring._diversity import NO_SOUND
@@ -87,13 +88,42 @@ class CandidateColumns:
                 (stats.views, stats.completion_sum, stats.likes, stats.shares, stats.comments)
             ):
                 counts[field, held] = values[rows[held]]
-        dl = np.full(n, np.nan, dtype=np.float64)
-        if dl_scores:
-            for row, video_id in enumerate(video_ids.tolist()):
-                score = dl_scores.get(video_id)
-                if score is not None:
-                    dl[row] = score
-        return cls(video_ids, creator_ids, sound_ids, published_at, counts, dl)
+        return cls(
+            video_ids,
+            creator_ids,
+            sound_ids,
+            published_at,
+            counts,
+            _dl_column(video_ids, dl_scores),
+        )
+
+    @classmethod
+    def from_followed(
+        cls,
+        followed: FollowedVideoColumns,
+        rows: npt.NDArray[np.int64],
+        with_stats: bool,
+        dl_scores: Mapping[int, float] | None,
+    ) -> CandidateColumns:
+        """Columns of the given rows of ``followed``; their stats unless ``with_stats`` is
+        false (zero counts then), missing scores as NaN."""
+        video_ids = followed.video_ids[rows]
+        counts = np.zeros((5, len(rows)), dtype=np.float64)
+        if with_stats:
+            stats = followed.stats
+            for field, values in enumerate(
+                (stats.views, stats.completion_sum, stats.likes, stats.shares, stats.comments)
+            ):
+                counts[field] = values[rows]
+        # NO_SOUND_ID (models) and NO_SOUND (the diversity kernel) are the same value.
+        return cls(
+            video_ids,
+            followed.creator_ids[rows],
+            followed.sound_ids[rows],
+            followed.published_at[rows],
+            counts,
+            _dl_column(video_ids, dl_scores),
+        )
 
     def __len__(self) -> int:
         return int(self.video_ids.shape[0])
@@ -137,6 +167,19 @@ class CandidateColumns:
             comments=comments,
             dl_score=self.dl_scores,
         )
+
+
+def _dl_column(
+    video_ids: npt.NDArray[np.int64], dl_scores: Mapping[int, float] | None
+) -> npt.NDArray[np.float64]:
+    """The model score of each video, NaN where there is none."""
+    dl = np.full(len(video_ids), np.nan, dtype=np.float64)
+    if dl_scores:
+        for row, video_id in enumerate(video_ids.tolist()):
+            score = dl_scores.get(video_id)
+            if score is not None:
+                dl[row] = score
+    return dl
 
 
 def _read_only_empty_columns() -> CandidateColumns:
@@ -297,6 +340,22 @@ class CandidateSource:
         ids = [video.video_id for video in videos]
         scores = self.dl_scores(ids, lost, report, deadline)
         return CandidateColumns.from_videos(videos, stats, scores)
+
+    def followed_columns(
+        self,
+        followed: FollowedVideoColumns,
+        pool: CandidatePool,
+        lost: set[str],
+        report: DegradedReport,
+    ) -> CandidateColumns:
+        """Columns of the followed videos outside the pool, with their model scores
+        fetched; their stats only while the pool has stats (as :meth:`columns` is given
+        none then)."""
+        rows = np.flatnonzero(~np.isin(followed.video_ids, pool.columns.video_ids))
+        if not len(rows):
+            return CandidateColumns.empty()
+        scores = self.dl_scores(followed.video_ids[rows].tolist(), lost, report)
+        return CandidateColumns.from_followed(followed, rows, "completion" not in lost, scores)
 
     def _build(
         self, previous: CandidatePool | None, deadline: float | None = None

@@ -21,10 +21,11 @@ from ..exceptions import StoreError
 from ..models._base import WEIGHT_FIELDS
 from ..models._catalog import Video
 from ..models._feed import FeedSnapshot
+from ..models._followed_columns import FollowedVideoColumns
 from ..models._stats_columns import VideoStatsColumns
 from ..scoring._config import RankingConfig
 from ..scoring._ranker import Ranker
-from ..stores._protocols import Catalog, EventStore, SeenStore
+from ..stores._protocols import Catalog, EventStore, FollowedCandidatesCatalog, SeenStore
 from ._candidates import CandidateColumns, CandidatePool, CandidateSource, CatalogUnavailableError
 from ._config import FeedServiceConfig
 from ._context import RequestContext
@@ -98,6 +99,13 @@ class UserRanking:
         self._served = served
         self._config = config
         self._observer = observer
+        # The followed videos and their stats in one call, when the catalog reads the
+        # event store's statistics itself (see FollowedCandidatesCatalog).
+        self._followed_with_stats = (
+            catalog
+            if isinstance(catalog, FollowedCandidatesCatalog) and catalog.reads_stats_of(events)
+            else None
+        )
 
     def rank(
         self, ctx: RequestContext, *, previous: FeedSnapshot | None, prefer_snapshot: bool
@@ -216,6 +224,18 @@ class UserRanking:
         limit = self._config.followed_limit
         if not limit:
             return CandidateColumns.empty()
+        if self._followed_with_stats is not None:
+            try:
+                columns: FollowedVideoColumns = self._guards.call(
+                    "catalog",
+                    self._followed_with_stats.followed_candidates,
+                    ctx.user_id,
+                    limit=limit,
+                )
+            except StoreError:
+                ctx.report.report("catalog", "without followed creators' videos")
+                return CandidateColumns.empty()
+            return self._candidates.followed_columns(columns, pool, lost, ctx.report)
         try:
             followed: list[Video] = self._guards.call(
                 "catalog", self._catalog.followed_videos, ctx.user_id, limit=limit

@@ -20,6 +20,7 @@ from ._engagement import (
     affinity_credit,
 )
 from ._feed import DegradedDependency, FeedItem, FeedPage, FeedSnapshot
+from ._followed_columns import NO_SOUND_ID, FollowedVideoColumns
 from ._processing import ProcessingProgress, RenditionProgress, RenditionStatus
 from ._registry import ModelInfo, ModelStatus
 from ._search import ParsedQuery, QueryTerm, SearchDocument
@@ -40,8 +41,10 @@ __all__ = [
     "FeedItem",
     "FeedPage",
     "FeedSnapshot",
+    "FollowedVideoColumns",
     "ModelInfo",
     "ModelStatus",
+    "NO_SOUND_ID",
     "ParsedQuery",
     "ProcessingProgress",
     "ProcessingState",

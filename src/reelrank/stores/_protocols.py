@@ -33,6 +33,7 @@ from typing import Protocol, runtime_checkable
 from ..models._catalog import Creator, ProcessingState, Video, VideoLabels
 from ..models._engagement import EngagementEvent, VideoStats
 from ..models._feed import FeedSnapshot
+from ..models._followed_columns import FollowedVideoColumns
 from ..models._processing import ProcessingProgress
 from ..models._registry import ModelInfo
 from ..models._search import ParsedQuery, SearchDocument
@@ -55,6 +56,7 @@ __all__ = [
     "EventStore",
     "FeedCache",
     "FeedKey",
+    "FollowedCandidatesCatalog",
     "ModelRegistry",
     "ProgressStore",
     "SearchIndex",
@@ -521,6 +523,35 @@ class BulkReadSeenStore(SeenStore, Protocol):
         few when it splits a large batch into chunks.
         """
         ...
+
+
+@runtime_checkable
+class FollowedCandidatesCatalog(Catalog, Protocol):
+    """A :class:`~reelrank.Catalog` that can read a user's followed videos as ranking
+    columns together with their statistics, in one round trip.
+
+    A feed's cache miss reads the user's followed videos and then their statistics from
+    the event store: two round trips, and a :class:`~reelrank.Video` built per row of
+    which the ranking uses four fields. A catalog whose database also holds the event
+    store's statistics (the SQL adapter's) can do both in one statement.
+    :class:`~reelrank.FeedRankingService` uses :meth:`followed_candidates` when the
+    catalog has it and :meth:`reads_stats_of` says yes for its event store; otherwise
+    it calls :meth:`~reelrank.Catalog.followed_videos` and
+    :meth:`EventStore.stats_columns <reelrank.EventStore.stats_columns>`.
+    """
+
+    def reads_stats_of(self, events: EventStore) -> bool:
+        """Whether :meth:`followed_candidates` reads the statistics ``events`` holds
+        (the same database), so that its statistics are what
+        ``events.stats_columns`` would return."""
+
+    def followed_candidates(self, user_id: int, *, limit: int) -> FollowedVideoColumns:
+        """The videos :meth:`~reelrank.Catalog.followed_videos` returns for the same
+        arguments, in its order, as columns, with their statistics (all zero for a
+        video never engaged with).
+
+        Bad arguments raise as in :meth:`~reelrank.Catalog.followed_videos`.
+        """
 
 
 @runtime_checkable

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 from sqlalchemy import (
     BigInteger,
     BindParameter,
@@ -20,7 +21,16 @@ from sqlalchemy import (
     true,
 )
 
-from reelrank.models import Creator, ProcessingState, Rendition, Video, VideoLabels
+from reelrank.models import (
+    NO_SOUND_ID,
+    Creator,
+    FollowedVideoColumns,
+    ProcessingState,
+    Rendition,
+    Video,
+    VideoLabels,
+    VideoStatsColumns,
+)
 from reelrank.stores.adapter import (
     NotFoundError,
     StoreError,
@@ -34,7 +44,8 @@ from reelrank.stores.adapter import (
 
 from ._base import ReplicaReadStore, check_instance, requested_users, unique
 from ._errors import store_errors
-from ._schema import creators, follows, videos
+from ._event_store import SqlEventStore
+from ._schema import creators, follows, video_stats, videos
 
 __all__ = ["SqlCatalog"]
 
@@ -148,6 +159,57 @@ def _followed_videos_statements() -> tuple[Select[Any], Select[Any]]:
 
 _FOLLOWED_VIDEOS_POSTGRES, _FOLLOWED_VIDEOS_SQLITE = _followed_videos_statements()
 
+# What the feed ranks a followed video by, and its statistics (the table's order after
+# the id), read beside it by a left join: a video never engaged with has no stats row.
+_CANDIDATE_COLUMNS = (
+    videos.c.video_id,
+    videos.c.creator_id,
+    videos.c.sound_id,
+    videos.c.published_at,
+    video_stats.c.views,
+    video_stats.c.completion_sum,
+    video_stats.c.likes,
+    video_stats.c.shares,
+    video_stats.c.comments,
+)
+
+
+def _with_stats(statement: Select[Any]) -> Select[Any]:
+    """``statement`` (a followed-videos statement) reading the candidate columns and the
+    statistics of its rows instead of whole videos."""
+    return statement.with_only_columns(*_CANDIDATE_COLUMNS).outerjoin(
+        video_stats, video_stats.c.video_id == videos.c.video_id
+    )
+
+
+_FOLLOWED_CANDIDATES_POSTGRES = _with_stats(_FOLLOWED_VIDEOS_POSTGRES)
+_FOLLOWED_CANDIDATES_SQLITE = _with_stats(_FOLLOWED_VIDEOS_SQLITE)
+
+
+def _candidate_columns(rows: Sequence[Row[Any]]) -> FollowedVideoColumns:
+    """The columns of followed-candidate rows, in their order; no stats row counts zero."""
+    columns: list[tuple[Any, ...]] = list(zip(*rows, strict=True)) if rows else [()] * 9
+    video_ids, creator_ids, sound_ids, published_at, *stats = columns
+    views, completion_sum, likes, shares, comments = (
+        [0 if value is None else value for value in column] for column in stats
+    )
+    stats_columns = VideoStatsColumns.from_arrays(
+        video_ids=video_ids,
+        views=views,
+        # As get_stats: a sum of many floats may overshoot views by rounding.
+        completion_sum=np.minimum(np.asarray(completion_sum, dtype=np.float64), views),
+        likes=likes,
+        shares=shares,
+        comments=comments,
+    )
+    return FollowedVideoColumns.from_arrays(
+        video_ids=video_ids,
+        creator_ids=creator_ids,
+        sound_ids=[NO_SOUND_ID if sound is None else sound for sound in sound_ids],
+        published_at=[published.timestamp() for published in published_at],
+        stats=stats_columns,
+    )
+
 
 def _followed_videos_many_statements() -> tuple[Select[Any], Select[Any]]:
     """The statements of :meth:`SqlCatalog.followed_videos_many`, for PostgreSQL and
@@ -227,7 +289,11 @@ class SqlCatalog(ReplicaReadStore):
     the statistics on ``follows`` and ``videos`` say; SQLite joins and sorts the
     followed creators' ready videos. :meth:`followed_videos_many` (the
     :class:`~reelrank.BulkReadCatalog` read cache warming uses) does the same for many
-    users in one statement per :attr:`users_per_statement` users.
+    users in one statement per :attr:`users_per_statement` users. :meth:`followed_candidates`
+    runs the same read joined to the statistics, so the catalog is a
+    :class:`~reelrank.FollowedCandidatesCatalog` for a
+    :class:`~reelrank_postgres.SqlEventStore` on its
+    database.
 
     With a ``read_engine``, the reads (:meth:`get_video`, :meth:`get_videos`,
     :meth:`get_labels`, :meth:`get_creators`, :meth:`recent_videos`,
@@ -449,3 +515,27 @@ class SqlCatalog(ReplicaReadStore):
         for user_videos in found.values():
             user_videos.sort(key=_recency, reverse=True)
         return found
+
+    def reads_stats_of(self, events: object) -> bool:
+        """Whether ``events`` is a :class:`~reelrank_postgres.SqlEventStore` reading the
+        database this catalog reads (the same URL), so that
+        :meth:`followed_candidates` reads its statistics."""
+        return isinstance(events, SqlEventStore) and events.read_engine.url == self._read_engine.url
+
+    def followed_candidates(self, user_id: int, *, limit: int) -> FollowedVideoColumns:
+        """The videos of :meth:`followed_videos` as the feed's ranking columns, with their
+        statistics from ``video_stats``, in one statement (the same plan, joined to the
+        statistics by primary key) and without building a video per row."""
+        check_id("user_id", user_id)
+        check_limit("limit", limit)
+        if limit == 0:
+            return _candidate_columns([])
+        query = _FOLLOWED_CANDIDATES_POSTGRES if self._postgres else _FOLLOWED_CANDIDATES_SQLITE
+        with (
+            store_errors(self._store, "followed_candidates"),
+            self._read_engine.connect() as connection,
+        ):
+            if self._postgres:
+                connection.execute(_NO_BITMAP_SCANS)  # as in followed_videos
+            rows = connection.execute(query, {"user_id": user_id, "limit": limit}).all()
+        return _candidate_columns(rows)

@@ -14,6 +14,8 @@ Subclass a contract in a test module named ``test_*.py`` with a class named
 Each contract needs one fixture:
 
 * :class:`CatalogContract`: ``catalog``
+* :class:`FollowedCandidatesCatalogContract`: ``catalog`` (one with
+  ``followed_candidates``) and ``event_store`` (whose statistics it reads)
 * :class:`EventStoreContract`: ``event_store``
 * :class:`EngagementLogContract`: ``engagement_log``
 * :class:`SeenStoreContract`: ``seen_store``
@@ -35,7 +37,7 @@ subclass moves the clock its cache was built on.
 from __future__ import annotations
 
 from ..._public import _public_module
-from ._catalog import CatalogContract
+from ._catalog import CatalogContract, FollowedCandidatesCatalogContract
 from ._engagement_log import EngagementLogContract
 from ._event_store import EventStoreContract
 from ._feed_cache import FeedCacheContract
@@ -52,6 +54,7 @@ __all__ = [
     "EngagementLogContract",
     "EventStoreContract",
     "FeedCacheContract",
+    "FollowedCandidatesCatalogContract",
     "ModelRegistryContract",
     "ProgressStoreContract",
     "SearchIndexContract",

@@ -1,16 +1,20 @@
-"""The contract of :class:`~reelrank.Catalog`."""
+"""The contracts of :class:`~reelrank.Catalog` and
+:class:`~reelrank.FollowedCandidatesCatalog`."""
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 import pytest
 
 from ...exceptions import InvalidInputError, InvalidTransitionError, NotFoundError
 from ...models._catalog import ProcessingState, VideoLabels
-from ...stores._protocols import BulkReadCatalog, Catalog
-from ..factories import EPOCH, make_creator, make_video
+from ...models._followed_columns import NO_SOUND_ID
+from ...stores._protocols import BulkReadCatalog, Catalog, EventStore, FollowedCandidatesCatalog
+from ..factories import EPOCH, make_creator, make_event, make_video
 from ._support import BAD_IDS, BAD_USER_BATCHES, hours, skip_without
 
-__all__ = ["CatalogContract"]
+__all__ = ["CatalogContract", "FollowedCandidatesCatalogContract"]
 
 
 def _bulk(catalog: object) -> BulkReadCatalog:
@@ -242,3 +246,74 @@ class CatalogContract:
         with pytest.raises(InvalidInputError) as info:
             catalog.recent_videos(limit=1, since=EPOCH.replace(tzinfo=None))
         assert info.value.field == "since"
+
+
+class FollowedCandidatesCatalogContract:
+    """Checks a :class:`~reelrank.FollowedCandidatesCatalog`; needs a ``catalog``
+    fixture and an ``event_store`` fixture whose statistics the catalog reads."""
+
+    def _followed(self, catalog: FollowedCandidatesCatalog, event_store: EventStore) -> None:
+        """Creators 1 to 3, ready and unready videos with and without sounds, user 10
+        following creators 1 and 2, and engagement with some of the videos."""
+        for creator_id in (1, 2, 3):
+            catalog.put_creator(make_creator(creator_id))
+        layout = [(1, 1, 4, 7), (2, 2, 3, None), (3, 3, 0, 8), (4, 1, 1, None), (5, 2, 2, 9)]
+        for video_id, creator_id, age_hours, sound_id in layout:
+            published_at = EPOCH - hours(age_hours) + timedelta(microseconds=video_id)
+            catalog.put_video(
+                make_video(video_id, creator_id, published_at=published_at, sound_id=sound_id)
+            )
+        catalog.put_video(make_video(6, 1, state=ProcessingState.TRANSCODING))
+        catalog.follow(10, 1)
+        catalog.follow(10, 2)
+        event_store.append(make_event("watch", video_id=5, completion=0.5), creator_id=2)
+        event_store.append(make_event("watch", video_id=5, user_id=2, completion=1.0), creator_id=2)
+        event_store.append(make_event("like", video_id=1), creator_id=1)
+        event_store.append(make_event("share", video_id=4), creator_id=1)
+        event_store.append(make_event("comment", video_id=3), creator_id=3)
+
+    def test_satisfies_the_protocol(
+        self, catalog: FollowedCandidatesCatalog, event_store: EventStore
+    ) -> None:
+        assert isinstance(catalog, FollowedCandidatesCatalog)
+        assert catalog.reads_stats_of(event_store)
+
+    @pytest.mark.parametrize("limit", [10, 2, 0])
+    def test_followed_candidates_are_followed_videos_with_their_stats(
+        self, catalog: FollowedCandidatesCatalog, event_store: EventStore, limit: int
+    ) -> None:
+        self._followed(catalog, event_store)
+        videos = catalog.followed_videos(10, limit=limit)
+        ids = [video.video_id for video in videos]
+        columns = catalog.followed_candidates(10, limit=limit)
+        assert columns.video_ids.tolist() == ids == [4, 5, 2, 1][:limit]
+        assert columns.creator_ids.tolist() == [video.creator_id for video in videos]
+        assert columns.sound_ids.tolist() == [
+            NO_SOUND_ID if video.sound_id is None else video.sound_id for video in videos
+        ]
+        assert columns.published_at.tolist() == [video.published_at.timestamp() for video in videos]
+        assert columns.stats == event_store.stats_columns(ids)
+
+    def test_followed_candidates_of_an_unknown_user_are_empty(
+        self, catalog: FollowedCandidatesCatalog, event_store: EventStore
+    ) -> None:
+        self._followed(catalog, event_store)
+        columns = catalog.followed_candidates(11, limit=10)
+        assert len(columns) == 0
+        assert len(columns.stats) == 0
+
+    @pytest.mark.parametrize("bad", BAD_IDS)
+    def test_bad_user_ids_raise_invalid_input(
+        self, catalog: FollowedCandidatesCatalog, bad: object
+    ) -> None:
+        with pytest.raises(InvalidInputError) as info:
+            catalog.followed_candidates(bad, limit=10)  # type: ignore[arg-type]
+        assert info.value.field == "user_id"
+
+    @pytest.mark.parametrize("bad", [-1, 1.5, True, None])
+    def test_bad_limits_raise_invalid_input(
+        self, catalog: FollowedCandidatesCatalog, bad: object
+    ) -> None:
+        with pytest.raises(InvalidInputError) as info:
+            catalog.followed_candidates(1, limit=bad)  # type: ignore[arg-type]
+        assert info.value.field == "limit"

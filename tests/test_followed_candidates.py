@@ -1,0 +1,283 @@
+"""A cache-miss feed reads the followed videos and their stats in one call when the catalog
+can (:class:`~reelrank.FollowedCandidatesCatalog`), and ranks what the two reads rank.
+
+The catalog here builds the columns from its own ``followed_videos`` and the event
+store's ``stats_columns``, the protocol's definition, so the reference for every page
+is the same service over a plain catalog.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from reelrank import (
+    NO_SOUND_ID,
+    EventStore,
+    FeedObserver,
+    FollowedCandidatesCatalog,
+    FollowedVideoColumns,
+    InvalidInputError,
+    StoreError,
+    VideoStatsColumns,
+)
+from reelrank._kernels._diversity import NO_SOUND
+from reelrank.feed import FeedRankingService, FeedServiceConfig, StoreDeadlines
+from reelrank.stores import InMemoryCatalog, InMemoryEventStore, InMemorySeenStore
+from reelrank.testing import (
+    EPOCH,
+    FollowedCandidatesCatalogContract,
+    ManualClock,
+    make_creator,
+    make_event,
+    make_video,
+)
+
+START = EPOCH + timedelta(days=2)
+CREATORS = 8
+
+
+class _ColumnsCatalog(InMemoryCatalog):
+    """An in-memory catalog that reads ``events``'s statistics beside its followed videos."""
+
+    def __init__(self, events: EventStore) -> None:
+        super().__init__()
+        self.events = events
+        self.calls = 0
+        self.fail = False
+
+    def reads_stats_of(self, events: EventStore) -> bool:
+        return events is self.events
+
+    def followed_candidates(self, user_id: int, *, limit: int) -> FollowedVideoColumns:
+        self.calls += 1
+        if self.fail:
+            raise StoreError("catalog", "connection reset")
+        videos = self.followed_videos(user_id, limit=limit)
+        ids = [video.video_id for video in videos]
+        return FollowedVideoColumns.from_arrays(
+            video_ids=np.array(ids, dtype=np.int64),
+            creator_ids=[video.creator_id for video in videos],
+            sound_ids=[NO_SOUND_ID if v.sound_id is None else v.sound_id for v in videos],
+            published_at=[video.published_at.timestamp() for video in videos],
+            stats=self.events.stats_columns(ids),
+        )
+
+
+class TestReferenceCatalog(FollowedCandidatesCatalogContract):
+    @pytest.fixture
+    def event_store(self) -> InMemoryEventStore:
+        return InMemoryEventStore()
+
+    @pytest.fixture
+    def catalog(self, event_store: InMemoryEventStore) -> _ColumnsCatalog:
+        return _ColumnsCatalog(event_store)
+
+
+def _world(
+    catalog: InMemoryCatalog,
+    events: InMemoryEventStore,
+    videos: int,
+    follows: list[int],
+    engagement: list[tuple[str, int, int]],
+) -> tuple[InMemoryCatalog, InMemoryEventStore, InMemorySeenStore]:
+    for creator in range(1, CREATORS + 1):
+        catalog.put_creator(make_creator(creator))
+    for video in range(1, videos + 1):
+        catalog.put_video(
+            make_video(
+                video,
+                1 + video % CREATORS,
+                published_at=START - timedelta(minutes=7 * video),
+                sound_id=None if video % 4 == 0 else 100 + video % 3,
+            )
+        )
+    for creator in follows:
+        catalog.follow(1, creator)
+    for kind, user, video in engagement:
+        extra = {"completion": 0.25 + 0.5 * (video % 2)} if kind == "watch" else {}
+        event = make_event(kind, user_id=user, video_id=video, occurred_at=START, **extra)
+        events.append(event, creator_id=1 + video % CREATORS)
+    return catalog, events, InMemorySeenStore()
+
+
+def _page(
+    world: tuple[Any, Any, Any], observer: FeedObserver | None = None, **config: Any
+) -> list[Any]:
+    catalog, events, seen = world
+    clock = ManualClock(START)
+    with FeedRankingService(
+        catalog=catalog,
+        events=events,
+        seen=seen,
+        cache=None,
+        config=FeedServiceConfig(
+            refresh_pool_in_background=False,
+            cursor_secret="a-test-secret-of-some-length",
+            deadlines=StoreDeadlines(catalog=30, events=30, seen=30, models=30, cache=30),
+            **config,
+        ),
+        clock=clock.now,
+        monotonic=clock.monotonic,
+        observer=observer,
+    ) as service:
+        page = service.feed(1, 50)
+    return [(item.video_id, item.score, dict(item.breakdown)) for item in page.items] + [
+        page.degraded
+    ]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    videos=st.integers(1, 60),
+    follows=st.sets(st.integers(1, CREATORS), max_size=CREATORS),
+    engagement=st.lists(
+        st.tuples(
+            st.sampled_from(["watch", "like", "share", "comment"]),
+            st.integers(1, 3),
+            st.integers(1, 60),
+        ),
+        max_size=30,
+    ),
+    recent_limit=st.integers(0, 40),
+    parallel=st.booleans(),
+)
+def test_one_read_ranks_what_the_two_reads_rank(
+    videos: int,
+    follows: set[int],
+    engagement: list[tuple[str, int, int]],
+    recent_limit: int,
+    parallel: bool,
+) -> None:
+    engagement = [(kind, user, video) for kind, user, video in engagement if video <= videos]
+    # A small recent_limit leaves followed videos outside the shared pool (and no popular
+    # videos in it, which would hold every watched one): their stats come from the one read.
+    config = {"recent_limit": recent_limit, "popular_limit": 0, "parallel_user_reads": parallel}
+    events = InMemoryEventStore()
+    columns_catalog = _ColumnsCatalog(events)
+    one_read = _page(_world(columns_catalog, events, videos, sorted(follows), engagement), **config)
+    two_reads = _page(
+        _world(InMemoryCatalog(), InMemoryEventStore(), videos, sorted(follows), engagement),
+        **config,
+    )
+    assert one_read == two_reads
+    assert columns_catalog.calls == 1
+
+
+class _Operations(FeedObserver):
+    """The store calls a service made, as ``store.operation``."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def store_call(self, store: str, operation: str, seconds: float, outcome: str) -> None:
+        self.calls.append(f"{store}.{operation}")
+
+
+def test_a_miss_makes_one_followed_read_and_no_stats_read_of_its_own() -> None:
+    events = InMemoryEventStore()
+    catalog = _ColumnsCatalog(events)
+    observer = _Operations()
+    # The pool's 5 newest videos leave most followed videos outside it.
+    _page(
+        _world(catalog, events, 40, [2, 3], [("like", 2, 3)]),
+        observer=observer,
+        recent_limit=5,
+        popular_limit=0,
+    )
+    assert catalog.calls == 1
+    assert observer.calls.count("catalog.followed_candidates") == 1
+    assert "catalog.followed_videos" not in observer.calls
+    assert observer.calls.count("events.stats_columns") == 1  # the pool's
+
+
+def test_a_catalog_reading_other_stats_is_asked_as_before() -> None:
+    events = InMemoryEventStore()
+    catalog = _ColumnsCatalog(InMemoryEventStore())  # another event store's statistics
+    observer = _Operations()
+    _page(
+        _world(catalog, events, 40, [2, 3], [("like", 2, 3)]),
+        observer=observer,
+        recent_limit=5,
+        popular_limit=0,
+    )
+    assert catalog.calls == 0
+    assert observer.calls.count("catalog.followed_videos") == 1
+    # The pool's stats, then the followed videos' stats.
+    assert observer.calls.count("events.stats_columns") == 2
+
+
+def test_a_failed_read_serves_the_pool_without_followed_videos() -> None:
+    events = InMemoryEventStore()
+    catalog = _ColumnsCatalog(events)
+    world = _world(catalog, events, 40, [2, 3], [])
+    catalog.fail = True
+    page = _page(world, recent_limit=5, popular_limit=0)
+    ids = [entry[0] for entry in page[:-1]]
+    assert sorted(ids) == [1, 2, 3, 4, 5]
+    assert [(entry.dependency, entry.fallback) for entry in page[-1]] == [
+        ("catalog", "without followed creators' videos")
+    ]
+
+
+def test_no_sound_is_the_diversity_kernels_no_sound() -> None:
+    assert NO_SOUND_ID == NO_SOUND
+
+
+def _stats(ids: list[int]) -> VideoStatsColumns:
+    zeros = [0] * len(ids)
+    return VideoStatsColumns.from_arrays(
+        video_ids=ids, views=zeros, completion_sum=zeros, likes=zeros, shares=zeros, comments=zeros
+    )
+
+
+def _columns(**overrides: Any) -> FollowedVideoColumns:
+    fields: dict[str, Any] = {
+        "video_ids": [3, 1],
+        "creator_ids": [1, 2],
+        "sound_ids": [NO_SOUND_ID, 7],
+        "published_at": [2.0, 1.0],
+        "stats": _stats([3, 1]),
+    }
+    fields.update(overrides)
+    return FollowedVideoColumns.from_arrays(**fields)
+
+
+def test_columns_are_copied_and_read_only() -> None:
+    ids = np.array([3, 1], dtype=np.int64)
+    columns = _columns(video_ids=ids)
+    ids[0] = 9
+    assert columns.video_ids.tolist() == [3, 1]
+    assert not columns.published_at.flags.writeable
+    assert columns == _columns() and len(columns) == 2
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("video_ids", [0, 1]),
+        ("video_ids", [3, 3]),
+        ("video_ids", [[3, 1]]),
+        ("creator_ids", [1]),
+        ("creator_ids", [1, 0]),
+        ("sound_ids", [-2, 7]),
+        ("sound_ids", ["x", 7]),
+        ("published_at", [float("nan"), 1.0]),
+        ("stats", _stats([1, 3])),
+        ("stats", {"3": 0}),
+    ],
+)
+def test_bad_columns_raise_invalid_input_naming_the_field(field: str, value: Any) -> None:
+    with pytest.raises(InvalidInputError) as info:
+        _columns(**{field: value})
+    assert info.value.field == field
+
+
+def test_the_protocol_is_runtime_checkable() -> None:
+    assert isinstance(_ColumnsCatalog(InMemoryEventStore()), FollowedCandidatesCatalog)
+    assert not isinstance(InMemoryCatalog(), FollowedCandidatesCatalog)

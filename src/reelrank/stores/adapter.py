@@ -21,6 +21,9 @@ private module and keeps working across internal refactors of the core:
   (:func:`bulk_followed_videos`, :func:`bulk_affinities`, :func:`bulk_recently_seen`),
   their argument checks (:func:`check_user_ids`, :func:`check_ids_by_user`) and
   :func:`chunked` to bound each statement of a large batch.
+* :class:`FollowedCandidatesCatalog`, the optional catalog read of a user's followed
+  videos with their statistics in one round trip, which a cache miss uses when the
+  catalog holds the event store's statistics.
 * The capabilities a store declares to the feed service: :class:`SelfBoundingStore`
   (:func:`bounds_own_calls`) and :class:`InProcessStore` (:func:`is_in_process`).
 * The shared semantics an adapter must reproduce exactly: the text analysis of the
@@ -82,6 +85,7 @@ from ._protocols import (
     EventStore,
     FeedCache,
     FeedKey,
+    FollowedCandidatesCatalog,
     InProcessStore,
     ModelRegistry,
     ProgressStore,
@@ -108,6 +112,7 @@ __all__ = [
     "EventStore",
     "FeedCache",
     "FeedKey",
+    "FollowedCandidatesCatalog",
     "InProcessStore",
     "InvalidInputError",
     "ModelRegistry",

@@ -4,9 +4,9 @@ hour) migrate without rewriting a row, their ids still found by the checks."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
+import itertools
 import re
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from ch_support import Pair, assert_same_statistics, reference_of, workload
@@ -37,7 +37,7 @@ def test_second_ranges_cover_every_second_in_few_ordered_ranges(seconds: list[in
     ranges = _ranges(_second_ranges(seconds))
     assert 1 <= len(ranges) <= _MOST_SECOND_RANGES
     assert all(low <= high for low, high in ranges)
-    assert all(high < low for (_, high), (low, _) in zip(ranges, ranges[1:], strict=False))
+    assert all(high < low for (_, high), (low, _) in itertools.pairwise(ranges))
     assert all(any(low <= second <= high for low, high in ranges) for second in seconds)
     # Nothing below or above the batch's own seconds is read.
     assert ranges[0][0] == min(seconds) and ranges[-1][1] == max(seconds)
@@ -59,9 +59,7 @@ def _version_2_view(engine: Engine, config: ClickHouseConfig | None) -> None:
     with _servers(engine, config) as servers:
         for _, server in servers:
             with server.connect() as connection:
-                connection.execute(
-                    text(f"DROP TABLE {layout.local(layout.tables.aggregates)}_mv")
-                )
+                connection.execute(text(f"DROP TABLE {layout.local(layout.tables.aggregates)}_mv"))
                 connection.execute(text(view))
 
 

@@ -438,9 +438,12 @@ def migrate_schema(engine: Engine, config: ClickHouseConfig | None = None) -> bo
                     connection.execute(text(f"DROP TABLE IF EXISTS {aggregates}_mv"))
                 if layout.replicated:
                     connection.execute(text(f"SYSTEM SYNC REPLICA {aggregates}"))
-                has_arrivals = found == 2 or connection.execute(
-                    text(f"SELECT count() FROM {aggregates} WHERE tag = {Tag.ARRIVED}")
-                ).scalar()
+                has_arrivals = (
+                    found == 2
+                    or connection.execute(
+                        text(f"SELECT count() FROM {aggregates} WHERE tag = {Tag.ARRIVED}")
+                    ).scalar()
+                )
                 if shard not in backfilled and not has_arrivals:
                     client = DriverClients(server).writer()
                     try:

@@ -24,7 +24,6 @@ from werkzeug.serving import make_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples" / "flask_app"))
 
-
 from reelrank_example.testing import LoadSpec, run_load
 
 PAGES_PER_FEED = 3

@@ -28,6 +28,7 @@ import json
 import math
 import os
 import random
+import select
 import selectors
 import signal
 import subprocess
@@ -454,13 +455,29 @@ def run_load(spec: LoadSpec) -> list[LoadRecord]:
     connections: a request waits in the loop's queue while every connection is busy,
     and that wait counts in its latency.
     """
-    # select(2) wakes the loop for a scheduled send to the microsecond; epoll, the
-    # default, rounds its timeout up to the next millisecond, which would add up to
-    # 1 ms to every latency. A few dozen sockets are cheap to select over.
-    with asyncio.Runner(
-        loop_factory=lambda: asyncio.SelectorEventLoop(selectors.SelectSelector())
-    ) as runner:
+    with asyncio.Runner(loop_factory=_new_event_loop) as runner:
         return runner.run(_LoadRun(spec).run())
+
+
+class _PreciseEpollSelector(selectors.EpollSelector):
+    """epoll, with timed waits to the microsecond.
+
+    ``epoll_wait`` counts its timeout in whole milliseconds, rounded up, which would
+    send each scheduled request up to 1 ms late and add that to its latency. A timed
+    wait here is a ``select(2)`` on the epoll descriptor itself (microseconds, one
+    descriptor whatever the number of connections), then an ``epoll_wait`` that does
+    not block.
+    """
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        if timeout is not None and timeout > 0:
+            select.select([self.fileno()], [], [], timeout)
+            timeout = 0
+        return super().select(timeout)
+
+
+def _new_event_loop() -> asyncio.AbstractEventLoop:
+    return asyncio.SelectorEventLoop(_PreciseEpollSelector())
 
 
 class _LoadRun:

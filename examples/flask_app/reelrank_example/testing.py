@@ -441,7 +441,7 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, dict[bytes,
             chunks.append(await reader.readexactly(size + 2))
         await reader.readuntil(b"\r\n")  # the (empty) trailer section
         return status, headers, b"".join(chunk[:-2] for chunk in chunks)
-    if status in (204, 304) or 100 <= status < 200:
+    if status in (204, 304):
         return status, headers, b""
     # No length: the body runs to the end of the connection.
     headers[b"connection"] = b"close"

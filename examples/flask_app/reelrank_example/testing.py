@@ -376,9 +376,11 @@ class _Connection:
     """One keep-alive HTTP/1.1 connection on asyncio streams, reopened after errors and
     idling.
 
-    Hand-written rather than h11 or http.client: the load shares two cores with the
-    service it measures, and this parses only what the load reads (the status, three
-    headers, a body by ``Content-Length`` or chunks), so it costs the fewest cycles.
+    Hand-written: the load shares two cores with the service it measures, and this
+    parses only what the load reads (the status, three headers, a body by
+    ``Content-Length`` or chunks). ``http.client`` (the threaded client before it)
+    builds a message object of every header; h11 would add its state machine per event
+    on top of the stream reads (not measured here).
     """
 
     def __init__(self, host: str, port: int) -> None:

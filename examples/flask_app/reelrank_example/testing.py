@@ -378,9 +378,9 @@ class _Connection:
 
     Hand-written: the load shares two cores with the service it measures, and this
     parses only what the load reads (the status, three headers, a body by
-    ``Content-Length`` or chunks). ``http.client`` (the threaded client before it)
-    builds a message object of every header; h11 would add its state machine per event
-    on top of the stream reads (not measured here).
+    ``Content-Length`` or chunks). h11 0.16, the well-kept alternative, took 49-61 us
+    of CPU to write a request and parse a 1.2 KB feed answer in-process, against 5-6 us
+    for this reader's parse: a quarter of the whole client's 0.2 ms per request.
     """
 
     def __init__(self, host: str, port: int) -> None:

@@ -6,8 +6,9 @@ Two load tools, each in a process of its own:
   under the same gunicorn settings (the baseline, :func:`reelrank_example.testing.bare_app`)
   and of cached feed pages for Zipf-distributed users. wrk costs little CPU per
   request, so on 2 cores it takes the least from the server it measures.
-* **the open-loop mixed workload** of :mod:`reelrank_example.testing` (Python threads
-  over keep-alive connections) steps the *offered* rate: requests leave on a Poisson
+* **the open-loop mixed workload** of :mod:`reelrank_example.testing` (one asyncio
+  event loop over keep-alive connections, reading only the status, the headers and
+  the bodies it uses) steps the *offered* rate: requests leave on a Poisson
   schedule whatever the server's pace and latency counts from the scheduled time, so
   a queue shows in the percentiles (wrk's closed loop would hide it, and wrk cannot
   hold a fixed rate). It scripts each request from the last answers: users drawn

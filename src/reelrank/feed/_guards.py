@@ -247,11 +247,13 @@ class SnapshotCache:
         self._level_stats: Callable[[], tuple[CacheStats, ...]]
         self._cache: FeedCache | None
         guarded_levels: list[FeedCache] = []
+        levels: list[FeedCache] = []
 
         def guarded(level: FeedCache) -> FeedCache:
             return level if called_directly(level, config) else _GuardedFeedCache(level, guard)
 
         def wrap(level: FeedCache) -> FeedCache:
+            levels.append(level)
             inner = guarded(level)
             guarded_levels.append(inner)
             if observer is None:
@@ -275,10 +277,13 @@ class SnapshotCache:
         # outside the level counters, so they neither crowd snapshots out of an LRU level
         # nor skew its hit rate.
         self._slowest: FeedCache | None = None
+        self.shared_level: FeedCache | None = None
+        """The shared level itself, unguarded: a page-taking seen store may reach it."""
         if isinstance(self._cache, TieredFeedCache):
             slowest = guarded_levels[-1]
             if not isinstance(slowest, LRUFeedCache):
                 self._slowest = slowest
+                self.shared_level = levels[-1]
 
     @property
     def enabled(self) -> bool:

@@ -18,6 +18,7 @@ from ._group_commit import (
     GroupCommitEventStore,
 )
 from ._log import InMemoryEngagementLog
+from ._pages import take_page_in_steps
 from ._progress import InMemoryProgressStore
 from ._protocols import (
     AtomicSeenStore,
@@ -29,6 +30,9 @@ from ._protocols import (
     FeedKey,
     InProcessStore,
     ModelRegistry,
+    PageOutcome,
+    PageRequest,
+    PageTakingSeenStore,
     ProgressStore,
     SearchIndex,
     SeenStore,
@@ -71,6 +75,9 @@ __all__ = [
     "InMemoryTrendingSnapshotStore",
     "LRUFeedCache",
     "ModelRegistry",
+    "PageOutcome",
+    "PageRequest",
+    "PageTakingSeenStore",
     "ProgressStore",
     "SearchConfig",
     "SearchIndex",
@@ -78,6 +85,7 @@ __all__ = [
     "TieredFeedCache",
     "TrendingSnapshotStore",
     "parse_query",
+    "take_page_in_steps",
     "tokenize",
 ]
 

@@ -62,6 +62,7 @@ from ..validation import (
     finite_or_raise,
     utc_now,
 )
+from ._pages import page_record, take_page_in_steps
 from ._protocols import (
     AtomicSeenStore,
     Catalog,
@@ -72,6 +73,9 @@ from ._protocols import (
     FeedKey,
     InProcessStore,
     ModelRegistry,
+    PageOutcome,
+    PageRequest,
+    PageTakingSeenStore,
     ProgressStore,
     SearchIndex,
     SeenStore,
@@ -97,6 +101,9 @@ __all__ = [
     "InvalidInputError",
     "ModelRegistry",
     "NotFoundError",
+    "PageOutcome",
+    "PageRequest",
+    "PageTakingSeenStore",
     "ProgressStore",
     "SearchConfig",
     "SearchIndex",
@@ -124,7 +131,9 @@ __all__ = [
     "exception_chain",
     "finite_or_raise",
     "is_in_process",
+    "page_record",
     "parse_query",
+    "take_page_in_steps",
     "tokenize",
     "utc_now",
 ]

@@ -385,6 +385,7 @@ SUBPACKAGE_EXPECTED = {
         "FeedCacheContract",
         "ManualClock",
         "ModelRegistryContract",
+        "PageTakingSeenStoreContract",
         "ProgressStoreContract",
         "SearchIndexContract",
         "SeenStoreContract",

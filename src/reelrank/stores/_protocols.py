@@ -525,9 +525,11 @@ class PageTakingSeenStore(SeenStore, Protocol):
         if any were taken, keep their record (see :class:`PageRequest`) in ``cache`` for
         ``request.ttl_seconds``.
 
-        Equivalent to :func:`~reelrank.stores.adapter.take_page_in_steps`. An
-        implementation may make the whole of it atomic, and should make it one round
-        trip when the page fits in the first window of ids it looks at.
+        Equivalent to :func:`~reelrank.stores.adapter.take_page_in_steps`, and atomic at
+        least while the page is found among the first 32 ids it looks at: two calls for
+        one record key at the same moment take one page, and the other recalls it. It
+        should be one round trip then. A ``cache`` it does not take pages with raises
+        :class:`~reelrank.InvalidInputError` naming ``cache``.
         """
 
 

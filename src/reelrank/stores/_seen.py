@@ -7,6 +7,7 @@ import threading
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from ..exceptions import InvalidInputError
 from ..validation import check_aware, check_id, check_ids, check_limit
 from ._common import DEFAULT_SEEN_RETENTION_SECONDS, _check_retention
 from ._pages import take_page_in_steps
@@ -92,6 +93,12 @@ class InMemorySeenStore:
 
     def take_page(self, cache: FeedCache, request: PageRequest) -> PageOutcome:
         """Recall the page's record in ``cache``, or take its rows and keep the record
-        (see :meth:`~reelrank.PageTakingSeenStore.take_page`), under one lock."""
+        (see :meth:`~reelrank.PageTakingSeenStore.take_page`), under one lock.
+
+        A cache that is not in-process raises :class:`~reelrank.InvalidInputError`
+        naming ``cache``.
+        """
+        if not self.takes_pages_with(cache):
+            raise InvalidInputError("cache", "must be an in-process feed cache")
         with self._page_lock:
             return take_page_in_steps(self, cache, request)

@@ -275,5 +275,5 @@ class StoreErrorTranslation(ContextDecorator):
         return False
 
 
-# Only the trending kind check is defined privately and exported first from here.
-_public_module(__name__, ["check_trending_kind"], globals())
+# Only these are defined privately and exported first from here.
+_public_module(__name__, ["check_trending_kind", "page_record"], globals())

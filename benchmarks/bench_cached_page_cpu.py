@@ -98,7 +98,11 @@ class _Service:
         self._cursors: dict[int, str] = {}
         self._next = 0
         self.cpu_per_page: list[float] = []
-        for user in self._users:  # each user's first page ranks and caches a snapshot
+        # Snapshots ranked ahead, under the batch deadline: a first page ranked during
+        # the request could miss the catalog's deadline on a busy machine.
+        self.services.feed.refresh_candidates()
+        assert self.services.feed.warm(self._users) == len(self._users)
+        for user in self._users:
             self._cursors[user] = self._page(user, None)[0]
 
     def _page(self, user: int, cursor: str | None) -> tuple[str, str]:

@@ -211,6 +211,8 @@ SUBPACKAGE_EXPECTED = {
         "FeedItem",
         "FeedPage",
         "FeedSnapshot",
+        "PageOutcome",
+        "PageRequest",
         "ModelInfo",
         "ModelStatus",
         "ParsedQuery",
@@ -237,8 +239,6 @@ SUBPACKAGE_EXPECTED = {
     },
     "reelrank.stores": {
         "AtomicSeenStore",
-        "PageOutcome",
-        "PageRequest",
         "PageTakingSeenStore",
         "take_page_in_steps",
         "EventsAppendedEach",

@@ -16,8 +16,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from ..exceptions import InvalidInputError, StoreError
-from ..models._feed import FeedItem, FeedPage, FeedSnapshot
-from ..stores._protocols import AtomicSeenStore, FeedKey, PageOutcome, PageRequest, SeenStore
+from ..models._feed import FeedItem, FeedPage, FeedSnapshot, PageOutcome, PageRequest
+from ..stores._protocols import AtomicSeenStore, FeedKey, SeenStore
 from ._context import RequestContext
 from ._cursor import CursorCodec, CursorState
 from ._resilience import DependencyGuard

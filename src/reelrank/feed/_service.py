@@ -20,7 +20,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from ..exceptions import FeedUnavailableError, InvalidInputError, StoreError
-from ..models._feed import FeedPage, FeedSnapshot
+from ..models._feed import FeedPage, FeedSnapshot, PageOutcome, PageRequest
 from ..scoring._config import RankingConfig
 from ..stores._protocols import (
     Catalog,
@@ -28,8 +28,6 @@ from ..stores._protocols import (
     FeedCache,
     FeedKey,
     ModelRegistry,
-    PageOutcome,
-    PageRequest,
     PageTakingSeenStore,
     SeenStore,
 )

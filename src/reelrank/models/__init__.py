@@ -19,7 +19,14 @@ from ._engagement import (
     affinity,
     affinity_credit,
 )
-from ._feed import DegradedDependency, FeedItem, FeedPage, FeedSnapshot
+from ._feed import (
+    DegradedDependency,
+    FeedItem,
+    FeedPage,
+    FeedSnapshot,
+    PageOutcome,
+    PageRequest,
+)
 from ._processing import ProcessingProgress, RenditionProgress, RenditionStatus
 from ._registry import ModelInfo, ModelStatus
 from ._search import ParsedQuery, QueryTerm, SearchDocument
@@ -40,6 +47,8 @@ __all__ = [
     "FeedItem",
     "FeedPage",
     "FeedSnapshot",
+    "PageOutcome",
+    "PageRequest",
     "ModelInfo",
     "ModelStatus",
     "ParsedQuery",

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..models._feed import FeedSnapshot
-from ._protocols import AtomicSeenStore, FeedCache, PageOutcome, PageRequest, SeenStore
+from ..models._feed import FeedSnapshot, PageOutcome, PageRequest
+from ._protocols import AtomicSeenStore, FeedCache, SeenStore
 
 __all__ = ["page_record", "take_page_in_steps", "take_rows"]
 
 
 def page_record(request: PageRequest, rows: Sequence[int], position: int) -> FeedSnapshot:
     """The record of the page made of ``rows`` of ``request.snapshot`` (see
-    :class:`PageRequest` for its fields)."""
+    :class:`~reelrank.PageRequest` for its fields)."""
     snapshot = request.snapshot
     reaches_end = position >= len(snapshot.video_ids)
     if reaches_end and request.end_tag is not None:

@@ -24,13 +24,12 @@ The reusable test suite in :mod:`reelrank.testing` checks every rule stated here
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from ..models._catalog import Creator, ProcessingState, Video, VideoLabels
 from ..models._engagement import EngagementEvent, VideoStats
-from ..models._feed import FeedSnapshot
+from ..models._feed import FeedSnapshot, PageOutcome, PageRequest
 from ..models._processing import ProcessingProgress
 from ..models._registry import ModelInfo
 from ..models._search import ParsedQuery, SearchDocument
@@ -51,8 +50,6 @@ __all__ = [
     "FeedCache",
     "FeedKey",
     "ModelRegistry",
-    "PageOutcome",
-    "PageRequest",
     "PageTakingSeenStore",
     "ProgressStore",
     "SearchIndex",
@@ -448,58 +445,6 @@ class AtomicSeenStore(SeenStore, Protocol):
         """
 
 
-@dataclass(frozen=True, slots=True)
-class PageRequest:
-    """One cursor page to cut from a cached snapshot, and where it is remembered.
-
-    What :meth:`PageTakingSeenStore.take_page` is asked. The *record* of the page is a
-    :class:`~reelrank.FeedSnapshot` kept in the feed cache under :attr:`record_key`, so
-    that a retried cursor gets the same page again:
-
-    * ``user_id`` and ``variant``: :attr:`record_key`;
-    * ``video_ids``, ``scores`` and ``contributions``: those of the taken rows of
-      :attr:`snapshot`, in row order; ``signals``: the snapshot's;
-    * ``created_at``: :attr:`at`;
-    * ``config_tag``: where the next page starts: :attr:`end_tag` if the page reaches
-      the end of the snapshot and :attr:`end_tag` is set, else ``f"{position}.{pin}"``
-      (``position`` as in :class:`PageOutcome`).
-    """
-
-    record_key: FeedKey
-    """The feed-cache key the page is remembered under (a reserved variant of the user)."""
-    snapshot: FeedSnapshot
-    """The snapshot the page is cut from."""
-    start: int
-    """The first row of :attr:`snapshot` the page may take."""
-    limit: int
-    """The most rows the page takes, ``>= 1``."""
-    since: datetime
-    """Start of the seen window: an id seen at or after it is skipped."""
-    at: datetime
-    """When the page is served: the taken ids are marked seen at this time, and the
-    record is created at it."""
-    ttl_seconds: float
-    """How long the record lives in the feed cache."""
-    pin: str
-    """The snapshot's id, written into the record's ``config_tag``."""
-    end_tag: str | None
-    """The record's ``config_tag`` when the page reaches the end of the snapshot and that
-    ends the feed; ``None`` when the feed goes on past the snapshot."""
-
-
-@dataclass(frozen=True, slots=True)
-class PageOutcome:
-    """What :meth:`PageTakingSeenStore.take_page` did: recalled a record, or took rows."""
-
-    recalled: FeedSnapshot | None
-    """The live record already under the request's key; nothing was taken or written."""
-    rows: tuple[int, ...] = ()
-    """The rows of the snapshot taken for the page (and marked seen), in order."""
-    position: int = 0
-    """Where the next page starts: after the last taken row if the page is full, else
-    the snapshot's length."""
-
-
 @runtime_checkable
 class PageTakingSeenStore(SeenStore, Protocol):
     """A :class:`~reelrank.SeenStore` that serves a cursor page in one call, together with
@@ -510,6 +455,8 @@ class PageTakingSeenStore(SeenStore, Protocol):
     page. When the two stores are one deployment (the same Redis server, through the
     same client), :meth:`take_page` does all three at once, and
     :class:`~reelrank.FeedRankingService` uses it for pages cut from a cached snapshot.
+    The request and its outcome are :class:`~reelrank.PageRequest` and
+    :class:`~reelrank.PageOutcome`.
     :func:`~reelrank.stores.adapter.take_page_in_steps` is the same operation in
     separate calls: the reference an implementation must agree with.
     """
@@ -522,7 +469,7 @@ class PageTakingSeenStore(SeenStore, Protocol):
         """Recall the live record under ``request.record_key`` in ``cache``; if there is
         none, take the first ``request.limit`` rows from ``request.start`` whose ids the
         user has not seen since ``request.since``, mark them seen at ``request.at`` and,
-        if any were taken, keep their record (see :class:`PageRequest`) in ``cache`` for
+        if any were taken, keep their record (see :class:`~reelrank.PageRequest`) in ``cache`` for
         ``request.ttl_seconds``.
 
         Equivalent to :func:`~reelrank.stores.adapter.take_page_in_steps`, and atomic at

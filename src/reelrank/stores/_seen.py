@@ -8,10 +8,11 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from ..exceptions import InvalidInputError
+from ..models._feed import PageOutcome, PageRequest
 from ..validation import check_aware, check_id, check_ids, check_limit
 from ._common import DEFAULT_SEEN_RETENTION_SECONDS, _check_retention
 from ._pages import take_page_in_steps
-from ._protocols import FeedCache, PageOutcome, PageRequest, is_in_process
+from ._protocols import FeedCache, is_in_process
 
 __all__ = ["InMemorySeenStore"]
 

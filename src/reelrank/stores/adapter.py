@@ -45,7 +45,7 @@ from ..exceptions import (
     StoreError,
     StoreTimeoutError,
 )
-from ..models import StrictModel, affinity, affinity_credit
+from ..models import PageOutcome, PageRequest, StrictModel, affinity, affinity_credit
 from ..models._base import config_error_from
 from ..models._trending import check_trending_kind
 from ..validation import (
@@ -73,8 +73,6 @@ from ._protocols import (
     FeedKey,
     InProcessStore,
     ModelRegistry,
-    PageOutcome,
-    PageRequest,
     PageTakingSeenStore,
     ProgressStore,
     SearchIndex,

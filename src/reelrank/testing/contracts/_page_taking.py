@@ -11,10 +11,10 @@ from collections.abc import Sequence
 import pytest
 
 from ...exceptions import InvalidInputError
-from ...models._feed import FeedSnapshot
+from ...models._feed import FeedSnapshot, PageRequest
 from ...stores._cache import InMemoryFeedCache
 from ...stores._pages import page_record, take_page_in_steps
-from ...stores._protocols import FeedCache, PageRequest, PageTakingSeenStore
+from ...stores._protocols import FeedCache, PageTakingSeenStore
 from ...stores._seen import InMemorySeenStore
 from ..factories import EPOCH, make_snapshot
 from ._support import hours

@@ -53,11 +53,18 @@ def _catalog(videos: int) -> InMemoryCatalog:
 
 
 class _Clock:
+    """The services' wall clock and monotonic clock, moved by the test only: the candidate
+    pool's lifetime and the LRU level's expire at the same step on both sides, not
+    after however long a busy machine took."""
+
     def __init__(self) -> None:
         self.now = _START
 
     def __call__(self) -> datetime:
         return self.now
+
+    def monotonic(self) -> float:
+        return (self.now - _START).total_seconds()
 
 
 @dataclass
@@ -87,11 +94,13 @@ def _side(
             catalog=catalog,
             events=events,
             seen=seen,
-            cache=TieredFeedCache(LRUFeedCache(), shared),
+            cache=TieredFeedCache(LRUFeedCache(clock=clock.monotonic), shared),
             clock=clock,
+            monotonic=clock.monotonic,
             config=FeedServiceConfig(
                 cursor_secret="a-test-secret-of-some-length",
                 snapshot_size=snapshot_size,
+                refresh_pool_in_background=False,
                 take_pages_in_one_call=in_one_call,
                 # Far above a busy machine's stalls: a degraded page would differ.
                 deadlines=StoreDeadlines(cache=5.0, seen=5.0),

@@ -71,6 +71,10 @@ def _breaker_listener(
     return lambda state: observer.breaker_state_changed(dependency, state)
 
 
+def _nothing() -> None:
+    """What promoting a snapshot found in the fastest level (or nowhere) takes."""
+
+
 class StoreGuards:
     """One guard per store, sharing a worker pool sized for healthy and stalled calls.
 
@@ -300,6 +304,24 @@ class SnapshotCache:
         except StoreError:
             report.report("cache", "ranked without the cache")
             return None
+
+    def find(
+        self, key: FeedKey, report: DegradedReport
+    ) -> tuple[FeedSnapshot | None, Callable[[], None]]:
+        """:meth:`get` that leaves the faster levels as they were: the snapshot, and a
+        function that copies it into them as :meth:`get` would have (call it once the
+        snapshot was used)."""
+        if not isinstance(self._cache, TieredFeedCache):
+            return self.get(key, report), _nothing
+        tier = self._cache
+        try:
+            snapshot, level = tier.find(*key)
+        except StoreError:
+            report.report("cache", "ranked without the cache")
+            return None, _nothing
+        if snapshot is None or level == 0:
+            return snapshot, _nothing
+        return snapshot, lambda: tier.promote(snapshot, level)
 
     def get_many(self, keys: Sequence[FeedKey]) -> dict[FeedKey, FeedSnapshot]:
         """Live snapshots of ``keys``; none when the cache is missing or failing."""

@@ -54,6 +54,10 @@ from ._resilience import BreakerState, CircuitBreaker, request_scope
 __all__ = ["FeedRankingService"]
 
 
+def _nothing() -> None:
+    """What promoting no snapshot takes."""
+
+
 def _page_taker(
     seen: SeenStore, shared: FeedCache | None
 ) -> Callable[[PageRequest], PageOutcome] | None:
@@ -270,13 +274,18 @@ class FeedRankingService:
         key = record_key(ctx, state, limit)
         looked_up = False
         cached: FeedSnapshot | None = None
+        promote = _nothing
         if self._take_page is not None and self._can_take_page():
             record = self._records.recall_local(ctx, key)
             if record is not None:
                 return self._replay(ctx, record)
-            cached, looked_up = self._snapshots.get(ctx.key, ctx.report), True
+            # Found without copying it into the faster levels yet: a retry answered from
+            # its record does not use the snapshot, and the three calls would not have
+            # looked it up at all.
+            cached, promote = self._snapshots.find(ctx.key, ctx.report)
+            looked_up = True
             if cached is not None and self._is_current(cached, ctx):
-                page = self._take_cached_page(ctx, cached, state, limit, key)
+                page = self._take_cached_page(ctx, cached, state, limit, key, promote)
                 if page is not None:
                     return page
         # Remembered pages in steps: when the seen store cannot take a page in one call,
@@ -284,7 +293,7 @@ class FeedRankingService:
         record = self._records.recall(ctx, key)
         if record is not None:
             return self._replay(ctx, record)
-        page = self._serve(ctx, state, limit, looked_up=looked_up, cached=cached)
+        page = self._serve(ctx, state, limit, looked_up=looked_up, cached=cached, promote=promote)
         self._records.remember(ctx, encode_record(key, page, self._next_state(ctx, page), ctx.now))
         return page
 
@@ -302,10 +311,14 @@ class FeedRankingService:
         state: CursorState,
         limit: int,
         key: FeedKey,
+        promote: Callable[[], None],
     ) -> FeedPage | None:
         """The cursor's page from ``cached`` in one seen-store call that also recalls or
         remembers it; ``None`` when the separate calls must serve it instead (the call
-        failed, the record found is too old, or the snapshot is used up)."""
+        failed, the record found is too old, or the snapshot is used up).
+
+        ``promote`` copies ``cached`` into the faster cache levels; it is called once a
+        page is cut from it, as the separate calls' lookup would have done."""
         assert self._take_page is not None
         try:
             taken = self._pager.take_page(
@@ -324,6 +337,7 @@ class FeedRankingService:
             return self._replay(ctx, taken) if self._records.is_live(ctx, taken) else None
         if not taken.items:
             return None
+        promote()
         self._count(pages=1, cached=1, degraded=ctx.report.is_degraded)
         self._records.remember_local(
             encode_record(key, taken, self._next_state(ctx, taken), ctx.now)
@@ -348,12 +362,16 @@ class FeedRankingService:
         *,
         looked_up: bool = False,
         cached: FeedSnapshot | None = None,
+        promote: Callable[[], None] = _nothing,
     ) -> FeedPage:
         """Cut a new page: from the cached snapshot if it is current, else a fresh one.
 
-        ``looked_up``: the cache was asked already, and ``cached`` is what it answered.
+        ``looked_up``: the cache was asked already, and ``cached`` is what it answered;
+        ``promote`` copies it into the faster levels, as a lookup here would have.
         """
-        if not looked_up:
+        if looked_up:
+            promote()
+        else:
             cached = self._snapshots.get(ctx.key, ctx.report)
         if cached is not None and self._is_current(cached, ctx):
             page = self._pager.page(ctx, cached, state, limit, from_cache=True)

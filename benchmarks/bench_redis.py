@@ -14,7 +14,12 @@ a cache-hit feed page, each next to a baseline measured in the same run.
   Redis cache (with the seen store in memory or on Redis), against the all-in-memory
   stores. Each Redis setup runs twice, interleaved in blocks of pages: as the service
   was (every Redis call on a worker thread, a seen lookup and a write per page) and as
-  it is (Redis stores called inline, one ``take_unseen`` per page).
+  it is (Redis stores called inline, one ``take_unseen`` per page);
+* a cache-hit *cursor* page with an LRU level over the Redis cache and the seen store on
+  the same client: the remembered-page read, the seen filter-and-mark and the
+  remembered-page write as three calls, against one ``take_page`` call, with the
+  all-in-memory stores as the baseline, alternated in blocks of 100 pages (CPU per
+  page over each block).
 
 Latency percentiles (p50, p99) of a separate timed loop go into ``extra_info`` and the
 ratio table at the end of the run. The feed pages also report percentiles of the

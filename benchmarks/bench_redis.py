@@ -14,7 +14,12 @@ a cache-hit feed page, each next to a baseline measured in the same run.
   Redis cache (with the seen store in memory or on Redis), against the all-in-memory
   stores. Each Redis setup runs twice, interleaved in blocks of pages: as the service
   was (every Redis call on a worker thread, a seen lookup and a write per page) and as
-  it is (Redis stores called inline, one ``take_unseen`` per page).
+  it is (Redis stores called inline, one ``take_unseen`` per page);
+* a cache-hit *cursor* page with an LRU level over the Redis cache and the seen store on
+  the same client: the remembered-page read, the seen filter-and-mark and the
+  remembered-page write as three calls, against one ``take_page`` call, with the
+  all-in-memory stores as the baseline, alternated in blocks of 100 pages (CPU per
+  page over each block).
 
 Latency percentiles (p50, p99) of a separate timed loop go into ``extra_info`` and the
 ratio table at the end of the run. The feed pages also report percentiles of the
@@ -604,3 +609,130 @@ def _record_page(
         line += " (baseline)"
     benchmark.extra_info.update(info)
     SUMMARY.append(line)
+
+
+# -- a cache-hit cursor page: one round trip against three -------------------------------------
+
+CURSOR_BLOCK = 100
+"""Pages per block; the setups take turns block by block."""
+
+
+class _CursorPages:
+    """A feed service whose users follow their cursors through cached snapshots.
+
+    ``mode`` "memory" is the all-in-memory baseline; "steps" and "one-call" put an LRU
+    level over the Redis feed cache and the seen store on the same Redis client, and
+    serve each cursor page with three Redis calls (remembered-page read, seen
+    filter-and-mark, remembered-page write) or with one ``take_page``.
+    """
+
+    def __init__(self, mode: str, client: Any, config: Any) -> None:
+        config = config.model_copy(update={"prefix": f"bench-cursor-{mode}"})
+        seen: Any = InMemorySeenStore()
+        shared: Any = InMemoryFeedCache()
+        if mode != "memory":
+            seen = reelrank_redis.RedisSeenStore(client, config)
+            shared = reelrank_redis.RedisFeedCache(client, config)
+        self.service = FeedRankingService(
+            catalog=_catalog(),
+            events=InMemoryEventStore(),
+            seen=seen,
+            cache=TieredFeedCache(LRUFeedCache(), shared),
+            config=FeedServiceConfig(
+                cursor_secret="a-benchmark-secret-key",
+                deadlines=StoreDeadlines(cache=2.0, seen=2.0),
+                take_pages_in_one_call=mode != "steps",
+            ),
+        )
+        users = list(range(1, FEED_USERS + 1))
+        self.service.warm(users)
+        self._cursors = {user: self.service.feed(user, PAGE_SIZE).next_cursor for user in users}
+        self._order = itertools.cycle(users)
+        self.cpu_per_page: list[float] = []
+        self.wall_per_page: list[float] = []
+
+    def serve(self, pages: int) -> None:
+        """Serve ``pages`` cursor pages; record the block's CPU and wall time per page."""
+        service, cursors = self.service, self._cursors
+        wall, cpu = time.perf_counter(), time.process_time()
+        for _ in range(pages):
+            user = next(self._order)
+            cursors[user] = service.feed(user, PAGE_SIZE, cursors[user]).next_cursor
+        self.cpu_per_page.append((time.process_time() - cpu) / pages)
+        self.wall_per_page.append((time.perf_counter() - wall) / pages)
+
+
+def test_cache_hit_cursor_page_one_call_against_three(
+    benchmark: Any, client: Any, config: Any
+) -> None:
+    config = config.model_copy(
+        update={"socket_timeout_seconds": 2.0, "connect_timeout_seconds": 2.0}
+    )
+    relaxed = reelrank_redis.connect(config)
+    setups = {mode: _CursorPages(mode, relaxed, config) for mode in ("memory", "steps", "one-call")}
+    try:
+        assert setups["one-call"].service._take_page is not None
+        assert setups["steps"].service._take_page is None
+        # Every page is cut from the user's cached snapshot: 200 items, 20 a page, the
+        # first page served already and the last one left, so no page re-ranks.
+        rounds = setups["memory"].service.config.snapshot_size // PAGE_SIZE - 2
+        before = {mode: setup.service.stats() for mode, setup in setups.items()}
+        for setup in setups.values():
+            setup.serve(CURSOR_BLOCK // 2)  # warm-up, not counted
+            setup.cpu_per_page.clear()
+            setup.wall_per_page.clear()
+        for _ in range(FEED_USERS * (rounds - 1) // CURSOR_BLOCK):
+            for setup in setups.values():
+                setup.serve(CURSOR_BLOCK)
+        for mode, setup in setups.items():
+            stats = setup.service.stats()
+            pages = stats.pages - before[mode].pages
+            assert stats.pages_from_cache - before[mode].pages_from_cache == pages
+            assert stats.degraded_pages == 0 and stats.snapshots_ranked == FEED_USERS
+        seen_calls = {
+            mode: setup.service.stats().dependencies["seen"].calls
+            - before[mode].dependencies["seen"].calls
+            for mode, setup in setups.items()
+        }
+        pages = setups["one-call"].service.stats().pages - before["one-call"].pages
+        assert seen_calls["one-call"] == pages  # one Redis call a page
+        cache_calls = (
+            setups["one-call"].service.stats().dependencies["cache"].calls
+            - before["one-call"].dependencies["cache"].calls
+        )
+        assert cache_calls == 0
+        load = _load_average()
+        ranges = {
+            mode: (min(setup.cpu_per_page) * 1e3, max(setup.cpu_per_page) * 1e3)
+            for mode, setup in setups.items()
+        }
+        medians = {
+            mode: float(np.median(setup.cpu_per_page)) * 1e3 for mode, setup in setups.items()
+        }
+        walls = {
+            mode: float(np.median(setup.wall_per_page)) * 1e3 for mode, setup in setups.items()
+        }
+        blocks = len(setups["memory"].cpu_per_page)
+        benchmark.extra_info.update(
+            {f"cursor_page_{mode}_cpu_ms": round(value, 3) for mode, value in medians.items()}
+        )
+        SUMMARY.append(
+            f"redis cache-hit cursor page, CPU per page over {blocks} blocks of {CURSOR_BLOCK} "
+            "(median, range): "
+            + "; ".join(
+                f"{mode} {medians[mode]:.2f} ms ({ranges[mode][0]:.2f}-{ranges[mode][1]:.2f}), "
+                f"wall {walls[mode]:.2f} ms"
+                for mode in setups
+            )
+            + f"; one call / three: x{medians['one-call'] / medians['steps']:.2f}"
+            + f"; in memory / one call: x{medians['memory'] / medians['one-call']:.2f}"
+            + f" (load {load})"
+        )
+        page = benchmark.pedantic(
+            setups["one-call"].service.feed, args=(1, PAGE_SIZE), rounds=1, iterations=1
+        )
+        assert page.items
+    finally:
+        for setup in setups.values():
+            setup.service.close()
+        relaxed.close()

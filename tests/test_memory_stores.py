@@ -40,6 +40,7 @@ from reelrank.testing import (
     FeedCacheContract,
     ManualClock,
     ModelRegistryContract,
+    PageTakingSeenStoreContract,
     SeenStoreContract,
     make_creator,
     make_event,
@@ -104,6 +105,28 @@ class TestReferenceAtomicSeenStore(AtomicSeenStoreContract):
     @pytest.fixture
     def seen_store(self) -> _TakingSeenStore:
         return _TakingSeenStore()
+
+
+class TestInMemoryPageTakingSeenStore(PageTakingSeenStoreContract):
+    @pytest.fixture
+    def seen_store(self) -> InMemorySeenStore:
+        return InMemorySeenStore()
+
+    @pytest.fixture
+    def feed_cache(self) -> InMemoryFeedCache:
+        return InMemoryFeedCache()
+
+
+class TestInMemoryPageTakingWithAnAtomicSeenStore(PageTakingSeenStoreContract):
+    """The same, with the rows taken through ``take_unseen``."""
+
+    @pytest.fixture
+    def seen_store(self) -> _TakingSeenStore:
+        return _TakingSeenStore()
+
+    @pytest.fixture
+    def feed_cache(self) -> InMemoryFeedCache:
+        return InMemoryFeedCache()
 
 
 class TestInMemoryFeedCache(FeedCacheContract):

@@ -30,7 +30,14 @@ from reelrank_redis import (
 from reelrank_redis._keys import BUCKETS, KeyLayout
 from reelrank_redis.testing import RedisClusterServer, find_redis_server
 
-from reelrank import EngagementKind, StoreError, StoreTimeoutError, affinity, affinity_credit
+from reelrank import (
+    EngagementKind,
+    PageRequest,
+    StoreError,
+    StoreTimeoutError,
+    affinity,
+    affinity_credit,
+)
 from reelrank.testing.factories import EPOCH, make_event, make_snapshot
 
 _ids = st.integers(min_value=1, max_value=2**63 - 1)
@@ -48,7 +55,7 @@ def _slot(key: str) -> int:
     user_id=_ids,
     video_id=_ids,
     event_id=st.uuids().map(str),
-    variant=st.sampled_from([None, "a", "treatment"]),
+    variant=st.sampled_from([None, "a", "treatment", "page-0123456789abcdef0123456789abcdef"]),
 )
 def test_each_scripts_keys_hash_to_one_slot(
     user_id: int, video_id: int, event_id: str, variant: str | None
@@ -117,10 +124,23 @@ def test_every_script_call_declares_keys_of_one_slot(
         cache.put(make_snapshot(4, variant=variant), ttl_seconds=60)
     assert cache.invalidate_user(4) == 3
     assert seen.take_unseen(4, [1, 2, 3], limit=2, since=EPOCH, at=EPOCH) == [1, 2]
+    page = PageRequest(
+        record_key=(4, "page-0123"),
+        snapshot=make_snapshot(4, [1, 2, 3, 5]),
+        start=0,
+        limit=2,
+        since=EPOCH,
+        at=EPOCH,
+        ttl_seconds=60,
+        pin="snap",
+        end_tag="end",
+    )
+    assert seen.take_page(cache, page).rows == (2, 3)
+    assert seen.take_page(cache, page).recalled is not None
     for kind in ("watch", "like", "unlike", "share", "comment"):
         assert events.append(make_event(kind, user_id=4, video_id=77), creator_id=9)
-    # invalidate_user, take_unseen and the two halves of an event
-    assert len({sha for sha, _ in calls}) == 4
+    # invalidate_user, take_unseen, take_page and the two halves of an event
+    assert len({sha for sha, _ in calls}) == 5
     for _, keys in calls:
         assert len({_slot(key) for key in keys}) == 1, keys
 

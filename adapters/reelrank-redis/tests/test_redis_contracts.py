@@ -18,6 +18,7 @@ from reelrank.testing import (
     CoordinatedTrendingSnapshotStoreContract,
     EventStoreContract,
     FeedCacheContract,
+    PageTakingSeenStoreContract,
     SeenStoreContract,
     TrendingSnapshotStoreContract,
 )
@@ -43,6 +44,16 @@ class TestRedisAtomicSeenStore(AtomicSeenStoreContract):
     @pytest.fixture
     def seen_store(self, any_client: RedisClient, any_config: RedisConfig) -> RedisSeenStore:
         return RedisSeenStore(any_client, any_config)
+
+
+class TestRedisPageTakingSeenStore(PageTakingSeenStoreContract):
+    @pytest.fixture
+    def seen_store(self, any_client: RedisClient, any_config: RedisConfig) -> RedisSeenStore:
+        return RedisSeenStore(any_client, any_config)
+
+    @pytest.fixture
+    def feed_cache(self, any_client: RedisClient, any_config: RedisConfig) -> RedisFeedCache:
+        return RedisFeedCache(any_client, any_config)
 
 
 class TestRedisEventStore(EventStoreContract):

@@ -17,7 +17,7 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 from urllib.parse import unquote, urlsplit
 
 import numpy as np
@@ -71,6 +71,9 @@ from reelrank import (
 
 from ._metrics import AppMetrics
 from ._settings import Settings
+
+if TYPE_CHECKING:
+    from reelrank_redis import RedisClient
 
 __all__ = [
     "FIRST_USER_ID",
@@ -491,6 +494,7 @@ def configured_stores(settings: Settings) -> Stores:
         seen: SeenStore = SqlSeenStore(engine)
         idempotency: IdempotencyStore = SqlIdempotencyStore(engine)
         trending_snapshots: TrendingSnapshotStore = SqlTrendingSnapshotStore(engine)
+        redis_client: RedisClient | None = None
         if settings.tracing and (settings.redis_url or settings.redis_state_url):
             from ._tracing import trace_redis
 
@@ -502,10 +506,10 @@ def configured_stores(settings: Settings) -> Stores:
             redis_config = RedisConfig(
                 url=settings.redis_url, prefix=settings.redis_prefix, **_redis_bounds(settings)
             )
-            client = connect_redis(redis_config)
-            closers.append(client.close)
-            shared_cache = RedisFeedCache(client, redis_config)
-            trending_snapshots = RedisTrendingSnapshotStore(client, redis_config)
+            redis_client = connect_redis(redis_config)
+            closers.append(redis_client.close)
+            shared_cache = RedisFeedCache(redis_client, redis_config)
+            trending_snapshots = RedisTrendingSnapshotStore(redis_client, redis_config)
         cache = TieredFeedCache(
             LRUFeedCache(), shared_cache, local_ttl_seconds=settings.local_cache_ttl_seconds
         )
@@ -523,8 +527,12 @@ def configured_stores(settings: Settings) -> Stores:
             state_config = RedisConfig(
                 url=state_url, prefix=settings.redis_prefix, **_redis_bounds(settings)
             )
-            state_client = connect_redis(state_config)
-            closers.append(state_client.close)
+            # On the feed cache's server, the seen store shares its client: a cached
+            # cursor page is then taken in one round trip (see PageTakingSeenStore).
+            state_client = redis_client if settings.redis_state_url is None else None
+            if state_client is None:
+                state_client = connect_redis(state_config)
+                closers.append(state_client.close)
             seen = RedisSeenStore(state_client, state_config)
             idempotency = RedisIdempotencyStore(state_client, settings.redis_prefix)
         return Stores(

@@ -108,6 +108,12 @@ class FeedServiceConfig(StrictModel):
     """Fetch a stale candidate pool on a background thread while requests keep using the
     previous one, so no request waits for it. ``False`` makes the request that finds the
     pool stale fetch it (tests use this for determinism)."""
+    take_pages_in_one_call: bool = True
+    """Serve a page cut from a cached snapshot with one seen-store call when the seen
+    store is a :class:`~reelrank.PageTakingSeenStore` that reaches the shared cache
+    level (the Redis adapter's seen store on the feed cache's client): the remembered
+    page's lookup, the seen filter and mark, and the page's record in one round trip
+    instead of three. ``False`` keeps the three calls."""
     inline_self_bounded_stores: bool = True
     """Call stores that bound their own calls on the request's own thread: the embedded
     in-memory stores (no I/O, they cannot stall) and stores whose class declares a

@@ -71,6 +71,10 @@ def _breaker_listener(
     return lambda state: observer.breaker_state_changed(dependency, state)
 
 
+def _nothing() -> None:
+    """What promoting a snapshot found in the fastest level (or nowhere) takes."""
+
+
 class StoreGuards:
     """One guard per store, sharing a worker pool sized for healthy and stalled calls.
 
@@ -247,11 +251,13 @@ class SnapshotCache:
         self._level_stats: Callable[[], tuple[CacheStats, ...]]
         self._cache: FeedCache | None
         guarded_levels: list[FeedCache] = []
+        levels: list[FeedCache] = []
 
         def guarded(level: FeedCache) -> FeedCache:
             return level if called_directly(level, config) else _GuardedFeedCache(level, guard)
 
         def wrap(level: FeedCache) -> FeedCache:
+            levels.append(level)
             inner = guarded(level)
             guarded_levels.append(inner)
             if observer is None:
@@ -275,10 +281,13 @@ class SnapshotCache:
         # outside the level counters, so they neither crowd snapshots out of an LRU level
         # nor skew its hit rate.
         self._slowest: FeedCache | None = None
+        self.shared_level: FeedCache | None = None
+        """The shared level itself, unguarded: a page-taking seen store may reach it."""
         if isinstance(self._cache, TieredFeedCache):
             slowest = guarded_levels[-1]
             if not isinstance(slowest, LRUFeedCache):
                 self._slowest = slowest
+                self.shared_level = levels[-1]
 
     @property
     def enabled(self) -> bool:
@@ -295,6 +304,24 @@ class SnapshotCache:
         except StoreError:
             report.report("cache", "ranked without the cache")
             return None
+
+    def find(
+        self, key: FeedKey, report: DegradedReport
+    ) -> tuple[FeedSnapshot | None, Callable[[], None]]:
+        """:meth:`get` that leaves the faster levels as they were: the snapshot, and a
+        function that copies it into them as :meth:`get` would have (call it once the
+        snapshot was used)."""
+        if not isinstance(self._cache, TieredFeedCache):
+            return self.get(key, report), _nothing
+        tier = self._cache
+        try:
+            snapshot, level = tier.find(*key)
+        except StoreError:
+            report.report("cache", "ranked without the cache")
+            return None, _nothing
+        if snapshot is None or level == 0:
+            return snapshot, _nothing
+        return snapshot, lambda: tier.promote(snapshot, level)
 
     def get_many(self, keys: Sequence[FeedKey]) -> dict[FeedKey, FeedSnapshot]:
         """Live snapshots of ``keys``; none when the cache is missing or failing."""

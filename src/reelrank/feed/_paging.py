@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from ..exceptions import InvalidInputError, StoreError
-from ..models._feed import FeedItem, FeedPage, FeedSnapshot
+from ..models._feed import FeedItem, FeedPage, FeedSnapshot, PageOutcome, PageRequest
 from ..stores._protocols import AtomicSeenStore, FeedKey, SeenStore
 from ._context import RequestContext
 from ._cursor import CursorCodec, CursorState
@@ -175,10 +175,63 @@ class Pager:
         ``check_seen=False`` skips the seen filter for a snapshot ranked just now, which
         already leaves out everything seen.
         """
-        ids = snapshot.video_ids
         pinned = snapshot_id(snapshot)
         offset = self.start(snapshot, pinned, state)
-        picked, position = self._pick(ctx, ids, offset, limit, check_seen)
+        picked, position = self._pick(ctx, snapshot.video_ids, offset, limit, check_seen)
+        return self._finish(ctx, snapshot, pinned, picked, position, from_cache)
+
+    def take_page(
+        self,
+        ctx: RequestContext,
+        snapshot: FeedSnapshot,
+        state: CursorState | None,
+        limit: int,
+        *,
+        take: Callable[[PageRequest], PageOutcome],
+        record_key: FeedKey,
+        ttl_seconds: float,
+        end_tag: str,
+    ) -> FeedPage | FeedSnapshot:
+        """:meth:`page` of a cached snapshot through one guarded ``take`` (a
+        :meth:`~reelrank.PageTakingSeenStore.take_page`), which also looks up the page
+        remembered under ``record_key`` and, if there is none, remembers this one for
+        ``ttl_seconds`` (``end_tag`` marking a page that ends the feed).
+
+        Returns the remembered record if there was one. Raises
+        :class:`~reelrank.StoreError` if the call fails; nothing is reported then, and
+        nothing was served.
+        """
+        pinned = snapshot_id(snapshot)
+        offset = self.start(snapshot, pinned, state)
+        ends_feed = len(snapshot.video_ids) < self._snapshot_size
+        request = PageRequest(
+            record_key=record_key,
+            snapshot=snapshot,
+            start=offset,
+            limit=limit,
+            since=ctx.seen_since,
+            at=ctx.now,
+            ttl_seconds=ttl_seconds,
+            pin=pinned,
+            end_tag=end_tag if ends_feed else None,
+        )
+        outcome = self._guard.call(take, request)
+        if outcome.recalled is not None:
+            return outcome.recalled
+        return self._finish(ctx, snapshot, pinned, outcome.rows, outcome.position, True)
+
+    def _finish(
+        self,
+        ctx: RequestContext,
+        snapshot: FeedSnapshot,
+        pinned: str,
+        picked: Sequence[int],
+        position: int,
+        from_cache: bool,
+    ) -> FeedPage:
+        """The page of rows ``picked``, with a cursor to ``position``; the served mark
+        moves there."""
+        ids = snapshot.video_ids
         items = tuple(
             FeedItem.model_construct(
                 video_id=ids[row],

@@ -14,6 +14,11 @@ cache a record is a :class:`~reelrank.FeedSnapshot` under a reserved variant,
 ``page-`` and a digest of the key, holding the page's items; its ``config_tag`` holds
 where the next page starts (``<offset>.<snapshot id>``) or ``end`` when the page ended
 the feed. It lives as long as a snapshot would.
+
+When the seen store is a :class:`~reelrank.PageTakingSeenStore` that reaches the shared
+level (the Redis adapter's, on the feed cache's client), a page cut from a cached
+snapshot looks its record up, filters and marks its items and writes its record in one
+call (``take_page``) instead of three; the record is the same.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from ._guards import SnapshotCache
 RECORD_PREFIX = "page-"
 """Variants starting with this hold remembered pages; experiment variants may not."""
 
-_END = "end"
+END_TAG = "end"
 """``config_tag`` of a record whose page ended the feed (it had no next cursor)."""
 
 
@@ -57,7 +62,7 @@ def encode_record(
 ) -> FeedSnapshot:
     """The page as a cache record under ``key``."""
     signals = tuple(page.items[0].breakdown) if page.items else ()
-    where_next = _END if next_state is None else f"{next_state.offset}.{next_state.snapshot_id}"
+    where_next = END_TAG if next_state is None else f"{next_state.offset}.{next_state.snapshot_id}"
     return FeedSnapshot.model_construct(
         user_id=key[0],
         variant=key[1],
@@ -84,7 +89,7 @@ def decode_record(record: FeedSnapshot) -> tuple[tuple[FeedItem, ...], tuple[str
             record.video_ids, record.scores, record.contributions, strict=True
         )
     )
-    if record.config_tag == _END:
+    if record.config_tag == END_TAG:
         return items, None
     offset, _, snapshot_id = record.config_tag.partition(".")
     return items, (snapshot_id, int(offset))
@@ -104,23 +109,38 @@ class PageRecords:
         self._lock = threading.Lock()
         self._local: OrderedDict[FeedKey, FeedSnapshot] = OrderedDict()
 
+    @property
+    def ttl_seconds(self) -> float:
+        return self._ttl.total_seconds()
+
     def recall(self, ctx: RequestContext, key: FeedKey) -> FeedSnapshot | None:
         """The live record under ``key``: this process's copy, else the cache's."""
+        record = self.recall_local(ctx, key)
+        if record is None:
+            record = self._snapshots.get_record(key, ctx.report)
+        return record if self.is_live(ctx, record) else None
+
+    def recall_local(self, ctx: RequestContext, key: FeedKey) -> FeedSnapshot | None:
+        """The live record under ``key`` in this process only."""
         with self._lock:
             record = self._local.get(key)
             if record is not None:
                 self._local.move_to_end(key)
-        if record is None:
-            record = self._snapshots.get_record(key, ctx.report)
-        if record is None or ctx.now - record.created_at >= self._ttl:
-            return None
-        return record
+        return record if self.is_live(ctx, record) else None
+
+    def is_live(self, ctx: RequestContext, record: FeedSnapshot | None) -> bool:
+        """Whether ``record`` still answers retries (the cache's own expiry may lag)."""
+        return record is not None and ctx.now - record.created_at < self._ttl
 
     def remember(self, ctx: RequestContext, record: FeedSnapshot) -> None:
         """Keep ``record`` here and in the cache (a failing cache is reported)."""
+        self.remember_local(record)
+        self._snapshots.put_record(record, self._ttl.total_seconds(), ctx.report)
+
+    def remember_local(self, record: FeedSnapshot) -> None:
+        """Keep ``record`` in this process only (the cache has it already)."""
         with self._lock:
             self._local[record.key] = record
             self._local.move_to_end(record.key)
             while len(self._local) > self._max_local:
                 self._local.popitem(last=False)
-        self._snapshots.put_record(record, self._ttl.total_seconds(), ctx.report)

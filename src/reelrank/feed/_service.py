@@ -19,10 +19,18 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime
 
-from ..exceptions import FeedUnavailableError, InvalidInputError
-from ..models._feed import FeedPage, FeedSnapshot
+from ..exceptions import FeedUnavailableError, InvalidInputError, StoreError
+from ..models._feed import FeedPage, FeedSnapshot, PageOutcome, PageRequest
 from ..scoring._config import RankingConfig
-from ..stores._protocols import Catalog, EventStore, FeedCache, ModelRegistry, SeenStore
+from ..stores._protocols import (
+    Catalog,
+    EventStore,
+    FeedCache,
+    FeedKey,
+    ModelRegistry,
+    PageTakingSeenStore,
+    SeenStore,
+)
 from ..validation import check_id, check_variant, utc_now
 from ._cache_warming import CacheWarmer
 from ._candidates import CandidateSource, CatalogUnavailableError
@@ -34,15 +42,36 @@ from ._observer import FeedObserver, active
 from ._paging import Pager, ServedMarks, check_page_limit
 from ._ranking import UserRanking
 from ._remembered_pages import (
+    END_TAG,
     PageRecords,
     check_not_reserved,
     decode_record,
     encode_record,
     record_key,
 )
-from ._resilience import CircuitBreaker, request_scope
+from ._resilience import BreakerState, CircuitBreaker, request_scope
 
 __all__ = ["FeedRankingService"]
+
+
+def _nothing() -> None:
+    """What promoting no snapshot takes."""
+
+
+def _page_taker(
+    seen: SeenStore, shared: FeedCache | None
+) -> Callable[[PageRequest], PageOutcome] | None:
+    """``take_page`` of ``seen`` on the shared cache level, if ``seen`` can take pages
+    there in one call."""
+    if shared is None or not isinstance(seen, PageTakingSeenStore):
+        return None
+    if not seen.takes_pages_with(shared):
+        return None
+
+    def take_page(request: PageRequest) -> PageOutcome:
+        return seen.take_page(shared, request)
+
+    return take_page
 
 
 class FeedRankingService:
@@ -115,6 +144,9 @@ class FeedRankingService:
         )
         self._records = PageRecords(
             self._snapshots, cfg.remembered_pages_max, cfg.snapshot_ttl_seconds
+        )
+        self._take_page = (
+            _page_taker(seen, self._snapshots.shared_level) if cfg.take_pages_in_one_call else None
         )
         self._users = UserRanking(
             catalog=catalog,
@@ -240,20 +272,107 @@ class FeedRankingService:
         # A cursor redeemed again (a retry) gets the page it got the first time: that
         # page's items are marked seen now, so cutting it afresh would skip them.
         key = record_key(ctx, state, limit)
+        looked_up = False
+        cached: FeedSnapshot | None = None
+        promote = _nothing
+        if self._take_page is not None and self._can_take_page():
+            record = self._records.recall_local(ctx, key)
+            if record is not None:
+                return self._replay(ctx, record)
+            # Found without copying it into the faster levels yet: a retry answered from
+            # its record does not use the snapshot, and the three calls would not have
+            # looked it up at all.
+            cached, promote = self._snapshots.find(ctx.key, ctx.report)
+            looked_up = True
+            if cached is not None and self._is_current(cached, ctx):
+                page = self._take_cached_page(ctx, cached, state, limit, key, promote)
+                if page is not None:
+                    return page
+        # Remembered pages in steps: when the seen store cannot take a page in one call,
+        # and when that call failed or left the page to be ranked.
         record = self._records.recall(ctx, key)
         if record is not None:
-            items, where_next = decode_record(record)
-            page = self._pager.replay(ctx, items, where_next)
-            self._count(pages=1, replayed=1, degraded=ctx.report.is_degraded)
-            return page
-        page = self._serve(ctx, state, limit)
-        next_state = None if page.next_cursor is None else self._pager.decode(page.next_cursor, ctx)
-        self._records.remember(ctx, encode_record(key, page, next_state, ctx.now))
+            return self._replay(ctx, record)
+        page = self._serve(ctx, state, limit, looked_up=looked_up, cached=cached, promote=promote)
+        self._records.remember(ctx, encode_record(key, page, self._next_state(ctx, page), ctx.now))
         return page
 
-    def _serve(self, ctx: RequestContext, state: CursorState | None, limit: int) -> FeedPage:
-        """Cut a new page: from the cached snapshot if it is current, else a fresh one."""
-        cached = self._snapshots.get(ctx.key, ctx.report)
+    def _can_take_page(self) -> bool:
+        """Whether both stores ``take_page`` stands for accept calls: while either
+        breaker is not closed, the separate calls find out when it recovers."""
+        closed = BreakerState.CLOSED
+        guards = self._guards
+        return guards["seen"].breaker.state is closed and guards["cache"].breaker.state is closed
+
+    def _take_cached_page(
+        self,
+        ctx: RequestContext,
+        cached: FeedSnapshot,
+        state: CursorState,
+        limit: int,
+        key: FeedKey,
+        promote: Callable[[], None],
+    ) -> FeedPage | None:
+        """The cursor's page from ``cached`` in one seen-store call that also recalls or
+        remembers it; ``None`` when the separate calls must serve it instead (the call
+        failed, the record found is too old, or the snapshot is used up).
+
+        ``promote`` copies ``cached`` into the faster cache levels; it is called once a
+        page is cut from it, as the separate calls' lookup would have done."""
+        assert self._take_page is not None
+        try:
+            taken = self._pager.take_page(
+                ctx,
+                cached,
+                state,
+                limit,
+                take=self._take_page,
+                record_key=key,
+                ttl_seconds=self._records.ttl_seconds,
+                end_tag=END_TAG,
+            )
+        except StoreError:
+            return None
+        if isinstance(taken, FeedSnapshot):
+            return self._replay(ctx, taken) if self._records.is_live(ctx, taken) else None
+        if not taken.items:
+            return None
+        promote()
+        self._count(pages=1, cached=1, degraded=ctx.report.is_degraded)
+        self._records.remember_local(
+            encode_record(key, taken, self._next_state(ctx, taken), ctx.now)
+        )
+        return taken
+
+    def _next_state(self, ctx: RequestContext, page: FeedPage) -> CursorState | None:
+        return None if page.next_cursor is None else self._pager.decode(page.next_cursor, ctx)
+
+    def _replay(self, ctx: RequestContext, record: FeedSnapshot) -> FeedPage:
+        """The remembered page ``record`` again."""
+        items, where_next = decode_record(record)
+        page = self._pager.replay(ctx, items, where_next)
+        self._count(pages=1, replayed=1, degraded=ctx.report.is_degraded)
+        return page
+
+    def _serve(
+        self,
+        ctx: RequestContext,
+        state: CursorState | None,
+        limit: int,
+        *,
+        looked_up: bool = False,
+        cached: FeedSnapshot | None = None,
+        promote: Callable[[], None] = _nothing,
+    ) -> FeedPage:
+        """Cut a new page: from the cached snapshot if it is current, else a fresh one.
+
+        ``looked_up``: the cache was asked already, and ``cached`` is what it answered;
+        ``promote`` copies it into the faster levels, as a lookup here would have.
+        """
+        if looked_up:
+            promote()
+        else:
+            cached = self._snapshots.get(ctx.key, ctx.report)
         if cached is not None and self._is_current(cached, ctx):
             page = self._pager.page(ctx, cached, state, limit, from_cache=True)
             if page.items:

@@ -19,7 +19,14 @@ from ._engagement import (
     affinity,
     affinity_credit,
 )
-from ._feed import DegradedDependency, FeedItem, FeedPage, FeedSnapshot
+from ._feed import (
+    DegradedDependency,
+    FeedItem,
+    FeedPage,
+    FeedSnapshot,
+    PageOutcome,
+    PageRequest,
+)
 from ._followed_columns import NO_SOUND_ID, FollowedVideoColumns
 from ._processing import ProcessingProgress, RenditionProgress, RenditionStatus
 from ._registry import ModelInfo, ModelStatus
@@ -42,6 +49,8 @@ __all__ = [
     "FeedPage",
     "FeedSnapshot",
     "FollowedVideoColumns",
+    "PageOutcome",
+    "PageRequest",
     "ModelInfo",
     "ModelStatus",
     "NO_SOUND_ID",

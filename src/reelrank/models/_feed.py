@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Self
 
 from pydantic import Field, model_validator
@@ -10,7 +12,14 @@ from pydantic import Field, model_validator
 from ..exceptions import InvalidInputError
 from ._base import WEIGHT_FIELDS, DomainModel, FiniteFloat, Id, Tag, UtcDatetime
 
-__all__ = ["DegradedDependency", "FeedItem", "FeedPage", "FeedSnapshot"]
+__all__ = [
+    "DegradedDependency",
+    "FeedItem",
+    "FeedPage",
+    "FeedSnapshot",
+    "PageOutcome",
+    "PageRequest",
+]
 
 
 class FeedItem(DomainModel):
@@ -111,3 +120,55 @@ class FeedSnapshot(DomainModel):
                 self.video_ids, self.scores, self.contributions, strict=True
             )
         )
+
+
+@dataclass(frozen=True, slots=True)
+class PageRequest:
+    """One cursor page to cut from a cached snapshot, and where it is remembered.
+
+    What :meth:`~reelrank.PageTakingSeenStore.take_page` is asked. The *record* of the page is a
+    :class:`~reelrank.FeedSnapshot` kept in the feed cache under :attr:`record_key`, so
+    that a retried cursor gets the same page again:
+
+    * ``user_id`` and ``variant``: :attr:`record_key`;
+    * ``video_ids``, ``scores`` and ``contributions``: those of the taken rows of
+      :attr:`snapshot`, in row order; ``signals``: the snapshot's;
+    * ``created_at``: :attr:`at`;
+    * ``config_tag``: where the next page starts: :attr:`end_tag` if the page reaches
+      the end of the snapshot and :attr:`end_tag` is set, else ``f"{position}.{pin}"``
+      (``position`` as in :class:`~reelrank.PageOutcome`).
+    """
+
+    record_key: tuple[int, str | None]
+    """The feed-cache key the page is remembered under (a reserved variant of the user)."""
+    snapshot: FeedSnapshot
+    """The snapshot the page is cut from."""
+    start: int
+    """The first row of :attr:`snapshot` the page may take."""
+    limit: int
+    """The most rows the page takes, ``>= 1``."""
+    since: datetime
+    """Start of the seen window: an id seen at or after it is skipped."""
+    at: datetime
+    """When the page is served: the taken ids are marked seen at this time, and the
+    record is created at it."""
+    ttl_seconds: float
+    """How long the record lives in the feed cache."""
+    pin: str
+    """The snapshot's id, written into the record's ``config_tag``."""
+    end_tag: str | None
+    """The record's ``config_tag`` when the page reaches the end of the snapshot and that
+    ends the feed; ``None`` when the feed goes on past the snapshot."""
+
+
+@dataclass(frozen=True, slots=True)
+class PageOutcome:
+    """What :meth:`~reelrank.PageTakingSeenStore.take_page` did: recalled a record, or took rows."""
+
+    recalled: FeedSnapshot | None
+    """The live record already under the request's key; nothing was taken or written."""
+    rows: tuple[int, ...] = ()
+    """The rows of the snapshot taken for the page (and marked seen), in order."""
+    position: int = 0
+    """Where the next page starts: after the last taken row if the page is full, else
+    the snapshot's length."""

@@ -19,6 +19,7 @@ from ._group_commit import (
     GroupCommitEventStore,
 )
 from ._log import InMemoryEngagementLog
+from ._pages import take_page_in_steps
 from ._progress import InMemoryProgressStore
 from ._protocols import (
     AtomicSeenStore,
@@ -34,6 +35,7 @@ from ._protocols import (
     FollowedCandidatesCatalog,
     InProcessStore,
     ModelRegistry,
+    PageTakingSeenStore,
     ProgressStore,
     SearchIndex,
     SeenStore,
@@ -80,6 +82,7 @@ __all__ = [
     "InMemoryTrendingSnapshotStore",
     "LRUFeedCache",
     "ModelRegistry",
+    "PageTakingSeenStore",
     "ProgressStore",
     "SearchConfig",
     "SearchIndex",
@@ -91,6 +94,7 @@ __all__ = [
     "bulk_recently_seen",
     "chunked",
     "parse_query",
+    "take_page_in_steps",
     "tokenize",
 ]
 

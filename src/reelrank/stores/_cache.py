@@ -378,6 +378,19 @@ class TieredFeedCache:
 
     def get(self, user_id: int, variant: str | None = None) -> FeedSnapshot | None:
         """The first live snapshot found, fastest level first."""
+        snapshot, level = self.find(user_id, variant)
+        if snapshot is not None:
+            self.promote(snapshot, level)
+        return snapshot
+
+    def find(self, user_id: int, variant: str | None = None) -> tuple[FeedSnapshot | None, int]:
+        """:meth:`get` without copying the snapshot into the faster levels: the snapshot
+        and the index of the level it was found in (the number of levels if none).
+
+        For a caller that decides afterwards whether it used the snapshot, and then
+        calls :meth:`promote`, so that a lookup it did not need leaves the faster levels
+        as they were.
+        """
         key = (check_id("user_id", user_id), check_variant("variant", variant))
         failure: StoreError | None = None
         for index, level in enumerate(self._levels):
@@ -389,12 +402,16 @@ class TieredFeedCache:
                 continue
             if snapshot is not None:
                 self._counters[index].add(hits=1)
-                self._promote(index, [snapshot])
-                return snapshot
+                return snapshot, index
             self._counters[index].add(misses=1)
         if failure is not None:
             raise failure
-        return None
+        return None, len(self._levels)
+
+    def promote(self, snapshot: FeedSnapshot, found_at: int) -> None:
+        """Copy a snapshot :meth:`find` found at level ``found_at`` into the faster levels
+        (for ``local_ttl_seconds``), as :meth:`get` does."""
+        self._promote(found_at, [snapshot])
 
     def get_many(self, keys: Sequence[FeedKey]) -> dict[FeedKey, FeedSnapshot]:
         """Live snapshots by key, each from the fastest level that has it."""

@@ -32,7 +32,7 @@ from typing import Protocol, runtime_checkable
 
 from ..models._catalog import Creator, ProcessingState, Video, VideoLabels
 from ..models._engagement import EngagementEvent, VideoStats
-from ..models._feed import FeedSnapshot
+from ..models._feed import FeedSnapshot, PageOutcome, PageRequest
 from ..models._followed_columns import FollowedVideoColumns
 from ..models._processing import ProcessingProgress
 from ..models._registry import ModelInfo
@@ -58,6 +58,7 @@ __all__ = [
     "FeedKey",
     "FollowedCandidatesCatalog",
     "ModelRegistry",
+    "PageTakingSeenStore",
     "ProgressStore",
     "SearchIndex",
     "SeenStore",
@@ -551,6 +552,41 @@ class FollowedCandidatesCatalog(Catalog, Protocol):
         video never engaged with).
 
         Bad arguments raise as in :meth:`~reelrank.Catalog.followed_videos`.
+        """
+
+
+@runtime_checkable
+class PageTakingSeenStore(SeenStore, Protocol):
+    """A :class:`~reelrank.SeenStore` that serves a cursor page in one call, together with
+    the feed cache its page records live in.
+
+    A cached cursor page otherwise costs three store calls: look the remembered page up
+    in the feed cache, filter and mark the page's ids in the seen store, remember the
+    page. When the two stores are one deployment (the same Redis server, through the
+    same client), :meth:`take_page` does all three at once, and
+    :class:`~reelrank.FeedRankingService` uses it for pages cut from a cached snapshot.
+    The request and its outcome are :class:`~reelrank.PageRequest` and
+    :class:`~reelrank.PageOutcome`.
+    :func:`~reelrank.stores.adapter.take_page_in_steps` is the same operation in
+    separate calls: the reference an implementation must agree with.
+    """
+
+    def takes_pages_with(self, cache: FeedCache) -> bool:
+        """Whether :meth:`take_page` can keep page records in ``cache`` (a level of the
+        feed cache): only a cache this store reaches within the same call."""
+
+    def take_page(self, cache: FeedCache, request: PageRequest) -> PageOutcome:
+        """Recall the live record under ``request.record_key`` in ``cache``; if there is
+        none, take the first ``request.limit`` rows from ``request.start`` whose ids the
+        user has not seen since ``request.since``, mark them seen at ``request.at`` and,
+        if any were taken, keep their record (see :class:`~reelrank.PageRequest`) in ``cache`` for
+        ``request.ttl_seconds``.
+
+        Equivalent to :func:`~reelrank.stores.adapter.take_page_in_steps`, and atomic at
+        least while the page is found among the first 32 ids it looks at: two calls for
+        one record key at the same moment take one page, and the other recalls it. It
+        should be one round trip then. A ``cache`` it does not take pages with raises
+        :class:`~reelrank.InvalidInputError` naming ``cache``.
         """
 
 

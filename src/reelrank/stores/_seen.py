@@ -7,8 +7,12 @@ import threading
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from ..exceptions import InvalidInputError
+from ..models._feed import PageOutcome, PageRequest
 from ..validation import check_aware, check_id, check_ids, check_limit, check_user_ids
 from ._common import DEFAULT_SEEN_RETENTION_SECONDS, _check_retention
+from ._pages import take_page_in_steps
+from ._protocols import FeedCache, is_in_process
 
 __all__ = ["InMemorySeenStore"]
 
@@ -17,6 +21,10 @@ _MIN_SEEN_BEFORE_TRIM = 64
 
 class InMemorySeenStore:
     """A :class:`~reelrank.SeenStore`: per user, the last time each video was seen.
+
+    Also a :class:`~reelrank.PageTakingSeenStore` with any in-process feed cache: a
+    cursor page's record lookup, seen filter and record write are one call, atomic
+    with respect to other pages taken through this store.
 
     A write forgets the user's marks older than ``retention_seconds`` before the
     write's time ``at`` (default 30 days, the default seen window; ``None`` keeps every
@@ -34,6 +42,7 @@ class InMemorySeenStore:
         retention = _check_retention("retention_seconds", retention_seconds)
         self._retention = None if retention is None else timedelta(seconds=retention)
         self._lock = threading.Lock()
+        self._page_lock = threading.Lock()
         self._seen: dict[int, dict[int, datetime]] = {}
         self._trim_at: dict[int, int] = {}
 
@@ -94,3 +103,19 @@ class InMemorySeenStore:
 
     def _seen_since(self, user_id: int, cutoff: datetime) -> list[tuple[datetime, int]]:
         return [(at, vid) for vid, at in self._seen.get(user_id, {}).items() if at >= cutoff]
+
+    def takes_pages_with(self, cache: FeedCache) -> bool:
+        """True for an in-process cache (see :func:`~reelrank.is_in_process`)."""
+        return is_in_process(cache)
+
+    def take_page(self, cache: FeedCache, request: PageRequest) -> PageOutcome:
+        """Recall the page's record in ``cache``, or take its rows and keep the record
+        (see :meth:`~reelrank.PageTakingSeenStore.take_page`), under one lock.
+
+        A cache that is not in-process raises :class:`~reelrank.InvalidInputError`
+        naming ``cache``.
+        """
+        if not self.takes_pages_with(cache):
+            raise InvalidInputError("cache", "must be an in-process feed cache")
+        with self._page_lock:
+            return take_page_in_steps(self, cache, request)

@@ -54,7 +54,7 @@ from ..exceptions import (
     StoreError,
     StoreTimeoutError,
 )
-from ..models import StrictModel, affinity, affinity_credit
+from ..models import PageOutcome, PageRequest, StrictModel, affinity, affinity_credit
 from ..models._base import config_error_from
 from ..models._trending import check_trending_kind
 from ..validation import (
@@ -74,6 +74,7 @@ from ..validation import (
     utc_now,
 )
 from ._bulk_reads import bulk_affinities, bulk_followed_videos, bulk_recently_seen, chunked
+from ._pages import page_record, take_page_in_steps
 from ._protocols import (
     AtomicSeenStore,
     BulkReadCatalog,
@@ -88,6 +89,7 @@ from ._protocols import (
     FollowedCandidatesCatalog,
     InProcessStore,
     ModelRegistry,
+    PageTakingSeenStore,
     ProgressStore,
     SearchIndex,
     SeenStore,
@@ -117,6 +119,9 @@ __all__ = [
     "InvalidInputError",
     "ModelRegistry",
     "NotFoundError",
+    "PageOutcome",
+    "PageRequest",
+    "PageTakingSeenStore",
     "ProgressStore",
     "SearchConfig",
     "SearchIndex",
@@ -150,7 +155,9 @@ __all__ = [
     "exception_chain",
     "finite_or_raise",
     "is_in_process",
+    "page_record",
     "parse_query",
+    "take_page_in_steps",
     "tokenize",
     "utc_now",
 ]
@@ -292,5 +299,5 @@ class StoreErrorTranslation(ContextDecorator):
         return False
 
 
-# Only the trending kind check is defined privately and exported first from here.
-_public_module(__name__, ["check_trending_kind"], globals())
+# Only these are defined privately and exported first from here.
+_public_module(__name__, ["check_trending_kind", "page_record"], globals())

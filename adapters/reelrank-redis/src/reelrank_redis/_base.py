@@ -24,6 +24,11 @@ class RedisStore:
         self._keys = KeyLayout(self._config.prefix)
         self._bounds_own_calls = client_bounds_calls(client, self._config)
 
+    def shares_keys_with(self, other: RedisStore) -> bool:
+        """Whether ``other`` uses the same client and key prefix: a script may then
+        touch both stores' keys of one user."""
+        return other._client is self._client and other._keys == self._keys
+
     @property
     def config(self) -> RedisConfig:
         """The settings this store was built with."""

@@ -20,6 +20,8 @@ float64), against well over 50 KB as JSON.
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
+from datetime import datetime
 from itertools import chain
 from typing import Any
 
@@ -29,7 +31,13 @@ from reelrank import FeedSnapshot, InvalidInputError, ReelrankError
 
 from ._time import from_microseconds, to_microseconds
 
-__all__ = ["SnapshotFormatError", "decode_snapshot", "encode_snapshot"]
+__all__ = [
+    "RecordFrame",
+    "SnapshotFormatError",
+    "decode_snapshot",
+    "encode_snapshot",
+    "record_frame",
+]
 
 _MAGIC = b"RRF"
 _FORMAT = 1
@@ -103,6 +111,64 @@ def encode_snapshot(snapshot: FeedSnapshot) -> bytes:
     parts.append(struct.pack(f"<{count}q", *snapshot.video_ids))
     parts.append(floats)
     return b"".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordFrame:
+    """A snapshot's bytes around the parts a script fills in: its row count, its
+    ``config_tag``, and the rows' ids and floats (see the module docstring)."""
+
+    before_count: bytes
+    """The header up to the count: magic, format, float bits, width."""
+    before_tag: bytes
+    """The rest of the header and the variant."""
+    before_rows: bytes
+    """The signal names."""
+    scores: bytes
+    """Every candidate row's score, packed like the snapshot's floats."""
+    contributions: bytes
+    """Every candidate row's contributions, packed row by row."""
+    float_size: int
+    """Bytes per packed float: 4 or 8."""
+
+
+def record_frame(
+    snapshot: FeedSnapshot,
+    rows: slice,
+    *,
+    user_id: int,
+    variant: str,
+    created_at: datetime,
+) -> RecordFrame:
+    """The frame of a snapshot made of some of ``snapshot[rows]``, for ``(user_id,
+    variant)`` at ``created_at``; its floats narrowed to ``float32`` only if every
+    candidate row's are exact in it."""
+    width = len(snapshot.signals)
+    scores = snapshot.scores[rows]
+    count = len(scores)
+    bits, floats = _pack_floats(
+        struct.pack(
+            f"<{count * (width + 1)}d",
+            *scores,
+            *chain.from_iterable(snapshot.contributions[rows]),
+        )
+    )
+    float_size = bits // 8
+    head = _HEADER.pack(_MAGIC, _FORMAT, bits, width, 0, user_id, to_microseconds(created_at))
+    count_at = _HEADER.size - 20  # count u32, user_id i64, created_at i64
+    middle: list[bytes] = [head[count_at + 4 :]]
+    _put_string(middle, variant, "variant")
+    names: list[bytes] = []
+    for name in snapshot.signals:
+        _put_string(names, name, "signals")
+    return RecordFrame(
+        before_count=head[:count_at],
+        before_tag=b"".join(middle),
+        before_rows=b"".join(names),
+        scores=floats[: count * float_size],
+        contributions=floats[count * float_size :],
+        float_size=float_size,
+    )
 
 
 def _take_string(data: bytes, offset: int) -> tuple[str, int]:

@@ -70,7 +70,8 @@ class FeedCacheStats:
         return self.hits / total if total else None
 
 
-def _ttl_milliseconds(ttl_seconds: float) -> int:
+def ttl_milliseconds(ttl_seconds: float) -> int:
+    """A TTL as Redis's ``PX`` takes it: whole milliseconds, at least one."""
     return max(1, round(ttl_seconds * 1000.0))
 
 
@@ -203,7 +204,7 @@ class RedisFeedCache(RedisStore):
                     "snapshots", f"must be a FeedSnapshot, got {type(snapshot).__name__}"
                 )
         encoded = [(snapshot, encode_snapshot(snapshot)) for snapshot in snapshots]
-        ttl_ms = _ttl_milliseconds(ttl)
+        ttl_ms = ttl_milliseconds(ttl)
         index_ttl = math.ceil(ttl)
         with store_errors(STORE_NAME, "put"):
             for start in range(0, len(encoded), _PIPELINE_CHUNK):

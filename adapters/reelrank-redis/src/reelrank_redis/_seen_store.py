@@ -2,23 +2,33 @@
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
+from reelrank import FeedSnapshot, InvalidInputError, StoreError
 from reelrank.stores.adapter import (
+    FeedCache,
+    PageOutcome,
+    PageRequest,
     check_aware,
+    check_feed_key,
     check_id,
     check_ids,
     check_limit,
+    check_ttl,
     check_user_ids,
     chunked,
+    page_record,
 )
 
 from ._base import RedisStore
+from ._codec import SnapshotFormatError, decode_snapshot, record_frame
 from ._config import RedisClient, RedisConfig
 from ._errors import store_errors
+from ._feed_cache import RedisFeedCache, ttl_milliseconds
 from ._keys import id_member, member_id
 from ._time import to_microseconds
 
@@ -64,6 +74,94 @@ return taken
 """
 
 
+# take_page in one round trip: the remembered page under KEYS[1] if there is one, else
+# what _TAKE_UNSEEN_SCRIPT does over one window of the snapshot's ids, and, when that
+# settles the page (it is full, or the window reaches the snapshot's end) and took
+# something, the page's record written as RedisFeedCache.put writes a snapshot. The
+# record is assembled from the frame the client packed (see _codec.record_frame): the
+# taken rows' ids (the members reversed: big-endian to little-endian), scores and
+# contributions, and config_tag, where the next page starts. Returns {1, record} or
+# {0, positions taken in the window, 1 if the page is settled}.
+#   KEYS: the record, the user's seen set, the user's feed variant index
+#   ARGV: 1-7 as _TAKE_UNSEEN_SCRIPT (since, at, limit, oldest kept, max items, window
+#         seconds, packed members of the window); 8 record TTL (ms), 9 index TTL (s),
+#         10 record variant, 11 the window's first row, 12 rows in the snapshot,
+#         13 end tag ('' if none), 14 snapshot id, 15-17 the frame before the count,
+#         the tag and the rows, 18 the window's scores, 19 its contributions,
+#         20 bytes per float
+_TAKE_PAGE_SCRIPT = """
+local record = redis.call('GET', KEYS[1])
+if record then return {1, record} end
+local since = tonumber(ARGV[1])
+local limit = tonumber(ARGV[3])
+local packed = ARGV[7]
+local members = {}
+for i = 1, #packed / 8 do members[i] = string.sub(packed, 8 * i - 7, 8 * i) end
+local scores = redis.call('ZMSCORE', KEYS[2], unpack(members))
+local taken = {}
+local added = {'GT'}
+for i = 1, #scores do
+  if #taken == limit then break end
+  local score = scores[i]
+  if (not score) or tonumber(score) < since then
+    taken[#taken + 1] = i - 1
+    added[#added + 1] = ARGV[2]
+    added[#added + 1] = members[i]
+  end
+end
+local count = #taken
+local first = tonumber(ARGV[11])
+local total = tonumber(ARGV[12])
+local position
+if count == limit then
+  position = first + taken[count] + 1
+elseif first + #members >= total then
+  position = total
+end
+if count == 0 then
+  return {0, taken, position and 1 or 0}
+end
+redis.call('ZADD', KEYS[2], unpack(added))
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[4])
+redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -tonumber(ARGV[5]) - 1)
+redis.call('EXPIRE', KEYS[2], ARGV[6])
+if not position then
+  return {0, taken, 0}
+end
+local tag = ARGV[14]
+if position >= total and ARGV[13] ~= '' then
+  tag = ARGV[13]
+else
+  tag = string.format('%d.%s', position, tag)
+end
+local size = tonumber(ARGV[20])
+local row_size = #ARGV[19] / #members
+local parts = {ARGV[15], struct.pack('<I4', count), ARGV[16]}
+parts[4] = struct.pack('<H', #tag)
+parts[5] = tag
+parts[6] = ARGV[17]
+for i = 1, count do parts[#parts + 1] = string.reverse(members[taken[i] + 1]) end
+for i = 1, count do
+  parts[#parts + 1] = string.sub(ARGV[18], taken[i] * size + 1, (taken[i] + 1) * size)
+end
+for i = 1, count do
+  parts[#parts + 1] = string.sub(ARGV[19], taken[i] * row_size + 1, (taken[i] + 1) * row_size)
+end
+redis.call('SET', KEYS[1], table.concat(parts), 'PX', ARGV[8])
+redis.call('SADD', KEYS[3], ARGV[10])
+redis.call('EXPIRE', KEYS[3], ARGV[9], 'NX')
+redis.call('EXPIRE', KEYS[3], ARGV[9], 'GT')
+return {0, taken, 1}
+"""
+
+
+def _decode_record(redis_key: str, value: bytes) -> FeedSnapshot:
+    try:
+        return decode_snapshot(value)
+    except SnapshotFormatError as exc:
+        raise StoreError(STORE_NAME, f"unreadable page record at {redis_key!r}: {exc}") from exc
+
+
 def _pack_members(video_ids: Sequence[int]) -> bytes:
     """The ids' sorted-set members (see :func:`~reelrank_redis._keys.id_member`), joined."""
     return struct.pack(f">{len(video_ids)}q", *video_ids)
@@ -85,13 +183,17 @@ class RedisSeenStore(RedisStore):
     :meth:`seen_among` checks a whole candidate batch with one ``ZMSCORE``,
     :meth:`take_unseen` filters a feed page and marks it seen in one Lua script (so
     the feed service spends one round trip per page), and :meth:`recently_seen_many`
-    reads many users' marks in one pipeline. Failures raise
+    reads many users' marks in one pipeline. With a
+    :class:`~reelrank_redis.RedisFeedCache` on the same client and prefix, it is also a
+    :class:`~reelrank.PageTakingSeenStore`: :meth:`take_page` recalls or remembers a
+    cursor's page in the feed cache in the same script. Failures raise
     :class:`~reelrank.StoreError` (``store="seen"``).
     """
 
     def __init__(self, client: RedisClient, config: RedisConfig | None = None) -> None:
         super().__init__(client, config)
         self._take_unseen_script = client.register_script(_TAKE_UNSEEN_SCRIPT)
+        self._take_page_script = client.register_script(_TAKE_PAGE_SCRIPT)
 
     def mark_seen(self, user_id: int, video_ids: Sequence[int], at: datetime) -> None:
         """Record that the user saw these videos at ``at`` (later times win)."""
@@ -151,6 +253,99 @@ class RedisSeenStore(RedisStore):
                 )
             taken.extend(chunk[position] for position in cast("list[int]", positions))
         return taken
+
+    def takes_pages_with(self, cache: FeedCache) -> bool:
+        """True for a :class:`~reelrank_redis.RedisFeedCache` on this store's client and
+        key prefix: its keys and the seen sets are one server's (or, on a cluster, one
+        slot's per user)."""
+        return isinstance(cache, RedisFeedCache) and self.shares_keys_with(cache)
+
+    def take_page(self, cache: FeedCache, request: PageRequest) -> PageOutcome:
+        """Recall the page remembered under ``request.record_key``, or take the page's
+        rows and remember it (see :meth:`~reelrank.PageTakingSeenStore.take_page`).
+
+        One Lua script on the user's hash tag: the record's ``GET``, then, if there is
+        none, :meth:`take_unseen`'s script over a window of ``max(2 * limit, 32)`` ids
+        and the record's write as :meth:`RedisFeedCache.put` makes it. Only when the
+        window holds too few unseen ids does the page take more calls (the rest through
+        :meth:`take_unseen`, then a ``put`` of the record): atomic per call, not together.
+        Anything but a cache :meth:`takes_pages_with` accepts raises
+        :class:`~reelrank.InvalidInputError` naming ``cache``.
+        """
+        if not self.takes_pages_with(cache):
+            raise InvalidInputError("cache", "must be a RedisFeedCache on this store's client")
+        user_id, variant = check_feed_key("record_key", request.record_key)
+        if variant is None:
+            raise InvalidInputError("record_key", "a page record needs its own variant")
+        limit = check_limit("limit", request.limit)
+        if limit < 1:
+            raise InvalidInputError("limit", f"must be at least 1, got {limit}")
+        threshold = to_microseconds(check_aware("since", request.since))
+        moment = to_microseconds(check_aware("at", request.at))
+        ttl = check_ttl("ttl_seconds", request.ttl_seconds)
+        snapshot = request.snapshot
+        ids = snapshot.video_ids
+        start = max(0, request.start)
+        window = slice(
+            start, min(len(ids), start + max(2 * limit, 32), start + _MAX_IDS_PER_SCRIPT)
+        )
+        if window.start >= window.stop:
+            return PageOutcome(recalled=self._recall(user_id, variant), position=len(ids))
+        frame = record_frame(
+            snapshot, window, user_id=user_id, variant=variant, created_at=request.at
+        )
+        config = self._config
+        record_key = self._keys.feed(user_id, variant)
+        with store_errors(STORE_NAME, "take_page"):
+            reply = self._take_page_script(
+                keys=[record_key, self._keys.seen(user_id), self._keys.feed_variants(user_id)],
+                args=[
+                    threshold,
+                    moment,
+                    limit,
+                    moment - config.seen_window_seconds * _MICROSECONDS,
+                    config.seen_max_items,
+                    config.seen_window_seconds,
+                    _pack_members(ids[window]),
+                    ttl_milliseconds(ttl),
+                    math.ceil(ttl),
+                    variant,
+                    window.start,
+                    len(ids),
+                    request.end_tag or "",
+                    request.pin,
+                    frame.before_count,
+                    frame.before_tag,
+                    frame.before_rows,
+                    frame.scores,
+                    frame.contributions,
+                    frame.float_size,
+                ],
+            )
+        if int(reply[0]) == 1:
+            return PageOutcome(recalled=_decode_record(record_key, reply[1]))
+        rows = [window.start + int(position) for position in reply[1]]
+        if int(reply[2]) == 1:
+            position = rows[-1] + 1 if len(rows) == limit else len(ids)
+            return PageOutcome(recalled=None, rows=tuple(rows), position=position)
+        # Too many seen ids in the window: the rest of the page, then its record.
+        rest = ids[window.stop :]
+        row_of = {video_id: window.stop + index for index, video_id in enumerate(rest)}
+        taken = self.take_unseen(
+            user_id, rest, limit=limit - len(rows), since=request.since, at=request.at
+        )
+        rows.extend(row_of[video_id] for video_id in taken)
+        position = rows[-1] + 1 if len(rows) == limit else len(ids)
+        if rows:
+            cache.put(page_record(request, rows, position), ttl_seconds=ttl)
+        return PageOutcome(recalled=None, rows=tuple(rows), position=position)
+
+    def _recall(self, user_id: int, variant: str) -> FeedSnapshot | None:
+        """The record alone, for a page that starts past the snapshot's end."""
+        record_key = self._keys.feed(user_id, variant)
+        with store_errors(STORE_NAME, "take_page"):
+            value = cast("bytes | None", self._client.get(record_key))
+        return None if value is None else _decode_record(record_key, value)
 
     def seen_among(self, user_id: int, video_ids: Sequence[int], *, since: datetime) -> set[int]:
         """The subset of ``video_ids`` the user saw at or after ``since`` (one ``ZMSCORE``)."""

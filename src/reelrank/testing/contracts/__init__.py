@@ -21,6 +21,8 @@ Each contract needs one fixture:
 * :class:`SeenStoreContract`: ``seen_store``
 * :class:`AtomicSeenStoreContract`: ``seen_store`` (one with ``take_unseen``)
 * :class:`FeedCacheContract`: ``feed_cache``
+* :class:`PageTakingSeenStoreContract`: ``seen_store`` and ``feed_cache`` (a seen store
+  that takes pages with that cache)
 * :class:`ModelRegistryContract`: ``model_registry``
 * :class:`ProgressStoreContract`: ``progress_store``
 * :class:`TrendingSnapshotStoreContract`: ``trending_snapshot_store``
@@ -42,6 +44,7 @@ from ._engagement_log import EngagementLogContract
 from ._event_store import EventStoreContract
 from ._feed_cache import FeedCacheContract
 from ._model_registry import ModelRegistryContract
+from ._page_taking import PageTakingSeenStoreContract
 from ._progress_store import ProgressStoreContract
 from ._search_index import SearchIndexContract
 from ._seen_store import AtomicSeenStoreContract, SeenStoreContract
@@ -56,6 +59,7 @@ __all__ = [
     "FeedCacheContract",
     "FollowedCandidatesCatalogContract",
     "ModelRegistryContract",
+    "PageTakingSeenStoreContract",
     "ProgressStoreContract",
     "SearchIndexContract",
     "SeenStoreContract",

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ch_support import Pair, assert_same_statistics, reference_of
+from ch_support import Pair, as_columns, assert_same_statistics, reference_of
 from ch_support import workload as make_workload
 from clickhouse_driver import Client
 from hypothesis import HealthCheck, given, settings
@@ -153,7 +153,12 @@ def test_copies_left_uncorrected_are_repaired_by_the_redelivery(
     assert store.get_affinities(1, [2]) == {2: pytest.approx(2 / 3)}
     assert store.get_affinities(4, [2]) == {2: pytest.approx(1 / 2)}
     # A writer that saw fewer copies writes a lower version, which reads ignore.
-    store._correct(store._clients.writer(), {share[0].event_id: share}, {share[0].event_id: (2, 1)})
+    from reelrank_clickhouse._rows import event_columns
+
+    columns = [*event_columns([share[0]], 0), [share[1]]]
+    store._correct(
+        store._clients.writer(), [share[0].event_id], columns, {share[0].event_id: (2, 1)}
+    )
     assert store.get_stats([1])[1].shares == 1
 
 
@@ -176,7 +181,11 @@ def test_the_same_ids_from_several_threads_count_once(
         applied = 0
         for start in range(0, len(order), size):
             part = order[start : start + size]
-            applied += stores[writer].append_many(part)
+            # Half the writers deliver columns, racing the others' pairs.
+            if writer % 2:
+                applied += stores[writer].append_columns(**as_columns(part))
+            else:
+                applied += stores[writer].append_many(part)
             logs[writer].record_many([event for event, _ in part])
         return applied
 

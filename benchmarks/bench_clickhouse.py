@@ -367,8 +367,8 @@ _KINDS = (
 )
 # Live batches land after the last loaded day. They come from a live stream: each batch
 # holds the events of the LIVE_SPREAD seconds before the stream's clock, which moves on
-# by a batch's worth of events at the goal rate, so the duplicate checks read the ids of
-# the seconds a batch spans (schema version 3 keys them by the second).
+# by a batch's worth of events at the goal rate; the duplicate checks read the ids of the
+# hours a batch spans.
 _LIVE_DAY = LOAD_START + timedelta(seconds=LOADED_EVENTS * LOAD_SECONDS_PER_EVENT)
 LIVE_SPREAD_SECONDS = 60
 _stream_seconds = [0.0]
@@ -535,7 +535,7 @@ def test_insert_throughput_of_batches(benchmark: Any, server: Any) -> None:
             f"raw columnar INSERT {size / seconds['raw']:,.0f} events/s, append_many / raw = "
             f"{seconds['append_many'] / seconds['raw']:.2f}x time, append_columns / raw = "
             f"{seconds['append_columns'] / seconds['raw']:.2f}x; raw INSERT into schema 1's "
-            f"view {size / seconds['raw_v1']:,.0f} events/s (schema 3 / schema 1 raw = "
+            f"view {size / seconds['raw_v1']:,.0f} events/s (schema 2 / schema 1 raw = "
             f"{seconds['raw'] / seconds['raw_v1']:.2f}x time); its duplicate checks "
             f"{first_ms:.1f} ms (before the insert) and {second_ms:.1f} ms (after it; grouping "
             f"every id instead {previous_ms:.1f} ms); goal {INGEST_GOAL:,}/s: {met}; "
@@ -592,100 +592,6 @@ def test_stats_with_events_arrived_since_the_roll_up(benchmark: Any, server: Any
         }
     )
     benchmark.pedantic(lambda: store.get_stats(_CANDIDATES), rounds=3, iterations=1)
-
-
-# A dense hour: DENSE_HOUR_EVENTS ids stored in the live hour, as a high ingest rate
-# leaves it (at 100,000 events/s an hour holds 360 M).
-DENSE_HOUR_EVENTS = 200_000 if QUICK else 5_000_000
-DENSE_HOUR_BATCHES = 4 if QUICK else 10
-_DENSE_HOUR = datetime(2026, 3, 1, 10, tzinfo=UTC)
-_DENSE_LOAD = f"""INSERT INTO events (event_id, kind, user_id, video_id, creator_id, occurred_at,
-                    occurred_us, completion, seq)
-SELECT hex(cityHash64(number, 3)), 'watch', 1 + number % {USERS}, 1 + number % {VIDEOS}, 1,
-       toDateTime('{_DENSE_HOUR:%Y-%m-%d %H:%M:%S}', 'UTC') + number % 3600, 0, 0.5, number
-FROM numbers({{start}}, {{count}})"""
-
-
-def test_duplicate_checks_in_a_dense_hour(benchmark: Any, server: Any) -> None:
-    """append_many of live batches into an hour holding many ids: schema version 3 (ids
-    keyed by the second) against version 2 (keyed by the hour, whose checks read every
-    id of the hour), same events, alternating."""
-    from reelrank_clickhouse._schema import _layout
-
-    engine, client, _ = server
-    stores = {}
-    for version in (2, 3):
-        database = f"bench_dense_v{version}"
-        client.execute(f"CREATE DATABASE {database}")
-        config = reelrank_clickhouse.ClickHouseConfig(
-            port=engine.url.port,
-            database=database,
-            send_receive_timeout_seconds=600.0,
-            max_execution_seconds=600,
-        )
-        dense = reelrank_clickhouse.connect(config)
-        reelrank_clickhouse.create_schema(dense)
-        if version == 2:
-            view = _layout(None).aggregates_view()
-            client.execute(f"DROP TABLE {database}.event_aggregates_mv")
-            client.execute(
-                view.replace(
-                    "toUInt64(toUInt32(occurred_at))",
-                    "toUInt64(intDiv(toUInt32(occurred_at), 3600))",
-                )
-                .replace(" TO event_aggregates", f" TO {database}.event_aggregates")
-                .replace("VIEW IF NOT EXISTS event", f"VIEW IF NOT EXISTS {database}.event")
-                .replace("FROM events", f"FROM {database}.events")
-            )
-        for start in range(0, DENSE_HOUR_EVENTS, LOAD_CHUNK):
-            count = min(LOAD_CHUNK, DENSE_HOUR_EVENTS - start)
-            client.execute(
-                _DENSE_LOAD.replace("INTO events", f"INTO {database}.events").format(
-                    start=start, count=count
-                )
-            )
-        stores[version] = reelrank_clickhouse.ClickHouseEventStore(dense)
-
-    size = INSERT_BATCH_SIZES[1]
-    clock = itertools.count()
-
-    def batch() -> list[tuple[EngagementEvent, int]]:
-        # The stream's clock inside the dense hour, the events of the 60 s before it.
-        now = _DENSE_HOUR + timedelta(seconds=600 + next(clock))
-        made = []
-        for pair in _events(size):
-            event, creator = pair
-            offset = timedelta(seconds=int(event.occurred_at.timestamp()) % LIVE_SPREAD_SECONDS)
-            made.append((event.model_copy(update={"occurred_at": now - offset}), creator))
-        return made
-
-    pending = [batch() for _ in range(2 * DENSE_HOUR_BATCHES + 2)]
-    for store in stores.values():  # connect before the clock starts
-        assert store.append_many(pending.pop()) == size
-    samples = interleaved(
-        [
-            lambda: stores[2].append_many(pending.pop()),
-            lambda: stores[3].append_many(pending.pop()),
-        ],
-        DENSE_HOUR_BATCHES,
-        rotate=True,
-    )
-    v2, v3 = (statistics.median(each) for each in samples)
-    SUMMARY.append(
-        f"clickhouse append_many of {size:,}-event live batches into an hour holding "
-        f"{DENSE_HOUR_EVENTS:,} ids: schema 3 (ids keyed by the second) {size / v3:,.0f} "
-        f"events/s, schema 2 (keyed by the hour) {size / v2:,.0f} events/s (schema 3 / "
-        f"schema 2 = {v3 / v2:.2f}x time); loadavg {loadavg()}"
-    )
-    benchmark.extra_info.update(
-        {
-            "dense_hour_schema_3_events_per_s": size / v3,
-            "dense_hour_schema_2_events_per_s": size / v2,
-        }
-    )
-    for store in stores.values():
-        store.engine.dispose()
-    benchmark.pedantic(lambda: None, rounds=1, iterations=1)
 
 
 VARIANT_ROUNDS = 6 if QUICK else 15

@@ -6,14 +6,7 @@ from importlib.metadata import PackageNotFoundError, version
 from ._config import ClickHouseConfig, ClickHouseTables, connect
 from ._engagement_log import ClickHouseEngagementLog
 from ._event_store import ClickHouseEventStore
-from ._schema import (
-    SCHEMA_VERSION,
-    SECOND_KEYS_FROM,
-    SchemaVersionError,
-    create_schema,
-    drop_schema,
-    migrate_schema,
-)
+from ._schema import SCHEMA_VERSION, SchemaVersionError, create_schema, drop_schema, migrate_schema
 
 try:
     __version__ = version("reelrank-clickhouse")
@@ -22,7 +15,6 @@ except PackageNotFoundError:  # a source tree that was never installed
 
 __all__ = [
     "SCHEMA_VERSION",
-    "SECOND_KEYS_FROM",
     "SchemaVersionError",
     "ClickHouseConfig",
     "ClickHouseEngagementLog",

@@ -50,7 +50,7 @@ from ._rows import (
     event_columns,
     event_from_row,
 )
-from ._schema import ARRIVAL_BUCKET_SHIFT, KIND_CODES, SECOND_KEYS_FROM, Tag
+from ._schema import ARRIVAL_BUCKET_SHIFT, KIND_CODES, Tag
 
 __all__ = ["ClickHouseEventStore"]
 
@@ -193,34 +193,10 @@ FROM {table} WHERE {where} GROUP BY event_id"""
 
 def _raced_since(table: str) -> str:
     """The ids of ``table`` stored more than once on or after an hour (hours since
-    1970) and its first second, with their copy counts and smallest arrival numbers."""
+    1970), with their copy counts and smallest arrival numbers."""
     return f"""SELECT event_id, countMerge(events), minMerge(first_seq)
-FROM {table} WHERE tag = {Tag.EVENT_ID}
-  AND (a BETWEEN %(hour)s AND {SECOND_KEYS_FROM - 1} OR a >= %(second)s)
+FROM {table} WHERE tag = {Tag.EVENT_ID} AND a >= %(hour)s
 GROUP BY event_id HAVING countMerge(events) > 1"""
-
-
-_MOST_SECOND_RANGES = 32
-
-
-def _second_ranges(seconds: Sequence[int]) -> str:
-    """A condition on ``a`` that holds for every second of ``seconds`` (Unix seconds):
-    at most :data:`_MOST_SECOND_RANGES` ranges, split at the widest gaps between them,
-    so the query stays short whatever the batch spans and each range is one interval of
-    the primary key. A range may take in seconds between the batch's; the check reads
-    their id rows too, and compares ids anyway."""
-    distinct = np.unique(np.asarray(seconds, dtype=np.int64))
-    gaps = np.diff(distinct)
-    cuts = np.flatnonzero(gaps > 1)
-    if cuts.shape[0] >= _MOST_SECOND_RANGES:
-        widest = np.argpartition(gaps[cuts], -(_MOST_SECOND_RANGES - 1))
-        cuts = np.sort(cuts[widest[-(_MOST_SECOND_RANGES - 1) :]])
-    starts = np.concatenate(([0], cuts + 1))
-    ends = np.concatenate((cuts, [distinct.shape[0] - 1]))
-    return " OR ".join(
-        f"a BETWEEN {int(distinct[start])} AND {int(distinct[end])}"
-        for start, end in zip(starts, ends, strict=True)
-    )
 
 
 # The arguments of a Distributed engine: cluster, database, local table[, sharding key].
@@ -287,12 +263,10 @@ class _Queries:
             "(event_id, kind, user_id, video_id, creator_id, completion, copies) VALUES"
         )
         # GLOBAL IN: over Distributed tables the initiator ships the batch to every shard.
-        # The id rows of the batch's seconds (and of its hours, where rows written before
-        # schema version 3 are keyed), as ranges of the primary key (``{seconds}``, see
-        # _second_ranges); the hashes narrow the rows by number (PREWHERE reads their
-        # column only); the ids themselves are compared on the rows left.
+        # The hashes narrow the rows by number (PREWHERE reads their column only); the
+        # ids themselves are compared on the rows left.
         id_rows = f"""FROM {agg}
-PREWHERE tag = {Tag.EVENT_ID} AND (a IN %(hours)s OR {{seconds}})
+PREWHERE tag = {Tag.EVENT_ID} AND a IN %(hours)s
   AND b GLOBAL IN (SELECT cityHash64(event_id) FROM batch)
 WHERE c = 0 AND event_id GLOBAL IN batch"""
         self.copies = f"""SELECT event_id, countMerge(events), minMerge(first_seq)
@@ -751,7 +725,7 @@ class ClickHouseEventStore:
 
     @staticmethod
     def _raced(client: Client, query: str, first_hour: int) -> dict[str, tuple[int, int]]:
-        rows = client.execute(query, {"hour": first_hour, "second": first_hour * 3600})
+        rows = client.execute(query, {"hour": first_hour})
         return {row[0]: (int(row[1]), int(row[2])) for row in rows}
 
     def _correct_raced(
@@ -855,10 +829,10 @@ class ClickHouseEventStore:
     ) -> dict[str, tuple[int, int]]:
         """``{event_id: (copies, smallest arrival number)}`` of the stored ids among
         ``ids`` (all of them with :attr:`_Queries.copies`, those stored more than once
-        with :attr:`_Queries.copied`), looked up under the seconds and hours of the
-        events' times ``seconds`` (Unix seconds, as :func:`event_columns` gives them)."""
+        with :attr:`_Queries.copied`), looked up under the hours of the events' times
+        ``seconds`` (Unix seconds, as :func:`event_columns` gives them)."""
         rows = client.execute(
-            query.format(seconds=_second_ranges(seconds)),
+            query,
             {"hours": tuple({second // 3600 for second in seconds})},
             external_tables=[id_table("batch", "event_id", "String", ids)],
         )
@@ -868,7 +842,7 @@ class ClickHouseEventStore:
         """Whether any of ``ids`` may be stored more than once, from their total copy
         count and number of distinct hashes (see :attr:`_Queries.totals`)."""
         ((copies, hashes),) = client.execute(
-            self._queries.totals.format(seconds=_second_ranges(seconds)),
+            self._queries.totals,
             {"hours": tuple({second // 3600 for second in seconds})},
             external_tables=[id_table("batch", "event_id", "String", ids)],
         )

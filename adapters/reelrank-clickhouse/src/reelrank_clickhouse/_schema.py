@@ -43,7 +43,6 @@ __all__ = [
     "ARRIVAL_BUCKET_SHIFT",
     "KIND_CODES",
     "SCHEMA_VERSION",
-    "SECOND_KEYS_FROM",
     "SchemaVersionError",
     "Tag",
     "create_schema",
@@ -56,8 +55,7 @@ class Tag(IntEnum):
     """What a row of the aggregate table is, and what its key columns ``a, b, c`` hold."""
 
     EVENT_ID = 0
-    """``a`` second of ``occurred_at`` (seconds since 1970; the hour, hours since 1970,
-    in rows written before schema version 3), ``b`` ``cityHash64(event_id)``,
+    """``a`` hour of ``occurred_at`` (hours since 1970), ``b`` ``cityHash64(event_id)``,
     ``event_id``: the id's copy count and the smallest arrival number of its copies."""
     VIDEO_COUNT = 1
     """``a`` video, ``c`` kind code: count and completion sum of watches, shares, comments."""
@@ -75,16 +73,10 @@ class Tag(IntEnum):
     """``a`` arrival bucket: how many events arrived in the bucket (schema version 2)."""
 
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 2
 """The version of the tables :func:`create_schema` makes. Version 2 added the arrival
 rows (:attr:`Tag.ARRIVED_COUNT`, :attr:`Tag.ARRIVED`) and the statistics roll-up
-table; version 3 keys the id rows (:attr:`Tag.EVENT_ID`) by the second of the event's
-time rather than its hour. :func:`migrate_schema` upgrades versions 1 and 2 in place."""
-
-SECOND_KEYS_FROM = 1_000_000_000
-"""Id rows whose ``a`` is below this are keyed by the hour (schema versions 1 and 2),
-the others by the second (version 3): hours since 1970 stay below it for millennia, and
-seconds since 1970 passed it in 2001. A duplicate check looks an id up under both."""
+table; :func:`migrate_schema` upgrades version 1 in place."""
 
 ARRIVAL_BUCKET_SHIFT = 36
 """An event's arrival bucket is its arrival number ``seq`` (nanoseconds of the writer's
@@ -111,14 +103,12 @@ _EVENT_COLUMNS_DDL = f"""
     ingested_at DateTime('UTC') DEFAULT now()"""
 
 # Each event becomes three rows of the aggregate table: its id, and its two keys (by
-# video, by user) for its kind. ``event_id`` is kept on the id row only, under the second
+# video, by user) for its kind. ``event_id`` is kept on the id row only, under the hour
 # of ``occurred_at`` (a redelivery has the same) and the id's hash: a duplicate check
-# reads the ids of the batch's seconds only and compares numbers before strings, and old
-# ids can be deleted. A check reads every id row of its buckets (10,000 ids hash into
-# every 8,192-row granule), so the bucket bounds its cost: keyed by the day, it grew
-# with the day's traffic, by the hour (versions 1 and 2) with the hour's; by the second,
-# a batch of recent events reads the ids of the few seconds it spans.
-_SECOND = "toUInt64(toUInt32(occurred_at))"
+# reads the ids of the batch's hours only and compares numbers before strings, and old
+# hours can be deleted. Hours rather than days because a check reads every id of its
+# buckets: with a day of events in one bucket its cost grew with the day's traffic.
+_HOUR = "toUInt64(intDiv(toUInt32(occurred_at), 3600))"
 # Version 2: every event also counts under its arrival bucket, by video and kind and in
 # the bucket's total, so a read can add what arrived after a roll-up (see
 # ClickHouseEventStore.fold_stats) and check that nothing arrived late before it.
@@ -126,18 +116,16 @@ _BUCKET = f"bitShiftRight(seq, {ARRIVAL_BUCKET_SHIFT})"
 _ARRIVAL_ROWS = f"""(toUInt8({Tag.ARRIVED_COUNT}), {_BUCKET}, video_id, toUInt64(toUInt8(kind))),
      (toUInt8({Tag.ARRIVED}), {_BUCKET}, toUInt64(0), toUInt64(0))"""
 _AGGREGATE_ROWS = f"""if(kind IN ('like', 'unlike'),
-    [(toUInt8({Tag.EVENT_ID}), {_SECOND}, toUInt64(0), toUInt64(0)),
+    [(toUInt8({Tag.EVENT_ID}), {_HOUR}, toUInt64(0), toUInt64(0)),
      (toUInt8({Tag.VIDEO_LIKE}), video_id, user_id, toUInt64(0)),
      (toUInt8({Tag.USER_LIKE}), user_id, creator_id, video_id),
      {_ARRIVAL_ROWS}],
-    [(toUInt8({Tag.EVENT_ID}), {_SECOND}, toUInt64(0), toUInt64(0)),
+    [(toUInt8({Tag.EVENT_ID}), {_HOUR}, toUInt64(0), toUInt64(0)),
      (toUInt8({Tag.VIDEO_COUNT}), video_id, toUInt64(0), toUInt64(toUInt8(kind))),
      (toUInt8({Tag.CREDIT}), user_id, creator_id, toUInt64(toUInt8(kind))),
      {_ARRIVAL_ROWS}])"""
-# What tells the views of versions 2 and 3 from their predecessors in their stored
-# definitions.
+# What tells a version-2 view from a version-1 view in its stored definition.
 _VERSION_2_MARK = f"toUInt8({Tag.ARRIVED})"
-_VERSION_3_MARK = "toUInt64(toUInt32(occurred_at))"
 
 
 class SchemaVersionError(ConfigError):
@@ -349,10 +337,7 @@ def _found_version(connection: Connection, layout: _Layout) -> int | None:
     ).fetchall()
     if not found:
         return None
-    definition = str(found[0][0])
-    if _VERSION_3_MARK in definition:
-        return 3
-    return 2 if _VERSION_2_MARK in definition else 1
+    return SCHEMA_VERSION if _VERSION_2_MARK in str(found[0][0]) else 1
 
 
 def _layout(config: ClickHouseConfig | None) -> _Layout:
@@ -408,19 +393,16 @@ def drop_schema(engine: Engine, config: ClickHouseConfig | None = None) -> None:
 
 
 def migrate_schema(engine: Engine, config: ClickHouseConfig | None = None) -> bool:
-    """Upgrade tables of schema version 1 or 2 to :data:`SCHEMA_VERSION`, on every
-    server of the cluster in sharded mode; returns whether anything was upgraded.
+    """Upgrade tables of schema version 1 to :data:`SCHEMA_VERSION`, on every server of
+    the cluster in sharded mode; returns whether anything was upgraded.
 
     **Stop every writer first**: an event inserted while the view is replaced is
-    stored without its aggregates. On each server whose aggregate view is of an earlier
-    version it drops the view; from version 1 it then counts the watches, shares and
-    comments stored so far as arrival rows of bucket 0 (one ``INSERT ... SELECT`` of one
-    block, once per shard: on the first replica, whose part the others fetch); then it
-    creates the current view and the roll-up table. The id rows already stored stay
-    keyed by the hour, where the duplicate checks still find them (see
-    :data:`SECOND_KEYS_FROM`), so nothing is rewritten. Safe to run again after a
-    failure: the backfill is skipped where its rows exist. Tables of the current
-    version, or none, are left alone.
+    stored without its aggregates. On each server whose aggregate view is of version 1
+    it drops the view, counts the watches, shares and comments stored so far as arrival
+    rows of bucket 0 (one ``INSERT ... SELECT`` of one block, once per shard: on the
+    first replica, whose part the others fetch), then creates the version-2 view and
+    the roll-up table. Safe to run again after a failure: the backfill is skipped where
+    its rows exist. Tables of the current version, or none, are left alone.
     """
     layout = _layout(config)
     upgraded = False
@@ -438,12 +420,9 @@ def migrate_schema(engine: Engine, config: ClickHouseConfig | None = None) -> bo
                     connection.execute(text(f"DROP TABLE IF EXISTS {aggregates}_mv"))
                 if layout.replicated:
                     connection.execute(text(f"SYSTEM SYNC REPLICA {aggregates}"))
-                has_arrivals = (
-                    found == 2
-                    or connection.execute(
-                        text(f"SELECT count() FROM {aggregates} WHERE tag = {Tag.ARRIVED}")
-                    ).scalar()
-                )
+                has_arrivals = connection.execute(
+                    text(f"SELECT count() FROM {aggregates} WHERE tag = {Tag.ARRIVED}")
+                ).scalar()
                 if shard not in backfilled and not has_arrivals:
                     client = DriverClients(server).writer()
                     try:

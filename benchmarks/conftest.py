@@ -21,14 +21,21 @@ def loadavg() -> str:
     return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
-def interleaved(calls: list[Callable[[], Any]], rounds: int) -> list[list[float]]:
-    """Seconds of each call per round, alternating the calls so machine noise hits all alike."""
+def interleaved(
+    calls: list[Callable[[], Any]], rounds: int, *, rotate: bool = False
+) -> list[list[float]]:
+    """Seconds of each call per round, alternating the calls so machine noise hits all alike.
+
+    With ``rotate`` each round starts one call later, so no call always follows the same
+    other one (an insert that leaves the server merging its parts slows the call after it).
+    """
     samples: list[list[float]] = [[] for _ in calls]
-    for _ in range(rounds):
-        for call, into in zip(calls, samples, strict=True):
+    for round_number in range(rounds):
+        start = round_number % len(calls) if rotate else 0
+        for index in [*range(start, len(calls)), *range(start)]:
             started = time.perf_counter()
-            call()
-            into.append(time.perf_counter() - started)
+            calls[index]()
+            samples[index].append(time.perf_counter() - started)
     return samples
 
 

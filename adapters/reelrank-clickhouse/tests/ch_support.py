@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
+import numpy as np
 from reelrank_clickhouse import ClickHouseEventStore
 
 from reelrank import EngagementEvent, EngagementKind, InMemoryEventStore
@@ -28,6 +30,30 @@ def workload(prefix: str, count: int = 60) -> list[Pair]:
         like = make_event("like", user_id=user_id, video_id=1 + user_id % 4)
         made.append((like.model_copy(update={"event_id": f"{prefix}-like-{user_id}"}), 10))
     return made
+
+
+def as_columns(pairs: Sequence[Pair]) -> dict[str, Any]:
+    """The keyword arguments of ``append_columns`` for ``pairs``: one numpy array per
+    field, NaN or ``None`` where an event has no value."""
+    events = [event for event, _ in pairs]
+
+    def floats(values: list[float | None]) -> Any:
+        return np.array([np.nan if value is None else value for value in values])
+
+    return {
+        "event_id": np.array([event.event_id for event in events], dtype=object),
+        "kind": np.array([event.kind.value for event in events]),
+        "user_id": np.array([event.user_id for event in events], dtype=np.int64),
+        "video_id": np.array([event.video_id for event in events], dtype=np.int64),
+        "creator_id": np.array([creator_id for _, creator_id in pairs], dtype=np.int64),
+        "occurred_at": np.array(
+            [event.occurred_at.replace(tzinfo=None) for event in events], dtype="datetime64[us]"
+        ),
+        "watched_seconds": floats([event.watched_seconds for event in events]),
+        "completion": floats([event.completion for event in events]),
+        "channel": np.array([event.channel for event in events], dtype=object),
+        "variant": np.array([event.variant for event in events], dtype=object),
+    }
 
 
 def reference_of(deliveries: Sequence[Sequence[Pair]]) -> InMemoryEventStore:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ch_support import Pair, assert_same_statistics, reference_of
+from ch_support import Pair, as_columns, assert_same_statistics, reference_of
 from ch_support import workload as make_workload
 from clickhouse_driver import Client
 from hypothesis import HealthCheck, given, settings
@@ -153,7 +153,12 @@ def test_copies_left_uncorrected_are_repaired_by_the_redelivery(
     assert store.get_affinities(1, [2]) == {2: pytest.approx(2 / 3)}
     assert store.get_affinities(4, [2]) == {2: pytest.approx(1 / 2)}
     # A writer that saw fewer copies writes a lower version, which reads ignore.
-    store._correct(store._clients.writer(), {share[0].event_id: share}, {share[0].event_id: (2, 1)})
+    from reelrank_clickhouse._rows import event_columns
+
+    columns = [*event_columns([share[0]], 0), [share[1]]]
+    store._correct(
+        store._clients.writer(), [share[0].event_id], columns, {share[0].event_id: (2, 1)}
+    )
     assert store.get_stats([1])[1].shares == 1
 
 
@@ -176,7 +181,11 @@ def test_the_same_ids_from_several_threads_count_once(
         applied = 0
         for start in range(0, len(order), size):
             part = order[start : start + size]
-            applied += stores[writer].append_many(part)
+            # Half the writers deliver columns, racing the others' pairs.
+            if writer % 2:
+                applied += stores[writer].append_columns(**as_columns(part))
+            else:
+                applied += stores[writer].append_many(part)
             logs[writer].record_many([event for event, _ in part])
         return applied
 
@@ -414,3 +423,42 @@ def test_reconcile_rejects_a_bad_sync_timeout(clickhouse_engine: Engine, timeout
     with pytest.raises(InvalidInputError) as info:
         store.reconcile(since=EPOCH, sync_timeout_seconds=timeout)
     assert info.value.field == "sync_timeout_seconds"
+
+
+def test_same_id_later_time_is_a_duplicate(clickhouse_engine: Engine) -> None:
+    # The example service stamps a retried watch with the time of the retry.
+    store = ClickHouseEventStore(clickhouse_engine)
+    first = make_event("watch", event_id="e-1", video_id=5, completion=0.5)
+    again = first.model_copy(update={"occurred_at": first.occurred_at + timedelta(seconds=7)})
+    assert store.append(first, creator_id=1) is True
+    assert store.append(again, creator_id=1) is False
+    assert store.get_stats([5])[5].views == 1
+
+
+def _later(pairs: Sequence[Pair], seconds: int) -> list[Pair]:
+    return [
+        (
+            event.model_copy(
+                update={"occurred_at": event.occurred_at + timedelta(seconds=seconds)}
+            ),
+            c,
+        )
+        for event, c in pairs
+    ]
+
+
+def test_batches_redelivered_later_in_the_same_hour_count_once(clickhouse_engine: Engine) -> None:
+    """Redeliveries stamped up to 50 minutes after their first delivery, within its hour,
+    by ``append_many`` and by ``append_columns``, mixed with new events."""
+    store = ClickHouseEventStore(clickhouse_engine)
+    first = make_workload("hour-a", 40)
+    fresh = make_workload("hour-b", 20)
+    more = make_workload("hour-c", 20)
+    assert all(event.occurred_at.minute < 10 for event, _ in [*first, *fresh, *more])
+    assert store.append_many(first) == len(first)
+    assert store.append_many([*_later(first[:20], 7), *fresh]) == len(fresh)
+    assert store.append_columns(**as_columns([*more, *_later(first[20:], 50 * 60)])) == len(more)
+    assert store.append_columns(**as_columns(_later(fresh, 600))) == 0
+    assert store.append_many(_later(more, 1_800)) == 0
+    reference = reference_of([first, fresh, more])
+    assert_same_statistics(store, reference, range(1, 6), range(1, 6), [10, 11])

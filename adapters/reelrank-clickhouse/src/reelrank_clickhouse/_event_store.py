@@ -38,6 +38,7 @@ from reelrank.stores.adapter import (
 )
 
 from ._client import ONE_BLOCK, DriverClients, id_table, server_client
+from ._columns import insert_columns
 from ._config import ClickHouseTables
 from ._errors import store_errors
 from ._rows import (
@@ -54,7 +55,13 @@ from ._schema import ARRIVAL_BUCKET_SHIFT, KIND_CODES, Tag
 __all__ = ["ClickHouseEventStore"]
 
 _STORE = "events"
-_COUNTED = frozenset({EngagementKind.WATCH, EngagementKind.SHARE, EngagementKind.COMMENT})
+# The kinds whose extra copies are corrected, as the insert columns hold them.
+_COUNTED = frozenset(
+    kind.value for kind in (EngagementKind.WATCH, EngagementKind.SHARE, EngagementKind.COMMENT)
+)
+# Where the fields of a correction are among the insert columns (EVENT_COLUMNS, then
+# creator_id).
+_KIND_COLUMN, _USER_COLUMN, _VIDEO_COLUMN, _COMPLETION_COLUMN, _CREATOR_COLUMN = 1, 2, 3, 7, 11
 _LIKES = KIND_CODES["like"]  # the code under which reads report like counts
 _Pair = tuple[EngagementEvent, int]
 _UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -564,21 +571,70 @@ class ClickHouseEventStore:
             answered.add(event.event_id)
         return results
 
+    def append_columns(
+        self,
+        *,
+        event_id: Any,
+        kind: Any,
+        user_id: Any,
+        video_id: Any,
+        creator_id: Any,
+        occurred_at: Any,
+        watched_seconds: Any = None,
+        completion: Any = None,
+        channel: Any = None,
+        variant: Any = None,
+    ) -> int:
+        """Apply a batch of events given as columns (numpy arrays, or sequences), one
+        event per row, with the semantics of :meth:`append_many`: exactly once per
+        ``event_id``, a repeat within the batch skipped after its first occurrence;
+        returns how many were applied.
+
+        For a pipeline that already holds columns (a frame of logged events): no
+        :class:`~reelrank.EngagementEvent` is built, and the columns are checked with
+        numpy against the same rules (the field patterns, ids between 1 and
+        :data:`~reelrank.MAX_ID`, a watch's completion in ``[0, 1]``, a share's
+        channel, fields only their kinds carry). ``kind`` holds the kinds' names
+        (``"watch"``...); ``occurred_at`` numpy ``datetime64`` values in UTC (for a
+        time-zone-aware pandas column, ``column.dt.tz_convert("UTC").dt.tz_localize(None)``);
+        ``watched_seconds`` and ``completion`` numbers, and ``channel`` and ``variant``
+        strings, with NaN or ``None`` where an event has none; the four
+        may be left out when no event carries them. A bad column raises
+        :class:`~reelrank.InvalidInputError` naming it, and nothing is stored.
+        """
+        ids, columns = insert_columns(
+            event_id=event_id,
+            kind=kind,
+            user_id=user_id,
+            video_id=video_id,
+            creator_id=creator_id,
+            occurred_at=occurred_at,
+            watched_seconds=watched_seconds,
+            completion=completion,
+            channel=channel,
+            variant=variant,
+        )
+        return sum(self._store_columns(ids, columns).values())
+
     def _append(self, batch: dict[str, _Pair]) -> dict[str, bool]:
         """Store the validated ``batch``; whether each id was applied by this call."""
-        if not batch:
-            return {}
-        # Columns, ids and hours are built once, outside the lock, and narrowed to the
-        # new events only when the first check found some stored.
+        # The columns are built outside the store's write lock.
         columns = event_columns([event for event, _ in batch.values()], 0)
         columns.append([creator_id for _, creator_id in batch.values()])
-        ids = list(batch)
+        return self._store_columns(list(batch), columns)
+
+    def _store_columns(self, ids: list[str], columns: list[list[Any]]) -> dict[str, bool]:
+        """Store the events of the insert ``columns`` (distinct ``ids``, checked);
+        whether each id was applied by this call."""
+        if not ids:
+            return {}
         with self._write_lock, store_errors(_STORE, "append"):
             client = self._clients.writer()
             stored = self._copies(client, self._queries.copies, ids, columns[SECONDS_COLUMN])
             # A redelivery repairs a race whose correction was never written.
-            self._correct(client, batch, stored)
+            self._correct(client, ids, columns, stored)
             if stored:
+                # Narrowed to the new events only when the first check found some stored.
                 fresh = [index for index, event_id in enumerate(ids) if event_id not in stored]
                 if not fresh:
                     return {}
@@ -593,7 +649,7 @@ class ClickHouseEventStore:
                 if self._copied(client, ids, seconds)
                 else {}
             )
-            raced = set(self._correct(client, batch, copies))
+            raced = set(self._correct(client, ids, columns, copies))
             # A raced id is this writer's if its own copy arrived first.
             mine = range(first_seq, first_seq + len(ids))
         return {event_id: event_id not in raced or copies[event_id][1] in mine for event_id in ids}
@@ -684,8 +740,10 @@ class ClickHouseEventStore:
             {"since": start.replace(tzinfo=None)},
             external_tables=[id_table("batch", "event_id", "String", copies)],
         )
-        batch = {row[0]: (event_from_row(row[:-1]), int(row[-1])) for row in rows}
-        self._correct(client, batch, {key: copies[key] for key in batch})
+        ids = [str(row[0]) for row in rows]
+        columns = event_columns([event_from_row(row[:-1]) for row in rows], 0)
+        columns.append([int(row[-1]) for row in rows])
+        self._correct(client, ids, columns, {key: copies[key] for key in ids})
 
     def _replicas(self, client: Client) -> _Replicas | None:
         """The replicas behind the store's ``Distributed`` tables, or ``None`` when the
@@ -793,27 +851,32 @@ class ClickHouseEventStore:
     def _correct(
         self,
         client: Client,
-        batch: dict[str, _Pair],
+        ids: Sequence[str],
+        columns: Sequence[Sequence[Any]],
         copies: dict[str, tuple[int, int]],
     ) -> list[str]:
-        """Write a correction for every id of ``batch`` stored more than once; returns
-        those ids. Likes and unlikes need none (see the class)."""
+        """Write a correction for every id stored more than once among ``ids`` (the
+        events of the insert ``columns``); returns those ids. Likes and unlikes need
+        none (see the class)."""
         raced = [event_id for event_id, (count, _) in copies.items() if count > 1]
+        if not raced:
+            return raced
+        position = {event_id: index for index, event_id in enumerate(ids)}
         rows = [
-            (batch[event_id], copies[event_id][0])
+            (position[event_id], copies[event_id][0])
             for event_id in raced
-            if batch[event_id][0].kind in _COUNTED
+            if columns[_KIND_COLUMN][position[event_id]] in _COUNTED
         ]
         if rows:
             client.execute(
                 self._queries.insert_corrections,
                 [
-                    [event.event_id for (event, _), _ in rows],
-                    [event.kind.value for (event, _), _ in rows],
-                    [event.user_id for (event, _), _ in rows],
-                    [event.video_id for (event, _), _ in rows],
-                    [creator_id for (_, creator_id), _ in rows],
-                    [event.completion or 0.0 for (event, _), _ in rows],
+                    [columns[0][index] for index, _ in rows],
+                    [columns[_KIND_COLUMN][index] for index, _ in rows],
+                    [columns[_USER_COLUMN][index] for index, _ in rows],
+                    [columns[_VIDEO_COLUMN][index] for index, _ in rows],
+                    [columns[_CREATOR_COLUMN][index] for index, _ in rows],
+                    [columns[_COMPLETION_COLUMN][index] or 0.0 for index, _ in rows],
                     [count for _, count in rows],
                 ],
                 columnar=True,

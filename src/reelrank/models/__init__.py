@@ -19,6 +19,7 @@ from ._engagement import (
     affinity,
     affinity_credit,
 )
+from ._event_columns import EngagementEventColumns
 from ._feed import DegradedDependency, FeedItem, FeedPage, FeedSnapshot
 from ._followed_columns import NO_SOUND_ID, FollowedVideoColumns
 from ._processing import ProcessingProgress, RenditionProgress, RenditionStatus
@@ -36,6 +37,7 @@ __all__ = [
     "DomainModel",
     "ENGAGEMENT_KINDS",
     "EngagementEvent",
+    "EngagementEventColumns",
     "EngagementKind",
     "EngagementWindow",
     "FeedItem",

@@ -54,7 +54,9 @@ _VALID: dict[str, st.SearchStrategy[Any]] = {
     "variant": st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}", fullmatch=True),
 }
 """Values the model takes for each field, in the forms a column holds them."""
-_bad_ids = st.sampled_from([0, -1, MAX_ID + 1, 2**64, True, 1.0, None, "1"])
+_bad_ids = st.sampled_from([0, -1, MAX_ID + 1, 2**64]) | st.sampled_from(
+    [True, False, 1.0, None, "1"]
+)
 _INVALID: dict[str, st.SearchStrategy[Any]] = {
     "event_id": st.sampled_from(["", "has space", "x" * 129, "ok\n", "é", None, 7]),
     "kind": st.sampled_from(["stare", "", "WATCH", None, 1]),
@@ -82,8 +84,10 @@ def _rows(draw: st.DrawFn) -> dict[str, Any]:
     kind = row["kind"]
     if kind != "watch":
         row["watched_seconds"] = row["completion"] = _MISSING
-    elif draw(st.booleans()):
-        row[draw(st.sampled_from(["watched_seconds", "completion"]))] = _MISSING
+    else:
+        left_out = draw(st.sampled_from([None, "watched_seconds", "completion"]))
+        if left_out is not None:
+            row[left_out] = _MISSING
     if kind != "share":
         row["channel"] = _MISSING
     if draw(st.booleans()):
@@ -101,11 +105,14 @@ def _batches(draw: st.DrawFn, fault: str | None) -> list[dict[str, Any]]:
     if rows and draw(st.integers(0, 3)) == 0:
         faults.append(draw(st.sampled_from(_FIELDS)))
     for name in faults:
-        if name in _OPTIONAL and draw(st.booleans()):
-            row = draw(st.sampled_from(rows))
-            row[name] = draw(_VALID[name]) if row[name] is _MISSING else _MISSING
+        carrying = [row for row in rows if row[name] is not _MISSING]
+        lacking = [row for row in rows if row[name] is _MISSING]
+        change = draw(st.sampled_from(["value", "leave out", "add"]))
+        if name in _OPTIONAL and change == "leave out" and carrying:
+            draw(st.sampled_from(carrying))[name] = _MISSING
+        elif name in _OPTIONAL and change == "add" and lacking:
+            draw(st.sampled_from(lacking))[name] = draw(_VALID[name])
         else:
-            carrying = [row for row in rows if row[name] is not _MISSING]
             draw(st.sampled_from(carrying or rows))[name] = draw(_INVALID[name])
     return rows
 
@@ -166,7 +173,7 @@ def _column(name: str, values: list[Any], as_numpy: bool, draw: st.DrawFn) -> An
 
 
 @pytest.mark.parametrize("fault", [None, *_FIELDS])
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(as_numpy=st.booleans(), require_watch_completion=st.booleans(), data=st.data())
 def test_columns_are_accepted_exactly_when_each_row_is_a_valid_event(
     fault: str | None, as_numpy: bool, require_watch_completion: bool, data: st.DataObject

@@ -11,8 +11,11 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+
+import numpy as np
+from numpy.typing import NDArray
 
 from .exceptions import InvalidInputError
 
@@ -21,6 +24,7 @@ __all__ = [
     "check_aware",
     "check_feed_key",
     "check_id",
+    "check_id_column",
     "check_ids",
     "check_ids_by_user",
     "check_lease_owner",
@@ -61,6 +65,39 @@ def check_id(field: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_ID:
         raise InvalidInputError(field, f"must be an int in [1, 2**63 - 1], got {value!r}")
     return value
+
+
+def check_id_column(field: str, values: object) -> NDArray[np.int64]:
+    """Return ``values`` as a read-only ``int64`` array if it is a one-dimensional
+    array-like of valid ids, else raise ``InvalidInputError``.
+
+    For ids given as a column (a numpy array, a sequence, a frame's column). As
+    :func:`check_id` does, booleans, floats (even ``1.0``) and text are refused; an
+    empty column of any dtype is an empty array.
+    """
+    try:
+        array = np.asarray(values)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InvalidInputError(field, f"not an array: {exc}") from exc
+    if array.ndim != 1:
+        raise InvalidInputError(field, f"must be one-dimensional, got {array.ndim} dimensions")
+    if not array.size:
+        return _readonly(np.zeros(0, dtype=np.int64))
+    # numpy turns a bool among ints into an int: a sequence's own items are looked at.
+    if array.dtype.kind not in "iu" or (
+        not isinstance(values, np.ndarray)
+        and isinstance(values, Iterable)
+        and any(isinstance(value, bool) for value in values)
+    ):
+        raise InvalidInputError(field, f"ids must be integers, got dtype {array.dtype}")
+    if array.min() < 1 or (array.dtype.kind == "u" and array.max() > np.uint64(MAX_ID)):
+        raise InvalidInputError(field, f"ids must be between 1 and {MAX_ID}")
+    return _readonly(np.array(array, dtype=np.int64))
+
+
+def _readonly(array: NDArray[np.int64]) -> NDArray[np.int64]:
+    array.flags.writeable = False
+    return array
 
 
 def check_ids(field: str, values: object) -> list[int]:

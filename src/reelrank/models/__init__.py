@@ -19,6 +19,7 @@ from ._engagement import (
     affinity,
     affinity_credit,
 )
+from ._event_columns import EngagementEventColumns
 from ._feed import (
     DegradedDependency,
     FeedItem,
@@ -43,6 +44,7 @@ __all__ = [
     "DomainModel",
     "ENGAGEMENT_KINDS",
     "EngagementEvent",
+    "EngagementEventColumns",
     "EngagementKind",
     "EngagementWindow",
     "FeedItem",

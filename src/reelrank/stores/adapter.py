@@ -15,6 +15,10 @@ private module and keeps working across internal refactors of the core:
   :func:`exception_chain` to look through wrapped driver errors.
 * The argument checks of :mod:`reelrank.validation`; each takes ``(field, value)`` and
   raises :class:`~reelrank.InvalidInputError` naming ``field``.
+* :class:`~reelrank.EngagementEventColumns`, engagement events given as columns and
+  checked with numpy by the rules of :class:`~reelrank.EngagementEvent`, for a bulk
+  ingest that builds no model per event; :func:`check_id_column` checks a further
+  column of ids (the creators of the events, say).
 * The optional bulk reads of many users that cache warming uses when a store has them
   (:class:`BulkReadCatalog`, :class:`BulkReadEventStore`, :class:`BulkReadSeenStore`),
   the helpers that fall back to one call per user without them
@@ -54,7 +58,14 @@ from ..exceptions import (
     StoreError,
     StoreTimeoutError,
 )
-from ..models import PageOutcome, PageRequest, StrictModel, affinity, affinity_credit
+from ..models import (
+    EngagementEventColumns,
+    PageOutcome,
+    PageRequest,
+    StrictModel,
+    affinity,
+    affinity_credit,
+)
 from ..models._base import config_error_from
 from ..models._trending import check_trending_kind
 from ..validation import (
@@ -62,6 +73,7 @@ from ..validation import (
     check_aware,
     check_feed_key,
     check_id,
+    check_id_column,
     check_ids,
     check_ids_by_user,
     check_lease_owner,
@@ -110,6 +122,7 @@ __all__ = [
     "CoordinatedTrendingSnapshotStore",
     "Catalog",
     "ConfigError",
+    "EngagementEventColumns",
     "EngagementLog",
     "EventStore",
     "FeedCache",
@@ -141,6 +154,7 @@ __all__ = [
     "check_aware",
     "check_feed_key",
     "check_id",
+    "check_id_column",
     "check_ids",
     "check_ids_by_user",
     "check_lease_owner",

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import string
 import struct
+import textwrap
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
@@ -39,20 +41,17 @@ _MICROSECONDS = 1_000_000
 # Lua's unpack() is limited by the C stack; longer id lists are taken in slices.
 _MAX_IDS_PER_SCRIPT = 1_000
 
-# take_unseen in one round trip: look the ids up, keep the first ARGV[3] whose time is
-# missing or before ARGV[1], and write them like mark_seen does. Returns their
-# 0-based positions in the id list. The members travel as one packed string (8 bytes
-# each, as id_member writes them): encoding one argument instead of one per id saved
-# about a tenth of the call.
-#   KEYS: the user's seen set
-#   ARGV: since, at, limit, oldest kept, max items, window seconds, packed members
-_TAKE_UNSEEN_SCRIPT = """
-local since = tonumber(ARGV[1])
+# The two halves of take_unseen, shared by the scripts below (``$seen`` is the seen
+# set's key). The first reads ARGV's window (see _TAKE_UNSEEN_SCRIPT) and leaves the
+# 0-based positions of the ids to take in ``taken``, their ZADD arguments in ``added``
+# and the members in ``members``; the second writes them as mark_seen does.
+_FIND_UNSEEN = string.Template(
+    """local since = tonumber(ARGV[1])
 local limit = tonumber(ARGV[3])
 local packed = ARGV[7]
 local members = {}
 for i = 1, #packed / 8 do members[i] = string.sub(packed, 8 * i - 7, 8 * i) end
-local scores = redis.call('ZMSCORE', KEYS[1], unpack(members))
+local scores = redis.call('ZMSCORE', $seen, unpack(members))
 local taken = {}
 local added = {'GT'}
 for i = 1, #scores do
@@ -64,14 +63,29 @@ for i = 1, #scores do
     added[#added + 1] = members[i]
   end
 end
-if #taken > 0 then
-  redis.call('ZADD', KEYS[1], unpack(added))
-  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[4])
-  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -tonumber(ARGV[5]) - 1)
-  redis.call('EXPIRE', KEYS[1], ARGV[6])
-end
-return taken
 """
+)
+_MARK_TAKEN = string.Template(
+    """redis.call('ZADD', $seen, unpack(added))
+redis.call('ZREMRANGEBYSCORE', $seen, '-inf', '(' .. ARGV[4])
+redis.call('ZREMRANGEBYRANK', $seen, 0, -tonumber(ARGV[5]) - 1)
+redis.call('EXPIRE', $seen, ARGV[6])
+"""
+)
+
+# take_unseen in one round trip: look the ids up, keep the first ARGV[3] whose time is
+# missing or before ARGV[1], and write them like mark_seen does. Returns their
+# 0-based positions in the id list. The members travel as one packed string (8 bytes
+# each, as id_member writes them): encoding one argument instead of one per id saved
+# about a tenth of the call.
+#   KEYS: the user's seen set
+#   ARGV: since, at, limit, oldest kept, max items, window seconds, packed members
+_TAKE_UNSEEN_SCRIPT = (
+    _FIND_UNSEEN.substitute(seen="KEYS[1]")
+    + "if #taken > 0 then\n"
+    + textwrap.indent(_MARK_TAKEN.substitute(seen="KEYS[1]"), "  ")
+    + "end\nreturn taken\n"
+)
 
 
 # take_page in one round trip: the remembered page under KEYS[1] if there is one, else
@@ -89,26 +103,13 @@ return taken
 #         13 end tag ('' if none), 14 snapshot id, 15-17 the frame before the count,
 #         the tag and the rows, 18 the window's scores, 19 its contributions,
 #         20 bytes per float
-_TAKE_PAGE_SCRIPT = """
+_TAKE_PAGE_SCRIPT = (
+    """\
 local record = redis.call('GET', KEYS[1])
 if record then return {1, record} end
-local since = tonumber(ARGV[1])
-local limit = tonumber(ARGV[3])
-local packed = ARGV[7]
-local members = {}
-for i = 1, #packed / 8 do members[i] = string.sub(packed, 8 * i - 7, 8 * i) end
-local scores = redis.call('ZMSCORE', KEYS[2], unpack(members))
-local taken = {}
-local added = {'GT'}
-for i = 1, #scores do
-  if #taken == limit then break end
-  local score = scores[i]
-  if (not score) or tonumber(score) < since then
-    taken[#taken + 1] = i - 1
-    added[#added + 1] = ARGV[2]
-    added[#added + 1] = members[i]
-  end
-end
+"""
+    + _FIND_UNSEEN.substitute(seen="KEYS[2]")
+    + """\
 local count = #taken
 local first = tonumber(ARGV[11])
 local total = tonumber(ARGV[12])
@@ -121,10 +122,9 @@ end
 if count == 0 then
   return {0, taken, position and 1 or 0}
 end
-redis.call('ZADD', KEYS[2], unpack(added))
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[4])
-redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -tonumber(ARGV[5]) - 1)
-redis.call('EXPIRE', KEYS[2], ARGV[6])
+"""
+    + _MARK_TAKEN.substitute(seen="KEYS[2]")
+    + """\
 if not position then
   return {0, taken, 0}
 end
@@ -153,6 +153,7 @@ redis.call('EXPIRE', KEYS[3], ARGV[9], 'NX')
 redis.call('EXPIRE', KEYS[3], ARGV[9], 'GT')
 return {0, taken, 1}
 """
+)
 
 
 def _decode_record(redis_key: str, value: bytes) -> FeedSnapshot:

@@ -279,7 +279,8 @@ class RedisIdempotencyStore:
 
     One string per scope (``<prefix>:idem:<sha256 of the scope>``) holding the record as
     JSON, written with ``SET ... NX PX``: the first answer stays until its TTL runs
-    out, measured by Redis itself. Redis failures raise :class:`~reelrank.StoreError`
+    out, measured by Redis itself; ``replace`` (a pending record's final answer)
+    is ``SET ... PX`` without ``NX``. Redis failures raise :class:`~reelrank.StoreError`
     (``store="idempotency"``), answered with 503.
     """
 

@@ -43,7 +43,12 @@ from reelrank_example import (  # noqa: E402
 )
 
 SECRET = "r" * 40
-KINDS = ["memory", "sql", pytest.param("redis", marks=pytest.mark.integration)]
+KINDS = [
+    "memory",
+    "sql",
+    pytest.param("postgres", marks=pytest.mark.integration),
+    pytest.param("redis", marks=pytest.mark.integration),
+]
 
 
 @pytest.fixture(scope="module")
@@ -56,15 +61,31 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield server.url
 
 
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    from reelrank_postgres.testing import PostgresServer, find_postgres_bin
+
+    if find_postgres_bin() is None:
+        pytest.skip("PostgreSQL is needed (scripts/test.sh installs it)")
+    with PostgresServer() as server:
+        migrate(Settings(database_url=server.url))
+        yield server.url
+
+
 def _idempotency_store(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     if kind == "memory":
         return MemoryIdempotencyStore()
-    if kind == "sql":
-        settings = Settings(database_url=f"sqlite:///{tmp_path / 'keys.db'}")
-        migrate(settings)
+    if kind in ("sql", "postgres"):
+        if kind == "sql":
+            settings = Settings(database_url=f"sqlite:///{tmp_path / 'keys.db'}")
+            migrate(settings)
+        else:
+            settings = Settings(database_url=request.getfixturevalue("postgres_url"))
         stores = configured_stores(settings)
         request.addfinalizer(lambda: [close() for close in stores.closers])
         assert isinstance(stores.idempotency, SqlIdempotencyStore)
+        with stores.idempotency._engine.begin() as connection:
+            connection.exec_driver_sql("DELETE FROM reelrank_service_idempotency")
         return stores.idempotency
     import redis
 
@@ -208,12 +229,13 @@ def test_a_redis_record_written_before_pending_records_still_reads(
     assert store.get("100001:key") == IdempotencyRecord("f" * 64, 201, '{"event_id": "w-1"}')
 
 
+@pytest.mark.parametrize("kind", ["sql", pytest.param("postgres", marks=pytest.mark.integration)])
 def test_a_sql_record_written_before_pending_records_still_reads(
-    request: pytest.FixtureRequest, tmp_path: Path
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     import sqlalchemy as sa
 
-    store = _idempotency_store("sql", request, tmp_path)
+    store = _idempotency_store(kind, request, tmp_path)
     with store._engine.begin() as connection:
         connection.execute(
             sa.text(

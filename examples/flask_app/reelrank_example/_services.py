@@ -249,10 +249,21 @@ class SqlIdempotencyStore:
 
     def replace(self, scope: str, record: IdempotencyRecord, *, ttl: timedelta) -> None:
         """Remember ``record`` for ``ttl`` in place of any record there."""
-        now = self._clock()
+        row = _sql_row(scope, record, self._clock() + ttl)
+        # An upsert: concurrent replaces of one scope must not collide on its key, as a
+        # delete then insert would under READ COMMITTED.
+        upsert: Any
+        if self._engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as upsert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as upsert
+        statement = upsert(_idempotency).values(row)
+        statement = statement.on_conflict_do_update(
+            index_elements=[_idempotency.c.scope],
+            set_={name: statement.excluded[name] for name in row if name != "scope"},
+        )
         with self._engine.begin() as connection:
-            connection.execute(sa.delete(_idempotency).where(_idempotency.c.scope == scope))
-            connection.execute(sa.insert(_idempotency).values(_sql_row(scope, record, now + ttl)))
+            connection.execute(statement)
 
 
 # A pending record has no response yet, so its stamp travels in the response column:

@@ -941,6 +941,14 @@ class _Handlers:
             scope = f"{call.user}:{call.idempotency_key}"
             event_id = f"{kind[0]}-" + hashlib.sha256(scope.encode()).hexdigest()[:40]
             previous = self._recall_answer(scope)
+            if previous is None and getattr(body, "occurred_at", None) is None:
+                # The stamp is recorded before the write: a retry after a lost answer
+                # redelivers the event with the same occurred_at, which the ClickHouse
+                # event store needs to recognise it past the hour. Read back, since a
+                # concurrent first request's record may have won.
+                pending = IdempotencyRecord(fingerprint, 0, "", occurred_at=occurred_at)
+                self._remember_answer(scope, pending)
+                previous = self._recall_answer(scope)
             if previous is not None:
                 if previous.fingerprint != fingerprint:
                     raise ProblemError(
@@ -949,9 +957,12 @@ class _Handlers:
                         "this Idempotency-Key was used with another request",
                         "Idempotency-Key",
                     )
-                self._services.metrics.idempotent_replay(_route())
-                g.event_outcome = "duplicate"
-                return EventResponse.model_validate_json(previous.response), previous.status
+                if not previous.pending:
+                    self._services.metrics.idempotent_replay(_route())
+                    g.event_outcome = "duplicate"
+                    return EventResponse.model_validate_json(previous.response), previous.status
+                if previous.occurred_at is not None:
+                    occurred_at = previous.occurred_at
         else:
             scope = None
             event_id = f"{kind[0]}-{secrets.token_hex(20)}"
@@ -990,6 +1001,7 @@ class _Handlers:
                 IdempotencyRecord(
                     fingerprint=fingerprint, status=status, response=response.model_dump_json()
                 ),
+                replace_pending=previous is not None,
             )
         return response, status
 
@@ -1006,11 +1018,13 @@ class _Handlers:
             _logger.warning("idempotency store unavailable", extra={"error": str(exc)})
             return None
 
-    def _remember_answer(self, scope: str, record: IdempotencyRecord) -> None:
+    def _remember_answer(
+        self, scope: str, record: IdempotencyRecord, *, replace_pending: bool = False
+    ) -> None:
+        store = self._services.stores.idempotency
+        remember = store.replace if replace_pending else store.put
         try:
-            self._services.stores.idempotency.put(
-                scope, record, ttl=timedelta(hours=self._settings.idempotency_hours)
-            )
+            remember(scope, record, ttl=timedelta(hours=self._settings.idempotency_hours))
         except StoreError as exc:
             _logger.warning("idempotency store unavailable", extra={"error": str(exc)})
 

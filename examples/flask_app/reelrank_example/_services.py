@@ -121,14 +121,30 @@ def _utc_now() -> datetime:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class IdempotencyRecord:
-    """The answer given to the first request made with an ``Idempotency-Key``."""
+    """The answer given to the first request made with an ``Idempotency-Key``.
+
+    Before the event is written the first request leaves a *pending* record (``status``
+    0, no response) holding the time it stamped the event with, so that a retry after a
+    lost answer redelivers the event with the same ``occurred_at``.
+    """
 
     fingerprint: str
     """Hash of the request's payload; a retry must match it."""
     status: int
-    """HTTP status answered."""
+    """HTTP status answered; 0 while the first request has not answered yet."""
     response: str
-    """JSON body answered."""
+    """JSON body answered; empty while pending."""
+    occurred_at: datetime | None = None
+    """The time a pending request stamped its event with (``None`` in records written
+    before pending records existed, and when the body carried its own time)."""
+
+    @property
+    def pending(self) -> bool:
+        """Whether the first request has not answered yet."""
+        return self.status == _PENDING_STATUS
+
+
+_PENDING_STATUS = 0
 
 
 class IdempotencyStore(Protocol):
@@ -140,6 +156,11 @@ class IdempotencyStore(Protocol):
 
     def put(self, scope: str, record: IdempotencyRecord, *, ttl: timedelta) -> None:
         """Remember ``record`` for ``ttl``; a record already there is kept."""
+        ...
+
+    def replace(self, scope: str, record: IdempotencyRecord, *, ttl: timedelta) -> None:
+        """Remember ``record`` for ``ttl`` in place of any record there (a pending
+        record's final answer)."""
         ...
 
 
@@ -165,6 +186,11 @@ class MemoryIdempotencyStore:
             entry = self._records.get(scope)
             if entry is None or entry[0] <= self._clock():
                 self._records[scope] = (self._clock() + ttl, record)
+
+    def replace(self, scope: str, record: IdempotencyRecord, *, ttl: timedelta) -> None:
+        """Remember ``record`` for ``ttl`` in place of any record there."""
+        with self._lock:
+            self._records[scope] = (self._clock() + ttl, record)
 
 
 _metadata = sa.MetaData()
@@ -197,6 +223,10 @@ class SqlIdempotencyStore:
         expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=UTC)
         if expires <= self._clock():
             return None
+        if row.status == _PENDING_STATUS:
+            return IdempotencyRecord(
+                row.fingerprint, row.status, "", occurred_at=_pending_stamp(row.response)
+            )
         return IdempotencyRecord(row.fingerprint, row.status, row.response)
 
     def put(self, scope: str, record: IdempotencyRecord, *, ttl: timedelta) -> None:
@@ -214,14 +244,45 @@ class SqlIdempotencyStore:
             ).first()
             if exists is None:
                 connection.execute(
-                    sa.insert(_idempotency).values(
-                        scope=scope,
-                        fingerprint=record.fingerprint,
-                        status=record.status,
-                        response=record.response,
-                        expires_at=now + ttl,
-                    )
+                    sa.insert(_idempotency).values(_sql_row(scope, record, now + ttl))
                 )
+
+    def replace(self, scope: str, record: IdempotencyRecord, *, ttl: timedelta) -> None:
+        """Remember ``record`` for ``ttl`` in place of any record there."""
+        row = _sql_row(scope, record, self._clock() + ttl)
+        # An upsert: concurrent replaces of one scope must not collide on its key, as a
+        # delete then insert would under READ COMMITTED.
+        upsert: Any
+        if self._engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as upsert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as upsert
+        statement = upsert(_idempotency).values(row)
+        statement = statement.on_conflict_do_update(
+            index_elements=[_idempotency.c.scope],
+            set_={name: statement.excluded[name] for name in row if name != "scope"},
+        )
+        with self._engine.begin() as connection:
+            connection.execute(statement)
+
+
+# A pending record has no response yet, so its stamp travels in the response column:
+# tables created before pending records existed need no new column.
+def _sql_row(scope: str, record: IdempotencyRecord, expires_at: datetime) -> dict[str, Any]:
+    response = record.response
+    if record.pending and record.occurred_at is not None:
+        response = record.occurred_at.isoformat()
+    return {
+        "scope": scope,
+        "fingerprint": record.fingerprint,
+        "status": record.status,
+        "response": response,
+        "expires_at": expires_at,
+    }
+
+
+def _pending_stamp(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
 
 
 class RedisIdempotencyStore:
@@ -229,7 +290,8 @@ class RedisIdempotencyStore:
 
     One string per scope (``<prefix>:idem:<sha256 of the scope>``) holding the record as
     JSON, written with ``SET ... NX PX``: the first answer stays until its TTL runs
-    out, measured by Redis itself. Redis failures raise :class:`~reelrank.StoreError`
+    out, measured by Redis itself; ``replace`` (a pending record's final answer)
+    is ``SET ... PX`` without ``NX``. Redis failures raise :class:`~reelrank.StoreError`
     (``store="idempotency"``), answered with 503.
     """
 
@@ -251,16 +313,39 @@ class RedisIdempotencyStore:
         if raw is None:
             return None
         fields = json.loads(raw)
-        return IdempotencyRecord(fields["fingerprint"], fields["status"], fields["response"])
+        # Records written before pending records existed have no "occurred_at".
+        return IdempotencyRecord(
+            fields["fingerprint"],
+            fields["status"],
+            fields["response"],
+            occurred_at=_pending_stamp(fields.get("occurred_at")),
+        )
 
     def put(self, scope: str, record: IdempotencyRecord, *, ttl: timedelta) -> None:
         """Remember ``record`` for ``ttl``; a live record already there is kept."""
+        self._set(scope, record, ttl=ttl, keep_existing=True)
+
+    def replace(self, scope: str, record: IdempotencyRecord, *, ttl: timedelta) -> None:
+        """Remember ``record`` for ``ttl`` in place of any record there."""
+        self._set(scope, record, ttl=ttl, keep_existing=False)
+
+    def _set(
+        self, scope: str, record: IdempotencyRecord, *, ttl: timedelta, keep_existing: bool
+    ) -> None:
         import redis
 
-        value = json.dumps(dataclasses.asdict(record))
+        fields: dict[str, Any] = {
+            "fingerprint": record.fingerprint,
+            "status": record.status,
+            "response": record.response,
+        }
+        if record.occurred_at is not None:
+            fields["occurred_at"] = record.occurred_at.isoformat()
         milliseconds = max(1, round(ttl.total_seconds() * 1000))
         try:
-            self._client.set(self._key(scope), value, nx=True, px=milliseconds)
+            self._client.set(
+                self._key(scope), json.dumps(fields), nx=keep_existing, px=milliseconds
+            )
         except redis.RedisError as exc:
             raise StoreError("idempotency", f"put failed: {type(exc).__name__}") from exc
 

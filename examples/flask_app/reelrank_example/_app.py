@@ -946,7 +946,7 @@ class _Handlers:
                 # redelivers the event with the same occurred_at, which the ClickHouse
                 # event store needs to recognise it past the hour. Read back, since a
                 # concurrent first request's record may have won.
-                pending = IdempotencyRecord(fingerprint, 0, "", occurred_at=occurred_at)
+                pending = IdempotencyRecord.pending_for(fingerprint, occurred_at)
                 self._remember_answer(scope, pending)
                 previous = self._recall_answer(scope)
             if previous is not None:

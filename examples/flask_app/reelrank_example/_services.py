@@ -138,6 +138,12 @@ class IdempotencyRecord:
     """The time a pending request stamped its event with (``None`` in records written
     before pending records existed, and when the body carried its own time)."""
 
+    @classmethod
+    def pending_for(cls, fingerprint: str, occurred_at: datetime) -> IdempotencyRecord:
+        """The record a first request leaves before it writes its event stamped
+        ``occurred_at``."""
+        return cls(fingerprint, _PENDING_STATUS, "", occurred_at=occurred_at)
+
     @property
     def pending(self) -> bool:
         """Whether the first request has not answered yet."""

@@ -137,7 +137,13 @@ class FeedMachine(RuleBasedStateMachine):
         self._check_nothing_skipped(user, page)
         ids = [item.video_id for item in page.items]
         if cursor is not None:
-            request = (user, cursor, limit)
+            # The service remembers a page by what its cursor pins (snapshot and
+            # offset), not by the token: a replayed page's cursor is a new token for the
+            # same place, and redeeming either is the same request.
+            pinned = self.cursor_codec.decode(
+                cursor, user_id=str(user), now=self.clock.now().timestamp()
+            )
+            request = (user, f"{pinned.snapshot_id}@{pinned.offset}", limit)
             first = self.answered.get(request)
             if first is not None and self._remembered(first[0]):
                 # A cursor redeemed again gets its first page back, and only that.
@@ -146,7 +152,7 @@ class FeedMachine(RuleBasedStateMachine):
                 self._continue(user, page)
                 return
             self.answered[request] = (self.clock.now(), ids)
-            self.last_request = request
+            self.last_request = (user, cursor, limit)
         self._serve(user, page)
 
     def _remembered(self, answered_at: datetime) -> bool:

@@ -14,8 +14,17 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from reelrank import ConfigError, ReelrankError, StoreError, StoreTimeoutError
+from reelrank import (
+    ConfigError,
+    EngagementEvent,
+    EngagementKind,
+    InvalidInputError,
+    ReelrankError,
+    StoreError,
+    StoreTimeoutError,
+)
 from reelrank.stores import adapter
+from reelrank.testing.factories import make_event
 
 ROOT = Path(__file__).resolve().parents[1]
 ADAPTERS = ROOT / "adapters"
@@ -59,6 +68,7 @@ EXPECTED = {
     "bulk_affinities",
     "bulk_followed_videos",
     "bulk_recently_seen",
+    "check_appendable_event",
     "check_aware",
     "check_feed_key",
     "check_id",
@@ -217,6 +227,36 @@ def test_a_clean_block_returns_normally() -> None:
     with store_errors("cache", "get"):
         value = 42
     assert value == 42
+
+
+@pytest.mark.parametrize(
+    ("event", "creator_id", "field"),
+    [
+        ("not an event", 1, "event"),
+        (None, 1, "event"),
+        (make_event(kind=EngagementKind.LIKE), 0, "creator_id"),
+        (make_event(kind=EngagementKind.LIKE), True, "creator_id"),
+        (make_event(kind=EngagementKind.WATCH, watched_seconds=10.0), 1, "completion"),
+    ],
+)
+def test_an_event_that_cannot_be_appended_is_refused_naming_the_field(
+    event: object, creator_id: object, field: str
+) -> None:
+    with pytest.raises(InvalidInputError) as info:
+        adapter.check_appendable_event(event, creator_id)
+    assert info.value.field == field
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        make_event(kind=EngagementKind.WATCH, completion=0.0),
+        make_event(kind=EngagementKind.LIKE),
+        make_event(kind=EngagementKind.SHARE),
+    ],
+)
+def test_an_appendable_event_is_returned_unchanged(event: EngagementEvent) -> None:
+    assert adapter.check_appendable_event(event, 7) is event
 
 
 def test_exception_chain_follows_orig_then_cause_and_stops_on_a_cycle() -> None:

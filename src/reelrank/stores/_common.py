@@ -13,7 +13,8 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from ..exceptions import InvalidInputError
-from ..validation import check_ttl
+from ..models._engagement import EngagementEvent, EngagementKind
+from ..validation import check_id, check_ttl
 
 _DAY_SECONDS = 86_400.0
 
@@ -78,3 +79,21 @@ def _check_instance(field: str, value: object, kind: type[_T]) -> _T:
     if not isinstance(value, kind):
         raise InvalidInputError(field, f"must be a {kind.__name__}, got {type(value).__name__}")
     return value
+
+
+def check_appendable_event(event: object, creator_id: object) -> EngagementEvent:
+    """Check an event and its creator as :meth:`~reelrank.stores.EventStore.append` takes them.
+
+    Every event store applies the same rules before it writes anything: ``event`` is an
+    :class:`~reelrank.EngagementEvent`, ``creator_id`` a valid id, and a watch carries
+    its ``completion`` (a watch built without one is a valid model, for callers that
+    fill it in later, but the statistics need it once stored).
+
+    Returns the event; raises :class:`~reelrank.InvalidInputError` naming ``event``,
+    ``creator_id`` or ``completion``.
+    """
+    checked = _check_instance("event", event, EngagementEvent)
+    check_id("creator_id", creator_id)
+    if checked.kind is EngagementKind.WATCH and checked.completion is None:
+        raise InvalidInputError("completion", "a watch must carry completion when appended")
+    return checked

@@ -8,7 +8,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from ..exceptions import InvalidInputError
 from ..models._engagement import (
     EngagementEvent,
     EngagementKind,
@@ -18,7 +17,11 @@ from ..models._engagement import (
 )
 from ..models._stats_columns import VideoStatsColumns
 from ..validation import check_id, check_ids, check_ids_by_user, check_limit
-from ._common import DEFAULT_IDEMPOTENCY_SECONDS, IdempotencyWindow, _check_instance
+from ._common import (
+    DEFAULT_IDEMPOTENCY_SECONDS,
+    IdempotencyWindow,
+    check_appendable_event,
+)
 
 __all__ = ["InMemoryEventStore"]
 
@@ -66,11 +69,8 @@ class InMemoryEventStore:
 
     def append(self, event: EngagementEvent, *, creator_id: int) -> bool:
         """Apply an event once per ``event_id``; ``False`` for a duplicate."""
-        _check_instance("event", event, EngagementEvent)
-        check_id("creator_id", creator_id)
+        check_appendable_event(event, creator_id)
         kind = event.kind
-        if kind is EngagementKind.WATCH and event.completion is None:
-            raise InvalidInputError("completion", "a watch must carry completion when appended")
         with self._lock:
             if not self._applied.accept(event.event_id):
                 return False

@@ -33,6 +33,9 @@ private module and keeps working across internal refactors of the core:
 * The shared semantics an adapter must reproduce exactly: the text analysis of the
   search index (:func:`tokenize`, :func:`parse_query`, :class:`SearchConfig`) and the
   affinity arithmetic of the event store (:func:`affinity`, :func:`affinity_credit`).
+* :func:`check_appendable_event`, the checks every event store applies to an event
+  before :meth:`~reelrank.stores.EventStore.append` writes it (a watch carries its
+  completion).
 * The store protocols themselves and the exceptions a store raises.
 
 The value types stores exchange (:class:`~reelrank.Video`,
@@ -86,6 +89,7 @@ from ..validation import (
     utc_now,
 )
 from ._bulk_reads import bulk_affinities, bulk_followed_videos, bulk_recently_seen, chunked
+from ._common import check_appendable_event
 from ._pages import page_record, take_page_in_steps
 from ._protocols import (
     AtomicSeenStore,
@@ -151,6 +155,7 @@ __all__ = [
     "bulk_affinities",
     "bulk_followed_videos",
     "bulk_recently_seen",
+    "check_appendable_event",
     "check_aware",
     "check_feed_key",
     "check_id",
@@ -314,4 +319,4 @@ class StoreErrorTranslation(ContextDecorator):
 
 
 # Only these are defined privately and exported first from here.
-_public_module(__name__, ["check_trending_kind", "page_record"], globals())
+_public_module(__name__, ["check_appendable_event", "check_trending_kind", "page_record"], globals())

@@ -16,7 +16,7 @@ from reelrank.models import (
     affinity_credit,
 )
 from reelrank.stores.adapter import (
-    InvalidInputError,
+    check_appendable_event,
     check_id,
     check_ids,
     check_ids_by_user,
@@ -24,7 +24,7 @@ from reelrank.stores.adapter import (
     chunked,
 )
 
-from ._base import ReplicaReadStore, check_instance, unique
+from ._base import ReplicaReadStore, unique
 from ._errors import store_errors
 from ._schema import (
     affinity_credits,
@@ -59,11 +59,8 @@ class SqlEventStore(ReplicaReadStore):
 
     def append(self, event: EngagementEvent, *, creator_id: int) -> bool:
         """Apply an event once per ``event_id``; ``False`` for a duplicate."""
-        check_instance("event", event, EngagementEvent)
-        check_id("creator_id", creator_id)
+        check_appendable_event(event, creator_id)
         kind = event.kind
-        if kind is EngagementKind.WATCH and event.completion is None:
-            raise InvalidInputError("completion", "a watch must carry completion when appended")
         record = self._insert(engagement_events).values(
             event_id=event.event_id,
             kind=kind.value,

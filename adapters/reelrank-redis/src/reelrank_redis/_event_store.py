@@ -14,14 +14,19 @@ from redis.commands.core import Script
 
 from reelrank import (
     EngagementEvent,
-    EngagementKind,
-    InvalidInputError,
     VideoStats,
     VideoStatsColumns,
     affinity,
     affinity_credit,
 )
-from reelrank.stores.adapter import check_id, check_ids, check_ids_by_user, check_limit, chunked
+from reelrank.stores.adapter import (
+    check_appendable_event,
+    check_id,
+    check_ids,
+    check_ids_by_user,
+    check_limit,
+    chunked,
+)
 
 from ._base import RedisStore
 from ._config import RedisClient, RedisConfig
@@ -152,13 +157,7 @@ class RedisEventStore(RedisStore):
         ``True`` goes to the one call that completed the event (its user half), also
         when an earlier attempt had applied only the video half before failing.
         """
-        if not isinstance(event, EngagementEvent):
-            raise InvalidInputError(
-                "event", f"must be an EngagementEvent, got {type(event).__name__}"
-            )
-        check_id("creator_id", creator_id)
-        if event.kind is EngagementKind.WATCH and event.completion is None:
-            raise InvalidInputError("completion", "a watch must carry completion when appended")
+        check_appendable_event(event, creator_id)
         credit = affinity_credit(event.kind, event.completion)
         config = self._config
         keys = self._keys

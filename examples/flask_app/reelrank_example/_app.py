@@ -942,8 +942,9 @@ class _Handlers:
         ).hexdigest()
         scope: str | None = None
         event_id = f"{kind[0]}-{secrets.token_hex(20)}"
-        # Whether a body without its own time is stamped here, and a pending record
-        # holds the stamp for a retry.
+        # Whether a keyed body without its own time is stamped here (a pending record
+        # then holds the stamp for a retry), and whether the key has a pending record,
+        # which the answer replaces.
         stamping = False
         pending_there = False
         if call.idempotency_key is not None:
@@ -951,9 +952,11 @@ class _Handlers:
             event_id = f"{kind[0]}-" + hashlib.sha256(scope.encode()).hexdigest()[:40]
             stamping = getattr(body, "occurred_at", None) is None
             if not stamping:
-                answered = self._earlier_answer(self._recall_answer(scope), fingerprint)
+                previous = self._recall_answer(scope)
+                answered = self._earlier_answer(previous, fingerprint)
                 if answered is not None:
                     return answered
+                pending_there = previous is not None
         recorder = self._services.recorder
         with self._event_write(call.vid):
             if scope is not None and stamping:

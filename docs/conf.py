@@ -161,6 +161,17 @@ def _document_reexported_constants(
         lines[:] = docs
 
 
+def _hide_private_bases(app: Sphinx, name: str, obj: Any, options: Any, bases: list[type]) -> None:
+    """Show a class's bases without the private ones, which no page documents (such as
+    the base the column classes share): a private base shows its own bases instead."""
+    shown: list[type] = []
+    for base in bases:
+        while any(part.startswith("_") for part in base.__module__.split(".")):
+            base = base.__bases__[0]
+        shown.append(base)
+    bases[:] = shown
+
+
 def _check_every_export_is_documented(app: Sphinx, env: BuildEnvironment) -> None:
     documented = set(env.get_domain("py").objects)
     paths = _public_paths()
@@ -340,6 +351,7 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("config-inited", _copy_notebooks)
     app.connect("config-inited", _signal_curves)
     app.connect("autodoc-process-docstring", _document_reexported_constants)
+    app.connect("autodoc-process-bases", _hide_private_bases)
     app.connect("env-check-consistency", _check_every_export_is_documented)
     app.connect("missing-reference", _resolve_other_public_path)
     return {"parallel_read_safe": True}

@@ -9,6 +9,7 @@ RFC 9457 problem document (``application/problem+json``).
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import hashlib
 import hmac
@@ -17,7 +18,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
 from importlib import resources
 from typing import Any
@@ -911,12 +912,10 @@ class _Handlers:
         self._rate.hit(call.user)
         record = self._services.recorder.like if liked else self._services.recorder.unlike
         event_id = f"l-{secrets.token_hex(16)}"
-        applied = self._write_event(
-            call.vid,
-            lambda: record(
+        with self._event_write(call.vid):
+            applied = record(
                 call.user, call.vid, event_id=event_id, occurred_at=occurred_at, video=video
-            ),
-        )
+            )
         g.event_outcome = "recorded" if applied else "duplicate"
         stats = self._services.stores.events.get_stats([call.vid]).get(call.vid)
         return LikeResponse(video_id=call.vid, liked=liked, likes=stats.likes if stats else 0)
@@ -932,78 +931,99 @@ class _Handlers:
         assert isinstance(body, WatchBody | ShareBody)
         occurred_at = self._occurred_at(body)
         video = self._ready_video(call.vid)
+        # Refused before the key's record is written: a refused request leaves none
+        # behind, so the key stays free for a request with another body.
+        self._refuse_writes_while_failing()
+        self._rate.hit(call.user)
         fingerprint = hashlib.sha256(
             json.dumps(
                 [kind, call.vid, body.model_dump(mode="json", exclude_none=True)], sort_keys=True
             ).encode()
         ).hexdigest()
+        scope: str | None = None
+        event_id = f"{kind[0]}-{secrets.token_hex(20)}"
+        # Whether a keyed body without its own time is stamped here (a pending record
+        # then holds the stamp for a retry), and whether the key has a pending record,
+        # which the answer replaces.
+        stamping = False
+        pending_there = False
         if call.idempotency_key is not None:
             scope = f"{call.user}:{call.idempotency_key}"
             event_id = f"{kind[0]}-" + hashlib.sha256(scope.encode()).hexdigest()[:40]
-            previous = self._recall_answer(scope)
-            if previous is None and getattr(body, "occurred_at", None) is None:
+            stamping = getattr(body, "occurred_at", None) is None
+            if not stamping:
+                previous = self._recall_answer(scope)
+                answered = self._earlier_answer(previous, fingerprint)
+                if answered is not None:
+                    return answered
+                pending_there = previous is not None
+        recorder = self._services.recorder
+        with self._event_write(call.vid):
+            if scope is not None and stamping:
                 # The stamp is recorded before the write: a retry after a lost answer
                 # redelivers the event with the same occurred_at, which the ClickHouse
-                # event store needs to recognise it past the hour. Read back, since a
-                # concurrent first request's record may have won.
+                # event store needs to recognise it past the hour. Recorded once the
+                # breaker let the write through, so that no refusal leaves it behind.
                 pending = IdempotencyRecord.pending_for(fingerprint, occurred_at)
-                self._remember_answer(scope, pending)
-                previous = self._recall_answer(scope)
-            if previous is not None:
-                if previous.fingerprint != fingerprint:
-                    raise ProblemError(
-                        422,
-                        "idempotency-key-reused",
-                        "this Idempotency-Key was used with another request",
-                        "Idempotency-Key",
-                    )
-                if not previous.pending:
-                    self._services.metrics.idempotent_replay(_route())
-                    g.event_outcome = "duplicate"
-                    return EventResponse.model_validate_json(previous.response), previous.status
-                if previous.occurred_at is not None:
-                    occurred_at = previous.occurred_at
-        else:
-            scope = None
-            event_id = f"{kind[0]}-{secrets.token_hex(20)}"
-        self._refuse_writes_while_failing()
-        self._rate.hit(call.user)
-        recorder = self._services.recorder
-        if isinstance(body, WatchBody):
-            watch = body
-            applied = self._write_event(
-                call.vid,
-                lambda: recorder.watch(
+                stored = self._remember_first(scope, pending)
+                pending_there = stored is True
+                if stored is not True:
+                    # Taken (or unknown): the record there decides.
+                    previous = self._recall_answer(scope)
+                    answered = self._earlier_answer(previous, fingerprint)
+                    if answered is not None:
+                        return answered
+                    if previous is not None:
+                        pending_there = True
+                        occurred_at = previous.occurred_at or occurred_at
+            if isinstance(body, WatchBody):
+                applied = recorder.watch(
                     call.user,
                     call.vid,
                     event_id=event_id,
                     occurred_at=occurred_at,
-                    watched_seconds=watch.watched_seconds,
-                    completion=watch.completion,
+                    watched_seconds=body.watched_seconds,
+                    completion=body.completion,
                     video=video,
-                ),
-            )
-        else:
-            share = body
-            applied = self._write_event(
-                call.vid,
-                lambda: recorder.share(
-                    call.user, call.vid, event_id=event_id, occurred_at=occurred_at,
-                    channel=share.channel, video=video,
                 )
-            )  # fmt: skip
+            else:
+                applied = recorder.share(
+                    call.user, call.vid, event_id=event_id, occurred_at=occurred_at,
+                    channel=body.channel, video=video,
+                )  # fmt: skip
         status = 201 if applied else 200
         g.event_outcome = "recorded" if applied else "duplicate"
         response = EventResponse(event_id=event_id, video_id=call.vid, applied=applied)
         if scope is not None:
-            self._remember_answer(
-                scope,
-                IdempotencyRecord(
-                    fingerprint=fingerprint, status=status, response=response.model_dump_json()
-                ),
-                replace_pending=previous is not None,
+            final = IdempotencyRecord(
+                fingerprint=fingerprint, status=status, response=response.model_dump_json()
             )
+            if pending_there:
+                self._replace_pending(scope, final)
+            else:
+                self._remember_first(scope, final)
         return response, status
+
+    def _earlier_answer(
+        self, previous: IdempotencyRecord | None, fingerprint: str
+    ) -> tuple[BaseModel, int] | None:
+        """The answer a keyed request gets from the key's earlier record: its first
+        answer again, 422 for another body, or ``None`` to write the event (no record,
+        or a pending one)."""
+        if previous is None:
+            return None
+        if previous.fingerprint != fingerprint:
+            raise ProblemError(
+                422,
+                "idempotency-key-reused",
+                "this Idempotency-Key was used with another request",
+                "Idempotency-Key",
+            )
+        if previous.pending:
+            return None
+        self._services.metrics.idempotent_replay(_route())
+        g.event_outcome = "duplicate"
+        return EventResponse.model_validate_json(previous.response), previous.status
 
     # An Idempotency-Key's event id is derived from the key, so the event store counts a
     # retried event once even when the stored answer cannot be read or written. While the
@@ -1018,13 +1038,21 @@ class _Handlers:
             _logger.warning("idempotency store unavailable", extra={"error": str(exc)})
             return None
 
-    def _remember_answer(
-        self, scope: str, record: IdempotencyRecord, *, replace_pending: bool = False
-    ) -> None:
-        store = self._services.stores.idempotency
-        remember = store.replace if replace_pending else store.put
+    def _remember_first(self, scope: str, record: IdempotencyRecord) -> bool | None:
+        """``put``: whether ``record`` was stored, ``None`` when unknown (the store is
+        down, or was written before ``put`` answered and returns nothing)."""
+        ttl = timedelta(hours=self._settings.idempotency_hours)
         try:
-            remember(scope, record, ttl=timedelta(hours=self._settings.idempotency_hours))
+            # None from a store written before put answered passes through: unknown.
+            return self._services.stores.idempotency.put(scope, record, ttl=ttl)
+        except StoreError as exc:
+            _logger.warning("idempotency store unavailable", extra={"error": str(exc)})
+            return None
+
+    def _replace_pending(self, scope: str, record: IdempotencyRecord) -> None:
+        ttl = timedelta(hours=self._settings.idempotency_hours)
+        try:
+            self._services.stores.idempotency.replace(scope, record, ttl=ttl)
         except StoreError as exc:
             _logger.warning("idempotency store unavailable", extra={"error": str(exc)})
 
@@ -1034,28 +1062,30 @@ class _Handlers:
         if self._event_writes.state is BreakerState.OPEN:
             raise StoreError("events", "recent writes failed; not trying again yet")
 
-    def _write(self, record: Callable[[], bool]) -> bool:
-        """Run one event write through the event-store breaker; a refused or failed
-        write raises :class:`~reelrank.StoreError` (503 with ``Retry-After``)."""
+    @contextlib.contextmanager
+    def _event_write(self, video_id: int) -> Iterator[None]:
+        """One event write through the event-store breaker: a refused or failed write
+        raises :class:`~reelrank.StoreError` (503 with ``Retry-After``). Afterwards the
+        video's counts are read afresh on this process's cards, since even a failed
+        write may have landed (a timeout after the store applied it)."""
         if not self._event_writes.allow_request():
             raise StoreError("events", "recent writes failed; not trying again yet")
         try:
-            applied = record()
+            yield
         except StoreError:
             self._event_writes.record_failure()
             raise
         except BaseException:
+            # The store answered and the call was wrong, or the store was not reached
+            # (a key reused with another body): no failure of the store.
             self._event_writes.record_success()
             raise
-        self._event_writes.record_success()
-        return applied
-
-    def _write_event(self, video_id: int, record: Callable[[], bool]) -> bool:
-        """:meth:`_write`, then the video's counts are read afresh on this process's cards."""
-        try:
-            return self._write(record)
+        else:
+            # Also when a keyed request was answered from its record instead, which
+            # closes a half-open breaker untested: a rare race (a concurrent request
+            # with the same key), and a failing store opens it again.
+            self._event_writes.record_success()
         finally:
-            # Even a failed write may have landed (a timeout after the store applied it).
             self.card_reader.forget_counts([video_id])
 
     def watch(self, call: Call) -> tuple[BaseModel, int]:

@@ -160,8 +160,14 @@ class IdempotencyStore(Protocol):
         """The record of ``scope`` (caller and key), unless absent or expired."""
         ...
 
-    def put(self, scope: str, record: IdempotencyRecord, *, ttl: timedelta) -> None:
-        """Remember ``record`` for ``ttl``; a record already there is kept."""
+    def put(self, scope: str, record: IdempotencyRecord, *, ttl: timedelta) -> bool:
+        """Remember ``record`` for ``ttl`` unless a live record is already there, which
+        is kept; whether ``record`` was stored.
+
+        The answer saves a first request reading its record back. For stores written
+        before ``put`` answered, which return ``None``, the service reads the record
+        back to learn which one is there.
+        """
         ...
 
     def replace(self, scope: str, record: IdempotencyRecord, *, ttl: timedelta) -> None:
@@ -186,12 +192,15 @@ class MemoryIdempotencyStore:
             return None
         return entry[1]
 
-    def put(self, scope: str, record: IdempotencyRecord, *, ttl: timedelta) -> None:
-        """Remember ``record`` for ``ttl``; a live record already there is kept."""
+    def put(self, scope: str, record: IdempotencyRecord, *, ttl: timedelta) -> bool:
+        """Remember ``record`` for ``ttl`` unless a live record is already there;
+        whether it was stored."""
         with self._lock:
             entry = self._records.get(scope)
-            if entry is None or entry[0] <= self._clock():
-                self._records[scope] = (self._clock() + ttl, record)
+            if entry is not None and entry[0] > self._clock():
+                return False
+            self._records[scope] = (self._clock() + ttl, record)
+            return True
 
     def replace(self, scope: str, record: IdempotencyRecord, *, ttl: timedelta) -> None:
         """Remember ``record`` for ``ttl`` in place of any record there."""
@@ -235,41 +244,44 @@ class SqlIdempotencyStore:
             )
         return IdempotencyRecord(row.fingerprint, row.status, row.response)
 
-    def put(self, scope: str, record: IdempotencyRecord, *, ttl: timedelta) -> None:
-        """Remember ``record`` for ``ttl``; a live record already there is kept."""
+    def put(self, scope: str, record: IdempotencyRecord, *, ttl: timedelta) -> bool:
+        """Remember ``record`` for ``ttl`` unless a live record is already there;
+        whether it was stored.
+
+        One upsert that writes over an expired record only: a live one (a concurrent
+        first request's) is kept, and the row the statement returns, or not, says which
+        happened. (Not the row count: it came back -1 on PostgreSQL.)
+        """
         now = self._clock()
+        statement = self._upsert(
+            _sql_row(scope, record, now + ttl), only_over=_idempotency.c.expires_at <= now
+        ).returning(_idempotency.c.scope)
         with self._engine.begin() as connection:
-            # An expired record is replaced; a live one (a concurrent first request) wins.
-            connection.execute(
-                sa.delete(_idempotency).where(
-                    _idempotency.c.scope == scope, _idempotency.c.expires_at <= now
-                )
-            )
-            exists = connection.execute(
-                sa.select(_idempotency.c.scope).where(_idempotency.c.scope == scope)
-            ).first()
-            if exists is None:
-                connection.execute(
-                    sa.insert(_idempotency).values(_sql_row(scope, record, now + ttl))
-                )
+            written = connection.execute(statement).first()
+        return written is not None
 
     def replace(self, scope: str, record: IdempotencyRecord, *, ttl: timedelta) -> None:
         """Remember ``record`` for ``ttl`` in place of any record there."""
-        row = _sql_row(scope, record, self._clock() + ttl)
-        # An upsert: concurrent replaces of one scope must not collide on its key, as a
-        # delete then insert would under READ COMMITTED.
+        statement = self._upsert(_sql_row(scope, record, self._clock() + ttl))
+        with self._engine.begin() as connection:
+            connection.execute(statement)
+
+    def _upsert(self, row: dict[str, Any], *, only_over: Any = None) -> Any:
+        """``row`` inserted, or written over the scope's record (only where the
+        condition ``only_over`` holds for that record, when given). An upsert, because
+        concurrent writes of one scope must not collide on its key, as a delete then
+        insert would under READ COMMITTED."""
         upsert: Any
         if self._engine.dialect.name == "postgresql":
             from sqlalchemy.dialects.postgresql import insert as upsert
         else:
             from sqlalchemy.dialects.sqlite import insert as upsert
         statement = upsert(_idempotency).values(row)
-        statement = statement.on_conflict_do_update(
+        return statement.on_conflict_do_update(
             index_elements=[_idempotency.c.scope],
             set_={name: statement.excluded[name] for name in row if name != "scope"},
+            where=only_over,
         )
-        with self._engine.begin() as connection:
-            connection.execute(statement)
 
 
 # A pending record has no response yet, so its stamp travels in the response column:
@@ -327,9 +339,10 @@ class RedisIdempotencyStore:
             occurred_at=_pending_stamp(fields.get("occurred_at")),
         )
 
-    def put(self, scope: str, record: IdempotencyRecord, *, ttl: timedelta) -> None:
-        """Remember ``record`` for ``ttl``; a live record already there is kept."""
-        self._set(scope, record, ttl=ttl, keep_existing=True)
+    def put(self, scope: str, record: IdempotencyRecord, *, ttl: timedelta) -> bool:
+        """Remember ``record`` for ``ttl`` unless a live record is already there;
+        whether it was stored (``SET NX`` answers it)."""
+        return self._set(scope, record, ttl=ttl, keep_existing=True)
 
     def replace(self, scope: str, record: IdempotencyRecord, *, ttl: timedelta) -> None:
         """Remember ``record`` for ``ttl`` in place of any record there."""
@@ -337,7 +350,7 @@ class RedisIdempotencyStore:
 
     def _set(
         self, scope: str, record: IdempotencyRecord, *, ttl: timedelta, keep_existing: bool
-    ) -> None:
+    ) -> bool:
         import redis
 
         fields: dict[str, Any] = {
@@ -349,11 +362,13 @@ class RedisIdempotencyStore:
             fields["occurred_at"] = record.occurred_at.isoformat()
         milliseconds = max(1, round(ttl.total_seconds() * 1000))
         try:
-            self._client.set(
+            answer = self._client.set(
                 self._key(scope), json.dumps(fields), nx=keep_existing, px=milliseconds
             )
         except redis.RedisError as exc:
             raise StoreError("idempotency", f"put failed: {type(exc).__name__}") from exc
+        # SET answers OK, or nothing when NX found a key there.
+        return bool(answer)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

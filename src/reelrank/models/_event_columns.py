@@ -15,21 +15,10 @@ from pydantic.fields import FieldInfo
 
 from ..exceptions import InvalidInputError
 from ..validation import check_id_column
+from ._columns import ReadOnlyColumns, as_column, readonly
 from ._engagement import EngagementEvent, EngagementKind
 
 __all__ = ["EngagementEventColumns"]
-
-_FIELDS = (
-    "event_id",
-    "kind",
-    "user_id",
-    "video_id",
-    "occurred_at",
-    "watched_seconds",
-    "completion",
-    "channel",
-    "variant",
-)
 
 
 def _constraints(metadata: list[Any], annotation: Any) -> Iterator[Any]:
@@ -75,15 +64,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _array(name: str, values: Any, length: int | None) -> NDArray[Any]:
-    try:
-        array = np.asarray(values)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise InvalidInputError(name, f"not an array: {exc}") from exc
-    if array.ndim != 1:
-        raise InvalidInputError(name, f"must be one-dimensional, got {array.ndim} dimensions")
-    if length is not None and array.shape[0] != length:
-        raise InvalidInputError(name, f"has {array.shape[0]} values but event_id has {length}")
-    return array
+    return as_column(name, values, length, "event_id")
 
 
 def _items(name: str, values: Any, length: int | None) -> list[Any]:
@@ -95,15 +76,10 @@ def _items(name: str, values: Any, length: int | None) -> list[Any]:
     return list(values)
 
 
-def _readonly(array: NDArray[Any]) -> NDArray[Any]:
-    array.flags.writeable = False
-    return array
-
-
 def _objects(items: list[Any]) -> NDArray[np.object_]:
     array = np.empty(len(items), dtype=object)
     array[:] = items
-    return _readonly(array)
+    return readonly(array)
 
 
 def _is_missing(item: Any) -> bool:
@@ -158,7 +134,7 @@ def _times(values: Any, length: int) -> NDArray[np.datetime64]:
     micros = np.array(array, dtype="datetime64[us]")
     if micros.size and (micros.min() < _EARLIEST or micros.max() > _LATEST):
         raise InvalidInputError(name, "must lie in the years 1 to 9999")
-    return _readonly(micros)
+    return readonly(micros)
 
 
 def _optional_floats(
@@ -167,7 +143,7 @@ def _optional_floats(
     """The values as floats in ``[low, high]``, NaN where there is none (given as NaN or
     ``None``); never infinite."""
     if values is None:
-        return _readonly(np.full(length, np.nan))
+        return readonly(np.full(length, np.nan))
     array = _array(name, values, length)
     if array.dtype.kind == "O":
         items = array.tolist()
@@ -183,10 +159,10 @@ def _optional_floats(
         raise InvalidInputError(name, f"must be finite and {bounds} (NaN for none)")
     if high is not None and (given > high).any():
         raise InvalidInputError(name, f"must be in {bounds} (NaN for none)")
-    return _readonly(floats)
+    return readonly(floats)
 
 
-class EngagementEventColumns:
+class EngagementEventColumns(ReadOnlyColumns):
     """Engagement events as columns, one per :class:`~reelrank.EngagementEvent` field:
     row ``i`` is one event.
 
@@ -199,7 +175,19 @@ class EngagementEventColumns:
     read-only; build columns with :meth:`from_arrays`.
     """
 
-    __slots__ = _FIELDS
+    __slots__ = _FIELDS = (
+        "event_id",
+        "kind",
+        "user_id",
+        "video_id",
+        "occurred_at",
+        "watched_seconds",
+        "completion",
+        "channel",
+        "variant",
+    )
+    _ROWS = "events"
+    _NAN_EQUAL = frozenset({"watched_seconds", "completion"})
 
     event_id: NDArray[np.object_]
     """The event ids (``str``); they may repeat (a store counts each once)."""
@@ -291,7 +279,7 @@ class EngagementEventColumns:
         elif kinds.size and not np.isin(kinds, _KINDS).all():
             bad = kinds[~np.isin(kinds, _KINDS)][0]
             raise InvalidInputError("kind", f"must be one of {', '.join(_KINDS)}: {bad!r}")
-        kinds = _readonly(np.array(kinds, dtype=str))
+        kinds = readonly(np.array(kinds, dtype=str))
         users = _ids("user_id", user_id, length)
         videos = _ids("video_id", video_id, length)
         times = _times(occurred_at, length)
@@ -362,22 +350,3 @@ class EngagementEventColumns:
             )
             for ident, kind, user, video, micros, watched, completion, channel, variant in rows
         ]
-
-    def __len__(self) -> int:
-        return int(self.event_id.shape[0])
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, EngagementEventColumns):
-            return NotImplemented
-        return all(
-            np.array_equal(getattr(self, name), getattr(other, name), equal_nan=name in _FLOATS)
-            for name in _FIELDS
-        )
-
-    __hash__ = None  # type: ignore[assignment]  # mutable-looking arrays: not hashable
-
-    def __repr__(self) -> str:
-        return f"EngagementEventColumns({len(self)} events)"
-
-
-_FLOATS = frozenset({"watched_seconds", "completion"})

@@ -9,6 +9,7 @@ from numpy.typing import NDArray
 
 from ..exceptions import InvalidInputError
 from ..validation import MAX_ID
+from ._columns import ReadOnlyColumns, check_shape, readonly
 from ._stats_columns import VideoStatsColumns
 
 __all__ = ["NO_SOUND_ID", "FollowedVideoColumns"]
@@ -22,15 +23,10 @@ def _column(name: str, values: Any, dtype: type[np.generic], length: int | None)
         array = np.array(values, dtype=dtype)  # a copy: the caller's array may change later
     except (TypeError, ValueError, OverflowError) as exc:
         raise InvalidInputError(name, f"not an array of {np.dtype(dtype)}: {exc}") from exc
-    if array.ndim != 1:
-        raise InvalidInputError(name, f"must be one-dimensional, got {array.ndim} dimensions")
-    if length is not None and array.shape[0] != length:
-        raise InvalidInputError(name, f"has {array.shape[0]} values but video_ids has {length}")
-    array.flags.writeable = False
-    return array
+    return readonly(check_shape(name, array, length, "video_ids"))
 
 
-class FollowedVideoColumns:
+class FollowedVideoColumns(ReadOnlyColumns):
     """Followed videos as the columns the feed ranks them from, with their statistics:
     row ``i`` is video ``video_ids[i]``, newest first.
 
@@ -43,7 +39,8 @@ class FollowedVideoColumns:
     :meth:`from_arrays`.
     """
 
-    __slots__ = ("creator_ids", "published_at", "sound_ids", "stats", "video_ids")
+    __slots__ = _FIELDS = ("video_ids", "creator_ids", "sound_ids", "published_at", "stats")
+    _ROWS = "videos"
 
     video_ids: NDArray[np.int64]
     """The video of each row; distinct."""
@@ -114,19 +111,3 @@ class FollowedVideoColumns:
         if not np.array_equal(stats.video_ids, ids):
             raise InvalidInputError("stats", "must hold the statistics of video_ids, in order")
         return cls(ids, creators, sounds, published, stats)
-
-    def __len__(self) -> int:
-        return int(self.video_ids.shape[0])
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, FollowedVideoColumns):
-            return NotImplemented
-        return self.stats == other.stats and all(
-            np.array_equal(getattr(self, name), getattr(other, name))
-            for name in ("video_ids", "creator_ids", "sound_ids", "published_at")
-        )
-
-    __hash__ = None  # type: ignore[assignment]  # mutable-looking arrays: not hashable
-
-    def __repr__(self) -> str:
-        return f"FollowedVideoColumns({len(self)} videos)"

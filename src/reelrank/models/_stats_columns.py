@@ -10,12 +10,12 @@ from numpy.typing import NDArray
 
 from ..exceptions import InvalidInputError
 from ..validation import MAX_ID
+from ._columns import ReadOnlyColumns, as_column, readonly
 from ._engagement import VideoStats
 
 __all__ = ["VideoStatsColumns"]
 
 _COUNT_FIELDS = ("views", "likes", "shares", "comments")
-_FIELDS = ("video_ids", "views", "completion_sum", "likes", "shares", "comments")
 _new_stats = VideoStats.__new__
 _set_attribute = object.__setattr__
 # Every field is given, so every model's set of fields set is this one (shared: the
@@ -24,14 +24,7 @@ _EVERY_STATS_FIELD = set(VideoStats.model_fields)
 
 
 def _column(name: str, values: Any, dtype: type[np.generic], length: int | None) -> NDArray[Any]:
-    try:
-        array = np.asarray(values)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(name, f"not an array: {exc}") from exc
-    if array.ndim != 1:
-        raise InvalidInputError(name, f"must be one-dimensional, got {array.ndim} dimensions")
-    if length is not None and array.shape[0] != length:
-        raise InvalidInputError(name, f"has {array.shape[0]} values but video_ids has {length}")
+    array = as_column(name, values, length, "video_ids")
     if array.size:
         if dtype is np.int64 and array.dtype.kind not in "iu":
             raise InvalidInputError(name, f"must hold integers, got dtype {array.dtype}")
@@ -39,12 +32,11 @@ def _column(name: str, values: Any, dtype: type[np.generic], length: int | None)
             raise InvalidInputError(name, f"must hold numbers, got dtype {array.dtype}")
         if array.dtype.kind == "u" and array.max() > np.iinfo(np.int64).max:
             raise InvalidInputError(name, "must fit in int64")
-    result = np.array(array, dtype=dtype)  # a copy: the caller's array may change later
-    result.flags.writeable = False
-    return result
+    # A copy: the caller's array may change later.
+    return readonly(np.array(array, dtype=dtype))
 
 
-class VideoStatsColumns:
+class VideoStatsColumns(ReadOnlyColumns):
     """The statistics of several videos, one column per :class:`~reelrank.VideoStats`
     field: row ``i`` is video ``video_ids[i]``.
 
@@ -56,7 +48,8 @@ class VideoStatsColumns:
     read-only; build columns with :meth:`from_arrays` (adapters) or :meth:`from_stats`.
     """
 
-    __slots__ = _FIELDS
+    __slots__ = _FIELDS = ("video_ids", "views", "completion_sum", "likes", "shares", "comments")
+    _ROWS = "videos"
 
     video_ids: NDArray[np.int64]
     """The video of each row; distinct."""
@@ -152,14 +145,14 @@ class VideoStatsColumns:
         rows = [stats.get(video_id) for video_id in ids]
 
         def column(field: str, dtype: type[np.generic]) -> NDArray[Any]:
-            array = np.fromiter(
-                (0 if row is None else getattr(row, field) for row in rows), dtype, count
+            return readonly(
+                np.fromiter(
+                    (0 if row is None else getattr(row, field) for row in rows), dtype, count
+                )
             )
-            array.flags.writeable = False
-            return array
 
         return cls(
-            _readonly_ids(ids),
+            readonly(np.array(ids, dtype=np.int64)),
             column("views", np.int64),
             column("completion_sum", np.float64),
             column("likes", np.int64),
@@ -202,22 +195,3 @@ class VideoStatsColumns:
             _set_attribute(stats, "__pydantic_private__", None)
             found[video_id] = stats
         return found
-
-    def __len__(self) -> int:
-        return int(self.video_ids.shape[0])
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, VideoStatsColumns):
-            return NotImplemented
-        return all(np.array_equal(getattr(self, name), getattr(other, name)) for name in _FIELDS)
-
-    __hash__ = None  # type: ignore[assignment]  # mutable-looking arrays: not hashable
-
-    def __repr__(self) -> str:
-        return f"VideoStatsColumns({len(self)} videos)"
-
-
-def _readonly_ids(ids: list[int]) -> NDArray[np.int64]:
-    array = np.array(ids, dtype=np.int64)
-    array.flags.writeable = False
-    return array

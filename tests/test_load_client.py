@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
+import subprocess
 import sys
 import threading
 import time
@@ -24,7 +25,13 @@ from werkzeug.serving import make_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples" / "flask_app"))
 
-from reelrank_example.testing import LoadSpec, run_load
+from reelrank_example.testing import (
+    LoadSpec,
+    read_records,
+    run_load,
+    run_load_process,
+    wait_for_load_start,
+)
 
 PAGES_PER_FEED = 3
 """The stand-in feed hands out cursors for this many pages, then ``next_cursor`` null."""
@@ -222,3 +229,30 @@ def test_chunked_answers_leave_the_connection_in_step(server: tuple[str, Receive
     records = run_load(spec)
     # One connection: a body read short or long would break every later answer.
     assert len(records) > 10 and {record.status for record in records} == {200}
+
+
+def test_a_load_process_tells_when_its_schedule_starts(
+    server: tuple[str, Received], tmp_path: Path
+) -> None:
+    url, _ = server
+    spec = LoadSpec(
+        base_url=url, rate=40.0, duration=0.5, users=5, videos=10, only_path="/ping",
+        connections=2, retry_seconds=0.0, seed=5,
+    )  # fmt: skip
+    asked = time.time()
+    process = run_load_process(spec, tmp_path)
+    started_at = wait_for_load_start(process, tmp_path)
+    # The mark is written before the first instant, which is after the process began.
+    assert asked < started_at
+    assert time.time() < started_at + 0.1
+    assert process.wait(timeout=60) == 0
+    records, _ = read_records(tmp_path / "load.json")
+    assert records
+    assert min(record.scheduled for record in records) == pytest.approx(started_at, abs=1e-6)
+
+
+def test_waiting_for_a_load_that_died_raises_with_its_log(tmp_path: Path) -> None:
+    (tmp_path / "load.log").write_text("ImportError: the load could not start\n")
+    process = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    with pytest.raises(RuntimeError, match="exited with 3: ImportError"):
+        wait_for_load_start(process, tmp_path, timeout=30.0)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import http.client
 import itertools
 import json
@@ -34,7 +35,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -54,6 +55,7 @@ __all__ = [
     "run_load",
     "run_load_process",
     "service_environment",
+    "wait_for_load_start",
 ]
 
 SECRET = "load-test-secret-" + "x" * 24
@@ -64,6 +66,8 @@ _SEARCH_WORDS = (
     "easy hack", "daily routine", "epic fail", "secret trick", "makeup tutorial",
 )  # fmt: skip
 _TRENDING = ("/api/v1/reels/trending-hashtags?limit=10", "/api/v1/reels/trending-sounds?limit=10")
+# The file a load process writes when its schedule starts (see wait_for_load_start).
+_START_MARK = "load.started"
 # Idle keep-alive connections are dropped before gunicorn closes them (--keep-alive 5).
 _IDLE_RECONNECT_SECONDS = 2.0
 _WATCH_BODIES = (b'{"completion": 0.25}', b'{"completion": 0.75}')
@@ -450,15 +454,19 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, dict[bytes,
     return status, headers, await reader.read()
 
 
-def run_load(spec: LoadSpec) -> list[LoadRecord]:
+def run_load(
+    spec: LoadSpec, *, on_start: Callable[[float], None] | None = None
+) -> list[LoadRecord]:
     """Send ``spec``'s workload and return one record per request (retries included).
 
     One asyncio event loop in this thread drives ``spec.connections`` keep-alive
     connections: a request waits in the loop's queue while every connection is busy,
-    and that wait counts in its latency.
+    and that wait counts in its latency. ``on_start``, if given, is called with the
+    wall-clock time (``time.time()``) of the schedule's first instant once the users'
+    tokens are signed and the workers started, shortly before that instant.
     """
     with asyncio.Runner(loop_factory=_new_event_loop) as runner:
-        return runner.run(_LoadRun(spec).run())
+        return runner.run(_LoadRun(spec).run(on_start))
 
 
 class _PreciseEpollSelector(selectors.EpollSelector):
@@ -637,11 +645,13 @@ class _LoadRun:
         finally:
             connection.close()
 
-    async def run(self) -> list[LoadRecord]:
+    async def run(self, on_start: Callable[[float], None] | None) -> list[LoadRecord]:
         spec, loop = self.spec, asyncio.get_running_loop()
         self.wall_offset = time.time() - loop.time()
         workers = [asyncio.create_task(self.worker()) for _ in range(spec.connections)]
         start = loop.time() + 0.1
+        if on_start is not None:
+            on_start(self.wall_offset + start)
         end = start + spec.duration
         next_at = start
         while next_at < end:
@@ -665,18 +675,44 @@ class _LoadRun:
 
 def run_load_process(spec: LoadSpec, directory: Path) -> subprocess.Popen[bytes]:
     """Start ``python -m reelrank_example.testing`` on ``spec`` in a process of its own;
-    its records land in ``directory / "load.json"`` (read them with :func:`read_records`)."""
+    its records land in ``directory / "load.json"`` (read them with :func:`read_records`).
+
+    The process needs a moment (seconds on a busy machine) to import and sign its
+    users' tokens before its schedule starts: :func:`wait_for_load_start` waits for
+    that, so a test that times a fault against the load starts its clock there."""
     directory.mkdir(parents=True, exist_ok=True)
     spec_path = directory / "spec.json"
     spec_path.write_text(json.dumps(dataclasses.asdict(spec)))
+    (directory / _START_MARK).unlink(missing_ok=True)
     with (directory / "load.log").open("ab") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "reelrank_example.testing", str(spec_path),
-             str(directory / "load.json")],
+             str(directory / "load.json"), str(directory / _START_MARK)],
             env=service_environment(),
             stdout=log,
             stderr=subprocess.STDOUT,
         )  # fmt: skip
+
+
+def wait_for_load_start(
+    process: subprocess.Popen[bytes], directory: Path, *, timeout: float = 60.0
+) -> float:
+    """Wait until the load process started by :func:`run_load_process` in ``directory``
+    has begun its schedule, then return the wall-clock time (``time.time()``) of its
+    first scheduled instant (at most 0.1 s away).
+
+    Raises :class:`RuntimeError` if the process exits first or ``timeout`` seconds pass.
+    """
+    mark = directory / _START_MARK
+    deadline = time.monotonic() + timeout
+    while not mark.exists():
+        if process.poll() is not None:
+            log = (directory / "load.log").read_text(errors="replace")
+            raise RuntimeError(f"the load process exited with {process.returncode}: {log}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the load process did not start its schedule in {timeout} s")
+        time.sleep(0.02)
+    return float(mark.read_text())
 
 
 def read_records(path: Path) -> tuple[list[LoadRecord], dict[str, float]]:
@@ -697,11 +733,19 @@ def percentile(values: Sequence[float], fraction: float) -> float:
     return ordered[rank - 1]
 
 
+def _mark_start(path: Path, wall_start: float) -> None:
+    """Write the schedule's start for :func:`wait_for_load_start`, whole or not at all."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(repr(wall_start))
+    partial.replace(path)
+
+
 def _main(argv: Sequence[str]) -> int:
-    spec_path, out_path = argv
+    spec_path, out_path, *start_mark = argv
     spec = LoadSpec(**json.loads(Path(spec_path).read_text()))
     started = time.process_time()
-    records = run_load(spec)
+    on_start = functools.partial(_mark_start, Path(start_mark[0])) if start_mark else None
+    records = run_load(spec, on_start=on_start)
     # The load's own CPU, without the interpreter's start-up and the token signing.
     cpu_seconds = time.process_time() - started
     Path(out_path).write_text(

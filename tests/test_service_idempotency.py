@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from keyed_service import (
     SECRET,
     STORE_KINDS,
@@ -41,6 +42,8 @@ from reelrank_example import (
     migrate,
     seed_synthetic_catalog,
 )
+
+from reelrank import StoreError, StoreTimeoutError
 
 WATCH = f"/api/v1/reels/{FIRST_VIDEO_ID}/watch"
 SHARE = f"/api/v1/reels/{FIRST_VIDEO_ID}/share"
@@ -278,3 +281,43 @@ def test_the_service_keeps_keys_in_the_state_redis(service_redis_url: str, tmp_p
         assert sql.get(f"{FIRST_USER_ID}:retry-1") is None
     finally:
         services.close()
+
+
+def _unreachable_sql_store(tmp_path: Path) -> SqlIdempotencyStore:
+    """A store whose SQLite file cannot be opened: every call fails in the driver."""
+    return SqlIdempotencyStore(sa.create_engine(f"sqlite:///{tmp_path / 'missing' / 'keys.db'}"))
+
+
+def test_a_failing_sql_idempotency_store_raises_store_errors(tmp_path: Path) -> None:
+    store = _unreachable_sql_store(tmp_path)
+    record = IdempotencyRecord("fingerprint", 201, "{}")
+    calls = {
+        "get": lambda: store.get("1:k"),
+        "put": lambda: store.put("1:k", record, ttl=timedelta(hours=1)),
+        "replace": lambda: store.replace("1:k", record, ttl=timedelta(hours=1)),
+    }
+    for operation, call in calls.items():
+        with pytest.raises(StoreError) as info:
+            call()
+        assert info.value.store == "idempotency"
+        assert f"{operation} failed" in str(info.value)
+        assert isinstance(info.value.__cause__, sa.exc.OperationalError)
+
+
+def test_a_keyed_event_is_taken_while_the_sql_idempotency_store_fails(tmp_path: Path) -> None:
+    with keyed_service(_unreachable_sql_store(tmp_path)) as service:
+        answer = service.client.post(WATCH, json={"completion": 0.5}, headers=keyed_headers("k"))
+        assert answer.status_code == 201, answer.get_json()
+        assert len(service.events.appended) == 1
+
+
+def test_a_pool_that_runs_dry_is_an_idempotency_store_timeout(tmp_path: Path) -> None:
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'keys.db'}")
+    migrate(settings)
+    url = settings.database_url.get_secret_value()
+    engine = sa.create_engine(url, pool_size=1, max_overflow=0, pool_timeout=0.1)
+    store = SqlIdempotencyStore(engine)
+    with engine.connect(), pytest.raises(StoreTimeoutError) as info:
+        store.get("1:k")  # the one pooled connection is held above
+    assert info.value.store == "idempotency"
+    engine.dispose()

@@ -68,6 +68,7 @@ from reelrank import (
     Video,
     VideoSearch,
 )
+from reelrank.stores.adapter import StoreErrorTranslator, exception_chain
 
 from ._metrics import AppMetrics
 from ._settings import Settings
@@ -220,8 +221,26 @@ _idempotency = sa.Table(
 )
 
 
+def _is_sql_timeout(exc: BaseException) -> bool:
+    """A pool checkout that waited too long, or a statement the server cancelled
+    (SQLSTATE 57014, ``statement_timeout``)."""
+    return any(
+        isinstance(link, sa.exc.TimeoutError | TimeoutError)
+        or getattr(link, "sqlstate", None) == "57014"
+        for link in exception_chain(exc)
+    )
+
+
+_sql_errors = StoreErrorTranslator((sa.exc.SQLAlchemyError, OSError), is_timeout=_is_sql_timeout)
+
+
 class SqlIdempotencyStore:
-    """Records in the service's SQL database, shared by every worker and replica."""
+    """Records in the service's SQL database, shared by every worker and replica.
+
+    Database failures raise :class:`~reelrank.StoreError` (``store="idempotency"``;
+    :class:`~reelrank.StoreTimeoutError` for a timeout), which the service handles as
+    an unavailable idempotency store, as it does Redis's.
+    """
 
     def __init__(self, engine: sa.Engine, clock: Callable[[], datetime] | None = None) -> None:
         self._engine = engine
@@ -229,7 +248,7 @@ class SqlIdempotencyStore:
 
     def get(self, scope: str) -> IdempotencyRecord | None:
         """The record of ``scope``, unless absent or expired."""
-        with self._engine.connect() as connection:
+        with _sql_errors("idempotency", "get"), self._engine.connect() as connection:
             row = connection.execute(
                 sa.select(_idempotency).where(_idempotency.c.scope == scope)
             ).first()
@@ -256,14 +275,14 @@ class SqlIdempotencyStore:
         statement = self._upsert(
             _sql_row(scope, record, now + ttl), only_over=_idempotency.c.expires_at <= now
         ).returning(_idempotency.c.scope)
-        with self._engine.begin() as connection:
+        with _sql_errors("idempotency", "put"), self._engine.begin() as connection:
             written = connection.execute(statement).first()
         return written is not None
 
     def replace(self, scope: str, record: IdempotencyRecord, *, ttl: timedelta) -> None:
         """Remember ``record`` for ``ttl`` in place of any record there."""
         statement = self._upsert(_sql_row(scope, record, self._clock() + ttl))
-        with self._engine.begin() as connection:
+        with _sql_errors("idempotency", "replace"), self._engine.begin() as connection:
             connection.execute(statement)
 
     def _upsert(self, row: dict[str, Any], *, only_over: Any = None) -> Any:

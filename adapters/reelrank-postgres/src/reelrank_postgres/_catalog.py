@@ -290,7 +290,8 @@ class SqlCatalog(ReplicaReadStore):
     followed creators' ready videos. :meth:`followed_videos_many` (the
     :class:`~reelrank.BulkReadCatalog` read cache warming uses) does the same for many
     users in one statement per :attr:`users_per_statement` users. :meth:`followed_candidates`
-    runs the same read joined to the statistics, so the catalog is a
+    makes the same walk joined to the statistics (on PostgreSQL from the index alone,
+    through a function that pins its plan), so the catalog is a
     :class:`~reelrank.FollowedCandidatesCatalog` for a
     :class:`~reelrank_postgres.SqlEventStore` on its
     database.
@@ -524,8 +525,15 @@ class SqlCatalog(ReplicaReadStore):
 
     def followed_candidates(self, user_id: int, *, limit: int) -> FollowedVideoColumns:
         """The videos of :meth:`followed_videos` as the feed's ranking columns, with their
-        statistics from ``video_stats``, in one statement (the same plan, joined to the
-        statistics by primary key) and without building a video per row."""
+        statistics from ``video_stats``, in one statement and without building a video
+        per row.
+
+        On PostgreSQL the statement calls ``reelrank_followed_candidates`` (revision
+        0009): the same walk as :meth:`followed_videos`, its columns read from
+        ``ix_videos_ready_creator_recency_sound`` alone, the kept rows joined to the
+        statistics by primary key, with the planner settings the function carries; one
+        round trip in autocommit. SQLite joins the statistics to its followed-videos
+        statement."""
         check_id("user_id", user_id)
         check_limit("limit", limit)
         if limit == 0:

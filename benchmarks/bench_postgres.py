@@ -2,8 +2,8 @@
 the stats read of one 500-candidate page, against the in-memory stores in the same run,
 and a cache-miss ``feed()`` over PostgreSQL stores at catalog scale.
 
-One "page read" is ``recent_videos(limit=500)`` followed by ``get_stats`` of the 500 ids,
-the two store calls a fresh ranking makes for its shared candidate pool. The ratio table
+One "page read" is ``recent_videos(limit=500)`` followed by ``stats_columns`` of the 500
+ids, the two store calls a fresh ranking makes for its shared candidate pool. The ratio table
 at the end of the run gives each backend's p50 against the in-memory stores' p50.
 Skips when ``reelrank-postgres`` or the PostgreSQL server binaries are not installed
 (``scripts/test.sh`` installs both).
@@ -92,7 +92,7 @@ class Backends:
 
         def read() -> int:
             ids = [video.video_id for video in catalog.recent_videos(limit=CANDIDATES)]
-            return len(events.get_stats(ids))
+            return len(events.stats_columns(ids))
 
         return read
 

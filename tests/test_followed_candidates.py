@@ -28,7 +28,12 @@ from reelrank import (
 )
 from reelrank._kernels._diversity import NO_SOUND
 from reelrank.feed import FeedRankingService, FeedServiceConfig, StoreDeadlines
-from reelrank.stores import InMemoryCatalog, InMemoryEventStore, InMemorySeenStore
+from reelrank.stores import (
+    InMemoryCatalog,
+    InMemoryEventStore,
+    InMemoryFeedCache,
+    InMemorySeenStore,
+)
 from reelrank.testing import (
     EPOCH,
     FollowedCandidatesCatalogContract,
@@ -281,3 +286,56 @@ def test_bad_columns_raise_invalid_input_naming_the_field(field: str, value: Any
 def test_the_protocol_is_runtime_checkable() -> None:
     assert isinstance(_ColumnsCatalog(InMemoryEventStore()), FollowedCandidatesCatalog)
     assert not isinstance(InMemoryCatalog(), FollowedCandidatesCatalog)
+
+
+def _snapshot(world: tuple[Any, Any, Any], *, warm: bool, observer: FeedObserver) -> Any:
+    """The snapshot a cache miss of user 1 ranks (``warm`` false) or warming ranks."""
+    catalog, events, seen = world
+    clock = ManualClock(START)
+    cache = InMemoryFeedCache()
+    with FeedRankingService(
+        catalog=catalog,
+        events=events,
+        seen=seen,
+        cache=cache,
+        config=FeedServiceConfig(
+            refresh_pool_in_background=False,
+            cursor_secret="a-test-secret-of-some-length",
+            recent_limit=5,
+            popular_limit=0,
+        ),
+        clock=clock.now,
+        monotonic=clock.monotonic,
+        observer=observer,
+    ) as service:
+        if warm:
+            assert service.warm([1]) == 1
+        else:
+            service.feed(1, 10)
+    snapshot = cache.get(1)
+    assert snapshot is not None
+    return snapshot
+
+
+def test_warming_ranks_what_a_miss_ranks_with_its_bulk_reads() -> None:
+    """Warming reads a batch's followed videos with one ``followed_videos_many`` and their
+    statistics with one ``stats_columns``, not ``followed_candidates`` per user (one call
+    per user, and a model-score read per user): the same columns, ranked the same."""
+    engagement = [("watch", 2, 3), ("like", 2, 11), ("share", 3, 20), ("comment", 2, 33)]
+    events = InMemoryEventStore()
+    catalog = _ColumnsCatalog(events)
+    missed = _snapshot(
+        _world(catalog, events, 40, [2, 3, 5], engagement), warm=False, observer=_Operations()
+    )
+    assert catalog.calls == 1
+    events = InMemoryEventStore()
+    catalog = _ColumnsCatalog(events)
+    observer = _Operations()
+    warmed = _snapshot(
+        _world(catalog, events, 40, [2, 3, 5], engagement), warm=True, observer=observer
+    )
+    assert catalog.calls == 0
+    assert observer.calls.count("catalog.bulk_catalog") == 1  # the batch's followed videos
+    assert observer.calls.count("events.bulk_stats") == 1  # and their statistics
+    assert (warmed.video_ids, warmed.scores) == (missed.video_ids, missed.scores)
+    assert len(missed.video_ids) > 5  # followed videos outside the 5-video pool are ranked

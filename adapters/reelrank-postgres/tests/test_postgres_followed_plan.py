@@ -6,9 +6,10 @@ JSON)``) under statistics that used to flip the plan of the former join (none at
 stale ones saying the user follows nobody, accurate ones, and a ``follows`` table
 crowded by other users). Every time, ``videos`` must be read only through the partial
 index of ready videos per creator, backwards, under a ``Limit``, once per followed
-creator and at most ``limit`` entries a time, plus at most ``limit`` rows by primary key
-(and as many of ``video_stats``); and any sort must see no more than ``followed creators x
-limit`` rows, never all their videos.
+creator and at most ``limit`` entries a time, plus, for ``followed_videos``, at most
+``limit`` rows by primary key (``followed_candidates`` reads no table row of ``videos``:
+the index holds its columns), and at most ``limit`` rows of ``video_stats``; and any sort
+must see no more than ``followed creators x limit`` rows, never all their videos.
 """
 
 from __future__ import annotations
@@ -128,10 +129,24 @@ def _followed_ids(catalog: SqlCatalog, method: str) -> list[int]:
     return list(columns.video_ids.tolist())
 
 
-def _explained(
+_AUTO_EXPLAIN = (
+    "LOAD 'auto_explain'",
+    "SET auto_explain.log_min_duration = 0",
+    "SET auto_explain.log_nested_statements = on",
+    "SET auto_explain.log_analyze = on",
+    "SET auto_explain.log_format = json",
+    "SET auto_explain.log_level = notice",
+)
+_CALLS_IN_ONE_SESSION = 7
+"""Calls of the function in one session: PL/pgSQL plans its statement for each of the
+first five, then may keep a generic plan, and every one of them must keep the shape."""
+
+
+def _captured(
     catalog: SqlCatalog, engine: Engine, method: str
-) -> tuple[list[int], dict[str, Any]]:
-    """The answer of ``method`` and the analysed plan of the statement it ran."""
+) -> tuple[list[int], list[str], str, Any]:
+    """The answer of ``method``, the settings it made and the statement (with its
+    parameters) it ran."""
     captured: list[tuple[str, Any]] = []
 
     def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
@@ -142,13 +157,46 @@ def _explained(
         found = _followed_ids(catalog, method)
     finally:
         event.remove(engine, "before_cursor_execute", capture)
-    ((statement, parameters),) = [item for item in captured if "videos" in item[0]]
+    *settings, (statement, parameters) = captured
+    return found, [setting for setting, _ in settings], statement, parameters
+
+
+def _explained(
+    catalog: SqlCatalog, engine: Engine, method: str
+) -> tuple[list[int], list[dict[str, Any]]]:
+    """The answer of ``method`` and the analysed plans of the statement it ran: of the
+    statement itself (``followed_videos``), or of the statement inside the function it
+    calls (``followed_candidates``), which ``auto_explain`` reports as a notice per call,
+    for several calls in one session."""
+    found, settings, statement, parameters = _captured(catalog, engine, method)
     with engine.connect() as connection:
-        cursor = connection.connection.driver_connection.cursor()
-        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, parameters)
-        (document,) = cursor.fetchone()
-    plan = document[0]["Plan"] if isinstance(document, list) else json.loads(document)[0]["Plan"]
-    return found, plan
+        driver = connection.connection.driver_connection
+        assert driver is not None
+        cursor = driver.cursor()
+        if method == "followed_videos":
+            # In a transaction, after the settings the catalog made (its SET LOCAL).
+            for setting in settings:
+                cursor.execute(setting)
+            cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, parameters)
+            (document,) = cursor.fetchone()
+            parsed = document if isinstance(document, list) else json.loads(document)
+            return found, [parsed[0]["Plan"]]
+        # One statement, no transaction block: the function pins its own setting.
+        assert not settings, settings
+        assert statement.count("reelrank_followed_candidates(") == 1, statement
+        notices: list[str] = []
+        driver.add_notice_handler(lambda notice: notices.append(notice.message_primary or ""))
+        for setting in _AUTO_EXPLAIN:
+            cursor.execute(setting)
+        for _ in range(_CALLS_IN_ONE_SESSION):
+            cursor.execute(statement, parameters)
+            assert [row[0] for row in cursor.fetchall()] == found
+        # The session's auto_explain settings must not reach another test.
+        connection.invalidate()
+    logged = [json.loads(notice.split("plan:", 1)[1]) for notice in notices if "plan:" in notice]
+    plans = [entry["Plan"] for entry in logged if "LATERAL" in entry["Query Text"]]
+    assert len(plans) == _CALLS_IN_ONE_SESSION, notices
+    return found, plans
 
 
 def _expected() -> list[int]:
@@ -163,6 +211,11 @@ def _expected() -> list[int]:
     return [video for _, video in sorted(ready, reverse=True)[:_LIMIT]]
 
 
+def _check_shapes(plans: list[dict[str, Any]], method: str) -> None:
+    for plan in plans:
+        _check_shape(plan, method)
+
+
 def _check_shape(plan: dict[str, Any], method: str) -> None:
     scans = [
         (node, parent) for node, parent in _nodes(plan) if node.get("Relation Name") == "videos"
@@ -173,13 +226,15 @@ def _check_shape(plan: dict[str, Any], method: str) -> None:
         if node in per_creator:
             # the creator's newest entries from the partial index, at most limit a creator
             assert node["Node Type"] in ("Index Scan", "Index Only Scan"), plan
-            assert node["Index Name"] == "ix_videos_ready_creator_recency", plan
+            assert node["Index Name"] == "ix_videos_ready_creator_recency_sound", plan
             assert node["Scan Direction"] == "Backward", plan
             assert parent is not None and parent["Node Type"] == "Limit", plan
             assert node["Actual Loops"] == _FOLLOWED, plan
             assert node["Actual Rows"] <= _LIMIT, plan  # rows per loop
         else:
-            # the table rows of the kept entries only
+            # the table rows of the kept entries only, and none for the candidates, whose
+            # columns the index holds
+            assert method == "followed_videos", plan
             assert node["Actual Rows"] * node["Actual Loops"] <= _LIMIT, plan
     stats_scans = [node for node, _ in _nodes(plan) if node.get("Relation Name") == "video_stats"]
     assert len(stats_scans) == (method == "followed_candidates"), plan
@@ -200,32 +255,45 @@ def test_followed_videos_reads_limit_rows_per_creator_under_any_statistics(
     want = _expected()
     # 1. no statistics on the new rows at all
     _follow_everyone(postgres_engine)
-    found, plan = _explained(catalog, postgres_engine, method)
+    found, plans = _explained(catalog, postgres_engine, method)
     assert found == want
-    _check_shape(plan, method)
+    _check_shapes(plans, method)
     # 2. stale statistics: analysed while the user followed nobody
     with postgres_engine.begin() as connection:
         connection.execute(text("DELETE FROM follows"))
     _analyze(postgres_engine)
     _follow_everyone(postgres_engine)
-    found, plan = _explained(catalog, postgres_engine, method)
+    found, plans = _explained(catalog, postgres_engine, method)
     assert found == want
-    _check_shape(plan, method)
+    _check_shapes(plans, method)
     # 3. accurate statistics
     _analyze(postgres_engine)
-    found, plan = _explained(catalog, postgres_engine, method)
+    found, plans = _explained(catalog, postgres_engine, method)
     assert found == want
-    _check_shape(plan, method)
+    _check_shapes(plans, method)
     # 4. a follows table crowded by other users
     _crowd_follows(postgres_engine)
-    found, plan = _explained(catalog, postgres_engine, method)
+    found, plans = _explained(catalog, postgres_engine, method)
     assert found == want
-    _check_shape(plan, method)
+    _check_shapes(plans, method)
     # 5. statistics saying a creator has fewer videos than the limit (on the 1M catalog,
     # an estimate of 73 for a limit of 200 made the planner fetch each creator's rows by
     # bitmap and sort them; this catalog is too small to tempt it, so this state checks
     # the shape holds, not that it would have flipped)
     _crowd_creators(postgres_engine)
-    found, plan = _explained(catalog, postgres_engine, method)
+    found, plans = _explained(catalog, postgres_engine, method)
     assert found == want
-    _check_shape(plan, method)
+    _check_shapes(plans, method)
+
+
+def test_the_followed_candidates_function_pins_its_planner_settings(
+    postgres_engine: Engine,
+) -> None:
+    """The settings the function runs with, whatever the session's: this catalog is too
+    small to tempt the planner into a bitmap scan (the 1M-video one was, with a
+    visibility map not yet set), so the setting itself is checked."""
+    with postgres_engine.connect() as connection:
+        settings = connection.execute(
+            text("SELECT proconfig FROM pg_proc WHERE proname = 'reelrank_followed_candidates'")
+        ).scalar_one()
+    assert sorted(settings) == ["enable_bitmapscan=off", "plan_cache_mode=force_custom_plan"]

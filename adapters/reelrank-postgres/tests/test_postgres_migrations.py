@@ -168,6 +168,39 @@ def test_the_trending_revision_adds_and_drops_only_its_tables(empty_engine: Engi
     assert SqlCatalog(empty_engine, verify_schema=False).get_creators([1]) == {1: make_creator(1)}
 
 
+def _indexes_of_videos(engine: Engine) -> set[str]:
+    return {index["name"] for index in inspect(engine).get_indexes("videos") if index["name"]}
+
+
+def test_the_covering_revision_swaps_the_followed_index_and_back(empty_engine: Engine) -> None:
+    """0009 replaces the followed read's index with one that holds the sound too (and, on
+    PostgreSQL, adds the read's function); down again, the schema is 0008's."""
+    postgres = empty_engine.dialect.name == "postgresql"
+    function = text("SELECT count(*) FROM pg_proc WHERE proname = 'reelrank_followed_candidates'")
+    migrate(empty_engine, "0008")
+    catalog = SqlCatalog(empty_engine, verify_schema=False)
+    catalog.put_creator(make_creator(1))
+    catalog.put_video(make_video(1, 1, sound_id=7))
+    catalog.follow(5, 1)
+    before = _indexes_of_videos(empty_engine)
+    assert "ix_videos_ready_creator_recency" in before
+    migrate(empty_engine)
+    after = _indexes_of_videos(empty_engine)
+    assert after == before - {"ix_videos_ready_creator_recency"} | {
+        "ix_videos_ready_creator_recency_sound"
+    }
+    if postgres:
+        with empty_engine.connect() as connection:
+            assert connection.execute(function).scalar_one() == 1
+    columns = SqlCatalog(empty_engine).followed_candidates(5, limit=10)
+    assert (columns.video_ids.tolist(), columns.sound_ids.tolist()) == ([1], [7])
+    downgrade(empty_engine, "0008")
+    assert _indexes_of_videos(empty_engine) == before
+    if postgres:
+        with empty_engine.connect() as connection:
+            assert connection.execute(function).scalar_one() == 0
+
+
 def test_a_revision_the_adapter_does_not_know_is_refused(empty_engine: Engine) -> None:
     migrate(empty_engine)
     with empty_engine.begin() as connection:
@@ -209,7 +242,7 @@ def test_upgrade_creates_the_rum_index_when_the_server_has_the_extension(
             pytest.skip("the rum extension is not installed (scripts/test.sh installs it)")
         migrate(engine)
         assert _has_index(engine, "ix_search_documents_rum")
-        assert _has_index(engine, "ix_videos_ready_creator_recency")
+        assert _has_index(engine, "ix_videos_ready_creator_recency_sound")
         downgrade(engine, "0004")
         assert not _has_index(engine, "ix_search_documents_rum")
         assert _has_index(engine, "ix_videos_creator_recency")
@@ -237,7 +270,7 @@ def test_a_role_that_may_not_create_rum_migrates_and_searches_without_it(
         migrate(engine)
         assert schema_revision(engine) == HEAD_REVISION
         assert not _has_index(engine, "ix_search_documents_rum")
-        assert _has_index(engine, "ix_videos_ready_creator_recency")
+        assert _has_index(engine, "ix_videos_ready_creator_recency_sound")
         index = SqlSearchIndex(engine)
         for video_id, title in [(1, "dance night"), (2, "dance day"), (3, "night drive")]:
             index.index(SearchDocument(video_id=video_id, title=title))

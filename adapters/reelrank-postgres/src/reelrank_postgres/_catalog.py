@@ -159,8 +159,8 @@ def _followed_videos_statements() -> tuple[Select[Any], Select[Any]]:
 
 _FOLLOWED_VIDEOS_POSTGRES, _FOLLOWED_VIDEOS_SQLITE = _followed_videos_statements()
 
-# What the feed ranks a followed video by, and its statistics (the table's order after
-# the id), read beside it by a left join: a video never engaged with has no stats row.
+# What the feed ranks a followed video by (all in ix_videos_ready_creator_recency_sound),
+# and its statistics in the table's order after the id.
 _CANDIDATE_COLUMNS = (
     videos.c.video_id,
     videos.c.creator_id,
@@ -172,18 +172,18 @@ _CANDIDATE_COLUMNS = (
     video_stats.c.shares,
     video_stats.c.comments,
 )
-
-
-def _with_stats(statement: Select[Any]) -> Select[Any]:
-    """``statement`` (a followed-videos statement) reading the candidate columns and the
-    statistics of its rows instead of whole videos."""
-    return statement.with_only_columns(*_CANDIDATE_COLUMNS).outerjoin(
-        video_stats, video_stats.c.video_id == videos.c.video_id
-    )
-
-
-_FOLLOWED_CANDIDATES_POSTGRES = _with_stats(_FOLLOWED_VIDEOS_POSTGRES)
-_FOLLOWED_CANDIDATES_SQLITE = _with_stats(_FOLLOWED_VIDEOS_SQLITE)
+# On PostgreSQL the read is a function of migration 0009, which pins its plan with
+# enable_bitmapscan off: one round trip, where SET LOCAL needed a transaction block of
+# its own (BEGIN, SET LOCAL, the read, ROLLBACK).
+_FOLLOWED_CANDIDATES_POSTGRES = text(
+    f"SELECT {', '.join(column.name for column in _CANDIDATE_COLUMNS)} "
+    "FROM reelrank_followed_candidates(:user_id, :limit)"
+).bindparams(bindparam("user_id", type_=BigInteger), bindparam("limit", type_=Integer))
+# SQLite joins the statistics (a video never engaged with has no stats row) to its
+# followed-videos statement.
+_FOLLOWED_CANDIDATES_SQLITE = _FOLLOWED_VIDEOS_SQLITE.with_only_columns(
+    *_CANDIDATE_COLUMNS
+).outerjoin(video_stats, video_stats.c.video_id == videos.c.video_id)
 
 
 def _candidate_columns(rows: Sequence[Row[Any]]) -> FollowedVideoColumns:
@@ -290,7 +290,8 @@ class SqlCatalog(ReplicaReadStore):
     followed creators' ready videos. :meth:`followed_videos_many` (the
     :class:`~reelrank.BulkReadCatalog` read cache warming uses) does the same for many
     users in one statement per :attr:`users_per_statement` users. :meth:`followed_candidates`
-    runs the same read joined to the statistics, so the catalog is a
+    makes the same walk joined to the statistics (on PostgreSQL from the index alone,
+    through a function that pins its plan), so the catalog is a
     :class:`~reelrank.FollowedCandidatesCatalog` for a
     :class:`~reelrank_postgres.SqlEventStore` on its
     database.
@@ -524,8 +525,15 @@ class SqlCatalog(ReplicaReadStore):
 
     def followed_candidates(self, user_id: int, *, limit: int) -> FollowedVideoColumns:
         """The videos of :meth:`followed_videos` as the feed's ranking columns, with their
-        statistics from ``video_stats``, in one statement (the same plan, joined to the
-        statistics by primary key) and without building a video per row."""
+        statistics from ``video_stats``, in one statement and without building a video
+        per row.
+
+        On PostgreSQL the statement calls ``reelrank_followed_candidates`` (revision
+        0009): the same walk as :meth:`followed_videos`, its columns read from
+        ``ix_videos_ready_creator_recency_sound`` alone, the kept rows joined to the
+        statistics by primary key, with the planner settings the function carries; one
+        round trip in autocommit. SQLite joins the statistics to its followed-videos
+        statement."""
         check_id("user_id", user_id)
         check_limit("limit", limit)
         if limit == 0:
@@ -533,9 +541,7 @@ class SqlCatalog(ReplicaReadStore):
         query = _FOLLOWED_CANDIDATES_POSTGRES if self._postgres else _FOLLOWED_CANDIDATES_SQLITE
         with (
             store_errors(self._store, "followed_candidates"),
-            self._read_engine.connect() as connection,
+            self._reader.connect() as connection,
         ):
-            if self._postgres:
-                connection.execute(_NO_BITMAP_SCANS)  # as in followed_videos
             rows = connection.execute(query, {"user_id": user_id, "limit": limit}).all()
         return _candidate_columns(rows)

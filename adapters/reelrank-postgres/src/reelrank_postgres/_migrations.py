@@ -56,8 +56,14 @@ def migrate(engine: Engine, revision: str = "head") -> None:
 
 def downgrade(engine: Engine, revision: str = "base") -> None:
     """Downgrade the database to ``revision``; ``"base"`` drops every table the
-    migrations created (and their data)."""
+    migrations created (and their data).
+
+    As in :func:`migrate`, the engine's ``statement_timeout`` is lifted for the
+    transaction on PostgreSQL: going below revision 0009 builds an index over the
+    videos again."""
     with _schema_errors("downgrade"), engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SET LOCAL statement_timeout = 0"))
         command.downgrade(_alembic_config(connection), revision)
 
 

@@ -53,7 +53,7 @@ __all__ = [
     "videos",
 ]
 
-HEAD_REVISION = "0008"
+HEAD_REVISION = "0009"
 """The schema revision this version of the adapter reads and writes."""
 
 
@@ -118,11 +118,14 @@ videos = Table(
         postgresql_where=_READY,
         sqlite_where=_READY,
     ),
+    # Followed creators' newest ready videos with what the feed ranks them by (revision
+    # 0009; SQLite, which has no INCLUDE, keeps sound_id as a fourth key column).
     Index(
-        "ix_videos_ready_creator_recency",
+        "ix_videos_ready_creator_recency_sound",
         "creator_id",
         "published_at",
         "video_id",
+        postgresql_include=["sound_id"],
         postgresql_where=_READY,
         sqlite_where=_READY,
     ),

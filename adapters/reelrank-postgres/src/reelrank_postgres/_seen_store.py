@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, Select, bindparam, func, select, true
+from sqlalchemy import BigInteger, Engine, Integer, Select, bindparam, func, select, true
 from sqlalchemy.dialects import postgresql, sqlite
 
 from reelrank.stores.adapter import (
@@ -117,6 +117,16 @@ class SqlSeenStore(SqlStore):
 
     _store = "seen"
 
+    def __init__(self, engine: Engine, *, verify_schema: bool = True) -> None:
+        super().__init__(engine, verify_schema=verify_schema)
+        # A call that is one statement runs in autocommit on PostgreSQL: in a transaction
+        # block psycopg sends BEGIN before it and SQLAlchemy COMMIT or ROLLBACK after it,
+        # two round trips besides the statement's own, on every page the feed serves.
+        # One statement is atomic by itself, and sees the same rows under READ COMMITTED.
+        self._one_statement = (
+            engine.execution_options(isolation_level="AUTOCOMMIT") if self._postgres else engine
+        )
+
     def mark_seen(self, user_id: int, video_ids: Sequence[int], at: datetime) -> None:
         """Record views at ``at``; a later time wins over an earlier one."""
         check_id("user_id", user_id)
@@ -124,12 +134,16 @@ class SqlSeenStore(SqlStore):
         when = check_aware("at", at)
         if not ids:
             return
-        with store_errors(self._store, "mark_seen"), self._engine.begin() as connection:
-            if self._postgres:
+        if self._postgres:
+            with (
+                store_errors(self._store, "mark_seen"),
+                self._one_statement.connect() as connection,
+            ):
                 connection.execute(
                     _MARK_SEEN_POSTGRES, {"user_id": user_id, "video_ids": ids, "seen_at": when}
                 )
-                return
+            return
+        with store_errors(self._store, "mark_seen"), self._engine.begin() as connection:
             # One row's statement executed for every row: SQLAlchemy compiles an ON
             # CONFLICT insert anew on each call, and a VALUES clause of every row costs
             # many times as much to compile as one row's placeholders.
@@ -150,7 +164,10 @@ class SqlSeenStore(SqlStore):
             self._id_in(seen_videos.c.video_id, ids),
             seen_videos.c.seen_at >= cutoff,
         )
-        with store_errors(self._store, "seen_among"), self._engine.connect() as connection:
+        with (
+            store_errors(self._store, "seen_among"),
+            self._one_statement.connect() as connection,
+        ):
             return set(connection.execute(query).scalars())
 
     def recently_seen(self, user_id: int, *, since: datetime, limit: int) -> list[int]:
@@ -166,7 +183,10 @@ class SqlSeenStore(SqlStore):
             .order_by(seen_videos.c.seen_at.desc(), seen_videos.c.video_id.desc())
             .limit(limit)
         )
-        with store_errors(self._store, "recently_seen"), self._engine.connect() as connection:
+        with (
+            store_errors(self._store, "recently_seen"),
+            self._one_statement.connect() as connection,
+        ):
             return list(connection.execute(query).scalars())
 
     def recently_seen_many(

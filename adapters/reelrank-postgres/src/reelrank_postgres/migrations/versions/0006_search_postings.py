@@ -31,6 +31,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from reelrank import SearchConfig, tokenize
+from reelrank_postgres.migrations._postings import PostingsBackfill
 
 revision = "0006"
 down_revision: str | None = "0005"
@@ -47,9 +48,7 @@ def _backfill(bind: sa.Connection) -> None:
         "B": config.hashtag_weight,
         "D": config.description_weight,
     }
-    postings: list[dict[str, object]] = []
-    documents = 0
-    total_length = 0.0
+    postings = PostingsBackfill(bind, config)
     last = 0
     while True:
         rows = bind.execute(
@@ -77,7 +76,6 @@ def _backfill(bind: sa.Connection) -> None:
         for video_id, lexeme, positions, weights in lexemes:
             by_video.setdefault(int(video_id), []).append((lexeme, positions, weights))
         for row in rows:
-            documents += 1
             terms = by_video.get(int(row.video_id), [])
             creator_tokens = len(tokenize(row.creator)) if row.creator else None
             c_positions = sorted(
@@ -109,35 +107,10 @@ def _backfill(bind: sa.Connection) -> None:
                     frequencies[lexeme] = tf
                     if not lexeme.startswith("#"):
                         length += tf
-            total_length += length
-            postings.extend(
-                {"term": term, "video_id": int(row.video_id), "tf": tf, "length": length}
-                for term, tf in frequencies.items()
-            )
-        if postings:
-            bind.execute(
-                sa.text(
-                    "INSERT INTO search_postings (term, video_id, impact, tf, length) "
-                    "VALUES (:term, :video_id, 0, :tf, :length)"
-                ),
-                postings,
-            )
-            postings.clear()
-    reference = total_length / documents if documents and total_length > 0 else 0.0
-    bind.execute(
-        sa.text(
-            "INSERT INTO search_stats (id, documents, total_length, reference_length, k1, b) "
-            "VALUES (1, :documents, :total, :reference, :k1, :b)"
-        ),
-        {
-            "documents": documents,
-            "total": total_length,
-            "reference": reference,
-            "k1": config.k1,
-            "b": config.b,
-        },
-    )
-    if documents:
+            postings.add(int(row.video_id), frequencies, length)
+        postings.flush()
+    postings.write_stats()
+    if postings.documents:
         bind.execute(
             sa.text(
                 "UPDATE search_postings AS p SET impact = p.tf * (s.k1 + 1) / "

@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from reelrank import SearchConfig
+from reelrank_postgres.migrations._postings import PostingsBackfill
 
 revision = "0007"
 down_revision: str | None = "0006"
@@ -49,9 +50,7 @@ def _backfill(bind: sa.Connection) -> None:
         "sound": config.sound_weight,
         "creator": config.creator_weight,
     }
-    documents = 0
-    total_length = 0.0
-    postings: list[dict[str, object]] = []
+    postings = PostingsBackfill(bind, config)
     last = 0
     while True:
         rows = bind.execute(
@@ -65,7 +64,6 @@ def _backfill(bind: sa.Connection) -> None:
             break
         last = int(rows[-1][0])
         for row in rows:
-            documents += 1
             frequencies: dict[str, float] = {}
             length = 0.0
             # Fields in the order the writes sum them (title, description, hashtags,
@@ -76,36 +74,10 @@ def _backfill(bind: sa.Connection) -> None:
                     frequencies[term] = frequencies.get(term, 0.0) + weights[name]
                     if not term.startswith("#"):
                         length += weights[name]
-            total_length += length
-            postings.extend(
-                {"term": term, "video_id": int(row[0]), "tf": tf, "length": length}
-                for term, tf in frequencies.items()
-                if tf > 0.0
-            )
-        if postings:
-            bind.execute(
-                sa.text(
-                    "INSERT INTO search_postings (term, impact, video_id, tf, length) "
-                    "VALUES (:term, 0, :video_id, :tf, :length)"
-                ),
-                postings,
-            )
-            postings.clear()
-    reference = total_length / documents if documents and total_length > 0 else 0.0
-    bind.execute(
-        sa.text(
-            "INSERT INTO search_stats (id, documents, total_length, reference_length, k1, b) "
-            "VALUES (1, :documents, :total, :reference, :k1, :b)"
-        ),
-        {
-            "documents": documents,
-            "total": total_length,
-            "reference": reference,
-            "k1": config.k1,
-            "b": config.b,
-        },
-    )
-    if documents:
+            postings.add(int(row[0]), frequencies, length)
+        postings.flush()
+    postings.write_stats()
+    if postings.documents:
         # The impact is part of the primary key: rows are rewritten, not updated in place.
         bind.execute(
             sa.text(

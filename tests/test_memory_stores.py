@@ -27,6 +27,7 @@ from reelrank import (
     StoreError,
     StoreTimeoutError,
     Video,
+    VideoStatsColumns,
     affinity,
     affinity_credit,
 )
@@ -635,3 +636,34 @@ def test_recently_seen_many_are_each_users_latest_marks_since(
     for uid in users:
         kept = [(at, vid) for (user, vid), at in latest.items() if user == uid and at >= since]
         assert many[uid] == [vid for _, vid in sorted(kept, reverse=True)][:limit]
+
+
+_EVENT_KINDS = ("watch", "like", "unlike", "share", "comment")
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    events=st.lists(
+        st.tuples(
+            st.sampled_from(_EVENT_KINDS),
+            st.integers(1, 4),  # user
+            st.integers(1, 6),  # video
+            st.floats(0.0, 1.0, allow_nan=False),
+        ),
+        max_size=60,
+    ),
+    requested=st.lists(st.integers(1, 8), max_size=12),
+)
+def test_stats_columns_read_from_the_counts_equal_the_stats_as_columns(
+    events: list[tuple[str, int, int, float]], requested: list[int]
+) -> None:
+    """The columns, read from the running counts, are the documented definition:
+    ``VideoStatsColumns.from_stats(get_stats(ids), ids)`` (ids 7 and 8 never engaged)."""
+    store = InMemoryEventStore()
+    for kind, user_id, video_id, completion in events:
+        extra = {"completion": completion} if kind == "watch" else {}
+        store.append(make_event(kind, user_id=user_id, video_id=video_id, **extra), creator_id=1)
+    columns = store.stats_columns(requested)
+    assert columns == VideoStatsColumns.from_stats(store.get_stats(requested), requested)
+    for column in (columns.video_ids, columns.views, columns.completion_sum, columns.likes):
+        assert not column.flags.writeable

@@ -8,6 +8,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
+from ..models._columns import readonly
 from ..models._engagement import (
     EngagementEvent,
     EngagementKind,
@@ -33,6 +36,10 @@ class _Counts:
     likes: int = 0
     shares: int = 0
     comments: int = 0
+
+
+_NO_COUNTS = _Counts()
+"""The counts of a video never engaged with (read only)."""
 
 
 class InMemoryEventStore:
@@ -105,8 +112,33 @@ class InMemoryEventStore:
             return True
 
     def stats_columns(self, video_ids: Sequence[int]) -> VideoStatsColumns:
-        """The statistics of :meth:`get_stats` as columns, one row per distinct id."""
-        return VideoStatsColumns.from_stats(self.get_stats(video_ids), video_ids)
+        """The statistics of :meth:`get_stats` as columns, one row per distinct id.
+
+        Read from the running counts, without building a model per video: a cache miss
+        reads the columns of thousands of candidates, and going through :meth:`get_stats`
+        took 2.4x as long for 5,000 of them.
+        """
+        ids = list(dict.fromkeys(check_ids("video_ids", video_ids)))
+        none = _NO_COUNTS
+        with self._lock:
+            found = [self._counts.get(video_id, none) for video_id in ids]
+            views = [counts.views for counts in found]
+            completion_sum = [counts.completion_sum for counts in found]
+            likes = [counts.likes for counts in found]
+            shares = [counts.shares for counts in found]
+            comments = [counts.comments for counts in found]
+        # Built without from_arrays' checks: the ids were checked above and the counts
+        # only ever grow from zero under the lock.
+        views_column = np.array(views, dtype=np.int64)
+        return VideoStatsColumns(
+            readonly(np.array(ids, dtype=np.int64)),
+            readonly(views_column),
+            # As in get_stats: a float sum may overshoot the views by rounding.
+            readonly(np.minimum(np.array(completion_sum, dtype=np.float64), views_column)),
+            readonly(np.array(likes, dtype=np.int64)),
+            readonly(np.array(shares, dtype=np.int64)),
+            readonly(np.array(comments, dtype=np.int64)),
+        )
 
     def get_stats(self, video_ids: Sequence[int]) -> dict[int, VideoStats]:
         """Aggregates for every requested id; zeros for videos never engaged with."""

@@ -319,4 +319,6 @@ class StoreErrorTranslation(ContextDecorator):
 
 
 # Only these are defined privately and exported first from here.
-_public_module(__name__, ["check_appendable_event", "check_trending_kind", "page_record"], globals())
+_public_module(
+    __name__, ["check_appendable_event", "check_trending_kind", "page_record"], globals()
+)

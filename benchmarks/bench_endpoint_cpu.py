@@ -41,6 +41,7 @@ from reelrank_example import (  # noqa: E402
     create_default_app,
     issue_token,
 )
+from reelrank_example import _services as services_module  # noqa: E402
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -56,10 +57,14 @@ CATALOG = {
     "REELRANK_EVENTS": str(VIDEOS),
     "REELRANK_CREATORS": str(max(10, VIDEOS // 100)),
 }
-SEARCH_WORDS = ("dance", "comedy", "cooking", "travel", "fitness", "music", "pets",
-                "easy hack", "daily routine", "epic fail", "secret trick", "makeup tutorial")  # fmt: skip
+# The load client's search words (reelrank_example.testing).
+SEARCH_WORDS = (
+    "dance", "comedy", "cooking", "travel", "fitness", "music", "pets",
+    "easy hack", "daily routine", "epic fail", "secret trick", "makeup tutorial",
+)  # fmt: skip
 BEFORE: dict[str, str] = {"REELRANK_SEARCH_COUNTS_SECONDS": "0"}
-"""The settings that switch this change off: search reads every match's counts."""
+"""The settings that switch this change off: search reads every match's counts (and
+the ClickHouse clients ping before every query: ``ping_idle_seconds=0``)."""
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +73,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         yield started
 
 
-def _app(stack: Any, overrides: dict[str, str]) -> Any:
+def _app(stack: Any, overrides: dict[str, str], *, ping_idle_seconds: float) -> Any:
     """The service as a gunicorn worker builds it, from the stack's environment; its
     start-up (kernels, migrations, warming) is waited for."""
     with pytest.MonkeyPatch.context() as patch:
@@ -76,7 +81,14 @@ def _app(stack: Any, overrides: dict[str, str]) -> Any:
             if key.startswith("REELRANK_"):
                 patch.setenv(key, value)
         settings = Settings()
-    app = create_default_app(settings)
+        # The service builds its ClickHouse config from a URL, which has no such option.
+        config = services_module._clickhouse_config
+        patch.setattr(
+            services_module,
+            "_clickhouse_config",
+            lambda s: config(s).model_copy(update={"ping_idle_seconds": ping_idle_seconds}),
+        )
+        app = create_default_app(settings)
     client = app.test_client()
     deadline = time.monotonic() + 300
     while client.get("/healthz/startup").status_code != 200:
@@ -88,8 +100,10 @@ def _app(stack: Any, overrides: dict[str, str]) -> Any:
 class _Service:
     """One configuration of the service, and a request maker per endpoint."""
 
-    def __init__(self, stack: Any, overrides: dict[str, str], users: range) -> None:
-        self.app = _app(stack, overrides)
+    def __init__(
+        self, stack: Any, overrides: dict[str, str], users: range, *, ping_idle_seconds: float
+    ) -> None:
+        self.app = _app(stack, overrides, ping_idle_seconds=ping_idle_seconds)
         self.client = self.app.test_client()
         secret = stack.env["REELRANK_AUTH_SECRET"]
         self._headers = {
@@ -169,8 +183,12 @@ class _Bare:
 
 def test_endpoint_cpu(benchmark: Any, stack: Any) -> None:
     half = USERS // 2
-    before = _Service(stack, BEFORE, range(FIRST_USER_ID, FIRST_USER_ID + half))
-    after = _Service(stack, {}, range(FIRST_USER_ID + half, FIRST_USER_ID + USERS))
+    before = _Service(
+        stack, BEFORE, range(FIRST_USER_ID, FIRST_USER_ID + half), ping_idle_seconds=0.0
+    )
+    after = _Service(
+        stack, {}, range(FIRST_USER_ID + half, FIRST_USER_ID + USERS), ping_idle_seconds=1.0
+    )
     bare = _Bare()
     services = {"before": before, "after": after}
     try:

@@ -8,7 +8,11 @@ and requests per endpoint) the CPU each area took per request of the step.
 
 A sample goes to the first area of :data:`AREAS` with a frame in its stack. Store calls
 run on the guards' worker threads, whose stacks do not show the request that asked for
-them, so those samples go to an area by the store method they are in.
+them, so those samples go to an area by the store method they are in. Samples of
+blocked threads are counted apart (:data:`IDLE`); the busy share of an area times the
+step's service CPU per request is what the area cost per request, assuming a busy
+sample costs the same CPU wherever it falls (a thread waiting in a driver's socket read
+counts as busy, so the waits on a store's answer inflate the store areas).
 """
 
 from __future__ import annotations
@@ -24,10 +28,16 @@ AREAS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
         "event writes (handlers, ClickHouse inserts)",
         (
-            "_Handlers._event", "_Handlers._like", "_counting_events", "GroupCommit",
-            "append_each", "record_each", "EngagementRecorder.", "SqlIdempotencyStore.",
+            "_Handlers._event",
+            "_Handlers._like",
+            "_counting_events",
+            "GroupCommit",
+            "append_each",
+            "record_each",
+            "EngagementRecorder.",
+            "SqlIdempotencyStore.",
         ),
-    ),  # fmt: skip
+    ),
     (
         "feed miss: ranking a snapshot",
         ("FeedRankingService._rank", "UserRanking.", "followed_videos", "Ranker.", "_rank_"),
@@ -52,10 +62,24 @@ AREAS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("gunicorn main loop (accept, keep-alive, epoll)", ("gunicorn/",)),
 )
 OTHER = "other (thread pools' own bookkeeping, GC...)"
+IDLE = "idle: threads blocked (waiting for work, a store's answer, epoll)"
+# py-spy's non-blocking sampling counts some blocked threads as active; their innermost
+# Python frame is one of these waits.
+_IDLE_LEAVES = (
+    "_worker (concurrent/futures/thread.py",
+    "WorkerPool._work (",
+    "EpollSelector.select (",
+    "Condition.wait (",
+    "Event.wait (",
+)
 
 
 def area_of(stack: str) -> str:
-    """The first area of :data:`AREAS` with a frame of ``stack`` (``;``-joined frames)."""
+    """:data:`IDLE` for a blocked thread, else the first area of :data:`AREAS` with a
+    frame of ``stack`` (``;``-joined frames, root first)."""
+    frames = stack.split(";")
+    if frames[-1].startswith(_IDLE_LEAVES) or frames[-1].startswith("Thread."):
+        return IDLE
     for name, needles in AREAS:
         if any(needle in stack for needle in needles):
             return name
@@ -86,10 +110,14 @@ def main(directory: Path) -> None:
             f"{figures['span_seconds']:.0f} s, service CPU {cpu_ms:.2f} ms/request, "
             f"{total} samples (load {figures['loadavg']})"
         )
-        print(f"{'area':<62} {'share':>6} {'CPU ms/request':>15}")
+        busy = total - counts[IDLE]
+        print(f"{'area':<66} {'all':>6} {'busy':>6} {'CPU ms/request':>15}")
         for area, count in counts.most_common():
-            share = count / total
-            print(f"{area:<62} {share:6.1%} {share * cpu_ms:15.2f}")
+            if area == IDLE:
+                print(f"{area:<66} {count / total:6.1%}")
+                continue
+            share = count / busy
+            print(f"{area:<66} {count / total:6.1%} {share:6.1%} {share * cpu_ms:15.2f}")
 
 
 if __name__ == "__main__":

@@ -31,6 +31,18 @@ on a quiet machine: 1,000,000 videos and 2,000 users by default
 
     python -m pytest benchmarks/bench_http.py -s -p no:cacheprovider
 
+To profile the service under one steady load, ``REELRANK_BENCH_HTTP_HOLD=SECONDS``
+replaces the steps by one step held that long at ``REELRANK_BENCH_HTTP_RATE`` requests/s
+(default: the first step's rate), and ``REELRANK_BENCH_HTTP_PROFILE=DIR`` samples both
+gunicorn workers with ``py-spy record --format raw`` (100 Hz, threads doing work only)
+through each measured step, once ``/healthz/startup`` answered 200 and the warm-up step
+is over, into ``DIR/step<N>-worker<I>.txt``, with the step's figures in
+``DIR/step<N>.json``; ``benchmarks/profile_areas.py DIR`` folds them into areas::
+
+    REELRANK_BENCH_HTTP_VIDEOS=100000 REELRANK_BENCH_HTTP_HOLD=60 \\
+    REELRANK_BENCH_HTTP_RATE=50 REELRANK_BENCH_HTTP_PROFILE=/tmp/profile \\
+        python -m pytest benchmarks/bench_http.py -s -p no:cacheprovider
+
 Wall-clock figures on a shared machine mostly measure waiting for a core: every
 figure is printed with the load average next to it.
 """
@@ -96,6 +108,11 @@ CATALOG = {
 # Stepped up until the service no longer keeps up (achieved under 80% of offered).
 RATES = (20.0, 40.0) if QUICK else (25.0, 50.0, 100.0, 150.0, 200.0, 300.0, 400.0, 500.0, 600.0)
 STEP_SECONDS = 3.0 if QUICK else 20.0
+HOLD_SECONDS = float(os.environ.get("REELRANK_BENCH_HTTP_HOLD", "0"))
+if HOLD_SECONDS > 0:
+    RATES = (float(os.environ.get("REELRANK_BENCH_HTTP_RATE", RATES[0])),)
+    STEP_SECONDS = HOLD_SECONDS
+PROFILE_DIR = os.environ.get("REELRANK_BENCH_HTTP_PROFILE")
 WARMUP_SECONDS = 2.0 if QUICK else 10.0
 WRK_SECONDS = 3 if QUICK else 15
 WRK_CONNECTIONS = 16
@@ -232,7 +249,28 @@ def _percentiles(records: list[LoadRecord]) -> dict[str, tuple[int, float, float
     }  # fmt: skip
 
 
-def _step(service: Gunicorn, directory: Path, rate: float, seconds: float, seed: int) -> Step:
+def _py_spy(service: Gunicorn, seconds: float, name: str) -> list[subprocess.Popen[bytes]]:
+    """``py-spy record`` on each worker for ``seconds``, into ``PROFILE_DIR``."""
+    if PROFILE_DIR is None:
+        return []
+    out = Path(PROFILE_DIR)
+    out.mkdir(parents=True, exist_ok=True)
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    samplers = []
+    for index, pid in enumerate(service.worker_pids(), start=1):
+        command = [
+            py_spy, "record", "--pid", str(pid), "--rate", "100", "--format", "raw",
+            "--nonblocking", "--duration", str(round(seconds)),
+            "--output", str(out / f"{name}-worker{index}.txt"),
+        ]  # fmt: skip
+        with (out / f"{name}-worker{index}.log").open("wb") as log:
+            samplers.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT))
+    return samplers
+
+
+def _step(
+    service: Gunicorn, directory: Path, rate: float, seconds: float, seed: int, name: str = ""
+) -> Step:
     pages_before = _served_pages(service.url)
     cpu_before = service.cpu_seconds()
     spec = LoadSpec(
@@ -247,7 +285,10 @@ def _step(service: Gunicorn, directory: Path, rate: float, seconds: float, seed:
         retry_seconds=0.0,
     )
     process = run_load_process(spec, directory)
+    samplers = _py_spy(service, seconds, name) if name else []
     assert process.wait(timeout=seconds + 120) == 0, (directory / "load.log").read_text()
+    for sampler in samplers:
+        sampler.wait(timeout=60)
     loadavg = _loadavg()
     cpu = service.cpu_seconds() - cpu_before
     pages_after = _served_pages(service.url)
@@ -260,7 +301,7 @@ def _step(service: Gunicorn, directory: Path, rate: float, seconds: float, seed:
     for record in failed:
         kind = f"{record.endpoint} {record.status}"
         kinds[kind] = kinds.get(kind, 0) + 1
-    return Step(
+    step = Step(
         offered=rate,
         achieved=len(records) / span,
         requests=len(records),
@@ -272,6 +313,14 @@ def _step(service: Gunicorn, directory: Path, rate: float, seconds: float, seed:
         percentiles=_percentiles(records),
         loadavg=loadavg,
     )
+    if samplers:
+        assert PROFILE_DIR is not None
+        by_endpoint: dict[str, int] = {}
+        for record in records:
+            by_endpoint[record.endpoint] = by_endpoint.get(record.endpoint, 0) + 1
+        figures = {"service_cpu_seconds": cpu, "span_seconds": span, "requests": by_endpoint}
+        Path(PROFILE_DIR, f"{name}.json").write_text(json.dumps({**step.__dict__, **figures}))
+    return step
 
 
 def test_bare_flask_baseline(stack: ServiceStack, tmp_path: Path) -> None:
@@ -291,7 +340,9 @@ def test_service_under_mixed_load(stack: ServiceStack, tmp_path: Path) -> None:
     with Gunicorn("reelrank_example:create_default_app()", stack.env, log) as service:
         _step(service, tmp_path / "warmup", RATES[0], WARMUP_SECONDS, seed=0)
         for number, rate in enumerate(RATES, start=1):
-            step = _step(service, tmp_path / f"step{number}", rate, STEP_SECONDS, seed=number)
+            step = _step(
+                service, tmp_path / f"step{number}", rate, STEP_SECONDS, number, f"step{number}"
+            )
             RESULTS.steps.append(step)
             assert step.requests > 0
             if step.achieved < 0.8 * rate:

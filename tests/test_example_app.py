@@ -25,8 +25,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from reelrank import ConfigError, InvalidInputError, VideoStats
-from reelrank.testing import FaultInjector
+from reelrank import ConfigError, InMemoryEventStore, InvalidInputError, VideoStats
+from reelrank.testing import FaultInjector, make_event
 
 EXAMPLE_ROOT = Path(__file__).resolve().parents[1] / "examples" / "flask_app"
 # The example is an application, not an installed distribution: import it from its folder.
@@ -53,6 +53,7 @@ from reelrank_example import (  # noqa: E402
     migrate,
     seed_synthetic_catalog,
 )
+from reelrank_example._cards import ReusedCounts  # noqa: E402
 
 SECRET = "s" * 64  # long enough for the HS512 token of the alg-changed case
 USER = FIRST_USER_ID
@@ -412,6 +413,66 @@ def test_search_items_are_cards(built: Built) -> None:
     assert items
     assert all("dance" in item["hashtags"] or "dance" in item["title"] for item in items)
     assert all({"creator", "counts", "score", "thumbnail_url"} <= set(item) for item in items)
+
+
+def _counting_stats_reads(reads: list[list[int]]) -> Any:
+    """A ``wrap`` for :func:`_build`: every ``get_stats`` call of the event store is
+    appended to ``reads``."""
+
+    def wrap(stores: Stores) -> Stores:
+        events = stores.events
+        read = events.get_stats
+
+        def get_stats(video_ids: Any) -> dict[int, VideoStats]:
+            reads.append(list(video_ids))
+            return read(video_ids)
+
+        events.get_stats = get_stats  # type: ignore[method-assign]
+        return stores
+
+    return wrap
+
+
+@pytest.mark.parametrize(("seconds", "second_search_reads"), [(10.0, 0), (0.0, 1)])
+def test_search_reuses_its_matches_counts_for_search_counts_seconds(
+    seconds: float, second_search_reads: int
+) -> None:
+    reads: list[list[int]] = []
+    built = _build(wrap=_counting_stats_reads(reads), search_counts_seconds=seconds)
+    try:
+        first = built.client.get("/api/v1/reels/search?q=dance&limit=3").get_json()
+        read_by_first = len(reads)
+        assert read_by_first >= 1  # the matches' counts (and the cards' never read)
+        second = built.client.get("/api/v1/reels/search?q=dance&limit=3").get_json()
+        # The cards' counts are reused for card_counts_seconds either way; the matches'
+        # counts only with search_counts_seconds.
+        assert len(reads) - read_by_first == second_search_reads
+        assert second["items"] == first["items"]
+    finally:
+        built.services.close()
+
+
+def test_reused_counts_are_read_again_once_older_than_their_ttl() -> None:
+    events = InMemoryEventStore()
+    events.append(make_event("like", user_id=1, video_id=7), creator_id=1)
+    reads: list[list[int]] = []
+    read = events.get_stats
+
+    def get_stats(video_ids: Any) -> dict[int, VideoStats]:
+        reads.append(list(video_ids))
+        return read(video_ids)
+
+    events.get_stats = get_stats  # type: ignore[method-assign]
+    now = [0.0]
+    counts = ReusedCounts(events, ttl=10.0, clock=lambda: now[0])
+    assert counts.get_stats([7, 8])[7].likes == 1
+    assert counts.get_stats([8, 7])[8] == VideoStats(video_id=8)
+    events.append(make_event("like", user_id=2, video_id=7), creator_id=1)
+    now[0] = 9.9
+    assert counts.get_stats([7, 9])[7].likes == 1  # reused: up to 10 s old
+    now[0] = 10.0
+    assert counts.get_stats([7])[7].likes == 2  # older than 10 s: read again
+    assert reads == [[7, 8], [9], [7]]
 
 
 @pytest.mark.parametrize(

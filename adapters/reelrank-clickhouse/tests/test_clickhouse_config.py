@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from clickhouse_driver import Client
 from pydantic import BaseModel
 from reelrank_clickhouse import (
     ClickHouseConfig,
@@ -11,6 +14,7 @@ from reelrank_clickhouse import (
     connect,
     create_schema,
 )
+from reelrank_clickhouse._client import DriverClients, ping_when_idle
 from reelrank_clickhouse.testing import ClickHouseServer
 
 from reelrank import ConfigError, StoreError
@@ -93,3 +97,63 @@ def test_a_missing_database_is_a_store_error(clickhouse_server: ClickHouseServer
         assert info.value.store == "events"
     finally:
         engine.dispose()
+
+
+def _counting_pings(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the pings clickhouse-driver sends from now on (one entry per ping)."""
+    from clickhouse_driver.connection import Connection
+
+    sent: list[int] = []
+    ping = Connection.ping
+
+    def counted(self: Connection) -> bool | None:
+        sent.append(1)
+        return ping(self)
+
+    monkeypatch.setattr(Connection, "ping", counted)
+    return sent
+
+
+@pytest.mark.parametrize(("idle_seconds", "pings"), [(1.0, 1), (0.0, 4)])
+def test_a_client_in_steady_use_is_not_pinged_before_every_query(
+    clickhouse_engine: Any,
+    clickhouse_config: ClickHouseConfig,
+    monkeypatch: pytest.MonkeyPatch,
+    idle_seconds: float,
+    pings: int,
+) -> None:
+    sent = _counting_pings(monkeypatch)
+    engine = connect(clickhouse_config.model_copy(update={"ping_idle_seconds": idle_seconds}))
+    try:
+        clients = DriverClients(engine)
+        # The first query connects (no ping); the driver pings before each later one,
+        # unless the connection started a query within ping_idle_seconds.
+        for _ in range(5):
+            with clients.reader() as client:
+                assert client.execute("SELECT 1") == [(1,)]
+    finally:
+        engine.dispose()
+    assert len(sent) == pings
+
+
+def test_an_idle_connection_is_pinged_again(
+    clickhouse_engine: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent = _counting_pings(monkeypatch)
+    now = [0.0]
+    (dsn,), _ = clickhouse_engine.dialect.create_connect_args(clickhouse_engine.url)
+    client = ping_when_idle(Client.from_url(dsn), 1.0, clock=lambda: now[0])
+    assert ping_when_idle(client, 1.0) is client  # applied once
+    try:
+        for at in (0.0, 0.0, 0.5, 1.4, 2.5, 2.6):
+            now[0] = at
+            assert client.execute("SELECT 1") == [(1,)]
+        # 0.0 connects; 0.0 pings (no query started before); 0.5 and 1.4 started within
+        # 1 s of the previous query; 2.5 is 1.1 s after it; 2.6 is not.
+        assert len(sent) == 2
+        client.disconnect()
+        now[0] = 2.7
+        assert client.execute("SELECT 1") == [(1,)]  # reconnects, without a ping
+        assert len(sent) == 2
+    finally:
+        client.disconnect()

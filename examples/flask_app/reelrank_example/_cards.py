@@ -25,7 +25,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -44,7 +44,7 @@ from reelrank import (
     WorkerPool,
 )
 
-__all__ = ["CardData", "CardReader", "store_guard"]
+__all__ = ["CardData", "CardReader", "ReusedCounts", "store_guard"]
 
 _logger = logging.getLogger(__name__)
 
@@ -116,6 +116,34 @@ class _Kept(Generic[V]):
                 self._values.move_to_end(key)
             while len(self._values) > self._size:
                 self._values.popitem(last=False)
+
+
+class ReusedCounts:
+    """The counts of an event store, each video's reused for ``ttl`` seconds.
+
+    What search blends with text relevance: a search reads the counts of every match
+    (up to :attr:`~reelrank.SearchConfig.candidate_pool`, 500), which on ClickHouse is
+    a query merging the matches' aggregate states, the largest cost of a search. Popular
+    queries match the same videos, so within ``ttl`` their counts are read once; the
+    videos not read within ``ttl`` are read in one call. A failed read raises as the
+    store's does.
+    """
+
+    def __init__(
+        self, events: EventStore, *, ttl: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._events = events
+        self._kept: _Kept[VideoStats] = _Kept(ttl, _KEPT_ENTRIES, clock)
+
+    def get_stats(self, video_ids: Sequence[int]) -> dict[int, VideoStats]:
+        """Counts of ``video_ids`` (zeros for a video never engaged with), those read
+        within ``ttl`` seconds from memory."""
+        found, missing = self._kept.fresh(video_ids)
+        if missing:
+            read = self._events.get_stats(missing)
+            self._kept.store(read)
+            found.update(read)
+        return found
 
 
 def store_guard(

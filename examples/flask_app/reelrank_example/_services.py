@@ -70,6 +70,7 @@ from reelrank import (
 )
 from reelrank.stores.adapter import StoreErrorTranslator, exception_chain
 
+from ._cards import ReusedCounts
 from ._metrics import AppMetrics
 from ._settings import Settings
 
@@ -698,6 +699,15 @@ def _experiment() -> Experiment:
     )
 
 
+def _search_counts(events: EventStore, settings: Settings) -> EventStore:
+    """What search reads its matches' counts from: ``events``, each video's counts
+    reused for ``settings.search_counts_seconds``."""
+    if settings.search_counts_seconds <= 0:
+        return events
+    # VideoSearch calls get_stats only.
+    return cast(EventStore, ReusedCounts(events, ttl=settings.search_counts_seconds))
+
+
 def build_services(
     stores: Stores,
     settings: Settings | None = None,
@@ -759,7 +769,7 @@ def build_services(
             config=TrendingConfig(reuse_seconds=settings.trending_reuse_seconds),
         ),
         creators=CreatorRecommender(stores.catalog, stores.events, stores.log),
-        search=VideoSearch(stores.search_index, stats=stores.events),
+        search=VideoSearch(stores.search_index, stats=_search_counts(stores.events, settings)),
         similar=SimilarVideos(stores.catalog, embeddings=stores.embeddings, seen=stores.seen),
         processing=ProcessingTracker(stores.progress, catalog=stores.catalog, clock=clock),
         manifests=ManifestConfig(frame_rate=30.0),

@@ -150,6 +150,11 @@ class Settings(BaseSettings):
     request. A video's detail always reads them afresh, and an event this process
     records has that video's counts read during the next request; 0 reads them on
     every request."""
+    search_counts_seconds: float = Field(default=10.0, ge=0.0, le=300.0, allow_inf_nan=False)
+    """How long a process reuses the counts (views, likes, shares) search blends with
+    text relevance, read for up to 500 matches a query. Reused counts rank a search
+    as the candidate pool's statistics rank a feed: up to this old; 0 reads them on
+    every search."""
     media_base_url: str = Field(
         default="https://cdn.example.com", pattern=r"^https?://[^\s]{1,2000}$"
     )

@@ -3,18 +3,79 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, cast
 
 from clickhouse_driver import Client
 from sqlalchemy.engine import Engine
 
-__all__ = ["ONE_BLOCK", "DriverClients", "id_table", "server_client"]
+__all__ = [
+    "DEFAULT_PING_IDLE_SECONDS",
+    "ONE_BLOCK",
+    "PING_IDLE_OPTION",
+    "DriverClients",
+    "id_table",
+    "ping_when_idle",
+    "server_client",
+]
 
 ONE_BLOCK = {"min_insert_block_size_rows": 1 << 40, "min_insert_block_size_bytes": 1 << 50}
 """Settings of an ``INSERT ... SELECT`` whose rows the server squashes into one block,
 written as one part per table (per shard), whole or not at all."""
+
+
+PING_IDLE_OPTION = "reelrank_ping_idle_seconds"
+"""The engine execution option that carries :attr:`ClickHouseConfig.ping_idle_seconds
+<reelrank_clickhouse.ClickHouseConfig.ping_idle_seconds>` to the stores' clients."""
+DEFAULT_PING_IDLE_SECONDS = 1.0
+"""``ping_idle_seconds`` of an engine not made by :func:`~reelrank_clickhouse.connect`."""
+_PINGS_WHEN_IDLE = "_reelrank_pings_when_idle"
+
+
+def ping_when_idle(
+    client: Client, idle_seconds: float, clock: Callable[[], float] = time.monotonic
+) -> Client:
+    """Have ``client`` ping the server before a query only when its connection has not
+    started a query for ``idle_seconds``; returns ``client``.
+
+    clickhouse-driver pings an open connection before every query (a round trip, and
+    its answer waited for, before the query's own), to reconnect one the server closed
+    while it sat idle. A connection that started a query moments ago and did not fail
+    is still open: the driver closes a connection on any error, and the next query
+    then connects afresh without a ping. ``idle_seconds <= 0`` keeps the driver's ping
+    before every query. Applying it twice to a client changes nothing.
+    """
+    if idle_seconds <= 0 or getattr(client, _PINGS_WHEN_IDLE, False):
+        return client
+    connections = list(client.connections)
+    if hasattr(client, "connection"):
+        connections.append(client.connection)
+    for connection in connections:
+        connection.ping = _ping_if_idle(connection.ping, idle_seconds, clock)
+    setattr(client, _PINGS_WHEN_IDLE, True)
+    return client
+
+
+def _ping_if_idle(
+    ping: Callable[[], bool | None], idle_seconds: float, clock: Callable[[], float]
+) -> Callable[[], bool | None]:
+    # The driver calls ping only on a connected connection, at the start of a query.
+    last_query = -math.inf
+
+    def ping_if_idle() -> bool | None:
+        nonlocal last_query
+        now = clock()
+        if now - last_query < idle_seconds:
+            last_query = now
+            return True
+        alive = ping()
+        if alive:
+            last_query = now
+        return alive
+
+    return ping_if_idle
 
 
 def id_table(name: str, column: str, column_type: str, values: Any) -> dict[str, Any]:
@@ -55,12 +116,16 @@ class DriverClients:
 
     Through SQLAlchemy, clickhouse-sqlalchemy's DB-API layer makes a new driver client,
     and so a new connection, for every cursor, and rows pass as dicts; the stores talk
-    to the driver directly: columnar inserts, and ids as external tables.
+    to the driver directly: columnar inserts, and ids as external tables. Every client
+    pings the server only when idle (:func:`ping_when_idle`, the engine's
+    :data:`PING_IDLE_OPTION`).
     """
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._writer: Client | None = None
+        options = engine.get_execution_options()
+        self._ping_idle_seconds = float(options.get(PING_IDLE_OPTION, DEFAULT_PING_IDLE_SECONDS))
 
     def writer(self) -> Client:
         """The store's write client, made on first use; call it under the store's write
@@ -68,7 +133,7 @@ class DriverClients:
         the next call after a failure."""
         if self._writer is None:
             (dsn,), _ = self._engine.dialect.create_connect_args(self._engine.url)
-            self._writer = Client.from_url(dsn)
+            self._writer = ping_when_idle(Client.from_url(dsn), self._ping_idle_seconds)
         return self._writer
 
     @contextmanager
@@ -78,6 +143,6 @@ class DriverClients:
         connection = self._engine.raw_connection()
         try:
             dbapi: Any = connection.dbapi_connection  # clickhouse-sqlalchemy's Connection
-            yield cast(Client, dbapi.transport)
+            yield ping_when_idle(cast(Client, dbapi.transport), self._ping_idle_seconds)
         finally:
             connection.close()

@@ -10,6 +10,8 @@ from sqlalchemy.engine import URL, Engine
 
 from reelrank.stores.adapter import AdapterSettings
 
+from ._client import PING_IDLE_OPTION
+
 __all__ = ["ClickHouseConfig", "ClickHouseTables", "connect"]
 
 _IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
@@ -81,6 +83,11 @@ class ClickHouseConfig(AdapterSettings):
     """Connections kept open in the engine's pool."""
     pool_timeout_seconds: float = Field(default=1.0, gt=0.0, le=60.0, allow_inf_nan=False)
     """Seconds to wait for a free pooled connection before the call fails."""
+    ping_idle_seconds: float = Field(default=1.0, ge=0.0, le=3_600.0, allow_inf_nan=False)
+    """The driver pings the server before a query only on a connection that has not
+    started a query for this long, to reconnect one the server closed while it sat
+    idle; one in steady use is not pinged (the ping is a round trip per query). 0 pings
+    before every query, as clickhouse-driver does by default."""
     tables: ClickHouseTables = Field(default_factory=ClickHouseTables)
     """The names of the stores' tables."""
     cluster: str | None = Field(default=None, pattern=_IDENTIFIER)
@@ -143,6 +150,7 @@ def connect(config: ClickHouseConfig, **engine_options: Any) -> Engine:
         "pool_size": config.pool_size,
         "max_overflow": 0,
         "pool_timeout": config.pool_timeout_seconds,
+        "execution_options": {PING_IDLE_OPTION: config.ping_idle_seconds},
     }
     options.update(engine_options)
     return sqlalchemy.create_engine(config.url(), **options)

@@ -1,0 +1,227 @@
+"""CPU per request of each endpoint of the mixed workload, in-process, on the stores the
+load benchmark uses: real PostgreSQL, ClickHouse and Redis started by the fixtures.
+
+The Flask test client sends the requests ``bench_http.py``'s mix sends (cache-hit
+cursor pages of the feed, search, watches with an ``Idempotency-Key``, likes,
+trending), in blocks of one endpoint each, and ``time.process_time()`` over a block
+gives the CPU per request (every thread of the process, so the store calls the guards
+run on worker threads count). Two services run side by side in this process on the
+same servers: the configuration of :data:`BEFORE` (what changed switched off) and the
+default one. Their blocks alternate with a bare Flask endpoint's
+(:func:`reelrank_example.testing.bare_app`), the baseline, so a noisy moment of the
+shared machine falls on all alike. The figures go to the ratio table at the end of the
+run, with the load average.
+
+About two minutes with the servers' start and seeding (20,000 videos, ``seed --bulk``);
+quick mode (``REELRANK_BENCH_QUICK=1``, in CI) seeds 2,000 videos and measures 2 rounds
+of blocks, the full run 6.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import QUICK, SUMMARY, loadavg
+
+pytest.importorskip("reelrank_redis")
+pytest.importorskip("reelrank_postgres")
+pytest.importorskip("reelrank_clickhouse")
+testing = pytest.importorskip("reelrank_example.testing")
+
+from reelrank_example import (  # noqa: E402
+    FIRST_USER_ID,
+    FIRST_VIDEO_ID,
+    Settings,
+    create_default_app,
+    issue_token,
+)
+from reelrank_example import _services as services_module  # noqa: E402
+
+pytestmark = pytest.mark.timeout(900)
+
+VIDEOS = 2_000 if QUICK else 20_000
+USERS = 200
+PAGE_SIZE = 10
+BLOCK = 20 if QUICK else 40
+ROUNDS = 2 if QUICK else 6
+CATALOG = {
+    "REELRANK_VIDEOS": str(VIDEOS),
+    "REELRANK_PENDING_VIDEOS": "0",
+    "REELRANK_USERS": str(USERS),
+    "REELRANK_EVENTS": str(VIDEOS),
+    "REELRANK_CREATORS": str(max(10, VIDEOS // 100)),
+}
+# The load client's search words (reelrank_example.testing).
+SEARCH_WORDS = (
+    "dance", "comedy", "cooking", "travel", "fitness", "music", "pets",
+    "easy hack", "daily routine", "epic fail", "secret trick", "makeup tutorial",
+)  # fmt: skip
+BEFORE: dict[str, str] = {"REELRANK_SEARCH_COUNTS_SECONDS": "0"}
+"""The settings that switch this change off: search reads every match's counts (and
+the ClickHouse clients ping before every query: ``ping_idle_seconds=0``)."""
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    with testing.ServiceStack(tmp_path_factory.mktemp("stack"), CATALOG, bulk=True) as started:
+        yield started
+
+
+def _app(stack: Any, overrides: dict[str, str], *, ping_idle_seconds: float) -> Any:
+    """The service as a gunicorn worker builds it, from the stack's environment; its
+    start-up (kernels, migrations, warming) is waited for."""
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in {**stack.env, **overrides}.items():
+            if key.startswith("REELRANK_"):
+                patch.setenv(key, value)
+        settings = Settings()
+        # The service builds its ClickHouse config from a URL, which has no such option.
+        config = services_module._clickhouse_config
+        patch.setattr(
+            services_module,
+            "_clickhouse_config",
+            lambda s: config(s).model_copy(update={"ping_idle_seconds": ping_idle_seconds}),
+        )
+        app = create_default_app(settings)
+    client = app.test_client()
+    deadline = time.monotonic() + 300
+    while client.get("/healthz/startup").status_code != 200:
+        assert time.monotonic() < deadline, "start-up did not finish"
+        time.sleep(0.2)
+    return app
+
+
+class _Service:
+    """One configuration of the service, and a request maker per endpoint."""
+
+    def __init__(
+        self, stack: Any, overrides: dict[str, str], users: range, *, ping_idle_seconds: float
+    ) -> None:
+        self.app = _app(stack, overrides, ping_idle_seconds=ping_idle_seconds)
+        self.client = self.app.test_client()
+        secret = stack.env["REELRANK_AUTH_SECRET"]
+        self._headers = {
+            user: {"Authorization": f"Bearer {issue_token(secret, user)}"} for user in users
+        }
+        self._users = itertools.cycle(users)
+        self._cursors: dict[int, str] = {}
+        self._counter = itertools.count()
+        self._words = itertools.cycle(SEARCH_WORDS)
+        self._videos = itertools.cycle(range(FIRST_VIDEO_ID, FIRST_VIDEO_ID + VIDEOS, 7))
+        self.cpu_ms: dict[str, list[float]] = {}
+        self.misses = 0
+
+    def _get(self, path: str, user: int) -> Any:
+        response = self.client.get(path, headers=self._headers[user])
+        assert response.status_code == 200, response.get_data(as_text=True)
+        return response
+
+    def feed(self) -> None:
+        user = next(self._users)
+        path = f"/api/v1/reels?limit={PAGE_SIZE}"
+        if user in self._cursors:
+            path += f"&cursor={self._cursors[user]}"
+        response = self._get(path, user)
+        self.misses += "hit" not in response.headers["Cache-Status"]
+        cursor = response.get_json()["next_cursor"]
+        if cursor:
+            self._cursors[user] = cursor
+        else:
+            self._cursors.pop(user, None)
+
+    def search(self) -> None:
+        words = next(self._words).replace(" ", "+")
+        self._get(f"/api/v1/reels/search?q={words}&limit=10", next(self._users))
+
+    def trending(self) -> None:
+        self._get("/api/v1/reels/trending-hashtags?limit=10", next(self._users))
+
+    def watch(self) -> None:
+        user = next(self._users)
+        response = self.client.post(
+            f"/api/v1/reels/{next(self._videos)}/watch",
+            json={"completion": 0.75},
+            headers={**self._headers[user], "Idempotency-Key": f"cpu-{next(self._counter)}"},
+        )
+        assert response.status_code == 201, response.get_data(as_text=True)
+
+    def like(self) -> None:
+        user = next(self._users)
+        response = self.client.post(
+            f"/api/v1/reels/{next(self._videos)}/like", json={}, headers=self._headers[user]
+        )
+        assert response.status_code == 200, response.get_data(as_text=True)
+
+    def endpoints(self) -> dict[str, Callable[[], None]]:
+        return {"feed": self.feed, "search": self.search, "trending": self.trending,
+                "watch": self.watch, "like": self.like}  # fmt: skip
+
+    def block(self, name: str, request: Callable[[], None], size: int) -> None:
+        started = time.process_time()
+        for _ in range(size):
+            request()
+        self.cpu_ms.setdefault(name, []).append(1e3 * (time.process_time() - started) / size)
+
+
+class _Bare:
+    def __init__(self) -> None:
+        self.client = testing.bare_app().test_client()
+        self.cpu_ms: list[float] = []
+
+    def block(self, size: int) -> None:
+        started = time.process_time()
+        for _ in range(size):
+            assert self.client.get("/ping").status_code == 200
+        self.cpu_ms.append(1e3 * (time.process_time() - started) / size)
+
+
+def test_endpoint_cpu(benchmark: Any, stack: Any) -> None:
+    half = USERS // 2
+    before = _Service(
+        stack, BEFORE, range(FIRST_USER_ID, FIRST_USER_ID + half), ping_idle_seconds=0.0
+    )
+    after = _Service(
+        stack, {}, range(FIRST_USER_ID + half, FIRST_USER_ID + USERS), ping_idle_seconds=1.0
+    )
+    bare = _Bare()
+    services = {"before": before, "after": after}
+    try:
+        for service in services.values():
+            for name, request in service.endpoints().items():
+                service.block(name, request, BLOCK // 2)  # warm-up, not counted
+            service.cpu_ms.clear()
+        for round_number in range(ROUNDS):
+            order = list(services.values())
+            if round_number % 2:
+                order.reverse()
+            for name in before.endpoints():
+                for service in order:
+                    service.block(name, service.endpoints()[name], BLOCK)
+            bare.block(BLOCK)
+        load = loadavg()
+        bare_ms = float(np.median(bare.cpu_ms))
+        for name in before.endpoints():
+            old, new = (float(np.median(s.cpu_ms[name])) for s in (before, after))
+            SUMMARY.append(
+                f"example service CPU per request, {name}: before {old:.2f} ms "
+                f"({min(before.cpu_ms[name]):.2f}-{max(before.cpu_ms[name]):.2f}), after "
+                f"{new:.2f} ms ({min(after.cpu_ms[name]):.2f}-{max(after.cpu_ms[name]):.2f}), "
+                f"after / before x{new / old:.2f}; bare endpoint {bare_ms:.3f} ms "
+                f"({ROUNDS} blocks of {BLOCK}, load {load}, pid {os.getpid()})"
+            )
+            benchmark.extra_info[f"{name}_before_ms"] = round(old, 3)
+            benchmark.extra_info[f"{name}_after_ms"] = round(new, 3)
+        SUMMARY.append(
+            f"example service CPU per request: feed pages ranked during the request "
+            f"(misses) {before.misses} before, {after.misses} after"
+        )
+        benchmark.pedantic(after.search, rounds=1, iterations=1)
+    finally:
+        for service in services.values():
+            service.app.extensions["reelrank_services"].close()

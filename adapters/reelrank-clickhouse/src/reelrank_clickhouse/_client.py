@@ -7,10 +7,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, cast
 
+import numpy as np
+import pandas as pd
 from clickhouse_driver import Client
 from sqlalchemy.engine import Engine
 
-__all__ = ["ONE_BLOCK", "DriverClients", "id_table", "server_client"]
+__all__ = ["NUMPY_COLUMNS", "ONE_BLOCK", "DriverClients", "id_frame", "id_table", "server_client"]
 
 ONE_BLOCK = {"min_insert_block_size_rows": 1 << 40, "min_insert_block_size_bytes": 1 << 50}
 """Settings of an ``INSERT ... SELECT`` whose rows the server squashes into one block,
@@ -26,6 +28,24 @@ def id_table(name: str, column: str, column_type: str, values: Any) -> dict[str,
     """
     # Rows as tuples: the driver would turn dicts into tuples first.
     return {"name": name, "structure": [(column, column_type)], "data": [(v,) for v in values]}
+
+
+NUMPY_COLUMNS = {"use_numpy": True}
+"""Settings of a query whose external tables are :func:`id_frame` tables (the driver
+then also reads the reply's columns into numpy arrays)."""
+
+
+def id_frame(name: str, column: str, column_type: str, values: Any) -> dict[str, Any]:
+    """:func:`id_table` as one numpy column, for a query run with
+    ``settings=NUMPY_COLUMNS``.
+
+    The driver writes the column whole instead of building a tuple per id and turning
+    the rows back into a column: for the 10,000 ids of a batch's duplicate check, the
+    check took 0.82x the time (0.90x for 50,000; see *Ingest* in the adapter's docs).
+    The driver takes numpy external tables as pandas frames only.
+    """
+    frame = pd.DataFrame({column: np.asarray(values, dtype=object)}, copy=False)
+    return {"name": name, "structure": [(column, column_type)], "data": frame}
 
 
 def server_client(engine: Engine, host: str, port: int, wait_seconds: float) -> Client:

@@ -37,7 +37,7 @@ from reelrank.stores.adapter import (
     chunked,
 )
 
-from ._client import ONE_BLOCK, DriverClients, id_table, server_client
+from ._client import NUMPY_COLUMNS, ONE_BLOCK, DriverClients, id_frame, id_table, server_client
 from ._columns import insert_columns
 from ._config import ClickHouseTables
 from ._errors import store_errors
@@ -179,6 +179,12 @@ def _arrival_bucket(at: datetime) -> int:
     since = at - _UNIX_EPOCH
     nanoseconds = (since.days * 86_400 + since.seconds) * 1_000_000_000 + since.microseconds * 1_000
     return nanoseconds >> ARRIVAL_BUCKET_SHIFT
+
+
+def _hours(seconds: Sequence[int]) -> tuple[int, ...]:
+    """The distinct hours (since 1970) of Unix times ``seconds``, for ``IN %(hours)s``."""
+    hours: list[int] = np.unique(np.asarray(seconds, dtype=np.int64) // 3600).tolist()
+    return tuple(hours)
 
 
 def _corrections(table: str, where: str) -> str:
@@ -564,6 +570,8 @@ class ClickHouseEventStore:
         events of concurrent requests in one batch and answers each request."""
         batch = self._validated(items)
         applied = self._append(batch)
+        if len(batch) == len(items):  # no id repeated: the batch is the items, in order
+            return [applied.get(event_id, False) for event_id in batch]
         results: list[bool] = []
         answered: set[str] = set()
         for event, _ in items:
@@ -831,22 +839,29 @@ class ClickHouseEventStore:
         ``ids`` (all of them with :attr:`_Queries.copies`, those stored more than once
         with :attr:`_Queries.copied`), looked up under the hours of the events' times
         ``seconds`` (Unix seconds, as :func:`event_columns` gives them)."""
-        rows = client.execute(
+        columns = client.execute(
             query,
-            {"hours": tuple({second // 3600 for second in seconds})},
-            external_tables=[id_table("batch", "event_id", "String", ids)],
+            {"hours": _hours(seconds)},
+            external_tables=[id_frame("batch", "event_id", "String", ids)],
+            settings=NUMPY_COLUMNS,
+            columnar=True,
         )
-        return {row[0]: (int(row[1]), int(row[2])) for row in rows}
+        return {
+            str(event_id): (int(copies), int(first_seq))
+            for event_id, copies, first_seq in zip(*columns, strict=True)
+        }
 
     def _copied(self, client: Client, ids: Sequence[str], seconds: Sequence[int]) -> bool:
         """Whether any of ``ids`` may be stored more than once, from their total copy
         count and number of distinct hashes (see :attr:`_Queries.totals`)."""
-        ((copies, hashes),) = client.execute(
+        copies, hashes = client.execute(
             self._queries.totals,
-            {"hours": tuple({second // 3600 for second in seconds})},
-            external_tables=[id_table("batch", "event_id", "String", ids)],
+            {"hours": _hours(seconds)},
+            external_tables=[id_frame("batch", "event_id", "String", ids)],
+            settings=NUMPY_COLUMNS,
+            columnar=True,
         )
-        return bool(copies != hashes)
+        return int(copies[0]) != int(hashes[0])
 
     def _correct(
         self,

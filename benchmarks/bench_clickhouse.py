@@ -19,6 +19,10 @@
   into the same table with its view, and a raw insert into tables with schema version
   1's view (three aggregate rows per event rather than five), in a database of their
   own. Goal: at least 100,000 events/s. The events are built before the clock starts.
+  With ``REELRANK_BENCH_CLICKHOUSE_BASELINE`` set to another checkout's
+  ``adapters/reelrank-clickhouse/src`` (such as the main branch's), its
+  ``append_many`` and ``append_columns`` run too, alternated call by call with this
+  tree's on the same server, and each case prints this tree's time over the baseline's.
 
 The bulk load is generated on the server (``INSERT ... SELECT ... FROM numbers()``),
 which feeds the views like any insert. Event ids are hashes, spread over the id space
@@ -28,9 +32,12 @@ installed (``scripts/test.sh`` installs both).
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
+import os
 import random
 import statistics
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -57,6 +64,28 @@ if clickhouse_testing.find_clickhouse_server() is None:
 
 from reelrank_clickhouse._client import id_table  # noqa: E402
 from reelrank_clickhouse._rows import SECONDS_COLUMN, event_columns  # noqa: E402
+
+
+def _baseline_adapter() -> Any:
+    """The adapter package of ``REELRANK_BENCH_CLICKHOUSE_BASELINE`` (a ``src`` directory
+    holding ``reelrank_clickhouse``), loaded under a name of its own next to this tree's;
+    ``None`` when the variable is not set."""
+    source = os.environ.get("REELRANK_BENCH_CLICKHOUSE_BASELINE")
+    if not source:
+        return None
+    package = Path(source) / "reelrank_clickhouse"
+    name = "baseline_reelrank_clickhouse"
+    spec = importlib.util.spec_from_file_location(
+        name, package / "__init__.py", submodule_search_locations=[str(package)]
+    )
+    assert spec is not None and spec.loader is not None, source
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+BASELINE = _baseline_adapter()
 
 LOADED_EVENTS = 300_000 if QUICK else 10_000_000
 VIDEOS = 20_000 if QUICK else 100_000
@@ -450,16 +479,18 @@ def _insert_seconds(store: Any, raw: Any, raw_v1: Any, size: int) -> dict[str, f
     the clock), ``append_columns`` (columns built before the clock), a pipeline holding
     columns that builds an event per row and calls ``append_many``, the raw insert, and
     the raw insert into schema version 1's tables; alternating call by call."""
-    pending = [_events(size) for _ in range(3 * INSERT_BATCHES + 1)]
-    frames = [_as_columns(_events(size)) for _ in range(2 * INSERT_BATCHES)]
+    baseline = None if BASELINE is None else BASELINE.ClickHouseEventStore(store.engine)
+    compared = 1 if baseline is None else 2
+    pending = [_events(size) for _ in range((2 + compared) * INSERT_BATCHES + 2)]
+    frames = [_as_columns(_events(size)) for _ in range((1 + compared) * INSERT_BATCHES)]
     insert = store._queries.insert
     arrival = itertools.count(time.time_ns(), 1_000_000)
 
-    def with_store() -> None:
-        assert store.append_many(pending.pop()) == size
+    def with_store(which: Any = store) -> None:
+        assert which.append_many(pending.pop()) == size
 
-    def with_columns() -> None:
-        assert store.append_columns(**frames.pop()) == size
+    def with_columns(which: Any = store) -> None:
+        assert which.append_columns(**frames.pop()) == size
 
     def events_then_store() -> None:
         assert store.append_many(_events_of_columns(frames.pop())) == size
@@ -471,18 +502,19 @@ def _insert_seconds(store: Any, raw: Any, raw_v1: Any, size: int) -> dict[str, f
         client.execute(insert, columns, columnar=True)
 
     with_store()  # the store's client connects before the clock starts, as the raw one did
-    names = ("append_many", "append_columns", "events_then_append_many", "raw", "raw_v1")
-    samples = interleaved(
-        [
-            with_store,
-            with_columns,
-            events_then_store,
-            lambda: raw_insert(raw),
-            lambda: raw_insert(raw_v1),
-        ],
-        INSERT_BATCHES,
-        rotate=True,
-    )
+    names = ["append_many", "append_columns", "events_then_append_many", "raw", "raw_v1"]
+    calls = [
+        with_store,
+        with_columns,
+        events_then_store,
+        lambda: raw_insert(raw),
+        lambda: raw_insert(raw_v1),
+    ]
+    if baseline is not None:
+        with_store(baseline)
+        names += ["baseline_append_many", "baseline_append_columns"]
+        calls += [lambda: with_store(baseline), lambda: with_columns(baseline)]
+    samples = interleaved(calls, INSERT_BATCHES, rotate=True)
     return {name: statistics.median(each) for name, each in zip(names, samples, strict=True)}
 
 
@@ -525,6 +557,18 @@ def test_insert_throughput_of_batches(benchmark: Any, server: Any) -> None:
         columns_rate = size / seconds["append_columns"]
         met = "MET" if max(rate, columns_rate) >= INGEST_GOAL else "NOT MET"
         first_ms, second_ms, previous_ms = _check_ms(store, raw, size)
+        if "baseline_append_many" in seconds:
+            SUMMARY.append(
+                f"clickhouse insert of {size:,}-event batches, this tree against the baseline "
+                f"adapter ({os.environ['REELRANK_BENCH_CLICKHOUSE_BASELINE']}), alternated: "
+                f"append_many {rate:,.0f} against "
+                f"{size / seconds['baseline_append_many']:,.0f} events/s "
+                f"({seconds['append_many'] / seconds['baseline_append_many']:.2f}x the time), "
+                f"append_columns {columns_rate:,.0f} against "
+                f"{size / seconds['baseline_append_columns']:,.0f} events/s "
+                f"({seconds['append_columns'] / seconds['baseline_append_columns']:.2f}x); "
+                f"loadavg {loadavg()}"
+            )
         SUMMARY.append(
             f"clickhouse insert of {size:,}-event batches (a live stream, events of the "
             f"{LIVE_SPREAD_SECONDS} s before each batch): append_many {rate:,.0f} events/s, "
@@ -554,6 +598,9 @@ def test_insert_throughput_of_batches(benchmark: Any, server: Any) -> None:
                 f"previous_second_check_{size}_ms": previous_ms,
             }
         )
+        for name in ("baseline_append_many", "baseline_append_columns"):
+            if name in seconds:
+                benchmark.extra_info[f"{name}_{size}_events_per_s"] = size / seconds[name]
     size = INSERT_BATCH_SIZES[1]
     rounds = [_events(size) for _ in range(INSERT_BATCHES)]
     benchmark.pedantic(lambda: store.append_many(rounds.pop()), rounds=INSERT_BATCHES, iterations=1)

@@ -62,6 +62,9 @@ _COUNTED = frozenset(
 # Where the fields of a correction are among the insert columns (EVENT_COLUMNS, then
 # creator_id).
 _KIND_COLUMN, _USER_COLUMN, _VIDEO_COLUMN, _COMPLETION_COLUMN, _CREATOR_COLUMN = 1, 2, 3, 7, 11
+# The Nullable insert columns (watched_seconds, completion, channel, variant): one that
+# no event of a batch fills is left out of its insert (see _Queries.insert_of).
+_NULLABLE_COLUMNS = frozenset({6, 7, 8, 9})
 _LIKES = KIND_CODES["like"]  # the code under which reads report like counts
 _Pair = tuple[EngagementEvent, int]
 _UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -264,6 +267,7 @@ class _Queries:
         agg, fix = tables.aggregates, tables.corrections
         self.tables = tables
         self.insert = f"INSERT INTO {tables.events} ({EVENT_COLUMNS}, creator_id) VALUES"
+        self._insert_names = [*EVENT_COLUMNS.split(", "), "creator_id"]
         self.insert_corrections = (
             f"INSERT INTO {fix} "
             "(event_id, kind, user_id, video_id, creator_id, completion, copies) VALUES"
@@ -477,6 +481,26 @@ LIMIT 1 BY event_id"""
 ) GROUP BY a HAVING views > 0
 ORDER BY views DESC, a ASC LIMIT %(limit)s"""
 
+    def insert_of(self, columns: Sequence[list[Any]]) -> tuple[str, list[list[Any]]]:
+        """The ``INSERT`` of the insert ``columns`` and the columns it sends: a
+        ``Nullable`` column that no event of the batch fills is left out, and the server
+        stores its default, NULL, as the driver would have. The driver writes a
+        ``Nullable`` column item by item in Python (1.8 ms for 10,000 strings, 0.8 ms
+        for 10,000 floats at load 6), and most batches carry no ``watched_seconds`` or
+        ``variant`` at all."""
+        kept = [
+            index
+            for index, column in enumerate(columns)
+            if index not in _NULLABLE_COLUMNS or column.count(None) != len(column)
+        ]
+        if len(kept) == len(columns):
+            return self.insert, list(columns)
+        names = ", ".join(self._insert_names[index] for index in kept)
+        return (
+            f"INSERT INTO {self.tables.events} ({names}) VALUES",
+            [columns[index] for index in kept],
+        )
+
 
 class ClickHouseEventStore:
     """An :class:`~reelrank.EventStore` on ClickHouse, exactly once per ``event_id``.
@@ -650,7 +674,7 @@ class ClickHouseEventStore:
                 ids = [ids[index] for index in fresh]
             first_seq = self._sequence.take(len(ids))
             columns[SEQ_COLUMN] = list(range(first_seq, first_seq + len(ids)))
-            client.execute(self._queries.insert, columns, columnar=True)
+            client.execute(*self._queries.insert_of(columns), columnar=True)
             seconds = columns[SECONDS_COLUMN]
             copies = (
                 self._copies(client, self._queries.copied, ids, seconds)

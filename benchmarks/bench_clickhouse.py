@@ -550,6 +550,60 @@ def _check_ms(store: Any, raw: Any, size: int) -> tuple[float, float, float]:
     return first, second, previous
 
 
+def _phases_ms(stores: dict[str, Any], size: int) -> dict[str, dict[str, float]]:
+    """Inside ``append_many``, for each of ``stores`` (alternated call by call): median
+    milliseconds of the whole call, of the client's CPU in it (``time.process_time``),
+    and of each query of its write client (the first check, the insert, the second
+    check; a correction or a which-ids query, rare, counts with the second check)."""
+    timings: dict[str, dict[str, list[float]]] = {}
+    inserted: dict[str, bool] = {}  # whether the call under way has inserted yet
+
+    def timed(name: str, store: Any) -> Any:
+        client = store._clients.writer()
+        execute = client.execute
+
+        def each(query: str, *args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return execute(query, *args, **kwargs)
+            finally:
+                if query.lstrip().startswith(f"INSERT INTO {store._queries.tables.events} "):
+                    phase = "insert"
+                    inserted[name] = True
+                else:
+                    phase = "second check" if inserted[name] else "first check"
+                timings[name][phase][-1] += (time.perf_counter() - started) * 1e3
+
+        client.execute = each
+        return client, execute
+
+    def call(name: str, store: Any) -> None:
+        for phase in timings[name].values():
+            phase.append(0.0)
+        inserted[name] = False
+        pairs = _events(size)
+        cpu, started = time.process_time(), time.perf_counter()
+        assert store.append_many(pairs) == size
+        timings[name]["call"][-1] = (time.perf_counter() - started) * 1e3
+        timings[name]["client CPU"][-1] = (time.process_time() - cpu) * 1e3
+
+    phases = ("call", "client CPU", "first check", "insert", "second check")
+    restore = []
+    for name, store in stores.items():
+        store.append_many(_events(size))  # its client connects before the clock starts
+        timings[name] = {phase: [] for phase in phases}
+        restore.append(timed(name, store))
+    try:
+        interleaved([lambda n=n, s=s: call(n, s) for n, s in stores.items()], INSERT_BATCHES)
+    finally:
+        for client, execute in restore:
+            client.execute = execute
+    return {
+        name: {phase: statistics.median(values) for phase, values in each.items()}
+        for name, each in timings.items()
+    }
+
+
 def test_insert_throughput_of_batches(benchmark: Any, server: Any) -> None:
     engine, raw, raw_v1 = server
     store = reelrank_clickhouse.ClickHouseEventStore(engine)
@@ -604,6 +658,28 @@ def test_insert_throughput_of_batches(benchmark: Any, server: Any) -> None:
             if name in seconds:
                 benchmark.extra_info[f"{name}_{size}_events_per_s"] = size / seconds[name]
     size = INSERT_BATCH_SIZES[1]
+    stores = {"this tree": store}
+    if BASELINE is not None:
+        stores["baseline"] = BASELINE.ClickHouseEventStore(engine)
+    phases = _phases_ms(stores, size)
+    SUMMARY.append(
+        f"clickhouse append_many of {size:,} events, inside the call (median of "
+        f"{INSERT_BATCHES}"
+        + (", alternated with the baseline adapter" if BASELINE is not None else "")
+        + "): "
+        + "; ".join(
+            f"{name}: " + ", ".join(f"{phase} {ms:.1f} ms" for phase, ms in each.items())
+            for name, each in phases.items()
+        )
+        + f"; loadavg {loadavg()}"
+    )
+    benchmark.extra_info.update(
+        {
+            f"{name} {phase} ms".replace(" ", "_"): ms
+            for name, each in phases.items()
+            for phase, ms in each.items()
+        }
+    )
     rounds = [_events(size) for _ in range(INSERT_BATCHES)]
     benchmark.pedantic(lambda: store.append_many(rounds.pop()), rounds=INSERT_BATCHES, iterations=1)
 

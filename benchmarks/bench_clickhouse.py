@@ -25,6 +25,8 @@
   ``adapters/reelrank-clickhouse/src`` (such as the main branch's), its
   ``append_many`` and ``append_columns`` run too, alternated call by call with this
   tree's on the same server, and each case prints this tree's time over the baseline's.
+  ``append_many`` of 10,000 events is also timed inside the call: each query of the
+  store's write client (the two checks, the insert) and the client's CPU.
 
 The bulk load is generated on the server (``INSERT ... SELECT ... FROM numbers()``),
 which feeds the views like any insert. Event ids are hashes, spread over the id space

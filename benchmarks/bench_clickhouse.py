@@ -15,10 +15,18 @@
 * insert throughput: :meth:`ClickHouseEventStore.append_many` of 1,000-, 10,000- and
   50,000-event batches (validation, the duplicate check, one columnar insert, the
   second check for racing writers; each check is also timed alone) against a raw
-  columnar ``INSERT`` of the same rows with the same driver (no validation, no checks),
+  columnar ``INSERT`` of the same rows with the same driver (no validation, no checks) in
+  the store's own form (Python lists, which the insert variants case below compares with
+  numpy and lz4; the ``Nullable`` columns no event fills left out),
   into the same table with its view, and a raw insert into tables with schema version
   1's view (three aggregate rows per event rather than five), in a database of their
   own. Goal: at least 100,000 events/s. The events are built before the clock starts.
+  With ``REELRANK_BENCH_CLICKHOUSE_BASELINE`` set to another checkout's
+  ``adapters/reelrank-clickhouse/src`` (such as the main branch's), its
+  ``append_many`` and ``append_columns`` run too, alternated call by call with this
+  tree's on the same server, and each case prints this tree's time over the baseline's.
+  ``append_many`` of 10,000 events is also timed inside the call: each query of the
+  store's write client (the two checks, the insert) and the client's CPU.
 
 The bulk load is generated on the server (``INSERT ... SELECT ... FROM numbers()``),
 which feeds the views like any insert. Event ids are hashes, spread over the id space
@@ -28,9 +36,12 @@ installed (``scripts/test.sh`` installs both).
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
+import os
 import random
 import statistics
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -57,6 +68,28 @@ if clickhouse_testing.find_clickhouse_server() is None:
 
 from reelrank_clickhouse._client import id_table  # noqa: E402
 from reelrank_clickhouse._rows import SECONDS_COLUMN, event_columns  # noqa: E402
+
+
+def _baseline_adapter() -> Any:
+    """The adapter package of ``REELRANK_BENCH_CLICKHOUSE_BASELINE`` (a ``src`` directory
+    holding ``reelrank_clickhouse``), loaded under a name of its own next to this tree's;
+    ``None`` when the variable is not set."""
+    source = os.environ.get("REELRANK_BENCH_CLICKHOUSE_BASELINE")
+    if not source:
+        return None
+    package = Path(source) / "reelrank_clickhouse"
+    name = "baseline_reelrank_clickhouse"
+    spec = importlib.util.spec_from_file_location(
+        name, package / "__init__.py", submodule_search_locations=[str(package)]
+    )
+    assert spec is not None and spec.loader is not None, source
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+BASELINE = _baseline_adapter()
 
 LOADED_EVENTS = 300_000 if QUICK else 10_000_000
 VIDEOS = 20_000 if QUICK else 100_000
@@ -450,16 +483,17 @@ def _insert_seconds(store: Any, raw: Any, raw_v1: Any, size: int) -> dict[str, f
     the clock), ``append_columns`` (columns built before the clock), a pipeline holding
     columns that builds an event per row and calls ``append_many``, the raw insert, and
     the raw insert into schema version 1's tables; alternating call by call."""
-    pending = [_events(size) for _ in range(3 * INSERT_BATCHES + 1)]
-    frames = [_as_columns(_events(size)) for _ in range(2 * INSERT_BATCHES)]
-    insert = store._queries.insert
+    baseline = None if BASELINE is None else BASELINE.ClickHouseEventStore(store.engine)
+    compared = 1 if baseline is None else 2
+    pending = [_events(size) for _ in range((2 + compared) * INSERT_BATCHES + 2)]
+    frames = [_as_columns(_events(size)) for _ in range((1 + compared) * INSERT_BATCHES)]
     arrival = itertools.count(time.time_ns(), 1_000_000)
 
-    def with_store() -> None:
-        assert store.append_many(pending.pop()) == size
+    def with_store(which: Any = store) -> None:
+        assert which.append_many(pending.pop()) == size
 
-    def with_columns() -> None:
-        assert store.append_columns(**frames.pop()) == size
+    def with_columns(which: Any = store) -> None:
+        assert which.append_columns(**frames.pop()) == size
 
     def events_then_store() -> None:
         assert store.append_many(_events_of_columns(frames.pop())) == size
@@ -468,21 +502,23 @@ def _insert_seconds(store: Any, raw: Any, raw_v1: Any, size: int) -> dict[str, f
         pairs = pending.pop()
         columns = event_columns([event for event, _ in pairs], next(arrival))
         columns.append([creator for _, creator in pairs])
-        client.execute(insert, columns, columnar=True)
+        # The store's form of the insert: the Nullable columns no event fills left out.
+        client.execute(*store._queries.insert_of(columns), columnar=True)
 
     with_store()  # the store's client connects before the clock starts, as the raw one did
-    names = ("append_many", "append_columns", "events_then_append_many", "raw", "raw_v1")
-    samples = interleaved(
-        [
-            with_store,
-            with_columns,
-            events_then_store,
-            lambda: raw_insert(raw),
-            lambda: raw_insert(raw_v1),
-        ],
-        INSERT_BATCHES,
-        rotate=True,
-    )
+    names = ["append_many", "append_columns", "events_then_append_many", "raw", "raw_v1"]
+    calls = [
+        with_store,
+        with_columns,
+        events_then_store,
+        lambda: raw_insert(raw),
+        lambda: raw_insert(raw_v1),
+    ]
+    if baseline is not None:
+        with_store(baseline)
+        names += ["baseline_append_many", "baseline_append_columns"]
+        calls += [lambda: with_store(baseline), lambda: with_columns(baseline)]
+    samples = interleaved(calls, INSERT_BATCHES, rotate=True)
     return {name: statistics.median(each) for name, each in zip(names, samples, strict=True)}
 
 
@@ -516,6 +552,60 @@ def _check_ms(store: Any, raw: Any, size: int) -> tuple[float, float, float]:
     return first, second, previous
 
 
+def _phases_ms(stores: dict[str, Any], size: int) -> dict[str, dict[str, float]]:
+    """Inside ``append_many``, for each of ``stores`` (alternated call by call): median
+    milliseconds of the whole call, of the client's CPU in it (``time.process_time``),
+    and of each query of its write client (the first check, the insert, the second
+    check; a correction or a which-ids query, rare, counts with the second check)."""
+    timings: dict[str, dict[str, list[float]]] = {}
+    inserted: dict[str, bool] = {}  # whether the call under way has inserted yet
+
+    def timed(name: str, store: Any) -> Any:
+        client = store._clients.writer()
+        execute = client.execute
+
+        def each(query: str, *args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return execute(query, *args, **kwargs)
+            finally:
+                if query.lstrip().startswith(f"INSERT INTO {store._queries.tables.events} "):
+                    phase = "insert"
+                    inserted[name] = True
+                else:
+                    phase = "second check" if inserted[name] else "first check"
+                timings[name][phase][-1] += (time.perf_counter() - started) * 1e3
+
+        client.execute = each
+        return client, execute
+
+    def call(name: str, store: Any) -> None:
+        for phase in timings[name].values():
+            phase.append(0.0)
+        inserted[name] = False
+        pairs = _events(size)
+        cpu, started = time.process_time(), time.perf_counter()
+        assert store.append_many(pairs) == size
+        timings[name]["call"][-1] = (time.perf_counter() - started) * 1e3
+        timings[name]["client CPU"][-1] = (time.process_time() - cpu) * 1e3
+
+    phases = ("call", "client CPU", "first check", "insert", "second check")
+    restore = []
+    for name, store in stores.items():
+        store.append_many(_events(size))  # its client connects before the clock starts
+        timings[name] = {phase: [] for phase in phases}
+        restore.append(timed(name, store))
+    try:
+        interleaved([lambda n=n, s=s: call(n, s) for n, s in stores.items()], INSERT_BATCHES)
+    finally:
+        for client, execute in restore:
+            client.execute = execute
+    return {
+        name: {phase: statistics.median(values) for phase, values in each.items()}
+        for name, each in timings.items()
+    }
+
+
 def test_insert_throughput_of_batches(benchmark: Any, server: Any) -> None:
     engine, raw, raw_v1 = server
     store = reelrank_clickhouse.ClickHouseEventStore(engine)
@@ -525,6 +615,18 @@ def test_insert_throughput_of_batches(benchmark: Any, server: Any) -> None:
         columns_rate = size / seconds["append_columns"]
         met = "MET" if max(rate, columns_rate) >= INGEST_GOAL else "NOT MET"
         first_ms, second_ms, previous_ms = _check_ms(store, raw, size)
+        if "baseline_append_many" in seconds:
+            SUMMARY.append(
+                f"clickhouse insert of {size:,}-event batches, this tree against the baseline "
+                f"adapter ({os.environ['REELRANK_BENCH_CLICKHOUSE_BASELINE']}), alternated: "
+                f"append_many {rate:,.0f} against "
+                f"{size / seconds['baseline_append_many']:,.0f} events/s "
+                f"({seconds['append_many'] / seconds['baseline_append_many']:.2f}x the time), "
+                f"append_columns {columns_rate:,.0f} against "
+                f"{size / seconds['baseline_append_columns']:,.0f} events/s "
+                f"({seconds['append_columns'] / seconds['baseline_append_columns']:.2f}x); "
+                f"loadavg {loadavg()}"
+            )
         SUMMARY.append(
             f"clickhouse insert of {size:,}-event batches (a live stream, events of the "
             f"{LIVE_SPREAD_SECONDS} s before each batch): append_many {rate:,.0f} events/s, "
@@ -554,7 +656,32 @@ def test_insert_throughput_of_batches(benchmark: Any, server: Any) -> None:
                 f"previous_second_check_{size}_ms": previous_ms,
             }
         )
+        for name in ("baseline_append_many", "baseline_append_columns"):
+            if name in seconds:
+                benchmark.extra_info[f"{name}_{size}_events_per_s"] = size / seconds[name]
     size = INSERT_BATCH_SIZES[1]
+    stores = {"this tree": store}
+    if BASELINE is not None:
+        stores["baseline"] = BASELINE.ClickHouseEventStore(engine)
+    phases = _phases_ms(stores, size)
+    SUMMARY.append(
+        f"clickhouse append_many of {size:,} events, inside the call (median of "
+        f"{INSERT_BATCHES}"
+        + (", alternated with the baseline adapter" if BASELINE is not None else "")
+        + "): "
+        + "; ".join(
+            f"{name}: " + ", ".join(f"{phase} {ms:.1f} ms" for phase, ms in each.items())
+            for name, each in phases.items()
+        )
+        + f"; loadavg {loadavg()}"
+    )
+    benchmark.extra_info.update(
+        {
+            f"{name} {phase} ms".replace(" ", "_"): ms
+            for name, each in phases.items()
+            for phase, ms in each.items()
+        }
+    )
     rounds = [_events(size) for _ in range(INSERT_BATCHES)]
     benchmark.pedantic(lambda: store.append_many(rounds.pop()), rounds=INSERT_BATCHES, iterations=1)
 

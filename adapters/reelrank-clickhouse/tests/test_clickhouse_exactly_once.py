@@ -135,6 +135,25 @@ def test_the_second_check_groups_ids_only_when_one_is_stored_twice(
     assert store._copies(client, store._queries.copied, ids, seconds).keys() == {ids[17]}
 
 
+def test_the_checks_answer_plain_ids_and_counts(clickhouse_engine: Engine) -> None:
+    """The checks send the ids as a numpy column and read numpy columns back; the
+    answers are plain ``str`` and ``int`` (a numpy integer in a ``range`` is found by
+    iterating the range, which the answer of a raced batch tests)."""
+    from reelrank_clickhouse._rows import SECONDS_COLUMN, event_columns
+
+    store = ClickHouseEventStore(clickhouse_engine)
+    pairs = [(make_event("watch", video_id=1 + n), 1) for n in range(5)]
+    ids = [event.event_id for event, _ in pairs]
+    seconds = event_columns([event for event, _ in pairs], 0)[SECONDS_COLUMN]
+    assert store.append_many(pairs) == 5
+    _insert_copies(store, pairs[:2], seq=7)
+    found = store._copies(store._clients.writer(), store._queries.copies, ids, seconds)
+    assert sorted(found) == sorted(ids)
+    assert {type(event_id) for event_id in found} == {str}
+    assert {(type(copies), type(first)) for copies, first in found.values()} == {(int, int)}
+    assert sorted(copies for copies, _ in found.values()) == [1, 1, 1, 2, 2]
+
+
 def test_copies_left_uncorrected_are_repaired_by_the_redelivery(
     clickhouse_engine: Engine,
 ) -> None:

@@ -102,6 +102,39 @@ def test_the_column_indexes_name_the_insert_columns() -> None:
     assert columns[SEQ_COLUMN] == [7]
 
 
+def test_nullable_columns_no_event_fills_are_left_out_and_stored_as_null(
+    store: ClickHouseEventStore, clickhouse_engine: Engine
+) -> None:
+    likes = [(make_event("like", video_id=3, user_id=1 + n), 1) for n in range(4)]
+    statement, sent = store._queries.insert_of(
+        [*event_columns([event for event, _ in likes], 1), [1] * 4]
+    )
+    assert "watched_seconds" not in statement and "variant" not in statement
+    assert "channel" not in statement and "completion" not in statement
+    assert len(sent) == 8
+    assert store.append_many(likes) == 4
+    # One column filled by a single event of the batch is sent whole.
+    watches = [
+        (make_event("watch", video_id=3, completion=0.5), 1),
+        (make_event("watch", video_id=3, completion=0.25, watched_seconds=4.0), 1),
+    ]
+    assert store.append_many(watches) == 2
+    with clickhouse_engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT toString(kind), watched_seconds, completion, channel, variant "
+                "FROM events ORDER BY kind, completion"
+            )
+        ).all()
+    assert [tuple(row) for row in rows] == [
+        ("watch", 4.0, 0.25, None, None),
+        ("watch", None, 0.5, None, None),
+        *[("like", None, None, None, None)] * 4,
+    ]
+    stats = store.get_stats([3])[3]
+    assert (stats.views, stats.completion_sum, stats.likes) == (2, 0.75, 4)
+
+
 def test_a_bad_pair_in_a_batch_writes_nothing(
     store: ClickHouseEventStore, clickhouse_engine: Engine
 ) -> None:

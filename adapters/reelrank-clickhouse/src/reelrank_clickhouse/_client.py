@@ -8,14 +8,18 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, cast
 
+import numpy as np
+import pandas as pd
 from clickhouse_driver import Client
 from sqlalchemy.engine import Engine
 
 __all__ = [
     "DEFAULT_PING_IDLE_SECONDS",
+    "NUMPY_COLUMNS",
     "ONE_BLOCK",
     "PING_IDLE_OPTION",
     "DriverClients",
+    "id_frame",
     "id_table",
     "ping_when_idle",
     "server_client",
@@ -87,6 +91,24 @@ def id_table(name: str, column: str, column_type: str, values: Any) -> dict[str,
     """
     # Rows as tuples: the driver would turn dicts into tuples first.
     return {"name": name, "structure": [(column, column_type)], "data": [(v,) for v in values]}
+
+
+NUMPY_COLUMNS = {"use_numpy": True}
+"""Settings of a query whose external tables are :func:`id_frame` tables (the driver
+then also reads the reply's columns into numpy arrays)."""
+
+
+def id_frame(name: str, column: str, column_type: str, values: Any) -> dict[str, Any]:
+    """:func:`id_table` as one numpy column, for a query run with
+    ``settings=NUMPY_COLUMNS``.
+
+    The driver writes the column whole instead of building a tuple per id and turning
+    the rows back into a column: for the 10,000 ids of a batch's duplicate check, the
+    check took 0.82x the time (0.90x for 50,000; see *Ingest* in the adapter's docs).
+    The driver takes numpy external tables as pandas frames only.
+    """
+    frame = pd.DataFrame({column: np.asarray(values, dtype=object)}, copy=False)
+    return {"name": name, "structure": [(column, column_type)], "data": frame}
 
 
 def server_client(engine: Engine, host: str, port: int, wait_seconds: float) -> Client:

@@ -37,7 +37,7 @@ from reelrank.stores.adapter import (
     chunked,
 )
 
-from ._client import ONE_BLOCK, DriverClients, id_table, server_client
+from ._client import NUMPY_COLUMNS, ONE_BLOCK, DriverClients, id_frame, id_table, server_client
 from ._columns import insert_columns
 from ._config import ClickHouseTables
 from ._errors import store_errors
@@ -62,6 +62,9 @@ _COUNTED = frozenset(
 # Where the fields of a correction are among the insert columns (EVENT_COLUMNS, then
 # creator_id).
 _KIND_COLUMN, _USER_COLUMN, _VIDEO_COLUMN, _COMPLETION_COLUMN, _CREATOR_COLUMN = 1, 2, 3, 7, 11
+# The Nullable insert columns (watched_seconds, completion, channel, variant): one that
+# no event of a batch fills is left out of its insert (see _Queries.insert_of).
+_NULLABLE_COLUMNS = frozenset({6, 7, 8, 9})
 _LIKES = KIND_CODES["like"]  # the code under which reads report like counts
 _Pair = tuple[EngagementEvent, int]
 _UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -181,6 +184,12 @@ def _arrival_bucket(at: datetime) -> int:
     return nanoseconds >> ARRIVAL_BUCKET_SHIFT
 
 
+def _hours(seconds: Sequence[int]) -> tuple[int, ...]:
+    """The distinct hours (since 1970) of Unix times ``seconds``, for ``IN %(hours)s``."""
+    hours: list[int] = np.unique(np.asarray(seconds, dtype=np.int64) // 3600).tolist()
+    return tuple(hours)
+
+
 def _corrections(table: str, where: str) -> str:
     """One row per corrected event id matching ``where``: its fields (``fixed_*``) and
     ``extra``, the number of its copies beyond the first (the highest count any writer
@@ -258,6 +267,7 @@ class _Queries:
         agg, fix = tables.aggregates, tables.corrections
         self.tables = tables
         self.insert = f"INSERT INTO {tables.events} ({EVENT_COLUMNS}, creator_id) VALUES"
+        self._insert_names = [*EVENT_COLUMNS.split(", "), "creator_id"]
         self.insert_corrections = (
             f"INSERT INTO {fix} "
             "(event_id, kind, user_id, video_id, creator_id, completion, copies) VALUES"
@@ -471,6 +481,26 @@ LIMIT 1 BY event_id"""
 ) GROUP BY a HAVING views > 0
 ORDER BY views DESC, a ASC LIMIT %(limit)s"""
 
+    def insert_of(self, columns: Sequence[list[Any]]) -> tuple[str, list[list[Any]]]:
+        """The ``INSERT`` of the insert ``columns`` and the columns it sends: a
+        ``Nullable`` column that no event of the batch fills is left out, and the server
+        stores its default, NULL, as the driver would have. The driver writes a
+        ``Nullable`` column item by item in Python (1.8 ms for 10,000 strings, 0.8 ms
+        for 10,000 floats at load 6), and most batches carry no ``watched_seconds`` or
+        ``variant`` at all."""
+        kept = [
+            index
+            for index, column in enumerate(columns)
+            if index not in _NULLABLE_COLUMNS or column.count(None) != len(column)
+        ]
+        if len(kept) == len(columns):
+            return self.insert, list(columns)
+        names = ", ".join(self._insert_names[index] for index in kept)
+        return (
+            f"INSERT INTO {self.tables.events} ({names}) VALUES",
+            [columns[index] for index in kept],
+        )
+
 
 class ClickHouseEventStore:
     """An :class:`~reelrank.EventStore` on ClickHouse, exactly once per ``event_id``.
@@ -564,6 +594,8 @@ class ClickHouseEventStore:
         events of concurrent requests in one batch and answers each request."""
         batch = self._validated(items)
         applied = self._append(batch)
+        if len(batch) == len(items):  # no id repeated: the batch is the items, in order
+            return [applied.get(event_id, False) for event_id in batch]
         results: list[bool] = []
         answered: set[str] = set()
         for event, _ in items:
@@ -642,7 +674,7 @@ class ClickHouseEventStore:
                 ids = [ids[index] for index in fresh]
             first_seq = self._sequence.take(len(ids))
             columns[SEQ_COLUMN] = list(range(first_seq, first_seq + len(ids)))
-            client.execute(self._queries.insert, columns, columnar=True)
+            client.execute(*self._queries.insert_of(columns), columnar=True)
             seconds = columns[SECONDS_COLUMN]
             copies = (
                 self._copies(client, self._queries.copied, ids, seconds)
@@ -831,22 +863,29 @@ class ClickHouseEventStore:
         ``ids`` (all of them with :attr:`_Queries.copies`, those stored more than once
         with :attr:`_Queries.copied`), looked up under the hours of the events' times
         ``seconds`` (Unix seconds, as :func:`event_columns` gives them)."""
-        rows = client.execute(
+        columns = client.execute(
             query,
-            {"hours": tuple({second // 3600 for second in seconds})},
-            external_tables=[id_table("batch", "event_id", "String", ids)],
+            {"hours": _hours(seconds)},
+            external_tables=[id_frame("batch", "event_id", "String", ids)],
+            settings=NUMPY_COLUMNS,
+            columnar=True,
         )
-        return {row[0]: (int(row[1]), int(row[2])) for row in rows}
+        return {
+            str(event_id): (int(copies), int(first_seq))
+            for event_id, copies, first_seq in zip(*columns, strict=True)
+        }
 
     def _copied(self, client: Client, ids: Sequence[str], seconds: Sequence[int]) -> bool:
         """Whether any of ``ids`` may be stored more than once, from their total copy
         count and number of distinct hashes (see :attr:`_Queries.totals`)."""
-        ((copies, hashes),) = client.execute(
+        copies, hashes = client.execute(
             self._queries.totals,
-            {"hours": tuple({second // 3600 for second in seconds})},
-            external_tables=[id_table("batch", "event_id", "String", ids)],
+            {"hours": _hours(seconds)},
+            external_tables=[id_frame("batch", "event_id", "String", ids)],
+            settings=NUMPY_COLUMNS,
+            columnar=True,
         )
-        return bool(copies != hashes)
+        return int(copies[0]) != int(hashes[0])
 
     def _correct(
         self,

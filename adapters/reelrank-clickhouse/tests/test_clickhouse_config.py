@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -157,3 +158,32 @@ def test_an_idle_connection_is_pinged_again(
         assert len(sent) == 2
     finally:
         client.disconnect()
+
+
+def test_a_connection_whose_server_restarted_is_pinged_and_reconnects(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restart closes the connection's socket: the next query, however soon, pings
+    (finding the socket dead, the driver reconnects) instead of failing once."""
+    server = ClickHouseServer(tmp_path / "restarted")
+    server.start()
+    client: Client | None = None
+    try:
+        sent = _counting_pings(monkeypatch)
+        now = [0.0]  # the clock stands still: every query is within ping_idle_seconds
+        client = ping_when_idle(
+            Client(host="127.0.0.1", port=server.tcp_port), 1.0, clock=lambda: now[0]
+        )
+        for _ in range(3):
+            assert client.execute("SELECT 1") == [(1,)]
+        # The first query connects, the second pings (no query started on the
+        # connection before), the third is in steady use.
+        assert len(sent) == 1
+        server.kill()
+        server.restart()
+        assert client.execute("SELECT 1") == [(1,)]
+        assert len(sent) == 2
+    finally:
+        if client is not None:
+            client.disconnect()
+        server.stop()

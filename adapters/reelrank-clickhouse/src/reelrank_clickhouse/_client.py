@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import select
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -48,8 +49,11 @@ def ping_when_idle(
     its answer waited for, before the query's own), to reconnect one the server closed
     while it sat idle. A connection that started a query moments ago and did not fail
     is still open: the driver closes a connection on any error, and the next query
-    then connects afresh without a ping. ``idle_seconds <= 0`` keeps the driver's ping
-    before every query. Applying it twice to a client changes nothing.
+    then connects afresh without a ping. A server that went away since (killed or
+    restarted) has closed the socket, which then reads as ready: such a connection is
+    pinged whatever its last query, so the driver reconnects it, as it would have.
+    ``idle_seconds <= 0`` keeps the driver's ping before every query. Applying it twice
+    to a client changes nothing.
     """
     if idle_seconds <= 0 or getattr(client, _PINGS_WHEN_IDLE, False):
         return client
@@ -57,21 +61,22 @@ def ping_when_idle(
     if hasattr(client, "connection"):
         connections.append(client.connection)
     for connection in connections:
-        connection.ping = _ping_if_idle(connection.ping, idle_seconds, clock)
+        connection.ping = _ping_if_idle(connection, idle_seconds, clock)
     setattr(client, _PINGS_WHEN_IDLE, True)
     return client
 
 
 def _ping_if_idle(
-    ping: Callable[[], bool | None], idle_seconds: float, clock: Callable[[], float]
+    connection: Any, idle_seconds: float, clock: Callable[[], float]
 ) -> Callable[[], bool | None]:
     # The driver calls ping only on a connected connection, at the start of a query.
+    ping: Callable[[], bool | None] = connection.ping
     last_query = -math.inf
 
     def ping_if_idle() -> bool | None:
         nonlocal last_query
         now = clock()
-        if now - last_query < idle_seconds:
+        if now - last_query < idle_seconds and not _closed_by_peer(connection):
             last_query = now
             return True
         alive = ping()
@@ -80,6 +85,20 @@ def _ping_if_idle(
         return alive
 
     return ping_if_idle
+
+
+def _closed_by_peer(connection: Any) -> bool:
+    """Whether the connection's socket reads as ready between queries: the server closed
+    it (end of file or reset), or sent something unasked. A zero-timeout ``select``, no
+    round trip; a socket that cannot be checked counts as closed, so it is pinged."""
+    sock = getattr(connection, "socket", None)
+    if sock is None:
+        return True
+    try:
+        ready, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(ready)
 
 
 def id_table(name: str, column: str, column_type: str, values: Any) -> dict[str, Any]:

@@ -3,14 +3,16 @@ load benchmark uses: real PostgreSQL, ClickHouse and Redis started by the fixtur
 
 The Flask test client sends the requests ``bench_http.py``'s mix sends (cache-hit
 cursor pages of the feed, search, watches with an ``Idempotency-Key``, likes,
-trending), in blocks of one endpoint each, and ``time.process_time()`` over a block
+trending), and a video's detail (not in the mix; it reads its card's counts afresh on
+every request), in blocks of one endpoint each, and ``time.process_time()`` over a block
 gives the CPU per request (every thread of the process, so the store calls the guards
 run on worker threads count). Two services run side by side in this process on the
-same servers: the configuration of :data:`BEFORE` (what changed switched off) and the
-default one. Their blocks alternate with a bare Flask endpoint's
-(:func:`reelrank_example.testing.bare_app`), the baseline, so a noisy moment of the
-shared machine falls on all alike. The figures go to the ratio table at the end of the
-run, with the load average.
+same servers: one built as before this change (:func:`_before_this_change`: the card
+reader guards its reads of the event store again, though the service hands it a
+:class:`~reelrank.GuardedStore`) and the code as it is. Their blocks alternate with
+a bare Flask endpoint's (:func:`reelrank_example.testing.bare_app`), the baseline, so
+a noisy moment of the shared machine falls on all alike. The figures go to the ratio
+table at the end of the run, with the load average.
 
 About two minutes with the servers' start and seeding (20,000 videos, ``seed --bulk``);
 quick mode (``REELRANK_BENCH_QUICK=1``, in CI) seeds 2,000 videos and measures 2 rounds
@@ -41,7 +43,7 @@ from reelrank_example import (  # noqa: E402
     create_default_app,
     issue_token,
 )
-from reelrank_example import _services as services_module  # noqa: E402
+from reelrank_example import _cards as cards_module  # noqa: E402
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -62,9 +64,17 @@ SEARCH_WORDS = (
     "dance", "comedy", "cooking", "travel", "fitness", "music", "pets",
     "easy hack", "daily routine", "epic fail", "secret trick", "makeup tutorial",
 )  # fmt: skip
-BEFORE: dict[str, str] = {"REELRANK_SEARCH_COUNTS_SECONDS": "0"}
-"""The settings that switch this change off: search reads every match's counts (and
-the ClickHouse clients ping before every query: ``ping_idle_seconds=0``)."""
+
+
+class _NotAGuardedStore:
+    """Nothing is an instance of it."""
+
+
+def _before_this_change(patch: pytest.MonkeyPatch) -> None:
+    """Build the card reader as before this change: it does not recognise the event
+    store the service hands it as a :class:`~reelrank.GuardedStore`, so it guards each
+    count read again (a second worker thread, and the call counted twice)."""
+    patch.setattr(cards_module, "GuardedStore", _NotAGuardedStore)
 
 
 @pytest.fixture(scope="module")
@@ -73,22 +83,17 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         yield started
 
 
-def _app(stack: Any, overrides: dict[str, str], *, ping_idle_seconds: float) -> Any:
-    """The service as a gunicorn worker builds it, from the stack's environment; its
-    start-up (kernels, migrations, warming) is waited for."""
+def _app(stack: Any, *, before: bool) -> Any:
+    """The service as a gunicorn worker builds it, from the stack's environment (as
+    before this change when ``before``); its start-up (kernels, migrations, warming) is
+    waited for."""
     with pytest.MonkeyPatch.context() as patch:
-        for key, value in {**stack.env, **overrides}.items():
+        for key, value in stack.env.items():
             if key.startswith("REELRANK_"):
                 patch.setenv(key, value)
-        settings = Settings()
-        # The service builds its ClickHouse config from a URL, which has no such option.
-        config = services_module._clickhouse_config
-        patch.setattr(
-            services_module,
-            "_clickhouse_config",
-            lambda s: config(s).model_copy(update={"ping_idle_seconds": ping_idle_seconds}),
-        )
-        app = create_default_app(settings)
+        if before:
+            _before_this_change(patch)
+        app = create_default_app(Settings())
     client = app.test_client()
     deadline = time.monotonic() + 300
     while client.get("/healthz/startup").status_code != 200:
@@ -100,10 +105,8 @@ def _app(stack: Any, overrides: dict[str, str], *, ping_idle_seconds: float) -> 
 class _Service:
     """One configuration of the service, and a request maker per endpoint."""
 
-    def __init__(
-        self, stack: Any, overrides: dict[str, str], users: range, *, ping_idle_seconds: float
-    ) -> None:
-        self.app = _app(stack, overrides, ping_idle_seconds=ping_idle_seconds)
+    def __init__(self, stack: Any, users: range, *, before: bool) -> None:
+        self.app = _app(stack, before=before)
         self.client = self.app.test_client()
         secret = stack.env["REELRANK_AUTH_SECRET"]
         self._headers = {
@@ -142,6 +145,9 @@ class _Service:
     def trending(self) -> None:
         self._get("/api/v1/reels/trending-hashtags?limit=10", next(self._users))
 
+    def detail(self) -> None:
+        self._get(f"/api/v1/reels/{next(self._videos)}", next(self._users))
+
     def watch(self) -> None:
         user = next(self._users)
         response = self.client.post(
@@ -160,7 +166,7 @@ class _Service:
 
     def endpoints(self) -> dict[str, Callable[[], None]]:
         return {"feed": self.feed, "search": self.search, "trending": self.trending,
-                "watch": self.watch, "like": self.like}  # fmt: skip
+                "detail": self.detail, "watch": self.watch, "like": self.like}  # fmt: skip
 
     def block(self, name: str, request: Callable[[], None], size: int) -> None:
         started = time.process_time()
@@ -183,12 +189,8 @@ class _Bare:
 
 def test_endpoint_cpu(benchmark: Any, stack: Any) -> None:
     half = USERS // 2
-    before = _Service(
-        stack, BEFORE, range(FIRST_USER_ID, FIRST_USER_ID + half), ping_idle_seconds=0.0
-    )
-    after = _Service(
-        stack, {}, range(FIRST_USER_ID + half, FIRST_USER_ID + USERS), ping_idle_seconds=1.0
-    )
+    before = _Service(stack, range(FIRST_USER_ID, FIRST_USER_ID + half), before=True)
+    after = _Service(stack, range(FIRST_USER_ID + half, FIRST_USER_ID + USERS), before=False)
     bare = _Bare()
     services = {"before": before, "after": after}
     try:

@@ -3,18 +3,24 @@ load benchmark uses: real PostgreSQL, ClickHouse and Redis started by the fixtur
 
 The Flask test client sends the requests ``bench_http.py``'s mix sends (cache-hit
 cursor pages of the feed, search, watches with an ``Idempotency-Key``, likes,
-trending), in blocks of one endpoint each, and ``time.process_time()`` over a block
+trending), and a video's detail (not in the mix; it reads its card's counts afresh on
+every request), in blocks of one endpoint each, and ``time.process_time()`` over a block
 gives the CPU per request (every thread of the process, so the store calls the guards
 run on worker threads count). Two services run side by side in this process on the
-same servers: the configuration of :data:`BEFORE` (what changed switched off) and the
-default one. Their blocks alternate with a bare Flask endpoint's
-(:func:`reelrank_example.testing.bare_app`), the baseline, so a noisy moment of the
-shared machine falls on all alike. The figures go to the ratio table at the end of the
-run, with the load average.
+same servers: one built as before this change (:func:`_before_this_change`: the card
+reader guards its reads of the event store again, though the service hands it a
+:class:`~reelrank.GuardedStore`) and the code as it is. Their blocks alternate with
+a bare Flask endpoint's (:func:`reelrank_example.testing.bare_app`), the baseline, so
+a noisy moment of the shared machine falls on all alike. The figures go to the ratio
+table at the end of the run, with the load average.
 
 About two minutes with the servers' start and seeding (20,000 videos, ``seed --bulk``);
 quick mode (``REELRANK_BENCH_QUICK=1``, in CI) seeds 2,000 videos and measures 2 rounds
 of blocks, the full run 6.
+
+:func:`test_card_read_cpu` isolates the card read this change is about, on in-memory
+stores (no servers): a video card's counts read afresh, as a video's detail does, by
+a card reader built as before and by one built now, in alternated blocks.
 """
 
 from __future__ import annotations
@@ -23,11 +29,14 @@ import itertools
 import os
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import pytest
 from conftest import QUICK, SUMMARY, loadavg
+
+from reelrank import FeedObserver
 
 pytest.importorskip("reelrank_redis")
 pytest.importorskip("reelrank_postgres")
@@ -38,10 +47,13 @@ from reelrank_example import (  # noqa: E402
     FIRST_USER_ID,
     FIRST_VIDEO_ID,
     Settings,
+    _guarded,
     create_default_app,
     issue_token,
+    memory_stores,
+    seed_synthetic_catalog,
 )
-from reelrank_example import _services as services_module  # noqa: E402
+from reelrank_example import _cards as cards_module  # noqa: E402
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -62,9 +74,17 @@ SEARCH_WORDS = (
     "dance", "comedy", "cooking", "travel", "fitness", "music", "pets",
     "easy hack", "daily routine", "epic fail", "secret trick", "makeup tutorial",
 )  # fmt: skip
-BEFORE: dict[str, str] = {"REELRANK_SEARCH_COUNTS_SECONDS": "0"}
-"""The settings that switch this change off: search reads every match's counts (and
-the ClickHouse clients ping before every query: ``ping_idle_seconds=0``)."""
+
+
+class _NotAGuardedStore:
+    """Nothing is an instance of it."""
+
+
+def _before_this_change(patch: pytest.MonkeyPatch) -> None:
+    """Build the card reader as before this change: it does not recognise the event
+    store the service hands it as a :class:`~reelrank.GuardedStore`, so it guards each
+    count read again (a second worker thread, and the call counted twice)."""
+    patch.setattr(cards_module, "GuardedStore", _NotAGuardedStore)
 
 
 @pytest.fixture(scope="module")
@@ -73,22 +93,17 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         yield started
 
 
-def _app(stack: Any, overrides: dict[str, str], *, ping_idle_seconds: float) -> Any:
-    """The service as a gunicorn worker builds it, from the stack's environment; its
-    start-up (kernels, migrations, warming) is waited for."""
+def _app(stack: Any, *, before: bool) -> Any:
+    """The service as a gunicorn worker builds it, from the stack's environment (as
+    before this change when ``before``); its start-up (kernels, migrations, warming) is
+    waited for."""
     with pytest.MonkeyPatch.context() as patch:
-        for key, value in {**stack.env, **overrides}.items():
+        for key, value in stack.env.items():
             if key.startswith("REELRANK_"):
                 patch.setenv(key, value)
-        settings = Settings()
-        # The service builds its ClickHouse config from a URL, which has no such option.
-        config = services_module._clickhouse_config
-        patch.setattr(
-            services_module,
-            "_clickhouse_config",
-            lambda s: config(s).model_copy(update={"ping_idle_seconds": ping_idle_seconds}),
-        )
-        app = create_default_app(settings)
+        if before:
+            _before_this_change(patch)
+        app = create_default_app(Settings())
     client = app.test_client()
     deadline = time.monotonic() + 300
     while client.get("/healthz/startup").status_code != 200:
@@ -100,10 +115,8 @@ def _app(stack: Any, overrides: dict[str, str], *, ping_idle_seconds: float) -> 
 class _Service:
     """One configuration of the service, and a request maker per endpoint."""
 
-    def __init__(
-        self, stack: Any, overrides: dict[str, str], users: range, *, ping_idle_seconds: float
-    ) -> None:
-        self.app = _app(stack, overrides, ping_idle_seconds=ping_idle_seconds)
+    def __init__(self, stack: Any, users: range, *, before: bool) -> None:
+        self.app = _app(stack, before=before)
         self.client = self.app.test_client()
         secret = stack.env["REELRANK_AUTH_SECRET"]
         self._headers = {
@@ -142,6 +155,9 @@ class _Service:
     def trending(self) -> None:
         self._get("/api/v1/reels/trending-hashtags?limit=10", next(self._users))
 
+    def detail(self) -> None:
+        self._get(f"/api/v1/reels/{next(self._videos)}", next(self._users))
+
     def watch(self) -> None:
         user = next(self._users)
         response = self.client.post(
@@ -160,7 +176,7 @@ class _Service:
 
     def endpoints(self) -> dict[str, Callable[[], None]]:
         return {"feed": self.feed, "search": self.search, "trending": self.trending,
-                "watch": self.watch, "like": self.like}  # fmt: skip
+                "detail": self.detail, "watch": self.watch, "like": self.like}  # fmt: skip
 
     def block(self, name: str, request: Callable[[], None], size: int) -> None:
         started = time.process_time()
@@ -183,12 +199,8 @@ class _Bare:
 
 def test_endpoint_cpu(benchmark: Any, stack: Any) -> None:
     half = USERS // 2
-    before = _Service(
-        stack, BEFORE, range(FIRST_USER_ID, FIRST_USER_ID + half), ping_idle_seconds=0.0
-    )
-    after = _Service(
-        stack, {}, range(FIRST_USER_ID + half, FIRST_USER_ID + USERS), ping_idle_seconds=1.0
-    )
+    before = _Service(stack, range(FIRST_USER_ID, FIRST_USER_ID + half), before=True)
+    after = _Service(stack, range(FIRST_USER_ID + half, FIRST_USER_ID + USERS), before=False)
     bare = _Bare()
     services = {"before": before, "after": after}
     try:
@@ -225,3 +237,46 @@ def test_endpoint_cpu(benchmark: Any, stack: Any) -> None:
     finally:
         for service in services.values():
             service.app.extensions["reelrank_services"].close()
+
+
+CARD_READS = 500 if QUICK else 2_000
+CARD_ROUNDS = 4 if QUICK else 8
+
+
+def test_card_read_cpu(benchmark: Any) -> None:
+    settings = Settings(auth_secret="b" * 40, videos=50, pending_videos=0, users=4,
+                        events=200, creators=5)  # fmt: skip
+    stores = memory_stores()
+    seed_synthetic_catalog(stores, settings, now=datetime.now(UTC))
+    # The event store as the service wraps it (a GuardedStore), with metrics on.
+    guarded = _guarded(stores, FeedObserver())
+    after = cards_module.CardReader(guarded.catalog, guarded.events, ttl=60.0,
+                                    observer=FeedObserver())  # fmt: skip
+    with pytest.MonkeyPatch.context() as patch:
+        _before_this_change(patch)
+        before = cards_module.CardReader(guarded.catalog, guarded.events, ttl=60.0,
+                                         observer=FeedObserver())  # fmt: skip
+    ids = list(range(FIRST_VIDEO_ID, FIRST_VIDEO_ID + PAGE_SIZE))
+    readers = {"before": before, "after": after}
+    cpu_us: dict[str, list[float]] = {name: [] for name in readers}
+    for reader in readers.values():
+        reader.read(ids)  # the details, kept for ttl: only the counts are read below
+    for round_number in range(CARD_ROUNDS):
+        order = list(readers.items())
+        if round_number % 2:
+            order.reverse()
+        for name, reader in order:
+            started = time.process_time()
+            for _ in range(CARD_READS):
+                reader.read(ids, fresh_counts=True)
+            cpu_us[name].append(1e6 * (time.process_time() - started) / CARD_READS)
+    old, new = (float(np.median(cpu_us[name])) for name in readers)
+    SUMMARY.append(
+        f"card read of {PAGE_SIZE} videos with fresh counts (in memory): before {old:.1f} us "
+        f"({min(cpu_us['before']):.1f}-{max(cpu_us['before']):.1f}), after {new:.1f} us "
+        f"({min(cpu_us['after']):.1f}-{max(cpu_us['after']):.1f}) of CPU, after / before "
+        f"x{new / old:.2f} ({CARD_ROUNDS} blocks of {CARD_READS}, load {loadavg()})"
+    )
+    benchmark.extra_info["card_read_before_us"] = round(old, 2)
+    benchmark.extra_info["card_read_after_us"] = round(new, 2)
+    benchmark.pedantic(lambda: after.read(ids, fresh_counts=True), rounds=1, iterations=1)

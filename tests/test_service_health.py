@@ -8,7 +8,9 @@ made to fail or hang. The real-server versions of these faults are in
 from __future__ import annotations
 
 import dataclasses
+import logging
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -19,7 +21,9 @@ import pytest
 from flask.testing import FlaskClient
 
 from reelrank import (
+    DependencyGuard,
     EngagementEvent,
+    FeedObserver,
     GuardedStore,
     InMemoryEventStore,
     StoreTimeoutError,
@@ -304,6 +308,78 @@ def test_a_guarded_store_times_out_then_stops_calling_a_hanging_store() -> None:
         guarded.get_stats([FIRST_VIDEO_ID])
     assert hanging.calls["get_stats"] == calls
     hanging.recover()
+
+
+def test_a_card_read_of_the_guarded_event_store_crosses_one_guard(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from reelrank_example import _guarded  # the wiring create_default_app uses
+    from reelrank_example._cards import CardReader
+
+    settings = Settings(auth_secret=SECRET, videos=10, pending_videos=0, users=2, events=0,
+                        creators=3)  # fmt: skip
+    stores = memory_stores()
+    seed_synthetic_catalog(stores, settings, now=datetime.now(UTC))
+    events = FaultInjector(stores.events, name="events")
+    reported: list[tuple[str, str, str]] = []
+
+    class Recording(FeedObserver):
+        def store_call(self, store: str, operation: str, seconds: float, outcome: Any) -> None:
+            reported.append((store, operation, outcome))
+
+    observer = Recording()
+    guarded = _guarded(dataclasses.replace(stores, events=events.proxy), observer)
+    # Every guard a call enters, and the thread it is entered from: each entry of a
+    # (non-inline) guard is one hop to a worker thread.
+    entered: list[tuple[str, str]] = []
+    call_with_deadline = DependencyGuard.call_with_deadline
+
+    def entering(
+        self: DependencyGuard, deadline: float, fn: Any, *, operation: str = "call"
+    ) -> Any:
+        entered.append((self.name, threading.current_thread().name))
+        return call_with_deadline(self, deadline, fn, operation=operation)
+
+    monkeypatch.setattr(DependencyGuard, "call_with_deadline", entering)
+    reader = CardReader(guarded.catalog, guarded.events, ttl=60.0, observer=observer)
+    here = threading.current_thread().name
+    video = FIRST_VIDEO_ID
+
+    data = reader.read([video])
+    assert data.stats[video] == stores.events.get_stats([video])[video]
+    assert data.degraded == []
+    # The catalog is not guarded by the service, so the reader guards it; the event
+    # store is, so its read crosses that guard alone, counted once.
+    assert entered == [("catalog", here), ("catalog", here), ("events", here)]
+    assert reported == [("catalog", "get_videos", "ok"), ("catalog", "get_creators", "ok"),
+                        ("events", "get_stats", "ok")]  # fmt: skip
+
+    # The guarded store's deadline and breaker still apply, and the reader falls back
+    # to the counts it read before, logging each failure.
+    entered.clear()
+    reported.clear()
+    events.stall(0.5, methods=["get_stats"])
+    with caplog.at_level(logging.WARNING, logger="reelrank_example._cards"):
+        stalled = reader.read([video], fresh_counts=True)
+        events.recover()
+        events.fail(methods=["get_stats"])
+        failed = [reader.read([video], fresh_counts=True) for _ in range(2)]
+        reads = events.calls["get_stats"]
+        skipped = reader.read([video], fresh_counts=True)
+    events.recover()
+    assert events.calls["get_stats"] == reads
+    for fallback in (stalled, *failed, skipped):
+        assert fallback.degraded == ["events"]
+        assert fallback.stats == data.stats
+    assert entered == [("events", here)] * 4
+    outcomes = ["timeout", "error", "error", "rejected"]
+    assert reported == [("events", "get_stats", outcome) for outcome in outcomes]
+    assert [record.getMessage() for record in caplog.records] == [
+        "call to events failed: StoreTimeoutError",
+        "call to events failed: StoreError",
+        "call to events failed: StoreError",
+        "call to events failed: StoreUnavailableError",
+    ]
 
 
 def test_stale_list_counts_are_shown_while_read_again_in_the_background() -> None:

@@ -3,7 +3,8 @@
 The feed service guards its own store calls; the cards built around its pages read the
 catalog and the event store again, and without care a paused ClickHouse or a stopped
 PostgreSQL would turn every page into an error after a driver timeout of seconds.
-:class:`CardReader` reads each store under a short deadline and a circuit breaker, keeps
+:class:`CardReader` reads each store under a short deadline and a circuit breaker (the
+store's own when it is already a :class:`~reelrank.GuardedStore`), keeps
 the details it read (fresh for :attr:`Settings.card_cache_seconds
 <reelrank_example.Settings.card_cache_seconds>`) and the last counts it read, and serves
 those when the store is unavailable, naming the store in the page's ``degraded`` list.
@@ -37,6 +38,7 @@ from reelrank import (
     DependencyGuard,
     EventStore,
     FeedObserver,
+    GuardedStore,
     StoreCallOutcome,
     StoreError,
     Video,
@@ -179,13 +181,36 @@ def store_guard(
     )
 
 
-def _call_or_none(guard: DependencyGuard, read: Callable[[], T]) -> T | None:
-    """``read()`` under ``guard``; ``None`` (logged) when the store fails or is skipped."""
-    try:
-        return guard.call_with_deadline(guard.deadline_seconds, read, operation=_operation(read))
-    except StoreError as exc:
-        _logger.warning("call to %s failed: %s", guard.name, type(exc).__name__)
-        return None
+class _GuardedReads:
+    """Reads of one store under exactly one guard, ``None`` (logged) when the store fails
+    or the guard skips the call.
+
+    A store that is already a :class:`~reelrank.GuardedStore` (the service guards its
+    event store for every caller) is read through its own guard: guarding it again
+    would send each read across a second worker thread, and count and time it twice.
+    Any other store gets a guard of its own (see :func:`store_guard`).
+    """
+
+    def __init__(self, name: str, store: object, observer: FeedObserver | None) -> None:
+        self._guard: DependencyGuard | None
+        if isinstance(store, GuardedStore):
+            self.name = store.guard.name
+            self._guard = None
+        else:
+            self.name = name
+            self._guard = store_guard(name, observer=observer)
+
+    def call_or_none(self, read: Callable[[], T]) -> T | None:
+        """``read()`` under the guard; ``None`` when the store fails or is skipped."""
+        try:
+            if self._guard is None:
+                return read()
+            return self._guard.call_with_deadline(
+                self._guard.deadline_seconds, read, operation=_operation(read)
+            )
+        except StoreError as exc:
+            _logger.warning("call to %s failed: %s", self.name, type(exc).__name__)
+            return None
 
 
 def _operation(read: Callable[[], object]) -> str:
@@ -212,8 +237,10 @@ class CardReader:
     seconds unless a read asks for fresh ones (a video's detail, where a client looks
     for its own like or watch); past that they are still shown while one background
     read at a time fetches them again (``counts_ttl=0``: read on every call). The last
-    counts read are kept as the fallback for an outage. With an ``observer``, every
-    call to either store is counted and timed (see :func:`store_guard`).
+    counts read are kept as the fallback for an outage. Each store is read under one
+    guard: a :class:`~reelrank.GuardedStore`'s own (its deadline, breaker and call
+    counting), else one made here, which with an ``observer`` counts and times every
+    call (see :func:`store_guard`).
     """
 
     def __init__(
@@ -230,8 +257,8 @@ class CardReader:
         self._events = events
         # One thread: background count refreshes run one batch at a time.
         self._refresher = ThreadPoolExecutor(1, thread_name_prefix="reelrank-cards")
-        self._catalog_guard = store_guard("catalog", observer=observer)
-        self._events_guard = store_guard("events", observer=observer)
+        self._catalog_reads = _GuardedReads("catalog", catalog, observer)
+        self._events_reads = _GuardedReads("events", events, observer)
         self._videos: _Kept[Video] = _Kept(ttl, _KEPT_ENTRIES, clock)
         self._creators: _Kept[Creator] = _Kept(ttl, _KEPT_ENTRIES, clock)
         self._stats: _Kept[VideoStats] = _Kept(counts_ttl, _KEPT_ENTRIES, clock)
@@ -259,9 +286,7 @@ class CardReader:
                 self._refresh_later(older)
                 stale = [video_id for video_id in stale if video_id not in older]
         if stale:
-            read = _call_or_none(
-                self._events_guard, functools.partial(self._events.get_stats, stale)
-            )
+            read = self._events_reads.call_or_none(functools.partial(self._events.get_stats, stale))
             if read is None:
                 stats.update(self._stats.kept(stale))
                 degraded.append("events")
@@ -286,8 +311,8 @@ class CardReader:
         ids = list(kept)
         for start in range(0, len(ids), _REFRESH_BATCH):
             chunk = ids[start : start + _REFRESH_BATCH]
-            counts = _call_or_none(
-                self._events_guard, functools.partial(self._events.get_stats, chunk)
+            counts = self._events_reads.call_or_none(
+                functools.partial(self._events.get_stats, chunk)
             )
             if counts is None:
                 break
@@ -311,9 +336,7 @@ class CardReader:
                 if not ids:
                     self._refreshing = False
                     return
-            counts = _call_or_none(
-                self._events_guard, functools.partial(self._events.get_stats, ids)
-            )
+            counts = self._events_reads.call_or_none(functools.partial(self._events.get_stats, ids))
             if counts is None:
                 # The store is failing: the ids are read again when a card next shows them.
                 with self._refresh_lock:
@@ -334,7 +357,7 @@ class CardReader:
         found, missing = kept.fresh(ids)
         if not missing:
             return found
-        fetched = _call_or_none(self._catalog_guard, functools.partial(read, missing))
+        fetched = self._catalog_reads.call_or_none(functools.partial(read, missing))
         if fetched is None:
             if "catalog" not in degraded:
                 degraded.append("catalog")

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from reelrank import (
@@ -21,6 +21,7 @@ from reelrank import (
     EventStore,
     FeedObserver,
     FollowedCandidatesCatalog,
+    FollowedColumnsCatalog,
     FollowedVideoColumns,
     InvalidInputError,
     StoreError,
@@ -167,7 +168,7 @@ def test_one_read_ranks_what_the_two_reads_rank(
     columns_catalog = _ColumnsCatalog(events)
     one_read = _page(_world(columns_catalog, events, videos, sorted(follows), engagement), **config)
     two_reads = _page(
-        _world(InMemoryCatalog(), InMemoryEventStore(), videos, sorted(follows), engagement),
+        _world(_VideosOnlyCatalog(), InMemoryEventStore(), videos, sorted(follows), engagement),
         **config,
     )
     assert one_read == two_reads
@@ -201,7 +202,7 @@ def test_a_miss_makes_one_followed_read_and_no_stats_read_of_its_own() -> None:
     assert observer.calls.count("events.stats_columns") == 1  # the pool's
 
 
-def test_a_catalog_reading_other_stats_is_asked_as_before() -> None:
+def test_a_catalog_reading_other_stats_reads_columns_then_the_event_stores_stats() -> None:
     events = InMemoryEventStore()
     catalog = _ColumnsCatalog(InMemoryEventStore())  # another event store's statistics
     observer = _Operations()
@@ -212,9 +213,132 @@ def test_a_catalog_reading_other_stats_is_asked_as_before() -> None:
         popular_limit=0,
     )
     assert catalog.calls == 0
-    assert observer.calls.count("catalog.followed_videos") == 1
+    assert observer.calls.count("catalog.followed_columns") == 1
+    assert "catalog.followed_videos" not in observer.calls
     # The pool's stats, then the followed videos' stats.
     assert observer.calls.count("events.stats_columns") == 2
+
+
+class _VideosOnlyCatalog(InMemoryCatalog):
+    """An in-memory catalog without the columnar followed read: a miss reads
+    ``followed_videos`` (a :class:`Video` per row) and then ``stats_columns``."""
+
+    # None opts out of the runtime-checked protocol, as ``__hash__ = None`` does of hashing.
+    followed_columns = None  # type: ignore[assignment]
+
+
+class _FailingStats(InMemoryEventStore):
+    """An event store whose ``stats_columns`` fails from the ``fail_after``-th call on."""
+
+    def __init__(self, fail_after: int | None) -> None:
+        super().__init__()
+        self.fail_after = fail_after
+        self.stats_calls = 0
+
+    def stats_columns(self, video_ids: Any) -> VideoStatsColumns:
+        self.stats_calls += 1
+        if self.fail_after is not None and self.stats_calls > self.fail_after:
+            raise StoreError("events", "connection reset")
+        return super().stats_columns(video_ids)
+
+
+def test_a_catalog_without_the_columns_read_is_asked_as_before() -> None:
+    events = InMemoryEventStore()
+    catalog = _VideosOnlyCatalog()
+    assert not isinstance(catalog, FollowedColumnsCatalog)
+    observer = _Operations()
+    _page(
+        _world(catalog, events, 40, [2, 3], [("like", 2, 3)]),
+        observer=observer,
+        recent_limit=5,
+        popular_limit=0,
+    )
+    assert observer.calls.count("catalog.followed_videos") == 1
+    assert observer.calls.count("events.stats_columns") == 2
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    videos=st.integers(1, 60),
+    follows=st.sets(st.integers(1, CREATORS), max_size=CREATORS),
+    engagement=st.lists(
+        st.tuples(
+            st.sampled_from(["watch", "like", "share", "comment"]),
+            st.integers(1, 3),
+            st.integers(1, 60),
+        ),
+        max_size=30,
+    ),
+    # Mostly a small pool and no popular videos (which would hold every watched one), so
+    # that engaged followed videos fall outside the pool and take their stats from the
+    # followed read; sometimes no followed read, sometimes a failing stats read.
+    recent_limit=st.integers(0, 15),
+    popular_limit=st.sampled_from([0, 0, 0, 5]),
+    followed_limit=st.sampled_from([30, 30, 30, 10, 3, 0]),
+    parallel=st.booleans(),
+    stats_fail_after=st.sampled_from([None, None, None, 0, 1]),
+)
+# Engaged followed videos outside the pool, their stats read after the followed read.
+@example(
+    videos=40,
+    follows=set(range(1, CREATORS + 1)),
+    engagement=[("like", 2, 11), ("watch", 1, 10), ("share", 2, 9), ("comment", 3, 29)],
+    recent_limit=5,
+    popular_limit=0,
+    followed_limit=30,
+    parallel=False,
+    stats_fail_after=None,
+)
+def test_the_columns_read_ranks_what_the_videos_read_ranks(
+    videos: int,
+    follows: set[int],
+    engagement: list[tuple[str, int, int]],
+    recent_limit: int,
+    popular_limit: int,
+    followed_limit: int,
+    parallel: bool,
+    stats_fail_after: int | None,
+) -> None:
+    """Same items, scores, breakdowns and degraded report from ``followed_columns`` joined
+    to the event store's statistics as from ``followed_videos`` and ``stats_columns``,
+    also when the pool's or the followed videos' statistics read fails."""
+    # Counted from the oldest video: hypothesis favours small numbers, and the oldest
+    # videos are the ones outside a small pool.
+    engagement = [
+        (kind, user, videos + 1 - video) for kind, user, video in engagement if video <= videos
+    ]
+    config = {
+        "recent_limit": recent_limit,
+        "popular_limit": popular_limit,
+        "followed_limit": followed_limit,
+        "parallel_user_reads": parallel,
+    }
+    columns_catalog = InMemoryCatalog()
+    observer = _Operations()
+    columns_read = _page(
+        _world(
+            columns_catalog,
+            _FailingStats(stats_fail_after),
+            videos,
+            sorted(follows),
+            engagement,
+        ),
+        observer=observer,
+        **config,
+    )
+    videos_read = _page(
+        _world(
+            _VideosOnlyCatalog(),
+            _FailingStats(stats_fail_after),
+            videos,
+            sorted(follows),
+            engagement,
+        ),
+        **config,
+    )
+    assert columns_read == videos_read
+    assert "catalog.followed_videos" not in observer.calls
+    assert observer.calls.count("catalog.followed_columns") == (1 if followed_limit else 0)
 
 
 def test_a_failed_read_serves_the_pool_without_followed_videos() -> None:

@@ -39,6 +39,7 @@ from reelrank.testing import (
     EventStoreContract,
     FaultInjector,
     FeedCacheContract,
+    FollowedColumnsCatalogContract,
     ManualClock,
     ModelRegistryContract,
     PageTakingSeenStoreContract,
@@ -52,6 +53,12 @@ from reelrank.validation import check_aware, check_limit
 
 
 class TestInMemoryCatalog(CatalogContract):
+    @pytest.fixture
+    def catalog(self) -> InMemoryCatalog:
+        return InMemoryCatalog()
+
+
+class TestInMemoryCatalogFollowedColumns(FollowedColumnsCatalogContract):
     @pytest.fixture
     def catalog(self) -> InMemoryCatalog:
         return InMemoryCatalog()

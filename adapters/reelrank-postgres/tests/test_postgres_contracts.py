@@ -29,6 +29,7 @@ from reelrank.testing import (
     EventStoreContract,
     FeedCacheContract,
     FollowedCandidatesCatalogContract,
+    FollowedColumnsCatalogContract,
     ModelRegistryContract,
     ProgressStoreContract,
     SearchIndexContract,
@@ -115,6 +116,12 @@ class TestSqlTrendingSnapshotStore(
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+class TestSqlCatalogFollowedColumns(FollowedColumnsCatalogContract):
+    @pytest.fixture
+    def catalog(self, engines: Engines) -> SqlCatalog:
+        return SqlCatalog(engines.engine, read_engine=engines.read_engine)
 
 
 class TestSqlCatalogFollowedCandidates(FollowedCandidatesCatalogContract):

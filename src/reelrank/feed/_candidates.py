@@ -18,7 +18,7 @@ import numpy.typing as npt
 from ..exceptions import StoreError
 from ..models._catalog import ProcessingState, Video
 from ..models._feed import DegradedDependency
-from ..models._followed_columns import FollowedVideoColumns
+from ..models._followed_columns import FollowedColumns, FollowedVideoColumns
 from ..models._stats_columns import VideoStatsColumns
 from ..scoring import Candidates
 from ..scoring._diversity import NO_SOUND
@@ -76,24 +76,34 @@ class CandidateColumns:
             count=n,
         )
         published_at = np.fromiter((v.published_at.timestamp() for v in videos), float, count=n)
-        counts = np.zeros((5, n), dtype=np.float64)
-        if stats is not None and len(stats) and n:
-            # Each candidate's row in the stats columns, by a binary search over their
-            # sorted ids; candidates the columns lack keep zero counts.
-            order = np.argsort(stats.video_ids, kind="stable")
-            found = np.searchsorted(stats.video_ids, video_ids, sorter=order)
-            rows = order[np.minimum(found, len(stats) - 1)]
-            held = stats.video_ids[rows] == video_ids
-            for field, values in enumerate(
-                (stats.views, stats.completion_sum, stats.likes, stats.shares, stats.comments)
-            ):
-                counts[field, held] = values[rows[held]]
         return cls(
             video_ids,
             creator_ids,
             sound_ids,
             published_at,
-            counts,
+            _counts(video_ids, stats),
+            _dl_column(video_ids, dl_scores),
+        )
+
+    @classmethod
+    def from_followed_rows(
+        cls,
+        followed: FollowedColumns,
+        rows: npt.NDArray[np.int64],
+        stats: VideoStatsColumns | None,
+        dl_scores: Mapping[int, float] | None,
+    ) -> CandidateColumns:
+        """Columns of the given rows of ``followed`` with their counts looked up in
+        ``stats`` (as :meth:`from_videos`: missing stats count as zero, missing scores
+        as NaN)."""
+        video_ids = followed.video_ids[rows]
+        # NO_SOUND_ID (models) and NO_SOUND (the diversity kernel) are the same value.
+        return cls(
+            video_ids,
+            followed.creator_ids[rows],
+            followed.sound_ids[rows],
+            followed.published_at[rows],
+            _counts(video_ids, stats),
             _dl_column(video_ids, dl_scores),
         )
 
@@ -167,6 +177,26 @@ class CandidateColumns:
             comments=comments,
             dl_score=self.dl_scores,
         )
+
+
+def _counts(
+    video_ids: npt.NDArray[np.int64], stats: VideoStatsColumns | None
+) -> npt.NDArray[np.float64]:
+    """``(5, n)`` counts of ``video_ids`` from ``stats``; ids it lacks count zero."""
+    n = len(video_ids)
+    counts = np.zeros((5, n), dtype=np.float64)
+    if stats is not None and len(stats) and n:
+        # Each candidate's row in the stats columns, by a binary search over their
+        # sorted ids; candidates the columns lack keep zero counts.
+        order = np.argsort(stats.video_ids, kind="stable")
+        found = np.searchsorted(stats.video_ids, video_ids, sorter=order)
+        rows = order[np.minimum(found, len(stats) - 1)]
+        held = stats.video_ids[rows] == video_ids
+        for field, values in enumerate(
+            (stats.views, stats.completion_sum, stats.likes, stats.shares, stats.comments)
+        ):
+            counts[field, held] = values[rows[held]]
+    return counts
 
 
 def _dl_column(
@@ -356,6 +386,19 @@ class CandidateSource:
             return CandidateColumns.empty()
         scores = self.dl_scores(followed.video_ids[rows].tolist(), lost, report)
         return CandidateColumns.from_followed(followed, rows, "completion" not in lost, scores)
+
+    def followed_rows_columns(
+        self,
+        followed: FollowedColumns,
+        rows: npt.NDArray[np.int64],
+        stats: VideoStatsColumns | None,
+        lost: set[str],
+        report: DegradedReport,
+    ) -> CandidateColumns:
+        """Columns of the given rows of ``followed`` (outside the pool), their counts
+        from ``stats``, with their model scores fetched."""
+        scores = self.dl_scores(followed.video_ids[rows].tolist(), lost, report)
+        return CandidateColumns.from_followed_rows(followed, rows, stats, scores)
 
     def _build(
         self, previous: CandidatePool | None, deadline: float | None = None

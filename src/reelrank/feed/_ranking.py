@@ -21,11 +21,17 @@ from ..exceptions import StoreError
 from ..models._base import WEIGHT_FIELDS
 from ..models._catalog import Video
 from ..models._feed import FeedSnapshot
-from ..models._followed_columns import FollowedVideoColumns
+from ..models._followed_columns import FollowedColumns, FollowedVideoColumns
 from ..models._stats_columns import VideoStatsColumns
 from ..scoring._config import RankingConfig
 from ..scoring._ranker import Ranker
-from ..stores._protocols import Catalog, EventStore, FollowedCandidatesCatalog, SeenStore
+from ..stores._protocols import (
+    Catalog,
+    EventStore,
+    FollowedCandidatesCatalog,
+    FollowedColumnsCatalog,
+    SeenStore,
+)
 from ._candidates import CandidateColumns, CandidatePool, CandidateSource, CatalogUnavailableError
 from ._config import FeedServiceConfig
 from ._context import RequestContext
@@ -104,6 +110,13 @@ class UserRanking:
         self._followed_with_stats = (
             catalog
             if isinstance(catalog, FollowedCandidatesCatalog) and catalog.reads_stats_of(events)
+            else None
+        )
+        # Otherwise the followed videos as columns, when the catalog reads them so, joined
+        # to the event store's statistics (see FollowedColumnsCatalog).
+        self._followed_as_columns = (
+            catalog
+            if self._followed_with_stats is None and isinstance(catalog, FollowedColumnsCatalog)
             else None
         )
 
@@ -236,6 +249,8 @@ class UserRanking:
                 ctx.report.report("catalog", "without followed creators' videos")
                 return CandidateColumns.empty()
             return self._candidates.followed_columns(columns, pool, lost, ctx.report)
+        if self._followed_as_columns is not None:
+            return self._followed_from_columns(ctx, self._followed_as_columns, pool, lost)
         try:
             followed: list[Video] = self._guards.call(
                 "catalog", self._catalog.followed_videos, ctx.user_id, limit=limit
@@ -255,6 +270,36 @@ class UserRanking:
             except StoreError:
                 ctx.report.report("stats", "followed videos ranked on priors")
         return self._candidates.columns(extra, stats, lost, ctx.report)
+
+    def _followed_from_columns(
+        self,
+        ctx: RequestContext,
+        catalog: FollowedColumnsCatalog,
+        pool: CandidatePool,
+        lost: set[str],
+    ) -> CandidateColumns:
+        """The followed videos outside the pool from the catalog's columns and the event
+        store's statistics: the reads and reports of the ``followed_videos`` path,
+        without a video model per row."""
+        try:
+            followed: FollowedColumns = self._guards.call(
+                "catalog", catalog.followed_columns, ctx.user_id, limit=self._config.followed_limit
+            )
+        except StoreError:
+            ctx.report.report("catalog", "without followed creators' videos")
+            return CandidateColumns.empty()
+        rows = np.flatnonzero(~np.isin(followed.video_ids, pool.columns.video_ids))
+        if not len(rows):
+            return CandidateColumns.empty()
+        stats: VideoStatsColumns | None = None
+        if "completion" not in lost:
+            try:
+                stats = self._guards.call(
+                    "events", self._events.stats_columns, followed.video_ids[rows].tolist()
+                )
+            except StoreError:
+                ctx.report.report("stats", "followed videos ranked on priors")
+        return self._candidates.followed_rows_columns(followed, rows, stats, lost, ctx.report)
 
     def _affinity(
         self, ctx: RequestContext, creators: list[int], lost: set[str]

@@ -28,7 +28,7 @@ from ._feed import (
     PageOutcome,
     PageRequest,
 )
-from ._followed_columns import NO_SOUND_ID, FollowedVideoColumns
+from ._followed_columns import NO_SOUND_ID, FollowedColumns, FollowedVideoColumns
 from ._processing import ProcessingProgress, RenditionProgress, RenditionStatus
 from ._registry import ModelInfo, ModelStatus
 from ._search import ParsedQuery, QueryTerm, SearchDocument
@@ -50,6 +50,7 @@ __all__ = [
     "FeedItem",
     "FeedPage",
     "FeedSnapshot",
+    "FollowedColumns",
     "FollowedVideoColumns",
     "PageOutcome",
     "PageRequest",

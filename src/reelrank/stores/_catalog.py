@@ -10,6 +10,7 @@ from datetime import datetime
 
 from ..exceptions import NotFoundError
 from ..models._catalog import Creator, ProcessingState, Video, VideoLabels
+from ..models._followed_columns import NO_SOUND_ID, FollowedColumns
 from ..validation import check_aware, check_id, check_ids, check_limit, check_user_ids
 from ._common import _check_instance
 
@@ -140,6 +141,18 @@ class InMemoryCatalog:
         check_limit("limit", limit)
         with self._lock:
             return self._followed_videos(user_id, limit)
+
+    def followed_columns(self, user_id: int, *, limit: int) -> FollowedColumns:
+        """:meth:`followed_videos` as columns (a :class:`~reelrank.FollowedColumnsCatalog`)."""
+        videos = self.followed_videos(user_id, limit=limit)
+        return FollowedColumns.from_arrays(
+            video_ids=[video.video_id for video in videos],
+            creator_ids=[video.creator_id for video in videos],
+            sound_ids=[
+                NO_SOUND_ID if video.sound_id is None else video.sound_id for video in videos
+            ],
+            published_at=[video.published_at.timestamp() for video in videos],
+        )
 
     def followed_videos_many(
         self, user_ids: Sequence[int], *, limit: int

@@ -33,7 +33,7 @@ from typing import Protocol, runtime_checkable
 from ..models._catalog import Creator, ProcessingState, Video, VideoLabels
 from ..models._engagement import EngagementEvent, VideoStats
 from ..models._feed import FeedSnapshot, PageOutcome, PageRequest
-from ..models._followed_columns import FollowedVideoColumns
+from ..models._followed_columns import FollowedColumns, FollowedVideoColumns
 from ..models._processing import ProcessingProgress
 from ..models._registry import ModelInfo
 from ..models._search import ParsedQuery, SearchDocument
@@ -57,6 +57,7 @@ __all__ = [
     "FeedCache",
     "FeedKey",
     "FollowedCandidatesCatalog",
+    "FollowedColumnsCatalog",
     "ModelRegistry",
     "PageTakingSeenStore",
     "ProgressStore",
@@ -550,6 +551,30 @@ class FollowedCandidatesCatalog(Catalog, Protocol):
         """The videos :meth:`~reelrank.Catalog.followed_videos` returns for the same
         arguments, in its order, as columns, with their statistics (all zero for a
         video never engaged with).
+
+        Bad arguments raise as in :meth:`~reelrank.Catalog.followed_videos`.
+        """
+
+
+@runtime_checkable
+class FollowedColumnsCatalog(Catalog, Protocol):
+    """A :class:`~reelrank.Catalog` that can read a user's followed videos as ranking
+    columns, without building a :class:`~reelrank.Video` per row.
+
+    A feed's cache miss whose catalog cannot read the event store's statistics itself
+    (:class:`~reelrank.FollowedCandidatesCatalog`), such as a catalog in PostgreSQL
+    with the events in ClickHouse, reads the user's followed videos and then their
+    statistics from the event store. With this read it builds no
+    :class:`~reelrank.Video` (renditions and all) for the four fields it ranks by:
+    :class:`~reelrank.FeedRankingService` calls :meth:`followed_columns` and then
+    :meth:`EventStore.stats_columns <reelrank.EventStore.stats_columns>` for the rows
+    outside its candidate pool, and :meth:`~reelrank.Catalog.followed_videos` only for
+    a catalog without it.
+    """
+
+    def followed_columns(self, user_id: int, *, limit: int) -> FollowedColumns:
+        """The videos :meth:`~reelrank.Catalog.followed_videos` returns for the same
+        arguments, in its order, as columns.
 
         Bad arguments raise as in :meth:`~reelrank.Catalog.followed_videos`.
         """

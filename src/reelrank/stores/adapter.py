@@ -27,7 +27,9 @@ private module and keeps working across internal refactors of the core:
   :func:`chunked` to bound each statement of a large batch.
 * :class:`FollowedCandidatesCatalog`, the optional catalog read of a user's followed
   videos with their statistics in one round trip, which a cache miss uses when the
-  catalog holds the event store's statistics.
+  catalog holds the event store's statistics, and :class:`FollowedColumnsCatalog`,
+  the optional read of the same videos as columns without statistics, which a miss
+  uses otherwise.
 * The capabilities a store declares to the feed service: :class:`SelfBoundingStore`
   (:func:`bounds_own_calls`) and :class:`InProcessStore` (:func:`is_in_process`).
 * The shared semantics an adapter must reproduce exactly: the text analysis of the
@@ -103,6 +105,7 @@ from ._protocols import (
     FeedCache,
     FeedKey,
     FollowedCandidatesCatalog,
+    FollowedColumnsCatalog,
     InProcessStore,
     ModelRegistry,
     PageTakingSeenStore,
@@ -132,6 +135,7 @@ __all__ = [
     "FeedCache",
     "FeedKey",
     "FollowedCandidatesCatalog",
+    "FollowedColumnsCatalog",
     "InProcessStore",
     "InvalidInputError",
     "ModelRegistry",

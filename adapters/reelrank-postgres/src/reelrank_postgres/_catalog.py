@@ -24,6 +24,7 @@ from sqlalchemy import (
 from reelrank.models import (
     NO_SOUND_ID,
     Creator,
+    FollowedColumns,
     FollowedVideoColumns,
     ProcessingState,
     Rendition,
@@ -184,6 +185,29 @@ _FOLLOWED_CANDIDATES_POSTGRES = text(
 _FOLLOWED_CANDIDATES_SQLITE = _FOLLOWED_VIDEOS_SQLITE.with_only_columns(
     *_CANDIDATE_COLUMNS
 ).outerjoin(video_stats, video_stats.c.video_id == videos.c.video_id)
+
+
+# The same read without the statistics, for an event store elsewhere: on PostgreSQL the
+# function's ranking columns (its statistics join reads at most ``limit`` rows of
+# video_stats by primary key, which hold nothing there), on SQLite the statement unjoined.
+_FOLLOWED_COLUMNS = _CANDIDATE_COLUMNS[:4]
+_FOLLOWED_COLUMNS_POSTGRES = text(
+    f"SELECT {', '.join(column.name for column in _FOLLOWED_COLUMNS)} "
+    "FROM reelrank_followed_candidates(:user_id, :limit)"
+).bindparams(bindparam("user_id", type_=BigInteger), bindparam("limit", type_=Integer))
+_FOLLOWED_COLUMNS_SQLITE = _FOLLOWED_VIDEOS_SQLITE.with_only_columns(*_FOLLOWED_COLUMNS)
+
+
+def _followed_columns(rows: Sequence[Row[Any]]) -> FollowedColumns:
+    """The columns of followed-video rows (id, creator, sound, publication), in their order."""
+    columns: list[tuple[Any, ...]] = list(zip(*rows, strict=True)) if rows else [()] * 4
+    video_ids, creator_ids, sound_ids, published_at = columns
+    return FollowedColumns.from_arrays(
+        video_ids=video_ids,
+        creator_ids=creator_ids,
+        sound_ids=[NO_SOUND_ID if sound is None else sound for sound in sound_ids],
+        published_at=[published.timestamp() for published in published_at],
+    )
 
 
 def _candidate_columns(rows: Sequence[Row[Any]]) -> FollowedVideoColumns:
@@ -545,3 +569,24 @@ class SqlCatalog(ReplicaReadStore):
         ):
             rows = connection.execute(query, {"user_id": user_id, "limit": limit}).all()
         return _candidate_columns(rows)
+
+    def followed_columns(self, user_id: int, *, limit: int) -> FollowedColumns:
+        """The videos of :meth:`followed_videos` as the feed's ranking columns, without
+        statistics and without building a video per row (a
+        :class:`~reelrank.FollowedColumnsCatalog`, for an event store in another
+        database).
+
+        On PostgreSQL the statement reads the ranking columns of
+        ``reelrank_followed_candidates``, the walk :meth:`followed_candidates` makes,
+        in one round trip; SQLite runs its followed-videos statement for these columns."""
+        check_id("user_id", user_id)
+        check_limit("limit", limit)
+        if limit == 0:
+            return _followed_columns([])
+        query = _FOLLOWED_COLUMNS_POSTGRES if self._postgres else _FOLLOWED_COLUMNS_SQLITE
+        with (
+            store_errors(self._store, "followed_columns"),
+            self._reader.connect() as connection,
+        ):
+            rows = connection.execute(query, {"user_id": user_id, "limit": limit}).all()
+        return _followed_columns(rows)

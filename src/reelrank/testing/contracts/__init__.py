@@ -16,6 +16,7 @@ Each contract needs one fixture:
 * :class:`CatalogContract`: ``catalog``
 * :class:`FollowedCandidatesCatalogContract`: ``catalog`` (one with
   ``followed_candidates``) and ``event_store`` (whose statistics it reads)
+* :class:`FollowedColumnsCatalogContract`: ``catalog`` (one with ``followed_columns``)
 * :class:`EventStoreContract`: ``event_store``
 * :class:`EngagementLogContract`: ``engagement_log``
 * :class:`SeenStoreContract`: ``seen_store``
@@ -39,7 +40,11 @@ subclass moves the clock its cache was built on.
 from __future__ import annotations
 
 from ..._public import _public_module
-from ._catalog import CatalogContract, FollowedCandidatesCatalogContract
+from ._catalog import (
+    CatalogContract,
+    FollowedCandidatesCatalogContract,
+    FollowedColumnsCatalogContract,
+)
 from ._engagement_log import EngagementLogContract
 from ._event_store import EventStoreContract
 from ._feed_cache import FeedCacheContract
@@ -58,6 +63,7 @@ __all__ = [
     "EventStoreContract",
     "FeedCacheContract",
     "FollowedCandidatesCatalogContract",
+    "FollowedColumnsCatalogContract",
     "ModelRegistryContract",
     "PageTakingSeenStoreContract",
     "ProgressStoreContract",

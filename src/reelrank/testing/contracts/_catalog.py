@@ -1,5 +1,5 @@
-"""The contracts of :class:`~reelrank.Catalog` and
-:class:`~reelrank.FollowedCandidatesCatalog`."""
+"""The contracts of :class:`~reelrank.Catalog`,
+:class:`~reelrank.FollowedCandidatesCatalog` and :class:`~reelrank.FollowedColumnsCatalog`."""
 
 from __future__ import annotations
 
@@ -10,11 +10,21 @@ import pytest
 from ...exceptions import InvalidInputError, InvalidTransitionError, NotFoundError
 from ...models._catalog import ProcessingState, VideoLabels
 from ...models._followed_columns import NO_SOUND_ID
-from ...stores._protocols import BulkReadCatalog, Catalog, EventStore, FollowedCandidatesCatalog
+from ...stores._protocols import (
+    BulkReadCatalog,
+    Catalog,
+    EventStore,
+    FollowedCandidatesCatalog,
+    FollowedColumnsCatalog,
+)
 from ..factories import EPOCH, make_creator, make_event, make_video
 from ._support import BAD_IDS, BAD_USER_BATCHES, hours, skip_without
 
-__all__ = ["CatalogContract", "FollowedCandidatesCatalogContract"]
+__all__ = [
+    "CatalogContract",
+    "FollowedCandidatesCatalogContract",
+    "FollowedColumnsCatalogContract",
+]
 
 
 def _bulk(catalog: object) -> BulkReadCatalog:
@@ -316,4 +326,63 @@ class FollowedCandidatesCatalogContract:
     ) -> None:
         with pytest.raises(InvalidInputError) as info:
             catalog.followed_candidates(1, limit=bad)  # type: ignore[arg-type]
+        assert info.value.field == "limit"
+
+
+class FollowedColumnsCatalogContract:
+    """Checks a :class:`~reelrank.FollowedColumnsCatalog`; needs a ``catalog`` fixture."""
+
+    def _followed(self, catalog: FollowedColumnsCatalog) -> None:
+        """Creators 1 to 3, ready and unready videos with and without sounds, and user 10
+        following creators 1 and 2."""
+        for creator_id in (1, 2, 3):
+            catalog.put_creator(make_creator(creator_id))
+        layout = [(1, 1, 4, 7), (2, 2, 3, None), (3, 3, 0, 8), (4, 1, 1, None), (5, 2, 2, 9)]
+        for video_id, creator_id, age_hours, sound_id in layout:
+            published_at = EPOCH - hours(age_hours) + timedelta(microseconds=video_id)
+            catalog.put_video(
+                make_video(video_id, creator_id, published_at=published_at, sound_id=sound_id)
+            )
+        catalog.put_video(make_video(6, 1, state=ProcessingState.TRANSCODING))
+        catalog.follow(10, 1)
+        catalog.follow(10, 2)
+
+    def test_satisfies_the_protocol(self, catalog: FollowedColumnsCatalog) -> None:
+        assert isinstance(catalog, FollowedColumnsCatalog)
+
+    @pytest.mark.parametrize("limit", [10, 2, 0])
+    def test_followed_columns_are_the_followed_videos(
+        self, catalog: FollowedColumnsCatalog, limit: int
+    ) -> None:
+        self._followed(catalog)
+        videos = catalog.followed_videos(10, limit=limit)
+        columns = catalog.followed_columns(10, limit=limit)
+        assert columns.video_ids.tolist() == [video.video_id for video in videos]
+        assert columns.video_ids.tolist() == [4, 5, 2, 1][:limit]
+        assert columns.creator_ids.tolist() == [video.creator_id for video in videos]
+        assert columns.sound_ids.tolist() == [
+            NO_SOUND_ID if video.sound_id is None else video.sound_id for video in videos
+        ]
+        assert columns.published_at.tolist() == [video.published_at.timestamp() for video in videos]
+
+    def test_followed_columns_of_an_unknown_user_are_empty(
+        self, catalog: FollowedColumnsCatalog
+    ) -> None:
+        self._followed(catalog)
+        assert len(catalog.followed_columns(11, limit=10)) == 0
+
+    @pytest.mark.parametrize("bad", BAD_IDS)
+    def test_bad_user_ids_raise_invalid_input(
+        self, catalog: FollowedColumnsCatalog, bad: object
+    ) -> None:
+        with pytest.raises(InvalidInputError) as info:
+            catalog.followed_columns(bad, limit=10)  # type: ignore[arg-type]
+        assert info.value.field == "user_id"
+
+    @pytest.mark.parametrize("bad", [-1, 1.5, True, None])
+    def test_bad_limits_raise_invalid_input(
+        self, catalog: FollowedColumnsCatalog, bad: object
+    ) -> None:
+        with pytest.raises(InvalidInputError) as info:
+            catalog.followed_columns(1, limit=bad)  # type: ignore[arg-type]
         assert info.value.field == "limit"

@@ -45,6 +45,7 @@ EXPECTED = {
     "FeedCache",
     "FeedKey",
     "FollowedCandidatesCatalog",
+    "FollowedColumnsCatalog",
     "InProcessStore",
     "InvalidInputError",
     "ModelRegistry",

@@ -1,5 +1,6 @@
 """The plan of ``followed_videos`` (and of ``followed_candidates``, the same read joined to
-the statistics) on real PostgreSQL: about ``limit`` rows per followed creator.
+the statistics, and ``followed_columns``, which reads the ranking columns of the same
+function) on real PostgreSQL: about ``limit`` rows per followed creator.
 
 The statement the catalog runs is captured and explained (``EXPLAIN (ANALYZE, FORMAT
 JSON)``) under statistics that used to flip the plan of the former join (none at all,
@@ -124,6 +125,8 @@ def _crowd_creators(engine: Engine) -> None:
 def _followed_ids(catalog: SqlCatalog, method: str) -> list[int]:
     if method == "followed_videos":
         return [video.video_id for video in catalog.followed_videos(_USER, limit=_LIMIT)]
+    if method == "followed_columns":
+        return list(catalog.followed_columns(_USER, limit=_LIMIT).video_ids.tolist())
     columns = catalog.followed_candidates(_USER, limit=_LIMIT)
     assert columns.stats.views.tolist() == [video % 7 for video in columns.video_ids.tolist()]
     return list(columns.video_ids.tolist())
@@ -237,7 +240,8 @@ def _check_shape(plan: dict[str, Any], method: str) -> None:
             assert method == "followed_videos", plan
             assert node["Actual Rows"] * node["Actual Loops"] <= _LIMIT, plan
     stats_scans = [node for node, _ in _nodes(plan) if node.get("Relation Name") == "video_stats"]
-    assert len(stats_scans) == (method == "followed_candidates"), plan
+    # followed_columns runs the function too, whose statistics join it does not return
+    assert len(stats_scans) == (method != "followed_videos"), plan
     for node in stats_scans:
         # the statistics of the kept entries only
         assert node["Actual Rows"] * node["Actual Loops"] <= _LIMIT, plan
@@ -248,7 +252,7 @@ def _check_shape(plan: dict[str, Any], method: str) -> None:
             assert sorted_rows <= _FOLLOWED * _LIMIT, plan
 
 
-@pytest.mark.parametrize("method", ["followed_videos", "followed_candidates"])
+@pytest.mark.parametrize("method", ["followed_videos", "followed_candidates", "followed_columns"])
 def test_followed_videos_reads_limit_rows_per_creator_under_any_statistics(
     catalog: SqlCatalog, postgres_engine: Engine, method: str
 ) -> None:

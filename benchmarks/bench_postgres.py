@@ -347,3 +347,106 @@ def test_feed_cache_miss_on_postgres(benchmark: Any, feed_engine: Any) -> None:
         for service in services.values():
             service.close()
     assert not page.from_cache
+
+
+class _FollowedVideosCatalog(reelrank_postgres.SqlCatalog):
+    """The catalog as a miss read it before ``followed_columns``: ``followed_videos``
+    (a video model per row) and then the event store's ``stats_columns``."""
+
+    # None opts out of the runtime-checked protocol, as ``__hash__ = None`` does of hashing.
+    followed_columns = None  # type: ignore[assignment]
+
+
+def test_feed_cache_miss_with_stats_in_another_store(benchmark: Any, feed_engine: Any) -> None:
+    """Cache-miss ``feed()`` pages with the statistics in a store the catalog does not
+    read (the layout with events in ClickHouse): the event store is PostgreSQL behind a
+    second engine, so each miss makes the followed read and then ``stats_columns``.
+
+    The followed read as columns (``followed_columns``) against ``followed_videos``,
+    alternated round by round over the same users (their seen marks cleared before each
+    round, so both serve the same pages): wall and CPU (``time.process_time``) per page."""
+    from sqlalchemy import text
+
+    from reelrank import FeedRankingService, FeedServiceConfig, FollowedColumnsCatalog, warmup
+
+    warmup()
+    events_engine = reelrank_postgres.connect(
+        reelrank_postgres.SqlStoreConfig(
+            url=feed_engine.url.update_query_dict({"application_name": "events"}).render_as_string(
+                hide_password=False
+            )
+        )
+    )
+    catalogs = {
+        "followed_columns": reelrank_postgres.SqlCatalog(feed_engine),
+        "followed_videos": _FollowedVideosCatalog(feed_engine),
+    }
+    assert isinstance(catalogs["followed_columns"], FollowedColumnsCatalog)
+    assert not isinstance(catalogs["followed_videos"], FollowedColumnsCatalog)
+    events = reelrank_postgres.SqlEventStore(events_engine)
+    assert not catalogs["followed_columns"].reads_stats_of(events)
+    services = {
+        name: FeedRankingService(
+            catalog=catalog,
+            events=events,
+            seen=reelrank_postgres.SqlSeenStore(feed_engine),
+            cache=None,
+            config=FeedServiceConfig(),
+        )
+        for name, catalog in catalogs.items()
+    }
+    users = range(_FIRST_USER, _FIRST_USER + FEED_USERS)
+    bounds = {"first": users.start, "last": users.stop - 1}
+    wall: dict[str, list[float]] = {name: [] for name in services}
+    cpu: dict[str, list[float]] = {name: [] for name in services}
+    pages: dict[str, list[list[int]]] = {}
+    try:
+        for service in services.values():
+            service.refresh_candidates()
+        for number in range(6 if QUICK else 4):
+            for name in services if number % 2 == 0 else reversed(services):
+                with feed_engine.begin() as connection:
+                    connection.execute(
+                        text("DELETE FROM seen_videos WHERE user_id BETWEEN :first AND :last"),
+                        bounds,
+                    )
+                served = []
+                for user in users:
+                    started, started_cpu = time.perf_counter(), time.process_time()
+                    page = services[name].feed(user, FEED_PAGE)
+                    cpu[name].append((time.process_time() - started_cpu) * 1e3)
+                    wall[name].append((time.perf_counter() - started) * 1e3)
+                    assert not page.from_cache
+                    served.append([item.video_id for item in page.items])
+                pages.setdefault(name, served)
+                assert served == pages[name]
+        assert pages["followed_columns"] == pages["followed_videos"]
+        load = " ".join(f"{value:.2f}" for value in os.getloadavg())
+        medians = {}
+        for name in services:
+            wall_p50, wall_p99 = np.percentile(wall[name], [50, 99])
+            cpu_p50, cpu_mean = np.percentile(cpu[name], 50), float(np.mean(cpu[name]))
+            medians[name] = (wall_p50, cpu_p50)
+            benchmark.extra_info[f"{name}_wall_p50_ms"] = round(float(wall_p50), 2)
+            benchmark.extra_info[f"{name}_cpu_p50_ms"] = round(float(cpu_p50), 2)
+            SUMMARY.append(
+                f"feed cache miss, stats in another store, {FEED_VIDEOS:,} videos, {name}: "
+                f"wall p50 {wall_p50:.2f} ms, p99 {wall_p99:.2f} ms; CPU p50 {cpu_p50:.2f} ms, "
+                f"mean {cpu_mean:.2f} ms ({len(wall[name])} pages; load average {load})"
+            )
+        new, old = medians["followed_columns"], medians["followed_videos"]
+        SUMMARY.append(
+            "feed cache miss, stats in another store: followed_columns takes "
+            f"{new[0] / old[0]:.2f}x the wall p50 and {new[1] / old[1]:.2f}x the CPU p50 "
+            f"of followed_videos (load average {load})"
+        )
+        page = benchmark.pedantic(
+            services["followed_columns"].feed,
+            setup=lambda: ((users.start, FEED_PAGE), {}),
+            rounds=3,
+        )
+    finally:
+        for service in services.values():
+            service.close()
+        events_engine.dispose()
+    assert page.items

@@ -174,7 +174,7 @@ def test_a_first_page_reports_its_store_calls_pool_ranking_and_lookup(build: Any
         ("events", "stats_columns", "ok"),
         ("seen", "recently_seen", "ok"),
         ("events", "get_affinities", "ok"),
-        ("catalog", "followed_videos", "ok"),
+        ("catalog", "followed_columns", "ok"),
         ("seen", "filter_and_mark", "ok"),
     ]
     assert observer.of("cache_lookups") == [(0, "miss", 1)]

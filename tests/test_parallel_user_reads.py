@@ -132,7 +132,7 @@ class _Meeting:
 def test_the_three_user_reads_run_at_the_same_time() -> None:
     catalog, events, seen = _world(30, [2, 3], [(1, 4)], [5])
     meeting = _Meeting(3)
-    catalog.followed_videos = meeting.wrap(catalog.followed_videos)  # type: ignore[method-assign]
+    catalog.followed_columns = meeting.wrap(catalog.followed_columns)  # type: ignore[method-assign]
     events.get_affinities = meeting.wrap(events.get_affinities)  # type: ignore[method-assign]
     seen.recently_seen = meeting.wrap(seen.recently_seen)  # type: ignore[method-assign]
     # Read one after the other, the first read would wait for the barrier alone and

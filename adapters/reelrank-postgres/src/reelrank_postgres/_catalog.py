@@ -318,13 +318,14 @@ class SqlCatalog(ReplicaReadStore):
     through a function that pins its plan), so the catalog is a
     :class:`~reelrank.FollowedCandidatesCatalog` for a
     :class:`~reelrank_postgres.SqlEventStore` on its
-    database.
+    database. :meth:`followed_columns` reads the same videos' ranking columns without
+    statistics, for an event store elsewhere (a :class:`~reelrank.FollowedColumnsCatalog`).
 
     With a ``read_engine``, the reads (:meth:`get_video`, :meth:`get_videos`,
     :meth:`get_labels`, :meth:`get_creators`, :meth:`recent_videos`,
     :meth:`recent_labels`, :meth:`followed_creators`, :meth:`followed_videos`,
-    :meth:`followed_videos_many`) run on
-    the replica; the writes, with the reads they make
+    :meth:`followed_videos_many`, :meth:`followed_candidates`, :meth:`followed_columns`)
+    run on the replica; the writes, with the reads they make
     inside their transaction (the creator check of :meth:`put_video` and
     :meth:`follow`, the compare-and-set of :meth:`set_state`), on the primary.
     """

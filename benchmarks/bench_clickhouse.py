@@ -36,6 +36,7 @@ installed (``scripts/test.sh`` installs both).
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import itertools
 import os
@@ -300,6 +301,15 @@ def _held_roll_up_query_as_rows(store: Any, ids: list[int]) -> Any:
         )
 
 
+def _without_gc(call: Any) -> Any:
+    """``call()`` with Python's garbage collector off, to show what its pauses add."""
+    gc.disable()
+    try:
+        return call()
+    finally:
+        gc.enable()
+
+
 def _reads_roll_up(store: Any, ids: list[int]) -> bool:
     with store._clients.reader() as client:
         found = store._folded_stats(client, np.array(ids, dtype=np.int64))
@@ -316,8 +326,8 @@ _CANDIDATES = random.Random(7).sample(range(1, VIDEOS + 1), CANDIDATES)
 
 
 def _read_summary(store: Any, client: Any, label: str) -> dict[str, float]:
-    """Interleaved rounds of stats_columns, get_stats and their baselines; one summary
-    line."""
+    """Interleaved rounds (each starting one call later) of stats_columns, get_stats and
+    their baselines; one summary line."""
     candidates = _CANDIDATES
     on_the_server = reelrank_clickhouse.ClickHouseEventStore(store.engine, held_roll_up_videos=0)
     calls = [
@@ -328,6 +338,7 @@ def _read_summary(store: Any, client: Any, label: str) -> dict[str, float]:
         lambda: _today_stats(client, candidates),
         lambda: _held_roll_up_query(store, candidates),
         lambda: _held_roll_up_query_as_rows(store, candidates),
+        lambda: _without_gc(lambda: store.stats_columns(candidates)),
     ]
     names = [
         "stats_columns",
@@ -337,13 +348,14 @@ def _read_summary(store: Any, client: Any, label: str) -> dict[str, float]:
         "today",
         "query",
         "query_as_rows",
+        "without_gc",
     ]
     if BASELINE is not None:
         baseline = BASELINE.ClickHouseEventStore(store.engine)
         baseline.stats_columns(candidates)  # loads its held roll-up outside the rounds
         calls.append(lambda: baseline.stats_columns(candidates))
         names.append("baseline")
-    samples = interleaved(calls, READ_ROUNDS)
+    samples = interleaved(calls, READ_ROUNDS, rotate=True)
     figures = {name: p50_p99_ms(each) for name, each in zip(names, samples, strict=True)}
 
     def met(name: str) -> str:
@@ -369,7 +381,8 @@ def _read_summary(store: Any, client: Any, label: str) -> dict[str, float]:
         f"clickhouse stats of {CANDIDATES:,} candidates ({label}): stats_columns (what the "
         f"feed reads; roll-up rows held by the store) {shown('stats_columns')}; its one "
         f"query alone {shown('query')} (with ids as a tuple each and the reply as lists, "
-        f"as the release before sent it: {shown('query_as_rows')}); get_stats (a model per "
+        f"as the release before sent it: {shown('query_as_rows')}); stats_columns with the "
+        f"garbage collector off {shown('without_gc')}; get_stats (a model per "
         f"video) {shown('get_stats')}; "
         f"stats_columns with the roll-up's rows read from the server "
         f"{shown('on_the_server')}; schema 1's get_stats (merged states, validated models) "

@@ -79,10 +79,10 @@ class ClickHouseEngagementLog:
     ``(occurred_at, occurred_us, event_id)``, so a time window reads a range of the
     primary key; a user's events are read from ``since`` onwards and filtered by user.
     Recording checks ``engagement_log_ids`` for the batch's ids first (one query, ids
-    as an external table) and inserts the new events in one columnar insert. Two
-    writers that deliver the same new id at the same moment both insert it; reads
-    return each id once (``LIMIT 1 BY event_id``), so the log holds every event once
-    as its readers see it. Old months go with ``ALTER TABLE engagement_log DROP
+    as an external table of one numpy column) and inserts the new events in one
+    columnar insert. Two writers that deliver the same new id at the same moment both
+    insert it; reads return each id once (``LIMIT 1 BY event_id``), so the log holds
+    every event once as its readers see it. Old months go with ``ALTER TABLE engagement_log DROP
     PARTITION``.
     """
 

@@ -36,6 +36,7 @@ installed (``scripts/test.sh`` installs both).
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import itertools
 import os
@@ -66,7 +67,7 @@ pytestmark = pytest.mark.timeout(600 if QUICK else 3_600)
 if clickhouse_testing.find_clickhouse_server() is None:
     pytest.skip("clickhouse-server is not installed", allow_module_level=True)
 
-from reelrank_clickhouse._client import id_table  # noqa: E402
+from reelrank_clickhouse._client import id_frame, id_table, numpy_columns  # noqa: E402
 from reelrank_clickhouse._rows import SECONDS_COLUMN, event_columns  # noqa: E402
 
 
@@ -97,7 +98,9 @@ USERS = 10_000 if QUICK else 200_000
 CANDIDATES = 1_000 if QUICK else 10_000
 RACED = LOADED_EVENTS // 10_000  # events delivered twice at once, corrected
 LOAD_CHUNK = 1_000_000
-READ_ROUNDS = 15 if QUICK else 25
+# Rounds of the read cases; ``REELRANK_BENCH_CLICKHOUSE_READ_ROUNDS`` raises them, so a
+# p99 is not one call (the nearest-rank p99 of 25 rounds is their slowest).
+READ_ROUNDS = int(os.environ.get("REELRANK_BENCH_CLICKHOUSE_READ_ROUNDS", 15 if QUICK else 25))
 INSERT_BATCH_SIZES = (1_000, 10_000, 50_000)
 INSERT_BATCHES = 3 if QUICK else 8
 READ_GOAL_MS = 50.0
@@ -276,7 +279,18 @@ _STATS_FIELD = {1: "views", 4: "shares", 5: "comments", 2: "likes"}
 
 def _held_roll_up_query(store: Any, ids: list[int]) -> Any:
     """The one query of a read through the roll-up the store holds, alone (the newest
-    roll-up, the checks, what arrived since, the corrections)."""
+    roll-up, the checks, what arrived since, the corrections), sent and read as the
+    store does (ids as one numpy column, the reply as numpy columns)."""
+    external = [id_frame("ids", "id", "UInt64", np.array(ids, dtype=np.int64))]
+    with store._clients.reader() as client:
+        return numpy_columns(
+            client, store._queries.held_stats, {"fold": store._held.fold}, external_tables=external
+        )
+
+
+def _held_roll_up_query_as_rows(store: Any, ids: list[int]) -> Any:
+    """:func:`_held_roll_up_query` with the ids sent as a tuple each and the reply read
+    into lists, as the release before sent and read it."""
     external = [id_table("ids", "id", "UInt64", ids)]
     with store._clients.reader() as client:
         return client.execute(
@@ -285,6 +299,15 @@ def _held_roll_up_query(store: Any, ids: list[int]) -> Any:
             external_tables=external,
             columnar=True,
         )
+
+
+def _without_gc(call: Any) -> Any:
+    """``call()`` with Python's garbage collector off, to show what its pauses add."""
+    gc.disable()
+    try:
+        return call()
+    finally:
+        gc.enable()
 
 
 def _reads_roll_up(store: Any, ids: list[int]) -> bool:
@@ -303,22 +326,36 @@ _CANDIDATES = random.Random(7).sample(range(1, VIDEOS + 1), CANDIDATES)
 
 
 def _read_summary(store: Any, client: Any, label: str) -> dict[str, float]:
-    """Interleaved rounds of stats_columns, get_stats and their baselines; one summary
-    line."""
+    """Interleaved rounds (each starting one call later) of stats_columns, get_stats and
+    their baselines; one summary line."""
     candidates = _CANDIDATES
     on_the_server = reelrank_clickhouse.ClickHouseEventStore(store.engine, held_roll_up_videos=0)
-    samples = interleaved(
-        [
-            lambda: store.stats_columns(candidates),
-            lambda: store.get_stats(candidates),
-            lambda: on_the_server.stats_columns(candidates),
-            lambda: _version_1_get_stats(store, candidates),
-            lambda: _today_stats(client, candidates),
-            lambda: _held_roll_up_query(store, candidates),
-        ],
-        READ_ROUNDS,
-    )
-    names = ("stats_columns", "get_stats", "on_the_server", "version_1", "today", "query")
+    calls = [
+        lambda: store.stats_columns(candidates),
+        lambda: store.get_stats(candidates),
+        lambda: on_the_server.stats_columns(candidates),
+        lambda: _version_1_get_stats(store, candidates),
+        lambda: _today_stats(client, candidates),
+        lambda: _held_roll_up_query(store, candidates),
+        lambda: _held_roll_up_query_as_rows(store, candidates),
+        lambda: _without_gc(lambda: store.stats_columns(candidates)),
+    ]
+    names = [
+        "stats_columns",
+        "get_stats",
+        "on_the_server",
+        "version_1",
+        "today",
+        "query",
+        "query_as_rows",
+        "without_gc",
+    ]
+    if BASELINE is not None:
+        baseline = BASELINE.ClickHouseEventStore(store.engine)
+        baseline.stats_columns(candidates)  # loads its held roll-up outside the rounds
+        calls.append(lambda: baseline.stats_columns(candidates))
+        names.append("baseline")
+    samples = interleaved(calls, READ_ROUNDS, rotate=True)
     figures = {name: p50_p99_ms(each) for name, each in zip(names, samples, strict=True)}
 
     def met(name: str) -> str:
@@ -327,19 +364,34 @@ def _read_summary(store: Any, client: Any, label: str) -> dict[str, float]:
     def shown(name: str) -> str:
         return f"p50 {figures[name][0]:.1f} / p99 {figures[name][1]:.1f} ms"
 
+    against_baseline = (
+        ""
+        if BASELINE is None
+        else (
+            f"; the baseline adapter's stats_columns "
+            f"({os.environ['REELRANK_BENCH_CLICKHOUSE_BASELINE']}), alternated: "
+            f"{shown('baseline')} (this tree / baseline = "
+            f"{figures['stats_columns'][0] / figures['baseline'][0]:.2f}x at p50, "
+            f"{figures['stats_columns'][1] / figures['baseline'][1]:.2f}x at p99)"
+        )
+    )
+
     at = " at 10M events" if not QUICK else " (at 10M in full mode)"
     SUMMARY.append(
         f"clickhouse stats of {CANDIDATES:,} candidates ({label}): stats_columns (what the "
         f"feed reads; roll-up rows held by the store) {shown('stats_columns')}; its one "
-        f"query alone {shown('query')}; get_stats (a model per video) {shown('get_stats')}; "
+        f"query alone {shown('query')} (with ids as a tuple each and the reply as lists, "
+        f"as the release before sent it: {shown('query_as_rows')}); stats_columns with the "
+        f"garbage collector off {shown('without_gc')}; get_stats (a model per "
+        f"video) {shown('get_stats')}; "
         f"stats_columns with the roll-up's rows read from the server "
         f"{shown('on_the_server')}; schema 1's get_stats (merged states, validated models) "
         f"{shown('version_1')} (stats_columns / schema 1 = "
         f"{figures['stats_columns'][0] / figures['version_1'][0]:.2f}x, get_stats / schema 1 "
         f"= {figures['get_stats'][0] / figures['version_1'][0]:.2f}x at p50); the release "
         f"before's two queries {shown('today')}; goal p99 < {READ_GOAL_MS:.0f} ms{at}: "
-        f"stats_columns {met('stats_columns')}, get_stats {met('get_stats')}; "
-        f"loadavg {loadavg()}"
+        f"stats_columns {met('stats_columns')}, get_stats {met('get_stats')}"
+        f"{against_baseline}; {READ_ROUNDS} rounds; loadavg {loadavg()}"
     )
     return {
         f"{name}_{which}_ms": value[i]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from clickhouse_driver import Client
 from pydantic import BaseModel
@@ -15,7 +16,13 @@ from reelrank_clickhouse import (
     connect,
     create_schema,
 )
-from reelrank_clickhouse._client import DriverClients, ping_when_idle
+from reelrank_clickhouse._client import (
+    DriverClients,
+    id_frame,
+    id_table,
+    numpy_columns,
+    ping_when_idle,
+)
 from reelrank_clickhouse.testing import ClickHouseServer
 
 from reelrank import ConfigError, StoreError
@@ -187,3 +194,36 @@ def test_a_connection_whose_server_restarted_is_pinged_and_reconnects(
         if client is not None:
             client.disconnect()
         server.stop()
+
+
+def test_numpy_columns_reads_what_the_row_form_reads_as_arrays(clickhouse_engine: Any) -> None:
+    """Ids sent as one numpy column and the reply read as arrays give the values of the
+    tuple-per-id form, as numpy arrays, over several reply blocks; the client reads its
+    next plain query as before; no rows are ``[]``."""
+    ids = np.array([7, 1, 2**40, 3, 7], dtype=np.int64)
+    query = """SELECT id, toUInt8(id % 3) AS part, toInt64(id) - 5 AS shifted,
+        toFloat64(id) / 4 AS quarter, toString(id) AS text
+    FROM ids WHERE id != 3 ORDER BY id"""
+    settings = {"max_block_size": 2}  # so the reply arrives in several blocks
+    (dsn,), _ = clickhouse_engine.dialect.create_connect_args(clickhouse_engine.url)
+    client = Client.from_url(dsn)
+    try:
+        client.settings.update(settings)
+        by_rows = client.execute(
+            query, external_tables=[id_table("ids", "id", "UInt64", ids.tolist())], columnar=True
+        )
+        columns = numpy_columns(
+            client, query, external_tables=[id_frame("ids", "id", "UInt64", ids)]
+        )
+        assert all(isinstance(column, np.ndarray) for column in columns)
+        assert [column.tolist() for column in columns] == [list(column) for column in by_rows]
+        assert columns[0].tolist() == [1, 7, 7, 2**40]
+        assert client.execute("SELECT 1", columnar=True) == [(1,)]
+        no_rows = numpy_columns(
+            client,
+            query.replace("!= 3", "= 4"),
+            external_tables=[id_frame("ids", "id", "UInt64", ids)],
+        )
+        assert no_rows == []
+    finally:
+        client.disconnect()

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 from reelrank import ENGAGEMENT_KINDS, EngagementEvent, EngagementWindow, InvalidInputError
 from reelrank.stores.adapter import check_aware, check_id, check_limit
 
-from ._client import DriverClients, id_table
+from ._client import DriverClients, id_frame, numpy_columns
 from ._config import ClickHouseTables
 from ._errors import store_errors
 from ._rows import EVENT_COLUMNS, EVENT_SELECT, ArrivalSequence, event_columns, event_from_row
@@ -79,10 +79,10 @@ class ClickHouseEngagementLog:
     ``(occurred_at, occurred_us, event_id)``, so a time window reads a range of the
     primary key; a user's events are read from ``since`` onwards and filtered by user.
     Recording checks ``engagement_log_ids`` for the batch's ids first (one query, ids
-    as an external table) and inserts the new events in one columnar insert. Two
-    writers that deliver the same new id at the same moment both insert it; reads
-    return each id once (``LIMIT 1 BY event_id``), so the log holds every event once
-    as its readers see it. Old months go with ``ALTER TABLE engagement_log DROP
+    as an external table of one numpy column) and inserts the new events in one
+    columnar insert. Two writers that deliver the same new id at the same moment both
+    insert it; reads return each id once (``LIMIT 1 BY event_id``), so the log holds
+    every event once as its readers see it. Old months go with ``ALTER TABLE engagement_log DROP
     PARTITION``.
     """
 
@@ -130,8 +130,12 @@ class ClickHouseEngagementLog:
         if batch:
             with self._write_lock, store_errors(_STORE, "record"):
                 client = self._clients.writer()
-                batch_ids = id_table("batch", "event_id", "String", batch)
-                known = {row[0] for row in client.execute(self._known, external_tables=[batch_ids])}
+                known_ids = numpy_columns(
+                    client,
+                    self._known,
+                    external_tables=[id_frame("batch", "event_id", "String", list(batch))],
+                )
+                known = set(known_ids[0]) if known_ids else set()
                 fresh = [event for event_id, event in batch.items() if event_id not in known]
                 if fresh:
                     columns = event_columns(fresh, self._sequence.take(len(fresh)))

@@ -37,7 +37,15 @@ from reelrank.stores.adapter import (
     chunked,
 )
 
-from ._client import NUMPY_COLUMNS, ONE_BLOCK, DriverClients, id_frame, id_table, server_client
+from ._client import (
+    NUMPY_COLUMNS,
+    ONE_BLOCK,
+    DriverClients,
+    id_frame,
+    id_table,
+    numpy_columns,
+    server_client,
+)
 from ._columns import insert_columns
 from ._config import ClickHouseTables
 from ._errors import store_errors
@@ -1098,7 +1106,7 @@ class ClickHouseEventStore:
         ``None`` (holding nothing new) when its rows are not the ``videos`` rows it
         recorded (merged away by a newer roll-up, or written twice by concurrent
         folds)."""
-        columns = client.execute(self._queries.roll_up_rows, {"fold": fold}, columnar=True)
+        columns = numpy_columns(client, self._queries.roll_up_rows, {"fold": fold})
         if not columns:
             return None
         video_ids = np.asarray(columns[0], dtype=np.int64)
@@ -1127,11 +1135,11 @@ class ClickHouseEventStore:
         """The newest complete roll-up's watermark (``None`` when there is none) and,
         when that is the held roll-up and no event arrived late before it, the sums of
         the requested videos: its rows plus what arrived since."""
-        columns = client.execute(
+        columns = numpy_columns(
+            client,
             self._queries.held_stats,
             {"fold": held.fold},
-            external_tables=[id_table("ids", "id", "UInt64", requested.tolist())],
-            columnar=True,
+            external_tables=[id_frame("ids", "id", "UInt64", requested)],
         )
         if not columns:
             return None, None
@@ -1153,11 +1161,11 @@ class ClickHouseEventStore:
     ) -> _Sums | None:
         """The sums of the requested videos with the candidates' rows of roll-up ``fold``
         read from the server, or ``None`` when it no longer holds."""
-        columns = client.execute(
+        columns = numpy_columns(
+            client,
             self._queries.folded_stats,
             {"fold": fold},
-            external_tables=[id_table("ids", "id", "UInt64", requested.tolist())],
-            columnar=True,
+            external_tables=[id_frame("ids", "id", "UInt64", requested)],
         )
         if not columns:
             return None
@@ -1201,9 +1209,10 @@ class ClickHouseEventStore:
         )
         liked_since = row_videos[arrived & (likes != 0)]
         if liked_since.shape[0]:
-            changed = [id_table("ids", "id", "UInt64", liked_since.tolist())]
-            likes_now = client.execute(
-                self._queries.likes_now, external_tables=changed, columnar=True
+            likes_now = numpy_columns(
+                client,
+                self._queries.likes_now,
+                external_tables=[id_frame("ids", "id", "UInt64", liked_since)],
             )
             if likes_now:
                 values.likes[_row_of(requested, np.asarray(likes_now[0], dtype=np.int64))] = (
@@ -1212,10 +1221,10 @@ class ClickHouseEventStore:
 
     def _merged_stats(self, client: Client, requested: NDArray[np.int64]) -> _Sums:
         """The sums of the requested videos merged from every state."""
-        columns = client.execute(
+        columns = numpy_columns(
+            client,
             self._queries.stats,
-            external_tables=[id_table("ids", "id", "UInt64", requested.tolist())],
-            columnar=True,
+            external_tables=[id_frame("ids", "id", "UInt64", requested)],
         )
         values = _Sums.zeros(requested.shape[0])
         if not columns:

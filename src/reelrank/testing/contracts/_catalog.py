@@ -258,24 +258,30 @@ class CatalogContract:
         assert info.value.field == "since"
 
 
+def _followed_world(catalog: Catalog) -> None:
+    """Creators 1 to 3, ready and unready videos with and without sounds, and user 10
+    following creators 1 and 2 (newest first: videos 4, 5, 2, 1)."""
+    for creator_id in (1, 2, 3):
+        catalog.put_creator(make_creator(creator_id))
+    layout = [(1, 1, 4, 7), (2, 2, 3, None), (3, 3, 0, 8), (4, 1, 1, None), (5, 2, 2, 9)]
+    for video_id, creator_id, age_hours, sound_id in layout:
+        published_at = EPOCH - hours(age_hours) + timedelta(microseconds=video_id)
+        catalog.put_video(
+            make_video(video_id, creator_id, published_at=published_at, sound_id=sound_id)
+        )
+    catalog.put_video(make_video(6, 1, state=ProcessingState.TRANSCODING))
+    catalog.follow(10, 1)
+    catalog.follow(10, 2)
+
+
 class FollowedCandidatesCatalogContract:
     """Checks a :class:`~reelrank.FollowedCandidatesCatalog`; needs a ``catalog``
     fixture and an ``event_store`` fixture whose statistics the catalog reads."""
 
     def _followed(self, catalog: FollowedCandidatesCatalog, event_store: EventStore) -> None:
-        """Creators 1 to 3, ready and unready videos with and without sounds, user 10
-        following creators 1 and 2, and engagement with some of the videos."""
-        for creator_id in (1, 2, 3):
-            catalog.put_creator(make_creator(creator_id))
-        layout = [(1, 1, 4, 7), (2, 2, 3, None), (3, 3, 0, 8), (4, 1, 1, None), (5, 2, 2, 9)]
-        for video_id, creator_id, age_hours, sound_id in layout:
-            published_at = EPOCH - hours(age_hours) + timedelta(microseconds=video_id)
-            catalog.put_video(
-                make_video(video_id, creator_id, published_at=published_at, sound_id=sound_id)
-            )
-        catalog.put_video(make_video(6, 1, state=ProcessingState.TRANSCODING))
-        catalog.follow(10, 1)
-        catalog.follow(10, 2)
+        """The followed world of :func:`_followed_world`, and engagement with some of
+        the videos."""
+        _followed_world(catalog)
         event_store.append(make_event("watch", video_id=5, completion=0.5), creator_id=2)
         event_store.append(make_event("watch", video_id=5, user_id=2, completion=1.0), creator_id=2)
         event_store.append(make_event("like", video_id=1), creator_id=1)
@@ -333,19 +339,7 @@ class FollowedColumnsCatalogContract:
     """Checks a :class:`~reelrank.FollowedColumnsCatalog`; needs a ``catalog`` fixture."""
 
     def _followed(self, catalog: FollowedColumnsCatalog) -> None:
-        """Creators 1 to 3, ready and unready videos with and without sounds, and user 10
-        following creators 1 and 2."""
-        for creator_id in (1, 2, 3):
-            catalog.put_creator(make_creator(creator_id))
-        layout = [(1, 1, 4, 7), (2, 2, 3, None), (3, 3, 0, 8), (4, 1, 1, None), (5, 2, 2, 9)]
-        for video_id, creator_id, age_hours, sound_id in layout:
-            published_at = EPOCH - hours(age_hours) + timedelta(microseconds=video_id)
-            catalog.put_video(
-                make_video(video_id, creator_id, published_at=published_at, sound_id=sound_id)
-            )
-        catalog.put_video(make_video(6, 1, state=ProcessingState.TRANSCODING))
-        catalog.follow(10, 1)
-        catalog.follow(10, 2)
+        _followed_world(catalog)
 
     def test_satisfies_the_protocol(self, catalog: FollowedColumnsCatalog) -> None:
         assert isinstance(catalog, FollowedColumnsCatalog)

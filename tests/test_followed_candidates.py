@@ -138,18 +138,22 @@ def _page(
     ]
 
 
+_ENGAGEMENT = st.lists(
+    st.tuples(
+        st.sampled_from(["watch", "like", "share", "comment"]),
+        st.integers(1, 3),  # user
+        st.integers(1, 60),  # video
+    ),
+    max_size=30,
+)
+"""Engagement of the random worlds: (kind, user, video) in the order it happens."""
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     videos=st.integers(1, 60),
     follows=st.sets(st.integers(1, CREATORS), max_size=CREATORS),
-    engagement=st.lists(
-        st.tuples(
-            st.sampled_from(["watch", "like", "share", "comment"]),
-            st.integers(1, 3),
-            st.integers(1, 60),
-        ),
-        max_size=30,
-    ),
+    engagement=_ENGAGEMENT,
     recent_limit=st.integers(0, 40),
     parallel=st.booleans(),
 )
@@ -261,14 +265,7 @@ def test_a_catalog_without_the_columns_read_is_asked_as_before() -> None:
 @given(
     videos=st.integers(1, 60),
     follows=st.sets(st.integers(1, CREATORS), max_size=CREATORS),
-    engagement=st.lists(
-        st.tuples(
-            st.sampled_from(["watch", "like", "share", "comment"]),
-            st.integers(1, 3),
-            st.integers(1, 60),
-        ),
-        max_size=30,
-    ),
+    engagement=_ENGAGEMENT,
     # Mostly a small pool and no popular videos (which would hold every watched one), so
     # that engaged followed videos fall outside the pool and take their stats from the
     # followed read; sometimes no followed read, sometimes a failing stats read.

@@ -38,7 +38,6 @@ from reelrank.stores.adapter import (
 )
 
 from ._client import (
-    NUMPY_COLUMNS,
     ONE_BLOCK,
     DriverClients,
     id_frame,
@@ -871,27 +870,29 @@ class ClickHouseEventStore:
         ``ids`` (all of them with :attr:`_Queries.copies`, those stored more than once
         with :attr:`_Queries.copied`), looked up under the hours of the events' times
         ``seconds`` (Unix seconds, as :func:`event_columns` gives them)."""
-        columns = client.execute(
+        columns = numpy_columns(
+            client,
             query,
             {"hours": _hours(seconds)},
             external_tables=[id_frame("batch", "event_id", "String", ids)],
-            settings=NUMPY_COLUMNS,
-            columnar=True,
         )
+        # ``tolist`` gives plain str and int: a numpy integer would be looked up in a
+        # ``range`` by iterating it.
         return {
-            str(event_id): (int(copies), int(first_seq))
-            for event_id, copies, first_seq in zip(*columns, strict=True)
+            event_id: (copies, first_seq)
+            for event_id, copies, first_seq in zip(
+                *(column.tolist() for column in columns), strict=True
+            )
         }
 
     def _copied(self, client: Client, ids: Sequence[str], seconds: Sequence[int]) -> bool:
         """Whether any of ``ids`` may be stored more than once, from their total copy
         count and number of distinct hashes (see :attr:`_Queries.totals`)."""
-        copies, hashes = client.execute(
+        copies, hashes = numpy_columns(
+            client,
             self._queries.totals,
             {"hours": _hours(seconds)},
             external_tables=[id_frame("batch", "event_id", "String", ids)],
-            settings=NUMPY_COLUMNS,
-            columnar=True,
         )
         return int(copies[0]) != int(hashes[0])
 

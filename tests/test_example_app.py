@@ -452,6 +452,26 @@ def test_search_reuses_its_matches_counts_for_search_counts_seconds(
         built.services.close()
 
 
+def test_a_likes_fresh_count_read_serves_the_videos_next_card() -> None:
+    reads: list[list[int]] = []
+    # Counts reused long enough that only the like could make the second search read.
+    built = _build(
+        wrap=_counting_stats_reads(reads), card_counts_seconds=300.0, search_counts_seconds=300.0
+    )
+    try:
+        search = "/api/v1/reels/search?q=dance&limit=3"
+        video = built.client.get(search).get_json()["items"][0]["video_id"]
+        before_like = len(reads)
+        liked = built.client.post(f"/api/v1/reels/{video}/like", headers=_auth()).get_json()
+        assert reads[before_like:] == [[video]]  # the like's answer reads the count afresh
+        items = built.client.get(search).get_json()["items"]
+        assert len(reads) == before_like + 1  # and the card reuses that read
+        card = next(item for item in items if item["video_id"] == video)
+        assert card["counts"]["likes"] == liked["likes"] == _stats(built, video).likes
+    finally:
+        built.services.close()
+
+
 def test_reused_counts_are_read_again_once_older_than_their_ttl() -> None:
     events = InMemoryEventStore()
     events.append(make_event("like", user_id=1, video_id=7), creator_id=1)

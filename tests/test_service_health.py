@@ -425,3 +425,18 @@ def test_stale_list_counts_are_shown_while_read_again_in_the_background() -> Non
     watch(2)
     reader.forget_counts([video])
     assert views() == 2
+
+
+def test_a_background_count_read_keeps_counts_stored_after_it_started() -> None:
+    """A background refresh that read before a like's fresh read (stored later) must
+    not put its older counts back; counts stored before it started are replaced."""
+    from reelrank_example._cards import _Kept
+
+    now = [0.0]
+    kept: _Kept[int] = _Kept(10.0, 10, lambda: now[0])
+    kept.store({1: 1, 2: 1})
+    now[0] = 5.0
+    kept.store({2: 3})  # the like's fresh read, after the refresh read at 4.0
+    now[0] = 6.0
+    kept.store_present({1: 2, 2: 2, 3: 2}, read_at=4.0)
+    assert kept.kept([1, 2, 3]) == {1: 2, 2: 3}

@@ -16,7 +16,7 @@ event-store query per page would cost more than the rest of a cached feed page, 
 feed leaves out what its user has seen, so a user never finds their own like or watch
 on a list card. Only counts never read are read during the request. A video's detail
 reads its counts afresh, and an event this process records drops that video's counts
-here.
+here; a like's answer reads them afresh, and that read is kept for the next cards.
 """
 
 from __future__ import annotations
@@ -102,12 +102,14 @@ class _Kept(Generic[V]):
         with self._lock:
             return {key: self._values[key][1] for key in ids if key in self._values}
 
-    def store_present(self, values: Mapping[int, V]) -> None:
-        """Replace the values of the ids among ``values`` that are still kept."""
+    def store_present(self, values: Mapping[int, V], read_at: float) -> None:
+        """Replace the values of the ids among ``values`` that are still kept and were
+        stored before ``read_at`` (this clock's time when ``values`` were read)."""
         now = self._clock()
         with self._lock:
             for key, value in values.items():
-                if key in self._values:
+                entry = self._values.get(key)
+                if entry is not None and entry[0] <= read_at:
                     self._values[key] = (now, value)
 
     def store(self, values: Mapping[int, V]) -> None:
@@ -255,6 +257,7 @@ class CardReader:
     ) -> None:
         self._catalog = catalog
         self._events = events
+        self._clock = clock
         # One thread: background count refreshes run one batch at a time.
         self._refresher = ThreadPoolExecutor(1, thread_name_prefix="reelrank-cards")
         self._catalog_reads = _GuardedReads("catalog", catalog, observer)
@@ -294,6 +297,14 @@ class CardReader:
                 self._stats.store(read)
                 stats.update(read)
         return CardData(videos, creators, stats, degraded)
+
+    def read_counts(self, video_ids: Sequence[int]) -> dict[int, VideoStats]:
+        """Read the counts of ``video_ids`` from the event store now, and keep them for
+        the next cards (fresh for ``counts_ttl``, as any other read). A failed read
+        raises as the store's does (no kept counts are served instead)."""
+        read = self._events.get_stats(video_ids)
+        self._stats.store(read)
+        return read
 
     def forget_counts(self, video_ids: Iterable[int]) -> None:
         """Read the counts of ``video_ids`` during the next request that shows them (an
@@ -336,6 +347,7 @@ class CardReader:
                 if not ids:
                     self._refreshing = False
                     return
+            read_at = self._clock()
             counts = self._events_reads.call_or_none(functools.partial(self._events.get_stats, ids))
             if counts is None:
                 # The store is failing: the ids are read again when a card next shows them.
@@ -344,8 +356,9 @@ class CardReader:
                     self._refreshing = False
                 return
             # A count dropped meanwhile (an event recorded here) is read again by the next
-            # request rather than replaced by what this read saw before the event.
-            self._stats.store_present(counts)
+            # request, and one read afresh meanwhile (a like's answer) is kept, rather
+            # than either replaced by what this read may have seen before the event.
+            self._stats.store_present(counts, read_at)
 
     def _details(
         self,

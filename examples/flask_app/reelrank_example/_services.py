@@ -68,7 +68,6 @@ from reelrank import (
     Video,
     VideoSearch,
 )
-from reelrank.stores.adapter import StoreErrorTranslator, exception_chain
 
 from ._cards import ReusedCounts
 from ._metrics import AppMetrics
@@ -222,19 +221,6 @@ _idempotency = sa.Table(
 )
 
 
-def _is_sql_timeout(exc: BaseException) -> bool:
-    """A pool checkout that waited too long, or a statement the server cancelled
-    (SQLSTATE 57014, ``statement_timeout``)."""
-    return any(
-        isinstance(link, sa.exc.TimeoutError | TimeoutError)
-        or getattr(link, "sqlstate", None) == "57014"
-        for link in exception_chain(exc)
-    )
-
-
-_sql_errors = StoreErrorTranslator((sa.exc.SQLAlchemyError, OSError), is_timeout=_is_sql_timeout)
-
-
 class SqlIdempotencyStore:
     """Records in the service's SQL database, shared by every worker and replica.
 
@@ -244,12 +230,16 @@ class SqlIdempotencyStore:
     """
 
     def __init__(self, engine: sa.Engine, clock: Callable[[], datetime] | None = None) -> None:
+        from reelrank_postgres import store_errors
+
         self._engine = engine
         self._clock = clock or _utc_now
+        # The SQL adapter's translation: its stores and this one fail alike.
+        self._errors = store_errors
 
     def get(self, scope: str) -> IdempotencyRecord | None:
         """The record of ``scope``, unless absent or expired."""
-        with _sql_errors("idempotency", "get"), self._engine.connect() as connection:
+        with self._errors("idempotency", "get"), self._engine.connect() as connection:
             row = connection.execute(
                 sa.select(_idempotency).where(_idempotency.c.scope == scope)
             ).first()
@@ -276,14 +266,14 @@ class SqlIdempotencyStore:
         statement = self._upsert(
             _sql_row(scope, record, now + ttl), only_over=_idempotency.c.expires_at <= now
         ).returning(_idempotency.c.scope)
-        with _sql_errors("idempotency", "put"), self._engine.begin() as connection:
+        with self._errors("idempotency", "put"), self._engine.begin() as connection:
             written = connection.execute(statement).first()
         return written is not None
 
     def replace(self, scope: str, record: IdempotencyRecord, *, ttl: timedelta) -> None:
         """Remember ``record`` for ``ttl`` in place of any record there."""
         statement = self._upsert(_sql_row(scope, record, self._clock() + ttl))
-        with _sql_errors("idempotency", "replace"), self._engine.begin() as connection:
+        with self._errors("idempotency", "replace"), self._engine.begin() as connection:
             connection.execute(statement)
 
     def _upsert(self, row: dict[str, Any], *, only_over: Any = None) -> Any:

@@ -15,7 +15,7 @@ from ._bulk import BulkLoadCounts, BulkProgress, bulk_load
 from ._catalog import SqlCatalog
 from ._config import SqlStoreConfig, connect, connect_read
 from ._engagement_log import SqlEngagementLog
-from ._errors import SchemaVersionError
+from ._errors import SchemaVersionError, store_errors
 from ._event_store import SqlEventStore
 from ._feed_cache import SqlFeedCache
 from ._migrations import check_schema, downgrade, migrate, schema_revision
@@ -53,4 +53,5 @@ __all__ = [
     "downgrade",
     "migrate",
     "schema_revision",
+    "store_errors",
 ]

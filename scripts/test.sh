@@ -22,6 +22,8 @@ command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 # The explorer page test drives that browser through its WebDriver.
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+# The HTTP load benchmark saturates a bare endpoint and the cached feed with wrk.
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 # The alert rules are checked and unit-tested with promtool.
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 # Debian's python3 comes without the venv module (and its ensurepip) until this is installed.

@@ -1,14 +1,25 @@
-"""Benchmark settings: ``REELRANK_BENCH_QUICK=1`` shrinks every case so CI keeps them runnable."""
+"""Benchmark settings: ``REELRANK_BENCH_QUICK=1`` shrinks every case so CI keeps them runnable.
+
+The example service (``examples/flask_app``) is not installed by the test set-up; the
+benchmarks that serve it import it from the source tree, whichever module the run
+collects first.
+"""
 
 from __future__ import annotations
 
 import os
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+_SERVICE = str(Path(__file__).resolve().parents[1] / "examples" / "flask_app")
+if _SERVICE not in sys.path:
+    sys.path.insert(0, _SERVICE)
 
 QUICK = os.environ.get("REELRANK_BENCH_QUICK") == "1"
 

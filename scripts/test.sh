@@ -73,11 +73,11 @@ step "lint"
 step "mypy"
 "$py" -m mypy src "${adapter_src[@]}" examples/flask_app/reelrank_example
 step "tests (unit and integration)"
-"$py" -m pytest tests "${adapter_tests[@]}" -q -p no:cacheprovider
+"$py" -m pytest tests "${adapter_tests[@]}" -q -rs -p no:cacheprovider
 step "docs"
 "$py" -m sphinx -W --keep-going -q -b html docs docs/_build/html
 step "benchmarks (quick mode)"
-REELRANK_BENCH_QUICK=1 "$py" -m pytest benchmarks -q -p no:cacheprovider \
+REELRANK_BENCH_QUICK=1 "$py" -m pytest benchmarks -q -rs -p no:cacheprovider \
   --benchmark-disable-gc --benchmark-min-rounds=3 --benchmark-max-time=0.05 --benchmark-warmup=on
 step "release artifacts (build, twine check, install away from the tree, smoke)"
 "$py" scripts/release_check.py

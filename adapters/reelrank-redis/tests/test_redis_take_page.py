@@ -302,3 +302,60 @@ def test_a_paused_redis_degrades_a_page_taken_in_one_call_and_bounds_it(
         assert [item.video_id for item in retried.items] == [
             item.video_id for item in resumed.items
         ]
+
+
+# -- a Redis that refuses connections ---------------------------------------------------------
+
+
+@pytest.mark.timeout(30)
+def test_a_refused_page_taken_in_one_call_counts_the_seen_failures_of_the_separate_calls(
+    fault_server: RedisServer,
+) -> None:
+    """Redis gone under a cursor page whose snapshot is in the process: the page taken in
+    one call counts as many failures against the ``seen`` breaker as the separate calls
+    do. By hand, the separate calls fail twice on ``seen``: the filter-and-mark call, then
+    the marking tried once more after the page is cut in snapshot order. The one call is
+    that filter-and-mark call, so it too counts two, not a third for a filter tried again.
+    """
+    config = RedisConfig(url=fault_server.url, prefix="refused", socket_timeout_seconds=0.5)
+    client = connect(config)
+    services = {
+        in_one_call: FeedRankingService(
+            catalog=_catalog(60),
+            events=InMemoryEventStore(),
+            seen=RedisSeenStore(client, config),
+            cache=TieredFeedCache(
+                LRUFeedCache(), RedisFeedCache(client, config.model_copy(update={"prefix": p}))
+            ),
+            config=FeedServiceConfig(
+                cursor_secret="a-test-secret-of-some-length",
+                deadlines=StoreDeadlines(cache=5.0, seen=5.0),
+                take_pages_in_one_call=in_one_call,
+            ),
+        )
+        for in_one_call, p in ((True, "refused"), (False, "refused-steps"))
+    }
+    try:
+        assert services[True]._take_page is not None and services[False]._take_page is None
+        cursors = {}
+        for in_one_call, service in services.items():
+            user = 1 if in_one_call else 2
+            first = service.feed(user, 10)
+            second = service.feed(user, 10, first.next_cursor)
+            assert not second.degraded
+            cursors[in_one_call] = (user, second.next_cursor)
+        fault_server.kill()
+        pages = {}
+        for in_one_call, service in services.items():
+            user, cursor = cursors[in_one_call]
+            pages[in_one_call] = service.feed(user, 10, cursor)
+        for in_one_call, service in services.items():
+            stats = service.stats().dependencies["seen"]
+            assert (stats.failures, stats.timeouts) == (2, 0), in_one_call
+            assert service.breakers["seen"].consecutive_failures == 2, in_one_call
+            assert len(pages[in_one_call].items) == 10
+        assert pages[True].degraded == pages[False].degraded
+    finally:
+        for service in services.values():
+            service.close()
+        client.close()

@@ -15,7 +15,7 @@ import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reelrank_redis import RedisConfig, RedisFeedCache, RedisSeenStore, connect
+from reelrank_redis import RedisClient, RedisConfig, RedisFeedCache, RedisSeenStore, connect
 from reelrank_redis.testing import RedisServer
 
 from reelrank import (
@@ -359,3 +359,56 @@ def test_a_refused_page_taken_in_one_call_counts_the_seen_failures_of_the_separa
         for service in services.values():
             service.close()
         client.close()
+
+
+# -- the feed cache's statistics --------------------------------------------------------------
+
+
+@pytest.mark.timeout(120)
+def test_pages_in_one_call_count_the_record_lookups_the_separate_calls_count(
+    any_client: RedisClient, any_config: RedisConfig
+) -> None:
+    """The same requests on both sides give the shared level the same hits and misses:
+    the record lookup inside the one call counts as the separate calls' ``get`` does, on
+    a single server and on a cluster. The requests walk past the end of a used-up
+    snapshot (30 items, pages of 10), and retry cursors in the other process, which
+    finds their records in Redis."""
+    caches: dict[bool, RedisFeedCache] = {}
+
+    def stores_for(in_one_call: bool) -> StoresFactory:
+        def stores() -> tuple[SeenStore, FeedCache]:
+            config = any_config.model_copy(
+                update={"prefix": f"{any_config.prefix}-stats-{next(_prefixes)}"}
+            )
+            caches[in_one_call] = RedisFeedCache(any_client, config)
+            return RedisSeenStore(any_client, config), caches[in_one_call]
+
+        return stores
+
+    clock = _Clock()
+    sides = {
+        in_one_call: _side(
+            stores_for(in_one_call),
+            in_one_call=in_one_call,
+            clock=clock,
+            videos=90,
+            snapshot_size=30,
+        )
+        for in_one_call in (True, False)
+    }
+    try:
+        assert sides[True].here._take_page is not None and sides[False].here._take_page is None
+        for side in sides.values():
+            for user in _USERS:
+                cursors: list[str | None] = [None]
+                for _ in range(5):
+                    clock.now += timedelta(seconds=1)
+                    page = side.here.feed(user, 10, cursors[-1])
+                    side.elsewhere.feed(user, 10, cursors[-1])  # a retry, from Redis
+                    cursors.append(page.next_cursor)
+        one_call, separate = caches[True].stats(), caches[False].stats()
+        assert separate.hits > 0 and separate.misses > 0
+        assert (one_call.hits, one_call.misses) == (separate.hits, separate.misses)
+    finally:
+        for side in sides.values():
+            side.close()

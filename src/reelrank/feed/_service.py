@@ -276,6 +276,7 @@ class FeedRankingService:
         cached: FeedSnapshot | None = None
         promote = _nothing
         seen_failed = False
+        record_looked_up = False
         if self._take_page is not None and self._can_take_page():
             record = self._records.recall_local(ctx, key)
             if record is not None:
@@ -293,13 +294,17 @@ class FeedRankingService:
                     # calls cut the page as after their own filter failed, so the seen
                     # breaker counts what it would have counted without the one call.
                     page, seen_failed = None, True
+                else:
+                    # It looked the record up too, and found none that is live.
+                    record_looked_up = True
                 if page is not None:
                     return page
         # Remembered pages in steps: when the seen store cannot take a page in one call,
-        # and when that call failed or left the page to be ranked.
-        record = self._records.recall(ctx, key)
-        if record is not None:
-            return self._replay(ctx, record)
+        # and when that call failed.
+        if not record_looked_up:
+            record = self._records.recall(ctx, key)
+            if record is not None:
+                return self._replay(ctx, record)
         page = self._serve(
             ctx,
             state,

@@ -314,11 +314,16 @@ class CardReader:
     def prefetch(self, videos: Iterable[Video]) -> int:
         """Keep ``videos``, their creators and their counts (read now), so their cards
         are built without a store call, and while the catalog is down; returns how many
-        videos were kept. Counts the event store cannot give now are read later."""
+        videos were kept. Creators and counts are read under their store's guard, as
+        every card read is; those a store cannot give now are read later."""
         kept = {video.video_id: video for video in videos}
         self._videos.store(kept)
         creator_ids = sorted({video.creator_id for video in kept.values()})
-        self._creators.store(self._catalog.get_creators(creator_ids))
+        creators = self._catalog_reads.call_or_none(
+            functools.partial(self._catalog.get_creators, creator_ids)
+        )
+        if creators is not None:
+            self._creators.store(creators)
         ids = list(kept)
         for start in range(0, len(ids), _REFRESH_BATCH):
             chunk = ids[start : start + _REFRESH_BATCH]

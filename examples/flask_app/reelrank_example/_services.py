@@ -161,13 +161,14 @@ class IdempotencyStore(Protocol):
         """The record of ``scope`` (caller and key), unless absent or expired."""
         ...
 
-    def put(self, scope: str, record: IdempotencyRecord, *, ttl: timedelta) -> bool:
+    def put(self, scope: str, record: IdempotencyRecord, *, ttl: timedelta) -> bool | None:
         """Remember ``record`` for ``ttl`` unless a live record is already there, which
-        is kept; whether ``record`` was stored.
+        is kept; whether ``record`` was stored (``True``), or the record there was kept
+        (``False``), or ``None`` for "unknown".
 
-        The answer saves a first request reading its record back. For stores written
-        before ``put`` answered, which return ``None``, the service reads the record
-        back to learn which one is there.
+        The answer saves a first request reading its record back. A store that returns
+        ``None`` (one written before ``put`` answered) costs a first request that read:
+        the service then reads the record back to learn which one is there.
         """
         ...
 

@@ -97,7 +97,7 @@ class CountingIdempotencyStore:
         self.calls["get"] += 1
         return self._inner.get(scope)
 
-    def put(self, scope: str, record: IdempotencyRecord, *, ttl: timedelta) -> Any:
+    def put(self, scope: str, record: IdempotencyRecord, *, ttl: timedelta) -> bool | None:
         self.calls["put"] += 1
         stored = self._inner.put(scope, record, ttl=ttl)
         return stored if self._put_answers else None

@@ -25,7 +25,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from reelrank import ConfigError, InMemoryEventStore, InvalidInputError, VideoStats
+from reelrank import ConfigError, InMemoryEventStore, InvalidInputError, VideoSearch, VideoStats
 from reelrank.testing import FaultInjector, make_event
 
 EXAMPLE_ROOT = Path(__file__).resolve().parents[1] / "examples" / "flask_app"
@@ -468,6 +468,30 @@ def test_a_likes_fresh_count_read_serves_the_videos_next_card() -> None:
         assert len(reads) == before_like + 1  # and the card reuses that read
         card = next(item for item in items if item["video_id"] == video)
         assert card["counts"]["likes"] == liked["likes"] == _stats(built, video).likes
+    finally:
+        built.services.close()
+
+
+def test_a_like_shows_in_this_processs_next_search_despite_reused_counts() -> None:
+    """Search ranks on counts reused for search_counts_seconds, but a like recorded by
+    this process drops the video's reused counts (its answer's fresh read refills them):
+    the next search ranks as one reading every count afresh does."""
+    reads: list[list[int]] = []
+    built = _build(
+        wrap=_counting_stats_reads(reads), card_counts_seconds=300.0, search_counts_seconds=300.0
+    )
+    try:
+        fresh = VideoSearch(built.services.stores.search_index, stats=built.services.stores.events)
+        hits = built.services.search.search("dance", limit=20)
+        assert hits == fresh.search("dance", limit=20)
+        for hit in hits[-3:]:  # the last ones have the most room to climb
+            response = built.client.post(f"/api/v1/reels/{hit.video_id}/like", headers=_auth())
+            assert response.status_code == 200
+        before = len(reads)
+        after_likes = built.services.search.search("dance", limit=20)
+        assert len(reads) == before  # the likes' own reads were kept for search
+        assert after_likes == fresh.search("dance", limit=20)
+        assert after_likes != hits  # the likes changed the scores
     finally:
         built.services.close()
 

@@ -44,6 +44,7 @@ from reelrank_example import (  # noqa: E402
     create_app,
     issue_token,
     memory_stores,
+    prefetch_cards,
     seed_synthetic_catalog,
 )
 from reelrank_example._cards import store_guard  # noqa: E402
@@ -440,3 +441,23 @@ def test_a_background_count_read_keeps_counts_stored_after_it_started() -> None:
     now[0] = 6.0
     kept.store_present({1: 2, 2: 2, 3: 2}, read_at=4.0)
     assert kept.kept([1, 2, 3]) == {1: 2, 2: 3}
+
+
+def test_prefetching_cards_reads_creators_under_the_card_guard(faulty: Faulty) -> None:
+    """Start-up's prefetch reads creators as every other card read does: a failing
+    catalog is counted by the card reader's breaker and the prefetch goes on (the
+    creators are read when a card first shows them), instead of raising out of it."""
+    app = faulty.client.application
+    reader = app.extensions["reelrank_cards"]
+    videos = faulty.catalog.store.recent_videos(limit=5)
+    faulty.catalog.fail(methods=["get_creators"])
+    try:
+        assert prefetch_cards(app, videos) == len(videos)
+        assert reader._catalog_reads._guard.breaker.consecutive_failures == 1
+    finally:
+        faulty.catalog.recover()
+    # The videos were kept: their cards need the catalog only for the creators now.
+    faulty.catalog.fail(methods=["get_videos"])
+    detail = faulty.client.get(f"/api/v1/reels/{videos[0].video_id}")
+    assert detail.status_code == 200, detail.get_data(as_text=True)
+    assert detail.get_json()["title"] == videos[0].title

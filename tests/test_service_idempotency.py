@@ -11,6 +11,8 @@ request refused before its write (429, 503) leaves no record behind.
 
 from __future__ import annotations
 
+import os
+import textwrap
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -321,3 +323,54 @@ def test_a_pool_that_runs_dry_is_an_idempotency_store_timeout(tmp_path: Path) ->
         store.get("1:k")  # the one pooled connection is held above
     assert info.value.store == "idempotency"
     engine.dispose()
+
+
+@pytest.mark.slow
+def test_a_store_whose_put_may_answer_nothing_satisfies_the_protocol_for_mypy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The protocol says what the service accepts: a ``put`` annotated ``bool | None``
+    (``None``: unknown, read it back) type-checks as an ``IdempotencyStore``."""
+    mypy_api = pytest.importorskip("mypy.api")
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.setenv(
+        "MYPYPATH", os.pathsep.join(str(root / part) for part in ("src", "examples/flask_app"))
+    )
+    snippet = tmp_path / "third_party_store.py"
+    snippet.write_text(
+        textwrap.dedent(
+            """\
+            from datetime import timedelta
+
+            from reelrank_example import IdempotencyRecord, IdempotencyStore
+
+
+            class ThirdPartyStore:
+                def get(self, scope: str) -> IdempotencyRecord | None:
+                    return None
+
+                def put(
+                    self, scope: str, record: IdempotencyRecord, *, ttl: timedelta
+                ) -> bool | None:
+                    return None
+
+                def replace(
+                    self, scope: str, record: IdempotencyRecord, *, ttl: timedelta
+                ) -> None:
+                    pass
+
+
+            store: IdempotencyStore = ThirdPartyStore()
+            """
+        )
+    )
+    report, errors, status = mypy_api.run(
+        [
+            "--strict",
+            "--follow-imports=silent",
+            "--cache-dir",
+            str(tmp_path / "mypy-cache"),
+            str(snippet),
+        ]
+    )
+    assert status == 0, report + errors

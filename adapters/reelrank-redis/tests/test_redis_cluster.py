@@ -141,8 +141,12 @@ def test_every_script_call_declares_keys_of_one_slot(
         assert events.append(make_event(kind, user_id=4, video_id=77), creator_id=9)
     # invalidate_user, take_unseen, take_page and the two halves of an event
     assert len({sha for sha, _ in calls}) == 5
+    # On a single server, as here, take_page also declares the feed cache's statistics
+    # bucket to count the record's lookup; on a cluster it leaves it out (a test on the
+    # cluster itself runs it), so the rest must be one slot.
+    stats_bucket = KeyLayout(redis_config.prefix).feed_stats(4 % BUCKETS)
     for _, keys in calls:
-        assert len({_slot(key) for key in keys}) == 1, keys
+        assert len({_slot(key) for key in keys if key != stats_bucket}) == 1, keys
 
 
 # -- the factory's cluster client -------------------------------------------------------------

@@ -15,7 +15,7 @@ import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reelrank_redis import RedisConfig, RedisFeedCache, RedisSeenStore, connect
+from reelrank_redis import RedisClient, RedisConfig, RedisFeedCache, RedisSeenStore, connect
 from reelrank_redis.testing import RedisServer
 
 from reelrank import (
@@ -302,3 +302,113 @@ def test_a_paused_redis_degrades_a_page_taken_in_one_call_and_bounds_it(
         assert [item.video_id for item in retried.items] == [
             item.video_id for item in resumed.items
         ]
+
+
+# -- a Redis that refuses connections ---------------------------------------------------------
+
+
+@pytest.mark.timeout(30)
+def test_a_refused_page_taken_in_one_call_counts_the_seen_failures_of_the_separate_calls(
+    fault_server: RedisServer,
+) -> None:
+    """Redis gone under a cursor page whose snapshot is in the process: the page taken in
+    one call counts as many failures against the ``seen`` breaker as the separate calls
+    do. By hand, the separate calls fail twice on ``seen``: the filter-and-mark call, then
+    the marking tried once more after the page is cut in snapshot order. The one call is
+    that filter-and-mark call, so it too counts two, not a third for a filter tried again.
+    """
+    config = RedisConfig(url=fault_server.url, prefix="refused", socket_timeout_seconds=0.5)
+    client = connect(config)
+    services = {
+        in_one_call: FeedRankingService(
+            catalog=_catalog(60),
+            events=InMemoryEventStore(),
+            seen=RedisSeenStore(client, config),
+            cache=TieredFeedCache(
+                LRUFeedCache(), RedisFeedCache(client, config.model_copy(update={"prefix": p}))
+            ),
+            config=FeedServiceConfig(
+                cursor_secret="a-test-secret-of-some-length",
+                deadlines=StoreDeadlines(cache=5.0, seen=5.0),
+                take_pages_in_one_call=in_one_call,
+            ),
+        )
+        for in_one_call, p in ((True, "refused"), (False, "refused-steps"))
+    }
+    try:
+        assert services[True]._take_page is not None and services[False]._take_page is None
+        cursors = {}
+        for in_one_call, service in services.items():
+            user = 1 if in_one_call else 2
+            first = service.feed(user, 10)
+            second = service.feed(user, 10, first.next_cursor)
+            assert not second.degraded
+            cursors[in_one_call] = (user, second.next_cursor)
+        fault_server.kill()
+        pages = {}
+        for in_one_call, service in services.items():
+            user, cursor = cursors[in_one_call]
+            pages[in_one_call] = service.feed(user, 10, cursor)
+        for in_one_call, service in services.items():
+            stats = service.stats().dependencies["seen"]
+            assert (stats.failures, stats.timeouts) == (2, 0), in_one_call
+            assert service.breakers["seen"].consecutive_failures == 2, in_one_call
+            assert len(pages[in_one_call].items) == 10
+        assert pages[True].degraded == pages[False].degraded
+    finally:
+        for service in services.values():
+            service.close()
+        client.close()
+
+
+# -- the feed cache's statistics --------------------------------------------------------------
+
+
+@pytest.mark.timeout(120)
+def test_pages_in_one_call_count_the_record_lookups_the_separate_calls_count(
+    any_client: RedisClient, any_config: RedisConfig
+) -> None:
+    """The same requests on both sides give the shared level the same hits and misses:
+    the record lookup inside the one call counts as the separate calls' ``get`` does, on
+    a single server and on a cluster. The requests walk past the end of a used-up
+    snapshot (30 items, pages of 10), and retry cursors in the other process, which
+    finds their records in Redis."""
+    caches: dict[bool, RedisFeedCache] = {}
+
+    def stores_for(in_one_call: bool) -> StoresFactory:
+        def stores() -> tuple[SeenStore, FeedCache]:
+            config = any_config.model_copy(
+                update={"prefix": f"{any_config.prefix}-stats-{next(_prefixes)}"}
+            )
+            caches[in_one_call] = RedisFeedCache(any_client, config)
+            return RedisSeenStore(any_client, config), caches[in_one_call]
+
+        return stores
+
+    clock = _Clock()
+    sides = {
+        in_one_call: _side(
+            stores_for(in_one_call),
+            in_one_call=in_one_call,
+            clock=clock,
+            videos=90,
+            snapshot_size=30,
+        )
+        for in_one_call in (True, False)
+    }
+    try:
+        assert sides[True].here._take_page is not None and sides[False].here._take_page is None
+        for side in sides.values():
+            for user in _USERS:
+                cursors: list[str | None] = [None]
+                for _ in range(5):
+                    clock.now += timedelta(seconds=1)
+                    page = side.here.feed(user, 10, cursors[-1])
+                    side.elsewhere.feed(user, 10, cursors[-1])  # a retry, from Redis
+                    cursors.append(page.next_cursor)
+        one_call, separate = caches[True].stats(), caches[False].stats()
+        assert separate.hits > 0 and separate.misses > 0
+        assert (one_call.hits, one_call.misses) == (separate.hits, separate.misses)
+    finally:
+        for side in sides.values():
+            side.close()

@@ -301,6 +301,7 @@ def create_app(
             ttl=settings.card_cache_seconds,
             counts_ttl=settings.card_counts_seconds,
             observer=services.metrics.observer,
+            search_counts=services.search_counts,
         ),
     )
     app.extensions["reelrank_cards"] = handlers.card_reader

@@ -16,7 +16,8 @@ event-store query per page would cost more than the rest of a cached feed page, 
 feed leaves out what its user has seen, so a user never finds their own like or watch
 on a list card. Only counts never read are read during the request. A video's detail
 reads its counts afresh, and an event this process records drops that video's counts
-here; a like's answer reads them afresh, and that read is kept for the next cards.
+here and in the counts search reuses; a like's answer reads them afresh, and that read
+is kept for the next cards and searches.
 """
 
 from __future__ import annotations
@@ -130,7 +131,8 @@ class ReusedCounts:
     a query merging the matches' aggregate states, the largest cost of a search. Popular
     queries match the same videos, so within ``ttl`` their counts are read once; the
     videos not read within ``ttl`` are read in one call. A failed read raises as the
-    store's does.
+    store's does. The service drops a video's counts here when it records an event on
+    it (:meth:`forget`), and keeps a read of them it made anyway (:meth:`keep`).
     """
 
     def __init__(
@@ -148,6 +150,14 @@ class ReusedCounts:
             self._kept.store(read)
             found.update(read)
         return found
+
+    def forget(self, video_ids: Iterable[int]) -> None:
+        """Read the counts of ``video_ids`` during the next search that matches them."""
+        self._kept.forget(video_ids)
+
+    def keep(self, counts: Mapping[int, VideoStats]) -> None:
+        """Reuse ``counts``, read just now elsewhere, for the next ``ttl`` seconds."""
+        self._kept.store(counts)
 
 
 def store_guard(
@@ -242,7 +252,9 @@ class CardReader:
     counts read are kept as the fallback for an outage. Each store is read under one
     guard: a :class:`~reelrank.GuardedStore`'s own (its deadline, breaker and call
     counting), else one made here, which with an ``observer`` counts and times every
-    call (see :func:`store_guard`).
+    call (see :func:`store_guard`). With ``search_counts``, the counts search reuses
+    follow this reader's: :meth:`forget_counts` drops them there too, and
+    :meth:`read_counts` keeps its read there too.
     """
 
     def __init__(
@@ -254,8 +266,10 @@ class CardReader:
         counts_ttl: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
         observer: FeedObserver | None = None,
+        search_counts: ReusedCounts | None = None,
     ) -> None:
         self._catalog = catalog
+        self._search_counts = search_counts
         self._events = events
         self._clock = clock
         # One thread: background count refreshes run one batch at a time.
@@ -304,21 +318,31 @@ class CardReader:
         raises as the store's does (no kept counts are served instead)."""
         read = self._events.get_stats(video_ids)
         self._stats.store(read)
+        if self._search_counts is not None:
+            self._search_counts.keep(read)
         return read
 
     def forget_counts(self, video_ids: Iterable[int]) -> None:
-        """Read the counts of ``video_ids`` during the next request that shows them (an
-        event changed them)."""
-        self._stats.forget(video_ids)
+        """Read the counts of ``video_ids`` during the next request that shows them, or
+        searches for them (an event changed them)."""
+        ids = list(video_ids)
+        self._stats.forget(ids)
+        if self._search_counts is not None:
+            self._search_counts.forget(ids)
 
     def prefetch(self, videos: Iterable[Video]) -> int:
         """Keep ``videos``, their creators and their counts (read now), so their cards
         are built without a store call, and while the catalog is down; returns how many
-        videos were kept. Counts the event store cannot give now are read later."""
+        videos were kept. Creators and counts are read under their store's guard, as
+        every card read is; those a store cannot give now are read later."""
         kept = {video.video_id: video for video in videos}
         self._videos.store(kept)
         creator_ids = sorted({video.creator_id for video in kept.values()})
-        self._creators.store(self._catalog.get_creators(creator_ids))
+        creators = self._catalog_reads.call_or_none(
+            functools.partial(self._catalog.get_creators, creator_ids)
+        )
+        if creators is not None:
+            self._creators.store(creators)
         ids = list(kept)
         for start in range(0, len(ids), _REFRESH_BATCH):
             chunk = ids[start : start + _REFRESH_BATCH]

@@ -161,13 +161,14 @@ class IdempotencyStore(Protocol):
         """The record of ``scope`` (caller and key), unless absent or expired."""
         ...
 
-    def put(self, scope: str, record: IdempotencyRecord, *, ttl: timedelta) -> bool:
+    def put(self, scope: str, record: IdempotencyRecord, *, ttl: timedelta) -> bool | None:
         """Remember ``record`` for ``ttl`` unless a live record is already there, which
-        is kept; whether ``record`` was stored.
+        is kept; whether ``record`` was stored (``True``), or the record there was kept
+        (``False``), or ``None`` for "unknown".
 
-        The answer saves a first request reading its record back. For stores written
-        before ``put`` answered, which return ``None``, the service reads the record
-        back to learn which one is there.
+        The answer saves a first request reading its record back. A store that returns
+        ``None`` (one written before ``put`` answered) costs a first request that read:
+        the service then reads the record back to learn which one is there.
         """
         ...
 
@@ -441,6 +442,9 @@ class Services:
     metrics: AppMetrics = dataclasses.field(default_factory=AppMetrics)
     """The service's Prometheus metrics; the feed service and the recorder report to
     its observer."""
+    search_counts: ReusedCounts | None = None
+    """The counts :attr:`search` reuses (``None`` when it reads them on every search):
+    an event recorded by this process drops its video's counts there."""
 
     def close(self) -> None:
         """Stop the feed service's worker threads and release the stores."""
@@ -689,13 +693,12 @@ def _experiment() -> Experiment:
     )
 
 
-def _search_counts(events: EventStore, settings: Settings) -> EventStore:
-    """What search reads its matches' counts from: ``events``, each video's counts
-    reused for ``settings.search_counts_seconds``."""
+def _search_counts(events: EventStore, settings: Settings) -> ReusedCounts | None:
+    """The counts search reuses, each video's for ``settings.search_counts_seconds``;
+    ``None`` when it reads them from ``events`` on every search."""
     if settings.search_counts_seconds <= 0:
-        return events
-    # VideoSearch calls get_stats only.
-    return cast(EventStore, ReusedCounts(events, ttl=settings.search_counts_seconds))
+        return None
+    return ReusedCounts(events, ttl=settings.search_counts_seconds)
 
 
 def build_services(
@@ -739,6 +742,7 @@ def build_services(
         clock=clock,
         observer=metrics.observer,
     )
+    search_counts = _search_counts(stores.events, settings)
     services = Services(
         stores=stores,
         feed=feed,
@@ -759,12 +763,17 @@ def build_services(
             config=TrendingConfig(reuse_seconds=settings.trending_reuse_seconds),
         ),
         creators=CreatorRecommender(stores.catalog, stores.events, stores.log),
-        search=VideoSearch(stores.search_index, stats=_search_counts(stores.events, settings)),
+        # VideoSearch calls get_stats only.
+        search=VideoSearch(
+            stores.search_index,
+            stats=stores.events if search_counts is None else cast(EventStore, search_counts),
+        ),
         similar=SimilarVideos(stores.catalog, embeddings=stores.embeddings, seen=stores.seen),
         processing=ProcessingTracker(stores.progress, catalog=stores.catalog, clock=clock),
         manifests=ManifestConfig(frame_rate=30.0),
         clock=clock,
         metrics=metrics,
+        search_counts=search_counts,
     )
     if settings.tracing:
         from ._tracing import trace_services

@@ -169,15 +169,20 @@ class Pager:
         *,
         from_cache: bool = False,
         check_seen: bool = True,
+        seen_failed: bool = False,
     ) -> FeedPage:
         """Cut ``limit`` unseen items from ``snapshot`` and mark them seen.
 
         ``check_seen=False`` skips the seen filter for a snapshot ranked just now, which
-        already leaves out everything seen.
+        already leaves out everything seen. ``seen_failed=True`` says this page's filter
+        and mark already failed in this request (a page taken in one call): the page is
+        cut as after a failed filter here, without trying the filter again.
         """
         pinned = snapshot_id(snapshot)
         offset = self.start(snapshot, pinned, state)
-        picked, position = self._pick(ctx, snapshot.video_ids, offset, limit, check_seen)
+        picked, position = self._pick(
+            ctx, snapshot.video_ids, offset, limit, check_seen, seen_failed
+        )
         return self._finish(ctx, snapshot, pinned, picked, position, from_cache)
 
     def take_page(
@@ -280,18 +285,28 @@ class Pager:
         )
 
     def _pick(
-        self, ctx: RequestContext, ids: Sequence[int], offset: int, limit: int, check_seen: bool
+        self,
+        ctx: RequestContext,
+        ids: Sequence[int],
+        offset: int,
+        limit: int,
+        check_seen: bool,
+        seen_failed: bool,
     ) -> tuple[list[int], int]:
         """Rows of the page and where the next one starts; the rows are marked seen.
 
-        Filtering and marking run as one guarded call. If it fails, the page is cut in
-        snapshot order without the filter and marking is tried once more on its own.
+        Filtering and marking run as one guarded call. If it fails (or ``seen_failed``
+        says it failed already), the page is cut in snapshot order without the filter and
+        marking is tried once more on its own.
         """
-        try:
-            picked, position, marked = self._guard.call(
-                self._filter_and_mark, ctx, ids, offset, limit, check_seen
-            )
-        except StoreError:
+        if not seen_failed:
+            try:
+                picked, position, marked = self._guard.call(
+                    self._filter_and_mark, ctx, ids, offset, limit, check_seen
+                )
+            except StoreError:
+                seen_failed = True
+        if seen_failed:
             if check_seen:
                 ctx.report.report("seen", "snapshot order after what this process served")
             picked, position = cut_unseen(ids, offset, limit, None)

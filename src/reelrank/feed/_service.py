@@ -275,6 +275,8 @@ class FeedRankingService:
         looked_up = False
         cached: FeedSnapshot | None = None
         promote = _nothing
+        seen_failed = False
+        record_looked_up = False
         if self._take_page is not None and self._can_take_page():
             record = self._records.recall_local(ctx, key)
             if record is not None:
@@ -285,15 +287,33 @@ class FeedRankingService:
             cached, promote = self._snapshots.find(ctx.key, ctx.report)
             looked_up = True
             if cached is not None and self._is_current(cached, ctx):
-                page = self._take_cached_page(ctx, cached, state, limit, key, promote)
+                try:
+                    page = self._take_cached_page(ctx, cached, state, limit, key, promote)
+                except StoreError:
+                    # The one call was this page's seen filter and mark: the separate
+                    # calls cut the page as after their own filter failed, so the seen
+                    # breaker counts what it would have counted without the one call.
+                    page, seen_failed = None, True
+                else:
+                    # It looked the record up too, and found none that is live.
+                    record_looked_up = True
                 if page is not None:
                     return page
         # Remembered pages in steps: when the seen store cannot take a page in one call,
-        # and when that call failed or left the page to be ranked.
-        record = self._records.recall(ctx, key)
-        if record is not None:
-            return self._replay(ctx, record)
-        page = self._serve(ctx, state, limit, looked_up=looked_up, cached=cached, promote=promote)
+        # and when that call failed.
+        if not record_looked_up:
+            record = self._records.recall(ctx, key)
+            if record is not None:
+                return self._replay(ctx, record)
+        page = self._serve(
+            ctx,
+            state,
+            limit,
+            looked_up=looked_up,
+            cached=cached,
+            promote=promote,
+            seen_failed=seen_failed,
+        )
         self._records.remember(ctx, encode_record(key, page, self._next_state(ctx, page), ctx.now))
         return page
 
@@ -314,25 +334,23 @@ class FeedRankingService:
         promote: Callable[[], None],
     ) -> FeedPage | None:
         """The cursor's page from ``cached`` in one seen-store call that also recalls or
-        remembers it; ``None`` when the separate calls must serve it instead (the call
-        failed, the record found is too old, or the snapshot is used up).
+        remembers it; ``None`` when the separate calls must serve it instead (the record
+        found is too old, or the snapshot is used up). Raises
+        :class:`~reelrank.StoreError` if the call failed; nothing was served then.
 
         ``promote`` copies ``cached`` into the faster cache levels; it is called once a
         page is cut from it, as the separate calls' lookup would have done."""
         assert self._take_page is not None
-        try:
-            taken = self._pager.take_page(
-                ctx,
-                cached,
-                state,
-                limit,
-                take=self._take_page,
-                record_key=key,
-                ttl_seconds=self._records.ttl_seconds,
-                end_tag=END_TAG,
-            )
-        except StoreError:
-            return None
+        taken = self._pager.take_page(
+            ctx,
+            cached,
+            state,
+            limit,
+            take=self._take_page,
+            record_key=key,
+            ttl_seconds=self._records.ttl_seconds,
+            end_tag=END_TAG,
+        )
         if isinstance(taken, FeedSnapshot):
             return self._replay(ctx, taken) if self._records.is_live(ctx, taken) else None
         if not taken.items:
@@ -363,18 +381,23 @@ class FeedRankingService:
         looked_up: bool = False,
         cached: FeedSnapshot | None = None,
         promote: Callable[[], None] = _nothing,
+        seen_failed: bool = False,
     ) -> FeedPage:
         """Cut a new page: from the cached snapshot if it is current, else a fresh one.
 
         ``looked_up``: the cache was asked already, and ``cached`` is what it answered;
         ``promote`` copies it into the faster levels, as a lookup here would have.
+        ``seen_failed``: the cached page's seen filter and mark failed already (see
+        :meth:`Pager.page`).
         """
         if looked_up:
             promote()
         else:
             cached = self._snapshots.get(ctx.key, ctx.report)
         if cached is not None and self._is_current(cached, ctx):
-            page = self._pager.page(ctx, cached, state, limit, from_cache=True)
+            page = self._pager.page(
+                ctx, cached, state, limit, from_cache=True, seen_failed=seen_failed
+            )
             if page.items:
                 self._count(pages=1, cached=1, degraded=ctx.report.is_degraded)
                 return page

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import string
 import struct
@@ -9,6 +10,8 @@ import textwrap
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
+
+from redis.cluster import RedisCluster
 
 from reelrank import FeedSnapshot, InvalidInputError, StoreError
 from reelrank.stores.adapter import (
@@ -95,8 +98,11 @@ _TAKE_UNSEEN_SCRIPT = (
 # record is assembled from the frame the client packed (see _codec.record_frame): the
 # taken rows' ids (the members reversed: big-endian to little-endian), scores and
 # contributions, and config_tag, where the next page starts. Returns {1, record} or
-# {0, positions taken in the window, 1 if the page is settled}.
-#   KEYS: the record, the user's seen set, the user's feed variant index
+# {0, positions taken in the window, 1 if the page is settled}. On a single server,
+# the record's lookup is counted as RedisFeedCache.get counts it, in the statistics
+# bucket KEYS[4] (a cluster keeps that bucket in another slot; the client counts there).
+#   KEYS: the record, the user's seen set, the user's feed variant index, [the user's
+#         statistics bucket of the feed cache]
 #   ARGV: 1-7 as _TAKE_UNSEEN_SCRIPT (since, at, limit, oldest kept, max items, window
 #         seconds, packed members of the window); 8 record TTL (ms), 9 index TTL (s),
 #         10 record variant, 11 the window's first row, 12 rows in the snapshot,
@@ -106,6 +112,7 @@ _TAKE_UNSEEN_SCRIPT = (
 _TAKE_PAGE_SCRIPT = (
     """\
 local record = redis.call('GET', KEYS[1])
+if KEYS[4] then redis.call('HINCRBY', KEYS[4], record and 'hits' or 'misses', 1) end
 if record then return {1, record} end
 """
     + _FIND_UNSEEN.substitute(seen="KEYS[2]")
@@ -270,11 +277,16 @@ class RedisSeenStore(RedisStore):
         and the record's write as :meth:`RedisFeedCache.put` makes it. Only when the
         window holds too few unseen ids does the page take more calls (the rest through
         :meth:`take_unseen`, then a ``put`` of the record): atomic per call, not together.
+        The record's lookup is counted in the cache's :meth:`~RedisFeedCache.stats` as
+        its :meth:`~RedisFeedCache.get` counts one: in the script on a single server,
+        with one more command after it on a cluster (whose statistics live in other
+        slots).
         Anything but a cache :meth:`takes_pages_with` accepts raises
         :class:`~reelrank.InvalidInputError` naming ``cache``.
         """
         if not self.takes_pages_with(cache):
             raise InvalidInputError("cache", "must be a RedisFeedCache on this store's client")
+        feed_cache = cast("RedisFeedCache", cache)
         user_id, variant = check_feed_key("record_key", request.record_key)
         if variant is None:
             raise InvalidInputError("record_key", "a page record needs its own variant")
@@ -291,15 +303,20 @@ class RedisSeenStore(RedisStore):
             start, min(len(ids), start + max(2 * limit, 32), start + _MAX_IDS_PER_SCRIPT)
         )
         if window.start >= window.stop:
-            return PageOutcome(recalled=self._recall(user_id, variant), position=len(ids))
+            recalled = self._recall(feed_cache, user_id, variant)
+            return PageOutcome(recalled=recalled, position=len(ids))
         frame = record_frame(
             snapshot, window, user_id=user_id, variant=variant, created_at=request.at
         )
         config = self._config
         record_key = self._keys.feed(user_id, variant)
+        keys = [record_key, self._keys.seen(user_id), self._keys.feed_variants(user_id)]
+        counted_in_script = not isinstance(self._client, RedisCluster)
+        if counted_in_script:
+            keys.append(feed_cache._stats_key(user_id))
         with store_errors(STORE_NAME, "take_page"):
             reply = self._take_page_script(
-                keys=[record_key, self._keys.seen(user_id), self._keys.feed_variants(user_id)],
+                keys=keys,
                 args=[
                     threshold,
                     moment,
@@ -323,8 +340,12 @@ class RedisSeenStore(RedisStore):
                     frame.float_size,
                 ],
             )
-        if int(reply[0]) == 1:
-            return PageOutcome(recalled=_decode_record(record_key, reply[1]))
+        found = int(reply[0]) == 1
+        recalled = self._read_record(
+            feed_cache, user_id, record_key, reply[1] if found else None, counted_in_script
+        )
+        if recalled is not None:
+            return PageOutcome(recalled=recalled)
         rows = [window.start + int(position) for position in reply[1]]
         if int(reply[2]) == 1:
             position = rows[-1] + 1 if len(rows) == limit else len(ids)
@@ -341,12 +362,46 @@ class RedisSeenStore(RedisStore):
             cache.put(page_record(request, rows, position), ttl_seconds=ttl)
         return PageOutcome(recalled=None, rows=tuple(rows), position=position)
 
-    def _recall(self, user_id: int, variant: str) -> FeedSnapshot | None:
+    def _recall(self, cache: RedisFeedCache, user_id: int, variant: str) -> FeedSnapshot | None:
         """The record alone, for a page that starts past the snapshot's end."""
         record_key = self._keys.feed(user_id, variant)
         with store_errors(STORE_NAME, "take_page"):
             value = cast("bytes | None", self._client.get(record_key))
-        return None if value is None else _decode_record(record_key, value)
+        return self._read_record(cache, user_id, record_key, value, counted=False)
+
+    def _read_record(
+        self,
+        cache: RedisFeedCache,
+        user_id: int,
+        record_key: str,
+        value: bytes | None,
+        counted: bool,
+    ) -> FeedSnapshot | None:
+        """The record looked up as ``value``, its lookup counted in ``cache``'s statistics
+        as :meth:`RedisFeedCache.get` counts one (``counted``: a hit or a miss is counted
+        already; an unreadable record then takes its hit back)."""
+        if value is None:
+            if not counted:
+                self._count_lookup(cache, user_id, hits=0, misses=1)
+            return None
+        try:
+            record = _decode_record(record_key, value)
+        except StoreError:
+            if counted:
+                self._count_lookup(cache, user_id, hits=-1, misses=0)
+            raise
+        if not counted:
+            self._count_lookup(cache, user_id, hits=1, misses=0)
+        return record
+
+    @staticmethod
+    def _count_lookup(cache: RedisFeedCache, user_id: int, *, hits: int, misses: int) -> None:
+        """Add a record lookup to the cache's statistics. Only the statistics are at stake
+        (the page's marks and record are written already), so a count that fails is
+        lost rather than failing the page, whose separate calls would skip what it
+        marked."""
+        with contextlib.suppress(StoreError):
+            cache._count("take_page", user_id, hits=hits, misses=misses)
 
     def seen_among(self, user_id: int, video_ids: Sequence[int], *, since: datetime) -> set[int]:
         """The subset of ``video_ids`` the user saw at or after ``since`` (one ``ZMSCORE``)."""

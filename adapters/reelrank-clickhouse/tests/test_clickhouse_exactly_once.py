@@ -117,8 +117,19 @@ def test_a_copy_from_a_racing_writer_is_corrected_by_the_second_check(
     assert second.get_stats([1])[1].views == 1
 
 
+@pytest.fixture(params=["plain rows", "numpy frame"])
+def id_check_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each duplicate check's path: a small batch's ids as plain rows (the default for
+    these batches) or as a numpy frame, the path of a batch past the limit."""
+    from reelrank_clickhouse import _client
+
+    if request.param == "numpy frame":
+        monkeypatch.setattr(_client, "PLAIN_ID_CHECK_LIMIT", -1)
+    return str(request.param)
+
+
 def test_the_second_check_groups_ids_only_when_one_is_stored_twice(
-    clickhouse_engine: Engine,
+    clickhouse_engine: Engine, id_check_path: str
 ) -> None:
     from reelrank_clickhouse._rows import SECONDS_COLUMN, event_columns
 
@@ -135,10 +146,13 @@ def test_the_second_check_groups_ids_only_when_one_is_stored_twice(
     assert store._copies(client, store._queries.copied, ids, seconds).keys() == {ids[17]}
 
 
-def test_the_checks_answer_plain_ids_and_counts(clickhouse_engine: Engine) -> None:
-    """The checks send the ids as a numpy column and read numpy columns back; the
-    answers are plain ``str`` and ``int`` (a numpy integer in a ``range`` is found by
-    iterating the range, which the answer of a raced batch tests)."""
+def test_the_checks_answer_plain_ids_and_counts(
+    clickhouse_engine: Engine, id_check_path: str
+) -> None:
+    """Whether the checks send the ids as a numpy column and read numpy columns back
+    or send plain rows, the answers are plain ``str`` and ``int`` (a numpy integer in
+    a ``range`` is found by iterating the range, which the answer of a raced batch
+    tests)."""
     from reelrank_clickhouse._rows import SECONDS_COLUMN, event_columns
 
     store = ClickHouseEventStore(clickhouse_engine)
@@ -152,6 +166,46 @@ def test_the_checks_answer_plain_ids_and_counts(clickhouse_engine: Engine) -> No
     assert {type(event_id) for event_id in found} == {str}
     assert {(type(copies), type(first)) for copies, first in found.values()} == {(int, int)}
     assert sorted(copies for copies, _ in found.values()) == [1, 1, 1, 2, 2]
+
+
+def test_a_small_batch_is_checked_without_a_numpy_frame(
+    clickhouse_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A group commit's batch of a few events checks its ids as plain rows: building a
+    pandas frame and decoding numpy blocks cost more than the check for a few ids."""
+    from reelrank_clickhouse import _client, _engagement_log, _event_store
+
+    def no_frame(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a numpy frame was built for a small batch")
+
+    for module in (_client, _event_store, _engagement_log):
+        monkeypatch.setattr(module, "id_frame", no_frame, raising=False)
+    store = ClickHouseEventStore(clickhouse_engine)
+    log = ClickHouseEngagementLog(clickhouse_engine)
+    watch = make_event("watch", completion=0.5)
+    assert store.append(watch, creator_id=1) is True
+    assert store.append(watch, creator_id=1) is False
+    assert log.record_each([watch, watch]) == [True, False]
+    assert log.record_each([watch]) == [False]
+    monkeypatch.undo()  # the count read sends its video ids as a frame
+    assert store.get_stats([1])[1].views == 1
+
+
+def test_a_batch_past_the_plain_limit_counts_once(
+    clickhouse_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reelrank_clickhouse import _client
+
+    monkeypatch.setattr(_client, "PLAIN_ID_CHECK_LIMIT", 3)
+    store = ClickHouseEventStore(clickhouse_engine)
+    log = ClickHouseEngagementLog(clickhouse_engine)
+    pairs = [(make_event("share", video_id=1 + n), 1) for n in range(5)]
+    events = [event for event, _ in pairs]
+    assert store.append_many(pairs) == 5
+    assert store.append_many([*pairs, (make_event("share", video_id=9), 1)]) == 1
+    assert log.record_each(events) == [True] * 5
+    assert log.record_each(events) == [False] * 5
+    assert sum(stats.shares for stats in store.get_stats([1, 2, 3, 4, 5, 9]).values()) == 6
 
 
 def test_copies_left_uncorrected_are_repaired_by_the_redelivery(

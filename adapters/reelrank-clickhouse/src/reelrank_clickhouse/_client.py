@@ -136,6 +136,36 @@ def id_frame(name: str, column: str, column_type: str, values: Any) -> dict[str,
     return {"name": name, "structure": [(column, column_type)], "data": frame}
 
 
+PLAIN_ID_CHECK_LIMIT = 1_000
+"""Most ids :func:`id_check_columns` sends as plain rows rather than a numpy frame."""
+
+
+def id_check_columns(
+    client: Client, query: str, params: Any, *, table: str, ids: list[str]
+) -> list[Any]:
+    """:func:`numpy_columns` of ``query`` with the string ``ids`` as the external table
+    ``table`` (one ``event_id String`` column): one numpy array per column, ``[]`` for
+    no rows.
+
+    Up to :data:`PLAIN_ID_CHECK_LIMIT` ids go as plain rows and the reply is decoded
+    without numpy: building the pandas frame and decoding numpy blocks costs more than
+    the check itself for the few ids of a group commit's batch (one id a batch under
+    light load). Measured on the duplicate checks of a write, the plain path took
+    0.39x the CPU of the numpy path for 1 id, 0.46x for 64 and 0.43x for 1,000 (load
+    about 12); the numpy path stays for the large batches of an ingest, where it was
+    the faster one. The arrays hold Python objects either way (``tolist`` gives
+    ``str`` and ``int``).
+    """
+    if len(ids) > PLAIN_ID_CHECK_LIMIT:
+        return numpy_columns(
+            client, query, params, external_tables=[id_frame(table, "event_id", "String", ids)]
+        )
+    columns = client.execute(
+        query, params, external_tables=[id_table(table, "event_id", "String", ids)], columnar=True
+    )
+    return [np.asarray(column, dtype=object) for column in columns]
+
+
 def numpy_columns(
     client: Client,
     query: str,

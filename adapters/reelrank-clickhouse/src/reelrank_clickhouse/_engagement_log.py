@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 from reelrank import ENGAGEMENT_KINDS, EngagementEvent, EngagementWindow, InvalidInputError
 from reelrank.stores.adapter import check_aware, check_id, check_limit
 
-from ._client import DriverClients, id_frame, numpy_columns
+from ._client import DriverClients, id_check_columns
 from ._config import ClickHouseTables
 from ._errors import store_errors
 from ._rows import EVENT_COLUMNS, EVENT_SELECT, ArrivalSequence, event_columns, event_from_row
@@ -130,11 +130,8 @@ class ClickHouseEngagementLog:
         if batch:
             with self._write_lock, store_errors(_STORE, "record"):
                 client = self._clients.writer()
-                known_ids = numpy_columns(
-                    client,
-                    self._known,
-                    external_tables=[id_frame("batch", "event_id", "String", list(batch))],
-                )
+                known_ids = id_check_columns(client, self._known, None, table="batch",
+                                             ids=list(batch))  # fmt: skip
                 known = set(known_ids[0]) if known_ids else set()
                 fresh = [event for event_id, event in batch.items() if event_id not in known]
                 if fresh:

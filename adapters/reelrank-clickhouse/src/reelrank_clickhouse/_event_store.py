@@ -40,6 +40,7 @@ from reelrank.stores.adapter import (
 from ._client import (
     ONE_BLOCK,
     DriverClients,
+    id_check_columns,
     id_frame,
     id_table,
     numpy_columns,
@@ -870,12 +871,8 @@ class ClickHouseEventStore:
         ``ids`` (all of them with :attr:`_Queries.copies`, those stored more than once
         with :attr:`_Queries.copied`), looked up under the hours of the events' times
         ``seconds`` (Unix seconds, as :func:`event_columns` gives them)."""
-        columns = numpy_columns(
-            client,
-            query,
-            {"hours": _hours(seconds)},
-            external_tables=[id_frame("batch", "event_id", "String", ids)],
-        )
+        columns = id_check_columns(client, query, {"hours": _hours(seconds)}, table="batch",
+                                   ids=list(ids))  # fmt: skip
         # ``tolist`` gives plain str and int: a numpy integer would be looked up in a
         # ``range`` by iterating it.
         return {
@@ -888,11 +885,8 @@ class ClickHouseEventStore:
     def _copied(self, client: Client, ids: Sequence[str], seconds: Sequence[int]) -> bool:
         """Whether any of ``ids`` may be stored more than once, from their total copy
         count and number of distinct hashes (see :attr:`_Queries.totals`)."""
-        copies, hashes = numpy_columns(
-            client,
-            self._queries.totals,
-            {"hours": _hours(seconds)},
-            external_tables=[id_frame("batch", "event_id", "String", ids)],
+        copies, hashes = id_check_columns(
+            client, self._queries.totals, {"hours": _hours(seconds)}, table="batch", ids=list(ids)
         )
         return int(copies[0]) != int(hashes[0])
 

@@ -20,6 +20,7 @@ from reelrank_clickhouse import (
     ClickHouseConfig,
     ClickHouseEventStore,
     SchemaVersionError,
+    _event_store,
     connect,
     create_schema,
     migrate_schema,
@@ -159,6 +160,8 @@ def _like_state_reads(store: ClickHouseEventStore) -> list[list[int]]:
                 if query == store._queries.likes_now:
                     frame = kwargs["external_tables"][0]["data"]
                     sent.append(sorted(int(video) for video in frame["id"]))
+                elif query == store._queries.likes_now_of_few:
+                    sent.append(sorted(args[0]["videos"]))
                 return execute(query, *args, **kwargs)
 
             client.execute = each
@@ -171,10 +174,16 @@ def _like_state_reads(store: ClickHouseEventStore) -> list[list[int]]:
     return sent
 
 
+@pytest.mark.parametrize("few_videos", [1_000, 0], ids=["named", "sent-as-a-table"])
 @pytest.mark.parametrize("held_roll_up_videos", [1_000, 0], ids=["held", "on-the-server"])
 def test_like_counts_read_again_are_kept_until_their_videos_get_likes(
-    clickhouse_engine: Engine, held_roll_up_videos: int
+    clickhouse_engine: Engine,
+    held_roll_up_videos: int,
+    few_videos: int,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # Up to ``_FEW_VIDEOS`` videos are named in the query's text, more sent as a table.
+    monkeypatch.setattr(_event_store, "_FEW_VIDEOS", few_videos)
     store = _store(clickhouse_engine, held_roll_up_videos=held_roll_up_videos)
     reference = InMemoryEventStore()
     videos = [1, 2, 3, 4]

@@ -74,6 +74,9 @@ _KIND_COLUMN, _USER_COLUMN, _VIDEO_COLUMN, _COMPLETION_COLUMN, _CREATOR_COLUMN =
 _NULLABLE_COLUMNS = frozenset({6, 7, 8, 9})
 _LIKES = KIND_CODES["like"]  # the code under which reads report like counts
 _Pair = tuple[EngagementEvent, int]
+# Up to this many videos whose like counts are read again are named in the query's text,
+# so the server reads their like states only (a few kilobytes of text).
+_FEW_VIDEOS = 1_000
 _UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _KIND_OF_CODE = {code: EngagementKind(kind) for kind, code in KIND_CODES.items()}
 # What each row of the folded stats query is (its ``part`` column).
@@ -261,6 +264,15 @@ def _raced_since(table: str) -> str:
     return f"""SELECT event_id, countMerge(events), minMerge(first_seq)
 FROM {table} WHERE tag = {Tag.EVENT_ID} AND a >= %(hour)s
 GROUP BY event_id HAVING countMerge(events) > 1"""
+
+
+def _likes_now(table: str, videos: str) -> str:
+    """The like count of each video ``a {videos}``: its users whose latest like or
+    unlike is a like."""
+    return f"""SELECT a, toInt64(sum(is_liked)) FROM (
+    SELECT a, b, argMaxMerge(liked) AS is_liked
+    FROM {table} WHERE tag = {Tag.VIDEO_LIKE} AND a {videos} GROUP BY a, b
+) GROUP BY a"""
 
 
 # The arguments of a Distributed engine: cluster, database, local table[, sharding key].
@@ -491,10 +503,11 @@ FROM (
         self.roll_up_rows = f"""SELECT video_id, views, completion_sum, likes, shares, comments
 FROM {rollup} WHERE fold = %(fold)s AND video_id != 0"""
         # The like counts of the videos in ``ids``, from the like state of their pairs.
-        self.likes_now = f"""SELECT a, toInt64(sum(is_liked)) FROM (
-    SELECT a, b, argMaxMerge(liked) AS is_liked
-    FROM {agg} WHERE tag = {Tag.VIDEO_LIKE} AND a GLOBAL IN ids GROUP BY a, b
-) GROUP BY a"""
+        self.likes_now = _likes_now(agg, "GLOBAL IN ids")
+        # The same for a few videos named in the text (``%(videos)s``): 18.16 narrows
+        # the key range with a set of literals, not with an external table's, so this
+        # reads the granules of those videos only, not every like state.
+        self.likes_now_of_few = _likes_now(agg, "IN %(videos)s")
         self.credit = f"""
 SELECT b, c, toInt64(countMerge(events)) AS n, sumMerge(completion_sum) AS s
 FROM {agg} WHERE tag = {Tag.CREDIT} AND a = %(user_id)s GROUP BY b, c
@@ -1271,11 +1284,16 @@ class ClickHouseEventStore:
         stale, stale_marks = liked_since[~still_held], marks[~still_held]
         if not stale.shape[0]:
             return
-        likes_now = numpy_columns(
-            client,
-            self._queries.likes_now,
-            external_tables=[id_frame("ids", "id", "UInt64", stale)],
-        )
+        if stale.shape[0] <= _FEW_VIDEOS:
+            likes_now = numpy_columns(
+                client, self._queries.likes_now_of_few, {"videos": tuple(stale.tolist())}
+            )
+        else:
+            likes_now = numpy_columns(
+                client,
+                self._queries.likes_now,
+                external_tables=[id_frame("ids", "id", "UInt64", stale)],
+            )
         # A video whose every like was undone since may have no pair liked: zero.
         read_again = np.zeros(stale.shape[0], dtype=np.int64)
         if likes_now:

@@ -1106,7 +1106,10 @@ class ClickHouseEventStore:
         Reads the latest complete roll-up of :meth:`fold_stats` plus what arrived after
         it, when the roll-up is whole and nothing arrived late before its watermark;
         otherwise (and before any roll-up) merges every requested video's states. The
-        rows come back as columns and are summed with numpy, with no object per video.
+        like count of a video with likes or unlikes since the roll-up is read again from
+        its pairs; the store keeps the counts it read, and a later read reads again only
+        the videos with likes or unlikes that arrived after them. The rows come back as
+        columns and are summed with numpy, with no object per video.
         """
         ids = check_ids("video_ids", video_ids)
         unique = list(dict.fromkeys(ids))

@@ -5,8 +5,10 @@ version-1 tables."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,6 +20,7 @@ from reelrank_clickhouse import (
     ClickHouseConfig,
     ClickHouseEventStore,
     SchemaVersionError,
+    _event_store,
     connect,
     create_schema,
     migrate_schema,
@@ -140,6 +143,87 @@ def test_reads_use_the_roll_up_and_add_what_arrived_since(
     assert store.fold_stats(until=_EPOCH + timedelta(days=1)) == 0
     assert _reads_roll_up(store, videos)
     assert_same_statistics(store, reference, videos, [1, 2], [10, 11])
+
+
+def _like_state_reads(store: ClickHouseEventStore) -> list[list[int]]:
+    """The videos of every query of ``store``'s reads that reads like states again from
+    their pairs, recorded as the store's pooled clients send them."""
+    sent: list[list[int]] = []
+    reader = store._clients.reader
+
+    @contextmanager
+    def recording() -> Iterator[Any]:
+        with reader() as client:
+            execute = client.execute
+
+            def each(query: str, *args: Any, **kwargs: Any) -> Any:
+                if query == store._queries.likes_now:
+                    frame = kwargs["external_tables"][0]["data"]
+                    sent.append(sorted(int(video) for video in frame["id"]))
+                elif query == store._queries.likes_now_of_few:
+                    sent.append(sorted(args[0]["videos"]))
+                return execute(query, *args, **kwargs)
+
+            client.execute = each
+            try:
+                yield client
+            finally:
+                client.execute = execute
+
+    store._clients.reader = recording  # type: ignore[method-assign]
+    return sent
+
+
+@pytest.mark.parametrize("few_videos", [1_000, 0], ids=["named", "sent-as-a-table"])
+@pytest.mark.parametrize("held_roll_up_videos", [1_000, 0], ids=["held", "on-the-server"])
+def test_like_counts_read_again_are_kept_until_their_videos_get_likes(
+    clickhouse_engine: Engine,
+    held_roll_up_videos: int,
+    few_videos: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Up to ``_FEW_VIDEOS`` videos are named in the query's text, more sent as a table.
+    monkeypatch.setattr(_event_store, "_FEW_VIDEOS", few_videos)
+    store = _store(clickhouse_engine, held_roll_up_videos=held_roll_up_videos)
+    reference = InMemoryEventStore()
+    videos = [1, 2, 3, 4]
+    sent = _like_state_reads(store)
+
+    def deliver(*events: tuple[str, int, int]) -> None:
+        for kind, user_id, video_id in events:
+            event = make_event(kind, user_id=user_id, video_id=video_id)
+            store.append(event, creator_id=10)
+            reference.append(event, creator_id=10)
+
+    def read() -> None:
+        assert_same_statistics(store, reference, videos, [1, 2, 3], [10])
+
+    deliver(("like", 1, 1), ("like", 2, 1), ("like", 1, 2), ("like", 1, 3), ("watch", 1, 4))
+    _fold(store)
+    deliver(("unlike", 1, 1), ("like", 3, 2), ("like", 3, 2))  # the second like changes nothing
+    read()
+    assert sent[-1] == [1, 2]
+    reads = len(sent)
+    read()  # nothing arrived: the counts read again stand
+    read()
+    assert len(sent) == reads
+    deliver(("like", 1, 1), ("share", 2, 3))
+    read()  # video 1 got a like: it alone is read again
+    assert sent[reads:] == [[1]]
+    assert store.get_stats([1])[1].likes == 2
+    deliver(("unlike", 1, 3))
+    read()
+    assert sent[-1] == [3]
+    assert store.get_stats([3])[3].likes == 0
+    # A new roll-up holds those counts; what arrives after it is read again.
+    _fold(store)
+    reads = len(sent)
+    read()
+    assert len(sent) == reads
+    deliver(("unlike", 3, 2))
+    read()
+    assert sent[reads:] == [[2]]
+    assert store.get_stats([2])[2].likes == 1
 
 
 def test_an_event_arriving_late_sends_reads_back_to_the_states(

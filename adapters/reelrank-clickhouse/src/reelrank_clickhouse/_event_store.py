@@ -75,6 +75,9 @@ _KIND_COLUMN, _USER_COLUMN, _VIDEO_COLUMN, _COMPLETION_COLUMN, _CREATOR_COLUMN =
 _NULLABLE_COLUMNS = frozenset({6, 7, 8, 9})
 _LIKES = KIND_CODES["like"]  # the code under which reads report like counts
 _Pair = tuple[EngagementEvent, int]
+# Up to this many videos whose like counts are read again are named in the query's text,
+# so the server reads their like states only (a few kilobytes of text).
+_FEW_VIDEOS = 1_000
 _UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _KIND_OF_CODE = {code: EngagementKind(kind) for kind, code in KIND_CODES.items()}
 # What each row of the folded stats query is (its ``part`` column).
@@ -184,6 +187,54 @@ class _HeldRollUp:
         return sums
 
 
+@dataclass(frozen=True)
+class _LikesSince:
+    """Like counts read again from their pairs since roll-up ``fold``, sorted by video:
+    each with ``marks``, the number of likes and unlikes of the video that had arrived
+    since the roll-up when the read that fetched it began. Likes and unlikes are only
+    ever added, so while a video's number is unchanged no like state of it has changed,
+    and the count read then still holds."""
+
+    fold: int
+    video_ids: NDArray[np.int64]
+    marks: NDArray[np.int64]
+    likes: NDArray[np.int64]
+
+    def still_held(
+        self, fold: int, video_ids: NDArray[np.int64], marks: NDArray[np.int64]
+    ) -> tuple[NDArray[np.bool_], NDArray[np.int64]]:
+        """Which of ``video_ids`` (with their ``marks`` now) have a count that still
+        holds, and those counts."""
+        held = np.zeros(video_ids.shape[0], dtype=np.bool_)
+        if fold != self.fold or not self.video_ids.shape[0]:
+            return held, np.zeros(0, dtype=np.int64)
+        found = np.minimum(np.searchsorted(self.video_ids, video_ids), self.video_ids.shape[0] - 1)
+        held = (self.video_ids[found] == video_ids) & (self.marks[found] == marks)
+        return held, self.likes[found[held]]
+
+    def with_counts(
+        self,
+        fold: int,
+        video_ids: NDArray[np.int64],
+        marks: NDArray[np.int64],
+        likes: NDArray[np.int64],
+    ) -> _LikesSince:
+        """These counts (of roll-up ``fold``) with ``video_ids``' replaced by the new
+        ones; a newer roll-up's counts start afresh."""
+        if fold == self.fold:
+            kept = ~np.isin(self.video_ids, video_ids)
+            video_ids = np.concatenate((self.video_ids[kept], video_ids))
+            marks = np.concatenate((self.marks[kept], marks))
+            likes = np.concatenate((self.likes[kept], likes))
+        order = np.argsort(video_ids, kind="stable")
+        return _LikesSince(fold, video_ids[order], marks[order], likes[order])
+
+
+_NO_LIKES_SINCE = _LikesSince(
+    -1, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+)
+
+
 def _arrival_bucket(at: datetime) -> int:
     """The arrival bucket that starts at or before ``at``: arrival numbers are
     nanoseconds since 1970, bucketed by :data:`ARRIVAL_BUCKET_SHIFT` bits."""
@@ -214,6 +265,15 @@ def _raced_since(table: str) -> str:
     return f"""SELECT event_id, countMerge(events), minMerge(first_seq)
 FROM {table} WHERE tag = {Tag.EVENT_ID} AND a >= %(hour)s
 GROUP BY event_id HAVING countMerge(events) > 1"""
+
+
+def _likes_now(table: str, videos: str) -> str:
+    """The like count of each video ``a {videos}``: its users whose latest like or
+    unlike is a like."""
+    return f"""SELECT a, toInt64(sum(is_liked)) FROM (
+    SELECT a, b, argMaxMerge(liked) AS is_liked
+    FROM {table} WHERE tag = {Tag.VIDEO_LIKE} AND a {videos} GROUP BY a, b
+) GROUP BY a"""
 
 
 # The arguments of a Distributed engine: cluster, database, local table[, sharding key].
@@ -444,10 +504,11 @@ FROM (
         self.roll_up_rows = f"""SELECT video_id, views, completion_sum, likes, shares, comments
 FROM {rollup} WHERE fold = %(fold)s AND video_id != 0"""
         # The like counts of the videos in ``ids``, from the like state of their pairs.
-        self.likes_now = f"""SELECT a, toInt64(sum(is_liked)) FROM (
-    SELECT a, b, argMaxMerge(liked) AS is_liked
-    FROM {agg} WHERE tag = {Tag.VIDEO_LIKE} AND a GLOBAL IN ids GROUP BY a, b
-) GROUP BY a"""
+        self.likes_now = _likes_now(agg, "GLOBAL IN ids")
+        # The same for a few videos named in the text (``%(videos)s``): 18.16 narrows
+        # the key range with a set of literals, not with an external table's, so this
+        # reads the granules of those videos only, not every like state.
+        self.likes_now_of_few = _likes_now(agg, "IN %(videos)s")
         self.credit = f"""
 SELECT b, c, toInt64(countMerge(events)) AS n, sumMerge(completion_sum) AS s
 FROM {agg} WHERE tag = {Tag.CREDIT} AND a = %(user_id)s GROUP BY b, c
@@ -572,6 +633,7 @@ class ClickHouseEventStore:
         self._queries = _Queries(tables or ClickHouseTables())
         self._held_videos_limit = held_roll_up_videos
         self._held: _HeldRollUp | None = None
+        self._likes_since = _NO_LIKES_SINCE
         self._hold_lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._sequence = ArrivalSequence()
@@ -1038,7 +1100,10 @@ class ClickHouseEventStore:
         Reads the latest complete roll-up of :meth:`fold_stats` plus what arrived after
         it, when the roll-up is whole and nothing arrived late before its watermark;
         otherwise (and before any roll-up) merges every requested video's states. The
-        rows come back as columns and are summed with numpy, with no object per video.
+        like count of a video with likes or unlikes since the roll-up is read again from
+        its pairs; the store keeps the counts it read, and a later read reads again only
+        the videos with likes or unlikes that arrived after them. The rows come back as
+        columns and are summed with numpy, with no object per video.
         """
         ids = check_ids("video_ids", video_ids)
         unique = list(dict.fromkeys(ids))
@@ -1148,7 +1213,7 @@ class ClickHouseEventStore:
         if (views[parts == _ARRIVALS_BEFORE] != held.arrivals).any():
             return held.fold, None
         values = held.rows_of(requested)
-        self._add_rows(client, requested, values, columns, parts)
+        self._add_rows(client, held.fold, requested, values, columns, parts)
         return held.fold, values
 
     def _server_folded_stats(
@@ -1174,20 +1239,24 @@ class ClickHouseEventStore:
         if np.unique(row_videos[folded]).shape[0] != np.count_nonzero(folded):
             return None  # a roll-up written twice (concurrent folds)
         values = _Sums.zeros(requested.shape[0])
-        self._add_rows(client, requested, values, columns, parts)
+        self._add_rows(client, fold, requested, values, columns, parts)
         return values
 
     def _add_rows(
         self,
         client: Client,
+        fold: int,
         requested: NDArray[np.int64],
         values: _Sums,
         columns: Sequence[Sequence[Any]],
         parts: NDArray[np.int64],
     ) -> None:
-        """Add the roll-up rows, what arrived since and the corrections of a roll-up
-        read to ``values``; the like counts of videos with likes or unlikes since the
-        roll-up are read again from their pairs and replace the rolled-up ones."""
+        """Add the rows of roll-up ``fold``, what arrived since and the corrections of a
+        roll-up read to ``values``; the like counts of videos with likes or unlikes since
+        the roll-up replace the rolled-up ones: those the store read before with as many
+        likes and unlikes since as now, from its memory, the others read again from
+        their pairs (a like count depends on the order of each pair's likes and
+        unlikes, so the arrival rows cannot give it)."""
         counted = (parts == _FOLDED) | (parts == _ARRIVED_SINCE) | (parts == _CORRECTED)
         row_videos = np.asarray(columns[0], dtype=np.int64)[counted]
         likes = np.asarray(columns[4], dtype=np.int64)[counted]
@@ -1197,22 +1266,40 @@ class ClickHouseEventStore:
             np.asarray(columns[2], dtype=np.int64)[counted],
             np.asarray(columns[3], dtype=np.float64)[counted],
             # On rows of what arrived since, ``likes`` is the number of likes and unlikes:
-            # those videos' like counts are read again from their pairs.
+            # those videos' like counts are replaced below.
             np.where(arrived, 0, likes),
             np.asarray(columns[5], dtype=np.int64)[counted],
             np.asarray(columns[6], dtype=np.int64)[counted],
         )
-        liked_since = row_videos[arrived & (likes != 0)]
-        if liked_since.shape[0]:
+        liked = arrived & (likes != 0)
+        liked_since, marks = row_videos[liked], likes[liked]
+        if not liked_since.shape[0]:
+            return
+        known = self._likes_since
+        still_held, held_likes = known.still_held(fold, liked_since, marks)
+        values.likes[_row_of(requested, liked_since[still_held])] = held_likes
+        stale, stale_marks = liked_since[~still_held], marks[~still_held]
+        if not stale.shape[0]:
+            return
+        if stale.shape[0] <= _FEW_VIDEOS:
+            likes_now = numpy_columns(
+                client, self._queries.likes_now_of_few, {"videos": tuple(stale.tolist())}
+            )
+        else:
             likes_now = numpy_columns(
                 client,
                 self._queries.likes_now,
-                external_tables=[id_frame("ids", "id", "UInt64", liked_since)],
+                external_tables=[id_frame("ids", "id", "UInt64", stale)],
             )
-            if likes_now:
-                values.likes[_row_of(requested, np.asarray(likes_now[0], dtype=np.int64))] = (
-                    np.asarray(likes_now[1], dtype=np.int64)
-                )
+        # A video whose every like was undone since may have no pair liked: zero.
+        read_again = np.zeros(stale.shape[0], dtype=np.int64)
+        if likes_now:
+            read_again[_row_of(stale, np.asarray(likes_now[0], dtype=np.int64))] = np.asarray(
+                likes_now[1], dtype=np.int64
+            )
+        values.likes[_row_of(requested, stale)] = read_again
+        # Another read may have replaced the counts meanwhile; either's are exact.
+        self._likes_since = known.with_counts(fold, stale, stale_marks, read_again)
 
     def _merged_stats(self, client: Client, requested: NDArray[np.int64]) -> _Sums:
         """The sums of the requested videos merged from every state."""

@@ -221,7 +221,10 @@ class _RateLimit:
 
     Flask-Limiter checks a limit at the start of a request by default, before the
     caller is known; here the limit is entered after authentication, keyed by the
-    token's user, and shared by every event endpoint.
+    token's user, and shared by every event endpoint. The service sets no default or
+    application limits, so Flask-Limiter's own check before every request is taken off
+    the app: it looked up limits for every request and found none (about 0.1 ms of
+    CPU per request, a cache-hit feed page's included).
     """
 
     def __init__(
@@ -249,6 +252,7 @@ class _RateLimit:
             headers_enabled=True,
             swallow_errors=True,
         )
+        app.before_request_funcs[None].remove(self._limiter._check_request_limit)
         self._rate = f"{per_minute}/minute"
 
     def hit(self, user_id: int) -> None:

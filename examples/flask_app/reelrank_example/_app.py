@@ -702,8 +702,9 @@ class _Handlers:
         if degraded is not None:
             degraded += [name for name in data.degraded if name not in degraded]
         videos, creators, stats = data.videos, data.creators, data.stats
-        # Callers extend a card with ``**dict(card)``: its fields as they are, so the
-        # creator and counts, validated here once, are not dumped and validated again.
+        # Search and similar extend a card with ``**dict(card)``: its fields as they
+        # are, so the creator and counts, validated here once, are not dumped and
+        # validated again; the feed writes the cards' dumps (feed_page_json).
         cards: dict[int, Card] = {}
         for video_id, video in videos.items():
             creator = creators.get(video.creator_id)

@@ -41,8 +41,13 @@ SOURCE_DIRS = ("src", "adapters/reelrank-redis/src", "adapters/reelrank-postgres
 
 def _serve(first_user: int) -> None:
     """A service process: answers ``KIND COUNT`` lines on stdin with the CPU ms per
-    request of that many requests."""
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="reelrank-metrics-")
+    request of that many requests; its metrics files are removed when it ends."""
+    with tempfile.TemporaryDirectory(prefix="reelrank-metrics-") as metrics_dir:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        _serve_in(first_user)
+
+
+def _serve_in(first_user: int) -> None:
     from reelrank_example import (
         Settings,
         build_services,

@@ -21,7 +21,7 @@ from typing import Any
 import jwt
 import m3u8
 import pytest
-from flask import Flask
+from flask import Flask, request
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
@@ -861,6 +861,32 @@ def test_event_requests_are_rate_limited_per_user() -> None:
         _problem(limited, 429)
         assert 1 <= int(limited.headers["Retry-After"]) <= 61
         assert app.client.post(path, headers=_auth(OTHER)).status_code == 200
+    finally:
+        app.services.close()
+
+
+def test_only_event_requests_look_up_rate_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The service sets no default or application limits: a feed page looks up none, and
+    # an event request looks up the events limit once, in its handler (Flask-Limiter's
+    # own check before every request looked up limits for each and found none).
+    app = _build(events_per_minute=3)
+    try:
+        (limiter,) = app.app.extensions["limiter"]
+        lookups: list[str] = []
+        resolve = limiter.limit_manager.resolve_limits
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            lookups.append(request.path)
+            return resolve(*args, **kwargs)
+
+        monkeypatch.setattr(limiter.limit_manager, "resolve_limits", counted)
+        assert app.client.get("/api/v1/reels?limit=5", headers=_auth()).status_code == 200
+        assert lookups == []
+        liked = app.client.post(f"/api/v1/reels/{VIDEO}/like", headers=_auth())
+        assert liked.status_code == 200
+        assert lookups == [f"/api/v1/reels/{VIDEO}/like"]
+        assert liked.headers["X-RateLimit-Limit"] == "3"
+        assert liked.headers["X-RateLimit-Remaining"] == "2"
     finally:
         app.services.close()
 

@@ -228,11 +228,9 @@ def create_default_app(settings: Settings | None = None) -> Flask:
     details of the feed's candidates. ``/healthz/startup`` answers 503 until all of it
     is done (and ``/healthz/ready`` with it), so no routed request pays a compile.
     Then everything start-up allocated is moved out of the garbage collector's reach
-    (:func:`gc.freeze`), so full collections no longer walk it during requests. The
-    process's thread switch interval is set to ``settings.switch_interval_ms``.
+    (:func:`gc.freeze`), so full collections no longer walk it during requests.
     """
     settings = settings or Settings()
-    sys.setswitchinterval(settings.switch_interval_ms / 1000.0)
     configure_logging(settings)
     if settings.tracing:
         configure_tracing(settings)

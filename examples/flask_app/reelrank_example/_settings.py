@@ -40,13 +40,6 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=1, le=256)
     """Worker processes serving the same stores; above 1, ``cursor_secret`` is required
     because every worker must verify the cursors the others sign."""
-    switch_interval_ms: float = Field(default=1.0, gt=0.0, le=100.0, allow_inf_nan=False)
-    """How long a thread running Python keeps the interpreter lock while another thread
-    waits for it (:func:`sys.setswitchinterval`; Python's default is 5 ms), set by
-    :func:`~reelrank_example.create_default_app` for its process. A request waits for the
-    lock each time its thread gets an answer from a store or its store call's worker
-    thread, so behind a search or a ranking running in the same worker a cache hit
-    waits up to this long several times over."""
 
     auth_secret: SecretStr | None = Field(default=None, min_length=32)
     """HS256 secret that signs the callers' JWTs (at least 32 characters)."""

@@ -49,12 +49,14 @@ __all__ = [
     "Gunicorn",
     "LoadRecord",
     "LoadSpec",
+    "LoadTally",
     "ServiceStack",
     "bare_app",
     "percentile",
     "run_load",
     "run_load_process",
     "service_environment",
+    "tally",
     "wait_for_load_start",
 ]
 
@@ -722,6 +724,57 @@ def read_records(path: Path) -> tuple[list[LoadRecord], dict[str, float]]:
         LoadRecord(**{**item, "degraded": tuple(item["degraded"])}) for item in data["records"]
     ]
     return records, data["process"]
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadTally:
+    """What the records of one load run add up to (see :func:`tally`)."""
+
+    requests: int
+    """Requests sent."""
+    succeeded: int
+    """Requests answered with a 2xx status."""
+    span_seconds: float
+    """From the first request's scheduled time to the last answer."""
+    errors: dict[str, dict[str, int]]
+    """Failed requests by endpoint, then by kind: the status (``"503"``), or
+    ``"no answer"`` when the connection failed or the client's timeout passed."""
+
+    @property
+    def succeeded_per_second(self) -> float:
+        """The rate of successful answers over the run: what the service achieved."""
+        return self.succeeded / self.span_seconds if self.span_seconds > 0 else 0.0
+
+    @property
+    def error_count(self) -> int:
+        """Requests not answered with a 2xx status."""
+        return self.requests - self.succeeded
+
+
+def tally(records: Sequence[LoadRecord]) -> LoadTally:
+    """Count ``records``: successes, the span, and the failures by endpoint and kind.
+
+    A refusal (a 503 when a worker is overloaded, a 429) is an answer but not a served
+    request, so it counts as an error and not towards :attr:`LoadTally.succeeded`.
+    """
+    if not records:
+        return LoadTally(0, 0, 0.0, {})
+    errors: dict[str, dict[str, int]] = {}
+    for record in records:
+        if not 200 <= record.status < 300:
+            kind = str(record.status) if record.status else "no answer"
+            by_kind = errors.setdefault(record.endpoint, {})
+            by_kind[kind] = by_kind.get(kind, 0) + 1
+    first = min(record.scheduled for record in records)
+    last = max(record.scheduled + record.latency for record in records)
+    return LoadTally(
+        requests=len(records),
+        succeeded=len(records) - sum(sum(kinds.values()) for kinds in errors.values()),
+        span_seconds=last - first,
+        errors={
+            endpoint: dict(sorted(kinds.items())) for endpoint, kinds in sorted(errors.items())
+        },
+    )
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:

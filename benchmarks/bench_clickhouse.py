@@ -327,6 +327,15 @@ def _fold_seconds(store: Any, until: datetime | None = None, *, incremental: boo
 _CANDIDATES = random.Random(7).sample(range(1, VIDEOS + 1), CANDIDATES)
 
 
+def _p50_p99_info(figures: dict[str, tuple[float, float]], prefix: str = "") -> dict[str, float]:
+    """``figures``' (p50, p99) pairs as benchmark extra-info entries, ``<prefix><name>_p50_ms``."""
+    return {
+        f"{prefix}{name.replace(' ', '_')}_{which}_ms": value[index]
+        for name, value in figures.items()
+        for index, which in enumerate(("p50", "p99"))
+    }
+
+
 def _read_summary(store: Any, client: Any, label: str) -> dict[str, float]:
     """Interleaved rounds (each starting one call later) of stats_columns, get_stats and
     their baselines; one summary line."""
@@ -395,11 +404,7 @@ def _read_summary(store: Any, client: Any, label: str) -> dict[str, float]:
         f"stats_columns {met('stats_columns')}, get_stats {met('get_stats')}"
         f"{against_baseline}; {READ_ROUNDS} rounds; loadavg {loadavg()}"
     )
-    return {
-        f"{name}_{which}_ms": value[i]
-        for name, value in figures.items()
-        for i, which in enumerate(("p50", "p99"))
-    }
+    return _p50_p99_info(figures)
 
 
 def test_stats_of_candidate_videos_against_todays_reads(benchmark: Any, server: Any) -> None:
@@ -788,11 +793,7 @@ def _reads_after_a_batch(store: Any, since: int) -> dict[str, float]:
         f"again) {shown['new store']}{against_baseline}; goal p99 < {READ_GOAL_MS:.0f} ms; "
         f"{READ_ROUNDS} rounds; loadavg {loadavg()}"
     )
-    return {
-        f"after_a_batch_{name.replace(' ', '_')}_{which}_ms": value[i]
-        for name, value in figures.items()
-        for i, which in enumerate(("p50", "p99"))
-    }
+    return _p50_p99_info(figures, prefix="after_a_batch_")
 
 
 def test_stats_with_events_arrived_since_the_roll_up(benchmark: Any, server: Any) -> None:

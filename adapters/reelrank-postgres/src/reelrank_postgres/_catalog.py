@@ -10,6 +10,7 @@ import numpy as np
 from sqlalchemy import (
     BigInteger,
     BindParameter,
+    Executable,
     Integer,
     Row,
     Select,
@@ -559,17 +560,14 @@ class SqlCatalog(ReplicaReadStore):
         statistics by primary key, with the planner settings the function carries; one
         round trip in autocommit. SQLite joins the statistics to its followed-videos
         statement."""
-        check_id("user_id", user_id)
-        check_limit("limit", limit)
-        if limit == 0:
-            return _candidate_columns([])
-        query = _FOLLOWED_CANDIDATES_POSTGRES if self._postgres else _FOLLOWED_CANDIDATES_SQLITE
-        with (
-            store_errors(self._store, "followed_candidates"),
-            self._reader.connect() as connection,
-        ):
-            rows = connection.execute(query, {"user_id": user_id, "limit": limit}).all()
-        return _candidate_columns(rows)
+        return _candidate_columns(
+            self._followed_rows(
+                "followed_candidates",
+                user_id,
+                limit,
+                _FOLLOWED_CANDIDATES_POSTGRES if self._postgres else _FOLLOWED_CANDIDATES_SQLITE,
+            )
+        )
 
     def followed_columns(self, user_id: int, *, limit: int) -> FollowedColumns:
         """The videos of :meth:`followed_videos` as the feed's ranking columns, without
@@ -580,14 +578,23 @@ class SqlCatalog(ReplicaReadStore):
         On PostgreSQL the statement reads the ranking columns of
         ``reelrank_followed_candidates``, the walk :meth:`followed_candidates` makes,
         in one round trip; SQLite runs its followed-videos statement for these columns."""
+        return _followed_columns(
+            self._followed_rows(
+                "followed_columns",
+                user_id,
+                limit,
+                _FOLLOWED_COLUMNS_POSTGRES if self._postgres else _FOLLOWED_COLUMNS_SQLITE,
+            )
+        )
+
+    def _followed_rows(
+        self, operation: str, user_id: int, limit: int, query: Executable
+    ) -> Sequence[Row[Any]]:
+        """The rows of a followed read's ``query`` for ``user_id`` (checked, as
+        ``limit``), in one round trip; none for ``limit`` 0, without a round trip."""
         check_id("user_id", user_id)
         check_limit("limit", limit)
         if limit == 0:
-            return _followed_columns([])
-        query = _FOLLOWED_COLUMNS_POSTGRES if self._postgres else _FOLLOWED_COLUMNS_SQLITE
-        with (
-            store_errors(self._store, "followed_columns"),
-            self._reader.connect() as connection,
-        ):
-            rows = connection.execute(query, {"user_id": user_id, "limit": limit}).all()
-        return _followed_columns(rows)
+            return []
+        with store_errors(self._store, operation), self._reader.connect() as connection:
+            return connection.execute(query, {"user_id": user_id, "limit": limit}).all()

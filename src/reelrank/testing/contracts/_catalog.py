@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -274,9 +275,31 @@ def _followed_world(catalog: Catalog) -> None:
     catalog.follow(10, 2)
 
 
-class FollowedCandidatesCatalogContract:
+class _FollowedReadInputChecks:
+    """The bad-input checks both followed-read contracts share; ``_read`` is the read."""
+
+    def _read(self, catalog: Any, user_id: object, limit: object) -> object:
+        raise NotImplementedError
+
+    @pytest.mark.parametrize("bad", BAD_IDS)
+    def test_bad_user_ids_raise_invalid_input(self, catalog: Any, bad: object) -> None:
+        with pytest.raises(InvalidInputError) as info:
+            self._read(catalog, bad, 10)
+        assert info.value.field == "user_id"
+
+    @pytest.mark.parametrize("bad", [-1, 1.5, True, None])
+    def test_bad_limits_raise_invalid_input(self, catalog: Any, bad: object) -> None:
+        with pytest.raises(InvalidInputError) as info:
+            self._read(catalog, 1, bad)
+        assert info.value.field == "limit"
+
+
+class FollowedCandidatesCatalogContract(_FollowedReadInputChecks):
     """Checks a :class:`~reelrank.FollowedCandidatesCatalog`; needs a ``catalog``
     fixture and an ``event_store`` fixture whose statistics the catalog reads."""
+
+    def _read(self, catalog: FollowedCandidatesCatalog, user_id: object, limit: object) -> object:
+        return catalog.followed_candidates(user_id, limit=limit)  # type: ignore[arg-type]
 
     def _followed(self, catalog: FollowedCandidatesCatalog, event_store: EventStore) -> None:
         """The followed world of :func:`_followed_world`, and engagement with some of
@@ -318,25 +341,12 @@ class FollowedCandidatesCatalogContract:
         assert len(columns) == 0
         assert len(columns.stats) == 0
 
-    @pytest.mark.parametrize("bad", BAD_IDS)
-    def test_bad_user_ids_raise_invalid_input(
-        self, catalog: FollowedCandidatesCatalog, bad: object
-    ) -> None:
-        with pytest.raises(InvalidInputError) as info:
-            catalog.followed_candidates(bad, limit=10)  # type: ignore[arg-type]
-        assert info.value.field == "user_id"
 
-    @pytest.mark.parametrize("bad", [-1, 1.5, True, None])
-    def test_bad_limits_raise_invalid_input(
-        self, catalog: FollowedCandidatesCatalog, bad: object
-    ) -> None:
-        with pytest.raises(InvalidInputError) as info:
-            catalog.followed_candidates(1, limit=bad)  # type: ignore[arg-type]
-        assert info.value.field == "limit"
-
-
-class FollowedColumnsCatalogContract:
+class FollowedColumnsCatalogContract(_FollowedReadInputChecks):
     """Checks a :class:`~reelrank.FollowedColumnsCatalog`; needs a ``catalog`` fixture."""
+
+    def _read(self, catalog: FollowedColumnsCatalog, user_id: object, limit: object) -> object:
+        return catalog.followed_columns(user_id, limit=limit)  # type: ignore[arg-type]
 
     def _followed(self, catalog: FollowedColumnsCatalog) -> None:
         _followed_world(catalog)
@@ -364,19 +374,3 @@ class FollowedColumnsCatalogContract:
     ) -> None:
         self._followed(catalog)
         assert len(catalog.followed_columns(11, limit=10)) == 0
-
-    @pytest.mark.parametrize("bad", BAD_IDS)
-    def test_bad_user_ids_raise_invalid_input(
-        self, catalog: FollowedColumnsCatalog, bad: object
-    ) -> None:
-        with pytest.raises(InvalidInputError) as info:
-            catalog.followed_columns(bad, limit=10)  # type: ignore[arg-type]
-        assert info.value.field == "user_id"
-
-    @pytest.mark.parametrize("bad", [-1, 1.5, True, None])
-    def test_bad_limits_raise_invalid_input(
-        self, catalog: FollowedColumnsCatalog, bad: object
-    ) -> None:
-        with pytest.raises(InvalidInputError) as info:
-            catalog.followed_columns(1, limit=bad)  # type: ignore[arg-type]
-        assert info.value.field == "limit"

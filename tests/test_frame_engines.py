@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -178,12 +179,15 @@ def test_dask_fixes_now_once_in_the_client(dask_client: Any) -> None:
     import dask.dataframe as dd
 
     # The client's clock reads a fixed moment; the workers' clocks (other processes) do
-    # not, so a partition that read its own clock would score far lower freshness.
+    # not, so a partition that read its own clock would score far lower freshness. Only
+    # the frame module's view of the clock is replaced: patching ``time.time`` itself
+    # would also move the clock of the client's event loop thread (tornado schedules
+    # its periodic callbacks by ``time.time``), which can stall the client for good.
     moment = dt.datetime(2026, 3, 1, 13, 0, tzinfo=dt.UTC).timestamp()
     frame = video_frame(rows=60)
     config = RankingConfig(freshness_half_life_hours=1.0)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(frame_module.time, "time", lambda: moment)
+        patch.setattr(frame_module, "time", SimpleNamespace(time=lambda: moment))
         lazy = score_frame(dd.from_pandas(frame, npartitions=3), config=config)
     result = lazy.compute()
     expected = score_frame(frame, config=config, now=moment)

@@ -374,6 +374,28 @@ def test_the_feed_is_503_with_retry_after_when_it_cannot_degrade() -> None:
         app.services.close()
 
 
+def test_start_up_card_prefetch_survives_a_failing_catalog() -> None:
+    from reelrank_example import _prefetch_recent_cards  # start-up's last step
+
+    catalogs: list[FaultInjector[Any]] = []
+
+    def failing_catalog(stores: Stores) -> Stores:
+        catalogs.append(FaultInjector(stores.catalog, name="catalog"))
+        return dataclasses.replace(stores, catalog=catalogs[0].proxy)
+
+    app = _build(wrap=failing_catalog)
+    try:
+        catalogs[0].fail()
+        assert _prefetch_recent_cards(app.app, catalogs[0].proxy) == 0
+        catalogs[0].recover()
+        # The seeded catalog's published videos (the pending ones are not listed).
+        published = len(catalogs[0].store.recent_videos(limit=10_000))
+        assert published == VIDEOS
+        assert _prefetch_recent_cards(app.app, catalogs[0].proxy) == published
+    finally:
+        app.services.close()
+
+
 # -- lists --------------------------------------------------------------------------------
 
 

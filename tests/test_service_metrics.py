@@ -219,6 +219,21 @@ def test_event_requests_count_outcomes_replays_and_rate_limits(app: App) -> None
     )
 
 
+def test_the_limiter_checks_event_requests_only(app: App) -> None:
+    from flask_limiter import Limiter
+
+    # Flask-Limiter's own check before every request is taken off the app (the service
+    # sets no default limits, so it looked up limits and found none); the per-user
+    # limit on event requests still applies.
+    flask_app = app.client.application
+    hooks = [hook for hooks in flask_app.before_request_funcs.values() for hook in hooks]
+    assert not [hook for hook in hooks if isinstance(getattr(hook, "__self__", None), Limiter)]
+    assert [isinstance(limiter, Limiter) for limiter in flask_app.extensions["limiter"]] == [True]
+    like = f"/api/v1/reels/{VIDEO}/like"
+    statuses = [app.client.post(like, headers=_auth()).status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+
+
 def test_readiness_counts_one_check_per_dependency(app: App) -> None:
     assert app.client.get("/healthz/ready").status_code == 200
     assert app.client.get("/healthz/ready").status_code == 200

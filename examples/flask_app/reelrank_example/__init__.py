@@ -28,6 +28,7 @@ from typing import Any, cast
 from flask import Flask
 
 from reelrank import (
+    Catalog,
     ConfigError,
     EngagementLog,
     EventStore,
@@ -147,6 +148,18 @@ _WARM_READ_DEADLINE_SECONDS = 10.0
 _WARM_CARDS = 2_000
 
 
+def _prefetch_recent_cards(app: Flask, catalog: Catalog) -> int:
+    """Keep the card details of the catalog's newest videos in ``app`` (start-up's last
+    step); returns how many were kept. A catalog that cannot answer leaves none kept:
+    cards are then read per request, as the service does for any other video."""
+    try:
+        videos = catalog.recent_videos(limit=_WARM_CARDS)
+    except StoreError:
+        _logger.warning("could not read the newest videos' card details at start-up", exc_info=True)
+        return 0
+    return prefetch_cards(app, videos)
+
+
 def demo_authenticator(settings: Settings) -> Authenticator:
     """The authenticator of ``settings``; in demo mode without keys, one on a fresh secret.
 
@@ -242,6 +255,10 @@ def create_default_app(settings: Settings | None = None) -> Flask:
         EngagementLog,
         GuardedStore(stores.log, store_guard("log", deadline=_WARM_READ_DEADLINE_SECONDS)),
     )
+    startup_catalog = cast(
+        Catalog,
+        GuardedStore(stores.catalog, store_guard("catalog", deadline=_WARM_READ_DEADLINE_SECONDS)),
+    )
     startup = StartupProgress()
     app = create_app(services, settings, authenticator=authenticator, startup=startup)
 
@@ -270,7 +287,7 @@ def create_default_app(settings: Settings | None = None) -> Flask:
         except FeedUnavailableError:
             # A cold cache is slower, not wrong: serve, and let readiness report the outage.
             _logger.warning("could not warm feeds at start-up", exc_info=True)
-        prefetch_cards(app, services.stores.catalog.recent_videos(limit=_WARM_CARDS))
+        _prefetch_recent_cards(app, startup_catalog)
         # What start-up allocated (stores, compiled kernels, warmed snapshots and cards)
         # lives as long as the process. Frozen, the collector stops walking it on every
         # full collection, which otherwise lands on a random request as a 50-90 ms pause.

@@ -252,7 +252,10 @@ class _RateLimit:
             headers_enabled=True,
             swallow_errors=True,
         )
-        app.before_request_funcs[None].remove(self._limiter._check_request_limit)
+        # Flask-Limiter has no switch for its per-request check, so its hook is found
+        # by what it is bound to rather than by the extension's private method name.
+        hooks = app.before_request_funcs[None]
+        hooks[:] = [hook for hook in hooks if getattr(hook, "__self__", None) is not self._limiter]
         self._rate = f"{per_minute}/minute"
 
     def hit(self, user_id: int) -> None:

@@ -75,7 +75,7 @@ PAUSE_BETWEEN_READS = 0.02  # a worker reading a few times a second, not back to
 INSERT_ROUNDS = 4 if QUICK else 10
 READ_GOAL_MS = 50.0
 INGEST_GOAL = 100_000
-LOAD_CHUNK = 1_000_000
+LOAD_CHUNK = 500_000
 LOAD_START = datetime(2026, 1, 1, tzinfo=UTC)
 _CANDIDATES = random.Random(7).sample(range(1, VIDEOS + 1), CANDIDATES)
 
@@ -252,14 +252,16 @@ def test_reads_after_events_since_the_watermark(benchmark: Any, server: Any) -> 
         if count:
             # Arrival numbers spread from the watermark to a few seconds ago.
             step = max(1, (_now_ns() - 3_000_000_000 - watermark_ns) // backlog)
-            client.execute(
-                _GENERATE.format(
-                    start=LOADED_EVENTS + generated,
-                    count=count,
-                    seq_base=watermark_ns + generated * step,
-                    seq_step=step,
+            # In chunks: one insert of over a million events outgrows the view's memory.
+            for offset in range(0, count, LOAD_CHUNK):
+                client.execute(
+                    _GENERATE.format(
+                        start=LOADED_EVENTS + generated + offset,
+                        count=min(LOAD_CHUNK, count - offset),
+                        seq_base=watermark_ns + (generated + offset) * step,
+                        seq_step=step,
+                    )
                 )
-            )
             generated = backlog
         since = _since_watermark(client, fold)
         held = reelrank_clickhouse.ClickHouseEventStore(engine)

@@ -285,7 +285,7 @@ def _held_params(store: Any) -> dict[str, int]:
     start = store._held.fold << FINE_PER_COARSE_BITS
     since = store._since
     unheld = since.unheld if since is not None and since.serves(store._held.fold) else start
-    return {"start": start, "unheld": unheld}
+    return {"fold": store._held.fold, "start": start, "unheld": unheld}
 
 
 def _held_roll_up_query(store: Any, ids: list[int]) -> Any:

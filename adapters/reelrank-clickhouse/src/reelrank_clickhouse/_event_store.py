@@ -505,14 +505,15 @@ SELECT %(fold)s, video, sumIf(n, kind = {watch}), sumIf(s, kind = {watch}),
        toUInt64(sumIf(n, kind = 255)), toUInt64(0)
 FROM (
     SELECT if(tag = {Tag.VIDEO_LIKE}, a, b) AS video,
-           multiIf(tag = {Tag.VIDEO_LIKE}, 0, tag = {Tag.FINE_ARRIVED}, 255, c) AS kind,
+           multiIf(tag = {Tag.VIDEO_LIKE}, 0, tag = {Tag.ARRIVED}, 255, c) AS kind,
            if(tag = {Tag.VIDEO_LIKE}, toInt64(is_liked), count_of) AS n, sum_of AS s
     FROM (
         SELECT tag, a, b, c, argMaxMerge(liked) AS is_liked,
                toInt64(countMerge(events)) AS count_of, sumMerge(completion_sum) AS sum_of
         FROM {agg}
         WHERE tag = {Tag.VIDEO_LIKE}
-           OR (tag IN ({Tag.FINE_ARRIVED_COUNT}, {Tag.FINE_ARRIVED}) AND a < %(fold_start)s)
+           OR (tag = {Tag.FINE_ARRIVED_COUNT} AND a < %(fold_start)s)
+           OR (tag = {Tag.ARRIVED} AND a < %(fold)s)
         GROUP BY tag, a, b, c
     )
 ) GROUP BY video"""
@@ -543,7 +544,7 @@ FROM (
            sumIf(n, kind = {comment}), sumIf(n, kind = 255)
     FROM (
         SELECT if(tag = {Tag.VIDEO_LIKE}, a, b) AS video,
-               multiIf(tag = {Tag.VIDEO_LIKE}, 0, tag = {Tag.FINE_ARRIVED}, 255, c) AS kind,
+               multiIf(tag = {Tag.VIDEO_LIKE}, 0, tag = {Tag.ARRIVED}, 255, c) AS kind,
                if(tag = {Tag.VIDEO_LIKE}, toInt64(is_liked), count_of) AS n, sum_of AS s
         FROM (
             SELECT tag, a, b, c, argMaxMerge(liked) AS is_liked,
@@ -553,19 +554,20 @@ FROM (
                       SELECT b FROM {agg}
                       WHERE tag = {Tag.FINE_ARRIVED_COUNT} AND a >= %(previous_start)s
                         AND c IN {likes_code}))
-               OR (tag IN ({Tag.FINE_ARRIVED_COUNT}, {Tag.FINE_ARRIVED})
+               OR (tag = {Tag.FINE_ARRIVED_COUNT}
                    AND a >= %(previous_start)s AND a < %(fold_start)s)
+               OR (tag = {Tag.ARRIVED} AND a >= %(previous)s AND a < %(fold)s)
             GROUP BY tag, a, b, c
         )
     ) GROUP BY video
 ) GROUP BY video"""
         # How many events arrived before a roll-up's watermark, and from there up to a
         # new one: the checks around an incremental roll-up.
-        self.arrivals_around = f"""SELECT toInt64(sumIf(n, a < %(previous_start)s)),
-       toInt64(sumIf(n, a >= %(previous_start)s))
+        self.arrivals_around = f"""SELECT toInt64(sumIf(n, a < %(previous)s)),
+       toInt64(sumIf(n, a >= %(previous)s))
 FROM (
     SELECT a, countMerge(events) AS n FROM {agg}
-    WHERE tag = {Tag.FINE_ARRIVED} AND a < %(fold_start)s GROUP BY a
+    WHERE tag = {Tag.ARRIVED} AND a < %(fold)s GROUP BY a
 )"""
         self.fold_videos = f"""SELECT count() FROM {rollup}
 WHERE fold = %(fold)s AND video_id != 0"""
@@ -576,9 +578,10 @@ WHERE fold = %(fold)s AND video_id = 0"""
 WHERE video_id = 0 GROUP BY fold HAVING max(videos) > 0 ORDER BY fold DESC LIMIT 1"""
         self.last_fold = f"SELECT max(fold) FROM {rollup}"
         # From the roll-up: the candidates' rows; the checks that it is whole (its video
-        # rows) and that nothing arrived late before its watermark (the arrival count,
-        # before fine bucket ``%(start)s``, the watermark's first); what arrived after it,
-        # from fine bucket ``%(unheld)s`` on (the watermark's, or the first one the store
+        # rows) and that nothing arrived late before its watermark (the arrival count of
+        # the coarse buckets before ``%(fold)s``); what arrived after it, from fine
+        # bucket ``%(unheld)s`` on (``%(start)s``, the watermark's first, or the first one
+        # the store
         # does not hold: counts to add, and in ``likes`` the number of likes and unlikes,
         # whose videos' like counts are read again from their pairs); minus the extra
         # copies of corrected events. Columns: video, part, views, completion, likes,
@@ -589,7 +592,7 @@ FROM {rollup} WHERE fold = %(fold)s AND video_id GLOBAL IN ids"""
         arrivals_before = f"""
 SELECT toUInt64(0), toUInt8({_ARRIVALS_BEFORE}), toInt64(countMerge(events)), toFloat64(0),
        toInt64(0), toInt64(0), toInt64(0)
-FROM {agg} WHERE tag = {Tag.FINE_ARRIVED} AND a < %(start)s"""
+FROM {agg} WHERE tag = {Tag.ARRIVED} AND a < %(fold)s"""
         folded_videos = f"""
 SELECT toUInt64(0), toUInt8({_FOLDED_VIDEOS}), toInt64(count()), toFloat64(0),
        toInt64(0), toInt64(0), toInt64(0)
@@ -620,16 +623,19 @@ FROM (
         self.folded_stats = "\nUNION ALL".join(
             (rolled_rows, arrivals_before, folded_videos, arrived_since, corrected)
         )
-        # The arrivals before the watermark (one row, of bucket 0, when there are any)
-        # and the total of each fine bucket since (a row per bucket with arrivals), from
-        # one snapshot.
+        # The arrivals before the watermark (one row, of bucket 0, when there are any;
+        # from the coarse totals) and the total of each fine bucket since (a row per
+        # bucket with arrivals), from one snapshot.
         bucket_totals = f"""
-SELECT if(a < %(start)s, toUInt64(0), a) AS bucket,
-       toUInt8(if(a < %(start)s, {_ARRIVALS_BEFORE}, {_BUCKET_TOTAL})) AS total_part,
+SELECT if(tag = {Tag.ARRIVED}, toUInt64(0), a) AS bucket,
+       toUInt8(if(tag = {Tag.ARRIVED}, {_ARRIVALS_BEFORE}, {_BUCKET_TOTAL})) AS total_part,
        toInt64(countMerge(events)), toFloat64(0), toInt64(0), toInt64(0), toInt64(0)
-FROM {agg} WHERE tag = {Tag.FINE_ARRIVED} GROUP BY bucket, total_part"""
-        # With the roll-up's rows held by the store (``%(start)s`` is the held one's
-        # watermark, as a fine bucket): in one round trip, which roll-up is the newest,
+FROM {agg}
+WHERE (tag = {Tag.ARRIVED} AND a < %(fold)s) OR (tag = {Tag.FINE_ARRIVED} AND a >= %(start)s)
+GROUP BY bucket, total_part"""
+        # With the roll-up's rows held by the store (``%(fold)s`` is the held one's
+        # watermark, ``%(start)s`` its first fine bucket): in one round trip, which
+        # roll-up is the newest,
         # the late-arrival check and the bucket totals since, what arrived since
         # ``%(unheld)s`` and the corrections.
         self.held_stats = "\nUNION ALL".join((newest, bucket_totals, arrived_since, corrected))
@@ -732,7 +738,14 @@ class ClickHouseEventStore:
     whose rows the store keeps in memory, 48 bytes a video, so that a stats read sends
     only the candidates' ids and gets back what arrived since the roll-up; ``0`` reads
     the candidates' rolled-up rows from the server on every read. A negative or
-    non-integer value raises :class:`~reelrank.InvalidInputError` naming it.
+    non-integer value raises :class:`~reelrank.InvalidInputError` naming it. With
+    ``hold_arrivals`` (the default) and a held roll-up, the store also holds what
+    arrived since the roll-up's watermark, per video, in fine arrival buckets of about
+    a second, which a thread of its own keeps current: a repeated read gets back only
+    the candidates' arrivals of the buckets it does not hold yet (the last few seconds),
+    and checks the totals of the ones it holds. ``arrival_settle_seconds`` (2 s) is how
+    long after a bucket's end the store reads it for every video (``0``: at once). Bad
+    values raise :class:`~reelrank.InvalidInputError` naming them.
 
     **Exactly once.** :meth:`append_many` asks for the copy counts of the batch's ids
     (one query), inserts the new events (one columnar insert) and asks again whether
@@ -1164,8 +1177,9 @@ class ClickHouseEventStore:
         Folds every event whose arrival bucket (its arrival number, nanoseconds of the
         writer's clock, in buckets of 2**36 ns, about 69 s) ends at or before ``until``
         (default: a minute ago, so batches still in flight are not expected in it).
-        Run it periodically (every few minutes, or as often as the reads need: a read
-        adds what arrived since the last roll-up, whose cost grows with it). It writes
+        Run it periodically (every few minutes: a read adds what arrived since the last
+        roll-up, which a store holding its since-sums reads once, and a new store's
+        first read and an incremental roll-up read whole). It writes
         the roll-up, then marks it complete; until then reads use the previous one. A
         roll-up never reuses a watermark: when the last one's is not older than
         ``until``'s, nothing is written and ``0`` returned.
@@ -1268,11 +1282,14 @@ class ClickHouseEventStore:
 
         Reads the latest complete roll-up of :meth:`fold_stats` plus what arrived after
         it, when the roll-up is whole and nothing arrived late before its watermark;
-        otherwise (and before any roll-up) merges every requested video's states. The
-        like count of a video with likes or unlikes since the roll-up is read again from
-        its pairs; the store keeps the counts it read, and a later read reads again only
-        the videos with likes or unlikes that arrived after them. The rows come back as
-        columns and are summed with numpy, with no object per video.
+        otherwise (and before any roll-up) merges every requested video's states. What
+        arrived after it comes from the store's held since-sums for the buckets it holds
+        (see the class), when their totals on the server are what it counted, and from
+        the server for the rest. The like count of a video with likes or unlikes since
+        the roll-up is read again from its pairs; the store keeps the counts it read, and
+        a later read reads again only the videos with likes or unlikes that arrived after
+        them. The rows come back as columns and are summed with numpy, with no object per
+        video.
         """
         ids = check_ids("video_ids", video_ids)
         unique = list(dict.fromkeys(ids))
@@ -1391,7 +1408,11 @@ class ClickHouseEventStore:
         columns = numpy_columns(
             client,
             self._queries.held_stats,
-            {"start": start, "unheld": start if since is None else since.unheld},
+            {
+                "fold": held.fold,
+                "start": start,
+                "unheld": start if since is None else since.unheld,
+            },
             external_tables=[id_frame("ids", "id", "UInt64", requested)],
         )
         if not columns:

@@ -72,7 +72,7 @@ READ_ROUNDS = int(os.environ.get("REELRANK_BENCH_CLICKHOUSE_READ_ROUNDS", 15 if 
 WRITER_RUNS = ((0, 5.0),) if QUICK else ((0, 40.0), (50_000, 40.0), (10_000, 40.0))
 WRITER_BATCH = 10_000
 PAUSE_BETWEEN_READS = 0.02  # a worker reading a few times a second, not back to back
-INSERT_ROUNDS = 4 if QUICK else 10
+INSERT_ROUNDS = 6 if QUICK else 12
 READ_GOAL_MS = 50.0
 INGEST_GOAL = 100_000
 LOAD_CHUNK = 500_000
@@ -404,16 +404,22 @@ def _events(count: int) -> list[Any]:
 
 
 def test_ingest_with_fine_arrival_rows(benchmark: Any, server: Any) -> None:
-    started, config, engine, client = server
-    started.execute("CREATE DATABASE bench_v2")
-    engine_v2 = reelrank_clickhouse.connect(config.model_copy(update={"database": "bench_v2"}))
-    reelrank_clickhouse.create_schema(engine_v2)
-    client_v2 = clickhouse_driver.Client.from_url(
-        engine_v2.dialect.create_connect_args(engine_v2.url)[0][0]
-    )
+    """Into two new databases, so neither side's inserts meet the other's history (the
+    merges of the loaded events)."""
+    started, config, _, _ = server
+    engines, clients = [], []
+    for database in ("ingest_v3", "ingest_v2"):
+        started.execute(f"CREATE DATABASE {database}")
+        each = reelrank_clickhouse.connect(config.model_copy(update={"database": database}))
+        reelrank_clickhouse.create_schema(each)
+        engines.append(each)
+        clients.append(
+            clickhouse_driver.Client.from_url(each.dialect.create_connect_args(each.url)[0][0])
+        )
+    client, client_v2 = clients
     client_v2.execute("DROP TABLE event_aggregates_mv")
     client_v2.execute(_VERSION_2_VIEW)
-    store = reelrank_clickhouse.ClickHouseEventStore(engine)
+    store = reelrank_clickhouse.ClickHouseEventStore(engines[0])
     size = 10_000
     pending = [_events(size) for _ in range(3 * INSERT_ROUNDS + 1)]
     insert = store._queries.insert
@@ -446,6 +452,7 @@ def test_ingest_with_fine_arrival_rows(benchmark: Any, server: Any) -> None:
             "append_many_events_per_s": size / append,
         }
     )
-    client_v2.disconnect()
-    engine_v2.dispose()
+    for each, its_engine in zip(clients, engines, strict=True):
+        each.disconnect()
+        its_engine.dispose()
     benchmark.pedantic(lambda: None, rounds=1, iterations=1)

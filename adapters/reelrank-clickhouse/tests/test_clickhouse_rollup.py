@@ -1,4 +1,4 @@
-"""The statistics roll-up of schema version 2: ``fold_stats``, reads through a roll-up
+"""The statistics roll-up (schema version 2 and on): ``fold_stats``, reads through a roll-up
 plus what arrived since, the fall-back when events arrive late, and the migration of
 version-1 tables."""
 

@@ -3,7 +3,7 @@
 * stats of 10,000 candidate videos (1,000 in quick mode) over 10 M loaded events
   (300 k): :meth:`ClickHouseEventStore.stats_columns` (what the feed reads) and
   :meth:`~ClickHouseEventStore.get_stats` reading the roll-up of
-  :meth:`~ClickHouseEventStore.fold_stats` (schema version 2), its rows held by the
+  :meth:`~ClickHouseEventStore.fold_stats` (schema version 2 and on), its rows held by the
   store, next to the same read with the rows read from the server, against schema version
   1's read (the merged states of every candidate: the same query ``get_stats`` falls
   back to, with pydantic-validated models, as version 1 built them) and against the
@@ -71,6 +71,7 @@ if clickhouse_testing.find_clickhouse_server() is None:
 
 from reelrank_clickhouse._client import id_frame, id_table, numpy_columns  # noqa: E402
 from reelrank_clickhouse._rows import SECONDS_COLUMN, event_columns  # noqa: E402
+from reelrank_clickhouse._schema import FINE_PER_COARSE_BITS, Tag  # noqa: E402
 
 
 def _baseline_adapter() -> Any:
@@ -279,6 +280,14 @@ def _version_1_get_stats(store: Any, ids: list[int]) -> dict[int, VideoStats]:
 _STATS_FIELD = {1: "views", 4: "shares", 5: "comments", 2: "likes"}
 
 
+def _held_params(store: Any) -> dict[str, int]:
+    """The parameters of the store's read through its held roll-up and since-sums."""
+    start = store._held.fold << FINE_PER_COARSE_BITS
+    since = store._since
+    unheld = since.unheld if since is not None and since.serves(store._held.fold) else start
+    return {"fold": store._held.fold, "start": start, "unheld": unheld}
+
+
 def _held_roll_up_query(store: Any, ids: list[int]) -> Any:
     """The one query of a read through the roll-up the store holds, alone (the newest
     roll-up, the checks, what arrived since, the corrections), sent and read as the
@@ -286,7 +295,7 @@ def _held_roll_up_query(store: Any, ids: list[int]) -> Any:
     external = [id_frame("ids", "id", "UInt64", np.array(ids, dtype=np.int64))]
     with store._clients.reader() as client:
         return numpy_columns(
-            client, store._queries.held_stats, {"fold": store._held.fold}, external_tables=external
+            client, store._queries.held_stats, _held_params(store), external_tables=external
         )
 
 
@@ -297,7 +306,7 @@ def _held_roll_up_query_as_rows(store: Any, ids: list[int]) -> Any:
     with store._clients.reader() as client:
         return client.execute(
             store._queries.held_stats,
-            {"fold": store._held.fold},
+            _held_params(store),
             external_tables=external,
             columnar=True,
         )
@@ -696,7 +705,7 @@ def test_insert_throughput_of_batches(benchmark: Any, server: Any) -> None:
             f"raw columnar INSERT {size / seconds['raw']:,.0f} events/s, append_many / raw = "
             f"{seconds['append_many'] / seconds['raw']:.2f}x time, append_columns / raw = "
             f"{seconds['append_columns'] / seconds['raw']:.2f}x; raw INSERT into schema 1's "
-            f"view {size / seconds['raw_v1']:,.0f} events/s (schema 2 / schema 1 raw = "
+            f"view {size / seconds['raw_v1']:,.0f} events/s (schema 3 / schema 1 raw = "
             f"{seconds['raw'] / seconds['raw_v1']:.2f}x time); its duplicate checks "
             f"{first_ms:.1f} ms (before the insert) and {second_ms:.1f} ms (after it; grouping "
             f"every id instead {previous_ms:.1f} ms); goal {INGEST_GOAL:,}/s: {met}; "
@@ -804,7 +813,8 @@ def test_stats_with_events_arrived_since_the_roll_up(benchmark: Any, server: Any
     with store._clients.reader() as reader:
         fold = reader.execute(store._queries.folds)[0][0]
         since = reader.execute(
-            f"SELECT countMerge(events) FROM event_aggregates WHERE tag = 7 AND a >= {fold}"
+            "SELECT countMerge(events) FROM event_aggregates "
+            f"WHERE tag = {Tag.FINE_ARRIVED} AND a >= {fold << FINE_PER_COARSE_BITS}"
         )[0][0]
     assert _reads_roll_up(store, _CANDIDATES)
     figures = _read_summary(store, client, f"{since:,} events arrived since the roll-up")

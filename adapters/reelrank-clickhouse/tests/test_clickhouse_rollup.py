@@ -1,4 +1,4 @@
-"""The statistics roll-up of schema version 2: ``fold_stats``, reads through a roll-up
+"""The statistics roll-up (schema version 2 and on): ``fold_stats``, reads through a roll-up
 plus what arrived since, the fall-back when events arrive late, and the migration of
 version-1 tables."""
 
@@ -25,7 +25,7 @@ from reelrank_clickhouse import (
     create_schema,
     migrate_schema,
 )
-from reelrank_clickhouse._schema import ARRIVAL_BUCKET_SHIFT
+from reelrank_clickhouse._schema import ARRIVAL_BUCKET_SHIFT, FINE_PER_COARSE_BITS
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
@@ -259,7 +259,9 @@ def test_only_a_complete_roll_up_is_read(clickhouse_engine: Engine) -> None:
     later = (buckets.bucket + 5) << ARRIVAL_BUCKET_SHIFT
     with clickhouse_engine.connect() as conn:
         # A later roll-up whose writer died before its marker: the complete one is read.
-        conn.execute(text(store._queries.fold.replace("%(fold)s", str(later))))
+        statement = store._queries.fold.replace("%(fold)s", str(later))
+        statement = statement.replace("%(fold_start)s", str(later << FINE_PER_COARSE_BITS))
+        conn.execute(text(statement))
         assert _reads_roll_up(store, [1])
         # A roll-up with a row it did not count (a second writer of the same roll-up):
         # merged states instead.
@@ -412,7 +414,7 @@ def test_version_1_tables_are_refused_then_migrated(
     store.append_many(before)
     with pytest.raises(SchemaVersionError) as info:
         create_schema(clickhouse_engine)
-    assert info.value.found == 1 and SCHEMA_VERSION == 2
+    assert info.value.found == 1 and SCHEMA_VERSION == 3
     assert migrate_schema(clickhouse_engine, clickhouse_config)
     assert not migrate_schema(clickhouse_engine, clickhouse_config)  # done already
     create_schema(clickhouse_engine)

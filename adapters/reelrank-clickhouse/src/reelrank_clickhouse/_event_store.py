@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import re
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -58,7 +59,7 @@ from ._rows import (
     event_columns,
     event_from_row,
 )
-from ._schema import ARRIVAL_BUCKET_SHIFT, KIND_CODES, Tag
+from ._schema import ARRIVAL_BUCKET_SHIFT, FINE_BUCKET_SHIFT, FINE_PER_COARSE_BITS, KIND_CODES, Tag
 
 __all__ = ["ClickHouseEventStore"]
 
@@ -81,7 +82,9 @@ _FEW_VIDEOS = 1_000
 _UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _KIND_OF_CODE = {code: EngagementKind(kind) for kind, code in KIND_CODES.items()}
 # What each row of the folded stats query is (its ``part`` column).
-_FOLDED, _ARRIVALS_BEFORE, _FOLDED_VIDEOS, _ARRIVED_SINCE, _CORRECTED, _NEWEST = range(6)
+_FOLDED, _ARRIVALS_BEFORE, _FOLDED_VIDEOS, _ARRIVED_SINCE, _CORRECTED, _NEWEST, _BUCKET_TOTAL = (
+    range(7)
+)
 
 
 def _row_of(requested: NDArray[np.int64], video_ids: NDArray[np.int64]) -> NDArray[np.intp]:
@@ -233,6 +236,123 @@ class _LikesSince:
 _NO_LIKES_SINCE = _LikesSince(
     -1, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
 )
+# What a read with held since-sums returns in place of the newest roll-up when the
+# server's bucket totals differ from them.
+_SINCE_STALE = -1
+
+
+def _sums_by_video(
+    video_ids: NDArray[np.int64], sums: Sequence[_Sums]
+) -> tuple[NDArray[np.int64], _Sums]:
+    """The distinct ``video_ids`` (sorted) and the sums of each, from ``sums`` whose
+    rows, concatenated, are the rows of ``video_ids``."""
+    distinct, rows = np.unique(video_ids, return_inverse=True)
+    total = _Sums.zeros(distinct.shape[0])
+    for name in ("views", "completion_sum", "likes", "shares", "comments"):
+        values = np.concatenate([getattr(each, name) for each in sums])
+        into = getattr(total, name)
+        # Integer sums are exact: bincount's float64 holds integers up to 2**53.
+        into[:] = np.bincount(rows, weights=values, minlength=distinct.shape[0])
+    return distinct, total
+
+
+@dataclass(frozen=True)
+class _SinceChunk:
+    """What arrived in the held fine buckets of one coarse arrival bucket (the unit of
+    the roll-ups' watermarks), for every video that got events there: sorted video ids
+    and their sums (``likes`` holding the number of likes and unlikes), and ``total``,
+    the number of events they count."""
+
+    coarse: int
+    total: int
+    video_ids: NDArray[np.int64]
+    values: _Sums
+
+    def add_to(self, requested: NDArray[np.int64], into: _Sums) -> None:
+        """Add this chunk's sums of the requested videos to their rows of ``into``."""
+        if not self.video_ids.shape[0]:
+            return
+        found = np.minimum(np.searchsorted(self.video_ids, requested), self.video_ids.shape[0] - 1)
+        held = np.flatnonzero(self.video_ids[found] == requested)
+        rows = found[held]
+        for name in ("views", "completion_sum", "likes", "shares", "comments"):
+            getattr(into, name)[held] += getattr(self.values, name)[rows]
+
+    def merged(self, other: _SinceChunk) -> _SinceChunk:
+        """This chunk and ``other``, of later fine buckets of the same coarse one."""
+        video_ids, values = _sums_by_video(
+            np.concatenate((self.video_ids, other.video_ids)), (self.values, other.values)
+        )
+        return _SinceChunk(self.coarse, self.total + other.total, video_ids, values)
+
+
+@dataclass(frozen=True)
+class _HeldSince:
+    """What arrived in fine buckets ``[start, unheld)``, held by the store in
+    :class:`_SinceChunk` s, one per coarse bucket with arrivals. ``start`` is a coarse
+    boundary (a roll-up's watermark), so it serves every roll-up whose watermark lies
+    in ``[start, unheld]``: the chunks from that watermark on."""
+
+    start: int
+    unheld: int
+    chunks: tuple[_SinceChunk, ...]
+
+    def serves(self, fold: int) -> bool:
+        """Whether it holds every fine bucket from roll-up ``fold``'s watermark on up to
+        :attr:`unheld`."""
+        return self.start <= fold << FINE_PER_COARSE_BITS <= self.unheld
+
+    def matches(self, fold: int, buckets: NDArray[np.int64], totals: NDArray[np.int64]) -> bool:
+        """Whether the server's totals of the fine buckets since roll-up ``fold``'s
+        watermark (``buckets``, each once, and their ``totals``) are, on the held ones,
+        what the chunks count: otherwise an event arrived in a held bucket after it was
+        read (a late batch, a part a replica fetched later)."""
+        held = buckets < self.unheld
+        coarse, rows = np.unique(buckets[held] >> FINE_PER_COARSE_BITS, return_inverse=True)
+        found = np.bincount(rows, weights=totals[held], minlength=coarse.shape[0])
+        expected = {chunk.coarse: chunk.total for chunk in self.chunks if chunk.coarse >= fold}
+        return {
+            int(each): int(total) for each, total in zip(coarse, found, strict=True)
+        } == expected
+
+    def add_to(self, fold: int, requested: NDArray[np.int64], into: _Sums) -> None:
+        """Add what arrived since roll-up ``fold``'s watermark in the held buckets to
+        the requested videos' rows of ``into``."""
+        for chunk in self.chunks:
+            if chunk.coarse >= fold:
+                chunk.add_to(requested, into)
+
+    def extended(self, fold: int, unheld: int, columns: Sequence[Any]) -> _HeldSince:
+        """The chunks from roll-up ``fold``'s watermark on, with the rows of
+        :attr:`_Queries.arrived_between` from :attr:`unheld` up to ``unheld`` added."""
+        chunks = {chunk.coarse: chunk for chunk in self.chunks if chunk.coarse >= fold}
+        if columns:
+            coarse = np.asarray(columns[0], dtype=np.int64)
+            video_ids = np.asarray(columns[1], dtype=np.int64)
+            sums = _Sums(
+                np.asarray(columns[2], dtype=np.int64),
+                np.asarray(columns[3], dtype=np.float64),
+                np.asarray(columns[4], dtype=np.int64),
+                np.asarray(columns[5], dtype=np.int64),
+                np.asarray(columns[6], dtype=np.int64),
+            )
+            for each in np.unique(coarse).tolist():
+                rows = np.flatnonzero(coarse == each)
+                order = rows[np.argsort(video_ids[rows], kind="stable")]
+                values = _Sums(
+                    sums.views[order],
+                    sums.completion_sum[order],
+                    sums.likes[order],
+                    sums.shares[order],
+                    sums.comments[order],
+                )
+                total = int(values.views.sum() + values.likes.sum())
+                total += int(values.shares.sum() + values.comments.sum())
+                piece = _SinceChunk(each, total, video_ids[order], values)
+                held = chunks.get(each)
+                chunks[each] = piece if held is None else held.merged(piece)
+        start = max(self.start, fold << FINE_PER_COARSE_BITS)
+        return _HeldSince(start, unheld, tuple(chunks[key] for key in sorted(chunks)))
 
 
 def _arrival_bucket(at: datetime) -> int:
@@ -392,7 +512,8 @@ FROM (
                toInt64(countMerge(events)) AS count_of, sumMerge(completion_sum) AS sum_of
         FROM {agg}
         WHERE tag = {Tag.VIDEO_LIKE}
-           OR (tag IN ({Tag.ARRIVED_COUNT}, {Tag.ARRIVED}) AND a < %(fold)s)
+           OR (tag = {Tag.FINE_ARRIVED_COUNT} AND a < %(fold_start)s)
+           OR (tag = {Tag.ARRIVED} AND a < %(fold)s)
         GROUP BY tag, a, b, c
     )
 ) GROUP BY video"""
@@ -431,9 +552,11 @@ FROM (
             FROM {agg}
             WHERE (tag = {Tag.VIDEO_LIKE} AND a GLOBAL IN (
                       SELECT b FROM {agg}
-                      WHERE tag = {Tag.ARRIVED_COUNT} AND a >= %(previous)s AND c IN {likes_code}))
-               OR (tag IN ({Tag.ARRIVED_COUNT}, {Tag.ARRIVED})
-                   AND a >= %(previous)s AND a < %(fold)s)
+                      WHERE tag = {Tag.FINE_ARRIVED_COUNT} AND a >= %(previous_start)s
+                        AND c IN {likes_code}))
+               OR (tag = {Tag.FINE_ARRIVED_COUNT}
+                   AND a >= %(previous_start)s AND a < %(fold_start)s)
+               OR (tag = {Tag.ARRIVED} AND a >= %(previous)s AND a < %(fold)s)
             GROUP BY tag, a, b, c
         )
     ) GROUP BY video
@@ -455,11 +578,14 @@ WHERE fold = %(fold)s AND video_id = 0"""
 WHERE video_id = 0 GROUP BY fold HAVING max(videos) > 0 ORDER BY fold DESC LIMIT 1"""
         self.last_fold = f"SELECT max(fold) FROM {rollup}"
         # From the roll-up: the candidates' rows; the checks that it is whole (its video
-        # rows) and that nothing arrived late before its watermark (the arrival count);
-        # what arrived after it (counts to add, and in ``likes`` the number of likes and
-        # unlikes, whose videos' like counts are read again from their pairs); minus the
-        # extra copies of corrected events. Columns: video, part, views, completion,
-        # likes, shares, comments.
+        # rows) and that nothing arrived late before its watermark (the arrival count of
+        # the coarse buckets before ``%(fold)s``); what arrived after it, from fine
+        # bucket ``%(unheld)s`` on (``%(start)s``, the watermark's first, or the first one
+        # the store
+        # does not hold: counts to add, and in ``likes`` the number of likes and unlikes,
+        # whose videos' like counts are read again from their pairs); minus the extra
+        # copies of corrected events. Columns: video, part, views, completion, likes,
+        # shares, comments.
         rolled_rows = f"""
 SELECT video_id AS a, toUInt8({_FOLDED}) AS part, views, completion_sum, likes, shares, comments
 FROM {rollup} WHERE fold = %(fold)s AND video_id GLOBAL IN ids"""
@@ -476,7 +602,7 @@ SELECT video, toUInt8({_ARRIVED_SINCE}), sumIf(n, kind = {watch}), sumIf(s, kind
        sumIf(n, kind IN {likes_code}), sumIf(n, kind = {share}), sumIf(n, kind = {comment})
 FROM (
     SELECT b AS video, c AS kind, toInt64(countMerge(events)) AS n, sumMerge(completion_sum) AS s
-    FROM {agg} WHERE tag = {Tag.ARRIVED_COUNT} AND a >= %(fold)s AND b GLOBAL IN ids
+    FROM {agg} WHERE tag = {Tag.FINE_ARRIVED_COUNT} AND a >= %(unheld)s AND b GLOBAL IN ids
     GROUP BY b, c
 ) GROUP BY video"""
         corrected = f"""
@@ -497,10 +623,37 @@ FROM (
         self.folded_stats = "\nUNION ALL".join(
             (rolled_rows, arrivals_before, folded_videos, arrived_since, corrected)
         )
-        # With the roll-up's rows held by the store (``%(fold)s`` is the held one's): in
-        # one round trip, which roll-up is the newest, the late-arrival check, what
-        # arrived since and the corrections.
-        self.held_stats = "\nUNION ALL".join((newest, arrivals_before, arrived_since, corrected))
+        # The arrivals before the watermark (one row, of bucket 0, when there are any;
+        # from the coarse totals) and the total of each fine bucket since (a row per
+        # bucket with arrivals), from one snapshot.
+        bucket_totals = f"""
+SELECT if(tag = {Tag.ARRIVED}, toUInt64(0), a) AS bucket,
+       toUInt8(if(tag = {Tag.ARRIVED}, {_ARRIVALS_BEFORE}, {_BUCKET_TOTAL})) AS total_part,
+       toInt64(countMerge(events)), toFloat64(0), toInt64(0), toInt64(0), toInt64(0)
+FROM {agg}
+WHERE (tag = {Tag.ARRIVED} AND a < %(fold)s) OR (tag = {Tag.FINE_ARRIVED} AND a >= %(start)s)
+GROUP BY bucket, total_part"""
+        # With the roll-up's rows held by the store (``%(fold)s`` is the held one's
+        # watermark, ``%(start)s`` its first fine bucket): in one round trip, which
+        # roll-up is the newest,
+        # the late-arrival check and the bucket totals since, what arrived since
+        # ``%(unheld)s`` and the corrections.
+        self.held_stats = "\nUNION ALL".join((newest, bucket_totals, arrived_since, corrected))
+        # What arrived in fine buckets ``[%(low)s, %(high)s)``, summed per coarse bucket
+        # (of the roll-ups' watermarks) and video, for every video: the store's held
+        # since-sums. Columns: coarse bucket, video, views, completion, likes and
+        # unlikes, shares, comments (one table reference: the sums of a coarse bucket are
+        # its total in one snapshot).
+        self.arrived_between = f"""
+SELECT coarse, video, sumIf(n, kind = {watch}), sumIf(s, kind = {watch}),
+       sumIf(n, kind IN {likes_code}), sumIf(n, kind = {share}), sumIf(n, kind = {comment})
+FROM (
+    SELECT bitShiftRight(a, {FINE_PER_COARSE_BITS}) AS coarse, b AS video, c AS kind,
+           toInt64(countMerge(events)) AS n, sumMerge(completion_sum) AS s
+    FROM {agg}
+    WHERE tag = {Tag.FINE_ARRIVED_COUNT} AND a >= %(low)s AND a < %(high)s
+    GROUP BY coarse, b, c
+) GROUP BY coarse, video"""
         self.roll_up_rows = f"""SELECT video_id, views, completion_sum, likes, shares, comments
 FROM {rollup} WHERE fold = %(fold)s AND video_id != 0"""
         # The like counts of the videos in ``ids``, from the like state of their pairs.
@@ -585,7 +738,14 @@ class ClickHouseEventStore:
     whose rows the store keeps in memory, 48 bytes a video, so that a stats read sends
     only the candidates' ids and gets back what arrived since the roll-up; ``0`` reads
     the candidates' rolled-up rows from the server on every read. A negative or
-    non-integer value raises :class:`~reelrank.InvalidInputError` naming it.
+    non-integer value raises :class:`~reelrank.InvalidInputError` naming it. With
+    ``hold_arrivals`` (the default) and a held roll-up, the store also holds what
+    arrived since the roll-up's watermark, per video, in fine arrival buckets of about
+    a second, which a thread of its own keeps current: a repeated read gets back only
+    the candidates' arrivals of the buckets it does not hold yet (the last few seconds),
+    and checks the totals of the ones it holds. ``arrival_settle_seconds`` (2 s) is how
+    long after a bucket's end the store reads it for every video (``0``: at once). Bad
+    values raise :class:`~reelrank.InvalidInputError` naming them.
 
     **Exactly once.** :meth:`append_many` asks for the copy counts of the batch's ids
     (one query), inserts the new events (one columnar insert) and asks again whether
@@ -625,9 +785,20 @@ class ClickHouseEventStore:
         *,
         tables: ClickHouseTables | None = None,
         held_roll_up_videos: int = 1_000_000,
+        hold_arrivals: bool = True,
+        arrival_settle_seconds: float = 2.0,
     ) -> None:
         if type(held_roll_up_videos) is not int or held_roll_up_videos < 0:
             raise InvalidInputError("held_roll_up_videos", "must be an int >= 0")
+        if not isinstance(hold_arrivals, bool):
+            raise InvalidInputError("hold_arrivals", "must be True or False")
+        if not (
+            isinstance(arrival_settle_seconds, int | float)
+            and not isinstance(arrival_settle_seconds, bool)
+            and math.isfinite(arrival_settle_seconds)
+            and arrival_settle_seconds >= 0
+        ):
+            raise InvalidInputError("arrival_settle_seconds", "must be a number of seconds >= 0")
         self._engine = engine
         self._clients = DriverClients(engine)
         self._queries = _Queries(tables or ClickHouseTables())
@@ -635,6 +806,11 @@ class ClickHouseEventStore:
         self._held: _HeldRollUp | None = None
         self._likes_since = _NO_LIKES_SINCE
         self._hold_lock = threading.Lock()
+        self._hold_arrivals = hold_arrivals
+        self._settle_ns = round(arrival_settle_seconds * 1e9)
+        self._since: _HeldSince | None = None
+        self._since_lock = threading.Lock()  # held while a thread extends ``_since``
+        self._since_thread: threading.Thread | None = None
         self._write_lock = threading.Lock()
         self._sequence = ArrivalSequence()
 
@@ -1001,8 +1177,9 @@ class ClickHouseEventStore:
         Folds every event whose arrival bucket (its arrival number, nanoseconds of the
         writer's clock, in buckets of 2**36 ns, about 69 s) ends at or before ``until``
         (default: a minute ago, so batches still in flight are not expected in it).
-        Run it periodically (every few minutes, or as often as the reads need: a read
-        adds what arrived since the last roll-up, whose cost grows with it). It writes
+        Run it periodically (every few minutes: a read adds what arrived since the last
+        roll-up, which a store holding its since-sums reads once, and a new store's
+        first read and an incremental roll-up read whole). It writes
         the roll-up, then marks it complete; until then reads use the previous one. A
         roll-up never reuses a watermark: when the last one's is not older than
         ``until``'s, nothing is written and ``0`` returned.
@@ -1047,7 +1224,7 @@ class ClickHouseEventStore:
                 last = client.execute(self._queries.last_fold)[0][0]
                 if last is not None and int(last) >= fold:
                     return 0
-                params = {"fold": fold}
+                params = {"fold": fold, "fold_start": fold << FINE_PER_COARSE_BITS}
                 folded = self._fold_since(client, fold) if incremental else None
                 if folded is False:
                     return 0  # an event arrived late meanwhile: the next call rolls up
@@ -1080,7 +1257,13 @@ class ClickHouseEventStore:
         if previous is None:
             return None
         last, last_arrivals, last_videos = previous
-        params = {"fold": fold, "previous": last, "previous_arrivals": last_arrivals}
+        params = {
+            "fold": fold,
+            "fold_start": fold << FINE_PER_COARSE_BITS,
+            "previous": last,
+            "previous_start": last << FINE_PER_COARSE_BITS,
+            "previous_arrivals": last_arrivals,
+        }
         before, between = client.execute(self._queries.arrivals_around, params)[0]
         last_rows = int(client.execute(self._queries.fold_videos, {"fold": last})[0][0])
         if before != last_arrivals or last_rows != last_videos:
@@ -1099,11 +1282,14 @@ class ClickHouseEventStore:
 
         Reads the latest complete roll-up of :meth:`fold_stats` plus what arrived after
         it, when the roll-up is whole and nothing arrived late before its watermark;
-        otherwise (and before any roll-up) merges every requested video's states. The
-        like count of a video with likes or unlikes since the roll-up is read again from
-        its pairs; the store keeps the counts it read, and a later read reads again only
-        the videos with likes or unlikes that arrived after them. The rows come back as
-        columns and are summed with numpy, with no object per video.
+        otherwise (and before any roll-up) merges every requested video's states. What
+        arrived after it comes from the store's held since-sums for the buckets it holds
+        (see the class), when their totals on the server are what it counted, and from
+        the server for the rest. The like count of a video with likes or unlikes since
+        the roll-up is read again from its pairs; the store keeps the counts it read, and
+        a later read reads again only the videos with likes or unlikes that arrived after
+        them. The rows come back as columns and are summed with numpy, with no object per
+        video.
         """
         ids = check_ids("video_ids", video_ids)
         unique = list(dict.fromkeys(ids))
@@ -1194,11 +1380,39 @@ class ClickHouseEventStore:
     ) -> tuple[int | None, _Sums | None]:
         """The newest complete roll-up's watermark (``None`` when there is none) and,
         when that is the held roll-up and no event arrived late before it, the sums of
-        the requested videos: its rows plus what arrived since."""
+        the requested videos: its rows plus what arrived since, from the held
+        since-sums (:class:`_HeldSince`) and the buckets after them. When an event
+        arrived in a held bucket after the store read it, the store drops its
+        since-sums and reads again everything since the roll-up."""
+        since = self._since if self._hold_arrivals else None
+        if since is not None and not since.serves(held.fold):
+            since = None
+        newest, found = self._held_read(client, requested, held, since)
+        if newest == _SINCE_STALE:
+            if self._since is since:  # not replaced meanwhile by a newer one
+                self._since = None
+            newest, found = self._held_read(client, requested, held, None)
+        return newest, found
+
+    def _held_read(
+        self,
+        client: Client,
+        requested: NDArray[np.int64],
+        held: _HeldRollUp,
+        since: _HeldSince | None,
+    ) -> tuple[int | None, _Sums | None]:
+        """:meth:`_held_stats` with the since-sums ``since`` (or none); the newest
+        roll-up is :data:`_SINCE_STALE` when the server's bucket totals differ from
+        ``since``'s."""
+        start = held.fold << FINE_PER_COARSE_BITS
         columns = numpy_columns(
             client,
             self._queries.held_stats,
-            {"fold": held.fold},
+            {
+                "fold": held.fold,
+                "start": start,
+                "unheld": start if since is None else since.unheld,
+            },
             external_tables=[id_frame("ids", "id", "UInt64", requested)],
         )
         if not columns:
@@ -1210,21 +1424,77 @@ class ClickHouseEventStore:
             return None, None
         if int(newest[0]) != held.fold:
             return int(newest[0]), None
-        if (views[parts == _ARRIVALS_BEFORE] != held.arrivals).any():
+        if int(views[parts == _ARRIVALS_BEFORE].sum()) != held.arrivals:
             return held.fold, None
+        is_total = parts == _BUCKET_TOTAL
+        buckets = np.asarray(columns[0], dtype=np.int64)[is_total]
+        if since is not None and not since.matches(held.fold, buckets, views[is_total]):
+            return _SINCE_STALE, None
+        arrived = _Sums.zeros(requested.shape[0])
+        if since is not None:
+            since.add_to(held.fold, requested, arrived)
         values = held.rows_of(requested)
-        self._add_rows(client, held.fold, requested, values, columns, parts)
+        self._add_rows(client, held.fold, requested, values, columns, parts, arrived)
+        if self._hold_arrivals:
+            self._extend_since(held.fold, since, buckets)
         return held.fold, values
+
+    def _extend_since(
+        self, fold: int, since: _HeldSince | None, buckets: NDArray[np.int64]
+    ) -> None:
+        """Start a thread that reads the settled buckets since roll-up ``fold`` that
+        ``since`` does not hold yet (all of them when there is none) into the store's
+        since-sums, unless there are none (``buckets`` has the fine buckets with
+        arrivals) or another thread is at it. A bucket is settled once
+        ``arrival_settle_seconds`` have passed since its end by the store's clock
+        (with ``0``, at once: a bucket that gets more events later makes the store read
+        again)."""
+        start = fold << FINE_PER_COARSE_BITS
+        high = int(buckets.max()) + 1 if buckets.shape[0] else start
+        if self._settle_ns:
+            high = min(high, (time.time_ns() - self._settle_ns) >> FINE_BUCKET_SHIFT)
+        low = start if since is None else since.unheld
+        if since is not None and not ((buckets >= low) & (buckets < high)).any():
+            return
+        if not self._since_lock.acquire(blocking=False):
+            return
+        thread = threading.Thread(
+            target=self._read_since,
+            args=(fold, since or _HeldSince(start, start, ()), max(high, low)),
+            name="reelrank-clickhouse-held-arrivals",
+            daemon=True,
+        )
+        self._since_thread = thread
+        thread.start()
+
+    def _read_since(self, fold: int, since: _HeldSince, high: int) -> None:
+        """Read what arrived in fine buckets ``[since.unheld, high)`` for every video
+        and hold ``since`` with it (under :attr:`_since_lock`, which it releases)."""
+        try:
+            columns: Sequence[Any] = []
+            if high > since.unheld:
+                with store_errors(_STORE, "get_stats"), self._clients.reader() as client:
+                    columns = numpy_columns(
+                        client,
+                        self._queries.arrived_between,
+                        {"low": since.unheld, "high": high},
+                    )
+            self._since = since.extended(fold, high, columns)
+        except StoreError:
+            pass  # reads stay exact without: they read what arrived from the server
+        finally:
+            self._since_lock.release()
 
     def _server_folded_stats(
         self, client: Client, requested: NDArray[np.int64], fold: int, arrivals: int, videos: int
     ) -> _Sums | None:
         """The sums of the requested videos with the candidates' rows of roll-up ``fold``
         read from the server, or ``None`` when it no longer holds."""
+        start = fold << FINE_PER_COARSE_BITS
         columns = numpy_columns(
             client,
             self._queries.folded_stats,
-            {"fold": fold},
+            {"fold": fold, "start": start, "unheld": start},
             external_tables=[id_frame("ids", "id", "UInt64", requested)],
         )
         if not columns:
@@ -1239,7 +1509,9 @@ class ClickHouseEventStore:
         if np.unique(row_videos[folded]).shape[0] != np.count_nonzero(folded):
             return None  # a roll-up written twice (concurrent folds)
         values = _Sums.zeros(requested.shape[0])
-        self._add_rows(client, fold, requested, values, columns, parts)
+        self._add_rows(
+            client, fold, requested, values, columns, parts, _Sums.zeros(requested.shape[0])
+        )
         return values
 
     def _add_rows(
@@ -1250,29 +1522,41 @@ class ClickHouseEventStore:
         values: _Sums,
         columns: Sequence[Sequence[Any]],
         parts: NDArray[np.int64],
+        arrived: _Sums,
     ) -> None:
-        """Add the rows of roll-up ``fold``, what arrived since and the corrections of a
-        roll-up read to ``values``; the like counts of videos with likes or unlikes since
-        the roll-up replace the rolled-up ones: those the store read before with as many
-        likes and unlikes since as now, from its memory, the others read again from
-        their pairs (a like count depends on the order of each pair's likes and
-        unlikes, so the arrival rows cannot give it)."""
-        counted = (parts == _FOLDED) | (parts == _ARRIVED_SINCE) | (parts == _CORRECTED)
-        row_videos = np.asarray(columns[0], dtype=np.int64)[counted]
-        likes = np.asarray(columns[4], dtype=np.int64)[counted]
-        arrived = parts[counted] == _ARRIVED_SINCE
-        values.add(
-            _row_of(requested, row_videos),
-            np.asarray(columns[2], dtype=np.int64)[counted],
-            np.asarray(columns[3], dtype=np.float64)[counted],
-            # On rows of what arrived since, ``likes`` is the number of likes and unlikes:
-            # those videos' like counts are replaced below.
-            np.where(arrived, 0, likes),
-            np.asarray(columns[5], dtype=np.int64)[counted],
-            np.asarray(columns[6], dtype=np.int64)[counted],
+        """Add the rows of roll-up ``fold``, what arrived since (the rows of a roll-up
+        read plus ``arrived``, the held since-sums of the requested videos, with the
+        number of likes and unlikes in ``likes``) and the corrections to ``values``; the
+        like counts of videos with likes or unlikes since the roll-up replace the
+        rolled-up ones: those the store read before with as many likes and unlikes
+        since as now, from its memory, the others read again from their pairs (a like
+        count depends on the order of each pair's likes and unlikes, so the arrival
+        rows cannot give it)."""
+        row_videos = np.asarray(columns[0], dtype=np.int64)
+        views, likes, shares, comments = (
+            np.asarray(columns[index], dtype=np.int64) for index in (2, 4, 5, 6)
         )
-        liked = arrived & (likes != 0)
-        liked_since, marks = row_videos[liked], likes[liked]
+        completion = np.asarray(columns[3], dtype=np.float64)
+        for sums, of_part in ((values, (_FOLDED, _CORRECTED)), (arrived, (_ARRIVED_SINCE,))):
+            rows = np.isin(parts, of_part)
+            sums.add(
+                _row_of(requested, row_videos[rows]),
+                views[rows],
+                completion[rows],
+                likes[rows],
+                shares[rows],
+                comments[rows],
+            )
+        values.add(
+            np.arange(requested.shape[0]),
+            arrived.views,
+            arrived.completion_sum,
+            np.zeros(requested.shape[0], dtype=np.int64),  # like counts: replaced below
+            arrived.shares,
+            arrived.comments,
+        )
+        liked = arrived.likes != 0
+        liked_since, marks = requested[liked], arrived.likes[liked]
         if not liked_since.shape[0]:
             return
         known = self._likes_since

@@ -1,0 +1,447 @@
+"""Stores that hold what arrived since the roll-up (schema version 3's fine arrival
+buckets): a repeated read reads only the newest buckets again, an event arriving in a
+held bucket is counted, reads through a stream of batches equal the reference, and
+version-2 tables migrate with their roll-ups."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+from ch_support import Pair, assert_same_statistics
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from reelrank_clickhouse import (
+    ClickHouseConfig,
+    ClickHouseEventStore,
+    SchemaVersionError,
+    _event_store,
+    connect,
+    create_schema,
+    migrate_schema,
+)
+from reelrank_clickhouse._schema import (
+    ARRIVAL_BUCKET_SHIFT,
+    FINE_BUCKET_SHIFT,
+    FINE_PER_COARSE_BITS,
+)
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from reelrank import EngagementKind, InMemoryEventStore, InvalidInputError
+from reelrank.testing import make_event
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_databases = itertools.count()
+_FINE_PER_COARSE = 1 << FINE_PER_COARSE_BITS
+
+
+class _FineBuckets:
+    """Arrival numbers in fine arrival buckets the test chooses, in place of the
+    clock's: ``fine`` is the bucket's place in the current coarse bucket."""
+
+    def __init__(self) -> None:
+        now_ns = (datetime.now(UTC) - _EPOCH) // timedelta(microseconds=1) * 1_000
+        self.coarse = now_ns >> ARRIVAL_BUCKET_SHIFT
+        self.fine = 0
+        self.late: int | None = None  # a fine bucket to give numbers from instead
+        self._used: dict[int, int] = {}
+
+    @property
+    def bucket(self) -> int:
+        return (self.coarse << FINE_PER_COARSE_BITS) + self.fine
+
+    def take(self, count: int) -> int:
+        bucket = self.bucket if self.late is None else self.late
+        first = (bucket << FINE_BUCKET_SHIFT) + self._used.get(bucket, 0)
+        self._used[bucket] = self._used.get(bucket, 0) + count
+        return first
+
+    def next_fine(self) -> None:
+        self.fine += 1
+        if self.fine == _FINE_PER_COARSE:
+            self.fine = 0
+            self.coarse += 1
+
+    def close_coarse(self) -> datetime:
+        """Move to the next coarse bucket; returns its start, the ``until`` that rolls
+        up every number given so far."""
+        self.coarse += 1
+        self.fine = 0
+        start_ns = self.coarse << ARRIVAL_BUCKET_SHIFT
+        return _EPOCH + timedelta(microseconds=-(-start_ns // 1_000))  # rounded up
+
+
+def _store(engine: Engine, config: ClickHouseConfig | None = None) -> ClickHouseEventStore:
+    """A store that holds every bucket it has seen (no settle time), with the test's
+    arrival numbers."""
+    store = ClickHouseEventStore(
+        engine, tables=config.tables if config else None, arrival_settle_seconds=0
+    )
+    store._sequence = _FineBuckets()  # type: ignore[assignment]
+    return store
+
+
+def _buckets(store: ClickHouseEventStore) -> _FineBuckets:
+    return store._sequence  # type: ignore[return-value]
+
+
+def _fold(store: ClickHouseEventStore) -> int:
+    return store.fold_stats(until=_buckets(store).close_coarse())
+
+
+def _settled(store: ClickHouseEventStore) -> None:
+    """Wait for the store's thread reading arrivals into its since-sums, if any."""
+    thread = store._since_thread
+    if thread is not None:
+        thread.join()
+
+
+def _held_reads(store: ClickHouseEventStore) -> list[tuple[int, int]]:
+    """For every held-roll-up read of ``store``: the first fine bucket it read arrival
+    rows from, and how many arrival rows it got."""
+    reads: list[tuple[int, int]] = []
+    reader = store._clients.reader
+
+    @contextmanager
+    def recording() -> Iterator[Any]:
+        with reader() as client:
+            execute = client.execute
+
+            def each(query: str, *args: Any, **kwargs: Any) -> Any:
+                found = execute(query, *args, **kwargs)
+                if query == store._queries.held_stats:
+                    parts = np.asarray(found[1]) if found else np.zeros(0)
+                    arrived = int(np.count_nonzero(parts == _event_store._ARRIVED_SINCE))
+                    reads.append((int(args[0]["unheld"]), arrived))
+                return found
+
+            client.execute = each
+            try:
+                yield client
+            finally:
+                client.execute = execute
+
+    store._clients.reader = recording  # type: ignore[method-assign]
+    return reads
+
+
+def _deliver(store: ClickHouseEventStore, reference: InMemoryEventStore, batch: list[Pair]) -> None:
+    store.append_many(batch)
+    for event, creator_id in batch:
+        reference.append(event, creator_id=creator_id)
+
+
+def _batch(*events: tuple[str, int, int]) -> list[Pair]:
+    made = []
+    for kind, user_id, video_id in events:
+        extra = {"completion": 0.5} if kind == "watch" else {}
+        made.append((make_event(kind, user_id=user_id, video_id=video_id, **extra), 10))
+    return made
+
+
+def test_a_repeated_read_reads_only_the_buckets_the_store_does_not_hold(
+    clickhouse_engine: Engine,
+) -> None:
+    store = _store(clickhouse_engine)
+    reference = InMemoryEventStore()
+    reads = _held_reads(store)
+    videos = [1, 2, 3, 4]
+
+    def read() -> None:
+        assert_same_statistics(store, reference, videos, [1, 2], [10])
+
+    _deliver(store, reference, _batch(("watch", 1, 1), ("like", 1, 1), ("share", 2, 2)))
+    _fold(store)
+    first = _buckets(store).bucket  # the roll-up's watermark, as a fine bucket
+    _deliver(store, reference, _batch(("watch", 2, 1), ("like", 2, 2), ("comment", 1, 3)))
+    _buckets(store).next_fine()
+    _deliver(store, reference, _batch(("unlike", 1, 1), ("watch", 1, 4)))
+    read()  # the first read: everything since the watermark, from the server
+    assert reads[0][0] == first and reads[0][1] > 0
+    _settled(store)
+    held = len(reads)
+    read()
+    read()
+    # Both buckets held: no arrival row read, every count still exact.
+    assert [unheld for unheld, _ in reads[held:]] == [first + 2] * 2
+    assert [rows for _, rows in reads[held:]] == [0, 0]
+    # A new bucket: its rows alone are read, for its one video.
+    _buckets(store).next_fine()
+    _deliver(store, reference, _batch(("share", 3, 2), ("like", 3, 2)))
+    held = len(reads)
+    read()
+    assert reads[held] == (first + 2, 1)
+    _settled(store)
+    held = len(reads)
+    read()
+    assert reads[held] == (first + 3, 0)
+    assert store.get_stats([2])[2].likes == 2
+
+
+@pytest.mark.parametrize("where", ["held-bucket", "before-the-watermark"])
+def test_an_event_arriving_late_is_counted(
+    deployment: tuple[Engine, ClickHouseConfig], where: str
+) -> None:
+    engine, config = deployment
+    store = _store(engine, config)
+    reference = InMemoryEventStore()
+    buckets = _buckets(store)
+    _deliver(store, reference, _batch(("watch", 1, 1), ("share", 1, 2)))
+    _fold(store)
+    first = buckets.bucket
+    _deliver(store, reference, _batch(("watch", 2, 1), ("comment", 2, 2)))
+    buckets.next_fine()
+    _deliver(store, reference, _batch(("watch", 3, 1)))
+    store.get_stats([1, 2])
+    _settled(store)
+    assert store._since is not None and store._since.unheld == first + 2
+    # A batch with an arrival number of a bucket the store holds (or one before the
+    # roll-up's watermark), as a writer with a slow clock or a replica's late part.
+    buckets.late = first if where == "held-bucket" else first - 1
+    _deliver(store, reference, _batch(("watch", 4, 1), ("share", 4, 2)))
+    buckets.late = None
+    assert_same_statistics(store, reference, [1, 2], [1, 2, 3, 4], [10])
+    assert store.get_stats([1])[1].views == 4
+    _settled(store)  # rebuilt from the server, with the late batch
+    assert_same_statistics(store, reference, [1, 2], [1, 2, 3, 4], [10])
+
+
+def test_a_new_roll_up_keeps_the_held_buckets_after_its_watermark(
+    clickhouse_engine: Engine,
+) -> None:
+    store = _store(clickhouse_engine)
+    reference = InMemoryEventStore()
+    buckets = _buckets(store)
+    _deliver(store, reference, _batch(("watch", 1, 1)))
+    _fold(store)
+    _deliver(store, reference, _batch(("watch", 2, 1), ("like", 2, 1)))
+    until = buckets.close_coarse()  # the next roll-up's watermark
+    _deliver(store, reference, _batch(("share", 3, 1), ("like", 3, 1)))
+    store.get_stats([1])
+    _settled(store)
+    since = store._since
+    assert since is not None and len(since.chunks) == 2
+    assert store.fold_stats(until=until) == 1
+    reads = _held_reads(store)
+    assert_same_statistics(store, reference, [1], [1, 2, 3], [10])
+    # The new roll-up's rows are loaded; the held chunk after its watermark serves it.
+    assert reads[-1] == (since.unheld, 0)
+    assert store.get_stats([1])[1].likes == 2
+
+
+_KINDS = st.sampled_from(["watch", "share", "comment", "like", "unlike"])
+_LIKE_KINDS = (EngagementKind.LIKE, EngagementKind.UNLIKE)
+
+
+@st.composite
+def _steps(draw: st.DrawFn) -> list[tuple[str, list[tuple[str, int, int, int]], bool]]:
+    """Batches of (kind, user, video, event number) with repeated numbers (redeliveries),
+    moves to the next fine bucket, roll-ups, and late batches into a bucket the store
+    may hold or before the roll-up (watches, shares and comments only: a late like
+    would be ordered by its arrival number, which the reference does not model); each
+    step says whether to wait for the store's since-sums afterwards."""
+    steps = []
+    for _ in range(draw(st.integers(3, 10))):
+        action = draw(
+            st.sampled_from(["batch", "batch", "next-bucket", "late-held", "late-before", "fold"])
+        )
+        events = draw(
+            st.lists(
+                st.tuples(_KINDS, st.integers(1, 3), st.integers(1, 3), st.integers(0, 15)),
+                min_size=1,
+                max_size=6,
+            )
+        )
+        steps.append((action, events, draw(st.booleans())))
+    return steps
+
+
+@settings(
+    max_examples=10,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(steps=_steps())
+def test_one_long_lived_store_reads_what_the_reference_counts(
+    clickhouse_server: object, steps: list[tuple[str, list[tuple[str, int, int, int]], bool]]
+) -> None:
+    database = f"test_held_{next(_databases)}"  # a database of its own per example
+    clickhouse_server.execute(f"CREATE DATABASE {database}")  # type: ignore[attr-defined]
+    config = ClickHouseConfig(
+        port=clickhouse_server.tcp_port,  # type: ignore[attr-defined]
+        database=database,
+        send_receive_timeout_seconds=30.0,
+    )
+    engine = connect(config)
+    try:
+        create_schema(engine)
+        store = _store(engine)
+        buckets = _buckets(store)
+        reference = InMemoryEventStore()
+        made: dict[int, Pair] = {}
+        first_of_roll_up: int | None = None
+        for action, events, settle in steps:
+            if action == "fold":
+                if _fold(store):
+                    first_of_roll_up = buckets.bucket
+                continue
+            if action == "next-bucket":
+                buckets.next_fine()
+            batch = []
+            for kind, user_id, video_id, number in events:
+                if number not in made:
+                    extra = {"completion": number / 16} if kind == "watch" else {}
+                    event = make_event(kind, user_id=user_id, video_id=video_id, **extra)
+                    made[number] = (
+                        event.model_copy(update={"event_id": f"e{number}"}),
+                        10 + video_id,
+                    )
+                batch.append(made[number])
+            if action.startswith("late"):
+                batch = [pair for pair in batch if pair[0].kind not in _LIKE_KINDS]
+                if action == "late-held" and first_of_roll_up is not None:
+                    buckets.late = max(first_of_roll_up, buckets.bucket - 1)
+                else:
+                    buckets.late = buckets.bucket - buckets.fine - 1  # the coarse one before
+            _deliver(store, reference, batch)
+            buckets.late = None
+            assert_same_statistics(store, reference, [1, 2, 3], [1, 2, 3], [11, 12, 13])
+            fresh = ClickHouseEventStore(engine, hold_arrivals=False)
+            assert fresh.get_stats([1, 2, 3]) == store.get_stats([1, 2, 3])
+            if settle:
+                _settled(store)
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("argument", "bad"),
+    [
+        ("hold_arrivals", 1),
+        ("hold_arrivals", "yes"),
+        ("arrival_settle_seconds", -1.0),
+        ("arrival_settle_seconds", float("nan")),
+        ("arrival_settle_seconds", True),
+        ("arrival_settle_seconds", "2"),
+    ],
+)
+def test_bad_held_arrival_arguments_are_refused_naming_them(argument: str, bad: object) -> None:
+    engine = connect(ClickHouseConfig())  # never connects: the arguments are checked first
+    try:
+        with pytest.raises(InvalidInputError) as info:
+            ClickHouseEventStore(engine, **{argument: bad})
+        assert info.value.field == argument
+    finally:
+        engine.dispose()
+
+
+# The version-2 view and roll-up statement, as the previous release wrote them.
+_V2_VIEW = """CREATE MATERIALIZED VIEW event_aggregates_mv TO event_aggregates AS
+SELECT key.1 AS tag, key.2 AS a, if(tag = 0, cityHash64(event_id), key.3) AS b,
+       key.4 AS c,
+       if(key.1 = 0, event_id, '') AS event_id,
+       countState() AS events,
+       sumState(ifNull(completion, 0.)) AS completion_sum,
+       argMaxState(toUInt8(kind = 'like'), seq) AS liked,
+       minState(seq) AS first_seq
+FROM events
+ARRAY JOIN if(kind IN ('like', 'unlike'),
+    [(toUInt8(0), toUInt64(intDiv(toUInt32(occurred_at), 3600)), toUInt64(0), toUInt64(0)),
+     (toUInt8(2), video_id, user_id, toUInt64(0)),
+     (toUInt8(4), user_id, creator_id, video_id),
+     (toUInt8(6), bitShiftRight(seq, 36), video_id, toUInt64(toUInt8(kind))),
+     (toUInt8(7), bitShiftRight(seq, 36), toUInt64(0), toUInt64(0))],
+    [(toUInt8(0), toUInt64(intDiv(toUInt32(occurred_at), 3600)), toUInt64(0), toUInt64(0)),
+     (toUInt8(1), video_id, toUInt64(0), toUInt64(toUInt8(kind))),
+     (toUInt8(3), user_id, creator_id, toUInt64(toUInt8(kind))),
+     (toUInt8(6), bitShiftRight(seq, 36), video_id, toUInt64(toUInt8(kind))),
+     (toUInt8(7), bitShiftRight(seq, 36), toUInt64(0), toUInt64(0))]) AS key
+GROUP BY tag, a, b, c, event_id"""
+_V2_FOLD = """INSERT INTO event_stats_rollup
+    (fold, video_id, views, completion_sum, likes, shares, comments, arrivals, videos)
+SELECT %(fold)s, video, sumIf(n, kind = 1), sumIf(s, kind = 1),
+       sumIf(n, kind = 0), sumIf(n, kind = 4), sumIf(n, kind = 5),
+       toUInt64(sumIf(n, kind = 255)), toUInt64(0)
+FROM (
+    SELECT if(tag = 2, a, b) AS video,
+           multiIf(tag = 2, 0, tag = 7, 255, c) AS kind,
+           if(tag = 2, toInt64(is_liked), count_of) AS n, sum_of AS s
+    FROM (
+        SELECT tag, a, b, c, argMaxMerge(liked) AS is_liked,
+               toInt64(countMerge(events)) AS count_of, sumMerge(completion_sum) AS sum_of
+        FROM event_aggregates
+        WHERE tag = 2
+           OR (tag IN (6, 7) AND a < %(fold)s)
+        GROUP BY tag, a, b, c
+    )
+) GROUP BY video"""
+
+
+def _v2_fold(store: ClickHouseEventStore, fold: int) -> None:
+    """Roll up as the previous release did: the rows, then the marker."""
+    client = store._clients.writer()
+    client.execute(_V2_FOLD, {"fold": fold})
+    videos, arrivals = client.execute(
+        "SELECT countIf(video_id != 0), maxIf(arrivals, video_id = 0) "
+        "FROM event_stats_rollup WHERE fold = %(fold)s",
+        {"fold": fold},
+    )[0]
+    client.execute(
+        "INSERT INTO event_stats_rollup (fold, video_id, arrivals, videos) VALUES",
+        [(fold, 0, arrivals, videos)],
+    )
+
+
+def _stats(store: ClickHouseEventStore, videos: Sequence[int]) -> list[tuple[Any, ...]]:
+    return [
+        (s.views, round(s.completion_sum, 9), s.likes, s.shares, s.comments)
+        for s in store.get_stats(videos).values()
+    ]
+
+
+def test_version_2_tables_are_refused_then_migrated_with_their_roll_up(
+    clickhouse_engine: Engine, clickhouse_config: ClickHouseConfig
+) -> None:
+    with clickhouse_engine.connect() as conn:  # the previous release's view
+        conn.execute(text("DROP TABLE event_aggregates_mv"))
+        conn.execute(text(_V2_VIEW))
+    store = _store(clickhouse_engine)
+    buckets = _buckets(store)
+    reference = InMemoryEventStore()
+    videos = [1, 2, 3]
+    _deliver(
+        store,
+        reference,
+        _batch(("watch", 1, 1), ("like", 1, 1), ("share", 2, 2), ("comment", 1, 3)),
+    )
+    buckets.next_fine()  # a later fine bucket of the same coarse one: rolled up too
+    _deliver(store, reference, _batch(("watch", 2, 1), ("like", 2, 2)))
+    buckets.close_coarse()
+    fold = buckets.coarse
+    _v2_fold(store, fold)
+    # After the version-2 roll-up's watermark: arrival rows the new version must add.
+    _deliver(store, reference, _batch(("watch", 3, 1), ("unlike", 1, 1), ("share", 3, 3)))
+    with pytest.raises(SchemaVersionError) as info:
+        create_schema(clickhouse_engine)
+    assert info.value.found == 2
+    assert migrate_schema(clickhouse_engine, clickhouse_config)
+    assert not migrate_schema(clickhouse_engine, clickhouse_config)  # done already
+    create_schema(clickhouse_engine)
+    merged = ClickHouseEventStore(clickhouse_engine, held_roll_up_videos=0, hold_arrivals=False)
+    with merged._clients.reader() as client:  # the old roll-up holds and is read
+        assert client.execute(merged._queries.folds)[0][0] == fold
+    assert_same_statistics(store, reference, videos, [1, 2, 3], [10])
+    assert _stats(merged, videos) == _stats(store, videos)
+    _settled(store)
+    # New events after the migration, then a roll-up in the new version.
+    _deliver(store, reference, _batch(("like", 4, 3), ("watch", 4, 2)))
+    assert_same_statistics(store, reference, videos, [1, 2, 3, 4], [10])
+    assert _fold(store) == 3
+    assert_same_statistics(store, reference, videos, [1, 2, 3, 4], [10])
+    assert _stats(merged, videos) == _stats(store, videos)

@@ -1,0 +1,458 @@
+"""ClickHouse stats reads while events keep arriving, on loopback: a store that holds
+what arrived since the roll-up (schema version 3's held since-sums, the default) next to
+the same reads without them (``hold_arrivals=False``, the previous design: every read
+reads the candidates' arrival rows of everything since the roll-up's watermark),
+alternated call by call.
+
+* reads of 10,000 candidates (1,000 in quick mode) over 10 M rolled-up events (300 k)
+  after a fixed number of events since the watermark, with no writer running: 0, 1 M
+  and 2.3 M (0, 100 k, 230 k), and a new store's first build of its since-sums (its
+  thread reading everything since the watermark for every video);
+* the same reads while a separate writer process inserts steadily with
+  ``append_columns`` (10,000-event batches), as fast as it can and then at fixed rates
+  (50,000 and 10,000 events/s; quick mode: as fast as it can, briefly): p50/p99 of
+  each, the events since the watermark at the start and the end, the writer's rate;
+* the ingest cost of the fine arrival rows: a raw columnar insert of 10,000-event
+  batches into tables with the version-3 view against the version-2 view, and
+  ``append_many`` into the version-3 tables, alternated. Goal: at least 100,000
+  events/s.
+
+The loaded events have arrival numbers from 0, so one roll-up folds them all; the events
+since are generated on the server with arrival numbers after the watermark and before
+the clock's present, as writers would have written them. Skips when
+``clickhouse-server`` or ``reelrank-clickhouse`` is not installed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+import statistics
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import QUICK, SUMMARY, interleaved, loadavg, p50_p99_ms
+
+from reelrank import EngagementKind
+from reelrank.testing import make_event
+
+reelrank_clickhouse = pytest.importorskip("reelrank_clickhouse")
+clickhouse_testing = pytest.importorskip("reelrank_clickhouse.testing")
+clickhouse_driver = pytest.importorskip("clickhouse_driver")
+
+pytestmark = pytest.mark.timeout(600 if QUICK else 3_600)
+
+if clickhouse_testing.find_clickhouse_server() is None:
+    pytest.skip("clickhouse-server is not installed", allow_module_level=True)
+
+from reelrank_clickhouse._rows import event_columns  # noqa: E402
+from reelrank_clickhouse._schema import (  # noqa: E402
+    ARRIVAL_BUCKET_SHIFT,
+    FINE_PER_COARSE_BITS,
+    Tag,
+)
+
+LOADED_EVENTS = 300_000 if QUICK else 10_000_000
+VIDEOS = 20_000 if QUICK else 100_000
+USERS = 10_000 if QUICK else 200_000
+CANDIDATES = 1_000 if QUICK else 10_000
+BACKLOGS = (0, 100_000, 230_000) if QUICK else (0, 1_000_000, 2_300_000)
+READ_ROUNDS = int(os.environ.get("REELRANK_BENCH_CLICKHOUSE_READ_ROUNDS", 15 if QUICK else 30))
+# The writer's runs: (events/s, 0 for as fast as it can; seconds).
+WRITER_RUNS = ((0, 5.0),) if QUICK else ((0, 40.0), (50_000, 40.0), (10_000, 40.0))
+WRITER_BATCH = 10_000
+PAUSE_BETWEEN_READS = 0.02  # a worker reading a few times a second, not back to back
+INSERT_ROUNDS = 6 if QUICK else 12
+READ_GOAL_MS = 50.0
+INGEST_GOAL = 100_000
+LOAD_CHUNK = 500_000
+LOAD_START = datetime(2026, 1, 1, tzinfo=UTC)
+_CANDIDATES = random.Random(7).sample(range(1, VIDEOS + 1), CANDIDATES)
+
+_KIND_ENUM = "Enum8('watch' = 1, 'like' = 2, 'unlike' = 3, 'share' = 4, 'comment' = 5)"
+# Events numbered from ``start``: kinds cycle watch, watch, watch, like, share, comment,
+# unlike; arrival numbers ``seq_base + (number - start) * seq_step``.
+_GENERATE = f"""INSERT INTO events (event_id, kind, user_id, video_id, creator_id, occurred_at,
+                    occurred_us, completion, channel, seq)
+SELECT hex(cityHash64(number)),
+       CAST(arrayElement(['watch', 'watch', 'watch', 'like', 'share', 'comment', 'unlike'],
+                         number % 7 + 1) AS {_KIND_ENUM}),
+       1 + cityHash64(number, 1) % {USERS},
+       1 + cityHash64(number, 2) % {VIDEOS} AS video,
+       1 + video % 500,
+       toDateTime('{LOAD_START:%Y-%m-%d %H:%M:%S}', 'UTC') + intDiv(number, 4),
+       0,
+       if(number % 7 < 3, (number % 10) / 10, NULL),
+       if(number % 7 = 4, 'link', NULL),
+       toUInt64({{seq_base}}) + toUInt64(number - {{start}}) * {{seq_step}}
+FROM numbers({{start}}, {{count}})"""
+
+# The version-2 view (coarse arrival rows), for the ingest baseline.
+_VERSION_2_VIEW = """CREATE MATERIALIZED VIEW event_aggregates_mv TO event_aggregates AS
+SELECT key.1 AS tag, key.2 AS a, if(tag = 0, cityHash64(event_id), key.3) AS b,
+       key.4 AS c, if(key.1 = 0, event_id, '') AS event_id,
+       countState() AS events, sumState(ifNull(completion, 0.)) AS completion_sum,
+       argMaxState(toUInt8(kind = 'like'), seq) AS liked, minState(seq) AS first_seq
+FROM events
+ARRAY JOIN if(kind IN ('like', 'unlike'),
+    [(toUInt8(0), toUInt64(intDiv(toUInt32(occurred_at), 3600)), toUInt64(0), toUInt64(0)),
+     (toUInt8(2), video_id, user_id, toUInt64(0)),
+     (toUInt8(4), user_id, creator_id, video_id),
+     (toUInt8(6), bitShiftRight(seq, 36), video_id, toUInt64(toUInt8(kind))),
+     (toUInt8(7), bitShiftRight(seq, 36), toUInt64(0), toUInt64(0))],
+    [(toUInt8(0), toUInt64(intDiv(toUInt32(occurred_at), 3600)), toUInt64(0), toUInt64(0)),
+     (toUInt8(1), video_id, toUInt64(0), toUInt64(toUInt8(kind))),
+     (toUInt8(3), user_id, creator_id, toUInt64(toUInt8(kind))),
+     (toUInt8(6), bitShiftRight(seq, 36), video_id, toUInt64(toUInt8(kind))),
+     (toUInt8(7), bitShiftRight(seq, 36), toUInt64(0), toUInt64(0))]) AS key
+GROUP BY tag, a, b, c, event_id"""
+
+# The writer process: ``append_columns`` of WRITER_BATCH-event batches built before its
+# clock starts, at a rate (0: as fast as it can) for some seconds; prints its events/s.
+_WRITER = textwrap.dedent(
+    """
+    import sys, time
+    import numpy as np
+    import reelrank_clickhouse
+
+    port, database, rate, seconds, batch, videos, users, prefix = sys.argv[1:]
+    rate, seconds, batch = int(rate), float(seconds), int(batch)
+    videos, users = int(videos), int(users)
+    config = reelrank_clickhouse.ClickHouseConfig(
+        port=int(port), database=database, send_receive_timeout_seconds=120.0
+    )
+    store = reelrank_clickhouse.ClickHouseEventStore(reelrank_clickhouse.connect(config))
+    kinds = np.array(["watch", "watch", "watch", "like", "share", "comment", "unlike"])
+    rng = np.random.default_rng(int(prefix, 16) % 2**32)
+
+    def columns(number):
+        n = np.arange(batch)
+        video = rng.integers(1, videos + 1, batch)
+        kind = kinds[n % 7]
+        watch = kind == "watch"
+        return {
+            "event_id": np.array([f"{prefix}-{number}-{i}" for i in range(batch)], dtype=object),
+            "kind": kind.astype(object),
+            "user_id": rng.integers(1, users + 1, batch),
+            "video_id": video,
+            "creator_id": 1 + video % 500,
+            "occurred_at": np.full(batch, np.datetime64("now", "us")),
+            "completion": np.where(watch, (n % 10) / 10, np.nan),
+            "channel": np.where(kind == "share", "link", None).astype(object),
+        }
+
+    planned = int(seconds * rate / batch) if rate else 10**9
+    ready = [columns(i) for i in range(min(planned, 40))]
+    written, started, number = 0, time.perf_counter(), 0
+    while time.perf_counter() - started < seconds and number < planned:
+        frame = dict(ready[number % len(ready)])
+        frame["event_id"] = np.array(
+            [f"{prefix}-{number}-{i}" for i in range(batch)], dtype=object
+        )
+        written += store.append_columns(**frame)
+        number += 1
+        if rate:
+            time.sleep(max(0.0, started + number * batch / rate - time.perf_counter()))
+    print(written / (time.perf_counter() - started), flush=True)
+    """
+)
+
+
+def _now_ns() -> int:
+    return time.time_ns()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    directory: Path = tmp_path_factory.mktemp("bench-clickhouse-ingest-reads")
+    with clickhouse_testing.ClickHouseServer(directory) as started:
+        started.execute("CREATE DATABASE bench")
+        config = reelrank_clickhouse.ClickHouseConfig(
+            port=started.tcp_port,
+            database="bench",
+            send_receive_timeout_seconds=600.0,
+            max_execution_seconds=600,
+        )
+        engine = reelrank_clickhouse.connect(config)
+        reelrank_clickhouse.create_schema(engine)
+        client = clickhouse_driver.Client.from_url(
+            engine.dialect.create_connect_args(engine.url)[0][0]
+        )
+        began = time.perf_counter()
+        for start in range(0, LOADED_EVENTS, LOAD_CHUNK):
+            count = min(LOAD_CHUNK, LOADED_EVENTS - start)
+            client.execute(_GENERATE.format(start=start, count=count, seq_base=start, seq_step=1))
+        SUMMARY.append(
+            f"clickhouse ingest+reads: load of {LOADED_EVENTS:,} events by INSERT ... SELECT "
+            f"{time.perf_counter() - began:.1f} s; loadavg {loadavg()}"
+        )
+        yield started, config, engine, client
+        client.disconnect()
+        engine.dispose()
+
+
+def _since_watermark(client: Any, fold: int) -> int:
+    """Events that arrived since roll-up ``fold``'s watermark."""
+    return int(
+        client.execute(
+            "SELECT countMerge(events) FROM event_aggregates "
+            f"WHERE tag = {Tag.FINE_ARRIVED} AND a >= {fold << FINE_PER_COARSE_BITS}"
+        )[0][0]
+    )
+
+
+def _built(store: Any) -> float:
+    """Seconds of a new store's first read plus its since-sums' build."""
+    began = time.perf_counter()
+    store.stats_columns(_CANDIDATES)
+    thread = store._since_thread
+    if thread is not None:
+        thread.join()
+    return time.perf_counter() - began
+
+
+def _shown(figures: tuple[float, float]) -> str:
+    return f"p50 {figures[0]:.1f} / p99 {figures[1]:.1f} ms"
+
+
+def _compare(held: Any, plain: Any, rounds: int) -> tuple[tuple[float, float], ...]:
+    """p50/p99 of the two stores' reads, alternated; both give the same counts."""
+    first, second = held.stats_columns(_CANDIDATES), plain.stats_columns(_CANDIDATES)
+    assert np.array_equal(first.views, second.views) and np.array_equal(first.likes, second.likes)
+    samples = interleaved(
+        [lambda: held.stats_columns(_CANDIDATES), lambda: plain.stats_columns(_CANDIDATES)],
+        rounds,
+        rotate=True,
+    )
+    return p50_p99_ms(samples[0]), p50_p99_ms(samples[1])
+
+
+def test_reads_after_events_since_the_watermark(benchmark: Any, server: Any) -> None:
+    _, _, engine, client = server
+    store = reelrank_clickhouse.ClickHouseEventStore(engine)
+    until = datetime.now(UTC) - timedelta(seconds=5)
+    assert store.fold_stats(until=until) > 0
+    fold = int(client.execute(store._queries.folds)[0][0])
+    watermark_ns = fold << ARRIVAL_BUCKET_SHIFT
+    plain = reelrank_clickhouse.ClickHouseEventStore(engine, hold_arrivals=False)
+    generated = 0
+    extra: dict[str, float] = {}
+    for backlog in BACKLOGS:
+        count = backlog - generated
+        if count:
+            # Arrival numbers spread from the watermark to a few seconds ago.
+            step = max(1, (_now_ns() - 3_000_000_000 - watermark_ns) // backlog)
+            # In chunks: one insert of over a million events outgrows the view's memory.
+            for offset in range(0, count, LOAD_CHUNK):
+                client.execute(
+                    _GENERATE.format(
+                        start=LOADED_EVENTS + generated + offset,
+                        count=min(LOAD_CHUNK, count - offset),
+                        seq_base=watermark_ns + (generated + offset) * step,
+                        seq_step=step,
+                    )
+                )
+            generated = backlog
+        since = _since_watermark(client, fold)
+        held = reelrank_clickhouse.ClickHouseEventStore(engine)
+        build_seconds = _built(held)
+        held_figures, plain_figures = _compare(held, plain, READ_ROUNDS)
+        SUMMARY.append(
+            f"clickhouse stats of {CANDIDATES:,} candidates, {LOADED_EVENTS:,} rolled up, "
+            f"{since:,} events since the watermark, no writer: holding them "
+            f"{_shown(held_figures)}; without (every read reads them) {_shown(plain_figures)} "
+            f"(held / without = {held_figures[0] / plain_figures[0]:.2f}x at p50, "
+            f"{held_figures[1] / plain_figures[1]:.2f}x at p99); a new store's first read "
+            f"plus its build of the since-sums {build_seconds * 1e3:.0f} ms; "
+            f"{READ_ROUNDS} rounds; loadavg {loadavg()}"
+        )
+        extra.update(
+            {
+                f"since_{since}_held_p50_ms": held_figures[0],
+                f"since_{since}_held_p99_ms": held_figures[1],
+                f"since_{since}_without_p50_ms": plain_figures[0],
+                f"since_{since}_without_p99_ms": plain_figures[1],
+                f"since_{since}_build_ms": build_seconds * 1e3,
+            }
+        )
+    benchmark.extra_info.update(extra)
+    benchmark.pedantic(lambda: store.stats_columns(_CANDIDATES), rounds=3, iterations=1)
+
+
+def _writer(server: Any, rate: int, seconds: float) -> subprocess.Popen[str]:
+    started, config, _, _ = server
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            _WRITER,
+            str(started.tcp_port),
+            config.database,
+            str(rate),
+            str(seconds),
+            str(WRITER_BATCH),
+            str(VIDEOS),
+            str(USERS),
+            uuid.uuid4().hex[:8],
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_reads_while_a_writer_inserts(benchmark: Any, server: Any) -> None:
+    """After the case above: the roll-up it made stays the newest, so what the writer
+    adds comes on top of its backlog since the watermark."""
+    _, _, engine, client = server
+    fold = int(client.execute("SELECT max(fold) FROM event_stats_rollup")[0][0])
+    plain = reelrank_clickhouse.ClickHouseEventStore(engine, hold_arrivals=False)
+    extra: dict[str, float] = {}
+    for rate, seconds in WRITER_RUNS:
+        held = reelrank_clickhouse.ClickHouseEventStore(engine)
+        _built(held)
+        plain.stats_columns(_CANDIDATES)
+        before = _since_watermark(client, fold)
+        writer = _writer(server, rate, seconds)
+        samples: dict[str, list[float]] = {"held": [], "without": []}
+        loads = []
+        for turn in itertools.count():
+            if writer.poll() is not None:
+                break
+            name = ("held", "without")[turn % 2]
+            reader = held if name == "held" else plain
+            began = time.perf_counter()
+            reader.stats_columns(_CANDIDATES)
+            samples[name].append(time.perf_counter() - began)
+            if turn % 50 == 0:
+                loads.append(os.getloadavg()[0])
+            time.sleep(PAUSE_BETWEEN_READS)
+        output, _ = writer.communicate()
+        achieved = float(output.strip().splitlines()[-1])
+        after = _since_watermark(client, fold)
+        assert np.array_equal(
+            held.stats_columns(_CANDIDATES).views, plain.stats_columns(_CANDIDATES).views
+        )
+        held_figures, plain_figures = (p50_p99_ms(samples[name]) for name in samples)
+        label = "as fast as it can" if rate == 0 else f"paced at {rate:,}/s"
+        SUMMARY.append(
+            f"clickhouse stats of {CANDIDATES:,} candidates while a writer process inserts "
+            f"({label}, {WRITER_BATCH:,}-event batches, achieved {achieved:,.0f} events/s "
+            f"over {seconds:.0f} s): holding what arrived since {_shown(held_figures)} "
+            f"({len(samples['held'])} reads); without {_shown(plain_figures)} "
+            f"({len(samples['without'])} reads; held / without = "
+            f"{held_figures[0] / plain_figures[0]:.2f}x at p50, "
+            f"{held_figures[1] / plain_figures[1]:.2f}x at p99); events since the watermark "
+            f"{before:,} at the start, {after:,} at the end; goal p99 < {READ_GOAL_MS:.0f} ms "
+            f"held: {'MET' if held_figures[1] < READ_GOAL_MS else 'NOT MET'}; 1-minute "
+            f"loadavg during the run {min(loads):.2f}-{max(loads):.2f}; loadavg {loadavg()}"
+        )
+        key = "max" if rate == 0 else str(rate)
+        extra.update(
+            {
+                f"writer_{key}_events_per_s": achieved,
+                f"writer_{key}_held_p50_ms": held_figures[0],
+                f"writer_{key}_held_p99_ms": held_figures[1],
+                f"writer_{key}_without_p50_ms": plain_figures[0],
+                f"writer_{key}_without_p99_ms": plain_figures[1],
+                f"writer_{key}_since_at_end": after,
+            }
+        )
+    benchmark.extra_info.update(extra)
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)
+
+
+_numbers = itertools.count(0)
+_KINDS = (
+    EngagementKind.WATCH,
+    EngagementKind.WATCH,
+    EngagementKind.WATCH,
+    EngagementKind.LIKE,
+    EngagementKind.SHARE,
+    EngagementKind.COMMENT,
+    EngagementKind.UNLIKE,
+)
+
+
+def _events(count: int) -> list[Any]:
+    now = datetime.now(UTC)
+    made = []
+    for _ in range(count):
+        number = next(_numbers)
+        kind = _KINDS[number % len(_KINDS)]
+        extra = {"completion": (number % 10) / 10} if kind is EngagementKind.WATCH else {}
+        video_id = 1 + number % VIDEOS
+        event = make_event(
+            kind,
+            user_id=1 + number % USERS,
+            video_id=video_id,
+            occurred_at=now - timedelta(seconds=number % 60),
+            event_id=uuid.uuid4().hex,
+            **extra,
+        )
+        made.append((event, 1 + video_id % 500))
+    return made
+
+
+def test_ingest_with_fine_arrival_rows(benchmark: Any, server: Any) -> None:
+    """Into two new databases, so neither side's inserts meet the other's history (the
+    merges of the loaded events)."""
+    started, config, _, _ = server
+    engines, clients = [], []
+    for database in ("ingest_v3", "ingest_v2"):
+        started.execute(f"CREATE DATABASE {database}")
+        each = reelrank_clickhouse.connect(config.model_copy(update={"database": database}))
+        reelrank_clickhouse.create_schema(each)
+        engines.append(each)
+        clients.append(
+            clickhouse_driver.Client.from_url(each.dialect.create_connect_args(each.url)[0][0])
+        )
+    client, client_v2 = clients
+    client_v2.execute("DROP TABLE event_aggregates_mv")
+    client_v2.execute(_VERSION_2_VIEW)
+    store = reelrank_clickhouse.ClickHouseEventStore(engines[0])
+    size = 10_000
+    pending = [_events(size) for _ in range(3 * INSERT_ROUNDS + 1)]
+    insert = store._queries.insert
+
+    def raw(into: Any) -> None:
+        pairs = pending.pop()
+        columns = event_columns([event for event, _ in pairs], time.time_ns())
+        columns.append([creator for _, creator in pairs])
+        into.execute(insert, columns, columnar=True)
+
+    store.append_many(pending.pop())  # its client connects before the clock starts
+    samples = interleaved(
+        [lambda: raw(client), lambda: raw(client_v2), lambda: store.append_many(pending.pop())],
+        INSERT_ROUNDS,
+        rotate=True,
+    )
+    v3, v2, append = (statistics.median(each) for each in samples)
+    SUMMARY.append(
+        f"clickhouse insert of {size:,}-event batches: raw columnar INSERT into schema 3's "
+        f"view (fine arrival rows) {size / v3:,.0f} events/s, into schema 2's "
+        f"{size / v2:,.0f} events/s (3 / 2 = {v3 / v2:.2f}x time); append_many into schema 3 "
+        f"{size / append:,.0f} events/s (goal {INGEST_GOAL:,}/s: "
+        f"{'MET' if size / append >= INGEST_GOAL else 'NOT MET'}); {INSERT_ROUNDS} rounds "
+        f"each, alternated; loadavg {loadavg()}"
+    )
+    benchmark.extra_info.update(
+        {
+            "raw_schema_3_events_per_s": size / v3,
+            "raw_schema_2_events_per_s": size / v2,
+            "append_many_events_per_s": size / append,
+        }
+    )
+    for each, its_engine in zip(clients, engines, strict=True):
+        each.disconnect()
+        its_engine.dispose()
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)

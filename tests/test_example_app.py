@@ -53,6 +53,7 @@ from reelrank_example import (  # noqa: E402
     migrate,
     seed_synthetic_catalog,
 )
+from reelrank_example import _cards as cards_module  # noqa: E402
 from reelrank_example._cards import ReusedCounts  # noqa: E402
 
 SECRET = "s" * 64  # long enough for the HS512 token of the alg-changed case
@@ -517,6 +518,62 @@ def test_reused_counts_are_read_again_once_older_than_their_ttl() -> None:
     now[0] = 10.0
     assert counts.get_stats([7])[7].likes == 2  # older than 10 s: read again
     assert reads == [[7, 8], [9], [7]]
+
+
+def test_a_counts_read_that_began_before_a_forget_is_not_reused() -> None:
+    """An event recorded while a search's counts read is on its way (its ``forget``
+    lands between the read's start and its end) leaves that read unkept: the next
+    search reads the video's counts again rather than reusing what the read saw
+    before the event."""
+    events = InMemoryEventStore()
+    events.append(make_event("like", user_id=1, video_id=7), creator_id=1)
+    read = events.get_stats
+    reads: list[list[int]] = []
+    counts = ReusedCounts(events, ttl=10.0, clock=lambda: 0.0)
+
+    def get_stats_with_a_like_meanwhile(video_ids: Any) -> dict[int, VideoStats]:
+        reads.append(list(video_ids))
+        answer = read(video_ids)  # the read sees one like...
+        if len(reads) == 1:  # ...and a second is recorded before it is stored
+            events.append(make_event("like", user_id=2, video_id=7), creator_id=1)
+            counts.forget([7])
+        return answer
+
+    events.get_stats = get_stats_with_a_like_meanwhile  # type: ignore[method-assign]
+    assert counts.get_stats([7, 8])[7].likes == 1  # this search ranks on what it read
+    assert counts.get_stats([7, 8])[7].likes == 2  # the next reads video 7 again
+    assert reads == [[7, 8], [7]]  # video 8, not forgotten, was kept
+
+
+def test_counts_kept_from_elsewhere_leave_out_videos_forgotten_since_their_read() -> None:
+    events = InMemoryEventStore()
+    reads: list[list[int]] = []
+    read = events.get_stats
+
+    def get_stats(video_ids: Any) -> dict[int, VideoStats]:
+        reads.append(list(video_ids))
+        return read(video_ids)
+
+    events.get_stats = get_stats  # type: ignore[method-assign]
+    counts = ReusedCounts(events, ttl=10.0, clock=lambda: 0.0)
+    began = counts.generation()
+    older = events.get_stats([7, 8])  # a like's answer reads, then an event on 7 lands
+    counts.forget([7])
+    counts.keep(older, began=began)
+    counts.get_stats([7, 8])
+    assert reads[1:] == [[7]]
+
+
+def test_a_read_older_than_the_forgets_still_recorded_keeps_nothing() -> None:
+    kept = cards_module._Kept[int](10.0, 2, lambda: 0.0)
+    began = kept.generation()
+    kept.forget([1])
+    kept.forget([2])
+    kept.forget([3])  # 1's forget is no longer recorded: the read may predate any
+    kept.store({4: 40, 5: 50}, began=began)
+    assert kept.fresh([4, 5]) == ({}, [4, 5])
+    kept.store({4: 41}, began=kept.generation())
+    assert kept.fresh([4]) == ({4: 41}, [])
 
 
 @pytest.mark.parametrize(

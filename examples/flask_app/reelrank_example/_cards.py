@@ -77,6 +77,14 @@ class _Kept(Generic[V]):
         self._clock = clock
         self._values: OrderedDict[int, tuple[float, V]] = OrderedDict()
         self._lock = threading.Lock()
+        # Forgets so far, and the count when each recently forgotten id was last
+        # forgotten (at most ``size``, oldest dropped first): a read that began before
+        # an id's forget saw it before the change and is not stored for it.
+        self._forgets = 0
+        self._forgotten: OrderedDict[int, int] = OrderedDict()
+        # The count of the newest forget no longer recorded per id: a read that began
+        # before it stores nothing, since it may predate any id's forget.
+        self._forgotten_floor = 0
 
     def fresh(self, ids: Iterable[int]) -> tuple[dict[int, V], list[int]]:
         """The fresh values among ``ids``, and the ids to read again."""
@@ -92,11 +100,24 @@ class _Kept(Generic[V]):
                     missing.append(key)
         return found, missing
 
-    def forget(self, ids: Iterable[int]) -> None:
-        """Drop the values of ``ids``, fresh or not."""
+    def generation(self) -> int:
+        """A mark to take before a read whose values are stored with :meth:`store`
+        (its ``began``)."""
         with self._lock:
+            return self._forgets
+
+    def forget(self, ids: Iterable[int]) -> None:
+        """Drop the values of ``ids``, fresh or not; a read that began before this is
+        not stored for them."""
+        with self._lock:
+            self._forgets += 1
             for key in ids:
                 self._values.pop(key, None)
+                self._forgotten[key] = self._forgets
+                self._forgotten.move_to_end(key)
+            while len(self._forgotten) > self._size:
+                _, dropped = self._forgotten.popitem(last=False)
+                self._forgotten_floor = dropped
 
     def kept(self, ids: Iterable[int]) -> dict[int, V]:
         """Whatever is kept for ``ids``, fresh or not."""
@@ -113,10 +134,16 @@ class _Kept(Generic[V]):
                 if entry is not None and entry[0] <= read_at:
                     self._values[key] = (now, value)
 
-    def store(self, values: Mapping[int, V]) -> None:
+    def store(self, values: Mapping[int, V], *, began: int | None = None) -> None:
+        """Keep ``values``, fresh from now. With ``began`` (the :meth:`generation` taken
+        before they were read), the values of ids forgotten since are left out."""
         now = self._clock()
         with self._lock:
+            if began is not None and began < self._forgotten_floor:
+                return
             for key, value in values.items():
+                if began is not None and self._forgotten.get(key, 0) > began:
+                    continue
                 self._values[key] = (now, value)
                 self._values.move_to_end(key)
             while len(self._values) > self._size:
@@ -146,18 +173,26 @@ class ReusedCounts:
         within ``ttl`` seconds from memory."""
         found, missing = self._kept.fresh(video_ids)
         if missing:
+            began = self._kept.generation()
             read = self._events.get_stats(missing)
-            self._kept.store(read)
+            self._kept.store(read, began=began)
             found.update(read)
         return found
 
+    def generation(self) -> int:
+        """A mark to take before reading counts elsewhere, for :meth:`keep`."""
+        return self._kept.generation()
+
     def forget(self, video_ids: Iterable[int]) -> None:
-        """Read the counts of ``video_ids`` during the next search that matches them."""
+        """Read the counts of ``video_ids`` during the next search that matches them; a
+        read that began before this (here, or one handed to :meth:`keep`) is not kept
+        for them, since it may have missed the event that made them change."""
         self._kept.forget(video_ids)
 
-    def keep(self, counts: Mapping[int, VideoStats]) -> None:
-        """Reuse ``counts``, read just now elsewhere, for the next ``ttl`` seconds."""
-        self._kept.store(counts)
+    def keep(self, counts: Mapping[int, VideoStats], *, began: int | None = None) -> None:
+        """Reuse ``counts``, read just now elsewhere, for the next ``ttl`` seconds; with
+        ``began`` (:meth:`generation` before the read), except those forgotten since."""
+        self._kept.store(counts, began=began)
 
 
 def store_guard(
@@ -316,10 +351,11 @@ class CardReader:
         """Read the counts of ``video_ids`` from the event store now, and keep them for
         the next cards (fresh for ``counts_ttl``, as any other read). A failed read
         raises as the store's does (no kept counts are served instead)."""
+        began = None if self._search_counts is None else self._search_counts.generation()
         read = self._events.get_stats(video_ids)
         self._stats.store(read)
         if self._search_counts is not None:
-            self._search_counts.keep(read)
+            self._search_counts.keep(read, began=began)
         return read
 
     def forget_counts(self, video_ids: Iterable[int]) -> None:

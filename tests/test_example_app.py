@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import hashlib
 import hmac
 import io
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,14 @@ from flask import Flask, request
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from reelrank import ConfigError, InMemoryEventStore, InvalidInputError, VideoSearch, VideoStats
+from reelrank import (
+    ConfigError,
+    InMemoryEventStore,
+    InvalidInputError,
+    StoreError,
+    VideoSearch,
+    VideoStats,
+)
 from reelrank.testing import FaultInjector, make_event
 
 EXAMPLE_ROOT = Path(__file__).resolve().parents[1] / "examples" / "flask_app"
@@ -518,6 +527,108 @@ def test_reused_counts_are_read_again_once_older_than_their_ttl() -> None:
     now[0] = 10.0
     assert counts.get_stats([7])[7].likes == 2  # older than 10 s: read again
     assert reads == [[7, 8], [9], [7]]
+
+
+class _HeldRefreshes(Executor):
+    """Runs what is submitted only when :meth:`run` is called."""
+
+    def __init__(self) -> None:
+        self.held: list[Callable[[], object]] = []
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        self.held.append(functools.partial(fn, *args, **kwargs))
+        return Future()
+
+    def run(self) -> None:
+        held, self.held = self.held, []
+        for call in held:
+            call()
+
+
+def _recording_reads(events: InMemoryEventStore) -> list[list[int]]:
+    reads: list[list[int]] = []
+    read = events.get_stats
+
+    def get_stats(video_ids: Any) -> dict[int, VideoStats]:
+        reads.append(list(video_ids))
+        return read(video_ids)
+
+    events.get_stats = get_stats  # type: ignore[method-assign]
+    return reads
+
+
+def test_stale_reused_counts_are_used_while_read_again_in_the_background() -> None:
+    events = InMemoryEventStore()
+    events.append(make_event("like", user_id=1, video_id=7), creator_id=1)
+    reads = _recording_reads(events)
+    now = [0.0]
+    refresher = _HeldRefreshes()
+    counts = ReusedCounts(events, ttl=10.0, stale=30.0, clock=lambda: now[0], refresher=refresher)
+    assert counts.get_stats([7, 8])[7].likes == 1
+    events.append(make_event("like", user_id=2, video_id=7), creator_id=1)
+    now[0] = 39.9  # older than ttl, younger than ttl + stale: used as they are...
+    assert counts.get_stats([7, 8])[7].likes == 1
+    assert counts.get_stats([8, 9])[8] == VideoStats(video_id=8)  # 9: never read, read now
+    assert reads == [[7, 8], [9]]
+    refresher.run()  # ...while one background read brings both up to date
+    assert reads == [[7, 8], [9], [7, 8]]
+    assert counts.get_stats([7])[7].likes == 2
+    now[0] = 49.8  # the refresh's read is fresh from when it was stored
+    assert counts.get_stats([7])[7].likes == 2
+    assert len(reads) == 3 and not refresher.held
+    now[0] = 89.9  # older than ttl + stale since the refresh: read during the call
+    assert counts.get_stats([7, 8])[7].likes == 2
+    assert reads[3:] == [[7, 8]] and not refresher.held
+
+
+def test_a_background_counts_refresh_does_not_keep_videos_forgotten_meanwhile() -> None:
+    events = InMemoryEventStore()
+    events.append(make_event("like", user_id=1, video_id=7), creator_id=1)
+    reads = _recording_reads(events)
+    now = [0.0]
+    refresher = _HeldRefreshes()
+    counts = ReusedCounts(events, ttl=10.0, stale=30.0, clock=lambda: now[0], refresher=refresher)
+    counts.get_stats([7, 8])
+    now[0] = 20.0
+    counts.get_stats([7, 8])
+    read = events.get_stats
+
+    def like_during_the_read(video_ids: Any) -> dict[int, VideoStats]:
+        answer = read(video_ids)
+        events.append(make_event("like", user_id=2, video_id=7), creator_id=1)
+        counts.forget([7])
+        return answer
+
+    events.get_stats = like_during_the_read  # type: ignore[method-assign]
+    refresher.run()
+    events.get_stats = read  # type: ignore[method-assign]
+    assert counts.get_stats([7, 8])[7].likes == 2  # 7 read again, 8 kept from the refresh
+    assert reads == [[7, 8], [7, 8], [7]]
+
+
+def test_a_failed_background_counts_refresh_is_logged_and_leaves_the_counts(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    events = InMemoryEventStore()
+    reads = _recording_reads(events)
+    now = [0.0]
+    refresher = _HeldRefreshes()
+    counts = ReusedCounts(events, ttl=10.0, stale=30.0, clock=lambda: now[0], refresher=refresher)
+    counts.get_stats([7])
+    now[0] = 20.0
+    counts.get_stats([7])
+    working = events.get_stats
+
+    def failing(video_ids: Any) -> dict[int, VideoStats]:
+        raise StoreError("events", "down")
+
+    events.get_stats = failing  # type: ignore[method-assign]
+    refresher.run()
+    assert "search counts refresh failed: StoreError" in caplog.text
+    events.get_stats = working  # type: ignore[method-assign]
+    assert counts.get_stats([7]) == {7: VideoStats(video_id=7)}  # still the kept counts
+    refresher.run()  # and the next call asked for them again
+    assert reads == [[7], [7]]
 
 
 def test_a_counts_read_that_began_before_a_forget_is_not_reused() -> None:

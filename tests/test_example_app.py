@@ -581,6 +581,28 @@ def test_stale_reused_counts_are_used_while_read_again_in_the_background() -> No
     assert reads[3:] == [[7, 8]] and not refresher.held
 
 
+def test_counts_found_stale_while_their_refresh_reads_them_are_not_read_twice() -> None:
+    events = InMemoryEventStore()
+    reads = _recording_reads(events)
+    now = [0.0]
+    refresher = _HeldRefreshes()
+    counts = ReusedCounts(events, ttl=10.0, stale=30.0, clock=lambda: now[0], refresher=refresher)
+    counts.get_stats([7, 8])
+    now[0] = 20.0
+    counts.get_stats([7])
+    recording = events.get_stats
+
+    def another_search_during_the_read(video_ids: Any) -> dict[int, VideoStats]:
+        counts.get_stats([7, 8])  # 7 is being read; 8 is stale and not yet queued
+        return recording(video_ids)
+
+    events.get_stats = another_search_during_the_read  # type: ignore[method-assign]
+    refresher.run()
+    events.get_stats = recording  # type: ignore[method-assign]
+    assert reads == [[7, 8], [7], [8]]  # the refresh went on with 8 alone
+    assert not refresher.held
+
+
 def test_a_background_counts_refresh_does_not_keep_videos_forgotten_meanwhile() -> None:
     events = InMemoryEventStore()
     events.append(make_event("like", user_id=1, video_id=7), creator_id=1)

@@ -193,6 +193,9 @@ class ReusedCounts:
             self._refresher = ThreadPoolExecutor(1, thread_name_prefix="reelrank-search-counts")
         self._refresh_lock = threading.Lock()
         self._to_refresh: set[int] = set()
+        # The batch the background read is reading: a search that finds them stale
+        # meanwhile does not queue them again.
+        self._being_read: set[int] = set()
         self._refreshing = False
 
     def get_stats(self, video_ids: Sequence[int]) -> dict[int, VideoStats]:
@@ -215,7 +218,9 @@ class ReusedCounts:
     def _refresh_later(self, video_ids: Iterable[int]) -> None:
         """Read the counts of ``video_ids`` again on the refresher, one batch at a time."""
         with self._refresh_lock:
-            self._to_refresh.update(video_ids)
+            self._to_refresh.update(
+                video_id for video_id in video_ids if video_id not in self._being_read
+            )
             if self._refreshing:
                 return
             self._refreshing = True
@@ -227,6 +232,7 @@ class ReusedCounts:
             with self._refresh_lock:
                 ids = sorted(self._to_refresh)[:_SEARCH_REFRESH_BATCH]
                 self._to_refresh.difference_update(ids)
+                self._being_read = set(ids)
                 if not ids:
                     self._refreshing = False
                     return
@@ -238,6 +244,7 @@ class ReusedCounts:
                 _logger.warning("search counts refresh failed: %s", type(exc).__name__)
                 with self._refresh_lock:
                     self._to_refresh.clear()
+                    self._being_read = set()
                     self._refreshing = False
                 return
             # Not for a video an event was recorded on meanwhile (its forget): the next

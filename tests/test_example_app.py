@@ -29,13 +29,14 @@ from werkzeug.test import TestResponse
 
 from reelrank import (
     ConfigError,
+    InMemoryCatalog,
     InMemoryEventStore,
     InvalidInputError,
     StoreError,
     VideoSearch,
     VideoStats,
 )
-from reelrank.testing import FaultInjector, make_event
+from reelrank.testing import FaultInjector, make_creator, make_event, make_video
 
 EXAMPLE_ROOT = Path(__file__).resolve().parents[1] / "examples" / "flask_app"
 # The example is an application, not an installed distribution: import it from its folder.
@@ -695,6 +696,33 @@ def test_counts_kept_from_elsewhere_leave_out_videos_forgotten_since_their_read(
     counts.keep(older, began=began)
     counts.get_stats([7, 8])
     assert reads[1:] == [[7]]
+
+
+def test_a_card_count_read_that_began_before_an_event_does_not_replace_the_events_read() -> None:
+    """A card's count read under way when a like is recorded (its ``forget_counts``, then
+    the like's fresh read) is not stored over the like's read: the next card shows the
+    count after the like, not the older one, within ``counts_ttl``."""
+    catalog, events = InMemoryCatalog(), InMemoryEventStore()
+    catalog.put_creator(make_creator(1))
+    catalog.put_video(make_video(7, 1))
+    events.append(make_event("like", user_id=1, video_id=7), creator_id=1)
+    cards = cards_module.CardReader(catalog, events, ttl=60.0, counts_ttl=10.0, clock=lambda: 0.0)
+    read = events.get_stats
+    reads: list[list[int]] = []
+
+    def get_stats_with_a_like_meanwhile(video_ids: Any) -> dict[int, VideoStats]:
+        reads.append(list(video_ids))
+        answer = read(video_ids)
+        if len(reads) == 1:  # the card's read saw one like; a second is recorded now
+            events.append(make_event("like", user_id=2, video_id=7), creator_id=1)
+            cards.forget_counts([7])
+            assert cards.read_counts([7])[7].likes == 2  # the like's answer
+        return answer
+
+    events.get_stats = get_stats_with_a_like_meanwhile  # type: ignore[method-assign]
+    assert cards.read([7]).stats[7].likes == 1  # this card shows what its read saw
+    assert cards.read([7]).stats[7].likes == 2  # the next shows the like's read
+    assert reads == [[7], [7]]
 
 
 def test_a_read_older_than_the_forgets_still_recorded_keeps_nothing() -> None:

@@ -410,12 +410,15 @@ class CardReader:
                 self._refresh_later(older)
                 stale = [video_id for video_id in stale if video_id not in older]
         if stale:
+            began = self._stats.generation()
             read = self._events_reads.call_or_none(functools.partial(self._events.get_stats, stale))
             if read is None:
                 stats.update(self._stats.kept(stale))
                 degraded.append("events")
             else:
-                self._stats.store(read)
+                # Not for a video an event was recorded on meanwhile: its next card reads
+                # it again (or shows the like's fresh read) rather than this older one.
+                self._stats.store(read, began=began)
                 stats.update(read)
         return CardData(videos, creators, stats, degraded)
 
@@ -423,9 +426,10 @@ class CardReader:
         """Read the counts of ``video_ids`` from the event store now, and keep them for
         the next cards (fresh for ``counts_ttl``, as any other read). A failed read
         raises as the store's does (no kept counts are served instead)."""
+        began_here = self._stats.generation()
         began = None if self._search_counts is None else self._search_counts.generation()
         read = self._events.get_stats(video_ids)
-        self._stats.store(read)
+        self._stats.store(read, began=began_here)
         if self._search_counts is not None:
             self._search_counts.keep(read, began=began)
         return read
@@ -454,12 +458,13 @@ class CardReader:
         ids = list(kept)
         for start in range(0, len(ids), _REFRESH_BATCH):
             chunk = ids[start : start + _REFRESH_BATCH]
+            began = self._stats.generation()
             counts = self._events_reads.call_or_none(
                 functools.partial(self._events.get_stats, chunk)
             )
             if counts is None:
                 break
-            self._stats.store(counts)
+            self._stats.store(counts, began=began)
         return len(kept)
 
     def _refresh_later(self, video_ids: Iterable[int]) -> None:

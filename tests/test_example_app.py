@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import hashlib
 import hmac
 import io
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,8 +27,16 @@ from flask import Flask, request
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from reelrank import ConfigError, InMemoryEventStore, InvalidInputError, VideoSearch, VideoStats
-from reelrank.testing import FaultInjector, make_event
+from reelrank import (
+    ConfigError,
+    InMemoryCatalog,
+    InMemoryEventStore,
+    InvalidInputError,
+    StoreError,
+    VideoSearch,
+    VideoStats,
+)
+from reelrank.testing import FaultInjector, make_creator, make_event, make_video
 
 EXAMPLE_ROOT = Path(__file__).resolve().parents[1] / "examples" / "flask_app"
 # The example is an application, not an installed distribution: import it from its folder.
@@ -53,6 +63,7 @@ from reelrank_example import (  # noqa: E402
     migrate,
     seed_synthetic_catalog,
 )
+from reelrank_example import _cards as cards_module  # noqa: E402
 from reelrank_example._cards import ReusedCounts  # noqa: E402
 
 SECRET = "s" * 64  # long enough for the HS512 token of the alg-changed case
@@ -539,6 +550,213 @@ def test_reused_counts_are_read_again_once_older_than_their_ttl() -> None:
     now[0] = 10.0
     assert counts.get_stats([7])[7].likes == 2  # older than 10 s: read again
     assert reads == [[7, 8], [9], [7]]
+
+
+class _HeldRefreshes(Executor):
+    """Runs what is submitted only when :meth:`run` is called."""
+
+    def __init__(self) -> None:
+        self.held: list[Callable[[], object]] = []
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        self.held.append(functools.partial(fn, *args, **kwargs))
+        return Future()
+
+    def run(self) -> None:
+        held, self.held = self.held, []
+        for call in held:
+            call()
+
+
+def _recording_reads(events: InMemoryEventStore) -> list[list[int]]:
+    reads: list[list[int]] = []
+    read = events.get_stats
+
+    def get_stats(video_ids: Any) -> dict[int, VideoStats]:
+        reads.append(list(video_ids))
+        return read(video_ids)
+
+    events.get_stats = get_stats  # type: ignore[method-assign]
+    return reads
+
+
+def test_stale_reused_counts_are_used_while_read_again_in_the_background() -> None:
+    events = InMemoryEventStore()
+    events.append(make_event("like", user_id=1, video_id=7), creator_id=1)
+    reads = _recording_reads(events)
+    now = [0.0]
+    refresher = _HeldRefreshes()
+    counts = ReusedCounts(events, ttl=10.0, stale=30.0, clock=lambda: now[0], refresher=refresher)
+    assert counts.get_stats([7, 8])[7].likes == 1
+    events.append(make_event("like", user_id=2, video_id=7), creator_id=1)
+    now[0] = 39.9  # older than ttl, younger than ttl + stale: used as they are...
+    assert counts.get_stats([7, 8])[7].likes == 1
+    assert counts.get_stats([8, 9])[8] == VideoStats(video_id=8)  # 9: never read, read now
+    assert reads == [[7, 8], [9]]
+    refresher.run()  # ...while one background read brings both up to date
+    assert reads == [[7, 8], [9], [7, 8]]
+    assert counts.get_stats([7])[7].likes == 2
+    now[0] = 49.8  # the refresh's read is fresh from when it was stored
+    assert counts.get_stats([7])[7].likes == 2
+    assert len(reads) == 3 and not refresher.held
+    now[0] = 89.9  # older than ttl + stale since the refresh: read during the call
+    assert counts.get_stats([7, 8])[7].likes == 2
+    assert reads[3:] == [[7, 8]] and not refresher.held
+
+
+def test_counts_found_stale_while_their_refresh_reads_them_are_not_read_twice() -> None:
+    events = InMemoryEventStore()
+    reads = _recording_reads(events)
+    now = [0.0]
+    refresher = _HeldRefreshes()
+    counts = ReusedCounts(events, ttl=10.0, stale=30.0, clock=lambda: now[0], refresher=refresher)
+    counts.get_stats([7, 8])
+    now[0] = 20.0
+    counts.get_stats([7])
+    recording = events.get_stats
+
+    def another_search_during_the_read(video_ids: Any) -> dict[int, VideoStats]:
+        counts.get_stats([7, 8])  # 7 is being read; 8 is stale and not yet queued
+        return recording(video_ids)
+
+    events.get_stats = another_search_during_the_read  # type: ignore[method-assign]
+    refresher.run()
+    events.get_stats = recording  # type: ignore[method-assign]
+    assert reads == [[7, 8], [7], [8]]  # the refresh went on with 8 alone
+    assert not refresher.held
+
+
+def test_a_background_counts_refresh_does_not_keep_videos_forgotten_meanwhile() -> None:
+    events = InMemoryEventStore()
+    events.append(make_event("like", user_id=1, video_id=7), creator_id=1)
+    reads = _recording_reads(events)
+    now = [0.0]
+    refresher = _HeldRefreshes()
+    counts = ReusedCounts(events, ttl=10.0, stale=30.0, clock=lambda: now[0], refresher=refresher)
+    counts.get_stats([7, 8])
+    now[0] = 20.0
+    counts.get_stats([7, 8])
+    read = events.get_stats
+
+    def like_during_the_read(video_ids: Any) -> dict[int, VideoStats]:
+        answer = read(video_ids)
+        events.append(make_event("like", user_id=2, video_id=7), creator_id=1)
+        counts.forget([7])
+        return answer
+
+    events.get_stats = like_during_the_read  # type: ignore[method-assign]
+    refresher.run()
+    events.get_stats = read  # type: ignore[method-assign]
+    assert counts.get_stats([7, 8])[7].likes == 2  # 7 read again, 8 kept from the refresh
+    assert reads == [[7, 8], [7, 8], [7]]
+
+
+def test_a_failed_background_counts_refresh_is_logged_and_leaves_the_counts(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    events = InMemoryEventStore()
+    reads = _recording_reads(events)
+    now = [0.0]
+    refresher = _HeldRefreshes()
+    counts = ReusedCounts(events, ttl=10.0, stale=30.0, clock=lambda: now[0], refresher=refresher)
+    counts.get_stats([7])
+    now[0] = 20.0
+    counts.get_stats([7])
+    working = events.get_stats
+
+    def failing(video_ids: Any) -> dict[int, VideoStats]:
+        raise StoreError("events", "down")
+
+    events.get_stats = failing  # type: ignore[method-assign]
+    refresher.run()
+    assert "search counts refresh failed: StoreError" in caplog.text
+    events.get_stats = working  # type: ignore[method-assign]
+    assert counts.get_stats([7]) == {7: VideoStats(video_id=7)}  # still the kept counts
+    refresher.run()  # and the next call asked for them again
+    assert reads == [[7], [7]]
+
+
+def test_a_counts_read_that_began_before_a_forget_is_not_reused() -> None:
+    """An event recorded while a search's counts read is on its way (its ``forget``
+    lands between the read's start and its end) leaves that read unkept: the next
+    search reads the video's counts again rather than reusing what the read saw
+    before the event."""
+    events = InMemoryEventStore()
+    events.append(make_event("like", user_id=1, video_id=7), creator_id=1)
+    read = events.get_stats
+    reads: list[list[int]] = []
+    counts = ReusedCounts(events, ttl=10.0, clock=lambda: 0.0)
+
+    def get_stats_with_a_like_meanwhile(video_ids: Any) -> dict[int, VideoStats]:
+        reads.append(list(video_ids))
+        answer = read(video_ids)  # the read sees one like...
+        if len(reads) == 1:  # ...and a second is recorded before it is stored
+            events.append(make_event("like", user_id=2, video_id=7), creator_id=1)
+            counts.forget([7])
+        return answer
+
+    events.get_stats = get_stats_with_a_like_meanwhile  # type: ignore[method-assign]
+    assert counts.get_stats([7, 8])[7].likes == 1  # this search ranks on what it read
+    assert counts.get_stats([7, 8])[7].likes == 2  # the next reads video 7 again
+    assert reads == [[7, 8], [7]]  # video 8, not forgotten, was kept
+
+
+def test_counts_kept_from_elsewhere_leave_out_videos_forgotten_since_their_read() -> None:
+    events = InMemoryEventStore()
+    reads: list[list[int]] = []
+    read = events.get_stats
+
+    def get_stats(video_ids: Any) -> dict[int, VideoStats]:
+        reads.append(list(video_ids))
+        return read(video_ids)
+
+    events.get_stats = get_stats  # type: ignore[method-assign]
+    counts = ReusedCounts(events, ttl=10.0, clock=lambda: 0.0)
+    began = counts.generation()
+    older = events.get_stats([7, 8])  # a like's answer reads, then an event on 7 lands
+    counts.forget([7])
+    counts.keep(older, began=began)
+    counts.get_stats([7, 8])
+    assert reads[1:] == [[7]]
+
+
+def test_a_card_count_read_that_began_before_an_event_does_not_replace_the_events_read() -> None:
+    """A card's count read under way when a like is recorded (its ``forget_counts``, then
+    the like's fresh read) is not stored over the like's read: the next card shows the
+    count after the like, not the older one, within ``counts_ttl``."""
+    catalog, events = InMemoryCatalog(), InMemoryEventStore()
+    catalog.put_creator(make_creator(1))
+    catalog.put_video(make_video(7, 1))
+    events.append(make_event("like", user_id=1, video_id=7), creator_id=1)
+    cards = cards_module.CardReader(catalog, events, ttl=60.0, counts_ttl=10.0, clock=lambda: 0.0)
+    read = events.get_stats
+    reads: list[list[int]] = []
+
+    def get_stats_with_a_like_meanwhile(video_ids: Any) -> dict[int, VideoStats]:
+        reads.append(list(video_ids))
+        answer = read(video_ids)
+        if len(reads) == 1:  # the card's read saw one like; a second is recorded now
+            events.append(make_event("like", user_id=2, video_id=7), creator_id=1)
+            cards.forget_counts([7])
+            assert cards.read_counts([7])[7].likes == 2  # the like's answer
+        return answer
+
+    events.get_stats = get_stats_with_a_like_meanwhile  # type: ignore[method-assign]
+    assert cards.read([7]).stats[7].likes == 1  # this card shows what its read saw
+    assert cards.read([7]).stats[7].likes == 2  # the next shows the like's read
+    assert reads == [[7], [7]]
+
+
+def test_a_read_older_than_the_forgets_still_recorded_keeps_nothing() -> None:
+    kept = cards_module._Kept[int](10.0, 2, lambda: 0.0)
+    began = kept.generation()
+    kept.forget([1])
+    kept.forget([2])
+    kept.forget([3])  # 1's forget is no longer recorded: the read may predate any
+    kept.store({4: 40, 5: 50}, began=began)
+    assert kept.fresh([4, 5]) == ({}, [4, 5])
+    kept.store({4: 41}, began=kept.generation())
+    assert kept.fresh([4]) == ({4: 41}, [])
 
 
 @pytest.mark.parametrize(

@@ -244,6 +244,119 @@ def test_service_blends_text_and_quality() -> None:
     assert [hit.video_id for hit in search.search("jo")] == [2, 1]
 
 
+class _FixedMatches:
+    """A search index answering every query with the same matches."""
+
+    def __init__(self, matches: list[tuple[int, float]]) -> None:
+        self.matches = matches
+
+    def search(self, query: ParsedQuery, *, limit: int) -> list[tuple[int, float]]:
+        return self.matches[:limit]
+
+
+class _FixedStats:
+    def __init__(self, stats: dict[int, VideoStats]) -> None:
+        self.stats = stats
+
+    def get_stats(self, video_ids: list[int]) -> dict[int, VideoStats]:
+        return {video_id: self.stats[video_id] for video_id in video_ids if video_id in self.stats}
+
+
+def _blend_one_by_one(
+    matches: list[tuple[int, float]],
+    stats: dict[int, VideoStats],
+    limit: int,
+    config: SearchConfig,
+    ranking: RankingConfig,
+) -> list[tuple[int, float, float, float]]:
+    """The blend as :class:`VideoSearch` documents it, one match at a time with
+    :func:`video_quality`: ``(video_id, score, text, quality)``, best score first,
+    ties by lower id."""
+    best = max(score for _, score in matches)
+    blended = []
+    for video_id, text_score in matches:
+        quality = video_quality(stats.get(video_id) or VideoStats(video_id=video_id), ranking)
+        relevance = min(1.0, text_score / best) if best > 0 else 0.0
+        score = min(1.0, config.text_weight * relevance + config.quality_weight * quality)
+        blended.append((video_id, score, relevance, quality))
+    return sorted(blended, key=lambda hit: (-hit[1], hit[0]))[:limit]
+
+
+_COUNTS = st.builds(
+    lambda views, completion, likes, shares, comments: (
+        views,
+        views * completion,
+        likes,
+        shares,
+        comments,
+    ),
+    st.integers(0, 10**9),
+    st.floats(0.0, 1.0),
+    st.integers(0, 10**6),
+    st.integers(0, 10**6),
+    st.integers(0, 10**6),
+)
+_PRIORS = st.builds(
+    RankingConfig,
+    completion_prior_mean=st.floats(0.0, 1.0),
+    completion_prior_views=st.sampled_from([0.0, 1.0, 20.0, 333.3]),
+    engagement_prior_rate=st.sampled_from([0.0, 0.05, 1.5]),
+    engagement_prior_views=st.sampled_from([0.0, 50.0, 7.25]),
+    like_weight=st.floats(0.0, 5.0),
+    share_weight=st.floats(0.0, 5.0),
+    comment_weight=st.floats(0.0, 5.0),
+    engagement_half_saturation=st.floats(0.01, 2.0),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    matches=st.dictionaries(
+        st.integers(1, 10_000),
+        st.sampled_from([0.0, 0.5, 1.25, 3.0, 7.5]) | st.floats(0.0, 50.0),
+        min_size=1,
+        max_size=60,
+    ),
+    counts=st.lists(_COUNTS | st.none(), min_size=60, max_size=60),
+    limit=st.integers(1, 80),
+    ranking=_PRIORS,
+    text_weight=st.sampled_from([0.0, 0.3, 0.8, 1.0]),
+)
+def test_the_blend_ranks_as_one_match_at_a_time_does(
+    matches: dict[int, float],
+    counts: list[tuple[int, float, int, int, int] | None],
+    limit: int,
+    ranking: RankingConfig,
+    text_weight: float,
+) -> None:
+    """The columnar blend gives exactly the hits of the documented per-match blend:
+    the same videos in the same order (ties in score by lower id), the same floats.
+    Matches the event store has no counts for (``None``) get the zero counts."""
+    pairs = list(matches.items())
+    stats = {
+        video_id: VideoStats(
+            video_id=video_id,
+            views=row[0],
+            completion_sum=row[1],
+            likes=row[2],
+            shares=row[3],
+            comments=row[4],
+        )
+        for (video_id, _), row in zip(pairs, counts, strict=False)
+        if row is not None
+    }
+    config = SearchConfig(text_weight=text_weight, quality_weight=1.0 - text_weight)
+    search = VideoSearch(
+        _FixedMatches(pairs),  # type: ignore[arg-type]
+        stats=_FixedStats(stats),  # type: ignore[arg-type]
+        config=config,
+        ranking=ranking,
+    )
+    hits = search.search("anything", limit=limit)
+    want = _blend_one_by_one(pairs, stats, limit, config, ranking)
+    assert [(hit.video_id, hit.score, hit.text, hit.quality) for hit in hits] == want
+
+
 def test_only_ready_videos_are_searchable() -> None:
     search = VideoSearch(InMemorySearchIndex())
     assert search.index_video(make_video(1, title="sunset")) is True

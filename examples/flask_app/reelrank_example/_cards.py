@@ -28,7 +28,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -61,6 +61,9 @@ _BREAKER_RESET_SECONDS = 5.0
 _KEPT_ENTRIES = 100_000
 # Counts read again in the background, or prefetched, per event-store call.
 _REFRESH_BATCH = 1_000
+# Search counts read again per background read: a search's own candidate pool, which
+# reads within the event store's read deadline.
+_SEARCH_REFRESH_BATCH = 500
 # Calls past their deadline keep a thread until the driver gives up; the breakers let
 # few through, so a handful of threads is enough.
 _THREADS = 8
@@ -77,26 +80,51 @@ class _Kept(Generic[V]):
         self._clock = clock
         self._values: OrderedDict[int, tuple[float, V]] = OrderedDict()
         self._lock = threading.Lock()
+        # Forgets so far, and the count when each recently forgotten id was last
+        # forgotten (at most ``size``, oldest dropped first): a read that began before
+        # an id's forget saw it before the change and is not stored for it.
+        self._forgets = 0
+        self._forgotten: OrderedDict[int, int] = OrderedDict()
+        # The count of the newest forget no longer recorded per id: a read that began
+        # before it stores nothing, since it may predate any id's forget.
+        self._forgotten_floor = 0
 
-    def fresh(self, ids: Iterable[int]) -> tuple[dict[int, V], list[int]]:
-        """The fresh values among ``ids``, and the ids to read again."""
+    def fresh(
+        self, ids: Iterable[int], *, within: float | None = None
+    ) -> tuple[dict[int, V], list[int]]:
+        """The fresh values among ``ids`` (stored less than ``ttl`` seconds ago, or
+        ``within`` seconds when given), and the ids to read again."""
         now = self._clock()
+        age_limit = self._ttl if within is None else within
         found: dict[int, V] = {}
         missing: list[int] = []
         with self._lock:
             for key in ids:
                 entry = self._values.get(key)
-                if entry is not None and now - entry[0] < self._ttl:
+                if entry is not None and now - entry[0] < age_limit:
                     found[key] = entry[1]
                 else:
                     missing.append(key)
         return found, missing
 
-    def forget(self, ids: Iterable[int]) -> None:
-        """Drop the values of ``ids``, fresh or not."""
+    def generation(self) -> int:
+        """A mark to take before a read whose values are stored with :meth:`store`
+        (its ``began``)."""
         with self._lock:
+            return self._forgets
+
+    def forget(self, ids: Iterable[int]) -> None:
+        """Drop the values of ``ids``, fresh or not; a read that began before this is
+        not stored for them."""
+        with self._lock:
+            self._forgets += 1
             for key in ids:
                 self._values.pop(key, None)
+                self._forgotten[key] = self._forgets
+                self._forgotten.move_to_end(key)
+            while len(self._forgotten) > self._size:
+                _, dropped = self._forgotten.popitem(last=False)
+                self._forgotten_floor = dropped
 
     def kept(self, ids: Iterable[int]) -> dict[int, V]:
         """Whatever is kept for ``ids``, fresh or not."""
@@ -113,10 +141,16 @@ class _Kept(Generic[V]):
                 if entry is not None and entry[0] <= read_at:
                     self._values[key] = (now, value)
 
-    def store(self, values: Mapping[int, V]) -> None:
+    def store(self, values: Mapping[int, V], *, began: int | None = None) -> None:
+        """Keep ``values``, fresh from now. With ``began`` (the :meth:`generation` taken
+        before they were read), the values of ids forgotten since are left out."""
         now = self._clock()
         with self._lock:
+            if began is not None and began < self._forgotten_floor:
+                return
             for key, value in values.items():
+                if began is not None and self._forgotten.get(key, 0) > began:
+                    continue
                 self._values[key] = (now, value)
                 self._values.move_to_end(key)
             while len(self._values) > self._size:
@@ -124,40 +158,113 @@ class _Kept(Generic[V]):
 
 
 class ReusedCounts:
-    """The counts of an event store, each video's reused for ``ttl`` seconds.
+    """The counts of an event store, each video's reused for ``ttl`` seconds, and
+    ranked on for ``stale`` seconds more while read again in the background.
 
     What search blends with text relevance: a search reads the counts of every match
     (up to :attr:`~reelrank.SearchConfig.candidate_pool`, 500), which on ClickHouse is
     a query merging the matches' aggregate states, the largest cost of a search. Popular
-    queries match the same videos, so within ``ttl`` their counts are read once; the
-    videos not read within ``ttl`` are read in one call. A failed read raises as the
-    store's does. The service drops a video's counts here when it records an event on
-    it (:meth:`forget`), and keeps a read of them it made anyway (:meth:`keep`).
+    queries match the same videos, so within ``ttl`` their counts are read once. Counts
+    older than ``ttl`` but younger than ``ttl + stale`` are used as they are while one
+    background read at a time (on ``refresher``, in batches of 500) reads them again,
+    so a query repeated within that time does not wait for the event store; the videos
+    with no counts that recent are read during the call, in one read. A failed read
+    during the call raises as the store's does; a failed background read is logged, and
+    its videos are read during a call once older than ``ttl + stale``. The service
+    drops a video's counts here when it records an event on it (:meth:`forget`), and
+    keeps a read of them it made anyway (:meth:`keep`).
     """
 
     def __init__(
-        self, events: EventStore, *, ttl: float, clock: Callable[[], float] = time.monotonic
+        self,
+        events: EventStore,
+        *,
+        ttl: float,
+        stale: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+        refresher: Executor | None = None,
     ) -> None:
         self._events = events
+        self._ttl = ttl
+        self._stale = stale
         self._kept: _Kept[VideoStats] = _Kept(ttl, _KEPT_ENTRIES, clock)
+        self._refresher = refresher
+        if refresher is None and stale > 0:
+            self._refresher = ThreadPoolExecutor(1, thread_name_prefix="reelrank-search-counts")
+        self._refresh_lock = threading.Lock()
+        self._to_refresh: set[int] = set()
+        # The batch the background read is reading: a search that finds them stale
+        # meanwhile does not queue them again.
+        self._being_read: set[int] = set()
+        self._refreshing = False
 
     def get_stats(self, video_ids: Sequence[int]) -> dict[int, VideoStats]:
-        """Counts of ``video_ids`` (zeros for a video never engaged with), those read
-        within ``ttl`` seconds from memory."""
+        """Counts of ``video_ids`` (zeros for a video never engaged with): those read
+        within ``ttl`` seconds from memory, those read within ``ttl + stale`` seconds
+        from memory too (and read again in the background), the rest read now."""
         found, missing = self._kept.fresh(video_ids)
+        if missing and self._stale > 0:
+            older, missing = self._kept.fresh(missing, within=self._ttl + self._stale)
+            if older:
+                found.update(older)
+                self._refresh_later(older)
         if missing:
+            began = self._kept.generation()
             read = self._events.get_stats(missing)
-            self._kept.store(read)
+            self._kept.store(read, began=began)
             found.update(read)
         return found
 
+    def _refresh_later(self, video_ids: Iterable[int]) -> None:
+        """Read the counts of ``video_ids`` again on the refresher, one batch at a time."""
+        with self._refresh_lock:
+            self._to_refresh.update(
+                video_id for video_id in video_ids if video_id not in self._being_read
+            )
+            if self._refreshing:
+                return
+            self._refreshing = True
+        assert self._refresher is not None  # there is one whenever stale > 0
+        self._refresher.submit(self._refresh)
+
+    def _refresh(self) -> None:
+        while True:
+            with self._refresh_lock:
+                ids = sorted(self._to_refresh)[:_SEARCH_REFRESH_BATCH]
+                self._to_refresh.difference_update(ids)
+                self._being_read = set(ids)
+                if not ids:
+                    self._refreshing = False
+                    return
+            began = self._kept.generation()
+            try:
+                counts = self._events.get_stats(ids)
+            except StoreError as exc:
+                # The store is failing: the ids are read during a search once too old.
+                _logger.warning("search counts refresh failed: %s", type(exc).__name__)
+                with self._refresh_lock:
+                    self._to_refresh.clear()
+                    self._being_read = set()
+                    self._refreshing = False
+                return
+            # Not for a video an event was recorded on meanwhile (its forget): the next
+            # search reads it, rather than reuse what this read saw before the event.
+            self._kept.store(counts, began=began)
+
+    def generation(self) -> int:
+        """A mark to take before reading counts elsewhere, for :meth:`keep`."""
+        return self._kept.generation()
+
     def forget(self, video_ids: Iterable[int]) -> None:
-        """Read the counts of ``video_ids`` during the next search that matches them."""
+        """Read the counts of ``video_ids`` during the next search that matches them; a
+        read that began before this (here, or one handed to :meth:`keep`) is not kept
+        for them, since it may have missed the event that made them change."""
         self._kept.forget(video_ids)
 
-    def keep(self, counts: Mapping[int, VideoStats]) -> None:
-        """Reuse ``counts``, read just now elsewhere, for the next ``ttl`` seconds."""
-        self._kept.store(counts)
+    def keep(self, counts: Mapping[int, VideoStats], *, began: int | None = None) -> None:
+        """Reuse ``counts``, read just now elsewhere, for the next ``ttl`` seconds; with
+        ``began`` (:meth:`generation` before the read), except those forgotten since."""
+        self._kept.store(counts, began=began)
 
 
 def store_guard(
@@ -303,12 +410,15 @@ class CardReader:
                 self._refresh_later(older)
                 stale = [video_id for video_id in stale if video_id not in older]
         if stale:
+            began = self._stats.generation()
             read = self._events_reads.call_or_none(functools.partial(self._events.get_stats, stale))
             if read is None:
                 stats.update(self._stats.kept(stale))
                 degraded.append("events")
             else:
-                self._stats.store(read)
+                # Not for a video an event was recorded on meanwhile: its next card reads
+                # it again (or shows the like's fresh read) rather than this older one.
+                self._stats.store(read, began=began)
                 stats.update(read)
         return CardData(videos, creators, stats, degraded)
 
@@ -316,10 +426,12 @@ class CardReader:
         """Read the counts of ``video_ids`` from the event store now, and keep them for
         the next cards (fresh for ``counts_ttl``, as any other read). A failed read
         raises as the store's does (no kept counts are served instead)."""
+        began_here = self._stats.generation()
+        began = None if self._search_counts is None else self._search_counts.generation()
         read = self._events.get_stats(video_ids)
-        self._stats.store(read)
+        self._stats.store(read, began=began_here)
         if self._search_counts is not None:
-            self._search_counts.keep(read)
+            self._search_counts.keep(read, began=began)
         return read
 
     def forget_counts(self, video_ids: Iterable[int]) -> None:
@@ -346,12 +458,13 @@ class CardReader:
         ids = list(kept)
         for start in range(0, len(ids), _REFRESH_BATCH):
             chunk = ids[start : start + _REFRESH_BATCH]
+            began = self._stats.generation()
             counts = self._events_reads.call_or_none(
                 functools.partial(self._events.get_stats, chunk)
             )
             if counts is None:
                 break
-            self._stats.store(counts)
+            self._stats.store(counts, began=began)
         return len(kept)
 
     def _refresh_later(self, video_ids: Iterable[int]) -> None:

@@ -694,11 +694,16 @@ def _experiment() -> Experiment:
 
 
 def _search_counts(events: EventStore, settings: Settings) -> ReusedCounts | None:
-    """The counts search reuses, each video's for ``settings.search_counts_seconds``;
-    ``None`` when it reads them from ``events`` on every search."""
+    """The counts search reuses, each video's for ``settings.search_counts_seconds``
+    (and ``settings.search_counts_stale_seconds`` more while read again in the
+    background); ``None`` when it reads them from ``events`` on every search."""
     if settings.search_counts_seconds <= 0:
         return None
-    return ReusedCounts(events, ttl=settings.search_counts_seconds)
+    return ReusedCounts(
+        events,
+        ttl=settings.search_counts_seconds,
+        stale=settings.search_counts_stale_seconds,
+    )
 
 
 def build_services(

@@ -155,6 +155,13 @@ class Settings(BaseSettings):
     text relevance, read for up to 500 matches a query. Reused counts rank a search
     as the candidate pool's statistics rank a feed: up to this old; 0 reads them on
     every search."""
+    search_counts_stale_seconds: float = Field(default=30.0, ge=0.0, le=300.0, allow_inf_nan=False)
+    """How long past ``search_counts_seconds`` a process still ranks a search on the
+    counts it read, while one background read brings them up to date, so a query
+    repeated within that time does not wait for the event store's count read (the
+    largest part of a search's time). Counts older than both together, or never read,
+    are read during the search; 0 reads every count older than
+    ``search_counts_seconds`` during the search."""
     media_base_url: str = Field(
         default="https://cdn.example.com", pattern=r"^https?://[^\s]{1,2000}$"
     )

@@ -4,6 +4,9 @@ recommendations blend it with their own relevance.
 
 from __future__ import annotations
 
+import numpy as np
+from numpy.typing import NDArray
+
 from ..models._engagement import VideoStats
 from ..scoring._config import RankingConfig
 
@@ -49,3 +52,33 @@ def video_quality(stats: VideoStats, config: RankingConfig | None = None) -> flo
     )
     engagement = rate / (rate + config.engagement_half_saturation)
     return 0.5 * (completion + engagement)
+
+
+def _qualities(counts: NDArray[np.float64], config: RankingConfig) -> NDArray[np.float64]:
+    """:func:`video_quality` of each row of ``counts`` (views, completion sum, likes,
+    shares, comments, as floats), the same arithmetic in the same order per row, so
+    each value equals the function's."""
+    views, completion_sum, likes, shares, comments = counts.T
+    completion_total = views + config.completion_prior_views
+    completion = np.full(len(counts), config.completion_prior_mean)
+    np.divide(
+        completion_sum + config.completion_prior_mean * config.completion_prior_views,
+        completion_total,
+        out=completion,
+        where=completion_total > 0,
+    )
+    np.minimum(completion, 1.0, out=completion)
+    engagement_total = views + config.engagement_prior_views
+    weighted = (
+        config.like_weight * likes + config.share_weight * shares + config.comment_weight * comments
+    )
+    rate = np.full(len(counts), config.engagement_prior_rate)
+    np.divide(
+        weighted + config.engagement_prior_rate * config.engagement_prior_views,
+        engagement_total,
+        out=rate,
+        where=engagement_total > 0,
+    )
+    engagement = rate / (rate + config.engagement_half_saturation)
+    result: NDArray[np.float64] = 0.5 * (completion + engagement)
+    return result

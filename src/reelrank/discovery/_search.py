@@ -14,22 +14,24 @@ Text relevance is BM25 over field-weighted term frequencies (see :class:`SearchC
 
 from __future__ import annotations
 
-import heapq
-
+import numpy as np
 from pydantic import Field
 
 from ..exceptions import InvalidInputError
 from ..models._base import DomainModel
 from ..models._catalog import Creator, ProcessingState, Video
-from ..models._engagement import VideoStats
 from ..models._search import SearchDocument
 from ..scoring._config import RankingConfig
 from ..stores._protocols import EventStore, SearchIndex
 from ..stores._text import SearchConfig, parse_query
 from ..validation import MAX_ID, check_id, check_limit
-from ._quality import video_quality
+from ._quality import _qualities
 
 __all__ = ["SearchHit", "VideoSearch"]
+
+# The counts of a match the event store has nothing for: views, completion sum, likes,
+# shares, comments.
+_NO_COUNTS = (0, 0.0, 0, 0, 0)
 
 
 class SearchHit(DomainModel):
@@ -108,19 +110,34 @@ class VideoSearch:
         matches = self._index.search(query, limit=max(limit, self._config.candidate_pool))
         if not matches:
             return []
-        best = max(score for _, score in matches)
         stats = self._stats.get_stats([vid for vid, _ in matches]) if self._stats else {}
-        blended: list[tuple[float, int, float, float]] = []
-        for video_id, text_score in matches:
-            video_stats = stats.get(video_id) or VideoStats(video_id=video_id)
-            quality = video_quality(video_stats, self._ranking)
-            relevance = min(1.0, text_score / best) if best > 0 else 0.0
-            score = min(
-                1.0,
-                self._config.text_weight * relevance + self._config.quality_weight * quality,
-            )
-            blended.append((-score, video_id, relevance, quality))
+        video_ids = np.fromiter((vid for vid, _ in matches), np.int64, len(matches))
+        text_scores = np.fromiter((score for _, score in matches), np.float64, len(matches))
+        rows = (stats.get(video_id) for video_id, _ in matches)
+        counts = np.array(
+            [
+                (row.views, row.completion_sum, row.likes, row.shares, row.comments)
+                if row is not None
+                else _NO_COUNTS
+                for row in rows
+            ],
+            dtype=np.float64,
+        ).reshape(len(matches), len(_NO_COUNTS))
+        quality = _qualities(counts, self._ranking)
+        best = float(text_scores.max())
+        relevance = np.minimum(text_scores / best, 1.0) if best > 0 else np.zeros(len(matches))
+        score = np.minimum(
+            self._config.text_weight * relevance + self._config.quality_weight * quality, 1.0
+        )
+        # Best score first, ties by lower id (a stable sort on the ids, then on the score).
+        by_id = np.argsort(video_ids, kind="stable")
+        order = by_id[np.argsort(-score[by_id], kind="stable")][:limit]
         return [
-            SearchHit(video_id=video_id, score=-negative, text=relevance, quality=quality)
-            for negative, video_id, relevance, quality in heapq.nsmallest(limit, blended)
+            SearchHit(
+                video_id=int(video_ids[row]),
+                score=float(score[row]),
+                text=float(relevance[row]),
+                quality=float(quality[row]),
+            )
+            for row in order.tolist()
         ]

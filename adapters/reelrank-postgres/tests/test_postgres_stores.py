@@ -10,6 +10,7 @@ from datetime import timedelta, timezone
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 from reelrank_postgres import (
     SqlCatalog,
     SqlEngagementLog,
@@ -280,6 +281,39 @@ def test_videos_round_trip_renditions_hashtags_and_sound(engine: Engine) -> None
     assert catalog.get_video(2**63 - 1) == video
     assert catalog.get_videos([2**63 - 1])[2**63 - 1].renditions == renditions
     assert catalog.get_creators([1])[1].display_name == "Zoë"
+
+
+def test_read_videos_are_the_models_validation_builds(engine: Engine) -> None:
+    # The catalog builds the videos it reads without validating them again: each must
+    # be indistinguishable from the validated model of the same fields.
+    catalog = SqlCatalog(engine)
+    catalog.put_creator(make_creator(1))
+    rendition = Rendition(width=640, height=360, bitrate_kbps=800, codec="avc1", uri="a.m3u8")
+    stored = [
+        make_video(1, 1, renditions=(rendition, rendition), hashtags=("a", "b"), sound_id=7),
+        make_video(2, 1, sound_id=None, title="", description="d"),
+        make_video(3, 1, state=ProcessingState.TRANSCODING),
+    ]
+    for video in stored:
+        catalog.put_video(video)
+    read = catalog.get_videos([1, 2, 3])
+    for video in stored:
+        built = read[video.video_id]
+        validated = type(video).model_validate(video.model_dump())
+        assert built == validated
+        assert repr(built) == repr(validated)
+        assert built.model_dump_json() == validated.model_dump_json()
+        assert built.model_fields_set == validated.model_fields_set
+        assert hash(built) == hash(validated)
+        assert [r.model_fields_set for r in built.renditions] == [
+            r.model_fields_set for r in validated.renditions
+        ]
+        with pytest.raises(ValidationError):
+            built.title = "changed"  # type: ignore[misc]
+    # A copy with an update leaves the other videos' fields as they were.
+    read[1].model_copy(update={"title": "copied"})
+    assert catalog.recent_videos(limit=2) == [stored[1], stored[0]]
+    assert read[2].model_fields_set == set(type(stored[1]).model_fields)
 
 
 def test_followed_videos_of_many_creators_stay_newest_first(engine: Engine) -> None:

@@ -17,6 +17,7 @@ from reelrank_postgres import (
     SqlEventStore,
     SqlSearchIndex,
     SqlSeenStore,
+    _catalog,
 )
 from sqlalchemy import Engine, event, text
 
@@ -314,6 +315,32 @@ def test_read_videos_are_the_models_validation_builds(engine: Engine) -> None:
     read[1].model_copy(update={"title": "copied"})
     assert catalog.recent_videos(limit=2) == [stored[1], stored[0]]
     assert read[2].model_fields_set == set(type(stored[1]).model_fields)
+
+
+def test_labels_read_in_batches_are_those_of_the_reference_catalog(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Labels are built a batch of rows at a time: batches of 3 over 11 videos end
+    # within the rows and on their last one.
+    monkeypatch.setattr(_catalog, "_LABEL_ROWS_PER_FETCH", 3)
+    catalog, memory = SqlCatalog(engine), InMemoryCatalog()
+    for store in (catalog, memory):
+        store.put_creator(make_creator(1))
+        for video_id in range(1, 12):
+            store.put_video(
+                make_video(
+                    video_id,
+                    1,
+                    published_at=EPOCH - timedelta(minutes=video_id % 4),
+                    hashtags=(f"tag{video_id % 3}",),
+                    sound_id=None if video_id % 2 else video_id,
+                    state=ProcessingState.QUEUED if video_id == 5 else ProcessingState.READY,
+                )
+            )
+    for limit in (9, 10, 11):
+        assert catalog.recent_labels(limit=limit) == memory.recent_labels(limit=limit)
+    ids = list(range(1, 13))
+    assert catalog.get_labels(ids) == memory.get_labels(ids)
 
 
 def test_followed_videos_of_many_creators_stay_newest_first(engine: Engine) -> None:

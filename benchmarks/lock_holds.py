@@ -41,6 +41,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 __all__ = ["CallHolds", "HoldProbe", "measure_holds"]
@@ -173,12 +174,20 @@ def _service_cases() -> dict[str, Callable[[], object]]:
     """The service's store reads on the stack ``REELRANK_*`` names, with the sizes the
     service asks for: a cache miss's followed videos, the candidate pool's refresh
     (recent videos, the popular ones' videos, their counts), a page's cards, search's
-    counts and a whole search."""
+    counts and a whole search, and trending's computation (a background refresh that
+    runs in a request worker once a minute)."""
     from reelrank_example import FIRST_USER_ID
     from reelrank_example._services import configured_stores
     from reelrank_example._settings import Settings
 
-    from reelrank import FeedServiceConfig, FollowedColumnsCatalog, SearchConfig, VideoSearch
+    from reelrank import (
+        FeedServiceConfig,
+        FollowedColumnsCatalog,
+        SearchConfig,
+        Trending,
+        TrendingConfig,
+        VideoSearch,
+    )
 
     stores = configured_stores(Settings())
     catalog, events = stores.catalog, stores.events
@@ -193,6 +202,9 @@ def _service_cases() -> dict[str, Callable[[], object]]:
     )
     pool = SearchConfig().candidate_pool
     search = VideoSearch(stores.search_index, stats=events)
+    # Computed on every call: no snapshot is reused.
+    trending = Trending(catalog, stores.log, config=TrendingConfig(reuse_seconds=0.0))
+    window = timedelta(hours=2 * trending.config.window_hours)
     return {
         "followed_columns": lambda: catalog.followed_columns(user_id, limit=feed.followed_limit),
         "recent_videos": lambda: catalog.recent_videos(limit=feed.recent_limit),
@@ -201,6 +213,10 @@ def _service_cases() -> dict[str, Callable[[], object]]:
         "get_videos (a page's cards)": lambda: catalog.get_videos(recent_ids[:20]),
         "get_stats (search's counts)": lambda: events.get_stats(recent_ids[:pool]),
         "search": lambda: search.search("dance"),
+        "recent_labels (trending's windows)": lambda: catalog.recent_labels(
+            limit=trending.config.max_videos, since=datetime.now(UTC) - window
+        ),
+        "trending hashtags": lambda: trending.top("hashtag", now=datetime.now(UTC)),
     }
 
 

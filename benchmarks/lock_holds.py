@@ -12,7 +12,8 @@ longest hold of each call does not, and is what this module measures:
   ``/proc/thread-self/schedstat``), is how long it waited for the lock.
 * :func:`measure_holds` runs a call in another thread with the probe running, several
   times, and gives per run the longest wait for the lock that overlapped the call and
-  the call's own thread CPU time.
+  the call's own thread CPU time, with the garbage collections during the runs (the
+  allocating thread runs each, holding the lock).
 
 Linux only (``schedstat``). Other threads of the process running Python during the
 measurement count as holders too: measure in a process doing nothing else.

@@ -10,12 +10,14 @@ from datetime import timedelta, timezone
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 from reelrank_postgres import (
     SqlCatalog,
     SqlEngagementLog,
     SqlEventStore,
     SqlSearchIndex,
     SqlSeenStore,
+    _catalog,
 )
 from sqlalchemy import Engine, event, text
 
@@ -280,6 +282,65 @@ def test_videos_round_trip_renditions_hashtags_and_sound(engine: Engine) -> None
     assert catalog.get_video(2**63 - 1) == video
     assert catalog.get_videos([2**63 - 1])[2**63 - 1].renditions == renditions
     assert catalog.get_creators([1])[1].display_name == "Zoë"
+
+
+def test_read_videos_are_the_models_validation_builds(engine: Engine) -> None:
+    # The catalog builds the videos it reads without validating them again: each must
+    # be indistinguishable from the validated model of the same fields.
+    catalog = SqlCatalog(engine)
+    catalog.put_creator(make_creator(1))
+    rendition = Rendition(width=640, height=360, bitrate_kbps=800, codec="avc1", uri="a.m3u8")
+    stored = [
+        make_video(1, 1, renditions=(rendition, rendition), hashtags=("a", "b"), sound_id=7),
+        make_video(2, 1, sound_id=None, title="", description="d"),
+        make_video(3, 1, state=ProcessingState.TRANSCODING),
+    ]
+    for video in stored:
+        catalog.put_video(video)
+    read = catalog.get_videos([1, 2, 3])
+    for video in stored:
+        built = read[video.video_id]
+        validated = type(video).model_validate(video.model_dump())
+        assert built == validated
+        assert repr(built) == repr(validated)
+        assert built.model_dump_json() == validated.model_dump_json()
+        assert built.model_fields_set == validated.model_fields_set
+        assert hash(built) == hash(validated)
+        assert [r.model_fields_set for r in built.renditions] == [
+            r.model_fields_set for r in validated.renditions
+        ]
+        with pytest.raises(ValidationError):
+            built.title = "changed"  # type: ignore[misc]
+    # A copy with an update leaves the other videos' fields as they were.
+    read[1].model_copy(update={"title": "copied"})
+    assert catalog.recent_videos(limit=2) == [stored[1], stored[0]]
+    assert read[2].model_fields_set == set(type(stored[1]).model_fields)
+
+
+def test_labels_read_in_batches_are_those_of_the_reference_catalog(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Labels are built a batch of rows at a time: batches of 3 over 11 videos end
+    # within the rows and on their last one.
+    monkeypatch.setattr(_catalog, "_LABEL_ROWS_PER_FETCH", 3)
+    catalog, memory = SqlCatalog(engine), InMemoryCatalog()
+    for store in (catalog, memory):
+        store.put_creator(make_creator(1))
+        for video_id in range(1, 12):
+            store.put_video(
+                make_video(
+                    video_id,
+                    1,
+                    published_at=EPOCH - timedelta(minutes=video_id % 4),
+                    hashtags=(f"tag{video_id % 3}",),
+                    sound_id=None if video_id % 2 else video_id,
+                    state=ProcessingState.QUEUED if video_id == 5 else ProcessingState.READY,
+                )
+            )
+    for limit in (9, 10, 11):
+        assert catalog.recent_labels(limit=limit) == memory.recent_labels(limit=limit)
+    ids = list(range(1, 13))
+    assert catalog.get_labels(ids) == memory.get_labels(ids)
 
 
 def test_followed_videos_of_many_creators_stay_newest_first(engine: Engine) -> None:

@@ -320,13 +320,17 @@ class Trending:
         post_times = [
             epoch_microseconds(post.published_at) for post in posts for _ in _keys_of(post, kind)
         ]
-        video_keys = [
-            [codes.setdefault(key, len(codes)) for key in _keys_of(videos[video_id], kind)]
-            if video_id in videos
-            else []
-            for video_id in event_videos.tolist()
-        ]
-        event_rows, event_codes = _expand(video_keys, video_of_event)
+        # Each event video's key count and its keys' codes, flat: a list per video would
+        # keep tens of thousands of objects alive for every garbage collection that the
+        # computation's allocations set off to walk, holding the interpreter lock.
+        key_counts: list[int] = []
+        video_codes: list[int] = []
+        for video_id in event_videos.tolist():
+            keys_of_video = _keys_of(videos[video_id], kind) if video_id in videos else ()
+            key_counts.append(len(keys_of_video))
+            for key in keys_of_video:
+                video_codes.append(codes.setdefault(key, len(codes)))
+        event_rows, event_codes = _expand(key_counts, video_codes, video_of_event)
         kind_weights = np.array([config.weight_of(each) for each in ENGAGEMENT_KINDS])
         use_times = np.concatenate(
             [np.array(post_times, dtype=np.int64), events.occurred_us[event_rows]]
@@ -384,12 +388,13 @@ class Trending:
 
 
 def _expand(
-    keys_of_video: list[list[int]], video_of_event: NDArray[np.intp]
+    key_counts_of_video: list[int], video_codes: list[int], video_of_event: NDArray[np.intp]
 ) -> tuple[NDArray[np.intp], NDArray[np.int64]]:
     """Each event repeated once per key of its video, in event order then key order:
-    the event's row and the key's code."""
-    key_counts = np.array([len(keys) for keys in keys_of_video], dtype=np.intp)
-    flat_codes = np.array([code for keys in keys_of_video for code in keys], dtype=np.int64)
+    the event's row and the key's code. Video ``i`` has ``key_counts_of_video[i]`` keys,
+    whose codes follow those of the videos before it in ``video_codes``."""
+    key_counts = np.array(key_counts_of_video, dtype=np.intp)
+    flat_codes = np.array(video_codes, dtype=np.int64)
     first_key = np.concatenate([[0], np.cumsum(key_counts)[:-1]]).astype(np.intp)
     per_event = key_counts[video_of_event]
     rows = np.repeat(np.arange(video_of_event.shape[0], dtype=np.intp), per_event)

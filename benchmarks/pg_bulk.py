@@ -172,7 +172,7 @@ def copy_catalog(engine: Any, corpus: Corpus) -> float:
 
 def vacuum_analyze(engine: Any, *tables: str) -> None:
     """``VACUUM ANALYZE`` each table (outside a transaction, as VACUUM needs), again until
-    its visibility map covers every page (for at most about 30 s).
+    its visibility map covers every page (for at most about 30 s), then ``CHECKPOINT``.
 
     Right after a bulk load autovacuum's own ANALYZE of the table holds a snapshot, and
     a VACUUM run meanwhile marks no page all-visible: index-only scans (the followed
@@ -192,3 +192,6 @@ def vacuum_analyze(engine: Any, *tables: str) -> None:
                     break
                 time.sleep(0.5)
                 connection.execute(text(f"VACUUM {table}"))
+        # The load and the vacuums dirtied every page of the tables: flushed now, not by a
+        # checkpoint that would otherwise fall among the timed calls and slow them.
+        connection.execute(text("CHECKPOINT"))

@@ -12,6 +12,13 @@ alternated call by call.
   ``append_columns`` (10,000-event batches), as fast as it can and then at fixed rates
   (50,000 and 10,000 events/s; quick mode: as fast as it can, briefly): p50/p99 of
   each, the events since the watermark at the start and the end, the writer's rate;
+* the floor that sharing the CPU with a writer sets: with a writer paced at 10,000
+  events/s, held reads alternated with the cheapest reads of the same size any design
+  makes through the same driver (the 10,000 candidate ids sent as an external table
+  and echoed back; the held roll-up's rows of the candidates, one query), once with the
+  writer at normal priority and once under ``nice -n 19``; the held reads are also
+  split by whether they read like counts again from their pairs (a video with likes or
+  unlikes since the store last read its count);
 * the ingest cost of the fine arrival rows: a raw columnar insert of 10,000-event
   batches into tables with the version-3 view against the version-2 view, and
   ``append_many`` into the version-3 tables, alternated. Goal: at least 100,000
@@ -25,6 +32,7 @@ the clock's present, as writers would have written them. Skips when
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import random
@@ -34,7 +42,7 @@ import sys
 import textwrap
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -55,6 +63,7 @@ pytestmark = pytest.mark.timeout(600 if QUICK else 3_600)
 if clickhouse_testing.find_clickhouse_server() is None:
     pytest.skip("clickhouse-server is not installed", allow_module_level=True)
 
+from reelrank_clickhouse._client import id_frame, numpy_columns  # noqa: E402
 from reelrank_clickhouse._rows import event_columns  # noqa: E402
 from reelrank_clickhouse._schema import (  # noqa: E402
     ARRIVAL_BUCKET_SHIFT,
@@ -68,18 +77,22 @@ USERS = 10_000 if QUICK else 200_000
 CANDIDATES = 1_000 if QUICK else 10_000
 BACKLOGS = (0, 100_000, 230_000) if QUICK else (0, 1_000_000, 2_300_000)
 READ_ROUNDS = int(os.environ.get("REELRANK_BENCH_CLICKHOUSE_READ_ROUNDS", 15 if QUICK else 30))
-# The writer's runs: (events/s, 0 for as fast as it can; seconds).
-# (events/s, 0: as fast as it can; seconds; whether the held store reads alone). Alone,
-# no baseline read loads the server between the held ones: the held reads' own tail.
+# The writer's runs: (events/s, 0 for as fast as it can; seconds; how the reads run).
+# "alternated": held and without, turn by turn; "alone": the held store only, no
+# baseline read loading the server between its reads; "floor" and "floor, niced
+# writer": held reads alternated with the floor baselines, the writer at normal
+# priority or under ``nice -n 19``.
 WRITER_RUNS = (
-    ((0, 5.0, False),)
+    ((0, 5.0, "alternated"), (10_000, 5.0, "floor"), (10_000, 5.0, "floor, niced writer"))
     if QUICK
     else (
-        (0, 40.0, False),
-        (50_000, 40.0, False),
-        (10_000, 40.0, False),
-        (10_000, 40.0, True),
-        (50_000, 40.0, True),
+        (0, 40.0, "alternated"),
+        (50_000, 40.0, "alternated"),
+        (10_000, 40.0, "alternated"),
+        (10_000, 40.0, "alone"),
+        (50_000, 40.0, "alone"),
+        (10_000, 40.0, "floor"),
+        (10_000, 40.0, "floor, niced writer"),
     )
 )
 WRITER_BATCH = 10_000
@@ -301,10 +314,11 @@ def test_reads_after_events_since_the_watermark(benchmark: Any, server: Any) -> 
     benchmark.pedantic(lambda: store.stats_columns(_CANDIDATES), rounds=3, iterations=1)
 
 
-def _writer(server: Any, rate: int, seconds: float) -> subprocess.Popen[str]:
+def _writer(server: Any, rate: int, seconds: float, *, niced: bool) -> subprocess.Popen[str]:
     started, config, _, _ = server
     return subprocess.Popen(
         [
+            *(("nice", "-n", "19") if niced else ()),
             sys.executable,
             "-c",
             _WRITER,
@@ -322,6 +336,32 @@ def _writer(server: Any, rate: int, seconds: float) -> subprocess.Popen[str]:
     )
 
 
+def _floor_reads(store: Any, fold: int) -> dict[str, Callable[[], Any]]:
+    """The cheapest reads of the held read's size through the same driver and pool: the
+    candidate ids sent as an external table and echoed back, and the held roll-up's
+    rows of the candidates in one query."""
+    ids = np.array(_CANDIDATES, dtype=np.int64)
+
+    def echo() -> None:
+        with store._clients.reader() as client:
+            echoed = numpy_columns(
+                client, "SELECT id FROM ids", external_tables=[id_frame("ids", "id", "UInt64", ids)]
+            )
+        assert len(echoed[0]) == CANDIDATES
+
+    def roll_up_rows() -> None:
+        with store._clients.reader() as client:
+            numpy_columns(
+                client,
+                "SELECT video_id, views, completion_sum, likes, shares, comments "
+                "FROM event_stats_rollup WHERE fold = %(fold)s AND video_id GLOBAL IN ids",
+                {"fold": fold},
+                external_tables=[id_frame("ids", "id", "UInt64", ids)],
+            )
+
+    return {"ids echoed": echo, "roll-up rows": roll_up_rows}
+
+
 def test_reads_while_a_writer_inserts(benchmark: Any, server: Any) -> None:
     """After the case above: the roll-up it made stays the newest, so what the writer
     adds comes on top of its backlog since the watermark."""
@@ -329,22 +369,34 @@ def test_reads_while_a_writer_inserts(benchmark: Any, server: Any) -> None:
     fold = int(client.execute("SELECT max(fold) FROM event_stats_rollup")[0][0])
     plain = reelrank_clickhouse.ClickHouseEventStore(engine, hold_arrivals=False)
     extra: dict[str, float] = {}
-    for rate, seconds, alone in WRITER_RUNS:
+    for rate, seconds, mode in WRITER_RUNS:
         held = reelrank_clickhouse.ClickHouseEventStore(engine)
         _built(held)
         plain.stats_columns(_CANDIDATES)
+        calls: dict[str, Callable[[], Any]] = {
+            "held": functools.partial(held.stats_columns, _CANDIDATES)
+        }
+        if mode == "alternated":
+            calls["without"] = functools.partial(plain.stats_columns, _CANDIDATES)
+        elif mode.startswith("floor"):
+            calls.update(_floor_reads(held, fold))
+        names = list(calls)
         before = _since_watermark(client, fold)
-        writer = _writer(server, rate, seconds)
-        samples: dict[str, list[float]] = {"held": [], "without": []}
+        writer = _writer(server, rate, seconds, niced=mode.endswith("niced writer"))
+        samples: dict[str, list[float]] = {name: [] for name in names}
+        # Held reads that read like counts again from their pairs, and those that did not.
+        liked: dict[bool, list[float]] = {True: [], False: []}
         loads = []
         for turn in itertools.count():
             if writer.poll() is not None:
                 break
-            name = "held" if alone else ("held", "without")[turn % 2]
-            reader = held if name == "held" else plain
+            name = names[turn % len(names)]
+            likes_before = held._likes_since
             began = time.perf_counter()
-            reader.stats_columns(_CANDIDATES)
+            calls[name]()
             samples[name].append(time.perf_counter() - began)
+            if name == "held":
+                liked[held._likes_since is not likes_before].append(samples[name][-1])
             if turn % 50 == 0:
                 loads.append(os.getloadavg()[0])
             time.sleep(PAUSE_BETWEEN_READS)
@@ -354,38 +406,50 @@ def test_reads_while_a_writer_inserts(benchmark: Any, server: Any) -> None:
         assert np.array_equal(
             held.stats_columns(_CANDIDATES).views, plain.stats_columns(_CANDIDATES).views
         )
-        held_figures = p50_p99_ms(samples["held"])
+        figures = {name: p50_p99_ms(samples[name]) for name in names}
+        held_figures = figures["held"]
         label = "as fast as it can" if rate == 0 else f"paced at {rate:,}/s"
-        if alone:
-            against = "with no baseline reads in between"
-        else:
-            plain_figures = p50_p99_ms(samples["without"])
-            against = (
-                f"without {_shown(plain_figures)} ({len(samples['without'])} reads; held / "
-                f"without = {held_figures[0] / plain_figures[0]:.2f}x at p50, "
-                f"{held_figures[1] / plain_figures[1]:.2f}x at p99)"
+        if mode.endswith("niced writer"):
+            label += " under nice -n 19"
+        against = "; ".join(
+            f"{name} {_shown(figures[name])} ({len(samples[name])} reads; held / {name} = "
+            f"{held_figures[0] / figures[name][0]:.2f}x at p50, "
+            f"{held_figures[1] / figures[name][1]:.2f}x at p99)"
+            for name in names[1:]
+        )
+        split = "; ".join(
+            f"held reads {'that read' if again else 'that did not read'} like counts again: "
+            + (
+                f"{_shown(p50_p99_ms(liked[again]))} ({len(liked[again])})"
+                if liked[again]
+                else "none"
             )
+            for again in (False, True)
+        )
         SUMMARY.append(
             f"clickhouse stats of {CANDIDATES:,} candidates while a writer process inserts "
             f"({label}, {WRITER_BATCH:,}-event batches, achieved {achieved:,.0f} events/s "
-            f"over {seconds:.0f} s): holding what arrived since {_shown(held_figures)} "
-            f"({len(samples['held'])} reads); {against}; events since the watermark "
-            f"{before:,} at the start, {after:,} at the end; goal p99 < {READ_GOAL_MS:.0f} ms "
-            f"held: {'MET' if held_figures[1] < READ_GOAL_MS else 'NOT MET'}; 1-minute "
-            f"loadavg during the run {min(loads):.2f}-{max(loads):.2f}; loadavg {loadavg()}"
+            f"over {seconds:.0f} s; reads: {mode}): holding what arrived since "
+            f"{_shown(held_figures)} ({len(samples['held'])} reads); "
+            f"{against or 'no other reads in between'}; {split}; events since the "
+            f"watermark {before:,} at the start, {after:,} at the end; goal p99 < "
+            f"{READ_GOAL_MS:.0f} ms held: "
+            f"{'MET' if held_figures[1] < READ_GOAL_MS else 'NOT MET'}; "
+            f"1-minute loadavg during the run {min(loads):.2f}-{max(loads):.2f}; "
+            f"loadavg {loadavg()}"
         )
-        key = ("max" if rate == 0 else str(rate)) + ("_alone" if alone else "")
+        key = f"writer_{'max' if rate == 0 else rate}_{mode.replace(', ', '_').replace(' ', '_')}"
         extra.update(
             {
-                f"writer_{key}_events_per_s": achieved,
-                f"writer_{key}_held_p50_ms": held_figures[0],
-                f"writer_{key}_held_p99_ms": held_figures[1],
-                f"writer_{key}_since_at_end": after,
+                f"{key}_events_per_s": achieved,
+                f"{key}_since_at_end": after,
+                **{
+                    f"{key}_{name.replace(' ', '_')}_p{which}_ms": figures[name][index]
+                    for name in names
+                    for index, which in enumerate((50, 99))
+                },
             }
         )
-        if not alone:
-            extra[f"writer_{key}_without_p50_ms"] = plain_figures[0]
-            extra[f"writer_{key}_without_p99_ms"] = plain_figures[1]
     benchmark.extra_info.update(extra)
     benchmark.pedantic(lambda: None, rounds=1, iterations=1)
 

@@ -4,8 +4,8 @@ middle of a batch (during its insert, and right after the insert returned, befor
 batch is acknowledged) and restarted; after the documented recovery, ``reconcile``
 alone, every acknowledged event is present exactly once, and reads on either replica's
 own tables agree with the in-memory reference. Another test checks that ``reconcile``
-writes nothing while a replica cannot catch up, and another migrates version-1 tables
-and reads a roll-up on each replica.
+writes nothing while a replica cannot catch up, and two migrate version-1 and version-2
+tables and read a roll-up on each replica.
 
 The tests wait on nothing but the servers' own answers: ``restart`` returns once the
 victim answers, and ``reconcile`` once every replica has synced and holds the
@@ -244,6 +244,56 @@ def test_migration_and_roll_up_on_replicas(replicas: ClickHouseCluster) -> None:
                     ids = np.arange(1, 6, dtype=np.int64)
                     assert local._folded_stats(client, ids) is not None
                 assert_same_statistics(local, reference, range(1, 6), range(1, 7), [10, 11, 12])
+            finally:
+                local_engine.dispose()
+    finally:
+        engine.dispose()
+
+
+def test_migration_from_version_2_on_replicas(replicas: ClickHouseCluster) -> None:
+    """Version-2 replicated tables (coarse arrival rows only) are refused, migrate to
+    version 3 once per shard, and a roll-up of the events from before and after the
+    migration is read, held by the store, with the reference's statistics from each
+    replica's own tables."""
+    from test_clickhouse_held_arrivals import _V2_VIEW
+
+    replicas.execute_everywhere("CREATE DATABASE feeds")
+    config = replicas.config("feeds", send_receive_timeout_seconds=30.0)
+    engine = connect(config)
+    try:
+        create_schema(engine, config)
+        for server in replicas.servers:  # the previous release's view on each replica
+            server.execute("DROP TABLE feeds.event_aggregates_local_mv")
+            server.execute(
+                _V2_VIEW.replace("event_aggregates", "feeds.event_aggregates_local").replace(
+                    "FROM events", "FROM feeds.events_local"
+                )
+            )
+        store = ClickHouseEventStore(engine, tables=config.tables)
+        batch = workload("before", 200)
+        store.append_many(batch)
+        with pytest.raises(SchemaVersionError) as info:
+            create_schema(engine, config)
+        assert info.value.found == 2
+        assert migrate_schema(engine, config)
+        assert not migrate_schema(engine, config)  # done already
+        create_schema(engine, config)
+        later = workload("after", 50)
+        store.append_many(later)
+        assert store.fold_stats(until=datetime.now(UTC) + timedelta(minutes=3)) > 0
+        reference = reference_of([batch, later])
+        for server in replicas.servers:
+            for table in ("events", "event_aggregates", "event_stats_rollup"):
+                server.execute(f"SYSTEM SYNC REPLICA feeds.{table}_local")
+            local_config, local_tables = _local(config, server.tcp_port)
+            local_engine = connect(local_config)
+            try:
+                local = ClickHouseEventStore(local_engine, tables=local_tables)
+                with local._clients.reader() as client:
+                    ids = np.arange(1, 6, dtype=np.int64)
+                    assert local._folded_stats(client, ids) is not None
+                assert_same_statistics(local, reference, range(1, 6), range(1, 7), [10, 11, 12])
+                assert local._held is not None  # the roll-up's rows, held
             finally:
                 local_engine.dispose()
     finally:

@@ -4,8 +4,9 @@ middle of a batch (during its insert, and right after the insert returned, befor
 batch is acknowledged) and restarted; after the documented recovery, ``reconcile``
 alone, every acknowledged event is present exactly once, and reads on either replica's
 own tables agree with the in-memory reference. Another test checks that ``reconcile``
-writes nothing while a replica cannot catch up, and two migrate version-1 and version-2
-tables and read a roll-up on each replica.
+writes nothing while a replica cannot catch up, two migrate version-1 and version-2
+tables and read a roll-up on each replica, and one gives a replica that stopped fetching
+a late part in a bucket a store reading it holds.
 
 The tests wait on nothing but the servers' own answers: ``restart`` returns once the
 victim answers, and ``reconcile`` once every replica has synced and holds the
@@ -17,6 +18,7 @@ starting ZooKeeper's JVM and the servers and stopping them."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -298,3 +300,76 @@ def test_migration_from_version_2_on_replicas(replicas: ClickHouseCluster) -> No
                 local_engine.dispose()
     finally:
         engine.dispose()
+
+
+def test_a_lagging_replicas_late_part_makes_the_held_store_read_again(
+    replicas: ClickHouseCluster,
+) -> None:
+    """A store reading one replica's own tables holds what arrived since a roll-up;
+    that replica stops fetching, the other gets a batch in a bucket the store holds,
+    and the store's counts stay those of the parts its replica has. Once the replica
+    fetches the late part, the bucket's total on the server differs from the held one:
+    the store drops its since-sums, reads again, and counts the batch exactly once."""
+    from test_clickhouse_held_arrivals import _batch, _buckets, _deliver, _fold, _settled
+    from test_clickhouse_held_arrivals import _store as _held_store
+
+    from reelrank import InMemoryEventStore
+
+    replicas.execute_everywhere("CREATE DATABASE feeds")
+    config = replicas.config("feeds", send_receive_timeout_seconds=30.0)
+    engine = connect(config)
+    create_schema(engine, config)
+    engine.dispose()
+    writing, lagging = replicas.servers
+    engines = [connect(_local(config, server.tcp_port)[0]) for server in (writing, lagging)]
+    local_tables = _local(config, writing.tcp_port)[1]
+    local_config = config.model_copy(update={"tables": local_tables})
+    tables = ("events", "event_aggregates", "event_stats_rollup")
+
+    def synced() -> None:
+        for table in tables:
+            lagging.execute(f"SYSTEM SYNC REPLICA feeds.{table}_local")
+
+    try:
+        writer = _held_store(engines[0], local_config)
+        reader = _held_store(engines[1], local_config)
+        buckets = _buckets(writer)
+        reference = InMemoryEventStore()
+        _deliver(writer, reference, _batch(("watch", 1, 1), ("share", 1, 2)))
+        _fold(writer)
+        held = buckets.bucket  # the roll-up's watermark, as a fine bucket
+        _deliver(writer, reference, _batch(("watch", 2, 1), ("comment", 2, 2)))
+        buckets.next_fine()
+        _deliver(writer, reference, _batch(("watch", 3, 1)))
+        synced()
+        assert_same_statistics(reader, reference, [1, 2], [1, 2, 3, 4], [10])
+        _settled(reader)
+        assert reader._since is not None and reader._since.unheld == held + 2
+        before_the_late_part = reader.get_stats([1, 2])
+        for table in tables:
+            lagging.execute(f"SYSTEM STOP FETCHES feeds.{table}_local")
+        # A batch with the arrival number of a bucket the reader holds, on the other
+        # replica only.
+        buckets.late = held
+        _deliver(writer, reference, _batch(("watch", 4, 1), ("share", 4, 2)))
+        buckets.late = None
+        queued = "SELECT count() FROM system.replication_queue WHERE database = 'feeds' AND "
+        queued += "table = 'event_aggregates_local' AND type = 'GET_PART'"
+        deadline = time.monotonic() + 30.0
+        while not int(lagging.execute(queued)) and time.monotonic() < deadline:
+            time.sleep(0.05)  # the replica has not read the other's log entry yet
+        assert int(lagging.execute(queued))  # the late part: queued, not fetched
+        assert reader.get_stats([1, 2]) == before_the_late_part
+        for table in tables:
+            lagging.execute(f"SYSTEM START FETCHES feeds.{table}_local")
+        synced()
+        held_since = reader._since
+        assert_same_statistics(reader, reference, [1, 2], [1, 2, 3, 4], [10])
+        assert reader.get_stats([1])[1].views == 4
+        assert reader._since is not held_since  # dropped for the late part
+        _settled(reader)  # rebuilt from the server, with the late batch
+        assert reader._since is not None and reader._since.unheld == held + 2
+        assert_same_statistics(reader, reference, [1, 2], [1, 2, 3, 4], [10])
+    finally:
+        for each in engines:
+            each.dispose()

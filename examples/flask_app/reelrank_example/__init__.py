@@ -241,7 +241,8 @@ def create_default_app(settings: Settings | None = None) -> Flask:
     details of the feed's candidates. ``/healthz/startup`` answers 503 until all of it
     is done (and ``/healthz/ready`` with it), so no routed request pays a compile.
     Then everything start-up allocated is moved out of the garbage collector's reach
-    (:func:`gc.freeze`), so full collections no longer walk it during requests.
+    (:func:`gc.freeze`), so full collections no longer walk it during requests. Every
+    collection's pause is timed into ``reelrank_gc_pause_seconds``.
     """
     settings = settings or Settings()
     configure_logging(settings)
@@ -250,6 +251,7 @@ def create_default_app(settings: Settings | None = None) -> Flask:
     authenticator = demo_authenticator(settings)
     stores = configured_stores(settings)
     metrics = AppMetrics()
+    metrics.time_garbage_collections()
     services = build_services(_guarded(stores, metrics.observer), settings, metrics=metrics)
     startup_log = cast(
         EngagementLog,

@@ -7,6 +7,7 @@ The two-worker gunicorn test lives in ``test_service_http_gunicorn.py``.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 import runpy
 import sys
@@ -59,6 +60,7 @@ CATALOGUE = {
     "reelrank_circuit_breaker_state": ("gauge", ("dependency",)),
     "reelrank_events_total": ("counter", ("kind", "outcome")),
     "reelrank_kernel_duration_seconds": ("histogram", ("kernel",)),
+    "reelrank_gc_pause_seconds": ("histogram", ("generation",)),
     "reelrank_candidate_pool_age_seconds": ("gauge", ()),
     "reelrank_candidate_pool_size": ("gauge", ()),
     "reelrank_warming_users_total": ("counter", ("outcome",)),
@@ -191,6 +193,35 @@ def test_feed_requests_count_pages_lookups_and_the_hit_ratio(app: App) -> None:
     assert "/api/v1/reels?limit" not in after.text
     # The scrape itself is the one request in flight.
     assert after.value("reelrank_http_requests_in_flight") == 1
+
+
+def test_garbage_collections_are_timed_by_generation_until_stopped(app: App) -> None:
+    stop = app.services.metrics.time_garbage_collections()
+    try:
+        before = _scrape(app)
+        gc.collect(0)
+        for _ in range(3):
+            gc.collect(2)
+        after = _scrape(app)
+    finally:
+        stop()
+    for _ in range(3):
+        gc.collect(2)
+    stopped = _scrape(app)
+
+    def count(scrape: Scrape, generation: str) -> float:
+        return scrape.value("reelrank_gc_pause_seconds_count", generation=generation)
+
+    # The collector may run collections of its own meanwhile, never fewer.
+    assert count(after, "0") - count(before, "0") >= 1
+    assert count(after, "2") - count(before, "2") >= 3
+    full_seconds = after.value("reelrank_gc_pause_seconds_sum", generation="2") - before.value(
+        "reelrank_gc_pause_seconds_sum", generation="2"
+    )
+    assert full_seconds > 0
+    # The three explicit full collections after stopping are not timed (a collection
+    # already queued when it stopped may still be observed).
+    assert count(stopped, "2") - count(after, "2") < 3
 
 
 def test_event_requests_count_outcomes_replays_and_rate_limits(app: App) -> None:

@@ -1,4 +1,5 @@
-"""The service's start-up path freezes what it allocated, out of the garbage collector's reach.
+"""The service's start-up path freezes what it allocated, out of the garbage collector's
+reach, and makes full collections rarer.
 
 Run in a process of its own (``gc.freeze`` is process-wide), over a migrated embedded
 SQLite database, the way ``gunicorn "reelrank_example:create_default_app()"`` starts.
@@ -26,12 +27,17 @@ _START = (
     "while probe.get('/healthz/startup').status_code != 200:\n"
     "    assert time.monotonic() < deadline, 'start-up did not finish'\n"
     "    time.sleep(0.1)\n"
-    "print(before, gc.get_freeze_count())\n"
+    "scrape = probe.get('/metrics').get_data(as_text=True).splitlines()\n"
+    "timed = sum(float(line.split()[-1]) for line in scrape\n"
+    "            if line.startswith('reelrank_gc_pause_seconds_count'))\n"
+    "print(before, gc.get_freeze_count(), gc.get_threshold()[2], int(timed))\n"
 )
 
 
 @pytest.mark.slow  # a fresh process compiles or loads every kernel and warms feeds
-def test_create_default_app_freezes_start_up_allocations(tmp_path: Path) -> None:
+def test_create_default_app_freezes_start_up_allocations_and_tunes_collections(
+    tmp_path: Path,
+) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("REELRANK_")}
     source = [
         str(ROOT / "src"),
@@ -44,6 +50,9 @@ def test_create_default_app_freezes_start_up_allocations(tmp_path: Path) -> None
     run = {"env": env, "check": True, "capture_output": True, "text": True, "timeout": 600}
     subprocess.run([sys.executable, "-m", "reelrank_example", "migrate"], **run)  # type: ignore[call-overload]
     started = subprocess.run([sys.executable, "-c", _START], **run)  # type: ignore[call-overload]
-    before, after = (int(count) for count in started.stdout.split()[-2:])
+    before, after, full_threshold, timed = (int(n) for n in started.stdout.split()[-4:])
     assert before == 0
     assert after > 10_000  # the stores, kernels and app: many objects, all frozen
+    # Python's default is a full collection per 10 middle ones; start-up sets 100.
+    assert full_threshold == 100
+    assert timed > 0  # start-up's own collections, in reelrank_gc_pause_seconds

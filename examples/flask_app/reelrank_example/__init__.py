@@ -146,6 +146,12 @@ _WARM_READ_DEADLINE_SECONDS = 10.0
 # ... and keeps the card details of the newest videos, the bulk of the feed's candidates,
 # so their cards can be built while the catalog is down.
 _WARM_CARDS = 2_000
+# Python runs a full collection once ten middle ones have run and the objects promoted
+# since the last full one number a quarter of those it kept. After gc.freeze() the
+# unfrozen oldest generation is small, so that quarter is reached every ten middle
+# collections: several full collections a minute, each holding the interpreter lock for
+# up to tens of milliseconds. A full collection after a hundred middle ones instead.
+_FULL_COLLECTION_AFTER_MIDDLE = 100
 
 
 def _prefetch_recent_cards(app: Flask, catalog: Catalog) -> int:
@@ -241,7 +247,10 @@ def create_default_app(settings: Settings | None = None) -> Flask:
     details of the feed's candidates. ``/healthz/startup`` answers 503 until all of it
     is done (and ``/healthz/ready`` with it), so no routed request pays a compile.
     Then everything start-up allocated is moved out of the garbage collector's reach
-    (:func:`gc.freeze`), so full collections no longer walk it during requests.
+    (:func:`gc.freeze`), so full collections no longer walk it during requests, and
+    full collections are made rarer (one per 100 middle collections instead of 10, see
+    :func:`gc.set_threshold`). Every collection's pause is timed into
+    ``reelrank_gc_pause_seconds``.
     """
     settings = settings or Settings()
     configure_logging(settings)
@@ -250,6 +259,7 @@ def create_default_app(settings: Settings | None = None) -> Flask:
     authenticator = demo_authenticator(settings)
     stores = configured_stores(settings)
     metrics = AppMetrics()
+    metrics.time_garbage_collections()
     services = build_services(_guarded(stores, metrics.observer), settings, metrics=metrics)
     startup_log = cast(
         EngagementLog,
@@ -293,6 +303,8 @@ def create_default_app(settings: Settings | None = None) -> Flask:
         # full collection, which otherwise lands on a random request as a 50-90 ms pause.
         # (Requests answered meanwhile are frozen too; they are few and small.)
         gc.freeze()
+        young, middle, _ = gc.get_threshold()
+        gc.set_threshold(young, middle, _FULL_COLLECTION_AFTER_MIDDLE)
 
     startup.run(
         [("kernels", warmup), ("migrations", check_migrations), ("warming", warm)],

@@ -22,9 +22,11 @@ pod and current when scraped.
 
 from __future__ import annotations
 
+import collections
+import gc
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -157,6 +159,12 @@ FAMILIES: tuple[Family, ...] = (
         "sum",
     ),
     Family(
+        "reelrank_gc_pause_seconds", "histogram", ("generation",),
+        "Time each garbage collection of a worker took, by generation (0 young, 1 middle, "
+        "2 full); the collecting thread holds the interpreter lock throughout, so every "
+        "other thread of that worker waits as long.", "sum",
+    ),
+    Family(
         "reelrank_candidate_pool_age_seconds", "gauge", (),
         "Age of the oldest shared candidate pool among the live workers: seconds since "
         "its candidates were fetched from the catalog, at scrape time.", "derived",
@@ -214,6 +222,11 @@ _STORE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.
 # A kernel over a few thousand candidates takes tens of microseconds to a millisecond.
 _KERNEL_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                    0.05, 0.1)  # fmt: skip
+
+# A young collection takes tens of microseconds, a full one over a large heap tens to
+# hundreds of milliseconds.
+_GC_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+               0.5, 1.0)  # fmt: skip
 
 _BREAKER_VALUES = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
 
@@ -382,6 +395,38 @@ def _pool_age(fetched_at: Metric | None) -> Metric:
     return age
 
 
+class _CollectionTimer:
+    """Times the process's garbage collections, as a :data:`gc.callbacks` entry.
+
+    A collection runs inside whatever allocation set it off, possibly in a thread that
+    holds prometheus_client's own lock (in multiprocess mode one non-reentrant lock
+    guards every value), so the callback only queues each pause; :meth:`observe_queued`
+    moves them into the histogram from ordinary code.
+    """
+
+    def __init__(self, histogram: Histogram) -> None:
+        self._histogram = histogram
+        self._started: float | None = None
+        # Bounded: a worker that answers nothing for a long while keeps the newest only.
+        self._queued: collections.deque[tuple[int, float]] = collections.deque(maxlen=10_000)
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        # Collections never overlap (the collecting thread holds the interpreter lock).
+        if phase == "start":
+            self._started = time.perf_counter()
+        elif self._started is not None:
+            self._queued.append((info["generation"], time.perf_counter() - self._started))
+
+    def observe_queued(self) -> None:
+        """Observe the pauses queued since the last call."""
+        while True:
+            try:
+                generation, seconds = self._queued.popleft()
+            except IndexError:  # empty, or another thread took the last one
+                return
+            self._histogram.labels(str(generation)).observe(seconds)
+
+
 class AppMetrics:
     """The service's metrics: what the request path records, and what ``/metrics`` renders.
 
@@ -412,6 +457,9 @@ class AppMetrics:
         self._readiness = metrics.counter("reelrank_readiness_checks_total")
         self._warming_progress = metrics.gauge("reelrank_warming_progress_ratio")
         self._startup = metrics.gauge("reelrank_startup_complete")
+        self._collections = _CollectionTimer(
+            metrics.histogram("reelrank_gc_pause_seconds", _GC_BUCKETS)
+        )
         metrics.gauge("reelrank_build_info").labels(__version__).set(1)
         self._local = CollectorRegistry(auto_describe=False)
         self._local.register(_Exposition(self._registry))
@@ -425,6 +473,7 @@ class AppMetrics:
         """One request answered; ``route`` is its URL rule pattern, ``cache`` whether a
         feed page was a cache ``hit`` or ``miss`` (``none`` for other responses)."""
         code = str(status)
+        self._collections.observe_queued()
         self._requests.labels(method, route, code).inc()
         self._latency.labels(method, route, code, cache).observe(seconds)
         if status == 429:
@@ -450,6 +499,22 @@ class AppMetrics:
         """``/healthz/ready`` checked one dependency."""
         self._readiness.labels(dependency, "ok" if ok else "failed").inc()
 
+    # -- garbage collections --------------------------------------------------------------
+
+    def time_garbage_collections(self) -> Callable[[], None]:
+        """Time every garbage collection of this process into
+        ``reelrank_gc_pause_seconds``, until the returned function is called.
+
+        Once per process (``gc.callbacks`` is process-wide). A pause is observed when
+        this process next answers a request or renders ``/metrics``.
+        """
+        gc.callbacks.append(self._collections)
+
+        def stop() -> None:
+            gc.callbacks.remove(self._collections)
+
+        return stop
+
     # -- start-up -------------------------------------------------------------------------
 
     def warming_progress(self, ratio: float) -> None:
@@ -468,6 +533,7 @@ class AppMetrics:
 
     def render(self) -> bytes:
         """The text exposition of every family: the whole pod's in multiprocess mode."""
+        self._collections.observe_queued()
         directory = os.environ.get(MULTIPROCESS_DIR_ENV)
         if not directory:
             return generate_latest(self._local)

@@ -21,6 +21,9 @@ and the ratios to the first checkout are printed with the load average::
 
     python benchmarks/miss_page_stages.py /path/to/old /path/to/new --rounds 6
 
+With ``--fold-stats`` the statistics are rolled up once after seeding (the deployment
+runs ``fold-stats`` every five minutes), so count reads add what arrived since the
+roll-up to it rather than merge every requested video's states.
 ``REELRANK_BENCH_MISS_VIDEOS`` sets the catalog (100,000 by default, seeded with
 ``seed --bulk``, about a minute).
 """
@@ -202,6 +205,11 @@ def main() -> None:
         action="store_true",
         help="read each page's cards afresh, as for videos the process never showed",
     )
+    parser.add_argument(
+        "--fold-stats",
+        action="store_true",
+        help="roll the statistics up once after seeding, as the deployment's job does",
+    )
     args = parser.parse_args()
     from reelrank_example import testing
 
@@ -217,6 +225,8 @@ def main() -> None:
         tempfile.TemporaryDirectory() as directory,
         testing.ServiceStack(Path(directory), catalog, bulk=True) as stack,
     ):
+        if args.fold_stats:
+            stack.command("fold-stats")
         processes: dict[str, Any] = {}
         for number, checkout in enumerate(args.checkouts):
             root = checkout.resolve()

@@ -4,8 +4,10 @@ for two or more checkouts of the code side by side, on one set of real stores
 
 Each checkout (a directory holding ``src``, ``adapters`` and ``examples``, such as a
 ``git worktree``) serves in a process of its own, built as a gunicorn worker builds it
-(metrics in multiprocess mode, JSON log lines written, here to ``/dev/null``), with
-users of its own. A measured request is a first page (``GET /api/v1/reels?limit=10``)
+(metrics in multiprocess mode, JSON log lines written, here to ``/dev/null``), for the
+same 300 users (with users of their own, the processes' pages differed by 15 to 20% in
+every stage, the code's changes or not: the users' follows and histories differ). A
+measured request is a first page (``GET /api/v1/reels?limit=10``)
 through the Flask test client after the user's snapshot was dropped (not timed), so
 every page is ranked during its request: it must answer ``Cache-Status: reelrank;
 fwd=miss``. Each store call, the snapshot lookup and write, the ranking, the page cut
@@ -44,15 +46,15 @@ from pathlib import Path
 from typing import Any
 
 PAGE_SIZE = 10
-USERS_EACH = 300
+USERS = 300
 SOURCE_DIRS = ("src", "adapters/reelrank-redis/src", "adapters/reelrank-postgres/src",
                "adapters/reelrank-clickhouse/src", "examples/flask_app")  # fmt: skip
 
 
-def _serve(first_user: int, cold_cards: bool) -> None:
+def _serve(cold_cards: bool) -> None:
     with tempfile.TemporaryDirectory(prefix="reelrank-metrics-") as metrics_dir:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-        _serve_in(first_user, cold_cards)
+        _serve_in(cold_cards)
 
 
 class _Stages:
@@ -90,7 +92,7 @@ class _Stages:
             self.wrap_store(inner, label)
 
 
-def _serve_in(first_user: int, cold_cards: bool) -> None:
+def _serve_in(cold_cards: bool) -> None:
     from reelrank_example import (
         Settings,
         build_services,
@@ -116,7 +118,7 @@ def _serve_in(first_user: int, cold_cards: bool) -> None:
     app = create_app(services, settings)
     client = app.test_client()
     secret = settings.auth_secret.get_secret_value()  # type: ignore[union-attr]
-    users = list(range(first_user, first_user + USERS_EACH))
+    users = list(range(1, 1 + USERS))
     headers = {user: {"Authorization": f"Bearer {issue_token(secret, user)}"} for user in users}
     feed = services.feed
     services.feed.refresh_candidates()
@@ -156,7 +158,7 @@ def _serve_in(first_user: int, cold_cards: bool) -> None:
     turn = [0]
 
     def miss() -> dict[str, float]:
-        user = users[turn[0] % USERS_EACH]
+        user = users[turn[0] % USERS]
         turn[0] += 1
         feed.invalidate(user)
         current: dict[str, float] = {}
@@ -217,7 +219,7 @@ def main() -> None:
     catalog = {
         "REELRANK_VIDEOS": str(videos),
         "REELRANK_PENDING_VIDEOS": "0",
-        "REELRANK_USERS": str(USERS_EACH * len(args.checkouts) + 50),
+        "REELRANK_USERS": str(USERS + 50),
         "REELRANK_EVENTS": str(videos),
         "REELRANK_CREATORS": str(max(10, videos // 100)),
     }
@@ -228,14 +230,13 @@ def main() -> None:
         if args.fold_stats:
             stack.command("fold-stats")
         processes: dict[str, Any] = {}
-        for number, checkout in enumerate(args.checkouts):
+        for checkout in args.checkouts:
             root = checkout.resolve()
             env = {**os.environ, **stack.env,
                    "PYTHONPATH": os.pathsep.join(str(root / part) for part in SOURCE_DIRS),
                    "NUMBA_CACHE_DIR": str(root / ".numba_cache")}  # fmt: skip
             processes[str(checkout)] = subprocess.Popen(
-                [sys.executable, __file__, "--serve", str(1 + number * USERS_EACH),
-                 str(int(args.cold_cards))],
+                [sys.executable, __file__, "--serve", str(int(args.cold_cards))],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
             )  # fmt: skip
         for name, process in processes.items():
@@ -293,7 +294,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "--serve":
-        _serve(int(sys.argv[2]), sys.argv[3] == "1")
+    if len(sys.argv) == 3 and sys.argv[1] == "--serve":
+        _serve(sys.argv[2] == "1")
     else:
         main()

@@ -1,0 +1,300 @@
+"""Where a cache-miss feed page of the example service spends its time, stage by stage,
+for two or more checkouts of the code side by side, on one set of real stores
+(PostgreSQL, ClickHouse, Redis).
+
+Each checkout (a directory holding ``src``, ``adapters`` and ``examples``, such as a
+``git worktree``) serves in a process of its own, built as a gunicorn worker builds it
+(metrics in multiprocess mode, JSON log lines written, here to ``/dev/null``), for the
+same 300 users (with users of their own, the processes' pages differed by 15 to 20% in
+every stage, the code's changes or not: the users' follows and histories differ). A
+measured request is a first page (``GET /api/v1/reels?limit=10``)
+through the Flask test client after the user's snapshot was dropped (not timed), so
+every page is ranked during its request: it must answer ``Cache-Status: reelrank;
+fwd=miss``. Each store call, the snapshot lookup and write, the ranking, the page cut
+and the cards are timed (wall clock, on whichever thread ran them) by wrappers set on
+the service's objects; the rest of the request (Flask, authentication, the body,
+metrics, the log line) is the request's wall time less ``feed()`` and the cards. With
+``--cold-cards`` the card reader forgets each page's videos, creators and counts before
+the request, as for videos the process never showed (else a page's cards are mostly
+kept from earlier requests, as in a busy worker).
+``time.process_time()`` over a block gives each process's CPU per request (every
+thread). Blocks alternate between the checkouts, round by round; p50 / p99 per stage
+and the ratios to the first checkout are printed with the load average::
+
+    python benchmarks/miss_page_stages.py /path/to/old /path/to/new --rounds 6
+
+With ``--fold-stats`` the statistics are rolled up once after seeding (the deployment
+runs ``fold-stats`` every five minutes), so count reads add what arrived since the
+roll-up to it rather than merge every requested video's states.
+``REELRANK_BENCH_MISS_VIDEOS`` sets the catalog (100,000 by default, seeded with
+``seed --bulk``, about a minute).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+PAGE_SIZE = 10
+USERS = 300
+SOURCE_DIRS = ("src", "adapters/reelrank-redis/src", "adapters/reelrank-postgres/src",
+               "adapters/reelrank-clickhouse/src", "examples/flask_app")  # fmt: skip
+
+
+def _serve(cold_cards: bool) -> None:
+    with tempfile.TemporaryDirectory(prefix="reelrank-metrics-") as metrics_dir:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        _serve_in(cold_cards)
+
+
+class _Stages:
+    """Wall milliseconds per stage of the request being measured."""
+
+    def __init__(self) -> None:
+        self.current: dict[str, float] | None = None
+
+    def wrap(self, owner: Any, name: str, stage: str) -> None:
+        function = getattr(owner, name)
+
+        @functools.wraps(function)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                current = self.current
+                if current is not None:
+                    elapsed = 1e3 * (time.perf_counter() - started)
+                    current[stage] = current.get(stage, 0.0) + elapsed
+
+        setattr(owner, name, timed)
+
+    def wrap_store(self, store: Any, label: str) -> None:
+        for name in dir(type(store)):
+            if name.startswith("_") or not callable(getattr(type(store), name, None)):
+                continue
+            if isinstance(getattr(type(store), name), property):
+                continue
+            self.wrap(store, name, f"{label}.{name}")
+        # A proxy forwarding to the store it wraps (the group commit of events).
+        inner = vars(store).get("_store")
+        if inner is not None:
+            self.wrap_store(inner, label)
+
+
+def _serve_in(cold_cards: bool) -> None:
+    from reelrank_example import (
+        Settings,
+        build_services,
+        configure_logging,
+        configured_stores,
+        create_app,
+        issue_token,
+    )
+
+    from reelrank import FeedServiceConfig, StoreDeadlines
+
+    settings = Settings()
+    configure_logging(settings, stream=open(os.devnull, "w"))  # noqa: SIM115
+    services = build_services(
+        configured_stores(settings),
+        settings,
+        feed_config=FeedServiceConfig(
+            cursor_secret=settings.cursor_secret,
+            model_name=settings.model_name,
+            deadlines=StoreDeadlines(cache=settings.shared_cache_deadline_seconds),
+        ),
+    )
+    app = create_app(services, settings)
+    client = app.test_client()
+    secret = settings.auth_secret.get_secret_value()  # type: ignore[union-attr]
+    users = list(range(1, 1 + USERS))
+    headers = {user: {"Authorization": f"Bearer {issue_token(secret, user)}"} for user in users}
+    feed = services.feed
+    services.feed.refresh_candidates()
+    stages = _Stages()
+    stores: dict[int, str] = {}
+    for label, store in (("catalog", feed._users._catalog), ("events", feed._users._events),
+                         ("seen", feed._users._seen),
+                         ("shared cache", feed._snapshots.shared_level)):  # fmt: skip
+        if store is not None and id(store) not in stores:
+            stores[id(store)] = label
+            stages.wrap_store(store, label)
+    cards = app.extensions["reelrank_cards"]
+    for label, store in (("card catalog", cards._catalog), ("card events", cards._events)):
+        if id(store) not in stores:
+            stores[id(store)] = label
+            stages.wrap_store(store, label)
+    stages.wrap(feed, "feed", "feed()")
+    stages.wrap(feed._snapshots, "get", "feed: snapshot lookup")
+    stages.wrap(feed._users, "rank", "feed: ranking (reads + kernels)")
+    stages.wrap(feed._users, "rank_from", "feed: ranking kernels and packing")
+    stages.wrap(feed._snapshots, "put", "feed: snapshot write")
+    stages.wrap(feed._pager, "page", "feed: page cut and seen mark")
+    stages.wrap(cards, "read", "cards")
+    if cold_cards:
+        timed_read = cards.read
+
+        def read_cold(video_ids: list[int], **kwargs: Any) -> Any:
+            # As for videos no request of this process showed before: their details,
+            # creators and counts are read during the request.
+            kept = cards._videos.kept(video_ids)
+            cards._creators.forget({video.creator_id for video in kept.values()})
+            cards._videos.forget(video_ids)
+            cards._stats.forget(video_ids)
+            return timed_read(video_ids, **kwargs)
+
+        cards.read = read_cold
+    turn = [0]
+
+    def miss() -> dict[str, float]:
+        user = users[turn[0] % USERS]
+        turn[0] += 1
+        feed.invalidate(user)
+        current: dict[str, float] = {}
+        stages.current = current
+        started = time.perf_counter()
+        response = client.get(f"/api/v1/reels?limit={PAGE_SIZE}", headers=headers[user])
+        current["request"] = 1e3 * (time.perf_counter() - started)
+        stages.current = None
+        assert response.status_code == 200, response.get_data(as_text=True)
+        assert response.headers["Cache-Status"] == "reelrank; fwd=miss"
+        current["rest (Flask, auth, body, metrics, log)"] = (
+            current["request"] - current["feed()"] - current.get("cards", 0.0)
+        )
+        return current
+
+    print("ready", flush=True)
+    for line in sys.stdin:
+        count = int(line)
+        rows = []
+        started = time.process_time()
+        for _ in range(count):
+            rows.append(miss())
+        cpu = 1e3 * (time.process_time() - started) / count
+        print(json.dumps({"cpu": cpu, "rows": rows}), flush=True)
+    services.close()
+
+
+def _ask(process: Any, count: int) -> dict[str, Any]:
+    process.stdin.write(f"{count}\n")
+    process.stdin.flush()
+    return dict(json.loads(process.stdout.readline()))
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkouts", nargs="+", type=Path, help="the first is the baseline")
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--block", type=int, default=50, help="misses per block")
+    parser.add_argument(
+        "--cold-cards",
+        action="store_true",
+        help="read each page's cards afresh, as for videos the process never showed",
+    )
+    parser.add_argument(
+        "--fold-stats",
+        action="store_true",
+        help="roll the statistics up once after seeding, as the deployment's job does",
+    )
+    args = parser.parse_args()
+    from reelrank_example import testing
+
+    videos = int(os.environ.get("REELRANK_BENCH_MISS_VIDEOS", "100000"))
+    catalog = {
+        "REELRANK_VIDEOS": str(videos),
+        "REELRANK_PENDING_VIDEOS": "0",
+        "REELRANK_USERS": str(USERS + 50),
+        "REELRANK_EVENTS": str(videos),
+        "REELRANK_CREATORS": str(max(10, videos // 100)),
+    }
+    with (
+        tempfile.TemporaryDirectory() as directory,
+        testing.ServiceStack(Path(directory), catalog, bulk=True) as stack,
+    ):
+        if args.fold_stats:
+            stack.command("fold-stats")
+        processes: dict[str, Any] = {}
+        for checkout in args.checkouts:
+            root = checkout.resolve()
+            env = {**os.environ, **stack.env,
+                   "PYTHONPATH": os.pathsep.join(str(root / part) for part in SOURCE_DIRS),
+                   "NUMBA_CACHE_DIR": str(root / ".numba_cache")}  # fmt: skip
+            processes[str(checkout)] = subprocess.Popen(
+                [sys.executable, __file__, "--serve", str(int(args.cold_cards))],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+            )  # fmt: skip
+        for name, process in processes.items():
+            assert process.stdout.readline().strip() == "ready", f"{name} did not start"
+        for process in processes.values():  # warm-up, not counted
+            _ask(process, args.block // 2)
+        cpu: dict[str, list[float]] = defaultdict(list)
+        rows: dict[str, list[dict[str, float]]] = defaultdict(list)
+        loads = []
+        for round_number in range(args.rounds):
+            order = list(processes.items())
+            shift = round_number % len(order)
+            for name, process in order[shift:] + order[:shift]:
+                answer = _ask(process, args.block)
+                cpu[name].append(answer["cpu"])
+                rows[name].extend(answer["rows"])
+            loads.append(Path("/proc/loadavg").read_text().split()[0])
+        load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+        for process in processes.values():
+            process.stdin.close()
+            process.wait(timeout=60)
+    baseline = str(args.checkouts[0])
+    stage_names = sorted({stage for row in rows[baseline] for stage in row})
+    for name in processes:
+        stage_names += [
+            s for s in sorted({s for r in rows[name] for s in r}) if s not in stage_names
+        ]
+    print(f"{videos} videos, {args.rounds} rounds of {args.block} misses per checkout")
+    header = (
+        "| stage | "
+        + " | ".join(f"{Path(name).name}: n, p50 / p99 ms" for name in processes)
+        + " | p50 ratio |"
+    )
+    print(header)
+    print("|" + " --- |" * (len(processes) + 2))
+    for stage in stage_names:
+        cells = []
+        p50s = []
+        for name in processes:
+            values = [row[stage] for row in rows[name] if stage in row]
+            if not values:
+                cells.append("-")
+                p50s.append(float("nan"))
+                continue
+            p50s.append(statistics.median(values))
+            cells.append(f"{len(values)}, {p50s[-1]:.2f} / {_quantile(values, 0.99):.2f}")
+        ratio = p50s[-1] / p50s[0] if p50s[0] else float("nan")
+        print(f"| {stage} | " + " | ".join(cells) + f" | {ratio:.3f} |")
+    base_cpu = statistics.median(cpu[baseline])
+    for name in processes:
+        median = statistics.median(cpu[name])
+        print(f"CPU per miss, {name}: median of blocks {median:.2f} ms "
+              f"({min(cpu[name]):.2f}-{max(cpu[name]):.2f}), x{median / base_cpu:.3f}")  # fmt: skip
+    print(f"load average after each round: {' '.join(loads)}; at the end {load}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--serve":
+        _serve(sys.argv[2] == "1")
+    else:
+        main()

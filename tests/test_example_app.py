@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import io
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future
@@ -73,6 +74,7 @@ VIDEO = FIRST_VIDEO_ID
 VIDEOS = 60
 PENDING = FIRST_VIDEO_ID + VIDEOS  # the first video left queued
 MISSING = 9_999_999
+NEW_USER = FIRST_USER_ID + 1_000  # beyond the seeded users: has liked nothing
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -135,7 +137,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
 def _build(servers: dict[str, Any] | None = None, wrap: Any = None, **overrides: Any) -> Built:
     """An app on in-memory stores seeded now, or on the session's ``servers``."""
     if servers is not None:
-        return _build_on_servers(servers, **overrides)
+        return _build_on_servers(servers, wrap, **overrides)
     settings = _settings(**overrides)
     stores = memory_stores()
     embeddings = seed_synthetic_catalog(stores, settings, now=datetime.now(UTC))
@@ -147,7 +149,7 @@ def _build(servers: dict[str, Any] | None = None, wrap: Any = None, **overrides:
     return Built(app, app.test_client(), services)
 
 
-def _build_on_servers(servers: dict[str, Any], **overrides: Any) -> Built:
+def _build_on_servers(servers: dict[str, Any], wrap: Any = None, **overrides: Any) -> Built:
     """An app on the session's seeded servers, with Redis emptied: a new process's view
     of shared stores (events and counts written by earlier tests stay; the tests that
     write compare before and after)."""
@@ -156,7 +158,10 @@ def _build_on_servers(servers: dict[str, Any], **overrides: Any) -> Built:
     settings = _settings(**servers, **overrides)
     with redis.Redis.from_url(servers["redis_url"]) as client:
         client.flushall()
-    services = build_services(configured_stores(settings), settings)
+    stores = configured_stores(settings)
+    if wrap is not None:
+        stores = wrap(stores)
+    services = build_services(stores, settings)
     app = create_app(services, settings)
     return Built(app, app.test_client(), services)
 
@@ -526,6 +531,79 @@ def test_a_like_shows_in_this_processs_next_search_despite_reused_counts() -> No
         assert after_likes == fresh.search("dance", limit=20)
         assert after_likes != hits  # the likes changed the scores
     finally:
+        built.services.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> dict[str, Any] | None:
+    return _backend(request)
+
+
+def _shown_counts(item: dict[str, Any]) -> tuple[int, int, int, int]:
+    counts = item["counts"]
+    return counts["views"], counts["likes"], counts["shares"], counts["comments"]
+
+
+def _store_counts(built: Built, video_id: int) -> tuple[int, int, int, int]:
+    stats = _stats(built, video_id)
+    return stats.views, stats.likes, stats.shares, stats.comments
+
+
+def test_a_cache_miss_pages_cards_show_the_counts_its_ranking_read(
+    backend: dict[str, Any] | None,
+) -> None:
+    """A first page on a fresh process ranks on counts the feed service reads (its
+    candidate pool's, its followed videos'): the cards show those, with no count read
+    of their own."""
+    reads: list[list[int]] = []
+    built = _build(backend, wrap=_counting_stats_reads(reads))
+    try:
+        response = built.client.get("/api/v1/reels?limit=10", headers=_auth())
+        assert response.headers["Cache-Status"] == "reelrank; fwd=miss"
+        items = response.get_json()["items"]
+        assert len(items) == 10
+        assert reads == []
+        for item in items:
+            assert _shown_counts(item) == _store_counts(built, item["video_id"])
+    finally:
+        built.services.close()
+
+
+def test_a_pool_counts_read_that_began_before_a_like_does_not_replace_the_likes_read() -> None:
+    """A like recorded while the candidate pool's counts are being read (the read saw
+    the video before it) leaves the card showing the like's own read, not the pool's."""
+    built = _build()
+    try:
+        events = built.services.stores.events
+        pool_read = events.stats_columns
+        reading, release = threading.Event(), threading.Event()
+
+        held_ids: list[int] = []
+
+        def held_stats_columns(video_ids: Any) -> Any:
+            columns = pool_read(video_ids)  # what the read saw...
+            held_ids.extend(video_ids)
+            reading.set()
+            assert release.wait(10.0)  # ...returned once the like is recorded
+            return columns
+
+        shown = built.client.get("/api/v1/reels?limit=10", headers=_auth()).get_json()["items"]
+        events.stats_columns = held_stats_columns  # type: ignore[method-assign]
+        refresh = threading.Thread(target=built.services.feed.refresh_candidates)
+        refresh.start()
+        assert reading.wait(10.0)
+        video = next(item["video_id"] for item in shown if item["video_id"] in held_ids)
+        before = _stats(built, video).likes
+        liked = built.client.post(f"/api/v1/reels/{video}/like", headers=_auth(NEW_USER))
+        assert liked.get_json()["likes"] == before + 1
+        release.set()
+        refresh.join(10.0)
+        assert not refresh.is_alive()
+        events.stats_columns = pool_read  # type: ignore[method-assign]
+        cards = built.app.extensions["reelrank_cards"]
+        assert cards.read([video]).stats[video].likes == before + 1 == _stats(built, video).likes
+    finally:
+        release.set()
         built.services.close()
 
 

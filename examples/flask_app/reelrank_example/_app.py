@@ -312,6 +312,9 @@ def create_app(
         ),
     )
     app.extensions["reelrank_cards"] = handlers.card_reader
+    if services.shared_counts is not None and settings.card_counts_seconds > 0:
+        # The cards reuse the counts the ranking reads (read on every page otherwise).
+        services.shared_counts.share_with(handlers.card_reader)
     document = openapi_document()
     _register_errors(app)
     _register_timing(app, metrics)

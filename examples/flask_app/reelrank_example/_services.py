@@ -36,6 +36,7 @@ from reelrank import (
     FeedCache,
     FeedRankingService,
     FeedServiceConfig,
+    FollowedCandidatesCatalog,
     GroupCommitEngagementLog,
     GroupCommitEventStore,
     InMemoryCatalog,
@@ -69,7 +70,7 @@ from reelrank import (
     VideoSearch,
 )
 
-from ._cards import ReusedCounts
+from ._cards import EventsSharingCounts, ReusedCounts
 from ._metrics import AppMetrics
 from ._settings import Settings
 
@@ -445,6 +446,11 @@ class Services:
     search_counts: ReusedCounts | None = None
     """The counts :attr:`search` reuses (``None`` when it reads them on every search):
     an event recorded by this process drops its video's counts there."""
+    shared_counts: EventsSharingCounts | None = None
+    """The event store as the feed service reads it, handing the counts it reads to the
+    card reader :func:`~reelrank_example.create_app` shares them with; ``None`` when the
+    catalog reads the followed videos' counts itself (the SQL catalog on the SQL event
+    store, one statement that this proxy would turn into two)."""
 
     def close(self) -> None:
         """Stop the feed service's worker threads and release the stores."""
@@ -731,9 +737,15 @@ def build_services(
             variant = experiment.assign(user_id)
             return variant.name, variant.config
 
+    shared_counts = None
+    if not (
+        isinstance(stores.catalog, FollowedCandidatesCatalog)
+        and stores.catalog.reads_stats_of(stores.events)
+    ):
+        shared_counts = EventsSharingCounts(stores.events)
     feed = FeedRankingService(
         catalog=stores.catalog,
-        events=stores.events,
+        events=stores.events if shared_counts is None else cast(EventStore, shared_counts),
         seen=stores.seen,
         cache=stores.cache,
         models=stores.models,
@@ -779,6 +791,7 @@ def build_services(
         clock=clock,
         metrics=metrics,
         search_counts=search_counts,
+        shared_counts=shared_counts,
     )
     if settings.tracing:
         from ._tracing import trace_services

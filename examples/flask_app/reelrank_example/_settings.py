@@ -146,10 +146,10 @@ class Settings(BaseSettings):
     card_counts_seconds: float = Field(default=10.0, ge=0.0, le=300.0, allow_inf_nan=False)
     """How long a process reuses the counts (views, likes, shares) it read for list
     cards: feed pages, search and similar videos. Older counts are still shown while
-    one background read fetches them again; counts never read are read during the
-    request. A video's detail always reads them afresh, and an event this process
-    records has that video's counts read during the next request; 0 reads them on
-    every request."""
+    one background read fetches them again; counts never read (by the cards, or by the
+    feed's ranking, whose reads the cards keep too) are read during the request. A
+    video's detail always reads them afresh, and an event this process records has
+    that video's counts read during the next request; 0 reads them on every request."""
     search_counts_seconds: float = Field(default=10.0, ge=0.0, le=300.0, allow_inf_nan=False)
     """How long a process reuses the counts (views, likes, shares) search blends with
     text relevance, read for up to 500 matches a query. Reused counts rank a search

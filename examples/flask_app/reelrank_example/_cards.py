@@ -16,8 +16,8 @@ event-store query per page would cost more than the rest of a cached feed page, 
 feed leaves out what its user has seen, so a user never finds their own like or watch
 on a list card. Only counts never read are read during the request. A video's detail
 reads its counts afresh, and an event this process records drops that video's counts
-here and in the counts search reuses; a like's answer reads them afresh, and that read
-is kept for the next cards and searches.
+here and has the counts search reuses read again (see :class:`ReusedCounts`); a like's
+answer reads them afresh, and that read is kept for the next cards and searches.
 """
 
 from __future__ import annotations

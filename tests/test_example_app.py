@@ -36,6 +36,7 @@ from reelrank import (
     StoreError,
     VideoSearch,
     VideoStats,
+    parse_query,
 )
 from reelrank.testing import FaultInjector, make_creator, make_event, make_video
 
@@ -476,11 +477,10 @@ def test_search_reuses_its_matches_counts_for_search_counts_seconds(
     seconds: float, second_search_reads: int
 ) -> None:
     reads: list[list[int]] = []
-    built = _build(wrap=_counting_stats_reads(reads), search_counts_seconds=seconds)
+    built = _build(wrap=_request_thread_stats_reads(reads), search_counts_seconds=seconds)
     try:
         first = built.client.get("/api/v1/reels/search?q=dance&limit=3").get_json()
         read_by_first = len(reads)
-        assert read_by_first >= 1  # the matches' counts (and the cards' never read)
         second = built.client.get("/api/v1/reels/search?q=dance&limit=3").get_json()
         # The cards' counts are reused for card_counts_seconds either way; the matches'
         # counts only with search_counts_seconds.
@@ -492,9 +492,12 @@ def test_search_reuses_its_matches_counts_for_search_counts_seconds(
 
 def test_a_likes_fresh_count_read_serves_the_videos_next_card() -> None:
     reads: list[list[int]] = []
-    # Counts reused long enough that only the like could make the second search read.
+    # Counts reused long enough that only the like could make the second search read
+    # during the request (search's own reads are in the background).
     built = _build(
-        wrap=_counting_stats_reads(reads), card_counts_seconds=300.0, search_counts_seconds=300.0
+        wrap=_request_thread_stats_reads(reads),
+        card_counts_seconds=300.0,
+        search_counts_seconds=300.0,
     )
     try:
         search = "/api/v1/reels/search?q=dance&limit=3"
@@ -516,7 +519,10 @@ def test_a_like_shows_in_this_processs_next_search_despite_reused_counts() -> No
     the next search ranks as one reading every count afresh does."""
     reads: list[list[int]] = []
     built = _build(
-        wrap=_counting_stats_reads(reads), card_counts_seconds=300.0, search_counts_seconds=300.0
+        wrap=_counting_stats_reads(reads),
+        card_counts_seconds=300.0,
+        search_counts_seconds=300.0,
+        search_waits_for_unknown_counts=True,
     )
     try:
         fresh = VideoSearch(built.services.stores.search_index, stats=built.services.stores.events)
@@ -569,6 +575,64 @@ def test_a_cache_miss_pages_cards_show_the_counts_its_ranking_read(
         built.services.close()
 
 
+def _request_thread_stats_reads(reads: list[list[int]], *, failing: bool = False) -> Any:
+    """A ``wrap`` for :func:`_build`: every ``get_stats`` call of the event store made on
+    this (the request's) thread is appended to ``reads``; with ``failing``, every call
+    on any thread raises."""
+    request_thread = threading.get_ident()
+
+    def wrap(stores: Stores) -> Stores:
+        events = stores.events
+        read = events.get_stats
+
+        def get_stats(video_ids: Any) -> dict[int, VideoStats]:
+            if threading.get_ident() == request_thread:
+                reads.append(list(video_ids))
+            if failing:
+                raise StoreError("events", "down")
+            return read(video_ids)
+
+        events.get_stats = get_stats  # type: ignore[method-assign]
+        return stores
+
+    return wrap
+
+
+def _text_order(built: Built, text: str, limit: int) -> list[int]:
+    """The ids a search ranks when every match has the prior quality: by BM25 alone,
+    best first, ties by lower id (the blend adds the same quality to each)."""
+    config = built.services.search.config
+    matches = built.services.stores.search_index.search(
+        parse_query(text, config=config), limit=config.candidate_pool
+    )
+    return [video_id for video_id, _ in sorted(matches, key=lambda m: (-m[1], m[0]))][:limit]
+
+
+def test_a_search_whose_matches_were_never_read_does_not_wait_for_the_event_store() -> None:
+    """The first search of a query ranks its matches on the prior quality (text
+    relevance alone) without reading the event store during the request; the counts
+    are read in the background, and ranked on once ``search_counts_seconds`` is over,
+    so the pages of one query agree within it."""
+    reads: list[list[int]] = []
+    built = _build(wrap=_request_thread_stats_reads(reads), search_counts_seconds=2.0)
+    try:
+        started = time.monotonic()
+        first = built.services.search.search("music", limit=20)
+        assert reads == []
+        assert [hit.video_id for hit in first] == _text_order(built, "music", 20)
+        # The background read lands; within the reuse time the query ranks as it did.
+        while time.monotonic() < started + 1.0:
+            assert built.services.search.search("music", limit=20) == first
+            time.sleep(0.05)
+        time.sleep(max(0.0, started + 2.2 - time.monotonic()))
+        after = built.services.search.search("music", limit=20)
+        assert reads == []
+        fresh = VideoSearch(built.services.stores.search_index, stats=built.services.stores.events)
+        assert after == fresh.search("music", limit=20)
+    finally:
+        built.services.close()
+
+
 def test_a_pool_counts_read_that_began_before_a_like_does_not_replace_the_likes_read() -> None:
     """A like recorded while the candidate pool's counts are being read (the read saw
     the video before it) leaves the card showing the like's own read, not the pool's."""
@@ -605,6 +669,85 @@ def test_a_pool_counts_read_that_began_before_a_like_does_not_replace_the_likes_
     finally:
         release.set()
         built.services.close()
+
+
+def test_a_search_answers_while_the_event_store_fails() -> None:
+    reads: list[list[int]] = []
+    built = _build(wrap=_request_thread_stats_reads(reads, failing=True))
+    try:
+        response = built.client.get("/api/v1/reels/search?q=music&limit=5")
+        assert response.status_code == 200, response.get_data(as_text=True)
+        items = [item["video_id"] for item in response.get_json()["items"]]
+        assert items == _text_order(built, "music", 5)
+    finally:
+        built.services.close()
+
+
+def test_reused_counts_left_for_the_background_rank_on_the_prior_for_their_ttl() -> None:
+    events = InMemoryEventStore()
+    events.append(make_event("like", user_id=1, video_id=7), creator_id=1)
+    reads = _recording_reads(events)
+    now = [0.0]
+    refresher = _HeldRefreshes()
+    counts = ReusedCounts(
+        events,
+        ttl=10.0,
+        stale=30.0,
+        clock=lambda: now[0],
+        refresher=refresher,
+        wait_for_unknown=False,
+    )
+    assert counts.get_stats([7, 8]) == {}  # never read: left out, not read now
+    assert reads == []
+    refresher.run()
+    assert reads == [[7, 8]]
+    now[0] = 9.9
+    assert counts.get_stats([7, 8]) == {}  # still on the prior: one query's pages agree
+    now[0] = 10.0
+    assert counts.get_stats([7, 8])[7].likes == 1
+    now[0] = 39.9  # aged (both queued at 10.0), not yet too old: ranked on, read again
+    assert counts.get_stats([7])[7].likes == 1
+    refresher.run()
+    now[0] = 100.0  # older than ttl + stale since that read: on the prior again
+    assert counts.get_stats([7, 8]) == {}
+    assert reads == [[7, 8], [7, 8]] and len(refresher.held) == 1
+
+
+def test_reused_counts_an_event_drops_are_read_again_in_the_background_at_once() -> None:
+    events = InMemoryEventStore()
+    events.append(make_event("like", user_id=1, video_id=7), creator_id=1)
+    reads = _recording_reads(events)
+    now = [0.0]
+    refresher = _HeldRefreshes()
+    counts = ReusedCounts(
+        events,
+        ttl=10.0,
+        stale=30.0,
+        clock=lambda: now[0],
+        refresher=refresher,
+        wait_for_unknown=False,
+    )
+    counts.keep(events.get_stats([7, 8]))
+    events.append(make_event("like", user_id=2, video_id=7), creator_id=1)
+    counts.forget([7, 9])  # 9 was never kept: nothing to read again
+    # Ranked on the counts kept before the event until the read lands, not on the prior.
+    assert counts.get_stats([7, 8])[7].likes == 1
+    refresher.run()
+    assert reads == [[7, 8], [7]]
+    assert counts.get_stats([7, 8])[7].likes == 2
+    assert not refresher.held
+
+
+def test_reused_counts_kept_from_elsewhere_end_a_videos_prior_at_once() -> None:
+    events = InMemoryEventStore()
+    events.append(make_event("like", user_id=1, video_id=7), creator_id=1)
+    refresher = _HeldRefreshes()
+    counts = ReusedCounts(
+        events, ttl=10.0, clock=lambda: 0.0, refresher=refresher, wait_for_unknown=False
+    )
+    assert counts.get_stats([7]) == {}
+    counts.keep(events.get_stats([7]))  # a like's answer read the count afresh
+    assert counts.get_stats([7])[7].likes == 1
 
 
 def test_reused_counts_are_read_again_once_older_than_their_ttl() -> None:

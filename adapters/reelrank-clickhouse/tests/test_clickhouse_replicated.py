@@ -206,77 +206,42 @@ def _insert_copies(store: ClickHouseEventStore, pairs: list[Pair], seq: int) -> 
         store._clients.writer().execute(store._queries.insert, columns, columnar=True)
 
 
-def test_migration_and_roll_up_on_replicas(replicas: ClickHouseCluster) -> None:
-    """Version-1 replicated tables migrate once per shard (the backfill on the first
-    replica, fetched by the other), and a roll-up written through the Distributed table
-    is read, with the reference's statistics, from each replica's own tables."""
-    from test_clickhouse_rollup import _V1_VIEW
+def _old_view(version: int) -> str:
+    """The materialized view schema ``version`` created (1 or 2), as written then."""
+    if version == 1:
+        from test_clickhouse_rollup import _V1_VIEW
 
-    replicas.execute_everywhere("CREATE DATABASE feeds")
-    config = replicas.config("feeds", send_receive_timeout_seconds=30.0)
-    engine = connect(config)
-    try:
-        create_schema(engine, config)
-        for server in replicas.servers:  # the previous release's view on each replica
-            server.execute("DROP TABLE feeds.event_aggregates_local_mv")
-            server.execute(
-                _V1_VIEW.replace("event_aggregates", "feeds.event_aggregates_local").replace(
-                    "FROM events", "FROM feeds.events_local"
-                )
-            )
-        store = ClickHouseEventStore(engine, tables=config.tables)
-        batch = workload("before", 200)
-        store.append_many(batch)
-        with pytest.raises(SchemaVersionError):
-            create_schema(engine, config)
-        assert migrate_schema(engine, config)
-        create_schema(engine, config)
-        later = workload("after", 50)
-        store.append_many(later)
-        assert store.fold_stats(until=datetime.now(UTC) + timedelta(minutes=3)) > 0
-        reference = reference_of([batch, later])
-        for server in replicas.servers:
-            server.execute("SYSTEM SYNC REPLICA feeds.event_aggregates_local")
-            server.execute("SYSTEM SYNC REPLICA feeds.event_stats_rollup_local")
-            local_config, local_tables = _local(config, server.tcp_port)
-            local_engine = connect(local_config)
-            try:
-                local = ClickHouseEventStore(local_engine, tables=local_tables)
-                with local._clients.reader() as client:
-                    ids = np.arange(1, 6, dtype=np.int64)
-                    assert local._folded_stats(client, ids) is not None
-                assert_same_statistics(local, reference, range(1, 6), range(1, 7), [10, 11, 12])
-            finally:
-                local_engine.dispose()
-    finally:
-        engine.dispose()
-
-
-def test_migration_from_version_2_on_replicas(replicas: ClickHouseCluster) -> None:
-    """Version-2 replicated tables (coarse arrival rows only) are refused, migrate to
-    version 3 once per shard, and a roll-up of the events from before and after the
-    migration is read, held by the store, with the reference's statistics from each
-    replica's own tables."""
+        return _V1_VIEW
     from test_clickhouse_held_arrivals import _V2_VIEW
 
+    return _V2_VIEW
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_migration_and_roll_up_on_replicas(replicas: ClickHouseCluster, version: int) -> None:
+    """Replicated tables of an older schema version are refused, migrate to the current
+    one once per shard (the backfill on the first replica, fetched by the other), and a
+    roll-up of the events from before and after the migration, written through the
+    Distributed table, is read, held by the store, with the reference's statistics from
+    each replica's own tables."""
     replicas.execute_everywhere("CREATE DATABASE feeds")
     config = replicas.config("feeds", send_receive_timeout_seconds=30.0)
     engine = connect(config)
     try:
         create_schema(engine, config)
-        for server in replicas.servers:  # the previous release's view on each replica
+        for server in replicas.servers:  # the older release's view on each replica
             server.execute("DROP TABLE feeds.event_aggregates_local_mv")
             server.execute(
-                _V2_VIEW.replace("event_aggregates", "feeds.event_aggregates_local").replace(
-                    "FROM events", "FROM feeds.events_local"
-                )
+                _old_view(version)
+                .replace("event_aggregates", "feeds.event_aggregates_local")
+                .replace("FROM events", "FROM feeds.events_local")
             )
         store = ClickHouseEventStore(engine, tables=config.tables)
         batch = workload("before", 200)
         store.append_many(batch)
         with pytest.raises(SchemaVersionError) as info:
             create_schema(engine, config)
-        assert info.value.found == 2
+        assert info.value.found == version
         assert migrate_schema(engine, config)
         assert not migrate_schema(engine, config)  # done already
         create_schema(engine, config)

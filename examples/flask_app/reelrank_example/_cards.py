@@ -16,16 +16,18 @@ event-store query per page would cost more than the rest of a cached feed page, 
 feed leaves out what its user has seen, so a user never finds their own like or watch
 on a list card. Only counts never read are read during the request. A video's detail
 reads its counts afresh, and an event this process records drops that video's counts
-here and in the counts search reuses; a like's answer reads them afresh, and that read
-is kept for the next cards and searches. The counts the feed's ranking reads (its
-candidate pool's, in the background, and a request's followed videos') are kept for the
-cards too (:class:`EventsSharingCounts`), so a page's cards seldom read counts at all.
+here and has the counts search reuses read again (see :class:`ReusedCounts`); a like's
+answer reads them afresh, and that read is kept for the next cards and searches. The
+counts the feed's ranking reads (its candidate pool's, in the background, and a
+request's followed videos') are kept for the cards too (:class:`EventsSharingCounts`),
+so a page's cards seldom read counts at all.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -116,18 +118,27 @@ class _Kept(Generic[V]):
         with self._lock:
             return self._forgets
 
-    def forget(self, ids: Iterable[int]) -> None:
-        """Drop the values of ``ids``, fresh or not; a read that began before this is
-        not stored for them."""
+    def forget(self, ids: Iterable[int], *, keep_aged: float | None = None) -> list[int]:
+        """Drop the values of ``ids``, fresh or not, or with ``keep_aged`` keep them as
+        if stored at least that many seconds ago; a read that began before this is not
+        stored for them. Returns the ids that had a value."""
+        had: list[int] = []
+        aged_since = None if keep_aged is None else self._clock() - keep_aged
         with self._lock:
             self._forgets += 1
             for key in ids:
-                self._values.pop(key, None)
+                entry = self._values.get(key) if aged_since is not None else None
+                if entry is not None and aged_since is not None:
+                    self._values[key] = (min(entry[0], aged_since), entry[1])
+                    had.append(key)
+                elif self._values.pop(key, None) is not None:
+                    had.append(key)
                 self._forgotten[key] = self._forgets
                 self._forgotten.move_to_end(key)
             while len(self._forgotten) > self._size:
                 _, dropped = self._forgotten.popitem(last=False)
                 self._forgotten_floor = dropped
+        return had
 
     def kept(self, ids: Iterable[int]) -> dict[int, V]:
         """Whatever is kept for ``ids``, fresh or not."""
@@ -170,12 +181,15 @@ class ReusedCounts:
     queries match the same videos, so within ``ttl`` their counts are read once. Counts
     older than ``ttl`` but younger than ``ttl + stale`` are used as they are while one
     background read at a time (on ``refresher``, in batches of 500) reads them again,
-    so a query repeated within that time does not wait for the event store; the videos
-    with no counts that recent are read during the call, in one read. A failed read
-    during the call raises as the store's does; a failed background read is logged, and
-    its videos are read during a call once older than ``ttl + stale``. The service
-    drops a video's counts here when it records an event on it (:meth:`forget`), and
-    keeps a read of them it made anyway (:meth:`keep`).
+    so a query repeated within that time does not wait for the event store. The videos
+    with no counts that recent (never read, older than ``ttl + stale``, or dropped by
+    :meth:`forget`) are left out of the answer and read in the background too, so a
+    search never waits for the event store and ranks them as videos nobody engaged with
+    (the prior quality) until that read lands; with ``wait_for_unknown`` they are read
+    during the call instead, in one read, whose failure raises as the store's does. A
+    failed background read is logged, and its videos are asked for again by the next
+    call that needs them. The service drops a video's counts here when it records an
+    event on it (:meth:`forget`), and keeps a read of them it made anyway (:meth:`keep`).
     """
 
     def __init__(
@@ -186,13 +200,15 @@ class ReusedCounts:
         stale: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
         refresher: Executor | None = None,
+        wait_for_unknown: bool = True,
     ) -> None:
         self._events = events
         self._ttl = ttl
         self._stale = stale
+        self._wait_for_unknown = wait_for_unknown
         self._kept: _Kept[VideoStats] = _Kept(ttl, _KEPT_ENTRIES, clock)
         self._refresher = refresher
-        if refresher is None and stale > 0:
+        if refresher is None and (stale > 0 or not wait_for_unknown):
             self._refresher = ThreadPoolExecutor(1, thread_name_prefix="reelrank-search-counts")
         self._refresh_lock = threading.Lock()
         self._to_refresh: set[int] = set()
@@ -200,23 +216,55 @@ class ReusedCounts:
         # meanwhile does not queue them again.
         self._being_read: set[int] = set()
         self._refreshing = False
+        # When each video a search ranked on the prior (no recent counts) was first
+        # ranked so: it stays on the prior for ``ttl`` even once its background read
+        # lands, so the pages of one query agree, as they do on reused counts.
+        self._on_prior: OrderedDict[int, float] = OrderedDict()
+        self._clock = clock
 
     def get_stats(self, video_ids: Sequence[int]) -> dict[int, VideoStats]:
         """Counts of ``video_ids`` (zeros for a video never engaged with): those read
         within ``ttl`` seconds from memory, those read within ``ttl + stale`` seconds
-        from memory too (and read again in the background), the rest read now."""
+        from memory too (and read again in the background); the rest are read in the
+        background and left out, or with ``wait_for_unknown`` read now."""
+        if not self._wait_for_unknown:
+            video_ids = self._off_prior(video_ids)
         found, missing = self._kept.fresh(video_ids)
         if missing and self._stale > 0:
             older, missing = self._kept.fresh(missing, within=self._ttl + self._stale)
             if older:
                 found.update(older)
                 self._refresh_later(older)
-        if missing:
+        if missing and not self._wait_for_unknown:
+            self._rank_on_prior(missing)
+        elif missing:
             began = self._kept.generation()
             read = self._events.get_stats(missing)
             self._kept.store(read, began=began)
             found.update(read)
         return found
+
+    def _off_prior(self, video_ids: Sequence[int]) -> list[int]:
+        """``video_ids`` less those ranked on the prior for less than ``ttl`` seconds."""
+        now = self._clock()
+        with self._refresh_lock:
+            return [
+                video_id
+                for video_id in video_ids
+                if now - self._on_prior.get(video_id, -math.inf) >= self._ttl
+            ]
+
+    def _rank_on_prior(self, video_ids: list[int]) -> None:
+        """Rank ``video_ids`` on the prior for the next ``ttl`` seconds, and read their
+        counts in the background."""
+        now = self._clock()
+        with self._refresh_lock:
+            for video_id in video_ids:
+                self._on_prior[video_id] = now
+                self._on_prior.move_to_end(video_id)
+            while len(self._on_prior) > _KEPT_ENTRIES:
+                self._on_prior.popitem(last=False)
+        self._refresh_later(video_ids)
 
     def _refresh_later(self, video_ids: Iterable[int]) -> None:
         """Read the counts of ``video_ids`` again on the refresher, one batch at a time."""
@@ -227,7 +275,7 @@ class ReusedCounts:
             if self._refreshing:
                 return
             self._refreshing = True
-        assert self._refresher is not None  # there is one whenever stale > 0
+        assert self._refresher is not None  # made whenever a read can be left for later
         self._refresher.submit(self._refresh)
 
     def _refresh(self) -> None:
@@ -243,7 +291,7 @@ class ReusedCounts:
             try:
                 counts = self._events.get_stats(ids)
             except StoreError as exc:
-                # The store is failing: the ids are read during a search once too old.
+                # The store is failing: the next search that needs the ids asks again.
                 _logger.warning("search counts refresh failed: %s", type(exc).__name__)
                 with self._refresh_lock:
                     self._to_refresh.clear()
@@ -259,15 +307,29 @@ class ReusedCounts:
         return self._kept.generation()
 
     def forget(self, video_ids: Iterable[int]) -> None:
-        """Read the counts of ``video_ids`` during the next search that matches them; a
-        read that began before this (here, or one handed to :meth:`keep`) is not kept
-        for them, since it may have missed the event that made them change."""
-        self._kept.forget(video_ids)
+        """Read the counts of ``video_ids`` again (an event changed them): during the
+        next search that matches them with ``wait_for_unknown``; else now, in the
+        background, searches ranking on the counts kept so far as aged ones until that
+        read lands (on the prior when ``stale`` is 0). A read that began before this
+        (here, or one handed to :meth:`keep`) is not kept for them, since it may have
+        missed the event."""
+        if self._wait_for_unknown:
+            self._kept.forget(video_ids)
+            return
+        # Kept as aged (still within ``ttl + stale`` when they were): a popular video,
+        # with events all the time, is not ranked on the prior.
+        kept = self._kept.forget(video_ids, keep_aged=self._ttl)
+        if kept:
+            self._refresh_later(kept)
 
     def keep(self, counts: Mapping[int, VideoStats], *, began: int | None = None) -> None:
         """Reuse ``counts``, read just now elsewhere, for the next ``ttl`` seconds; with
-        ``began`` (:meth:`generation` before the read), except those forgotten since."""
+        ``began`` (:meth:`generation` before the read), except those forgotten since.
+        Videos ranked on the prior are ranked on these at once."""
         self._kept.store(counts, began=began)
+        with self._refresh_lock:
+            for video_id in counts:
+                self._on_prior.pop(video_id, None)
 
 
 class EventsSharingCounts:

@@ -702,13 +702,16 @@ def _experiment() -> Experiment:
 def _search_counts(events: EventStore, settings: Settings) -> ReusedCounts | None:
     """The counts search reuses, each video's for ``settings.search_counts_seconds``
     (and ``settings.search_counts_stale_seconds`` more while read again in the
-    background); ``None`` when it reads them from ``events`` on every search."""
+    background, and those it has none that recent for read in the background unless
+    ``settings.search_waits_for_unknown_counts``); ``None`` when it reads them from
+    ``events`` on every search."""
     if settings.search_counts_seconds <= 0:
         return None
     return ReusedCounts(
         events,
         ttl=settings.search_counts_seconds,
         stale=settings.search_counts_stale_seconds,
+        wait_for_unknown=settings.search_waits_for_unknown_counts,
     )
 
 

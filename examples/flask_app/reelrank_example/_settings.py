@@ -159,9 +159,18 @@ class Settings(BaseSettings):
     """How long past ``search_counts_seconds`` a process still ranks a search on the
     counts it read, while one background read brings them up to date, so a query
     repeated within that time does not wait for the event store's count read (the
-    largest part of a search's time). Counts older than both together, or never read,
-    are read during the search; 0 reads every count older than
-    ``search_counts_seconds`` during the search."""
+    largest part of a search's time). Counts older than both together, never read, or
+    dropped by an event this process recorded are not ranked on (see
+    ``search_waits_for_unknown_counts``)."""
+    search_waits_for_unknown_counts: bool = False
+    """Whether a search waits for the counts it has none recent enough for (never read
+    by this process, older than ``search_counts_seconds`` plus
+    ``search_counts_stale_seconds``, or dropped by an event this process recorded):
+    one event-store read during the search, failing the search with the store. By
+    default such a match is ranked as a video nobody engaged with (the prior quality)
+    and its counts are read in the background for the next search, so a search never
+    waits for the event store, and the first search of a query on a process ranks its
+    new matches on text relevance alone."""
     media_base_url: str = Field(
         default="https://cdn.example.com", pattern=r"^https?://[^\s]{1,2000}$"
     )

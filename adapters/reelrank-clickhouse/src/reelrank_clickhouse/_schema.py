@@ -177,6 +177,7 @@ class _Layout:
     suffix: str  # "" on one server; the local suffix on a shard
     replicated: bool
     database: str
+    aggregates_index_granularity: int
 
     def local(self, name: str) -> str:
         return name + self.suffix
@@ -214,7 +215,8 @@ ORDER BY (occurred_at, occurred_us, event_id)""",
     liked AggregateFunction(argMax, UInt8, UInt64),
     first_seq AggregateFunction(min, UInt64)
 ) ENGINE = {self.engine("AggregatingMergeTree", t.aggregates)}
-ORDER BY (tag, a, b, c, event_id)""",
+ORDER BY (tag, a, b, c, event_id)
+SETTINGS index_granularity = {self.aggregates_index_granularity}""",
             self.aggregates_view(),
             # Writers that saw the same copies write the same row; a writer that saw
             # more copies writes a higher version. Reads take the highest per id.
@@ -384,10 +386,14 @@ def _found_version(connection: Connection, layout: _Layout) -> int | None:
 
 def _layout(config: ClickHouseConfig | None) -> _Layout:
     if config is None:
-        return _Layout(ClickHouseTables(), "", False, "default")
+        config = ClickHouseConfig()
     sharded = config.cluster is not None
     return _Layout(
-        config.tables, config.local_suffix if sharded else "", config.replicated, config.database
+        config.tables,
+        config.local_suffix if sharded else "",
+        config.replicated,
+        config.database,
+        config.aggregates_index_granularity,
     )
 
 

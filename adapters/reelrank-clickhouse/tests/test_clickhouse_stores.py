@@ -401,6 +401,8 @@ def test_the_documented_swap_adopts_a_new_granularity(
         )
         == 3
     )
+    affinity_before = store.get_affinities(1, [7, 9])
+    assert affinity_before[7] > 0 and affinity_before[9] == 0
     with clickhouse_engine.connect() as conn:
         for statement in (
             "CREATE TABLE event_aggregates_new AS event_aggregates "
@@ -419,7 +421,7 @@ def test_the_documented_swap_adopts_a_new_granularity(
     stats = store.get_stats([1, 3])
     assert (stats[1].views, stats[1].completion_sum, stats[1].likes) == (2, 0.75, 1)
     assert stats[3].comments == 1
-    assert store.get_affinities(1, [7])[7] > 0
+    assert store.get_affinities(1, [7, 9]) == affinity_before  # user 1's credit, copied
 
 
 class _CountingClient:

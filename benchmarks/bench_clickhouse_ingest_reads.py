@@ -22,7 +22,14 @@ alternated call by call.
 * the ingest cost of the fine arrival rows: a raw columnar insert of 10,000-event
   batches into tables with the version-3 view against the version-2 view, and
   ``append_many`` into the version-3 tables, alternated. Goal: at least 100,000
-  events/s.
+  events/s;
+* the aggregate table's index granularity: the same events loaded into one database
+  per granularity (8,192, ClickHouse's default, against 2,048, 1,024 and 256; quick
+  mode 8,192 against 1,024; ``REELRANK_BENCH_CLICKHOUSE_GRANULARITIES`` and
+  ``REELRANK_BENCH_CLICKHOUSE_GRANULE_EVENTS`` override), and alternated across them:
+  the like counts of 30, 300 and 1,000 videos read again, one user's credit, a held
+  read of the candidates, ``append_many`` and ``fold_stats``; then held reads of each
+  under a writer paced at 10,000 events/s, the granularities taking turns.
 
 The loaded events have arrival numbers from 0, so one roll-up folds them all; the events
 since are generated on the server with arrival numbers after the watermark and before
@@ -539,3 +546,198 @@ def test_ingest_with_fine_arrival_rows(benchmark: Any, server: Any) -> None:
         each.disconnect()
         its_engine.dispose()
     benchmark.pedantic(lambda: None, rounds=1, iterations=1)
+
+
+# The aggregate table's index granularities compared (the first is ClickHouse's default,
+# the adapter's before it was a setting), the events loaded into each copy, and each
+# writer run's seconds.
+GRANULARITIES = tuple(
+    int(each)
+    for each in os.environ.get(
+        "REELRANK_BENCH_CLICKHOUSE_GRANULARITIES", "8192,1024" if QUICK else "8192,2048,1024,256"
+    ).split(",")
+)
+GRANULE_EVENTS = int(os.environ.get("REELRANK_BENCH_CLICKHOUSE_GRANULE_EVENTS", LOADED_EVENTS))
+GRANULE_WRITER_SECONDS = 5.0 if QUICK else 30.0
+GRANULE_WRITER_ROUNDS = 1 if QUICK else 2
+LIKE_REREADS = (30, 300, 1_000)
+
+
+def _timed_rows(client: Any, query: str, *args: Any, **kwargs: Any) -> tuple[float, int]:
+    """Seconds of one query through ``client`` and the rows the server read for it."""
+    began = time.perf_counter()
+    numpy_columns(client, query, *args, **kwargs)
+    return time.perf_counter() - began, int(client.last_query.progress.rows)
+
+
+def test_index_granularity(benchmark: Any, server: Any) -> None:
+    """The same events loaded into one database per aggregate-table granularity; every
+    read alternated across them, call by call; then held reads of each under a writer
+    paced at 10,000 events/s, the granularities taking turns."""
+    started, config, _, _ = server
+    stores: dict[int, Any] = {}
+    clients: dict[int, Any] = {}
+    engines = []
+    for granularity in GRANULARITIES:
+        database = f"granules_{granularity}"
+        started.execute(f"CREATE DATABASE {database}")
+        each_config = config.model_copy(
+            update={"database": database, "aggregates_index_granularity": granularity}
+        )
+        engine = reelrank_clickhouse.connect(each_config)
+        engines.append(engine)
+        reelrank_clickhouse.create_schema(engine, each_config)
+        client = clickhouse_driver.Client.from_url(
+            engine.dialect.create_connect_args(engine.url)[0][0]
+        )
+        for start in range(0, GRANULE_EVENTS, LOAD_CHUNK):
+            count = min(LOAD_CHUNK, GRANULE_EVENTS - start)
+            client.execute(_GENERATE.format(start=start, count=count, seq_base=start, seq_step=1))
+        clients[granularity] = client
+        stores[granularity] = reelrank_clickhouse.ClickHouseEventStore(engine)
+    until = datetime.now(UTC) - timedelta(seconds=5)
+    folds = interleaved(
+        [functools.partial(stores[g].fold_stats, until=until) for g in GRANULARITIES], 1
+    )
+    for granularity in GRANULARITIES:
+        _built(stores[granularity])
+    lines = [
+        f"fold_stats of {GRANULE_EVENTS:,} events: "
+        + ", ".join(f"{g} {s[0] * 1e3:.0f} ms" for g, s in zip(GRANULARITIES, folds, strict=True))
+    ]
+    extra: dict[str, float] = {}
+    picker = random.Random(11)
+    # At most the store's few-videos limit: the query it sends with the ids inline.
+    like_reread = stores[GRANULARITIES[0]]._queries.likes_now_of_few
+    for videos in LIKE_REREADS:
+        chosen = np.array(sorted(picker.sample(range(1, VIDEOS + 1), videos)), dtype=np.int64)
+        read_rows: dict[int, int] = {}
+
+        def reread(granularity: int, chosen: Any = chosen, read_rows: Any = read_rows) -> None:
+            _, read_rows[granularity] = _timed_rows(
+                clients[granularity], like_reread, {"videos": tuple(chosen.tolist())}
+            )
+
+        samples = interleaved(
+            [functools.partial(reread, g) for g in GRANULARITIES], READ_ROUNDS, rotate=True
+        )
+        lines.append(_by_granularity(f"like re-read of {videos:,} videos", samples, read_rows))
+        extra.update(
+            {
+                f"like_reread_{videos}_{g}_p50_ms": p50_p99_ms(s)[0]
+                for g, s in zip(GRANULARITIES, samples, strict=True)
+            }
+        )
+    affinity_rows: dict[int, int] = {}
+
+    def affinity(granularity: int) -> None:
+        _, affinity_rows[granularity] = _timed_rows(
+            clients[granularity],
+            stores[granularity]._queries.credit,
+            {"user_id": 1 + picker.randrange(USERS)},
+        )
+
+    samples = interleaved(
+        [functools.partial(affinity, g) for g in GRANULARITIES], READ_ROUNDS, rotate=True
+    )
+    lines.append(_by_granularity("one user's credit (affinity) read", samples, affinity_rows))
+    samples = interleaved(
+        [functools.partial(stores[g].stats_columns, _CANDIDATES) for g in GRANULARITIES],
+        READ_ROUNDS,
+        rotate=True,
+    )
+    lines.append(_by_granularity(f"held read of {CANDIDATES:,} candidates, no writer", samples))
+    pending = [_events(10_000) for _ in range(len(GRANULARITIES) * (INSERT_ROUNDS + 1))]
+    for granularity in GRANULARITIES:
+        stores[granularity].append_many(pending.pop())  # connects before the clock starts
+    samples = interleaved(
+        [lambda g=g: stores[g].append_many(pending.pop()) for g in GRANULARITIES],
+        INSERT_ROUNDS,
+        rotate=True,
+    )
+    lines.append(
+        "append_many of 10,000-event batches: "
+        + ", ".join(
+            f"{g} {10_000 / statistics.median(s):,.0f} events/s "
+            f"({statistics.median(s) / statistics.median(samples[0]):.2f}x time)"
+            for g, s in zip(GRANULARITIES, samples, strict=True)
+        )
+    )
+    held: dict[int, list[float]] = {g: [] for g in GRANULARITIES}
+    reread_held: dict[int, list[float]] = {g: [] for g in GRANULARITIES}
+    loads = []
+    for _ in range(GRANULE_WRITER_ROUNDS):
+        for granularity in GRANULARITIES:
+            store = stores[granularity]
+            writer = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    _WRITER,
+                    str(started.tcp_port),
+                    f"granules_{granularity}",
+                    "10000",
+                    str(GRANULE_WRITER_SECONDS),
+                    str(WRITER_BATCH),
+                    str(VIDEOS),
+                    str(USERS),
+                    uuid.uuid4().hex[:8],
+                ],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            while writer.poll() is None:
+                likes_before = store._likes_since
+                began = time.perf_counter()
+                store.stats_columns(_CANDIDATES)
+                held[granularity].append(time.perf_counter() - began)
+                if store._likes_since is not likes_before:
+                    reread_held[granularity].append(held[granularity][-1])
+                loads.append(os.getloadavg()[0])
+                time.sleep(PAUSE_BETWEEN_READS)
+            writer.communicate()
+    lines.append(
+        f"held reads under a writer paced at 10,000 events/s ({GRANULE_WRITER_ROUNDS} x "
+        f"{GRANULE_WRITER_SECONDS:.0f} s per granularity, in turns): "
+        + "; ".join(
+            f"{g} {_shown(p50_p99_ms(held[g]))} ({len(held[g])} reads; goal p99 < "
+            f"{READ_GOAL_MS:.0f} ms: "
+            f"{'MET' if p50_p99_ms(held[g])[1] < READ_GOAL_MS else 'NOT MET'}"
+            + (
+                f"; those that read like counts again {_shown(p50_p99_ms(reread_held[g]))}, "
+                f"{len(reread_held[g])})"
+                if reread_held[g]
+                else ")"
+            )
+            for g in GRANULARITIES
+        )
+        + f"; 1-minute loadavg during the runs {min(loads):.2f}-{max(loads):.2f}"
+    )
+    for g in GRANULARITIES:
+        extra[f"writer_10000_held_{g}_p99_ms"] = p50_p99_ms(held[g])[1]
+    SUMMARY.extend(
+        f"clickhouse aggregate-table index granularity {', '.join(map(str, GRANULARITIES))} "
+        f"({GRANULE_EVENTS:,} events loaded, {READ_ROUNDS} rounds alternated): {line}; "
+        f"loadavg {loadavg()}"
+        for line in lines
+    )
+    benchmark.extra_info.update(extra)
+    for client in clients.values():
+        client.disconnect()
+    for engine in engines:
+        engine.dispose()
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)
+
+
+def _by_granularity(
+    what: str, samples: list[list[float]], read_rows: dict[int, int] | None = None
+) -> str:
+    """One summary line: p50/p99 per granularity, its ratio to the first's p50, and the
+    rows the server read for the last call."""
+    base = p50_p99_ms(samples[0])[0]
+    return f"{what}: " + ", ".join(
+        f"{g} {_shown(p50_p99_ms(s))} ({p50_p99_ms(s)[0] / base:.2f}x at p50"
+        + (f", {read_rows[g]:,} rows read" if read_rows else "")
+        + ")"
+        for g, s in zip(GRANULARITIES, samples, strict=True)
+    )

@@ -100,6 +100,12 @@ def test_the_schema_is_on_every_shard(
             f"AND name = '{cluster_config.tables.events}'"
         )
         assert engine.strip() == "Distributed"
+        aggregates = server.execute(
+            f"SELECT engine_full FROM system.tables WHERE database = '{cluster_config.database}' "
+            f"AND name = '{cluster_config.tables.aggregates}{cluster_config.local_suffix}'"
+        )
+        assert aggregates.startswith("AggregatingMergeTree")
+        assert "index_granularity = 1024" in aggregates
 
 
 def test_an_unknown_cluster_is_a_config_error(cluster_config: ClickHouseConfig) -> None:

@@ -38,6 +38,11 @@ def test_config_forbids_unknown_fields_and_names_bad_ones() -> None:
     with pytest.raises(ConfigError) as info:
         ClickHouseConfig(database="no-dashes")
     assert info.value.field == "database"
+    for rows in (0, 63, 65_537):
+        with pytest.raises(ConfigError) as info:
+            ClickHouseConfig(aggregates_index_granularity=rows)
+        assert info.value.field == "aggregates_index_granularity"
+    assert ClickHouseConfig().aggregates_index_granularity == 1024
 
 
 def test_every_config_field_is_documented() -> None:

@@ -250,6 +250,12 @@ def test_migration_and_roll_up_on_replicas(replicas: ClickHouseCluster, version:
         assert store.fold_stats(until=datetime.now(UTC) + timedelta(minutes=3)) > 0
         reference = reference_of([batch, later])
         for server in replicas.servers:
+            aggregates = server.execute(
+                "SELECT engine_full FROM system.tables "
+                "WHERE database = 'feeds' AND name = 'event_aggregates_local'"
+            )
+            assert aggregates.startswith("ReplicatedAggregatingMergeTree")
+            assert "index_granularity = 1024" in aggregates
             for table in ("events", "event_aggregates", "event_stats_rollup"):
                 server.execute(f"SYSTEM SYNC REPLICA feeds.{table}_local")
             local_config, local_tables = _local(config, server.tcp_port)

@@ -324,6 +324,106 @@ def test_table_names_come_from_the_config(clickhouse_config: ClickHouseConfig) -
         engine.dispose()
 
 
+def _engine_full(engine: Engine, table: str) -> str:
+    with engine.connect() as conn:
+        return str(
+            conn.execute(
+                text(
+                    "SELECT engine_full FROM system.tables "
+                    "WHERE database = currentDatabase() AND name = :table"
+                ),
+                {"table": table},
+            ).scalar_one()
+        )
+
+
+def test_the_aggregate_table_gets_the_configured_index_granularity(
+    clickhouse_engine: Engine, clickhouse_config: ClickHouseConfig
+) -> None:
+    # The fixture's schema, made without a config: the default.
+    assert "index_granularity = 1024" in _engine_full(clickhouse_engine, "event_aggregates")
+    # Only the aggregate table's: the event table keeps ClickHouse's default.
+    assert "index_granularity = 8192" in _engine_full(clickhouse_engine, "events")
+    drop_schema(clickhouse_engine)
+    config = clickhouse_config.model_copy(update={"aggregates_index_granularity": 256})
+    create_schema(clickhouse_engine, config)
+    assert "index_granularity = 256" in _engine_full(clickhouse_engine, "event_aggregates")
+
+
+def test_an_aggregate_table_of_another_granularity_is_left_alone_and_read(
+    clickhouse_engine: Engine, clickhouse_config: ClickHouseConfig
+) -> None:
+    """Tables made before the setting (ClickHouse's 8,192 rows per granule) keep their
+    granularity when ``create_schema`` runs again with the new default, and still count
+    every event."""
+    drop_schema(clickhouse_engine)
+    earlier = clickhouse_config.model_copy(update={"aggregates_index_granularity": 8192})
+    create_schema(clickhouse_engine, earlier)
+    store = ClickHouseEventStore(clickhouse_engine)
+    assert (
+        store.append_many(
+            [
+                (make_event("watch", video_id=1, user_id=1, completion=0.5), 7),
+                (make_event("watch", video_id=1, user_id=2, completion=1.0), 7),
+                (make_event("like", video_id=1, user_id=2), 7),
+                (make_event("share", video_id=2, user_id=1), 8),
+            ]
+        )
+        == 4
+    )
+    create_schema(clickhouse_engine, clickhouse_config)
+    assert "index_granularity = 8192" in _engine_full(clickhouse_engine, "event_aggregates")
+    assert store.append(make_event("like", video_id=2, user_id=3), creator_id=8)
+    stats = store.get_stats([1, 2])
+    assert (stats[1].views, stats[1].completion_sum, stats[1].likes) == (2, 1.5, 1)
+    assert (stats[2].views, stats[2].shares, stats[2].likes) == (0, 1, 1)
+
+
+def test_the_documented_swap_adopts_a_new_granularity(
+    clickhouse_engine: Engine, clickhouse_config: ClickHouseConfig
+) -> None:
+    """The adoption steps of the docs (*Index granularity*): a new table of the new
+    granularity, the rows copied with writers stopped, a ``RENAME TABLE`` swap; the
+    view writes to the table by name, so events stored after the swap land in the new
+    table."""
+    drop_schema(clickhouse_engine)
+    earlier = clickhouse_config.model_copy(update={"aggregates_index_granularity": 8192})
+    create_schema(clickhouse_engine, earlier)
+    store = ClickHouseEventStore(clickhouse_engine)
+    watch = make_event("watch", video_id=1, user_id=1, completion=0.25)
+    assert (
+        store.append_many(
+            [
+                (watch, 7),
+                (make_event("like", video_id=1, user_id=1), 7),
+                (make_event("comment", video_id=3, user_id=2), 9),
+            ]
+        )
+        == 3
+    )
+    affinity_before = store.get_affinities(1, [7, 9])
+    assert affinity_before[7] > 0 and affinity_before[9] == 0
+    with clickhouse_engine.connect() as conn:
+        for statement in (
+            "CREATE TABLE event_aggregates_new AS event_aggregates "
+            "ENGINE = AggregatingMergeTree() ORDER BY (tag, a, b, c, event_id) "
+            "SETTINGS index_granularity = 1024",
+            "INSERT INTO event_aggregates_new SELECT * FROM event_aggregates",
+            "RENAME TABLE event_aggregates TO event_aggregates_old, "
+            "event_aggregates_new TO event_aggregates",
+            "DROP TABLE event_aggregates_old",
+        ):
+            conn.execute(text(statement))
+    create_schema(clickhouse_engine, clickhouse_config)
+    assert "index_granularity = 1024" in _engine_full(clickhouse_engine, "event_aggregates")
+    assert store.append(make_event("watch", video_id=1, user_id=2, completion=0.5), creator_id=7)
+    assert not store.append(watch, creator_id=7)  # its copied id is still known
+    stats = store.get_stats([1, 3])
+    assert (stats[1].views, stats[1].completion_sum, stats[1].likes) == (2, 0.75, 1)
+    assert stats[3].comments == 1
+    assert store.get_affinities(1, [7, 9]) == affinity_before  # user 1's credit, copied
+
+
 class _CountingClient:
     """A driver client that records the queries it executes."""
 

@@ -103,6 +103,13 @@ class ClickHouseConfig(AdapterSettings):
     local_suffix: str = Field(default="_local", pattern=r"^[A-Za-z0-9_]{1,16}$")
     """In sharded mode, what each shard's table adds to the name of its ``Distributed``
     table."""
+    aggregates_index_granularity: int = Field(default=1024, ge=64, le=65_536)
+    """Rows per index granule (``index_granularity``) of the aggregate table (each
+    shard's, in sharded mode), which the stores read a few keys at a time: a read reads
+    at least one whole granule per key range in every part. Applied by
+    :func:`~reelrank_clickhouse.create_schema` when it creates the table; a table that
+    exists keeps the granularity it was created with (ClickHouse cannot change it in
+    place; see *Index granularity* in the adapter's docs for adopting a new one)."""
 
     @model_validator(mode="after")
     def _replicated_needs_a_cluster(self) -> ClickHouseConfig:

@@ -6,7 +6,8 @@ every start. The layout (default names; see *ClickHouse adapter* in the docs)::
 
     events              ReplacingMergeTree by month, ORDER BY (occurred_at, occurred_us, event_id)
       event_aggregates_mv -> event_aggregates   AggregatingMergeTree, not partitioned,
-                                                ORDER BY (tag, a, b, c, event_id)
+                                                ORDER BY (tag, a, b, c, event_id),
+                                                index_granularity from the config
     event_corrections   ReplacingMergeTree(copies), ORDER BY event_id
     engagement_log      ReplacingMergeTree by month
       engagement_log_ids_mv -> engagement_log_ids  ReplacingMergeTree, ORDER BY event_id
@@ -177,6 +178,7 @@ class _Layout:
     suffix: str  # "" on one server; the local suffix on a shard
     replicated: bool
     database: str
+    aggregates_index_granularity: int
 
     def local(self, name: str) -> str:
         return name + self.suffix
@@ -214,7 +216,8 @@ ORDER BY (occurred_at, occurred_us, event_id)""",
     liked AggregateFunction(argMax, UInt8, UInt64),
     first_seq AggregateFunction(min, UInt64)
 ) ENGINE = {self.engine("AggregatingMergeTree", t.aggregates)}
-ORDER BY (tag, a, b, c, event_id)""",
+ORDER BY (tag, a, b, c, event_id)
+SETTINGS index_granularity = {self.aggregates_index_granularity}""",
             self.aggregates_view(),
             # Writers that saw the same copies write the same row; a writer that saw
             # more copies writes a higher version. Reads take the highest per id.
@@ -384,10 +387,14 @@ def _found_version(connection: Connection, layout: _Layout) -> int | None:
 
 def _layout(config: ClickHouseConfig | None) -> _Layout:
     if config is None:
-        return _Layout(ClickHouseTables(), "", False, "default")
+        config = ClickHouseConfig()
     sharded = config.cluster is not None
     return _Layout(
-        config.tables, config.local_suffix if sharded else "", config.replicated, config.database
+        config.tables,
+        config.local_suffix if sharded else "",
+        config.replicated,
+        config.database,
+        config.aggregates_index_granularity,
     )
 
 
@@ -400,7 +407,9 @@ def create_schema(engine: Engine, config: ClickHouseConfig | None = None) -> Non
     creates the per-shard tables and view there, then the ``Distributed`` tables, so
     any server can take the stores' queries. ``ON CLUSTER`` DDL is not used, as it
     needs ZooKeeper. Idempotent: safe to run on every start. Views are created after
-    their target tables and before any insert, so no event misses an aggregate.
+    their target tables and before any insert, so no event misses an aggregate. A new
+    aggregate table gets :attr:`ClickHouseConfig.aggregates_index_granularity`; tables
+    that exist are left as they are, whatever their granularity.
     Raises :class:`~reelrank.StoreError` when a server refuses a statement and
     :class:`~reelrank.ConfigError` when the cluster is unknown, and
     :class:`SchemaVersionError` (writing nothing on that server) when the tables are of

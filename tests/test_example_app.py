@@ -1058,6 +1058,31 @@ def test_a_card_count_read_that_began_before_an_event_does_not_replace_the_event
     assert reads == [[7], [7]]
 
 
+def test_videos_kept_from_a_read_elsewhere_age_from_when_that_read_began() -> None:
+    """Details the feed's catalog read handed over are fresh for ``ttl`` from the
+    read's start, not from when it landed: read at 75 s with a 30 s ``ttl``, they are
+    shown at 100 s without a catalog read, and read again at 105 s."""
+    catalog, events = InMemoryCatalog(), InMemoryEventStore()
+    catalog.put_creator(make_creator(1))
+    catalog.put_video(make_video(7, 1))
+    now = [100.0]
+    cards = cards_module.CardReader(catalog, events, ttl=30.0, clock=lambda: now[0])
+    read = catalog.get_videos
+    reads: list[list[int]] = []
+
+    def counted_get_videos(video_ids: Any) -> dict[int, Video]:
+        reads.append(list(video_ids))
+        return read(video_ids)
+
+    catalog.get_videos = counted_get_videos  # type: ignore[method-assign]
+    cards.keep_videos(read([7]), read_at=75.0)
+    assert 7 in cards.read([7]).videos
+    assert reads == []
+    now[0] = 105.0
+    assert 7 in cards.read([7]).videos
+    assert reads == [[7]]
+
+
 def test_a_read_older_than_the_forgets_still_recorded_keeps_nothing() -> None:
     kept = cards_module._Kept[int](10.0, 2, lambda: 0.0)
     began = kept.generation()

@@ -20,7 +20,8 @@ here and has the counts search reuses read again (see :class:`ReusedCounts`); a 
 answer reads them afresh, and that read is kept for the next cards and searches. The
 counts the feed's ranking reads (its candidate pool's, in the background, and a
 request's followed videos') are kept for the cards too (:class:`EventsSharingCounts`),
-so a page's cards seldom read counts at all.
+so a page's cards seldom read counts at all; so are the video details it reads
+(:class:`CatalogSharingVideos`), so a cache miss's cards seldom read them either.
 """
 
 from __future__ import annotations

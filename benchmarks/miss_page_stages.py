@@ -16,15 +16,14 @@ the service's objects; the rest of the request (Flask, authentication, the body,
 metrics, the log line) is the request's wall time less ``feed()`` and the cards. With
 ``--cold-cards`` the card reader keeps nothing of a page's videos but what the feed's
 ranking read, as for videos the process never showed: before each request (untimed) it
-drops every count it kept and the candidate pool is read again, as its background
-refresh does every ``candidate_pool_ttl_seconds`` (code whose card reader keeps the
-ranking's counts then has the pool's), and the page's videos and creators are forgotten
-before its cards are read (else a page's cards are mostly kept from earlier requests,
-as in a busy worker). ``time.process_time()`` over a block gives each process's CPU per
-request (every thread; with ``--cold-cards`` the pool's reads too), and over each
-request alone the CPU during the request. Blocks alternate between the checkouts, round
-by round; p50 / p99 per stage and the ratios to the first checkout are printed with the
-load average::
+drops every detail, creator and count it kept and the candidate pool is read again, as
+its background refresh does every ``candidate_pool_ttl_seconds`` (code whose card
+reader keeps the ranking's counts, or videos, then has the pool's; else a page's cards
+are mostly kept from earlier requests, as in a busy worker). ``time.process_time()``
+over a block gives each process's CPU per request (every thread; with ``--cold-cards``
+the pool's reads too), and over each request alone the CPU during the request. Blocks
+alternate between the checkouts, round by round; p50 / p99 per stage and the ratios to
+the first checkout are printed with the load average::
 
     python benchmarks/miss_page_stages.py /path/to/old /path/to/new --rounds 6
 
@@ -149,19 +148,6 @@ def _serve_in(cold_cards: bool) -> None:
     stages.wrap(feed._snapshots, "put", "feed: snapshot write")
     stages.wrap(feed._pager, "page", "feed: page cut and seen mark")
     stages.wrap(cards, "read", "cards")
-    if cold_cards:
-        timed_read = cards.read
-
-        def read_cold(video_ids: list[int], **kwargs: Any) -> Any:
-            # As for videos no request of this process showed before: their details
-            # and creators are read during the request (their counts were dropped
-            # before it).
-            kept = cards._videos.kept(video_ids)
-            cards._creators.forget({video.creator_id for video in kept.values()})
-            cards._videos.forget(video_ids)
-            return timed_read(video_ids, **kwargs)
-
-        cards.read = read_cold
     turn = [0]
 
     def miss() -> dict[str, float]:
@@ -169,9 +155,12 @@ def _serve_in(cold_cards: bool) -> None:
         turn[0] += 1
         feed.invalidate(user)
         if cold_cards:
-            # The counts this process kept are those its ranking read since: the pool's.
-            counts = cards._stats
-            cards._stats = type(counts)(counts._ttl, counts._size, counts._clock)
+            # As for videos no request of this process showed before: the details,
+            # creators and counts this process kept are those its ranking read since
+            # (the pool's, by code whose card reader keeps them).
+            for kept in ("_videos", "_creators", "_stats"):
+                old = getattr(cards, kept)
+                setattr(cards, kept, type(old)(old._ttl, old._size, old._clock))
             feed.refresh_candidates()
         current: dict[str, float] = {}
         stages.current = current

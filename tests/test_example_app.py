@@ -34,6 +34,7 @@ from reelrank import (
     InMemoryEventStore,
     InvalidInputError,
     StoreError,
+    Video,
     VideoSearch,
     VideoStats,
     parse_query,
@@ -575,6 +576,95 @@ def test_a_cache_miss_pages_cards_show_the_counts_its_ranking_read(
         built.services.close()
 
 
+def _counting_video_reads(reads: list[tuple[str, list[int]]]) -> Any:
+    """A ``wrap`` for :func:`_build`: every ``recent_videos`` and ``get_videos`` call of
+    the catalog is appended to ``reads`` with the ids it returned, or asked for."""
+
+    def wrap(stores: Stores) -> Stores:
+        catalog = stores.catalog
+        recent, get_videos = catalog.recent_videos, catalog.get_videos
+
+        def recent_videos(**kwargs: Any) -> list[Video]:
+            videos = recent(**kwargs)
+            reads.append(("recent_videos", [video.video_id for video in videos]))
+            return videos
+
+        def counted_get_videos(video_ids: Any) -> dict[int, Video]:
+            reads.append(("get_videos", list(video_ids)))
+            return get_videos(video_ids)
+
+        catalog.recent_videos = recent_videos  # type: ignore[method-assign]
+        catalog.get_videos = counted_get_videos  # type: ignore[method-assign]
+        return stores
+
+    return wrap
+
+
+def test_a_cache_miss_pages_cards_show_the_videos_its_candidate_pool_read(
+    backend: dict[str, Any] | None,
+) -> None:
+    """A first page on a fresh process ranks videos whose details its candidate pool
+    has just read (the recent ones, the popular ones): the cards show those, with no
+    catalog read of the pool's videos of their own, and as the catalog has them."""
+    reads: list[tuple[str, list[int]]] = []
+    built = _build(backend, wrap=_counting_video_reads(reads))
+    try:
+        response = built.client.get("/api/v1/reels?limit=10", headers=_auth())
+        assert response.headers["Cache-Status"] == "reelrank; fwd=miss"
+        items = response.get_json()["items"]
+        assert len(items) == 10
+        shown = {item["video_id"] for item in items}
+        # The cards' reads ask for some of the page's videos; the pool's for hundreds.
+        pool_reads = [ids for _, ids in reads if not set(ids) <= shown]
+        pool = {video_id for ids in pool_reads for video_id in ids}
+        assert shown & pool  # the page shows pool videos
+        card_reads = [ids for name, ids in reads if name == "get_videos" and set(ids) <= shown]
+        assert all(not set(ids) & pool for ids in card_reads)
+        reference = built.services.stores.catalog.get_videos(sorted(shown))
+        for item in items:
+            video = reference[item["video_id"]]
+            assert item["title"] == video.title
+            assert item["creator"]["creator_id"] == video.creator_id
+            assert item["duration_seconds"] == video.duration_seconds
+            assert item["sound_id"] == video.sound_id
+            assert item["hashtags"] == list(video.hashtags)
+            assert datetime.fromisoformat(item["published_at"]) == video.published_at
+    finally:
+        built.services.close()
+
+
+def test_a_pool_read_held_open_does_not_replace_details_the_cards_read_after_it_began() -> None:
+    """A video changed while the candidate pool's read of it is held open: the cards
+    read the change, and the pool's read, landing later, does not replace it."""
+    built = _build()
+    try:
+        catalog = built.services.stores.catalog
+        recent = catalog.recent_videos
+        read_done, release = threading.Event(), threading.Event()
+
+        def held_recent_videos(**kwargs: Any) -> list[Video]:
+            videos = recent(**kwargs)
+            read_done.set()
+            assert release.wait(10.0)
+            return videos
+
+        catalog.recent_videos = held_recent_videos  # type: ignore[method-assign]
+        refresh = threading.Thread(target=built.services.feed.refresh_candidates)
+        refresh.start()
+        assert read_done.wait(10.0)
+        video = recent(limit=1)[0]
+        changed = video.model_copy(update={"title": video.title + " (edited)"})
+        catalog.put_video(changed)
+        cards = built.app.extensions["reelrank_cards"]
+        assert cards.read([video.video_id]).videos[video.video_id].title == changed.title
+        release.set()
+        refresh.join(10.0)
+        assert not refresh.is_alive()
+        assert cards.read([video.video_id]).videos[video.video_id].title == changed.title
+    finally:
+        built.services.close()
+
+
 def _request_thread_stats_reads(reads: list[list[int]], *, failing: bool = False) -> Any:
     """A ``wrap`` for :func:`_build`: every ``get_stats`` call of the event store made on
     this (the request's) thread is appended to ``reads``; with ``failing``, every call
@@ -966,6 +1056,31 @@ def test_a_card_count_read_that_began_before_an_event_does_not_replace_the_event
     assert cards.read([7]).stats[7].likes == 1  # this card shows what its read saw
     assert cards.read([7]).stats[7].likes == 2  # the next shows the like's read
     assert reads == [[7], [7]]
+
+
+def test_videos_kept_from_a_read_elsewhere_age_from_when_that_read_began() -> None:
+    """Details the feed's catalog read handed over are fresh for ``ttl`` from the
+    read's start, not from when it landed: read at 75 s with a 30 s ``ttl``, they are
+    shown at 100 s without a catalog read, and read again at 105 s."""
+    catalog, events = InMemoryCatalog(), InMemoryEventStore()
+    catalog.put_creator(make_creator(1))
+    catalog.put_video(make_video(7, 1))
+    now = [100.0]
+    cards = cards_module.CardReader(catalog, events, ttl=30.0, clock=lambda: now[0])
+    read = catalog.get_videos
+    reads: list[list[int]] = []
+
+    def counted_get_videos(video_ids: Any) -> dict[int, Video]:
+        reads.append(list(video_ids))
+        return read(video_ids)
+
+    catalog.get_videos = counted_get_videos  # type: ignore[method-assign]
+    cards.keep_videos(read([7]), read_at=75.0)
+    assert 7 in cards.read([7]).videos
+    assert reads == []
+    now[0] = 105.0
+    assert 7 in cards.read([7]).videos
+    assert reads == [[7]]
 
 
 def test_a_read_older_than_the_forgets_still_recorded_keeps_nothing() -> None:

@@ -315,6 +315,9 @@ def create_app(
     if services.shared_counts is not None and settings.card_counts_seconds > 0:
         # The cards reuse the counts the ranking reads (read on every page otherwise).
         services.shared_counts.share_with(handlers.card_reader)
+    if services.shared_videos is not None and settings.card_cache_seconds > 0:
+        # The cards reuse the videos the ranking reads (read on every cold page otherwise).
+        services.shared_videos.share_with(handlers.card_reader)
     document = openapi_document()
     _register_errors(app)
     _register_timing(app, metrics)

@@ -20,7 +20,8 @@ here and has the counts search reuses read again (see :class:`ReusedCounts`); a 
 answer reads them afresh, and that read is kept for the next cards and searches. The
 counts the feed's ranking reads (its candidate pool's, in the background, and a
 request's followed videos') are kept for the cards too (:class:`EventsSharingCounts`),
-so a page's cards seldom read counts at all.
+so a page's cards seldom read counts at all; so are the video details it reads
+(:class:`CatalogSharingVideos`), so a cache miss's cards seldom read them either.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from reelrank import (
@@ -52,7 +54,14 @@ from reelrank import (
     WorkerPool,
 )
 
-__all__ = ["CardData", "CardReader", "EventsSharingCounts", "ReusedCounts", "store_guard"]
+__all__ = [
+    "CardData",
+    "CardReader",
+    "CatalogSharingVideos",
+    "EventsSharingCounts",
+    "ReusedCounts",
+    "store_guard",
+]
 
 _logger = logging.getLogger(__name__)
 
@@ -155,16 +164,24 @@ class _Kept(Generic[V]):
                 if entry is not None and entry[0] <= read_at:
                     self._values[key] = (now, value)
 
-    def store(self, values: Mapping[int, V], *, began: int | None = None) -> None:
+    def store(
+        self, values: Mapping[int, V], *, began: int | None = None, read_at: float | None = None
+    ) -> None:
         """Keep ``values``, fresh from now. With ``began`` (the :meth:`generation` taken
-        before they were read), the values of ids forgotten since are left out."""
-        now = self._clock()
+        before they were read), the values of ids forgotten since are left out. With
+        ``read_at`` (this clock's time when their read began), they are kept as read
+        then, and the values of ids stored since (by a later read) are left as they are."""
+        now = self._clock() if read_at is None else read_at
         with self._lock:
             if began is not None and began < self._forgotten_floor:
                 return
             for key, value in values.items():
                 if began is not None and self._forgotten.get(key, 0) > began:
                     continue
+                if read_at is not None:
+                    entry = self._values.get(key)
+                    if entry is not None and entry[0] >= read_at:
+                        continue
                 self._values[key] = (now, value)
                 self._values.move_to_end(key)
             while len(self._values) > self._size:
@@ -372,6 +389,61 @@ class EventsSharingCounts:
         return getattr(self._store, attribute)
 
 
+class CatalogSharingVideos:
+    """``catalog`` for the feed service, keeping every video it reads for the cards.
+
+    A cache miss ranks videos whose details the feed service has just read: its
+    candidate pool's (the recent videos and the popular ones, read again in the
+    background every ``candidate_pool_ttl_seconds``) and, on a catalog that reads them
+    as models, a request's followed videos. Without this the cards read the shown
+    videos' details again, a catalog query in the request. Each :meth:`recent_videos`,
+    :meth:`get_videos` and :meth:`followed_videos` read is handed to the card reader
+    given to :meth:`share_with` (:meth:`CardReader.keep_videos`), kept as read when it
+    began: it ages from then (fresh for the reader's ``ttl``), and never replaces
+    details the reader read after it began. Every other method and attribute is the
+    catalog's own, so the proxy satisfies whatever catalog Protocol ``catalog`` does
+    (``typing.cast`` for a type checker), as :class:`~reelrank.GuardedStore` does.
+    """
+
+    def __init__(self, catalog: Catalog) -> None:
+        self._store = catalog
+        self._cards: CardReader | None = None
+
+    def share_with(self, cards: CardReader) -> None:
+        """Keep the videos read from now on for ``cards``."""
+        self._cards = cards
+
+    def recent_videos(self, *, limit: int, since: datetime | None = None) -> list[Video]:
+        """The catalog's :meth:`~reelrank.Catalog.recent_videos`, kept for the cards."""
+        return self._kept_list(lambda: self._store.recent_videos(limit=limit, since=since))
+
+    def followed_videos(self, user_id: int, *, limit: int) -> list[Video]:
+        """The catalog's :meth:`~reelrank.Catalog.followed_videos`, kept for the cards."""
+        return self._kept_list(lambda: self._store.followed_videos(user_id, limit=limit))
+
+    def get_videos(self, video_ids: Sequence[int]) -> dict[int, Video]:
+        """The catalog's :meth:`~reelrank.Catalog.get_videos`, kept for the cards."""
+        cards = self._cards
+        if cards is None:
+            return self._store.get_videos(video_ids)
+        read_at = cards.videos_clock()
+        videos = self._store.get_videos(video_ids)
+        cards.keep_videos(videos, read_at=read_at)
+        return videos
+
+    def _kept_list(self, read: Callable[[], list[Video]]) -> list[Video]:
+        cards = self._cards
+        if cards is None:
+            return read()
+        read_at = cards.videos_clock()
+        videos = read()
+        cards.keep_videos({video.video_id: video for video in videos}, read_at=read_at)
+        return videos
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(self._store, attribute)
+
+
 def store_guard(
     name: str,
     *,
@@ -548,6 +620,17 @@ class CardReader:
         own reads are shown (fresh for ``counts_ttl``), except those of videos an event
         was recorded on since ``began`` (:meth:`counts_generation` before the read)."""
         self._stats.store(counts, began=began)
+
+    def videos_clock(self) -> float:
+        """This reader's time, to take before reading videos elsewhere, for
+        :meth:`keep_videos`."""
+        return self._clock()
+
+    def keep_videos(self, videos: Mapping[int, Video], *, read_at: float) -> None:
+        """Show ``videos``, read elsewhere by a read that began at ``read_at``
+        (:meth:`videos_clock`), on the next cards as this reader's own reads are shown:
+        fresh for ``ttl`` from ``read_at``, and not for a video this reader read since."""
+        self._videos.store(videos, read_at=read_at)
 
     def forget_counts(self, video_ids: Iterable[int]) -> None:
         """Read the counts of ``video_ids`` during the next request that shows them, or

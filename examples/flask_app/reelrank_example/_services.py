@@ -70,7 +70,7 @@ from reelrank import (
     VideoSearch,
 )
 
-from ._cards import EventsSharingCounts, ReusedCounts
+from ._cards import CatalogSharingVideos, EventsSharingCounts, ReusedCounts
 from ._metrics import AppMetrics
 from ._settings import Settings
 
@@ -451,6 +451,10 @@ class Services:
     card reader :func:`~reelrank_example.create_app` shares them with; ``None`` when the
     catalog reads the followed videos' counts itself (the SQL catalog on the SQL event
     store, one statement that this proxy would turn into two)."""
+    shared_videos: CatalogSharingVideos | None = None
+    """The catalog as the feed service reads it, handing the videos it reads (its
+    candidate pool's, and a request's followed videos when read as models) to the card
+    reader :func:`~reelrank_example.create_app` shares them with."""
 
     def close(self) -> None:
         """Stop the feed service's worker threads and release the stores."""
@@ -746,8 +750,9 @@ def build_services(
         and stores.catalog.reads_stats_of(stores.events)
     ):
         shared_counts = EventsSharingCounts(stores.events)
+    shared_videos = CatalogSharingVideos(stores.catalog)
     feed = FeedRankingService(
-        catalog=stores.catalog,
+        catalog=cast(Catalog, shared_videos),
         events=stores.events if shared_counts is None else cast(EventStore, shared_counts),
         seen=stores.seen,
         cache=stores.cache,
@@ -795,6 +800,7 @@ def build_services(
         metrics=metrics,
         search_counts=search_counts,
         shared_counts=shared_counts,
+        shared_videos=shared_videos,
     )
     if settings.tracing:
         from ._tracing import trace_services

@@ -140,7 +140,8 @@ class Settings(BaseSettings):
     """Deadline of each ``/healthz/ready`` check. The checks run concurrently, so the
     probe answers within about this long even when every store hangs."""
     card_cache_seconds: float = Field(default=30.0, ge=0.0, le=3_600.0, allow_inf_nan=False)
-    """How long a process reuses the video and creator details of the cards it built.
+    """How long a process reuses the video and creator details of the cards it built,
+    and the video details the feed's ranking read (aged from when their read began).
     Older details are read again, but kept and served while the catalog is
     unavailable; 0 reads them on every request (and keeps nothing)."""
     card_counts_seconds: float = Field(default=10.0, ge=0.0, le=300.0, allow_inf_nan=False)

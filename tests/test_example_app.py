@@ -704,7 +704,11 @@ def test_a_search_whose_matches_were_never_read_does_not_wait_for_the_event_stor
     are read in the background, and ranked on once ``search_counts_seconds`` is over,
     so the pages of one query agree within it."""
     reads: list[list[int]] = []
-    built = _build(wrap=_request_thread_stats_reads(reads), search_counts_seconds=2.0)
+    built = _build(
+        wrap=_request_thread_stats_reads(reads),
+        search_counts_seconds=2.0,
+        search_waits_for_unknown_counts=False,
+    )
     try:
         started = time.monotonic()
         first = built.services.search.search("music", limit=20)
@@ -763,7 +767,10 @@ def test_a_pool_counts_read_that_began_before_a_like_does_not_replace_the_likes_
 
 def test_a_search_answers_while_the_event_store_fails() -> None:
     reads: list[list[int]] = []
-    built = _build(wrap=_request_thread_stats_reads(reads, failing=True))
+    built = _build(
+        wrap=_request_thread_stats_reads(reads, failing=True),
+        search_waits_for_unknown_counts=False,
+    )
     try:
         response = built.client.get("/api/v1/reels/search?q=music&limit=5")
         assert response.status_code == 200, response.get_data(as_text=True)

@@ -163,15 +163,18 @@ class Settings(BaseSettings):
     largest part of a search's time). Counts older than both together, never read, or
     dropped by an event this process recorded are not ranked on (see
     ``search_waits_for_unknown_counts``)."""
-    search_waits_for_unknown_counts: bool = False
+    search_waits_for_unknown_counts: bool = True
     """Whether a search waits for the counts it has none recent enough for (never read
     by this process, older than ``search_counts_seconds`` plus
     ``search_counts_stale_seconds``, or dropped by an event this process recorded):
-    one event-store read during the search, failing the search with the store. By
-    default such a match is ranked as a video nobody engaged with (the prior quality)
-    and its counts are read in the background for the next search, so a search never
-    waits for the event store, and the first search of a query on a process ranks its
-    new matches on text relevance alone."""
+    one event-store read during the search, failing the search with the store (the
+    default). ``False`` ranks such a match as a video nobody engaged with (the prior
+    quality) and reads its counts in the background for the next search, so a search
+    never waits for the event store and the first search of a query on a process ranks
+    its new matches on text relevance alone; an event then has its video's counts read
+    again at once in the background. Not the default: in full HTTP runs of the load
+    benchmark it made event requests slower and the service saturate sooner (see *The
+    first search of a query* in the capacity docs)."""
     media_base_url: str = Field(
         default="https://cdn.example.com", pattern=r"^https?://[^\s]{1,2000}$"
     )

@@ -459,6 +459,7 @@ class Services:
     def close(self) -> None:
         """Stop the feed service's worker threads and release the stores."""
         self.feed.close()
+        self.trending.close()
         for close in self.stores.closers:
             close()
 
@@ -785,7 +786,10 @@ def build_services(
             stores.catalog,
             stores.log,
             snapshots=stores.trending_snapshots,
-            config=TrendingConfig(reuse_seconds=settings.trending_reuse_seconds),
+            config=TrendingConfig(
+                reuse_seconds=settings.trending_reuse_seconds,
+                refresh_ahead_seconds=settings.trending_refresh_ahead_seconds,
+            ),
         ),
         creators=CreatorRecommender(stores.catalog, stores.events, stores.log),
         # VideoSearch calls get_stats only.

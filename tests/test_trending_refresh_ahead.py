@@ -127,6 +127,16 @@ def test_once_a_computation_finished_the_next_aged_call_starts_another(setup: Se
     assert setup.store.latest_snapshot(*SOUND_24) == setup.reference(later)
 
 
+def test_finished_computations_of_other_windows_are_forgotten(setup: Setup) -> None:
+    windows = (2.0, 3.0, 4.0, 5.0)
+    for window in windows:
+        setup.trending.top("sound", now=NOW, window_hours=window)
+    for window in windows:
+        setup.trending.top("sound", now=WITHIN, window_hours=window)
+        setup.trending._refreshing[(TrendingKind.SOUND, window)].result(timeout=30)
+    assert list(setup.trending._refreshing) == [(TrendingKind.SOUND, 5.0)]
+
+
 def test_past_the_bound_the_call_computes(setup: Setup) -> None:
     fresh = setup.trending.top("sound", now=PAST)
     assert setup.log.calls["columns_between"] == 1

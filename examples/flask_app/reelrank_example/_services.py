@@ -405,7 +405,8 @@ class Stores:
         default_factory=InMemoryTrendingSnapshotStore
     )
     """Last trending results: served by every process while younger than
-    ``trending_reuse_seconds``, and when a store fails."""
+    ``trending_reuse_seconds`` (and, while a process computes the next one, up to
+    ``trending_refresh_ahead_seconds`` older), and when a store fails."""
     embeddings: EmbeddingIndex | None = None
     """Video embeddings for similar videos; ``None`` uses the metadata fallback only."""
     idempotency: IdempotencyStore = dataclasses.field(default_factory=MemoryIdempotencyStore)

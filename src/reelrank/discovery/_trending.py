@@ -326,6 +326,11 @@ class Trending:
                     self._refresh_pool = ThreadPoolExecutor(
                         max_workers=1, thread_name_prefix="reelrank-trending"
                     )
+                # Callers choose the window: finished computations are forgotten so
+                # that many windows asked once do not pile up.
+                self._refreshing = {
+                    other: future for other, future in self._refreshing.items() if not future.done()
+                }
                 self._refreshing[key] = self._refresh_pool.submit(self._refresh, previous, now)
         return True
 

@@ -18,6 +18,12 @@ mode), published over 14 days with 40 sounds and one to three of 15 hashtags eac
 as many events over the same days. The calls are interleaved, and wall and process
 CPU time are both reported. The served answers are checked equal to the computed one
 before timing.
+
+Two more cases time the call that finds the stored snapshot 90 s old, past
+``reuse_seconds`` (60): computed during the call (``refresh_ahead_seconds`` 0) against
+served at once while a background thread computes (``refresh_ahead_seconds`` 300), on
+the stores above and through the example service's trending endpoint on its SQLite
+stack (20,000 videos; 2,000 in quick mode).
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import QUICK, SUMMARY, loadavg
+from conftest import QUICK, SUMMARY, loadavg, p50_p99_ms
 
 from reelrank import (
     EngagementKind,
@@ -54,6 +60,7 @@ EVENTS = VIDEOS
 DAYS = 14
 CREATORS = 1_000
 ROUNDS = 5 if QUICK else 20
+AGED_ROUNDS = 10 if QUICK else 60
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 TOPICS = (
     "dance", "comedy", "cooking", "travel", "fitness", "music", "pets", "diy",
@@ -163,3 +170,169 @@ def test_served_from_the_shared_store_against_computed(
         benchmark.extra_info[f"{name}_p50_ms"] = wall
     benchmark.extra_info["computed_p50_ms"] = computed_wall
     benchmark.pedantic(calls[1], rounds=3)
+
+
+def test_an_aged_snapshot_refreshed_ahead_against_computed_during_the_call(
+    benchmark: Any,
+    stores: tuple[InMemoryCatalog, InMemoryEngagementLog],
+    redis_store: TrendingSnapshotStore,
+    sqlite_store: TrendingSnapshotStore,
+) -> None:
+    """The call that finds the stored snapshot 90 s old (past ``reuse_seconds`` 60):
+    computed during the call (``refresh_ahead_seconds`` 0, as before) against served at
+    once while a background thread computes (``refresh_ahead_seconds`` 300); and a
+    second call made while that background computation runs. Each round puts the aged
+    snapshot back first; a refreshed-ahead call's computation is waited for, untimed,
+    before the next call."""
+    catalog, log = stores
+    kind = TrendingKind.HASHTAG
+    aged = Trending(catalog, log, config=TrendingConfig(reuse_seconds=0.0)).top(
+        kind, now=NOW, limit=200
+    )
+    variants = {
+        (name, ahead): Trending(
+            catalog,
+            log,
+            snapshots=store,
+            config=TrendingConfig(reuse_seconds=60.0, refresh_ahead_seconds=ahead),
+        )
+        for name, store in (("sqlite", sqlite_store), ("redis", redis_store))
+        for ahead in (0.0, 300.0)
+    }
+    store_of = {"sqlite": sqlite_store, "redis": redis_store}
+    calls = list(variants)
+    walls: dict[tuple[str, float], list[float]] = {call: [] for call in calls}
+    during: dict[str, list[float]] = {name: [] for name in store_of}
+    for round_number in range(AGED_ROUNDS):
+        now = NOW + timedelta(hours=round_number + 1)
+        start = round_number % len(calls)
+        for name, ahead in calls[start:] + calls[:start]:
+            trending = variants[(name, ahead)]
+            store_of[name].put_snapshot(
+                aged.model_copy(update={"computed_at": now - timedelta(seconds=90)})
+            )
+            started = time.perf_counter()
+            answer = trending.top(kind, now=now, limit=20)
+            walls[(name, ahead)].append(time.perf_counter() - started)
+            if ahead:
+                assert answer.items == aged.items[:20] and answer.stale_as_of is None
+                started = time.perf_counter()
+                trending.top(kind, now=now, limit=20)
+                during[name].append(time.perf_counter() - started)
+                trending._refreshing[(kind, 24.0)].result()
+            stored = store_of[name].latest_snapshot(kind, 24.0)
+            assert stored is not None and stored.computed_at == now
+    for trending in variants.values():
+        trending.close()
+    for name in store_of:
+        inline_p50, inline_p99 = p50_p99_ms(walls[(name, 0.0)])
+        ahead_p50, ahead_p99 = p50_p99_ms(walls[(name, 300.0)])
+        during_p50, during_p99 = p50_p99_ms(during[name])
+        SUMMARY.append(
+            f"trending top 20 hashtags with a 90 s old snapshot on {name}, {VIDEOS:,} videos, "
+            f"{len(walls[(name, 0.0)])} rounds: computed during the call p50 {inline_p50:.1f} ms "
+            f"/ p99 {inline_p99:.1f} ms; refreshed ahead p50 {ahead_p50:.2f} ms / p99 "
+            f"{ahead_p99:.2f} ms; computed / refreshed ahead = {inline_p50 / ahead_p50:.0f}x "
+            f"p50, {inline_p99 / ahead_p99:.0f}x p99; a call while the background computes "
+            f"p50 {during_p50:.2f} ms / p99 {during_p99:.2f} ms; loadavg {loadavg()}"
+        )
+        benchmark.extra_info[f"{name}_ahead_p50_ms"] = ahead_p50
+        benchmark.extra_info[f"{name}_inline_p50_ms"] = inline_p50
+    benchmark.pedantic(lambda: None, rounds=1)
+
+
+SERVICE_VIDEOS = 2_000 if QUICK else 20_000
+SERVICE_ROUNDS = 10 if QUICK else 40
+
+
+@pytest.fixture(scope="module")
+def service_settings(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The example service's settings on a seeded SQLite file (its embedded stack)."""
+    from reelrank_example import (
+        Settings,
+        configured_stores,
+        migrate,
+        seed_synthetic_catalog_bulk,
+    )
+
+    path: Path = tmp_path_factory.mktemp("bench-trending-service") / "service.db"
+    settings = Settings(
+        database_url=f"sqlite:///{path}",
+        videos=SERVICE_VIDEOS,
+        pending_videos=0,
+        users=200,
+        events=SERVICE_VIDEOS,
+        creators=max(10, SERVICE_VIDEOS // 100),
+        auth_secret="s" * 32,
+    )
+    migrate(settings)
+    stores = configured_stores(settings)
+    try:
+        seed_synthetic_catalog_bulk(stores, settings, now=datetime.now(UTC))
+    finally:
+        for close in stores.closers:
+            close()
+    return settings
+
+
+def test_a_trending_request_with_an_aged_snapshot_on_the_example_service(
+    benchmark: Any, service_settings: Any
+) -> None:
+    """``GET /api/v1/reels/trending-hashtags`` through the Flask test client, the stored
+    snapshot 90 s old: a service with ``trending_refresh_ahead_seconds`` 0 (computing
+    during the request, as before) against one with the default (300 s), on the same
+    SQLite file, requests alternated; each puts the aged snapshot back first, and a
+    refreshed-ahead request's background computation is waited for, untimed."""
+    from reelrank_example import build_services, configured_stores, create_app
+
+    started_at = datetime.now(UTC).replace(microsecond=0)
+    now = [started_at]
+    services = {}
+    clients = {}
+    for ahead in (0.0, 300.0):
+        settings = service_settings.model_copy(update={"trending_refresh_ahead_seconds": ahead})
+        services[ahead] = build_services(
+            configured_stores(settings), settings, clock=lambda: now[0]
+        )
+        clients[ahead] = create_app(services[ahead], settings).test_client()
+    path = "/api/v1/reels/trending-hashtags?limit=10"
+    store = services[0.0].stores.trending_snapshots
+    assert clients[0.0].get(path).status_code == 200
+    aged = store.latest_snapshot(TrendingKind.HASHTAG, 24.0)
+    assert aged is not None and aged.items
+    walls: dict[float, list[float]] = {0.0: [], 300.0: []}
+    try:
+        for round_number in range(SERVICE_ROUNDS):
+            now[0] = started_at + timedelta(hours=round_number + 1)
+            order = (0.0, 300.0) if round_number % 2 == 0 else (300.0, 0.0)
+            for ahead in order:
+                store.put_snapshot(
+                    aged.model_copy(update={"computed_at": now[0] - timedelta(seconds=90)})
+                )
+                started = time.perf_counter()
+                response = clients[ahead].get(path)
+                walls[ahead].append(time.perf_counter() - started)
+                assert response.status_code == 200
+                served_at = datetime.fromisoformat(response.get_json()["computed_at"])
+                if ahead:
+                    assert served_at == now[0] - timedelta(seconds=90)
+                    services[ahead].trending._refreshing[(TrendingKind.HASHTAG, 24.0)].result()
+                else:
+                    assert served_at == now[0]
+                stored = store.latest_snapshot(TrendingKind.HASHTAG, 24.0)
+                assert stored is not None and stored.computed_at == now[0]
+    finally:
+        for each in services.values():
+            each.close()
+    inline_p50, inline_p99 = p50_p99_ms(walls[0.0])
+    ahead_p50, ahead_p99 = p50_p99_ms(walls[300.0])
+    SUMMARY.append(
+        f"example service trending-hashtags request with a 90 s old snapshot, SQLite, "
+        f"{SERVICE_VIDEOS:,} videos, {SERVICE_ROUNDS} rounds: computed during the request "
+        f"p50 {inline_p50:.1f} ms / p99 {inline_p99:.1f} ms; refreshed ahead p50 "
+        f"{ahead_p50:.2f} ms / p99 {ahead_p99:.2f} ms; ratio {inline_p50 / ahead_p50:.0f}x "
+        f"p50, {inline_p99 / ahead_p99:.0f}x p99; loadavg {loadavg()}"
+    )
+    benchmark.extra_info["service_inline_p50_ms"] = inline_p50
+    benchmark.extra_info["service_ahead_p50_ms"] = ahead_p50
+    benchmark.pedantic(lambda: None, rounds=1)

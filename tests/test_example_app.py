@@ -34,6 +34,7 @@ from reelrank import (
     InMemoryEventStore,
     InvalidInputError,
     StoreError,
+    TrendingKind,
     Video,
     VideoSearch,
     VideoStats,
@@ -438,6 +439,49 @@ def test_public_lists_page_without_overlap(built: Built, path: str) -> None:
     # Retrying a cursor gives the same items (trending scores decay between the calls).
     again = built.client.get(f"{path}limit=2&cursor={page['next_cursor']}").get_json()
     assert [i[key] for i in again["items"]] == [i[key] for i in second["items"]]
+
+
+def test_a_trending_request_with_an_aged_snapshot_does_not_wait_for_the_log() -> None:
+    """Past ``trending_reuse_seconds``, within ``trending_refresh_ahead_seconds`` (on by
+    default here), a request answers with the stored snapshot's items and does not read
+    the log; the next snapshot is computed on another thread."""
+    settings = _settings()
+    seeded_at = datetime.now(UTC).replace(microsecond=0)
+    stores = memory_stores()
+    seed_synthetic_catalog(stores, settings, now=seeded_at)
+    request_thread = threading.get_ident()
+    request_reads: list[datetime] = []
+    background_may_read = threading.Event()
+    read = stores.log.columns_between
+
+    def columns_between(start: datetime, end: datetime, **options: Any) -> Any:
+        if threading.get_ident() == request_thread:
+            request_reads.append(end)
+        else:
+            background_may_read.wait(30.0)
+        return read(start, end, **options)
+
+    stores.log.columns_between = columns_between  # type: ignore[method-assign]
+    now = [seeded_at]
+    services = build_services(stores, settings, clock=lambda: now[0])
+    client = create_app(services, settings).test_client()
+    path = "/api/v1/reels/trending-hashtags?limit=5"
+    try:
+        first = client.get(path).get_json()
+        assert first["items"] and len(request_reads) == 1
+        aged_at = seeded_at + timedelta(seconds=settings.trending_reuse_seconds + 1)
+        now[0] = aged_at
+        aged = client.get(path).get_json()
+        assert aged == first and aged["stale_as_of"] is None
+        assert len(request_reads) == 1
+        background_may_read.set()
+        services.trending._refreshing[(TrendingKind.HASHTAG, 24.0)].result(timeout=30)
+        refreshed = client.get(path).get_json()
+        assert refreshed["computed_at"] == aged_at.isoformat().replace("+00:00", "Z")
+        assert len(request_reads) == 1
+    finally:
+        background_may_read.set()
+        services.close()
 
 
 def test_a_cursor_of_one_list_is_refused_by_another(built: Built) -> None:

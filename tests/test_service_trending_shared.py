@@ -75,7 +75,9 @@ def _seed(settings: Settings) -> None:
 def test_a_worker_serves_what_another_computed_until_the_reuse_interval_ends(
     backend: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    settings = _settings(backend, request, tmp_path)
+    # Computing during the request once the snapshot is too old to reuse (refreshing
+    # ahead is tested below).
+    settings = _settings(backend, request, tmp_path, trending_refresh_ahead_seconds=0.0)
     assert settings.trending_reuse_seconds == 60.0
     _seed(settings)
     first, second = _workers(settings, request)
@@ -102,6 +104,35 @@ def test_a_worker_serves_what_another_computed_until_the_reuse_interval_ends(
     )
     assert fresh == reference.top(TrendingKind.HASHTAG, now=past, limit=10)
     assert first.trending.top(TrendingKind.HASHTAG, now=past, limit=10) == fresh
+
+
+@pytest.mark.parametrize("backend", ["sql", pytest.param("redis", marks=pytest.mark.integration)])
+def test_past_the_reuse_interval_a_worker_serves_the_snapshot_and_refreshes_it_for_all(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    settings = _settings(backend, request, tmp_path)
+    assert settings.trending_refresh_ahead_seconds == 300.0
+    _seed(settings)
+    first, second = _workers(settings, request)
+    computed = first.trending.top(TrendingKind.HASHTAG, now=NOW, limit=10)
+    first.stores.log.record(
+        make_event("share", user_id=FIRST_USER_ID, video_id=FIRST_VIDEO_ID, occurred_at=NOW)
+    )
+    # Past the interval, within the refresh-ahead bound: the stored snapshot, at once...
+    past = NOW + timedelta(seconds=61)
+    assert second.trending.top(TrendingKind.HASHTAG, now=past, limit=10) == computed
+    # ...while the worker computes the next one (the share included) in the background,
+    # under the store's lease, and stores it for every worker.
+    second.trending._refreshing[(TrendingKind.HASHTAG, 24.0)].result(timeout=60)
+    reference = Trending(
+        first.stores.catalog, first.stores.log, config=TrendingConfig(reuse_seconds=0)
+    )
+    expected = reference.top(TrendingKind.HASHTAG, now=past, limit=10)
+    assert expected != computed
+    assert first.trending.top(TrendingKind.HASHTAG, now=past, limit=10) == expected
+    assert first.stores.trending_snapshots.acquire_lease(  # given back
+        TrendingKind.HASHTAG, 24.0, owner="next", seconds=30
+    )
 
 
 def test_reuse_zero_computes_in_every_worker(

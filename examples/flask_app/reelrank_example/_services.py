@@ -405,7 +405,8 @@ class Stores:
         default_factory=InMemoryTrendingSnapshotStore
     )
     """Last trending results: served by every process while younger than
-    ``trending_reuse_seconds``, and when a store fails."""
+    ``trending_reuse_seconds`` (and, while a process computes the next one, up to
+    ``trending_refresh_ahead_seconds`` older), and when a store fails."""
     embeddings: EmbeddingIndex | None = None
     """Video embeddings for similar videos; ``None`` uses the metadata fallback only."""
     idempotency: IdempotencyStore = dataclasses.field(default_factory=MemoryIdempotencyStore)
@@ -459,6 +460,7 @@ class Services:
     def close(self) -> None:
         """Stop the feed service's worker threads and release the stores."""
         self.feed.close()
+        self.trending.close()
         for close in self.stores.closers:
             close()
 
@@ -785,7 +787,10 @@ def build_services(
             stores.catalog,
             stores.log,
             snapshots=stores.trending_snapshots,
-            config=TrendingConfig(reuse_seconds=settings.trending_reuse_seconds),
+            config=TrendingConfig(
+                reuse_seconds=settings.trending_reuse_seconds,
+                refresh_ahead_seconds=settings.trending_refresh_ahead_seconds,
+            ),
         ),
         creators=CreatorRecommender(stores.catalog, stores.events, stores.log),
         # VideoSearch calls get_stats only.

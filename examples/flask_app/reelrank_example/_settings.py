@@ -136,6 +136,17 @@ class Settings(BaseSettings):
     kind and window about once per interval: the first request that finds the snapshot
     older takes the store's lease and computes the next, and the others serve the
     previous snapshot meanwhile. 0 computes on every call."""
+    trending_refresh_ahead_seconds: float = Field(
+        default=300.0, ge=0.0, le=3_600.0, allow_inf_nan=False
+    )
+    """How much older than ``trending_reuse_seconds`` a trending result may be and
+    still be served at once while one background thread per process computes the next
+    (the request that finds it older does not wait for the computation; the store's
+    lease still lets one worker of the fleet compute). A result older than both, or
+    none, is computed during the request. A response may thus show a result up to
+    ``trending_reuse_seconds`` + this + one computation old (about 6 minutes by default,
+    against windows of hours). 0 computes during the request once the result is too
+    old to reuse."""
     ready_check_timeout_seconds: float = Field(default=0.25, gt=0.0, le=10.0, allow_inf_nan=False)
     """Deadline of each ``/healthz/ready`` check. The checks run concurrently, so the
     probe answers within about this long even when every store hangs."""

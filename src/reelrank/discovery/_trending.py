@@ -13,14 +13,19 @@ like for like; each item carries ``delta = score - previous_score`` and
 ``ratio = score / previous_score``.
 
 Results are stored as snapshots; when a store fails, the last snapshot of the same kind
-and window is served with ``stale_as_of`` set to when it was computed.
+and window is served with ``stale_as_of`` set to when it was computed. With
+:attr:`TrendingConfig.refresh_ahead_seconds`, a snapshot somewhat too old to reuse is
+served at once while one background thread computes its successor.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import threading
 import uuid
 from collections.abc import Hashable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Literal, TypeVar
 
@@ -59,6 +64,11 @@ _SECONDS_PER_HOUR = 3600.0
 
 _NO_LEASE = ""
 """The lease token of a computation that took no lease (the empty string is no owner)."""
+
+_logger = logging.getLogger(__name__)
+
+_SnapshotKey = tuple[TrendingKind, float]
+"""A stored snapshot's kind and window."""
 
 
 class TrendingConfig(StrictModel):
@@ -99,6 +109,14 @@ class TrendingConfig(StrictModel):
     meanwhile. It bounds how long a computation that never finishes (a killed process)
     keeps the others on that snapshot; a computation that outlasts it may overlap the
     next one."""
+    refresh_ahead_seconds: float = Field(default=0.0, ge=0.0, le=86_400.0, allow_inf_nan=False)
+    """A stored snapshot older than ``reuse_seconds`` by at most this many seconds is
+    served as is (it is not stale) while a background thread computes and stores the
+    next one, so no caller waits for the computation; an older snapshot, or none, is
+    computed during the call. A caller may thus see a snapshot ``reuse_seconds`` + this
+    + one computation's time old. 0 (the default) computes during the call as soon as
+    the snapshot is too old to reuse; with ``reuse_seconds`` 0 no snapshot is served
+    ahead either."""
 
     def weight_of(self, kind: EngagementKind) -> float:
         """The usage weight of one event of this kind."""
@@ -168,7 +186,9 @@ class Trending:
     """Computes trending sounds and hashtags and keeps the last result of each.
 
     ``catalog`` supplies the videos (new posts, and each event's sound and hashtags),
-    ``log`` the engagement events, ``snapshots`` the fallback when either fails.
+    ``log`` the engagement events, ``snapshots`` the fallback when either fails. With
+    :attr:`TrendingConfig.refresh_ahead_seconds` set, call :meth:`close` when done: it
+    stops the background thread.
     """
 
     def __init__(
@@ -183,11 +203,37 @@ class Trending:
         self._log = log
         self._snapshots = snapshots if snapshots is not None else InMemoryTrendingSnapshotStore()
         self._config = config or TrendingConfig()
+        self._refresh_lock = threading.Lock()
+        # Created on the first refresh ahead; None again (and refreshing stops) once
+        # closed.
+        self._refresh_pool: ThreadPoolExecutor | None = None
+        self._closed = False
+        self._refreshing: dict[_SnapshotKey, Future[None]] = {}
+        # The computed_at of the snapshot that a failed background computation was to
+        # replace, by kind and window: that snapshot is served marked stale.
+        self._failed_refresh: dict[_SnapshotKey, datetime] = {}
 
     @property
     def config(self) -> TrendingConfig:
         """The configuration in use."""
         return self._config
+
+    def close(self) -> None:
+        """Stop the background thread that refreshes snapshots ahead, after the
+        computation it is running; queued ones are dropped. Afterwards :meth:`top`
+        computes during the call whenever the snapshot is too old to reuse. Closing
+        again does nothing."""
+        with self._refresh_lock:
+            pool, self._refresh_pool = self._refresh_pool, None
+            self._closed = True
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> Trending:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def top(
         self,
@@ -202,7 +248,11 @@ class Trending:
         ``window_hours`` defaults to :attr:`TrendingConfig.window_hours` and must lie in
         ``[1, 168]``. A stored snapshot at most :attr:`TrendingConfig.reuse_seconds` old
         is served as is; otherwise the result is computed and stored as the snapshot for
-        its kind and window (a failing snapshot store does not fail the call). On a
+        its kind and window (a failing snapshot store does not fail the call). A snapshot
+        older by at most :attr:`TrendingConfig.refresh_ahead_seconds` is served as is
+        while a background thread computes and stores the next one (one at a time per
+        kind and window); when that computation fails, the snapshot is served with
+        ``stale_as_of`` set until one succeeds. On a
         :class:`~reelrank.CoordinatedTrendingSnapshotStore` an older stored snapshot is
         computed again only by the caller that takes the kind and window's lease; while
         another holds it, the stored snapshot is served as is. When the
@@ -234,6 +284,11 @@ class Trending:
             age = (now - previous.computed_at).total_seconds()
             if 0.0 <= age <= self._config.reuse_seconds:
                 return previous.model_copy(update={"items": previous.items[:limit]})
+            if (
+                0.0 <= age <= self._config.reuse_seconds + self._config.refresh_ahead_seconds
+                and self._refresh_ahead(previous, now)
+            ):
+                return self._served_ahead(previous, limit)
         lease = self._take_lease(kind, window) if previous is not None else _NO_LEASE
         if lease is None:
             # Another caller is computing this kind and window: its result replaces
@@ -257,6 +312,67 @@ class Trending:
         finally:
             self._release_lease(kind, window, lease)
         return snapshot.model_copy(update={"items": snapshot.items[:limit]})
+
+    def _refresh_ahead(self, previous: TrendingSnapshot, now: datetime) -> bool:
+        """Start computing ``previous``'s successor at ``now`` in the background unless
+        that is under way; ``False`` once closed (the caller computes)."""
+        key = (previous.kind, previous.window_hours)
+        with self._refresh_lock:
+            if self._closed:
+                return False
+            running = self._refreshing.get(key)
+            if running is None or running.done():
+                if self._refresh_pool is None:
+                    self._refresh_pool = ThreadPoolExecutor(
+                        max_workers=1, thread_name_prefix="reelrank-trending"
+                    )
+                # Callers choose the window: finished computations are forgotten so
+                # that many windows asked once do not pile up.
+                self._refreshing = {
+                    other: future for other, future in self._refreshing.items() if not future.done()
+                }
+                self._refreshing[key] = self._refresh_pool.submit(self._refresh, previous, now)
+        return True
+
+    def _served_ahead(self, previous: TrendingSnapshot, limit: int) -> TrendingSnapshot:
+        """``previous`` cut to ``limit``, marked stale when computing its successor
+        failed."""
+        key = (previous.kind, previous.window_hours)
+        with self._refresh_lock:
+            failed = self._failed_refresh.get(key) == previous.computed_at
+        stale_as_of = previous.computed_at if failed else None
+        return previous.model_copy(
+            update={"items": previous.items[:limit], "stale_as_of": stale_as_of}
+        )
+
+    def _refresh(self, previous: TrendingSnapshot, now: datetime) -> None:
+        """The background computation of ``previous``'s successor: never raises; a
+        failure leaves ``previous`` stored and served marked stale."""
+        kind, window = previous.kind, previous.window_hours
+        lease = self._take_lease(kind, window)
+        if lease is None:
+            # Another process is computing: its result is the successor.
+            return
+        try:
+            snapshot = self._compute(kind, now, window)
+            self._snapshots.put_snapshot(snapshot)
+        except StoreError:
+            failed = True
+        except Exception:
+            # A request would have seen this error; here nobody would.
+            _logger.exception(
+                "trending computation failed", extra={"kind": kind.value, "window": window}
+            )
+            failed = True
+        else:
+            failed = False
+        finally:
+            self._release_lease(kind, window, lease)
+        with self._refresh_lock:
+            if failed:
+                self._failed_refresh[(kind, window)] = previous.computed_at
+            else:
+                self._failed_refresh.pop((kind, window), None)
 
     def _previous_snapshot(self, kind: TrendingKind, window: float) -> TrendingSnapshot | None:
         """The stored snapshot, when snapshots are reused; ``None`` when the store fails

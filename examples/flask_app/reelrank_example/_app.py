@@ -676,6 +676,20 @@ def feed_page_json(page: FeedPage, cards: dict[int, Card], degraded: list[str]) 
     )
 
 
+class _EventWrite:
+    """Whether an event write let through by the event-write breaker called the store
+    (a keyed request may be answered from its record instead)."""
+
+    __slots__ = ("reached_store",)
+
+    def __init__(self) -> None:
+        self.reached_store = False
+
+    def reach_store(self) -> None:
+        """The store is called now: from here on, the outcome is the store's."""
+        self.reached_store = True
+
+
 class _Handlers:
     """One method per operation id of :data:`~reelrank_example._api.OPERATIONS`."""
 
@@ -943,7 +957,8 @@ class _Handlers:
         self._rate.hit(call.user)
         record = self._services.recorder.like if liked else self._services.recorder.unlike
         event_id = f"l-{secrets.token_hex(16)}"
-        with self._event_write(call.vid):
+        with self._event_write(call.vid) as write:
+            write.reach_store()
             applied = record(
                 call.user, call.vid, event_id=event_id, occurred_at=occurred_at, video=video
             )
@@ -990,7 +1005,7 @@ class _Handlers:
                     return answered
                 pending_there = previous is not None
         recorder = self._services.recorder
-        with self._event_write(call.vid):
+        with self._event_write(call.vid) as write:
             if scope is not None and stamping:
                 # The stamp is recorded before the write: a retry after a lost answer
                 # redelivers the event with the same occurred_at, which the ClickHouse
@@ -1008,6 +1023,7 @@ class _Handlers:
                     if previous is not None:
                         pending_there = True
                         occurred_at = previous.occurred_at or occurred_at
+            write.reach_store()
             if isinstance(body, WatchBody):
                 applied = recorder.watch(
                     call.user,
@@ -1095,29 +1111,34 @@ class _Handlers:
             raise StoreError("events", "recent writes failed; not trying again yet")
 
     @contextlib.contextmanager
-    def _event_write(self, video_id: int) -> Iterator[None]:
+    def _event_write(self, video_id: int) -> Iterator[_EventWrite]:
         """One event write through the event-store breaker: a refused or failed write
-        raises :class:`~reelrank.StoreError` (503 with ``Retry-After``). Afterwards the
-        video's counts are read afresh on this process's cards, since even a failed
-        write may have landed (a timeout after the store applied it)."""
+        raises :class:`~reelrank.StoreError` (503 with ``Retry-After``). The block
+        calls :meth:`_EventWrite.reach_store` just before it calls the store; only
+        then is the outcome the store's. Afterwards the video's counts are read afresh
+        on this process's cards, since even a failed write may have landed (a timeout
+        after the store applied it)."""
         if not self._event_writes.allow_request():
             raise StoreError("events", "recent writes failed; not trying again yet")
+        write = _EventWrite()
+        failed = False
         try:
-            yield
+            yield write
         except StoreError:
-            self._event_writes.record_failure()
+            failed = True
             raise
-        except BaseException:
-            # The store answered and the call was wrong, or the store was not reached
-            # (a key reused with another body): no failure of the store.
-            self._event_writes.record_success()
-            raise
-        else:
-            # Also when a keyed request was answered from its record instead, which
-            # closes a half-open breaker untested: a rare race (a concurrent request
-            # with the same key), and a failing store opens it again.
-            self._event_writes.record_success()
         finally:
+            if not write.reached_store:
+                # Answered from the key's record (a concurrent request with the same
+                # key won the race), or refused before the write (a key reused with
+                # another body): the store was not tried, so a half-open breaker's
+                # trial is given back rather than the circuit closed untested.
+                self._event_writes.release_trial()
+            elif failed:
+                self._event_writes.record_failure()
+            else:
+                # Also when the store answered and the call was wrong: the store works.
+                self._event_writes.record_success()
             self.card_reader.forget_counts([video_id])
 
     def watch(self, call: Call) -> tuple[BaseModel, int]:

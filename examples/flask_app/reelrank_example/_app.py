@@ -277,7 +277,8 @@ def create_app(
     ``authenticator`` defaults to one built from ``settings`` (which then needs an auth
     secret or key). ``startup`` is the progress ``/healthz/startup`` reports; without
     it, start-up counts as finished. Close ``services`` with ``services.close()`` when
-    the app stops.
+    the app stops: that also stops the threads the app started (start-up, the card
+    reader's background reads, the readiness checks).
     """
     settings = settings or Settings()
     authenticator = authenticator or Authenticator(settings)
@@ -312,6 +313,10 @@ def create_app(
         ),
     )
     app.extensions["reelrank_cards"] = handlers.card_reader
+    # Closing the services stops what this app started on them, before their stores.
+    services.stop_on_close(progress.stop)
+    services.stop_on_close(handlers.card_reader.close)
+    services.stop_on_close(handlers.readiness.close)
     if services.shared_counts is not None and settings.card_counts_seconds > 0:
         # The cards reuse the counts the ranking reads (read on every page otherwise).
         services.shared_counts.share_with(handlers.card_reader)
@@ -708,7 +713,7 @@ class _Handlers:
         self._rate = rate
         self._startup = startup
         self.card_reader = cards
-        self._readiness = ReadinessChecks(
+        self.readiness = ReadinessChecks(
             services.stores, services.feed, timeout=settings.ready_check_timeout_seconds
         )
         # While the event store is down, event requests answer 503 at once instead of
@@ -1160,7 +1165,7 @@ class _Handlers:
                 errors=[{"field": step, "message": state}
                         for step, state in self._startup.checks().items() if state != "done"],
             )  # fmt: skip
-        checks = self._readiness.run()
+        checks = self.readiness.run()
         for dependency, state in checks.items():
             self._services.metrics.readiness_check(dependency, state == "ok")
         failing = ReadinessChecks.failing(checks)

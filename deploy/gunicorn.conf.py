@@ -101,6 +101,15 @@ def child_exit(server: object, worker: object) -> None:
     multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined]
 
 
+def worker_exit(server: object, worker: object) -> None:
+    """In the worker, once it has stopped serving: stop the threads its app started and
+    release its stores (``Services.close``, which waits 5 s at most)."""
+    app = getattr(worker, "wsgi", None)
+    services = getattr(app, "extensions", {}).get("reelrank_services")
+    if services is not None:
+        services.close()
+
+
 def on_exit(server: object) -> None:
     """Remove the temporary metrics directory, if ``on_starting`` made one."""
     import shutil

@@ -20,6 +20,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from test_service_http_processes import ROOT, _command, _environment
@@ -166,3 +167,18 @@ def test_settings_follow_their_environment_variables(monkeypatch: pytest.MonkeyP
     assert (changed["graceful_timeout"], changed["keepalive"], changed["max_requests"]) == (5, 2, 0)
     assert changed["preload_app"] is True
     assert changed["control_socket_disable"] is False
+
+
+def test_worker_exit_closes_the_workers_services(monkeypatch: pytest.MonkeyPatch) -> None:
+    worker_exit = _load_config({}, monkeypatch)["worker_exit"]
+    closed: list[str] = []
+
+    class Services:
+        def close(self) -> None:
+            closed.append("services")
+
+    worker = SimpleNamespace(wsgi=SimpleNamespace(extensions={"reelrank_services": Services()}))
+    worker_exit(None, worker)
+    assert closed == ["services"]
+    worker_exit(None, SimpleNamespace())  # a worker that exited before loading the app
+    assert closed == ["services"]

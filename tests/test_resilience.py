@@ -87,6 +87,40 @@ def test_failed_trial_reopens_for_a_full_reset_timeout() -> None:
     assert cb.allow_request()
 
 
+def test_a_released_trial_leaves_the_breaker_half_open_for_the_next_call() -> None:
+    clock = FakeClock()
+    cb = breaker(clock, threshold=1, reset=10.0)
+    cb.record_failure()
+    clock.now = 10.0
+    assert cb.allow_request()
+    assert not cb.allow_request()
+    cb.release_trial()
+    assert cb.state is BreakerState.HALF_OPEN
+    assert cb.allow_request(), "the released trial is claimed by the next call"
+    assert not cb.allow_request()
+    cb.record_failure()
+    assert cb.state is BreakerState.OPEN
+    assert clock.now == 10.0 and not cb.allow_request()
+
+
+def test_releasing_a_trial_leaves_closed_and_open_breakers_as_they_are() -> None:
+    clock = FakeClock()
+    cb = breaker(clock, threshold=2, reset=10.0)
+    assert cb.allow_request()
+    cb.record_failure()
+    cb.release_trial()
+    assert cb.state is BreakerState.CLOSED
+    assert cb.consecutive_failures == 1
+    cb.record_failure()
+    assert cb.state is BreakerState.OPEN
+    clock.now = 5.0
+    cb.release_trial()
+    assert cb.state is BreakerState.OPEN
+    assert not cb.allow_request()
+    clock.now = 10.0
+    assert cb.allow_request()  # the reset timeout still counts from the opening
+
+
 class BreakerModel:
     """Reference behaviour written as the state table in the class docstring."""
 
@@ -108,6 +142,10 @@ class BreakerModel:
     def success(self) -> None:
         self.state, self.failures, self.trial = "closed", 0, False
 
+    def release(self) -> None:
+        if self.state == "half_open":
+            self.trial = False
+
     def failure(self, now: float) -> None:
         self.failures += 1
         self.trial = False
@@ -118,7 +156,8 @@ class BreakerModel:
 @given(
     threshold=st.integers(1, 4),
     steps=st.lists(
-        st.tuples(st.sampled_from(["allow", "ok", "fail"]), st.floats(0, 8)), max_size=60
+        st.tuples(st.sampled_from(["allow", "ok", "fail", "release"]), st.floats(0, 8)),
+        max_size=60,
     ),
 )
 def test_breaker_matches_the_state_table(threshold: int, steps: list[tuple[str, float]]) -> None:
@@ -132,6 +171,9 @@ def test_breaker_matches_the_state_table(threshold: int, steps: list[tuple[str, 
         elif action == "ok":
             cb.record_success()
             model.success()
+        elif action == "release":
+            cb.release_trial()
+            model.release()
         else:
             cb.record_failure()
             model.failure(clock.now)

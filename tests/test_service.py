@@ -893,6 +893,24 @@ def test_stale_pool_is_refreshed_in_the_background(make_world: Any) -> None:
     assert pool.columns.counts[3, pool.row_of[40]] == 1.0  # the share made after the first pool
 
 
+def test_close_waits_for_the_background_pool_refresh(make_world: Any) -> None:
+    world: World = make_world(
+        refresh_pool_in_background=True, deadlines=StoreDeadlines(catalog=0.5)
+    )
+    world.service.feed(1, 5)
+    # The refresh's catalog read hangs; its deadline (0.5 s) ends the refresh.
+    world.catalog.stall(60, methods=["recent_videos"])
+    world.clock.advance(11)
+    try:
+        world.service.feed(2, 5)
+        assert any(thread.name == "reelrank-pool" for thread in threading.enumerate())
+        world.service.close()  # waits up to warm_deadline_seconds (10 s)
+        assert not any(thread.name == "reelrank-pool" for thread in threading.enumerate())
+        world.service.close(timeout=0.1)  # closing again is harmless
+    finally:
+        world.catalog.recover()
+
+
 def test_refresh_candidates_keeps_the_old_pool_as_fallback(make_world: Any) -> None:
     world: World = make_world()
     world.service.feed(1, 5)

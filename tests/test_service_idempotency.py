@@ -34,6 +34,7 @@ from reelrank_example import (
     FIRST_USER_ID,
     FIRST_VIDEO_ID,
     IdempotencyRecord,
+    MemoryIdempotencyStore,
     RedisIdempotencyStore,
     Settings,
     SqlIdempotencyStore,
@@ -236,6 +237,45 @@ def test_a_keyed_event_refused_by_the_open_breaker_leaves_the_key_free(
         )
         assert other.status_code == 201, other.get_data(as_text=True)
         assert service.events.appended[-1].completion == 0.9
+
+
+@pytest.mark.parametrize(
+    ("body", "answer"),
+    [({"completion": 0.5}, 201), ({"completion": 0.7}, 422)],
+    ids=["replayed", "key-reused"],
+)
+def test_a_keyed_event_answered_without_a_write_leaves_the_breaker_half_open(
+    body: dict[str, float], answer: int
+) -> None:
+    with keyed_service(MemoryIdempotencyStore()) as service:
+        first = service.client.post(
+            WATCH, json={"completion": 0.5}, headers=keyed_headers("half-open")
+        )
+        assert first.status_code == 201, first.get_data(as_text=True)
+        service.events.fail = True
+        for _ in range(3):  # the event-write breaker opens after three failures
+            failed = service.client.post(
+                WATCH, json={"completion": 0.1}, headers=keyed_headers(None)
+            )
+            assert failed.status_code == 503
+        service.events.fail = False
+        time.sleep(2.1)  # the breaker's reset timeout (2 s, on the monotonic clock)
+        tried = len(service.events.appended)
+        # The half-open breaker lets this request through as its trial; the key's
+        # record answers it (its first answer, or 422 for another body) without a write.
+        retried = service.client.post(WATCH, json=body, headers=keyed_headers("half-open"))
+        assert retried.status_code == answer, retried.get_data(as_text=True)
+        assert len(service.events.appended) == tried
+        # Still half-open: the next write is the trial, and its failure reopens the
+        # circuit, so the write after it is refused without reaching the store.
+        service.events.fail = True
+        trial = service.client.post(WATCH, json={"completion": 0.2}, headers=keyed_headers(None))
+        assert trial.status_code == 503
+        assert len(service.events.appended) == tried + 1
+        service.events.fail = False
+        refused = service.client.post(WATCH, json={"completion": 0.3}, headers=keyed_headers(None))
+        assert refused.status_code == 503
+        assert len(service.events.appended) == tried + 1
 
 
 # -- the service on the state Redis ----------------------------------------------------

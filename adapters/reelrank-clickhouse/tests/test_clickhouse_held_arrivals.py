@@ -6,6 +6,7 @@ version-2 tables migrate with their roll-ups."""
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -182,6 +183,45 @@ def test_a_repeated_read_reads_only_the_buckets_the_store_does_not_hold(
     read()
     assert reads[held] == (first + 3, 0)
     assert store.get_stats([2])[2].likes == 2
+
+
+def test_close_waits_for_the_since_read_and_starts_no_other(clickhouse_engine: Engine) -> None:
+    store = _store(clickhouse_engine)
+    reference = InMemoryEventStore()
+    videos = [1, 2]
+    reader = store._clients.reader
+
+    @contextmanager
+    def slow_since_reads() -> Iterator[Any]:
+        with reader() as client:
+            execute = client.execute
+
+            def each(query: str, *args: Any, **kwargs: Any) -> Any:
+                if query == store._queries.arrived_between:
+                    time.sleep(0.5)  # the background read is under way when close runs
+                return execute(query, *args, **kwargs)
+
+            client.execute = each
+            try:
+                yield client
+            finally:
+                client.execute = execute
+
+    store._clients.reader = slow_since_reads  # type: ignore[method-assign]
+    _deliver(store, reference, _batch(("watch", 1, 1), ("like", 1, 1)))
+    _fold(store)
+    _deliver(store, reference, _batch(("like", 2, 2)))
+    assert_same_statistics(store, reference, videos, [1, 2], [10])
+    thread = store._since_thread
+    assert thread is not None and thread.is_alive()
+    store.close(timeout=30)
+    assert not thread.is_alive()
+    store.close(timeout=0)  # closing again is harmless
+    # Reads still work, and start no background read of their own.
+    _buckets(store).next_fine()
+    _deliver(store, reference, _batch(("share", 3, 2)))
+    assert_same_statistics(store, reference, videos, [1, 2, 3], [10])
+    assert store._since_thread is thread
 
 
 @pytest.mark.parametrize("where", ["held-bucket", "before-the-watermark"])

@@ -92,7 +92,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"rolled up the statistics of {folded} videos")
     elif args.command == "serve":
-        create_default_app(settings).run(host=settings.host, port=settings.port)
+        app = create_default_app(settings)
+        try:
+            app.run(host=settings.host, port=settings.port)
+        finally:
+            app.extensions["reelrank_services"].close()
     else:
         if settings.auth_secret is None:
             parser.error("set REELRANK_AUTH_SECRET to sign tokens")

@@ -277,7 +277,8 @@ def create_app(
     ``authenticator`` defaults to one built from ``settings`` (which then needs an auth
     secret or key). ``startup`` is the progress ``/healthz/startup`` reports; without
     it, start-up counts as finished. Close ``services`` with ``services.close()`` when
-    the app stops.
+    the app stops: that also stops the threads the app started (start-up, the card
+    reader's background reads, the readiness checks).
     """
     settings = settings or Settings()
     authenticator = authenticator or Authenticator(settings)
@@ -312,6 +313,10 @@ def create_app(
         ),
     )
     app.extensions["reelrank_cards"] = handlers.card_reader
+    # Closing the services stops what this app started on them, before their stores.
+    services.stop_on_close(progress.stop)
+    services.stop_on_close(handlers.card_reader.close)
+    services.stop_on_close(handlers.readiness.close)
     if services.shared_counts is not None and settings.card_counts_seconds > 0:
         # The cards reuse the counts the ranking reads (read on every page otherwise).
         services.shared_counts.share_with(handlers.card_reader)
@@ -676,6 +681,20 @@ def feed_page_json(page: FeedPage, cards: dict[int, Card], degraded: list[str]) 
     )
 
 
+class _EventWrite:
+    """Whether an event write let through by the event-write breaker called the store
+    (a keyed request may be answered from its record instead)."""
+
+    __slots__ = ("reached_store",)
+
+    def __init__(self) -> None:
+        self.reached_store = False
+
+    def reach_store(self) -> None:
+        """The store is called now: from here on, the outcome is the store's."""
+        self.reached_store = True
+
+
 class _Handlers:
     """One method per operation id of :data:`~reelrank_example._api.OPERATIONS`."""
 
@@ -694,7 +713,7 @@ class _Handlers:
         self._rate = rate
         self._startup = startup
         self.card_reader = cards
-        self._readiness = ReadinessChecks(
+        self.readiness = ReadinessChecks(
             services.stores, services.feed, timeout=settings.ready_check_timeout_seconds
         )
         # While the event store is down, event requests answer 503 at once instead of
@@ -943,7 +962,8 @@ class _Handlers:
         self._rate.hit(call.user)
         record = self._services.recorder.like if liked else self._services.recorder.unlike
         event_id = f"l-{secrets.token_hex(16)}"
-        with self._event_write(call.vid):
+        with self._event_write(call.vid) as write:
+            write.reach_store()
             applied = record(
                 call.user, call.vid, event_id=event_id, occurred_at=occurred_at, video=video
             )
@@ -990,7 +1010,7 @@ class _Handlers:
                     return answered
                 pending_there = previous is not None
         recorder = self._services.recorder
-        with self._event_write(call.vid):
+        with self._event_write(call.vid) as write:
             if scope is not None and stamping:
                 # The stamp is recorded before the write: a retry after a lost answer
                 # redelivers the event with the same occurred_at, which the ClickHouse
@@ -1008,6 +1028,7 @@ class _Handlers:
                     if previous is not None:
                         pending_there = True
                         occurred_at = previous.occurred_at or occurred_at
+            write.reach_store()
             if isinstance(body, WatchBody):
                 applied = recorder.watch(
                     call.user,
@@ -1095,29 +1116,34 @@ class _Handlers:
             raise StoreError("events", "recent writes failed; not trying again yet")
 
     @contextlib.contextmanager
-    def _event_write(self, video_id: int) -> Iterator[None]:
+    def _event_write(self, video_id: int) -> Iterator[_EventWrite]:
         """One event write through the event-store breaker: a refused or failed write
-        raises :class:`~reelrank.StoreError` (503 with ``Retry-After``). Afterwards the
-        video's counts are read afresh on this process's cards, since even a failed
-        write may have landed (a timeout after the store applied it)."""
+        raises :class:`~reelrank.StoreError` (503 with ``Retry-After``). The block
+        calls :meth:`_EventWrite.reach_store` just before it calls the store; only
+        then is the outcome the store's. Afterwards the video's counts are read afresh
+        on this process's cards, since even a failed write may have landed (a timeout
+        after the store applied it)."""
         if not self._event_writes.allow_request():
             raise StoreError("events", "recent writes failed; not trying again yet")
+        write = _EventWrite()
+        failed = False
         try:
-            yield
+            yield write
         except StoreError:
-            self._event_writes.record_failure()
+            failed = True
             raise
-        except BaseException:
-            # The store answered and the call was wrong, or the store was not reached
-            # (a key reused with another body): no failure of the store.
-            self._event_writes.record_success()
-            raise
-        else:
-            # Also when a keyed request was answered from its record instead, which
-            # closes a half-open breaker untested: a rare race (a concurrent request
-            # with the same key), and a failing store opens it again.
-            self._event_writes.record_success()
         finally:
+            if not write.reached_store:
+                # Answered from the key's record (a concurrent request with the same
+                # key won the race), or refused before the write (a key reused with
+                # another body): the store was not tried, so a half-open breaker's
+                # trial is given back rather than the circuit closed untested.
+                self._event_writes.release_trial()
+            elif failed:
+                self._event_writes.record_failure()
+            else:
+                # Also when the store answered and the call was wrong: the store works.
+                self._event_writes.record_success()
             self.card_reader.forget_counts([video_id])
 
     def watch(self, call: Call) -> tuple[BaseModel, int]:
@@ -1139,7 +1165,7 @@ class _Handlers:
                 errors=[{"field": step, "message": state}
                         for step, state in self._startup.checks().items() if state != "done"],
             )  # fmt: skip
-        checks = self._readiness.run()
+        checks = self.readiness.run()
         for dependency, state in checks.items():
             self._services.metrics.readiness_check(dependency, state == "ok")
         failing = ReadinessChecks.failing(checks)

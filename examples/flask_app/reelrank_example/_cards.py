@@ -33,7 +33,8 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -225,10 +226,16 @@ class ReusedCounts:
         self._wait_for_unknown = wait_for_unknown
         self._kept: _Kept[VideoStats] = _Kept(ttl, _KEPT_ENTRIES, clock)
         self._refresher = refresher
+        # An executor made here is shut down by close; one given is the caller's.
+        self._owns_refresher = False
         if refresher is None and (stale > 0 or not wait_for_unknown):
             self._refresher = ThreadPoolExecutor(1, thread_name_prefix="reelrank-search-counts")
+            self._owns_refresher = True
         self._refresh_lock = threading.Lock()
         self._to_refresh: set[int] = set()
+        # The background read under way (or queued), and whether close stopped them.
+        self._refreshed: Future[None] | None = None
+        self._closed = False
         # The batch the background read is reading: a search that finds them stale
         # meanwhile does not queue them again.
         self._being_read: set[int] = set()
@@ -286,14 +293,32 @@ class ReusedCounts:
     def _refresh_later(self, video_ids: Iterable[int]) -> None:
         """Read the counts of ``video_ids`` again on the refresher, one batch at a time."""
         with self._refresh_lock:
+            if self._closed:
+                return
             self._to_refresh.update(
                 video_id for video_id in video_ids if video_id not in self._being_read
             )
             if self._refreshing:
                 return
             self._refreshing = True
-        assert self._refresher is not None  # made whenever a read can be left for later
-        self._refresher.submit(self._refresh)
+            assert self._refresher is not None  # made whenever a read can be left for later
+            self._refreshed = self._refresher.submit(self._refresh)
+
+    def close(self, timeout: float) -> None:
+        """Stop the background reads: those not started are dropped, and the one under
+        way is waited for up to ``timeout`` seconds (it reads once, within the event
+        store's deadline when the store is guarded). The refresher made here is shut
+        down; one given to the constructor is left to its owner. Counts are still read
+        during searches afterwards. Closing again does nothing more."""
+        with self._refresh_lock:
+            self._closed = True
+            self._to_refresh.clear()
+            refreshed = self._refreshed
+        if self._owns_refresher and self._refresher is not None:
+            self._refresher.shutdown(wait=False, cancel_futures=True)
+        # A read not started yet is dropped, on an executor given to the constructor too.
+        if refreshed is not None and not refreshed.cancel():
+            wait_for([refreshed], timeout=timeout)
 
     def _refresh(self) -> None:
         while True:
@@ -567,6 +592,9 @@ class CardReader:
         self._refresh_lock = threading.Lock()
         self._to_refresh: set[int] = set()
         self._refreshing = False
+        # The background read under way (or queued), and whether close stopped them.
+        self._refreshed: Future[None] | None = None
+        self._closed = False
 
     def read(self, video_ids: list[int], *, fresh_counts: bool = False) -> CardData:
         """Details and counts of ``video_ids``; a video nothing is known about is left out.
@@ -668,11 +696,27 @@ class CardReader:
     def _refresh_later(self, video_ids: Iterable[int]) -> None:
         """Read the counts of ``video_ids`` again on the pool, one batch at a time."""
         with self._refresh_lock:
+            if self._closed:
+                return
             self._to_refresh.update(video_ids)
             if self._refreshing:
                 return
             self._refreshing = True
-        self._refresher.submit(self._refresh)
+            self._refreshed = self._refresher.submit(self._refresh)
+
+    def close(self, timeout: float) -> None:
+        """Stop the background count reads: those not started are dropped, and the one
+        under way is waited for up to ``timeout`` seconds (it reads once, under the
+        event store's guard and its deadline). Cards shown afterwards show the counts kept,
+        however old, and read only those never read. Closing again does nothing more."""
+        with self._refresh_lock:
+            self._closed = True
+            self._to_refresh.clear()
+            refreshed = self._refreshed
+        self._refresher.shutdown(wait=False, cancel_futures=True)
+        # A read not started yet is dropped.
+        if refreshed is not None and not refreshed.cancel():
+            wait_for([refreshed], timeout=timeout)
 
     def _refresh(self) -> None:
         while True:

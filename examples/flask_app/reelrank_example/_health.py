@@ -34,6 +34,8 @@ class StartupProgress:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._steps = dict.fromkeys(STARTUP_STEPS, "pending")
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
 
     @classmethod
     def finished(cls) -> StartupProgress:
@@ -71,6 +73,8 @@ class StartupProgress:
 
         def work() -> None:
             for step, action in steps:
+                if self._stopping.is_set():
+                    return
                 try:
                     action()
                 except Exception as exc:
@@ -82,8 +86,18 @@ class StartupProgress:
                 on_complete()
 
         thread = threading.Thread(target=work, name="reelrank-startup", daemon=True)
+        self._thread = thread
         thread.start()
         return thread
+
+    def stop(self, timeout: float) -> None:
+        """Start no further step, and wait up to ``timeout`` seconds for the step under
+        way (its store calls run under the start-up read deadline). Stopping again, or
+        a progress never run, does nothing more."""
+        self._stopping.set()
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
 
 
 class ReadinessChecks:
@@ -110,6 +124,7 @@ class ReadinessChecks:
         self._pool = ThreadPoolExecutor(len(self.required), thread_name_prefix="reelrank-ready")
         self._running: dict[str, Future[None]] = {}
         self._lock = threading.Lock()
+        self._closed = False
 
     def check_catalog(self) -> None:
         """The SQL database answers a catalog read."""
@@ -131,6 +146,9 @@ class ReadinessChecks:
         outcomes: dict[str, str] = {}
         with self._lock:
             for name in self.required:
+                if self._closed:
+                    outcomes[name] = "failed"
+                    continue
                 previous = self._running.get(name)
                 if previous is not None and not previous.done():
                     outcomes[name] = "timed out"
@@ -143,6 +161,16 @@ class ReadinessChecks:
             outcomes[name] = _outcome(name, future)
         outcomes["cache"] = self.cache_state()
         return {name: outcomes[name] for name in (*self.required, "cache")}
+
+    def close(self, timeout: float) -> None:
+        """Start no more checks (a probe answers them ``"failed"``), and wait up to
+        ``timeout`` seconds for those under way. A check hung on its store past that is
+        left to the driver's own timeout. Closing again does nothing more."""
+        with self._lock:
+            self._closed = True
+            running = list(self._running.values())
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        wait_for(running, timeout=timeout)
 
     @staticmethod
     def failing(outcomes: Mapping[str, str]) -> dict[str, str]:

@@ -11,10 +11,12 @@ over a shared level (Redis, or a table in the SQL database).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, cast
@@ -417,6 +419,21 @@ class Stores:
     """Called by :meth:`Services.close` (connection pools, for example)."""
 
 
+_CLOSE_TIMEOUT_SECONDS = 5.0
+"""How long :meth:`Services.close` waits, in all, for background work under way: well
+past the service's read deadlines (0.25 s per card or count read), so a refresh on a
+slow store ends in time, and short beside gunicorn's 25 s graceful timeout."""
+
+
+class _Closing:
+    """What :meth:`Services.close` stops first, and whether it has run."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.closed = False
+        self.stops: list[Callable[[float], None]] = []
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Services:
     """Everything the HTTP layer calls, built from :class:`Stores`."""
@@ -457,9 +474,44 @@ class Services:
     candidate pool's, and a request's followed videos when read as models) to the card
     reader :func:`~reelrank_example.create_app` shares them with."""
 
-    def close(self) -> None:
-        """Stop the feed service's worker threads and release the stores."""
-        self.feed.close()
+    _closing: _Closing = dataclasses.field(default_factory=_Closing, repr=False, compare=False)
+
+    def stop_on_close(self, stop: Callable[[float], None]) -> None:
+        """Have :meth:`close` call ``stop`` with the seconds it may wait, before it
+        stops anything else: for background work on these services started elsewhere
+        (:func:`~reelrank_example.create_app` adds its start-up, its card reader and its
+        readiness checks), in the order added."""
+        with self._closing.lock:
+            self._closing.stops.append(stop)
+
+    def close(self, *, timeout: float = _CLOSE_TIMEOUT_SECONDS) -> None:
+        """Stop every thread the services, and the app built on them, started; then
+        release the stores.
+
+        Producers stop before the stores they read: what :meth:`stop_on_close` added,
+        the search counts' background reads, the feed service's candidate pool refresh
+        and worker threads, trending's refresh ahead (after the computation under way),
+        then the stores' closers (the ClickHouse event store's
+        background read before its engine, waited for within one query's timeouts).
+        Work not started is dropped; work under way before the closers is waited for up
+        to ``timeout`` seconds in all (5 s by default), so a store paused mid-call
+        cannot hang the close: such a call is left to its driver's timeout. Closing
+        again does nothing."""
+        with self._closing.lock:
+            if self._closing.closed:
+                return
+            self._closing.closed = True
+            stops = list(self._closing.stops)
+        deadline = time.monotonic() + timeout
+
+        def left() -> float:
+            return max(0.0, deadline - time.monotonic())
+
+        for stop in stops:
+            stop(left())
+        if self.search_counts is not None:
+            self.search_counts.close(left())
+        self.feed.close(timeout=left())
         self.trending.close()
         for close in self.stores.closers:
             close()
@@ -610,12 +662,24 @@ def configured_stores(settings: Settings) -> Stores:
             from reelrank_clickhouse import ClickHouseEngagementLog, ClickHouseEventStore
             from reelrank_clickhouse import connect as connect_clickhouse
 
-            clickhouse = connect_clickhouse(_clickhouse_config(settings))
+            clickhouse_config = _clickhouse_config(settings)
+            clickhouse = connect_clickhouse(clickhouse_config)
             closers.append(clickhouse.dispose)
+            clickhouse_events = ClickHouseEventStore(clickhouse)
+            # Its background read of the since-sums queries through the engine, so it
+            # ends (within one query's timeouts) before the engine is disposed of.
+            closers.insert(
+                closers.index(clickhouse.dispose),
+                functools.partial(
+                    clickhouse_events.close,
+                    timeout=clickhouse_config.connect_timeout_seconds
+                    + clickhouse_config.send_receive_timeout_seconds,
+                ),
+            )
             # The request threads of a process store their events in shared batches:
             # an event costs ClickHouse a few round trips and an insert whatever the
             # batch's size, and each store writes one batch at a time.
-            events = cast(EventStore, GroupCommitEventStore(ClickHouseEventStore(clickhouse)))
+            events = cast(EventStore, GroupCommitEventStore(clickhouse_events))
             log = cast(EngagementLog, GroupCommitEngagementLog(ClickHouseEngagementLog(clickhouse)))
             if settings.tracing:
                 from ._tracing import trace_clickhouse_store

@@ -275,6 +275,9 @@ class CandidateSource:
         self._lock = threading.Lock()
         self.current: CandidatePool | None = None
         """The latest pool (``None`` before the first)."""
+        # The background refresh under way, if any; none starts once closed.
+        self._refresher: threading.Thread | None = None
+        self._closed = False
 
     def refresh(self) -> None:
         """Fetch the pool now, a batch job under ``warm_deadline_seconds``; raises
@@ -307,14 +310,26 @@ class CandidateSource:
         if not self._lock.acquire(blocking=False):
             return pool
         if self._config.refresh_pool_in_background:
-            threading.Thread(
+            if self._closed:
+                self._lock.release()
+                return pool
+            self._refresher = threading.Thread(
                 target=self._refresh_and_release, name="reelrank-pool", daemon=True
-            ).start()
+            )
+            self._refresher.start()
             return pool
         self._refresh_and_release()
         current = self.current
         assert current is not None  # only ever replaced by a newer pool
         return current
+
+    def close(self, timeout: float) -> None:
+        """Start no more background refreshes, and wait up to ``timeout`` seconds for
+        the one under way (its store calls end within their deadlines)."""
+        self._closed = True
+        refresher = self._refresher
+        if refresher is not None:
+            refresher.join(timeout)
 
     def _refresh_and_release(self) -> None:
         """Build the next pool; the caller holds ``_lock``, which is released here."""

@@ -107,7 +107,8 @@ class CircuitBreaker:
       circuit opened, the next call moves it to half-open.
     * **half-open**: exactly one trial call is allowed; the others are refused while it
       runs. Its success closes the circuit, its failure opens it again for another
-      ``reset_timeout_seconds``.
+      ``reset_timeout_seconds``; a trial that was allowed but not made after all is
+      given back with :meth:`release_trial`.
 
     ``clock`` returns monotonic seconds; tests pass a fake one. ``on_change``, if given,
     is called with the new state on every change, while the breaker's lock is held (so
@@ -181,6 +182,18 @@ class CircuitBreaker:
             self._trial_in_flight = False
             if self._state is not BreakerState.CLOSED:
                 self._move_to(BreakerState.CLOSED)
+
+    def release_trial(self) -> None:
+        """Report that an allowed call was not made after all: no outcome is recorded.
+
+        In half-open state the trial it claimed is given back, so the breaker stays
+        half-open and the next :meth:`allow_request` claims the trial again (a success
+        here would close the circuit without the dependency having been tried). Closed
+        and open states, and the failure count, are left as they are.
+        """
+        with self._lock:
+            if self._state is BreakerState.HALF_OPEN:
+                self._trial_in_flight = False
 
     def record_failure(self) -> None:
         """Report that an allowed call failed or ran past its deadline."""

@@ -174,8 +174,16 @@ class FeedRankingService:
 
     # -- lifecycle and counters ----------------------------------------------------
 
-    def close(self) -> None:
-        """Stop the service's worker threads; the service cannot serve afterwards."""
+    def close(self, *, timeout: float | None = None) -> None:
+        """Stop the service's worker threads; the service cannot serve afterwards.
+
+        A background refresh of the candidate pool under way is waited for first, up to
+        ``timeout`` seconds (default: the config's ``warm_deadline_seconds``), so that
+        stores closed after this are no longer read; none starts afterwards. Closing
+        again does nothing more.
+        """
+        wait = self.config.warm_deadline_seconds if timeout is None else timeout
+        self._candidates.close(max(0.0, wait))
         self._guards.close()
 
     def __enter__(self) -> FeedRankingService:

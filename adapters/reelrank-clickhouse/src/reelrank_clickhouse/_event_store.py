@@ -811,6 +811,7 @@ class ClickHouseEventStore:
         self._since: _HeldSince | None = None
         self._since_lock = threading.Lock()  # held while a thread extends ``_since``
         self._since_thread: threading.Thread | None = None
+        self._closed = False  # no background read of the since-sums starts once set
         self._write_lock = threading.Lock()
         self._sequence = ArrivalSequence()
 
@@ -818,6 +819,19 @@ class ClickHouseEventStore:
     def engine(self) -> Engine:
         """The engine the store queries."""
         return self._engine
+
+    def close(self, *, timeout: float | None = None) -> None:
+        """Start no more background reads of what arrived since the held roll-up, and
+        wait up to ``timeout`` seconds (``None``: until it ends, within the driver's
+        timeouts) for the one under way, so that the engine can be disposed of next.
+
+        Reads and writes still work afterwards, reading what arrived from the server.
+        Closing again does nothing more. The engine is the caller's to dispose of.
+        """
+        self._closed = True
+        thread = self._since_thread
+        if thread is not None:
+            thread.join(timeout)
 
     def append(self, event: EngagementEvent, *, creator_id: int) -> bool:
         """Apply one event once per ``event_id``; ``False`` for an id seen before."""
@@ -1456,7 +1470,7 @@ class ClickHouseEventStore:
         low = start if since is None else since.unheld
         if since is not None and not ((buckets >= low) & (buckets < high)).any():
             return
-        if not self._since_lock.acquire(blocking=False):
+        if self._closed or not self._since_lock.acquire(blocking=False):
             return
         thread = threading.Thread(
             target=self._read_since,

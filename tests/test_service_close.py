@@ -1,0 +1,188 @@
+"""``Services.close`` stops every thread the service and its app started.
+
+The app starts threads as it is used: the card reader's background count reads, the
+search counts' background reads, the readiness checks' pool, start-up's own thread. A
+test uses each path, closes the services, and checks that none of those threads is
+left; on the embedded stores, and on PostgreSQL and Redis servers. A read stuck on a
+paused store holds a close for its bound only. (The feed service's candidate pool
+refresh is checked in ``test_service.py``, the ClickHouse event store's background read
+in the adapter's tests.)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import cast
+
+import pytest
+from flask import Flask
+from reelrank_example import (
+    FIRST_USER_ID,
+    FIRST_VIDEO_ID,
+    Services,
+    Settings,
+    StartupProgress,
+    build_services,
+    configured_stores,
+    create_app,
+    issue_token,
+    memory_stores,
+    migrate,
+    seed_synthetic_catalog,
+)
+from reelrank_example._cards import ReusedCounts
+
+from reelrank import EventStore, VideoStats
+
+SECRET = "c" * 40
+PREFIXES = (
+    "reelrank-cards",
+    "reelrank-search-counts",
+    "reelrank-ready",
+    "reelrank-startup",
+    "reelrank-pool",
+)
+SMALL = {
+    "auth_secret": SECRET,
+    "videos": 30,
+    "pending_videos": 0,
+    "users": 5,
+    "events": 200,
+    "creators": 4,
+    # Counts age at once, so a second card read refreshes them in the background, and
+    # a search reads the counts it has none of in the background.
+    "card_counts_seconds": 0.05,
+    "search_waits_for_unknown_counts": False,
+}
+
+
+def _threads(*, besides: frozenset[threading.Thread] = frozenset()) -> dict[str, threading.Thread]:
+    """The threads alive with one of :data:`PREFIXES`, by name, except ``besides``
+    (left by earlier tests of the process that did not close their services)."""
+    return {
+        thread.name: thread
+        for thread in threading.enumerate()
+        if thread.name.startswith(PREFIXES) and thread not in besides
+    }
+
+
+def _use_every_background_path(
+    app: Flask, startup: StartupProgress, earlier: frozenset[threading.Thread]
+) -> list[str]:
+    """Search, read cards twice (the second refreshes their counts in the background),
+    probe readiness, and run a start-up whose first step is still going; the list the
+    start-up's next step adds to."""
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {issue_token(SECRET, FIRST_USER_ID)}"}
+    found = client.get("/api/v1/reels/search?q=dance", headers=headers)
+    assert found.status_code == 200, found.get_data(as_text=True)
+    cards = app.extensions["reelrank_cards"]
+    ids = list(range(FIRST_VIDEO_ID, FIRST_VIDEO_ID + 10))
+    cards.read(ids)
+    time.sleep(0.1)  # past card_counts_seconds
+    assert cards.read(ids).stats
+    for step in ("kernels", "migrations", "warming"):
+        startup.mark(step, "done")
+    assert client.get("/healthz/ready").status_code == 200  # the checks ran
+    later_steps: list[str] = []
+    startup.run(
+        [("warming", lambda: time.sleep(0.5)), ("kernels", lambda: later_steps.append("ran"))]
+    )
+    started = {name.rsplit("_", 1)[0] for name in _threads(besides=earlier)}
+    assert {"reelrank-cards", "reelrank-search-counts", "reelrank-ready"} <= started
+    assert "reelrank-startup" in started
+    return later_steps
+
+
+def _assert_closed(services: Services, earlier: frozenset[threading.Thread]) -> None:
+    services.close()
+    # Executor threads exit just after their last task; a bound, not a time asserted.
+    for thread in _threads(besides=earlier).values():
+        thread.join(10)
+    left = _threads(besides=earlier)
+    assert not left, sorted(left)
+    services.close()  # closing again is harmless
+
+
+def test_close_stops_every_thread_on_the_embedded_stores() -> None:
+    earlier = frozenset(_threads().values())
+    settings = Settings(**SMALL)
+    stores = memory_stores()
+    embeddings = seed_synthetic_catalog(stores, settings, now=_now())
+    services = build_services(dataclasses.replace(stores, embeddings=embeddings), settings)
+    startup = StartupProgress()
+    app = create_app(services, settings, startup=startup)
+    later_steps = _use_every_background_path(app, startup, earlier)
+    _assert_closed(services, earlier)
+    assert later_steps == []  # start-up stopped before its next step
+
+
+@pytest.mark.integration
+def test_close_stops_every_thread_on_postgres_and_redis(
+    service_postgres_url: str, service_redis_url: str, tmp_path: Path
+) -> None:
+    earlier = frozenset(_threads().values())
+    settings = Settings(
+        **SMALL,
+        database_url=service_postgres_url,
+        redis_url=service_redis_url,
+        redis_prefix=f"close-{time.time_ns()}",
+    )
+    migrate(settings)
+    stores = configured_stores(settings)
+    closed: list[str] = []
+    stores = dataclasses.replace(stores, closers=(*stores.closers, lambda: closed.append("stores")))
+    try:
+        seed_synthetic_catalog(stores, settings, now=_now())
+    except BaseException:
+        for close in stores.closers:
+            close()
+        raise
+    services = build_services(stores, settings)
+    startup = StartupProgress()
+    app = create_app(services, settings, startup=startup)
+    _use_every_background_path(app, startup, earlier)
+    _assert_closed(services, earlier)
+    assert closed == ["stores"]  # released once
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class _PausedEvents:
+    """An event store whose stats reads wait until :attr:`resume` is set, as on a paused
+    server."""
+
+    def __init__(self) -> None:
+        self.reading = threading.Event()
+        self.resume = threading.Event()
+
+    def get_stats(self, video_ids: Sequence[int]) -> dict[int, VideoStats]:
+        self.reading.set()
+        self.resume.wait(60)
+        return {}
+
+
+def test_close_gives_up_on_a_read_stuck_on_a_paused_store() -> None:
+    events = _PausedEvents()
+    counts = ReusedCounts(cast(EventStore, events), ttl=10.0, wait_for_unknown=False)
+    assert counts.get_stats([1, 2]) == {}  # read in the background
+    assert events.reading.wait(10)
+    closing = threading.Thread(target=counts.close, args=(0.2,))
+    closing.start()
+    closing.join(10)  # a hang bound: close waits 0.2 s for the read, not for the store
+    try:
+        assert not closing.is_alive()
+    finally:
+        events.resume.set()
+    refresher = [t for t in threading.enumerate() if t.name.startswith("reelrank-search-counts")]
+    for thread in refresher:
+        thread.join(10)
+    assert not any(thread.is_alive() for thread in refresher)
+    counts.close(0.0)  # closing again is harmless

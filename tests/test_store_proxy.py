@@ -3,8 +3,8 @@
 Python 3.12 and later check a runtime-checkable Protocol with
 :func:`inspect.getattr_static`, never through ``__getattr__`` (see ``protocol_rules.py``):
 a proxy passes exactly when its store does only if the store's methods are found on the
-proxy's class. Each proxy here is checked by that rule against the store it wraps, for
-every runtime-checkable Protocol reelrank exports.
+proxy's class. Each proxy here (the core's, and the example service's) is checked by that
+rule against the store it wraps, for every runtime-checkable Protocol reelrank exports.
 """
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ import functools
 import importlib
 import inspect
 import pickle
+import sys
 from collections.abc import Callable, Sequence
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -66,6 +68,11 @@ from reelrank.testing import (
     make_event,
     make_video,
 )
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples" / "flask_app"))
+
+from reelrank_example._cards import CatalogSharingVideos, EventsSharingCounts
+from reelrank_example._tracing import _ClickHouseStore
 
 _MODULES = [
     "reelrank",
@@ -193,6 +200,9 @@ PROXIES: dict[str, tuple[Callable[[Any], object], dict[str, Callable[[], object]
         GroupCommitEngagementLog,
         {"EventsRecordedEach": EventsRecordedEach},
     ),
+    "EventsSharingCounts": (EventsSharingCounts, EVENT_STORES),
+    "CatalogSharingVideos": (CatalogSharingVideos, CATALOGS),
+    "traced ClickHouse store": (lambda store: _ClickHouseStore(store, "events"), ALL_STORES),
 }
 CASES = [(kind, store) for kind, (_, stores) in PROXIES.items() for store in stores]
 
@@ -238,6 +248,11 @@ def test_the_stores_checked_have_the_capabilities_in_question() -> None:
 def test_a_proxy_keeps_its_own_methods_and_its_class_name() -> None:
     batched = GroupCommitEventStore(EventsAppendedEach())
     assert inspect.getattr_static(batched, "append") is vars(GroupCommitEventStore)["append"]
+    shared = EventsSharingCounts(InMemoryEventStore())
+    assert (
+        inspect.getattr_static(shared, "stats_columns")
+        is vars(EventsSharingCounts)["stats_columns"]
+    )
     guarded = GuardedStore(InMemoryCatalog(), _guard())
     assert isinstance(guarded, GuardedStore) and type(guarded).__name__ == "GuardedStore"
     assert type(guarded) is type(GuardedStore(InMemoryCatalog(), _guard()))

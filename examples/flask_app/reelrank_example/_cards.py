@@ -37,7 +37,7 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from reelrank import (
     Catalog,
@@ -49,6 +49,7 @@ from reelrank import (
     GuardedStore,
     StoreCallOutcome,
     StoreError,
+    StoreProxy,
     Video,
     VideoStats,
     VideoStatsColumns,
@@ -68,6 +69,7 @@ _logger = logging.getLogger(__name__)
 
 V = TypeVar("V")
 T = TypeVar("T")
+M = TypeVar("M")
 
 # Card reads are point lookups of a few ms; a store slower than this is treated as down.
 _DEADLINE_SECONDS = 0.25
@@ -374,7 +376,39 @@ class ReusedCounts:
                 self._on_prior.pop(video_id, None)
 
 
-class EventsSharingCounts:
+class _SharingWithCards(StoreProxy):
+    """A store for the feed service that hands some of its reads to the card reader given
+    to :meth:`share_with`; every other method and attribute is the store's own (a
+    :class:`~reelrank.StoreProxy`), so the proxy satisfies whatever store Protocol the
+    store does (``typing.cast`` for a type checker), as :class:`~reelrank.GuardedStore`
+    does."""
+
+    def __init__(self, store: object) -> None:
+        super().__init__(store)
+        self._cards: CardReader | None = None
+
+    def share_with(self, cards: CardReader) -> None:
+        """Keep the reads made from now on for ``cards``."""
+        self._cards = cards
+
+    def _shared(
+        self,
+        read: Callable[[], T],
+        began: Callable[[CardReader], M],
+        keep: Callable[[CardReader, T, M], None],
+    ) -> T:
+        """``read()``, handed to ``keep`` with the card reader's mark ``began`` took
+        before it (nothing kept before :meth:`share_with`)."""
+        cards = self._cards
+        if cards is None:
+            return read()
+        mark = began(cards)
+        result = read()
+        keep(cards, result, mark)
+        return result
+
+
+class EventsSharingCounts(_SharingWithCards):
     """``events`` for the feed service, keeping every count it reads for the cards.
 
     A cache miss ranks on counts the feed service has just read (its candidate pool's,
@@ -390,31 +424,27 @@ class EventsSharingCounts:
     :class:`~reelrank.GuardedStore` does.
     """
 
-    def __init__(self, events: EventStore) -> None:
-        self._store = events
-        self._cards: CardReader | None = None
+    _wrapped: EventStore
 
-    def share_with(self, cards: CardReader) -> None:
-        """Keep the counts read from now on for ``cards``."""
-        self._cards = cards
+    def __init__(self, events: EventStore) -> None:
+        super().__init__(events)
 
     def stats_columns(self, video_ids: Sequence[int]) -> VideoStatsColumns:
         """The store's :meth:`~reelrank.EventStore.stats_columns`, kept for the cards."""
-        cards = self._cards
-        if cards is None:
-            return self._store.stats_columns(video_ids)
-        began = cards.counts_generation()
-        columns = self._store.stats_columns(video_ids)
-        # A model per row: 0.12 ms for the 200 followed videos a request reads at most,
-        # and the pool's 1,000 are converted in the background.
-        cards.keep_counts(columns.to_stats(), began=began)
-        return columns
-
-    def __getattr__(self, attribute: str) -> Any:
-        return getattr(self._store, attribute)
+        return self._shared(
+            lambda: self._wrapped.stats_columns(video_ids),
+            CardReader.counts_generation,
+            _keep_counts,
+        )
 
 
-class CatalogSharingVideos:
+def _keep_counts(cards: CardReader, columns: VideoStatsColumns, began: int) -> None:
+    # A model per row: 0.12 ms for the 200 followed videos a request reads at most, and
+    # the pool's 1,000 are converted in the background.
+    cards.keep_counts(columns.to_stats(), began=began)
+
+
+class CatalogSharingVideos(_SharingWithCards):
     """``catalog`` for the feed service, keeping every video it reads for the cards.
 
     A cache miss ranks videos whose details the feed service has just read: its
@@ -430,43 +460,42 @@ class CatalogSharingVideos:
     (``typing.cast`` for a type checker), as :class:`~reelrank.GuardedStore` does.
     """
 
-    def __init__(self, catalog: Catalog) -> None:
-        self._store = catalog
-        self._cards: CardReader | None = None
+    _wrapped: Catalog
 
-    def share_with(self, cards: CardReader) -> None:
-        """Keep the videos read from now on for ``cards``."""
-        self._cards = cards
+    def __init__(self, catalog: Catalog) -> None:
+        super().__init__(catalog)
 
     def recent_videos(self, *, limit: int, since: datetime | None = None) -> list[Video]:
         """The catalog's :meth:`~reelrank.Catalog.recent_videos`, kept for the cards."""
-        return self._kept_list(lambda: self._store.recent_videos(limit=limit, since=since))
+        return self._shared(
+            lambda: self._wrapped.recent_videos(limit=limit, since=since),
+            CardReader.videos_clock,
+            _keep_video_list,
+        )
 
     def followed_videos(self, user_id: int, *, limit: int) -> list[Video]:
         """The catalog's :meth:`~reelrank.Catalog.followed_videos`, kept for the cards."""
-        return self._kept_list(lambda: self._store.followed_videos(user_id, limit=limit))
+        return self._shared(
+            lambda: self._wrapped.followed_videos(user_id, limit=limit),
+            CardReader.videos_clock,
+            _keep_video_list,
+        )
 
     def get_videos(self, video_ids: Sequence[int]) -> dict[int, Video]:
         """The catalog's :meth:`~reelrank.Catalog.get_videos`, kept for the cards."""
-        cards = self._cards
-        if cards is None:
-            return self._store.get_videos(video_ids)
-        read_at = cards.videos_clock()
-        videos = self._store.get_videos(video_ids)
-        cards.keep_videos(videos, read_at=read_at)
-        return videos
+        return self._shared(
+            lambda: self._wrapped.get_videos(video_ids),
+            CardReader.videos_clock,
+            _keep_videos,
+        )
 
-    def _kept_list(self, read: Callable[[], list[Video]]) -> list[Video]:
-        cards = self._cards
-        if cards is None:
-            return read()
-        read_at = cards.videos_clock()
-        videos = read()
-        cards.keep_videos({video.video_id: video for video in videos}, read_at=read_at)
-        return videos
 
-    def __getattr__(self, attribute: str) -> Any:
-        return getattr(self._store, attribute)
+def _keep_videos(cards: CardReader, videos: dict[int, Video], read_at: float) -> None:
+    cards.keep_videos(videos, read_at=read_at)
+
+
+def _keep_video_list(cards: CardReader, videos: list[Video], read_at: float) -> None:
+    cards.keep_videos({video.video_id: video for video in videos}, read_at=read_at)
 
 
 def store_guard(

@@ -37,6 +37,7 @@ from reelrank import (
     FeedPage,
     FeedRankingService,
     SimilarVideos,
+    StoreProxy,
     Trending,
     VideoSearch,
 )
@@ -166,36 +167,24 @@ def trace_redis() -> None:
         instrumentor.instrument(tracer_provider=trace.get_tracer_provider())
 
 
-class _ClickHouseStore:
+class _ClickHouseStore(StoreProxy):
     """Forwards everything to a ClickHouse store; each method call gets a client span."""
 
     def __init__(self, store: object, name: str) -> None:
-        self._store = store
+        super().__init__(store)
         self._name = name
 
-    def __getattr__(self, attribute: str) -> Any:
-        # Private names are not forwarded: copy and pickle probe them before __init__.
-        if attribute.startswith("_"):
-            raise AttributeError(attribute)
-        value = getattr(self._store, attribute)
-        if not callable(value):
-            return value
-        name = f"clickhouse {self._name}.{attribute}"
-        store = self._name
-
-        def traced(*args: Any, **kwargs: Any) -> Any:
-            with _tracer().start_as_current_span(
-                name,
-                kind=trace.SpanKind.CLIENT,
-                attributes={
-                    "db.system": "clickhouse",
-                    "reelrank.store": store,
-                    "reelrank.operation": attribute,
-                },
-            ):
-                return value(*args, **kwargs)
-
-        return traced
+    def _forward(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
+        with _tracer().start_as_current_span(
+            f"clickhouse {self._name}.{method}",
+            kind=trace.SpanKind.CLIENT,
+            attributes={
+                "db.system": "clickhouse",
+                "reelrank.store": self._name,
+                "reelrank.operation": method,
+            },
+        ):
+            return getattr(self._wrapped, method)(*args, **kwargs)
 
 
 def trace_clickhouse_store(store: T, name: str) -> T:
@@ -212,27 +201,17 @@ def _ranking_span(name: str, **attributes: Any) -> Iterator[Span]:
         yield span
 
 
-class _Forwarding:
-    def __init__(self, service: Any) -> None:
-        self._service = service
-
-    def __getattr__(self, attribute: str) -> Any:
-        if attribute.startswith("_"):
-            raise AttributeError(attribute)
-        return getattr(self._service, attribute)
-
-
-class _TracedFeed(_Forwarding):
+class _TracedFeed(StoreProxy):
     def feed(self, user_id: int, limit: int = 20, cursor: str | None = None) -> FeedPage:
         with _ranking_span("feed", user_id=user_id, limit=limit, first_page=cursor is None) as span:
-            page: FeedPage = self._service.feed(user_id, limit, cursor)
+            page: FeedPage = self._wrapped.feed(user_id, limit, cursor)
             span.set_attribute("reelrank.items", len(page.items))
             span.set_attribute("reelrank.cache_hit", page.from_cache)
             span.set_attribute("reelrank.degraded", [d.dependency for d in page.degraded])
             return page
 
 
-class _TracedSimilar(_Forwarding):
+class _TracedSimilar(StoreProxy):
     def similar(self, video_id: int, *args: Any, **kwargs: Any) -> Any:
         user_id = kwargs.get("user_id")
         with _ranking_span(
@@ -241,41 +220,42 @@ class _TracedSimilar(_Forwarding):
             limit=kwargs.get("k", args[0] if args else 0),
             user_id=user_id if user_id is not None else 0,
         ) as span:
-            result = self._service.similar(video_id, *args, **kwargs)
+            result = self._wrapped.similar(video_id, *args, **kwargs)
             span.set_attribute("reelrank.candidates", len(result))
             return result
 
 
-class _TracedSearch(_Forwarding):
+class _TracedSearch(StoreProxy):
     def search(self, text: str, *args: Any, **kwargs: Any) -> Any:
         # The query text is the caller's and may be personal: only its length is kept.
         with _ranking_span("search", query_length=len(text), limit=kwargs.get("limit", 20)) as span:
-            result = self._service.search(text, *args, **kwargs)
+            result = self._wrapped.search(text, *args, **kwargs)
             span.set_attribute("reelrank.candidates", len(result))
             return result
 
 
-class _TracedTrending(_Forwarding):
+class _TracedTrending(StoreProxy):
     def top(self, kind: Any, *args: Any, **kwargs: Any) -> Any:
         with _ranking_span("trending", kind=str(kind.value), limit=kwargs.get("limit", 0)) as span:
-            snapshot = self._service.top(kind, *args, **kwargs)
+            snapshot = self._wrapped.top(kind, *args, **kwargs)
             span.set_attribute("reelrank.candidates", len(snapshot.items))
             span.set_attribute("reelrank.degraded", snapshot.stale_as_of is not None)
             return snapshot
 
 
-class _TracedCreators(_Forwarding):
+class _TracedCreators(StoreProxy):
     def recommend(self, user_id: int, *args: Any, **kwargs: Any) -> Any:
         with _ranking_span("creators", user_id=user_id, limit=kwargs.get("limit", 0)) as span:
-            result = self._service.recommend(user_id, *args, **kwargs)
+            result = self._wrapped.recommend(user_id, *args, **kwargs)
             span.set_attribute("reelrank.candidates", len(result))
             return result
 
 
 def trace_services(services: Services) -> Services:
     """``services`` with its ranking services behind proxies that give each computation
-    a span (feed, similar, search, trending, creators); every other attribute is
-    forwarded, so the proxies stand in for the services."""
+    a span (feed, similar, search, trending, creators); every other method and attribute
+    is forwarded (a :class:`~reelrank.StoreProxy` each), so the proxies stand in for the
+    services."""
     return dataclasses.replace(
         services,
         feed=cast(FeedRankingService, _TracedFeed(services.feed)),

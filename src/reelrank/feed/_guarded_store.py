@@ -14,6 +14,7 @@ from collections.abc import Collection
 from typing import Any
 
 from ..exceptions import ConfigError
+from ..stores._proxy import StoreProxy
 from ._resilience import DependencyGuard
 
 __all__ = ["GuardedStore"]
@@ -34,7 +35,7 @@ def _check_deadline(field: str, seconds: float | None, guard: DependencyGuard) -
     return float(seconds)
 
 
-class GuardedStore:
+class GuardedStore(StoreProxy):
     """``store`` with every public method call run through ``guard``.
 
     A call that does not answer within the guard's deadline raises
@@ -48,8 +49,10 @@ class GuardedStore:
     listener under the method's name. Attributes that
     are not methods, and private ones, are forwarded untouched.
 
-    The proxy is duck-typed: it satisfies whatever store Protocol ``store`` does, so
-    callers pass it where the store went (``typing.cast`` for a type checker).
+    The proxy is a :class:`~reelrank.StoreProxy`: it has exactly the public methods
+    ``store`` has, so it satisfies whatever store Protocol ``store`` does, on every
+    Python version, and callers pass it where the store went (``typing.cast`` for a
+    type checker).
     """
 
     def __init__(
@@ -62,7 +65,7 @@ class GuardedStore:
         batch_reads: Collection[str] = (),
         batch_deadline_seconds: float | None = None,
     ) -> None:
-        self._store = store
+        super().__init__(store)
         self._guard = guard
         write_names = _check_names("writes", writes)
         write_deadline = _check_deadline("write_deadline_seconds", write_deadline_seconds, guard)
@@ -76,16 +79,10 @@ class GuardedStore:
         """The guard every call runs through (its breaker and counters)."""
         return self._guard
 
-    def __getattr__(self, attribute: str) -> Any:
-        target = getattr(self._store, attribute)
-        if attribute.startswith("_") or not callable(target):
-            return target
-        deadline = self._deadlines.get(attribute, self._guard.deadline_seconds)
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            return self._guard.call_with_deadline(
-                deadline, lambda: target(*args, **kwargs), operation=attribute
-            )
-
-        call.__name__ = attribute
-        return call
+    def _forward(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
+        target = getattr(self._wrapped, method)
+        return self._guard.call_with_deadline(
+            self._deadlines.get(method, self._guard.deadline_seconds),
+            lambda: target(*args, **kwargs),
+            operation=method,
+        )

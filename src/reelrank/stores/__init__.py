@@ -45,6 +45,7 @@ from ._protocols import (
     bounds_own_calls,
     is_in_process,
 )
+from ._proxy import StoreProxy
 from ._registry import InMemoryModelRegistry
 from ._search import InMemorySearchIndex
 from ._seen import InMemorySeenStore
@@ -89,6 +90,7 @@ __all__ = [
     "SearchConfig",
     "SearchIndex",
     "SeenStore",
+    "StoreProxy",
     "TieredFeedCache",
     "TrendingSnapshotStore",
     "bulk_affinities",

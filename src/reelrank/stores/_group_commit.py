@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from ..exceptions import InvalidInputError
 from ..models._engagement import EngagementEvent
+from ._proxy import StoreProxy
 
 __all__ = [
     "EventsAppendedEach",
@@ -133,28 +134,20 @@ def _check_max_batch(max_batch: int) -> int:
     return max_batch
 
 
-def _forward(wrapper: object, inner: str, attribute: str) -> Any:
-    """``attribute`` of the wrapped store (none before the wrapper is set up)."""
-    wrapped = vars(wrapper).get(inner)
-    if wrapped is None:
-        raise AttributeError(attribute)
-    return getattr(wrapped, attribute)
-
-
-class GroupCommitEventStore:
+class GroupCommitEventStore(StoreProxy):
     """An :class:`~reelrank.EventStore` whose concurrent :meth:`append` calls are stored
     together, with one ``store.append_each`` call per batch (see the module above).
 
     ``store`` must offer ``append_each`` (:class:`EventsAppendedEach`; the ClickHouse
-    event store does); every other method and attribute is the store's own. At most
-    ``max_batch`` events go in one call. Thread-safe; use one per process, shared by its
-    request threads.
+    event store does); every other method and attribute is the store's own (a
+    :class:`~reelrank.StoreProxy`). At most ``max_batch`` events go in one call.
+    Thread-safe; use one per process, shared by its request threads.
     """
 
     def __init__(self, store: EventsAppendedEach, *, max_batch: int = 500) -> None:
         if not callable(getattr(store, "append_each", None)):
             raise InvalidInputError("store", "must have an append_each method")
-        self._store = store
+        super().__init__(store)
         self._commit: _GroupCommit[tuple[EngagementEvent, int], bool] = _GroupCommit(
             store.append_each, _check_max_batch(max_batch)
         )
@@ -163,23 +156,21 @@ class GroupCommitEventStore:
         """Apply one event, in the next batch; ``False`` for an ``event_id`` seen before."""
         return self._commit.submit((event, creator_id))
 
-    def __getattr__(self, attribute: str) -> Any:
-        return _forward(self, "_store", attribute)
 
-
-class GroupCommitEngagementLog:
+class GroupCommitEngagementLog(StoreProxy):
     """An :class:`~reelrank.EngagementLog` whose concurrent :meth:`record` calls are kept
     together, with one ``log.record_each`` call per batch (see the module above).
 
     ``log`` must offer ``record_each`` (:class:`EventsRecordedEach`; the ClickHouse log
-    does); every other method and attribute is the log's own. At most ``max_batch``
-    events go in one call. Thread-safe; use one per process.
+    does); every other method and attribute is the log's own (a
+    :class:`~reelrank.StoreProxy`). At most ``max_batch`` events go in one call.
+    Thread-safe; use one per process.
     """
 
     def __init__(self, log: EventsRecordedEach, *, max_batch: int = 500) -> None:
         if not callable(getattr(log, "record_each", None)):
             raise InvalidInputError("log", "must have a record_each method")
-        self._log = log
+        super().__init__(log)
         self._commit: _GroupCommit[EngagementEvent, bool] = _GroupCommit(
             log.record_each, _check_max_batch(max_batch)
         )
@@ -187,6 +178,3 @@ class GroupCommitEngagementLog:
     def record(self, event: EngagementEvent) -> bool:
         """Keep one event, in the next batch; ``False`` for an ``event_id`` kept before."""
         return self._commit.submit(event)
-
-    def __getattr__(self, attribute: str) -> Any:
-        return _forward(self, "_log", attribute)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar, cast
 
 from ..exceptions import InvalidInputError, StoreError
+from ..stores import StoreProxy
 from ..validation import check_aware, finite_or_raise
 
 __all__ = ["FaultInjector", "ManualClock"]
@@ -16,12 +17,14 @@ __all__ = ["FaultInjector", "ManualClock"]
 StoreT = TypeVar("StoreT")
 
 
-class FaultInjector(Generic[StoreT]):
+class FaultInjector(StoreProxy, Generic[StoreT]):
     """Wraps any store and makes its calls fail or stall on command.
 
-    Attribute access is forwarded to the wrapped store, so the injector can stand in
-    for it; :attr:`proxy` returns the injector typed as the wrapped store, for code
-    that expects a :class:`~reelrank.Catalog` (or another protocol)::
+    The injector is a :class:`~reelrank.StoreProxy`: it has the wrapped store's public
+    methods and forwards its other public attributes, so it stands in for the store
+    and satisfies the same Protocols; :attr:`proxy` returns the injector typed as the
+    wrapped store, for code that expects a :class:`~reelrank.Catalog` (or another
+    protocol)::
 
         catalog = FaultInjector(InMemoryCatalog(), name="catalog")
         service = build_service(catalog=catalog.proxy)
@@ -36,7 +39,7 @@ class FaultInjector(Generic[StoreT]):
     """
 
     def __init__(self, store: StoreT, *, name: str = "store") -> None:
-        self._store = store
+        super().__init__(store)
         self._name = name
         self._lock = threading.Lock()
         self._error: StoreError | None = None
@@ -50,7 +53,7 @@ class FaultInjector(Generic[StoreT]):
     @property
     def store(self) -> StoreT:
         """The wrapped store, bypassing any fault."""
-        return self._store
+        return cast(StoreT, self._wrapped)
 
     @property
     def proxy(self) -> StoreT:
@@ -95,35 +98,28 @@ class FaultInjector(Generic[StoreT]):
             self._released.set()
 
     def __getattr__(self, attribute: str) -> Any:
-        # Private names are not forwarded; this also keeps copy and pickle, which probe
-        # attributes before __init__ has run, from recursing through self._store.
+        # The store's private names stay hidden: a test reaching past the injector into
+        # the store's internals would bypass its faults.
         if attribute.startswith("_"):
             raise AttributeError(attribute)
-        target = getattr(self._store, attribute)
-        if not callable(target):
-            return target
-        return self._guarded(attribute, target)
+        return super().__getattr__(attribute)
 
-    def _guarded(self, method: str, target: Callable[..., Any]) -> Callable[..., Any]:
-        def call(*args: Any, **kwargs: Any) -> Any:
-            with self._lock:
-                self.calls[method] += 1
-                applies = self._fault_methods is None or method in self._fault_methods
-                error = self._error if applies else None
-                if error is not None and self._failures_left is not None:
-                    self._failures_left -= 1
-                    if self._failures_left == 0:
-                        self._error = None
-                        self._failures_left = None
-                stall = self._stall_seconds if applies else 0.0
-            if stall > 0.0:
-                self._released.wait(stall)
-            if error is not None:
-                raise error
-            return target(*args, **kwargs)
-
-        call.__name__ = method
-        return call
+    def _forward(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            self.calls[method] += 1
+            applies = self._fault_methods is None or method in self._fault_methods
+            error = self._error if applies else None
+            if error is not None and self._failures_left is not None:
+                self._failures_left -= 1
+                if self._failures_left == 0:
+                    self._error = None
+                    self._failures_left = None
+            stall = self._stall_seconds if applies else 0.0
+        if stall > 0.0:
+            self._released.wait(stall)
+        if error is not None:
+            raise error
+        return getattr(self._wrapped, method)(*args, **kwargs)
 
 
 class ManualClock:

@@ -42,6 +42,7 @@ from reelrank_clickhouse.testing import (
     ClickHouseServer,
     ZooKeeperServer,
     find_zookeeper,
+    version_3_aggregates_view,
 )
 
 from reelrank import StoreError, StoreTimeoutError
@@ -207,7 +208,9 @@ def _insert_copies(store: ClickHouseEventStore, pairs: list[Pair], seq: int) -> 
 
 
 def _old_view(version: int) -> str:
-    """The materialized view schema ``version`` created (1 or 2), as written then."""
+    """The materialized view schema ``version`` created (1, 2 or 3), as written then."""
+    if version == 3:
+        return version_3_aggregates_view()
     if version == 1:
         from test_clickhouse_rollup import _V1_VIEW
 
@@ -217,7 +220,7 @@ def _old_view(version: int) -> str:
     return _V2_VIEW
 
 
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("version", [1, 2, 3])
 def test_migration_and_roll_up_on_replicas(replicas: ClickHouseCluster, version: int) -> None:
     """Replicated tables of an older schema version are refused, migrate to the current
     one once per shard (the backfill on the first replica, fetched by the other), and a

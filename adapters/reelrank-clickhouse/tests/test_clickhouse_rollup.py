@@ -414,7 +414,7 @@ def test_version_1_tables_are_refused_then_migrated(
     store.append_many(before)
     with pytest.raises(SchemaVersionError) as info:
         create_schema(clickhouse_engine)
-    assert info.value.found == 1 and SCHEMA_VERSION == 3
+    assert info.value.found == 1 and SCHEMA_VERSION == 4
     assert migrate_schema(clickhouse_engine, clickhouse_config)
     assert not migrate_schema(clickhouse_engine, clickhouse_config)  # done already
     create_schema(clickhouse_engine)

@@ -81,14 +81,22 @@ class Tag(IntEnum):
     FINE_ARRIVED = 9
     """:attr:`ARRIVED` by fine arrival bucket (schema version 3): read for the buckets
     since a roll-up's watermark only."""
+    FINE_LIKE = 10
+    """``a`` fine arrival bucket, ``b`` video, ``c`` user: the like state of the pair's
+    likes and unlikes that arrived in the bucket (schema version 4). A store reads the
+    pairs that changed since a roll-up's watermark from these rows, and holds the pairs
+    liked before it (see :class:`~reelrank_clickhouse.ClickHouseEventStore`). Rows
+    :func:`migrate_schema` wrote for the pairs stored before version 4 are in bucket
+    0."""
 
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """The version of the tables :func:`create_schema` makes. Version 2 added the arrival
 rows and the statistics roll-up table; version 3 counts arrivals by fine buckets
 (:attr:`Tag.FINE_ARRIVED_COUNT`, :attr:`Tag.FINE_ARRIVED`) instead of coarse ones by
-video, and both ways in total.
-:func:`migrate_schema` upgrades versions 1 and 2 in place."""
+video, and both ways in total; version 4 adds the like state of each pair by fine
+arrival bucket (:attr:`Tag.FINE_LIKE`).
+:func:`migrate_schema` upgrades versions 1, 2 and 3 in place."""
 
 ARRIVAL_BUCKET_SHIFT = 36
 """A roll-up's watermark is an arrival bucket: an arrival number ``seq`` (nanoseconds of
@@ -146,14 +154,19 @@ _AGGREGATE_ROWS = f"""if(kind IN ('like', 'unlike'),
     [(toUInt8({Tag.EVENT_ID}), {_HOUR}, toUInt64(0), toUInt64(0)),
      (toUInt8({Tag.VIDEO_LIKE}), video_id, user_id, toUInt64(0)),
      (toUInt8({Tag.USER_LIKE}), user_id, creator_id, video_id),
+     (toUInt8({Tag.FINE_LIKE}), {_BUCKET}, video_id, user_id),
      {_ARRIVAL_ROWS}],
     [(toUInt8({Tag.EVENT_ID}), {_HOUR}, toUInt64(0), toUInt64(0)),
      (toUInt8({Tag.VIDEO_COUNT}), video_id, toUInt64(0), toUInt64(toUInt8(kind))),
      (toUInt8({Tag.CREDIT}), user_id, creator_id, toUInt64(toUInt8(kind))),
      {_ARRIVAL_ROWS}])"""
-# What tells the views of versions 3 and 2 in their stored definitions (version 1's has
-# neither).
-_VERSION_MARKS = ((3, f"toUInt8({Tag.FINE_ARRIVED})"), (2, f"toUInt8({Tag.ARRIVED})"))
+# What tells the views of versions 4, 3 and 2 in their stored definitions (version 1's
+# has none), newest first: each view has the marks of the versions before it too.
+_VERSION_MARKS = (
+    (4, f"toUInt8({Tag.FINE_LIKE})"),
+    (3, f"toUInt8({Tag.FINE_ARRIVED})"),
+    (2, f"toUInt8({Tag.ARRIVED})"),
+)
 
 
 class SchemaVersionError(ConfigError):
@@ -308,6 +321,20 @@ FROM ({counted}) GROUP BY bucket"""
             for tag in totals
         )
 
+    def like_backfill(self) -> str:
+        """The like-state rows by fine bucket (:attr:`Tag.FINE_LIKE`) that versions 1 to
+        3 lack, for what is stored so far, in one insert of one block: one row per
+        (video, user) pair with a like or unlike, in bucket 0 (before every roll-up's
+        watermark), with the pair's merged state, which keeps the arrival number of its
+        last like or unlike."""
+        aggregates = self.local(self.tables.aggregates)
+        # Columns renamed in the subquery, as in arrival_backfill.
+        return f"""INSERT INTO {aggregates} (tag, a, b, c, event_id, liked)
+SELECT toUInt8({Tag.FINE_LIKE}), toUInt64(0), video, user_id_, '', argMaxMergeState(state)
+FROM (SELECT a AS video, b AS user_id_, liked AS state
+      FROM {aggregates} WHERE tag = {Tag.VIDEO_LIKE})
+GROUP BY video, user_id_"""
+
     def drop_order(self) -> list[str]:
         t = self.tables
         views = [f"{self.local(t.aggregates)}_mv", f"{self.local(t.engagement_log_ids)}_mv"]
@@ -444,20 +471,24 @@ def drop_schema(engine: Engine, config: ClickHouseConfig | None = None) -> None:
 
 
 def migrate_schema(engine: Engine, config: ClickHouseConfig | None = None) -> bool:
-    """Upgrade tables of schema version 1 or 2 to :data:`SCHEMA_VERSION`, on every
+    """Upgrade tables of schema version 1, 2 or 3 to :data:`SCHEMA_VERSION`, on every
     server of the cluster in sharded mode; returns whether anything was upgraded.
 
     **Stop every writer first**: an event inserted while the view is replaced is
     stored without its aggregates. On each server whose aggregate view is of an older
-    version it drops the view, writes the fine arrival rows of what is stored so far
-    (one ``INSERT ... SELECT`` of one block, once per shard: on the first replica, whose
-    part the others fetch): from version 1, the watches, shares and comments as rows of
-    bucket 0, before any roll-up; from version 2, each coarse arrival row as a row of
-    the first fine bucket of its coarse one, so the roll-ups already written keep
-    their watermarks and stay exact. Then it creates the version-3 view and the
-    roll-up table. The version-2 arrival rows are left in place, unread. Safe to run
-    again after a failure: the backfill is skipped where fine rows exist. Tables of the
-    current version, or none, are left alone.
+    version it drops the view and writes the rows the older version lacks for what is
+    stored so far (each one ``INSERT ... SELECT`` of one block, once per shard: on the
+    first replica, whose part the others fetch). From versions 1 and 2, the fine
+    arrival rows: from version 1, the watches, shares and comments as rows of bucket 0,
+    before any roll-up; from version 2, each coarse arrival row as a row of the first
+    fine bucket of its coarse one, so the roll-ups already written keep their
+    watermarks and stay exact. From versions 1, 2 and 3, the like state of every
+    (video, user) pair as a row of bucket 0, with its last like or unlike: before
+    every roll-up's watermark, so a roll-up written before the migration keeps holding.
+    Then it creates the current view and the roll-up table. The version-2 arrival rows
+    are left in place, unread. Safe to run again after a failure: each backfill is
+    skipped where its rows exist. Tables of the current version, or none, are left
+    alone.
     """
     layout = _layout(config)
     upgraded = False
@@ -486,6 +517,15 @@ def migrate_schema(engine: Engine, config: ClickHouseConfig | None = None) -> bo
                     client = DriverClients(server).writer()
                     try:
                         client.execute(layout.arrival_backfill(found), settings=ONE_BLOCK)
+                    finally:
+                        client.disconnect()
+                has_like_rows = connection.execute(
+                    text(f"SELECT count() FROM {aggregates} WHERE tag = {Tag.FINE_LIKE}")
+                ).scalar()
+                if shard not in backfilled and not has_like_rows:
+                    client = DriverClients(server).writer()
+                    try:
+                        client.execute(layout.like_backfill(), settings=ONE_BLOCK)
                     finally:
                         client.disconnect()
                 backfilled.add(shard)

@@ -49,6 +49,7 @@ __all__ = [
     "find_clickhouse_server",
     "find_zookeeper",
     "free_port",
+    "version_3_aggregates_view",
 ]
 
 _SERVER_PATH = "/usr/sbin/clickhouse-server"
@@ -517,3 +518,46 @@ class ZooKeeperServer(ServerProcess):
     def address(self) -> tuple[str, int]:
         """``(host, port)``, as :class:`ClickHouseCluster` takes it."""
         return (self.host, self.port)
+
+
+# The aggregate view of schema version 3 as that release created it: the rows by fine
+# arrival bucket (2**30 ns) under tags 8 and 9 and the coarse totals under tag 7, and
+# no like state by bucket (tag 10, version 4).
+_VERSION_3_VIEW = """CREATE MATERIALIZED VIEW {aggregates}_mv TO {aggregates} AS
+SELECT key.1 AS tag, key.2 AS a, if(tag = 0, cityHash64(event_id), key.3) AS b,
+       key.4 AS c,
+       if(key.1 = 0, event_id, '') AS event_id,
+       countState() AS events,
+       sumState(ifNull(completion, 0.)) AS completion_sum,
+       argMaxState(toUInt8(kind = 'like'), seq) AS liked,
+       minState(seq) AS first_seq
+FROM {events}
+ARRAY JOIN if(kind IN ('like', 'unlike'),
+    [(toUInt8(0), toUInt64(intDiv(toUInt32(occurred_at), 3600)), toUInt64(0), toUInt64(0)),
+     (toUInt8(2), video_id, user_id, toUInt64(0)),
+     (toUInt8(4), user_id, creator_id, video_id),
+     {arrivals}],
+    [(toUInt8(0), toUInt64(intDiv(toUInt32(occurred_at), 3600)), toUInt64(0), toUInt64(0)),
+     (toUInt8(1), video_id, toUInt64(0), toUInt64(toUInt8(kind))),
+     (toUInt8(3), user_id, creator_id, toUInt64(toUInt8(kind))),
+     {arrivals}]) AS key
+GROUP BY tag, a, b, c, event_id"""
+_VERSION_3_ARRIVALS = """(toUInt8(8), bitShiftRight(seq, 30), video_id, toUInt64(toUInt8(kind))),
+     (toUInt8(9), bitShiftRight(seq, 30), toUInt64(0), toUInt64(0)),
+     (toUInt8(7), bitShiftRight(seq, 36), toUInt64(0), toUInt64(0))"""
+
+
+def version_3_aggregates_view(
+    *, aggregates: str = "event_aggregates", events: str = "events"
+) -> str:
+    """The ``CREATE MATERIALIZED VIEW`` statement of the aggregate view as schema
+    version 3 created it, for tests of :func:`~reelrank_clickhouse.migrate_schema` and
+    of the older schema's costs.
+
+    The view ``{aggregates}_mv`` reads ``events`` and writes ``aggregates``: on a shard's
+    server of a cluster, ``events_local`` and ``event_aggregates_local`` (qualified with
+    a database when the connection's is another). Drop the current view first.
+    """
+    return _VERSION_3_VIEW.format(
+        aggregates=aggregates, events=events, arrivals=_VERSION_3_ARRIVALS
+    )

@@ -97,10 +97,11 @@ def _fold(store: ClickHouseEventStore) -> int:
 
 
 def _settled(store: ClickHouseEventStore) -> None:
-    """Wait for the store's thread reading arrivals into its since-sums, if any."""
-    thread = store._since_thread
-    if thread is not None:
-        thread.join()
+    """Wait for the store's threads reading arrivals into its since-sums and the pairs
+    liked at the roll-up's watermark into its memory, if any."""
+    for thread in (store._since_thread, store._liked_thread):
+        if thread is not None:
+            thread.join()
 
 
 def _held_reads(store: ClickHouseEventStore) -> list[tuple[int, int]]:
@@ -116,7 +117,7 @@ def _held_reads(store: ClickHouseEventStore) -> list[tuple[int, int]]:
 
             def each(query: str, *args: Any, **kwargs: Any) -> Any:
                 found = execute(query, *args, **kwargs)
-                if query == store._queries.held_stats:
+                if query in (store._queries.held_stats, store._queries.held_stats_with_pairs):
                     parts = np.asarray(found[1]) if found else np.zeros(0)
                     arrived = int(np.count_nonzero(parts == _event_store._ARRIVED_SINCE))
                     reads.append((int(args[0]["unheld"]), arrived))
@@ -130,6 +131,35 @@ def _held_reads(store: ClickHouseEventStore) -> list[tuple[int, int]]:
 
     store._clients.reader = recording  # type: ignore[method-assign]
     return reads
+
+
+def _read_queries(store: ClickHouseEventStore) -> list[str]:
+    """Every query ``store`` runs over its reading clients from now on, in order."""
+    queries: list[str] = []
+    reader = store._clients.reader
+
+    @contextmanager
+    def recording() -> Iterator[Any]:
+        with reader() as client:
+            execute = client.execute
+
+            def each(query: str, *args: Any, **kwargs: Any) -> Any:
+                queries.append(query)
+                return execute(query, *args, **kwargs)
+
+            client.execute = each
+            try:
+                yield client
+            finally:
+                client.execute = execute
+
+    store._clients.reader = recording  # type: ignore[method-assign]
+    return queries
+
+
+def _reads_likes_again(store: ClickHouseEventStore, queries: Sequence[str]) -> bool:
+    """Whether ``queries`` read like counts again from the pairs of whole videos."""
+    return any(q in (store._queries.likes_now, store._queries.likes_now_of_few) for q in queries)
 
 
 def _deliver(store: ClickHouseEventStore, reference: InMemoryEventStore, batch: list[Pair]) -> None:
@@ -275,7 +305,9 @@ def test_a_new_roll_up_keeps_the_held_buckets_after_its_watermark(
     assert store.get_stats([1])[1].likes == 2
 
 
-_KINDS = st.sampled_from(["watch", "share", "comment", "like", "unlike"])
+# Likes and unlikes weigh more: the same few pairs are liked and unliked across
+# roll-ups and across held and fresh buckets.
+_KINDS = st.sampled_from(["watch", "share", "comment", "like", "unlike", "like", "unlike"])
 _LIKE_KINDS = (EngagementKind.LIKE, EngagementKind.UNLIKE)
 
 
@@ -326,10 +358,20 @@ def test_one_long_lived_store_reads_what_the_reference_counts(
         reference = InMemoryEventStore()
         made: dict[int, Pair] = {}
         first_of_roll_up: int | None = None
+        # Whether reads count likes from the held liked pairs: from the first read
+        # after a roll-up (which loads them; the test waits), until a late batch
+        # before the watermark sends reads off the roll-up.
+        from_pairs = False
+        queries = _read_queries(store)
         for action, events, settle in steps:
             if action == "fold":
                 if _fold(store):
                     first_of_roll_up = buckets.bucket
+                    store.get_stats([1, 2, 3])
+                    _settled(store)
+                    assert store._held is not None and store._liked is not None
+                    assert store._liked.fold == store._held.fold == buckets.coarse
+                    from_pairs = True
                 continue
             if action == "next-bucket":
                 buckets.next_fine()
@@ -351,7 +393,13 @@ def test_one_long_lived_store_reads_what_the_reference_counts(
                     buckets.late = buckets.bucket - buckets.fine - 1  # the coarse one before
             _deliver(store, reference, batch)
             buckets.late = None
+            if action == "late-before" or (action == "late-held" and first_of_roll_up is None):
+                from_pairs = False
+            del queries[:]
             assert_same_statistics(store, reference, [1, 2, 3], [1, 2, 3], [11, 12, 13])
+            if from_pairs:
+                assert store._queries.held_stats_with_pairs in queries
+                assert not _reads_likes_again(store, queries)
             fresh = ClickHouseEventStore(engine, hold_arrivals=False)
             assert fresh.get_stats([1, 2, 3]) == store.get_stats([1, 2, 3])
             if settle:

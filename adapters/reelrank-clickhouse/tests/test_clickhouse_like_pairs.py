@@ -1,6 +1,9 @@
-"""Like counts from the pairs that changed since the roll-up (schema version 4): the
-migration from version 3 writes the like state of every pair before every watermark,
-and a roll-up from before it keeps holding."""
+"""Like counts from the pairs that changed since the roll-up (schema version 4): a
+store holding the pairs liked at the roll-up's watermark reads no like count again,
+whatever the order of likes and unlikes across held and fresh buckets, on one server
+and on a 2-shard cluster; with ``held_like_pairs=0`` it reads them again as before.
+The migration from version 3 writes the like state of every pair before every
+watermark, and a roll-up from before it keeps holding."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from reelrank_clickhouse import (
     ClickHouseConfig,
     ClickHouseEventStore,
     SchemaVersionError,
+    connect,
     create_schema,
     migrate_schema,
 )
@@ -17,9 +21,18 @@ from reelrank_clickhouse._client import DriverClients
 from reelrank_clickhouse._schema import Tag, _servers
 from reelrank_clickhouse.testing import version_3_aggregates_view
 from sqlalchemy.engine import Engine
-from test_clickhouse_held_arrivals import _batch, _buckets, _deliver, _settled, _store
+from test_clickhouse_held_arrivals import (
+    _batch,
+    _buckets,
+    _deliver,
+    _fold,
+    _read_queries,
+    _reads_likes_again,
+    _settled,
+    _store,
+)
 
-from reelrank import InMemoryEventStore
+from reelrank import InMemoryEventStore, InvalidInputError
 
 _VIDEOS = [1, 2, 3, 4]
 _USERS = [1, 2, 3, 4, 5]
@@ -104,3 +117,138 @@ def test_version_3_tables_migrate_with_their_roll_up_and_like_states(
     _deliver(store, reference, _batch(("unlike", 1, 1), ("like", 2, 4)))
     assert_same_statistics(store, reference, _VIDEOS, _USERS, [10])
     assert [store.get_stats(_VIDEOS)[v].likes for v in _VIDEOS] == [0, 1, 1, 2]
+
+
+def _likes(store: ClickHouseEventStore, videos: list[int]) -> list[int]:
+    found = store.get_stats(videos)
+    return [found[video].likes for video in videos]
+
+
+def test_a_read_after_likes_on_held_videos_reads_no_like_count_again(
+    clickhouse_engine: Engine,
+) -> None:
+    store = _store(clickhouse_engine)
+    reference = InMemoryEventStore()
+    _deliver(store, reference, _batch(("like", 1, 1), ("like", 2, 1), ("like", 1, 2)))
+    assert _fold(store) == 2
+    assert _likes(store, [1, 2]) == [2, 1]  # loads the roll-up, then its liked pairs
+    _settled(store)
+    queries = _read_queries(store)
+    _deliver(store, reference, _batch(("unlike", 1, 1), ("like", 3, 1), ("like", 2, 2)))
+    assert _likes(store, [1, 2]) == [2, 2]
+    assert store._queries.held_stats_with_pairs in queries
+    assert not _reads_likes_again(store, queries)
+    assert_same_statistics(store, reference, [1, 2], [1, 2, 3], [10])
+
+
+def test_without_held_like_pairs_a_read_reads_like_counts_again(
+    clickhouse_engine: Engine,
+) -> None:
+    store = ClickHouseEventStore(clickhouse_engine, arrival_settle_seconds=0, held_like_pairs=0)
+    store._sequence = _store(clickhouse_engine)._sequence
+    reference = InMemoryEventStore()
+    _deliver(store, reference, _batch(("like", 1, 1), ("like", 2, 1), ("like", 1, 2)))
+    assert _fold(store) == 2
+    assert _likes(store, [1, 2]) == [2, 1]
+    _settled(store)
+    assert store._liked is None and store._liked_thread is None
+    queries = _read_queries(store)
+    _deliver(store, reference, _batch(("unlike", 1, 1), ("like", 3, 1), ("like", 2, 2)))
+    assert _likes(store, [1, 2]) == [2, 2]
+    assert store._queries.held_stats_with_pairs not in queries
+    assert _reads_likes_again(store, queries)
+    assert_same_statistics(store, reference, [1, 2], [1, 2, 3], [10])
+
+
+def test_like_counts_of_pairs_changed_in_held_and_fresh_buckets(
+    deployment: tuple[Engine, ClickHouseConfig],
+) -> None:
+    """Users 1 to 8 spread over both shards of the cluster. Before the watermark:
+    video 1 liked by users 1, 2, 3; video 2 by 4, 5; video 3 by 6; video 4 by 7, 8."""
+    engine, config = deployment
+    store = _store(engine, config)
+    buckets = _buckets(store)
+    reference = InMemoryEventStore()
+    videos = [1, 2, 3, 4, 5]
+    users = list(range(1, 9))
+    _deliver(
+        store,
+        reference,
+        _batch(
+            ("like", 1, 1), ("like", 2, 1), ("like", 3, 1), ("like", 4, 2), ("like", 5, 2),
+            ("like", 6, 3), ("like", 7, 4), ("like", 8, 4), ("unlike", 8, 5),
+        ),
+    )  # fmt: skip
+    assert _fold(store) == 5
+    assert _likes(store, videos) == [3, 2, 1, 2, 0]
+    _settled(store)
+    assert store._liked is not None and store._liked.keys.shape[0] == 8
+    queries = _read_queries(store)
+    # A held bucket: user 1 unlikes video 1 (liked before the watermark), user 4
+    # likes video 2 again (no change), user 7 unlikes video 4, user 6 likes video 5.
+    _deliver(
+        store,
+        reference,
+        _batch(("unlike", 1, 1), ("like", 4, 2), ("unlike", 7, 4), ("like", 6, 5)),
+    )
+    assert _likes(store, videos) == [2, 2, 1, 1, 1]
+    _settled(store)
+    assert store._since is not None and store._since.unheld == buckets.bucket + 1
+    # A fresh bucket: user 1 likes video 1 again (held chunk, then fresh bucket), user
+    # 3 likes and unlikes video 3 in the one bucket, user 8 unlikes video 4, user 6
+    # unlikes video 5: every like of videos 4 (since the watermark) and 5 undone.
+    buckets.next_fine()
+    _deliver(
+        store,
+        reference,
+        _batch(
+            ("like", 1, 1), ("like", 3, 3), ("unlike", 3, 3), ("unlike", 8, 4),
+            ("unlike", 6, 5),
+        ),
+    )  # fmt: skip
+    assert _likes(store, videos) == [3, 2, 1, 0, 0]
+    # Two fresh buckets: user 2 unlikes video 1, then likes it again; user 5 likes
+    # video 3, then unlikes it.
+    buckets.next_fine()
+    _deliver(store, reference, _batch(("unlike", 2, 1), ("like", 5, 3)))
+    buckets.next_fine()
+    _deliver(store, reference, _batch(("like", 2, 1), ("unlike", 5, 3)))
+    assert _likes(store, videos) == [3, 2, 1, 0, 0]
+    assert_same_statistics(store, reference, videos, users, [10])
+    assert store._queries.held_stats_with_pairs in queries
+    assert not _reads_likes_again(store, queries)
+    # The same, with the fresh buckets held.
+    _settled(store)
+    del queries[:]
+    assert _likes(store, videos) == [3, 2, 1, 0, 0]
+    assert_same_statistics(store, reference, videos, users, [10])
+    assert not _reads_likes_again(store, queries)
+
+
+def test_too_many_liked_pairs_are_not_held_and_reads_stay_exact(
+    clickhouse_engine: Engine,
+) -> None:
+    store = ClickHouseEventStore(clickhouse_engine, arrival_settle_seconds=0, held_like_pairs=2)
+    store._sequence = _store(clickhouse_engine)._sequence
+    reference = InMemoryEventStore()
+    _deliver(store, reference, _batch(("like", 1, 1), ("like", 2, 1), ("like", 3, 2)))
+    _fold(store)
+    store.get_stats([1, 2])
+    _settled(store)
+    assert store._liked is None and store._liked_refused == store._held.fold
+    queries = _read_queries(store)
+    _deliver(store, reference, _batch(("unlike", 1, 1)))
+    assert_same_statistics(store, reference, [1, 2], [1, 2, 3], [10])
+    assert _reads_likes_again(store, queries)
+    assert store._liked_thread is not None and not store._liked_thread.is_alive()
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "5"])
+def test_a_bad_held_like_pairs_is_refused_naming_it(bad: object) -> None:
+    engine = connect(ClickHouseConfig())  # never connects: the arguments are checked first
+    try:
+        with pytest.raises(InvalidInputError) as info:
+            ClickHouseEventStore(engine, held_like_pairs=bad)  # type: ignore[arg-type]
+        assert info.value.field == "held_like_pairs"
+    finally:
+        engine.dispose()

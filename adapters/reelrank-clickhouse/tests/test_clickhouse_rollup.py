@@ -60,12 +60,17 @@ class _Buckets:
 
 
 def _store(
-    engine: Engine, config: ClickHouseConfig | None = None, *, held_roll_up_videos: int = 1_000
+    engine: Engine,
+    config: ClickHouseConfig | None = None,
+    *,
+    held_roll_up_videos: int = 1_000,
+    held_like_pairs: int = 5_000_000,
 ) -> ClickHouseEventStore:
     store = ClickHouseEventStore(
         engine,
         tables=config.tables if config else None,
         held_roll_up_videos=held_roll_up_videos,
+        held_like_pairs=held_like_pairs,
     )
     store._sequence = _Buckets()  # type: ignore[assignment]
     return store
@@ -184,7 +189,8 @@ def test_like_counts_read_again_are_kept_until_their_videos_get_likes(
 ) -> None:
     # Up to ``_FEW_VIDEOS`` videos are named in the query's text, more sent as a table.
     monkeypatch.setattr(_event_store, "_FEW_VIDEOS", few_videos)
-    store = _store(clickhouse_engine, held_roll_up_videos=held_roll_up_videos)
+    # Without the liked pairs held: a held roll-up's reads take this path too.
+    store = _store(clickhouse_engine, held_roll_up_videos=held_roll_up_videos, held_like_pairs=0)
     reference = InMemoryEventStore()
     videos = [1, 2, 3, 4]
     sent = _like_state_reads(store)

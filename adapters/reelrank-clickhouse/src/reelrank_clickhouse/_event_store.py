@@ -9,7 +9,7 @@ import re
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -82,9 +82,22 @@ _FEW_VIDEOS = 1_000
 _UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _KIND_OF_CODE = {code: EngagementKind(kind) for kind, code in KIND_CODES.items()}
 # What each row of the folded stats query is (its ``part`` column).
-_FOLDED, _ARRIVALS_BEFORE, _FOLDED_VIDEOS, _ARRIVED_SINCE, _CORRECTED, _NEWEST, _BUCKET_TOTAL = (
-    range(7)
-)
+(
+    _FOLDED,
+    _ARRIVALS_BEFORE,
+    _FOLDED_VIDEOS,
+    _ARRIVED_SINCE,
+    _CORRECTED,
+    _NEWEST,
+    _BUCKET_TOTAL,
+    _CHANGED_PAIR,
+) = range(8)
+# A (video, user) pair is held as one int64, ``video << 32 | user``: sorted, the pairs
+# of a video are adjacent. Pairs with larger ids are not held (reads then take the path
+# that reads like counts again from the server).
+_PAIR_USER_BITS = 32
+_PAIR_VIDEO_LIMIT = 1 << 31
+_PAIR_USER_LIMIT = 1 << _PAIR_USER_BITS
 
 
 def _row_of(requested: NDArray[np.int64], video_ids: NDArray[np.int64]) -> NDArray[np.intp]:
@@ -256,17 +269,123 @@ def _sums_by_video(
     return distinct, total
 
 
+def _pair_keys(videos: NDArray[np.int64], users: NDArray[np.int64]) -> NDArray[np.int64] | None:
+    """The pairs' keys, ``video << 32 | user``, or ``None`` when some id is too large."""
+    if videos.shape[0] and (
+        int(videos.max()) >= _PAIR_VIDEO_LIMIT or int(users.max()) >= _PAIR_USER_LIMIT
+    ):
+        return None
+    keys: NDArray[np.int64] = (videos << _PAIR_USER_BITS) | users
+    return keys
+
+
+@dataclass(frozen=True)
+class _ChangedPairs:
+    """The pairs with likes or unlikes in some arrival buckets: sorted keys (see
+    :func:`_pair_keys`) and each pair's latest state there (1 liked, 0 not)."""
+
+    keys: NDArray[np.int64]
+    liked: NDArray[np.int64]
+
+    @classmethod
+    def of_rows(
+        cls, videos: NDArray[np.int64], users: NDArray[np.int64], liked: NDArray[np.int64]
+    ) -> _ChangedPairs | None:
+        """The pairs of rows that hold each pair once; ``None`` when some id is too
+        large to hold."""
+        keys = _pair_keys(videos, users)
+        if keys is None:
+            return None
+        order = np.argsort(keys, kind="stable")
+        return cls(keys[order], liked[order])
+
+    @staticmethod
+    def latest(ordered: Sequence[_ChangedPairs]) -> _ChangedPairs:
+        """The pairs of ``ordered`` (of ever later buckets), each with the state of the
+        last that holds it: likes and unlikes arrive in bucket order."""
+        if len(ordered) == 1:
+            return ordered[0]
+        keys = np.concatenate([each.keys for each in ordered])
+        liked = np.concatenate([each.liked for each in ordered])
+        rank = np.repeat(np.arange(len(ordered)), [each.keys.shape[0] for each in ordered])
+        order = np.lexsort((rank, keys))
+        keys, liked = keys[order], liked[order]
+        last = np.ones(keys.shape[0], dtype=np.bool_)
+        last[:-1] = keys[1:] != keys[:-1]
+        return _ChangedPairs(keys[last], liked[last])
+
+    def of_videos(self, videos: NDArray[np.int64]) -> _ChangedPairs:
+        """The pairs of ``videos`` (sorted, distinct, each below 2**31)."""
+        low = np.searchsorted(self.keys, videos << _PAIR_USER_BITS)
+        high = np.searchsorted(self.keys, (videos + 1) << _PAIR_USER_BITS)
+        lengths = high - low
+        total = int(lengths.sum())
+        if total == self.keys.shape[0]:
+            return self
+        starts = low - (np.cumsum(lengths) - lengths)
+        rows = np.repeat(starts, lengths) + np.arange(total)
+        return _ChangedPairs(self.keys[rows], self.liked[rows])
+
+
+_NO_CHANGED_PAIRS = _ChangedPairs(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+
+
+@dataclass(frozen=True)
+class _HeldLikes:
+    """The pairs liked as of the like-state rows before roll-up ``fold``'s watermark
+    (its first fine bucket; the rows a migration wrote are in bucket 0): sorted keys
+    (see :func:`_pair_keys`), and the number of them of each video (sorted)."""
+
+    fold: int
+    keys: NDArray[np.int64]
+    video_ids: NDArray[np.int64]
+    counts: NDArray[np.int64]
+
+    @classmethod
+    def of_pairs(cls, fold: int, keys: NDArray[np.int64]) -> _HeldLikes:
+        keys = np.sort(keys)
+        video_ids, counts = np.unique(keys >> _PAIR_USER_BITS, return_counts=True)
+        return cls(fold, keys, video_ids, counts.astype(np.int64))
+
+    def likes(self, videos: NDArray[np.int64], changed: _ChangedPairs) -> NDArray[np.int64]:
+        """The like counts of ``videos`` (distinct) now, given ``changed``, every pair of
+        theirs with a like or unlike since the watermark and its latest state: the pairs
+        liked at the watermark, less those that changed, plus those that changed whose
+        latest state is liked. A pair that did not change has its state at the
+        watermark still."""
+        counts = np.zeros(videos.shape[0], dtype=np.int64)
+        if self.video_ids.shape[0]:
+            found = np.minimum(np.searchsorted(self.video_ids, videos), self.video_ids.shape[0] - 1)
+            held = self.video_ids[found] == videos
+            counts[held] = self.counts[found[held]]
+        if not changed.keys.shape[0]:
+            return counts
+        was_liked = np.zeros(changed.keys.shape[0], dtype=np.int64)
+        if self.keys.shape[0]:
+            found = np.minimum(np.searchsorted(self.keys, changed.keys), self.keys.shape[0] - 1)
+            was_liked = (self.keys[found] == changed.keys).astype(np.int64)
+        np.add.at(
+            counts,
+            _row_of(videos, changed.keys >> _PAIR_USER_BITS),
+            changed.liked - was_liked,
+        )
+        return counts
+
+
 @dataclass(frozen=True)
 class _SinceChunk:
     """What arrived in the held fine buckets of one coarse arrival bucket (the unit of
     the roll-ups' watermarks), for every video that got events there: sorted video ids
-    and their sums (``likes`` holding the number of likes and unlikes), and ``total``,
-    the number of events they count."""
+    and their sums (``likes`` holding the number of likes and unlikes), ``total``, the
+    number of events they count, and ``pairs``, the pairs with likes or unlikes there
+    and their latest states (``None`` when the store does not hold them: some id too
+    large, or the store holds no liked pairs)."""
 
     coarse: int
     total: int
     video_ids: NDArray[np.int64]
     values: _Sums
+    pairs: _ChangedPairs | None
 
     def add_to(self, requested: NDArray[np.int64], into: _Sums) -> None:
         """Add this chunk's sums of the requested videos to their rows of ``into``."""
@@ -283,7 +402,10 @@ class _SinceChunk:
         video_ids, values = _sums_by_video(
             np.concatenate((self.video_ids, other.video_ids)), (self.values, other.values)
         )
-        return _SinceChunk(self.coarse, self.total + other.total, video_ids, values)
+        pairs = None
+        if self.pairs is not None and other.pairs is not None:
+            pairs = _ChangedPairs.latest((self.pairs, other.pairs))
+        return _SinceChunk(self.coarse, self.total + other.total, video_ids, values, pairs)
 
 
 @dataclass(frozen=True)
@@ -322,10 +444,30 @@ class _HeldSince:
             if chunk.coarse >= fold:
                 chunk.add_to(requested, into)
 
-    def extended(self, fold: int, unheld: int, columns: Sequence[Any]) -> _HeldSince:
+    def changed_pairs(self, fold: int) -> list[_ChangedPairs] | None:
+        """The pairs that changed in the held buckets since roll-up ``fold``'s
+        watermark, a :class:`_ChangedPairs` per chunk in bucket order; ``None`` when a
+        chunk does not hold its pairs."""
+        pairs = [chunk.pairs for chunk in self.chunks if chunk.coarse >= fold]
+        if any(each is None for each in pairs):
+            return None
+        return [each for each in pairs if each is not None]
+
+    def extended(
+        self,
+        fold: int,
+        unheld: int,
+        columns: Sequence[Any],
+        pair_columns: Sequence[Any] | None,
+    ) -> _HeldSince:
         """The chunks from roll-up ``fold``'s watermark on, with the rows of
-        :attr:`_Queries.arrived_between` from :attr:`unheld` up to ``unheld`` added."""
+        :attr:`_Queries.arrived_between` from :attr:`unheld` up to ``unheld`` added,
+        and with those of :attr:`_Queries.pairs_between` (``None``: pairs not held).
+        A coarse bucket with pairs and no sums (events that arrived between the two
+        queries) gets a chunk counting no event: the server's total of the bucket
+        then differs from it, and reads drop these since-sums."""
         chunks = {chunk.coarse: chunk for chunk in self.chunks if chunk.coarse >= fold}
+        pieces: dict[int, _SinceChunk] = {}
         if columns:
             coarse = np.asarray(columns[0], dtype=np.int64)
             video_ids = np.asarray(columns[1], dtype=np.int64)
@@ -348,11 +490,50 @@ class _HeldSince:
                 )
                 total = int(values.views.sum() + values.likes.sum())
                 total += int(values.shares.sum() + values.comments.sum())
-                piece = _SinceChunk(each, total, video_ids[order], values)
-                held = chunks.get(each)
-                chunks[each] = piece if held is None else held.merged(piece)
+                pieces[each] = _SinceChunk(each, total, video_ids[order], values, None)
+        pairs_of = _pairs_by_coarse(pair_columns)
+        no_pairs = None if pair_columns is None else _NO_CHANGED_PAIRS
+        for each in set(pieces) | set(pairs_of):
+            piece = pieces.get(each) or _SinceChunk(
+                each, 0, np.zeros(0, dtype=np.int64), _Sums.zeros(0), None
+            )
+            piece = replace(piece, pairs=pairs_of.get(each, no_pairs))
+            held = chunks.get(each)
+            chunks[each] = piece if held is None else held.merged(piece)
         start = max(self.start, fold << FINE_PER_COARSE_BITS)
         return _HeldSince(start, unheld, tuple(chunks[key] for key in sorted(chunks)))
+
+
+def _changed_pairs(
+    held: Sequence[_ChangedPairs], columns: Sequence[Any], parts: NDArray[np.int64]
+) -> _ChangedPairs | None:
+    """The pairs that changed since a roll-up's watermark, each with its latest state:
+    those of the held since-sums (``held``, in bucket order), then the rows of the
+    buckets after them (the ``_CHANGED_PAIR`` rows of a held read, which win); ``None``
+    when some id of the rows is too large to hold."""
+    rows = parts == _CHANGED_PAIR
+    fresh = _ChangedPairs.of_rows(
+        np.asarray(columns[0], dtype=np.int64)[rows],
+        np.asarray(columns[2], dtype=np.int64)[rows],
+        np.asarray(columns[4], dtype=np.int64)[rows],
+    )
+    if fresh is None:
+        return None
+    return _ChangedPairs.latest([*held, fresh])
+
+
+def _pairs_by_coarse(columns: Sequence[Any] | None) -> dict[int, _ChangedPairs | None]:
+    """The rows of :attr:`_Queries.pairs_between` (coarse bucket, video, user, state)
+    as the changed pairs of each coarse bucket (``None`` where some id is too large)."""
+    if not columns:
+        return {}
+    coarse = np.asarray(columns[0], dtype=np.int64)
+    videos, users, liked = (np.asarray(columns[i], dtype=np.int64) for i in (1, 2, 3))
+    pairs: dict[int, _ChangedPairs | None] = {}
+    for each in np.unique(coarse).tolist():
+        rows = coarse == each
+        pairs[each] = _ChangedPairs.of_rows(videos[rows], users[rows], liked[rows])
+    return pairs
 
 
 def _arrival_bucket(at: datetime) -> int:
@@ -639,6 +820,17 @@ GROUP BY bucket, total_part"""
         # the late-arrival check and the bucket totals since, what arrived since
         # ``%(unheld)s`` and the corrections.
         self.held_stats = "\nUNION ALL".join((newest, bucket_totals, arrived_since, corrected))
+        # With the pairs liked at the held roll-up's watermark held too: also the like
+        # state of the requested videos' pairs with likes or unlikes from ``%(unheld)s``
+        # on (user in ``views``, state in ``likes``).
+        changed_pairs = f"""
+SELECT b, toUInt8({_CHANGED_PAIR}), toInt64(c), toFloat64(0), toInt64(argMaxMerge(liked)),
+       toInt64(0), toInt64(0)
+FROM {agg} WHERE tag = {Tag.FINE_LIKE} AND a >= %(unheld)s AND b GLOBAL IN ids
+GROUP BY b, c"""
+        self.held_stats_with_pairs = "\nUNION ALL".join(
+            (newest, bucket_totals, arrived_since, corrected, changed_pairs)
+        )
         # What arrived in fine buckets ``[%(low)s, %(high)s)``, summed per coarse bucket
         # (of the roll-ups' watermarks) and video, for every video: the store's held
         # since-sums. Columns: coarse bucket, video, views, completion, likes and
@@ -654,6 +846,26 @@ FROM (
     WHERE tag = {Tag.FINE_ARRIVED_COUNT} AND a >= %(low)s AND a < %(high)s
     GROUP BY coarse, b, c
 ) GROUP BY coarse, video"""
+        # The like state of each pair with likes or unlikes in fine buckets
+        # ``[%(low)s, %(high)s)``, per coarse bucket: the pairs of the held since-sums.
+        # Read after ``arrived_between``: a later snapshot holds every row the earlier
+        # one did, and an event counted here and not there makes the server's bucket
+        # totals differ from the held ones. Columns: coarse bucket, video, user, state.
+        self.pairs_between = f"""
+SELECT bitShiftRight(a, {FINE_PER_COARSE_BITS}) AS coarse, b, c, toInt64(argMaxMerge(liked))
+FROM {agg}
+WHERE tag = {Tag.FINE_LIKE} AND a >= %(low)s AND a < %(high)s
+GROUP BY coarse, b, c"""
+        # The pairs liked as of the like-state rows before fine bucket ``%(start)s`` (a
+        # roll-up's watermark), at most ``%(limit)s`` of them; and how many events
+        # arrived before the roll-up's watermark ``%(fold)s``, the check that the
+        # pairs read are the roll-up's (rows are only ever added).
+        self.liked_before = f"""SELECT b, c FROM {agg}
+WHERE tag = {Tag.FINE_LIKE} AND a < %(start)s
+GROUP BY b, c HAVING argMaxMerge(liked) = 1
+LIMIT %(limit)s"""
+        self.arrivals_before = f"""SELECT toInt64(countMerge(events)) FROM {agg}
+WHERE tag = {Tag.ARRIVED} AND a < %(fold)s"""
         self.roll_up_rows = f"""SELECT video_id, views, completion_sum, likes, shares, comments
 FROM {rollup} WHERE fold = %(fold)s AND video_id != 0"""
         # The like counts of the videos in ``ids``, from the like state of their pairs.
@@ -787,9 +999,12 @@ class ClickHouseEventStore:
         held_roll_up_videos: int = 1_000_000,
         hold_arrivals: bool = True,
         arrival_settle_seconds: float = 2.0,
+        held_like_pairs: int = 5_000_000,
     ) -> None:
         if type(held_roll_up_videos) is not int or held_roll_up_videos < 0:
             raise InvalidInputError("held_roll_up_videos", "must be an int >= 0")
+        if type(held_like_pairs) is not int or held_like_pairs < 0:
+            raise InvalidInputError("held_like_pairs", "must be an int >= 0")
         if not isinstance(hold_arrivals, bool):
             raise InvalidInputError("hold_arrivals", "must be True or False")
         if not (
@@ -811,7 +1026,14 @@ class ClickHouseEventStore:
         self._since: _HeldSince | None = None
         self._since_lock = threading.Lock()  # held while a thread extends ``_since``
         self._since_thread: threading.Thread | None = None
-        self._closed = False  # no background read of the since-sums starts once set
+        self._like_pairs_limit = held_like_pairs
+        self._liked: _HeldLikes | None = None
+        # The roll-up whose liked pairs the store does not hold (too many, ids too
+        # large): not read again for it.
+        self._liked_refused = -1
+        self._liked_lock = threading.Lock()  # held while a thread reads ``_liked``
+        self._liked_thread: threading.Thread | None = None
+        self._closed = False  # no background read starts once set
         self._write_lock = threading.Lock()
         self._sequence = ArrivalSequence()
 
@@ -821,17 +1043,20 @@ class ClickHouseEventStore:
         return self._engine
 
     def close(self, *, timeout: float | None = None) -> None:
-        """Start no more background reads of what arrived since the held roll-up, and
-        wait up to ``timeout`` seconds (``None``: until it ends, within the driver's
-        timeouts) for the one under way, so that the engine can be disposed of next.
+        """Start no more background reads of what arrived since the held roll-up or of
+        its liked pairs, and wait up to ``timeout`` seconds in all (``None``: until
+        they end, within the driver's timeouts) for those under way, so that the
+        engine can be disposed of next.
 
         Reads and writes still work afterwards, reading what arrived from the server.
         Closing again does nothing more. The engine is the caller's to dispose of.
         """
         self._closed = True
-        thread = self._since_thread
-        if thread is not None:
-            thread.join(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in (self._since_thread, self._liked_thread):
+            if thread is not None:
+                left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+                thread.join(left)
 
     def append(self, event: EngagementEvent, *, creator_id: int) -> bool:
         """Apply one event once per ``event_id``; ``False`` for an id seen before."""
@@ -1419,9 +1644,13 @@ class ClickHouseEventStore:
         roll-up is :data:`_SINCE_STALE` when the server's bucket totals differ from
         ``since``'s."""
         start = held.fold << FINE_PER_COARSE_BITS
+        liked = self._liked
+        held_pairs = None if since is None else since.changed_pairs(held.fold)
+        if liked is None or liked.fold != held.fold or (since is not None and held_pairs is None):
+            liked = None
         columns = numpy_columns(
             client,
-            self._queries.held_stats,
+            self._queries.held_stats if liked is None else self._queries.held_stats_with_pairs,
             {
                 "fold": held.fold,
                 "start": start,
@@ -1448,10 +1677,77 @@ class ClickHouseEventStore:
         if since is not None:
             since.add_to(held.fold, requested, arrived)
         values = held.rows_of(requested)
-        self._add_rows(client, held.fold, requested, values, columns, parts, arrived)
+        pairs = None
+        if liked is not None:
+            pairs = _changed_pairs(held_pairs or [], columns, parts)
+        self._add_rows(
+            client,
+            held.fold,
+            requested,
+            values,
+            columns,
+            parts,
+            arrived,
+            None if liked is None or pairs is None else (liked, pairs),
+        )
         if self._hold_arrivals:
             self._extend_since(held.fold, since, buckets)
+        self._hold_likes(held)
         return held.fold, values
+
+    def _hold_likes(self, held: _HeldRollUp) -> None:
+        """Start a thread that reads the pairs liked at roll-up ``held``'s watermark
+        into the store's memory, unless the store holds them already, does not hold
+        them for that roll-up (``held_like_pairs``), or another thread is at it."""
+        liked = self._liked
+        if (
+            not self._like_pairs_limit
+            or (liked is not None and liked.fold == held.fold)
+            or self._liked_refused == held.fold
+        ):
+            return
+        if self._closed or not self._liked_lock.acquire(blocking=False):
+            return
+        thread = threading.Thread(
+            target=self._read_likes,
+            args=(held,),
+            name="reelrank-clickhouse-held-likes",
+            daemon=True,
+        )
+        self._liked_thread = thread
+        thread.start()
+
+    def _read_likes(self, held: _HeldRollUp) -> None:
+        """Read the pairs liked at roll-up ``held``'s watermark and hold them (under
+        :attr:`_liked_lock`, which it releases): when they are at most
+        ``held_like_pairs`` with ids that fit a key, and the events that arrived before
+        the watermark are still those the roll-up counted, after the read (then the
+        rows read are the roll-up's)."""
+        try:
+            limit = self._like_pairs_limit
+            with store_errors(_STORE, "get_stats"), self._clients.reader() as client:
+                columns = numpy_columns(
+                    client,
+                    self._queries.liked_before,
+                    {"start": held.fold << FINE_PER_COARSE_BITS, "limit": limit + 1},
+                )
+                before = client.execute(self._queries.arrivals_before, {"fold": held.fold})
+            if int(before[0][0]) != held.arrivals:
+                return  # events arrived late before it: reads leave the roll-up
+            videos, users = (
+                (np.asarray(column, dtype=np.int64) for column in columns[:2])
+                if columns
+                else (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+            )
+            keys = _pair_keys(videos, users)
+            if keys is None or keys.shape[0] > limit:
+                self._liked_refused = held.fold
+                return
+            self._liked = _HeldLikes.of_pairs(held.fold, keys)
+        except StoreError:
+            pass  # reads stay exact without: they read like counts again
+        finally:
+            self._liked_lock.release()
 
     def _extend_since(
         self, fold: int, since: _HeldSince | None, buckets: NDArray[np.int64]
@@ -1482,18 +1778,20 @@ class ClickHouseEventStore:
         thread.start()
 
     def _read_since(self, fold: int, since: _HeldSince, high: int) -> None:
-        """Read what arrived in fine buckets ``[since.unheld, high)`` for every video
-        and hold ``since`` with it (under :attr:`_since_lock`, which it releases)."""
+        """Read what arrived in fine buckets ``[since.unheld, high)`` for every video,
+        and the pairs that changed there unless the store holds no liked pairs
+        (``held_like_pairs=0``), and hold ``since`` with them (under
+        :attr:`_since_lock`, which it releases)."""
         try:
             columns: Sequence[Any] = []
+            pairs: Sequence[Any] | None = [] if self._like_pairs_limit else None
             if high > since.unheld:
                 with store_errors(_STORE, "get_stats"), self._clients.reader() as client:
-                    columns = numpy_columns(
-                        client,
-                        self._queries.arrived_between,
-                        {"low": since.unheld, "high": high},
-                    )
-            self._since = since.extended(fold, high, columns)
+                    between = {"low": since.unheld, "high": high}
+                    columns = numpy_columns(client, self._queries.arrived_between, between)
+                    if pairs is not None:
+                        pairs = numpy_columns(client, self._queries.pairs_between, between)
+            self._since = since.extended(fold, high, columns, pairs)
         except StoreError:
             pass  # reads stay exact without: they read what arrived from the server
         finally:
@@ -1537,15 +1835,18 @@ class ClickHouseEventStore:
         columns: Sequence[Sequence[Any]],
         parts: NDArray[np.int64],
         arrived: _Sums,
+        like_pairs: tuple[_HeldLikes, _ChangedPairs] | None = None,
     ) -> None:
         """Add the rows of roll-up ``fold``, what arrived since (the rows of a roll-up
         read plus ``arrived``, the held since-sums of the requested videos, with the
         number of likes and unlikes in ``likes``) and the corrections to ``values``; the
         like counts of videos with likes or unlikes since the roll-up replace the
-        rolled-up ones: those the store read before with as many likes and unlikes
-        since as now, from its memory, the others read again from their pairs (a like
-        count depends on the order of each pair's likes and unlikes, so the arrival
-        rows cannot give it)."""
+        rolled-up ones (a like count depends on the order of each pair's likes and
+        unlikes, so the arrival rows cannot give it). With ``like_pairs``, the pairs
+        liked at the roll-up's watermark and those that changed since with their
+        latest states, they come from those (:meth:`_HeldLikes.likes`); otherwise those
+        the store read before with as many likes and unlikes since as now come from its
+        memory, and the others are read again from their pairs."""
         row_videos = np.asarray(columns[0], dtype=np.int64)
         views, likes, shares, comments = (
             np.asarray(columns[index], dtype=np.int64) for index in (2, 4, 5, 6)
@@ -1572,6 +1873,13 @@ class ClickHouseEventStore:
         liked = arrived.likes != 0
         liked_since, marks = requested[liked], arrived.likes[liked]
         if not liked_since.shape[0]:
+            return
+        if like_pairs is not None and int(liked_since.max()) < _PAIR_VIDEO_LIMIT:
+            liked_at_watermark, changed = like_pairs
+            in_order = np.sort(liked_since)
+            values.likes[_row_of(requested, in_order)] = liked_at_watermark.likes(
+                in_order, changed.of_videos(in_order)
+            )
             return
         known = self._likes_since
         still_held, held_likes = known.still_held(fold, liked_since, marks)

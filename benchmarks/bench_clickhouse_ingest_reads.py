@@ -741,3 +741,155 @@ def _by_granularity(
         + ")"
         for g, s in zip(GRANULARITIES, samples, strict=True)
     )
+
+
+LIKE_PAIRS_WRITER_SECONDS = 5.0 if QUICK else 40.0
+
+
+def test_like_counts_from_held_pairs_under_a_writer(benchmark: Any, server: Any) -> None:
+    """Schema version 4: a store holding the pairs liked at the roll-up's watermark
+    (the default) against one that does not (``held_like_pairs=0``, reading like
+    counts again from whole videos' pairs), both holding what arrived since, their reads
+    alternated under a writer paced at 10,000 events/s; the time of a full roll-up and
+    the load time and size of the liked pairs. In quick mode (CI) it also checks that
+    the holding store read no like count again."""
+    _, _, engine, client = server
+    store = reelrank_clickhouse.ClickHouseEventStore(engine)
+    began = time.perf_counter()
+    folded = store.fold_stats(until=datetime.now(UTC) - timedelta(seconds=5), incremental=False)
+    fold_seconds = time.perf_counter() - began
+    fold = int(client.execute(store._queries.folds)[0][0])
+    held = reelrank_clickhouse.ClickHouseEventStore(engine)
+    plain = reelrank_clickhouse.ClickHouseEventStore(engine, held_like_pairs=0)
+    _built(plain)
+    _built(held)  # loads the roll-up, then starts the liked pairs' read
+    began = time.perf_counter()
+    thread = held._liked_thread
+    assert thread is not None
+    thread.join()
+    load_seconds = time.perf_counter() - began
+    liked = held._liked
+    assert liked is not None and liked.fold == fold
+    held_bytes = liked.keys.nbytes + liked.video_ids.nbytes + liked.counts.nbytes
+    before = _since_watermark(client, fold)
+    writer = _writer(server, 10_000, LIKE_PAIRS_WRITER_SECONDS, niced=False)
+    samples: dict[str, list[float]] = {"held pairs": [], "re-read": []}
+    reread: list[float] = []
+    stores = {"held pairs": held, "re-read": plain}
+    held_known = held._likes_since
+    loads = []
+    for turn in itertools.count():
+        if writer.poll() is not None:
+            break
+        name = ("held pairs", "re-read")[turn % 2]
+        likes_before = stores[name]._likes_since
+        began = time.perf_counter()
+        stores[name].stats_columns(_CANDIDATES)
+        samples[name].append(time.perf_counter() - began)
+        if stores[name]._likes_since is not likes_before:
+            reread.append(samples[name][-1])
+        if turn % 50 == 0:
+            loads.append(os.getloadavg()[0])
+        time.sleep(PAUSE_BETWEEN_READS)
+    output, _ = writer.communicate()
+    achieved = float(output.strip().splitlines()[-1])
+    after = _since_watermark(client, fold)
+    first, second = held.stats_columns(_CANDIDATES), plain.stats_columns(_CANDIDATES)
+    assert np.array_equal(first.likes, second.likes) and np.array_equal(first.views, second.views)
+    if QUICK:
+        assert held._likes_since is held_known  # no like count read again
+    figures = {name: p50_p99_ms(each) for name, each in samples.items()}
+    mine, baseline = figures["held pairs"], figures["re-read"]
+    SUMMARY.append(
+        f"clickhouse like counts of {CANDIDATES:,} candidates from held liked pairs: a full "
+        f"fold_stats of {LOADED_EVENTS:,} events ({folded:,} videos) {fold_seconds:.1f} s; the "
+        f"liked pairs at the watermark ({liked.keys.shape[0]:,} pairs) loaded in "
+        f"{load_seconds * 1e3:.0f} ms, {held_bytes / 1e6:.1f} MB; under a writer paced at "
+        f"10,000 events/s (achieved {achieved:,.0f} over {LIKE_PAIRS_WRITER_SECONDS:.0f} s), "
+        f"alternated: held pairs {_shown(mine)} ({len(samples['held pairs'])} reads), "
+        f"held_like_pairs=0 {_shown(baseline)} ({len(samples['re-read'])} reads, "
+        f"{len(reread)} of them read like counts again); held pairs / re-read = "
+        f"{mine[0] / baseline[0]:.2f}x at p50, {mine[1] / baseline[1]:.2f}x at p99; goal p99 < "
+        f"{READ_GOAL_MS:.0f} ms: {'MET' if mine[1] < READ_GOAL_MS else 'NOT MET'}; events since "
+        f"the watermark {before:,} at the start, {after:,} at the end; 1-minute loadavg "
+        f"during the run {min(loads):.2f}-{max(loads):.2f}; loadavg {loadavg()}"
+    )
+    benchmark.extra_info.update(
+        {
+            "fold_seconds": fold_seconds,
+            "liked_pairs": int(liked.keys.shape[0]),
+            "liked_pairs_load_ms": load_seconds * 1e3,
+            "liked_pairs_bytes": held_bytes,
+            "held_pairs_p50_ms": mine[0],
+            "held_pairs_p99_ms": mine[1],
+            "reread_p50_ms": baseline[0],
+            "reread_p99_ms": baseline[1],
+        }
+    )
+    held.close()
+    plain.close()
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)
+
+
+def test_ingest_with_like_pair_rows(benchmark: Any, server: Any) -> None:
+    """Schema version 4's view writes one more row per like or unlike: raw columnar
+    inserts and ``append_many`` of 10,000-event batches into a database with the
+    version-4 view and one with the version-3 view, alternated (new databases, so
+    neither meets the loaded history's merges)."""
+    started, config, _, _ = server
+    engines, clients = [], []
+    for database in ("ingest_pairs_v4", "ingest_pairs_v3"):
+        started.execute(f"CREATE DATABASE {database}")
+        each = reelrank_clickhouse.connect(config.model_copy(update={"database": database}))
+        reelrank_clickhouse.create_schema(each)
+        engines.append(each)
+        clients.append(
+            clickhouse_driver.Client.from_url(each.dialect.create_connect_args(each.url)[0][0])
+        )
+    clients[1].execute("DROP TABLE event_aggregates_mv")
+    clients[1].execute(clickhouse_testing.version_3_aggregates_view())
+    stores = [reelrank_clickhouse.ClickHouseEventStore(each) for each in engines]
+    size = 10_000
+    pending = [_events(size) for _ in range(4 * INSERT_ROUNDS + 2)]
+    insert = stores[0]._queries.insert
+
+    def raw(into: Any) -> None:
+        pairs = pending.pop()
+        columns = event_columns([event for event, _ in pairs], time.time_ns())
+        columns.append([creator for _, creator in pairs])
+        into.execute(insert, columns, columnar=True)
+
+    for each in stores:
+        each.append_many(pending.pop())  # its client connects before the clock starts
+    samples = interleaved(
+        [
+            lambda: raw(clients[0]),
+            lambda: raw(clients[1]),
+            lambda: stores[0].append_many(pending.pop()),
+            lambda: stores[1].append_many(pending.pop()),
+        ],
+        INSERT_ROUNDS,
+        rotate=True,
+    )
+    raw_v4, raw_v3, append_v4, append_v3 = (statistics.median(each) for each in samples)
+    SUMMARY.append(
+        f"clickhouse insert of {size:,}-event batches (1 in 7 a like, 1 in 7 an unlike): raw "
+        f"columnar INSERT into schema 4's view {size / raw_v4:,.0f} events/s, into schema 3's "
+        f"{size / raw_v3:,.0f} events/s (4 / 3 = {raw_v4 / raw_v3:.2f}x time); append_many "
+        f"into schema 4 {size / append_v4:,.0f} events/s, into schema 3 "
+        f"{size / append_v3:,.0f} events/s (4 / 3 = {append_v4 / append_v3:.2f}x time; goal "
+        f"{INGEST_GOAL:,}/s: {'MET' if size / append_v4 >= INGEST_GOAL else 'NOT MET'}); "
+        f"{INSERT_ROUNDS} rounds each, alternated; loadavg {loadavg()}"
+    )
+    benchmark.extra_info.update(
+        {
+            "raw_schema_4_events_per_s": size / raw_v4,
+            "raw_schema_3_events_per_s": size / raw_v3,
+            "append_many_schema_4_events_per_s": size / append_v4,
+            "append_many_schema_3_events_per_s": size / append_v3,
+        }
+    )
+    for each, its_engine in zip(clients, engines, strict=True):
+        each.disconnect()
+        its_engine.dispose()
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)

@@ -956,8 +956,14 @@ class ClickHouseEventStore:
     a second, which a thread of its own keeps current: a repeated read gets back only
     the candidates' arrivals of the buckets it does not hold yet (the last few seconds),
     and checks the totals of the ones it holds. ``arrival_settle_seconds`` (2 s) is how
-    long after a bucket's end the store reads it for every video (``0``: at once). Bad
-    values raise :class:`~reelrank.InvalidInputError` naming them.
+    long after a bucket's end the store reads it for every video (``0``: at once).
+    ``held_like_pairs`` is the most (video, user) pairs liked at the held roll-up's
+    watermark that the store keeps in memory, 8 bytes a pair (5,000,000 by default,
+    about 40 MB; ``0``: none): a thread of its own reads them once per held roll-up,
+    and from then on a read computes the like counts of the candidates liked or unliked
+    since the watermark from them and from the pairs that changed since (schema version
+    4), in the same single query, instead of reading every pair of those videos again.
+    Bad values raise :class:`~reelrank.InvalidInputError` naming them.
 
     **Exactly once.** :meth:`append_many` asks for the copy counts of the batch's ids
     (one query), inserts the new events (one columnar insert) and asks again whether
@@ -1525,10 +1531,12 @@ class ClickHouseEventStore:
         arrived after it comes from the store's held since-sums for the buckets it holds
         (see the class), when their totals on the server are what it counted, and from
         the server for the rest. The like count of a video with likes or unlikes since
-        the roll-up is read again from its pairs; the store keeps the counts it read, and
-        a later read reads again only the videos with likes or unlikes that arrived after
-        them. The rows come back as columns and are summed with numpy, with no object per
-        video.
+        the roll-up comes from the pairs liked at the roll-up's watermark, held by the
+        store (``held_like_pairs``), and the pairs that changed since; until the store
+        holds them, or when it does not, it is read again from the video's pairs, the
+        store keeps the counts it read, and a later read reads again only the videos
+        with likes or unlikes that arrived after them. The rows come back as columns and
+        are summed with numpy, with no object per video.
         """
         ids = check_ids("video_ids", video_ids)
         unique = list(dict.fromkeys(ids))

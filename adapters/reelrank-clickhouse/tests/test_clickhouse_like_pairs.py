@@ -295,8 +295,10 @@ def test_like_counts_from_held_and_changed_pairs_match_a_replay(
         for bucket in changes
     ]
     asked = np.array(sorted(videos), dtype=np.int64)
-    changed = _event_store._ChangedPairs.latest([p for p in parts if p is not None] or [_EMPTY])
-    assert held.likes(asked, changed.of_videos(asked)).tolist() == expected
+    changed = _event_store._ChangedPairs.latest(
+        [p.of_videos(asked) for p in parts if p is not None] or [_EMPTY]
+    )
+    assert held.likes(asked, changed).tolist() == expected
 
 
 _EMPTY = _event_store._ChangedPairs(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))

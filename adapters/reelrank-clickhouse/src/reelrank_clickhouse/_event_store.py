@@ -506,11 +506,11 @@ class _HeldSince:
 
 def _changed_pairs(
     held: Sequence[_ChangedPairs], columns: Sequence[Any], parts: NDArray[np.int64]
-) -> _ChangedPairs | None:
-    """The pairs that changed since a roll-up's watermark, each with its latest state:
-    those of the held since-sums (``held``, in bucket order), then the rows of the
-    buckets after them (the ``_CHANGED_PAIR`` rows of a held read, which win); ``None``
-    when some id of the rows is too large to hold."""
+) -> list[_ChangedPairs] | None:
+    """The pairs that changed since a roll-up's watermark, in bucket order: those of
+    the held since-sums (``held``), then the rows of the buckets after them (the
+    ``_CHANGED_PAIR`` rows of a held read); ``None`` when some id of the rows is too
+    large to hold."""
     rows = parts == _CHANGED_PAIR
     fresh = _ChangedPairs.of_rows(
         np.asarray(columns[0], dtype=np.int64)[rows],
@@ -519,7 +519,7 @@ def _changed_pairs(
     )
     if fresh is None:
         return None
-    return _ChangedPairs.latest([*held, fresh])
+    return [*held, fresh]
 
 
 def _pairs_by_coarse(columns: Sequence[Any] | None) -> dict[int, _ChangedPairs | None]:
@@ -1843,7 +1843,7 @@ class ClickHouseEventStore:
         columns: Sequence[Sequence[Any]],
         parts: NDArray[np.int64],
         arrived: _Sums,
-        like_pairs: tuple[_HeldLikes, _ChangedPairs] | None = None,
+        like_pairs: tuple[_HeldLikes, list[_ChangedPairs]] | None = None,
     ) -> None:
         """Add the rows of roll-up ``fold``, what arrived since (the rows of a roll-up
         read plus ``arrived``, the held since-sums of the requested videos, with the
@@ -1851,8 +1851,8 @@ class ClickHouseEventStore:
         like counts of videos with likes or unlikes since the roll-up replace the
         rolled-up ones (a like count depends on the order of each pair's likes and
         unlikes, so the arrival rows cannot give it). With ``like_pairs``, the pairs
-        liked at the roll-up's watermark and those that changed since with their
-        latest states, they come from those (:meth:`_HeldLikes.likes`); otherwise those
+        liked at the roll-up's watermark and those that changed since, in bucket order,
+        they come from those (:meth:`_HeldLikes.likes`); otherwise those
         the store read before with as many likes and unlikes since as now come from its
         memory, and the others are read again from their pairs."""
         row_videos = np.asarray(columns[0], dtype=np.int64)
@@ -1885,9 +1885,10 @@ class ClickHouseEventStore:
         if like_pairs is not None and int(liked_since.max()) < _PAIR_VIDEO_LIMIT:
             liked_at_watermark, changed = like_pairs
             in_order = np.sort(liked_since)
-            values.likes[_row_of(requested, in_order)] = liked_at_watermark.likes(
-                in_order, changed.of_videos(in_order)
-            )
+            # The liked videos' pairs of each part first: the held parts hold every
+            # video's, a few hundred thousand pairs a minute at 10,000 events/s.
+            latest = _ChangedPairs.latest([part.of_videos(in_order) for part in changed])
+            values.likes[_row_of(requested, in_order)] = liked_at_watermark.likes(in_order, latest)
             return
         known = self._likes_since
         still_held, held_likes = known.still_held(fold, liked_since, marks)

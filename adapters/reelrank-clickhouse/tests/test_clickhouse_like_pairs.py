@@ -104,6 +104,12 @@ def test_version_3_tables_migrate_with_their_roll_up_and_like_states(
     assert_same_statistics(store, reference, _VIDEOS, _USERS, [10])
     assert store._held is not None and store._held.fold == fold  # the old roll-up holds
     _settled(store)
+    # The held liked pairs are the rows the migration wrote, in bucket 0: each pair's
+    # state at the migration, later likes and unlikes included. As (video, user):
+    # (1, 1), (1, 2), (2, 1), (3, 4); (2, 3) was unliked after the watermark.
+    assert store._liked is not None and store._liked.fold == fold
+    assert store._liked.keys.tolist() == [1 << 32 | 1, 1 << 32 | 2, 2 << 32 | 1, 3 << 32 | 4]
+    queries = _read_queries(store)
     # After the migration: an unlike of a pair liked at the watermark, a re-like of
     # one unliked since, a like and an unlike of pairs liked since, a new video.
     buckets.next_fine()
@@ -118,6 +124,8 @@ def test_version_3_tables_migrate_with_their_roll_up_and_like_states(
     # Hand-worked: video 1 liked by user 1 only, 2 by user 3, 3 by user 5, 4 by user 5.
     assert [store.get_stats(_VIDEOS)[v].likes for v in _VIDEOS] == [1, 1, 1, 1]
     assert store._held.fold == fold
+    assert store._queries.held_stats_with_pairs in queries
+    assert not _reads_likes_again(store, queries)
     # A roll-up of the new version over the migrated rows.
     assert store.fold_stats(until=buckets.close_coarse()) == 4
     _deliver(store, reference, _batch(("unlike", 1, 1), ("like", 2, 4)))

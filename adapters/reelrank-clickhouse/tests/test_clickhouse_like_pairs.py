@@ -274,39 +274,50 @@ _PAIRS = st.tuples(st.integers(1, 6), st.sampled_from([1, 2, 3, 2**32 - 1]))
 @settings(max_examples=200, deadline=None)
 @given(
     liked_at_watermark=st.sets(_PAIRS, max_size=12),
-    changes=st.lists(st.dictionaries(_PAIRS, st.booleans(), max_size=8), max_size=4),
+    changes=st.lists(
+        st.dictionaries(_PAIRS, st.tuples(st.booleans(), st.integers(1, 3)), max_size=8),
+        max_size=4,
+    ),
     videos=st.sets(st.integers(1, 7), min_size=1),
 )
 def test_like_counts_from_held_and_changed_pairs_match_a_replay(
     liked_at_watermark: set[tuple[int, int]],
-    changes: list[dict[tuple[int, int], bool]],
+    changes: list[dict[tuple[int, int], tuple[bool, int]]],
     videos: set[int],
 ) -> None:
     """The arithmetic of a held read against replaying the changes, bucket by bucket,
-    on the set of pairs liked at the watermark."""
+    on the set of pairs liked at the watermark: each bucket gives a pair's last state
+    there and its number of likes and unlikes there."""
     liked_now = set(liked_at_watermark)
+    marks = dict.fromkeys(videos, 0)
     for bucket in changes:
-        for pair, state in bucket.items():
-            (liked_now.add if state else liked_now.discard)(pair)
-    expected = [sum(1 for video, _ in liked_now if video == each) for each in sorted(videos)]
+        for (video, user), (state, events) in bucket.items():
+            (liked_now.add if state else liked_now.discard)((video, user))
+            if video in marks:
+                marks[video] += events
+    asked_in_order = sorted(videos, reverse=True)  # not sorted: the store's aren't
+    expected = [sum(1 for video, _ in liked_now if video == each) for each in asked_in_order]
 
     def keys(pairs: Any) -> Any:
         return np.array([video << 32 | user for video, user in pairs], dtype=np.int64)
 
+    def column(bucket: Any, values: Any) -> Any:
+        return np.array([values(pair, change) for pair, change in bucket.items()], dtype=np.int64)
+
     held = _event_store._HeldLikes.of_pairs(0, keys(liked_at_watermark))
     parts = [
         _event_store._ChangedPairs.of_rows(
-            np.array([video for video, _ in bucket], dtype=np.int64),
-            np.array([user for _, user in bucket], dtype=np.int64),
-            np.array([int(state) for state in bucket.values()], dtype=np.int64),
+            column(bucket, lambda pair, change: pair[0]),
+            column(bucket, lambda pair, change: pair[1]),
+            column(bucket, lambda pair, change: int(change[0])),
+            column(bucket, lambda pair, change: change[1]),
         )
         for bucket in changes
     ]
-    asked = np.array(sorted(videos), dtype=np.int64)
+    asked = np.array(asked_in_order, dtype=np.int64)
     changed = _event_store._ChangedPairs.latest(
-        [p.of_videos(asked) for p in parts if p is not None] or [_EMPTY]
+        [p.of_videos(np.sort(asked)) for p in parts if p is not None]
+        or [_event_store._NO_CHANGED_PAIRS]
     )
     assert held.likes(asked, changed).tolist() == expected
-
-
-_EMPTY = _event_store._ChangedPairs(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+    assert changed.marks(asked).tolist() == [marks[each] for each in asked_in_order]

@@ -282,14 +282,20 @@ def _pair_keys(videos: NDArray[np.int64], users: NDArray[np.int64]) -> NDArray[n
 @dataclass(frozen=True)
 class _ChangedPairs:
     """The pairs with likes or unlikes in some arrival buckets: sorted keys (see
-    :func:`_pair_keys`) and each pair's latest state there (1 liked, 0 not)."""
+    :func:`_pair_keys`), each pair's latest state there (1 liked, 0 not) and its number
+    of likes and unlikes there."""
 
     keys: NDArray[np.int64]
     liked: NDArray[np.int64]
+    events: NDArray[np.int64]
 
     @classmethod
     def of_rows(
-        cls, videos: NDArray[np.int64], users: NDArray[np.int64], liked: NDArray[np.int64]
+        cls,
+        videos: NDArray[np.int64],
+        users: NDArray[np.int64],
+        liked: NDArray[np.int64],
+        events: NDArray[np.int64],
     ) -> _ChangedPairs | None:
         """The pairs of rows that hold each pair once; ``None`` when some id is too
         large to hold."""
@@ -297,25 +303,33 @@ class _ChangedPairs:
         if keys is None:
             return None
         order = np.argsort(keys, kind="stable")
-        return cls(keys[order], liked[order])
+        return cls(keys[order], liked[order], events[order])
 
     @staticmethod
     def latest(ordered: Sequence[_ChangedPairs]) -> _ChangedPairs:
         """The pairs of ``ordered`` (of ever later buckets), each with the state of the
-        last that holds it: likes and unlikes arrive in bucket order."""
+        last that holds it (likes and unlikes arrive in bucket order) and its likes and
+        unlikes in all of them."""
         if len(ordered) == 1:
             return ordered[0]
         keys = np.concatenate([each.keys for each in ordered])
+        if not keys.shape[0]:
+            return _NO_CHANGED_PAIRS
         liked = np.concatenate([each.liked for each in ordered])
+        events = np.concatenate([each.events for each in ordered])
         rank = np.repeat(np.arange(len(ordered)), [each.keys.shape[0] for each in ordered])
         order = np.lexsort((rank, keys))
-        keys, liked = keys[order], liked[order]
+        keys, liked, events = keys[order], liked[order], events[order]
+        first = np.ones(keys.shape[0], dtype=np.bool_)
+        first[1:] = keys[1:] != keys[:-1]
         last = np.ones(keys.shape[0], dtype=np.bool_)
-        last[:-1] = keys[1:] != keys[:-1]
-        return _ChangedPairs(keys[last], liked[last])
+        last[:-1] = first[1:]
+        return _ChangedPairs(
+            keys[last], liked[last], np.add.reduceat(events, np.flatnonzero(first))
+        )
 
     def of_videos(self, videos: NDArray[np.int64]) -> _ChangedPairs:
-        """The pairs of ``videos`` (sorted, distinct, each below 2**31)."""
+        """The pairs of ``videos`` (sorted, distinct, each below 2**31), sorted."""
         low = np.searchsorted(self.keys, videos << _PAIR_USER_BITS)
         high = np.searchsorted(self.keys, (videos + 1) << _PAIR_USER_BITS)
         lengths = high - low
@@ -324,10 +338,19 @@ class _ChangedPairs:
             return self
         starts = low - (np.cumsum(lengths) - lengths)
         rows = np.repeat(starts, lengths) + np.arange(total)
-        return _ChangedPairs(self.keys[rows], self.liked[rows])
+        return _ChangedPairs(self.keys[rows], self.liked[rows], self.events[rows])
+
+    def marks(self, videos: NDArray[np.int64]) -> NDArray[np.int64]:
+        """The likes and unlikes of each of ``videos`` (distinct; holding every pair
+        here) in these buckets."""
+        marks = np.zeros(videos.shape[0], dtype=np.int64)
+        np.add.at(marks, _row_of(videos, self.keys >> _PAIR_USER_BITS), self.events)
+        return marks
 
 
-_NO_CHANGED_PAIRS = _ChangedPairs(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+_NO_CHANGED_PAIRS = _ChangedPairs(
+    np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+)
 
 
 @dataclass(frozen=True)
@@ -516,6 +539,7 @@ def _changed_pairs(
         np.asarray(columns[0], dtype=np.int64)[rows],
         np.asarray(columns[2], dtype=np.int64)[rows],
         np.asarray(columns[4], dtype=np.int64)[rows],
+        np.asarray(columns[5], dtype=np.int64)[rows],
     )
     if fresh is None:
         return None
@@ -528,11 +552,11 @@ def _pairs_by_coarse(columns: Sequence[Any] | None) -> dict[int, _ChangedPairs |
     if not columns:
         return {}
     coarse = np.asarray(columns[0], dtype=np.int64)
-    videos, users, liked = (np.asarray(columns[i], dtype=np.int64) for i in (1, 2, 3))
+    videos, users, liked, events = (np.asarray(columns[i], dtype=np.int64) for i in (1, 2, 3, 4))
     pairs: dict[int, _ChangedPairs | None] = {}
     for each in np.unique(coarse).tolist():
         rows = coarse == each
-        pairs[each] = _ChangedPairs.of_rows(videos[rows], users[rows], liked[rows])
+        pairs[each] = _ChangedPairs.of_rows(videos[rows], users[rows], liked[rows], events[rows])
     return pairs
 
 
@@ -822,10 +846,10 @@ GROUP BY bucket, total_part"""
         self.held_stats = "\nUNION ALL".join((newest, bucket_totals, arrived_since, corrected))
         # With the pairs liked at the held roll-up's watermark held too: also the like
         # state of the requested videos' pairs with likes or unlikes from ``%(unheld)s``
-        # on (user in ``views``, state in ``likes``).
+        # on (user in ``views``, state in ``likes``, likes and unlikes in ``shares``).
         changed_pairs = f"""
 SELECT b, toUInt8({_CHANGED_PAIR}), toInt64(c), toFloat64(0), toInt64(argMaxMerge(liked)),
-       toInt64(0), toInt64(0)
+       toInt64(countMerge(events)), toInt64(0)
 FROM {agg} WHERE tag = {Tag.FINE_LIKE} AND a >= %(unheld)s AND b GLOBAL IN ids
 GROUP BY b, c"""
         self.held_stats_with_pairs = "\nUNION ALL".join(
@@ -850,9 +874,11 @@ FROM (
         # ``[%(low)s, %(high)s)``, per coarse bucket: the pairs of the held since-sums.
         # Read after ``arrived_between``: a later snapshot holds every row the earlier
         # one did, and an event counted here and not there makes the server's bucket
-        # totals differ from the held ones. Columns: coarse bucket, video, user, state.
+        # totals differ from the held ones. Columns: coarse bucket, video, user, state,
+        # likes and unlikes.
         self.pairs_between = f"""
-SELECT bitShiftRight(a, {FINE_PER_COARSE_BITS}) AS coarse, b, c, toInt64(argMaxMerge(liked))
+SELECT bitShiftRight(a, {FINE_PER_COARSE_BITS}) AS coarse, b, c, toInt64(argMaxMerge(liked)),
+       toInt64(countMerge(events))
 FROM {agg}
 WHERE tag = {Tag.FINE_LIKE} AND a >= %(low)s AND a < %(high)s
 GROUP BY coarse, b, c"""
@@ -1850,11 +1876,11 @@ class ClickHouseEventStore:
         number of likes and unlikes in ``likes``) and the corrections to ``values``; the
         like counts of videos with likes or unlikes since the roll-up replace the
         rolled-up ones (a like count depends on the order of each pair's likes and
-        unlikes, so the arrival rows cannot give it). With ``like_pairs``, the pairs
-        liked at the roll-up's watermark and those that changed since, in bucket order,
-        they come from those (:meth:`_HeldLikes.likes`); otherwise those
-        the store read before with as many likes and unlikes since as now come from its
-        memory, and the others are read again from their pairs."""
+        unlikes, so the arrival rows cannot give it). Those the store counted before
+        with as many likes and unlikes since as now come from its memory; the others,
+        with ``like_pairs`` (the pairs liked at the roll-up's watermark and those that
+        changed since, in bucket order), from those (:meth:`_HeldLikes.likes`), and
+        without, read again from their pairs."""
         row_videos = np.asarray(columns[0], dtype=np.int64)
         views, likes, shares, comments = (
             np.asarray(columns[index], dtype=np.int64) for index in (2, 4, 5, 6)
@@ -1882,19 +1908,24 @@ class ClickHouseEventStore:
         liked_since, marks = requested[liked], arrived.likes[liked]
         if not liked_since.shape[0]:
             return
-        if like_pairs is not None and int(liked_since.max()) < _PAIR_VIDEO_LIMIT:
-            liked_at_watermark, changed = like_pairs
-            in_order = np.sort(liked_since)
-            # The liked videos' pairs of each part first: the held parts hold every
-            # video's, a few hundred thousand pairs a minute at 10,000 events/s.
-            latest = _ChangedPairs.latest([part.of_videos(in_order) for part in changed])
-            values.likes[_row_of(requested, in_order)] = liked_at_watermark.likes(in_order, latest)
-            return
         known = self._likes_since
         still_held, held_likes = known.still_held(fold, liked_since, marks)
         values.likes[_row_of(requested, liked_since[still_held])] = held_likes
         stale, stale_marks = liked_since[~still_held], marks[~still_held]
         if not stale.shape[0]:
+            return
+        if like_pairs is not None and int(stale.max()) < _PAIR_VIDEO_LIMIT:
+            liked_at_watermark, changed = like_pairs
+            # The videos' pairs of each part first: the held parts hold every video's,
+            # a few hundred thousand pairs a minute at 10,000 events/s.
+            in_order = np.sort(stale)
+            latest = _ChangedPairs.latest([part.of_videos(in_order) for part in changed])
+            counted = liked_at_watermark.likes(stale, latest)
+            values.likes[_row_of(requested, stale)] = counted
+            # Kept with the likes and unlikes of the pairs they were counted from, not
+            # ``stale_marks`` (another part of the query, maybe another snapshot): rows
+            # are only ever added, so a later read with as many has the same events.
+            self._likes_since = known.with_counts(fold, stale, latest.marks(stale), counted)
             return
         if stale.shape[0] <= _FEW_VIDEOS:
             likes_now = numpy_columns(

@@ -205,11 +205,13 @@ class _HeldRollUp:
 
 @dataclass(frozen=True)
 class _LikesSince:
-    """Like counts read again from their pairs since roll-up ``fold``, sorted by video:
-    each with ``marks``, the number of likes and unlikes of the video that had arrived
-    since the roll-up when the read that fetched it began. Likes and unlikes are only
-    ever added, so while a video's number is unchanged no like state of it has changed,
-    and the count read then still holds."""
+    """Like counts of roll-up ``fold``'s videos with likes or unlikes since it, read
+    again from their pairs or computed from the held liked pairs, sorted by video: each
+    with ``marks``, a number of likes and unlikes of the video since the roll-up that
+    the count includes (those that had arrived when the read that fetched it began, or
+    those of the pairs it was computed from). Likes and unlikes are only ever added, so
+    while a video's number is unchanged no like state of it has changed, and the count
+    still holds."""
 
     fold: int
     video_ids: NDArray[np.int64]

@@ -30,6 +30,7 @@ from reelrank_clickhouse._schema import (
     FINE_BUCKET_SHIFT,
     FINE_PER_COARSE_BITS,
 )
+from reelrank_clickhouse.testing import older_aggregates_view
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
@@ -341,28 +342,7 @@ def test_bad_held_arrival_arguments_are_refused_naming_them(argument: str, bad: 
         engine.dispose()
 
 
-# The version-2 view and roll-up statement, as the previous release wrote them.
-_V2_VIEW = """CREATE MATERIALIZED VIEW event_aggregates_mv TO event_aggregates AS
-SELECT key.1 AS tag, key.2 AS a, if(tag = 0, cityHash64(event_id), key.3) AS b,
-       key.4 AS c,
-       if(key.1 = 0, event_id, '') AS event_id,
-       countState() AS events,
-       sumState(ifNull(completion, 0.)) AS completion_sum,
-       argMaxState(toUInt8(kind = 'like'), seq) AS liked,
-       minState(seq) AS first_seq
-FROM events
-ARRAY JOIN if(kind IN ('like', 'unlike'),
-    [(toUInt8(0), toUInt64(intDiv(toUInt32(occurred_at), 3600)), toUInt64(0), toUInt64(0)),
-     (toUInt8(2), video_id, user_id, toUInt64(0)),
-     (toUInt8(4), user_id, creator_id, video_id),
-     (toUInt8(6), bitShiftRight(seq, 36), video_id, toUInt64(toUInt8(kind))),
-     (toUInt8(7), bitShiftRight(seq, 36), toUInt64(0), toUInt64(0))],
-    [(toUInt8(0), toUInt64(intDiv(toUInt32(occurred_at), 3600)), toUInt64(0), toUInt64(0)),
-     (toUInt8(1), video_id, toUInt64(0), toUInt64(toUInt8(kind))),
-     (toUInt8(3), user_id, creator_id, toUInt64(toUInt8(kind))),
-     (toUInt8(6), bitShiftRight(seq, 36), video_id, toUInt64(toUInt8(kind))),
-     (toUInt8(7), bitShiftRight(seq, 36), toUInt64(0), toUInt64(0))]) AS key
-GROUP BY tag, a, b, c, event_id"""
+# The version-2 roll-up statement, as the previous release wrote it.
 _V2_FOLD = """INSERT INTO event_stats_rollup
     (fold, video_id, views, completion_sum, likes, shares, comments, arrivals, videos)
 SELECT %(fold)s, video, sumIf(n, kind = 1), sumIf(s, kind = 1),
@@ -410,7 +390,7 @@ def test_version_2_tables_are_refused_then_migrated_with_their_roll_up(
 ) -> None:
     with clickhouse_engine.connect() as conn:  # the previous release's view
         conn.execute(text("DROP TABLE event_aggregates_mv"))
-        conn.execute(text(_V2_VIEW))
+        conn.execute(text(older_aggregates_view(2)))
     store = _store(clickhouse_engine)
     buckets = _buckets(store)
     reference = InMemoryEventStore()

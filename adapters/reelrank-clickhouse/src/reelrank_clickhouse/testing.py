@@ -83,8 +83,16 @@ _CONFIG_TEMPLATE = """<?xml version="1.0"?>
     <mark_cache_size>67108864</mark_cache_size>
     <uncompressed_cache_size>0</uncompressed_cache_size>
     <max_concurrent_queries>100</max_concurrent_queries>
-{extra}
+{query_log}{extra}
 </yandex>
+"""
+
+# The table ``query_log=True`` fills (with every user's ``log_queries`` on).
+_QUERY_LOG = """    <query_log>
+        <database>system</database>
+        <table>query_log</table>
+        <flush_interval_milliseconds>7500</flush_interval_milliseconds>
+    </query_log>
 """
 
 _USERS = """<?xml version="1.0"?>
@@ -92,7 +100,7 @@ _USERS = """<?xml version="1.0"?>
     <profiles>
         <default>
             <max_memory_usage>2000000000</max_memory_usage>
-            <load_balancing>random</load_balancing>
+            <load_balancing>random</load_balancing>{log_queries}
         </default>
     </profiles>
     <users>
@@ -156,6 +164,7 @@ class ClickHouseServer(ServerProcess):
         tcp_port: int = 0,
         http_port: int = 0,
         extra_config: str = "",
+        query_log: bool = False,
     ) -> None:
         found = executable or find_clickhouse_server()
         if found is None:
@@ -167,6 +176,10 @@ class ClickHouseServer(ServerProcess):
         self.extra_config = extra_config
         """XML elements added to the ``<yandex>`` root of the config (a cluster's
         ``remote_servers``, ``macros``, ``zookeeper``)."""
+        self.query_log = query_log
+        """Whether the server records every query of every client in
+        ``system.query_log`` (its text, the rows it read), for a test to see which
+        statements another process ran: ``SYSTEM FLUSH LOGS`` writes what is pending."""
         self._fixed_ports = bool(tcp_port and http_port)
         self._interserver_port = 0
 
@@ -193,7 +206,10 @@ class ClickHouseServer(ServerProcess):
     def _write_config(self) -> Path:
         for sub in ("data", "tmp", "user_files", "format_schemas", "log"):
             (self.directory / sub).mkdir(parents=True, exist_ok=True)
-        (self.directory / "users.xml").write_text(_USERS, encoding="utf-8")
+        log_queries = "\n            <log_queries>1</log_queries>" if self.query_log else ""
+        (self.directory / "users.xml").write_text(
+            _USERS.format(log_queries=log_queries), encoding="utf-8"
+        )
         config = self.directory / "config.xml"
         config.write_text(
             _CONFIG_TEMPLATE.format(
@@ -202,6 +218,7 @@ class ClickHouseServer(ServerProcess):
                 http_port=self.http_port,
                 tcp_port=self.tcp_port,
                 interserver_port=self._interserver_port,
+                query_log=_QUERY_LOG if self.query_log else "",
                 extra=self.extra_config,
             ),
             encoding="utf-8",

@@ -183,8 +183,8 @@ class EngagementRecorder:
     until then). The recorder waits for each write as long as the store takes: bound
     them with the stores' own deadlines (a :class:`~reelrank.GuardedStore` raises
     :class:`~reelrank.StoreTimeoutError` past its deadline). The pool's writes run in
-    a copy of the caller's :mod:`contextvars` context, so a request's log fields,
-    trace span and :func:`~reelrank.request_scope` reach them.
+    a copy of the caller's :mod:`contextvars` context, so a request's log fields and
+    trace span reach them.
 
     With an ``observer`` (a :class:`~reelrank.FeedObserver`), each store call is
     reported to :meth:`~reelrank.FeedObserver.store_call` as store ``catalog``,

@@ -13,10 +13,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reelrank import (
+    CircuitBreaker,
+    DependencyGuard,
     EngagementEvent,
     EngagementKind,
     EngagementRecorder,
     FeedObserver,
+    GuardedStore,
     InMemoryCatalog,
     InMemoryEngagementLog,
     InMemoryEventStore,
@@ -24,6 +27,8 @@ from reelrank import (
     NotFoundError,
     RecorderConfig,
     StoreError,
+    StoreTimeoutError,
+    WorkerPool,
 )
 from reelrank.testing import EPOCH, FaultInjector, ManualClock, make_creator, make_event, make_video
 
@@ -378,3 +383,35 @@ def test_failures_and_retries_end_as_with_writes_in_turn(deliveries: list[Any]) 
     # And the end state is what the events say: each logged once, applied once.
     assert outcomes[True][3] == sorted(event.event_id for event in events)
     assert all(delivery.count(True) <= 1 for delivery in outcomes[True][0])
+
+
+def test_a_guarded_log_that_stalls_fails_the_call_at_its_deadline() -> None:
+    stores = _Stores()
+    guard = DependencyGuard(
+        "log",
+        pool=WorkerPool(2),
+        breaker=CircuitBreaker("log", failure_threshold=100),
+        deadline_seconds=0.05,
+        max_stalled=4,
+    )
+    guarded_log: Any = GuardedStore(stores.log.proxy, guard)
+    recorder = EngagementRecorder(
+        stores.catalog,
+        stores.events.proxy,
+        log=guarded_log,
+        config=RecorderConfig(parallel_writes=True),
+        now=stores.clock.now,
+    )
+    # The stall outlasts the test's own timeout: the call can only end by the guard's
+    # deadline, on the pool's thread, and the recorder waiting no longer than that.
+    stores.log.stall(3_600.0)
+    try:
+        with pytest.raises(StoreTimeoutError) as info:
+            recorder.like(1, 1, event_id="a", occurred_at=EPOCH)
+        assert info.value.store == "log"
+    finally:
+        stores.log.recover()
+    assert stores.events.store.get_stats([1])[1].likes == 1
+    assert recorder.like(1, 1, event_id="a", occurred_at=EPOCH) is False
+    recorder.close()
+    assert stores.logged() == ["a"]

@@ -51,6 +51,14 @@ is over, into ``DIR/step<N>-worker<I>.txt``, with the step's figures in
     REELRANK_BENCH_HTTP_RATE=50 REELRANK_BENCH_HTTP_PROFILE=/tmp/profile \\
         python -m pytest benchmarks/bench_http.py -s -p no:cacheprovider
 
+``REELRANK_BENCH_HTTP_SERVICE_SETTINGS`` gives the measured service settings of its
+own (``NAME=VALUE`` pairs, comma-separated), to compare a setting's values run by run
+(this process's ``REELRANK_*`` variables never reach the service)::
+
+    REELRANK_BENCH_HTTP_VIDEOS=100000 \
+    REELRANK_BENCH_HTTP_SERVICE_SETTINGS=REELRANK_SEARCH_WAITS_FOR_UNKNOWN_COUNTS=false \
+        python -m pytest benchmarks/bench_http.py -s -p no:cacheprovider
+
 Wall-clock figures on a shared machine mostly measure waiting for a core: every
 figure is printed with the load average next to it.
 """
@@ -148,6 +156,17 @@ PERIODIC_FOLD_SECONDS = FOLD_SECONDS if FOLDING and (not QUICK or _FOLD_SETTING)
 # state sums the corrections by ``fixed_video AS a``.
 HELD_READ_TEXT = "total_part"
 MERGED_READ_TEXT = "fixed_video AS a, toUInt64"
+# Service settings for the measured gunicorn (``REELRANK_*`` variables of this process
+# are dropped from the service's environment), for comparing a setting's values in
+# separate runs: ``NAME=VALUE`` pairs separated by commas, each name a service setting
+# (``REELRANK_SEARCH_WAITS_FOR_UNKNOWN_COUNTS=false``, for example).
+SERVICE_SETTINGS = dict(
+    pair.strip().split("=", 1)
+    for pair in os.environ.get("REELRANK_BENCH_HTTP_SERVICE_SETTINGS", "").split(",")
+    if pair.strip()
+)
+if any(not name.startswith("REELRANK_") for name in SERVICE_SETTINGS):
+    raise ValueError("REELRANK_BENCH_HTTP_SERVICE_SETTINGS names REELRANK_* settings only")
 
 
 def _loadavg() -> str:
@@ -512,7 +531,10 @@ def test_service_under_mixed_load(
     """The mixed workload at each offered rate, then cached-feed saturation (wrk); the
     statistics rolled up once before the warm-up and periodically during the load."""
     log = tmp_path / "service.log"
-    with Gunicorn("reelrank_example:create_default_app()", stack.env, log) as service:
+    env = {**stack.env, **SERVICE_SETTINGS}
+    if SERVICE_SETTINGS:
+        print(f"HTTP: service settings {SERVICE_SETTINGS}")
+    with Gunicorn("reelrank_example:create_default_app()", env, log) as service:
         if folds is not None:
             folds.wait_for_first()
             if PERIODIC_FOLD_SECONDS:

@@ -130,26 +130,6 @@ SELECT hex(cityHash64(number)),
        toUInt64({{seq_base}}) + toUInt64(number - {{start}}) * {{seq_step}}
 FROM numbers({{start}}, {{count}})"""
 
-# The version-2 view (coarse arrival rows), for the ingest baseline.
-_VERSION_2_VIEW = """CREATE MATERIALIZED VIEW event_aggregates_mv TO event_aggregates AS
-SELECT key.1 AS tag, key.2 AS a, if(tag = 0, cityHash64(event_id), key.3) AS b,
-       key.4 AS c, if(key.1 = 0, event_id, '') AS event_id,
-       countState() AS events, sumState(ifNull(completion, 0.)) AS completion_sum,
-       argMaxState(toUInt8(kind = 'like'), seq) AS liked, minState(seq) AS first_seq
-FROM events
-ARRAY JOIN if(kind IN ('like', 'unlike'),
-    [(toUInt8(0), toUInt64(intDiv(toUInt32(occurred_at), 3600)), toUInt64(0), toUInt64(0)),
-     (toUInt8(2), video_id, user_id, toUInt64(0)),
-     (toUInt8(4), user_id, creator_id, video_id),
-     (toUInt8(6), bitShiftRight(seq, 36), video_id, toUInt64(toUInt8(kind))),
-     (toUInt8(7), bitShiftRight(seq, 36), toUInt64(0), toUInt64(0))],
-    [(toUInt8(0), toUInt64(intDiv(toUInt32(occurred_at), 3600)), toUInt64(0), toUInt64(0)),
-     (toUInt8(1), video_id, toUInt64(0), toUInt64(toUInt8(kind))),
-     (toUInt8(3), user_id, creator_id, toUInt64(toUInt8(kind))),
-     (toUInt8(6), bitShiftRight(seq, 36), video_id, toUInt64(toUInt8(kind))),
-     (toUInt8(7), bitShiftRight(seq, 36), toUInt64(0), toUInt64(0))]) AS key
-GROUP BY tag, a, b, c, event_id"""
-
 # The writer process: ``append_columns`` of WRITER_BATCH-event batches built before its
 # clock starts, at a rate (0: as fast as it can) for some seconds; prints its events/s.
 _WRITER = textwrap.dedent(
@@ -509,7 +489,8 @@ def test_ingest_with_fine_arrival_rows(benchmark: Any, server: Any) -> None:
         )
     client, client_v2 = clients
     client_v2.execute("DROP TABLE event_aggregates_mv")
-    client_v2.execute(_VERSION_2_VIEW)
+    # The version-2 view (coarse arrival rows), for the ingest baseline.
+    client_v2.execute(clickhouse_testing.older_aggregates_view(2))
     store = reelrank_clickhouse.ClickHouseEventStore(engines[0])
     size = 10_000
     pending = [_events(size) for _ in range(3 * INSERT_ROUNDS + 1)]
@@ -875,7 +856,7 @@ def test_ingest_with_like_pair_rows(benchmark: Any, server: Any) -> None:
             clickhouse_driver.Client.from_url(each.dialect.create_connect_args(each.url)[0][0])
         )
     clients[1].execute("DROP TABLE event_aggregates_mv")
-    clients[1].execute(clickhouse_testing.version_3_aggregates_view())
+    clients[1].execute(clickhouse_testing.older_aggregates_view(3))
     stores = [reelrank_clickhouse.ClickHouseEventStore(each) for each in engines]
     size = 10_000
     pending = [_events(size) for _ in range(4 * INSERT_ROUNDS + 2)]

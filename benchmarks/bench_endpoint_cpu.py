@@ -9,10 +9,11 @@ over a block gives the CPU per request (every thread of the process, so the stor
 the guards run on worker threads count, and so do the event stores' group commits,
 whose background threads insert each batch of events: with one request at a time,
 every batch holds one event). ``time.thread_time()`` over the same block gives the
-request thread's own share. Two services run side by side in this process on the
-same servers: one as before this change (:func:`_numpy_id_checks`: the duplicate checks
-of each event write send their ids as a pandas frame and decode the reply into numpy
-whatever the batch's size, set during that service's blocks) and the code as it is.
+request thread's own share, and ``time.perf_counter()`` around each request its
+latency (p50 and p99 over the run's blocks). Two services run side by side in this
+process on the same servers: one writing an event's engagement log after its event
+store (``REELRANK_PARALLEL_EVENT_WRITES=false``, the recorder as before
+``RecorderConfig.parallel_writes``) and one writing them side by side (the default).
 Their blocks alternate with a bare Flask endpoint's
 (:func:`reelrank_example.testing.bare_app`), the baseline, so a noisy moment of the
 shared machine falls on all alike. The figures go to the ratio table at the end of the
@@ -30,7 +31,6 @@ one built now, in alternated blocks.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 import time
@@ -49,7 +49,6 @@ pytest.importorskip("reelrank_postgres")
 pytest.importorskip("reelrank_clickhouse")
 testing = pytest.importorskip("reelrank_example.testing")
 
-from reelrank_clickhouse import _client as clickhouse_client  # noqa: E402
 from reelrank_example import (  # noqa: E402
     FIRST_USER_ID,
     FIRST_VIDEO_ID,
@@ -94,26 +93,17 @@ def _card_reader_guarding_again(patch: pytest.MonkeyPatch) -> None:
     patch.setattr(cards_module, "GuardedStore", _NotAGuardedStore)
 
 
-@contextlib.contextmanager
-def _numpy_id_checks() -> Iterator[None]:
-    """The duplicate checks of event writes as before they sent a small batch's ids as
-    plain rows: every batch through the numpy path."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(clickhouse_client, "PLAIN_ID_CHECK_LIMIT", -1)
-        yield
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     with testing.ServiceStack(tmp_path_factory.mktemp("stack"), CATALOG, bulk=True) as started:
         yield started
 
 
-def _app(stack: Any) -> Any:
-    """The service as a gunicorn worker builds it, from the stack's environment; its
-    start-up (kernels, migrations, warming) is waited for."""
+def _app(stack: Any, settings: dict[str, str]) -> Any:
+    """The service as a gunicorn worker builds it, from the stack's environment and
+    ``settings``; its start-up (kernels, migrations, warming) is waited for."""
     with pytest.MonkeyPatch.context() as patch:
-        for key, value in stack.env.items():
+        for key, value in {**stack.env, **settings}.items():
             if key.startswith("REELRANK_"):
                 patch.setenv(key, value)
         app = create_default_app(Settings())
@@ -128,9 +118,8 @@ def _app(stack: Any) -> Any:
 class _Service:
     """One configuration of the service, and a request maker per endpoint."""
 
-    def __init__(self, stack: Any, users: range, *, before: bool) -> None:
-        self.app = _app(stack)
-        self._before = before
+    def __init__(self, stack: Any, users: range, *, parallel_writes: bool) -> None:
+        self.app = _app(stack, {"REELRANK_PARALLEL_EVENT_WRITES": str(parallel_writes).lower()})
         self.client = self.app.test_client()
         secret = stack.env["REELRANK_AUTH_SECRET"]
         self._headers = {
@@ -145,6 +134,8 @@ class _Service:
         self.thread_ms: dict[str, list[float]] = {}
         """The request thread's own CPU per request of each block (the rest of
         :attr:`cpu_ms` ran on the guards' and group commits' threads)."""
+        self.latency_ms: dict[str, list[float]] = {}
+        """Each request's wall time, by endpoint."""
         self.misses = 0
 
     def _get(self, path: str, user: int) -> Any:
@@ -206,14 +197,34 @@ class _Service:
                 "share": self.share}  # fmt: skip
 
     def block(self, name: str, request: Callable[[], None], size: int) -> None:
-        with _numpy_id_checks() if self._before else contextlib.nullcontext():
-            started, thread_started = time.process_time(), time.thread_time()
-            for _ in range(size):
-                request()
+        latencies = self.latency_ms.setdefault(name, [])
+        started, thread_started = time.process_time(), time.thread_time()
+        for _ in range(size):
+            sent = time.perf_counter()
+            request()
+            latencies.append(1e3 * (time.perf_counter() - sent))
         self.cpu_ms.setdefault(name, []).append(1e3 * (time.process_time() - started) / size)
         self.thread_ms.setdefault(name, []).append(
             1e3 * (time.thread_time() - thread_started) / size
         )
+
+
+def _mean_store_call_ms(service: _Service, store: str, operation: str) -> float:
+    """The mean duration of the service's ``store.operation`` calls so far, from its
+    ``/metrics`` (the recorder's observer times each call where it is made)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = service.client.get("/metrics").get_data(as_text=True)
+    totals = {"sum": 0.0, "count": 0.0}
+    for family in text_string_to_metric_families(text):
+        if family.name != "reelrank_store_call_duration_seconds":
+            continue
+        for sample in family.samples:
+            labels = sample.labels
+            kind = sample.name.rsplit("_", 1)[-1]
+            if kind in totals and (labels["store"], labels["operation"]) == (store, operation):
+                totals[kind] += sample.value
+    return 1e3 * totals["sum"] / max(totals["count"], 1.0)
 
 
 class _Bare:
@@ -230,44 +241,68 @@ class _Bare:
 
 def test_endpoint_cpu(benchmark: Any, stack: Any) -> None:
     half = USERS // 2
-    before = _Service(stack, range(FIRST_USER_ID, FIRST_USER_ID + half), before=True)
-    after = _Service(stack, range(FIRST_USER_ID + half, FIRST_USER_ID + USERS), before=False)
+    in_turn = _Service(stack, range(FIRST_USER_ID, FIRST_USER_ID + half), parallel_writes=False)
+    side_by_side = _Service(
+        stack, range(FIRST_USER_ID + half, FIRST_USER_ID + USERS), parallel_writes=True
+    )
     bare = _Bare()
-    services = {"before": before, "after": after}
+    services = {"in turn": in_turn, "side by side": side_by_side}
     try:
         for service in services.values():
             for name, request in service.endpoints().items():
                 service.block(name, request, BLOCK // 2)  # warm-up, not counted
             service.cpu_ms.clear()
             service.thread_ms.clear()
+            service.latency_ms.clear()
         for round_number in range(ROUNDS):
             order = list(services.values())
             if round_number % 2:
                 order.reverse()
-            for name in before.endpoints():
+            for name in in_turn.endpoints():
                 for service in order:
                     service.block(name, service.endpoints()[name], BLOCK)
             bare.block(BLOCK)
         load = loadavg()
         bare_ms = float(np.median(bare.cpu_ms))
-        for name in before.endpoints():
-            old, new = (float(np.median(s.cpu_ms[name])) for s in (before, after))
-            SUMMARY.append(
-                f"example service CPU per request, {name}: before {old:.2f} ms "
-                f"({min(before.cpu_ms[name]):.2f}-{max(before.cpu_ms[name]):.2f}), after "
-                f"{new:.2f} ms ({min(after.cpu_ms[name]):.2f}-{max(after.cpu_ms[name]):.2f}), "
-                f"after / before x{new / old:.2f}; on the request thread before "
-                f"{np.median(before.thread_ms[name]):.2f} ms, after "
-                f"{np.median(after.thread_ms[name]):.2f} ms; bare endpoint {bare_ms:.3f} ms "
-                f"({ROUNDS} blocks of {BLOCK}, load {load}, pid {os.getpid()})"
+        for name in in_turn.endpoints():
+            old, new = (float(np.median(s.cpu_ms[name])) for s in (in_turn, side_by_side))
+            (old_p50, old_p99), (new_p50, new_p99) = (
+                np.percentile(s.latency_ms[name], [50, 99]) for s in (in_turn, side_by_side)
             )
-            benchmark.extra_info[f"{name}_before_ms"] = round(old, 3)
-            benchmark.extra_info[f"{name}_after_ms"] = round(new, 3)
+            SUMMARY.append(
+                f"example service latency, {name}: log written after the event store p50 "
+                f"{old_p50:.2f} ms p99 {old_p99:.2f} ms, side by side p50 {new_p50:.2f} ms "
+                f"p99 {new_p99:.2f} ms, side by side / in turn x{new_p50 / old_p50:.2f} (p50) "
+                f"x{new_p99 / old_p99:.2f} (p99) ({ROUNDS * BLOCK} requests each, load {load})"
+            )
+            SUMMARY.append(
+                f"example service CPU per request, {name}: in turn {old:.2f} ms "
+                f"({min(in_turn.cpu_ms[name]):.2f}-{max(in_turn.cpu_ms[name]):.2f}), "
+                f"side by side {new:.2f} ms "
+                f"({min(side_by_side.cpu_ms[name]):.2f}-{max(side_by_side.cpu_ms[name]):.2f}), "
+                f"side by side / in turn x{new / old:.2f}; on the request thread in turn "
+                f"{np.median(in_turn.thread_ms[name]):.2f} ms, side by side "
+                f"{np.median(side_by_side.thread_ms[name]):.2f} ms; bare endpoint "
+                f"{bare_ms:.3f} ms ({ROUNDS} blocks of {BLOCK}, load {load}, pid {os.getpid()})"
+            )
+            benchmark.extra_info[f"{name}_in_turn_ms"] = round(old, 3)
+            benchmark.extra_info[f"{name}_side_by_side_ms"] = round(new, 3)
+            benchmark.extra_info[f"{name}_in_turn_p50_ms"] = round(float(old_p50), 3)
+            benchmark.extra_info[f"{name}_side_by_side_p50_ms"] = round(float(new_p50), 3)
+        for label, service in services.items():
+            append, record = (
+                _mean_store_call_ms(service, store, operation)
+                for store, operation in (("events", "append"), ("log", "record"))
+            )
+            SUMMARY.append(
+                f"example service, writes {label}: events.append {append:.2f} ms, "
+                f"log.record {record:.2f} ms on average over the run (load {load})"
+            )
         SUMMARY.append(
             f"example service CPU per request: feed pages ranked during the request "
-            f"(misses) {before.misses} before, {after.misses} after"
+            f"(misses) {in_turn.misses} in turn, {side_by_side.misses} side by side"
         )
-        benchmark.pedantic(after.search, rounds=1, iterations=1)
+        benchmark.pedantic(side_by_side.search, rounds=1, iterations=1)
     finally:
         for service in services.values():
             service.app.extensions["reelrank_services"].close()

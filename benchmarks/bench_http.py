@@ -25,7 +25,14 @@ search 20 ms, no errors, 95% hits). The largest offered rate meeting the p99 goa
 and the saturation figures as fractions of the bare baseline go to the summary.
 
 The catalog is seeded with ``python -m reelrank_example seed --bulk`` (COPY through
-:func:`reelrank_postgres.bulk_load`, events in batches). Quick mode
+:func:`reelrank_postgres.bulk_load`, events in batches). ClickHouse's statistics are
+rolled up as the deployment's CronJob does (``deploy/k8s/cronjob-fold-stats.yaml``):
+``python -m reelrank_example fold-stats`` in a process of its own, once over the
+seeded events before the load (with a watermark past their last arrival bucket), then
+every ``REELRANK_BENCH_HTTP_FOLD_SECONDS`` (default: the CronJob's 300 s) while the
+load runs; quick mode folds once only, unless that variable is set. ``0`` turns the
+roll-up off, for a comparison with every stats read merging every state. The folds,
+when they ran and how long they took, are printed. Quick mode
 (``REELRANK_BENCH_QUICK=1``, in CI): a 2,000-video catalog, two short steps. Full mode
 on a quiet machine: 1,000,000 videos and 2,000 users by default
 (``REELRANK_BENCH_HTTP_VIDEOS`` and ``REELRANK_BENCH_HTTP_USERS`` override them)::
@@ -44,6 +51,14 @@ is over, into ``DIR/step<N>-worker<I>.txt``, with the step's figures in
     REELRANK_BENCH_HTTP_RATE=50 REELRANK_BENCH_HTTP_PROFILE=/tmp/profile \\
         python -m pytest benchmarks/bench_http.py -s -p no:cacheprovider
 
+``REELRANK_BENCH_HTTP_SERVICE_SETTINGS`` gives the measured service settings of its
+own (``NAME=VALUE`` pairs, comma-separated), to compare a setting's values run by run
+(this process's ``REELRANK_*`` variables never reach the service)::
+
+    REELRANK_BENCH_HTTP_VIDEOS=100000 \
+    REELRANK_BENCH_HTTP_SERVICE_SETTINGS=REELRANK_SEARCH_WAITS_FOR_UNKNOWN_COUNTS=false \
+        python -m pytest benchmarks/bench_http.py -s -p no:cacheprovider
+
 Wall-clock figures on a shared machine mostly measure waiting for a core: every
 figure is printed with the load average next to it.
 """
@@ -51,13 +66,17 @@ figure is printed with the load average next to it.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +90,7 @@ pytest.importorskip("reelrank_redis.testing")
 pytest.importorskip("reelrank_clickhouse.testing")
 pytest.importorskip("reelrank_postgres.testing")
 
+from reelrank_clickhouse._schema import ARRIVAL_BUCKET_SHIFT  # noqa: E402
 from reelrank_clickhouse.testing import find_clickhouse_server  # noqa: E402
 from reelrank_example import issue_token  # noqa: E402
 from reelrank_example.testing import (  # noqa: E402
@@ -123,6 +143,30 @@ WRK_SECONDS = 3 if QUICK else 15
 WRK_CONNECTIONS = 16
 GOALS_MS = {"feed hit": 10.0, "feed miss": 30.0, "search": 20.0}
 HIT_RATE_GOAL = 0.95
+# The deployment rolls the statistics up every five minutes (its CronJob's schedule);
+# 0: never, so that every stats read merges every state.
+_FOLD_SETTING = os.environ.get("REELRANK_BENCH_HTTP_FOLD_SECONDS")
+FOLD_SECONDS = float(_FOLD_SETTING or "300")
+FOLDING = FOLD_SECONDS > 0
+# Quick mode's steps last seconds: one fold after seeding, unless an interval is set.
+PERIODIC_FOLD_SECONDS = FOLD_SECONDS if FOLDING and (not QUICK or _FOLD_SETTING) else 0.0
+# Text of the event store's statements (reelrank_clickhouse/_event_store.py) telling a
+# stats read's path apart in ``system.query_log``: only the read with a held roll-up
+# asks for the arrival buckets' totals (``total_part``), and only the read merging every
+# state sums the corrections by ``fixed_video AS a``.
+HELD_READ_TEXT = "total_part"
+MERGED_READ_TEXT = "fixed_video AS a, toUInt64"
+# Service settings for the measured gunicorn (``REELRANK_*`` variables of this process
+# are dropped from the service's environment), for comparing a setting's values in
+# separate runs: ``NAME=VALUE`` pairs separated by commas, each name a service setting
+# (``REELRANK_SEARCH_WAITS_FOR_UNKNOWN_COUNTS=false``, for example).
+SERVICE_SETTINGS = dict(
+    pair.strip().split("=", 1)
+    for pair in os.environ.get("REELRANK_BENCH_HTTP_SERVICE_SETTINGS", "").split(",")
+    if pair.strip()
+)
+if any(not name.startswith("REELRANK_") for name in SERVICE_SETTINGS):
+    raise ValueError("REELRANK_BENCH_HTTP_SERVICE_SETTINGS names REELRANK_* settings only")
 
 
 def _loadavg() -> str:
@@ -132,6 +176,8 @@ def _loadavg() -> str:
 @dataclass
 class Step:
     offered: float
+    started: float
+    """Wall-clock time the step's load process was started."""
     achieved: float
     """Successful (2xx) answers per second."""
     requests: int
@@ -161,6 +207,20 @@ class Step:
 
 
 @dataclass
+class Fold:
+    """One run of ``python -m reelrank_example fold-stats``."""
+
+    started: float
+    """Wall-clock time (``time.time()``) the command started."""
+    seconds: float
+    """How long the command took, the interpreter's start included."""
+    until: str
+    """The ``--until`` watermark given, or ``""`` for the command's default."""
+    output: str
+    loadavg: str
+
+
+@dataclass
 class Results:
     bare_rps: float = 0.0
     bare_loadavg: str = ""
@@ -169,16 +229,141 @@ class Results:
     feed_loadavg: str = ""
     seed_seconds: float = 0.0
     steps: list[Step] = field(default_factory=list)
+    load_started: float = 0.0
+    """Wall-clock time the warm-up step started: fold times are counted from there."""
+    folds: list[Fold] = field(default_factory=list)
+    seed_fold_wait_seconds: float = 0.0
+    """How long the first fold waited for the seed's last arrival bucket to end."""
+    stats_reads: dict[str, int] = field(default_factory=dict)
+    """Stats reads from the warm-up on, by path (quick mode, from ``system.query_log``)."""
 
 
 RESULTS = Results()
 
 
+class StatsFolds:
+    """The deployment's ``fold-stats`` CronJob for the benchmark's stack.
+
+    Each fold is ``python -m reelrank_example fold-stats`` in a process of its own, as the
+    CronJob runs it, so the service's workers find a new roll-up as a deployment's do.
+    :meth:`start` begins the first fold, over the seeded events, in the background;
+    :meth:`wait_for_first` waits for it; :meth:`every` then folds every ``seconds``
+    (with the command's default watermark, as the CronJob) until :meth:`stop`.
+    """
+
+    def __init__(self, stack: ServiceStack) -> None:
+        self.stack = stack
+        self.folds: list[Fold] = []
+        self.wait_seconds = 0.0
+        """How long the first fold waited for the seed's last arrival bucket to end."""
+        self._failure: BaseException | None = None
+        self._stopping = threading.Event()
+        self._first = threading.Thread(target=self._guarded, args=(self._fold_seed,))
+        self._periodic: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._first.start()
+
+    def wait_for_first(self) -> None:
+        self._first.join()
+        self._raise_failure()
+
+    def every(self, seconds: float) -> None:
+        self._periodic = threading.Thread(target=self._guarded, args=(self._fold_every, seconds))
+        self._periodic.start()
+
+    def stop(self) -> None:
+        """Stop folding; a fold under way is waited for (the CronJob's runs finish)."""
+        self._stopping.set()
+        for thread in (self._first, self._periodic):
+            if thread is not None and thread.ident is not None:
+                thread.join()
+        self._raise_failure()
+
+    def _seed_watermark(self) -> datetime:
+        """The end of the arrival bucket of the seed's last event.
+
+        ``fold_stats`` folds the arrival buckets (2**36 ns, about 69 s) that end at or
+        before ``until``, and the seed's events carry arrival numbers of the seeding
+        process's clock, so the command's default (a minute ago) would leave the last
+        minute of them out of the roll-up.
+        """
+        last = int(self.stack.clickhouse_rows("SELECT max(seq) FROM events")[0][0])
+        end_ns = ((last >> ARRIVAL_BUCKET_SHIFT) + 1) << ARRIVAL_BUCKET_SHIFT
+        return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=-(-end_ns // 1_000))
+
+    def _fold_seed(self) -> None:
+        until = self._seed_watermark()
+        # An event arriving before the watermark after the fold would be a late arrival,
+        # which sends every stats read back to merging the states until the next fold:
+        # the fold waits until the watermark has passed, so the load's events come after it.
+        waited = max(0.0, until.timestamp() - time.time() + 0.05)
+        self.wait_seconds = waited
+        if self._stopping.wait(waited):
+            return
+        self._fold("--until", until.isoformat())
+
+    def _fold_every(self, seconds: float) -> None:
+        while not self._stopping.wait(seconds):
+            self._fold()
+
+    def _fold(self, *args: str) -> None:
+        started = time.time()
+        output = self.stack.command("fold-stats", *args).strip()
+        self.folds.append(
+            Fold(started, time.time() - started, args[-1] if args else "", output, _loadavg())
+        )
+
+    def _guarded(self, run: Callable[..., None], *args: Any) -> None:
+        try:
+            run(*args)
+        except BaseException as exc:  # raised again in the test's thread
+            self._failure = exc
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceStack]:
-    with ServiceStack(tmp_path_factory.mktemp("stack"), CATALOG, bulk=True) as started:
+    # Quick mode checks in ClickHouse's query log which path the stats reads took; the
+    # log costs the server a little, so full runs measure without it.
+    with ServiceStack(
+        tmp_path_factory.mktemp("stack"), CATALOG, bulk=True, clickhouse_query_log=QUICK
+    ) as started:
         RESULTS.seed_seconds = started.seed_seconds
         yield started
+
+
+@pytest.fixture(scope="module")
+def folds(stack: ServiceStack) -> Iterator[StatsFolds | None]:
+    """The roll-up of the seeded events, begun right after seeding (``None`` when folding
+    is off); its wait for the seed's last arrival bucket to end overlaps the bare
+    baseline and the service's start."""
+    if not FOLDING:
+        yield None
+        return
+    started = StatsFolds(stack)
+    started.start()
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+def _stats_reads(stack: ServiceStack, since: float) -> dict[str, int]:
+    """The service's stats reads that started at or after ``since`` (wall-clock, rounded
+    up to the second), by path: with the held roll-up, or merging every state."""
+    stack.clickhouse.execute("SYSTEM FLUSH LOGS")
+    held, merged = stack.clickhouse_rows(
+        f"""SELECT countIf(query LIKE '%{HELD_READ_TEXT}%'),
+       countIf(query LIKE '%{MERGED_READ_TEXT}%')
+FROM system.query_log
+WHERE type = 2 AND query_start_time >= toDateTime({math.ceil(since)})
+  AND query NOT LIKE '%system.query_log%'"""
+    )[0]
+    return {"held roll-up": int(held), "merging every state": int(merged)}
 
 
 def _wrk(url: str, seconds: int, script: Path | None = None) -> dict[str, float]:
@@ -280,6 +465,7 @@ def _step(
 ) -> Step:
     pages_before = _served_pages(service.url)
     cpu_before = service.cpu_seconds()
+    started = time.time()
     spec = LoadSpec(
         base_url=service.url,
         rate=rate,
@@ -306,6 +492,7 @@ def _step(
     span = counted.span_seconds
     step = Step(
         offered=rate,
+        started=started,
         achieved=counted.succeeded_per_second,
         requests=counted.requests,
         errors=counted.error_count,
@@ -326,8 +513,9 @@ def _step(
     return step
 
 
-def test_bare_flask_baseline(stack: ServiceStack, tmp_path: Path) -> None:
-    """Saturation throughput of a trivial endpoint under the service's gunicorn settings."""
+def test_bare_flask_baseline(stack: ServiceStack, folds: StatsFolds | None, tmp_path: Path) -> None:
+    """Saturation throughput of a trivial endpoint under the service's gunicorn settings
+    (``folds`` starts here, so the first fold's wait overlaps this test)."""
     app = "reelrank_example.testing:bare_app()"
     with Gunicorn(app, stack.env, tmp_path / "bare.log", ready_path="/ping") as bare:
         measured = _wrk(bare.url + "/ping", WRK_SECONDS)
@@ -337,10 +525,21 @@ def test_bare_flask_baseline(stack: ServiceStack, tmp_path: Path) -> None:
     assert measured["rps"] > 0
 
 
-def test_service_under_mixed_load(stack: ServiceStack, tmp_path: Path) -> None:
-    """The mixed workload at each offered rate, then cached-feed saturation (wrk)."""
+def test_service_under_mixed_load(
+    stack: ServiceStack, folds: StatsFolds | None, tmp_path: Path
+) -> None:
+    """The mixed workload at each offered rate, then cached-feed saturation (wrk); the
+    statistics rolled up once before the warm-up and periodically during the load."""
     log = tmp_path / "service.log"
-    with Gunicorn("reelrank_example:create_default_app()", stack.env, log) as service:
+    env = {**stack.env, **SERVICE_SETTINGS}
+    if SERVICE_SETTINGS:
+        print(f"HTTP: service settings {SERVICE_SETTINGS}")
+    with Gunicorn("reelrank_example:create_default_app()", env, log) as service:
+        if folds is not None:
+            folds.wait_for_first()
+            if PERIODIC_FOLD_SECONDS:
+                folds.every(PERIODIC_FOLD_SECONDS)
+        RESULTS.load_started = time.time()
         _step(service, tmp_path / "warmup", RATES[0], WARMUP_SECONDS, seed=0)
         for number, rate in enumerate(RATES, start=1):
             step = _step(
@@ -356,6 +555,20 @@ def test_service_under_mixed_load(stack: ServiceStack, tmp_path: Path) -> None:
         RESULTS.feed_rps, RESULTS.feed_p99_ms = feeds["rps"], feeds["p99_ms"]
         RESULTS.feed_loadavg = _loadavg()
         assert feeds["errors"] == 0
+        if folds is not None:
+            folds.stop()
+            RESULTS.folds = folds.folds
+            RESULTS.seed_fold_wait_seconds = folds.wait_seconds
+    if QUICK:
+        # Which path the stats reads took: after the fold, each worker holds the roll-up
+        # and no read merges every state (an event that arrived before the watermark
+        # after the fold would send them all back to the states).
+        reads = _stats_reads(stack, RESULTS.load_started)
+        RESULTS.stats_reads = reads
+        if FOLDING:
+            assert reads["held roll-up"] > 0 and reads["merging every state"] == 0, reads
+        else:
+            assert reads["held roll-up"] == 0 and reads["merging every state"] > 0, reads
     _summarise()
 
 
@@ -365,6 +578,20 @@ def _summarise() -> None:
     SUMMARY.append(
         f"HTTP: catalog {VIDEOS} videos, {USERS} users (seeded in {results.seed_seconds:.0f} s)"
     )
+    if not FOLDING:
+        SUMMARY.append("HTTP: statistics never rolled up (REELRANK_BENCH_HTTP_FOLD_SECONDS=0)")
+    elif results.seed_fold_wait_seconds:
+        SUMMARY.append(
+            f"HTTP: the first fold waited {results.seed_fold_wait_seconds:.1f} s for the "
+            "seed's last arrival bucket to end"
+        )
+    for fold in results.folds:
+        SUMMARY.append(f"HTTP: {_fold_line(fold, results)}")
+    if results.stats_reads:
+        SUMMARY.append(
+            "HTTP: stats reads from the warm-up on (system.query_log): "
+            + ", ".join(f"{count} {path}" for path, count in results.stats_reads.items())
+        )
     if bare:
         SUMMARY.append(
             f"HTTP: bare Flask {bare:,.0f} req/s (load {results.bare_loadavg}); cached feed "
@@ -399,6 +626,23 @@ def _summarise() -> None:
         Path(out).write_text(json.dumps(_as_json(results), indent=2))
 
 
+def _fold_line(fold: Fold, results: Results) -> str:
+    """When a fold ran (from the warm-up's start, and in which step), how long it took."""
+    at = fold.started - results.load_started if results.load_started else math.nan
+    during = [step for step in results.steps if step.started <= fold.started]
+    if not at >= 0:
+        where = "before the warm-up"
+    elif during:
+        where = f"after the step offering {during[-1].offered:.0f} req/s began"
+    else:
+        where = "during the warm-up"
+    watermark = f"--until {fold.until}" if fold.until else "default watermark"
+    return (
+        f"fold-stats ({watermark}) at {at:+.1f} s, {where}: {fold.seconds:.1f} s, "
+        f"{fold.output} (load {fold.loadavg})"
+    )
+
+
 def _of_bare(rate: float, bare: float) -> str:
     """`` (0.005x bare)``, or nothing when the bare endpoint was not measured."""
     return f" ({rate / bare:.3f}x bare)" if bare else ""
@@ -409,6 +653,9 @@ def _as_json(results: Results) -> dict[str, Any]:
         "videos": VIDEOS,
         "users": USERS,
         "seed_seconds": results.seed_seconds,
+        "fold_seconds": FOLD_SECONDS if FOLDING else 0,
+        "folds": [fold.__dict__ for fold in results.folds],
+        "stats_reads": results.stats_reads,
         "bare_rps": results.bare_rps,
         "feed_rps": results.feed_rps,
         "feed_p99_ms": results.feed_p99_ms,

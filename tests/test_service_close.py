@@ -1,7 +1,8 @@
 """``Services.close`` stops every thread the service and its app started.
 
 The app starts threads as it is used: the card reader's background count reads, the
-search counts' background reads, the readiness checks' pool, start-up's own thread. A
+search counts' background reads, the event recorder's writes beside the event store,
+the readiness checks' pool, start-up's own thread. A
 test uses each path, closes the services, and checks that none of those threads is
 left; on the embedded stores, and on PostgreSQL and Redis servers. A read stuck on a
 paused store holds a close for its bound only. (The feed service's candidate pool
@@ -46,6 +47,7 @@ PREFIXES = (
     "reelrank-ready",
     "reelrank-startup",
     "reelrank-pool",
+    "reelrank-recorder",
 )
 SMALL = {
     "auth_secret": SECRET,
@@ -81,6 +83,12 @@ def _use_every_background_path(
     headers = {"Authorization": f"Bearer {issue_token(SECRET, FIRST_USER_ID)}"}
     found = client.get("/api/v1/reels/search?q=dance", headers=headers)
     assert found.status_code == 200, found.get_data(as_text=True)
+    watched = client.post(
+        f"/api/v1/reels/{FIRST_VIDEO_ID}/watch",
+        json={"completion": 0.5},
+        headers={**headers, "Idempotency-Key": "close-watch"},
+    )
+    assert watched.status_code == 201, watched.get_data(as_text=True)
     cards = app.extensions["reelrank_cards"]
     ids = list(range(FIRST_VIDEO_ID, FIRST_VIDEO_ID + 10))
     cards.read(ids)
@@ -94,7 +102,9 @@ def _use_every_background_path(
         [("warming", lambda: time.sleep(0.5)), ("kernels", lambda: later_steps.append("ran"))]
     )
     started = {name.rsplit("_", 1)[0] for name in _threads(besides=earlier)}
-    assert {"reelrank-cards", "reelrank-search-counts", "reelrank-ready"} <= started
+    assert {"reelrank-cards", "reelrank-search-counts", "reelrank-ready", "reelrank-recorder"} <= (
+        started
+    )
     assert "reelrank-startup" in started
     return later_steps
 

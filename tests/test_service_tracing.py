@@ -267,3 +267,31 @@ def test_redis_commands_and_clickhouse_calls_join_the_trace(
     assert all(span.name.startswith("clickhouse events.") for span in clickhouse)
     # The ranking's count read (the cards show the counts it read).
     assert "clickhouse events.stats_columns" in {span.name for span in clickhouse}
+
+
+def test_an_event_requests_log_write_beside_the_event_store_stays_in_its_trace(
+    exporter: InMemorySpanExporter, tmp_path: Path
+) -> None:
+    settings = _settings(database_url=f"sqlite:///{tmp_path / 'reels.db'}")
+    assert settings.parallel_event_writes
+    app, services = _served(settings)
+    try:
+        client = app.test_client()
+        exporter.clear()
+        response = client.post(
+            f"/api/v1/reels/{FIRST_VIDEO_ID}/watch",
+            json={"completion": 0.5},
+            headers={**AUTH, "traceparent": TRACEPARENT, "Idempotency-Key": "traced-watch"},
+        )
+        assert response.status_code == 201, response.get_data(as_text=True)
+        finished = exporter.get_finished_spans()
+    finally:
+        services.close()
+    # The log's insert, made on a recorder thread, is in the request's trace like the
+    # event store's: nothing the request did lands in a trace of its own.
+    traced = _trace(finished, int(TRACE_ID, 16))
+    assert len(traced) == len(finished)
+    statements = " ".join(
+        str((span.attributes or {}).get("db.statement", "")) for span in traced
+    ).lower()
+    assert "insert into engagement_log" in statements, statements

@@ -31,6 +31,7 @@ from reelrank_clickhouse._schema import (
     FINE_BUCKET_SHIFT,
     FINE_PER_COARSE_BITS,
 )
+from reelrank_clickhouse.testing import older_aggregates_view
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
@@ -429,28 +430,7 @@ def test_bad_held_arrival_arguments_are_refused_naming_them(argument: str, bad: 
         engine.dispose()
 
 
-# The version-2 view and roll-up statement, as the previous release wrote them.
-_V2_VIEW = """CREATE MATERIALIZED VIEW event_aggregates_mv TO event_aggregates AS
-SELECT key.1 AS tag, key.2 AS a, if(tag = 0, cityHash64(event_id), key.3) AS b,
-       key.4 AS c,
-       if(key.1 = 0, event_id, '') AS event_id,
-       countState() AS events,
-       sumState(ifNull(completion, 0.)) AS completion_sum,
-       argMaxState(toUInt8(kind = 'like'), seq) AS liked,
-       minState(seq) AS first_seq
-FROM events
-ARRAY JOIN if(kind IN ('like', 'unlike'),
-    [(toUInt8(0), toUInt64(intDiv(toUInt32(occurred_at), 3600)), toUInt64(0), toUInt64(0)),
-     (toUInt8(2), video_id, user_id, toUInt64(0)),
-     (toUInt8(4), user_id, creator_id, video_id),
-     (toUInt8(6), bitShiftRight(seq, 36), video_id, toUInt64(toUInt8(kind))),
-     (toUInt8(7), bitShiftRight(seq, 36), toUInt64(0), toUInt64(0))],
-    [(toUInt8(0), toUInt64(intDiv(toUInt32(occurred_at), 3600)), toUInt64(0), toUInt64(0)),
-     (toUInt8(1), video_id, toUInt64(0), toUInt64(toUInt8(kind))),
-     (toUInt8(3), user_id, creator_id, toUInt64(toUInt8(kind))),
-     (toUInt8(6), bitShiftRight(seq, 36), video_id, toUInt64(toUInt8(kind))),
-     (toUInt8(7), bitShiftRight(seq, 36), toUInt64(0), toUInt64(0))]) AS key
-GROUP BY tag, a, b, c, event_id"""
+# The version-2 roll-up statement, as the previous release wrote it.
 _V2_FOLD = """INSERT INTO event_stats_rollup
     (fold, video_id, views, completion_sum, likes, shares, comments, arrivals, videos)
 SELECT %(fold)s, video, sumIf(n, kind = 1), sumIf(s, kind = 1),
@@ -498,7 +478,7 @@ def test_version_2_tables_are_refused_then_migrated_with_their_roll_up(
 ) -> None:
     with clickhouse_engine.connect() as conn:  # the previous release's view
         conn.execute(text("DROP TABLE event_aggregates_mv"))
-        conn.execute(text(_V2_VIEW))
+        conn.execute(text(older_aggregates_view(2)))
     store = _store(clickhouse_engine)
     buckets = _buckets(store)
     reference = InMemoryEventStore()
@@ -532,4 +512,80 @@ def test_version_2_tables_are_refused_then_migrated_with_their_roll_up(
     assert_same_statistics(store, reference, videos, [1, 2, 3, 4], [10])
     assert _fold(store) == 3
     assert_same_statistics(store, reference, videos, [1, 2, 3, 4], [10])
+    assert _stats(merged, videos) == _stats(store, videos)
+
+
+def test_version_2_tables_of_a_sharded_cluster_migrate_with_their_roll_up(
+    cluster_engine: Engine, cluster_config: ClickHouseConfig
+) -> None:
+    """The version-2 view on each shard's server, events on both shards before and after
+    a version-2 roll-up (through the Distributed tables, as that release rolled up):
+    the migration backfills each shard, the old roll-up stays exact and is read, and a
+    roll-up in the new version follows."""
+    from reelrank_clickhouse._schema import _servers
+
+    with _servers(cluster_engine, cluster_config) as servers:
+        for _, server in servers:
+            with server.connect() as conn:
+                conn.execute(text("DROP TABLE event_aggregates_local_mv"))
+                conn.execute(
+                    text(
+                        older_aggregates_view(
+                            2, aggregates="event_aggregates_local", events="events_local"
+                        )
+                    )
+                )
+    store = _store(cluster_engine, cluster_config)
+    buckets = _buckets(store)
+    reference = InMemoryEventStore()
+    videos = [1, 2, 3]
+    users = range(1, 9)  # sharded by cityHash64(user_id): both shards get events
+    _deliver(store, reference, _batch(*(("watch", user, 1 + user % 3) for user in users)))
+    _deliver(store, reference, _batch(("like", 1, 1), ("like", 2, 2), ("comment", 3, 3)))
+    buckets.next_fine()  # a later fine bucket of the same coarse one: rolled up too
+    _deliver(store, reference, _batch(("like", 4, 1), ("share", 5, 2)))
+    buckets.close_coarse()
+    fold = buckets.coarse
+    _v2_fold(store, fold)
+    # After the version-2 roll-up's watermark, on both shards: coarse arrival rows only,
+    # which the migration turns into the fine rows the new version adds.
+    _deliver(store, reference, _batch(*(("share", user, 1 + user % 2) for user in users)))
+    _deliver(store, reference, _batch(("unlike", 1, 1), ("watch", 6, 3)))
+    with _servers(cluster_engine, cluster_config) as servers:
+        for _, server in servers:
+            with server.connect() as conn:
+                after_fold = conn.execute(
+                    text("SELECT count() FROM event_aggregates_local WHERE tag = 6 AND a >= :f"),
+                    {"f": fold},
+                ).scalar()
+            assert after_fold, "a shard got no event after the version-2 roll-up"
+    with pytest.raises(SchemaVersionError) as info:
+        create_schema(cluster_engine, cluster_config)
+    assert info.value.found == 2
+    assert migrate_schema(cluster_engine, cluster_config)
+    assert not migrate_schema(cluster_engine, cluster_config)  # done already
+    create_schema(cluster_engine, cluster_config)
+    merged = ClickHouseEventStore(
+        cluster_engine, tables=cluster_config.tables, held_roll_up_videos=0, hold_arrivals=False
+    )
+    with merged._clients.reader() as client:  # the old roll-up holds and is read
+        assert client.execute(merged._queries.folds)[0][0] == fold
+        assert merged._folded_stats(client, np.array(videos, dtype=np.int64)) is not None
+    assert_same_statistics(store, reference, videos, list(users), [10])
+    assert _stats(merged, videos) == _stats(store, videos)
+    # By hand: watches (completion 0.5) of users 3 and 6 on video 1, 1, 4 and 7 on video
+    # 2, 2, 5, 8 and 6 on video 3; likes of user 4 on video 1 (user 1's was undone) and
+    # of user 2 on video 2; shares of the even users on video 1, of the odd ones and
+    # user 5 again on video 2; one comment on video 3.
+    assert _stats(store, videos) == [
+        (2, 1.0, 1, 4, 0),
+        (3, 1.5, 1, 5, 0),
+        (4, 2.0, 0, 0, 1),
+    ]
+    _settled(store)
+    # New events after the migration, then a roll-up in the new version.
+    _deliver(store, reference, _batch(("like", 7, 3), ("watch", 8, 4)))
+    assert_same_statistics(store, reference, [*videos, 4], list(users), [10])
+    assert _fold(store) == 4
+    assert_same_statistics(store, reference, [*videos, 4], list(users), [10])
     assert _stats(merged, videos) == _stats(store, videos)

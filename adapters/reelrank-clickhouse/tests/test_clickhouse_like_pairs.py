@@ -25,7 +25,7 @@ from reelrank_clickhouse import (
 )
 from reelrank_clickhouse._client import DriverClients
 from reelrank_clickhouse._schema import Tag, _servers
-from reelrank_clickhouse.testing import version_3_aggregates_view
+from reelrank_clickhouse.testing import older_aggregates_view
 from sqlalchemy.engine import Engine
 from test_clickhouse_held_arrivals import (
     _batch,
@@ -54,8 +54,8 @@ def _to_version_3(engine: Engine, config: ClickHouseConfig) -> None:
             try:
                 client.execute(f"DROP TABLE event_aggregates{suffix}_mv")
                 client.execute(
-                    version_3_aggregates_view(
-                        aggregates=f"event_aggregates{suffix}", events=f"events{suffix}"
+                    older_aggregates_view(
+                        3, aggregates=f"event_aggregates{suffix}", events=f"events{suffix}"
                     )
                 )
             finally:

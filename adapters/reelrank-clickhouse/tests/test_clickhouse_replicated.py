@@ -42,7 +42,7 @@ from reelrank_clickhouse.testing import (
     ClickHouseServer,
     ZooKeeperServer,
     find_zookeeper,
-    version_3_aggregates_view,
+    older_aggregates_view,
 )
 
 from reelrank import StoreError, StoreTimeoutError
@@ -207,19 +207,6 @@ def _insert_copies(store: ClickHouseEventStore, pairs: list[Pair], seq: int) -> 
         store._clients.writer().execute(store._queries.insert, columns, columnar=True)
 
 
-def _old_view(version: int) -> str:
-    """The materialized view schema ``version`` created (1, 2 or 3), as written then."""
-    if version == 3:
-        return version_3_aggregates_view()
-    if version == 1:
-        from test_clickhouse_rollup import _V1_VIEW
-
-        return _V1_VIEW
-    from test_clickhouse_held_arrivals import _V2_VIEW
-
-    return _V2_VIEW
-
-
 @pytest.mark.parametrize("version", [1, 2, 3])
 def test_migration_and_roll_up_on_replicas(replicas: ClickHouseCluster, version: int) -> None:
     """Replicated tables of an older schema version are refused, migrate to the current
@@ -235,9 +222,9 @@ def test_migration_and_roll_up_on_replicas(replicas: ClickHouseCluster, version:
         for server in replicas.servers:  # the older release's view on each replica
             server.execute("DROP TABLE feeds.event_aggregates_local_mv")
             server.execute(
-                _old_view(version)
-                .replace("event_aggregates", "feeds.event_aggregates_local")
-                .replace("FROM events", "FROM feeds.events_local")
+                older_aggregates_view(
+                    version, aggregates="feeds.event_aggregates_local", events="feeds.events_local"
+                )
             )
         store = ClickHouseEventStore(engine, tables=config.tables)
         batch = workload("before", 200)

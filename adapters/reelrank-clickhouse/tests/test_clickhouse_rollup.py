@@ -26,6 +26,7 @@ from reelrank_clickhouse import (
     migrate_schema,
 )
 from reelrank_clickhouse._schema import ARRIVAL_BUCKET_SHIFT, FINE_PER_COARSE_BITS
+from reelrank_clickhouse.testing import older_aggregates_view
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
@@ -382,33 +383,13 @@ def test_reads_equal_the_reference_through_roll_ups_late_events_and_redeliveries
 _LIKE_KINDS = (EngagementKind.LIKE, EngagementKind.UNLIKE)
 
 
-# The version-1 view, as the previous release created it.
-_V1_VIEW = """CREATE MATERIALIZED VIEW event_aggregates_mv TO event_aggregates AS
-SELECT key.1 AS tag, key.2 AS a, if(tag = 0, cityHash64(event_id), key.3) AS b,
-       key.4 AS c,
-       if(key.1 = 0, event_id, '') AS event_id,
-       countState() AS events,
-       sumState(ifNull(completion, 0.)) AS completion_sum,
-       argMaxState(toUInt8(kind = 'like'), seq) AS liked,
-       minState(seq) AS first_seq
-FROM events
-ARRAY JOIN if(kind IN ('like', 'unlike'),
-    [(toUInt8(0), toUInt64(intDiv(toUInt32(occurred_at), 3600)), toUInt64(0), toUInt64(0)),
-     (toUInt8(2), video_id, user_id, toUInt64(0)),
-     (toUInt8(4), user_id, creator_id, video_id)],
-    [(toUInt8(0), toUInt64(intDiv(toUInt32(occurred_at), 3600)), toUInt64(0), toUInt64(0)),
-     (toUInt8(1), video_id, toUInt64(0), toUInt64(toUInt8(kind))),
-     (toUInt8(3), user_id, creator_id, toUInt64(toUInt8(kind)))]) AS key
-GROUP BY tag, a, b, c, event_id"""
-
-
 def test_version_1_tables_are_refused_then_migrated(
     clickhouse_engine: Engine, clickhouse_config: ClickHouseConfig
 ) -> None:
     with clickhouse_engine.connect() as conn:  # the previous release's tables
         conn.execute(text("DROP TABLE event_aggregates_mv"))
         conn.execute(text("DROP TABLE event_stats_rollup"))
-        conn.execute(text(_V1_VIEW))
+        conn.execute(text(older_aggregates_view(1)))
     store = _store(clickhouse_engine)
     reference = InMemoryEventStore()
     before = [
@@ -446,8 +427,8 @@ def test_migration_of_a_sharded_cluster(
                 conn.execute(text("DROP TABLE event_aggregates_local_mv"))
                 conn.execute(
                     text(
-                        _V1_VIEW.replace("event_aggregates", "event_aggregates_local").replace(
-                            "FROM events", "FROM events_local"
+                        older_aggregates_view(
+                            1, aggregates="event_aggregates_local", events="events_local"
                         )
                     )
                 )

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from reelrank_clickhouse import ClickHouseConfig, connect
 from reelrank_clickhouse.testing import ClickHouseServer, ClickHouseServerError
+from sqlalchemy import text
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -52,3 +54,23 @@ def test_another_server_on_the_ports_is_not_taken_for_this_one(
     impostor.http_port = clickhouse_server.http_port
     assert not impostor._answers()
     assert clickhouse_server._answers()
+
+
+def test_a_query_log_records_another_clients_queries(
+    clickhouse_server: ClickHouseServer, tmp_path: Path
+) -> None:
+    # The session's server is started without one: there is no table to read.
+    assert "query_log" not in clickhouse_server.execute("SHOW TABLES FROM system").split()
+    with ClickHouseServer(tmp_path / "logged", query_log=True) as logged:
+        engine = connect(ClickHouseConfig(port=logged.tcp_port))
+        try:
+            with engine.connect() as conn:  # another client: the adapter's engine
+                assert conn.execute(text("SELECT count() FROM numbers(12345)")).scalar() == 12345
+        finally:
+            engine.dispose()
+        logged.execute("SYSTEM FLUSH LOGS")
+        rows = logged.execute(
+            "SELECT read_rows FROM system.query_log "
+            "WHERE type = 2 AND query LIKE '%numbers(12345)%' AND query NOT LIKE '%query_log%'"
+        )
+        assert rows.split() == ["12345"]

@@ -35,6 +35,7 @@ from reelrank import (
     AFFINITY_PRIOR_CREDIT,
     GroupCommitEngagementLog,
     GroupCommitEventStore,
+    InMemoryEventStore,
     InvalidInputError,
 )
 from reelrank.testing import EPOCH, make_event
@@ -379,6 +380,19 @@ def test_an_aggregate_table_of_another_granularity_is_left_alone_and_read(
     assert (stats[2].views, stats[2].shares, stats[2].likes) == (0, 1, 1)
 
 
+def _swap_in_granularity(conn: Any, table: str, granularity: int) -> None:
+    """The documented adoption steps (*Index granularity*) on ``table``, writers stopped."""
+    for statement in (
+        f"CREATE TABLE {table}_new AS {table} "
+        "ENGINE = AggregatingMergeTree() ORDER BY (tag, a, b, c, event_id) "
+        f"SETTINGS index_granularity = {granularity}",
+        f"INSERT INTO {table}_new SELECT * FROM {table}",
+        f"RENAME TABLE {table} TO {table}_old, {table}_new TO {table}",
+        f"DROP TABLE {table}_old",
+    ):
+        conn.execute(text(statement))
+
+
 def test_the_documented_swap_adopts_a_new_granularity(
     clickhouse_engine: Engine, clickhouse_config: ClickHouseConfig
 ) -> None:
@@ -404,16 +418,7 @@ def test_the_documented_swap_adopts_a_new_granularity(
     affinity_before = store.get_affinities(1, [7, 9])
     assert affinity_before[7] > 0 and affinity_before[9] == 0
     with clickhouse_engine.connect() as conn:
-        for statement in (
-            "CREATE TABLE event_aggregates_new AS event_aggregates "
-            "ENGINE = AggregatingMergeTree() ORDER BY (tag, a, b, c, event_id) "
-            "SETTINGS index_granularity = 1024",
-            "INSERT INTO event_aggregates_new SELECT * FROM event_aggregates",
-            "RENAME TABLE event_aggregates TO event_aggregates_old, "
-            "event_aggregates_new TO event_aggregates",
-            "DROP TABLE event_aggregates_old",
-        ):
-            conn.execute(text(statement))
+        _swap_in_granularity(conn, "event_aggregates", 1024)
     create_schema(clickhouse_engine, clickhouse_config)
     assert "index_granularity = 1024" in _engine_full(clickhouse_engine, "event_aggregates")
     assert store.append(make_event("watch", video_id=1, user_id=2, completion=0.5), creator_id=7)
@@ -422,6 +427,76 @@ def test_the_documented_swap_adopts_a_new_granularity(
     assert (stats[1].views, stats[1].completion_sum, stats[1].likes) == (2, 0.75, 1)
     assert stats[3].comments == 1
     assert store.get_affinities(1, [7, 9]) == affinity_before  # user 1's credit, copied
+
+
+def test_the_documented_swap_adopts_a_new_granularity_on_each_shard(
+    cluster_engine: Engine, cluster_config: ClickHouseConfig
+) -> None:
+    """The same steps on each shard's server, with the ``_local`` names: the
+    Distributed table and each shard's view find the swapped table by name, so the
+    copied states count as before, the copied ids stay known and new events land in the
+    new tables on both shards."""
+    from reelrank_clickhouse._schema import _servers
+
+    drop_schema(cluster_engine, cluster_config)
+    earlier = cluster_config.model_copy(update={"aggregates_index_granularity": 8192})
+    create_schema(cluster_engine, earlier)
+    store = ClickHouseEventStore(cluster_engine, tables=cluster_config.tables)
+    reference = InMemoryEventStore()
+    users = range(1, 9)  # sharded by cityHash64(user_id): both shards get events
+    before = [
+        *((make_event("watch", video_id=1, user_id=user, completion=0.25), 7) for user in users),
+        *((make_event("like", video_id=2, user_id=user), 7) for user in users if user % 2),
+        (make_event("comment", video_id=3, user_id=2), 9),
+    ]
+    assert store.append_many(before) == 13
+    for event, creator_id in before:
+        reference.append(event, creator_id=creator_id)
+    affinities_before = {user: store.get_affinities(user, [7, 9]) for user in users}
+
+    def local_rows() -> list[int]:
+        """Each shard's rows of the aggregate table, the parts merged."""
+        counts = []
+        with _servers(cluster_engine, cluster_config) as servers:
+            for _, server in servers:
+                with server.connect() as conn:
+                    conn.execute(text("OPTIMIZE TABLE event_aggregates_local FINAL"))
+                    counts.append(
+                        conn.execute(
+                            text("SELECT count() FROM event_aggregates_local")
+                        ).scalar_one()
+                    )
+        return counts
+
+    rows_before = local_rows()
+    assert len(rows_before) == 2 and all(rows_before), rows_before
+    with _servers(cluster_engine, cluster_config) as servers:
+        for _, server in servers:
+            with server.connect() as conn:
+                _swap_in_granularity(conn, "event_aggregates_local", 1024)
+    assert local_rows() == rows_before  # every shard's rows copied, none twice
+    create_schema(cluster_engine, cluster_config)
+    with _servers(cluster_engine, cluster_config) as servers:
+        for _, server in servers:
+            assert "index_granularity = 1024" in _engine_full(server, "event_aggregates_local")
+    assert store.get_stats([1, 2, 3]) == reference.get_stats([1, 2, 3])
+    assert {user: store.get_affinities(user, [7, 9]) for user in users} == affinities_before
+    assert store.append_many(before) == 0  # the copied ids are still known
+    after = [(make_event("watch", video_id=1, user_id=user, completion=1.0), 7) for user in users]
+    assert store.append_many(after) == 8
+    for event, creator_id in after:
+        reference.append(event, creator_id=creator_id)
+    assert all(now > then for now, then in zip(local_rows(), rows_before, strict=True))
+    stats = store.get_stats([1, 2, 3])
+    # By hand: 16 watches of video 1 (completion 8 x 0.25 + 8 x 1.0), the likes of the
+    # four odd users on video 2, one comment on video 3.
+    assert (stats[1].views, stats[1].completion_sum, stats[2].likes, stats[3].comments) == (
+        16,
+        10.0,
+        4,
+        1,
+    )
+    assert stats == reference.get_stats([1, 2, 3])
 
 
 class _CountingClient:

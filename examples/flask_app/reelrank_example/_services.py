@@ -491,8 +491,9 @@ class Services:
         Producers stop before the stores they read: what :meth:`stop_on_close` added,
         the search counts' background reads, the feed service's candidate pool refresh
         and worker threads, trending's refresh ahead (after the computation under way),
-        then the stores' closers (the ClickHouse event store's
-        background read before its engine, waited for within one query's timeouts).
+        the event recorder's writes beside the event store, then the stores' closers
+        (the ClickHouse event store's background read before its engine, waited for
+        within one query's timeouts).
         Work not started is dropped; work under way before the closers is waited for up
         to ``timeout`` seconds in all (5 s by default), so a store paused mid-call
         cannot hang the close: such a call is left to its driver's timeout. Closing
@@ -513,6 +514,7 @@ class Services:
             self.search_counts.close(left())
         self.feed.close(timeout=left())
         self.trending.close()
+        self.recorder.close(timeout=left())
         for close in self.stores.closers:
             close()
 
@@ -843,7 +845,10 @@ def build_services(
             log=stores.log,
             # Events from clients may be as old as the idempotency horizon, no older: an
             # older one could be a redelivery whose key is forgotten, and count twice.
-            config=RecorderConfig(max_event_age_seconds=settings.idempotency_hours * 3600.0),
+            config=RecorderConfig(
+                max_event_age_seconds=settings.idempotency_hours * 3600.0,
+                parallel_writes=settings.parallel_event_writes,
+            ),
             now=clock,
             observer=metrics.observer,
         ),

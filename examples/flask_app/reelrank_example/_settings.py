@@ -129,6 +129,12 @@ class Settings(BaseSettings):
     ``occurred_at`` may be (older is 400), checked by the HTTP layer and by the service's
     event recorder. The ``seed`` and ``load`` commands write history and are not bound
     by it."""
+    parallel_event_writes: bool = True
+    """Whether an event request writes the engagement log beside the event store
+    (:attr:`RecorderConfig.parallel_writes <reelrank.RecorderConfig.parallel_writes>`),
+    waiting for the slower of the two writes instead of both in a row. Each process
+    then runs up to 8 recorder threads; ``False`` writes the log after the event store,
+    on the request's thread."""
     trending_reuse_seconds: float = Field(default=60.0, ge=0.0, le=3_600.0, allow_inf_nan=False)
     """How long a trending result is served before it is computed again. The result is
     kept in the shared trending store (Redis with ``redis_url``, else the SQL database),

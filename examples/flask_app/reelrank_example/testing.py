@@ -96,14 +96,25 @@ class ServiceStack:
     """PostgreSQL, ClickHouse and Redis for the service, migrated and seeded.
 
     ``catalog`` holds ``REELRANK_*`` seed settings (``REELRANK_VIDEOS``...); ``bulk``
-    seeds with ``seed --bulk`` (COPY, for large catalogs). Use it as a context manager;
-    :attr:`env` is the environment a service process needs.
+    seeds with ``seed --bulk`` (COPY, for large catalogs); ``clickhouse_query_log``
+    records every ClickHouse query in ``system.query_log`` (see
+    :class:`reelrank_clickhouse.testing.ClickHouseServer`), to check which statements
+    the service ran. Use it as a context manager; :attr:`env` is the environment a
+    service process needs.
     """
 
-    def __init__(self, directory: Path, catalog: Mapping[str, str], *, bulk: bool = False) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        catalog: Mapping[str, str],
+        *,
+        bulk: bool = False,
+        clickhouse_query_log: bool = False,
+    ) -> None:
         self.directory = directory
         self.catalog = dict(catalog)
         self.bulk = bulk
+        self.clickhouse_query_log = clickhouse_query_log
         self._stack = contextlib.ExitStack()
         self.env: dict[str, str] = {}
         self.seed_seconds = 0.0
@@ -117,7 +128,7 @@ class ServiceStack:
             self.postgres = self._stack.enter_context(PostgresServer())
             self.redis = self._stack.enter_context(RedisServer(self.directory / "redis"))
             self.clickhouse = self._stack.enter_context(
-                ClickHouseServer(self.directory / "clickhouse")
+                ClickHouseServer(self.directory / "clickhouse", query_log=self.clickhouse_query_log)
             )
             self.env = service_environment(
                 {
@@ -151,9 +162,10 @@ class ServiceStack:
     ) -> None:
         self._stack.close()
 
-    def command(self, *args: str) -> None:
-        """Run ``python -m reelrank_example ARGS`` against the stack; a failure raises
-        :class:`RuntimeError` with the end of the command's error output."""
+    def command(self, *args: str) -> str:
+        """Run ``python -m reelrank_example ARGS`` against the stack and return its
+        output; a failure raises :class:`RuntimeError` with the end of the command's
+        error output."""
         done = subprocess.run(
             [sys.executable, "-m", "reelrank_example", *args],
             env=self.env,
@@ -163,6 +175,7 @@ class ServiceStack:
         )
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(args)} failed:\n{done.stderr[-4000:]}")
+        return done.stdout
 
     def clickhouse_rows(self, sql: str) -> list[list[str]]:
         """Rows of a ClickHouse query, as tab-separated strings."""

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -52,6 +54,15 @@ class RecorderConfig(StrictModel):
     Needs a seen store. Off by default because feed pages usually mark what they serve;
     turn it on when videos reach users by other paths (shared links, profiles).
     """
+    parallel_writes: bool = False
+    """Whether the engagement log's write (and the seen mark) run concurrently with the
+    event store's append, on a small thread pool the recorder owns, so that recording
+    waits for the slowest write instead of their sum.
+
+    Off by default: a recorder in a script or a notebook starts no thread. Turn it on
+    in a service whose event store and log are remote (the example service does); call
+    :meth:`EngagementRecorder.close` when done with the recorder.
+    """
 
 
 def watch_completion(event: EngagementEvent, video: Video) -> float:
@@ -69,6 +80,14 @@ def watch_completion(event: EngagementEvent, video: Video) -> float:
 
 
 _T = TypeVar("_T")
+
+_Write = tuple[str, Callable[..., object], tuple[Any, ...]]
+"""A write that follows the append: the store's name (as reported), the method, its
+arguments."""
+
+_WRITE_THREADS = 8
+"""Threads of a recorder's pool for concurrent writes: up to this many writes run
+beside their appends at once; a call that finds every thread busy writes in turn."""
 
 
 def _fingerprint(event: EngagementEvent, *, with_time: bool) -> str:
@@ -149,9 +168,23 @@ class EngagementRecorder:
     With ``variant_for`` (for example :meth:`Experiment.variant_name
     <reelrank.Experiment.variant_name>`), an event that arrives without a ``variant``
     is recorded with the user's variant, so every event can be attributed to one.
-    With ``mark_watched_seen``, a watch marks the video seen. Both writes follow the
-    event store's and are made for redeliveries too (they are idempotent), so retrying
-    an event after one of them failed completes the job.
+    With ``mark_watched_seen``, a watch marks the video seen. Both writes are made for
+    redeliveries too (they are idempotent), so retrying an event after any write failed
+    completes the job. They follow the event store's append, one after the other, or
+    with :attr:`RecorderConfig.parallel_writes` run beside it on the recorder's thread
+    pool (threads named ``reelrank-recorder``, started on the first event and stopped
+    by :meth:`close`), so :meth:`record` waits for the slowest write instead of their
+    sum; if all of the pool's threads are busy, a call writes in turn. Either way the
+    call returns, or raises, once every write it started has ended, and a failed write
+    fails the call: with the event store's error when the append failed (a retry is
+    what the client owes it), else the log's, else the seen store's. Concurrent writes
+    change one thing: the log may hold an event whose append failed, until the client
+    retries it (one after the other, the log may lack an event whose append succeeded,
+    until then). The recorder waits for each write as long as the store takes: bound
+    them with the stores' own deadlines (a :class:`~reelrank.GuardedStore` raises
+    :class:`~reelrank.StoreTimeoutError` past its deadline). The pool's writes run in
+    a copy of the caller's :mod:`contextvars` context, so a request's log fields and
+    trace span reach them.
 
     With an ``observer`` (a :class:`~reelrank.FeedObserver`), each store call is
     reported to :meth:`~reelrank.FeedObserver.store_call` as store ``catalog``,
@@ -184,6 +217,27 @@ class EngagementRecorder:
         self._now = now
         self._variant_for = variant_for
         self._observer = active(observer)
+        self._pool_lock = threading.Lock()
+        self._pool_idle = threading.Condition(self._pool_lock)
+        self._pool: ThreadPoolExecutor | None = None
+        self._writes_in_pool = 0
+        self._closed = False
+
+    def close(self, timeout: float | None = None) -> None:
+        """Stop the thread pool of :attr:`RecorderConfig.parallel_writes`, waiting up to
+        ``timeout`` seconds (``None``: as long as it takes) for the writes under way.
+
+        The recorder stays usable: later calls write one after the other. Closing
+        again, or a recorder that never started its pool, does nothing.
+        """
+        with self._pool_lock:
+            self._closed = True
+            pool, self._pool = self._pool, None
+            if pool is None:
+                return
+            # Idle threads exit now; busy ones after their write.
+            pool.shutdown(wait=False)
+            self._pool_idle.wait_for(lambda: self._writes_in_pool == 0, timeout)
 
     @property
     def config(self) -> RecorderConfig:
@@ -288,20 +342,63 @@ class EngagementRecorder:
             event = EngagementEvent.model_validate(
                 {**event.model_dump(), "variant": self._variant_for(event.user_id)}
             )
-        applied = self._store_call(
-            "events", self._events.append, event, creator_id=video.creator_id
-        )
+        later: list[_Write] = []
         if self._log is not None:
-            self._store_call("log", self._log.record, event)
+            later.append(("log", self._log.record, (event,)))
         if (
             self._seen is not None
             and self._config.mark_watched_seen
             and event.kind is EngagementKind.WATCH
         ):
-            self._store_call(
-                "seen", self._seen.mark_seen, event.user_id, [event.video_id], event.occurred_at
+            later.append(
+                ("seen", self._seen.mark_seen, (event.user_id, [event.video_id], event.occurred_at))
             )
+        beside = self._start_beside(later)
+        if beside is None:
+            applied = self._store_call(
+                "events", self._events.append, event, creator_id=video.creator_id
+            )
+            for store, write, args in later:
+                self._store_call(store, write, *args)
+            return applied
+        try:
+            applied = self._store_call(
+                "events", self._events.append, event, creator_id=video.creator_id
+            )
+        finally:
+            # Even when the append failed: the call ends after every write it started.
+            errors = [future.exception() for future in beside]
+        for error in errors:
+            if error is not None:
+                raise error
         return applied
+
+    def _start_beside(self, writes: list[_Write]) -> list[Future[object]] | None:
+        """``writes`` started on the pool, or ``None`` to make them in turn (the option
+        off, the recorder closed, nothing to write or too few idle threads)."""
+        if not writes or not self._config.parallel_writes:
+            return None
+        with self._pool_lock:
+            if self._closed or self._writes_in_pool + len(writes) > _WRITE_THREADS:
+                return None
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(_WRITE_THREADS, "reelrank-recorder")
+            self._writes_in_pool += len(writes)
+            # A context per write: one context cannot be entered by two threads at once.
+            return [
+                self._pool.submit(contextvars.copy_context().run, self._write_in_pool, write)
+                for write in writes
+            ]
+
+    def _write_in_pool(self, write: _Write) -> object:
+        store, method, args = write
+        try:
+            return self._store_call(store, method, *args)
+        finally:
+            with self._pool_lock:
+                self._writes_in_pool -= 1
+                if self._writes_in_pool == 0:
+                    self._pool_idle.notify_all()
 
     def watch(
         self,

@@ -49,7 +49,7 @@ __all__ = [
     "find_clickhouse_server",
     "find_zookeeper",
     "free_port",
-    "version_3_aggregates_view",
+    "older_aggregates_view",
 ]
 
 _SERVER_PATH = "/usr/sbin/clickhouse-server"
@@ -83,8 +83,16 @@ _CONFIG_TEMPLATE = """<?xml version="1.0"?>
     <mark_cache_size>67108864</mark_cache_size>
     <uncompressed_cache_size>0</uncompressed_cache_size>
     <max_concurrent_queries>100</max_concurrent_queries>
-{extra}
+{query_log}{extra}
 </yandex>
+"""
+
+# The table ``query_log=True`` fills (with every user's ``log_queries`` on).
+_QUERY_LOG = """    <query_log>
+        <database>system</database>
+        <table>query_log</table>
+        <flush_interval_milliseconds>7500</flush_interval_milliseconds>
+    </query_log>
 """
 
 _USERS = """<?xml version="1.0"?>
@@ -92,7 +100,7 @@ _USERS = """<?xml version="1.0"?>
     <profiles>
         <default>
             <max_memory_usage>2000000000</max_memory_usage>
-            <load_balancing>random</load_balancing>
+            <load_balancing>random</load_balancing>{log_queries}
         </default>
     </profiles>
     <users>
@@ -156,6 +164,7 @@ class ClickHouseServer(ServerProcess):
         tcp_port: int = 0,
         http_port: int = 0,
         extra_config: str = "",
+        query_log: bool = False,
     ) -> None:
         found = executable or find_clickhouse_server()
         if found is None:
@@ -167,6 +176,10 @@ class ClickHouseServer(ServerProcess):
         self.extra_config = extra_config
         """XML elements added to the ``<yandex>`` root of the config (a cluster's
         ``remote_servers``, ``macros``, ``zookeeper``)."""
+        self.query_log = query_log
+        """Whether the server records every query of every client in
+        ``system.query_log`` (its text, the rows it read), for a test to see which
+        statements another process ran: ``SYSTEM FLUSH LOGS`` writes what is pending."""
         self._fixed_ports = bool(tcp_port and http_port)
         self._interserver_port = 0
 
@@ -193,7 +206,10 @@ class ClickHouseServer(ServerProcess):
     def _write_config(self) -> Path:
         for sub in ("data", "tmp", "user_files", "format_schemas", "log"):
             (self.directory / sub).mkdir(parents=True, exist_ok=True)
-        (self.directory / "users.xml").write_text(_USERS, encoding="utf-8")
+        log_queries = "\n            <log_queries>1</log_queries>" if self.query_log else ""
+        (self.directory / "users.xml").write_text(
+            _USERS.format(log_queries=log_queries), encoding="utf-8"
+        )
         config = self.directory / "config.xml"
         config.write_text(
             _CONFIG_TEMPLATE.format(
@@ -202,6 +218,7 @@ class ClickHouseServer(ServerProcess):
                 http_port=self.http_port,
                 tcp_port=self.tcp_port,
                 interserver_port=self._interserver_port,
+                query_log=_QUERY_LOG if self.query_log else "",
                 extra=self.extra_config,
             ),
             encoding="utf-8",
@@ -318,6 +335,79 @@ class ClickHouseServer(ServerProcess):
         with urllib.request.urlopen(request, timeout=timeout) as reply:
             text: str = reply.read().decode("utf-8")
             return text
+
+
+# The aggregate view of schema versions 1 and 2 as those releases created it; version 2
+# added the rows by coarse arrival bucket (2**36 ns) under tags 6 and 7.
+_OLDER_VIEW = """CREATE MATERIALIZED VIEW {aggregates}_mv TO {aggregates} AS
+SELECT key.1 AS tag, key.2 AS a, if(tag = 0, cityHash64(event_id), key.3) AS b,
+       key.4 AS c,
+       if(key.1 = 0, event_id, '') AS event_id,
+       countState() AS events,
+       sumState(ifNull(completion, 0.)) AS completion_sum,
+       argMaxState(toUInt8(kind = 'like'), seq) AS liked,
+       minState(seq) AS first_seq
+FROM {events}
+ARRAY JOIN if(kind IN ('like', 'unlike'),
+    [(toUInt8(0), toUInt64(intDiv(toUInt32(occurred_at), 3600)), toUInt64(0), toUInt64(0)),
+     (toUInt8(2), video_id, user_id, toUInt64(0)),
+     (toUInt8(4), user_id, creator_id, video_id){arrivals}],
+    [(toUInt8(0), toUInt64(intDiv(toUInt32(occurred_at), 3600)), toUInt64(0), toUInt64(0)),
+     (toUInt8(1), video_id, toUInt64(0), toUInt64(toUInt8(kind))),
+     (toUInt8(3), user_id, creator_id, toUInt64(toUInt8(kind))){arrivals}]) AS key
+GROUP BY tag, a, b, c, event_id"""
+_VERSION_2_ARRIVALS = """,
+     (toUInt8(6), bitShiftRight(seq, 36), video_id, toUInt64(toUInt8(kind))),
+     (toUInt8(7), bitShiftRight(seq, 36), toUInt64(0), toUInt64(0))"""
+
+
+# The aggregate view of schema version 3 as that release created it: the rows by fine
+# arrival bucket (2**30 ns) under tags 8 and 9 and the coarse totals under tag 7, and
+# no like state by bucket (tag 10, version 4).
+_VERSION_3_VIEW = """CREATE MATERIALIZED VIEW {aggregates}_mv TO {aggregates} AS
+SELECT key.1 AS tag, key.2 AS a, if(tag = 0, cityHash64(event_id), key.3) AS b,
+       key.4 AS c,
+       if(key.1 = 0, event_id, '') AS event_id,
+       countState() AS events,
+       sumState(ifNull(completion, 0.)) AS completion_sum,
+       argMaxState(toUInt8(kind = 'like'), seq) AS liked,
+       minState(seq) AS first_seq
+FROM {events}
+ARRAY JOIN if(kind IN ('like', 'unlike'),
+    [(toUInt8(0), toUInt64(intDiv(toUInt32(occurred_at), 3600)), toUInt64(0), toUInt64(0)),
+     (toUInt8(2), video_id, user_id, toUInt64(0)),
+     (toUInt8(4), user_id, creator_id, video_id),
+     {arrivals}],
+    [(toUInt8(0), toUInt64(intDiv(toUInt32(occurred_at), 3600)), toUInt64(0), toUInt64(0)),
+     (toUInt8(1), video_id, toUInt64(0), toUInt64(toUInt8(kind))),
+     (toUInt8(3), user_id, creator_id, toUInt64(toUInt8(kind))),
+     {arrivals}]) AS key
+GROUP BY tag, a, b, c, event_id"""
+_VERSION_3_ARRIVALS = """(toUInt8(8), bitShiftRight(seq, 30), video_id, toUInt64(toUInt8(kind))),
+     (toUInt8(9), bitShiftRight(seq, 30), toUInt64(0), toUInt64(0)),
+     (toUInt8(7), bitShiftRight(seq, 36), toUInt64(0), toUInt64(0))"""
+
+
+def older_aggregates_view(
+    version: int, *, aggregates: str = "event_aggregates", events: str = "events"
+) -> str:
+    """The ``CREATE MATERIALIZED VIEW`` statement of the aggregate view as schema
+    ``version`` 1, 2 or 3 created it, for tests of
+    :func:`~reelrank_clickhouse.migrate_schema` and of the older schema's costs.
+
+    The view ``{aggregates}_mv`` reads ``events`` and writes ``aggregates``: on a shard's
+    server of a cluster, ``events_local`` and ``event_aggregates_local`` (qualified with
+    a database when the connection's is another). Drop the current view first.
+    Any other ``version`` raises :class:`ValueError`.
+    """
+    if version == 3:
+        return _VERSION_3_VIEW.format(
+            aggregates=aggregates, events=events, arrivals=_VERSION_3_ARRIVALS
+        )
+    if version not in (1, 2):
+        raise ValueError(f"schema version {version} had no view of its own here; 1, 2 or 3")
+    arrivals = _VERSION_2_ARRIVALS if version == 2 else ""
+    return _OLDER_VIEW.format(aggregates=aggregates, events=events, arrivals=arrivals)
 
 
 def _cluster_xml(name: str, shards: Sequence[Sequence[int]]) -> str:
@@ -518,46 +608,3 @@ class ZooKeeperServer(ServerProcess):
     def address(self) -> tuple[str, int]:
         """``(host, port)``, as :class:`ClickHouseCluster` takes it."""
         return (self.host, self.port)
-
-
-# The aggregate view of schema version 3 as that release created it: the rows by fine
-# arrival bucket (2**30 ns) under tags 8 and 9 and the coarse totals under tag 7, and
-# no like state by bucket (tag 10, version 4).
-_VERSION_3_VIEW = """CREATE MATERIALIZED VIEW {aggregates}_mv TO {aggregates} AS
-SELECT key.1 AS tag, key.2 AS a, if(tag = 0, cityHash64(event_id), key.3) AS b,
-       key.4 AS c,
-       if(key.1 = 0, event_id, '') AS event_id,
-       countState() AS events,
-       sumState(ifNull(completion, 0.)) AS completion_sum,
-       argMaxState(toUInt8(kind = 'like'), seq) AS liked,
-       minState(seq) AS first_seq
-FROM {events}
-ARRAY JOIN if(kind IN ('like', 'unlike'),
-    [(toUInt8(0), toUInt64(intDiv(toUInt32(occurred_at), 3600)), toUInt64(0), toUInt64(0)),
-     (toUInt8(2), video_id, user_id, toUInt64(0)),
-     (toUInt8(4), user_id, creator_id, video_id),
-     {arrivals}],
-    [(toUInt8(0), toUInt64(intDiv(toUInt32(occurred_at), 3600)), toUInt64(0), toUInt64(0)),
-     (toUInt8(1), video_id, toUInt64(0), toUInt64(toUInt8(kind))),
-     (toUInt8(3), user_id, creator_id, toUInt64(toUInt8(kind))),
-     {arrivals}]) AS key
-GROUP BY tag, a, b, c, event_id"""
-_VERSION_3_ARRIVALS = """(toUInt8(8), bitShiftRight(seq, 30), video_id, toUInt64(toUInt8(kind))),
-     (toUInt8(9), bitShiftRight(seq, 30), toUInt64(0), toUInt64(0)),
-     (toUInt8(7), bitShiftRight(seq, 36), toUInt64(0), toUInt64(0))"""
-
-
-def version_3_aggregates_view(
-    *, aggregates: str = "event_aggregates", events: str = "events"
-) -> str:
-    """The ``CREATE MATERIALIZED VIEW`` statement of the aggregate view as schema
-    version 3 created it, for tests of :func:`~reelrank_clickhouse.migrate_schema` and
-    of the older schema's costs.
-
-    The view ``{aggregates}_mv`` reads ``events`` and writes ``aggregates``: on a shard's
-    server of a cluster, ``events_local`` and ``event_aggregates_local`` (qualified with
-    a database when the connection's is another). Drop the current view first.
-    """
-    return _VERSION_3_VIEW.format(
-        aggregates=aggregates, events=events, arrivals=_VERSION_3_ARRIVALS
-    )

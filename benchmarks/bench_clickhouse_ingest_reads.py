@@ -726,6 +726,7 @@ def _by_granularity(
 
 
 LIKE_PAIRS_WRITER_SECONDS = 5.0 if QUICK else 40.0
+LIKE_PAIRS_QUIET_ROUNDS = 10 if QUICK else 40
 
 
 def _like_rereads(store: Any) -> list[str]:
@@ -759,7 +760,8 @@ def test_like_counts_from_held_pairs_under_a_writer(benchmark: Any, server: Any)
     (the default) against one that does not (``held_like_pairs=0``, reading like
     counts again from whole videos' pairs), both holding what arrived since, their reads
     alternated under a writer paced at 10,000 events/s; the time of a full roll-up and
-    the load time and size of the liked pairs. In quick mode (CI) it also checks that
+    the load time and size of the liked pairs; before the writer, both alternated with
+    nothing arriving. In quick mode (CI) it also checks that
     the holding store read no like count again."""
     _, _, engine, client = server
     store = reelrank_clickhouse.ClickHouseEventStore(engine)
@@ -780,9 +782,20 @@ def test_like_counts_from_held_pairs_under_a_writer(benchmark: Any, server: Any)
     assert liked is not None and liked.fold == fold
     held_bytes = liked.keys.nbytes + liked.video_ids.nbytes + liked.counts.nbytes
     before = _since_watermark(client, fold)
+    stores = {"held pairs": held, "re-read": plain}
+    # A quiet store first: what the path costs when nothing arrives.
+    quiet: dict[str, list[float]] = {"held pairs": [], "re-read": []}
+    quiet_loads = []
+    for turn in range(2 * LIKE_PAIRS_QUIET_ROUNDS):
+        name = ("held pairs", "re-read")[turn % 2]
+        began = time.perf_counter()
+        stores[name].stats_columns(_CANDIDATES)
+        quiet[name].append(time.perf_counter() - began)
+        quiet_loads.append(os.getloadavg()[0])
+        time.sleep(PAUSE_BETWEEN_READS)
+    quiet_mine, quiet_baseline = (p50_p99_ms(quiet[name]) for name in stores)
     writer = _writer(server, 10_000, LIKE_PAIRS_WRITER_SECONDS, niced=False)
     samples: dict[str, list[float]] = {"held pairs": [], "re-read": []}
-    stores = {"held pairs": held, "re-read": plain}
     rereads = {name: _like_rereads(store) for name, store in stores.items()}
     reread: dict[str, int] = dict.fromkeys(stores, 0)  # reads that read like counts again
     loads = []
@@ -812,7 +825,12 @@ def test_like_counts_from_held_pairs_under_a_writer(benchmark: Any, server: Any)
         f"clickhouse like counts of {CANDIDATES:,} candidates from held liked pairs: a full "
         f"fold_stats of {LOADED_EVENTS:,} events ({folded:,} videos) {fold_seconds:.1f} s; the "
         f"liked pairs at the watermark ({liked.keys.shape[0]:,} pairs) loaded in "
-        f"{load_seconds * 1e3:.0f} ms, {held_bytes / 1e6:.1f} MB; under a writer paced at "
+        f"{load_seconds * 1e3:.0f} ms, {held_bytes / 1e6:.1f} MB; with no writer, alternated: "
+        f"held pairs {_shown(quiet_mine)}, held_like_pairs=0 {_shown(quiet_baseline)} "
+        f"({LIKE_PAIRS_QUIET_ROUNDS} reads each; "
+        f"{quiet_mine[0] / quiet_baseline[0]:.2f}x at p50, "
+        f"{quiet_mine[1] / quiet_baseline[1]:.2f}x at p99; 1-minute loadavg "
+        f"{min(quiet_loads):.2f}-{max(quiet_loads):.2f}); under a writer paced at "
         f"10,000 events/s (achieved {achieved:,.0f} over {LIKE_PAIRS_WRITER_SECONDS:.0f} s), "
         f"alternated: held pairs {_shown(mine)} ({len(samples['held pairs'])} reads, "
         f"{reread['held pairs']} of them read like counts again), held_like_pairs=0 "
@@ -833,6 +851,10 @@ def test_like_counts_from_held_pairs_under_a_writer(benchmark: Any, server: Any)
             "held_pairs_p99_ms": mine[1],
             "reread_p50_ms": baseline[0],
             "reread_p99_ms": baseline[1],
+            "quiet_held_pairs_p50_ms": quiet_mine[0],
+            "quiet_held_pairs_p99_ms": quiet_mine[1],
+            "quiet_reread_p50_ms": quiet_baseline[0],
+            "quiet_reread_p99_ms": quiet_baseline[1],
         }
     )
     held.close()

@@ -337,8 +337,11 @@ class ClickHouseServer(ServerProcess):
             return text
 
 
-# The aggregate view of schema versions 1 and 2 as those releases created it; version 2
-# added the rows by coarse arrival bucket (2**36 ns) under tags 6 and 7.
+# The aggregate view of schema versions 1 to 3 as those releases created it, with
+# ``{arrivals}`` the rows each added by arrival bucket: version 2 the rows by coarse
+# arrival bucket (2**36 ns) under tags 6 and 7; version 3 those by fine bucket (2**30
+# ns) under tags 8 and 9 and the coarse totals under tag 7; none has the like state by
+# bucket (tag 10, version 4).
 _OLDER_VIEW = """CREATE MATERIALIZED VIEW {aggregates}_mv TO {aggregates} AS
 SELECT key.1 AS tag, key.2 AS a, if(tag = 0, cityHash64(event_id), key.3) AS b,
        key.4 AS c,
@@ -356,36 +359,16 @@ ARRAY JOIN if(kind IN ('like', 'unlike'),
      (toUInt8(1), video_id, toUInt64(0), toUInt64(toUInt8(kind))),
      (toUInt8(3), user_id, creator_id, toUInt64(toUInt8(kind))){arrivals}]) AS key
 GROUP BY tag, a, b, c, event_id"""
-_VERSION_2_ARRIVALS = """,
+_ARRIVALS_OF_VERSION = {
+    1: "",
+    2: """,
      (toUInt8(6), bitShiftRight(seq, 36), video_id, toUInt64(toUInt8(kind))),
-     (toUInt8(7), bitShiftRight(seq, 36), toUInt64(0), toUInt64(0))"""
-
-
-# The aggregate view of schema version 3 as that release created it: the rows by fine
-# arrival bucket (2**30 ns) under tags 8 and 9 and the coarse totals under tag 7, and
-# no like state by bucket (tag 10, version 4).
-_VERSION_3_VIEW = """CREATE MATERIALIZED VIEW {aggregates}_mv TO {aggregates} AS
-SELECT key.1 AS tag, key.2 AS a, if(tag = 0, cityHash64(event_id), key.3) AS b,
-       key.4 AS c,
-       if(key.1 = 0, event_id, '') AS event_id,
-       countState() AS events,
-       sumState(ifNull(completion, 0.)) AS completion_sum,
-       argMaxState(toUInt8(kind = 'like'), seq) AS liked,
-       minState(seq) AS first_seq
-FROM {events}
-ARRAY JOIN if(kind IN ('like', 'unlike'),
-    [(toUInt8(0), toUInt64(intDiv(toUInt32(occurred_at), 3600)), toUInt64(0), toUInt64(0)),
-     (toUInt8(2), video_id, user_id, toUInt64(0)),
-     (toUInt8(4), user_id, creator_id, video_id),
-     {arrivals}],
-    [(toUInt8(0), toUInt64(intDiv(toUInt32(occurred_at), 3600)), toUInt64(0), toUInt64(0)),
-     (toUInt8(1), video_id, toUInt64(0), toUInt64(toUInt8(kind))),
-     (toUInt8(3), user_id, creator_id, toUInt64(toUInt8(kind))),
-     {arrivals}]) AS key
-GROUP BY tag, a, b, c, event_id"""
-_VERSION_3_ARRIVALS = """(toUInt8(8), bitShiftRight(seq, 30), video_id, toUInt64(toUInt8(kind))),
+     (toUInt8(7), bitShiftRight(seq, 36), toUInt64(0), toUInt64(0))""",
+    3: """,
+     (toUInt8(8), bitShiftRight(seq, 30), video_id, toUInt64(toUInt8(kind))),
      (toUInt8(9), bitShiftRight(seq, 30), toUInt64(0), toUInt64(0)),
-     (toUInt8(7), bitShiftRight(seq, 36), toUInt64(0), toUInt64(0))"""
+     (toUInt8(7), bitShiftRight(seq, 36), toUInt64(0), toUInt64(0))""",
+}
 
 
 def older_aggregates_view(
@@ -400,13 +383,9 @@ def older_aggregates_view(
     a database when the connection's is another). Drop the current view first.
     Any other ``version`` raises :class:`ValueError`.
     """
-    if version == 3:
-        return _VERSION_3_VIEW.format(
-            aggregates=aggregates, events=events, arrivals=_VERSION_3_ARRIVALS
-        )
-    if version not in (1, 2):
+    if version not in _ARRIVALS_OF_VERSION:
         raise ValueError(f"schema version {version} had no view of its own here; 1, 2 or 3")
-    arrivals = _VERSION_2_ARRIVALS if version == 2 else ""
+    arrivals = _ARRIVALS_OF_VERSION[version]
     return _OLDER_VIEW.format(aggregates=aggregates, events=events, arrivals=arrivals)
 
 

@@ -1068,6 +1068,7 @@ class ClickHouseEventStore:
         self._liked_lock = threading.Lock()  # held while a thread reads ``_liked``
         self._liked_thread: threading.Thread | None = None
         self._closed = False  # no background read starts once set
+        self._close_lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._sequence = ArrivalSequence()
 
@@ -1085,12 +1086,24 @@ class ClickHouseEventStore:
         Reads and writes still work afterwards, reading what arrived from the server.
         Closing again does nothing more. The engine is the caller's to dispose of.
         """
-        self._closed = True
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
         deadline = None if timeout is None else time.monotonic() + timeout
+
+        def left() -> float | None:
+            return None if deadline is None else max(deadline - time.monotonic(), 0.0)
+
+        # A background read holds its lock while it runs. Taking each lock, and keeping
+        # it, waits for the read under way and keeps any other from starting, even one
+        # whose starter found the store open just before it closed.
+        for lock in (self._since_lock, self._liked_lock):
+            wait = left()
+            lock.acquire(timeout=-1 if wait is None else wait)
         for thread in (self._since_thread, self._liked_thread):
             if thread is not None:
-                left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-                thread.join(left)
+                thread.join(left())
 
     def append(self, event: EngagementEvent, *, creator_id: int) -> bool:
         """Apply one event once per ``event_id``; ``False`` for an id seen before."""

@@ -824,11 +824,11 @@ def test_a_search_answers_while_the_event_store_fails() -> None:
         built.services.close()
 
 
-def test_reused_counts_left_for_the_background_rank_on_the_prior_for_their_ttl() -> None:
-    events = InMemoryEventStore()
-    events.append(make_event("like", user_id=1, video_id=7), creator_id=1)
-    reads = _recording_reads(events)
-    now = [0.0]
+def _counts_left_for_the_background(
+    events: InMemoryEventStore, now: list[float]
+) -> tuple[ReusedCounts, _HeldRefreshes]:
+    """Counts reused for 10 s and ranked on aged for 30 s more, on the clock ``now[0]``,
+    that leave the counts they lack to a background refresher the test runs."""
     refresher = _HeldRefreshes()
     counts = ReusedCounts(
         events,
@@ -838,6 +838,15 @@ def test_reused_counts_left_for_the_background_rank_on_the_prior_for_their_ttl()
         refresher=refresher,
         wait_for_unknown=False,
     )
+    return counts, refresher
+
+
+def test_reused_counts_left_for_the_background_rank_on_the_prior_for_their_ttl() -> None:
+    events = InMemoryEventStore()
+    events.append(make_event("like", user_id=1, video_id=7), creator_id=1)
+    reads = _recording_reads(events)
+    now = [0.0]
+    counts, refresher = _counts_left_for_the_background(events, now)
     assert counts.get_stats([7, 8]) == {}  # never read: left out, not read now
     assert reads == []
     refresher.run()
@@ -859,15 +868,7 @@ def test_reused_counts_an_event_drops_are_read_again_in_the_background_at_once()
     events.append(make_event("like", user_id=1, video_id=7), creator_id=1)
     reads = _recording_reads(events)
     now = [0.0]
-    refresher = _HeldRefreshes()
-    counts = ReusedCounts(
-        events,
-        ttl=10.0,
-        stale=30.0,
-        clock=lambda: now[0],
-        refresher=refresher,
-        wait_for_unknown=False,
-    )
+    counts, refresher = _counts_left_for_the_background(events, now)
     counts.keep(events.get_stats([7, 8]))
     events.append(make_event("like", user_id=2, video_id=7), creator_id=1)
     counts.forget([7, 9])  # 9 was never kept: nothing to read again

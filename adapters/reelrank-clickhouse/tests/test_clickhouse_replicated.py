@@ -288,8 +288,10 @@ def test_a_lagging_replicas_late_part_makes_the_held_store_read_again(
     tables = ("events", "event_aggregates", "event_stats_rollup")
 
     def synced() -> None:
+        # A fetch retried after STOP FETCHES waits out the replica's back-off first,
+        # which on a loaded machine has taken longer than the default 10 s.
         for table in tables:
-            lagging.execute(f"SYSTEM SYNC REPLICA feeds.{table}_local")
+            lagging.execute(f"SYSTEM SYNC REPLICA feeds.{table}_local", timeout=120.0)
 
     try:
         writer = _held_store(engines[0], local_config)

@@ -119,6 +119,7 @@ EXPECTED = {
     "ProgressStore",
     "RenditionProgress",
     "RenditionStatus",
+    "BreakerAdmission",
     "BreakerState",
     "AtomicSeenStore",
     "BulkReadCatalog",
@@ -312,6 +313,7 @@ SUBPACKAGE_EXPECTED = {
         "score_frame",
     },
     "reelrank.feed": {
+        "BreakerAdmission",
         "BreakerState",
         "CacheLookupResult",
         "CircuitBreaker",

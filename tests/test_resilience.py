@@ -16,7 +16,7 @@ from reelrank import (
     StoreTimeoutError,
     StoreUnavailableError,
 )
-from reelrank.feed import BreakerState, CircuitBreaker
+from reelrank.feed import BreakerAdmission, BreakerState, CircuitBreaker
 from reelrank.feed._resilience import DependencyGuard, WorkerPool, request_scope
 
 
@@ -34,26 +34,30 @@ def breaker(clock: FakeClock, threshold: int = 3, reset: float = 10.0) -> Circui
     )
 
 
+def admitted(cb: CircuitBreaker) -> BreakerAdmission:
+    admission = cb.admit()
+    assert admission is not None
+    return admission
+
+
 def test_breaker_opens_after_threshold_consecutive_failures() -> None:
     clock = FakeClock()
     cb = breaker(clock)
     for _ in range(2):
-        assert cb.allow_request()
-        cb.record_failure()
+        cb.record_failure(admitted(cb))
     assert cb.state is BreakerState.CLOSED
-    assert cb.allow_request()
-    cb.record_failure()
+    cb.record_failure(admitted(cb))
     assert cb.state is BreakerState.OPEN
-    assert not cb.allow_request()
+    assert cb.admit() is None
 
 
 def test_success_resets_the_failure_count() -> None:
     cb = breaker(FakeClock())
-    cb.record_failure()
-    cb.record_failure()
-    cb.record_success()
-    cb.record_failure()
-    cb.record_failure()
+    cb.record_failure(admitted(cb))
+    cb.record_failure(admitted(cb))
+    cb.record_success(admitted(cb))
+    cb.record_failure(admitted(cb))
+    cb.record_failure(admitted(cb))
     assert cb.state is BreakerState.CLOSED
     assert cb.consecutive_failures == 2
 
@@ -61,126 +65,201 @@ def test_success_resets_the_failure_count() -> None:
 def test_half_open_after_reset_timeout_allows_exactly_one_trial() -> None:
     clock = FakeClock()
     cb = breaker(clock, threshold=1, reset=10.0)
-    cb.record_failure()
+    cb.record_failure(admitted(cb))
     clock.now = 9.99
-    assert not cb.allow_request()
+    assert cb.admit() is None
     clock.now = 10.0
     assert cb.state is BreakerState.HALF_OPEN
-    assert cb.allow_request()
-    assert not cb.allow_request(), "a second caller must wait for the trial's outcome"
-    cb.record_success()
+    trial = admitted(cb)
+    assert trial.trial
+    assert cb.admit() is None, "a second caller must wait for the trial's outcome"
+    cb.record_success(trial)
     assert cb.state is BreakerState.CLOSED
-    assert cb.allow_request()
+    assert not admitted(cb).trial
 
 
 def test_failed_trial_reopens_for_a_full_reset_timeout() -> None:
     clock = FakeClock()
     cb = breaker(clock, threshold=1, reset=10.0)
-    cb.record_failure()
+    cb.record_failure(admitted(cb))
     clock.now = 15.0
-    assert cb.allow_request()
-    cb.record_failure()
+    cb.record_failure(admitted(cb))
     assert cb.state is BreakerState.OPEN
     clock.now = 24.9
-    assert not cb.allow_request()
+    assert cb.admit() is None
     clock.now = 25.0
-    assert cb.allow_request()
+    assert cb.admit() is not None
 
 
 def test_a_released_trial_leaves_the_breaker_half_open_for_the_next_call() -> None:
     clock = FakeClock()
     cb = breaker(clock, threshold=1, reset=10.0)
-    cb.record_failure()
+    cb.record_failure(admitted(cb))
     clock.now = 10.0
-    assert cb.allow_request()
-    assert not cb.allow_request()
-    cb.release_trial()
+    trial = admitted(cb)
+    assert cb.admit() is None
+    cb.release_trial(trial)
     assert cb.state is BreakerState.HALF_OPEN
-    assert cb.allow_request(), "the released trial is claimed by the next call"
-    assert not cb.allow_request()
-    cb.record_failure()
+    second = cb.admit()
+    assert second is not None and second.trial, "the released trial is claimed by the next call"
+    assert cb.admit() is None
+    cb.record_failure(second)
     assert cb.state is BreakerState.OPEN
-    assert clock.now == 10.0 and not cb.allow_request()
+    assert clock.now == 10.0 and cb.admit() is None
 
 
 def test_releasing_a_trial_leaves_closed_and_open_breakers_as_they_are() -> None:
     clock = FakeClock()
     cb = breaker(clock, threshold=2, reset=10.0)
-    assert cb.allow_request()
-    cb.record_failure()
-    cb.release_trial()
+    first = admitted(cb)
+    cb.record_failure(first)
+    cb.release_trial(first)
     assert cb.state is BreakerState.CLOSED
     assert cb.consecutive_failures == 1
-    cb.record_failure()
+    late = admitted(cb)
+    cb.record_failure(admitted(cb))
     assert cb.state is BreakerState.OPEN
     clock.now = 5.0
-    cb.release_trial()
+    cb.release_trial(late)
     assert cb.state is BreakerState.OPEN
-    assert not cb.allow_request()
+    assert cb.admit() is None
     clock.now = 10.0
-    assert cb.allow_request()  # the reset timeout still counts from the opening
+    assert cb.admit() is not None  # the reset timeout still counts from the opening
+
+
+def test_a_late_callers_outcome_never_settles_the_trial() -> None:
+    clock = FakeClock()
+    cb = breaker(clock, threshold=1, reset=10.0)
+    late = [admitted(cb) for _ in range(3)]  # let through while closed
+    cb.record_failure(admitted(cb))
+    clock.now = 10.0
+    trial = admitted(cb)
+    cb.release_trial(late[0])
+    assert cb.admit() is None, "a late release must not free the trial"
+    cb.record_success(late[1])
+    assert cb.state is BreakerState.HALF_OPEN, "a late success must not close the circuit"
+    assert cb.consecutive_failures == 0
+    cb.record_failure(late[2])
+    assert cb.state is BreakerState.HALF_OPEN, "a late failure must not reopen it"
+    assert cb.consecutive_failures == 1
+    assert cb.admit() is None
+    cb.record_success(trial)
+    assert cb.state is BreakerState.CLOSED
+
+
+def test_a_late_failure_does_not_restart_the_open_timeout() -> None:
+    clock = FakeClock()
+    cb = breaker(clock, threshold=1, reset=10.0)
+    late = admitted(cb)
+    cb.record_failure(admitted(cb))
+    clock.now = 9.0
+    cb.record_failure(late)
+    clock.now = 10.0
+    assert cb.admit() is not None
+
+
+def test_the_calls_without_an_admission_are_deprecated_and_act_as_before() -> None:
+    clock = FakeClock()
+    cb = breaker(clock, threshold=1, reset=10.0)
+    with pytest.deprecated_call():
+        cb.record_failure()
+    clock.now = 10.0
+    with pytest.deprecated_call():
+        assert cb.allow_request()
+    with pytest.deprecated_call():
+        cb.release_trial()
+    trial = admitted(cb)
+    with pytest.deprecated_call():
+        cb.record_success()
+    assert cb.state is BreakerState.CLOSED
+    cb.record_success(trial)  # the trial settled already: only the count resets
+    assert cb.state is BreakerState.CLOSED
 
 
 class BreakerModel:
-    """Reference behaviour written as the state table in the class docstring."""
+    """Reference behaviour written from the class docstring: states, the one trial,
+    and admissions by number (the trial is one of them)."""
 
     def __init__(self, threshold: int, reset: float) -> None:
         self.threshold, self.reset = threshold, reset
-        self.state, self.failures, self.opened_at, self.trial = "closed", 0, 0.0, False
+        self.state, self.failures, self.opened_at = "closed", 0, 0.0
+        self.trial: int | None = None
+        self.issued = 0
 
-    def allow(self, now: float) -> bool:
+    def admit(self, now: float) -> int | None:
         if self.state == "open":
             if now - self.opened_at < self.reset:
-                return False
-            self.state, self.trial = "half_open", False
+                return None
+            self.state, self.trial = "half_open", None
+        self.issued += 1
         if self.state == "half_open":
-            if self.trial:
-                return False
-            self.trial = True
-        return True
+            if self.trial is not None:
+                return None
+            self.trial = self.issued
+        return self.issued
 
-    def success(self) -> None:
-        self.state, self.failures, self.trial = "closed", 0, False
+    def success(self, admission: int) -> None:
+        self.failures = 0
+        if admission == self.trial:
+            self.state, self.trial = "closed", None
 
-    def release(self) -> None:
-        if self.state == "half_open":
-            self.trial = False
+    def release(self, admission: int) -> None:
+        if admission == self.trial:
+            self.trial = None
 
-    def failure(self, now: float) -> None:
+    def failure(self, admission: int, now: float) -> None:
         self.failures += 1
-        self.trial = False
-        if self.state == "half_open" or self.failures >= self.threshold:
+        if admission == self.trial:
+            self.trial = None
+            self.state, self.opened_at = "open", now
+        elif self.state == "closed" and self.failures >= self.threshold:
             self.state, self.opened_at = "open", now
 
 
 @given(
     threshold=st.integers(1, 4),
     steps=st.lists(
-        st.tuples(st.sampled_from(["allow", "ok", "fail", "release"]), st.floats(0, 8)),
-        max_size=60,
+        st.tuples(
+            st.sampled_from(["admit", "ok", "fail", "release"]),
+            st.integers(0, 7),
+            st.floats(0, 8),
+        ),
+        max_size=80,
     ),
 )
-def test_breaker_matches_the_state_table(threshold: int, steps: list[tuple[str, float]]) -> None:
+def test_breaker_matches_the_state_table_over_interleaved_callers(
+    threshold: int, steps: list[tuple[str, int, float]]
+) -> None:
+    """Admissions are settled in any order, each once, as concurrent callers would."""
     clock = FakeClock()
     cb = breaker(clock, threshold=threshold, reset=5.0)
     model = BreakerModel(threshold, 5.0)
-    for action, advance in steps:
+    outstanding: list[tuple[BreakerAdmission, int]] = []
+    for action, pick, advance in steps:
         clock.now += advance
-        if action == "allow":
-            assert cb.allow_request() == model.allow(clock.now)
-        elif action == "ok":
-            cb.record_success()
-            model.success()
-        elif action == "release":
-            cb.release_trial()
-            model.release()
-        else:
-            cb.record_failure()
-            model.failure(clock.now)
-        expected = model.state
-        if expected == "open" and clock.now - model.opened_at >= 5.0:
-            expected = "half_open"
-        assert cb.state.value == expected
+        if action == "admit":
+            expected = model.admit(clock.now)
+            admission = cb.admit()
+            assert (admission is None) == (expected is None)
+            if admission is not None and expected is not None:
+                assert admission.trial == (expected == model.trial)
+                outstanding.append((admission, expected))
+        elif outstanding:
+            admission, number = outstanding.pop(pick % len(outstanding))
+            if action == "ok":
+                cb.record_success(admission)
+                model.success(number)
+            elif action == "release":
+                cb.release_trial(admission)
+                model.release(number)
+            else:
+                cb.record_failure(admission)
+                model.failure(number, clock.now)
+        expected_state = model.state
+        if expected_state == "open" and clock.now - model.opened_at >= 5.0:
+            expected_state = "half_open"
+        assert cb.state.value == expected_state
+        assert cb.consecutive_failures == model.failures
 
 
 @pytest.mark.parametrize(
@@ -548,3 +627,33 @@ def test_guarded_store_refuses_bad_settings_naming_the_field(
     with pytest.raises(ConfigError) as caught:
         GuardedStore(InMemoryEventStore(), guard(WorkerPool(1)), **kwargs)
     assert caught.value.field == field
+
+
+def test_a_guarded_call_admitted_while_closed_does_not_settle_a_later_trial() -> None:
+    clock = FakeClock()
+    g = DependencyGuard(
+        "events", pool=WorkerPool(4), breaker=breaker(clock, threshold=1, reset=1.0),
+        deadline_seconds=10.0, max_stalled=2,
+    )  # fmt: skip
+    late_answers, trial_answers = threading.Event(), threading.Event()
+    late = g.start(late_answers.wait, 10)
+    try:
+
+        def down() -> None:
+            raise StoreError("events", "down")
+
+        with pytest.raises(StoreError):
+            g.call(down)
+        clock.now = 1.0
+        trial = g.start(trial_answers.wait, 10)
+        late_answers.set()
+        assert late.result() is True
+        assert g.breaker.state is BreakerState.HALF_OPEN, "the late success closed the circuit"
+        with pytest.raises(StoreUnavailableError, match="circuit open"):
+            g.call(lambda: 1)
+        trial_answers.set()
+        assert trial.result() is True
+        assert g.breaker.state is BreakerState.CLOSED
+    finally:
+        late_answers.set()
+        trial_answers.set()

@@ -45,6 +45,7 @@ from .exceptions import (
     StoreUnavailableError,
 )
 from .feed import (
+    BreakerAdmission,
     BreakerState,
     CacheLookupResult,
     CircuitBreaker,
@@ -291,6 +292,7 @@ __all__ = [
     "PageOutcome",
     "PageRequest",
     "PageTakingSeenStore",
+    "BreakerAdmission",
     "BreakerState",
     "CacheLookupResult",
     "CacheStats",

@@ -1123,7 +1123,8 @@ class _Handlers:
         then is the outcome the store's. Afterwards the video's counts are read afresh
         on this process's cards, since even a failed write may have landed (a timeout
         after the store applied it)."""
-        if not self._event_writes.allow_request():
+        admission = self._event_writes.admit()
+        if admission is None:
             raise StoreError("events", "recent writes failed; not trying again yet")
         write = _EventWrite()
         failed = False
@@ -1138,12 +1139,12 @@ class _Handlers:
                 # key won the race), or refused before the write (a key reused with
                 # another body): the store was not tried, so a half-open breaker's
                 # trial is given back rather than the circuit closed untested.
-                self._event_writes.release_trial()
+                self._event_writes.release_trial(admission)
             elif failed:
-                self._event_writes.record_failure()
+                self._event_writes.record_failure(admission)
             else:
                 # Also when the store answered and the call was wrong: the store works.
-                self._event_writes.record_success()
+                self._event_writes.record_success(admission)
             self.card_reader.forget_counts([video_id])
 
     def watch(self, call: Call) -> tuple[BaseModel, int]:

@@ -10,6 +10,7 @@ from ._events import EngagementRecorder, RecorderConfig, watch_completion
 from ._guarded_store import GuardedStore
 from ._observer import CacheLookupResult, FeedObserver, StoreCallOutcome
 from ._resilience import (
+    BreakerAdmission,
     BreakerState,
     CircuitBreaker,
     DependencyGuard,
@@ -20,6 +21,7 @@ from ._resilience import (
 from ._service import FeedRankingService
 
 __all__ = [
+    "BreakerAdmission",
     "BreakerState",
     "CacheLookupResult",
     "CircuitBreaker",

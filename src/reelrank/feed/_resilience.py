@@ -33,6 +33,7 @@ import math
 import queue
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeoutError
@@ -44,6 +45,7 @@ from typing import Any, Generic, Literal, ParamSpec, TypeVar
 from ..exceptions import ConfigError, StoreError, StoreTimeoutError, StoreUnavailableError
 
 __all__ = [
+    "BreakerAdmission",
     "BreakerState",
     "CircuitBreaker",
     "DependencyGuard",
@@ -98,6 +100,33 @@ class BreakerState(enum.StrEnum):
     """One trial call is let through to find out whether the dependency recovered."""
 
 
+class BreakerAdmission:
+    """One call let through by :meth:`CircuitBreaker.admit`: the token its outcome is
+    settled with.
+
+    Only the admission that claimed a half-open breaker's trial can settle that trial;
+    every other admission's outcome only counts toward the consecutive failures.
+    """
+
+    __slots__ = ("_trial",)
+
+    def __init__(self, *, trial: bool) -> None:
+        self._trial = trial
+
+    @property
+    def trial(self) -> bool:
+        """Whether this admission claimed a half-open breaker's trial."""
+        return self._trial
+
+    def __repr__(self) -> str:
+        return f"BreakerAdmission(trial={self._trial})"
+
+
+_UNTRIED = BreakerAdmission(trial=False)
+"""The admission of every call let through a closed breaker: never a trial, so one
+token serves them all."""
+
+
 class CircuitBreaker:
     """A thread-safe circuit breaker for one dependency.
 
@@ -109,6 +138,14 @@ class CircuitBreaker:
       runs. Its success closes the circuit, its failure opens it again for another
       ``reset_timeout_seconds``; a trial that was allowed but not made after all is
       given back with :meth:`release_trial`.
+
+    :meth:`admit` returns a :class:`BreakerAdmission` for each call it lets through;
+    :meth:`record_success`, :meth:`record_failure` and :meth:`release_trial` take it
+    back. Only the admission that claimed the trial settles it: a call let through
+    earlier (while the circuit was closed) that ends after the circuit opened counts
+    toward the consecutive failures (a success resets them), but changes the state only
+    while the circuit is closed, so a late outcome never settles another call's trial
+    nor restarts the open circuit's timeout.
 
     ``clock`` returns monotonic seconds; tests pass a fake one. ``on_change``, if given,
     is called with the new state on every change, while the breaker's lock is held (so
@@ -141,7 +178,7 @@ class CircuitBreaker:
         self._state = BreakerState.CLOSED
         self._consecutive_failures = 0
         self._opened_at = 0.0
-        self._trial_in_flight = False
+        self._trial: BreakerAdmission | None = None
 
     @property
     def state(self) -> BreakerState:
@@ -160,50 +197,98 @@ class CircuitBreaker:
         with self._lock:
             return self._consecutive_failures
 
-    def allow_request(self) -> bool:
-        """Whether a call may be made now; in half-open state this claims the one trial."""
+    def admit(self) -> BreakerAdmission | None:
+        """Let a call through, or ``None`` when it must not be made now. In half-open
+        state the admission returned claims the one trial. Settle every admission with
+        :meth:`record_success`, :meth:`record_failure` or :meth:`release_trial`."""
         with self._lock:
             if self._state is BreakerState.CLOSED:
-                return True
+                return _UNTRIED
             if self._state is BreakerState.OPEN:
                 if self._clock() - self._opened_at < self.reset_timeout_seconds:
-                    return False
+                    return None
                 self._move_to(BreakerState.HALF_OPEN)
-                self._trial_in_flight = False
-            if self._trial_in_flight:
-                return False
-            self._trial_in_flight = True
-            return True
+                self._trial = None
+            if self._trial is not None:
+                return None
+            self._trial = BreakerAdmission(trial=True)
+            return self._trial
 
-    def record_success(self) -> None:
-        """Report that an allowed call succeeded."""
+    def allow_request(self) -> bool:
+        """Whether a call may be made now; in half-open state this claims the one trial.
+
+        Deprecated: use :meth:`admit` and settle the call with its admission; without
+        it, any caller's outcome settles the trial.
+        """
+        warnings.warn(
+            "CircuitBreaker.allow_request() is deprecated: use admit() and pass its "
+            "admission to record_success, record_failure or release_trial",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.admit() is not None
+
+    def record_success(self, admission: BreakerAdmission | None = None) -> None:
+        """Report that an admitted call succeeded: the failures count from zero again,
+        and the trial's success closes a half-open circuit.
+
+        Without ``admission`` (deprecated) the success closes the circuit whatever its
+        state, settling any trial.
+        """
+        if admission is None:
+            _warn_without_admission("record_success")
         with self._lock:
             self._consecutive_failures = 0
-            self._trial_in_flight = False
-            if self._state is not BreakerState.CLOSED:
-                self._move_to(BreakerState.CLOSED)
+            if admission is None or admission is self._trial:
+                self._trial = None
+                if self._state is not BreakerState.CLOSED:
+                    self._move_to(BreakerState.CLOSED)
 
-    def release_trial(self) -> None:
-        """Report that an allowed call was not made after all: no outcome is recorded.
+    def release_trial(self, admission: BreakerAdmission | None = None) -> None:
+        """Report that an admitted call was not made after all: no outcome is recorded.
 
-        In half-open state the trial it claimed is given back, so the breaker stays
-        half-open and the next :meth:`allow_request` claims the trial again (a success
-        here would close the circuit without the dependency having been tried). Closed
-        and open states, and the failure count, are left as they are.
+        When ``admission`` claimed a half-open breaker's trial, the trial is given back,
+        so the breaker stays half-open and the next :meth:`admit` claims it again (a
+        success here would close the circuit without the dependency having been tried).
+        Any other admission changes nothing. Without ``admission`` (deprecated) a
+        half-open breaker's trial is given back, whoever claimed it.
         """
+        if admission is None:
+            _warn_without_admission("release_trial")
         with self._lock:
-            if self._state is BreakerState.HALF_OPEN:
-                self._trial_in_flight = False
+            if admission is None:
+                if self._state is BreakerState.HALF_OPEN:
+                    self._trial = None
+            elif admission is self._trial:
+                self._trial = None
 
-    def record_failure(self) -> None:
-        """Report that an allowed call failed or ran past its deadline."""
+    def record_failure(self, admission: BreakerAdmission | None = None) -> None:
+        """Report that an admitted call failed or ran past its deadline: it counts toward
+        the consecutive failures; the trial's failure, or reaching the threshold while
+        closed, opens the circuit for ``reset_timeout_seconds``.
+
+        Without ``admission`` (deprecated) the failure also reopens a half-open circuit
+        whoever holds the trial, and restarts an open circuit's timeout.
+        """
+        if admission is None:
+            _warn_without_admission("record_failure")
         with self._lock:
             self._consecutive_failures += 1
-            self._trial_in_flight = False
-            if (
-                self._state is BreakerState.HALF_OPEN
-                or self._consecutive_failures >= self.failure_threshold
-            ):
+            if admission is None:
+                self._trial = None
+                opens = (
+                    self._state is BreakerState.HALF_OPEN
+                    or self._consecutive_failures >= self.failure_threshold
+                )
+            elif admission is self._trial:
+                self._trial = None
+                opens = True
+            else:
+                opens = (
+                    self._state is BreakerState.CLOSED
+                    and self._consecutive_failures >= self.failure_threshold
+                )
+            if opens:
                 if self._state is not BreakerState.OPEN:
                     self._move_to(BreakerState.OPEN)
                 self._opened_at = self._clock()
@@ -213,6 +298,15 @@ class CircuitBreaker:
         self._state = state
         if self._on_change is not None:
             self._on_change(state)
+
+
+def _warn_without_admission(method: str) -> None:
+    warnings.warn(
+        f"CircuitBreaker.{method}() without the call's admission is deprecated: pass "
+        "what admit() returned, so that only the trial's caller settles the trial",
+        DeprecationWarning,
+        stacklevel=3,
+    )
 
 
 class WorkerPool:
@@ -451,31 +545,33 @@ class DependencyGuard:
         if timed_out is not None and self.name in timed_out:
             self._reject(operation, started)
             raise StoreUnavailableError(self.name, "timed out earlier in this request")
-        if not self.breaker.allow_request():
+        admission = self.breaker.admit()
+        if admission is None:
             self._reject(operation, started)
             raise StoreUnavailableError(self.name, "circuit open; call skipped")
         if self.inline:
             try:
                 result = fn()
             except Exception as exc:
-                self._record_failure(exc, timed_out, operation, started)
+                self._record_failure(admission, exc, timed_out, operation, started)
                 raise
-            self._record_success(operation, started)
+            self._record_success(admission, operation, started)
             return PendingCall(value=result)
         if self.stalled >= self.max_stalled:
             self._reject(operation, started)
-            self.breaker.record_failure()
+            self.breaker.record_failure(admission)
             raise StoreUnavailableError(self.name, "too many calls stalled past their deadline")
         future = self._pool.submit(fn)
         due = time.monotonic() + deadline_seconds
         return PendingCall(
             finish=lambda: self._finish(
-                future, due, deadline_seconds, timed_out, operation, started
+                admission, future, due, deadline_seconds, timed_out, operation, started
             )
         )
 
     def _finish(
         self,
+        admission: BreakerAdmission,
         future: Future[T],
         due: float,
         deadline_seconds: float,
@@ -489,12 +585,12 @@ class DependencyGuard:
         except FutureTimeoutError:
             self._abandon(future)
             error = StoreTimeoutError(self.name, f"no answer within {deadline_seconds:g} s")
-            self._record_failure(error, timed_out, operation, started)
+            self._record_failure(admission, error, timed_out, operation, started)
             raise error from None
         except Exception as exc:
-            self._record_failure(exc, timed_out, operation, started)
+            self._record_failure(admission, exc, timed_out, operation, started)
             raise
-        self._record_success(operation, started)
+        self._record_success(admission, operation, started)
         return result
 
     def _report(self, operation: str, outcome: StoreCallOutcome, started: float) -> None:
@@ -505,17 +601,22 @@ class DependencyGuard:
         self._count("rejected")
         self._report(operation, "rejected", started)
 
-    def _record_success(self, operation: str, started: float) -> None:
-        self.breaker.record_success()
+    def _record_success(self, admission: BreakerAdmission, operation: str, started: float) -> None:
+        self.breaker.record_success(admission)
         self._report(operation, "ok", started)
 
     def _record_failure(
-        self, exc: Exception, timed_out: set[str] | None, operation: str, started: float
+        self,
+        admission: BreakerAdmission,
+        exc: Exception,
+        timed_out: set[str] | None,
+        operation: str,
+        started: float,
     ) -> None:
         """Count a failed call; a timeout also marks the dependency in the request scope."""
         if not isinstance(exc, StoreError):
             # The store answered; the call was wrong. A half-open breaker must close.
-            self.breaker.record_success()
+            self.breaker.record_success(admission)
             self._report(operation, "error", started)
             return
         if isinstance(exc, StoreTimeoutError):
@@ -526,5 +627,5 @@ class DependencyGuard:
         else:
             self._count("failures")
             outcome = "error"
-        self.breaker.record_failure()
+        self.breaker.record_failure(admission)
         self._report(operation, outcome, started)

@@ -657,3 +657,36 @@ def test_a_guarded_call_admitted_while_closed_does_not_settle_a_later_trial() ->
     finally:
         late_answers.set()
         trial_answers.set()
+
+
+def test_closing_a_guard_waits_for_calls_under_way_then_refuses_calls() -> None:
+    pool = WorkerPool(2, name="reelrank-closed-guard")
+    g = guard(pool, deadline=10.0)
+    answer = threading.Event()
+    running = g.start(answer.wait, 10)
+    closing = threading.Thread(target=g.close, args=(30.0,))
+    closing.start()
+    closing.join(0.2)
+    assert closing.is_alive(), "close returned before the call under way"
+    answer.set()
+    closing.join(10)
+    assert not closing.is_alive()
+    assert running.result() is True
+    with pytest.raises(StoreUnavailableError, match="closed"):
+        g.call(lambda: 1)
+    assert g.stats.rejected == 1
+    g.close(0.0)  # closing again only waits
+    assert not [t for t in threading.enumerate() if t.name.startswith("reelrank-closed-guard")]
+
+
+def test_closing_a_guard_gives_up_on_a_hung_call_after_its_timeout(
+    release: threading.Event,
+) -> None:
+    g = guard(WorkerPool(2), deadline=0.05)
+    with pytest.raises(StoreTimeoutError):
+        g.call(release.wait)  # never set until the test ends
+    closing = threading.Thread(target=g.close, args=(0.1,))
+    closing.start()
+    closing.join(10)  # a hang bound: close waits 0.1 s for the hung call
+    assert not closing.is_alive()
+    assert g.stalled == 1

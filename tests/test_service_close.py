@@ -5,7 +5,9 @@ search counts' background reads, the event recorder's writes beside the event st
 the readiness checks' pool, start-up's own thread. A
 test uses each path, closes the services, and checks that none of those threads is
 left; on the embedded stores, and on PostgreSQL and Redis servers. A read stuck on a
-paused store holds a close for its bound only. (The feed service's candidate pool
+paused store holds a close for its bound only, and so do checks, trending's computation
+and guarded reads hung on a store that never answers, which do not hold the process's
+exit either. (The feed service's candidate pool
 refresh is checked in ``test_service.py``, the ClickHouse event store's background read
 in the adapter's tests.)
 """
@@ -13,6 +15,10 @@ in the adapter's tests.)
 from __future__ import annotations
 
 import dataclasses
+import re
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from collections.abc import Sequence
@@ -48,6 +54,9 @@ PREFIXES = (
     "reelrank-startup",
     "reelrank-pool",
     "reelrank-recorder",
+    # The card reader's guards' worker pools.
+    "reelrank-catalog",
+    "reelrank-events",
 )
 SMALL = {
     "auth_secret": SECRET,
@@ -61,6 +70,11 @@ SMALL = {
     "card_counts_seconds": 0.05,
     "search_waits_for_unknown_counts": False,
 }
+
+
+def _alive() -> frozenset[threading.Thread]:
+    """The threads alive with one of :data:`PREFIXES` (several may share a name)."""
+    return frozenset(t for t in threading.enumerate() if t.name.startswith(PREFIXES))
 
 
 def _threads(*, besides: frozenset[threading.Thread] = frozenset()) -> dict[str, threading.Thread]:
@@ -101,7 +115,8 @@ def _use_every_background_path(
     startup.run(
         [("warming", lambda: time.sleep(0.5)), ("kernels", lambda: later_steps.append("ran"))]
     )
-    started = {name.rsplit("_", 1)[0] for name in _threads(besides=earlier)}
+    # Executor threads are numbered after "_", worker pools' after "-".
+    started = {re.sub(r"[-_]\d+$", "", name) for name in _threads(besides=earlier)}
     assert {"reelrank-cards", "reelrank-search-counts", "reelrank-ready", "reelrank-recorder"} <= (
         started
     )
@@ -120,7 +135,7 @@ def _assert_closed(services: Services, earlier: frozenset[threading.Thread]) -> 
 
 
 def test_close_stops_every_thread_on_the_embedded_stores() -> None:
-    earlier = frozenset(_threads().values())
+    earlier = _alive()
     settings = Settings(**SMALL)
     stores = memory_stores()
     embeddings = seed_synthetic_catalog(stores, settings, now=_now())
@@ -136,7 +151,7 @@ def test_close_stops_every_thread_on_the_embedded_stores() -> None:
 def test_close_stops_every_thread_on_postgres_and_redis(
     service_postgres_url: str, service_redis_url: str, tmp_path: Path
 ) -> None:
-    earlier = frozenset(_threads().values())
+    earlier = _alive()
     settings = Settings(
         **SMALL,
         database_url=service_postgres_url,
@@ -196,3 +211,61 @@ def test_close_gives_up_on_a_read_stuck_on_a_paused_store() -> None:
         thread.join(10)
     assert not any(thread.is_alive() for thread in refresher)
     counts.close(0.0)  # closing again is harmless
+
+
+_HUNG_SERVICE = textwrap.dedent(
+    """
+    import threading, time
+    from datetime import timedelta
+    from reelrank import InMemoryEngagementLog, InMemoryEventStore
+    from reelrank.testing import EPOCH, make_creator, make_video
+    from reelrank_example import Settings, build_services, create_app, memory_stores
+    import dataclasses
+
+    never = threading.Event()  # never set: the store never answers
+    hang_log = threading.Event()
+
+    class HungEvents(InMemoryEventStore):
+        def get_stats(self, video_ids):
+            never.wait()
+            return {}
+
+    class HungLog(InMemoryEngagementLog):
+        def columns_between(self, start, end, *, limit=None):
+            if hang_log.is_set():
+                never.wait()
+            return super().columns_between(start, end, limit=limit)
+
+    stores = dataclasses.replace(memory_stores(), events=HungEvents(), log=HungLog())
+    stores.catalog.put_creator(make_creator(1))
+    stores.catalog.put_video(make_video(1, published_at=EPOCH))
+    settings = Settings(auth_secret="c" * 40, ready_check_timeout_seconds=0.2)
+    services = build_services(stores, settings)
+    app = create_app(services, settings)
+    # Trending computes its first snapshot, then refreshes it ahead on a hung log.
+    now = EPOCH + timedelta(days=1)
+    services.trending.top("sound", now=now)
+    hang_log.set()
+    services.trending.top("sound", now=now + timedelta(seconds=90))
+    # A readiness check hangs on its own thread, a card read on its guard's worker.
+    assert app.test_client().get("/healthz/ready").status_code == 503
+    assert app.extensions["reelrank_cards"].read([1]).degraded == ["events"]
+    began = time.monotonic()
+    services.close(timeout=0.5)
+    print(f"closed in {time.monotonic() - began:.2f} s", flush=True)
+    """
+)
+
+
+def test_close_and_exit_are_bounded_with_every_kind_of_call_hung_on_a_store(
+    tmp_path: Path,
+) -> None:
+    script = tmp_path / "hung_service.py"
+    script.write_text(_HUNG_SERVICE)
+    # A hang bound, not a time asserted: before, trending's close waited for the hung
+    # computation, and the readiness pool's thread held the interpreter's exit.
+    finished = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120
+    )
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.startswith("closed in "), finished.stdout

@@ -4,6 +4,7 @@ once while a background thread computes and stores the next one."""
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -224,6 +225,17 @@ def test_close_waits_for_the_computation_then_calls_compute(setup: Setup) -> Non
     assert setup.trending.top("sound", now=later) == setup.reference(later)
     assert setup.log.calls["columns_between"] == 1
     setup.trending.close()  # closing again does nothing
+
+
+def test_close_gives_up_on_a_hung_computation_after_its_timeout(setup: Setup) -> None:
+    setup.log.stall(60.0, methods=["columns_between"])
+    setup.trending.top("sound", now=WITHIN)
+    closing = threading.Thread(target=setup.trending.close, args=(0.1,))
+    closing.start()
+    closing.join(10)  # a hang bound: close waits 0.1 s, not for the stalled log
+    assert not closing.is_alive()
+    worker = [t for t in threading.enumerate() if t.name.startswith("reelrank-trending")]
+    assert worker and all(thread.daemon for thread in worker), "it would hold the exit"
 
 
 def test_close_without_refreshing_creates_no_thread() -> None:

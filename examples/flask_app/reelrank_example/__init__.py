@@ -269,6 +269,8 @@ def create_default_app(settings: Settings | None = None) -> Flask:
         Catalog,
         GuardedStore(stores.catalog, store_guard("catalog", deadline=_WARM_READ_DEADLINE_SECONDS)),
     )
+    for startup_store in (startup_log, startup_catalog):
+        services.close_guard(cast(GuardedStore, startup_store).guard)
     startup = StartupProgress()
     app = create_app(services, settings, authenticator=authenticator, startup=startup)
 

@@ -278,7 +278,7 @@ def create_app(
     secret or key). ``startup`` is the progress ``/healthz/startup`` reports; without
     it, start-up counts as finished. Close ``services`` with ``services.close()`` when
     the app stops: that also stops the threads the app started (start-up, the card
-    reader's background reads, the readiness checks).
+    reader's background reads and its guards' worker pools, the readiness checks).
     """
     settings = settings or Settings()
     authenticator = authenticator or Authenticator(settings)
@@ -317,6 +317,8 @@ def create_app(
     services.stop_on_close(progress.stop)
     services.stop_on_close(handlers.card_reader.close)
     services.stop_on_close(handlers.readiness.close)
+    for guard in handlers.card_reader.guards:
+        services.close_guard(guard)
     if services.shared_counts is not None and settings.card_counts_seconds > 0:
         # The cards reuse the counts the ranking reads (read on every page otherwise).
         services.shared_counts.share_with(handlers.card_reader)

@@ -550,6 +550,11 @@ class _GuardedReads:
             self.name = name
             self._guard = store_guard(name, observer=observer)
 
+    @property
+    def own_guard(self) -> DependencyGuard | None:
+        """The guard made for these reads; ``None`` when they use the store's own."""
+        return self._guard
+
     def call_or_none(self, read: Callable[[], T]) -> T | None:
         """``read()`` under the guard; ``None`` when the store fails or is skipped."""
         try:
@@ -732,6 +737,15 @@ class CardReader:
                 return
             self._refreshing = True
             self._refreshed = self._refresher.submit(self._refresh)
+
+    @property
+    def guards(self) -> tuple[DependencyGuard, ...]:
+        """The guards this reader made for its reads (a store that is a
+        :class:`~reelrank.GuardedStore` is read through its own): stop them with
+        :meth:`DependencyGuard.close <reelrank.DependencyGuard.close>` once nothing reads
+        cards any more."""
+        reads = (self._catalog_reads, self._events_reads)
+        return tuple(read.own_guard for read in reads if read.own_guard is not None)
 
     def close(self, timeout: float) -> None:
         """Stop the background count reads: those not started are dropped, and the one

@@ -9,10 +9,10 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import wait as wait_for
 
-from reelrank import BreakerState, FeedRankingService
+from reelrank import BreakerState, FeedRankingService, WorkerPool
 
 from ._services import Stores
 
@@ -121,7 +121,8 @@ class ReadinessChecks:
         self._stores = stores
         self._feed = feed
         self._timeout = timeout
-        self._pool = ThreadPoolExecutor(len(self.required), thread_name_prefix="reelrank-ready")
+        # Daemon threads: a check hung on its store cannot keep the process from exiting.
+        self._pool = WorkerPool(len(self.required), name="reelrank-ready")
         self._running: dict[str, Future[None]] = {}
         self._lock = threading.Lock()
         self._closed = False
@@ -165,11 +166,12 @@ class ReadinessChecks:
     def close(self, timeout: float) -> None:
         """Start no more checks (a probe answers them ``"failed"``), and wait up to
         ``timeout`` seconds for those under way. A check hung on its store past that is
-        left to the driver's own timeout. Closing again does nothing more."""
+        left to the driver's own timeout, on a daemon thread. Closing again does nothing
+        more."""
         with self._lock:
             self._closed = True
             running = list(self._running.values())
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown()
         wait_for(running, timeout=timeout)
 
     @staticmethod

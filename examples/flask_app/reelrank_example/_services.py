@@ -30,6 +30,7 @@ from reelrank import (
     ConfigError,
     Creator,
     CreatorRecommender,
+    DependencyGuard,
     EmbeddingIndex,
     EngagementLog,
     EngagementRecorder,
@@ -41,6 +42,7 @@ from reelrank import (
     FollowedCandidatesCatalog,
     GroupCommitEngagementLog,
     GroupCommitEventStore,
+    GuardedStore,
     InMemoryCatalog,
     InMemoryEngagementLog,
     InMemoryEventStore,
@@ -432,6 +434,7 @@ class _Closing:
         self.lock = threading.Lock()
         self.closed = False
         self.stops: list[Callable[[float], None]] = []
+        self.guards: list[DependencyGuard] = []
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -484,6 +487,14 @@ class Services:
         with self._closing.lock:
             self._closing.stops.append(stop)
 
+    def close_guard(self, guard: DependencyGuard) -> None:
+        """Have :meth:`close` stop ``guard``'s worker pool, after every producer that
+        calls through it and before the stores' closers (:func:`build_services` adds
+        the guards of the :class:`~reelrank.GuardedStore` stores it is given)."""
+        with self._closing.lock:
+            if all(guard is not added for added in self._closing.guards):
+                self._closing.guards.append(guard)
+
     def close(self, *, timeout: float = _CLOSE_TIMEOUT_SECONDS) -> None:
         """Stop every thread the services, and the app built on them, started; then
         release the stores.
@@ -491,9 +502,10 @@ class Services:
         Producers stop before the stores they read: what :meth:`stop_on_close` added,
         the search counts' background reads, the feed service's candidate pool refresh
         and worker threads, trending's refresh ahead (after the computation under way),
-        the event recorder's writes beside the event store, then the stores' closers
-        (the ClickHouse event store's background read before its engine, waited for
-        within one query's timeouts).
+        the event recorder's writes beside the event store, the worker pools of the
+        guards added with :meth:`close_guard`, then the stores' closers (the ClickHouse
+        event store's background read before its engine, waited for within one query's
+        timeouts).
         Work not started is dropped; work under way before the closers is waited for up
         to ``timeout`` seconds in all (5 s by default), so a store paused mid-call
         cannot hang the close: such a call is left to its driver's timeout. Closing
@@ -503,6 +515,7 @@ class Services:
                 return
             self._closing.closed = True
             stops = list(self._closing.stops)
+            guards = list(self._closing.guards)
         deadline = time.monotonic() + timeout
 
         def left() -> float:
@@ -513,8 +526,10 @@ class Services:
         if self.search_counts is not None:
             self.search_counts.close(left())
         self.feed.close(timeout=left())
-        self.trending.close()
+        self.trending.close(timeout=left())
         self.recorder.close(timeout=left())
+        for guard in guards:
+            guard.close(left())
         for close in self.stores.closers:
             close()
 
@@ -876,6 +891,10 @@ def build_services(
         shared_counts=shared_counts,
         shared_videos=shared_videos,
     )
+    for field in dataclasses.fields(stores):
+        store = getattr(stores, field.name)
+        if isinstance(store, GuardedStore):
+            services.close_guard(store.guard)
     if settings.tracing:
         from ._tracing import trace_services
 

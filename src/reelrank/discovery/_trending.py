@@ -21,11 +21,12 @@ served at once while one background thread computes its successor.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 import uuid
 from collections.abc import Hashable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from datetime import datetime, timedelta
 from typing import Literal, TypeVar
 
@@ -33,6 +34,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import Field
 
+from .._workers import WorkerPool
 from ..exceptions import InvalidInputError, StoreError
 from ..models._base import StrictModel
 from ..models._catalog import VideoLabels
@@ -206,7 +208,7 @@ class Trending:
         self._refresh_lock = threading.Lock()
         # Created on the first refresh ahead; None again (and refreshing stops) once
         # closed.
-        self._refresh_pool: ThreadPoolExecutor | None = None
+        self._refresh_pool: WorkerPool | None = None
         self._closed = False
         self._refreshing: dict[_SnapshotKey, Future[None]] = {}
         # The computed_at of the snapshot that a failed background computation was to
@@ -218,16 +220,18 @@ class Trending:
         """The configuration in use."""
         return self._config
 
-    def close(self) -> None:
+    def close(self, timeout: float | None = None) -> None:
         """Stop the background thread that refreshes snapshots ahead, after the
-        computation it is running; queued ones are dropped. Afterwards :meth:`top`
-        computes during the call whenever the snapshot is too old to reuse. Closing
-        again does nothing."""
+        computations asked for already (at most one per kind and window), waited for up
+        to ``timeout`` seconds in all (``None``: as long as they take). The thread is a
+        daemon: a computation hung on its store past ``timeout`` does not keep the
+        interpreter from exiting. Afterwards :meth:`top` computes during the call
+        whenever the snapshot is too old to reuse. Closing again does nothing."""
         with self._refresh_lock:
             pool, self._refresh_pool = self._refresh_pool, None
             self._closed = True
         if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+            pool.shutdown(timeout)
 
     def __enter__(self) -> Trending:
         return self
@@ -323,15 +327,15 @@ class Trending:
             running = self._refreshing.get(key)
             if running is None or running.done():
                 if self._refresh_pool is None:
-                    self._refresh_pool = ThreadPoolExecutor(
-                        max_workers=1, thread_name_prefix="reelrank-trending"
-                    )
+                    self._refresh_pool = WorkerPool(1, name="reelrank-trending")
                 # Callers choose the window: finished computations are forgotten so
                 # that many windows asked once do not pile up.
                 self._refreshing = {
                     other: future for other, future in self._refreshing.items() if not future.done()
                 }
-                self._refreshing[key] = self._refresh_pool.submit(self._refresh, previous, now)
+                self._refreshing[key] = self._refresh_pool.submit(
+                    functools.partial(self._refresh, previous, now)
+                )
         return True
 
     def _served_ahead(self, previous: TrendingSnapshot, limit: int) -> TrendingSnapshot:

@@ -27,10 +27,8 @@ process from exiting.
 
 from __future__ import annotations
 
-import contextvars
 import enum
 import math
-import queue
 import threading
 import time
 import warnings
@@ -42,6 +40,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, ParamSpec, TypeVar
 
+from .._workers import WorkerPool
 from ..exceptions import ConfigError, StoreError, StoreTimeoutError, StoreUnavailableError
 
 __all__ = [
@@ -59,8 +58,6 @@ __all__ = [
 P = ParamSpec("P")
 
 T = TypeVar("T")
-
-_Task = tuple[Future[Any], Callable[[], Any]]
 
 StoreCallOutcome = Literal["ok", "error", "timeout", "rejected"]
 """How a guarded store call ended: answered, raised, ran past its deadline, or was
@@ -309,82 +306,6 @@ def _warn_without_admission(method: str) -> None:
     )
 
 
-class WorkerPool:
-    """A pool of daemon worker threads that grows on demand up to ``max_workers``.
-
-    Unlike :class:`concurrent.futures.ThreadPoolExecutor`, its threads are daemons: a
-    store call that never returns does not block interpreter exit. The pool starts a new
-    worker whenever every existing one is busy; at ``max_workers`` further calls wait in
-    a queue, within their caller's deadline. Sized above the stalled calls the bulkheads
-    allow, stalled calls never take the workers that healthy calls need.
-    """
-
-    def __init__(self, max_workers: int, *, name: str = "reelrank-store") -> None:
-        if max_workers < 1:
-            raise ConfigError("max_workers", max_workers, "must be at least 1")
-        self._max_workers = max_workers
-        self._name = name
-        self._tasks: queue.SimpleQueue[_Task | None] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._workers = 0
-        self._unfinished = 0
-        self._closed = False
-
-    @property
-    def worker_count(self) -> int:
-        """Threads started so far."""
-        with self._lock:
-            return self._workers
-
-    def submit(self, fn: Callable[[], T]) -> Future[T]:
-        """Run ``fn`` on a worker thread and return its future.
-
-        ``fn`` runs in a copy of the caller's :mod:`contextvars` context, as with
-        :func:`asyncio.to_thread`: what a request bound there (its trace span, its log
-        fields) follows its store calls onto the worker.
-        """
-        future: Future[T] = Future()
-        context = contextvars.copy_context()
-        with self._lock:
-            if self._closed:
-                raise RuntimeError("the worker pool is shut down")
-            self._unfinished += 1
-            if self._unfinished > self._workers and self._workers < self._max_workers:
-                self._workers += 1
-                thread = threading.Thread(
-                    target=self._work, name=f"{self._name}-{self._workers}", daemon=True
-                )
-                thread.start()
-        self._tasks.put((future, lambda: context.run(fn)))
-        return future
-
-    def shutdown(self) -> None:
-        """Let every worker exit once it is idle; later submissions are refused."""
-        with self._lock:
-            self._closed = True
-            workers = self._workers
-        for _ in range(workers):
-            self._tasks.put(None)
-
-    def _work(self) -> None:
-        while True:
-            task = self._tasks.get()
-            if task is None:
-                return
-            future, fn = task
-            try:
-                if future.set_running_or_notify_cancel():
-                    try:
-                        result = fn()
-                    except BaseException as exc:
-                        future.set_exception(exc)
-                    else:
-                        future.set_result(result)
-            finally:
-                with self._lock:
-                    self._unfinished -= 1
-
-
 @dataclass
 class DependencyStats:
     """Counters of one dependency's calls since the service started."""
@@ -483,6 +404,17 @@ class DependencyGuard:
         self._pool = pool
         self._stalled = 0
         self._stats_lock = threading.Lock()
+        self._closed = False
+
+    def close(self, timeout: float = 0.0) -> None:
+        """Refuse every later call (:class:`~reelrank.StoreUnavailableError`) and stop
+        the worker pool the guard runs its calls on, with every guard sharing it.
+
+        Waits up to ``timeout`` seconds for the calls under way to return; a call hung
+        past that is left to finish on its daemon thread. Closing again only waits.
+        """
+        self._closed = True
+        self._pool.shutdown(timeout)
 
     def _count(self, field: str) -> None:
         with self._stats_lock:
@@ -541,6 +473,9 @@ class DependencyGuard:
         """Admit the call and start it; rejections and inline failures raise here."""
         self._count("calls")
         started = 0.0 if self._on_call is None else time.perf_counter()
+        if self._closed:
+            self._reject(operation, started)
+            raise StoreUnavailableError(self.name, "the guard is closed")
         timed_out = _timed_out_in_scope.get()
         if timed_out is not None and self.name in timed_out:
             self._reject(operation, started)

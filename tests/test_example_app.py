@@ -1676,3 +1676,17 @@ def test_default_app_reads_affinities_in_bulk_under_the_start_up_deadline() -> N
         assert guarded.events.get_affinities_many({1: [1]}) == {1: {1: 0.0}}
     finally:
         events.recover()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("held", [0, 1_234])
+def test_the_clickhouse_event_store_holds_the_liked_pairs_set(
+    servers: dict[str, Any], held: int
+) -> None:
+    stores = configured_stores(_settings(**servers, clickhouse_held_like_pairs=held))
+    try:
+        # Read through the group-commit proxy from the ClickHouse store it wraps.
+        assert stores.events._like_pairs_limit == held  # type: ignore[attr-defined]
+    finally:
+        for close in stores.closers:
+            close()

@@ -682,7 +682,9 @@ def configured_stores(settings: Settings) -> Stores:
             clickhouse_config = _clickhouse_config(settings)
             clickhouse = connect_clickhouse(clickhouse_config)
             closers.append(clickhouse.dispose)
-            clickhouse_events = ClickHouseEventStore(clickhouse)
+            clickhouse_events = ClickHouseEventStore(
+                clickhouse, held_like_pairs=settings.clickhouse_held_like_pairs
+            )
             # Its background read of the since-sums queries through the engine, so it
             # ends (within one query's timeouts) before the engine is disposed of.
             closers.insert(

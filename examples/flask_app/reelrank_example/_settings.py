@@ -73,6 +73,13 @@ class Settings(BaseSettings):
     ``postgresql+psycopg://...`` or ``sqlite:///file.db`` (the embedded default)."""
     clickhouse_url: SecretStr | None = Field(default=None, min_length=1, max_length=2048)
     """When set, the event store and the engagement log live in this ClickHouse."""
+    clickhouse_held_like_pairs: int = Field(default=5_000_000, ge=0, le=100_000_000)
+    """With ClickHouse: the most (video, user) pairs liked at the statistics' roll-up
+    that each process holds in memory, 8 bytes a pair (5,000,000: about 40 MB), so the
+    like counts of videos liked or unliked since the roll-up are computed from them
+    instead of reading every pair of those videos again (the store's
+    ``held_like_pairs``). A roll-up with more liked pairs holds none; ``0`` holds none
+    (reads take the longer path, memory is saved)."""
     redis_url: str | None = Field(default=None, min_length=1, max_length=2048)
     """When set, a shared Redis level of the feed cache under the in-process LRU level;
     without it, the shared level is a table in the SQL database."""

@@ -415,3 +415,58 @@ def test_a_guarded_log_that_stalls_fails_the_call_at_its_deadline() -> None:
     assert recorder.like(1, 1, event_id="a", occurred_at=EPOCH) is False
     recorder.close()
     assert stores.logged() == ["a"]
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_no_more_writes_run_beside_their_appends_than_the_pool_has_threads(
+    threads: int,
+) -> None:
+    """More callers than threads each start a log write that blocks until released: at
+    most ``threads`` of them run on the pool at once, the others are made in turn."""
+    callers = threads + 3
+    lock = threading.Lock()
+    on_pool = [0, 0]  # writes on the pool now, the most at once
+    started = threading.Semaphore(0)
+    release = threading.Event()
+
+    def log_before() -> None:
+        if threading.current_thread().name.startswith("reelrank-recorder"):
+            with lock:
+                on_pool[0] += 1
+                on_pool[1] = max(on_pool[1], on_pool[0])
+        started.release()
+        release.wait(WAIT)
+
+    def log_after() -> None:
+        if threading.current_thread().name.startswith("reelrank-recorder"):
+            with lock:
+                on_pool[0] -= 1
+
+    stores = _Stores()
+    log = InMemoryEngagementLog()
+    recorder = EngagementRecorder(
+        stores.catalog, InMemoryEventStore(),
+        log=_StepStore(log, "record", log_before, log_after),  # type: ignore[arg-type]
+        config=RecorderConfig(parallel_writes=True, parallel_write_threads=threads),
+        now=stores.clock.now,
+    )  # fmt: skip
+    workers = [
+        threading.Thread(
+            target=recorder.like,
+            args=(user, 1),
+            kwargs={"event_id": f"e{user}", "occurred_at": EPOCH},
+        )
+        for user in range(1, callers + 1)
+    ]
+    try:
+        for worker in workers:
+            worker.start()
+        for _ in range(callers):  # every log write has started: blocked, not finished
+            assert started.acquire(timeout=WAIT)
+    finally:
+        release.set()
+        for worker in workers:
+            worker.join(WAIT)
+        recorder.close()
+    assert on_pool[1] == threads
+    assert len(log) == callers

@@ -57,3 +57,18 @@ def test_the_held_like_pairs_setting_is_read_from_the_environment_and_bounded(
         with pytest.raises(ConfigError) as caught:
             Settings(clickhouse_held_like_pairs=refused)
         assert caught.value.field == "clickhouse_held_like_pairs"
+
+
+def test_the_recorder_runs_as_many_write_threads_as_set() -> None:
+    from reelrank_example import build_services, memory_stores
+
+    settings = Settings(auth_secret="c" * 40, parallel_event_write_threads=3)
+    services = build_services(memory_stores(), settings)
+    try:
+        assert services.recorder.config.parallel_write_threads == 3
+    finally:
+        services.close()
+    for refused in (0, 257):
+        with pytest.raises(ConfigError) as caught:
+            Settings(parallel_event_write_threads=refused)
+        assert caught.value.field == "parallel_event_write_threads"

@@ -865,6 +865,7 @@ def build_services(
             config=RecorderConfig(
                 max_event_age_seconds=settings.idempotency_hours * 3600.0,
                 parallel_writes=settings.parallel_event_writes,
+                parallel_write_threads=settings.parallel_event_write_threads,
             ),
             now=clock,
             observer=metrics.observer,

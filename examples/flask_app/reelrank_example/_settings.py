@@ -140,8 +140,14 @@ class Settings(BaseSettings):
     """Whether an event request writes the engagement log beside the event store
     (:attr:`RecorderConfig.parallel_writes <reelrank.RecorderConfig.parallel_writes>`),
     waiting for the slower of the two writes instead of both in a row. Each process
-    then runs up to 8 recorder threads; ``False`` writes the log after the event store,
-    on the request's thread."""
+    then runs up to :attr:`parallel_event_write_threads` recorder threads; ``False``
+    writes the log after the event store, on the request's thread."""
+    parallel_event_write_threads: int = Field(default=8, ge=1, le=256)
+    """With :attr:`parallel_event_writes`, the recorder threads of a process
+    (:attr:`RecorderConfig.parallel_write_threads
+    <reelrank.RecorderConfig.parallel_write_threads>`): at most this many log writes
+    run beside their event store writes at once; an event request that finds them all
+    busy writes in turn."""
     trending_reuse_seconds: float = Field(default=60.0, ge=0.0, le=3_600.0, allow_inf_nan=False)
     """How long a trending result is served before it is computed again. The result is
     kept in the shared trending store (Redis with ``redis_url``, else the SQL database),

@@ -63,6 +63,12 @@ class RecorderConfig(StrictModel):
     in a service whose event store and log are remote (the example service does); call
     :meth:`EngagementRecorder.close` when done with the recorder.
     """
+    parallel_write_threads: int = Field(default=8, ge=1, le=256)
+    """Threads of the pool of :attr:`parallel_writes`: at most this many writes run
+    beside their appends at once, and a call that finds too few idle threads for its
+    writes makes them in turn. Size it to the event requests a process serves at once
+    (each holds one thread per write beside its append: the log's, and the seen mark's
+    with :attr:`mark_watched_seen`)."""
 
 
 def watch_completion(event: EngagementEvent, video: Video) -> float:
@@ -84,10 +90,6 @@ _T = TypeVar("_T")
 _Write = tuple[str, Callable[..., object], tuple[Any, ...]]
 """A write that follows the append: the store's name (as reported), the method, its
 arguments."""
-
-_WRITE_THREADS = 8
-"""Threads of a recorder's pool for concurrent writes: up to this many writes run
-beside their appends at once; a call that finds every thread busy writes in turn."""
 
 
 def _fingerprint(event: EngagementEvent, *, with_time: bool) -> str:
@@ -379,10 +381,11 @@ class EngagementRecorder:
         if not writes or not self._config.parallel_writes:
             return None
         with self._pool_lock:
-            if self._closed or self._writes_in_pool + len(writes) > _WRITE_THREADS:
+            threads = self._config.parallel_write_threads
+            if self._closed or self._writes_in_pool + len(writes) > threads:
                 return None
             if self._pool is None:
-                self._pool = ThreadPoolExecutor(_WRITE_THREADS, "reelrank-recorder")
+                self._pool = ThreadPoolExecutor(threads, "reelrank-recorder")
             self._writes_in_pool += len(writes)
             # A context per write: one context cannot be entered by two threads at once.
             return [

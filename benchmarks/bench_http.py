@@ -76,7 +76,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +89,6 @@ pytest.importorskip("reelrank_redis.testing")
 pytest.importorskip("reelrank_clickhouse.testing")
 pytest.importorskip("reelrank_postgres.testing")
 
-from reelrank_clickhouse._schema import ARRIVAL_BUCKET_SHIFT  # noqa: E402
 from reelrank_clickhouse.testing import find_clickhouse_server  # noqa: E402
 from reelrank_example import issue_token  # noqa: E402
 from reelrank_example.testing import (  # noqa: E402
@@ -280,27 +278,11 @@ class StatsFolds:
                 thread.join()
         self._raise_failure()
 
-    def _seed_watermark(self) -> datetime:
-        """The end of the arrival bucket of the seed's last event.
-
-        ``fold_stats`` folds the arrival buckets (2**36 ns, about 69 s) that end at or
-        before ``until``, and the seed's events carry arrival numbers of the seeding
-        process's clock, so the command's default (a minute ago) would leave the last
-        minute of them out of the roll-up.
-        """
-        last = int(self.stack.clickhouse_rows("SELECT max(seq) FROM events")[0][0])
-        end_ns = ((last >> ARRIVAL_BUCKET_SHIFT) + 1) << ARRIVAL_BUCKET_SHIFT
-        return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=-(-end_ns // 1_000))
-
     def _fold_seed(self) -> None:
-        until = self._seed_watermark()
-        # An event arriving before the watermark after the fold would be a late arrival,
-        # which sends every stats read back to merging the states until the next fold:
-        # the fold waits until the watermark has passed, so the load's events come after it.
-        waited = max(0.0, until.timestamp() - time.time() + 0.05)
-        self.wait_seconds = waited
-        if self._stopping.wait(waited):
+        watermark = self.stack.wait_for_seed_watermark(self._stopping)
+        if watermark is None:
             return
+        until, self.wait_seconds = watermark
         self._fold("--until", until.isoformat())
 
     def _fold_every(self, seconds: float) -> None:

@@ -28,8 +28,9 @@ the first checkout are printed with the load average::
     python benchmarks/miss_page_stages.py /path/to/old /path/to/new --rounds 6
 
 With ``--fold-stats`` the statistics are rolled up once after seeding (the deployment
-runs ``fold-stats`` every five minutes), so count reads add what arrived since the
-roll-up to it rather than merge every requested video's states.
+runs ``fold-stats`` every five minutes), past the seed's last arrival bucket as
+``bench_http.py`` does (waiting for it to end, up to a minute), so count reads add what
+arrived since the roll-up to it rather than merge every requested video's states.
 ``REELRANK_BENCH_MISS_VIDEOS`` sets the catalog (100,000 by default, seeded with
 ``seed --bulk``, about a minute).
 """
@@ -232,7 +233,9 @@ def main() -> None:
         testing.ServiceStack(Path(directory), catalog, bulk=True) as stack,
     ):
         if args.fold_stats:
-            stack.command("fold-stats")
+            watermark = stack.wait_for_seed_watermark()
+            assert watermark is not None  # no stopping event was given
+            stack.command("fold-stats", "--until", watermark[0].isoformat())
         processes: dict[str, Any] = {}
         for checkout in args.checkouts:
             root = checkout.resolve()

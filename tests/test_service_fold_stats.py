@@ -13,7 +13,7 @@ import pytest
 EXAMPLE_ROOT = Path(__file__).resolve().parents[1] / "examples" / "flask_app"
 sys.path.insert(0, str(EXAMPLE_ROOT))
 
-from reelrank_example.testing import service_environment  # noqa: E402
+from reelrank_example.testing import arrival_bucket_end, service_environment  # noqa: E402
 
 SECRET = "f" * 40
 
@@ -25,6 +25,23 @@ def _run(env: dict[str, str], *args: str) -> str:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
+
+
+@pytest.mark.parametrize(
+    ("seq", "end"),
+    [
+        # Bucket 3 (2**36 ns each) ends at 4 * 2**36 ns = 274.877906944 s, rounded up.
+        (3 * 2**36 + 1, datetime(1970, 1, 1, 0, 4, 34, 877_907, tzinfo=UTC)),
+        (4 * 2**36 - 1, datetime(1970, 1, 1, 0, 4, 34, 877_907, tzinfo=UTC)),
+        # The first number of bucket 4 is in it: its end is 5 * 2**36 ns = 343.59738368 s.
+        (4 * 2**36, datetime(1970, 1, 1, 0, 5, 43, 597_384, tzinfo=UTC)),
+    ],
+)
+def test_the_seed_watermark_is_the_end_of_the_last_events_arrival_bucket(
+    seq: int, end: datetime
+) -> None:
+    """What the benchmarks fold the seed with (``ServiceStack.wait_for_seed_watermark``)."""
+    assert arrival_bucket_end(seq) == end
 
 
 def test_without_clickhouse_there_is_nothing_to_fold(tmp_path: Path) -> None:

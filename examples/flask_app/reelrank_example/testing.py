@@ -34,8 +34,10 @@ import selectors
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -51,6 +53,7 @@ __all__ = [
     "LoadSpec",
     "LoadTally",
     "ServiceStack",
+    "arrival_bucket_end",
     "bare_app",
     "percentile",
     "run_load",
@@ -181,6 +184,38 @@ class ServiceStack:
         """Rows of a ClickHouse query, as tab-separated strings."""
         text = self.clickhouse.execute(sql).strip()
         return [line.split("\t") for line in text.splitlines()] if text else []
+
+    def wait_for_seed_watermark(
+        self, stopping: threading.Event | None = None
+    ) -> tuple[datetime, float] | None:
+        """The ``fold-stats --until`` that rolls up every event stored so far (the
+        seed's), once it has passed, and the seconds waited for it; ``None`` when
+        ``stopping`` was set meanwhile.
+
+        ``fold-stats`` folds the arrival buckets (2**36 ns, about 69 s) that end at or
+        before its watermark, and the seed's events carry arrival numbers of the seeding
+        process's clock, so the command's default (a minute ago) would leave the last
+        minute of them unrolled: the watermark is the end of the last event's bucket
+        (:func:`arrival_bucket_end`). An event arriving before the watermark after the
+        fold would be a late arrival, which sends every stats read back to merging the
+        states until the next fold: waiting until the watermark has passed puts the
+        events that follow after it.
+        """
+        last = int(self.clickhouse_rows("SELECT max(seq) FROM events")[0][0])
+        until = arrival_bucket_end(last)
+        waited = max(0.0, until.timestamp() - time.time() + 0.05)
+        if (stopping or threading.Event()).wait(waited):
+            return None
+        return until, waited
+
+
+def arrival_bucket_end(seq: int) -> datetime:
+    """The end of the ClickHouse event store's arrival bucket of arrival number ``seq``
+    (nanoseconds since the epoch), rounded up to the microsecond."""
+    from reelrank_clickhouse._schema import ARRIVAL_BUCKET_SHIFT
+
+    end_ns = ((seq >> ARRIVAL_BUCKET_SHIFT) + 1) << ARRIVAL_BUCKET_SHIFT
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=-(-end_ns // 1_000))
 
 
 def bare_app() -> Flask:

@@ -106,6 +106,21 @@ def _pair(parallel: bool, **steps: Any) -> tuple[EngagementRecorder, InMemoryEng
     return recorder, log
 
 
+def _pair_taking_steps(
+    parallel: bool,
+) -> tuple[EngagementRecorder, InMemoryEngagementLog, list[str]]:
+    """A :func:`_pair` noting, in order, each append's start and end and each log write's
+    start."""
+    steps: list[str] = []
+    recorder, log = _pair(
+        parallel,
+        append_before=lambda: steps.append("append"),
+        append_after=lambda: steps.append("appended"),
+        log_before=lambda: steps.append("log"),
+    )
+    return recorder, log, steps
+
+
 def test_the_log_write_starts_before_the_append_returns() -> None:
     log_called = threading.Event()
     append_saw_the_log: list[bool] = []
@@ -126,13 +141,7 @@ def test_the_log_write_starts_before_the_append_returns() -> None:
 
 
 def test_without_the_option_the_log_is_written_after_the_append_returned() -> None:
-    steps: list[str] = []
-    recorder, log = _pair(
-        False,
-        append_before=lambda: steps.append("append"),
-        append_after=lambda: steps.append("appended"),
-        log_before=lambda: steps.append("log"),
-    )
+    recorder, log, steps = _pair_taking_steps(False)
     threads_before = set(_pool_threads())
     assert recorder.share(1, 1, event_id="s", channel="link", occurred_at=EPOCH) is True
     assert steps == ["append", "appended", "log"]
@@ -277,13 +286,7 @@ def _pool_threads() -> list[threading.Thread]:
 
 
 def test_close_stops_the_pool_and_later_calls_write_in_turn() -> None:
-    steps: list[str] = []
-    recorder, log = _pair(
-        True,
-        append_before=lambda: steps.append("append"),
-        append_after=lambda: steps.append("appended"),
-        log_before=lambda: steps.append("log"),
-    )
+    recorder, log, steps = _pair_taking_steps(True)
     before = set(_pool_threads())
     recorder.like(1, 1, event_id="a", occurred_at=EPOCH)
     assert set(_pool_threads()) - before

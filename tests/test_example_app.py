@@ -841,12 +841,21 @@ def _counts_left_for_the_background(
     return counts, refresher
 
 
-def test_reused_counts_left_for_the_background_rank_on_the_prior_for_their_ttl() -> None:
+def _liked_counts_left_for_the_background() -> tuple[
+    InMemoryEventStore, list[list[int]], list[float], ReusedCounts, _HeldRefreshes
+]:
+    """An event store where user 1 liked video 7, its reads recorded, and the counts of
+    :func:`_counts_left_for_the_background` over it on a clock at 0."""
     events = InMemoryEventStore()
     events.append(make_event("like", user_id=1, video_id=7), creator_id=1)
     reads = _recording_reads(events)
     now = [0.0]
     counts, refresher = _counts_left_for_the_background(events, now)
+    return events, reads, now, counts, refresher
+
+
+def test_reused_counts_left_for_the_background_rank_on_the_prior_for_their_ttl() -> None:
+    _, reads, now, counts, refresher = _liked_counts_left_for_the_background()
     assert counts.get_stats([7, 8]) == {}  # never read: left out, not read now
     assert reads == []
     refresher.run()
@@ -864,11 +873,7 @@ def test_reused_counts_left_for_the_background_rank_on_the_prior_for_their_ttl()
 
 
 def test_reused_counts_an_event_drops_are_read_again_in_the_background_at_once() -> None:
-    events = InMemoryEventStore()
-    events.append(make_event("like", user_id=1, video_id=7), creator_id=1)
-    reads = _recording_reads(events)
-    now = [0.0]
-    counts, refresher = _counts_left_for_the_background(events, now)
+    events, reads, _, counts, refresher = _liked_counts_left_for_the_background()
     counts.keep(events.get_stats([7, 8]))
     events.append(make_event("like", user_id=2, video_id=7), creator_id=1)
     counts.forget([7, 9])  # 9 was never kept: nothing to read again

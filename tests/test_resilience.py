@@ -543,18 +543,27 @@ def test_a_refused_argument_never_opens_the_breaker() -> None:
     assert g.call(lambda: 7) == 7
 
 
-def test_a_refused_argument_closes_a_half_open_breaker() -> None:
-    clock = FakeClock()
-    g = DependencyGuard(
-        "events", pool=WorkerPool(2), breaker=breaker(clock, threshold=1, reset=1.0),
-        deadline_seconds=0.5, max_stalled=2,
+def _events_guard(clock: FakeClock, *, deadline: float) -> DependencyGuard:
+    """A guard on "events" whose breaker opens at the first failure and turns half-open
+    once ``clock`` has gone on by 1.0."""
+    return DependencyGuard(
+        "events", pool=WorkerPool(4), breaker=breaker(clock, threshold=1, reset=1.0),
+        deadline_seconds=deadline, max_stalled=2,
     )  # fmt: skip
 
+
+def _fail_once(g: DependencyGuard) -> None:
     def down() -> None:
         raise StoreError("events", "down")
 
     with pytest.raises(StoreError):
         g.call(down)
+
+
+def test_a_refused_argument_closes_a_half_open_breaker() -> None:
+    clock = FakeClock()
+    g = _events_guard(clock, deadline=0.5)
+    _fail_once(g)
     assert g.breaker.state is BreakerState.OPEN
     clock.now = 1.0
 
@@ -631,19 +640,11 @@ def test_guarded_store_refuses_bad_settings_naming_the_field(
 
 def test_a_guarded_call_admitted_while_closed_does_not_settle_a_later_trial() -> None:
     clock = FakeClock()
-    g = DependencyGuard(
-        "events", pool=WorkerPool(4), breaker=breaker(clock, threshold=1, reset=1.0),
-        deadline_seconds=10.0, max_stalled=2,
-    )  # fmt: skip
     late_answers, trial_answers = threading.Event(), threading.Event()
-    late = g.start(late_answers.wait, 10)
+    g = _events_guard(clock, deadline=10.0)
+    late = g.start(late_answers.wait, 10)  # admitted while the circuit is closed
     try:
-
-        def down() -> None:
-            raise StoreError("events", "down")
-
-        with pytest.raises(StoreError):
-            g.call(down)
+        _fail_once(g)
         clock.now = 1.0
         trial = g.start(trial_answers.wait, 10)
         late_answers.set()

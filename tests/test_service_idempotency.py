@@ -183,6 +183,16 @@ def test_a_store_whose_put_answers_nothing_is_read_back(
 # -- refusals --------------------------------------------------------------------------
 
 
+def _open_the_event_write_breaker(service: KeyedService) -> None:
+    """Fail three unkeyed events (the event-write breaker opens after three failures),
+    then let the event store answer again."""
+    service.events.fail = True
+    for _ in range(3):
+        failed = service.client.post(WATCH, json={"completion": 0.1}, headers=keyed_headers(None))
+        assert failed.status_code == 503
+    service.events.fail = False
+
+
 def _next_minute(service: KeyedService) -> None:
     """The rate limits' window passes (the limiter counts on the wall clock)."""
     for limiter in service.client.application.extensions["limiter"]:
@@ -217,13 +227,7 @@ def test_a_keyed_event_refused_by_the_open_breaker_leaves_the_key_free(
 ) -> None:
     store = idempotency_store(kind, request, tmp_path)
     with keyed_service(store) as service:
-        service.events.fail = True
-        for _ in range(3):  # the event-write breaker opens after three failures
-            failed = service.client.post(
-                WATCH, json={"completion": 0.1}, headers=keyed_headers(None)
-            )
-            assert failed.status_code == 503
-        service.events.fail = False
+        _open_the_event_write_breaker(service)
         tried = len(service.events.appended)
         refused = service.client.post(
             WATCH, json={"completion": 0.5}, headers=keyed_headers("after-503")
@@ -252,13 +256,7 @@ def test_a_keyed_event_answered_without_a_write_leaves_the_breaker_half_open(
             WATCH, json={"completion": 0.5}, headers=keyed_headers("half-open")
         )
         assert first.status_code == 201, first.get_data(as_text=True)
-        service.events.fail = True
-        for _ in range(3):  # the event-write breaker opens after three failures
-            failed = service.client.post(
-                WATCH, json={"completion": 0.1}, headers=keyed_headers(None)
-            )
-            assert failed.status_code == 503
-        service.events.fail = False
+        _open_the_event_write_breaker(service)
         time.sleep(2.1)  # the breaker's reset timeout (2 s, on the monotonic clock)
         tried = len(service.events.appended)
         # The half-open breaker lets this request through as its trial; the key's

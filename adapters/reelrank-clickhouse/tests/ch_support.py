@@ -1,16 +1,31 @@
-"""What the exactly-once and replicated-mode tests share: a workload, the in-memory
-reference of its statistics, and the comparison of every statistic."""
+"""What the ClickHouse tests share: a workload, the in-memory reference of its
+statistics, the comparison of every statistic, the older schemas' views and their
+migration, and a look at the queries a store reads with."""
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
-from reelrank_clickhouse import ClickHouseEventStore
+import pytest
+from reelrank_clickhouse import (
+    ClickHouseConfig,
+    ClickHouseEventStore,
+    SchemaVersionError,
+    connect,
+    create_schema,
+    migrate_schema,
+)
+from reelrank_clickhouse._client import DriverClients
+from reelrank_clickhouse._schema import _servers
+from reelrank_clickhouse.testing import older_aggregates_view
+from sqlalchemy.engine import Engine
 
-from reelrank import EngagementEvent, EngagementKind, InMemoryEventStore
+from reelrank import EngagementEvent, EngagementKind, InMemoryEventStore, InvalidInputError
 from reelrank.testing import make_event
 
 Pair = tuple[EngagementEvent, int]
@@ -90,3 +105,63 @@ def assert_same_statistics(
     assert store.popular_video_ids(limit=len(videos) + 5) == reference.popular_video_ids(
         limit=len(videos) + 5
     )
+
+
+def install_older_view(engine: Engine, config: ClickHouseConfig | None, version: int) -> None:
+    """Put schema ``version``'s aggregate view in place of the current one, on every
+    server (each shard's ``_local`` tables on a cluster)."""
+    sharded = config is not None and config.cluster is not None
+    suffix = config.local_suffix if config is not None and sharded else ""
+    with _servers(engine, config if sharded else None) as servers:
+        for _, server in servers:
+            client = DriverClients(server).writer()
+            try:
+                client.execute(f"DROP TABLE event_aggregates{suffix}_mv")
+                client.execute(
+                    older_aggregates_view(
+                        version, aggregates=f"event_aggregates{suffix}", events=f"events{suffix}"
+                    )
+                )
+            finally:
+                client.disconnect()
+
+
+def assert_refused_then_migrated(engine: Engine, config: ClickHouseConfig, found: int) -> None:
+    """``create_schema`` refuses the version-``found`` tables, ``migrate_schema``
+    upgrades them once, and ``create_schema`` then takes them."""
+    with pytest.raises(SchemaVersionError) as info:
+        create_schema(engine, config)
+    assert info.value.found == found
+    assert migrate_schema(engine, config)
+    assert not migrate_schema(engine, config)  # done already
+    create_schema(engine, config)
+
+
+def intercept_reads(store: ClickHouseEventStore, each: Callable[..., Any]) -> None:
+    """Send every query ``store`` runs over its reading clients from now on through
+    ``each(execute, query, *args, **kwargs)``, ``execute`` being the client's own."""
+    reader = store._clients.reader
+
+    @contextmanager
+    def intercepted() -> Iterator[Any]:
+        with reader() as client:
+            execute = client.execute
+            client.execute = functools.partial(each, execute)
+            try:
+                yield client
+            finally:
+                client.execute = execute
+
+    store._clients.reader = intercepted  # type: ignore[method-assign]
+
+
+def assert_store_refuses(field: str, **arguments: Any) -> None:
+    """``ClickHouseEventStore(**arguments)`` raises :class:`InvalidInputError` naming
+    ``field``, before connecting."""
+    engine = connect(ClickHouseConfig())  # never connects: the arguments are checked first
+    try:
+        with pytest.raises(InvalidInputError) as info:
+            ClickHouseEventStore(engine, **arguments)
+        assert info.value.field == field
+    finally:
+        engine.dispose()

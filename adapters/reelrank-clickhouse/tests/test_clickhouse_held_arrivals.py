@@ -7,14 +7,19 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pytest
-from ch_support import Pair, assert_same_statistics
+from ch_support import (
+    Pair,
+    assert_refused_then_migrated,
+    assert_same_statistics,
+    install_older_view,
+    intercept_reads,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reelrank_clickhouse import (
@@ -31,7 +36,6 @@ from reelrank_clickhouse._schema import (
     FINE_BUCKET_SHIFT,
     FINE_PER_COARSE_BITS,
 )
-from reelrank_clickhouse.testing import older_aggregates_view
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
@@ -79,11 +83,13 @@ class _FineBuckets:
         return _EPOCH + timedelta(microseconds=-(-start_ns // 1_000))  # rounded up
 
 
-def _store(engine: Engine, config: ClickHouseConfig | None = None) -> ClickHouseEventStore:
+def _store(
+    engine: Engine, config: ClickHouseConfig | None = None, **options: Any
+) -> ClickHouseEventStore:
     """A store that holds every bucket it has seen (no settle time), with the test's
-    arrival numbers."""
+    arrival numbers; ``options`` are the store's other arguments."""
     store = ClickHouseEventStore(
-        engine, tables=config.tables if config else None, arrival_settle_seconds=0
+        engine, tables=config.tables if config else None, arrival_settle_seconds=0, **options
     )
     store._sequence = _FineBuckets()  # type: ignore[assignment]
     return store
@@ -109,52 +115,28 @@ def _held_reads(store: ClickHouseEventStore) -> list[tuple[int, int]]:
     """For every held-roll-up read of ``store``: the first fine bucket it read arrival
     rows from, and how many arrival rows it got."""
     reads: list[tuple[int, int]] = []
-    reader = store._clients.reader
 
-    @contextmanager
-    def recording() -> Iterator[Any]:
-        with reader() as client:
-            execute = client.execute
+    def each(execute: Any, query: str, *args: Any, **kwargs: Any) -> Any:
+        found = execute(query, *args, **kwargs)
+        if query in (store._queries.held_stats, store._queries.held_stats_with_pairs):
+            parts = np.asarray(found[1]) if found else np.zeros(0)
+            arrived = int(np.count_nonzero(parts == _event_store._ARRIVED_SINCE))
+            reads.append((int(args[0]["unheld"]), arrived))
+        return found
 
-            def each(query: str, *args: Any, **kwargs: Any) -> Any:
-                found = execute(query, *args, **kwargs)
-                if query in (store._queries.held_stats, store._queries.held_stats_with_pairs):
-                    parts = np.asarray(found[1]) if found else np.zeros(0)
-                    arrived = int(np.count_nonzero(parts == _event_store._ARRIVED_SINCE))
-                    reads.append((int(args[0]["unheld"]), arrived))
-                return found
-
-            client.execute = each
-            try:
-                yield client
-            finally:
-                client.execute = execute
-
-    store._clients.reader = recording  # type: ignore[method-assign]
+    intercept_reads(store, each)
     return reads
 
 
 def _read_queries(store: ClickHouseEventStore) -> list[str]:
     """Every query ``store`` runs over its reading clients from now on, in order."""
     queries: list[str] = []
-    reader = store._clients.reader
 
-    @contextmanager
-    def recording() -> Iterator[Any]:
-        with reader() as client:
-            execute = client.execute
+    def each(execute: Any, query: str, *args: Any, **kwargs: Any) -> Any:
+        queries.append(query)
+        return execute(query, *args, **kwargs)
 
-            def each(query: str, *args: Any, **kwargs: Any) -> Any:
-                queries.append(query)
-                return execute(query, *args, **kwargs)
-
-            client.execute = each
-            try:
-                yield client
-            finally:
-                client.execute = execute
-
-    store._clients.reader = recording  # type: ignore[method-assign]
+    intercept_reads(store, each)
     return queries
 
 
@@ -220,25 +202,13 @@ def test_close_waits_for_the_since_read_and_starts_no_other(clickhouse_engine: E
     store = _store(clickhouse_engine)
     reference = InMemoryEventStore()
     videos = [1, 2]
-    reader = store._clients.reader
 
-    @contextmanager
-    def slow_since_reads() -> Iterator[Any]:
-        with reader() as client:
-            execute = client.execute
+    def slow_since_reads(execute: Any, query: str, *args: Any, **kwargs: Any) -> Any:
+        if query == store._queries.arrived_between:
+            time.sleep(0.5)  # the background read is under way when close runs
+        return execute(query, *args, **kwargs)
 
-            def each(query: str, *args: Any, **kwargs: Any) -> Any:
-                if query == store._queries.arrived_between:
-                    time.sleep(0.5)  # the background read is under way when close runs
-                return execute(query, *args, **kwargs)
-
-            client.execute = each
-            try:
-                yield client
-            finally:
-                client.execute = execute
-
-    store._clients.reader = slow_since_reads  # type: ignore[method-assign]
+    intercept_reads(store, slow_since_reads)
     _deliver(store, reference, _batch(("watch", 1, 1), ("like", 1, 1)))
     _fold(store)
     _deliver(store, reference, _batch(("like", 2, 2)))
@@ -476,9 +446,7 @@ def _stats(store: ClickHouseEventStore, videos: Sequence[int]) -> list[tuple[Any
 def test_version_2_tables_are_refused_then_migrated_with_their_roll_up(
     clickhouse_engine: Engine, clickhouse_config: ClickHouseConfig
 ) -> None:
-    with clickhouse_engine.connect() as conn:  # the previous release's view
-        conn.execute(text("DROP TABLE event_aggregates_mv"))
-        conn.execute(text(older_aggregates_view(2)))
+    install_older_view(clickhouse_engine, None, 2)  # the previous release's view
     store = _store(clickhouse_engine)
     buckets = _buckets(store)
     reference = InMemoryEventStore()
@@ -524,17 +492,7 @@ def test_version_2_tables_of_a_sharded_cluster_migrate_with_their_roll_up(
     roll-up in the new version follows."""
     from reelrank_clickhouse._schema import _servers
 
-    with _servers(cluster_engine, cluster_config) as servers:
-        for _, server in servers:
-            with server.connect() as conn:
-                conn.execute(text("DROP TABLE event_aggregates_local_mv"))
-                conn.execute(
-                    text(
-                        older_aggregates_view(
-                            2, aggregates="event_aggregates_local", events="events_local"
-                        )
-                    )
-                )
+    install_older_view(cluster_engine, cluster_config, 2)
     store = _store(cluster_engine, cluster_config)
     buckets = _buckets(store)
     reference = InMemoryEventStore()
@@ -559,12 +517,7 @@ def test_version_2_tables_of_a_sharded_cluster_migrate_with_their_roll_up(
                     {"f": fold},
                 ).scalar()
             assert after_fold, "a shard got no event after the version-2 roll-up"
-    with pytest.raises(SchemaVersionError) as info:
-        create_schema(cluster_engine, cluster_config)
-    assert info.value.found == 2
-    assert migrate_schema(cluster_engine, cluster_config)
-    assert not migrate_schema(cluster_engine, cluster_config)  # done already
-    create_schema(cluster_engine, cluster_config)
+    assert_refused_then_migrated(cluster_engine, cluster_config, 2)
     merged = ClickHouseEventStore(
         cluster_engine, tables=cluster_config.tables, held_roll_up_videos=0, hold_arrivals=False
     )

@@ -11,21 +11,20 @@ from typing import Any
 
 import numpy as np
 import pytest
-from ch_support import assert_same_statistics
+from ch_support import (
+    assert_refused_then_migrated,
+    assert_same_statistics,
+    assert_store_refuses,
+    install_older_view,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from reelrank_clickhouse import (
     ClickHouseConfig,
     ClickHouseEventStore,
-    SchemaVersionError,
     _event_store,
-    connect,
-    create_schema,
-    migrate_schema,
 )
-from reelrank_clickhouse._client import DriverClients
-from reelrank_clickhouse._schema import Tag, _servers
-from reelrank_clickhouse.testing import older_aggregates_view
+from reelrank_clickhouse._schema import Tag
 from sqlalchemy.engine import Engine
 from test_clickhouse_held_arrivals import (
     _batch,
@@ -38,28 +37,10 @@ from test_clickhouse_held_arrivals import (
     _store,
 )
 
-from reelrank import InMemoryEventStore, InvalidInputError
+from reelrank import InMemoryEventStore
 
 _VIDEOS = [1, 2, 3, 4]
 _USERS = [1, 2, 3, 4, 5]
-
-
-def _to_version_3(engine: Engine, config: ClickHouseConfig) -> None:
-    """Put the version-3 view in place of the current one, on every server."""
-    sharded = config.cluster is not None
-    suffix = config.local_suffix if sharded else ""
-    with _servers(engine, config if sharded else None) as servers:
-        for _, server in servers:
-            client = DriverClients(server).writer()
-            try:
-                client.execute(f"DROP TABLE event_aggregates{suffix}_mv")
-                client.execute(
-                    older_aggregates_view(
-                        3, aggregates=f"event_aggregates{suffix}", events=f"events{suffix}"
-                    )
-                )
-            finally:
-                client.disconnect()
 
 
 def _like_rows_of_bucket_0(store: ClickHouseEventStore) -> int:
@@ -76,7 +57,7 @@ def test_version_3_tables_migrate_with_their_roll_up_and_like_states(
     deployment: tuple[Engine, ClickHouseConfig],
 ) -> None:
     engine, config = deployment
-    _to_version_3(engine, config)
+    install_older_view(engine, config, 3)
     store = _store(engine, config)
     buckets = _buckets(store)
     reference = InMemoryEventStore()
@@ -92,12 +73,7 @@ def test_version_3_tables_migrate_with_their_roll_up_and_like_states(
     # After the version-3 roll-up's watermark, before the migration: a re-like, an
     # unlike of a pair liked at the watermark, a new pair.
     _deliver(store, reference, _batch(("like", 1, 1), ("unlike", 3, 2), ("like", 4, 3)))
-    with pytest.raises(SchemaVersionError) as info:
-        create_schema(engine, config)
-    assert info.value.found == 3
-    assert migrate_schema(engine, config)
-    assert not migrate_schema(engine, config)  # done already
-    create_schema(engine, config)
+    assert_refused_then_migrated(engine, config, 3)
     # One row in bucket 0 per pair with a like or unlike before the migration:
     # (1, 1), (1, 2), (2, 3), (2, 1), (3, 4).
     assert _like_rows_of_bucket_0(store) == 5
@@ -158,8 +134,7 @@ def test_a_read_after_likes_on_held_videos_reads_no_like_count_again(
 def test_without_held_like_pairs_a_read_reads_like_counts_again(
     clickhouse_engine: Engine,
 ) -> None:
-    store = ClickHouseEventStore(clickhouse_engine, arrival_settle_seconds=0, held_like_pairs=0)
-    store._sequence = _store(clickhouse_engine)._sequence
+    store = _store(clickhouse_engine, held_like_pairs=0)
     reference = InMemoryEventStore()
     _deliver(store, reference, _batch(("like", 1, 1), ("like", 2, 1), ("like", 1, 2)))
     assert _fold(store) == 2
@@ -242,8 +217,7 @@ def test_like_counts_of_pairs_changed_in_held_and_fresh_buckets(
 def test_too_many_liked_pairs_are_not_held_and_reads_stay_exact(
     clickhouse_engine: Engine,
 ) -> None:
-    store = ClickHouseEventStore(clickhouse_engine, arrival_settle_seconds=0, held_like_pairs=2)
-    store._sequence = _store(clickhouse_engine)._sequence
+    store = _store(clickhouse_engine, held_like_pairs=2)
     reference = InMemoryEventStore()
     _deliver(store, reference, _batch(("like", 1, 1), ("like", 2, 1), ("like", 3, 2)))
     _fold(store)
@@ -259,13 +233,7 @@ def test_too_many_liked_pairs_are_not_held_and_reads_stay_exact(
 
 @pytest.mark.parametrize("bad", [-1, 1.5, True, "5"])
 def test_a_bad_held_like_pairs_is_refused_naming_it(bad: object) -> None:
-    engine = connect(ClickHouseConfig())  # never connects: the arguments are checked first
-    try:
-        with pytest.raises(InvalidInputError) as info:
-            ClickHouseEventStore(engine, held_like_pairs=bad)  # type: ignore[arg-type]
-        assert info.value.field == "held_like_pairs"
-    finally:
-        engine.dispose()
+    assert_store_refuses("held_like_pairs", held_like_pairs=bad)
 
 
 _PAIRS = st.tuples(st.integers(1, 6), st.sampled_from([1, 2, 3, 2**32 - 1]))

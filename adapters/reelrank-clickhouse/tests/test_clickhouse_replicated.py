@@ -26,15 +26,19 @@ from typing import Any
 
 import numpy as np
 import pytest
-from ch_support import Pair, assert_same_statistics, reference_of, workload
+from ch_support import (
+    Pair,
+    assert_refused_then_migrated,
+    assert_same_statistics,
+    reference_of,
+    workload,
+)
 from reelrank_clickhouse import (
     ClickHouseConfig,
     ClickHouseEventStore,
     ClickHouseTables,
-    SchemaVersionError,
     connect,
     create_schema,
-    migrate_schema,
 )
 from reelrank_clickhouse._rows import event_columns
 from reelrank_clickhouse.testing import (
@@ -229,12 +233,7 @@ def test_migration_and_roll_up_on_replicas(replicas: ClickHouseCluster, version:
         store = ClickHouseEventStore(engine, tables=config.tables)
         batch = workload("before", 200)
         store.append_many(batch)
-        with pytest.raises(SchemaVersionError) as info:
-            create_schema(engine, config)
-        assert info.value.found == version
-        assert migrate_schema(engine, config)
-        assert not migrate_schema(engine, config)  # done already
-        create_schema(engine, config)
+        assert_refused_then_migrated(engine, config, version)
         later = workload("after", 50)
         store.append_many(later)
         assert store.fold_stats(until=datetime.now(UTC) + timedelta(minutes=3)) > 0

@@ -5,14 +5,19 @@ version-1 tables."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pytest
-from ch_support import Pair, assert_same_statistics
+from ch_support import (
+    Pair,
+    assert_same_statistics,
+    assert_store_refuses,
+    install_older_view,
+    intercept_reads,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reelrank_clickhouse import (
@@ -155,28 +160,16 @@ def _like_state_reads(store: ClickHouseEventStore) -> list[list[int]]:
     """The videos of every query of ``store``'s reads that reads like states again from
     their pairs, recorded as the store's pooled clients send them."""
     sent: list[list[int]] = []
-    reader = store._clients.reader
 
-    @contextmanager
-    def recording() -> Iterator[Any]:
-        with reader() as client:
-            execute = client.execute
+    def each(execute: Any, query: str, *args: Any, **kwargs: Any) -> Any:
+        if query == store._queries.likes_now:
+            frame = kwargs["external_tables"][0]["data"]
+            sent.append(sorted(int(video) for video in frame["id"]))
+        elif query == store._queries.likes_now_of_few:
+            sent.append(sorted(args[0]["videos"]))
+        return execute(query, *args, **kwargs)
 
-            def each(query: str, *args: Any, **kwargs: Any) -> Any:
-                if query == store._queries.likes_now:
-                    frame = kwargs["external_tables"][0]["data"]
-                    sent.append(sorted(int(video) for video in frame["id"]))
-                elif query == store._queries.likes_now_of_few:
-                    sent.append(sorted(args[0]["videos"]))
-                return execute(query, *args, **kwargs)
-
-            client.execute = each
-            try:
-                yield client
-            finally:
-                client.execute = execute
-
-    store._clients.reader = recording  # type: ignore[method-assign]
+    intercept_reads(store, each)
     return sent
 
 
@@ -419,19 +412,7 @@ def test_version_1_tables_are_refused_then_migrated(
 def test_migration_of_a_sharded_cluster(
     cluster_engine: Engine, cluster_config: ClickHouseConfig
 ) -> None:
-    from reelrank_clickhouse._schema import _servers
-
-    with _servers(cluster_engine, cluster_config) as servers:
-        for _, server in servers:
-            with server.connect() as conn:
-                conn.execute(text("DROP TABLE event_aggregates_local_mv"))
-                conn.execute(
-                    text(
-                        older_aggregates_view(
-                            1, aggregates="event_aggregates_local", events="events_local"
-                        )
-                    )
-                )
+    install_older_view(cluster_engine, cluster_config, 1)
     store = _store(cluster_engine, cluster_config)
     batch = [
         (make_event("watch", user_id=user_id, video_id=1, completion=0.5), 10)
@@ -463,13 +444,7 @@ def test_fold_stats_refuses_bad_arguments_naming_them(clickhouse_engine: Engine)
 
 @pytest.mark.parametrize("bad", [-1, 1.5, True, "10"])
 def test_a_bad_held_roll_up_size_is_refused_naming_it(bad: object) -> None:
-    engine = connect(ClickHouseConfig())  # never connects: the argument is checked first
-    try:
-        with pytest.raises(InvalidInputError) as info:
-            ClickHouseEventStore(engine, held_roll_up_videos=bad)  # type: ignore[arg-type]
-        assert info.value.field == "held_roll_up_videos"
-    finally:
-        engine.dispose()
+    assert_store_refuses("held_roll_up_videos", held_roll_up_videos=bad)
 
 
 def _roll_up_rows(engine: Engine, fold: int) -> list[tuple[int, int, float, int, int, int]]:

@@ -126,6 +126,7 @@ from .scoring import (
 )
 from .stores import (
     AtomicSeenStore,
+    BoundedAgeEventStore,
     BulkReadCatalog,
     BulkReadEventStore,
     BulkReadSeenStore,
@@ -283,6 +284,7 @@ __all__ = [
     "RenditionStatus",
     "AtomicSeenStore",
     "BulkReadCatalog",
+    "BoundedAgeEventStore",
     "BulkReadEventStore",
     "BulkReadSeenStore",
     "FollowedCandidatesCatalog",

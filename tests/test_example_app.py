@@ -1712,21 +1712,25 @@ def test_reused_counts_rank_unknown_matches_on_bounded_age_counts_read_again_lat
     now = [100.0]
     refresher = _HeldRefreshes()
     counts = ReusedCounts(
-        events, ttl=10.0, clock=lambda: now[0], refresher=refresher, bounded_age=5.0
+        events, ttl=10.0, stale=30.0, clock=lambda: now[0], refresher=refresher, bounded_age=5.0
     )
     # Nothing held: read during the call, as before.
     assert counts.get_stats([7])[7].likes == 2 and events.exact_reads == [[7]]
     events.holding = True
     assert counts.get_stats([8, 9]) == {8: VideoStats(video_id=8), 9: VideoStats(video_id=9)}
-    now[0] = 120.0
-    # 7's counts are older than ttl: the bounded-age read answers, with no exact read.
+    now[0] = 150.0
+    # 7's counts are older than ttl + stale: the bounded-age read answers, no exact read.
     assert counts.get_stats([7])[7].likes == 1
     assert events.exact_reads == [[7]] and events.bounded_reads[-1] == [7]
-    # Kept as read 5 s ago: reused for 5 s more, and read again in the background.
-    now[0] = 124.9
+    # Kept as read 5 s ago: reused for 5 s more, then ranked on while read again in the
+    # background, as any count that old.
+    now[0] = 154.9
+    assert counts.get_stats([7])[7].likes == 1
+    assert not refresher.held
+    now[0] = 155.0
     assert counts.get_stats([7])[7].likes == 1
     refresher.run()
-    assert events.exact_reads == [[7], [7, 8, 9]]  # one batch in the background
+    assert events.exact_reads == [[7], [7]]  # in the background
     assert counts.get_stats([7])[7].likes == 2
 
 

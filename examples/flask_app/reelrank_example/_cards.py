@@ -262,8 +262,9 @@ class ReusedCounts:
     With ``bounded_age`` > 0 and an event store that can answer from its memory
     (:class:`~reelrank.BoundedAgeEventStore`), the videos with no counts recent enough
     are first asked of it, up to ``bounded_age`` seconds old: those it answers are ranked
-    on at once, kept as read ``bounded_age`` ago, and read again in the background;
-    only the rest take the path above. A video :meth:`forget` dropped within
+    on at once and kept as read ``bounded_age`` ago (so, like any read that old, read
+    again in the background by the next search that ranks on them within ``ttl +
+    stale``); only the rest take the path above. A video :meth:`forget` dropped within
     ``bounded_age`` is not asked, so an event of this process is never missed.
     """
 
@@ -288,7 +289,7 @@ class ReusedCounts:
         self._refresher = refresher
         # An executor made here is shut down by close; one given is the caller's.
         self._owns_refresher = False
-        if refresher is None and (stale > 0 or not wait_for_unknown or bounded_age > 0):
+        if refresher is None and (stale > 0 or not wait_for_unknown):
             self._refresher = ThreadPoolExecutor(1, thread_name_prefix="reelrank-search-counts")
             self._owns_refresher = True
         self._refresh_lock = threading.Lock()
@@ -323,9 +324,11 @@ class ReusedCounts:
             began = self._kept.generation()
             bounded = _bounded_counts(self._events, missing, self._bounded_age, self._recorded)
             if bounded:
+                # Kept as a read that old: aged by the same rules, so the next search
+                # within ``ttl + stale`` ranks on them while a background read refreshes
+                # them, and one after that asks the store's memory again.
                 found.update(bounded)
                 self._kept.store(bounded, began=began, read_at=self._clock() - self._bounded_age)
-                self._refresh_later(bounded)
                 missing = [video_id for video_id in missing if video_id not in bounded]
         if missing and not self._wait_for_unknown:
             self._rank_on_prior(missing)

@@ -195,10 +195,10 @@ class Settings(BaseSettings):
     bounded_counts_seconds: float = Field(default=10.0, ge=0.0, le=300.0, allow_inf_nan=False)
     """How old the counts may be that a process takes from the event store's memory
     (:class:`~reelrank.BoundedAgeEventStore`; the ClickHouse store's held roll-up and
-    arrivals) for the videos it has no counts of: a search's matches (ranked on them,
-    and read again in the background, whether or not
-    ``search_waits_for_unknown_counts``) and list cards' videos (up to
-    ``card_counts_seconds``), with no event-store query during the request. Only when
+    arrivals) for the videos it has no counts of: a search's matches (ranked on them as
+    on a read that old, whether or not ``search_waits_for_unknown_counts``, so a repeat
+    within the reuse times reads them again in the background) and list cards' videos
+    (up to ``card_counts_seconds``), with no event-store query during the request. Only when
     the store cannot promise counts that recent are they read as before. A video this
     process recorded an event on in that time is read exactly, as before. 0 never
     asks."""

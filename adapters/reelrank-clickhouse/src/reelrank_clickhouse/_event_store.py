@@ -1817,7 +1817,8 @@ class ClickHouseEventStore:
             values.likes[liked] = counts
         if not corrections.subtract_from(requested, values, min(counted_before, since.checked_ns)):
             return None
-        if any((counts < 0).any() for counts in (values.views, values.shares, values.comments)):
+        counts = (values.views, values.likes, values.shares, values.comments)
+        if any((each < 0).any() for each in counts):
             return None  # held data that disagree: the exact read decides
         return values.columns(requested)
 

@@ -1817,8 +1817,8 @@ class ClickHouseEventStore:
             values.likes[liked] = counts
         if not corrections.subtract_from(requested, values, min(counted_before, since.checked_ns)):
             return None
-        counts = (values.views, values.likes, values.shares, values.comments)
-        if any((each < 0).any() for each in counts):
+        summed = (values.views, values.likes, values.shares, values.comments)
+        if any((each < 0).any() for each in summed):
             return None  # held data that disagree: the exact read decides
         return values.columns(requested)
 

@@ -392,3 +392,39 @@ def _equal(got: VideoStatsColumns, want: VideoStatsColumns) -> bool:
     except AssertionError:
         return False
     return True
+
+
+def test_settled_buckets_with_no_arrivals_are_held_so_sparse_arrivals_keep_answers_recent(
+    clickhouse_engine: Engine,
+) -> None:
+    """With a settle time, a bucket that got no event is held (empty) once settled, so
+    the first bucket not held keeps up with the clock between sparse arrivals."""
+    store = ClickHouseEventStore(clickhouse_engine, arrival_settle_seconds=1.5)
+    buckets = FineBuckets()
+    store._sequence = buckets  # type: ignore[assignment]
+    store._clock_ns = _Clock(buckets)
+    store._refresh_stop.set()
+    reference = InMemoryEventStore()
+    _deliver(store, reference, _batch(("watch", 1, 1), ("share", 2, 2)))
+    _fold(store)
+    _refresh(store)
+    _refresh(store)
+    before = reference.stats_columns(_VIDEOS)
+    _same(store.stats_columns_within(_VIDEOS, max_age_seconds=1), before)
+    # Five quiet buckets, then a batch in the bucket of now: the buckets before it are
+    # settled, have no arrivals, and are held; the batch may be left out (it is new).
+    for _ in range(5):
+        buckets.next_fine()
+    _deliver(store, reference, _batch(("watch", 3, 1), ("comment", 3, 3)))
+    _refresh(store)
+    _refresh(store)
+    since = store._since
+    assert since is not None and since.unheld >= buckets.bucket - 2
+    _same(store.stats_columns_within(_VIDEOS, max_age_seconds=2.5), before)
+    # Once the batch's bucket is settled it is read, and counted.
+    for _ in range(3):
+        buckets.next_fine()
+    _refresh(store)
+    _refresh(store)
+    after = reference.stats_columns(_VIDEOS)
+    _same(store.stats_columns_within(_VIDEOS, max_age_seconds=2.5), after)

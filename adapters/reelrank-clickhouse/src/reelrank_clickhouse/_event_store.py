@@ -2133,9 +2133,14 @@ class ClickHouseEventStore:
         start = fold << FINE_PER_COARSE_BITS
         high = int(buckets.max()) + 1 if buckets.shape[0] else start
         if self._settle_ns:
-            high = min(high, (time.time_ns() - self._settle_ns) >> FINE_BUCKET_SHIFT)
+            high = min(high, (self._clock_ns() - self._settle_ns) >> FINE_BUCKET_SHIFT)
         low = start if since is None else since.unheld
         if since is not None and not ((buckets >= low) & (buckets < high)).any():
+            # No arrivals in the settled buckets not held yet, as of the read that found
+            # ``buckets`` (which ``since`` was checked by): they are held, empty, so that
+            # the held buckets keep up while few events arrive (for bounded-age reads).
+            if high > low and self._since is since:
+                self._since = replace(since, unheld=high)
             return
         if self._closed or not self._since_lock.acquire(blocking=False):
             return

@@ -1798,6 +1798,27 @@ class ClickHouseEventStore:
         ):
             return None
         requested = np.array(list(dict.fromkeys(ids)), dtype=np.int64)
+        # Summed in id order: each held array is searched for the ids in order, several
+        # times faster for 10,000 ids than in the order asked; put back in that at the end.
+        order = np.argsort(requested, kind="stable")
+        found = self._held_sums(held, since, corrections, requested[order], counted_before)
+        if found is None:
+            return None
+        values = _Sums.zeros(requested.shape[0])
+        for name in ("views", "completion_sum", "likes", "shares", "comments"):
+            getattr(values, name)[order] = getattr(found, name)
+        return values.columns(requested)
+
+    def _held_sums(
+        self,
+        held: _HeldRollUp,
+        since: _HeldSince,
+        corrections: _HeldCorrections,
+        requested: NDArray[np.int64],
+        counted_before: int,
+    ) -> _Sums | None:
+        """The sums of ``requested`` (distinct, sorted) from the held data, as
+        :meth:`stats_columns_within` answers them, or ``None`` when it answers ``None``."""
         values = held.rows_of(requested)
         arrived = _Sums.zeros(requested.shape[0])
         since.add_to(held.fold, requested, arrived)
@@ -1820,7 +1841,7 @@ class ClickHouseEventStore:
         summed = (values.views, values.likes, values.shares, values.comments)
         if any((each < 0).any() for each in summed):
             return None  # held data that disagree: the exact read decides
-        return values.columns(requested)
+        return values
 
     def _held_like_counts(
         self,

@@ -524,10 +524,9 @@ class BoundedAgeEventStore(EventStore, Protocol):
         out; or ``None`` when the store cannot promise that without reading from its
         backend (the caller then reads :meth:`~reelrank.EventStore.stats_columns`).
 
-        Every event that arrived more than ``max_age_seconds`` ago is counted, and no
-        event is counted twice: the counts are those of some moment within the last
-        ``max_age_seconds`` (a store states what else it may leave out, and for how
-        long). Never blocks on I/O. Bad ids raise as in
+        Every event that arrived more than ``max_age_seconds`` ago is counted, some
+        later ones may be, and no event is counted twice (a store states what else it
+        may leave out, and for how long). Never blocks on I/O. Bad ids raise as in
         :meth:`~reelrank.EventStore.stats_columns`; ``max_age_seconds`` must be a finite
         number ``>= 0``, else :class:`~reelrank.InvalidInputError` naming it.
         """

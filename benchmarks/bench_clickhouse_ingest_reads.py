@@ -29,7 +29,10 @@ alternated call by call.
   ``REELRANK_BENCH_CLICKHOUSE_GRANULE_EVENTS`` override), and alternated across them:
   the like counts of 30, 300 and 1,000 videos read again, one user's credit, a held
   read of the candidates, ``append_many`` and ``fold_stats``; then held reads of each
-  under a writer paced at 10,000 events/s, the granularities taking turns.
+  under a writer paced at 10,000 events/s, the granularities taking turns;
+* the bounded-age read (``stats_columns_within``, counts up to 10 s old from the
+  store's memory) against the exact held read, alternated under a writer paced at
+  10,000 events/s.
 
 The loaded events have arrival numbers from 0, so one roll-up folds them all; the events
 since are generated on the server with arrival numbers after the watermark and before
@@ -859,6 +862,93 @@ def test_like_counts_from_held_pairs_under_a_writer(benchmark: Any, server: Any)
     )
     held.close()
     plain.close()
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)
+
+
+BOUNDED_AGE_SECONDS = 10.0  # the example service's bounded_counts_seconds
+
+
+def test_bounded_age_reads_from_memory_under_a_writer(benchmark: Any, server: Any) -> None:
+    """``stats_columns_within`` (counts up to 10 s old, answered from the store's held
+    roll-up, since-sums, liked pairs and corrections, no round trip) against the exact
+    held read (``stats_columns``) of another store, alternated under a writer paced at
+    10,000 events/s: p50/p99 of each, how many bounded reads answered ``None``, and the
+    refreshes its background thread made. In quick mode (CI) it also checks that the
+    bounded read answered and never counted more views than the exact read after it."""
+    _, _, engine, client = server
+    bounded = reelrank_clickhouse.ClickHouseEventStore(engine)
+    exact = reelrank_clickhouse.ClickHouseEventStore(engine)
+    exact.fold_stats(until=datetime.now(UTC) - timedelta(seconds=5))  # 0: one is as new
+    _built(exact)
+    refreshes = [0]
+    refresh = bounded._refresh_held
+
+    def counted_refresh() -> None:
+        refreshes[0] += 1
+        refresh()
+
+    bounded._refresh_held = counted_refresh  # type: ignore[method-assign]
+    deadline = time.monotonic() + 120
+    while bounded.stats_columns_within(_CANDIDATES, max_age_seconds=BOUNDED_AGE_SECONDS) is None:
+        assert time.monotonic() < deadline, "the store never held recent enough counts"
+        time.sleep(0.1)
+    fold = int(client.execute(bounded._queries.folds)[0][0])
+    before = _since_watermark(client, fold)
+    refreshes_before = refreshes[0]
+    writer = _writer(server, 10_000, LIKE_PAIRS_WRITER_SECONDS, niced=False)
+    samples: dict[str, list[float]] = {"bounded": [], "exact": []}
+    unanswered = 0
+    over = 0  # bounded reads that counted more views than the exact read after them
+    loads = []
+    for turn in itertools.count():
+        if writer.poll() is not None:
+            break
+        began = time.perf_counter()
+        if turn % 2 == 0:
+            found = bounded.stats_columns_within(_CANDIDATES, max_age_seconds=BOUNDED_AGE_SECONDS)
+            samples["bounded"].append(time.perf_counter() - began)
+            unanswered += found is None
+            if found is not None and turn % 20 == 0:
+                over += int((found.views > exact.stats_columns(_CANDIDATES).views).any())
+        else:
+            exact.stats_columns(_CANDIDATES)
+            samples["exact"].append(time.perf_counter() - began)
+        if turn % 50 == 0:
+            loads.append(os.getloadavg()[0])
+        time.sleep(PAUSE_BETWEEN_READS)
+    output, _ = writer.communicate()
+    achieved = float(output.strip().splitlines()[-1])
+    after = _since_watermark(client, fold)
+    passes = refreshes[0] - refreshes_before
+    if QUICK:
+        assert unanswered < len(samples["bounded"]) and over == 0
+    mine, baseline = p50_p99_ms(samples["bounded"]), p50_p99_ms(samples["exact"])
+    SUMMARY.append(
+        f"clickhouse bounded-age read (up to {BOUNDED_AGE_SECONDS:.0f} s old, from memory) of "
+        f"{CANDIDATES:,} candidates against the exact held read, alternated under a writer "
+        f"paced at 10,000 events/s (achieved {achieved:,.0f} over "
+        f"{LIKE_PAIRS_WRITER_SECONDS:.0f} s): bounded {_shown(mine)} "
+        f"({len(samples['bounded'])} reads, {unanswered} answered None), exact "
+        f"{_shown(baseline)} ({len(samples['exact'])} reads); bounded / exact = "
+        f"{mine[0] / baseline[0]:.3f}x at p50, {mine[1] / baseline[1]:.3f}x at p99; "
+        f"{passes} background refreshes ({passes / LIKE_PAIRS_WRITER_SECONDS:.1f}/s); "
+        f"{over} sampled bounded reads counted more views than the exact read after them; "
+        f"events since the watermark {before:,} at the start, {after:,} at the end; "
+        f"1-minute loadavg during the run {min(loads):.2f}-{max(loads):.2f}; "
+        f"loadavg {loadavg()}"
+    )
+    benchmark.extra_info.update(
+        {
+            "bounded_p50_ms": mine[0],
+            "bounded_p99_ms": mine[1],
+            "exact_p50_ms": baseline[0],
+            "exact_p99_ms": baseline[1],
+            "bounded_unanswered": unanswered,
+            "bounded_refreshes": passes,
+        }
+    )
+    bounded.close()
+    exact.close()
     benchmark.pedantic(lambda: None, rounds=1, iterations=1)
 
 

@@ -30,7 +30,8 @@ the first checkout are printed with the load average::
 With ``--fold-stats`` the statistics are rolled up once after seeding (the deployment
 runs ``fold-stats`` every five minutes), past the seed's last arrival bucket as
 ``bench_http.py`` does (waiting for it to end, up to a minute), so count reads add what
-arrived since the roll-up to it rather than merge every requested video's states.
+arrived since the roll-up to it rather than merge every requested video's states, and
+the ClickHouse store holds the roll-up (and answers bounded-age reads from memory).
 ``REELRANK_BENCH_MISS_VIDEOS`` sets the catalog (100,000 by default, seeded with
 ``seed --bulk``, about a minute).
 """

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reelrank import (
+    BoundedAgeEventStore,
     ConfigError,
     EngagementKind,
     EngagementRecorder,
@@ -540,3 +541,25 @@ def test_a_video_the_caller_read_is_not_read_again() -> None:
     with pytest.raises(NotReadyError):
         recorder.like(5, 9, event_id="y", occurred_at=EPOCH, video=catalog.get_video(9))
     assert events.get_stats([9])[9].likes == 0
+
+
+def test_the_bounded_age_read_of_the_in_memory_store_is_the_exact_read() -> None:
+    store = InMemoryEventStore()
+    assert isinstance(store, BoundedAgeEventStore)
+    store.append(make_event("watch", video_id=2, completion=0.5), creator_id=1)
+    store.append(make_event("like", video_id=2, user_id=7), creator_id=1)
+    store.append(make_event("share", video_id=3), creator_id=1)
+    for max_age in (0, 0.5, 3600):
+        got = store.stats_columns_within([3, 2, 9, 2], max_age_seconds=max_age)
+        assert got.video_ids.tolist() == [3, 2, 9]
+        assert (got.views.tolist(), got.likes.tolist(), got.shares.tolist()) == (
+            [0, 1, 0],
+            [0, 1, 0],
+            [1, 0, 0],
+        )
+        assert got.completion_sum.tolist() == [0.0, 0.5, 0.0]
+    for bad in (-0.1, float("nan"), float("inf"), "1", None, True):
+        with pytest.raises(InvalidInputError, match="max_age_seconds"):
+            store.stats_columns_within([2], max_age_seconds=bad)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="video_ids"):
+        store.stats_columns_within([0], max_age_seconds=1)

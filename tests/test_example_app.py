@@ -752,6 +752,7 @@ def test_a_search_whose_matches_were_never_read_does_not_wait_for_the_event_stor
         wrap=_request_thread_stats_reads(reads),
         search_counts_seconds=2.0,
         search_waits_for_unknown_counts=False,
+        bounded_counts_seconds=0.0,  # as for a store that cannot answer from memory
     )
     try:
         started = time.monotonic()
@@ -814,6 +815,7 @@ def test_a_search_answers_while_the_event_store_fails() -> None:
     built = _build(
         wrap=_request_thread_stats_reads(reads, failing=True),
         search_waits_for_unknown_counts=False,
+        bounded_counts_seconds=0.0,  # as for a store that cannot answer from memory
     )
     try:
         response = built.client.get("/api/v1/reels/search?q=music&limit=5")
@@ -1695,3 +1697,144 @@ def test_the_clickhouse_event_store_holds_the_liked_pairs_set(
     finally:
         for close in stores.closers:
             close()
+
+
+class _AgedEvents(InMemoryEventStore):
+    """An event store whose bounded-age read answers from ``held``, a store of the
+    events given to :meth:`append_held` (the counts of some seconds ago), once
+    ``holding``; it records its exact and bounded reads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held = InMemoryEventStore()
+        self.holding = False
+        self.exact_reads: list[list[int]] = []
+        self.bounded_reads: list[list[int]] = []
+
+    def append_held(self, event: Any, *, creator_id: int) -> None:
+        self.append(event, creator_id=creator_id)
+        self.held.append(event, creator_id=creator_id)
+
+    def get_stats(self, video_ids: Any) -> dict[int, VideoStats]:
+        self.exact_reads.append(list(video_ids))
+        return super().get_stats(video_ids)
+
+    def stats_columns_within(self, video_ids: Any, *, max_age_seconds: float) -> Any:
+        self.bounded_reads.append(list(video_ids))
+        return self.held.stats_columns(video_ids) if self.holding else None
+
+
+def test_reused_counts_rank_unknown_matches_on_bounded_age_counts_read_again_later() -> None:
+    events = _AgedEvents()
+    events.append_held(make_event("like", user_id=1, video_id=7), creator_id=1)
+    events.append(make_event("like", user_id=2, video_id=7), creator_id=1)  # not held yet
+    now = [100.0]
+    refresher = _HeldRefreshes()
+    counts = ReusedCounts(
+        events, ttl=10.0, stale=30.0, clock=lambda: now[0], refresher=refresher, bounded_age=5.0
+    )
+    # Nothing held: read during the call, as before.
+    assert counts.get_stats([7])[7].likes == 2 and events.exact_reads == [[7]]
+    events.holding = True
+    assert counts.get_stats([8, 9]) == {8: VideoStats(video_id=8), 9: VideoStats(video_id=9)}
+    now[0] = 150.0
+    # 7's counts are older than ttl + stale: the bounded-age read answers, no exact read.
+    assert counts.get_stats([7])[7].likes == 1
+    assert events.exact_reads == [[7]] and events.bounded_reads[-1] == [7]
+    # Kept as read 5 s ago: reused for 5 s more, then ranked on while read again in the
+    # background, as any count that old.
+    now[0] = 154.9
+    assert counts.get_stats([7])[7].likes == 1
+    assert not refresher.held
+    now[0] = 155.0
+    assert counts.get_stats([7])[7].likes == 1
+    refresher.run()
+    assert events.exact_reads == [[7], [7]]  # in the background
+    assert counts.get_stats([7])[7].likes == 2
+
+
+def test_reused_counts_read_a_video_this_process_recorded_on_exactly() -> None:
+    events = _AgedEvents()
+    events.append_held(make_event("like", user_id=1, video_id=7), creator_id=1)
+    events.holding = True
+    now = [0.0]
+    counts = ReusedCounts(
+        events, ttl=10.0, clock=lambda: now[0], refresher=_HeldRefreshes(), bounded_age=5.0
+    )
+    events.append(make_event("like", user_id=2, video_id=7), creator_id=1)
+    counts.forget([7])  # this process recorded the like
+    assert counts.get_stats([7, 8])[7].likes == 2  # read exactly, during the call
+    assert events.exact_reads == [[7]] and events.bounded_reads == [[8]]
+    now[0] = 5.1  # the like arrived more than the bound ago: a bounded read counts it
+    events.held.append(make_event("like", user_id=2, video_id=7), creator_id=1)
+    now[0] = 20.0
+    assert counts.get_stats([7])[7].likes == 2
+    assert events.exact_reads == [[7]]
+
+
+def test_cards_show_bounded_age_counts_of_videos_never_read_but_read_an_event_exactly() -> None:
+    catalog, events = InMemoryCatalog(), _AgedEvents()
+    catalog.put_creator(make_creator(1))
+    for video_id in (7, 8):
+        catalog.put_video(make_video(video_id, 1))
+    events.append_held(make_event("share", user_id=1, video_id=7), creator_id=1)
+    events.append(make_event("share", user_id=2, video_id=7), creator_id=1)  # not held yet
+    events.holding = True
+    now = [0.0]
+    cards = cards_module.CardReader(
+        catalog, events, ttl=60.0, counts_ttl=10.0, clock=lambda: now[0], bounded_age=30.0
+    )
+    assert cards.read([7, 8]).stats[7].shares == 1  # up to min(30, 10) s old
+    assert events.exact_reads == [] and events.bounded_reads == [[7, 8]]
+    assert events.bounded_reads and cards._bounded_age == 10.0
+    # A like this process records is shown on the next card, read exactly.
+    events.append(make_event("like", user_id=3, video_id=8), creator_id=1)
+    cards.forget_counts([8])
+    assert cards.read([8]).stats[8].likes == 1
+    assert events.exact_reads == [[8]]
+    # A video's detail reads its counts afresh, as before.
+    assert cards.read([7], fresh_counts=True).stats[7].shares == 2
+    assert events.exact_reads == [[8], [7]]
+
+
+@pytest.mark.integration
+def test_a_first_search_and_its_cards_query_no_clickhouse_once_the_store_holds_counts(
+    servers: dict[str, Any],
+) -> None:
+    """On the real stores, once the ClickHouse store holds its roll-up and what arrived
+    since (recent within ``bounded_counts_seconds``), the first search of a query ranks
+    its never-read matches and shows its cards' counts with no ClickHouse query on the
+    request's thread; the exact reads happen in the background."""
+    from contextlib import contextmanager
+
+    from reelrank_clickhouse import ClickHouseEventStore
+    from reelrank_example import fold_stats
+
+    fold_stats(_settings(**servers), until=datetime.now(UTC))  # 0 when one is as new
+    built = _build_on_servers(servers)
+    try:
+        store: Any = built.services.stores.events
+        while not isinstance(store, ClickHouseEventStore):
+            store = store._wrapped
+        deadline = time.monotonic() + 60
+        while store.stats_columns_within([VIDEO], max_age_seconds=10) is None:
+            assert time.monotonic() < deadline, "the store never held recent enough counts"
+            time.sleep(0.1)
+        request_thread = threading.get_ident()
+        queries: list[str] = []
+        reader = store._clients.reader
+
+        @contextmanager
+        def recording() -> Iterator[Any]:
+            with reader() as client:
+                if threading.get_ident() == request_thread:
+                    queries.append("a reading client taken")
+                yield client
+
+        store._clients.reader = recording
+        response = built.client.get("/api/v1/reels/search?q=music&limit=10", headers=_auth())
+        assert response.status_code == 200, response.get_data(as_text=True)
+        assert response.get_json()["items"]
+        assert queries == []
+    finally:
+        built.services.close()

@@ -691,3 +691,23 @@ def test_closing_a_guard_gives_up_on_a_hung_call_after_its_timeout(
     closing.join(10)  # a hang bound: close waits 0.1 s for the hung call
     assert not closing.is_alive()
     assert g.stalled == 1
+
+
+def test_guarded_store_answers_a_bounded_age_read_directly_even_with_the_breaker_open() -> None:
+    from reelrank import BoundedAgeEventStore, GuardedStore, InMemoryEventStore
+    from reelrank.testing import make_event
+
+    events = InMemoryEventStore()
+    events.append(make_event("share", video_id=4), creator_id=1)
+    g = guard(WorkerPool(1), threshold=1)
+    store: Any = GuardedStore(events, g)
+    assert isinstance(store, BoundedAgeEventStore)
+    g.breaker.record_failure(g.breaker.admit())
+    assert g.breaker.state is BreakerState.OPEN
+    with pytest.raises(StoreUnavailableError):
+        store.stats_columns([4])
+    calls = g.stats.calls
+    assert store.stats_columns_within([4], max_age_seconds=1).shares.tolist() == [1]
+    # Not a call of the backend: neither counted nor a success that closes the breaker.
+    assert g.stats.calls == calls
+    assert g.breaker.state is BreakerState.OPEN

@@ -69,6 +69,9 @@ SMALL = {
     # a search reads the counts it has none of in the background.
     "card_counts_seconds": 0.05,
     "search_waits_for_unknown_counts": False,
+    # Counts are read from the stores, not taken from the in-memory store's bounded-age
+    # read, so that the background count reads run.
+    "bounded_counts_seconds": 0.0,
 }
 
 

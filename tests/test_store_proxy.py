@@ -109,6 +109,7 @@ def test_the_protocols_checked_include_the_optional_capabilities() -> None:
     names = {protocol.__name__ for protocol in METHOD_PROTOCOLS}
     assert {
         "AtomicSeenStore",
+        "BoundedAgeEventStore",
         "BulkReadCatalog",
         "BulkReadEventStore",
         "BulkReadSeenStore",

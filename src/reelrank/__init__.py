@@ -127,6 +127,7 @@ from .scoring import (
 )
 from .stores import (
     AtomicSeenStore,
+    BoundedAgeEventStore,
     BulkReadCatalog,
     BulkReadEventStore,
     BulkReadSeenStore,
@@ -284,6 +285,7 @@ __all__ = [
     "RenditionStatus",
     "AtomicSeenStore",
     "BulkReadCatalog",
+    "BoundedAgeEventStore",
     "BulkReadEventStore",
     "BulkReadSeenStore",
     "FollowedCandidatesCatalog",

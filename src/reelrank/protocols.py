@@ -5,6 +5,7 @@ They live in :mod:`reelrank.stores`; this module re-exports them unchanged.
 
 from .stores import (
     AtomicSeenStore,
+    BoundedAgeEventStore,
     BulkReadCatalog,
     BulkReadEventStore,
     BulkReadSeenStore,
@@ -26,6 +27,7 @@ from .stores import (
 __all__ = [
     "AtomicSeenStore",
     "BulkReadCatalog",
+    "BoundedAgeEventStore",
     "BulkReadEventStore",
     "BulkReadSeenStore",
     "CoordinatedTrendingSnapshotStore",

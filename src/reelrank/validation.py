@@ -29,6 +29,7 @@ __all__ = [
     "check_ids_by_user",
     "check_lease_owner",
     "check_limit",
+    "check_max_age",
     "check_tag",
     "check_ttl",
     "check_user_ids",
@@ -187,6 +188,15 @@ def check_ttl(field: str, value: object) -> float:
     seconds = finite_or_raise(field, value)
     if seconds <= 0.0:
         raise InvalidInputError(field, f"must be > 0, got {value!r}")
+    return seconds
+
+
+def check_max_age(field: str, value: object) -> float:
+    """Return ``value`` as a float if it is a finite number ``>= 0`` (an age bound in
+    seconds), else raise."""
+    seconds = finite_or_raise(field, value)
+    if seconds < 0.0:
+        raise InvalidInputError(field, f"must be >= 0, got {value!r}")
     return seconds
 
 

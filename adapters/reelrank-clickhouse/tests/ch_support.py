@@ -8,6 +8,7 @@ import functools
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,12 @@ from reelrank_clickhouse import (
     migrate_schema,
 )
 from reelrank_clickhouse._client import DriverClients
-from reelrank_clickhouse._schema import _servers
+from reelrank_clickhouse._schema import (
+    ARRIVAL_BUCKET_SHIFT,
+    FINE_BUCKET_SHIFT,
+    FINE_PER_COARSE_BITS,
+    _servers,
+)
 from reelrank_clickhouse.testing import older_aggregates_view
 from sqlalchemy.engine import Engine
 
@@ -29,6 +35,44 @@ from reelrank import EngagementEvent, EngagementKind, InMemoryEventStore, Invali
 from reelrank.testing import make_event
 
 Pair = tuple[EngagementEvent, int]
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+FINE_PER_COARSE = 1 << FINE_PER_COARSE_BITS
+
+
+class FineBuckets:
+    """Arrival numbers in fine arrival buckets the test chooses, in place of the
+    clock's: ``fine`` is the bucket's place in the current coarse bucket."""
+
+    def __init__(self) -> None:
+        now_ns = (datetime.now(UTC) - EPOCH) // timedelta(microseconds=1) * 1_000
+        self.coarse = now_ns >> ARRIVAL_BUCKET_SHIFT
+        self.fine = 0
+        self.late: int | None = None  # a fine bucket to give numbers from instead
+        self._used: dict[int, int] = {}
+
+    @property
+    def bucket(self) -> int:
+        return (self.coarse << FINE_PER_COARSE_BITS) + self.fine
+
+    def take(self, count: int) -> int:
+        bucket = self.bucket if self.late is None else self.late
+        first = (bucket << FINE_BUCKET_SHIFT) + self._used.get(bucket, 0)
+        self._used[bucket] = self._used.get(bucket, 0) + count
+        return first
+
+    def next_fine(self) -> None:
+        self.fine += 1
+        if self.fine == FINE_PER_COARSE:
+            self.fine = 0
+            self.coarse += 1
+
+    def close_coarse(self) -> datetime:
+        """Move to the next coarse bucket; returns its start, the ``until`` that rolls
+        up every number given so far."""
+        self.coarse += 1
+        self.fine = 0
+        start_ns = self.coarse << ARRIVAL_BUCKET_SHIFT
+        return EPOCH + timedelta(microseconds=-(-start_ns // 1_000))  # rounded up
 
 
 def workload(prefix: str, count: int = 60) -> list[Pair]:

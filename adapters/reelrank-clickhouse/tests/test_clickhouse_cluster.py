@@ -4,6 +4,8 @@ redelivery reaches the original's shard), and synchronous distributed inserts.""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from reelrank_clickhouse import (
     ClickHouseConfig,
@@ -26,8 +28,10 @@ class TestShardedEventStore(EventStoreContract):
     @pytest.fixture
     def event_store(
         self, cluster_engine: Engine, cluster_config: ClickHouseConfig
-    ) -> ClickHouseEventStore:
-        return ClickHouseEventStore(cluster_engine, tables=cluster_config.tables)
+    ) -> Iterator[ClickHouseEventStore]:
+        store = ClickHouseEventStore(cluster_engine, tables=cluster_config.tables)
+        yield store
+        store.close(timeout=30)  # its background reads, before the engine goes
 
 
 class TestShardedEngagementLog(EngagementLogContract):

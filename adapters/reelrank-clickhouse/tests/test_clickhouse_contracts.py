@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from reelrank_clickhouse import ClickHouseEngagementLog, ClickHouseEventStore
 from sqlalchemy.engine import Engine
@@ -13,8 +15,10 @@ pytestmark = pytest.mark.integration
 
 class TestClickHouseEventStore(EventStoreContract):
     @pytest.fixture
-    def event_store(self, clickhouse_engine: Engine) -> ClickHouseEventStore:
-        return ClickHouseEventStore(clickhouse_engine)
+    def event_store(self, clickhouse_engine: Engine) -> Iterator[ClickHouseEventStore]:
+        store = ClickHouseEventStore(clickhouse_engine)
+        yield store
+        store.close(timeout=30)  # its background reads, before the engine goes
 
 
 class TestClickHouseEngagementLog(EngagementLogContract):

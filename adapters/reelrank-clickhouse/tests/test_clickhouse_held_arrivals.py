@@ -8,12 +8,12 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pytest
 from ch_support import (
+    FineBuckets,
     Pair,
     assert_refused_then_migrated,
     assert_same_statistics,
@@ -31,56 +31,13 @@ from reelrank_clickhouse import (
     create_schema,
     migrate_schema,
 )
-from reelrank_clickhouse._schema import (
-    ARRIVAL_BUCKET_SHIFT,
-    FINE_BUCKET_SHIFT,
-    FINE_PER_COARSE_BITS,
-)
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from reelrank import EngagementKind, InMemoryEventStore, InvalidInputError
 from reelrank.testing import make_event
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _databases = itertools.count()
-_FINE_PER_COARSE = 1 << FINE_PER_COARSE_BITS
-
-
-class _FineBuckets:
-    """Arrival numbers in fine arrival buckets the test chooses, in place of the
-    clock's: ``fine`` is the bucket's place in the current coarse bucket."""
-
-    def __init__(self) -> None:
-        now_ns = (datetime.now(UTC) - _EPOCH) // timedelta(microseconds=1) * 1_000
-        self.coarse = now_ns >> ARRIVAL_BUCKET_SHIFT
-        self.fine = 0
-        self.late: int | None = None  # a fine bucket to give numbers from instead
-        self._used: dict[int, int] = {}
-
-    @property
-    def bucket(self) -> int:
-        return (self.coarse << FINE_PER_COARSE_BITS) + self.fine
-
-    def take(self, count: int) -> int:
-        bucket = self.bucket if self.late is None else self.late
-        first = (bucket << FINE_BUCKET_SHIFT) + self._used.get(bucket, 0)
-        self._used[bucket] = self._used.get(bucket, 0) + count
-        return first
-
-    def next_fine(self) -> None:
-        self.fine += 1
-        if self.fine == _FINE_PER_COARSE:
-            self.fine = 0
-            self.coarse += 1
-
-    def close_coarse(self) -> datetime:
-        """Move to the next coarse bucket; returns its start, the ``until`` that rolls
-        up every number given so far."""
-        self.coarse += 1
-        self.fine = 0
-        start_ns = self.coarse << ARRIVAL_BUCKET_SHIFT
-        return _EPOCH + timedelta(microseconds=-(-start_ns // 1_000))  # rounded up
 
 
 def _store(
@@ -91,11 +48,11 @@ def _store(
     store = ClickHouseEventStore(
         engine, tables=config.tables if config else None, arrival_settle_seconds=0, **options
     )
-    store._sequence = _FineBuckets()  # type: ignore[assignment]
+    store._sequence = FineBuckets()  # type: ignore[assignment]
     return store
 
 
-def _buckets(store: ClickHouseEventStore) -> _FineBuckets:
+def _buckets(store: ClickHouseEventStore) -> FineBuckets:
     return store._sequence  # type: ignore[return-value]
 
 

@@ -5,7 +5,7 @@ version-1 tables."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -116,9 +116,11 @@ class TestEventStoreReadThroughRollUps(EventStoreContract):
     @pytest.fixture(params=[1_000, 0], ids=["held", "on-the-server"])
     def event_store(
         self, deployment: tuple[Engine, ClickHouseConfig], request: pytest.FixtureRequest
-    ) -> ClickHouseEventStore:
+    ) -> Iterator[ClickHouseEventStore]:
         engine, config = deployment
-        return _FoldingStore(engine, config, request.param)
+        store = _FoldingStore(engine, config, request.param)
+        yield store
+        store.close(timeout=30)  # its background reads, before the engine goes
 
 
 def test_reads_use_the_roll_up_and_add_what_arrived_since(

@@ -310,6 +310,7 @@ def create_app(
             counts_ttl=settings.card_counts_seconds,
             observer=services.metrics.observer,
             search_counts=services.search_counts,
+            bounded_age=settings.bounded_counts_seconds,
         ),
     )
     app.extensions["reelrank_cards"] = handlers.card_reader

@@ -40,6 +40,7 @@ from datetime import datetime
 from typing import Generic, TypeVar
 
 from reelrank import (
+    BoundedAgeEventStore,
     Catalog,
     CircuitBreaker,
     Creator,
@@ -191,6 +192,53 @@ class _Kept(Generic[V]):
                 self._values.popitem(last=False)
 
 
+class _RecentlyRecorded:
+    """The videos this process recorded an event on in the last ``seconds`` of
+    ``clock``: their counts are read exactly, not taken from a bounded-age read, which
+    may not count the event yet (one recorded longer ago has arrived longer ago, so
+    such a read counts it)."""
+
+    def __init__(self, seconds: float, clock: Callable[[], float]) -> None:
+        self._seconds = seconds
+        self._clock = clock
+        self._at: OrderedDict[int, float] = OrderedDict()  # oldest first
+        self._lock = threading.Lock()
+
+    def note(self, video_ids: Iterable[int]) -> None:
+        now = self._clock()
+        with self._lock:
+            for video_id in video_ids:
+                self._at[video_id] = now
+                self._at.move_to_end(video_id)
+            while self._at and now - next(iter(self._at.values())) > self._seconds:
+                self._at.popitem(last=False)
+
+    def among(self, video_ids: Iterable[int]) -> set[int]:
+        now = self._clock()
+        with self._lock:
+            return {
+                video_id
+                for video_id in video_ids
+                if now - self._at.get(video_id, -math.inf) <= self._seconds
+            }
+
+
+def _bounded_counts(
+    events: object, video_ids: list[int], max_age: float, recorded: _RecentlyRecorded
+) -> dict[int, VideoStats]:
+    """The counts of ``video_ids`` that ``events`` answers from its memory, up to
+    ``max_age`` seconds old (:class:`~reelrank.BoundedAgeEventStore`), less those of
+    videos in ``recorded``; empty when it cannot (or ``max_age`` is 0)."""
+    if max_age <= 0 or not video_ids or not isinstance(events, BoundedAgeEventStore):
+        return {}
+    just_recorded = recorded.among(video_ids)
+    asked = [video_id for video_id in video_ids if video_id not in just_recorded]
+    if not asked:
+        return {}
+    columns = events.stats_columns_within(asked, max_age_seconds=max_age)
+    return {} if columns is None else columns.to_stats()
+
+
 class ReusedCounts:
     """The counts of an event store, each video's reused for ``ttl`` seconds, and
     ranked on for ``stale`` seconds more while read again in the background.
@@ -210,6 +258,14 @@ class ReusedCounts:
     failed background read is logged, and its videos are asked for again by the next
     call that needs them. The service drops a video's counts here when it records an
     event on it (:meth:`forget`), and keeps a read of them it made anyway (:meth:`keep`).
+
+    With ``bounded_age`` > 0 and an event store that can answer from its memory
+    (:class:`~reelrank.BoundedAgeEventStore`), the videos with no counts recent enough
+    are first asked of it, up to ``bounded_age`` seconds old: those it answers are ranked
+    on at once and kept as read ``bounded_age`` ago (so, like any read that old, read
+    again in the background by the next search that ranks on them within ``ttl +
+    stale``); only the rest take the path above. A video :meth:`forget` dropped within
+    ``bounded_age`` is not asked, so an event of this process is never missed.
     """
 
     def __init__(
@@ -221,11 +277,14 @@ class ReusedCounts:
         clock: Callable[[], float] = time.monotonic,
         refresher: Executor | None = None,
         wait_for_unknown: bool = True,
+        bounded_age: float = 0.0,
     ) -> None:
         self._events = events
         self._ttl = ttl
         self._stale = stale
         self._wait_for_unknown = wait_for_unknown
+        self._bounded_age = bounded_age
+        self._recorded = _RecentlyRecorded(bounded_age, clock)
         self._kept: _Kept[VideoStats] = _Kept(ttl, _KEPT_ENTRIES, clock)
         self._refresher = refresher
         # An executor made here is shut down by close; one given is the caller's.
@@ -261,6 +320,16 @@ class ReusedCounts:
             if older:
                 found.update(older)
                 self._refresh_later(older)
+        if missing:
+            began = self._kept.generation()
+            bounded = _bounded_counts(self._events, missing, self._bounded_age, self._recorded)
+            if bounded:
+                # Kept as a read that old: aged by the same rules, so the next search
+                # within ``ttl + stale`` ranks on them while a background read refreshes
+                # them, and one after that asks the store's memory again.
+                found.update(bounded)
+                self._kept.store(bounded, began=began, read_at=self._clock() - self._bounded_age)
+                missing = [video_id for video_id in missing if video_id not in bounded]
         if missing and not self._wait_for_unknown:
             self._rank_on_prior(missing)
         elif missing:
@@ -357,6 +426,8 @@ class ReusedCounts:
         read lands (on the prior when ``stale`` is 0). A read that began before this
         (here, or one handed to :meth:`keep`) is not kept for them, since it may have
         missed the event."""
+        video_ids = list(video_ids)
+        self._recorded.note(video_ids)
         if self._wait_for_unknown:
             self._kept.forget(video_ids)
             return
@@ -597,7 +668,12 @@ class CardReader:
     counting), else one made here, which with an ``observer`` counts and times every
     call (see :func:`store_guard`). With ``search_counts``, the counts search reuses
     follow this reader's: :meth:`forget_counts` drops them there too, and
-    :meth:`read_counts` keeps its read there too.
+    :meth:`read_counts` keeps its read there too. With ``bounded_age`` > 0 and an event
+    store that can answer from its memory (:class:`~reelrank.BoundedAgeEventStore`),
+    counts never read are first asked of it, up to ``min(bounded_age, counts_ttl)``
+    seconds old, and kept as read that long ago; a video :meth:`forget_counts` dropped
+    within that time is read from the store, so that the next request shows an event
+    this process recorded.
     """
 
     def __init__(
@@ -610,11 +686,14 @@ class CardReader:
         clock: Callable[[], float] = time.monotonic,
         observer: FeedObserver | None = None,
         search_counts: ReusedCounts | None = None,
+        bounded_age: float = 0.0,
     ) -> None:
         self._catalog = catalog
         self._search_counts = search_counts
         self._events = events
         self._clock = clock
+        self._bounded_age = min(bounded_age, counts_ttl)
+        self._recorded = _RecentlyRecorded(self._bounded_age, clock)
         # One thread: background count refreshes run one batch at a time.
         self._refresher = ThreadPoolExecutor(1, thread_name_prefix="reelrank-cards")
         self._catalog_reads = _GuardedReads("catalog", catalog, observer)
@@ -648,6 +727,13 @@ class CardReader:
                 stats.update(older)
                 self._refresh_later(older)
                 stale = [video_id for video_id in stale if video_id not in older]
+        if stale and not fresh_counts:
+            began = self._stats.generation()
+            bounded = _bounded_counts(self._events, stale, self._bounded_age, self._recorded)
+            if bounded:
+                self._stats.store(bounded, began=began, read_at=self._clock() - self._bounded_age)
+                stats.update(bounded)
+                stale = [video_id for video_id in stale if video_id not in bounded]
         if stale:
             began = self._stats.generation()
             read = self._events_reads.call_or_none(functools.partial(self._events.get_stats, stale))
@@ -698,6 +784,7 @@ class CardReader:
         """Read the counts of ``video_ids`` during the next request that shows them, or
         searches for them (an event changed them)."""
         ids = list(video_ids)
+        self._recorded.note(ids)
         self._stats.forget(ids)
         if self._search_counts is not None:
             self._search_counts.forget(ids)

@@ -801,6 +801,7 @@ def _search_counts(events: EventStore, settings: Settings) -> ReusedCounts | Non
         ttl=settings.search_counts_seconds,
         stale=settings.search_counts_stale_seconds,
         wait_for_unknown=settings.search_waits_for_unknown_counts,
+        bounded_age=settings.bounded_counts_seconds,
     )
 
 

@@ -205,6 +205,16 @@ class Settings(BaseSettings):
     again at once in the background. Not the default: in full HTTP runs of the load
     benchmark it made event requests slower and the service saturate sooner (see *The
     first search of a query* in the capacity docs)."""
+    bounded_counts_seconds: float = Field(default=10.0, ge=0.0, le=300.0, allow_inf_nan=False)
+    """How old the counts may be that a process takes from the event store's memory
+    (:class:`~reelrank.BoundedAgeEventStore`; the ClickHouse store's held roll-up and
+    arrivals) for the videos it has no counts of: a search's matches (ranked on them as
+    on a read that old, whether or not ``search_waits_for_unknown_counts``, so a repeat
+    within the reuse times reads them again in the background) and list cards' videos
+    (up to ``card_counts_seconds``), with no event-store query during the request. Only when
+    the store cannot promise counts that recent are they read as before. A video this
+    process recorded an event on in that time is read exactly, as before. 0 never
+    asks."""
     media_base_url: str = Field(
         default="https://cdn.example.com", pattern=r"^https?://[^\s]{1,2000}$"
     )

@@ -19,6 +19,11 @@ from ._resilience import DependencyGuard
 
 __all__ = ["GuardedStore"]
 
+# Methods that promise no I/O (answers from the store's memory, or ``None``): called
+# directly, since a deadline cannot help them, and their success says nothing of the
+# backend, so it must not count towards the breaker (closing it half-open, say).
+_IN_MEMORY_METHODS = frozenset({"stats_columns_within"})
+
 
 def _check_names(field: str, names: Collection[str]) -> frozenset[str]:
     if isinstance(names, str) or not all(isinstance(name, str) for name in names):
@@ -47,7 +52,9 @@ class GuardedStore(StoreProxy):
     at once, such as ``get_affinities_many`` for cache warming, takes longer than one
     user's; by default, the guard's deadline too). Each call is reported to the guard's
     listener under the method's name. Attributes that
-    are not methods, and private ones, are forwarded untouched.
+    are not methods, and private ones, are forwarded untouched, and so are calls of
+    :meth:`~reelrank.BoundedAgeEventStore.stats_columns_within`, which promises no I/O:
+    it is answered even while the breaker is open, and not counted.
 
     The proxy is a :class:`~reelrank.StoreProxy`: it has exactly the public methods
     ``store`` has, so it satisfies whatever store Protocol ``store`` does, on every
@@ -81,6 +88,8 @@ class GuardedStore(StoreProxy):
 
     def _forward(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
         target = getattr(self._wrapped, method)
+        if method in _IN_MEMORY_METHODS:
+            return target(*args, **kwargs)
         return self._guard.call_with_deadline(
             self._deadlines.get(method, self._guard.deadline_seconds),
             lambda: target(*args, **kwargs),

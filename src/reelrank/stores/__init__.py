@@ -23,6 +23,7 @@ from ._pages import take_page_in_steps
 from ._progress import InMemoryProgressStore
 from ._protocols import (
     AtomicSeenStore,
+    BoundedAgeEventStore,
     BulkReadCatalog,
     BulkReadEventStore,
     BulkReadSeenStore,
@@ -59,6 +60,7 @@ __all__ = [
     "is_in_process",
     "AtomicSeenStore",
     "BulkReadCatalog",
+    "BoundedAgeEventStore",
     "BulkReadEventStore",
     "BulkReadSeenStore",
     "CoordinatedTrendingSnapshotStore",

@@ -19,7 +19,13 @@ from ..models._engagement import (
     affinity_credit,
 )
 from ..models._stats_columns import VideoStatsColumns
-from ..validation import check_id, check_ids, check_ids_by_user, check_limit
+from ..validation import (
+    check_id,
+    check_ids,
+    check_ids_by_user,
+    check_limit,
+    check_max_age,
+)
 from ._common import (
     DEFAULT_IDEMPOTENCY_SECONDS,
     IdempotencyWindow,
@@ -139,6 +145,14 @@ class InMemoryEventStore:
             readonly(np.array(shares, dtype=np.int64)),
             readonly(np.array(comments, dtype=np.int64)),
         )
+
+    def stats_columns_within(
+        self, video_ids: Sequence[int], *, max_age_seconds: float
+    ) -> VideoStatsColumns:
+        """:meth:`stats_columns`, exact whatever ``max_age_seconds`` allows: the counts
+        are in memory already (:class:`~reelrank.BoundedAgeEventStore`)."""
+        check_max_age("max_age_seconds", max_age_seconds)
+        return self.stats_columns(video_ids)
 
     def get_stats(self, video_ids: Sequence[int]) -> dict[int, VideoStats]:
         """Aggregates for every requested id; zeros for videos never engaged with."""

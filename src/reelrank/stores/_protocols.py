@@ -50,6 +50,7 @@ __all__ = [
     "BulkReadCatalog",
     "BulkReadEventStore",
     "BulkReadSeenStore",
+    "BoundedAgeEventStore",
     "CoordinatedTrendingSnapshotStore",
     "Catalog",
     "EngagementLog",
@@ -499,6 +500,35 @@ class BulkReadEventStore(EventStore, Protocol):
         :class:`~reelrank.InvalidInputError` naming ``creator_ids_by_user``. A backend
         reads them in one round trip, or in a few when it splits a large batch into
         chunks.
+        """
+        ...
+
+
+@runtime_checkable
+class BoundedAgeEventStore(EventStore, Protocol):
+    """An :class:`~reelrank.EventStore` that can answer a statistics read from what it
+    holds in this process, when the caller accepts counts up to a stated age.
+
+    A caller that already shows or ranks by counts some seconds old (cached counts, a
+    card's counts, a candidate pool's) asks :meth:`stats_columns_within` first and reads
+    :meth:`~reelrank.EventStore.stats_columns` only when it gets ``None``: a store with
+    a copy of its statistics in memory (the ClickHouse store's held roll-up and
+    since-sums) answers without a round trip. The in-memory store answers exactly.
+    """
+
+    def stats_columns_within(
+        self, video_ids: Sequence[int], *, max_age_seconds: float
+    ) -> VideoStatsColumns | None:
+        """The statistics :meth:`~reelrank.EventStore.stats_columns` returns for the same
+        ids, except that events that arrived in the last ``max_age_seconds`` may be left
+        out; or ``None`` when the store cannot promise that without reading from its
+        backend (the caller then reads :meth:`~reelrank.EventStore.stats_columns`).
+
+        Every event that arrived more than ``max_age_seconds`` ago is counted, some
+        later ones may be, and no event is counted twice (a store states what else it
+        may leave out, and for how long). Never blocks on I/O. Bad ids raise as in
+        :meth:`~reelrank.EventStore.stats_columns`; ``max_age_seconds`` must be a finite
+        number ``>= 0``, else :class:`~reelrank.InvalidInputError` naming it.
         """
         ...
 

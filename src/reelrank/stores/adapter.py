@@ -83,6 +83,7 @@ from ..validation import (
     check_ids_by_user,
     check_lease_owner,
     check_limit,
+    check_max_age,
     check_tag,
     check_ttl,
     check_user_ids,
@@ -95,6 +96,7 @@ from ._common import check_appendable_event
 from ._pages import page_record, take_page_in_steps
 from ._protocols import (
     AtomicSeenStore,
+    BoundedAgeEventStore,
     BulkReadCatalog,
     BulkReadEventStore,
     BulkReadSeenStore,
@@ -124,6 +126,7 @@ __all__ = [
     "AdapterSettings",
     "AtomicSeenStore",
     "BulkReadCatalog",
+    "BoundedAgeEventStore",
     "BulkReadEventStore",
     "BulkReadSeenStore",
     "CoordinatedTrendingSnapshotStore",
@@ -168,6 +171,7 @@ __all__ = [
     "check_ids_by_user",
     "check_lease_owner",
     "check_limit",
+    "check_max_age",
     "check_tag",
     "check_trending_kind",
     "check_ttl",

@@ -4,6 +4,7 @@ corrections for the rare event that two writers delivered at the same moment."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import threading
@@ -35,6 +36,7 @@ from reelrank.stores.adapter import (
     check_ids,
     check_ids_by_user,
     check_limit,
+    check_max_age,
     chunked,
 )
 
@@ -98,6 +100,14 @@ _KIND_OF_CODE = {code: EngagementKind(kind) for kind, code in KIND_CODES.items()
 _PAIR_USER_BITS = 32
 _PAIR_VIDEO_LIMIT = 1 << 31
 _PAIR_USER_LIMIT = 1 << _PAIR_USER_BITS
+# The most corrections the store holds for bounded-age reads; with more (a deployment
+# whose writers race constantly) those reads answer None and callers read exactly.
+_HELD_CORRECTIONS_LIMIT = 100_000
+# How long the store keeps its held data fresh for bounded-age reads after the last one
+# was asked for: a worker that stops asking stops reading in the background.
+_BOUNDED_IDLE_SECONDS = 60.0
+# The video a background check reads, for its checks and their side effects only.
+_CHECK_VIDEO = np.array([1], dtype=np.int64)
 
 
 def _row_of(requested: NDArray[np.int64], video_ids: NDArray[np.int64]) -> NDArray[np.intp]:
@@ -438,11 +448,25 @@ class _HeldSince:
     """What arrived in fine buckets ``[start, unheld)``, held by the store in
     :class:`_SinceChunk` s, one per coarse bucket with arrivals. ``start`` is a coarse
     boundary (a roll-up's watermark), so it serves every roll-up whose watermark lies
-    in ``[start, unheld]``: the chunks from that watermark on."""
+    in ``[start, unheld]``: the chunks from that watermark on.
+
+    ``checked_ns`` (nanoseconds of the store's clock) is a moment before which every
+    event that reached the server is counted, for roll-up ``checked_fold``: the start
+    of the last read that found the held chunks' totals and the roll-up's arrivals
+    unchanged on the server, or of a later read of new buckets, whichever is older
+    (rows are only ever added, so a read's snapshot holds every event inserted before
+    it began). The bounded-age read (:meth:`ClickHouseEventStore.stats_columns_within`)
+    answers from the chunks only while it is recent enough. ``checked_all`` says that
+    read found no bucket with arrivals after the held ones, so that every event that
+    reached the server before ``checked_ns`` is counted, whatever its bucket (a quiet
+    moment: the held buckets need not be recent then)."""
 
     start: int
     unheld: int
     chunks: tuple[_SinceChunk, ...]
+    checked_fold: int
+    checked_ns: int
+    checked_all: bool = False
 
     def serves(self, fold: int) -> bool:
         """Whether it holds every fine bucket from roll-up ``fold``'s watermark on up to
@@ -484,10 +508,12 @@ class _HeldSince:
         unheld: int,
         columns: Sequence[Any],
         pair_columns: Sequence[Any] | None,
+        read_ns: int,
     ) -> _HeldSince:
         """The chunks from roll-up ``fold``'s watermark on, with the rows of
         :attr:`_Queries.arrived_between` from :attr:`unheld` up to ``unheld`` added,
-        and with those of :attr:`_Queries.pairs_between` (``None``: pairs not held).
+        and with those of :attr:`_Queries.pairs_between` (``None``: pairs not held),
+        read from ``read_ns`` on (the store's clock; it bounds :attr:`checked_ns`).
         A coarse bucket with pairs and no sums (events that arrived between the two
         queries) gets a chunk counting no event: the server's total of the bucket
         then differs from it, and reads drop these since-sums."""
@@ -526,7 +552,106 @@ class _HeldSince:
             held = chunks.get(each)
             chunks[each] = piece if held is None else held.merged(piece)
         start = max(self.start, fold << FINE_PER_COARSE_BITS)
-        return _HeldSince(start, unheld, tuple(chunks[key] for key in sorted(chunks)))
+        return _HeldSince(
+            start,
+            unheld,
+            tuple(chunks[key] for key in sorted(chunks)),
+            self.checked_fold,
+            min(self.checked_ns, read_ns),
+            self.checked_all,
+        )
+
+    def checked(self, fold: int, at_ns: int, buckets: NDArray[np.int64]) -> _HeldSince:
+        """These since-sums, found whole on the server for roll-up ``fold`` by a read
+        that began at ``at_ns`` and found arrivals in ``buckets``."""
+        return replace(
+            self,
+            checked_fold=fold,
+            checked_ns=at_ns,
+            checked_all=not (buckets >= self.unheld).any(),
+        )
+
+    def counts_all_before(self) -> int:
+        """A moment (the store's clock) before which every event that arrived is
+        counted, by arrival number: the start of the first bucket not held, or, when
+        the last check found no arrivals after the held buckets, that check's start."""
+        unheld_ns = self.unheld << FINE_BUCKET_SHIFT
+        return max(unheld_ns, self.checked_ns) if self.checked_all else unheld_ns
+
+
+@dataclass(frozen=True)
+class _HeldCorrections:
+    """Every correction of extra copies on the server when a read that began at
+    ``read_ns`` (the store's clock) ran, sorted by video: each one's deltas to its
+    video's counts (``likes`` unused, zero) and ``seen_ns``, when the store first saw
+    it with its copy count (the end of that read). The copies a correction subtracts
+    were inserted before it was written, so their arrival numbers are below
+    ``seen_ns``: once the held since-sums hold every bucket before it, and were found
+    whole after it, the copies are counted there (or in the roll-up) and the correction
+    applies. ``first_seen`` keeps ``seen_ns`` per (event id, copies) for the next read."""
+
+    read_ns: int
+    video_ids: NDArray[np.int64]
+    deltas: _Sums
+    seen_ns: NDArray[np.int64]
+    first_seen: dict[tuple[str, int], int]
+
+    @classmethod
+    def of_rows(
+        cls,
+        columns: Sequence[Any],
+        read_ns: int,
+        seen_ns: int,
+        before: _HeldCorrections | None,
+    ) -> _HeldCorrections:
+        """The rows of :attr:`_Queries.held_corrections` (event id, copies, video,
+        views, completion, shares, comments), read from ``read_ns`` to ``seen_ns``,
+        with the moments ``before`` first saw them."""
+        known = {} if before is None else before.first_seen
+        if not columns:
+            empty = np.zeros(0, dtype=np.int64)
+            return cls(read_ns, empty, _Sums.zeros(0), empty, {})
+        keys = list(zip(columns[0].tolist(), columns[1].tolist(), strict=True))
+        first_seen = {key: known.get(key, seen_ns) for key in keys}
+        video_ids = np.asarray(columns[2], dtype=np.int64)
+        order = np.argsort(video_ids, kind="stable")
+        seen = np.array([first_seen[key] for key in keys], dtype=np.int64)
+        deltas = _Sums(
+            np.asarray(columns[3], dtype=np.int64)[order],
+            np.asarray(columns[4], dtype=np.float64)[order],
+            np.zeros(order.shape[0], dtype=np.int64),
+            np.asarray(columns[5], dtype=np.int64)[order],
+            np.asarray(columns[6], dtype=np.int64)[order],
+        )
+        return cls(read_ns, video_ids[order], deltas, seen[order], first_seen)
+
+    def subtract_from(
+        self, requested: NDArray[np.int64], into: _Sums, applies_before_ns: int
+    ) -> bool:
+        """Add the deltas of the requested videos' corrections to ``into``; ``False``
+        (``into`` unchanged) when one of them was first seen at or after
+        ``applies_before_ns``, so that its copies may or may not be counted yet."""
+        if not self.video_ids.shape[0]:
+            return True
+        low = np.searchsorted(self.video_ids, requested, side="left")
+        high = np.searchsorted(self.video_ids, requested, side="right")
+        if not (high > low).any():
+            return True
+        lengths = high - low
+        rows = np.repeat(low, lengths) + (
+            np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        )
+        if (self.seen_ns[rows] >= applies_before_ns).any():
+            return False
+        into.add(
+            np.repeat(np.arange(requested.shape[0]), lengths),
+            self.deltas.views[rows],
+            self.deltas.completion_sum[rows],
+            self.deltas.likes[rows],
+            self.deltas.shares[rows],
+            self.deltas.comments[rows],
+        )
+        return True
 
 
 def _changed_pairs(
@@ -884,6 +1009,16 @@ SELECT bitShiftRight(a, {FINE_PER_COARSE_BITS}) AS coarse, b, c, toInt64(argMaxM
 FROM {agg}
 WHERE tag = {Tag.FINE_LIKE} AND a >= %(low)s AND a < %(high)s
 GROUP BY coarse, b, c"""
+        # Every correction, at most ``%(limit)s`` of them, with its deltas to its
+        # video's counts: the store's held corrections, for bounded-age reads.
+        # Columns: event id, copies beyond the first, video, views, completion, shares,
+        # comments.
+        self.held_corrections = f"""
+SELECT event_id, extra, fixed_video, -if(fixed_kind = 'watch', extra, 0),
+       -if(fixed_kind = 'watch', extra * fixed_completion, 0),
+       -if(fixed_kind = 'share', extra, 0), -if(fixed_kind = 'comment', extra, 0)
+FROM ({_corrections(fix, "1")}) WHERE extra > 0
+LIMIT %(limit)s"""
         # The pairs liked as of the like-state rows before fine bucket ``%(start)s`` (a
         # roll-up's watermark), at most ``%(limit)s`` of them; and how many events
         # arrived before the roll-up's watermark ``%(fold)s``, the check that the
@@ -992,6 +1127,10 @@ class ClickHouseEventStore:
     since the watermark from them and from the pairs that changed since (schema version
     4), in the same single query, instead of reading every pair of those videos again.
     Bad values raise :class:`~reelrank.InvalidInputError` naming them.
+    :meth:`stats_columns_within` (the :class:`~reelrank.BoundedAgeEventStore` read)
+    answers from those held data with no round trip; while it is asked for, a thread
+    of the store's own refreshes them every ``bounded_refresh_seconds`` (1 s; a
+    number ``> 0``, else :class:`~reelrank.InvalidInputError`).
 
     **Exactly once.** :meth:`append_many` asks for the copy counts of the batch's ids
     (one query), inserts the new events (one columnar insert) and asks again whether
@@ -1034,6 +1173,7 @@ class ClickHouseEventStore:
         hold_arrivals: bool = True,
         arrival_settle_seconds: float = 2.0,
         held_like_pairs: int = 5_000_000,
+        bounded_refresh_seconds: float = 1.0,
     ) -> None:
         if type(held_roll_up_videos) is not int or held_roll_up_videos < 0:
             raise InvalidInputError("held_roll_up_videos", "must be an int >= 0")
@@ -1048,6 +1188,13 @@ class ClickHouseEventStore:
             and arrival_settle_seconds >= 0
         ):
             raise InvalidInputError("arrival_settle_seconds", "must be a number of seconds >= 0")
+        if not (
+            isinstance(bounded_refresh_seconds, int | float)
+            and not isinstance(bounded_refresh_seconds, bool)
+            and math.isfinite(bounded_refresh_seconds)
+            and bounded_refresh_seconds > 0
+        ):
+            raise InvalidInputError("bounded_refresh_seconds", "must be a number of seconds > 0")
         self._engine = engine
         self._clients = DriverClients(engine)
         self._queries = _Queries(tables or ClickHouseTables())
@@ -1067,6 +1214,13 @@ class ClickHouseEventStore:
         self._liked_refused = -1
         self._liked_lock = threading.Lock()  # held while a thread reads ``_liked``
         self._liked_thread: threading.Thread | None = None
+        self._corrections: _HeldCorrections | None = None
+        self._refresh_seconds = float(bounded_refresh_seconds)
+        self._refresh_thread: threading.Thread | None = None
+        self._refresh_lock = threading.Lock()  # held while starting the refresh thread
+        self._refresh_stop = threading.Event()  # set by close
+        self._bounded_asked = -math.inf  # time.monotonic() of the last bounded-age read
+        self._clock_ns = time.time_ns  # the clock of arrival numbers and checks
         self._closed = False  # no background read starts once set
         self._close_lock = threading.Lock()
         self._write_lock = threading.Lock()
@@ -1078,10 +1232,10 @@ class ClickHouseEventStore:
         return self._engine
 
     def close(self, *, timeout: float | None = None) -> None:
-        """Start no more background reads of what arrived since the held roll-up or of
-        its liked pairs, and wait up to ``timeout`` seconds in all (``None``: until
-        they end, within the driver's timeouts) for those under way, so that the
-        engine can be disposed of next.
+        """Start no more background reads of what arrived since the held roll-up, of
+        its liked pairs or of the refresh for bounded-age reads, and wait up to
+        ``timeout`` seconds in all (``None``: until they end, within the driver's
+        timeouts) for those under way, so that the engine can be disposed of next.
 
         Reads and writes still work afterwards, reading what arrived from the server.
         Closing again does nothing more. The engine is the caller's to dispose of.
@@ -1090,6 +1244,7 @@ class ClickHouseEventStore:
             if self._closed:
                 return
             self._closed = True
+        self._refresh_stop.set()
         deadline = None if timeout is None else time.monotonic() + timeout
 
         def left() -> float | None:
@@ -1101,7 +1256,9 @@ class ClickHouseEventStore:
         for lock in (self._since_lock, self._liked_lock):
             wait = left()
             lock.acquire(timeout=-1 if wait is None else wait)
-        for thread in (self._since_thread, self._liked_thread):
+        with self._refresh_lock:
+            refresh = self._refresh_thread
+        for thread in (refresh, self._since_thread, self._liked_thread):
             if thread is not None:
                 thread.join(left())
 
@@ -1591,6 +1748,184 @@ class ClickHouseEventStore:
             found = _Sums.zeros(0)
         return found.columns(requested)
 
+    def stats_columns_within(
+        self, video_ids: Sequence[int], *, max_age_seconds: float
+    ) -> VideoStatsColumns | None:
+        """The statistics of :meth:`stats_columns` for the same ids, leaving out at most
+        the events that arrived in the last ``max_age_seconds``, from the store's memory
+        without a round trip; ``None`` when what it holds is not recent enough (the
+        :class:`~reelrank.BoundedAgeEventStore` read).
+
+        Answers from the held roll-up, the held since-sums and, for the like counts of
+        videos liked or unliked since the roll-up, the held liked pairs (or like counts
+        an exact read kept for as many likes and unlikes), less the held corrections,
+        when all of these are no older than ``max_age_seconds``: the start of the last
+        read that found the since-sums and the roll-up whole on the server (the exact
+        read's late-arrival and bucket-total checks), the start of the first fine
+        bucket the since-sums do not hold (unless that check found no arrivals after
+        them), and the read of the corrections. An event that arrives late in a held
+        bucket is therefore counted once the bound has passed since it arrived, or
+        the answer is ``None``. A requested video's correction that the store first
+        saw after that check began, or after the first bucket not held began, makes
+        it answer ``None`` (its copies may or may not be counted yet); a correction
+        written on the server is left out for at most one refresh after it is
+        written. Ages are measured by the store's clock against arrival numbers, the
+        writers' clocks: skew between them adds to the age.
+
+        Each call keeps those data fresh for a minute more: a thread of the store's own
+        runs the exact read's checks (one query, which also loads a newer roll-up and
+        extends the since-sums) and reads the corrections (one query) every
+        ``bounded_refresh_seconds``, until a minute passes without a bounded-age read or
+        the store closes. The store must hold its roll-up and arrivals
+        (``held_roll_up_videos > 0``, ``hold_arrivals``) to answer at all.
+        """
+        ids = check_ids("video_ids", video_ids)
+        max_age = check_max_age("max_age_seconds", max_age_seconds)
+        if not self._held_videos_limit or not self._hold_arrivals:
+            return None
+        self._keep_fresh()
+        held, since, corrections = self._held, self._since, self._corrections
+        if held is None or since is None or corrections is None:
+            return None
+        oldest = self._clock_ns() - round(max_age * 1e9)
+        counted_before = since.counts_all_before()
+        if (
+            not since.serves(held.fold)
+            or since.checked_fold != held.fold
+            or since.checked_ns < oldest
+            or counted_before < oldest
+            or corrections.read_ns < oldest
+        ):
+            return None
+        requested = np.array(list(dict.fromkeys(ids)), dtype=np.int64)
+        # Summed in id order: each held array is searched for the ids in order, several
+        # times faster for 10,000 ids than in the order asked; put back in that at the end.
+        order = np.argsort(requested, kind="stable")
+        found = self._held_sums(held, since, corrections, requested[order], counted_before)
+        if found is None:
+            return None
+        values = _Sums.zeros(requested.shape[0])
+        for name in ("views", "completion_sum", "likes", "shares", "comments"):
+            getattr(values, name)[order] = getattr(found, name)
+        return values.columns(requested)
+
+    def _held_sums(
+        self,
+        held: _HeldRollUp,
+        since: _HeldSince,
+        corrections: _HeldCorrections,
+        requested: NDArray[np.int64],
+        counted_before: int,
+    ) -> _Sums | None:
+        """The sums of ``requested`` (distinct, sorted) from the held data, as
+        :meth:`stats_columns_within` answers them, or ``None`` when it answers ``None``."""
+        values = held.rows_of(requested)
+        arrived = _Sums.zeros(requested.shape[0])
+        since.add_to(held.fold, requested, arrived)
+        values.add(
+            np.arange(requested.shape[0]),
+            arrived.views,
+            arrived.completion_sum,
+            np.zeros(requested.shape[0], dtype=np.int64),  # like counts: replaced below
+            arrived.shares,
+            arrived.comments,
+        )
+        liked = np.flatnonzero(arrived.likes != 0)
+        if liked.shape[0]:
+            counts = self._held_like_counts(held, since, requested[liked], arrived.likes[liked])
+            if counts is None:
+                return None
+            values.likes[liked] = counts
+        if not corrections.subtract_from(requested, values, min(counted_before, since.checked_ns)):
+            return None
+        summed = (values.views, values.likes, values.shares, values.comments)
+        if any((each < 0).any() for each in summed):
+            return None  # held data that disagree: the exact read decides
+        return values
+
+    def _held_like_counts(
+        self,
+        held: _HeldRollUp,
+        since: _HeldSince,
+        videos: NDArray[np.int64],
+        marks: NDArray[np.int64],
+    ) -> NDArray[np.int64] | None:
+        """The like counts of ``videos`` (distinct), liked or unliked since roll-up
+        ``held`` as many times as ``marks`` in the held since-sums, from memory: the
+        counts an exact read kept for as many likes and unlikes, else from the held
+        liked pairs and the pairs the since-sums hold; ``None`` when the store holds
+        neither for some video."""
+        kept, kept_counts = self._likes_since.still_held(held.fold, videos, marks)
+        counts = np.zeros(videos.shape[0], dtype=np.int64)
+        counts[kept] = kept_counts
+        stale = videos[~kept]
+        if not stale.shape[0]:
+            return counts
+        liked = self._liked
+        changed = since.changed_pairs(held.fold)
+        if (
+            liked is None
+            or liked.fold != held.fold
+            or not changed
+            or int(stale.max()) >= _PAIR_VIDEO_LIMIT
+        ):
+            return None
+        in_order = np.sort(stale)
+        latest = _ChangedPairs.latest([part.of_videos(in_order) for part in changed])
+        counts[~kept] = liked.likes(stale, latest)
+        return counts
+
+    def _keep_fresh(self) -> None:
+        """Note a bounded-age read, and start the thread that keeps the held data fresh
+        for it unless it runs (or the store is closed)."""
+        self._bounded_asked = time.monotonic()
+        thread = self._refresh_thread
+        if thread is not None and thread.is_alive():
+            return
+        with self._refresh_lock:
+            thread = self._refresh_thread
+            if self._closed or (thread is not None and thread.is_alive()):
+                return
+            thread = threading.Thread(
+                target=self._refresh_while_asked,
+                name="reelrank-clickhouse-bounded-refresh",
+                daemon=True,
+            )
+            self._refresh_thread = thread
+            thread.start()
+
+    def _refresh_while_asked(self) -> None:
+        """Refresh the held data every ``bounded_refresh_seconds`` until a minute
+        passes without a bounded-age read or the store closes."""
+        while not self._refresh_stop.is_set():
+            if time.monotonic() - self._bounded_asked > _BOUNDED_IDLE_SECONDS:
+                return
+            started = time.monotonic()
+            # On a failure bounded reads answer None as the data age; the next try may work.
+            with contextlib.suppress(StoreError):
+                self._refresh_held()
+            self._refresh_stop.wait(max(self._refresh_seconds - (time.monotonic() - started), 0))
+
+    def _refresh_held(self) -> None:
+        """Read the corrections into memory, then run an exact read's checks, which load
+        a newer roll-up, find the since-sums whole (or drop them) and start the
+        background reads of the buckets settled since and of the liked pairs. In that
+        order: a correction read here has its copies on the server before the checks
+        begin."""
+        with store_errors(_STORE, "stats_columns_within"), self._clients.reader() as client:
+            read_ns = self._clock_ns()
+            columns = numpy_columns(
+                client, self._queries.held_corrections, {"limit": _HELD_CORRECTIONS_LIMIT + 1}
+            )
+            seen_ns = self._clock_ns()
+            if columns and columns[0].shape[0] > _HELD_CORRECTIONS_LIMIT:
+                self._corrections = None
+            else:
+                self._corrections = _HeldCorrections.of_rows(
+                    columns, read_ns, seen_ns, self._corrections
+                )
+            self._folded_stats(client, _CHECK_VIDEO)
+
     def _folded_stats(self, client: Client, requested: NDArray[np.int64]) -> _Sums | None:
         """The sums of the requested videos from the latest complete roll-up plus what
         arrived after it, or ``None`` when there is none or it no longer holds
@@ -1697,6 +2032,7 @@ class ClickHouseEventStore:
         held_pairs = None if since is None else since.changed_pairs(held.fold)
         if liked is None or liked.fold != held.fold or (since is not None and held_pairs is None):
             liked = None
+        asked_ns = self._clock_ns()
         columns = numpy_columns(
             client,
             self._queries.held_stats if liked is None else self._queries.held_stats_with_pairs,
@@ -1722,6 +2058,11 @@ class ClickHouseEventStore:
         buckets = np.asarray(columns[0], dtype=np.int64)[is_total]
         if since is not None and not since.matches(held.fold, buckets, views[is_total]):
             return _SINCE_STALE, None
+        if since is not None:
+            checked = since.checked(held.fold, asked_ns, buckets)
+            if self._since is since:  # not replaced meanwhile by an extended one
+                self._since = checked
+            since = checked
         arrived = _Sums.zeros(requested.shape[0])
         if since is not None:
             since.add_to(held.fold, requested, arrived)
@@ -1740,7 +2081,7 @@ class ClickHouseEventStore:
             None if liked is None or pairs is None else (liked, pairs),
         )
         if self._hold_arrivals:
-            self._extend_since(held.fold, since, buckets)
+            self._extend_since(held.fold, since, buckets, asked_ns)
         self._hold_likes(held)
         return held.fold, values
 
@@ -1799,27 +2140,34 @@ class ClickHouseEventStore:
             self._liked_lock.release()
 
     def _extend_since(
-        self, fold: int, since: _HeldSince | None, buckets: NDArray[np.int64]
+        self, fold: int, since: _HeldSince | None, buckets: NDArray[np.int64], checked_ns: int
     ) -> None:
         """Start a thread that reads the settled buckets since roll-up ``fold`` that
         ``since`` does not hold yet (all of them when there is none) into the store's
         since-sums, unless there are none (``buckets`` has the fine buckets with
-        arrivals) or another thread is at it. A bucket is settled once
+        arrivals) or another thread is at it; new since-sums count as checked at
+        ``checked_ns``, when the read that found the roll-up whole began. A bucket is
+        settled once
         ``arrival_settle_seconds`` have passed since its end by the store's clock
         (with ``0``, at once: a bucket that gets more events later makes the store read
         again)."""
         start = fold << FINE_PER_COARSE_BITS
         high = int(buckets.max()) + 1 if buckets.shape[0] else start
         if self._settle_ns:
-            high = min(high, (time.time_ns() - self._settle_ns) >> FINE_BUCKET_SHIFT)
+            high = min(high, (self._clock_ns() - self._settle_ns) >> FINE_BUCKET_SHIFT)
         low = start if since is None else since.unheld
         if since is not None and not ((buckets >= low) & (buckets < high)).any():
+            # No arrivals in the settled buckets not held yet, as of the read that found
+            # ``buckets`` (which ``since`` was checked by): they are held, empty, so that
+            # the held buckets keep up while few events arrive (for bounded-age reads).
+            if high > low and self._since is since:
+                self._since = replace(since, unheld=high)
             return
         if self._closed or not self._since_lock.acquire(blocking=False):
             return
         thread = threading.Thread(
             target=self._read_since,
-            args=(fold, since or _HeldSince(start, start, ()), max(high, low)),
+            args=(fold, since or _HeldSince(start, start, (), fold, checked_ns), max(high, low)),
             name="reelrank-clickhouse-held-arrivals",
             daemon=True,
         )
@@ -1834,13 +2182,14 @@ class ClickHouseEventStore:
         try:
             columns: Sequence[Any] = []
             pairs: Sequence[Any] | None = [] if self._like_pairs_limit else None
+            read_ns = self._clock_ns()
             if high > since.unheld:
                 with store_errors(_STORE, "get_stats"), self._clients.reader() as client:
                     between = {"low": since.unheld, "high": high}
                     columns = numpy_columns(client, self._queries.arrived_between, between)
                     if pairs is not None:
                         pairs = numpy_columns(client, self._queries.pairs_between, between)
-            self._since = since.extended(fold, high, columns, pairs)
+            self._since = since.extended(fold, high, columns, pairs, read_ns)
         except StoreError:
             pass  # reads stay exact without: they read what arrived from the server
         finally:

@@ -8,7 +8,7 @@ import pytest
 
 from ...exceptions import InvalidInputError
 from ...models._engagement import EngagementKind, affinity, affinity_credit
-from ...stores._protocols import BulkReadEventStore, EventStore
+from ...stores._protocols import BoundedAgeEventStore, BulkReadEventStore, EventStore
 from ..factories import make_event
 from ._support import BAD_IDS, skip_without
 
@@ -19,6 +19,13 @@ def _bulk(event_store: object) -> BulkReadEventStore:
     """``event_store`` as a BulkReadEventStore; the test is skipped when it is not one."""
     skip_without(event_store, BulkReadEventStore)
     assert isinstance(event_store, BulkReadEventStore)
+    return event_store
+
+
+def _bounded(event_store: object) -> BoundedAgeEventStore:
+    """``event_store`` as a BoundedAgeEventStore; the test is skipped when it is not one."""
+    skip_without(event_store, BoundedAgeEventStore)
+    assert isinstance(event_store, BoundedAgeEventStore)
     return event_store
 
 
@@ -261,6 +268,32 @@ class EventStoreContract:
         with pytest.raises(InvalidInputError) as info:
             bulk.get_affinities_many(bad)  # type: ignore[arg-type]
         assert info.value.field == "creator_ids_by_user"
+
+    def test_a_bounded_age_read_counts_every_event_older_than_its_bound(
+        self, event_store: EventStore
+    ) -> None:
+        bounded = _bounded(event_store)
+        event_store.append(make_event("watch", video_id=2, completion=0.5), creator_id=1)
+        event_store.append(make_event("like", video_id=2, user_id=4), creator_id=1)
+        event_store.append(make_event("share", video_id=7, user_id=4), creator_id=1)
+        # With a bound of 0 every event appended so far must be counted: the exact
+        # statistics, or None when the store cannot promise them without I/O.
+        found = bounded.stats_columns_within([7, 2, 9, 7], max_age_seconds=0)
+        if found is not None:
+            exact = event_store.stats_columns([7, 2, 9, 7])
+            assert found.video_ids.tolist() == exact.video_ids.tolist() == [7, 2, 9]
+            for name in ("views", "likes", "shares", "comments"):
+                assert getattr(found, name).tolist() == getattr(exact, name).tolist(), name
+            assert found.completion_sum.tolist() == pytest.approx(exact.completion_sum.tolist())
+
+    @pytest.mark.parametrize("bad", [-1.0, math.nan, math.inf, "1", None, True], ids=repr)
+    def test_a_bounded_age_read_refuses_a_bad_bound(
+        self, event_store: EventStore, bad: object
+    ) -> None:
+        bounded = _bounded(event_store)
+        with pytest.raises(InvalidInputError) as info:
+            bounded.stats_columns_within([1], max_age_seconds=bad)  # type: ignore[arg-type]
+        assert info.value.field == "max_age_seconds"
 
     def test_bad_limit_raises_invalid_input(self, event_store: EventStore) -> None:
         with pytest.raises(InvalidInputError) as info:

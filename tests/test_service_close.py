@@ -15,6 +15,7 @@ in the adapter's tests.)
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import cast
 
 import pytest
+import reelrank_example
 from flask import Flask
 from reelrank_example import (
     FIRST_USER_ID,
@@ -242,7 +244,10 @@ _HUNG_SERVICE = textwrap.dedent(
     stores = dataclasses.replace(memory_stores(), events=HungEvents(), log=HungLog())
     stores.catalog.put_creator(make_creator(1))
     stores.catalog.put_video(make_video(1, published_at=EPOCH))
-    settings = Settings(auth_secret="c" * 40, ready_check_timeout_seconds=0.2)
+    # Without bounded-age counts, which the in-memory store answers without get_stats.
+    settings = Settings(
+        auth_secret="c" * 40, ready_check_timeout_seconds=0.2, bounded_counts_seconds=0
+    )
     services = build_services(stores, settings)
     app = create_app(services, settings)
     # Trending computes its first snapshot, then refreshes it ahead on a hung log.
@@ -267,8 +272,15 @@ def test_close_and_exit_are_bounded_with_every_kind_of_call_hung_on_a_store(
     script.write_text(_HUNG_SERVICE)
     # A hang bound, not a time asserted: before, trending's close waited for the hung
     # computation, and the readiness pool's thread held the interpreter's exit.
+    # The service is imported from its tree, as in this process (see conftest.py).
+    service = Path(reelrank_example.__file__).resolve().parents[1]
+    path = os.pathsep.join(filter(None, [str(service), os.environ.get("PYTHONPATH")]))
     finished = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=120
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": path},
     )
     assert finished.returncode == 0, finished.stderr
     assert finished.stdout.startswith("closed in "), finished.stdout

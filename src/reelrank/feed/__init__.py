@@ -8,7 +8,13 @@ from .._public import _public_module
 from ._config import FeedServiceConfig, FeedServiceStats, StoreDeadlines, VariantResolver
 from ._events import EngagementRecorder, RecorderConfig, watch_completion
 from ._guarded_store import GuardedStore
-from ._observer import CacheLookupResult, FeedObserver, StoreCallOutcome
+from ._observer import (
+    CacheLookupResult,
+    CacheMissReason,
+    FeedObserver,
+    RefillOutcome,
+    StoreCallOutcome,
+)
 from ._resilience import (
     BreakerState,
     CircuitBreaker,
@@ -22,6 +28,7 @@ from ._service import FeedRankingService
 __all__ = [
     "BreakerState",
     "CacheLookupResult",
+    "CacheMissReason",
     "CircuitBreaker",
     "DependencyGuard",
     "DependencyStats",
@@ -33,6 +40,7 @@ __all__ = [
     "GuardedStore",
     "PendingCall",
     "RecorderConfig",
+    "RefillOutcome",
     "StoreCallOutcome",
     "StoreDeadlines",
     "VariantResolver",

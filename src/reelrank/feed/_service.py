@@ -38,9 +38,10 @@ from ._config import FeedServiceConfig, FeedServiceStats, VariantResolver
 from ._context import DegradedReport, RequestContext, config_tag
 from ._cursor import CursorCodec, CursorState
 from ._guards import SnapshotCache, StoreGuards
-from ._observer import FeedObserver, active
-from ._paging import Pager, ServedMarks, check_page_limit
+from ._observer import CacheMissReason, FeedObserver, active
+from ._paging import Pager, ServedMarks, check_page_limit, snapshot_id
 from ._ranking import UserRanking
+from ._refill import Refiller, RefillOutcome
 from ._remembered_pages import (
     END_TAG,
     PageRecords,
@@ -168,6 +169,15 @@ class FeedRankingService:
             guards=self._guards,
             config=cfg,
         )
+        self._refiller = (
+            Refiller(
+                threads=cfg.refill_threads,
+                queue_max=cfg.refill_queue_max,
+                report=self._report_refill,
+            )
+            if cfg.refill_ahead_items and self._snapshots.enabled
+            else None
+        )
         self._counter_lock = threading.Lock()
         self._pages = self._pages_from_cache = self._replayed = 0
         self._ranked = self._degraded_pages = 0
@@ -177,13 +187,17 @@ class FeedRankingService:
     def close(self, *, timeout: float | None = None) -> None:
         """Stop the service's worker threads; the service cannot serve afterwards.
 
-        A background refresh of the candidate pool under way is waited for first, up to
-        ``timeout`` seconds (default: the config's ``warm_deadline_seconds``), so that
-        stores closed after this are no longer read; none starts afterwards. Closing
-        again does nothing more.
+        Refills ahead still queued are dropped; those running, and a background refresh
+        of the candidate pool under way, are waited for first, up to ``timeout`` seconds
+        in all (default: the config's ``warm_deadline_seconds``), so that stores closed
+        after this are no longer read; none starts afterwards. Closing again does nothing
+        more.
         """
         wait = self.config.warm_deadline_seconds if timeout is None else timeout
-        self._candidates.close(max(0.0, wait))
+        deadline = time.monotonic() + max(0.0, wait)
+        if self._refiller is not None:
+            self._refiller.close(max(0.0, wait))
+        self._candidates.close(max(0.0, deadline - time.monotonic()))
         self._guards.close()
 
     def __enter__(self) -> FeedRankingService:
@@ -368,6 +382,7 @@ class FeedRankingService:
         self._records.remember_local(
             encode_record(key, taken, self._next_state(ctx, taken), ctx.now)
         )
+        self._refill_if_low(ctx, cached)
         return taken
 
     def _next_state(self, ctx: RequestContext, page: FeedPage) -> CursorState | None:
@@ -408,10 +423,16 @@ class FeedRankingService:
             )
             if page.items:
                 self._count(pages=1, cached=1, degraded=ctx.report.is_degraded)
+                self._refill_if_low(ctx, cached)
                 return page
+            reason: CacheMissReason = "used_up"
+        else:
+            reason = self._miss_reason(ctx, cached)
         ranked = self._rank(ctx, cached, state, limit)
         if isinstance(ranked, FeedPage):
             return ranked
+        if self._observer is not None:
+            self._observer.cache_missed(reason)
         snapshot = ranked
         self._snapshots.put([snapshot], ctx.report)
         self._count(ranked=1)
@@ -451,6 +472,58 @@ class FeedRankingService:
         raise FeedUnavailableError(
             f"catalog unavailable and no cached feed for user {ctx.user_id}"
         ) from None
+
+    def _miss_reason(self, ctx: RequestContext, cached: FeedSnapshot | None) -> CacheMissReason:
+        """Why ``cached`` (``None``: nothing found) cannot serve the request."""
+        if cached is None:
+            failed = any(entry.dependency == "cache" for entry in ctx.report.degraded)
+            return "cache_failed" if failed else "absent"
+        return "config_changed" if cached.config_tag != ctx.tag else "expired"
+
+    # -- refilling ahead -----------------------------------------------------------
+
+    def _refill_if_low(self, ctx: RequestContext, snapshot: FeedSnapshot) -> None:
+        """Rank the user's next snapshot in the background if the page just cut from
+        ``snapshot`` (and marked seen) left fewer than ``refill_ahead_items`` after it.
+
+        A snapshot shorter than ``snapshot_size`` ran out of candidates: ranking again
+        would find no more. A degraded page is not refilled: the ranking would be
+        degraded too, and would replace a sound snapshot for a short-lived one.
+        """
+        refiller = self._refiller
+        if refiller is None or ctx.report.is_degraded:
+            return
+        total = len(snapshot.video_ids)
+        if total < self.config.snapshot_size:
+            return
+        pinned = snapshot_id(snapshot)
+        if total - self._pager.position(snapshot, pinned) >= self.config.refill_ahead_items:
+            return
+        refiller.submit(ctx.key, lambda: self._refill(ctx, snapshot, pinned))
+
+    def _refill(self, ctx: RequestContext, previous: FeedSnapshot, pinned: str) -> bool:
+        """Rank and cache the next snapshot after ``previous`` (its id ``pinned``); whether
+        it was stored. Runs on a refill thread, after the request's page was marked seen,
+        so the seen ids it reads include that page."""
+        with request_scope():
+            refill = replace(ctx, now=self._clock(), report=DegradedReport())
+            try:
+                snapshot = self._users.rank(refill, previous=previous, prefer_snapshot=True)
+            except CatalogUnavailableError:
+                return False
+            self._count(ranked=1)
+            if refill.report.is_degraded:
+                return False
+            # A request that found the snapshot used up meanwhile ranked and cached a
+            # newer one, whose pages may be under way: it is not replaced.
+            current = self._snapshots.get(ctx.key, refill.report)
+            if current is not None and snapshot_id(current) != pinned:
+                return False
+            return self._snapshots.put([snapshot], refill.report)
+
+    def _report_refill(self, outcome: RefillOutcome) -> None:
+        if self._observer is not None:
+            self._observer.refill_ended(outcome)
 
     def _is_current(self, snapshot: FeedSnapshot, ctx: RequestContext) -> bool:
         # Faster cache levels may keep a promoted copy a little past the shared level's

@@ -65,11 +65,11 @@ class Recording(FeedObserver):
             raise RuntimeError("a bug in a refill")
 
 
-def _catalog() -> InMemoryCatalog:
+def _catalog(videos: int = VIDEOS) -> InMemoryCatalog:
     catalog = InMemoryCatalog()
     for creator in range(1, 7):
         catalog.put_creator(make_creator(creator))
-    for video in range(1, VIDEOS + 1):
+    for video in range(1, videos + 1):
         catalog.put_video(
             make_video(video, 1 + video % 6, published_at=START - timedelta(minutes=video))
         )
@@ -86,6 +86,7 @@ def build() -> Iterator[Callable[..., FeedRankingService]]:
         seen: Any = None,
         clock: ManualClock | None = None,
         cache: LRUFeedCache | None = None,
+        videos: int = VIDEOS,
         **config: Any,
     ) -> FeedRankingService:
         clock = clock or ManualClock(START)
@@ -98,7 +99,7 @@ def build() -> Iterator[Callable[..., FeedRankingService]]:
         }
         settings.update(config)
         service = FeedRankingService(
-            catalog=_catalog(),
+            catalog=_catalog(videos),
             events=InMemoryEventStore(),
             seen=seen or InMemorySeenStore(),
             cache=LRUFeedCache(clock=clock.monotonic) if cache is None else cache,
@@ -196,6 +197,24 @@ def test_misses_are_told_apart_by_what_the_cache_held(
     cache.put(old, ttl_seconds=3600.0)
     assert not service.feed(USER, LIMIT).from_cache
     assert observer.misses == ["absent", "config_changed", "expired"]
+
+
+def test_a_user_short_of_candidates_runs_out_and_is_not_refilled(
+    build: Callable[..., FeedRankingService],
+) -> None:
+    observer = Recording()
+    service = build(observer, videos=10)
+    assert service.warm([USER]) == 1
+    served = _page_through(service, 3)
+    # Ten candidates: a snapshot of 10 < 20 items, pages of 4, 4 and 2, the last one
+    # ending the feed. A short snapshot is never refilled: it held every candidate.
+    assert [len(ids) for _, ids in served] == [4, 4, 2]
+    assert observer.refills == []
+    # Asking again finds the snapshot used up; so does asking after that, since the
+    # re-ranked snapshot is empty.
+    assert service.feed(USER, LIMIT).items == ()
+    assert service.feed(USER, LIMIT).items == ()
+    assert observer.misses == ["ran_out", "ran_out"]
 
 
 def test_a_refill_that_raises_leaves_the_requests_alone(

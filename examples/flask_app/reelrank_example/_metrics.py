@@ -109,7 +109,8 @@ FAMILIES: tuple[Family, ...] = (
         "reelrank_feed_cache_misses_total", "counter", ("reason",),
         "Feed pages ranked for the request, by why no cached snapshot served them: absent "
         "(none cached: never warmed, or evicted), used_up (no unseen item left after the "
-        "page's start), expired, config_changed, cache_failed (the lookup failed).", "sum",
+        "page's start), ran_out (the same, in a snapshot short of candidates), expired, "
+        "config_changed, cache_failed (the lookup failed).", "sum",
     ),
     Family(
         "reelrank_feed_refills_total", "counter", ("outcome",),

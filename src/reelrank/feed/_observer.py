@@ -24,10 +24,14 @@ __all__ = [
 CacheLookupResult = Literal["hit", "miss", "error"]
 """What one key looked up in one feed cache level found."""
 
-CacheMissReason = Literal["absent", "used_up", "expired", "config_changed", "cache_failed"]
+CacheMissReason = Literal[
+    "absent", "used_up", "ran_out", "expired", "config_changed", "cache_failed"
+]
 """Why a feed page was ranked for its request instead of cut from a cached snapshot:
 ``absent`` (no snapshot cached: never warmed, evicted, or no cache), ``used_up`` (the
-snapshot had no unseen item left after the page's start), ``expired`` (older than
+snapshot, ``snapshot_size`` items, had no unseen item left after the page's start),
+``ran_out`` (the same for a shorter snapshot: it held every unseen candidate the user
+had when it was ranked), ``expired`` (older than
 ``snapshot_ttl_seconds``, still held by a faster level), ``config_changed`` (ranked
 under another ranking config), ``cache_failed`` (the cache lookup failed)."""
 

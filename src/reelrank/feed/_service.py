@@ -425,7 +425,9 @@ class FeedRankingService:
                 self._count(pages=1, cached=1, degraded=ctx.report.is_degraded)
                 self._refill_if_low(ctx, cached)
                 return page
-            reason: CacheMissReason = "used_up"
+            # A snapshot shorter than snapshot_size held every unseen candidate there was.
+            full = len(cached.video_ids) >= self.config.snapshot_size
+            reason: CacheMissReason = "used_up" if full else "ran_out"
         else:
             reason = self._miss_reason(ctx, cached)
         ranked = self._rank(ctx, cached, state, limit)

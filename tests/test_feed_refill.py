@@ -217,6 +217,33 @@ def test_a_user_short_of_candidates_runs_out_and_is_not_refilled(
     assert observer.misses == ["ran_out", "ran_out"]
 
 
+def test_a_user_who_ran_out_gets_the_end_of_the_feed_from_the_cache_until_the_pool_changes(
+    build: Callable[..., FeedRankingService],
+) -> None:
+    observer = Recording()
+    clock = ManualClock(START)
+    service = build(
+        observer, clock=clock, videos=10, hold_ran_out_feeds=True, candidate_pool_ttl_seconds=10
+    )
+    assert service.warm([USER]) == 1
+    assert [len(ids) for _, ids in _page_through(service, 3)] == [4, 4, 2]
+    # Ranked after the pool was fetched, with every candidate in it: ranking again
+    # over the same pool would find nothing, so the end comes from the cache.
+    clock.advance(5.0)
+    for _ in range(3):
+        page = service.feed(USER, LIMIT)
+        assert page.items == () and page.next_cursor is None and page.from_cache
+    assert observer.misses == []
+    # Once the pool's lifetime passed, the next request fetches the pool again and
+    # ranks over it (it might hold new candidates).
+    clock.advance(5.0)
+    page = service.feed(USER, LIMIT)
+    assert observer.misses == ["ran_out"] and not page.from_cache
+    # That ranking was over the current pool: held again.
+    assert service.feed(USER, LIMIT).from_cache
+    assert observer.misses == ["ran_out"]
+
+
 def test_a_refill_that_raises_leaves_the_requests_alone(
     build: Callable[..., FeedRankingService],
 ) -> None:
@@ -266,7 +293,8 @@ def test_a_refill_degraded_by_a_failing_store_is_not_cached(
 def test_no_video_is_shown_twice_and_a_retried_cursor_gets_its_page_again(
     build: Callable[..., FeedRankingService], steps: list[tuple[int, str]]
 ) -> None:
-    service = build(Recording(), refill_ahead_items=9)
+    # Few enough videos that long sequences show every one and run out.
+    service = build(Recording(), refill_ahead_items=9, videos=60, hold_ran_out_feeds=True)
     service.warm([USER])
     shown: set[int] = set()
     cursor: str | None = None

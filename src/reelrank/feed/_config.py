@@ -70,6 +70,14 @@ class FeedServiceConfig(StrictModel):
     """Most refills ahead waiting for a thread; further ones are dropped (those users'
     next page is ranked for the request, as without refilling), so a burst never queues
     work without bound. At most one refill per user and variant waits or runs at once."""
+    hold_ran_out_feeds: bool = False
+    """Answer a user who was shown every item of a snapshot shorter than
+    ``snapshot_size`` (it held every unseen candidate they had) with the end of the feed
+    from the cache, without ranking again, while the snapshot is younger than the
+    process's candidate pool: ranking over the same pool would find nothing new. Videos
+    that creators the user follows published since reach them with the pool's next
+    fetch, at most ``candidate_pool_ttl_seconds`` later. ``False`` ranks again on every
+    such request."""
     recent_limit: int = Field(default=500, ge=0, le=1_000_000)
     """Candidates taken from the newest ready videos."""
     popular_limit: int = Field(default=500, ge=0, le=1_000_000)

@@ -178,6 +178,7 @@ class FeedRankingService:
             if cfg.refill_ahead_items and self._snapshots.enabled
             else None
         )
+        self._monotonic = monotonic
         self._counter_lock = threading.Lock()
         self._pages = self._pages_from_cache = self._replayed = 0
         self._ranked = self._degraded_pages = 0
@@ -427,6 +428,9 @@ class FeedRankingService:
                 return page
             # A snapshot shorter than snapshot_size held every unseen candidate there was.
             full = len(cached.video_ids) >= self.config.snapshot_size
+            if not full and self._ran_out_on_current_pool(ctx, cached):
+                self._count(pages=1, cached=1)
+                return page
             reason: CacheMissReason = "used_up" if full else "ran_out"
         else:
             reason = self._miss_reason(ctx, cached)
@@ -474,6 +478,21 @@ class FeedRankingService:
         raise FeedUnavailableError(
             f"catalog unavailable and no cached feed for user {ctx.user_id}"
         ) from None
+
+    def _ran_out_on_current_pool(self, ctx: RequestContext, snapshot: FeedSnapshot) -> bool:
+        """Whether ``hold_ran_out_feeds`` answers the end of the feed from ``snapshot``, a
+        short snapshot with nothing unseen left: it was ranked after this process fetched
+        its current candidate pool, so ranking again would find nothing but videos that
+        followed creators published since."""
+        if not self.config.hold_ran_out_feeds or ctx.report.is_degraded:
+            return False
+        pool = self._candidates.current
+        if pool is None:
+            return False
+        pool_age = self._monotonic() - pool.fetched_at
+        if pool_age >= self.config.candidate_pool_ttl_seconds:
+            return False
+        return (ctx.now - snapshot.created_at).total_seconds() <= pool_age
 
     def _miss_reason(self, ctx: RequestContext, cached: FeedSnapshot | None) -> CacheMissReason:
         """Why ``cached`` (``None``: nothing found) cannot serve the request."""

@@ -275,7 +275,7 @@ def test_a_refill_degraded_by_a_failing_store_is_not_cached(
     page = service.feed(USER, LIMIT, None)
     assert page.from_cache and not page.degraded
     _refills_done(service)
-    assert observer.refills == ["failed"]
+    assert observer.refills == ["degraded"]
 
 
 @settings(
@@ -331,7 +331,7 @@ def test_close_drops_queued_refills_and_stops_the_threads(
     # A page after closing would refill: the refill is dropped, not run.
     refiller = service._refiller
     assert refiller is not None
-    assert not refiller.submit((USER, None), lambda: True)
+    assert not refiller.submit((USER, None), lambda: "stored")
     assert observer.refills == ["stored", "dropped"]
 
 
@@ -347,7 +347,7 @@ class _Blocked:
         self._lock = threading.Lock()
         self.running = self.most_running = self.ran = 0
 
-    def job(self) -> bool:
+    def job(self) -> RefillOutcome:
         with self._lock:
             self.running += 1
             self.most_running = max(self.most_running, self.running)
@@ -356,7 +356,7 @@ class _Blocked:
         with self._lock:
             self.running -= 1
             self.ran += 1
-        return True
+        return "stored"
 
 
 def test_one_refill_per_key_runs_however_many_requests_ask() -> None:
@@ -412,12 +412,12 @@ def test_a_raising_job_is_counted_failed_and_the_thread_goes_on() -> None:
     outcomes: list[RefillOutcome] = []
     refiller = Refiller(threads=1, queue_max=4, report=outcomes.append)
 
-    def broken() -> bool:
+    def broken() -> RefillOutcome:
         raise ValueError("bug")
 
     assert refiller.submit((1, None), broken)
     assert refiller.wait_idle(WAIT)
-    assert refiller.submit((2, None), lambda: True)
+    assert refiller.submit((2, None), lambda: "stored")
     assert refiller.wait_idle(WAIT)
     refiller.close(WAIT)
     assert outcomes == ["failed", "stored"]

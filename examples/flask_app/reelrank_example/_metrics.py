@@ -115,8 +115,9 @@ FAMILIES: tuple[Family, ...] = (
     Family(
         "reelrank_feed_refills_total", "counter", ("outcome",),
         "Feed snapshots ranked ahead in the background because a cached page left few "
-        "items, by outcome: stored, failed (raised, degraded, refused by the cache or "
-        "superseded), dropped (the refill queue was full or the service closing).", "sum",
+        "items, by outcome: stored, degraded (a store failed while ranking it), superseded "
+        "(a request cached a newer one), failed (raised, or the cache refused it), dropped "
+        "(the refill queue was full or the service closing).", "sum",
     ),
     Family(
         "reelrank_feed_cache_lookups_total", "counter", ("level", "result"),

@@ -24,10 +24,12 @@ from typing import Literal
 
 from ..stores._protocols import FeedKey
 
-RefillOutcome = Literal["stored", "failed", "dropped"]
-"""How one refill ahead ended: ``stored`` (the next snapshot is cached), ``failed`` (it
-raised, the cache refused it, a dependency failed while ranking it, or a newer snapshot
-was cached meanwhile), ``dropped`` (not run: the queue was full or the service closing)."""
+RefillOutcome = Literal["stored", "degraded", "superseded", "failed", "dropped"]
+"""How one refill ahead ended: ``stored`` (the next snapshot is cached), ``degraded``
+(not cached: a store failed or timed out while it was ranked), ``superseded`` (not
+cached: a request had cached a newer snapshot meanwhile), ``failed`` (it raised, the
+catalog was unavailable, or the cache refused it), ``dropped`` (not run: the queue was
+full or the service closing)."""
 
 _logger = logging.getLogger(__name__)
 
@@ -35,8 +37,8 @@ _logger = logging.getLogger(__name__)
 class Refiller:
     """A small pool of threads running one job per feed key at a time.
 
-    ``report`` hears how each job submitted ended; ``job()`` returns whether it
-    stored a snapshot. Threads start with the first jobs.
+    ``report`` hears how each job submitted ended; ``job()`` returns how it ended
+    (``failed`` if it raises). Threads start with the first jobs.
     """
 
     def __init__(
@@ -47,13 +49,13 @@ class Refiller:
         self._report = report
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
-        self._queued: deque[tuple[FeedKey, Callable[[], bool]]] = deque()
+        self._queued: deque[tuple[FeedKey, Callable[[], RefillOutcome]]] = deque()
         self._pending: set[FeedKey] = set()
         """Keys queued or running."""
         self._threads: list[threading.Thread] = []
         self._closed = False
 
-    def submit(self, key: FeedKey, job: Callable[[], bool]) -> bool:
+    def submit(self, key: FeedKey, job: Callable[[], RefillOutcome]) -> bool:
         """Run ``job`` for ``key`` on a refill thread; ``False`` if it is not run because
         one for ``key`` is pending already (not reported), or it was dropped."""
         with self._lock:
@@ -101,7 +103,7 @@ class Refiller:
         self._threads.append(thread)
         thread.start()
 
-    def _next_job(self) -> tuple[FeedKey, Callable[[], bool]] | None:
+    def _next_job(self) -> tuple[FeedKey, Callable[[], RefillOutcome]] | None:
         """The next queued job, waiting for one; ``None`` once the refiller is closed."""
         with self._changed:
             self._changed.wait_for(lambda: self._queued or self._closed)
@@ -110,8 +112,9 @@ class Refiller:
     def _work(self) -> None:
         while (entry := self._next_job()) is not None:
             key, job = entry
+            outcome: RefillOutcome
             try:
-                outcome: RefillOutcome = "stored" if job() else "failed"
+                outcome = job()
             except Exception:
                 # A refill only saves a later request a ranking; that request ranks
                 # itself if this one failed, so the failure is logged, not raised.

@@ -522,25 +522,25 @@ class FeedRankingService:
             return
         refiller.submit(ctx.key, lambda: self._refill(ctx, snapshot, pinned))
 
-    def _refill(self, ctx: RequestContext, previous: FeedSnapshot, pinned: str) -> bool:
-        """Rank and cache the next snapshot after ``previous`` (its id ``pinned``); whether
-        it was stored. Runs on a refill thread, after the request's page was marked seen,
-        so the seen ids it reads include that page."""
+    def _refill(self, ctx: RequestContext, previous: FeedSnapshot, pinned: str) -> RefillOutcome:
+        """Rank and cache the next snapshot after ``previous`` (its id ``pinned``). Runs
+        on a refill thread, after the request's page was marked seen, so the seen ids it
+        reads include that page."""
         with request_scope():
             refill = replace(ctx, now=self._clock(), report=DegradedReport())
             try:
                 snapshot = self._users.rank(refill, previous=previous, prefer_snapshot=True)
             except CatalogUnavailableError:
-                return False
+                return "failed"
             self._count(ranked=1)
             if refill.report.is_degraded:
-                return False
+                return "degraded"
             # A request that found the snapshot used up meanwhile ranked and cached a
             # newer one, whose pages may be under way: it is not replaced.
             current = self._snapshots.get(ctx.key, refill.report)
             if current is not None and snapshot_id(current) != pinned:
-                return False
-            return self._snapshots.put([snapshot], refill.report)
+                return "superseded"
+            return "stored" if self._snapshots.put([snapshot], refill.report) else "failed"
 
     def _report_refill(self, outcome: RefillOutcome) -> None:
         if self._observer is not None:

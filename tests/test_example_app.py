@@ -1676,3 +1676,13 @@ def test_default_app_reads_affinities_in_bulk_under_the_start_up_deadline() -> N
         assert guarded.events.get_affinities_many({1: [1]}) == {1: {1: 0.0}}
     finally:
         events.recover()
+
+
+def test_start_up_warms_each_user_of_the_days_events_once_most_recent_first() -> None:
+    import numpy as np
+    from reelrank_example import _active_users
+
+    newest_first = np.array([5, 3, 5, 9, 3, 1], dtype=np.int64)
+    assert _active_users(newest_first, 10) == [5, 3, 9, 1]
+    assert _active_users(newest_first, 3) == [5, 3, 9]
+    assert _active_users(np.array([], dtype=np.int64), 3) == []

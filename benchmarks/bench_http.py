@@ -239,6 +239,9 @@ class Results:
     seed_fold_wait_seconds: float = 0.0
     """How long the first fold waited for the seed's last arrival bucket to end."""
     stats_reads: dict[str, int] = field(default_factory=dict)
+    warmed_snapshots: int = 0
+    """Snapshots start-up warming stored, summed over the workers (which warm at once, so
+    a user may count twice)."""
     """Stats reads from the warm-up on, by path (quick mode, from ``system.query_log``)."""
 
 
@@ -411,16 +414,16 @@ def _zipf_script(directory: Path, draws: int = 5_000) -> Path:
 
 
 _FEED_COUNTERS = re.compile(
-    r"^reelrank_feed_(pages|cache_misses|refills)_total"
+    r"^reelrank_(?:feed_)?(pages|cache_misses|refills|warming_users)_total"
     r'\{(?:source|reason|outcome)="(\w+)"\} (\S+)$',
     re.M,
 )
 
 
 def _feed_counters(url: str) -> dict[str, int]:
-    """Feed pages by source, misses by reason and refills by outcome
-    (``pages/cache``, ``cache_misses/used_up``, ``refills/stored``...), summed over
-    the workers.
+    """Feed pages by source, misses by reason, refills by outcome and users warmed
+    (``pages/cache``, ``cache_misses/used_up``, ``refills/stored``,
+    ``warming_users/warmed``...), summed over the workers.
 
     Each worker keeps its own counters, and a scrape reaches one worker; the load is
     stopped while scraping, so each worker shows one fixed set of counts and the
@@ -567,6 +570,7 @@ def test_service_under_mixed_load(
             if PERIODIC_FOLD_SECONDS:
                 folds.every(PERIODIC_FOLD_SECONDS)
         RESULTS.load_started = time.time()
+        RESULTS.warmed_snapshots = _feed_counters(service.url).get("warming_users/warmed", 0)
         _step(service, tmp_path / "warmup", RATES[0], WARMUP_SECONDS, seed=0)
         for number, rate in enumerate(RATES, start=1):
             step = _step(
@@ -628,6 +632,10 @@ def _summarise() -> None:
     else:
         # The bare endpoint's test was deselected (``-k mixed``, a held step).
         SUMMARY.append("HTTP: bare Flask not measured in this run; no ratios to it")
+    SUMMARY.append(
+        f"HTTP: start-up warming stored {results.warmed_snapshots} snapshots "
+        f"(both workers; {USERS} users draw the load)"
+    )
     for step in results.steps:
         goals = "all goals met" if step.meets_all_goals else (
             "p99 goals met" if step.meets_p99_goals else "goals missed")  # fmt: skip
@@ -687,6 +695,7 @@ def _as_json(results: Results) -> dict[str, Any]:
         "fold_seconds": FOLD_SECONDS if FOLDING else 0,
         "folds": [fold.__dict__ for fold in results.folds],
         "stats_reads": results.stats_reads,
+        "warmed_snapshots": results.warmed_snapshots,
         "bare_rps": results.bare_rps,
         "feed_rps": results.feed_rps,
         "feed_p99_ms": results.feed_p99_ms,

@@ -87,6 +87,7 @@ def build() -> Iterator[Callable[..., FeedRankingService]]:
         clock: ManualClock | None = None,
         cache: LRUFeedCache | None = None,
         videos: int = VIDEOS,
+        catalog: Any = None,
         **config: Any,
     ) -> FeedRankingService:
         clock = clock or ManualClock(START)
@@ -99,7 +100,7 @@ def build() -> Iterator[Callable[..., FeedRankingService]]:
         }
         settings.update(config)
         service = FeedRankingService(
-            catalog=_catalog(videos),
+            catalog=_catalog(videos) if catalog is None else catalog,
             events=InMemoryEventStore(),
             seen=seen or InMemorySeenStore(),
             cache=LRUFeedCache(clock=clock.monotonic) if cache is None else cache,
@@ -276,6 +277,25 @@ def test_a_refill_degraded_by_a_failing_store_is_not_cached(
     assert page.from_cache and not page.degraded
     _refills_done(service)
     assert observer.refills == ["degraded"]
+
+
+def test_a_refill_that_finds_the_catalog_failing_leaves_the_snapshot_in_place(
+    build: Callable[..., FeedRankingService],
+) -> None:
+    observer = Recording()
+    catalog = FaultInjector(_catalog(), name="catalog")
+    service = build(observer, catalog=catalog.proxy, breaker_failure_threshold=100)
+    assert service.warm([USER]) == 1
+    _page_through(service, 3)
+    catalog.fail(methods=["followed_columns"])
+    # The fourth page leaves 4 items: its refill reads the followed videos, which fail.
+    page = service.feed(USER, LIMIT, None)
+    assert page.from_cache and not page.degraded
+    _refills_done(service)
+    assert observer.refills == ["degraded"]
+    catalog.recover()
+    # The old snapshot still serves its last items.
+    assert service.feed(USER, LIMIT, None).from_cache
 
 
 @settings(

@@ -27,9 +27,9 @@ from ..stores._protocols import FeedKey
 RefillOutcome = Literal["stored", "degraded", "superseded", "failed", "dropped"]
 """How one refill ahead ended: ``stored`` (the next snapshot is cached), ``degraded``
 (not cached: a store failed or timed out while it was ranked), ``superseded`` (not
-cached: a request had cached a newer snapshot meanwhile), ``failed`` (it raised, the
-catalog was unavailable, or the cache refused it), ``dropped`` (not run: the queue was
-full or the service closing)."""
+cached: a request had cached a newer snapshot meanwhile), ``failed`` (it raised, or
+the cache refused it), ``dropped`` (not run: the queue was full or the service
+closing)."""
 
 _logger = logging.getLogger(__name__)
 

@@ -531,7 +531,8 @@ class FeedRankingService:
             try:
                 snapshot = self._users.rank(refill, previous=previous, prefer_snapshot=True)
             except CatalogUnavailableError:
-                return "failed"
+                # The catalog failed while it was read: the current snapshot stays.
+                return "degraded"
             self._count(ranked=1)
             if refill.report.is_degraded:
                 return "degraded"

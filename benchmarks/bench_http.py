@@ -188,6 +188,10 @@ class Step:
     error_kinds: dict[str, dict[str, int]] = field(default_factory=dict)
     """Errors by endpoint, then by kind: the status, or ``no answer`` (the connection
     failed or the client's timeout passed)."""
+    misses_by_reason: dict[str, int] = field(default_factory=dict)
+    """Feed pages ranked for the request in the step, by why the cache missed."""
+    refills: dict[str, int] = field(default_factory=dict)
+    """Refills ahead in the step, by outcome."""
 
     @property
     def meets_p99_goals(self) -> bool:
@@ -233,6 +237,9 @@ class Results:
     seed_fold_wait_seconds: float = 0.0
     """How long the first fold waited for the seed's last arrival bucket to end."""
     stats_reads: dict[str, int] = field(default_factory=dict)
+    warmed_snapshots: int = 0
+    """Snapshots start-up warming stored, summed over the workers (which warm at once, so
+    a user may count twice)."""
     """Stats reads from the warm-up on, by path (quick mode, from ``system.query_log``)."""
 
 
@@ -388,25 +395,43 @@ def _zipf_script(directory: Path, draws: int = 5_000) -> Path:
     return script
 
 
-def _served_pages(url: str) -> tuple[int, int]:
-    """Feed pages served, and served from a cached snapshot, summed over the workers.
+_FEED_COUNTERS = re.compile(
+    r"^reelrank_(?:feed_)?(pages|cache_misses|refills|warming_users)_total"
+    r'\{(?:source|reason|outcome)="(\w+)"\} (\S+)$',
+    re.M,
+)
+
+
+def _feed_counters(url: str) -> dict[str, int]:
+    """Feed pages by source, misses by reason, refills by outcome and users warmed
+    (``pages/cache``, ``cache_misses/used_up``, ``refills/stored``,
+    ``warming_users/warmed``...), summed over the workers.
 
     Each worker keeps its own counters, and a scrape reaches one worker; the load is
-    stopped while scraping, so each worker shows one fixed pair and the distinct pairs
-    seen over a few scrapes sum to the service's totals.
+    stopped while scraping, so each worker shows one fixed set of counts and the
+    distinct sets seen over a few scrapes sum to the service's totals.
     """
-    pairs: set[tuple[int, int]] = set()
+    seen: set[tuple[tuple[str, int], ...]] = set()
     for _ in range(16):
         text = get(url + "/metrics")[2]
-        by_source = {
-            source: int(float(value))
-            for source, value in re.findall(
-                r'^reelrank_feed_pages_total\{source="(\w+)"\} (\S+)$', text, re.M
-            )
+        counts: dict[str, int] = {
+            f"{family}/{label}": int(float(value))
+            for family, label, value in _FEED_COUNTERS.findall(text)
         }
-        cached = by_source.get("cache", 0)
-        pairs.add((cached + by_source.get("ranked", 0), cached))
-    return sum(p for p, _ in pairs), sum(c for _, c in pairs)
+        seen.add(tuple(sorted(counts.items())))
+    totals: dict[str, int] = {}
+    for worker in seen:
+        for name, value in worker:
+            totals[name] = totals.get(name, 0) + value
+    return totals
+
+
+def _by_label(counts: dict[str, int], family: str) -> dict[str, int]:
+    return {
+        name.partition("/")[2]: value
+        for name, value in sorted(counts.items())
+        if name.startswith(family + "/") and value
+    }
 
 
 def _percentiles(records: list[LoadRecord]) -> dict[str, tuple[int, float, float, float]]:
@@ -445,7 +470,7 @@ def _py_spy(service: Gunicorn, seconds: float, name: str) -> list[subprocess.Pop
 def _step(
     service: Gunicorn, directory: Path, rate: float, seconds: float, seed: int, name: str = ""
 ) -> Step:
-    pages_before = _served_pages(service.url)
+    counters_before = _feed_counters(service.url)
     cpu_before = service.cpu_seconds()
     started = time.time()
     spec = LoadSpec(
@@ -466,10 +491,13 @@ def _step(
         sampler.wait(timeout=60)
     loadavg = _loadavg()
     cpu = service.cpu_seconds() - cpu_before
-    pages_after = _served_pages(service.url)
+    counters_after = _feed_counters(service.url)
     records, generator = read_records(directory / "load.json")
-    pages = pages_after[0] - pages_before[0]
-    cached = pages_after[1] - pages_before[1]
+    counted_in_step = {
+        name: value - counters_before.get(name, 0) for name, value in counters_after.items()
+    }
+    cached = counted_in_step.get("pages/cache", 0)
+    pages = cached + counted_in_step.get("pages/ranked", 0)
     counted = tally(records)
     span = counted.span_seconds
     step = Step(
@@ -480,6 +508,8 @@ def _step(
         errors=counted.error_count,
         error_kinds=counted.errors,
         hit_rate=cached / pages if pages else float("nan"),
+        misses_by_reason=_by_label(counted_in_step, "cache_misses"),
+        refills=_by_label(counted_in_step, "refills"),
         cpu_ms_per_request=1000 * cpu / len(records),
         generator_cpu_ms_per_request=1000 * generator["cpu_seconds"] / len(records),
         percentiles=_percentiles(records),
@@ -522,6 +552,7 @@ def test_service_under_mixed_load(
             if PERIODIC_FOLD_SECONDS:
                 folds.every(PERIODIC_FOLD_SECONDS)
         RESULTS.load_started = time.time()
+        RESULTS.warmed_snapshots = _feed_counters(service.url).get("warming_users/warmed", 0)
         _step(service, tmp_path / "warmup", RATES[0], WARMUP_SECONDS, seed=0)
         for number, rate in enumerate(RATES, start=1):
             step = _step(
@@ -583,6 +614,10 @@ def _summarise() -> None:
     else:
         # The bare endpoint's test was deselected (``-k mixed``, a held step).
         SUMMARY.append("HTTP: bare Flask not measured in this run; no ratios to it")
+    SUMMARY.append(
+        f"HTTP: start-up warming stored {results.warmed_snapshots} snapshots "
+        f"(both workers; {USERS} users draw the load)"
+    )
     for step in results.steps:
         goals = "all goals met" if step.meets_all_goals else (
             "p99 goals met" if step.meets_p99_goals else "goals missed")  # fmt: skip
@@ -593,6 +628,10 @@ def _summarise() -> None:
             f"CPU {step.cpu_ms_per_request:.1f} ms/request (generator "
             f"{step.generator_cpu_ms_per_request:.1f}), {goals} (load {step.loadavg})"
         )
+        if step.misses_by_reason or step.refills:
+            misses = ", ".join(f"{n} {r}" for r, n in step.misses_by_reason.items()) or "none"
+            refills = ", ".join(f"{n} {o}" for o, n in step.refills.items()) or "none"
+            SUMMARY.append(f"HTTP:   cache misses: {misses}; refills ahead: {refills}")
         for endpoint, kinds in step.error_kinds.items():
             listed = ", ".join(f"{count} {kind}" for kind, count in kinds.items())
             SUMMARY.append(f"HTTP:   errors {endpoint:<12} {listed}")
@@ -638,6 +677,7 @@ def _as_json(results: Results) -> dict[str, Any]:
         "fold_seconds": FOLD_SECONDS if FOLDING else 0,
         "folds": [fold.__dict__ for fold in results.folds],
         "stats_reads": results.stats_reads,
+        "warmed_snapshots": results.warmed_snapshots,
         "bare_rps": results.bare_rps,
         "feed_rps": results.feed_rps,
         "feed_p99_ms": results.feed_p99_ms,

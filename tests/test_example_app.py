@@ -1848,3 +1848,13 @@ def test_a_first_search_and_its_cards_query_no_clickhouse_once_the_store_holds_c
         assert queries == []
     finally:
         built.services.close()
+
+
+def test_start_up_warms_each_user_of_the_days_events_once_most_recent_first() -> None:
+    import numpy as np
+    from reelrank_example import _active_users
+
+    newest_first = np.array([5, 3, 5, 9, 3, 1], dtype=np.int64)
+    assert _active_users(newest_first, 10) == [5, 3, 9, 1]
+    assert _active_users(newest_first, 3) == [5, 3, 9]
+    assert _active_users(np.array([], dtype=np.int64), 3) == []

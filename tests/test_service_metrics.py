@@ -49,6 +49,8 @@ CATALOGUE = {
     "reelrank_http_requests_in_flight": ("gauge", ()),
     "reelrank_http_rate_limited_total": ("counter", ("route",)),
     "reelrank_feed_pages_total": ("counter", ("source",)),
+    "reelrank_feed_cache_misses_total": ("counter", ("reason",)),
+    "reelrank_feed_refills_total": ("counter", ("outcome",)),
     "reelrank_feed_cache_lookups_total": ("counter", ("level", "result")),
     "reelrank_feed_cache_hit_ratio": ("gauge", ("level",)),
     "reelrank_feed_degraded_total": ("counter", ("dependency", "fallback")),

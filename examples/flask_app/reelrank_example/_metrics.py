@@ -49,7 +49,9 @@ from prometheus_client.registry import Collector
 from reelrank import (
     BreakerState,
     CacheLookupResult,
+    CacheMissReason,
     FeedObserver,
+    RefillOutcome,
     StoreCallOutcome,
     __version__,
 )
@@ -102,6 +104,20 @@ FAMILIES: tuple[Family, ...] = (
         "reelrank_feed_pages_total", "counter", ("source",),
         "Feed pages served: source=cache when cut from a cached snapshot (a retried "
         "cursor's remembered page included), ranked when ranked for the request.", "sum",
+    ),
+    Family(
+        "reelrank_feed_cache_misses_total", "counter", ("reason",),
+        "Feed pages ranked for the request, by why no cached snapshot served them: absent "
+        "(none cached: never warmed, or evicted), used_up (no unseen item left after the "
+        "page's start), ran_out (the same, in a snapshot short of candidates), expired, "
+        "config_changed, cache_failed (the lookup failed).", "sum",
+    ),
+    Family(
+        "reelrank_feed_refills_total", "counter", ("outcome",),
+        "Feed snapshots ranked ahead in the background because a cached page left few "
+        "items, by outcome: stored, degraded (a store failed while ranking it), superseded "
+        "(a request cached a newer one), failed (raised, or the cache refused it), dropped "
+        "(the refill queue was full or the service closing).", "sum",
     ),
     Family(
         "reelrank_feed_cache_lookups_total", "counter", ("level", "result"),
@@ -275,9 +291,9 @@ class _PrometheusObserver(FeedObserver):
     """Writes what the feed service and the event recorder report into the metrics."""
 
     __slots__ = (
-        "_breakers", "_degraded", "_kernels", "_lookups", "_pool_fetched_at", "_pool_size",
-        "_snapshot_builds", "_snapshot_seconds", "_store_calls", "_store_seconds",
-        "_unavailable", "_warmed",
+        "_breakers", "_degraded", "_kernels", "_lookups", "_misses", "_pool_fetched_at",
+        "_pool_size", "_refills", "_snapshot_builds", "_snapshot_seconds", "_store_calls",
+        "_store_seconds", "_unavailable", "_warmed",
     )  # fmt: skip
 
     def __init__(self, metrics: _Metrics) -> None:
@@ -288,6 +304,8 @@ class _PrometheusObserver(FeedObserver):
         self._degraded = metrics.counter("reelrank_feed_degraded_total")
         self._unavailable = metrics.counter("reelrank_feed_unavailable_total")
         self._lookups = metrics.counter("reelrank_feed_cache_lookups_total")
+        self._misses = metrics.counter("reelrank_feed_cache_misses_total")
+        self._refills = metrics.counter("reelrank_feed_refills_total")
         self._snapshot_builds = metrics.counter("reelrank_feed_snapshot_builds_total")
         self._snapshot_seconds = metrics.histogram(
             "reelrank_feed_snapshot_build_duration_seconds", _LATENCY_BUCKETS
@@ -313,6 +331,12 @@ class _PrometheusObserver(FeedObserver):
 
     def cache_lookups(self, level: int, result: CacheLookupResult, count: int) -> None:
         self._lookups.labels(str(level), result).inc(count)
+
+    def cache_missed(self, reason: CacheMissReason) -> None:
+        self._misses.labels(reason).inc()
+
+    def refill_ended(self, outcome: RefillOutcome) -> None:
+        self._refills.labels(outcome).inc()
 
     def snapshot_built(self, seconds: float, size: int) -> None:
         self._snapshot_builds.inc()

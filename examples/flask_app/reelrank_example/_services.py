@@ -848,6 +848,8 @@ def build_services(
             cursor_secret=settings.cursor_secret,
             model_name=settings.model_name,
             deadlines=StoreDeadlines(cache=settings.shared_cache_deadline_seconds),
+            refill_ahead_items=settings.feed_refill_ahead_items,
+            hold_ran_out_feeds=settings.feed_hold_ran_out,
         ),
         assign_variant=resolver,
         clock=clock,

@@ -98,6 +98,18 @@ class Settings(BaseSettings):
     shared_cache_deadline_seconds: float = Field(default=0.25, gt=0.0, le=10.0, allow_inf_nan=False)
     """How long a feed request waits for the shared feed-cache level before working
     around it (ranking afresh, or cutting a retried cursor's page again)."""
+    feed_refill_ahead_items: int = Field(default=20, ge=0, le=100_000)
+    """When a feed page cut from a cached snapshot leaves fewer than this many of its
+    items, the user's next snapshot is ranked in the background, so the page after is
+    served from the cache too (:attr:`reelrank.FeedServiceConfig.refill_ahead_items`);
+    ``0`` ranks it when a request finds the snapshot used up. Keep it above the page
+    size clients ask for, so that the refill lands before the page that would use the
+    snapshot up."""
+    feed_hold_ran_out: bool = True
+    """Answer a user who has been shown every candidate they had with the end of the
+    feed from the cache until the worker's candidate pool is fetched again (at most 10
+    seconds), instead of ranking again on every request
+    (:attr:`reelrank.FeedServiceConfig.hold_ran_out_feeds`)."""
     redis_timeout_seconds: float = Field(default=0.1, gt=0.0, le=5.0, allow_inf_nan=False)
     """Socket and connect timeout of every Redis client the service makes (feed cache,
     seen sets, rate limits); a timed-out call is not retried, so a frozen Redis costs a

@@ -8,7 +8,13 @@ from .._public import _public_module
 from ._config import FeedServiceConfig, FeedServiceStats, StoreDeadlines, VariantResolver
 from ._events import EngagementRecorder, RecorderConfig, watch_completion
 from ._guarded_store import GuardedStore
-from ._observer import CacheLookupResult, FeedObserver, StoreCallOutcome
+from ._observer import (
+    CacheLookupResult,
+    CacheMissReason,
+    FeedObserver,
+    RefillOutcome,
+    StoreCallOutcome,
+)
 from ._resilience import (
     BreakerAdmission,
     BreakerState,
@@ -24,6 +30,7 @@ __all__ = [
     "BreakerAdmission",
     "BreakerState",
     "CacheLookupResult",
+    "CacheMissReason",
     "CircuitBreaker",
     "DependencyGuard",
     "DependencyStats",
@@ -35,6 +42,7 @@ __all__ = [
     "GuardedStore",
     "PendingCall",
     "RecorderConfig",
+    "RefillOutcome",
     "StoreCallOutcome",
     "StoreDeadlines",
     "VariantResolver",

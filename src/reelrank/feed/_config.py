@@ -54,6 +54,30 @@ class FeedServiceConfig(StrictModel):
     recovers soon after the dependency does."""
     snapshot_size: int = Field(default=200, ge=1, le=100_000)
     """How many ranked items one snapshot holds; pages are cut from it."""
+    refill_ahead_items: int = Field(default=0, ge=0, le=100_000)
+    """When a page cut from a cached full snapshot (``snapshot_size`` items) leaves fewer
+    than this many items after it, the user's next snapshot is ranked in the background
+    once the page is marked seen and replaces the current one in the cache, so the page
+    that would have used it up is served from the cache instead of being ranked for the
+    request. ``0`` (the default) never refills ahead. Items left are counted up to the
+    page's next position, seen or not; they are not lost: the next snapshot ranks them
+    again among every other unseen candidate."""
+    refill_threads: int = Field(default=1, ge=1, le=64)
+    """Threads ranking refills ahead (started with the first refill); a ranking holds
+    the interpreter lock for most of its run, so more than one or two threads per
+    process only queue behind each other."""
+    refill_queue_max: int = Field(default=64, ge=1, le=100_000)
+    """Most refills ahead waiting for a thread; further ones are dropped (those users'
+    next page is ranked for the request, as without refilling), so a burst never queues
+    work without bound. At most one refill per user and variant waits or runs at once."""
+    hold_ran_out_feeds: bool = False
+    """Answer a user who was shown every item of a snapshot shorter than
+    ``snapshot_size`` (it held every unseen candidate they had) with the end of the feed
+    from the cache, without ranking again, while the snapshot is younger than the
+    process's candidate pool: ranking over the same pool would find nothing new. Videos
+    that creators the user follows published since reach them with the pool's next
+    fetch, at most ``candidate_pool_ttl_seconds`` later. ``False`` ranks again on every
+    such request."""
     recent_limit: int = Field(default=500, ge=0, le=1_000_000)
     """Candidates taken from the newest ready videos."""
     popular_limit: int = Field(default=500, ge=0, le=1_000_000)

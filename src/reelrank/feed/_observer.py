@@ -10,12 +10,30 @@ from __future__ import annotations
 
 from typing import Literal
 
+from ._refill import RefillOutcome
 from ._resilience import BreakerState, StoreCallOutcome
 
-__all__ = ["CacheLookupResult", "FeedObserver", "StoreCallOutcome"]
+__all__ = [
+    "CacheLookupResult",
+    "CacheMissReason",
+    "FeedObserver",
+    "RefillOutcome",
+    "StoreCallOutcome",
+]
 
 CacheLookupResult = Literal["hit", "miss", "error"]
 """What one key looked up in one feed cache level found."""
+
+CacheMissReason = Literal[
+    "absent", "used_up", "ran_out", "expired", "config_changed", "cache_failed"
+]
+"""Why a feed page was ranked for its request instead of cut from a cached snapshot:
+``absent`` (no snapshot cached: never warmed, evicted, or no cache), ``used_up`` (the
+snapshot, ``snapshot_size`` items, had no unseen item left after the page's start),
+``ran_out`` (the same for a shorter snapshot: it held every unseen candidate the user
+had when it was ranked), ``expired`` (older than
+``snapshot_ttl_seconds``, still held by a faster level), ``config_changed`` (ranked
+under another ranking config), ``cache_failed`` (the cache lookup failed)."""
 
 
 class FeedObserver:
@@ -27,11 +45,11 @@ class FeedObserver:
     times nothing and calls nothing.
 
     Methods are called synchronously on the thread doing the work: a request's thread,
-    the background thread that refreshes the candidate pool, or the thread that warms
-    the cache. They must be thread-safe, quick, and must not raise: an exception
-    propagates into the request. :meth:`breaker_state_changed` is called while the
-    breaker's lock is held, so that changes arrive in order; it must not call the
-    breaker.
+    the background thread that refreshes the candidate pool, a thread refilling ahead,
+    or the thread that warms the cache. They must be thread-safe, quick, and must not
+    raise: an exception propagates into the request. :meth:`breaker_state_changed` is
+    called while the breaker's lock is held, so that changes arrive in order; it must
+    not call the breaker.
     """
 
     __slots__ = ()
@@ -70,6 +88,18 @@ class FeedObserver:
         :attr:`TieredFeedCache.level_stats <reelrank.TieredFeedCache.level_stats>`;
         remembered pages of retried cursors are not counted.
         """
+
+    def cache_missed(self, reason: CacheMissReason) -> None:
+        """A feed page was ranked for its request because no cached snapshot could serve
+        it, for ``reason`` (see :data:`CacheMissReason`); called once per such page,
+        after its snapshot was ranked. Retried cursors' remembered pages are not misses,
+        nor pages cut from a snapshot held while the catalog failed."""
+
+    def refill_ended(self, outcome: RefillOutcome) -> None:
+        """A refill ahead (see :attr:`FeedServiceConfig.refill_ahead_items
+        <reelrank.FeedServiceConfig.refill_ahead_items>`) ended with ``outcome`` (see
+        :data:`RefillOutcome`); called on the refill's thread, or on the request's
+        thread for a dropped one."""
 
     def snapshot_built(self, seconds: float, size: int) -> None:
         """A snapshot of ``size`` items was ranked, diversified and packed in ``seconds``

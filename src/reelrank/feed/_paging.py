@@ -150,6 +150,11 @@ class Pager:
             return None
         return self._cursors.decode(cursor, user_id=str(ctx.user_id), now=ctx.now.timestamp())
 
+    def position(self, snapshot: FeedSnapshot, snapshot_id: str) -> int:
+        """Where the next page of ``snapshot`` (its id ``snapshot_id``) starts at the
+        earliest: everything before was served by this process or seen."""
+        return self._served.position(snapshot.key, snapshot_id)
+
     def start(self, snapshot: FeedSnapshot, snapshot_id: str, state: CursorState | None) -> int:
         """Where a page of ``snapshot`` starts.
 

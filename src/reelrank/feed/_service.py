@@ -38,9 +38,10 @@ from ._config import FeedServiceConfig, FeedServiceStats, VariantResolver
 from ._context import DegradedReport, RequestContext, config_tag
 from ._cursor import CursorCodec, CursorState
 from ._guards import SnapshotCache, StoreGuards
-from ._observer import FeedObserver, active
-from ._paging import Pager, ServedMarks, check_page_limit
+from ._observer import CacheMissReason, FeedObserver, active
+from ._paging import Pager, ServedMarks, check_page_limit, snapshot_id
 from ._ranking import UserRanking
+from ._refill import Refiller, RefillOutcome
 from ._remembered_pages import (
     END_TAG,
     PageRecords,
@@ -168,6 +169,16 @@ class FeedRankingService:
             guards=self._guards,
             config=cfg,
         )
+        self._refiller = (
+            Refiller(
+                threads=cfg.refill_threads,
+                queue_max=cfg.refill_queue_max,
+                report=self._report_refill,
+            )
+            if cfg.refill_ahead_items and self._snapshots.enabled
+            else None
+        )
+        self._monotonic = monotonic
         self._counter_lock = threading.Lock()
         self._pages = self._pages_from_cache = self._replayed = 0
         self._ranked = self._degraded_pages = 0
@@ -177,13 +188,17 @@ class FeedRankingService:
     def close(self, *, timeout: float | None = None) -> None:
         """Stop the service's worker threads; the service cannot serve afterwards.
 
-        A background refresh of the candidate pool under way is waited for first, up to
-        ``timeout`` seconds (default: the config's ``warm_deadline_seconds``), so that
-        stores closed after this are no longer read; none starts afterwards. Closing
-        again does nothing more.
+        Refills ahead still queued are dropped; those running, and a background refresh
+        of the candidate pool under way, are waited for first, up to ``timeout`` seconds
+        in all (default: the config's ``warm_deadline_seconds``), so that stores closed
+        after this are no longer read; none starts afterwards. Closing again does nothing
+        more.
         """
         wait = self.config.warm_deadline_seconds if timeout is None else timeout
-        self._candidates.close(max(0.0, wait))
+        deadline = time.monotonic() + max(0.0, wait)
+        if self._refiller is not None:
+            self._refiller.close(max(0.0, wait))
+        self._candidates.close(max(0.0, deadline - time.monotonic()))
         self._guards.close()
 
     def __enter__(self) -> FeedRankingService:
@@ -368,6 +383,7 @@ class FeedRankingService:
         self._records.remember_local(
             encode_record(key, taken, self._next_state(ctx, taken), ctx.now)
         )
+        self._refill_if_low(ctx, cached)
         return taken
 
     def _next_state(self, ctx: RequestContext, page: FeedPage) -> CursorState | None:
@@ -408,10 +424,21 @@ class FeedRankingService:
             )
             if page.items:
                 self._count(pages=1, cached=1, degraded=ctx.report.is_degraded)
+                self._refill_if_low(ctx, cached)
                 return page
+            # A snapshot shorter than snapshot_size held every unseen candidate there was.
+            full = len(cached.video_ids) >= self.config.snapshot_size
+            if not full and self._ran_out_on_current_pool(ctx, cached):
+                self._count(pages=1, cached=1)
+                return page
+            reason: CacheMissReason = "used_up" if full else "ran_out"
+        else:
+            reason = self._miss_reason(ctx, cached)
         ranked = self._rank(ctx, cached, state, limit)
         if isinstance(ranked, FeedPage):
             return ranked
+        if self._observer is not None:
+            self._observer.cache_missed(reason)
         snapshot = ranked
         self._snapshots.put([snapshot], ctx.report)
         self._count(ranked=1)
@@ -451,6 +478,74 @@ class FeedRankingService:
         raise FeedUnavailableError(
             f"catalog unavailable and no cached feed for user {ctx.user_id}"
         ) from None
+
+    def _ran_out_on_current_pool(self, ctx: RequestContext, snapshot: FeedSnapshot) -> bool:
+        """Whether ``hold_ran_out_feeds`` answers the end of the feed from ``snapshot``, a
+        short snapshot with nothing unseen left: it was ranked after this process fetched
+        its current candidate pool, so ranking again would find nothing but videos that
+        followed creators published since."""
+        if not self.config.hold_ran_out_feeds or ctx.report.is_degraded:
+            return False
+        pool = self._candidates.current
+        if pool is None:
+            return False
+        pool_age = self._monotonic() - pool.fetched_at
+        if pool_age >= self.config.candidate_pool_ttl_seconds:
+            return False
+        return (ctx.now - snapshot.created_at).total_seconds() <= pool_age
+
+    def _miss_reason(self, ctx: RequestContext, cached: FeedSnapshot | None) -> CacheMissReason:
+        """Why ``cached`` (``None``: nothing found) cannot serve the request."""
+        if cached is None:
+            failed = any(entry.dependency == "cache" for entry in ctx.report.degraded)
+            return "cache_failed" if failed else "absent"
+        return "config_changed" if cached.config_tag != ctx.tag else "expired"
+
+    # -- refilling ahead -----------------------------------------------------------
+
+    def _refill_if_low(self, ctx: RequestContext, snapshot: FeedSnapshot) -> None:
+        """Rank the user's next snapshot in the background if the page just cut from
+        ``snapshot`` (and marked seen) left fewer than ``refill_ahead_items`` after it.
+
+        A snapshot shorter than ``snapshot_size`` ran out of candidates: ranking again
+        would find no more. A degraded page is not refilled: the ranking would be
+        degraded too, and would replace a sound snapshot for a short-lived one.
+        """
+        refiller = self._refiller
+        if refiller is None or ctx.report.is_degraded:
+            return
+        total = len(snapshot.video_ids)
+        if total < self.config.snapshot_size:
+            return
+        pinned = snapshot_id(snapshot)
+        if total - self._pager.position(snapshot, pinned) >= self.config.refill_ahead_items:
+            return
+        refiller.submit(ctx.key, lambda: self._refill(ctx, snapshot, pinned))
+
+    def _refill(self, ctx: RequestContext, previous: FeedSnapshot, pinned: str) -> RefillOutcome:
+        """Rank and cache the next snapshot after ``previous`` (its id ``pinned``). Runs
+        on a refill thread, after the request's page was marked seen, so the seen ids it
+        reads include that page."""
+        with request_scope():
+            refill = replace(ctx, now=self._clock(), report=DegradedReport())
+            try:
+                snapshot = self._users.rank(refill, previous=previous, prefer_snapshot=True)
+            except CatalogUnavailableError:
+                # The catalog failed while it was read: the current snapshot stays.
+                return "degraded"
+            self._count(ranked=1)
+            if refill.report.is_degraded:
+                return "degraded"
+            # A request that found the snapshot used up meanwhile ranked and cached a
+            # newer one, whose pages may be under way: it is not replaced.
+            current = self._snapshots.get(ctx.key, refill.report)
+            if current is not None and snapshot_id(current) != pinned:
+                return "superseded"
+            return "stored" if self._snapshots.put([snapshot], refill.report) else "failed"
+
+    def _report_refill(self, outcome: RefillOutcome) -> None:
+        if self._observer is not None:
+            self._observer.refill_ended(outcome)
 
     def _is_current(self, snapshot: FeedSnapshot, ctx: RequestContext) -> bool:
         # Faster cache levels may keep a promoted copy a little past the shared level's

@@ -91,6 +91,22 @@ def workload(prefix: str, count: int = 60) -> list[Pair]:
     return made
 
 
+def deliver(store: ClickHouseEventStore, reference: InMemoryEventStore, batch: list[Pair]) -> None:
+    """Append ``batch`` to ``store`` and to its in-memory ``reference``."""
+    store.append_many(batch)
+    for event, creator_id in batch:
+        reference.append(event, creator_id=creator_id)
+
+
+def batch_of(*events: tuple[str, int, int]) -> list[Pair]:
+    """Events of creator 10 from ``(kind, user_id, video_id)``; watches complete half."""
+    made = []
+    for kind, user_id, video_id in events:
+        extra = {"completion": 0.5} if kind == "watch" else {}
+        made.append((make_event(kind, user_id=user_id, video_id=video_id, **extra), 10))
+    return made
+
+
 def as_columns(pairs: Sequence[Pair]) -> dict[str, Any]:
     """The keyword arguments of ``append_columns`` for ``pairs``: one numpy array per
     field, NaN or ``None`` where an event has no value."""

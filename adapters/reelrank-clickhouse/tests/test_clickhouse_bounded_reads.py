@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from ch_support import FineBuckets, Pair
+from ch_support import FineBuckets, batch_of, deliver
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reelrank_clickhouse import ClickHouseConfig, ClickHouseEventStore, connect, create_schema
@@ -26,7 +26,6 @@ from reelrank import (
     InvalidInputError,
     VideoStatsColumns,
 )
-from reelrank.testing import make_event
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -79,20 +78,6 @@ def _refresh(store: ClickHouseEventStore) -> None:
     _settled(store)
 
 
-def _deliver(store: ClickHouseEventStore, reference: InMemoryEventStore, batch: list[Pair]) -> None:
-    store.append_many(batch)
-    for event, creator_id in batch:
-        reference.append(event, creator_id=creator_id)
-
-
-def _batch(*events: tuple[str, int, int]) -> list[Pair]:
-    made = []
-    for kind, user_id, video_id in events:
-        extra = {"completion": 0.25} if kind == "watch" else {}
-        made.append((make_event(kind, user_id=user_id, video_id=video_id, **extra), 10))
-    return made
-
-
 def _fold(store: ClickHouseEventStore) -> int:
     return store.fold_stats(until=_buckets(store).close_coarse())
 
@@ -135,15 +120,15 @@ def test_none_before_anything_is_held_then_the_reference_with_no_query(
     store = _store(clickhouse_engine)
     reference = InMemoryEventStore()
     assert isinstance(store, BoundedAgeEventStore)
-    _deliver(store, reference, _batch(("watch", 1, 1), ("like", 1, 1), ("share", 2, 2)))
+    deliver(store, reference, batch_of(("watch", 1, 1), ("like", 1, 1), ("share", 2, 2)))
     assert store.stats_columns_within(_VIDEOS, max_age_seconds=3600) is None
     _refresh(store)  # no roll-up yet: nothing to hold
     assert store.stats_columns_within(_VIDEOS, max_age_seconds=3600) is None
     _fold(store)
     assert store.stats_columns_within(_VIDEOS, max_age_seconds=3600) is None
-    _deliver(store, reference, _batch(("watch", 2, 1), ("like", 2, 2), ("comment", 1, 3)))
+    deliver(store, reference, batch_of(("watch", 2, 1), ("like", 2, 2), ("comment", 1, 3)))
     _buckets(store).next_fine()
-    _deliver(store, reference, _batch(("unlike", 1, 1), ("watch", 1, 4)))
+    deliver(store, reference, batch_of(("unlike", 1, 1), ("watch", 1, 4)))
     _refresh(store)
     _refresh(store)  # the since-sums are checked once they are there
     queries = _queries(store)
@@ -159,16 +144,16 @@ def test_an_event_older_than_the_bound_is_always_counted(clickhouse_engine: Engi
     store = _store(clickhouse_engine)
     reference = InMemoryEventStore()
     clock = _clock(store)
-    _deliver(store, reference, _batch(("watch", 1, 1), ("share", 1, 2)))
+    deliver(store, reference, batch_of(("watch", 1, 1), ("share", 1, 2)))
     _fold(store)
-    _deliver(store, reference, _batch(("watch", 2, 1)))
+    deliver(store, reference, batch_of(("watch", 2, 1)))
     _refresh(store)
     _refresh(store)
     before = reference.stats_columns(_VIDEOS)
     _same(store.stats_columns_within(_VIDEOS, max_age_seconds=0), before)
     # A new batch, in the next bucket; the store has not read it yet.
     _buckets(store).next_fine()
-    _deliver(store, reference, _batch(("watch", 3, 1), ("comment", 3, 2), ("like", 3, 3)))
+    deliver(store, reference, batch_of(("watch", 3, 1), ("comment", 3, 2), ("like", 3, 3)))
     # Within seconds of the last check the counts of then may be returned...
     _same(store.stats_columns_within(_VIDEOS, max_age_seconds=5), before)
     # ...but not once the batch is older than the bound: then nothing is promised.
@@ -185,11 +170,11 @@ def test_a_double_delivery_corrected_on_the_server_is_corrected_within_the_bound
     store = _store(clickhouse_engine)
     reference = InMemoryEventStore()
     clock = _clock(store)
-    _deliver(store, reference, _batch(("watch", 1, 1)))
+    deliver(store, reference, batch_of(("watch", 1, 1)))
     _fold(store)
     _refresh(store)
     # Two writers stored the same share and watch, and died before their second check.
-    copied = _batch(("share", 2, 2), ("watch", 2, 2))
+    copied = batch_of(("share", 2, 2), ("watch", 2, 2))
     columns = event_columns([event for event, _ in copied], _buckets(store).take(2))
     columns.append([creator_id for _, creator_id in copied])
     for _ in range(2):
@@ -220,23 +205,23 @@ def test_after_a_new_roll_up_and_a_late_arrival(clickhouse_engine: Engine) -> No
     reference = InMemoryEventStore()
     clock = _clock(store)
     buckets = _buckets(store)
-    _deliver(store, reference, _batch(("watch", 1, 1), ("like", 1, 2)))
+    deliver(store, reference, batch_of(("watch", 1, 1), ("like", 1, 2)))
     _fold(store)
     first = buckets.bucket
-    _deliver(store, reference, _batch(("like", 2, 2), ("share", 2, 1)))
+    deliver(store, reference, batch_of(("like", 2, 2), ("share", 2, 1)))
     _refresh(store)
     _refresh(store)
     _same(store.stats_columns_within(_VIDEOS, max_age_seconds=1), reference.stats_columns(_VIDEOS))
     # A new roll-up: the store loads it and answers from it.
     assert _fold(store) > 0
-    _deliver(store, reference, _batch(("unlike", 1, 2), ("watch", 3, 3)))
+    deliver(store, reference, batch_of(("unlike", 1, 2), ("watch", 3, 3)))
     _refresh(store)
     _refresh(store)
     assert store._held is not None and store._held.fold == buckets.coarse
     _same(store.stats_columns_within(_VIDEOS, max_age_seconds=1), reference.stats_columns(_VIDEOS))
     # A late batch into a bucket the store holds, as from a writer with a slow clock.
     buckets.late = buckets.bucket
-    _deliver(store, reference, _batch(("watch", 4, 3), ("comment", 4, 4)))
+    deliver(store, reference, batch_of(("watch", 4, 3), ("comment", 4, 4)))
     buckets.late = None
     clock.extra_ns = 3 * _SECOND_NS
     assert store.stats_columns_within(_VIDEOS, max_age_seconds=2) is None
@@ -245,7 +230,7 @@ def test_after_a_new_roll_up_and_a_late_arrival(clickhouse_engine: Engine) -> No
     _same(store.stats_columns_within(_VIDEOS, max_age_seconds=2), reference.stats_columns(_VIDEOS))
     # And an event that arrives late before the roll-up's watermark ends the answers.
     buckets.late = first
-    _deliver(store, reference, _batch(("share", 5, 1)))
+    deliver(store, reference, batch_of(("share", 5, 1)))
     buckets.late = None
     clock.extra_ns = 6 * _SECOND_NS
     _refresh(store)
@@ -278,9 +263,9 @@ def test_bounded_reads_keep_the_held_data_fresh_until_closed(clickhouse_engine: 
     )
     store._sequence = FineBuckets()  # type: ignore[assignment]
     reference = InMemoryEventStore()
-    _deliver(store, reference, _batch(("watch", 1, 1), ("like", 1, 2)))
+    deliver(store, reference, batch_of(("watch", 1, 1), ("like", 1, 2)))
     _fold(store)
-    _deliver(store, reference, _batch(("share", 2, 2), ("like", 3, 2)))
+    deliver(store, reference, batch_of(("share", 2, 2), ("like", 3, 2)))
 
     def answer() -> VideoStatsColumns | None:
         deadline = time.monotonic() + 60
@@ -294,7 +279,7 @@ def test_bounded_reads_keep_the_held_data_fresh_until_closed(clickhouse_engine: 
     _same(answer(), reference.stats_columns(_VIDEOS))
     # Nothing but the thread reads the new batch.
     _buckets(store).next_fine()
-    _deliver(store, reference, _batch(("unlike", 1, 2), ("comment", 3, 4)))
+    deliver(store, reference, batch_of(("unlike", 1, 2), ("comment", 3, 4)))
     _same(answer(), reference.stats_columns(_VIDEOS))
     thread = store._refresh_thread
     assert thread is not None and thread.is_alive()
@@ -362,7 +347,7 @@ def test_a_stream_of_bounded_reads_matches_the_reference_at_some_moment_within_t
     older, never counting an event twice); right after a check, it answers."""
     store = _store(stream_engines())
     reference = InMemoryEventStore()
-    _deliver(store, reference, _batch(("watch", 1, 1)))
+    deliver(store, reference, batch_of(("watch", 1, 1)))
     _fold(store)
     snapshots = [reference.stats_columns(_VIDEOS)]
     checked = 0  # the first snapshot the store must count, as of its last check
@@ -378,7 +363,7 @@ def test_a_stream_of_bounded_reads_matches_the_reference_at_some_moment_within_t
             _same(store.stats_columns_within(_VIDEOS, max_age_seconds=3600), snapshots[-1])
             continue
         else:
-            _deliver(store, reference, _batch(*events))
+            deliver(store, reference, batch_of(*events))
             snapshots.append(reference.stats_columns(_VIDEOS))
         got = store.stats_columns_within(_VIDEOS, max_age_seconds=3600)
         if got is not None:
@@ -405,7 +390,7 @@ def test_settled_buckets_with_no_arrivals_are_held_so_sparse_arrivals_keep_answe
     store._clock_ns = _Clock(buckets)
     store._refresh_stop.set()
     reference = InMemoryEventStore()
-    _deliver(store, reference, _batch(("watch", 1, 1), ("share", 2, 2)))
+    deliver(store, reference, batch_of(("watch", 1, 1), ("share", 2, 2)))
     _fold(store)
     _refresh(store)
     _refresh(store)
@@ -415,7 +400,7 @@ def test_settled_buckets_with_no_arrivals_are_held_so_sparse_arrivals_keep_answe
     # settled, have no arrivals, and are held; the batch may be left out (it is new).
     for _ in range(5):
         buckets.next_fine()
-    _deliver(store, reference, _batch(("watch", 3, 1), ("comment", 3, 3)))
+    deliver(store, reference, batch_of(("watch", 3, 1), ("comment", 3, 3)))
     _refresh(store)
     _refresh(store)
     since = store._since

@@ -17,6 +17,8 @@ from ch_support import (
     Pair,
     assert_refused_then_migrated,
     assert_same_statistics,
+    batch_of,
+    deliver,
     install_older_view,
     intercept_reads,
 )
@@ -102,20 +104,6 @@ def _reads_likes_again(store: ClickHouseEventStore, queries: Sequence[str]) -> b
     return any(q in (store._queries.likes_now, store._queries.likes_now_of_few) for q in queries)
 
 
-def _deliver(store: ClickHouseEventStore, reference: InMemoryEventStore, batch: list[Pair]) -> None:
-    store.append_many(batch)
-    for event, creator_id in batch:
-        reference.append(event, creator_id=creator_id)
-
-
-def _batch(*events: tuple[str, int, int]) -> list[Pair]:
-    made = []
-    for kind, user_id, video_id in events:
-        extra = {"completion": 0.5} if kind == "watch" else {}
-        made.append((make_event(kind, user_id=user_id, video_id=video_id, **extra), 10))
-    return made
-
-
 def test_a_repeated_read_reads_only_the_buckets_the_store_does_not_hold(
     clickhouse_engine: Engine,
 ) -> None:
@@ -127,12 +115,12 @@ def test_a_repeated_read_reads_only_the_buckets_the_store_does_not_hold(
     def read() -> None:
         assert_same_statistics(store, reference, videos, [1, 2], [10])
 
-    _deliver(store, reference, _batch(("watch", 1, 1), ("like", 1, 1), ("share", 2, 2)))
+    deliver(store, reference, batch_of(("watch", 1, 1), ("like", 1, 1), ("share", 2, 2)))
     _fold(store)
     first = _buckets(store).bucket  # the roll-up's watermark, as a fine bucket
-    _deliver(store, reference, _batch(("watch", 2, 1), ("like", 2, 2), ("comment", 1, 3)))
+    deliver(store, reference, batch_of(("watch", 2, 1), ("like", 2, 2), ("comment", 1, 3)))
     _buckets(store).next_fine()
-    _deliver(store, reference, _batch(("unlike", 1, 1), ("watch", 1, 4)))
+    deliver(store, reference, batch_of(("unlike", 1, 1), ("watch", 1, 4)))
     read()  # the first read: everything since the watermark, from the server
     assert reads[0][0] == first and reads[0][1] > 0
     _settled(store)
@@ -144,7 +132,7 @@ def test_a_repeated_read_reads_only_the_buckets_the_store_does_not_hold(
     assert [rows for _, rows in reads[held:]] == [0, 0]
     # A new bucket: its rows alone are read, for its one video.
     _buckets(store).next_fine()
-    _deliver(store, reference, _batch(("share", 3, 2), ("like", 3, 2)))
+    deliver(store, reference, batch_of(("share", 3, 2), ("like", 3, 2)))
     held = len(reads)
     read()
     assert reads[held] == (first + 2, 1)
@@ -166,9 +154,9 @@ def test_close_waits_for_the_since_read_and_starts_no_other(clickhouse_engine: E
         return execute(query, *args, **kwargs)
 
     intercept_reads(store, slow_since_reads)
-    _deliver(store, reference, _batch(("watch", 1, 1), ("like", 1, 1)))
+    deliver(store, reference, batch_of(("watch", 1, 1), ("like", 1, 1)))
     _fold(store)
-    _deliver(store, reference, _batch(("like", 2, 2)))
+    deliver(store, reference, batch_of(("like", 2, 2)))
     assert_same_statistics(store, reference, videos, [1, 2], [10])
     thread = store._since_thread
     assert thread is not None and thread.is_alive()
@@ -177,7 +165,7 @@ def test_close_waits_for_the_since_read_and_starts_no_other(clickhouse_engine: E
     store.close(timeout=0)  # closing again is harmless
     # Reads still work, and start no background read of their own.
     _buckets(store).next_fine()
-    _deliver(store, reference, _batch(("share", 3, 2)))
+    deliver(store, reference, batch_of(("share", 3, 2)))
     assert_same_statistics(store, reference, videos, [1, 2, 3], [10])
     assert store._since_thread is thread
 
@@ -190,19 +178,19 @@ def test_an_event_arriving_late_is_counted(
     store = _store(engine, config)
     reference = InMemoryEventStore()
     buckets = _buckets(store)
-    _deliver(store, reference, _batch(("watch", 1, 1), ("share", 1, 2)))
+    deliver(store, reference, batch_of(("watch", 1, 1), ("share", 1, 2)))
     _fold(store)
     first = buckets.bucket
-    _deliver(store, reference, _batch(("watch", 2, 1), ("comment", 2, 2)))
+    deliver(store, reference, batch_of(("watch", 2, 1), ("comment", 2, 2)))
     buckets.next_fine()
-    _deliver(store, reference, _batch(("watch", 3, 1)))
+    deliver(store, reference, batch_of(("watch", 3, 1)))
     store.get_stats([1, 2])
     _settled(store)
     assert store._since is not None and store._since.unheld == first + 2
     # A batch with an arrival number of a bucket the store holds (or one before the
     # roll-up's watermark), as a writer with a slow clock or a replica's late part.
     buckets.late = first if where == "held-bucket" else first - 1
-    _deliver(store, reference, _batch(("watch", 4, 1), ("share", 4, 2)))
+    deliver(store, reference, batch_of(("watch", 4, 1), ("share", 4, 2)))
     buckets.late = None
     assert_same_statistics(store, reference, [1, 2], [1, 2, 3, 4], [10])
     assert store.get_stats([1])[1].views == 4
@@ -216,11 +204,11 @@ def test_a_new_roll_up_keeps_the_held_buckets_after_its_watermark(
     store = _store(clickhouse_engine)
     reference = InMemoryEventStore()
     buckets = _buckets(store)
-    _deliver(store, reference, _batch(("watch", 1, 1)))
+    deliver(store, reference, batch_of(("watch", 1, 1)))
     _fold(store)
-    _deliver(store, reference, _batch(("watch", 2, 1), ("like", 2, 1)))
+    deliver(store, reference, batch_of(("watch", 2, 1), ("like", 2, 1)))
     until = buckets.close_coarse()  # the next roll-up's watermark
-    _deliver(store, reference, _batch(("share", 3, 1), ("like", 3, 1)))
+    deliver(store, reference, batch_of(("share", 3, 1), ("like", 3, 1)))
     store.get_stats([1])
     _settled(store)
     since = store._since
@@ -319,7 +307,7 @@ def test_one_long_lived_store_reads_what_the_reference_counts(
                     buckets.late = max(first_of_roll_up, buckets.bucket - 1)
                 else:
                     buckets.late = buckets.bucket - buckets.fine - 1  # the coarse one before
-            _deliver(store, reference, batch)
+            deliver(store, reference, batch)
             buckets.late = None
             if action == "late-before" or (action == "late-held" and first_of_roll_up is None):
                 from_pairs = False
@@ -408,18 +396,18 @@ def test_version_2_tables_are_refused_then_migrated_with_their_roll_up(
     buckets = _buckets(store)
     reference = InMemoryEventStore()
     videos = [1, 2, 3]
-    _deliver(
+    deliver(
         store,
         reference,
-        _batch(("watch", 1, 1), ("like", 1, 1), ("share", 2, 2), ("comment", 1, 3)),
+        batch_of(("watch", 1, 1), ("like", 1, 1), ("share", 2, 2), ("comment", 1, 3)),
     )
     buckets.next_fine()  # a later fine bucket of the same coarse one: rolled up too
-    _deliver(store, reference, _batch(("watch", 2, 1), ("like", 2, 2)))
+    deliver(store, reference, batch_of(("watch", 2, 1), ("like", 2, 2)))
     buckets.close_coarse()
     fold = buckets.coarse
     _v2_fold(store, fold)
     # After the version-2 roll-up's watermark: arrival rows the new version must add.
-    _deliver(store, reference, _batch(("watch", 3, 1), ("unlike", 1, 1), ("share", 3, 3)))
+    deliver(store, reference, batch_of(("watch", 3, 1), ("unlike", 1, 1), ("share", 3, 3)))
     with pytest.raises(SchemaVersionError) as info:
         create_schema(clickhouse_engine)
     assert info.value.found == 2
@@ -433,7 +421,7 @@ def test_version_2_tables_are_refused_then_migrated_with_their_roll_up(
     assert _stats(merged, videos) == _stats(store, videos)
     _settled(store)
     # New events after the migration, then a roll-up in the new version.
-    _deliver(store, reference, _batch(("like", 4, 3), ("watch", 4, 2)))
+    deliver(store, reference, batch_of(("like", 4, 3), ("watch", 4, 2)))
     assert_same_statistics(store, reference, videos, [1, 2, 3, 4], [10])
     assert _fold(store) == 3
     assert_same_statistics(store, reference, videos, [1, 2, 3, 4], [10])
@@ -455,17 +443,17 @@ def test_version_2_tables_of_a_sharded_cluster_migrate_with_their_roll_up(
     reference = InMemoryEventStore()
     videos = [1, 2, 3]
     users = range(1, 9)  # sharded by cityHash64(user_id): both shards get events
-    _deliver(store, reference, _batch(*(("watch", user, 1 + user % 3) for user in users)))
-    _deliver(store, reference, _batch(("like", 1, 1), ("like", 2, 2), ("comment", 3, 3)))
+    deliver(store, reference, batch_of(*(("watch", user, 1 + user % 3) for user in users)))
+    deliver(store, reference, batch_of(("like", 1, 1), ("like", 2, 2), ("comment", 3, 3)))
     buckets.next_fine()  # a later fine bucket of the same coarse one: rolled up too
-    _deliver(store, reference, _batch(("like", 4, 1), ("share", 5, 2)))
+    deliver(store, reference, batch_of(("like", 4, 1), ("share", 5, 2)))
     buckets.close_coarse()
     fold = buckets.coarse
     _v2_fold(store, fold)
     # After the version-2 roll-up's watermark, on both shards: coarse arrival rows only,
     # which the migration turns into the fine rows the new version adds.
-    _deliver(store, reference, _batch(*(("share", user, 1 + user % 2) for user in users)))
-    _deliver(store, reference, _batch(("unlike", 1, 1), ("watch", 6, 3)))
+    deliver(store, reference, batch_of(*(("share", user, 1 + user % 2) for user in users)))
+    deliver(store, reference, batch_of(("unlike", 1, 1), ("watch", 6, 3)))
     with _servers(cluster_engine, cluster_config) as servers:
         for _, server in servers:
             with server.connect() as conn:
@@ -494,7 +482,7 @@ def test_version_2_tables_of_a_sharded_cluster_migrate_with_their_roll_up(
     ]
     _settled(store)
     # New events after the migration, then a roll-up in the new version.
-    _deliver(store, reference, _batch(("like", 7, 3), ("watch", 8, 4)))
+    deliver(store, reference, batch_of(("like", 7, 3), ("watch", 8, 4)))
     assert_same_statistics(store, reference, [*videos, 4], list(users), [10])
     assert _fold(store) == 4
     assert_same_statistics(store, reference, [*videos, 4], list(users), [10])

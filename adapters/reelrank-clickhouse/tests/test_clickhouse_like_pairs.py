@@ -15,6 +15,8 @@ from ch_support import (
     assert_refused_then_migrated,
     assert_same_statistics,
     assert_store_refuses,
+    batch_of,
+    deliver,
     install_older_view,
 )
 from hypothesis import given, settings
@@ -27,9 +29,7 @@ from reelrank_clickhouse import (
 from reelrank_clickhouse._schema import Tag
 from sqlalchemy.engine import Engine
 from test_clickhouse_held_arrivals import (
-    _batch,
     _buckets,
-    _deliver,
     _fold,
     _read_queries,
     _reads_likes_again,
@@ -61,18 +61,18 @@ def test_version_3_tables_migrate_with_their_roll_up_and_like_states(
     store = _store(engine, config)
     buckets = _buckets(store)
     reference = InMemoryEventStore()
-    _deliver(
+    deliver(
         store,
         reference,
-        _batch(("like", 1, 1), ("like", 2, 1), ("like", 3, 2), ("watch", 1, 1)),
+        batch_of(("like", 1, 1), ("like", 2, 1), ("like", 3, 2), ("watch", 1, 1)),
     )
     buckets.next_fine()
-    _deliver(store, reference, _batch(("unlike", 1, 1), ("like", 1, 2), ("share", 2, 3)))
+    deliver(store, reference, batch_of(("unlike", 1, 1), ("like", 1, 2), ("share", 2, 3)))
     assert store.fold_stats(until=buckets.close_coarse()) == 3
     fold = buckets.coarse
     # After the version-3 roll-up's watermark, before the migration: a re-like, an
     # unlike of a pair liked at the watermark, a new pair.
-    _deliver(store, reference, _batch(("like", 1, 1), ("unlike", 3, 2), ("like", 4, 3)))
+    deliver(store, reference, batch_of(("like", 1, 1), ("unlike", 3, 2), ("like", 4, 3)))
     assert_refused_then_migrated(engine, config, 3)
     # One row in bucket 0 per pair with a like or unlike before the migration:
     # (1, 1), (1, 2), (2, 3), (2, 1), (3, 4).
@@ -89,13 +89,13 @@ def test_version_3_tables_migrate_with_their_roll_up_and_like_states(
     # After the migration: an unlike of a pair liked at the watermark, a re-like of
     # one unliked since, a like and an unlike of pairs liked since, a new video.
     buckets.next_fine()
-    _deliver(
+    deliver(
         store,
         reference,
-        _batch(("unlike", 2, 1), ("like", 3, 2), ("like", 5, 3), ("unlike", 4, 3)),
+        batch_of(("unlike", 2, 1), ("like", 3, 2), ("like", 5, 3), ("unlike", 4, 3)),
     )
     buckets.next_fine()
-    _deliver(store, reference, _batch(("like", 5, 4), ("unlike", 1, 2)))
+    deliver(store, reference, batch_of(("like", 5, 4), ("unlike", 1, 2)))
     assert_same_statistics(store, reference, _VIDEOS, _USERS, [10])
     # Hand-worked: video 1 liked by user 1 only, 2 by user 3, 3 by user 5, 4 by user 5.
     assert [store.get_stats(_VIDEOS)[v].likes for v in _VIDEOS] == [1, 1, 1, 1]
@@ -104,7 +104,7 @@ def test_version_3_tables_migrate_with_their_roll_up_and_like_states(
     assert not _reads_likes_again(store, queries)
     # A roll-up of the new version over the migrated rows.
     assert store.fold_stats(until=buckets.close_coarse()) == 4
-    _deliver(store, reference, _batch(("unlike", 1, 1), ("like", 2, 4)))
+    deliver(store, reference, batch_of(("unlike", 1, 1), ("like", 2, 4)))
     assert_same_statistics(store, reference, _VIDEOS, _USERS, [10])
     assert [store.get_stats(_VIDEOS)[v].likes for v in _VIDEOS] == [0, 1, 1, 2]
 
@@ -119,12 +119,12 @@ def test_a_read_after_likes_on_held_videos_reads_no_like_count_again(
 ) -> None:
     store = _store(clickhouse_engine)
     reference = InMemoryEventStore()
-    _deliver(store, reference, _batch(("like", 1, 1), ("like", 2, 1), ("like", 1, 2)))
+    deliver(store, reference, batch_of(("like", 1, 1), ("like", 2, 1), ("like", 1, 2)))
     assert _fold(store) == 2
     assert _likes(store, [1, 2]) == [2, 1]  # loads the roll-up, then its liked pairs
     _settled(store)
     queries = _read_queries(store)
-    _deliver(store, reference, _batch(("unlike", 1, 1), ("like", 3, 1), ("like", 2, 2)))
+    deliver(store, reference, batch_of(("unlike", 1, 1), ("like", 3, 1), ("like", 2, 2)))
     assert _likes(store, [1, 2]) == [2, 2]
     assert store._queries.held_stats_with_pairs in queries
     assert not _reads_likes_again(store, queries)
@@ -136,13 +136,13 @@ def test_without_held_like_pairs_a_read_reads_like_counts_again(
 ) -> None:
     store = _store(clickhouse_engine, held_like_pairs=0)
     reference = InMemoryEventStore()
-    _deliver(store, reference, _batch(("like", 1, 1), ("like", 2, 1), ("like", 1, 2)))
+    deliver(store, reference, batch_of(("like", 1, 1), ("like", 2, 1), ("like", 1, 2)))
     assert _fold(store) == 2
     assert _likes(store, [1, 2]) == [2, 1]
     _settled(store)
     assert store._liked is None and store._liked_thread is None
     queries = _read_queries(store)
-    _deliver(store, reference, _batch(("unlike", 1, 1), ("like", 3, 1), ("like", 2, 2)))
+    deliver(store, reference, batch_of(("unlike", 1, 1), ("like", 3, 1), ("like", 2, 2)))
     assert _likes(store, [1, 2]) == [2, 2]
     assert store._queries.held_stats_with_pairs not in queries
     assert _reads_likes_again(store, queries)
@@ -160,10 +160,10 @@ def test_like_counts_of_pairs_changed_in_held_and_fresh_buckets(
     reference = InMemoryEventStore()
     videos = [1, 2, 3, 4, 5]
     users = list(range(1, 9))
-    _deliver(
+    deliver(
         store,
         reference,
-        _batch(
+        batch_of(
             ("like", 1, 1), ("like", 2, 1), ("like", 3, 1), ("like", 4, 2), ("like", 5, 2),
             ("like", 6, 3), ("like", 7, 4), ("like", 8, 4), ("unlike", 8, 5),
         ),
@@ -175,10 +175,10 @@ def test_like_counts_of_pairs_changed_in_held_and_fresh_buckets(
     queries = _read_queries(store)
     # A held bucket: user 1 unlikes video 1 (liked before the watermark), user 4
     # likes video 2 again (no change), user 7 unlikes video 4, user 6 likes video 5.
-    _deliver(
+    deliver(
         store,
         reference,
-        _batch(("unlike", 1, 1), ("like", 4, 2), ("unlike", 7, 4), ("like", 6, 5)),
+        batch_of(("unlike", 1, 1), ("like", 4, 2), ("unlike", 7, 4), ("like", 6, 5)),
     )
     assert _likes(store, videos) == [2, 2, 1, 1, 1]
     _settled(store)
@@ -187,10 +187,10 @@ def test_like_counts_of_pairs_changed_in_held_and_fresh_buckets(
     # 3 likes and unlikes video 3 in the one bucket, user 8 unlikes video 4, user 6
     # unlikes video 5: every like of videos 4 (since the watermark) and 5 undone.
     buckets.next_fine()
-    _deliver(
+    deliver(
         store,
         reference,
-        _batch(
+        batch_of(
             ("like", 1, 1), ("like", 3, 3), ("unlike", 3, 3), ("unlike", 8, 4),
             ("unlike", 6, 5),
         ),
@@ -199,9 +199,9 @@ def test_like_counts_of_pairs_changed_in_held_and_fresh_buckets(
     # Two fresh buckets: user 2 unlikes video 1, then likes it again; user 5 likes
     # video 3, then unlikes it.
     buckets.next_fine()
-    _deliver(store, reference, _batch(("unlike", 2, 1), ("like", 5, 3)))
+    deliver(store, reference, batch_of(("unlike", 2, 1), ("like", 5, 3)))
     buckets.next_fine()
-    _deliver(store, reference, _batch(("like", 2, 1), ("unlike", 5, 3)))
+    deliver(store, reference, batch_of(("like", 2, 1), ("unlike", 5, 3)))
     assert _likes(store, videos) == [3, 2, 1, 0, 0]
     assert_same_statistics(store, reference, videos, users, [10])
     assert store._queries.held_stats_with_pairs in queries
@@ -219,13 +219,13 @@ def test_too_many_liked_pairs_are_not_held_and_reads_stay_exact(
 ) -> None:
     store = _store(clickhouse_engine, held_like_pairs=2)
     reference = InMemoryEventStore()
-    _deliver(store, reference, _batch(("like", 1, 1), ("like", 2, 1), ("like", 3, 2)))
+    deliver(store, reference, batch_of(("like", 1, 1), ("like", 2, 1), ("like", 3, 2)))
     _fold(store)
     store.get_stats([1, 2])
     _settled(store)
     assert store._liked is None and store._liked_refused == store._held.fold
     queries = _read_queries(store)
-    _deliver(store, reference, _batch(("unlike", 1, 1)))
+    deliver(store, reference, batch_of(("unlike", 1, 1)))
     assert_same_statistics(store, reference, [1, 2], [1, 2, 3], [10])
     assert _reads_likes_again(store, queries)
     assert store._liked_thread is not None and not store._liked_thread.is_alive()

@@ -270,7 +270,8 @@ def test_a_lagging_replicas_late_part_makes_the_held_store_read_again(
     and the store's counts stay those of the parts its replica has. Once the replica
     fetches the late part, the bucket's total on the server differs from the held one:
     the store drops its since-sums, reads again, and counts the batch exactly once."""
-    from test_clickhouse_held_arrivals import _batch, _buckets, _deliver, _fold, _settled
+    from ch_support import batch_of, deliver
+    from test_clickhouse_held_arrivals import _buckets, _fold, _settled
     from test_clickhouse_held_arrivals import _store as _held_store
 
     from reelrank import InMemoryEventStore
@@ -297,12 +298,12 @@ def test_a_lagging_replicas_late_part_makes_the_held_store_read_again(
         reader = _held_store(engines[1], local_config)
         buckets = _buckets(writer)
         reference = InMemoryEventStore()
-        _deliver(writer, reference, _batch(("watch", 1, 1), ("share", 1, 2)))
+        deliver(writer, reference, batch_of(("watch", 1, 1), ("share", 1, 2)))
         _fold(writer)
         held = buckets.bucket  # the roll-up's watermark, as a fine bucket
-        _deliver(writer, reference, _batch(("watch", 2, 1), ("comment", 2, 2)))
+        deliver(writer, reference, batch_of(("watch", 2, 1), ("comment", 2, 2)))
         buckets.next_fine()
-        _deliver(writer, reference, _batch(("watch", 3, 1)))
+        deliver(writer, reference, batch_of(("watch", 3, 1)))
         synced()
         assert_same_statistics(reader, reference, [1, 2], [1, 2, 3, 4], [10])
         _settled(reader)
@@ -313,7 +314,7 @@ def test_a_lagging_replicas_late_part_makes_the_held_store_read_again(
         # A batch with the arrival number of a bucket the reader holds, on the other
         # replica only.
         buckets.late = held
-        _deliver(writer, reference, _batch(("watch", 4, 1), ("share", 4, 2)))
+        deliver(writer, reference, batch_of(("watch", 4, 1), ("share", 4, 2)))
         buckets.late = None
         queued = "SELECT count() FROM system.replication_queue WHERE database = 'feeds' AND "
         queued += "table = 'event_aggregates_local' AND type = 'GET_PART'"

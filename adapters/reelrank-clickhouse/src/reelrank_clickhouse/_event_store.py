@@ -37,6 +37,7 @@ from reelrank.stores.adapter import (
     check_ids_by_user,
     check_limit,
     check_max_age,
+    check_ttl,
     chunked,
 )
 
@@ -1181,20 +1182,8 @@ class ClickHouseEventStore:
             raise InvalidInputError("held_like_pairs", "must be an int >= 0")
         if not isinstance(hold_arrivals, bool):
             raise InvalidInputError("hold_arrivals", "must be True or False")
-        if not (
-            isinstance(arrival_settle_seconds, int | float)
-            and not isinstance(arrival_settle_seconds, bool)
-            and math.isfinite(arrival_settle_seconds)
-            and arrival_settle_seconds >= 0
-        ):
-            raise InvalidInputError("arrival_settle_seconds", "must be a number of seconds >= 0")
-        if not (
-            isinstance(bounded_refresh_seconds, int | float)
-            and not isinstance(bounded_refresh_seconds, bool)
-            and math.isfinite(bounded_refresh_seconds)
-            and bounded_refresh_seconds > 0
-        ):
-            raise InvalidInputError("bounded_refresh_seconds", "must be a number of seconds > 0")
+        check_max_age("arrival_settle_seconds", arrival_settle_seconds)
+        check_ttl("bounded_refresh_seconds", bounded_refresh_seconds)
         self._engine = engine
         self._clients = DriverClients(engine)
         self._queries = _Queries(tables or ClickHouseTables())
@@ -1408,13 +1397,7 @@ class ClickHouseEventStore:
            when it returns, reads on every replica count each event once.
         """
         at = check_aware("since", since)
-        if not (
-            isinstance(sync_timeout_seconds, int | float)
-            and not isinstance(sync_timeout_seconds, bool)
-            and math.isfinite(sync_timeout_seconds)
-            and sync_timeout_seconds > 0
-        ):
-            raise InvalidInputError("sync_timeout_seconds", "must be a positive number of seconds")
+        check_ttl("sync_timeout_seconds", sync_timeout_seconds)
         first_hour = (at - _UNIX_EPOCH).days * 24  # the start of since's day
         with self._write_lock, store_errors(_STORE, "reconcile"):
             client = self._clients.writer()

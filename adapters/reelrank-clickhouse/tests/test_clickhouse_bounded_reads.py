@@ -16,6 +16,7 @@ from ch_support import FineBuckets, batch_of, deliver
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reelrank_clickhouse import ClickHouseConfig, ClickHouseEventStore, connect, create_schema
+from reelrank_clickhouse._event_store import _ChangedPairs, _SinceChunk
 from reelrank_clickhouse._rows import event_columns
 from reelrank_clickhouse._schema import FINE_BUCKET_SHIFT
 from sqlalchemy.engine import Engine
@@ -413,3 +414,36 @@ def test_settled_buckets_with_no_arrivals_are_held_so_sparse_arrivals_keep_answe
     _refresh(store)
     after = reference.stats_columns(_VIDEOS)
     _same(store.stats_columns_within(_VIDEOS, max_age_seconds=2.5), after)
+
+
+def test_since_sums_over_coarse_buckets_are_read_folded_with_like_counts_computed_ahead(
+    clickhouse_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Arrivals over two coarse buckets since the roll-up (a like, then its unlike and
+    other likes in the next) are held as one folded array of sums and the like counts
+    now of the videos liked or unliked there, computed by the refresh: the bounded read
+    looks each video up once, merges no pairs, and equals the reference."""
+    store = _store(clickhouse_engine)
+    reference = InMemoryEventStore()
+    buckets = _buckets(store)
+    deliver(store, reference, batch_of(("watch", 1, 1), ("like", 1, 2), ("like", 2, 2)))
+    _fold(store)
+    deliver(store, reference, batch_of(("like", 3, 2), ("watch", 3, 3), ("like", 3, 4)))
+    buckets.coarse += 1  # the next coarse bucket, with no roll-up of the first
+    buckets.fine = 0
+    deliver(store, reference, batch_of(("unlike", 1, 2), ("unlike", 3, 4), ("like", 1, 3)))
+    deliver(store, reference, batch_of(("watch", 2, 3), ("share", 2, 1), ("comment", 1, 4)))
+    _refresh(store)
+    _refresh(store)
+    since, held = store._since, store._held
+    assert since is not None and held is not None and len(since.chunks) == 2
+    assert since.folded is not None and since.folded.fold == held.fold
+    assert since.like_counts(held.fold).video_ids.tolist() == [2, 3, 4]
+
+    def not_on_the_read_path(*args: Any) -> Any:
+        raise AssertionError("the read merged chunks or pairs")
+
+    monkeypatch.setattr(_SinceChunk, "add_to", not_on_the_read_path)
+    monkeypatch.setattr(_ChangedPairs, "latest", not_on_the_read_path)
+    _same(store.stats_columns_within(_VIDEOS, max_age_seconds=1), reference.stats_columns(_VIDEOS))
+    store.close(timeout=30)

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import itertools
 import os
 import random
@@ -881,13 +882,24 @@ def test_bounded_age_reads_from_memory_under_a_writer(benchmark: Any, server: An
     exact.fold_stats(until=datetime.now(UTC) - timedelta(seconds=5))  # 0: one is as new
     _built(exact)
     refreshes = [0]
-    refresh = bounded._refresh_held
+    refresh, read_since = bounded._refresh_held, bounded._read_since
+    # Thread CPU of each background refresh and since-sums extension: work that takes
+    # the interpreter lock and a core from the reads.
+    background_cpu: dict[str, list[float]] = {"refresh": [], "extend": []}
 
     def counted_refresh() -> None:
         refreshes[0] += 1
+        began = time.thread_time()
         refresh()
+        background_cpu["refresh"].append(time.thread_time() - began)
+
+    def timed_read_since(*args: Any) -> None:
+        began = time.thread_time()
+        read_since(*args)
+        background_cpu["extend"].append(time.thread_time() - began)
 
     bounded._refresh_held = counted_refresh  # type: ignore[method-assign]
+    bounded._read_since = timed_read_since  # type: ignore[method-assign]
     deadline = time.monotonic() + 120
     while bounded.stats_columns_within(_CANDIDATES, max_age_seconds=BOUNDED_AGE_SECONDS) is None:
         assert time.monotonic() < deadline, "the store never held recent enough counts"
@@ -895,8 +907,25 @@ def test_bounded_age_reads_from_memory_under_a_writer(benchmark: Any, server: An
     fold = int(client.execute(bounded._queries.folds)[0][0])
     before = _since_watermark(client, fold)
     refreshes_before = refreshes[0]
+    for each in background_cpu.values():
+        each.clear()
+    # Garbage collector pauses during the run (seconds, generation), and how many of
+    # the bounded reads one fell in.
+    collections: list[tuple[float, int]] = []
+    collecting = [0.0]
+
+    def on_collection(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            collecting[0] = time.perf_counter()
+        else:
+            collections.append((time.perf_counter() - collecting[0], info["generation"]))
+
+    tracked = len(gc.get_objects())  # what a full collection walks
+    gc.callbacks.append(on_collection)
     writer = _writer(server, 10_000, LIKE_PAIRS_WRITER_SECONDS, niced=False)
     samples: dict[str, list[float]] = {"bounded": [], "exact": []}
+    bounded_cpu: list[float] = []  # the reading thread's CPU per bounded read
+    collected_in = 0  # bounded reads during which a collection ran
     unanswered = 0
     over = 0  # bounded reads that counted more views than the exact read after them
     loads = []
@@ -905,8 +934,11 @@ def test_bounded_age_reads_from_memory_under_a_writer(benchmark: Any, server: An
             break
         began = time.perf_counter()
         if turn % 2 == 0:
+            cpu, collected = time.thread_time(), len(collections)
             found = bounded.stats_columns_within(_CANDIDATES, max_age_seconds=BOUNDED_AGE_SECONDS)
             samples["bounded"].append(time.perf_counter() - began)
+            bounded_cpu.append(time.thread_time() - cpu)
+            collected_in += len(collections) != collected
             unanswered += found is None
             if found is not None and turn % 20 == 0:
                 over += int((found.views > exact.stats_columns(_CANDIDATES).views).any())
@@ -917,9 +949,17 @@ def test_bounded_age_reads_from_memory_under_a_writer(benchmark: Any, server: An
             loads.append(os.getloadavg()[0])
         time.sleep(PAUSE_BETWEEN_READS)
     output, _ = writer.communicate()
+    gc.callbacks.remove(on_collection)
     achieved = float(output.strip().splitlines()[-1])
     after = _since_watermark(client, fold)
     passes = refreshes[0] - refreshes_before
+    cpu_figures = p50_p99_ms(bounded_cpu)
+    refresh_ms, extend_ms = (
+        statistics.median(background_cpu[name] or [0.0]) * 1e3 for name in ("refresh", "extend")
+    )
+    pause_ms, pause_generation = max(collections, default=(0.0, 0))
+    pause_ms *= 1e3
+    full = sum(generation == 2 for _, generation in collections)
     if QUICK:
         assert unanswered < len(samples["bounded"]) and over == 0
     mine, baseline = p50_p99_ms(samples["bounded"]), p50_p99_ms(samples["exact"])
@@ -933,6 +973,12 @@ def test_bounded_age_reads_from_memory_under_a_writer(benchmark: Any, server: An
         f"{mine[0] / baseline[0]:.3f}x at p50, {mine[1] / baseline[1]:.3f}x at p99; "
         f"{passes} background refreshes ({passes / LIKE_PAIRS_WRITER_SECONDS:.1f}/s); "
         f"{over} sampled bounded reads counted more views than the exact read after them; "
+        f"the reading thread's CPU per bounded read {_shown(cpu_figures)}; background "
+        f"thread CPU per pass: refresh {refresh_ms:.1f} ms, since-sums extension "
+        f"{extend_ms:.1f} ms ({len(background_cpu['extend'])} extensions); "
+        f"{len(collections)} garbage collections ({full} of generation 2), longest "
+        f"{pause_ms:.1f} ms (generation {pause_generation}), during {collected_in} bounded "
+        f"reads ({tracked:,} objects tracked at the start); "
         f"events since the watermark {before:,} at the start, {after:,} at the end; "
         f"1-minute loadavg during the run {min(loads):.2f}-{max(loads):.2f}; "
         f"loadavg {loadavg()}"
@@ -945,6 +991,12 @@ def test_bounded_age_reads_from_memory_under_a_writer(benchmark: Any, server: An
             "exact_p99_ms": baseline[1],
             "bounded_unanswered": unanswered,
             "bounded_refreshes": passes,
+            "bounded_cpu_p50_ms": cpu_figures[0],
+            "bounded_cpu_p99_ms": cpu_figures[1],
+            "refresh_cpu_ms": refresh_ms,
+            "extend_cpu_ms": extend_ms,
+            "gc_longest_ms": pause_ms,
+            "gc_during_bounded_reads": collected_in,
         }
     )
     bounded.close()

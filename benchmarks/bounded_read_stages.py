@@ -5,7 +5,8 @@ Builds the held roll-up (100,000 videos, as 10 M events over the benchmark's vid
 fold into), the liked pairs at its watermark, the since-sums the refresh thread holds
 (``--chunks`` coarse buckets of ``--since-events`` events each, as a writer at 10,000
 events/s leaves them) and no corrections, then times ``stats_columns_within`` of 10,000
-candidates: wall and thread CPU per read, p50/p99, and the garbage collections meanwhile.
+candidates: wall and thread CPU per read, p50/p99, and the garbage collections meanwhile;
+``--stages`` also times each stage of the read as it runs chunk by chunk.
 ``--refresher`` runs a thread that extends the since-sums and parses corrections
 every second meanwhile, as the store's refresh thread does. Run it against two
 checkouts' ``src`` trees, round by round, to compare them::
@@ -26,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import reelrank_clickhouse._event_store as es
+from numpy.typing import NDArray
 from reelrank_clickhouse._schema import FINE_BUCKET_SHIFT, FINE_PER_COARSE_BITS
 
 VIDEOS = 100_000
@@ -150,6 +152,37 @@ def _refresh_forever(
         passes.append(time.thread_time() - began)
 
 
+def chunk_by_chunk_stages(store: Any, candidates: list[int], rounds: int) -> dict[str, float]:
+    """Median thread CPU (ms) of each stage of the read as it runs without folded
+    since-sums or like counts computed ahead: the roll-up's rows, each chunk's sums,
+    cutting each chunk's changed pairs down to the liked or unliked candidates, merging
+    them, looking them up among the liked pairs, and building the checked columns."""
+    held, since = store._held, store._since
+    requested = np.sort(np.array(candidates, dtype=np.int64))
+    times: dict[str, list[float]] = {}
+
+    def timed(name: str, stage: Any, *args: Any) -> Any:
+        began = time.thread_time()
+        result = stage(*args)
+        times.setdefault(name, []).append(time.thread_time() - began)
+        return result
+
+    def cut(videos: NDArray[np.int64]) -> list[Any]:
+        return [part.of_videos(videos) for part in since.changed_pairs(held.fold)]
+
+    for _ in range(rounds):
+        values = timed("roll-up rows", held.rows_of, requested)
+        arrived = es._Sums.zeros(requested.shape[0])
+        for number, chunk in enumerate(since.chunks):
+            timed(f"since-chunk {number}", chunk.add_to, requested, arrived)
+        videos = requested[arrived.likes != 0]
+        parts = timed("cut pairs", cut, videos)
+        latest = timed("merge pairs", es._ChangedPairs.latest, parts)
+        timed("liked-pair lookups", store._liked.likes, videos, latest)
+        timed("checked columns", values.columns, requested)
+    return {name: round(float(np.median(each)) * 1e3, 3) for name, each in times.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--reads", type=int, default=300)
@@ -157,6 +190,9 @@ def main() -> None:
     parser.add_argument("--since-events", type=int, default=300_000)
     parser.add_argument("--refresher", action="store_true")
     parser.add_argument("--label", default="")
+    parser.add_argument(
+        "--stages", action="store_true", help="time the chunk-by-chunk read's stages too"
+    )
     args = parser.parse_args()
     store, rng = build(args.chunks, args.since_events)
     candidates = (
@@ -215,6 +251,11 @@ def main() -> None:
                 "refresh_cpu_ms": round(float(np.median(refresh_passes or [0.0])) * 1e3, 3),
                 "checksum": int(first.views.sum() + first.likes.sum()),
                 "loadavg": os.getloadavg()[0],
+                **(
+                    {"stages_ms": chunk_by_chunk_stages(store, candidates, 60)}
+                    if args.stages
+                    else {}
+                ),
             }
         )
     )

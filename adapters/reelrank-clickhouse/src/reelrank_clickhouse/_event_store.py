@@ -408,6 +408,20 @@ class _HeldLikes:
         return counts
 
 
+def _add_sums_of(
+    video_ids: NDArray[np.int64], values: _Sums, requested: NDArray[np.int64], into: _Sums
+) -> None:
+    """Add the sums ``values`` of the sorted ``video_ids`` to the rows of ``into`` of the
+    requested videos among them."""
+    if not video_ids.shape[0]:
+        return
+    found = np.minimum(np.searchsorted(video_ids, requested), video_ids.shape[0] - 1)
+    held = np.flatnonzero(video_ids[found] == requested)
+    rows = found[held]
+    for name in ("views", "completion_sum", "likes", "shares", "comments"):
+        getattr(into, name)[held] += getattr(values, name)[rows]
+
+
 @dataclass(frozen=True)
 class _SinceChunk:
     """What arrived in the held fine buckets of one coarse arrival bucket (the unit of
@@ -425,13 +439,7 @@ class _SinceChunk:
 
     def add_to(self, requested: NDArray[np.int64], into: _Sums) -> None:
         """Add this chunk's sums of the requested videos to their rows of ``into``."""
-        if not self.video_ids.shape[0]:
-            return
-        found = np.minimum(np.searchsorted(self.video_ids, requested), self.video_ids.shape[0] - 1)
-        held = np.flatnonzero(self.video_ids[found] == requested)
-        rows = found[held]
-        for name in ("views", "completion_sum", "likes", "shares", "comments"):
-            getattr(into, name)[held] += getattr(self.values, name)[rows]
+        _add_sums_of(self.video_ids, self.values, requested, into)
 
     def merged(self, other: _SinceChunk) -> _SinceChunk:
         """This chunk and ``other``, of later fine buckets of the same coarse one."""
@@ -472,13 +480,7 @@ class _FoldedSince:
 
     def add_to(self, requested: NDArray[np.int64], into: _Sums) -> None:
         """Add the folded sums of the requested videos to their rows of ``into``."""
-        if not self.video_ids.shape[0]:
-            return
-        found = np.minimum(np.searchsorted(self.video_ids, requested), self.video_ids.shape[0] - 1)
-        held = np.flatnonzero(self.video_ids[found] == requested)
-        rows = found[held]
-        for name in ("views", "completion_sum", "likes", "shares", "comments"):
-            getattr(into, name)[held] += getattr(self.values, name)[rows]
+        _add_sums_of(self.video_ids, self.values, requested, into)
 
     def with_like_counts(self, liked: _HeldLikes, changed: Sequence[_ChangedPairs]) -> _FoldedSince:
         """These sums with the like counts now of the videos of ``changed`` (the pairs

@@ -162,6 +162,14 @@ class _Sums:
         ):
             np.add.at(into, rows, values)
 
+    def add_all_but_likes(self, other: _Sums) -> None:
+        """Add ``other``'s sums of the same videos, row by row, except its like counts
+        (for the callers, the number of likes and unlikes, not a count of likes)."""
+        self.views += other.views
+        self.completion_sum += other.completion_sum
+        self.shares += other.shares
+        self.comments += other.comments
+
     def columns(self, requested: NDArray[np.int64]) -> VideoStatsColumns:
         """The statistics of the requested videos, checked: a negative count means the
         tables are inconsistent (a :class:`~reelrank.StoreError`), and a completion sum
@@ -1888,14 +1896,7 @@ class ClickHouseEventStore:
         values = held.rows_of(requested)
         arrived = _Sums.zeros(requested.shape[0])
         since.add_to(held.fold, requested, arrived)
-        values.add(
-            np.arange(requested.shape[0]),
-            arrived.views,
-            arrived.completion_sum,
-            np.zeros(requested.shape[0], dtype=np.int64),  # like counts: replaced below
-            arrived.shares,
-            arrived.comments,
-        )
+        values.add_all_but_likes(arrived)  # like counts: replaced below
         liked = np.flatnonzero(arrived.likes != 0)
         if liked.shape[0]:
             counts = self._held_like_counts(held, since, requested[liked], arrived.likes[liked])
@@ -2342,14 +2343,7 @@ class ClickHouseEventStore:
                 shares[rows],
                 comments[rows],
             )
-        values.add(
-            np.arange(requested.shape[0]),
-            arrived.views,
-            arrived.completion_sum,
-            np.zeros(requested.shape[0], dtype=np.int64),  # like counts: replaced below
-            arrived.shares,
-            arrived.comments,
-        )
+        values.add_all_but_likes(arrived)  # like counts: replaced below
         liked = arrived.likes != 0
         liked_since, marks = requested[liked], arrived.likes[liked]
         if not liked_since.shape[0]:

@@ -558,6 +558,38 @@ def test_a_likes_fresh_count_read_serves_the_videos_next_card() -> None:
         built.services.close()
 
 
+def test_a_like_makes_the_users_next_ranking_read_affinities_again() -> None:
+    """The feed reuses a user's affinities for REELRANK_FEED_AFFINITY_REUSE_SECONDS, but
+    an event this process records for the user drops them."""
+    reads: list[int] = []
+
+    def counting(stores: Any) -> Any:
+        read = stores.events.get_affinities
+
+        def get_affinities(user_id: int, creator_ids: Any) -> Any:
+            reads.append(user_id)
+            return read(user_id, creator_ids)
+
+        stores.events.get_affinities = get_affinities
+        return stores
+
+    built = _build(wrap=counting, feed_affinity_reuse_seconds=300.0)
+    try:
+        feed = built.services.feed
+        first = built.client.get("/api/v1/reels?limit=5", headers=_auth()).get_json()
+        feed.invalidate(USER)
+        built.client.get("/api/v1/reels?limit=5", headers=_auth())
+        assert reads == [USER]  # the second ranking reused the first's read
+        video = first["items"][0]["video_id"]
+        liked = built.client.post(f"/api/v1/reels/{video}/like", headers=_auth())
+        assert liked.status_code == 200
+        feed.invalidate(USER)
+        built.client.get("/api/v1/reels?limit=5", headers=_auth())
+        assert reads == [USER, USER]
+    finally:
+        built.services.close()
+
+
 def test_a_like_shows_in_this_processs_next_search_despite_reused_counts() -> None:
     """Search ranks on counts reused for search_counts_seconds, but a like recorded by
     this process drops the video's reused counts (its answer's fresh read refills them):

@@ -850,6 +850,7 @@ def build_services(
             deadlines=StoreDeadlines(cache=settings.shared_cache_deadline_seconds),
             refill_ahead_items=settings.feed_refill_ahead_items,
             hold_ran_out_feeds=settings.feed_hold_ran_out,
+            affinity_reuse_seconds=settings.feed_affinity_reuse_seconds,
         ),
         assign_variant=resolver,
         clock=clock,
@@ -872,6 +873,7 @@ def build_services(
             ),
             now=clock,
             observer=metrics.observer,
+            on_user_event=feed.forget_affinities,
         ),
         trending=Trending(
             stores.catalog,

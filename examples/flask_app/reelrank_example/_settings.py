@@ -110,6 +110,12 @@ class Settings(BaseSettings):
     feed from the cache until the worker's candidate pool is fetched again (at most 10
     seconds), instead of ranking again on every request
     (:attr:`reelrank.FeedServiceConfig.hold_ran_out_feeds`)."""
+    feed_affinity_reuse_seconds: float = Field(default=30.0, ge=0.0, le=3600.0, allow_inf_nan=False)
+    """How long a worker reuses a user's affinities (their credit with each creator)
+    read for a ranking in that user's next rankings, instead of a ClickHouse read per
+    cache miss (:attr:`reelrank.FeedServiceConfig.affinity_reuse_seconds`); an event
+    the worker records for the user drops them at once, one recorded by another worker
+    counts in the ranking at most this late. ``0`` reads them for every ranking."""
     redis_timeout_seconds: float = Field(default=0.1, gt=0.0, le=5.0, allow_inf_nan=False)
     """Socket and connect timeout of every Redis client the service makes (feed cache,
     seen sets, rate limits); a timed-out call is not retried, so a frozen Redis costs a

@@ -193,6 +193,11 @@ class EngagementRecorder:
     ``events``, ``log`` or ``seen``: ``ok`` when the store answered (a video it does not
     know included), ``timeout`` for :class:`~reelrank.StoreTimeoutError`, ``error`` for
     any other exception.
+
+    With ``on_user_event`` (for example :meth:`FeedRankingService.forget_affinities
+    <reelrank.FeedRankingService.forget_affinities>`), it is called with the event's
+    user id once :meth:`record` has applied the event or failed to, duplicates
+    included, so that a feed service reusing the user's affinities reads them again.
     """
 
     def __init__(
@@ -206,6 +211,7 @@ class EngagementRecorder:
         now: Callable[[], datetime] = utc_now,
         variant_for: Callable[[int], str | None] | None = None,
         observer: FeedObserver | None = None,
+        on_user_event: Callable[[int], object] | None = None,
     ) -> None:
         self._config = cfg = config or RecorderConfig()
         if cfg.mark_watched_seen and seen is None:
@@ -218,6 +224,7 @@ class EngagementRecorder:
         self._log = log
         self._now = now
         self._variant_for = variant_for
+        self._on_user_event = on_user_event
         self._observer = active(observer)
         self._pool_lock = threading.Lock()
         self._pool_idle = threading.Condition(self._pool_lock)
@@ -279,7 +286,12 @@ class EngagementRecorder:
             raise IdempotencyConflictError(
                 "event_id", event.event_id, "already recorded for a different event"
             )
-        applied = self._apply(event, video)
+        try:
+            applied = self._apply(event, video)
+        finally:
+            # Even when a write failed: it may have landed.
+            if self._on_user_event is not None:
+                self._on_user_event(event.user_id)
         if applied:
             self._payloads.put(event.event_id, fingerprint, now)
         return applied

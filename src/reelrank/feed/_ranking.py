@@ -32,6 +32,7 @@ from ..stores._protocols import (
     FollowedColumnsCatalog,
     SeenStore,
 )
+from ._affinity_reuse import AffinityReuse, ReadToken
 from ._candidates import CandidateColumns, CandidatePool, CandidateSource, CatalogUnavailableError
 from ._config import FeedServiceConfig
 from ._context import RequestContext
@@ -68,6 +69,18 @@ def _catalog_failed(ctx: RequestContext) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class _AffinityCall:
+    """An affinity read under way: what was reused, and the call for the rest."""
+
+    reused: dict[int, float]
+    """Affinities reused from an earlier read of the user."""
+    call: PendingCall[Mapping[int, float]] | None
+    """The read of the creators not reused; ``None`` when every one was."""
+    token: ReadToken | None
+    """The reuse's token taken before the call, to keep its answer; ``None`` without reuse."""
+
+
+@dataclass(frozen=True, slots=True)
 class UserReads:
     """What was read about one user for a ranking."""
 
@@ -96,6 +109,7 @@ class UserRanking:
         served: ServedMarks,
         config: FeedServiceConfig,
         observer: FeedObserver | None = None,
+        affinity_reuse: AffinityReuse | None = None,
     ) -> None:
         self._catalog = catalog
         self._events = events
@@ -105,6 +119,7 @@ class UserRanking:
         self._served = served
         self._config = config
         self._observer = observer
+        self._affinity_reuse = affinity_reuse
         # The followed videos and their stats in one call, when the catalog reads the
         # event store's statistics itself (see FollowedCandidatesCatalog).
         self._followed_with_stats = (
@@ -306,39 +321,74 @@ class UserRanking:
     ) -> Mapping[int, float] | None:
         if not creators:
             return None
+        reused, missing, token = self._recall_affinity(ctx, creators)
+        if not missing:
+            return reused
         try:
             affinity: Mapping[int, float] = self._guards.call(
-                "events", self._events.get_affinities, ctx.user_id, creators
+                "events", self._events.get_affinities, ctx.user_id, missing
             )
         except StoreError:
             ctx.report.report("affinity", "ranked without affinity")
             lost.add("affinity")
             return None
-        return affinity
+        self._keep_affinity(ctx, affinity, token)
+        if not reused:
+            return affinity
+        reused.update(affinity)
+        return reused
 
-    def _start_affinity(
+    def _recall_affinity(
         self, ctx: RequestContext, creators: list[int]
-    ) -> PendingCall[Mapping[int, float]] | None:
+    ) -> tuple[dict[int, float], list[int], ReadToken | None]:
+        """The user's reused affinities among ``creators``, the creators left to read,
+        and the token that keeps their read."""
+        reuse = self._affinity_reuse
+        if reuse is None:
+            return {}, creators, None
+        reused, missing = reuse.recall(ctx.user_id, creators)
+        return reused, missing, reuse.token() if missing else None
+
+    def _keep_affinity(
+        self, ctx: RequestContext, affinity: Mapping[int, float], token: ReadToken | None
+    ) -> None:
+        if self._affinity_reuse is not None and token is not None:
+            self._affinity_reuse.keep(ctx.user_id, affinity, token)
+
+    def _start_affinity(self, ctx: RequestContext, creators: list[int]) -> _AffinityCall | None:
         if not creators:
             return None
-        return self._guards.start("events", self._events.get_affinities, ctx.user_id, creators)
+        reused, missing, token = self._recall_affinity(ctx, creators)
+        call = (
+            self._guards.start("events", self._events.get_affinities, ctx.user_id, missing)
+            if missing
+            else None
+        )
+        return _AffinityCall(reused, call, token)
 
     def _affinity_from(
         self,
         ctx: RequestContext,
         pool: CandidatePool,
         followed: CandidateColumns,
-        pool_call: PendingCall[Mapping[int, float]] | None,
+        pool_call: _AffinityCall | None,
         lost: set[str],
     ) -> Mapping[int, float] | None:
         """The affinities of :func:`user_creators`: the pool's creators from the started
-        call, the followed videos' other creators read now (usually none)."""
-        try:
-            affinity = {} if pool_call is None else dict(pool_call.result())
-        except StoreError:
-            ctx.report.report("affinity", "ranked without affinity")
-            lost.add("affinity")
-            return None
+        call and the reused read, the followed videos' other creators read now (usually
+        none)."""
+        affinity: dict[int, float] = {}
+        if pool_call is not None:
+            affinity = pool_call.reused
+            if pool_call.call is not None:
+                try:
+                    read = pool_call.call.result()
+                except StoreError:
+                    ctx.report.report("affinity", "ranked without affinity")
+                    lost.add("affinity")
+                    return None
+                self._keep_affinity(ctx, read, pool_call.token)
+                affinity.update(read)
         others = np.setdiff1d(followed.creator_ids, pool.columns.creator_ids).tolist()
         if others:
             more = self._affinity(ctx, others, lost)

@@ -32,6 +32,7 @@ from ..stores._protocols import (
     SeenStore,
 )
 from ..validation import check_id, check_variant, utc_now
+from ._affinity_reuse import AffinityReuse
 from ._cache_warming import CacheWarmer
 from ._candidates import CandidateSource, CatalogUnavailableError
 from ._config import FeedServiceConfig, FeedServiceStats, VariantResolver
@@ -149,6 +150,15 @@ class FeedRankingService:
         self._take_page = (
             _page_taker(seen, self._snapshots.shared_level) if cfg.take_pages_in_one_call else None
         )
+        self._affinity_reuse = (
+            AffinityReuse(
+                max_age_seconds=cfg.affinity_reuse_seconds,
+                max_users=cfg.affinity_reuse_max_users,
+                monotonic=monotonic,
+            )
+            if cfg.affinity_reuse_seconds
+            else None
+        )
         self._users = UserRanking(
             catalog=catalog,
             events=events,
@@ -158,6 +168,7 @@ class FeedRankingService:
             served=served,
             config=cfg,
             observer=observer,
+            affinity_reuse=self._affinity_reuse,
         )
         self._warmer = CacheWarmer(
             catalog=catalog,
@@ -564,6 +575,20 @@ class FeedRankingService:
         """
         check_id("user_id", user_id)
         return self._snapshots.invalidate_user(user_id)
+
+    def forget_affinities(self, user_id: int) -> None:
+        """Drop the user's affinity read kept for
+        :attr:`~FeedServiceConfig.affinity_reuse_seconds`, so their next ranking reads
+        the event store again; a read under way when this is called is not kept.
+
+        Call it after recording an event by the user (whether its write succeeded or
+        not: a failed write may have landed), as
+        :class:`~reelrank.EngagementRecorder`'s ``on_user_event`` does. Does nothing
+        when reads are not reused.
+        """
+        check_id("user_id", user_id)
+        if self._affinity_reuse is not None:
+            self._affinity_reuse.forget(user_id)
 
     def refresh_candidates(self) -> None:
         """Fetch the shared candidate pool again now, for example after a bulk import.

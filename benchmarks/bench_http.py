@@ -192,6 +192,8 @@ class Step:
     """Feed pages ranked for the request in the step, by why the cache missed."""
     refills: dict[str, int] = field(default_factory=dict)
     """Refills ahead in the step, by outcome."""
+    affinity_reads: int = 0
+    """The feed's ``get_affinities`` calls in the step (requests' and refills' rankings)."""
 
     @property
     def meets_p99_goals(self) -> bool:
@@ -400,6 +402,12 @@ _FEED_COUNTERS = re.compile(
     r'\{(?:source|reason|outcome)="(\w+)"\} (\S+)$',
     re.M,
 )
+# The feed's affinity reads (every outcome), counted as ``affinity_reads/<outcome>``.
+_AFFINITY_READS = re.compile(
+    r'^reelrank_store_calls_total\{store="events",operation="get_affinities",'
+    r'outcome="(\w+)"\} (\S+)$',
+    re.M,
+)
 
 
 def _feed_counters(url: str) -> dict[str, int]:
@@ -418,6 +426,8 @@ def _feed_counters(url: str) -> dict[str, int]:
             f"{family}/{label}": int(float(value))
             for family, label, value in _FEED_COUNTERS.findall(text)
         }
+        for outcome, value in _AFFINITY_READS.findall(text):
+            counts[f"affinity_reads/{outcome}"] = int(float(value))
         seen.add(tuple(sorted(counts.items())))
     totals: dict[str, int] = {}
     for worker in seen:
@@ -510,6 +520,7 @@ def _step(
         hit_rate=cached / pages if pages else float("nan"),
         misses_by_reason=_by_label(counted_in_step, "cache_misses"),
         refills=_by_label(counted_in_step, "refills"),
+        affinity_reads=sum(_by_label(counted_in_step, "affinity_reads").values()),
         cpu_ms_per_request=1000 * cpu / len(records),
         generator_cpu_ms_per_request=1000 * generator["cpu_seconds"] / len(records),
         percentiles=_percentiles(records),
@@ -631,7 +642,10 @@ def _summarise() -> None:
         if step.misses_by_reason or step.refills:
             misses = ", ".join(f"{n} {r}" for r, n in step.misses_by_reason.items()) or "none"
             refills = ", ".join(f"{n} {o}" for o, n in step.refills.items()) or "none"
-            SUMMARY.append(f"HTTP:   cache misses: {misses}; refills ahead: {refills}")
+            SUMMARY.append(
+                f"HTTP:   cache misses: {misses}; refills ahead: {refills}; "
+                f"affinity reads: {step.affinity_reads}"
+            )
         for endpoint, kinds in step.error_kinds.items():
             listed = ", ".join(f"{count} {kind}" for kind, count in kinds.items())
             SUMMARY.append(f"HTTP:   errors {endpoint:<12} {listed}")

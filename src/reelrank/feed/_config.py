@@ -97,13 +97,15 @@ class FeedServiceConfig(StrictModel):
     """How long a user's affinity read (their credit with each creator of the candidate
     pool and of their followed videos) is reused by this process's next rankings of that
     user, requests' and refills' alike, instead of reading the event store again; the
-    creators it did not cover are read and added. An event by the user that this process
-    records (see :meth:`FeedRankingService.forget_affinities`) drops it, so the next
-    ranking reads again; events recorded by other processes reach the ranking at most
-    this many seconds late. ``0`` (the default) reads the affinities for every ranking."""
+    creators it did not cover are read and added. An event by the user that this
+    process records (see :meth:`~reelrank.FeedRankingService.forget_affinities`) drops
+    it, so the next ranking reads again; events recorded by other processes reach the
+    ranking at most this many seconds late. ``0`` (the default) reads the affinities
+    for every ranking."""
     affinity_reuse_max_users: int = Field(default=100_000, ge=1)
-    """How many users' affinity reads :attr:`affinity_reuse_seconds` keeps in memory;
-    the least recently used are dropped beyond it."""
+    """How many users' affinity reads
+    :attr:`~reelrank.FeedServiceConfig.affinity_reuse_seconds` keeps in memory; the
+    least recently used are dropped beyond it."""
     seen_lookup_limit: int = Field(default=1000, ge=1, le=1_000_000)
     """How many recently seen ids are read per user; a user with more is filtered by
     asking the seen store about every candidate instead."""

@@ -578,8 +578,9 @@ class FeedRankingService:
 
     def forget_affinities(self, user_id: int) -> None:
         """Drop the user's affinity read kept for
-        :attr:`~FeedServiceConfig.affinity_reuse_seconds`, so their next ranking reads
-        the event store again; a read under way when this is called is not kept.
+        :attr:`~reelrank.FeedServiceConfig.affinity_reuse_seconds`, so their next
+        ranking reads the event store again; a read under way when this is called is
+        not kept.
 
         Call it after recording an event by the user (whether its write succeeded or
         not: a failed write may have landed), as

@@ -32,6 +32,10 @@ runs ``fold-stats`` every five minutes), past the seed's last arrival bucket as
 ``bench_http.py`` does (waiting for it to end, up to a minute), so count reads add what
 arrived since the roll-up to it rather than merge every requested video's states, and
 the ClickHouse store holds the roll-up (and answers bounded-age reads from memory).
+A checkout with ``REELRANK_FEED_AFFINITY_REUSE_SECONDS`` reuses a user's affinity read
+as the service does (30 s by default): the 300 users come round again within it, so
+from the second pass over them (``--rounds`` above 6 with blocks of 50) a measured miss
+makes no affinity read unless the setting is ``0`` in the environment.
 ``REELRANK_BENCH_MISS_VIDEOS`` sets the catalog (100,000 by default, seeded with
 ``seed --bulk``, about a minute).
 """
@@ -117,6 +121,8 @@ def _serve_in(cold_cards: bool) -> None:
 
     settings = Settings()
     configure_logging(settings, stream=open(os.devnull, "w"))  # noqa: SIM115
+    # As the service reuses affinity reads; a checkout from before has no such setting.
+    reuse = getattr(settings, "feed_affinity_reuse_seconds", None)
     services = build_services(
         configured_stores(settings),
         settings,
@@ -124,6 +130,7 @@ def _serve_in(cold_cards: bool) -> None:
             cursor_secret=settings.cursor_secret,
             model_name=settings.model_name,
             deadlines=StoreDeadlines(cache=settings.shared_cache_deadline_seconds),
+            **({} if reuse is None else {"affinity_reuse_seconds": reuse}),
         ),
     )
     app = create_app(services, settings)
@@ -298,6 +305,16 @@ def main() -> None:
         median = statistics.median(cpu[name])
         print(f"CPU per miss, {name}: median of blocks {median:.2f} ms "
               f"({min(cpu[name]):.2f}-{max(cpu[name]):.2f}), x{median / base_cpu:.3f}")  # fmt: skip
+    for name in processes:
+        # Misses whose ranking read the user's affinities, and those that reused a read.
+        read = [row for row in rows[name] if any("get_affinities" in stage for stage in row)]
+        reused = [row for row in rows[name] if row not in read]
+        for label, group in (("read affinities", read), ("reused affinities", reused)):
+            if group:
+                requests = [row["request"] for row in group]
+                print(f"{name}: {label}: {len(group)} misses, request p50 "
+                      f"{statistics.median(requests):.2f} / p99 "
+                      f"{_quantile(requests, 0.99):.2f} ms")  # fmt: skip
     print(f"load average after each round: {' '.join(loads)}; at the end {load}")
 
 

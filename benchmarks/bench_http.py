@@ -402,10 +402,11 @@ _FEED_COUNTERS = re.compile(
     r'\{(?:source|reason|outcome)="(\w+)"\} (\S+)$',
     re.M,
 )
-# The feed's affinity reads (every outcome), counted as ``affinity_reads/<outcome>``.
+# The feed's affinity reads (every outcome), counted as ``affinity_reads/<outcome>``;
+# the multiprocess exposition sorts the labels.
 _AFFINITY_READS = re.compile(
-    r'^reelrank_store_calls_total\{store="events",operation="get_affinities",'
-    r'outcome="(\w+)"\} (\S+)$',
+    r'^reelrank_store_calls_total\{operation="get_affinities",outcome="(\w+)",'
+    r'store="events"\} (\S+)$',
     re.M,
 )
 

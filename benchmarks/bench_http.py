@@ -193,7 +193,9 @@ class Step:
     refills: dict[str, int] = field(default_factory=dict)
     """Refills ahead in the step, by outcome."""
     affinity_reads: int = 0
-    """The feed's ``get_affinities`` calls in the step (requests' and refills' rankings)."""
+    """``get_affinities`` calls in the step (requests' and refills' rankings), as the
+    guards they pass count them: twice each in the example service, by the feed's guard
+    and by the event store's :class:`~reelrank.GuardedStore`."""
 
     @property
     def meets_p99_goals(self) -> bool:

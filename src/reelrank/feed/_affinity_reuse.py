@@ -64,16 +64,11 @@ class AffinityReuse:
             self._reads.move_to_end(user_id)
             # Entries are replaced, never changed, outside the lock: these stay whole.
             asked, nonzero = read.asked, read.nonzero
-        known: dict[int, float] = {}
-        missing: list[int] = []
-        for creator in creator_ids:
-            value = nonzero.get(creator)
-            if value is not None:
-                known[creator] = value
-            elif any(creator in creators for creators in asked):
-                known[creator] = 0.0
-            else:
-                missing.append(creator)
+        covered = asked[0] if len(asked) == 1 else frozenset().union(*asked)
+        missing = [creator for creator in creator_ids if creator not in covered]
+        known = {
+            creator: nonzero.get(creator, 0.0) for creator in creator_ids if creator in covered
+        }
         return known, missing
 
     def keep(self, user_id: int, affinity: Mapping[int, float], token: ReadToken) -> None:

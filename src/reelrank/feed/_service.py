@@ -525,8 +525,9 @@ class FeedRankingService:
     def _refill(self, ctx: RequestContext, previous: FeedSnapshot, pinned: str) -> RefillOutcome:
         """Rank and cache the next snapshot after ``previous`` (its id ``pinned``). Runs
         on a refill thread, after the request's page was marked seen, so the seen ids it
-        reads include that page."""
-        with request_scope():
+        reads include that page. Off the request path, every store call waits
+        ``refill_deadline_seconds`` rather than the request deadlines."""
+        with request_scope(deadline_seconds=self.config.refill_deadline_seconds):
             refill = replace(ctx, now=self._clock(), report=DegradedReport())
             try:
                 snapshot = self._users.rank(refill, previous=previous, prefer_snapshot=True)

@@ -654,6 +654,31 @@ def test_guarded_store_gives_batch_reads_their_own_deadline() -> None:
     assert store.get_affinities_many({1: [1], 2: []}) == {1: {1: 0.0}, 2: {}}
 
 
+def test_guarded_store_gives_point_reads_the_deadline_of_the_scope() -> None:
+    from reelrank import GuardedStore, InMemoryEventStore
+    from reelrank.testing import FaultInjector
+
+    faulty = FaultInjector(InMemoryEventStore(), name="events")
+    g = DependencyGuard(
+        "events", pool=WorkerPool(4), breaker=CircuitBreaker("events", failure_threshold=100),
+        deadline_seconds=0.05, max_stalled=4,
+    )  # fmt: skip
+    store: Any = GuardedStore(faulty.proxy, g, writes=["popular_video_ids"],
+                              write_deadline_seconds=0.05)  # fmt: skip
+    faulty.stall(0.3)
+    try:
+        with request_scope(deadline_seconds=10.0):
+            # Waits out the stall within the scope's 10 s.
+            assert store.get_affinities(1, [1]) == {1: 0.0}
+            # A method with a deadline of its own keeps it.
+            with pytest.raises(StoreTimeoutError):
+                store.popular_video_ids(limit=5)
+        with pytest.raises(StoreTimeoutError):
+            store.get_affinities(1, [1])
+    finally:
+        faulty.recover()
+
+
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [

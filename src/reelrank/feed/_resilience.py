@@ -462,7 +462,7 @@ class DependencyGuard:
         name, without leading underscores."""
         operation = "call" if self._on_call is None else getattr(fn, "__name__", "call")
         return self.call_with_deadline(
-            self._deadline(), lambda: fn(*args, **kwargs), operation=operation.lstrip("_")
+            self.default_deadline(), lambda: fn(*args, **kwargs), operation=operation.lstrip("_")
         )
 
     def start(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> PendingCall[T]:
@@ -475,12 +475,17 @@ class DependencyGuard:
         """
         operation = "call" if self._on_call is None else getattr(fn, "__name__", "call")
         try:
-            return self._begin(self._deadline(), lambda: fn(*args, **kwargs), operation.lstrip("_"))
+            return self._begin(
+                self.default_deadline(), lambda: fn(*args, **kwargs), operation.lstrip("_")
+            )
         except Exception as exc:
             return PendingCall(error=exc)
 
-    def _deadline(self) -> float:
-        """The deadline of a call without one of its own: the scope's, or the guard's."""
+    def default_deadline(self) -> float:
+        """The deadline of a call without one of its own (:meth:`call`, :meth:`start`):
+        :attr:`deadline_seconds`, or the deadline of the scope the call is made in, if
+        it has one (a feed service's refill ahead:
+        :attr:`~reelrank.FeedServiceConfig.refill_deadline_seconds`)."""
         scoped = _deadline_in_scope.get()
         return self.deadline_seconds if scoped is None else scoped
 

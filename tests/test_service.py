@@ -912,6 +912,7 @@ def test_close_waits_for_the_background_pool_refresh(make_world: Any) -> None:
 
 
 def test_close_waits_for_store_calls_abandoned_past_their_deadline(make_world: Any) -> None:
+    earlier = set(threading.enumerate())  # other tests' services may still run theirs
     world: World = make_world(deadlines=StoreDeadlines(catalog=0.05))
     world.service.feed(1, 5)
     # The followed videos' read answers in 0.5 s: the request gives up on it at its
@@ -923,7 +924,8 @@ def test_close_waits_for_store_calls_abandoned_past_their_deadline(make_world: A
         assert world.service._guards["catalog"].stalled == 1
         world.service.close(timeout=30)  # a hang bound: waits for the call to return
         assert world.service._guards["catalog"].stalled == 0
-        assert not any(t.name.startswith("reelrank-store") for t in threading.enumerate())
+        left = set(threading.enumerate()) - earlier
+        assert not any(thread.name.startswith("reelrank-store") for thread in left)
     finally:
         world.catalog.recover()
 

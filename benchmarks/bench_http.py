@@ -630,7 +630,7 @@ def _summarise() -> None:
         SUMMARY.append("HTTP: bare Flask not measured in this run; no ratios to it")
     SUMMARY.append(
         f"HTTP: start-up warming stored {results.warmed_snapshots} snapshots "
-        f"(both workers; {USERS} users draw the load)"
+        f"(the workers warm in turns; {USERS} users draw the load)"
     )
     for step in results.steps:
         goals = "all goals met" if step.meets_all_goals else (

@@ -1730,12 +1730,23 @@ def test_default_app_reads_affinities_in_bulk_under_the_start_up_deadline() -> N
 @pytest.mark.integration
 @pytest.mark.parametrize("held", [0, 1_234])
 def test_the_clickhouse_event_store_holds_the_liked_pairs_set(
-    servers: dict[str, Any], held: int
+    servers: dict[str, Any], held: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import reelrank_clickhouse
+
+    asked: list[int] = []
+
+    class Recording(reelrank_clickhouse.ClickHouseEventStore):
+        """The adapter's store, noting the ``held_like_pairs`` it is built with."""
+
+        def __init__(self, *args: Any, held_like_pairs: int = 5_000_000, **kwargs: Any) -> None:
+            asked.append(held_like_pairs)
+            super().__init__(*args, held_like_pairs=held_like_pairs, **kwargs)
+
+    monkeypatch.setattr(reelrank_clickhouse, "ClickHouseEventStore", Recording)
     stores = configured_stores(_settings(**servers, clickhouse_held_like_pairs=held))
     try:
-        # Read through the group-commit proxy from the ClickHouse store it wraps.
-        assert stores.events._like_pairs_limit == held  # type: ignore[attr-defined]
+        assert asked == [held]
     finally:
         for close in stores.closers:
             close()

@@ -9,6 +9,7 @@ refill once a page leaves fewer than ``AHEAD`` items after it.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reelrank import (
+    BreakerState,
     CacheMissReason,
     FeedObserver,
     FeedRankingService,
@@ -296,6 +298,60 @@ def test_a_refill_that_finds_the_catalog_failing_leaves_the_snapshot_in_place(
     catalog.recover()
     # The old snapshot still serves its last items.
     assert service.feed(USER, LIMIT, None).from_cache
+
+
+def test_a_refill_waits_for_a_store_past_the_request_deadline_within_its_own(
+    build: Callable[..., FeedRankingService],
+) -> None:
+    observer = Recording()
+    seen = FaultInjector(InMemorySeenStore(), name="seen")
+    service = build(
+        observer,
+        seen=seen.proxy,
+        deadlines=StoreDeadlines(catalog=30, events=30, seen=0.05, models=30, cache=30),
+        refill_deadline_seconds=30.0,
+    )
+    assert service.warm([USER]) == 1
+    _page_through(service, 3)
+    # The seen store now answers its read of the recently seen ids in 0.3 s: six times
+    # a request's deadline, well within a refill's. The refill after the fourth page
+    # waits for it and stores its snapshot, so the sixth page is a hit on it.
+    seen.stall(0.3, methods=["recently_seen"])
+    served = _page_through(service, 3)
+    assert [from_cache for from_cache, _ in served] == [True, True, True]
+    assert observer.refills == ["stored"]
+    assert observer.misses == []
+    assert service.stats().dependencies["seen"].timeouts == 0
+
+
+def test_a_refill_gives_up_on_a_hung_store_at_its_own_deadline(
+    build: Callable[..., FeedRankingService],
+) -> None:
+    observer = Recording()
+    seen = FaultInjector(InMemorySeenStore(), name="seen")
+    service = build(
+        observer,
+        seen=seen.proxy,
+        deadlines=StoreDeadlines(catalog=30, events=30, seen=30, models=30, cache=30),
+        refill_deadline_seconds=0.2,
+        breaker_failure_threshold=1,
+    )
+    assert service.warm([USER]) == 1
+    _page_through(service, 3)
+    seen.stall(WAIT * 10, methods=["recently_seen"])
+    try:
+        started = time.monotonic()
+        assert service.feed(USER, LIMIT, None).from_cache
+        _refills_done(service)
+        # Bounded by the refill's deadline, far below the request deadline of 30 s and
+        # the stall; the timeout counts toward the seen store's breaker as a request's
+        # would (one failure opens it here).
+        assert time.monotonic() - started < WAIT
+        assert observer.refills == ["degraded"]
+        assert service.stats().dependencies["seen"].timeouts == 1
+        assert service.breakers["seen"].state is BreakerState.OPEN
+    finally:
+        seen.recover()
 
 
 @settings(

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterator
 from contextvars import ContextVar
@@ -479,6 +480,44 @@ def test_a_worker_call_past_its_deadline_is_skipped_for_the_rest_of_the_request(
         release.set()
 
 
+def test_a_scope_with_a_deadline_waits_longer_through_the_same_breaker(
+    release: threading.Event,
+) -> None:
+    pool = WorkerPool(4)
+    g = guard(pool, deadline=0.05, in_flight=4, threshold=3)
+    answered = threading.Event()
+
+    def slow_answer() -> int:
+        # Answers well past the guard's deadline, well within the scope's.
+        answered.wait(0.3)
+        return 7
+
+    with pytest.raises(StoreTimeoutError, match=r"0\.05 s"):
+        g.call(slow_answer)
+    with request_scope(deadline_seconds=10.0):
+        assert g.call(slow_answer) == 7
+        assert g.start(slow_answer).result() == 7
+        # A call given its own deadline keeps it.
+        with pytest.raises(StoreTimeoutError, match=r"0\.05 s"):
+            g.call_with_deadline(0.05, slow_answer)
+    # The answers reset the breaker's count; the timeouts counted toward it.
+    assert (g.stats.calls, g.stats.timeouts) == (4, 2)
+    assert g.breaker.consecutive_failures == 1
+    # The scope's deadline ends with it.
+    with pytest.raises(StoreTimeoutError, match=r"0\.05 s"):
+        g.call(slow_answer)
+    # A timeout under a scope's deadline is a failure like any other: the third opens.
+    with request_scope(deadline_seconds=0.1), pytest.raises(StoreTimeoutError, match=r"0\.1 s"):
+        g.call(release.wait, 10)
+    assert g.breaker.state is BreakerState.OPEN
+
+
+@pytest.mark.parametrize("seconds", [0.0, -1.0, math.inf, math.nan])
+def test_a_scope_deadline_must_be_finite_and_positive(seconds: float) -> None:
+    with pytest.raises(ConfigError), request_scope(deadline_seconds=seconds):
+        pass
+
+
 def test_request_scopes_of_other_threads_are_separate() -> None:
     g = _inline_guard()
     timed_out = threading.Event()
@@ -613,6 +652,31 @@ def test_guarded_store_gives_batch_reads_their_own_deadline() -> None:
         store.get_affinities(1, [1])
     # Waits out the stall within 2 s.
     assert store.get_affinities_many({1: [1], 2: []}) == {1: {1: 0.0}, 2: {}}
+
+
+def test_guarded_store_gives_point_reads_the_deadline_of_the_scope() -> None:
+    from reelrank import GuardedStore, InMemoryEventStore
+    from reelrank.testing import FaultInjector
+
+    faulty = FaultInjector(InMemoryEventStore(), name="events")
+    g = DependencyGuard(
+        "events", pool=WorkerPool(4), breaker=CircuitBreaker("events", failure_threshold=100),
+        deadline_seconds=0.05, max_stalled=4,
+    )  # fmt: skip
+    store: Any = GuardedStore(faulty.proxy, g, writes=["popular_video_ids"],
+                              write_deadline_seconds=0.05)  # fmt: skip
+    faulty.stall(0.3)
+    try:
+        with request_scope(deadline_seconds=10.0):
+            # Waits out the stall within the scope's 10 s.
+            assert store.get_affinities(1, [1]) == {1: 0.0}
+            # A method with a deadline of its own keeps it.
+            with pytest.raises(StoreTimeoutError):
+                store.popular_video_ids(limit=5)
+        with pytest.raises(StoreTimeoutError):
+            store.get_affinities(1, [1])
+    finally:
+        faulty.recover()
 
 
 @pytest.mark.parametrize(

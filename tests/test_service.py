@@ -911,6 +911,25 @@ def test_close_waits_for_the_background_pool_refresh(make_world: Any) -> None:
         world.catalog.recover()
 
 
+def test_close_waits_for_store_calls_abandoned_past_their_deadline(make_world: Any) -> None:
+    earlier = set(threading.enumerate())  # other tests' services may still run theirs
+    world: World = make_world(deadlines=StoreDeadlines(catalog=0.05))
+    world.service.feed(1, 5)
+    # The followed videos' read answers in 0.5 s: the request gives up on it at its
+    # deadline and the call goes on on its worker thread.
+    world.catalog.stall(0.5, methods=["followed_columns", "followed_videos"])
+    world.service.invalidate(2)
+    try:
+        assert "catalog" in fallbacks(world.service.feed(2, 5))
+        assert world.service._guards["catalog"].stalled == 1
+        world.service.close(timeout=30)  # a hang bound: waits for the call to return
+        assert world.service._guards["catalog"].stalled == 0
+        left = set(threading.enumerate()) - earlier
+        assert not any(thread.name.startswith("reelrank-store") for thread in left)
+    finally:
+        world.catalog.recover()
+
+
 def test_refresh_candidates_keeps_the_old_pool_as_fallback(make_world: Any) -> None:
     world: World = make_world()
     world.service.feed(1, 5)

@@ -5,11 +5,12 @@ search counts' background reads, the event recorder's writes beside the event st
 the readiness checks' pool, start-up's own thread. A
 test uses each path, closes the services, and checks that none of those threads is
 left; on the embedded stores, and on PostgreSQL and Redis servers. A read stuck on a
-paused store holds a close for its bound only, and so do checks, trending's computation
-and guarded reads hung on a store that never answers, which do not hold the process's
-exit either. (The feed service's candidate pool
-refresh is checked in ``test_service.py``, the ClickHouse event store's background read
-in the adapter's tests.)
+paused store holds a close for its bound only, and so do checks, trending's computation,
+guarded reads, search's background count reads and the recorder's writes hung on a
+store that never answers, which do not hold the process's exit either. (The feed
+service's candidate pool refresh and its store calls are checked in
+``test_service.py``, the ClickHouse event store's background read in the adapter's
+tests.)
 """
 
 from __future__ import annotations
@@ -235,18 +236,29 @@ _HUNG_SERVICE = textwrap.dedent(
             never.wait()
             return {}
 
+    writing = threading.Event()
+
     class HungLog(InMemoryEngagementLog):
         def columns_between(self, start, end, *, limit=None):
             if hang_log.is_set():
                 never.wait()
             return super().columns_between(start, end, limit=limit)
 
+        def record(self, event):
+            writing.set()
+            never.wait()
+            return True
+
     stores = dataclasses.replace(memory_stores(), events=HungEvents(), log=HungLog())
     stores.catalog.put_creator(make_creator(1))
     stores.catalog.put_video(make_video(1, published_at=EPOCH))
     # Without bounded-age counts, which the in-memory store answers without get_stats.
+    # Search reads the counts it has none of in the background, on its own thread.
     settings = Settings(
-        auth_secret="c" * 40, ready_check_timeout_seconds=0.2, bounded_counts_seconds=0
+        auth_secret="c" * 40,
+        ready_check_timeout_seconds=0.2,
+        bounded_counts_seconds=0,
+        search_waits_for_unknown_counts=False,
     )
     services = build_services(stores, settings)
     app = create_app(services, settings)
@@ -258,6 +270,17 @@ _HUNG_SERVICE = textwrap.dedent(
     # A readiness check hangs on its own thread, a card read on its guard's worker.
     assert app.test_client().get("/healthz/ready").status_code == 503
     assert app.extensions["reelrank_cards"].read([1]).degraded == ["events"]
+    # Search's background count read hangs on its thread.
+    assert services.search_counts.get_stats([1]) == {}
+    # A watch's log write hangs on the recorder's pool, beside the event store's append
+    # (the watch itself waits for it, on a thread of its own).
+    threading.Thread(
+        target=services.recorder.watch,
+        args=(1, 1),
+        kwargs={"event_id": "hung", "completion": 0.5},
+        daemon=True,
+    ).start()
+    assert writing.wait(10)
     began = time.monotonic()
     services.close(timeout=0.5)
     print(f"closed in {time.monotonic() - began:.2f} s", flush=True)
@@ -271,7 +294,8 @@ def test_close_and_exit_are_bounded_with_every_kind_of_call_hung_on_a_store(
     script = tmp_path / "hung_service.py"
     script.write_text(_HUNG_SERVICE)
     # A hang bound, not a time asserted: before, trending's close waited for the hung
-    # computation, and the readiness pool's thread held the interpreter's exit.
+    # computation, and the readiness pool's thread held the interpreter's exit, as did
+    # the threads of search's background count reads and the recorder's writes.
     # The service is imported from its tree, as in this process (see conftest.py).
     service = Path(reelrank_example.__file__).resolve().parents[1]
     path = os.pathsep.join(filter(None, [str(service), os.environ.get("PYTHONPATH")]))

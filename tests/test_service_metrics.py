@@ -49,6 +49,7 @@ CATALOGUE = {
     "reelrank_http_requests_in_flight": ("gauge", ()),
     "reelrank_http_rate_limited_total": ("counter", ("route",)),
     "reelrank_feed_pages_total": ("counter", ("source",)),
+    "reelrank_feed_ended_pages_total": ("counter", ()),
     "reelrank_feed_cache_misses_total": ("counter", ("reason",)),
     "reelrank_feed_refills_total": ("counter", ("outcome",)),
     "reelrank_feed_cache_lookups_total": ("counter", ("level", "result")),
@@ -195,6 +196,32 @@ def test_feed_requests_count_pages_lookups_and_the_hit_ratio(app: App) -> None:
     assert "/api/v1/reels?limit" not in after.text
     # The scrape itself is the one request in flight.
     assert after.value("reelrank_http_requests_in_flight") == 1
+
+
+def test_the_end_of_a_held_feed_is_a_cache_page_counted_apart(app: App) -> None:
+    # Another user's page fetches the candidate pool first, so the snapshot below is
+    # ranked over a pool fetched before it (the rule for holding it).
+    assert (
+        app.client.get("/api/v1/reels?limit=5", headers=_auth(FIRST_USER_ID + 1)).status_code == 200
+    )
+    # 38 ready videos, fewer than a snapshot holds: one page of 50 shows every one, and
+    # the feed ends. Asking again is answered from the held snapshot, without ranking.
+    first = app.client.get("/api/v1/reels?limit=50", headers=_auth())
+    assert first.status_code == 200 and first.json["next_cursor"] is None
+    before = _scrape(app)
+    again = app.client.get("/api/v1/reels?limit=50", headers=_auth())
+    assert again.status_code == 200 and again.json["items"] == []
+    assert again.headers["Cache-Status"] == "reelrank; hit"
+    after = _scrape(app)
+
+    def delta(name: str, **labels: str) -> float:
+        return after.value(name, **labels) - before.value(name, **labels)
+
+    assert delta("reelrank_feed_pages_total", source="cache") == 1
+    assert delta("reelrank_feed_pages_total", source="ranked") == 0
+    assert delta("reelrank_feed_ended_pages_total") == 1
+    # A page with items from the cache is not an end.
+    assert before.value("reelrank_feed_ended_pages_total") == 0
 
 
 def test_garbage_collections_are_timed_by_generation_until_stopped(app: App) -> None:

@@ -40,6 +40,26 @@ def test_the_held_like_pairs_setting_is_documented() -> None:
     assert "clickhouse_held_like_pairs" in _documented_defaults()
 
 
+_SETTINGS_PAGES = ("service.md", "operate/deployment.md", "operate/logs-and-traces.md")
+"""The pages whose tables document the settings, between them."""
+
+
+def _tabled_settings(docs: Path) -> set[str]:
+    """The settings named in the first cell of a table row of the settings pages (a
+    row may name two: `REELRANK_AUTH_ISSUER`, `REELRANK_AUTH_AUDIENCE`)."""
+    names: set[str] = set()
+    for page in _SETTINGS_PAGES:
+        for line in (docs / page).read_text(encoding="utf-8").splitlines():
+            if line.startswith("| `REELRANK_"):
+                first_cell = line.split(" | ")[0]
+                names |= {name.lower() for name in re.findall(r"`REELRANK_(\w+)`", first_cell)}
+    return names
+
+
+def test_every_setting_is_in_a_docs_table() -> None:
+    assert sorted(set(Settings.model_fields) - _tabled_settings(ROOT / "docs")) == []
+
+
 @pytest.mark.parametrize("name", sorted(_documented_defaults()))
 def test_a_documented_default_is_the_settings_default(name: str) -> None:
     assert name in Settings.model_fields, f"REELRANK_{name.upper()} is not a setting"

@@ -85,6 +85,7 @@ from ._services import (
     seed_synthetic_catalog,
 )
 from ._settings import ENV_PREFIX, Settings
+from ._turns import workers_take_turns
 
 __all__ = [
     "DASH_CONTENT_TYPE",
@@ -150,6 +151,10 @@ _WARM_READ_DEADLINE_SECONDS = 10.0
 # ... and keeps the card details of the newest videos, the bulk of the feed's candidates,
 # so their cards can be built while the catalog is down.
 _WARM_CARDS = 2_000
+# How long a worker waits for another one's warming before it warms too. Each batch of
+# warming is bounded by its store deadlines; this only stops a stuck worker from
+# holding the others' start-up for good.
+_WARM_TURN_WAIT_SECONDS = 300.0
 # Python runs a full collection once ten middle ones have run and the objects promoted
 # since the last full one number a quarter of those it kept. After gc.freeze() the
 # unfrozen oldest generation is small, so that quarter is reached every ten middle
@@ -306,9 +311,13 @@ def create_default_app(settings: Settings | None = None) -> Flask:
             _logger.warning("could not read the last day's events at start-up", exc_info=True)
             users = []
         try:
-            for start in range(0, len(users), _WARM_BATCH):
-                services.feed.warm(users[start : start + _WARM_BATCH])
-                services.metrics.warming_progress(min(start + _WARM_BATCH, len(users)) / len(users))
+            # One worker at a time: the next one skips the users whose snapshots the
+            # shared cache level holds already, so each is ranked and counted once.
+            with workers_take_turns("warming", wait_seconds=_WARM_TURN_WAIT_SECONDS):
+                for start in range(0, len(users), _WARM_BATCH):
+                    services.feed.warm(users[start : start + _WARM_BATCH])
+                    done = min(start + _WARM_BATCH, len(users))
+                    services.metrics.warming_progress(done / len(users))
         except FeedUnavailableError:
             # A cold cache is slower, not wrong: serve, and let readiness report the outage.
             _logger.warning("could not warm feeds at start-up", exc_info=True)

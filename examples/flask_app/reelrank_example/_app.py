@@ -799,7 +799,9 @@ class _Handlers:
         except StoreError as exc:
             self._services.metrics.feed_unavailable(exc.store)
             raise
-        self._services.metrics.feed_page(page.from_cache)
+        self._services.metrics.feed_page(
+            page.from_cache, end_of_feed=not page.items and page.next_cursor is None
+        )
         body = feed_page_json(page, cards, degraded)
         # RFC 9211: whether the page was cut from a cached snapshot (load tests and
         # operators tell cache-hit from ranked pages by it).

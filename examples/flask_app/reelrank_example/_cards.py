@@ -33,7 +33,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 from concurrent.futures import wait as wait_for
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -286,12 +286,13 @@ class ReusedCounts:
         self._bounded_age = bounded_age
         self._recorded = _RecentlyRecorded(bounded_age, clock)
         self._kept: _Kept[VideoStats] = _Kept(ttl, _KEPT_ENTRIES, clock)
-        self._refresher = refresher
-        # An executor made here is shut down by close; one given is the caller's.
-        self._owns_refresher = False
+        self._refresher: Executor | WorkerPool | None = refresher
+        # A pool made here is shut down by close; an executor given is the caller's. Its
+        # thread is a daemon: a read hung on the store does not hold the process's exit.
+        self._own_refresher: WorkerPool | None = None
         if refresher is None and (stale > 0 or not wait_for_unknown):
-            self._refresher = ThreadPoolExecutor(1, thread_name_prefix="reelrank-search-counts")
-            self._owns_refresher = True
+            self._own_refresher = WorkerPool(1, name="reelrank-search-counts")
+            self._refresher = self._own_refresher
         self._refresh_lock = threading.Lock()
         self._to_refresh: set[int] = set()
         # The background read under way (or queued), and whether close stopped them.
@@ -385,8 +386,8 @@ class ReusedCounts:
             self._closed = True
             self._to_refresh.clear()
             refreshed = self._refreshed
-        if self._owns_refresher and self._refresher is not None:
-            self._refresher.shutdown(wait=False, cancel_futures=True)
+        if self._own_refresher is not None:
+            self._own_refresher.shutdown()
         # A read not started yet is dropped, on an executor given to the constructor too.
         if refreshed is not None and not refreshed.cancel():
             wait_for([refreshed], timeout=timeout)
@@ -694,8 +695,9 @@ class CardReader:
         self._clock = clock
         self._bounded_age = min(bounded_age, counts_ttl)
         self._recorded = _RecentlyRecorded(self._bounded_age, clock)
-        # One thread: background count refreshes run one batch at a time.
-        self._refresher = ThreadPoolExecutor(1, thread_name_prefix="reelrank-cards")
+        # One thread: background count refreshes run one batch at a time. A daemon: a
+        # read hung on the store does not hold the process's exit.
+        self._refresher = WorkerPool(1, name="reelrank-cards")
         self._catalog_reads = _GuardedReads("catalog", catalog, observer)
         self._events_reads = _GuardedReads("events", events, observer)
         self._videos: _Kept[Video] = _Kept(ttl, _KEPT_ENTRIES, clock)
@@ -843,7 +845,7 @@ class CardReader:
             self._closed = True
             self._to_refresh.clear()
             refreshed = self._refreshed
-        self._refresher.shutdown(wait=False, cancel_futures=True)
+        self._refresher.shutdown()
         # A read not started yet is dropped.
         if refreshed is not None and not refreshed.cancel():
             wait_for([refreshed], timeout=timeout)

@@ -106,6 +106,13 @@ FAMILIES: tuple[Family, ...] = (
         "cursor's remembered page included), ranked when ranked for the request.", "sum",
     ),
     Family(
+        "reelrank_feed_ended_pages_total", "counter", (),
+        "Feed pages that answered the end of the feed (no items, no cursor) from the "
+        "cache: a user who was shown every candidate of a held snapshot asked again, and "
+        "was not ranked for. Counted in reelrank_feed_pages_total as source=cache too.",
+        "sum",
+    ),
+    Family(
         "reelrank_feed_cache_misses_total", "counter", ("reason",),
         "Feed pages ranked for the request, by why no cached snapshot served them: absent "
         "(none cached: never warmed, or evicted), used_up (no unseen item left after the "
@@ -476,6 +483,7 @@ class AppMetrics:
         """Requests being handled by this process."""
         self._rate_limited = metrics.counter("reelrank_http_rate_limited_total")
         self._pages = metrics.counter("reelrank_feed_pages_total")
+        self._ended_pages = metrics.counter("reelrank_feed_ended_pages_total")
         self._events = metrics.counter("reelrank_events_total")
         self._replays = metrics.counter("reelrank_idempotent_replays_total")
         self._readiness = metrics.counter("reelrank_readiness_checks_total")
@@ -503,9 +511,11 @@ class AppMetrics:
         if status == 429:
             self._rate_limited.labels(route).inc()
 
-    def feed_page(self, from_cache: bool) -> None:
-        """A feed page was served."""
+    def feed_page(self, from_cache: bool, *, end_of_feed: bool = False) -> None:
+        """A feed page was served; ``end_of_feed`` when it has no items and no cursor."""
         self._pages.labels("cache" if from_cache else "ranked").inc()
+        if from_cache and end_of_feed:
+            self._ended_pages.inc()
 
     def feed_unavailable(self, dependency: str) -> None:
         """A feed request was answered 503 for a store failing outside the feed service."""

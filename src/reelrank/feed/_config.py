@@ -70,6 +70,16 @@ class FeedServiceConfig(StrictModel):
     """Most refills ahead waiting for a thread; further ones are dropped (those users'
     next page is ranked for the request, as without refilling), so a burst never queues
     work without bound. At most one refill per user and variant waits or runs at once."""
+    refill_deadline_seconds: float = Field(default=1.0, gt=0.0, le=60.0, allow_inf_nan=False)
+    """Deadline of each store call a refill ahead makes, in place of :attr:`deadlines`.
+    A refill runs off the request path, so it may wait longer than a request would: a
+    store that answers a little past a request's deadline when cores are busy still lets
+    the next snapshot be stored (a refill whose read timed out is degraded, and not
+    stored). Its calls go through the same circuit breakers and bulkheads as requests',
+    and a store that timed out is not called again in the same refill, so a hung store
+    holds a refill thread for about this long per store read, not forever. The default,
+    1 s, is four to twenty times the default request deadlines and a tenth of
+    :attr:`warm_deadline_seconds` (a batch of many users' reads)."""
     hold_ran_out_feeds: bool = False
     """Answer a user who was shown every item of a snapshot shorter than
     ``snapshot_size`` (it held every unseen candidate they had) with the end of the feed

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import contextvars
+import functools
 import hashlib
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from pydantic import Field
 
+from .._workers import WorkerPool
 from ..exceptions import (
     ConfigError,
     IdempotencyConflictError,
@@ -228,7 +229,7 @@ class EngagementRecorder:
         self._observer = active(observer)
         self._pool_lock = threading.Lock()
         self._pool_idle = threading.Condition(self._pool_lock)
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: WorkerPool | None = None
         self._writes_in_pool = 0
         self._closed = False
 
@@ -244,8 +245,9 @@ class EngagementRecorder:
             pool, self._pool = self._pool, None
             if pool is None:
                 return
-            # Idle threads exit now; busy ones after their write.
-            pool.shutdown(wait=False)
+            # Idle threads exit now; busy ones after their write. They are daemons, so
+            # a write hung on its store past the wait does not hold the interpreter's exit.
+            pool.shutdown()
             self._pool_idle.wait_for(lambda: self._writes_in_pool == 0, timeout)
 
     @property
@@ -397,12 +399,12 @@ class EngagementRecorder:
             if self._closed or self._writes_in_pool + len(writes) > threads:
                 return None
             if self._pool is None:
-                self._pool = ThreadPoolExecutor(threads, "reelrank-recorder")
+                self._pool = WorkerPool(threads, name="reelrank-recorder")
             self._writes_in_pool += len(writes)
-            # A context per write: one context cannot be entered by two threads at once.
+            # The pool runs each write in a copy of this context (one context cannot be
+            # entered by two threads at once).
             return [
-                self._pool.submit(contextvars.copy_context().run, self._write_in_pool, write)
-                for write in writes
+                self._pool.submit(functools.partial(self._write_in_pool, write)) for write in writes
             ]
 
     def _write_in_pool(self, write: _Write) -> object:

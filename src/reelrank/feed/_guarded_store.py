@@ -50,7 +50,11 @@ class GuardedStore(StoreProxy):
     check takes longer than a point read; by default, the guard's deadline too), and
     methods named in ``batch_reads`` get ``batch_deadline_seconds`` (a read of many users
     at once, such as ``get_affinities_many`` for cache warming, takes longer than one
-    user's; by default, the guard's deadline too). Each call is reported to the guard's
+    user's; by default, the guard's deadline too). Other methods get
+    :meth:`DependencyGuard.default_deadline <reelrank.DependencyGuard.default_deadline>`:
+    the guard's deadline, or, in a feed service's refill ahead, its
+    :attr:`~reelrank.FeedServiceConfig.refill_deadline_seconds`, so a refill waits as
+    long for a guarded store as for the others. Each call is reported to the guard's
     listener under the method's name. Attributes that
     are not methods, and private ones, are forwarded untouched, and so are calls of
     :meth:`~reelrank.BoundedAgeEventStore.stats_columns_within`, which promises no I/O:
@@ -91,7 +95,7 @@ class GuardedStore(StoreProxy):
         if method in _IN_MEMORY_METHODS:
             return target(*args, **kwargs)
         return self._guard.call_with_deadline(
-            self._deadlines.get(method, self._guard.deadline_seconds),
+            self._deadlines.get(method) or self._guard.default_deadline(),
             lambda: target(*args, **kwargs),
             operation=method,
         )

@@ -154,8 +154,12 @@ class StoreGuards:
     def stats(self) -> dict[str, DependencyStats]:
         return {name: DependencyStats(**vars(guard.stats)) for name, guard in self._guards.items()}
 
-    def close(self) -> None:
-        self._pool.shutdown()
+    def close(self, timeout: float = 0.0) -> None:
+        """Stop the shared worker pool, waiting up to ``timeout`` seconds for the calls
+        under way (those abandoned past their deadline included) to return, so that
+        stores closed after this are no longer called; a call hung past that is left
+        to finish on its daemon thread."""
+        self._pool.shutdown(timeout)
 
 
 class _GuardedFeedCache:

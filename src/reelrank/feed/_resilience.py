@@ -19,7 +19,10 @@ the breaker, without a thread hop, and with the store's own bound as the deadlin
 Inside a :func:`request_scope`, a dependency that timed out once is not called again
 for the rest of that scope (the call fails at once with
 :class:`~reelrank.StoreUnavailableError`), so one request pays for a stalled store's
-deadline once, not once per call.
+deadline once, not once per call. A scope may also carry a deadline of its own, which
+every guarded call in it waits instead of its store's request deadline: a job off the
+request path (a refill ahead) reads the same stores, through the same breakers, for
+longer than a request would.
 
 Worker threads are daemon threads, so a store that never returns cannot keep the
 process from exiting.
@@ -70,19 +73,35 @@ CallListener = Callable[[str, StoreCallOutcome, float], None]
 _timed_out_in_scope: ContextVar[set[str] | None] = ContextVar(
     "reelrank_timed_out_in_scope", default=None
 )
+_deadline_in_scope: ContextVar[float | None] = ContextVar(
+    "reelrank_deadline_in_scope", default=None
+)
 
 
 @contextmanager
-def request_scope() -> Iterator[None]:
+def request_scope(*, deadline_seconds: float | None = None) -> Iterator[None]:
     """Scope of one request: a dependency that times out inside it is skipped afterwards.
+
+    With ``deadline_seconds``, every call in the scope that would wait its guard's own
+    deadline (:meth:`DependencyGuard.call`, :meth:`DependencyGuard.start`) waits this
+    long instead; a call given a deadline of its own
+    (:meth:`DependencyGuard.call_with_deadline`) keeps it. Either way the call's outcome
+    counts toward the guard's breaker, and a call past its deadline is abandoned to the
+    guard's bulkhead, as on the request path.
 
     Scopes are per thread (a :class:`~contextvars.ContextVar`), so concurrent requests
     never see each other's timeouts; a nested scope starts afresh.
     """
+    if deadline_seconds is not None and not (
+        math.isfinite(deadline_seconds) and deadline_seconds > 0
+    ):
+        raise ConfigError("deadline_seconds", deadline_seconds, "must be finite and positive")
     token = _timed_out_in_scope.set(set())
+    deadline_token = _deadline_in_scope.set(deadline_seconds)
     try:
         yield
     finally:
+        _deadline_in_scope.reset(deadline_token)
         _timed_out_in_scope.reset(token)
 
 
@@ -438,11 +457,12 @@ class DependencyGuard:
 
     def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Call ``fn(*args, **kwargs)`` on a worker thread and wait at most the deadline
-        (inline guards: on this thread, bounded by the store itself). The call is
-        reported under ``fn``'s name, without leading underscores."""
+        (the :func:`request_scope`'s if it has one, else the guard's; inline guards: on
+        this thread, bounded by the store itself). The call is reported under ``fn``'s
+        name, without leading underscores."""
         operation = "call" if self._on_call is None else getattr(fn, "__name__", "call")
         return self.call_with_deadline(
-            self.deadline_seconds, lambda: fn(*args, **kwargs), operation=operation.lstrip("_")
+            self.default_deadline(), lambda: fn(*args, **kwargs), operation=operation.lstrip("_")
         )
 
     def start(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> PendingCall[T]:
@@ -456,10 +476,18 @@ class DependencyGuard:
         operation = "call" if self._on_call is None else getattr(fn, "__name__", "call")
         try:
             return self._begin(
-                self.deadline_seconds, lambda: fn(*args, **kwargs), operation.lstrip("_")
+                self.default_deadline(), lambda: fn(*args, **kwargs), operation.lstrip("_")
             )
         except Exception as exc:
             return PendingCall(error=exc)
+
+    def default_deadline(self) -> float:
+        """The deadline of a call without one of its own (:meth:`call`, :meth:`start`):
+        :attr:`deadline_seconds`, or the deadline of the scope the call is made in, if
+        it has one (a feed service's refill ahead:
+        :attr:`~reelrank.FeedServiceConfig.refill_deadline_seconds`)."""
+        scoped = _deadline_in_scope.get()
+        return self.deadline_seconds if scoped is None else scoped
 
     def call_with_deadline(
         self, deadline_seconds: float, fn: Callable[[], T], *, operation: str = "call"

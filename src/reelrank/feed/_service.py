@@ -199,18 +199,19 @@ class FeedRankingService:
     def close(self, *, timeout: float | None = None) -> None:
         """Stop the service's worker threads; the service cannot serve afterwards.
 
-        Refills ahead still queued are dropped; those running, and a background refresh
-        of the candidate pool under way, are waited for first, up to ``timeout`` seconds
-        in all (default: the config's ``warm_deadline_seconds``), so that stores closed
-        after this are no longer read; none starts afterwards. Closing again does nothing
-        more.
+        Refills ahead still queued are dropped; those running, a background refresh of
+        the candidate pool under way, and then the store calls still running on the
+        worker threads (abandoned past their deadline included) are waited for, up to
+        ``timeout`` seconds in all (default: the config's ``warm_deadline_seconds``), so
+        that stores closed after this are no longer read; none starts afterwards. Closing
+        again only waits for the calls still running.
         """
         wait = self.config.warm_deadline_seconds if timeout is None else timeout
         deadline = time.monotonic() + max(0.0, wait)
         if self._refiller is not None:
             self._refiller.close(max(0.0, wait))
         self._candidates.close(max(0.0, deadline - time.monotonic()))
-        self._guards.close()
+        self._guards.close(max(0.0, deadline - time.monotonic()))
 
     def __enter__(self) -> FeedRankingService:
         return self
@@ -536,8 +537,9 @@ class FeedRankingService:
     def _refill(self, ctx: RequestContext, previous: FeedSnapshot, pinned: str) -> RefillOutcome:
         """Rank and cache the next snapshot after ``previous`` (its id ``pinned``). Runs
         on a refill thread, after the request's page was marked seen, so the seen ids it
-        reads include that page."""
-        with request_scope():
+        reads include that page. Off the request path, every store call waits
+        ``refill_deadline_seconds`` rather than the request deadlines."""
+        with request_scope(deadline_seconds=self.config.refill_deadline_seconds):
             refill = replace(ctx, now=self._clock(), report=DegradedReport())
             try:
                 snapshot = self._users.rank(refill, previous=previous, prefer_snapshot=True)

@@ -893,12 +893,44 @@ def test_stale_pool_is_refreshed_in_the_background(make_world: Any) -> None:
     assert pool.columns.counts[3, pool.row_of[40]] == 1.0  # the share made after the first pool
 
 
-def test_close_waits_for_the_background_pool_refresh(make_world: Any) -> None:
+def test_a_background_pool_refresh_waits_past_the_request_deadlines(make_world: Any) -> None:
+    # No request waits for a background refresh, so it reads as a batch job: a stats
+    # read slower than a request's deadline (a busy machine) still gives a sound pool,
+    # instead of one on last known stats that marks every ranking over it degraded.
     world: World = make_world(
-        refresh_pool_in_background=True, deadlines=StoreDeadlines(catalog=0.5)
+        refresh_pool_in_background=True,
+        deadlines=StoreDeadlines(catalog=0.05, events=0.05, seen=30, models=30, cache=30),
+        warm_deadline_seconds=30,
     )
     world.service.feed(1, 5)
-    # The refresh's catalog read hangs; its deadline (0.5 s) ends the refresh.
+    first_pool = world.service._candidates.current
+    world.events.stall(0.3, methods=["stats_columns"])
+    world.clock.advance(11)
+    try:
+        world.service.feed(2, 5)
+        for _ in range(1000):
+            if world.service._candidates.current is not first_pool:
+                break
+            time.sleep(0.01)
+    finally:
+        world.events.recover()
+    pool = world.service._candidates.current
+    assert pool is not None and pool is not first_pool
+    assert pool.degraded == ()
+    assert world.service.stats().dependencies["events"].timeouts == 0
+    world.service.invalidate(3)
+    assert not world.service.feed(3, 5).degraded
+
+
+def test_close_waits_for_the_background_pool_refresh(make_world: Any) -> None:
+    world: World = make_world(
+        refresh_pool_in_background=True,
+        deadlines=StoreDeadlines(catalog=0.5),
+        warm_deadline_seconds=0.5,
+    )
+    world.service.feed(1, 5)
+    # The refresh's catalog read hangs; its deadline (a batch job's, 0.5 s) ends the
+    # refresh.
     world.catalog.stall(60, methods=["recent_videos"])
     world.clock.advance(11)
     try:

@@ -27,6 +27,7 @@ from ._config import FeedServiceConfig
 from ._context import DegradedReport
 from ._guards import StoreGuards
 from ._observer import FeedObserver
+from ._resilience import request_scope
 
 
 class CatalogUnavailableError(Exception):
@@ -283,7 +284,7 @@ class CandidateSource:
         """Fetch the pool now, a batch job under ``warm_deadline_seconds``; raises
         :class:`CatalogUnavailableError` without a fallback."""
         with self._lock:
-            self.current = self._build(self.current, self._config.warm_deadline_seconds)
+            self.current = self._build_as_batch(self.current)
 
     def shared(self, *, batch: bool = False) -> CandidatePool:
         """The pool for a ranking now, fetching it first if there is none yet.
@@ -300,10 +301,9 @@ class CandidateSource:
         ):
             return pool
         if pool is None:
-            deadline = self._config.warm_deadline_seconds if batch else None
             with self._lock:
                 if self.current is None:
-                    self.current = self._build(None, deadline)
+                    self.current = self._build_as_batch(None) if batch else self._build(None)
                 return self.current
         # Concurrent requests never wait for a refresh: whoever finds the lock taken
         # serves the stale pool.
@@ -332,12 +332,29 @@ class CandidateSource:
             refresher.join(timeout)
 
     def _refresh_and_release(self) -> None:
-        """Build the next pool; the caller holds ``_lock``, which is released here."""
+        """Build the next pool; the caller holds ``_lock``, which is released here.
+
+        In the background no request waits for the refresh, so it reads as a batch job,
+        under ``warm_deadline_seconds``: under the request deadlines a busy machine made
+        its thousand-video stats read time out, and a pool built on last known stats
+        marks every ranking over it degraded (refills are then not stored, and request
+        snapshots live only ``degraded_snapshot_ttl_seconds``). On a request's thread
+        (``refresh_pool_in_background`` off) the request deadlines bound it.
+        """
         try:
             # With an earlier pool to fall back on, building never raises for the catalog.
-            self.current = self._build(self.current)
+            if self._config.refresh_pool_in_background:
+                self.current = self._build_as_batch(self.current)
+            else:
+                self.current = self._build(self.current)
         finally:
             self._lock.release()
+
+    def _build_as_batch(self, previous: CandidatePool | None) -> CandidatePool:
+        """:meth:`_build` under ``warm_deadline_seconds``, store wrappers' own reads too."""
+        deadline = self._config.warm_deadline_seconds
+        with request_scope(deadline_seconds=deadline):
+            return self._build(previous, deadline)
 
     def _call(
         self,

@@ -125,8 +125,9 @@ class FeedServiceConfig(StrictModel):
     """Per-store deadlines of the calls a feed request makes."""
     warm_deadline_seconds: float = Field(default=10.0, gt=0.0, allow_inf_nan=False)
     """Deadline of each bulk store call made by :meth:`FeedRankingService.warm` (the
-    first candidate pool it builds included) and by
-    :meth:`FeedRankingService.refresh_candidates`."""
+    first candidate pool it builds included), by
+    :meth:`FeedRankingService.refresh_candidates` and by the background refresh of the
+    candidate pool (``refresh_pool_in_background``)."""
     breaker_failure_threshold: int = Field(default=5, ge=1)
     """Consecutive failures or timeouts of a store that open its circuit breaker."""
     breaker_reset_timeout_seconds: float = Field(default=10.0, gt=0.0, allow_inf_nan=False)
@@ -153,8 +154,10 @@ class FeedServiceConfig(StrictModel):
     """How long a page cursor stays valid after it was issued."""
     refresh_pool_in_background: bool = True
     """Fetch a stale candidate pool on a background thread while requests keep using the
-    previous one, so no request waits for it. ``False`` makes the request that finds the
-    pool stale fetch it (tests use this for determinism)."""
+    previous one, so no request waits for it; its store calls wait up to
+    ``warm_deadline_seconds``, as a batch job's. ``False`` makes the request that finds
+    the pool stale fetch it, under the request deadlines (tests use this for
+    determinism)."""
     take_pages_in_one_call: bool = True
     """Serve a page cut from a cached snapshot with one seen-store call when the seen
     store is a :class:`~reelrank.PageTakingSeenStore` that reaches the shared cache

@@ -10,8 +10,8 @@ Text relevance is BM25 over field-weighted term frequencies (see :class:`SearchC
 :class:`VideoSearch` then blends it with the video's quality (:func:`video_quality`).
 :class:`~reelrank.SearchIndex` is the protocol a backend implements (the in-memory
 :class:`InMemorySearchIndex`, or a database full-text index). With
-:attr:`SearchConfig.match_reuse_seconds` set, a query's matches are kept in the process
-for that long (:class:`_MatchReuse`).
+:attr:`~reelrank.SearchConfig.match_reuse_seconds` set, a query's matches are kept in
+the process for that long.
 """
 
 from __future__ import annotations
@@ -132,8 +132,9 @@ class VideoSearch:
     is deleted. Quality comes from ``stats`` (all videos get the prior quality without
     one).
 
-    With :attr:`SearchConfig.match_reuse_seconds` above 0, a query's text matches are
-    kept in this object (shared by the threads calling it) for that long, measured by
+    With :attr:`~reelrank.SearchConfig.match_reuse_seconds` above 0, a query's text
+    matches are kept in this object (shared by the threads calling it) for that long
+    (at most :attr:`~reelrank.SearchConfig.match_reuse_queries` queries), measured by
     ``clock`` (seconds from any fixed origin, :func:`time.monotonic` by default; tests
     pass a fake clock); :meth:`index_video` and :meth:`remove_video` drop them all.
     ``on_matches``, when given, is called in the searching thread once per search that
@@ -249,7 +250,7 @@ class VideoSearch:
 
     def _matches(self, query: ParsedQuery, depth: int) -> tuple[np.ndarray, np.ndarray]:
         """The index's best ``depth`` matches of ``query`` as video ids and text scores,
-        kept ones when younger than :attr:`SearchConfig.match_reuse_seconds`."""
+        kept ones when younger than :attr:`~reelrank.SearchConfig.match_reuse_seconds`."""
         reuse = self._reuse
         if reuse is None:
             if self._on_matches is not None:

@@ -33,6 +33,7 @@ from reelrank import (
     InMemoryCatalog,
     InMemoryEventStore,
     InvalidInputError,
+    ParsedQuery,
     StoreError,
     TrendingKind,
     Video,
@@ -531,6 +532,44 @@ def test_search_reuses_its_matches_counts_for_search_counts_seconds(
         # counts only with search_counts_seconds.
         assert len(reads) - read_by_first == second_search_reads
         assert second["items"] == first["items"]
+    finally:
+        built.services.close()
+
+
+@pytest.mark.parametrize(
+    ("seconds", "second_status", "index_reads"),
+    [(30.0, "reelrank; hit", 1), (0.0, "reelrank; fwd=miss", 2)],
+)
+def test_search_reuses_its_text_matches_for_search_match_reuse_seconds(
+    seconds: float, second_status: str, index_reads: int
+) -> None:
+    reads: list[ParsedQuery] = []
+
+    def wrap(stores: Stores) -> Stores:
+        index = stores.search_index
+        search = index.search
+
+        def counting(query: ParsedQuery, *, limit: int) -> list[tuple[int, float]]:
+            reads.append(query)
+            return search(query, limit=limit)
+
+        index.search = counting  # type: ignore[method-assign]
+        return stores
+
+    built = _build(wrap=wrap, search_match_reuse_seconds=seconds)
+    try:
+        first = built.client.get("/api/v1/reels/search?q=dance&limit=3")
+        # The same parsed query: its matches are kept under its terms, not its text.
+        second = built.client.get("/api/v1/reels/search?q=DANCE+&limit=3")
+        assert first.headers["Cache-Status"] == "reelrank; fwd=miss"
+        assert second.headers["Cache-Status"] == second_status
+        assert len(reads) == index_reads
+        assert second.get_json()["items"] == first.get_json()["items"]
+        scrape = built.client.get("/metrics").get_data(as_text=True)
+        for outcome, searches in ({"hit": 1, "miss": 1} if seconds else {"miss": 2}).items():
+            assert (
+                f'reelrank_search_match_reuse_total{{outcome="{outcome}"}} {searches}.0' in scrape
+            )
     finally:
         built.services.close()
 

@@ -48,6 +48,7 @@ CATALOGUE = {
     "reelrank_http_request_duration_seconds": ("histogram", ("method", "route", "status", "cache")),
     "reelrank_http_requests_in_flight": ("gauge", ()),
     "reelrank_http_rate_limited_total": ("counter", ("route",)),
+    "reelrank_search_match_reuse_total": ("counter", ("outcome",)),
     "reelrank_feed_pages_total": ("counter", ("source",)),
     "reelrank_feed_ended_pages_total": ("counter", ()),
     "reelrank_feed_cache_misses_total": ("counter", ("reason",)),

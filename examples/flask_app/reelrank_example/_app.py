@@ -848,7 +848,7 @@ class _Handlers:
     def trending_hashtags(self, call: Call) -> BaseModel:
         return self._trending(call, TrendingKind.HASHTAG)
 
-    def search(self, call: Call) -> BaseModel:
+    def search(self, call: Call) -> Response:
         query = call.query
         assert isinstance(query, SearchQuery)
         scope = self._scope("search", query, None)
@@ -856,7 +856,15 @@ class _Handlers:
         hits = self._services.search.search(
             query.q, limit=min(_LIST_DEPTH, offset + query.limit + 1)
         )
-        return self._card_page(scope, offset, query.limit, [(h.video_id, h.score) for h in hits])
+        page = self._card_page(scope, offset, query.limit, [(h.video_id, h.score) for h in hits])
+        # RFC 9211, as the feed's: whether the query's text matches were reused from
+        # this process's memory (load tests split search latency by it).
+        status = "hit" if g.get("search_matches") == "hit" else "fwd=miss"
+        return Response(
+            page.model_dump_json(),
+            content_type="application/json",
+            headers={"Cache-Status": f"reelrank; {status}"},
+        )
 
     def similar(self, call: Call) -> BaseModel:
         query = call.query

@@ -101,6 +101,12 @@ FAMILIES: tuple[Family, ...] = (
         "Requests refused with 429 by the per-user event rate limit, by URL rule.", "sum",
     ),
     Family(
+        "reelrank_search_match_reuse_total", "counter", ("outcome",),
+        "Searches by where their text matches came from: outcome=hit when reused from "
+        "this process's memory (REELRANK_SEARCH_MATCH_REUSE_SECONDS), miss when read "
+        "from the search index.", "sum",
+    ),
+    Family(
         "reelrank_feed_pages_total", "counter", ("source",),
         "Feed pages served: source=cache when cut from a cached snapshot (a retried "
         "cursor's remembered page included), ranked when ranked for the request.", "sum",
@@ -484,6 +490,7 @@ class AppMetrics:
         self._rate_limited = metrics.counter("reelrank_http_rate_limited_total")
         self._pages = metrics.counter("reelrank_feed_pages_total")
         self._ended_pages = metrics.counter("reelrank_feed_ended_pages_total")
+        self._match_reuse = metrics.counter("reelrank_search_match_reuse_total")
         self._events = metrics.counter("reelrank_events_total")
         self._replays = metrics.counter("reelrank_idempotent_replays_total")
         self._readiness = metrics.counter("reelrank_readiness_checks_total")
@@ -510,6 +517,10 @@ class AppMetrics:
         self._latency.labels(method, route, code, cache).observe(seconds)
         if status == 429:
             self._rate_limited.labels(route).inc()
+
+    def search_matches(self, reused: bool) -> None:
+        """A search's text matches were reused from memory, or read from the index."""
+        self._match_reuse.labels("hit" if reused else "miss").inc()
 
     def feed_page(self, from_cache: bool, *, end_of_feed: bool = False) -> None:
         """A feed page was served; ``end_of_feed`` when it has no items and no cursor."""

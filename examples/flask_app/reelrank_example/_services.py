@@ -24,6 +24,7 @@ from urllib.parse import unquote, urlsplit
 
 import numpy as np
 import sqlalchemy as sa
+from flask import g, has_request_context
 
 from reelrank import (
     Catalog,
@@ -59,6 +60,7 @@ from reelrank import (
     RankingConfig,
     RecorderConfig,
     Rendition,
+    SearchConfig,
     SearchIndex,
     SeenStore,
     SimilarVideos,
@@ -805,6 +807,14 @@ def _search_counts(events: EventStore, settings: Settings) -> ReusedCounts | Non
     )
 
 
+def _search_matches(metrics: AppMetrics, reused: bool) -> None:
+    """Count where a search's matches came from, and tell the request (its
+    ``Cache-Status``)."""
+    metrics.search_matches(reused)
+    if has_request_context():
+        g.search_matches = "hit" if reused else "miss"
+
+
 def build_services(
     stores: Stores,
     settings: Settings | None = None,
@@ -889,6 +899,11 @@ def build_services(
         search=VideoSearch(
             stores.search_index,
             stats=stores.events if search_counts is None else cast(EventStore, search_counts),
+            config=SearchConfig(
+                match_reuse_seconds=settings.search_match_reuse_seconds,
+                match_reuse_queries=settings.search_match_reuse_queries,
+            ),
+            on_matches=functools.partial(_search_matches, metrics),
         ),
         similar=SimilarVideos(stores.catalog, embeddings=stores.embeddings, seen=stores.seen),
         processing=ProcessingTracker(stores.progress, catalog=stores.catalog, clock=clock),

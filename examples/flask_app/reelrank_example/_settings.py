@@ -223,6 +223,16 @@ class Settings(BaseSettings):
     again at once in the background. Not the default: in full HTTP runs of the load
     benchmark it made event requests slower and the service saturate sooner (see *The
     first search of a query* in the capacity docs)."""
+    search_match_reuse_seconds: float = Field(default=30.0, ge=0.0, le=3600.0, allow_inf_nan=False)
+    """How long a process reuses a query's text matches (the search index's best 500
+    video ids and text scores) instead of asking the index (PostgreSQL) again
+    (:attr:`~reelrank.SearchConfig.match_reuse_seconds`); the counts are still blended
+    on every search. A video this process indexes or drops (its processing reaching
+    ``ready`` or ``failed``) shows or stops showing at once; one another worker or pod
+    indexes or drops, at most this much later. 0 asks the index on every search."""
+    search_match_reuse_queries: int = Field(default=1_000, ge=1, le=1_000_000)
+    """Most queries whose matches a process keeps at once, the least recently used
+    dropped first (about 8.7 KB each)."""
     bounded_counts_seconds: float = Field(default=10.0, ge=0.0, le=300.0, allow_inf_nan=False)
     """How old the counts may be that a process takes from the event store's memory
     (:class:`~reelrank.BoundedAgeEventStore`; the ClickHouse store's held roll-up and

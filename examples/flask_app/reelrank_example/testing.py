@@ -406,7 +406,8 @@ class LoadRecord:
     status: int
     """HTTP status, or 0 when the connection failed."""
     cache: str = ""
-    """The feed's ``Cache-Status`` (``hit`` or ``miss``)."""
+    """The ``Cache-Status`` (``hit`` or ``miss``) of a feed page, or of a search (whether
+    its text matches were reused)."""
     degraded: tuple[str, ...] = ()
     event_key: str = ""
     """The ``Idempotency-Key`` of an event request (retries send the same)."""
@@ -667,6 +668,9 @@ class _LoadRun:
                 self.cursors[action.user] = (parsed["next_cursor"], depth + 1)
             else:
                 self.cursors.pop(action.user, None)
+        if endpoint == "search" and status == 200:
+            hit = b"hit" in answer.get(b"cache-status", b"")
+            record = dataclasses.replace(record, cache="hit" if hit else "miss")
         if action.key and action.endpoint != "like":
             if 200 <= status < 300:
                 record = dataclasses.replace(record, event_id=json.loads(data)["event_id"])

@@ -93,6 +93,24 @@ class SearchConfig(StrictModel):
     """How many of the best text matches are re-ranked with quality."""
     max_limit: int = Field(default=200, ge=1, le=10_000)
     """Largest number of hits one search may return."""
+    match_reuse_seconds: float = Field(default=0.0, ge=0.0, le=3600.0, allow_inf_nan=False)
+    """How long :class:`~reelrank.VideoSearch` reuses a query's text matches (the
+    index's video ids and text scores) in this process; 0 (the default) asks the index
+    on every search.
+
+    A video's text relevance only changes when the catalog is indexed again, so the
+    matches are kept per parsed query (its terms and prefix flags, so ``Cat  Videos``
+    and ``cat videos`` share them) and candidate-pool depth; the quality blend is still
+    computed on every search. This process's own
+    :meth:`~reelrank.VideoSearch.index_video` and
+    :meth:`~reelrank.VideoSearch.remove_video` drop every kept match at once; a video
+    another process indexes or removes shows (or stops showing) here at most this many
+    seconds later.
+    """
+    match_reuse_queries: int = Field(default=1_000, ge=1, le=1_000_000)
+    """Most queries whose matches are kept at once, the least recently used dropped
+    first: about 8.7 KB each at ``candidate_pool`` 500 (two 500-element 8-byte arrays
+    and the entry's bookkeeping)."""
 
     @model_validator(mode="after")
     def _check_blend(self) -> SearchConfig:

@@ -173,6 +173,10 @@ def _build_on_servers(servers: dict[str, Any], wrap: Any = None, **overrides: An
 @pytest.fixture(scope="module", params=BACKENDS)
 def built(request: pytest.FixtureRequest) -> Iterator[Built]:
     app = _build(_backend(request))
+    # As start-up warming does before a deployment routes traffic: the first candidate
+    # pool is fetched as a batch job, not by the module's first request under the
+    # request deadlines, which a busy machine can make that request miss.
+    app.services.feed.refresh_candidates()
     yield app
     app.services.close()
 

@@ -633,6 +633,34 @@ def test_a_like_makes_the_users_next_ranking_read_affinities_again() -> None:
         built.services.close()
 
 
+def test_feed_settings_from_the_environment_reach_the_feed_service(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("REELRANK_FEED_REFILL_DEADLINE_SECONDS", "2.5")
+    monkeypatch.setenv("REELRANK_FEED_REFILL_AHEAD_ITEMS", "7")
+    monkeypatch.setenv("REELRANK_FEED_HOLD_RAN_OUT", "false")
+    monkeypatch.setenv("REELRANK_FEED_AFFINITY_REUSE_SECONDS", "12")
+    built = _build()
+    try:
+        config = built.services.feed.config
+        assert config.refill_deadline_seconds == 2.5
+        assert config.refill_ahead_items == 7
+        assert config.hold_ran_out_feeds is False
+        assert config.affinity_reuse_seconds == 12.0
+    finally:
+        built.services.close()
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "61", "nan"])
+def test_a_bad_refill_deadline_setting_names_its_variable(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("REELRANK_FEED_REFILL_DEADLINE_SECONDS", value)
+    with pytest.raises(ConfigError) as caught:
+        _settings()
+    assert caught.value.field == "feed_refill_deadline_seconds"
+
+
 def test_a_like_shows_in_this_processs_next_search_despite_reused_counts() -> None:
     """Search ranks on counts reused for search_counts_seconds, but a like recorded by
     this process drops the video's reused counts (its answer's fresh read refills them):

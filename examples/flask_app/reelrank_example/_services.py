@@ -859,6 +859,7 @@ def build_services(
             model_name=settings.model_name,
             deadlines=StoreDeadlines(cache=settings.shared_cache_deadline_seconds),
             refill_ahead_items=settings.feed_refill_ahead_items,
+            refill_deadline_seconds=settings.feed_refill_deadline_seconds,
             hold_ran_out_feeds=settings.feed_hold_ran_out,
             affinity_reuse_seconds=settings.feed_affinity_reuse_seconds,
         ),

@@ -105,6 +105,11 @@ class Settings(BaseSettings):
     ``0`` ranks it when a request finds the snapshot used up. Keep it above the page
     size clients ask for, so that the refill lands before the page that would use the
     snapshot up."""
+    feed_refill_deadline_seconds: float = Field(default=1.0, gt=0.0, le=60.0, allow_inf_nan=False)
+    """How long each store call of a background refill may wait
+    (:attr:`reelrank.FeedServiceConfig.refill_deadline_seconds`): a refill answers no
+    request, so it waits longer than a request's store deadlines rather than end
+    degraded on a busy machine, and no longer than this on a frozen store."""
     feed_hold_ran_out: bool = True
     """Answer a user who has been shown every candidate they had with the end of the
     feed from the cache until the worker's candidate pool is fetched again (at most 10

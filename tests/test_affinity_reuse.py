@@ -256,10 +256,41 @@ def test_only_the_creators_not_covered_are_read_and_added() -> None:
     assert reuse.recall(1, [1, 3]) == ({}, [1, 3])
 
 
-def test_a_forget_between_token_and_keep_drops_the_read() -> None:
+def test_a_forget_between_token_and_keep_drops_only_that_users_read() -> None:
     clock = ManualClock(START)
     reuse = AffinityReuse(max_age_seconds=30.0, max_users=10, monotonic=clock.monotonic)
     token = reuse.token()
     reuse.forget(2)
     reuse.keep(1, {1: 0.5}, token)
-    assert reuse.recall(1, [1]) == ({}, [1])
+    reuse.keep(2, {1: 0.25}, token)
+    assert reuse.recall(1, [1]) == ({1: 0.5}, [])
+    assert reuse.recall(2, [1]) == ({}, [1])
+    # A read that began after the forget is kept.
+    reuse.keep(2, {1: 0.25}, reuse.token())
+    assert reuse.recall(2, [1]) == ({1: 0.25}, [])
+
+
+def test_a_read_is_dropped_when_its_users_forget_was_let_go_to_bound_memory() -> None:
+    clock = ManualClock(START)
+    reuse = AffinityReuse(max_age_seconds=30.0, max_users=2, monotonic=clock.monotonic)
+    token = reuse.token()
+    for user in (1, 2, 3):  # the third forget lets user 1's go while it is young
+        reuse.forget(user)
+    for user in (1, 2, 3, 4):
+        reuse.keep(user, {1: 0.5}, token)
+        assert reuse.recall(user, [1]) == ({}, [1])
+    reuse.keep(4, {1: 0.5}, reuse.token())
+    assert reuse.recall(4, [1]) == ({1: 0.5}, [])
+
+
+def test_a_read_that_began_before_an_aged_forget_is_not_merged() -> None:
+    clock = ManualClock(START)
+    reuse = AffinityReuse(max_age_seconds=30.0, max_users=10, monotonic=clock.monotonic)
+    stale = reuse.token()
+    clock.advance(1.0)
+    reuse.forget(1)
+    clock.advance(30.0)
+    reuse.forget(2)  # user 1's forget is older than the bound: it is let go
+    reuse.keep(1, {2: 0.75}, reuse.token())
+    reuse.keep(1, {1: 0.5}, stale)
+    assert reuse.recall(1, [1, 2]) == ({2: 0.75}, [1])

@@ -25,10 +25,11 @@ class _Read:
 class AffinityReuse:
     """The affinities last read for each user, reused while younger than ``max_age``.
 
-    A read is kept only if no user's read was forgotten (:meth:`forget`) between its
+    A read is kept only if its user was not forgotten (:meth:`forget`) between its
     start (:meth:`token`) and :meth:`keep`: a read that began before an event this
-    process recorded may lack the event's credit. The least recently used users are
-    dropped beyond ``max_users``. Thread-safe.
+    process recorded for the user may lack the event's credit. Another user's forget
+    leaves it be. The least recently used users are dropped beyond ``max_users``.
+    Thread-safe.
     """
 
     def __init__(
@@ -39,8 +40,13 @@ class AffinityReuse:
         self._monotonic = monotonic
         self._lock = threading.Lock()
         self._reads: OrderedDict[int, _Read] = OrderedDict()
-        # Counts forgets, so that a read can tell whether one happened while it ran.
+        # Counts forgets, so that a read can tell whether its user's happened while it
+        # ran: each forgotten user's last forget (its count and time), oldest first.
         self._forgets = 0
+        self._forgotten: OrderedDict[int, tuple[int, float]] = OrderedDict()
+        # Forgets dropped from ``_forgotten`` to bound it while still young: a read that
+        # began before the last of them is not kept, whoever its user.
+        self._dropped_through = 0
         # The last creator set kept, shared by the next reads that asked the same.
         self._shared_asked: frozenset[int] = frozenset()
 
@@ -78,7 +84,13 @@ class AffinityReuse:
         asked = frozenset(affinity)
         nonzero = {creator: value for creator, value in affinity.items() if value}
         with self._lock:
-            if forgets != self._forgets:
+            if (
+                forgets < self._dropped_through
+                or self._forgotten.get(user_id, (0, 0.0))[0] > forgets
+                # A read older than the bound would be dropped on recall, and must not
+                # be merged into a younger entry either.
+                or self._monotonic() - read_at >= self._max_age
+            ):
                 return
             if asked == self._shared_asked:
                 asked = self._shared_asked
@@ -96,7 +108,19 @@ class AffinityReuse:
                 self._reads.popitem(last=False)
 
     def forget(self, user_id: int) -> None:
-        """Drop the user's kept read, and keep no read under way."""
+        """Drop the user's kept read, and keep none of the user's reads under way."""
         with self._lock:
+            now = self._monotonic()
             self._forgets += 1
             self._reads.pop(user_id, None)
+            self._forgotten[user_id] = (self._forgets, now)
+            self._forgotten.move_to_end(user_id)
+            # A forget older than the bound can be let go: a read that began before it
+            # is older than the bound too, and is not kept for that reason.
+            while self._forgotten:
+                _, (count, forgotten_at) = next(iter(self._forgotten.items()))
+                if now - forgotten_at < self._max_age and len(self._forgotten) <= self._max_users:
+                    break
+                self._forgotten.popitem(last=False)
+                if now - forgotten_at < self._max_age:
+                    self._dropped_through = count

@@ -197,6 +197,19 @@ class Step:
     """``get_affinities`` calls in the step (requests' and refills' rankings), as the
     guards they pass count them: twice each in the example service, by the feed's guard
     and by the event store's :class:`~reelrank.GuardedStore`."""
+    pages: int = 0
+    """Feed pages the service served in the step, cut from a cached snapshot or ranked."""
+    cached_pages: int = 0
+    """Of those, pages cut from a cached snapshot (``hit_rate`` is their share)."""
+    ended_pages: int = 0
+    """Of those, pages answered with a held end of the feed (a user shown every
+    candidate they had): cache hits that carry no items."""
+
+    @property
+    def hit_rate_without_ended(self) -> float:
+        """The hit rate over the pages that were not a held end of the feed."""
+        pages = self.pages - self.ended_pages
+        return (self.cached_pages - self.ended_pages) / pages if pages else float("nan")
 
     @property
     def meets_p99_goals(self) -> bool:
@@ -412,6 +425,8 @@ _AFFINITY_READS = re.compile(
     r'store="events"\} (\S+)$',
     re.M,
 )
+# Pages cut from a held end-of-feed answer (every one of them a cache hit).
+_ENDED_PAGES = re.compile(r"^reelrank_feed_ended_pages_total (\S+)$", re.M)
 
 
 def _feed_counters(url: str) -> dict[str, int]:
@@ -432,6 +447,8 @@ def _feed_counters(url: str) -> dict[str, int]:
         }
         for outcome, value in _AFFINITY_READS.findall(text):
             counts[f"affinity_reads/{outcome}"] = int(float(value))
+        for value in _ENDED_PAGES.findall(text):
+            counts["ended_pages/held"] = int(float(value))
         seen.add(tuple(sorted(counts.items())))
     totals: dict[str, int] = {}
     for worker in seen:
@@ -527,6 +544,9 @@ def _step(
         misses_by_reason=_by_label(counted_in_step, "cache_misses"),
         refills=_by_label(counted_in_step, "refills"),
         affinity_reads=sum(_by_label(counted_in_step, "affinity_reads").values()),
+        pages=pages,
+        cached_pages=cached,
+        ended_pages=counted_in_step.get("ended_pages/held", 0),
         cpu_ms_per_request=1000 * cpu / len(records),
         generator_cpu_ms_per_request=1000 * generator["cpu_seconds"] / len(records),
         percentiles=_percentiles(records),
@@ -650,7 +670,9 @@ def _summarise() -> None:
             refills = ", ".join(f"{n} {o}" for o, n in step.refills.items()) or "none"
             SUMMARY.append(
                 f"HTTP:   cache misses: {misses}; refills ahead: {refills}; "
-                f"affinity reads: {step.affinity_reads}"
+                f"affinity reads: {step.affinity_reads}; held ends of the feed: "
+                f"{step.ended_pages} of {step.pages} pages (hit rate without them "
+                f"{step.hit_rate_without_ended:.1%})"
             )
         for endpoint, kinds in step.error_kinds.items():
             listed = ", ".join(f"{count} {kind}" for kind, count in kinds.items())
@@ -703,7 +725,8 @@ def _as_json(results: Results) -> dict[str, Any]:
         "feed_p99_ms": results.feed_p99_ms,
         "steps": [
             {**step.__dict__, "meets_p99_goals": step.meets_p99_goals,
-             "meets_all_goals": step.meets_all_goals}
+             "meets_all_goals": step.meets_all_goals,
+             "hit_rate_without_ended": step.hit_rate_without_ended}
             for step in results.steps
         ],
     }  # fmt: skip

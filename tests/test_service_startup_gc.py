@@ -1,5 +1,5 @@
 """The service's start-up path freezes what it allocated, out of the garbage collector's
-reach, and makes full collections rarer.
+reach, makes full collections rarer, and shortens the thread switch interval.
 
 Run in a process of its own (``gc.freeze`` is process-wide), over a migrated embedded
 SQLite database, the way ``gunicorn "reelrank_example:create_default_app()"`` starts.
@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Start-up runs on a background thread once the app exists; the startup probe turns 200
 # when it is done.
 _START = (
-    "import gc, time\n"
+    "import gc, sys, time\n"
     "from reelrank_example import create_default_app\n"
     "before = gc.get_freeze_count()\n"
     "probe = create_default_app().test_client()\n"
@@ -30,7 +30,8 @@ _START = (
     "scrape = probe.get('/metrics').get_data(as_text=True).splitlines()\n"
     "timed = sum(float(line.split()[-1]) for line in scrape\n"
     "            if line.startswith('reelrank_gc_pause_seconds_count'))\n"
-    "print(before, gc.get_freeze_count(), gc.get_threshold()[2], int(timed))\n"
+    "print(before, gc.get_freeze_count(), gc.get_threshold()[2], int(timed),\n"
+    "      round(sys.getswitchinterval() * 1e6))\n"
 )
 
 
@@ -50,9 +51,10 @@ def test_create_default_app_freezes_start_up_allocations_and_tunes_collections(
     run = {"env": env, "check": True, "capture_output": True, "text": True, "timeout": 600}
     subprocess.run([sys.executable, "-m", "reelrank_example", "migrate"], **run)  # type: ignore[call-overload]
     started = subprocess.run([sys.executable, "-c", _START], **run)  # type: ignore[call-overload]
-    before, after, full_threshold, timed = (int(n) for n in started.stdout.split()[-4:])
+    before, after, full_threshold, timed, switch_us = (int(n) for n in started.stdout.split()[-5:])
     assert before == 0
     assert after > 10_000  # the stores, kernels and app: many objects, all frozen
     # Python's default is a full collection per 10 middle ones; start-up sets 100.
     assert full_threshold == 100
     assert timed > 0  # start-up's own collections, in reelrank_gc_pause_seconds
+    assert switch_us == 1_000  # REELRANK_SWITCH_INTERVAL_SECONDS's default; Python's is 5 ms

@@ -268,10 +268,15 @@ def create_default_app(settings: Settings | None = None) -> Flask:
     (:func:`gc.freeze`), so full collections no longer walk it during requests, and
     full collections are made rarer (one per 100 middle collections instead of 10, see
     :func:`gc.set_threshold`). Every collection's pause is timed into
-    ``reelrank_gc_pause_seconds``.
+    ``reelrank_gc_pause_seconds``. The thread switch interval is set from
+    ``REELRANK_SWITCH_INTERVAL_SECONDS`` (1 ms by default, against Python's 5 ms), so a
+    request thread waits less for the interpreter lock behind background work.
     """
     settings = settings or Settings()
     configure_logging(settings)
+    # Process-wide: a request thread needing the interpreter lock back waits at most
+    # this long for a thread running Python (background work) to let it go.
+    sys.setswitchinterval(settings.switch_interval_seconds)
     if settings.tracing:
         configure_tracing(settings)
     authenticator = demo_authenticator(settings)

@@ -31,6 +31,7 @@ from reelrank.models import (
     ProcessingState,
     Rendition,
     Video,
+    VideoLabelColumns,
     VideoLabels,
     VideoStatsColumns,
 )
@@ -79,6 +80,13 @@ def _read_labels(result: Result[Any]) -> list[VideoLabels]:
     trending computation took 20-45 ms). Here only a batch of rows is alive at a time.
     """
     return [_labels(row) for rows in result.partitions(_LABEL_ROWS_PER_FETCH) for row in rows]
+
+
+def _label_columns(result: Result[Any]) -> VideoLabelColumns:
+    """The labels of ``result``'s rows, in its order, as columns, read
+    :data:`_LABEL_ROWS_PER_FETCH` rows at a time: no object per row outlives its batch."""
+    rows = (row for batch in result.partitions(_LABEL_ROWS_PER_FETCH) for row in batch)
+    return VideoLabelColumns.from_labels(rows)
 
 
 def _video_row(video: Video) -> dict[str, Any]:
@@ -338,12 +346,13 @@ class SqlCatalog(ReplicaReadStore):
     statistics, for an event store elsewhere (a :class:`~reelrank.FollowedColumnsCatalog`).
 
     With a ``read_engine``, the reads (:meth:`get_video`, :meth:`get_videos`,
-    :meth:`get_labels`, :meth:`get_creators`, :meth:`recent_videos`,
-    :meth:`recent_labels`, :meth:`followed_creators`, :meth:`followed_videos`,
-    :meth:`followed_videos_many`, :meth:`followed_candidates`, :meth:`followed_columns`)
-    run on the replica; the writes, with the reads they make
-    inside their transaction (the creator check of :meth:`put_video` and
-    :meth:`follow`, the compare-and-set of :meth:`set_state`), on the primary.
+    :meth:`get_labels`, :meth:`label_columns`, :meth:`get_creators`,
+    :meth:`recent_videos`, :meth:`recent_labels`, :meth:`recent_label_columns`,
+    :meth:`followed_creators`, :meth:`followed_videos`, :meth:`followed_videos_many`,
+    :meth:`followed_candidates`, :meth:`followed_columns`) run on the replica; the
+    writes, with the reads they make inside their transaction (the creator check of
+    :meth:`put_video` and :meth:`follow`, the compare-and-set of :meth:`set_state`), on
+    the primary.
     """
 
     _store = "catalog"
@@ -474,6 +483,38 @@ class SqlCatalog(ReplicaReadStore):
             query = query.where(videos.c.published_at >= cutoff)
         with store_errors(self._store, "recent_labels"), self._reader.connect() as connection:
             return _read_labels(connection.execute(_newest_first(query, limit)))
+
+    def recent_label_columns(
+        self, *, limit: int, since: datetime | None = None
+    ) -> VideoLabelColumns:
+        """:meth:`recent_labels` as columns (a :class:`~reelrank.LabelColumnsCatalog`):
+        the same statement, no object per row kept."""
+        check_limit("limit", limit)
+        cutoff = None if since is None else check_aware("since", since)
+        if limit == 0:
+            return VideoLabelColumns.from_labels(())
+        query = select(*_LABEL_COLUMNS).where(videos.c.state == _READY)
+        if cutoff is not None:
+            query = query.where(videos.c.published_at >= cutoff)
+        with (
+            store_errors(self._store, "recent_label_columns"),
+            self._reader.connect() as connection,
+        ):
+            return _label_columns(connection.execute(_newest_first(query, limit)))
+
+    def label_columns(self, video_ids: Sequence[int]) -> VideoLabelColumns:
+        """:meth:`get_labels` as columns, ascending ids (a
+        :class:`~reelrank.LabelColumnsCatalog`)."""
+        ids = unique(check_ids("video_ids", video_ids))
+        if not ids:
+            return VideoLabelColumns.from_labels(())
+        query = (
+            select(*_LABEL_COLUMNS)
+            .where(self._id_in(videos.c.video_id, ids))
+            .order_by(videos.c.video_id)
+        )
+        with store_errors(self._store, "label_columns"), self._reader.connect() as connection:
+            return _label_columns(connection.execute(query))
 
     def follow(self, user_id: int, creator_id: int) -> None:
         """Record a follow; the creator must exist; following twice is a no-op."""

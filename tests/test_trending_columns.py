@@ -261,3 +261,50 @@ def test_label_columns_refuse_a_naive_time() -> None:
     with pytest.raises(InvalidInputError) as info:
         VideoLabelColumns.from_labels([VideoLabels(1, EPOCH.replace(tzinfo=None), None, ())])
     assert info.value.field == "at"
+
+
+def test_label_columns_of_flat_hashtags_code_them_by_first_use() -> None:
+    columns = VideoLabelColumns.from_columns(
+        video_ids=[9, 2, 5],
+        published_us=[3, 0, -1],
+        sound_ids=[4, NO_SOUND_ID, 1],
+        hashtag_counts=[2, 0, 2],
+        hashtags=["y", "x", "x", "z"],
+    )
+    assert columns == VideoLabelColumns.from_arrays(
+        video_ids=[9, 2, 5],
+        published_us=[3, 0, -1],
+        sound_ids=[4, NO_SOUND_ID, 1],
+        hashtag_offsets=[0, 2, 2, 4],
+        hashtag_codes=[0, 1, 1, 2],
+        hashtags=("y", "x", "z"),
+    )
+    empty = VideoLabelColumns.from_columns(
+        video_ids=[], published_us=[], sound_ids=[], hashtag_counts=[], hashtags=[]
+    )
+    assert empty == VideoLabelColumns.from_labels(())
+
+
+@pytest.mark.parametrize(
+    ("counts", "hashtags", "field"),
+    [
+        ([1, 1], ["a"], "hashtag_counts"),
+        ([-1, 2], ["a"], "hashtag_counts"),
+        ([1, 0], [5], "hashtags"),
+        ([1, 0], "a", "hashtags"),
+        ([2, 0], ["a", "a"], "hashtag_codes"),
+        ([1], ["a"], "hashtag_offsets"),
+    ],
+)
+def test_label_columns_of_flat_hashtags_refuse_bad_ones(
+    counts: list[int], hashtags: object, field: str
+) -> None:
+    with pytest.raises(InvalidInputError) as info:
+        VideoLabelColumns.from_columns(
+            video_ids=[1, 2],
+            published_us=[0, 0],
+            sound_ids=[NO_SOUND_ID, NO_SOUND_ID],
+            hashtag_counts=counts,
+            hashtags=hashtags,  # type: ignore[arg-type]
+        )
+    assert info.value.field == field

@@ -139,6 +139,39 @@ class VideoLabelColumns(ReadOnlyColumns):
         return cls(ids, published, sounds, offsets, codes, names)
 
     @classmethod
+    def from_columns(
+        cls,
+        *,
+        video_ids: Any,
+        published_us: Any,
+        sound_ids: Any,
+        hashtag_counts: Any,
+        hashtags: Sequence[str],
+    ) -> Self:
+        """Columns from parallel array-likes (copied) and every row's hashtags, row after
+        row, as one flat sequence of strings: row ``i`` has the next
+        ``hashtag_counts[i]`` of them. What a store that reads each column whole (an
+        aggregate per column, say) has; the hashtags (as a :class:`~reelrank.Video`
+        holds them: no NUL characters) are coded here. Checked as :meth:`from_arrays`
+        checks, and the counts must add up to the number of hashtags."""
+        counts = _column("hashtag_counts", hashtag_counts, None, "hashtag_counts")
+        if counts.size and counts.min() < 0:
+            raise InvalidInputError("hashtag_counts", "must not be negative")
+        if isinstance(hashtags, str) or not all(isinstance(name, str) for name in hashtags):
+            raise InvalidInputError("hashtags", "must be a sequence of strings")
+        if int(counts.sum()) != len(hashtags):
+            raise InvalidInputError("hashtag_counts", "must add up to the number of hashtags")
+        codes, names = _first_use_codes(hashtags)
+        return cls.from_arrays(
+            video_ids=video_ids,
+            published_us=published_us,
+            sound_ids=sound_ids,
+            hashtag_offsets=np.concatenate([[0], np.cumsum(counts)]),
+            hashtag_codes=codes,
+            hashtags=names,
+        )
+
+    @classmethod
     def from_labels(cls, labels: Iterable[Sequence[Any]]) -> Self:
         """Columns of labels in their order: :class:`~reelrank.VideoLabels`, or any rows
         of the same four fields (video id, aware publication time, sound id or ``None``,
@@ -166,6 +199,20 @@ class VideoLabelColumns(ReadOnlyColumns):
             hashtag_codes=codes,
             hashtags=tuple(code_of),
         )
+
+
+def _first_use_codes(hashtags: Sequence[str]) -> tuple[NDArray[np.int64], tuple[str, ...]]:
+    """The code of each of ``hashtags`` (strings), and the distinct hashtags in the order
+    of their first use."""
+    if not len(hashtags):
+        return np.zeros(0, dtype=np.int64), ()
+    # Fixed-width text: sorted and compared in C, not string by string in Python.
+    names = np.array(hashtags, dtype=np.str_)
+    distinct, first_uses, sorted_codes = np.unique(names, return_index=True, return_inverse=True)
+    order = np.argsort(first_uses)
+    codes = np.empty(order.shape[0], dtype=np.int64)
+    codes[order] = np.arange(order.shape[0])
+    return codes[sorted_codes], tuple(distinct[order].tolist())
 
 
 def _check_codes(codes: NDArray[np.int64], offsets: NDArray[np.int64], hashtag_count: int) -> None:

@@ -184,7 +184,9 @@ class Trending:
     """Computes trending sounds and hashtags and keeps the last result of each.
 
     ``catalog`` supplies the videos (new posts, and each event's sound and hashtags),
-    ``log`` the engagement events, ``snapshots`` the fallback when either fails. With
+    as columns when it is a :class:`~reelrank.LabelColumnsCatalog` and as
+    :class:`~reelrank.VideoLabels` otherwise, ``log`` the engagement events,
+    ``snapshots`` the fallback when either fails. With
     :attr:`TrendingConfig.refresh_ahead_seconds` set, call :meth:`close` when done: it
     stops the background thread.
     """

@@ -388,7 +388,14 @@ class LabelColumnsCatalogContract:
         for video in (
             make_video(1, 1, hashtags=("cats", "dogs"), sound_id=5, published_at=EPOCH),
             make_video(2, 1, hashtags=(), sound_id=None, published_at=EPOCH + hours(1)),
-            make_video(3, 1, hashtags=("dogs", "birds"), sound_id=6, published_at=EPOCH + hours(2)),
+            # Microseconds kept exactly.
+            make_video(
+                3,
+                1,
+                hashtags=("dogs", "birds"),
+                sound_id=6,
+                published_at=EPOCH + hours(2) + timedelta(microseconds=987_654),
+            ),
             make_video(
                 4,
                 1,
@@ -410,7 +417,7 @@ class LabelColumnsCatalogContract:
         # Ready videos only, newest first; hashtags coded in the order of first use.
         assert catalog.recent_label_columns(limit=10) == VideoLabelColumns.from_arrays(
             video_ids=[3, 2, 1],
-            published_us=[epoch_us + 2 * hour_us, epoch_us + hour_us, epoch_us],
+            published_us=[epoch_us + 2 * hour_us + 987_654, epoch_us + hour_us, epoch_us],
             sound_ids=[6, NO_SOUND_ID, 5],
             hashtag_offsets=[0, 2, 2, 4],
             hashtag_codes=[0, 1, 2, 0],

@@ -176,7 +176,8 @@ def _service_cases() -> dict[str, Callable[[], object]]:
     service asks for: a cache miss's followed videos, the candidate pool's refresh
     (recent videos, the popular ones' videos, their counts), a page's cards, search's
     counts and a whole search, and trending's computation (a background refresh that
-    runs in a request worker once a minute)."""
+    runs in a request worker once a minute) with its read of recent videos' labels, as
+    rows and, where the catalog has it, as columns."""
     from reelrank_example import FIRST_USER_ID
     from reelrank_example._services import configured_stores
     from reelrank_example._settings import Settings
@@ -206,7 +207,7 @@ def _service_cases() -> dict[str, Callable[[], object]]:
     # Computed on every call: no snapshot is reused.
     trending = Trending(catalog, stores.log, config=TrendingConfig(reuse_seconds=0.0))
     window = timedelta(hours=2 * trending.config.window_hours)
-    return {
+    cases: dict[str, Callable[[], object]] = {
         "followed_columns": lambda: catalog.followed_columns(user_id, limit=feed.followed_limit),
         "recent_videos": lambda: catalog.recent_videos(limit=feed.recent_limit),
         "get_videos (popular fill)": lambda: catalog.get_videos(recent_ids),
@@ -219,6 +220,12 @@ def _service_cases() -> dict[str, Callable[[], object]]:
         ),
         "trending hashtags": lambda: trending.top("hashtag", now=datetime.now(UTC)),
     }
+    # A baseline tree from before the columnar read has no such case.
+    if hasattr(catalog, "recent_label_columns"):
+        cases["recent_label_columns (trending's windows)"] = lambda: catalog.recent_label_columns(
+            limit=trending.config.max_videos, since=datetime.now(UTC) - window
+        )
+    return cases
 
 
 def _measure(runs: int) -> None:

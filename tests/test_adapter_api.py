@@ -47,6 +47,7 @@ EXPECTED = {
     "FeedKey",
     "FollowedCandidatesCatalog",
     "FollowedColumnsCatalog",
+    "LabelColumnsCatalog",
     "InProcessStore",
     "InvalidInputError",
     "ModelRegistry",

@@ -40,6 +40,7 @@ from reelrank.testing import (
     FaultInjector,
     FeedCacheContract,
     FollowedColumnsCatalogContract,
+    LabelColumnsCatalogContract,
     ManualClock,
     ModelRegistryContract,
     PageTakingSeenStoreContract,
@@ -59,6 +60,12 @@ class TestInMemoryCatalog(CatalogContract):
 
 
 class TestInMemoryCatalogFollowedColumns(FollowedColumnsCatalogContract):
+    @pytest.fixture
+    def catalog(self) -> InMemoryCatalog:
+        return InMemoryCatalog()
+
+
+class TestInMemoryCatalogLabelColumns(LabelColumnsCatalogContract):
     @pytest.fixture
     def catalog(self) -> InMemoryCatalog:
         return InMemoryCatalog()

@@ -118,6 +118,7 @@ def test_the_protocols_checked_include_the_optional_capabilities() -> None:
         "FeedCache",
         "FollowedCandidatesCatalog",
         "FollowedColumnsCatalog",
+        "LabelColumnsCatalog",
         "PageTakingSeenStore",
     } <= names
     assert {protocol.__name__ for protocol in DATA_PROTOCOLS} == {

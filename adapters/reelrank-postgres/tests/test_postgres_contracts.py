@@ -30,6 +30,7 @@ from reelrank.testing import (
     FeedCacheContract,
     FollowedCandidatesCatalogContract,
     FollowedColumnsCatalogContract,
+    LabelColumnsCatalogContract,
     ModelRegistryContract,
     ProgressStoreContract,
     SearchIndexContract,
@@ -119,6 +120,12 @@ class TestSqlTrendingSnapshotStore(
 
 
 class TestSqlCatalogFollowedColumns(FollowedColumnsCatalogContract):
+    @pytest.fixture
+    def catalog(self, engines: Engines) -> SqlCatalog:
+        return SqlCatalog(engines.engine, read_engine=engines.read_engine)
+
+
+class TestSqlCatalogLabelColumns(LabelColumnsCatalogContract):
     @pytest.fixture
     def catalog(self, engines: Engines) -> SqlCatalog:
         return SqlCatalog(engines.engine, read_engine=engines.read_engine)

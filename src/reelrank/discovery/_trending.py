@@ -37,8 +37,9 @@ from pydantic import Field
 from .._workers import WorkerPool
 from ..exceptions import InvalidInputError, StoreError
 from ..models._base import StrictModel
-from ..models._catalog import VideoLabels
 from ..models._engagement import EngagementKind
+from ..models._followed_columns import NO_SOUND_ID
+from ..models._label_columns import VideoLabelColumns
 from ..models._trending import (
     MAX_WINDOW_HOURS,
     MIN_WINDOW_HOURS,
@@ -53,6 +54,7 @@ from ..stores._protocols import (
     Catalog,
     CoordinatedTrendingSnapshotStore,
     EngagementLog,
+    LabelColumnsCatalog,
     TrendingSnapshotStore,
 )
 from ..stores._trending import InMemoryTrendingSnapshotStore
@@ -167,12 +169,6 @@ def _decayed_totals(
     return np.bincount(codes, weights=decayed, minlength=key_count).astype(np.float64, copy=False)
 
 
-def _keys_of(video: VideoLabels, kind: TrendingKind) -> tuple[int | str, ...]:
-    if kind is TrendingKind.SOUND:
-        return () if video.sound_id is None else (video.sound_id,)
-    return video.hashtags
-
-
 def _trend(score: float, previous: float, tolerance: float) -> Trend:
     if previous == 0.0:
         return Trend.NEW
@@ -188,7 +184,9 @@ class Trending:
     """Computes trending sounds and hashtags and keeps the last result of each.
 
     ``catalog`` supplies the videos (new posts, and each event's sound and hashtags),
-    ``log`` the engagement events, ``snapshots`` the fallback when either fails. With
+    as columns when it is a :class:`~reelrank.LabelColumnsCatalog` and as
+    :class:`~reelrank.VideoLabels` otherwise, ``log`` the engagement events,
+    ``snapshots`` the fallback when either fails. With
     :attr:`TrendingConfig.refresh_ahead_seconds` set, call :meth:`close` when done: it
     stops the background thread.
     """
@@ -421,61 +419,56 @@ class Trending:
         events = self._log.columns_between(
             start, now + timedelta(microseconds=1), limit=config.max_events
         )
-        # Only the videos' sounds, hashtags and times are needed: their labels, which
-        # a catalog reads without the rest of each video. Videos published in the
-        # windows are read once, as posts, and not again for their events.
-        recent = self._catalog.recent_labels(limit=config.max_videos, since=start)
-        posts = [video for video in recent if video.published_at <= now]
+        # Only the videos' sounds, hashtags and times are needed: their labels, as
+        # columns where the catalog reads them so (no object per video for every
+        # garbage collection to walk while the computation lasts). Videos published in
+        # the windows are read once, as posts, and not again for their events.
+        recent = self._recent_labels(config.max_videos, start)
         event_videos, video_of_event = np.unique(events.video_ids, return_inverse=True)
-        videos = {video.video_id: video for video in recent}
-        videos.update(self._catalog.get_labels(sorted(set(event_videos.tolist()) - videos.keys())))
-        # Every use is a (time, weight, key code) row: the posts' keys first, then each
+        others = self._labels_of(
+            np.setdiff1d(event_videos, recent.video_ids, assume_unique=True).tolist()
+        )
+        table = _KeyTable.of(kind, recent, others)
+        # Every use is a (time, weight, key) row: the posts' keys first, then each
         # event's video's keys, events in the log's order (newest first). Each key's
         # score adds its uses in this order, so the sums are those of the row-by-row
         # computation to the last bit.
-        codes: dict[int | str, int] = {}
-        post_codes = [
-            codes.setdefault(key, len(codes)) for post in posts for key in _keys_of(post, kind)
-        ]
-        post_times = [
-            epoch_microseconds(post.published_at) for post in posts for _ in _keys_of(post, kind)
-        ]
-        # Each event video's key count and its keys' codes, flat: a list per video would
-        # keep tens of thousands of objects alive for every garbage collection that the
-        # computation's allocations set off to walk, holding the interpreter lock.
-        key_counts: list[int] = []
-        video_codes: list[int] = []
-        for video_id in event_videos.tolist():
-            keys_of_video = _keys_of(videos[video_id], kind) if video_id in videos else ()
-            key_counts.append(len(keys_of_video))
-            for key in keys_of_video:
-                video_codes.append(codes.setdefault(key, len(codes)))
-        event_rows, event_codes = _expand(key_counts, video_codes, video_of_event)
+        now_us = epoch_microseconds(now)
+        posts = np.flatnonzero(recent.published_us <= now_us)
+        post_rows, post_keys = table.expand(posts)
+        # The table's row of each event's video; its last row (no keys) for a video
+        # the catalog does not know.
+        video_rows = table.rows_of(event_videos)
+        event_rows, event_keys = table.expand(video_rows[video_of_event])
         kind_weights = np.array([config.weight_of(each) for each in ENGAGEMENT_KINDS])
         use_times = np.concatenate(
-            [np.array(post_times, dtype=np.int64), events.occurred_us[event_rows]]
+            [recent.published_us[posts][post_rows], events.occurred_us[event_rows]]
         )
         use_weights = np.concatenate(
-            [np.full(len(post_codes), config.post_weight), kind_weights[events.kinds[event_rows]]]
+            [
+                np.full(post_rows.shape[0], config.post_weight),
+                kind_weights[events.kinds[event_rows]],
+            ]
         )
-        use_codes = np.concatenate([np.array(post_codes, dtype=np.int64), event_codes])
-        now_us = epoch_microseconds(now)
+        distinct_keys, use_codes = np.unique(
+            np.concatenate([post_keys, event_keys]), return_inverse=True
+        )
+        key_count = distinct_keys.shape[0]
         previous_end_us = epoch_microseconds(previous_end)
         current = use_times > previous_end_us
         previous = (use_times > epoch_microseconds(start)) & ~current
-        scores = self._totals(use_codes, use_weights, use_times, current, now_us, len(codes))
+        scores = self._totals(use_codes, use_weights, use_times, current, now_us, key_count)
         previous_scores = self._totals(
-            use_codes, use_weights, use_times, previous, previous_end_us, len(codes)
+            use_codes, use_weights, use_times, previous, previous_end_us, key_count
         )
-        counts = np.bincount(use_codes[current], minlength=len(codes))
-        keys = list(codes)
+        counts = np.bincount(use_codes[current], minlength=key_count)
         items = []
         for code in np.flatnonzero(counts).tolist():
             score = float(scores[code])
             before = float(previous_scores[code])
             items.append(
                 TrendingItem(
-                    key=keys[code],
+                    key=table.key(int(distinct_keys[code])),
                     score=score,
                     count=int(counts[code]),
                     previous_score=before,
@@ -492,6 +485,18 @@ class Trending:
             items=tuple(items[: config.snapshot_size]),
         )
 
+    def _recent_labels(self, limit: int, since: datetime) -> VideoLabelColumns:
+        catalog = self._catalog
+        if isinstance(catalog, LabelColumnsCatalog):
+            return catalog.recent_label_columns(limit=limit, since=since)
+        return VideoLabelColumns.from_labels(catalog.recent_labels(limit=limit, since=since))
+
+    def _labels_of(self, video_ids: list[int]) -> VideoLabelColumns:
+        catalog = self._catalog
+        if isinstance(catalog, LabelColumnsCatalog):
+            return catalog.label_columns(video_ids)
+        return VideoLabelColumns.from_labels(sorted(catalog.get_labels(video_ids).values()))
+
     def _totals(
         self,
         codes: NDArray[np.int64],
@@ -507,18 +512,74 @@ class Trending:
         )
 
 
-def _expand(
-    key_counts_of_video: list[int], video_codes: list[int], video_of_event: NDArray[np.intp]
-) -> tuple[NDArray[np.intp], NDArray[np.int64]]:
-    """Each event repeated once per key of its video, in event order then key order:
-    the event's row and the key's code. Video ``i`` has ``key_counts_of_video[i]`` keys,
-    whose codes follow those of the videos before it in ``video_codes``."""
-    key_counts = np.array(key_counts_of_video, dtype=np.intp)
-    flat_codes = np.array(video_codes, dtype=np.int64)
-    first_key = np.concatenate([[0], np.cumsum(key_counts)[:-1]]).astype(np.intp)
-    per_event = key_counts[video_of_event]
-    rows = np.repeat(np.arange(video_of_event.shape[0], dtype=np.intp), per_event)
-    # Position of each use among its event's uses: 0, 1, ... per event.
-    starts = np.repeat(np.cumsum(per_event) - per_event, per_event)
-    within = np.arange(rows.shape[0], dtype=np.intp) - starts
-    return rows, flat_codes[first_key[video_of_event][rows] + within]
+class _KeyTable:
+    """The keys of one kind (sound ids, or hashtags by code) of the recent videos'
+    rows, then the other videos' rows, then an empty row: each row's keys are
+    ``keys[offsets[row]:offsets[row + 1]]``, in the video's order."""
+
+    def __init__(
+        self,
+        kind: TrendingKind,
+        video_ids: NDArray[np.int64],
+        offsets: NDArray[np.int64],
+        keys: NDArray[np.int64],
+        hashtags: list[str],
+    ) -> None:
+        self._kind = kind
+        self._video_ids = video_ids
+        self._offsets = offsets
+        self._keys = keys
+        self._hashtags = hashtags
+
+    @classmethod
+    def of(
+        cls, kind: TrendingKind, recent: VideoLabelColumns, others: VideoLabelColumns
+    ) -> _KeyTable:
+        video_ids = np.concatenate([recent.video_ids, others.video_ids])
+        hashtags = list(recent.hashtags)
+        if kind is TrendingKind.SOUND:
+            sound_ids = np.concatenate([recent.sound_ids, others.sound_ids])
+            has_sound = sound_ids != NO_SOUND_ID
+            counts = has_sound.astype(np.int64)
+            keys = sound_ids[has_sound]
+        else:
+            # The other videos' hashtag codes, renumbered into the recent videos' list.
+            code_of = {hashtag: code for code, hashtag in enumerate(hashtags)}
+            renumbered = np.array(
+                [code_of.setdefault(hashtag, len(code_of)) for hashtag in others.hashtags],
+                dtype=np.int64,
+            )
+            hashtags = list(code_of)
+            counts = np.concatenate(
+                [np.diff(recent.hashtag_offsets), np.diff(others.hashtag_offsets)]
+            )
+            keys = np.concatenate([recent.hashtag_codes, renumbered[others.hashtag_codes]])
+        offsets = np.zeros(counts.shape[0] + 2, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:-1])
+        offsets[-1] = offsets[-2]
+        return cls(kind, video_ids, offsets, keys, hashtags)
+
+    def rows_of(self, video_ids: NDArray[np.int64]) -> NDArray[np.intp]:
+        """The row of each video, the empty last row for one not in the table."""
+        empty_row = self._video_ids.shape[0]
+        # Searching past the last id finds the empty row, whose id (0) no video has.
+        order = np.append(np.argsort(self._video_ids), empty_row)
+        rows = order[np.searchsorted(self._video_ids, video_ids, sorter=order[:-1])]
+        ids_of_rows = np.append(self._video_ids, 0)
+        return np.where(ids_of_rows[rows] == video_ids, rows, empty_row)
+
+    def expand(self, rows: NDArray[np.intp]) -> tuple[NDArray[np.intp], NDArray[np.int64]]:
+        """Each of ``rows`` repeated once per key of its row, in order then key order:
+        the position in ``rows`` and the key."""
+        starts = self._offsets[rows]
+        per_row = self._offsets[rows + 1] - starts
+        positions = np.repeat(np.arange(rows.shape[0], dtype=np.intp), per_row)
+        # Position of each use among its row's uses: 0, 1, ... per row.
+        within = np.arange(positions.shape[0], dtype=np.int64) - np.repeat(
+            np.cumsum(per_row) - per_row, per_row
+        )
+        return positions, self._keys[np.repeat(starts, per_row) + within]
+
+    def key(self, key: int) -> int | str:
+        """A key of :meth:`expand` as trending names it: the sound id or the hashtag."""
+        return key if self._kind is TrendingKind.SOUND else self._hashtags[key]

@@ -29,6 +29,7 @@ from ._feed import (
     PageRequest,
 )
 from ._followed_columns import NO_SOUND_ID, FollowedColumns, FollowedVideoColumns
+from ._label_columns import VideoLabelColumns
 from ._processing import ProcessingProgress, RenditionProgress, RenditionStatus
 from ._registry import ModelInfo, ModelStatus
 from ._search import ParsedQuery, QueryTerm, SearchDocument
@@ -72,6 +73,7 @@ __all__ = [
     "TrendingSnapshot",
     "Video",
     "VideoLabels",
+    "VideoLabelColumns",
     "VideoStats",
     "VideoStatsColumns",
     "WEIGHT_FIELDS",

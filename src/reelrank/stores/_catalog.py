@@ -11,6 +11,7 @@ from datetime import datetime
 from ..exceptions import NotFoundError
 from ..models._catalog import Creator, ProcessingState, Video, VideoLabels
 from ..models._followed_columns import NO_SOUND_ID, FollowedColumns
+from ..models._label_columns import VideoLabelColumns
 from ..validation import check_aware, check_id, check_ids, check_limit, check_user_ids
 from ._common import _check_instance
 
@@ -112,6 +113,21 @@ class InMemoryCatalog:
     def recent_labels(self, *, limit: int, since: datetime | None = None) -> list[VideoLabels]:
         """The labels of :meth:`recent_videos`, in its order."""
         return [VideoLabels.of(video) for video in self.recent_videos(limit=limit, since=since)]
+
+    def recent_label_columns(
+        self, *, limit: int, since: datetime | None = None
+    ) -> VideoLabelColumns:
+        """:meth:`recent_labels` as columns (a :class:`~reelrank.LabelColumnsCatalog`)."""
+        videos = self.recent_videos(limit=limit, since=since)
+        return VideoLabelColumns.from_labels(VideoLabels.of(video) for video in videos)
+
+    def label_columns(self, video_ids: Sequence[int]) -> VideoLabelColumns:
+        """:meth:`get_labels` as columns, ascending ids (a
+        :class:`~reelrank.LabelColumnsCatalog`)."""
+        videos = self.get_videos(video_ids)
+        return VideoLabelColumns.from_labels(
+            VideoLabels.of(videos[video_id]) for video_id in sorted(videos)
+        )
 
     def follow(self, user_id: int, creator_id: int) -> None:
         """Record a follow; the creator must exist."""

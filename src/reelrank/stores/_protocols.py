@@ -34,6 +34,7 @@ from ..models._catalog import Creator, ProcessingState, Video, VideoLabels
 from ..models._engagement import EngagementEvent, VideoStats
 from ..models._feed import FeedSnapshot, PageOutcome, PageRequest
 from ..models._followed_columns import FollowedColumns, FollowedVideoColumns
+from ..models._label_columns import VideoLabelColumns
 from ..models._processing import ProcessingProgress
 from ..models._registry import ModelInfo
 from ..models._search import ParsedQuery, SearchDocument
@@ -59,6 +60,7 @@ __all__ = [
     "FeedKey",
     "FollowedCandidatesCatalog",
     "FollowedColumnsCatalog",
+    "LabelColumnsCatalog",
     "ModelRegistry",
     "PageTakingSeenStore",
     "ProgressStore",
@@ -607,6 +609,42 @@ class FollowedColumnsCatalog(Catalog, Protocol):
         arguments, in its order, as columns.
 
         Bad arguments raise as in :meth:`~reelrank.Catalog.followed_videos`.
+        """
+
+
+@runtime_checkable
+class LabelColumnsCatalog(Catalog, Protocol):
+    """A :class:`~reelrank.Catalog` that can read videos' labels as columns
+    (:class:`~reelrank.VideoLabelColumns`), without a :class:`~reelrank.VideoLabels`
+    per video.
+
+    :class:`~reelrank.Trending` reads the labels of every video published in its two
+    windows (tens of thousands) and of every other video engaged with in them. As
+    tuples, each with a datetime and a tuple of hashtags, they stay alive through the
+    computation, and every garbage collection its allocations set off walks them all
+    while holding the interpreter lock, delaying the requests of the same process.
+    Trending calls :meth:`recent_label_columns` and :meth:`label_columns`, and
+    :meth:`~reelrank.Catalog.recent_labels` and :meth:`~reelrank.Catalog.get_labels`
+    only for a catalog without them. A catalog without a faster path implements them as
+    ``VideoLabelColumns.from_labels(self.recent_labels(limit=limit, since=since))`` and
+    ``VideoLabelColumns.from_labels(sorted(self.get_labels(video_ids).values()))``.
+    """
+
+    def recent_label_columns(
+        self, *, limit: int, since: datetime | None = None
+    ) -> VideoLabelColumns:
+        """The labels :meth:`~reelrank.Catalog.recent_labels` returns for the same
+        arguments, in its order, as columns.
+
+        Bad arguments raise as in :meth:`~reelrank.Catalog.recent_labels`.
+        """
+
+    def label_columns(self, video_ids: Sequence[int]) -> VideoLabelColumns:
+        """The labels :meth:`~reelrank.Catalog.get_labels` returns for the same ids, as
+        columns: one row per distinct known id (any state), ascending ids; unknown ids
+        are omitted.
+
+        Bad ids raise as in :meth:`~reelrank.Catalog.get_labels`.
         """
 
 

@@ -30,6 +30,8 @@ private module and keeps working across internal refactors of the core:
   catalog holds the event store's statistics, and :class:`FollowedColumnsCatalog`,
   the optional read of the same videos as columns without statistics, which a miss
   uses otherwise.
+* :class:`LabelColumnsCatalog`, the optional read of videos' labels as columns
+  (:class:`~reelrank.VideoLabelColumns`), which trending uses when the catalog has it.
 * The capabilities a store declares to the feed service: :class:`SelfBoundingStore`
   (:func:`bounds_own_calls`) and :class:`InProcessStore` (:func:`is_in_process`).
 * The shared semantics an adapter must reproduce exactly: the text analysis of the
@@ -109,6 +111,7 @@ from ._protocols import (
     FollowedCandidatesCatalog,
     FollowedColumnsCatalog,
     InProcessStore,
+    LabelColumnsCatalog,
     ModelRegistry,
     PageTakingSeenStore,
     ProgressStore,
@@ -139,6 +142,7 @@ __all__ = [
     "FeedKey",
     "FollowedCandidatesCatalog",
     "FollowedColumnsCatalog",
+    "LabelColumnsCatalog",
     "InProcessStore",
     "InvalidInputError",
     "ModelRegistry",

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Result,
     Row,
     Select,
+    TextClause,
     bindparam,
     func,
     literal_column,
@@ -22,6 +23,7 @@ from sqlalchemy import (
     text,
     true,
 )
+from sqlalchemy.dialects import postgresql
 
 from reelrank.models import (
     NO_SOUND_ID,
@@ -31,6 +33,7 @@ from reelrank.models import (
     ProcessingState,
     Rendition,
     Video,
+    VideoLabelColumns,
     VideoLabels,
     VideoStatsColumns,
 )
@@ -48,7 +51,7 @@ from reelrank.stores.adapter import (
 from ._base import ReplicaReadStore, check_instance, requested_users, unique
 from ._errors import store_errors
 from ._event_store import SqlEventStore
-from ._schema import creators, follows, video_stats, videos
+from ._schema import UtcDateTime, creators, follows, video_stats, videos
 
 __all__ = ["SqlCatalog"]
 
@@ -79,6 +82,66 @@ def _read_labels(result: Result[Any]) -> list[VideoLabels]:
     trending computation took 20-45 ms). Here only a batch of rows is alive at a time.
     """
     return [_labels(row) for rows in result.partitions(_LABEL_ROWS_PER_FETCH) for row in rows]
+
+
+def _label_arrays_postgres(rows: str) -> TextClause:
+    """A statement that reads the labels of ``rows`` (SQL giving ``video_id``,
+    ``published_at``, ``sound_id``, ``hashtags`` and each row's ``position``) as one row
+    of arrays in ``position`` order, each video's hashtags flat, in their order.
+
+    psycopg decodes each array in C into a list of ints or strings, none of which the
+    garbage collector tracks: no row, datetime, JSON list or label per video.
+    """
+    return text(
+        f"WITH labelled AS ({rows}) "
+        "SELECT array_agg(video_id ORDER BY position), "
+        # Exact: extract returns numeric (PostgreSQL 14 and later).
+        "array_agg((extract(epoch FROM published_at) * 1000000)::bigint ORDER BY position), "
+        f"array_agg(coalesce(sound_id, {NO_SOUND_ID}) ORDER BY position), "
+        "array_agg(jsonb_array_length(hashtags) ORDER BY position), "
+        "(SELECT array_agg(tag ORDER BY labelled.position, tags.number) "
+        "FROM labelled CROSS JOIN LATERAL "
+        "jsonb_array_elements_text(labelled.hashtags) WITH ORDINALITY AS tags(tag, number)) "
+        "FROM labelled"
+    )
+
+
+_LABELLED = "SELECT video_id, published_at, sound_id, hashtags, row_number() OVER ({order}) "
+_RECENT_LABEL_ARRAYS_POSTGRES = _label_arrays_postgres(
+    _LABELLED.format(order="ORDER BY published_at DESC, video_id DESC")
+    + f"AS position FROM videos WHERE state = '{_READY}' "
+    "ORDER BY published_at DESC, video_id DESC LIMIT :limit"
+).bindparams(bindparam("limit", type_=Integer))
+_RECENT_LABEL_ARRAYS_SINCE_POSTGRES = _label_arrays_postgres(
+    _LABELLED.format(order="ORDER BY published_at DESC, video_id DESC")
+    + f"AS position FROM videos WHERE state = '{_READY}' AND published_at >= :since "
+    "ORDER BY published_at DESC, video_id DESC LIMIT :limit"
+).bindparams(bindparam("limit", type_=Integer), bindparam("since", type_=UtcDateTime))
+_LABEL_ARRAYS_POSTGRES = _label_arrays_postgres(
+    _LABELLED.format(order="ORDER BY video_id")
+    + "AS position FROM videos WHERE video_id = ANY(:video_ids)"
+).bindparams(bindparam("video_ids", type_=postgresql.ARRAY(BigInteger)))
+
+
+def _label_arrays(row: Row[Any] | None) -> VideoLabelColumns:
+    """The columns of :func:`_label_arrays_postgres`' row (``NULL`` arrays: no videos)."""
+    video_ids, published_us, sound_ids, hashtag_counts, hashtags = (
+        () if column is None else column for column in (row or (None,) * 5)
+    )
+    return VideoLabelColumns.from_columns(
+        video_ids=video_ids,
+        published_us=published_us,
+        sound_ids=sound_ids,
+        hashtag_counts=hashtag_counts,
+        hashtags=hashtags,
+    )
+
+
+def _label_columns(result: Result[Any]) -> VideoLabelColumns:
+    """The labels of ``result``'s rows, in its order, as columns, read
+    :data:`_LABEL_ROWS_PER_FETCH` rows at a time: no object per row outlives its batch."""
+    rows = (row for batch in result.partitions(_LABEL_ROWS_PER_FETCH) for row in batch)
+    return VideoLabelColumns.from_labels(rows)
 
 
 def _video_row(video: Video) -> dict[str, Any]:
@@ -338,12 +401,13 @@ class SqlCatalog(ReplicaReadStore):
     statistics, for an event store elsewhere (a :class:`~reelrank.FollowedColumnsCatalog`).
 
     With a ``read_engine``, the reads (:meth:`get_video`, :meth:`get_videos`,
-    :meth:`get_labels`, :meth:`get_creators`, :meth:`recent_videos`,
-    :meth:`recent_labels`, :meth:`followed_creators`, :meth:`followed_videos`,
-    :meth:`followed_videos_many`, :meth:`followed_candidates`, :meth:`followed_columns`)
-    run on the replica; the writes, with the reads they make
-    inside their transaction (the creator check of :meth:`put_video` and
-    :meth:`follow`, the compare-and-set of :meth:`set_state`), on the primary.
+    :meth:`get_labels`, :meth:`label_columns`, :meth:`get_creators`,
+    :meth:`recent_videos`, :meth:`recent_labels`, :meth:`recent_label_columns`,
+    :meth:`followed_creators`, :meth:`followed_videos`, :meth:`followed_videos_many`,
+    :meth:`followed_candidates`, :meth:`followed_columns`) run on the replica; the
+    writes, with the reads they make inside their transaction (the creator check of
+    :meth:`put_video` and :meth:`follow`, the compare-and-set of :meth:`set_state`), on
+    the primary.
     """
 
     _store = "catalog"
@@ -474,6 +538,55 @@ class SqlCatalog(ReplicaReadStore):
             query = query.where(videos.c.published_at >= cutoff)
         with store_errors(self._store, "recent_labels"), self._reader.connect() as connection:
             return _read_labels(connection.execute(_newest_first(query, limit)))
+
+    def recent_label_columns(
+        self, *, limit: int, since: datetime | None = None
+    ) -> VideoLabelColumns:
+        """:meth:`recent_labels` as columns (a :class:`~reelrank.LabelColumnsCatalog`).
+
+        On PostgreSQL one row of arrays, a column each (each video's hashtags flat), so
+        no object is built per video; SQLite reads :meth:`recent_labels`' rows, a
+        thousand at a time, into the columns."""
+        check_limit("limit", limit)
+        cutoff = None if since is None else check_aware("since", since)
+        if limit == 0:
+            return VideoLabelColumns.from_labels(())
+        with (
+            store_errors(self._store, "recent_label_columns"),
+            self._reader.connect() as connection,
+        ):
+            if self._postgres:
+                if cutoff is None:
+                    row = connection.execute(
+                        _RECENT_LABEL_ARRAYS_POSTGRES, {"limit": limit}
+                    ).first()
+                else:
+                    row = connection.execute(
+                        _RECENT_LABEL_ARRAYS_SINCE_POSTGRES, {"limit": limit, "since": cutoff}
+                    ).first()
+                return _label_arrays(row)
+            query = select(*_LABEL_COLUMNS).where(videos.c.state == _READY)
+            if cutoff is not None:
+                query = query.where(videos.c.published_at >= cutoff)
+            return _label_columns(connection.execute(_newest_first(query, limit)))
+
+    def label_columns(self, video_ids: Sequence[int]) -> VideoLabelColumns:
+        """:meth:`get_labels` as columns, ascending ids (a
+        :class:`~reelrank.LabelColumnsCatalog`), read as :meth:`recent_label_columns`
+        reads them."""
+        ids = unique(check_ids("video_ids", video_ids))
+        if not ids:
+            return VideoLabelColumns.from_labels(())
+        with store_errors(self._store, "label_columns"), self._reader.connect() as connection:
+            if self._postgres:
+                row = connection.execute(_LABEL_ARRAYS_POSTGRES, {"video_ids": ids}).first()
+                return _label_arrays(row)
+            query = (
+                select(*_LABEL_COLUMNS)
+                .where(self._id_in(videos.c.video_id, ids))
+                .order_by(videos.c.video_id)
+            )
+            return _label_columns(connection.execute(query))
 
     def follow(self, user_id: int, creator_id: int) -> None:
         """Record a follow; the creator must exist; following twice is a no-op."""

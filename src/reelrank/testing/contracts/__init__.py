@@ -17,6 +17,8 @@ Each contract needs one fixture:
 * :class:`FollowedCandidatesCatalogContract`: ``catalog`` (one with
   ``followed_candidates``) and ``event_store`` (whose statistics it reads)
 * :class:`FollowedColumnsCatalogContract`: ``catalog`` (one with ``followed_columns``)
+* :class:`LabelColumnsCatalogContract`: ``catalog`` (one with ``recent_label_columns``
+  and ``label_columns``)
 * :class:`EventStoreContract`: ``event_store``
 * :class:`EngagementLogContract`: ``engagement_log``
 * :class:`SeenStoreContract`: ``seen_store``
@@ -44,6 +46,7 @@ from ._catalog import (
     CatalogContract,
     FollowedCandidatesCatalogContract,
     FollowedColumnsCatalogContract,
+    LabelColumnsCatalogContract,
 )
 from ._engagement_log import EngagementLogContract
 from ._event_store import EventStoreContract
@@ -64,6 +67,7 @@ __all__ = [
     "FeedCacheContract",
     "FollowedCandidatesCatalogContract",
     "FollowedColumnsCatalogContract",
+    "LabelColumnsCatalogContract",
     "ModelRegistryContract",
     "PageTakingSeenStoreContract",
     "ProgressStoreContract",

@@ -1,5 +1,6 @@
 """The contracts of :class:`~reelrank.Catalog`,
-:class:`~reelrank.FollowedCandidatesCatalog` and :class:`~reelrank.FollowedColumnsCatalog`."""
+:class:`~reelrank.FollowedCandidatesCatalog`, :class:`~reelrank.FollowedColumnsCatalog`
+and :class:`~reelrank.LabelColumnsCatalog`."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ import pytest
 from ...exceptions import InvalidInputError, InvalidTransitionError, NotFoundError
 from ...models._catalog import ProcessingState, VideoLabels
 from ...models._followed_columns import NO_SOUND_ID
+from ...models._label_columns import VideoLabelColumns
 from ...stores._protocols import (
     BulkReadCatalog,
     Catalog,
     EventStore,
     FollowedCandidatesCatalog,
     FollowedColumnsCatalog,
+    LabelColumnsCatalog,
 )
 from ..factories import EPOCH, make_creator, make_event, make_video
 from ._support import BAD_IDS, BAD_USER_BATCHES, hours, skip_without
@@ -25,6 +28,7 @@ __all__ = [
     "CatalogContract",
     "FollowedCandidatesCatalogContract",
     "FollowedColumnsCatalogContract",
+    "LabelColumnsCatalogContract",
 ]
 
 
@@ -374,3 +378,86 @@ class FollowedColumnsCatalogContract(_FollowedReadInputChecks):
     ) -> None:
         self._followed(catalog)
         assert len(catalog.followed_columns(11, limit=10)) == 0
+
+
+class LabelColumnsCatalogContract:
+    """Checks a :class:`~reelrank.LabelColumnsCatalog`; needs a ``catalog`` fixture."""
+
+    def _labelled(self, catalog: LabelColumnsCatalog) -> None:
+        catalog.put_creator(make_creator(1))
+        for video in (
+            make_video(1, 1, hashtags=("cats", "dogs"), sound_id=5, published_at=EPOCH),
+            make_video(2, 1, hashtags=(), sound_id=None, published_at=EPOCH + hours(1)),
+            # Microseconds kept exactly.
+            make_video(
+                3,
+                1,
+                hashtags=("dogs", "birds"),
+                sound_id=6,
+                published_at=EPOCH + hours(2) + timedelta(microseconds=987_654),
+            ),
+            make_video(
+                4,
+                1,
+                hashtags=("fish",),
+                sound_id=7,
+                state=ProcessingState.QUEUED,
+                published_at=EPOCH + hours(3),
+            ),
+        ):
+            catalog.put_video(video)
+
+    def test_satisfies_the_protocol(self, catalog: LabelColumnsCatalog) -> None:
+        assert isinstance(catalog, LabelColumnsCatalog)
+
+    def test_recent_label_columns_are_the_recent_labels(self, catalog: LabelColumnsCatalog) -> None:
+        self._labelled(catalog)
+        hour_us = 3_600_000_000
+        epoch_us = 1_767_225_600_000_000  # 2026-01-01 UTC
+        # Ready videos only, newest first; hashtags coded in the order of first use.
+        assert catalog.recent_label_columns(limit=10) == VideoLabelColumns.from_arrays(
+            video_ids=[3, 2, 1],
+            published_us=[epoch_us + 2 * hour_us + 987_654, epoch_us + hour_us, epoch_us],
+            sound_ids=[6, NO_SOUND_ID, 5],
+            hashtag_offsets=[0, 2, 2, 4],
+            hashtag_codes=[0, 1, 2, 0],
+            hashtags=("dogs", "birds", "cats"),
+        )
+        for limit, since in [(2, None), (10, EPOCH + hours(1)), (0, None), (10, EPOCH + hours(9))]:
+            expected = VideoLabelColumns.from_labels(
+                catalog.recent_labels(limit=limit, since=since)
+            )
+            assert catalog.recent_label_columns(limit=limit, since=since) == expected
+
+    def test_label_columns_are_the_labels_by_ascending_id(
+        self, catalog: LabelColumnsCatalog
+    ) -> None:
+        self._labelled(catalog)
+        epoch_us = 1_767_225_600_000_000
+        # Any state; unknown ids omitted, repeated ones read once.
+        assert catalog.label_columns([4, 1, 404, 1]) == VideoLabelColumns.from_arrays(
+            video_ids=[1, 4],
+            published_us=[epoch_us, epoch_us + 3 * 3_600_000_000],
+            sound_ids=[5, 7],
+            hashtag_offsets=[0, 2, 3],
+            hashtag_codes=[0, 1, 2],
+            hashtags=("cats", "dogs", "fish"),
+        )
+        ids = [3, 2, 1, 4]
+        assert catalog.label_columns(ids) == VideoLabelColumns.from_labels(
+            sorted(catalog.get_labels(ids).values())
+        )
+        assert len(catalog.label_columns([])) == 0
+        assert len(catalog.label_columns([404])) == 0
+
+    def test_bad_arguments_raise_as_the_row_reads_do(self, catalog: LabelColumnsCatalog) -> None:
+        with pytest.raises(InvalidInputError) as info:
+            catalog.recent_label_columns(limit=-1)
+        assert info.value.field == "limit"
+        with pytest.raises(InvalidInputError) as info:
+            catalog.recent_label_columns(limit=1, since=EPOCH.replace(tzinfo=None))
+        assert info.value.field == "since"
+        for bad in BAD_IDS:
+            with pytest.raises(InvalidInputError) as info:
+                catalog.label_columns([bad])  # type: ignore[list-item]
+            assert info.value.field == "video_ids"

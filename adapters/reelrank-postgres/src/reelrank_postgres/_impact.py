@@ -71,6 +71,22 @@ _PG_WALK = text(
     "SELECT video_id, sum(score ORDER BY grp) AS score FROM best GROUP BY video_id "
     "HAVING count(*) = :group_count ORDER BY score DESC, video_id LIMIT :limit"
 )
+# The same walk when every group is one plain term: a driver posting is a video of its
+# own and a group's best expansion is its one posting, so neither is grouped; a
+# candidate's score sums its postings' scores in group order, as ``best`` does. At 1M
+# videos, two common words: 10.7 against 15.8 ms (load 4.9).
+_PG_PLAIN_WALK = text(
+    f"WITH {_PG_QUERY_TERMS}, "
+    "walk AS (SELECT p.video_id FROM (SELECT * FROM q WHERE depth > 0) AS q "
+    "CROSS JOIN LATERAL (SELECT s.video_id, s.impact FROM search_postings AS s "
+    "WHERE s.term = q.term ORDER BY s.impact DESC, s.video_id LIMIT q.depth) AS p "
+    "ORDER BY q.idf * p.impact DESC, p.video_id LIMIT :count) "
+    f"SELECT c.video_id, sum({_PG_BM25} ORDER BY q.grp) AS score FROM walk AS c "
+    "CROSS JOIN LATERAL (SELECT p.term, p.tf, p.length FROM search_postings AS p "
+    "WHERE p.video_id = c.video_id OFFSET 0) AS s JOIN q ON q.term = s.term "
+    "GROUP BY c.video_id HAVING count(*) = :group_count "
+    "ORDER BY score DESC, c.video_id LIMIT :limit"
+)
 
 _SQLITE_TOP = (
     "SELECT video_id, tf, length, impact FROM search_postings "
@@ -96,7 +112,7 @@ def postgres_walk(
     one statement. Exact when the driver holds no more postings than ``depths``."""
     groups = scoring.groups
     rows = connection.execute(
-        _PG_WALK,
+        _PG_PLAIN_WALK if all(len(group) == 1 for group in groups) else _PG_WALK,
         {
             "terms": [term for group in groups for term in group],
             "groups": [number for number, group in enumerate(groups) for _ in group],

@@ -8,7 +8,7 @@ search asks the index (the index asked for ``candidate_pool`` 500 hits). Blocks 
 query set alternate between the checkouts, round by round. Each search's wall time and
 the statements it ran (every statement is one round trip: reads run in autocommit) are
 recorded; per query kind the p50 / p99 and their ratios to the first checkout are
-printed, with the load average at the start and end of each round.
+printed, with the range of the load average over the rounds.
 
 ``--term-seconds`` sets :attr:`~reelrank.SearchConfig.term_statistics_seconds` in the
 checkouts that have it (0: read on every search). The query sets:
@@ -148,10 +148,8 @@ def main() -> None:
     print(
         f"{args.queries} queries, {args.rounds} rounds, term_statistics_seconds {args.term_seconds}"
     )
-    print(
-        "load average (1 min) at each round's start/end: "
-        + ", ".join(f"{a:.2f}/{b:.2f}" for a, b in loads)
-    )
+    seen = [value for pair in loads for value in pair]
+    print(f"load average (1 min) over the rounds: {min(seen):.2f} to {max(seen):.2f}")
     for kind in kinds:
         base = None
         for checkout in args.checkouts:

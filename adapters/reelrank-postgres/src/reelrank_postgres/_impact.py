@@ -15,8 +15,8 @@ A query of several groups ranks the matches among its rarest group's best postin
 PostgreSQL in one statement scored on the server (:func:`postgres_walk`), on SQLite,
 where a statement costs microseconds, through :class:`SqlitePostings` in batches scored
 in Python that stop once the rest cannot reach the top (:func:`several_groups`). A query
-of one group is one statement of its own on PostgreSQL (``_ONE_GROUP`` in ``_search``)
-and :func:`one_group` on SQLite.
+of one group is one statement of its own on PostgreSQL (``_ONE_GROUP`` in ``_search``,
+``_ONE_TERM`` for one plain term) and :func:`one_group` on SQLite.
 """
 
 from __future__ import annotations

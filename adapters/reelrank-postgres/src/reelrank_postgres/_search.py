@@ -443,6 +443,15 @@ class SqlSearchIndex(ReplicaReadStore):
     matched video also holds adds to its score; it never makes a video match. RUM ranks
     the capped OR itself.
 
+    **Before ranking** a search reads each term's count (a prefix's capped expansions)
+    and, for the postings, the ``search_stats`` row: one statement on PostgreSQL. With
+    ``config.term_statistics_seconds`` above 0 they are kept in this object (shared by
+    the threads calling it) for that long, measured by ``clock`` (seconds from any
+    fixed origin, :func:`time.monotonic` by default; tests pass a fake clock), so a
+    search whose terms were read lately runs one statement, the ranking; :meth:`index`
+    and :meth:`remove` drop them all, and writes from elsewhere show here at most that
+    late (see :attr:`~reelrank.SearchConfig.term_statistics_seconds`).
+
     With a ``read_engine``, :meth:`search` runs on the replica; :meth:`index` and
     :meth:`remove` on the primary. Raises :class:`~reelrank.InvalidInputError` naming
     ``config`` or ``rank_pool`` when those are not a :class:`~reelrank.SearchConfig` and

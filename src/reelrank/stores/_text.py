@@ -122,7 +122,8 @@ class SearchConfig(StrictModel):
     in the writing process always sees its writes. A write by another process (or by
     ``bulk_load``, or a migration) shows here at most this many seconds later: until
     then a term first indexed elsewhere may match nothing, and scores use the older
-    counts (an idf or mean length off by what was written meanwhile).
+    counts (an idf or mean length off by what was written meanwhile). With a replica
+    for the reads, what is kept after a write is what the replica had replayed.
     """
 
     @model_validator(mode="after")

@@ -48,6 +48,10 @@ _PG_QUERY_TERMS = (
     "CAST(:terms AS text[]), CAST(:groups AS int[]), CAST(:idfs AS float8[]), "
     "CAST(:depths AS bigint[])) AS t(term, grp, idf, depth))"
 )
+# The candidates are looked up in video id order: consecutive descents of the primary
+# key then share its upper pages and often a leaf (at 1M videos, two common words' walk
+# 3.3 to 5.8 ms against 4.6 to 7.0 ms in bound order, medians of 21, load 7.4).
+_PG_IN_ID_ORDER = "in_id_order AS (SELECT video_id FROM walk ORDER BY video_id)"
 # The walk of a several-group search, on the server. The driver's terms (``depth`` > 0)
 # read their ``depth`` best postings; the videos they hold, ranked by their bound
 # ``idf x impact`` (a video keeps its best, ties to the lower id), are the candidates, at
@@ -64,7 +68,8 @@ _PG_WALK = text(
     "WHERE s.term = q.term ORDER BY s.impact DESC, s.video_id LIMIT q.depth) AS p "
     "GROUP BY p.video_id), "
     "walk AS (SELECT video_id FROM ranked ORDER BY bound DESC, video_id LIMIT :count), "
-    f"best AS (SELECT c.video_id, q.grp, max({_PG_BM25}) AS score FROM walk AS c "
+    f"{_PG_IN_ID_ORDER}, "
+    f"best AS (SELECT c.video_id, q.grp, max({_PG_BM25}) AS score FROM in_id_order AS c "
     "CROSS JOIN LATERAL (SELECT p.term, p.tf, p.length FROM search_postings AS p "
     "WHERE p.video_id = c.video_id OFFSET 0) AS s JOIN q ON q.term = s.term "
     "GROUP BY c.video_id, q.grp) "
@@ -80,8 +85,8 @@ _PG_PLAIN_WALK = text(
     "walk AS (SELECT p.video_id FROM (SELECT * FROM q WHERE depth > 0) AS q "
     "CROSS JOIN LATERAL (SELECT s.video_id, s.impact FROM search_postings AS s "
     "WHERE s.term = q.term ORDER BY s.impact DESC, s.video_id LIMIT q.depth) AS p "
-    "ORDER BY q.idf * p.impact DESC, p.video_id LIMIT :count) "
-    f"SELECT c.video_id, sum({_PG_BM25} ORDER BY q.grp) AS score FROM walk AS c "
+    f"ORDER BY q.idf * p.impact DESC, p.video_id LIMIT :count), {_PG_IN_ID_ORDER} "
+    f"SELECT c.video_id, sum({_PG_BM25} ORDER BY q.grp) AS score FROM in_id_order AS c "
     "CROSS JOIN LATERAL (SELECT p.term, p.tf, p.length FROM search_postings AS p "
     "WHERE p.video_id = c.video_id OFFSET 0) AS s JOIN q ON q.term = s.term "
     "GROUP BY c.video_id HAVING count(*) = :group_count "

@@ -186,6 +186,9 @@ def test_on_matches_reports_whether_each_search_reused_its_matches() -> None:
         ("match_reuse_seconds", float("inf")),
         ("match_reuse_seconds", 3601.0),
         ("match_reuse_queries", 0),
+        ("term_statistics_seconds", -1.0),
+        ("term_statistics_seconds", float("nan")),
+        ("term_statistics_seconds", 3601.0),
     ],
 )
 def test_bad_reuse_settings_name_their_field(field: str, value: float) -> None:

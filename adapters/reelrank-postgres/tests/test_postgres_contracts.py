@@ -22,6 +22,7 @@ from reelrank_postgres import (
     SqlTrendingSnapshotStore,
 )
 
+from reelrank import SearchConfig
 from reelrank.testing import (
     CatalogContract,
     CoordinatedTrendingSnapshotStoreContract,
@@ -82,6 +83,19 @@ class TestSqlSearchIndex(SearchIndexContract):
     @pytest.fixture
     def search_index(self, engines: Engines) -> SqlSearchIndex:
         return SqlSearchIndex(engines.engine, read_engine=engines.read_engine)
+
+
+class TestSqlSearchIndexKeepingTermStatistics(SearchIndexContract):
+    """The contract with the term counts and index statistics kept for an hour: every
+    search follows the index's own writes."""
+
+    @pytest.fixture
+    def search_index(self, engines: Engines) -> SqlSearchIndex:
+        return SqlSearchIndex(
+            engines.engine,
+            read_engine=engines.read_engine,
+            config=SearchConfig(term_statistics_seconds=3_600.0),
+        )
 
 
 @without_replica

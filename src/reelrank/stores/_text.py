@@ -111,6 +111,20 @@ class SearchConfig(StrictModel):
     """Most queries whose matches are kept at once, the least recently used dropped
     first: about 8.7 KB each at ``candidate_pool`` 500 (two 500-element 8-byte arrays
     and the entry's bookkeeping)."""
+    term_statistics_seconds: float = Field(default=0.0, ge=0.0, le=3600.0, allow_inf_nan=False)
+    """How long a SQL search index (``reelrank_postgres.SqlSearchIndex``) reuses, in this
+    process, what a search reads before ranking: how many videos hold each query term,
+    which indexed terms a prefix expands to, and the whole-index statistics BM25 takes
+    (video count, total length); 0 (the default) reads them on every search. The
+    in-memory index always ranks on its current counts.
+
+    The index's own ``index`` and ``remove`` calls drop everything kept, so a search
+    in the writing process always sees its writes. A write by another process (or by
+    ``bulk_load``, or a migration) shows here at most this many seconds later: until
+    then a term first indexed elsewhere may match nothing, and scores use the older
+    counts (an idf or mean length off by what was written meanwhile). With a replica
+    for the reads, what is kept after a write is what the replica had replayed.
+    """
 
     @model_validator(mode="after")
     def _check_blend(self) -> SearchConfig:

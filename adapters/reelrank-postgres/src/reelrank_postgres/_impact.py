@@ -15,8 +15,8 @@ A query of several groups ranks the matches among its rarest group's best postin
 PostgreSQL in one statement scored on the server (:func:`postgres_walk`), on SQLite,
 where a statement costs microseconds, through :class:`SqlitePostings` in batches scored
 in Python that stop once the rest cannot reach the top (:func:`several_groups`). A query
-of one group is one statement of its own on PostgreSQL (``_ONE_GROUP`` in ``_search``)
-and :func:`one_group` on SQLite.
+of one group is one statement of its own on PostgreSQL (``_ONE_GROUP`` in ``_search``,
+``_ONE_TERM`` for one plain term) and :func:`one_group` on SQLite.
 """
 
 from __future__ import annotations
@@ -48,6 +48,10 @@ _PG_QUERY_TERMS = (
     "CAST(:terms AS text[]), CAST(:groups AS int[]), CAST(:idfs AS float8[]), "
     "CAST(:depths AS bigint[])) AS t(term, grp, idf, depth))"
 )
+# The candidates are looked up in video id order: consecutive descents of the primary
+# key then share its upper pages and often a leaf (at 1M videos, two common words' walk
+# 3.3 to 5.8 ms against 4.6 to 7.0 ms in bound order, medians of 21, load 7.4).
+_PG_IN_ID_ORDER = "in_id_order AS (SELECT video_id FROM walk ORDER BY video_id)"
 # The walk of a several-group search, on the server. The driver's terms (``depth`` > 0)
 # read their ``depth`` best postings; the videos they hold, ranked by their bound
 # ``idf x impact`` (a video keeps its best, ties to the lower id), are the candidates, at
@@ -64,12 +68,29 @@ _PG_WALK = text(
     "WHERE s.term = q.term ORDER BY s.impact DESC, s.video_id LIMIT q.depth) AS p "
     "GROUP BY p.video_id), "
     "walk AS (SELECT video_id FROM ranked ORDER BY bound DESC, video_id LIMIT :count), "
-    f"best AS (SELECT c.video_id, q.grp, max({_PG_BM25}) AS score FROM walk AS c "
+    f"{_PG_IN_ID_ORDER}, "
+    f"best AS (SELECT c.video_id, q.grp, max({_PG_BM25}) AS score FROM in_id_order AS c "
     "CROSS JOIN LATERAL (SELECT p.term, p.tf, p.length FROM search_postings AS p "
     "WHERE p.video_id = c.video_id OFFSET 0) AS s JOIN q ON q.term = s.term "
     "GROUP BY c.video_id, q.grp) "
     "SELECT video_id, sum(score ORDER BY grp) AS score FROM best GROUP BY video_id "
     "HAVING count(*) = :group_count ORDER BY score DESC, video_id LIMIT :limit"
+)
+# The same walk when every group is one plain term: a driver posting is a video of its
+# own and a group's best expansion is its one posting, so neither is grouped; a
+# candidate's score sums its postings' scores in group order, as ``best`` does. At 1M
+# videos, two common words: 10.7 against 15.8 ms (load 4.9).
+_PG_PLAIN_WALK = text(
+    f"WITH {_PG_QUERY_TERMS}, "
+    "walk AS (SELECT p.video_id FROM (SELECT * FROM q WHERE depth > 0) AS q "
+    "CROSS JOIN LATERAL (SELECT s.video_id, s.impact FROM search_postings AS s "
+    "WHERE s.term = q.term ORDER BY s.impact DESC, s.video_id LIMIT q.depth) AS p "
+    f"ORDER BY q.idf * p.impact DESC, p.video_id LIMIT :count), {_PG_IN_ID_ORDER} "
+    f"SELECT c.video_id, sum({_PG_BM25} ORDER BY q.grp) AS score FROM in_id_order AS c "
+    "CROSS JOIN LATERAL (SELECT p.term, p.tf, p.length FROM search_postings AS p "
+    "WHERE p.video_id = c.video_id OFFSET 0) AS s JOIN q ON q.term = s.term "
+    "GROUP BY c.video_id HAVING count(*) = :group_count "
+    "ORDER BY score DESC, c.video_id LIMIT :limit"
 )
 
 _SQLITE_TOP = (
@@ -96,7 +117,7 @@ def postgres_walk(
     one statement. Exact when the driver holds no more postings than ``depths``."""
     groups = scoring.groups
     rows = connection.execute(
-        _PG_WALK,
+        _PG_PLAIN_WALK if all(len(group) == 1 for group in groups) else _PG_WALK,
         {
             "terms": [term for group in groups for term in group],
             "groups": [number for number, group in enumerate(groups) for _ in group],

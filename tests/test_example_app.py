@@ -661,6 +661,38 @@ def test_a_bad_refill_deadline_setting_names_its_variable(
     assert caught.value.field == "feed_refill_deadline_seconds"
 
 
+@pytest.mark.integration
+@pytest.mark.parametrize(("seconds", "statements"), [(300.0, [2, 1]), (0.0, [2, 2])])
+def test_search_term_statistics_setting_keeps_a_searchs_counts(
+    servers: dict[str, Any], seconds: float, statements: list[int]
+) -> None:
+    """With REELRANK_SEARCH_TERM_STATISTICS_SECONDS, a search whose terms were read
+    recently sends PostgreSQL one statement (the ranking), not two."""
+    from sqlalchemy import event
+
+    built = _build(servers, search_term_statistics_seconds=seconds, search_match_reuse_seconds=0.0)
+    sent: list[str] = []
+
+    def count(*args: Any) -> None:
+        if "search_" in args[2]:  # the catalog's card reads share the engine
+            sent.append(args[2])
+
+    engine = built.services.stores.search_index.engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        # The index's first search also looks up which of its tables exist, once.
+        assert built.client.get("/api/v1/reels/search?q=music&limit=3").status_code == 200
+        per_search = []
+        for _ in range(2):
+            before = len(sent)
+            assert built.client.get("/api/v1/reels/search?q=dance&limit=3").status_code == 200
+            per_search.append(len(sent) - before)
+        assert per_search == statements
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+        built.services.close()
+
+
 def test_a_like_shows_in_this_processs_next_search_despite_reused_counts() -> None:
     """Search ranks on counts reused for search_counts_seconds, but a like recorded by
     this process drops the video's reused counts (its answer's fresh read refills them):

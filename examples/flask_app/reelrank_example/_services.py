@@ -759,7 +759,12 @@ def configured_stores(settings: Settings) -> Stores:
             log=log,
             progress=SqlProgressStore(engine),
             cache=cache,
-            search_index=SqlSearchIndex(engine),
+            search_index=SqlSearchIndex(
+                engine,
+                config=SearchConfig(
+                    term_statistics_seconds=settings.search_term_statistics_seconds
+                ),
+            ),
             trending_snapshots=trending_snapshots,
             idempotency=idempotency,
             models=SqlModelRegistry(engine),

@@ -246,6 +246,15 @@ class Settings(BaseSettings):
     search_match_reuse_queries: int = Field(default=1_000, ge=1, le=1_000_000)
     """Most queries whose matches a process keeps at once, the least recently used
     dropped first (about 8.7 KB each)."""
+    search_term_statistics_seconds: float = Field(
+        default=30.0, ge=0.0, le=3600.0, allow_inf_nan=False
+    )
+    """How long a process reuses what a search reads from PostgreSQL before ranking (how
+    many videos hold each query term, the terms a prefix expands to, the index's
+    statistics), so a search whose terms were all read recently is one statement
+    (:attr:`~reelrank.SearchConfig.term_statistics_seconds`). A video this process
+    indexes or drops counts at once; one another worker or pod indexes or drops counts
+    in the scores at most this much later. 0 reads them on every search."""
     bounded_counts_seconds: float = Field(default=10.0, ge=0.0, le=300.0, allow_inf_nan=False)
     """How old the counts may be that a process takes from the event store's memory
     (:class:`~reelrank.BoundedAgeEventStore`; the ClickHouse store's held roll-up and

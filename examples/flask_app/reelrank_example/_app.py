@@ -84,6 +84,7 @@ from ._api import (
 from ._auth import Authenticator, AuthError, ForbiddenError
 from ._cards import CardReader
 from ._health import ReadinessChecks, StartupProgress
+from ._limits_storage import window_answering_storage
 from ._logging import note_user, register_request_logging
 from ._metrics import AppMetrics
 from ._progress import apply_progress_report
@@ -246,7 +247,8 @@ class _RateLimit:
         self._limiter = Limiter(
             key_func=lambda: "anonymous",
             app=app,
-            storage_uri=storage_uri,
+            # The hit's own answer gives the headers their window (_limits_storage).
+            storage_uri=window_answering_storage(storage_uri),
             storage_options=options,
             strategy="fixed-window",
             headers_enabled=True,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -209,3 +210,38 @@ def test_the_headers_are_the_stock_storages(
     finally:
         for service in (ours, stock):
             next(service, None)
+
+
+def test_a_window_is_answered_from_the_hit_on_its_thread_only(service_redis_url: str) -> None:
+    import redis
+    from limits import parse
+    from limits.storage import storage_from_string
+    from limits.strategies import FixedWindowRateLimiter
+    from reelrank_example._limits_storage import window_answering_storage
+
+    with redis.Redis.from_url(service_redis_url) as raw:
+        raw.flushall()
+    item = parse("10/minute")
+    stock = FixedWindowRateLimiter(storage_from_string(service_redis_url))
+    ours = FixedWindowRateLimiter(storage_from_string(window_answering_storage(service_redis_url)))
+    # One window for both storages: the same keys.
+    assert stock.hit(item, "user:1", "events")
+    assert ours.hit(item, "user:1", "events")
+    assert ours.get_window_stats(item, "user:1", "events").remaining == 8
+    assert stock.hit(item, "user:1", "events")
+    # The hit's answer was used by the read after it: this read is Redis's.
+    assert ours.get_window_stats(item, "user:1", "events").remaining == 7
+    assert ours.hit(item, "user:1", "events")
+    stats: list[Any] = []
+    other = threading.Thread(
+        target=lambda: stats.append(ours.get_window_stats(item, "user:1", "events"))
+    )
+    assert stock.hit(item, "user:1", "events")
+    other.start()
+    other.join()
+    # Another thread reads Redis (5 hits), not this thread's last hit (4).
+    assert stats[0].remaining == 5
+    assert ours.get_window_stats(item, "user:1", "events").remaining == 6
+    assert 58 <= stats[0].reset_time - time.time() <= 60
+    # Another key's read is Redis's too.
+    assert ours.get_window_stats(item, "user:2", "events").remaining == 10

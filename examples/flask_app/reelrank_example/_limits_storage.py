@@ -7,7 +7,9 @@ reads back after the hit: ``limits``' Redis storage sends a ``GET`` of the count
 This storage's hit runs one script that counts the hit and answers the count and the
 key's ``TTL`` together, and answers the window read that follows on the same thread
 from that answer. The headers are the same: the count is the one the hit left (which
-the ``GET`` read back), the reset the same ``TTL`` measured at the hit.
+the ``GET`` read back), the reset the same ``TTL`` measured at the hit. Only with
+concurrent requests of one user do they differ: the remaining count is what this
+request's hit left, where the ``GET`` also counted the hits that came in between.
 
 It is ``limits``' own Redis storage otherwise (the same keys, the same
 ``INCRBY``/``EXPIRE`` of a fixed window, so workers on either storage share their

@@ -27,6 +27,12 @@ of blocks, the full run 6.
 stores (no servers): a video card's counts read afresh, as a video's detail does, by
 a card reader that guards its reads again (:func:`_card_reader_guarding_again`) and by
 one built now, in alternated blocks.
+
+:func:`test_event_limit_cpu` compares the event endpoints' CPU with the rate limit on
+``limits``' stock Redis storage (the headers read the window back after the hit) and
+on the service's, whose hit answers the window, two services side by side on the same
+stack; :func:`test_limit_window_cpu` the limit's hit and window read alone on the two
+storages, on a Redis server of its own.
 """
 
 from __future__ import annotations
@@ -349,3 +355,125 @@ def test_card_read_cpu(benchmark: Any) -> None:
     benchmark.extra_info["card_read_before_us"] = round(old, 2)
     benchmark.extra_info["card_read_after_us"] = round(new, 2)
     benchmark.pedantic(lambda: after.read(ids, fresh_counts=True), rounds=1, iterations=1)
+
+
+EVENT_ROUNDS = 4 if QUICK else 8
+
+
+def test_event_limit_cpu(benchmark: Any, stack: Any) -> None:
+    """An event request's CPU with the rate limit on Flask-Limiter's stock Redis storage
+    (the headers read the window back: ``GET`` and ``TTL`` after the hit) and on the
+    service's, whose hit answers the window (``reelrank_example._limits_storage``);
+    blocks of each alternated, users of their own."""
+    from reelrank_example import _app as app_module
+
+    half = USERS // 2
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(app_module, "window_answering_storage", lambda uri: uri)
+        stock = _Service(stack, range(FIRST_USER_ID, FIRST_USER_ID + half), parallel_writes=True)
+    answering = _Service(
+        stack, range(FIRST_USER_ID + half, FIRST_USER_ID + USERS), parallel_writes=True
+    )
+    services = {"stock storage": stock, "hit answers the window": answering}
+    names = ("watch", "like", "share")
+    try:
+        for service in services.values():
+            for name in names:
+                service.block(name, service.endpoints()[name], BLOCK // 2)  # warm-up
+            service.cpu_ms.clear()
+            service.thread_ms.clear()
+        load_before = loadavg()
+        for round_number in range(EVENT_ROUNDS):
+            order = list(services.values())
+            if round_number % 2:
+                order.reverse()
+            for name in names:
+                for service in order:
+                    service.block(name, service.endpoints()[name], BLOCK)
+        load = loadavg()
+        for name in names:
+            old, new = (float(np.median(s.cpu_ms[name])) for s in (stock, answering))
+            old_thread, new_thread = (
+                float(np.median(s.thread_ms[name])) for s in (stock, answering)
+            )
+            SUMMARY.append(
+                f"example service event CPU per request, {name}: stock limiter storage "
+                f"{old:.2f} ms (request thread {old_thread:.2f} ms), hit answers the window "
+                f"{new:.2f} ms (request thread {new_thread:.2f} ms), x{new / old:.2f} "
+                f"(request thread x{new_thread / old_thread:.2f}) ({EVENT_ROUNDS} blocks of "
+                f"{BLOCK} each, load {load_before} -> {load})"
+            )
+            benchmark.extra_info[f"{name}_stock_ms"] = round(old, 3)
+            benchmark.extra_info[f"{name}_answering_ms"] = round(new, 3)
+        benchmark.pedantic(answering.like, rounds=1, iterations=1)
+    finally:
+        for service in services.values():
+            service.app.extensions["reelrank_services"].close()
+
+
+LIMIT_HITS = 500 if QUICK else 2_000
+LIMIT_ROUNDS = 6 if QUICK else 10
+
+
+def test_limit_window_cpu(benchmark: Any, tmp_path: Any) -> None:
+    """The rate limit alone, as an event request takes it: a hit and the window's read
+    for the headers, on ``limits``' stock Redis storage (``GET`` and ``TTL`` after the
+    hit's script) and on the service's (the hit's answer), one real Redis server, each
+    user's key hit once a block; alternated blocks, the calling thread's CPU per hit."""
+    from limits import parse
+    from limits.storage import storage_from_string
+    from limits.strategies import FixedWindowRateLimiter
+    from reelrank_example._limits_storage import window_answering_storage
+    from reelrank_redis.testing import RedisServer
+
+    item = parse("1000000/minute")
+    with RedisServer(tmp_path) as server:
+        limiters = {
+            name: FixedWindowRateLimiter(storage_from_string(uri))
+            for name, uri in (
+                ("stock storage", server.url),
+                ("hit answers the window", window_answering_storage(server.url)),
+            )
+        }
+        thread_ms: dict[str, list[float]] = {name: [] for name in limiters}
+        wall_ms: dict[str, list[float]] = {name: [] for name in limiters}
+        users = itertools.count()
+
+        def block(limiter: FixedWindowRateLimiter) -> tuple[float, float]:
+            """The calling thread's CPU and the wall time per hit, in ms."""
+            started, sent = time.thread_time(), time.perf_counter()
+            for _ in range(LIMIT_HITS):
+                key = f"user:{next(users)}"
+                assert limiter.hit(item, key, "events")
+                limiter.get_window_stats(item, key, "events")
+            return (
+                1e3 * (time.thread_time() - started) / LIMIT_HITS,
+                1e3 * (time.perf_counter() - sent) / LIMIT_HITS,
+            )
+
+        for limiter in limiters.values():
+            block(limiter)  # warm-up: connections, scripts loaded
+        load_before = loadavg()
+        for round_number in range(LIMIT_ROUNDS):
+            order = list(limiters.items())
+            if round_number % 2:
+                order.reverse()
+            for name, limiter in order:
+                cpu, wall = block(limiter)
+                thread_ms[name].append(cpu)
+                wall_ms[name].append(wall)
+        load = loadavg()
+        old, new = (float(np.median(thread_ms[name])) for name in limiters)
+        old_wall, new_wall = (float(np.median(wall_ms[name])) for name in limiters)
+        SUMMARY.append(
+            f"rate limit hit and window read, calling thread's CPU: stock storage {old:.3f} ms "
+            f"({min(thread_ms['stock storage']):.3f}-{max(thread_ms['stock storage']):.3f}), "
+            f"hit answers the window {new:.3f} ms "
+            f"({min(thread_ms['hit answers the window']):.3f}-"
+            f"{max(thread_ms['hit answers the window']):.3f}), x{new / old:.2f}; wall time "
+            f"{old_wall:.3f} -> {new_wall:.3f} ms, x{new_wall / old_wall:.2f} "
+            f"({LIMIT_ROUNDS} blocks of {LIMIT_HITS} each, load {load_before} -> {load})"
+        )
+        benchmark.extra_info["stock_ms"] = round(old, 4)
+        benchmark.extra_info["answering_ms"] = round(new, 4)
+        benchmark.pedantic(block, args=(limiters["hit answers the window"],), rounds=1)

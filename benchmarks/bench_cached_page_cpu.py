@@ -64,15 +64,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         yield started
 
 
-def _settings(stack: Any) -> Settings:
-    """The service's settings from the stack's environment, as a worker reads them."""
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in stack.env.items():
-            if key.startswith("REELRANK_"):
-                patch.setenv(key, value)
-        return Settings()
-
-
 class _Service:
     """The example service in this process, with users of its own following cursors."""
 
@@ -142,7 +133,7 @@ class _Bare:
 
 
 def test_cached_cursor_page_cpu(benchmark: Any, stack: Any) -> None:
-    settings = _settings(stack)
+    settings = stack.settings()
     assert settings.redis_state_url is None  # the seen store shares the cache's Redis
     one_call = _Service(
         settings, range(FIRST_USER_ID, FIRST_USER_ID + USERS_EACH), in_one_call=True

@@ -73,6 +73,12 @@ VIDEOS = 2_000 if QUICK else 20_000
 USERS = 200
 PAGE_SIZE = 10
 BLOCK = 20 if QUICK else 40
+# An event write refused with 503 (a store call past its deadline when the shared machine
+# is loaded) is sent again, as clients do, up to this many attempts in all.
+_EVENT_ATTEMPTS = 3
+# Numbers the services the module builds on its one stack, so that no two of them send
+# the same Idempotency-Key (a key sent again with another request is refused, 422).
+_SERVICE_NUMBERS = itertools.count()
 ROUNDS = 2 if QUICK else 6
 CATALOG = {
     "REELRANK_VIDEOS": str(VIDEOS),
@@ -108,11 +114,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 def _app(stack: Any, settings: dict[str, str]) -> Any:
     """The service as a gunicorn worker builds it, from the stack's environment and
     ``settings``; its start-up (kernels, migrations, warming) is waited for."""
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in {**stack.env, **settings}.items():
-            if key.startswith("REELRANK_"):
-                patch.setenv(key, value)
-        app = create_default_app(Settings())
+    app = create_default_app(stack.settings(settings))
     client = app.test_client()
     deadline = time.monotonic() + 300
     while client.get("/healthz/startup").status_code != 200:
@@ -134,6 +136,7 @@ class _Service:
         self._users = itertools.cycle(users)
         self._cursors: dict[int, str] = {}
         self._counter = itertools.count()
+        self._key_prefix = f"cpu-{next(_SERVICE_NUMBERS)}"
         self._words = itertools.cycle(SEARCH_WORDS)
         self._videos = itertools.cycle(range(FIRST_VIDEO_ID, FIRST_VIDEO_ID + VIDEOS, 7))
         self.cpu_ms: dict[str, list[float]] = {}
@@ -143,6 +146,19 @@ class _Service:
         self.latency_ms: dict[str, list[float]] = {}
         """Each request's wall time, by endpoint."""
         self.misses = 0
+        self.refused = 0
+        """Event writes answered 503 (a store past its deadline on a loaded machine) and
+        sent again, as a client honouring ``Retry-After`` would."""
+
+    def _post(self, path: str, body: dict[str, Any], headers: dict[str, str], status: int) -> None:
+        for _ in range(_EVENT_ATTEMPTS - 1):
+            response = self.client.post(path, json=body, headers=headers)
+            if response.status_code != 503:
+                break
+            self.refused += 1
+        else:
+            response = self.client.post(path, json=body, headers=headers)
+        assert response.status_code == status, response.get_data(as_text=True)
 
     def _get(self, path: str, user: int) -> Any:
         response = self.client.get(path, headers=self._headers[user])
@@ -174,28 +190,25 @@ class _Service:
 
     def watch(self) -> None:
         user = next(self._users)
-        response = self.client.post(
+        self._post(
             f"/api/v1/reels/{next(self._videos)}/watch",
-            json={"completion": 0.75},
-            headers={**self._headers[user], "Idempotency-Key": f"cpu-{next(self._counter)}"},
+            {"completion": 0.75},
+            {**self._headers[user], "Idempotency-Key": f"{self._key_prefix}-{next(self._counter)}"},
+            201,
         )
-        assert response.status_code == 201, response.get_data(as_text=True)
 
     def like(self) -> None:
         user = next(self._users)
-        response = self.client.post(
-            f"/api/v1/reels/{next(self._videos)}/like", json={}, headers=self._headers[user]
-        )
-        assert response.status_code == 200, response.get_data(as_text=True)
+        self._post(f"/api/v1/reels/{next(self._videos)}/like", {}, self._headers[user], 200)
 
     def share(self) -> None:
         user = next(self._users)
-        response = self.client.post(
+        self._post(
             f"/api/v1/reels/{next(self._videos)}/share",
-            json={"channel": "link"},
-            headers={**self._headers[user], "Idempotency-Key": f"cpu-{next(self._counter)}"},
+            {"channel": "link"},
+            {**self._headers[user], "Idempotency-Key": f"{self._key_prefix}-{next(self._counter)}"},
+            201,
         )
-        assert response.status_code == 201, response.get_data(as_text=True)
 
     def endpoints(self) -> dict[str, Callable[[], None]]:
         return {"feed": self.feed, "search": self.search, "trending": self.trending,
@@ -306,7 +319,9 @@ def test_endpoint_cpu(benchmark: Any, stack: Any) -> None:
             )
         SUMMARY.append(
             f"example service CPU per request: feed pages ranked during the request "
-            f"(misses) {in_turn.misses} in turn, {side_by_side.misses} side by side"
+            f"(misses) {in_turn.misses} in turn, {side_by_side.misses} side by side; "
+            f"event writes refused and sent again {in_turn.refused} in turn, "
+            f"{side_by_side.refused} side by side"
         )
         benchmark.pedantic(side_by_side.search, rounds=1, iterations=1)
     finally:
@@ -405,6 +420,10 @@ def test_event_limit_cpu(benchmark: Any, stack: Any) -> None:
             )
             benchmark.extra_info[f"{name}_stock_ms"] = round(old, 3)
             benchmark.extra_info[f"{name}_answering_ms"] = round(new, 3)
+        SUMMARY.append(
+            f"example service event CPU per request: event writes refused and sent again "
+            f"{stock.refused} on the stock limiter storage, {answering.refused} on the other"
+        )
         benchmark.pedantic(answering.like, rounds=1, iterations=1)
     finally:
         for service in services.values():

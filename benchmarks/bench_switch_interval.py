@@ -44,7 +44,6 @@ testing = pytest.importorskip("reelrank_example.testing")
 
 from reelrank_example import (  # noqa: E402
     FIRST_USER_ID,
-    Settings,
     build_services,
     configured_stores,
     create_app,
@@ -59,7 +58,8 @@ PAGE_SIZE = 10
 PAGE_GAP_SECONDS = 0.01
 ROUNDS = 2 if QUICK else 6
 PAGES_PER_BLOCK = 40 if QUICK else 100
-INTERVALS = (0.005, 0.001, 0.0005)
+PYTHON_DEFAULT_INTERVAL = 0.005
+INTERVALS = (PYTHON_DEFAULT_INTERVAL, 0.001, 0.0005)
 CATALOG = {
     "REELRANK_VIDEOS": "600",
     "REELRANK_PENDING_VIDEOS": "0",
@@ -73,14 +73,6 @@ CATALOG = {
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     with testing.ServiceStack(tmp_path_factory.mktemp("stack"), CATALOG, bulk=True) as started:
         yield started
-
-
-def _settings(stack: Any) -> Settings:
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in stack.env.items():
-            if key.startswith("REELRANK_"):
-                patch.setenv(key, value)
-        return Settings()
 
 
 class _Competitor:
@@ -112,10 +104,11 @@ def _pure_python() -> object:
 
 
 def test_cache_hits_beside_another_thread_by_switch_interval(benchmark: Any, stack: Any) -> None:
-    settings = _settings(stack)
+    settings = stack.settings()
     services = build_services(configured_stores(settings), settings)
     client = create_app(services, settings).test_client()
-    secret = settings.auth_secret.get_secret_value()  # type: ignore[union-attr]
+    assert settings.auth_secret is not None
+    secret = settings.auth_secret.get_secret_value()
     hit_users = list(range(FIRST_USER_ID, FIRST_USER_ID + HIT_USERS))
     miss_users = list(range(FIRST_USER_ID + HIT_USERS, FIRST_USER_ID + USERS))
     headers = {user: {"Authorization": f"Bearer {issue_token(secret, user)}"} for user in hit_users}
@@ -163,13 +156,14 @@ def test_cache_hits_beside_another_thread_by_switch_interval(benchmark: Any, sta
     }
     latencies: dict[tuple[str, float], list[float]] = {}
     progress: dict[tuple[str, float], list[float]] = {}
-    default_interval = sys.getswitchinterval()
+    # Restored at the end: another benchmark's service may have set its own before.
+    interval_before = sys.getswitchinterval()
     try:
         for _ in range(PAGES_PER_BLOCK // 2):  # warm-up, not counted
             next_hit()
         for _ in range(ROUNDS):
             for name, work in competitors.items():
-                for interval in INTERVALS if work is not None else (default_interval,):
+                for interval in INTERVALS if work is not None else (PYTHON_DEFAULT_INTERVAL,):
                     sys.setswitchinterval(interval)
                     samples = latencies.setdefault((name, interval), [])
                     started = time.perf_counter()
@@ -185,7 +179,7 @@ def test_cache_hits_beside_another_thread_by_switch_interval(benchmark: Any, sta
                     rate = competitor.iterations / (time.perf_counter() - started)
                     progress.setdefault((name, interval), []).append(rate)
     finally:
-        sys.setswitchinterval(default_interval)
+        sys.setswitchinterval(interval_before)
         services.close()
     load = loadavg()
     lines = []
@@ -193,9 +187,9 @@ def test_cache_hits_beside_another_thread_by_switch_interval(benchmark: Any, sta
         p50, p99 = p50_p99_ms(samples)
         benchmark.extra_info[f"{name}_{interval}_hit_p99_ms"] = round(p99, 2)
         line = f"{name} at {interval * 1000:g} ms: hit p50 {p50:.1f} / p99 {p99:.1f} ms"
-        if (name, interval) in progress and interval != default_interval:
+        if (name, interval) in progress and interval != PYTHON_DEFAULT_INTERVAL:
             rates = progress[(name, interval)]
-            baseline = progress[(name, default_interval)]
+            baseline = progress[(name, PYTHON_DEFAULT_INTERVAL)]
             ratio = (sum(rates) / len(rates)) / (sum(baseline) / len(baseline))
             line += f", competitor x{ratio:.2f} of its progress at 5 ms"
         lines.append(line)

@@ -46,6 +46,7 @@ from flask import Flask, Response
 
 from ._auth import issue_token
 from ._services import FIRST_USER_ID, FIRST_VIDEO_ID
+from ._settings import Settings
 
 __all__ = [
     "Gunicorn",
@@ -164,6 +165,25 @@ class ServiceStack:
         traceback: TracebackType | None,
     ) -> None:
         self._stack.close()
+
+    def settings(self, overrides: Mapping[str, str] | None = None) -> Settings:
+        """The service's settings as a worker on the stack reads them from its
+        environment, with ``overrides`` (``REELRANK_*`` variables) on top."""
+        values = {
+            name: value
+            for name, value in {**self.env, **(overrides or {})}.items()
+            if name.startswith("REELRANK_")
+        }
+        saved = {name: os.environ.get(name) for name in values}
+        os.environ.update(values)
+        try:
+            return Settings()
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    del os.environ[name]
+                else:
+                    os.environ[name] = value
 
     def command(self, *args: str) -> str:
         """Run ``python -m reelrank_example ARGS`` against the stack and return its

@@ -14,7 +14,8 @@ round: each round drives this tree's code and the baseline's, in child processes
 ``REELRANK_BENCH_WRITE_RATES`` (events/s: 30 and 100; quick mode 30). Printed per
 size, rate and code: the latency of the append, the log's record, the like's count
 read and the whole event (p50 / p99), and from ``system.query_log`` the mean time and
-rows read of each statement the writes ran. Skips when ``clickhouse-server`` or
+rows read of each statement the writes ran, and the background merges of each table
+in that time (``system.part_log``). Skips when ``clickhouse-server`` or
 ``reelrank-clickhouse`` is not installed.
 
 Run as ``python -m pytest benchmarks/bench_clickhouse_writes.py -s -p no:cacheprovider``.
@@ -46,6 +47,13 @@ _USERS = 100_000
 _THREADS = 64
 
 pytestmark = pytest.mark.timeout(900 if _QUICK else 3_600)
+
+# The server's log of new and merged parts, for the merges behind each drive.
+_PART_LOG = """<part_log>
+    <database>system</database>
+    <table>part_log</table>
+    <flush_interval_milliseconds>1000</flush_interval_milliseconds>
+</part_log>"""
 
 
 def _seed(port: int, database: str, events: int) -> None:
@@ -214,6 +222,22 @@ FORMAT TSV"""
     return found
 
 
+def _merges(server: Any, since: int, database: str) -> list[tuple[str, int, float, float]]:
+    """Per table of ``database``: the background merges that ended since Unix time
+    ``since``, their total time (ms) and the rows they wrote."""
+    server.execute("SYSTEM FLUSH LOGS")
+    rows = server.execute(
+        f"""SELECT table, count(), sum(duration_ms), sum(rows) FROM system.part_log
+WHERE event_type = 2 AND database = '{database}' AND event_time >= toDateTime({since})
+GROUP BY table ORDER BY table FORMAT TSV"""
+    )
+    found = []
+    for line in rows.strip().splitlines():
+        table, count, total_ms, written = line.split("\t")
+        found.append((table, int(count), float(total_ms), float(written)))
+    return found
+
+
 def test_event_writes_at_scale(tmp_path: Path) -> None:
     reelrank_clickhouse = pytest.importorskip("reelrank_clickhouse")
     from reelrank_clickhouse.testing import ClickHouseServer, find_clickhouse_server
@@ -231,7 +255,9 @@ def test_event_writes_at_scale(tmp_path: Path) -> None:
     seconds = float(os.environ.get("REELRANK_BENCH_WRITE_SECONDS", "6" if _QUICK else "20"))
     rounds = int(os.environ.get("REELRANK_BENCH_WRITE_ROUNDS", "1" if _QUICK else "2"))
     codes = {"this tree": None} | ({"baseline": baseline} if baseline else {})
-    with ClickHouseServer(tmp_path / "clickhouse", query_log=True) as server:
+    with ClickHouseServer(
+        tmp_path / "clickhouse", query_log=True, extra_config=_PART_LOG
+    ) as server:
         port = str(server.tcp_port)
         for size in _SIZES:
             for index, (code, source) in enumerate(codes.items()):
@@ -277,6 +303,13 @@ def test_event_writes_at_scale(tmp_path: Path) -> None:
                             print(
                                 f"  {count:5d} x {mean_ms:6.1f} ms {cpu_ms:6.1f} ms CPU "
                                 f"{mean_rows:10.0f} rows  {head}"
+                            )
+                        for table, count, total_ms, written in _merges(
+                            server, since, f"writes_{size}_{index}"
+                        ):
+                            print(
+                                f"  merges of {table}: {count}, {total_ms:.0f} ms in all, "
+                                f"{written:,.0f} rows written"
                             )
 
 

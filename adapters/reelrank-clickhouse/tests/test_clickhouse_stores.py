@@ -315,8 +315,6 @@ def test_table_names_come_from_the_config(clickhouse_config: ClickHouseConfig) -
             "ev_fix",
             "ev_rollup",
             "ev_log",
-            "ev_log_ids",
-            "ev_log_ids_mv",
         }
         drop_schema(engine, config)
         with engine.connect() as conn:

@@ -39,7 +39,11 @@ class ClickHouseTables(AdapterSettings):
     engagement_log: str = Field(default="engagement_log", pattern=_IDENTIFIER)
     """The engagement log's events."""
     engagement_log_ids: str = Field(default="engagement_log_ids", pattern=_IDENTIFIER)
-    """The engagement log's ids, for its duplicate check."""
+    """The table (and its view, this name plus ``_mv``) that kept the engagement log's
+    ids up to 0.1.0, for its duplicate check, which now reads the log itself:
+    :func:`~reelrank_clickhouse.migrate_schema` and
+    :func:`~reelrank_clickhouse.drop_schema` drop them by this name, and no other table
+    may take it."""
 
     @model_validator(mode="after")
     def _distinct(self) -> ClickHouseTables:

@@ -9,8 +9,7 @@ every start. The layout (default names; see *ClickHouse adapter* in the docs)::
                                                 ORDER BY (tag, a, b, c, event_id),
                                                 index_granularity from the config
     event_corrections   ReplacingMergeTree(copies), ORDER BY event_id
-    engagement_log      ReplacingMergeTree by month
-      engagement_log_ids_mv -> engagement_log_ids  ReplacingMergeTree, ORDER BY event_id
+    engagement_log      ReplacingMergeTree by month, ORDER BY (occurred_at, occurred_us, event_id)
 
 ``event_aggregates`` holds every aggregate *and* the per-id copy counts, one kind of
 row per ``tag`` (see :class:`Tag`). One view feeding one unpartitioned table writes one
@@ -208,7 +207,6 @@ class _Layout:
         events, aggregates = self.local(t.events), self.local(t.aggregates)
         corrections, log = self.local(t.corrections), self.local(t.engagement_log)
         rollup = self.local(t.stats_rollup)
-        log_ids = self.local(t.engagement_log_ids)
         return [
             # A redelivered event has the same occurred_at and event_id as the original,
             # so the ReplacingMergeTree key collapses the raw copies on merge; by month so
@@ -264,14 +262,6 @@ ORDER BY video_id""",
 ) ENGINE = {self.engine("ReplacingMergeTree", t.engagement_log)}
 PARTITION BY toYYYYMM(occurred_at)
 ORDER BY (occurred_at, occurred_us, event_id)""",
-            f"""CREATE TABLE IF NOT EXISTS {log_ids} (
-    event_id String,
-    occurred_at DateTime('UTC')
-) ENGINE = {self.engine("ReplacingMergeTree", t.engagement_log_ids)}
-PARTITION BY toYYYYMM(occurred_at)
-ORDER BY event_id""",
-            f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {log_ids}_mv TO {log_ids} AS
-SELECT event_id, occurred_at FROM {log}""",
         ]
 
     def aggregates_view(self) -> str:
@@ -337,8 +327,15 @@ GROUP BY video, user_id_"""
 
     def drop_order(self) -> list[str]:
         t = self.tables
-        views = [f"{self.local(t.aggregates)}_mv", f"{self.local(t.engagement_log_ids)}_mv"]
+        views = [f"{self.local(t.aggregates)}_mv", *self.former_log_ids()[:1]]
         return views + [self.local(name) for name in t.model_dump().values()]
+
+    def former_log_ids(self) -> list[str]:
+        """The view and the table that kept the engagement log's ids before the log's
+        duplicate check read the log itself, in the order to drop them: every insert
+        into the log still wrote the view's table, which nothing reads any more."""
+        log_ids = self.local(self.tables.engagement_log_ids)
+        return [f"{log_ids}_mv", log_ids]
 
 
 def _distributed(config: ClickHouseConfig) -> list[str]:
@@ -352,11 +349,13 @@ def _distributed(config: ClickHouseConfig) -> list[str]:
     tables = config.tables
     statements = []
     for name in tables.model_dump().values():
+        if name == tables.engagement_log_ids:
+            continue  # no longer created (see _Layout.former_log_ids)
         local = name + config.local_suffix
         arguments = [config.cluster, config.database, local]
         if name == tables.stats_rollup:
             arguments.append("video_id")
-        elif name not in (tables.aggregates, tables.engagement_log_ids):
+        elif name != tables.aggregates:
             arguments.append("cityHash64(user_id)")
         statements.append(
             f"CREATE TABLE IF NOT EXISTS {name} AS {local} "
@@ -486,9 +485,12 @@ def migrate_schema(engine: Engine, config: ClickHouseConfig | None = None) -> bo
     (video, user) pair as a row of bucket 0, with its last like or unlike: before
     every roll-up's watermark, so a roll-up written before the migration keeps holding.
     Then it creates the current view and the roll-up table. The version-2 arrival rows
-    are left in place, unread. Safe to run again after a failure: each backfill is
-    skipped where its rows exist. Tables of the current version, or none, are left
-    alone.
+    are left in place, unread. On every server, whatever the version, it also drops
+    the former table of the engagement log's ids and its view
+    (:attr:`ClickHouseTables.engagement_log_ids`): the log's duplicate check reads the
+    log itself, and that view only made every insert into the log write a second
+    table. Safe to run again after a failure: each backfill is skipped where its rows
+    exist. Tables of the current version, or none, are left alone.
     """
     layout = _layout(config)
     upgraded = False
@@ -496,6 +498,7 @@ def migrate_schema(engine: Engine, config: ClickHouseConfig | None = None) -> bo
         backfilled: set[int] = set()
         for shard, server in servers:
             with store_errors("events", "migrate schema"), server.connect() as connection:
+                upgraded = _drop_former_log_ids(connection, layout, config) or upgraded
                 found = _found_version(connection, layout)
                 aggregates = layout.local(layout.tables.aggregates)
                 if found == SCHEMA_VERSION or (
@@ -533,6 +536,20 @@ def migrate_schema(engine: Engine, config: ClickHouseConfig | None = None) -> bo
                 upgraded = True
     create_schema(engine, config)  # the roll-up table, and the Distributed one over it
     return upgraded
+
+
+def _drop_former_log_ids(
+    connection: Connection, layout: _Layout, config: ClickHouseConfig | None
+) -> bool:
+    """Drop the former table of the engagement log's ids and its view (and, in sharded
+    mode, the ``Distributed`` table over it) where they exist; whether any did."""
+    names = layout.former_log_ids()
+    if config is not None and config.cluster is not None:
+        names.append(layout.tables.engagement_log_ids)
+    present = [name for name in names if _exists(connection, name)]
+    for name in present:
+        connection.execute(text(f"DROP TABLE IF EXISTS {name}"))
+    return bool(present)
 
 
 def _exists(connection: Connection, table: str) -> bool:

@@ -787,28 +787,6 @@ def _arrival_bucket(at: datetime) -> int:
     return nanoseconds >> ARRIVAL_BUCKET_SHIFT
 
 
-_HASHES = "{hashes}"
-_HASHES_PER_CHECK = 256
-"""The most ids a duplicate check names in its text (about 37 kB at the longest ids)."""
-
-
-def _hash_condition(ids: Sequence[str]) -> tuple[str, dict[str, str]]:
-    """The condition on ``b`` of a duplicate check of ``ids``, and its parameters.
-
-    A check reads the id rows of the batch's hours; an hour holds every id that occurred
-    in it (20,000 after a seed of 1,000,000 events over two weeks, and 100 events/s add
-    360,000 more). The hashes of the ids as literals, ``cityHash64('...')``, narrow the
-    key range to a granule per id and part on 18.16, which a subquery's or an external
-    table's set does not: the check then reads about as many rows whatever the hour
-    holds. A batch of more ids than :data:`_HASHES_PER_CHECK` (a bulk load) keeps the
-    subquery, since a query's text is limited (256 kB by default)."""
-    if len(ids) > _HASHES_PER_CHECK:
-        return "GLOBAL IN (SELECT cityHash64(event_id) FROM batch)", {}
-    names = [f"id{index}" for index in range(len(ids))]
-    condition = "IN (" + ", ".join(f"cityHash64(%({name})s)" for name in names) + ")"
-    return condition, dict(zip(names, ids, strict=True))
-
-
 def _hours(seconds: Sequence[int]) -> tuple[int, ...]:
     """The distinct hours (since 1970) of Unix times ``seconds``, for ``IN %(hours)s``."""
     hours: list[int] = np.unique(np.asarray(seconds, dtype=np.int64) // 3600).tolist()
@@ -908,10 +886,10 @@ class _Queries:
         )
         # GLOBAL IN: over Distributed tables the initiator ships the batch to every shard.
         # The hashes narrow the rows by number (PREWHERE reads their column only); the
-        # ids themselves are compared on the rows left. ``{hashes}`` is the hashes'
-        # condition, :func:`_hash_condition`.
+        # ids themselves are compared on the rows left.
         id_rows = f"""FROM {agg}
-PREWHERE tag = {Tag.EVENT_ID} AND a IN %(hours)s AND b {_HASHES}
+PREWHERE tag = {Tag.EVENT_ID} AND a IN %(hours)s
+  AND b GLOBAL IN (SELECT cityHash64(event_id) FROM batch)
 WHERE c = 0 AND event_id GLOBAL IN batch"""
         self.copies = f"""SELECT event_id, countMerge(events), minMerge(first_seq)
 {id_rows}
@@ -1648,9 +1626,7 @@ class ClickHouseEventStore:
         ``ids`` (all of them with :attr:`_Queries.copies`, those stored more than once
         with :attr:`_Queries.copied`), looked up under the hours of the events' times
         ``seconds`` (Unix seconds, as :func:`event_columns` gives them)."""
-        condition, hashes = _hash_condition(ids)
-        columns = id_check_columns(client, query.replace(_HASHES, condition),
-                                   {"hours": _hours(seconds), **hashes}, table="batch",
+        columns = id_check_columns(client, query, {"hours": _hours(seconds)}, table="batch",
                                    ids=list(ids))  # fmt: skip
         # ``tolist`` gives plain str and int: a numpy integer would be looked up in a
         # ``range`` by iterating it.
@@ -1664,13 +1640,8 @@ class ClickHouseEventStore:
     def _copied(self, client: Client, ids: Sequence[str], seconds: Sequence[int]) -> bool:
         """Whether any of ``ids`` may be stored more than once, from their total copy
         count and number of distinct hashes (see :attr:`_Queries.totals`)."""
-        condition, id_params = _hash_condition(ids)
         copies, hashes = id_check_columns(
-            client,
-            self._queries.totals.replace(_HASHES, condition),
-            {"hours": _hours(seconds), **id_params},
-            table="batch",
-            ids=list(ids),
+            client, self._queries.totals, {"hours": _hours(seconds)}, table="batch", ids=list(ids)
         )
         return int(copies[0]) != int(hashes[0])
 

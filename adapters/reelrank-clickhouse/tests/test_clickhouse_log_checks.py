@@ -1,8 +1,6 @@
-"""The checks before each write, whose cost must not grow with the events stored: the
-event store's duplicate checks read a granule per id of the batch's hours, not every
-id of those hours; the engagement log's known-id check reads the log itself, only the
-rows of the seconds of the batch's events, and the migration drops the table of ids
-it used to read."""
+"""The engagement log's known-id check: it reads the log itself, only the rows of the
+seconds of the batch's events, so its cost does not grow with the events the log
+holds; and the migration drops the table of ids it used to read."""
 
 from __future__ import annotations
 
@@ -15,14 +13,12 @@ from hypothesis import strategies as st
 from reelrank_clickhouse import (
     ClickHouseConfig,
     ClickHouseEngagementLog,
-    ClickHouseEventStore,
     connect,
     create_schema,
     drop_schema,
     migrate_schema,
 )
 from reelrank_clickhouse._engagement_log import _SECONDS_PER_CHECK, _known_check
-from reelrank_clickhouse._event_store import _HASHES_PER_CHECK
 from reelrank_clickhouse.testing import (
     ClickHouseCluster,
     ClickHouseServer,
@@ -47,18 +43,6 @@ def logged_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClickHou
         pytest.skip("clickhouse-server is not installed (scripts/test.sh installs it)")
     with ClickHouseServer(tmp_path_factory.mktemp("logged-clickhouse"), query_log=True) as server:
         yield server
-
-
-def _rows_read(server: ClickHouseServer, pattern: str) -> list[int]:
-    """The rows each finished query whose text is ``LIKE pattern`` read, in order."""
-    server.execute("SYSTEM FLUSH LOGS")
-    return [
-        int(rows)
-        for rows in server.execute(
-            "SELECT read_rows FROM system.query_log WHERE type = 2 "
-            f"AND query LIKE '{pattern}' ORDER BY event_time"
-        ).split()
-    ]
 
 
 def _engine(server: ClickHouseServer) -> Engine:
@@ -91,42 +75,18 @@ def test_the_known_id_check_reads_the_seconds_of_its_batch_not_the_whole_log(
         past = past.model_copy(update={"event_id": "past-777"})
         assert log.record_each([new, past]) == [True, False]
         assert log.record(new) is False
-        read = _rows_read(logged_server, "SELECT DISTINCT event_id FROM %")
+        logged_server.execute("SYSTEM FLUSH LOGS")
+        read = [
+            int(rows)
+            for rows in logged_server.execute(
+                "SELECT read_rows FROM system.query_log WHERE type = 2 "
+                "AND query LIKE 'SELECT DISTINCT event_id FROM %' ORDER BY event_time"
+            ).split()
+        ]
         assert len(read) == 2
         # A granule or two per second named, in the one part the insert made, and
         # the new event's part: not the log's 100,000 rows.
         assert max(read) <= 2 * _GRANULE + 1
-    finally:
-        engine.dispose()
-
-
-def test_the_duplicate_checks_read_a_granule_per_id_not_every_id_of_the_hour(
-    logged_server: ClickHouseServer,
-) -> None:
-    engine = _engine(logged_server)
-    try:
-        # 50,000 events in the hour of _NOW, through the events table's view as an
-        # ingest writes them: 50,000 id rows under that hour.
-        hour = int(_NOW.timestamp()) // 3600 * 3600
-        logged_server.execute(
-            "INSERT INTO logged.events (event_id, kind, user_id, video_id, occurred_at, "
-            "occurred_us, completion, seq, creator_id) "
-            "SELECT concat('hour-', toString(number)), 'watch', 1 + number % 1000, "
-            f"1 + number % 5000, toDateTime({hour} + number % 3600), 0, 0.5, number, 1 "
-            f"FROM numbers({_LOGGED_EVENTS // 2})"
-        )
-        store = ClickHouseEventStore(engine)
-        stored = make_event(
-            "watch", occurred_at=datetime.fromtimestamp(hour + 4321 % 3600, UTC)
-        ).model_copy(update={"event_id": "hour-4321"})
-        new = make_event("watch", occurred_at=_NOW)
-        assert store.append_each([(stored, 1), (new, 1)]) == [False, True]
-        assert store.get_stats([1])[1].views == 1 + (_LOGGED_EVENTS // 2) // 5000
-        read = _rows_read(logged_server, "SELECT %countMerge(events)%FROM event_aggregates%")
-        assert len(read) == 2  # the copies before the insert, the totals after it
-        # The aggregate table's granules are 1,024 rows: one per id and part (the
-        # ingest's part, the append's), not the hour's 50,000 ids.
-        assert max(read) <= 4 * 1_024
     finally:
         engine.dispose()
 
@@ -231,16 +191,3 @@ def test_migrate_schema_drops_the_former_table_of_log_ids_on_every_shard(
     event = make_event("watch", user_id=3, occurred_at=_NOW)
     assert log.record(event) is True
     assert log.record(event) is False
-
-
-@pytest.mark.parametrize("count", [1, _HASHES_PER_CHECK, _HASHES_PER_CHECK + 1])
-def test_the_duplicate_checks_name_the_hashes_or_read_them_from_the_batch(
-    clickhouse_engine: Engine, count: int
-) -> None:
-    store = ClickHouseEventStore(clickhouse_engine)
-    stored = [make_event("watch", occurred_at=_NOW) for _ in range(count)]
-    assert store.append_many([(event, 1) for event in stored[::2]]) == len(stored[::2])
-    batch = [(event, 1) for event in stored]
-    assert store.append_each(batch) == [index % 2 == 1 for index in range(count)]
-    assert store.append_many(batch) == 0
-    assert store.get_stats([1])[1].views == count

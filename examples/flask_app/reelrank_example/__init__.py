@@ -269,8 +269,7 @@ def create_default_app(settings: Settings | None = None) -> Flask:
     full collections are made rarer (one per 100 middle collections instead of 10, see
     :func:`gc.set_threshold`). Every collection's pause is timed into
     ``reelrank_gc_pause_seconds``. The thread switch interval is set from
-    ``REELRANK_SWITCH_INTERVAL_SECONDS`` (1 ms by default, against Python's 5 ms), so a
-    request thread waits less for the interpreter lock behind background work.
+    ``REELRANK_SWITCH_INTERVAL_SECONDS`` (Python's 5 ms by default).
     """
     settings = settings or Settings()
     configure_logging(settings)

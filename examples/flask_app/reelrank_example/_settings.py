@@ -121,14 +121,16 @@ class Settings(BaseSettings):
     cache miss (:attr:`reelrank.FeedServiceConfig.affinity_reuse_seconds`); an event
     the worker records for the user drops them at once, one recorded by another worker
     counts in the ranking at most this late. ``0`` reads them for every ranking."""
-    switch_interval_seconds: float = Field(default=0.001, ge=0.0001, le=0.1, allow_inf_nan=False)
+    switch_interval_seconds: float = Field(default=0.005, ge=0.0001, le=0.1, allow_inf_nan=False)
     """The interpreter's thread switch interval (:func:`sys.setswitchinterval`) in each
     worker: how long a thread that needs the interpreter lock waits while another
     thread runs Python before that thread is asked to let go. A cache hit needs the
     lock several times (after each socket read and store call), so behind background
     work (the candidate pool's refresh, trending, refills) it waits up to this long
-    each time. Python's default is 5 ms; 1 ms halved the cache hits' median beside a
-    thread running Python (*Thread switch interval* in the capacity log)."""
+    each time. The default is Python's own, 5 ms. In-process, 1 ms halved the cache
+    hits' median beside a thread running Python; over HTTP an earlier trial did not
+    lower the hits' tail on a quiet machine (*Thread switch interval* in the capacity
+    log), so measure before lowering it."""
     redis_timeout_seconds: float = Field(default=0.1, gt=0.0, le=5.0, allow_inf_nan=False)
     """Socket and connect timeout of every Redis client the service makes (feed cache,
     seen sets, rate limits); a timed-out call is not retried, so a frozen Redis costs a

@@ -25,6 +25,16 @@ first checkout are printed with the load average::
 
     python benchmarks/search_stages.py /path/to/old /path/to/new --rounds 6
 
+With ``--aged-counts`` the counts the process keeps for search are dropped too before
+each first search (not timed), as when a query comes back after
+``search_counts_seconds`` plus ``search_counts_stale_seconds`` (or its matches' counts
+were dropped by events this process recorded): the search reads them during the
+request, from the event store's memory when it holds the statistics' roll-up, else
+from ClickHouse. With ``--fold-stats`` the statistics are rolled up once after seeding
+(the deployment runs ``fold-stats`` every five minutes), past the seed's last arrival
+bucket as ``miss_page_stages.py`` does, so the event store answers bounded-age reads
+from memory.
+
 ``REELRANK_BENCH_SEARCH_VIDEOS`` sets the catalog (100,000 by default, seeded with
 ``seed --bulk``, about a minute).
 """
@@ -52,10 +62,10 @@ SOURCE_DIRS = ("src", "adapters/reelrank-redis/src", "adapters/reelrank-postgres
 KINDS = ("first", "reused")
 
 
-def _serve() -> None:
+def _serve(aged_counts: bool) -> None:
     with tempfile.TemporaryDirectory(prefix="reelrank-metrics-") as metrics_dir:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-        _serve_in()
+        _serve_in(aged_counts)
 
 
 class _Stages:
@@ -103,7 +113,7 @@ class _Stages:
             self.wrap_store(inner, label)
 
 
-def _serve_in() -> None:
+def _serve_in(aged_counts: bool) -> None:
     from reelrank_example import (
         Settings,
         _api,
@@ -151,6 +161,9 @@ def _serve_in() -> None:
     def one(kind: str, words: str) -> dict[str, float]:
         if kind == "first" and search._reuse is not None:
             search._reuse.drop_all()
+        if kind == "first" and aged_counts and services.search_counts is not None:
+            kept = services.search_counts._kept
+            services.search_counts._kept = type(kept)(kept._ttl, kept._size, kept._clock)
         current: dict[str, float] = {}
         stages.request_thread = threading.get_ident()
         stages.current = current
@@ -209,6 +222,16 @@ def main() -> None:
     parser.add_argument("checkouts", nargs="+", type=Path, help="the first is the baseline")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--block", type=int, default=48, help="queries per block (each twice)")
+    parser.add_argument(
+        "--aged-counts",
+        action="store_true",
+        help="drop the counts kept for search before each first search of a query",
+    )
+    parser.add_argument(
+        "--fold-stats",
+        action="store_true",
+        help="roll the statistics up once after seeding, as the deployment's job does",
+    )
     args = parser.parse_args()
     from reelrank_example import testing
 
@@ -224,6 +247,10 @@ def main() -> None:
         tempfile.TemporaryDirectory() as directory,
         testing.ServiceStack(Path(directory), catalog, bulk=True) as stack,
     ):
+        if args.fold_stats:
+            watermark = stack.wait_for_seed_watermark()
+            assert watermark is not None  # no stopping event was given
+            stack.command("fold-stats", "--until", watermark[0].isoformat())
         processes: dict[str, Any] = {}
         for checkout in args.checkouts:
             root = checkout.resolve()
@@ -231,7 +258,7 @@ def main() -> None:
                    "PYTHONPATH": os.pathsep.join(str(root / part) for part in SOURCE_DIRS),
                    "NUMBA_CACHE_DIR": str(root / ".numba_cache")}  # fmt: skip
             processes[str(checkout)] = subprocess.Popen(
-                [sys.executable, __file__, "--serve"],
+                [sys.executable, __file__, "--serve", str(int(args.aged_counts))],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
             )  # fmt: skip
         for name, process in processes.items():
@@ -255,6 +282,7 @@ def main() -> None:
             process.stdin.close()
             process.wait(timeout=60)
     baseline = str(args.checkouts[0])
+    print(f"aged counts: {args.aged_counts}, statistics rolled up: {args.fold_stats}")
     print(f"{videos} videos, {args.rounds} rounds of {args.block} queries x {len(KINDS)} "
           "searches per checkout")  # fmt: skip
     for kind in KINDS:
@@ -291,7 +319,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 2 and sys.argv[1] == "--serve":
-        _serve()
+    if len(sys.argv) == 3 and sys.argv[1] == "--serve":
+        _serve(sys.argv[2] == "1")
     else:
         main()

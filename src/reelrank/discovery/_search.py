@@ -16,6 +16,8 @@ the process for that long.
 
 from __future__ import annotations
 
+import itertools
+import operator
 import threading
 import time
 from collections import OrderedDict
@@ -39,6 +41,8 @@ __all__ = ["SearchHit", "VideoSearch"]
 # The counts of a match the event store has nothing for: views, completion sum, likes,
 # shares, comments.
 _NO_COUNTS = (0, 0.0, 0, 0, 0)
+# A match's counts, in the order of _NO_COUNTS.
+_counts_of = operator.attrgetter("views", "completion_sum", "likes", "shares", "comments")
 
 # A parsed query's terms as (text, prefix) pairs, in query order, and the number of
 # matches asked of the index.
@@ -219,15 +223,14 @@ class VideoSearch:
             return []
         ids = video_ids.tolist()
         stats = self._stats.get_stats(ids) if self._stats else {}
-        rows = (stats.get(video_id) for video_id in ids)
-        counts = np.array(
-            [
-                (row.views, row.completion_sum, row.likes, row.shares, row.comments)
-                if row is not None
-                else _NO_COUNTS
-                for row in rows
-            ],
-            dtype=np.float64,
+        # One flat run of numbers rather than a list of tuples for np.array to parse:
+        # building the counts is the blend's largest part (500 matches, 500 rows).
+        counts = np.fromiter(
+            itertools.chain.from_iterable(
+                _NO_COUNTS if row is None else _counts_of(row) for row in map(stats.get, ids)
+            ),
+            np.float64,
+            len(ids) * len(_NO_COUNTS),
         ).reshape(len(ids), len(_NO_COUNTS))
         quality = _qualities(counts, self._ranking)
         best = float(text_scores.max())

@@ -11,6 +11,7 @@ import dataclasses
 import io
 import json
 import logging
+import re
 import sys
 import warnings
 from collections.abc import Iterator
@@ -290,3 +291,44 @@ def test_no_token_survives_redaction_whatever_surrounds_it(
     token = issue_token(SECRET, user)
     event = redact(None, "info", {"event": f"{prefix}{token}{suffix}"})
     assert token.rsplit(".", 1)[1] not in event["event"]
+
+
+# The redaction as four substitutions over every string, written out here as the
+# reference a string's redaction must equal whatever shortcut the service takes.
+_REFERENCE_SUBSTITUTIONS = (
+    (r"eyJ[A-Za-z0-9_\-]*\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*", "[redacted]"),
+    (r"[A-Za-z0-9_\-]{16,}\.[A-Za-z0-9_\-]{32,}", "[redacted]"),
+    (r"(?i)\b(bearer)\s+[^\s\"',;]+", r"\1 [redacted]"),
+    (r"(?i)\b((?:next_)?cursor=)[^&\s\"']*", r"\1[redacted]"),
+)
+_BASE64URL = "abcXYZ0189_-"
+# "\u017f", the long s, matches "s" under the patterns' ignore-case.
+_SHORTEST_SIGNED = "a" * 16 + "." + "Z9_-" * 8
+_SECRET_PARTS = ("eyJ", ".", _SHORTEST_SIGNED, "a" * 16, "Z9_-" * 8, "Bearer ", "bEaReR\t",
+                 "cursor=", "NEXT_CURSOR=", "cur\u017for=", "BEARER", "&", " ", '"', ",",
+                 "?", ":", "é")  # fmt: skip
+_TEXTS = st.lists(
+    st.one_of(
+        st.sampled_from(_SECRET_PARTS),
+        st.text(alphabet=_BASE64URL, min_size=1, max_size=40),
+        st.text(max_size=4),
+    ),
+    max_size=12,
+).map("".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=_TEXTS)
+def test_redaction_of_a_string_is_the_four_substitutions(text: str) -> None:
+    expected = text
+    for pattern, replacement in _REFERENCE_SUBSTITUTIONS:
+        expected = re.sub(pattern, replacement, expected)
+    assert redact(None, "info", {"event": text, "nested": [{"value": text}]}) == {
+        "event": expected,
+        "nested": [{"value": expected}],
+    }
+
+
+def test_values_without_text_pass_redaction_unchanged() -> None:
+    event = {"status": 200, "latency_ms": 3.125, "ok": True, "user_id": None, "n": 2**70}
+    assert redact(None, "info", dict(event)) == event

@@ -43,68 +43,24 @@ makes no affinity read unless the setting is ``0`` in the environment.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-from collections import defaultdict
 from pathlib import Path
-from typing import Any
+
+from stage_timing import (
+    StageTimer,
+    print_cpu,
+    print_stage_table,
+    quantile,
+    run_checkouts,
+    serve_with_metrics_dir,
+)
 
 PAGE_SIZE = 10
 USERS = 300
-SOURCE_DIRS = ("src", "adapters/reelrank-redis/src", "adapters/reelrank-postgres/src",
-               "adapters/reelrank-clickhouse/src", "examples/flask_app")  # fmt: skip
-
-
-def _serve(cold_cards: bool) -> None:
-    with tempfile.TemporaryDirectory(prefix="reelrank-metrics-") as metrics_dir:
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-        _serve_in(cold_cards)
-
-
-class _Stages:
-    """Wall milliseconds per stage of the request being measured."""
-
-    def __init__(self) -> None:
-        self.current: dict[str, float] | None = None
-        self.wrapped: set[int] = set()
-
-    def wrap(self, owner: Any, name: str, stage: str) -> None:
-        function = getattr(owner, name)
-
-        @functools.wraps(function)
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
-            try:
-                return function(*args, **kwargs)
-            finally:
-                current = self.current
-                if current is not None:
-                    elapsed = 1e3 * (time.perf_counter() - started)
-                    current[stage] = current.get(stage, 0.0) + elapsed
-
-        setattr(owner, name, timed)
-
-    def wrap_store(self, store: Any, label: str) -> None:
-        self.wrapped.add(id(store))
-        # A proxy forwarding to the store it wraps (the group commit of events, the
-        # event store sharing its counts with the cards).
-        inner = vars(store).get("_store")
-        for name in dir(type(store)):
-            if name.startswith("_") or not callable(getattr(type(store), name, None)):
-                continue
-            if isinstance(getattr(type(store), name), property):
-                continue
-            # A proxy's own method around the store's: timed apart, not twice as one.
-            proxied = inner is not None and hasattr(inner, name)
-            self.wrap(store, name, f"{label} proxy.{name}" if proxied else f"{label}.{name}")
-        if inner is not None:
-            self.wrap_store(inner, label)
 
 
 def _serve_in(cold_cards: bool) -> None:
@@ -140,7 +96,7 @@ def _serve_in(cold_cards: bool) -> None:
     headers = {user: {"Authorization": f"Bearer {issue_token(secret, user)}"} for user in users}
     feed = services.feed
     services.feed.refresh_candidates()
-    stages = _Stages()
+    stages = StageTimer()
     for label, store in (("catalog", feed._users._catalog), ("events", feed._users._events),
                          ("seen", feed._users._seen),
                          ("shared cache", feed._snapshots.shared_level)):  # fmt: skip
@@ -198,17 +154,6 @@ def _serve_in(cold_cards: bool) -> None:
     services.close()
 
 
-def _ask(process: Any, count: int) -> dict[str, Any]:
-    process.stdin.write(f"{count}\n")
-    process.stdin.flush()
-    return dict(json.loads(process.stdout.readline()))
-
-
-def _quantile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkouts", nargs="+", type=Path, help="the first is the baseline")
@@ -226,8 +171,6 @@ def main() -> None:
         help="roll the statistics up once after seeding, as the deployment's job does",
     )
     args = parser.parse_args()
-    from reelrank_example import testing
-
     videos = int(os.environ.get("REELRANK_BENCH_MISS_VIDEOS", "100000"))
     catalog = {
         "REELRANK_VIDEOS": str(videos),
@@ -236,76 +179,14 @@ def main() -> None:
         "REELRANK_EVENTS": str(videos),
         "REELRANK_CREATORS": str(max(10, videos // 100)),
     }
-    with (
-        tempfile.TemporaryDirectory() as directory,
-        testing.ServiceStack(Path(directory), catalog, bulk=True) as stack,
-    ):
-        if args.fold_stats:
-            watermark = stack.wait_for_seed_watermark()
-            assert watermark is not None  # no stopping event was given
-            stack.command("fold-stats", "--until", watermark[0].isoformat())
-        processes: dict[str, Any] = {}
-        for checkout in args.checkouts:
-            root = checkout.resolve()
-            env = {**os.environ, **stack.env,
-                   "PYTHONPATH": os.pathsep.join(str(root / part) for part in SOURCE_DIRS),
-                   "NUMBA_CACHE_DIR": str(root / ".numba_cache")}  # fmt: skip
-            processes[str(checkout)] = subprocess.Popen(
-                [sys.executable, __file__, "--serve", str(int(args.cold_cards))],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
-            )  # fmt: skip
-        for name, process in processes.items():
-            assert process.stdout.readline().strip() == "ready", f"{name} did not start"
-        for process in processes.values():  # warm-up, not counted
-            _ask(process, args.block // 2)
-        cpu: dict[str, list[float]] = defaultdict(list)
-        rows: dict[str, list[dict[str, float]]] = defaultdict(list)
-        loads = []
-        for round_number in range(args.rounds):
-            order = list(processes.items())
-            shift = round_number % len(order)
-            for name, process in order[shift:] + order[:shift]:
-                answer = _ask(process, args.block)
-                cpu[name].append(answer["cpu"])
-                rows[name].extend(answer["rows"])
-            loads.append(Path("/proc/loadavg").read_text().split()[0])
-        load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
-        for process in processes.values():
-            process.stdin.close()
-            process.wait(timeout=60)
-    baseline = str(args.checkouts[0])
-    stage_names = sorted({stage for row in rows[baseline] for stage in row})
-    for name in processes:
-        stage_names += [
-            s for s in sorted({s for r in rows[name] for s in r}) if s not in stage_names
-        ]
+    blocks = run_checkouts(__file__, args.checkouts, args.cold_cards, catalog=catalog,
+                           fold_stats=args.fold_stats, rounds=args.rounds,
+                           block=args.block)  # fmt: skip
+    rows = {name: [row for block in blocks.rows[name] for row in block] for name in blocks.names}
     print(f"{videos} videos, {args.rounds} rounds of {args.block} misses per checkout")
-    header = (
-        "| stage | "
-        + " | ".join(f"{Path(name).name}: n, p50 / p99 ms" for name in processes)
-        + " | p50 ratio |"
-    )
-    print(header)
-    print("|" + " --- |" * (len(processes) + 2))
-    for stage in stage_names:
-        cells = []
-        p50s = []
-        for name in processes:
-            values = [row[stage] for row in rows[name] if stage in row]
-            if not values:
-                cells.append("-")
-                p50s.append(float("nan"))
-                continue
-            p50s.append(statistics.median(values))
-            cells.append(f"{len(values)}, {p50s[-1]:.2f} / {_quantile(values, 0.99):.2f}")
-        ratio = p50s[-1] / p50s[0] if p50s[0] else float("nan")
-        print(f"| {stage} | " + " | ".join(cells) + f" | {ratio:.3f} |")
-    base_cpu = statistics.median(cpu[baseline])
-    for name in processes:
-        median = statistics.median(cpu[name])
-        print(f"CPU per miss, {name}: median of blocks {median:.2f} ms "
-              f"({min(cpu[name]):.2f}-{max(cpu[name]):.2f}), x{median / base_cpu:.3f}")  # fmt: skip
-    for name in processes:
+    print_stage_table(blocks.names, rows)
+    print_cpu(blocks, "miss")
+    for name in blocks.names:
         # Misses whose ranking read the user's affinities, and those that reused a read.
         read = [row for row in rows[name] if any("get_affinities" in stage for stage in row)]
         reused = [row for row in rows[name] if row not in read]
@@ -314,12 +195,12 @@ def main() -> None:
                 requests = [row["request"] for row in group]
                 print(f"{name}: {label}: {len(group)} misses, request p50 "
                       f"{statistics.median(requests):.2f} / p99 "
-                      f"{_quantile(requests, 0.99):.2f} ms")  # fmt: skip
-    print(f"load average after each round: {' '.join(loads)}; at the end {load}")
+                      f"{quantile(requests, 0.99):.2f} ms")  # fmt: skip
+    print(f"load average after each round: {' '.join(blocks.loads)}; at the end {blocks.load}")
 
 
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--serve":
-        _serve(sys.argv[2] == "1")
+        serve_with_metrics_dir(_serve_in, sys.argv[2] == "1")
     else:
         main()

@@ -42,75 +42,24 @@ from memory.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
-import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-from collections import defaultdict
 from pathlib import Path
-from typing import Any
+
+from stage_timing import (
+    StageTimer,
+    print_cpu,
+    print_stage_table,
+    run_checkouts,
+    serve_with_metrics_dir,
+)
 
 PAGE_SIZE = 10
 USERS = 50
-SOURCE_DIRS = ("src", "adapters/reelrank-redis/src", "adapters/reelrank-postgres/src",
-               "adapters/reelrank-clickhouse/src", "examples/flask_app")  # fmt: skip
 KINDS = ("first", "reused")
-
-
-def _serve(aged_counts: bool) -> None:
-    with tempfile.TemporaryDirectory(prefix="reelrank-metrics-") as metrics_dir:
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-        _serve_in(aged_counts)
-
-
-class _Stages:
-    """Wall milliseconds per stage of the request being measured."""
-
-    def __init__(self) -> None:
-        self.current: dict[str, float] | None = None
-        self.request_thread: int | None = None
-        self.wrapped: set[int] = set()
-
-    def wrap(self, owner: Any, name: str, stage: str) -> None:
-        function = getattr(owner, name)
-
-        @functools.wraps(function)
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
-            try:
-                return function(*args, **kwargs)
-            finally:
-                current = self.current
-                if current is not None:
-                    elapsed = 1e3 * (time.perf_counter() - started)
-                    # A background read (the counts search reuses, read again) that ran
-                    # during the request: shown apart, the request did not wait for it.
-                    here = threading.get_ident() == self.request_thread
-                    name = stage if here else f"{stage} (another thread)"
-                    current[name] = current.get(name, 0.0) + elapsed
-
-        setattr(owner, name, timed)
-
-    def wrap_store(self, store: Any, label: str) -> None:
-        self.wrapped.add(id(store))
-        # A proxy forwarding to the store it wraps (a guard, the event store sharing its
-        # counts with the cards).
-        inner = vars(store).get("_store")
-        for name in dir(type(store)):
-            if name.startswith("_") or not callable(getattr(type(store), name, None)):
-                continue
-            if isinstance(getattr(type(store), name), property):
-                continue
-            # A proxy's own method around the store's: timed apart, not twice as one.
-            proxied = inner is not None and hasattr(inner, name)
-            self.wrap(store, name, f"{label} proxy.{name}" if proxied else f"{label}.{name}")
-        if inner is not None:
-            self.wrap_store(inner, label)
 
 
 def _serve_in(aged_counts: bool) -> None:
@@ -128,7 +77,7 @@ def _serve_in(aged_counts: bool) -> None:
     settings = Settings()
     configure_logging(settings, stream=open(os.devnull, "w"))  # noqa: SIM115
     services = build_services(configured_stores(settings), settings)
-    stages = _Stages()
+    stages = StageTimer()
     # Class-level: the handlers and the page model are made inside create_app / per call.
     stages.wrap(_app._Handlers, "_card_page", "page of cards")
     stages.wrap(_app._Handlers, "_cards", "page of cards: cards")
@@ -206,17 +155,6 @@ def _serve_in(aged_counts: bool) -> None:
     services.close()
 
 
-def _ask(process: Any, count: int) -> dict[str, Any]:
-    process.stdin.write(f"{count}\n")
-    process.stdin.flush()
-    return dict(json.loads(process.stdout.readline()))
-
-
-def _quantile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkouts", nargs="+", type=Path, help="the first is the baseline")
@@ -233,8 +171,6 @@ def main() -> None:
         help="roll the statistics up once after seeding, as the deployment's job does",
     )
     args = parser.parse_args()
-    from reelrank_example import testing
-
     videos = int(os.environ.get("REELRANK_BENCH_SEARCH_VIDEOS", "100000"))
     catalog = {
         "REELRANK_VIDEOS": str(videos),
@@ -243,83 +179,26 @@ def main() -> None:
         "REELRANK_EVENTS": str(videos),
         "REELRANK_CREATORS": str(max(10, videos // 100)),
     }
-    with (
-        tempfile.TemporaryDirectory() as directory,
-        testing.ServiceStack(Path(directory), catalog, bulk=True) as stack,
-    ):
-        if args.fold_stats:
-            watermark = stack.wait_for_seed_watermark()
-            assert watermark is not None  # no stopping event was given
-            stack.command("fold-stats", "--until", watermark[0].isoformat())
-        processes: dict[str, Any] = {}
-        for checkout in args.checkouts:
-            root = checkout.resolve()
-            env = {**os.environ, **stack.env,
-                   "PYTHONPATH": os.pathsep.join(str(root / part) for part in SOURCE_DIRS),
-                   "NUMBA_CACHE_DIR": str(root / ".numba_cache")}  # fmt: skip
-            processes[str(checkout)] = subprocess.Popen(
-                [sys.executable, __file__, "--serve", str(int(args.aged_counts))],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
-            )  # fmt: skip
-        for name, process in processes.items():
-            assert process.stdout.readline().strip() == "ready", f"{name} did not start"
-        for process in processes.values():  # warm-up, not counted
-            _ask(process, args.block // 2)
-        cpu: dict[str, list[float]] = defaultdict(list)
-        rows: dict[tuple[str, str], list[dict[str, float]]] = defaultdict(list)
-        loads = []
-        for round_number in range(args.rounds):
-            order = list(processes.items())
-            shift = round_number % len(order)
-            for name, process in order[shift:] + order[:shift]:
-                answer = _ask(process, args.block)
-                cpu[name].append(answer["cpu"])
-                for kind in KINDS:
-                    rows[name, kind].extend(answer["rows"][kind])
-            loads.append(Path("/proc/loadavg").read_text().split()[0])
-        load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
-        for process in processes.values():
-            process.stdin.close()
-            process.wait(timeout=60)
-    baseline = str(args.checkouts[0])
+    blocks = run_checkouts(__file__, args.checkouts, args.aged_counts, catalog=catalog,
+                           fold_stats=args.fold_stats, rounds=args.rounds,
+                           block=args.block)  # fmt: skip
     print(f"aged counts: {args.aged_counts}, statistics rolled up: {args.fold_stats}")
     print(f"{videos} videos, {args.rounds} rounds of {args.block} queries x {len(KINDS)} "
           "searches per checkout")  # fmt: skip
     for kind in KINDS:
-        stage_names: list[str] = []
-        for name in processes:
-            stage_names += [
-                s for s in sorted({s for r in rows[name, kind] for s in r}) if s not in stage_names
-            ]
         print(f"\n{kind} searches of a query")
-        print("| stage | "
-              + " | ".join(f"{Path(name).name}: n, p50 / p99 ms" for name in processes)
-              + " | p50 ratio |")  # fmt: skip
-        print("|" + " --- |" * (len(processes) + 2))
-        for stage in stage_names:
-            cells = []
-            p50s = []
-            for name in processes:
-                values = [row[stage] for row in rows[name, kind] if stage in row]
-                if not values:
-                    cells.append("-")
-                    p50s.append(float("nan"))
-                    continue
-                p50s.append(statistics.median(values))
-                cells.append(f"{len(values)}, {p50s[-1]:.2f} / {_quantile(values, 0.99):.2f}")
-            ratio = p50s[-1] / p50s[0] if p50s[0] else float("nan")
-            print(f"| {stage} | " + " | ".join(cells) + f" | {ratio:.3f} |")
-    base_cpu = statistics.median(cpu[baseline])
+        print_stage_table(
+            blocks.names,
+            {name: [row for block in blocks.rows[name] for row in block[kind]]
+             for name in blocks.names},
+        )  # fmt: skip
     print()
-    for name in processes:
-        median = statistics.median(cpu[name])
-        print(f"CPU per search, {name}: median of blocks {median:.2f} ms "
-              f"({min(cpu[name]):.2f}-{max(cpu[name]):.2f}), x{median / base_cpu:.3f}")  # fmt: skip
-    print(f"load average after each round: {' '.join(loads)}; at the end {load}")
+    print_cpu(blocks, "search")
+    print(f"load average after each round: {' '.join(blocks.loads)}; at the end {blocks.load}")
 
 
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--serve":
-        _serve(sys.argv[2] == "1")
+        serve_with_metrics_dir(_serve_in, sys.argv[2] == "1")
     else:
         main()

@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 import pg_bulk
-from search_corpus import QUERY_KINDS, SIZES, Corpus, Query, make_corpus, query_mix
+from search_corpus import QUERY_KINDS, SIZES, Query, make_corpus, query_mix
 
 from reelrank import (
     InMemorySearchIndex,
@@ -68,22 +68,6 @@ def _size() -> int:
     if named:
         return SIZES[named]
     return SIZES["10k"] if os.environ.get("REELRANK_BENCH_QUICK") == "1" else SIZES["100k"]
-
-
-def _documents(corpus: Corpus) -> list[SearchDocument]:
-    return [
-        SearchDocument(
-            video_id=video_id, title=title, hashtags=tags, sound_name=sound, creator_name=creator
-        )
-        for video_id, title, tags, sound, creator in zip(
-            corpus.video_ids.tolist(),
-            corpus.titles,
-            corpus.hashtags,
-            corpus.sound_names,
-            corpus.creator_names,
-            strict=True,
-        )
-    ]
 
 
 def _load(engine: object, documents: list[SearchDocument]) -> float:
@@ -331,7 +315,7 @@ def run(size: int) -> tuple[list[str], dict[str, list[str]]]:
     from reelrank_postgres import SqlSearchIndex
 
     corpus = make_corpus(size)
-    documents = _documents(corpus)
+    documents = corpus.documents()
     queries = query_mix(corpus)
     parsed = [parse_query(query.text, as_you_type=query.as_you_type) for query in queries]
     memory = InMemorySearchIndex.from_documents(documents)

@@ -21,8 +21,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from reelrank import SearchDocument
 
 __all__ = ["SIZES", "Corpus", "Query", "make_corpus", "mode_size", "query_mix"]
 
@@ -102,6 +106,28 @@ class Corpus:
 
     def __len__(self) -> int:
         return int(self.video_ids.shape[0])
+
+    def documents(self) -> list[SearchDocument]:
+        """The catalog as the search index takes it, one document per video."""
+        from reelrank import SearchDocument
+
+        return [
+            SearchDocument(
+                video_id=video_id,
+                title=title,
+                hashtags=hashtags,
+                sound_name=sound,
+                creator_name=creator,
+            )
+            for video_id, title, hashtags, sound, creator in zip(
+                self.video_ids.tolist(),
+                self.titles,
+                self.hashtags,
+                self.sound_names,
+                self.creator_names,
+                strict=True,
+            )
+        ]
 
 
 def make_corpus(size: int, *, seed: int = 7) -> Corpus:

@@ -18,24 +18,7 @@ pytestmark = pytest.mark.integration
 
 
 def _documents(size: int) -> list[SearchDocument]:
-    corpus = make_corpus(size)
-    return [
-        SearchDocument(
-            video_id=video_id,
-            title=title,
-            hashtags=hashtags,
-            sound_name=sound,
-            creator_name=creator,
-        )
-        for video_id, title, hashtags, sound, creator in zip(
-            corpus.video_ids.tolist(),
-            corpus.titles,
-            corpus.hashtags,
-            corpus.sound_names,
-            corpus.creator_names,
-            strict=True,
-        )
-    ]
+    return make_corpus(size).documents()
 
 
 def test_counts_follow_replacements_and_removals_and_the_migration_rebuilds_them(

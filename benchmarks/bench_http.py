@@ -60,6 +60,13 @@ own (``NAME=VALUE`` pairs, comma-separated), to compare a setting's values run b
     REELRANK_BENCH_HTTP_SERVICE_SETTINGS=REELRANK_SEARCH_WAITS_FOR_UNKNOWN_COUNTS=false \
         python -m pytest benchmarks/bench_http.py -s -p no:cacheprovider
 
+``REELRANK_BENCH_HTTP_WORKERS`` and ``REELRANK_BENCH_HTTP_THREADS`` set gunicorn's
+processes and threads per process (default 2 and 4, the deployment's), for the service
+and the bare baseline alike::
+
+    REELRANK_BENCH_HTTP_VIDEOS=100000 REELRANK_BENCH_HTTP_WORKERS=4 \\
+    REELRANK_BENCH_HTTP_THREADS=2 python -m pytest benchmarks/bench_http.py -s -p no:cacheprovider
+
 Wall-clock figures on a shared machine mostly measure waiting for a core: every
 figure is printed with the load average next to it.
 """
@@ -178,6 +185,10 @@ SERVICE_SETTINGS = dict(
 )
 if any(not name.startswith("REELRANK_") for name in SERVICE_SETTINGS):
     raise ValueError("REELRANK_BENCH_HTTP_SERVICE_SETTINGS names REELRANK_* settings only")
+# gunicorn's processes and threads per process, for the measured service and the bare
+# baseline alike (the deployment's defaults: 2 workers of 4 threads).
+WORKERS = int(os.environ.get("REELRANK_BENCH_HTTP_WORKERS", "2"))
+THREADS = int(os.environ.get("REELRANK_BENCH_HTTP_THREADS", "4"))
 
 
 def _loadavg() -> str:
@@ -578,7 +589,14 @@ def test_bare_flask_baseline(stack: ServiceStack, folds: StatsFolds | None, tmp_
     """Saturation throughput of a trivial endpoint under the service's gunicorn settings
     (``folds`` starts here, so the first fold's wait overlaps this test)."""
     app = "reelrank_example.testing:bare_app()"
-    with Gunicorn(app, stack.env, tmp_path / "bare.log", ready_path="/ping") as bare:
+    with Gunicorn(
+        app,
+        stack.env,
+        tmp_path / "bare.log",
+        workers=WORKERS,
+        threads=THREADS,
+        ready_path="/ping",
+    ) as bare:
         measured = _wrk(bare.url + "/ping", WRK_SECONDS)
     RESULTS.bare_rps = measured["rps"]
     RESULTS.bare_loadavg = _loadavg()
@@ -592,10 +610,12 @@ def test_service_under_mixed_load(
     """The mixed workload at each offered rate, then cached-feed saturation (wrk); the
     statistics rolled up once before the warm-up and periodically during the load."""
     log = tmp_path / "service.log"
-    env = {**stack.env, **SERVICE_SETTINGS}
+    env = {**stack.env, "REELRANK_WORKERS": str(WORKERS), **SERVICE_SETTINGS}
     if SERVICE_SETTINGS:
         print(f"HTTP: service settings {SERVICE_SETTINGS}")
-    with Gunicorn("reelrank_example:create_default_app()", env, log) as service:
+    print(f"HTTP: gunicorn {WORKERS} workers of {THREADS} threads")
+    app = "reelrank_example:create_default_app()"
+    with Gunicorn(app, env, log, workers=WORKERS, threads=THREADS) as service:
         if folds is not None:
             folds.wait_for_first()
             if PERIODIC_FOLD_SECONDS:

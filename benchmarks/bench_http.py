@@ -83,7 +83,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -227,6 +227,9 @@ class Step:
     ended_pages: int = 0
     """Of those, pages answered with a held end of the feed (a user shown every
     candidate they had): cache hits that carry no items."""
+    app_split: dict[str, AppSplit] = field(default_factory=dict)
+    """Per group of :func:`_percentiles` (feed and search by cache status), where the
+    answered requests' time went: in the app's handling or outside it."""
 
     @property
     def hit_rate_without_ended(self) -> float:
@@ -247,6 +250,31 @@ class Step:
     @property
     def meets_all_goals(self) -> bool:
         return self.meets_p99_goals and self.errors == 0 and self.hit_rate >= HIT_RATE_GOAL
+
+
+@dataclass
+class AppSplit:
+    """Where a group of requests' time went, from the service's ``request`` log lines
+    joined to the load client's records by ``X-Request-ID``: p50 / p99 in ms.
+
+    ``client`` is the load client's latency (from the scheduled send); ``app`` the app's
+    handling (``latency_ms``: Flask's first ``before_request`` hook of the service's
+    logging to its ``after_request``), of which ``cpu`` is the handling thread's CPU
+    (``cpu_ms``); ``outside`` is ``client - app`` per request: the client's lateness, the
+    socket, gunicorn's accepting and parsing, a thread and the interpreter lock to start
+    on, writing the answer. ``slowest_*`` are medians over the requests at or above the
+    client's p99.
+    """
+
+    joined: int
+    client: tuple[float, float]
+    app: tuple[float, float]
+    cpu: tuple[float, float]
+    outside: tuple[float, float]
+    slowest: int
+    slowest_app: float
+    slowest_cpu: float
+    slowest_outside: float
 
 
 @dataclass
@@ -491,17 +519,67 @@ def _by_label(counts: dict[str, int], family: str) -> dict[str, int]:
 def _percentiles(records: list[LoadRecord]) -> dict[str, tuple[int, float, float, float]]:
     groups: dict[str, list[float]] = {}
     for record in records:
-        name = record.endpoint
-        if (name.startswith("feed") or name == "search") and record.status == 200:
-            groups.setdefault(f"{name.split('_')[0]} {record.cache}", []).append(
-                record.latency * 1000
-            )
-        groups.setdefault(name, []).append(record.latency * 1000)
+        group = _group(record)
+        if group is not None:
+            groups.setdefault(group, []).append(record.latency * 1000)
+        groups.setdefault(record.endpoint, []).append(record.latency * 1000)
     return {
         name: (len(values), percentile(values, 0.5), percentile(values, 0.95),
                percentile(values, 0.99))
         for name, values in sorted(groups.items())
     }  # fmt: skip
+
+
+def _group(record: LoadRecord) -> str | None:
+    """The :func:`_percentiles` group of an answered feed page or search."""
+    name = record.endpoint
+    if (name.startswith("feed") or name == "search") and record.status == 200:
+        return f"{name.split('_')[0]} {record.cache}"
+    return None
+
+
+def _app_split(records: list[LoadRecord], log: Path) -> dict[str, AppSplit]:
+    """Join ``records`` to the service's ``request`` lines in ``log`` by request id."""
+    wanted = {record.request_id: record for record in records if record.request_id}
+    handled: dict[str, tuple[float, float]] = {}
+    with log.open(errors="replace") as lines:
+        for line in lines:
+            if not line.startswith('{"event": "request"'):
+                continue
+            fields = json.loads(line)
+            rid = fields.get("request_id")
+            if rid in wanted and "cpu_ms" in fields:
+                handled[rid] = (fields["latency_ms"], fields["cpu_ms"])
+    groups: dict[str, list[tuple[float, float, float]]] = {}
+    for rid, (app_ms, cpu_ms) in handled.items():
+        record = wanted[rid]
+        group = _group(record)
+        if group is not None:
+            groups.setdefault(group, []).append((record.latency * 1000, app_ms, cpu_ms))
+    split = {}
+    for group, rows in sorted(groups.items()):
+        client = [row[0] for row in rows]
+        app = [row[1] for row in rows]
+        cpu = [row[2] for row in rows]
+        outside = [row[0] - row[1] for row in rows]
+        threshold = percentile(client, 0.99)
+        slowest = [row for row in rows if row[0] >= threshold]
+
+        def ends(values: list[float]) -> tuple[float, float]:
+            return percentile(values, 0.5), percentile(values, 0.99)
+
+        split[group] = AppSplit(
+            joined=len(rows),
+            client=ends(client),
+            app=ends(app),
+            cpu=ends(cpu),
+            outside=ends(outside),
+            slowest=len(slowest),
+            slowest_app=percentile([row[1] for row in slowest], 0.5),
+            slowest_cpu=percentile([row[2] for row in slowest], 0.5),
+            slowest_outside=percentile([row[0] - row[1] for row in slowest], 0.5),
+        )
+    return split
 
 
 def _py_spy(service: Gunicorn, seconds: float, name: str) -> list[subprocess.Popen[bytes]]:
@@ -574,6 +652,7 @@ def _step(
         generator_cpu_ms_per_request=1000 * generator["cpu_seconds"] / len(records),
         percentiles=_percentiles(records),
         loadavg=loadavg,
+        app_split=_app_split(records, service.log),
     )
     if samplers:
         assert PROFILE_DIR is not None
@@ -581,7 +660,7 @@ def _step(
         for record in records:
             by_endpoint[record.endpoint] = by_endpoint.get(record.endpoint, 0) + 1
         figures = {"service_cpu_seconds": cpu, "span_seconds": span, "requests": by_endpoint}
-        Path(PROFILE_DIR, f"{name}.json").write_text(json.dumps({**step.__dict__, **figures}))
+        Path(PROFILE_DIR, f"{name}.json").write_text(json.dumps({**asdict(step), **figures}))
     return step
 
 
@@ -634,6 +713,9 @@ def test_service_under_mixed_load(
             )
             RESULTS.steps.append(step)
             assert step.requests > 0
+            # Every answered feed page and search has its line in the service's log.
+            for group, split in step.app_split.items():
+                assert split.joined == step.percentiles[group][0], group
             if step.achieved < 0.8 * rate:
                 break  # saturated: higher offered rates would only queue or be refused
         # Last: wrk's thousands of pages for the same users mark much of the candidates
@@ -718,12 +800,24 @@ def _summarise() -> None:
             SUMMARY.append(
                 f"HTTP:   {name:<12} n={count:<6} p50 {p50:7.1f} p95 {p95:7.1f} p99 {p99:7.1f} ms"
             )
+        for name, split in step.app_split.items():
+            SUMMARY.append(
+                f"HTTP:   {name:<12} p50/p99 client {_ends(split.client)}, in the app "
+                f"{_ends(split.app)} (its thread's CPU {_ends(split.cpu)}), outside "
+                f"{_ends(split.outside)}; the {split.slowest} slowest: in the app "
+                f"{split.slowest_app:.1f} (CPU {split.slowest_cpu:.1f}), outside "
+                f"{split.slowest_outside:.1f} ms ({split.joined} joined)"
+            )
     meeting = [step.offered for step in results.steps if step.meets_p99_goals]
     best = f"{max(meeting):.0f} req/s{_of_bare(max(meeting), bare)}" if meeting else "none"
     SUMMARY.append(f"HTTP: largest offered rate meeting the p99 goals: {best}")
     out = os.environ.get("REELRANK_BENCH_HTTP_OUT")
     if out:
         Path(out).write_text(json.dumps(_as_json(results), indent=2))
+
+
+def _ends(pair: tuple[float, float]) -> str:
+    return f"{pair[0]:.1f}/{pair[1]:.1f}"
 
 
 def _fold_line(fold: Fold, results: Results) -> str:
@@ -761,7 +855,7 @@ def _as_json(results: Results) -> dict[str, Any]:
         "feed_rps": results.feed_rps,
         "feed_p99_ms": results.feed_p99_ms,
         "steps": [
-            {**step.__dict__, "meets_p99_goals": step.meets_p99_goals,
+            {**asdict(step), "meets_p99_goals": step.meets_p99_goals,
              "meets_all_goals": step.meets_all_goals,
              "hit_rate_without_ended": step.hit_rate_without_ended}
             for step in results.steps

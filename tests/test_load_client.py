@@ -48,6 +48,8 @@ class Received:
     """(Authorization, cursor sent, next_cursor answered) per feed request."""
     events: list[tuple[str, str, str | None, bytes, int]] = field(default_factory=list)
     """(kind, path, Idempotency-Key, body, status answered) per event request."""
+    request_ids: list[str] = field(default_factory=list)
+    """The ``X-Request-ID`` given to each answer, in answer order."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -60,6 +62,14 @@ def _stand_in(received: Received) -> Flask:
         now = time.time()
         if received.stall_from <= now < received.stall_until:
             time.sleep(received.stall_until - now)
+
+    @app.after_request
+    def identify(response: Response) -> Response:
+        with received.lock:
+            rid = f"rid-{len(received.request_ids)}"
+            received.request_ids.append(rid)
+        response.headers["X-Request-ID"] = rid
+        return response
 
     @app.get("/ping")
     def ping() -> Response:
@@ -187,6 +197,22 @@ def test_feed_requests_follow_each_users_cursor(server: tuple[str, Received]) ->
     assert paged > 5
     tokens = {token for token, _, _ in received.feeds}
     assert len(tokens) > 1 and all(token.startswith("Bearer ") for token in tokens)
+
+
+def test_each_record_carries_the_request_id_of_its_answer(
+    server: tuple[str, Received],
+) -> None:
+    url, received = server
+    spec = LoadSpec(
+        base_url=url, rate=80.0, duration=0.6, users=4, videos=10, next_page=0.5,
+        connections=1, seed=11, event_key_prefix="r", retry_seconds=0.0,
+    )  # fmt: skip
+    records = run_load(spec)
+    assert len(records) > 20 and {record.endpoint for record in records} >= {
+        "feed_first", "watch", "search",
+    }  # fmt: skip
+    # One connection: the answers came back in the order the records were made.
+    assert [record.request_id for record in records] == received.request_ids
 
 
 def test_events_carry_idempotency_keys_and_retries_send_the_same(

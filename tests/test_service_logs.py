@@ -13,6 +13,7 @@ import json
 import logging
 import re
 import sys
+import time
 import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -132,6 +133,40 @@ def test_request_lines_carry_id_route_status_latency_and_user(log_output: io.Str
     # The route is the URL rule, not the path, and an anonymous caller has no user id.
     assert video["route"] == "/api/v1/reels/<id>"
     assert "user_id" not in video
+
+
+def test_request_lines_split_the_handling_into_cpu_and_waiting(
+    log_output: io.StringIO,
+) -> None:
+    """``cpu_ms`` is the handling thread's CPU: a handler that sleeps 40 ms shows the
+    wait in ``latency_ms`` only, one that computes for 40 ms of CPU shows it in both."""
+    app, services = _build()
+
+    def sleeping() -> str:
+        time.sleep(0.040)
+        return "slept"
+
+    def computing() -> str:
+        started = time.thread_time()
+        while time.thread_time() - started < 0.040:
+            pass
+        return "computed"
+
+    app.add_url_rule("/test/sleeping", view_func=sleeping)
+    app.add_url_rule("/test/computing", view_func=computing)
+    try:
+        client = app.test_client()
+        assert client.get("/test/sleeping").status_code == 200
+        assert client.get("/test/computing").status_code == 200
+    finally:
+        services.close()
+    slept, computed = (line for line in _lines(log_output) if line["event"] == "request")
+    assert slept["route"] == "/test/sleeping"
+    assert slept["latency_ms"] >= 40.0
+    assert slept["cpu_ms"] < 20.0
+    assert computed["route"] == "/test/computing"
+    # The two clocks are read a few instructions apart: CPU may pass wall by a hair.
+    assert 40.0 <= computed["cpu_ms"] <= computed["latency_ms"] + 0.5
 
 
 def test_a_request_refused_before_its_id_is_drawn_still_gets_one(

@@ -435,6 +435,9 @@ class LoadRecord:
     """The id an acknowledged watch or share was stored under."""
     retry_after: str = ""
     """The ``Retry-After`` header of a refused request."""
+    request_id: str = ""
+    """The ``X-Request-ID`` the service answered with, which its ``request`` log line
+    carries: joins this record to the service's own timing of the request."""
 
 
 @dataclasses.dataclass
@@ -492,7 +495,7 @@ class _Connection:
 
 # The headers the load reads; the others are not even decoded.
 _READ_HEADERS = (b"cache-status", b"retry-after", b"connection", b"content-length",
-                 b"transfer-encoding")  # fmt: skip
+                 b"transfer-encoding", b"x-request-id")  # fmt: skip
 
 
 async def _read_response(reader: asyncio.StreamReader) -> tuple[int, dict[bytes, bytes], bytes]:
@@ -675,6 +678,7 @@ class _LoadRun:
             status,
             event_key=action.key,
             retry_after=answer.get(b"retry-after", b"").decode(),
+            request_id=answer.get(b"x-request-id", b"").decode(),
         )
         if endpoint.startswith("feed") and status == 200:
             parsed = json.loads(data)

@@ -258,22 +258,25 @@ class AppSplit:
     joined to the load client's records by ``X-Request-ID``: p50 / p99 in ms.
 
     ``client`` is the load client's latency (from the scheduled send); ``app`` the app's
-    handling (``latency_ms``: Flask's first ``before_request`` hook of the service's
-    logging to its ``after_request``), of which ``cpu`` is the handling thread's CPU
-    (``cpu_ms``); ``outside`` is ``client - app`` per request: the client's lateness, the
-    socket, gunicorn's accepting and parsing, a thread and the interpreter lock to start
-    on, writing the answer. ``slowest_*`` are medians over the requests at or above the
-    client's p99.
+    handling (``latency_ms``: the ``before_request`` hook of the service's logging to its
+    ``after_request``), of which ``cpu`` is the handling thread's CPU (``cpu_ms``) and
+    ``store`` its waits for store calls (``store_ms``); the rest of ``app`` is waiting for
+    a lock, the interpreter lock or a core. ``outside`` is ``client - app`` per request:
+    the client's lateness, the socket, gunicorn's accepting and parsing, a thread and
+    the interpreter lock to start on, writing the answer. ``slowest_*`` are medians over
+    the requests at or above the client's p99.
     """
 
     joined: int
     client: tuple[float, float]
     app: tuple[float, float]
     cpu: tuple[float, float]
+    store: tuple[float, float]
     outside: tuple[float, float]
     slowest: int
     slowest_app: float
     slowest_cpu: float
+    slowest_store: float
     slowest_outside: float
 
 
@@ -541,7 +544,7 @@ def _group(record: LoadRecord) -> str | None:
 def _app_split(records: list[LoadRecord], log: Path) -> dict[str, AppSplit]:
     """Join ``records`` to the service's ``request`` lines in ``log`` by request id."""
     wanted = {record.request_id: record for record in records if record.request_id}
-    handled: dict[str, tuple[float, float]] = {}
+    handled: dict[str, tuple[float, float, float]] = {}
     with log.open(errors="replace") as lines:
         for line in lines:
             if not line.startswith('{"event": "request"'):
@@ -549,18 +552,19 @@ def _app_split(records: list[LoadRecord], log: Path) -> dict[str, AppSplit]:
             fields = json.loads(line)
             rid = fields.get("request_id")
             if rid in wanted and "cpu_ms" in fields:
-                handled[rid] = (fields["latency_ms"], fields["cpu_ms"])
-    groups: dict[str, list[tuple[float, float, float]]] = {}
-    for rid, (app_ms, cpu_ms) in handled.items():
+                handled[rid] = (fields["latency_ms"], fields["cpu_ms"], fields["store_ms"])
+    groups: dict[str, list[tuple[float, float, float, float]]] = {}
+    for rid, (app_ms, cpu_ms, store_ms) in handled.items():
         record = wanted[rid]
         group = _group(record)
         if group is not None:
-            groups.setdefault(group, []).append((record.latency * 1000, app_ms, cpu_ms))
+            groups.setdefault(group, []).append((record.latency * 1000, app_ms, cpu_ms, store_ms))
     split = {}
     for group, rows in sorted(groups.items()):
         client = [row[0] for row in rows]
         app = [row[1] for row in rows]
         cpu = [row[2] for row in rows]
+        store = [row[3] for row in rows]
         outside = [row[0] - row[1] for row in rows]
         threshold = percentile(client, 0.99)
         slowest = [row for row in rows if row[0] >= threshold]
@@ -573,10 +577,12 @@ def _app_split(records: list[LoadRecord], log: Path) -> dict[str, AppSplit]:
             client=ends(client),
             app=ends(app),
             cpu=ends(cpu),
+            store=ends(store),
             outside=ends(outside),
             slowest=len(slowest),
             slowest_app=percentile([row[1] for row in slowest], 0.5),
             slowest_cpu=percentile([row[2] for row in slowest], 0.5),
+            slowest_store=percentile([row[3] for row in slowest], 0.5),
             slowest_outside=percentile([row[0] - row[1] for row in slowest], 0.5),
         )
     return split
@@ -803,9 +809,10 @@ def _summarise() -> None:
         for name, split in step.app_split.items():
             SUMMARY.append(
                 f"HTTP:   {name:<12} p50/p99 client {_ends(split.client)}, in the app "
-                f"{_ends(split.app)} (its thread's CPU {_ends(split.cpu)}), outside "
-                f"{_ends(split.outside)}; the {split.slowest} slowest: in the app "
-                f"{split.slowest_app:.1f} (CPU {split.slowest_cpu:.1f}), outside "
+                f"{_ends(split.app)} (its thread's CPU {_ends(split.cpu)}, stores "
+                f"{_ends(split.store)}), outside {_ends(split.outside)}; the "
+                f"{split.slowest} slowest: in the app {split.slowest_app:.1f} (CPU "
+                f"{split.slowest_cpu:.1f}, stores {split.slowest_store:.1f}), outside "
                 f"{split.slowest_outside:.1f} ms ({split.joined} joined)"
             )
     meeting = [step.offered for step in results.steps if step.meets_p99_goals]

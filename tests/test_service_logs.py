@@ -169,6 +169,34 @@ def test_request_lines_split_the_handling_into_cpu_and_waiting(
     assert 40.0 <= computed["cpu_ms"] <= computed["latency_ms"] + 0.5
 
 
+def test_request_lines_give_the_time_spent_waiting_for_stores(
+    log_output: io.StringIO,
+) -> None:
+    """``store_ms`` adds up the store calls the handling thread waited for: a catalog
+    stalled 60 ms shows in it, and a request that calls no store shows none."""
+    injectors: dict[str, FaultInjector[Any]] = {}
+
+    def slow_catalog(stores: Stores) -> Stores:
+        injectors["catalog"] = FaultInjector(stores.catalog, name="catalog")
+        return dataclasses.replace(stores, catalog=injectors["catalog"].proxy)
+
+    app, services = _build(slow_catalog)
+    try:
+        client = app.test_client()
+        injectors["catalog"].stall(0.060)
+        assert client.get(f"/api/v1/reels/{FIRST_VIDEO_ID}").status_code == 200
+        injectors["catalog"].recover()
+        assert client.get("/openapi.json").status_code == 200
+    finally:
+        services.close()
+    video, spec = (line for line in _lines(log_output) if line["event"] == "request")
+    assert video["route"] == "/api/v1/reels/<id>"
+    assert video["store_calls"] >= 1
+    assert 60.0 <= video["store_ms"] <= video["latency_ms"]
+    assert video["cpu_ms"] < 30.0
+    assert (spec["route"], spec["store_calls"], spec["store_ms"]) == ("/openapi.json", 0, 0.0)
+
+
 def test_a_request_refused_before_its_id_is_drawn_still_gets_one(
     log_output: io.StringIO,
 ) -> None:

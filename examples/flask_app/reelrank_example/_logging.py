@@ -24,6 +24,7 @@ from flask import Flask, Response, g, request
 # gunicorn ships no type hints.
 from gunicorn.glogging import Logger as _GunicornBaseLogger  # type: ignore[import-untyped]
 
+from ._request_costs import begin_request, end_request
 from ._settings import Settings
 
 __all__ = [
@@ -271,7 +272,9 @@ def register_request_logging(app: Flask) -> None:
     digits and ``._:-``; otherwise a new one is drawn. It is echoed in the response,
     bound to every log line written during the request, and left in the WSGI environ
     for gunicorn's access line. The ``request`` line gives the handling's wall time
-    (``latency_ms``) and the CPU time of the thread that handled it (``cpu_ms``).
+    (``latency_ms``), the CPU time of the thread that handled it (``cpu_ms``), and the
+    time that thread waited for store calls and their number (``store_ms``,
+    ``store_calls``).
     """
 
     @app.before_request
@@ -279,6 +282,7 @@ def register_request_logging(app: Flask) -> None:
         g.request_id = _request_id()
         g.log_started = time.perf_counter()
         g.log_started_cpu = time.thread_time()
+        begin_request()
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=g.request_id)
 
@@ -302,6 +306,10 @@ def register_request_logging(app: Flask) -> None:
             # The handling thread's own CPU: latency_ms less this is time spent waiting,
             # for stores, locks, the interpreter lock or a core.
             fields["cpu_ms"] = round((time.thread_time() - g.log_started_cpu) * 1000.0, 3)
+        stores = end_request()
+        if stores is not None:
+            fields["store_ms"] = round(stores[0] * 1000.0, 3)
+            fields["store_calls"] = stores[1]
         if "request_id" not in structlog.contextvars.get_contextvars():
             fields["request_id"] = rid
         _requests.info("request", extra=fields)
@@ -309,4 +317,5 @@ def register_request_logging(app: Flask) -> None:
 
     @app.teardown_request
     def unbind_request_id(_: BaseException | None) -> None:
+        end_request()
         structlog.contextvars.clear_contextvars()

@@ -56,6 +56,8 @@ from reelrank import (
     __version__,
 )
 
+from ._request_costs import add_store_call
+
 __all__ = ["FAMILIES", "MULTIPROCESS_DIR_ENV", "AppMetrics", "Family"]
 
 MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -335,6 +337,7 @@ class _PrometheusObserver(FeedObserver):
         self._store_calls.labels(store, operation, outcome).inc()
         if outcome != "rejected":
             self._store_seconds.labels(store, operation).observe(seconds)
+            add_store_call(seconds)
 
     def degraded(self, dependency: str, fallback: str) -> None:
         self._degraded.labels(dependency, fallback).inc()

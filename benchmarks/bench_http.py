@@ -61,7 +61,7 @@ own (``NAME=VALUE`` pairs, comma-separated), to compare a setting's values run b
         python -m pytest benchmarks/bench_http.py -s -p no:cacheprovider
 
 ``REELRANK_BENCH_HTTP_WORKERS`` and ``REELRANK_BENCH_HTTP_THREADS`` set gunicorn's
-processes and threads per process (default 2 and 4, the deployment's), for the service
+processes and threads per process (default 2 and 8, the deployment's), for the service
 and the bare baseline alike::
 
     REELRANK_BENCH_HTTP_VIDEOS=100000 REELRANK_BENCH_HTTP_WORKERS=4 \\
@@ -186,9 +186,9 @@ SERVICE_SETTINGS = dict(
 if any(not name.startswith("REELRANK_") for name in SERVICE_SETTINGS):
     raise ValueError("REELRANK_BENCH_HTTP_SERVICE_SETTINGS names REELRANK_* settings only")
 # gunicorn's processes and threads per process, for the measured service and the bare
-# baseline alike (the deployment's defaults: 2 workers of 4 threads).
+# baseline alike (the deployment's defaults: 2 workers of 8 threads).
 WORKERS = int(os.environ.get("REELRANK_BENCH_HTTP_WORKERS", "2"))
-THREADS = int(os.environ.get("REELRANK_BENCH_HTTP_THREADS", "4"))
+THREADS = int(os.environ.get("REELRANK_BENCH_HTTP_THREADS", "8"))
 
 
 def _loadavg() -> str:

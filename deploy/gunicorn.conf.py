@@ -28,7 +28,7 @@ workers = _env_int("REELRANK_WORKERS", 2)
 # whole worker. gthread also keeps client connections alive; the sync worker closes
 # every connection after one request.
 worker_class = os.environ.get("REELRANK_WORKER_CLASS", "gthread")
-threads = _env_int("REELRANK_THREADS", 4)
+threads = _env_int("REELRANK_THREADS", 8)
 # With gthread the worker's main loop reports to the master, not the request threads:
 # this catches a worker that hangs as a whole (a GIL-holding loop), not a slow request;
 # the stores' own deadlines bound those.

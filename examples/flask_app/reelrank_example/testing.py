@@ -263,7 +263,7 @@ class Gunicorn:
         log: Path,
         *,
         workers: int = 2,
-        threads: int = 4,
+        threads: int = 8,
         ready_path: str = "/healthz/startup",
     ) -> None:
         self.app = app

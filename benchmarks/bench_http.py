@@ -556,40 +556,42 @@ def _app_split(records: list[LoadRecord], log: Path) -> dict[str, AppSplit]:
             rid = fields.get("request_id")
             if rid in wanted and "cpu_ms" in fields:
                 handled[rid] = (fields["latency_ms"], fields["cpu_ms"], fields["store_ms"])
-    groups: dict[str, list[tuple[float, float, float, float]]] = {}
+    groups: dict[str, list[tuple[float, float, float, float, float]]] = {}
     for rid, (app_ms, cpu_ms, store_ms) in handled.items():
         record = wanted[rid]
         # Feed pages and searches by cache status; events (acknowledged) by kind.
         group = _group(record) or (record.endpoint if record.endpoint in _EVENTS else None)
         if group is not None and 200 <= record.status < 300:
-            groups.setdefault(group, []).append((record.latency * 1000, app_ms, cpu_ms, store_ms))
+            client_ms = record.latency * 1000
+            groups.setdefault(group, []).append(
+                (client_ms, app_ms, cpu_ms, store_ms, client_ms - app_ms)
+            )
     split = {}
     for group, rows in sorted(groups.items()):
-        client = [row[0] for row in rows]
-        app = [row[1] for row in rows]
-        cpu = [row[2] for row in rows]
-        store = [row[3] for row in rows]
-        outside = [row[0] - row[1] for row in rows]
+        client, app, cpu, store, outside = (list(column) for column in zip(*rows, strict=True))
         threshold = percentile(client, 0.99)
         slowest = [row for row in rows if row[0] >= threshold]
-
-        def ends(values: list[float]) -> tuple[float, float]:
-            return percentile(values, 0.5), percentile(values, 0.99)
-
+        _, slow_app, slow_cpu, slow_store, slow_outside = (
+            percentile(list(column), 0.5) for column in zip(*slowest, strict=True)
+        )
         split[group] = AppSplit(
             joined=len(rows),
-            client=ends(client),
-            app=ends(app),
-            cpu=ends(cpu),
-            store=ends(store),
-            outside=ends(outside),
+            client=_p50_p99(client),
+            app=_p50_p99(app),
+            cpu=_p50_p99(cpu),
+            store=_p50_p99(store),
+            outside=_p50_p99(outside),
             slowest=len(slowest),
-            slowest_app=percentile([row[1] for row in slowest], 0.5),
-            slowest_cpu=percentile([row[2] for row in slowest], 0.5),
-            slowest_store=percentile([row[3] for row in slowest], 0.5),
-            slowest_outside=percentile([row[0] - row[1] for row in slowest], 0.5),
+            slowest_app=slow_app,
+            slowest_cpu=slow_cpu,
+            slowest_store=slow_store,
+            slowest_outside=slow_outside,
         )
     return split
+
+
+def _p50_p99(values: list[float]) -> tuple[float, float]:
+    return percentile(values, 0.5), percentile(values, 0.99)
 
 
 def _py_spy(service: Gunicorn, seconds: float, name: str) -> list[subprocess.Popen[bytes]]:

@@ -82,6 +82,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -260,11 +261,13 @@ class AppSplit:
     ``client`` is the load client's latency (from the scheduled send); ``app`` the app's
     handling (``latency_ms``: the ``before_request`` hook of the service's logging to its
     ``after_request``), of which ``cpu`` is the handling thread's CPU (``cpu_ms``) and
-    ``store`` its waits for store calls (``store_ms``); the rest of ``app`` is waiting for
-    a lock, the interpreter lock or a core. ``outside`` is ``client - app`` per request:
+    ``store`` its waits for store calls (``store_ms``), and ``run_queue`` its waits for
+    a core (``run_queue_ms``, inside store calls too); the rest of ``app`` is waiting
+    for a lock or the interpreter lock. ``outside`` is ``client - app`` per request:
     the client's lateness, the socket, gunicorn's accepting and parsing, a thread and
     the interpreter lock to start on, writing the answer. ``slowest_*`` are medians over
-    the requests at or above the client's p99.
+    the requests at or above the client's p99, and ``slowest_calls`` counts their
+    longest store calls (``slowest_store_call``).
     """
 
     joined: int
@@ -272,12 +275,15 @@ class AppSplit:
     app: tuple[float, float]
     cpu: tuple[float, float]
     store: tuple[float, float]
+    run_queue: tuple[float, float]
     outside: tuple[float, float]
     slowest: int
     slowest_app: float
     slowest_cpu: float
     slowest_store: float
+    slowest_run_queue: float
     slowest_outside: float
+    slowest_calls: dict[str, int]
 
 
 @dataclass
@@ -547,7 +553,7 @@ _EVENTS = ("watch", "like", "share")
 def _app_split(records: list[LoadRecord], log: Path) -> dict[str, AppSplit]:
     """Join ``records`` to the service's ``request`` lines in ``log`` by request id."""
     wanted = {record.request_id: record for record in records if record.request_id}
-    handled: dict[str, tuple[float, float, float]] = {}
+    handled: dict[str, tuple[float, float, float, float, str]] = {}
     with log.open(errors="replace") as lines:
         for line in lines:
             if not line.startswith('{"event": "request"'):
@@ -555,37 +561,50 @@ def _app_split(records: list[LoadRecord], log: Path) -> dict[str, AppSplit]:
             fields = json.loads(line)
             rid = fields.get("request_id")
             if rid in wanted and "cpu_ms" in fields:
-                handled[rid] = (fields["latency_ms"], fields["cpu_ms"], fields["store_ms"])
-    groups: dict[str, list[tuple[float, float, float, float, float]]] = {}
-    for rid, (app_ms, cpu_ms, store_ms) in handled.items():
+                handled[rid] = (
+                    fields["latency_ms"],
+                    fields["cpu_ms"],
+                    fields["store_ms"],
+                    fields.get("run_queue_ms", 0.0),
+                    fields.get("slowest_store_call", "none"),
+                )
+    # Per group: (client, app, cpu, store, run queue, outside) in ms, and the longest call.
+    groups: dict[str, list[tuple[tuple[float, ...], str]]] = {}
+    for rid, (app_ms, cpu_ms, store_ms, run_queue_ms, call) in handled.items():
         record = wanted[rid]
         # Feed pages and searches by cache status; events (acknowledged) by kind.
         group = _group(record) or (record.endpoint if record.endpoint in _EVENTS else None)
         if group is not None and 200 <= record.status < 300:
             client_ms = record.latency * 1000
-            groups.setdefault(group, []).append(
-                (client_ms, app_ms, cpu_ms, store_ms, client_ms - app_ms)
-            )
+            times = (client_ms, app_ms, cpu_ms, store_ms, run_queue_ms, client_ms - app_ms)
+            groups.setdefault(group, []).append((times, call))
     split = {}
     for group, rows in sorted(groups.items()):
-        client, app, cpu, store, outside = (list(column) for column in zip(*rows, strict=True))
-        threshold = percentile(client, 0.99)
-        slowest = [row for row in rows if row[0] >= threshold]
-        _, slow_app, slow_cpu, slow_store, slow_outside = (
-            percentile(list(column), 0.5) for column in zip(*slowest, strict=True)
+        client, app, cpu, store, run_queue, outside = (
+            list(column) for column in zip(*(times for times, _ in rows), strict=True)
         )
+        threshold = percentile(client, 0.99)
+        slowest = [(times, call) for times, call in rows if times[0] >= threshold]
+        _, slow_app, slow_cpu, slow_store, slow_run_queue, slow_outside = (
+            percentile(list(column), 0.5)
+            for column in zip(*(times for times, _ in slowest), strict=True)
+        )
+        calls = Counter(call for _, call in slowest)
         split[group] = AppSplit(
             joined=len(rows),
             client=_p50_p99(client),
             app=_p50_p99(app),
             cpu=_p50_p99(cpu),
             store=_p50_p99(store),
+            run_queue=_p50_p99(run_queue),
             outside=_p50_p99(outside),
             slowest=len(slowest),
             slowest_app=slow_app,
             slowest_cpu=slow_cpu,
             slowest_store=slow_store,
+            slowest_run_queue=slow_run_queue,
             slowest_outside=slow_outside,
+            slowest_calls=dict(calls.most_common()),
         )
     return split
 
@@ -817,10 +836,12 @@ def _summarise() -> None:
             SUMMARY.append(
                 f"HTTP:   {name:<12} p50/p99 client {_ends(split.client)}, in the app "
                 f"{_ends(split.app)} (its thread's CPU {_ends(split.cpu)}, stores "
-                f"{_ends(split.store)}), outside {_ends(split.outside)}; the "
-                f"{split.slowest} slowest: in the app {split.slowest_app:.1f} (CPU "
-                f"{split.slowest_cpu:.1f}, stores {split.slowest_store:.1f}), outside "
-                f"{split.slowest_outside:.1f} ms ({split.joined} joined)"
+                f"{_ends(split.store)}, run queue {_ends(split.run_queue)}), outside "
+                f"{_ends(split.outside)}; the {split.slowest} slowest: in the app "
+                f"{split.slowest_app:.1f} (CPU {split.slowest_cpu:.1f}, stores "
+                f"{split.slowest_store:.1f}, run queue {split.slowest_run_queue:.1f}), "
+                f"outside {split.slowest_outside:.1f} ms, longest calls "
+                f"{_calls(split.slowest_calls)} ({split.joined} joined)"
             )
     meeting = [step.offered for step in results.steps if step.meets_p99_goals]
     best = f"{max(meeting):.0f} req/s{_of_bare(max(meeting), bare)}" if meeting else "none"
@@ -828,6 +849,10 @@ def _summarise() -> None:
     out = os.environ.get("REELRANK_BENCH_HTTP_OUT")
     if out:
         Path(out).write_text(json.dumps(_as_json(results), indent=2))
+
+
+def _calls(counts: dict[str, int]) -> str:
+    return ", ".join(f"{call} x{count}" for call, count in counts.items())
 
 
 def _ends(pair: tuple[float, float]) -> str:

@@ -11,7 +11,9 @@ import dataclasses
 import io
 import json
 import logging
+import os
 import re
+import subprocess
 import sys
 import time
 import warnings
@@ -194,7 +196,62 @@ def test_request_lines_give_the_time_spent_waiting_for_stores(
     assert video["store_calls"] >= 1
     assert 60.0 <= video["store_ms"] <= video["latency_ms"]
     assert video["cpu_ms"] < 30.0
+    # The stalled call is the longest, named by its store and operation.
+    assert video["slowest_store_call"].startswith("catalog.")
+    assert 60.0 <= video["slowest_store_ms"] <= video["store_ms"]
     assert (spec["route"], spec["store_calls"], spec["store_ms"]) == ("/openapi.json", 0, 0.0)
+    assert "slowest_store_call" not in spec and "slowest_store_ms" not in spec
+
+
+@pytest.mark.skipif(
+    not Path("/proc/thread-self/schedstat").exists() or not hasattr(os, "sched_setaffinity"),
+    reason="the kernel's per-thread scheduler statistics are Linux-only",
+)
+def test_request_lines_give_the_time_spent_waiting_for_a_core(
+    log_output: io.StringIO,
+) -> None:
+    """``run_queue_ms`` is the time the handling thread was ready but another had the
+    core: 40 ms of computing on a core shared with two spinning processes waits about
+    twice that for it (the scheduler gives each of the three a third), and waits less
+    once they are gone."""
+    app, services = _build()
+
+    def computing() -> str:
+        started = time.thread_time()
+        while time.thread_time() - started < 0.040:
+            pass
+        return "computed"
+
+    app.add_url_rule("/test/computing", view_func=computing)
+    core = min(os.sched_getaffinity(0))
+    saved = os.sched_getaffinity(0)
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in "ab"]
+
+    def stop_spinners() -> None:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+
+    try:
+        for spinner in spinners:
+            os.sched_setaffinity(spinner.pid, {core})
+        # Pins this thread only: the test client handles the request on it.
+        os.sched_setaffinity(0, {core})
+        client = app.test_client()
+        time.sleep(0.2)  # the spinners are running on the core
+        assert client.get("/test/computing").status_code == 200
+        stop_spinners()
+        assert client.get("/test/computing").status_code == 200
+    finally:
+        os.sched_setaffinity(0, saved)
+        stop_spinners()
+        services.close()
+    shared, alone = (line for line in _lines(log_output) if line["event"] == "request")
+    # About 80 ms waiting against 40 computing: the wait, not the thread's run time
+    # (which is its CPU), and all of it inside the latency.
+    assert shared["run_queue_ms"] >= 1.4 * shared["cpu_ms"]
+    assert shared["cpu_ms"] + shared["run_queue_ms"] <= shared["latency_ms"] + 0.5
+    assert 0.0 <= alone["run_queue_ms"] < shared["run_queue_ms"]
 
 
 def test_a_request_refused_before_its_id_is_drawn_still_gets_one(

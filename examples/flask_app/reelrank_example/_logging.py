@@ -274,7 +274,9 @@ def register_request_logging(app: Flask) -> None:
     for gunicorn's access line. The ``request`` line gives the handling's wall time
     (``latency_ms``), the CPU time of the thread that handled it (``cpu_ms``), and the
     time that thread waited for store calls and their number (``store_ms``,
-    ``store_calls``).
+    ``store_calls``), the longest of them (``slowest_store_call`` as
+    ``store.operation``, ``slowest_store_ms``), and the time it waited for a core
+    (``run_queue_ms``, where the kernel reports it).
     """
 
     @app.before_request
@@ -306,10 +308,15 @@ def register_request_logging(app: Flask) -> None:
             # The handling thread's own CPU: latency_ms less this is time spent waiting,
             # for stores, locks, the interpreter lock or a core.
             fields["cpu_ms"] = round((time.thread_time() - g.log_started_cpu) * 1000.0, 3)
-        stores = end_request()
-        if stores is not None:
-            fields["store_ms"] = round(stores[0] * 1000.0, 3)
-            fields["store_calls"] = stores[1]
+        costs = end_request()
+        if costs is not None:
+            fields["store_ms"] = round(costs.store_seconds * 1000.0, 3)
+            fields["store_calls"] = costs.store_calls
+            if costs.slowest_call is not None:
+                fields["slowest_store_call"] = costs.slowest_call
+                fields["slowest_store_ms"] = round(costs.slowest_seconds * 1000.0, 3)
+            if costs.run_queue_seconds is not None:
+                fields["run_queue_ms"] = round(costs.run_queue_seconds * 1000.0, 3)
         if "request_id" not in structlog.contextvars.get_contextvars():
             fields["request_id"] = rid
         _requests.info("request", extra=fields)

@@ -337,7 +337,7 @@ class _PrometheusObserver(FeedObserver):
         self._store_calls.labels(store, operation, outcome).inc()
         if outcome != "rejected":
             self._store_seconds.labels(store, operation).observe(seconds)
-            add_store_call(seconds)
+            add_store_call(store, operation, seconds)
 
     def degraded(self, dependency: str, fallback: str) -> None:
         self._degraded.labels(dependency, fallback).inc()

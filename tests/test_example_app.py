@@ -35,6 +35,7 @@ from reelrank import (
     InvalidInputError,
     ParsedQuery,
     StoreError,
+    StoreUnavailableError,
     TrendingKind,
     Video,
     VideoSearch,
@@ -1285,6 +1286,132 @@ def test_videos_kept_from_a_read_elsewhere_age_from_when_that_read_began() -> No
     now[0] = 105.0
     assert 7 in cards.read([7]).videos
     assert reads == [[7]]
+
+
+class _CountedCatalog:
+    """An in-memory catalog whose ``get_videos`` and ``get_creators`` calls are recorded.
+    While ``gate`` is clear a call waits for it (up to 5 s), so a card read that waited
+    for the catalog would pass the card reader's deadline and show ``degraded``; with
+    ``fail`` set a call raises a store error."""
+
+    def __init__(self) -> None:
+        self.catalog = InMemoryCatalog()
+        self.catalog.put_creator(make_creator(1, display_name="before"))
+        self.catalog.put_video(make_video(7, 1))
+        self.calls: list[tuple[str, list[int]]] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.fail = False
+        for name in ("get_videos", "get_creators"):
+            setattr(self.catalog, name, self._counted(name, getattr(self.catalog, name)))
+
+    def _counted(self, name: str, read: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        def counted(ids: Any) -> Any:
+            self.calls.append((name, list(ids)))
+            self.gate.wait(5.0)
+            if self.fail:
+                raise StoreUnavailableError("catalog", "stopped")
+            return read(ids)
+
+        return counted
+
+
+def _card_reader(counted: _CountedCatalog, now: list[float], **kwargs: Any) -> Any:
+    return cards_module.CardReader(
+        counted.catalog, InMemoryEventStore(), clock=lambda: now[0], **kwargs
+    )
+
+
+def test_card_details_past_their_ttl_are_shown_while_read_again_in_the_background() -> None:
+    """With ``ttl`` 30 s and ``details_stale`` 120 s, details read at 100 s are shown at
+    140 s while the catalog holds every call (so the card waited for none); the
+    background read, once the catalog answers, brings the creator's new name, which the
+    next card shows. Past 30 + 120 s from that read they are read during the call."""
+    counted = _CountedCatalog()
+    now = [100.0]
+    cards = _card_reader(counted, now, ttl=30.0, details_stale=120.0)
+    try:
+        assert cards.read([7]).creators[1].display_name == "before"
+        assert counted.calls == [("get_videos", [7]), ("get_creators", [1])]
+        counted.catalog.put_creator(make_creator(1, display_name="after"))
+        counted.gate.clear()
+        now[0] = 140.0
+        shown = cards.read([7])
+        assert (shown.creators[1].display_name, shown.degraded) == ("before", [])
+        _wait_for(lambda: len(counted.calls) == 3)  # the background read, held
+        counted.gate.set()
+        _wait_for(lambda: cards.read([7]).creators[1].display_name == "after")
+        assert sorted(counted.calls[2:]) == [("get_creators", [1]), ("get_videos", [7])]
+        now[0] = 291.0  # past 140 + 30 + 120 s: the background read is from 140 s
+        counted.catalog.put_creator(make_creator(1, display_name="again"))
+        assert cards.read([7]).creators[1].display_name == "again"
+        assert counted.calls[4:] == [("get_videos", [7]), ("get_creators", [1])]
+    finally:
+        counted.gate.set()
+        cards.close(1.0)
+
+
+def test_a_videos_detail_reads_details_past_their_ttl_during_the_call() -> None:
+    """A video's detail (``fresh_counts``) shows no stale details: past ``ttl`` it reads
+    them during the call, whatever ``details_stale``."""
+    counted = _CountedCatalog()
+    now = [100.0]
+    cards = _card_reader(counted, now, ttl=30.0, details_stale=120.0)
+    try:
+        cards.read([7])
+        counted.catalog.put_creator(make_creator(1, display_name="after"))
+        now[0] = 140.0
+        assert cards.read([7], fresh_counts=True).creators[1].display_name == "after"
+    finally:
+        cards.close(1.0)
+    assert counted.calls[2:] == [("get_videos", [7]), ("get_creators", [1])]
+
+
+@pytest.mark.parametrize(("ttl", "stale"), [(30.0, 0.0), (0.0, 120.0)])
+def test_card_details_are_read_during_the_call_without_a_stale_window(
+    ttl: float, stale: float
+) -> None:
+    """``details_stale`` 0 reads details past ``ttl`` during the call, and ``ttl`` 0
+    reads them on every call, stale window or not."""
+    counted = _CountedCatalog()
+    now = [100.0]
+    cards = _card_reader(counted, now, ttl=ttl, details_stale=stale)
+    try:
+        cards.read([7])
+        counted.catalog.put_creator(make_creator(1, display_name="after"))
+        now[0] = 140.0
+        assert cards.read([7]).creators[1].display_name == "after"
+    finally:
+        cards.close(1.0)
+    assert counted.calls[2:] == [("get_videos", [7]), ("get_creators", [1])]
+
+
+def test_a_failed_background_read_of_details_leaves_the_kept_ones_shown() -> None:
+    """A catalog that fails the background read leaves the details shown as they were
+    (not degraded) until ``ttl + details_stale``; past that the read during the call
+    fails too, and the cards show the kept details, naming the catalog."""
+    counted = _CountedCatalog()
+    now = [100.0]
+    cards = _card_reader(counted, now, ttl=30.0, details_stale=120.0)
+    try:
+        cards.read([7])
+        counted.fail = True
+        now[0] = 140.0
+        shown = cards.read([7])
+        assert (shown.creators[1].display_name, shown.degraded) == ("before", [])
+        _wait_for(lambda: len(counted.calls) >= 3)  # the background read, failed
+        now[0] = 251.0
+        later = cards.read([7])
+        assert (later.creators[1].display_name, later.degraded) == ("before", ["catalog"])
+    finally:
+        cards.close(1.0)
+
+
+def _wait_for(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 5.0
+    while not condition():
+        assert time.monotonic() < deadline, "not within 5 s"
+        time.sleep(0.005)
 
 
 def test_a_read_older_than_the_forgets_still_recorded_keeps_nothing() -> None:

@@ -311,6 +311,7 @@ def create_app(
             services.stores.catalog,
             services.stores.events,
             ttl=settings.card_cache_seconds,
+            details_stale=settings.card_details_stale_seconds,
             counts_ttl=settings.card_counts_seconds,
             observer=services.metrics.observer,
             search_counts=services.search_counts,

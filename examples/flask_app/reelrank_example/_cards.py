@@ -192,6 +192,78 @@ class _Kept(Generic[V]):
                 self._values.popitem(last=False)
 
 
+class _BackgroundReads(Generic[V]):
+    """Reads the values of ids again on ``pool``, one batch of ``batch`` at a time, and
+    replaces those still kept (:meth:`_Kept.store_present`): a value dropped meanwhile
+    (an event recorded here) is read by the next request, and one stored since the
+    batch's read began (a fresher read elsewhere) is kept, rather than either replaced
+    by what this read may have seen before. ``read`` returns ``None`` when its store is
+    unavailable: the ids queued are dropped then, and read again when a request next
+    finds them old."""
+
+    def __init__(
+        self,
+        kept: _Kept[V],
+        read: Callable[[list[int]], Mapping[int, V] | None],
+        *,
+        pool: WorkerPool,
+        batch: int,
+        clock: Callable[[], float],
+    ) -> None:
+        self._kept = kept
+        self._read = read
+        self._pool = pool
+        self._batch = batch
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._queued: set[int] = set()
+        # The batch being read: a request that finds them old meanwhile does not queue
+        # them again.
+        self._being_read: set[int] = set()
+        self._running = False
+        # The read under way (or queued), and whether close stopped them.
+        self._future: Future[None] | None = None
+        self._closed = False
+
+    def add(self, ids: Iterable[int]) -> None:
+        """Read ``ids`` again, after the batches queued before them."""
+        with self._lock:
+            if self._closed:
+                return
+            self._queued.update(key for key in ids if key not in self._being_read)
+            if self._running:
+                return
+            self._running = True
+            self._future = self._pool.submit(self._run)
+
+    def close(self) -> Future[None] | None:
+        """Drop the ids not read yet and read no more; returns the read under way, if
+        any, for the caller to cancel or wait for."""
+        with self._lock:
+            self._closed = True
+            self._queued.clear()
+            return self._future
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                ids = sorted(self._queued)[: self._batch]
+                self._queued.difference_update(ids)
+                self._being_read = set(ids)
+                if not ids:
+                    self._running = False
+                    return
+            read_at = self._clock()
+            values = self._read(ids)
+            if values is None:
+                with self._lock:
+                    self._queued.clear()
+                    self._being_read = set()
+                    self._running = False
+                return
+            self._kept.store_present(values, read_at)
+
+
 class _RecentlyRecorded:
     """The videos this process recorded an event on in the last ``seconds`` of
     ``clock``: their counts are read exactly, not taken from a bounded-age read, which
@@ -660,11 +732,15 @@ class CardData:
 class CardReader:
     """Reads card details from ``catalog`` and counts from ``events``, degrading on outages.
 
-    Details are reused for ``ttl`` seconds. Counts are reused for ``counts_ttl``
-    seconds unless a read asks for fresh ones (a video's detail, where a client looks
-    for its own like or watch); past that they are still shown while one background
-    read at a time fetches them again (``counts_ttl=0``: read on every call). The last
-    counts read are kept as the fallback for an outage. Each store is read under one
+    Details are reused for ``ttl`` seconds, and for ``details_stale`` seconds more
+    they are still shown while a background read fetches them again, so a card whose
+    details were read at all within ``ttl + details_stale`` waits for no catalog read
+    (``ttl=0``: read on every call). Counts are reused for ``counts_ttl`` seconds
+    unless a read asks for fresh ones (a video's detail, where a client looks for its
+    own like or watch); past that they are still shown, however old, while a
+    background read fetches them again (``counts_ttl=0``: read on every call). The
+    background reads run on one thread, a batch at a time. The last details and counts
+    read are kept as the fallback for an outage. Each store is read under one
     guard: a :class:`~reelrank.GuardedStore`'s own (its deadline, breaker and call
     counting), else one made here, which with an ``observer`` counts and times every
     call (see :func:`store_guard`). With ``search_counts``, the counts search reuses
@@ -683,6 +759,7 @@ class CardReader:
         events: EventStore,
         *,
         ttl: float,
+        details_stale: float = 0.0,
         counts_ttl: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
         observer: FeedObserver | None = None,
@@ -690,13 +767,15 @@ class CardReader:
         bounded_age: float = 0.0,
     ) -> None:
         self._catalog = catalog
+        # With nothing reused (``ttl`` 0) nothing is shown stale either.
+        self._details_within = ttl + details_stale if ttl > 0 and details_stale > 0 else None
         self._search_counts = search_counts
         self._events = events
         self._clock = clock
         self._bounded_age = min(bounded_age, counts_ttl)
         self._recorded = _RecentlyRecorded(self._bounded_age, clock)
-        # One thread: background count refreshes run one batch at a time. A daemon: a
-        # read hung on the store does not hold the process's exit.
+        # One thread: background reads run one batch at a time. A daemon: a read hung on
+        # the store does not hold the process's exit.
         self._refresher = WorkerPool(1, name="reelrank-cards")
         self._catalog_reads = _GuardedReads("catalog", catalog, observer)
         self._events_reads = _GuardedReads("events", events, observer)
@@ -704,30 +783,48 @@ class CardReader:
         self._creators: _Kept[Creator] = _Kept(ttl, _KEPT_ENTRIES, clock)
         self._stats: _Kept[VideoStats] = _Kept(counts_ttl, _KEPT_ENTRIES, clock)
         self._refresh_in_background = counts_ttl > 0
-        self._refresh_lock = threading.Lock()
-        self._to_refresh: set[int] = set()
-        self._refreshing = False
-        # The background read under way (or queued), and whether close stopped them.
-        self._refreshed: Future[None] | None = None
-        self._closed = False
+        catalog_reads, events_reads = self._catalog_reads, self._events_reads
+        self._refresh_videos = self._background(self._videos, catalog_reads, catalog.get_videos)
+        self._refresh_creators = self._background(
+            self._creators, catalog_reads, catalog.get_creators
+        )
+        self._refresh_counts = self._background(self._stats, events_reads, events.get_stats)
+
+    def _background(
+        self, kept: _Kept[V], guarded: _GuardedReads, read: Callable[[list[int]], dict[int, V]]
+    ) -> _BackgroundReads[V]:
+        return _BackgroundReads(
+            kept,
+            lambda ids: guarded.call_or_none(functools.partial(read, ids)),
+            pool=self._refresher,
+            batch=_REFRESH_BATCH,
+            clock=self._clock,
+        )
 
     def read(self, video_ids: list[int], *, fresh_counts: bool = False) -> CardData:
         """Details and counts of ``video_ids``; a video nothing is known about is left out.
 
-        ``fresh_counts`` reads every video's counts from the event store, however
-        recently they were read.
+        ``fresh_counts`` (a video's detail) reads every video's counts from the event
+        store, however recently they were read, and its details once past ``ttl``.
         """
         degraded: list[str] = []
-        videos = self._details(self._videos, video_ids, self._catalog.get_videos, degraded)
+        list_cards = not fresh_counts
+        videos = self._details(
+            self._videos, video_ids, self._catalog.get_videos, self._refresh_videos,
+            stale=list_cards, degraded=degraded,
+        )  # fmt: skip
         creator_ids = sorted({video.creator_id for video in videos.values()})
-        creators = self._details(self._creators, creator_ids, self._catalog.get_creators, degraded)
+        creators = self._details(
+            self._creators, creator_ids, self._catalog.get_creators, self._refresh_creators,
+            stale=list_cards, degraded=degraded,
+        )  # fmt: skip
         ids = list(videos)
         stats, stale = ({}, ids) if fresh_counts else self._stats.fresh(ids)
         if stale and not fresh_counts and self._refresh_in_background:
             older = self._stats.kept(stale)
             if older:
                 stats.update(older)
-                self._refresh_later(older)
+                self._refresh_counts.add(older)
                 stale = [video_id for video_id in stale if video_id not in older]
         if stale and not fresh_counts:
             began = self._stats.generation()
@@ -816,17 +913,6 @@ class CardReader:
             self._stats.store(counts, began=began)
         return len(kept)
 
-    def _refresh_later(self, video_ids: Iterable[int]) -> None:
-        """Read the counts of ``video_ids`` again on the pool, one batch at a time."""
-        with self._refresh_lock:
-            if self._closed:
-                return
-            self._to_refresh.update(video_ids)
-            if self._refreshing:
-                return
-            self._refreshing = True
-            self._refreshed = self._refresher.submit(self._refresh)
-
     @property
     def guards(self) -> tuple[DependencyGuard, ...]:
         """The guards this reader made for its reads (a store that is a
@@ -837,48 +923,39 @@ class CardReader:
         return tuple(read.own_guard for read in reads if read.own_guard is not None)
 
     def close(self, timeout: float) -> None:
-        """Stop the background count reads: those not started are dropped, and the one
-        under way is waited for up to ``timeout`` seconds (it reads once, under the
-        event store's guard and its deadline). Cards shown afterwards show the counts kept,
-        however old, and read only those never read. Closing again does nothing more."""
-        with self._refresh_lock:
-            self._closed = True
-            self._to_refresh.clear()
-            refreshed = self._refreshed
+        """Stop the background reads: those not started are dropped, and those under way
+        are waited for up to ``timeout`` seconds (each reads once, under its store's
+        guard and deadline). Cards shown afterwards show the counts kept, however old,
+        and read details past ``ttl`` during the request. Closing again does nothing
+        more."""
+        under_way = [
+            reads.close()
+            for reads in (self._refresh_videos, self._refresh_creators, self._refresh_counts)
+        ]
+        self._details_within = None
         self._refresher.shutdown()
         # A read not started yet is dropped.
-        if refreshed is not None and not refreshed.cancel():
-            wait_for([refreshed], timeout=timeout)
-
-    def _refresh(self) -> None:
-        while True:
-            with self._refresh_lock:
-                ids = sorted(self._to_refresh)[:_REFRESH_BATCH]
-                self._to_refresh.difference_update(ids)
-                if not ids:
-                    self._refreshing = False
-                    return
-            read_at = self._clock()
-            counts = self._events_reads.call_or_none(functools.partial(self._events.get_stats, ids))
-            if counts is None:
-                # The store is failing: the ids are read again when a card next shows them.
-                with self._refresh_lock:
-                    self._to_refresh.clear()
-                    self._refreshing = False
-                return
-            # A count dropped meanwhile (an event recorded here) is read again by the next
-            # request, and one read afresh meanwhile (a like's answer) is kept, rather
-            # than either replaced by what this read may have seen before the event.
-            self._stats.store_present(counts, read_at)
+        running = [read for read in under_way if read is not None and not read.cancel()]
+        if running:
+            wait_for(running, timeout=timeout)
 
     def _details(
         self,
         kept: _Kept[V],
         ids: list[int],
         read: Callable[[list[int]], dict[int, V]],
+        refresh: _BackgroundReads[V],
+        *,
+        stale: bool,
         degraded: list[str],
     ) -> dict[int, V]:
         found, missing = kept.fresh(ids)
+        within = self._details_within
+        if missing and stale and within is not None:
+            older, missing = kept.fresh(missing, within=within)
+            if older:
+                found.update(older)
+                refresh.add(older)
         if not missing:
             return found
         fetched = self._catalog_reads.call_or_none(functools.partial(read, missing))

@@ -207,6 +207,15 @@ class Settings(BaseSettings):
     and the video details the feed's ranking read (aged from when their read began).
     Older details are read again, but kept and served while the catalog is
     unavailable; 0 reads them on every request (and keeps nothing)."""
+    card_details_stale_seconds: float = Field(
+        default=120.0, ge=0.0, le=3_600.0, allow_inf_nan=False
+    )
+    """How long past ``card_cache_seconds`` a process still shows the video and creator
+    details of list cards (feed pages, search, similar videos) while a background read
+    fetches them again, so a page whose details were read within both together waits
+    for no catalog read; older details, or none, are read during the request. A
+    video's detail reads details past ``card_cache_seconds`` during the request. 0
+    reads them during the request once past ``card_cache_seconds``."""
     card_counts_seconds: float = Field(default=10.0, ge=0.0, le=300.0, allow_inf_nan=False)
     """How long a process reuses the counts (views, likes, shares) it read for list
     cards: feed pages, search and similar videos. Older counts are still shown while

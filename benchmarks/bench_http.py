@@ -231,6 +231,11 @@ class Step:
     app_split: dict[str, AppSplit] = field(default_factory=dict)
     """Per group of :func:`_percentiles` (feed and search by cache status, events by
     kind), where the answered requests' time went: in the app's handling or outside it."""
+    redis_slow: dict[str, tuple[int, float]] = field(default_factory=dict)
+    """Redis commands that ran ``REDIS_SLOW_MS`` or longer inside the server during the
+    step (its ``SLOWLOG``: the command's own time, not waiting for a core or the
+    network), by command (a script by the first characters of its digest): how many,
+    and the longest in ms."""
 
     @property
     def hit_rate_without_ended(self) -> float:
@@ -609,6 +614,29 @@ def _app_split(records: list[LoadRecord], log: Path) -> dict[str, AppSplit]:
     return split
 
 
+REDIS_SLOW_MS = 1.0
+"""Redis commands that took this long or longer inside the server are counted per step."""
+
+
+def _redis_slowlog_reset(client: Any) -> None:
+    client.config_set("slowlog-log-slower-than", int(REDIS_SLOW_MS * 1000))
+    client.config_set("slowlog-max-len", 10_000)
+    client.slowlog_reset()
+
+
+def _redis_slow_commands(client: Any) -> dict[str, tuple[int, float]]:
+    """The slow log since :func:`_redis_slowlog_reset`, by command: count, longest ms."""
+    slow: dict[str, tuple[int, float]] = {}
+    for entry in client.slowlog_get(10_000):
+        words = entry["command"].split()
+        name = words[0].decode().upper() if words else "?"
+        if name in ("EVALSHA", "EVALSHA_RO") and len(words) > 1:
+            name = f"{name} {words[1].decode()[:8]}"
+        count, longest = slow.get(name, (0, 0.0))
+        slow[name] = (count + 1, max(longest, entry["duration"] / 1000.0))
+    return dict(sorted(slow.items(), key=lambda item: -item[1][0]))
+
+
 def _p50_p99(values: list[float]) -> tuple[float, float]:
     return percentile(values, 0.5), percentile(values, 0.99)
 
@@ -633,8 +661,16 @@ def _py_spy(service: Gunicorn, seconds: float, name: str) -> list[subprocess.Pop
 
 
 def _step(
-    service: Gunicorn, directory: Path, rate: float, seconds: float, seed: int, name: str = ""
+    service: Gunicorn,
+    directory: Path,
+    rate: float,
+    seconds: float,
+    seed: int,
+    name: str = "",
+    redis_client: Any = None,
 ) -> Step:
+    if redis_client is not None:
+        _redis_slowlog_reset(redis_client)
     counters_before = _feed_counters(service.url)
     cpu_before = service.cpu_seconds()
     started = time.time()
@@ -684,6 +720,7 @@ def _step(
         percentiles=_percentiles(records),
         loadavg=loadavg,
         app_split=_app_split(records, service.log),
+        redis_slow={} if redis_client is None else _redis_slow_commands(redis_client),
     )
     if samplers:
         assert PROFILE_DIR is not None
@@ -741,6 +778,7 @@ def test_service_under_mixed_load(
                 _step_seconds(rate),
                 number,
                 f"step{number}",
+                redis_client=stack.redis.client(),
             )
             RESULTS.steps.append(step)
             assert step.requests > 0
@@ -843,6 +881,12 @@ def _summarise() -> None:
                 f"outside {split.slowest_outside:.1f} ms, longest calls "
                 f"{_calls(split.slowest_calls)} ({split.joined} joined)"
             )
+        if step.redis_slow:
+            listed = ", ".join(
+                f"{command} x{count} (longest {longest:.1f} ms)"
+                for command, (count, longest) in step.redis_slow.items()
+            )
+            SUMMARY.append(f"HTTP:   redis commands of {REDIS_SLOW_MS:g} ms or more: {listed}")
     meeting = [step.offered for step in results.steps if step.meets_p99_goals]
     best = f"{max(meeting):.0f} req/s{_of_bare(max(meeting), bare)}" if meeting else "none"
     SUMMARY.append(f"HTTP: largest offered rate meeting the p99 goals: {best}")

@@ -268,9 +268,11 @@ class AppSplit:
     ``after_request``), of which ``cpu`` is the handling thread's CPU (``cpu_ms``) and
     ``store`` its waits for store calls (``store_ms``), and ``run_queue`` its waits for
     a core (``run_queue_ms``, inside store calls too); the rest of ``app`` is waiting
-    for a lock or the interpreter lock. ``outside`` is ``client - app`` per request:
-    the client's lateness, the socket, gunicorn's accepting and parsing, a thread and
-    the interpreter lock to start on, writing the answer. ``slowest_*`` are medians over
+    for a lock or the interpreter lock. ``sending`` is the client's own wait before it
+    wrote the request (a free connection, its event loop: ``LoadRecord.send_delay``),
+    and ``outside`` the rest of ``client - app`` per request: the socket, gunicorn's
+    accepting and parsing, a thread and the interpreter lock to start on, writing the
+    answer, the client's reading it. ``slowest_*`` are medians over
     the requests at or above the client's p99, and ``slowest_calls`` counts their
     longest store calls (``slowest_store_call``).
     """
@@ -281,12 +283,14 @@ class AppSplit:
     cpu: tuple[float, float]
     store: tuple[float, float]
     run_queue: tuple[float, float]
+    sending: tuple[float, float]
     outside: tuple[float, float]
     slowest: int
     slowest_app: float
     slowest_cpu: float
     slowest_store: float
     slowest_run_queue: float
+    slowest_sending: float
     slowest_outside: float
     slowest_calls: dict[str, int]
 
@@ -573,24 +577,26 @@ def _app_split(records: list[LoadRecord], log: Path) -> dict[str, AppSplit]:
                     fields.get("run_queue_ms", 0.0),
                     fields.get("slowest_store_call", "none"),
                 )
-    # Per group: (client, app, cpu, store, run queue, outside) in ms, and the longest call.
+    # Per group: (client, app, cpu, store, run queue, sending, outside) in ms, and the
+    # longest call.
     groups: dict[str, list[tuple[tuple[float, ...], str]]] = {}
     for rid, (app_ms, cpu_ms, store_ms, run_queue_ms, call) in handled.items():
         record = wanted[rid]
         # Feed pages and searches by cache status; events (acknowledged) by kind.
         group = _group(record) or (record.endpoint if record.endpoint in _EVENTS else None)
         if group is not None and 200 <= record.status < 300:
-            client_ms = record.latency * 1000
-            times = (client_ms, app_ms, cpu_ms, store_ms, run_queue_ms, client_ms - app_ms)
+            client_ms, sending_ms = record.latency * 1000, record.send_delay * 1000
+            outside_ms = client_ms - sending_ms - app_ms
+            times = (client_ms, app_ms, cpu_ms, store_ms, run_queue_ms, sending_ms, outside_ms)
             groups.setdefault(group, []).append((times, call))
     split = {}
     for group, rows in sorted(groups.items()):
-        client, app, cpu, store, run_queue, outside = (
+        client, app, cpu, store, run_queue, sending, outside = (
             list(column) for column in zip(*(times for times, _ in rows), strict=True)
         )
         threshold = percentile(client, 0.99)
         slowest = [(times, call) for times, call in rows if times[0] >= threshold]
-        _, slow_app, slow_cpu, slow_store, slow_run_queue, slow_outside = (
+        _, slow_app, slow_cpu, slow_store, slow_run_queue, slow_sending, slow_outside = (
             percentile(list(column), 0.5)
             for column in zip(*(times for times, _ in slowest), strict=True)
         )
@@ -602,12 +608,14 @@ def _app_split(records: list[LoadRecord], log: Path) -> dict[str, AppSplit]:
             cpu=_p50_p99(cpu),
             store=_p50_p99(store),
             run_queue=_p50_p99(run_queue),
+            sending=_p50_p99(sending),
             outside=_p50_p99(outside),
             slowest=len(slowest),
             slowest_app=slow_app,
             slowest_cpu=slow_cpu,
             slowest_store=slow_store,
             slowest_run_queue=slow_run_queue,
+            slowest_sending=slow_sending,
             slowest_outside=slow_outside,
             slowest_calls=dict(calls.most_common()),
         )
@@ -874,11 +882,13 @@ def _summarise() -> None:
             SUMMARY.append(
                 f"HTTP:   {name:<12} p50/p99 client {_ends(split.client)}, in the app "
                 f"{_ends(split.app)} (its thread's CPU {_ends(split.cpu)}, stores "
-                f"{_ends(split.store)}, run queue {_ends(split.run_queue)}), outside "
-                f"{_ends(split.outside)}; the {split.slowest} slowest: in the app "
-                f"{split.slowest_app:.1f} (CPU {split.slowest_cpu:.1f}, stores "
-                f"{split.slowest_store:.1f}, run queue {split.slowest_run_queue:.1f}), "
-                f"outside {split.slowest_outside:.1f} ms, longest calls "
+                f"{_ends(split.store)}, run queue {_ends(split.run_queue)}), client's "
+                f"wait to send {_ends(split.sending)}, outside {_ends(split.outside)}; the "
+                f"{split.slowest} slowest: in the app {split.slowest_app:.1f} (CPU "
+                f"{split.slowest_cpu:.1f}, stores {split.slowest_store:.1f}, run queue "
+                f"{split.slowest_run_queue:.1f}), client's wait to send "
+                f"{split.slowest_sending:.1f}, outside {split.slowest_outside:.1f} ms, "
+                f"longest calls "
                 f"{_calls(split.slowest_calls)} ({split.joined} joined)"
             )
         if step.redis_slow:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
+import statistics
 import subprocess
 import sys
 import threading
@@ -161,6 +162,16 @@ def test_a_stall_delays_no_send_and_counts_from_the_scheduled_time(
     for record in held:
         assert record.scheduled + record.latency >= stall_end - 0.01
     assert max(record.latency for record in held) >= 0.4
+    # Of that latency, the wait for one of the two connections (both held by stalled
+    # requests) is the client's own: sent once the stall ended, answered at once.
+    assert all(0.0 <= record.send_delay <= record.latency for record in records)
+    queued = [record for record in held if record.send_delay >= 0.2]
+    assert queued
+    for record in queued:
+        assert record.scheduled + record.send_delay >= stall_end - 0.01
+        assert record.latency - record.send_delay < 0.1
+    before = [record.send_delay for record in records if record.scheduled < stall_start - 0.05]
+    assert before and statistics.median(before) < 0.05
 
 
 def _cumulative_under(gaps: list[float], limit: float) -> Iterator[float]:

@@ -438,6 +438,10 @@ class LoadRecord:
     request_id: str = ""
     """The ``X-Request-ID`` the service answered with, which its ``request`` log line
     carries: joins this record to the service's own timing of the request."""
+    send_delay: float = 0.0
+    """Seconds from the scheduled send time to the client's starting to write the
+    request (waiting for a free connection, or for the client's own event loop): the
+    part of ``latency`` that is the client's, not the server's."""
 
 
 @dataclasses.dataclass
@@ -658,6 +662,7 @@ class _LoadRun:
             self.records.append(LoadRecord(action.endpoint, wall_scheduled, spec.timeout, 0))
             return
         endpoint, head, body = self.request(action)
+        sending = loop.time()
         status, data = 0, b""
         answer: dict[bytes, bytes] = {}
         failures = (
@@ -679,6 +684,7 @@ class _LoadRun:
             event_key=action.key,
             retry_after=answer.get(b"retry-after", b"").decode(),
             request_id=answer.get(b"x-request-id", b"").decode(),
+            send_delay=sending - scheduled,
         )
         if endpoint.startswith("feed") and status == 200:
             parsed = json.loads(data)

@@ -270,9 +270,11 @@ class AppSplit:
     a core (``run_queue_ms``, inside store calls too); the rest of ``app`` is waiting
     for a lock or the interpreter lock. ``sending`` is the client's own wait before it
     wrote the request (a free connection, its event loop: ``LoadRecord.send_delay``),
-    and ``outside`` the rest of ``client - app`` per request: the socket, gunicorn's
-    accepting and parsing, a thread and the interpreter lock to start on, writing the
-    answer, the client's reading it. ``slowest_*`` are medians over
+    ``wsgi`` gunicorn's own handling around the app's (its ``access`` line's
+    ``latency_ms`` less the app's: the WSGI environ, Flask around the app's hooks,
+    writing the answer), and ``outside`` the rest of ``client - app`` per request: the
+    socket, gunicorn's accepting and parsing, waiting for a thread and the interpreter
+    lock to start on, the client's reading the answer. ``slowest_*`` are medians over
     the requests at or above the client's p99, and ``slowest_calls`` counts their
     longest store calls (``slowest_store_call``).
     """
@@ -284,6 +286,7 @@ class AppSplit:
     store: tuple[float, float]
     run_queue: tuple[float, float]
     sending: tuple[float, float]
+    wsgi: tuple[float, float]
     outside: tuple[float, float]
     slowest: int
     slowest_app: float
@@ -291,6 +294,7 @@ class AppSplit:
     slowest_store: float
     slowest_run_queue: float
     slowest_sending: float
+    slowest_wsgi: float
     slowest_outside: float
     slowest_calls: dict[str, int]
 
@@ -560,11 +564,18 @@ _EVENTS = ("watch", "like", "share")
 
 
 def _app_split(records: list[LoadRecord], log: Path) -> dict[str, AppSplit]:
-    """Join ``records`` to the service's ``request`` lines in ``log`` by request id."""
+    """Join ``records`` to the service's ``request`` and gunicorn's ``access`` lines in
+    ``log`` by request id."""
     wanted = {record.request_id: record for record in records if record.request_id}
     handled: dict[str, tuple[float, float, float, float, str]] = {}
+    served: dict[str, float] = {}
     with log.open(errors="replace") as lines:
         for line in lines:
+            if line.startswith('{"event": "access"'):
+                fields = json.loads(line)
+                if fields.get("request_id") in wanted:
+                    served[fields["request_id"]] = fields["latency_ms"]
+                continue
             if not line.startswith('{"event": "request"'):
                 continue
             fields = json.loads(line)
@@ -577,8 +588,8 @@ def _app_split(records: list[LoadRecord], log: Path) -> dict[str, AppSplit]:
                     fields.get("run_queue_ms", 0.0),
                     fields.get("slowest_store_call", "none"),
                 )
-    # Per group: (client, app, cpu, store, run queue, sending, outside) in ms, and the
-    # longest call.
+    # Per group: (client, app, cpu, store, run queue, sending, wsgi, outside) in ms, and
+    # the longest call.
     groups: dict[str, list[tuple[tuple[float, ...], str]]] = {}
     for rid, (app_ms, cpu_ms, store_ms, run_queue_ms, call) in handled.items():
         record = wanted[rid]
@@ -586,17 +597,20 @@ def _app_split(records: list[LoadRecord], log: Path) -> dict[str, AppSplit]:
         group = _group(record) or (record.endpoint if record.endpoint in _EVENTS else None)
         if group is not None and 200 <= record.status < 300:
             client_ms, sending_ms = record.latency * 1000, record.send_delay * 1000
-            outside_ms = client_ms - sending_ms - app_ms
-            times = (client_ms, app_ms, cpu_ms, store_ms, run_queue_ms, sending_ms, outside_ms)
+            gunicorn_ms = served.get(rid, app_ms)
+            times = (
+                client_ms, app_ms, cpu_ms, store_ms, run_queue_ms, sending_ms,
+                gunicorn_ms - app_ms, client_ms - sending_ms - gunicorn_ms,
+            )  # fmt: skip
             groups.setdefault(group, []).append((times, call))
     split = {}
     for group, rows in sorted(groups.items()):
-        client, app, cpu, store, run_queue, sending, outside = (
+        client, app, cpu, store, run_queue, sending, wsgi, outside = (
             list(column) for column in zip(*(times for times, _ in rows), strict=True)
         )
         threshold = percentile(client, 0.99)
         slowest = [(times, call) for times, call in rows if times[0] >= threshold]
-        _, slow_app, slow_cpu, slow_store, slow_run_queue, slow_sending, slow_outside = (
+        _, slow_app, slow_cpu, slow_store, slow_run_queue, slow_sending, slow_wsgi, slow_outside = (
             percentile(list(column), 0.5)
             for column in zip(*(times for times, _ in slowest), strict=True)
         )
@@ -609,6 +623,7 @@ def _app_split(records: list[LoadRecord], log: Path) -> dict[str, AppSplit]:
             store=_p50_p99(store),
             run_queue=_p50_p99(run_queue),
             sending=_p50_p99(sending),
+            wsgi=_p50_p99(wsgi),
             outside=_p50_p99(outside),
             slowest=len(slowest),
             slowest_app=slow_app,
@@ -616,6 +631,7 @@ def _app_split(records: list[LoadRecord], log: Path) -> dict[str, AppSplit]:
             slowest_store=slow_store,
             slowest_run_queue=slow_run_queue,
             slowest_sending=slow_sending,
+            slowest_wsgi=slow_wsgi,
             slowest_outside=slow_outside,
             slowest_calls=dict(calls.most_common()),
         )
@@ -883,11 +899,13 @@ def _summarise() -> None:
                 f"HTTP:   {name:<12} p50/p99 client {_ends(split.client)}, in the app "
                 f"{_ends(split.app)} (its thread's CPU {_ends(split.cpu)}, stores "
                 f"{_ends(split.store)}, run queue {_ends(split.run_queue)}), client's "
-                f"wait to send {_ends(split.sending)}, outside {_ends(split.outside)}; the "
+                f"wait to send {_ends(split.sending)}, gunicorn around the app "
+                f"{_ends(split.wsgi)}, outside {_ends(split.outside)}; the "
                 f"{split.slowest} slowest: in the app {split.slowest_app:.1f} (CPU "
                 f"{split.slowest_cpu:.1f}, stores {split.slowest_store:.1f}, run queue "
                 f"{split.slowest_run_queue:.1f}), client's wait to send "
-                f"{split.slowest_sending:.1f}, outside {split.slowest_outside:.1f} ms, "
+                f"{split.slowest_sending:.1f}, gunicorn around the app "
+                f"{split.slowest_wsgi:.1f}, outside {split.slowest_outside:.1f} ms, "
                 f"longest calls "
                 f"{_calls(split.slowest_calls)} ({split.joined} joined)"
             )

@@ -260,8 +260,9 @@ class Step:
 
 @dataclass
 class AppSplit:
-    """Where a group of requests' time went, from the service's ``request`` log lines
-    joined to the load client's records by ``X-Request-ID``: p50 / p99 in ms.
+    """Where a group of requests' time went, from the service's ``request`` and
+    gunicorn's ``access`` log lines joined to the load client's records by
+    ``X-Request-ID``: p50 / p99 in ms.
 
     ``client`` is the load client's latency (from the scheduled send); ``app`` the app's
     handling (``latency_ms``: the ``before_request`` hook of the service's logging to its
@@ -272,9 +273,11 @@ class AppSplit:
     wrote the request (a free connection, its event loop: ``LoadRecord.send_delay``),
     ``wsgi`` gunicorn's own handling around the app's (its ``access`` line's
     ``latency_ms`` less the app's: the WSGI environ, Flask around the app's hooks,
-    writing the answer), and ``outside`` the rest of ``client - app`` per request: the
-    socket, gunicorn's accepting and parsing, waiting for a thread and the interpreter
-    lock to start on, the client's reading the answer. ``slowest_*`` are medians over
+    writing the answer), ``client_queue`` the client's own wait for a core while the
+    request was out (``LoadRecord.client_run_queue``), and ``outside`` the rest of
+    ``client - app`` per request: the socket, gunicorn's accepting and parsing, waiting
+    for a thread and the interpreter lock to start on, the client's reading the
+    answer. ``slowest_*`` are medians over
     the requests at or above the client's p99, and ``slowest_calls`` counts their
     longest store calls (``slowest_store_call``).
     """
@@ -287,6 +290,7 @@ class AppSplit:
     run_queue: tuple[float, float]
     sending: tuple[float, float]
     wsgi: tuple[float, float]
+    client_queue: tuple[float, float]
     outside: tuple[float, float]
     slowest: int
     slowest_app: float
@@ -295,6 +299,7 @@ class AppSplit:
     slowest_run_queue: float
     slowest_sending: float
     slowest_wsgi: float
+    slowest_client_queue: float
     slowest_outside: float
     slowest_calls: dict[str, int]
 
@@ -588,8 +593,8 @@ def _app_split(records: list[LoadRecord], log: Path) -> dict[str, AppSplit]:
                     fields.get("run_queue_ms", 0.0),
                     fields.get("slowest_store_call", "none"),
                 )
-    # Per group: (client, app, cpu, store, run queue, sending, wsgi, outside) in ms, and
-    # the longest call.
+    # Per group: (client, app, cpu, store, run queue, sending, wsgi, client queue,
+    # outside) in ms, and the longest call.
     groups: dict[str, list[tuple[tuple[float, ...], str]]] = {}
     for rid, (app_ms, cpu_ms, store_ms, run_queue_ms, call) in handled.items():
         record = wanted[rid]
@@ -598,22 +603,24 @@ def _app_split(records: list[LoadRecord], log: Path) -> dict[str, AppSplit]:
         if group is not None and 200 <= record.status < 300:
             client_ms, sending_ms = record.latency * 1000, record.send_delay * 1000
             gunicorn_ms = served.get(rid, app_ms)
+            client_queue_ms = record.client_run_queue * 1000
             times = (
                 client_ms, app_ms, cpu_ms, store_ms, run_queue_ms, sending_ms,
-                gunicorn_ms - app_ms, client_ms - sending_ms - gunicorn_ms,
+                gunicorn_ms - app_ms, client_queue_ms,
+                client_ms - sending_ms - gunicorn_ms - client_queue_ms,
             )  # fmt: skip
             groups.setdefault(group, []).append((times, call))
     split = {}
     for group, rows in sorted(groups.items()):
-        client, app, cpu, store, run_queue, sending, wsgi, outside = (
+        client, app, cpu, store, run_queue, sending, wsgi, client_queue, outside = (
             list(column) for column in zip(*(times for times, _ in rows), strict=True)
         )
         threshold = percentile(client, 0.99)
         slowest = [(times, call) for times, call in rows if times[0] >= threshold]
-        _, slow_app, slow_cpu, slow_store, slow_run_queue, slow_sending, slow_wsgi, slow_outside = (
+        slow = [
             percentile(list(column), 0.5)
             for column in zip(*(times for times, _ in slowest), strict=True)
-        )
+        ]
         calls = Counter(call for _, call in slowest)
         split[group] = AppSplit(
             joined=len(rows),
@@ -624,15 +631,17 @@ def _app_split(records: list[LoadRecord], log: Path) -> dict[str, AppSplit]:
             run_queue=_p50_p99(run_queue),
             sending=_p50_p99(sending),
             wsgi=_p50_p99(wsgi),
+            client_queue=_p50_p99(client_queue),
             outside=_p50_p99(outside),
             slowest=len(slowest),
-            slowest_app=slow_app,
-            slowest_cpu=slow_cpu,
-            slowest_store=slow_store,
-            slowest_run_queue=slow_run_queue,
-            slowest_sending=slow_sending,
-            slowest_wsgi=slow_wsgi,
-            slowest_outside=slow_outside,
+            slowest_app=slow[1],
+            slowest_cpu=slow[2],
+            slowest_store=slow[3],
+            slowest_run_queue=slow[4],
+            slowest_sending=slow[5],
+            slowest_wsgi=slow[6],
+            slowest_client_queue=slow[7],
+            slowest_outside=slow[8],
             slowest_calls=dict(calls.most_common()),
         )
     return split
@@ -900,12 +909,14 @@ def _summarise() -> None:
                 f"{_ends(split.app)} (its thread's CPU {_ends(split.cpu)}, stores "
                 f"{_ends(split.store)}, run queue {_ends(split.run_queue)}), client's "
                 f"wait to send {_ends(split.sending)}, gunicorn around the app "
-                f"{_ends(split.wsgi)}, outside {_ends(split.outside)}; the "
+                f"{_ends(split.wsgi)}, client's wait for a core "
+                f"{_ends(split.client_queue)}, outside {_ends(split.outside)}; the "
                 f"{split.slowest} slowest: in the app {split.slowest_app:.1f} (CPU "
                 f"{split.slowest_cpu:.1f}, stores {split.slowest_store:.1f}, run queue "
                 f"{split.slowest_run_queue:.1f}), client's wait to send "
                 f"{split.slowest_sending:.1f}, gunicorn around the app "
-                f"{split.slowest_wsgi:.1f}, outside {split.slowest_outside:.1f} ms, "
+                f"{split.slowest_wsgi:.1f}, client's wait for a core "
+                f"{split.slowest_client_queue:.1f}, outside {split.slowest_outside:.1f} ms, "
                 f"longest calls "
                 f"{_calls(split.slowest_calls)} ({split.joined} joined)"
             )

@@ -26,6 +26,7 @@ from werkzeug.serving import make_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples" / "flask_app"))
 
+from reelrank_example import testing as load_testing
 from reelrank_example.testing import (
     LoadSpec,
     read_records,
@@ -224,6 +225,27 @@ def test_each_record_carries_the_request_id_of_its_answer(
     }  # fmt: skip
     # One connection: the answers came back in the order the records were made.
     assert [record.request_id for record in records] == received.request_ids
+
+
+def test_each_record_keeps_the_clients_wait_for_a_core_during_it(
+    server: tuple[str, Received], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``client_run_queue`` is the growth of the client thread's run-queue delay from
+    sending a request to reading its answer: with a stand-in counter that grows 1 ms at
+    each reading, one connection (so each request's two readings are its own) gives
+    every record 1 ms; where the kernel gives no reading, 0."""
+    url, _ = server
+    readings = itertools.count()
+    monkeypatch.setattr(load_testing, "run_queue_ns", lambda: next(readings) * 1_000_000)
+    spec = LoadSpec(
+        base_url=url, rate=60.0, duration=0.3, users=4, videos=10, connections=1, seed=5,
+        event_key_prefix="q", retry_seconds=0.0,
+    )  # fmt: skip
+    records = run_load(spec)
+    assert records and all(record.status > 0 for record in records)
+    assert [record.client_run_queue for record in records] == [0.001] * len(records)
+    monkeypatch.setattr(load_testing, "run_queue_ns", lambda: None)
+    assert {record.client_run_queue for record in run_load(spec)} == {0.0}
 
 
 def test_events_carry_idempotency_keys_and_retries_send_the_same(

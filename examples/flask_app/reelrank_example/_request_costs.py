@@ -40,8 +40,9 @@ class RequestCosts:
     kernel does not say."""
 
 
-def _run_queue_ns() -> int | None:
-    """The handling thread's run-queue delay so far, in nanoseconds.
+def run_queue_ns() -> int | None:
+    """This thread's run-queue delay so far, in nanoseconds (``None`` where the kernel
+    does not report it).
 
     Each thread keeps its own unbuffered handle on its own schedstat file (the path
     names the thread that opens it), read again from the start with ``pread``: about a
@@ -70,7 +71,7 @@ def begin_request() -> None:
     _local.calls = 0
     _local.slowest_call = None
     _local.slowest_seconds = 0.0
-    _local.run_queue_ns = _run_queue_ns()
+    _local.run_queue_ns = run_queue_ns()
     _local.active = True
 
 
@@ -91,7 +92,7 @@ def end_request() -> RequestCosts | None:
     if not getattr(_local, "active", False):
         return None
     _local.active = False
-    started, ended = _local.run_queue_ns, _run_queue_ns()
+    started, ended = _local.run_queue_ns, run_queue_ns()
     run_queue = None if started is None or ended is None else (ended - started) / 1e9
     return RequestCosts(
         store_seconds=_local.seconds,

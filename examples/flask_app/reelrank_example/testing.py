@@ -45,6 +45,7 @@ from typing import Any
 from flask import Flask, Response
 
 from ._auth import issue_token
+from ._request_costs import run_queue_ns
 from ._services import FIRST_USER_ID, FIRST_VIDEO_ID
 from ._settings import Settings
 
@@ -299,6 +300,9 @@ class Gunicorn:
             "--keep-alive", "5",
             "--graceful-timeout", "5",
             "--timeout", "30",
+            # gunicorn's access lines, as the deployment's configuration writes them.
+            "--access-logfile", "-",
+            "--logger-class", "reelrank_example.GunicornLogger",
             # gunicorn's control socket has one default path for every master on the machine.
             "--no-control-socket",
             self.app,
@@ -442,6 +446,11 @@ class LoadRecord:
     """Seconds from the scheduled send time to the client's starting to write the
     request (waiting for a free connection, or for the client's own event loop): the
     part of ``latency`` that is the client's, not the server's."""
+    client_run_queue: float = 0.0
+    """Seconds the client's event loop waited for a core between starting to write the
+    request and reading its answer (from the kernel's scheduler statistics; 0 where it
+    does not report them): on a machine the client shares with the service, a part of
+    ``latency`` that is the client's too."""
 
 
 @dataclasses.dataclass
@@ -662,7 +671,7 @@ class _LoadRun:
             self.records.append(LoadRecord(action.endpoint, wall_scheduled, spec.timeout, 0))
             return
         endpoint, head, body = self.request(action)
-        sending = loop.time()
+        sending, queued_before = loop.time(), run_queue_ns()
         status, data = 0, b""
         answer: dict[bytes, bytes] = {}
         failures = (
@@ -675,7 +684,7 @@ class _LoadRun:
         with contextlib.suppress(*failures):
             async with asyncio.timeout(spec.timeout):
                 status, answer, data = await connection.request(head, body)
-        done = loop.time()
+        done, queued_after = loop.time(), run_queue_ns()
         record = LoadRecord(
             endpoint,
             wall_scheduled,
@@ -685,6 +694,11 @@ class _LoadRun:
             retry_after=answer.get(b"retry-after", b"").decode(),
             request_id=answer.get(b"x-request-id", b"").decode(),
             send_delay=sending - scheduled,
+            client_run_queue=(
+                0.0
+                if queued_before is None or queued_after is None
+                else (queued_after - queued_before) / 1e9
+            ),
         )
         if endpoint.startswith("feed") and status == 200:
             parsed = json.loads(data)

@@ -137,6 +137,14 @@ def test_request_lines_carry_id_route_status_latency_and_user(log_output: io.Str
     assert "user_id" not in video
 
 
+def _computing() -> str:
+    """A handler that computes for 40 ms of its thread's CPU."""
+    started = time.thread_time()
+    while time.thread_time() - started < 0.040:
+        pass
+    return "computed"
+
+
 def test_request_lines_split_the_handling_into_cpu_and_waiting(
     log_output: io.StringIO,
 ) -> None:
@@ -148,14 +156,8 @@ def test_request_lines_split_the_handling_into_cpu_and_waiting(
         time.sleep(0.040)
         return "slept"
 
-    def computing() -> str:
-        started = time.thread_time()
-        while time.thread_time() - started < 0.040:
-            pass
-        return "computed"
-
     app.add_url_rule("/test/sleeping", view_func=sleeping)
-    app.add_url_rule("/test/computing", view_func=computing)
+    app.add_url_rule("/test/computing", view_func=_computing)
     try:
         client = app.test_client()
         assert client.get("/test/sleeping").status_code == 200
@@ -216,13 +218,7 @@ def test_request_lines_give_the_time_spent_waiting_for_a_core(
     once they are gone."""
     app, services = _build()
 
-    def computing() -> str:
-        started = time.thread_time()
-        while time.thread_time() - started < 0.040:
-            pass
-        return "computed"
-
-    app.add_url_rule("/test/computing", view_func=computing)
+    app.add_url_rule("/test/computing", view_func=_computing)
     core = min(os.sched_getaffinity(0))
     saved = os.sched_getaffinity(0)
     spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in "ab"]

@@ -302,13 +302,16 @@ def register_request_logging(app: Flask) -> None:
         fields: dict[str, Any] = {"method": request.method, "status": response.status_code}
         if route is not None:
             fields["route"] = route
+        # Read in the reverse order of bind_request_id's, so that each span lies within
+        # the one read before it: the run-queue wait within the CPU's, within the latency.
+        costs = end_request()
         started = g.get("log_started")
         if started is not None:
-            fields["latency_ms"] = round((time.perf_counter() - started) * 1000.0, 3)
             # The handling thread's own CPU: latency_ms less this is time spent waiting,
             # for stores, locks, the interpreter lock or a core.
-            fields["cpu_ms"] = round((time.thread_time() - g.log_started_cpu) * 1000.0, 3)
-        costs = end_request()
+            cpu_ms = round((time.thread_time() - g.log_started_cpu) * 1000.0, 3)
+            fields["latency_ms"] = round((time.perf_counter() - started) * 1000.0, 3)
+            fields["cpu_ms"] = cpu_ms
         if costs is not None:
             fields["store_ms"] = round(costs.store_seconds * 1000.0, 3)
             fields["store_calls"] = costs.store_calls

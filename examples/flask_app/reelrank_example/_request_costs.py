@@ -14,6 +14,7 @@ runnable but another thread or process had the core. Where the file does not exi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from dataclasses import dataclass
@@ -40,27 +41,40 @@ class RequestCosts:
     kernel does not say."""
 
 
+class _ThreadSchedstat:
+    """The calling thread's schedstat file, open while the thread's locals hold it:
+    closed when the thread ends and its locals go."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self) -> None:
+        self.fd = os.open(_SCHEDSTAT, os.O_RDONLY)
+
+    def __del__(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+
 def run_queue_ns() -> int | None:
     """This thread's run-queue delay so far, in nanoseconds (``None`` where the kernel
     does not report it).
 
-    Each thread keeps its own unbuffered handle on its own schedstat file (the path
-    names the thread that opens it), read again from the start with ``pread``: about a
-    microsecond, against eight to open and read it each time. The handle closes when
-    the thread ends and its locals go.
+    Each thread keeps its own descriptor of its own schedstat file (the path names the
+    thread that opens it), read again from the start with ``pread``: about a
+    microsecond, against eight to open and read it each time.
     """
     handle = getattr(_local, "schedstat", None)
     if handle is None:
         if getattr(_local, "no_schedstat", False):
             return None
         try:
-            handle = open(_SCHEDSTAT, "rb", buffering=0)  # noqa: SIM115 - kept per thread
+            handle = _ThreadSchedstat()
         except OSError:
             _local.no_schedstat = True
             return None
         _local.schedstat = handle
     try:
-        return int(os.pread(handle.fileno(), 64, 0).split()[1])
+        return int(os.pread(handle.fd, 64, 0).split()[1])
     except (OSError, ValueError, IndexError):
         return None
 

@@ -277,13 +277,16 @@ class AppSplit:
     request was out (``LoadRecord.client_run_queue``), and ``outside`` the rest of
     ``client - app`` per request: the socket, gunicorn's accepting and parsing, waiting
     for a thread and the interpreter lock to start on, the client's reading the
-    answer. ``slowest_*`` are medians over
-    the requests at or above the client's p99, and ``slowest_calls`` counts their
-    longest store calls (``slowest_store_call``).
+    answer. ``served`` is ``client`` less the client's own wait for a core, which a
+    client on cores of its own would not have waited (the service's time stays as
+    measured, on cores it shared with the client). ``slowest_*`` are medians over the
+    requests at or above the client's p99, and ``slowest_calls`` counts their longest
+    store calls (``slowest_store_call``).
     """
 
     joined: int
     client: tuple[float, float]
+    served: tuple[float, float]
     app: tuple[float, float]
     cpu: tuple[float, float]
     store: tuple[float, float]
@@ -625,6 +628,7 @@ def _app_split(records: list[LoadRecord], log: Path) -> dict[str, AppSplit]:
         split[group] = AppSplit(
             joined=len(rows),
             client=_p50_p99(client),
+            served=_p50_p99([total - own for total, own in zip(client, client_queue, strict=True)]),
             app=_p50_p99(app),
             cpu=_p50_p99(cpu),
             store=_p50_p99(store),
@@ -905,7 +909,8 @@ def _summarise() -> None:
             )
         for name, split in step.app_split.items():
             SUMMARY.append(
-                f"HTTP:   {name:<12} p50/p99 client {_ends(split.client)}, in the app "
+                f"HTTP:   {name:<12} p50/p99 client {_ends(split.client)} (less its own "
+                f"wait for a core {_ends(split.served)}), in the app "
                 f"{_ends(split.app)} (its thread's CPU {_ends(split.cpu)}, stores "
                 f"{_ends(split.store)}, run queue {_ends(split.run_queue)}), client's "
                 f"wait to send {_ends(split.sending)}, gunicorn around the app "

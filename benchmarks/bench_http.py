@@ -83,7 +83,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -596,8 +596,8 @@ def _app_split(records: list[LoadRecord], log: Path) -> dict[str, AppSplit]:
                     fields.get("run_queue_ms", 0.0),
                     fields.get("slowest_store_call", "none"),
                 )
-    # Per group: (client, app, cpu, store, run queue, sending, wsgi, client queue,
-    # outside) in ms, and the longest call.
+    # Per group: each request's times in ms, in the order of _SPLIT_COLUMNS, and its
+    # longest store call.
     groups: dict[str, list[tuple[tuple[float, ...], str]]] = {}
     for rid, (app_ms, cpu_ms, store_ms, run_queue_ms, call) in handled.items():
         record = wanted[rid]
@@ -615,40 +615,39 @@ def _app_split(records: list[LoadRecord], log: Path) -> dict[str, AppSplit]:
             groups.setdefault(group, []).append((times, call))
     split = {}
     for group, rows in sorted(groups.items()):
-        client, app, cpu, store, run_queue, sending, wsgi, client_queue, outside = (
-            list(column) for column in zip(*(times for times, _ in rows), strict=True)
-        )
+        columns = _by_column(times for times, _ in rows)
+        client, own_wait = columns["client"], columns["client_queue"]
         threshold = percentile(client, 0.99)
         slowest = [(times, call) for times, call in rows if times[0] >= threshold]
-        slow = [
-            percentile(list(column), 0.5)
-            for column in zip(*(times for times, _ in slowest), strict=True)
-        ]
-        calls = Counter(call for _, call in slowest)
+        slow = _by_column(times for times, _ in slowest)
+        ends: dict[str, Any] = {name: _p50_p99(values) for name, values in columns.items()}
+        ends.update(
+            (f"slowest_{name}", percentile(values, 0.5))
+            for name, values in slow.items()
+            if name != "client"
+        )
         split[group] = AppSplit(
             joined=len(rows),
-            client=_p50_p99(client),
-            served=_p50_p99([total - own for total, own in zip(client, client_queue, strict=True)]),
-            app=_p50_p99(app),
-            cpu=_p50_p99(cpu),
-            store=_p50_p99(store),
-            run_queue=_p50_p99(run_queue),
-            sending=_p50_p99(sending),
-            wsgi=_p50_p99(wsgi),
-            client_queue=_p50_p99(client_queue),
-            outside=_p50_p99(outside),
+            served=_p50_p99([total - own for total, own in zip(client, own_wait, strict=True)]),
             slowest=len(slowest),
-            slowest_app=slow[1],
-            slowest_cpu=slow[2],
-            slowest_store=slow[3],
-            slowest_run_queue=slow[4],
-            slowest_sending=slow[5],
-            slowest_wsgi=slow[6],
-            slowest_client_queue=slow[7],
-            slowest_outside=slow[8],
-            slowest_calls=dict(calls.most_common()),
+            slowest_calls=dict(Counter(call for _, call in slowest).most_common()),
+            **ends,
         )
     return split
+
+
+_SPLIT_COLUMNS = (
+    "client", "app", "cpu", "store", "run_queue", "sending", "wsgi", "client_queue", "outside",
+)  # fmt: skip
+"""The times :func:`_app_split` keeps per request, named as :class:`AppSplit`'s fields."""
+
+
+def _by_column(rows: Iterable[tuple[float, ...]]) -> dict[str, list[float]]:
+    """Rows of times in the order of ``_SPLIT_COLUMNS``, as one list per column."""
+    return {
+        name: list(column)
+        for name, column in zip(_SPLIT_COLUMNS, zip(*rows, strict=True), strict=True)
+    }
 
 
 REDIS_SLOW_MS = 1.0
@@ -807,24 +806,25 @@ def test_service_under_mixed_load(
         RESULTS.load_started = time.time()
         RESULTS.warmed_snapshots = _feed_counters(service.url).get("warming_users/warmed", 0)
         _step(service, tmp_path / "warmup", RATES[0], WARMUP_SECONDS, seed=0)
-        for number, rate in enumerate(RATES, start=1):
-            step = _step(
-                service,
-                tmp_path / f"step{number}",
-                rate,
-                _step_seconds(rate),
-                number,
-                f"step{number}",
-                redis_client=stack.redis.client(),
-            )
-            RESULTS.steps.append(step)
-            assert step.requests > 0
-            # Every answered feed page and search has its line in the service's log.
-            for group, split in step.app_split.items():
-                if group not in _EVENTS:  # (the events' percentiles count refusals too)
-                    assert split.joined == step.percentiles[group][0], group
-            if step.achieved < 0.8 * rate:
-                break  # saturated: higher offered rates would only queue or be refused
+        with stack.redis.client() as redis_client:  # reads each step's slow log
+            for number, rate in enumerate(RATES, start=1):
+                step = _step(
+                    service,
+                    tmp_path / f"step{number}",
+                    rate,
+                    _step_seconds(rate),
+                    number,
+                    f"step{number}",
+                    redis_client=redis_client,
+                )
+                RESULTS.steps.append(step)
+                assert step.requests > 0
+                # Every answered feed page and search has its line in the service's log.
+                for group, split in step.app_split.items():
+                    if group not in _EVENTS:  # (the events' percentiles count refusals too)
+                        assert split.joined == step.percentiles[group][0], group
+                if step.achieved < 0.8 * rate:
+                    break  # saturated: higher offered rates would only queue or be refused
         # Last: wrk's thousands of pages for the same users mark much of the candidates
         # seen, which would leave the mixed steps fewer cache hits than real users get.
         feeds = _wrk(service.url + "/api/v1/reels?limit=10", WRK_SECONDS, _zipf_script(tmp_path))
